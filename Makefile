@@ -1,0 +1,52 @@
+# The one entry point. `make run` serves the whole suite; `make test` proves it.
+# Both install what they need: a virtualenv in .venv, the pinned packages, generated code.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+GEN_STAMP := gen/.generated
+PROTOS := $(shell find protos -name '*.proto')
+
+.PHONY: setup proto lint run seed test test-fast bench dlq clean
+
+setup: $(INSTALLED) $(GEN_STAMP)
+
+$(INSTALLED): requirements.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	# The repo root and the generated code are importable from the virtualenv.
+	echo "$(CURDIR)" > $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/siyu.pth
+	echo "$(CURDIR)/gen" >> $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/siyu.pth
+	touch $@
+
+# google/api/*.proto comes from googleapis-common-protos, copied so buf needs no registry.
+$(GEN_STAMP): $(PROTOS) $(INSTALLED)
+	rm -rf gen build/proto-deps
+	mkdir -p gen build/proto-deps/google/api
+	cp $$($(BIN)/python -c 'import google.api.annotations_pb2 as m, os; print(os.path.dirname(m.__file__))')/{annotations,http}.proto build/proto-deps/google/api/
+	$(BIN)/python -m grpc_tools.protoc -Iprotos -Ibuild/proto-deps --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	touch $@
+
+proto: $(GEN_STAMP)
+
+lint: setup
+	$(BIN)/buf lint
+
+run: setup
+	$(BIN)/python -m siyu_kit.devstack run
+
+seed: setup
+	$(BIN)/python -m scripts.seed
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest tests/unit
+
+dlq: setup
+	$(BIN)/python -m siyu_kit.events.dlq $(ARGS)
+
+clean:
+	rm -rf gen build .pytest_cache

@@ -1,0 +1,103 @@
+"""The request context: who calls, for which merchant, through which channel.
+
+The gateway builds it from the channel key and the bearer token; services carry it to
+each other as gRPC metadata; use cases read it from a context variable. A merchant id
+never comes from a request body.
+"""
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field, replace
+
+from siyu_kit.errors import PermissionDenied, Unauthenticated
+from siyu_kit.ids import new_id
+
+MD_REQUEST_ID = "x-request-id"
+MD_MERCHANT = "x-siyu-merchant"
+MD_CHANNEL = "x-siyu-channel"
+MD_CALLER = "x-siyu-caller"  # "member:mem_…", "staff:stf_…", or empty
+MD_ROLES = "x-siyu-roles"  # "OWNER,OPERATOR"
+MD_SERVICE = "x-siyu-service"  # set by a service calling another service
+
+CHANNELS = ("MINI_PROGRAM", "H5", "LIVE")
+ROLES = ("OWNER", "OPERATOR", "GUIDE", "FINANCE")
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str = ""
+    merchant_id: str = ""
+    channel: str = ""  # one of CHANNELS, or empty for staff and internal calls
+    caller_kind: str = ""  # "member", "staff" or ""
+    caller_id: str = ""
+    roles: tuple[str, ...] = field(default_factory=tuple)
+    calling_service: str = ""
+
+    def to_metadata(self, calling_service: str = "") -> tuple[tuple[str, str], ...]:
+        caller = f"{self.caller_kind}:{self.caller_id}" if self.caller_kind else ""
+        pairs = [
+            (MD_REQUEST_ID, self.request_id or new_id("req")),
+            (MD_MERCHANT, self.merchant_id),
+            (MD_CHANNEL, self.channel),
+            (MD_CALLER, caller),
+            (MD_ROLES, ",".join(self.roles)),
+        ]
+        if calling_service or self.calling_service:
+            pairs.append((MD_SERVICE, calling_service or self.calling_service))
+        return tuple((k, v) for k, v in pairs if v)
+
+    @classmethod
+    def from_metadata(cls, metadata) -> "RequestContext":
+        md = {k: v for k, v in (metadata or ())}
+        caller = md.get(MD_CALLER, "")
+        kind, _, caller_id = caller.partition(":")
+        roles = tuple(r for r in md.get(MD_ROLES, "").split(",") if r)
+        return cls(
+            request_id=md.get(MD_REQUEST_ID) or new_id("req"),
+            merchant_id=md.get(MD_MERCHANT, ""),
+            channel=md.get(MD_CHANNEL, ""),
+            caller_kind=kind if caller_id else "",
+            caller_id=caller_id,
+            roles=roles,
+            calling_service=md.get(MD_SERVICE, ""),
+        )
+
+    def with_merchant(self, merchant_id: str) -> "RequestContext":
+        return replace(self, merchant_id=merchant_id)
+
+    # What use cases ask of the caller. Each raises when the answer is no.
+    def require_merchant(self) -> str:
+        if not self.merchant_id:
+            raise Unauthenticated("a channel key or staff token is required")
+        return self.merchant_id
+
+    def require_member(self) -> str:
+        self.require_merchant()
+        if self.caller_kind != "member":
+            raise Unauthenticated("a member token is required")
+        return self.caller_id
+
+    def require_staff(self, *roles: str) -> str:
+        self.require_merchant()
+        if self.caller_kind != "staff":
+            raise Unauthenticated("a staff token is required")
+        if "OWNER" not in self.roles and roles and not set(roles) & set(self.roles):
+            raise PermissionDenied(f"needs one of the roles {', '.join(roles)}")
+        return self.caller_id
+
+
+_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
+    "siyu_request_context", default=RequestContext()
+)
+
+
+def current() -> RequestContext:
+    return _current.get()
+
+
+def use(ctx: RequestContext) -> contextvars.Token:
+    return _current.set(ctx)
+
+
+def reset(token: contextvars.Token) -> None:
+    _current.reset(token)

@@ -1,0 +1,72 @@
+"""Building events and the update fragments that put them in an aggregate's outbox."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from google.protobuf import any_pb2, timestamp_pb2
+from google.protobuf.message import Message
+from siyu.common.v1 import common_pb2
+
+from siyu_kit import context
+from siyu_kit.ids import new_id
+
+# Document fields the outbox uses. `outbox_pending` is 0/1 (an int, portable across
+# stores), `outbox_seq` counts writes that added events so the relay can tell whether
+# more arrived while it was publishing.
+OUTBOX = "outbox"
+PENDING = "outbox_pending"
+SEQ = "outbox_seq"
+
+_CHANNEL_NUMBERS = {"MINI_PROGRAM": 1, "H5": 2, "LIVE": 3}
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    subject: str
+    data: bytes  # serialized EventEnvelope
+
+    def as_doc(self) -> dict:
+        return {"subject": self.subject, "data": self.data}
+
+
+def make_event(subject: str, *, merchant_id: str, aggregate_id: str, aggregate_version: int,
+               payload: Message, channel: str = "", occurred_at: datetime | None = None) -> Event:
+    ctx = context.current()
+    event_id = new_id("evt")
+    when = timestamp_pb2.Timestamp()
+    when.FromDatetime(occurred_at or datetime.now(timezone.utc))
+    packed = any_pb2.Any()
+    packed.Pack(payload)
+    envelope = common_pb2.EventEnvelope(
+        event_id=event_id, type=subject, occurred_at=when, merchant_id=merchant_id,
+        aggregate_id=aggregate_id, aggregate_version=aggregate_version,
+        correlation_id=ctx.request_id, channel=_CHANNEL_NUMBERS.get(channel or ctx.channel, 0),
+        payload=packed,
+    )
+    return Event(event_id, subject, envelope.SerializeToString())
+
+
+def for_insert(*events: Event) -> dict:
+    """Fields to put into a new document so it is born with these events pending."""
+    return {OUTBOX: {e.event_id: e.as_doc() for e in events}, PENDING: 1 if events else 0,
+            SEQ: 1 if events else 0}
+
+
+def add_to_update(update: dict, *events: Event) -> dict:
+    """Merge these events into a MongoDB update document ($set / $inc)."""
+    if not events:
+        return update
+    sets = update.setdefault("$set", {})
+    for e in events:
+        sets[f"{OUTBOX}.{e.event_id}"] = e.as_doc()
+    sets[PENDING] = 1
+    update.setdefault("$inc", {})[SEQ] = 1
+    return update
+
+
+def decode(data: bytes) -> common_pb2.EventEnvelope:
+    envelope = common_pb2.EventEnvelope()
+    envelope.ParseFromString(data)
+    return envelope

@@ -1,0 +1,88 @@
+"""The gRPC side of every service: the interceptor that sets the request context,
+enforces the access rule, logs, times and maps domain errors to `google.rpc.Status`."""
+from __future__ import annotations
+
+import time
+
+import grpc
+import structlog
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from siyu_kit import access, context, logging as slog
+from siyu_kit.errors import DomainError
+from siyu_kit.metrics import RPC_LATENCY
+
+log = slog.get("siyu.rpc")
+
+
+def status_of(error: DomainError, request_id: str) -> status_pb2.Status:
+    details = []
+    if error.violations:
+        bad = error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        ])
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        details.append(packed)
+    info = error_details_pb2.ErrorInfo(reason=error.reason or error.code.name, domain="siyu",
+                                       metadata={"request_id": request_id})
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    details.append(packed)
+    return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+
+
+class ContextInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, service: str):
+        self.service = service
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method
+        # Health and reflection are not ours and carry no rule; every siyu RPC has one.
+        rule = access.rule_for_path(method) if method.startswith("/siyu.") else None
+        inner = handler.unary_unary
+        service = self.service
+
+        async def behaviour(request, servicer_context: grpc.aio.ServicerContext):
+            ctx = context.RequestContext.from_metadata(servicer_context.invocation_metadata())
+            token = context.use(ctx)
+            structlog.contextvars.bind_contextvars(
+                request_id=ctx.request_id, merchant_id=ctx.merchant_id, channel=ctx.channel, method=method)
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                if rule is not None:
+                    access.check(rule, ctx)
+                return await inner(request, servicer_context)
+            except DomainError as error:
+                code = error.code.name
+                log.info("rpc.rejected", code=code, message=error.message, reason=error.reason)
+                await servicer_context.abort_with_status(rpc_status.to_status(status_of(error, ctx.request_id)))
+            except grpc.aio.AbortError:
+                code = "ABORTED_BY_HANDLER"
+                raise
+            except Exception:
+                code = "INTERNAL"
+                log.exception("rpc.failed")
+                status = status_pb2.Status(code=code_pb2.INTERNAL,
+                                           message=f"internal error (request {ctx.request_id})")
+                await servicer_context.abort_with_status(rpc_status.to_status(status))
+            finally:
+                elapsed = time.perf_counter() - started
+                RPC_LATENCY.labels(service, method, code).observe(elapsed)
+                log.info("rpc", code=code, latency_ms=round(elapsed * 1000, 2),
+                         caller=ctx.caller_kind, from_service=ctx.calling_service)
+                structlog.contextvars.unbind_contextvars("request_id", "merchant_id", "channel", "method")
+                context.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            behaviour,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,162 @@
+"""The process of a service: gRPC server, health, reflection, outbox relay, event
+consumers and periodic jobs on one event loop, with a clean SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import grpc
+import nats
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from nats.js import JetStreamContext
+from pymongo.collection import Collection
+
+from siyu_kit import clients, config, db, logging as slog, metrics
+from siyu_kit.events.consumer import Consumer, Subscription
+from siyu_kit.events.relay import OutboxRelay
+from siyu_kit.events.streams import ensure_streams
+from siyu_kit.grpc_server import ContextInterceptor
+
+log = slog.get("siyu.service")
+
+
+@dataclass(frozen=True)
+class Job:
+    """Runs `run` every `interval_s` seconds; a failure is logged and tried next time."""
+    name: str
+    interval_s: float
+    run: Callable[[], Awaitable[Any]]
+
+
+@dataclass
+class Parts:
+    # (add_XServicer_to_server, servicer, full service name)
+    servicers: list[tuple[Callable, Any, str]] = field(default_factory=list)
+    # collections whose documents carry an outbox
+    outbox_collections: list[Collection] = field(default_factory=list)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+
+
+class Runtime:
+    """What a service's wiring gets: settings, clients of other services, the relay."""
+
+    def __init__(self, settings: config.Settings):
+        self.settings = settings
+        self.relay: OutboxRelay | None = None
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        if service not in self._channels:
+            self._channels[service] = clients.channel(self.settings.addr(service), self.settings.service)
+        return self._channels[service]
+
+    def events_committed(self) -> None:
+        """Tell the relay a use case just committed events, so they go out now."""
+        if self.relay is not None:
+            self.relay.kick()
+
+
+async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
+    settings = config.load(name)
+    slog.configure(name, settings.log_level)
+    metrics.serve(settings.metrics_port)
+    db.connect(settings.mongodb_uri, settings.mongodb_db, settings.db_threads)
+    runtime = Runtime(settings)
+    parts = build(runtime)
+
+    server = grpc.aio.server(interceptors=[ContextInterceptor(name)])
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = [reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+    for add, servicer, full_name in parts.servicers:
+        add(servicer, server)
+        names.append(full_name)
+    reflection.enable_server_reflection(names, server)
+    await _set_health(health, parts, health_pb2.HealthCheckResponse.NOT_SERVING)
+    bound = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    await server.start()
+    log.info("service.listening", port=bound)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    nc = await _connect_nats(settings.nats_url, stop)
+    tasks: list[asyncio.Task] = []
+    workers: list[Any] = []
+    if nc is not None:
+        js: JetStreamContext = nc.jetstream()
+        await ensure_streams(js)
+        runtime.relay = OutboxRelay(name, js, parts.outbox_collections, settings.relay_interval_s)
+        workers.append(runtime.relay)
+        for sub in parts.subscriptions:
+            workers.append(Consumer(name, js, sub, settings.max_deliver))
+        tasks += [asyncio.create_task(w.run(), name=type(w).__name__) for w in workers]
+        tasks += [asyncio.create_task(_every(job), name=job.name) for job in parts.jobs]
+        tasks.append(asyncio.create_task(_watch_health(health, parts, nc, stop)))
+        await stop.wait()
+
+    # SIGTERM: stop taking traffic, let in-flight calls finish, then stop the workers.
+    log.info("service.stopping")
+    await _set_health(health, parts, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(grace=5)
+    for worker in workers:
+        worker.stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if nc is not None:
+        await nc.drain()
+    log.info("service.stopped")
+
+
+async def _connect_nats(url: str, stop: asyncio.Event):
+    while not stop.is_set():
+        try:
+            return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                      connect_timeout=2)
+        except Exception as error:  # noqa: BLE001 - keep trying until NATS answers
+            log.warning("nats.unreachable", url=url, error=repr(error))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+    return None
+
+
+async def _set_health(health: HealthServicer, parts: Parts, status) -> None:
+    await health.set("", status)
+    for _, _, full_name in parts.servicers:
+        await health.set(full_name, status)
+
+
+async def _watch_health(health: HealthServicer, parts: Parts, nc, stop: asyncio.Event) -> None:
+    """SERVING only while both MongoDB and NATS answer."""
+    serving = None
+    while not stop.is_set():
+        ok = nc.is_connected and await db.run_sync(db.ping)
+        if ok != serving:
+            serving = ok
+            await _set_health(health, parts, health_pb2.HealthCheckResponse.SERVING if ok
+                              else health_pb2.HealthCheckResponse.NOT_SERVING)
+            log.info("service.health", serving=ok)
+        await asyncio.sleep(1.0)
+
+
+async def _every(job: Job) -> None:
+    while True:
+        try:
+            await job.run()
+        except Exception:  # noqa: BLE001 - a failed run is retried next interval
+            log.exception("job.failed", job=job.name)
+        await asyncio.sleep(job.interval_s)
+
+
+def run(name: str, build: Callable[[Runtime], Parts]) -> None:
+    asyncio.run(_serve(name, build))
