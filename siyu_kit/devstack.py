@@ -1,0 +1,203 @@
+"""Starts the whole suite on this machine: the embedded MongoDB-protocol server
+(nx-27017), nats-server with JetStream, the four services and the gateway, each a real
+process on a loopback port. `make run` and the tests both use it.
+
+    python -m siyu_kit.devstack run       # fixed ports, data kept under var/
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from siyu_kit.config import SERVICE_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+DEFAULT_PORTS = {"mongo": 27117, "nats": 4322, "gateway": 8080,
+                 "catalog": 50051, "member": 50052, "order": 50053, "content": 50054}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{what} did not listen on {port} within {timeout}s")
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    ports: dict[str, int]
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, **extra_env: str) -> "Stack":
+        return cls(data_dir, {name: free_port() for name in DEFAULT_PORTS}, dict(extra_env))
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    @property
+    def mongodb_uri(self) -> str:
+        return os.environ.get("MONGODB_URI") or f"mongodb://127.0.0.1:{self.ports['mongo']}"
+
+    @property
+    def nats_url(self) -> str:
+        return os.environ.get("NATS_URL") or f"nats://127.0.0.1:{self.ports['nats']}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "SIYU_MONGODB_URI": self.mongodb_uri,
+            "SIYU_NATS_URL": self.nats_url,
+            "SIYU_GATEWAY_PORT": str(self.ports["gateway"]),
+            "PYTHONUNBUFFERED": "1",
+        })
+        for name in SERVICE_NAMES:
+            env[f"SIYU_{name.upper()}_ADDR"] = f"127.0.0.1:{self.ports[name]}"
+        env.update(self.extra_env)
+        return env
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        logs = self.data_dir / "log"
+        logs.mkdir(parents=True, exist_ok=True)
+        out = open(logs / f"{name}.log", "ab")
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env or self.env(), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_infra(self) -> None:
+        if not os.environ.get("MONGODB_URI"):
+            mongo_dir = self.data_dir / "mongo"
+            mongo_dir.mkdir(parents=True, exist_ok=True)
+            proc = self._spawn("mongo", [str(BIN / "nx-27017"), "--data-dir", str(mongo_dir), "--host", "127.0.0.1",
+                                         "-p", str(self.ports["mongo"]),
+                                         "--log-file", str(self.data_dir / "log" / "mongo-server.log"),
+                                         "--pid-file", str(self.data_dir / "mongo.pid")])
+            wait_for_port(self.ports["mongo"], 30, "nx-27017", proc)
+        if not os.environ.get("NATS_URL"):
+            nats_dir = self.data_dir / "nats"
+            nats_dir.mkdir(parents=True, exist_ok=True)
+            proc = self._spawn("nats", [str(BIN / "nats-server"), "-js", "-sd", str(nats_dir), "-a", "127.0.0.1",
+                                        "-p", str(self.ports["nats"])])
+            wait_for_port(self.ports["nats"], 30, "nats-server", proc)
+
+    def start_service(self, name: str) -> None:
+        self._spawn(name, [sys.executable, "-m", f"services.{name}"])
+
+    def start_gateway(self) -> None:
+        self._spawn("gateway", [sys.executable, "-m", "gateway"])
+
+    def start_all(self) -> None:
+        self.start_infra()
+        for name in SERVICE_NAMES:
+            self.start_service(name)
+        self.start_gateway()
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        """Wait until the gateway's /readyz says every service is SERVING."""
+        started = time.monotonic()
+        deadline = started + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.data_dir}/log/{name}.log")
+            try:
+                with urllib.request.urlopen(f"{self.gateway_url}/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - started
+            except Exception as error:  # noqa: BLE001 - not ready yet
+                last = repr(error)
+            time.sleep(0.1)
+        raise TimeoutError(f"suite not ready within {timeout}s: {last}")
+
+    def stop(self, name: str, timeout: float = 15) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: the process dies wherever it is, as in a crash."""
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def stop_all(self) -> None:
+        for name in ["gateway", *SERVICE_NAMES, "nats", "mongo"]:
+            self.stop(name)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from scripts import seed
+
+    data_dir = ROOT / "var"
+    stack = Stack(data_dir, dict(DEFAULT_PORTS))
+    started = time.monotonic()
+    try:
+        stack.start_all()
+        stack.wait_ready(timeout=120)
+        ready_s = time.monotonic() - started
+        demo = seed.seed(stack.env())
+        print(f"\nSiyu is ready in {ready_s:.1f}s at {stack.gateway_url}  (logs: {data_dir}/log)")
+        print(f"API docs: {stack.gateway_url}/docs   OpenAPI: {stack.gateway_url}/openapi.json")
+        print("Demo channel keys: " + ", ".join(f"{ch}={key}" for ch, key in demo["api_keys"].items()))
+        print(f"Demo staff: merchant {demo['merchant_code']}, user {demo['staff_username']}, "
+              f"password {demo['staff_password']}")
+        print("Try:")
+        print(f"  curl -s -H 'X-Api-Key: {demo['api_keys']['H5']}' {stack.gateway_url}/v1/products")
+        print("Ctrl-C stops everything; data stays under var/.", flush=True)
+        while all(p.poll() is None for p in stack.procs.values()):
+            time.sleep(0.5)
+        dead = [n for n, p in stack.procs.items() if p.poll() is not None]
+        print(f"stopped: {', '.join(dead)} exited; see {data_dir}/log", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+    finally:
+        stack.stop_all()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="siyu-devstack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start everything on the default ports and seed the demo merchant")
+    args = parser.parse_args()
+    if args.command == "run":
+        _run(args)
+
+
+if __name__ == "__main__":
+    main()
