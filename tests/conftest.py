@@ -1,0 +1,28 @@
+"""One suite per test session: the embedded MongoDB server, nats-server, the four
+services and the gateway, each a real process on a free loopback port."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from siyu_kit.devstack import Stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Stack:
+    data_dir = Path(tmp_path_factory.mktemp("siyu"))
+    suite = Stack.on_free_ports(data_dir, SIYU_RELAY_INTERVAL_S="0.2")
+    suite.start_all()
+    try:
+        suite.wait_ready(timeout=120)
+    except Exception:
+        for log in sorted((data_dir / "log").glob("*.log")):
+            print(f"==== {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        suite.stop_all()
+        raise
+    yield suite
+    suite.stop_all()
+    if os.environ.get("SIYU_KEEP_LOGS"):
+        print(f"logs kept in {data_dir}/log")
