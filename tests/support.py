@@ -1,0 +1,55 @@
+"""Helpers for tests that call services directly over gRPC."""
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from siyu_kit.context import RequestContext
+from siyu_kit.ids import new_id
+
+T = TypeVar("T")
+
+
+def channel(stack, service: str) -> grpc.Channel:
+    return grpc.insecure_channel(f"127.0.0.1:{stack.ports[service]}")
+
+
+def metadata(merchant_id: str = "", *, channel: str = "", member_id: str = "", staff_id: str = "",
+             roles: tuple[str, ...] = (), service: str = "") -> tuple[tuple[str, str], ...]:
+    """Call metadata as the gateway (or, with `service`, another service) would send it."""
+    kind, caller = ("member", member_id) if member_id else (("staff", staff_id) if staff_id else ("", ""))
+    ctx = RequestContext(request_id=new_id("req"), merchant_id=merchant_id, channel=channel,
+                         caller_kind=kind, caller_id=caller, roles=roles, calling_service=service)
+    return ctx.to_metadata()
+
+
+def new_merchant_id() -> str:
+    return new_id("mch")
+
+
+def field_violations(error: grpc.RpcError) -> dict[str, str]:
+    status = rpc_status.from_call(error)
+    found = {}
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found.update({v.field: v.description for v in bad.field_violations})
+    return found
+
+
+def wait_until(probe: Callable[[], T], timeout: float = 15.0, interval: float = 0.05,
+               message: str = "condition") -> T:
+    """Poll `probe` until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{message} not met within {timeout}s (last: {last!r})")
