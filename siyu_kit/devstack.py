@@ -137,6 +137,29 @@ class Stack:
             time.sleep(0.1)
         raise TimeoutError(f"suite not ready within {timeout}s: {last}")
 
+    def wait_services_serving(self, names: list[str], timeout: float = 60) -> None:
+        """Wait until each named service's gRPC health says SERVING."""
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        deadline = time.monotonic() + timeout
+        for name in names:
+            with grpc.insecure_channel(f"127.0.0.1:{self.ports[name]}") as ch:
+                stub = health_pb2_grpc.HealthStub(ch)
+                while True:
+                    proc = self.procs.get(name)
+                    if proc is not None and proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.data_dir}/log/{name}.log")
+                    try:
+                        if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                                health_pb2.HealthCheckResponse.SERVING:
+                            break
+                    except grpc.RpcError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{name} not SERVING within {timeout}s")
+                    time.sleep(0.1)
+
     def stop(self, name: str, timeout: float = 15) -> None:
         proc = self.procs.pop(name, None)
         if proc is None or proc.poll() is not None:
