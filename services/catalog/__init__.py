@@ -1,0 +1,1 @@
+"""Catalog service: products, SKUs, prices, stock and reservations."""

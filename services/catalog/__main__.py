@@ -1,0 +1,3 @@
+from services.catalog.entrypoint import main
+
+main.main()

@@ -1,0 +1,1 @@
+"""Catalog storage (mongoengine documents and repositories)."""

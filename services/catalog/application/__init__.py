@@ -1,0 +1,1 @@
+"""Catalog use cases: validation, idempotency and orchestration of stock changes."""

@@ -1,0 +1,1 @@
+"""Pure catalog rules: search terms, product merging, reservation states, the stock ledger."""

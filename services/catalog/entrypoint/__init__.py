@@ -1,0 +1,1 @@
+"""Catalog gRPC servicer, event handlers, the sweeper job and process wiring."""

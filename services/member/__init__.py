@@ -1,0 +1,1 @@
+"""The member service: merchants, channel keys, staff users, members, tiers and points."""

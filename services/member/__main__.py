@@ -1,0 +1,3 @@
+from services.member.entrypoint import main
+
+main.main()

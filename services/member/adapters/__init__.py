@@ -1,0 +1,1 @@
+"""Storage of the member service (mongoengine documents and repositories)."""

@@ -1,0 +1,120 @@
+"""What the member service stores. Ids are prefixed ULIDs in `_id`; every document has
+`merchant_id`; flags are ints 0/1; documents that emit events carry an outbox."""
+from __future__ import annotations
+
+import mongoengine as me
+
+_OUTBOX_FIELDS = {
+    "outbox": me.DictField(),
+    "outbox_pending": me.IntField(default=0),
+    "outbox_seq": me.IntField(default=0),
+}
+
+
+class MerchantDoc(me.Document):
+    id = me.StringField(primary_key=True)  # mch_…
+    merchant_id = me.StringField(required=True)  # the same as _id, so every query can filter by it
+    code = me.StringField(required=True)
+    name = me.StringField(required=True)
+    time_zone = me.StringField(required=True)
+    config = me.DictField()
+    version = me.IntField(default=1)
+    created_at = me.DateTimeField()
+    updated_at = me.DateTimeField()
+    meta = {"collection": "merchants", "indexes": [{"fields": ["code"], "unique": True}]}
+
+
+class ApiKeyDoc(me.Document):
+    id = me.StringField(primary_key=True)  # key_…
+    merchant_id = me.StringField(required=True)
+    channel = me.StringField(required=True)
+    key_hash = me.StringField(required=True)
+    created_at = me.DateTimeField()
+    meta = {"collection": "api_keys",
+            "indexes": [{"fields": ["key_hash"], "unique": True}, {"fields": ["merchant_id", "channel"]}]}
+
+
+class StaffUserDoc(me.Document):
+    id = me.StringField(primary_key=True)  # stf_…
+    merchant_id = me.StringField(required=True)
+    username = me.StringField(required=True)
+    password_hash = me.StringField(required=True)
+    roles = me.ListField(me.StringField())
+    version = me.IntField(default=1)
+    created_at = me.DateTimeField()
+    updated_at = me.DateTimeField()
+    meta = {"collection": "staff_users",
+            "indexes": [{"fields": ["merchant_id", "username"], "unique": True}]}
+
+
+class MemberDoc(me.Document):
+    id = me.StringField(primary_key=True)  # mem_…
+    merchant_id = me.StringField(required=True)
+    nickname = me.StringField(default="")
+    avatar_url = me.StringField(default="")
+    # Present only once verified. phone_key = merchant_id + ":" + phone gives a sparse unique
+    # index per merchant (a compound sparse index would index every member).
+    phone = me.StringField()
+    phone_key = me.StringField()
+    registered_channel = me.StringField()
+    version = me.IntField(default=1)
+    created_at = me.DateTimeField()
+    meta = {"collection": "members",
+            "indexes": [{"fields": ["merchant_id"]},
+                        {"fields": ["phone_key"], "unique": True, "sparse": True}]}
+
+
+for _name, _field in _OUTBOX_FIELDS.items():
+    MemberDoc._fields[_name] = _field
+
+
+class UnionIdentityDoc(me.Document):
+    """One person of a merchant: the WeChat unionid shared by all its channels."""
+    id = me.StringField(primary_key=True)  # idn_…
+    merchant_id = me.StringField(required=True)
+    unionid = me.StringField(required=True)
+    member_id = me.StringField(required=True)
+    created_at = me.DateTimeField()
+    meta = {"collection": "union_identities",
+            "indexes": [{"fields": ["merchant_id", "unionid"], "unique": True}]}
+
+
+class ChannelIdentityDoc(me.Document):
+    """A channel's own id of a member (openid of the mini-program, of the H5 account …)."""
+    id = me.StringField(primary_key=True)  # idn_…
+    merchant_id = me.StringField(required=True)
+    channel = me.StringField(required=True)
+    openid = me.StringField(required=True)
+    member_id = me.StringField(required=True)
+    created_at = me.DateTimeField()
+    meta = {"collection": "channel_identities",
+            "indexes": [{"fields": ["merchant_id", "channel", "openid"], "unique": True},
+                        {"fields": ["merchant_id", "member_id"]}]}
+
+
+class PointsEntryDoc(me.Document):
+    """One ledger entry, unique per (merchant, source, source id): replays add nothing."""
+    id = me.StringField(primary_key=True)  # pte_…
+    merchant_id = me.StringField(required=True)
+    member_id = me.StringField(required=True)
+    source = me.StringField(required=True)
+    source_id = me.StringField(required=True)
+    points = me.IntField(required=True)
+    growth = me.IntField(default=0)
+    frozen = me.IntField(default=0)
+    frozen_until = me.DateTimeField()
+    created_at = me.DateTimeField()
+    outbox = me.DictField()
+    outbox_pending = me.IntField(default=0)
+    outbox_seq = me.IntField(default=0)
+    meta = {"collection": "points_entries",
+            "indexes": [{"fields": ["merchant_id", "source", "source_id"], "unique": True},
+                        {"fields": ["merchant_id", "member_id"]}]}
+
+
+ALL = (MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc, PointsEntryDoc)
+
+
+def ensure_indexes() -> None:
+    for doc in ALL:
+        doc.ensure_indexes()

@@ -1,0 +1,1 @@
+"""Member use cases: validation, idempotency and orchestration over the repositories."""

@@ -1,0 +1,1 @@
+"""Pure member rules: merchant config, tiers, points, login identity, passwords."""

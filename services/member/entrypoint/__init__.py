@@ -1,0 +1,1 @@
+"""gRPC servicer, event handlers and process wiring of the member service."""

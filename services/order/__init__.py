@@ -1,0 +1,1 @@
+"""The order service: orders, their pricing, stock reservation and payments."""

@@ -1,0 +1,3 @@
+from services.order.entrypoint.main import main
+
+main()

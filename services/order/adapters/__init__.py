@@ -1,0 +1,1 @@
+"""Storage, the catalog client and the sandbox payment provider."""

@@ -1,0 +1,1 @@
+"""Order use cases: validation, idempotency and orchestration."""

@@ -1,0 +1,1 @@
+"""Pure order rules: pricing, order and payment state machines, merchant defaults."""

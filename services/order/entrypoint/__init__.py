@@ -1,0 +1,1 @@
+"""The gRPC servicer, the expiry job and the process wiring."""
