@@ -1,6 +1,8 @@
 """Helpers for tests that call services directly over gRPC."""
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 from typing import Callable, TypeVar
 
@@ -52,4 +54,20 @@ def wait_until(probe: Callable[[], T], timeout: float = 15.0, interval: float = 
         if last:
             return last
         time.sleep(interval)
+    raise AssertionError(f"{message} not met within {timeout}s (last: {last!r})")
+
+
+async def eventually(probe: Callable[[], object], timeout: float = 15.0, interval: float = 0.05,
+                     message: str = "condition"):
+    """`wait_until` for async tests: polls (awaiting the probe if it is a coroutine)
+    without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
     raise AssertionError(f"{message} not met within {timeout}s (last: {last!r})")

@@ -72,7 +72,10 @@ class Consumer:
                 await asyncio.sleep(0.5)
                 continue
             for msg in messages:
-                await self._handle(msg)
+                try:
+                    await self._handle(msg)
+                except Exception:  # noqa: BLE001 - e.g. an ack timed out: redelivered after ack_wait
+                    log.exception("consumer.handle_failed", durable=self.sub.durable)
 
     def stop(self) -> None:
         self._stopping = True
@@ -116,8 +119,10 @@ class Consumer:
 
     async def _dead_letter(self, msg, why: str) -> None:
         subject = f"{DLQ_PREFIX}.{self.service}.{self.sub.durable}"
-        headers = {"Siyu-Original-Subject": msg.subject, "Siyu-Error": why[:500],
-                   "Siyu-Durable": self.sub.durable}
+        # NATS headers are single lines; the msg id makes a re-sent dead letter a no-op.
+        headers = {"Siyu-Original-Subject": msg.subject, "Siyu-Error": " ".join(why.split())[:500],
+                   "Siyu-Durable": self.sub.durable,
+                   "Nats-Msg-Id": f"dlq:{msg.metadata.stream}:{msg.metadata.sequence.stream}:{self.sub.durable}"}
         await self.js.publish(subject, msg.data, headers=headers)
         await msg.term()
         DEAD_LETTERS.labels(self.service, self.sub.durable).inc()
