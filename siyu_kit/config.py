@@ -58,7 +58,7 @@ def load(service: str) -> Settings:
         mongodb_db=_env("MONGODB_DB_PREFIX", "siyu_") + service,
         nats_url=_env("NATS_URL", "nats://127.0.0.1:4222"),
         service_addrs=addrs,
-        jwt_secret=_env("JWT_SECRET", "dev-only-jwt-secret-change-me"),
+        jwt_secret=_env("JWT_SECRET", "dev-only-jwt-secret-change-me-in-production"),
         sandbox_payment_secret=_env("SANDBOX_PAYMENT_SECRET", "dev-only-sandbox-payment-secret"),
         db_threads=_env_int("DB_THREADS", 16),
         metrics_port=_env_int("METRICS_PORT", 0),

@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import mongoengine as me
 
-_OUTBOX_FIELDS = {
-    "outbox": me.DictField(),
-    "outbox_pending": me.IntField(default=0),
-    "outbox_seq": me.IntField(default=0),
-}
-
-
 class MerchantDoc(me.Document):
     id = me.StringField(primary_key=True)  # mch_…
     merchant_id = me.StringField(required=True)  # the same as _id, so every query can filter by it
@@ -59,13 +52,12 @@ class MemberDoc(me.Document):
     registered_channel = me.StringField()
     version = me.IntField(default=1)
     created_at = me.DateTimeField()
+    outbox = me.DictField()
+    outbox_pending = me.IntField(default=0)
+    outbox_seq = me.IntField(default=0)
     meta = {"collection": "members",
-            "indexes": [{"fields": ["merchant_id"]},
+            "indexes": [{"fields": ["merchant_id"]}, {"fields": ["outbox_pending"]},
                         {"fields": ["phone_key"], "unique": True, "sparse": True}]}
-
-
-for _name, _field in _OUTBOX_FIELDS.items():
-    MemberDoc._fields[_name] = _field
 
 
 class UnionIdentityDoc(me.Document):
@@ -109,7 +101,7 @@ class PointsEntryDoc(me.Document):
     outbox_seq = me.IntField(default=0)
     meta = {"collection": "points_entries",
             "indexes": [{"fields": ["merchant_id", "source", "source_id"], "unique": True},
-                        {"fields": ["merchant_id", "member_id"]}]}
+                        {"fields": ["merchant_id", "member_id"]}, {"fields": ["outbox_pending"]}]}
 
 
 ALL = (MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc, PointsEntryDoc)

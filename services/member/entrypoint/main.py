@@ -1,0 +1,28 @@
+"""Wires the member service: `python -m services.member`."""
+from __future__ import annotations
+
+from services.member.adapters import documents, repositories
+from services.member.application.members import Members
+from services.member.application.points import OrderPoints
+from services.member.domain.identity import SandboxProvider
+from services.member.entrypoint import events, servicer
+from siyu_kit import service
+from siyu_kit.service import Parts, Runtime
+
+
+def build(runtime: Runtime) -> Parts:
+    documents.ensure_indexes()
+    # Identity providers by the name a merchant's config selects. WeChat joins here once
+    # its app credentials are configured; until then only the sandbox is offered.
+    providers = {SandboxProvider.name: SandboxProvider()}
+    secret = runtime.settings.jwt_secret
+    members = Members(secret, providers, runtime.events_committed)
+    return Parts(
+        servicers=[(servicer.ADD, servicer.MemberServicer(members, secret), servicer.FULL_NAME)],
+        outbox_collections=repositories.outbox_collections(),
+        subscriptions=events.subscriptions(OrderPoints(runtime.events_committed)),
+    )
+
+
+def main() -> None:
+    service.run("member", build)

@@ -1,0 +1,75 @@
+"""MemberService over gRPC: proto in, use case, proto out."""
+from __future__ import annotations
+
+from siyu.member.v1 import member_pb2, member_pb2_grpc
+
+from services.member.application import merchants
+from services.member.application.members import Members
+from services.member.application.views import entry_proto, member_proto
+from siyu_kit.access import ROLE_NAMES
+from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
+
+ROLE_BY_NAME = {name: number for number, name in ROLE_NAMES.items()}
+
+
+def _role_names(roles) -> list[str]:
+    # UNSPECIFIED stays in the list so validation can name it.
+    return [ROLE_NAMES.get(r, "UNSPECIFIED") for r in roles]
+
+
+class MemberServicer(member_pb2_grpc.MemberServiceServicer):
+    def __init__(self, members: Members, jwt_secret: str):
+        self.members = members
+        self.jwt_secret = jwt_secret
+
+    async def Login(self, request, context):
+        result = await self.members.login(request.code, request.nickname)
+        return member_pb2.LoginResponse(
+            access_token=result.tokens.access_token, refresh_token=result.tokens.refresh_token,
+            expires_in_seconds=result.tokens.expires_in, member=member_proto(result.member), created=result.created)
+
+    async def RefreshToken(self, request, context):
+        tokens = await self.members.refresh(request.refresh_token)
+        return member_pb2.RefreshTokenResponse(access_token=tokens.access_token, refresh_token=tokens.refresh_token,
+                                               expires_in_seconds=tokens.expires_in)
+
+    async def GetMe(self, request, context):
+        return member_pb2.GetMeResponse(member=member_proto(await self.members.me()))
+
+    async def GetPoints(self, request, context):
+        points = await self.members.points()
+        return member_pb2.GetPointsResponse(
+            balance=points.balance.balance, frozen=points.balance.frozen, available=points.balance.available,
+            entries=[entry_proto(e) for e in points.entries])
+
+    async def StaffLogin(self, request, context):
+        session = await merchants.staff_login(self.jwt_secret, request.merchant_code, request.username,
+                                              request.password)
+        return member_pb2.StaffLoginResponse(access_token=session.access_token,
+                                             expires_in_seconds=session.expires_in,
+                                             roles=[ROLE_BY_NAME[r] for r in session.roles if r in ROLE_BY_NAME])
+
+    async def ResolveApiKey(self, request, context):
+        merchant_id, channel = await merchants.resolve_api_key(request.api_key)
+        return member_pb2.ResolveApiKeyResponse(merchant_id=merchant_id, channel=CHANNEL_BY_NAME[channel])
+
+    async def UpsertMerchant(self, request, context):
+        merchant, created = await merchants.upsert_merchant(request.code, request.name, request.time_zone)
+        return member_pb2.UpsertMerchantResponse(
+            merchant=member_pb2.Merchant(merchant_id=merchant.merchant_id, code=merchant.code, name=merchant.name,
+                                         time_zone=merchant.time_zone),
+            created=created)
+
+    async def UpsertApiKey(self, request, context):
+        created = await merchants.upsert_api_key(request.merchant_id, CHANNEL_NAME.get(request.channel, ""),
+                                                 request.api_key)
+        return member_pb2.UpsertApiKeyResponse(created=created)
+
+    async def UpsertStaffUser(self, request, context):
+        staff_id, created = await merchants.upsert_staff_user(request.merchant_id, request.username,
+                                                              request.password, _role_names(request.roles))
+        return member_pb2.UpsertStaffUserResponse(staff_id=staff_id, created=created)
+
+
+FULL_NAME = member_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name
+ADD = member_pb2_grpc.add_MemberServiceServicer_to_server
