@@ -1,0 +1,3 @@
+from services.content.entrypoint.main import main
+
+main()

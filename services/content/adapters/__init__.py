@@ -1,0 +1,1 @@
+"""mongoengine documents and the repositories over them."""

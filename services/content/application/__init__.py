@@ -1,0 +1,1 @@
+"""Use cases: validation, upserts by code, funnel recording and reading."""

@@ -1,0 +1,79 @@
+"""Upserting content by code and serving published content to the channels."""
+from __future__ import annotations
+
+from siyu_kit import context
+from siyu_kit.db import run_sync
+from siyu_kit.errors import Conflict, FieldViolation, InvalidArgument, NotFound, Violations
+from siyu_kit.ids import is_id, new_id
+
+from services.content.adapters.repositories import CodeTaken, ContentRepository, PersonaRepository
+from services.content.application.clock import Clock, now_ms
+from services.content.application.personas import CAS_ATTEMPTS
+from services.content.domain.contents import Content, ContentFields, check_content, lifecycle_after
+from services.content.domain.personas import Persona
+
+
+class ContentUseCases:
+    def __init__(self, contents: ContentRepository, personas: PersonaRepository, clock: Clock = now_ms):
+        self.contents = contents
+        self.personas = personas
+        self.clock = clock
+
+    async def upsert(self, fields: ContentFields, requested_status: str) -> tuple[Content, bool]:
+        """`requested_status` empty: DRAFT for new content, unchanged otherwise. Product ids
+        are checked for shape only; the catalog is not called on this path."""
+        ctx = context.current()
+        merchant_id = ctx.require_merchant()
+        ctx.require_staff("OPERATOR", "GUIDE")
+        fields = fields.normalized()
+        v = Violations()
+        check_content(fields, requested_status, v)
+        v.raise_if_any()
+        if await run_sync(self.personas.get, merchant_id, fields.persona_id) is None:
+            raise NotFound("no such persona", violations=[FieldViolation("persona_id", "no such persona")])
+        for _ in range(CAS_ATTEMPTS):
+            existing = await run_sync(self.contents.find_by_code, merchant_id, fields.code)
+            now = self.clock()
+            status, published_at = lifecycle_after(existing, requested_status, now)
+            if existing is None:
+                content = Content(content_id=new_id("cnt"), version=1, fields=fields, status=status,
+                                  published_at_ms=published_at)
+                try:
+                    await run_sync(self.contents.insert, merchant_id, content, now)
+                    return content, True
+                except CodeTaken:
+                    continue
+            updated = Content(content_id=existing.content_id, version=existing.version + 1, fields=fields,
+                              status=status, published_at_ms=published_at)
+            if (updated.fields, updated.status, updated.published_at_ms) == \
+                    (existing.fields, existing.status, existing.published_at_ms):
+                return existing, False
+            if await run_sync(self.contents.replace_if_version, merchant_id, updated, existing.version, now):
+                return updated, False
+        raise Conflict("the content was changed concurrently; try again", reason="VERSION_CONFLICT")
+
+    async def get_any(self, content_id: str) -> Content:
+        """Content of the caller's merchant in any status (staff views)."""
+        merchant_id = context.current().require_merchant()
+        _check_content_id(content_id)
+        content = await run_sync(self.contents.get, merchant_id, content_id)
+        if content is None:
+            raise NotFound("no such content", violations=[FieldViolation("content_id", "no such content")])
+        return content
+
+    async def get_published(self, content_id: str) -> tuple[Content, Persona | None]:
+        """What a channel may show: published content with its persona; anything else,
+        including drafts and archived items, does not exist for the channel."""
+        merchant_id = context.current().require_merchant()
+        _check_content_id(content_id)
+        content = await run_sync(self.contents.get, merchant_id, content_id)
+        if content is None or not content.is_public:
+            raise NotFound("no such content", violations=[FieldViolation("content_id", "no such content")])
+        persona = await run_sync(self.personas.get, merchant_id, content.fields.persona_id)
+        return content, persona
+
+
+def _check_content_id(content_id: str) -> None:
+    if not is_id(content_id, "cnt"):
+        raise InvalidArgument("the request has invalid fields", reason="INVALID_FIELDS",
+                              violations=[FieldViolation("content_id", "a content id (cnt_…)")])

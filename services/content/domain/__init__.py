@@ -1,0 +1,1 @@
+"""Pure rules of personas, content and funnels: no grpc, mongo or nats."""

@@ -1,0 +1,1 @@
+"""gRPC servicer, order-event handlers and the process wiring."""

@@ -1,0 +1,37 @@
+"""Wires the content service for siyu_kit.service.run."""
+from __future__ import annotations
+
+from siyu.content.v1 import content_pb2, content_pb2_grpc
+
+from siyu_kit import service
+
+from services.content.adapters.documents import ensure_indexes
+from services.content.adapters.repositories import ContentRepository, FunnelRepository, PersonaRepository
+from services.content.application.contents import ContentUseCases
+from services.content.application.funnels import FunnelUseCases
+from services.content.application.personas import PersonaUseCases
+from services.content.entrypoint.events import subscriptions
+from services.content.entrypoint.servicer import ContentServicer
+
+NAME = "content"
+
+
+def build(runtime: service.Runtime) -> service.Parts:
+    # Once at start-up, before the server takes calls: unique codes depend on these.
+    ensure_indexes()
+    persona_repo = PersonaRepository()
+    personas = PersonaUseCases(persona_repo)
+    contents = ContentUseCases(ContentRepository(), persona_repo)
+    funnels = FunnelUseCases(FunnelRepository(), personas, contents)
+    full_name = content_pb2.DESCRIPTOR.services_by_name["ContentService"].full_name
+    return service.Parts(
+        servicers=[(content_pb2_grpc.add_ContentServiceServicer_to_server,
+                    ContentServicer(personas, contents, funnels), full_name)],
+        # The service publishes no events of its own yet, so it has no outbox.
+        outbox_collections=[],
+        subscriptions=subscriptions(funnels),
+    )
+
+
+def main() -> None:
+    service.run(NAME, build)

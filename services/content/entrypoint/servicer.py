@@ -1,0 +1,88 @@
+"""ContentService over gRPC: proto ⇄ use case, nothing more."""
+from __future__ import annotations
+
+from siyu.content.v1 import content_pb2, content_pb2_grpc
+
+from siyu_kit import protos
+
+from services.content.application.clock import from_ms
+from services.content.application.contents import ContentUseCases
+from services.content.application.funnels import FunnelUseCases
+from services.content.application.personas import PersonaUseCases
+from services.content.domain.contents import Content, ContentFields
+from services.content.domain.funnels import Counters
+from services.content.domain.personas import Persona, PersonaFields
+
+TYPE_BY_NUMBER = {content_pb2.CONTENT_TYPE_ARTICLE: "ARTICLE", content_pb2.CONTENT_TYPE_SHORT_POST: "SHORT_POST",
+                  content_pb2.CONTENT_TYPE_VIDEO: "VIDEO"}
+TYPE_NUMBER = {v: k for k, v in TYPE_BY_NUMBER.items()}
+STATUS_BY_NUMBER = {content_pb2.CONTENT_STATUS_DRAFT: "DRAFT", content_pb2.CONTENT_STATUS_SCHEDULED: "SCHEDULED",
+                    content_pb2.CONTENT_STATUS_PUBLISHED: "PUBLISHED",
+                    content_pb2.CONTENT_STATUS_ARCHIVED: "ARCHIVED"}
+STATUS_NUMBER = {v: k for k, v in STATUS_BY_NUMBER.items()}
+
+
+def _enum_name(table: dict[int, str], number: int) -> str:
+    # Unspecified is "" (not given); a number the contract does not know stays invalid.
+    if number == 0:
+        return ""
+    return table.get(number, f"#{number}")
+
+
+def persona_pb(p: Persona) -> content_pb2.Persona:
+    f = p.fields
+    return content_pb2.Persona(persona_id=p.persona_id, code=f.code, name=f.name, avatar_url=f.avatar_url,
+                               expertise=f.expertise, bio=f.bio, tone=f.tone)
+
+
+def content_pb(c: Content) -> content_pb2.Content:
+    f = c.fields
+    message = content_pb2.Content(content_id=c.content_id, code=f.code, persona_id=f.persona_id,
+                                  type=TYPE_NUMBER[f.type], title=f.title, body=f.body,
+                                  product_ids=list(f.product_ids), status=STATUS_NUMBER[c.status])
+    if c.published_at_ms:
+        message.published_at.CopyFrom(protos.timestamp(from_ms(c.published_at_ms)))
+    return message
+
+
+def funnel_pb(counters: Counters, currency: str) -> content_pb2.Funnel:
+    return content_pb2.Funnel(unique_viewers=counters.unique_viewers, product_clicks=counters.product_clicks,
+                              orders=counters.orders, paid_orders=counters.paid_orders,
+                              gmv=protos.money(counters.gmv, currency),
+                              conversion_rate_bp=counters.conversion_rate_bp)
+
+
+class ContentServicer(content_pb2_grpc.ContentServiceServicer):
+    def __init__(self, personas: PersonaUseCases, contents: ContentUseCases, funnels: FunnelUseCases):
+        self.personas = personas
+        self.contents = contents
+        self.funnels = funnels
+
+    async def UpsertPersona(self, request, context):
+        persona, created = await self.personas.upsert(PersonaFields(
+            code=request.code, name=request.name, avatar_url=request.avatar_url, expertise=request.expertise,
+            bio=request.bio, tone=request.tone))
+        return content_pb2.UpsertPersonaResponse(persona=persona_pb(persona), created=created)
+
+    async def UpsertContent(self, request, context):
+        content, created = await self.contents.upsert(
+            ContentFields(code=request.code, persona_id=request.persona_id,
+                          type=_enum_name(TYPE_BY_NUMBER, request.type), title=request.title,
+                          body=request.body, product_ids=tuple(request.product_ids)),
+            _enum_name(STATUS_BY_NUMBER, request.status))
+        return content_pb2.UpsertContentResponse(content=content_pb(content), created=created)
+
+    async def GetContent(self, request, context):
+        content, persona = await self.contents.get_published(request.content_id)
+        response = content_pb2.GetContentResponse(content=content_pb(content))
+        if persona is not None:
+            response.persona.CopyFrom(persona_pb(persona))
+        return response
+
+    async def GetPersonaFunnel(self, request, context):
+        persona, counters, currency = await self.funnels.persona_funnel(request.persona_id)
+        return content_pb2.GetPersonaFunnelResponse(persona=persona_pb(persona), funnel=funnel_pb(counters, currency))
+
+    async def GetContentFunnel(self, request, context):
+        content, counters, currency = await self.funnels.content_funnel(request.content_id)
+        return content_pb2.GetContentFunnelResponse(content=content_pb(content), funnel=funnel_pb(counters, currency))
