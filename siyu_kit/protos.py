@@ -36,3 +36,14 @@ def aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value
+
+
+def epoch_ms(value: datetime) -> int:
+    """A time as integer epoch milliseconds: the portable way to store a time that is
+    written by `$set` and queried by range (the embedded server turns a `$set` datetime
+    into a string)."""
+    return int(aware(value).timestamp() * 1000)
+
+
+def now_ms() -> int:
+    return epoch_ms(utcnow())

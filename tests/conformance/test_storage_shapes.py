@@ -396,3 +396,15 @@ def test_ensure_indexes_is_safe_to_repeat(db):
     info = UniqueCode._get_collection().index_information()
     unique = [spec for spec in info.values() if spec.get("key") == [("merchant_id", ASCENDING), ("code", ASCENDING)]]
     assert len(unique) == 1 and unique[0].get("unique") is True
+
+
+def test_time_set_later_as_epoch_ms_is_found_by_range(coll):
+    """Times written by $set are stored as integer epoch milliseconds (siyu_kit.protos.epoch_ms)
+    so that range queries on them compare numbers."""
+    coll.insert_many([{"_id": "r1", "state": "COMMITTED", "settled": 0, "updated_ms": 0},
+                      {"_id": "r2", "state": "COMMITTED", "settled": 0, "updated_ms": 0}])
+    coll.update_one({"_id": "r1"}, {"$set": {"updated_ms": 1_700_000_000_000}})
+    coll.update_one({"_id": "r2"}, {"$set": {"updated_ms": 1_700_000_060_000}})
+    found = coll.find({"state": {"$in": ["COMMITTED", "RELEASED"]}, "settled": 0,
+                       "updated_ms": {"$lte": 1_700_000_030_000}})
+    assert _ids(found) == ["r1"]

@@ -46,5 +46,6 @@ def keyword_terms(keyword: str) -> list[str]:
             for i in range(len(token) - 1):
                 terms[token[i:i + 2]] = None
         else:
-            terms[token if len(token) <= MAX_PREFIX else token] = None
+            # A title holds every prefix of its words, so a word also matches as a prefix.
+            terms[token] = None
     return list(terms)

@@ -1,0 +1,213 @@
+"""Stock use cases: reserve all lines or none, commit, release, and the sweeper.
+
+A reservation is written before any stock is touched, so an interrupted reserve leaves a
+record the sweeper can release. Each line moves by one conditional atomic update keyed
+by the reservation id in the SKU's `holds` map, so every step can be retried. Commit and
+release first claim the reservation's state (compare-and-set, with the event in the same
+write) and then move the stock, so a commit and a release can never both happen; a move
+that was interrupted is finished by a retry or by the sweeper.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Callable
+
+from siyu_kit import context, logging as slog
+from siyu_kit.db import run_sync
+from siyu_kit.errors import AlreadyExists, DomainError, FailedPrecondition, FieldViolation, NotFound
+from siyu_kit.events.outbox import make_event
+from siyu_kit.protos import aware, epoch_ms, timestamp, utcnow
+from siyu.catalog.v1 import catalog_pb2, events_pb2
+
+from services.catalog.adapters import repositories as repo
+from services.catalog.application import validation
+from services.catalog.domain import stock as rules
+
+log = slog.get("siyu.catalog.stock")
+
+STATE_NUMBERS = {rules.RESERVED: catalog_pb2.RESERVATION_STATE_RESERVED,
+                 rules.COMMITTED: catalog_pb2.RESERVATION_STATE_COMMITTED,
+                 rules.RELEASED: catalog_pb2.RESERVATION_STATE_RELEASED}
+VERBS = {rules.RESERVED: "reserved", rules.COMMITTED: "committed", rules.RELEASED: "released"}
+SWEEP_BATCH = 100
+# A state claimed this long ago whose stock has not moved was interrupted.
+SETTLE_GRACE = timedelta(seconds=30)
+
+
+def reservation_message(doc: dict, state: str | None = None) -> catalog_pb2.Reservation:
+    return catalog_pb2.Reservation(
+        reservation_id=doc["_id"], order_id=doc["order_id"], state=STATE_NUMBERS[state or doc["state"]],
+        lines=[catalog_pb2.ReservationLine(sku_id=l["sku_id"], quantity=int(l["quantity"])) for l in doc["lines"]],
+        expires_at=timestamp(aware(doc["expires_at"])))
+
+
+def _event(doc: dict, state: str):
+    return make_event(f"siyu.catalog.reservation.{VERBS[state]}", merchant_id=doc["merchant_id"],
+                      aggregate_id=doc["_id"], aggregate_version=int(doc["version"]) + 1,
+                      payload=events_pb2.ReservationChanged(reservation=reservation_message(doc, state)))
+
+
+def _reload(doc: dict) -> dict:
+    fresh = repo.reservation_get(doc["merchant_id"], doc["_id"])
+    if fresh is None:
+        raise NotFound("no such reservation")
+    return fresh
+
+
+def _settle(doc: dict) -> None:
+    """Move the stock of a COMMITTED or RELEASED reservation; each line at most once."""
+    merchant_id, rid = doc["merchant_id"], doc["_id"]
+    for line in doc["lines"]:
+        sku_id, quantity = line["sku_id"], int(line["quantity"])
+        if doc["state"] == rules.COMMITTED:
+            if repo.stock_consume(merchant_id, sku_id, rid, quantity):
+                repo.movement_record(merchant_id, sku_id, rules.COMMIT, quantity, rid)
+        elif repo.stock_unhold(merchant_id, sku_id, rid, quantity):
+            repo.movement_record(merchant_id, sku_id, rules.RELEASE, quantity, rid)
+    repo.reservation_mark_settled(merchant_id, rid)
+
+
+def _transition(doc: dict, target: str, event_id: str = "") -> dict:
+    """RESERVED → target, compare-and-set; an already reached target is a no-op."""
+    for _ in range(10):
+        if doc["state"] == target:
+            if not doc.get("settled", 1):
+                _settle(doc)
+                doc = _reload(doc)
+            return doc
+        if not rules.can_transition(doc["state"], target):
+            raise FailedPrecondition(f"the reservation is {doc['state']}", reason=f"RESERVATION_{doc['state']}")
+        if target == rules.COMMITTED and not doc.get("confirmed"):
+            raise FailedPrecondition("the reservation does not hold every line", reason="RESERVATION_INCOMPLETE")
+        if repo.reservation_update(doc["merchant_id"], doc["_id"], version=int(doc["version"]),
+                                   expect={"state": doc["state"]},
+                                   sets={"state": target, "settled": 0, "last_event_id": event_id},
+                                   event=_event(doc, target)):
+            doc = _reload(doc)
+            _settle(doc)
+            return _reload(doc)
+        doc = _reload(doc)
+    raise FailedPrecondition("the reservation keeps changing; try again", reason="RESERVATION_BUSY")
+
+
+def _hold_all(doc: dict) -> dict:
+    merchant_id, rid = doc["merchant_id"], doc["_id"]
+    for i, line in enumerate(doc["lines"]):
+        sku_id, quantity = line["sku_id"], int(line["quantity"])
+        if repo.stock_hold(merchant_id, sku_id, rid, quantity):
+            repo.movement_record(merchant_id, sku_id, rules.RESERVE, quantity, rid)
+        elif not repo.stock_has_hold(merchant_id, sku_id, rid):
+            _transition(_reload(doc), rules.RELEASED)
+            raise FailedPrecondition(f"not enough stock for sku {sku_id}", reason="OUT_OF_STOCK",
+                                     violations=[FieldViolation(f"lines[{i}].quantity", "not enough stock")])
+    for _ in range(10):
+        if doc["state"] != rules.RESERVED:
+            # Released meanwhile (expired): give back what this call held.
+            _transition(doc, rules.RELEASED)
+            raise FailedPrecondition("the reservation was released", reason="RESERVATION_RELEASED")
+        if doc.get("confirmed"):
+            return doc
+        if repo.reservation_update(merchant_id, rid, version=int(doc["version"]),
+                                   expect={"state": rules.RESERVED, "confirmed": 0}, sets={"confirmed": 1},
+                                   event=_event(doc, rules.RESERVED)):
+            return _reload(doc)
+        doc = _reload(doc)
+    raise FailedPrecondition("the reservation keeps changing; try again", reason="RESERVATION_BUSY")
+
+
+def _reserve(merchant_id: str, cmd: validation.ReserveStock) -> dict:
+    doc = repo.reservation_get(merchant_id, cmd.reservation_id)
+    if doc is None:
+        skus = [sku_id for sku_id, _ in cmd.lines]
+        known = {s["_id"] for s in repo.stock_get_many(merchant_id, skus)}
+        missing = [FieldViolation(f"lines[{i}].sku_id", "no such SKU") for i, s in enumerate(skus) if s not in known]
+        if missing:
+            raise NotFound("no such SKU", reason="SKU_NOT_FOUND", violations=missing)
+        now = utcnow()
+        inserted = repo.reservation_insert({
+            "id": cmd.reservation_id, "merchant_id": merchant_id, "order_id": cmd.order_id,
+            "state": rules.RESERVED, "lines": [{"sku_id": s, "quantity": q} for s, q in cmd.lines],
+            "expires_at": cmd.expires_at, "confirmed": 0, "settled": 1, "created_at": now, "updated_ms": epoch_ms(now),
+            "version": 1})
+        doc = repo.reservation_get(merchant_id, cmd.reservation_id)
+        if doc is None:
+            raise AlreadyExists("the reservation id is taken", reason="RESERVATION_ID_TAKEN")
+        if not inserted:
+            return _resume(doc)
+        return _hold_all(doc)
+    return _resume(doc)
+
+
+def _resume(doc: dict) -> dict:
+    """A repeated reserve returns the reservation; one that was interrupted is completed."""
+    if doc["state"] == rules.RESERVED and not doc.get("confirmed"):
+        return _hold_all(doc)
+    return doc
+
+
+class StockUseCases:
+    def __init__(self, events_committed: Callable[[], None]):
+        # Wakes the outbox relay; called on the event loop after writes that add events.
+        self.events_committed = events_committed
+
+    async def _write(self, fn, *args):
+        try:
+            return await run_sync(fn, *args)
+        finally:
+            self.events_committed()
+
+    async def reserve(self, cmd: validation.ReserveStock) -> dict:
+        merchant_id = context.current().require_merchant()
+        return await self._write(_reserve, merchant_id, validation.reserve(cmd))
+
+    async def release(self, reservation_id: str) -> dict:
+        merchant_id = context.current().require_merchant()
+        validation.reservation_id(reservation_id)
+        return await self._write(self._change, merchant_id, reservation_id, rules.RELEASED, "")
+
+    async def on_order(self, merchant_id: str, reservation_id: str, target: str, event_id: str) -> dict:
+        """An order event moves its reservation; a replay finds it moved and does nothing."""
+        return await self._write(self._change, merchant_id, reservation_id, target, event_id)
+
+    @staticmethod
+    def _change(merchant_id: str, reservation_id: str, target: str, event_id: str) -> dict:
+        doc = repo.reservation_get(merchant_id, reservation_id)
+        if doc is None:
+            raise NotFound("no such reservation")
+        return _transition(doc, target, event_id)
+
+    async def get_reservation(self, reservation_id: str) -> dict:
+        merchant_id = context.current().require_merchant()
+        validation.reservation_id(reservation_id)
+        doc = await run_sync(repo.reservation_get, merchant_id, reservation_id)
+        if doc is None:
+            raise NotFound("no such reservation")
+        return doc
+
+    async def get_stock(self, sku_id: str) -> dict:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        validation.require_id(sku_id, "sku_id", "sku")
+        doc = await run_sync(repo.stock_get, ctx.require_merchant(), sku_id)
+        if doc is None:
+            raise NotFound("no such SKU")
+        return doc
+
+    async def sweep(self, now: datetime | None = None) -> int:
+        """Release expired reservations and finish interrupted stock moves."""
+        return await self._write(_sweep, now or utcnow())
+
+
+def _sweep(now: datetime) -> int:
+    done = 0
+    for doc in repo.reservations_expired(now, SWEEP_BATCH):
+        try:
+            _transition(doc, rules.RELEASED)
+            done += 1
+        except DomainError as error:  # committed meanwhile: nothing to release
+            log.info("sweep.skipped", reservation_id=doc["_id"], reason=error.reason)
+    for doc in repo.reservations_unsettled(now - SETTLE_GRACE, SWEEP_BATCH):
+        _settle(doc)
+        done += 1
+    return done
+

@@ -1,0 +1,68 @@
+"""Products (SPU) and their SKUs: statuses and how a re-upsert merges SKUs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+DRAFT = "DRAFT"
+ON_SHELF = "ON_SHELF"
+OFF_SHELF = "OFF_SHELF"
+STATUSES = (DRAFT, ON_SHELF, OFF_SHELF)
+
+
+@dataclass(frozen=True)
+class SkuSpec:
+    """A SKU as the merchant describes it in an upsert."""
+    code: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    list_price: int = 0
+    currency: str = "CNY"
+    initial_stock: int = 0
+
+
+@dataclass(frozen=True)
+class Sku:
+    sku_id: str
+    code: str
+    attributes: dict[str, str]
+    list_price: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class SkuMerge:
+    skus: list[Sku]
+    # SKUs that did not exist before, with the stock they start with.
+    created: list[tuple[Sku, int]]
+
+
+def merge_skus(existing: list[Sku], specs: list[SkuSpec], new_sku_id: Callable[[], str]) -> SkuMerge:
+    """Apply an upsert's SKUs to a product's SKUs, matched by code.
+
+    A known code keeps its id and takes the new attributes and price; a new code gets a
+    new id and its initial stock. SKUs missing from the upsert stay: orders and
+    reservations refer to them.
+    """
+    by_code = {s.code: s for s in existing}
+    merged: list[Sku] = []
+    created: list[tuple[Sku, int]] = []
+    seen = set()
+    for spec in specs:
+        old = by_code.get(spec.code)
+        sku = Sku(old.sku_id if old else new_sku_id(), spec.code, dict(spec.attributes), spec.list_price,
+                  spec.currency)
+        merged.append(sku)
+        seen.add(spec.code)
+        if old is None:
+            created.append((sku, spec.initial_stock))
+    merged.extend(s for s in existing if s.code not in seen)
+    return SkuMerge(merged, created)
+
+
+def min_price(skus: list[Sku]) -> int:
+    return min((s.list_price for s in skus), default=0)
+
+
+def visible_to(status: str, *, is_staff: bool) -> bool:
+    """Shoppers see products on shelf only; staff see every status."""
+    return is_staff or status == ON_SHELF

@@ -1,0 +1,45 @@
+"""Order events that move stock: paid → commit the reservation, cancelled → release it."""
+from __future__ import annotations
+
+from siyu.common.v1 import common_pb2
+from siyu.order.v1 import events_pb2 as order_events
+
+from siyu_kit.errors import FailedPrecondition, NotFound
+from siyu_kit.events.consumer import Poison, Subscription
+
+from services.catalog.application.stock import StockUseCases
+from services.catalog.domain import stock as rules
+
+
+def subscriptions(stock: StockUseCases) -> list[Subscription]:
+    async def paid(envelope: common_pb2.EventEnvelope, payload: order_events.OrderPaid) -> None:
+        rid = payload.order.reservation_id
+        if not rid:
+            raise Poison("the paid order has no reservation")
+        try:
+            await stock.on_order(envelope.merchant_id, rid, rules.COMMITTED, envelope.event_id)
+        except FailedPrecondition as error:
+            if error.reason == "RESERVATION_RELEASED":
+                # Paid after the stock went back: the order service refunds such payments.
+                raise Poison(f"reservation {rid} was released before payment") from error
+            raise
+        # NotFound propagates: retried, then dead-lettered.
+
+    async def cancelled(envelope: common_pb2.EventEnvelope, payload: order_events.OrderCancelled) -> None:
+        rid = payload.order.reservation_id
+        if not rid:
+            return  # an order cancelled before it reserved anything
+        try:
+            await stock.on_order(envelope.merchant_id, rid, rules.RELEASED, envelope.event_id)
+        except NotFound:
+            return  # never reserved: nothing to give back
+        except FailedPrecondition as error:
+            if error.reason == "RESERVATION_COMMITTED":
+                raise Poison(f"reservation {rid} is committed; a cancelled order cannot release it") from error
+            raise
+
+    return [
+        Subscription("catalog-order-paid", "siyu.order.order.paid", order_events.OrderPaid, paid),
+        Subscription("catalog-order-cancelled", "siyu.order.order.cancelled", order_events.OrderCancelled,
+                     cancelled),
+    ]

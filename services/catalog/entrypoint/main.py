@@ -1,0 +1,28 @@
+"""Wires the catalog process: servicer, outbox collections, order-event consumers, sweeper."""
+from __future__ import annotations
+
+from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+
+from siyu_kit import service
+from siyu_kit.service import Parts, Runtime
+
+from services.catalog.adapters.documents import ReservationDoc, ensure_indexes
+from services.catalog.application.stock import StockUseCases
+from services.catalog.entrypoint import events, jobs
+from services.catalog.entrypoint.servicer import CatalogServicer
+
+
+def build(runtime: Runtime) -> Parts:
+    ensure_indexes()
+    stock = StockUseCases(runtime.events_committed)
+    full_name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
+    return Parts(
+        servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(stock), full_name)],
+        outbox_collections=[ReservationDoc._get_collection()],
+        subscriptions=events.subscriptions(stock),
+        jobs=jobs.jobs(stock),
+    )
+
+
+def main() -> None:
+    service.run("catalog", build)
