@@ -46,66 +46,63 @@ class Template:
         return re.sub(r"\{([^}=]+)(=[^}]*)?\}", r"{\1}", self.text)
 
 
-def _segments_regex(pattern: str) -> tuple[str, int]:
-    parts, literals = [], 0
-    for seg in pattern.split("/"):
-        if seg == "*":
-            parts.append("[^/]+")
-        elif seg == "**":
-            parts.append(".+")
-        elif not seg or not re.fullmatch(r"[A-Za-z0-9._~%!$&'()+,;@-]+", seg):
-            raise TemplateError(f"bad path segment {seg!r}")
+def _split_top(text: str, sep: str) -> list[str]:
+    """Splits on `sep` outside {variables}."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        depth += ch == "{"
+        depth -= ch == "}"
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
         else:
-            parts.append(re.escape(seg))
-            literals += 1
-    return "/".join(parts), literals
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+_LITERAL = re.compile(r"[A-Za-z0-9._~%!$&'()+,;@=-]+")
+_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _segment_regex(seg: str) -> tuple[str, int]:
+    if seg == "*":
+        return "[^/]+", 0
+    if seg == "**":
+        return ".+", 0
+    if not _LITERAL.fullmatch(seg):
+        raise TemplateError(f"bad path segment {seg!r}")
+    return re.escape(seg), 1
 
 
 def parse_template(text: str) -> Template:
     if not text.startswith("/"):
         raise TemplateError(f"template must start with '/': {text!r}")
-    body, verb = text[1:], ""
-    # A custom verb is a ':' after the last segment, outside any {variable}.
-    depth, colon = 0, -1
-    for i, ch in enumerate(body):
-        depth += ch == "{"
-        depth -= ch == "}"
-        if ch == ":" and depth == 0:
-            colon = i
-    if colon >= 0:
-        body, verb = body[:colon], body[colon + 1:]
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", verb):
-            raise TemplateError(f"bad verb {verb!r}")
-    regex, variables, literals, pos = [], [], 0, 0
-    for var in re.finditer(r"\{([^}]*)\}", body):
-        literal = body[pos:var.start()]
-        if literal:
-            piece, count = _segments_regex(literal.strip("/"))
-            lead = "/" if literal.startswith("/") or pos == 0 else ""
-            trail = "/" if literal.endswith("/") and literal != "/" else ""
-            regex.append(lead + piece + trail if literal.strip("/") else "/")
+    pieces = _split_top(text[1:], ":")
+    if len(pieces) > 2:
+        raise TemplateError(f"more than one verb in {text!r}")
+    body, verb = pieces[0], (pieces[1] if len(pieces) == 2 else "")
+    if len(pieces) == 2 and not re.fullmatch(r"[A-Za-z0-9_.-]+", verb):
+        raise TemplateError(f"bad verb {verb!r}")
+    regex, variables, literals = [], [], 0
+    for seg in _split_top(body, "/"):
+        if seg.startswith("{") and seg.endswith("}"):
+            name, _, sub = seg[1:-1].partition("=")
+            if not _FIELD_PATH.fullmatch(name):
+                raise TemplateError(f"bad variable {seg!r}")
+            sub_parts = []
+            for s in (sub.split("/") if sub else ["*"]):
+                piece, count = _segment_regex(s)
+                sub_parts.append(piece)
+                literals += count
+            regex.append(f"(?P<v{len(variables)}>{'/'.join(sub_parts)})")
+            variables.append(name)
+        else:
+            piece, count = _segment_regex(seg)
+            regex.append(piece)
             literals += count
-        elif pos == 0:
-            regex.append("/")
-        name, _, sub = var.group(1).partition("=")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
-            raise TemplateError(f"bad variable {var.group(0)!r}")
-        sub_regex, count = _segments_regex(sub) if sub else ("[^/]+", 0)
-        literals += count
-        regex.append(f"(?P<v{len(variables)}>{sub_regex})")
-        variables.append(name)
-        pos = var.end()
-    rest = body[pos:]
-    if rest or pos == 0:
-        piece, count = _segments_regex(rest.strip("/")) if rest.strip("/") else ("", 0)
-        regex.append(("/" if rest.startswith("/") or pos == 0 else "") + piece)
-        literals += count
-    if verb:
-        regex.append(re.escape(":" + verb))
-    elif variables:
-        # Without a verb, the last variable must not swallow another route's ":verb".
-        pass
-    return Template(text, re.compile("".join(regex)), tuple(variables), verb, literals)
+    pattern = "/" + "/".join(regex) + (re.escape(":" + verb) if verb else "")
+    return Template(text, re.compile(pattern), tuple(variables), verb, literals)
 
 
 @dataclass(frozen=True)
@@ -188,14 +185,18 @@ class Table:
 
     def match(self, http_method: str, raw_path: str) -> tuple[Route | None, dict[str, str], bool]:
         """(route, path variables, path known for another method)."""
-        path_known = False
+        path_known = verb_matched = False
         for route in self.routes:
+            if verb_matched and not route.template.verb:
+                # `/orders/o1:cancel` names the cancel route, not GetOrder of "o1:cancel".
+                break
             values = route.template.match(raw_path)
             if values is None:
                 continue
             if route.http_method == http_method:
                 return route, values, True
             path_known = True
+            verb_matched = verb_matched or bool(route.template.verb)
         return None, {}, path_known
 
     def allowed_methods(self, raw_path: str) -> list[str]:
@@ -225,7 +226,7 @@ def _field_at(message_descriptor, dotted: str) -> FieldDescriptor:
 
 
 def _is_repeated(fd: FieldDescriptor) -> bool:
-    return fd.label == FieldDescriptor.LABEL_REPEATED
+    return fd.is_repeated
 
 
 def _is_map(fd: FieldDescriptor) -> bool:
@@ -305,7 +306,7 @@ def set_path(target: dict, dotted: str, value: str) -> None:
 
 _PREFIX = re.compile(r"^Failed to parse (\S+) field: ")
 _UNKNOWN = re.compile(r'has no field named "([^"]+)" at "([^"]+)"')
-_AT = re.compile(r" at ([A-Za-z_][\w.\[\]]*)\.?$")
+_AT = re.compile(r" at ([A-Za-z_][\w.\[\]]*?)\.?$")
 
 
 def parse_error_field(message: str) -> tuple[str, str]:

@@ -1,0 +1,333 @@
+"""The gateway process: Starlette app, transcoding dispatcher, health, OpenAPI and docs.
+
+JSON ⇄ proto uses the standard proto3 JSON mapping (google.protobuf.json_format) with proto
+field names: int64 as strings, enums by name, Timestamps RFC 3339; responses print fields
+without presence even at their default, so a front end always sees every field.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+
+import grpc
+import uvicorn
+from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route as HttpRoute
+
+from siyu_kit import config, logging as slog
+from siyu_kit.config import SERVICE_NAMES
+from siyu_kit.errors import FieldViolation
+from siyu_kit.ids import new_id
+from siyu.member.v1 import member_pb2
+from siyu_kit.context import RequestContext
+
+from gateway import errors, openapi
+from gateway.auth import ApiKeyResolver, Credentials, bearer_token, identify
+from gateway.errors import ApiError
+from gateway.ratelimit import RateLimiter, retry_after_header
+from gateway.routes import FieldError, Route, Table, parse_error_field, query_to_dict, set_path
+
+log = slog.get("siyu.gateway")
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+MAX_BODY_BYTES = 1 << 20
+_REQUEST_ID_CHARS = re.compile(r"[^A-Za-z0-9._:-]")
+OPS_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs")
+RESOLVE_API_KEY = "/siyu.member.v1.MemberService/ResolveApiKey"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str
+    port: int
+    cors_origins: tuple[str, ...]
+    key_rps: float
+    member_rps: float
+    deadline_s: float
+    health_timeout_s: float
+    service_addrs: dict
+    jwt_secret: str
+    log_level: str
+
+    @classmethod
+    def load(cls) -> "GatewaySettings":
+        base = config.load("gateway")
+        env = os.environ.get
+        origins = tuple(o.strip() for o in env("SIYU_CORS_ORIGINS", "*").split(",") if o.strip())
+        return cls(
+            host=env("SIYU_GATEWAY_HOST", "127.0.0.1"),
+            port=int(env("SIYU_GATEWAY_PORT", "8080")),
+            cors_origins=origins or ("*",),
+            key_rps=float(env("SIYU_RATE_LIMIT_KEY_RPS", "200")),
+            member_rps=float(env("SIYU_RATE_LIMIT_MEMBER_RPS", "20")),
+            deadline_s=float(env("SIYU_GATEWAY_DEADLINE_S", "10")),
+            health_timeout_s=float(env("SIYU_GATEWAY_HEALTH_TIMEOUT_S", "2")),
+            service_addrs=dict(base.service_addrs),
+            jwt_secret=base.jwt_secret,
+            log_level=base.log_level,
+        )
+
+
+def request_id_from(header: str | None) -> str:
+    """Honours the caller's X-Request-Id when it survives sanitising, else makes one."""
+    cleaned = _REQUEST_ID_CHARS.sub("", header or "")[:64]
+    return cleaned or new_id("req")
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, table: Table | None = None):
+        self.settings = settings
+        self.table = table or Table.from_protos()
+        self.channels: dict[str, grpc.aio.Channel] = {}
+        self.resolver = ApiKeyResolver(self._resolve_api_key)
+        self.key_limiter = RateLimiter(settings.key_rps)
+        self.member_limiter = RateLimiter(settings.member_rps)
+        self.openapi_doc = openapi.document(self.table)
+        self.docs_html = openapi.docs_page(self.openapi_doc)
+        self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
+
+    # ---- backends -------------------------------------------------------------------
+    def channel(self, backend: str) -> grpc.aio.Channel:
+        if backend not in self.channels:
+            self.channels[backend] = grpc.aio.insecure_channel(self.settings.service_addrs[backend])
+        return self.channels[backend]
+
+    def _callable(self, route: Route) -> grpc.aio.UnaryUnaryMultiCallable:
+        call = self._calls.get(route.grpc_path)
+        if call is None:
+            call = self._calls[route.grpc_path] = self.channel(route.backend).unary_unary(
+                route.grpc_path, request_serializer=route.request_class.SerializeToString,
+                response_deserializer=route.response_class.FromString)
+        return call
+
+    async def _resolve_api_key(self, api_key: str, request_id: str) -> member_pb2.ResolveApiKeyResponse:
+        call = self.channel("member").unary_unary(
+            RESOLVE_API_KEY, request_serializer=member_pb2.ResolveApiKeyRequest.SerializeToString,
+            response_deserializer=member_pb2.ResolveApiKeyResponse.FromString)
+        md = RequestContext(request_id=request_id, calling_service="gateway").to_metadata()
+        return await call(member_pb2.ResolveApiKeyRequest(api_key=api_key), metadata=md,
+                          timeout=self.settings.deadline_s)
+
+    async def close(self) -> None:
+        for ch in self.channels.values():
+            await ch.close()
+        self.channels.clear()
+        self._calls.clear()
+
+    # ---- transcoding ----------------------------------------------------------------
+    async def build_request(self, route: Route, request: Request, path_values: dict[str, str]):
+        data: dict = {}
+        if route.body:
+            raw = await request.body()
+            if len(raw) > MAX_BODY_BYTES:
+                raise ApiError("INVALID_ARGUMENT", "the body is too large", "BODY_TOO_LARGE")
+            try:
+                payload = json.loads(raw) if raw.strip() else ({} if route.body == "*" else None)
+            except (ValueError, UnicodeDecodeError):
+                raise ApiError("INVALID_ARGUMENT", "the body is not valid JSON", "MALFORMED_JSON",
+                               [FieldViolation("body", "not valid JSON")]) from None
+            if route.body == "*":
+                if not isinstance(payload, dict):
+                    raise ApiError("INVALID_ARGUMENT", "the body must be a JSON object", "MALFORMED_JSON",
+                                   [FieldViolation("body", "must be a JSON object")])
+                data = payload
+            elif payload is not None:
+                data = {route.body: payload}
+        params = list(request.query_params.multi_items())
+        try:
+            if params and route.body == "*":
+                raise FieldError(params[0][0], "query parameters are not accepted here; send fields in the body")
+            skip = set(route.template.variables) | ({route.body} if route.body else set())
+            for key, value in query_to_dict(route.method_descriptor.input_type, params, skip).items():
+                data[key] = value
+            for name, value in path_values.items():
+                set_path(data, name, value)
+        except FieldError as error:
+            raise ApiError("INVALID_ARGUMENT", "the request has invalid fields", "INVALID_FIELDS",
+                           [FieldViolation(error.field, error.description)]) from None
+        message = route.request_class()
+        try:
+            json_format.ParseDict(data, message, ignore_unknown_fields=False)
+        except json_format.ParseError as error:
+            field, description = parse_error_field(str(error))
+            raise ApiError("INVALID_ARGUMENT", "the request has invalid fields", "INVALID_FIELDS",
+                           [FieldViolation(field, description)]) from None
+        except Exception:  # noqa: BLE001 - any other conversion failure is still bad input
+            raise ApiError("INVALID_ARGUMENT", "the request has invalid fields", "INVALID_FIELDS",
+                           [FieldViolation("body", "cannot be converted to the request")]) from None
+        return message
+
+    def _rate_limit(self, route: Route, creds: Credentials, ctx: RequestContext) -> None:
+        wait = 0.0
+        if route.rule.access in ("CHANNEL", "MEMBER"):
+            wait = self.key_limiter.take(f"{ctx.merchant_id}:{creds.api_key}")
+        if not wait and ctx.caller_kind == "member":
+            wait = self.member_limiter.take(f"{ctx.merchant_id}:{ctx.caller_id}")
+        if wait:
+            raise ApiError("RESOURCE_EXHAUSTED", "too many requests; retry later", "RATE_LIMITED",
+                           headers={"Retry-After": retry_after_header(wait)})
+
+    async def dispatch(self, request: Request) -> Response:
+        state = request.scope.setdefault("state", {})
+        request_id = state.get("request_id") or request_id_from(request.headers.get("x-request-id"))
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        route, values, known = self.table.match(request.method, raw_path.decode("latin-1"))
+        if route is None:
+            if raw_path.decode("latin-1") in OPS_PATHS:
+                return _method_not_allowed("GET", request_id)
+            if known:
+                allowed = ", ".join(self.table.allowed_methods(raw_path.decode("latin-1")))
+                return _method_not_allowed(allowed, request_id)
+            return errors.response(ApiError("NOT_FOUND", "no such route", "ROUTE_NOT_FOUND"), request_id)
+        state["route"] = route.label
+        try:
+            creds = Credentials(api_key=(request.headers.get("x-api-key") or "").strip(),
+                                bearer=bearer_token(request.headers.get("authorization")))
+            ctx = await identify(route.rule, creds, request_id, self.resolver, self.settings.jwt_secret)
+            state["merchant_id"], state["channel"] = ctx.merchant_id, ctx.channel
+            self._rate_limit(route, creds, ctx)
+            message = await self.build_request(route, request, values)
+            try:
+                reply = await self._callable(route)(message, metadata=ctx.to_metadata(),
+                                                    timeout=self.settings.deadline_s)
+            except grpc.aio.AioRpcError as error:
+                raise errors.from_rpc_error(error) from None
+        except ApiError as error:
+            return errors.response(error, request_id)
+        except Exception:  # noqa: BLE001 - the caller gets a plain 500, the log gets the trace
+            log.exception("gateway.failed", request_id=request_id, route=route.label)
+            return errors.response(ApiError("INTERNAL", "internal error"), request_id)
+        body = json_format.MessageToDict(reply, preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)
+        return JSONResponse(body)
+
+    # ---- operations -----------------------------------------------------------------
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        async def check(name: str) -> str:
+            try:
+                reply = await health_pb2_grpc.HealthStub(self.channel(name)).Check(
+                    health_pb2.HealthCheckRequest(), timeout=self.settings.health_timeout_s)
+                return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.aio.AioRpcError as error:
+                return error.code().name
+        names = list(SERVICE_NAMES)
+        results = dict(zip(names, await asyncio.gather(*(check(n) for n in names))))
+        return all(v == "SERVING" for v in results.values()), results
+
+
+def _method_not_allowed(allowed: str, request_id: str) -> Response:
+    body = {"error": {"code": "METHOD_NOT_ALLOWED", "status": 405, "message": f"this path accepts {allowed}",
+                      "reason": "METHOD_NOT_ALLOWED", "request_id": request_id}}
+    return JSONResponse(body, status_code=405, headers={"Allow": allowed})
+
+
+class RequestIdMiddleware:
+    """Sets the request id, returns it as X-Request-Id, and writes one access log line."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        request_id = request_id_from(headers.get("x-request-id"))
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = time.perf_counter()
+        status = {"code": 500, "sent": False}
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                status["code"], status["sent"] = message["status"], True
+                message = dict(message)
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("gateway.crashed", request_id=request_id)
+            if not status["sent"]:
+                await errors.response(ApiError("INTERNAL", "internal error"), request_id)(scope, receive, send_with_id)
+        finally:
+            log.info("http", method=scope["method"], route=state.get("route") or scope.get("path", ""),
+                     status=status["code"], latency_ms=round((time.perf_counter() - started) * 1000, 2),
+                     request_id=request_id, merchant_id=state.get("merchant_id", ""),
+                     channel=state.get("channel", ""))
+
+
+def create_app(settings: GatewaySettings | None = None, table: Table | None = None) -> Starlette:
+    settings = settings or GatewaySettings.load()
+    gateway = Gateway(settings, table)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        ready, services = await gateway.readiness()
+        if ready:
+            return JSONResponse({"status": "ready", "services": services})
+        not_ready = sorted(n for n, s in services.items() if s != "SERVING")
+        return JSONResponse({"status": "not_ready", "services": services, "not_ready": not_ready}, status_code=503)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(gateway.openapi_doc)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(gateway.docs_html)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        request_id = request.scope.get("state", {}).get("request_id") or new_id("req")
+        if exc.status_code == 405:
+            return _method_not_allowed((exc.headers or {}).get("Allow", "GET"), request_id)
+        code = {404: "NOT_FOUND", 400: "INVALID_ARGUMENT"}.get(exc.status_code, "INTERNAL")
+        body = errors.body(ApiError(code, str(exc.detail)), request_id)
+        body["error"]["status"] = exc.status_code
+        return JSONResponse(body, status_code=exc.status_code)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await gateway.close()
+
+    app = Starlette(
+        routes=[
+            HttpRoute("/healthz", healthz, methods=["GET"]),
+            HttpRoute("/readyz", readyz, methods=["GET"]),
+            HttpRoute("/openapi.json", openapi_json, methods=["GET"]),
+            HttpRoute("/docs", docs, methods=["GET"]),
+            HttpRoute("/{path:path}", gateway.dispatch, methods=ALL_METHODS),
+        ],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=ALL_METHODS,
+                       allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After"], max_age=600),
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return app
+
+
+def main() -> None:
+    settings = GatewaySettings.load()
+    slog.configure("gateway", settings.log_level)
+    app = create_app(settings)
+    log.info("gateway.starting", host=settings.host, port=settings.port, routes=len(app.state.gateway.table.routes))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                lifespan="on", timeout_graceful_shutdown=10)

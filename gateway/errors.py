@@ -1,0 +1,110 @@
+"""gRPC status → HTTP status and the one JSON error body every failure uses:
+
+    {"error": {"code": "NOT_FOUND", "status": 404, "message": "...", "reason": "...",
+               "request_id": "req_…", "field_violations": [{"field": "...", "description": "..."}]}}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from starlette.responses import JSONResponse
+
+from siyu_kit.errors import DomainError, FieldViolation
+
+HTTP_BY_CODE = {
+    "INVALID_ARGUMENT": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "ABORTED": 409,
+    "FAILED_PRECONDITION": 412,
+    "RESOURCE_EXHAUSTED": 429,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+# Their messages may carry internals; the caller gets a plain sentence instead.
+GENERIC_MESSAGES = {
+    "UNAVAILABLE": "the service is temporarily unavailable",
+    "DEADLINE_EXCEEDED": "the service did not answer in time",
+}
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass
+class ApiError(Exception):
+    """An error the gateway answers with; `code` is a gRPC status code name."""
+    code: str
+    message: str
+    reason: str = ""
+    violations: list[FieldViolation] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def http_status(self) -> int:
+        return http_status(self.code)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def http_status(code: str) -> int:
+    return HTTP_BY_CODE.get(code, 500)
+
+
+def from_domain(error: DomainError) -> ApiError:
+    return ApiError(error.code.name, error.message, error.reason, list(error.violations))
+
+
+def _details_of(trailing_metadata) -> status_pb2.Status | None:
+    for key, value in trailing_metadata or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status()
+            try:
+                status.ParseFromString(value)
+            except Exception:  # noqa: BLE001 - malformed details are ignored, the code still counts
+                return None
+            return status
+    return None
+
+
+def from_status(code: grpc.StatusCode, message: str, trailing_metadata) -> ApiError:
+    """A failed gRPC call → ApiError, decoding google.rpc BadRequest and ErrorInfo details."""
+    name = code.name
+    reason, violations = "", []
+    status = _details_of(trailing_metadata)
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+            elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason = info.reason
+    if http_status(name) == 500:
+        # Internal failures keep their details in the service's log, keyed by request id.
+        return ApiError("INTERNAL", "internal error", "")
+    return ApiError(name, GENERIC_MESSAGES.get(name, message or name.replace("_", " ").lower()), reason, violations)
+
+
+def from_rpc_error(error: grpc.RpcError) -> ApiError:
+    return from_status(error.code(), error.details() or "", error.trailing_metadata())
+
+
+def body(error: ApiError, request_id: str) -> dict:
+    out = {"code": error.code, "status": error.http_status, "message": error.message,
+           "request_id": request_id}
+    if error.reason:
+        out["reason"] = error.reason
+    if error.violations:
+        out["field_violations"] = [{"field": v.field, "description": v.description} for v in error.violations]
+    return {"error": out}
+
+
+def response(error: ApiError, request_id: str) -> JSONResponse:
+    return JSONResponse(body(error, request_id), status_code=error.http_status, headers=error.headers or None)

@@ -1,0 +1,221 @@
+"""OpenAPI 3.1 from the same descriptors the routes come from, so docs and API cannot drift.
+
+JSON follows the standard proto3 mapping with proto field names: int64/uint64 are strings,
+enums are their names, Timestamps RFC 3339 strings, bytes base64.
+"""
+from __future__ import annotations
+
+import html
+
+from google.protobuf.descriptor import FieldDescriptor as F
+
+from gateway.routes import SCALAR_WKT, Route, Table, _is_map, _is_repeated
+
+INT32 = {F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32}
+UINT32 = {F.TYPE_UINT32, F.TYPE_FIXED32}
+INT64 = {F.TYPE_INT64, F.TYPE_SINT64, F.TYPE_SFIXED64, F.TYPE_UINT64, F.TYPE_FIXED64}
+
+WKT_SCHEMAS = {
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?\d+(\.\d+)?s$"},
+    "google.protobuf.FieldMask": {"type": "string"},
+    "google.protobuf.Empty": {"type": "object"},
+    "google.protobuf.Struct": {"type": "object"},
+    "google.protobuf.Value": {},
+    "google.protobuf.ListValue": {"type": "array"},
+    "google.protobuf.Any": {"type": "object", "properties": {"@type": {"type": "string"}}},
+    "google.protobuf.StringValue": {"type": "string"},
+    "google.protobuf.BytesValue": {"type": "string", "format": "byte"},
+    "google.protobuf.BoolValue": {"type": "boolean"},
+    "google.protobuf.DoubleValue": {"type": "number"},
+    "google.protobuf.FloatValue": {"type": "number"},
+    "google.protobuf.Int32Value": {"type": "integer", "format": "int32"},
+    "google.protobuf.UInt32Value": {"type": "integer", "format": "int64", "minimum": 0},
+    "google.protobuf.Int64Value": {"type": "string", "format": "int64"},
+    "google.protobuf.UInt64Value": {"type": "string", "format": "uint64"},
+}
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {
+        "type": "object",
+        "required": ["code", "status", "message", "request_id"],
+        "properties": {
+            "code": {"type": "string", "description": "gRPC status code name, e.g. NOT_FOUND"},
+            "status": {"type": "integer", "description": "the HTTP status"},
+            "message": {"type": "string"},
+            "reason": {"type": "string", "description": "stable machine-readable reason, e.g. OUT_OF_STOCK"},
+            "request_id": {"type": "string"},
+            "field_violations": {"type": "array", "items": {
+                "type": "object", "required": ["field", "description"],
+                "properties": {"field": {"type": "string"}, "description": {"type": "string"}}}},
+        },
+    }},
+}
+ERROR_STATUSES = {"400": "Bad input", "401": "Missing or invalid API key or token", "403": "Role not allowed",
+                  "404": "Not found", "409": "Conflict", "412": "Wrong state", "429": "Rate limit or no stock",
+                  "503": "Service unavailable"}
+SECURITY = {"PUBLIC": [], "CHANNEL": [{"apiKey": []}], "MEMBER": [{"apiKey": [], "bearer": []}],
+            "STAFF": [{"bearer": []}]}
+
+
+class _Schemas:
+    def __init__(self):
+        self.components: dict[str, dict] = {}
+
+    def ref(self, name: str) -> dict:
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def enum(self, enum_descriptor) -> dict:
+        name = enum_descriptor.full_name
+        if name not in self.components:
+            self.components[name] = {"type": "string", "enum": [v.name for v in enum_descriptor.values]}
+        return self.ref(name)
+
+    def message(self, descriptor) -> dict:
+        name = descriptor.full_name
+        if name in WKT_SCHEMAS:
+            return dict(WKT_SCHEMAS[name])
+        if name not in self.components:
+            self.components[name] = {}  # placeholder first: messages may refer to themselves
+            props = {f.name: self.field(f) for f in descriptor.fields}
+            self.components[name] = {"type": "object", "properties": props, "additionalProperties": False}
+        return self.ref(name)
+
+    def single(self, fd) -> dict:
+        if fd.type == F.TYPE_MESSAGE:
+            return self.message(fd.message_type)
+        if fd.type == F.TYPE_ENUM:
+            return self.enum(fd.enum_type)
+        if fd.type in INT32:
+            return {"type": "integer", "format": "int32"}
+        if fd.type in UINT32:
+            return {"type": "integer", "format": "int64", "minimum": 0}
+        if fd.type in INT64:
+            return {"type": "string", "format": "uint64" if fd.type in (F.TYPE_UINT64, F.TYPE_FIXED64) else "int64"}
+        if fd.type in (F.TYPE_DOUBLE, F.TYPE_FLOAT):
+            return {"type": "number"}
+        if fd.type == F.TYPE_BOOL:
+            return {"type": "boolean"}
+        if fd.type == F.TYPE_BYTES:
+            return {"type": "string", "format": "byte"}
+        return {"type": "string"}
+
+    def field(self, fd) -> dict:
+        if _is_map(fd):
+            return {"type": "object", "additionalProperties": self.single(fd.message_type.fields_by_name["value"])}
+        if _is_repeated(fd):
+            return {"type": "array", "items": self.single(fd)}
+        return self.single(fd)
+
+
+def _query_fields(descriptor, prefix: str = "", skip: frozenset = frozenset(), seen: tuple = ()):
+    """Leaf fields a query string can set, with dotted names."""
+    for fd in descriptor.fields:
+        name = prefix + fd.name
+        if name in skip or _is_map(fd):
+            continue
+        if fd.type == F.TYPE_MESSAGE and fd.message_type.full_name not in SCALAR_WKT:
+            if _is_repeated(fd) or fd.message_type.full_name in seen or len(seen) > 4:
+                continue
+            yield from _query_fields(fd.message_type, name + ".", skip, seen + (descriptor.full_name,))
+        else:
+            yield name, fd
+
+
+def _operation(route: Route, schemas: _Schemas) -> dict:
+    request = route.method_descriptor.input_type
+    path_vars = set(route.template.variables)
+    params = [{"name": v, "in": "path", "required": True, "schema": {"type": "string"}}
+              for v in route.template.variables]
+    op: dict = {
+        "operationId": f"{route.service.rsplit('.', 1)[-1]}_{route.method_name}",
+        "summary": f"{route.service}.{route.method_name}",
+        "tags": [route.service.rsplit(".", 1)[-1]],
+        "x-siyu-access": route.rule.access,
+        "security": SECURITY.get(route.rule.access, []),
+    }
+    if route.rule.roles:
+        op["x-siyu-roles"] = list(route.rule.roles)
+        op["description"] = "Staff roles: " + ", ".join(route.rule.roles) + " (OWNER always allowed)."
+    if route.body != "*":
+        skip = frozenset(path_vars | ({route.body} if route.body else set()))
+        for name, fd in _query_fields(request, skip=skip):
+            schema = schemas.field(fd)
+            param = {"name": name, "in": "query", "required": False, "schema": schema}
+            if _is_repeated(fd):
+                param["explode"] = True
+            params.append(param)
+    if params:
+        op["parameters"] = params
+    if route.body == "*":
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schemas.message(request)}}}
+    elif route.body:
+        op["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": schemas.field(request.fields_by_name[route.body])}}}
+    responses = {"200": {"description": "OK", "content": {
+        "application/json": {"schema": schemas.message(route.method_descriptor.output_type)}}}}
+    for status, text in ERROR_STATUSES.items():
+        responses[status] = {"$ref": f"#/components/responses/Error{status}"}
+    responses["default"] = {"$ref": "#/components/responses/ErrorDefault"}
+    op["responses"] = responses
+    return op
+
+
+def document(table: Table, title: str = "Siyu API", version: str = "v1") -> dict:
+    schemas = _Schemas()
+    paths: dict[str, dict] = {}
+    for route in sorted(table.routes, key=lambda r: (r.template.openapi_path, r.http_method)):
+        paths.setdefault(route.template.openapi_path, {})[route.http_method.lower()] = _operation(route, schemas)
+    error_response = {"description": "", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    responses = {f"Error{s}": {**error_response, "description": t} for s, t in ERROR_STATUSES.items()}
+    responses["ErrorDefault"] = {**error_response, "description": "Unexpected error"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version, "description": (
+            "HTTP/JSON API of Siyu, transcoded from the services' gRPC contracts. JSON uses the proto3 "
+            "mapping with proto field names: 64-bit integers are strings, enums their names, timestamps "
+            "RFC 3339. Money is integer minor units. Channel routes need X-Api-Key; member routes also a "
+            "member bearer token; staff routes a staff bearer token.")},
+        "paths": paths,
+        "components": {
+            "schemas": {**dict(sorted(schemas.components.items())), "Error": ERROR_SCHEMA},
+            "responses": responses,
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key",
+                           "description": "channel API key: selects merchant and channel"},
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                           "description": "member or staff access token"},
+            },
+        },
+    }
+
+
+def docs_page(doc: dict) -> str:
+    """A self-contained page listing every operation; no scripts, no CDN."""
+    rows = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            params = ", ".join(f"{p['name']} ({p['in']})" for p in op.get("parameters", []))
+            body = "JSON body" if "requestBody" in op else ""
+            roles = ", ".join(op.get("x-siyu-roles", []))
+            rows.append(
+                f"<tr><td class=m>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
+                f"<td>{html.escape(op['summary'])}</td><td>{op['x-siyu-access']}"
+                f"{' · ' + html.escape(roles) if roles else ''}</td>"
+                f"<td>{html.escape(params)}{' · ' if params and body else ''}{body}</td></tr>")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(doc['info']['title'])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse}}
+td,th{{border-bottom:1px solid #ddd;padding:.35rem .6rem;text-align:left;vertical-align:top}}
+.m{{font-weight:bold}}code{{font-size:.95em}}</style></head>
+<body><h1>{html.escape(doc['info']['title'])}</h1>
+<p>{html.escape(doc['info']['description'])}</p>
+<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI {doc['openapi']}).
+Errors: <code>{{"error": {{"code", "status", "message", "reason", "request_id", "field_violations"}}}}</code>.</p>
+<table><thead><tr><th>Method</th><th>Path</th><th>RPC</th><th>Access</th><th>Input</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table></body></html>
+"""

@@ -1,0 +1,62 @@
+"""Token buckets: burst twice the rate, refill at the rate, Retry-After from the deficit."""
+from __future__ import annotations
+
+from hypothesis import given, strategies as st
+
+from gateway.ratelimit import RateLimiter, retry_after_header
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_burst_then_refill():
+    clock = Clock()
+    limiter = RateLimiter(5, clock=clock)
+    assert [limiter.take("k") for _ in range(10)] == [0.0] * 10  # burst = 2 × 5
+    wait = limiter.take("k")
+    assert 0 < wait <= 0.2
+    assert retry_after_header(wait) == "1"
+    clock.now += 0.2
+    assert limiter.take("k") == 0.0
+    assert limiter.take("k") > 0
+
+
+def test_keys_are_independent():
+    clock = Clock()
+    limiter = RateLimiter(1, clock=clock)
+    assert limiter.take("a") == 0.0 and limiter.take("a") == 0.0
+    assert limiter.take("a") > 0
+    assert limiter.take("b") == 0.0
+
+
+def test_zero_rate_disables():
+    limiter = RateLimiter(0)
+    assert all(limiter.take("k") == 0.0 for _ in range(1000))
+
+
+@given(rate=st.integers(min_value=1, max_value=500), elapsed=st.floats(min_value=0, max_value=10),
+       attempts=st.integers(min_value=0, max_value=3000))
+def test_never_more_than_burst_plus_refill(rate, elapsed, attempts):
+    clock = Clock()
+    limiter = RateLimiter(rate, clock=clock)
+    allowed = sum(limiter.take("k") == 0.0 for _ in range(attempts))
+    clock.now += elapsed
+    allowed += sum(limiter.take("k") == 0.0 for _ in range(attempts))
+    assert allowed <= 2 * rate + rate * elapsed + 1e-6
+    assert allowed >= min(attempts, 2 * rate)  # the first burst is never refused
+
+
+def test_forgets_refilled_buckets_when_full():
+    clock = Clock()
+    limiter = RateLimiter(10, clock=clock)
+    limiter.MAX_BUCKETS = 3
+    for key in "abc":
+        limiter.take(key)
+    clock.now += 10
+    limiter.take("d")
+    assert set(limiter._buckets) == {"d"}
