@@ -4,8 +4,6 @@ from __future__ import annotations
 from datetime import datetime
 from enum import Enum
 
-from siyu_kit.errors import FailedPrecondition
-
 
 class OrderState(str, Enum):
     PENDING_PAYMENT = "PENDING_PAYMENT"
@@ -42,17 +40,15 @@ def is_payable(state: OrderState, expires_at: datetime, now: datetime) -> bool:
     return state is OrderState.PENDING_PAYMENT and not is_expired(expires_at, now)
 
 
-def require_payable(state: OrderState, expires_at: datetime, now: datetime) -> None:
-    if not is_payable(state, expires_at, now):
-        why = "has expired" if state is OrderState.PENDING_PAYMENT else f"is {state.value}"
-        raise FailedPrecondition(f"the order {why} and cannot be paid", reason=NOT_PAYABLE)
+class CancelDecision(str, Enum):
+    CANCEL = "CANCEL"
+    ALREADY_CANCELLED = "ALREADY_CANCELLED"  # a repeat: nothing changes
+    TOO_LATE = "TOO_LATE"  # paid or beyond
 
 
-def member_cancel_needed(state: OrderState) -> bool:
-    """True when a member's cancel must change the order; False when it is already
-    cancelled (a repeat); raises when the order is past payment."""
+def member_cancel(state: OrderState) -> CancelDecision:
     if state is OrderState.CANCELLED:
-        return False
-    if not can_transition(state, OrderState.CANCELLED):
-        raise FailedPrecondition(f"a {state.value} order cannot be cancelled", reason="ORDER_NOT_CANCELLABLE")
-    return True
+        return CancelDecision.ALREADY_CANCELLED
+    if can_transition(state, OrderState.CANCELLED):
+        return CancelDecision.CANCEL
+    return CancelDecision.TOO_LATE

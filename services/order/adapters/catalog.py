@@ -1,0 +1,92 @@
+"""The catalog service's stock and SKU API, seen from the order service."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+
+from siyu_kit import errors
+from siyu_kit.protos import timestamp
+
+TIMEOUT_S = 10.0
+_DETAILS_KEY = "grpc-status-details-bin"
+_ON_SHELF = catalog_pb2.PRODUCT_STATUS_ON_SHELF
+
+
+@dataclass(frozen=True)
+class SkuInfo:
+    sku_id: str
+    product_id: str
+    title: str
+    unit_price: int
+    currency: str
+    on_shelf: bool
+
+
+def _status(error: grpc.aio.AioRpcError) -> tuple[str, list[errors.FieldViolation]]:
+    """The reason and field violations the catalog attached to its error."""
+    reason, violations = "", []
+    for key, value in error.trailing_metadata() or ():
+        if key != _DETAILS_KEY:
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason = info.reason
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations += [errors.FieldViolation(v.field, v.description) for v in bad.field_violations]
+    return reason, violations
+
+
+def _translate(error: grpc.aio.AioRpcError, what: str) -> errors.DomainError:
+    reason, violations = _status(error)
+    code = error.code()
+    if reason == "OUT_OF_STOCK" or code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return errors.FailedPrecondition(error.details() or "not enough stock", reason="OUT_OF_STOCK",
+                                         violations=violations)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return errors.NotFound(error.details() or f"{what}: not found", reason=reason, violations=violations)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return errors.FailedPrecondition(error.details() or what, reason=reason, violations=violations)
+    return errors.Unavailable(f"the catalog could not {what}", reason="CATALOG_UNAVAILABLE")
+
+
+class CatalogClient:
+    def __init__(self, channel: grpc.aio.Channel):
+        self._stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+
+    async def skus(self, sku_ids: list[str]) -> dict[str, SkuInfo]:
+        try:
+            resp = await self._stub.GetSkus(catalog_pb2.GetSkusRequest(sku_ids=sku_ids), timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, "look up the SKUs") from error
+        return {
+            d.sku.sku_id: SkuInfo(sku_id=d.sku.sku_id, product_id=d.sku.product_id, title=d.product_title,
+                                  unit_price=d.sku.list_price.amount, currency=d.sku.list_price.currency or "CNY",
+                                  on_shelf=d.product_status == _ON_SHELF)
+            for d in resp.skus
+        }
+
+    async def reserve(self, reservation_id: str, order_id: str, lines: list[tuple[str, int]],
+                      expires_at: datetime) -> None:
+        request = catalog_pb2.ReserveStockRequest(
+            reservation_id=reservation_id, order_id=order_id, expires_at=timestamp(expires_at),
+            lines=[catalog_pb2.ReservationLine(sku_id=s, quantity=q) for s, q in lines])
+        try:
+            await self._stub.ReserveStock(request, timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, "reserve the stock") from error
+
+    async def release(self, reservation_id: str) -> None:
+        try:
+            await self._stub.ReleaseReservation(
+                catalog_pb2.ReleaseReservationRequest(reservation_id=reservation_id), timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, "release the reservation") from error

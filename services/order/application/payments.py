@@ -1,0 +1,181 @@
+"""Starting payments and applying the provider's notifications to payments and orders."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Callable
+
+from siyu.order.v1 import events_pb2
+
+from siyu_kit import context, logging as slog
+from siyu_kit.db import run_sync
+from siyu_kit.errors import FailedPrecondition, NotFound, Unauthenticated, Violations
+from siyu_kit.events.outbox import make_event
+from siyu_kit.events.streams import subject_of
+from siyu_kit.ids import is_id, new_id
+from siyu_kit.protos import utcnow
+
+from services.order.adapters import messages
+from services.order.adapters.repositories import Orders, Payments
+from services.order.adapters.sandbox_payments import SandboxProvider
+from services.order.domain.orders import NOT_PAYABLE, OrderState, is_expired, is_payable
+from services.order.domain.payments import (RESULT_FAIL, RESULT_SUCCESS, Notification, PaymentMethod,
+                                            PaymentState, Settlement, refund_reason, settle)
+
+log = slog.get("siyu.order.payments")
+
+MAX_KEY = 64
+PAID = subject_of("order", "order", "paid")
+REFUNDED = subject_of("order", "payment", "refunded")
+
+
+@dataclass
+class PaymentUseCases:
+    orders: Orders
+    payments: Payments
+    provider: SandboxProvider
+    committed: Callable[[], None]
+    clock: Callable[[], datetime] = utcnow
+
+    def _now(self) -> datetime:
+        # Storage keeps milliseconds: a returned order equals the stored one.
+        now = self.clock()
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+    async def pay(self, order_id: str, idempotency_key: str, method: str) -> dict:
+        ctx = context.current()
+        member_id = ctx.require_member()
+        merchant_id = ctx.merchant_id
+        v = Violations()
+        v.check(is_id(order_id, "ord"), "order_id", "must be an ord_ id")
+        v.check(1 <= len(idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
+        v.check(method in ("", PaymentMethod.SANDBOX.value), "method", "SANDBOX is the only method")
+        v.raise_if_any()
+        order = await run_sync(self.orders.of_member, merchant_id, member_id, order_id)
+        if order is None:
+            raise NotFound(f"order {order_id} not found")
+        existing = await run_sync(self.payments.by_key, merchant_id, order_id, idempotency_key)
+        if existing:
+            return existing
+        now = self._now()
+        if not is_payable(OrderState(order["state"]), order["expires_at"], now):
+            raise FailedPrecondition(f"the order is {order['state']} or expired and cannot be paid",
+                                     reason=NOT_PAYABLE)
+        doc = {
+            "_id": new_id("pay"), "merchant_id": merchant_id, "member_id": member_id, "order_id": order_id,
+            "idempotency_key": idempotency_key, "method": PaymentMethod.SANDBOX.value,
+            "state": PaymentState.PENDING.value, "amount": order["payable"], "currency": order["currency"],
+            "created_at": now, "failures": 0, "version": 1,
+        }
+        if await run_sync(self.payments.insert, doc):
+            return doc
+        return await run_sync(self.payments.by_key, merchant_id, order_id, idempotency_key)
+
+    async def handle_callback(self, n: Notification) -> tuple[dict, bool]:
+        """Applies a signed provider notification. Returns the payment and whether it
+        changed anything."""
+        if not self.provider.verify(n):
+            raise Unauthenticated("invalid signature", reason="BAD_SIGNATURE")
+        v = Violations()
+        v.check(is_id(n.payment_id, "pay"), "payment_id", "must be a pay_ id")
+        v.check(n.result in (RESULT_SUCCESS, RESULT_FAIL), "result", "SUCCESS or FAIL")
+        v.check(bool(n.provider_txn_id), "provider_txn_id", "required")
+        v.raise_if_any()
+        payment = await run_sync(self.payments.by_id_any_merchant, n.payment_id)
+        if payment is None:
+            raise NotFound(f"payment {n.payment_id} not found")
+        # From here every query is scoped to the payment's merchant.
+        merchant_id, payment_id = payment["merchant_id"], payment["_id"]
+        v.check(n.amount == payment["amount"], "amount", "does not match the payment")
+        v.check(n.currency == payment["currency"], "currency", "does not match the payment")
+        v.raise_if_any("the notification does not match the payment")
+
+        now = self._now()
+        if n.result == RESULT_FAIL:
+            last = payment.get("last_failure") or {}
+            if payment["state"] != PaymentState.PENDING.value or last.get("provider_txn_id") == n.provider_txn_id:
+                return payment, False
+            # The order stays payable; the member may try again.
+            applied = await run_sync(self.payments.update, merchant_id, payment_id,
+                                     from_state=PaymentState.PENDING.value, version=payment["version"],
+                                     fields={"last_failure": {"provider_txn_id": n.provider_txn_id, "at": now}},
+                                     inc={"failures": 1})
+            return await run_sync(self.payments.get, merchant_id, payment_id), applied
+
+        applied = False
+        if payment["state"] == PaymentState.PENDING.value:
+            applied = await run_sync(self.payments.update, merchant_id, payment_id,
+                                     from_state=PaymentState.PENDING.value,
+                                     fields={"state": PaymentState.SUCCEEDED.value,
+                                             "provider_txn_id": n.provider_txn_id, "succeeded_at": now})
+            payment = await run_sync(self.payments.get, merchant_id, payment_id)
+        if payment["state"] == PaymentState.SUCCEEDED.value:
+            # Also finishes a payment whose order transition was cut short by a crash.
+            applied = await self._settle(payment) or applied
+            payment = await run_sync(self.payments.get, merchant_id, payment_id)
+        return payment, applied
+
+    async def _settle(self, payment: dict) -> bool:
+        merchant_id = payment["merchant_id"]
+        for _ in range(3):
+            order = await run_sync(self.orders.get, merchant_id, payment["order_id"])
+            now = self._now()
+            state = OrderState(order["state"]) if order else OrderState.CANCELLED
+            decision = settle(state, bool(order) and is_expired(order["expires_at"], now),
+                              (order or {}).get("payment_id") or "", payment["_id"])
+            if decision is Settlement.DONE:
+                return False
+            if decision is Settlement.REFUND:
+                return await self._refund(payment, refund_reason(state), now)
+            after = {**order, "state": OrderState.PAID.value, "paid_at": now, "payment_id": payment["_id"],
+                     "version": order["version"] + 1}
+            event = make_event(PAID, merchant_id=merchant_id, aggregate_id=order["_id"],
+                               aggregate_version=after["version"], occurred_at=now,
+                               channel=(order.get("attribution") or {}).get("channel", ""),
+                               payload=events_pb2.OrderPaid(order=messages.order(after),
+                                                            payment=messages.payment(payment)))
+            if await run_sync(self.orders.transition, merchant_id, order["_id"],
+                              from_state=OrderState.PENDING_PAYMENT.value, to_state=OrderState.PAID.value,
+                              fields={"paid_at": now, "payment_id": payment["_id"]}, events=(event,),
+                              unexpired_at=now):
+                self.committed()
+                return True
+            # The order moved (expired, cancelled or paid) meanwhile: decide again.
+        return False
+
+    async def _refund(self, payment: dict, reason: str, now: datetime) -> bool:
+        receipt = self.provider.refund(payment["_id"], payment.get("provider_txn_id") or "", payment["amount"],
+                                       payment["currency"])
+        after = {**payment, "state": PaymentState.REFUNDED.value, "version": payment["version"] + 1}
+        event = make_event(REFUNDED, merchant_id=payment["merchant_id"], aggregate_id=payment["_id"],
+                           aggregate_version=after["version"], occurred_at=now,
+                           payload=events_pb2.PaymentRefunded(payment=messages.payment(after), reason=reason))
+        done = await run_sync(self.payments.update, payment["merchant_id"], payment["_id"],
+                              from_state=PaymentState.SUCCEEDED.value, events=(event,),
+                              fields={"state": PaymentState.REFUNDED.value, "refunded_at": now,
+                                      "refund": {"provider_refund_id": receipt.provider_refund_id,
+                                                 "amount": receipt.amount, "reason": reason, "at": now}})
+        if done:
+            self.committed()
+            log.info("payment.refunded", payment_id=payment["_id"], reason=reason)
+        return done
+
+    async def complete_sandbox(self, payment_id: str) -> tuple[Notification, dict]:
+        """The member approves in the sandbox wallet; the provider's signed SUCCESS
+        notification goes through the same handler as the real callback."""
+        ctx = context.current()
+        member_id = ctx.require_member()
+        v = Violations()
+        v.check(is_id(payment_id, "pay"), "payment_id", "must be a pay_ id")
+        v.raise_if_any()
+        payment = await run_sync(self.payments.of_member, ctx.merchant_id, member_id, payment_id)
+        if payment is None:
+            raise NotFound(f"payment {payment_id} not found")
+        n = Notification(payment_id=payment_id, provider_txn_id=self.provider.new_txn_id(),
+                         amount=payment["amount"], currency=payment["currency"], result=RESULT_SUCCESS,
+                         timestamp=int(self._now().timestamp()))
+        n = replace(n, signature=self.provider.sign(n))
+        payment, _ = await self.handle_callback(n)
+        return n, payment
+
+
