@@ -110,7 +110,7 @@ def test_cross_merchant_token_and_kind_are_refused(http, member_stub):
     staff_token = auth.issue(SECRET, auth.TokenClaims("staff", new_id("stf"), merchant_a, ("OWNER",)), 600)
     wrong_kind = http.get("/v1/me", headers={"X-Api-Key": key_a, "Authorization": f"Bearer {staff_token}"})
     assert wrong_kind.status_code == 401 and error_of(wrong_kind)["reason"] == "TOKEN_KIND"
-    forged = auth.issue("not-the-secret", auth.TokenClaims("member", new_id("mem"), merchant_a), 600)
+    forged = auth.issue("not-the-secret-but-just-as-long-as-one", auth.TokenClaims("member", new_id("mem"), merchant_a), 600)
     bad_sig = http.get("/v1/me", headers={"X-Api-Key": key_a, "Authorization": f"Bearer {forged}"})
     assert bad_sig.status_code == 401 and error_of(bad_sig)["reason"] == "TOKEN_INVALID"
 
