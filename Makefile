@@ -32,6 +32,7 @@ proto: $(GEN_STAMP)
 
 lint: setup
 	$(BIN)/buf lint
+	$(BIN)/ruff check siyu_kit services gateway scripts tests
 
 run: setup
 	$(BIN)/python -m siyu_kit.devstack run

@@ -20,6 +20,18 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"SIYU_{name} must be an integer, got {raw!r}") from exc
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A positive interval in seconds from SIYU_<name>, for a service's own jobs."""
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"SIYU_{name} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"SIYU_{name} must be positive")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     service: str

@@ -11,6 +11,19 @@ from siyu_kit.devstack import Stack
 
 
 @pytest.fixture(scope="session")
+def infra(tmp_path_factory) -> Stack:
+    """Only the embedded MongoDB server and nats-server, for tests of the shared kit."""
+    servers = Stack.on_free_ports(Path(tmp_path_factory.mktemp("infra")))
+    try:
+        servers.start_infra()
+    except Exception:
+        servers.stop_all()
+        raise
+    yield servers
+    servers.stop_all()
+
+
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
     data_dir = Path(tmp_path_factory.mktemp("siyu"))
     suite = Stack.on_free_ports(data_dir, SIYU_RELAY_INTERVAL_S="0.2")

@@ -7,6 +7,7 @@ import time
 from typing import Callable, TypeVar
 
 import grpc
+import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -42,6 +43,13 @@ def field_violations(error: grpc.RpcError) -> dict[str, str]:
             detail.Unpack(bad)
             found.update({v.field: v.description for v in bad.field_violations})
     return found
+
+
+def rpc_error(call: Callable, *args, **kwargs) -> grpc.RpcError:
+    """The error a gRPC call must fail with."""
+    with pytest.raises(grpc.RpcError) as info:
+        call(*args, **kwargs)
+    return info.value
 
 
 def wait_until(probe: Callable[[], T], timeout: float = 15.0, interval: float = 0.05,

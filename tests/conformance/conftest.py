@@ -1,34 +1,24 @@
-"""The storage the conformance suite runs against: the embedded server nx-27017 started
-here on a free port, or the real MongoDB at MONGODB_URI (a throwaway database, dropped
+"""The storage the conformance suite runs against: the embedded server nx-27017 of the
+session's `infra` fixture, or the real MongoDB at MONGODB_URI (a throwaway database, dropped
 afterwards)."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import mongoengine
 import pytest
 from pymongo import MongoClient
 
-from siyu_kit.devstack import Stack
 from siyu_kit.ids import new_id
 
 ALIAS = "conformance"
 
 
 @pytest.fixture(scope="session")
-def storage_uri(tmp_path_factory):
+def storage_uri(request):
     if os.environ.get("MONGODB_URI"):
-        yield os.environ["MONGODB_URI"]
-        return
-    stack = Stack.on_free_ports(Path(tmp_path_factory.mktemp("conformance")))
-    try:
-        stack.start_infra()
-    except Exception:
-        stack.stop_all()
-        raise
-    yield stack.mongodb_uri
-    stack.stop_all()
+        return os.environ["MONGODB_URI"]
+    return request.getfixturevalue("infra").mongodb_uri
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from siyu.order.v1 import events_pb2, order_pb2
 
 from siyu_kit.events.outbox import make_event
 from siyu_kit.ids import new_id
+from tests import support
 from tests.support import channel, field_violations, metadata, new_merchant_id, wait_until
 
 
@@ -43,9 +44,7 @@ def h5(merchant: str):
 
 
 def rpc_error(call, request, md) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as raised:
-        call(request, metadata=md)
-    return raised.value
+    return support.rpc_error(call, request, metadata=md)
 
 
 def upsert_persona(stub, merchant: str, code: str = "mama-lin", **extra) -> pb.UpsertPersonaResponse:

@@ -3,36 +3,22 @@ consumers dead-lettered."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import nats
 import pytest
 from google.protobuf import wrappers_pb2
 from nats.js.errors import NotFoundError
 
-from siyu_kit.devstack import ROOT, Stack
+from siyu_kit.devstack import ROOT
 from siyu_kit.events import dlq, outbox
 from siyu_kit.events.consumer import Consumer, Poison, Subscription
 from siyu_kit.events.streams import ensure_streams, stream_name
 from siyu_kit.ids import new_id
 from tests.support import new_merchant_id, eventually
 
-
-@pytest.fixture(scope="module")
-def infra(tmp_path_factory):
-    stack = Stack.on_free_ports(Path(tmp_path_factory.mktemp("kit_dlq")))
-    try:
-        stack.start_infra()
-    except Exception:
-        stack.stop_all()
-        raise
-    yield stack
-    stack.stop_all()
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ relay publishes each committed event once, and consumers ack, retry and dead-let
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
-from pathlib import Path
 
 import nats
 import pytest
@@ -15,7 +13,6 @@ from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError
 from siyu.common.v1 import common_pb2
 
-from siyu_kit.devstack import Stack
 from siyu_kit.events import outbox
 from siyu_kit.events.consumer import Consumer, Poison, Subscription, backoff_s
 from siyu_kit.events.relay import OutboxRelay
@@ -25,17 +22,6 @@ from tests.support import new_merchant_id, eventually
 
 STREAM = stream_name("catalog")
 
-
-@pytest.fixture(scope="module")
-def infra(tmp_path_factory):
-    stack = Stack.on_free_ports(Path(tmp_path_factory.mktemp("kit_events")))
-    try:
-        stack.start_infra()
-    except Exception:
-        stack.stop_all()
-        raise
-    yield stack
-    stack.stop_all()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from siyu.member.v1 import member_pb2 as pb, member_pb2_grpc
 
 from siyu_kit.config import load
 from siyu_kit.ids import new_id
-from tests.support import channel, field_violations, metadata, new_merchant_id
+from tests.support import channel, field_violations, metadata, new_merchant_id, rpc_error
 
 OPS = metadata(service="ops")
 
@@ -35,11 +35,6 @@ def new_code() -> str:
 def make_merchant(stub, name="Shop") -> str:
     return stub.UpsertMerchant(pb.UpsertMerchantRequest(code=new_code(), name=name), metadata=OPS).merchant.merchant_id
 
-
-def rpc_error(call, *args, **kwargs) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call(*args, **kwargs)
-    return info.value
 
 
 # Merchants

@@ -19,7 +19,7 @@ from siyu_kit.config import load
 from siyu_kit.events.outbox import decode, make_event
 from siyu_kit.ids import new_id
 from siyu_kit.protos import money, timestamp
-from tests.support import channel, field_violations, metadata, new_merchant_id, wait_until
+from tests.support import channel, field_violations, metadata, new_merchant_id, wait_until, rpc_error
 
 SECRET = load("member").jwt_secret
 
@@ -36,11 +36,6 @@ def db(stack):
     yield client[load("member").mongodb_db]
     client.close()
 
-
-def rpc_error(call, *args, **kwargs) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call(*args, **kwargs)
-    return info.value
 
 
 def login(stub, merchant_id, unionid, ch="H5", nickname=""):

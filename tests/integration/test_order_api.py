@@ -18,7 +18,7 @@ from siyu.order.v1 import events_pb2, order_pb2, order_pb2_grpc
 from siyu_kit.config import load
 from siyu_kit.events.outbox import decode
 from siyu_kit.ids import new_id
-from tests.support import channel, field_violations, metadata, new_merchant_id, wait_until
+from tests.support import channel, field_violations, metadata, new_merchant_id, wait_until, rpc_error
 
 OS = order_pb2
 PENDING, PAID, CANCELLED = OS.ORDER_STATE_PENDING_PAYMENT, OS.ORDER_STATE_PAID, OS.ORDER_STATE_CANCELLED
@@ -74,11 +74,6 @@ def reason(error: grpc.RpcError) -> str:
             return info.reason
     return ""
 
-
-def rpc_error(fn, *args, **kwargs) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 def my_orders(order, md) -> list[OS.Order]:

@@ -1,11 +1,10 @@
 """Wires the order service for siyu_kit.service.run."""
 from __future__ import annotations
 
-import os
-
 from siyu.order.v1 import order_pb2, order_pb2_grpc
 
 from siyu_kit import service
+from siyu_kit.config import env_seconds
 
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderDoc, PaymentDoc
@@ -19,14 +18,7 @@ NAME = "order"
 
 
 def expiry_interval_s() -> float:
-    raw = os.environ.get("SIYU_ORDER_EXPIRY_INTERVAL_S", "5")
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"SIYU_ORDER_EXPIRY_INTERVAL_S must be a number, got {raw!r}") from exc
-    if value <= 0:
-        raise ValueError("SIYU_ORDER_EXPIRY_INTERVAL_S must be positive")
-    return value
+    return env_seconds("ORDER_EXPIRY_INTERVAL_S", 5)
 
 
 def build(runtime: service.Runtime) -> service.Parts:
