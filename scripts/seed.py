@@ -20,7 +20,7 @@ from siyu_kit.config import DEFAULT_GRPC_PORTS
 from siyu_kit.context import RequestContext
 
 DEMO_MERCHANT = "demo"
-DEMO_KEYS = {"MINI_PROGRAM": "demo-mini-program-key", "H5": "demo-h5-key", "LIVE": "demo-live-key"}
+DEMO_KEYS = {"MINI_PROGRAM": "demo-mini-program-key-0001", "H5": "demo-h5-channel-key-0001", "LIVE": "demo-live-room-key-0001"}
 DEMO_STAFF = ("owner", "demo-owner-pass")
 
 CATALOG = [
