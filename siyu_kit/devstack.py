@@ -113,6 +113,7 @@ class Stack:
         self._spawn("gateway", [sys.executable, "-m", "gateway"])
 
     def start_all(self) -> None:
+        self.check_ports_free()
         self.start_infra()
         for name in SERVICE_NAMES:
             self.start_service(name)
@@ -178,8 +179,25 @@ class Stack:
             proc.wait()
 
     def stop_all(self) -> None:
-        for name in ["gateway", *SERVICE_NAMES, "nats", "mongo"]:
+        """Stop the gateway and services together, then the servers they depend on."""
+        apps = [n for n in ["gateway", *SERVICE_NAMES] if n in self.procs]
+        for name in apps:
+            if self.procs[name].poll() is None:
+                self.procs[name].send_signal(signal.SIGTERM)
+        for name in [*apps, "nats", "mongo"]:
             self.stop(name)
+
+    def check_ports_free(self) -> None:
+        """Refuse to start over another running suite: its processes would answer instead."""
+        wanted = dict(self.ports)
+        if os.environ.get("MONGODB_URI"):
+            wanted.pop("mongo")
+        if os.environ.get("NATS_URL"):
+            wanted.pop("nats")
+        for name, port in wanted.items():
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    raise RuntimeError(f"port {port} ({name}) is already in use: is another Siyu running?")
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -188,6 +206,13 @@ def _run(args: argparse.Namespace) -> None:
     data_dir = ROOT / "var"
     stack = Stack(data_dir, dict(DEFAULT_PORTS))
     started = time.monotonic()
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C, and a SIGTERM from a supervisor, both stop every process we started.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         stack.start_all()
         stack.wait_ready(timeout=120)
@@ -208,6 +233,9 @@ def _run(args: argparse.Namespace) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         print("\nstopping…", flush=True)
+    except (RuntimeError, TimeoutError) as error:
+        print(f"siyu: {error}", file=sys.stderr)
+        sys.exit(1)
     finally:
         stack.stop_all()
 

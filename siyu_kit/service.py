@@ -89,6 +89,7 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
 
     nc = await _connect_nats(settings.nats_url, stop)
     tasks: list[asyncio.Task] = []
+    worker_tasks: list[asyncio.Task] = []
     workers: list[Any] = []
     if nc is not None:
         js: JetStreamContext = nc.jetstream()
@@ -97,7 +98,8 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
         workers.append(runtime.relay)
         for sub in parts.subscriptions:
             workers.append(Consumer(name, js, sub, settings.max_deliver))
-        tasks += [asyncio.create_task(w.run(), name=type(w).__name__) for w in workers]
+        worker_tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in workers]
+        tasks += worker_tasks
         tasks += [asyncio.create_task(_every(job), name=job.name) for job in parts.jobs]
         tasks.append(asyncio.create_task(_watch_health(health, parts, nc, stop)))
         await stop.wait()
@@ -108,11 +110,16 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     await server.stop(grace=5)
     for worker in workers:
         worker.stop()
+    # Relay and consumers finish their current step (a fetch waits at most 1 s); jobs and
+    # anything still busy are cancelled. An unacked message is redelivered, and unsent
+    # events stay in the outbox, so nothing is lost either way.
+    if worker_tasks:
+        await asyncio.wait(worker_tasks, timeout=3)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     if nc is not None:
-        await nc.drain()
+        await nc.close()
     log.info("service.stopped")
 
 
