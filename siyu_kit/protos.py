@@ -31,8 +31,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """Stored datetimes may come back naive; they are UTC."""
+def aware(value: datetime | str | None) -> datetime | None:
+    """A stored datetime as an aware UTC datetime. Stored datetimes may come back naive,
+    and the embedded server returns one written by `$set` as an ISO string."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value

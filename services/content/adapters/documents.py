@@ -17,8 +17,8 @@ class PersonaDoc(Document):
     bio = StringField(default="")
     tone = StringField(default="")
     version = IntField(required=True)
-    created_at_ms = LongField(required=True)
-    updated_at_ms = LongField(required=True)
+    created_ms = LongField(required=True)
+    updated_ms = LongField(required=True)
 
 
 class ContentDoc(Document):
@@ -36,8 +36,8 @@ class ContentDoc(Document):
     status = StringField(required=True)
     published_at_ms = LongField(default=0)
     version = IntField(required=True)
-    created_at_ms = LongField(required=True)
-    updated_at_ms = LongField(required=True)
+    created_ms = LongField(required=True)
+    updated_ms = LongField(required=True)
 
 
 class FunnelBucketDoc(Document):

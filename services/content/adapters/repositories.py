@@ -39,7 +39,7 @@ class PersonaRepository:
     def insert(self, merchant_id: str, persona: Persona, now_ms: int) -> None:
         try:
             PersonaDoc(id=persona.persona_id, merchant_id=merchant_id, version=persona.version,
-                       created_at_ms=now_ms, updated_at_ms=now_ms,
+                       created_ms=now_ms, updated_ms=now_ms,
                        **_persona_fields(persona.fields)).save(force_insert=True)
         except (NotUniqueError, DuplicateKeyError) as exc:
             raise CodeTaken(persona.fields.code) from exc
@@ -47,7 +47,7 @@ class PersonaRepository:
     def replace_if_version(self, merchant_id: str, persona: Persona, expected_version: int, now_ms: int) -> bool:
         result = PersonaDoc._get_collection().update_one(
             {"_id": persona.persona_id, "merchant_id": merchant_id, "version": expected_version},
-            {"$set": {**_persona_fields(persona.fields), "updated_at_ms": now_ms}, "$inc": {"version": 1}})
+            {"$set": {**_persona_fields(persona.fields), "updated_ms": now_ms}, "$inc": {"version": 1}})
         return result.matched_count == 1
 
 
@@ -78,7 +78,7 @@ class ContentRepository:
     def insert(self, merchant_id: str, content: Content, now_ms: int) -> None:
         try:
             ContentDoc(id=content.content_id, merchant_id=merchant_id, version=content.version,
-                       created_at_ms=now_ms, updated_at_ms=now_ms, **_content_fields(content)).save(force_insert=True)
+                       created_ms=now_ms, updated_ms=now_ms, **_content_fields(content)).save(force_insert=True)
         except (NotUniqueError, DuplicateKeyError) as exc:
             raise CodeTaken(content.fields.code) from exc
 
@@ -86,7 +86,7 @@ class ContentRepository:
         # The product list is replaced whole under the version check (no $push).
         result = ContentDoc._get_collection().update_one(
             {"_id": content.content_id, "merchant_id": merchant_id, "version": expected_version},
-            {"$set": {**_content_fields(content), "updated_at_ms": now_ms}, "$inc": {"version": 1}})
+            {"$set": {**_content_fields(content), "updated_ms": now_ms}, "$inc": {"version": 1}})
         return result.matched_count == 1
 
 

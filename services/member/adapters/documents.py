@@ -13,7 +13,7 @@ class MerchantDoc(me.Document):
     config = me.DictField()
     version = me.IntField(default=1)
     created_at = me.DateTimeField()
-    updated_at = me.DateTimeField()
+    updated_ms = me.IntField()
     meta = {"collection": "merchants", "indexes": [{"fields": ["code"], "unique": True}]}
 
 
@@ -35,7 +35,7 @@ class StaffUserDoc(me.Document):
     roles = me.ListField(me.StringField())
     version = me.IntField(default=1)
     created_at = me.DateTimeField()
-    updated_at = me.DateTimeField()
+    updated_ms = me.IntField()
     meta = {"collection": "staff_users",
             "indexes": [{"fields": ["merchant_id", "username"], "unique": True}]}
 

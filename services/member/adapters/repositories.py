@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from siyu_kit.protos import epoch_ms
+
 from services.member.adapters.documents import (ApiKeyDoc, ChannelIdentityDoc, MemberDoc, MerchantDoc,
                                                 PointsEntryDoc, StaffUserDoc, UnionIdentityDoc)
 
@@ -35,7 +37,7 @@ def update_merchant(merchant_id: str, version: int, name: str, time_zone: str, n
     """Compare-and-set on version; False when another write came first."""
     result = _col(MerchantDoc).update_one(
         {"_id": merchant_id, "merchant_id": merchant_id, "version": version},
-        {"$set": {"name": name, "time_zone": time_zone, "updated_at": now}, "$inc": {"version": 1}})
+        {"$set": {"name": name, "time_zone": time_zone, "updated_ms": epoch_ms(now)}, "$inc": {"version": 1}})
     return result.modified_count == 1
 
 
@@ -63,7 +65,7 @@ def update_staff(merchant_id: str, staff_id: str, version: int, password_hash: s
                  now: datetime) -> bool:
     result = _col(StaffUserDoc).update_one(
         {"_id": staff_id, "merchant_id": merchant_id, "version": version},
-        {"$set": {"password_hash": password_hash, "roles": roles, "updated_at": now}, "$inc": {"version": 1}})
+        {"$set": {"password_hash": password_hash, "roles": roles, "updated_ms": epoch_ms(now)}, "$inc": {"version": 1}})
     return result.modified_count == 1
 
 

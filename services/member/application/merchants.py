@@ -15,7 +15,7 @@ from siyu_kit.context import CHANNELS, ROLES
 from siyu_kit.db import run_sync
 from siyu_kit.errors import AlreadyExists, Conflict, NotFound, Unauthenticated, Violations
 from siyu_kit.ids import new_id
-from siyu_kit.protos import utcnow
+from siyu_kit.protos import epoch_ms, utcnow
 
 LOGIN_FAILED = "wrong merchant, username or password"
 UNKNOWN_KEY = "unknown channel key"
@@ -50,7 +50,7 @@ async def upsert_merchant(code: str, name: str, time_zone: str) -> tuple[Merchan
     now = utcnow()
     merchant_id = new_id("mch")
     doc = {"_id": merchant_id, "merchant_id": merchant_id, "code": code, "name": name, "time_zone": time_zone,
-           "config": MerchantConfig().to_doc(), "version": 1, "created_at": now, "updated_at": now}
+           "config": MerchantConfig().to_doc(), "version": 1, "created_at": now, "updated_ms": epoch_ms(now)}
     try:
         await run_sync(repo.insert_merchant, doc)
         return _merchant(doc), True
@@ -112,7 +112,7 @@ async def upsert_staff_user(merchant_id: str, username: str, password: str, role
     now = utcnow()
     staff_id = new_id("stf")
     doc = {"_id": staff_id, "merchant_id": merchant_id, "username": username, "password_hash": password_hash,
-           "roles": roles, "version": 1, "created_at": now, "updated_at": now}
+           "roles": roles, "version": 1, "created_at": now, "updated_ms": epoch_ms(now)}
     try:
         await run_sync(repo.insert_staff, doc)
         return staff_id, True

@@ -19,19 +19,12 @@ _DATES = ("created_at", "expires_at", "paid_at", "cancelled_at", "succeeded_at",
 _HIDDEN = {"outbox": 0}
 
 
-def _date(value: Any) -> datetime:
-    # The embedded server returns a top-level datetime written by $set as an ISO string.
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return aware(value)
-
-
 def _clean(doc: dict | None) -> dict | None:
     if doc is None:
         return None
     for key in _DATES:
         if doc.get(key) is not None:
-            doc[key] = _date(doc[key])
+            doc[key] = aware(doc[key])
     return doc
 
 
