@@ -46,8 +46,9 @@ test: setup lint
 test-fast: setup
 	$(BIN)/python -m pytest tests/unit
 
+# Against the suite `make run` started, unless SIYU_NATS_URL says otherwise.
 dlq: setup
-	$(BIN)/python -m siyu_kit.events.dlq $(ARGS)
+	SIYU_NATS_URL=$${SIYU_NATS_URL:-nats://127.0.0.1:4322} $(BIN)/python -m siyu_kit.events.dlq $(ARGS)
 
 clean:
 	rm -rf gen build .pytest_cache

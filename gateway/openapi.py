@@ -78,7 +78,7 @@ class _Schemas:
         if name in WKT_SCHEMAS:
             return dict(WKT_SCHEMAS[name])
         if name not in self.components:
-            self.components[name] = {}  # placeholder first: messages may refer to themselves
+            self.components[name] = {}  # reserve the name first: messages may refer to themselves
             props = {f.name: self.field(f) for f in descriptor.fields}
             self.components[name] = {"type": "object", "properties": props, "additionalProperties": False}
         return self.ref(name)

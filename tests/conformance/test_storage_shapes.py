@@ -408,3 +408,62 @@ def test_time_set_later_as_epoch_ms_is_found_by_range(coll):
     found = coll.find({"state": {"$in": ["COMMITTED", "RELEASED"]}, "settled": 0,
                        "updated_ms": {"$lte": 1_700_000_030_000}})
     assert _ids(found) == ["r1"]
+
+
+def test_whole_array_of_subdocuments_replaced_by_set_under_a_version_check(coll):
+    """Products keep their SKUs as an array of sub-documents, replaced whole (never $push)."""
+    coll.insert_one({"_id": "p1", "merchant_id": "m", "version": 1,
+                     "skus": [{"sku_id": "s1", "code": "red", "attributes": {"颜色": "红"}, "price": 100}]})
+    skus = [{"sku_id": "s1", "code": "red", "attributes": {"颜色": "红"}, "price": 120},
+            {"sku_id": "s2", "code": "blue", "attributes": {"颜色": "蓝"}, "price": 130}]
+    done = coll.update_one({"_id": "p1", "merchant_id": "m", "version": 1},
+                           {"$set": {"skus": skus, "tags": ["a", "b"]}, "$inc": {"version": 1}})
+    stale = coll.update_one({"_id": "p1", "merchant_id": "m", "version": 1},
+                            {"$set": {"skus": []}, "$inc": {"version": 1}})
+    assert (done.modified_count, stale.modified_count) == (1, 0)
+    doc = coll.find_one({"_id": "p1"})
+    assert doc["skus"] == skus and doc["tags"] == ["a", "b"] and doc["version"] == 2
+
+
+def test_find_by_id_in_a_list_within_a_merchant(coll):
+    coll.insert_many([{"_id": f"s{i}", "merchant_id": "m" if i < 3 else "other"} for i in range(5)])
+    found = coll.find({"_id": {"$in": ["s0", "s2", "s3", "missing"]}, "merchant_id": "m"})
+    assert sorted(_ids(found)) == ["s0", "s2"]
+
+
+def test_exclusion_projection_leaves_out_only_the_named_fields(coll):
+    coll.insert_one({"_id": "o1", "state": "PAID", "outbox": {"evt_1": {"subject": "x"}}, "search_terms": ["ab"]})
+    doc = coll.find_one({"_id": "o1"}, {"outbox": 0, "search_terms": 0})
+    assert doc == {"_id": "o1", "state": "PAID"}
+
+
+def test_exists_true_on_a_map_key(coll):
+    coll.insert_many([{"_id": "s1", "merchant_id": "m", "holds": {"rsv_1": 2}},
+                      {"_id": "s2", "merchant_id": "m", "holds": {}}])
+    assert _ids(coll.find({"merchant_id": "m", "holds.rsv_1": {"$exists": True}}, {"_id": 1})) == ["s1"]
+
+
+def test_scalar_in_with_date_range_sorted_ascending_with_limit(coll):
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    coll.insert_many([{"_id": f"o{i}", "state": "PENDING_PAYMENT" if i % 2 == 0 else "PAID",
+                       "expires_at": start + timedelta(minutes=10 - i)} for i in range(6)])
+    due = coll.find({"state": {"$in": ["PENDING_PAYMENT"]}, "expires_at": {"$lte": start + timedelta(minutes=9)}})
+    assert _ids(due.sort("expires_at", ASCENDING).limit(2)) == ["o4", "o2"]
+
+
+def test_set_a_nested_document_and_inc_beside_it(coll):
+    coll.insert_one({"_id": "pay1", "state": "PENDING", "version": 1, "failures": 0})
+    at = datetime(2026, 1, 1, 8, tzinfo=timezone.utc)
+    coll.update_one({"_id": "pay1", "state": "PENDING", "version": 1},
+                    {"$set": {"last_failure": {"provider_txn_id": "t1", "at": at}},
+                     "$inc": {"version": 1, "failures": 1}})
+    doc = coll.find_one({"_id": "pay1"})
+    assert doc["last_failure"] == {"provider_txn_id": "t1", "at": at}
+    assert (doc["version"], doc["failures"]) == (2, 1)
+
+
+def test_mongoengine_insert_of_a_duplicate_unique_key_raises_not_unique(db):
+    merchant = new_merchant_id()
+    UniqueCode(id=new_id("per"), merchant_id=merchant, code="xiaomei").save(force_insert=True)
+    with pytest.raises(me.NotUniqueError):
+        UniqueCode(id=new_id("per"), merchant_id=merchant, code="xiaomei").save(force_insert=True)
