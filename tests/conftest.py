@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import nats
 import pytest
 
 from siyu_kit.devstack import Stack
+from siyu_kit.events.streams import ensure_streams
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +23,16 @@ def infra(tmp_path_factory) -> Stack:
         raise
     yield servers
     servers.stop_all()
+
+
+@pytest.fixture
+async def js(infra):
+    """JetStream on the infra-only servers, with every stream in place."""
+    nc = await nats.connect(infra.nats_url)
+    jetstream = nc.jetstream()
+    await ensure_streams(jetstream)
+    yield jetstream
+    await nc.close()
 
 
 @pytest.fixture(scope="session")

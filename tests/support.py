@@ -11,6 +11,9 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from pymongo import MongoClient
+
+from siyu_kit import config
 from siyu_kit.context import RequestContext
 from siyu_kit.ids import new_id
 
@@ -28,6 +31,25 @@ def metadata(merchant_id: str = "", *, channel: str = "", member_id: str = "", s
     ctx = RequestContext(request_id=new_id("req"), merchant_id=merchant_id, channel=channel,
                          caller_kind=kind, caller_id=caller, roles=roles, calling_service=service)
     return ctx.to_metadata()
+
+
+def stub_fixture(service: str, stub_class: type):
+    """A module fixture: a gRPC stub of `service` in the session's stack."""
+    @pytest.fixture(scope="module")
+    def stub(stack):
+        with channel(stack, service) as ch:
+            yield stub_class(ch)
+    return stub
+
+
+def database_fixture(service: str):
+    """A module fixture: the service's own database, to prove what was (not) written."""
+    @pytest.fixture(scope="module")
+    def database(stack):
+        client = MongoClient(stack.mongodb_uri, tz_aware=True)
+        yield client[config.load(service).mongodb_db]
+        client.close()
+    return database
 
 
 def new_merchant_id() -> str:

@@ -6,7 +6,6 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import grpc
-import pymongo
 import pytest
 from google.protobuf import timestamp_pb2
 from siyu.catalog.v1 import catalog_pb2 as pb, catalog_pb2_grpc
@@ -15,22 +14,13 @@ from siyu.order.v1 import events_pb2 as order_events, order_pb2
 from siyu_kit import context
 from siyu_kit.events.outbox import make_event
 from siyu_kit.ids import new_id
-from tests.support import channel, field_violations, metadata, new_merchant_id, wait_until
+from tests.support import field_violations, metadata, new_merchant_id, wait_until, database_fixture, stub_fixture
 
 from services.catalog.domain import stock as rules
 
 
-@pytest.fixture(scope="module")
-def stub(stack):
-    with channel(stack, "catalog") as ch:
-        yield catalog_pb2_grpc.CatalogServiceStub(ch)
-
-
-@pytest.fixture(scope="module")
-def db(stack):
-    client = pymongo.MongoClient(stack.mongodb_uri)
-    yield client["siyu_catalog"]
-    client.close()
+stub = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)
+db = database_fixture("catalog")
 
 
 def staff(m):

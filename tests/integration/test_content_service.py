@@ -5,12 +5,10 @@ Run alone with: SIYU_TEST_ONLY=content .venv/bin/python -m pytest tests/integrat
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import datetime, timezone
 
 import grpc
 import nats
-import pymongo
 import pytest
 from siyu.common.v1 import common_pb2
 from siyu.content.v1 import content_pb2 as pb, content_pb2_grpc
@@ -19,20 +17,11 @@ from siyu.order.v1 import events_pb2, order_pb2
 from siyu_kit.events.outbox import make_event
 from siyu_kit.ids import new_id
 from tests import support
-from tests.support import channel, field_violations, metadata, new_merchant_id, wait_until
+from tests.support import field_violations, metadata, new_merchant_id, wait_until, database_fixture, stub_fixture
 
 
-@pytest.fixture(scope="module")
-def stub(stack):
-    with channel(stack, "content") as ch:
-        yield content_pb2_grpc.ContentServiceStub(ch)
-
-
-@pytest.fixture(scope="module")
-def db(stack):
-    client = pymongo.MongoClient(stack.mongodb_uri)
-    yield client[os.environ.get("SIYU_MONGODB_DB_PREFIX", "siyu_") + "content"]
-    client.close()
+stub = stub_fixture("content", content_pb2_grpc.ContentServiceStub)
+db = database_fixture("content")
 
 
 def staff(merchant: str, *roles: str):

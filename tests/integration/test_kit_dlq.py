@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import nats
 import pytest
 from google.protobuf import wrappers_pb2
 from nats.js.errors import NotFoundError
@@ -15,19 +14,12 @@ from nats.js.errors import NotFoundError
 from siyu_kit.devstack import ROOT
 from siyu_kit.events import dlq, outbox
 from siyu_kit.events.consumer import Consumer, Poison, Subscription
-from siyu_kit.events.streams import ensure_streams, stream_name
+from siyu_kit.events.streams import stream_name
 from siyu_kit.ids import new_id
 from tests.support import new_merchant_id, eventually
 
 
 
-@pytest.fixture
-async def js(infra):
-    nc = await nats.connect(infra.nats_url)
-    jetstream = nc.jetstream()
-    await ensure_streams(jetstream)
-    yield jetstream
-    await nc.close()
 
 
 

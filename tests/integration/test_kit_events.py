@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import nats
 import pytest
 from google.protobuf import wrappers_pb2
 from nats.js.errors import NotFoundError
@@ -16,7 +15,7 @@ from siyu.common.v1 import common_pb2
 from siyu_kit.events import outbox
 from siyu_kit.events.consumer import Consumer, Poison, Subscription, backoff_s
 from siyu_kit.events.relay import OutboxRelay
-from siyu_kit.events.streams import DLQ_PREFIX, DLQ_STREAM, ensure_streams, stream_name
+from siyu_kit.events.streams import DLQ_PREFIX, DLQ_STREAM, stream_name
 from siyu_kit.ids import new_id
 from tests.support import new_merchant_id, eventually
 
@@ -33,13 +32,6 @@ def mongo(infra):
     client.close()
 
 
-@pytest.fixture
-async def js(infra):
-    nc = await nats.connect(infra.nats_url)
-    jetstream = nc.jetstream()
-    await ensure_streams(jetstream)
-    yield jetstream
-    await nc.close()
 
 
 @pytest.fixture

@@ -4,28 +4,18 @@ from __future__ import annotations
 import grpc
 import jwt
 import pytest
-from pymongo import MongoClient
 from siyu.common.v1 import common_pb2
 from siyu.member.v1 import member_pb2 as pb, member_pb2_grpc
 
 from siyu_kit.config import load
 from siyu_kit.ids import new_id
-from tests.support import channel, field_violations, metadata, new_merchant_id, rpc_error
+from tests.support import field_violations, metadata, new_merchant_id, rpc_error, database_fixture, stub_fixture
 
 OPS = metadata(service="ops")
 
 
-@pytest.fixture(scope="module")
-def stub(stack):
-    with channel(stack, "member") as ch:
-        yield member_pb2_grpc.MemberServiceStub(ch)
-
-
-@pytest.fixture(scope="module")
-def db(stack):
-    client = MongoClient(stack.mongodb_uri)
-    yield client[load("member").mongodb_db]
-    client.close()
+stub = stub_fixture("member", member_pb2_grpc.MemberServiceStub)
+db = database_fixture("member")
 
 
 def new_code() -> str:

@@ -9,7 +9,6 @@ import grpc
 import jwt
 import nats
 import pytest
-from pymongo import MongoClient
 from siyu.common.v1 import common_pb2
 from siyu.member.v1 import events_pb2, member_pb2 as pb, member_pb2_grpc
 from siyu.order.v1 import events_pb2 as order_events, order_pb2
@@ -19,22 +18,13 @@ from siyu_kit.config import load
 from siyu_kit.events.outbox import decode, make_event
 from siyu_kit.ids import new_id
 from siyu_kit.protos import money, timestamp
-from tests.support import channel, field_violations, metadata, new_merchant_id, wait_until, rpc_error
+from tests.support import channel, field_violations, metadata, new_merchant_id, wait_until, rpc_error, database_fixture, stub_fixture
 
 SECRET = load("member").jwt_secret
 
 
-@pytest.fixture(scope="module")
-def stub(stack):
-    with channel(stack, "member") as ch:
-        yield member_pb2_grpc.MemberServiceStub(ch)
-
-
-@pytest.fixture(scope="module")
-def db(stack):
-    client = MongoClient(stack.mongodb_uri)
-    yield client[load("member").mongodb_db]
-    client.close()
+stub = stub_fixture("member", member_pb2_grpc.MemberServiceStub)
+db = database_fixture("member")
 
 
 

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import nats
-import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -18,22 +17,14 @@ from siyu.order.v1 import events_pb2, order_pb2, order_pb2_grpc
 from siyu_kit.config import load
 from siyu_kit.events.outbox import decode
 from siyu_kit.ids import new_id
-from tests.support import channel, field_violations, metadata, new_merchant_id, wait_until, rpc_error
+from tests.support import field_violations, metadata, new_merchant_id, wait_until, rpc_error, stub_fixture
 
 OS = order_pb2
 PENDING, PAID, CANCELLED = OS.ORDER_STATE_PENDING_PAYMENT, OS.ORDER_STATE_PAID, OS.ORDER_STATE_CANCELLED
 
 
-@pytest.fixture(scope="module")
-def order(stack):
-    with channel(stack, "order") as ch:
-        yield order_pb2_grpc.OrderServiceStub(ch)
-
-
-@pytest.fixture(scope="module")
-def catalog(stack):
-    with channel(stack, "catalog") as ch:
-        yield catalog_pb2_grpc.CatalogServiceStub(ch)
+order = stub_fixture("order", order_pb2_grpc.OrderServiceStub)
+catalog = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)
 
 
 def staff(mid: str):

@@ -10,13 +10,14 @@ from datetime import timedelta
 
 import grpc
 import pytest
+from siyu.catalog.v1 import catalog_pb2_grpc
 from siyu.order.v1 import events_pb2, order_pb2 as OS, order_pb2_grpc
 
 from siyu_kit import clients, config, db
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
 from tests.integration.test_order_api import events_found, make_skus, member, place, reason, rpc_error, stock
-from tests.support import channel, new_merchant_id, wait_until
+from tests.support import new_merchant_id, wait_until, stub_fixture
 
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderSettingsDoc
@@ -29,17 +30,8 @@ from services.order.domain.payments import Notification
 LATER = timedelta(minutes=31)
 
 
-@pytest.fixture(scope="module")
-def order(stack):
-    with channel(stack, "order") as ch:
-        yield order_pb2_grpc.OrderServiceStub(ch)
-
-
-@pytest.fixture(scope="module")
-def catalog(stack):
-    from siyu.catalog.v1 import catalog_pb2_grpc
-    with channel(stack, "catalog") as ch:
-        yield catalog_pb2_grpc.CatalogServiceStub(ch)
+order = stub_fixture("order", order_pb2_grpc.OrderServiceStub)
+catalog = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)
 
 
 @pytest.fixture(scope="module")
