@@ -50,3 +50,9 @@ def epoch_ms(value: datetime) -> int:
 
 def now_ms() -> int:
     return epoch_ms(utcnow())
+
+
+def to_storage_precision(value: datetime) -> datetime:
+    """Drop what storage does not keep (below a millisecond), so a value returned from a
+    write equals the same value read back later."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import mongoengine as me
 
+from siyu_kit.events.documents import OutboxDocument
+
 
 class ProductDoc(me.Document):
     id = me.StringField(primary_key=True)
@@ -49,7 +51,7 @@ class StockDoc(me.Document):
             "auto_create_index": False}
 
 
-class ReservationDoc(me.Document):
+class ReservationDoc(OutboxDocument):
     """`_id` is the reservation id chosen by the caller (the order service)."""
     id = me.StringField(primary_key=True)
     merchant_id = me.StringField(required=True)
@@ -65,9 +67,6 @@ class ReservationDoc(me.Document):
     created_at = me.DateTimeField(required=True)
     updated_ms = me.IntField(required=True)
     version = me.IntField(default=1)
-    outbox = me.DictField()
-    outbox_pending = me.IntField(default=0)
-    outbox_seq = me.IntField(default=0)
 
     meta = {
         "collection": "reservations",

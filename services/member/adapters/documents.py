@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import mongoengine as me
 
+from siyu_kit.events.documents import OutboxDocument
+
 class MerchantDoc(me.Document):
     id = me.StringField(primary_key=True)  # mch_…
     merchant_id = me.StringField(required=True)  # the same as _id, so every query can filter by it
@@ -40,7 +42,7 @@ class StaffUserDoc(me.Document):
             "indexes": [{"fields": ["merchant_id", "username"], "unique": True}]}
 
 
-class MemberDoc(me.Document):
+class MemberDoc(OutboxDocument):
     id = me.StringField(primary_key=True)  # mem_…
     merchant_id = me.StringField(required=True)
     nickname = me.StringField(default="")
@@ -52,9 +54,6 @@ class MemberDoc(me.Document):
     registered_channel = me.StringField()
     version = me.IntField(default=1)
     created_at = me.DateTimeField()
-    outbox = me.DictField()
-    outbox_pending = me.IntField(default=0)
-    outbox_seq = me.IntField(default=0)
     meta = {"collection": "members",
             "indexes": [{"fields": ["merchant_id"]}, {"fields": ["outbox_pending"]},
                         {"fields": ["phone_key"], "unique": True, "sparse": True}]}
@@ -84,7 +83,7 @@ class ChannelIdentityDoc(me.Document):
                         {"fields": ["merchant_id", "member_id"]}]}
 
 
-class PointsEntryDoc(me.Document):
+class PointsEntryDoc(OutboxDocument):
     """One ledger entry, unique per (merchant, source, source id): replays add nothing."""
     id = me.StringField(primary_key=True)  # pte_…
     merchant_id = me.StringField(required=True)
@@ -96,9 +95,6 @@ class PointsEntryDoc(me.Document):
     frozen = me.IntField(default=0)
     frozen_until = me.DateTimeField()
     created_at = me.DateTimeField()
-    outbox = me.DictField()
-    outbox_pending = me.IntField(default=0)
-    outbox_seq = me.IntField(default=0)
     meta = {"collection": "points_entries",
             "indexes": [{"fields": ["merchant_id", "source", "source_id"], "unique": True},
                         {"fields": ["merchant_id", "member_id"]}, {"fields": ["outbox_pending"]}]}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from mongoengine import (DateTimeField, DictField, Document, IntField, ListField, StringField)
 
+from siyu_kit.events.documents import OutboxDocument
 
-class OrderDoc(Document):
+
+class OrderDoc(OutboxDocument):
     id = StringField(primary_key=True)  # ord_…
     merchant_id = StringField(required=True)
     member_id = StringField(required=True)
@@ -28,9 +30,6 @@ class OrderDoc(Document):
     cancel_reason = StringField()
     payment_id = StringField()
     version = IntField(required=True)
-    outbox = DictField()
-    outbox_pending = IntField(default=0)
-    outbox_seq = IntField(default=0)
 
     meta = {
         "collection": "orders",
@@ -44,7 +43,7 @@ class OrderDoc(Document):
     }
 
 
-class PaymentDoc(Document):
+class PaymentDoc(OutboxDocument):
     id = StringField(primary_key=True)  # pay_…
     merchant_id = StringField(required=True)
     member_id = StringField(required=True)
@@ -64,9 +63,6 @@ class PaymentDoc(Document):
     refund = DictField()
     refunded_at = DateTimeField()
     version = IntField(required=True)
-    outbox = DictField()
-    outbox_pending = IntField(default=0)
-    outbox_seq = IntField(default=0)
 
     meta = {
         "collection": "payments",

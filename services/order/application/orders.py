@@ -13,7 +13,7 @@ from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Violations
 from siyu_kit.events.outbox import make_event
 from siyu_kit.events.streams import subject_of
 from siyu_kit.ids import is_id, new_id
-from siyu_kit.protos import utcnow
+from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.adapters import messages
 from services.order.adapters.repositories import Orders, Settings
@@ -87,9 +87,7 @@ class OrderUseCases:
     pipeline: Pipeline = DEFAULT_PIPELINE
 
     def _now(self) -> datetime:
-        # Storage keeps milliseconds: a returned order equals the stored one.
-        now = self.clock()
-        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+        return to_storage_precision(self.clock())
 
     async def place(self, cmd: PlaceOrderInput) -> dict:
         ctx = context.current()

@@ -13,7 +13,7 @@ from siyu_kit.errors import FailedPrecondition, NotFound, Unauthenticated, Viola
 from siyu_kit.events.outbox import make_event
 from siyu_kit.events.streams import subject_of
 from siyu_kit.ids import is_id, new_id
-from siyu_kit.protos import utcnow
+from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.adapters import messages
 from services.order.adapters.repositories import Orders, Payments
@@ -38,9 +38,7 @@ class PaymentUseCases:
     clock: Callable[[], datetime] = utcnow
 
     def _now(self) -> datetime:
-        # Storage keeps milliseconds: a returned order equals the stored one.
-        now = self.clock()
-        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+        return to_storage_precision(self.clock())
 
     async def pay(self, order_id: str, idempotency_key: str, method: str) -> dict:
         ctx = context.current()
