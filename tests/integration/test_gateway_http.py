@@ -15,7 +15,7 @@ from siyu.member.v1 import member_pb2 as pb, member_pb2_grpc
 from siyu_kit import auth, config
 from siyu_kit.config import SERVICE_NAMES
 from siyu_kit.ids import new_id
-from tests.support import channel, metadata, wait_until
+from tests.support import channel, metadata, stub_fixture, wait_until
 
 OPS = metadata(service="test")
 SECRET = config.load("gateway").jwt_secret
@@ -45,10 +45,7 @@ def http(gateway):
         yield client
 
 
-@pytest.fixture(scope="module")
-def member_stub(stack):
-    with channel(stack, "member") as ch:
-        yield member_pb2_grpc.MemberServiceStub(ch)
+member_stub = stub_fixture("member", member_pb2_grpc.MemberServiceStub)
 
 
 def new_merchant(stub) -> tuple[str, str]:
