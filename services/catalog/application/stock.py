@@ -83,9 +83,11 @@ def _transition(doc: dict, target: str, event_id: str = "") -> dict:
                                    expect={"state": doc["state"]},
                                    sets={"state": target, "settled": 0, "last_event_id": event_id},
                                    event=_event(doc, target)):
-            doc = _reload(doc)
+            # The compare-and-set succeeded, so the document is known without reading it.
+            doc = {**doc, "state": target, "settled": 0, "last_event_id": event_id,
+                   "version": int(doc["version"]) + 1}
             _settle(doc)
-            return _reload(doc)
+            return {**doc, "settled": 1}
         doc = _reload(doc)
     raise FailedPrecondition("the reservation keeps changing; try again", reason="RESERVATION_BUSY")
 
@@ -110,31 +112,28 @@ def _hold_all(doc: dict) -> dict:
         if repo.reservation_update(merchant_id, rid, version=int(doc["version"]),
                                    expect={"state": rules.RESERVED, "confirmed": 0}, sets={"confirmed": 1},
                                    event=_event(doc, rules.RESERVED)):
-            return _reload(doc)
+            return {**doc, "confirmed": 1, "version": int(doc["version"]) + 1}
         doc = _reload(doc)
     raise FailedPrecondition("the reservation keeps changing; try again", reason="RESERVATION_BUSY")
 
 
 def _reserve(merchant_id: str, cmd: validation.ReserveStock) -> dict:
+    skus = [sku_id for sku_id, _ in cmd.lines]
+    known = {s["_id"] for s in repo.stock_get_many(merchant_id, skus)}
+    missing = [FieldViolation(f"lines[{i}].sku_id", "no such SKU") for i, s in enumerate(skus) if s not in known]
+    if missing:
+        raise NotFound("no such SKU", reason="SKU_NOT_FOUND", violations=missing)
+    now = utcnow()
+    fields = {"merchant_id": merchant_id, "order_id": cmd.order_id, "state": rules.RESERVED,
+              "lines": [{"sku_id": s, "quantity": q} for s, q in cmd.lines], "expires_at": cmd.expires_at,
+              "confirmed": 0, "settled": 1, "created_at": now, "updated_ms": epoch_ms(now), "version": 1}
+    # Insert first: on the common path the document is what was just written, with no
+    # read before or after; a repeat of the same reservation id lands on the duplicate.
+    if repo.reservation_insert({"id": cmd.reservation_id, **fields}):
+        return _hold_all({"_id": cmd.reservation_id, **fields})
     doc = repo.reservation_get(merchant_id, cmd.reservation_id)
     if doc is None:
-        skus = [sku_id for sku_id, _ in cmd.lines]
-        known = {s["_id"] for s in repo.stock_get_many(merchant_id, skus)}
-        missing = [FieldViolation(f"lines[{i}].sku_id", "no such SKU") for i, s in enumerate(skus) if s not in known]
-        if missing:
-            raise NotFound("no such SKU", reason="SKU_NOT_FOUND", violations=missing)
-        now = utcnow()
-        inserted = repo.reservation_insert({
-            "id": cmd.reservation_id, "merchant_id": merchant_id, "order_id": cmd.order_id,
-            "state": rules.RESERVED, "lines": [{"sku_id": s, "quantity": q} for s, q in cmd.lines],
-            "expires_at": cmd.expires_at, "confirmed": 0, "settled": 1, "created_at": now, "updated_ms": epoch_ms(now),
-            "version": 1})
-        doc = repo.reservation_get(merchant_id, cmd.reservation_id)
-        if doc is None:
-            raise AlreadyExists("the reservation id is taken", reason="RESERVATION_ID_TAKEN")
-        if not inserted:
-            return _resume(doc)
-        return _hold_all(doc)
+        raise AlreadyExists("the reservation id is taken", reason="RESERVATION_ID_TAKEN")
     return _resume(doc)
 
 
