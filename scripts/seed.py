@@ -1,6 +1,7 @@
 """Creates the demo merchant through the services' own gRPC APIs: channel keys for
 MINI_PROGRAM, H5 and LIVE, an owner, a small catalog, a persona and an article that
-features a product. Every call is an upsert by code, so seeding twice duplicates nothing.
+features a product. Every call is an upsert by code (categories are looked up by name under
+their parent first), so seeding twice duplicates nothing.
 
     python -m scripts.seed          # against the addresses in SIYU_*_ADDR
 """
@@ -24,14 +25,14 @@ DEMO_KEYS = {"MINI_PROGRAM": "demo-mini-program-key-0001", "H5": "demo-h5-channe
 DEMO_STAFF = ("owner", "demo-owner-pass")
 
 CATALOG = [
-    {"code": "dress-floral", "title": "夏季碎花连衣裙 Floral Summer Dress", "category_id": "women",
+    {"code": "dress-floral", "title": "夏季碎花连衣裙 Floral Summer Dress", "category": ("服装", "女装"),
      "tags": ["summer", "new"], "skus": [
          {"code": "dress-floral-red-m", "attributes": {"颜色": "红", "尺码": "M"}, "price": 19900, "stock": 100},
          {"code": "dress-floral-blue-m", "attributes": {"颜色": "蓝", "尺码": "M"}, "price": 19900, "stock": 100}]},
-    {"code": "tee-organic", "title": "有机棉T恤 Organic Cotton Tee", "category_id": "basics",
+    {"code": "tee-organic", "title": "有机棉T恤 Organic Cotton Tee", "category": ("服装", "基础款"),
      "tags": ["basics"], "skus": [
          {"code": "tee-organic-white-l", "attributes": {"颜色": "白", "尺码": "L"}, "price": 15900, "stock": 200}]},
-    {"code": "baby-lotion", "title": "婴儿润肤霜 Baby Lotion 200ml", "category_id": "baby",
+    {"code": "baby-lotion", "title": "婴儿润肤霜 Baby Lotion 200ml", "category": ("母婴", "婴儿护理"),
      "tags": ["baby", "care"], "skus": [
          {"code": "baby-lotion-200", "attributes": {"规格": "200ml"}, "price": 8900, "stock": 50}]},
 ]
@@ -76,7 +77,8 @@ def seed_merchant(clients: Clients, code: str, name: str, api_keys: dict[str, st
     products = {}
     for item in CATALOG:
         product = clients.catalog.UpsertProduct(catalog_pb2.UpsertProductRequest(
-            code=item["code"], title=item["title"], category_id=item["category_id"], tags=item["tags"],
+            code=item["code"], title=item["title"], category_id=_category(clients, as_owner, item["category"]),
+            tags=item["tags"],
             description=f"{item['title']} — demo product", status=catalog_pb2.PRODUCT_STATUS_ON_SHELF,
             skus=[catalog_pb2.SkuInput(code=s["code"], attributes=s["attributes"],
                                        list_price=common_pb2.Money(amount=s["price"], currency="CNY"),
@@ -97,6 +99,20 @@ def seed_merchant(clients: Clients, code: str, name: str, api_keys: dict[str, st
         "persona_id": persona.persona_id, "content_id": content.content_id,
         "products": {c: {"product_id": p.product_id, "skus": [s.sku_id for s in p.skus]} for c, p in products.items()},
     }
+
+
+def _category(clients: Clients, md, path: tuple[str, ...]) -> str:
+    """The id of the category at `path` (names from the root), creating what is missing."""
+    existing = {(c.parent_id, c.name): c.category_id
+                for c in clients.catalog.ListCategories(catalog_pb2.ListCategoriesRequest(), metadata=md).categories}
+    parent_id = ""
+    for name in path:
+        found = existing.get((parent_id, name))
+        if found is None:
+            found = clients.catalog.CreateCategory(catalog_pb2.CreateCategoryRequest(name=name, parent_id=parent_id),
+                                                   metadata=md).category.category_id
+        parent_id = existing[(parent_id, name)] = found
+    return parent_id
 
 
 def seed(env: dict[str, str] | None = None) -> dict:

@@ -467,3 +467,586 @@ def test_mongoengine_insert_of_a_duplicate_unique_key_raises_not_unique(db):
     UniqueCode(id=new_id("per"), merchant_id=merchant, code="xiaomei").save(force_insert=True)
     with pytest.raises(me.NotUniqueError):
         UniqueCode(id=new_id("per"), merchant_id=merchant, code="xiaomei").save(force_insert=True)
+
+
+# ---- catalog: categories, product listing, stock adjustments ----------------------
+
+
+class ListedProduct(me.Document):
+    """The product listing's indexes: sort keys behind merchant and status, the category path."""
+    id = me.StringField(primary_key=True)
+    merchant_id = me.StringField(required=True)
+    status = me.StringField()
+    min_price = me.IntField()
+    sales = me.IntField()
+    category_path = me.ListField(me.StringField())
+    meta = {"collection": "conf_listed_product", "db_alias": ALIAS,
+            "indexes": [{"fields": ["merchant_id", "status", "min_price"]},
+                        {"fields": ["merchant_id", "status", "sales"]},
+                        {"fields": ["merchant_id", "category_path"]}]}
+
+
+class SiblingName(me.Document):
+    id = me.StringField(primary_key=True)
+    merchant_id = me.StringField(required=True)
+    parent_id = me.StringField()
+    name = me.StringField()
+    meta = {"collection": "conf_sibling_name", "db_alias": ALIAS,
+            "indexes": [{"fields": ["merchant_id", "parent_id", "name"], "unique": True}]}
+
+
+def _keyset_pages(coll, query: dict, key: str, direction: int, size: int) -> list[list[str]]:
+    """Pages of a (key, _id) keyset listing: each page continues strictly after the last."""
+    pages, last = [], None
+    while True:
+        q = dict(query)
+        if last is not None:
+            op = "$gt" if direction == ASCENDING else "$lt"
+            q["$or"] = [{key: {op: last[key]}}, {key: last[key], "_id": {op: last["_id"]}}]
+        page = list(coll.find(q, {"search_terms": 0}).sort([(key, direction), ("_id", direction)]).limit(size))
+        if not page:
+            return pages
+        pages.append([d["_id"].split(":", 1)[1] for d in page])
+        last = page[-1]
+
+
+def test_keyset_pagination_on_a_sort_key_with_id_tiebreak_in_both_directions(db):
+    ListedProduct.ensure_indexes()
+    coll = ListedProduct._get_collection()
+    merchant = new_merchant_id()
+    prices = [300, 100, 200, 100, 300, 100, 50]
+    coll.insert_many([{"_id": f"{merchant}:p{i}", "merchant_id": merchant, "status": "ON_SHELF", "min_price": p,
+                       "sales": 0} for i, p in enumerate(prices)])
+    coll.insert_one({"_id": f"{merchant}:px", "merchant_id": merchant, "status": "DRAFT", "min_price": 1, "sales": 0})
+    on_shelf = {"merchant_id": merchant, "status": "ON_SHELF"}
+    assert _keyset_pages(coll, on_shelf, "min_price", ASCENDING, 3) == [["p6", "p1", "p3"], ["p5", "p2", "p0"], ["p4"]]
+    assert _keyset_pages(coll, on_shelf, "min_price", DESCENDING, 3) == [["p4", "p0", "p2"], ["p5", "p3", "p1"], ["p6"]]
+
+
+def test_keyset_on_a_counter_changed_by_inc_sorts_by_the_new_value(db):
+    ListedProduct.ensure_indexes()
+    coll = ListedProduct._get_collection()
+    merchant = new_merchant_id()
+    coll.insert_many([{"_id": f"{merchant}:p{i}", "merchant_id": merchant, "status": "ON_SHELF", "sales": 0}
+                      for i in range(4)])
+    coll.update_one({"_id": f"{merchant}:p1"}, {"$inc": {"sales": 5}})
+    coll.update_one({"_id": f"{merchant}:p2"}, {"$inc": {"sales": 7}})
+    coll.update_one({"_id": f"{merchant}:p2"}, {"$inc": {"sales": -2}})
+    on_shelf = {"merchant_id": merchant, "status": "ON_SHELF"}
+    assert _keyset_pages(coll, on_shelf, "sales", DESCENDING, 2) == [["p2", "p1"], ["p3", "p0"]]
+
+
+def test_newest_first_by_id_with_lt_cursor_and_every_listing_filter_together(db):
+    """Keyword terms ($all), category path ($in), tag ($in) and a price range on one query."""
+    ListedProduct.ensure_indexes()
+    coll = ListedProduct._get_collection()
+    merchant = new_merchant_id()
+
+    def product(name, price, path, tags, terms):
+        return {"_id": f"{merchant}:{name}", "merchant_id": merchant, "status": "ON_SHELF", "min_price": price,
+                "category_path": path, "tags": tags, "search_terms": terms}
+
+    coll.insert_many([
+        product("p1", 100, ["cat_a"], ["new"], ["连衣", "衣裙"]),
+        product("p2", 200, ["cat_a", "cat_b"], ["new", "sale"], ["连衣", "衣裙", "碎花"]),
+        product("p3", 300, ["cat_a", "cat_b", "cat_c"], ["new"], ["连衣", "衣裙"]),
+        product("p4", 400, ["cat_d"], ["new"], ["连衣", "衣裙"]),
+        product("p5", 250, ["cat_a", "cat_b"], ["old"], ["连衣", "衣裙"]),
+        product("p6", 500, ["cat_a", "cat_b"], ["new"], ["大衣"]),
+    ])
+    query = {"merchant_id": merchant, "status": "ON_SHELF", "search_terms": {"$all": ["连衣", "衣裙"]},
+             "category_path": {"$in": ["cat_b"]}, "tags": {"$in": ["new"]}, "min_price": {"$gte": 150, "$lte": 300}}
+    assert _names(coll.find(query)) == ["p2", "p3"]
+    assert _names(coll.find({"merchant_id": merchant, "category_path": {"$in": ["cat_a"]}})) == \
+        ["p1", "p2", "p3", "p5", "p6"]
+    assert _names(coll.find({"merchant_id": merchant, "min_price": {"$gte": 400}})) == ["p4", "p6"]
+    first = list(coll.find({"merchant_id": merchant, "category_path": {"$in": ["cat_b"]}}).sort("_id", DESCENDING)
+                 .limit(2))
+    rest = coll.find({"merchant_id": merchant, "category_path": {"$in": ["cat_b"]}, "_id": {"$lt": first[-1]["_id"]}})
+    assert [d["_id"].split(":")[1] for d in first] == ["p6", "p5"]
+    assert _names(rest) == ["p2", "p3"]
+
+
+def test_unique_sibling_name_rejects_a_second_insert_and_is_found_by_name(db):
+    """The index rejects a duplicate insert only: the embedded server lets an update create a
+    duplicate (docs/storage.md), so a rename first looks the name up among the siblings."""
+    SiblingName.ensure_indexes()
+    coll = SiblingName._get_collection()
+    merchant = new_merchant_id()
+    coll.insert_one({"_id": "cat_1", "merchant_id": merchant, "parent_id": "", "name": "女装"})
+    coll.insert_one({"_id": "cat_2", "merchant_id": merchant, "parent_id": "", "name": "男装"})
+    coll.insert_one({"_id": "cat_3", "merchant_id": merchant, "parent_id": "cat_1", "name": "男装"})
+    coll.insert_one({"_id": "cat_4", "merchant_id": new_merchant_id(), "parent_id": "", "name": "女装"})
+    with pytest.raises(DuplicateKeyError):
+        coll.insert_one({"_id": "cat_5", "merchant_id": merchant, "parent_id": "", "name": "女装"})
+    taken = coll.find_one({"merchant_id": merchant, "parent_id": "", "name": "女装", "_id": {"$ne": "cat_2"}},
+                          {"_id": 1})
+    assert taken == {"_id": "cat_1"}
+    assert coll.find_one({"merchant_id": merchant, "parent_id": "", "name": "童装"}) is None
+    assert coll.update_one({"_id": "cat_2", "merchant_id": merchant}, {"$set": {"name": "童装"}}).modified_count == 1
+    assert sorted(d["name"] for d in coll.find({"merchant_id": merchant, "parent_id": ""})) == ["女装", "童装"]
+
+
+def test_guarded_inc_with_a_marker_returns_the_document_after_or_none(coll):
+    """A stock adjustment: one write moves the counters, sets the idempotency marker and a
+    pending ledger entry (a key holding ':'), and returns the new levels."""
+    merchant = new_merchant_id()
+    coll.insert_one({"_id": "sku_1", "merchant_id": merchant, "product_id": "prd_1", "on_hand": 5, "reserved": 1,
+                     "available": 4, "adjustments": {}, "pending": {}, "pending_count": 0})
+
+    def adjust(key, delta):
+        guard = {"_id": "sku_1", "merchant_id": merchant, f"adjustments.{key}": {"$exists": False}}
+        if delta < 0:
+            guard["available"] = {"$gte": -delta}
+        entry = {"kind": "ADJUST", "quantity": delta, "reference": key, "at_ms": 1_700_000_000_000}
+        return coll.find_one_and_update(
+            guard, {"$inc": {"on_hand": delta, "available": delta, "pending_count": 1},
+                    "$set": {f"adjustments.{key}": delta, f"pending.ADJUST:{key}": entry}},
+            projection={"on_hand": 1, "reserved": 1, "available": 1, "product_id": 1},
+            return_document=ReturnDocument.AFTER)
+
+    assert adjust("k1", 3) == {"_id": "sku_1", "product_id": "prd_1", "on_hand": 8, "reserved": 1, "available": 7}
+    assert adjust("k1", 3) is None
+    assert adjust("k2", -8) is None
+    assert adjust("k2", -7)["available"] == 0
+    doc = coll.find_one({"_id": "sku_1"})
+    assert doc["adjustments"] == {"k1": 3, "k2": -7} and doc["pending_count"] == 2
+    assert doc["pending"]["ADJUST:k2"]["quantity"] == -7
+    assert _ids(coll.find({"pending_count": {"$gt": 0}}, {"_id": 1})) == ["sku_1"]
+    assert _ids(coll.find({"merchant_id": merchant, "pending.ADJUST:k1": {"$exists": True}}, {"_id": 1})) == ["sku_1"]
+    acked = coll.update_one({"_id": "sku_1", "pending.ADJUST:k1": {"$exists": True}},
+                            {"$unset": {"pending.ADJUST:k1": ""}, "$inc": {"pending_count": -1}})
+    again = coll.update_one({"_id": "sku_1", "pending.ADJUST:k1": {"$exists": True}},
+                            {"$unset": {"pending.ADJUST:k1": ""}, "$inc": {"pending_count": -1}})
+    assert (acked.modified_count, again.modified_count) == (1, 0)
+    doc = coll.find_one({"_id": "sku_1"})
+    assert set(doc["pending"]) == {"ADJUST:k2"} and doc["pending_count"] == 1
+
+
+def test_skus_with_nested_price_lists_round_trip_through_a_whole_array_set(coll):
+    coll.insert_one({"_id": "p1", "merchant_id": "m", "version": 1, "skus": []})
+    skus = [{"sku_id": "s1", "list_price": 1000, "tier_prices": [{"tier": "GOLD", "price": 900},
+                                                                 {"tier": "SILVER", "price": 950}],
+             "limited_time_price": {"price": 800, "starts_at_ms": 1_700_000_000_000, "ends_at_ms": 1_700_000_360_000}},
+            {"sku_id": "s2", "list_price": 500, "tier_prices": [], "limited_time_price": None}]
+    coll.update_one({"_id": "p1", "version": 1}, {"$set": {"skus": skus}, "$inc": {"version": 1}})
+    assert coll.find_one({"_id": "p1"})["skus"] == skus
+
+
+# ---- flash sales: the pool, the per-member quota, the SKU's pool hold ---------------
+
+
+def _sale(merchant: str, now: datetime, **fields) -> dict:
+    return {"_id": new_id("fls"), "merchant_id": merchant, "pooled": 1, "units": 3, "available": 3,
+            "reserved": 0, "sold": 0, "returned": 0, "holds": {}, "per_member_limit": 1,
+            "starts_at": now - timedelta(minutes=1), "ends_at": now + timedelta(minutes=10), **fields}
+
+
+def _take(coll, sale: dict, rid: str, q: int, now: datetime):
+    """The pool's hot-path write: inside the window, enough left, this reservation not yet."""
+    return coll.find_one_and_update(
+        {"_id": sale["_id"], "merchant_id": sale["merchant_id"], "pooled": 1, "available": {"$gte": q},
+         "starts_at": {"$lte": now}, "ends_at": {"$gt": now}, f"holds.{rid}": {"$exists": False}},
+        {"$inc": {"available": -q, "reserved": q},
+         "$set": {f"holds.{rid}": {"q": q, "member_id": "mem_1", "exp_ms": 1_700_000_000_000}}},
+        projection={"holds": 0}, return_document=ReturnDocument.AFTER)
+
+
+def test_pool_take_in_window_returns_the_sale_without_holds(coll):
+    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    sale = _sale(new_merchant_id(), now)
+    coll.insert_one(sale)
+    after = _take(coll, sale, "rsv_a", 2, now)
+    assert "holds" not in after
+    assert (after["available"], after["reserved"], after["per_member_limit"]) == (1, 2, 1)
+    assert _take(coll, sale, "rsv_a", 1, now) is None  # the same reservation again
+    assert _take(coll, sale, "rsv_b", 2, now) is None  # not enough left
+    assert _take(coll, sale, "rsv_b", 1, now - timedelta(minutes=2)) is None  # not started
+    assert _take(coll, sale, "rsv_b", 1, now + timedelta(minutes=10)) is None  # ended
+    assert _take(coll, sale, "rsv_b", 1, now)["available"] == 0
+    doc = coll.find_one({"_id": sale["_id"]})
+    assert doc["holds"] == {"rsv_a": {"q": 2, "member_id": "mem_1", "exp_ms": 1_700_000_000_000},
+                            "rsv_b": {"q": 1, "member_id": "mem_1", "exp_ms": 1_700_000_000_000}}
+    assert type(doc["holds"]["rsv_a"]["q"]) is int
+
+
+def test_pool_take_by_concurrent_threads_takes_exactly_the_units(coll):
+    now = datetime.now(timezone.utc)
+    units, buyers = 5, 24
+    sale = _sale(new_merchant_id(), now, units=units, available=units)
+    coll.insert_one(sale)
+    start = threading.Barrier(buyers)
+    won: list[str] = []
+    lock = threading.Lock()
+
+    def buy(i: int):
+        start.wait()
+        if _take(coll, sale, f"rsv_{i}", 1, now) is not None:
+            with lock:
+                won.append(f"rsv_{i}")
+
+    threads = [threading.Thread(target=buy, args=(i,)) for i in range(buyers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    doc = coll.find_one({"_id": sale["_id"]})
+    assert len(won) == units and sorted(doc["holds"]) == sorted(won)
+    assert (doc["available"], doc["reserved"]) == (0, units)
+
+
+def test_pool_hold_unset_with_counters_only_while_present(coll):
+    now = datetime.now(timezone.utc)
+    sale = _sale(new_merchant_id(), now)
+    coll.insert_one(sale)
+    _take(coll, sale, "rsv_a", 2, now)
+
+    def settle(q: int, inc: dict):
+        return coll.update_one(
+            {"_id": sale["_id"], "merchant_id": sale["merchant_id"], "holds.rsv_a.q": q},
+            {"$unset": {"holds.rsv_a": ""}, "$inc": inc, "$set": {"unsynced": 1}}).modified_count
+
+    assert settle(1, {"reserved": -1, "sold": 1}) == 0  # another quantity is not this hold
+    assert settle(2, {"reserved": -2, "sold": 2}) == 1
+    assert settle(2, {"reserved": -2, "available": 2}) == 0
+    doc = coll.find_one({"_id": sale["_id"]})
+    assert (doc["available"], doc["reserved"], doc["sold"], doc["holds"], doc["unsynced"]) == (1, 0, 2, {}, 1)
+
+
+def test_find_by_a_map_key_present_projecting_whole_maps(coll):
+    """A refused take that looks unexplained asks whether its own hold exists, reading the
+    holds map whole (an inclusion projection of one map key, `holds.rsv_a: 1`, comes back
+    under the flat key "holds.rsv_a" on the embedded server)."""
+    now = datetime.now(timezone.utc)
+    sale = _sale(new_merchant_id(), now)
+    coll.insert_one(sale)
+    _take(coll, sale, "rsv_a", 1, now)
+    _take(coll, sale, "rsv_b", 2, now)
+    found = coll.find_one({"_id": sale["_id"], "merchant_id": sale["merchant_id"], "holds.rsv_b": {"$exists": True}},
+                          {"holds": 1, "available": 1})
+    assert set(found) == {"_id", "holds", "available"} and found["available"] == 0
+    assert found["holds"]["rsv_b"] == {"q": 2, "member_id": "mem_1", "exp_ms": 1_700_000_000_000}
+    assert coll.find_one({"_id": sale["_id"], "holds.rsv_zz": {"$exists": True}}, {"holds": 1}) is None
+    coll.update_one({"_id": sale["_id"]}, {"$set": {"pool_sync.fls_1": {"sold": 0, "returned": 0}}})
+    assert coll.find_one({"_id": sale["_id"]}, {"pool_sync": 1}) == {
+        "_id": sale["_id"], "pool_sync": {"fls_1": {"sold": 0, "returned": 0}}}
+
+
+def test_conditional_upsert_inserts_then_guards_and_a_failed_guard_is_a_duplicate_key(coll):
+    """The per-member quota: used <= limit - q. A document that exists but fails the
+    guard makes the upsert try to insert the same _id: DuplicateKeyError."""
+    merchant = new_merchant_id()
+    key = f"fls_1:mem_{new_id('m')[-6:]}"
+
+    def use(rid: str, q: int, limit: int):
+        return coll.update_one(
+            {"_id": key, "merchant_id": merchant, "used": {"$lte": limit - q}, f"holds.{rid}": {"$exists": False}},
+            {"$inc": {"used": q}, "$set": {f"holds.{rid}": q}}, upsert=True)
+
+    first = use("rsv_a", 1, 2)
+    assert first.upserted_id == key
+    assert coll.find_one({"_id": key}) == {"_id": key, "merchant_id": merchant, "used": 1, "holds": {"rsv_a": 1}}
+    second = use("rsv_b", 1, 2)
+    assert second.upserted_id is None and second.modified_count == 1
+    with pytest.raises(DuplicateKeyError):
+        use("rsv_c", 1, 2)  # over the limit
+    with pytest.raises(DuplicateKeyError):
+        use("rsv_b", 0, 5)  # this reservation is already counted
+    # Without upsert, the same guards simply match nothing.
+    plain = coll.update_one({"_id": key, "merchant_id": merchant, "used": {"$lte": 1}}, {"$inc": {"used": 1}})
+    assert plain.matched_count == 0
+    # Giving back: only while the reservation is counted.
+    back = {"_id": key, "merchant_id": merchant, "holds.rsv_a": 1}
+    assert coll.update_one(back, {"$inc": {"used": -1}, "$unset": {"holds.rsv_a": ""}}).modified_count == 1
+    assert coll.update_one(back, {"$inc": {"used": -1}, "$unset": {"holds.rsv_a": ""}}).modified_count == 0
+    assert coll.find_one({"_id": key})["used"] == 1
+    assert use("rsv_c", 1, 2).modified_count == 1
+
+
+def test_concurrent_conditional_upserts_of_one_member_count_exactly_the_limit(coll):
+    merchant = new_merchant_id()
+    key, limit, tries = "fls_1:mem_1", 3, 16
+    start = threading.Barrier(tries)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def use(i: int):
+        query = {"_id": key, "merchant_id": merchant, "used": {"$lte": limit - 1}, f"holds.r{i}": {"$exists": False}}
+        update = {"$inc": {"used": 1}, "$set": {f"holds.r{i}": 1}}
+        start.wait()
+        try:
+            result = coll.update_one(query, update, upsert=True)
+            ok = result.upserted_id is not None or result.modified_count == 1
+        except DuplicateKeyError:
+            # Lost the race to create it, or over the limit: once more without upsert.
+            ok = coll.update_one(query, update).modified_count == 1
+        with lock:
+            outcomes.append("ok" if ok else "limit")
+
+    threads = [threading.Thread(target=use, args=(i,)) for i in range(tries)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    doc = coll.find_one({"_id": key})
+    assert outcomes.count("ok") == limit and len(outcomes) == tries
+    assert doc["used"] == limit and len(doc["holds"]) == limit
+
+
+def test_nested_counter_compare_and_set_with_inc_on_a_map_key(coll):
+    """A SKU's stock follows its flash pool: applied counters under pool_sync.<sale>, the
+    pool's units under holds.<sale>."""
+    merchant = new_merchant_id()
+    coll.insert_one({"_id": "sku_1", "merchant_id": merchant, "on_hand": 10, "reserved": 1, "available": 9,
+                     "holds": {"rsv_x": 1}})
+    out = coll.update_one(
+        {"_id": "sku_1", "merchant_id": merchant, "available": {"$gte": 4}, "holds.fls_1": {"$exists": False}},
+        {"$inc": {"available": -4, "reserved": 4},
+         "$set": {"holds.fls_1": 4, "pool_sync.fls_1": {"sold": 0, "returned": 0, "prev_sold": 0, "prev_returned": 0}}})
+    assert out.modified_count == 1
+
+    def sync(seen: dict, sold: int, returned: int):
+        ds, dr = sold - seen["sold"], returned - seen["returned"]
+        return coll.update_one(
+            {"_id": "sku_1", "merchant_id": merchant, "pool_sync.fls_1.sold": seen["sold"],
+             "pool_sync.fls_1.returned": seen["returned"]},
+            {"$inc": {"on_hand": -ds, "reserved": -ds - dr, "available": dr, "holds.fls_1": -ds - dr},
+             "$set": {"pool_sync.fls_1": {"sold": sold, "returned": returned, "prev_sold": seen["sold"],
+                                          "prev_returned": seen["returned"]}}}).modified_count
+
+    assert sync({"sold": 0, "returned": 0}, 2, 0) == 1
+    assert sync({"sold": 0, "returned": 0}, 3, 0) == 0  # stale: someone synced first
+    assert sync({"sold": 2, "returned": 0}, 3, 1) == 1
+    doc = coll.find_one({"_id": "sku_1", "merchant_id": merchant})
+    assert (doc["on_hand"], doc["reserved"], doc["available"]) == (7, 1, 6)
+    assert doc["holds"] == {"rsv_x": 1, "fls_1": 0}
+    assert doc["pool_sync"]["fls_1"] == {"sold": 3, "returned": 1, "prev_sold": 2, "prev_returned": 0}
+
+
+def test_keyset_page_on_a_composite_string_key(coll):
+    """Flash sales soonest first. The order (starts_at, _id) is one string written at insert,
+    `sort_key`, so a page continues with one `$gt` (an `$or` of two branches with a date
+    range loses the other conditions on the embedded server)."""
+    merchant = new_merchant_id()
+    t0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
+
+    def row(hours: int, **fields) -> dict:
+        sale_id, starts_at = new_id("fls"), t0 + timedelta(hours=hours)
+        return {"_id": sale_id, "merchant_id": merchant, "pooled": 1, "live_session_id": "", "starts_at": starts_at,
+                "ends_at": t0 + timedelta(days=1), "sort_key": f"{int(starts_at.timestamp() * 1000):013d}:{sale_id}",
+                **fields}
+
+    rows = [row(h) for h in (3, 1, 2, 1, 3, 0, 2)]
+    live = row(1, live_session_id="liv_1")
+    others = [row(3, ends_at=t0), row(3, pooled=0), row(3, merchant_id=new_merchant_id())]
+    coll.insert_many(rows + [live] + others)
+    want = [r["_id"] for r in sorted(rows + [live], key=lambda r: (r["starts_at"], r["_id"]))]
+    base = {"merchant_id": merchant, "pooled": 1, "ends_at": {"$gt": t0 + timedelta(hours=1)}}
+    got, after = [], ""
+    while True:
+        query = {**base, "sort_key": {"$gt": after}} if after else base
+        page = list(coll.find(query, {"sort_key": 1}).sort("sort_key", ASCENDING).limit(3))
+        if not page:
+            break
+        got += [d["_id"] for d in page]
+        after = page[-1]["sort_key"]
+    assert got == want
+    in_room = coll.find({**base, "live_session_id": "liv_1"}).sort("sort_key", ASCENDING)
+    assert [d["_id"] for d in in_room] == [live["_id"]]
+
+
+def test_delete_one_only_while_a_flag_is_unset(coll):
+    coll.insert_many([{"_id": "fls_a", "merchant_id": "m", "pooled": 0}, {"_id": "fls_b", "merchant_id": "m", "pooled": 1}])
+    assert coll.delete_one({"_id": "fls_a", "merchant_id": "m", "pooled": 0}).deleted_count == 1
+    assert coll.delete_one({"_id": "fls_b", "merchant_id": "m", "pooled": 0}).deleted_count == 0
+    assert [d["_id"] for d in coll.find({"merchant_id": "m"})] == ["fls_b"]
+
+
+def test_scan_by_insert_time_range_and_int_counters_across_merchants(coll):
+    now = datetime(2026, 5, 1, 12, tzinfo=timezone.utc)
+    coll.insert_many([
+        {"_id": "a", "merchant_id": "m1", "pooled": 1, "ends_at": now - timedelta(minutes=1), "available": 2},
+        {"_id": "b", "merchant_id": "m2", "pooled": 1, "ends_at": now - timedelta(minutes=1), "available": 0},
+        {"_id": "c", "merchant_id": "m2", "pooled": 1, "ends_at": now + timedelta(minutes=1), "available": 5},
+        {"_id": "d", "merchant_id": "m1", "pooled": 0, "ends_at": now - timedelta(hours=1), "available": 5}])
+    coll.update_one({"_id": "b"}, {"$inc": {"available": 1}})
+    ended = coll.find({"pooled": 1, "ends_at": {"$lte": now}, "available": {"$gt": 0}})
+    assert sorted(d["_id"] for d in ended) == ["a", "b"]
+
+
+# ---- order lifecycle: fulfilment, refunds, payment ledger, staff search -------------
+
+
+class LifecycleOrder(me.Document):
+    """The orders collection's indexes that staff search, auto-confirm and refunds use."""
+    id = me.StringField(primary_key=True)
+    merchant_id = me.StringField(required=True)
+    member_id = me.StringField()
+    state = me.StringField()
+    created_ms = me.IntField()
+    attribution = me.DictField()
+    auto_confirm_ms = me.IntField()
+    meta = {"collection": "conf_lifecycle_order", "db_alias": ALIAS, "strict": False,
+            "indexes": [{"fields": ["merchant_id", "member_id"]}, {"fields": ["merchant_id", "state"]},
+                        {"fields": ["merchant_id", "created_ms"]}, {"fields": ["merchant_id", "attribution.channel"]},
+                        {"fields": ["state", "auto_confirm_ms"]}]}
+
+
+def test_staff_search_combines_state_epoch_ms_range_nested_channel_member_and_id_keyset(db):
+    LifecycleOrder.ensure_indexes()
+    coll = LifecycleOrder._get_collection()
+    merchant = new_merchant_id()
+    start = 1_772_323_200_000  # creation times 7 ms apart: finer than a second
+    coll.insert_many([{"_id": f"{merchant}:o{i}", "merchant_id": merchant, "member_id": f"mem{i % 2}",
+                       "state": "PAID" if i % 3 else "SHIPPED", "created_ms": start + 7 * i,
+                       "attribution": {"channel": "LIVE" if i < 6 else "H5"}} for i in range(10)])
+    coll.insert_one({"_id": "other:o1", "merchant_id": "other", "member_id": "mem1", "state": "PAID",
+                     "created_ms": start, "attribution": {"channel": "LIVE"}})
+
+    def search(**extra) -> list[str]:
+        return _names(coll.find({"merchant_id": merchant, **extra}, {"outbox": 0}).sort("_id", DESCENDING).limit(50))
+
+    assert search(state="PAID") == ["o1", "o2", "o4", "o5", "o7", "o8"]
+    assert search(created_ms={"$gte": start + 14, "$lt": start + 35}) == ["o2", "o3", "o4"]
+    assert search(**{"attribution.channel": "H5"}) == ["o6", "o7", "o8", "o9"]
+    assert search(member_id="mem1", state="PAID", **{"attribution.channel": "LIVE"}) == ["o1", "o5"]
+    page = _ids(coll.find({"merchant_id": merchant, "_id": {"$lt": f"{merchant}:o5"}}).sort("_id", DESCENDING)
+                .limit(3))
+    assert [i.split(":", 1)[1] for i in page] == ["o4", "o3", "o2"]
+
+
+def test_auto_confirm_scan_state_in_and_epoch_ms_set_later_sorted_with_limit(db):
+    LifecycleOrder.ensure_indexes()
+    coll = LifecycleOrder._get_collection()
+    merchant = new_merchant_id()
+    coll.insert_many([{"_id": f"{merchant}:o{i}", "merchant_id": merchant, "state": "PAID"} for i in range(5)])
+    for i, state in enumerate(["SHIPPED", "DELIVERED", "SHIPPED", "COMPLETED", "SHIPPED"]):
+        coll.update_one({"_id": f"{merchant}:o{i}", "state": "PAID"},
+                        {"$set": {"state": state, "auto_confirm_ms": 1_800_000_000_000 - i * 1000}})
+    due = coll.find({"merchant_id": merchant, "state": {"$in": ["SHIPPED", "DELIVERED"]},
+                     "auto_confirm_ms": {"$lte": 1_799_999_999_000}}).sort("auto_confirm_ms", ASCENDING).limit(2)
+    assert [d["_id"].split(":", 1)[1] for d in due] == ["o4", "o2"]
+
+
+def test_refund_applied_to_an_order_in_one_versioned_write(coll):
+    """Lines replaced whole, a nested record (with an array of sub-documents) set under a
+    map key, the refunded total raised by $inc from absent, and an event in the outbox."""
+    coll.insert_one({"_id": "o1", "merchant_id": "m", "version": 3, "lines": [
+        {"line_id": "l1", "quantity": 2, "paid_amount": 100}, {"line_id": "l2", "quantity": 1, "paid_amount": 50}]})
+    lines = [{"line_id": "l1", "quantity": 2, "paid_amount": 100, "refunded_quantity": 1, "refunded_amount": 50},
+             {"line_id": "l2", "quantity": 1, "paid_amount": 50}]
+    record = {"amount": 50, "shipping_fee_refund": 0, "restock": 1,
+              "lines": [{"line_id": "l1", "sku_id": "s1", "quantity": 1, "amount": 50}]}
+    event = outbox.Event("evt_1", "siyu.order.order.refunded", b"\x01\x02")
+
+    def apply(version: int, refund_id: str):
+        update = outbox.add_to_update({"$set": {"lines": lines, f"applied_refunds.{refund_id}": record},
+                                       "$inc": {"version": 1, "refunded_amount": 50}}, event)
+        return coll.update_one({"_id": "o1", "merchant_id": "m", "version": version}, update).modified_count
+
+    assert apply(3, "rfd_1") == 1
+    assert apply(3, "rfd_2") == 0  # planned against a stale version: nothing
+    doc = coll.find_one({"_id": "o1"})
+    assert doc["lines"] == lines and doc["applied_refunds"] == {"rfd_1": record}
+    assert (doc["version"], doc["refunded_amount"], doc["outbox_pending"]) == (4, 50, 1)
+    assert doc["outbox"]["evt_1"]["data"] == b"\x01\x02"
+
+
+def test_count_by_state_in_and_list_by_order_oldest_first(coll):
+    coll.insert_many([{"_id": f"rfd_{i}", "merchant_id": "m", "order_id": "o1" if i < 4 else "o2",
+                       "state": ["REQUESTED", "REJECTED", "APPROVED", "REFUNDED", "REQUESTED"][i]} for i in range(5)])
+    assert coll.count_documents({"merchant_id": "m", "order_id": "o1", "state": {"$in": ["REQUESTED", "APPROVED"]}}) == 2
+    assert _ids(coll.find({"merchant_id": "m", "order_id": "o1"}).sort("_id", ASCENDING)) == \
+        ["rfd_0", "rfd_1", "rfd_2", "rfd_3"]
+    assert _ids(coll.find({"merchant_id": "m", "state": "REQUESTED", "_id": {"$lt": "rfd_4"}})
+                .sort("_id", DESCENDING).limit(5)) == ["rfd_0"]
+
+
+def test_ledger_entry_with_a_deterministic_id_is_stored_once_and_read_in_time_order(coll):
+    at = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    coll.insert_one({"_id": "REFUND:rfd_1", "merchant_id": "m", "order_id": "o1", "amount": 50,
+                     "at": at + timedelta(milliseconds=2)})
+    with pytest.raises(DuplicateKeyError):
+        coll.insert_one({"_id": "REFUND:rfd_1", "merchant_id": "m", "order_id": "o1", "amount": 50, "at": at})
+    coll.insert_one({"_id": "ORDER_PAYMENT:pay_1", "merchant_id": "m", "order_id": "o1", "amount": 100, "at": at})
+    found = list(coll.find({"merchant_id": "m", "order_id": "o1"}).sort("at", ASCENDING))
+    assert [(d["_id"], d["amount"]) for d in found] == [("ORDER_PAYMENT:pay_1", 100), ("REFUND:rfd_1", 50)]
+
+
+# ---- order checkout: carts, order settings ------------------------------------------
+
+
+def _cart_collection(db, name: str):
+    coll = db[f"c_{name}_{new_id('c').lower()[-10:]}"]
+    coll.create_index([("merchant_id", ASCENDING), ("member_id", ASCENDING)], unique=True)
+    return coll
+
+
+def test_cart_items_replaced_whole_by_merchant_member_and_version(db):
+    """A cart is found by (merchant, member), not _id; its items (int flags inside) are
+    replaced whole, the last one removed leaves an empty array."""
+    coll = _cart_collection(db, "cart_cas")
+    coll.insert_one({"_id": "crt_1", "merchant_id": "m", "member_id": "mem_1", "version": 1, "updated_ms": 1,
+                     "items": [{"sku_id": "s1", "quantity": 1, "selected": 1, "added_ms": 1}]})
+    with pytest.raises(DuplicateKeyError):
+        coll.insert_one({"_id": "crt_2", "merchant_id": "m", "member_id": "mem_1", "version": 1, "items": []})
+    items = [{"sku_id": "s2", "quantity": 3, "selected": 1, "added_ms": 2},
+             {"sku_id": "s1", "quantity": 1, "selected": 0, "added_ms": 1}]
+    query = {"merchant_id": "m", "member_id": "mem_1", "version": 1}
+    done = coll.update_one(query, {"$set": {"items": items, "updated_ms": 2}, "$inc": {"version": 1}})
+    stale = coll.update_one(query, {"$set": {"items": [], "updated_ms": 3}, "$inc": {"version": 1}})
+    assert (done.modified_count, stale.modified_count) == (1, 0)
+    doc = coll.find_one({"merchant_id": "m", "member_id": "mem_1"})
+    assert (doc["items"], doc["version"], doc["updated_ms"]) == (items, 2, 2)
+    coll.update_one({"merchant_id": "m", "member_id": "mem_1", "version": 2},
+                    {"$set": {"items": [], "updated_ms": 4}, "$inc": {"version": 1}})
+    assert coll.find_one({"merchant_id": "m", "member_id": "mem_1"})["items"] == []
+    assert coll.find_one({"merchant_id": "m", "member_id": "mem_2"}) is None
+
+
+def test_cart_concurrent_writers_retrying_on_the_version_lose_no_item(db):
+    """Twenty writers add one item each: create-if-absent under the unique index, then
+    read-modify-compare-and-set, retried when another writer came first."""
+    coll = _cart_collection(db, "cart_race")
+
+    def add(sku: str) -> None:
+        while True:
+            doc = coll.find_one({"merchant_id": "m", "member_id": "mem_1"})
+            item = {"sku_id": sku, "quantity": 1, "selected": 1, "added_ms": 1}
+            if doc is None:
+                try:
+                    coll.insert_one({"_id": new_id("crt"), "merchant_id": "m", "member_id": "mem_1", "version": 1,
+                                     "items": [item]})
+                    return
+                except DuplicateKeyError:
+                    continue
+            if coll.update_one({"merchant_id": "m", "member_id": "mem_1", "version": doc["version"]},
+                               {"$set": {"items": [item, *doc["items"]]}, "$inc": {"version": 1}}).modified_count:
+                return
+
+    threads = [threading.Thread(target=add, args=(f"s{i}",)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    doc = coll.find_one({"merchant_id": "m", "member_id": "mem_1"})
+    assert sorted(i["sku_id"] for i in doc["items"]) == sorted(f"s{i}" for i in range(20))
+    assert doc["version"] == 20
+
+
+def test_order_settings_created_once_then_changed_by_merchant_and_version(db):
+    coll = db[f"c_order_settings_{new_id('c').lower()[-10:]}"]
+    coll.create_index("merchant_id", unique=True)
+    coll.insert_one({"_id": "ost_1", "merchant_id": "m", "unpaid_expiry_s": 60, "threshold_reductions": [],
+                     "version": 1})
+    with pytest.raises(DuplicateKeyError):
+        coll.insert_one({"_id": "ost_2", "merchant_id": "m", "version": 1})
+    rules = [{"threshold": 10_000, "reduction": 1_000}, {"threshold": 30_000, "reduction": 5_000}]
+    query = {"merchant_id": "m", "version": 1}
+    update = {"$set": {"unpaid_expiry_s": 5, "threshold_reductions": rules, "shipping_fee": 0, "updated_ms": 7},
+              "$inc": {"version": 1}}
+    assert coll.update_one(query, update).modified_count == 1
+    assert coll.update_one(query, update).modified_count == 0
+    doc = coll.find_one({"merchant_id": "m"})
+    assert (doc["unpaid_expiry_s"], doc["threshold_reductions"], doc["shipping_fee"], doc["version"]) == \
+        (5, rules, 0, 2)

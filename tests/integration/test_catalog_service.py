@@ -126,9 +126,11 @@ def test_upsert_needs_staff(stub):
 
 def test_list_search_filters_and_shelf(stub):
     m = new_merchant_id()
-    upsert(stub, m, code="C1", title="夏季碎花连衣裙", category_id="cat_dress", tags=["new"])
+    dress, coat = (stub.CreateCategory(pb.CreateCategoryRequest(name=n), metadata=staff(m)).category.category_id
+                   for n in ("连衣裙", "大衣"))
+    upsert(stub, m, code="C1", title="夏季碎花连衣裙", category_id=dress, tags=["new"])
     upsert(stub, m, code="C2", title="Summer Dress", tags=["sale"])
-    upsert(stub, m, code="C3", title="羊毛大衣 Wool Coat", category_id="cat_coat")
+    upsert(stub, m, code="C3", title="羊毛大衣 Wool Coat", category_id=coat)
     upsert(stub, m, code="C4", title="连衣裙 draft", status=pb.PRODUCT_STATUS_DRAFT)
 
     def titles(**kw):
@@ -141,7 +143,7 @@ def test_list_search_filters_and_shelf(stub):
     assert titles(keyword="DRE") == ["Summer Dress"]
     assert titles(keyword="wool 大衣") == ["羊毛大衣 Wool Coat"]
     assert titles(keyword="裙子") == []
-    assert titles(category_id="cat_coat") == ["羊毛大衣 Wool Coat"]
+    assert titles(category_id=coat) == ["羊毛大衣 Wool Coat"]
     assert titles(tag="sale") == ["Summer Dress"]
     other = new_merchant_id()
     assert stub.ListProducts(pb.ListProductsRequest(), metadata=shopper(other)).products == []

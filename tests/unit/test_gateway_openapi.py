@@ -37,8 +37,10 @@ def test_parameters_and_bodies(doc):
     assert pay["security"] == [{"apiKey": [], "bearer": []}]
     listing = ops[("/v1/products", "GET")]
     query = {p["name"]: p for p in listing["parameters"] if p["in"] == "query"}
-    assert set(query) == {"keyword", "category_id", "tag", "page_size", "page_token"}
+    assert set(query) == {"keyword", "category_id", "tag", "page_size", "page_token", "min_price", "max_price",
+                          "in_stock_only", "sort"}
     assert query["page_size"]["schema"] == {"type": "integer", "format": "int32"}
+    assert query["in_stock_only"]["schema"] == {"type": "boolean"}
     assert "requestBody" not in listing
     assert listing["security"] == [{"apiKey": []}]
     assert ops[("/v1/staff/login", "POST")]["security"] == []

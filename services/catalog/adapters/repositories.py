@@ -6,16 +6,18 @@ conditional atomic update; aggregates change by compare-and-set on `version`.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from siyu_kit.events.outbox import Event, add_to_update, for_insert
 from siyu_kit.protos import epoch_ms, now_ms, utcnow
 
-from services.catalog.adapters.documents import MovementDoc, ProductDoc, ReservationDoc, StockDoc
+from services.catalog.adapters.documents import CategoryDoc, MovementDoc, ProductDoc, ReservationDoc, StockDoc
 from services.catalog.domain import stock as rules
+from services.catalog.domain.listing import Key, Sort
 
 
 def _insert(doc_cls, fields: dict, extra: dict | None = None) -> bool:
@@ -59,28 +61,106 @@ def product_update(merchant_id: str, product_id: str, version: int, fields: dict
     return result.modified_count == 1
 
 
-def products_page(merchant_id: str, *, status: str | None, terms: list[str], category_id: str, tag: str,
-                  before_id: str, limit: int) -> list[dict]:
-    """Newest first by `_id` (ULIDs sort by time), strictly older than `before_id`."""
+def product_add_sales(merchant_id: str, product_id: str, quantity: int) -> None:
+    ProductDoc._get_collection().update_one({"_id": product_id, "merchant_id": merchant_id},
+                                            {"$inc": {"sales": quantity}})
+
+
+@dataclass(frozen=True)
+class ProductFilter:
+    status: str | None = None
+    terms: tuple[str, ...] = ()
+    category_id: str = ""
+    tag: str = ""
+    min_price: int | None = None
+    max_price: int | None = None
+
+
+def products_page(merchant_id: str, where: ProductFilter, sort: Sort, after: Key | None, limit: int) -> list[dict]:
+    """Products in (sort value, id) order, strictly after the key `after`."""
     query: dict = {"merchant_id": merchant_id}
-    if status:
-        query["status"] = status
-    if terms:
-        query["search_terms"] = {"$all": terms}
-    if category_id:
-        query["category_id"] = category_id
-    if tag:
-        query["tags"] = {"$in": [tag]}
-    if before_id:
-        query["_id"] = {"$lt": before_id}
+    if where.status:
+        query["status"] = where.status
+    if where.terms:
+        query["search_terms"] = {"$all": list(where.terms)}
+    if where.category_id:
+        # Equality on an array field is broken in the embedded server: $in is portable.
+        query["category_path"] = {"$in": [where.category_id]}
+    if where.tag:
+        query["tags"] = {"$in": [where.tag]}
+    price = {}
+    if where.min_price is not None:
+        price["$gte"] = where.min_price
+    if where.max_price is not None:
+        price["$lte"] = where.max_price
+    if price:
+        query["min_price"] = price
+    direction = DESCENDING if sort.descending else ASCENDING
+    beyond = "$lt" if sort.descending else "$gt"
+    if sort.field == "_id":
+        order = [("_id", direction)]
+        if after is not None:
+            query["_id"] = {beyond: after.product_id}
+    else:
+        order = [(sort.field, direction), ("_id", direction)]
+        if after is not None:
+            query["$or"] = [{sort.field: {beyond: after.value}},
+                            {sort.field: after.value, "_id": {beyond: after.product_id}}]
     cursor = ProductDoc._get_collection().find(query, {"search_terms": 0})
-    return list(cursor.sort("_id", DESCENDING).limit(limit))
+    return list(cursor.sort(order).limit(limit))
+
+
+# ---- categories
+
+def category_get(merchant_id: str, category_id: str) -> dict | None:
+    return CategoryDoc._get_collection().find_one({"_id": category_id, "merchant_id": merchant_id})
+
+
+def categories_of(merchant_id: str) -> list[dict]:
+    return list(CategoryDoc._get_collection().find({"merchant_id": merchant_id}))
+
+
+def category_insert(fields: dict) -> bool:
+    """False when a sibling already has the name."""
+    return _insert(CategoryDoc, fields)
+
+
+def category_name_taken(merchant_id: str, parent_id: str, name: str, other_than: str) -> bool:
+    return CategoryDoc._get_collection().find_one(
+        {"merchant_id": merchant_id, "parent_id": parent_id, "name": name, "_id": {"$ne": other_than}},
+        {"_id": 1}) is not None
+
+
+def category_update(merchant_id: str, category_id: str, version: int, fields: dict) -> dict | None:
+    """Compare-and-set on version; the category after the change, or None if it lost."""
+    try:
+        return CategoryDoc._get_collection().find_one_and_update(
+            {"_id": category_id, "merchant_id": merchant_id, "version": version},
+            {"$set": fields, "$inc": {"version": 1}}, return_document=ReturnDocument.AFTER)
+    except DuplicateKeyError:  # MongoDB enforces the sibling-name index on updates too
+        return None
 
 
 # ---- stock
+#
+# Every write that moves a SKU's counters also records, in the same write, the movement it
+# owes the ledger (`pending.<movement id>`). `movement_record` stores the movement and then
+# clears the entry; entries left behind by a crash are stored by `ledger_repair`.
 
-def stock_insert(fields: dict) -> bool:
-    return _insert(StockDoc, fields)
+_LEVELS = {"product_id": 1, "on_hand": 1, "reserved": 1, "available": 1}
+
+
+def _owe(sku_id: str, kind: str, quantity: int, reference: str = "", reason: str = "") -> tuple[dict, dict]:
+    """The $set and $inc parts of a stock update that owes this movement to the ledger."""
+    entry = {"kind": kind, "quantity": quantity, "reference": reference, "reason": reason, "at_ms": now_ms()}
+    return {f"pending.{rules.movement_id(kind, sku_id, reference)}": entry}, {"pending_count": 1}
+
+
+def stock_insert(fields: dict, quantity: int) -> bool:
+    """A SKU's first stock, owing its INITIAL movement."""
+    mid = rules.movement_id(rules.INITIAL, fields["id"])
+    pending = {mid: {"kind": rules.INITIAL, "quantity": quantity, "reference": "", "reason": "", "at_ms": now_ms()}}
+    return _insert(StockDoc, {**fields, "pending": pending, "pending_count": 1})
 
 
 def stock_get(merchant_id: str, sku_id: str) -> dict | None:
@@ -96,10 +176,11 @@ def stock_get_many(merchant_id: str, sku_ids: list[str]) -> list[dict]:
 def stock_hold(merchant_id: str, sku_id: str, reservation_id: str, quantity: int) -> bool:
     """Take `quantity` from available into reserved, once per reservation."""
     hold = f"holds.{reservation_id}"
+    owed, count = _owe(sku_id, rules.RESERVE, quantity, reservation_id)
     result = StockDoc._get_collection().update_one(
         {"_id": sku_id, "merchant_id": merchant_id, "available": {"$gte": quantity}, hold: {"$exists": False}},
-        {"$inc": {"available": -quantity, "reserved": quantity},
-         "$set": {hold: quantity, "updated_ms": now_ms()}})
+        {"$inc": {"available": -quantity, "reserved": quantity, **count},
+         "$set": {hold: quantity, **owed, "updated_ms": now_ms()}})
     return result.modified_count == 1
 
 
@@ -112,35 +193,80 @@ def stock_has_hold(merchant_id: str, sku_id: str, reservation_id: str) -> bool:
 def stock_unhold(merchant_id: str, sku_id: str, reservation_id: str, quantity: int) -> bool:
     """Give a held quantity back to available; only if this reservation still holds it."""
     hold = f"holds.{reservation_id}"
+    owed, count = _owe(sku_id, rules.RELEASE, quantity, reservation_id)
     result = StockDoc._get_collection().update_one(
         {"_id": sku_id, "merchant_id": merchant_id, hold: quantity},
-        {"$inc": {"available": quantity, "reserved": -quantity},
-         "$unset": {hold: ""}, "$set": {"updated_ms": now_ms()}})
+        {"$inc": {"available": quantity, "reserved": -quantity, **count},
+         "$unset": {hold: ""}, "$set": {**owed, "updated_ms": now_ms()}})
     return result.modified_count == 1
 
 
-def stock_consume(merchant_id: str, sku_id: str, reservation_id: str, quantity: int) -> bool:
-    """A held quantity is sold: it leaves on_hand and reserved."""
+def stock_consume(merchant_id: str, sku_id: str, reservation_id: str, quantity: int) -> dict | None:
+    """A held quantity is sold: it leaves on_hand and reserved. Returns the SKU's product id
+    and levels (None if this reservation no longer holds it), saving a read for the sales count."""
     hold = f"holds.{reservation_id}"
-    result = StockDoc._get_collection().update_one(
+    owed, count = _owe(sku_id, rules.COMMIT, quantity, reservation_id)
+    return StockDoc._get_collection().find_one_and_update(
         {"_id": sku_id, "merchant_id": merchant_id, hold: quantity},
-        {"$inc": {"on_hand": -quantity, "reserved": -quantity},
-         "$unset": {hold: ""}, "$set": {"updated_ms": now_ms()}})
-    return result.modified_count == 1
+        {"$inc": {"on_hand": -quantity, "reserved": -quantity, **count},
+         "$unset": {hold: ""}, "$set": {**owed, "updated_ms": now_ms()}},
+        projection=_LEVELS, return_document=ReturnDocument.AFTER)
+
+
+def stock_adjust(merchant_id: str, sku_id: str, key: str, delta: int, reason: str) -> dict | None:
+    """Restock (+) or write off (−, only out of available), once per idempotency key. The
+    levels after, or None when the key was used already or too little is available."""
+    marker = f"adjustments.{key}"
+    guard = {"_id": sku_id, "merchant_id": merchant_id, marker: {"$exists": False}}
+    if delta < 0:
+        guard["available"] = {"$gte": -delta}
+    owed, count = _owe(sku_id, rules.ADJUST, delta, key, reason)
+    return StockDoc._get_collection().find_one_and_update(
+        guard, {"$inc": {"on_hand": delta, "available": delta, **count},
+                "$set": {marker: delta, **owed, "updated_ms": now_ms()}},
+        projection=_LEVELS, return_document=ReturnDocument.AFTER)
+
+
+def stock_return(merchant_id: str, sku_id: str, return_id: str, quantity: int) -> dict | None:
+    """Refunded units back on hand, once per return id. The levels after, or None if done already."""
+    marker = f"returns.{return_id}"
+    owed, count = _owe(sku_id, rules.RETURN, quantity, return_id)
+    return StockDoc._get_collection().find_one_and_update(
+        {"_id": sku_id, "merchant_id": merchant_id, marker: {"$exists": False}},
+        {"$inc": {"on_hand": quantity, "available": quantity, **count},
+         "$set": {marker: quantity, **owed, "updated_ms": now_ms()}},
+        projection=_LEVELS, return_document=ReturnDocument.AFTER)
+
+
+def stock_owing(limit: int) -> list[dict]:
+    """SKUs (of any merchant) with ledger entries not yet stored."""
+    return list(StockDoc._get_collection().find({"pending_count": {"$gt": 0}},
+                                                {"merchant_id": 1, "product_id": 1, "pending": 1}).limit(limit))
 
 
 # ---- stock ledger
 
-def movement_record(merchant_id: str, sku_id: str, kind: str, quantity: int, reservation_id: str = "") -> bool:
+def movement_record(merchant_id: str, sku_id: str, kind: str, quantity: int, reference: str = "",
+                    reason: str = "", at_ms: int | None = None) -> bool:
+    """Store a movement (once: its id is deterministic) and clear the stock's entry owing it.
+    True when this call stored it."""
+    mid = rules.movement_id(kind, sku_id, reference)
     d = rules.deltas(kind, quantity)
-    return _insert(MovementDoc, {
-        "id": rules.movement_id(kind, sku_id, reservation_id), "merchant_id": merchant_id, "sku_id": sku_id,
-        "kind": kind, "reservation_id": reservation_id, "on_hand_delta": d.on_hand,
-        "reserved_delta": d.reserved, "available_delta": d.available, "at": utcnow()})
+    at = datetime.fromtimestamp(at_ms / 1000, timezone.utc) if at_ms is not None else utcnow()
+    fresh = _insert(MovementDoc, {
+        "id": mid, "merchant_id": merchant_id, "sku_id": sku_id, "kind": kind, "reference": reference,
+        "reason": reason, "on_hand_delta": d.on_hand, "reserved_delta": d.reserved, "available_delta": d.available,
+        "at": at})
+    owed = f"pending.{mid}"
+    StockDoc._get_collection().update_one({"_id": sku_id, "merchant_id": merchant_id, owed: {"$exists": True}},
+                                          {"$unset": {owed: ""}, "$inc": {"pending_count": -1}})
+    return fresh
 
 
 def movements_of(merchant_id: str, sku_id: str) -> list[dict]:
-    return list(MovementDoc._get_collection().find({"merchant_id": merchant_id, "sku_id": sku_id}))
+    """The SKU's whole ledger, oldest first."""
+    return list(MovementDoc._get_collection().find({"merchant_id": merchant_id, "sku_id": sku_id})
+                .sort("at", ASCENDING))
 
 
 # ---- reservations

@@ -1,19 +1,24 @@
-"""Product use cases: upsert by code, browse, search, and SKU lookups for orders."""
+"""Product use cases: upsert by code, shelving, browse and search, and SKU lookups for orders."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from siyu_kit import context
 from siyu_kit.db import run_sync
-from siyu_kit.errors import Conflict, NotFound
+from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from siyu_kit.ids import new_id
 from siyu_kit.protos import epoch_ms, now_ms, utcnow
 
 from services.catalog.adapters import repositories as repo
 from services.catalog.application import validation
-from services.catalog.domain import products as rules
+from services.catalog.domain import categories, listing, products as rules
 from services.catalog.domain import search, stock as stock_rules
-from services.catalog.domain.products import Sku
+from services.catalog.domain.products import LimitedTimePrice, Sku
+
+# An in-stock listing checks stock a batch of candidates at a time and gives up a page
+# (returning a token to continue) after scanning this many products.
+SCAN_BATCH = 100
+SCAN_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -21,15 +26,26 @@ class ProductView:
     doc: dict
     available: dict[str, int]  # sku id → available units
 
+    def in_stock(self) -> bool:
+        return any(self.available.get(s["sku_id"], 0) > 0 for s in self.doc.get("skus") or [])
+
+
+def _limited_of(raw: dict | None) -> LimitedTimePrice | None:
+    return LimitedTimePrice(int(raw["price"]), int(raw["starts_ms"]), int(raw["ends_ms"])) if raw else None
+
 
 def _skus_of(doc: dict) -> list[Sku]:
     return [Sku(s["sku_id"], s["code"], dict(s.get("attributes") or {}), int(s["list_price"]),
-                s.get("currency") or "CNY") for s in doc.get("skus") or []]
+                s.get("currency") or "CNY", tuple((t["tier"], int(t["price"])) for t in s.get("tier_prices") or []),
+                _limited_of(s.get("limited_time_price"))) for s in doc.get("skus") or []]
 
 
 def _sku_fields(skus: list[Sku]) -> list[dict]:
+    def limited(p: LimitedTimePrice | None) -> dict | None:
+        return {"price": p.price, "starts_ms": p.starts_ms, "ends_ms": p.ends_ms} if p else None
     return [{"sku_id": s.sku_id, "code": s.code, "attributes": s.attributes, "list_price": s.list_price,
-             "currency": s.currency} for s in skus]
+             "currency": s.currency, "tier_prices": [{"tier": t, "price": p} for t, p in s.tier_prices],
+             "limited_time_price": limited(s.limited_time_price)} for s in skus]
 
 
 def _is_staff() -> bool:
@@ -41,7 +57,7 @@ def _seed_stock(merchant_id: str, product_id: str, created: list[tuple[Sku, int]
     for sku, quantity in created:
         fresh = repo.stock_insert({"id": sku.sku_id, "merchant_id": merchant_id, "product_id": product_id,
                                    "on_hand": quantity, "reserved": 0, "available": quantity, "holds": {},
-                                   "updated_ms": now_ms()})
+                                   "updated_ms": now_ms()}, quantity)
         if fresh:
             repo.movement_record(merchant_id, sku.sku_id, stock_rules.INITIAL, quantity)
 
@@ -52,19 +68,45 @@ def _with_availability(merchant_id: str, docs: list[dict]) -> list[ProductView]:
     return [ProductView(d, levels) for d in docs]
 
 
+def _category_path(merchant_id: str, category_id: str) -> list[str]:
+    if not category_id:
+        return []
+    category = repo.category_get(merchant_id, category_id)
+    if category is None:
+        raise InvalidArgument("no such category", reason="INVALID_FIELDS",
+                              violations=[FieldViolation("category_id", "no such category")])
+    return categories.path(category_id, list(category.get("ancestor_ids") or []))
+
+
+def _check_status(current: str | None, target: str) -> None:
+    if not rules.can_change_status(current, target):
+        raise FailedPrecondition(f"a product cannot go from {current or 'nothing'} to {target}",
+                                 reason="STATUS_TRANSITION")
+
+
+def _check_version(doc: dict | None, expected: int) -> None:
+    if expected and (doc is None or int(doc["version"]) != expected):
+        raise Conflict("the product is not at the expected version", reason="VERSION_CONFLICT")
+
+
 def _upsert(merchant_id: str, cmd: validation.ValidUpsert) -> tuple[ProductView, bool]:
+    path = _category_path(merchant_id, cmd.category_id)
     now = utcnow()
+    content = {"title": cmd.title, "category_id": cmd.category_id, "category_path": path, "tags": cmd.tags,
+               "media_urls": cmd.media_urls, "description": cmd.description,
+               "search_terms": search.title_terms(cmd.title), "updated_ms": epoch_ms(now)}
     existing = repo.product_by_code(merchant_id, cmd.code)
     created = False
     if existing is None:
+        _check_version(None, cmd.expected_version)
+        status = cmd.status or rules.DRAFT
+        _check_status(None, status)
         merge = rules.merge_skus([], cmd.skus, lambda: new_id("sku"))
         product_id = new_id("prd")
         created = repo.product_insert({
-            "id": product_id, "merchant_id": merchant_id, "code": cmd.code, "title": cmd.title,
-            "category_id": cmd.category_id, "tags": cmd.tags, "media_urls": cmd.media_urls,
-            "description": cmd.description, "status": cmd.status, "skus": _sku_fields(merge.skus),
-            "min_price": rules.min_price(merge.skus), "search_terms": search.title_terms(cmd.title),
-            "created_at": now, "updated_ms": epoch_ms(now), "version": 1})
+            "id": product_id, "merchant_id": merchant_id, "code": cmd.code, **content, "status": status,
+            "skus": _sku_fields(merge.skus), "min_price": rules.min_price(merge.skus), "sales": 0,
+            "created_at": now, "version": 1})
         if created:
             _seed_stock(merchant_id, product_id, merge.created)
         else:
@@ -73,12 +115,12 @@ def _upsert(merchant_id: str, cmd: validation.ValidUpsert) -> tuple[ProductView,
             if existing is None:
                 raise Conflict("the product changed meanwhile; try again")
     if existing is not None:
+        _check_version(existing, cmd.expected_version)
+        status = cmd.status or existing["status"]
+        _check_status(existing["status"], status)
         merge = rules.merge_skus(_skus_of(existing), cmd.skus, lambda: new_id("sku"))
         changed = repo.product_update(merchant_id, existing["_id"], existing["version"], {
-            "title": cmd.title, "category_id": cmd.category_id, "tags": cmd.tags, "media_urls": cmd.media_urls,
-            "description": cmd.description, "status": cmd.status, "skus": _sku_fields(merge.skus),
-            "min_price": rules.min_price(merge.skus), "search_terms": search.title_terms(cmd.title),
-            "updated_ms": epoch_ms(now)})
+            **content, "status": status, "skus": _sku_fields(merge.skus), "min_price": rules.min_price(merge.skus)})
         if not changed:
             raise Conflict("the product changed meanwhile; try again", reason="VERSION_CONFLICT")
         # New SKUs get stock; SKUs whose stock was never written (an interrupted first
@@ -99,6 +141,26 @@ async def upsert_product(cmd: validation.UpsertProduct) -> tuple[ProductView, bo
     return await run_sync(_upsert, ctx.require_merchant(), valid)
 
 
+def _set_status(merchant_id: str, product_id: str, status: str, expected_version: int) -> ProductView:
+    doc = repo.product_get(merchant_id, product_id)
+    if doc is None:
+        raise NotFound("no such product")
+    _check_version(doc, expected_version)
+    _check_status(doc["status"], status)
+    if doc["status"] != status:
+        if not repo.product_update(merchant_id, product_id, doc["version"], {"status": status, "updated_ms": now_ms()}):
+            raise Conflict("the product changed meanwhile; try again", reason="VERSION_CONFLICT")
+        doc = repo.product_get(merchant_id, product_id)
+    return _with_availability(merchant_id, [doc])[0]
+
+
+async def set_product_status(product_id: str, status: str, expected_version: int) -> ProductView:
+    ctx = context.current()
+    ctx.require_staff("OPERATOR")
+    validation.set_status(product_id, status, expected_version)
+    return await run_sync(_set_status, ctx.require_merchant(), product_id, status, expected_version)
+
+
 async def get_product(product_id: str) -> ProductView:
     merchant_id = context.current().require_merchant()
     validation.require_id(product_id, "product_id", "prd")
@@ -108,23 +170,48 @@ async def get_product(product_id: str) -> ProductView:
     return (await run_sync(_with_availability, merchant_id, [doc]))[0]
 
 
-async def list_products(keyword: str, category_id: str, tag: str, page_size: int,
-                        page_token: str) -> tuple[list[ProductView], str]:
+def _page(merchant_id: str, valid: validation.ValidList, where: repo.ProductFilter) -> tuple[list[ProductView], str]:
+    """One page in keyset order. A product whose price or sales change while someone pages
+    may move past or behind their position, as in any keyset listing; every other product
+    is listed exactly once, however many are added or changed meanwhile."""
+    sort = listing.SORTS[valid.sort]
+
+    def token(doc: dict) -> str:
+        return validation.encode_cursor(valid.fingerprint, listing.key_of(sort, doc))
+
+    if not valid.query.in_stock_only:
+        docs = repo.products_page(merchant_id, where, sort, valid.after, valid.size + 1)
+        page = docs[:valid.size]
+        return _with_availability(merchant_id, page), token(page[-1]) if len(docs) > valid.size else ""
+    # Stock is not kept on the product (that would add writes to every reservation), so
+    # candidates are checked a batch at a time.
+    found: list[ProductView] = []
+    after, scanned = valid.after, 0
+    while scanned < SCAN_LIMIT:
+        batch = repo.products_page(merchant_id, where, sort, after, SCAN_BATCH)
+        for i, view in enumerate(_with_availability(merchant_id, batch)):
+            if view.in_stock():
+                found.append(view)
+            if len(found) == valid.size:
+                more = i + 1 < len(batch) or len(batch) == SCAN_BATCH
+                return found, token(view.doc) if more else ""
+        if len(batch) < SCAN_BATCH:
+            return found, ""
+        after, scanned = listing.key_of(sort, batch[-1]), scanned + len(batch)
+    # Scanned enough for one call: continue after the last product looked at.
+    return found, validation.encode_cursor(valid.fingerprint, after)
+
+
+async def list_products(cmd: validation.ListProducts) -> tuple[list[ProductView], str]:
     merchant_id = context.current().require_merchant()
-    size, before = validation.list_query(keyword, category_id, tag, page_size, page_token)
-    terms = search.keyword_terms(keyword)
-    if keyword.strip() and not terms:
+    terms = search.keyword_terms(cmd.keyword)
+    valid = validation.list_query(cmd, terms)
+    if cmd.keyword.strip() and not terms:
         return [], ""  # nothing searchable in the keyword: no title can match
-
-    def page() -> tuple[list[ProductView], str]:
-        docs = repo.products_page(merchant_id, status=None if _is_staff() else rules.ON_SHELF, terms=terms,
-                                  category_id=category_id, tag=tag, before_id=before, limit=size + 1)
-        more = len(docs) > size
-        docs = docs[:size]
-        token = validation.encode_cursor(docs[-1]["_id"]) if more else ""
-        return _with_availability(merchant_id, docs), token
-
-    return await run_sync(page)
+    where = repo.ProductFilter(status=None if _is_staff() else rules.ON_SHELF, terms=tuple(terms),
+                               category_id=cmd.category_id, tag=cmd.tag.strip(), min_price=cmd.min_price,
+                               max_price=cmd.max_price)
+    return await run_sync(_page, merchant_id, valid, where)
 
 
 @dataclass(frozen=True)

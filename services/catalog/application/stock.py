@@ -20,7 +20,8 @@ from siyu_kit.protos import aware, epoch_ms, timestamp, utcnow
 from siyu.catalog.v1 import catalog_pb2, events_pb2
 
 from services.catalog.adapters import repositories as repo
-from services.catalog.application import validation
+from services.catalog.application import flash_sales, validation
+from services.catalog.application.inventory import record_movement
 from services.catalog.domain import stock as rules
 
 log = slog.get("siyu.catalog.stock")
@@ -38,7 +39,7 @@ def reservation_message(doc: dict, state: str | None = None) -> catalog_pb2.Rese
     return catalog_pb2.Reservation(
         reservation_id=doc["_id"], order_id=doc["order_id"], state=STATE_NUMBERS[state or doc["state"]],
         lines=[catalog_pb2.ReservationLine(sku_id=l["sku_id"], quantity=int(l["quantity"])) for l in doc["lines"]],
-        expires_at=timestamp(aware(doc["expires_at"])))
+        expires_at=timestamp(aware(doc["expires_at"])), flash_sale_id=doc.get("flash_sale_id", ""))
 
 
 def _event(doc: dict, state: str):
@@ -57,11 +58,17 @@ def _reload(doc: dict) -> dict:
 def _settle(doc: dict) -> None:
     """Move the stock of a COMMITTED or RELEASED reservation; each line at most once."""
     merchant_id, rid = doc["merchant_id"], doc["_id"]
+    if doc.get("flash_sale_id"):
+        # The units are in the flash sale's pool: the pool moves and the stock follows it.
+        flash_sales.settle(doc)
+        repo.reservation_mark_settled(merchant_id, rid)
+        return
     for line in doc["lines"]:
         sku_id, quantity = line["sku_id"], int(line["quantity"])
         if doc["state"] == rules.COMMITTED:
-            if repo.stock_consume(merchant_id, sku_id, rid, quantity):
-                repo.movement_record(merchant_id, sku_id, rules.COMMIT, quantity, rid)
+            sold = repo.stock_consume(merchant_id, sku_id, rid, quantity)
+            if sold is not None:
+                record_movement(merchant_id, sku_id, sold["product_id"], rules.COMMIT, quantity, rid)
         elif repo.stock_unhold(merchant_id, sku_id, rid, quantity):
             repo.movement_record(merchant_id, sku_id, rules.RELEASE, quantity, rid)
     repo.reservation_mark_settled(merchant_id, rid)
@@ -200,6 +207,8 @@ class StockUseCases:
 def _sweep(now: datetime) -> int:
     done = 0
     for doc in repo.reservations_expired(now, SWEEP_BATCH):
+        if aware(doc["expires_at"]) > now:
+            continue  # the embedded server's range compares whole seconds: not due yet
         try:
             _transition(doc, rules.RELEASED)
             done += 1

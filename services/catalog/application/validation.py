@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,9 +12,10 @@ from datetime import datetime
 from siyu_kit.errors import Violations
 from siyu_kit.ids import is_id
 from siyu_kit.money import DEFAULT_CURRENCY
+from siyu_kit.protos import epoch_ms
 
-from services.catalog.domain import products as product_rules
-from services.catalog.domain.products import SkuSpec
+from services.catalog.domain import listing, products as product_rules
+from services.catalog.domain.products import LimitedTimePrice, SkuSpec
 
 CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_TITLE = 120
@@ -29,6 +31,22 @@ MAX_KEYWORD = 64
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_GET_SKUS = 200
+MAX_CATEGORY_NAME = 40
+MAX_REASON = 200
+MAX_ADJUST = 1_000_000
+
+
+@dataclass(frozen=True)
+class PriceInput:
+    amount: int
+    currency: str = ""
+
+
+@dataclass(frozen=True)
+class LimitedTimeInput:
+    price: PriceInput
+    starts_at: datetime | None
+    ends_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,8 @@ class SkuInput:
     list_price: int = 0
     currency: str = ""
     initial_stock: int = 0
+    tier_prices: list[tuple[str, PriceInput]] = field(default_factory=list)
+    limited_time_price: LimitedTimeInput | None = None
 
 
 @dataclass(frozen=True)
@@ -48,8 +68,9 @@ class UpsertProduct:
     tags: list[str] = field(default_factory=list)
     media_urls: list[str] = field(default_factory=list)
     description: str = ""
-    status: str = ""  # a product status name, or empty for the default
+    status: str = ""  # a product status name, or empty: DRAFT for a new product, unchanged otherwise
     skus: list[SkuInput] = field(default_factory=list)
+    expected_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,8 +81,9 @@ class ValidUpsert:
     tags: list[str]
     media_urls: list[str]
     description: str
-    status: str
+    status: str  # "" keeps the current status
     skus: list[SkuSpec]
+    expected_version: int = 0
 
 
 def _short(v: Violations, value: str, name: str, most: int) -> None:
@@ -78,7 +100,8 @@ def upsert(cmd: UpsertProduct) -> ValidUpsert:
     v.check(bool(CODE.match(cmd.code or "")), "code", "1 to 64 characters of A-Z, a-z, 0-9, _ or -")
     title = (cmd.title or "").strip()
     v.check(0 < len(title) <= MAX_TITLE, "title", f"1 to {MAX_TITLE} characters")
-    _short(v, cmd.category_id, "category_id", 64)
+    v.check(not cmd.category_id or is_id(cmd.category_id, "cat"), "category_id", "a cat_ id, or empty")
+    v.check(cmd.expected_version >= 0, "expected_version", "0 (no check) or the version last read")
     if v.check(len(cmd.tags) <= MAX_TAGS, "tags", f"at most {MAX_TAGS} tags"):
         for i, tag in enumerate(cmd.tags):
             v.check(0 < len(tag.strip()) <= 32, f"tags[{i}]", "1 to 32 characters")
@@ -87,8 +110,7 @@ def upsert(cmd: UpsertProduct) -> ValidUpsert:
             v.check(url.startswith(("https://", "http://")) and len(url) <= 1024, f"media_urls[{i}]",
                     "an http(s) URL of at most 1024 characters")
     _short(v, cmd.description, "description", MAX_DESCRIPTION)
-    status = cmd.status or product_rules.DRAFT
-    v.check(status in product_rules.STATUSES, "status", "DRAFT, ON_SHELF or OFF_SHELF")
+    v.check(not cmd.status or cmd.status in product_rules.STATUSES, "status", "DRAFT, ON_SHELF or OFF_SHELF")
     if v.check(0 < len(cmd.skus) <= MAX_SKUS, "skus", f"1 to {MAX_SKUS} SKUs"):
         seen: set[str] = set()
         for i, sku in enumerate(cmd.skus):
@@ -104,33 +126,183 @@ def upsert(cmd: UpsertProduct) -> ValidUpsert:
                 for key, value in sku.attributes.items():
                     v.check(_key_ok(key), f"{at}.attributes", f"name {key!r}: 1 to 32 characters, no '.' or leading '$'")
                     v.check(len(value) <= 64, f"{at}.attributes", f"value of {key!r}: at most 64 characters")
+            _sku_prices(v, sku, at)
     v.raise_if_any()
     return ValidUpsert(
         code=cmd.code, title=title, category_id=cmd.category_id, tags=[t.strip() for t in cmd.tags],
-        media_urls=list(cmd.media_urls), description=cmd.description, status=status,
-        skus=[SkuSpec(s.code, dict(s.attributes), s.list_price, DEFAULT_CURRENCY, s.initial_stock) for s in cmd.skus])
+        media_urls=list(cmd.media_urls), description=cmd.description, status=cmd.status,
+        skus=[SkuSpec(s.code, dict(s.attributes), s.list_price, DEFAULT_CURRENCY, s.initial_stock,
+                      tuple(sorted(((t, p.amount) for t, p in s.tier_prices),
+                                   key=lambda tp: product_rules.TIERS.index(tp[0]))),
+                      _limited(s.limited_time_price)) for s in cmd.skus],
+        expected_version=cmd.expected_version)
 
 
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+def _sku_prices(v: Violations, sku: SkuInput, at: str) -> None:
+    """Member and limited-time prices: CNY, never above the list price."""
+    seen: set[str] = set()
+    for i, (tier, price) in enumerate(sku.tier_prices):
+        name = f"{at}.tier_prices[{i}]"
+        if v.check(tier in product_rules.TIERS, f"{name}.tier", ", ".join(product_rules.TIERS)):
+            v.check(tier not in seen, f"{name}.tier", "each tier at most once")
+            seen.add(tier)
+        v.check(0 <= price.amount <= sku.list_price, f"{name}.price.amount", "0 to the list price")
+        v.check(price.currency in ("", DEFAULT_CURRENCY), f"{name}.price.currency", "only CNY")
+    ltp = sku.limited_time_price
+    if ltp is None:
+        return
+    name = f"{at}.limited_time_price"
+    v.check(0 <= ltp.price.amount <= sku.list_price, f"{name}.price.amount", "0 to the list price")
+    v.check(ltp.price.currency in ("", DEFAULT_CURRENCY), f"{name}.price.currency", "only CNY")
+    v.check(ltp.starts_at is not None, f"{name}.starts_at", "required")
+    if v.check(ltp.ends_at is not None, f"{name}.ends_at", "required") and ltp.starts_at is not None:
+        v.check(ltp.ends_at > ltp.starts_at, f"{name}.ends_at", "after starts_at")
 
 
-def list_query(keyword: str, category_id: str, tag: str, page_size: int, page_token: str) -> tuple[int, str]:
-    """The page size and the id to continue before, or INVALID_ARGUMENT."""
+def _limited(ltp: LimitedTimeInput | None) -> LimitedTimePrice | None:
+    if ltp is None:
+        return None
+    return LimitedTimePrice(ltp.price.amount, epoch_ms(ltp.starts_at), epoch_ms(ltp.ends_at))
+
+
+SORT_NAMES = tuple(listing.SORTS)
+
+
+@dataclass(frozen=True)
+class ListProducts:
+    keyword: str = ""
+    category_id: str = ""
+    tag: str = ""
+    page_size: int = 0
+    page_token: str = ""
+    min_price: int | None = None
+    max_price: int | None = None
+    in_stock_only: bool = False
+    sort: str = ""  # a sort name, or empty for NEWEST
+
+
+@dataclass(frozen=True)
+class ValidList:
+    query: ListProducts
+    size: int
+    sort: str
+    fingerprint: str
+    after: listing.Key | None
+
+
+def encode_cursor(fingerprint: str, key: listing.Key) -> str:
+    raw = json.dumps([fingerprint, key.value, key.product_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(token: str) -> tuple[str, listing.Key] | None:
+    try:
+        fp, value, product_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        return None
+    if not (isinstance(fp, str) and isinstance(value, (int, str)) and not isinstance(value, bool)
+            and is_id(product_id, "prd")):
+        return None
+    return fp, listing.Key(value, product_id)
+
+
+def list_query(cmd: ListProducts, terms: list[str]) -> ValidList:
+    """The page size, sort and where to continue, or INVALID_ARGUMENT. A page token is only
+    good for the filters and sort (`terms` stand for the keyword) of the listing that issued it."""
     v = Violations()
-    v.check(0 <= page_size <= MAX_PAGE_SIZE, "page_size", f"1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
-    _short(v, keyword, "keyword", MAX_KEYWORD)
-    _short(v, category_id, "category_id", 64)
-    _short(v, tag, "tag", 32)
-    before = ""
-    if page_token:
-        try:
-            before = base64.urlsafe_b64decode(page_token + "=" * (-len(page_token) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            before = ""
-        v.check(is_id(before, "prd"), "page_token", "not a token from a previous page")
+    v.check(0 <= cmd.page_size <= MAX_PAGE_SIZE, "page_size", f"1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
+    _short(v, cmd.keyword, "keyword", MAX_KEYWORD)
+    v.check(not cmd.category_id or is_id(cmd.category_id, "cat"), "category_id", "a cat_ id, or empty")
+    _short(v, cmd.tag, "tag", 32)
+    for name, bound in (("min_price", cmd.min_price), ("max_price", cmd.max_price)):
+        v.check(bound is None or bound >= 0, name, "must not be negative")
+    if cmd.min_price is not None and cmd.max_price is not None:
+        v.check(cmd.min_price <= cmd.max_price, "max_price", "at least min_price")
+    sort = cmd.sort or listing.NEWEST
+    v.check(sort in listing.SORTS, "sort", ", ".join(SORT_NAMES))
+    fingerprint = listing.fingerprint(terms=sorted(terms), category_id=cmd.category_id, tag=cmd.tag.strip(),
+                                      min_price=cmd.min_price, max_price=cmd.max_price,
+                                      in_stock_only=cmd.in_stock_only, sort=sort)
+    after = None
+    if cmd.page_token:
+        decoded = _decode_cursor(cmd.page_token)
+        if v.check(decoded is not None, "page_token", "not a token from a previous page"):
+            v.check(decoded[0] == fingerprint, "page_token", "issued for other filters or another sort")
+            after = decoded[1]
     v.raise_if_any()
-    return page_size or DEFAULT_PAGE_SIZE, before
+    return ValidList(cmd, cmd.page_size or DEFAULT_PAGE_SIZE, sort, fingerprint, after)
+
+
+def set_status(product_id: str, status: str, expected_version: int) -> None:
+    v = Violations()
+    v.check(is_id(product_id, "prd"), "product_id", "a prd_ id")
+    v.check(status in product_rules.STATUSES, "status", "DRAFT, ON_SHELF or OFF_SHELF")
+    v.check(expected_version >= 0, "expected_version", "0 (no check) or the version last read")
+    v.raise_if_any()
+
+
+def _category_name(v: Violations, name: str) -> str:
+    trimmed = (name or "").strip()
+    v.check(0 < len(trimmed) <= MAX_CATEGORY_NAME, "name", f"1 to {MAX_CATEGORY_NAME} characters")
+    return trimmed
+
+
+def create_category(name: str, parent_id: str) -> str:
+    """The trimmed name."""
+    v = Violations()
+    trimmed = _category_name(v, name)
+    v.check(not parent_id or is_id(parent_id, "cat"), "parent_id", "a cat_ id, or empty for a root")
+    v.raise_if_any()
+    return trimmed
+
+
+def update_category(category_id: str, name: str, expected_version: int) -> str:
+    """The trimmed name."""
+    v = Violations()
+    v.check(is_id(category_id, "cat"), "category_id", "a cat_ id")
+    trimmed = _category_name(v, name)
+    v.check(expected_version >= 0, "expected_version", "0 (no check) or the version last read")
+    v.raise_if_any()
+    return trimmed
+
+
+def adjust(sku_id: str, delta: int, reason: str, idempotency_key: str) -> str:
+    """The trimmed reason."""
+    v = Violations()
+    v.check(is_id(sku_id, "sku"), "sku_id", "a sku_ id")
+    v.check(delta != 0 and abs(delta) <= MAX_ADJUST, "delta", f"non-zero, at most {MAX_ADJUST} either way")
+    trimmed = (reason or "").strip()
+    v.check(0 < len(trimmed) <= MAX_REASON, "reason", f"1 to {MAX_REASON} characters")
+    # It becomes a key of the stock document's adjustments map: no dots, no dollar.
+    v.check(bool(CODE.match(idempotency_key or "")), "idempotency_key", "1 to 64 characters of A-Z, a-z, 0-9, _ or -")
+    v.raise_if_any()
+    return trimmed
+
+
+@dataclass(frozen=True)
+class ReturnStock:
+    return_id: str
+    order_id: str
+    lines: list[tuple[str, int]]
+
+
+def return_stock(cmd: ReturnStock) -> ReturnStock:
+    v = Violations()
+    v.check(bool(CODE.match(cmd.return_id or "")), "return_id", "1 to 64 characters of A-Z, a-z, 0-9, _ or -")
+    v.check(0 < len(cmd.order_id) <= 64, "order_id", "1 to 64 characters")
+    _lines(v, cmd.lines)
+    v.raise_if_any()
+    return cmd
+
+
+def _lines(v: Violations, lines: list[tuple[str, int]]) -> None:
+    if v.check(0 < len(lines) <= MAX_LINES, "lines", f"1 to {MAX_LINES} lines"):
+        seen: set[str] = set()
+        for i, (sku_id, quantity) in enumerate(lines):
+            if v.check(is_id(sku_id, "sku"), f"lines[{i}].sku_id", "a sku_ id"):
+                v.check(sku_id not in seen, f"lines[{i}].sku_id", "each SKU at most once")
+                seen.add(sku_id)
+            v.check(0 < quantity <= MAX_QUANTITY, f"lines[{i}].quantity", f"1 to {MAX_QUANTITY}")
 
 
 def require_id(value: str, name: str, prefix: str) -> str:
@@ -171,12 +343,6 @@ def reserve(cmd: ReserveStock) -> ReserveStock:
             "1 to 64 characters of A-Z, a-z, 0-9, _ or -")
     v.check(0 < len(cmd.order_id) <= 64, "order_id", "1 to 64 characters")
     v.check(cmd.expires_at is not None, "expires_at", "required")
-    if v.check(0 < len(cmd.lines) <= MAX_LINES, "lines", f"1 to {MAX_LINES} lines"):
-        seen: set[str] = set()
-        for i, (sku_id, quantity) in enumerate(cmd.lines):
-            if v.check(is_id(sku_id, "sku"), f"lines[{i}].sku_id", "a sku_ id"):
-                v.check(sku_id not in seen, f"lines[{i}].sku_id", "each SKU at most once")
-                seen.add(sku_id)
-            v.check(0 < quantity <= MAX_QUANTITY, f"lines[{i}].quantity", f"1 to {MAX_QUANTITY}")
+    _lines(v, cmd.lines)
     v.raise_if_any()
     return cmd

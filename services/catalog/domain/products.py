@@ -8,6 +8,24 @@ DRAFT = "DRAFT"
 ON_SHELF = "ON_SHELF"
 OFF_SHELF = "OFF_SHELF"
 STATUSES = (DRAFT, ON_SHELF, OFF_SHELF)
+# DRAFT → ON_SHELF ⇄ OFF_SHELF; None is a product not created yet. Staying put is allowed.
+_STATUS_NEXT = {None: {DRAFT, ON_SHELF}, DRAFT: {DRAFT, ON_SHELF}, ON_SHELF: {ON_SHELF, OFF_SHELF},
+                OFF_SHELF: {OFF_SHELF, ON_SHELF}}
+
+# Member tiers that can have their own price, lowest first.
+TIERS = ("REGULAR", "SILVER", "GOLD", "BLACK_GOLD")
+
+
+def can_change_status(current: str | None, target: str) -> bool:
+    return target in _STATUS_NEXT.get(current, set())
+
+
+@dataclass(frozen=True)
+class LimitedTimePrice:
+    """A price that applies only from `starts_ms` (inclusive) to `ends_ms` (exclusive)."""
+    price: int
+    starts_ms: int
+    ends_ms: int
 
 
 @dataclass(frozen=True)
@@ -18,6 +36,8 @@ class SkuSpec:
     list_price: int = 0
     currency: str = "CNY"
     initial_stock: int = 0
+    tier_prices: tuple[tuple[str, int], ...] = ()
+    limited_time_price: LimitedTimePrice | None = None
 
 
 @dataclass(frozen=True)
@@ -27,6 +47,8 @@ class Sku:
     attributes: dict[str, str]
     list_price: int
     currency: str
+    tier_prices: tuple[tuple[str, int], ...] = ()  # (tier, price), in TIERS order
+    limited_time_price: LimitedTimePrice | None = None
 
 
 @dataclass(frozen=True)
@@ -39,7 +61,7 @@ class SkuMerge:
 def merge_skus(existing: list[Sku], specs: list[SkuSpec], new_sku_id: Callable[[], str]) -> SkuMerge:
     """Apply an upsert's SKUs to a product's SKUs, matched by code.
 
-    A known code keeps its id and takes the new attributes and price; a new code gets a
+    A known code keeps its id and takes the new attributes and prices; a new code gets a
     new id and its initial stock. SKUs missing from the upsert stay: orders and
     reservations refer to them.
     """
@@ -50,7 +72,7 @@ def merge_skus(existing: list[Sku], specs: list[SkuSpec], new_sku_id: Callable[[
     for spec in specs:
         old = by_code.get(spec.code)
         sku = Sku(old.sku_id if old else new_sku_id(), spec.code, dict(spec.attributes), spec.list_price,
-                  spec.currency)
+                  spec.currency, spec.tier_prices, spec.limited_time_price)
         merged.append(sku)
         seen.add(spec.code)
         if old is None:

@@ -23,6 +23,14 @@ INITIAL = "INITIAL"
 RESERVE = "RESERVE"
 RELEASE = "RELEASE"
 COMMIT = "COMMIT"
+# Staff restock (+) or write-off (−): the only kind whose quantity is signed.
+ADJUST = "ADJUST"
+# Refunded units that never shipped come back.
+RETURN = "RETURN"
+# Units move into a flash sale's pool, held like a reservation, and unsold ones come back.
+POOL_OUT = "POOL_OUT"
+POOL_IN = "POOL_IN"
+KINDS = (INITIAL, RESERVE, RELEASE, COMMIT, ADJUST, RETURN, POOL_OUT, POOL_IN)
 
 
 @dataclass(frozen=True)
@@ -33,10 +41,15 @@ class Deltas:
 
 
 def deltas(kind: str, quantity: int) -> Deltas:
-    """How one movement of `quantity` units changes a SKU's stock."""
+    """How one movement of `quantity` units changes a SKU's stock.
+
+    `quantity` is signed for ADJUST (negative writes off) and never negative otherwise.
+    """
+    if kind == ADJUST:
+        return Deltas(on_hand=quantity, available=quantity)
     if quantity < 0:
         raise ValueError("quantity must not be negative")
-    if kind == INITIAL:
+    if kind in (INITIAL, RETURN):
         return Deltas(on_hand=quantity, available=quantity)
     if kind == RESERVE:
         return Deltas(reserved=quantity, available=-quantity)
@@ -44,7 +57,16 @@ def deltas(kind: str, quantity: int) -> Deltas:
         return Deltas(reserved=-quantity, available=quantity)
     if kind == COMMIT:
         return Deltas(on_hand=-quantity, reserved=-quantity)
+    if kind == POOL_OUT:
+        return Deltas(reserved=quantity, available=-quantity)
+    if kind == POOL_IN:
+        return Deltas(reserved=-quantity, available=quantity)
     raise ValueError(f"unknown movement kind {kind!r}")
+
+
+def sales_delta(kind: str, quantity: int) -> int:
+    """How a movement changes its product's units-sold count."""
+    return {COMMIT: quantity, RETURN: -quantity}.get(kind, 0)
 
 
 def movement_id(kind: str, sku_id: str, reservation_id: str = "") -> str:

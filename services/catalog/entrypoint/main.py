@@ -6,7 +6,9 @@ from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu_kit import service
 from siyu_kit.service import Parts, Runtime
 
+from services.catalog.adapters import flash_sales as flash_store
 from services.catalog.adapters.documents import ReservationDoc, ensure_indexes
+from services.catalog.application.flash_sales import FlashSaleUseCases
 from services.catalog.application.stock import StockUseCases
 from services.catalog.entrypoint import events, jobs
 from services.catalog.entrypoint.servicer import CatalogServicer
@@ -14,13 +16,16 @@ from services.catalog.entrypoint.servicer import CatalogServicer
 
 def build(runtime: Runtime) -> Parts:
     ensure_indexes()
+    flash_store.ensure_indexes()
     stock = StockUseCases(runtime.events_committed)
+    flash = FlashSaleUseCases(runtime.events_committed)
     full_name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
     return Parts(
-        servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(stock), full_name)],
+        servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(stock, flash),
+                    full_name)],
         outbox_collections=[ReservationDoc._get_collection()],
         subscriptions=events.subscriptions(stock),
-        jobs=jobs.jobs(stock),
+        jobs=jobs.jobs(stock, flash),
     )
 
 

@@ -1,11 +1,14 @@
 """CatalogService over gRPC: proto in, use case, proto out. No rules here."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from siyu_kit.protos import aware, money, timestamp
 
-from services.catalog.application import products, validation
+from services.catalog.application import categories, flash_sales, inventory, products, validation
+from services.catalog.application.flash_sales import FlashSaleUseCases, flash_sale_message, sku_detail_message
 from services.catalog.application.stock import StockUseCases, reservation_message
 
 STATUS_NAMES = {catalog_pb2.PRODUCT_STATUS_DRAFT: "DRAFT", catalog_pb2.PRODUCT_STATUS_ON_SHELF: "ON_SHELF",
@@ -13,9 +16,45 @@ STATUS_NAMES = {catalog_pb2.PRODUCT_STATUS_DRAFT: "DRAFT", catalog_pb2.PRODUCT_S
 STATUS_NUMBERS = {v: k for k, v in STATUS_NAMES.items()}
 
 
+SORT_NAMES = {catalog_pb2.PRODUCT_SORT_NEWEST: "NEWEST", catalog_pb2.PRODUCT_SORT_PRICE_ASC: "PRICE_ASC",
+              catalog_pb2.PRODUCT_SORT_PRICE_DESC: "PRICE_DESC", catalog_pb2.PRODUCT_SORT_SALES_DESC: "SALES_DESC"}
+
+
+def _enum_name(names: dict[int, str], number: int) -> str:
+    """"" for unspecified; a name the validation rejects for a number it does not know."""
+    return names.get(number, f"UNKNOWN_{number}") if number else ""
+
+
+def _ms_timestamp(ms: int):
+    return timestamp(datetime.fromtimestamp(ms / 1000, timezone.utc))
+
+
 def _sku(sku, product_id: str, available: int) -> catalog_pb2.Sku:
-    return catalog_pb2.Sku(sku_id=sku.sku_id, product_id=product_id, code=sku.code, attributes=sku.attributes,
-                           list_price=money(sku.list_price, sku.currency), available=available)
+    limited = sku.limited_time_price
+    return catalog_pb2.Sku(
+        sku_id=sku.sku_id, product_id=product_id, code=sku.code, attributes=sku.attributes,
+        list_price=money(sku.list_price, sku.currency), available=available,
+        tier_prices=[catalog_pb2.TierPrice(tier=t, price=money(p, sku.currency)) for t, p in sku.tier_prices],
+        limited_time_price=catalog_pb2.LimitedTimePrice(
+            price=money(limited.price, sku.currency), starts_at=_ms_timestamp(limited.starts_ms),
+            ends_at=_ms_timestamp(limited.ends_ms)) if limited else None)
+
+
+def _price(message) -> validation.PriceInput:
+    return validation.PriceInput(message.amount, message.currency)
+
+
+def _sku_input(s: catalog_pb2.SkuInput) -> validation.SkuInput:
+    limited = None
+    if s.HasField("limited_time_price"):
+        ltp = s.limited_time_price
+        limited = validation.LimitedTimeInput(
+            _price(ltp.price), aware(ltp.starts_at.ToDatetime()) if ltp.HasField("starts_at") else None,
+            aware(ltp.ends_at.ToDatetime()) if ltp.HasField("ends_at") else None)
+    return validation.SkuInput(code=s.code, attributes=dict(s.attributes), list_price=s.list_price.amount,
+                               currency=s.list_price.currency, initial_stock=s.initial_stock,
+                               tier_prices=[(t.tier, _price(t.price)) for t in s.tier_prices],
+                               limited_time_price=limited)
 
 
 def _product(view: products.ProductView) -> catalog_pb2.Product:
@@ -27,7 +66,21 @@ def _product(view: products.ProductView) -> catalog_pb2.Product:
         description=doc.get("description", ""), status=STATUS_NUMBERS[doc["status"]],
         skus=[_sku(s, doc["_id"], view.available.get(s.sku_id, 0)) for s in skus],
         min_price=money(int(doc.get("min_price", 0))), created_at=timestamp(aware(doc["created_at"])),
-        version=int(doc["version"]))
+        version=int(doc["version"]), sales=int(doc.get("sales", 0)),
+        category_path=doc.get("category_path") or [])
+
+
+def _category(doc: dict) -> catalog_pb2.Category:
+    return catalog_pb2.Category(category_id=doc["_id"], parent_id=doc.get("parent_id", ""), name=doc["name"],
+                                sort_order=int(doc.get("sort_order", 0)), ancestor_ids=doc.get("ancestor_ids") or [],
+                                version=int(doc["version"]))
+
+
+def _movement(doc: dict) -> catalog_pb2.StockMovement:
+    return catalog_pb2.StockMovement(
+        movement_id=doc["_id"], kind=doc["kind"], reference=doc.get("reference", ""),
+        on_hand_delta=int(doc["on_hand_delta"]), reserved_delta=int(doc["reserved_delta"]),
+        available_delta=int(doc["available_delta"]), at=timestamp(aware(doc["at"])), reason=doc.get("reason", ""))
 
 
 def _stock(doc: dict) -> catalog_pb2.Stock:
@@ -36,29 +89,66 @@ def _stock(doc: dict) -> catalog_pb2.Stock:
 
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
-    def __init__(self, stock: StockUseCases):
+    def __init__(self, stock: StockUseCases, flash: FlashSaleUseCases):
         self.stock = stock
+        self.flash = flash
 
     async def ListProducts(self, request, context):
-        views, token = await products.list_products(request.keyword, request.category_id, request.tag,
-                                                    request.page_size, request.page_token)
+        views, token = await products.list_products(validation.ListProducts(
+            keyword=request.keyword, category_id=request.category_id, tag=request.tag, page_size=request.page_size,
+            page_token=request.page_token,
+            min_price=request.min_price if request.HasField("min_price") else None,
+            max_price=request.max_price if request.HasField("max_price") else None,
+            in_stock_only=request.in_stock_only, sort=_enum_name(SORT_NAMES, request.sort)))
         return catalog_pb2.ListProductsResponse(products=[_product(v) for v in views], next_page_token=token)
 
     async def GetProduct(self, request, context):
         return catalog_pb2.GetProductResponse(product=_product(await products.get_product(request.product_id)))
 
     async def UpsertProduct(self, request, context):
-        status = STATUS_NAMES.get(request.status, "") if request.status else ""
-        if request.status and not status:
-            status = f"UNKNOWN_{request.status}"
         cmd = validation.UpsertProduct(
             code=request.code, title=request.title, category_id=request.category_id, tags=list(request.tags),
-            media_urls=list(request.media_urls), description=request.description, status=status,
-            skus=[validation.SkuInput(code=s.code, attributes=dict(s.attributes), list_price=s.list_price.amount,
-                                      currency=s.list_price.currency, initial_stock=s.initial_stock)
-                  for s in request.skus])
+            media_urls=list(request.media_urls), description=request.description,
+            status=_enum_name(STATUS_NAMES, request.status), skus=[_sku_input(s) for s in request.skus],
+            expected_version=request.expected_version)
         view, created = await products.upsert_product(cmd)
         return catalog_pb2.UpsertProductResponse(product=_product(view), created=created)
+
+    async def SetProductStatus(self, request, context):
+        view = await products.set_product_status(request.product_id, _enum_name(STATUS_NAMES, request.status),
+                                                 request.expected_version)
+        return catalog_pb2.SetProductStatusResponse(product=_product(view))
+
+    async def ListCategories(self, request, context):
+        docs = await categories.list_categories()
+        return catalog_pb2.ListCategoriesResponse(categories=[_category(d) for d in docs])
+
+    async def CreateCategory(self, request, context):
+        doc = await categories.create_category(request.name, request.parent_id, request.sort_order)
+        return catalog_pb2.CreateCategoryResponse(category=_category(doc))
+
+    async def UpdateCategory(self, request, context):
+        doc = await categories.update_category(request.category_id, request.name, request.sort_order,
+                                               request.expected_version)
+        return catalog_pb2.UpdateCategoryResponse(category=_category(doc))
+
+    async def AdjustStock(self, request, context):
+        doc = await inventory.adjust_stock(request.sku_id, request.delta, request.reason, request.idempotency_key)
+        return catalog_pb2.AdjustStockResponse(stock=_stock(doc))
+
+    async def AuditStock(self, request, context):
+        audit = await inventory.audit_stock(request.sku_id)
+        levels = audit.recomputed
+        return catalog_pb2.AuditStockResponse(
+            stock=_stock(audit.stock), consistent=audit.consistent,
+            recomputed=catalog_pb2.Stock(sku_id=audit.stock["_id"], on_hand=levels.on_hand, reserved=levels.reserved,
+                                         available=levels.available),
+            movements=[_movement(m) for m in audit.movements])
+
+    async def ReturnStock(self, request, context):
+        docs = await inventory.return_stock(validation.ReturnStock(
+            request.return_id, request.order_id, [(line.sku_id, line.quantity) for line in request.lines]))
+        return catalog_pb2.ReturnStockResponse(stock=[_stock(d) for d in docs])
 
     async def GetStock(self, request, context):
         return catalog_pb2.GetStockResponse(stock=_stock(await self.stock.get_stock(request.sku_id)))
@@ -83,3 +173,29 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def GetReservation(self, request, context):
         doc = await self.stock.get_reservation(request.reservation_id)
         return catalog_pb2.GetReservationResponse(reservation=reservation_message(doc))
+
+    async def CreateFlashSale(self, request, context):
+        doc = await self.flash.create(flash_sales.CreateFlashSale(
+            idempotency_key=request.idempotency_key, sku_id=request.sku_id, price=request.price.amount,
+            currency=request.price.currency, units=request.units, per_member_limit=request.per_member_limit,
+            starts_at=aware(request.starts_at.ToDatetime()) if request.HasField("starts_at") else None,
+            ends_at=aware(request.ends_at.ToDatetime()) if request.HasField("ends_at") else None,
+            title=request.title, live_session_id=request.live_session_id))
+        return catalog_pb2.CreateFlashSaleResponse(flash_sale=flash_sale_message(doc))
+
+    async def GetFlashSale(self, request, context):
+        doc = await self.flash.get(request.flash_sale_id)
+        return catalog_pb2.GetFlashSaleResponse(flash_sale=flash_sale_message(doc))
+
+    async def ListFlashSales(self, request, context):
+        docs, token = await self.flash.list_sales(request.live_session_id, request.page_size, request.page_token)
+        return catalog_pb2.ListFlashSalesResponse(flash_sales=[flash_sale_message(d) for d in docs],
+                                                  next_page_token=token)
+
+    async def ReserveFlashSale(self, request, context):
+        reservation, sale = await self.flash.reserve(flash_sales.ReserveFlashSale(
+            reservation_id=request.reservation_id, order_id=request.order_id, flash_sale_id=request.flash_sale_id,
+            member_id=request.member_id, quantity=request.quantity,
+            expires_at=aware(request.expires_at.ToDatetime()) if request.HasField("expires_at") else None))
+        return catalog_pb2.ReserveFlashSaleResponse(reservation=reservation_message(reservation),
+                                                    flash_sale=flash_sale_message(sale), sku=sku_detail_message(sale))
