@@ -262,3 +262,28 @@ async def test_points_go_only_to_the_orders_merchant(stack, stub, db):
     assert points_of(stub, b, member_b).balance == 7
     assert len(points_of(stub, a, member_a).entries) == 0
     assert db.points_entries.count_documents({"member_id": member_a}) == 0
+
+
+# Pricing for checkout (internal)
+
+def pricing_of(stub, merchant_id, member_id):
+    resp = stub.GetMemberPricing(pb.GetMemberPricingRequest(member_id=member_id),
+                                 metadata=metadata(merchant_id, service="order"))
+    return resp.tier, resp.tier_discount_bp
+
+
+async def test_member_pricing_follows_growth_within_the_merchant(stack, stub):
+    merchant_id, other = new_merchant_id(), new_merchant_id()
+    member_id = login(stub, merchant_id, "u-pricing").member.member_id
+    assert pricing_of(stub, merchant_id, member_id) == (pb.TIER_REGULAR, 10_000)
+    await publish(stack, order_paid(merchant_id, member_id, new_id("ord"), 500_000))  # ¥5,000
+    wait_until(lambda: pricing_of(stub, merchant_id, member_id) == (pb.TIER_GOLD, 9_000), message="gold pricing")
+    # Growth counts only in its own merchant.
+    assert pricing_of(stub, other, member_id) == (pb.TIER_REGULAR, 10_000)
+
+    error = rpc_error(stub.GetMemberPricing, pb.GetMemberPricingRequest(member_id="ord_1"),
+                      metadata=metadata(merchant_id, service="order"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and set(field_violations(error)) == {"member_id"}
+    for caller in (as_member(merchant_id, member_id), metadata(merchant_id, staff_id=new_id("stf"), roles=("OWNER",))):
+        error = rpc_error(stub.GetMemberPricing, pb.GetMemberPricingRequest(member_id=member_id), metadata=caller)
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED

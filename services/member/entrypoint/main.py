@@ -4,6 +4,7 @@ from __future__ import annotations
 from services.member.adapters import documents, repositories
 from services.member.application.members import Members
 from services.member.application.points import OrderPoints
+from services.member.application.pricing import MemberPricing
 from services.member.domain.identity import SandboxProvider
 from services.member.entrypoint import events, servicer
 from siyu_kit import service
@@ -18,7 +19,7 @@ def build(runtime: Runtime) -> Parts:
     secret = runtime.settings.jwt_secret
     members = Members(secret, providers, runtime.events_committed)
     return Parts(
-        servicers=[(servicer.ADD, servicer.MemberServicer(members, secret), servicer.FULL_NAME)],
+        servicers=[(servicer.ADD, servicer.MemberServicer(members, secret, MemberPricing()), servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(runtime.events_committed)),
     )

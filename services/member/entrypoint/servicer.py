@@ -5,6 +5,7 @@ from siyu.member.v1 import member_pb2, member_pb2_grpc
 
 from services.member.application import merchants
 from services.member.application.members import Members
+from services.member.application.pricing import MemberPricing
 from services.member.application.views import entry_proto, member_proto
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
@@ -18,9 +19,10 @@ def _role_names(roles) -> list[str]:
 
 
 class MemberServicer(member_pb2_grpc.MemberServiceServicer):
-    def __init__(self, members: Members, jwt_secret: str):
+    def __init__(self, members: Members, jwt_secret: str, pricing: MemberPricing):
         self.members = members
         self.jwt_secret = jwt_secret
+        self.pricing = pricing
 
     async def Login(self, request, context):
         result = await self.members.login(request.code, request.nickname)
@@ -69,6 +71,11 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         staff_id, created = await merchants.upsert_staff_user(request.merchant_id, request.username,
                                                               request.password, _role_names(request.roles))
         return member_pb2.UpsertStaffUserResponse(staff_id=staff_id, created=created)
+
+    async def GetMemberPricing(self, request, context):
+        tier, discount_bp = await self.pricing.of(request.member_id)
+        return member_pb2.GetMemberPricingResponse(tier=member_pb2.Tier.Value(f"TIER_{tier}"),
+                                                   tier_discount_bp=discount_bp)
 
 
 FULL_NAME = member_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name
