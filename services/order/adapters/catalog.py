@@ -1,8 +1,8 @@
 """The catalog service's stock and SKU API, seen from the order service."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -24,6 +24,34 @@ class SkuInfo:
     unit_price: int
     currency: str
     on_shelf: bool
+    available: int = 0
+    # Member tier name ("SILVER") → unit price, for the tiers the SKU prices itself.
+    tier_prices: dict[str, int] = field(default_factory=dict)
+    limited_time: LimitedTimePrice | None = None
+
+
+@dataclass(frozen=True)
+class LimitedTimePrice:
+    price: int
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+def _limited_time(sku: catalog_pb2.Sku) -> LimitedTimePrice | None:
+    if not sku.HasField("limited_time_price"):
+        return None
+    ltp = sku.limited_time_price
+    return LimitedTimePrice(
+        price=ltp.price.amount,
+        starts_at=ltp.starts_at.ToDatetime(tzinfo=timezone.utc) if ltp.HasField("starts_at") else None,
+        ends_at=ltp.ends_at.ToDatetime(tzinfo=timezone.utc) if ltp.HasField("ends_at") else None)
+
+
+@dataclass(frozen=True)
+class FlashReservation:
+    """Units a member won in a flash sale: of which SKU, at what unit price."""
+    sku_id: str
+    unit_price: int
 
 
 def _status(error: grpc.aio.AioRpcError) -> tuple[str, list[errors.FieldViolation]]:
@@ -70,7 +98,10 @@ class CatalogClient:
         return {
             d.sku.sku_id: SkuInfo(sku_id=d.sku.sku_id, product_id=d.sku.product_id, title=d.product_title,
                                   unit_price=d.sku.list_price.amount, currency=d.sku.list_price.currency or "CNY",
-                                  on_shelf=d.product_status == _ON_SHELF)
+                                  on_shelf=d.product_status == _ON_SHELF, available=d.sku.available,
+                                  tier_prices={t.tier.removeprefix("TIER_"): t.price.amount
+                                               for t in d.sku.tier_prices},
+                                  limited_time=_limited_time(d.sku))
             for d in resp.skus
         }
 
@@ -90,3 +121,27 @@ class CatalogClient:
                 catalog_pb2.ReleaseReservationRequest(reservation_id=reservation_id), timeout=TIMEOUT_S)
         except grpc.aio.AioRpcError as error:
             raise _translate(error, "release the reservation") from error
+
+    async def return_stock(self, return_id: str, order_id: str, lines: list[tuple[str, int]]) -> None:
+        """Refunded units that never shipped go back on hand. Idempotent by return_id."""
+        request = catalog_pb2.ReturnStockRequest(
+            return_id=return_id, order_id=order_id,
+            lines=[catalog_pb2.ReservationLine(sku_id=s, quantity=q) for s, q in lines])
+        try:
+            await self._stub.ReturnStock(request, timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, "return the stock") from error
+
+    async def reserve_flash_sale(self, reservation_id: str, order_id: str, flash_sale_id: str, member_id: str,
+                                 quantity: int, expires_at: datetime) -> FlashReservation:
+        """Units from a running flash sale's pool for the member. A member who gets none
+        gets FAILED_PRECONDITION with the catalog's reason (SOLD_OUT, LIMIT_REACHED,
+        NOT_STARTED, ENDED) and message, and NOT_FOUND for a sale that does not exist."""
+        request = catalog_pb2.ReserveFlashSaleRequest(
+            reservation_id=reservation_id, order_id=order_id, flash_sale_id=flash_sale_id, member_id=member_id,
+            quantity=quantity, expires_at=timestamp(expires_at))
+        try:
+            resp = await self._stub.ReserveFlashSale(request, timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, "reserve the flash sale") from error
+        return FlashReservation(sku_id=resp.flash_sale.sku_id, unit_price=resp.flash_sale.price.amount)

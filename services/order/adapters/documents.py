@@ -29,6 +29,20 @@ class OrderDoc(OutboxDocument):
     cancelled_at = DateTimeField()
     cancel_reason = StringField()
     payment_id = StringField()
+    # created_at again, for staff search by range (the embedded server compares datetimes
+    # in whole seconds).
+    created_ms = IntField()
+    # Fulfilment. Times set after insert and queried by range are epoch-ms ints.
+    shipment = DictField()  # {carrier, tracking_number, shipped_ms}
+    auto_confirm_ms = IntField()
+    delivered_at = DateTimeField()
+    completed_at = DateTimeField()
+    confirmed_by = StringField()  # domain.orders.CONFIRMED_BY_*
+    # Refunds the order took: the total, and per refund id
+    # {amount, shipping_fee_refund, restock (0/1), lines: [{line_id, sku_id, quantity, amount}]}.
+    # Lines carry refunded_quantity and refunded_amount.
+    refunded_amount = IntField(default=0)
+    applied_refunds = DictField()
     version = IntField(required=True)
 
     meta = {
@@ -37,6 +51,10 @@ class OrderDoc(OutboxDocument):
         "indexes": [
             {"fields": ["merchant_id", "member_id", "idempotency_key"], "unique": True},
             {"fields": ["merchant_id", "member_id"]},
+            {"fields": ["merchant_id", "state"]},
+            {"fields": ["merchant_id", "created_ms"]},
+            {"fields": ["merchant_id", "attribution.channel"]},
+            {"fields": ["state", "auto_confirm_ms"]},
             {"fields": ["state", "expires_at"]},
             {"fields": ["outbox_pending"]},
         ],
@@ -78,7 +96,17 @@ class PaymentDoc(OutboxDocument):
 class OrderSettingsDoc(Document):
     id = StringField(primary_key=True)  # ost_…
     merchant_id = StringField(required=True, unique=True)
+    # Fields mirror domain.settings.OrderSettings; absent ones take its defaults.
     unpaid_expiry_s = IntField()
+    flash_sale_expiry_s = IntField()
+    auto_confirm_days = IntField()
+    after_sales_days = IntField()
+    # [{threshold, reduction}], replaced whole under the version check
+    threshold_reductions = ListField(DictField())
+    shipping_fee = IntField()
+    free_shipping_over = IntField()
+    version = IntField(default=1)
+    updated_ms = IntField()
 
     meta = {"collection": "order_settings", "strict": False}
 

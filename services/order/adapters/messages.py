@@ -1,10 +1,65 @@
 """Stored orders and payments as the protobuf messages of the API and the events."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from siyu.common.v1 import common_pb2
 from siyu.order.v1 import order_pb2
 
 from siyu_kit.protos import CHANNEL_BY_NAME, money, timestamp
+
+from services.order.adapters.catalog import SkuInfo
+from services.order.domain.cart import CartItem
+from services.order.domain.pricing import Quote, Step
+from services.order.domain.settings import OrderSettings
+
+
+def price_steps(stored, currency: str) -> list[order_pb2.PriceStep]:
+    """Stored steps ({step, amount, detail}) as the API shows them."""
+    return [order_pb2.PriceStep(step=s["step"], amount=money(s["amount"], currency), detail=s.get("detail", ""))
+            for s in stored or ()]
+
+
+def order_settings(s: OrderSettings) -> order_pb2.OrderSettings:
+    return order_pb2.OrderSettings(
+        unpaid_expiry_seconds=s.unpaid_expiry_s, flash_sale_expiry_seconds=s.flash_sale_expiry_s,
+        auto_confirm_days=s.auto_confirm_days, after_sales_days=s.after_sales_days,
+        threshold_reductions=[order_pb2.ThresholdReduction(threshold=money(r.threshold), reduction=money(r.reduction))
+                              for r in s.threshold_reductions],
+        shipping_fee=money(s.shipping_fee), free_shipping_over=money(s.free_shipping_over), version=s.version)
+
+
+def _steps(steps: tuple[Step, ...], currency: str) -> list[order_pb2.PriceStep]:
+    return [order_pb2.PriceStep(step=s.step, amount=money(s.amount, currency), detail=s.detail) for s in steps]
+
+
+def checkout_quote(q: Quote, currency: str, tier: str) -> order_pb2.CheckoutQuote:
+    return order_pb2.CheckoutQuote(
+        lines=[order_pb2.QuoteLine(
+            sku_id=l.sku_id, product_id=l.product_id, title=l.title, quantity=l.quantity,
+            unit_price=money(l.unit_price, currency), line_total=money(l.line_total, currency),
+            steps=_steps(l.steps, currency), line_amount=money(l.line_amount, currency),
+            paid_amount=money(l.paid_amount, currency)) for l in q.lines],
+        total=money(q.total, currency), line_discount=money(q.line_discount, currency),
+        order_steps=_steps(q.order_steps, currency), order_discount=money(q.order_discount, currency),
+        shipping_fee=money(q.shipping_fee, currency), payable=money(q.payable, currency), tier=tier)
+
+
+def cart(items: tuple[CartItem, ...], version: int, updated_ms: int, skus: dict[str, SkuInfo]) -> order_pb2.Cart:
+    """The stored cart with each SKU's current facts; a SKU gone from the catalog shows
+    only what the cart holds, not purchasable."""
+    msg = order_pb2.Cart(version=version)
+    if updated_ms:
+        msg.updated_at.CopyFrom(_from_ms(updated_ms))
+    for item in items:
+        info = skus.get(item.sku_id)
+        line = msg.items.add(sku_id=item.sku_id, quantity=item.quantity, selected=item.selected,
+                             added_at=_from_ms(item.added_ms))
+        if info is not None:
+            line.product_id, line.title, line.available = info.product_id, info.title, info.available
+            line.unit_price.CopyFrom(money(info.unit_price, info.currency))
+            line.purchasable = info.on_shelf
+    return msg
 
 
 def order(doc: dict) -> order_pb2.Order:
@@ -16,21 +71,37 @@ def order(doc: dict) -> order_pb2.Order:
         lines=[order_pb2.OrderLine(
             line_id=l["line_id"], sku_id=l["sku_id"], product_id=l["product_id"], title=l["title"],
             quantity=l["quantity"], unit_price=money(l["unit_price"], currency),
-            line_total=money(l["line_total"], currency), paid_amount=money(l["paid_amount"], currency))
+            line_total=money(l["line_total"], currency), paid_amount=money(l["paid_amount"], currency),
+            line_amount=money(l.get("line_amount", l["line_total"]), currency),
+            steps=price_steps(l.get("steps"), currency), refunded_quantity=l.get("refunded_quantity", 0),
+            refunded_amount=money(l.get("refunded_amount", 0), currency))
             for l in doc.get("lines", [])],
         total=money(doc["total"], currency), payable=money(doc["payable"], currency),
+        shipping_fee=money(doc.get("shipping_fee", 0), currency),
+        order_steps=price_steps(doc.get("order_steps"), currency),
         attribution=common_pb2.Attribution(
             channel=CHANNEL_BY_NAME.get(attribution.get("channel", ""), 0),
             persona_id=attribution.get("persona_id", ""), content_id=attribution.get("content_id", ""),
             live_session_id=attribution.get("live_session_id", ""),
             share_code=attribution.get("share_code", "")),
         payment_id=doc.get("payment_id") or "", version=doc["version"],
-        reservation_id=doc.get("reservation_id", ""),
+        reservation_id=doc.get("reservation_id", ""), flash_sale_id=doc.get("flash_sale_id", ""),
     )
-    for field in ("created_at", "expires_at", "paid_at", "cancelled_at"):
+    for field in ("created_at", "expires_at", "paid_at", "cancelled_at", "delivered_at", "completed_at"):
         if doc.get(field) is not None:
             getattr(msg, field).CopyFrom(timestamp(doc[field]))
+    msg.refunded_amount.CopyFrom(money(doc.get("refunded_amount", 0), currency))
+    if doc.get("shipment"):
+        s = doc["shipment"]
+        msg.shipment.CopyFrom(order_pb2.Shipment(carrier=s["carrier"], tracking_number=s["tracking_number"],
+                                                 shipped_at=_from_ms(s["shipped_ms"])))
+    if doc.get("auto_confirm_ms"):
+        msg.auto_confirm_at.CopyFrom(_from_ms(doc["auto_confirm_ms"]))
     return msg
+
+
+def _from_ms(ms: int):
+    return timestamp(datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
 
 
 def payment(doc: dict) -> order_pb2.Payment:
@@ -44,3 +115,28 @@ def payment(doc: dict) -> order_pb2.Payment:
         if doc.get(field) is not None:
             getattr(msg, field).CopyFrom(timestamp(doc[field]))
     return msg
+
+
+def refund(doc: dict) -> order_pb2.Refund:
+    currency = doc.get("currency", "CNY")
+    msg = order_pb2.Refund(
+        refund_id=doc["_id"], order_id=doc["order_id"], member_id=doc["member_id"],
+        state=order_pb2.RefundState.Value(f"REFUND_STATE_{doc['state']}"),
+        lines=[order_pb2.RefundLine(line_id=l["line_id"], sku_id=l["sku_id"], quantity=l["quantity"],
+                                    amount=money(l["amount"], currency), restocked=bool(l.get("restocked")))
+               for l in doc.get("lines", [])],
+        amount=money(doc["amount"], currency), shipping_fee_refund=money(doc.get("shipping_fee_refund", 0), currency),
+        reason=doc.get("reason") or "", note=doc.get("note") or "", requested_by=doc["requested_by"],
+        version=doc["version"])
+    for field in ("created_at", "refunded_at"):
+        if doc.get(field) is not None:
+            getattr(msg, field).CopyFrom(timestamp(doc[field]))
+    return msg
+
+
+def ledger_entry(doc: dict) -> order_pb2.LedgerEntry:
+    return order_pb2.LedgerEntry(
+        entry_id=doc["_id"], order_id=doc["order_id"], payment_id=doc.get("payment_id") or "",
+        refund_id=doc.get("refund_id") or "", kind=doc["kind"], debit_account=doc["debit_account"],
+        credit_account=doc["credit_account"], amount=money(doc["amount"], doc.get("currency", "CNY")),
+        at=timestamp(doc["at"]))

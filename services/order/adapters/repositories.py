@@ -3,6 +3,8 @@ except the payment lookup by its globally unique id that a provider callback sta
 from. Blocking: call through siyu_kit.db.run_sync."""
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -10,12 +12,17 @@ from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from siyu_kit.events.outbox import Event, add_to_update, for_insert
-from siyu_kit.protos import aware
+from siyu_kit.ids import new_id
+from siyu_kit.protos import aware, epoch_ms
 
+from services.order.adapters.cart import CartDoc
 from services.order.adapters.documents import OrderDoc, OrderSettingsDoc, PaymentDoc
-from services.order.domain.settings import DEFAULTS, OrderSettings
+from services.order.adapters.ledger import LedgerEntryDoc
+from services.order.adapters.refunds import RefundDoc
+from services.order.domain.settings import DEFAULTS, OrderSettings, ThresholdReduction
 
-_DATES = ("created_at", "expires_at", "paid_at", "cancelled_at", "succeeded_at", "refunded_at")
+_DATES = ("created_at", "expires_at", "paid_at", "cancelled_at", "succeeded_at", "refunded_at",
+          "delivered_at", "completed_at")
 _HIDDEN = {"outbox": 0}
 
 
@@ -29,7 +36,7 @@ def _clean(doc: dict | None) -> dict | None:
 
 
 def ensure_indexes() -> None:
-    for doc in (OrderDoc, PaymentDoc, OrderSettingsDoc):
+    for doc in (OrderDoc, PaymentDoc, OrderSettingsDoc, RefundDoc, LedgerEntryDoc, CartDoc):
         doc.ensure_indexes()
 
 
@@ -39,9 +46,11 @@ class Orders:
         return OrderDoc._get_collection()
 
     def insert(self, doc: dict, *events: Event) -> bool:
-        """False when an order with the same idempotency key already exists."""
+        """False when an order with the same idempotency key already exists. The creation
+        time is also stored as epoch ms for staff search: the embedded server compares
+        datetimes in whole seconds."""
         try:
-            self._c().insert_one({**doc, **for_insert(*events)})
+            self._c().insert_one({**doc, "created_ms": epoch_ms(doc["created_at"]), **for_insert(*events)})
         except DuplicateKeyError:
             return False
         return True
@@ -84,6 +93,42 @@ class Orders:
             .sort("expires_at", 1).limit(limit)
         return [_clean(d) for d in cursor]
 
+    def due_for_auto_confirm(self, now_ms: int, limit: int) -> list[dict]:
+        """Shipped or delivered orders whose receipt is due to be confirmed, across
+        merchants (the auto-confirm job)."""
+        query = {"state": {"$in": ["SHIPPED", "DELIVERED"]}, "auto_confirm_ms": {"$lte": now_ms}}
+        cursor = self._c().find(query, _HIDDEN).sort("auto_confirm_ms", 1).limit(limit)
+        return [_clean(d) for d in cursor]
+
+    def apply_refund(self, merchant_id: str, order_id: str, *, version: int, lines: list[dict], refund_id: str,
+                     record: dict, amount: int, event: Event) -> bool:
+        """The order takes a refund in one write, conditional on the version the refund
+        was planned against: the lines replaced whole, the refund recorded as applied,
+        the refunded total raised and order.refunded in the outbox."""
+        update = add_to_update({"$set": {"lines": lines, f"applied_refunds.{refund_id}": record},
+                                "$inc": {"version": 1, "refunded_amount": amount}}, event)
+        query = {"_id": order_id, "merchant_id": merchant_id, "version": version}
+        return self._c().update_one(query, update).modified_count == 1
+
+    def search(self, merchant_id: str, *, state: str, created_from: datetime | None, created_to: datetime | None,
+               channel: str, member_id: str, before_id: str, limit: int) -> list[dict]:
+        """Staff search, newest first (ULID ids sort by creation time); `before_id` is the
+        keyset of the next page."""
+        query: dict[str, Any] = {"merchant_id": merchant_id}
+        if state:
+            query["state"] = state
+        if created_from or created_to:
+            query["created_ms"] = {**({"$gte": epoch_ms(created_from)} if created_from else {}),
+                                   **({"$lt": epoch_ms(created_to)} if created_to else {})}
+        if channel:
+            query["attribution.channel"] = channel
+        if member_id:
+            query["member_id"] = member_id
+        if before_id:
+            query["_id"] = {"$lt": before_id}
+        cursor = self._c().find(query, _HIDDEN).sort("_id", DESCENDING).limit(limit)
+        return [_clean(d) for d in cursor]
+
 
 class Payments:
     @staticmethod
@@ -112,6 +157,10 @@ class Payments:
         return _clean(self._c().find_one(
             {"_id": payment_id, "merchant_id": merchant_id, "member_id": member_id}, _HIDDEN))
 
+    def of_order(self, merchant_id: str, order_id: str) -> list[dict]:
+        cursor = self._c().find({"merchant_id": merchant_id, "order_id": order_id}, _HIDDEN).sort("_id", 1)
+        return [_clean(d) for d in cursor]
+
     def update(self, merchant_id: str, payment_id: str, *, from_state: str, fields: dict,
                events: tuple[Event, ...] = (), version: int | None = None, inc: dict | None = None) -> bool:
         query: dict[str, Any] = {"_id": payment_id, "merchant_id": merchant_id, "state": from_state}
@@ -121,10 +170,80 @@ class Payments:
         return self._c().update_one(query, update).modified_count == 1
 
 
+def _settings_of(doc: dict | None) -> OrderSettings:
+    """Stored settings; a field that is absent (or not positive where it must be) takes
+    the default."""
+    if not doc:
+        return DEFAULTS
+
+    def positive(name: str, default: int) -> int:
+        value = doc.get(name)
+        return int(value) if value and value > 0 else default
+
+    def at_least_zero(name: str, default: int) -> int:
+        value = doc.get(name)
+        return int(value) if value is not None and value >= 0 else default
+
+    return OrderSettings(
+        unpaid_expiry_s=positive("unpaid_expiry_s", DEFAULTS.unpaid_expiry_s),
+        flash_sale_expiry_s=positive("flash_sale_expiry_s", DEFAULTS.flash_sale_expiry_s),
+        auto_confirm_days=positive("auto_confirm_days", DEFAULTS.auto_confirm_days),
+        after_sales_days=at_least_zero("after_sales_days", DEFAULTS.after_sales_days),
+        threshold_reductions=tuple(ThresholdReduction(int(r["threshold"]), int(r["reduction"]))
+                                   for r in doc.get("threshold_reductions") or ()),
+        shipping_fee=at_least_zero("shipping_fee", 0),
+        free_shipping_over=at_least_zero("free_shipping_over", 0),
+        version=int(doc.get("version") or 1),
+    )
+
+
 class Settings:
-    def of_merchant(self, merchant_id: str) -> OrderSettings:
-        doc = OrderSettingsDoc._get_collection().find_one({"merchant_id": merchant_id})
-        if not doc:
-            return DEFAULTS
-        expiry = doc.get("unpaid_expiry_s")
-        return OrderSettings(unpaid_expiry_s=int(expiry) if expiry and expiry > 0 else DEFAULTS.unpaid_expiry_s)
+    """A merchant's order settings. Reads are cached in this process for CACHE_TTL_S (the
+    order path reads them on every order): a change made by another process shows here
+    at most that late; one saved through this object shows at once."""
+
+    CACHE_TTL_S = 5.0
+
+    def __init__(self, ttl_s: float = CACHE_TTL_S):
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, OrderSettings]] = {}
+
+    @staticmethod
+    def _c():
+        return OrderSettingsDoc._get_collection()
+
+    def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        """`fresh` skips the cache (staff reading what they are about to change)."""
+        hit = None if fresh else self._cache.get(merchant_id)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        settings = _settings_of(self._c().find_one({"merchant_id": merchant_id}))
+        self._cache[merchant_id] = (time.monotonic() + self._ttl_s, settings)
+        return settings
+
+    def save(self, merchant_id: str, settings: OrderSettings, version: int, updated_ms: int) -> OrderSettings | None:
+        """Compare-and-set on `version` (0: the merchant still runs on the defaults, so the
+        document is created). None when another write came first."""
+        fields = {
+            "unpaid_expiry_s": settings.unpaid_expiry_s, "flash_sale_expiry_s": settings.flash_sale_expiry_s,
+            "auto_confirm_days": settings.auto_confirm_days, "after_sales_days": settings.after_sales_days,
+            "threshold_reductions": [{"threshold": r.threshold, "reduction": r.reduction}
+                                     for r in settings.threshold_reductions],
+            "shipping_fee": settings.shipping_fee, "free_shipping_over": settings.free_shipping_over,
+            "updated_ms": updated_ms,
+        }
+        if version == 0:
+            try:
+                self._c().insert_one({"_id": new_id("ost"), "merchant_id": merchant_id, **fields, "version": 1})
+                saved = True
+            except DuplicateKeyError:
+                saved = False
+        else:
+            saved = self._c().update_one({"merchant_id": merchant_id, "version": version},
+                                         {"$set": fields, "$inc": {"version": 1}}).modified_count == 1
+        if not saved:
+            self._cache.pop(merchant_id, None)
+            return None
+        result = replace(settings, version=version + 1)
+        self._cache[merchant_id] = (time.monotonic() + self._ttl_s, result)
+        return result

@@ -7,7 +7,7 @@ from typing import Callable
 
 from siyu.order.v1 import events_pb2
 
-from siyu_kit import context, logging as slog
+from siyu_kit import context, faults, logging as slog
 from siyu_kit.db import run_sync
 from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Violations
 from siyu_kit.events.outbox import make_event
@@ -17,15 +17,16 @@ from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.adapters import messages
 from services.order.adapters.repositories import Orders, Settings
+from services.order.application.cart import CartUseCases
+from services.order.application.checkout import Checkout, PricedCheckout, check_lines
 from services.order.application.ports import Catalog
-from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_TIMEOUT, CancelDecision, OrderState,
+from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_TIMEOUT, DEFAULT_RESERVATION_GRACE,
+                                          CancelDecision, OrderState, reservation_expiry,
                                           is_expired, member_cancel)
-from services.order.domain.pricing import DEFAULT_PIPELINE, LineInput, Pipeline
+from services.order.domain.pricing import Step
 
 log = slog.get("siyu.order")
 
-MAX_LINES = 50
-MAX_QUANTITY = 999
 MAX_KEY = 64
 MAX_REMARK = 500
 MAX_SHARE_CODE = 64
@@ -44,21 +45,14 @@ class PlaceOrderInput:
     # channel name ("" when unset), persona_id, content_id, live_session_id, share_code
     attribution: dict = field(default_factory=dict)
     remark: str = ""
+    # Take the ordered SKUs out of the member's cart once the order is placed.
+    remove_from_cart: bool = False
 
 
 def validate_place(cmd: PlaceOrderInput, ctx_channel: str) -> None:
     v = Violations()
     v.check(1 <= len(cmd.idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
-    v.check(1 <= len(cmd.lines) <= MAX_LINES, "lines", f"1..{MAX_LINES} lines")
-    seen: dict[str, int] = {}
-    for i, (sku_id, quantity) in enumerate(cmd.lines):
-        if not is_id(sku_id, "sku"):
-            v.add(f"lines[{i}].sku_id", "must be a sku_ id")
-        elif sku_id in seen:
-            v.add(f"lines[{i}].sku_id", f"the same SKU as lines[{seen[sku_id]}]; one line per SKU")
-        else:
-            seen[sku_id] = i
-        v.check(1 <= quantity <= MAX_QUANTITY, f"lines[{i}].quantity", f"1..{MAX_QUANTITY}")
+    check_lines(v, cmd.lines)
     channel = cmd.attribution.get("channel", "")
     v.check(not channel or channel == ctx_channel, "attribution.channel",
             "must be unset or the channel of the API key")
@@ -69,6 +63,19 @@ def validate_place(cmd: PlaceOrderInput, ctx_channel: str) -> None:
             f"at most {MAX_SHARE_CODE} characters")
     v.check(len(cmd.remark) <= MAX_REMARK, "remark", f"at most {MAX_REMARK} characters")
     v.raise_if_any()
+
+
+def attribution_of(given: dict, ctx_channel: str) -> dict:
+    """What an order stores of its attribution: the given sources, and the channel of
+    the API key (never the body's)."""
+    attribution = {k: v for k, v in given.items() if v and k != "channel"}
+    if ctx_channel:
+        attribution["channel"] = ctx_channel
+    return attribution
+
+
+def _steps(steps: tuple[Step, ...]) -> list[dict]:
+    return [{"step": s.step, "amount": s.amount, "detail": s.detail} for s in steps]
 
 
 def _require_order_id(order_id: str) -> None:
@@ -84,7 +91,10 @@ class OrderUseCases:
     catalog: Catalog
     committed: Callable[[], None]
     clock: Callable[[], datetime] = utcnow
-    pipeline: Pipeline = DEFAULT_PIPELINE
+    # Placing orders needs these; reading, cancelling and expiring them do not.
+    checkout: Checkout | None = None
+    carts: CartUseCases | None = None
+    reservation_grace: timedelta = DEFAULT_RESERVATION_GRACE
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -97,50 +107,52 @@ class OrderUseCases:
         existing = await run_sync(self.orders.by_key, merchant_id, member_id, cmd.idempotency_key)
         if existing:
             return existing
-
-        skus = await self.catalog.skus([s for s, _ in cmd.lines])
-        missing = Violations()
-        for i, (sku_id, _) in enumerate(cmd.lines):
-            info = skus.get(sku_id)
-            if info is None:
-                missing.add(f"lines[{i}].sku_id", f"{sku_id} does not exist")
-            elif not info.on_shelf:
-                missing.add(f"lines[{i}].sku_id", f"{sku_id} is not on sale")
-        if missing.items:
-            first = missing.items[0]
-            raise NotFound(f"{first.field}: {first.description}", reason="SKU_NOT_FOUND", violations=missing.items)
-        currencies = {skus[s].currency for s, _ in cmd.lines}
-        if len(currencies) != 1:
-            raise FailedPrecondition("the lines are priced in different currencies", reason="MIXED_CURRENCY")
-        quote = self.pipeline.price([
-            LineInput(sku_id=s, product_id=skus[s].product_id, title=skus[s].title, quantity=q,
-                      unit_price=skus[s].unit_price) for s, q in cmd.lines])
+        priced = await self._checkout().price(merchant_id, member_id, cmd.lines)
 
         now = self._now()
-        settings = await run_sync(self.settings.of_merchant, merchant_id)
-        expires_at = now + timedelta(seconds=settings.unpaid_expiry_s)
+        expires_at = now + timedelta(seconds=priced.settings.unpaid_expiry_s)
         order_id, reservation_id = new_id("ord"), new_id("rsv")
         # All lines or none; if this process dies before the insert below, the catalog's
-        # sweeper frees the stock at expires_at.
-        await self.catalog.reserve(reservation_id, order_id, list(cmd.lines), expires_at)
+        # sweeper frees the stock once the reservation expires.
+        await self.catalog.reserve(reservation_id, order_id, list(cmd.lines), self.reservation_expiry(expires_at))
+        faults.point("order.place.after_reserve")
+        doc = await self.create_order(
+            merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
+            order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
+            attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark)
+        if cmd.remove_from_cart and doc["_id"] == order_id:
+            await self._remove_from_cart(merchant_id, member_id, [s for s, _ in cmd.lines])
+        return doc
 
-        attribution = {k: v for k, v in cmd.attribution.items() if v and k != "channel"}
-        if ctx.channel:
-            attribution["channel"] = ctx.channel
+    def reservation_expiry(self, order_expires_at: datetime) -> datetime:
+        return reservation_expiry(order_expires_at, self.reservation_grace)
+
+    async def create_order(self, *, merchant_id: str, member_id: str, idempotency_key: str,
+                           priced: PricedCheckout, order_id: str, reservation_id: str, created_at: datetime,
+                           expires_at: datetime, attribution: dict, remark: str, flash_sale_id: str = "") -> dict:
+        """Writes a PENDING_PAYMENT order for stock already reserved under `reservation_id`,
+        with its order.placed event in the same write. Returns the stored order; when an
+        order with the same idempotency key won a race, releases this reservation and
+        returns that order. Releases the reservation when the write fails."""
+        quote = priced.quote
         doc = {
             "_id": order_id, "merchant_id": merchant_id, "member_id": member_id,
-            "idempotency_key": cmd.idempotency_key, "state": OrderState.PENDING_PAYMENT.value,
+            "idempotency_key": idempotency_key, "state": OrderState.PENDING_PAYMENT.value,
             "lines": [{"line_id": new_id("oln"), "sku_id": l.sku_id, "product_id": l.product_id,
                        "title": l.title, "quantity": l.quantity, "unit_price": l.unit_price,
-                       "line_total": l.line_total, "line_amount": l.line_amount, "paid_amount": l.paid_amount}
+                       "line_total": l.line_total, "line_amount": l.line_amount, "paid_amount": l.paid_amount,
+                       "steps": _steps(l.steps)}
                       for l in quote.lines],
-            "currency": currencies.pop(), "total": quote.total, "payable": quote.payable,
-            "shipping_fee": quote.shipping_fee, "attribution": attribution, "remark": cmd.remark,
-            "reservation_id": reservation_id, "created_at": now, "expires_at": expires_at, "version": 1,
+            "currency": priced.currency, "total": quote.total, "payable": quote.payable,
+            "order_steps": _steps(quote.order_steps), "shipping_fee": quote.shipping_fee, "tier": priced.tier,
+            "attribution": attribution, "remark": remark, "reservation_id": reservation_id,
+            "created_at": created_at, "expires_at": expires_at, "version": 1,
         }
+        if flash_sale_id:
+            doc["flash_sale_id"] = flash_sale_id
         event = make_event(PLACED, merchant_id=merchant_id, aggregate_id=order_id, aggregate_version=1,
-                           payload=events_pb2.OrderPlaced(order=messages.order(doc)), channel=ctx.channel,
-                           occurred_at=now)
+                           payload=events_pb2.OrderPlaced(order=messages.order(doc)),
+                           channel=attribution.get("channel", ""), occurred_at=created_at)
         try:
             inserted = await run_sync(self.orders.insert, doc, event)
         except Exception:
@@ -151,10 +163,22 @@ class OrderUseCases:
             return doc
         # Lost a race with the same idempotency key: the winner's order stands.
         await self._release_quietly(reservation_id)
-        winner = await run_sync(self.orders.by_key, merchant_id, member_id, cmd.idempotency_key)
+        winner = await run_sync(self.orders.by_key, merchant_id, member_id, idempotency_key)
         if winner is None:
             raise Conflict("the order was placed concurrently; try again")
         return winner
+
+    def _checkout(self) -> Checkout:
+        if self.checkout is None:
+            raise RuntimeError("these use cases were built without checkout")
+        return self.checkout
+
+    async def _remove_from_cart(self, merchant_id: str, member_id: str, sku_ids: list[str]) -> None:
+        """The order stands whatever happens here: a failure is logged, not raised."""
+        try:
+            await self.carts.remove_ordered(merchant_id, member_id, sku_ids)
+        except Exception:  # noqa: BLE001 - the member can still remove the items themselves
+            log.warning("order.cart_cleanup_failed", member_id=member_id, exc_info=True)
 
     async def _release_quietly(self, reservation_id: str) -> None:
         try:

@@ -1,7 +1,7 @@
 """Starting payments and applying the provider's notifications to payments and orders."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable
 
@@ -16,8 +16,10 @@ from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.adapters import messages
+from services.order.adapters.ledger import Ledger
 from services.order.adapters.repositories import Orders, Payments
 from services.order.adapters.sandbox_payments import SandboxProvider
+from services.order.domain import ledger
 from services.order.domain.orders import NOT_PAYABLE, OrderState, is_expired, is_payable
 from services.order.domain.payments import (RESULT_FAIL, RESULT_SUCCESS, Notification, PaymentMethod,
                                             PaymentState, Settlement, refund_reason, settle)
@@ -36,6 +38,7 @@ class PaymentUseCases:
     provider: SandboxProvider
     committed: Callable[[], None]
     clock: Callable[[], datetime] = utcnow
+    entries: Ledger = field(default_factory=Ledger)
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -111,6 +114,9 @@ class PaymentUseCases:
             # Also finishes a payment whose order transition was cut short by a crash.
             applied = await self._settle(payment) or applied
             payment = await run_sync(self.payments.get, merchant_id, payment_id)
+        elif payment["state"] == PaymentState.REFUNDED.value:
+            # A repeat: records what a crash may have left out of the ledger.
+            await self._record_auto_refund(payment, now)
         return payment, applied
 
     async def _settle(self, payment: dict) -> bool:
@@ -122,6 +128,8 @@ class PaymentUseCases:
             decision = settle(state, bool(order) and is_expired(order["expires_at"], now),
                               (order or {}).get("payment_id") or "", payment["_id"])
             if decision is Settlement.DONE:
+                # A repeat: records what a crash may have left out of the ledger.
+                await self._record(payment, ledger.payment_applied, now)
                 return False
             if decision is Settlement.REFUND:
                 return await self._refund(payment, refund_reason(state), now)
@@ -137,11 +145,13 @@ class PaymentUseCases:
                               fields={"paid_at": now, "payment_id": payment["_id"]}, events=(event,),
                               unexpired_at=now):
                 self.committed()
+                await self._record(payment, ledger.payment_applied, now)
                 return True
             # The order moved (expired, cancelled or paid) meanwhile: decide again.
         return False
 
     async def _refund(self, payment: dict, reason: str, now: datetime) -> bool:
+        await self._record(payment, ledger.payment_unapplied, now)
         receipt = self.provider.refund(payment["_id"], payment.get("provider_txn_id") or "", payment["amount"],
                                        payment["currency"])
         after = {**payment, "state": PaymentState.REFUNDED.value, "version": payment["version"] + 1}
@@ -156,7 +166,19 @@ class PaymentUseCases:
         if done:
             self.committed()
             log.info("payment.refunded", payment_id=payment["_id"], reason=reason)
+            await self._record(payment, ledger.payment_auto_refunded, now)
         return done
+
+    async def _record_auto_refund(self, payment: dict, now: datetime) -> None:
+        for make_entry in (ledger.payment_unapplied, ledger.payment_auto_refunded):
+            await self._record(payment, make_entry, now)
+
+    async def _record(self, payment: dict, make_entry: Callable[[str, str, int], ledger.Entry],
+                      now: datetime) -> None:
+        """Entries have deterministic ids: recording one again stores nothing."""
+        if payment["amount"] > 0:  # nothing moved, nothing to record
+            entry = make_entry(payment["order_id"], payment["_id"], payment["amount"])
+            await run_sync(self.entries.record, payment["merchant_id"], entry, payment["currency"], now)
 
     async def complete_sandbox(self, payment_id: str) -> tuple[Notification, dict]:
         """The member approves in the sandbox wallet; the provider's signed SUCCESS

@@ -1,8 +1,11 @@
-"""The order state machine and the rules for cancelling and paying."""
+"""The order state machine: cancelling and paying, fulfilment, and when receipt is
+confirmed automatically."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
+
+DAY_MS = 24 * 3600 * 1000
 
 
 class OrderState(str, Enum):
@@ -17,7 +20,8 @@ class OrderState(str, Enum):
 TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
     OrderState.PENDING_PAYMENT: frozenset({OrderState.PAID, OrderState.CANCELLED}),
     OrderState.PAID: frozenset({OrderState.SHIPPED}),
-    OrderState.SHIPPED: frozenset({OrderState.DELIVERED}),
+    # Receipt may be confirmed before the carrier reports delivery.
+    OrderState.SHIPPED: frozenset({OrderState.DELIVERED, OrderState.COMPLETED}),
     OrderState.DELIVERED: frozenset({OrderState.COMPLETED}),
     OrderState.COMPLETED: frozenset(),
     OrderState.CANCELLED: frozenset(),
@@ -26,10 +30,23 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
 CANCEL_BY_MEMBER = "MEMBER"
 CANCEL_BY_TIMEOUT = "TIMEOUT"
 NOT_PAYABLE = "ORDER_NOT_PAYABLE"
+CONFIRMED_BY_MEMBER = "MEMBER"
+CONFIRMED_BY_AUTO = "AUTO"
 
 
 def can_transition(source: OrderState, target: OrderState) -> bool:
     return target in TRANSITIONS[source]
+
+
+# The catalog holds an order's stock a little longer than the order waits for payment: a
+# payment accepted just before the order expires must still find its stock when order.paid
+# reaches the catalog. An order that expires releases its stock at once (order.cancelled);
+# the catalog's own expiry only catches reservations whose order was never written.
+DEFAULT_RESERVATION_GRACE = timedelta(seconds=60)
+
+
+def reservation_expiry(order_expires_at: datetime, grace: timedelta = DEFAULT_RESERVATION_GRACE) -> datetime:
+    return order_expires_at + grace
 
 
 def is_expired(expires_at: datetime, now: datetime) -> bool:
@@ -52,3 +69,26 @@ def member_cancel(state: OrderState) -> CancelDecision:
     if can_transition(state, OrderState.CANCELLED):
         return CancelDecision.CANCEL
     return CancelDecision.TOO_LATE
+
+
+class Move(str, Enum):
+    """What a request to move an order to a state means in the state it is in."""
+    APPLY = "APPLY"
+    REPEAT = "REPEAT"  # already there: nothing changes
+    REFUSE = "REFUSE"  # not reachable from here
+
+
+def decide(state: OrderState, target: OrderState) -> Move:
+    if state is target:
+        return Move.REPEAT
+    return Move.APPLY if can_transition(state, target) else Move.REFUSE
+
+
+def auto_confirm_ms(shipped_ms: int, auto_confirm_days: int) -> int:
+    return shipped_ms + auto_confirm_days * DAY_MS
+
+
+def is_shippable(units_left: int, open_refunds: int) -> bool:
+    """Something is left to ship, and no refund is waiting or under way (its units
+    would otherwise leave the warehouse while they are being refunded)."""
+    return units_left > 0 and open_refunds == 0

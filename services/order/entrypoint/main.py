@@ -1,17 +1,31 @@
 """Wires the order service for siyu_kit.service.run."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from siyu.order.v1 import order_pb2, order_pb2_grpc
 
 from siyu_kit import service
 from siyu_kit.config import env_seconds
 
+from services.order.adapters.cart import Carts
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderDoc, PaymentDoc
+from services.order.adapters.ledger import Ledger
+from services.order.adapters.refunds import Refunds
 from services.order.adapters.repositories import Orders, Payments, Settings, ensure_indexes
+from services.order.adapters.member import MemberClient
 from services.order.adapters.sandbox_payments import SandboxProvider
+from services.order.application.cart import CartUseCases
+from services.order.application.checkout import Checkout
+from services.order.application.flash_orders import FlashOrderUseCases
+from services.order.application.fulfilment import FulfilmentUseCases
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
+from services.order.application.refunds import RefundUseCases
+from services.order.application.settings import SettingsUseCases
+from services.order.application.staff_orders import StaffOrderUseCases
+from services.order.domain.orders import DEFAULT_RESERVATION_GRACE
 from services.order.entrypoint.servicer import OrderServicer
 
 NAME = "order"
@@ -21,20 +35,50 @@ def expiry_interval_s() -> float:
     return env_seconds("ORDER_EXPIRY_INTERVAL_S", 5)
 
 
+def auto_confirm_interval_s() -> float:
+    return env_seconds("ORDER_AUTO_CONFIRM_INTERVAL_S", 60)
+
+
+def refund_resume_interval_s() -> float:
+    return env_seconds("ORDER_REFUND_RESUME_INTERVAL_S", 30)
+
+
+def reservation_grace() -> timedelta:
+    return timedelta(seconds=env_seconds("ORDER_RESERVATION_GRACE_S", DEFAULT_RESERVATION_GRACE.total_seconds()))
+
+
 def build(runtime: service.Runtime) -> service.Parts:
     ensure_indexes()
-    orders, payments = Orders(), Payments()
-    order_cases = OrderUseCases(orders=orders, settings=Settings(), catalog=CatalogClient(runtime.channel("catalog")),
-                                committed=runtime.events_committed)
-    payment_cases = PaymentUseCases(orders=orders, payments=payments,
-                                    provider=SandboxProvider(runtime.settings.sandbox_payment_secret),
+    orders, payments, settings, carts = Orders(), Payments(), Settings(), Carts()
+    catalog = CatalogClient(runtime.channel("catalog"))
+    cart_cases = CartUseCases(carts=carts, catalog=catalog)
+    checkout = Checkout(catalog=catalog, members=MemberClient(runtime.channel("member")), settings=settings,
+                        carts=carts)
+    order_cases = OrderUseCases(orders=orders, settings=settings, catalog=catalog,
+                                committed=runtime.events_committed, checkout=checkout, carts=cart_cases,
+                                reservation_grace=reservation_grace())
+    provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
+    payment_cases = PaymentUseCases(orders=orders, payments=payments, provider=provider,
                                     committed=runtime.events_committed)
+    refunds = Refunds()
+    fulfilment = FulfilmentUseCases(orders=orders, refunds=refunds, settings=settings,
+                                    committed=runtime.events_committed)
+    refund_cases = RefundUseCases(orders=orders, refunds=refunds, payments=payments, entries=Ledger(),
+                                  settings=settings, provider=provider, stock=catalog,
+                                  committed=runtime.events_committed)
+    staff = StaffOrderUseCases(orders=orders, payments=payments, refunds=refunds, entries=Ledger())
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
     return service.Parts(
-        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(order_cases, payment_cases),
+        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(
+            order_cases, payment_cases, carts=cart_cases, checkout=checkout,
+            settings=SettingsUseCases(settings), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
+            flash=FlashOrderUseCases(orders=orders, settings=settings, catalog=catalog, checkout=checkout,
+                                     order_cases=order_cases)),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
-        jobs=[service.Job("order-expiry", expiry_interval_s(), order_cases.expire_due)],
+        jobs=[service.Job("order-expiry", expiry_interval_s(), order_cases.expire_due),
+              service.Job("order-auto-confirm", auto_confirm_interval_s(), fulfilment.auto_confirm_due),
+              service.Job("order-refund-resume", refund_resume_interval_s(), refund_cases.resume_stalled)],
     )
 
 

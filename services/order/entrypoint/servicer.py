@@ -1,14 +1,25 @@
 """OrderService over gRPC: requests to use-case inputs, results to messages."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from siyu.order.v1 import order_pb2, order_pb2_grpc
 
-from siyu_kit.protos import CHANNEL_NAME
+from siyu_kit.protos import CHANNEL_NAME, money
 
 from services.order.adapters import messages
+from services.order.application.cart import CartUseCases, CartView
+from services.order.application.checkout import Checkout
+from services.order.application.fulfilment import FulfilmentUseCases
+from services.order.application.flash_orders import FlashOrderUseCases, PlaceFlashSaleOrderInput
 from services.order.application.orders import OrderUseCases, PlaceOrderInput
 from services.order.application.payments import PaymentUseCases
+from services.order.application.refunds import RefundInput, RefundUseCases
+from services.order.application.settings import SettingsUseCases
+from services.order.application.staff_orders import OrderQuery, StaffOrderUseCases
 from services.order.domain.payments import Notification
+from services.order.domain.refunds import LineRequest
+from services.order.domain.settings import OrderSettings, ThresholdReduction
 
 
 def _method_name(value: int) -> str:
@@ -24,10 +35,123 @@ def _callback_msg(n: Notification) -> order_pb2.HandleSandboxPaymentCallbackRequ
         result=n.result, timestamp=n.timestamp, signature=n.signature)
 
 
+def _settings_input(msg: order_pb2.OrderSettings) -> tuple[OrderSettings, dict[str, str]]:
+    """The settings asked for, and the currency each money field came with."""
+    rules = msg.threshold_reductions
+    wanted = OrderSettings(
+        unpaid_expiry_s=msg.unpaid_expiry_seconds, flash_sale_expiry_s=msg.flash_sale_expiry_seconds,
+        auto_confirm_days=msg.auto_confirm_days, after_sales_days=msg.after_sales_days,
+        threshold_reductions=tuple(ThresholdReduction(r.threshold.amount, r.reduction.amount) for r in rules),
+        shipping_fee=msg.shipping_fee.amount, free_shipping_over=msg.free_shipping_over.amount)
+    currencies = {"settings.shipping_fee": msg.shipping_fee.currency,
+                  "settings.free_shipping_over": msg.free_shipping_over.currency}
+    for i, r in enumerate(rules):
+        currencies[f"settings.threshold_reductions[{i}].threshold"] = r.threshold.currency
+        currencies[f"settings.threshold_reductions[{i}].reduction"] = r.reduction.currency
+    return wanted, currencies
+
+
+def _cart_msg(view: CartView) -> order_pb2.Cart:
+    return messages.cart(view.cart.items, view.cart.version, view.cart.updated_ms, view.skus)
+
+
+def _enum_name(enum, value: int, prefix: str) -> str:
+    """"" for the unspecified value; an unknown number keeps a name no rule accepts."""
+    if value == 0:
+        return ""
+    return enum.Name(value).removeprefix(prefix) if value in enum.values() else f"UNKNOWN_{value}"
+
+
+def _refund_input(request) -> RefundInput:
+    return RefundInput(order_id=request.order_id, idempotency_key=request.idempotency_key, reason=request.reason,
+                       lines=[LineRequest(l.line_id, l.quantity, l.amount if l.HasField("amount") else None)
+                              for l in request.lines])
+
+
+def _time(request, field: str) -> datetime | None:
+    return getattr(request, field).ToDatetime(tzinfo=timezone.utc) if request.HasField(field) else None
+
+
 class OrderServicer(order_pb2_grpc.OrderServiceServicer):
-    def __init__(self, orders: OrderUseCases, payments: PaymentUseCases):
+    def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
+                 checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
+                 refunds: RefundUseCases, staff: StaffOrderUseCases, flash: FlashOrderUseCases):
         self.orders = orders
+        self.flash = flash
         self.payments = payments
+        self.carts = carts
+        self.checkout = checkout
+        self.settings = settings
+        self.fulfilment = fulfilment
+        self.refunds = refunds
+        self.staff = staff
+
+    # ---- fulfilment and after-sales -------------------------------------------------
+
+    async def ConfirmReceipt(self, request, context):
+        doc = await self.fulfilment.confirm_receipt(request.order_id)
+        return order_pb2.ConfirmReceiptResponse(order=messages.order(doc))
+
+    async def ShipOrder(self, request, context):
+        doc = await self.fulfilment.ship(request.order_id, request.carrier, request.tracking_number)
+        return order_pb2.ShipOrderResponse(order=messages.order(doc))
+
+    async def MarkDelivered(self, request, context):
+        doc = await self.fulfilment.mark_delivered(request.order_id)
+        return order_pb2.MarkDeliveredResponse(order=messages.order(doc))
+
+    async def RequestRefund(self, request, context):
+        doc = await self.refunds.request(_refund_input(request))
+        return order_pb2.RequestRefundResponse(refund=messages.refund(doc))
+
+    async def ListOrderRefunds(self, request, context):
+        docs = await self.refunds.list_of_order(request.order_id)
+        return order_pb2.ListOrderRefundsResponse(refunds=[messages.refund(d) for d in docs])
+
+    async def CreateRefund(self, request, context):
+        doc = await self.refunds.create(_refund_input(request))
+        return order_pb2.CreateRefundResponse(refund=messages.refund(doc))
+
+    async def ApproveRefund(self, request, context):
+        doc = await self.refunds.approve(request.refund_id)
+        return order_pb2.ApproveRefundResponse(refund=messages.refund(doc))
+
+    async def RejectRefund(self, request, context):
+        doc = await self.refunds.reject(request.refund_id, request.note)
+        return order_pb2.RejectRefundResponse(refund=messages.refund(doc))
+
+    async def ListRefunds(self, request, context):
+        docs, token = await self.refunds.list_for_staff(
+            request.order_id, _enum_name(order_pb2.RefundState, request.state, "REFUND_STATE_"),
+            request.page_size, request.page_token)
+        return order_pb2.ListRefundsResponse(refunds=[messages.refund(d) for d in docs], next_page_token=token)
+
+    # ---- staff reads ----------------------------------------------------------------
+
+    async def SearchOrders(self, request, context):
+        docs, token = await self.staff.search(OrderQuery(
+            state=_enum_name(order_pb2.OrderState, request.state, "ORDER_STATE_"),
+            created_from=_time(request, "created_from"), created_to=_time(request, "created_to"),
+            channel=CHANNEL_NAME.get(request.channel, "" if request.channel == 0 else f"UNKNOWN_{request.channel}"),
+            member_id=request.member_id, page_size=request.page_size, page_token=request.page_token))
+        return order_pb2.SearchOrdersResponse(orders=[messages.order(d) for d in docs], next_page_token=token)
+
+    async def GetOrderAsStaff(self, request, context):
+        order, refunds, payments = await self.staff.get(request.order_id)
+        return order_pb2.GetOrderAsStaffResponse(order=messages.order(order),
+                                                 refunds=[messages.refund(d) for d in refunds],
+                                                 payments=[messages.payment(d) for d in payments])
+
+    async def GetPaymentLedger(self, request, context):
+        view = await self.staff.ledger(request.order_id)
+        currency = view.entries[0]["currency"] if view.entries else "CNY"
+        return order_pb2.GetPaymentLedgerResponse(
+            entries=[messages.ledger_entry(d) for d in view.entries],
+            balances=[order_pb2.AccountBalance(account=a, balance=money(b, currency))
+                      for a, b in sorted(view.balances.items())],
+            balanced=view.balanced)
+
+    # ---- placing and paying ---------------------------------------------------------
 
     async def PlaceOrder(self, request, context):
         a = request.attribution
@@ -37,8 +161,18 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
             lines=[(line.sku_id, line.quantity) for line in request.lines],
             attribution={"channel": channel, "persona_id": a.persona_id, "content_id": a.content_id,
                          "live_session_id": a.live_session_id, "share_code": a.share_code},
-            remark=request.remark)
+            remark=request.remark, remove_from_cart=request.remove_from_cart)
         return order_pb2.PlaceOrderResponse(order=messages.order(await self.orders.place(cmd)))
+
+    async def PlaceFlashSaleOrder(self, request, context):
+        a = request.attribution
+        cmd = PlaceFlashSaleOrderInput(
+            flash_sale_id=request.flash_sale_id, idempotency_key=request.idempotency_key, quantity=request.quantity,
+            attribution={"channel": CHANNEL_NAME.get(a.channel, "" if a.channel == 0 else f"UNKNOWN_{a.channel}"),
+                         "persona_id": a.persona_id, "content_id": a.content_id,
+                         "live_session_id": a.live_session_id, "share_code": a.share_code},
+            remark=request.remark)
+        return order_pb2.PlaceFlashSaleOrderResponse(order=messages.order(await self.flash.place(cmd)))
 
     async def GetOrder(self, request, context):
         return order_pb2.GetOrderResponse(order=messages.order(await self.orders.get(request.order_id)))
@@ -64,3 +198,30 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     async def CompleteSandboxPayment(self, request, context):
         n, doc = await self.payments.complete_sandbox(request.payment_id)
         return order_pb2.CompleteSandboxPaymentResponse(callback=_callback_msg(n), payment=messages.payment(doc))
+
+    async def GetCart(self, request, context):
+        return order_pb2.GetCartResponse(cart=_cart_msg(await self.carts.get()))
+
+    async def AddCartItem(self, request, context):
+        return order_pb2.AddCartItemResponse(cart=_cart_msg(await self.carts.add(request.sku_id, request.quantity)))
+
+    async def UpdateCartItem(self, request, context):
+        view = await self.carts.update(request.sku_id, request.quantity, request.selected, request.expected_version)
+        return order_pb2.UpdateCartItemResponse(cart=_cart_msg(view))
+
+    async def RemoveCartItems(self, request, context):
+        view = await self.carts.remove(list(request.sku_ids), request.expected_version)
+        return order_pb2.RemoveCartItemsResponse(cart=_cart_msg(view))
+
+    async def QuoteCheckout(self, request, context):
+        priced = await self.checkout.quote([(line.sku_id, line.quantity) for line in request.lines])
+        return order_pb2.QuoteCheckoutResponse(
+            quote=messages.checkout_quote(priced.quote, priced.currency, priced.tier))
+
+    async def GetOrderSettings(self, request, context):
+        return order_pb2.GetOrderSettingsResponse(settings=messages.order_settings(await self.settings.get()))
+
+    async def UpdateOrderSettings(self, request, context):
+        wanted, currencies = _settings_input(request.settings)
+        saved = await self.settings.update(wanted, currencies, request.expected_version)
+        return order_pb2.UpdateOrderSettingsResponse(settings=messages.order_settings(saved))

@@ -1,0 +1,112 @@
+"""Buying from a flash sale (秒杀): the catalog's pool decides who gets units, then the
+order is priced and written like any other, expiring sooner.
+
+Thousands of members press "buy" in the same second and most of them lose. A loser costs
+the idempotency lookup, the merchant's settings and one ReserveFlashSale call, and gets
+FAILED_PRECONDITION with reason SOLD_OUT, LIMIT_REACHED, NOT_STARTED or ENDED. Only a
+winner is priced; if anything fails after the units were taken, they are released (or the
+catalog's sweeper frees them when the reservation expires).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable, Protocol
+
+from siyu_kit import context, logging as slog
+from siyu_kit.db import run_sync
+from siyu_kit.errors import Violations
+from siyu_kit.ids import is_id, new_id
+from siyu_kit.protos import to_storage_precision, utcnow
+
+from services.order.adapters.catalog import FlashReservation
+from services.order.adapters.repositories import Orders, Settings
+from services.order.application.checkout import ActivityPrice, Checkout
+from services.order.application.orders import (ATTRIBUTION_IDS, MAX_KEY, MAX_REMARK, MAX_SHARE_CODE, OrderUseCases,
+                                                attribution_of)
+
+log = slog.get("siyu.order.flash")
+
+# The catalog caps a flash sale's per-member limit at 100, so no member can buy more.
+MAX_QUANTITY = 100
+
+
+class FlashCatalog(Protocol):
+    async def reserve_flash_sale(self, reservation_id: str, order_id: str, flash_sale_id: str, member_id: str,
+                                 quantity: int, expires_at: datetime) -> FlashReservation: ...
+
+    async def release(self, reservation_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class PlaceFlashSaleOrderInput:
+    flash_sale_id: str
+    idempotency_key: str
+    quantity: int = 0  # 0: one unit
+    # channel name ("" when unset), persona_id, content_id, live_session_id, share_code
+    attribution: dict = field(default_factory=dict)
+    remark: str = ""
+
+
+def validate(cmd: PlaceFlashSaleOrderInput, ctx_channel: str) -> int:
+    """The quantity to buy, or INVALID_ARGUMENT with every violation."""
+    v = Violations()
+    v.check(is_id(cmd.flash_sale_id, "fls"), "flash_sale_id", "must be a fls_ id")
+    v.check(1 <= len(cmd.idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
+    v.check(0 <= cmd.quantity <= MAX_QUANTITY, "quantity", f"1..{MAX_QUANTITY}, or 0 for one")
+    channel = cmd.attribution.get("channel", "")
+    v.check(not channel or channel == ctx_channel, "attribution.channel",
+            "must be unset or the channel of the API key")
+    for name, prefix in ATTRIBUTION_IDS:
+        value = cmd.attribution.get(name, "")
+        v.check(not value or is_id(value, prefix), f"attribution.{name}", f"must be a {prefix}_ id")
+    v.check(len(cmd.attribution.get("share_code", "")) <= MAX_SHARE_CODE, "attribution.share_code",
+            f"at most {MAX_SHARE_CODE} characters")
+    v.check(len(cmd.remark) <= MAX_REMARK, "remark", f"at most {MAX_REMARK} characters")
+    v.raise_if_any()
+    return cmd.quantity or 1
+
+
+@dataclass
+class FlashOrderUseCases:
+    orders: Orders
+    settings: Settings
+    catalog: FlashCatalog
+    checkout: Checkout
+    # Writes the order (and releases the units if that fails).
+    order_cases: OrderUseCases
+    clock: Callable[[], datetime] = utcnow
+
+    async def place(self, cmd: PlaceFlashSaleOrderInput) -> dict:
+        ctx = context.current()
+        member_id = ctx.require_member()
+        merchant_id = ctx.merchant_id
+        quantity = validate(cmd, ctx.channel)
+        existing = await run_sync(self.orders.by_key, merchant_id, member_id, cmd.idempotency_key)
+        if existing:
+            return existing
+        settings = await run_sync(self.settings.of_merchant, merchant_id)
+        now = to_storage_precision(self.clock())
+        expires_at = now + timedelta(seconds=settings.flash_sale_expiry_s)
+        order_id, reservation_id = new_id("ord"), new_id("rsv")
+        won = await self.catalog.reserve_flash_sale(reservation_id, order_id, cmd.flash_sale_id, member_id,
+                                                    quantity, self.order_cases.reservation_expiry(expires_at))
+        try:
+            # The flash price is the line's activity price; a better tier price still wins.
+            priced = await self.checkout.price(
+                merchant_id, member_id, [(won.sku_id, quantity)],
+                activity_prices={won.sku_id: ActivityPrice(won.unit_price, cmd.flash_sale_id)})
+        except Exception:
+            await self._release_quietly(reservation_id)
+            raise
+        return await self.order_cases.create_order(
+            merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
+            order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
+            attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark,
+            flash_sale_id=cmd.flash_sale_id)
+
+    async def _release_quietly(self, reservation_id: str) -> None:
+        try:
+            await self.catalog.release(reservation_id)
+        except Exception:  # noqa: BLE001 - the catalog's sweeper frees it at expiry
+            log.warning("flash_order.release_failed", reservation_id=reservation_id, exc_info=True)

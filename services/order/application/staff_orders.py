@@ -1,0 +1,94 @@
+"""What staff read about orders: search, one order with its refunds and payments, and
+its payment ledger."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from siyu_kit import context
+from siyu_kit.context import CHANNELS
+from siyu_kit.db import run_sync
+from siyu_kit.errors import NotFound, Violations
+from siyu_kit.ids import is_id
+
+from services.order.adapters.ledger import Ledger, entry_of
+from services.order.adapters.refunds import Refunds
+from services.order.adapters.repositories import Orders, Payments
+from services.order.application.fulfilment import require_order_id
+from services.order.domain import ledger
+from services.order.domain.orders import OrderState
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class OrderQuery:
+    state: str = ""  # an OrderState name, or "" for any
+    created_from: datetime | None = None  # inclusive
+    created_to: datetime | None = None  # exclusive
+    channel: str = ""
+    member_id: str = ""
+    page_size: int = 0
+    page_token: str = ""
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    entries: list[dict]
+    balances: dict[str, int]
+    balanced: bool
+
+
+@dataclass
+class StaffOrderUseCases:
+    orders: Orders
+    payments: Payments
+    refunds: Refunds
+    entries: Ledger
+
+    async def search(self, q: OrderQuery) -> tuple[list[dict], str]:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR", "FINANCE")
+        v = Violations()
+        v.check(not q.state or q.state in OrderState.__members__, "state", "not an order state")
+        v.check(not q.channel or q.channel in CHANNELS, "channel", "not a channel")
+        v.check(not q.member_id or is_id(q.member_id, "mem"), "member_id", "unset, or a mem_ id")
+        v.check(not (q.created_from and q.created_to) or q.created_from < q.created_to, "created_to",
+                "must be after created_from")
+        v.check(0 <= q.page_size <= MAX_PAGE, "page_size", f"1..{MAX_PAGE}")
+        v.check(not q.page_token or is_id(q.page_token, "ord"), "page_token", "not a token from this search")
+        v.raise_if_any()
+        size = q.page_size or DEFAULT_PAGE
+        docs = await run_sync(self.orders.search, ctx.merchant_id, state=q.state, created_from=q.created_from,
+                              created_to=q.created_to, channel=q.channel, member_id=q.member_id,
+                              before_id=q.page_token, limit=size + 1)
+        more = len(docs) > size
+        docs = docs[:size]
+        return docs, (docs[-1]["_id"] if more else "")
+
+    async def get(self, order_id: str) -> tuple[dict, list[dict], list[dict]]:
+        """The order, its refunds and its payments."""
+        ctx = context.current()
+        ctx.require_staff("OPERATOR", "FINANCE")
+        order = await self._order(ctx.merchant_id, order_id)
+        refunds = await run_sync(self.refunds.of_order, ctx.merchant_id, order_id)
+        payments = await run_sync(self.payments.of_order, ctx.merchant_id, order_id)
+        return order, refunds, payments
+
+    async def ledger(self, order_id: str) -> LedgerView:
+        ctx = context.current()
+        ctx.require_staff("FINANCE")
+        order = await self._order(ctx.merchant_id, order_id)
+        docs = await run_sync(self.entries.of_order, ctx.merchant_id, order_id)
+        entries = [entry_of(d) for d in docs]
+        paid = order["payable"] if order.get("payment_id") else 0
+        return LedgerView(entries=docs, balances=ledger.balances(entries),
+                          balanced=ledger.is_balanced(entries, order_id, paid, order.get("refunded_amount", 0)))
+
+    async def _order(self, merchant_id: str, order_id: str) -> dict:
+        require_order_id(order_id)
+        order = await run_sync(self.orders.get, merchant_id, order_id)
+        if order is None:
+            raise NotFound(f"order {order_id} not found")
+        return order
