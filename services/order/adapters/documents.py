@@ -32,6 +32,8 @@ class OrderDoc(OutboxDocument):
     # created_at again, for staff search by range (the embedded server compares datetimes
     # in whole seconds).
     created_ms = IntField()
+    # Epoch-ms copy of expires_at for the exact comparisons a payment and the expiry job make.
+    expires_ms = IntField()
     # Fulfilment. Times set after insert and queried by range are epoch-ms ints.
     shipment = DictField()  # {carrier, tracking_number, shipped_ms}
     auto_confirm_ms = IntField()
@@ -55,7 +57,7 @@ class OrderDoc(OutboxDocument):
             {"fields": ["merchant_id", "created_ms"]},
             {"fields": ["merchant_id", "attribution.channel"]},
             {"fields": ["state", "auto_confirm_ms"]},
-            {"fields": ["state", "expires_at"]},
+            {"fields": ["state", "expires_ms"]},
             {"fields": ["outbox_pending"]},
         ],
     }

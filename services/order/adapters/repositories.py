@@ -50,7 +50,8 @@ class Orders:
         time is also stored as epoch ms for staff search: the embedded server compares
         datetimes in whole seconds."""
         try:
-            self._c().insert_one({**doc, "created_ms": epoch_ms(doc["created_at"]), **for_insert(*events)})
+            self._c().insert_one({**doc, "created_ms": epoch_ms(doc["created_at"]),
+                                  "expires_ms": epoch_ms(doc["expires_at"]), **for_insert(*events)})
         except DuplicateKeyError:
             return False
         return True
@@ -83,14 +84,16 @@ class Orders:
         if version is not None:
             query["version"] = version
         if unexpired_at is not None:
-            query["expires_at"] = {"$gt": unexpired_at}
+            # Milliseconds: the embedded server's update filters compare datetimes in whole
+            # seconds, which would refuse a payment in the order's last second.
+            query["expires_ms"] = {"$gt": epoch_ms(unexpired_at)}
         update = add_to_update({"$set": {"state": to_state, **fields}, "$inc": {"version": 1}}, *events)
         return self._c().update_one(query, update).modified_count == 1
 
     def expired(self, now: datetime, limit: int) -> list[dict]:
         """Unpaid orders past their expiry, across merchants (the expiry job)."""
-        cursor = self._c().find({"state": "PENDING_PAYMENT", "expires_at": {"$lte": now}}, _HIDDEN) \
-            .sort("expires_at", 1).limit(limit)
+        cursor = self._c().find({"state": "PENDING_PAYMENT", "expires_ms": {"$lte": epoch_ms(now)}}, _HIDDEN) \
+            .sort("expires_ms", 1).limit(limit)
         return [_clean(d) for d in cursor]
 
     def due_for_auto_confirm(self, now_ms: int, limit: int) -> list[dict]:

@@ -9,7 +9,7 @@ from siyu.order.v1 import events_pb2
 
 from siyu_kit import context, logging as slog
 from siyu_kit.db import run_sync
-from siyu_kit.errors import FailedPrecondition, NotFound, Unauthenticated, Violations
+from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Unauthenticated, Violations
 from siyu_kit.events.outbox import make_event
 from siyu_kit.events.streams import subject_of
 from siyu_kit.ids import is_id, new_id
@@ -148,7 +148,10 @@ class PaymentUseCases:
                 await self._record(payment, ledger.payment_applied, now)
                 return True
             # The order moved (expired, cancelled or paid) meanwhile: decide again.
-        return False
+        # Never leave a successful payment neither applied nor refunded: the provider
+        # retries a notification that was not acknowledged.
+        raise Conflict("the order kept changing while the payment was applied; retry",
+                       reason="ORDER_BUSY")
 
     async def _refund(self, payment: dict, reason: str, now: datetime) -> bool:
         await self._record(payment, ledger.payment_unapplied, now)
