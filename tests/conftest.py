@@ -11,6 +11,19 @@ import pytest
 from siyu_kit.devstack import Stack
 from siyu_kit.events.streams import ensure_streams
 
+SESSION_ENV = {
+    "SIYU_RELAY_INTERVAL_S": "0.2",
+    # Expired reservations and unpaid orders are swept soon after their expiry, so a test
+    # that sets a short expiry waits seconds, not the production interval.
+    "SIYU_CATALOG_SWEEP_INTERVAL_S": "0.2",
+    "SIYU_ORDER_EXPIRY_INTERVAL_S": "0.2",
+    # The catalog keeps an order's stock this long past the order's expiry (60 s in production).
+    "SIYU_ORDER_RESERVATION_GRACE_S": "2",
+    # Hundreds of members buying at once share one channel key; the per-member limit stays
+    # at its default, which test_gateway_http relies on.
+    "SIYU_RATE_LIMIT_KEY_RPS": "5000",
+}
+
 
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory) -> Stack:
@@ -38,7 +51,7 @@ async def js(infra):
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
     data_dir = Path(tmp_path_factory.mktemp("siyu"))
-    suite = Stack.on_free_ports(data_dir, SIYU_RELAY_INTERVAL_S="0.2")
+    suite = Stack.on_free_ports(data_dir, **SESSION_ENV)
     # SIYU_TEST_ONLY=catalog,order starts just those services (no gateway), for working
     # on one service; the full run starts everything and waits for the gateway's /readyz.
     only = [n for n in os.environ.get("SIYU_TEST_ONLY", "").split(",") if n]

@@ -16,6 +16,7 @@ class Shop:
     """One seeded merchant and how to call the gateway for it."""
     url: str
     data: dict
+    staff: str = ""  # the owner's access token, once logged in
 
     def key(self, channel: str = "H5") -> str:
         return self.data["api_keys"][channel]
@@ -51,6 +52,51 @@ class Shop:
         resp = self.call("GET", f"/v1/staff/skus/{sku_id}/stock", channel=None, token=self.staff_token())
         assert resp.status_code == 200, resp.text
         return {k: int(v) for k, v in resp.json()["stock"].items() if k != "sku_id"}
+
+    def as_staff(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """A call with the owner's token (every staff role), logged in once per shop."""
+        if not self.staff:
+            self.staff = self.staff_token()
+        return self.call(method, path, channel=None, token=self.staff, **kwargs)
+
+    def new_product(self, stock: int, price: int = 10000, title: str = "", **fields) -> dict:
+        """A fresh on-shelf product with one SKU, made by the staff over HTTP."""
+        code = "p-" + uuid.uuid4().hex[:12]
+        resp = self.as_staff("POST", "/v1/staff/products", json={
+            "code": code, "title": title or f"Item {code}", "status": "PRODUCT_STATUS_ON_SHELF",
+            "skus": [{"code": code + "-1", "list_price": {"amount": str(price), "currency": "CNY"},
+                      "initial_stock": str(stock)}], **fields})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["product"]
+
+    def new_sku(self, stock: int, price: int = 10000, title: str = "") -> str:
+        return self.new_product(stock, price, title)["skus"][0]["sku_id"]
+
+    def audit(self, sku_id: str) -> dict:
+        resp = self.as_staff("GET", f"/v1/staff/skus/{sku_id}/stock:audit")
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def update_order_settings(self, **changes) -> dict:
+        """Reads the merchant's order settings and writes them back with `changes`."""
+        current = self.as_staff("GET", "/v1/staff/order-settings")
+        assert current.status_code == 200, current.text
+        settings = current.json()["settings"]
+        resp = self.as_staff("PUT", "/v1/staff/order-settings", json={
+            "settings": {**settings, **changes}, "expected_version": settings["version"]})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["settings"]
+
+    def pay(self, token: str, order_id: str, channel: str = "H5") -> dict:
+        """PayOrder, then the sandbox provider's signed callback (as the member's app sees it)."""
+        resp = self.call("POST", f"/v1/orders/{order_id}:pay", channel=channel, token=token,
+                         json={"idempotency_key": uuid.uuid4().hex})
+        assert resp.status_code == 200, resp.text
+        payment = resp.json()["payment"]
+        done = self.call("POST", f"/v1/sandbox/payments/{payment['payment_id']}:complete", channel=channel,
+                         token=token, json={})
+        assert done.status_code == 200, done.text
+        return done.json()
 
 
 def make_shop(stack) -> Shop:

@@ -1,0 +1,639 @@
+"""Every RPC of the commerce core, through the gateway, twice over:
+
+- as merchant B (B's own staff, B's own members, B's own keys) on merchant A's ids: not
+  found, and A's data unchanged;
+- as merchant A with bad input: 400 with field violations, and nothing changed.
+
+A guard fails as soon as an annotated RPC of the catalog or order service has no case
+in either table, so a new route cannot ship without both proofs."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from typing import Callable
+
+import httpx
+import pytest
+
+from gateway.routes import Table
+from siyu_kit.ids import new_id
+from tests.e2e.conftest import Shop, make_shop
+from tests.support import wait_until
+
+# The routes of the walking skeleton, proven by test_purchase and the integration tests;
+# every other annotated RPC of these services needs a case below.
+SKELETON = {"ListProducts", "GetProduct", "UpsertProduct", "GetStock", "PlaceOrder", "GetOrder", "ListMyOrders",
+            "CancelOrder", "PayOrder", "HandleSandboxPaymentCallback", "CompleteSandboxPayment"}
+BAD_ID = "not-an-id"
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def ok(resp: httpx.Response) -> dict:
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+class Merchant:
+    """One seeded shop with a member and what the cases act on, each made on first use."""
+
+    def __init__(self, shop: Shop, unionid: str):
+        self.shop = shop
+        self.unionid = unionid
+
+    # ---- callers ------------------------------------------------------------------
+    @cached_property
+    def member(self) -> str:
+        return self.shop.login(self.unionid)["access_token"]
+
+    def as_member(self, method: str, path: str, **kwargs) -> httpx.Response:
+        return self.shop.call(method, path, token=self.member, **kwargs)
+
+    def as_staff(self, method: str, path: str, **kwargs) -> httpx.Response:
+        return self.shop.as_staff(method, path, **kwargs)
+
+    def as_channel(self, method: str, path: str, **kwargs) -> httpx.Response:
+        return self.shop.call(method, path, **kwargs)
+
+    # ---- things to act on ---------------------------------------------------------
+    @cached_property
+    def product(self) -> dict:
+        return self.shop.new_product(stock=50, price=5000)
+
+    @property
+    def product_id(self) -> str:
+        return self.product["product_id"]
+
+    @property
+    def sku(self) -> str:
+        return self.product["skus"][0]["sku_id"]
+
+    @cached_property
+    def category(self) -> str:
+        return ok(self.as_staff("POST", "/v1/staff/categories", json={"name": f"Root {new_key()[:6]}"}))[
+            "category"]["category_id"]
+
+    @cached_property
+    def live_session(self) -> str:
+        return new_id("liv")
+
+    @cached_property
+    def flash_sale(self) -> str:
+        # Starts in an hour: no case can buy from it by accident.
+        now = datetime.now(timezone.utc)
+        return ok(self.as_staff("POST", "/v1/staff/flash-sales", json={
+            "title": "Hour sale", "sku_id": self.sku, "price": {"amount": "3000", "currency": "CNY"},
+            "units": "5", "per_member_limit": 1, "starts_at": rfc3339(now + timedelta(hours=1)),
+            "ends_at": rfc3339(now + timedelta(hours=2)), "live_session_id": self.live_session,
+            "idempotency_key": new_key()}))["flash_sale"]["flash_sale_id"]
+
+    @cached_property
+    def cart(self) -> dict:
+        return ok(self.as_member("POST", "/v1/cart/items", json={"sku_id": self.sku, "quantity": "2"}))["cart"]
+
+    def _paid_order(self, quantity: int) -> dict:
+        order = ok(self.as_member("POST", "/v1/orders", json={
+            "idempotency_key": new_key(), "lines": [{"sku_id": self.sku, "quantity": str(quantity)}]}))["order"]
+        self.shop.pay(self.member, order["order_id"])
+        # order.paid commits the reservation in the catalog a moment later; wait, so that
+        # no case sees the stock move under it.
+        wait_until(lambda: self.stock_now()["reserved"] == 0, message="reservation committed")
+        return order
+
+    @cached_property
+    def paid_order(self) -> dict:
+        return self._paid_order(2)
+
+    @property
+    def paid_line(self) -> str:
+        return self.paid_order["lines"][0]["line_id"]
+
+    @cached_property
+    def shipped_order(self) -> dict:
+        order = self._paid_order(1)
+        ok(self.as_staff("POST", f"/v1/staff/orders/{order['order_id']}:ship",
+                         json={"carrier": "SF Express", "tracking_number": "SF100200300"}))
+        return order
+
+    @cached_property
+    def refund(self) -> str:
+        """A refund the member requested on the paid order, waiting for the staff."""
+        return ok(self.as_member("POST", f"/v1/orders/{self.paid_order['order_id']}/refunds", json={
+            "idempotency_key": new_key(), "lines": [{"line_id": self.paid_line, "quantity": "1"}],
+            "reason": "wrong size"}))["refund"]["refund_id"]
+
+    @cached_property
+    def custom_settings(self) -> dict:
+        return self.shop.update_order_settings(unpaid_expiry_seconds="900")
+
+    # ---- what is there, to compare before and after ------------------------------
+    def product_now(self) -> dict:
+        return ok(self.as_channel("GET", f"/v1/products/{self.product_id}"))
+
+    def categories_now(self) -> list:
+        return ok(self.as_channel("GET", "/v1/categories")).get("categories", [])
+
+    def stock_now(self) -> dict:
+        return self.shop.stock(self.sku)
+
+    def flash_sale_now(self) -> dict:
+        return ok(self.as_channel("GET", f"/v1/flash-sales/{self.flash_sale}"))
+
+    def flash_sales_now(self) -> list:
+        return ok(self.as_channel("GET", "/v1/flash-sales")).get("flash_sales", [])
+
+    def cart_now(self) -> dict:
+        return ok(self.as_member("GET", "/v1/cart"))["cart"]
+
+    def order_now(self, order: dict) -> dict:
+        """The staff's view: the order with its payments and refunds."""
+        return ok(self.as_staff("GET", f"/v1/staff/orders/{order['order_id']}"))
+
+    def my_orders_now(self) -> list:
+        return ok(self.as_member("GET", "/v1/orders")).get("orders", [])
+
+    def settings_now(self) -> dict:
+        return ok(self.as_staff("GET", "/v1/staff/order-settings"))["settings"]
+
+
+class World:
+    def __init__(self, stack):
+        # The same person is a member of both shops: only the merchant tells them apart.
+        self.a = Merchant(make_shop(stack), "union-both-shops")
+        self.b = Merchant(make_shop(stack), "union-both-shops")
+
+
+@pytest.fixture(scope="module")
+def world(stack) -> World:
+    return World(stack)
+
+
+def annotated_routes() -> set[str]:
+    return {r.method_name for r in Table.from_protos(("catalog", "order")).routes} - SKELETON
+
+
+def unchanged(probe: Callable[[], object], act: Callable[[], httpx.Response]) -> httpx.Response:
+    """Runs `act` and proves `probe` reads the same before and after it."""
+    before = probe()
+    resp = act()
+    assert probe() == before
+    return resp
+
+
+# ---- merchant B on merchant A's ids ----------------------------------------------------
+
+CROSS_MERCHANT: dict[str, Callable[[World], None]] = {}
+
+
+def cross(rpc: str):
+    def register(case):
+        CROSS_MERCHANT[rpc] = case
+        return case
+    return register
+
+
+def not_found(resp: httpx.Response) -> None:
+    assert resp.status_code in (403, 404), resp.text
+    assert resp.json()["error"]["code"] in ("NOT_FOUND", "PERMISSION_DENIED")
+
+
+@cross("SetProductStatus")
+def _(w):
+    not_found(unchanged(w.a.product_now, lambda: w.b.as_staff(
+        "POST", f"/v1/staff/products/{w.a.product_id}:setStatus", json={"status": "PRODUCT_STATUS_OFF_SHELF"})))
+
+
+@cross("ListCategories")
+def _(w):
+    mine = w.a.category
+    assert mine in {c["category_id"] for c in w.a.categories_now()}
+    assert mine not in {c["category_id"] for c in w.b.categories_now()}
+
+
+@cross("CreateCategory")
+def _(w):
+    parent = w.a.category
+    name = f"Under A {new_key()[:6]}"
+    not_found(unchanged(w.a.categories_now, lambda: w.b.as_staff(
+        "POST", "/v1/staff/categories", json={"name": name, "parent_id": parent})))
+    assert name not in {c["name"] for c in w.b.categories_now()}
+
+
+@cross("UpdateCategory")
+def _(w):
+    category = w.a.category
+    not_found(unchanged(w.a.categories_now, lambda: w.b.as_staff(
+        "PATCH", f"/v1/staff/categories/{category}", json={"name": "Taken over", "sort_order": 9})))
+
+
+@cross("AdjustStock")
+def _(w):
+    sku = w.a.sku
+    not_found(unchanged(w.a.stock_now, lambda: w.b.as_staff(
+        "POST", f"/v1/staff/skus/{sku}/stock:adjust", json={"delta": "-5", "reason": "write-off",
+                                                            "idempotency_key": new_key()})))
+
+
+@cross("AuditStock")
+def _(w):
+    not_found(w.b.as_staff("GET", f"/v1/staff/skus/{w.a.sku}/stock:audit"))
+
+
+@cross("CreateFlashSale")
+def _(w):
+    sku, now = w.a.sku, datetime.now(timezone.utc)
+    not_found(unchanged(w.a.stock_now, lambda: w.b.as_staff("POST", "/v1/staff/flash-sales", json={
+        "title": "Not mine", "sku_id": sku, "price": {"amount": "100", "currency": "CNY"}, "units": "5",
+        "starts_at": rfc3339(now), "ends_at": rfc3339(now + timedelta(hours=1)), "idempotency_key": new_key()})))
+    assert w.b.flash_sales_now() == []
+
+
+@cross("GetFlashSale")
+def _(w):
+    not_found(w.b.as_channel("GET", f"/v1/flash-sales/{w.a.flash_sale}"))
+
+
+@cross("ListFlashSales")
+def _(w):
+    mine = w.a.flash_sale
+    assert mine in {f["flash_sale_id"] for f in w.a.flash_sales_now()}
+    assert mine not in {f["flash_sale_id"] for f in w.b.flash_sales_now()}
+    by_room = ok(w.b.as_channel("GET", "/v1/flash-sales", params={"live_session_id": w.a.live_session}))
+    assert by_room.get("flash_sales", []) == []
+
+
+@cross("GetCart")
+def _(w):
+    assert w.a.cart["items"]
+    # The same person, logged in at B: B's cart knows nothing of A's.
+    assert w.b.cart_now().get("items", []) == []
+
+
+@cross("AddCartItem")
+def _(w):
+    assert w.a.cart
+    not_found(unchanged(w.a.cart_now, lambda: w.b.as_member(
+        "POST", "/v1/cart/items", json={"sku_id": w.a.sku, "quantity": "1"})))
+    assert w.b.cart_now().get("items", []) == []
+
+
+@cross("UpdateCartItem")
+def _(w):
+    assert w.a.cart
+    not_found(unchanged(w.a.cart_now, lambda: w.b.as_member(
+        "PATCH", f"/v1/cart/items/{w.a.sku}", json={"quantity": "7", "selected": True})))
+
+
+@cross("RemoveCartItems")
+def _(w):
+    assert w.a.cart
+    # B's member removing a SKU B's cart does not hold may be a no-op or NOT_FOUND; either
+    # way A's cart keeps it.
+    resp = unchanged(w.a.cart_now, lambda: w.b.as_member("POST", "/v1/cart/items:remove",
+                                                         json={"sku_ids": [w.a.sku]}))
+    assert resp.status_code in (200, 404), resp.text
+
+
+@cross("QuoteCheckout")
+def _(w):
+    not_found(w.b.as_member("POST", "/v1/checkout:quote", json={"lines": [{"sku_id": w.a.sku, "quantity": "1"}]}))
+
+
+@cross("PlaceFlashSaleOrder")
+def _(w):
+    sale = w.a.flash_sale
+    not_found(unchanged(w.a.flash_sale_now, lambda: w.b.as_member(
+        "POST", f"/v1/flash-sales/{sale}:buy", json={"idempotency_key": new_key(), "quantity": "1"})))
+    assert w.b.my_orders_now() == []
+
+
+@cross("ConfirmReceipt")
+def _(w):
+    order = w.a.shipped_order
+    not_found(unchanged(lambda: w.a.order_now(order), lambda: w.b.as_member(
+        "POST", f"/v1/orders/{order['order_id']}:confirmReceipt", json={})))
+
+
+@cross("RequestRefund")
+def _(w):
+    order, line = w.a.paid_order, w.a.paid_line
+    not_found(unchanged(lambda: w.a.order_now(order), lambda: w.b.as_member(
+        "POST", f"/v1/orders/{order['order_id']}/refunds",
+        json={"idempotency_key": new_key(), "lines": [{"line_id": line, "quantity": "1"}], "reason": "x"})))
+
+
+@cross("ListOrderRefunds")
+def _(w):
+    assert w.a.refund
+    not_found(w.b.as_member("GET", f"/v1/orders/{w.a.paid_order['order_id']}/refunds"))
+
+
+@cross("SearchOrders")
+def _(w):
+    order = w.a.paid_order
+    assert order["order_id"] in {o["order_id"] for o in ok(w.a.as_staff("GET", "/v1/staff/orders"))["orders"]}
+    theirs = ok(w.b.as_staff("GET", "/v1/staff/orders")).get("orders", [])
+    assert order["order_id"] not in {o["order_id"] for o in theirs}
+    by_member = ok(w.b.as_staff("GET", "/v1/staff/orders", params={"member_id": order["member_id"]}))
+    assert by_member.get("orders", []) == []
+
+
+@cross("GetOrderAsStaff")
+def _(w):
+    not_found(w.b.as_staff("GET", f"/v1/staff/orders/{w.a.paid_order['order_id']}"))
+
+
+@cross("ShipOrder")
+def _(w):
+    order = w.a.paid_order
+    not_found(unchanged(lambda: w.a.order_now(order), lambda: w.b.as_staff(
+        "POST", f"/v1/staff/orders/{order['order_id']}:ship", json={"carrier": "SF", "tracking_number": "SF1"})))
+
+
+@cross("MarkDelivered")
+def _(w):
+    order = w.a.shipped_order
+    not_found(unchanged(lambda: w.a.order_now(order), lambda: w.b.as_staff(
+        "POST", f"/v1/staff/orders/{order['order_id']}:markDelivered", json={})))
+
+
+@cross("CreateRefund")
+def _(w):
+    order, line = w.a.paid_order, w.a.paid_line
+    not_found(unchanged(lambda: w.a.order_now(order), lambda: w.b.as_staff(
+        "POST", f"/v1/staff/orders/{order['order_id']}/refunds",
+        json={"idempotency_key": new_key(), "lines": [{"line_id": line, "quantity": "1"}], "reason": "x"})))
+
+
+@cross("ApproveRefund")
+def _(w):
+    refund, order = w.a.refund, w.a.paid_order
+    not_found(unchanged(lambda: w.a.order_now(order), lambda: w.b.as_staff(
+        "POST", f"/v1/staff/refunds/{refund}:approve", json={})))
+
+
+@cross("RejectRefund")
+def _(w):
+    refund, order = w.a.refund, w.a.paid_order
+    not_found(unchanged(lambda: w.a.order_now(order), lambda: w.b.as_staff(
+        "POST", f"/v1/staff/refunds/{refund}:reject", json={"note": "no"})))
+
+
+@cross("ListRefunds")
+def _(w):
+    refund = w.a.refund
+    assert refund in {r["refund_id"] for r in ok(w.a.as_staff("GET", "/v1/staff/refunds"))["refunds"]}
+    assert refund not in {r["refund_id"] for r in ok(w.b.as_staff("GET", "/v1/staff/refunds")).get("refunds", [])}
+    by_order = ok(w.b.as_staff("GET", "/v1/staff/refunds", params={"order_id": w.a.paid_order["order_id"]}))
+    assert by_order.get("refunds", []) == []
+
+
+@cross("GetPaymentLedger")
+def _(w):
+    not_found(w.b.as_staff("GET", f"/v1/staff/orders/{w.a.paid_order['order_id']}/ledger"))
+
+
+@cross("GetOrderSettings")
+def _(w):
+    assert w.a.custom_settings["unpaid_expiry_seconds"] == "900"
+    assert w.b.settings_now()["unpaid_expiry_seconds"] != "900"
+
+
+@cross("UpdateOrderSettings")
+def _(w):
+    assert w.a.custom_settings
+    theirs = unchanged(w.a.settings_now, lambda: w.b.as_staff("PUT", "/v1/staff/order-settings", json={
+        "settings": {**w.b.settings_now(), "unpaid_expiry_seconds": "1200"}}))
+    assert ok(theirs)["settings"]["unpaid_expiry_seconds"] == "1200"
+
+
+def test_every_new_route_has_a_cross_merchant_case():
+    assert annotated_routes() == set(CROSS_MERCHANT)
+
+
+@pytest.mark.parametrize("rpc", sorted(CROSS_MERCHANT))
+def test_merchant_b_cannot_reach_merchant_a(world, rpc):
+    CROSS_MERCHANT[rpc](world)
+
+
+# ---- bad input ---------------------------------------------------------------------
+
+BAD_INPUT: dict[str, Callable[[Merchant], None]] = {}
+
+
+def bad(rpc: str):
+    def register(case):
+        BAD_INPUT[rpc] = case
+        return case
+    return register
+
+
+def refused(resp: httpx.Response, *fields: str) -> None:
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "INVALID_ARGUMENT" and error["request_id"]
+    named = {v["field"] for v in error.get("field_violations", [])}
+    assert set(fields) <= named, f"expected violations of {fields}, got {error}"
+
+
+@bad("SetProductStatus")
+def _(m):
+    refused(unchanged(m.product_now, lambda: m.as_staff(
+        "POST", f"/v1/staff/products/{m.product_id}:setStatus", json={"status": "PRODUCT_STATUS_UNSPECIFIED"})),
+        "status")
+
+
+@bad("ListCategories")
+def _(m):
+    refused(m.as_channel("GET", "/v1/categories", params={"parent": "x"}), "parent")
+
+
+@bad("CreateCategory")
+def _(m):
+    refused(unchanged(m.categories_now, lambda: m.as_staff(
+        "POST", "/v1/staff/categories", json={"name": "", "parent_id": BAD_ID})), "name", "parent_id")
+
+
+@bad("UpdateCategory")
+def _(m):
+    refused(unchanged(m.categories_now, lambda: m.as_staff(
+        "PATCH", f"/v1/staff/categories/{BAD_ID}", json={"name": "Renamed"})), "category_id")
+
+
+@bad("AdjustStock")
+def _(m):
+    sku = m.sku
+    refused(unchanged(m.stock_now, lambda: m.as_staff(
+        "POST", f"/v1/staff/skus/{sku}/stock:adjust", json={"delta": "0", "reason": "count"})),
+        "delta", "idempotency_key")
+
+
+@bad("AuditStock")
+def _(m):
+    refused(m.as_staff("GET", f"/v1/staff/skus/{BAD_ID}/stock:audit"), "sku_id")
+
+
+@bad("CreateFlashSale")
+def _(m):
+    sku, now = m.sku, datetime.now(timezone.utc)
+
+    def nothing_moved():
+        return m.stock_now(), m.flash_sales_now()
+    refused(unchanged(nothing_moved, lambda: m.as_staff("POST", "/v1/staff/flash-sales", json={
+        "title": "Backwards", "sku_id": sku, "price": {"amount": "100", "currency": "CNY"}, "units": "0",
+        "starts_at": rfc3339(now + timedelta(hours=2)), "ends_at": rfc3339(now + timedelta(hours=1)),
+        "idempotency_key": new_key()})), "units", "ends_at")
+
+
+@bad("GetFlashSale")
+def _(m):
+    refused(m.as_channel("GET", f"/v1/flash-sales/{BAD_ID}"), "flash_sale_id")
+
+
+@bad("ListFlashSales")
+def _(m):
+    refused(m.as_channel("GET", "/v1/flash-sales", params={"page_size": "1000"}), "page_size")
+
+
+@bad("GetCart")
+def _(m):
+    refused(m.as_member("GET", "/v1/cart", params={"sku_id": "x"}), "sku_id")
+
+
+@bad("AddCartItem")
+def _(m):
+    sku = m.sku
+    refused(unchanged(m.cart_now, lambda: m.as_member("POST", "/v1/cart/items", json={"sku_id": sku, "quantity": "0"})),
+            "quantity")
+    refused(unchanged(m.cart_now, lambda: m.as_member("POST", "/v1/cart/items", json={"sku_id": BAD_ID,
+                                                                                       "quantity": "1"})),
+            "sku_id")
+
+
+@bad("UpdateCartItem")
+def _(m):
+    assert m.cart
+    refused(unchanged(m.cart_now, lambda: m.as_member("PATCH", f"/v1/cart/items/{m.sku}",
+                                                      json={"quantity": "0", "selected": True})), "quantity")
+
+
+@bad("RemoveCartItems")
+def _(m):
+    assert m.cart
+    refused(unchanged(m.cart_now, lambda: m.as_member("POST", "/v1/cart/items:remove",
+                                                      json={"sku_ids": [BAD_ID]})), "sku_ids[0]")
+
+
+@bad("QuoteCheckout")
+def _(m):
+    refused(m.as_member("POST", "/v1/checkout:quote", json={"lines": [{"sku_id": m.sku, "quantity": "0"}]}),
+            "lines[0].quantity")
+
+
+@bad("PlaceFlashSaleOrder")
+def _(m):
+    sale = m.flash_sale
+
+    def nothing_moved():
+        return m.flash_sale_now(), m.my_orders_now()
+    refused(unchanged(nothing_moved, lambda: m.as_member("POST", f"/v1/flash-sales/{sale}:buy",
+                                                         json={"quantity": "-1"})), "idempotency_key", "quantity")
+
+
+@bad("ConfirmReceipt")
+def _(m):
+    refused(m.as_member("POST", f"/v1/orders/{BAD_ID}:confirmReceipt", json={}), "order_id")
+
+
+@bad("RequestRefund")
+def _(m):
+    order, line = m.paid_order, m.paid_line
+    refused(unchanged(lambda: m.order_now(order), lambda: m.as_member(
+        "POST", f"/v1/orders/{order['order_id']}/refunds",
+        json={"idempotency_key": new_key(), "lines": [{"line_id": line, "quantity": "0"}]})), "lines[0].quantity")
+
+
+@bad("ListOrderRefunds")
+def _(m):
+    refused(m.as_member("GET", f"/v1/orders/{BAD_ID}/refunds"), "order_id")
+
+
+@bad("SearchOrders")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/orders", params={"page_size": "1000"}), "page_size")
+
+
+@bad("GetOrderAsStaff")
+def _(m):
+    refused(m.as_staff("GET", f"/v1/staff/orders/{BAD_ID}"), "order_id")
+
+
+@bad("ShipOrder")
+def _(m):
+    order = m.paid_order
+    refused(unchanged(lambda: m.order_now(order), lambda: m.as_staff(
+        "POST", f"/v1/staff/orders/{order['order_id']}:ship", json={"carrier": "", "tracking_number": ""})),
+        "carrier", "tracking_number")
+
+
+@bad("MarkDelivered")
+def _(m):
+    refused(m.as_staff("POST", f"/v1/staff/orders/{BAD_ID}:markDelivered", json={}), "order_id")
+
+
+@bad("CreateRefund")
+def _(m):
+    order, line = m.paid_order, m.paid_line
+    refused(unchanged(lambda: m.order_now(order), lambda: m.as_staff(
+        "POST", f"/v1/staff/orders/{order['order_id']}/refunds",
+        json={"idempotency_key": new_key(), "lines": [{"line_id": line, "quantity": "0"}]})), "lines[0].quantity")
+
+
+@bad("ApproveRefund")
+def _(m):
+    refused(m.as_staff("POST", f"/v1/staff/refunds/{BAD_ID}:approve", json={}), "refund_id")
+
+
+@bad("RejectRefund")
+def _(m):
+    refused(m.as_staff("POST", f"/v1/staff/refunds/{BAD_ID}:reject", json={"note": "no"}), "refund_id")
+
+
+@bad("ListRefunds")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/refunds", params={"page_size": "1000"}), "page_size")
+
+
+@bad("GetPaymentLedger")
+def _(m):
+    refused(m.as_staff("GET", f"/v1/staff/orders/{BAD_ID}/ledger"), "order_id")
+
+
+@bad("GetOrderSettings")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/order-settings", params={"merchant_id": "mch_other"}), "merchant_id")
+
+
+@bad("UpdateOrderSettings")
+def _(m):
+    def put():
+        return m.as_staff("PUT", "/v1/staff/order-settings", json={
+            "settings": {**m.settings_now(), "unpaid_expiry_seconds": "0", "shipping_fee": {"amount": "-1",
+                                                                                           "currency": "CNY"}}})
+    refused(unchanged(m.settings_now, put), "settings.unpaid_expiry_seconds", "settings.shipping_fee")
+
+
+def test_every_new_route_has_a_bad_input_case():
+    assert annotated_routes() == set(BAD_INPUT)
+
+
+@pytest.mark.parametrize("rpc", sorted(BAD_INPUT))
+def test_bad_input_is_refused_with_field_violations_and_changes_nothing(world, rpc):
+    BAD_INPUT[rpc](world.a)
