@@ -22,8 +22,8 @@ from siyu_kit.protos import to_storage_precision, utcnow
 from services.order.adapters.catalog import FlashReservation
 from services.order.adapters.repositories import Orders, Settings
 from services.order.application.checkout import ActivityPrice, Checkout
-from services.order.application.orders import (ATTRIBUTION_IDS, MAX_KEY, MAX_REMARK, MAX_SHARE_CODE, OrderUseCases,
-                                                attribution_of)
+from services.order.application.orders import (MAX_KEY, OrderUseCases, attribution_of,
+                                                check_attribution_and_remark)
 
 log = slog.get("siyu.order.flash")
 
@@ -54,15 +54,7 @@ def validate(cmd: PlaceFlashSaleOrderInput, ctx_channel: str) -> int:
     v.check(is_id(cmd.flash_sale_id, "fls"), "flash_sale_id", "must be a fls_ id")
     v.check(1 <= len(cmd.idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
     v.check(0 <= cmd.quantity <= MAX_QUANTITY, "quantity", f"1..{MAX_QUANTITY}, or 0 for one")
-    channel = cmd.attribution.get("channel", "")
-    v.check(not channel or channel == ctx_channel, "attribution.channel",
-            "must be unset or the channel of the API key")
-    for name, prefix in ATTRIBUTION_IDS:
-        value = cmd.attribution.get(name, "")
-        v.check(not value or is_id(value, prefix), f"attribution.{name}", f"must be a {prefix}_ id")
-    v.check(len(cmd.attribution.get("share_code", "")) <= MAX_SHARE_CODE, "attribution.share_code",
-            f"at most {MAX_SHARE_CODE} characters")
-    v.check(len(cmd.remark) <= MAX_REMARK, "remark", f"at most {MAX_REMARK} characters")
+    check_attribution_and_remark(v, cmd.attribution, cmd.remark, ctx_channel)
     v.raise_if_any()
     return cmd.quantity or 1
 

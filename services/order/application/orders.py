@@ -53,16 +53,21 @@ def validate_place(cmd: PlaceOrderInput, ctx_channel: str) -> None:
     v = Violations()
     v.check(1 <= len(cmd.idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
     check_lines(v, cmd.lines)
-    channel = cmd.attribution.get("channel", "")
+    check_attribution_and_remark(v, cmd.attribution, cmd.remark, ctx_channel)
+    v.raise_if_any()
+
+
+def check_attribution_and_remark(v: Violations, attribution: dict, remark: str, ctx_channel: str) -> None:
+    """What every way of placing an order checks of its attribution and remark."""
+    channel = attribution.get("channel", "")
     v.check(not channel or channel == ctx_channel, "attribution.channel",
             "must be unset or the channel of the API key")
     for name, prefix in ATTRIBUTION_IDS:
-        value = cmd.attribution.get(name, "")
+        value = attribution.get(name, "")
         v.check(not value or is_id(value, prefix), f"attribution.{name}", f"must be a {prefix}_ id")
-    v.check(len(cmd.attribution.get("share_code", "")) <= MAX_SHARE_CODE, "attribution.share_code",
+    v.check(len(attribution.get("share_code", "")) <= MAX_SHARE_CODE, "attribution.share_code",
             f"at most {MAX_SHARE_CODE} characters")
-    v.check(len(cmd.remark) <= MAX_REMARK, "remark", f"at most {MAX_REMARK} characters")
-    v.raise_if_any()
+    v.check(len(remark) <= MAX_REMARK, "remark", f"at most {MAX_REMARK} characters")
 
 
 def attribution_of(given: dict, ctx_channel: str) -> dict:
