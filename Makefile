@@ -32,7 +32,7 @@ proto: $(GEN_STAMP)
 
 lint: setup
 	$(BIN)/buf lint
-	$(BIN)/ruff check siyu_kit services gateway scripts tests
+	$(BIN)/ruff check siyu_kit services gateway scripts tests bench
 
 run: setup
 	$(BIN)/python -m siyu_kit.devstack run
@@ -45,6 +45,11 @@ test: setup lint
 
 test-fast: setup
 	$(BIN)/python -m pytest tests/unit
+
+# A fresh suite on free ports (data under var/bench/run); results in var/bench/*.json.
+# `make bench ARGS=browse` runs one scenario.
+bench: setup
+	$(BIN)/python -m bench $(ARGS)
 
 # Against the suite `make run` started, unless SIYU_NATS_URL says otherwise.
 dlq: setup

@@ -32,6 +32,8 @@ class RequestContext:
     caller_id: str = ""
     roles: tuple[str, ...] = field(default_factory=tuple)
     calling_service: str = ""
+    # The RPC this process is serving ("PlaceOrder"), set by the server; never sent on.
+    rpc: str = ""
 
     def to_metadata(self, calling_service: str = "") -> tuple[tuple[str, str], ...]:
         caller = f"{self.caller_kind}:{self.caller_id}" if self.caller_kind else ""

@@ -1,5 +1,5 @@
-"""The MongoDB connection (one database per service) and the bounded thread pool that
-keeps mongoengine's synchronous calls off the event loop."""
+"""The MongoDB connection (one database per service), the bounded thread pool that
+keeps mongoengine's synchronous calls off the event loop, and the count of round trips."""
 from __future__ import annotations
 
 import asyncio
@@ -9,18 +9,40 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 import mongoengine
+from pymongo import monitoring
 from pymongo.database import Database
+
+from siyu_kit import context
+from siyu_kit.metrics import DB_COMMANDS
 
 T = TypeVar("T")
 _pool: ThreadPoolExecutor | None = None
 
 
-def connect(uri: str, db_name: str, threads: int = 16) -> Database:
+class RoundTripCounter(monitoring.CommandListener):
+    """Counts every command sent, by the RPC it ran for. pymongo reports a command on the
+    thread that sends it, and run_sync carries the request context into that thread."""
+
+    def __init__(self, service: str):
+        self.service = service
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        DB_COMMANDS.labels(self.service, context.current().rpc or "background").inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def connect(uri: str, db_name: str, threads: int = 16, service: str = "") -> Database:
     """Connect mongoengine's default alias and size the thread pool. Safe to call again."""
     global _pool
     mongoengine.disconnect()
     mongoengine.connect(db=db_name, host=uri, uuidRepresentation="standard", tz_aware=True,
-                        serverSelectionTimeoutMS=3000, maxPoolSize=threads + 4)
+                        serverSelectionTimeoutMS=3000, maxPoolSize=threads + 4,
+                        event_listeners=[RoundTripCounter(service or db_name)])
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
     return mongoengine.get_db()

@@ -23,7 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 DEFAULT_PORTS = {"mongo": 27117, "nats": 4322, "gateway": 8080,
-                 "catalog": 50051, "member": 50052, "order": 50053, "content": 50054}
+                 "catalog": 50051, "member": 50052, "order": 50053, "content": 50054,
+                 # each service's Prometheus endpoint
+                 "catalog_metrics": 9151, "member_metrics": 9152, "order_metrics": 9153,
+                 "content_metrics": 9154}
 
 
 def free_port() -> int:
@@ -59,6 +62,9 @@ class Stack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    def metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[f'{service}_metrics']}/metrics"
 
     @property
     def mongodb_uri(self) -> str:
@@ -106,8 +112,11 @@ class Stack:
                                         "-p", str(self.ports["nats"])])
             wait_for_port(self.ports["nats"], 30, "nats-server", proc)
 
-    def start_service(self, name: str) -> None:
-        self._spawn(name, [sys.executable, "-m", f"services.{name}"])
+    def service_env(self, name: str) -> dict[str, str]:
+        return {**self.env(), "SIYU_METRICS_PORT": str(self.ports[f"{name}_metrics"])}
+
+    def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> None:
+        self._spawn(name, [sys.executable, "-m", f"services.{name}"], {**self.service_env(name), **(extra_env or {})})
 
     def start_gateway(self) -> None:
         self._spawn("gateway", [sys.executable, "-m", "gateway"])
@@ -220,6 +229,7 @@ def _run(args: argparse.Namespace) -> None:
         demo = seed.seed(stack.env())
         print(f"\nSiyu is ready in {ready_s:.1f}s at {stack.gateway_url}  (logs: {data_dir}/log)")
         print(f"API docs: {stack.gateway_url}/docs   OpenAPI: {stack.gateway_url}/openapi.json")
+        print("Metrics: " + ", ".join(f"{name} {stack.metrics_url(name)}" for name in SERVICE_NAMES))
         print("Demo channel keys: " + ", ".join(f"{ch}={key}" for ch, key in demo["api_keys"].items()))
         print(f"Demo staff: merchant {demo['merchant_code']}, user {demo['staff_username']}, "
               f"password {demo['staff_password']}")

@@ -2,7 +2,9 @@
 enforces the access rule, logs, times and maps domain errors to `google.rpc.Status`."""
 from __future__ import annotations
 
+import asyncio
 import time
+from dataclasses import replace
 
 import grpc
 import structlog
@@ -48,9 +50,11 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
         rule = access.rule_for_path(method) if method.startswith("/siyu.") else None
         inner = handler.unary_unary
         service = self.service
+        rpc_name = method.rsplit("/", 1)[-1]
 
         async def behaviour(request, servicer_context: grpc.aio.ServicerContext):
-            ctx = context.RequestContext.from_metadata(servicer_context.invocation_metadata())
+            ctx = replace(context.RequestContext.from_metadata(servicer_context.invocation_metadata()),
+                          rpc=rpc_name)
             token = context.use(ctx)
             structlog.contextvars.bind_contextvars(
                 request_id=ctx.request_id, merchant_id=ctx.merchant_id, channel=ctx.channel, method=method)
@@ -66,6 +70,10 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
                 await servicer_context.abort_with_status(rpc_status.to_status(status_of(error, ctx.request_id)))
             except grpc.aio.AbortError:
                 code = "ABORTED_BY_HANDLER"
+                raise
+            except asyncio.CancelledError:
+                # The caller gave up (deadline or cancel); whatever ran so far stays done.
+                code = "CANCELLED"
                 raise
             except Exception:
                 code = "INTERNAL"

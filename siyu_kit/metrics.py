@@ -1,7 +1,11 @@
-"""Prometheus metrics of a process: RPC latency, events, outbox and dead letters."""
+"""Prometheus metrics of a process: RPC latency, events, outbox, dead letters and
+database round trips."""
 from __future__ import annotations
 
+import urllib.request
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client.parser import text_string_to_metric_families
 
 RPC_LATENCY = Histogram("siyu_rpc_seconds", "gRPC handling time", ["service", "method", "code"])
 EVENTS_PUBLISHED = Counter("siyu_events_published_total", "events relayed from the outbox", ["service"])
@@ -9,8 +13,20 @@ OUTBOX_BACKLOG = Gauge("siyu_outbox_backlog", "documents with unsent events at t
 EVENTS_HANDLED = Counter("siyu_events_handled_total", "events consumed", ["service", "consumer", "outcome"])
 EVENT_LAG = Histogram("siyu_event_lag_seconds", "time from event to its handling", ["service", "consumer"])
 DEAD_LETTERS = Counter("siyu_dead_letters_total", "events sent to the dead-letter stream", ["service", "consumer"])
+# Database round trips: `rpc` is the RPC a command ran for, or "background" (relay,
+# consumers, jobs). The budget test and `make bench` read it to count trips per use case.
+DB_COMMANDS = Counter("siyu_db_commands_total", "MongoDB commands sent", ["service", "rpc"])
 
 
 def serve(port: int) -> None:
     if port:
         start_http_server(port, addr="127.0.0.1")
+
+
+def db_commands(metrics_url: str) -> dict[str, float]:
+    """A running service's database round trips so far, by RPC (read from its endpoint)."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+        text = resp.read().decode()
+    return {sample.labels["rpc"]: sample.value
+            for family in text_string_to_metric_families(text) if family.name == "siyu_db_commands"
+            for sample in family.samples if sample.name == "siyu_db_commands_total"}

@@ -65,7 +65,7 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     settings = config.load(name)
     slog.configure(name, settings.log_level)
     metrics.serve(settings.metrics_port)
-    db.connect(settings.mongodb_uri, settings.mongodb_db, settings.db_threads)
+    db.connect(settings.mongodb_uri, settings.mongodb_db, settings.db_threads, service=name)
     runtime = Runtime(settings)
     parts = build(runtime)
 

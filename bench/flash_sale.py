@@ -1,0 +1,254 @@
+"""flash_sale: 2,000 signed-in members, each on their own connection, press "buy" on a
+100-unit sale (limit 1 each) at the same instant, through the gateway; a winner pays
+straight away. In the first round some winners walk away without paying: their orders
+expire (the bench merchant's flash-sale expiry is 30 s), the units go back to the pool,
+and everyone presses again. The sale must end with exactly 100 paid orders, nobody above
+the limit, and no reservation left RESERVED once the expiry has passed and the sweepers
+have run.
+
+ratio_to_baseline = answers per second of the first burst / raw conditional updates per
+second on one document (every buyer races for the one pool counter).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Awaitable
+
+import httpx
+from pymongo import MongoClient
+
+from bench.baseline import stock_update_baseline
+from bench.harness import Bench, Load, Member, Rejected, error_reason, percentile, progress, result, send
+from siyu_kit import config
+
+BUYERS = 2000
+UNITS = 100
+PER_MEMBER_LIMIT = 1
+# Long enough for a winner to pay while 2,000 answers queue on two cores; short enough
+# that the walk-aways' units come back within the run.
+EXPIRY_S = 30
+# How often the bench suite's order-expiry and reservation sweepers run.
+SWEEP_INTERVAL_S = 1
+WALK_AWAY = 30  # first-round winners who never pay
+MAX_ROUNDS = 3
+BASELINE_CONCURRENCY = 16
+# Answers that are the sale working as designed; anything else is an error.
+CLEAR_ANSWERS = {"SOLD_OUT", "LIMIT_REACHED"}
+
+
+@dataclass(frozen=True)
+class Buyer:
+    member: Member
+    phone: httpx.AsyncClient
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.member.token}"}
+
+
+@dataclass
+class Round:
+    answers: Counter = field(default_factory=Counter)
+    win_ms: list[float] = field(default_factory=list)
+    lose_ms: list[float] = field(default_factory=list)
+    paid: list[tuple[Buyer, dict]] = field(default_factory=list)
+    walked_away: list[tuple[Buyer, dict]] = field(default_factory=list)
+    payment_failed: list[tuple[Buyer, dict]] = field(default_factory=list)
+    answered_s: float = 0.0  # from the press to the last answer
+
+    @property
+    def orders(self) -> list[tuple[Buyer, dict]]:
+        return self.paid + self.walked_away + self.payment_failed
+
+    def load(self) -> Load:
+        """Every clear answer (an order, SOLD_OUT, LIMIT_REACHED) counts as served."""
+        return Load(self.answered_s, self.win_ms + self.lose_ms,
+                    Counter({r: n for r, n in self.answers.items() if r != "ORDER" and r not in CLEAR_ANSWERS}))
+
+    def summary(self) -> dict:
+        return {"presses": sum(self.answers.values()), "answers": dict(self.answers), "paid": len(self.paid),
+                "walked_away": len(self.walked_away), "payment_failed": len(self.payment_failed),
+                "answered_ms": round(self.answered_s * 1000, 1)}
+
+
+def rfc3339(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def units(sale: dict, name: str) -> int:
+    return int(sale.get(name, 0))
+
+
+async def ok(call: Awaitable[httpx.Response], what: str) -> dict:
+    """The JSON of a call that must succeed for the scenario to go on."""
+    resp = await call
+    if resp.status_code != 200:
+        raise RuntimeError(f"{what} failed: {resp.status_code} {resp.text[:300]}")
+    return resp.json()
+
+
+async def open_page(buyers: list[Buyer], sale_id: str) -> None:
+    """Every buyer loads the sale first, as the page does; this also opens their connections."""
+    await asyncio.gather(*(ok(send(b.phone, "GET", f"/v1/flash-sales/{sale_id}", headers=b.auth), "GetFlashSale")
+                           for b in buyers))
+
+
+async def pay(buyer: Buyer, order: dict) -> bool:
+    """Pays the order and completes the sandbox payment."""
+    resp = await send(buyer.phone, "POST", f"/v1/orders/{order['order_id']}:pay", headers=buyer.auth,
+                      json={"idempotency_key": uuid.uuid4().hex})
+    if resp.status_code != 200:
+        return False
+    payment_id = resp.json()["payment"]["payment_id"]
+    done = await send(buyer.phone, "POST", f"/v1/sandbox/payments/{payment_id}:complete", headers=buyer.auth,
+                      json={})
+    return done.status_code == 200 and done.json()["payment"]["state"] == "PAYMENT_STATE_SUCCEEDED"
+
+
+async def press(buyers: list[Buyer], sale_id: str, walk_away: int) -> Round:
+    """All buyers press at once; latencies run from that common instant. A winner pays
+    straight away, except the first `walk_away` winners, who leave their order unpaid."""
+    rnd = Round()
+    gate = asyncio.Event()
+    pressed = 0.0
+
+    async def press_one(buyer: Buyer) -> None:
+        await gate.wait()
+        try:
+            resp = await send(buyer.phone, "POST", f"/v1/flash-sales/{sale_id}:buy", headers=buyer.auth,
+                              json={"idempotency_key": uuid.uuid4().hex, "quantity": "1"})
+            reason = "ORDER" if resp.status_code == 200 else error_reason(resp)
+        except Rejected as error:
+            reason = error.reason
+        answered_s = time.perf_counter() - pressed
+        rnd.answered_s = max(rnd.answered_s, answered_s)
+        rnd.answers[reason] += 1
+        if reason in CLEAR_ANSWERS:
+            rnd.lose_ms.append(answered_s * 1000)
+        if reason != "ORDER":
+            return
+        rnd.win_ms.append(answered_s * 1000)
+        won = (buyer, resp.json()["order"])
+        if len(rnd.walked_away) < walk_away:
+            rnd.walked_away.append(won)
+        elif await pay(*won):
+            rnd.paid.append(won)
+        else:
+            rnd.payment_failed.append(won)
+
+    tasks = [asyncio.create_task(press_one(b)) for b in buyers]
+    await asyncio.sleep(0.1)  # every task is parked at the gate
+    pressed = time.perf_counter()
+    gate.set()
+    await asyncio.gather(*tasks)
+    return rnd
+
+
+async def poll_sale(http: httpx.AsyncClient, sale_id: str, done, timeout_s: float) -> dict:
+    """The sale once `done(sale)` holds, or as it is when `timeout_s` runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sale = (await ok(send(http, "GET", f"/v1/flash-sales/{sale_id}"), "GetFlashSale"))["flash_sale"]
+        if done(sale) or time.monotonic() > deadline:
+            return sale
+        await asyncio.sleep(0.2)
+
+
+async def prepare(http: httpx.AsyncClient, bench: Bench) -> dict:
+    """Short flash-sale expiry for the merchant, then the sale, starting in two seconds."""
+    staff = {"Authorization": f"Bearer {await bench.staff_token(http)}", "X-Api-Key": ""}
+    current = (await ok(http.get("/v1/staff/order-settings", headers=staff), "GetOrderSettings"))["settings"]
+    await ok(http.put("/v1/staff/order-settings", headers=staff, json={
+        "settings": {**current, "flash_sale_expiry_seconds": str(EXPIRY_S)},
+        "expected_version": current.get("version", "0")}), "UpdateOrderSettings")
+    now = datetime.now(timezone.utc)
+    return (await ok(http.post("/v1/staff/flash-sales", headers=staff, json={
+        "title": "秒杀 Bench Flash Sale", "sku_id": bench.shop["flash_sku"],
+        "price": {"amount": "990", "currency": "CNY"}, "units": str(UNITS), "per_member_limit": PER_MEMBER_LIMIT,
+        "starts_at": rfc3339(now + timedelta(seconds=2)), "ends_at": rfc3339(now + timedelta(hours=1)),
+        "idempotency_key": uuid.uuid4().hex}), "CreateFlashSale"))["flash_sale"]
+
+
+async def order_states(orders: list[tuple[Buyer, dict]]) -> dict[str, str]:
+    """Each order's state as its member sees it now."""
+    async def state(buyer: Buyer, order: dict) -> tuple[str, str]:
+        resp = await send(buyer.phone, "GET", f"/v1/orders/{order['order_id']}", headers=buyer.auth)
+        return order["order_id"], resp.json()["order"]["state"] if resp.status_code == 200 else "UNKNOWN"
+
+    return dict(await asyncio.gather(*(state(b, o) for b, o in orders)))
+
+
+def expired_reservations(bench: Bench) -> int:
+    """Reservations of the merchant still RESERVED after their expiry, in the catalog's database."""
+    client = MongoClient(bench.stack.mongodb_uri, tz_aware=True)
+    try:
+        return client[config.load("catalog").mongodb_db]["reservations"].count_documents(
+            {"merchant_id": bench.merchant_id, "state": "RESERVED",
+             "expires_at": {"$lt": datetime.now(timezone.utc)}})
+    finally:
+        client.close()
+
+
+async def run(bench: Bench) -> dict:
+    started = time.perf_counter()
+    members = await bench.login_members("bench-flash", BUYERS, concurrency=64)
+    progress("flash_sale", f"{len(members)} members signed in ({time.perf_counter() - started:.1f}s)")
+    async with bench.devices(len(members) + 1) as devices:
+        desk, buyers = devices[0], [Buyer(m, phone) for m, phone in zip(members, devices[1:])]
+        sale = await prepare(desk, bench)
+        sale_id, starts_at = sale["flash_sale_id"], parse_time(sale["starts_at"])
+        rounds: list[Round] = []
+        for n in range(1, MAX_ROUNDS + 1):
+            await open_page(buyers, sale_id)
+            wait_s = (starts_at - datetime.now(timezone.utc)).total_seconds()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)  # the sale opens at a set time; everyone presses then
+            rnd = await press(buyers, sale_id, WALK_AWAY if n == 1 else 0)
+            rounds.append(rnd)
+            progress("flash_sale", f"round {n}: {rnd.summary()}")
+            if sum(len(r.paid) for r in rounds) >= UNITS or not rnd.orders:
+                break
+            # Unpaid orders expire and hand their units back to the pool.
+            await poll_sale(desk, sale_id, lambda s: units(s, "reserved_units") == 0, EXPIRY_S + 30)
+
+        orders = [o for r in rounds for o in r.orders]
+        # Past the last flash order's expiry, with the sweepers given time to run.
+        last_expiry = max((parse_time(o["expires_at"]) for _, o in orders), default=datetime.now(timezone.utc))
+        settle_s = (last_expiry - datetime.now(timezone.utc)).total_seconds() + 3 * SWEEP_INTERVAL_S
+        if settle_s > 0:
+            await asyncio.sleep(settle_s)  # a deadline in the future, not a condition to poll
+        final = await poll_sale(desk, sale_id, lambda s: True, 0)
+        states = await order_states(orders)
+
+    first = rounds[0]
+    paid_by = Counter(b.member.member_id for b, o in orders if states[o["order_id"]] == "ORDER_STATE_PAID")
+    paid_orders = sum(paid_by.values())
+    over_limit = sum(1 for count in paid_by.values() if count > PER_MEMBER_LIMIT)
+    stuck_db, stuck_pool = expired_reservations(bench), units(final, "reserved_units")
+    walked_away = [o for r in rounds for _, o in r.walked_away]
+    wins, lose_ms = sorted(first.win_ms), sorted(first.lose_ms)
+    baseline = await stock_update_baseline(bench, BASELINE_CONCURRENCY, 1)
+    return result(
+        "flash_sale", first.load(), baseline, len(buyers),
+        units=UNITS, buyers=len(buyers), per_member_limit=PER_MEMBER_LIMIT, flash_sale_expiry_s=EXPIRY_S,
+        paid_orders=paid_orders,
+        oversold=max(0, max(paid_orders, units(final, "sold_units")) - UNITS) + over_limit,
+        members_over_limit=over_limit,
+        stuck_reservations=max(stuck_db, stuck_pool),
+        stuck_detail={"expired_reserved_reservations": stuck_db, "pool_reserved_units": stuck_pool},
+        # The pool is first empty when the UNITS-th order of the first burst is answered.
+        sold_out_ms=round(wins[UNITS - 1], 1) if len(wins) >= UNITS else None,
+        loser_p50_ms=round(percentile(lose_ms, 50), 1), loser_p95_ms=round(percentile(lose_ms, 95), 1),
+        answers=dict(sum((r.answers for r in rounds), Counter())),
+        rounds=[r.summary() for r in rounds],
+        walked_away_cancelled=sum(1 for o in walked_away if states[o["order_id"]] == "ORDER_STATE_CANCELLED"),
+        final_pool={k: units(final, k) for k in ("total_units", "available_units", "reserved_units", "sold_units")})
