@@ -24,12 +24,15 @@ HTTP_BY_CODE = {
     "FAILED_PRECONDITION": 412,
     "RESOURCE_EXHAUSTED": 429,
     "UNAVAILABLE": 503,
+    # A call the service reset before answering (overload): the client may retry it.
+    "CANCELLED": 503,
     "DEADLINE_EXCEEDED": 504,
 }
 # Their messages may carry internals; the caller gets a plain sentence instead.
 GENERIC_MESSAGES = {
     "UNAVAILABLE": "the service is temporarily unavailable",
     "DEADLINE_EXCEEDED": "the service did not answer in time",
+    "CANCELLED": "the service dropped the call before answering; retry",
 }
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 

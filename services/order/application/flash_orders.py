@@ -3,19 +3,22 @@ order is priced and written like any other, expiring sooner.
 
 Thousands of members press "buy" in the same second and most of them lose. A loser costs
 the idempotency lookup, the merchant's settings and one ReserveFlashSale call, and gets
-FAILED_PRECONDITION with reason SOLD_OUT, LIMIT_REACHED, NOT_STARTED or ENDED. Only a
+FAILED_PRECONDITION with reason SOLD_OUT, LIMIT_REACHED, NOT_STARTED or ENDED. Once the
+catalog has said SOLD_OUT, this process answers the same for a moment without asking it:
+the pool refills only when an unpaid order expires, and a loser then costs one lookup. Only a
 winner is priced; if anything fails after the units were taken, they are released (or the
 catalog's sweeper frees them when the reservation expires).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Protocol
 
 from siyu_kit import context, logging as slog
 from siyu_kit.db import run_sync
-from siyu_kit.errors import Violations
+from siyu_kit.errors import FailedPrecondition, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
@@ -29,6 +32,10 @@ log = slog.get("siyu.order.flash")
 
 # The catalog caps a flash sale's per-member limit at 100, so no member can buy more.
 MAX_QUANTITY = 100
+SOLD_OUT = "SOLD_OUT"
+# How long a SOLD_OUT answer is repeated without asking the catalog: short next to an
+# order's expiry, so units that come back are on sale again within a second.
+SOLD_OUT_MEMORY_S = 1.0
 
 
 class FlashCatalog(Protocol):
@@ -68,6 +75,8 @@ class FlashOrderUseCases:
     # Writes the order (and releases the units if that fails).
     order_cases: OrderUseCases
     clock: Callable[[], datetime] = utcnow
+    # (merchant, flash sale) → monotonic time until which "sold out" is answered here.
+    _sold_out_until: dict[tuple[str, str], float] = field(default_factory=dict)
 
     async def place(self, cmd: PlaceFlashSaleOrderInput) -> dict:
         ctx = context.current()
@@ -77,12 +86,20 @@ class FlashOrderUseCases:
         existing = await run_sync(self.orders.by_key, merchant_id, member_id, cmd.idempotency_key)
         if existing:
             return existing
+        sold_out_key = (merchant_id, cmd.flash_sale_id)
+        if self._sold_out_until.get(sold_out_key, 0.0) > time.monotonic():
+            raise FailedPrecondition("the flash sale is sold out", reason=SOLD_OUT)
         settings = await run_sync(self.settings.of_merchant, merchant_id)
         now = to_storage_precision(self.clock())
         expires_at = now + timedelta(seconds=settings.flash_sale_expiry_s)
         order_id, reservation_id = new_id("ord"), new_id("rsv")
-        won = await self.catalog.reserve_flash_sale(reservation_id, order_id, cmd.flash_sale_id, member_id,
-                                                    quantity, self.order_cases.reservation_expiry(expires_at))
+        try:
+            won = await self.catalog.reserve_flash_sale(reservation_id, order_id, cmd.flash_sale_id, member_id,
+                                                        quantity, self.order_cases.reservation_expiry(expires_at))
+        except FailedPrecondition as error:
+            if error.reason == SOLD_OUT:
+                self._sold_out_until[sold_out_key] = time.monotonic() + SOLD_OUT_MEMORY_S
+            raise
         try:
             # The flash price is the line's activity price; a better tier price still wins.
             priced = await self.checkout.price(
