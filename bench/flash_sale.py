@@ -88,18 +88,29 @@ def units(sale: dict, name: str) -> int:
     return int(sale.get(name, 0))
 
 
-async def ok(call: Awaitable[httpx.Response], what: str) -> dict:
-    """The JSON of a call that must succeed for the scenario to go on."""
-    resp = await call
+def checked(resp: httpx.Response, what: str) -> dict:
+    """The JSON of a response that must be a success for the scenario to go on."""
     if resp.status_code != 200:
         raise RuntimeError(f"{what} failed: {resp.status_code} {resp.text[:300]}")
     return resp.json()
 
 
+async def ok(call: Awaitable[httpx.Response], what: str) -> dict:
+    return checked(await call, what)
+
+
 async def open_page(buyers: list[Buyer], sale_id: str) -> None:
-    """Every buyer loads the sale first, as the page does; this also opens their connections."""
-    await asyncio.gather(*(ok(send(b.phone, "GET", f"/v1/flash-sales/{sale_id}", headers=b.auth), "GetFlashSale")
-                           for b in buyers))
+    """Every buyer loads the sale first, as the page does (retrying a 503 as it would);
+    this also opens their connections."""
+    async def load(buyer: Buyer) -> None:
+        for _ in range(5):
+            resp = await send(buyer.phone, "GET", f"/v1/flash-sales/{sale_id}", headers=buyer.auth)
+            if resp.status_code != 503:
+                break
+            await asyncio.sleep(0.2)
+        checked(resp, "GetFlashSale")
+
+    await asyncio.gather(*(load(b) for b in buyers))
 
 
 async def pay(buyer: Buyer, order: dict) -> bool:
