@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 
 SERVICE_NAMES = ("catalog", "member", "order", "content")
-DEFAULT_GRPC_PORTS = {"catalog": 50051, "member": 50052, "order": 50053, "content": 50054}
+DEFAULT_GRPC_PORTS = {"catalog": 7051, "member": 7052, "order": 7053, "content": 7054}
 
 
 def _env(name: str, default: str) -> str:

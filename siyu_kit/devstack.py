@@ -22,8 +22,10 @@ from siyu_kit.config import SERVICE_NAMES
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
+# Every fixed port lies below Linux's ephemeral range (32768–60999 by default): a port in
+# that range can be taken at any moment as the local end of an outgoing connection.
 DEFAULT_PORTS = {"mongo": 27117, "nats": 4322, "gateway": 8080,
-                 "catalog": 50051, "member": 50052, "order": 50053, "content": 50054,
+                 "catalog": 7051, "member": 7052, "order": 7053, "content": 7054,
                  # each service's Prometheus endpoint
                  "catalog_metrics": 9151, "member_metrics": 9152, "order_metrics": 9153,
                  "content_metrics": 9154}
@@ -197,16 +199,68 @@ class Stack:
             self.stop(name)
 
     def check_ports_free(self) -> None:
-        """Refuse to start over another running suite: its processes would answer instead."""
+        """Refuse to start on a port something else holds, naming the port and the holder:
+        a server listening there (another Siyu would answer instead) or a connection whose
+        local end took it."""
         wanted = dict(self.ports)
         if os.environ.get("MONGODB_URI"):
             wanted.pop("mongo")
         if os.environ.get("NATS_URL"):
             wanted.pop("nats")
         for name, port in wanted.items():
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    raise RuntimeError(f"port {port} ({name}) is already in use: is another Siyu running?")
+            problem = port_problem(port)
+            if problem:
+                raise RuntimeError(f"port {port} ({name}) is taken: {problem}")
+
+
+def port_problem(port: int) -> str:
+    """Why `port` cannot be bound on 127.0.0.1, or "" when it can."""
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            return f"a server listens there ({holder_of(port) or 'unknown process'}); is another Siyu running?"
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as error:
+            return f"{holder_of(port) or 'unknown holder'} ({error.strerror})"
+    return ""
+
+
+_TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
+
+
+def holder_of(port: int) -> str:
+    """Which process holds a TCP socket on local `port`, read from /proc (Linux); "" if unknown."""
+    sockets = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            local, remote, state, inode = cols[1], cols[2], cols[3], cols[9]
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                sockets[inode] = (f"local :{port} → remote :{int(remote.rsplit(':', 1)[1], 16)}",
+                                  _TCP_STATES.get(state, state))
+    if not sockets:
+        return ""
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            for fd in (proc_dir / "fd").iterdir():
+                link = os.readlink(fd)
+                inode = link[8:-1] if link.startswith("socket:[") else ""
+                if inode in sockets:
+                    where, state = sockets[inode]
+                    command = (proc_dir / "comm").read_text().strip()
+                    return f"held by pid {proc_dir.name} ({command}), {where} {state}"
+        except OSError:
+            continue
+    where, state = next(iter(sockets.values()))
+    return f"held by a socket of another user or a closed process, {where} {state}"
 
 
 def _run(args: argparse.Namespace) -> None:
