@@ -100,19 +100,27 @@ class Stack:
 
     def start_infra(self) -> None:
         if not os.environ.get("MONGODB_URI"):
-            mongo_dir = self.data_dir / "mongo"
-            mongo_dir.mkdir(parents=True, exist_ok=True)
-            proc = self._spawn("mongo", [str(BIN / "nx-27017"), "--data-dir", str(mongo_dir), "--host", "127.0.0.1",
-                                         "-p", str(self.ports["mongo"]),
-                                         "--log-file", str(self.data_dir / "log" / "mongo-server.log"),
-                                         "--pid-file", str(self.data_dir / "mongo.pid")])
-            wait_for_port(self.ports["mongo"], 30, "nx-27017", proc)
+            self.start_mongo()
         if not os.environ.get("NATS_URL"):
-            nats_dir = self.data_dir / "nats"
-            nats_dir.mkdir(parents=True, exist_ok=True)
-            proc = self._spawn("nats", [str(BIN / "nats-server"), "-js", "-sd", str(nats_dir), "-a", "127.0.0.1",
-                                        "-p", str(self.ports["nats"])])
-            wait_for_port(self.ports["nats"], 30, "nats-server", proc)
+            self.start_nats()
+
+    def start_mongo(self) -> None:
+        """The embedded MongoDB-protocol server; its data survives a restart."""
+        mongo_dir = self.data_dir / "mongo"
+        mongo_dir.mkdir(parents=True, exist_ok=True)
+        proc = self._spawn("mongo", [str(BIN / "nx-27017"), "--data-dir", str(mongo_dir), "--host", "127.0.0.1",
+                                     "-p", str(self.ports["mongo"]),
+                                     "--log-file", str(self.data_dir / "log" / "mongo-server.log"),
+                                     "--pid-file", str(self.data_dir / "mongo.pid")])
+        wait_for_port(self.ports["mongo"], 30, "nx-27017", proc)
+
+    def start_nats(self) -> None:
+        """nats-server with JetStream; its streams survive a restart."""
+        nats_dir = self.data_dir / "nats"
+        nats_dir.mkdir(parents=True, exist_ok=True)
+        proc = self._spawn("nats", [str(BIN / "nats-server"), "-js", "-sd", str(nats_dir), "-a", "127.0.0.1",
+                                    "-p", str(self.ports["nats"])])
+        wait_for_port(self.ports["nats"], 30, "nats-server", proc)
 
     def service_env(self, name: str) -> dict[str, str]:
         return {**self.env(), "SIYU_METRICS_PORT": str(self.ports[f"{name}_metrics"])}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from nats.js import JetStreamContext
+from pymongo import UpdateOne
 from pymongo.collection import Collection
 
 from siyu_kit import logging as slog
@@ -60,12 +61,25 @@ class OutboxRelay:
             docs = await run_sync(lambda c=collection: list(
                 c.find({PENDING: 1}, {OUTBOX: 1, SEQ: 1}).limit(BATCH)))
             backlog += len(docs)
-            for doc in docs:
-                published += await self._publish_doc(collection, doc)
+            if docs:
+                published += await self._publish_batch(collection, docs)
         OUTBOX_BACKLOG.labels(self.service).set(backlog)
         return published
 
-    async def _publish_doc(self, collection: Collection, doc: dict) -> int:
+    async def _publish_batch(self, collection: Collection, docs: list[dict]) -> int:
+        """Publishes the documents' events concurrently (in order within each document),
+        then clears the outboxes that went out in one round trip. A document whose publish
+        failed keeps its events for the next pass; the others are not held back by it."""
+        results = await asyncio.gather(*(self._publish_events(doc) for doc in docs), return_exceptions=True)
+        sent = [doc for doc, outcome in zip(docs, results) if not isinstance(outcome, BaseException)]
+        failures = [outcome for outcome in results if isinstance(outcome, BaseException)]
+        if failures:
+            log.warning("relay.publish_failed", documents=len(failures), error=repr(failures[0]))
+        if sent:
+            await run_sync(_clear, collection, sent)
+        return sum(len(doc.get(OUTBOX) or {}) for doc in sent)
+
+    async def _publish_events(self, doc: dict) -> None:
         events = doc.get(OUTBOX) or {}
         # ULIDs sort by time: publish in the order the events were made.
         for event_id in sorted(events):
@@ -74,12 +88,13 @@ class OutboxRelay:
                                   headers={"Nats-Msg-Id": event_id})
         EVENTS_PUBLISHED.labels(self.service).inc(len(events))
 
-        def clear() -> None:
-            if events:
-                collection.update_one({"_id": doc["_id"]},
-                                      {"$unset": {f"{OUTBOX}.{eid}": "" for eid in events}})
-            # Only if no write added events meanwhile; otherwise the next pass sends them.
-            collection.update_one({"_id": doc["_id"], SEQ: doc.get(SEQ, 0)}, {"$set": {PENDING: 0}})
 
-        await run_sync(clear)
-        return len(events)
+def _clear(collection: Collection, docs: list[dict]) -> None:
+    ops = []
+    for doc in docs:
+        events = doc.get(OUTBOX) or {}
+        if events:
+            ops.append(UpdateOne({"_id": doc["_id"]}, {"$unset": {f"{OUTBOX}.{eid}": "" for eid in events}}))
+        # Only if no write added events meanwhile; otherwise the next pass sends them.
+        ops.append(UpdateOne({"_id": doc["_id"], SEQ: doc.get(SEQ, 0)}, {"$set": {PENDING: 0}}))
+    collection.bulk_write(ops, ordered=True)

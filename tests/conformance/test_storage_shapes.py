@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import mongoengine as me
 import pytest
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from siyu_kit.events import outbox
@@ -241,6 +241,26 @@ def test_unset_several_dotted_keys_at_once(coll):
                              {"$unset": {"outbox.a": "", "outbox.c": "", "outbox.missing": ""}})
     assert result.modified_count == 1
     assert coll.find_one({"_id": "ord_1"})["outbox"] == {"b": {"s": 2}}
+
+
+def test_ordered_bulk_of_unsets_and_seq_guarded_clears_applies_each_in_order(coll):
+    """The relay's clear: one ordered bulk write of per-document unsets and clears, each
+    clear conditional on the write counter the relay read."""
+    merchant = new_merchant_id()
+    coll.insert_many([{"_id": f"o{i}", "merchant_id": merchant, "outbox": {"a": {"s": i}, "b": {"s": i}},
+                       "outbox_pending": 1, "outbox_seq": 1} for i in range(3)])
+    # o2 received another event after the relay read it: its clear must not match.
+    coll.update_one({"_id": "o2"}, {"$set": {"outbox.c": {"s": 9}}, "$inc": {"outbox_seq": 1}})
+    ops = []
+    for i in range(3):
+        ops.append(UpdateOne({"_id": f"o{i}"}, {"$unset": {"outbox.a": "", "outbox.b": ""}}))
+        ops.append(UpdateOne({"_id": f"o{i}", "outbox_seq": 1}, {"$set": {"outbox_pending": 0}}))
+    result = coll.bulk_write(ops, ordered=True)
+    assert (result.matched_count, result.modified_count) == (5, 5)
+    docs = {d["_id"]: d for d in coll.find({"merchant_id": merchant})}
+    assert [docs[f"o{i}"]["outbox"] for i in range(3)] == [{}, {}, {"c": {"s": 9}}]
+    assert [docs[f"o{i}"]["outbox_pending"] for i in range(3)] == [0, 0, 1]
+    assert sorted(_ids(coll.find({"outbox_pending": 1}))) == ["o2"]
 
 
 def test_int_flag_query_outbox_pending_equals_1(coll):

@@ -106,7 +106,7 @@ class _CrashBeforeClear:
     def find(self, *args, **kwargs):
         return self._coll.find(*args, **kwargs)
 
-    def update_one(self, *args, **kwargs):
+    def bulk_write(self, *args, **kwargs):
         raise ConnectionError("process died")
 
 
@@ -349,3 +349,35 @@ async def test_a_handler_raising_poison_is_dead_lettered_without_retry(js, topic
 async def _at_least(found, n: int):
     items = await found
     return items if len(items) >= n else None
+
+
+class _FailingFor:
+    """Real JetStream, except that publishing any event of `doomed_ids` fails."""
+
+    def __init__(self, js, doomed_ids):
+        self._js = js
+        self._doomed = set(doomed_ids)
+
+    async def publish(self, subject, data, headers=None, **kwargs):
+        if headers and headers.get("Nats-Msg-Id") in self._doomed:
+            raise ConnectionError("publish failed")
+        return await self._js.publish(subject, data, headers=headers, **kwargs)
+
+
+async def test_one_failing_publish_does_not_hold_back_the_other_documents(mongo, js, topic):
+    coll = mongo[f"agg_{new_id('c').lower()}"]
+    merchant = new_merchant_id()
+    events = {f"agg_{i}": event(f"{topic}.created", merchant, f"agg_{i}") for i in range(5)}
+    for aggregate_id, e in events.items():
+        coll.insert_one({"_id": aggregate_id, "merchant_id": merchant, **outbox.for_insert(e)})
+
+    relay = OutboxRelay("catalog", _FailingFor(js, [events["agg_2"].event_id]), [coll])
+    assert await relay.pass_once() == 4
+    pending = sorted(d["_id"] for d in coll.find({outbox.PENDING: 1}))
+    assert pending == ["agg_2"]
+    assert len(await stored(js, STREAM, f"{topic}.>")) == 4
+
+    # The failed one goes out on a later pass.
+    assert await OutboxRelay("catalog", js, [coll]).pass_once() == 1
+    assert list(coll.find({outbox.PENDING: 1})) == []
+    assert len(await stored(js, STREAM, f"{topic}.>")) == 5
