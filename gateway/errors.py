@@ -35,6 +35,9 @@ GENERIC_MESSAGES = {
     "CANCELLED": "the service dropped the call before answering; retry",
 }
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# Every 503 tells the client when to try again: outages the services report are short
+# (a restarting database or service), and clients that wait do not pile up on it.
+RETRY_AFTER_S = 2
 
 
 @dataclass
@@ -79,6 +82,11 @@ def from_status(code: grpc.StatusCode, message: str, trailing_metadata) -> ApiEr
     name = code.name
     reason, violations = "", []
     status = _details_of(trailing_metadata)
+    if name == "RESOURCE_EXHAUSTED" and status is None:
+        # Every service error carries details; without them this is gRPC's own limit (an
+        # answer or its trailing metadata too large to relay), not a quota the caller can
+        # wait out, so it must not read as "retry later".
+        return ApiError("INTERNAL", "the service's answer was too large to relay", "RESPONSE_TOO_LARGE")
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
@@ -110,4 +118,7 @@ def body(error: ApiError, request_id: str) -> dict:
 
 
 def response(error: ApiError, request_id: str) -> JSONResponse:
-    return JSONResponse(body(error, request_id), status_code=error.http_status, headers=error.headers or None)
+    headers = dict(error.headers)
+    if error.http_status == 503:
+        headers.setdefault("Retry-After", str(RETRY_AFTER_S))
+    return JSONResponse(body(error, request_id), status_code=error.http_status, headers=headers or None)

@@ -17,6 +17,9 @@ from siyu_kit.metrics import DB_COMMANDS
 
 T = TypeVar("T")
 _pool: ThreadPoolExecutor | None = None
+# While the database is away a call fails within this long (and the caller gets
+# UNAVAILABLE) instead of holding a pool thread until the gateway's deadline.
+SERVER_WAIT_MS = 2000
 
 
 class RoundTripCounter(monitoring.CommandListener):
@@ -41,7 +44,8 @@ def connect(uri: str, db_name: str, threads: int = 16, service: str = "") -> Dat
     global _pool
     mongoengine.disconnect()
     mongoengine.connect(db=db_name, host=uri, uuidRepresentation="standard", tz_aware=True,
-                        serverSelectionTimeoutMS=3000, maxPoolSize=threads + 4,
+                        serverSelectionTimeoutMS=SERVER_WAIT_MS,
+                        connectTimeoutMS=SERVER_WAIT_MS, maxPoolSize=threads + 4,
                         event_listeners=[RoundTripCounter(service or db_name)])
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")

@@ -62,6 +62,23 @@ class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+# Status details travel in gRPC trailing metadata (16 KiB at most): a request with hundreds
+# of bad fields gets the first ones and a count of the rest, each string cut short.
+MAX_VIOLATIONS = 20
+MAX_FIELD_CHARS = 100
+MAX_DESCRIPTION_CHARS = 200
+
+
+def capped_violations(violations: list[FieldViolation]) -> list[FieldViolation]:
+    """The violations a caller is sent: at most MAX_VIOLATIONS, plus one that counts the rest."""
+    shown = [FieldViolation(v.field[:MAX_FIELD_CHARS], v.description[:MAX_DESCRIPTION_CHARS])
+             for v in violations[:MAX_VIOLATIONS]]
+    hidden = len(violations) - len(shown)
+    if hidden:
+        shown.append(FieldViolation("", f"{hidden} more violations not shown; fix the ones above first"))
+    return shown
+
+
 class Violations:
     """Collects every field violation of a request, then raises them together."""
 

@@ -1,5 +1,6 @@
 """The gRPC side of every service: the interceptor that sets the request context,
-enforces the access rule, logs, times and maps domain errors to `google.rpc.Status`."""
+enforces the access rule, logs, times and maps domain errors to `google.rpc.Status`, and
+a dependency that is away (MongoDB, NATS, another service) to UNAVAILABLE."""
 from __future__ import annotations
 
 import asyncio
@@ -7,16 +8,48 @@ import time
 from dataclasses import replace
 
 import grpc
+import nats.errors
+import nats.js.errors
+import pymongo.errors
 import structlog
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from siyu_kit import access, context, logging as slog
-from siyu_kit.errors import DomainError
+from siyu_kit.errors import DomainError, Unavailable, capped_violations
 from siyu_kit.metrics import RPC_LATENCY
 
 log = slog.get("siyu.rpc")
+
+# The status travels in trailing metadata, which gRPC refuses past 16 KiB (grpc-message
+# included); a long message is cut so the whole status stays far below that.
+MAX_MESSAGE_CHARS = 500
+
+# MongoDB server error codes that mean "not now" (shutdown, step-down, time limit), after
+# the driver's own connection, selection and network errors.
+_MONGO_TRANSIENT_CODES = {6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+_NATS_AWAY = (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
+              nats.errors.ConnectionDrainingError, nats.errors.NoServersError, nats.errors.TimeoutError,
+              nats.errors.StaleConnectionError, nats.errors.OutboundBufferLimitError,
+              nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError,
+              nats.js.errors.NoStreamResponseError)
+_CALL_AWAY = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def dependency_away(error: BaseException) -> Unavailable | None:
+    """The UNAVAILABLE a caller gets when `error` says a dependency is away, else None.
+    The message is plain: the driver's text (hosts, topology) stays in the log."""
+    if isinstance(error, (pymongo.errors.ConnectionFailure, pymongo.errors.ExecutionTimeout,
+                          pymongo.errors.WTimeoutError)) or (
+            isinstance(error, pymongo.errors.OperationFailure)
+            and (error.code in _MONGO_TRANSIENT_CODES or error.has_error_label("RetryableWriteError"))):
+        return Unavailable("the database is temporarily unavailable; retry shortly", reason="STORAGE_UNAVAILABLE")
+    if isinstance(error, _NATS_AWAY):
+        return Unavailable("event delivery is temporarily unavailable; retry shortly", reason="EVENTS_UNAVAILABLE")
+    if isinstance(error, grpc.aio.AioRpcError) and error.code() in _CALL_AWAY:
+        return Unavailable("a dependency is temporarily unavailable; retry shortly", reason="DEPENDENCY_UNAVAILABLE")
+    return None
 
 
 def status_of(error: DomainError, request_id: str) -> status_pb2.Status:
@@ -24,7 +57,7 @@ def status_of(error: DomainError, request_id: str) -> status_pb2.Status:
     if error.violations:
         bad = error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
+            for v in capped_violations(error.violations)
         ])
         packed = any_pb2.Any()
         packed.Pack(bad)
@@ -34,7 +67,8 @@ def status_of(error: DomainError, request_id: str) -> status_pb2.Status:
     packed = any_pb2.Any()
     packed.Pack(info)
     details.append(packed)
-    return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+    return status_pb2.Status(code=error.code.value[0], message=error.message[:MAX_MESSAGE_CHARS],
+                             details=details)
 
 
 class ContextInterceptor(grpc.aio.ServerInterceptor):
@@ -75,11 +109,18 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
                 # The caller gave up (deadline or cancel); whatever ran so far stays done.
                 code = "CANCELLED"
                 raise
-            except Exception:
-                code = "INTERNAL"
-                log.exception("rpc.failed")
-                status = status_pb2.Status(code=code_pb2.INTERNAL,
-                                           message=f"internal error (request {ctx.request_id})")
+            except Exception as error:
+                away = dependency_away(error)
+                if away is None:
+                    code = "INTERNAL"
+                    log.exception("rpc.failed")
+                    status = status_pb2.Status(code=code_pb2.INTERNAL,
+                                               message=f"internal error (request {ctx.request_id})")
+                else:
+                    # The database, NATS or another service is away: the caller may retry.
+                    code = "UNAVAILABLE"
+                    log.warning("rpc.unavailable", error=repr(error)[:300])
+                    status = status_of(away, ctx.request_id)
                 await servicer_context.abort_with_status(rpc_status.to_status(status))
             finally:
                 elapsed = time.perf_counter() - started

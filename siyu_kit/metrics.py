@@ -1,5 +1,5 @@
-"""Prometheus metrics of a process: RPC latency, events, outbox, dead letters and
-database round trips."""
+"""Prometheus metrics of a process: RPC latency, events, consumer lag and redeliveries,
+outbox, dead letters and database round trips."""
 from __future__ import annotations
 
 import urllib.request
@@ -12,6 +12,12 @@ EVENTS_PUBLISHED = Counter("siyu_events_published_total", "events relayed from t
 OUTBOX_BACKLOG = Gauge("siyu_outbox_backlog", "documents with unsent events at the last relay pass", ["service"])
 EVENTS_HANDLED = Counter("siyu_events_handled_total", "events consumed", ["service", "consumer", "outcome"])
 EVENT_LAG = Histogram("siyu_event_lag_seconds", "time from event to its handling", ["service", "consumer"])
+REDELIVERIES = Counter("siyu_event_redeliveries_total", "deliveries of an event after its first",
+                       ["service", "consumer"])
+CONSUMER_PENDING = Gauge("siyu_consumer_pending", "messages on the stream not yet delivered to the consumer (lag)",
+                         ["service", "consumer"])
+CONSUMER_UP = Gauge("siyu_consumer_up", "1 while the consumer is subscribed, 0 while it is down",
+                    ["service", "consumer"])
 DEAD_LETTERS = Counter("siyu_dead_letters_total", "events sent to the dead-letter stream", ["service", "consumer"])
 # Database round trips: `rpc` is the RPC a command ran for, or "background" (relay,
 # consumers, jobs). The budget test and `make bench` read it to count trips per use case.

@@ -16,12 +16,17 @@ from nats.js import JetStreamContext
 from pymongo.collection import Collection
 
 from siyu_kit import clients, config, db, logging as slog, metrics
-from siyu_kit.events.consumer import Consumer, Subscription
+from siyu_kit.events.consumer import ACK_WAIT_S, Consumer, Subscription
 from siyu_kit.events.relay import OutboxRelay
 from siyu_kit.events.streams import ensure_streams
 from siyu_kit.grpc_server import ContextInterceptor
 
 log = slog.get("siyu.service")
+
+# A consumer down longer than this (SIYU_CONSUMER_DOWN_LIMIT_S) turns health NOT_SERVING:
+# the pod stops taking traffic and its orchestrator sees that it no longer consumes.
+# Shorter outages (a NATS blip, a stream failing over) are ridden out by the consumer.
+CONSUMER_DOWN_LIMIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -91,17 +96,20 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     tasks: list[asyncio.Task] = []
     worker_tasks: list[asyncio.Task] = []
     workers: list[Any] = []
+    consumers: list[Consumer] = []
     if nc is not None:
         js: JetStreamContext = nc.jetstream()
         await ensure_streams(js)
         runtime.relay = OutboxRelay(name, js, parts.outbox_collections, settings.relay_interval_s)
         workers.append(runtime.relay)
-        for sub in parts.subscriptions:
-            workers.append(Consumer(name, js, sub, settings.max_deliver))
+        ack_wait_s = config.env_seconds("CONSUMER_ACK_WAIT_S", ACK_WAIT_S)
+        consumers = [Consumer(name, js, sub, settings.max_deliver, ack_wait_s) for sub in parts.subscriptions]
+        workers += consumers
         worker_tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in workers]
         tasks += worker_tasks
         tasks += [asyncio.create_task(_every(job), name=job.name) for job in parts.jobs]
-        tasks.append(asyncio.create_task(_watch_health(health, parts, nc, stop)))
+        down_limit_s = config.env_seconds("CONSUMER_DOWN_LIMIT_S", CONSUMER_DOWN_LIMIT_S)
+        tasks.append(asyncio.create_task(_watch_health(health, parts, nc, consumers, down_limit_s, stop)))
         await stop.wait()
 
     # SIGTERM: stop taking traffic, let in-flight calls finish, then stop the workers.
@@ -143,16 +151,19 @@ async def _set_health(health: HealthServicer, parts: Parts, status) -> None:
         await health.set(full_name, status)
 
 
-async def _watch_health(health: HealthServicer, parts: Parts, nc, stop: asyncio.Event) -> None:
-    """SERVING only while both MongoDB and NATS answer."""
+async def _watch_health(health: HealthServicer, parts: Parts, nc, consumers: list[Consumer],
+                        down_limit_s: float, stop: asyncio.Event) -> None:
+    """SERVING only while MongoDB and NATS answer and no consumer has been down for
+    longer than `down_limit_s` (a consumer restarts itself meanwhile)."""
     serving = None
     while not stop.is_set():
-        ok = nc.is_connected and await db.run_sync(db.ping)
+        down = [c.sub.durable for c in consumers if c.down_for() > down_limit_s]
+        ok = nc.is_connected and not down and await db.run_sync(db.ping)
         if ok != serving:
             serving = ok
             await _set_health(health, parts, health_pb2.HealthCheckResponse.SERVING if ok
                               else health_pb2.HealthCheckResponse.NOT_SERVING)
-            log.info("service.health", serving=ok)
+            log.info("service.health", serving=ok, consumers_down=down)
         await asyncio.sleep(1.0)
 
 

@@ -67,3 +67,26 @@ def test_grpc_codes_match_the_documented_mapping():
     assert errors.InvalidArgument.code is grpc.StatusCode.INVALID_ARGUMENT
     assert errors.Conflict.code is grpc.StatusCode.ABORTED
     assert errors.ResourceExhausted("x", reason="OUT_OF_STOCK").reason == "OUT_OF_STOCK"
+
+
+# ---- many violations: capped so the status fits gRPC's trailing metadata ----------
+
+
+def test_the_violations_sent_are_capped_with_a_count_of_the_rest():
+    many = [errors.FieldViolation(f"lines[{i}].sku_id", "is required") for i in range(150)]
+    sent = errors.capped_violations(many)
+    assert len(sent) == errors.MAX_VIOLATIONS + 1
+    assert sent[:errors.MAX_VIOLATIONS] == many[:errors.MAX_VIOLATIONS]
+    assert sent[-1].field == ""
+    assert sent[-1].description.startswith(f"{150 - errors.MAX_VIOLATIONS} more violations not shown")
+    assert errors.capped_violations(many[:3]) == many[:3]
+
+
+def test_a_status_with_hundreds_of_long_violations_stays_small():
+    huge = [errors.FieldViolation("f" * 5000 + str(i), "d" * 5000) for i in range(1000)]
+    status = status_of(errors.InvalidArgument("m" * 100_000, reason="INVALID_FIELDS", violations=huge), "req_1")
+    # gRPC refuses trailing metadata past 16 KiB; the whole status stays well below.
+    assert len(status.SerializeToString()) < 8 * 1024
+    bad, info = _details(status)
+    assert len(bad.field_violations) == errors.MAX_VIOLATIONS + 1
+    assert info.reason == "INVALID_FIELDS"
