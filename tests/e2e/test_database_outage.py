@@ -50,7 +50,7 @@ class Load:
             return sum(1 for a in self.answers[since:] if a[2] == status)
 
 
-def test_database_killed_and_restarted_under_load_gives_503s_and_loses_nothing(stack, shop, monkeypatch):
+def test_database_killed_and_restarted_under_load_gives_503s_and_loses_nothing(stack, shop):
     sku = shop.new_sku(stock=5000, price=100)
     tokens = [shop.login(f"union-outage-{i}-{uuid.uuid4().hex[:6]}")["access_token"] for i in range(WORKERS)]
     load = Load(shop, sku, tokens)
@@ -64,8 +64,7 @@ def test_database_killed_and_restarted_under_load_gives_503s_and_loses_nothing(s
         killed_at = len(load.answers)
         wait_until(lambda: load.count(503, killed_at) >= 10, timeout=30, message="503s during the outage")
         # Start the same nx-27017 on the same port and data; NATS keeps running.
-        monkeypatch.setenv("NATS_URL", stack.nats_url)
-        stack.start_infra()
+        stack.start_mongo()
         restarted = True
         back_at = len(load.answers)
         wait_until(lambda: load.count(200, back_at) >= 10, timeout=45, message="orders placed after the restart")
@@ -74,8 +73,7 @@ def test_database_killed_and_restarted_under_load_gives_503s_and_loses_nothing(s
         for t in threads:
             t.join(timeout=30)
         if not restarted and "mongo" not in stack.procs:
-            monkeypatch.setenv("NATS_URL", stack.nats_url)
-            stack.start_infra()
+            stack.start_mongo()
         stack.wait_ready(timeout=60)
 
     statuses = {a[2] for a in load.answers}

@@ -88,12 +88,11 @@ async def test_a_consumer_down_past_the_limit_turns_health_not_serving_until_it_
     assert await _consumes(js)
 
 
-async def test_the_consumer_survives_nats_stopping_and_starting(servers, js, monkeypatch):
+async def test_the_consumer_survives_nats_stopping_and_starting(servers, js):
     servers.stop("nats")
     await eventually(lambda: health(servers) == NOT_SERVING, timeout=15, message="NOT_SERVING without NATS")
     # Start nats-server again on the same port and data; the database keeps running.
-    monkeypatch.setenv("MONGODB_URI", servers.mongodb_uri)
-    servers.start_infra()
+    servers.start_nats()
     await eventually(lambda: health(servers) == SERVING, timeout=30, message="SERVING after NATS is back")
     assert await _consumes(js)
 
