@@ -2,7 +2,8 @@
 
 JSON ⇄ proto uses the standard proto3 JSON mapping (google.protobuf.json_format) with proto
 field names: int64 as strings, enums by name, Timestamps RFC 3339; responses print fields
-without presence even at their default, so a front end always sees every field.
+without presence even at their default, so a front end always sees every field. Input is
+read strictly first (`gateway.strict`): size, nesting, and every value against its field.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
@@ -232,11 +233,15 @@ async def read_body(request: Request) -> bytes:
     if declared.isascii() and declared.isdigit() and int(declared) > strict.MAX_BODY_BYTES:
         raise strict.too_large()
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > strict.MAX_BODY_BYTES:
-            raise strict.too_large()
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > strict.MAX_BODY_BYTES:
+                raise strict.too_large()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody reads this answer; it keeps a caller that hung up mid-body out of the 500s.
+        raise ApiError("INVALID_ARGUMENT", "the connection closed before the body ended", "BODY_INCOMPLETE") from None
     return b"".join(chunks)
 
 

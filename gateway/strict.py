@@ -96,7 +96,8 @@ def load_body(raw: bytes) -> Any:
         raise ApiError("INVALID_ARGUMENT", f"the body nests deeper than {MAX_DEPTH} levels", "BODY_TOO_DEEP",
                        [FieldViolation("body", f"at most {MAX_DEPTH} levels of arrays and objects")])
     try:
-        return json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        # UTF-8 only (RFC 8259); json.loads would also guess UTF-16 and UTF-32 from bytes.
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except _Duplicate as error:
         raise malformed(f"the key {str(error)!r} appears twice in one object") from None
     except (ValueError, UnicodeDecodeError, RecursionError):

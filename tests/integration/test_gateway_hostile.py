@@ -137,6 +137,22 @@ def test_a_streamed_oversized_body_is_413(shop, member):
     assert shop.call("GET", "/v1/orders", token=member).json().get("orders", []) == []
 
 
+def test_a_caller_hanging_up_mid_body_is_no_500(shop, stack):
+    request_id = "hangup-" + uuid.uuid4().hex[:12]
+    parts = urlsplit(shop.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/staff/login HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000\r\n"
+                     b"X-Request-Id: " + request_id.encode() + b"\r\n\r\n{\"merchant")
+    log = stack.data_dir / "log" / "gateway.log"
+
+    def entries() -> list[dict]:
+        return [json.loads(line) for line in log.read_text(errors="replace").splitlines()
+                if request_id in line and line.startswith("{")]
+    wait_until(lambda: any(e.get("event") == "http" for e in entries()), timeout=10,
+               message="the access log line of the hung-up request")
+    assert {(e["event"], e.get("status")) for e in entries()} == {("http", 400)}
+
+
 @pytest.mark.parametrize("quantity", ["１", "+1", " 1", "1_000", "٣", 1.5, True, "99999999999999999999"])
 def test_hostile_quantities_change_nothing(shop, quantity):
     token = shop.login("qty-" + uuid.uuid4().hex[:8])["access_token"]

@@ -45,6 +45,9 @@ def test_nesting_up_to_the_limit_parses():
     (b'{"a": Infinity}', "not valid JSON"),
     (b'{"a": ', "not valid JSON"),
     (b"\xff\xfe{", "not valid JSON"),
+    ('{"code": "x"}'.encode("utf-16"), "not valid JSON"),
+    (b'\xef\xbb\xbf{"code": "x"}', "not valid JSON"),
+    (b'{"code": "\xc0\xaf"}', "not valid JSON"),
 ])
 def test_malformed_bodies(raw, description):
     with pytest.raises(ApiError) as caught:
