@@ -133,6 +133,13 @@ def test_a_declared_oversized_body_is_413_before_it_is_sent(shop):
     assert (error["code"], error["status"], error["reason"]) == ("PAYLOAD_TOO_LARGE", 413, "BODY_TOO_LARGE")
 
 
+def test_a_sent_50_mb_body_is_413(shop):
+    # The gateway refuses it from Content-Length and lets the server discard the rest unread.
+    resp = httpx.post(shop.url + "/v1/staff/login", content=b"{" + b" " * (50 << 20) + b"}",
+                      headers={"Content-Type": "application/json"}, timeout=60)
+    refused(resp, 413, "BODY_TOO_LARGE")
+
+
 def test_a_streamed_oversized_body_is_413(shop, member):
     sku = shop.new_sku(stock=3)
     before = stock(shop, sku)
