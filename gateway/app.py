@@ -2,13 +2,13 @@
 
 JSON ⇄ proto uses the standard proto3 JSON mapping (google.protobuf.json_format) with proto
 field names: int64 as strings, enums by name, Timestamps RFC 3339; responses print fields
-without presence even at their default, so a front end always sees every field.
+without presence even at their default, so a front end always sees every field. Input is
+read strictly first (`gateway.strict`): size, nesting, and every value against its field.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import time
@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
@@ -33,16 +33,16 @@ from siyu_kit.ids import new_id
 from siyu.member.v1 import member_pb2
 from siyu_kit.context import RequestContext
 
-from gateway import errors, openapi
+from gateway import errors, openapi, strict
 from gateway.auth import ApiKeyResolver, Credentials, bearer_token, identify
 from gateway.errors import ApiError
 from gateway.ratelimit import RateLimiter, retry_after_header
 from gateway.routes import FieldError, Route, Table, parse_error_field, query_to_dict, set_path
+from gateway.server import JsonErrorH11Protocol
 
 log = slog.get("siyu.gateway")
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-MAX_BODY_BYTES = 1 << 20
 _REQUEST_ID_CHARS = re.compile(r"[^A-Za-z0-9._:-]")
 OPS_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs")
 RESOLVE_API_KEY = "/siyu.member.v1.MemberService/ResolveApiKey"
@@ -130,20 +130,17 @@ class Gateway:
     async def build_request(self, route: Route, request: Request, path_values: dict[str, str]):
         data: dict = {}
         if route.body:
-            raw = await request.body()
-            if len(raw) > MAX_BODY_BYTES:
-                raise ApiError("INVALID_ARGUMENT", "the body is too large", "BODY_TOO_LARGE")
-            try:
-                payload = json.loads(raw) if raw.strip() else ({} if route.body == "*" else None)
-            except (ValueError, UnicodeDecodeError):
-                raise ApiError("INVALID_ARGUMENT", "the body is not valid JSON", "MALFORMED_JSON",
-                               [FieldViolation("body", "not valid JSON")]) from None
+            raw = await read_body(request)
+            if not raw.strip():
+                raise ApiError("INVALID_ARGUMENT", "this route needs a JSON body; send {} when there is nothing to set",
+                               "BODY_REQUIRED", [FieldViolation("body", "is required")])
+            payload = strict.load_body(raw)
             if route.body == "*":
                 if not isinstance(payload, dict):
                     raise ApiError("INVALID_ARGUMENT", "the body must be a JSON object", "MALFORMED_JSON",
                                    [FieldViolation("body", "must be a JSON object")])
                 data = payload
-            elif payload is not None:
+            else:
                 data = {route.body: payload}
         params = list(request.query_params.multi_items())
         try:
@@ -157,16 +154,18 @@ class Gateway:
         except FieldError as error:
             raise ApiError("INVALID_ARGUMENT", "the request has invalid fields", "INVALID_FIELDS",
                            [FieldViolation(error.field, error.description)]) from None
+        # Every value is checked strictly first, so json_format only converts known-good input.
+        data, violations = strict.check_message(route.method_descriptor.input_type, data)
+        if violations:
+            raise ApiError("INVALID_ARGUMENT", "the request has invalid fields", "INVALID_FIELDS", violations)
         message = route.request_class()
         try:
             json_format.ParseDict(data, message, ignore_unknown_fields=False)
-        except json_format.ParseError as error:
-            field, description = parse_error_field(str(error))
+        except Exception as error:  # noqa: BLE001 - any conversion failure is still bad input
+            # json_format's own wording names Python internals; only the field is kept.
+            field = parse_error_field(str(error))[0] if isinstance(error, json_format.ParseError) else "body"
             raise ApiError("INVALID_ARGUMENT", "the request has invalid fields", "INVALID_FIELDS",
-                           [FieldViolation(field, description)]) from None
-        except Exception:  # noqa: BLE001 - any other conversion failure is still bad input
-            raise ApiError("INVALID_ARGUMENT", "the request has invalid fields", "INVALID_FIELDS",
-                           [FieldViolation("body", "cannot be converted to the request")]) from None
+                           [FieldViolation(field, "has an invalid value")]) from None
         return message
 
     def _rate_limit(self, route: Route, creds: Credentials, ctx: RequestContext) -> None:
@@ -225,6 +224,25 @@ class Gateway:
         names = list(SERVICE_NAMES)
         results = dict(zip(names, await asyncio.gather(*(check(n) for n in names))))
         return all(v == "SERVING" for v in results.values()), results
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refused with 413 as soon as it is known to pass the limit: from its declared
+    length before reading anything, else while it arrives (chunked), never held whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > strict.MAX_BODY_BYTES:
+        raise strict.too_large()
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > strict.MAX_BODY_BYTES:
+                raise strict.too_large()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody reads this answer; it keeps a caller that hung up mid-body out of the 500s.
+        raise ApiError("INVALID_ARGUMENT", "the connection closed before the body ended", "BODY_INCOMPLETE") from None
+    return b"".join(chunks)
 
 
 def _method_not_allowed(allowed: str, request_id: str) -> Response:
@@ -329,5 +347,6 @@ def main() -> None:
     slog.configure("gateway", settings.log_level)
     app = create_app(settings)
     log.info("gateway.starting", host=settings.host, port=settings.port, routes=len(app.state.gateway.table.routes))
+    # h11 (the HTTP parser installed) through a protocol that answers its refusals in JSON too.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=10)
+                lifespan="on", timeout_graceful_shutdown=10, http=JsonErrorH11Protocol)

@@ -200,7 +200,12 @@ class Table:
         return None, {}, path_known
 
     def allowed_methods(self, raw_path: str) -> list[str]:
-        return sorted({r.http_method for r in self.routes if r.template.match(raw_path) is not None})
+        """The methods `match` would serve at this path: a verb path offers only its verb
+        routes, never the verb-less route whose variable happens to swallow `id:verb`."""
+        matching = [r for r in self.routes if r.template.match(raw_path) is not None]
+        if any(r.template.verb for r in matching):
+            matching = [r for r in matching if r.template.verb]
+        return sorted({r.http_method for r in matching})
 
 
 # ---- request fields from path, query and body ------------------------------------------
@@ -244,11 +249,9 @@ def _query_value(fd: FieldDescriptor, raw: str, name: str):
     """One query string value in the form ParseDict expects for the field."""
     if fd.type == FieldDescriptor.TYPE_BOOL or (
             fd.type == FieldDescriptor.TYPE_MESSAGE and fd.message_type.full_name == "google.protobuf.BoolValue"):
-        lowered = raw.lower()
-        if lowered in ("true", "1"):
-            return True
-        if lowered in ("false", "0"):
-            return False
+        # Only the two JSON literals, as in a body; "1", "yes" or "TRUE" are refused.
+        if raw in ("true", "false"):
+            return raw == "true"
         raise FieldError(name, "must be true or false")
     if fd.type == FieldDescriptor.TYPE_MESSAGE and fd.message_type.full_name not in SCALAR_WKT:
         raise FieldError(name, "is a message; name one of its fields with a dot")

@@ -86,6 +86,14 @@ def test_wrong_method_and_unknown_path(table):
     assert table.match("GET", "/v1/nothing") == (None, {}, False)
 
 
+def test_allowed_methods_of_an_action_path_are_only_its_verb_routes(table):
+    # GET /v1/orders/{order_id} would match "o1:pay" as an id, but GET is refused there.
+    assert table.allowed_methods("/v1/orders/o1:pay") == ["POST"]
+    assert table.allowed_methods("/v1/staff/skus/s1/stock:audit") == ["GET"]
+    assert table.allowed_methods("/v1/orders/o1") == ["GET"]
+    assert table.allowed_methods("/v1/orders") == ["GET", "POST"]
+
+
 def test_query_scalars_repeated_enums_and_nesting():
     d = query_to_dict(catalog_pb2.UpsertProductRequest.DESCRIPTOR,
                       [("tags", "a"), ("tags", "b"), ("status", "PRODUCT_STATUS_ON_SHELF"), ("title", "茶")])
@@ -123,10 +131,12 @@ def test_query_cannot_set_a_path_bound_field():
 
 def test_bool_query_values():
     from google.protobuf import descriptor_pb2  # noqa: F401 - a bool field from a real message
-    d = query_to_dict(descriptor_pb2.FieldOptions.DESCRIPTOR, [("deprecated", "true"), ("lazy", "0")])
+    d = query_to_dict(descriptor_pb2.FieldOptions.DESCRIPTOR, [("deprecated", "true"), ("lazy", "false")])
     assert d == {"deprecated": True, "lazy": False}
-    with pytest.raises(FieldError):
-        query_to_dict(descriptor_pb2.FieldOptions.DESCRIPTOR, [("deprecated", "yes")])
+    for bad in ("yes", "1", "0", "TRUE", "False", ""):
+        with pytest.raises(FieldError) as caught:
+            query_to_dict(descriptor_pb2.FieldOptions.DESCRIPTOR, [("deprecated", bad)])
+        assert caught.value.description == "must be true or false"
 
 
 def test_path_values_override_the_body():
