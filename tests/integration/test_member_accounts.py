@@ -143,7 +143,7 @@ def test_staff_upsert_is_idempotent_and_login_works(stub, db):
     claims = jwt.decode(login.access_token, load("member").jwt_secret, algorithms=["HS256"])
     assert (claims["typ"], claims["sub"], claims["mid"]) == ("staff", first.staff_id, merchant_id)
     assert claims["roles"] == ["OPERATOR", "FINANCE"]
-    assert login.expires_in_seconds == 12 * 3600
+    assert login.expires_in_seconds == 15 * 60 and login.refresh_token
 
 
 def test_staff_login_failures_look_the_same(stub):
