@@ -59,6 +59,9 @@ class _SharedCache:
             return entry[1]
         return _MISSING
 
+    def forget(self, key) -> None:
+        self._cache.pop(key, None)
+
     def loading(self, key) -> bool:
         return key in self._pending
 
@@ -143,6 +146,11 @@ class TokenVersions:
 
     async def check(self, claims: tokens.TokenClaims, request_id: str) -> None:
         key = (claims.merchant_id, claims.subject)
+        cached = self._cache.cached(key)
+        if cached is not _MISSING and claims.version > cached[0]:
+            # Versions only grow: a token newer than the cache (a login right after a bump)
+            # means the cache is behind, not the token.
+            self._cache.forget(key)
         version, active = await self._cache.get(key, lambda: self._lookup(key, request_id), lambda _: self.ttl_s)
         if not active or version != claims.version:
             raise Unauthenticated("the token has been revoked; log in again", reason="TOKEN_REVOKED")

@@ -228,3 +228,18 @@ def test_roles_are_checked_before_any_version_lookup():
     with pytest.raises(ApiError) as caught:
         _identify_with(versions, Rule("STAFF", ("FINANCE",)), Credentials(bearer=_versioned("staff", "stf_1", 1, ("GUIDE",))))
     assert caught.value.http_status == 403 and calls == []
+
+
+def test_a_token_newer_than_the_cached_version_is_checked_afresh():
+    current = {"stf_1": (1, True)}
+    versions, calls, _ = versions_with(current)
+
+    async def run():
+        await versions.check(auth.verify(SECRET, _versioned("staff", "stf_1", 1), "staff"), "r")
+        current["stf_1"] = (2, True)  # logged out, then in again at once
+        await versions.check(auth.verify(SECRET, _versioned("staff", "stf_1", 2), "staff"), "r")
+        assert calls == ["stf_1", "stf_1"]
+        with pytest.raises(Exception) as caught:  # while the old one is refused from the cache
+            await versions.check(auth.verify(SECRET, _versioned("staff", "stf_1", 1), "staff"), "r")
+        assert caught.value.reason == "TOKEN_REVOKED" and len(calls) == 2
+    asyncio.run(run())
