@@ -46,7 +46,7 @@ MAX_BODY_BYTES = 1 << 20
 _REQUEST_ID_CHARS = re.compile(r"[^A-Za-z0-9._:-]")
 OPS_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs")
 RESOLVE_API_KEY = "/siyu.member.v1.MemberService/ResolveApiKey"
-GET_TOKEN_VERSION = "/siyu.member.v1.MemberService/GetTokenVersion"
+GET_TOKEN_VERSIONS = "/siyu.member.v1.MemberService/GetTokenVersions"
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class Gateway:
         self.table = table or Table.from_protos()
         self.channels: dict[str, grpc.aio.Channel] = {}
         self.resolver = ApiKeyResolver(self._resolve_api_key, lookup_limiter=RateLimiter(settings.key_lookup_rps))
-        self.versions = TokenVersions(self._token_version, ttl_s=settings.token_version_ttl_s)
+        self.versions = TokenVersions(self._token_versions, ttl_s=settings.token_version_ttl_s)
         self.key_limiter = RateLimiter(settings.key_rps)
         self.member_limiter = RateLimiter(settings.member_rps)
         self.staff_limiter = RateLimiter(settings.staff_rps)
@@ -144,14 +144,15 @@ class Gateway:
         return await call(member_pb2.ResolveApiKeyRequest(api_key=api_key), metadata=md,
                           timeout=self.settings.deadline_s)
 
-    async def _token_version(self, merchant_id: str, subject_id: str,
-                             request_id: str) -> member_pb2.GetTokenVersionResponse:
+    async def _token_versions(self, subjects: list[tuple[str, str]], request_id: str) -> list[tuple[int, bool]]:
         call = self.channel("member").unary_unary(
-            GET_TOKEN_VERSION, request_serializer=member_pb2.GetTokenVersionRequest.SerializeToString,
-            response_deserializer=member_pb2.GetTokenVersionResponse.FromString)
+            GET_TOKEN_VERSIONS, request_serializer=member_pb2.GetTokenVersionsRequest.SerializeToString,
+            response_deserializer=member_pb2.GetTokenVersionsResponse.FromString)
         md = RequestContext(request_id=request_id, calling_service="gateway").to_metadata()
-        return await call(member_pb2.GetTokenVersionRequest(merchant_id=merchant_id, subject_id=subject_id),
-                          metadata=md, timeout=self.settings.deadline_s)
+        request = member_pb2.GetTokenVersionsRequest(subjects=[
+            member_pb2.TokenSubject(merchant_id=m, subject_id=s) for m, s in subjects])
+        reply = await call(request, metadata=md, timeout=self.settings.deadline_s)
+        return [(int(v.version), bool(v.active)) for v in reply.versions]
 
     async def close(self) -> None:
         for ch in self.channels.values():

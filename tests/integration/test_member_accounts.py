@@ -71,7 +71,8 @@ def test_upsert_merchant_bad_input_writes_nothing(stub, db):
     ("UpsertMerchant", pb.UpsertMerchantRequest(code="x-internal", name="x")),
     ("UpsertApiKey", pb.UpsertApiKeyRequest()),
     ("UpsertStaffUser", pb.UpsertStaffUserRequest()),
-    ("GetTokenVersion", pb.GetTokenVersionRequest(merchant_id="mch_x", subject_id="stf_x")),
+    ("GetTokenVersions", pb.GetTokenVersionsRequest(subjects=[pb.TokenSubject(merchant_id="mch_x",
+                                                                              subject_id="stf_x")])),
     ("ResolveApiKey", pb.ResolveApiKeyRequest(api_key="k" * 20)),
 ])
 def test_internal_rpcs_refuse_callers_from_outside(stub, method, request_):
@@ -300,9 +301,11 @@ def staff_login(stub, code, username="alice", password="s3cret-pass"):
 
 
 def version_of(stub, merchant_id, subject_id) -> tuple[int, bool]:
-    reply = stub.GetTokenVersion(pb.GetTokenVersionRequest(merchant_id=merchant_id, subject_id=subject_id),
-                                 metadata=OPS)
-    return reply.version, reply.active
+    reply = stub.GetTokenVersions(pb.GetTokenVersionsRequest(
+        subjects=[pb.TokenSubject(merchant_id=merchant_id, subject_id=subject_id)]), metadata=OPS)
+    (found,) = reply.versions
+    assert (found.subject.merchant_id, found.subject.subject_id) == (merchant_id, subject_id)
+    return found.version, found.active
 
 
 def test_staff_refresh_rotates_and_a_reused_refresh_token_ends_the_session(stub):
@@ -370,3 +373,22 @@ def test_changing_or_disabling_a_staff_user_ends_their_tokens(stub, db):
     stored = list(db.refresh_tokens.find({"subject_id": staff_id}))
     assert len(stored) == 2 and all(d["merchant_id"] == merchant_id and d["expires_at"] for d in stored)
     assert {d["state"] for d in stored} == {"USED"}
+
+
+def test_token_versions_of_many_subjects_answer_in_order(stub):
+    code = staff_shop(stub, "alice", "bob")
+    alice = jwt.decode(staff_login(stub, code).access_token, load("member").jwt_secret, algorithms=["HS256"])
+    merchant_id = alice["mid"]
+    bob_id = stub.UpsertStaffUser(staff_request(merchant_id, username="bob", roles=[common_pb2.STAFF_ROLE_GUIDE]),
+                                  metadata=OPS).staff_id
+    asked = [(merchant_id, bob_id), (new_merchant_id(), alice["sub"]), (merchant_id, alice["sub"]),
+             (merchant_id, "xyz_1"), (merchant_id, new_id("mem"))]
+    reply = stub.GetTokenVersions(pb.GetTokenVersionsRequest(
+        subjects=[pb.TokenSubject(merchant_id=m, subject_id=s) for m, s in asked]), metadata=OPS)
+    assert [(v.subject.merchant_id, v.subject.subject_id) for v in reply.versions] == asked
+    # Bob was changed once after creation; Alice belongs to her merchant only.
+    assert [(v.version, v.active) for v in reply.versions] == [(2, True), (0, False), (alice["ver"], True),
+                                                              (0, False), (0, False)]
+    error = rpc_error(stub.GetTokenVersions, pb.GetTokenVersionsRequest(
+        subjects=[pb.TokenSubject(merchant_id=merchant_id, subject_id=bob_id)] * 1001), metadata=OPS)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT

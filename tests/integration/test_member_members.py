@@ -292,9 +292,10 @@ async def test_member_pricing_follows_growth_within_the_merchant(stack, stub):
 # Logout and refresh rotation
 
 def token_version(stub, merchant_id, member_id) -> tuple[int, bool]:
-    reply = stub.GetTokenVersion(pb.GetTokenVersionRequest(merchant_id=merchant_id, subject_id=member_id),
-                                 metadata=metadata(service="gateway"))
-    return reply.version, reply.active
+    reply = stub.GetTokenVersions(pb.GetTokenVersionsRequest(
+        subjects=[pb.TokenSubject(merchant_id=merchant_id, subject_id=member_id)]), metadata=metadata(service="gateway"))
+    (found,) = reply.versions
+    return found.version, found.active
 
 
 def test_member_refresh_tokens_are_single_use_and_logout_ends_every_token(stub):

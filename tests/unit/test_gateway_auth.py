@@ -164,12 +164,11 @@ def versions_with(current: dict[str, tuple[int, bool]], ttl_s: float = 2.0):
     calls = []
     clock = Clock()
 
-    async def lookup(merchant_id, subject_id, request_id):
-        calls.append(subject_id)
+    async def lookup(subjects, request_id):
+        calls.extend(subject_id for _, subject_id in subjects)
         await asyncio.sleep(0)
-        version, active = current.get(subject_id, (0, False))
-        return member_pb2.GetTokenVersionResponse(version=version, active=active)
-    return TokenVersions(lookup, ttl_s=ttl_s, clock=clock), calls, clock
+        return [current.get(subject_id, (0, False)) for _, subject_id in subjects]
+    return TokenVersions(lookup, ttl_s=ttl_s, clock=clock, batch_window_s=0), calls, clock
 
 
 def _versioned(kind, subject, version, roles=()):
@@ -242,4 +241,32 @@ def test_a_token_newer_than_the_cached_version_is_checked_afresh():
         with pytest.raises(Exception) as caught:  # while the old one is refused from the cache
             await versions.check(auth.verify(SECRET, _versioned("staff", "stf_1", 1), "staff"), "r")
         assert caught.value.reason == "TOKEN_REVOKED" and len(calls) == 2
+    asyncio.run(run())
+
+
+def test_checks_of_many_subjects_at_once_go_out_in_one_batch():
+    batches = []
+
+    async def lookup(subjects, request_id):
+        batches.append(list(subjects))
+        return [(1, True)] * len(subjects)
+    versions = TokenVersions(lookup, batch_window_s=0.01)
+
+    async def run():
+        tokens_ = [auth.verify(SECRET, _versioned("member", f"mem_{i % 50}", 1), "member") for i in range(200)]
+        await asyncio.gather(*(versions.check(t, "r") for t in tokens_))
+    asyncio.run(run())
+    assert len(batches) == 1 and sorted(batches[0]) == sorted(("mch_a", f"mem_{i}") for i in range(50))
+
+
+def test_a_failed_batch_fails_its_checks_without_hanging():
+    async def lookup(subjects, request_id):
+        return []  # an answer short of the subjects asked
+    versions = TokenVersions(lookup, batch_window_s=0)
+
+    async def run():
+        with pytest.raises(ApiError) as caught:
+            await asyncio.wait_for(versions.check(auth.verify(SECRET, _versioned("member", "mem_1", 1), "member"),
+                                                  "r"), timeout=5)
+        assert caught.value.http_status == 503
     asyncio.run(run())

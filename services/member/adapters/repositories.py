@@ -81,6 +81,11 @@ def find_staff_by_id(merchant_id: str, staff_id: str) -> dict | None:
                                        {"roles": 1, "disabled": 1, "token_version": 1})
 
 
+def staff_token_versions(merchant_id: str, staff_ids: list[str]) -> list[dict]:
+    return list(_col(StaffUserDoc).find({"_id": {"$in": staff_ids}, "merchant_id": merchant_id},
+                                        {"disabled": 1, "token_version": 1}))
+
+
 def bump_staff_token_version(merchant_id: str, staff_id: str) -> None:
     _col(StaffUserDoc).update_one({"_id": staff_id, "merchant_id": merchant_id}, {"$inc": {"token_version": 1}})
 
@@ -98,6 +103,10 @@ def find_member(merchant_id: str, member_id: str) -> dict | None:
 
 def member_token_version(merchant_id: str, member_id: str) -> dict | None:
     return _col(MemberDoc).find_one({"_id": member_id, "merchant_id": merchant_id}, {"token_version": 1})
+
+
+def member_token_versions(merchant_id: str, member_ids: list[str]) -> list[dict]:
+    return list(_col(MemberDoc).find({"_id": {"$in": member_ids}, "merchant_id": merchant_id}, {"token_version": 1}))
 
 
 def bump_member_token_version(merchant_id: str, member_id: str) -> None:

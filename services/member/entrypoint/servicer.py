@@ -68,9 +68,12 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         await self.staff.logout(request.refresh_token)
         return member_pb2.StaffLogoutResponse()
 
-    async def GetTokenVersion(self, request, context):
-        subject = await self.sessions.subject(request.merchant_id, request.subject_id)
-        return member_pb2.GetTokenVersionResponse(version=subject.version, active=subject.active)
+    async def GetTokenVersions(self, request, context):
+        wanted = [(s.merchant_id, s.subject_id) for s in request.subjects]
+        found = await self.sessions.subjects(wanted)
+        return member_pb2.GetTokenVersionsResponse(versions=[
+            member_pb2.TokenVersion(subject=asked, version=subject.version, active=subject.active)
+            for asked, subject in zip(request.subjects, found)])
 
     async def ResolveApiKey(self, request, context):
         merchant_id, channel = await merchants.resolve_api_key(request.api_key)
