@@ -34,7 +34,7 @@ from siyu.member.v1 import member_pb2
 from siyu_kit.context import RequestContext
 
 from gateway import errors, openapi, strict
-from gateway.auth import ApiKeyResolver, Credentials, bearer_token, identify
+from gateway.auth import ApiKeyResolver, Credentials, TokenVersions, bearer_token, identify
 from gateway.errors import ApiError
 from gateway.ratelimit import RateLimiter, retry_after_header
 from gateway.routes import FieldError, Route, Table, parse_error_field, query_to_dict, set_path
@@ -46,6 +46,7 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _REQUEST_ID_CHARS = re.compile(r"[^A-Za-z0-9._:-]")
 OPS_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs")
 RESOLVE_API_KEY = "/siyu.member.v1.MemberService/ResolveApiKey"
+GET_TOKEN_VERSIONS = "/siyu.member.v1.MemberService/GetTokenVersions"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,13 @@ class GatewaySettings:
     cors_origins: tuple[str, ...]
     key_rps: float
     member_rps: float
+    staff_rps: float
+    # Channel-key look-ups (keys not cached, e.g. unknown ones) one client address may cause.
+    key_lookup_rps: float
+    # How long a token subject's version is trusted before it is asked again.
+    token_version_ttl_s: float
+    # Proxies in front of the gateway that append to X-Forwarded-For (0: use the peer address).
+    forwarded_hops: int
     deadline_s: float
     health_timeout_s: float
     service_addrs: dict
@@ -72,6 +80,10 @@ class GatewaySettings:
             cors_origins=origins or ("*",),
             key_rps=float(env("SIYU_RATE_LIMIT_KEY_RPS", "200")),
             member_rps=float(env("SIYU_RATE_LIMIT_MEMBER_RPS", "20")),
+            staff_rps=float(env("SIYU_RATE_LIMIT_STAFF_RPS", "30")),
+            key_lookup_rps=float(env("SIYU_RATE_LIMIT_KEY_LOOKUP_RPS", "10")),
+            token_version_ttl_s=float(env("SIYU_TOKEN_VERSION_TTL_S", "2")),
+            forwarded_hops=int(env("SIYU_GATEWAY_FORWARDED_HOPS", "0")),
             deadline_s=float(env("SIYU_GATEWAY_DEADLINE_S", "10")),
             health_timeout_s=float(env("SIYU_GATEWAY_HEALTH_TIMEOUT_S", "2")),
             service_addrs=dict(base.service_addrs),
@@ -86,14 +98,26 @@ def request_id_from(header: str | None) -> str:
     return cleaned or new_id("req")
 
 
+def client_address(request: Request, forwarded_hops: int) -> str:
+    """The caller's address: the peer's, or, behind `forwarded_hops` trusted proxies, the
+    address the outermost of them saw (X-Forwarded-For is only as honest as its writer)."""
+    if forwarded_hops > 0:
+        hops = [h.strip() for h in (request.headers.get("x-forwarded-for") or "").split(",") if h.strip()]
+        if len(hops) >= forwarded_hops:
+            return hops[-forwarded_hops][:64]
+    return request.client.host if request.client else ""
+
+
 class Gateway:
     def __init__(self, settings: GatewaySettings, table: Table | None = None):
         self.settings = settings
         self.table = table or Table.from_protos()
         self.channels: dict[str, grpc.aio.Channel] = {}
-        self.resolver = ApiKeyResolver(self._resolve_api_key)
+        self.resolver = ApiKeyResolver(self._resolve_api_key, lookup_limiter=RateLimiter(settings.key_lookup_rps))
+        self.versions = TokenVersions(self._token_versions, ttl_s=settings.token_version_ttl_s)
         self.key_limiter = RateLimiter(settings.key_rps)
         self.member_limiter = RateLimiter(settings.member_rps)
+        self.staff_limiter = RateLimiter(settings.staff_rps)
         self.openapi_doc = openapi.document(self.table)
         self.docs_html = openapi.docs_page(self.openapi_doc)
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
@@ -119,6 +143,16 @@ class Gateway:
         md = RequestContext(request_id=request_id, calling_service="gateway").to_metadata()
         return await call(member_pb2.ResolveApiKeyRequest(api_key=api_key), metadata=md,
                           timeout=self.settings.deadline_s)
+
+    async def _token_versions(self, subjects: list[tuple[str, str]], request_id: str) -> list[tuple[int, bool]]:
+        call = self.channel("member").unary_unary(
+            GET_TOKEN_VERSIONS, request_serializer=member_pb2.GetTokenVersionsRequest.SerializeToString,
+            response_deserializer=member_pb2.GetTokenVersionsResponse.FromString)
+        md = RequestContext(request_id=request_id, calling_service="gateway").to_metadata()
+        request = member_pb2.GetTokenVersionsRequest(subjects=[
+            member_pb2.TokenSubject(merchant_id=m, subject_id=s) for m, s in subjects])
+        reply = await call(request, metadata=md, timeout=self.settings.deadline_s)
+        return [(int(v.version), bool(v.active)) for v in reply.versions]
 
     async def close(self) -> None:
         for ch in self.channels.values():
@@ -174,6 +208,8 @@ class Gateway:
             wait = self.key_limiter.take(f"{ctx.merchant_id}:{creds.api_key}")
         if not wait and ctx.caller_kind == "member":
             wait = self.member_limiter.take(f"{ctx.merchant_id}:{ctx.caller_id}")
+        if not wait and ctx.caller_kind == "staff":
+            wait = self.staff_limiter.take(f"{ctx.merchant_id}:{ctx.caller_id}")
         if wait:
             raise ApiError("RESOURCE_EXHAUSTED", "too many requests; retry later", "RATE_LIMITED",
                            headers={"Retry-After": retry_after_header(wait)})
@@ -193,8 +229,10 @@ class Gateway:
         state["route"] = route.label
         try:
             creds = Credentials(api_key=(request.headers.get("x-api-key") or "").strip(),
-                                bearer=bearer_token(request.headers.get("authorization")))
-            ctx = await identify(route.rule, creds, request_id, self.resolver, self.settings.jwt_secret)
+                                bearer=bearer_token(request.headers.get("authorization")),
+                                address=client_address(request, self.settings.forwarded_hops))
+            ctx = await identify(route.rule, creds, request_id, self.resolver, self.settings.jwt_secret,
+                                 self.versions)
             state["merchant_id"], state["channel"] = ctx.merchant_id, ctx.channel
             self._rate_limit(route, creds, ctx)
             message = await self.build_request(route, request, values)

@@ -80,7 +80,7 @@ def _details_of(trailing_metadata) -> status_pb2.Status | None:
 def from_status(code: grpc.StatusCode, message: str, trailing_metadata) -> ApiError:
     """A failed gRPC call → ApiError, decoding google.rpc BadRequest and ErrorInfo details."""
     name = code.name
-    reason, violations = "", []
+    reason, violations, headers = "", [], {}
     status = _details_of(trailing_metadata)
     if name == "RESOURCE_EXHAUSTED" and status is None:
         # Every service error carries details; without them this is gRPC's own limit (an
@@ -97,10 +97,16 @@ def from_status(code: grpc.StatusCode, message: str, trailing_metadata) -> ApiEr
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
                 reason = info.reason
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                if retry.retry_delay.seconds > 0:
+                    headers["Retry-After"] = str(retry.retry_delay.seconds)
     if http_status(name) == 500:
         # Internal failures keep their details in the service's log, keyed by request id.
         return ApiError("INTERNAL", "internal error", "")
-    return ApiError(name, GENERIC_MESSAGES.get(name, message or name.replace("_", " ").lower()), reason, violations)
+    return ApiError(name, GENERIC_MESSAGES.get(name, message or name.replace("_", " ").lower()), reason, violations,
+                    headers)
 
 
 def from_rpc_error(error: grpc.RpcError) -> ApiError:

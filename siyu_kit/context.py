@@ -18,6 +18,7 @@ MD_CHANNEL = "x-siyu-channel"
 MD_CALLER = "x-siyu-caller"  # "member:mem_…", "staff:stf_…", or empty
 MD_ROLES = "x-siyu-roles"  # "OWNER,OPERATOR"
 MD_SERVICE = "x-siyu-service"  # set by a service calling another service
+MD_CLIENT_ADDRESS = "x-siyu-client-address"  # the end client's network address, as the gateway saw it
 
 CHANNELS = ("MINI_PROGRAM", "H5", "LIVE")
 ROLES = ("OWNER", "OPERATOR", "GUIDE", "FINANCE")
@@ -32,6 +33,8 @@ class RequestContext:
     caller_id: str = ""
     roles: tuple[str, ...] = field(default_factory=tuple)
     calling_service: str = ""
+    # Where the request came from (an IP address), for per-address limits; empty inside.
+    client_address: str = ""
     # The RPC this process is serving ("PlaceOrder"), set by the server; never sent on.
     rpc: str = ""
 
@@ -43,6 +46,7 @@ class RequestContext:
             (MD_CHANNEL, self.channel),
             (MD_CALLER, caller),
             (MD_ROLES, ",".join(self.roles)),
+            (MD_CLIENT_ADDRESS, self.client_address),
         ]
         if calling_service or self.calling_service:
             pairs.append((MD_SERVICE, calling_service or self.calling_service))
@@ -62,6 +66,7 @@ class RequestContext:
             caller_id=caller_id,
             roles=roles,
             calling_service=md.get(MD_SERVICE, ""),
+            client_address=md.get(MD_CLIENT_ADDRESS, ""),
         )
 
     def with_merchant(self, merchant_id: str) -> "RequestContext":

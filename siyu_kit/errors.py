@@ -16,12 +16,15 @@ class FieldViolation:
 class DomainError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
-    def __init__(self, message: str, *, reason: str = "", violations: list[FieldViolation] | None = None):
+    def __init__(self, message: str, *, reason: str = "", violations: list[FieldViolation] | None = None,
+                 retry_after_s: int = 0):
         super().__init__(message)
         self.message = message
         # A stable machine-readable word such as OUT_OF_STOCK.
         self.reason = reason
         self.violations = list(violations or [])
+        # When the caller may try again (google.rpc.RetryInfo; Retry-After at the gateway).
+        self.retry_after_s = retry_after_s
 
 
 class InvalidArgument(DomainError):

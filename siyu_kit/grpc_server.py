@@ -62,6 +62,12 @@ def status_of(error: DomainError, request_id: str) -> status_pb2.Status:
         packed = any_pb2.Any()
         packed.Pack(bad)
         details.append(packed)
+    if error.retry_after_s > 0:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromSeconds(int(error.retry_after_s))
+        packed = any_pb2.Any()
+        packed.Pack(retry)
+        details.append(packed)
     info = error_details_pb2.ErrorInfo(reason=error.reason or error.code.name, domain="siyu",
                                        metadata={"request_id": request_id})
     packed = any_pb2.Any()

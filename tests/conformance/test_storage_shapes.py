@@ -1070,3 +1070,94 @@ def test_order_settings_created_once_then_changed_by_merchant_and_version(db):
     doc = coll.find_one({"merchant_id": "m"})
     assert (doc["unpaid_expiry_s"], doc["threshold_reductions"], doc["shipping_fee"], doc["version"]) == \
         (5, rules, 0, 2)
+
+
+# ---- staff login lock-out, refresh tokens, token versions ----------------------------
+
+
+def _take_attempt(coll, cid: str, limit: int, expires_at: datetime) -> bool:
+    """services.member.adapters.repositories.take_login_attempt, on this collection."""
+    query = {"_id": cid, "failures": {"$lt": limit}}
+    update = {"$inc": {"failures": 1}, "$setOnInsert": {"expires_at": expires_at}}
+    try:
+        result = coll.update_one(query, update, upsert=True)
+    except DuplicateKeyError:
+        result = coll.update_one(query, update)
+    return result.upserted_id is not None or result.modified_count == 1
+
+
+def test_window_counter_takes_up_to_the_limit_then_gives_back_above_zero(coll):
+    cid = f"acct:{new_id('h').lower()}:29000000"
+    expires_at = datetime(2030, 1, 1, 0, 1, tzinfo=timezone.utc)
+    assert [_take_attempt(coll, cid, 3, expires_at) for _ in range(5)] == [True, True, True, False, False]
+    doc = coll.find_one({"_id": cid})
+    assert doc["failures"] == 3 and doc["expires_at"] == expires_at
+    # Giving back frees one slot, never below zero.
+    back = {"_id": cid, "failures": {"$gt": 0}}
+    assert coll.update_one(back, {"$inc": {"failures": -1}}).modified_count == 1
+    assert _take_attempt(coll, cid, 3, expires_at) is True
+    for _ in range(5):
+        coll.update_one(back, {"$inc": {"failures": -1}})
+    assert coll.find_one({"_id": cid})["failures"] == 0
+    # $setOnInsert left the first expiry alone.
+    _take_attempt(coll, cid, 3, datetime(2031, 1, 1, tzinfo=timezone.utc))
+    assert coll.find_one({"_id": cid})["expires_at"] == expires_at
+
+
+def test_window_counter_concurrent_attempts_take_exactly_the_limit(coll):
+    cid, limit, tries = f"addr:{new_id('h').lower()}:1", 10, 24
+    expires_at = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    start = threading.Barrier(tries)
+    outcomes: list[bool] = []
+    lock = threading.Lock()
+
+    def attempt():
+        start.wait()
+        ok = _take_attempt(coll, cid, limit, expires_at)
+        with lock:
+            outcomes.append(ok)
+
+    threads = [threading.Thread(target=attempt) for _ in range(tries)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert outcomes.count(True) == limit and len(outcomes) == tries
+    assert coll.find_one({"_id": cid})["failures"] == limit
+
+
+def test_ttl_index_on_an_insert_time_is_created_and_repeatable(coll):
+    coll.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
+    coll.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    coll.insert_one({"_id": "rft_1", "merchant_id": new_merchant_id(), "expires_at": later})
+    assert coll.find_one({"_id": "rft_1"}) is not None
+
+
+def test_refresh_token_state_changes_once_from_active(coll):
+    merchant = new_merchant_id()
+    coll.insert_one({"_id": "rft_1", "merchant_id": merchant, "subject_id": "stf_1", "state": "ACTIVE"})
+
+    def end(subject: str, state: str) -> bool:
+        return coll.update_one({"_id": "rft_1", "merchant_id": merchant, "subject_id": subject, "state": "ACTIVE"},
+                               {"$set": {"state": state}}).modified_count == 1
+
+    assert end("stf_other", "USED") is False
+    assert end("stf_1", "USED") is True
+    assert end("stf_1", "USED") is False
+    assert end("stf_1", "REVOKED") is False
+    assert coll.find_one({"_id": "rft_1"})["state"] == "USED"
+
+
+def test_token_version_absent_then_inc_and_inclusion_projection(coll):
+    merchant = new_merchant_id()
+    coll.insert_one({"_id": "mem_1", "merchant_id": merchant, "nickname": "a", "outbox": {}})
+    key = {"_id": "mem_1", "merchant_id": merchant}
+    assert coll.find_one(key, {"token_version": 1}) == {"_id": "mem_1"}
+    coll.update_one(key, {"$inc": {"token_version": 1}})
+    assert coll.find_one(key, {"token_version": 1}) == {"_id": "mem_1", "token_version": 1}
+    coll.update_one(key, {"$inc": {"token_version": 1}})
+    found = coll.find_one(key, {"roles": 1, "disabled": 1, "token_version": 1})
+    assert found == {"_id": "mem_1", "token_version": 2}
+    assert coll.update_one({"_id": "mem_1", "merchant_id": new_merchant_id()},
+                           {"$inc": {"token_version": 1}}).matched_count == 0

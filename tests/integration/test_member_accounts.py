@@ -1,15 +1,22 @@
-"""Merchants, channel keys and staff users over the member service's real gRPC port."""
+"""Merchants, channel keys, staff users, staff login lock-out and staff sessions over the
+member service's real gRPC port."""
 from __future__ import annotations
+
+import time
 
 import grpc
 import jwt
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from siyu.common.v1 import common_pb2
 from siyu.member.v1 import member_pb2 as pb, member_pb2_grpc
 
 from siyu_kit.config import load
+from siyu_kit.context import RequestContext
 from siyu_kit.ids import new_id
-from tests.support import field_violations, metadata, new_merchant_id, rpc_error, database_fixture, stub_fixture
+from tests.support import (database_fixture, field_violations, metadata, new_merchant_id, rpc_error, stub_fixture,
+                           wait_until)
 
 OPS = metadata(service="ops")
 
@@ -64,6 +71,8 @@ def test_upsert_merchant_bad_input_writes_nothing(stub, db):
     ("UpsertMerchant", pb.UpsertMerchantRequest(code="x-internal", name="x")),
     ("UpsertApiKey", pb.UpsertApiKeyRequest()),
     ("UpsertStaffUser", pb.UpsertStaffUserRequest()),
+    ("GetTokenVersions", pb.GetTokenVersionsRequest(subjects=[pb.TokenSubject(merchant_id="mch_x",
+                                                                              subject_id="stf_x")])),
     ("ResolveApiKey", pb.ResolveApiKeyRequest(api_key="k" * 20)),
 ])
 def test_internal_rpcs_refuse_callers_from_outside(stub, method, request_):
@@ -143,7 +152,7 @@ def test_staff_upsert_is_idempotent_and_login_works(stub, db):
     claims = jwt.decode(login.access_token, load("member").jwt_secret, algorithms=["HS256"])
     assert (claims["typ"], claims["sub"], claims["mid"]) == ("staff", first.staff_id, merchant_id)
     assert claims["roles"] == ["OPERATOR", "FINANCE"]
-    assert login.expires_in_seconds == 12 * 3600
+    assert login.expires_in_seconds == 15 * 60 and login.refresh_token
 
 
 def test_staff_login_failures_look_the_same(stub):
@@ -193,3 +202,193 @@ def test_staff_bad_input_writes_nothing(stub, db):
     error = rpc_error(stub.UpsertStaffUser, staff_request(new_merchant_id()), metadata=OPS)
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert db.staff_users.count_documents({"merchant_id": merchant_id}) == 0
+
+
+# Staff login lock-out: per account and per client address, shared by every replica.
+
+def at(address: str):
+    """Call metadata of a staff login the gateway passes on from `address`."""
+    return RequestContext(request_id=new_id("req"), client_address=address).to_metadata()
+
+
+def new_address() -> str:
+    return "198.51.100." + new_id("a")[-6:]
+
+
+def error_info(error: grpc.RpcError) -> tuple[str, int]:
+    """The reason and the RetryInfo delay (seconds, 0 when absent) of a failed call."""
+    reason, delay = "", 0
+    for detail in rpc_status.from_call(error).details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            delay = retry.retry_delay.seconds
+    return reason, delay
+
+
+def fresh_window(attempts: int) -> None:
+    """The counters are per clock minute: start where `attempts` logins fit in this one."""
+    room = 60 - max(10, attempts // 5)
+    wait_until(lambda: time.time() % 60 < room, timeout=65, interval=0.2, message="room left in this minute")
+
+
+def staff_shop(stub, *usernames: str, password: str = "s3cret-pass") -> str:
+    code = new_code()
+    merchant_id = stub.UpsertMerchant(pb.UpsertMerchantRequest(code=code, name="S"), metadata=OPS).merchant.merchant_id
+    for username in usernames:
+        stub.UpsertStaffUser(staff_request(merchant_id, username=username, password=password), metadata=OPS)
+    return code
+
+
+def attempt(stub, code, username, password, address):
+    try:
+        stub.StaffLogin(pb.StaffLoginRequest(merchant_code=code, username=username, password=password),
+                        metadata=at(address))
+    except grpc.RpcError as error:
+        return error.code(), *error_info(error)
+    return grpc.StatusCode.OK, "", 0
+
+
+def test_the_11th_wrong_password_in_a_minute_is_refused_without_checking_it(stub):
+    code = staff_shop(stub, "alice", "bob")
+    here, elsewhere = new_address(), new_address()
+    fresh_window(12)
+    for _ in range(10):
+        assert attempt(stub, code, "alice", "wrong-pass", here)[:2] == (grpc.StatusCode.UNAUTHENTICATED, "LOGIN_FAILED")
+    status, reason, retry_after = attempt(stub, code, "alice", "wrong-pass", here)
+    assert (status, reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_LOCKED") and 1 <= retry_after <= 60
+    # Unchecked: the right password is refused too, from any address: the lock is the account's.
+    assert attempt(stub, code, "alice", "s3cret-pass", here)[:2] == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_LOCKED")
+    assert attempt(stub, code, "alice", "s3cret-pass", elsewhere)[1] == "LOGIN_LOCKED"
+    # Another account from the same address is not locked.
+    assert attempt(stub, code, "bob", "s3cret-pass", here)[0] == grpc.StatusCode.OK
+
+
+def test_a_successful_login_resets_no_counter(stub):
+    code = staff_shop(stub, "alice")
+    here, elsewhere = new_address(), new_address()
+    fresh_window(14)
+    for _ in range(9):
+        assert attempt(stub, code, "alice", "wrong-pass", here)[1] == "LOGIN_FAILED"
+    assert attempt(stub, code, "alice", "s3cret-pass", elsewhere)[0] == grpc.StatusCode.OK
+    assert attempt(stub, code, "alice", "s3cret-pass", here)[0] == grpc.StatusCode.OK
+    # Still 9 failures in this minute: one more is checked, the next is not.
+    assert attempt(stub, code, "alice", "wrong-pass", here)[1] == "LOGIN_FAILED"
+    assert attempt(stub, code, "alice", "s3cret-pass", here)[1] == "LOGIN_LOCKED"
+
+
+def test_one_address_trying_many_accounts_is_locked_out_by_address(stub):
+    users = [f"user{i}" for i in range(51)]
+    code = staff_shop(stub, "target")
+    here, elsewhere = new_address(), new_address()
+    fresh_window(53)
+    for username in users[:50]:  # one guess per account: no account lock-out
+        assert attempt(stub, code, username, "wrong-pass", here)[1] == "LOGIN_FAILED"
+    assert attempt(stub, code, users[50], "wrong-pass", here)[1] == "LOGIN_LOCKED"
+    assert attempt(stub, code, "target", "s3cret-pass", here)[1] == "LOGIN_LOCKED"
+    # The account itself is not locked: from another address it logs in.
+    assert attempt(stub, code, "target", "s3cret-pass", elsewhere)[0] == grpc.StatusCode.OK
+
+
+# Staff sessions: short access tokens, single-use refresh tokens, versions.
+
+def staff_login(stub, code, username="alice", password="s3cret-pass"):
+    return stub.StaffLogin(pb.StaffLoginRequest(merchant_code=code, username=username, password=password))
+
+
+def version_of(stub, merchant_id, subject_id) -> tuple[int, bool]:
+    reply = stub.GetTokenVersions(pb.GetTokenVersionsRequest(
+        subjects=[pb.TokenSubject(merchant_id=merchant_id, subject_id=subject_id)]), metadata=OPS)
+    (found,) = reply.versions
+    assert (found.subject.merchant_id, found.subject.subject_id) == (merchant_id, subject_id)
+    return found.version, found.active
+
+
+def test_staff_refresh_rotates_and_a_reused_refresh_token_ends_the_session(stub):
+    code = staff_shop(stub, "alice")
+    login = staff_login(stub, code)
+    claims = jwt.decode(login.access_token, load("member").jwt_secret, algorithms=["HS256"])
+    merchant_id, staff_id, version = claims["mid"], claims["sub"], claims["ver"]
+    assert version_of(stub, merchant_id, staff_id) == (version, True)
+    refreshed = stub.StaffRefreshToken(pb.StaffRefreshTokenRequest(refresh_token=login.refresh_token))
+    assert refreshed.expires_in_seconds == 15 * 60 and list(refreshed.roles) == [common_pb2.STAFF_ROLE_OWNER]
+    assert refreshed.refresh_token != login.refresh_token
+    # The used refresh token again: refused, and every token of the user ends with it.
+    error = rpc_error(stub.StaffRefreshToken, pb.StaffRefreshTokenRequest(refresh_token=login.refresh_token))
+    assert (error.code(), error_info(error)[0]) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED")
+    assert version_of(stub, merchant_id, staff_id) == (version + 1, True)
+    error = rpc_error(stub.StaffRefreshToken, pb.StaffRefreshTokenRequest(refresh_token=refreshed.refresh_token))
+    assert error_info(error)[0] == "TOKEN_REVOKED"
+    # A member's refresh token or an access token is not a staff refresh token.
+    error = rpc_error(stub.StaffRefreshToken, pb.StaffRefreshTokenRequest(refresh_token=login.access_token))
+    assert error_info(error)[0] == "TOKEN_KIND"
+
+
+def test_staff_logout_revokes_the_refresh_token_and_every_token(stub):
+    code = staff_shop(stub, "alice")
+    login = staff_login(stub, code)
+    claims = jwt.decode(login.access_token, load("member").jwt_secret, algorithms=["HS256"])
+    as_staff = metadata(claims["mid"], staff_id=claims["sub"], roles=("OWNER",))
+    stub.StaffLogout(pb.StaffLogoutRequest(refresh_token=login.refresh_token), metadata=as_staff)
+    assert version_of(stub, claims["mid"], claims["sub"]) == (claims["ver"] + 1, True)
+    error = rpc_error(stub.StaffRefreshToken, pb.StaffRefreshTokenRequest(refresh_token=login.refresh_token))
+    assert error_info(error)[0] == "TOKEN_REVOKED"
+    # Someone else's refresh token cannot be logged out; a member cannot call it.
+    other = staff_login(stub, staff_shop(stub, "alice"))
+    error = rpc_error(stub.StaffLogout, pb.StaffLogoutRequest(refresh_token=other.refresh_token), metadata=as_staff)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    error = rpc_error(stub.StaffLogout, pb.StaffLogoutRequest(),
+                      metadata=metadata(claims["mid"], channel="H5", member_id=new_id("mem")))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    # Logging in again works, with the current version.
+    again = jwt.decode(staff_login(stub, code).access_token, load("member").jwt_secret, algorithms=["HS256"])
+    assert (again["ver"], True) == version_of(stub, claims["mid"], claims["sub"]) and again["ver"] > claims["ver"]
+
+
+def test_changing_or_disabling_a_staff_user_ends_their_tokens(stub, db):
+    code = staff_shop(stub, "alice")
+    login = staff_login(stub, code)
+    claims = jwt.decode(login.access_token, load("member").jwt_secret, algorithms=["HS256"])
+    merchant_id, staff_id = claims["mid"], claims["sub"]
+    stub.UpsertStaffUser(staff_request(merchant_id, roles=[common_pb2.STAFF_ROLE_GUIDE]), metadata=OPS)
+    assert version_of(stub, merchant_id, staff_id) == (claims["ver"] + 1, True)
+    error = rpc_error(stub.StaffRefreshToken, pb.StaffRefreshTokenRequest(refresh_token=login.refresh_token))
+    assert error_info(error)[0] == "TOKEN_REVOKED"
+    demoted = staff_login(stub, code)
+    assert list(demoted.roles) == [common_pb2.STAFF_ROLE_GUIDE]
+
+    stub.UpsertStaffUser(pb.UpsertStaffUserRequest(merchant_id=merchant_id, username="alice", password="s3cret-pass",
+                                                   roles=[common_pb2.STAFF_ROLE_GUIDE], disabled=True), metadata=OPS)
+    assert version_of(stub, merchant_id, staff_id) == (claims["ver"] + 2, False)
+    error = rpc_error(staff_login, stub, code)
+    assert (error.code(), error_info(error)[0]) == (grpc.StatusCode.UNAUTHENTICATED, "LOGIN_FAILED")
+    error = rpc_error(stub.StaffRefreshToken, pb.StaffRefreshTokenRequest(refresh_token=demoted.refresh_token))
+    assert error_info(error)[0] == "TOKEN_REVOKED"
+    assert version_of(stub, merchant_id, new_id("stf")) == (0, False)
+    # Each refresh token is stored by id, and none of this user's is usable any more.
+    stored = list(db.refresh_tokens.find({"subject_id": staff_id}))
+    assert len(stored) == 2 and all(d["merchant_id"] == merchant_id and d["expires_at"] for d in stored)
+    assert {d["state"] for d in stored} == {"USED"}
+
+
+def test_token_versions_of_many_subjects_answer_in_order(stub):
+    code = staff_shop(stub, "alice", "bob")
+    alice = jwt.decode(staff_login(stub, code).access_token, load("member").jwt_secret, algorithms=["HS256"])
+    merchant_id = alice["mid"]
+    bob_id = stub.UpsertStaffUser(staff_request(merchant_id, username="bob", roles=[common_pb2.STAFF_ROLE_GUIDE]),
+                                  metadata=OPS).staff_id
+    asked = [(merchant_id, bob_id), (new_merchant_id(), alice["sub"]), (merchant_id, alice["sub"]),
+             (merchant_id, "xyz_1"), (merchant_id, new_id("mem"))]
+    reply = stub.GetTokenVersions(pb.GetTokenVersionsRequest(
+        subjects=[pb.TokenSubject(merchant_id=m, subject_id=s) for m, s in asked]), metadata=OPS)
+    assert [(v.subject.merchant_id, v.subject.subject_id) for v in reply.versions] == asked
+    # Bob was changed once after creation; Alice belongs to her merchant only.
+    assert [(v.version, v.active) for v in reply.versions] == [(2, True), (0, False), (alice["ver"], True),
+                                                              (0, False), (0, False)]
+    error = rpc_error(stub.GetTokenVersions, pb.GetTokenVersionsRequest(
+        subjects=[pb.TokenSubject(merchant_id=merchant_id, subject_id=bob_id)] * 1001), metadata=OPS)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -287,3 +287,41 @@ async def test_member_pricing_follows_growth_within_the_merchant(stack, stub):
     for caller in (as_member(merchant_id, member_id), metadata(merchant_id, staff_id=new_id("stf"), roles=("OWNER",))):
         error = rpc_error(stub.GetMemberPricing, pb.GetMemberPricingRequest(member_id=member_id), metadata=caller)
         assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+# Logout and refresh rotation
+
+def token_version(stub, merchant_id, member_id) -> tuple[int, bool]:
+    reply = stub.GetTokenVersions(pb.GetTokenVersionsRequest(
+        subjects=[pb.TokenSubject(merchant_id=merchant_id, subject_id=member_id)]), metadata=metadata(service="gateway"))
+    (found,) = reply.versions
+    return found.version, found.active
+
+
+def test_member_refresh_tokens_are_single_use_and_logout_ends_every_token(stub):
+    merchant_id = new_merchant_id()
+    md = metadata(merchant_id, channel="H5")
+    first = login(stub, merchant_id, "u-logout")
+    member_id = first.member.member_id
+    version = jwt.decode(first.access_token, SECRET, algorithms=["HS256"]).get("ver", 0)
+    assert token_version(stub, merchant_id, member_id) == (version, True)
+    pair = stub.RefreshToken(pb.RefreshTokenRequest(refresh_token=first.refresh_token), metadata=md)
+    # The first refresh token is used up.
+    error = rpc_error(stub.RefreshToken, pb.RefreshTokenRequest(refresh_token=first.refresh_token), metadata=md)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert token_version(stub, merchant_id, member_id)[0] == version + 1
+
+    again = login(stub, merchant_id, "u-logout")
+    stub.Logout(pb.LogoutRequest(refresh_token=again.refresh_token), metadata=as_member(merchant_id, member_id))
+    assert token_version(stub, merchant_id, member_id) == (version + 2, True)
+    for token in (again.refresh_token, pair.refresh_token):
+        error = rpc_error(stub.RefreshToken, pb.RefreshTokenRequest(refresh_token=token), metadata=md)
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    # Only the member may log out, and only with their own refresh token.
+    other = login(stub, merchant_id, "u-other")
+    error = rpc_error(stub.Logout, pb.LogoutRequest(refresh_token=other.refresh_token),
+                      metadata=as_member(merchant_id, member_id))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    error = rpc_error(stub.Logout, pb.LogoutRequest(), metadata=md)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert token_version(stub, merchant_id, new_id("mem")) == (0, False)

@@ -35,6 +35,9 @@ class StaffUserDoc(me.Document):
     username = me.StringField(required=True)
     password_hash = me.StringField(required=True)
     roles = me.ListField(me.StringField())
+    disabled = me.IntField(default=0)
+    # Bumped when the user's tokens must end (roles, password, disabled, logout).
+    token_version = me.IntField(default=1)
     version = me.IntField(default=1)
     created_at = me.DateTimeField()
     updated_ms = me.IntField()
@@ -52,6 +55,8 @@ class MemberDoc(OutboxDocument):
     phone = me.StringField()
     phone_key = me.StringField()
     registered_channel = me.StringField()
+    # Bumped when the member's tokens must end (logout). Absent on old members: 0.
+    token_version = me.IntField()
     version = me.IntField(default=1)
     created_at = me.DateTimeField()
     meta = {"collection": "members",
@@ -100,7 +105,30 @@ class PointsEntryDoc(OutboxDocument):
                         {"fields": ["merchant_id", "member_id"]}, {"fields": ["outbox_pending"]}]}
 
 
-ALL = (MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc, PointsEntryDoc)
+class LoginAttemptsDoc(me.Document):
+    """Failed staff logins in one window, per account or per client address. Not a
+    merchant's document: it is counted before the merchant is known, by hashed subject."""
+    id = me.StringField(primary_key=True)  # acct:<hash>:<window> or addr:<hash>:<window>
+    failures = me.IntField(default=0)
+    expires_at = me.DateTimeField()  # written at insert; MongoDB removes the document after it
+    meta = {"collection": "login_attempts",
+            "indexes": [{"fields": ["expires_at"], "expireAfterSeconds": 0}]}
+
+
+class RefreshTokenDoc(me.Document):
+    """One issued refresh token (its jti): ACTIVE until used once, USED or REVOKED after."""
+    id = me.StringField(primary_key=True)  # rft_…
+    merchant_id = me.StringField(required=True)
+    subject_id = me.StringField(required=True)  # stf_… or mem_…
+    state = me.StringField(required=True)
+    created_at = me.DateTimeField()
+    expires_at = me.DateTimeField()
+    meta = {"collection": "refresh_tokens",
+            "indexes": [{"fields": ["expires_at"], "expireAfterSeconds": 0}]}
+
+
+ALL = (MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc, PointsEntryDoc,
+       LoginAttemptsDoc, RefreshTokenDoc)
 
 
 def ensure_indexes() -> None:

@@ -9,6 +9,7 @@ from siyu.member.v1 import events_pb2
 
 from services.member.adapters import repositories as repo
 from services.member.application.merchants import merchant_config
+from services.member.application.sessions import Sessions
 from services.member.application.views import MemberView, member_proto
 from services.member.domain import tiers
 from services.member.domain.identity import IdentityProvider, InvalidLoginCode, ProviderIdentity
@@ -48,16 +49,16 @@ class Points:
 
 
 class Members:
-    def __init__(self, jwt_secret: str, providers: dict[str, IdentityProvider], committed: Callable[[], None]):
-        self.jwt_secret = jwt_secret
+    def __init__(self, sessions: Sessions, providers: dict[str, IdentityProvider], committed: Callable[[], None]):
+        self.sessions = sessions
         self.providers = providers
         self.committed = committed
 
-    def _tokens(self, merchant_id: str, member_id: str) -> Tokens:
-        access = auth.issue(self.jwt_secret, auth.TokenClaims("member", member_id, merchant_id), auth.ACCESS_TTL_S)
-        refresh = auth.issue(self.jwt_secret, auth.TokenClaims("refresh", member_id, merchant_id),
-                             auth.REFRESH_TTL_S)
-        return Tokens(access, refresh, auth.ACCESS_TTL_S)
+    async def _tokens(self, merchant_id: str, member_id: str, version: int | None = None) -> Tokens:
+        if version is None:
+            version = (await self.sessions.subject(merchant_id, member_id)).version
+        issued = await self.sessions.issue(merchant_id, member_id, version)
+        return Tokens(issued.access_token, issued.refresh_token, issued.expires_in)
 
     async def login(self, code: str, nickname: str) -> LoginResult:
         ctx = context.current()
@@ -82,7 +83,7 @@ class Members:
         if created:
             self.committed()
         member = await self._view(merchant_id, member_id, config)
-        return LoginResult(self._tokens(merchant_id, member_id), member, created)
+        return LoginResult(await self._tokens(merchant_id, member_id), member, created)
 
     def _link(self, merchant_id: str, channel: str, identity: ProviderIdentity, nickname: str) -> tuple[str, bool]:
         """The member of this identity, creating it on first contact. Safe under races:
@@ -141,12 +142,14 @@ class Members:
         v = Violations()
         v.check(bool(refresh_token), "refresh_token", "required")
         v.raise_if_any()
-        claims = auth.verify(self.jwt_secret, refresh_token, "refresh")
-        if claims.merchant_id != merchant_id:
-            raise Unauthenticated("the token is not valid", reason="TOKEN_INVALID")
-        if await run_sync(repo.find_member, merchant_id, claims.subject) is None:
-            raise Unauthenticated("the member no longer exists", reason="MEMBER_GONE")
-        return self._tokens(merchant_id, claims.subject)
+        # A member that no longer exists is inactive: its tokens are refused as revoked.
+        claims, subject = await self.sessions.redeem(refresh_token, auth.REFRESH, merchant_id)
+        return await self._tokens(merchant_id, claims.subject, subject.version)
+
+    async def logout(self, refresh_token: str) -> None:
+        ctx = context.current()
+        member_id = ctx.require_member()
+        await self.sessions.logout(ctx.merchant_id, member_id, refresh_token, auth.REFRESH)
 
     async def me(self) -> MemberView:
         ctx = context.current()

@@ -1,5 +1,4 @@
-"""Operator tooling and the gateway's key look-up: merchants, channel keys, staff users,
-and staff login."""
+"""Operator tooling and the gateway's key look-up: merchants, channel keys, staff users."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,15 +8,13 @@ from pymongo.errors import DuplicateKeyError
 from services.member.adapters import repositories as repo
 from services.member.domain import merchants as rules
 from services.member.domain.config import DEFAULT_TIME_ZONE, MerchantConfig
-from services.member.domain.passwords import DECOY_HASH, MIN_LENGTH, hash_password, verify_password
-from siyu_kit import auth
+from services.member.domain.passwords import MIN_LENGTH, hash_password
 from siyu_kit.context import CHANNELS, ROLES
 from siyu_kit.db import run_sync
 from siyu_kit.errors import AlreadyExists, Conflict, NotFound, Unauthenticated, Violations
 from siyu_kit.ids import new_id
 from siyu_kit.protos import epoch_ms, utcnow
 
-LOGIN_FAILED = "wrong merchant, username or password"
 UNKNOWN_KEY = "unknown channel key"
 
 
@@ -98,7 +95,10 @@ async def resolve_api_key(api_key: str) -> tuple[str, str]:
     return doc["merchant_id"], doc["channel"]
 
 
-async def upsert_staff_user(merchant_id: str, username: str, password: str, roles: list[str]) -> tuple[str, bool]:
+async def upsert_staff_user(merchant_id: str, username: str, password: str, roles: list[str],
+                            disabled: bool = False) -> tuple[str, bool]:
+    """Creates or changes a staff user. A change ends the user's tokens at once (their
+    token version moves), so a demoted, re-passworded or disabled user must log in again."""
     v = Violations()
     v.check(bool(merchant_id), "merchant_id", "required")
     v.check(bool(rules.USERNAME.match(username)), "username", "2..64 characters of A-Z a-z 0-9 _ . @ -")
@@ -112,7 +112,8 @@ async def upsert_staff_user(merchant_id: str, username: str, password: str, role
     now = utcnow()
     staff_id = new_id("stf")
     doc = {"_id": staff_id, "merchant_id": merchant_id, "username": username, "password_hash": password_hash,
-           "roles": roles, "version": 1, "created_at": now, "updated_ms": epoch_ms(now)}
+           "roles": roles, "disabled": int(disabled), "token_version": 1, "version": 1, "created_at": now,
+           "updated_ms": epoch_ms(now)}
     try:
         await run_sync(repo.insert_staff, doc)
         return staff_id, True
@@ -121,31 +122,6 @@ async def upsert_staff_user(merchant_id: str, username: str, password: str, role
     for _ in range(3):
         existing = await run_sync(repo.find_staff, merchant_id, username)
         if await run_sync(repo.update_staff, merchant_id, existing["_id"], existing["version"], password_hash,
-                          roles, now):
+                          roles, int(disabled), now):
             return existing["_id"], False
     raise Conflict("the staff user changed concurrently; try again")
-
-
-@dataclass(frozen=True)
-class StaffSession:
-    access_token: str
-    expires_in: int
-    roles: tuple[str, ...]
-
-
-async def staff_login(secret: str, merchant_code: str, username: str, password: str) -> StaffSession:
-    v = Violations()
-    v.check(bool(merchant_code), "merchant_code", "required")
-    v.check(bool(username), "username", "required")
-    v.check(bool(password), "password", "required")
-    v.raise_if_any()
-    merchant = await run_sync(repo.find_merchant_by_code, merchant_code)
-    staff = await run_sync(repo.find_staff, merchant["_id"], username) if merchant else None
-    # The same work and the same answer whichever part is wrong: no user enumeration.
-    ok = await run_sync(verify_password, password, staff["password_hash"] if staff else DECOY_HASH)
-    if not (ok and staff):
-        raise Unauthenticated(LOGIN_FAILED, reason="LOGIN_FAILED")
-    roles = tuple(staff.get("roles") or ())
-    token = auth.issue(secret, auth.TokenClaims(kind="staff", subject=staff["_id"], merchant_id=merchant["_id"],
-                                                roles=roles), auth.STAFF_TTL_S)
-    return StaffSession(token, auth.STAFF_TTL_S, roles)

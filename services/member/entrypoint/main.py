@@ -1,10 +1,16 @@
 """Wires the member service: `python -m services.member`."""
 from __future__ import annotations
 
+import os
+
 from services.member.adapters import documents, repositories
+from services.member.application.lockout import LoginGuard
 from services.member.application.members import Members
 from services.member.application.points import OrderPoints
 from services.member.application.pricing import MemberPricing
+from services.member.application.sessions import Sessions
+from services.member.application.staff import StaffAccess
+from services.member.domain.lockout import LoginLimits
 from services.member.domain.identity import SandboxProvider
 from services.member.entrypoint import events, servicer
 from siyu_kit import service
@@ -17,9 +23,14 @@ def build(runtime: Runtime) -> Parts:
     # its app credentials are configured; until then only the sandbox is offered.
     providers = {SandboxProvider.name: SandboxProvider()}
     secret = runtime.settings.jwt_secret
-    members = Members(secret, providers, runtime.events_committed)
+    sessions = Sessions(secret)
+    limits = LoginLimits(per_account=int(os.environ.get("SIYU_STAFF_LOGIN_MAX_FAILURES", "10")),
+                         per_address=int(os.environ.get("SIYU_STAFF_LOGIN_MAX_FAILURES_PER_ADDRESS", "50")))
+    members = Members(sessions, providers, runtime.events_committed)
+    staff = StaffAccess(sessions, LoginGuard(limits))
     return Parts(
-        servicers=[(servicer.ADD, servicer.MemberServicer(members, secret, MemberPricing()), servicer.FULL_NAME)],
+        servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing()),
+                    servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(runtime.events_committed)),
     )

@@ -6,6 +6,8 @@ from siyu.member.v1 import member_pb2, member_pb2_grpc
 from services.member.application import merchants
 from services.member.application.members import Members
 from services.member.application.pricing import MemberPricing
+from services.member.application.sessions import Sessions
+from services.member.application.staff import StaffAccess
 from services.member.application.views import entry_proto, member_proto
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
@@ -19,9 +21,10 @@ def _role_names(roles) -> list[str]:
 
 
 class MemberServicer(member_pb2_grpc.MemberServiceServicer):
-    def __init__(self, members: Members, jwt_secret: str, pricing: MemberPricing):
+    def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing):
         self.members = members
-        self.jwt_secret = jwt_secret
+        self.staff = staff
+        self.sessions = sessions
         self.pricing = pricing
 
     async def Login(self, request, context):
@@ -35,6 +38,10 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         return member_pb2.RefreshTokenResponse(access_token=tokens.access_token, refresh_token=tokens.refresh_token,
                                                expires_in_seconds=tokens.expires_in)
 
+    async def Logout(self, request, context):
+        await self.members.logout(request.refresh_token)
+        return member_pb2.LogoutResponse()
+
     async def GetMe(self, request, context):
         return member_pb2.GetMeResponse(member=member_proto(await self.members.me()))
 
@@ -45,11 +52,28 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
             entries=[entry_proto(e) for e in points.entries])
 
     async def StaffLogin(self, request, context):
-        session = await merchants.staff_login(self.jwt_secret, request.merchant_code, request.username,
-                                              request.password)
-        return member_pb2.StaffLoginResponse(access_token=session.access_token,
+        session = await self.staff.login(request.merchant_code, request.username, request.password)
+        return member_pb2.StaffLoginResponse(access_token=session.access_token, refresh_token=session.refresh_token,
                                              expires_in_seconds=session.expires_in,
                                              roles=[ROLE_BY_NAME[r] for r in session.roles if r in ROLE_BY_NAME])
+
+    async def StaffRefreshToken(self, request, context):
+        session = await self.staff.refresh(request.refresh_token)
+        return member_pb2.StaffRefreshTokenResponse(
+            access_token=session.access_token, refresh_token=session.refresh_token,
+            expires_in_seconds=session.expires_in,
+            roles=[ROLE_BY_NAME[r] for r in session.roles if r in ROLE_BY_NAME])
+
+    async def StaffLogout(self, request, context):
+        await self.staff.logout(request.refresh_token)
+        return member_pb2.StaffLogoutResponse()
+
+    async def GetTokenVersions(self, request, context):
+        wanted = [(s.merchant_id, s.subject_id) for s in request.subjects]
+        found = await self.sessions.subjects(wanted)
+        return member_pb2.GetTokenVersionsResponse(versions=[
+            member_pb2.TokenVersion(subject=asked, version=subject.version, active=subject.active)
+            for asked, subject in zip(request.subjects, found)])
 
     async def ResolveApiKey(self, request, context):
         merchant_id, channel = await merchants.resolve_api_key(request.api_key)
@@ -69,7 +93,8 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
 
     async def UpsertStaffUser(self, request, context):
         staff_id, created = await merchants.upsert_staff_user(request.merchant_id, request.username,
-                                                              request.password, _role_names(request.roles))
+                                                              request.password, _role_names(request.roles),
+                                                              request.disabled)
         return member_pb2.UpsertStaffUserResponse(staff_id=staff_id, created=created)
 
     async def GetMemberPricing(self, request, context):
