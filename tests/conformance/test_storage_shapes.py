@@ -1050,3 +1050,33 @@ def test_order_settings_created_once_then_changed_by_merchant_and_version(db):
     doc = coll.find_one({"merchant_id": "m"})
     assert (doc["unpaid_expiry_s"], doc["threshold_reductions"], doc["shipping_fee"], doc["version"]) == \
         (5, rules, 0, 2)
+
+
+def test_expired_by_date_with_state_walked_in_id_order_after_a_gt_cursor(coll):
+    # The sweeper: RESERVED past expiry, a batch per pass in _id order after the last one.
+    merchant = new_merchant_id()
+    now = datetime(2024, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
+    rows = [("a", "RESERVED", -5), ("b", "RESERVED", 30), ("c", "COMMITTED", -5), ("d", "RESERVED", 0),
+            ("e", "RESERVED", -60), ("f", "RESERVED", -1)]
+    coll.insert_many([{"_id": f"{merchant}:{n}", "merchant_id": merchant, "state": state,
+                       "expires_at": now + timedelta(seconds=s)} for n, state, s in rows])
+    query = {"merchant_id": merchant, "state": "RESERVED", "expires_at": {"$lte": now}}
+    first = list(coll.find(query).sort("_id", ASCENDING).limit(2))
+    assert _names(first) == ["a", "d"]
+    rest = coll.find({**query, "_id": {"$gt": first[-1]["_id"]}}).sort("_id", ASCENDING).limit(2)
+    assert [d["_id"].split(":", 1)[1] for d in rest] == ["e", "f"]
+
+
+def test_open_flag_with_epoch_ms_lte_oldest_first_and_a_set_that_closes_it(coll):
+    # The payment reconcile job: open payments that succeeded at or before a time.
+    merchant = new_merchant_id()
+    base = 1_800_000_000_000
+    coll.insert_many([{"_id": f"{merchant}:p{i}", "merchant_id": merchant, "state": "SUCCEEDED", "open": 1,
+                       "succeeded_ms": base - i * 1000} for i in range(4)])
+    coll.insert_one({"_id": f"{merchant}:pending", "merchant_id": merchant, "state": "PENDING"})
+    query = {"merchant_id": merchant, "open": 1, "succeeded_ms": {"$lte": base - 1000}}
+    assert [d["_id"].split(":", 1)[1] for d in coll.find(query).sort("succeeded_ms", ASCENDING).limit(2)] == \
+        ["p3", "p2"]
+    assert coll.update_one({"_id": f"{merchant}:p3", "state": "SUCCEEDED"},
+                           {"$set": {"open": 0}, "$inc": {"version": 1}}).modified_count == 1
+    assert _names(coll.find(query)) == ["p1", "p2"]

@@ -76,6 +76,10 @@ class PaymentDoc(OutboxDocument):
     provider_txn_id = StringField()
     created_at = DateTimeField(required=True)
     succeeded_at = DateTimeField()
+    # 1 from SUCCEEDED until the payment is applied to its order or refunded; the
+    # reconcile job finds payments left open (epoch ms of success) by one indexed query.
+    open = IntField()
+    succeeded_ms = IntField()
     # The last FAIL notification: {provider_txn_id, at}; the payment stays PENDING.
     last_failure = DictField()
     failures = IntField(default=0)
@@ -91,6 +95,7 @@ class PaymentDoc(OutboxDocument):
             {"fields": ["merchant_id", "order_id", "idempotency_key"], "unique": True},
             {"fields": ["merchant_id", "member_id"]},
             {"fields": ["outbox_pending"]},
+            {"fields": ["open", "succeeded_ms"]},
         ],
     }
 

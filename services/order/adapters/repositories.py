@@ -164,6 +164,13 @@ class Payments:
         cursor = self._c().find({"merchant_id": merchant_id, "order_id": order_id}, _HIDDEN).sort("_id", 1)
         return [_clean(d) for d in cursor]
 
+    def open_since(self, before_ms: int, limit: int) -> list[dict]:
+        """SUCCEEDED payments (of any merchant) neither applied nor refunded that succeeded
+        at or before `before_ms`, oldest first (the reconcile job)."""
+        cursor = self._c().find({"open": 1, "succeeded_ms": {"$lte": before_ms}}, _HIDDEN) \
+            .sort("succeeded_ms", 1).limit(limit)
+        return [_clean(d) for d in cursor]
+
     def update(self, merchant_id: str, payment_id: str, *, from_state: str, fields: dict,
                events: tuple[Event, ...] = (), version: int | None = None, inc: dict | None = None) -> bool:
         query: dict[str, Any] = {"_id": payment_id, "merchant_id": merchant_id, "state": from_state}
