@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from pymongo import MongoClient
@@ -171,6 +171,52 @@ def test_a_payment_for_released_stock_still_there_holds_it_again_and_sells_it(st
     kinds = assert_audit(shop, sku, {"on_hand": 1, "reserved": 0, "available": 1})
     assert (kinds["RESERVE"], kinds["RELEASE"], kinds["COMMIT"]) == (2, 1, 1), kinds
     assert ledger(shop, order["order_id"])["balanced"] is True
+
+
+def test_a_flash_payment_for_units_back_in_the_pool_takes_them_again_or_is_refunded(stack, shop):
+    sku = shop.new_sku(stock=10)
+    now = datetime.now(timezone.utc)
+    created = shop.as_staff("POST", "/v1/staff/flash-sales", json={
+        "title": "late payments", "sku_id": sku, "price": {"amount": "5000", "currency": "CNY"}, "units": "2",
+        "starts_at": (now + timedelta(seconds=1)).isoformat(), "ends_at": (now + timedelta(hours=1)).isoformat(),
+        "idempotency_key": uuid.uuid4().hex})
+    assert created.status_code == 200, created.text
+    sale_id = created.json()["flash_sale"]["flash_sale_id"]
+
+    def pool() -> tuple[int, int, int]:
+        sale = shop.call("GET", f"/v1/flash-sales/{sale_id}").json()["flash_sale"]
+        return int(sale["available_units"]), int(sale["reserved_units"]), int(sale["sold_units"])
+
+    def buy(token: str) -> dict:
+        def attempt():
+            resp = shop.call("POST", f"/v1/flash-sales/{sale_id}:buy", token=token,
+                             json={"idempotency_key": uuid.uuid4().hex})
+            return resp.json()["order"] if resp.status_code == 200 else None
+        return wait_until(attempt, timeout=15, interval=0.2, message="the sale started and sold a unit")
+
+    a, b, c = (shop.login(f"flash-{uuid.uuid4().hex[:8]}")["access_token"] for _ in range(3))
+    # Released before the payment, units still in the pool: taken again and sold.
+    first = buy(a)
+    release_as_the_order_service(stack, shop, first["reservation_id"])
+    assert pool() == (2, 0, 0)
+    shop.pay(a, first["order_id"])
+    wait_until(lambda: pool() == (1, 0, 1), timeout=20, message="the late payment took its unit again")
+    assert my_order(shop, a, first["order_id"])["state"] == "ORDER_STATE_PAID"
+
+    # Released, and the unit sold to someone else meanwhile: refunded.
+    second = buy(b)
+    release_as_the_order_service(stack, shop, second["reservation_id"])
+    third = buy(c)
+    shop.pay(c, third["order_id"])
+    wait_until(lambda: pool() == (0, 0, 2), timeout=20, message="the rival's unit sold")
+    shop.pay(b, second["order_id"])
+    wait_until(lambda: my_order(shop, b, second["order_id"])["state"] == "ORDER_STATE_CANCELLED", timeout=20,
+               message="the flash order whose unit was gone was cancelled")
+    assert my_order(shop, b, second["order_id"])["cancel_reason"] == "STOCK_UNAVAILABLE"
+    assert ledger(shop, second["order_id"])["balanced"] is True
+    assert pool() == (0, 0, 2)
+    wait_until(lambda: shop.stock(sku)["on_hand"] == 8, timeout=15, message="the SKU followed its pool")
+    assert shop.audit(sku)["consistent"] is True
 
 
 # ---- a payment whose second step was lost ------------------------------------------------
