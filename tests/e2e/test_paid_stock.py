@@ -4,20 +4,25 @@ reaches stock that was released and sold meanwhile, and when the step after a pa
 succeeded was lost."""
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+import nats
 import pytest
 from pymongo import MongoClient
 
-from siyu_kit import config
+from siyu_kit import config, context
 from siyu_kit.devstack import BIN, wait_for_port
+from siyu_kit.events.outbox import make_event
+from siyu_kit.ids import new_id
 from siyu_kit.protos import epoch_ms
 from tests.support import channel, metadata, wait_until
 
 UNPAID_EXPIRY_S = 3
+UNFULFILLABLE = "siyu.catalog.reservation.unfulfillable"
 
 
 def place(shop, token: str, sku: str, quantity: int = 1) -> dict:
@@ -131,6 +136,40 @@ def release_as_the_order_service(stack, shop, reservation_id: str) -> None:
             metadata=metadata(shop.data["merchant_id"], service="order"), timeout=10)
 
 
+def replay_unfulfillable(stack, shop, order: dict) -> None:
+    """Publish the catalog's unfulfillable event for `order` again, under a new message id,
+    and wait until the order service has handled it."""
+    from siyu.catalog.v1 import catalog_pb2, events_pb2
+
+    token = context.use(context.RequestContext(request_id=new_id("req")))
+    try:
+        event = make_event(UNFULFILLABLE, merchant_id=shop.data["merchant_id"], aggregate_id=order["reservation_id"],
+                           aggregate_version=9, payload=events_pb2.ReservationChanged(
+                               reservation=catalog_pb2.Reservation(reservation_id=order["reservation_id"],
+                                                                   order_id=order["order_id"])))
+    finally:
+        context.reset(token)
+
+    async def publish() -> int:
+        nc = await nats.connect(stack.nats_url)
+        try:
+            return (await nc.jetstream().publish(UNFULFILLABLE, event.data,
+                                                 headers={"Nats-Msg-Id": event.event_id})).seq
+        finally:
+            await nc.close()
+
+    async def handled(seq: int) -> bool:
+        nc = await nats.connect(stack.nats_url)
+        try:
+            info = await nc.jetstream().consumer_info("SIYU_CATALOG", "order-reservation-unfulfillable")
+            return info.ack_floor.stream_seq >= seq
+        finally:
+            await nc.close()
+
+    seq = asyncio.run(publish())
+    wait_until(lambda: asyncio.run(handled(seq)), timeout=15, message="the replay was handled")
+
+
 def test_a_payment_for_released_stock_that_is_gone_is_refunded_and_the_order_cancelled(stack, shop):
     sku = shop.new_sku(stock=2)
     late, other = (shop.login(f"gone-{uuid.uuid4().hex[:8]}")["access_token"] for _ in range(2))
@@ -154,6 +193,12 @@ def test_a_payment_for_released_stock_that_is_gone_is_refunded_and_the_order_can
     assert sorted(e["kind"] for e in entries["entries"]) == ["ORDER_PAYMENT", "STOCK_REFUND"], entries
     kinds = assert_audit(shop, sku, {"on_hand": 0, "reserved": 0, "available": 0})
     assert kinds["COMMIT"] == 1, kinds  # only the rival's units were sold
+
+    # Replaying the event (as from the dead-letter stream) refunds nothing twice.
+    replay_unfulfillable(stack, shop, order)
+    assert my_order(shop, late, order["order_id"]) == seen
+    assert staff_view(shop, order["order_id"])["payments"] == payments
+    assert ledger(shop, order["order_id"]) == entries
     print("\nunfulfillable: paid orders=2 refunds=1 oversold=0")
 
 

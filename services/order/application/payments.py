@@ -216,7 +216,10 @@ class PaymentUseCases:
         order = await run_sync(self.orders.get, merchant_id, order_id)
         if order is None or order.get("reservation_id") != reservation_id:
             raise NotFound(f"no order {order_id} with reservation {reservation_id}")
-        if stock_unavailable_cancel(OrderState(order["state"])) is Move.REFUSE:
+        decision = stock_unavailable_cancel(OrderState(order["state"]))
+        if decision is Move.REFUSE or (decision is Move.APPLY and order.get("refunded_amount", 0)):
+            # Shipped, or partly refunded already: sending the whole payment back is a
+            # person's decision.
             raise FailedPrecondition(f"the order is {order['state']}; its units cannot be refunded automatically",
                                      reason="ORDER_NOT_REFUNDABLE")
         payment = await run_sync(self.payments.get, merchant_id, order.get("payment_id") or "")
