@@ -1067,16 +1067,20 @@ def test_expired_by_date_with_state_walked_in_id_order_after_a_gt_cursor(coll):
     assert [d["_id"].split(":", 1)[1] for d in rest] == ["e", "f"]
 
 
-def test_open_flag_with_epoch_ms_lte_oldest_first_and_a_set_that_closes_it(coll):
-    # The payment reconcile job: open payments that succeeded at or before a time.
+def test_open_flag_with_epoch_ms_lte_oldest_first_taken_by_compare_and_set_then_closed(coll):
+    # The payment reconcile job: open payments whose reconcile time has come.
     merchant = new_merchant_id()
     base = 1_800_000_000_000
     coll.insert_many([{"_id": f"{merchant}:p{i}", "merchant_id": merchant, "state": "SUCCEEDED", "open": 1,
-                       "succeeded_ms": base - i * 1000} for i in range(4)])
+                       "reconcile_ms": base - i * 1000} for i in range(4)])
     coll.insert_one({"_id": f"{merchant}:pending", "merchant_id": merchant, "state": "PENDING"})
-    query = {"merchant_id": merchant, "open": 1, "succeeded_ms": {"$lte": base - 1000}}
-    assert [d["_id"].split(":", 1)[1] for d in coll.find(query).sort("succeeded_ms", ASCENDING).limit(2)] == \
+    query = {"merchant_id": merchant, "open": 1, "reconcile_ms": {"$lte": base - 1000}}
+    assert [d["_id"].split(":", 1)[1] for d in coll.find(query).sort("reconcile_ms", ASCENDING).limit(2)] == \
         ["p3", "p2"]
+    # Taken by one run: a second run that read the same time matches nothing.
+    take = {"_id": f"{merchant}:p2", "merchant_id": merchant, "open": 1, "reconcile_ms": base - 2000}
+    assert coll.update_one(take, {"$set": {"reconcile_ms": base + 30_000}}).modified_count == 1
+    assert coll.update_one(take, {"$set": {"reconcile_ms": base + 30_000}}).modified_count == 0
     assert coll.update_one({"_id": f"{merchant}:p3", "state": "SUCCEEDED"},
                            {"$set": {"open": 0}, "$inc": {"version": 1}}).modified_count == 1
-    assert _names(coll.find(query)) == ["p1", "p2"]
+    assert _names(coll.find(query)) == ["p1"]

@@ -275,7 +275,8 @@ def succeed_without_applying(stack, payment_id: str) -> None:
         done = client[config.load("order").mongodb_db]["payments"].update_one(
             {"_id": payment_id, "state": "PENDING"},
             {"$set": {"state": "SUCCEEDED", "provider_txn_id": f"sbx_txn_{uuid.uuid4().hex}", "succeeded_at": now,
-                      "open": 1, "succeeded_ms": epoch_ms(now)}, "$inc": {"version": 1}})
+                      "open": 1, "reconcile_ms": epoch_ms(now + timedelta(seconds=5))},
+             "$inc": {"version": 1}})
         assert done.modified_count == 1
     finally:
         client.close()

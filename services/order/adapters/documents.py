@@ -77,9 +77,10 @@ class PaymentDoc(OutboxDocument):
     created_at = DateTimeField(required=True)
     succeeded_at = DateTimeField()
     # 1 from SUCCEEDED until the payment is applied to its order or refunded; the
-    # reconcile job finds payments left open (epoch ms of success) by one indexed query.
+    # reconcile job finds payments left open past `reconcile_ms` (epoch ms) by one
+    # indexed query, and moves `reconcile_ms` on when it takes one.
     open = IntField()
-    succeeded_ms = IntField()
+    reconcile_ms = IntField()
     # The last FAIL notification: {provider_txn_id, at}; the payment stays PENDING.
     last_failure = DictField()
     failures = IntField(default=0)
@@ -95,7 +96,7 @@ class PaymentDoc(OutboxDocument):
             {"fields": ["merchant_id", "order_id", "idempotency_key"], "unique": True},
             {"fields": ["merchant_id", "member_id"]},
             {"fields": ["outbox_pending"]},
-            {"fields": ["open", "succeeded_ms"]},
+            {"fields": ["open", "reconcile_ms"]},
         ],
     }
 

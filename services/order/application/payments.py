@@ -24,7 +24,8 @@ from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.domain import ledger
 from services.order.domain.orders import (CANCEL_STOCK_UNAVAILABLE, NOT_PAYABLE, Move, OrderState, is_expired,
                                           is_payable, stock_unavailable_cancel)
-from services.order.domain.payments import (AUTO_REFUND_REASONS, RECONCILE_AFTER, REFUND_STOCK_UNAVAILABLE,
+from services.order.domain.payments import (AUTO_REFUND_REASONS, RECONCILE_AFTER, RECONCILE_LEASE,
+                                            REFUND_STOCK_UNAVAILABLE,
                                             RESULT_FAIL, RESULT_SUCCESS, Notification, PaymentMethod,
                                             PaymentState, Settlement, refund_reason, settle)
 
@@ -117,7 +118,7 @@ class PaymentUseCases:
                                              "provider_txn_id": n.provider_txn_id, "succeeded_at": now,
                                              # Open until applied or refunded: if what follows is
                                              # lost, the reconcile job finishes it.
-                                             "open": 1, "succeeded_ms": epoch_ms(now)})
+                                             "open": 1, "reconcile_ms": epoch_ms(now + RECONCILE_AFTER)})
             payment = await run_sync(self.payments.get, merchant_id, payment_id)
         if payment["state"] == PaymentState.SUCCEEDED.value:
             # Also finishes a payment whose order transition was cut short by a crash.
@@ -194,11 +195,15 @@ class PaymentUseCases:
         """The job: payments that SUCCEEDED a while ago and are still open lost the step
         after it (a crash, a notification the provider did not repeat). Each goes through
         the same settle path as a notification: the order takes it, or it is refunded.
-        Every change is conditional, so replicas running this at once do it once."""
+        Replicas running this at once each take a payment by a compare-and-set first, so
+        the provider is asked for a refund once."""
         now = self._now()
-        due = await run_sync(self.payments.open_since, epoch_ms(now - RECONCILE_AFTER), limit)
+        due = await run_sync(self.payments.open_due, epoch_ms(now), limit)
         done = 0
         for payment in due:
+            if not await run_sync(self.payments.take_for_reconcile, payment["merchant_id"], payment["_id"],
+                                  payment["reconcile_ms"], epoch_ms(now + RECONCILE_LEASE)):
+                continue  # another run took it
             try:
                 await self._settle(payment)
                 done += 1

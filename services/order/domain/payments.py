@@ -78,6 +78,8 @@ AUTO_REFUND_REASONS = frozenset({REFUND_ORDER_CANCELLED, REFUND_ORDER_EXPIRED, R
 # A SUCCEEDED payment neither applied nor refunded this long after it succeeded lost the
 # step that follows it (a crash, a dropped notification): the reconcile job finishes it.
 RECONCILE_AFTER = timedelta(seconds=5)
+# A job run that takes a payment has it alone this long; if it fails, another run retries.
+RECONCILE_LEASE = timedelta(seconds=30)
 
 
 def refund_reason(order_state: OrderState) -> str:
