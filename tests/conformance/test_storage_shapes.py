@@ -1161,3 +1161,37 @@ def test_token_version_absent_then_inc_and_inclusion_projection(coll):
     assert found == {"_id": "mem_1", "token_version": 2}
     assert coll.update_one({"_id": "mem_1", "merchant_id": new_merchant_id()},
                            {"$inc": {"token_version": 1}}).matched_count == 0
+
+
+def test_expired_by_date_with_state_walked_in_id_order_after_a_gt_cursor(coll):
+    # The sweeper: RESERVED past expiry, a batch per pass in _id order after the last one.
+    merchant = new_merchant_id()
+    now = datetime(2024, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
+    rows = [("a", "RESERVED", -5), ("b", "RESERVED", 30), ("c", "COMMITTED", -5), ("d", "RESERVED", 0),
+            ("e", "RESERVED", -60), ("f", "RESERVED", -1)]
+    coll.insert_many([{"_id": f"{merchant}:{n}", "merchant_id": merchant, "state": state,
+                       "expires_at": now + timedelta(seconds=s)} for n, state, s in rows])
+    query = {"merchant_id": merchant, "state": "RESERVED", "expires_at": {"$lte": now}}
+    first = list(coll.find(query).sort("_id", ASCENDING).limit(2))
+    assert _names(first) == ["a", "d"]
+    rest = coll.find({**query, "_id": {"$gt": first[-1]["_id"]}}).sort("_id", ASCENDING).limit(2)
+    assert [d["_id"].split(":", 1)[1] for d in rest] == ["e", "f"]
+
+
+def test_open_flag_with_epoch_ms_lte_oldest_first_taken_by_compare_and_set_then_closed(coll):
+    # The payment reconcile job: open payments whose reconcile time has come.
+    merchant = new_merchant_id()
+    base = 1_800_000_000_000
+    coll.insert_many([{"_id": f"{merchant}:p{i}", "merchant_id": merchant, "state": "SUCCEEDED", "open": 1,
+                       "reconcile_ms": base - i * 1000} for i in range(4)])
+    coll.insert_one({"_id": f"{merchant}:pending", "merchant_id": merchant, "state": "PENDING"})
+    query = {"merchant_id": merchant, "open": 1, "reconcile_ms": {"$lte": base - 1000}}
+    assert [d["_id"].split(":", 1)[1] for d in coll.find(query).sort("reconcile_ms", ASCENDING).limit(2)] == \
+        ["p3", "p2"]
+    # Taken by one run: a second run that read the same time matches nothing.
+    take = {"_id": f"{merchant}:p2", "merchant_id": merchant, "open": 1, "reconcile_ms": base - 2000}
+    assert coll.update_one(take, {"$set": {"reconcile_ms": base + 30_000}}).modified_count == 1
+    assert coll.update_one(take, {"$set": {"reconcile_ms": base + 30_000}}).modified_count == 0
+    assert coll.update_one({"_id": f"{merchant}:p3", "state": "SUCCEEDED"},
+                           {"$set": {"open": 0}, "$inc": {"version": 1}}).modified_count == 1
+    assert _names(coll.find(query)) == ["p1"]

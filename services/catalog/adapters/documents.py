@@ -89,6 +89,10 @@ class ReservationDoc(OutboxDocument):
     # Set when the units come from a flash sale's pool, for the member it counts against.
     flash_sale_id = me.StringField(default="")
     member_id = me.StringField(default="")
+    # Set when a payment reached the reservation after its release: the key its units are
+    # held under again, and 1 when they could not be (the order service refunds).
+    hold_key = me.StringField()
+    unfulfillable = me.IntField()
     created_at = me.DateTimeField(required=True)
     updated_ms = me.IntField(required=True)
     version = me.IntField(default=1)

@@ -185,6 +185,19 @@ def pool_take(merchant_id: str, sale_id: str, reservation_id: str, quantity: int
         projection=_NO_HOLDS, return_document=ReturnDocument.AFTER)
 
 
+def pool_take_again(merchant_id: str, sale_id: str, hold_key: str, quantity: int, member_id: str,
+                    expires_ms: int) -> bool:
+    """A payment that came after its units went back to the pool takes them again, if
+    still free; the sale's window does not matter (the member bought inside it)."""
+    hold = f"holds.{hold_key}"
+    result = _sales().update_one(
+        {"_id": sale_id, "merchant_id": merchant_id, "pooled": 1, "available": {"$gte": quantity},
+         hold: {"$exists": False}},
+        {"$inc": {"available": -quantity, "reserved": quantity, "version": 1},
+         "$set": {hold: {"q": quantity, "member_id": member_id, "exp_ms": expires_ms}, "updated_ms": now_ms()}})
+    return result.modified_count == 1
+
+
 def pool_release(merchant_id: str, sale_id: str, reservation_id: str, quantity: int) -> bool:
     """Held units back to free; only while this reservation holds them."""
     hold = f"holds.{reservation_id}"

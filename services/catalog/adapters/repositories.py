@@ -293,9 +293,13 @@ def reservation_mark_settled(merchant_id: str, reservation_id: str) -> None:
         {"_id": reservation_id, "merchant_id": merchant_id, "settled": 0}, {"$set": {"settled": 1}})
 
 
-def reservations_expired(now: datetime, limit: int) -> list[dict]:
-    return list(ReservationDoc._get_collection().find(
-        {"state": rules.RESERVED, "expires_at": {"$lte": now}}, {"outbox": 0}).limit(limit))
+def reservations_expired(now: datetime, limit: int, after_id: str = "") -> list[dict]:
+    """RESERVED reservations past their expiry, in id order after `after_id` (the sweeper
+    walks them a batch per pass, so ones it must leave alone do not block the rest)."""
+    query: dict = {"state": rules.RESERVED, "expires_at": {"$lte": now}}
+    if after_id:
+        query["_id"] = {"$gt": after_id}
+    return list(ReservationDoc._get_collection().find(query, {"outbox": 0}).sort("_id", ASCENDING).limit(limit))
 
 
 def reservations_unsettled(before: datetime, limit: int) -> list[dict]:

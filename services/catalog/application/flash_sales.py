@@ -42,6 +42,8 @@ MAX_KEY = 64
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 JOB_BATCH = 100
+# A limit no member reaches: units bought and held again count without being refused.
+ANY_LIMIT = 2 ** 31
 # Work older than this was interrupted, not in progress.
 GRACE = timedelta(seconds=30)
 GRACE_MS = int(GRACE.total_seconds() * 1000)
@@ -306,7 +308,7 @@ def settle(doc: dict) -> None:
     """Move the pool of a COMMITTED or RELEASED flash reservation, each step at most once.
     Paid units are sold and the SKU's stock follows; released units are free again and no
     longer count against the member's limit (an unpaid order does not use it up)."""
-    merchant_id, rid, sale_id = doc["merchant_id"], doc["_id"], doc["flash_sale_id"]
+    merchant_id, rid, sale_id = doc["merchant_id"], stock_cases.hold_key(doc), doc["flash_sale_id"]
     quantity = int(doc["lines"][0]["quantity"])
     if doc["state"] == stock_rules.COMMITTED:
         store.pool_commit(merchant_id, sale_id, rid, quantity)
@@ -316,6 +318,21 @@ def settle(doc: dict) -> None:
         store.quota_release(merchant_id, sale_id, doc["member_id"], rid, quantity)
 
 
+def hold_again(doc: dict, key: str) -> bool:
+    """A payment reached a released flash reservation: take its units from the pool again
+    under `key` if they are free, and count them against the member's limit again (the
+    member bought them; the limit is not checked a second time). False when the pool has
+    too few units left."""
+    merchant_id, sale_id = doc["merchant_id"], doc["flash_sale_id"]
+    quantity = int(doc["lines"][0]["quantity"])
+    held = store.pool_take_again(merchant_id, sale_id, key, quantity, doc["member_id"],
+                                 epoch_ms(aware(doc["expires_at"]))) \
+        or store.pool_hold(merchant_id, sale_id, key) is not None
+    if held:
+        store.quota_take(merchant_id, sale_id, doc["member_id"], key, quantity, limit=ANY_LIMIT)
+    return held
+
+
 # ---- the job
 
 def _release_orphans(sale: dict, now_ms: int) -> int:
@@ -323,7 +340,8 @@ def _release_orphans(sale: dict, now_ms: int) -> int:
     process died after taking the units)."""
     merchant_id, released = sale["merchant_id"], 0
     for rid, hold in (sale.get("holds") or {}).items():
-        if hold["exp_ms"] > now_ms - GRACE_MS or repo.reservation_get(merchant_id, rid):
+        if hold["exp_ms"] > now_ms - GRACE_MS or \
+                repo.reservation_get(merchant_id, stock_rules.reservation_of_hold(rid)):
             continue  # still in time, or the reservation settles it (sweeper, order events)
         if store.pool_release(merchant_id, sale["_id"], rid, int(hold["q"])):
             released += 1

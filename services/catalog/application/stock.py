@@ -6,11 +6,17 @@ by the reservation id in the SKU's `holds` map, so every step can be retried. Co
 release first claim the reservation's state (compare-and-set, with the event in the same
 write) and then move the stock, so a commit and a release can never both happen; a move
 that was interrupted is finished by a retry or by the sweeper.
+
+Only the order service may release a reservation that has an order: the sweeper asks it
+what became of the order of each expired reservation. A payment that still reaches a
+released reservation holds the units again when they are there, every line or none;
+otherwise the reservation says so in an `unfulfillable` event and the order service
+refunds the payment.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Protocol
 
 from siyu_kit import context, logging as slog
 from siyu_kit.db import run_sync
@@ -20,6 +26,7 @@ from siyu_kit.protos import aware, epoch_ms, timestamp, utcnow
 from siyu.catalog.v1 import catalog_pb2, events_pb2
 
 from services.catalog.adapters import repositories as repo
+from services.catalog.adapters.orders import COMMIT, RELEASE
 from services.catalog.application import flash_sales, validation
 from services.catalog.application.inventory import record_movement
 from services.catalog.domain import stock as rules
@@ -30,6 +37,7 @@ STATE_NUMBERS = {rules.RESERVED: catalog_pb2.RESERVATION_STATE_RESERVED,
                  rules.COMMITTED: catalog_pb2.RESERVATION_STATE_COMMITTED,
                  rules.RELEASED: catalog_pb2.RESERVATION_STATE_RELEASED}
 VERBS = {rules.RESERVED: "reserved", rules.COMMITTED: "committed", rules.RELEASED: "released"}
+UNFULFILLABLE = "unfulfillable"
 SWEEP_BATCH = 100
 # A state claimed this long ago whose stock has not moved was interrupted.
 SETTLE_GRACE = timedelta(seconds=30)
@@ -42,8 +50,8 @@ def reservation_message(doc: dict, state: str | None = None) -> catalog_pb2.Rese
         expires_at=timestamp(aware(doc["expires_at"])), flash_sale_id=doc.get("flash_sale_id", ""))
 
 
-def _event(doc: dict, state: str):
-    return make_event(f"siyu.catalog.reservation.{VERBS[state]}", merchant_id=doc["merchant_id"],
+def _event(doc: dict, state: str, verb: str = ""):
+    return make_event(f"siyu.catalog.reservation.{verb or VERBS[state]}", merchant_id=doc["merchant_id"],
                       aggregate_id=doc["_id"], aggregate_version=int(doc["version"]) + 1,
                       payload=events_pb2.ReservationChanged(reservation=reservation_message(doc, state)))
 
@@ -55,9 +63,15 @@ def _reload(doc: dict) -> dict:
     return fresh
 
 
+def hold_key(doc: dict) -> str:
+    """The key the reservation's units are held under: its id, or its late key once a
+    payment that came after the release held them again."""
+    return doc.get("hold_key") or doc["_id"]
+
+
 def _settle(doc: dict) -> None:
     """Move the stock of a COMMITTED or RELEASED reservation; each line at most once."""
-    merchant_id, rid = doc["merchant_id"], doc["_id"]
+    merchant_id, rid, key = doc["merchant_id"], doc["_id"], hold_key(doc)
     if doc.get("flash_sale_id"):
         # The units are in the flash sale's pool: the pool moves and the stock follows it.
         flash_sales.settle(doc)
@@ -66,11 +80,11 @@ def _settle(doc: dict) -> None:
     for line in doc["lines"]:
         sku_id, quantity = line["sku_id"], int(line["quantity"])
         if doc["state"] == rules.COMMITTED:
-            sold = repo.stock_consume(merchant_id, sku_id, rid, quantity)
+            sold = repo.stock_consume(merchant_id, sku_id, key, quantity)
             if sold is not None:
-                record_movement(merchant_id, sku_id, sold["product_id"], rules.COMMIT, quantity, rid)
-        elif repo.stock_unhold(merchant_id, sku_id, rid, quantity):
-            repo.movement_record(merchant_id, sku_id, rules.RELEASE, quantity, rid)
+                record_movement(merchant_id, sku_id, sold["product_id"], rules.COMMIT, quantity, key)
+        elif repo.stock_unhold(merchant_id, sku_id, key, quantity):
+            repo.movement_record(merchant_id, sku_id, rules.RELEASE, quantity, key)
     repo.reservation_mark_settled(merchant_id, rid)
 
 
@@ -97,6 +111,72 @@ def _transition(doc: dict, target: str, event_id: str = "") -> dict:
             return {**doc, "settled": 1}
         doc = _reload(doc)
     raise FailedPrecondition("the reservation keeps changing; try again", reason="RESERVATION_BUSY")
+
+
+def _hold_again(doc: dict, key: str) -> bool:
+    """Hold every line again under `key`; False as soon as one cannot be held (what was
+    held is given back by settling the reservation)."""
+    if doc.get("flash_sale_id"):
+        return flash_sales.hold_again(doc, key)
+    merchant_id = doc["merchant_id"]
+    for line in doc["lines"]:
+        sku_id, quantity = line["sku_id"], int(line["quantity"])
+        if repo.stock_hold(merchant_id, sku_id, key, quantity):
+            repo.movement_record(merchant_id, sku_id, rules.RESERVE, quantity, key)
+        elif not repo.stock_has_hold(merchant_id, sku_id, key):
+            return False
+    return True
+
+
+def _paid_after_release(doc: dict, event_id: str) -> dict:
+    """A payment reached a RELEASED reservation (its order was written after the sweeper
+    released it, or an older release): sell the units if they can be held again, every
+    line or none; otherwise mark it unfulfillable, with the event the order service
+    refunds on, in one write. Repeats find the outcome and finish its stock move."""
+    key = rules.late_hold_key(doc["_id"])
+    for _ in range(10):
+        if doc["state"] == rules.COMMITTED:
+            if not doc.get("settled", 1):
+                _settle(doc)
+            return _reload(doc)
+        if doc.get("unfulfillable"):
+            # Also gives back a line a concurrent attempt may have held after the first settle.
+            _settle(doc)
+            return doc
+        if not doc.get("settled", 1):
+            # Finish the release first: its unhold must not race the new holds.
+            _settle(doc)
+            doc = _reload(doc)
+            continue
+        if _hold_again(doc, key):
+            sets = {"state": rules.COMMITTED, "settled": 0, "hold_key": key, "last_event_id": event_id}
+            event = _event(doc, rules.COMMITTED)
+        else:
+            sets = {"unfulfillable": 1, "settled": 0, "hold_key": key, "last_event_id": event_id}
+            event = _event(doc, rules.RELEASED, UNFULFILLABLE)
+        if repo.reservation_update(doc["merchant_id"], doc["_id"], version=int(doc["version"]),
+                                   expect={"state": rules.RELEASED}, sets=sets, event=event):
+            doc = {**doc, **sets, "version": int(doc["version"]) + 1}
+            _settle(doc)
+            if sets.get("unfulfillable"):
+                log.warning("reservation.unfulfillable", reservation_id=doc["_id"], order_id=doc["order_id"])
+            return {**doc, "settled": 1}
+        doc = _reload(doc)
+    raise FailedPrecondition("the reservation keeps changing; try again", reason="RESERVATION_BUSY")
+
+
+def _paid(merchant_id: str, reservation_id: str, event_id: str) -> dict:
+    doc = repo.reservation_get(merchant_id, reservation_id)
+    if doc is None:
+        raise NotFound("no such reservation")
+    if doc["state"] != rules.RELEASED:
+        try:
+            return _transition(doc, rules.COMMITTED, event_id)
+        except FailedPrecondition as error:
+            if error.reason != "RESERVATION_RELEASED":
+                raise
+            doc = _reload(doc)  # released meanwhile
+    return _paid_after_release(doc, event_id)
 
 
 def _hold_all(doc: dict) -> dict:
@@ -151,10 +231,17 @@ def _resume(doc: dict) -> dict:
     return doc
 
 
+class OrderVerdicts(Protocol):
+    async def verdict(self, merchant_id: str, order_id: str, reservation_id: str) -> str | None: ...
+
+
 class StockUseCases:
-    def __init__(self, events_committed: Callable[[], None]):
+    def __init__(self, events_committed: Callable[[], None], orders: OrderVerdicts):
         # Wakes the outbox relay; called on the event loop after writes that add events.
         self.events_committed = events_committed
+        # Says what may become of an order's expired reservation (the sweeper).
+        self.orders = orders
+        self._sweep_after = ""
 
     async def _write(self, fn, *args):
         try:
@@ -174,6 +261,11 @@ class StockUseCases:
     async def on_order(self, merchant_id: str, reservation_id: str, target: str, event_id: str) -> dict:
         """An order event moves its reservation; a replay finds it moved and does nothing."""
         return await self._write(self._change, merchant_id, reservation_id, target, event_id)
+
+    async def on_paid(self, merchant_id: str, reservation_id: str, event_id: str) -> dict:
+        """order.paid: commit; on a released reservation hold the units again or report
+        them unfulfillable. A replay finds the outcome and does nothing more."""
+        return await self._write(_paid, merchant_id, reservation_id, event_id)
 
     @staticmethod
     def _change(merchant_id: str, reservation_id: str, target: str, event_id: str) -> dict:
@@ -200,22 +292,36 @@ class StockUseCases:
         return doc
 
     async def sweep(self, now: datetime | None = None) -> int:
-        """Release expired reservations and finish interrupted stock moves."""
-        return await self._write(_sweep, now or utcnow())
+        """Expired reservations go where their order says (the order service decides:
+        commit for a paid order, release for a cancelled or never written one, nothing
+        while it waits for payment or cannot be asked); then interrupted stock moves are
+        finished. Replicas may sweep at once: every move is a compare-and-set."""
+        now = now or utcnow()
+        due = await run_sync(repo.reservations_expired, now, SWEEP_BATCH, self._sweep_after)
+        # The next pass continues after this batch, and starts over once it reached the end.
+        self._sweep_after = due[-1]["_id"] if len(due) == SWEEP_BATCH else ""
+        done = 0
+        for doc in due:
+            if aware(doc["expires_at"]) > now:
+                continue  # the embedded server's range compares whole seconds: not due yet
+            verdict = await self.orders.verdict(doc["merchant_id"], doc["order_id"], doc["_id"])
+            if verdict in (COMMIT, RELEASE):
+                done += await self._write(_expire, doc, rules.COMMITTED if verdict == COMMIT else rules.RELEASED)
+        return done + await self._write(_finish_interrupted, now)
 
 
-def _sweep(now: datetime) -> int:
+def _expire(doc: dict, target: str) -> int:
+    try:
+        _transition(doc, target)
+        return 1
+    except DomainError as error:  # moved meanwhile (an order event came first)
+        log.info("sweep.skipped", reservation_id=doc["_id"], reason=error.reason)
+        return 0
+
+
+def _finish_interrupted(now: datetime) -> int:
     done = 0
-    for doc in repo.reservations_expired(now, SWEEP_BATCH):
-        if aware(doc["expires_at"]) > now:
-            continue  # the embedded server's range compares whole seconds: not due yet
-        try:
-            _transition(doc, rules.RELEASED)
-            done += 1
-        except DomainError as error:  # committed meanwhile: nothing to release
-            log.info("sweep.skipped", reservation_id=doc["_id"], reason=error.reason)
     for doc in repo.reservations_unsettled(now - SETTLE_GRACE, SWEEP_BATCH):
         _settle(doc)
         done += 1
     return done
-

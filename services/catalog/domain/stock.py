@@ -18,6 +18,20 @@ def can_transition(current: str, target: str) -> bool:
     return target in _NEXT.get(current, set())
 
 
+# A payment that reaches a RELEASED reservation holds its units again under a second key,
+# so nothing left over from the release (a late retry of its unhold, its ledger movements,
+# which are keyed by reservation) can touch the new hold.
+_LATE = "-late"
+
+
+def late_hold_key(reservation_id: str) -> str:
+    return reservation_id + _LATE
+
+
+def reservation_of_hold(hold_key: str) -> str:
+    return hold_key.removesuffix(_LATE)
+
+
 # Movement kinds of the stock ledger.
 INITIAL = "INITIAL"
 RESERVE = "RESERVE"

@@ -1,4 +1,5 @@
-"""Order events that move stock: paid → commit the reservation, cancelled → release it."""
+"""Order events that move stock: paid → commit the reservation (or hold a released one
+again), cancelled → release it."""
 from __future__ import annotations
 
 from siyu.common.v1 import common_pb2
@@ -16,14 +17,9 @@ def subscriptions(stock: StockUseCases) -> list[Subscription]:
         rid = payload.order.reservation_id
         if not rid:
             raise Poison("the paid order has no reservation")
-        try:
-            await stock.on_order(envelope.merchant_id, rid, rules.COMMITTED, envelope.event_id)
-        except FailedPrecondition as error:
-            if error.reason == "RESERVATION_RELEASED":
-                # Paid after the stock went back: the order service refunds such payments.
-                raise Poison(f"reservation {rid} was released before payment") from error
-            raise
-        # NotFound propagates: retried, then dead-lettered.
+        # A released reservation is held again, or reported unfulfillable for the order
+        # service to refund. NotFound propagates: retried, then dead-lettered.
+        await stock.on_paid(envelope.merchant_id, rid, envelope.event_id)
 
     async def cancelled(envelope: common_pb2.EventEnvelope, payload: order_events.OrderCancelled) -> None:
         rid = payload.order.reservation_id

@@ -8,6 +8,7 @@ from siyu_kit.service import Parts, Runtime
 
 from services.catalog.adapters import flash_sales as flash_store
 from services.catalog.adapters.documents import ReservationDoc, ensure_indexes
+from services.catalog.adapters.orders import OrderClient
 from services.catalog.application.flash_sales import FlashSaleUseCases
 from services.catalog.application.stock import StockUseCases
 from services.catalog.entrypoint import events, jobs
@@ -17,7 +18,7 @@ from services.catalog.entrypoint.servicer import CatalogServicer
 def build(runtime: Runtime) -> Parts:
     ensure_indexes()
     flash_store.ensure_indexes()
-    stock = StockUseCases(runtime.events_committed)
+    stock = StockUseCases(runtime.events_committed, OrderClient(runtime.channel("order")))
     flash = FlashSaleUseCases(runtime.events_committed)
     full_name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
     return Parts(

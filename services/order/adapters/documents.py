@@ -76,6 +76,11 @@ class PaymentDoc(OutboxDocument):
     provider_txn_id = StringField()
     created_at = DateTimeField(required=True)
     succeeded_at = DateTimeField()
+    # 1 from SUCCEEDED until the payment is applied to its order or refunded; the
+    # reconcile job finds payments left open past `reconcile_ms` (epoch ms) by one
+    # indexed query, and moves `reconcile_ms` on when it takes one.
+    open = IntField()
+    reconcile_ms = IntField()
     # The last FAIL notification: {provider_txn_id, at}; the payment stays PENDING.
     last_failure = DictField()
     failures = IntField(default=0)
@@ -91,6 +96,7 @@ class PaymentDoc(OutboxDocument):
             {"fields": ["merchant_id", "order_id", "idempotency_key"], "unique": True},
             {"fields": ["merchant_id", "member_id"]},
             {"fields": ["outbox_pending"]},
+            {"fields": ["open", "reconcile_ms"]},
         ],
     }
 

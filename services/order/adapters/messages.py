@@ -86,6 +86,7 @@ def order(doc: dict) -> order_pb2.Order:
             share_code=attribution.get("share_code", "")),
         payment_id=doc.get("payment_id") or "", version=doc["version"],
         reservation_id=doc.get("reservation_id", ""), flash_sale_id=doc.get("flash_sale_id", ""),
+        cancel_reason=doc.get("cancel_reason") or "",
     )
     for field in ("created_at", "expires_at", "paid_at", "cancelled_at", "delivered_at", "completed_at"):
         if doc.get(field) is not None:
@@ -110,6 +111,7 @@ def payment(doc: dict) -> order_pb2.Payment:
         method=order_pb2.PaymentMethod.Value(f"PAYMENT_METHOD_{doc['method']}"),
         state=order_pb2.PaymentState.Value(f"PAYMENT_STATE_{doc['state']}"),
         amount=money(doc["amount"], doc.get("currency", "CNY")), provider_txn_id=doc.get("provider_txn_id") or "",
+        refund_reason=(doc.get("refund") or {}).get("reason") or "",
     )
     for field in ("created_at", "succeeded_at"):
         if doc.get(field) is not None:

@@ -164,6 +164,20 @@ class Payments:
         cursor = self._c().find({"merchant_id": merchant_id, "order_id": order_id}, _HIDDEN).sort("_id", 1)
         return [_clean(d) for d in cursor]
 
+    def open_due(self, now_ms: int, limit: int) -> list[dict]:
+        """SUCCEEDED payments (of any merchant) neither applied nor refunded whose
+        reconcile time has come, oldest first (the reconcile job)."""
+        cursor = self._c().find({"open": 1, "reconcile_ms": {"$lte": now_ms}}, _HIDDEN) \
+            .sort("reconcile_ms", 1).limit(limit)
+        return [_clean(d) for d in cursor]
+
+    def take_for_reconcile(self, merchant_id: str, payment_id: str, seen_ms: int, until_ms: int) -> bool:
+        """Compare-and-set on the reconcile time that was read: one job run (of all the
+        replicas) takes the payment, until `until_ms`."""
+        return self._c().update_one(
+            {"_id": payment_id, "merchant_id": merchant_id, "open": 1, "reconcile_ms": seen_ms},
+            {"$set": {"reconcile_ms": until_ms}}).modified_count == 1
+
     def update(self, merchant_id: str, payment_id: str, *, from_state: str, fields: dict,
                events: tuple[Event, ...] = (), version: int | None = None, inc: dict | None = None) -> bool:
         query: dict[str, Any] = {"_id": payment_id, "merchant_id": merchant_id, "state": from_state}

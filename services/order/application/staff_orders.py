@@ -17,6 +17,7 @@ from services.order.adapters.repositories import Orders, Payments
 from services.order.application.fulfilment import require_order_id
 from services.order.domain import ledger
 from services.order.domain.orders import OrderState
+from services.order.domain.payments import PaymentState
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -83,8 +84,12 @@ class StaffOrderUseCases:
         docs = await run_sync(self.entries.of_order, ctx.merchant_id, order_id)
         entries = [entry_of(d) for d in docs]
         paid = order["payable"] if order.get("payment_id") else 0
+        # Money the provider took must be in the ledger, whatever became of it since.
+        payments = await run_sync(self.payments.of_order, ctx.merchant_id, order_id)
+        captured = [p["_id"] for p in payments if p["amount"] > 0 and p["state"] != PaymentState.PENDING.value]
         return LedgerView(entries=docs, balances=ledger.balances(entries),
-                          balanced=ledger.is_balanced(entries, order_id, paid, order.get("refunded_amount", 0)))
+                          balanced=ledger.is_balanced(entries, order_id, paid, order.get("refunded_amount", 0),
+                                                      captured))
 
     async def _order(self, merchant_id: str, order_id: str) -> dict:
         require_order_id(order_id)

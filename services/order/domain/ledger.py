@@ -17,6 +17,8 @@ ORDER_PAYMENT = "ORDER_PAYMENT"
 UNAPPLIED_PAYMENT = "UNAPPLIED_PAYMENT"
 AUTO_REFUND = "AUTO_REFUND"
 REFUND = "REFUND"
+# A paid order cancelled because its units were gone: the whole payment goes back.
+STOCK_REFUND = "STOCK_REFUND"
 
 
 def order_account(order_id: str) -> str:
@@ -65,6 +67,11 @@ def order_refunded(order_id: str, payment_id: str, refund_id: str, amount: int) 
                  amount, payment_id=payment_id, refund_id=refund_id)
 
 
+def payment_returned(order_id: str, payment_id: str, amount: int) -> Entry:
+    return Entry(f"{STOCK_REFUND}:{payment_id}", STOCK_REFUND, order_id, order_account(order_id),
+                 PROVIDER_CLEARING, amount, payment_id=payment_id)
+
+
 def balances(entries: Iterable[Entry]) -> dict[str, int]:
     """Debits minus credits per account."""
     found: dict[str, int] = defaultdict(int)
@@ -74,9 +81,16 @@ def balances(entries: Iterable[Entry]) -> dict[str, int]:
     return dict(found)
 
 
-def is_balanced(entries: Iterable[Entry], order_id: str, paid: int, refunded: int) -> bool:
+def is_balanced(entries: Iterable[Entry], order_id: str, paid: int, refunded: int,
+                captured: Iterable[str] = ()) -> bool:
     """Debits equal credits (all balances add up to zero), no more was refunded than
-    paid, and the order's account holds (as a credit) exactly paid minus refunded."""
+    paid, the order's account holds (as a credit) exactly paid minus refunded, and the
+    money of every payment the provider captured (`captured`: payment ids) came into
+    the ledger: a payment that succeeded and was neither applied nor sent back is money
+    the merchant holds without an account."""
+    entries = list(entries)
     by_account = balances(entries)
+    received = {e.payment_id for e in entries if e.debit == PROVIDER_CLEARING}
     return sum(by_account.values()) == 0 and 0 <= refunded <= paid \
-        and -by_account.get(order_account(order_id), 0) == paid - refunded
+        and -by_account.get(order_account(order_id), 0) == paid - refunded \
+        and all(payment_id in received for payment_id in captured)

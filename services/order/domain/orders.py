@@ -29,6 +29,9 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
 
 CANCEL_BY_MEMBER = "MEMBER"
 CANCEL_BY_TIMEOUT = "TIMEOUT"
+# A paid order whose units were gone when its payment reached the catalog: the system
+# cancels it and refunds the payment. Never a member's choice.
+CANCEL_STOCK_UNAVAILABLE = "STOCK_UNAVAILABLE"
 NOT_PAYABLE = "ORDER_NOT_PAYABLE"
 CONFIRMED_BY_MEMBER = "MEMBER"
 CONFIRMED_BY_AUTO = "AUTO"
@@ -41,7 +44,8 @@ def can_transition(source: OrderState, target: OrderState) -> bool:
 # The catalog holds an order's stock a little longer than the order waits for payment: a
 # payment accepted just before the order expires must still find its stock when order.paid
 # reaches the catalog. An order that expires releases its stock at once (order.cancelled);
-# the catalog's own expiry only catches reservations whose order was never written.
+# at the reservation's own expiry the catalog asks the order service what to do
+# (`reservation_verdict`), so it never releases the stock of a paid order.
 DEFAULT_RESERVATION_GRACE = timedelta(seconds=60)
 
 
@@ -92,3 +96,29 @@ def is_shippable(units_left: int, open_refunds: int) -> bool:
     """Something is left to ship, and no refund is waiting or under way (its units
     would otherwise leave the warehouse while they are being refunded)."""
     return units_left > 0 and open_refunds == 0
+
+
+class ReservationVerdict(str, Enum):
+    """What the catalog may do with an expired reservation made for an order."""
+    COMMIT = "COMMIT"  # the order is paid or beyond: the units are sold
+    RELEASE = "RELEASE"  # cancelled, or never written: the units go back
+    KEEP = "KEEP"  # still waiting for payment: the order's own expiry releases them
+
+
+def reservation_verdict(state: OrderState | None, owns_reservation: bool) -> ReservationVerdict:
+    """Only the order decides. An order that was never written (None), or that was written
+    with another reservation, does not hold this one; a payment that still comes for it
+    is re-held or refunded by the catalog and the order service."""
+    if state is None or not owns_reservation or state is OrderState.CANCELLED:
+        return ReservationVerdict.RELEASE
+    if state is OrderState.PENDING_PAYMENT:
+        return ReservationVerdict.KEEP
+    return ReservationVerdict.COMMIT
+
+
+def stock_unavailable_cancel(state: OrderState) -> Move:
+    """The system-only PAID → CANCELLED move of a paid order whose units were gone. A
+    shipped order is refused: its units left the warehouse, so a person must look."""
+    if state is OrderState.CANCELLED:
+        return Move.REPEAT
+    return Move.APPLY if state is OrderState.PAID else Move.REFUSE

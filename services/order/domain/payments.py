@@ -3,6 +3,7 @@ interface every payment method implements."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 from typing import Protocol
 
@@ -70,6 +71,15 @@ def settle(order_state: OrderState, order_expired: bool, order_payment_id: str, 
 REFUND_ORDER_CANCELLED = "ORDER_CANCELLED"
 REFUND_ORDER_EXPIRED = "ORDER_EXPIRED"
 REFUND_ALREADY_PAID = "ORDER_ALREADY_PAID"
+# The order took the payment but its units were gone (see orders.CANCEL_STOCK_UNAVAILABLE).
+REFUND_STOCK_UNAVAILABLE = "STOCK_UNAVAILABLE"
+# Payments the order could not take: the money went through UNAPPLIED:<order> and back.
+AUTO_REFUND_REASONS = frozenset({REFUND_ORDER_CANCELLED, REFUND_ORDER_EXPIRED, REFUND_ALREADY_PAID})
+# A SUCCEEDED payment neither applied nor refunded this long after it succeeded lost the
+# step that follows it (a crash, a dropped notification): the reconcile job finishes it.
+RECONCILE_AFTER = timedelta(seconds=5)
+# A job run that takes a payment has it alone this long; if it fails, another run retries.
+RECONCILE_LEASE = timedelta(seconds=30)
 
 
 def refund_reason(order_state: OrderState) -> str:
@@ -78,3 +88,4 @@ def refund_reason(order_state: OrderState) -> str:
     if order_state is OrderState.PENDING_PAYMENT:
         return REFUND_ORDER_EXPIRED
     return REFUND_ALREADY_PAID
+

@@ -23,9 +23,11 @@ from services.order.application.fulfilment import FulfilmentUseCases
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
 from services.order.application.refunds import RefundUseCases
+from services.order.application.reservations import ReservationUseCases
 from services.order.application.settings import SettingsUseCases
 from services.order.application.staff_orders import StaffOrderUseCases
 from services.order.domain.orders import DEFAULT_RESERVATION_GRACE
+from services.order.entrypoint import events
 from services.order.entrypoint.servicer import OrderServicer
 
 NAME = "order"
@@ -41,6 +43,10 @@ def auto_confirm_interval_s() -> float:
 
 def refund_resume_interval_s() -> float:
     return env_seconds("ORDER_REFUND_RESUME_INTERVAL_S", 30)
+
+
+def payment_reconcile_interval_s() -> float:
+    return env_seconds("ORDER_PAYMENT_RECONCILE_INTERVAL_S", 5)
 
 
 def reservation_grace() -> timedelta:
@@ -73,12 +79,15 @@ def build(runtime: service.Runtime) -> service.Parts:
             order_cases, payment_cases, carts=cart_cases, checkout=checkout,
             settings=SettingsUseCases(settings), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
             flash=FlashOrderUseCases(orders=orders, settings=settings, catalog=catalog, checkout=checkout,
-                                     order_cases=order_cases)),
+                                     order_cases=order_cases),
+            reservations=ReservationUseCases(orders)),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
+        subscriptions=events.subscriptions(payment_cases),
         jobs=[service.Job("order-expiry", expiry_interval_s(), order_cases.expire_due),
               service.Job("order-auto-confirm", auto_confirm_interval_s(), fulfilment.auto_confirm_due),
-              service.Job("order-refund-resume", refund_resume_interval_s(), refund_cases.resume_stalled)],
+              service.Job("order-refund-resume", refund_resume_interval_s(), refund_cases.resume_stalled),
+              service.Job("order-payment-reconcile", payment_reconcile_interval_s(), payment_cases.reconcile)],
     )
 
 

@@ -15,6 +15,7 @@ from services.order.application.flash_orders import FlashOrderUseCases, PlaceFla
 from services.order.application.orders import OrderUseCases, PlaceOrderInput
 from services.order.application.payments import PaymentUseCases
 from services.order.application.refunds import RefundInput, RefundUseCases
+from services.order.application.reservations import ReservationUseCases
 from services.order.application.settings import SettingsUseCases
 from services.order.application.staff_orders import OrderQuery, StaffOrderUseCases
 from services.order.domain.payments import Notification
@@ -75,7 +76,8 @@ def _time(request, field: str) -> datetime | None:
 class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
-                 refunds: RefundUseCases, staff: StaffOrderUseCases, flash: FlashOrderUseCases):
+                 refunds: RefundUseCases, staff: StaffOrderUseCases, flash: FlashOrderUseCases,
+                 reservations: ReservationUseCases):
         self.orders = orders
         self.flash = flash
         self.payments = payments
@@ -85,6 +87,7 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         self.fulfilment = fulfilment
         self.refunds = refunds
         self.staff = staff
+        self.reservations = reservations
 
     # ---- fulfilment and after-sales -------------------------------------------------
 
@@ -225,3 +228,11 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         wanted, currencies = _settings_input(request.settings)
         saved = await self.settings.update(wanted, currencies, request.expected_version)
         return order_pb2.UpdateOrderSettingsResponse(settings=messages.order_settings(saved))
+
+    # ---- internal ------------------------------------------------------------------
+
+    async def ResolveReservation(self, request, context):
+        verdict, state = await self.reservations.resolve(request.order_id, request.reservation_id)
+        return order_pb2.ResolveReservationResponse(
+            verdict=order_pb2.ReservationVerdict.Value(f"RESERVATION_VERDICT_{verdict.value}"),
+            order_state=order_pb2.OrderState.Value(f"ORDER_STATE_{state.value}") if state else 0)

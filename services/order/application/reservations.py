@@ -1,0 +1,26 @@
+"""What the catalog may do with an order's expired reservation: the order service is the
+only one that knows whether the order was paid, so it is the one that decides."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from siyu_kit import context
+from siyu_kit.db import run_sync
+from siyu_kit.ids import is_id
+
+from services.order.adapters.repositories import Orders
+from services.order.domain.orders import OrderState, ReservationVerdict, reservation_verdict
+
+
+@dataclass
+class ReservationUseCases:
+    orders: Orders
+
+    async def resolve(self, order_id: str, reservation_id: str) -> tuple[ReservationVerdict, OrderState | None]:
+        """The verdict, and the order's state (None when no such order was written)."""
+        merchant_id = context.current().require_merchant()
+        # A reservation may name any order id; one that is not an order's id has no order.
+        order = await run_sync(self.orders.get, merchant_id, order_id) if is_id(order_id, "ord") else None
+        state = OrderState(order["state"]) if order else None
+        owns = bool(order) and order.get("reservation_id") == reservation_id
+        return reservation_verdict(state, owns), state

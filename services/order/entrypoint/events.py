@@ -1,0 +1,28 @@
+"""Catalog events the order service acts on: a paid order whose units were gone is
+refunded and cancelled."""
+from __future__ import annotations
+
+from siyu.catalog.v1 import events_pb2 as catalog_events
+from siyu.common.v1 import common_pb2
+
+from siyu_kit.errors import FailedPrecondition, NotFound
+from siyu_kit.events.consumer import Poison, Subscription
+from siyu_kit.events.streams import subject_of
+
+from services.order.application.payments import PaymentUseCases
+
+UNFULFILLABLE = subject_of("catalog", "reservation", "unfulfillable")
+
+
+def subscriptions(payments: PaymentUseCases) -> list[Subscription]:
+    async def unfulfillable(envelope: common_pb2.EventEnvelope, payload: catalog_events.ReservationChanged) -> None:
+        reservation = payload.reservation
+        try:
+            await payments.refund_unfulfillable(envelope.merchant_id, reservation.order_id,
+                                                reservation.reservation_id)
+        except (NotFound, FailedPrecondition) as error:
+            # No such paid order, or it shipped meanwhile: a person has to look (dead letters).
+            raise Poison(f"order {reservation.order_id}: {error}") from error
+
+    return [Subscription("order-reservation-unfulfillable", UNFULFILLABLE, catalog_events.ReservationChanged,
+                         unfulfillable)]
