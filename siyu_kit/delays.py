@@ -1,10 +1,10 @@
 """Delay points: a test hook that holds the work at a named point in the code.
 
-    delays.stall("catalog.reserve.after_hold")        # in code running in the storage pool
+    delays.stall("catalog.reserve.before")            # in code running in the storage pool
     await delays.pause("order.place.after_reserve")   # on the event loop
 
 do nothing unless the process was started with SIYU_DELAYPOINTS naming that point with a
-number of seconds ("catalog.reserve.after_hold=1.5,order.place.after_reserve=1"); then
+number of seconds ("catalog.reserve.before=1.5,order.place.after_reserve=1"); then
 they wait that long. Tests use them to open a window of known length, e.g. to give up on
 a call after stock was taken and before the order was written, the way a busy machine
 does. Never set it in production.

@@ -278,10 +278,9 @@ def _reserve(merchant_id: str, cmd: ReserveFlashSale, now: datetime) -> tuple[di
 
 
 def _reserve_for_caller(merchant_id: str, cmd: ReserveFlashSale, now: datetime) -> tuple[dict, dict]:
-    won = _reserve(merchant_id, cmd, now)
-    # Tests hold a buyer here to give up on the call after the units left the pool.
-    delays.stall("catalog.flash.after_take")
-    return won
+    # Tests hold a buyer here to give up on the call before the units left the pool.
+    delays.stall("catalog.flash.before")
+    return _reserve(merchant_id, cmd, now)
 
 
 # ---- settling: the pool moves, the SKU's stock follows

@@ -158,10 +158,9 @@ def _resume(doc: dict) -> dict:
 
 
 def _reserve_for_caller(merchant_id: str, cmd: validation.ReserveStock) -> dict:
-    doc = _reserve(merchant_id, cmd)
-    # Tests hold a reservation here to give up on the call after the stock was taken.
-    delays.stall("catalog.reserve.after_hold")
-    return doc
+    # Tests hold a reserve here to give up on the call before it took the stock.
+    delays.stall("catalog.reserve.before")
+    return _reserve(merchant_id, cmd)
 
 
 def release_abandoned(merchant_id: str, reservation_id: str) -> None:
