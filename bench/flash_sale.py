@@ -38,7 +38,7 @@ EXPIRY_S = 30
 # How often the bench suite's order-expiry and reservation sweepers run.
 SWEEP_INTERVAL_S = 1
 WALK_AWAY = 30  # first-round winners who never pay
-MAX_ROUNDS = 3
+MAX_ROUNDS = 4
 # After the last order's expiry: time for the order-expiry job, the events and the
 # sweepers to hand everything back (they run every SWEEP_INTERVAL_S on an idle suite).
 SETTLE_S = 30
@@ -258,10 +258,13 @@ async def run(bench: Bench) -> dict:
             rnd = await press(buyers, sale_id, WALK_AWAY if n == 1 else 0)
             rounds.append(rnd)
             progress("flash_sale", f"round {n}: {rnd.summary()}")
-            if sum(len(r.paid) for r in rounds) >= UNITS or not rnd.orders:
+            if sum(len(r.paid) for r in rounds) >= UNITS:
                 break
-            # Unpaid orders expire and hand their units back to the pool.
-            await poll_sale(desk, sale_id, lambda s: units(s, "reserved_units") == 0, EXPIRY_S + 30)
+            # Unpaid orders expire and hand their units back to the pool, as do presses given
+            # up before their order was written; everyone presses again while units are left.
+            after = await poll_sale(desk, sale_id, lambda s: units(s, "reserved_units") == 0, EXPIRY_S + 30)
+            if units(after, "available_units") == 0:
+                break
 
         orders = [o for r in rounds for o in r.orders]
         last_expiry = max((parse_time(o["expires_at"]) for _, o in orders), default=datetime.now(timezone.utc))

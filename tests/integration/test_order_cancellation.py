@@ -47,6 +47,8 @@ def slowed(stack):
             stack.stop(name)
             stack.start_service(name, extra_env=extra_env)
         stack.wait_services_serving(["catalog", "order"], timeout=60)
+        if "gateway" in stack.procs:
+            stack.wait_ready(timeout=60)  # its channels to both are connected again
 
     restart(ARMED)
     try:
