@@ -22,16 +22,17 @@ from tests.integration.test_flash_sale import buy_request, buyer, create, flash_
 from tests.integration.test_order_api import make_skus, member, reason, staff
 from tests.support import database_fixture, new_merchant_id, stub_fixture, wait_until
 
-CATALOG_S = 1.0
+CATALOG_S = 1.5
 ORDER_S = 1.5
 ARMED = {delays.ENV: ",".join([f"catalog.reserve.before={CATALOG_S}", f"catalog.flash.before={CATALOG_S}",
                                f"order.place.after_reserve={ORDER_S}", f"order.flash.after_reserve={ORDER_S}"])}
 # Given up while the catalog still holds the reserve, or after it answered and before the
-# order is written (the order service has spent well under 0.5 s before reserving).
-WHILE_RESERVING_S = 0.8
-BEFORE_WRITING_S = CATALOG_S + 0.7
+# order is written. Either works as long as the order service spends less than 0.7 s
+# before it reserves (pricing, lookups), with room for a loaded machine.
+WHILE_RESERVING_S = 1.0
+BEFORE_WRITING_S = CATALOG_S + 0.8
 # Far less than the reservations' expiry (10 minutes for flash orders, 30 for others).
-BACK_WITHIN_S = 5
+BACK_WITHIN_S = 8
 
 catalog = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)
 order = stub_fixture("order", order_pb2_grpc.OrderServiceStub)
