@@ -5,7 +5,8 @@ while it was being placed is not written.
 
 The catalog and the order service run here with delay points armed, so every reserve
 takes a known time: the catalog holds a reserve for CATALOG_S before taking the units, and
-the order service waits ORDER_S after the catalog answered, before writing the order. A
+the order service waits ORDER_S after the catalog answered, and WRITE_S once it has
+committed to writing the order. A
 buyer who gives up while the catalog holds the reserve is released by the catalog once its
 work is done (the order service's release arrives before there is anything to release);
 one who gives up later is released by the order service."""
@@ -24,13 +25,16 @@ from tests.support import database_fixture, new_merchant_id, stub_fixture, wait_
 
 CATALOG_S = 1.5
 ORDER_S = 1.5
+WRITE_S = 1.5
 ARMED = {delays.ENV: ",".join([f"catalog.reserve.before={CATALOG_S}", f"catalog.flash.before={CATALOG_S}",
-                               f"order.place.after_reserve={ORDER_S}", f"order.flash.after_reserve={ORDER_S}"])}
+                               f"order.place.after_reserve={ORDER_S}", f"order.flash.after_reserve={ORDER_S}",
+                               f"order.place.writing={WRITE_S}"])}
 # Given up while the catalog still holds the reserve, or after it answered and before the
 # order is written. Either works as long as the order service spends less than 0.7 s
 # before it reserves (pricing, lookups), with room for a loaded machine.
 WHILE_RESERVING_S = 1.0
 BEFORE_WRITING_S = CATALOG_S + 0.8
+WHILE_WRITING_S = CATALOG_S + ORDER_S + 0.7
 # Far less than the reservations' expiry (10 minutes for flash orders, 30 for others).
 BACK_WITHIN_S = 8
 
@@ -153,3 +157,19 @@ def test_an_order_whose_payment_window_passed_while_placing_is_not_written(catal
     assert states(catalog_db, mid) == ["RELEASED", "RELEASED"]
     assert levels(catalog, mid, sku) == (4, 1, 3)
     assert get_sale(catalog, mid, sale.flash_sale_id).available_units == 1
+
+
+def test_a_buyer_who_gives_up_while_the_order_is_written_gets_it_on_replay(catalog, order, catalog_db, order_db):
+    mid = new_merchant_id()
+    (sku,) = make_skus(catalog, mid, (1000, 3))
+    md = member(mid)
+    request = place_request(sku, 2)
+    assert gives_up(order.PlaceOrder, request, md, WHILE_WRITING_S) == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The write was under way when the caller gave up: it finishes, and the order keeps its stock.
+    written = wait_until(lambda: order_db.orders.find_one({"merchant_id": mid}), timeout=BACK_WITHIN_S,
+                         message="the order is written after its caller gave up")
+    replay = order.PlaceOrder(request, metadata=md, timeout=10).order
+    assert (replay.order_id, replay.state) == (written["_id"], OS.ORDER_STATE_PENDING_PAYMENT)
+    assert order_db.orders.count_documents({"merchant_id": mid}) == 1
+    assert states(catalog_db, mid) == ["RESERVED"]
+    assert levels(catalog, mid, sku) == (3, 2, 1)
