@@ -12,14 +12,18 @@ work is done (the order service's release arrives before there is anything to re
 one who gives up later is released by the order service."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import grpc
 import pytest
-from siyu.catalog.v1 import catalog_pb2_grpc
+from siyu.catalog.v1 import catalog_pb2 as CS, catalog_pb2_grpc
 from siyu.order.v1 import order_pb2 as OS, order_pb2_grpc
 
 from siyu_kit import delays
 from siyu_kit.ids import new_id
-from tests.integration.test_flash_sale import buy_request, buyer, create, flash_expiry, get_sale, levels
+from siyu_kit.protos import timestamp
+from tests.integration.test_flash_sale import (buy_request, buyer, create, flash_expiry, get_sale, internal, levels,
+                                               reserve_request)
 from tests.integration.test_order_api import make_skus, member, reason, staff
 from tests.support import database_fixture, new_merchant_id, stub_fixture, wait_until
 
@@ -125,8 +129,16 @@ def test_a_call_with_almost_no_time_left_takes_nothing(catalog, order, catalog_d
         grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
     assert gives_up(order.PlaceOrder, place_request(sku), md, 0.25) in (
         grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+    # The catalog, too, refuses a reserve with too little time left to finish it.
+    stock_request = CS.ReserveStockRequest(
+        reservation_id=new_id("rsv"), order_id=new_id("ord"), lines=[CS.ReservationLine(sku_id=sku, quantity=1)],
+        expires_at=timestamp(datetime.now(timezone.utc) + timedelta(minutes=10)))
+    for call, request in ((catalog.ReserveStock, stock_request),
+                          (catalog.ReserveFlashSale, reserve_request(sale.flash_sale_id))):
+        assert gives_up(call, request, internal(mid), 0.08) in (
+            grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
     # Calls with time to finish, made after those: once they are answered, anything the
-    # refused calls had started would have reached the catalog long before.
+    # refused calls had started would have been written long before.
     flash = order.PlaceFlashSaleOrder(buy_request(sale.flash_sale_id), metadata=buyer(mid), timeout=10).order
     placed = order.PlaceOrder(place_request(sku), metadata=md, timeout=10).order
     assert sorted(r["order_id"] for r in reservations(catalog_db, mid)) == sorted([flash.order_id, placed.order_id])
