@@ -3,8 +3,11 @@
 straight away. In the first round some winners walk away without paying: their orders
 expire (the bench merchant's flash-sale expiry is 30 s), the units go back to the pool,
 and everyone presses again. The sale must end with exactly 100 paid orders, nobody above
-the limit, and no reservation left RESERVED once the expiry has passed and the sweepers
-have run.
+the limit, and nothing held: the check polls until no reservation of the merchant is
+RESERVED and the pool holds no units, with a deadline SETTLE_S past the last order's
+expiry. Units held by presses that were given up (a gateway timeout) before their order
+was written count as stuck unless they came back by then; the catalog's own expiry of
+such a reservation (the order's plus a 60 s grace) lies beyond the deadline.
 
 ratio_to_baseline = answers per second of the first burst / raw conditional updates per
 second on one document (every buyer races for the one pool counter).
@@ -35,7 +38,11 @@ EXPIRY_S = 30
 # How often the bench suite's order-expiry and reservation sweepers run.
 SWEEP_INTERVAL_S = 1
 WALK_AWAY = 30  # first-round winners who never pay
-MAX_ROUNDS = 3
+MAX_ROUNDS = 4
+# After the last order's expiry: time for the order-expiry job, the events and the
+# sweepers to hand everything back (they run every SWEEP_INTERVAL_S on an idle suite).
+SETTLE_S = 30
+SETTLE_POLL_S = 0.5
 BASELINE_CONCURRENCY = 16
 # Answers that are the sale working as designed; anything else is an error.
 CLEAR_ANSWERS = {"SOLD_OUT", "LIMIT_REACHED"}
@@ -198,13 +205,38 @@ async def order_states(orders: list[tuple[Buyer, dict]]) -> dict[str, str]:
     return dict(await asyncio.gather(*(state(b, o) for b, o in orders)))
 
 
-def expired_reservations(bench: Bench) -> int:
-    """Reservations of the merchant still RESERVED after their expiry, in the catalog's database."""
+@dataclass
+class Settled:
+    sale: dict
+    held: int  # reservations of the merchant still RESERVED
+    expired: int  # of those, past their expiry
+    converged_s: float | None  # from the start of the check until nothing was held; None: never
+
+
+def reservations_held(bench: Bench, client: MongoClient) -> tuple[int, int]:
+    """The merchant's reservations still RESERVED in the catalog's database, and how many
+    of them are past their expiry."""
+    reservations = client[config.load("catalog").mongodb_db]["reservations"]
+    held = {"merchant_id": bench.merchant_id, "state": "RESERVED"}
+    return (reservations.count_documents(held),
+            reservations.count_documents({**held, "expires_at": {"$lt": datetime.now(timezone.utc)}}))
+
+
+async def settle(http: httpx.AsyncClient, bench: Bench, sale_id: str, last_expiry: datetime) -> Settled:
+    """Polls until no reservation is held and the pool holds no units, or until SETTLE_S
+    after the last order's expiry; what is still held then is stuck."""
+    deadline = max(last_expiry, datetime.now(timezone.utc)) + timedelta(seconds=SETTLE_S)
+    started = time.monotonic()
     client = MongoClient(bench.stack.mongodb_uri, tz_aware=True)
     try:
-        return client[config.load("catalog").mongodb_db]["reservations"].count_documents(
-            {"merchant_id": bench.merchant_id, "state": "RESERVED",
-             "expires_at": {"$lt": datetime.now(timezone.utc)}})
+        while True:
+            sale = (await ok(send(http, "GET", f"/v1/flash-sales/{sale_id}"), "GetFlashSale"))["flash_sale"]
+            held, expired = await asyncio.to_thread(reservations_held, bench, client)
+            if held == 0 and units(sale, "reserved_units") == 0:
+                return Settled(sale, 0, 0, time.monotonic() - started)
+            if datetime.now(timezone.utc) > deadline:
+                return Settled(sale, held, expired, None)
+            await asyncio.sleep(SETTLE_POLL_S)
     finally:
         client.close()
 
@@ -226,25 +258,25 @@ async def run(bench: Bench) -> dict:
             rnd = await press(buyers, sale_id, WALK_AWAY if n == 1 else 0)
             rounds.append(rnd)
             progress("flash_sale", f"round {n}: {rnd.summary()}")
-            if sum(len(r.paid) for r in rounds) >= UNITS or not rnd.orders:
+            if sum(len(r.paid) for r in rounds) >= UNITS:
                 break
-            # Unpaid orders expire and hand their units back to the pool.
-            await poll_sale(desk, sale_id, lambda s: units(s, "reserved_units") == 0, EXPIRY_S + 30)
+            # Unpaid orders expire and hand their units back to the pool, as do presses given
+            # up before their order was written; everyone presses again while units are left.
+            after = await poll_sale(desk, sale_id, lambda s: units(s, "reserved_units") == 0, EXPIRY_S + 30)
+            if units(after, "available_units") == 0:
+                break
 
         orders = [o for r in rounds for o in r.orders]
-        # Past the last flash order's expiry, with the sweepers given time to run.
         last_expiry = max((parse_time(o["expires_at"]) for _, o in orders), default=datetime.now(timezone.utc))
-        settle_s = (last_expiry - datetime.now(timezone.utc)).total_seconds() + 3 * SWEEP_INTERVAL_S
-        if settle_s > 0:
-            await asyncio.sleep(settle_s)  # a deadline in the future, not a condition to poll
-        final = await poll_sale(desk, sale_id, lambda s: True, 0)
+        settled = await settle(desk, bench, sale_id, last_expiry)
+        final = settled.sale
         states = await order_states(orders)
 
     first = rounds[0]
     paid_by = Counter(b.member.member_id for b, o in orders if states[o["order_id"]] == "ORDER_STATE_PAID")
     paid_orders = sum(paid_by.values())
     over_limit = sum(1 for count in paid_by.values() if count > PER_MEMBER_LIMIT)
-    stuck_db, stuck_pool = expired_reservations(bench), units(final, "reserved_units")
+    stuck_pool = units(final, "reserved_units")
     walked_away = [o for r in rounds for _, o in r.walked_away]
     wins, lose_ms = sorted(first.win_ms), sorted(first.lose_ms)
     baseline = await stock_update_baseline(bench, BASELINE_CONCURRENCY, 1)
@@ -254,8 +286,10 @@ async def run(bench: Bench) -> dict:
         paid_orders=paid_orders,
         oversold=max(0, max(paid_orders, units(final, "sold_units")) - UNITS) + over_limit,
         members_over_limit=over_limit,
-        stuck_reservations=max(stuck_db, stuck_pool),
-        stuck_detail={"expired_reserved_reservations": stuck_db, "pool_reserved_units": stuck_pool},
+        stuck_reservations=max(settled.held, stuck_pool),
+        stuck_detail={"reserved_reservations": settled.held, "expired_reserved_reservations": settled.expired,
+                      "pool_reserved_units": stuck_pool},
+        settled_ms=None if settled.converged_s is None else round(settled.converged_s * 1000, 1),
         # The pool is first empty when the UNITS-th order of the first burst is answered.
         sold_out_ms=round(wins[UNITS - 1], 1) if len(wins) >= UNITS else None,
         loser_p50_ms=round(percentile(lose_ms, 50), 1), loser_p95_ms=round(percentile(lose_ms, 95), 1),

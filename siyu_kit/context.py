@@ -7,6 +7,7 @@ never comes from a request body.
 from __future__ import annotations
 
 import contextvars
+import time
 from dataclasses import dataclass, field, replace
 
 from siyu_kit.errors import PermissionDenied, Unauthenticated
@@ -37,6 +38,9 @@ class RequestContext:
     client_address: str = ""
     # The RPC this process is serving ("PlaceOrder"), set by the server; never sent on.
     rpc: str = ""
+    # When the caller's deadline passes (time.monotonic()); 0 for none. Outgoing calls
+    # pass on what is left as their timeout, not as metadata.
+    deadline: float = 0.0
 
     def to_metadata(self, calling_service: str = "") -> tuple[tuple[str, str], ...]:
         caller = f"{self.caller_kind}:{self.caller_id}" if self.caller_kind else ""
@@ -71,6 +75,13 @@ class RequestContext:
 
     def with_merchant(self, merchant_id: str) -> "RequestContext":
         return replace(self, merchant_id=merchant_id)
+
+    def with_deadline(self, deadline: float) -> "RequestContext":
+        return replace(self, deadline=deadline)
+
+    def time_left(self) -> float | None:
+        """Seconds until the caller's deadline (negative once past), None without one."""
+        return self.deadline - time.monotonic() if self.deadline else None
 
     # What use cases ask of the caller. Each raises when the answer is no.
     def require_merchant(self) -> str:

@@ -19,7 +19,8 @@ from typing import Callable
 
 from siyu.catalog.v1 import catalog_pb2, events_pb2
 
-from siyu_kit import context, logging as slog
+from siyu_kit import context, delays, logging as slog
+from siyu_kit.cancellation import require_time
 from siyu_kit.db import run_sync
 from siyu_kit.errors import AlreadyExists, Conflict, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, \
     Violations
@@ -278,6 +279,12 @@ def _reserve(merchant_id: str, cmd: ReserveFlashSale, now: datetime) -> tuple[di
     raise _refuse(rules.SOLD_OUT)
 
 
+def _reserve_for_caller(merchant_id: str, cmd: ReserveFlashSale, now: datetime) -> tuple[dict, dict]:
+    # Tests hold a buyer here to give up on the call before the units left the pool.
+    delays.stall("catalog.flash.before")
+    return _reserve(merchant_id, cmd, now)
+
+
 # ---- settling: the pool moves, the SKU's stock follows
 
 def catch_up(merchant_id: str, sale_id: str, tries: int = 10) -> bool:
@@ -415,11 +422,19 @@ class FlashSaleUseCases:
 
     async def reserve(self, cmd: ReserveFlashSale) -> tuple[dict, dict]:
         """The reservation and the sale after it. FAILED_PRECONDITION with reason SOLD_OUT,
-        LIMIT_REACHED, NOT_STARTED or ENDED when the member gets nothing."""
+        LIMIT_REACHED, NOT_STARTED or ENDED when the member gets nothing. A caller that
+        gives up meanwhile takes nothing from the pool: the work runs to its end and the
+        units go back at once."""
         merchant_id = context.current().require_merchant()
         now = self._now()
+        cmd = validate_reserve(cmd, now)
+        require_time(stock_cases.RESERVE_MIN_TIME_S, "reserve the flash sale")
+        return await stock_cases.finish_or_release(merchant_id, cmd.reservation_id, self._reserve(merchant_id, cmd, now),
+                                                   self.events_committed)
+
+    async def _reserve(self, merchant_id: str, cmd: ReserveFlashSale, now: datetime) -> tuple[dict, dict]:
         try:
-            return await run_sync(_reserve, merchant_id, validate_reserve(cmd, now), now)
+            return await run_sync(_reserve_for_caller, merchant_id, cmd, now)
         finally:
             self.events_committed()
 

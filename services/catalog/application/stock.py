@@ -15,10 +15,12 @@ refunds the payment.
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
-from typing import Callable, Protocol
+from typing import Awaitable, Callable, Protocol, TypeVar
 
-from siyu_kit import context, logging as slog
+from siyu_kit import context, delays, logging as slog
+from siyu_kit.cancellation import require_time, shielded
 from siyu_kit.db import run_sync
 from siyu_kit.errors import AlreadyExists, DomainError, FailedPrecondition, FieldViolation, NotFound
 from siyu_kit.events.outbox import make_event
@@ -32,6 +34,7 @@ from services.catalog.application.inventory import record_movement
 from services.catalog.domain import stock as rules
 
 log = slog.get("siyu.catalog.stock")
+T = TypeVar("T")
 
 STATE_NUMBERS = {rules.RESERVED: catalog_pb2.RESERVATION_STATE_RESERVED,
                  rules.COMMITTED: catalog_pb2.RESERVATION_STATE_COMMITTED,
@@ -41,6 +44,9 @@ UNFULFILLABLE = "unfulfillable"
 SWEEP_BATCH = 100
 # A state claimed this long ago whose stock has not moved was interrupted.
 SETTLE_GRACE = timedelta(seconds=30)
+# A reserve with less than this left of its caller's deadline is refused before it starts:
+# the few round trips it takes would not finish in time.
+RESERVE_MIN_TIME_S = 0.1
 
 
 def reservation_message(doc: dict, state: str | None = None) -> catalog_pb2.Reservation:
@@ -231,6 +237,39 @@ def _resume(doc: dict) -> dict:
     return doc
 
 
+def _reserve_for_caller(merchant_id: str, cmd: validation.ReserveStock) -> dict:
+    # Tests hold a reserve here to give up on the call before it took the stock.
+    delays.stall("catalog.reserve.before")
+    return _reserve(merchant_id, cmd)
+
+
+def release_abandoned(merchant_id: str, reservation_id: str) -> None:
+    """The caller of a reserve gave up, so no order will ever use this reservation: release
+    what it holds now rather than at its expiry. One never written held nothing (a flash
+    sale's pool hold without its reservation is freed by the flash sale job)."""
+    doc = repo.reservation_get(merchant_id, reservation_id)
+    if doc is None or doc["state"] == rules.COMMITTED:
+        return
+    _transition(doc, rules.RELEASED)
+    log.info("reservation.abandoned", reservation_id=reservation_id)
+
+
+async def finish_or_release(merchant_id: str, reservation_id: str, reserving: Awaitable[T],
+                            events_committed: Callable[[], None]) -> T:
+    """Awaits a reserve's storage work to its end; if the caller gave up meanwhile, releases
+    the reservation at once and lets the cancellation through."""
+    try:
+        return await shielded(reserving)
+    except asyncio.CancelledError:
+        try:
+            await shielded(run_sync(release_abandoned, merchant_id, reservation_id))
+        except Exception:  # noqa: BLE001 - the sweeper releases it at expiry
+            log.warning("reservation.abandon_failed", reservation_id=reservation_id, exc_info=True)
+        finally:
+            events_committed()
+        raise
+
+
 class OrderVerdicts(Protocol):
     async def verdict(self, merchant_id: str, order_id: str, reservation_id: str) -> str | None: ...
 
@@ -250,8 +289,13 @@ class StockUseCases:
             self.events_committed()
 
     async def reserve(self, cmd: validation.ReserveStock) -> dict:
+        """All lines or none. A caller that gives up meanwhile leaves nothing held: the
+        work runs to its end and the reservation is released at once."""
         merchant_id = context.current().require_merchant()
-        return await self._write(_reserve, merchant_id, validation.reserve(cmd))
+        cmd = validation.reserve(cmd)
+        require_time(RESERVE_MIN_TIME_S, "reserve the stock")
+        return await finish_or_release(merchant_id, cmd.reservation_id,
+                                       self._write(_reserve_for_caller, merchant_id, cmd), self.events_committed)
 
     async def release(self, reservation_id: str) -> dict:
         merchant_id = context.current().require_merchant()

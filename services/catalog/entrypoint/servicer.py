@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
+from siyu_kit.cancellation import deadline_of
 from siyu_kit.protos import aware, money, timestamp
 
 from services.catalog.application import categories, flash_sales, inventory, products, validation
@@ -163,7 +164,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         expires_at = aware(request.expires_at.ToDatetime()) if request.HasField("expires_at") else None
         cmd = validation.ReserveStock(request.reservation_id, request.order_id,
                                       [(l.sku_id, l.quantity) for l in request.lines], expires_at)
-        doc = await self.stock.reserve(cmd)
+        with deadline_of(context):
+            doc = await self.stock.reserve(cmd)
         return catalog_pb2.ReserveStockResponse(reservation=reservation_message(doc))
 
     async def ReleaseReservation(self, request, context):
@@ -193,9 +195,11 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                                                   next_page_token=token)
 
     async def ReserveFlashSale(self, request, context):
-        reservation, sale = await self.flash.reserve(flash_sales.ReserveFlashSale(
+        cmd = flash_sales.ReserveFlashSale(
             reservation_id=request.reservation_id, order_id=request.order_id, flash_sale_id=request.flash_sale_id,
             member_id=request.member_id, quantity=request.quantity,
-            expires_at=aware(request.expires_at.ToDatetime()) if request.HasField("expires_at") else None))
+            expires_at=aware(request.expires_at.ToDatetime()) if request.HasField("expires_at") else None)
+        with deadline_of(context):
+            reservation, sale = await self.flash.reserve(cmd)
         return catalog_pb2.ReserveFlashSaleResponse(reservation=reservation_message(reservation),
                                                     flash_sale=flash_sale_message(sale), sku=sku_detail_message(sale))

@@ -9,6 +9,7 @@ from google.rpc import error_details_pb2, status_pb2
 from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from siyu_kit import errors
+from siyu_kit.cancellation import timeout
 from siyu_kit.protos import timestamp
 
 TIMEOUT_S = 10.0
@@ -111,7 +112,8 @@ class CatalogClient:
             reservation_id=reservation_id, order_id=order_id, expires_at=timestamp(expires_at),
             lines=[catalog_pb2.ReservationLine(sku_id=s, quantity=q) for s, q in lines])
         try:
-            await self._stub.ReserveStock(request, timeout=TIMEOUT_S)
+            # No longer than the caller of this order waits: past that, the reserve is given up.
+            await self._stub.ReserveStock(request, timeout=timeout(TIMEOUT_S))
         except grpc.aio.AioRpcError as error:
             raise _translate(error, "reserve the stock") from error
 
@@ -141,7 +143,7 @@ class CatalogClient:
             reservation_id=reservation_id, order_id=order_id, flash_sale_id=flash_sale_id, member_id=member_id,
             quantity=quantity, expires_at=timestamp(expires_at))
         try:
-            resp = await self._stub.ReserveFlashSale(request, timeout=TIMEOUT_S)
+            resp = await self._stub.ReserveFlashSale(request, timeout=timeout(TIMEOUT_S))
         except grpc.aio.AioRpcError as error:
             raise _translate(error, "reserve the flash sale") from error
         return FlashReservation(sku_id=resp.flash_sale.sku_id, unit_price=resp.flash_sale.price.amount)

@@ -6,17 +6,20 @@ the idempotency lookup, the merchant's settings and one ReserveFlashSale call, a
 FAILED_PRECONDITION with reason SOLD_OUT, LIMIT_REACHED, NOT_STARTED or ENDED. Once the
 catalog has said SOLD_OUT, this process answers the same for a moment without asking it:
 the pool refills only when an unpaid order expires, and a loser then costs one lookup. Only a
-winner is priced; if anything fails after the units were taken, they are released (or the
-catalog's sweeper frees them when the reservation expires).
+winner is priced; if anything fails after the units were taken, or the buyer gives up before
+the order is written, they are released at once (or, if the catalog cannot be reached, when
+the reservation expires).
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Protocol
 
-from siyu_kit import context, logging as slog
+from siyu_kit import context, delays, logging as slog
+from siyu_kit.cancellation import require_time
 from siyu_kit.db import run_sync
 from siyu_kit.errors import FailedPrecondition, Violations
 from siyu_kit.ids import is_id, new_id
@@ -25,7 +28,7 @@ from siyu_kit.protos import to_storage_precision, utcnow
 from services.order.adapters.catalog import FlashReservation
 from services.order.adapters.repositories import Orders, Settings
 from services.order.application.checkout import ActivityPrice, Checkout
-from services.order.application.orders import (MAX_KEY, OrderUseCases, attribution_of,
+from services.order.application.orders import (MAX_KEY, PLACE_MIN_TIME_S, OrderUseCases, attribution_of,
                                                 check_attribution_and_remark)
 
 log = slog.get("siyu.order.flash")
@@ -93,29 +96,28 @@ class FlashOrderUseCases:
         now = to_storage_precision(self.clock())
         expires_at = now + timedelta(seconds=settings.flash_sale_expiry_s)
         order_id, reservation_id = new_id("ord"), new_id("rsv")
+        # Nothing is taken from the pool by a buyer who would give up before the order exists.
+        require_time(PLACE_MIN_TIME_S, "buy from the flash sale")
         try:
-            won = await self.catalog.reserve_flash_sale(reservation_id, order_id, cmd.flash_sale_id, member_id,
-                                                        quantity, self.order_cases.reservation_expiry(expires_at))
+            won = await self.order_cases.reserved(reservation_id, self.catalog.reserve_flash_sale(
+                reservation_id, order_id, cmd.flash_sale_id, member_id, quantity,
+                self.order_cases.reservation_expiry(expires_at)))
         except FailedPrecondition as error:
             if error.reason == SOLD_OUT:
                 self._sold_out_until[sold_out_key] = time.monotonic() + SOLD_OUT_MEMORY_S
             raise
         try:
+            await delays.pause("order.flash.after_reserve")
             # The flash price is the line's activity price; a better tier price still wins.
             priced = await self.checkout.price(
                 merchant_id, member_id, [(won.sku_id, quantity)],
                 activity_prices={won.sku_id: ActivityPrice(won.unit_price, cmd.flash_sale_id)})
-        except Exception:
-            await self._release_quietly(reservation_id)
+        except (Exception, asyncio.CancelledError):
+            # Also when the buyer gave up: the units go back to the pool at once.
+            await self.order_cases.release_at_once(reservation_id)
             raise
         return await self.order_cases.create_order(
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
             attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark,
             flash_sale_id=cmd.flash_sale_id)
-
-    async def _release_quietly(self, reservation_id: str) -> None:
-        try:
-            await self.catalog.release(reservation_id)
-        except Exception:  # noqa: BLE001 - the catalog's sweeper frees it at expiry
-            log.warning("flash_order.release_failed", reservation_id=reservation_id, exc_info=True)

@@ -1,15 +1,17 @@
 """Placing, reading, cancelling and expiring orders."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Awaitable, Callable, TypeVar
 
 from siyu.order.v1 import events_pb2
 
-from siyu_kit import context, faults, logging as slog
+from siyu_kit import context, delays, faults, logging as slog
+from siyu_kit.cancellation import require_time, shielded
 from siyu_kit.db import run_sync
-from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Violations
+from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Unavailable, Violations
 from siyu_kit.events.outbox import make_event
 from siyu_kit.events.streams import subject_of
 from siyu_kit.ids import is_id, new_id
@@ -26,6 +28,7 @@ from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_TIMEOUT, D
 from services.order.domain.pricing import Step
 
 log = slog.get("siyu.order")
+T = TypeVar("T")
 
 MAX_KEY = 64
 MAX_REMARK = 500
@@ -33,6 +36,9 @@ MAX_SHARE_CODE = 64
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 ATTRIBUTION_IDS = (("persona_id", "per"), ("content_id", "cnt"), ("live_session_id", "liv"))
+# Placing is refused before anything is reserved when less than this is left of the
+# caller's deadline: the reserve and the order write would not finish in time.
+PLACE_MIN_TIME_S = 0.3
 
 PLACED = subject_of("order", "order", "placed")
 CANCELLED = subject_of("order", "order", "cancelled")
@@ -109,6 +115,7 @@ class OrderUseCases:
         member_id = ctx.require_member()
         merchant_id = ctx.merchant_id
         validate_place(cmd, ctx.channel)
+        require_time(PLACE_MIN_TIME_S, "place the order")
         existing = await run_sync(self.orders.by_key, merchant_id, member_id, cmd.idempotency_key)
         if existing:
             return existing
@@ -117,10 +124,17 @@ class OrderUseCases:
         now = self._now()
         expires_at = now + timedelta(seconds=priced.settings.unpaid_expiry_s)
         order_id, reservation_id = new_id("ord"), new_id("rsv")
+        require_time(PLACE_MIN_TIME_S, "place the order")
         # All lines or none; if this process dies before the insert below, the catalog's
         # sweeper frees the stock once the reservation expires.
-        await self.catalog.reserve(reservation_id, order_id, list(cmd.lines), self.reservation_expiry(expires_at))
+        await self.reserved(reservation_id, self.catalog.reserve(
+            reservation_id, order_id, list(cmd.lines), self.reservation_expiry(expires_at)))
         faults.point("order.place.after_reserve")
+        try:
+            await delays.pause("order.place.after_reserve")
+        except asyncio.CancelledError:
+            await self.release_at_once(reservation_id)
+            raise
         doc = await self.create_order(
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
@@ -132,13 +146,35 @@ class OrderUseCases:
     def reservation_expiry(self, order_expires_at: datetime) -> datetime:
         return reservation_expiry(order_expires_at, self.reservation_grace)
 
+    async def reserved(self, reservation_id: str, reserving: Awaitable[T]) -> T:
+        """Awaits the catalog's reserve. When the caller gives up meanwhile, or the answer
+        is lost (UNAVAILABLE: the catalog may have reserved), the reservation is released
+        at once instead of holding the units until it expires."""
+        try:
+            return await reserving
+        except (asyncio.CancelledError, Unavailable):
+            await self.release_at_once(reservation_id)
+            raise
+
+    async def release_at_once(self, reservation_id: str) -> None:
+        """Releases a reservation no order will use, even when the caller has given up."""
+        await shielded(self._release_quietly(reservation_id))
+
     async def create_order(self, *, merchant_id: str, member_id: str, idempotency_key: str,
                            priced: PricedCheckout, order_id: str, reservation_id: str, created_at: datetime,
                            expires_at: datetime, attribution: dict, remark: str, flash_sale_id: str = "") -> dict:
         """Writes a PENDING_PAYMENT order for stock already reserved under `reservation_id`,
         with its order.placed event in the same write. Returns the stored order; when an
         order with the same idempotency key won a race, releases this reservation and
-        returns that order. Releases the reservation when the write fails."""
+        returns that order. Releases the reservation when the write fails, and instead of
+        writing an order that is already past its expiry (its stock may be gone).
+
+        Once the write is sent it runs to its end even if the caller gives up: the order
+        then exists, and a replay with the same idempotency key returns it."""
+        if self._now() >= expires_at:
+            await self.release_at_once(reservation_id)
+            raise Unavailable("placing the order took longer than its payment window; try again",
+                              reason="ORDER_EXPIRED_BEFORE_WRITTEN")
         quote = priced.quote
         doc = {
             "_id": order_id, "merchant_id": merchant_id, "member_id": member_id,
@@ -158,6 +194,19 @@ class OrderUseCases:
         event = make_event(PLACED, merchant_id=merchant_id, aggregate_id=order_id, aggregate_version=1,
                            payload=events_pb2.OrderPlaced(order=messages.order(doc)),
                            channel=attribution.get("channel", ""), occurred_at=created_at)
+        inserted = await shielded(self._insert_or_release(doc, event, reservation_id))
+        if inserted:
+            return doc
+        winner = await run_sync(self.orders.by_key, merchant_id, member_id, idempotency_key)
+        if winner is None:
+            raise Conflict("the order was placed concurrently; try again")
+        return winner
+
+    async def _insert_or_release(self, doc: dict, event, reservation_id: str) -> bool:
+        """Writes the order; False when an order with its idempotency key won a race. The
+        reservation is released unless this order holds it."""
+        # Tests hold the write here, already shielded, to give up on the call meanwhile.
+        await delays.pause("order.place.writing")
         try:
             inserted = await run_sync(self.orders.insert, doc, event)
         except Exception:
@@ -165,13 +214,10 @@ class OrderUseCases:
             raise
         if inserted:
             self.committed()
-            return doc
-        # Lost a race with the same idempotency key: the winner's order stands.
-        await self._release_quietly(reservation_id)
-        winner = await run_sync(self.orders.by_key, merchant_id, member_id, idempotency_key)
-        if winner is None:
-            raise Conflict("the order was placed concurrently; try again")
-        return winner
+        else:
+            # Lost a race with the same idempotency key: the winner's order stands.
+            await self._release_quietly(reservation_id)
+        return inserted
 
     def _checkout(self) -> Checkout:
         if self.checkout is None:

@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 from siyu.order.v1 import order_pb2, order_pb2_grpc
 
+from siyu_kit.cancellation import deadline_of
 from siyu_kit.protos import CHANNEL_NAME, money
 
 from services.order.adapters import messages
@@ -165,7 +166,8 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
             attribution={"channel": channel, "persona_id": a.persona_id, "content_id": a.content_id,
                          "live_session_id": a.live_session_id, "share_code": a.share_code},
             remark=request.remark, remove_from_cart=request.remove_from_cart)
-        return order_pb2.PlaceOrderResponse(order=messages.order(await self.orders.place(cmd)))
+        with deadline_of(context):
+            return order_pb2.PlaceOrderResponse(order=messages.order(await self.orders.place(cmd)))
 
     async def PlaceFlashSaleOrder(self, request, context):
         a = request.attribution
@@ -175,7 +177,8 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
                          "persona_id": a.persona_id, "content_id": a.content_id,
                          "live_session_id": a.live_session_id, "share_code": a.share_code},
             remark=request.remark)
-        return order_pb2.PlaceFlashSaleOrderResponse(order=messages.order(await self.flash.place(cmd)))
+        with deadline_of(context):
+            return order_pb2.PlaceFlashSaleOrderResponse(order=messages.order(await self.flash.place(cmd)))
 
     async def GetOrder(self, request, context):
         return order_pb2.GetOrderResponse(order=messages.order(await self.orders.get(request.order_id)))
