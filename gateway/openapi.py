@@ -112,7 +112,7 @@ def required_field(fd) -> bool:
         return False
     if rules.required:
         return True
-    return fd.type in INT_RANGE and not _is_repeated(fd) and (
+    return fd.type in INT_RANGE and not _is_repeated(fd) and not fd.has_presence and (
         (rules.min is not None and rules.min > 0) or (rules.max is not None and rules.max < 0))
 
 
@@ -180,7 +180,7 @@ class _Schemas:
             schema = {"type": "string", "enum": values}
         elif fd.type == F.TYPE_STRING and rules is not None:
             required = rules.required or element
-            pattern = rules.pattern.pattern if rules.pattern is not None else None
+            pattern = rules.pattern_source or None
             if pattern and not required:
                 # An empty string is the field left unset.
                 pattern = f"^$|{pattern}"
@@ -198,7 +198,7 @@ class _Schemas:
             value_fd = fd.message_type.fields_by_name["value"]
             schema = {"type": "object", "additionalProperties": self.single(value_fd)}
             if rules is not None and rules.key_pattern is not None:
-                schema["propertyNames"] = {"pattern": rules.key_pattern.pattern}
+                schema["propertyNames"] = {"pattern": rules.key_pattern_source}
             if rules is not None and rules.value_max_len and value_fd.type == F.TYPE_STRING:
                 schema["additionalProperties"] = {"type": "string", "maxLength": rules.value_max_len}
         elif _is_repeated(fd):

@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass, field
 
 import httpx
-import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
