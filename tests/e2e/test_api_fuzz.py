@@ -28,7 +28,7 @@ from schemathesis import GenerationMode
 
 from tests.e2e.conftest import Shop
 
-EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 5}
+EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 20}
 TIMEOUT_S = 15
 INPUTS = {"path", "query", "body"}
 
@@ -91,6 +91,12 @@ def _allowed_business_refusal(operation_id: str, body: dict) -> bool:
                for v in violations)
 
 
+def _unsent_query(case) -> bool:
+    def empty(value) -> bool:
+        return isinstance(value, list) and all(empty(v) for v in value)
+    return any(empty(v) for v in (case.query or {}).values())
+
+
 def _judge(mode: GenerationMode, operation_id: str, case, response, found: Findings) -> None:
     found.calls += 1
     status = response.status_code
@@ -101,6 +107,10 @@ def _judge(mode: GenerationMode, operation_id: str, case, response, found: Findi
         # Only the path, query and body count: the credentials are ours, whatever headers were drawn.
         negative = case.meta is not None and any(
             c.mode.is_negative for where, c in case.meta.components.items() if where.value in INPUTS)
+        if negative and _unsent_query(case) and [where.value for where, c in case.meta.components.items()
+                                                 if where.value in INPUTS and c.mode.is_negative] == ["query"]:
+            # A parameter whose value is an empty list never reaches the wire; what was sent may be valid.
+            negative = False
         found.negative += negative
         if negative and status < 400:
             found.add(case, response, "a request the schema forbids was accepted")
