@@ -190,6 +190,8 @@ class _Schemas:
                 schema["minLength"] = max(rules.min_len, 1)
             if rules.max_len:
                 schema["maxLength"] = rules.max_len
+            if rules.description:
+                schema["description"] = rules.description
         return schema
 
     def field(self, fd) -> dict:

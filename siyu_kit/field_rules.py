@@ -35,6 +35,7 @@ class Rules:
     # The patterns as declared (JSON Schema's dialect), for documents and messages.
     pattern_source: str = ""
     key_pattern_source: str = ""
+    description: str = ""  # what a value missing the pattern is told
 
 
 NO_RULES = Rules()
@@ -74,7 +75,8 @@ def rules_of(fd: F) -> Rules | None:
                  min_len=ext.min_len, max_len=ext.max_len,
                  min=ext.min if ext.HasField("min") else None, max=ext.max if ext.HasField("max") else None,
                  max_items=ext.max_items, key_pattern=compile_pattern(ext.key_pattern) if ext.key_pattern else None,
-                 value_max_len=ext.value_max_len, pattern_source=ext.pattern, key_pattern_source=ext.key_pattern)
+                 value_max_len=ext.value_max_len, pattern_source=ext.pattern, key_pattern_source=ext.key_pattern,
+                 description=ext.description)
 
 
 def is_map(fd: F) -> bool:
@@ -126,7 +128,7 @@ def _scalar(fd: F, rules: Rules, value, name: str, out: list[FieldViolation]) ->
             out.append(FieldViolation(name, f"{low} to {rules.max_len} characters" if rules.max_len
                                       else f"at least {low} characters"))
         elif rules.pattern is not None and not rules.pattern.search(value):
-            out.append(FieldViolation(name, f"must match {rules.pattern_source}"))
+            out.append(FieldViolation(name, rules.description or f"must match {rules.pattern_source}"))
     elif fd.type in INTEGERS:
         if (rules.min is not None and value < rules.min) or (rules.max is not None and value > rules.max):
             out.append(FieldViolation(name, _range(rules)))
@@ -144,7 +146,7 @@ def _scalar(fd: F, rules: Rules, value, name: str, out: list[FieldViolation]) ->
 
 def _entry(rules: Rules, key, item, name: str, out: list[FieldViolation]) -> None:
     if rules.key_pattern is not None and not rules.key_pattern.search(str(key)):
-        out.append(FieldViolation(name, f"the key must match {rules.key_pattern_source}"))
+        out.append(FieldViolation(name, "the key: " + (rules.description or f"must match {rules.key_pattern_source}")))
     if rules.value_max_len and isinstance(item, str) and len(item) > rules.value_max_len:
         out.append(FieldViolation(name, f"at most {rules.value_max_len} characters"))
 
@@ -154,7 +156,7 @@ def _element(rules: Rules | None) -> Rules:
         return NO_RULES
     # An element is never "unset": an empty string is checked like any given value.
     return Rules(required=True, pattern=rules.pattern, min_len=rules.min_len, max_len=rules.max_len,
-                 min=rules.min, max=rules.max, pattern_source=rules.pattern_source)
+                 min=rules.min, max=rules.max, pattern_source=rules.pattern_source, description=rules.description)
 
 
 def _range(rules: Rules) -> str:

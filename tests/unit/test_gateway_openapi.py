@@ -32,7 +32,8 @@ def test_parameters_and_bodies(doc):
     pay = ops[("/v1/orders/{order_id}:pay", "POST")]
     assert [p for p in pay["parameters"] if p["in"] == "path"] == [
         {"name": "order_id", "in": "path", "required": True,
-         "schema": {"type": "string", "pattern": "^ord_[0-9A-HJKMNP-TV-Z]{26}$", "minLength": 1}}]
+         "schema": {"type": "string", "pattern": "^ord_[0-9A-HJKMNP-TV-Z]{26}$", "minLength": 1,
+                    "description": "an ord_ id"}}]
     assert pay["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/siyu.order.v1.PayOrderRequest"}
     assert pay["security"] == [{"apiKey": [], "bearer": []}]

@@ -26,10 +26,9 @@ def test_every_broken_rule_is_named_with_the_api_path():
     found = fields(order_pb2.PlaceOrderRequest(
         lines=[order_pb2.OrderLineInput(sku_id="x", quantity=0), order_pb2.OrderLineInput(sku_id=SKU, quantity=1000)],
         attribution=common_pb2.Attribution(persona_id="per_1"), remark="r" * 501))
-    assert found == {"idempotency_key": "required", "lines[0].sku_id": "must match ^sku_[0-9A-HJKMNP-TV-Z]{26}$",
+    assert found == {"idempotency_key": "required", "lines[0].sku_id": "a sku_ id",
                      "lines[0].quantity": "1 to 999", "lines[1].quantity": "1 to 999",
-                     "attribution.persona_id": "must match ^per_[0-9A-HJKMNP-TV-Z]{26}$",
-                     "remark": "1 to 500 characters"}
+                     "attribution.persona_id": "a per_ id", "remark": "1 to 500 characters"}
     with pytest.raises(InvalidArgument) as raised:
         field_rules.check(order_pb2.PlaceOrderRequest())
     assert raised.value.reason == "INVALID_FIELDS"
