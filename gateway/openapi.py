@@ -1,7 +1,9 @@
 """OpenAPI 3.1 from the same descriptors the routes come from, so docs and API cannot drift.
 
 JSON follows the standard proto3 mapping with proto field names: int64/uint64 are strings,
-enums are their names, Timestamps RFC 3339 strings, bytes base64.
+enums are their names, Timestamps RFC 3339 strings, bytes base64. Each field's
+`(siyu.common.v1.field)` rules (siyu_kit.field_rules, which the services enforce) become
+`required`, `pattern`, lengths and integer bounds, so the document says what the server takes.
 """
 from __future__ import annotations
 
@@ -9,11 +11,53 @@ import html
 
 from google.protobuf.descriptor import FieldDescriptor as F
 
+from siyu_kit import field_rules
+from siyu_kit.field_rules import Rules
+
 from gateway.routes import SCALAR_WKT, Route, Table, _is_map, _is_repeated
 
 INT32 = {F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32}
 UINT32 = {F.TYPE_UINT32, F.TYPE_FIXED32}
 INT64 = {F.TYPE_INT64, F.TYPE_SINT64, F.TYPE_SFIXED64, F.TYPE_UINT64, F.TYPE_FIXED64}
+INT_RANGE = {**{t: (-2**31, 2**31 - 1) for t in INT32}, **{t: (0, 2**32 - 1) for t in UINT32},
+             **{t: (-2**63, 2**63 - 1) for t in INT64}, F.TYPE_UINT64: (0, 2**64 - 1), F.TYPE_FIXED64: (0, 2**64 - 1)}
+
+
+def _digits(low: str, high: str) -> list[str]:
+    """Regex alternatives for the decimal numbers low..high, both of the same length."""
+    if low == high:
+        return [low]
+    rest = len(low) - 1
+    if set(low[1:]) <= {"0"} and set(high[1:]) <= {"9"}:
+        head = f"[{low[0]}-{high[0]}]" if low[0] != high[0] else low[0]
+        return [head + (f"[0-9]{{{rest}}}" if rest else "")]
+    if low[0] == high[0]:
+        return [low[0] + a for a in _digits(low[1:], high[1:])]
+    out = [low[0] + a for a in _digits(low[1:], "9" * rest)]
+    if int(high[0]) - int(low[0]) > 1:
+        out.append(f"[{int(low[0]) + 1}-{int(high[0]) - 1}][0-9]{{{rest}}}")
+    return out + [high[0] + a for a in _digits("0" * rest, high[1:])]
+
+
+def _natural(low: int, high: int) -> list[str]:
+    """Alternatives for low..high, 0 <= low <= high, without leading zeros."""
+    out = []
+    for length in range(len(str(low)), len(str(high)) + 1):
+        start = low if length == len(str(low)) else 10 ** (length - 1)
+        end = high if length == len(str(high)) else 10 ** length - 1
+        out += _digits(str(start), str(end))
+    return out
+
+
+def integer_pattern(low: int, high: int) -> str:
+    """An anchored regex of exactly the decimal integers low..high, as proto3 JSON writes them
+    (no sign for positives, no leading zeros): int64 travels as such a string."""
+    alternatives = []
+    if low < 0:
+        alternatives += ["-(?:" + "|".join(_natural(max(1, -high if high < 0 else 1), -low)) + ")"]
+    if high >= 0:
+        alternatives += _natural(max(low, 0), high)
+    return "^(?:" + "|".join(alternatives) + ")$"
 
 WKT_SCHEMAS = {
     "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
@@ -60,6 +104,18 @@ SECURITY = {"PUBLIC": [], "CHANNEL": [{"apiKey": []}], "MEMBER": [{"apiKey": [],
             "STAFF": [{"bearer": []}]}
 
 
+def required_field(fd) -> bool:
+    """Whether a request must carry the field: declared required, or an integer whose bounds
+    exclude 0 (its unset value)."""
+    rules = field_rules.rules_of(fd)
+    if rules is None:
+        return False
+    if rules.required:
+        return True
+    return fd.type in INT_RANGE and not _is_repeated(fd) and not fd.has_presence and (
+        (rules.min is not None and rules.min > 0) or (rules.max is not None and rules.max < 0))
+
+
 class _Schemas:
     def __init__(self):
         self.components: dict[str, dict] = {}
@@ -81,6 +137,9 @@ class _Schemas:
             self.components[name] = {}  # reserve the name first: messages may refer to themselves
             props = {f.name: self.field(f) for f in descriptor.fields}
             self.components[name] = {"type": "object", "properties": props, "additionalProperties": False}
+            required = [f.name for f in descriptor.fields if required_field(f)]
+            if required:
+                self.components[name]["required"] = required
         return self.ref(name)
 
     def single(self, fd) -> dict:
@@ -102,12 +161,57 @@ class _Schemas:
             return {"type": "string", "format": "byte"}
         return {"type": "string"}
 
+    def constrained(self, fd, rules: Rules | None, element: bool = False) -> dict:
+        """One value of the field (an element, for repeated fields) with its declared rules."""
+        schema = self.single(fd)
+        if fd.type in INT_RANGE:
+            low, high = INT_RANGE[fd.type]
+            if rules is not None:
+                low = max(low, rules.min) if rules.min is not None else low
+                high = min(high, rules.max) if rules.max is not None else high
+            # proto3 JSON takes a number or a decimal string for every integer type.
+            schema = {"type": ["integer", "string"], "format": schema["format"], "minimum": low, "maximum": high,
+                      "pattern": integer_pattern(low, high)}
+            if rules is not None and rules.required and low <= 0 <= high:
+                # 0 is the unset value, which a required field refuses.
+                schema["not"] = {"enum": [0, "0"]}
+        elif fd.type == F.TYPE_ENUM and rules is not None and rules.required:
+            values = [v.name for v in fd.enum_type.values if v.number]
+            schema = {"type": "string", "enum": values}
+        elif fd.type == F.TYPE_STRING and rules is not None:
+            required = rules.required or element
+            pattern = rules.pattern_source or None
+            if pattern and not required:
+                # An empty string is the field left unset.
+                pattern = f"^$|{pattern}"
+            if pattern:
+                schema["pattern"] = pattern
+            if required:
+                schema["minLength"] = max(rules.min_len, 1)
+            if rules.max_len:
+                schema["maxLength"] = rules.max_len
+            if rules.description:
+                schema["description"] = rules.description
+        return schema
+
     def field(self, fd) -> dict:
+        rules = field_rules.rules_of(fd)
         if _is_map(fd):
-            return {"type": "object", "additionalProperties": self.single(fd.message_type.fields_by_name["value"])}
-        if _is_repeated(fd):
-            return {"type": "array", "items": self.single(fd)}
-        return self.single(fd)
+            value_fd = fd.message_type.fields_by_name["value"]
+            schema = {"type": "object", "additionalProperties": self.single(value_fd)}
+            if rules is not None and rules.key_pattern is not None:
+                schema["propertyNames"] = {"pattern": rules.key_pattern_source}
+            if rules is not None and rules.value_max_len and value_fd.type == F.TYPE_STRING:
+                schema["additionalProperties"] = {"type": "string", "maxLength": rules.value_max_len}
+        elif _is_repeated(fd):
+            schema = {"type": "array", "items": self.constrained(fd, rules, element=True)}
+            if rules is not None and rules.required:
+                schema["minItems"] = 1
+        else:
+            return self.constrained(fd, rules)
+        if rules is not None and rules.max_items:
+            schema["maxProperties" if _is_map(fd) else "maxItems"] = rules.max_items
+        return schema
 
 
 def _query_fields(descriptor, prefix: str = "", skip: frozenset = frozenset(), seen: tuple = ()):
@@ -124,10 +228,24 @@ def _query_fields(descriptor, prefix: str = "", skip: frozenset = frozenset(), s
             yield name, fd
 
 
+def _path_schema(request, variable: str, schemas: _Schemas) -> dict:
+    descriptor, fd = request, None
+    for part in variable.split("."):
+        fd = descriptor.fields_by_name[part]
+        descriptor = fd.message_type
+    schema = schemas.field(fd)
+    # A path segment is never empty.
+    if schema.get("type") == "string":
+        schema = {**schema, "minLength": max(schema.get("minLength", 0), 1)}
+        if schema.get("pattern", "").startswith("^$|"):
+            schema["pattern"] = schema["pattern"][3:]
+    return schema
+
+
 def _operation(route: Route, schemas: _Schemas) -> dict:
     request = route.method_descriptor.input_type
     path_vars = set(route.template.variables)
-    params = [{"name": v, "in": "path", "required": True, "schema": {"type": "string"}}
+    params = [{"name": v, "in": "path", "required": True, "schema": _path_schema(request, v, schemas)}
               for v in route.template.variables]
     op: dict = {
         "operationId": f"{route.service.rsplit('.', 1)[-1]}_{route.method_name}",
@@ -143,7 +261,8 @@ def _operation(route: Route, schemas: _Schemas) -> dict:
         skip = frozenset(path_vars | ({route.body} if route.body else set()))
         for name, fd in _query_fields(request, skip=skip):
             schema = schemas.field(fd)
-            param = {"name": name, "in": "query", "required": False, "schema": schema}
+            param = {"name": name, "in": "query", "required": "." not in name and required_field(fd),
+                     "schema": schema}
             if _is_repeated(fd):
                 param["explode"] = True
             params.append(param)

@@ -16,7 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from siyu_kit import access, context, logging as slog
+from siyu_kit import access, context, field_rules, logging as slog
 from siyu_kit.errors import DomainError, Unavailable, capped_violations
 from siyu_kit.metrics import RPC_LATENCY
 
@@ -103,6 +103,7 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
             try:
                 if rule is not None:
                     access.check(rule, ctx)
+                    field_rules.check(request)
                 return await inner(request, servicer_context)
             except DomainError as error:
                 code = error.code.name

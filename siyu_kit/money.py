@@ -3,6 +3,15 @@ from __future__ import annotations
 
 DEFAULT_CURRENCY = "CNY"
 BASIS_POINTS = 10_000
+# The largest amount any request may carry: 100,000,000 CNY. With at most 50 order lines of
+# at most 9,999 units, every total (lines × quantity × price + fees) stays far inside int64.
+MAX_AMOUNT = 10_000_000_000
+INT64_MAX = 2**63 - 1
+
+
+def amount_ok(amount: int, minimum: int = 0) -> bool:
+    """`minimum` ≤ amount ≤ MAX_AMOUNT."""
+    return minimum <= amount <= MAX_AMOUNT
 
 
 def split_largest_remainder(total: int, weights: list[int]) -> list[int]:

@@ -489,7 +489,12 @@ def _(m):
     refused(unchanged(nothing_moved, lambda: m.as_staff("POST", "/v1/staff/flash-sales", json={
         "title": "Backwards", "sku_id": sku, "price": {"amount": "100", "currency": "CNY"}, "units": "0",
         "starts_at": rfc3339(now + timedelta(hours=2)), "ends_at": rfc3339(now + timedelta(hours=1)),
-        "idempotency_key": new_key()})), "units", "ends_at")
+        "idempotency_key": new_key()})), "units")
+    # Ending before it starts is judged once every field is well-formed.
+    refused(unchanged(nothing_moved, lambda: m.as_staff("POST", "/v1/staff/flash-sales", json={
+        "title": "Backwards", "sku_id": sku, "price": {"amount": "100", "currency": "CNY"}, "units": "1",
+        "starts_at": rfc3339(now + timedelta(hours=2)), "ends_at": rfc3339(now + timedelta(hours=1)),
+        "idempotency_key": new_key()})), "ends_at")
 
 
 @bad("GetFlashSale")
@@ -627,7 +632,7 @@ def _(m):
         return m.as_staff("PUT", "/v1/staff/order-settings", json={
             "settings": {**m.settings_now(), "unpaid_expiry_seconds": "0", "shipping_fee": {"amount": "-1",
                                                                                            "currency": "CNY"}}})
-    refused(unchanged(m.settings_now, put), "settings.unpaid_expiry_seconds", "settings.shipping_fee")
+    refused(unchanged(m.settings_now, put), "settings.unpaid_expiry_seconds", "settings.shipping_fee.amount")
 
 
 def test_every_new_route_has_a_bad_input_case():

@@ -113,7 +113,7 @@ def test_categories_are_per_merchant_and_checked(stub, db):
     assert db.categories.find_one({"_id": root.category_id})["name"] == "服装"
     # A product can only be filed under a category of its own merchant.
     err = rpc_error(upsert, stub, b, category_id=root.category_id)
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "category_id" in field_violations(err)
+    assert err.code() == grpc.StatusCode.NOT_FOUND and "category_id" in field_violations(err)
     assert db.products.count_documents({"merchant_id": b}) == 0
 
 

@@ -1,6 +1,7 @@
 """ContentService over its real gRPC port, against the embedded MongoDB and NATS.
 
-Run alone with: SIYU_TEST_ONLY=content .venv/bin/python -m pytest tests/integration/test_content_service.py
+Run alone with: SIYU_TEST_ONLY=catalog,content .venv/bin/python -m pytest tests/integration/test_content_service.py
+(content asks the catalog whether linked products exist).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import grpc
 import nats
 import pytest
 from siyu.common.v1 import common_pb2
+from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu.content.v1 import content_pb2 as pb, content_pb2_grpc
 from siyu.order.v1 import events_pb2, order_pb2
 
@@ -21,6 +23,7 @@ from tests.support import field_violations, metadata, new_merchant_id, wait_unti
 
 
 stub = stub_fixture("content", content_pb2_grpc.ContentServiceStub)
+catalog = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)
 db = database_fixture("content")
 
 
@@ -47,8 +50,16 @@ def upsert_content(stub, merchant: str, persona_id: str, code: str = "spring-car
                    product_ids=None) -> pb.UpsertContentResponse:
     request = pb.UpsertContentRequest(
         code=code, persona_id=persona_id, type=pb.CONTENT_TYPE_ARTICLE, title=title, body="正文",
-        product_ids=product_ids if product_ids is not None else [new_id("prd")], status=status)
+        product_ids=product_ids or [], status=status)
     return stub.UpsertContent(request, metadata=staff(merchant, *roles))
+
+
+def new_product(catalog, merchant: str, status=catalog_pb2.PRODUCT_STATUS_DRAFT) -> str:
+    code = new_id("p")[-12:]
+    return catalog.UpsertProduct(catalog_pb2.UpsertProductRequest(
+        code=code, title="润肤乳", status=status,
+        skus=[catalog_pb2.SkuInput(code=f"{code}-1", list_price=common_pb2.Money(amount=9900))]),
+        metadata=staff(merchant)).product.product_id
 
 
 # ---- personas and content --------------------------------------------------------
@@ -68,10 +79,11 @@ def test_upserting_a_persona_twice_keeps_one(stub, db):
     assert docs[0]["version"] == 2  # the unchanged re-upsert wrote nothing
 
 
-def test_upserting_content_twice_keeps_one_and_publishing_stamps_time(stub, db):
+def test_upserting_content_twice_keeps_one_and_publishing_stamps_time(stub, catalog, db):
     merchant = new_merchant_id()
     persona = upsert_persona(stub, merchant).persona
-    products = [new_id("prd"), new_id("prd")]
+    # Products in any status may be linked, drafts too.
+    products = [new_product(catalog, merchant), new_product(catalog, merchant, catalog_pb2.PRODUCT_STATUS_ON_SHELF)]
     draft = upsert_content(stub, merchant, persona.persona_id, status=pb.CONTENT_STATUS_DRAFT, product_ids=products)
     assert draft.created and draft.content.content_id.startswith("cnt_")
     assert draft.content.status == pb.CONTENT_STATUS_DRAFT
@@ -340,3 +352,39 @@ def test_concurrent_first_upserts_of_one_code_create_one_persona(stub, db):
     assert sum(r.created for r in results) == 1
     assert len({r.persona.persona_id for r in results}) == 1
     assert db.personas.count_documents({"merchant_id": merchant}) == 1
+
+
+# ---- referenced ids ----------------------------------------------------------------
+
+def test_linked_products_must_be_the_merchants(stub, catalog, db):
+    merchant, other = new_merchant_id(), new_merchant_id()
+    persona = upsert_persona(stub, merchant).persona
+    ours, theirs = new_product(catalog, merchant), new_product(catalog, other)
+    error = rpc_error(stub.UpsertContent, pb.UpsertContentRequest(
+        code="links", persona_id=persona.persona_id, type=pb.CONTENT_TYPE_ARTICLE, title="t",
+        product_ids=[ours, theirs, new_id("prd")]), staff(merchant))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert set(field_violations(error)) == {"product_ids[1]", "product_ids[2]"}
+    assert db.contents.count_documents({"merchant_id": merchant}) == 0
+    assert list(upsert_content(stub, merchant, persona.persona_id, code="links",
+                               product_ids=[ours]).content.product_ids) == [ours]
+
+
+def test_check_attribution_finds_only_the_callers_persona_and_content(stub):
+    merchant, other = new_merchant_id(), new_merchant_id()
+    persona = upsert_persona(stub, merchant).persona
+    draft = upsert_content(stub, merchant, persona.persona_id, status=pb.CONTENT_STATUS_DRAFT).content
+    theirs = upsert_persona(stub, other).persona
+    internal = metadata(merchant, channel="H5", member_id=new_id("mem"), service="order")
+
+    def check(persona_id: str = "", content_id: str = "") -> tuple[bool, bool]:
+        resp = stub.CheckAttribution(pb.CheckAttributionRequest(persona_id=persona_id, content_id=content_id),
+                                     metadata=internal)
+        return resp.persona_found, resp.content_found
+
+    assert check(persona.persona_id, draft.content_id) == (True, True)
+    assert check() == (True, True)
+    assert check(theirs.persona_id, new_id("cnt")) == (False, False)
+    # Front ends cannot ask: the RPC is internal.
+    error = rpc_error(stub.CheckAttribution, pb.CheckAttributionRequest(persona_id=persona.persona_id), h5(merchant))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED

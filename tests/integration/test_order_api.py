@@ -12,6 +12,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu.common.v1 import common_pb2
+from siyu.content.v1 import content_pb2, content_pb2_grpc
 from siyu.order.v1 import events_pb2, order_pb2, order_pb2_grpc
 
 from siyu_kit.config import load
@@ -25,6 +26,7 @@ PENDING, PAID, CANCELLED = OS.ORDER_STATE_PENDING_PAYMENT, OS.ORDER_STATE_PAID, 
 
 order = stub_fixture("order", order_pb2_grpc.OrderServiceStub)
 catalog = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)
+content = stub_fixture("content", content_pb2_grpc.ContentServiceStub)
 
 
 def staff(mid: str):
@@ -97,11 +99,13 @@ def events_of(stack, subject: str, aggregate_id: str, want: int = 1) -> list:
     return asyncio.run(events_found(stack, subject, aggregate_id, want))
 
 
-def test_place_reserves_stock_and_replay_returns_the_first_order(order, catalog):
+def test_place_reserves_stock_and_replay_returns_the_first_order(order, catalog, content):
     mid = new_merchant_id()
     a, b = make_skus(catalog, mid, (1999, 10), (500, 3))
     md = member(mid)
-    persona = new_id("per")
+    # An attributed persona must be the merchant's own.
+    persona = content.UpsertPersona(content_pb2.UpsertPersonaRequest(code="guide", name="导购"), metadata=metadata(
+        mid, staff_id=new_id("stf"), roles=("OPERATOR",))).persona.persona_id
     first = place(order, md, "k-1", (a, 2), (b, 1),
                   attribution=common_pb2.Attribution(persona_id=persona, share_code="s1"))
     assert first.state == PENDING and first.version == 1
@@ -133,11 +137,16 @@ def test_bad_place_input_is_rejected_and_changes_nothing(order, catalog):
         (dict(idempotency_key="k", lines=[OS.OrderLineInput(sku_id=sku, quantity=1),
                                           OS.OrderLineInput(sku_id=sku, quantity=1000),
                                           OS.OrderLineInput(sku_id="prd_1", quantity=0)]),
-         {"lines[1].sku_id", "lines[1].quantity", "lines[2].sku_id", "lines[2].quantity"}),
+         {"lines[1].quantity", "lines[2].sku_id", "lines[2].quantity"}),
+        # One line per SKU is judged once every line is well-formed.
+        (dict(idempotency_key="k", lines=[OS.OrderLineInput(sku_id=sku, quantity=1),
+                                          OS.OrderLineInput(sku_id=sku, quantity=2)]), {"lines[1].sku_id"}),
         (dict(idempotency_key="k", lines=[OS.OrderLineInput(sku_id=sku, quantity=1)],
               attribution=common_pb2.Attribution(channel=common_pb2.CHANNEL_LIVE, persona_id="cnt_x",
                                                  content_id=new_id("per"), live_session_id="liv_bad")),
-         {"attribution.channel", "attribution.persona_id", "attribution.content_id", "attribution.live_session_id"}),
+         {"attribution.persona_id", "attribution.content_id", "attribution.live_session_id"}),
+        (dict(idempotency_key="k", lines=[OS.OrderLineInput(sku_id=sku, quantity=1)],
+              attribution=common_pb2.Attribution(channel=common_pb2.CHANNEL_LIVE)), {"attribution.channel"}),
     ]
     for fields, expected in cases:
         error = rpc_error(order.PlaceOrder, OS.PlaceOrderRequest(**fields), metadata=md)

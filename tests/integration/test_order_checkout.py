@@ -142,8 +142,10 @@ def test_bad_quote_input_is_rejected_like_place_order(order, catalog):
            OS.OrderLineInput(sku_id="prd_1", quantity=0)]
     error = rpc_error(order.QuoteCheckout, OS.QuoteCheckoutRequest(lines=bad), metadata=md)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert set(field_violations(error)) == {"lines[1].sku_id", "lines[1].quantity", "lines[2].sku_id",
-                                            "lines[2].quantity"}
+    assert set(field_violations(error)) == {"lines[1].quantity", "lines[2].sku_id", "lines[2].quantity"}
+    # One line per SKU is judged once every line is well-formed.
+    error = rpc_error(order.QuoteCheckout, OS.QuoteCheckoutRequest(lines=bad[:1] * 2), metadata=md)
+    assert set(field_violations(error)) == {"lines[1].sku_id"}
     too_many = [OS.OrderLineInput(sku_id=new_id("sku"), quantity=1) for _ in range(51)]
     error = rpc_error(order.QuoteCheckout, OS.QuoteCheckoutRequest(lines=too_many), metadata=md)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and set(field_violations(error)) == {"lines"}
@@ -220,7 +222,9 @@ def test_bad_settings_are_rejected_and_change_nothing(order):
         (dict(threshold_reductions=reductions(*[(100 * (i + 1), 1) for i in range(11)])),
          {"settings.threshold_reductions"}),
         (dict(shipping_fee=cny(-1), free_shipping_over=common_pb2.Money(amount=100, currency="USD")),
-         {"settings.shipping_fee", "settings.free_shipping_over"}),
+         {"settings.shipping_fee.amount", "settings.free_shipping_over.currency"}),
+        # Beyond the bound that keeps every total inside int64.
+        (dict(shipping_fee=cny(10_000_000_001)), {"settings.shipping_fee.amount"}),
     ]
     for fields, expected in cases:
         error = rpc_error(update_settings, order, owner, **fields)

@@ -26,7 +26,7 @@ from siyu_kit.errors import AlreadyExists, Conflict, FailedPrecondition, FieldVi
     Violations
 from siyu_kit.events.outbox import make_event
 from siyu_kit.ids import is_id, new_id
-from siyu_kit.money import DEFAULT_CURRENCY
+from siyu_kit.money import DEFAULT_CURRENCY, MAX_AMOUNT, amount_ok
 from siyu_kit.protos import aware, epoch_ms, money, timestamp, to_storage_precision, utcnow
 
 from services.catalog.adapters import flash_sales as store, repositories as repo
@@ -84,7 +84,7 @@ def validate_create(cmd: CreateFlashSale, now: datetime) -> CreateFlashSale:
     v.check(0 < len(cmd.idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1 to {MAX_KEY} characters")
     v.check(len(cmd.title.strip()) <= MAX_TITLE, "title", f"at most {MAX_TITLE} characters")
     v.check(is_id(cmd.sku_id, "sku"), "sku_id", "a sku_ id")
-    v.check(cmd.price >= 0, "price.amount", "must not be negative")
+    v.check(amount_ok(cmd.price), "price.amount", f"0 to {MAX_AMOUNT}")
     v.check(cmd.currency in ("", DEFAULT_CURRENCY), "price.currency", "only CNY")
     v.check(1 <= cmd.units <= rules.MAX_UNITS, "units", f"1 to {rules.MAX_UNITS}")
     v.check(0 <= cmd.per_member_limit <= rules.MAX_PER_MEMBER_LIMIT, "per_member_limit",

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from siyu_kit import context
 from siyu_kit.db import run_sync
-from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, NotFound
 from siyu_kit.ids import new_id
 from siyu_kit.protos import epoch_ms, now_ms, utcnow
 
@@ -73,8 +73,9 @@ def _category_path(merchant_id: str, category_id: str) -> list[str]:
         return []
     category = repo.category_get(merchant_id, category_id)
     if category is None:
-        raise InvalidArgument("no such category", reason="INVALID_FIELDS",
-                              violations=[FieldViolation("category_id", "no such category")])
+        # A referenced id that is not the merchant's is missing, as for every other reference.
+        raise NotFound("no such category", reason="CATEGORY_NOT_FOUND",
+                       violations=[FieldViolation("category_id", "no such category")])
     return categories.path(category_id, list(category.get("ancestor_ids") or []))
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from siyu_kit.errors import Violations
 from siyu_kit.ids import is_id
-from siyu_kit.money import DEFAULT_CURRENCY
+from siyu_kit.money import DEFAULT_CURRENCY, MAX_AMOUNT, amount_ok
 from siyu_kit.protos import epoch_ms
 
 from services.catalog.domain import listing, products as product_rules
@@ -118,7 +118,7 @@ def upsert(cmd: UpsertProduct) -> ValidUpsert:
             if v.check(bool(CODE.match(sku.code or "")), f"{at}.code", "1 to 64 characters of A-Z, a-z, 0-9, _ or -"):
                 v.check(sku.code not in seen, f"{at}.code", "duplicate SKU code")
                 seen.add(sku.code)
-            v.check(sku.list_price >= 0, f"{at}.list_price.amount", "must not be negative")
+            v.check(amount_ok(sku.list_price), f"{at}.list_price.amount", f"0 to {MAX_AMOUNT}")
             v.check(sku.currency in ("", DEFAULT_CURRENCY), f"{at}.list_price.currency", "only CNY")
             v.check(0 <= sku.initial_stock <= MAX_STOCK, f"{at}.initial_stock", f"0 to {MAX_STOCK}")
             if v.check(len(sku.attributes) <= MAX_ATTRIBUTES, f"{at}.attributes",
@@ -215,7 +215,7 @@ def list_query(cmd: ListProducts, terms: list[str]) -> ValidList:
     v.check(not cmd.category_id or is_id(cmd.category_id, "cat"), "category_id", "a cat_ id, or empty")
     _short(v, cmd.tag, "tag", 32)
     for name, bound in (("min_price", cmd.min_price), ("max_price", cmd.max_price)):
-        v.check(bound is None or bound >= 0, name, "must not be negative")
+        v.check(bound is None or amount_ok(bound), name, f"0 to {MAX_AMOUNT}")
     if cmd.min_price is not None and cmd.max_price is not None:
         v.check(cmd.min_price <= cmd.max_price, "max_price", "at least min_price")
     sort = cmd.sort or listing.NEWEST

@@ -1,6 +1,8 @@
 """Upserting content by code and serving published content to the channels."""
 from __future__ import annotations
 
+from typing import Protocol
+
 from siyu_kit import context
 from siyu_kit.db import run_sync
 from siyu_kit.errors import Conflict, FieldViolation, InvalidArgument, NotFound, Violations
@@ -13,15 +15,22 @@ from services.content.domain.contents import Content, ContentFields, check_conte
 from services.content.domain.personas import Persona
 
 
+class Products(Protocol):
+    async def missing_products(self, product_ids: list[str]) -> list[str]: ...
+
+
 class ContentUseCases:
-    def __init__(self, contents: ContentRepository, personas: PersonaRepository, clock: Clock = now_ms):
+    def __init__(self, contents: ContentRepository, personas: PersonaRepository, products: Products | None = None,
+                 clock: Clock = now_ms):
         self.contents = contents
         self.personas = personas
+        # Checks linked products against the catalog; None: not checked.
+        self.products = products
         self.clock = clock
 
     async def upsert(self, fields: ContentFields, requested_status: str) -> tuple[Content, bool]:
-        """`requested_status` empty: DRAFT for new content, unchanged otherwise. Product ids
-        are checked for shape only; the catalog is not called on this path."""
+        """`requested_status` empty: DRAFT for new content, unchanged otherwise. Linked
+        products must be the merchant's (any status), asked of the catalog before writing."""
         ctx = context.current()
         merchant_id = ctx.require_merchant()
         ctx.require_staff("OPERATOR", "GUIDE")
@@ -31,6 +40,7 @@ class ContentUseCases:
         v.raise_if_any()
         if await run_sync(self.personas.get, merchant_id, fields.persona_id) is None:
             raise NotFound("no such persona", violations=[FieldViolation("persona_id", "no such persona")])
+        await self._check_products(fields.product_ids)
         for _ in range(CAS_ATTEMPTS):
             existing = await run_sync(self.contents.find_by_code, merchant_id, fields.code)
             now = self.clock()
@@ -51,6 +61,27 @@ class ContentUseCases:
             if await run_sync(self.contents.replace_if_version, merchant_id, updated, existing.version, now):
                 return updated, False
         raise Conflict("the content was changed concurrently; try again", reason="VERSION_CONFLICT")
+
+    async def _check_products(self, product_ids: tuple[str, ...]) -> None:
+        if self.products is None or not product_ids:
+            return
+        missing = set(await self.products.missing_products(list(product_ids)))
+        if missing:
+            raise NotFound("a linked product does not exist", reason="PRODUCT_NOT_FOUND", violations=[
+                FieldViolation(f"product_ids[{i}]", "no such product") for i, p in enumerate(product_ids)
+                if p in missing])
+
+    async def attribution_found(self, persona_id: str, content_id: str) -> tuple[bool, bool]:
+        """Whether the persona and the content (each when given) exist in the caller's
+        merchant, in any status: an order keeps its source even after the content is archived."""
+        merchant_id = context.current().require_merchant()
+        v = Violations()
+        v.check(not persona_id or is_id(persona_id, "per"), "persona_id", "empty or a persona id (per_…)")
+        v.check(not content_id or is_id(content_id, "cnt"), "content_id", "empty or a content id (cnt_…)")
+        v.raise_if_any()
+        persona = await run_sync(self.personas.get, merchant_id, persona_id) if persona_id else True
+        content = await run_sync(self.contents.get, merchant_id, content_id) if content_id else True
+        return persona is not None, content is not None
 
     async def get_any(self, content_id: str) -> Content:
         """Content of the caller's merchant in any status (staff views)."""

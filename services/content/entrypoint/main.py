@@ -5,6 +5,7 @@ from siyu.content.v1 import content_pb2, content_pb2_grpc
 
 from siyu_kit import service
 
+from services.content.adapters.catalog import CatalogClient
 from services.content.adapters.documents import ensure_indexes
 from services.content.adapters.repositories import ContentRepository, FunnelRepository, PersonaRepository
 from services.content.application.contents import ContentUseCases
@@ -21,7 +22,7 @@ def build(runtime: service.Runtime) -> service.Parts:
     ensure_indexes()
     persona_repo = PersonaRepository()
     personas = PersonaUseCases(persona_repo)
-    contents = ContentUseCases(ContentRepository(), persona_repo)
+    contents = ContentUseCases(ContentRepository(), persona_repo, CatalogClient(runtime.channel("catalog")))
     funnels = FunnelUseCases(FunnelRepository(), personas, contents)
     full_name = content_pb2.DESCRIPTOR.services_by_name["ContentService"].full_name
     return service.Parts(

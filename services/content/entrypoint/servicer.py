@@ -79,6 +79,10 @@ class ContentServicer(content_pb2_grpc.ContentServiceServicer):
             response.persona.CopyFrom(persona_pb(persona))
         return response
 
+    async def CheckAttribution(self, request, context):
+        persona_found, content_found = await self.contents.attribution_found(request.persona_id, request.content_id)
+        return content_pb2.CheckAttributionResponse(persona_found=persona_found, content_found=content_found)
+
     async def GetPersonaFunnel(self, request, context):
         persona, counters, currency = await self.funnels.persona_funnel(request.persona_id)
         return content_pb2.GetPersonaFunnelResponse(persona=persona_pb(persona), funnel=funnel_pb(counters, currency))

@@ -23,7 +23,8 @@ def sign(secret: str, n: Notification) -> str:
 def verify(secret: str, n: Notification) -> bool:
     if not n.signature:
         return False
-    return hmac.compare_digest(sign(secret, n), n.signature.lower())
+    # Bytes, not str: compare_digest refuses non-ASCII text, and a hostile caller sends some.
+    return hmac.compare_digest(sign(secret, n).encode(), n.signature.lower().encode())
 
 
 class SandboxProvider:

@@ -46,8 +46,10 @@ class PricedCheckout:
 
 
 def check_lines(v: Violations, lines: list[tuple[str, int]]) -> None:
-    """The rules for order lines, the same for a quote and an order."""
-    v.check(1 <= len(lines) <= MAX_LINES, "lines", f"1..{MAX_LINES} lines")
+    """The rules for order lines, the same for a quote and an order. The count comes first:
+    a request with too many lines gets one violation, not one per line."""
+    if not v.check(1 <= len(lines) <= MAX_LINES, "lines", f"1..{MAX_LINES} lines"):
+        return
     seen: dict[str, int] = {}
     for i, (sku_id, quantity) in enumerate(lines):
         if not is_id(sku_id, "sku"):

@@ -89,6 +89,7 @@ class FlashOrderUseCases:
         existing = await run_sync(self.orders.by_key, merchant_id, member_id, cmd.idempotency_key)
         if existing:
             return existing
+        await self.order_cases.check_references(cmd.attribution)
         sold_out_key = (merchant_id, cmd.flash_sale_id)
         if self._sold_out_until.get(sold_out_key, 0.0) > time.monotonic():
             raise FailedPrecondition("the flash sale is sold out", reason=SOLD_OUT)

@@ -21,7 +21,7 @@ from services.order.adapters import messages
 from services.order.adapters.repositories import Orders, Settings
 from services.order.application.cart import CartUseCases
 from services.order.application.checkout import Checkout, PricedCheckout, check_lines
-from services.order.application.ports import Catalog
+from services.order.application.ports import Attributions, Catalog
 from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_TIMEOUT, DEFAULT_RESERVATION_GRACE,
                                           CancelDecision, OrderState, reservation_expiry,
                                           is_expired, member_cancel)
@@ -106,6 +106,8 @@ class OrderUseCases:
     checkout: Checkout | None = None
     carts: CartUseCases | None = None
     reservation_grace: timedelta = DEFAULT_RESERVATION_GRACE
+    # Checks that an attribution's persona and content are the merchant's; None: not checked.
+    attributions: Attributions | None = None
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -119,6 +121,7 @@ class OrderUseCases:
         existing = await run_sync(self.orders.by_key, merchant_id, member_id, cmd.idempotency_key)
         if existing:
             return existing
+        await self.check_references(cmd.attribution)
         priced = await self._checkout().price(merchant_id, member_id, cmd.lines)
 
         now = self._now()
@@ -142,6 +145,12 @@ class OrderUseCases:
         if cmd.remove_from_cart and doc["_id"] == order_id:
             await self._remove_from_cart(merchant_id, member_id, [s for s, _ in cmd.lines])
         return doc
+
+    async def check_references(self, attribution: dict) -> None:
+        """Before anything is held: the persona and content named must be the merchant's."""
+        persona_id, content_id = attribution.get("persona_id", ""), attribution.get("content_id", "")
+        if self.attributions is not None and (persona_id or content_id):
+            await self.attributions.check_attribution(persona_id, content_id)
 
     def reservation_expiry(self, order_expires_at: datetime) -> datetime:
         return reservation_expiry(order_expires_at, self.reservation_grace)

@@ -22,6 +22,7 @@ from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, NotFou
 from siyu_kit.events.outbox import make_event
 from siyu_kit.events.streams import subject_of
 from siyu_kit.ids import is_id, new_id
+from siyu_kit.money import MAX_AMOUNT, amount_ok
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 
 from services.order.adapters import messages
@@ -29,6 +30,7 @@ from services.order.adapters.ledger import Ledger
 from services.order.adapters.refunds import Refunds
 from services.order.adapters.repositories import Orders, Payments, Settings
 from services.order.domain import ledger, refunds as rules
+from services.order.domain.cart import MAX_QUANTITY
 from services.order.domain.orders import OrderState
 from services.order.domain.payments import PaymentProvider
 from services.order.domain.refunds import LineBalance, LineRequest, RefundMove, RefundState
@@ -65,11 +67,12 @@ def _validate(cmd: RefundInput) -> None:
     v.check(is_id(cmd.order_id, "ord"), "order_id", "must be an ord_ id")
     v.check(1 <= len(cmd.idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
     v.check(len(cmd.reason) <= MAX_REASON, "reason", f"at most {MAX_REASON} characters")
-    v.check(1 <= len(cmd.lines) <= rules.MAX_LINES, "lines", f"1..{rules.MAX_LINES} lines")
-    for i, line in enumerate(cmd.lines):
-        v.check(is_id(line.line_id, "oln"), f"lines[{i}].line_id", "must be an oln_ id")
-        v.check(line.quantity >= 1, f"lines[{i}].quantity", "at least 1")
-        v.check(line.amount is None or line.amount >= 1, f"lines[{i}].amount", "unset, or at least 1")
+    if v.check(1 <= len(cmd.lines) <= rules.MAX_LINES, "lines", f"1..{rules.MAX_LINES} lines"):
+        for i, line in enumerate(cmd.lines):
+            v.check(is_id(line.line_id, "oln"), f"lines[{i}].line_id", "must be an oln_ id")
+            v.check(1 <= line.quantity <= MAX_QUANTITY, f"lines[{i}].quantity", f"1..{MAX_QUANTITY}")
+            v.check(line.amount is None or amount_ok(line.amount, 1), f"lines[{i}].amount",
+                    f"unset, or 1..{MAX_AMOUNT}")
     v.raise_if_any()
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from siyu_kit.money import MAX_AMOUNT, amount_ok
+
 DAY_S = 24 * 3600
 DEFAULT_UNPAID_EXPIRY_S = 30 * 60
 DEFAULT_FLASH_SALE_EXPIRY_S = 10 * 60
@@ -63,13 +65,13 @@ def violations(s: OrderSettings, prefix: str = "settings.") -> list[tuple[str, s
     check(len(rules) <= MAX_THRESHOLD_REDUCTIONS, "threshold_reductions", f"at most {MAX_THRESHOLD_REDUCTIONS}")
     for i, rule in enumerate(rules):
         field = f"threshold_reductions[{i}]"
-        check(rule.threshold > 0, f"{field}.threshold", "must be positive")
+        check(amount_ok(rule.threshold, 1), f"{field}.threshold", f"1..{MAX_AMOUNT}")
         check(0 < rule.reduction < rule.threshold, f"{field}.reduction", "positive and less than the threshold")
         if i:
             check(rule.threshold > rules[i - 1].threshold, f"{field}.threshold",
                   f"must be greater than threshold_reductions[{i - 1}].threshold")
-    check(s.shipping_fee >= 0, "shipping_fee", "must not be negative")
-    check(s.free_shipping_over >= 0, "free_shipping_over", "must not be negative")
+    check(amount_ok(s.shipping_fee), "shipping_fee", f"0..{MAX_AMOUNT}")
+    check(amount_ok(s.free_shipping_over), "free_shipping_over", f"0..{MAX_AMOUNT}")
     return found
 
 

@@ -10,6 +10,7 @@ from siyu_kit.config import env_seconds
 
 from services.order.adapters.cart import Carts
 from services.order.adapters.catalog import CatalogClient
+from services.order.adapters.content import ContentClient
 from services.order.adapters.documents import OrderDoc, PaymentDoc
 from services.order.adapters.ledger import Ledger
 from services.order.adapters.refunds import Refunds
@@ -62,7 +63,8 @@ def build(runtime: service.Runtime) -> service.Parts:
                         carts=carts)
     order_cases = OrderUseCases(orders=orders, settings=settings, catalog=catalog,
                                 committed=runtime.events_committed, checkout=checkout, carts=cart_cases,
-                                reservation_grace=reservation_grace())
+                                reservation_grace=reservation_grace(),
+                                attributions=ContentClient(runtime.channel("content")))
     provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
     payment_cases = PaymentUseCases(orders=orders, payments=payments, provider=provider,
                                     committed=runtime.events_committed)

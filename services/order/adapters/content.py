@@ -1,0 +1,31 @@
+"""The content service's attribution check, seen from the order service."""
+from __future__ import annotations
+
+import grpc
+from siyu.content.v1 import content_pb2, content_pb2_grpc
+
+from siyu_kit import errors
+
+TIMEOUT_S = 5.0
+
+
+class ContentClient:
+    def __init__(self, channel: grpc.aio.Channel):
+        self._stub = content_pb2_grpc.ContentServiceStub(channel)
+
+    async def check_attribution(self, persona_id: str, content_id: str) -> None:
+        """NOT_FOUND naming the attribution field when the persona or the content is not
+        the caller's merchant's; UNAVAILABLE when that cannot be asked. An order is never
+        attributed to a source nobody could check."""
+        try:
+            resp = await self._stub.CheckAttribution(
+                content_pb2.CheckAttributionRequest(persona_id=persona_id, content_id=content_id), timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            raise errors.Unavailable("the order's attribution could not be checked; try again",
+                                     reason="CONTENT_UNAVAILABLE") from error
+        missing = [errors.FieldViolation(f"attribution.{name}", "no such one in this merchant")
+                   for name, found in (("persona_id", resp.persona_found), ("content_id", resp.content_found))
+                   if not found]
+        if missing:
+            raise errors.NotFound(f"{missing[0].field}: no such one in this merchant",
+                                  reason="ATTRIBUTION_NOT_FOUND", violations=missing)
