@@ -7,6 +7,7 @@ import time
 from typing import Callable, TypeVar
 
 import grpc
+import httpx
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -101,3 +102,22 @@ async def eventually(probe: Callable[[], object], timeout: float = 15.0, interva
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"{message} not met within {timeout}s (last: {last!r})")
+
+
+def ensure_gateway(stack, services) -> str:
+    """The suite's gateway and the named services; with SIYU_TEST_ONLY they start here."""
+    missing = [n for n in services if n not in stack.procs]
+    for name in missing:
+        stack.start_service(name)
+    if missing:
+        stack.wait_services_serving(missing, timeout=120)
+    if "gateway" not in stack.procs:
+        stack.start_gateway()
+
+        def up():
+            try:
+                return httpx.get(f"{stack.gateway_url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_until(up, timeout=60, message="gateway /healthz")
+    return stack.gateway_url

@@ -15,7 +15,7 @@ import pytest
 from gateway.routes import Table
 from siyu_kit.config import SERVICE_NAMES
 from tests.e2e.conftest import Shop, make_shop
-from tests.support import wait_until
+from tests.support import ensure_gateway, wait_until
 
 INTERNALS = ("int()", "literal", "Couldn't", "Failed to parse", "has type", "Error", "base 10", "Traceback")
 DEEP = b'{"a":' + b"[" * 1000 + b"]" * 1000 + b"}"
@@ -24,20 +24,7 @@ DEEP = b'{"a":' + b"[" * 1000 + b"]" * 1000 + b"}"
 @pytest.fixture(scope="module")
 def shop(stack) -> Shop:
     """A seeded merchant; with SIYU_TEST_ONLY the services and gateway it needs start here."""
-    missing = [n for n in SERVICE_NAMES if n not in stack.procs]
-    for name in missing:
-        stack.start_service(name)
-    if missing:
-        stack.wait_services_serving(missing, timeout=120)
-    if "gateway" not in stack.procs:
-        stack.start_gateway()
-
-        def up():
-            try:
-                return httpx.get(f"{stack.gateway_url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_until(up, timeout=60, message="gateway /healthz")
+    ensure_gateway(stack, SERVICE_NAMES)
     return make_shop(stack)
 
 

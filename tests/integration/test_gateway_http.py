@@ -15,7 +15,7 @@ from siyu.member.v1 import member_pb2 as pb, member_pb2_grpc
 from siyu_kit import auth, config
 from siyu_kit.config import SERVICE_NAMES
 from siyu_kit.ids import new_id
-from tests.support import channel, metadata, stub_fixture, wait_until
+from tests.support import channel, ensure_gateway, metadata, stub_fixture, wait_until
 
 OPS = metadata(service="test")
 SECRET = config.load("gateway").jwt_secret
@@ -24,19 +24,7 @@ SECRET = config.load("gateway").jwt_secret
 @pytest.fixture(scope="module")
 def gateway(stack) -> str:
     """The suite's gateway; with SIYU_TEST_ONLY it is started here, with the member service."""
-    if "member" not in stack.procs:
-        stack.start_service("member")
-        stack.wait_services_serving(["member"], timeout=120)
-    if "gateway" not in stack.procs:
-        stack.start_gateway()
-
-        def up():
-            try:
-                return httpx.get(f"{stack.gateway_url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_until(up, timeout=60, message="gateway /healthz")
-    return stack.gateway_url
+    return ensure_gateway(stack, ["member"])
 
 
 @pytest.fixture
