@@ -241,6 +241,9 @@ def _is_utf8(text: str) -> bool:
 
 def _integer(fd: FieldDescriptor, value: Any, path: str, found: _Violations) -> Any:
     low, high = _INT_RANGES[fd.cpp_type]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
+        # JSON Schema and proto3 JSON both read 708.0 as the integer 708.
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         found.add(path, "must be an integer")
         return value

@@ -61,7 +61,7 @@ def test_too_large_is_413():
     assert (error.http_status, error.code, error.reason) == (413, "PAYLOAD_TOO_LARGE", "BODY_TOO_LARGE")
 
 
-@pytest.mark.parametrize("quantity", ["１", "+1", " 1", "1 ", "\t1", "1_000", "٣", "1e3", "0x10", "", 1.0, 1.5, True,
+@pytest.mark.parametrize("quantity", ["１", "+1", " 1", "1 ", "\t1", "1_000", "٣", "1e3", "0x10", "", 1.5, True,
                                       [1], {"n": 1}])
 def test_integers_take_only_ascii_digits(quantity):
     found = violations(PLACE, {"lines": [{"sku_id": "sku_1", "quantity": quantity}]})
@@ -70,7 +70,7 @@ def test_integers_take_only_ascii_digits(quantity):
     assert not any(word in found["lines[0].quantity"] for word in INTERNALS)
 
 
-@pytest.mark.parametrize("quantity", [3, "3", "-3", "9223372036854775807"])
+@pytest.mark.parametrize("quantity", [3, 3.0, "3", "-3", "9223372036854775807"])
 def test_integers_in_range_pass_and_convert(quantity):
     data, found = strict.check_message(PLACE, {"lines": [{"sku_id": "sku_1", "quantity": quantity}]})
     assert found == []
