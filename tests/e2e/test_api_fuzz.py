@@ -84,7 +84,8 @@ def _credentials(shop: Shop, member_token: str) -> dict[str, dict[str, str]]:
 
 
 def _allowed_business_refusal(operation_id: str, body: dict) -> bool:
-    violations = body.get("error", {}).get("field_violations") or []
+    # A violation with no field is the count of those past the cap, not a rule of its own.
+    violations = [v for v in body.get("error", {}).get("field_violations") or [] if v.get("field")]
     if not violations:
         return False
     return all(any(op == operation_id and re.fullmatch(pattern, v["field"]) for op, pattern in BUSINESS_RULES)
