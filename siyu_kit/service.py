@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from pymongo.collection import Collection
 
 from siyu_kit import clients, config, db, logging as slog, metrics
+from siyu_kit.events import outbox
 from siyu_kit.events.consumer import ACK_WAIT_S, Consumer, Subscription
 from siyu_kit.events.relay import OutboxRelay
 from siyu_kit.events.streams import ensure_streams
@@ -62,8 +63,7 @@ class Runtime:
 
     def events_committed(self) -> None:
         """Tell the relay a use case just committed events, so they go out now."""
-        if self.relay is not None:
-            self.relay.kick()
+        outbox.committed()
 
 
 async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
@@ -102,6 +102,7 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
         await ensure_streams(js)
         runtime.relay = OutboxRelay(name, js, parts.outbox_collections, settings.relay_interval_s)
         workers.append(runtime.relay)
+        outbox.on_commit(runtime.relay.kick)
         ack_wait_s = config.env_seconds("CONSUMER_ACK_WAIT_S", ACK_WAIT_S)
         consumers = [Consumer(name, js, sub, settings.max_deliver, ack_wait_s) for sub in parts.subscriptions]
         workers += consumers

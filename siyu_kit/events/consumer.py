@@ -22,6 +22,7 @@ from nats.js.errors import NotFoundError
 
 from siyu_kit import context, logging as slog
 from siyu_kit.events.outbox import decode
+from siyu_kit.events.subjects import subject_of
 from siyu_kit.events.streams import DLQ_PREFIX, stream_name
 from siyu_kit.metrics import (CONSUMER_PENDING, CONSUMER_UP, DEAD_LETTERS, EVENT_LAG, EVENTS_HANDLED,
                               REDELIVERIES)
@@ -48,6 +49,11 @@ class Subscription:
     subject: str
     payload_type: type[Message]
     handler: Handler
+
+    @classmethod
+    def to(cls, durable: str, payload_type: type[Message], handler: Handler, verb: str = "") -> "Subscription":
+        """Subscribes by message type: the subject is the one its proto declares."""
+        return cls(durable, subject_of(payload_type, verb), payload_type, handler)
 
     @property
     def source_stream(self) -> str:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
 
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from siyu.common.v1 import common_pb2
 
 from siyu_kit import context
+from siyu_kit.events.subjects import subject_of
 from siyu_kit.ids import new_id
 
 # Document fields the outbox uses. `outbox_pending` is 0/1 (an int, portable across
@@ -46,6 +48,30 @@ def make_event(subject: str, *, merchant_id: str, aggregate_id: str, aggregate_v
         payload=packed,
     )
     return Event(event_id, subject, envelope.SerializeToString())
+
+
+def event_for(payload: Message, *, merchant_id: str, aggregate_id: str, aggregate_version: int, verb: str = "",
+              channel: str = "", occurred_at: datetime | None = None) -> Event:
+    """An event on the subject its message type declares (`verb` picks one of several)."""
+    return make_event(subject_of(type(payload), verb), merchant_id=merchant_id, aggregate_id=aggregate_id,
+                      aggregate_version=aggregate_version, payload=payload, channel=channel, occurred_at=occurred_at)
+
+
+# Who wants to know that events were just committed: the process's relay, so they go out
+# now instead of at its next poll. Repositories call `committed()` after a write that
+# stored events; nothing is threaded through the use cases.
+_on_commit: list[Callable[[], None]] = []
+
+
+def on_commit(callback: Callable[[], None]) -> Callable[[], None]:
+    """Registers `callback`; returns what unregisters it."""
+    _on_commit.append(callback)
+    return lambda: _on_commit.remove(callback) if callback in _on_commit else None
+
+
+def committed() -> None:
+    for callback in list(_on_commit):
+        callback()
 
 
 def for_insert(*events: Event) -> dict:

@@ -30,12 +30,25 @@ class OutboxRelay:
         self.interval_s = interval_s
         self._kicked = asyncio.Event()
         self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def kick(self) -> None:
-        """Wake the relay now: a use case just committed events."""
-        self._kicked.set()
+        """Wake the relay now: events were just committed. Safe from any thread (a
+        repository writes from the database thread pool)."""
+        loop = self._loop
+        if loop is None:
+            return  # not running yet: its first pass finds the events
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._kicked.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._kicked.set)
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         while not self._stopping:
             try:
                 published = await self.pass_once()

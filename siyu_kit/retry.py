@@ -1,0 +1,24 @@
+"""The one read–decide–write loop: retry a compare-and-set a few times, then give up
+with ABORTED so the caller can try again later."""
+from __future__ import annotations
+
+from typing import Awaitable, Callable, TypeVar
+
+from siyu_kit.aggregate import StaleVersion
+from siyu_kit.errors import Conflict
+
+T = TypeVar("T")
+
+ATTEMPTS = 3
+
+
+async def on_conflict(attempt: Callable[[], Awaitable[T]], *, gave_up: str, reason: str = "CONCURRENT_UPDATE",
+                      attempts: int = ATTEMPTS) -> T:
+    """Runs `attempt` (read, decide, save) until it does not raise StaleVersion, at most
+    `attempts` times; then raises Conflict(gave_up). Each attempt must read afresh."""
+    for _ in range(attempts):
+        try:
+            return await attempt()
+        except StaleVersion:
+            continue
+    raise Conflict(gave_up, reason=reason)
