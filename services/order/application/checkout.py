@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Mapping, Protocol
 
-from siyu_kit import context
+from siyu_kit import context, limits
 from siyu_kit.db import run_sync
 from siyu_kit.errors import FailedPrecondition, NotFound, Violations
 from siyu_kit.ids import is_id
@@ -22,8 +22,8 @@ from services.order.domain.price_sources import FLASH_SALE, ActivityPrices, Limi
 from services.order.domain.pricing import LineInput, Pipeline, Quote
 from services.order.domain.settings import OrderSettings
 
-MAX_LINES = 50
-MAX_QUANTITY = 999
+MAX_LINES = limits.MAX_LINES
+MAX_QUANTITY = limits.MAX_LINE_QUANTITY
 
 
 class MemberPricingSource(Protocol):
