@@ -280,10 +280,10 @@ Seeder = Callable[["Stack"], Iterable[str]]
 the user (keys, logins, an example request)."""
 
 
-def run(seed: Seeder | None = None, data_dir: Path | None = None) -> None:
-    """Start everything on the default ports, run `seed` once the suite is ready, and
-    serve until Ctrl-C (or SIGTERM) or until a process exits."""
-    data_dir = data_dir or ROOT / "var"
+def run(seed: Seeder | None = None) -> None:
+    """Start everything on the default ports with data under var/, run `seed` once the
+    suite is ready, and serve until Ctrl-C (or SIGTERM) or until a process exits."""
+    data_dir = ROOT / "var"
     stack = Stack(data_dir, dict(DEFAULT_PORTS))
     started = time.monotonic()
 
