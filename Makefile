@@ -38,7 +38,7 @@ lint: setup
 	$(BIN)/ruff check siyu_kit services gateway scripts tests bench
 
 run: setup
-	$(BIN)/python -m siyu_kit.devstack run
+	$(BIN)/python -m scripts.run
 
 seed: setup
 	$(BIN)/python -m scripts.seed

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import time
-from dataclasses import dataclass
 
 import grpc
 import uvicorn
@@ -26,8 +24,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from siyu_kit import config, logging as slog
-from siyu_kit.config import SERVICE_NAMES
+from siyu_kit import logging as slog
+from siyu_kit.config import SERVICE_NAMES, GatewaySettings
 from siyu_kit.errors import FieldViolation
 from siyu_kit.ids import new_id
 from siyu.member.v1 import member_pb2
@@ -47,49 +45,6 @@ _REQUEST_ID_CHARS = re.compile(r"[^A-Za-z0-9._:-]")
 OPS_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs")
 RESOLVE_API_KEY = "/siyu.member.v1.MemberService/ResolveApiKey"
 GET_TOKEN_VERSIONS = "/siyu.member.v1.MemberService/GetTokenVersions"
-
-
-@dataclass(frozen=True)
-class GatewaySettings:
-    host: str
-    port: int
-    cors_origins: tuple[str, ...]
-    key_rps: float
-    member_rps: float
-    staff_rps: float
-    # Channel-key look-ups (keys not cached, e.g. unknown ones) one client address may cause.
-    key_lookup_rps: float
-    # How long a token subject's version is trusted before it is asked again.
-    token_version_ttl_s: float
-    # Proxies in front of the gateway that append to X-Forwarded-For (0: use the peer address).
-    forwarded_hops: int
-    deadline_s: float
-    health_timeout_s: float
-    service_addrs: dict
-    jwt_secret: str
-    log_level: str
-
-    @classmethod
-    def load(cls) -> "GatewaySettings":
-        base = config.load("gateway")
-        env = os.environ.get
-        origins = tuple(o.strip() for o in env("SIYU_CORS_ORIGINS", "*").split(",") if o.strip())
-        return cls(
-            host=env("SIYU_GATEWAY_HOST", "127.0.0.1"),
-            port=int(env("SIYU_GATEWAY_PORT", "8080")),
-            cors_origins=origins or ("*",),
-            key_rps=float(env("SIYU_RATE_LIMIT_KEY_RPS", "200")),
-            member_rps=float(env("SIYU_RATE_LIMIT_MEMBER_RPS", "20")),
-            staff_rps=float(env("SIYU_RATE_LIMIT_STAFF_RPS", "30")),
-            key_lookup_rps=float(env("SIYU_RATE_LIMIT_KEY_LOOKUP_RPS", "10")),
-            token_version_ttl_s=float(env("SIYU_TOKEN_VERSION_TTL_S", "2")),
-            forwarded_hops=int(env("SIYU_GATEWAY_FORWARDED_HOPS", "0")),
-            deadline_s=float(env("SIYU_GATEWAY_DEADLINE_S", "10")),
-            health_timeout_s=float(env("SIYU_GATEWAY_HEALTH_TIMEOUT_S", "2")),
-            service_addrs=dict(base.service_addrs),
-            jwt_secret=base.jwt_secret,
-            log_level=base.log_level,
-        )
 
 
 def request_id_from(header: str | None) -> str:

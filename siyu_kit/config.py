@@ -20,6 +20,14 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"SIYU_{name} must be an integer, got {raw!r}") from exc
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"SIYU_{name} must be a number, got {raw!r}") from exc
+
+
 def env_seconds(name: str, default: float) -> float:
     """A positive interval in seconds from SIYU_<name>, for a service's own jobs."""
     raw = _env(name, str(default))
@@ -78,3 +86,47 @@ def load(service: str) -> Settings:
         relay_interval_s=float(_env("RELAY_INTERVAL_S", "0.5")),
         max_deliver=_env_int("MAX_DELIVER", 5),
     )
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """The HTTP gateway's settings: where it listens, what it allows, and the services'
+    addresses, token secret and log level it shares with them."""
+    host: str
+    port: int
+    cors_origins: tuple[str, ...]
+    key_rps: float
+    member_rps: float
+    staff_rps: float
+    # Channel-key look-ups (keys not cached, e.g. unknown ones) one client address may cause.
+    key_lookup_rps: float
+    # How long a token subject's version is trusted before it is asked again.
+    token_version_ttl_s: float
+    # Proxies in front of the gateway that append to X-Forwarded-For (0: use the peer address).
+    forwarded_hops: int
+    deadline_s: float
+    health_timeout_s: float
+    service_addrs: dict
+    jwt_secret: str
+    log_level: str
+
+    @classmethod
+    def load(cls) -> "GatewaySettings":
+        base = load("gateway")
+        origins = tuple(o.strip() for o in _env("CORS_ORIGINS", "*").split(",") if o.strip())
+        return cls(
+            host=_env("GATEWAY_HOST", "127.0.0.1"),
+            port=_env_int("GATEWAY_PORT", 8080),
+            cors_origins=origins or ("*",),
+            key_rps=_env_float("RATE_LIMIT_KEY_RPS", 200),
+            member_rps=_env_float("RATE_LIMIT_MEMBER_RPS", 20),
+            staff_rps=_env_float("RATE_LIMIT_STAFF_RPS", 30),
+            key_lookup_rps=_env_float("RATE_LIMIT_KEY_LOOKUP_RPS", 10),
+            token_version_ttl_s=_env_float("TOKEN_VERSION_TTL_S", 2),
+            forwarded_hops=_env_int("GATEWAY_FORWARDED_HOPS", 0),
+            deadline_s=_env_float("GATEWAY_DEADLINE_S", 10),
+            health_timeout_s=_env_float("GATEWAY_HEALTH_TIMEOUT_S", 2),
+            service_addrs=dict(base.service_addrs),
+            jwt_secret=base.jwt_secret,
+            log_level=base.log_level,
+        )

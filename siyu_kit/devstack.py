@@ -2,7 +2,10 @@
 (nx-27017), nats-server with JetStream, the four services and the gateway, each a real
 process on a loopback port. `make run` and the tests both use it.
 
-    python -m siyu_kit.devstack run       # fixed ports, data kept under var/
+    python -m siyu_kit.devstack run       # fixed ports, data kept under var/, no data added
+
+`run(seed=...)` takes the step that fills a ready suite with data; `make run` passes the
+demo merchant's (scripts/run.py), so the kit itself knows nothing of the demo data.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 from siyu_kit.config import SERVICE_NAMES
 
@@ -271,9 +275,14 @@ def holder_of(port: int) -> str:
     return f"held by a socket of another user or a closed process, {where} {state}"
 
 
-def _run(args: argparse.Namespace) -> None:
-    from scripts import seed
+Seeder = Callable[["Stack"], Iterable[str]]
+"""Fills a ready suite with data through the services' APIs; returns the lines to show
+the user (keys, logins, an example request)."""
 
+
+def run(seed: Seeder | None = None) -> None:
+    """Start everything on the default ports with data under var/, run `seed` once the
+    suite is ready, and serve until Ctrl-C (or SIGTERM) or until a process exits."""
     data_dir = ROOT / "var"
     stack = Stack(data_dir, dict(DEFAULT_PORTS))
     started = time.monotonic()
@@ -288,15 +297,12 @@ def _run(args: argparse.Namespace) -> None:
         stack.start_all()
         stack.wait_ready(timeout=120)
         ready_s = time.monotonic() - started
-        demo = seed.seed(stack.env())
+        shown = list(seed(stack)) if seed is not None else []
         print(f"\nSiyu is ready in {ready_s:.1f}s at {stack.gateway_url}  (logs: {data_dir}/log)")
         print(f"API docs: {stack.gateway_url}/docs   OpenAPI: {stack.gateway_url}/openapi.json")
         print("Metrics: " + ", ".join(f"{name} {stack.metrics_url(name)}" for name in SERVICE_NAMES))
-        print("Demo channel keys: " + ", ".join(f"{ch}={key}" for ch, key in demo["api_keys"].items()))
-        print(f"Demo staff: merchant {demo['merchant_code']}, user {demo['staff_username']}, "
-              f"password {demo['staff_password']}")
-        print("Try:")
-        print(f"  curl -s -H 'X-Api-Key: {demo['api_keys']['H5']}' {stack.gateway_url}/v1/products")
+        for line in shown:
+            print(line)
         print("Ctrl-C stops everything; data stays under var/.", flush=True)
         while all(p.poll() is None for p in stack.procs.values()):
             time.sleep(0.5)
@@ -315,10 +321,10 @@ def _run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="siyu-devstack")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start everything on the default ports and seed the demo merchant")
+    sub.add_parser("run", help="start everything on the default ports (`make run` also seeds the demo merchant)")
     args = parser.parse_args()
     if args.command == "run":
-        _run(args)
+        run()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
-from tests.e2e.conftest import Shop
+from tests.support.shop import Shop
 
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 20}
 TIMEOUT_S = 15

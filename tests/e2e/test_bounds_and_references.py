@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.e2e.conftest import Shop
+from tests.support.shop import Shop
 
 INT64_MAX = 2**63 - 1
 MAX_AMOUNT = 10_000_000_000

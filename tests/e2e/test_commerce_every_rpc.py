@@ -18,7 +18,7 @@ import pytest
 
 from gateway.routes import Table
 from siyu_kit.ids import new_id
-from tests.e2e.conftest import Shop, make_shop
+from tests.support.shop import Shop, make_shop
 from tests.support import wait_until
 
 # The routes of the walking skeleton, proven by test_purchase and the integration tests;

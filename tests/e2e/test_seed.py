@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 
 from scripts.seed import Clients, seed_merchant
-from tests.e2e.conftest import Shop
+from tests.support.shop import Shop
 
 
 def test_seeding_twice_duplicates_nothing(stack):

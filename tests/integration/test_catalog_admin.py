@@ -16,8 +16,8 @@ from siyu.order.v1 import events_pb2 as order_events
 from siyu_kit import config
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
-from tests.integration.test_catalog_service import (_publish, internal, order_event, reserve, shopper, sku_input, staff,
-                                                    stock_of, upsert)
+from tests.support.catalog import (_publish, internal, order_event, reserve, shopper, sku_input, staff, stock_of,
+                                   upsert)
 from tests.support import (database_fixture, field_violations, metadata, new_merchant_id, rpc_error, stub_fixture,
                            wait_until)
 

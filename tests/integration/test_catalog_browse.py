@@ -10,7 +10,7 @@ import pytest
 from siyu.catalog.v1 import catalog_pb2 as pb, catalog_pb2_grpc
 from siyu.order.v1 import events_pb2 as order_events
 
-from tests.integration.test_catalog_service import _publish, internal, order_event, reserve, shopper, sku_input, staff
+from tests.support.catalog import _publish, internal, order_event, reserve, shopper, sku_input, staff
 from tests.support import database_fixture, field_violations, new_merchant_id, rpc_error, stub_fixture, wait_until
 
 stub = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)

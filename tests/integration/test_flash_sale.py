@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import grpc
 from siyu.catalog.v1 import catalog_pb2 as CS, catalog_pb2_grpc
@@ -14,51 +14,16 @@ from siyu.order.v1 import order_pb2 as OS, order_pb2_grpc
 
 from siyu_kit.ids import new_id
 from siyu_kit.protos import epoch_ms, timestamp
-from tests.integration.test_order_api import make_skus, reason, staff
-from tests.support import (database_fixture, field_violations, metadata, new_merchant_id, rpc_error,
+from tests.support import (database_fixture, field_violations, new_merchant_id, reason, rpc_error,
                            stub_fixture, wait_until)
+from tests.support.flash_sale import (buy_request, buyer, create, flash_expiry, get_sale, internal, levels, now,
+                                      reserve_request, shopper)
+from tests.support.order import make_skus, staff
 
 catalog = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)
 order = stub_fixture("order", order_pb2_grpc.OrderServiceStub)
 catalog_db = database_fixture("catalog")
 order_db = database_fixture("order")
-
-
-def shopper(mid: str):
-    return metadata(mid, channel="LIVE")
-
-
-def internal(mid: str):
-    return metadata(mid, service="order")
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def create(catalog, mid: str, sku_id: str, *, units=20, price=100, limit=0, starts_in=-60.0, lasts=3600.0,
-           key: str = "", **extra) -> CS.FlashSale:
-    start = now() + timedelta(seconds=starts_in)
-    return catalog.CreateFlashSale(CS.CreateFlashSaleRequest(
-        sku_id=sku_id, price={"amount": price}, units=units, per_member_limit=limit, starts_at=timestamp(start),
-        ends_at=timestamp(start + timedelta(seconds=lasts)), idempotency_key=key or new_id("k"), **extra),
-        metadata=staff(mid)).flash_sale
-
-
-def reserve_request(sale_id: str, member_id: str = "", quantity: int = 1, expires_in: float = 600):
-    return CS.ReserveFlashSaleRequest(
-        reservation_id=new_id("rsv"), order_id=new_id("ord"), flash_sale_id=sale_id,
-        member_id=member_id or new_id("mem"), quantity=quantity,
-        expires_at=timestamp(now() + timedelta(seconds=expires_in)))
-
-
-def get_sale(catalog, mid: str, sale_id: str) -> CS.FlashSale:
-    return catalog.GetFlashSale(CS.GetFlashSaleRequest(flash_sale_id=sale_id), metadata=shopper(mid)).flash_sale
-
-
-def levels(catalog, mid: str, sku_id: str) -> tuple[int, int, int]:
-    s = catalog.GetStock(CS.GetStockRequest(sku_id=sku_id), metadata=staff(mid)).stock
-    return s.on_hand, s.reserved, s.available
 
 
 def audited(catalog, mid: str, sku_id: str) -> bool:
@@ -316,28 +281,12 @@ def test_units_held_by_a_reservation_never_written_are_released(stack, catalog, 
 # ---- buying through the order service
 
 
-def buyer(mid: str, member_id: str = ""):
-    return metadata(mid, channel="LIVE", member_id=member_id or new_id("mem"))
-
-
-def buy_request(sale_id: str, key: str = "", quantity: int = 0, **extra) -> OS.PlaceFlashSaleOrderRequest:
-    return OS.PlaceFlashSaleOrderRequest(flash_sale_id=sale_id, idempotency_key=key or new_id("k"),
-                                         quantity=quantity, **extra)
-
-
 def buy(order, md, sale_id: str, key: str = "", quantity: int = 0) -> OS.Order:
     return order.PlaceFlashSaleOrder(buy_request(sale_id, key, quantity), metadata=md).order
 
 
 def order_of(order, md, order_id: str) -> OS.Order:
     return order.GetOrder(OS.GetOrderRequest(order_id=order_id), metadata=md).order
-
-
-def flash_expiry(order, mid: str, seconds: int) -> None:
-    md = staff(mid)
-    current = order.GetOrderSettings(OS.GetOrderSettingsRequest(), metadata=md).settings
-    current.flash_sale_expiry_seconds = seconds
-    order.UpdateOrderSettings(OS.UpdateOrderSettingsRequest(settings=current), metadata=md)
 
 
 async def test_300_members_at_once_buy_exactly_the_20_units(stack, catalog, order, order_db):

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.routes import Table
 from siyu_kit.config import SERVICE_NAMES
-from tests.e2e.conftest import Shop, make_shop
+from tests.support.shop import Shop, make_shop
 from tests.support import ensure_gateway, wait_until
 
 INTERNALS = ("int()", "literal", "Couldn't", "Failed to parse", "has type", "Error", "base 10", "Traceback")

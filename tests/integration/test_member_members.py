@@ -11,14 +11,13 @@ import nats
 import pytest
 from siyu.common.v1 import common_pb2
 from siyu.member.v1 import events_pb2, member_pb2 as pb, member_pb2_grpc
-from siyu.order.v1 import events_pb2 as order_events, order_pb2
 
 from siyu_kit import auth
 from siyu_kit.config import load
-from siyu_kit.events.outbox import decode, make_event
+from siyu_kit.events.outbox import decode
 from siyu_kit.ids import new_id
-from siyu_kit.protos import money, timestamp
 from tests.support import channel, field_violations, metadata, new_merchant_id, wait_until, rpc_error, database_fixture, stub_fixture
+from tests.support.member import login, order_paid, publish
 
 SECRET = load("member").jwt_secret
 
@@ -26,11 +25,6 @@ SECRET = load("member").jwt_secret
 stub = stub_fixture("member", member_pb2_grpc.MemberServiceStub)
 db = database_fixture("member")
 
-
-
-def login(stub, merchant_id, unionid, ch="H5", nickname=""):
-    return stub.Login(pb.LoginRequest(code=f"sandbox:{unionid}", nickname=nickname),
-                      metadata=metadata(merchant_id, channel=ch))
 
 
 def as_member(merchant_id, member_id, ch="H5"):
@@ -185,23 +179,6 @@ def test_merchants_cannot_see_each_others_members(stub):
 
 
 # Points from paid orders
-
-def order_paid(merchant_id, member_id, order_id, payable_fen):
-    order = order_pb2.Order(order_id=order_id, member_id=member_id, payable=money(payable_fen),
-                            paid_at=timestamp(datetime(2025, 3, 1, 8, 0, tzinfo=timezone.utc)))
-    return make_event("siyu.order.order.paid", merchant_id=merchant_id, aggregate_id=order_id, aggregate_version=2,
-                      payload=order_events.OrderPaid(order=order), channel="MINI_PROGRAM")
-
-
-async def publish(stack, *events):
-    nc = await nats.connect(stack.nats_url)
-    try:
-        js = nc.jetstream()
-        for event in events:
-            await js.publish(event.subject, event.data, headers={"Nats-Msg-Id": event.event_id})
-    finally:
-        await nc.close()
-
 
 def points_of(stub, merchant_id, member_id):
     return stub.GetPoints(pb.GetPointsRequest(), metadata=as_member(merchant_id, member_id))

@@ -22,10 +22,10 @@ from siyu.order.v1 import order_pb2 as OS, order_pb2_grpc
 from siyu_kit import delays
 from siyu_kit.ids import new_id
 from siyu_kit.protos import timestamp
-from tests.integration.test_flash_sale import (buy_request, buyer, create, flash_expiry, get_sale, internal, levels,
-                                               reserve_request)
-from tests.integration.test_order_api import make_skus, member, reason, staff
-from tests.support import database_fixture, new_merchant_id, stub_fixture, wait_until
+from tests.support import database_fixture, new_merchant_id, reason, stub_fixture, wait_until
+from tests.support.flash_sale import (buy_request, buyer, create, flash_expiry, get_sale, internal, levels,
+                                      reserve_request)
+from tests.support.order import make_skus, member, staff
 
 CATALOG_S = 1.5
 ORDER_S = 1.5

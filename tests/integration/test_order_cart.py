@@ -10,8 +10,8 @@ from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu.order.v1 import order_pb2 as OS, order_pb2_grpc
 
 from siyu_kit.ids import new_id
-from tests.integration.test_order_api import make_skus, member, place, reason, staff
-from tests.support import database_fixture, field_violations, new_merchant_id, rpc_error, stub_fixture
+from tests.support import database_fixture, field_violations, new_merchant_id, reason, rpc_error, stub_fixture
+from tests.support.order import make_skus, member, place, staff
 
 order = stub_fixture("order", order_pb2_grpc.OrderServiceStub)
 catalog = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)

@@ -17,9 +17,9 @@ from siyu_kit import clients, config, context, db, errors
 from siyu_kit.context import RequestContext
 from siyu_kit.ids import new_id
 from siyu_kit.protos import timestamp, utcnow
-from tests.integration.test_member_members import login, order_paid, publish
-from tests.integration.test_order_api import make_skus, member, my_orders, place, reason, staff, stock
-from tests.support import field_violations, metadata, new_merchant_id, rpc_error, stub_fixture, wait_until
+from tests.support import field_violations, metadata, new_merchant_id, reason, rpc_error, stub_fixture, wait_until
+from tests.support.member import login, order_paid, publish
+from tests.support.order import make_skus, member, my_orders, place, staff, stock
 
 from services.order.adapters.cart import Carts
 from services.order.adapters.catalog import CatalogClient

@@ -15,8 +15,9 @@ from siyu.order.v1 import events_pb2, order_pb2 as OS, order_pb2_grpc
 from siyu_kit import config, db
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
-from tests.integration.test_order_api import events_found, make_skus, member, place, reason
-from tests.support import database_fixture, field_violations, metadata, new_merchant_id, rpc_error, stub_fixture
+from tests.support import database_fixture, field_violations, new_merchant_id, reason, rpc_error, stub_fixture
+from tests.support.fulfilment import as_staff, paid_order, pay, ship, staff
+from tests.support.order import events_found, make_skus, member, place
 
 from services.order.adapters.documents import OrderSettingsDoc
 from services.order.adapters.refunds import Refunds
@@ -28,36 +29,6 @@ DAY_S = 24 * 3600
 order = stub_fixture("order", order_pb2_grpc.OrderServiceStub)
 catalog = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)
 database = database_fixture("order")
-
-
-def staff(mid: str, *roles: str):
-    return metadata(mid, staff_id=new_id("stf"), roles=roles or ("OPERATOR", "FINANCE"))
-
-
-def pay(order, md, placed: OS.Order) -> OS.Order:
-    payment = order.PayOrder(OS.PayOrderRequest(order_id=placed.order_id, idempotency_key="pay"), metadata=md).payment
-    order.CompleteSandboxPayment(OS.CompleteSandboxPaymentRequest(payment_id=payment.payment_id), metadata=md)
-    paid = order.GetOrder(OS.GetOrderRequest(order_id=placed.order_id), metadata=md).order
-    assert paid.state == OS.ORDER_STATE_PAID
-    return paid
-
-
-def paid_order(order, catalog, mid: str, *specs: tuple[int, int, int], md=None) -> tuple[OS.Order, list[str], tuple]:
-    """A paid order of one line per (price, stock, quantity); returns it, the sku ids and
-    the member's metadata."""
-    md = md or member(mid)
-    skus = make_skus(catalog, mid, *[(price, stock) for price, stock, _ in specs])
-    placed = place(order, md, new_id("k"), *[(s, q) for s, (_, _, q) in zip(skus, specs)])
-    return pay(order, md, placed), skus, md
-
-
-def ship(order, mid: str, order_id: str, carrier: str = "顺丰", tracking: str = "SF-1234567") -> OS.Order:
-    return order.ShipOrder(OS.ShipOrderRequest(order_id=order_id, carrier=carrier, tracking_number=tracking),
-                           metadata=staff(mid, "OPERATOR")).order
-
-
-def as_staff(order, mid: str, order_id: str) -> OS.GetOrderAsStaffResponse:
-    return order.GetOrderAsStaff(OS.GetOrderAsStaffRequest(order_id=order_id), metadata=staff(mid))
 
 
 def test_paid_shipped_delivered_completed_each_once(stack, order, catalog):

@@ -4,8 +4,6 @@ service and catalog."""
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import replace
 from datetime import timedelta
 
 import grpc
@@ -16,8 +14,9 @@ from siyu.order.v1 import events_pb2, order_pb2 as OS, order_pb2_grpc
 from siyu_kit import clients, config, db
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
-from tests.integration.test_order_api import events_found, make_skus, member, place, reason, rpc_error, stock
-from tests.support import new_merchant_id, wait_until, stub_fixture
+from tests.support import new_merchant_id, reason, rpc_error, wait_until, stub_fixture
+from tests.support.fulfilment import success
+from tests.support.order import events_found, make_skus, member, place, stock
 
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderSettingsDoc
@@ -25,7 +24,6 @@ from services.order.adapters.repositories import Orders, Payments, Settings
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
-from services.order.domain.payments import Notification
 
 LATER = timedelta(minutes=31)
 
@@ -51,13 +49,6 @@ def payment_cases(storage, shift: timedelta) -> PaymentUseCases:
     return PaymentUseCases(orders=Orders(), payments=Payments(),
                            provider=SandboxProvider(storage.sandbox_payment_secret), committed=lambda: None,
                            clock=lambda: utcnow() + shift)
-
-
-def success(storage, payment: OS.Payment) -> Notification:
-    n = Notification(payment_id=payment.payment_id, provider_txn_id=f"sbx_txn_{new_id('t')[-8:]}",
-                     amount=payment.amount.amount, currency=payment.amount.currency, result="SUCCESS",
-                     timestamp=int(time.time()))
-    return replace(n, signature=SandboxProvider(storage.sandbox_payment_secret).sign(n))
 
 
 def get(order, md, order_id: str) -> OS.Order:

@@ -14,11 +14,10 @@ from siyu.order.v1 import events_pb2, order_pb2 as OS, order_pb2_grpc
 from siyu_kit import clients, config, db
 from siyu_kit.ids import new_id
 from siyu_kit.protos import epoch_ms, utcnow
-from tests.integration.test_order_api import events_found, make_skus, member, place, reason, stock
-from tests.integration.test_order_fulfilment import as_staff, paid_order, ship, staff
-from tests.integration.test_order_lifecycle import success
-from tests.support import (database_fixture, field_violations, new_merchant_id, rpc_error, stub_fixture,
+from tests.support import (database_fixture, field_violations, new_merchant_id, reason, rpc_error, stub_fixture,
                            wait_until)
+from tests.support.fulfilment import as_staff, paid_order, ship, staff, success
+from tests.support.order import events_found, make_skus, member, place, stock
 
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderSettingsDoc

@@ -1,4 +1,6 @@
-"""Helpers for tests that call services directly over gRPC."""
+"""Helpers shared by the test modules. Here: calling services directly over gRPC, their
+databases, and waiting. Per service: tests.support.catalog, .order, .fulfilment,
+.flash_sale, .member; the gateway for a seeded merchant: tests.support.shop."""
 from __future__ import annotations
 
 import asyncio
@@ -73,6 +75,16 @@ def rpc_error(call: Callable, *args, **kwargs) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         call(*args, **kwargs)
     return info.value
+
+
+def reason(error: grpc.RpcError) -> str:
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
 
 
 def wait_until(probe: Callable[[], T], timeout: float = 15.0, interval: float = 0.05,

@@ -1,0 +1,25 @@
+"""`make run`: the whole suite on its fixed ports, seeded with the demo merchant once it
+is ready, with the demo's keys and logins printed next to the gateway's address.
+
+    python -m scripts.run
+"""
+from __future__ import annotations
+
+from scripts import seed
+from siyu_kit import devstack
+
+
+def demo_merchant(stack: devstack.Stack) -> list[str]:
+    """Seed the demo merchant into the ready suite; the lines that tell how to use it."""
+    demo = seed.seed(stack.env())
+    return [
+        "Demo channel keys: " + ", ".join(f"{ch}={key}" for ch, key in demo["api_keys"].items()),
+        f"Demo staff: merchant {demo['merchant_code']}, user {demo['staff_username']}, "
+        f"password {demo['staff_password']}",
+        "Try:",
+        f"  curl -s -H 'X-Api-Key: {demo['api_keys']['H5']}' {stack.gateway_url}/v1/products",
+    ]
+
+
+if __name__ == "__main__":
+    devstack.run(seed=demo_merchant)
