@@ -21,7 +21,7 @@ from tests.support import new_merchant_id, wait_until, stub_fixture
 
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderSettingsDoc
-from services.order.adapters.repositories import Orders, Payments, Settings
+from services.order.adapters.repositories import MongoOrders, Orders, Payments
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
@@ -43,8 +43,7 @@ def storage(stack):
 
 def order_cases(stack, shift: timedelta) -> OrderUseCases:
     catalog = CatalogClient(clients.channel(f"127.0.0.1:{stack.ports['catalog']}", "order"))
-    return OrderUseCases(orders=Orders(), settings=Settings(), catalog=catalog, committed=lambda: None,
-                         clock=lambda: utcnow() + shift)
+    return OrderUseCases(orders=MongoOrders(), catalog=catalog, clock=lambda: utcnow() + shift)
 
 
 def payment_cases(storage, shift: timedelta) -> PaymentUseCases:

@@ -24,7 +24,7 @@ from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderSettingsDoc
 from services.order.adapters.ledger import Ledger
 from services.order.adapters.refunds import Refunds
-from services.order.adapters.repositories import Orders, Payments, Settings
+from services.order.adapters.repositories import MongoOrders, Orders, Payments, Settings
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
@@ -351,8 +351,7 @@ async def test_payments_racing_expiry_end_in_one_state_with_a_balanced_ledger(st
     paying = PaymentUseCases(orders=Orders(), payments=Payments(), committed=lambda: None,
                              provider=SandboxProvider(storage.sandbox_payment_secret),
                              clock=lambda: utcnow() + timedelta(minutes=29, seconds=59))
-    expiring = OrderUseCases(orders=Orders(), settings=Settings(), catalog=catalog_client, committed=lambda: None,
-                             clock=lambda: utcnow() + late)
+    expiring = OrderUseCases(orders=MongoOrders(), catalog=catalog_client, clock=lambda: utcnow() + late)
     for o, p in zip(placed, payments):  # 20 separate races
         await asyncio.gather(paying.handle_callback(success(storage, p)), expiring.expire_due(limit=10_000))
     await expiring.expire_due(limit=10_000)

@@ -13,6 +13,7 @@ from typing import Any
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
+from siyu_kit.aggregate import StaleVersion
 from siyu_kit.db import run_sync
 from siyu_kit.events.outbox import Event, add_to_update, for_insert
 from siyu_kit.ids import new_id
@@ -23,8 +24,9 @@ from services.order.adapters import messages
 from services.order.adapters.cart import CartDoc
 from services.order.adapters.documents import (OrderDoc, OrderSettingsDoc, PaymentDoc, applied_refund_doc, line_doc,
                                                order_doc, order_of)
-from services.order.adapters.ledger import LedgerEntryDoc
+from services.order.adapters.ledger import LedgerEntryDoc, entry_of
 from services.order.adapters.refunds import RefundDoc
+from services.order.application.ports import LedgerRecord
 from services.order.domain import orders as domain
 from services.order.domain.orders import Order
 from services.order.domain.settings import DEFAULTS, OrderSettings, ThresholdReduction
@@ -363,3 +365,52 @@ class Settings:
         result = replace(settings, version=version + 1)
         self._cache[merchant_id] = (time.monotonic() + self._ttl_s, result)
         return result
+
+
+class MongoSettings:
+    """SettingsRepository over `Settings` (sharing its cache with whoever else reads
+    through the same `Settings`)."""
+
+    def __init__(self, cached: Settings | None = None):
+        self.cached = cached or Settings()
+
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        return await run_sync(self.cached.of_merchant, merchant_id, fresh)
+
+    async def save(self, merchant_id: str, settings: OrderSettings, updated_ms: int) -> OrderSettings:
+        saved = await run_sync(self.cached.save, merchant_id, settings, settings.version, updated_ms)
+        if saved is None:
+            raise StaleVersion(f"the order settings of {merchant_id} changed since they were read")
+        return saved
+
+
+class OpenRefundCounts:
+    """OpenRefunds over the stored refunds (anything with a blocking `count_open`)."""
+
+    def __init__(self, refunds):
+        self.refunds = refunds
+
+    async def count_open(self, merchant_id: str, order_id: str) -> int:
+        return await run_sync(self.refunds.count_open, merchant_id, order_id)
+
+
+class RecordsOfOrder:
+    """PaymentRecords or RefundRecords over a store with a blocking `of_order`."""
+
+    def __init__(self, store):
+        self.store = store
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list[dict]:
+        return await run_sync(self.store.of_order, merchant_id, order_id)
+
+
+class LedgerOfOrder:
+    """LedgerRecords over the stored ledger (anything with a blocking `of_order`
+    returning entry documents)."""
+
+    def __init__(self, ledger):
+        self.ledger = ledger
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list[LedgerRecord]:
+        docs = await run_sync(self.ledger.of_order, merchant_id, order_id)
+        return [LedgerRecord(entry=entry_of(d), currency=d["currency"], at=d["at"]) for d in docs]
