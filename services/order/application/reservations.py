@@ -20,6 +20,6 @@ class ReservationUseCases:
         merchant_id = context.current().require_merchant()
         # A reservation may name any order id; one that is not an order's id has no order.
         order = await self.orders.get(merchant_id, order_id) if is_id(order_id, "ord") else None
-        state = order.state if order else None
-        owns = order is not None and order.reservation_id == reservation_id
-        return reservation_verdict(state, owns), state
+        if order is None:
+            return reservation_verdict(None, False), None
+        return order.reservation_verdict(reservation_id), order.state
