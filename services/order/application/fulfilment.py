@@ -71,7 +71,7 @@ class FulfilmentUseCases:
             if move is Move.REFUSE:
                 raise FailedPrecondition(f"a {doc['state']} order cannot be shipped", reason="ORDER_NOT_SHIPPABLE")
             units_left = sum(l["quantity"] - l.get("refunded_quantity", 0) for l in doc["lines"])
-            open_refunds = await run_sync(self.refunds.count_open, ctx.merchant_id, order_id)
+            open_refunds = await self.refunds.count_open(ctx.merchant_id, order_id)
             if not is_shippable(units_left, open_refunds):
                 raise FailedPrecondition(
                     "a refund of this order is waiting or under way" if units_left else "every unit was refunded",

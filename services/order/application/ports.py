@@ -5,6 +5,9 @@ from datetime import datetime
 from typing import Protocol
 
 from services.order.adapters.catalog import SkuInfo
+from services.order.domain.ledger import Entry
+from services.order.domain.payments import Notification, Payment, PaymentMethod, RefundReceipt
+from services.order.domain.refunds import Refund
 
 
 class Catalog(Protocol):
@@ -18,3 +21,74 @@ class Catalog(Protocol):
 
 class Attributions(Protocol):
     async def check_attribution(self, persona_id: str, content_id: str) -> None: ...
+
+
+# ---- money: payments, refunds and the ledger ------------------------------------------
+
+
+class PaymentRepository(Protocol):
+    """Payments by id, by idempotency key and by order; `save` writes a change with its
+    events on the version that was read (StaleVersion when another write came first)."""
+
+    async def add(self, payment: Payment) -> bool: ...  # False: the idempotency key is taken
+
+    async def by_key(self, merchant_id: str, order_id: str, key: str) -> Payment | None: ...
+
+    async def by_id_any_merchant(self, payment_id: str) -> Payment | None: ...
+
+    async def get(self, merchant_id: str, payment_id: str) -> Payment | None: ...
+
+    async def of_member(self, merchant_id: str, member_id: str, payment_id: str) -> Payment | None: ...
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list[Payment]: ...
+
+    async def open_due(self, now_ms: int, limit: int) -> list[Payment]: ...
+
+    async def take_for_reconcile(self, payment: Payment, seen_ms: int) -> bool: ...
+
+    async def save(self, payment: Payment) -> None: ...
+
+
+class RefundRepository(Protocol):
+    async def add(self, refund: Refund) -> bool: ...  # False: the requester's idempotency key is taken
+
+    async def by_key(self, merchant_id: str, order_id: str, requested_by: str, key: str) -> Refund | None: ...
+
+    async def get(self, merchant_id: str, refund_id: str) -> Refund | None: ...
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list[Refund]: ...
+
+    async def count_open(self, merchant_id: str, order_id: str) -> int: ...
+
+    async def page(self, merchant_id: str, order_id: str, state: str, before_id: str,
+                   limit: int) -> list[Refund]: ...
+
+    async def stalled(self, approved_before_ms: int, limit: int) -> list[Refund]: ...
+
+    async def save(self, refund: Refund) -> None: ...
+
+
+class LedgerRepository(Protocol):
+    """Entries have deterministic ids: recording one again stores nothing (False)."""
+
+    async def record(self, merchant_id: str, entry: Entry, currency: str, at: datetime) -> bool: ...
+
+
+class PaymentProvider(Protocol):
+    """A payment method's provider: signs and verifies its notifications, and sends
+    money back."""
+    method: PaymentMethod
+
+    def sign(self, notification: Notification) -> str: ...
+
+    def verify(self, notification: Notification) -> bool: ...
+
+    def new_txn_id(self) -> str: ...
+
+    async def refund(self, payment_id: str, provider_txn_id: str, amount: int, currency: str) -> RefundReceipt: ...
+
+
+class StockReturns(Protocol):
+    """Units of a refund that never left the warehouse go back on sale."""
+
+    async def return_stock(self, return_id: str, order_id: str, lines: list[tuple[str, int]]) -> None: ...

@@ -13,7 +13,8 @@ from siyu_kit.ids import is_id
 
 from services.order.adapters.ledger import Ledger, entry_of
 from services.order.adapters.refunds import Refunds
-from services.order.adapters.repositories import Orders, Payments
+from services.order.adapters.payments import Payments
+from services.order.adapters.repositories import Orders
 from services.order.application.fulfilment import require_order_id
 from services.order.domain import ledger
 from services.order.domain.orders import OrderState
@@ -73,20 +74,20 @@ class StaffOrderUseCases:
         ctx = context.current()
         ctx.require_staff("OPERATOR", "FINANCE")
         order = await self._order(ctx.merchant_id, order_id)
-        refunds = await run_sync(self.refunds.of_order, ctx.merchant_id, order_id)
-        payments = await run_sync(self.payments.of_order, ctx.merchant_id, order_id)
+        refunds = await self.refunds.of_order(ctx.merchant_id, order_id)
+        payments = await self.payments.of_order(ctx.merchant_id, order_id)
         return order, refunds, payments
 
     async def ledger(self, order_id: str) -> LedgerView:
         ctx = context.current()
         ctx.require_staff("FINANCE")
         order = await self._order(ctx.merchant_id, order_id)
-        docs = await run_sync(self.entries.of_order, ctx.merchant_id, order_id)
+        docs = await self.entries.of_order(ctx.merchant_id, order_id)
         entries = [entry_of(d) for d in docs]
         paid = order["payable"] if order.get("payment_id") else 0
         # Money the provider took must be in the ledger, whatever became of it since.
-        payments = await run_sync(self.payments.of_order, ctx.merchant_id, order_id)
-        captured = [p["_id"] for p in payments if p["amount"] > 0 and p["state"] != PaymentState.PENDING.value]
+        payments = await self.payments.of_order(ctx.merchant_id, order_id)
+        captured = [p.id for p in payments if p.amount > 0 and p.state is not PaymentState.PENDING]
         return LedgerView(entries=docs, balances=ledger.balances(entries),
                           balanced=ledger.is_balanced(entries, order_id, paid, order.get("refunded_amount", 0),
                                                       captured))

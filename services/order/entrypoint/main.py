@@ -14,7 +14,8 @@ from services.order.adapters.content import ContentClient
 from services.order.adapters.documents import OrderDoc, PaymentDoc
 from services.order.adapters.ledger import Ledger
 from services.order.adapters.refunds import Refunds
-from services.order.adapters.repositories import Orders, Payments, Settings, ensure_indexes
+from services.order.adapters.payments import Payments
+from services.order.adapters.repositories import Orders, Settings, ensure_indexes
 from services.order.adapters.member import MemberClient
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.cart import CartUseCases
@@ -66,14 +67,12 @@ def build(runtime: service.Runtime) -> service.Parts:
                                 reservation_grace=reservation_grace(),
                                 attributions=ContentClient(runtime.channel("content")))
     provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
-    payment_cases = PaymentUseCases(orders=orders, payments=payments, provider=provider,
-                                    committed=runtime.events_committed)
+    payment_cases = PaymentUseCases(orders=orders, payments=payments, provider=provider, entries=Ledger())
     refunds = Refunds()
     fulfilment = FulfilmentUseCases(orders=orders, refunds=refunds, settings=settings,
                                     committed=runtime.events_committed)
     refund_cases = RefundUseCases(orders=orders, refunds=refunds, payments=payments, entries=Ledger(),
-                                  settings=settings, provider=provider, stock=catalog,
-                                  committed=runtime.events_committed)
+                                  settings=settings, provider=provider, stock=catalog)
     staff = StaffOrderUseCases(orders=orders, payments=payments, refunds=refunds, entries=Ledger())
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
     return service.Parts(
