@@ -3,12 +3,18 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from siyu.common.v1 import common_pb2
-from siyu.order.v1 import order_pb2
+from typing import Any
 
+from google.protobuf.message import Message
+from siyu.common.v1 import common_pb2
+from siyu.order.v1 import events_pb2, order_pb2
+
+from siyu_kit.events.outbox import Event, event_for
 from siyu_kit.protos import CHANNEL_BY_NAME, money, timestamp
 
 from services.order.adapters.catalog import SkuInfo
+from services.order.adapters.documents import order_doc
+from services.order.domain import orders as domain
 from services.order.domain.cart import CartItem
 from services.order.domain.payments import Payment
 from services.order.domain.pricing import Quote, Step
@@ -101,6 +107,50 @@ def order(doc: dict) -> order_pb2.Order:
     if doc.get("auto_confirm_ms"):
         msg.auto_confirm_at.CopyFrom(_from_ms(doc["auto_confirm_ms"]))
     return msg
+
+
+def order_of(o: domain.Order) -> order_pb2.Order:
+    """The order aggregate as the API shows it."""
+    return order(order_doc(o))
+
+
+def _payment_message(p: Any) -> order_pb2.Payment | None:
+    if p is None or isinstance(p, order_pb2.Payment):
+        return p
+    return payment(p)
+
+
+def _refund_message(r: Any) -> order_pb2.Refund | None:
+    if r is None or isinstance(r, order_pb2.Refund):
+        return r
+    return refund(r)
+
+
+def order_event_payload(o: domain.Order, event: Any, version: int) -> Message:
+    """The event message of a domain event of `o`, showing the order as it is once
+    saved at `version`."""
+    shown = order({**order_doc(o), "version": version})
+    if isinstance(event, domain.OrderPlaced):
+        return events_pb2.OrderPlaced(order=shown)
+    if isinstance(event, domain.OrderPaid):
+        return events_pb2.OrderPaid(order=shown, payment=_payment_message(event.payment))
+    if isinstance(event, domain.OrderCancelled):
+        return events_pb2.OrderCancelled(order=shown, reason=event.reason)
+    if isinstance(event, domain.OrderShipped):
+        return events_pb2.OrderShipped(order=shown)
+    if isinstance(event, domain.OrderDelivered):
+        return events_pb2.OrderDelivered(order=shown)
+    if isinstance(event, domain.OrderCompleted):
+        return events_pb2.OrderCompleted(order=shown, confirmed_by=event.confirmed_by)
+    if isinstance(event, domain.OrderRefunded):
+        return events_pb2.OrderRefunded(order=shown, refund=_refund_message(event.refund))
+    raise TypeError(f"no event message for {type(event).__name__}")
+
+
+def order_events(o: domain.Order, events: list[Any], version: int) -> list[Event]:
+    """The outbox events of the domain events `o` recorded, at the version they are saved at."""
+    return [event_for(order_event_payload(o, e, version), merchant_id=o.merchant_id, aggregate_id=o.id,
+                      aggregate_version=version, channel=o.channel, occurred_at=e.at) for e in events]
 
 
 def _from_ms(ms: int):

@@ -1,5 +1,6 @@
-"""Orders and merchant settings in MongoDB. Every query filters by merchant. Blocking:
-call through siyu_kit.db.run_sync."""
+"""Orders and merchant settings in MongoDB. Every query filters by merchant, except the
+jobs' scans across merchants. `MongoOrders` is the order aggregate's repository (async);
+the other classes are blocking: call them through siyu_kit.db.run_sync."""
 from __future__ import annotations
 
 import time
@@ -10,14 +11,20 @@ from typing import Any
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
+from siyu_kit.db import run_sync
 from siyu_kit.events.outbox import Event, add_to_update, for_insert
 from siyu_kit.ids import new_id
 from siyu_kit.protos import aware, epoch_ms
+from siyu_kit.repository import insert_new, save_change
 
+from services.order.adapters import messages
 from services.order.adapters.cart import CartDoc
-from services.order.adapters.documents import OrderDoc, OrderSettingsDoc, PaymentDoc
+from services.order.adapters.documents import (OrderDoc, OrderSettingsDoc, PaymentDoc, applied_refund_doc, line_doc,
+                                               order_doc, order_of)
 from services.order.adapters.ledger import LedgerEntryDoc
 from services.order.adapters.refunds import RefundDoc
+from services.order.domain import orders as domain
+from services.order.domain.orders import Order
 from services.order.domain.settings import DEFAULTS, OrderSettings, ThresholdReduction
 
 _DATES = ("created_at", "expires_at", "paid_at", "cancelled_at", "succeeded_at", "refunded_at",
@@ -130,6 +137,97 @@ class Orders:
             query["_id"] = {"$lt": before_id}
         cursor = self._c().find(query, _HIDDEN).sort("_id", DESCENDING).limit(limit)
         return [_clean(d) for d in cursor]
+
+
+def _order(doc: dict | None) -> Order | None:
+    return order_of(doc) if doc is not None else None
+
+
+class MongoOrders:
+    """The order aggregate in MongoDB: the stored document shape is unchanged. `save`
+    writes a change and its events in one conditional update on the version read."""
+
+    def __init__(self, docs: Orders | None = None):
+        self.docs = docs or Orders()
+
+    async def get(self, merchant_id: str, order_id: str) -> Order | None:
+        return _order(await run_sync(self.docs.get, merchant_id, order_id))
+
+    async def of_member(self, merchant_id: str, member_id: str, order_id: str) -> Order | None:
+        return _order(await run_sync(self.docs.of_member, merchant_id, member_id, order_id))
+
+    async def by_key(self, merchant_id: str, member_id: str, idempotency_key: str) -> Order | None:
+        return _order(await run_sync(self.docs.by_key, merchant_id, member_id, idempotency_key))
+
+    async def page_of_member(self, merchant_id: str, member_id: str, before_id: str, limit: int) -> list[Order]:
+        return [order_of(d) for d in await run_sync(self.docs.page_of_member, merchant_id, member_id, before_id,
+                                                    limit)]
+
+    async def search(self, merchant_id: str, *, state: str, created_from: datetime | None,
+                     created_to: datetime | None, channel: str, member_id: str, before_id: str,
+                     limit: int) -> list[Order]:
+        docs = await run_sync(lambda: self.docs.search(
+            merchant_id, state=state, created_from=created_from, created_to=created_to, channel=channel,
+            member_id=member_id, before_id=before_id, limit=limit))
+        return [order_of(d) for d in docs]
+
+    async def expired(self, now: datetime, limit: int) -> list[Order]:
+        return [order_of(d) for d in await run_sync(self.docs.expired, now, limit)]
+
+    async def due_for_auto_confirm(self, now_ms: int, limit: int) -> list[Order]:
+        return [order_of(d) for d in await run_sync(self.docs.due_for_auto_confirm, now_ms, limit)]
+
+    async def add(self, order: Order) -> bool:
+        """Inserts a new order with the events it recorded (order.placed). False when an
+        order with the same idempotency key exists already; the events are then dropped."""
+        events = messages.order_events(order, order.pull_events(), order.version)
+        doc = {**order_doc(order), "created_ms": epoch_ms(order.created_at), "expires_ms": epoch_ms(order.expires_at)}
+        return await run_sync(insert_new, self.docs._c(), doc, events)
+
+    async def save(self, order: Order) -> None:
+        """Writes what the recorded events changed, and the events, on the version that was
+        read; raises StaleVersion when another write came first. A payment is also
+        conditional on the order not being expired at the time it was decided (milliseconds:
+        the embedded server compares datetimes in whole seconds)."""
+        recorded = order.pull_events()
+        if not recorded:
+            return
+        version = order.next_version
+        query: dict[str, Any] = {"_id": order.id, "merchant_id": order.merchant_id}
+        sets: dict[str, Any] = {}
+        for event in recorded:
+            sets.update(_changed(order, event))
+            if isinstance(event, domain.OrderPaid):
+                query["expires_ms"] = {"$gt": epoch_ms(event.at)}
+        events = messages.order_events(order, recorded, version)
+        await run_sync(save_change, self.docs._c(), query, {"$set": sets}, events, version=order.version)
+        order.version = version
+
+
+def _changed(order: Order, event: Any) -> dict[str, Any]:
+    """The stored fields a domain event changed."""
+    state = {"state": order.state.value}
+    if isinstance(event, domain.OrderPaid):
+        return {**state, "paid_at": order.paid_at, "payment_id": order.payment_id}
+    if isinstance(event, domain.OrderCancelled):
+        fields = {**state, "cancelled_at": order.cancelled_at, "cancel_reason": order.cancel_reason}
+        if event.reason == domain.CANCEL_STOCK_UNAVAILABLE:
+            fields["refunded_amount"] = order.refunded_amount
+        return fields
+    if isinstance(event, domain.OrderShipped):
+        shipment = order.shipment
+        return {**state, "shipment": {"carrier": shipment.carrier, "tracking_number": shipment.tracking_number,
+                                      "shipped_ms": shipment.shipped_ms},
+                "auto_confirm_ms": order.auto_confirm_ms}
+    if isinstance(event, domain.OrderDelivered):
+        return {**state, "delivered_at": order.delivered_at}
+    if isinstance(event, domain.OrderCompleted):
+        return {**state, "completed_at": order.completed_at, "confirmed_by": order.confirmed_by}
+    if isinstance(event, domain.OrderRefunded):
+        return {"lines": [line_doc(l, refunded=True) for l in order.lines],
+                f"applied_refunds.{event.refund_id}": applied_refund_doc(order.applied_refunds[event.refund_id]),
+                "refunded_amount": order.refunded_amount}
+    raise TypeError(f"no stored change for {type(event).__name__}")
 
 
 def _settings_of(doc: dict | None) -> OrderSettings:
