@@ -23,7 +23,7 @@ from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderSettingsDoc, PaymentDoc
 from services.order.adapters.ledger import Ledger
 from services.order.adapters.payments import Payments
-from services.order.adapters.repositories import Orders, Settings
+from services.order.adapters.repositories import MongoOrders, Orders, Settings
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
@@ -50,7 +50,7 @@ def order_cases(stack, shift: timedelta) -> OrderUseCases:
 
 
 def payment_cases(storage, shift: timedelta) -> PaymentUseCases:
-    return PaymentUseCases(orders=Orders(), payments=Payments(), entries=Ledger(),
+    return PaymentUseCases(orders=MongoOrders(), payments=Payments(), entries=Ledger(),
                            provider=SandboxProvider(storage.sandbox_payment_secret),
                            clock=lambda: utcnow() + shift)
 

@@ -25,7 +25,7 @@ from services.order.adapters.documents import OrderSettingsDoc
 from services.order.adapters.ledger import Ledger
 from services.order.adapters.refunds import Refunds
 from services.order.adapters.payments import Payments
-from services.order.adapters.repositories import Orders, Settings
+from services.order.adapters.repositories import MongoOrders, Orders, Settings
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
@@ -314,7 +314,7 @@ def test_other_merchants_members_and_roles_are_kept_out(order, catalog):
 
 def refund_cases(stack, storage, shift: timedelta = timedelta(0)) -> RefundUseCases:
     catalog = CatalogClient(clients.channel(f"127.0.0.1:{stack.ports['catalog']}", "order"))
-    return RefundUseCases(orders=Orders(), refunds=Refunds(), payments=Payments(), entries=Ledger(),
+    return RefundUseCases(orders=MongoOrders(), refunds=Refunds(), payments=Payments(), entries=Ledger(),
                           settings=Settings(), provider=SandboxProvider(storage.sandbox_payment_secret),
                           stock=catalog, clock=lambda: utcnow() + shift)
 
@@ -349,7 +349,7 @@ async def test_payments_racing_expiry_end_in_one_state_with_a_balanced_ledger(st
                 for o in placed]
     catalog_client = CatalogClient(clients.channel(f"127.0.0.1:{stack.ports['catalog']}", "order"))
     late = timedelta(minutes=31)
-    paying = PaymentUseCases(orders=Orders(), payments=Payments(), entries=Ledger(),
+    paying = PaymentUseCases(orders=MongoOrders(), payments=Payments(), entries=Ledger(),
                              provider=SandboxProvider(storage.sandbox_payment_secret),
                              clock=lambda: utcnow() + timedelta(minutes=29, seconds=59))
     expiring = OrderUseCases(orders=Orders(), settings=Settings(), catalog=catalog_client, committed=lambda: None,

@@ -7,24 +7,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
-from siyu.order.v1 import events_pb2
-
 from siyu_kit import context, logging as slog, retry
-from siyu_kit.aggregate import StaleVersion
-from siyu_kit.db import run_sync
-from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Unauthenticated, Violations
-from siyu_kit.events import outbox
-from siyu_kit.events.outbox import make_event
-from siyu_kit.events.streams import subject_of
+from siyu_kit.aggregate import Move, StaleVersion
+from siyu_kit.errors import FailedPrecondition, NotFound, Unauthenticated, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 
-from services.order.adapters import messages
-from services.order.adapters.repositories import Orders
-from services.order.application.ports import LedgerRepository, PaymentProvider, PaymentRepository
+from services.order.application.ports import LedgerRepository, OrderRepository, PaymentProvider, PaymentRepository
 from services.order.domain import ledger
-from services.order.domain.orders import (CANCEL_STOCK_UNAVAILABLE, NOT_PAYABLE, Move, OrderState, is_expired,
-                                          is_payable, stock_unavailable_cancel)
+from services.order.domain.orders import (CANCEL_STOCK_UNAVAILABLE, NOT_PAYABLE, NOT_REFUNDABLE, Order, OrderState,
+                                          stock_unavailable_cancel)
 from services.order.domain.payments import (RECONCILE_LEASE, REFUND_STOCK_UNAVAILABLE, RESULT_FAIL, RESULT_SUCCESS,
                                             Notification, Payment, PaymentMethod, PaymentState, Settlement,
                                             refund_reason, settle)
@@ -33,14 +25,12 @@ log = slog.get("siyu.order.payments")
 
 MAX_KEY = 64
 RECONCILE_BATCH = 100
-PAID = subject_of("order", "order", "paid")
-CANCELLED = subject_of("order", "order", "cancelled")
 ORDER_BUSY = "ORDER_BUSY"
 
 
 @dataclass
 class PaymentUseCases:
-    orders: Orders
+    orders: OrderRepository
     payments: PaymentRepository
     provider: PaymentProvider
     entries: LedgerRepository
@@ -64,19 +54,19 @@ class PaymentUseCases:
         v.check(1 <= len(idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
         v.check(method in ("", PaymentMethod.SANDBOX.value), "method", "SANDBOX is the only method")
         v.raise_if_any()
-        order = await run_sync(self.orders.of_member, merchant_id, member_id, order_id)
+        order = await self.orders.of_member(merchant_id, member_id, order_id)
         if order is None:
             raise NotFound(f"order {order_id} not found")
         existing = await self.payments.by_key(merchant_id, order_id, idempotency_key)
         if existing:
             return existing
         now = self._now()
-        if not is_payable(OrderState(order["state"]), order["expires_at"], now):
-            raise FailedPrecondition(f"the order is {order['state']} or expired and cannot be paid",
+        if not order.is_payable(now):
+            raise FailedPrecondition(f"the order is {order.state.value} or expired and cannot be paid",
                                      reason=NOT_PAYABLE)
         payment = Payment.start(new_id("pay"), merchant_id=merchant_id, member_id=member_id, order_id=order_id,
-                                idempotency_key=idempotency_key, amount=order["payable"],
-                                currency=order["currency"], now=now)
+                                idempotency_key=idempotency_key, amount=order.payable, currency=order.currency,
+                                now=now)
         if await self.payments.add(payment):
             return payment
         return await self.payments.by_key(merchant_id, order_id, idempotency_key)
@@ -137,31 +127,21 @@ class PaymentUseCases:
         merchant_id = payment.merchant_id
 
         async def attempt() -> tuple[Payment, bool]:
-            order = await run_sync(self.orders.get, merchant_id, payment.order_id)
+            order = await self.orders.get(merchant_id, payment.order_id)
             now = self._now()
-            state = OrderState(order["state"]) if order else OrderState.CANCELLED
-            decision = settle(state, bool(order) and is_expired(order["expires_at"], now),
-                              (order or {}).get("payment_id") or "", payment.id)
+            state = order.state if order else OrderState.CANCELLED
+            decision = settle(state, order is not None and order.is_expired(now),
+                              order.payment_id if order else "", payment.id)
             if decision is Settlement.DONE:
                 # A repeat: records what a crash may have left out of the ledger.
                 await self._record(payment, ledger.payment_applied, now)
                 return await self._close(payment), False
             if decision is Settlement.REFUND:
                 return await self._refund(payment, refund_reason(state), now)
-            after = {**order, "state": OrderState.PAID.value, "paid_at": now, "payment_id": payment.id,
-                     "version": order["version"] + 1}
-            event = make_event(PAID, merchant_id=merchant_id, aggregate_id=order["_id"],
-                               aggregate_version=after["version"], occurred_at=now,
-                               channel=(order.get("attribution") or {}).get("channel", ""),
-                               payload=events_pb2.OrderPaid(order=messages.order(after),
-                                                            payment=messages.payment(payment)))
-            if not await run_sync(self.orders.transition, merchant_id, order["_id"],
-                                  from_state=OrderState.PENDING_PAYMENT.value, to_state=OrderState.PAID.value,
-                                  fields={"paid_at": now, "payment_id": payment.id}, events=(event,),
-                                  unexpired_at=now):
-                # The order moved (expired, cancelled or paid) meanwhile: decide again.
-                raise StaleVersion(f"order {order['_id']} changed since it was read")
-            outbox.committed()
+            order.pay(payment.id, now, payment=payment)
+            # Conditional on the version read: if the order moved (expired, cancelled or
+            # paid) meanwhile, decide again.
+            await self.orders.save(order)
             await self._record(payment, ledger.payment_applied, now)
             return await self._close(payment), True
 
@@ -226,21 +206,21 @@ class PaymentUseCases:
             log.info("payment.reconciled", count=done)
         return done
 
-    async def refund_unfulfillable(self, merchant_id: str, order_id: str, reservation_id: str) -> dict:
+    async def refund_unfulfillable(self, merchant_id: str, order_id: str, reservation_id: str) -> Order:
         """The catalog could not hold a paid order's units again (they were released and
         sold meanwhile): refund the payment and cancel the order with STOCK_UNAVAILABLE.
         Each step is conditional and the ledger entries have fixed ids, so a redelivered
         (or replayed) event finishes what is missing and changes nothing else."""
-        order = await run_sync(self.orders.get, merchant_id, order_id)
-        if order is None or order.get("reservation_id") != reservation_id:
+        order = await self.orders.get(merchant_id, order_id)
+        if order is None or order.reservation_id != reservation_id:
             raise NotFound(f"no order {order_id} with reservation {reservation_id}")
-        decision = stock_unavailable_cancel(OrderState(order["state"]))
-        if decision is Move.REFUSE or (decision is Move.APPLY and order.get("refunded_amount", 0)):
+        decision = stock_unavailable_cancel(order.state)
+        if decision is Move.REFUSE or (decision is Move.APPLY and order.refunded_amount):
             # Shipped, or partly refunded already: sending the whole payment back is a
             # person's decision.
-            raise FailedPrecondition(f"the order is {order['state']}; its units cannot be refunded automatically",
-                                     reason="ORDER_NOT_REFUNDABLE")
-        payment = await self.payments.get(merchant_id, order.get("payment_id") or "")
+            raise FailedPrecondition(f"the order is {order.state.value}; its units cannot be refunded automatically",
+                                     reason=NOT_REFUNDABLE)
+        payment = await self.payments.get(merchant_id, order.payment_id)
         if payment is None:
             raise NotFound(f"order {order_id} has no payment")
         now = self._now()
@@ -251,30 +231,20 @@ class PaymentUseCases:
         await self._record(payment, ledger.payment_returned, now)
         return order
 
-    async def _cancel_paid(self, order: dict, now: datetime) -> dict:
-        merchant_id = order["merchant_id"]
-        for _ in range(3):
-            decision = stock_unavailable_cancel(OrderState(order["state"]))
-            if decision is Move.REPEAT:
-                return order
-            if decision is Move.REFUSE:
-                raise FailedPrecondition(f"the order is {order['state']}", reason="ORDER_NOT_REFUNDABLE")
-            fields = {"cancelled_at": now, "cancel_reason": CANCEL_STOCK_UNAVAILABLE,
-                      "refunded_amount": order["payable"]}
-            after = {**order, **fields, "state": OrderState.CANCELLED.value, "version": order["version"] + 1}
-            event = make_event(CANCELLED, merchant_id=merchant_id, aggregate_id=order["_id"],
-                               aggregate_version=after["version"], occurred_at=now,
-                               channel=(order.get("attribution") or {}).get("channel", ""),
-                               payload=events_pb2.OrderCancelled(order=messages.order(after),
-                                                                 reason=CANCEL_STOCK_UNAVAILABLE))
-            if await run_sync(self.orders.transition, merchant_id, order["_id"], from_state=OrderState.PAID.value,
-                              to_state=OrderState.CANCELLED.value, version=order["version"], fields=fields,
-                              events=(event,)):
-                outbox.committed()
-                log.info("order.cancelled", order_id=order["_id"], reason=CANCEL_STOCK_UNAVAILABLE)
-                return after
-            order = await run_sync(self.orders.get, merchant_id, order["_id"])
-        raise Conflict("the order kept changing while it was cancelled; retry", reason=ORDER_BUSY)
+    async def _cancel_paid(self, order: Order, now: datetime) -> Order:
+        read = [order]
+
+        async def attempt() -> Order:
+            current = read.pop() if read else await self.orders.get(order.merchant_id, order.id)
+            if current is None:
+                raise NotFound(f"order {order.id} not found")
+            if current.cancel_unfulfillable(now):
+                await self.orders.save(current)
+                log.info("order.cancelled", order_id=current.id, reason=CANCEL_STOCK_UNAVAILABLE)
+            return current
+
+        return await retry.on_conflict(attempt, gave_up="the order kept changing while it was cancelled; retry",
+                                       reason=ORDER_BUSY)
 
     async def _record_auto_refund(self, payment: Payment, now: datetime) -> None:
         for make_entry in (ledger.payment_unapplied, ledger.payment_auto_refunded):

@@ -14,27 +14,21 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
-from siyu.order.v1 import events_pb2
-
 from siyu_kit import context, logging as slog, retry
 from siyu_kit.aggregate import Move, StaleVersion
 from siyu_kit.db import run_sync
-from siyu_kit.events import outbox
-from siyu_kit.events.outbox import make_event
-from siyu_kit.events.streams import subject_of
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.money import MAX_AMOUNT, amount_ok
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 from siyu_kit.errors import FailedPrecondition, NotFound, Violations
 
-from services.order.adapters import messages
-from services.order.adapters.repositories import Orders, Settings
-from services.order.application.ports import (LedgerRepository, PaymentProvider, PaymentRepository, RefundRepository,
-                                              StockReturns)
+from services.order.adapters.repositories import Settings
+from services.order.application.ports import (LedgerRepository, OrderRepository, PaymentProvider, PaymentRepository,
+                                              RefundRepository, StockReturns)
 from services.order.domain import ledger, refunds as rules
 from services.order.domain.cart import MAX_QUANTITY
-from services.order.domain.orders import OrderState
-from services.order.domain.refunds import AppliedRefund, LineBalance, LineRequest, Refund, RefundState
+from services.order.domain.orders import NOT_REFUNDABLE, AppliedRefund, Order, OrderState
+from services.order.domain.refunds import LineBalance, LineRequest, Refund, RefundState
 
 log = slog.get("siyu.order.refunds")
 
@@ -46,8 +40,6 @@ MAX_PAGE = 100
 ATTEMPTS = 5
 # An APPROVED refund untouched this long was interrupted; the job finishes it.
 STALL_MS = 30_000
-
-REFUNDED = subject_of("order", "order", "refunded")
 
 
 @dataclass(frozen=True)
@@ -72,15 +64,15 @@ def _validate(cmd: RefundInput) -> None:
     v.raise_if_any()
 
 
-def balances(order: dict) -> list[LineBalance]:
-    return [LineBalance(line_id=l["line_id"], sku_id=l["sku_id"], quantity=l["quantity"],
-                        paid_amount=l["paid_amount"], refunded_quantity=l.get("refunded_quantity", 0),
-                        refunded_amount=l.get("refunded_amount", 0)) for l in order["lines"]]
+def balances(order: Order) -> list[LineBalance]:
+    return [LineBalance(line_id=l.line_id, sku_id=l.sku_id, quantity=l.quantity, paid_amount=l.paid_amount,
+                        refunded_quantity=l.refunded_quantity, refunded_amount=l.refunded_amount)
+            for l in order.lines]
 
 
 @dataclass
 class RefundUseCases:
-    orders: Orders
+    orders: OrderRepository
     refunds: RefundRepository
     payments: PaymentRepository
     entries: LedgerRepository
@@ -98,7 +90,7 @@ class RefundUseCases:
         ctx = context.current()
         member_id = ctx.require_member()
         _validate(cmd)
-        order = await run_sync(self.orders.of_member, ctx.merchant_id, member_id, cmd.order_id)
+        order = await self.orders.of_member(ctx.merchant_id, member_id, cmd.order_id)
         if order is None:
             raise NotFound(f"order {cmd.order_id} not found")
         existing = await self.refunds.by_key(ctx.merchant_id, cmd.order_id, rules.BY_MEMBER, cmd.idempotency_key)
@@ -115,7 +107,7 @@ class RefundUseCases:
         v = Violations()
         v.check(is_id(order_id, "ord"), "order_id", "must be an ord_ id")
         v.raise_if_any()
-        if await run_sync(self.orders.of_member, ctx.merchant_id, member_id, order_id) is None:
+        if await self.orders.of_member(ctx.merchant_id, member_id, order_id) is None:
             raise NotFound(f"order {order_id} not found")
         return await self.refunds.of_order(ctx.merchant_id, order_id)
 
@@ -126,7 +118,7 @@ class RefundUseCases:
         ctx = context.current()
         ctx.require_staff("OPERATOR", "FINANCE")
         _validate(cmd)
-        order = await run_sync(self.orders.get, ctx.merchant_id, cmd.order_id)
+        order = await self.orders.get(ctx.merchant_id, cmd.order_id)
         if order is None:
             raise NotFound(f"order {cmd.order_id} not found")
         existing = await self.refunds.by_key(ctx.merchant_id, cmd.order_id, rules.BY_STAFF, cmd.idempotency_key)
@@ -211,42 +203,41 @@ class RefundUseCases:
 
     # ---- creating and executing -----------------------------------------------------
 
-    async def _new(self, order: dict, requested_by: str, cmd: RefundInput) -> Refund:
+    async def _new(self, order: Order, requested_by: str, cmd: RefundInput) -> Refund:
         now = self._now()
-        settings = await run_sync(self.settings.of_merchant, order["merchant_id"])
-        if not rules.may_refund(OrderState(order["state"]), order.get("completed_at"), settings.after_sales_days,
-                                now):
-            closed = order["state"] == OrderState.COMPLETED.value
+        settings = await run_sync(self.settings.of_merchant, order.merchant_id)
+        if not rules.may_refund(order.state, order.completed_at, settings.after_sales_days, now):
+            closed = order.state is OrderState.COMPLETED
             raise FailedPrecondition(
                 "the after-sales window of this order has closed" if closed
-                else f"a {order['state']} order cannot be refunded",
-                reason="AFTER_SALES_CLOSED" if closed else "ORDER_NOT_REFUNDABLE")
+                else f"a {order.state.value} order cannot be refunded",
+                reason="AFTER_SALES_CLOSED" if closed else NOT_REFUNDABLE)
         plan = rules.plan(balances(order), cmd.lines)
         if plan.problems:
             v = Violations()
             for field, description in plan.problems:
                 v.add(field, description)
             v.raise_if_any("the refund does not fit the order")
-        return Refund.open(new_id("rfd"), merchant_id=order["merchant_id"], order_id=order["_id"],
-                           member_id=order["member_id"], requested_by=requested_by,
+        return Refund.open(new_id("rfd"), merchant_id=order.merchant_id, order_id=order.id,
+                           member_id=order.member_id, requested_by=requested_by,
                            idempotency_key=cmd.idempotency_key, planned=plan,
                            explicit=frozenset(r.line_id for r in cmd.lines if r.amount is not None),
-                           currency=order["currency"], reason=cmd.reason, now=now)
+                           currency=order.currency, reason=cmd.reason, now=now)
 
     async def _execute(self, refund: Refund) -> Refund:
         merchant_id = refund.merchant_id
         order, applied = await self._apply(refund)
-        payment = await self.payments.get(merchant_id, order["payment_id"])
+        payment = await self.payments.get(merchant_id, order.payment_id)
         now = self._now()
         provider_refund_id = ""
         if applied.amount > 0:
             receipt = await self.provider.refund(payment.id, payment.provider_txn_id, applied.amount,
                                                  payment.currency)
             provider_refund_id = receipt.provider_refund_id
-            entry = ledger.order_refunded(order["_id"], payment.id, refund.id, applied.amount)
-            await self.entries.record(merchant_id, entry, order["currency"], now)
+            entry = ledger.order_refunded(order.id, payment.id, refund.id, applied.amount)
+            await self.entries.record(merchant_id, entry, order.currency, now)
         if applied.restock:
-            await self.stock.return_stock(refund.id, order["_id"], [(l.sku_id, l.quantity) for l in applied.lines])
+            await self.stock.return_stock(refund.id, order.id, [(l.sku_id, l.quantity) for l in applied.lines])
         if refund.state is RefundState.APPROVED:
             refund.finish(applied, provider_refund_id, now)
             try:
@@ -257,44 +248,29 @@ class RefundUseCases:
                 pass  # another run finished it
         return await self._staff_refund(merchant_id, refund.id)
 
-    async def _apply(self, refund: Refund) -> tuple[dict, AppliedRefund]:
-        """The order takes the refund, once. Returns the order and the refund as applied."""
-        merchant_id, refund_id = refund.merchant_id, refund.id
+    async def _apply(self, refund: Refund) -> tuple[Order, AppliedRefund]:
+        """The order takes the refund, once, on the version its remaining units and
+        amounts were read at. Returns the order and the refund as applied."""
 
-        async def attempt() -> tuple[dict, AppliedRefund]:
-            order = await run_sync(self.orders.get, merchant_id, refund.order_id)
-            stored = (order.get("applied_refunds") or {}).get(refund_id)
-            if stored is not None:
-                return order, _applied_of(stored)
-            applied, problems = rules.take(
-                balances(order), refund.requests(), never_shipped=order["state"] == OrderState.PAID.value,
-                shipping_fee=order.get("shipping_fee", 0),
-                shipping_fee_refunded=sum(r.get("shipping_fee_refund", 0)
-                                          for r in (order.get("applied_refunds") or {}).values()))
+        async def attempt() -> tuple[Order, AppliedRefund]:
+            order = await self.orders.get(refund.merchant_id, refund.order_id)
+            if order is None:
+                raise NotFound(f"order {refund.order_id} not found")
+            taken = order.applied_refund(refund.id)
+            if taken is not None:
+                return order, taken
+            before = balances(order)
+            applied, problems = rules.take(before, refund.requests(), never_shipped=order.state is OrderState.PAID,
+                                           shipping_fee=order.shipping_fee,
+                                           shipping_fee_refunded=order.shipping_fee_refunded)
             if applied is None:
                 await self._no_longer_fits(refund, problems)
-            record = {"amount": applied.amount, "shipping_fee_refund": applied.shipping_fee_refund,
-                      "restock": int(applied.restock),
-                      "lines": [{"line_id": l.line_id, "sku_id": l.sku_id, "quantity": l.quantity, "amount": l.amount}
-                                for l in applied.lines]}
-            lines = [{**stored, "refunded_quantity": line.refunded_quantity, "refunded_amount": line.refunded_amount}
-                     for stored, line in zip(order["lines"], rules.after(balances(order), applied.lines))]
-            after = {**order, "lines": lines, "refunded_amount": order.get("refunded_amount", 0) + applied.amount,
-                     "version": order["version"] + 1}
-            shown = replace(refund)
+            shown = replace(refund, changed=set())
             shown.show(applied)
-            event = make_event(REFUNDED, merchant_id=merchant_id, aggregate_id=order["_id"],
-                               aggregate_version=after["version"], occurred_at=self._now(),
-                               channel=(order.get("attribution") or {}).get("channel", ""),
-                               payload=events_pb2.OrderRefunded(order=messages.order(after),
-                                                                refund=messages.refund(shown)))
-            if not await run_sync(self.orders.apply_refund, merchant_id, order["_id"], version=order["version"],
-                                  lines=lines, refund_id=refund_id, record=record, amount=applied.amount,
-                                  event=event):
-                # Another write (often another refund) came first: plan again on the new version.
-                raise StaleVersion(f"order {order['_id']} changed since it was read")
-            outbox.committed()
-            return after, applied
+            order.apply_refund(refund.id, applied, rules.after(before, applied.lines), self._now(), refund=shown)
+            # Another write (often another refund) may have come first: plan again then.
+            await self.orders.save(order)
+            return order, applied
 
         return await retry.on_conflict(attempt, gave_up="the order changed while refunding; try again",
                                        attempts=ATTEMPTS)
@@ -313,13 +289,6 @@ class RefundUseCases:
         if refund is None:
             raise NotFound(f"refund {refund_id} not found")
         return refund
-
-
-def _applied_of(stored: dict) -> AppliedRefund:
-    return AppliedRefund(amount=stored["amount"], shipping_fee_refund=stored.get("shipping_fee_refund", 0),
-                         restock=bool(stored.get("restock")),
-                         lines=tuple(rules.RefundedLine(l["line_id"], l["sku_id"], l["quantity"], l["amount"])
-                                     for l in stored["lines"]))
 
 
 def _require_refund_id(refund_id: str) -> None:

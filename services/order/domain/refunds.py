@@ -11,7 +11,7 @@ from typing import Sequence
 from siyu_kit.aggregate import Aggregate, Move, StateMachine
 from siyu_kit.errors import FailedPrecondition, FieldViolation
 
-from services.order.domain.orders import OrderState
+from services.order.domain.orders import AppliedRefund, OrderState, RefundedUnits
 
 
 class RefundState(str, Enum):
@@ -170,16 +170,6 @@ def reject(state: RefundState) -> Move:
     return MACHINE.decide(state, RefundState.REJECTED) if state is not RefundState.APPROVED else Move.REFUSE
 
 
-@dataclass(frozen=True)
-class AppliedRefund:
-    """A refund as the order took it: the final lines and amounts, the shipping fee it
-    returns, and whether its units go back to stock (they never left the warehouse)."""
-    amount: int
-    shipping_fee_refund: int
-    restock: bool
-    lines: tuple[RefundedLine, ...]
-
-
 def take(lines: Sequence[LineBalance], requests: Sequence[LineRequest], *, never_shipped: bool,
          shipping_fee: int, shipping_fee_refunded: int) -> tuple[AppliedRefund | None, tuple[tuple[str, str], ...]]:
     """What the order takes for a refund, planned against the lines as they are now;
@@ -190,7 +180,8 @@ def take(lines: Sequence[LineBalance], requests: Sequence[LineRequest], *, never
     shipping_back = shipping_fee_refund(never_shipped, after(lines, planned.lines), shipping_fee,
                                         shipping_fee_refunded)
     return AppliedRefund(amount=planned.amount + shipping_back, shipping_fee_refund=shipping_back,
-                         restock=never_shipped, lines=planned.lines), ()
+                         restock=never_shipped,
+                         lines=tuple(RefundedUnits(l.line_id, l.sku_id, l.quantity, l.amount) for l in planned.lines)), ()
 
 
 @dataclass(frozen=True)

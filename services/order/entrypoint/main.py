@@ -15,7 +15,7 @@ from services.order.adapters.documents import OrderDoc, PaymentDoc
 from services.order.adapters.ledger import Ledger
 from services.order.adapters.refunds import Refunds
 from services.order.adapters.payments import Payments
-from services.order.adapters.repositories import Orders, Settings, ensure_indexes
+from services.order.adapters.repositories import MongoOrders, Orders, Settings, ensure_indexes
 from services.order.adapters.member import MemberClient
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.cart import CartUseCases
@@ -67,11 +67,12 @@ def build(runtime: service.Runtime) -> service.Parts:
                                 reservation_grace=reservation_grace(),
                                 attributions=ContentClient(runtime.channel("content")))
     provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
-    payment_cases = PaymentUseCases(orders=orders, payments=payments, provider=provider, entries=Ledger())
+    order_repo = MongoOrders(orders)
+    payment_cases = PaymentUseCases(orders=order_repo, payments=payments, provider=provider, entries=Ledger())
     refunds = Refunds()
     fulfilment = FulfilmentUseCases(orders=orders, refunds=refunds, settings=settings,
                                     committed=runtime.events_committed)
-    refund_cases = RefundUseCases(orders=orders, refunds=refunds, payments=payments, entries=Ledger(),
+    refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=Ledger(),
                                   settings=settings, provider=provider, stock=catalog)
     staff = StaffOrderUseCases(orders=orders, payments=payments, refunds=refunds, entries=Ledger())
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
