@@ -23,7 +23,7 @@ from tests.support import (database_fixture, field_violations, new_merchant_id, 
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderSettingsDoc
 from services.order.adapters.ledger import Ledger
-from services.order.adapters.refunds import Refunds
+from services.order.adapters.refunds import Refunds, SettingsOfMerchants
 from services.order.adapters.payments import Payments
 from services.order.adapters.repositories import MongoOrders, Orders, Settings
 from services.order.adapters.sandbox_payments import SandboxProvider
@@ -315,7 +315,8 @@ def test_other_merchants_members_and_roles_are_kept_out(order, catalog):
 def refund_cases(stack, storage, shift: timedelta = timedelta(0)) -> RefundUseCases:
     catalog = CatalogClient(clients.channel(f"127.0.0.1:{stack.ports['catalog']}", "order"))
     return RefundUseCases(orders=MongoOrders(), refunds=Refunds(), payments=Payments(), entries=Ledger(),
-                          settings=Settings(), provider=SandboxProvider(storage.sandbox_payment_secret),
+                          settings=SettingsOfMerchants(Settings()),
+                          provider=SandboxProvider(storage.sandbox_payment_secret),
                           stock=catalog, clock=lambda: utcnow() + shift)
 
 

@@ -9,6 +9,7 @@ from services.order.domain.ledger import Entry
 from services.order.domain.orders import Order
 from services.order.domain.payments import Notification, Payment, PaymentMethod, RefundReceipt
 from services.order.domain.refunds import Refund
+from services.order.domain.settings import OrderSettings
 
 
 class Catalog(Protocol):
@@ -127,6 +128,12 @@ class PaymentProvider(Protocol):
     def new_txn_id(self) -> str: ...
 
     async def refund(self, payment_id: str, provider_txn_id: str, amount: int, currency: str) -> RefundReceipt: ...
+
+
+class MerchantSettings(Protocol):
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        """The merchant's order settings (the defaults when it never set any)."""
+        ...
 
 
 class StockReturns(Protocol):

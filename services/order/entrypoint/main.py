@@ -13,7 +13,7 @@ from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.content import ContentClient
 from services.order.adapters.documents import OrderDoc, PaymentDoc
 from services.order.adapters.ledger import Ledger
-from services.order.adapters.refunds import Refunds
+from services.order.adapters.refunds import Refunds, SettingsOfMerchants
 from services.order.adapters.payments import Payments
 from services.order.adapters.repositories import MongoOrders, Orders, Settings, ensure_indexes
 from services.order.adapters.member import MemberClient
@@ -73,7 +73,7 @@ def build(runtime: service.Runtime) -> service.Parts:
     fulfilment = FulfilmentUseCases(orders=orders, refunds=refunds, settings=settings,
                                     committed=runtime.events_committed)
     refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=Ledger(),
-                                  settings=settings, provider=provider, stock=catalog)
+                                  settings=SettingsOfMerchants(settings), provider=provider, stock=catalog)
     staff = StaffOrderUseCases(orders=orders, payments=payments, refunds=refunds, entries=Ledger())
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
     return service.Parts(
