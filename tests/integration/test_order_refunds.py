@@ -23,8 +23,9 @@ from tests.support import (database_fixture, field_violations, new_merchant_id, 
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderSettingsDoc
 from services.order.adapters.ledger import Ledger
-from services.order.adapters.refunds import Refunds
-from services.order.adapters.repositories import MongoOrders, Orders, Payments, Settings
+from services.order.adapters.refunds import Refunds, SettingsOfMerchants
+from services.order.adapters.payments import Payments
+from services.order.adapters.repositories import MongoOrders, Settings
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
@@ -313,9 +314,10 @@ def test_other_merchants_members_and_roles_are_kept_out(order, catalog):
 
 def refund_cases(stack, storage, shift: timedelta = timedelta(0)) -> RefundUseCases:
     catalog = CatalogClient(clients.channel(f"127.0.0.1:{stack.ports['catalog']}", "order"))
-    return RefundUseCases(orders=Orders(), refunds=Refunds(), payments=Payments(), entries=Ledger(),
-                          settings=Settings(), provider=SandboxProvider(storage.sandbox_payment_secret),
-                          stock=catalog, committed=lambda: None, clock=lambda: utcnow() + shift)
+    return RefundUseCases(orders=MongoOrders(), refunds=Refunds(), payments=Payments(), entries=Ledger(),
+                          settings=SettingsOfMerchants(Settings()),
+                          provider=SandboxProvider(storage.sandbox_payment_secret),
+                          stock=catalog, clock=lambda: utcnow() + shift)
 
 
 async def test_the_job_finishes_a_refund_cut_short_after_approval(stack, storage, order, catalog, database):
@@ -348,7 +350,7 @@ async def test_payments_racing_expiry_end_in_one_state_with_a_balanced_ledger(st
                 for o in placed]
     catalog_client = CatalogClient(clients.channel(f"127.0.0.1:{stack.ports['catalog']}", "order"))
     late = timedelta(minutes=31)
-    paying = PaymentUseCases(orders=Orders(), payments=Payments(), committed=lambda: None,
+    paying = PaymentUseCases(orders=MongoOrders(), payments=Payments(), entries=Ledger(),
                              provider=SandboxProvider(storage.sandbox_payment_secret),
                              clock=lambda: utcnow() + timedelta(minutes=29, seconds=59))
     expiring = OrderUseCases(orders=MongoOrders(), catalog=catalog_client, clock=lambda: utcnow() + late)

@@ -16,7 +16,9 @@ from services.order.adapters.documents import order_doc
 from services.order.application.ports import LedgerRecord, SkuInfo
 from services.order.domain import orders as domain
 from services.order.domain.cart import CartItem
+from services.order.domain.payments import Payment
 from services.order.domain.pricing import Quote, Step
+from services.order.domain.refunds import Refund
 from services.order.domain.settings import OrderSettings
 
 
@@ -155,34 +157,28 @@ def _from_ms(ms: int):
     return timestamp(datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
 
 
-def payment(doc: dict) -> order_pb2.Payment:
+def payment(p: Payment) -> order_pb2.Payment:
     msg = order_pb2.Payment(
-        payment_id=doc["_id"], order_id=doc["order_id"],
-        method=order_pb2.PaymentMethod.Value(f"PAYMENT_METHOD_{doc['method']}"),
-        state=order_pb2.PaymentState.Value(f"PAYMENT_STATE_{doc['state']}"),
-        amount=money(doc["amount"], doc.get("currency", "CNY")), provider_txn_id=doc.get("provider_txn_id") or "",
-        refund_reason=(doc.get("refund") or {}).get("reason") or "",
-    )
+        payment_id=p.id, order_id=p.order_id, method=order_pb2.PaymentMethod.Value(f"PAYMENT_METHOD_{p.method.value}"),
+        state=order_pb2.PaymentState.Value(f"PAYMENT_STATE_{p.state.value}"), amount=money(p.amount, p.currency),
+        provider_txn_id=p.provider_txn_id, refund_reason=p.refund_reason)
     for field in ("created_at", "succeeded_at"):
-        if doc.get(field) is not None:
-            getattr(msg, field).CopyFrom(timestamp(doc[field]))
+        if getattr(p, field) is not None:
+            getattr(msg, field).CopyFrom(timestamp(getattr(p, field)))
     return msg
 
 
-def refund(doc: dict) -> order_pb2.Refund:
-    currency = doc.get("currency", "CNY")
+def refund(r: Refund) -> order_pb2.Refund:
     msg = order_pb2.Refund(
-        refund_id=doc["_id"], order_id=doc["order_id"], member_id=doc["member_id"],
-        state=order_pb2.RefundState.Value(f"REFUND_STATE_{doc['state']}"),
-        lines=[order_pb2.RefundLine(line_id=l["line_id"], sku_id=l["sku_id"], quantity=l["quantity"],
-                                    amount=money(l["amount"], currency), restocked=bool(l.get("restocked")))
-               for l in doc.get("lines", [])],
-        amount=money(doc["amount"], currency), shipping_fee_refund=money(doc.get("shipping_fee_refund", 0), currency),
-        reason=doc.get("reason") or "", note=doc.get("note") or "", requested_by=doc["requested_by"],
-        version=doc["version"])
+        refund_id=r.id, order_id=r.order_id, member_id=r.member_id,
+        state=order_pb2.RefundState.Value(f"REFUND_STATE_{r.state.value}"),
+        lines=[order_pb2.RefundLine(line_id=l.line_id, sku_id=l.sku_id, quantity=l.quantity,
+                                    amount=money(l.amount, r.currency), restocked=l.restocked) for l in r.lines],
+        amount=money(r.amount, r.currency), shipping_fee_refund=money(r.shipping_fee_refund, r.currency),
+        reason=r.reason, note=r.note, requested_by=r.requested_by, version=r.version)
     for field in ("created_at", "refunded_at"):
-        if doc.get(field) is not None:
-            getattr(msg, field).CopyFrom(timestamp(doc[field]))
+        if getattr(r, field) is not None:
+            getattr(msg, field).CopyFrom(timestamp(getattr(r, field)))
     return msg
 
 

@@ -1,8 +1,6 @@
-"""Orders, payments and merchant settings in MongoDB. Every query filters by merchant,
-except the payment lookup by its globally unique id that a provider callback starts
-from, and the jobs' scans across merchants. `OrderRepository` is the order aggregate's
-repository (async); the other classes are blocking: call them through
-siyu_kit.db.run_sync."""
+"""Orders and merchant settings in MongoDB. Every query filters by merchant, except the
+jobs' scans across merchants. `MongoOrders` is the order aggregate's repository (async);
+the other classes are blocking: call them through siyu_kit.db.run_sync."""
 from __future__ import annotations
 
 import time
@@ -234,60 +232,6 @@ def _changed(order: Order, event: Any) -> dict[str, Any]:
     raise TypeError(f"no stored change for {type(event).__name__}")
 
 
-class Payments:
-    @staticmethod
-    def _c():
-        return PaymentDoc._get_collection()
-
-    def insert(self, doc: dict) -> bool:
-        try:
-            self._c().insert_one({**doc, **for_insert()})
-        except DuplicateKeyError:
-            return False
-        return True
-
-    def by_key(self, merchant_id: str, order_id: str, key: str) -> dict | None:
-        return _clean(self._c().find_one(
-            {"merchant_id": merchant_id, "order_id": order_id, "idempotency_key": key}, _HIDDEN))
-
-    def by_id_any_merchant(self, payment_id: str) -> dict | None:
-        """A provider callback names only the payment; its merchant comes from here."""
-        return _clean(self._c().find_one({"_id": payment_id}, _HIDDEN))
-
-    def get(self, merchant_id: str, payment_id: str) -> dict | None:
-        return _clean(self._c().find_one({"_id": payment_id, "merchant_id": merchant_id}, _HIDDEN))
-
-    def of_member(self, merchant_id: str, member_id: str, payment_id: str) -> dict | None:
-        return _clean(self._c().find_one(
-            {"_id": payment_id, "merchant_id": merchant_id, "member_id": member_id}, _HIDDEN))
-
-    def of_order(self, merchant_id: str, order_id: str) -> list[dict]:
-        cursor = self._c().find({"merchant_id": merchant_id, "order_id": order_id}, _HIDDEN).sort("_id", 1)
-        return [_clean(d) for d in cursor]
-
-    def open_due(self, now_ms: int, limit: int) -> list[dict]:
-        """SUCCEEDED payments (of any merchant) neither applied nor refunded whose
-        reconcile time has come, oldest first (the reconcile job)."""
-        cursor = self._c().find({"open": 1, "reconcile_ms": {"$lte": now_ms}}, _HIDDEN) \
-            .sort("reconcile_ms", 1).limit(limit)
-        return [_clean(d) for d in cursor]
-
-    def take_for_reconcile(self, merchant_id: str, payment_id: str, seen_ms: int, until_ms: int) -> bool:
-        """Compare-and-set on the reconcile time that was read: one job run (of all the
-        replicas) takes the payment, until `until_ms`."""
-        return self._c().update_one(
-            {"_id": payment_id, "merchant_id": merchant_id, "open": 1, "reconcile_ms": seen_ms},
-            {"$set": {"reconcile_ms": until_ms}}).modified_count == 1
-
-    def update(self, merchant_id: str, payment_id: str, *, from_state: str, fields: dict,
-               events: tuple[Event, ...] = (), version: int | None = None, inc: dict | None = None) -> bool:
-        query: dict[str, Any] = {"_id": payment_id, "merchant_id": merchant_id, "state": from_state}
-        if version is not None:
-            query["version"] = version
-        update = add_to_update({"$set": dict(fields), "$inc": {"version": 1, **(inc or {})}}, *events)
-        return self._c().update_one(query, update).modified_count == 1
-
-
 def _settings_of(doc: dict | None) -> OrderSettings:
     """Stored settings; a field that is absent (or not positive where it must be) takes
     the default."""
@@ -384,33 +328,13 @@ class MongoSettings:
         return saved
 
 
-class OpenRefundCounts:
-    """OpenRefunds over the stored refunds (anything with a blocking `count_open`)."""
-
-    def __init__(self, refunds):
-        self.refunds = refunds
-
-    async def count_open(self, merchant_id: str, order_id: str) -> int:
-        return await run_sync(self.refunds.count_open, merchant_id, order_id)
-
-
-class RecordsOfOrder:
-    """PaymentRecords or RefundRecords over a store with a blocking `of_order`."""
-
-    def __init__(self, store):
-        self.store = store
-
-    async def of_order(self, merchant_id: str, order_id: str) -> list[dict]:
-        return await run_sync(self.store.of_order, merchant_id, order_id)
-
-
 class LedgerOfOrder:
-    """LedgerRecords over the stored ledger (anything with a blocking `of_order`
-    returning entry documents)."""
+    """LedgerRecords over the stored ledger (anything whose `of_order` returns the entry
+    documents)."""
 
     def __init__(self, ledger):
         self.ledger = ledger
 
     async def of_order(self, merchant_id: str, order_id: str) -> list[LedgerRecord]:
-        docs = await run_sync(self.ledger.of_order, merchant_id, order_id)
+        docs = await self.ledger.of_order(merchant_id, order_id)
         return [LedgerRecord(entry=entry_of(d), currency=d["currency"], at=d["at"]) for d in docs]

@@ -9,6 +9,8 @@ from typing import Protocol
 from services.order.domain.cart import Cart
 from services.order.domain.ledger import Entry
 from services.order.domain.orders import Order
+from services.order.domain.payments import Notification, Payment, PaymentMethod, RefundReceipt
+from services.order.domain.refunds import Refund
 from services.order.domain.settings import OrderSettings
 
 
@@ -166,19 +168,84 @@ class OpenRefunds(Protocol):
         ...
 
 
-class PaymentRecords(Protocol):
-    async def of_order(self, merchant_id: str, order_id: str) -> list[dict]:
-        """The order's payments as stored, oldest first."""
-        ...
-
-
-class RefundRecords(Protocol):
-    async def of_order(self, merchant_id: str, order_id: str) -> list[dict]:
-        """The order's refunds as stored."""
-        ...
-
-
 class LedgerRecords(Protocol):
     async def of_order(self, merchant_id: str, order_id: str) -> list[LedgerRecord]:
         """The order's ledger entries, oldest first."""
         ...
+
+
+# ---- money: payments, refunds and the ledger ------------------------------------------
+
+
+class PaymentRepository(Protocol):
+    """Payments by id, by idempotency key and by order; `save` writes a change with its
+    events on the version that was read (StaleVersion when another write came first)."""
+
+    async def add(self, payment: Payment) -> bool: ...  # False: the idempotency key is taken
+
+    async def by_key(self, merchant_id: str, order_id: str, key: str) -> Payment | None: ...
+
+    async def by_id_any_merchant(self, payment_id: str) -> Payment | None: ...
+
+    async def get(self, merchant_id: str, payment_id: str) -> Payment | None: ...
+
+    async def of_member(self, merchant_id: str, member_id: str, payment_id: str) -> Payment | None: ...
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list[Payment]: ...
+
+    async def open_due(self, now_ms: int, limit: int) -> list[Payment]: ...
+
+    async def take_for_reconcile(self, payment: Payment, seen_ms: int) -> bool: ...
+
+    async def save(self, payment: Payment) -> None: ...
+
+
+class RefundRepository(Protocol):
+    async def add(self, refund: Refund) -> bool: ...  # False: the requester's idempotency key is taken
+
+    async def by_key(self, merchant_id: str, order_id: str, requested_by: str, key: str) -> Refund | None: ...
+
+    async def get(self, merchant_id: str, refund_id: str) -> Refund | None: ...
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list[Refund]: ...
+
+    async def count_open(self, merchant_id: str, order_id: str) -> int: ...
+
+    async def page(self, merchant_id: str, order_id: str, state: str, before_id: str,
+                   limit: int) -> list[Refund]: ...
+
+    async def stalled(self, approved_before_ms: int, limit: int) -> list[Refund]: ...
+
+    async def save(self, refund: Refund) -> None: ...
+
+
+class LedgerRepository(Protocol):
+    """Entries have deterministic ids: recording one again stores nothing (False)."""
+
+    async def record(self, merchant_id: str, entry: Entry, currency: str, at: datetime) -> bool: ...
+
+
+class PaymentProvider(Protocol):
+    """A payment method's provider: signs and verifies its notifications, and sends
+    money back."""
+    method: PaymentMethod
+
+    def sign(self, notification: Notification) -> str: ...
+
+    def verify(self, notification: Notification) -> bool: ...
+
+    def new_txn_id(self) -> str: ...
+
+    async def refund(self, payment_id: str, provider_txn_id: str, amount: int, currency: str) -> RefundReceipt: ...
+
+
+class MerchantSettings(Protocol):
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        """The merchant's order settings (the defaults when it never set any)."""
+        ...
+
+
+class StockReturns(Protocol):
+    """Units of a refund that never left the warehouse go back on sale."""
+
+    async def return_stock(self, return_id: str, order_id: str, lines: list[tuple[str, int]]) -> None: ...

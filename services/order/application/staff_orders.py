@@ -11,11 +11,12 @@ from siyu_kit.errors import NotFound, Violations
 from siyu_kit.ids import is_id
 
 from services.order.application.fulfilment import require_order_id
-from services.order.application.ports import (LedgerRecord, LedgerRecords, OrderRepository, PaymentRecords,
-                                              RefundRecords)
+from services.order.application.ports import (LedgerRecord, LedgerRecords, OrderRepository, PaymentRepository,
+                                              RefundRepository)
 from services.order.domain import ledger
 from services.order.domain.orders import Order, OrderState
-from services.order.domain.payments import PaymentState
+from services.order.domain.payments import Payment, PaymentState
+from services.order.domain.refunds import Refund
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -42,8 +43,8 @@ class LedgerView:
 @dataclass
 class StaffOrderUseCases:
     orders: OrderRepository
-    payments: PaymentRecords
-    refunds: RefundRecords
+    payments: PaymentRepository
+    refunds: RefundRepository
     entries: LedgerRecords
 
     async def search(self, q: OrderQuery) -> tuple[list[Order], str]:
@@ -66,7 +67,7 @@ class StaffOrderUseCases:
         orders = orders[:size]
         return orders, (orders[-1].id if more else "")
 
-    async def get(self, order_id: str) -> tuple[Order, list[dict], list[dict]]:
+    async def get(self, order_id: str) -> tuple[Order, list[Refund], list[Payment]]:
         """The order, its refunds and its payments."""
         ctx = context.current()
         ctx.require_staff("OPERATOR", "FINANCE")
@@ -84,7 +85,7 @@ class StaffOrderUseCases:
         paid = order.payable if order.payment_id else 0
         # Money the provider took must be in the ledger, whatever became of it since.
         payments = await self.payments.of_order(ctx.merchant_id, order_id)
-        captured = [p["_id"] for p in payments if p["amount"] > 0 and p["state"] != PaymentState.PENDING.value]
+        captured = [p.id for p in payments if p.amount > 0 and p.state is not PaymentState.PENDING]
         return LedgerView(entries=records, balances=ledger.balances(entries),
                           balanced=ledger.is_balanced(entries, order_id, paid, order.refunded_amount, captured))
 

@@ -13,9 +13,10 @@ from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.content import ContentClient
 from services.order.adapters.documents import OrderDoc, PaymentDoc
 from services.order.adapters.ledger import Ledger
+from services.order.adapters.payments import Payments
 from services.order.adapters.refunds import Refunds
-from services.order.adapters.repositories import (LedgerOfOrder, MongoOrders, MongoSettings, OpenRefundCounts, Orders,
-                                                   Payments, RecordsOfOrder, Settings, ensure_indexes)
+from services.order.adapters.repositories import (LedgerOfOrder, MongoOrders, MongoSettings, Orders, Settings,
+                                                   ensure_indexes)
 from services.order.adapters.member import MemberClient
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.cart import CartUseCases
@@ -68,15 +69,12 @@ def build(runtime: service.Runtime) -> service.Parts:
                                 reservation_grace=reservation_grace(),
                                 attributions=ContentClient(runtime.channel("content")))
     provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
-    payment_cases = PaymentUseCases(orders=orders, payments=payments, provider=provider,
-                                    committed=runtime.events_committed)
+    payment_cases = PaymentUseCases(orders=order_repo, payments=payments, provider=provider, entries=Ledger())
     refunds = Refunds()
-    fulfilment = FulfilmentUseCases(orders=order_repo, refunds=OpenRefundCounts(refunds), settings=settings_repo)
-    refund_cases = RefundUseCases(orders=orders, refunds=refunds, payments=payments, entries=Ledger(),
-                                  settings=settings, provider=provider, stock=catalog,
-                                  committed=runtime.events_committed)
-    staff = StaffOrderUseCases(orders=order_repo, payments=RecordsOfOrder(payments), refunds=RecordsOfOrder(refunds),
-                               entries=LedgerOfOrder(Ledger()))
+    fulfilment = FulfilmentUseCases(orders=order_repo, refunds=refunds, settings=settings_repo)
+    refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=Ledger(),
+                                  settings=settings_repo, provider=provider, stock=catalog)
+    staff = StaffOrderUseCases(orders=order_repo, payments=payments, refunds=refunds, entries=LedgerOfOrder(Ledger()))
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
     return service.Parts(
         servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(

@@ -12,6 +12,7 @@ from siyu_kit.events.outbox import decode
 from services.order.adapters import messages
 from services.order.adapters.documents import order_doc, order_of
 from services.order.domain.orders import AppliedRefund, Order, OrderLine, PriceStep, RefundedUnits
+from services.order.domain.refunds import Refund, RefundState
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -77,8 +78,9 @@ def test_cancel_and_refund_events_carry_their_reason_and_refund():
     paid.pay("pay_1", NOW)
     paid.pull_events()
     paid.apply_refund("rfd_1", AppliedRefund(300, 0, True, ()), [], NOW,
-                      refund={"_id": "rfd_1", "order_id": "ord_1", "member_id": "mem_1", "state": "APPROVED",
-                              "lines": [], "amount": 300, "requested_by": "MEMBER", "version": 2})
+                      refund=Refund(id="rfd_1", merchant_id="mch_1", version=2, order_id="ord_1", member_id="mem_1",
+                                    requested_by="MEMBER", idempotency_key="k", state=RefundState.APPROVED, lines=(),
+                                    amount=300, currency="CNY", created_at=NOW))
     [refunded] = messages.order_events(paid, paid.pull_events(), 3)
     payload = events_pb2.OrderRefunded()
     assert decode(refunded.data).payload.Unpack(payload)
