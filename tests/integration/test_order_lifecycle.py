@@ -19,8 +19,10 @@ from tests.support.fulfilment import success
 from tests.support.order import events_found, make_skus, member, place, stock
 
 from services.order.adapters.catalog import CatalogClient
-from services.order.adapters.documents import OrderSettingsDoc
-from services.order.adapters.repositories import Orders, Payments, Settings
+from services.order.adapters.documents import OrderSettingsDoc, PaymentDoc
+from services.order.adapters.ledger import Ledger
+from services.order.adapters.payments import Payments
+from services.order.adapters.repositories import MongoOrders
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
@@ -41,14 +43,18 @@ def storage(stack):
 
 def order_cases(stack, shift: timedelta) -> OrderUseCases:
     catalog = CatalogClient(clients.channel(f"127.0.0.1:{stack.ports['catalog']}", "order"))
-    return OrderUseCases(orders=Orders(), settings=Settings(), catalog=catalog, committed=lambda: None,
-                         clock=lambda: utcnow() + shift)
+    return OrderUseCases(orders=MongoOrders(), catalog=catalog, clock=lambda: utcnow() + shift)
 
 
 def payment_cases(storage, shift: timedelta) -> PaymentUseCases:
-    return PaymentUseCases(orders=Orders(), payments=Payments(),
-                           provider=SandboxProvider(storage.sandbox_payment_secret), committed=lambda: None,
+    return PaymentUseCases(orders=MongoOrders(), payments=Payments(), entries=Ledger(),
+                           provider=SandboxProvider(storage.sandbox_payment_secret),
                            clock=lambda: utcnow() + shift)
+
+
+def stored(payment) -> dict:
+    """The payment as it is stored."""
+    return PaymentDoc._get_collection().find_one({"_id": payment.id})
 
 
 def get(order, md, order_id: str) -> OS.Order:
@@ -94,10 +100,12 @@ async def test_a_payment_after_expiry_is_refunded(stack, storage, order, catalog
     late = payment_cases(storage, LATER)
     with_key = success(storage, payment)
     refunded, applied = await late.handle_callback(with_key)
+    refunded = stored(refunded)
     assert applied and refunded["state"] == "REFUNDED" and refunded["refund"]["reason"] == "ORDER_EXPIRED"
     assert refunded["refund"]["amount"] == 880
     assert get(order, md, placed.order_id).state == OS.ORDER_STATE_PENDING_PAYMENT
     again, applied = await late.handle_callback(with_key)
+    again = stored(again)
     assert not applied and again["version"] == refunded["version"]
     await expire_until(order_cases(stack, LATER),
                        lambda: get(order, md, placed.order_id).state == OS.ORDER_STATE_CANCELLED)
@@ -118,7 +126,7 @@ async def test_payment_racing_the_timeout_ends_in_exactly_one_state(stack, stora
     await expiring.expire_due(limit=500)
     for o, p in zip(placed, payments):
         final = get(order, md, o.order_id)
-        pay_doc = await db.run_sync(Payments().get, mid, p.payment_id)
+        pay_doc = await db.run_sync(PaymentDoc._get_collection().find_one, {"_id": p.payment_id, "merchant_id": mid})
         assert (final.state, pay_doc["state"]) in {(OS.ORDER_STATE_PAID, "SUCCEEDED"),
                                                    (OS.ORDER_STATE_CANCELLED, "REFUNDED")}
         assert final.version == 2
@@ -134,9 +142,10 @@ async def test_a_redelivered_callback_finishes_an_interrupted_payment(stack, sto
     payment = order.PayOrder(OS.PayOrderRequest(order_id=placed.order_id, idempotency_key="p"), metadata=md).payment
     n = success(storage, payment)
     # The process died right after the payment's own transition.
-    assert await db.run_sync(Payments().update, mid, payment.payment_id, from_state="PENDING",
-                             fields={"state": "SUCCEEDED", "provider_txn_id": n.provider_txn_id,
-                                     "succeeded_at": utcnow()})
+    assert (await db.run_sync(PaymentDoc._get_collection().update_one,
+                              {"_id": payment.payment_id, "merchant_id": mid, "state": "PENDING"},
+                              {"$set": {"state": "SUCCEEDED", "provider_txn_id": n.provider_txn_id,
+                                        "succeeded_at": utcnow()}, "$inc": {"version": 1}})).modified_count == 1
     assert get(order, md, placed.order_id).state == OS.ORDER_STATE_PENDING_PAYMENT
     resp = order.HandleSandboxPaymentCallback(OS.HandleSandboxPaymentCallbackRequest(
         payment_id=n.payment_id, provider_txn_id=n.provider_txn_id, amount=n.amount, currency=n.currency,

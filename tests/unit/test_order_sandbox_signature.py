@@ -1,6 +1,7 @@
 """Sandbox notifications: signed over every field, and any change breaks the signature."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -45,6 +46,6 @@ def test_missing_wrong_key_or_garbled_signature_fails():
 
 
 def test_refund_records_without_moving_money():
-    receipt = SandboxProvider(SECRET).refund(BASE.payment_id, BASE.provider_txn_id, 4498, "CNY")
+    receipt = asyncio.run(SandboxProvider(SECRET).refund(BASE.payment_id, BASE.provider_txn_id, 4498, "CNY"))
     assert receipt.amount == 4498 and receipt.provider_refund_id.startswith("sbxrf_")
     assert SandboxProvider.new_txn_id().startswith("sbx_txn_")

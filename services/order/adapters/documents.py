@@ -6,6 +6,9 @@ from mongoengine import (DateTimeField, DictField, Document, IntField, ListField
 
 from siyu_kit.events.documents import OutboxDocument
 
+from services.order.domain.orders import (AppliedRefund, Order, OrderLine, OrderState, PriceStep, RefundedUnits,
+                                          Shipment)
+
 
 class OrderDoc(OutboxDocument):
     id = StringField(primary_key=True)  # ord_…
@@ -118,3 +121,92 @@ class OrderSettingsDoc(Document):
 
     meta = {"collection": "order_settings", "strict": False}
 
+
+
+# ---- stored order ⇄ aggregate -----------------------------------------------------
+# The stored shape stays as it always was: keys that were absent stay absent.
+
+def _steps_of(stored) -> tuple[PriceStep, ...]:
+    return tuple(PriceStep(s["step"], s["amount"], s.get("detail", "")) for s in stored or ())
+
+
+def _steps_doc(steps: tuple[PriceStep, ...]) -> list[dict]:
+    return [{"step": s.step, "amount": s.amount, "detail": s.detail} for s in steps]
+
+
+def line_of(l: dict) -> OrderLine:
+    return OrderLine(line_id=l["line_id"], sku_id=l["sku_id"], product_id=l["product_id"], title=l["title"],
+                     quantity=l["quantity"], unit_price=l["unit_price"], line_total=l["line_total"],
+                     line_amount=l.get("line_amount", l["line_total"]), paid_amount=l["paid_amount"],
+                     steps=_steps_of(l.get("steps")), refunded_quantity=l.get("refunded_quantity", 0),
+                     refunded_amount=l.get("refunded_amount", 0))
+
+
+def line_doc(line: OrderLine, refunded: bool = False) -> dict:
+    doc = {"line_id": line.line_id, "sku_id": line.sku_id, "product_id": line.product_id, "title": line.title,
+           "quantity": line.quantity, "unit_price": line.unit_price, "line_total": line.line_total,
+           "line_amount": line.line_amount, "paid_amount": line.paid_amount, "steps": _steps_doc(line.steps)}
+    if refunded or line.refunded_quantity or line.refunded_amount:
+        doc.update(refunded_quantity=line.refunded_quantity, refunded_amount=line.refunded_amount)
+    return doc
+
+
+def applied_refund_of(r: dict) -> AppliedRefund:
+    return AppliedRefund(amount=r["amount"], shipping_fee_refund=r.get("shipping_fee_refund", 0),
+                         restock=bool(r.get("restock")),
+                         lines=tuple(RefundedUnits(l["line_id"], l["sku_id"], l["quantity"], l["amount"])
+                                     for l in r.get("lines") or ()))
+
+
+def applied_refund_doc(r: AppliedRefund) -> dict:
+    return {"amount": r.amount, "shipping_fee_refund": r.shipping_fee_refund, "restock": int(r.restock),
+            "lines": [{"line_id": l.line_id, "sku_id": l.sku_id, "quantity": l.quantity, "amount": l.amount}
+                      for l in r.lines]}
+
+
+def order_of(doc: dict) -> Order:
+    shipment = doc.get("shipment")
+    return Order(
+        id=doc["_id"], merchant_id=doc["merchant_id"], member_id=doc["member_id"],
+        idempotency_key=doc["idempotency_key"], state=OrderState(doc["state"]),
+        lines=tuple(line_of(l) for l in doc.get("lines") or ()), currency=doc.get("currency", "CNY"),
+        total=doc["total"], payable=doc["payable"], reservation_id=doc.get("reservation_id", ""),
+        created_at=doc["created_at"], expires_at=doc["expires_at"], version=doc["version"],
+        order_steps=_steps_of(doc.get("order_steps")), shipping_fee=doc.get("shipping_fee", 0),
+        tier=doc.get("tier") or "", attribution=dict(doc.get("attribution") or {}), remark=doc.get("remark") or "",
+        flash_sale_id=doc.get("flash_sale_id") or "", paid_at=doc.get("paid_at"),
+        payment_id=doc.get("payment_id") or "", cancelled_at=doc.get("cancelled_at"),
+        cancel_reason=doc.get("cancel_reason") or "",
+        shipment=Shipment(shipment["carrier"], shipment["tracking_number"], shipment["shipped_ms"]) if shipment else None,
+        auto_confirm_ms=doc.get("auto_confirm_ms") or 0, delivered_at=doc.get("delivered_at"),
+        completed_at=doc.get("completed_at"), confirmed_by=doc.get("confirmed_by") or "",
+        refunded_amount=doc.get("refunded_amount", 0),
+        applied_refunds={k: applied_refund_of(v) for k, v in (doc.get("applied_refunds") or {}).items()})
+
+
+def order_doc(order: Order) -> dict:
+    """The stored document of `order` (what a new order is inserted as; the API and the
+    events show an order through it)."""
+    doc: dict = {
+        "_id": order.id, "merchant_id": order.merchant_id, "member_id": order.member_id,
+        "idempotency_key": order.idempotency_key, "state": order.state.value,
+        "lines": [line_doc(l) for l in order.lines], "currency": order.currency, "total": order.total,
+        "payable": order.payable, "order_steps": _steps_doc(order.order_steps), "shipping_fee": order.shipping_fee,
+        "tier": order.tier, "attribution": dict(order.attribution), "remark": order.remark,
+        "reservation_id": order.reservation_id, "created_at": order.created_at, "expires_at": order.expires_at,
+        "version": order.version,
+    }
+    if order.flash_sale_id:
+        doc["flash_sale_id"] = order.flash_sale_id
+    optional = {"paid_at": order.paid_at, "payment_id": order.payment_id, "cancelled_at": order.cancelled_at,
+                "cancel_reason": order.cancel_reason, "auto_confirm_ms": order.auto_confirm_ms,
+                "delivered_at": order.delivered_at, "completed_at": order.completed_at,
+                "confirmed_by": order.confirmed_by}
+    doc.update({k: v for k, v in optional.items() if v})
+    if order.shipment is not None:
+        doc["shipment"] = {"carrier": order.shipment.carrier, "tracking_number": order.shipment.tracking_number,
+                           "shipped_ms": order.shipment.shipped_ms}
+    if order.refunded_amount or order.applied_refunds:
+        doc["refunded_amount"] = order.refunded_amount
+        doc["applied_refunds"] = {k: applied_refund_doc(v) for k, v in order.applied_refunds.items()}
+    return doc

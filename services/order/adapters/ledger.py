@@ -8,6 +8,7 @@ from mongoengine import DateTimeField, Document, IntField, StringField
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
+from siyu_kit.db import run_sync
 from siyu_kit.protos import aware
 
 from services.order.domain.ledger import Entry
@@ -40,12 +41,13 @@ def entry_of(doc: dict) -> Entry:
 
 
 class Ledger:
+    """The LedgerRepository port over MongoDB."""
+
     @staticmethod
     def _c():
         return LedgerEntryDoc._get_collection()
 
-    def record(self, merchant_id: str, entry: Entry, currency: str, at: datetime) -> bool:
-        """False when the entry was already recorded."""
+    def _insert(self, merchant_id: str, entry: Entry, currency: str, at: datetime) -> bool:
         try:
             self._c().insert_one({
                 "_id": entry.entry_id, "merchant_id": merchant_id, "order_id": entry.order_id,
@@ -56,9 +58,17 @@ class Ledger:
             return False
         return True
 
-    def of_order(self, merchant_id: str, order_id: str) -> list[dict]:
+    async def record(self, merchant_id: str, entry: Entry, currency: str, at: datetime) -> bool:
+        """False when the entry was already recorded."""
+        return await run_sync(self._insert, merchant_id, entry, currency, at)
+
+    def _of_order(self, merchant_id: str, order_id: str) -> list[dict]:
         cursor = self._c().find({"merchant_id": merchant_id, "order_id": order_id}).sort("at", ASCENDING)
         docs = list(cursor)
         for d in docs:
             d["at"] = aware(d["at"])
         return docs
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list[dict]:
+        """The stored entries of an order, oldest first (what staff read)."""
+        return await run_sync(self._of_order, merchant_id, order_id)

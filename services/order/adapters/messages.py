@@ -3,14 +3,22 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from siyu.common.v1 import common_pb2
-from siyu.order.v1 import order_pb2
+from typing import Any
 
+from google.protobuf.message import Message
+from siyu.common.v1 import common_pb2
+from siyu.order.v1 import events_pb2, order_pb2
+
+from siyu_kit.events.outbox import Event, event_for
 from siyu_kit.protos import CHANNEL_BY_NAME, money, timestamp
 
-from services.order.adapters.catalog import SkuInfo
+from services.order.adapters.documents import order_doc
+from services.order.application.ports import LedgerRecord, SkuInfo
+from services.order.domain import orders as domain
 from services.order.domain.cart import CartItem
+from services.order.domain.payments import Payment
 from services.order.domain.pricing import Quote, Step
+from services.order.domain.refunds import Refund
 from services.order.domain.settings import OrderSettings
 
 
@@ -101,38 +109,76 @@ def order(doc: dict) -> order_pb2.Order:
     return msg
 
 
+def order_of(o: domain.Order) -> order_pb2.Order:
+    """The order aggregate as the API shows it."""
+    return order(order_doc(o))
+
+
+def _payment_message(p: Any) -> order_pb2.Payment | None:
+    if p is None or isinstance(p, order_pb2.Payment):
+        return p
+    return payment(p)
+
+
+def _refund_message(r: Any) -> order_pb2.Refund | None:
+    if r is None or isinstance(r, order_pb2.Refund):
+        return r
+    return refund(r)
+
+
+def order_event_payload(o: domain.Order, event: Any, version: int) -> Message:
+    """The event message of a domain event of `o`, showing the order as it is once
+    saved at `version`."""
+    shown = order({**order_doc(o), "version": version})
+    if isinstance(event, domain.OrderPlaced):
+        return events_pb2.OrderPlaced(order=shown)
+    if isinstance(event, domain.OrderPaid):
+        return events_pb2.OrderPaid(order=shown, payment=_payment_message(event.payment))
+    if isinstance(event, domain.OrderCancelled):
+        return events_pb2.OrderCancelled(order=shown, reason=event.reason)
+    if isinstance(event, domain.OrderShipped):
+        return events_pb2.OrderShipped(order=shown)
+    if isinstance(event, domain.OrderDelivered):
+        return events_pb2.OrderDelivered(order=shown)
+    if isinstance(event, domain.OrderCompleted):
+        return events_pb2.OrderCompleted(order=shown, confirmed_by=event.confirmed_by)
+    if isinstance(event, domain.OrderRefunded):
+        return events_pb2.OrderRefunded(order=shown, refund=_refund_message(event.refund))
+    raise TypeError(f"no event message for {type(event).__name__}")
+
+
+def order_events(o: domain.Order, events: list[Any], version: int) -> list[Event]:
+    """The outbox events of the domain events `o` recorded, at the version they are saved at."""
+    return [event_for(order_event_payload(o, e, version), merchant_id=o.merchant_id, aggregate_id=o.id,
+                      aggregate_version=version, channel=o.channel, occurred_at=e.at) for e in events]
+
+
 def _from_ms(ms: int):
     return timestamp(datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
 
 
-def payment(doc: dict) -> order_pb2.Payment:
+def payment(p: Payment) -> order_pb2.Payment:
     msg = order_pb2.Payment(
-        payment_id=doc["_id"], order_id=doc["order_id"],
-        method=order_pb2.PaymentMethod.Value(f"PAYMENT_METHOD_{doc['method']}"),
-        state=order_pb2.PaymentState.Value(f"PAYMENT_STATE_{doc['state']}"),
-        amount=money(doc["amount"], doc.get("currency", "CNY")), provider_txn_id=doc.get("provider_txn_id") or "",
-        refund_reason=(doc.get("refund") or {}).get("reason") or "",
-    )
+        payment_id=p.id, order_id=p.order_id, method=order_pb2.PaymentMethod.Value(f"PAYMENT_METHOD_{p.method.value}"),
+        state=order_pb2.PaymentState.Value(f"PAYMENT_STATE_{p.state.value}"), amount=money(p.amount, p.currency),
+        provider_txn_id=p.provider_txn_id, refund_reason=p.refund_reason)
     for field in ("created_at", "succeeded_at"):
-        if doc.get(field) is not None:
-            getattr(msg, field).CopyFrom(timestamp(doc[field]))
+        if getattr(p, field) is not None:
+            getattr(msg, field).CopyFrom(timestamp(getattr(p, field)))
     return msg
 
 
-def refund(doc: dict) -> order_pb2.Refund:
-    currency = doc.get("currency", "CNY")
+def refund(r: Refund) -> order_pb2.Refund:
     msg = order_pb2.Refund(
-        refund_id=doc["_id"], order_id=doc["order_id"], member_id=doc["member_id"],
-        state=order_pb2.RefundState.Value(f"REFUND_STATE_{doc['state']}"),
-        lines=[order_pb2.RefundLine(line_id=l["line_id"], sku_id=l["sku_id"], quantity=l["quantity"],
-                                    amount=money(l["amount"], currency), restocked=bool(l.get("restocked")))
-               for l in doc.get("lines", [])],
-        amount=money(doc["amount"], currency), shipping_fee_refund=money(doc.get("shipping_fee_refund", 0), currency),
-        reason=doc.get("reason") or "", note=doc.get("note") or "", requested_by=doc["requested_by"],
-        version=doc["version"])
+        refund_id=r.id, order_id=r.order_id, member_id=r.member_id,
+        state=order_pb2.RefundState.Value(f"REFUND_STATE_{r.state.value}"),
+        lines=[order_pb2.RefundLine(line_id=l.line_id, sku_id=l.sku_id, quantity=l.quantity,
+                                    amount=money(l.amount, r.currency), restocked=l.restocked) for l in r.lines],
+        amount=money(r.amount, r.currency), shipping_fee_refund=money(r.shipping_fee_refund, r.currency),
+        reason=r.reason, note=r.note, requested_by=r.requested_by, version=r.version)
     for field in ("created_at", "refunded_at"):
-        if doc.get(field) is not None:
-            getattr(msg, field).CopyFrom(timestamp(doc[field]))
+        if getattr(r, field) is not None:
+            getattr(msg, field).CopyFrom(timestamp(getattr(r, field)))
     return msg
 
 
@@ -142,3 +188,10 @@ def ledger_entry(doc: dict) -> order_pb2.LedgerEntry:
         refund_id=doc.get("refund_id") or "", kind=doc["kind"], debit_account=doc["debit_account"],
         credit_account=doc["credit_account"], amount=money(doc["amount"], doc.get("currency", "CNY")),
         at=timestamp(doc["at"]))
+
+
+def ledger_record(r: LedgerRecord) -> order_pb2.LedgerEntry:
+    e = r.entry
+    return order_pb2.LedgerEntry(
+        entry_id=e.entry_id, order_id=e.order_id, payment_id=e.payment_id, refund_id=e.refund_id, kind=e.kind,
+        debit_account=e.debit, credit_account=e.credit, amount=money(e.amount, r.currency), at=timestamp(r.at))

@@ -1,16 +1,18 @@
-"""Refunds in MongoDB. Every query filters by merchant, except the scan of the job that
-finishes interrupted refunds. Blocking: call through siyu_kit.db.run_sync."""
+"""Refunds in MongoDB: the stored document ⇄ the Refund aggregate. Every query filters
+by merchant, except the scan of the job that finishes interrupted refunds."""
 from __future__ import annotations
 
 from typing import Any
 
 from mongoengine import DateTimeField, DictField, Document, IntField, ListField, StringField
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import DuplicateKeyError
 
+from siyu_kit.db import run_sync
 from siyu_kit.protos import aware
+from siyu_kit.repository import insert_new, save_change
 
-from services.order.domain.refunds import OPEN, RefundState
+from services.order.domain.refunds import OPEN, Refund, RefundLine, RefundState
+from services.order.domain.settings import OrderSettings
 
 
 class RefundDoc(Document):
@@ -48,43 +50,75 @@ class RefundDoc(Document):
     }
 
 
-def _clean(doc: dict | None) -> dict | None:
-    if doc is not None:
-        for key in ("created_at", "refunded_at"):
-            if doc.get(key) is not None:
-                doc[key] = aware(doc[key])
+def refund_of(doc: dict | None) -> Refund | None:
+    if doc is None:
+        return None
+    return Refund(
+        id=doc["_id"], merchant_id=doc["merchant_id"], version=doc["version"], order_id=doc["order_id"],
+        member_id=doc["member_id"], requested_by=doc["requested_by"], idempotency_key=doc["idempotency_key"],
+        state=RefundState(doc["state"]),
+        lines=tuple(RefundLine(l["line_id"], l["sku_id"], l["quantity"], l["amount"], bool(l.get("explicit")),
+                               bool(l.get("restocked"))) for l in doc.get("lines") or ()),
+        amount=doc["amount"], currency=doc["currency"], created_at=aware(doc["created_at"]),
+        shipping_fee_refund=doc.get("shipping_fee_refund") or 0, reason=doc.get("reason") or "",
+        note=doc.get("note") or "", approved_ms=doc.get("approved_ms"), refunded_at=aware(doc.get("refunded_at")),
+        provider_refund_id=doc.get("provider_refund_id") or "")
+
+
+def _lines(refund: Refund) -> list[dict]:
+    return [{"line_id": l.line_id, "sku_id": l.sku_id, "quantity": l.quantity, "amount": l.amount,
+             "explicit": int(l.explicit), "restocked": int(l.restocked)} for l in refund.lines]
+
+
+def _new_doc(r: Refund) -> dict:
+    doc = {"_id": r.id, "merchant_id": r.merchant_id, "order_id": r.order_id, "member_id": r.member_id,
+           "requested_by": r.requested_by, "idempotency_key": r.idempotency_key, "state": r.state.value,
+           "lines": _lines(r), "amount": r.amount, "shipping_fee_refund": r.shipping_fee_refund,
+           "currency": r.currency, "reason": r.reason, "created_at": r.created_at, "version": r.version}
+    if r.approved_ms is not None:
+        doc["approved_ms"] = r.approved_ms
     return doc
 
 
+def _fields(r: Refund) -> dict[str, Any]:
+    stored = {"state": r.state.value, "note": r.note, "approved_ms": r.approved_ms, "refunded_at": r.refunded_at,
+              "amount": r.amount, "shipping_fee_refund": r.shipping_fee_refund, "lines": _lines(r),
+              "provider_refund_id": r.provider_refund_id}
+    return {name: stored[name] for name in sorted(r.changed)}
+
+
 class Refunds:
+    """The RefundRepository port over MongoDB."""
+
     @staticmethod
     def _c():
         return RefundDoc._get_collection()
 
-    def insert(self, doc: dict) -> bool:
+    def _one(self, query: dict) -> Refund | None:
+        return refund_of(self._c().find_one(query))
+
+    def _many(self, query: dict, sort: list[tuple[str, int]], limit: int = 0) -> list[Refund]:
+        return [refund_of(d) for d in self._c().find(query).sort(sort).limit(limit)]
+
+    async def add(self, refund: Refund) -> bool:
         """False when the same requester already used the idempotency key on the order."""
-        try:
-            self._c().insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+        return await run_sync(insert_new, self._c(), _new_doc(refund))
 
-    def by_key(self, merchant_id: str, order_id: str, requested_by: str, key: str) -> dict | None:
-        return _clean(self._c().find_one({"merchant_id": merchant_id, "order_id": order_id,
-                                          "requested_by": requested_by, "idempotency_key": key}))
+    async def by_key(self, merchant_id: str, order_id: str, requested_by: str, key: str) -> Refund | None:
+        return await run_sync(self._one, {"merchant_id": merchant_id, "order_id": order_id,
+                                          "requested_by": requested_by, "idempotency_key": key})
 
-    def get(self, merchant_id: str, refund_id: str) -> dict | None:
-        return _clean(self._c().find_one({"_id": refund_id, "merchant_id": merchant_id}))
+    async def get(self, merchant_id: str, refund_id: str) -> Refund | None:
+        return await run_sync(self._one, {"_id": refund_id, "merchant_id": merchant_id})
 
-    def of_order(self, merchant_id: str, order_id: str) -> list[dict]:
-        cursor = self._c().find({"merchant_id": merchant_id, "order_id": order_id}).sort("_id", ASCENDING)
-        return [_clean(d) for d in cursor]
+    async def of_order(self, merchant_id: str, order_id: str) -> list[Refund]:
+        return await run_sync(self._many, {"merchant_id": merchant_id, "order_id": order_id}, [("_id", ASCENDING)])
 
-    def count_open(self, merchant_id: str, order_id: str) -> int:
-        return self._c().count_documents({"merchant_id": merchant_id, "order_id": order_id,
-                                          "state": {"$in": [s.value for s in OPEN]}})
+    async def count_open(self, merchant_id: str, order_id: str) -> int:
+        return await run_sync(self._c().count_documents, {"merchant_id": merchant_id, "order_id": order_id,
+                                                          "state": {"$in": [s.value for s in OPEN]}})
 
-    def page(self, merchant_id: str, order_id: str, state: str, before_id: str, limit: int) -> list[dict]:
+    async def page(self, merchant_id: str, order_id: str, state: str, before_id: str, limit: int) -> list[Refund]:
         """Newest first: ULID ids sort by creation time."""
         query: dict[str, Any] = {"merchant_id": merchant_id}
         if order_id:
@@ -93,18 +127,29 @@ class Refunds:
             query["state"] = state
         if before_id:
             query["_id"] = {"$lt": before_id}
-        return [_clean(d) for d in self._c().find(query).sort("_id", DESCENDING).limit(limit)]
+        return await run_sync(self._many, query, [("_id", DESCENDING)], limit)
 
-    def transition(self, merchant_id: str, refund_id: str, *, from_state: str, fields: dict,
-                   version: int | None = None) -> bool:
-        query: dict[str, Any] = {"_id": refund_id, "merchant_id": merchant_id, "state": from_state}
-        if version is not None:
-            query["version"] = version
-        return self._c().update_one(query, {"$set": fields, "$inc": {"version": 1}}).modified_count == 1
-
-    def stalled(self, approved_before_ms: int, limit: int) -> list[dict]:
+    async def stalled(self, approved_before_ms: int, limit: int) -> list[Refund]:
         """Refunds whose execution started before the given time and has not finished,
         across merchants (the recovery job)."""
         query = {"state": RefundState.APPROVED.value, "approved_ms": {"$lte": approved_before_ms}}
-        cursor = self._c().find(query).sort("approved_ms", ASCENDING).limit(limit)
-        return [_clean(d) for d in cursor]
+        return await run_sync(self._many, query, [("approved_ms", ASCENDING)], limit)
+
+    async def save(self, refund: Refund) -> None:
+        """Writes the change on the version that was read; raises StaleVersion when
+        another write came first."""
+        fields = {k: v for k, v in _fields(refund).items() if v is not None}
+        await run_sync(save_change, self._c(), {"_id": refund.id, "merchant_id": refund.merchant_id},
+                       {"$set": fields}, version=refund.version)
+        refund.version += 1
+        refund.changed.clear()
+
+
+class SettingsOfMerchants:
+    """The MerchantSettings port over the blocking (cached) settings store."""
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        return await run_sync(self.settings.of_merchant, merchant_id, fresh)

@@ -1,6 +1,6 @@
-"""Orders, payments and merchant settings in MongoDB. Every query filters by merchant,
-except the payment lookup by its globally unique id that a provider callback starts
-from. Blocking: call through siyu_kit.db.run_sync."""
+"""Orders and merchant settings in MongoDB. Every query filters by merchant, except the
+jobs' scans across merchants. `MongoOrders` is the order aggregate's repository (async);
+the other classes are blocking: call them through siyu_kit.db.run_sync."""
 from __future__ import annotations
 
 import time
@@ -11,14 +11,21 @@ from typing import Any
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
-from siyu_kit.events.outbox import Event, add_to_update, for_insert
+from siyu_kit.aggregate import StaleVersion
+from siyu_kit.db import run_sync
 from siyu_kit.ids import new_id
 from siyu_kit.protos import aware, epoch_ms
+from siyu_kit.repository import insert_new, save_change
 
+from services.order.adapters import messages
 from services.order.adapters.cart import CartDoc
-from services.order.adapters.documents import OrderDoc, OrderSettingsDoc, PaymentDoc
-from services.order.adapters.ledger import LedgerEntryDoc
+from services.order.adapters.documents import (OrderDoc, OrderSettingsDoc, PaymentDoc, applied_refund_doc, line_doc,
+                                               order_doc, order_of)
+from services.order.adapters.ledger import LedgerEntryDoc, entry_of
 from services.order.adapters.refunds import RefundDoc
+from services.order.application.ports import LedgerRecord
+from services.order.domain import orders as domain
+from services.order.domain.orders import Order
 from services.order.domain.settings import DEFAULTS, OrderSettings, ThresholdReduction
 
 _DATES = ("created_at", "expires_at", "paid_at", "cancelled_at", "succeeded_at", "refunded_at",
@@ -41,20 +48,12 @@ def ensure_indexes() -> None:
 
 
 class Orders:
+    """The queries over stored order documents (blocking); `MongoOrders` reads through
+    them and writes the aggregate."""
+
     @staticmethod
     def _c():
         return OrderDoc._get_collection()
-
-    def insert(self, doc: dict, *events: Event) -> bool:
-        """False when an order with the same idempotency key already exists. The creation
-        time is also stored as epoch ms for staff search: the embedded server compares
-        datetimes in whole seconds."""
-        try:
-            self._c().insert_one({**doc, "created_ms": epoch_ms(doc["created_at"]),
-                                  "expires_ms": epoch_ms(doc["expires_at"]), **for_insert(*events)})
-        except DuplicateKeyError:
-            return False
-        return True
 
     def by_key(self, merchant_id: str, member_id: str, key: str) -> dict | None:
         return _clean(self._c().find_one(
@@ -75,21 +74,6 @@ class Orders:
         cursor = self._c().find(query, _HIDDEN).sort("_id", DESCENDING).limit(limit)
         return [_clean(d) for d in cursor]
 
-    def transition(self, merchant_id: str, order_id: str, *, from_state: str, to_state: str,
-                   fields: dict, events: tuple[Event, ...] = (), version: int | None = None,
-                   unexpired_at: datetime | None = None) -> bool:
-        """One conditional write: state (and version, and not yet expired) as expected,
-        the change, the version bump and the events together."""
-        query: dict[str, Any] = {"_id": order_id, "merchant_id": merchant_id, "state": from_state}
-        if version is not None:
-            query["version"] = version
-        if unexpired_at is not None:
-            # Milliseconds: the embedded server's update filters compare datetimes in whole
-            # seconds, which would refuse a payment in the order's last second.
-            query["expires_ms"] = {"$gt": epoch_ms(unexpired_at)}
-        update = add_to_update({"$set": {"state": to_state, **fields}, "$inc": {"version": 1}}, *events)
-        return self._c().update_one(query, update).modified_count == 1
-
     def expired(self, now: datetime, limit: int) -> list[dict]:
         """Unpaid orders past their expiry, across merchants (the expiry job)."""
         cursor = self._c().find({"state": "PENDING_PAYMENT", "expires_ms": {"$lte": epoch_ms(now)}}, _HIDDEN) \
@@ -102,16 +86,6 @@ class Orders:
         query = {"state": {"$in": ["SHIPPED", "DELIVERED"]}, "auto_confirm_ms": {"$lte": now_ms}}
         cursor = self._c().find(query, _HIDDEN).sort("auto_confirm_ms", 1).limit(limit)
         return [_clean(d) for d in cursor]
-
-    def apply_refund(self, merchant_id: str, order_id: str, *, version: int, lines: list[dict], refund_id: str,
-                     record: dict, amount: int, event: Event) -> bool:
-        """The order takes a refund in one write, conditional on the version the refund
-        was planned against: the lines replaced whole, the refund recorded as applied,
-        the refunded total raised and order.refunded in the outbox."""
-        update = add_to_update({"$set": {"lines": lines, f"applied_refunds.{refund_id}": record},
-                                "$inc": {"version": 1, "refunded_amount": amount}}, event)
-        query = {"_id": order_id, "merchant_id": merchant_id, "version": version}
-        return self._c().update_one(query, update).modified_count == 1
 
     def search(self, merchant_id: str, *, state: str, created_from: datetime | None, created_to: datetime | None,
                channel: str, member_id: str, before_id: str, limit: int) -> list[dict]:
@@ -133,58 +107,95 @@ class Orders:
         return [_clean(d) for d in cursor]
 
 
-class Payments:
-    @staticmethod
-    def _c():
-        return PaymentDoc._get_collection()
+def _order(doc: dict | None) -> Order | None:
+    return order_of(doc) if doc is not None else None
 
-    def insert(self, doc: dict) -> bool:
-        try:
-            self._c().insert_one({**doc, **for_insert()})
-        except DuplicateKeyError:
-            return False
-        return True
 
-    def by_key(self, merchant_id: str, order_id: str, key: str) -> dict | None:
-        return _clean(self._c().find_one(
-            {"merchant_id": merchant_id, "order_id": order_id, "idempotency_key": key}, _HIDDEN))
+class MongoOrders:
+    """The order aggregate in MongoDB: the stored document shape is unchanged. `save`
+    writes a change and its events in one conditional update on the version read."""
 
-    def by_id_any_merchant(self, payment_id: str) -> dict | None:
-        """A provider callback names only the payment; its merchant comes from here."""
-        return _clean(self._c().find_one({"_id": payment_id}, _HIDDEN))
+    def __init__(self, docs: Orders | None = None):
+        self.docs = docs or Orders()
 
-    def get(self, merchant_id: str, payment_id: str) -> dict | None:
-        return _clean(self._c().find_one({"_id": payment_id, "merchant_id": merchant_id}, _HIDDEN))
+    async def get(self, merchant_id: str, order_id: str) -> Order | None:
+        return _order(await run_sync(self.docs.get, merchant_id, order_id))
 
-    def of_member(self, merchant_id: str, member_id: str, payment_id: str) -> dict | None:
-        return _clean(self._c().find_one(
-            {"_id": payment_id, "merchant_id": merchant_id, "member_id": member_id}, _HIDDEN))
+    async def of_member(self, merchant_id: str, member_id: str, order_id: str) -> Order | None:
+        return _order(await run_sync(self.docs.of_member, merchant_id, member_id, order_id))
 
-    def of_order(self, merchant_id: str, order_id: str) -> list[dict]:
-        cursor = self._c().find({"merchant_id": merchant_id, "order_id": order_id}, _HIDDEN).sort("_id", 1)
-        return [_clean(d) for d in cursor]
+    async def by_key(self, merchant_id: str, member_id: str, idempotency_key: str) -> Order | None:
+        return _order(await run_sync(self.docs.by_key, merchant_id, member_id, idempotency_key))
 
-    def open_due(self, now_ms: int, limit: int) -> list[dict]:
-        """SUCCEEDED payments (of any merchant) neither applied nor refunded whose
-        reconcile time has come, oldest first (the reconcile job)."""
-        cursor = self._c().find({"open": 1, "reconcile_ms": {"$lte": now_ms}}, _HIDDEN) \
-            .sort("reconcile_ms", 1).limit(limit)
-        return [_clean(d) for d in cursor]
+    async def page_of_member(self, merchant_id: str, member_id: str, before_id: str, limit: int) -> list[Order]:
+        return [order_of(d) for d in await run_sync(self.docs.page_of_member, merchant_id, member_id, before_id,
+                                                    limit)]
 
-    def take_for_reconcile(self, merchant_id: str, payment_id: str, seen_ms: int, until_ms: int) -> bool:
-        """Compare-and-set on the reconcile time that was read: one job run (of all the
-        replicas) takes the payment, until `until_ms`."""
-        return self._c().update_one(
-            {"_id": payment_id, "merchant_id": merchant_id, "open": 1, "reconcile_ms": seen_ms},
-            {"$set": {"reconcile_ms": until_ms}}).modified_count == 1
+    async def search(self, merchant_id: str, *, state: str, created_from: datetime | None,
+                     created_to: datetime | None, channel: str, member_id: str, before_id: str,
+                     limit: int) -> list[Order]:
+        docs = await run_sync(lambda: self.docs.search(
+            merchant_id, state=state, created_from=created_from, created_to=created_to, channel=channel,
+            member_id=member_id, before_id=before_id, limit=limit))
+        return [order_of(d) for d in docs]
 
-    def update(self, merchant_id: str, payment_id: str, *, from_state: str, fields: dict,
-               events: tuple[Event, ...] = (), version: int | None = None, inc: dict | None = None) -> bool:
-        query: dict[str, Any] = {"_id": payment_id, "merchant_id": merchant_id, "state": from_state}
-        if version is not None:
-            query["version"] = version
-        update = add_to_update({"$set": dict(fields), "$inc": {"version": 1, **(inc or {})}}, *events)
-        return self._c().update_one(query, update).modified_count == 1
+    async def expired(self, now: datetime, limit: int) -> list[Order]:
+        return [order_of(d) for d in await run_sync(self.docs.expired, now, limit)]
+
+    async def due_for_auto_confirm(self, now_ms: int, limit: int) -> list[Order]:
+        return [order_of(d) for d in await run_sync(self.docs.due_for_auto_confirm, now_ms, limit)]
+
+    async def add(self, order: Order) -> bool:
+        """Inserts a new order with the events it recorded (order.placed). False when an
+        order with the same idempotency key exists already; the events are then dropped."""
+        events = messages.order_events(order, order.pull_events(), order.version)
+        doc = {**order_doc(order), "created_ms": epoch_ms(order.created_at), "expires_ms": epoch_ms(order.expires_at)}
+        return await run_sync(insert_new, self.docs._c(), doc, events)
+
+    async def save(self, order: Order) -> None:
+        """Writes what the recorded events changed, and the events, on the version that was
+        read; raises StaleVersion when another write came first. A payment is also
+        conditional on the order not being expired at the time it was decided (milliseconds:
+        the embedded server compares datetimes in whole seconds)."""
+        recorded = order.pull_events()
+        if not recorded:
+            return
+        version = order.next_version
+        query: dict[str, Any] = {"_id": order.id, "merchant_id": order.merchant_id}
+        sets: dict[str, Any] = {}
+        for event in recorded:
+            sets.update(_changed(order, event))
+            if isinstance(event, domain.OrderPaid):
+                query["expires_ms"] = {"$gt": epoch_ms(event.at)}
+        events = messages.order_events(order, recorded, version)
+        await run_sync(save_change, self.docs._c(), query, {"$set": sets}, events, version=order.version)
+        order.version = version
+
+
+def _changed(order: Order, event: Any) -> dict[str, Any]:
+    """The stored fields a domain event changed."""
+    state = {"state": order.state.value}
+    if isinstance(event, domain.OrderPaid):
+        return {**state, "paid_at": order.paid_at, "payment_id": order.payment_id}
+    if isinstance(event, domain.OrderCancelled):
+        fields = {**state, "cancelled_at": order.cancelled_at, "cancel_reason": order.cancel_reason}
+        if event.reason == domain.CANCEL_STOCK_UNAVAILABLE:
+            fields["refunded_amount"] = order.refunded_amount
+        return fields
+    if isinstance(event, domain.OrderShipped):
+        shipment = order.shipment
+        return {**state, "shipment": {"carrier": shipment.carrier, "tracking_number": shipment.tracking_number,
+                                      "shipped_ms": shipment.shipped_ms},
+                "auto_confirm_ms": order.auto_confirm_ms}
+    if isinstance(event, domain.OrderDelivered):
+        return {**state, "delivered_at": order.delivered_at}
+    if isinstance(event, domain.OrderCompleted):
+        return {**state, "completed_at": order.completed_at, "confirmed_by": order.confirmed_by}
+    if isinstance(event, domain.OrderRefunded):
+        return {"lines": [line_doc(l, refunded=True) for l in order.lines],
+                f"applied_refunds.{event.refund_id}": applied_refund_doc(order.applied_refunds[event.refund_id]),
+                "refunded_amount": order.refunded_amount}
+    raise TypeError(f"no stored change for {type(event).__name__}")
 
 
 def _settings_of(doc: dict | None) -> OrderSettings:
@@ -264,3 +275,32 @@ class Settings:
         result = replace(settings, version=version + 1)
         self._cache[merchant_id] = (time.monotonic() + self._ttl_s, result)
         return result
+
+
+class MongoSettings:
+    """SettingsRepository over `Settings` (sharing its cache with whoever else reads
+    through the same `Settings`)."""
+
+    def __init__(self, cached: Settings | None = None):
+        self.cached = cached or Settings()
+
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        return await run_sync(self.cached.of_merchant, merchant_id, fresh)
+
+    async def save(self, merchant_id: str, settings: OrderSettings, updated_ms: int) -> OrderSettings:
+        saved = await run_sync(self.cached.save, merchant_id, settings, settings.version, updated_ms)
+        if saved is None:
+            raise StaleVersion(f"the order settings of {merchant_id} changed since they were read")
+        return saved
+
+
+class LedgerOfOrder:
+    """LedgerRecords over the stored ledger (anything whose `of_order` returns the entry
+    documents)."""
+
+    def __init__(self, ledger):
+        self.ledger = ledger
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list[LedgerRecord]:
+        docs = await self.ledger.of_order(merchant_id, order_id)
+        return [LedgerRecord(entry=entry_of(d), currency=d["currency"], at=d["at"]) for d in docs]

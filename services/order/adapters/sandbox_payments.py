@@ -28,6 +28,7 @@ def verify(secret: str, n: Notification) -> bool:
 
 
 class SandboxProvider:
+    """The PaymentProvider port for the sandbox wallet."""
     method = PaymentMethod.SANDBOX
 
     def __init__(self, secret: str):
@@ -41,7 +42,7 @@ class SandboxProvider:
     def verify(self, notification: Notification) -> bool:
         return verify(self._secret, notification)
 
-    def refund(self, payment_id: str, provider_txn_id: str, amount: int, currency: str) -> RefundReceipt:
+    async def refund(self, payment_id: str, provider_txn_id: str, amount: int, currency: str) -> RefundReceipt:
         return RefundReceipt(provider_refund_id=new_id("sbxrf"), amount=amount)
 
     @staticmethod

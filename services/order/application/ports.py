@@ -1,20 +1,251 @@
-"""What the use cases need from outside the service."""
+"""What the use cases need from outside the service: the repositories and the clients of
+the other services, as Protocols with async methods, and the values they exchange."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from services.order.adapters.catalog import SkuInfo
+from services.order.domain.cart import Cart
+from services.order.domain.ledger import Entry
+from services.order.domain.orders import Order
+from services.order.domain.payments import Notification, Payment, PaymentMethod, RefundReceipt
+from services.order.domain.refunds import Refund
+from services.order.domain.settings import OrderSettings
 
+
+# ---- values -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LimitedTimePrice:
+    price: int
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SkuInfo:
+    """What the catalog says of a SKU now."""
+    sku_id: str
+    product_id: str
+    title: str
+    unit_price: int
+    currency: str
+    on_shelf: bool
+    available: int = 0
+    # Member tier name ("SILVER") → unit price, for the tiers the SKU prices itself.
+    tier_prices: dict[str, int] = field(default_factory=dict)
+    limited_time: LimitedTimePrice | None = None
+
+
+@dataclass(frozen=True)
+class FlashReservation:
+    """Units a member won in a flash sale: of which SKU, at what unit price."""
+    sku_id: str
+    unit_price: int
+
+
+@dataclass(frozen=True)
+class MemberPricing:
+    tier: str  # "REGULAR", "SILVER", "GOLD", "BLACK_GOLD"
+    discount_bp: int  # price multiplier of the tier: 9500 = 5% off
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """A stored ledger entry: the entry, its currency and when it was recorded."""
+    entry: Entry
+    currency: str
+    at: datetime
+
+
+# ---- other services -----------------------------------------------------------------
 
 class Catalog(Protocol):
-    async def skus(self, sku_ids: list[str]) -> dict[str, SkuInfo]: ...
+    async def skus(self, sku_ids: list[str]) -> dict[str, SkuInfo]:
+        """The SKUs that exist, by id; a SKU that does not is absent."""
+        ...
 
     async def reserve(self, reservation_id: str, order_id: str, lines: list[tuple[str, int]],
-                      expires_at: datetime) -> None: ...
+                      expires_at: datetime) -> None:
+        """All lines or none (FAILED_PRECONDITION OUT_OF_STOCK)."""
+        ...
 
     async def release(self, reservation_id: str) -> None: ...
 
 
+class FlashCatalog(Protocol):
+    async def reserve_flash_sale(self, reservation_id: str, order_id: str, flash_sale_id: str, member_id: str,
+                                 quantity: int, expires_at: datetime) -> FlashReservation:
+        """Units from the sale's pool, or FAILED_PRECONDITION with SOLD_OUT, LIMIT_REACHED,
+        NOT_STARTED or ENDED."""
+        ...
+
+    async def release(self, reservation_id: str) -> None: ...
+
+
+class Members(Protocol):
+    async def pricing(self, member_id: str) -> MemberPricing:
+        """The member's tier and its discount; UNAVAILABLE rather than a guess."""
+        ...
+
+
 class Attributions(Protocol):
-    async def check_attribution(self, persona_id: str, content_id: str) -> None: ...
+    async def check_attribution(self, persona_id: str, content_id: str) -> None:
+        """NOT_FOUND when the persona or content named is not the merchant's."""
+        ...
+
+
+# ---- repositories -------------------------------------------------------------------
+
+class OrderRepository(Protocol):
+    """Orders: read as aggregates, written as a whole change with the events it recorded.
+    Every read names the merchant, except the jobs' scans across merchants."""
+
+    async def get(self, merchant_id: str, order_id: str) -> Order | None: ...
+
+    async def of_member(self, merchant_id: str, member_id: str, order_id: str) -> Order | None: ...
+
+    async def by_key(self, merchant_id: str, member_id: str, idempotency_key: str) -> Order | None: ...
+
+    async def page_of_member(self, merchant_id: str, member_id: str, before_id: str, limit: int) -> list[Order]:
+        """Newest first; `before_id` is the last id of the previous page."""
+        ...
+
+    async def search(self, merchant_id: str, *, state: str, created_from: datetime | None,
+                     created_to: datetime | None, channel: str, member_id: str, before_id: str,
+                     limit: int) -> list[Order]:
+        """Staff search, newest first; empty criteria match every order."""
+        ...
+
+    async def expired(self, now: datetime, limit: int) -> list[Order]:
+        """Unpaid orders past their expiry, of every merchant, soonest first."""
+        ...
+
+    async def due_for_auto_confirm(self, now_ms: int, limit: int) -> list[Order]:
+        """Shipped or delivered orders whose auto-confirm time has come, of every merchant."""
+        ...
+
+    async def add(self, order: Order) -> bool:
+        """Stores a new order with its recorded events; False when an order with its
+        idempotency key exists already (nothing is stored)."""
+        ...
+
+    async def save(self, order: Order) -> None:
+        """Stores the change and the events recorded since it was read, on the version it
+        was read at (then bumped on `order`); raises siyu_kit.aggregate.StaleVersion when
+        another write came first."""
+        ...
+
+
+class SettingsRepository(Protocol):
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        """The merchant's settings (the defaults, at version 0, when it never set any).
+        May be a few seconds old unless `fresh`."""
+        ...
+
+    async def save(self, merchant_id: str, settings: OrderSettings, updated_ms: int) -> OrderSettings:
+        """Stores `settings` on the version they carry (0: the defaults, so they are
+        created) and returns them at their new version; raises StaleVersion when another
+        change came first."""
+        ...
+
+
+class CartRepository(Protocol):
+    async def get(self, merchant_id: str, member_id: str) -> Cart:
+        """The member's cart; an empty one at version 0 when there is none yet."""
+        ...
+
+    async def save(self, cart: Cart) -> None:
+        """Stores the items on the version read (then bumped on `cart`); raises
+        StaleVersion when another change came first."""
+        ...
+
+
+class OpenRefunds(Protocol):
+    async def count_open(self, merchant_id: str, order_id: str) -> int:
+        """Refunds of the order that are waiting or under way."""
+        ...
+
+
+class LedgerRecords(Protocol):
+    async def of_order(self, merchant_id: str, order_id: str) -> list[LedgerRecord]:
+        """The order's ledger entries, oldest first."""
+        ...
+
+
+# ---- money: payments, refunds and the ledger ------------------------------------------
+
+
+class PaymentRepository(Protocol):
+    """Payments by id, by idempotency key and by order; `save` writes a change with its
+    events on the version that was read (StaleVersion when another write came first)."""
+
+    async def add(self, payment: Payment) -> bool: ...  # False: the idempotency key is taken
+
+    async def by_key(self, merchant_id: str, order_id: str, key: str) -> Payment | None: ...
+
+    async def by_id_any_merchant(self, payment_id: str) -> Payment | None: ...
+
+    async def get(self, merchant_id: str, payment_id: str) -> Payment | None: ...
+
+    async def of_member(self, merchant_id: str, member_id: str, payment_id: str) -> Payment | None: ...
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list[Payment]: ...
+
+    async def open_due(self, now_ms: int, limit: int) -> list[Payment]: ...
+
+    async def take_for_reconcile(self, payment: Payment, seen_ms: int) -> bool: ...
+
+    async def save(self, payment: Payment) -> None: ...
+
+
+class RefundRepository(Protocol):
+    async def add(self, refund: Refund) -> bool: ...  # False: the requester's idempotency key is taken
+
+    async def by_key(self, merchant_id: str, order_id: str, requested_by: str, key: str) -> Refund | None: ...
+
+    async def get(self, merchant_id: str, refund_id: str) -> Refund | None: ...
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list[Refund]: ...
+
+    async def count_open(self, merchant_id: str, order_id: str) -> int: ...
+
+    async def page(self, merchant_id: str, order_id: str, state: str, before_id: str,
+                   limit: int) -> list[Refund]: ...
+
+    async def stalled(self, approved_before_ms: int, limit: int) -> list[Refund]: ...
+
+    async def save(self, refund: Refund) -> None: ...
+
+
+class LedgerRepository(Protocol):
+    """Entries have deterministic ids: recording one again stores nothing (False)."""
+
+    async def record(self, merchant_id: str, entry: Entry, currency: str, at: datetime) -> bool: ...
+
+
+class PaymentProvider(Protocol):
+    """A payment method's provider: signs and verifies its notifications, and sends
+    money back."""
+    method: PaymentMethod
+
+    def sign(self, notification: Notification) -> str: ...
+
+    def verify(self, notification: Notification) -> bool: ...
+
+    def new_txn_id(self) -> str: ...
+
+    async def refund(self, payment_id: str, provider_txn_id: str, amount: int, currency: str) -> RefundReceipt: ...
+
+
+class MerchantSettings(Protocol):
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        """The merchant's order settings (the defaults when it never set any)."""
+        ...
+
+
+class StockReturns(Protocol):
+    """Units of a refund that never left the warehouse go back on sale."""
+
+    async def return_stock(self, return_id: str, order_id: str, lines: list[tuple[str, int]]) -> None: ...

@@ -1,9 +1,14 @@
-"""The order state machine: cancelling and paying, fulfilment, and when receipt is
-confirmed automatically."""
+"""The order aggregate and its state machine: cancelling and paying, fulfilment, refunds
+taken, and when receipt is confirmed automatically."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from enum import Enum
+from typing import Any, Protocol, Sequence
+
+from siyu_kit.aggregate import Aggregate, Move, StateMachine
+from siyu_kit.errors import FailedPrecondition
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -75,17 +80,9 @@ def member_cancel(state: OrderState) -> CancelDecision:
     return CancelDecision.TOO_LATE
 
 
-class Move(str, Enum):
-    """What a request to move an order to a state means in the state it is in."""
-    APPLY = "APPLY"
-    REPEAT = "REPEAT"  # already there: nothing changes
-    REFUSE = "REFUSE"  # not reachable from here
-
-
 def decide(state: OrderState, target: OrderState) -> Move:
-    if state is target:
-        return Move.REPEAT
-    return Move.APPLY if can_transition(state, target) else Move.REFUSE
+    """What a request to move an order to a state means in the state it is in."""
+    return MACHINE.decide(state, target)
 
 
 def auto_confirm_ms(shipped_ms: int, auto_confirm_days: int) -> int:
@@ -122,3 +119,328 @@ def stock_unavailable_cancel(state: OrderState) -> Move:
     if state is OrderState.CANCELLED:
         return Move.REPEAT
     return Move.APPLY if state is OrderState.PAID else Move.REFUSE
+
+
+# ---- the aggregate -----------------------------------------------------------------
+
+MACHINE: StateMachine[OrderState] = StateMachine("order", TRANSITIONS, refused_reason="STATUS_TRANSITION")
+
+NOT_CANCELLABLE = "ORDER_NOT_CANCELLABLE"
+NOT_SHIPPABLE = "ORDER_NOT_SHIPPABLE"
+NOT_SHIPPED = "ORDER_NOT_SHIPPED"
+NOT_REFUNDABLE = "ORDER_NOT_REFUNDABLE"
+REFUND_OPEN = "REFUND_OPEN"
+NOTHING_TO_SHIP = "NOTHING_TO_SHIP"
+
+
+@dataclass(frozen=True)
+class PriceStep:
+    """One step of the price an order line or the order went through, as it was charged."""
+    step: str
+    amount: int
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    line_id: str
+    sku_id: str
+    product_id: str
+    title: str
+    quantity: int
+    unit_price: int
+    line_total: int
+    line_amount: int
+    paid_amount: int
+    steps: tuple[PriceStep, ...] = ()
+    refunded_quantity: int = 0
+    refunded_amount: int = 0
+
+    @property
+    def units_left(self) -> int:
+        return self.quantity - self.refunded_quantity
+
+    @property
+    def amount_left(self) -> int:
+        return self.paid_amount - self.refunded_amount
+
+
+@dataclass(frozen=True)
+class Shipment:
+    carrier: str
+    tracking_number: str
+    shipped_ms: int
+
+
+@dataclass(frozen=True)
+class RefundedUnits:
+    """Units and money of one line that a refund took."""
+    line_id: str
+    sku_id: str
+    quantity: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class AppliedRefund:
+    """A refund as the order took it: what it returns (with the shipping fee, if that
+    went back too), whether its units go back to stock, and per line what it took."""
+    amount: int
+    shipping_fee_refund: int
+    restock: bool
+    lines: tuple[RefundedUnits, ...]
+
+
+class LineRefunded(Protocol):
+    """A line's refunded totals after a refund (the refund rules compute them)."""
+    line_id: str
+    refunded_quantity: int
+    refunded_amount: int
+
+
+# Domain events: what a change of an order tells the rest of the system. `at` is when
+# it happened.
+
+@dataclass(frozen=True)
+class OrderPlaced:
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OrderPaid:
+    at: datetime
+    payment_id: str
+    # The payment as the paying side describes it (carried in the event as it is).
+    payment: Any = None
+
+
+@dataclass(frozen=True)
+class OrderCancelled:
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class OrderShipped:
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OrderDelivered:
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OrderCompleted:
+    at: datetime
+    confirmed_by: str
+
+
+@dataclass(frozen=True)
+class OrderRefunded:
+    at: datetime
+    refund_id: str
+    # The refund as the refunding side shows it, with the amounts the order applied.
+    refund: Any = None
+
+
+@dataclass
+class Order(Aggregate):
+    """A member's order: what was bought at which price, and where it is between placing
+    and completion. Every move is a method that checks the rule and records its event."""
+    id: str
+    merchant_id: str
+    member_id: str
+    idempotency_key: str
+    state: OrderState
+    lines: tuple[OrderLine, ...]
+    currency: str
+    total: int
+    payable: int
+    reservation_id: str
+    created_at: datetime
+    expires_at: datetime
+    version: int = 1
+    order_steps: tuple[PriceStep, ...] = ()
+    shipping_fee: int = 0
+    tier: str = ""
+    # channel, persona_id, content_id, live_session_id, share_code (only those given)
+    attribution: dict[str, str] = field(default_factory=dict)
+    remark: str = ""
+    flash_sale_id: str = ""
+    paid_at: datetime | None = None
+    payment_id: str = ""
+    cancelled_at: datetime | None = None
+    cancel_reason: str = ""
+    shipment: Shipment | None = None
+    auto_confirm_ms: int = 0
+    delivered_at: datetime | None = None
+    completed_at: datetime | None = None
+    confirmed_by: str = ""
+    refunded_amount: int = 0
+    applied_refunds: dict[str, AppliedRefund] = field(default_factory=dict)
+
+    @classmethod
+    def place(cls, *, order_id: str, merchant_id: str, member_id: str, idempotency_key: str,
+              lines: Sequence[OrderLine], currency: str, total: int, payable: int, reservation_id: str,
+              created_at: datetime, expires_at: datetime, order_steps: Sequence[PriceStep] = (),
+              shipping_fee: int = 0, tier: str = "", attribution: dict[str, str] | None = None, remark: str = "",
+              flash_sale_id: str = "") -> "Order":
+        """A new order waiting for payment, for stock already reserved under `reservation_id`."""
+        order = cls(id=order_id, merchant_id=merchant_id, member_id=member_id, idempotency_key=idempotency_key,
+                    state=OrderState.PENDING_PAYMENT, lines=tuple(lines), currency=currency, total=total,
+                    payable=payable, reservation_id=reservation_id, created_at=created_at, expires_at=expires_at,
+                    order_steps=tuple(order_steps), shipping_fee=shipping_fee, tier=tier,
+                    attribution=dict(attribution or {}), remark=remark, flash_sale_id=flash_sale_id)
+        order.record(OrderPlaced(at=created_at))
+        return order
+
+    @property
+    def channel(self) -> str:
+        return self.attribution.get("channel", "")
+
+    @property
+    def units_left(self) -> int:
+        return sum(line.units_left for line in self.lines)
+
+    def is_payable(self, now: datetime) -> bool:
+        return is_payable(self.state, self.expires_at, now)
+
+    def is_expired(self, now: datetime) -> bool:
+        return is_expired(self.expires_at, now)
+
+    # ---- payment and cancellation -------------------------------------------------
+
+    def pay(self, payment_id: str, now: datetime, payment: Any = None) -> None:
+        """PENDING_PAYMENT → PAID by the payment `payment_id`, while the order is not expired."""
+        if not self.is_payable(now):
+            raise FailedPrecondition(f"the order is {self.state.value} or expired and cannot be paid",
+                                     reason=NOT_PAYABLE)
+        self.state, self.paid_at, self.payment_id = OrderState.PAID, now, payment_id
+        self.record(OrderPaid(at=now, payment_id=payment_id, payment=payment))
+
+    def cancel(self, now: datetime, reason: str = CANCEL_BY_MEMBER) -> bool:
+        """The member cancels an unpaid order. False when it was cancelled already (a
+        repeat changes nothing); refused once it is paid."""
+        decision = member_cancel(self.state)
+        if decision is CancelDecision.ALREADY_CANCELLED:
+            return False
+        if decision is CancelDecision.TOO_LATE:
+            raise FailedPrecondition(f"a {self.state.value} order cannot be cancelled", reason=NOT_CANCELLABLE)
+        self._cancelled(now, reason)
+        return True
+
+    def expire(self, now: datetime) -> bool:
+        """Cancels an unpaid order past its expiry. False when it is not (or no longer) due."""
+        if self.state is not OrderState.PENDING_PAYMENT or not self.is_expired(now):
+            return False
+        self._cancelled(now, CANCEL_BY_TIMEOUT)
+        return True
+
+    def cancel_unfulfillable(self, now: datetime) -> bool:
+        """The system-only PAID → CANCELLED of a paid order whose units were gone: its
+        whole payment goes back (the refunded total becomes what was payable). False
+        when it was cancelled already; refused beyond PAID (a person must look)."""
+        decision = stock_unavailable_cancel(self.state)
+        if decision is Move.REPEAT:
+            return False
+        if decision is Move.REFUSE:
+            raise FailedPrecondition(f"the order is {self.state.value}", reason=NOT_REFUNDABLE)
+        self.refunded_amount = self.payable
+        self._cancelled(now, CANCEL_STOCK_UNAVAILABLE)
+        return True
+
+    def _cancelled(self, now: datetime, reason: str) -> None:
+        self.state, self.cancelled_at, self.cancel_reason = OrderState.CANCELLED, now, reason
+        self.record(OrderCancelled(at=now, reason=reason))
+
+    # ---- fulfilment ---------------------------------------------------------------
+
+    def shipping(self) -> Move:
+        """Whether shipping is asked again (REPEAT) or can be decided (APPLY); refused
+        before payment and after it was shipped."""
+        move = MACHINE.decide(self.state, OrderState.SHIPPED)
+        if move is Move.REFUSE:
+            raise FailedPrecondition(f"a {self.state.value} order cannot be shipped", reason=NOT_SHIPPABLE)
+        return move
+
+    def ship(self, carrier: str, tracking_number: str, now_ms: int, *, auto_confirm_days: int,
+             open_refunds: int) -> bool:
+        """PAID → SHIPPED, when units are left to ship and no refund is waiting or under
+        way. False when it was shipped already."""
+        if self.shipping() is Move.REPEAT:
+            return False
+        units_left = self.units_left
+        if not is_shippable(units_left, open_refunds):
+            raise FailedPrecondition(
+                "a refund of this order is waiting or under way" if units_left else "every unit was refunded",
+                reason=REFUND_OPEN if units_left else NOTHING_TO_SHIP)
+        self.state = OrderState.SHIPPED
+        self.shipment = Shipment(carrier=carrier, tracking_number=tracking_number, shipped_ms=now_ms)
+        self.auto_confirm_ms = auto_confirm_ms(now_ms, auto_confirm_days)
+        self.record(OrderShipped(at=_at_ms(now_ms)))
+        return True
+
+    def deliver(self, now: datetime) -> bool:
+        """SHIPPED → DELIVERED. False when it was marked delivered already."""
+        move = MACHINE.decide(self.state, OrderState.DELIVERED)
+        if move is Move.REPEAT:
+            return False
+        if move is Move.REFUSE:
+            raise FailedPrecondition(f"a {self.state.value} order cannot be marked delivered", reason=NOT_SHIPPED)
+        self.state, self.delivered_at = OrderState.DELIVERED, now
+        self.record(OrderDelivered(at=now))
+        return True
+
+    def complete(self, now: datetime, confirmed_by: str = CONFIRMED_BY_MEMBER) -> bool:
+        """Receipt confirmed (by the member, or automatically): SHIPPED or DELIVERED →
+        COMPLETED. False when it was completed already."""
+        move = MACHINE.decide(self.state, OrderState.COMPLETED)
+        if move is Move.REPEAT:
+            return False
+        if move is Move.REFUSE:
+            raise FailedPrecondition(f"a {self.state.value} order has no receipt to confirm", reason=NOT_SHIPPED)
+        self.state, self.completed_at, self.confirmed_by = OrderState.COMPLETED, now, confirmed_by
+        self.record(OrderCompleted(at=now, confirmed_by=confirmed_by))
+        return True
+
+    def reservation_verdict(self, reservation_id: str) -> ReservationVerdict:
+        """What the catalog may do with the expired reservation `reservation_id`."""
+        return reservation_verdict(self.state, self.reservation_id == reservation_id)
+
+    def is_due_for_auto_confirm(self, now_ms: int) -> bool:
+        return self.state in (OrderState.SHIPPED, OrderState.DELIVERED) and 0 < self.auto_confirm_ms <= now_ms
+
+    # ---- refunds ------------------------------------------------------------------
+
+    def applied_refund(self, refund_id: str) -> AppliedRefund | None:
+        """The refund as this order took it, or None when it has not taken it."""
+        return self.applied_refunds.get(refund_id)
+
+    @property
+    def shipping_fee_refunded(self) -> int:
+        return sum(r.shipping_fee_refund for r in self.applied_refunds.values())
+
+    def apply_refund(self, refund_id: str, applied: AppliedRefund, lines_after: Sequence[LineRefunded],
+                     now: datetime, refund: Any = None) -> bool:
+        """The order takes a refund, once: each line's refunded totals become those of
+        `lines_after` (matched by line id), the refund is recorded as applied and the
+        refunded total grows by its amount. False when the order took it already."""
+        if refund_id in self.applied_refunds:
+            return False
+        after = {line.line_id: line for line in lines_after}
+        unknown = set(after) - {line.line_id for line in self.lines}
+        if unknown:
+            raise ValueError(f"order {self.id} has no lines {sorted(unknown)}")
+        self.lines = tuple(
+            replace(line, refunded_quantity=after[line.line_id].refunded_quantity,
+                    refunded_amount=after[line.line_id].refunded_amount) if line.line_id in after else line
+            for line in self.lines)
+        self.applied_refunds = {**self.applied_refunds, refund_id: applied}
+        self.refunded_amount += applied.amount
+        self.record(OrderRefunded(at=now, refund_id=refund_id, refund=refund))
+        return True
+
+
+def _at_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

@@ -1,11 +1,12 @@
-"""Payments: states, what a provider's success means for the order, and the provider
-interface every payment method implements."""
+"""Payments: the Payment aggregate and its states, what a provider's success means for
+the order, and the refund reasons of payments the order could not take."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import Enum
-from typing import Protocol
+
+from siyu_kit.aggregate import Aggregate, StateMachine
 
 from services.order.domain.orders import OrderState
 
@@ -14,6 +15,14 @@ class PaymentState(str, Enum):
     PENDING = "PENDING"
     SUCCEEDED = "SUCCEEDED"
     REFUNDED = "REFUNDED"
+
+
+# A payment succeeds once and is refunded at most once; a failure leaves it PENDING.
+MACHINE: StateMachine[PaymentState] = StateMachine("payment", {
+    PaymentState.PENDING: {PaymentState.SUCCEEDED},
+    PaymentState.SUCCEEDED: {PaymentState.REFUNDED},
+    PaymentState.REFUNDED: set(),
+}, refused_reason="STATUS_TRANSITION")
 
 
 class PaymentMethod(str, Enum):
@@ -40,16 +49,6 @@ class Notification:
 class RefundReceipt:
     provider_refund_id: str
     amount: int
-
-
-class PaymentProvider(Protocol):
-    method: PaymentMethod
-
-    def sign(self, notification: Notification) -> str: ...
-
-    def verify(self, notification: Notification) -> bool: ...
-
-    def refund(self, payment_id: str, provider_txn_id: str, amount: int, currency: str) -> RefundReceipt: ...
 
 
 class Settlement(str, Enum):
@@ -89,3 +88,127 @@ def refund_reason(order_state: OrderState) -> str:
         return REFUND_ORDER_EXPIRED
     return REFUND_ALREADY_PAID
 
+
+
+def _epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The last FAIL notification of a payment that stays PENDING."""
+    provider_txn_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    """The money of a payment sent back at the provider, and why."""
+    provider_refund_id: str
+    amount: int
+    reason: str
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PaymentRefunded:
+    """Domain event: the payment's money went back (the order could not take it, or
+    its units were gone)."""
+    reason: str
+    occurred_at: datetime
+
+
+@dataclass
+class Payment(Aggregate):
+    """One attempt to pay an order. SUCCEEDED money is `open` until the order took it or
+    it was refunded: the reconcile job finishes an open payment after `reconcile_ms`."""
+    id: str
+    merchant_id: str
+    version: int
+    member_id: str
+    order_id: str
+    idempotency_key: str
+    amount: int
+    currency: str
+    created_at: datetime
+    method: PaymentMethod = PaymentMethod.SANDBOX
+    state: PaymentState = PaymentState.PENDING
+    provider_txn_id: str = ""
+    succeeded_at: datetime | None = None
+    open: bool = False
+    reconcile_ms: int = 0
+    last_failure: Failure | None = None
+    failures: int = 0
+    refund: ProviderRefund | None = None
+    refunded_at: datetime | None = None
+    # What the next save writes besides the state: the repository reads it.
+    changed: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    @classmethod
+    def start(cls, payment_id: str, *, merchant_id: str, member_id: str, order_id: str, idempotency_key: str,
+              amount: int, currency: str, now: datetime) -> "Payment":
+        return cls(id=payment_id, merchant_id=merchant_id, version=1, member_id=member_id, order_id=order_id,
+                   idempotency_key=idempotency_key, amount=amount, currency=currency, created_at=now)
+
+    @property
+    def refund_reason(self) -> str:
+        return self.refund.reason if self.refund else ""
+
+    @property
+    def was_auto_refunded(self) -> bool:
+        """Refunded because the order could not take it (not because units were gone)."""
+        return self.state is PaymentState.REFUNDED and self.refund_reason in AUTO_REFUND_REASONS
+
+    def fail(self, provider_txn_id: str, now: datetime) -> bool:
+        """A FAIL notification: the order stays payable and the member may try again.
+        False for a repeat, or for a payment past PENDING."""
+        if self.state is not PaymentState.PENDING or \
+                (self.last_failure is not None and self.last_failure.provider_txn_id == provider_txn_id):
+            return False
+        self.last_failure = Failure(provider_txn_id, now)
+        self.failures += 1
+        self.changed |= {"last_failure", "failures"}
+        return True
+
+    def succeed(self, provider_txn_id: str, now: datetime) -> bool:
+        """A SUCCESS notification. The payment is open until applied or refunded: if
+        what follows is lost, the reconcile job finishes it. False when not PENDING."""
+        if self.state is not PaymentState.PENDING:
+            return False
+        MACHINE.require(self.state, PaymentState.SUCCEEDED)
+        self.state = PaymentState.SUCCEEDED
+        self.provider_txn_id = provider_txn_id
+        self.succeeded_at = now
+        self.open = True
+        self.reconcile_ms = _epoch_ms(now + RECONCILE_AFTER)
+        self.changed |= {"state", "provider_txn_id", "succeeded_at", "open", "reconcile_ms"}
+        return True
+
+    def close(self) -> bool:
+        """The order took the payment and the ledger has it: nothing is left for the
+        reconcile job. False when it was closed already."""
+        if not self.open:
+            return False
+        self.open = False
+        self.changed.add("open")
+        return True
+
+    def refunded(self, provider_refund_id: str, amount: int, reason: str, now: datetime) -> bool:
+        """The provider sent the money back. False when the payment is not SUCCEEDED."""
+        if self.state is not PaymentState.SUCCEEDED:
+            return False
+        MACHINE.require(self.state, PaymentState.REFUNDED)
+        self.state = PaymentState.REFUNDED
+        self.refunded_at = now
+        self.open = False
+        self.refund = ProviderRefund(provider_refund_id, amount, reason, now)
+        self.changed |= {"state", "refunded_at", "open", "refund"}
+        self.record(PaymentRefunded(reason=reason, occurred_at=now))
+        return True
+
+    def take_for_reconcile(self, until: datetime) -> int:
+        """The job takes the open payment until `until`; returns the reconcile time it
+        read (the compare-and-set the repository makes on it)."""
+        seen = self.reconcile_ms
+        self.reconcile_ms = _epoch_ms(until)
+        return seen

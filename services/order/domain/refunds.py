@@ -1,13 +1,17 @@
-"""After-sales refunds: who may ask when, how many units and how much money a refund
-of some lines takes, and when the shipping fee goes back with it."""
+"""After-sales refunds: the Refund aggregate and its states, who may ask when, how many
+units and how much money a refund of some lines takes, and when the shipping fee goes
+back with it."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Sequence
 
-from services.order.domain.orders import OrderState
+from siyu_kit.aggregate import Aggregate, Move, StateMachine
+from siyu_kit.errors import FailedPrecondition, FieldViolation
+
+from services.order.domain.orders import AppliedRefund, OrderState, RefundedUnits
 
 
 class RefundState(str, Enum):
@@ -16,6 +20,20 @@ class RefundState(str, Enum):
     APPROVED = "APPROVED"  # being executed: the order took it, the money is on its way
     REFUNDED = "REFUNDED"
 
+
+# REQUESTED → APPROVED (being executed) → REFUNDED; a request may be rejected, and an
+# approved refund is rejected when another refund took what it asked for meanwhile.
+MACHINE: StateMachine[RefundState] = StateMachine("refund", {
+    RefundState.REQUESTED: {RefundState.APPROVED, RefundState.REJECTED},
+    RefundState.APPROVED: {RefundState.REFUNDED, RefundState.REJECTED},
+    RefundState.REJECTED: set(),
+    RefundState.REFUNDED: set(),
+}, refused_reason="STATUS_TRANSITION")
+
+NOT_APPROVABLE = "REFUND_NOT_APPROVABLE"
+NOT_REJECTABLE = "REFUND_NOT_REJECTABLE"
+EXCEEDS_REMAINING = "REFUND_EXCEEDS_REMAINING"
+NO_LONGER_FITS = "the order no longer has these units or this amount to refund"
 
 # A refund in these states holds its units: the order must not ship meanwhile.
 OPEN = (RefundState.REQUESTED, RefundState.APPROVED)
@@ -137,22 +155,143 @@ def may_refund(state: OrderState, completed_at: datetime | None, after_sales_day
     return True
 
 
-class RefundMove(str, Enum):
-    APPLY = "APPLY"
-    REPEAT = "REPEAT"
-    REFUSE = "REFUSE"
+# What approving or rejecting means in the refund's state.
+RefundMove = Move
 
 
-def approve(state: RefundState) -> RefundMove:
+def approve(state: RefundState) -> Move:
     """Approving an approved or refunded refund is a repeat: it returns the refund."""
-    if state is RefundState.REQUESTED:
-        return RefundMove.APPLY
-    if state in (RefundState.APPROVED, RefundState.REFUNDED):
-        return RefundMove.REPEAT
-    return RefundMove.REFUSE
+    if state is RefundState.REFUNDED:
+        return Move.REPEAT
+    return MACHINE.decide(state, RefundState.APPROVED)
 
 
-def reject(state: RefundState) -> RefundMove:
-    if state is RefundState.REQUESTED:
-        return RefundMove.APPLY
-    return RefundMove.REPEAT if state is RefundState.REJECTED else RefundMove.REFUSE
+def reject(state: RefundState) -> Move:
+    return MACHINE.decide(state, RefundState.REJECTED) if state is not RefundState.APPROVED else Move.REFUSE
+
+
+def take(lines: Sequence[LineBalance], requests: Sequence[LineRequest], *, never_shipped: bool,
+         shipping_fee: int, shipping_fee_refunded: int) -> tuple[AppliedRefund | None, tuple[tuple[str, str], ...]]:
+    """What the order takes for a refund, planned against the lines as they are now;
+    or the problems when they no longer hold what the refund asked for."""
+    planned = plan(lines, requests)
+    if planned.problems:
+        return None, planned.problems
+    shipping_back = shipping_fee_refund(never_shipped, after(lines, planned.lines), shipping_fee,
+                                        shipping_fee_refunded)
+    return AppliedRefund(amount=planned.amount + shipping_back, shipping_fee_refund=shipping_back,
+                         restock=never_shipped,
+                         lines=tuple(RefundedUnits(l.line_id, l.sku_id, l.quantity, l.amount) for l in planned.lines)), ()
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    """A line of a refund. Amounts are estimates until the order takes the refund."""
+    line_id: str
+    sku_id: str
+    quantity: int
+    amount: int
+    explicit: bool = False  # the amount was asked for, not worked out
+    restocked: bool = False
+
+
+@dataclass
+class Refund(Aggregate):
+    """An after-sales refund of some units of an order's lines. The order carries the
+    refund's event (order.refunded), so a refund records none of its own."""
+    id: str
+    merchant_id: str
+    version: int
+    order_id: str
+    member_id: str
+    requested_by: str  # BY_MEMBER / BY_STAFF
+    idempotency_key: str
+    state: RefundState
+    lines: tuple[RefundLine, ...]
+    amount: int
+    currency: str
+    created_at: datetime
+    shipping_fee_refund: int = 0
+    reason: str = ""
+    note: str = ""
+    approved_ms: int | None = None  # when execution started: the job finishes refunds left APPROVED
+    refunded_at: datetime | None = None
+    provider_refund_id: str = ""
+    # What the next save writes besides the state: the repository reads it.
+    changed: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    @classmethod
+    def open(cls, refund_id: str, *, merchant_id: str, order_id: str, member_id: str, requested_by: str,
+             idempotency_key: str, planned: Plan, explicit: frozenset[str], currency: str, reason: str,
+             now: datetime) -> "Refund":
+        """A member's request (REQUESTED), or a refund staff start, which is executed at
+        once (APPROVED)."""
+        by_staff = requested_by == BY_STAFF
+        return cls(id=refund_id, merchant_id=merchant_id, version=1, order_id=order_id, member_id=member_id,
+                   requested_by=requested_by, idempotency_key=idempotency_key,
+                   state=RefundState.APPROVED if by_staff else RefundState.REQUESTED,
+                   lines=tuple(RefundLine(l.line_id, l.sku_id, l.quantity, l.amount, l.line_id in explicit)
+                               for l in planned.lines),
+                   amount=planned.amount, currency=currency, reason=reason, created_at=now,
+                   approved_ms=_epoch_ms(now) if by_staff else None)
+
+    def requests(self) -> list[LineRequest]:
+        """What the refund asked for; a default amount is worked out again when the order
+        takes the refund, against what is left then."""
+        return [LineRequest(l.line_id, l.quantity, l.amount if l.explicit else None) for l in self.lines]
+
+    def approve(self, now: datetime) -> Move:
+        """APPLY: the refund is now APPROVED and is to be executed. REPEAT: approved or
+        refunded already (an approved one is finished by executing it again)."""
+        move = approve(self.state)
+        if move is Move.REFUSE:
+            raise FailedPrecondition(f"a {self.state.value} refund cannot be approved", reason=NOT_APPROVABLE)
+        if move is Move.APPLY:
+            self.state = RefundState.APPROVED
+            self.approved_ms = _epoch_ms(now)
+            self.changed |= {"state", "approved_ms"}
+        return move
+
+    def reject(self, note: str) -> Move:
+        move = reject(self.state)
+        if move is Move.REFUSE:
+            raise FailedPrecondition(f"a {self.state.value} refund cannot be rejected", reason=NOT_REJECTABLE)
+        if move is Move.APPLY:
+            self.state = RefundState.REJECTED
+            self.note = note
+            self.changed |= {"state", "note"}
+        return move
+
+    def no_longer_fits(self) -> None:
+        """Another refund took what this approved one asked for: it is rejected."""
+        MACHINE.require(self.state, RefundState.REJECTED)
+        self.state = RefundState.REJECTED
+        self.note = NO_LONGER_FITS
+        self.changed |= {"state", "note"}
+
+    def finish(self, applied: AppliedRefund, provider_refund_id: str, now: datetime) -> None:
+        """The order took the refund and the money went back: REFUNDED, with the final
+        amounts of its lines."""
+        MACHINE.require(self.state, RefundState.REFUNDED)
+        self.state = RefundState.REFUNDED
+        self.refunded_at = now
+        self.provider_refund_id = provider_refund_id
+        self.show(applied)
+        self.changed |= {"state", "refunded_at", "provider_refund_id", "amount", "shipping_fee_refund", "lines"}
+
+    def show(self, applied: AppliedRefund) -> None:
+        """The refund with the final amounts the order took."""
+        explicit = {l.line_id: l.explicit for l in self.lines}
+        self.amount = applied.amount
+        self.shipping_fee_refund = applied.shipping_fee_refund
+        self.lines = tuple(RefundLine(l.line_id, l.sku_id, l.quantity, l.amount, explicit.get(l.line_id, False),
+                                      applied.restock) for l in applied.lines)
+
+
+def no_longer_fits(problems: Sequence[tuple[str, str]]) -> FailedPrecondition:
+    return FailedPrecondition(NO_LONGER_FITS, reason=EXCEEDS_REMAINING,
+                              violations=[FieldViolation(f, d) for f, d in problems])
+
+
+def _epoch_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)

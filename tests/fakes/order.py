@@ -1,0 +1,265 @@
+"""In-memory fakes of the order service's ports, for use-case tests without servers.
+
+Each fake keeps what it stores in dicts, honours the version compare-and-set the real
+repository makes (a save on a version that is no longer the stored one raises
+StaleVersion), and keeps the events saved with each aggregate so tests can assert them."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from siyu_kit.aggregate import StaleVersion
+from siyu_kit.errors import FieldViolation, NotFound
+
+from services.order.application.ports import FlashReservation, MemberPricing, SkuInfo
+from services.order.domain.cart import Cart
+from services.order.domain.orders import Order, OrderState
+from services.order.domain.settings import DEFAULTS, OrderSettings
+
+
+@dataclass
+class FakeOrders:
+    """OrderRepository in memory. `events` lists (order id, version, domain event) in the
+    order they were stored; `stale_saves` makes the next saves lose their compare-and-set
+    (as if another writer came first), `writes` counts adds and saves."""
+    orders: dict[str, Order] = field(default_factory=dict)
+    events: list[tuple[str, int, Any]] = field(default_factory=list)
+    stale_saves: int = 0
+    writes: int = 0
+    reads: int = 0
+
+    def _copy(self, order: Order | None) -> Order | None:
+        return copy.deepcopy(order) if order is not None else None
+
+    def stored(self, order_id: str) -> Order:
+        """The order as stored (a test's look, not a repository read)."""
+        return self.orders[order_id]
+
+    def events_of(self, order_id: str) -> list[Any]:
+        return [e for oid, _, e in self.events if oid == order_id]
+
+    def event_types(self, order_id: str = "") -> list[str]:
+        return [type(e).__name__ for oid, _, e in self.events if not order_id or oid == order_id]
+
+    async def get(self, merchant_id: str, order_id: str) -> Order | None:
+        self.reads += 1
+        order = self.orders.get(order_id)
+        return self._copy(order) if order and order.merchant_id == merchant_id else None
+
+    async def of_member(self, merchant_id: str, member_id: str, order_id: str) -> Order | None:
+        self.reads += 1
+        order = self.orders.get(order_id)
+        ok = order and order.merchant_id == merchant_id and order.member_id == member_id
+        return self._copy(order) if ok else None
+
+    async def by_key(self, merchant_id: str, member_id: str, idempotency_key: str) -> Order | None:
+        self.reads += 1
+        for order in self.orders.values():
+            if (order.merchant_id, order.member_id, order.idempotency_key) == (merchant_id, member_id,
+                                                                              idempotency_key):
+                return self._copy(order)
+        return None
+
+    async def page_of_member(self, merchant_id: str, member_id: str, before_id: str, limit: int) -> list[Order]:
+        self.reads += 1
+        found = sorted((o for o in self.orders.values() if o.merchant_id == merchant_id
+                        and o.member_id == member_id and (not before_id or o.id < before_id)),
+                       key=lambda o: o.id, reverse=True)
+        return [self._copy(o) for o in found[:limit]]
+
+    async def search(self, merchant_id: str, *, state: str, created_from: datetime | None,
+                     created_to: datetime | None, channel: str, member_id: str, before_id: str,
+                     limit: int) -> list[Order]:
+        self.reads += 1
+
+        def matches(o: Order) -> bool:
+            return (o.merchant_id == merchant_id and (not state or o.state.value == state)
+                    and (created_from is None or o.created_at >= created_from)
+                    and (created_to is None or o.created_at < created_to)
+                    and (not channel or o.channel == channel) and (not member_id or o.member_id == member_id)
+                    and (not before_id or o.id < before_id))
+        found = sorted(filter(matches, self.orders.values()), key=lambda o: o.id, reverse=True)
+        return [self._copy(o) for o in found[:limit]]
+
+    async def expired(self, now: datetime, limit: int) -> list[Order]:
+        self.reads += 1
+        found = sorted((o for o in self.orders.values()
+                        if o.state is OrderState.PENDING_PAYMENT and o.expires_at <= now), key=lambda o: o.expires_at)
+        return [self._copy(o) for o in found[:limit]]
+
+    async def due_for_auto_confirm(self, now_ms: int, limit: int) -> list[Order]:
+        self.reads += 1
+        found = sorted((o for o in self.orders.values() if o.is_due_for_auto_confirm(now_ms)),
+                       key=lambda o: o.auto_confirm_ms)
+        return [self._copy(o) for o in found[:limit]]
+
+    async def add(self, order: Order) -> bool:
+        self.writes += 1
+        if order.id in self.orders or await self.by_key(order.merchant_id, order.member_id, order.idempotency_key):
+            order.pull_events()
+            return False
+        recorded = order.pull_events()
+        self.orders[order.id] = self._copy(order)
+        self.events.extend((order.id, order.version, e) for e in recorded)
+        return True
+
+    async def save(self, order: Order) -> None:
+        recorded = order.pull_events()
+        if not recorded:
+            return
+        self.writes += 1
+        stored = self.orders.get(order.id)
+        if self.stale_saves > 0:
+            self.stale_saves -= 1
+            raise StaleVersion(f"order {order.id} changed since it was read")
+        if stored is None or stored.merchant_id != order.merchant_id or stored.version != order.version:
+            raise StaleVersion(f"order {order.id} changed since it was read")
+        order.version += 1
+        self.orders[order.id] = self._copy(order)
+        self.events.extend((order.id, order.version, e) for e in recorded)
+
+
+@dataclass
+class FakeSettings:
+    """SettingsRepository in memory: the defaults (version 0) until saved."""
+    by_merchant: dict[str, OrderSettings] = field(default_factory=dict)
+    stale_saves: int = 0
+    reads: int = 0
+
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        self.reads += 1
+        return self.by_merchant.get(merchant_id, DEFAULTS)
+
+    async def save(self, merchant_id: str, settings: OrderSettings, updated_ms: int) -> OrderSettings:
+        current = self.by_merchant.get(merchant_id, DEFAULTS)
+        if self.stale_saves > 0:
+            self.stale_saves -= 1
+            raise StaleVersion("the settings changed meanwhile")
+        if settings.version != current.version:
+            raise StaleVersion("the settings changed meanwhile")
+        saved = replace(settings, version=settings.version + 1)
+        self.by_merchant[merchant_id] = saved
+        return saved
+
+
+@dataclass
+class FakeCarts:
+    """CartRepository in memory, keyed by (merchant, member)."""
+    carts: dict[tuple[str, str], Cart] = field(default_factory=dict)
+    stale_saves: int = 0
+    saves: int = 0
+
+    async def get(self, merchant_id: str, member_id: str) -> Cart:
+        cart = self.carts.get((merchant_id, member_id))
+        return copy.deepcopy(cart) if cart is not None else Cart.empty(merchant_id, member_id)
+
+    async def save(self, cart: Cart) -> None:
+        key = (cart.merchant_id, cart.member_id)
+        stored = self.carts.get(key)
+        if self.stale_saves > 0:
+            self.stale_saves -= 1
+            raise StaleVersion("the cart changed meanwhile")
+        if (stored.version if stored else 0) != cart.version:
+            raise StaleVersion("the cart changed meanwhile")
+        self.saves += 1
+        cart.version += 1
+        if not cart.id:
+            cart.id = f"crt_{len(self.carts) + 1}"
+        self.carts[key] = copy.deepcopy(cart)
+
+
+def sku(sku_id: str, unit_price: int = 1000, *, on_shelf: bool = True, currency: str = "CNY",
+        available: int = 100, product_id: str = "prd_1", title: str = "Tea", **more) -> SkuInfo:
+    return SkuInfo(sku_id=sku_id, product_id=product_id, title=title, unit_price=unit_price, currency=currency,
+                   on_shelf=on_shelf, available=available, **more)
+
+
+@dataclass
+class FakeCatalog:
+    """Catalog and FlashCatalog: SKUs by id, reservations held, releases made. Set
+    `refuse_reserve` (or `refuse_flash`) to an error to raise it instead of reserving."""
+    skus_by_id: dict[str, SkuInfo] = field(default_factory=dict)
+    reserved: dict[str, tuple[str, list[tuple[str, int]], datetime]] = field(default_factory=dict)
+    released: list[str] = field(default_factory=list)
+    flash_won: FlashReservation | None = None
+    flash_calls: int = 0
+    sku_calls: int = 0
+    refuse_reserve: Exception | None = None
+    refuse_flash: Exception | None = None
+
+    def add(self, *skus: SkuInfo) -> "FakeCatalog":
+        for s in skus:
+            self.skus_by_id[s.sku_id] = s
+        return self
+
+    async def skus(self, sku_ids: list[str]) -> dict[str, SkuInfo]:
+        self.sku_calls += 1
+        return {s: self.skus_by_id[s] for s in sku_ids if s in self.skus_by_id}
+
+    async def reserve(self, reservation_id: str, order_id: str, lines: list[tuple[str, int]],
+                      expires_at: datetime) -> None:
+        if self.refuse_reserve is not None:
+            raise self.refuse_reserve
+        self.reserved[reservation_id] = (order_id, list(lines), expires_at)
+
+    async def release(self, reservation_id: str) -> None:
+        self.released.append(reservation_id)
+
+    async def reserve_flash_sale(self, reservation_id: str, order_id: str, flash_sale_id: str, member_id: str,
+                                 quantity: int, expires_at: datetime) -> FlashReservation:
+        self.flash_calls += 1
+        if self.refuse_flash is not None:
+            raise self.refuse_flash
+        assert self.flash_won is not None, "set flash_won first"
+        self.reserved[reservation_id] = (order_id, [(self.flash_won.sku_id, quantity)], expires_at)
+        return self.flash_won
+
+
+@dataclass
+class FakeMembers:
+    """Members: every member has `tier` unless `tiers` says otherwise; `down` makes it fail."""
+    tier: str = "REGULAR"
+    discount_bp: int = 10_000
+    tiers: dict[str, MemberPricing] = field(default_factory=dict)
+    down: Exception | None = None
+
+    async def pricing(self, member_id: str) -> MemberPricing:
+        if self.down is not None:
+            raise self.down
+        return self.tiers.get(member_id, MemberPricing(self.tier, self.discount_bp))
+
+
+@dataclass
+class FakeAttributions:
+    """Attributions: the persona and content ids in `known` exist."""
+    known: set[str] = field(default_factory=set)
+    checked: list[tuple[str, str]] = field(default_factory=list)
+
+    async def check_attribution(self, persona_id: str, content_id: str) -> None:
+        self.checked.append((persona_id, content_id))
+        missing = [FieldViolation(f"attribution.{name}", "no such one in this merchant")
+                   for name, value in (("persona_id", persona_id), ("content_id", content_id))
+                   if value and value not in self.known]
+        if missing:
+            raise NotFound(f"{missing[0].field}: no such one in this merchant", reason="ATTRIBUTION_NOT_FOUND",
+                           violations=missing)
+
+
+@dataclass
+class FakeOpenRefunds:
+    """OpenRefunds: open refund counts by order id."""
+    open_by_order: dict[str, int] = field(default_factory=dict)
+
+    async def count_open(self, merchant_id: str, order_id: str) -> int:
+        return self.open_by_order.get(order_id, 0)
+
+
+@dataclass
+class FakeRecords:
+    """PaymentRecords, RefundRecords or LedgerRecords: what each order has, as given."""
+    by_order: dict[str, list] = field(default_factory=dict)
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list:
+        return list(self.by_order.get(order_id, ()))
