@@ -319,7 +319,7 @@ class Order(Aggregate):
         self.state, self.paid_at, self.payment_id = OrderState.PAID, now, payment_id
         self.record(OrderPaid(at=now, payment_id=payment_id, payment=payment))
 
-    def cancel(self, now: datetime, reason: str = CANCEL_BY_MEMBER) -> bool:
+    def cancel(self, now: datetime, cancel_reason: str = CANCEL_BY_MEMBER) -> bool:
         """The member cancels an unpaid order. False when it was cancelled already (a
         repeat changes nothing); refused once it is paid."""
         decision = member_cancel(self.state)
@@ -327,7 +327,7 @@ class Order(Aggregate):
             return False
         if decision is CancelDecision.TOO_LATE:
             raise FailedPrecondition(f"a {self.state.value} order cannot be cancelled", reason=NOT_CANCELLABLE)
-        self._cancelled(now, reason)
+        self._cancelled(now, cancel_reason)
         return True
 
     def expire(self, now: datetime) -> bool:
@@ -350,9 +350,9 @@ class Order(Aggregate):
         self._cancelled(now, CANCEL_STOCK_UNAVAILABLE)
         return True
 
-    def _cancelled(self, now: datetime, reason: str) -> None:
-        self.state, self.cancelled_at, self.cancel_reason = OrderState.CANCELLED, now, reason
-        self.record(OrderCancelled(at=now, reason=reason))
+    def _cancelled(self, now: datetime, cancel_reason: str) -> None:
+        self.state, self.cancelled_at, self.cancel_reason = OrderState.CANCELLED, now, cancel_reason
+        self.record(OrderCancelled(at=now, reason=cancel_reason))
 
     # ---- fulfilment ---------------------------------------------------------------
 
