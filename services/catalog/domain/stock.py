@@ -21,8 +21,8 @@ RESERVATIONS = StateMachine("reservation", {RESERVED: {COMMITTED, RELEASED}, COM
 # (COMMITTED), or they are gone and the reservation is reported UNFULFILLABLE (it stays
 # RELEASED; the order service refunds the payment). Both are final.
 UNFULFILLABLE = "UNFULFILLABLE"
-PAID_AFTER_RELEASE = StateMachine("released reservation", {RELEASED: {COMMITTED, UNFULFILLABLE}, COMMITTED: (),
-                                                           UNFULFILLABLE: ()},
+PAID_AFTER_RELEASE = StateMachine("released reservation", {RESERVED: (), RELEASED: {COMMITTED, UNFULFILLABLE},
+                                                           COMMITTED: (), UNFULFILLABLE: ()},
                                   refused_reason="STATUS_TRANSITION")
 
 
