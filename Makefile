@@ -25,7 +25,10 @@ $(GEN_STAMP): $(PROTOS) $(INSTALLED)
 	rm -rf gen build/proto-deps
 	mkdir -p gen build/proto-deps/google/api
 	cp $$($(BIN)/python -c 'import google.api.annotations_pb2 as m, os; print(os.path.dirname(m.__file__))')/{annotations,http}.proto build/proto-deps/google/api/
-	$(BIN)/python -m grpc_tools.protoc -Iprotos -Ibuild/proto-deps --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	# gen/descriptors.binpb keeps the proto comments (source info): the gateway's OpenAPI
+	# document takes its descriptions of RPCs, fields and error reasons from them.
+	$(BIN)/python -m grpc_tools.protoc -Iprotos -Ibuild/proto-deps --python_out=gen --pyi_out=gen --grpc_python_out=gen \
+		--include_source_info --include_imports --descriptor_set_out=gen/descriptors.binpb $(PROTOS)
 	touch $@
 
 proto: $(GEN_STAMP)

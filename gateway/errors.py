@@ -2,6 +2,9 @@
 
     {"error": {"code": "NOT_FOUND", "status": 404, "message": "...", "reason": "...",
                "request_id": "req_…", "field_violations": [{"field": "...", "description": "..."}]}}
+
+`reason` is one of the words the ErrorReason enums of the protos declare (siyu_kit.reasons);
+an internal error has none.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from starlette.responses import JSONResponse
 
+from siyu_kit import reasons
 from siyu_kit.errors import DomainError, FieldViolation
 
 HTTP_BY_CODE = {
@@ -117,7 +121,8 @@ def body(error: ApiError, request_id: str) -> dict:
     out = {"code": error.code, "status": error.http_status, "message": error.message,
            "request_id": request_id}
     if error.reason:
-        out["reason"] = error.reason
+        # A word of the ErrorReason enums (the document's Error schema lists them).
+        out["reason"] = reasons.check(error.reason)
     if error.violations:
         out["field_violations"] = [{"field": v.field, "description": v.description} for v in error.violations]
     return {"error": out}

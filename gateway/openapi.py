@@ -4,14 +4,22 @@ JSON follows the standard proto3 mapping with proto field names: int64/uint64 ar
 enums are their names, Timestamps RFC 3339 strings, bytes base64. Each field's
 `(siyu.common.v1.field)` rules (siyu_kit.field_rules, which the services enforce) become
 `required`, `pattern`, lengths and integer bounds, so the document says what the server takes.
+
+Descriptions of operations, schemas, fields and error reasons are the proto comments, read
+from the descriptor set `make proto` writes with source info (gen/descriptors.binpb). The
+error body's `reason` lists the words of the ErrorReason enums (siyu_kit.reasons); each
+operation names the ones its service may give in `x-siyu-reasons`.
 """
 from __future__ import annotations
 
 import html
+from functools import cache
+from pathlib import Path
 
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FieldDescriptor as F
 
-from siyu_kit import field_rules
+from siyu_kit import field_rules, logging as slog, reasons
 from siyu_kit.field_rules import Rules
 
 from gateway.routes import SCALAR_WKT, Route, Table, _is_map, _is_repeated
@@ -21,6 +29,89 @@ UINT32 = {F.TYPE_UINT32, F.TYPE_FIXED32}
 INT64 = {F.TYPE_INT64, F.TYPE_SINT64, F.TYPE_SFIXED64, F.TYPE_UINT64, F.TYPE_FIXED64}
 INT_RANGE = {**{t: (-2**31, 2**31 - 1) for t in INT32}, **{t: (0, 2**32 - 1) for t in UINT32},
              **{t: (-2**63, 2**63 - 1) for t in INT64}, F.TYPE_UINT64: (0, 2**64 - 1), F.TYPE_FIXED64: (0, 2**64 - 1)}
+
+
+log = slog.get("siyu.gateway")
+
+DESCRIPTOR_SET = "descriptors.binpb"
+# Field numbers in descriptor.proto, the steps of a SourceCodeInfo path.
+_FILE_MESSAGE, _FILE_ENUM, _FILE_SERVICE = 4, 5, 6
+_MESSAGE_FIELD, _MESSAGE_NESTED, _MESSAGE_ENUM = 2, 3, 4
+_ENUM_VALUE, _SERVICE_METHOD = 2, 2
+
+
+def descriptor_set_path() -> Path:
+    """gen/descriptors.binpb, next to the generated package."""
+    from siyu.common.v1 import common_pb2
+
+    return Path(common_pb2.__file__).resolve().parents[3] / DESCRIPTOR_SET
+
+
+def _text(location) -> str:
+    """A comment as prose: each paragraph on one line, paragraphs apart by a blank line."""
+    raw = location.leading_comments or location.trailing_comments
+    paragraphs = [" ".join(line.strip() for line in block.splitlines() if line.strip())
+                  for block in raw.strip().split("\n\n")]
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+@cache
+def comments() -> dict[str, str]:
+    """Full name → comment of every siyu service, method, message, field, enum and enum
+    value that has one (`siyu.order.v1.OrderService.PlaceOrder`, `siyu.order.v1.Order.state`,
+    `siyu.order.v1.ErrorReason.CART_EMPTY`). Empty, with an error logged, when the descriptor
+    set is missing (code generated without `make proto`)."""
+    path = descriptor_set_path()
+    try:
+        files = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes()).file
+    except OSError:
+        log.error("openapi.no_comments", path=str(path), hint="run make proto")
+        return {}
+    out: dict[str, str] = {}
+    for file in files:
+        if not file.package.startswith("siyu."):
+            continue
+        where = {tuple(loc.path): loc for loc in file.source_code_info.location}
+
+        def note(name: str, at: tuple) -> None:
+            location = where.get(at)
+            text = _text(location) if location is not None else ""
+            if text:
+                out[name] = text
+
+        def enum(prefix: str, e, at: tuple) -> None:
+            note(f"{prefix}.{e.name}", at)
+            for k, value in enumerate(e.value):
+                note(f"{prefix}.{e.name}.{value.name}", at + (_ENUM_VALUE, k))
+
+        def message(prefix: str, m, at: tuple) -> None:
+            name = f"{prefix}.{m.name}"
+            note(name, at)
+            for k, fd in enumerate(m.field):
+                note(f"{name}.{fd.name}", at + (_MESSAGE_FIELD, k))
+            for k, nested in enumerate(m.nested_type):
+                message(name, nested, at + (_MESSAGE_NESTED, k))
+            for k, e in enumerate(m.enum_type):
+                enum(name, e, at + (_MESSAGE_ENUM, k))
+
+        for i, m in enumerate(file.message_type):
+            message(file.package, m, (_FILE_MESSAGE, i))
+        for i, e in enumerate(file.enum_type):
+            enum(file.package, e, (_FILE_ENUM, i))
+        for i, service in enumerate(file.service):
+            name = f"{file.package}.{service.name}"
+            note(name, (_FILE_SERVICE, i))
+            for k, method in enumerate(service.method):
+                note(f"{name}.{method.name}", (_FILE_SERVICE, i, _SERVICE_METHOD, k))
+    return out
+
+
+def _described(schema: dict, text: str) -> dict:
+    """The schema with `text` in front of what its description says already."""
+    if not text:
+        return schema
+    known = schema.get("description")
+    return {**schema, "description": f"{text} ({known})" if known else text}
 
 
 def _digits(low: str, high: str) -> list[str]:
@@ -89,6 +180,7 @@ ERROR_SCHEMA = {
             "code": {"type": "string", "description": "gRPC status code name, e.g. NOT_FOUND"},
             "status": {"type": "integer", "description": "the HTTP status"},
             "message": {"type": "string"},
+            # Filled in by error_schema(): the declared words with their descriptions.
             "reason": {"type": "string", "description": "stable machine-readable reason, e.g. OUT_OF_STOCK"},
             "request_id": {"type": "string"},
             "field_violations": {"type": "array", "items": {
@@ -116,9 +208,24 @@ def required_field(fd) -> bool:
         (rules.min is not None and rules.min > 0) or (rules.max is not None and rules.max < 0))
 
 
+def error_schema(notes: dict[str, str]) -> dict:
+    """The error body, its `reason` an enum of every declared word, each described."""
+    declared = reasons.declared()
+    words = sorted(declared)
+    texts = [notes.get(f"{declared[w].package}.{reasons.ENUM_NAME}.{w}", "") for w in words]
+    listing = "\n".join(f"- `{w}`: {t}" if t else f"- `{w}`" for w, t in zip(words, texts))
+    reason = {"type": "string", "enum": words, "x-enum-descriptions": texts, "description": (
+        "Stable machine-readable reason, e.g. OUT_OF_STOCK; each operation's `x-siyu-reasons` lists those "
+        "it may give. A refusal without a more specific reason carries its code's name.\n\n" + listing)}
+    inner = ERROR_SCHEMA["properties"]["error"]
+    return {**ERROR_SCHEMA, "properties": {"error": {**inner, "properties": {**inner["properties"], "reason": reason}}}}
+
+
 class _Schemas:
-    def __init__(self):
+    def __init__(self, notes: dict[str, str] | None = None):
         self.components: dict[str, dict] = {}
+        # Proto comments by full name (comments()).
+        self.notes = notes or {}
 
     def ref(self, name: str) -> dict:
         return {"$ref": f"#/components/schemas/{name}"}
@@ -127,7 +234,17 @@ class _Schemas:
         name = enum_descriptor.full_name
         if name not in self.components:
             self.components[name] = {"type": "string", "enum": [v.name for v in enum_descriptor.values]}
+            text = self._enum_text(enum_descriptor)
+            if text:
+                self.components[name]["description"] = text
         return self.ref(name)
+
+    def _enum_text(self, enum_descriptor, values=None) -> str:
+        """The enum's comment, then one line per value that has a comment."""
+        name = enum_descriptor.full_name
+        lines = [f"- `{v.name}`: {self.notes[f'{name}.{v.name}']}" for v in (values or enum_descriptor.values)
+                 if f"{name}.{v.name}" in self.notes]
+        return "\n\n".join(t for t in (self.notes.get(name, ""), "\n".join(lines)) if t)
 
     def message(self, descriptor) -> dict:
         name = descriptor.full_name
@@ -135,8 +252,10 @@ class _Schemas:
             return dict(WKT_SCHEMAS[name])
         if name not in self.components:
             self.components[name] = {}  # reserve the name first: messages may refer to themselves
-            props = {f.name: self.field(f) for f in descriptor.fields}
+            props = {f.name: self.property(f) for f in descriptor.fields}
             self.components[name] = {"type": "object", "properties": props, "additionalProperties": False}
+            if name in self.notes:
+                self.components[name]["description"] = self.notes[name]
             required = [f.name for f in descriptor.fields if required_field(f)]
             if required:
                 self.components[name]["required"] = required
@@ -178,6 +297,9 @@ class _Schemas:
         elif fd.type == F.TYPE_ENUM and rules is not None and rules.required:
             values = [v.name for v in fd.enum_type.values if v.number]
             schema = {"type": "string", "enum": values}
+            text = self._enum_text(fd.enum_type, [v for v in fd.enum_type.values if v.number])
+            if text:
+                schema["description"] = text
         elif fd.type == F.TYPE_STRING and rules is not None:
             required = rules.required or element
             pattern = rules.pattern_source or None
@@ -193,6 +315,14 @@ class _Schemas:
             if rules.description:
                 schema["description"] = rules.description
         return schema
+
+    def note(self, fd) -> str:
+        """The field's proto comment."""
+        return self.notes.get(fd.full_name, "")
+
+    def property(self, fd) -> dict:
+        """The field as a property of its message's schema, described by its comment."""
+        return _described(self.field(fd), self.note(fd))
 
     def field(self, fd) -> dict:
         rules = field_rules.rules_of(fd)
@@ -228,6 +358,18 @@ def _query_fields(descriptor, prefix: str = "", skip: frozenset = frozenset(), s
             yield name, fd
 
 
+def _described_param(param: dict, text: str) -> dict:
+    return {**param, "description": text} if text else param
+
+
+def _variable_note(request, variable: str, schemas: _Schemas) -> str:
+    descriptor, fd = request, None
+    for part in variable.split("."):
+        fd = descriptor.fields_by_name[part]
+        descriptor = fd.message_type
+    return schemas.note(fd)
+
+
 def _path_schema(request, variable: str, schemas: _Schemas) -> dict:
     descriptor, fd = request, None
     for part in variable.split("."):
@@ -245,7 +387,8 @@ def _path_schema(request, variable: str, schemas: _Schemas) -> dict:
 def _operation(route: Route, schemas: _Schemas) -> dict:
     request = route.method_descriptor.input_type
     path_vars = set(route.template.variables)
-    params = [{"name": v, "in": "path", "required": True, "schema": _path_schema(request, v, schemas)}
+    params = [_described_param({"name": v, "in": "path", "required": True,
+                                "schema": _path_schema(request, v, schemas)}, _variable_note(request, v, schemas))
               for v in route.template.variables]
     op: dict = {
         "operationId": f"{route.service.rsplit('.', 1)[-1]}_{route.method_name}",
@@ -254,15 +397,21 @@ def _operation(route: Route, schemas: _Schemas) -> dict:
         "x-siyu-access": route.rule.access,
         "security": SECURITY.get(route.rule.access, []),
     }
+    text = schemas.notes.get(f"{route.service}.{route.method_name}", "")
     if route.rule.roles:
         op["x-siyu-roles"] = list(route.rule.roles)
-        op["description"] = "Staff roles: " + ", ".join(route.rule.roles) + " (OWNER always allowed)."
+        roles = "Staff roles: " + ", ".join(route.rule.roles) + " (OWNER always allowed)."
+        text = f"{text}\n\n{roles}" if text else roles
+    if text:
+        op["description"] = text
+    # The error reasons a call may carry: its service's, those it relays, the common ones.
+    op["x-siyu-reasons"] = list(reasons.of_package(route.service.rsplit(".", 1)[0]))
     if route.body != "*":
         skip = frozenset(path_vars | ({route.body} if route.body else set()))
         for name, fd in _query_fields(request, skip=skip):
             schema = schemas.field(fd)
-            param = {"name": name, "in": "query", "required": "." not in name and required_field(fd),
-                     "schema": schema}
+            param = _described_param({"name": name, "in": "query", "required": "." not in name and required_field(fd),
+                                      "schema": schema}, schemas.note(fd))
             if _is_repeated(fd):
                 param["explode"] = True
             params.append(param)
@@ -271,8 +420,11 @@ def _operation(route: Route, schemas: _Schemas) -> dict:
     if route.body == "*":
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schemas.message(request)}}}
     elif route.body:
+        body_fd = request.fields_by_name[route.body]
         op["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": schemas.field(request.fields_by_name[route.body])}}}
+            "application/json": {"schema": schemas.field(body_fd)}}}
+        if schemas.note(body_fd):
+            op["requestBody"]["description"] = schemas.note(body_fd)
     responses = {"200": {"description": "OK", "content": {
         "application/json": {"schema": schemas.message(route.method_descriptor.output_type)}}}}
     for status, text in ERROR_STATUSES.items():
@@ -283,7 +435,8 @@ def _operation(route: Route, schemas: _Schemas) -> dict:
 
 
 def document(table: Table, title: str = "Siyu API", version: str = "v1") -> dict:
-    schemas = _Schemas()
+    notes = comments()
+    schemas = _Schemas(notes)
     paths: dict[str, dict] = {}
     for route in sorted(table.routes, key=lambda r: (r.template.openapi_path, r.http_method)):
         paths.setdefault(route.template.openapi_path, {})[route.http_method.lower()] = _operation(route, schemas)
@@ -297,9 +450,11 @@ def document(table: Table, title: str = "Siyu API", version: str = "v1") -> dict
             "mapping with proto field names: 64-bit integers are strings, enums their names, timestamps "
             "RFC 3339. Money is integer minor units. Channel routes need X-Api-Key; member routes also a "
             "member bearer token; staff routes a staff bearer token.")},
+        "tags": [{"name": service.rsplit(".", 1)[-1], **({"description": notes[service]} if service in notes else {})}
+                 for service in sorted({r.service for r in table.routes}, key=lambda s: s.rsplit(".", 1)[-1])],
         "paths": paths,
         "components": {
-            "schemas": {**dict(sorted(schemas.components.items())), "Error": ERROR_SCHEMA},
+            "schemas": {**dict(sorted(schemas.components.items())), "Error": error_schema(notes)},
             "responses": responses,
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key",
@@ -309,6 +464,10 @@ def document(table: Table, title: str = "Siyu API", version: str = "v1") -> dict
             },
         },
     }
+
+
+def _page_text(text: str) -> str:
+    return "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n") if p)
 
 
 def docs_page(doc: dict) -> str:
@@ -321,7 +480,7 @@ def docs_page(doc: dict) -> str:
             roles = ", ".join(op.get("x-siyu-roles", []))
             rows.append(
                 f"<tr><td class=m>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
-                f"<td>{html.escape(op['summary'])}</td><td>{op['x-siyu-access']}"
+                f"<td>{html.escape(op['summary'])}{_page_text(op.get('description', ''))}</td><td>{op['x-siyu-access']}"
                 f"{' · ' + html.escape(roles) if roles else ''}</td>"
                 f"<td>{html.escape(params)}{' · ' if params and body else ''}{body}</td></tr>")
     return f"""<!doctype html>

@@ -20,7 +20,9 @@ class DomainError(Exception):
                  retry_after_s: int = 0):
         super().__init__(message)
         self.message = message
-        # A stable machine-readable word such as OUT_OF_STOCK.
+        # A stable machine-readable word such as OUT_OF_STOCK, declared in an ErrorReason
+        # enum of the protos (siyu_kit.reasons). Left empty, the caller gets the status
+        # code's name (NOT_FOUND, ...) instead; give every new refusal a reason of its own.
         self.reason = reason
         self.violations = list(violations or [])
         # When the caller may try again (google.rpc.RetryInfo; Retry-After at the gateway).

@@ -16,7 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from siyu_kit import access, context, field_rules, logging as slog
+from siyu_kit import access, context, field_rules, logging as slog, reasons
 from siyu_kit.errors import DomainError, Unavailable, capped_violations
 from siyu_kit.metrics import RPC_LATENCY
 
@@ -68,7 +68,9 @@ def status_of(error: DomainError, request_id: str) -> status_pb2.Status:
         packed = any_pb2.Any()
         packed.Pack(retry)
         details.append(packed)
-    info = error_details_pb2.ErrorInfo(reason=error.reason or error.code.name, domain="siyu",
+    # A refusal without a reason of its own carries its status code's name; both kinds are
+    # declared words (siyu_kit.reasons), and an undeclared one is logged as an error.
+    info = error_details_pb2.ErrorInfo(reason=reasons.check(error.reason or error.code.name), domain="siyu",
                                        metadata={"request_id": request_id})
     packed = any_pb2.Any()
     packed.Pack(info)

@@ -429,8 +429,9 @@ def test_a_paid_flash_order_sells_its_units_and_the_ledger_adds_up(catalog, orde
     assert order_of(order, md, placed.order_id).state == OS.ORDER_STATE_PAID
     wait_until(lambda: get_sale(catalog, mid, sale.flash_sale_id).sold_units == 1, message="units sold")
     assert wait_until(lambda: levels(catalog, mid, sku) == (9, 2, 7), message="the stock follows its pool")
-    product = catalog.GetProduct(CS.GetProductRequest(product_id=sale.product_id), metadata=shopper(mid)).product
-    assert product.sales == 1
+    # The product's sales counter is raised after the stock movement is stored.
+    assert wait_until(lambda: catalog.GetProduct(CS.GetProductRequest(product_id=sale.product_id),
+                                                 metadata=shopper(mid)).product.sales == 1, message="sales counted")
     # After the sale the two unsold units go back to the SKU; the ledger explains it all.
     assert wait_until(lambda: levels(catalog, mid, sku) == (9, 0, 9), timeout=20, message="unsold units back")
     assert wait_until(lambda: audited(catalog, mid, sku), message="ledger matches the stock")

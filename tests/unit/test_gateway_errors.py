@@ -62,3 +62,16 @@ def test_internal_errors_hide_their_message():
 def test_garbage_details_still_map_the_code():
     api = errors.from_status(grpc.StatusCode.NOT_FOUND, "no such order", (("grpc-status-details-bin", b"\xff\x00"),))
     assert (api.http_status, api.message, api.violations) == (404, "no such order", [])
+
+
+def test_the_body_carries_a_declared_reason_and_logs_an_undeclared_one():
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        known = errors.body(errors.ApiError("RESOURCE_EXHAUSTED", "slow down", "RATE_LIMITED"), "req_1")
+        unknown = errors.body(errors.ApiError("NOT_FOUND", "gone", "GATEWAY_TEST_UNDECLARED"), "req_1")
+        internal = errors.body(errors.ApiError("INTERNAL", "internal error"), "req_1")
+    assert known["error"]["reason"] == "RATE_LIMITED"
+    assert unknown["error"]["reason"] == "GATEWAY_TEST_UNDECLARED"
+    assert "reason" not in internal["error"]
+    assert [(e["event"], e["reason"]) for e in logs] == [("reason.undeclared", "GATEWAY_TEST_UNDECLARED")]

@@ -126,3 +126,80 @@ def test_integer_pattern_matches_exactly_the_range(low, high):
     # Only the canonical form: no sign on positives, no leading zeros, no "-0".
     for text in ("+1", "01", "-0", " 1", "1.0"):
         assert not pattern.fullmatch(text)
+
+
+def test_every_operation_is_described_by_its_rpc_comment(doc):
+    comments = openapi.comments()
+    table = Table.from_protos()
+    ops = _operations(doc)
+    for route in table.routes:
+        op = ops[(route.template.openapi_path, route.http_method)]
+        text = comments.get(f"{route.service}.{route.method_name}")
+        assert text, f"{route.service}.{route.method_name} has no comment in its proto"
+        assert op["description"].startswith(text)
+    pay = ops[("/v1/orders/{order_id}:pay", "POST")]
+    assert pay["description"] == "Starts a payment of the whole payable amount. Idempotent by idempotency_key."
+    # Comment lines are joined into prose; staff roles follow the comment.
+    stock = ops[("/v1/staff/skus/{sku_id}/stock", "GET")]
+    assert "\n" not in stock["description"].split("\n\n")[0]
+    assert stock["description"].endswith("Staff roles: OPERATOR (OWNER always allowed).")
+    assert {t["name"] for t in doc["tags"]} == {"CatalogService", "ContentService", "MemberService", "OrderService"}
+    assert all(t["description"] for t in doc["tags"])
+
+
+def test_every_commented_field_message_and_enum_is_described(doc):
+    comments = openapi.comments()
+    schemas = doc["components"]["schemas"]
+    checked = 0
+    for name, schema in schemas.items():
+        if name in comments and not name.endswith("ErrorReason"):
+            assert schema["description"].startswith(comments[name]), name
+            checked += 1
+        for field, prop in schema.get("properties", {}).items():
+            if f"{name}.{field}" in comments:
+                assert prop["description"].startswith(comments[f"{name}.{field}"]), f"{name}.{field}"
+                checked += 1
+    assert checked > 60
+    money = schemas["siyu.common.v1.Money"]
+    assert money["description"] == "An amount of money in integer minor units (fen for CNY). Never a float."
+    # A field's comment goes first, the rule's own description after it.
+    assert money["properties"]["currency"]["description"] == "ISO 4217 code; CNY when empty. (only CNY)"
+    # A message field keeps its $ref beside the description.
+    assert schemas["siyu.order.v1.PlaceOrderRequest"]["properties"]["attribution"] == {
+        "$ref": "#/components/schemas/siyu.common.v1.Attribution",
+        "description": "Persona, content, live session and share code; the channel comes from the API key."}
+    # Enum values with comments are listed in the enum's description.
+    assert "- `PRODUCT_SORT_NEWEST`: Newest first (the default)." in schemas["siyu.catalog.v1.ProductSort"][
+        "description"]
+    # Query and path parameters carry their field's comment beside an unchanged schema.
+    listing = {p["name"]: p for p in _operations(doc)[("/v1/products", "GET")]["parameters"]}
+    assert listing["page_size"]["description"] == "1..100, default 20."
+    assert listing["keyword"]["description"] == "Matches titles; Chinese matches without spaces."
+
+
+def test_error_reasons_are_an_enum_with_descriptions(doc):
+    from siyu_kit import reasons
+
+    reason = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["reason"]
+    assert reason["type"] == "string"
+    assert set(reason["enum"]) == set(reasons.declared())
+    assert {"OUT_OF_STOCK", "VERSION_CONFLICT", "INVALID_FIELDS", "TOKEN_EXPIRED", "NOT_FOUND"} <= set(reason["enum"])
+    assert not {"VERSION_MISMATCH", "INSUFFICIENT_STOCK", "ILLEGAL_STATUS_TRANSITION"} & set(reason["enum"])
+    described = dict(zip(reason["enum"], reason["x-enum-descriptions"]))
+    assert all(described.values())
+    assert described["CART_EMPTY"] == "No lines were given and no item of the cart is selected."
+    assert "- `CART_EMPTY`: No lines were given and no item of the cart is selected." in reason["description"]
+    # Each operation lists the reasons its service may give: its own, those it relays, the common ones.
+    ops = _operations(doc)
+    place = ops[("/v1/orders", "POST")]["x-siyu-reasons"]
+    assert {"CART_EMPTY", "OUT_OF_STOCK", "SOLD_OUT", "INVALID_FIELDS", "DEADLINE_TOO_SHORT"} <= set(place)
+    listing = ops[("/v1/products", "GET")]["x-siyu-reasons"]
+    assert "OUT_OF_STOCK" in listing and "CART_EMPTY" not in listing and "INVALID_FIELDS" in listing
+    login = ops[("/v1/staff/login", "POST")]["x-siyu-reasons"]
+    assert {"LOGIN_FAILED", "LOGIN_LOCKED"} <= set(login) and "OUT_OF_STOCK" not in login
+    assert all(set(op["x-siyu-reasons"]) <= set(reason["enum"]) for op in ops.values())
+
+
+def test_the_docs_page_shows_descriptions(doc):
+    page = openapi.docs_page(doc)
+    assert "Starts a payment of the whole payable amount." in page

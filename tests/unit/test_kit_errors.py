@@ -90,3 +90,26 @@ def test_a_status_with_hundreds_of_long_violations_stays_small():
     bad, info = _details(status)
     assert len(bad.field_violations) == errors.MAX_VIOLATIONS + 1
     assert info.reason == "INVALID_FIELDS"
+
+
+def test_a_reasonless_refusal_carries_its_code_name_and_every_reason_sent_is_declared():
+    from structlog.testing import capture_logs
+
+    from siyu_kit import reasons
+
+    with capture_logs() as logs:
+        _, info = _details(status_of(errors.NotFound("no such thing"), "req_1"))
+        assert info.reason == "NOT_FOUND" and reasons.is_declared(info.reason)
+        _, info = _details(status_of(errors.FailedPrecondition("no stock", reason="OUT_OF_STOCK"), "req_1"))
+        assert info.reason == "OUT_OF_STOCK"
+    assert logs == []
+
+
+def test_an_undeclared_reason_is_still_sent_but_logged_as_an_error():
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        _, info = _details(status_of(errors.Conflict("lost", reason="KIT_TEST_UNDECLARED"), "req_1"))
+    assert info.reason == "KIT_TEST_UNDECLARED"
+    assert [(e["event"], e["log_level"], e["reason"]) for e in logs] == [
+        ("reason.undeclared", "error", "KIT_TEST_UNDECLARED")]

@@ -8,8 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, strategies as st
 
+from services.order.domain.price_sources import FlatShipping, ThresholdReductions
 from services.order.domain.pricing import (ACTIVITY_PRICE, DEFAULT_PIPELINE, LIMITED_TIME_PRICE, TIER_DISCOUNT,
-                                           THRESHOLD_REDUCTION, LineInput, Offer, Pipeline, Step, best_offer,
+                                           THRESHOLD_REDUCTION, LineInput, Offer, Pipeline, Place, Step, best_offer,
                                            limited_time_offer, tier_offer)
 from services.order.domain.settings import OrderSettings, ThresholdReduction
 
@@ -28,6 +29,10 @@ class FixedOff:
     name: str
     amount: int
 
+    @property
+    def place(self) -> Place:
+        return Place[self.name]
+
     def discount(self, lines, goods_amount):
         return self.amount, f"{self.name} off"
 
@@ -42,7 +47,7 @@ def test_default_pipeline_charges_list_price_and_free_shipping():
 
 
 def test_order_discount_is_spread_by_largest_remainder():
-    quote = Pipeline(coupon=FixedOff("COUPON", 100)).price([line(1, 100, 1), line(2, 100, 1), line(3, 100, 1)])
+    quote = Pipeline(FixedOff("COUPON", 100)).price([line(1, 100, 1), line(2, 100, 1), line(3, 100, 1)])
     assert quote.payable == 200
     assert [l.paid_amount for l in quote.lines] == [66, 67, 67]
     assert [l.steps for l in quote.lines] == [(Step("COUPON", 34, "COUPON off"),), (Step("COUPON", 33, "COUPON off"),),
@@ -50,7 +55,7 @@ def test_order_discount_is_spread_by_largest_remainder():
 
 
 def test_discount_never_exceeds_goods():
-    quote = Pipeline(coupon=FixedOff("COUPON", 10_000), points=FixedOff("POINTS", 50)).price([line(1, 300, 1)])
+    quote = Pipeline(FixedOff("COUPON", 10_000), FixedOff("POINTS", 50)).price([line(1, 300, 1)])
     assert quote.payable == 0
     assert quote.order_discount == 300
     assert [s.step for s in quote.order_steps] == ["COUPON"]
@@ -105,7 +110,7 @@ def test_the_better_of_activity_and_tier_price_applies_never_both():
 
 def test_the_highest_threshold_reached_applies_to_the_goods_after_member_prices():
     rules = (ThresholdReduction(10_000, 1_000), ThresholdReduction(20_000, 3_000), ThresholdReduction(50_000, 8_000))
-    pipeline = Pipeline(threshold_reductions=rules)
+    pipeline = Pipeline(ThresholdReductions(rules))
     # 2 × 12,000 at 90% is 21,600: the 20,000 rule, not the 24,000 list total's.
     quote = pipeline.price([line(1, 12_000, 2, Offer(TIER_DISCOUNT, 10_800, "GOLD")), line(2, 100, 1)])
     assert quote.order_steps == (Step(THRESHOLD_REDUCTION, 3_000, "threshold=20000,reduction=3000"),)
@@ -122,7 +127,7 @@ def test_shipping_is_flat_until_the_goods_after_discounts_reach_the_free_thresho
     quote = pipeline.price([line(1, 10_000, 1)])
     assert (quote.shipping_fee, quote.payable) == (800, 9_800)
     assert pipeline.price([line(1, 10_500, 1)]).shipping_fee == 0
-    assert Pipeline(shipping_fee=800).price([line(1, 10 ** 8, 1)]).shipping_fee == 800
+    assert Pipeline(FlatShipping(800)).price([line(1, 10 ** 8, 1)]).shipping_fee == 800
 
 
 # Invariants
@@ -139,8 +144,8 @@ rules_st = st.lists(st.tuples(st.integers(1, 5_000_000), st.integers(1, 5_000_00
        shipping=st.integers(0, 2_000), free_over=st.integers(0, 3_000_000))
 def test_totals_never_negative_and_every_part_adds_up(lines, rules, coupon, points, shipping, free_over):
     items = [line(i, p, q, *offers) for i, (p, q, offers) in enumerate(lines)]
-    pipeline = Pipeline(threshold_reductions=rules, coupon=FixedOff("COUPON", coupon),
-                        points=FixedOff("POINTS", points), shipping_fee=shipping, free_shipping_over=free_over)
+    pipeline = Pipeline(ThresholdReductions(rules), FixedOff("COUPON", coupon), FixedOff("POINTS", points),
+                        FlatShipping(shipping, free_over))
     quote = pipeline.price(items)
     assert quote.payable >= 0 and quote.order_discount >= 0 and quote.line_discount >= 0
     assert quote.total == sum(p * q for p, q, _ in lines)

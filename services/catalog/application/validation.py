@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from siyu_kit import limits
 from siyu_kit.errors import Violations
 from siyu_kit.ids import is_id
 from siyu_kit.money import DEFAULT_CURRENCY, MAX_AMOUNT, amount_ok
@@ -25,8 +26,9 @@ MAX_TAGS = 20
 MAX_MEDIA = 20
 MAX_DESCRIPTION = 20_000
 MAX_ATTRIBUTES = 10
-MAX_LINES = 100
-MAX_QUANTITY = 1_000_000
+# An order's lines, the same rule order enforces.
+MAX_LINES = limits.MAX_LINES
+MAX_QUANTITY = limits.MAX_LINE_QUANTITY
 MAX_KEYWORD = 64
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100

@@ -1,25 +1,26 @@
 """Repositories: every query filters by merchant; updates are single-document,
-compare-and-set on `version`, or guarded by the event id they apply. Synchronous: call
-them through siyu_kit.db.run_sync."""
+compare-and-set on `version`, or guarded by the event id they apply. They return domain
+objects and raise domain errors; blocking pymongo calls run through siyu_kit.db.run_sync."""
 from __future__ import annotations
 
 from mongoengine.errors import NotUniqueError
 from pymongo.errors import DuplicateKeyError
 
+from siyu_kit.db import run_sync
+from siyu_kit.repository import save_change
+
 from services.content.adapters.documents import ContentDoc, FunnelBucketDoc, PersonaDoc
 from services.content.domain.contents import Content, ContentFields
-from services.content.domain.funnels import Counters, bucket_key
+from services.content.domain.errors import CodeTaken
+from services.content.domain.funnels import Counters, Funnel, OrderCounted, bucket_key
 from services.content.domain.personas import Persona, PersonaFields
 
 
-class CodeTaken(Exception):
-    """Another writer created the same code first."""
-
-
 def _persona(doc: dict) -> Persona:
-    return Persona(persona_id=doc["_id"], version=int(doc["version"]), fields=PersonaFields(
-        code=doc["code"], name=doc["name"], avatar_url=doc.get("avatar_url", ""),
-        expertise=doc.get("expertise", ""), bio=doc.get("bio", ""), tone=doc.get("tone", "")))
+    return Persona(id=doc["_id"], merchant_id=doc["merchant_id"], version=int(doc["version"]),
+                   updated_ms=int(doc.get("updated_ms") or 0), fields=PersonaFields(
+                       code=doc["code"], name=doc["name"], avatar_url=doc.get("avatar_url", ""),
+                       expertise=doc.get("expertise", ""), bio=doc.get("bio", ""), tone=doc.get("tone", "")))
 
 
 def _persona_fields(f: PersonaFields) -> dict:
@@ -28,33 +29,38 @@ def _persona_fields(f: PersonaFields) -> dict:
 
 
 class PersonaRepository:
-    def find_by_code(self, merchant_id: str, code: str) -> Persona | None:
-        doc = PersonaDoc._get_collection().find_one({"merchant_id": merchant_id, "code": code})
+    async def by_code(self, merchant_id: str, code: str) -> Persona | None:
+        doc = await run_sync(PersonaDoc._get_collection().find_one, {"merchant_id": merchant_id, "code": code})
         return _persona(doc) if doc else None
 
-    def get(self, merchant_id: str, persona_id: str) -> Persona | None:
-        doc = PersonaDoc._get_collection().find_one({"_id": persona_id, "merchant_id": merchant_id})
+    async def get(self, merchant_id: str, persona_id: str) -> Persona | None:
+        doc = await run_sync(PersonaDoc._get_collection().find_one, {"_id": persona_id, "merchant_id": merchant_id})
         return _persona(doc) if doc else None
 
-    def insert(self, merchant_id: str, persona: Persona, now_ms: int) -> None:
+    async def add(self, persona: Persona) -> None:
+        await run_sync(self._insert, persona)
+
+    @staticmethod
+    def _insert(persona: Persona) -> None:
         try:
-            PersonaDoc(id=persona.persona_id, merchant_id=merchant_id, version=persona.version,
-                       created_ms=now_ms, updated_ms=now_ms,
+            PersonaDoc(id=persona.id, merchant_id=persona.merchant_id, version=persona.version,
+                       created_ms=persona.updated_ms, updated_ms=persona.updated_ms,
                        **_persona_fields(persona.fields)).save(force_insert=True)
         except (NotUniqueError, DuplicateKeyError) as exc:
             raise CodeTaken(persona.fields.code) from exc
 
-    def replace_if_version(self, merchant_id: str, persona: Persona, expected_version: int, now_ms: int) -> bool:
-        result = PersonaDoc._get_collection().update_one(
-            {"_id": persona.persona_id, "merchant_id": merchant_id, "version": expected_version},
-            {"$set": {**_persona_fields(persona.fields), "updated_ms": now_ms}, "$inc": {"version": 1}})
-        return result.matched_count == 1
+    async def save(self, persona: Persona) -> None:
+        await run_sync(save_change, PersonaDoc._get_collection(),
+                       {"_id": persona.id, "merchant_id": persona.merchant_id},
+                       {"$set": {**_persona_fields(persona.fields), "updated_ms": persona.updated_ms}},
+                       version=persona.version)
+        persona.version = persona.next_version
 
 
 def _content(doc: dict) -> Content:
     return Content(
-        content_id=doc["_id"], version=int(doc["version"]), status=doc["status"],
-        published_at_ms=int(doc.get("published_at_ms") or 0),
+        id=doc["_id"], merchant_id=doc["merchant_id"], version=int(doc["version"]), status=doc["status"],
+        published_at_ms=int(doc.get("published_at_ms") or 0), updated_ms=int(doc.get("updated_ms") or 0),
         fields=ContentFields(code=doc["code"], persona_id=doc["persona_id"], type=doc["type"],
                              title=doc["title"], body=doc.get("body", ""),
                              product_ids=tuple(doc.get("product_ids") or ())))
@@ -67,55 +73,69 @@ def _content_fields(c: Content) -> dict:
 
 
 class ContentRepository:
-    def find_by_code(self, merchant_id: str, code: str) -> Content | None:
-        doc = ContentDoc._get_collection().find_one({"merchant_id": merchant_id, "code": code})
+    async def by_code(self, merchant_id: str, code: str) -> Content | None:
+        doc = await run_sync(ContentDoc._get_collection().find_one, {"merchant_id": merchant_id, "code": code})
         return _content(doc) if doc else None
 
-    def get(self, merchant_id: str, content_id: str) -> Content | None:
-        doc = ContentDoc._get_collection().find_one({"_id": content_id, "merchant_id": merchant_id})
+    async def get(self, merchant_id: str, content_id: str) -> Content | None:
+        doc = await run_sync(ContentDoc._get_collection().find_one, {"_id": content_id, "merchant_id": merchant_id})
         return _content(doc) if doc else None
 
-    def insert(self, merchant_id: str, content: Content, now_ms: int) -> None:
+    async def add(self, content: Content) -> None:
+        await run_sync(self._insert, content)
+
+    @staticmethod
+    def _insert(content: Content) -> None:
         try:
-            ContentDoc(id=content.content_id, merchant_id=merchant_id, version=content.version,
-                       created_ms=now_ms, updated_ms=now_ms, **_content_fields(content)).save(force_insert=True)
+            ContentDoc(id=content.id, merchant_id=content.merchant_id, version=content.version,
+                       created_ms=content.updated_ms, updated_ms=content.updated_ms,
+                       **_content_fields(content)).save(force_insert=True)
         except (NotUniqueError, DuplicateKeyError) as exc:
             raise CodeTaken(content.fields.code) from exc
 
-    def replace_if_version(self, merchant_id: str, content: Content, expected_version: int, now_ms: int) -> bool:
+    async def save(self, content: Content) -> None:
         # The product list is replaced whole under the version check (no $push).
-        result = ContentDoc._get_collection().update_one(
-            {"_id": content.content_id, "merchant_id": merchant_id, "version": expected_version},
-            {"$set": {**_content_fields(content), "updated_ms": now_ms}, "$inc": {"version": 1}})
-        return result.matched_count == 1
+        await run_sync(save_change, ContentDoc._get_collection(),
+                       {"_id": content.id, "merchant_id": content.merchant_id},
+                       {"$set": {**_content_fields(content), "updated_ms": content.updated_ms}},
+                       version=content.version)
+        content.version = content.next_version
 
 
 _COUNTERS = ("unique_viewers", "product_clicks", "orders", "paid_orders", "gmv")
 
 
 class FunnelRepository:
-    def apply_once(self, merchant_id: str, dimension: str, ref_id: str, day: str, event_id: str,
-                   change: Counters, currency: str) -> bool:
-        """Add `change` to the day's bucket unless `event_id` was counted there already.
+    async def save(self, funnel: Funnel) -> int:
+        counted = 0
+        for event in funnel.pull_events():
+            if isinstance(event, OrderCounted) and await run_sync(self._count_once, funnel, event):
+                counted += 1
+        return counted
+
+    @staticmethod
+    def _count_once(funnel: Funnel, counted: OrderCounted) -> bool:
+        """Add the change to the day's bucket unless its event was counted there already.
         One upserting update is both the change and the guard; False: already counted."""
-        seen = f"seen.{event_id}"
+        seen = f"seen.{counted.event_id}"
         try:
             result = FunnelBucketDoc._get_collection().update_one(
-                {"_id": bucket_key(merchant_id, dimension, ref_id, day), seen: {"$exists": False}},
-                {"$inc": change.as_increments(),
-                 "$set": {seen: 1, "merchant_id": merchant_id, "dimension": dimension, "ref_id": ref_id,
-                          "day": day, "currency": currency}},
+                {"_id": bucket_key(funnel.merchant_id, funnel.dimension, funnel.ref_id, counted.day),
+                 seen: {"$exists": False}},
+                {"$inc": counted.change.as_increments(),
+                 "$set": {seen: 1, "merchant_id": funnel.merchant_id, "dimension": funnel.dimension,
+                          "ref_id": funnel.ref_id, "day": counted.day, "currency": counted.currency}},
                 upsert=True)
         except DuplicateKeyError:
             return False
         return result.upserted_id is not None or result.matched_count == 1
 
-    def buckets(self, merchant_id: str, dimension: str, ref_id: str) -> tuple[list[Counters], str]:
-        docs = FunnelBucketDoc._get_collection().find(
+    async def load(self, merchant_id: str, dimension: str, ref_id: str) -> Funnel:
+        docs = await run_sync(lambda: list(FunnelBucketDoc._get_collection().find(
             {"merchant_id": merchant_id, "dimension": dimension, "ref_id": ref_id},
-            {name: 1 for name in (*_COUNTERS, "currency")})
-        counters, currency = [], ""
+            {name: 1 for name in (*_COUNTERS, "currency")})))
+        total, currency = Counters(), ""
         for doc in docs:
-            counters.append(Counters(*(int(doc.get(name) or 0) for name in _COUNTERS)))
+            total = total + Counters(*(int(doc.get(name) or 0) for name in _COUNTERS))
             currency = currency or doc.get("currency", "")
-        return counters, currency
+        return Funnel.of(merchant_id, dimension, ref_id, total, currency)

@@ -1,22 +1,14 @@
 """Upserting content by code and serving published content to the channels."""
 from __future__ import annotations
 
-from typing import Protocol
-
-from siyu_kit import context
-from siyu_kit.db import run_sync
-from siyu_kit.errors import Conflict, FieldViolation, InvalidArgument, NotFound, Violations
+from siyu_kit import context, retry
+from siyu_kit.errors import FieldViolation, InvalidArgument, NotFound, Violations
 from siyu_kit.ids import is_id, new_id
 
-from services.content.adapters.repositories import CodeTaken, ContentRepository, PersonaRepository
 from services.content.application.clock import Clock, now_ms
-from services.content.application.personas import CAS_ATTEMPTS
-from services.content.domain.contents import Content, ContentFields, check_content, lifecycle_after
+from services.content.application.ports import ContentRepository, PersonaRepository, Products
+from services.content.domain.contents import Content, ContentFields, check_content
 from services.content.domain.personas import Persona
-
-
-class Products(Protocol):
-    async def missing_products(self, product_ids: list[str]) -> list[str]: ...
 
 
 class ContentUseCases:
@@ -38,29 +30,22 @@ class ContentUseCases:
         v = Violations()
         check_content(fields, requested_status, v)
         v.raise_if_any()
-        if await run_sync(self.personas.get, merchant_id, fields.persona_id) is None:
+        if await self.personas.get(merchant_id, fields.persona_id) is None:
             raise NotFound("no such persona", violations=[FieldViolation("persona_id", "no such persona")])
         await self._check_products(fields.product_ids)
-        for _ in range(CAS_ATTEMPTS):
-            existing = await run_sync(self.contents.find_by_code, merchant_id, fields.code)
-            now = self.clock()
-            status, published_at = lifecycle_after(existing, requested_status, now)
-            if existing is None:
-                content = Content(content_id=new_id("cnt"), version=1, fields=fields, status=status,
-                                  published_at_ms=published_at)
-                try:
-                    await run_sync(self.contents.insert, merchant_id, content, now)
-                    return content, True
-                except CodeTaken:
-                    continue
-            updated = Content(content_id=existing.content_id, version=existing.version + 1, fields=fields,
-                              status=status, published_at_ms=published_at)
-            if (updated.fields, updated.status, updated.published_at_ms) == \
-                    (existing.fields, existing.status, existing.published_at_ms):
-                return existing, False
-            if await run_sync(self.contents.replace_if_version, merchant_id, updated, existing.version, now):
-                return updated, False
-        raise Conflict("the content was changed concurrently; try again", reason="VERSION_CONFLICT")
+
+        async def attempt() -> tuple[Content, bool]:
+            content = await self.contents.by_code(merchant_id, fields.code)
+            if content is None:
+                content = Content.create(new_id("cnt"), merchant_id, fields, requested_status, self.clock())
+                await self.contents.add(content)
+                return content, True
+            if content.revise(fields, requested_status, self.clock()):
+                await self.contents.save(content)
+            return content, False
+
+        return await retry.on_conflict(attempt, gave_up="the content was changed concurrently; try again",
+                                       reason="VERSION_CONFLICT")
 
     async def _check_products(self, product_ids: tuple[str, ...]) -> None:
         if self.products is None or not product_ids:
@@ -79,15 +64,15 @@ class ContentUseCases:
         v.check(not persona_id or is_id(persona_id, "per"), "persona_id", "empty or a persona id (per_…)")
         v.check(not content_id or is_id(content_id, "cnt"), "content_id", "empty or a content id (cnt_…)")
         v.raise_if_any()
-        persona = await run_sync(self.personas.get, merchant_id, persona_id) if persona_id else True
-        content = await run_sync(self.contents.get, merchant_id, content_id) if content_id else True
+        persona = await self.personas.get(merchant_id, persona_id) if persona_id else True
+        content = await self.contents.get(merchant_id, content_id) if content_id else True
         return persona is not None, content is not None
 
     async def get_any(self, content_id: str) -> Content:
         """Content of the caller's merchant in any status (staff views)."""
         merchant_id = context.current().require_merchant()
         _check_content_id(content_id)
-        content = await run_sync(self.contents.get, merchant_id, content_id)
+        content = await self.contents.get(merchant_id, content_id)
         if content is None:
             raise NotFound("no such content", violations=[FieldViolation("content_id", "no such content")])
         return content
@@ -97,10 +82,10 @@ class ContentUseCases:
         including drafts and archived items, does not exist for the channel."""
         merchant_id = context.current().require_merchant()
         _check_content_id(content_id)
-        content = await run_sync(self.contents.get, merchant_id, content_id)
+        content = await self.contents.get(merchant_id, content_id)
         if content is None or not content.is_public:
             raise NotFound("no such content", violations=[FieldViolation("content_id", "no such content")])
-        persona = await run_sync(self.personas.get, merchant_id, content.fields.persona_id)
+        persona = await self.personas.get(merchant_id, content.fields.persona_id)
         return content, persona
 
 

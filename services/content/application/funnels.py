@@ -5,12 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from siyu_kit import context
-from siyu_kit.db import run_sync
 from siyu_kit.money import DEFAULT_CURRENCY
 
-from services.content.adapters.repositories import FunnelRepository
 from services.content.application.contents import ContentUseCases
 from services.content.application.personas import PersonaUseCases
+from services.content.application.ports import FunnelRepository
 from services.content.domain import funnels
 from services.content.domain.contents import Content
 from services.content.domain.funnels import Counters
@@ -45,24 +44,23 @@ class FunnelUseCases:
         changed now (0 for a replay)."""
         day = funnels.business_day(fact.occurred_at, self.time_zone)
         changed = 0
-        for dimension, ref_id in funnels.attributed(fact.persona_id, fact.content_id, fact.live_session_id):
-            if await run_sync(self.repo.apply_once, fact.merchant_id, dimension, ref_id, day, fact.event_id,
-                              fact.change, fact.currency or DEFAULT_CURRENCY):
-                changed += 1
+        for funnel in funnels.funnels_of(fact.merchant_id, fact.persona_id, fact.content_id, fact.live_session_id):
+            funnel.count(fact.event_id, day, fact.change, fact.currency or DEFAULT_CURRENCY)
+            changed += await self.repo.save(funnel)
         return changed
 
     async def persona_funnel(self, persona_id: str) -> tuple[Persona, Counters, str]:
         context.current().require_staff("OPERATOR", "GUIDE")
         persona = await self.personas.get(persona_id)
-        return (persona, *await self._total(funnels.PERSONA, persona.persona_id))
+        return (persona, *await self._total(funnels.PERSONA, persona.id))
 
     async def content_funnel(self, content_id: str) -> tuple[Content, Counters, str]:
         context.current().require_staff("OPERATOR", "GUIDE")
         content = await self.contents.get_any(content_id)
-        return (content, *await self._total(funnels.CONTENT, content.content_id))
+        return (content, *await self._total(funnels.CONTENT, content.id))
 
     async def _total(self, dimension: str, ref_id: str) -> tuple[Counters, str]:
         """Lifetime counters of one funnel: the sum of its daily buckets."""
         merchant_id = context.current().require_merchant()
-        buckets, currency = await run_sync(self.repo.buckets, merchant_id, dimension, ref_id)
-        return funnels.total(buckets), currency or DEFAULT_CURRENCY
+        funnel = await self.repo.load(merchant_id, dimension, ref_id)
+        return funnel.counters, funnel.currency or DEFAULT_CURRENCY

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from siyu_kit.aggregate import Aggregate, Move, StateMachine
 from siyu_kit.errors import FailedPrecondition, FieldViolation, Violations
 from siyu_kit.ids import is_id
 
@@ -19,6 +20,11 @@ LIFECYCLE = ("DRAFT", "SCHEDULED", "PUBLISHED", "ARCHIVED")
 TITLE_MAX = 120
 BODY_MAX = 20_000
 PRODUCTS_MAX = 50
+
+# Every state may move to any later one; staying where it is is a repeat (an edit).
+MACHINE: StateMachine[str] = StateMachine(
+    "content", {status: LIFECYCLE[index + 1:] for index, status in enumerate(LIFECYCLE)},
+    refused_reason="STATUS_TRANSITION")
 
 
 @dataclass(frozen=True)
@@ -34,17 +40,38 @@ class ContentFields:
         return replace(self, title=self.title.strip(), product_ids=tuple(self.product_ids))
 
 
-@dataclass(frozen=True)
-class Content:
-    content_id: str
+@dataclass
+class Content(Aggregate):
+    """A content item of a merchant, identified by its code; `version` is the one it was
+    read at."""
+    id: str
+    merchant_id: str
     version: int
     fields: ContentFields
     status: str  # one of LIFECYCLE
     published_at_ms: int = 0  # 0 until first published
+    updated_ms: int = 0
 
     @property
     def is_public(self) -> bool:
         return self.status == "PUBLISHED"
+
+    @classmethod
+    def create(cls, content_id: str, merchant_id: str, fields: ContentFields, requested_status: str,
+               now_ms: int) -> "Content":
+        """New content: DRAFT unless another status is asked for."""
+        status, published_at = lifecycle_after(None, requested_status, now_ms)
+        return cls(id=content_id, merchant_id=merchant_id, version=1, fields=fields, status=status,
+                   published_at_ms=published_at, updated_ms=now_ms)
+
+    def revise(self, fields: ContentFields, requested_status: str, now_ms: int) -> bool:
+        """Takes the new fields and moves to `requested_status` (empty: stays); refuses a
+        move back. False when nothing changes (nothing to save)."""
+        status, published_at = lifecycle_after(self, requested_status, now_ms)
+        if (fields, status, published_at) == (self.fields, self.status, self.published_at_ms):
+            return False
+        self.fields, self.status, self.published_at_ms, self.updated_ms = fields, status, published_at, now_ms
+        return True
 
 
 def check_content(f: ContentFields, requested_status: str, v: Violations) -> None:
@@ -67,7 +94,7 @@ def check_content(f: ContentFields, requested_status: str, v: Violations) -> Non
 
 
 def can_move(current: str, target: str) -> bool:
-    return LIFECYCLE.index(target) >= LIFECYCLE.index(current)
+    return MACHINE.decide(current, target) is not Move.REFUSE
 
 
 def lifecycle_after(current: Content | None, requested_status: str, now_ms: int) -> tuple[str, int]:
@@ -79,7 +106,7 @@ def lifecycle_after(current: Content | None, requested_status: str, now_ms: int)
     target = requested_status or current.status
     if not can_move(current.status, target):
         raise FailedPrecondition(
-            f"content cannot go from {current.status} to {target}", reason="ILLEGAL_STATUS_TRANSITION",
+            f"content cannot go from {current.status} to {target}", reason=MACHINE.refused_reason,
             violations=[FieldViolation("status", f"{current.status} cannot become {target}")])
     published_at = current.published_at_ms
     if target == "PUBLISHED" and current.status != "PUBLISHED":

@@ -7,11 +7,12 @@ keeps that memory bounded and gives per-day numbers for reports.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
+from siyu_kit.aggregate import Aggregate
 from siyu_kit.money import BASIS_POINTS
 
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
@@ -82,3 +83,48 @@ def attributed(persona_id: str, content_id: str, live_session_id: str) -> list[t
     feed nothing."""
     pairs = ((PERSONA, persona_id), (CONTENT, content_id), (LIVE_SESSION, live_session_id))
     return [(dim, ref) for dim, ref in pairs if ref and _REF.match(ref)]
+
+
+@dataclass(frozen=True)
+class OrderCounted:
+    """An order event counted into one day of a funnel, at most once per event id."""
+    event_id: str
+    day: str
+    change: Counters
+    currency: str
+
+
+@dataclass
+class Funnel(Aggregate):
+    """One funnel of a merchant (a persona's, a content item's, a live session's): its
+    lifetime counters are the sum of its daily buckets.
+
+    Counting needs no read: `count` records the event, and the repository adds it to the
+    day's bucket in one conditional update guarded by the event id, so a replay or a
+    concurrent delivery adds nothing. `version` is unused (0): counts are increments,
+    never compare-and-set."""
+    id: str  # dimension:ref_id
+    merchant_id: str
+    version: int
+    dimension: str
+    ref_id: str
+    counters: Counters = field(default_factory=Counters)
+    currency: str = ""
+
+    @classmethod
+    def of(cls, merchant_id: str, dimension: str, ref_id: str, counters: Counters | None = None,
+           currency: str = "") -> "Funnel":
+        if dimension not in DIMENSIONS:
+            raise ValueError(f"no funnel dimension {dimension!r}")
+        return cls(id=f"{dimension}:{ref_id}", merchant_id=merchant_id, version=0, dimension=dimension,
+                   ref_id=ref_id, counters=counters or Counters(), currency=currency)
+
+    def count(self, event_id: str, day: str, change: Counters, currency: str) -> None:
+        """Count an order event into `day` (the repository skips an event already counted)."""
+        self.record(OrderCounted(event_id=event_id, day=day, change=change, currency=currency))
+
+
+def funnels_of(merchant_id: str, persona_id: str, content_id: str, live_session_id: str) -> list[Funnel]:
+    """The funnels an order's attribution feeds."""
+    return [Funnel.of(merchant_id, dimension, ref_id)
+            for dimension, ref_id in attributed(persona_id, content_id, live_session_id)]

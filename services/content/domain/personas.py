@@ -1,9 +1,10 @@
-"""IP personas (人设): the rules for what a persona may hold."""
+"""IP personas (人设): the rules for what a persona may hold, and the persona aggregate."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from siyu_kit.aggregate import Aggregate
 from siyu_kit.errors import Violations
 
 CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -27,11 +28,26 @@ class PersonaFields:
                              expertise=self.expertise.strip(), bio=self.bio.strip(), tone=self.tone.strip())
 
 
-@dataclass(frozen=True)
-class Persona:
-    persona_id: str
+@dataclass
+class Persona(Aggregate):
+    """A persona of a merchant, identified by its code; `version` is the one it was read at."""
+    id: str
+    merchant_id: str
     version: int
     fields: PersonaFields
+    updated_ms: int = 0
+
+    @classmethod
+    def create(cls, persona_id: str, merchant_id: str, fields: PersonaFields, now_ms: int) -> "Persona":
+        return cls(id=persona_id, merchant_id=merchant_id, version=1, fields=fields, updated_ms=now_ms)
+
+    def revise(self, fields: PersonaFields, now_ms: int) -> bool:
+        """Takes the new fields; False when they are the ones it has (nothing to save)."""
+        if fields == self.fields:
+            return False
+        self.fields = fields
+        self.updated_ms = now_ms
+        return True
 
 
 def check_code(code: str, v: Violations, field: str = "code") -> None:

@@ -8,14 +8,10 @@ from siyu.common.v1 import common_pb2
 from siyu.order.v1 import events_pb2
 
 from siyu_kit.events.consumer import Poison, Subscription
-from siyu_kit.events.streams import subject_of
 from siyu_kit.ids import is_id
 
 from services.content.application.funnels import FunnelUseCases, OrderFact
 from services.content.domain import funnels
-
-PLACED = subject_of("order", "order", "placed")
-PAID = subject_of("order", "order", "paid")
 
 
 def _fact(envelope: common_pb2.EventEnvelope, order, change) -> OrderFact:
@@ -44,8 +40,6 @@ def subscriptions(use_cases: FunnelUseCases) -> list[Subscription]:
         await use_cases.record(_fact(envelope, payload.order, change))
 
     return [
-        Subscription(durable="content-funnel-order-placed", subject=PLACED,
-                     payload_type=events_pb2.OrderPlaced, handler=on_placed),
-        Subscription(durable="content-funnel-order-paid", subject=PAID,
-                     payload_type=events_pb2.OrderPaid, handler=on_paid),
+        Subscription.to("content-funnel-order-placed", events_pb2.OrderPlaced, on_placed),
+        Subscription.to("content-funnel-order-paid", events_pb2.OrderPaid, on_paid),
     ]

@@ -31,13 +31,13 @@ def _enum_name(table: dict[int, str], number: int) -> str:
 
 def persona_pb(p: Persona) -> content_pb2.Persona:
     f = p.fields
-    return content_pb2.Persona(persona_id=p.persona_id, code=f.code, name=f.name, avatar_url=f.avatar_url,
+    return content_pb2.Persona(persona_id=p.id, code=f.code, name=f.name, avatar_url=f.avatar_url,
                                expertise=f.expertise, bio=f.bio, tone=f.tone)
 
 
 def content_pb(c: Content) -> content_pb2.Content:
     f = c.fields
-    message = content_pb2.Content(content_id=c.content_id, code=f.code, persona_id=f.persona_id,
+    message = content_pb2.Content(content_id=c.id, code=f.code, persona_id=f.persona_id,
                                   type=TYPE_NUMBER[f.type], title=f.title, body=f.body,
                                   product_ids=list(f.product_ids), status=STATUS_NUMBER[c.status])
     if c.published_at_ms:

@@ -1,152 +1,264 @@
-"""Every storage call of the member service. Blocking: call through siyu_kit.db.run_sync.
+"""The member service's repositories over MongoDB: they map documents to the domain's
+objects and back, and implement the ports of services.member.application.ports.
 
 Documents are read and written as plain dicts through the collections mongoengine
-declares, so each query and update shape is visible here. Inserts raise pymongo's
-DuplicateKeyError when a unique index says the thing already exists.
+declares, so each query and update shape is visible here; blocking pymongo calls run
+through siyu_kit.db.run_sync. Only members and ledger entries carry an outbox.
 """
 from __future__ import annotations
 
 from datetime import datetime
 
+from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
-from siyu_kit.protos import epoch_ms
+from siyu_kit.db import run_sync
+from siyu_kit.ids import new_id
+from siyu_kit.protos import epoch_ms, utcnow
+from siyu_kit.repository import insert_new, save_change
 
+from services.member.adapters import messages
 from services.member.adapters.documents import (ApiKeyDoc, ChannelIdentityDoc, LoginAttemptsDoc, MemberDoc,
                                                 MerchantDoc, PointsEntryDoc, RefreshTokenDoc, StaffUserDoc,
                                                 UnionIdentityDoc)
+from services.member.domain.config import MerchantConfig
+from services.member.domain.members import Member, MemberRegistered
+from services.member.domain.merchants import ApiKey, Merchant, StaffUser
+from services.member.domain.points import PointsAccount, PointsEarned, PointsEntry
+from services.member.domain.sessions import ACTIVE, RefreshToken, Subject
 
 
-def _col(doc):
+def _col(doc) -> Collection:
     return doc._get_collection()
 
 
-# Merchants. The code and the key hash identify a merchant, so those two look-ups are the
-# only ones not filtered by a merchant id taken from the context.
-
-def insert_merchant(doc: dict) -> None:
-    _col(MerchantDoc).insert_one(doc)
-
-
-def find_merchant_by_code(code: str) -> dict | None:
-    return _col(MerchantDoc).find_one({"code": code})
-
-
-def find_merchant(merchant_id: str) -> dict | None:
-    return _col(MerchantDoc).find_one({"_id": merchant_id, "merchant_id": merchant_id})
+def _insert(collection: Collection, doc: dict) -> bool:
+    """An insert without events (the document keeps no outbox); False when a unique
+    index says it exists."""
+    try:
+        collection.insert_one(doc)
+    except DuplicateKeyError:
+        return False
+    return True
 
 
-def update_merchant(merchant_id: str, version: int, name: str, time_zone: str, now: datetime) -> bool:
-    """Compare-and-set on version; False when another write came first."""
-    result = _col(MerchantDoc).update_one(
-        {"_id": merchant_id, "merchant_id": merchant_id, "version": version},
-        {"$set": {"name": name, "time_zone": time_zone, "updated_ms": epoch_ms(now)}, "$inc": {"version": 1}})
-    return result.modified_count == 1
+# ---- merchants ----------------------------------------------------------------------
+# The code and the key hash identify a merchant, so those two look-ups are the only ones
+# not filtered by a merchant id taken from the context.
+
+def _merchant(doc: dict) -> Merchant:
+    return Merchant(id=doc["_id"], merchant_id=doc["merchant_id"], version=int(doc.get("version") or 1),
+                    code=doc["code"], name=doc["name"], time_zone=doc["time_zone"],
+                    config=MerchantConfig.from_doc(doc.get("config")), created_at=doc.get("created_at"))
 
 
-# Channel API keys
+class MerchantRepository:
+    async def get(self, merchant_id: str) -> Merchant | None:
+        doc = await run_sync(_col(MerchantDoc).find_one, {"_id": merchant_id, "merchant_id": merchant_id})
+        return _merchant(doc) if doc else None
 
-def insert_api_key(doc: dict) -> None:
-    _col(ApiKeyDoc).insert_one(doc)
+    async def by_code(self, code: str) -> Merchant | None:
+        doc = await run_sync(_col(MerchantDoc).find_one, {"code": code})
+        return _merchant(doc) if doc else None
 
+    async def add(self, merchant: Merchant) -> bool:
+        now = merchant.created_at or utcnow()
+        return await run_sync(_insert, _col(MerchantDoc), {
+            "_id": merchant.id, "merchant_id": merchant.merchant_id, "code": merchant.code, "name": merchant.name,
+            "time_zone": merchant.time_zone, "config": merchant.config.to_doc(), "version": merchant.version,
+            "created_at": now, "updated_ms": epoch_ms(merchant.updated_at or now)})
 
-def find_api_key(key_hash: str) -> dict | None:
-    return _col(ApiKeyDoc).find_one({"key_hash": key_hash})
-
-
-# Staff users
-
-def insert_staff(doc: dict) -> None:
-    _col(StaffUserDoc).insert_one(doc)
-
-
-def find_staff(merchant_id: str, username: str) -> dict | None:
-    return _col(StaffUserDoc).find_one({"merchant_id": merchant_id, "username": username})
-
-
-def update_staff(merchant_id: str, staff_id: str, version: int, password_hash: str, roles: list[str],
-                 disabled: int, now: datetime) -> bool:
-    """Compare-and-set on version. A new password, roles or state end the user's tokens:
-    the token version moves in the same write."""
-    result = _col(StaffUserDoc).update_one(
-        {"_id": staff_id, "merchant_id": merchant_id, "version": version},
-        {"$set": {"password_hash": password_hash, "roles": roles, "disabled": disabled,
-                  "updated_ms": epoch_ms(now)},
-         "$inc": {"version": 1, "token_version": 1}})
-    return result.modified_count == 1
+    async def save(self, merchant: Merchant) -> None:
+        await run_sync(save_change, _col(MerchantDoc), {"_id": merchant.id, "merchant_id": merchant.merchant_id},
+                       {"$set": {"name": merchant.name, "time_zone": merchant.time_zone,
+                                 "updated_ms": epoch_ms(merchant.updated_at or utcnow())}},
+                       version=merchant.version)
+        merchant.version = merchant.next_version
 
 
-def find_staff_by_id(merchant_id: str, staff_id: str) -> dict | None:
-    return _col(StaffUserDoc).find_one({"_id": staff_id, "merchant_id": merchant_id},
-                                       {"roles": 1, "disabled": 1, "token_version": 1})
+# ---- channel API keys -----------------------------------------------------------------
+
+class ApiKeyRepository:
+    async def add(self, key: ApiKey) -> bool:
+        return await run_sync(_insert, _col(ApiKeyDoc), {
+            "_id": key.id, "merchant_id": key.merchant_id, "channel": key.channel, "key_hash": key.key_hash,
+            "created_at": key.created_at})
+
+    async def by_hash(self, key_hash: str) -> ApiKey | None:
+        doc = await run_sync(_col(ApiKeyDoc).find_one, {"key_hash": key_hash})
+        return ApiKey(doc["_id"], doc["merchant_id"], doc["channel"], doc["key_hash"],
+                      doc.get("created_at")) if doc else None
 
 
-def staff_token_versions(merchant_id: str, staff_ids: list[str]) -> list[dict]:
-    return list(_col(StaffUserDoc).find({"_id": {"$in": staff_ids}, "merchant_id": merchant_id},
-                                        {"disabled": 1, "token_version": 1}))
+# ---- staff users ------------------------------------------------------------------------
+
+def _staff(doc: dict) -> StaffUser:
+    return StaffUser(id=doc["_id"], merchant_id=doc["merchant_id"], version=int(doc.get("version") or 1),
+                     username=doc["username"], password_hash=doc["password_hash"],
+                     roles=tuple(doc.get("roles") or ()), disabled=bool(doc.get("disabled")),
+                     token_version=int(doc.get("token_version") or 0), created_at=doc.get("created_at"))
 
 
-def bump_staff_token_version(merchant_id: str, staff_id: str) -> None:
-    _col(StaffUserDoc).update_one({"_id": staff_id, "merchant_id": merchant_id}, {"$inc": {"token_version": 1}})
+class StaffRepository:
+    async def by_username(self, merchant_id: str, username: str) -> StaffUser | None:
+        doc = await run_sync(_col(StaffUserDoc).find_one, {"merchant_id": merchant_id, "username": username})
+        return _staff(doc) if doc else None
+
+    async def add(self, staff: StaffUser) -> bool:
+        now = staff.created_at or utcnow()
+        return await run_sync(_insert, _col(StaffUserDoc), {
+            "_id": staff.id, "merchant_id": staff.merchant_id, "username": staff.username,
+            "password_hash": staff.password_hash, "roles": list(staff.roles), "disabled": int(staff.disabled),
+            "token_version": staff.token_version, "version": staff.version, "created_at": now,
+            "updated_ms": epoch_ms(staff.updated_at or now)})
+
+    async def save(self, staff: StaffUser) -> None:
+        # A new password, roles or state end the user's tokens: the token version moves
+        # in the same write.
+        await run_sync(save_change, _col(StaffUserDoc), {"_id": staff.id, "merchant_id": staff.merchant_id},
+                       {"$set": {"password_hash": staff.password_hash, "roles": list(staff.roles),
+                                 "disabled": int(staff.disabled),
+                                 "updated_ms": epoch_ms(staff.updated_at or utcnow())},
+                        "$inc": {"token_version": 1}},
+                       version=staff.version)
+        staff.version = staff.next_version
+
+    async def subject(self, merchant_id: str, staff_id: str) -> Subject | None:
+        doc = await run_sync(_col(StaffUserDoc).find_one, {"_id": staff_id, "merchant_id": merchant_id},
+                             {"roles": 1, "disabled": 1, "token_version": 1})
+        if doc is None:
+            return None
+        return Subject(int(doc.get("token_version") or 0), not doc.get("disabled"), tuple(doc.get("roles") or ()))
+
+    async def subjects(self, merchant_id: str, staff_ids: list[str]) -> dict[str, Subject]:
+        docs = await run_sync(lambda: list(_col(StaffUserDoc).find(
+            {"_id": {"$in": staff_ids}, "merchant_id": merchant_id}, {"disabled": 1, "token_version": 1})))
+        return {d["_id"]: Subject(int(d.get("token_version") or 0), not d.get("disabled")) for d in docs}
+
+    async def bump_token_version(self, merchant_id: str, staff_id: str) -> None:
+        await run_sync(_col(StaffUserDoc).update_one, {"_id": staff_id, "merchant_id": merchant_id},
+                       {"$inc": {"token_version": 1}})
 
 
-# Members and their identities
+# ---- members --------------------------------------------------------------------------
 
-def insert_member(doc: dict) -> None:
-    _col(MemberDoc).insert_one(doc)
-
-
-def find_member(merchant_id: str, member_id: str) -> dict | None:
-    return _col(MemberDoc).find_one({"_id": member_id, "merchant_id": merchant_id},
-                                    {"outbox": 0})
+def _member(doc: dict) -> Member:
+    return Member(id=doc["_id"], merchant_id=doc["merchant_id"], version=int(doc.get("version") or 1),
+                  nickname=doc.get("nickname") or "", avatar_url=doc.get("avatar_url") or "",
+                  phone=doc.get("phone") or "", registered_channel=doc.get("registered_channel") or "",
+                  token_version=int(doc.get("token_version") or 0), created_at=doc.get("created_at"))
 
 
-def member_token_version(merchant_id: str, member_id: str) -> dict | None:
-    return _col(MemberDoc).find_one({"_id": member_id, "merchant_id": merchant_id}, {"token_version": 1})
+class MemberRepository:
+    async def get(self, merchant_id: str, member_id: str) -> Member | None:
+        doc = await run_sync(_col(MemberDoc).find_one, {"_id": member_id, "merchant_id": merchant_id}, {"outbox": 0})
+        return _member(doc) if doc else None
+
+    async def add(self, member: Member) -> bool:
+        events = [messages.registered_event(member.merchant_id, member.version, e)
+                  for e in member.pull_events() if isinstance(e, MemberRegistered)]
+        doc = {"_id": member.id, "merchant_id": member.merchant_id, "nickname": member.nickname,
+               "avatar_url": member.avatar_url, "registered_channel": member.registered_channel,
+               "version": member.version, "created_at": member.created_at}
+        return await run_sync(insert_new, _col(MemberDoc), doc, events)
+
+    async def subject(self, merchant_id: str, member_id: str) -> Subject | None:
+        doc = await run_sync(_col(MemberDoc).find_one, {"_id": member_id, "merchant_id": merchant_id},
+                             {"token_version": 1})
+        return Subject(int(doc.get("token_version") or 0), True) if doc else None
+
+    async def subjects(self, merchant_id: str, member_ids: list[str]) -> dict[str, Subject]:
+        docs = await run_sync(lambda: list(_col(MemberDoc).find(
+            {"_id": {"$in": member_ids}, "merchant_id": merchant_id}, {"token_version": 1})))
+        return {d["_id"]: Subject(int(d.get("token_version") or 0), True) for d in docs}
+
+    async def bump_token_version(self, merchant_id: str, member_id: str) -> None:
+        await run_sync(_col(MemberDoc).update_one, {"_id": member_id, "merchant_id": merchant_id},
+                       {"$inc": {"token_version": 1}})
 
 
-def member_token_versions(merchant_id: str, member_ids: list[str]) -> list[dict]:
-    return list(_col(MemberDoc).find({"_id": {"$in": member_ids}, "merchant_id": merchant_id}, {"token_version": 1}))
+# ---- identities: a person's unionid and each channel's openid ---------------------------
+
+class IdentityRepository:
+    async def member_of_union(self, merchant_id: str, unionid: str) -> str | None:
+        doc = await run_sync(_col(UnionIdentityDoc).find_one, {"merchant_id": merchant_id, "unionid": unionid})
+        return doc["member_id"] if doc else None
+
+    async def member_of_channel(self, merchant_id: str, channel: str, openid: str) -> str | None:
+        doc = await run_sync(_col(ChannelIdentityDoc).find_one,
+                             {"merchant_id": merchant_id, "channel": channel, "openid": openid})
+        return doc["member_id"] if doc else None
+
+    async def link_union(self, merchant_id: str, unionid: str, member_id: str) -> bool:
+        return await run_sync(_insert, _col(UnionIdentityDoc), {
+            "_id": new_id("idn"), "merchant_id": merchant_id, "unionid": unionid, "member_id": member_id,
+            "created_at": utcnow()})
+
+    async def link_channel(self, merchant_id: str, channel: str, openid: str, member_id: str) -> bool:
+        return await run_sync(_insert, _col(ChannelIdentityDoc), {
+            "_id": new_id("idn"), "merchant_id": merchant_id, "channel": channel, "openid": openid,
+            "member_id": member_id, "created_at": utcnow()})
+
+    async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
+        docs = await run_sync(lambda: list(_col(ChannelIdentityDoc).find(
+            {"merchant_id": merchant_id, "member_id": member_id}, {"channel": 1})))
+        return sorted({d["channel"] for d in docs})
 
 
-def bump_member_token_version(merchant_id: str, member_id: str) -> None:
-    _col(MemberDoc).update_one({"_id": member_id, "merchant_id": merchant_id}, {"$inc": {"token_version": 1}})
+# ---- points ledger ----------------------------------------------------------------------
+
+def _entry(doc: dict) -> PointsEntry:
+    return PointsEntry(id=doc["_id"], source=doc["source"], source_id=doc["source_id"], points=int(doc["points"]),
+                       growth=int(doc.get("growth") or 0), frozen=bool(doc.get("frozen")),
+                       frozen_until=doc.get("frozen_until"), created_at=doc.get("created_at"))
 
 
-def insert_union_identity(doc: dict) -> None:
-    _col(UnionIdentityDoc).insert_one(doc)
+class PointsLedger:
+    async def account(self, merchant_id: str, member_id: str) -> PointsAccount:
+        docs = await run_sync(lambda: list(_col(PointsEntryDoc).find(
+            {"merchant_id": merchant_id, "member_id": member_id}, {"growth": 1})))
+        return PointsAccount(id=member_id, merchant_id=merchant_id, version=0,
+                             growth=sum(int(d.get("growth") or 0) for d in docs))
+
+    async def entries(self, merchant_id: str, member_id: str) -> list[PointsEntry]:
+        """Newest first (ULID ids sort by time)."""
+        docs = await run_sync(lambda: list(_col(PointsEntryDoc).find(
+            {"merchant_id": merchant_id, "member_id": member_id}, {"outbox": 0}).sort("_id", -1)))
+        return [_entry(d) for d in docs]
+
+    async def save(self, account: PointsAccount) -> bool:
+        """Each new entry is one insert, unique per (merchant, source, source id): a
+        replay finds the entry there and adds nothing."""
+        earned = {e.entry.id: e for e in account.pull_events() if isinstance(e, PointsEarned)}
+        entries, account.new_entries = account.new_entries, []
+        for entry in entries:
+            events = [messages.earned_event(account.merchant_id, earned[entry.id])] if entry.id in earned else []
+            doc = {"_id": entry.id, "merchant_id": account.merchant_id, "member_id": account.id,
+                   "source": entry.source, "source_id": entry.source_id, "points": entry.points,
+                   "growth": entry.growth, "frozen": int(entry.frozen), "frozen_until": entry.frozen_until,
+                   "created_at": entry.created_at}
+            if not await run_sync(insert_new, _col(PointsEntryDoc), doc, events):
+                return False
+        return True
 
 
-def find_union_identity(merchant_id: str, unionid: str) -> dict | None:
-    return _col(UnionIdentityDoc).find_one({"merchant_id": merchant_id, "unionid": unionid})
+# ---- refresh tokens: each one is redeemed (or revoked) once, by a state-conditioned write
+
+class RefreshTokenRepository:
+    async def add(self, token: RefreshToken) -> None:
+        await run_sync(_col(RefreshTokenDoc).insert_one, {
+            "_id": token.id, "merchant_id": token.merchant_id, "subject_id": token.subject_id,
+            "state": token.state, "created_at": token.created_at, "expires_at": token.expires_at})
+
+    async def end(self, merchant_id: str, token_id: str, subject_id: str, state: str) -> bool:
+        result = await run_sync(_col(RefreshTokenDoc).update_one,
+                                {"_id": token_id, "merchant_id": merchant_id, "subject_id": subject_id,
+                                 "state": ACTIVE},
+                                {"$set": {"state": state}})
+        return result.modified_count == 1
 
 
-def insert_channel_identity(doc: dict) -> None:
-    _col(ChannelIdentityDoc).insert_one(doc)
-
-
-def find_channel_identity(merchant_id: str, channel: str, openid: str) -> dict | None:
-    return _col(ChannelIdentityDoc).find_one({"merchant_id": merchant_id, "channel": channel, "openid": openid})
-
-
-def channels_of(merchant_id: str, member_id: str) -> list[str]:
-    docs = _col(ChannelIdentityDoc).find({"merchant_id": merchant_id, "member_id": member_id}, {"channel": 1})
-    return sorted({d["channel"] for d in docs})
-
-
-# Points ledger
-
-def insert_points_entry(doc: dict) -> None:
-    _col(PointsEntryDoc).insert_one(doc)
-
-
-def ledger(merchant_id: str, member_id: str) -> list[dict]:
-    """The member's whole ledger, newest first (ULID ids sort by time)."""
-    return list(_col(PointsEntryDoc).find({"merchant_id": merchant_id, "member_id": member_id},
-                                          {"outbox": 0}).sort("_id", -1))
-
-
-# Staff login attempts: fixed-window counters, one conditional $inc per attempt.
+# ---- staff login attempts: fixed-window counters, one conditional $inc per attempt -------
 
 def take_login_attempt(counter_id: str, limit: int, expires_at: datetime) -> bool:
     """Counts one attempt unless the window already holds `limit`; False when it does."""
@@ -166,18 +278,12 @@ def give_back_login_attempt(counter_id: str) -> None:
     _col(LoginAttemptsDoc).update_one({"_id": counter_id, "failures": {"$gt": 0}}, {"$inc": {"failures": -1}})
 
 
-# Refresh tokens: each one is redeemed (or revoked) once, by a state-conditioned write.
+class LoginAttemptRepository:
+    async def take(self, counter_id: str, limit: int, expires_at: datetime) -> bool:
+        return await run_sync(take_login_attempt, counter_id, limit, expires_at)
 
-def insert_refresh_token(doc: dict) -> None:
-    _col(RefreshTokenDoc).insert_one(doc)
-
-
-def end_refresh_token(merchant_id: str, token_id: str, subject_id: str, state: str) -> bool:
-    """ACTIVE → `state`; False when the token is unknown, someone else's or already ended."""
-    result = _col(RefreshTokenDoc).update_one(
-        {"_id": token_id, "merchant_id": merchant_id, "subject_id": subject_id, "state": "ACTIVE"},
-        {"$set": {"state": state}})
-    return result.modified_count == 1
+    async def give_back(self, counter_id: str) -> None:
+        await run_sync(give_back_login_attempt, counter_id)
 
 
 OUTBOX_COLLECTIONS = (MemberDoc, PointsEntryDoc)
@@ -185,8 +291,3 @@ OUTBOX_COLLECTIONS = (MemberDoc, PointsEntryDoc)
 
 def outbox_collections() -> list:
     return [_col(doc) for doc in OUTBOX_COLLECTIONS]
-
-
-def growth_entries(merchant_id: str, member_id: str) -> list[int]:
-    docs = _col(PointsEntryDoc).find({"merchant_id": merchant_id, "member_id": member_id}, {"growth": 1})
-    return [int(d.get("growth") or 0) for d in docs]

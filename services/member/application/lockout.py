@@ -1,4 +1,4 @@
-"""Staff login lock-out over MongoDB counters, so every member replica sees the same
+"""Staff login lock-out over shared counters, so every member replica sees the same
 count (rules in services.member.domain.lockout)."""
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from services.member.adapters import repositories as repo
+from services.member.application.ports import LoginAttempts
 from services.member.domain.lockout import (ACCOUNT, ADDRESS, LoginLimits, counter_id, retry_after_s,
                                             window_of)
-from siyu_kit.db import run_sync
 from siyu_kit.errors import ResourceExhausted
 
 
 class LoginGuard:
-    def __init__(self, limits: LoginLimits, clock: Callable[[], float] = time.time):
+    def __init__(self, attempts: LoginAttempts, limits: LoginLimits, clock: Callable[[], float] = time.time):
+        self.attempts = attempts
         self.limits = limits
         self.clock = clock
 
@@ -31,7 +31,7 @@ class LoginGuard:
             if not subject:
                 continue
             cid = counter_id(scope, subject, window)
-            if not await run_sync(repo.take_login_attempt, cid, limit, expires_at):
+            if not await self.attempts.take(cid, limit, expires_at):
                 await self.succeeded(taken)  # a refused attempt counts nowhere
                 raise ResourceExhausted("too many failed logins; retry later", reason="LOGIN_LOCKED",
                                         retry_after_s=retry_after_s(now, window, window_s))
@@ -40,4 +40,4 @@ class LoginGuard:
 
     async def succeeded(self, taken: list[str]) -> None:
         for cid in taken:
-            await run_sync(repo.give_back_login_attempt, cid)
+            await self.attempts.give_back(cid)

@@ -2,28 +2,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
-from pymongo.errors import DuplicateKeyError
-from siyu.member.v1 import events_pb2
-
-from services.member.adapters import repositories as repo
 from services.member.application.merchants import merchant_config
+from services.member.application.ports import (IdentityRepository, LoginProvider, MemberRepository,
+                                               MerchantRepository, PointsLedger)
 from services.member.application.sessions import Sessions
-from services.member.application.views import MemberView, member_proto
+from services.member.application.views import MemberView
 from services.member.domain import tiers
-from services.member.domain.identity import IdentityProvider, InvalidLoginCode, ProviderIdentity
-from services.member.domain.points import Balance, balance_of
+from services.member.domain.config import MerchantConfig
+from services.member.domain.identity import InvalidLoginCode, ProviderIdentity
+from services.member.domain.members import Member
+from services.member.domain.points import Balance, PointsEntry, balance_of
 from siyu_kit import auth, context
 from siyu_kit.context import CHANNELS
-from siyu_kit.db import run_sync
 from siyu_kit.errors import FailedPrecondition, NotFound, Unauthenticated, Violations
-from siyu_kit.events import outbox
-from siyu_kit.events.streams import subject_of
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
 
-REGISTERED = subject_of("member", "member", "registered")
 NICKNAME_MAX = 64
 ENTRIES_SHOWN = 100
 
@@ -45,14 +40,18 @@ class LoginResult:
 @dataclass(frozen=True)
 class Points:
     balance: Balance
-    entries: list[dict]
+    entries: list[PointsEntry]
 
 
 class Members:
-    def __init__(self, sessions: Sessions, providers: dict[str, IdentityProvider], committed: Callable[[], None]):
+    def __init__(self, sessions: Sessions, providers: dict[str, LoginProvider], members: MemberRepository,
+                 identities: IdentityRepository, merchants: MerchantRepository, ledger: PointsLedger):
         self.sessions = sessions
         self.providers = providers
-        self.committed = committed
+        self.members = members
+        self.identities = identities
+        self.merchants = merchants
+        self.ledger = ledger
 
     async def _tokens(self, merchant_id: str, member_id: str, version: int | None = None) -> Tokens:
         if version is None:
@@ -70,72 +69,51 @@ class Members:
         v.check(bool(code), "code", "required")
         v.check(len(nickname) <= NICKNAME_MAX, "nickname", f"at most {NICKNAME_MAX} characters")
         v.raise_if_any()
-        config = await merchant_config(merchant_id)
+        config = await merchant_config(self.merchants, merchant_id)
         provider = self.providers.get(config.provider_for(ctx.channel))
         if provider is None:
             raise FailedPrecondition("login is not available on this channel", reason="LOGIN_PROVIDER_UNAVAILABLE")
         try:
-            identity = await run_sync(provider.exchange, code, ctx.channel)
+            identity = await provider.exchange(code, ctx.channel)
         except InvalidLoginCode as error:
             v.add("code", str(error))
             v.raise_if_any("the login code was not accepted")
-        member_id, created = await run_sync(self._link, merchant_id, ctx.channel, identity, nickname.strip())
-        if created:
-            self.committed()
+        member_id, created = await self._link(merchant_id, ctx.channel, identity, nickname.strip())
         member = await self._view(merchant_id, member_id, config)
         return LoginResult(await self._tokens(merchant_id, member_id), member, created)
 
-    def _link(self, merchant_id: str, channel: str, identity: ProviderIdentity, nickname: str) -> tuple[str, bool]:
+    async def _link(self, merchant_id: str, channel: str, identity: ProviderIdentity,
+                    nickname: str) -> tuple[str, bool]:
         """The member of this identity, creating it on first contact. Safe under races:
-        unique indexes decide the winner and every loser reads and uses it."""
-        link = repo.find_channel_identity(merchant_id, channel, identity.openid)
-        if link is not None:
-            return link["member_id"], self._ensure_member(merchant_id, link["member_id"], channel, nickname)
-        union = repo.find_union_identity(merchant_id, identity.unionid)
-        if union is None:
-            union = {"_id": new_id("idn"), "merchant_id": merchant_id, "unionid": identity.unionid,
-                     "member_id": new_id("mem"), "created_at": utcnow()}
-            try:
-                repo.insert_union_identity(union)
-            except DuplicateKeyError:
-                union = repo.find_union_identity(merchant_id, identity.unionid)
-        member_id = union["member_id"]
+        unique links decide the winner and every loser reads and uses it."""
+        member_id = await self.identities.member_of_channel(merchant_id, channel, identity.openid)
+        if member_id is not None:
+            return member_id, await self._ensure_member(merchant_id, member_id, channel, nickname)
+        member_id = await self.identities.member_of_union(merchant_id, identity.unionid)
+        if member_id is None:
+            member_id = new_id("mem")
+            if not await self.identities.link_union(merchant_id, identity.unionid, member_id):
+                member_id = await self.identities.member_of_union(merchant_id, identity.unionid)
         # Also heals a unionid whose first login died before the member was written.
-        created = self._ensure_member(merchant_id, member_id, channel, nickname)
-        try:
-            repo.insert_channel_identity({"_id": new_id("idn"), "merchant_id": merchant_id, "channel": channel,
-                                          "openid": identity.openid, "member_id": member_id,
-                                          "created_at": utcnow()})
-        except DuplicateKeyError:
-            member_id = repo.find_channel_identity(merchant_id, channel, identity.openid)["member_id"]
+        created = await self._ensure_member(merchant_id, member_id, channel, nickname)
+        if not await self.identities.link_channel(merchant_id, channel, identity.openid, member_id):
+            member_id = await self.identities.member_of_channel(merchant_id, channel, identity.openid)
         return member_id, created
 
-    def _ensure_member(self, merchant_id: str, member_id: str, channel: str, nickname: str) -> bool:
-        if repo.find_member(merchant_id, member_id) is not None:
+    async def _ensure_member(self, merchant_id: str, member_id: str, channel: str, nickname: str) -> bool:
+        if await self.members.get(merchant_id, member_id) is not None:
             return False
-        now = utcnow()
-        view = MemberView(member_id, nickname, "", "", "REGULAR", 0, now, (channel,))
-        event = outbox.make_event(REGISTERED, merchant_id=merchant_id, aggregate_id=member_id, aggregate_version=1,
-                                  channel=channel,
-                                  payload=events_pb2.MemberRegistered(member=member_proto(view),
-                                                                      channel=member_proto(view).channels[0]))
-        doc = {"_id": member_id, "merchant_id": merchant_id, "nickname": nickname, "avatar_url": "",
-               "registered_channel": channel, "version": 1, "created_at": now, **outbox.for_insert(event)}
-        try:
-            repo.insert_member(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+        return await self.members.add(Member.register(member_id, merchant_id, channel, nickname, utcnow()))
 
-    async def _view(self, merchant_id: str, member_id: str, config=None) -> MemberView:
-        doc = await run_sync(repo.find_member, merchant_id, member_id)
-        if doc is None:
+    async def _view(self, merchant_id: str, member_id: str, config: MerchantConfig | None = None) -> MemberView:
+        member = await self.members.get(merchant_id, member_id)
+        if member is None:
             raise NotFound("no such member")
-        config = config or await merchant_config(merchant_id)
-        growth = sum(await run_sync(repo.growth_entries, merchant_id, member_id))
-        channels = await run_sync(repo.channels_of, merchant_id, member_id)
-        return MemberView(member_id, doc.get("nickname") or "", doc.get("avatar_url") or "", doc.get("phone") or "",
-                          tiers.tier_for(growth, config), growth, doc.get("created_at"), tuple(channels))
+        config = config or await merchant_config(self.merchants, merchant_id)
+        growth = (await self.ledger.account(merchant_id, member_id)).growth
+        channels = await self.identities.channels_of(merchant_id, member_id)
+        return MemberView(member_id, member.nickname, member.avatar_url, member.phone,
+                          tiers.tier_for(growth, config), growth, member.created_at, tuple(channels))
 
     async def refresh(self, refresh_token: str) -> Tokens:
         merchant_id = context.current().require_merchant()
@@ -159,8 +137,8 @@ class Members:
     async def points(self) -> Points:
         ctx = context.current()
         member_id = ctx.require_member()
-        if await run_sync(repo.find_member, ctx.merchant_id, member_id) is None:
+        if await self.members.get(ctx.merchant_id, member_id) is None:
             raise NotFound("no such member")
-        entries = await run_sync(repo.ledger, ctx.merchant_id, member_id)
-        balance = balance_of([(int(e["points"]), bool(e.get("frozen"))) for e in entries])
+        entries = await self.ledger.entries(ctx.merchant_id, member_id)
+        balance = balance_of([(e.points, e.frozen) for e in entries])
         return Points(balance, entries[:ENTRIES_SHOWN])

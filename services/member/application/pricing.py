@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-from services.member.adapters import repositories as repo
 from services.member.application.merchants import merchant_config
+from services.member.application.ports import MerchantRepository, PointsLedger
 from services.member.domain import tiers
 from services.member.domain.config import TIERS, MerchantConfig
 from siyu_kit import context
-from siyu_kit.db import run_sync
 from siyu_kit.errors import Violations
 from siyu_kit.ids import is_id
 
@@ -19,7 +18,9 @@ CONFIG_TTL_S = 5.0
 
 
 class MemberPricing:
-    def __init__(self, config_ttl_s: float = CONFIG_TTL_S):
+    def __init__(self, merchants: MerchantRepository, ledger: PointsLedger, config_ttl_s: float = CONFIG_TTL_S):
+        self.merchants = merchants
+        self.ledger = ledger
         self._ttl_s = config_ttl_s
         self._configs: dict[str, tuple[float, MerchantConfig]] = {}
 
@@ -27,7 +28,7 @@ class MemberPricing:
         hit = self._configs.get(merchant_id)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        config = await merchant_config(merchant_id)
+        config = await merchant_config(self.merchants, merchant_id)
         self._configs[merchant_id] = (time.monotonic() + self._ttl_s, config)
         return config
 
@@ -39,7 +40,7 @@ class MemberPricing:
         v = Violations()
         v.check(is_id(member_id, "mem"), "member_id", "must be a mem_ id")
         v.raise_if_any()
-        growth = sum(await run_sync(repo.growth_entries, merchant_id, member_id))
+        growth = (await self.ledger.account(merchant_id, member_id)).growth
         config = await self._config(merchant_id)
         index = tiers.tier_index(growth, config.tier_thresholds)
         return TIERS[index], config.tier_discount_bp[index]

@@ -10,15 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from services.member.adapters import repositories as repo
 from siyu_kit import auth
-from siyu_kit.db import run_sync
 from siyu_kit.errors import Unauthenticated, Violations
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
 
-ACTIVE, USED, REVOKED = "ACTIVE", "USED", "REVOKED"
-STAFF_PREFIX, MEMBER_PREFIX = "stf_", "mem_"
+from services.member.application.ports import MemberRepository, RefreshTokens, StaffRepository
+from services.member.domain.sessions import (MEMBER_PREFIX, NO_SUBJECT, REVOKED, STAFF_PREFIX, USED,
+                                             RefreshToken, Subject)
+
 MAX_SUBJECTS = 1000
 
 
@@ -29,34 +29,25 @@ class Issued:
     expires_in: int
 
 
-@dataclass(frozen=True)
-class Subject:
-    version: int
-    active: bool
-    roles: tuple[str, ...] = ()
-
-
 def _revoked() -> Unauthenticated:
     return Unauthenticated("the token has been revoked; log in again", reason="TOKEN_REVOKED")
 
 
 class Sessions:
-    def __init__(self, secret: str):
+    def __init__(self, secret: str, staff: StaffRepository, members: MemberRepository, tokens: RefreshTokens):
         self.secret = secret
+        self.staff = staff
+        self.members = members
+        self.tokens = tokens
 
     # ---- subjects -------------------------------------------------------------------
     async def subject(self, merchant_id: str, subject_id: str) -> Subject:
         """The subject's current token version; inactive when gone or disabled."""
         if subject_id.startswith(STAFF_PREFIX):
-            doc = await run_sync(repo.find_staff_by_id, merchant_id, subject_id)
-            if doc is None:
-                return Subject(0, False)
-            return Subject(int(doc.get("token_version") or 0), not doc.get("disabled"),
-                           tuple(doc.get("roles") or ()))
+            return await self.staff.subject(merchant_id, subject_id) or NO_SUBJECT
         if subject_id.startswith(MEMBER_PREFIX):
-            doc = await run_sync(repo.member_token_version, merchant_id, subject_id)
-            return Subject(int(doc.get("token_version") or 0), True) if doc else Subject(0, False)
-        return Subject(0, False)
+            return await self.members.subject(merchant_id, subject_id) or NO_SUBJECT
+        return NO_SUBJECT
 
     async def subjects(self, wanted: list[tuple[str, str]]) -> list[Subject]:
         """Many subjects' versions, in order: one read per merchant and kind, for the
@@ -71,20 +62,17 @@ class Sessions:
                 groups.setdefault((merchant_id, prefix), []).append(subject_id)
         found: dict[tuple[str, str], Subject] = {}
         for (merchant_id, prefix), ids in groups.items():
-            if prefix == STAFF_PREFIX:
-                for doc in await run_sync(repo.staff_token_versions, merchant_id, ids):
-                    found[(merchant_id, doc["_id"])] = Subject(int(doc.get("token_version") or 0),
-                                                               not doc.get("disabled"))
-            else:
-                for doc in await run_sync(repo.member_token_versions, merchant_id, ids):
-                    found[(merchant_id, doc["_id"])] = Subject(int(doc.get("token_version") or 0), True)
-        return [found.get(key, Subject(0, False)) for key in wanted]
+            store = self.staff if prefix == STAFF_PREFIX else self.members
+            for subject_id, subject in (await store.subjects(merchant_id, ids)).items():
+                # The batch answer carries no roles: the gateway checks versions only.
+                found[(merchant_id, subject_id)] = Subject(subject.version, subject.active)
+        return [found.get(key, NO_SUBJECT) for key in wanted]
 
     async def bump(self, merchant_id: str, subject_id: str) -> None:
         if subject_id.startswith(STAFF_PREFIX):
-            await run_sync(repo.bump_staff_token_version, merchant_id, subject_id)
+            await self.staff.bump_token_version(merchant_id, subject_id)
         else:
-            await run_sync(repo.bump_member_token_version, merchant_id, subject_id)
+            await self.members.bump_token_version(merchant_id, subject_id)
 
     # ---- tokens ---------------------------------------------------------------------
     async def issue(self, merchant_id: str, subject_id: str, version: int, roles: tuple[str, ...] = ()) -> Issued:
@@ -94,9 +82,7 @@ class Sessions:
                                      else (auth.REFRESH, auth.REFRESH_TTL_S))
         token_id = new_id("rft")
         now = utcnow()
-        await run_sync(repo.insert_refresh_token, {
-            "_id": token_id, "merchant_id": merchant_id, "subject_id": subject_id, "state": ACTIVE,
-            "created_at": now, "expires_at": now + timedelta(seconds=refresh_ttl)})
+        await self.tokens.add(RefreshToken(token_id, merchant_id, subject_id, now, now + timedelta(seconds=refresh_ttl)))
         access = auth.issue(self.secret, auth.TokenClaims(access_kind, subject_id, merchant_id, roles,
                                                           version=version), access_ttl)
         refresh = auth.issue(self.secret, auth.TokenClaims(refresh_kind, subject_id, merchant_id,
@@ -109,7 +95,7 @@ class Sessions:
         claims = auth.verify(self.secret, refresh_token, kind)
         if (merchant_id and claims.merchant_id != merchant_id) or not claims.token_id:
             raise Unauthenticated("the token is not valid", reason="TOKEN_INVALID")
-        if not await run_sync(repo.end_refresh_token, claims.merchant_id, claims.token_id, claims.subject, USED):
+        if not await self.tokens.end(claims.merchant_id, claims.token_id, claims.subject, USED):
             await self.bump(claims.merchant_id, claims.subject)
             raise _revoked()
         subject = await self.subject(claims.merchant_id, claims.subject)
@@ -133,4 +119,4 @@ class Sessions:
                 token_id = claims.token_id
         await self.bump(merchant_id, subject_id)
         if token_id:
-            await run_sync(repo.end_refresh_token, merchant_id, token_id, subject_id, REVOKED)
+            await self.tokens.end(merchant_id, token_id, subject_id, REVOKED)

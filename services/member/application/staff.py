@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.member.adapters import repositories as repo
 from services.member.application.lockout import LoginGuard
+from services.member.application.ports import MerchantRepository, PasswordHasher, StaffRepository
 from services.member.application.sessions import Sessions
 from services.member.domain.lockout import account_subject
-from services.member.domain.passwords import DECOY_HASH, verify_password
+from services.member.domain.passwords import DECOY_HASH
 from siyu_kit import auth, context
-from siyu_kit.db import run_sync
 from siyu_kit.errors import Unauthenticated, Violations
 
 LOGIN_FAILED = "wrong merchant, username or password"
@@ -24,9 +23,13 @@ class StaffSession:
 
 
 class StaffAccess:
-    def __init__(self, sessions: Sessions, guard: LoginGuard):
+    def __init__(self, sessions: Sessions, guard: LoginGuard, merchants: MerchantRepository, staff: StaffRepository,
+                 passwords: PasswordHasher):
         self.sessions = sessions
         self.guard = guard
+        self.merchants = merchants
+        self.staff = staff
+        self.passwords = passwords
 
     async def login(self, merchant_code: str, username: str, password: str) -> StaffSession:
         v = Violations()
@@ -36,16 +39,15 @@ class StaffAccess:
         v.raise_if_any()
         # Before any password is checked: the 11th attempt of a minute never reaches it.
         taken = await self.guard.enter(account_subject(merchant_code, username), context.current().client_address)
-        merchant = await run_sync(repo.find_merchant_by_code, merchant_code)
-        staff = await run_sync(repo.find_staff, merchant["_id"], username) if merchant else None
+        merchant = await self.merchants.by_code(merchant_code)
+        staff = await self.staff.by_username(merchant.id, username) if merchant else None
         # The same work and the same answer whichever part is wrong: no user enumeration.
-        ok = await run_sync(verify_password, password, staff["password_hash"] if staff else DECOY_HASH)
-        if not (ok and staff) or staff.get("disabled"):
+        ok = await self.passwords.verify(password, staff.password_hash if staff else DECOY_HASH)
+        if not (ok and staff) or staff.disabled:
             raise Unauthenticated(LOGIN_FAILED, reason="LOGIN_FAILED")
         await self.guard.succeeded(taken)
-        roles = tuple(staff.get("roles") or ())
-        issued = await self.sessions.issue(merchant["_id"], staff["_id"], int(staff.get("token_version") or 0), roles)
-        return StaffSession(issued.access_token, issued.refresh_token, issued.expires_in, roles)
+        issued = await self.sessions.issue(merchant.id, staff.id, staff.token_version, staff.roles)
+        return StaffSession(issued.access_token, issued.refresh_token, issued.expires_in, staff.roles)
 
     async def refresh(self, refresh_token: str) -> StaffSession:
         v = Violations()

@@ -1,10 +1,14 @@
 """The points ledger (积分): append-only, one entry per source, balance = sum of entries."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from siyu_kit.aggregate import Aggregate
 from siyu_kit.money import BASIS_POINTS, yuan_floor
+
+from services.member.domain import tiers
+from services.member.domain.config import MerchantConfig
 
 SOURCES = ("ORDER", "CHECK_IN", "REFERRAL", "ADJUSTMENT", "EXPIRY")
 
@@ -40,3 +44,48 @@ class Balance:
 def balance_of(entries: list[tuple[int, bool]]) -> Balance:
     """`entries` as (points, frozen); the balance is always the sum of the ledger."""
     return Balance(balance=sum(p for p, _ in entries), frozen=sum(p for p, f in entries if f))
+
+
+@dataclass(frozen=True)
+class PointsEntry:
+    id: str  # pte_…
+    source: str  # one of SOURCES
+    source_id: str  # the order id of an ORDER entry
+    points: int
+    growth: int = 0
+    frozen: bool = False
+    frozen_until: datetime | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PointsEarned:
+    """A member earned points (and growth) from a paid order, on the order's channel."""
+    member_id: str
+    entry: PointsEntry
+    channel: str = ""
+
+
+@dataclass
+class PointsAccount(Aggregate):
+    """A member's points and growth: the sum of its ledger. The ledger is append-only and
+    holds one entry per source, so an earning is one insert that a unique index makes
+    happen once; the account has no version to compare (0)."""
+    id: str  # the member id
+    merchant_id: str
+    version: int
+    growth: int = 0
+    new_entries: list[PointsEntry] = field(default_factory=list)
+
+    def earn_for_order(self, entry_id: str, order_id: str, paid_fen: int, paid_at: datetime,
+                       config: MerchantConfig, now: datetime, channel: str = "") -> PointsEntry:
+        """Points for a paid order at the tier its growth so far reaches; frozen until the
+        order's after-sales window closes."""
+        earning = earn_for_payment(paid_fen, tiers.multiplier_bp(self.growth, config))
+        entry = PointsEntry(id=entry_id, source="ORDER", source_id=order_id, points=earning.points,
+                            growth=earning.growth, frozen=True,
+                            frozen_until=frozen_until(paid_at, config.points_frozen_days), created_at=now)
+        self.new_entries.append(entry)
+        self.growth += earning.growth
+        self.record(PointsEarned(member_id=self.id, entry=entry, channel=channel))
+        return entry

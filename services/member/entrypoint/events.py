@@ -1,13 +1,31 @@
 """Events the member service consumes."""
 from __future__ import annotations
 
+from datetime import timezone
+
+from siyu.common.v1 import common_pb2
 from siyu.order.v1 import events_pb2 as order_events
 
-from services.member.application.points import OrderPoints
-from siyu_kit.events.consumer import Subscription
-from siyu_kit.events.streams import subject_of
+from services.member.application.points import OrderPoints, PaidOrder, UnknownMember
+from siyu_kit.events.consumer import Poison, Subscription
+from siyu_kit.protos import CHANNEL_NAME
+
+
+def paid_order(envelope: common_pb2.EventEnvelope, paid: order_events.OrderPaid) -> PaidOrder:
+    order = paid.order
+    if not (envelope.merchant_id and order.order_id and order.member_id) or order.payable.amount < 0:
+        raise Poison("an OrderPaid needs merchant, order, member and a payable amount ≥ 0")
+    paid_at = (order.paid_at if order.HasField("paid_at") else envelope.occurred_at).ToDatetime(tzinfo=timezone.utc)
+    return PaidOrder(event_id=envelope.event_id, merchant_id=envelope.merchant_id, order_id=order.order_id,
+                     member_id=order.member_id, payable=order.payable.amount, paid_at=paid_at,
+                     channel=CHANNEL_NAME.get(envelope.channel, ""))
 
 
 def subscriptions(order_points: OrderPoints) -> list[Subscription]:
-    return [Subscription(durable="member-order-paid", subject=subject_of("order", "order", "paid"),
-                         payload_type=order_events.OrderPaid, handler=order_points.on_order_paid)]
+    async def on_order_paid(envelope: common_pb2.EventEnvelope, paid: order_events.OrderPaid) -> None:
+        try:
+            await order_points.on_order_paid(paid_order(envelope, paid))
+        except UnknownMember as error:
+            raise Poison(str(error)) from error
+
+    return [Subscription.to("member-order-paid", order_events.OrderPaid, on_order_paid)]

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from siyu.member.v1 import member_pb2, member_pb2_grpc
 
-from services.member.application import merchants
+from services.member.adapters.messages import entry_proto, member_proto
 from services.member.application.members import Members
+from services.member.application.merchants import MerchantAdmin
 from services.member.application.pricing import MemberPricing
 from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
-from services.member.application.views import entry_proto, member_proto
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
 
@@ -21,8 +21,10 @@ def _role_names(roles) -> list[str]:
 
 
 class MemberServicer(member_pb2_grpc.MemberServiceServicer):
-    def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing):
+    def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
+                 merchants: MerchantAdmin):
         self.members = members
+        self.merchants = merchants
         self.staff = staff
         self.sessions = sessions
         self.pricing = pricing
@@ -76,23 +78,23 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
             for asked, subject in zip(request.subjects, found)])
 
     async def ResolveApiKey(self, request, context):
-        merchant_id, channel = await merchants.resolve_api_key(request.api_key)
+        merchant_id, channel = await self.merchants.resolve_api_key(request.api_key)
         return member_pb2.ResolveApiKeyResponse(merchant_id=merchant_id, channel=CHANNEL_BY_NAME[channel])
 
     async def UpsertMerchant(self, request, context):
-        merchant, created = await merchants.upsert_merchant(request.code, request.name, request.time_zone)
+        merchant, created = await self.merchants.upsert_merchant(request.code, request.name, request.time_zone)
         return member_pb2.UpsertMerchantResponse(
             merchant=member_pb2.Merchant(merchant_id=merchant.merchant_id, code=merchant.code, name=merchant.name,
                                          time_zone=merchant.time_zone),
             created=created)
 
     async def UpsertApiKey(self, request, context):
-        created = await merchants.upsert_api_key(request.merchant_id, CHANNEL_NAME.get(request.channel, ""),
+        created = await self.merchants.upsert_api_key(request.merchant_id, CHANNEL_NAME.get(request.channel, ""),
                                                  request.api_key)
         return member_pb2.UpsertApiKeyResponse(created=created)
 
     async def UpsertStaffUser(self, request, context):
-        staff_id, created = await merchants.upsert_staff_user(request.merchant_id, request.username,
+        staff_id, created = await self.merchants.upsert_staff_user(request.merchant_id, request.username,
                                                               request.password, _role_names(request.roles),
                                                               request.disabled)
         return member_pb2.UpsertStaffUserResponse(staff_id=staff_id, created=created)

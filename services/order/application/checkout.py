@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Mapping, Protocol
 
-from siyu_kit import context
+from siyu_kit import context, limits
 from siyu_kit.db import run_sync
 from siyu_kit.errors import FailedPrecondition, NotFound, Violations
 from siyu_kit.ids import is_id
@@ -18,12 +18,12 @@ from services.order.adapters.catalog import SkuInfo
 from services.order.adapters.member import MemberPricing
 from services.order.adapters.repositories import Settings
 from services.order.application.ports import Catalog
-from services.order.domain.pricing import (ACTIVITY_PRICE, LineInput, Offer, Pipeline, Quote, limited_time_offer,
-                                           tier_offer)
+from services.order.domain.price_sources import FLASH_SALE, ActivityPrices, LimitedTimePrices, PriceSource, TierPrices
+from services.order.domain.pricing import LineInput, Pipeline, Quote
 from services.order.domain.settings import OrderSettings
 
-MAX_LINES = 50
-MAX_QUANTITY = 999
+MAX_LINES = limits.MAX_LINES
+MAX_QUANTITY = limits.MAX_LINE_QUANTITY
 
 
 class MemberPricingSource(Protocol):
@@ -61,15 +61,13 @@ def check_lines(v: Violations, lines: list[tuple[str, int]]) -> None:
         v.check(1 <= quantity <= MAX_QUANTITY, f"lines[{i}].quantity", f"1..{MAX_QUANTITY}")
 
 
-def _offers(sku: SkuInfo, member: MemberPricing, activity: ActivityPrice | None, now: datetime) -> tuple[Offer, ...]:
-    offers = []
-    if activity is not None:
-        offers.append(Offer(ACTIVITY_PRICE, activity.unit_price, activity.activity_id))
-    if sku.limited_time is not None:
-        offers.append(limited_time_offer(sku.limited_time.price, sku.limited_time.starts_at,
-                                         sku.limited_time.ends_at, now))
-    offers.append(tier_offer(sku.unit_price, member.tier, sku.tier_prices, member.discount_bp))
-    return tuple(o for o in offers if o is not None)
+def _unit_prices(skus: Mapping[str, SkuInfo], member: MemberPricing, activity_prices: Mapping[str, ActivityPrice],
+                 now: datetime) -> tuple[PriceSource, ...]:
+    """The unit prices competing on each line: the activity's, the SKU's limited-time
+    price, the member's tier price."""
+    return (ActivityPrices(FLASH_SALE, {s: (a.unit_price, a.activity_id) for s, a in activity_prices.items()}),
+            LimitedTimePrices({s: i.limited_time for s, i in skus.items() if i.limited_time is not None}, now),
+            TierPrices(member.tier, member.discount_bp, {s: i.tier_prices for s, i in skus.items()}))
 
 
 @dataclass
@@ -103,9 +101,9 @@ class Checkout:
         settings = await run_sync(self.settings.of_merchant, merchant_id)
         now = self.clock()
         activity_prices = activity_prices or {}
-        quote = Pipeline.of(settings).price([
+        quote = Pipeline.of(settings, *_unit_prices(skus, member, activity_prices, now)).price([
             LineInput(sku_id=s, product_id=skus[s].product_id, title=skus[s].title, quantity=q,
-                      unit_price=skus[s].unit_price, offers=_offers(skus[s], member, activity_prices.get(s), now))
+                      unit_price=skus[s].unit_price)
             for s, q in lines])
         return PricedCheckout(quote=quote, currency=currencies.pop(), tier=member.tier, settings=settings)
 

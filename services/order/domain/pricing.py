@@ -1,71 +1,32 @@
-"""The checkout price pipeline, in the order of domain.md:
+"""The checkout price pipeline: the registered price sources (price_sources.py), each in
+its fixed place:
 
-list price → per line the best member price: an activity price (flash sale, limited-time
-price) or the tier price, whichever is lower, never both → threshold reduction → one
-coupon → points → shipping fee.
+list price → per line the best unit price: an activity price (flash sale, limited-time
+price, group buy, bargain, live price) or the tier price, whichever is lower, never both →
+threshold reduction → coupon → points → shipping fee.
 
-Order-level discounts are spread over the lines by largest remainder, step by step, so
-every line knows what was actually paid for it (refunds and commissions need that) and
+Order-level discounts are spread over the lines by largest remainder, source by source,
+so every line knows what was actually paid for it (refunds and commissions need that) and
 shows its own step plus its share of each order step.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol, Sequence
+from typing import Sequence
 
-from siyu_kit.money import BASIS_POINTS, split_largest_remainder
+from siyu_kit.money import split_largest_remainder
 
-from services.order.domain.settings import OrderSettings, ThresholdReduction, reduction_for
+from services.order.domain.price_sources import (
+    ACTIVITY_PRICE, BARGAIN_PRICE, COUPON, GROUP_BUY_PRICE, LIMITED_TIME_PRICE, LIVE_PRICE, PLACE_METHOD, POINTS,
+    THRESHOLD_REDUCTION, TIER_DISCOUNT, FlatShipping, LineInput, Offer, OrderDiscountSource, Place, PricedLine,
+    PriceSource, ShippingSource, Step, ThresholdReductions, UnitPriceSource, best_offer, limited_time_offer,
+    tier_offer)
+from services.order.domain.settings import OrderSettings
 
-ACTIVITY_PRICE = "ACTIVITY_PRICE"
-LIMITED_TIME_PRICE = "LIMITED_TIME_PRICE"
-TIER_DISCOUNT = "TIER_DISCOUNT"
-THRESHOLD_REDUCTION = "THRESHOLD_REDUCTION"
-COUPON = "COUPON"
-POINTS = "POINTS"
-
-# On equal prices the earlier kind is shown.
-_OFFER_RANK = {ACTIVITY_PRICE: 0, LIMITED_TIME_PRICE: 1, TIER_DISCOUNT: 2}
-
-
-@dataclass(frozen=True)
-class Offer:
-    """A unit price that may replace the list price for this member."""
-    step: str  # ACTIVITY_PRICE, LIMITED_TIME_PRICE or TIER_DISCOUNT
-    unit_price: int
-    detail: str = ""  # the flash sale id, the tier …
-
-
-@dataclass(frozen=True)
-class LineInput:
-    sku_id: str
-    product_id: str
-    title: str
-    quantity: int
-    unit_price: int  # the list price
-    offers: tuple[Offer, ...] = ()
-
-
-@dataclass(frozen=True)
-class Step:
-    step: str
-    amount: int  # the discount, never negative
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class PricedLine:
-    sku_id: str
-    product_id: str
-    title: str
-    quantity: int
-    unit_price: int
-    line_total: int
-    # After the line's own step, before order-level discounts.
-    line_amount: int
-    paid_amount: int
-    steps: tuple[Step, ...] = ()
+__all__ = [
+    "ACTIVITY_PRICE", "BARGAIN_PRICE", "COUPON", "DEFAULT_PIPELINE", "GROUP_BUY_PRICE", "LIMITED_TIME_PRICE",
+    "LIVE_PRICE", "POINTS", "THRESHOLD_REDUCTION", "TIER_DISCOUNT", "LineInput", "Offer", "Pipeline", "Place",
+    "PricedLine", "PriceSource", "Quote", "Step", "best_offer", "limited_time_offer", "tier_offer"]
 
 
 @dataclass(frozen=True)
@@ -79,83 +40,43 @@ class Quote:
     payable: int
 
 
-class OrderStep(Protocol):
-    """A discount on the whole goods amount left after the steps before it. Returns the
-    amount it wants off and a detail; the pipeline never lets it take more than is left."""
-    name: str
-
-    def discount(self, lines: Sequence[PricedLine], goods_amount: int) -> tuple[int, str]: ...
-
-
-# Member prices of one line
-
-def tier_offer(list_price: int, tier: str, tier_prices: dict[str, int], discount_bp: int) -> Offer | None:
-    """The SKU's own price for the tier, else the list price × the tier's discount,
-    rounded down (in the member's favour). None when it is no better than the list."""
-    if not tier:
-        return None
-    price = tier_prices.get(tier)
-    if price is None:
-        price = list_price * discount_bp // BASIS_POINTS
-    return Offer(TIER_DISCOUNT, price, tier) if 0 <= price < list_price else None
+def _in_place_order(sources: Sequence[PriceSource]) -> tuple[PriceSource, ...]:
+    """The sources by place, then by name: the same pipeline whatever the order they were
+    registered in. An order step's name is its own (its shares are found by it), and there
+    is one shipping fee."""
+    for source in sources:
+        place = Place(source.place)
+        if not callable(getattr(source, PLACE_METHOD[place], None)):
+            raise ValueError(f"a {place.name} source answers {PLACE_METHOD[place]}(): {source!r}")
+    ordered = tuple(sorted(sources, key=lambda s: (s.place, s.name)))
+    order_names = [s.name for s in ordered if Place.UNIT_PRICE < s.place < Place.SHIPPING]
+    if len(order_names) != len(set(order_names)):
+        raise ValueError(f"two order steps share a name: {order_names}")
+    if sum(s.place == Place.SHIPPING for s in ordered) > 1:
+        raise ValueError("at most one shipping source")
+    return ordered
 
 
-def limited_time_offer(price: int, starts_at: datetime | None, ends_at: datetime | None,
-                       now: datetime) -> Offer | None:
-    """A limited-time price applies only inside its window [starts_at, ends_at)."""
-    if price < 0 or (starts_at is not None and now < starts_at) or (ends_at is not None and now >= ends_at):
-        return None
-    return Offer(LIMITED_TIME_PRICE, price)
-
-
-def best_offer(list_price: int, offers: Sequence[Offer]) -> Offer | None:
-    """The lowest offer below the list price: one step per line, never two."""
-    better = [o for o in offers if 0 <= o.unit_price < list_price]
-    if not better:
-        return None
-    return min(better, key=lambda o: (o.unit_price, _OFFER_RANK.get(o.step, len(_OFFER_RANK))))
-
-
-# Order steps
-
-@dataclass(frozen=True)
-class ThresholdReductionStep:
-    """满减: the rule of the highest threshold the goods amount reaches."""
-    rules: tuple[ThresholdReduction, ...]
-    name: str = THRESHOLD_REDUCTION
-
-    def discount(self, lines: Sequence[PricedLine], goods_amount: int) -> tuple[int, str]:
-        rule = reduction_for(self.rules, goods_amount)
-        if rule is None:
-            return 0, ""
-        return rule.reduction, f"threshold={rule.threshold},reduction={rule.reduction}"
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Pipeline:
-    threshold_reductions: tuple[ThresholdReduction, ...] = ()
-    # Slots for one coupon and for points, in this order after the threshold reduction.
-    # The member issue brings their implementations; until then nothing fills them.
-    coupon: OrderStep | None = None
-    points: OrderStep | None = None
-    shipping_fee: int = 0
-    free_shipping_over: int = 0  # 0: shipping is never free
+    """The registered price sources, kept in place order."""
+    sources: tuple[PriceSource, ...]
+
+    def __init__(self, *sources: PriceSource):
+        object.__setattr__(self, "sources", _in_place_order(sources))
 
     @classmethod
-    def of(cls, settings: OrderSettings) -> "Pipeline":
-        return cls(threshold_reductions=settings.threshold_reductions, shipping_fee=settings.shipping_fee,
-                   free_shipping_over=settings.free_shipping_over)
+    def of(cls, settings: OrderSettings, *sources: PriceSource) -> "Pipeline":
+        """The merchant's threshold reductions and shipping fee, and the given sources."""
+        return cls(ThresholdReductions(settings.threshold_reductions),
+                   FlatShipping(settings.shipping_fee, settings.free_shipping_over), *sources)
 
-    def order_steps(self) -> tuple[OrderStep, ...]:
-        steps: list[OrderStep] = [ThresholdReductionStep(self.threshold_reductions)]
-        return tuple(steps + [s for s in (self.coupon, self.points) if s is not None])
+    def register(self, *sources: PriceSource) -> "Pipeline":
+        """This pipeline with more sources, each in its place."""
+        return Pipeline(*self.sources, *sources)
 
-    def shipping_for(self, goods_amount: int) -> int:
-        """A flat fee, waived when the goods amount after discounts reaches
-        free_shipping_over > 0."""
-        if self.free_shipping_over > 0 and goods_amount >= self.free_shipping_over:
-            return 0
-        return max(self.shipping_fee, 0)
+    def in_place(self, place: Place) -> tuple[PriceSource, ...]:
+        return tuple(s for s in self.sources if s.place == place)
 
     def price(self, lines: Sequence[LineInput]) -> Quote:
         if not lines:
@@ -164,24 +85,25 @@ class Pipeline:
             if line.quantity <= 0 or line.unit_price < 0:
                 raise ValueError("quantity must be positive and prices not negative")
 
-        priced = [_price_line(line) for line in lines]
+        unit_prices = self.in_place(Place.UNIT_PRICE)
+        priced = [_price_line(line, unit_prices) for line in lines]
         goods = sum(p.line_amount for p in priced)
         left = [p.line_amount for p in priced]  # per line, after the order steps so far
         line_steps = [list(p.steps) for p in priced]
         order_steps: list[Step] = []
-        for step in self.order_steps():
-            wanted, detail = step.discount(tuple(priced), sum(left))
+        for source in self._order_discounts():
+            wanted, detail = source.discount(tuple(priced), sum(left))
             # A discount never takes the goods amount below zero.
             amount = min(max(int(wanted), 0), sum(left))
             if not amount:
                 continue
-            order_steps.append(Step(step.name, amount, detail))
+            order_steps.append(Step(source.name, amount, detail))
             for i, share in enumerate(split_largest_remainder(amount, left)):
                 if share:
                     left[i] -= share
-                    line_steps[i].append(Step(step.name, share, detail))
+                    line_steps[i].append(Step(source.name, share, detail))
         goods_after = sum(left)
-        shipping = self.shipping_for(goods_after)
+        shipping = sum(max(s.fee(goods_after), 0) for s in self._shipping())
         total = sum(p.line_total for p in priced)
         return Quote(
             lines=tuple(PricedLine(sku_id=p.sku_id, product_id=p.product_id, title=p.title, quantity=p.quantity,
@@ -191,10 +113,17 @@ class Pipeline:
             total=total, line_discount=total - goods, order_steps=tuple(order_steps),
             order_discount=goods - goods_after, shipping_fee=shipping, payable=goods_after + shipping)
 
+    def _order_discounts(self) -> tuple[OrderDiscountSource, ...]:
+        return tuple(s for s in self.sources if Place.UNIT_PRICE < s.place < Place.SHIPPING)
 
-def _price_line(line: LineInput) -> PricedLine:
+    def _shipping(self) -> tuple[ShippingSource, ...]:
+        return self.in_place(Place.SHIPPING)
+
+
+def _price_line(line: LineInput, sources: Sequence[UnitPriceSource]) -> PricedLine:
     total = line.unit_price * line.quantity
-    offer = best_offer(line.unit_price, line.offers)
+    offers = line.offers + tuple(o for o in (s.offer(line) for s in sources) if o is not None)
+    offer = best_offer(line.unit_price, offers)
     steps: tuple[Step, ...] = ()
     amount = total
     if offer is not None:

@@ -20,7 +20,7 @@ def fields(**overrides) -> ContentFields:
 
 
 def content(status: str, published_at_ms: int = 0) -> Content:
-    return Content(content_id=new_id("cnt"), version=3, fields=fields(), status=status,
+    return Content(id=new_id("cnt"), merchant_id="mch_1", version=3, fields=fields(), status=status,
                    published_at_ms=published_at_ms)
 
 
@@ -49,7 +49,7 @@ def test_forward_moves_are_allowed(current, target):
 def test_backward_moves_are_refused(current, target):
     with pytest.raises(FailedPrecondition) as raised:
         lifecycle_after(content(current), target, 5000)
-    assert raised.value.reason == "ILLEGAL_STATUS_TRANSITION"
+    assert raised.value.reason == "STATUS_TRANSITION"
     assert [v.field for v in raised.value.violations] == ["status"]
 
 

@@ -1,0 +1,48 @@
+"""Protobuf views of members and ledger entries, and the events the member service
+publishes, built from the domain events its aggregates record."""
+from __future__ import annotations
+
+from siyu.member.v1 import events_pb2, member_pb2
+
+from siyu_kit.events.outbox import Event, event_for
+from siyu_kit.logging import mask_phone
+from siyu_kit.protos import CHANNEL_BY_NAME, aware, timestamp
+
+from services.member.application.views import MemberView
+from services.member.domain.config import TIERS
+from services.member.domain.members import MemberRegistered
+from services.member.domain.points import PointsEarned, PointsEntry
+
+
+def member_proto(view: MemberView) -> member_pb2.Member:
+    return member_pb2.Member(
+        member_id=view.member_id, nickname=view.nickname, avatar_url=view.avatar_url,
+        phone_masked=mask_phone(view.phone) if view.phone else "",
+        tier=member_pb2.Tier.Value(f"TIER_{view.tier}"), growth_value=view.growth,
+        created_at=timestamp(aware(view.created_at)),
+        channels=[CHANNEL_BY_NAME[c] for c in view.channels if c in CHANNEL_BY_NAME],
+    )
+
+
+def entry_proto(entry: PointsEntry) -> member_pb2.PointsEntry:
+    return member_pb2.PointsEntry(
+        entry_id=entry.id, source=member_pb2.PointsSource.Value(f"POINTS_SOURCE_{entry.source}"),
+        source_id=entry.source_id, points=entry.points, frozen=entry.frozen,
+        created_at=timestamp(aware(entry.created_at)),
+    )
+
+
+def registered_event(merchant_id: str, version: int, registered: MemberRegistered) -> Event:
+    # A new member is at the first tier with no growth, known on its first channel only.
+    member = member_proto(MemberView(registered.member_id, registered.nickname, "", "", TIERS[0], 0,
+                                     registered.registered_at, (registered.channel,)))
+    return event_for(events_pb2.MemberRegistered(member=member, channel=member.channels[0]),
+                     merchant_id=merchant_id, aggregate_id=registered.member_id, aggregate_version=version,
+                     channel=registered.channel)
+
+
+def earned_event(merchant_id: str, earned: PointsEarned) -> Event:
+    # Each ledger entry is its own one-version record on the wire.
+    return event_for(events_pb2.PointsEarned(member_id=earned.member_id, entry=entry_proto(earned.entry)),
+                     merchant_id=merchant_id, aggregate_id=earned.entry.id, aggregate_version=1,
+                     channel=earned.channel)

@@ -1,0 +1,122 @@
+"""What the member use cases need from storage and from identity providers. Every method
+is async; implementations live outside the application layer and are wired in at start-up."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from services.member.domain.identity import ProviderIdentity
+from services.member.domain.members import Member
+from services.member.domain.merchants import ApiKey, Merchant, StaffUser
+from services.member.domain.points import PointsAccount, PointsEntry
+from services.member.domain.sessions import RefreshToken, Subject
+
+
+class MerchantRepository(Protocol):
+    async def get(self, merchant_id: str) -> Merchant | None: ...
+
+    async def by_code(self, code: str) -> Merchant | None:
+        """The code identifies a merchant: the one look-up not filtered by a merchant id."""
+
+    async def add(self, merchant: Merchant) -> bool:
+        """False when a merchant with its code exists."""
+
+    async def save(self, merchant: Merchant) -> None:
+        """Writes the change on the version it was read at; raises StaleVersion when
+        another writer came first."""
+
+
+class ApiKeyRepository(Protocol):
+    async def add(self, key: ApiKey) -> bool:
+        """False when the key (its hash) is bound already."""
+
+    async def by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+
+class StaffRepository(Protocol):
+    async def by_username(self, merchant_id: str, username: str) -> StaffUser | None: ...
+
+    async def add(self, staff: StaffUser) -> bool:
+        """False when the merchant has a user of that name."""
+
+    async def save(self, staff: StaffUser) -> None:
+        """As MerchantRepository.save; the token version moves in the same write."""
+
+    async def subject(self, merchant_id: str, staff_id: str) -> Subject | None: ...
+
+    async def subjects(self, merchant_id: str, staff_ids: list[str]) -> dict[str, Subject]: ...
+
+    async def bump_token_version(self, merchant_id: str, staff_id: str) -> None: ...
+
+
+class MemberRepository(Protocol):
+    async def get(self, merchant_id: str, member_id: str) -> Member | None: ...
+
+    async def add(self, member: Member) -> bool:
+        """Stores a new member with the events it recorded; False when it exists."""
+
+    async def subject(self, merchant_id: str, member_id: str) -> Subject | None: ...
+
+    async def subjects(self, merchant_id: str, member_ids: list[str]) -> dict[str, Subject]: ...
+
+    async def bump_token_version(self, merchant_id: str, member_id: str) -> None: ...
+
+
+class IdentityRepository(Protocol):
+    """Which member a provider's ids belong to: the unionid (one per person and merchant)
+    and each channel's openid. Links are unique; linking twice keeps the first."""
+
+    async def member_of_union(self, merchant_id: str, unionid: str) -> str | None: ...
+
+    async def member_of_channel(self, merchant_id: str, channel: str, openid: str) -> str | None: ...
+
+    async def link_union(self, merchant_id: str, unionid: str, member_id: str) -> bool:
+        """False when the unionid is linked already."""
+
+    async def link_channel(self, merchant_id: str, channel: str, openid: str, member_id: str) -> bool:
+        """False when the openid is linked already."""
+
+    async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
+        """The channels the member has logged in on, sorted."""
+
+
+class PointsLedger(Protocol):
+    async def account(self, merchant_id: str, member_id: str) -> PointsAccount:
+        """The member's account with its growth so far (one read)."""
+
+    async def entries(self, merchant_id: str, member_id: str) -> list[PointsEntry]:
+        """The whole ledger, newest first."""
+
+    async def save(self, account: PointsAccount) -> bool:
+        """Appends the account's new entries with the events it recorded; False when an
+        entry's source was already applied (nothing is written then)."""
+
+
+class RefreshTokens(Protocol):
+    async def add(self, token: RefreshToken) -> None: ...
+
+    async def end(self, merchant_id: str, token_id: str, subject_id: str, state: str) -> bool:
+        """ACTIVE → `state`; False when the token is unknown, someone else's or already ended."""
+
+
+class LoginAttempts(Protocol):
+    """Fixed-window counters of staff login attempts, shared by every replica."""
+
+    async def take(self, counter_id: str, limit: int, expires_at: datetime) -> bool:
+        """Counts one attempt unless the window already holds `limit`; False when it does."""
+
+    async def give_back(self, counter_id: str) -> None: ...
+
+
+class PasswordHasher(Protocol):
+    async def hash(self, password: str) -> str: ...
+
+    async def verify(self, password: str, stored: str) -> bool: ...
+
+
+class LoginProvider(Protocol):
+    """An identity provider (WeChat, the sandbox) as the login use case calls it."""
+    name: str
+
+    async def exchange(self, code: str, channel: str) -> ProviderIdentity:
+        """Raises InvalidLoginCode when the provider does not accept the code."""

@@ -1,0 +1,141 @@
+"""In-memory stand-ins for the content service's ports (services.content.application.ports)."""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from siyu_kit import context
+from siyu_kit.aggregate import StaleVersion
+from siyu_kit.context import RequestContext
+from siyu_kit.errors import Unavailable
+from siyu_kit.ids import new_id
+
+from services.content.domain.contents import Content
+from services.content.domain.errors import CodeTaken
+from services.content.domain.funnels import Counters, Funnel, OrderCounted
+from services.content.domain.personas import Persona
+
+
+@contextmanager
+def caller(merchant_id: str, *, staff_id: str = "", roles: tuple[str, ...] = (), channel: str = "",
+           member_id: str = "") -> Iterator[RequestContext]:
+    """The request context a servicer would set for this caller."""
+    kind, caller_id = ("staff", staff_id) if staff_id else (("member", member_id) if member_id else ("", ""))
+    ctx = RequestContext(request_id=new_id("req"), merchant_id=merchant_id, channel=channel,
+                         caller_kind=kind, caller_id=caller_id, roles=roles)
+    token = context.use(ctx)
+    try:
+        yield ctx
+    finally:
+        context.reset(token)
+
+
+class _ByCode:
+    """Aggregates with a merchant-unique code, stored as copies; `save` honours the version
+    compare-and-set. `writes_by_others` makes that many saves lose to a writer that came
+    first (the stored version moves under them)."""
+
+    def __init__(self):
+        self.items: dict[str, object] = {}
+        self.writes_by_others = 0
+        self.codes_taken_by_others = 0
+        self.saves = 0
+
+    def _find(self, merchant_id: str, **match):
+        for item in self.items.values():
+            if item.merchant_id == merchant_id and all(getattr(item.fields, k) == v for k, v in match.items()):
+                return copy.deepcopy(item)
+        return None
+
+    async def by_code(self, merchant_id: str, code: str):
+        return self._find(merchant_id, code=code)
+
+    async def get(self, merchant_id: str, item_id: str):
+        item = self.items.get(item_id)
+        return copy.deepcopy(item) if item is not None and item.merchant_id == merchant_id else None
+
+    async def add(self, item) -> None:
+        if self.codes_taken_by_others:
+            # Another writer created the same code just before: it is there now.
+            self.codes_taken_by_others -= 1
+            other = copy.deepcopy(item)
+            other.id = new_id(item.id.split("_")[0])
+            self.items[other.id] = other
+            raise CodeTaken(item.fields.code)
+        if self._find(item.merchant_id, code=item.fields.code) is not None:
+            raise CodeTaken(item.fields.code)
+        self.items[item.id] = copy.deepcopy(item)
+
+    async def save(self, item) -> None:
+        stored = self.items[item.id]
+        if self.writes_by_others:
+            self.writes_by_others -= 1
+            stored.version += 1
+        if stored.merchant_id != item.merchant_id or stored.version != item.version:
+            raise StaleVersion(item.id)
+        item.version = item.next_version
+        self.items[item.id] = copy.deepcopy(item)
+        self.saves += 1
+
+
+class FakePersonas(_ByCode):
+    items: dict[str, Persona]
+
+
+class FakeContents(_ByCode):
+    items: dict[str, Content]
+
+
+@dataclass
+class Bucket:
+    counters: Counters = field(default_factory=Counters)
+    currency: str = ""
+    seen: set[str] = field(default_factory=set)
+
+
+class FakeFunnels:
+    """Daily buckets keyed (merchant, dimension, ref id, day); each remembers the events
+    it counted. `saved` keeps every count event handed to `save`, counted or not."""
+
+    def __init__(self):
+        self.buckets: dict[tuple[str, str, str, str], Bucket] = {}
+        self.saved: list[OrderCounted] = []
+
+    async def save(self, funnel: Funnel) -> int:
+        counted = 0
+        for event in funnel.pull_events():
+            self.saved.append(event)
+            bucket = self.buckets.setdefault((funnel.merchant_id, funnel.dimension, funnel.ref_id, event.day),
+                                             Bucket())
+            if event.event_id in bucket.seen:
+                continue
+            bucket.seen.add(event.event_id)
+            bucket.counters = bucket.counters + event.change
+            bucket.currency = event.currency
+            counted += 1
+        return counted
+
+    async def load(self, merchant_id: str, dimension: str, ref_id: str) -> Funnel:
+        total, currency = Counters(), ""
+        for (mch, dim, ref, _), bucket in sorted(self.buckets.items()):
+            if (mch, dim, ref) == (merchant_id, dimension, ref_id):
+                total = total + bucket.counters
+                currency = currency or bucket.currency
+        return Funnel.of(merchant_id, dimension, ref_id, total, currency)
+
+
+class FakeProducts:
+    """The catalog as content sees it: the product ids that exist."""
+
+    def __init__(self, *product_ids: str, down: bool = False):
+        self.known = set(product_ids)
+        self.down = down
+        self.asked: list[list[str]] = []
+
+    async def missing_products(self, product_ids: list[str]) -> list[str]:
+        self.asked.append(list(product_ids))
+        if self.down:
+            raise Unavailable("the linked products could not be checked; try again", reason="CATALOG_UNAVAILABLE")
+        return [p for p in product_ids if p not in self.known]

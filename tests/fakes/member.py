@@ -1,0 +1,259 @@
+"""In-memory stand-ins for the member service's ports (services.member.application.ports)."""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Iterator
+
+from siyu_kit import context
+from siyu_kit.aggregate import StaleVersion
+from siyu_kit.context import RequestContext
+from siyu_kit.ids import new_id
+
+from services.member.domain.identity import ProviderIdentity, SandboxProvider
+from services.member.domain.members import Member
+from services.member.domain.merchants import ApiKey, Merchant, StaffUser
+from services.member.domain.points import PointsAccount, PointsEntry
+from services.member.domain.sessions import ACTIVE, RefreshToken, Subject
+
+
+@contextmanager
+def caller(merchant_id: str = "", *, channel: str = "", member_id: str = "", staff_id: str = "",
+           roles: tuple[str, ...] = (), client_address: str = "") -> Iterator[RequestContext]:
+    """The request context a servicer would set for this caller."""
+    kind, caller_id = ("member", member_id) if member_id else (("staff", staff_id) if staff_id else ("", ""))
+    ctx = RequestContext(request_id=new_id("req"), merchant_id=merchant_id, channel=channel, caller_kind=kind,
+                         caller_id=caller_id, roles=roles, client_address=client_address)
+    token = context.use(ctx)
+    try:
+        yield ctx
+    finally:
+        context.reset(token)
+
+
+class _Versioned:
+    """Aggregates stored as copies; `save` honours the version compare-and-set.
+    `writes_by_others` makes that many saves lose to a writer that came first."""
+
+    def __init__(self):
+        self.items: dict = {}
+        self.writes_by_others = 0
+        self.saves = 0
+
+    def _compare_and_set(self, item) -> None:
+        stored = self.items[item.id]
+        if self.writes_by_others:
+            self.writes_by_others -= 1
+            stored.version += 1
+        if stored.merchant_id != item.merchant_id or stored.version != item.version:
+            raise StaleVersion(item.id)
+        item.version = item.next_version
+        self.items[item.id] = copy.deepcopy(item)
+        self.saves += 1
+
+
+class FakeMerchants(_Versioned):
+    items: dict[str, Merchant]
+
+    async def get(self, merchant_id: str) -> Merchant | None:
+        return copy.deepcopy(self.items.get(merchant_id))
+
+    async def by_code(self, code: str) -> Merchant | None:
+        return next((copy.deepcopy(m) for m in self.items.values() if m.code == code), None)
+
+    async def add(self, merchant: Merchant) -> bool:
+        if await self.by_code(merchant.code) is not None:
+            return False
+        self.items[merchant.id] = copy.deepcopy(merchant)
+        return True
+
+    async def save(self, merchant: Merchant) -> None:
+        self._compare_and_set(merchant)
+
+
+class FakeApiKeys:
+    def __init__(self):
+        self.items: dict[str, ApiKey] = {}
+
+    async def add(self, key: ApiKey) -> bool:
+        if key.key_hash in self.items:
+            return False
+        self.items[key.key_hash] = key
+        return True
+
+    async def by_hash(self, key_hash: str) -> ApiKey | None:
+        return self.items.get(key_hash)
+
+
+class FakeStaff(_Versioned):
+    items: dict[str, StaffUser]
+
+    async def by_username(self, merchant_id: str, username: str) -> StaffUser | None:
+        return next((copy.deepcopy(s) for s in self.items.values()
+                     if (s.merchant_id, s.username) == (merchant_id, username)), None)
+
+    async def add(self, staff: StaffUser) -> bool:
+        if await self.by_username(staff.merchant_id, staff.username) is not None:
+            return False
+        self.items[staff.id] = copy.deepcopy(staff)
+        return True
+
+    async def save(self, staff: StaffUser) -> None:
+        self._compare_and_set(staff)
+
+    def _mine(self, merchant_id: str, staff_id: str) -> StaffUser | None:
+        staff = self.items.get(staff_id)
+        return staff if staff is not None and staff.merchant_id == merchant_id else None
+
+    async def subject(self, merchant_id: str, staff_id: str) -> Subject | None:
+        staff = self._mine(merchant_id, staff_id)
+        return Subject(staff.token_version, not staff.disabled, staff.roles) if staff else None
+
+    async def subjects(self, merchant_id: str, staff_ids: list[str]) -> dict[str, Subject]:
+        return {i: Subject(s.token_version, not s.disabled) for i in staff_ids if (s := self._mine(merchant_id, i))}
+
+    async def bump_token_version(self, merchant_id: str, staff_id: str) -> None:
+        if staff := self._mine(merchant_id, staff_id):
+            staff.token_version += 1
+
+
+class FakeMembers:
+    """Members by id; `events` keeps the domain events stored with each new member."""
+
+    def __init__(self):
+        self.items: dict[str, Member] = {}
+        self.events: list = []
+
+    def _mine(self, merchant_id: str, member_id: str) -> Member | None:
+        member = self.items.get(member_id)
+        return member if member is not None and member.merchant_id == merchant_id else None
+
+    async def get(self, merchant_id: str, member_id: str) -> Member | None:
+        return copy.deepcopy(self._mine(merchant_id, member_id))
+
+    async def add(self, member: Member) -> bool:
+        if member.id in self.items:
+            return False
+        self.events.extend(member.pull_events())
+        self.items[member.id] = copy.deepcopy(member)
+        return True
+
+    async def subject(self, merchant_id: str, member_id: str) -> Subject | None:
+        member = self._mine(merchant_id, member_id)
+        return Subject(member.token_version, True) if member else None
+
+    async def subjects(self, merchant_id: str, member_ids: list[str]) -> dict[str, Subject]:
+        return {i: Subject(m.token_version, True) for i in member_ids if (m := self._mine(merchant_id, i))}
+
+    async def bump_token_version(self, merchant_id: str, member_id: str) -> None:
+        if member := self._mine(merchant_id, member_id):
+            member.token_version += 1
+
+
+class FakeIdentities:
+    def __init__(self):
+        self.unions: dict[tuple[str, str], str] = {}
+        self.channels: dict[tuple[str, str, str], str] = {}
+
+    async def member_of_union(self, merchant_id: str, unionid: str) -> str | None:
+        return self.unions.get((merchant_id, unionid))
+
+    async def member_of_channel(self, merchant_id: str, channel: str, openid: str) -> str | None:
+        return self.channels.get((merchant_id, channel, openid))
+
+    async def link_union(self, merchant_id: str, unionid: str, member_id: str) -> bool:
+        return self.unions.setdefault((merchant_id, unionid), member_id) == member_id
+
+    async def link_channel(self, merchant_id: str, channel: str, openid: str, member_id: str) -> bool:
+        return self.channels.setdefault((merchant_id, channel, openid), member_id) == member_id
+
+    async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
+        return sorted({c for (m, c, _), mem in self.channels.items() if (m, mem) == (merchant_id, member_id)})
+
+
+class FakeLedger:
+    """Entries in the order written, unique per (merchant, source, source id); `events`
+    keeps the domain events stored with them."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, str, PointsEntry]] = []  # (merchant, member, entry)
+        self.events: list = []
+
+    async def account(self, merchant_id: str, member_id: str) -> PointsAccount:
+        growth = sum(e.growth for m, mem, e in self.rows if (m, mem) == (merchant_id, member_id))
+        return PointsAccount(id=member_id, merchant_id=merchant_id, version=0, growth=growth)
+
+    async def entries(self, merchant_id: str, member_id: str) -> list[PointsEntry]:
+        return [e for m, mem, e in reversed(self.rows) if (m, mem) == (merchant_id, member_id)]
+
+    async def save(self, account: PointsAccount) -> bool:
+        events = account.pull_events()
+        entries, account.new_entries = account.new_entries, []
+        taken = {(m, e.source, e.source_id) for m, _, e in self.rows}
+        if any((account.merchant_id, e.source, e.source_id) in taken for e in entries):
+            return False
+        self.rows.extend((account.merchant_id, account.id, e) for e in entries)
+        self.events.extend(events)
+        return True
+
+    def add(self, merchant_id: str, member_id: str, points: int, growth: int = 0, frozen: bool = False,
+            source: str = "ADJUSTMENT") -> None:
+        """An entry written by something else than a paid order."""
+        self.rows.append((merchant_id, member_id, PointsEntry(new_id("pte"), source, new_id("src"), points, growth,
+                                                              frozen)))
+
+
+class FakeRefreshTokens:
+    def __init__(self):
+        self.items: dict[str, RefreshToken] = {}
+
+    async def add(self, token: RefreshToken) -> None:
+        self.items[token.id] = token
+
+    async def end(self, merchant_id: str, token_id: str, subject_id: str, state: str) -> bool:
+        token = self.items.get(token_id)
+        if token is None or (token.merchant_id, token.subject_id, token.state) != (merchant_id, subject_id, ACTIVE):
+            return False
+        self.items[token_id] = RefreshToken(token.id, token.merchant_id, token.subject_id, token.created_at,
+                                            token.expires_at, state)
+        return True
+
+
+class FakeLoginAttempts:
+    def __init__(self):
+        self.counters: dict[str, int] = {}
+        self.expiries: dict[str, datetime] = {}
+
+    async def take(self, counter_id: str, limit: int, expires_at: datetime) -> bool:
+        if self.counters.get(counter_id, 0) >= limit:
+            return False
+        self.counters[counter_id] = self.counters.get(counter_id, 0) + 1
+        self.expiries.setdefault(counter_id, expires_at)
+        return True
+
+    async def give_back(self, counter_id: str) -> None:
+        if self.counters.get(counter_id, 0) > 0:
+            self.counters[counter_id] -= 1
+
+
+class FakePasswords:
+    """Hashing without the cost: "plain$<password>". Never matches a real scrypt hash."""
+
+    async def hash(self, password: str) -> str:
+        return "plain$" + password
+
+    async def verify(self, password: str, stored: str) -> bool:
+        return stored == "plain$" + password
+
+
+class FakeProvider:
+    """The sandbox provider, called as the use cases call providers."""
+    name = SandboxProvider.name
+
+    def __init__(self):
+        self.sandbox = SandboxProvider()
+
+    async def exchange(self, code: str, channel: str) -> ProviderIdentity:
+        return self.sandbox.exchange(code, channel)
+
