@@ -125,10 +125,9 @@ class Reservation(Aggregate):
         under `late_key`, otherwise unfulfillable."""
         target = COMMITTED if held_again else UNFULFILLABLE
         move = PAID_AFTER_RELEASE.decide(self.phase, target)
-        if move is Move.REFUSE:
-            raise FailedPrecondition(f"the reservation is {self.phase}", reason=f"RESERVATION_{self.phase}")
         if move is Move.REPEAT:
             return move
+        PAID_AFTER_RELEASE.require(self.phase, target)
         self.hold_key, self.settled, self.last_event_id = self.late_key, False, event_id
         if held_again:
             self.state = COMMITTED
