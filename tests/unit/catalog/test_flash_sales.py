@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+from siyu_kit.aggregate import StaleVersion
 from siyu_kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from siyu_kit.ids import new_id
 
@@ -152,3 +153,32 @@ async def test_the_job_releases_pool_holds_whose_reservation_was_never_written(s
     await shop.sales.count(MERCHANT, sale.id, member, "rsv-orphan", 1, 2)
     assert await shop.flash_cases.tend() == 1
     assert shop.sales.sales[sale.id].available == 3 and shop.sales.used(sale.id, member) == 0
+
+
+async def test_a_catch_up_that_loses_to_another_looks_again_and_gives_up_for_the_job_to_retry(shop):
+    sku_id = await product(shop)
+    sale = await sale_of(shop, sku_id)
+    with service():
+        reservation, _ = await shop.flash_cases.reserve(buy(sale.id, new_id("mem"), 1))
+    follow, lost = shop.sales.follow, []
+
+    async def losing_once(merchant_id, pool, applied):
+        if not lost:
+            lost.append(pool.sale_id)
+            raise StaleVersion("another catch-up went first")
+        return await follow(merchant_id, pool, applied)
+
+    shop.sales.follow = losing_once
+    await shop.stock_cases.on_paid(MERCHANT, reservation.id, "evt_paid")
+    assert lost == [sale.id] and shop.stock.levels(sku_id) == (9, 2, 7) and not shop.sales.unsynced_ids
+
+    async def always_losing(merchant_id, pool, applied):
+        raise StaleVersion("another catch-up went first")
+
+    shop.sales.follow = always_losing
+    with service():
+        second, _ = await shop.flash_cases.reserve(buy(sale.id, new_id("mem"), 1))
+    await shop.stock_cases.on_paid(MERCHANT, second.id, "evt_paid_2")
+    assert shop.sales.unsynced_ids == {sale.id}  # the job catches up later
+    shop.sales.follow = follow
+    assert await shop.flash_cases.tend() == 1 and shop.stock.levels(sku_id) == (8, 1, 7)
