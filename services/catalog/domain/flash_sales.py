@@ -128,6 +128,7 @@ class FlashSale(Aggregate):
     sold: int = 0
     returned: int = 0
     pooled: bool = False
+    # Held units by key; sales are read without them (the job reads them as SaleHolds).
     holds: dict[str, PoolHold] = field(default_factory=dict)
     version: int = 1
 
