@@ -23,6 +23,7 @@ from tests.support import (database_fixture, field_violations, metadata, new_mer
 
 from services.catalog.adapters import repositories as repo
 from services.catalog.application import inventory
+from services.catalog.entrypoint.main import use_cases
 
 stub = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)
 db = database_fixture("catalog")
@@ -175,7 +176,7 @@ def test_adjust_restocks_writes_off_and_replays(stub, db):
     assert levels(adjust(stub, m, sku_id, 10, "restock-1")) == (15, 2, 13)  # replay: no change
     assert levels(adjust(stub, m, sku_id, -13, "write-off-1", "破损")) == (2, 2, 0)
     err = rpc_error(adjust, stub, m, sku_id, -1, "write-off-2")
-    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and reason_of(err) == "INSUFFICIENT_AVAILABLE"
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and reason_of(err) == "OUT_OF_STOCK"
     err = rpc_error(adjust, stub, m, sku_id, 5, "restock-1")
     assert err.code() == grpc.StatusCode.ALREADY_EXISTS
     assert levels(stock_of(stub, m, sku_id)) == (2, 2, 0)
@@ -269,15 +270,15 @@ def test_a_stock_write_whose_movement_was_lost_is_repaired(stub, catalog_storage
     assert not broken.consistent and levels(broken.stock) == (14, 0, 14) and levels(broken.recomputed) == (5, 0, 5)
 
     # Within the grace period a write may still be finishing: nothing is touched.
-    assert asyncio.run(inventory.repair_ledger(utcnow())) >= 0
+    assert asyncio.run(use_cases(None).inventory.repair_ledger(utcnow())) >= 0
     assert not audit(stub, m, sku_id).consistent
     later = utcnow() + inventory.REPAIR_GRACE + timedelta(seconds=1)
-    assert asyncio.run(inventory.repair_ledger(later)) >= 2
+    assert asyncio.run(use_cases(None).inventory.repair_ledger(later)) >= 2
     fixed = audit(stub, m, sku_id)
     assert fixed.consistent and levels(fixed.recomputed) == (14, 0, 14)
     assert {(mv.kind, mv.reference) for mv in fixed.movements} >= {("ADJUST", "lost-adjust"), ("RETURN", "lost-return")}
     assert repo.stock_get(m, sku_id)["pending_count"] == 0
     # Running it again stores nothing twice; the return counted its units out of sales once.
-    asyncio.run(inventory.repair_ledger(later))
+    asyncio.run(use_cases(None).inventory.repair_ledger(later))
     assert len(audit(stub, m, sku_id).movements) == len(fixed.movements)
     assert repo.product_get(m, p.product_id)["sales"] == -2

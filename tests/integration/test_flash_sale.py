@@ -65,7 +65,7 @@ def test_create_without_enough_stock_leaves_nothing_behind(catalog, catalog_db):
     code, why = refused(catalog.CreateFlashSale, CS.CreateFlashSaleRequest(
         sku_id=sku, price={"amount": 1}, units=6, starts_at=timestamp(now()),
         ends_at=timestamp(now() + timedelta(hours=1)), idempotency_key="k"), metadata=staff(mid))
-    assert (code, why) == (grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_STOCK")
+    assert (code, why) == (grpc.StatusCode.FAILED_PRECONDITION, "OUT_OF_STOCK")
     assert catalog_db.flash_sales.count_documents({"merchant_id": mid}) == 0
     assert levels(catalog, mid, sku) == (5, 0, 5)
     # The same key works once the request fits.

@@ -1,5 +1,6 @@
 """Flash sales in storage: the sale with its pool, the per-member quotas, and the SKU
-stock that follows the pool. Synchronous: call through `db.run_sync`.
+stock that follows the pool. The storage calls are synchronous; `MongoFlashSales`
+implements the application's port by running them through `db.run_sync`.
 
 Every change of a counter is one conditional atomic write keyed by what it settles (the
 reservation's hold, the sale's hold in the stock), so every step can be retried. The pool is
@@ -15,12 +16,15 @@ import mongoengine as me
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from siyu_kit.events.outbox import Event, for_insert
-from siyu_kit.protos import now_ms
+from siyu_kit.aggregate import StaleVersion
+from siyu_kit.db import run_sync
+from siyu_kit.protos import aware, epoch_ms, now_ms
 
 from services.catalog.adapters import repositories as repo
-from services.catalog.adapters.documents import ReservationDoc, StockDoc
+from services.catalog.adapters.documents import StockDoc
 from services.catalog.domain import flash_sales as rules, stock as stock_rules
+from services.catalog.domain.flash_sales import Applied, FlashSale, PoolCounters, PoolHold, SaleHolds, SaleSku
+from services.catalog.domain.stock import Movement, StockChange
 
 
 class FlashSaleDoc(me.Document):
@@ -263,32 +267,7 @@ def quota_release(merchant_id: str, sale_id: str, member_id: str, reservation_id
     return result.modified_count == 1
 
 
-# ---- flash reservations
-
-def reservation_insert(fields: dict, event: Event) -> bool:
-    """A flash reservation is born holding its units (`confirmed`), with its event."""
-    doc = ReservationDoc(**fields)
-    doc.validate()
-    try:
-        ReservationDoc._get_collection().insert_one({**doc.to_mongo().to_dict(), **for_insert(event)})
-        return True
-    except DuplicateKeyError:
-        return False
-
-
 # ---- the SKU's stock
-
-def stock_pool_out(merchant_id: str, sku_id: str, sale_id: str, units: int) -> bool:
-    """Move `units` from the SKU's available stock into the pool, held under the sale id."""
-    hold = f"holds.{sale_id}"
-    owed, count = repo._owe(sku_id, stock_rules.POOL_OUT, units, sale_id)
-    result = StockDoc._get_collection().update_one(
-        {"_id": sku_id, "merchant_id": merchant_id, "available": {"$gte": units}, hold: {"$exists": False}},
-        {"$inc": {"available": -units, "reserved": units, **count},
-         "$set": {hold: units, f"pool_sync.{sale_id}": {"sold": 0, "returned": 0}, **owed,
-                  "updated_ms": now_ms()}})
-    return result.modified_count == 1
-
 
 def movement_reference(sale_id: str, counter: int) -> str:
     """A catch-up's movement reference: the sale and the pool counter it brings the stock to."""
@@ -306,16 +285,21 @@ def stock_pool_applied(merchant_id: str, sku_id: str, sale_id: str) -> dict | No
     return ((stock or {}).get("pool_sync") or {}).get(sale_id)
 
 
-def stock_follow_pool(merchant_id: str, sku_id: str, sale_id: str, applied: dict, sold: int, returned: int) -> bool:
+def stock_follow_pool(merchant_id: str, sku_id: str, sale_id: str, applied: dict, sold: int,
+                      returned: int) -> list[Movement] | None:
     """One compare-and-set on what the stock has followed: units sold since leave on_hand
     and reserved (COMMIT), units returned since go from reserved to available (POOL_IN),
-    both out of the sale's hold, owing their movements in the same write."""
+    both out of the sale's hold, owing their movements in the same write. The movements
+    owed, or None when another catch-up went first."""
     todo = rules.catch_up(sold, returned, int(applied["sold"]), int(applied["returned"]))
-    owed: dict = {}
+    movements = []
     if todo.sold:
-        owed |= repo._owe(sku_id, stock_rules.COMMIT, todo.sold, movement_reference(sale_id, sold))[0]
+        movements.append(Movement(stock_rules.COMMIT, sku_id, todo.sold, movement_reference(sale_id, sold)))
     if todo.returned:
-        owed |= repo._owe(sku_id, stock_rules.POOL_IN, todo.returned, movement_reference(sale_id, returned))[0]
+        movements.append(Movement(stock_rules.POOL_IN, sku_id, todo.returned, movement_reference(sale_id, returned)))
+    owed: dict = {}
+    for movement in movements:
+        owed |= repo._owe(movement)
     sync = f"pool_sync.{sale_id}"
     result = StockDoc._get_collection().update_one(
         {"_id": sku_id, "merchant_id": merchant_id, f"{sync}.sold": applied["sold"],
@@ -323,10 +307,139 @@ def stock_follow_pool(merchant_id: str, sku_id: str, sale_id: str, applied: dict
         {"$inc": {"on_hand": -todo.sold, "reserved": -todo.sold - todo.returned, "available": todo.returned,
                   f"holds.{sale_id}": -todo.sold - todo.returned, "pending_count": len(owed)},
          "$set": {sync: {"sold": sold, "returned": returned}, **owed, "updated_ms": now_ms()}})
-    return result.modified_count == 1
+    return movements if result.modified_count == 1 else None
 
 
 def sale_mark_synced(merchant_id: str, sale_id: str, sold: int, returned: int) -> None:
     """Unless the pool moved on meanwhile (then it stays marked for the next catch-up)."""
     _sales().update_one({"_id": sale_id, "merchant_id": merchant_id, "sold": sold, "returned": returned,
                          "unsynced": 1}, {"$set": {"unsynced": 0}})
+
+
+# ---- the port
+
+def sale_of(doc: dict) -> FlashSale:
+    sku = doc.get("sku") or {}
+    return FlashSale(
+        id=doc["_id"], merchant_id=doc["merchant_id"], idempotency_key=doc["idempotency_key"], title=doc["title"],
+        product_id=doc["product_id"], sku_id=doc["sku_id"],
+        sku=SaleSku(sku["code"], dict(sku.get("attributes") or {}), int(sku["list_price"]), sku.get("currency", ""),
+                    sku["product_title"], tuple((t["tier"], int(t["price"])) for t in sku.get("tier_prices") or [])),
+        price=int(doc["price"]), currency=doc["currency"], units=int(doc["units"]),
+        per_member_limit=int(doc["per_member_limit"]), starts_at=aware(doc["starts_at"]),
+        ends_at=aware(doc["ends_at"]), sort_key=doc["sort_key"], created_at=aware(doc["created_at"]),
+        live_session_id=doc.get("live_session_id", ""), available=int(doc["available"]),
+        reserved=int(doc.get("reserved", 0)), sold=int(doc.get("sold", 0)), returned=int(doc.get("returned", 0)),
+        pooled=bool(doc.get("pooled")), version=int(doc["version"]))
+
+
+def _hold_of(raw: dict) -> PoolHold:
+    return PoolHold(int(raw["q"]), raw["member_id"], int(raw["exp_ms"]))
+
+
+def _sale_fields(sale: FlashSale) -> dict:
+    sku = sale.sku
+    return {
+        "id": sale.id, "merchant_id": sale.merchant_id, "idempotency_key": sale.idempotency_key, "title": sale.title,
+        "product_id": sale.product_id, "sku_id": sale.sku_id,
+        "sku": {"code": sku.code, "attributes": sku.attributes, "list_price": sku.list_price,
+                "currency": sku.currency, "product_title": sku.product_title,
+                "tier_prices": [{"tier": t, "price": p} for t, p in sku.tier_prices]},
+        "price": sale.price, "currency": sale.currency, "units": sale.units, "available": sale.available,
+        "reserved": sale.reserved, "sold": sale.sold, "returned": sale.returned,
+        "per_member_limit": sale.per_member_limit, "starts_at": sale.starts_at, "ends_at": sale.ends_at,
+        "live_session_id": sale.live_session_id, "sort_key": sale.sort_key, "pooled": int(sale.pooled),
+        "unsynced": 0, "holds": {}, "created_at": sale.created_at, "updated_ms": epoch_ms(sale.created_at),
+        "version": sale.version}
+
+
+def _stock_pool_out(merchant_id: str, change: StockChange) -> bool:
+    return repo.stock_apply(merchant_id, change)
+
+
+class MongoFlashSales:
+    async def add(self, sale: FlashSale) -> bool:
+        return await run_sync(sale_insert, _sale_fields(sale))
+
+    async def by_key(self, merchant_id: str, key: str) -> FlashSale | None:
+        doc = await run_sync(sale_by_key, merchant_id, key)
+        return sale_of(doc) if doc else None
+
+    async def get(self, merchant_id: str, sale_id: str) -> FlashSale | None:
+        doc = await run_sync(sale_get, merchant_id, sale_id)
+        return sale_of(doc) if doc else None
+
+    async def mark_pooled(self, merchant_id: str, sale_id: str) -> None:
+        await run_sync(sale_mark_pooled, merchant_id, sale_id)
+
+    async def discard(self, merchant_id: str, sale_id: str) -> None:
+        await run_sync(sale_discard, merchant_id, sale_id)
+
+    async def page(self, merchant_id: str, *, live_session_id: str, after_key: str, ends_after: datetime,
+                   limit: int) -> list[FlashSale]:
+        docs = await run_sync(lambda: sales_page(merchant_id, live_session_id=live_session_id, after_key=after_key,
+                                                 ends_after=ends_after, limit=limit))
+        return [sale_of(d) for d in docs]
+
+    async def unpooled(self, created_before: datetime, limit: int) -> list[FlashSale]:
+        return [sale_of(d) for d in await run_sync(sales_unpooled, created_before, limit)]
+
+    async def ended_with_units(self, now: datetime, limit: int) -> list[FlashSale]:
+        return [sale_of(d) for d in await run_sync(sales_ended_with_units, now, limit)]
+
+    async def unsynced(self, limit: int) -> list[tuple[str, str]]:
+        return [(d["merchant_id"], d["_id"]) for d in await run_sync(sales_unsynced, limit)]
+
+    async def holding(self, after_id: str, limit: int) -> list[SaleHolds]:
+        return [SaleHolds(d["_id"], d["merchant_id"], {k: _hold_of(h) for k, h in (d.get("holds") or {}).items()})
+                for d in await run_sync(sales_holding, after_id, limit)]
+
+    async def take(self, merchant_id: str, sale_id: str, key: str, hold: PoolHold, now: datetime) -> FlashSale | None:
+        doc = await run_sync(pool_take, merchant_id, sale_id, key, hold.quantity, hold.member_id, hold.expires_ms, now)
+        return sale_of(doc) if doc else None
+
+    async def take_again(self, merchant_id: str, sale_id: str, key: str, hold: PoolHold) -> bool:
+        return await run_sync(pool_take_again, merchant_id, sale_id, key, hold.quantity, hold.member_id,
+                              hold.expires_ms)
+
+    async def hold_of(self, merchant_id: str, sale_id: str, key: str) -> PoolHold | None:
+        raw = await run_sync(pool_hold, merchant_id, sale_id, key)
+        return _hold_of(raw) if raw else None
+
+    async def release(self, merchant_id: str, sale_id: str, key: str, quantity: int) -> bool:
+        return await run_sync(pool_release, merchant_id, sale_id, key, quantity)
+
+    async def sell(self, merchant_id: str, sale_id: str, key: str, quantity: int) -> bool:
+        return await run_sync(pool_commit, merchant_id, sale_id, key, quantity)
+
+    async def give_back(self, merchant_id: str, sale_id: str, quantity: int) -> bool:
+        return await run_sync(pool_return, merchant_id, sale_id, quantity)
+
+    async def count(self, merchant_id: str, sale_id: str, member_id: str, key: str, quantity: int,
+                    limit: int) -> bool:
+        return await run_sync(quota_take, merchant_id, sale_id, member_id, key, quantity, limit) != LIMIT
+
+    async def uncount(self, merchant_id: str, sale_id: str, member_id: str, key: str, quantity: int) -> bool:
+        return await run_sync(quota_release, merchant_id, sale_id, member_id, key, quantity)
+
+    async def pool_out(self, merchant_id: str, change: StockChange) -> bool:
+        return await run_sync(_stock_pool_out, merchant_id, change)
+
+    async def counters(self, merchant_id: str, sale_id: str) -> PoolCounters | None:
+        doc = await run_sync(pool_counters, merchant_id, sale_id)
+        return PoolCounters(doc["_id"], doc["sku_id"], doc["product_id"], int(doc["sold"]),
+                            int(doc["returned"])) if doc else None
+
+    async def applied(self, merchant_id: str, sku_id: str, sale_id: str) -> Applied | None:
+        raw = await run_sync(stock_pool_applied, merchant_id, sku_id, sale_id)
+        return Applied(int(raw["sold"]), int(raw["returned"])) if raw else None
+
+    async def follow(self, merchant_id: str, pool: PoolCounters, applied: Applied) -> list[Movement]:
+        movements = await run_sync(stock_follow_pool, merchant_id, pool.sku_id, pool.sale_id,
+                                   {"sold": applied.sold, "returned": applied.returned}, pool.sold, pool.returned)
+        if movements is None:
+            raise StaleVersion(f"the stock of {pool.sku_id} followed pool {pool.sale_id} meanwhile")
+        return movements
+
+    async def mark_synced(self, merchant_id: str, sale_id: str, sold: int, returned: int) -> None:
+        await run_sync(sale_mark_synced, merchant_id, sale_id, sold, returned)

@@ -7,10 +7,11 @@ from siyu.order.v1 import order_pb2, order_pb2_grpc
 
 from siyu_kit import context, logging as slog
 
+from services.catalog.application.ports import COMMIT, KEEP, RELEASE
+
 log = slog.get("siyu.catalog.orders")
 
 TIMEOUT_S = 5.0
-COMMIT, RELEASE, KEEP = "COMMIT", "RELEASE", "KEEP"
 
 
 class OrderClient:

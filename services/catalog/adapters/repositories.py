@@ -1,4 +1,5 @@
-"""Every storage call of the catalog, synchronous (run them through `db.run_sync`).
+"""The catalog's MongoDB repositories: the storage calls, synchronous, and the classes
+implementing the application's ports, which run them through `db.run_sync`.
 
 Every query filters by merchant_id, except the sweeper's scans, which are system-wide
 and hand each document's own merchant to the write that follows. Counters change by one
@@ -6,18 +7,22 @@ conditional atomic update; aggregates change by compare-and-set on `version`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from siyu_kit.events.outbox import Event, add_to_update, for_insert
-from siyu_kit.protos import epoch_ms, now_ms, utcnow
+from siyu_kit.db import run_sync
+from siyu_kit.protos import aware, epoch_ms, now_ms, utcnow
+from siyu_kit.repository import insert_new, save_change
 
+from services.catalog.adapters import messages
 from services.catalog.adapters.documents import CategoryDoc, MovementDoc, ProductDoc, ReservationDoc, StockDoc
+from services.catalog.application.ports import ProductFilter
 from services.catalog.domain import stock as rules
 from services.catalog.domain.listing import Key, Sort
+from services.catalog.domain.reservations import Line, Reservation
+from services.catalog.domain.stock import Movement, Stock, StockChange
 
 
 def _insert(doc_cls, fields: dict, extra: dict | None = None) -> bool:
@@ -64,16 +69,6 @@ def product_update(merchant_id: str, product_id: str, version: int, fields: dict
 def product_add_sales(merchant_id: str, product_id: str, quantity: int) -> None:
     ProductDoc._get_collection().update_one({"_id": product_id, "merchant_id": merchant_id},
                                             {"$inc": {"sales": quantity}})
-
-
-@dataclass(frozen=True)
-class ProductFilter:
-    status: str | None = None
-    terms: tuple[str, ...] = ()
-    category_id: str = ""
-    tag: str = ""
-    min_price: int | None = None
-    max_price: int | None = None
 
 
 def products_page(merchant_id: str, where: ProductFilter, sort: Sort, after: Key | None, limit: int) -> list[dict]:
@@ -150,10 +145,47 @@ def category_update(merchant_id: str, category_id: str, version: int, fields: di
 _LEVELS = {"product_id": 1, "on_hand": 1, "reserved": 1, "available": 1}
 
 
-def _owe(sku_id: str, kind: str, quantity: int, reference: str = "", reason: str = "") -> tuple[dict, dict]:
-    """The $set and $inc parts of a stock update that owes this movement to the ledger."""
-    entry = {"kind": kind, "quantity": quantity, "reference": reference, "reason": reason, "at_ms": now_ms()}
-    return {f"pending.{rules.movement_id(kind, sku_id, reference)}": entry}, {"pending_count": 1}
+def _owe(movement: Movement) -> dict:
+    """The $set part of a stock update that owes this movement to the ledger."""
+    entry = {"kind": movement.kind, "quantity": movement.quantity, "reference": movement.reference,
+             "reason": movement.reason, "at_ms": now_ms()}
+    return {f"pending.{movement.id}": entry}
+
+
+def _change(merchant_id: str, change: StockChange) -> tuple[dict, dict]:
+    """The one conditional update a StockChange is: its guard, its counters and marker, and
+    the movement it owes."""
+    mark = change.mark
+    marker = f"{mark.book}.{mark.key}"
+    query: dict = {"_id": change.sku_id, "merchant_id": merchant_id,
+                   marker: {"$exists": False} if mark.before is None else mark.before}
+    if change.min_available:
+        query["available"] = {"$gte": change.min_available}
+    d = change.deltas
+    inc = {name: value for name, value in (("on_hand", d.on_hand), ("reserved", d.reserved),
+                                           ("available", d.available)) if value}
+    update: dict = {"$inc": {**inc, "pending_count": 1}, "$set": {**_owe(change.movement), "updated_ms": now_ms()}}
+    if mark.after is None:
+        update["$unset"] = {marker: ""}
+    else:
+        update["$set"][marker] = mark.after
+    if change.movement.kind == rules.POOL_OUT:
+        # The stock starts following the pool the units went to (adapters.flash_sales).
+        update["$set"][f"pool_sync.{mark.key}"] = {"sold": 0, "returned": 0}
+    return query, update
+
+
+def stock_apply(merchant_id: str, change: StockChange) -> bool:
+    query, update = _change(merchant_id, change)
+    return StockDoc._get_collection().update_one(query, update).modified_count == 1
+
+
+def stock_apply_and_read(merchant_id: str, change: StockChange) -> dict | None:
+    """The SKU's product id and levels after the change (None if its guard did not hold),
+    saving a read for the sales count."""
+    query, update = _change(merchant_id, change)
+    return StockDoc._get_collection().find_one_and_update(query, update, projection=_LEVELS,
+                                                          return_document=ReturnDocument.AFTER)
 
 
 def stock_insert(fields: dict, quantity: int) -> bool:
@@ -173,69 +205,24 @@ def stock_get_many(merchant_id: str, sku_ids: list[str]) -> list[dict]:
     return list(StockDoc._get_collection().find({"_id": {"$in": sku_ids}, "merchant_id": merchant_id}))
 
 
-def stock_hold(merchant_id: str, sku_id: str, reservation_id: str, quantity: int) -> bool:
-    """Take `quantity` from available into reserved, once per reservation."""
-    hold = f"holds.{reservation_id}"
-    owed, count = _owe(sku_id, rules.RESERVE, quantity, reservation_id)
-    result = StockDoc._get_collection().update_one(
-        {"_id": sku_id, "merchant_id": merchant_id, "available": {"$gte": quantity}, hold: {"$exists": False}},
-        {"$inc": {"available": -quantity, "reserved": quantity, **count},
-         "$set": {hold: quantity, **owed, "updated_ms": now_ms()}})
-    return result.modified_count == 1
-
-
-def stock_has_hold(merchant_id: str, sku_id: str, reservation_id: str) -> bool:
+def stock_has_hold(merchant_id: str, sku_id: str, key: str) -> bool:
     return StockDoc._get_collection().find_one(
-        {"_id": sku_id, "merchant_id": merchant_id, f"holds.{reservation_id}": {"$exists": True}},
-        {"_id": 1}) is not None
-
-
-def stock_unhold(merchant_id: str, sku_id: str, reservation_id: str, quantity: int) -> bool:
-    """Give a held quantity back to available; only if this reservation still holds it."""
-    hold = f"holds.{reservation_id}"
-    owed, count = _owe(sku_id, rules.RELEASE, quantity, reservation_id)
-    result = StockDoc._get_collection().update_one(
-        {"_id": sku_id, "merchant_id": merchant_id, hold: quantity},
-        {"$inc": {"available": quantity, "reserved": -quantity, **count},
-         "$unset": {hold: ""}, "$set": {**owed, "updated_ms": now_ms()}})
-    return result.modified_count == 1
+        {"_id": sku_id, "merchant_id": merchant_id, f"holds.{key}": {"$exists": True}}, {"_id": 1}) is not None
 
 
 def stock_consume(merchant_id: str, sku_id: str, reservation_id: str, quantity: int) -> dict | None:
-    """A held quantity is sold: it leaves on_hand and reserved. Returns the SKU's product id
-    and levels (None if this reservation no longer holds it), saving a read for the sales count."""
-    hold = f"holds.{reservation_id}"
-    owed, count = _owe(sku_id, rules.COMMIT, quantity, reservation_id)
-    return StockDoc._get_collection().find_one_and_update(
-        {"_id": sku_id, "merchant_id": merchant_id, hold: quantity},
-        {"$inc": {"on_hand": -quantity, "reserved": -quantity, **count},
-         "$unset": {hold: ""}, "$set": {**owed, "updated_ms": now_ms()}},
-        projection=_LEVELS, return_document=ReturnDocument.AFTER)
+    """A held quantity is sold (None if this reservation no longer holds it)."""
+    return stock_apply_and_read(merchant_id, StockChange.sell(sku_id, reservation_id, quantity))
 
 
 def stock_adjust(merchant_id: str, sku_id: str, key: str, delta: int, reason: str) -> dict | None:
-    """Restock (+) or write off (−, only out of available), once per idempotency key. The
-    levels after, or None when the key was used already or too little is available."""
-    marker = f"adjustments.{key}"
-    guard = {"_id": sku_id, "merchant_id": merchant_id, marker: {"$exists": False}}
-    if delta < 0:
-        guard["available"] = {"$gte": -delta}
-    owed, count = _owe(sku_id, rules.ADJUST, delta, key, reason)
-    return StockDoc._get_collection().find_one_and_update(
-        guard, {"$inc": {"on_hand": delta, "available": delta, **count},
-                "$set": {marker: delta, **owed, "updated_ms": now_ms()}},
-        projection=_LEVELS, return_document=ReturnDocument.AFTER)
+    """Restock or write off once per key; the levels after, or None."""
+    return stock_apply_and_read(merchant_id, StockChange.adjust(sku_id, key, delta, reason))
 
 
 def stock_return(merchant_id: str, sku_id: str, return_id: str, quantity: int) -> dict | None:
-    """Refunded units back on hand, once per return id. The levels after, or None if done already."""
-    marker = f"returns.{return_id}"
-    owed, count = _owe(sku_id, rules.RETURN, quantity, return_id)
-    return StockDoc._get_collection().find_one_and_update(
-        {"_id": sku_id, "merchant_id": merchant_id, marker: {"$exists": False}},
-        {"$inc": {"on_hand": quantity, "available": quantity, **count},
-         "$set": {marker: quantity, **owed, "updated_ms": now_ms()}},
-        projection=_LEVELS, return_document=ReturnDocument.AFTER)
+    """Refunded units back on hand, once per return id; the levels after, or None."""
+    return stock_apply_and_read(merchant_id, StockChange.give_back(sku_id, return_id, quantity))
 
 
 def stock_owing(limit: int) -> list[dict]:
@@ -271,26 +258,17 @@ def movements_of(merchant_id: str, sku_id: str) -> list[dict]:
 
 # ---- reservations
 
+def _reservations():
+    return ReservationDoc._get_collection()
+
+
 def reservation_get(merchant_id: str, reservation_id: str) -> dict | None:
-    return ReservationDoc._get_collection().find_one({"_id": reservation_id, "merchant_id": merchant_id})
-
-
-def reservation_insert(fields: dict) -> bool:
-    return _insert(ReservationDoc, fields, for_insert())
-
-
-def reservation_update(merchant_id: str, reservation_id: str, *, version: int, expect: dict, sets: dict,
-                       event: Event) -> bool:
-    """Compare-and-set on version and the expected fields, with the event in the same write."""
-    update = add_to_update({"$set": {**sets, "updated_ms": now_ms()}, "$inc": {"version": 1}}, event)
-    result = ReservationDoc._get_collection().update_one(
-        {"_id": reservation_id, "merchant_id": merchant_id, "version": version, **expect}, update)
-    return result.modified_count == 1
+    return _reservations().find_one({"_id": reservation_id, "merchant_id": merchant_id})
 
 
 def reservation_mark_settled(merchant_id: str, reservation_id: str) -> None:
-    ReservationDoc._get_collection().update_one(
-        {"_id": reservation_id, "merchant_id": merchant_id, "settled": 0}, {"$set": {"settled": 1}})
+    _reservations().update_one({"_id": reservation_id, "merchant_id": merchant_id, "settled": 0},
+                               {"$set": {"settled": 1}})
 
 
 def reservations_expired(now: datetime, limit: int, after_id: str = "") -> list[dict]:
@@ -299,11 +277,162 @@ def reservations_expired(now: datetime, limit: int, after_id: str = "") -> list[
     query: dict = {"state": rules.RESERVED, "expires_at": {"$lte": now}}
     if after_id:
         query["_id"] = {"$gt": after_id}
-    return list(ReservationDoc._get_collection().find(query, {"outbox": 0}).sort("_id", ASCENDING).limit(limit))
+    return list(_reservations().find(query, {"outbox": 0}).sort("_id", ASCENDING).limit(limit))
 
 
 def reservations_unsettled(before: datetime, limit: int) -> list[dict]:
     """COMMITTED/RELEASED reservations whose stock move was interrupted."""
-    return list(ReservationDoc._get_collection().find(
+    return list(_reservations().find(
         {"state": {"$in": [rules.COMMITTED, rules.RELEASED]}, "settled": 0, "updated_ms": {"$lte": epoch_ms(before)}},
         {"outbox": 0}).limit(limit))
+
+
+def reservation_of(doc: dict) -> Reservation:
+    return Reservation(
+        id=doc["_id"], merchant_id=doc["merchant_id"], order_id=doc["order_id"],
+        lines=tuple(Line(line["sku_id"], int(line["quantity"])) for line in doc["lines"]),
+        expires_at=aware(doc["expires_at"]), state=doc["state"], confirmed=bool(doc.get("confirmed")),
+        settled=bool(doc.get("settled", 1)), flash_sale_id=doc.get("flash_sale_id") or "",
+        member_id=doc.get("member_id") or "", hold_key=doc.get("hold_key") or "",
+        unfulfillable=bool(doc.get("unfulfillable")), last_event_id=doc.get("last_event_id") or "",
+        created_at=aware(doc["created_at"]) if doc.get("created_at") else None, version=int(doc["version"]))
+
+
+def _reservation_insert(reservation: Reservation) -> bool:
+    created_at = reservation.created_at or utcnow()
+    fields = {"id": reservation.id, "merchant_id": reservation.merchant_id, "order_id": reservation.order_id,
+              "state": reservation.state,
+              "lines": [{"sku_id": line.sku_id, "quantity": line.quantity} for line in reservation.lines],
+              "expires_at": reservation.expires_at, "confirmed": int(reservation.confirmed),
+              "settled": int(reservation.settled), "created_at": created_at, "updated_ms": epoch_ms(created_at),
+              "version": reservation.version}
+    if reservation.flash_sale_id:
+        fields |= {"flash_sale_id": reservation.flash_sale_id, "member_id": reservation.member_id}
+    doc = ReservationDoc(**fields)
+    doc.validate()
+    events = messages.reservation_events(reservation, reservation.pull_events(), reservation.version)
+    return insert_new(_reservations(), doc.to_mongo().to_dict(), events)
+
+
+def _reservation_save(reservation: Reservation) -> None:
+    """The change with its events, on the version read (StaleVersion when it lost)."""
+    events = messages.reservation_events(reservation, reservation.pull_events(), reservation.next_version)
+    sets = {"state": reservation.state, "confirmed": int(reservation.confirmed), "settled": int(reservation.settled),
+            "last_event_id": reservation.last_event_id, "updated_ms": now_ms()}
+    if reservation.hold_key:
+        sets["hold_key"] = reservation.hold_key
+    if reservation.unfulfillable:
+        sets["unfulfillable"] = 1
+    save_change(_reservations(), {"_id": reservation.id, "merchant_id": reservation.merchant_id}, {"$set": sets},
+                events, version=reservation.version)
+
+
+# ---- the ports
+
+def stock_of(doc: dict, merchant_id: str = "") -> Stock:
+    sku_id = doc["_id"]
+    owed = tuple((Movement(e["kind"], sku_id, int(e["quantity"]), e.get("reference", ""), e.get("reason", "")),
+                  int(e["at_ms"])) for e in (doc.get("pending") or {}).values())
+    return Stock(sku_id, doc.get("merchant_id") or merchant_id, doc["product_id"], int(doc.get("on_hand", 0)),
+                 int(doc.get("reserved", 0)), int(doc.get("available", 0)), holds=dict(doc.get("holds") or {}),
+                 adjustments=dict(doc.get("adjustments") or {}), owed=owed)
+
+
+class MongoProducts:
+    async def by_code(self, merchant_id: str, code: str) -> dict | None:
+        return await run_sync(product_by_code, merchant_id, code)
+
+    async def get(self, merchant_id: str, product_id: str) -> dict | None:
+        return await run_sync(product_get, merchant_id, product_id)
+
+    async def get_many(self, merchant_id: str, product_ids: list[str]) -> list[dict]:
+        return await run_sync(products_get_many, merchant_id, product_ids)
+
+    async def add(self, fields: dict) -> bool:
+        return await run_sync(product_insert, fields)
+
+    async def update(self, merchant_id: str, product_id: str, version: int, fields: dict) -> bool:
+        return await run_sync(product_update, merchant_id, product_id, version, fields)
+
+    async def page(self, merchant_id: str, where: ProductFilter, sort: Sort, after: Key | None,
+                   limit: int) -> list[dict]:
+        return await run_sync(products_page, merchant_id, where, sort, after, limit)
+
+
+class MongoCategories:
+    async def get(self, merchant_id: str, category_id: str) -> dict | None:
+        return await run_sync(category_get, merchant_id, category_id)
+
+    async def all_of(self, merchant_id: str) -> list[dict]:
+        return await run_sync(categories_of, merchant_id)
+
+    async def add(self, fields: dict) -> bool:
+        return await run_sync(category_insert, fields)
+
+    async def name_taken(self, merchant_id: str, parent_id: str, name: str, other_than: str) -> bool:
+        return await run_sync(category_name_taken, merchant_id, parent_id, name, other_than)
+
+    async def update(self, merchant_id: str, category_id: str, version: int, fields: dict) -> dict | None:
+        return await run_sync(category_update, merchant_id, category_id, version, fields)
+
+
+class MongoStock:
+    async def add(self, stock: Stock) -> bool:
+        return await run_sync(stock_insert, {
+            "id": stock.sku_id, "merchant_id": stock.merchant_id, "product_id": stock.product_id,
+            "on_hand": stock.on_hand, "reserved": stock.reserved, "available": stock.available, "holds": {},
+            "updated_ms": now_ms()}, stock.on_hand)
+
+    async def get(self, merchant_id: str, sku_id: str) -> Stock | None:
+        doc = await run_sync(stock_get, merchant_id, sku_id)
+        return stock_of(doc) if doc else None
+
+    async def get_many(self, merchant_id: str, sku_ids: list[str]) -> list[Stock]:
+        return [stock_of(d) for d in await run_sync(stock_get_many, merchant_id, sku_ids)]
+
+    async def apply(self, merchant_id: str, change: StockChange) -> bool:
+        return await run_sync(stock_apply, merchant_id, change)
+
+    async def apply_and_read(self, merchant_id: str, change: StockChange) -> Stock | None:
+        doc = await run_sync(stock_apply_and_read, merchant_id, change)
+        return stock_of(doc, merchant_id) if doc else None
+
+    async def holds(self, merchant_id: str, sku_id: str, key: str) -> bool:
+        return await run_sync(stock_has_hold, merchant_id, sku_id, key)
+
+    async def owing(self, limit: int) -> list[Stock]:
+        return [stock_of(d) for d in await run_sync(stock_owing, limit)]
+
+
+class MongoLedger:
+    async def record(self, merchant_id: str, movement: Movement, at_ms: int | None = None) -> bool:
+        return await run_sync(movement_record, merchant_id, movement.sku_id, movement.kind, movement.quantity,
+                              movement.reference, movement.reason, at_ms)
+
+    async def movements_of(self, merchant_id: str, sku_id: str) -> list[dict]:
+        return await run_sync(movements_of, merchant_id, sku_id)
+
+    async def add_sales(self, merchant_id: str, product_id: str, quantity: int) -> None:
+        await run_sync(product_add_sales, merchant_id, product_id, quantity)
+
+
+class MongoReservations:
+    async def get(self, merchant_id: str, reservation_id: str) -> Reservation | None:
+        doc = await run_sync(reservation_get, merchant_id, reservation_id)
+        return reservation_of(doc) if doc else None
+
+    async def add(self, reservation: Reservation) -> bool:
+        return await run_sync(_reservation_insert, reservation)
+
+    async def save(self, reservation: Reservation) -> None:
+        await run_sync(_reservation_save, reservation)
+        reservation.version += 1
+
+    async def mark_settled(self, reservation: Reservation) -> None:
+        await run_sync(reservation_mark_settled, reservation.merchant_id, reservation.id)
+
+    async def expired(self, now: datetime, limit: int, after_id: str = "") -> list[Reservation]:
+        return [reservation_of(d) for d in await run_sync(reservations_expired, now, limit, after_id)]
+
+    async def unsettled(self, before: datetime, limit: int) -> list[Reservation]:
+        return [reservation_of(d) for d in await run_sync(reservations_unsettled, before, limit)]

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Callable
 
 from siyu_kit import context, logging as slog
-from siyu_kit.db import run_sync
 from siyu_kit.errors import AlreadyExists, FailedPrecondition, FieldViolation, NotFound
 from siyu_kit.protos import epoch_ms, utcnow
 
-from services.catalog.adapters import repositories as repo
 from services.catalog.application import validation
+from services.catalog.application.ledger import Ledger
+from services.catalog.application.ports import LedgerRepository, StockRepository
 from services.catalog.domain import stock as rules
+from services.catalog.domain.stock import Stock, StockChange
 
 log = slog.get("siyu.catalog.inventory")
 
@@ -28,103 +30,88 @@ REPAIR_BATCH = 100
 REPAIR_GRACE = timedelta(seconds=30)
 
 
-def record_movement(merchant_id: str, sku_id: str, product_id: str, kind: str, quantity: int, reference: str = "",
-            reason: str = "", at_ms: int | None = None) -> None:
-    """Store a movement; the first time it is stored, count what it sold or returned."""
-    fresh = repo.movement_record(merchant_id, sku_id, kind, quantity, reference, reason, at_ms)
-    sold = rules.sales_delta(kind, quantity)
-    if fresh and sold:
-        repo.product_add_sales(merchant_id, product_id, sold)
-
-
-def _adjust(merchant_id: str, sku_id: str, delta: int, reason: str, key: str) -> dict:
-    after = repo.stock_adjust(merchant_id, sku_id, key, delta, reason)
-    if after is not None:
-        record_movement(merchant_id, sku_id, after["product_id"], rules.ADJUST, delta, key, reason)
-        return after
-    current = repo.stock_get(merchant_id, sku_id)
-    if current is None:
-        raise NotFound("no such SKU")
-    done = (current.get("adjustments") or {}).get(key)
-    if done is None:
-        raise FailedPrecondition(f"only {current['available']} units are available to write off",
-                                 reason="INSUFFICIENT_AVAILABLE")
-    if int(done) != delta:
-        raise AlreadyExists("the idempotency key was used for another adjustment", reason="IDEMPOTENCY_KEY_REUSED")
-    # A replay: the stock moved once already; make sure its movement is stored.
-    record_movement(merchant_id, sku_id, current["product_id"], rules.ADJUST, delta, key, reason)
-    return current
-
-
-async def adjust_stock(sku_id: str, delta: int, reason: str, idempotency_key: str) -> dict:
-    ctx = context.current()
-    ctx.require_staff("OPERATOR")
-    trimmed = validation.adjust(sku_id, delta, reason, idempotency_key)
-    return await run_sync(_adjust, ctx.require_merchant(), sku_id, delta, trimmed, idempotency_key)
-
-
 @dataclass(frozen=True)
 class Audit:
-    stock: dict
+    stock: Stock
     recomputed: rules.Levels
     consistent: bool
     movements: list[dict]  # the newest AUDIT_MOVEMENTS, oldest first
 
 
-def _audit(merchant_id: str, sku_id: str) -> Audit:
-    stock = repo.stock_get(merchant_id, sku_id)
-    if stock is None:
-        raise NotFound("no such SKU")
-    movements = repo.movements_of(merchant_id, sku_id)
-    levels = rules.recompute(rules.Deltas(int(m["on_hand_delta"]), int(m["reserved_delta"]), int(m["available_delta"]))
-                             for m in movements)
-    actual = rules.Levels(int(stock["on_hand"]), int(stock["reserved"]), int(stock["available"]))
-    return Audit(stock, levels, levels == actual and actual.consistent(), movements[-AUDIT_MOVEMENTS:])
+class InventoryUseCases:
+    def __init__(self, stock: StockRepository, movements: LedgerRepository, ledger: Ledger,
+                 clock: Callable[[], datetime] = utcnow):
+        self.stock = stock
+        self.movements = movements
+        self.ledger = ledger
+        self.clock = clock
 
+    async def _adjust(self, merchant_id: str, sku_id: str, delta: int, reason: str, key: str) -> Stock:
+        change = StockChange.adjust(sku_id, key, delta, reason)
+        after = await self.stock.apply_and_read(merchant_id, change)
+        if after is not None:
+            await self.ledger.record(merchant_id, change.movement, after.product_id)
+            return after
+        current = await self.stock.get(merchant_id, sku_id)
+        if current is None:
+            raise NotFound("no such SKU")
+        done = current.adjustment(key)
+        if done is None:
+            raise FailedPrecondition(f"only {current.available} units are available to write off",
+                                     reason="OUT_OF_STOCK")
+        if done != delta:
+            raise AlreadyExists("the idempotency key was used for another adjustment", reason="IDEMPOTENCY_KEY_REUSED")
+        # A replay: the stock moved once already; make sure its movement is stored.
+        await self.ledger.record(merchant_id, change.movement, current.product_id)
+        return current
 
-async def audit_stock(sku_id: str) -> Audit:
-    ctx = context.current()
-    ctx.require_staff("OPERATOR", "FINANCE")
-    validation.require_id(sku_id, "sku_id", "sku")
-    return await run_sync(_audit, ctx.require_merchant(), sku_id)
+    async def adjust_stock(self, sku_id: str, delta: int, reason: str, idempotency_key: str) -> Stock:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        trimmed = validation.adjust(sku_id, delta, reason, idempotency_key)
+        return await self._adjust(ctx.require_merchant(), sku_id, delta, trimmed, idempotency_key)
 
+    async def audit_stock(self, sku_id: str) -> Audit:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR", "FINANCE")
+        validation.require_id(sku_id, "sku_id", "sku")
+        merchant_id = ctx.require_merchant()
+        stock = await self.stock.get(merchant_id, sku_id)
+        if stock is None:
+            raise NotFound("no such SKU")
+        movements = await self.movements.movements_of(merchant_id, sku_id)
+        levels = rules.recompute(rules.Deltas(int(m["on_hand_delta"]), int(m["reserved_delta"]),
+                                              int(m["available_delta"])) for m in movements)
+        actual = stock.levels
+        return Audit(stock, levels, levels == actual and actual.consistent(), movements[-AUDIT_MOVEMENTS:])
 
-def _return(merchant_id: str, cmd: validation.ReturnStock) -> list[dict]:
-    skus = [sku_id for sku_id, _ in cmd.lines]
-    known = {s["_id"]: s for s in repo.stock_get_many(merchant_id, skus)}
-    missing = [FieldViolation(f"lines[{i}].sku_id", "no such SKU") for i, s in enumerate(skus) if s not in known]
-    if missing:
-        raise NotFound("no such SKU", reason="SKU_NOT_FOUND", violations=missing)
-    levels = []
-    for sku_id, quantity in cmd.lines:
-        after = repo.stock_return(merchant_id, sku_id, cmd.return_id, quantity)
-        if after is None:  # returned by an earlier call: make sure its movement is stored
-            after = repo.stock_get(merchant_id, sku_id)
-        record_movement(merchant_id, sku_id, after["product_id"], rules.RETURN, quantity, cmd.return_id,
-                f"order {cmd.order_id}")
-        levels.append(after)
-    return levels
+    async def return_stock(self, cmd: validation.ReturnStock) -> list[Stock]:
+        merchant_id = context.current().require_merchant()
+        cmd = validation.return_stock(cmd)
+        skus = [sku_id for sku_id, _ in cmd.lines]
+        known = {s.sku_id for s in await self.stock.get_many(merchant_id, skus)}
+        missing = [FieldViolation(f"lines[{i}].sku_id", "no such SKU") for i, s in enumerate(skus) if s not in known]
+        if missing:
+            raise NotFound("no such SKU", reason="SKU_NOT_FOUND", violations=missing)
+        levels = []
+        for sku_id, quantity in cmd.lines:
+            change = StockChange.give_back(sku_id, cmd.return_id, quantity, f"order {cmd.order_id}")
+            after = await self.stock.apply_and_read(merchant_id, change)
+            if after is None:  # returned by an earlier call: make sure its movement is stored
+                after = await self.stock.get(merchant_id, sku_id)
+            await self.ledger.record(merchant_id, change.movement, after.product_id)
+            levels.append(after)
+        return levels
 
-
-async def return_stock(cmd: validation.ReturnStock) -> list[dict]:
-    merchant_id = context.current().require_merchant()
-    return await run_sync(_return, merchant_id, validation.return_stock(cmd))
-
-
-def _repair(now: datetime) -> int:
-    cutoff = epoch_ms(now - REPAIR_GRACE)
-    repaired = 0
-    for stock in repo.stock_owing(REPAIR_BATCH):
-        for entry in (stock.get("pending") or {}).values():
-            if int(entry["at_ms"]) > cutoff:
-                continue  # still being written
-            record_movement(stock["merchant_id"], stock["_id"], stock["product_id"], entry["kind"], int(entry["quantity"]),
-                    entry.get("reference", ""), entry.get("reason", ""), int(entry["at_ms"]))
-            log.info("ledger.repaired", sku_id=stock["_id"], kind=entry["kind"], reference=entry.get("reference"))
-            repaired += 1
-    return repaired
-
-
-async def repair_ledger(now: datetime | None = None) -> int:
-    """Store the movements that stock writes owe the ledger and a crash left behind."""
-    return await run_sync(_repair, now or utcnow())
+    async def repair_ledger(self, now: datetime | None = None) -> int:
+        """Store the movements that stock writes owe the ledger and a crash left behind."""
+        cutoff = epoch_ms((now or self.clock()) - REPAIR_GRACE)
+        repaired = 0
+        for stock in await self.stock.owing(REPAIR_BATCH):
+            for movement, at_ms in stock.owed:
+                if at_ms > cutoff:
+                    continue  # still being written
+                await self.ledger.record(stock.merchant_id, movement, stock.product_id, at_ms)
+                log.info("ledger.repaired", sku_id=stock.sku_id, kind=movement.kind, reference=movement.reference)
+                repaired += 1
+        return repaired

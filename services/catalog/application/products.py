@@ -4,16 +4,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from siyu_kit import context
-from siyu_kit.db import run_sync
 from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, NotFound
 from siyu_kit.ids import new_id
 from siyu_kit.protos import epoch_ms, now_ms, utcnow
 
-from services.catalog.adapters import repositories as repo
 from services.catalog.application import validation
+from services.catalog.application.ledger import Ledger
+from services.catalog.application.ports import CategoryRepository, ProductFilter, ProductRepository, StockRepository
 from services.catalog.domain import categories, listing, products as rules
 from services.catalog.domain import search, stock as stock_rules
 from services.catalog.domain.products import LimitedTimePrice, Sku
+from services.catalog.domain.stock import Movement, Stock
 
 # An in-stock listing checks stock a batch of candidates at a time and gives up a page
 # (returning a token to continue) after scanning this many products.
@@ -34,7 +35,7 @@ def _limited_of(raw: dict | None) -> LimitedTimePrice | None:
     return LimitedTimePrice(int(raw["price"]), int(raw["starts_ms"]), int(raw["ends_ms"])) if raw else None
 
 
-def _skus_of(doc: dict) -> list[Sku]:
+def skus_of(doc: dict) -> list[Sku]:
     return [Sku(s["sku_id"], s["code"], dict(s.get("attributes") or {}), int(s["list_price"]),
                 s.get("currency") or "CNY", tuple((t["tier"], int(t["price"])) for t in s.get("tier_prices") or []),
                 _limited_of(s.get("limited_time_price"))) for s in doc.get("skus") or []]
@@ -52,33 +53,6 @@ def _is_staff() -> bool:
     return context.current().caller_kind == "staff"
 
 
-def _seed_stock(merchant_id: str, product_id: str, created: list[tuple[Sku, int]]) -> None:
-    """Give SKUs that have no stock document yet their initial stock, exactly once."""
-    for sku, quantity in created:
-        fresh = repo.stock_insert({"id": sku.sku_id, "merchant_id": merchant_id, "product_id": product_id,
-                                   "on_hand": quantity, "reserved": 0, "available": quantity, "holds": {},
-                                   "updated_ms": now_ms()}, quantity)
-        if fresh:
-            repo.movement_record(merchant_id, sku.sku_id, stock_rules.INITIAL, quantity)
-
-
-def _with_availability(merchant_id: str, docs: list[dict]) -> list[ProductView]:
-    ids = [s["sku_id"] for d in docs for s in d.get("skus") or []]
-    levels = {s["_id"]: int(s["available"]) for s in repo.stock_get_many(merchant_id, ids)}
-    return [ProductView(d, levels) for d in docs]
-
-
-def _category_path(merchant_id: str, category_id: str) -> list[str]:
-    if not category_id:
-        return []
-    category = repo.category_get(merchant_id, category_id)
-    if category is None:
-        # A referenced id that is not the merchant's is missing, as for every other reference.
-        raise NotFound("no such category", reason="CATEGORY_NOT_FOUND",
-                       violations=[FieldViolation("category_id", "no such category")])
-    return categories.path(category_id, list(category.get("ancestor_ids") or []))
-
-
 def _check_status(current: str | None, target: str) -> None:
     if not rules.can_change_status(current, target):
         raise FailedPrecondition(f"a product cannot go from {current or 'nothing'} to {target}",
@@ -90,131 +64,6 @@ def _check_version(doc: dict | None, expected: int) -> None:
         raise Conflict("the product is not at the expected version", reason="VERSION_CONFLICT")
 
 
-def _upsert(merchant_id: str, cmd: validation.ValidUpsert) -> tuple[ProductView, bool]:
-    path = _category_path(merchant_id, cmd.category_id)
-    now = utcnow()
-    content = {"title": cmd.title, "category_id": cmd.category_id, "category_path": path, "tags": cmd.tags,
-               "media_urls": cmd.media_urls, "description": cmd.description,
-               "search_terms": search.title_terms(cmd.title), "updated_ms": epoch_ms(now)}
-    existing = repo.product_by_code(merchant_id, cmd.code)
-    created = False
-    if existing is None:
-        _check_version(None, cmd.expected_version)
-        status = cmd.status or rules.DRAFT
-        _check_status(None, status)
-        merge = rules.merge_skus([], cmd.skus, lambda: new_id("sku"))
-        product_id = new_id("prd")
-        created = repo.product_insert({
-            "id": product_id, "merchant_id": merchant_id, "code": cmd.code, **content, "status": status,
-            "skus": _sku_fields(merge.skus), "min_price": rules.min_price(merge.skus), "sales": 0,
-            "created_at": now, "version": 1})
-        if created:
-            _seed_stock(merchant_id, product_id, merge.created)
-        else:
-            # Another upsert of the same code won the insert: update it instead.
-            existing = repo.product_by_code(merchant_id, cmd.code)
-            if existing is None:
-                raise Conflict("the product changed meanwhile; try again")
-    if existing is not None:
-        _check_version(existing, cmd.expected_version)
-        status = cmd.status or existing["status"]
-        _check_status(existing["status"], status)
-        merge = rules.merge_skus(_skus_of(existing), cmd.skus, lambda: new_id("sku"))
-        changed = repo.product_update(merchant_id, existing["_id"], existing["version"], {
-            **content, "status": status, "skus": _sku_fields(merge.skus), "min_price": rules.min_price(merge.skus)})
-        if not changed:
-            raise Conflict("the product changed meanwhile; try again", reason="VERSION_CONFLICT")
-        # New SKUs get stock; SKUs whose stock was never written (an interrupted first
-        # upsert) get it now; existing stock is never touched.
-        known = {s["_id"] for s in repo.stock_get_many(merchant_id, [s.sku_id for s in merge.skus])}
-        initial = {s.code: s.initial_stock for s in cmd.skus}
-        _seed_stock(merchant_id, existing["_id"],
-                    [(s, initial.get(s.code, 0)) for s in merge.skus if s.sku_id not in known])
-        product_id = existing["_id"]
-    doc = repo.product_get(merchant_id, product_id)
-    return _with_availability(merchant_id, [doc])[0], created
-
-
-async def upsert_product(cmd: validation.UpsertProduct) -> tuple[ProductView, bool]:
-    ctx = context.current()
-    ctx.require_staff("OPERATOR")
-    valid = validation.upsert(cmd)
-    return await run_sync(_upsert, ctx.require_merchant(), valid)
-
-
-def _set_status(merchant_id: str, product_id: str, status: str, expected_version: int) -> ProductView:
-    doc = repo.product_get(merchant_id, product_id)
-    if doc is None:
-        raise NotFound("no such product")
-    _check_version(doc, expected_version)
-    _check_status(doc["status"], status)
-    if doc["status"] != status:
-        if not repo.product_update(merchant_id, product_id, doc["version"], {"status": status, "updated_ms": now_ms()}):
-            raise Conflict("the product changed meanwhile; try again", reason="VERSION_CONFLICT")
-        doc = repo.product_get(merchant_id, product_id)
-    return _with_availability(merchant_id, [doc])[0]
-
-
-async def set_product_status(product_id: str, status: str, expected_version: int) -> ProductView:
-    ctx = context.current()
-    ctx.require_staff("OPERATOR")
-    validation.set_status(product_id, status, expected_version)
-    return await run_sync(_set_status, ctx.require_merchant(), product_id, status, expected_version)
-
-
-async def get_product(product_id: str) -> ProductView:
-    merchant_id = context.current().require_merchant()
-    validation.require_id(product_id, "product_id", "prd")
-    doc = await run_sync(repo.product_get, merchant_id, product_id)
-    if doc is None or not rules.visible_to(doc["status"], is_staff=_is_staff()):
-        raise NotFound("no such product")
-    return (await run_sync(_with_availability, merchant_id, [doc]))[0]
-
-
-def _page(merchant_id: str, valid: validation.ValidList, where: repo.ProductFilter) -> tuple[list[ProductView], str]:
-    """One page in keyset order. A product whose price or sales change while someone pages
-    may move past or behind their position, as in any keyset listing; every other product
-    is listed exactly once, however many are added or changed meanwhile."""
-    sort = listing.SORTS[valid.sort]
-
-    def token(doc: dict) -> str:
-        return validation.encode_cursor(valid.fingerprint, listing.key_of(sort, doc))
-
-    if not valid.query.in_stock_only:
-        docs = repo.products_page(merchant_id, where, sort, valid.after, valid.size + 1)
-        page = docs[:valid.size]
-        return _with_availability(merchant_id, page), token(page[-1]) if len(docs) > valid.size else ""
-    # Stock is not kept on the product (that would add writes to every reservation), so
-    # candidates are checked a batch at a time.
-    found: list[ProductView] = []
-    after, scanned = valid.after, 0
-    while scanned < SCAN_LIMIT:
-        batch = repo.products_page(merchant_id, where, sort, after, SCAN_BATCH)
-        for i, view in enumerate(_with_availability(merchant_id, batch)):
-            if view.in_stock():
-                found.append(view)
-            if len(found) == valid.size:
-                more = i + 1 < len(batch) or len(batch) == SCAN_BATCH
-                return found, token(view.doc) if more else ""
-        if len(batch) < SCAN_BATCH:
-            return found, ""
-        after, scanned = listing.key_of(sort, batch[-1]), scanned + len(batch)
-    # Scanned enough for one call: continue after the last product looked at.
-    return found, validation.encode_cursor(valid.fingerprint, after)
-
-
-async def list_products(cmd: validation.ListProducts) -> tuple[list[ProductView], str]:
-    merchant_id = context.current().require_merchant()
-    terms = search.keyword_terms(cmd.keyword)
-    valid = validation.list_query(cmd, terms)
-    if cmd.keyword.strip() and not terms:
-        return [], ""  # nothing searchable in the keyword: no title can match
-    where = repo.ProductFilter(status=None if _is_staff() else rules.ON_SHELF, terms=tuple(terms),
-                               category_id=cmd.category_id, tag=cmd.tag.strip(), min_price=cmd.min_price,
-                               max_price=cmd.max_price)
-    return await run_sync(_page, merchant_id, valid, where)
-
-
 @dataclass(frozen=True)
 class SkuDetail:
     sku: Sku
@@ -224,20 +73,168 @@ class SkuDetail:
     available: int
 
 
-def _sku_details(merchant_id: str, ids: list[str]) -> list[SkuDetail]:
-    stock = {s["_id"]: s for s in repo.stock_get_many(merchant_id, ids)}
-    products = {p["_id"]: p for p in repo.products_get_many(merchant_id, sorted({s["product_id"] for s in stock.values()}))}
-    found = []
-    for sku_id in ids:
-        level = stock.get(sku_id)
-        product = products.get(level["product_id"]) if level else None
-        sku = next((s for s in _skus_of(product) if s.sku_id == sku_id), None) if product else None
-        if sku is not None:
-            found.append(SkuDetail(sku, product["_id"], product["title"], product["status"], int(level["available"])))
-    return found
+class ProductUseCases:
+    def __init__(self, products: ProductRepository, categories: CategoryRepository, stock: StockRepository,
+                 ledger: Ledger):
+        self.products = products
+        self.categories = categories
+        self.stock = stock
+        self.ledger = ledger
 
+    async def _seed_stock(self, merchant_id: str, product_id: str, created: list[tuple[Sku, int]]) -> None:
+        """Give SKUs that have no stock document yet their initial stock, exactly once."""
+        for sku, quantity in created:
+            fresh = await self.stock.add(Stock(sku.sku_id, merchant_id, product_id, on_hand=quantity, reserved=0,
+                                               available=quantity))
+            if fresh:
+                await self.ledger.record(merchant_id, Movement(stock_rules.INITIAL, sku.sku_id, quantity))
 
-async def get_skus(sku_ids: list[str]) -> list[SkuDetail]:
-    merchant_id = context.current().require_merchant()
-    ids = validation.sku_ids(sku_ids)
-    return await run_sync(_sku_details, merchant_id, ids)
+    async def _with_availability(self, merchant_id: str, docs: list[dict]) -> list[ProductView]:
+        ids = [s["sku_id"] for d in docs for s in d.get("skus") or []]
+        levels = {s.sku_id: s.available for s in await self.stock.get_many(merchant_id, ids)}
+        return [ProductView(d, levels) for d in docs]
+
+    async def _category_path(self, merchant_id: str, category_id: str) -> list[str]:
+        if not category_id:
+            return []
+        category = await self.categories.get(merchant_id, category_id)
+        if category is None:
+            # A referenced id that is not the merchant's is missing, as for every other reference.
+            raise NotFound("no such category", reason="CATEGORY_NOT_FOUND",
+                           violations=[FieldViolation("category_id", "no such category")])
+        return categories.path(category_id, list(category.get("ancestor_ids") or []))
+
+    async def _upsert(self, merchant_id: str, cmd: validation.ValidUpsert) -> tuple[ProductView, bool]:
+        path = await self._category_path(merchant_id, cmd.category_id)
+        now = utcnow()
+        content = {"title": cmd.title, "category_id": cmd.category_id, "category_path": path, "tags": cmd.tags,
+                   "media_urls": cmd.media_urls, "description": cmd.description,
+                   "search_terms": search.title_terms(cmd.title), "updated_ms": epoch_ms(now)}
+        existing = await self.products.by_code(merchant_id, cmd.code)
+        created = False
+        if existing is None:
+            _check_version(None, cmd.expected_version)
+            status = cmd.status or rules.DRAFT
+            _check_status(None, status)
+            merge = rules.merge_skus([], cmd.skus, lambda: new_id("sku"))
+            product_id = new_id("prd")
+            created = await self.products.add({
+                "id": product_id, "merchant_id": merchant_id, "code": cmd.code, **content, "status": status,
+                "skus": _sku_fields(merge.skus), "min_price": rules.min_price(merge.skus), "sales": 0,
+                "created_at": now, "version": 1})
+            if created:
+                await self._seed_stock(merchant_id, product_id, merge.created)
+            else:
+                # Another upsert of the same code won the insert: update it instead.
+                existing = await self.products.by_code(merchant_id, cmd.code)
+                if existing is None:
+                    raise Conflict("the product changed meanwhile; try again")
+        if existing is not None:
+            _check_version(existing, cmd.expected_version)
+            status = cmd.status or existing["status"]
+            _check_status(existing["status"], status)
+            merge = rules.merge_skus(skus_of(existing), cmd.skus, lambda: new_id("sku"))
+            changed = await self.products.update(merchant_id, existing["_id"], existing["version"], {
+                **content, "status": status, "skus": _sku_fields(merge.skus),
+                "min_price": rules.min_price(merge.skus)})
+            if not changed:
+                raise Conflict("the product changed meanwhile; try again", reason="VERSION_CONFLICT")
+            # New SKUs get stock; SKUs whose stock was never written (an interrupted first
+            # upsert) get it now; existing stock is never touched.
+            known = {s.sku_id for s in await self.stock.get_many(merchant_id, [s.sku_id for s in merge.skus])}
+            initial = {s.code: s.initial_stock for s in cmd.skus}
+            await self._seed_stock(merchant_id, existing["_id"],
+                                   [(s, initial.get(s.code, 0)) for s in merge.skus if s.sku_id not in known])
+            product_id = existing["_id"]
+        doc = await self.products.get(merchant_id, product_id)
+        return (await self._with_availability(merchant_id, [doc]))[0], created
+
+    async def upsert_product(self, cmd: validation.UpsertProduct) -> tuple[ProductView, bool]:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        valid = validation.upsert(cmd)
+        return await self._upsert(ctx.require_merchant(), valid)
+
+    async def set_product_status(self, product_id: str, status: str, expected_version: int) -> ProductView:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        validation.set_status(product_id, status, expected_version)
+        merchant_id = ctx.require_merchant()
+        doc = await self.products.get(merchant_id, product_id)
+        if doc is None:
+            raise NotFound("no such product")
+        _check_version(doc, expected_version)
+        _check_status(doc["status"], status)
+        if doc["status"] != status:
+            if not await self.products.update(merchant_id, product_id, doc["version"],
+                                              {"status": status, "updated_ms": now_ms()}):
+                raise Conflict("the product changed meanwhile; try again", reason="VERSION_CONFLICT")
+            doc = await self.products.get(merchant_id, product_id)
+        return (await self._with_availability(merchant_id, [doc]))[0]
+
+    async def get_product(self, product_id: str) -> ProductView:
+        merchant_id = context.current().require_merchant()
+        validation.require_id(product_id, "product_id", "prd")
+        doc = await self.products.get(merchant_id, product_id)
+        if doc is None or not rules.visible_to(doc["status"], is_staff=_is_staff()):
+            raise NotFound("no such product")
+        return (await self._with_availability(merchant_id, [doc]))[0]
+
+    async def _page(self, merchant_id: str, valid: validation.ValidList,
+                    where: ProductFilter) -> tuple[list[ProductView], str]:
+        """One page in keyset order. A product whose price or sales change while someone pages
+        may move past or behind their position, as in any keyset listing; every other product
+        is listed exactly once, however many are added or changed meanwhile."""
+        sort = listing.SORTS[valid.sort]
+
+        def token(doc: dict) -> str:
+            return validation.encode_cursor(valid.fingerprint, listing.key_of(sort, doc))
+
+        if not valid.query.in_stock_only:
+            docs = await self.products.page(merchant_id, where, sort, valid.after, valid.size + 1)
+            page = docs[:valid.size]
+            return (await self._with_availability(merchant_id, page),
+                    token(page[-1]) if len(docs) > valid.size else "")
+        # Stock is not kept on the product (that would add writes to every reservation), so
+        # candidates are checked a batch at a time.
+        found: list[ProductView] = []
+        after, scanned = valid.after, 0
+        while scanned < SCAN_LIMIT:
+            batch = await self.products.page(merchant_id, where, sort, after, SCAN_BATCH)
+            for i, view in enumerate(await self._with_availability(merchant_id, batch)):
+                if view.in_stock():
+                    found.append(view)
+                if len(found) == valid.size:
+                    more = i + 1 < len(batch) or len(batch) == SCAN_BATCH
+                    return found, token(view.doc) if more else ""
+            if len(batch) < SCAN_BATCH:
+                return found, ""
+            after, scanned = listing.key_of(sort, batch[-1]), scanned + len(batch)
+        # Scanned enough for one call: continue after the last product looked at.
+        return found, validation.encode_cursor(valid.fingerprint, after)
+
+    async def list_products(self, cmd: validation.ListProducts) -> tuple[list[ProductView], str]:
+        merchant_id = context.current().require_merchant()
+        terms = search.keyword_terms(cmd.keyword)
+        valid = validation.list_query(cmd, terms)
+        if cmd.keyword.strip() and not terms:
+            return [], ""  # nothing searchable in the keyword: no title can match
+        where = ProductFilter(status=None if _is_staff() else rules.ON_SHELF, terms=tuple(terms),
+                              category_id=cmd.category_id, tag=cmd.tag.strip(), min_price=cmd.min_price,
+                              max_price=cmd.max_price)
+        return await self._page(merchant_id, valid, where)
+
+    async def get_skus(self, sku_ids: list[str]) -> list[SkuDetail]:
+        merchant_id = context.current().require_merchant()
+        ids = validation.sku_ids(sku_ids)
+        stock = {s.sku_id: s for s in await self.stock.get_many(merchant_id, ids)}
+        products = {p["_id"]: p for p in await self.products.get_many(
+            merchant_id, sorted({s.product_id for s in stock.values()}))}
+        found = []
+        for sku_id in ids:
+            level = stock.get(sku_id)
+            product = products.get(level.product_id) if level else None
+            sku = next((s for s in skus_of(product) if s.sku_id == sku_id), None) if product else None
+            if sku is not None:
+                found.append(SkuDetail(sku, product["_id"], product["title"], product["status"], level.available))
+        return found

@@ -8,8 +8,10 @@ are sold or returned.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+
+from siyu_kit.aggregate import Aggregate
 
 # domain.md: "flash-sale per-member limit | 1", used when a sale is created without one.
 DEFAULT_PER_MEMBER_LIMIT = 1
@@ -75,3 +77,88 @@ def catch_up(pool_sold: int, pool_returned: int, applied_sold: int, applied_retu
     if pool_sold < applied_sold or pool_returned < applied_returned:
         raise ValueError("the stock is ahead of its pool")
     return StockCatchUp(pool_sold - applied_sold, pool_returned - applied_returned)
+
+
+# A limit no member reaches: units bought and held again count without being refused.
+ANY_LIMIT = 2 ** 31
+
+
+@dataclass(frozen=True)
+class SaleSku:
+    """The SKU as it was when the sale was made, for order lines."""
+    code: str
+    attributes: dict[str, str]
+    list_price: int
+    currency: str
+    product_title: str
+    tier_prices: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class PoolHold:
+    """Units of the pool held for one reservation (or its late hold)."""
+    quantity: int
+    member_id: str
+    expires_ms: int
+
+
+@dataclass
+class FlashSale(Aggregate):
+    """A sale and its pool, as read. The pool's counters move only by the repository's
+    conditional updates (a take guarded by available ≥ n and the window, a release or a
+    sale guarded by the reservation's hold); this object decides nothing about them."""
+    id: str
+    merchant_id: str
+    idempotency_key: str
+    title: str
+    product_id: str
+    sku_id: str
+    sku: SaleSku
+    price: int
+    currency: str
+    units: int
+    per_member_limit: int
+    starts_at: datetime
+    ends_at: datetime
+    sort_key: str
+    created_at: datetime
+    live_session_id: str = ""
+    available: int = 0
+    reserved: int = 0
+    sold: int = 0
+    returned: int = 0
+    pooled: bool = False
+    # Held units by key; sales are read without them (the job reads them as SaleHolds).
+    holds: dict[str, PoolHold] = field(default_factory=dict)
+    version: int = 1
+
+    def state(self, now: datetime) -> str:
+        return state(self.starts_at, self.ends_at, now)
+
+    def refusal(self, now: datetime) -> str:
+        return refusal(self.starts_at, self.ends_at, now)
+
+
+@dataclass(frozen=True)
+class SaleHolds:
+    """A sale's units held by reservations, by the key each is held under."""
+    id: str
+    merchant_id: str
+    holds: dict[str, PoolHold]
+
+
+@dataclass(frozen=True)
+class PoolCounters:
+    """What the SKU's stock follows of a pool."""
+    sale_id: str
+    sku_id: str
+    product_id: str
+    sold: int
+    returned: int
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The pool's sold and returned units the SKU's stock has followed."""
+    sold: int
+    returned: int

@@ -35,7 +35,6 @@ def subscriptions(stock: StockUseCases) -> list[Subscription]:
             raise
 
     return [
-        Subscription("catalog-order-paid", "siyu.order.order.paid", order_events.OrderPaid, paid),
-        Subscription("catalog-order-cancelled", "siyu.order.order.cancelled", order_events.OrderCancelled,
-                     cancelled),
+        Subscription.to("catalog-order-paid", order_events.OrderPaid, paid),
+        Subscription.to("catalog-order-cancelled", order_events.OrderCancelled, cancelled),
     ]

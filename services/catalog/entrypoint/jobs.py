@@ -6,8 +6,8 @@ from __future__ import annotations
 from siyu_kit.config import env_seconds
 from siyu_kit.service import Job
 
-from services.catalog.application import inventory
 from services.catalog.application.flash_sales import FlashSaleUseCases
+from services.catalog.application.inventory import InventoryUseCases
 from services.catalog.application.stock import StockUseCases
 
 
@@ -15,7 +15,7 @@ def sweep_interval_s() -> float:
     return env_seconds("CATALOG_SWEEP_INTERVAL_S", 5)
 
 
-def jobs(stock: StockUseCases, flash: FlashSaleUseCases) -> list[Job]:
+def jobs(stock: StockUseCases, inventory: InventoryUseCases, flash: FlashSaleUseCases) -> list[Job]:
     return [Job("catalog-reservation-sweeper", sweep_interval_s(), stock.sweep),
             Job("catalog-ledger-repair", sweep_interval_s(), inventory.repair_ledger),
             Job("catalog-flash-sales", sweep_interval_s(), flash.tend)]

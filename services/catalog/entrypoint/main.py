@@ -1,5 +1,8 @@
-"""Wires the catalog process: servicer, outbox collections, order-event consumers, sweeper."""
+"""Wires the catalog process: repositories into use cases, the servicer, outbox
+collections, order-event consumers and jobs."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
@@ -8,25 +11,58 @@ from siyu_kit.service import Parts, Runtime
 
 from services.catalog.adapters import flash_sales as flash_store
 from services.catalog.adapters.documents import ReservationDoc, ensure_indexes
+from services.catalog.adapters.flash_sales import MongoFlashSales
 from services.catalog.adapters.orders import OrderClient
+from services.catalog.adapters.repositories import (MongoCategories, MongoLedger, MongoProducts, MongoReservations,
+                                                    MongoStock)
+from services.catalog.application.categories import CategoryUseCases
 from services.catalog.application.flash_sales import FlashSaleUseCases
+from services.catalog.application.inventory import InventoryUseCases
+from services.catalog.application.ledger import Ledger
+from services.catalog.application.pools import Pools
+from services.catalog.application.ports import OrderVerdicts
+from services.catalog.application.products import ProductUseCases
 from services.catalog.application.stock import StockUseCases
 from services.catalog.entrypoint import events, jobs
 from services.catalog.entrypoint.servicer import CatalogServicer
 
 
+@dataclass(frozen=True)
+class UseCases:
+    products: ProductUseCases
+    categories: CategoryUseCases
+    inventory: InventoryUseCases
+    stock: StockUseCases
+    flash: FlashSaleUseCases
+
+
+def use_cases(orders: OrderVerdicts) -> UseCases:
+    """Every catalog use case on the MongoDB repositories."""
+    products, categories, stock = MongoProducts(), MongoCategories(), MongoStock()
+    movements, reservations, sales = MongoLedger(), MongoReservations(), MongoFlashSales()
+    ledger = Ledger(movements)
+    pools = Pools(sales, ledger)
+    stock_cases = StockUseCases(reservations, stock, ledger, pools, orders)
+    return UseCases(
+        products=ProductUseCases(products, categories, stock, ledger),
+        categories=CategoryUseCases(categories),
+        inventory=InventoryUseCases(stock, movements, ledger),
+        stock=stock_cases,
+        flash=FlashSaleUseCases(sales, products, stock, reservations, ledger, pools, stock_cases))
+
+
 def build(runtime: Runtime) -> Parts:
     ensure_indexes()
     flash_store.ensure_indexes()
-    stock = StockUseCases(runtime.events_committed, OrderClient(runtime.channel("order")))
-    flash = FlashSaleUseCases(runtime.events_committed)
+    cases = use_cases(OrderClient(runtime.channel("order")))
     full_name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
     return Parts(
-        servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(stock, flash),
+        servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
+                    CatalogServicer(cases.products, cases.categories, cases.inventory, cases.stock, cases.flash),
                     full_name)],
         outbox_collections=[ReservationDoc._get_collection()],
-        subscriptions=events.subscriptions(stock),
-        jobs=jobs.jobs(stock, flash),
+        subscriptions=events.subscriptions(cases.stock),
+        jobs=jobs.jobs(cases.stock, cases.inventory, cases.flash),
     )
 
 

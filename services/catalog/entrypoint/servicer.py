@@ -8,9 +8,14 @@ from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu_kit.cancellation import deadline_of
 from siyu_kit.protos import aware, money, timestamp
 
-from services.catalog.application import categories, flash_sales, inventory, products, validation
-from services.catalog.application.flash_sales import FlashSaleUseCases, flash_sale_message, sku_detail_message
-from services.catalog.application.stock import StockUseCases, reservation_message
+from services.catalog.adapters.messages import flash_sale_message, reservation_message, sku_detail_message
+from services.catalog.application import flash_sales, products, validation
+from services.catalog.application.categories import CategoryUseCases
+from services.catalog.application.flash_sales import FlashSaleUseCases
+from services.catalog.application.inventory import InventoryUseCases
+from services.catalog.application.products import ProductUseCases
+from services.catalog.application.stock import StockUseCases
+from services.catalog.domain.stock import Stock
 
 STATUS_NAMES = {catalog_pb2.PRODUCT_STATUS_DRAFT: "DRAFT", catalog_pb2.PRODUCT_STATUS_ON_SHELF: "ON_SHELF",
                 catalog_pb2.PRODUCT_STATUS_OFF_SHELF: "OFF_SHELF"}
@@ -60,7 +65,7 @@ def _sku_input(s: catalog_pb2.SkuInput) -> validation.SkuInput:
 
 def _product(view: products.ProductView) -> catalog_pb2.Product:
     doc = view.doc
-    skus = products._skus_of(doc)
+    skus = products.skus_of(doc)
     return catalog_pb2.Product(
         product_id=doc["_id"], code=doc["code"], title=doc["title"], category_id=doc.get("category_id", ""),
         tags=doc.get("tags") or [], media_urls=doc.get("media_urls") or [],
@@ -84,18 +89,22 @@ def _movement(doc: dict) -> catalog_pb2.StockMovement:
         available_delta=int(doc["available_delta"]), at=timestamp(aware(doc["at"])), reason=doc.get("reason", ""))
 
 
-def _stock(doc: dict) -> catalog_pb2.Stock:
-    return catalog_pb2.Stock(sku_id=doc["_id"], on_hand=int(doc["on_hand"]), reserved=int(doc["reserved"]),
-                             available=int(doc["available"]))
+def _stock(stock: Stock) -> catalog_pb2.Stock:
+    return catalog_pb2.Stock(sku_id=stock.sku_id, on_hand=stock.on_hand, reserved=stock.reserved,
+                             available=stock.available)
 
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
-    def __init__(self, stock: StockUseCases, flash: FlashSaleUseCases):
+    def __init__(self, products: ProductUseCases, categories: CategoryUseCases, inventory: InventoryUseCases,
+                 stock: StockUseCases, flash: FlashSaleUseCases):
+        self.products = products
+        self.categories = categories
+        self.inventory = inventory
         self.stock = stock
         self.flash = flash
 
     async def ListProducts(self, request, context):
-        views, token = await products.list_products(validation.ListProducts(
+        views, token = await self.products.list_products(validation.ListProducts(
             keyword=request.keyword, category_id=request.category_id, tag=request.tag, page_size=request.page_size,
             page_token=request.page_token,
             min_price=request.min_price if request.HasField("min_price") else None,
@@ -104,7 +113,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return catalog_pb2.ListProductsResponse(products=[_product(v) for v in views], next_page_token=token)
 
     async def GetProduct(self, request, context):
-        return catalog_pb2.GetProductResponse(product=_product(await products.get_product(request.product_id)))
+        return catalog_pb2.GetProductResponse(product=_product(await self.products.get_product(request.product_id)))
 
     async def UpsertProduct(self, request, context):
         cmd = validation.UpsertProduct(
@@ -112,42 +121,42 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             media_urls=list(request.media_urls), description=request.description,
             status=_enum_name(STATUS_NAMES, request.status), skus=[_sku_input(s) for s in request.skus],
             expected_version=request.expected_version)
-        view, created = await products.upsert_product(cmd)
+        view, created = await self.products.upsert_product(cmd)
         return catalog_pb2.UpsertProductResponse(product=_product(view), created=created)
 
     async def SetProductStatus(self, request, context):
-        view = await products.set_product_status(request.product_id, _enum_name(STATUS_NAMES, request.status),
+        view = await self.products.set_product_status(request.product_id, _enum_name(STATUS_NAMES, request.status),
                                                  request.expected_version)
         return catalog_pb2.SetProductStatusResponse(product=_product(view))
 
     async def ListCategories(self, request, context):
-        docs = await categories.list_categories()
+        docs = await self.categories.list_categories()
         return catalog_pb2.ListCategoriesResponse(categories=[_category(d) for d in docs])
 
     async def CreateCategory(self, request, context):
-        doc = await categories.create_category(request.name, request.parent_id, request.sort_order)
+        doc = await self.categories.create_category(request.name, request.parent_id, request.sort_order)
         return catalog_pb2.CreateCategoryResponse(category=_category(doc))
 
     async def UpdateCategory(self, request, context):
-        doc = await categories.update_category(request.category_id, request.name, request.sort_order,
+        doc = await self.categories.update_category(request.category_id, request.name, request.sort_order,
                                                request.expected_version)
         return catalog_pb2.UpdateCategoryResponse(category=_category(doc))
 
     async def AdjustStock(self, request, context):
-        doc = await inventory.adjust_stock(request.sku_id, request.delta, request.reason, request.idempotency_key)
+        doc = await self.inventory.adjust_stock(request.sku_id, request.delta, request.reason, request.idempotency_key)
         return catalog_pb2.AdjustStockResponse(stock=_stock(doc))
 
     async def AuditStock(self, request, context):
-        audit = await inventory.audit_stock(request.sku_id)
+        audit = await self.inventory.audit_stock(request.sku_id)
         levels = audit.recomputed
         return catalog_pb2.AuditStockResponse(
             stock=_stock(audit.stock), consistent=audit.consistent,
-            recomputed=catalog_pb2.Stock(sku_id=audit.stock["_id"], on_hand=levels.on_hand, reserved=levels.reserved,
+            recomputed=catalog_pb2.Stock(sku_id=audit.stock.sku_id, on_hand=levels.on_hand, reserved=levels.reserved,
                                          available=levels.available),
             movements=[_movement(m) for m in audit.movements])
 
     async def ReturnStock(self, request, context):
-        docs = await inventory.return_stock(validation.ReturnStock(
+        docs = await self.inventory.return_stock(validation.ReturnStock(
             request.return_id, request.order_id, [(line.sku_id, line.quantity) for line in request.lines]))
         return catalog_pb2.ReturnStockResponse(stock=[_stock(d) for d in docs])
 
@@ -155,7 +164,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return catalog_pb2.GetStockResponse(stock=_stock(await self.stock.get_stock(request.sku_id)))
 
     async def GetSkus(self, request, context):
-        details = await products.get_skus(list(request.sku_ids))
+        details = await self.products.get_skus(list(request.sku_ids))
         return catalog_pb2.GetSkusResponse(skus=[
             catalog_pb2.SkuDetail(sku=_sku(d.sku, d.product_id, d.available), product_title=d.product_title,
                                   product_status=STATUS_NUMBERS[d.product_status]) for d in details])
@@ -165,33 +174,33 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         cmd = validation.ReserveStock(request.reservation_id, request.order_id,
                                       [(l.sku_id, l.quantity) for l in request.lines], expires_at)
         with deadline_of(context):
-            doc = await self.stock.reserve(cmd)
-        return catalog_pb2.ReserveStockResponse(reservation=reservation_message(doc))
+            reservation = await self.stock.reserve(cmd)
+        return catalog_pb2.ReserveStockResponse(reservation=reservation_message(reservation))
 
     async def ReleaseReservation(self, request, context):
-        doc = await self.stock.release(request.reservation_id)
-        return catalog_pb2.ReleaseReservationResponse(reservation=reservation_message(doc))
+        reservation = await self.stock.release(request.reservation_id)
+        return catalog_pb2.ReleaseReservationResponse(reservation=reservation_message(reservation))
 
     async def GetReservation(self, request, context):
-        doc = await self.stock.get_reservation(request.reservation_id)
-        return catalog_pb2.GetReservationResponse(reservation=reservation_message(doc))
+        reservation = await self.stock.get_reservation(request.reservation_id)
+        return catalog_pb2.GetReservationResponse(reservation=reservation_message(reservation))
 
     async def CreateFlashSale(self, request, context):
-        doc = await self.flash.create(flash_sales.CreateFlashSale(
+        sale = await self.flash.create(flash_sales.CreateFlashSale(
             idempotency_key=request.idempotency_key, sku_id=request.sku_id, price=request.price.amount,
             currency=request.price.currency, units=request.units, per_member_limit=request.per_member_limit,
             starts_at=aware(request.starts_at.ToDatetime()) if request.HasField("starts_at") else None,
             ends_at=aware(request.ends_at.ToDatetime()) if request.HasField("ends_at") else None,
             title=request.title, live_session_id=request.live_session_id))
-        return catalog_pb2.CreateFlashSaleResponse(flash_sale=flash_sale_message(doc))
+        return catalog_pb2.CreateFlashSaleResponse(flash_sale=flash_sale_message(sale))
 
     async def GetFlashSale(self, request, context):
-        doc = await self.flash.get(request.flash_sale_id)
-        return catalog_pb2.GetFlashSaleResponse(flash_sale=flash_sale_message(doc))
+        sale = await self.flash.get(request.flash_sale_id)
+        return catalog_pb2.GetFlashSaleResponse(flash_sale=flash_sale_message(sale))
 
     async def ListFlashSales(self, request, context):
-        docs, token = await self.flash.list_sales(request.live_session_id, request.page_size, request.page_token)
-        return catalog_pb2.ListFlashSalesResponse(flash_sales=[flash_sale_message(d) for d in docs],
+        sales, token = await self.flash.list_sales(request.live_session_id, request.page_size, request.page_token)
+        return catalog_pb2.ListFlashSalesResponse(flash_sales=[flash_sale_message(s) for s in sales],
                                                   next_page_token=token)
 
     async def ReserveFlashSale(self, request, context):
