@@ -27,9 +27,8 @@ LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critic
 # Calls whose first or third positional argument is a reason.
 REASON_FIRST = {"CartRuleBroken", "_refuse"}
 REASON_THIRD = {"ApiError", "PayloadTooLarge"}
-# Words the service code still raises while their merge into the declared word is under way
-# (renamed in the services' own changes); only tolerated under services/.
-BEING_RENAMED = {"VERSION_MISMATCH": "VERSION_CONFLICT", "CART_VERSION_MISMATCH": "VERSION_CONFLICT",
+# Synonyms merged into one declared word: raising one of them fails, and none is declared.
+MERGED = {"VERSION_MISMATCH": "VERSION_CONFLICT", "CART_VERSION_MISMATCH": "VERSION_CONFLICT",
                  "INSUFFICIENT_STOCK": "OUT_OF_STOCK", "INSUFFICIENT_AVAILABLE": "OUT_OF_STOCK",
                  "ILLEGAL_STATUS_TRANSITION": "STATUS_TRANSITION"}
 
@@ -175,16 +174,14 @@ def test_every_raised_reason_is_declared_where_its_callers_can_read_it(raised):
             if not any(re.match(r.word, word) for word in allowed):
                 missing.append(f"{r.where}: {r.word} matches no reason of {r.package}")
         elif r.word not in allowed:
-            if r.word in BEING_RENAMED and r.where.startswith("services/"):
-                continue
-            hint = f" (merged into {BEING_RENAMED[r.word]})" if r.word in BEING_RENAMED else ""
+            hint = f" (merged into {MERGED[r.word]})" if r.word in MERGED else ""
             missing.append(f"{r.where}: {r.word} is not declared for {r.package}{hint}")
     assert not missing, "declare these in protos/siyu/*/v1/errors.proto:\n" + "\n".join(missing)
 
 
 def test_each_word_is_declared_once_and_merged_synonyms_are_not():
     declared = reasons.declared()  # raises on a word declared twice
-    assert not set(BEING_RENAMED) & set(declared)
+    assert not set(MERGED) & set(declared)
     assert {"VERSION_CONFLICT", "OUT_OF_STOCK", "STATUS_TRANSITION", "CONCURRENT_UPDATE"} <= set(declared)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("siyu_kit", "services", "gateway")
@@ -146,9 +145,6 @@ def describe(found: list[list[str]]) -> str:
     return "; ".join(" → ".join(cycle) for cycle in found)
 
 
-# The catalog's stock and flash-sale use cases still import each other while they are
-# being untangled; any other cycle fails the test below.
-KNOWN_CYCLE = {"services.catalog.application.stock", "services.catalog.application.flash_sales"}
 
 
 def test_the_kit_imports_nothing_from_scripts_or_services():
@@ -171,19 +167,11 @@ def test_the_graph_sees_relative_and_from_imports():
     assert "siyu_kit.config" in graph["siyu_kit.events.streams"]
 
 
-def _only_the_known_cycle() -> bool:
-    found = cycles(import_graph())
-    return bool(found) and all(set(cycle) == KNOWN_CYCLE for cycle in found)
-
-
-@pytest.mark.xfail(_only_the_known_cycle(), strict=False,
-                   reason="the catalog's stock ↔ flash_sales cycle is being untangled")
 def test_no_import_cycles():
     found = cycles(import_graph())
     assert found == [], f"import cycles: {describe(found)}"
 
 
-@pytest.mark.xfail(strict=False, reason="the services move their adapters behind application ports one by one")
 def test_domain_and_application_never_import_adapters():
     offending = []
     for module, path in project_modules("services").items():
