@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Awaitable, Callable, TypeVar
 
 from siyu_kit.aggregate import StaleVersion
-from siyu_kit.errors import Conflict
+from siyu_kit.errors import Conflict, DomainError
 
 T = TypeVar("T")
 
@@ -13,12 +13,13 @@ ATTEMPTS = 3
 
 
 async def on_conflict(attempt: Callable[[], Awaitable[T]], *, gave_up: str, reason: str = "CONCURRENT_UPDATE",
-                      attempts: int = ATTEMPTS) -> T:
+                      attempts: int = ATTEMPTS, error: type[DomainError] = Conflict) -> T:
     """Runs `attempt` (read, decide, save) until it does not raise StaleVersion, at most
-    `attempts` times; then raises Conflict(gave_up). Each attempt must read afresh."""
+    `attempts` times; then raises `error(gave_up)`, ABORTED unless the contract says
+    otherwise. Each attempt must read afresh."""
     for _ in range(attempts):
         try:
             return await attempt()
         except StaleVersion:
             continue
-    raise Conflict(gave_up, reason=reason)
+    raise error(gave_up, reason=reason)

@@ -78,7 +78,9 @@ class StockUseCases:
         async def once() -> T:
             return await attempt(held.pop() if held else await self._reload(first))
 
-        return await retry.on_conflict(once, gave_up=BUSY, reason="RESERVATION_BUSY", attempts=ATTEMPTS)
+        # A reservation that keeps changing has always been answered FAILED_PRECONDITION.
+        return await retry.on_conflict(once, gave_up=BUSY, reason="RESERVATION_BUSY", attempts=ATTEMPTS,
+                                       error=FailedPrecondition)
 
     # ---- moving the stock after a state change
 

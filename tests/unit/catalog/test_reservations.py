@@ -187,7 +187,7 @@ async def test_a_move_that_keeps_losing_gives_up_with_the_busy_reason(shop):
     await stocked(shop)
     await reserve(shop)
     shop.reservations.conflicts = 100
-    with pytest.raises(Conflict) as busy:
+    with pytest.raises(FailedPrecondition) as busy:
         await shop.stock_cases.on_paid(MERCHANT, RID, "evt")
     assert busy.value.reason == "RESERVATION_BUSY"
     assert shop.stock.levels(SKU_A) == (10, 2, 8)
