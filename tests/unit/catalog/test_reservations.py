@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from siyu_kit.aggregate import Move
-from siyu_kit.errors import AlreadyExists, Conflict, FailedPrecondition, NotFound
+from siyu_kit.errors import AlreadyExists, FailedPrecondition, NotFound
 from siyu_kit.ids import new_id
 
 from services.catalog.application import validation
