@@ -6,13 +6,17 @@ StaleVersion), and keeps the events saved with each aggregate so tests can asser
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from siyu_kit.aggregate import StaleVersion
+from siyu_kit.errors import FieldViolation, NotFound
 
+from services.order.application.ports import FlashReservation, MemberPricing, SkuInfo
+from services.order.domain.cart import Cart
 from services.order.domain.orders import Order, OrderState
+from services.order.domain.settings import DEFAULTS, OrderSettings
 
 
 @dataclass
@@ -115,3 +119,147 @@ class FakeOrders:
         order.version += 1
         self.orders[order.id] = self._copy(order)
         self.events.extend((order.id, order.version, e) for e in recorded)
+
+
+@dataclass
+class FakeSettings:
+    """SettingsRepository in memory: the defaults (version 0) until saved."""
+    by_merchant: dict[str, OrderSettings] = field(default_factory=dict)
+    stale_saves: int = 0
+    reads: int = 0
+
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        self.reads += 1
+        return self.by_merchant.get(merchant_id, DEFAULTS)
+
+    async def save(self, merchant_id: str, settings: OrderSettings, updated_ms: int) -> OrderSettings:
+        current = self.by_merchant.get(merchant_id, DEFAULTS)
+        if self.stale_saves > 0:
+            self.stale_saves -= 1
+            raise StaleVersion("the settings changed meanwhile")
+        if settings.version != current.version:
+            raise StaleVersion("the settings changed meanwhile")
+        saved = replace(settings, version=settings.version + 1)
+        self.by_merchant[merchant_id] = saved
+        return saved
+
+
+@dataclass
+class FakeCarts:
+    """CartRepository in memory, keyed by (merchant, member)."""
+    carts: dict[tuple[str, str], Cart] = field(default_factory=dict)
+    stale_saves: int = 0
+    saves: int = 0
+
+    async def get(self, merchant_id: str, member_id: str) -> Cart:
+        cart = self.carts.get((merchant_id, member_id))
+        return copy.deepcopy(cart) if cart is not None else Cart.empty(merchant_id, member_id)
+
+    async def save(self, cart: Cart) -> None:
+        key = (cart.merchant_id, cart.member_id)
+        stored = self.carts.get(key)
+        if self.stale_saves > 0:
+            self.stale_saves -= 1
+            raise StaleVersion("the cart changed meanwhile")
+        if (stored.version if stored else 0) != cart.version:
+            raise StaleVersion("the cart changed meanwhile")
+        self.saves += 1
+        cart.version += 1
+        if not cart.id:
+            cart.id = f"crt_{len(self.carts) + 1}"
+        self.carts[key] = copy.deepcopy(cart)
+
+
+def sku(sku_id: str, unit_price: int = 1000, *, on_shelf: bool = True, currency: str = "CNY",
+        available: int = 100, product_id: str = "prd_1", title: str = "Tea", **more) -> SkuInfo:
+    return SkuInfo(sku_id=sku_id, product_id=product_id, title=title, unit_price=unit_price, currency=currency,
+                   on_shelf=on_shelf, available=available, **more)
+
+
+@dataclass
+class FakeCatalog:
+    """Catalog and FlashCatalog: SKUs by id, reservations held, releases made. Set
+    `refuse_reserve` (or `refuse_flash`) to an error to raise it instead of reserving."""
+    skus_by_id: dict[str, SkuInfo] = field(default_factory=dict)
+    reserved: dict[str, tuple[str, list[tuple[str, int]], datetime]] = field(default_factory=dict)
+    released: list[str] = field(default_factory=list)
+    flash_won: FlashReservation | None = None
+    flash_calls: int = 0
+    sku_calls: int = 0
+    refuse_reserve: Exception | None = None
+    refuse_flash: Exception | None = None
+
+    def add(self, *skus: SkuInfo) -> "FakeCatalog":
+        for s in skus:
+            self.skus_by_id[s.sku_id] = s
+        return self
+
+    async def skus(self, sku_ids: list[str]) -> dict[str, SkuInfo]:
+        self.sku_calls += 1
+        return {s: self.skus_by_id[s] for s in sku_ids if s in self.skus_by_id}
+
+    async def reserve(self, reservation_id: str, order_id: str, lines: list[tuple[str, int]],
+                      expires_at: datetime) -> None:
+        if self.refuse_reserve is not None:
+            raise self.refuse_reserve
+        self.reserved[reservation_id] = (order_id, list(lines), expires_at)
+
+    async def release(self, reservation_id: str) -> None:
+        self.released.append(reservation_id)
+
+    async def reserve_flash_sale(self, reservation_id: str, order_id: str, flash_sale_id: str, member_id: str,
+                                 quantity: int, expires_at: datetime) -> FlashReservation:
+        self.flash_calls += 1
+        if self.refuse_flash is not None:
+            raise self.refuse_flash
+        assert self.flash_won is not None, "set flash_won first"
+        self.reserved[reservation_id] = (order_id, [(self.flash_won.sku_id, quantity)], expires_at)
+        return self.flash_won
+
+
+@dataclass
+class FakeMembers:
+    """Members: every member has `tier` unless `tiers` says otherwise; `down` makes it fail."""
+    tier: str = "REGULAR"
+    discount_bp: int = 10_000
+    tiers: dict[str, MemberPricing] = field(default_factory=dict)
+    down: Exception | None = None
+
+    async def pricing(self, member_id: str) -> MemberPricing:
+        if self.down is not None:
+            raise self.down
+        return self.tiers.get(member_id, MemberPricing(self.tier, self.discount_bp))
+
+
+@dataclass
+class FakeAttributions:
+    """Attributions: the persona and content ids in `known` exist."""
+    known: set[str] = field(default_factory=set)
+    checked: list[tuple[str, str]] = field(default_factory=list)
+
+    async def check_attribution(self, persona_id: str, content_id: str) -> None:
+        self.checked.append((persona_id, content_id))
+        missing = [FieldViolation(f"attribution.{name}", "no such one in this merchant")
+                   for name, value in (("persona_id", persona_id), ("content_id", content_id))
+                   if value and value not in self.known]
+        if missing:
+            raise NotFound(f"{missing[0].field}: no such one in this merchant", reason="ATTRIBUTION_NOT_FOUND",
+                           violations=missing)
+
+
+@dataclass
+class FakeOpenRefunds:
+    """OpenRefunds: open refund counts by order id."""
+    open_by_order: dict[str, int] = field(default_factory=dict)
+
+    async def count_open(self, merchant_id: str, order_id: str) -> int:
+        return self.open_by_order.get(order_id, 0)
+
+
+@dataclass
+class FakeRecords:
+    """PaymentRecords, RefundRecords or LedgerRecords: what each order has, as given."""
+    by_order: dict[str, list] = field(default_factory=dict)
+
+    async def of_order(self, merchant_id: str, order_id: str) -> list:
+        return list(self.by_order.get(order_id, ()))

@@ -86,7 +86,7 @@ def test_update_and_remove_check_the_version_when_asked(order, catalog):
     for rpc, request in ((order.UpdateCartItem, OS.UpdateCartItemRequest(sku_id=b, quantity=9, expected_version=3)),
                          (order.RemoveCartItems, OS.RemoveCartItemsRequest(sku_ids=[b], expected_version=3))):
         error = rpc_error(rpc, request, metadata=md)
-        assert error.code() == grpc.StatusCode.ABORTED and reason(error) == "CART_VERSION_MISMATCH"
+        assert error.code() == grpc.StatusCode.ABORTED and reason(error) == "VERSION_CONFLICT"
     assert get(order, md) == updated
     # Without a version the change applies to whatever is current.
     updated = order.UpdateCartItem(OS.UpdateCartItemRequest(sku_id=b, quantity=9, selected=True), metadata=md).cart

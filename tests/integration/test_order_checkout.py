@@ -21,10 +21,10 @@ from tests.integration.test_member_members import login, order_paid, publish
 from tests.integration.test_order_api import make_skus, member, my_orders, place, reason, staff, stock
 from tests.support import field_violations, metadata, new_merchant_id, rpc_error, stub_fixture, wait_until
 
-from services.order.adapters.cart import Carts
+from services.order.adapters.cart import MongoCarts
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.member import MemberClient
-from services.order.adapters.repositories import Settings
+from services.order.adapters.repositories import MongoSettings
 from services.order.application.checkout import Checkout
 
 order = stub_fixture("order", order_pb2_grpc.OrderServiceStub)
@@ -165,8 +165,8 @@ async def test_no_tier_no_price_when_the_member_service_is_unreachable(stack, st
     mid = new_merchant_id()
     (a,) = make_skus(catalog, mid, (100, 5))
     checkout = Checkout(catalog=CatalogClient(clients.channel(f"127.0.0.1:{stack.ports['catalog']}", "order")),
-                        members=MemberClient(clients.channel("127.0.0.1:1", "order")), settings=Settings(),
-                        carts=Carts())
+                        members=MemberClient(clients.channel("127.0.0.1:1", "order")), settings=MongoSettings(),
+                        carts=MongoCarts())
     member_id = new_id("mem")
     token = context.use(RequestContext(merchant_id=mid, channel="H5", caller_kind="member", caller_id=member_id))
     try:

@@ -20,7 +20,7 @@ from tests.support import database_fixture, field_violations, metadata, new_merc
 
 from services.order.adapters.documents import OrderSettingsDoc
 from services.order.adapters.refunds import Refunds
-from services.order.adapters.repositories import Orders, Settings
+from services.order.adapters.repositories import MongoOrders, MongoSettings
 from services.order.application.fulfilment import FulfilmentUseCases
 
 DAY_S = 24 * 3600
@@ -128,7 +128,7 @@ async def test_auto_confirm_completes_due_orders_once(stack, storage, order, cat
     # Its day has passed.
     database.orders.update_one({"_id": due.order_id}, {"$inc": {"auto_confirm_ms": -DAY_S * 1000 - 1}})
 
-    jobs = [FulfilmentUseCases(orders=Orders(), refunds=Refunds(), settings=Settings(), committed=lambda: None)
+    jobs = [FulfilmentUseCases(orders=MongoOrders(), refunds=Refunds(), settings=MongoSettings())
             for _ in range(3)]
     await asyncio.gather(*(job.auto_confirm_due(limit=10_000) for job in jobs))
     done = as_staff(order, mid, due.order_id).order
@@ -138,7 +138,7 @@ async def test_auto_confirm_completes_due_orders_once(stack, storage, order, cat
     payload = events_pb2.OrderCompleted()
     assert event.payload.Unpack(payload) and payload.confirmed_by == "AUTO"
     # A run a day later (a restart reads the same stored times) confirms the other one.
-    tomorrow = FulfilmentUseCases(orders=Orders(), refunds=Refunds(), settings=Settings(), committed=lambda: None,
+    tomorrow = FulfilmentUseCases(orders=MongoOrders(), refunds=Refunds(), settings=MongoSettings(),
                                   clock=lambda: utcnow() + timedelta(days=1, minutes=1))
     await tomorrow.auto_confirm_due(limit=10_000)
     assert as_staff(order, mid, later.order_id).order.state == OS.ORDER_STATE_COMPLETED

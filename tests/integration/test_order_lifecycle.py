@@ -23,7 +23,7 @@ from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderSettingsDoc, PaymentDoc
 from services.order.adapters.ledger import Ledger
 from services.order.adapters.payments import Payments
-from services.order.adapters.repositories import MongoOrders, Orders, Settings
+from services.order.adapters.repositories import MongoOrders
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
@@ -45,8 +45,7 @@ def storage(stack):
 
 def order_cases(stack, shift: timedelta) -> OrderUseCases:
     catalog = CatalogClient(clients.channel(f"127.0.0.1:{stack.ports['catalog']}", "order"))
-    return OrderUseCases(orders=Orders(), settings=Settings(), catalog=catalog, committed=lambda: None,
-                         clock=lambda: utcnow() + shift)
+    return OrderUseCases(orders=MongoOrders(), catalog=catalog, clock=lambda: utcnow() + shift)
 
 
 def payment_cases(storage, shift: timedelta) -> PaymentUseCases:

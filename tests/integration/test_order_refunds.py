@@ -23,9 +23,9 @@ from tests.support import (database_fixture, field_violations, new_merchant_id, 
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderSettingsDoc
 from services.order.adapters.ledger import Ledger
-from services.order.adapters.refunds import Refunds, SettingsOfMerchants
 from services.order.adapters.payments import Payments
-from services.order.adapters.repositories import MongoOrders, Orders, Settings
+from services.order.adapters.refunds import Refunds
+from services.order.adapters.repositories import MongoOrders, MongoSettings, Settings
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
@@ -315,7 +315,7 @@ def test_other_merchants_members_and_roles_are_kept_out(order, catalog):
 def refund_cases(stack, storage, shift: timedelta = timedelta(0)) -> RefundUseCases:
     catalog = CatalogClient(clients.channel(f"127.0.0.1:{stack.ports['catalog']}", "order"))
     return RefundUseCases(orders=MongoOrders(), refunds=Refunds(), payments=Payments(), entries=Ledger(),
-                          settings=SettingsOfMerchants(Settings()),
+                          settings=MongoSettings(Settings()),
                           provider=SandboxProvider(storage.sandbox_payment_secret),
                           stock=catalog, clock=lambda: utcnow() + shift)
 
@@ -353,8 +353,7 @@ async def test_payments_racing_expiry_end_in_one_state_with_a_balanced_ledger(st
     paying = PaymentUseCases(orders=MongoOrders(), payments=Payments(), entries=Ledger(),
                              provider=SandboxProvider(storage.sandbox_payment_secret),
                              clock=lambda: utcnow() + timedelta(minutes=29, seconds=59))
-    expiring = OrderUseCases(orders=Orders(), settings=Settings(), catalog=catalog_client, committed=lambda: None,
-                             clock=lambda: utcnow() + late)
+    expiring = OrderUseCases(orders=MongoOrders(), catalog=catalog_client, clock=lambda: utcnow() + late)
     for o, p in zip(placed, payments):  # 20 separate races
         await asyncio.gather(paying.handle_callback(success(storage, p)), expiring.expire_due(limit=10_000))
     await expiring.expire_due(limit=10_000)

@@ -1,14 +1,16 @@
 """Carts in MongoDB: one document per member per merchant, its items replaced whole
-under a version check (the embedded server cannot `$push` sub-documents). Blocking:
-call through siyu_kit.db.run_sync."""
+under a version check (the embedded server cannot `$push` sub-documents)."""
 from __future__ import annotations
 
 from mongoengine import DictField, Document, IntField, ListField, StringField
 from pymongo.errors import DuplicateKeyError
 
+from siyu_kit.aggregate import StaleVersion
+from siyu_kit.db import run_sync
 from siyu_kit.ids import new_id
+from siyu_kit.repository import save_change
 
-from services.order.domain.cart import CartItem
+from services.order.domain.cart import Cart, CartItem
 
 
 class CartDoc(Document):
@@ -38,25 +40,39 @@ def _stored(items: tuple[CartItem, ...]) -> list[dict]:
             for i in items]
 
 
-class Carts:
+def cart_of(doc: dict | None, merchant_id: str, member_id: str) -> Cart:
+    if doc is None:
+        return Cart.empty(merchant_id, member_id)
+    return Cart(id=doc["_id"], merchant_id=merchant_id, member_id=member_id, items=items_of(doc),
+                version=int(doc["version"]), updated_ms=int(doc.get("updated_ms") or 0))
+
+
+class MongoCarts:
+    """CartRepository in MongoDB."""
+
     @staticmethod
     def _c():
         return CartDoc._get_collection()
 
-    def get(self, merchant_id: str, member_id: str) -> dict | None:
-        return self._c().find_one({"merchant_id": merchant_id, "member_id": member_id})
+    async def get(self, merchant_id: str, member_id: str) -> Cart:
+        doc = await run_sync(self._c().find_one, {"merchant_id": merchant_id, "member_id": member_id})
+        return cart_of(doc, merchant_id, member_id)
 
-    def save(self, merchant_id: str, member_id: str, version: int, items: tuple[CartItem, ...],
-             updated_ms: int) -> bool:
-        """Compare-and-set on `version` (0: the member has no cart yet, so it is created).
-        False when another change came first."""
-        if version == 0:
+    async def save(self, cart: Cart) -> None:
+        """Compare-and-set on the version read (0: the member has no cart yet, so it is
+        created); StaleVersion when another change came first."""
+        await run_sync(self._save, cart)
+        cart.version += 1
+
+    def _save(self, cart: Cart) -> None:
+        if cart.version == 0:
+            cart_id = new_id("crt")
             try:
-                self._c().insert_one({"_id": new_id("crt"), "merchant_id": merchant_id, "member_id": member_id,
-                                      "items": _stored(items), "version": 1, "updated_ms": updated_ms})
-            except DuplicateKeyError:
-                return False
-            return True
-        return self._c().update_one(
-            {"merchant_id": merchant_id, "member_id": member_id, "version": version},
-            {"$set": {"items": _stored(items), "updated_ms": updated_ms}, "$inc": {"version": 1}}).modified_count == 1
+                self._c().insert_one({"_id": cart_id, "merchant_id": cart.merchant_id, "member_id": cart.member_id,
+                                      "items": _stored(cart.items), "version": 1, "updated_ms": cart.updated_ms})
+            except DuplicateKeyError as error:
+                raise StaleVersion(f"a cart of {cart.member_id} was created meanwhile") from error
+            cart.id = cart_id
+            return
+        save_change(self._c(), {"merchant_id": cart.merchant_id, "member_id": cart.member_id},
+                    {"$set": {"items": _stored(cart.items), "updated_ms": cart.updated_ms}}, version=cart.version)

@@ -1,7 +1,6 @@
 """The catalog service's stock and SKU API, seen from the order service."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import grpc
@@ -12,30 +11,13 @@ from siyu_kit import errors
 from siyu_kit.cancellation import timeout
 from siyu_kit.protos import timestamp
 
+from services.order.application.ports import FlashReservation, LimitedTimePrice, SkuInfo
+
+__all__ = ["CatalogClient", "FlashReservation", "LimitedTimePrice", "SkuInfo"]
+
 TIMEOUT_S = 10.0
 _DETAILS_KEY = "grpc-status-details-bin"
 _ON_SHELF = catalog_pb2.PRODUCT_STATUS_ON_SHELF
-
-
-@dataclass(frozen=True)
-class SkuInfo:
-    sku_id: str
-    product_id: str
-    title: str
-    unit_price: int
-    currency: str
-    on_shelf: bool
-    available: int = 0
-    # Member tier name ("SILVER") → unit price, for the tiers the SKU prices itself.
-    tier_prices: dict[str, int] = field(default_factory=dict)
-    limited_time: LimitedTimePrice | None = None
-
-
-@dataclass(frozen=True)
-class LimitedTimePrice:
-    price: int
-    starts_at: datetime | None
-    ends_at: datetime | None
 
 
 def _limited_time(sku: catalog_pb2.Sku) -> LimitedTimePrice | None:
@@ -46,13 +28,6 @@ def _limited_time(sku: catalog_pb2.Sku) -> LimitedTimePrice | None:
         price=ltp.price.amount,
         starts_at=ltp.starts_at.ToDatetime(tzinfo=timezone.utc) if ltp.HasField("starts_at") else None,
         ends_at=ltp.ends_at.ToDatetime(tzinfo=timezone.utc) if ltp.HasField("ends_at") else None)
-
-
-@dataclass(frozen=True)
-class FlashReservation:
-    """Units a member won in a flash sale: of which SKU, at what unit price."""
-    sku_id: str
-    unit_price: int
 
 
 def _status(error: grpc.aio.AioRpcError) -> tuple[str, list[errors.FieldViolation]]:

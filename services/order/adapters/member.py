@@ -1,20 +1,14 @@
 """The member service's pricing API, seen from the order service."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import grpc
 from siyu.member.v1 import member_pb2, member_pb2_grpc
 
 from siyu_kit import errors
 
+from services.order.application.ports import MemberPricing
+
 TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class MemberPricing:
-    tier: str  # "REGULAR", "SILVER", "GOLD", "BLACK_GOLD"
-    discount_bp: int  # price multiplier of the tier: 9500 = 5% off
 
 
 class MemberClient:

@@ -12,8 +12,8 @@ from siyu.order.v1 import events_pb2, order_pb2
 from siyu_kit.events.outbox import Event, event_for
 from siyu_kit.protos import CHANNEL_BY_NAME, money, timestamp
 
-from services.order.adapters.catalog import SkuInfo
 from services.order.adapters.documents import order_doc
+from services.order.application.ports import LedgerRecord, SkuInfo
 from services.order.domain import orders as domain
 from services.order.domain.cart import CartItem
 from services.order.domain.payments import Payment
@@ -188,3 +188,10 @@ def ledger_entry(doc: dict) -> order_pb2.LedgerEntry:
         refund_id=doc.get("refund_id") or "", kind=doc["kind"], debit_account=doc["debit_account"],
         credit_account=doc["credit_account"], amount=money(doc["amount"], doc.get("currency", "CNY")),
         at=timestamp(doc["at"]))
+
+
+def ledger_record(r: LedgerRecord) -> order_pb2.LedgerEntry:
+    e = r.entry
+    return order_pb2.LedgerEntry(
+        entry_id=e.entry_id, order_id=e.order_id, payment_id=e.payment_id, refund_id=e.refund_id, kind=e.kind,
+        debit_account=e.debit, credit_account=e.credit, amount=money(e.amount, r.currency), at=timestamp(r.at))

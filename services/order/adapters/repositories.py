@@ -11,6 +11,7 @@ from typing import Any
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
+from siyu_kit.aggregate import StaleVersion
 from siyu_kit.db import run_sync
 from siyu_kit.events.outbox import Event, add_to_update, for_insert
 from siyu_kit.ids import new_id
@@ -307,3 +308,21 @@ class Settings:
         result = replace(settings, version=version + 1)
         self._cache[merchant_id] = (time.monotonic() + self._ttl_s, result)
         return result
+
+
+class MongoSettings:
+    """SettingsRepository over `Settings` (sharing its cache with whoever else reads
+    through the same `Settings`)."""
+
+    def __init__(self, cached: Settings | None = None):
+        self.cached = cached or Settings()
+
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        return await run_sync(self.cached.of_merchant, merchant_id, fresh)
+
+    async def save(self, merchant_id: str, settings: OrderSettings, updated_ms: int) -> OrderSettings:
+        saved = await run_sync(self.cached.save, merchant_id, settings, settings.version, updated_ms)
+        if saved is None:
+            raise StaleVersion(f"the order settings of {merchant_id} changed since they were read")
+        return saved
+

@@ -8,43 +8,29 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from siyu_kit import context
-from siyu_kit.db import run_sync
-from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Violations
+from siyu_kit import context, retry
+from siyu_kit.aggregate import StaleVersion
+from siyu_kit.errors import Conflict, NotFound, Violations
 from siyu_kit.ids import is_id
 from siyu_kit.protos import now_ms
 
-from services.order.adapters.cart import Carts, items_of
-from services.order.adapters.catalog import SkuInfo
-from services.order.application.ports import Catalog
+from services.order.application.ports import CartRepository, Catalog, SkuInfo
 from services.order.domain import cart as rules
-from services.order.domain.cart import CartItem, CartRuleBroken
+from services.order.domain.cart import Cart
 
 # Enough for a burst of changes from every device of one member; each retry re-reads.
 MAX_ATTEMPTS = 50
 STALE = "the cart changed since it was read; read it again"
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    items: tuple[CartItem, ...]
-    version: int  # 0: no cart yet
-    updated_ms: int
-
-
-def _snapshot(doc: dict | None) -> Snapshot:
-    if doc is None:
-        return Snapshot((), 0, 0)
-    return Snapshot(items_of(doc), int(doc["version"]), int(doc.get("updated_ms") or 0))
+TOO_FAST = "the cart is changing too fast; try again"
 
 
 @dataclass(frozen=True)
 class CartView:
-    cart: Snapshot
+    cart: Cart
     skus: dict[str, SkuInfo]  # current catalog facts of the items' SKUs
 
 
-Change = Callable[[tuple[CartItem, ...]], tuple[CartItem, ...]]
+Change = Callable[[Cart, int], bool]
 
 
 def _check_quantity(v: Violations, quantity: int) -> None:
@@ -57,14 +43,14 @@ def _check_version(v: Violations, expected_version: int) -> None:
 
 @dataclass
 class CartUseCases:
-    carts: Carts
+    carts: CartRepository
     catalog: Catalog
     clock_ms: Callable[[], int] = now_ms
 
     async def get(self) -> CartView:
         ctx = context.current()
         member_id = ctx.require_member()
-        return await self._view(await self._read(ctx.merchant_id, member_id))
+        return await self._view(await self.carts.get(ctx.merchant_id, member_id))
 
     async def add(self, sku_id: str, quantity: int) -> CartView:
         ctx = context.current()
@@ -74,7 +60,7 @@ class CartUseCases:
         _check_quantity(v, quantity)
         v.raise_if_any()
         # The one catalog call: the SKU to add and the cart's others, for the answer.
-        current = await self._read(ctx.merchant_id, member_id)
+        current = await self.carts.get(ctx.merchant_id, member_id)
         skus = await self.catalog.skus(sorted({sku_id, *(i.sku_id for i in current.items)}))
         info = skus.get(sku_id)
         if info is None or not info.on_shelf:
@@ -82,8 +68,8 @@ class CartUseCases:
             missing.add("sku_id", f"{sku_id} {'is not on sale' if info else 'does not exist'}")
             raise NotFound(missing.items[0].description, reason="SKU_NOT_FOUND", violations=missing.items)
         now = self.clock_ms()
-        cart = await self._change(ctx.merchant_id, member_id, lambda items: rules.add(items, sku_id, quantity, now),
-                                  0, first=current)
+        cart = await self._change(ctx.merchant_id, member_id, lambda c, _: c.add(sku_id, quantity, now), 0,
+                                  first=current)
         return await self._view(cart, skus)
 
     async def update(self, sku_id: str, quantity: int, selected: bool, expected_version: int) -> CartView:
@@ -95,7 +81,7 @@ class CartUseCases:
         _check_version(v, expected_version)
         v.raise_if_any()
         cart = await self._change(ctx.merchant_id, member_id,
-                                  lambda items: rules.update(items, sku_id, quantity, selected), expected_version)
+                                  lambda c, at: c.update(sku_id, quantity, selected, at), expected_version)
         return await self._view(cart)
 
     async def remove(self, sku_ids: list[str], expected_version: int) -> CartView:
@@ -107,42 +93,41 @@ class CartUseCases:
             v.check(is_id(sku_id, "sku"), f"sku_ids[{i}]", "must be a sku_ id")
         _check_version(v, expected_version)
         v.raise_if_any()
-        cart = await self._change(ctx.merchant_id, member_id, lambda items: rules.remove(items, sku_ids),
-                                  expected_version)
+        cart = await self._change(ctx.merchant_id, member_id, lambda c, at: c.remove(sku_ids, at), expected_version)
         return await self._view(cart)
 
     async def remove_ordered(self, merchant_id: str, member_id: str, sku_ids: list[str]) -> None:
         """After an order is placed: its SKUs leave the cart, whatever else changed."""
-        await self._change(merchant_id, member_id, lambda items: rules.remove(items, sku_ids), 0)
-
-    async def _read(self, merchant_id: str, member_id: str) -> Snapshot:
-        return _snapshot(await run_sync(self.carts.get, merchant_id, member_id))
+        await self._change(merchant_id, member_id, lambda c, at: c.remove(sku_ids, at), 0)
 
     async def _change(self, merchant_id: str, member_id: str, change: Change, expected_version: int,
-                      first: Snapshot | None = None) -> Snapshot:
-        """Applies `change` to the current items and stores them if the cart is still at
-        the version read. `first` is the cart as the caller has just read it."""
-        for attempt in range(MAX_ATTEMPTS):
-            cart = first if attempt == 0 and first is not None else await self._read(merchant_id, member_id)
-            if expected_version and expected_version != cart.version:
-                raise Conflict(STALE, reason="CART_VERSION_MISMATCH")
-            try:
-                items = change(cart.items)
-            except CartRuleBroken as broken:
-                error = NotFound if broken.reason == rules.NOT_IN_CART else FailedPrecondition
-                raise error(broken.message, reason=broken.reason) from broken
-            if items == cart.items:
-                return cart
-            updated_ms = self.clock_ms()
-            if await run_sync(self.carts.save, merchant_id, member_id, cart.version, items, updated_ms):
-                return Snapshot(items, cart.version + 1, updated_ms)
-            if expected_version:
-                raise Conflict(STALE, reason="CART_VERSION_MISMATCH")
-            # Lost to another device: spread the retries so they do not collide again.
-            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise Conflict("the cart is changing too fast; try again")
+                      first: Cart | None = None) -> Cart:
+        """Applies `change` to the current cart and stores it if the cart is still at the
+        version read. `first` is the cart as the caller has just read it."""
+        attempts = 0
 
-    async def _view(self, cart: Snapshot, skus: dict[str, SkuInfo] | None = None) -> CartView:
+        async def attempt() -> Cart:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                # Lost to another device: spread the retries so they do not collide again.
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempts - 1)))
+            cart = first if attempts == 1 and first is not None else await self.carts.get(merchant_id, member_id)
+            if expected_version and expected_version != cart.version:
+                raise Conflict(STALE, reason="VERSION_CONFLICT")
+            if not change(cart, self.clock_ms()):
+                return cart
+            try:
+                await self.carts.save(cart)
+            except StaleVersion:
+                if expected_version:
+                    raise Conflict(STALE, reason="VERSION_CONFLICT") from None
+                raise
+            return cart
+
+        return await retry.on_conflict(attempt, gave_up=TOO_FAST, attempts=MAX_ATTEMPTS)
+
+    async def _view(self, cart: Cart, skus: dict[str, SkuInfo] | None = None) -> CartView:
         """The cart with its SKUs' current facts; one catalog call for what is not known."""
         known = dict(skus or {})
         missing = [i.sku_id for i in cart.items if i.sku_id not in known]

@@ -5,29 +5,21 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping
 
 from siyu_kit import context
-from siyu_kit.db import run_sync
 from siyu_kit.errors import FailedPrecondition, NotFound, Violations
 from siyu_kit.ids import is_id
 from siyu_kit.protos import utcnow
 
-from services.order.adapters.cart import Carts, items_of
-from services.order.adapters.catalog import SkuInfo
-from services.order.adapters.member import MemberPricing
-from services.order.adapters.repositories import Settings
-from services.order.application.ports import Catalog
+from services.order.application.ports import (CartRepository, Catalog, MemberPricing, Members, SettingsRepository,
+                                              SkuInfo)
 from services.order.domain.pricing import (ACTIVITY_PRICE, LineInput, Offer, Pipeline, Quote, limited_time_offer,
                                            tier_offer)
 from services.order.domain.settings import OrderSettings
 
 MAX_LINES = 50
 MAX_QUANTITY = 999
-
-
-class MemberPricingSource(Protocol):
-    async def pricing(self, member_id: str) -> MemberPricing: ...
 
 
 @dataclass(frozen=True)
@@ -75,9 +67,9 @@ def _offers(sku: SkuInfo, member: MemberPricing, activity: ActivityPrice | None,
 @dataclass
 class Checkout:
     catalog: Catalog
-    members: MemberPricingSource
-    settings: Settings
-    carts: Carts
+    members: Members
+    settings: SettingsRepository
+    carts: CartRepository
     clock: Callable[[], datetime] = utcnow
 
     async def price(self, merchant_id: str, member_id: str, lines: list[tuple[str, int]],
@@ -100,7 +92,7 @@ class Checkout:
         currencies = {skus[s].currency for s, _ in lines}
         if len(currencies) != 1:
             raise FailedPrecondition("the lines are priced in different currencies", reason="MIXED_CURRENCY")
-        settings = await run_sync(self.settings.of_merchant, merchant_id)
+        settings = await self.settings.of_merchant(merchant_id)
         now = self.clock()
         activity_prices = activity_prices or {}
         quote = Pipeline.of(settings).price([
@@ -114,8 +106,8 @@ class Checkout:
         ctx = context.current()
         member_id = ctx.require_member()
         if not lines:
-            cart = await run_sync(self.carts.get, ctx.merchant_id, member_id)
-            lines = [(i.sku_id, i.quantity) for i in items_of(cart) if i.selected]
+            cart = await self.carts.get(ctx.merchant_id, member_id)
+            lines = [(i.sku_id, i.quantity) for i in cart.selected]
             if not lines:
                 raise FailedPrecondition("no lines given and no items selected in the cart", reason="CART_EMPTY")
         v = Violations()

@@ -16,20 +16,19 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Protocol
+from typing import Callable
 
 from siyu_kit import context, delays, logging as slog
 from siyu_kit.cancellation import require_time
-from siyu_kit.db import run_sync
 from siyu_kit.errors import FailedPrecondition, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
-from services.order.adapters.catalog import FlashReservation
-from services.order.adapters.repositories import Orders, Settings
 from services.order.application.checkout import ActivityPrice, Checkout
 from services.order.application.orders import (MAX_KEY, PLACE_MIN_TIME_S, OrderUseCases, attribution_of,
                                                 check_attribution_and_remark)
+from services.order.application.ports import FlashCatalog, OrderRepository, SettingsRepository
+from services.order.domain.orders import Order
 
 log = slog.get("siyu.order.flash")
 
@@ -39,13 +38,6 @@ SOLD_OUT = "SOLD_OUT"
 # How long a SOLD_OUT answer is repeated without asking the catalog: short next to an
 # order's expiry, so units that come back are on sale again within a second.
 SOLD_OUT_MEMORY_S = 1.0
-
-
-class FlashCatalog(Protocol):
-    async def reserve_flash_sale(self, reservation_id: str, order_id: str, flash_sale_id: str, member_id: str,
-                                 quantity: int, expires_at: datetime) -> FlashReservation: ...
-
-    async def release(self, reservation_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -71,8 +63,8 @@ def validate(cmd: PlaceFlashSaleOrderInput, ctx_channel: str) -> int:
 
 @dataclass
 class FlashOrderUseCases:
-    orders: Orders
-    settings: Settings
+    orders: OrderRepository
+    settings: SettingsRepository
     catalog: FlashCatalog
     checkout: Checkout
     # Writes the order (and releases the units if that fails).
@@ -81,19 +73,19 @@ class FlashOrderUseCases:
     # (merchant, flash sale) → monotonic time until which "sold out" is answered here.
     _sold_out_until: dict[tuple[str, str], float] = field(default_factory=dict)
 
-    async def place(self, cmd: PlaceFlashSaleOrderInput) -> dict:
+    async def place(self, cmd: PlaceFlashSaleOrderInput) -> Order:
         ctx = context.current()
         member_id = ctx.require_member()
         merchant_id = ctx.merchant_id
         quantity = validate(cmd, ctx.channel)
-        existing = await run_sync(self.orders.by_key, merchant_id, member_id, cmd.idempotency_key)
+        existing = await self.orders.by_key(merchant_id, member_id, cmd.idempotency_key)
         if existing:
             return existing
         await self.order_cases.check_references(cmd.attribution)
         sold_out_key = (merchant_id, cmd.flash_sale_id)
         if self._sold_out_until.get(sold_out_key, 0.0) > time.monotonic():
             raise FailedPrecondition("the flash sale is sold out", reason=SOLD_OUT)
-        settings = await run_sync(self.settings.of_merchant, merchant_id)
+        settings = await self.settings.of_merchant(merchant_id)
         now = to_storage_precision(self.clock())
         expires_at = now + timedelta(seconds=settings.flash_sale_expiry_s)
         order_id, reservation_id = new_id("ord"), new_id("rsv")

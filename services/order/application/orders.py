@@ -6,26 +6,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable, TypeVar
 
-from siyu.order.v1 import events_pb2
-
-from siyu_kit import context, delays, faults, logging as slog
+from siyu_kit import context, delays, faults, logging as slog, retry
+from siyu_kit.aggregate import StaleVersion
 from siyu_kit.cancellation import require_time, shielded
-from siyu_kit.db import run_sync
-from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Unavailable, Violations
-from siyu_kit.events.outbox import make_event
-from siyu_kit.events.streams import subject_of
+from siyu_kit.errors import Conflict, NotFound, Unavailable, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
-from services.order.adapters import messages
-from services.order.adapters.repositories import Orders, Settings
 from services.order.application.cart import CartUseCases
 from services.order.application.checkout import Checkout, PricedCheckout, check_lines
-from services.order.application.ports import Attributions, Catalog
-from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_TIMEOUT, DEFAULT_RESERVATION_GRACE,
-                                          CancelDecision, OrderState, reservation_expiry,
-                                          is_expired, member_cancel)
-from services.order.domain.pricing import Step
+from services.order.application.ports import Attributions, Catalog, OrderRepository
+from services.order.domain.orders import (CANCEL_BY_MEMBER, DEFAULT_RESERVATION_GRACE, Order, OrderLine, PriceStep,
+                                          reservation_expiry)
 
 log = slog.get("siyu.order")
 T = TypeVar("T")
@@ -40,8 +32,6 @@ ATTRIBUTION_IDS = (("persona_id", "per"), ("content_id", "cnt"), ("live_session_
 # caller's deadline: the reserve and the order write would not finish in time.
 PLACE_MIN_TIME_S = 0.3
 
-PLACED = subject_of("order", "order", "placed")
-CANCELLED = subject_of("order", "order", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -85,8 +75,9 @@ def attribution_of(given: dict, ctx_channel: str) -> dict:
     return attribution
 
 
-def _steps(steps: tuple[Step, ...]) -> list[dict]:
-    return [{"step": s.step, "amount": s.amount, "detail": s.detail} for s in steps]
+def _steps(steps) -> tuple[PriceStep, ...]:
+    """The price steps as the order keeps them."""
+    return tuple(PriceStep(s.step, s.amount, s.detail) for s in steps)
 
 
 def _require_order_id(order_id: str) -> None:
@@ -97,10 +88,8 @@ def _require_order_id(order_id: str) -> None:
 
 @dataclass
 class OrderUseCases:
-    orders: Orders
-    settings: Settings
+    orders: OrderRepository
     catalog: Catalog
-    committed: Callable[[], None]
     clock: Callable[[], datetime] = utcnow
     # Placing orders needs these; reading, cancelling and expiring them do not.
     checkout: Checkout | None = None
@@ -112,13 +101,13 @@ class OrderUseCases:
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
 
-    async def place(self, cmd: PlaceOrderInput) -> dict:
+    async def place(self, cmd: PlaceOrderInput) -> Order:
         ctx = context.current()
         member_id = ctx.require_member()
         merchant_id = ctx.merchant_id
         validate_place(cmd, ctx.channel)
         require_time(PLACE_MIN_TIME_S, "place the order")
-        existing = await run_sync(self.orders.by_key, merchant_id, member_id, cmd.idempotency_key)
+        existing = await self.orders.by_key(merchant_id, member_id, cmd.idempotency_key)
         if existing:
             return existing
         await self.check_references(cmd.attribution)
@@ -138,13 +127,13 @@ class OrderUseCases:
         except asyncio.CancelledError:
             await self.release_at_once(reservation_id)
             raise
-        doc = await self.create_order(
+        order = await self.create_order(
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
             attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark)
-        if cmd.remove_from_cart and doc["_id"] == order_id:
+        if cmd.remove_from_cart and order.id == order_id:
             await self._remove_from_cart(merchant_id, member_id, [s for s, _ in cmd.lines])
-        return doc
+        return order
 
     async def check_references(self, attribution: dict) -> None:
         """Before anything is held: the persona and content named must be the merchant's."""
@@ -171,7 +160,8 @@ class OrderUseCases:
 
     async def create_order(self, *, merchant_id: str, member_id: str, idempotency_key: str,
                            priced: PricedCheckout, order_id: str, reservation_id: str, created_at: datetime,
-                           expires_at: datetime, attribution: dict, remark: str, flash_sale_id: str = "") -> dict:
+                           expires_at: datetime, attribution: dict, remark: str,
+                           flash_sale_id: str = "") -> Order:
         """Writes a PENDING_PAYMENT order for stock already reserved under `reservation_id`,
         with its order.placed event in the same write. Returns the stored order; when an
         order with the same idempotency key won a race, releases this reservation and
@@ -185,45 +175,33 @@ class OrderUseCases:
             raise Unavailable("placing the order took longer than its payment window; try again",
                               reason="ORDER_EXPIRED_BEFORE_WRITTEN")
         quote = priced.quote
-        doc = {
-            "_id": order_id, "merchant_id": merchant_id, "member_id": member_id,
-            "idempotency_key": idempotency_key, "state": OrderState.PENDING_PAYMENT.value,
-            "lines": [{"line_id": new_id("oln"), "sku_id": l.sku_id, "product_id": l.product_id,
-                       "title": l.title, "quantity": l.quantity, "unit_price": l.unit_price,
-                       "line_total": l.line_total, "line_amount": l.line_amount, "paid_amount": l.paid_amount,
-                       "steps": _steps(l.steps)}
-                      for l in quote.lines],
-            "currency": priced.currency, "total": quote.total, "payable": quote.payable,
-            "order_steps": _steps(quote.order_steps), "shipping_fee": quote.shipping_fee, "tier": priced.tier,
-            "attribution": attribution, "remark": remark, "reservation_id": reservation_id,
-            "created_at": created_at, "expires_at": expires_at, "version": 1,
-        }
-        if flash_sale_id:
-            doc["flash_sale_id"] = flash_sale_id
-        event = make_event(PLACED, merchant_id=merchant_id, aggregate_id=order_id, aggregate_version=1,
-                           payload=events_pb2.OrderPlaced(order=messages.order(doc)),
-                           channel=attribution.get("channel", ""), occurred_at=created_at)
-        inserted = await shielded(self._insert_or_release(doc, event, reservation_id))
-        if inserted:
-            return doc
-        winner = await run_sync(self.orders.by_key, merchant_id, member_id, idempotency_key)
+        order = Order.place(
+            order_id=order_id, merchant_id=merchant_id, member_id=member_id, idempotency_key=idempotency_key,
+            lines=[OrderLine(line_id=new_id("oln"), sku_id=l.sku_id, product_id=l.product_id, title=l.title,
+                             quantity=l.quantity, unit_price=l.unit_price, line_total=l.line_total,
+                             line_amount=l.line_amount, paid_amount=l.paid_amount, steps=_steps(l.steps))
+                   for l in quote.lines],
+            currency=priced.currency, total=quote.total, payable=quote.payable, order_steps=_steps(quote.order_steps),
+            shipping_fee=quote.shipping_fee, tier=priced.tier, attribution=attribution, remark=remark,
+            reservation_id=reservation_id, created_at=created_at, expires_at=expires_at, flash_sale_id=flash_sale_id)
+        if await shielded(self._insert_or_release(order, reservation_id)):
+            return order
+        winner = await self.orders.by_key(merchant_id, member_id, idempotency_key)
         if winner is None:
             raise Conflict("the order was placed concurrently; try again")
         return winner
 
-    async def _insert_or_release(self, doc: dict, event, reservation_id: str) -> bool:
+    async def _insert_or_release(self, order: Order, reservation_id: str) -> bool:
         """Writes the order; False when an order with its idempotency key won a race. The
         reservation is released unless this order holds it."""
         # Tests hold the write here, already shielded, to give up on the call meanwhile.
         await delays.pause("order.place.writing")
         try:
-            inserted = await run_sync(self.orders.insert, doc, event)
+            inserted = await self.orders.add(order)
         except Exception:
             await self._release_quietly(reservation_id)
             raise
-        if inserted:
-            self.committed()
-        else:
+        if not inserted:
             # Lost a race with the same idempotency key: the winner's order stands.
             await self._release_quietly(reservation_id)
         return inserted
@@ -246,16 +224,16 @@ class OrderUseCases:
         except Exception:  # noqa: BLE001 - the catalog's sweeper frees it at expiry
             log.warning("order.release_failed", reservation_id=reservation_id, exc_info=True)
 
-    async def get(self, order_id: str) -> dict:
+    async def get(self, order_id: str) -> Order:
         ctx = context.current()
         member_id = ctx.require_member()
         _require_order_id(order_id)
-        doc = await run_sync(self.orders.of_member, ctx.merchant_id, member_id, order_id)
-        if doc is None:
+        order = await self.orders.of_member(ctx.merchant_id, member_id, order_id)
+        if order is None:
             raise NotFound(f"order {order_id} not found")
-        return doc
+        return order
 
-    async def list_mine(self, page_size: int, page_token: str) -> tuple[list[dict], str]:
+    async def list_mine(self, page_size: int, page_token: str) -> tuple[list[Order], str]:
         ctx = context.current()
         member_id = ctx.require_member()
         v = Violations()
@@ -263,52 +241,39 @@ class OrderUseCases:
         v.check(not page_token or is_id(page_token, "ord"), "page_token", "not a token from this list")
         v.raise_if_any()
         size = page_size or DEFAULT_PAGE
-        docs = await run_sync(self.orders.page_of_member, ctx.merchant_id, member_id, page_token, size + 1)
-        more = len(docs) > size
-        docs = docs[:size]
-        return docs, (docs[-1]["_id"] if more else "")
+        orders = await self.orders.page_of_member(ctx.merchant_id, member_id, page_token, size + 1)
+        more = len(orders) > size
+        orders = orders[:size]
+        return orders, (orders[-1].id if more else "")
 
-    async def cancel(self, order_id: str) -> dict:
+    async def cancel(self, order_id: str) -> Order:
         ctx = context.current()
         member_id = ctx.require_member()
         _require_order_id(order_id)
-        for _ in range(3):
-            doc = await run_sync(self.orders.of_member, ctx.merchant_id, member_id, order_id)
-            if doc is None:
-                raise NotFound(f"order {order_id} not found")
-            decision = member_cancel(OrderState(doc["state"]))
-            if decision is CancelDecision.ALREADY_CANCELLED:
-                return doc
-            if decision is CancelDecision.TOO_LATE:
-                raise FailedPrecondition(f"a {doc['state']} order cannot be cancelled",
-                                         reason="ORDER_NOT_CANCELLABLE")
-            if await self._cancel(doc, CANCEL_BY_MEMBER, self._now()):
-                return await run_sync(self.orders.of_member, ctx.merchant_id, member_id, order_id)
-        raise Conflict("the order changed while cancelling; try again")
 
-    async def _cancel(self, doc: dict, reason: str, now: datetime) -> bool:
-        after = {**doc, "state": OrderState.CANCELLED.value, "cancelled_at": now, "version": doc["version"] + 1}
-        event = make_event(CANCELLED, merchant_id=doc["merchant_id"], aggregate_id=doc["_id"],
-                           aggregate_version=after["version"], occurred_at=now,
-                           channel=(doc.get("attribution") or {}).get("channel", ""),
-                           payload=events_pb2.OrderCancelled(order=messages.order(after), reason=reason))
-        done = await run_sync(self.orders.transition, doc["merchant_id"], doc["_id"],
-                              from_state=OrderState.PENDING_PAYMENT.value, to_state=OrderState.CANCELLED.value,
-                              version=doc["version"], events=(event,),
-                              fields={"cancelled_at": now, "cancel_reason": reason})
-        if done:
-            self.committed()
-        return done
+        async def attempt() -> Order:
+            order = await self.orders.of_member(ctx.merchant_id, member_id, order_id)
+            if order is None:
+                raise NotFound(f"order {order_id} not found")
+            if order.cancel(self._now(), CANCEL_BY_MEMBER):
+                await self.orders.save(order)
+            return order
+
+        return await retry.on_conflict(attempt, gave_up="the order changed while cancelling; try again")
 
     async def expire_due(self, limit: int = 100) -> int:
         """Cancel unpaid orders past their expiry. A payment racing this ends in exactly
-        one of PAID or CANCELLED: both are conditional on PENDING_PAYMENT."""
+        one of PAID or CANCELLED: both are conditional on the version read."""
         now = self._now()
-        due = await run_sync(self.orders.expired, now, limit)
         cancelled = 0
-        for doc in due:
-            if is_expired(doc["expires_at"], now) and await self._cancel(doc, CANCEL_BY_TIMEOUT, now):
-                cancelled += 1
+        for order in await self.orders.expired(now, limit):
+            if not order.expire(now):
+                continue
+            try:
+                await self.orders.save(order)
+            except StaleVersion:
+                continue  # paid or cancelled meanwhile
+            cancelled += 1
         if cancelled:
             log.info("order.expired", count=cancelled)
         return cancelled

@@ -1,10 +1,12 @@
-"""What the use cases need from outside the service."""
+"""What the use cases need from outside the service: the repositories and the clients of
+the other services, as Protocols with async methods, and the values they exchange."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from services.order.adapters.catalog import SkuInfo
+from services.order.domain.cart import Cart
 from services.order.domain.ledger import Entry
 from services.order.domain.orders import Order
 from services.order.domain.payments import Notification, Payment, PaymentMethod, RefundReceipt
@@ -12,18 +14,89 @@ from services.order.domain.refunds import Refund
 from services.order.domain.settings import OrderSettings
 
 
+# ---- values -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LimitedTimePrice:
+    price: int
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SkuInfo:
+    """What the catalog says of a SKU now."""
+    sku_id: str
+    product_id: str
+    title: str
+    unit_price: int
+    currency: str
+    on_shelf: bool
+    available: int = 0
+    # Member tier name ("SILVER") → unit price, for the tiers the SKU prices itself.
+    tier_prices: dict[str, int] = field(default_factory=dict)
+    limited_time: LimitedTimePrice | None = None
+
+
+@dataclass(frozen=True)
+class FlashReservation:
+    """Units a member won in a flash sale: of which SKU, at what unit price."""
+    sku_id: str
+    unit_price: int
+
+
+@dataclass(frozen=True)
+class MemberPricing:
+    tier: str  # "REGULAR", "SILVER", "GOLD", "BLACK_GOLD"
+    discount_bp: int  # price multiplier of the tier: 9500 = 5% off
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """A stored ledger entry: the entry, its currency and when it was recorded."""
+    entry: Entry
+    currency: str
+    at: datetime
+
+
+# ---- other services -----------------------------------------------------------------
+
 class Catalog(Protocol):
-    async def skus(self, sku_ids: list[str]) -> dict[str, SkuInfo]: ...
+    async def skus(self, sku_ids: list[str]) -> dict[str, SkuInfo]:
+        """The SKUs that exist, by id; a SKU that does not is absent."""
+        ...
 
     async def reserve(self, reservation_id: str, order_id: str, lines: list[tuple[str, int]],
-                      expires_at: datetime) -> None: ...
+                      expires_at: datetime) -> None:
+        """All lines or none (FAILED_PRECONDITION OUT_OF_STOCK)."""
+        ...
 
     async def release(self, reservation_id: str) -> None: ...
 
 
-class Attributions(Protocol):
-    async def check_attribution(self, persona_id: str, content_id: str) -> None: ...
+class FlashCatalog(Protocol):
+    async def reserve_flash_sale(self, reservation_id: str, order_id: str, flash_sale_id: str, member_id: str,
+                                 quantity: int, expires_at: datetime) -> FlashReservation:
+        """Units from the sale's pool, or FAILED_PRECONDITION with SOLD_OUT, LIMIT_REACHED,
+        NOT_STARTED or ENDED."""
+        ...
 
+    async def release(self, reservation_id: str) -> None: ...
+
+
+class Members(Protocol):
+    async def pricing(self, member_id: str) -> MemberPricing:
+        """The member's tier and its discount; UNAVAILABLE rather than a guess."""
+        ...
+
+
+class Attributions(Protocol):
+    async def check_attribution(self, persona_id: str, content_id: str) -> None:
+        """NOT_FOUND when the persona or content named is not the merchant's."""
+        ...
+
+
+# ---- repositories -------------------------------------------------------------------
 
 class OrderRepository(Protocol):
     """Orders: read as aggregates, written as a whole change with the events it recorded.
@@ -62,6 +135,54 @@ class OrderRepository(Protocol):
         """Stores the change and the events recorded since it was read, on the version it
         was read at (then bumped on `order`); raises siyu_kit.aggregate.StaleVersion when
         another write came first."""
+        ...
+
+
+class SettingsRepository(Protocol):
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
+        """The merchant's settings (the defaults, at version 0, when it never set any).
+        May be a few seconds old unless `fresh`."""
+        ...
+
+    async def save(self, merchant_id: str, settings: OrderSettings, updated_ms: int) -> OrderSettings:
+        """Stores `settings` on the version they carry (0: the defaults, so they are
+        created) and returns them at their new version; raises StaleVersion when another
+        change came first."""
+        ...
+
+
+class CartRepository(Protocol):
+    async def get(self, merchant_id: str, member_id: str) -> Cart:
+        """The member's cart; an empty one at version 0 when there is none yet."""
+        ...
+
+    async def save(self, cart: Cart) -> None:
+        """Stores the items on the version read (then bumped on `cart`); raises
+        StaleVersion when another change came first."""
+        ...
+
+
+class OpenRefunds(Protocol):
+    async def count_open(self, merchant_id: str, order_id: str) -> int:
+        """Refunds of the order that are waiting or under way."""
+        ...
+
+
+class PaymentRecords(Protocol):
+    async def of_order(self, merchant_id: str, order_id: str) -> list[Payment]:
+        """The order's payments, oldest first."""
+        ...
+
+
+class RefundRecords(Protocol):
+    async def of_order(self, merchant_id: str, order_id: str) -> list[Refund]:
+        """The order's refunds, oldest first."""
+        ...
+
+
+class LedgerRecords(Protocol):
+    async def of_order(self, merchant_id: str, order_id: str) -> list[LedgerRecord]:
+        """The order's ledger entries, oldest first."""
         ...
 
 
@@ -128,12 +249,6 @@ class PaymentProvider(Protocol):
     def new_txn_id(self) -> str: ...
 
     async def refund(self, payment_id: str, provider_txn_id: str, amount: int, currency: str) -> RefundReceipt: ...
-
-
-class MerchantSettings(Protocol):
-    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
-        """The merchant's order settings (the defaults when it never set any)."""
-        ...
 
 
 class StockReturns(Protocol):

@@ -7,17 +7,14 @@ from datetime import datetime
 
 from siyu_kit import context
 from siyu_kit.context import CHANNELS
-from siyu_kit.db import run_sync
 from siyu_kit.errors import NotFound, Violations
 from siyu_kit.ids import is_id
 
-from services.order.adapters.ledger import Ledger, entry_of
-from services.order.adapters.refunds import Refunds
-from services.order.adapters.payments import Payments
-from services.order.adapters.repositories import Orders
 from services.order.application.fulfilment import require_order_id
+from services.order.application.ports import (LedgerRecord, LedgerRecords, OrderRepository, PaymentRecords,
+                                              RefundRecords)
 from services.order.domain import ledger
-from services.order.domain.orders import OrderState
+from services.order.domain.orders import Order, OrderState
 from services.order.domain.payments import PaymentState
 
 DEFAULT_PAGE = 20
@@ -37,19 +34,19 @@ class OrderQuery:
 
 @dataclass(frozen=True)
 class LedgerView:
-    entries: list[dict]
+    entries: list[LedgerRecord]
     balances: dict[str, int]
     balanced: bool
 
 
 @dataclass
 class StaffOrderUseCases:
-    orders: Orders
-    payments: Payments
-    refunds: Refunds
-    entries: Ledger
+    orders: OrderRepository
+    payments: PaymentRecords
+    refunds: RefundRecords
+    entries: LedgerRecords
 
-    async def search(self, q: OrderQuery) -> tuple[list[dict], str]:
+    async def search(self, q: OrderQuery) -> tuple[list[Order], str]:
         ctx = context.current()
         ctx.require_staff("OPERATOR", "FINANCE")
         v = Violations()
@@ -62,14 +59,14 @@ class StaffOrderUseCases:
         v.check(not q.page_token or is_id(q.page_token, "ord"), "page_token", "not a token from this search")
         v.raise_if_any()
         size = q.page_size or DEFAULT_PAGE
-        docs = await run_sync(self.orders.search, ctx.merchant_id, state=q.state, created_from=q.created_from,
-                              created_to=q.created_to, channel=q.channel, member_id=q.member_id,
-                              before_id=q.page_token, limit=size + 1)
-        more = len(docs) > size
-        docs = docs[:size]
-        return docs, (docs[-1]["_id"] if more else "")
+        orders = await self.orders.search(ctx.merchant_id, state=q.state, created_from=q.created_from,
+                                          created_to=q.created_to, channel=q.channel, member_id=q.member_id,
+                                          before_id=q.page_token, limit=size + 1)
+        more = len(orders) > size
+        orders = orders[:size]
+        return orders, (orders[-1].id if more else "")
 
-    async def get(self, order_id: str) -> tuple[dict, list[dict], list[dict]]:
+    async def get(self, order_id: str) -> tuple[Order, list[dict], list[dict]]:
         """The order, its refunds and its payments."""
         ctx = context.current()
         ctx.require_staff("OPERATOR", "FINANCE")
@@ -82,19 +79,18 @@ class StaffOrderUseCases:
         ctx = context.current()
         ctx.require_staff("FINANCE")
         order = await self._order(ctx.merchant_id, order_id)
-        docs = await self.entries.of_order(ctx.merchant_id, order_id)
-        entries = [entry_of(d) for d in docs]
-        paid = order["payable"] if order.get("payment_id") else 0
+        records = await self.entries.of_order(ctx.merchant_id, order_id)
+        entries = [r.entry for r in records]
+        paid = order.payable if order.payment_id else 0
         # Money the provider took must be in the ledger, whatever became of it since.
         payments = await self.payments.of_order(ctx.merchant_id, order_id)
         captured = [p.id for p in payments if p.amount > 0 and p.state is not PaymentState.PENDING]
-        return LedgerView(entries=docs, balances=ledger.balances(entries),
-                          balanced=ledger.is_balanced(entries, order_id, paid, order.get("refunded_amount", 0),
-                                                      captured))
+        return LedgerView(entries=records, balances=ledger.balances(entries),
+                          balanced=ledger.is_balanced(entries, order_id, paid, order.refunded_amount, captured))
 
-    async def _order(self, merchant_id: str, order_id: str) -> dict:
+    async def _order(self, merchant_id: str, order_id: str) -> Order:
         require_order_id(order_id)
-        order = await run_sync(self.orders.get, merchant_id, order_id)
+        order = await self.orders.get(merchant_id, order_id)
         if order is None:
             raise NotFound(f"order {order_id} not found")
         return order

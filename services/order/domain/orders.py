@@ -404,6 +404,10 @@ class Order(Aggregate):
         self.record(OrderCompleted(at=now, confirmed_by=confirmed_by))
         return True
 
+    def reservation_verdict(self, reservation_id: str) -> ReservationVerdict:
+        """What the catalog may do with the expired reservation `reservation_id`."""
+        return reservation_verdict(self.state, self.reservation_id == reservation_id)
+
     def is_due_for_auto_confirm(self, now_ms: int) -> bool:
         return self.state in (OrderState.SHIPPED, OrderState.DELIVERED) and 0 < self.auto_confirm_ms <= now_ms
 

@@ -7,11 +7,8 @@ from siyu.common.v1 import common_pb2
 
 from siyu_kit.errors import FailedPrecondition, NotFound
 from siyu_kit.events.consumer import Poison, Subscription
-from siyu_kit.events.streams import subject_of
 
 from services.order.application.payments import PaymentUseCases
-
-UNFULFILLABLE = subject_of("catalog", "reservation", "unfulfillable")
 
 
 def subscriptions(payments: PaymentUseCases) -> list[Subscription]:
@@ -24,5 +21,5 @@ def subscriptions(payments: PaymentUseCases) -> list[Subscription]:
             # No such paid order, or it shipped meanwhile: a person has to look (dead letters).
             raise Poison(f"order {reservation.order_id}: {error}") from error
 
-    return [Subscription("order-reservation-unfulfillable", UNFULFILLABLE, catalog_events.ReservationChanged,
-                         unfulfillable)]
+    return [Subscription.to("order-reservation-unfulfillable", catalog_events.ReservationChanged, unfulfillable,
+                            verb="unfulfillable")]

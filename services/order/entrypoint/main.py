@@ -8,14 +8,14 @@ from siyu.order.v1 import order_pb2, order_pb2_grpc
 from siyu_kit import service
 from siyu_kit.config import env_seconds
 
-from services.order.adapters.cart import Carts
+from services.order.adapters.cart import MongoCarts
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.content import ContentClient
 from services.order.adapters.documents import OrderDoc, PaymentDoc
 from services.order.adapters.ledger import Ledger
-from services.order.adapters.refunds import Refunds, SettingsOfMerchants
 from services.order.adapters.payments import Payments
-from services.order.adapters.repositories import MongoOrders, Orders, Settings, ensure_indexes
+from services.order.adapters.refunds import Refunds
+from services.order.adapters.repositories import MongoOrders, MongoSettings, Orders, Settings, ensure_indexes
 from services.order.adapters.member import MemberClient
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.cart import CartUseCases
@@ -57,32 +57,32 @@ def reservation_grace() -> timedelta:
 
 def build(runtime: service.Runtime) -> service.Parts:
     ensure_indexes()
-    orders, payments, settings, carts = Orders(), Payments(), Settings(), Carts()
+    orders, payments, settings, carts = Orders(), Payments(), Settings(), MongoCarts()
+    # The same cached settings behind both: a change is seen at once by every use case.
+    order_repo, settings_repo = MongoOrders(orders), MongoSettings(settings)
     catalog = CatalogClient(runtime.channel("catalog"))
     cart_cases = CartUseCases(carts=carts, catalog=catalog)
-    checkout = Checkout(catalog=catalog, members=MemberClient(runtime.channel("member")), settings=settings,
+    checkout = Checkout(catalog=catalog, members=MemberClient(runtime.channel("member")), settings=settings_repo,
                         carts=carts)
-    order_cases = OrderUseCases(orders=orders, settings=settings, catalog=catalog,
-                                committed=runtime.events_committed, checkout=checkout, carts=cart_cases,
+    order_cases = OrderUseCases(orders=order_repo, catalog=catalog, checkout=checkout, carts=cart_cases,
                                 reservation_grace=reservation_grace(),
                                 attributions=ContentClient(runtime.channel("content")))
     provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
-    order_repo = MongoOrders(orders)
     payment_cases = PaymentUseCases(orders=order_repo, payments=payments, provider=provider, entries=Ledger())
     refunds = Refunds()
-    fulfilment = FulfilmentUseCases(orders=orders, refunds=refunds, settings=settings,
-                                    committed=runtime.events_committed)
-    refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=Ledger(),
-                                  settings=SettingsOfMerchants(settings), provider=provider, stock=catalog)
-    staff = StaffOrderUseCases(orders=orders, payments=payments, refunds=refunds, entries=Ledger())
+    fulfilment = FulfilmentUseCases(orders=order_repo, refunds=refunds, settings=settings_repo)
+    entries = Ledger()
+    refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=entries,
+                                  settings=settings_repo, provider=provider, stock=catalog)
+    staff = StaffOrderUseCases(orders=order_repo, payments=payments, refunds=refunds, entries=entries)
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
     return service.Parts(
         servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(
             order_cases, payment_cases, carts=cart_cases, checkout=checkout,
-            settings=SettingsUseCases(settings), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
-            flash=FlashOrderUseCases(orders=orders, settings=settings, catalog=catalog, checkout=checkout,
+            settings=SettingsUseCases(settings_repo), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
+            flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
                                      order_cases=order_cases),
-            reservations=ReservationUseCases(orders)),
+            reservations=ReservationUseCases(order_repo)),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
         subscriptions=events.subscriptions(payment_cases),

@@ -93,16 +93,16 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     # ---- fulfilment and after-sales -------------------------------------------------
 
     async def ConfirmReceipt(self, request, context):
-        doc = await self.fulfilment.confirm_receipt(request.order_id)
-        return order_pb2.ConfirmReceiptResponse(order=messages.order(doc))
+        order = await self.fulfilment.confirm_receipt(request.order_id)
+        return order_pb2.ConfirmReceiptResponse(order=messages.order_of(order))
 
     async def ShipOrder(self, request, context):
-        doc = await self.fulfilment.ship(request.order_id, request.carrier, request.tracking_number)
-        return order_pb2.ShipOrderResponse(order=messages.order(doc))
+        order = await self.fulfilment.ship(request.order_id, request.carrier, request.tracking_number)
+        return order_pb2.ShipOrderResponse(order=messages.order_of(order))
 
     async def MarkDelivered(self, request, context):
-        doc = await self.fulfilment.mark_delivered(request.order_id)
-        return order_pb2.MarkDeliveredResponse(order=messages.order(doc))
+        order = await self.fulfilment.mark_delivered(request.order_id)
+        return order_pb2.MarkDeliveredResponse(order=messages.order_of(order))
 
     async def RequestRefund(self, request, context):
         doc = await self.refunds.request(_refund_input(request))
@@ -133,24 +133,24 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     # ---- staff reads ----------------------------------------------------------------
 
     async def SearchOrders(self, request, context):
-        docs, token = await self.staff.search(OrderQuery(
+        orders, token = await self.staff.search(OrderQuery(
             state=_enum_name(order_pb2.OrderState, request.state, "ORDER_STATE_"),
             created_from=_time(request, "created_from"), created_to=_time(request, "created_to"),
             channel=CHANNEL_NAME.get(request.channel, "" if request.channel == 0 else f"UNKNOWN_{request.channel}"),
             member_id=request.member_id, page_size=request.page_size, page_token=request.page_token))
-        return order_pb2.SearchOrdersResponse(orders=[messages.order(d) for d in docs], next_page_token=token)
+        return order_pb2.SearchOrdersResponse(orders=[messages.order_of(o) for o in orders], next_page_token=token)
 
     async def GetOrderAsStaff(self, request, context):
         order, refunds, payments = await self.staff.get(request.order_id)
-        return order_pb2.GetOrderAsStaffResponse(order=messages.order(order),
+        return order_pb2.GetOrderAsStaffResponse(order=messages.order_of(order),
                                                  refunds=[messages.refund(d) for d in refunds],
                                                  payments=[messages.payment(d) for d in payments])
 
     async def GetPaymentLedger(self, request, context):
         view = await self.staff.ledger(request.order_id)
-        currency = view.entries[0]["currency"] if view.entries else "CNY"
+        currency = view.entries[0].currency if view.entries else "CNY"
         return order_pb2.GetPaymentLedgerResponse(
-            entries=[messages.ledger_entry(d) for d in view.entries],
+            entries=[messages.ledger_record(r) for r in view.entries],
             balances=[order_pb2.AccountBalance(account=a, balance=money(b, currency))
                       for a, b in sorted(view.balances.items())],
             balanced=view.balanced)
@@ -167,7 +167,7 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
                          "live_session_id": a.live_session_id, "share_code": a.share_code},
             remark=request.remark, remove_from_cart=request.remove_from_cart)
         with deadline_of(context):
-            return order_pb2.PlaceOrderResponse(order=messages.order(await self.orders.place(cmd)))
+            return order_pb2.PlaceOrderResponse(order=messages.order_of(await self.orders.place(cmd)))
 
     async def PlaceFlashSaleOrder(self, request, context):
         a = request.attribution
@@ -178,17 +178,17 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
                          "live_session_id": a.live_session_id, "share_code": a.share_code},
             remark=request.remark)
         with deadline_of(context):
-            return order_pb2.PlaceFlashSaleOrderResponse(order=messages.order(await self.flash.place(cmd)))
+            return order_pb2.PlaceFlashSaleOrderResponse(order=messages.order_of(await self.flash.place(cmd)))
 
     async def GetOrder(self, request, context):
-        return order_pb2.GetOrderResponse(order=messages.order(await self.orders.get(request.order_id)))
+        return order_pb2.GetOrderResponse(order=messages.order_of(await self.orders.get(request.order_id)))
 
     async def ListMyOrders(self, request, context):
-        docs, token = await self.orders.list_mine(request.page_size, request.page_token)
-        return order_pb2.ListMyOrdersResponse(orders=[messages.order(d) for d in docs], next_page_token=token)
+        orders, token = await self.orders.list_mine(request.page_size, request.page_token)
+        return order_pb2.ListMyOrdersResponse(orders=[messages.order_of(o) for o in orders], next_page_token=token)
 
     async def CancelOrder(self, request, context):
-        return order_pb2.CancelOrderResponse(order=messages.order(await self.orders.cancel(request.order_id)))
+        return order_pb2.CancelOrderResponse(order=messages.order_of(await self.orders.cancel(request.order_id)))
 
     async def PayOrder(self, request, context):
         doc = await self.payments.pay(request.order_id, request.idempotency_key, _method_name(request.method))
