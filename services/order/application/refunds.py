@@ -16,10 +16,10 @@ from typing import Callable
 
 from siyu_kit import context, logging as slog, retry
 from siyu_kit.aggregate import Move, StaleVersion
+from siyu_kit.errors import FailedPrecondition, NotFound, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.money import MAX_AMOUNT, amount_ok
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
-from siyu_kit.errors import FailedPrecondition, NotFound, Violations
 
 from services.order.application.ports import (LedgerRepository, OrderRepository, PaymentProvider, PaymentRepository,
                                               RefundRepository, SettingsRepository, StockReturns)
