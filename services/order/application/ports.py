@@ -168,18 +168,6 @@ class OpenRefunds(Protocol):
         ...
 
 
-class PaymentRecords(Protocol):
-    async def of_order(self, merchant_id: str, order_id: str) -> list[Payment]:
-        """The order's payments, oldest first."""
-        ...
-
-
-class RefundRecords(Protocol):
-    async def of_order(self, merchant_id: str, order_id: str) -> list[Refund]:
-        """The order's refunds, oldest first."""
-        ...
-
-
 class LedgerRecords(Protocol):
     async def of_order(self, merchant_id: str, order_id: str) -> list[LedgerRecord]:
         """The order's ledger entries, oldest first."""

@@ -11,11 +11,12 @@ from siyu_kit.errors import NotFound, Violations
 from siyu_kit.ids import is_id
 
 from services.order.application.fulfilment import require_order_id
-from services.order.application.ports import (LedgerRecord, LedgerRecords, OrderRepository, PaymentRecords,
-                                              RefundRecords)
+from services.order.application.ports import (LedgerRecord, LedgerRecords, OrderRepository, PaymentRepository,
+                                              RefundRepository)
 from services.order.domain import ledger
 from services.order.domain.orders import Order, OrderState
-from services.order.domain.payments import PaymentState
+from services.order.domain.payments import Payment, PaymentState
+from services.order.domain.refunds import Refund
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -42,8 +43,8 @@ class LedgerView:
 @dataclass
 class StaffOrderUseCases:
     orders: OrderRepository
-    payments: PaymentRecords
-    refunds: RefundRecords
+    payments: PaymentRepository
+    refunds: RefundRepository
     entries: LedgerRecords
 
     async def search(self, q: OrderQuery) -> tuple[list[Order], str]:
@@ -66,7 +67,7 @@ class StaffOrderUseCases:
         orders = orders[:size]
         return orders, (orders[-1].id if more else "")
 
-    async def get(self, order_id: str) -> tuple[Order, list[dict], list[dict]]:
+    async def get(self, order_id: str) -> tuple[Order, list[Refund], list[Payment]]:
         """The order, its refunds and its payments."""
         ctx = context.current()
         ctx.require_staff("OPERATOR", "FINANCE")

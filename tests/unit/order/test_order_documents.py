@@ -79,8 +79,8 @@ def test_cancel_and_refund_events_carry_their_reason_and_refund():
     paid.pull_events()
     paid.apply_refund("rfd_1", AppliedRefund(300, 0, True, ()), [], NOW,
                       refund=Refund(id="rfd_1", merchant_id="mch_1", version=2, order_id="ord_1", member_id="mem_1",
-                                    requested_by="MEMBER", idempotency_key="r", state=RefundState.APPROVED,
-                                    lines=(), amount=300, currency="CNY", created_at=NOW))
+                                    requested_by="MEMBER", idempotency_key="k", state=RefundState.APPROVED, lines=(),
+                                    amount=300, currency="CNY", created_at=NOW))
     [refunded] = messages.order_events(paid, paid.pull_events(), 3)
     payload = events_pb2.OrderRefunded()
     assert decode(refunded.data).payload.Unpack(payload)
