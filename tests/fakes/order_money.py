@@ -216,7 +216,7 @@ class FakeStock:
 
 @dataclass
 class FakeSettings:
-    """MerchantSettings: the same settings for every merchant."""
+    """SettingsRepository (reads): the same settings for every merchant."""
     settings: OrderSettings = DEFAULTS
 
     async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:

@@ -22,9 +22,9 @@ from tests.support.order import events_found, make_skus, member, place, stock
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.documents import OrderSettingsDoc
 from services.order.adapters.ledger import Ledger
-from services.order.adapters.refunds import Refunds, SettingsOfMerchants
 from services.order.adapters.payments import Payments
-from services.order.adapters.repositories import MongoOrders, Settings
+from services.order.adapters.refunds import Refunds
+from services.order.adapters.repositories import MongoOrders, MongoSettings, Settings
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
@@ -314,7 +314,7 @@ def test_other_merchants_members_and_roles_are_kept_out(order, catalog):
 def refund_cases(stack, storage, shift: timedelta = timedelta(0)) -> RefundUseCases:
     catalog = CatalogClient(clients.channel(f"127.0.0.1:{stack.ports['catalog']}", "order"))
     return RefundUseCases(orders=MongoOrders(), refunds=Refunds(), payments=Payments(), entries=Ledger(),
-                          settings=SettingsOfMerchants(Settings()),
+                          settings=MongoSettings(Settings()),
                           provider=SandboxProvider(storage.sandbox_payment_secret),
                           stock=catalog, clock=lambda: utcnow() + shift)
 

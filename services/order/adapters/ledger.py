@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 from siyu_kit.db import run_sync
 from siyu_kit.protos import aware
 
+from services.order.application.ports import LedgerRecord
 from services.order.domain.ledger import Entry
 
 
@@ -41,7 +42,7 @@ def entry_of(doc: dict) -> Entry:
 
 
 class Ledger:
-    """The LedgerRepository port over MongoDB."""
+    """The LedgerRepository and LedgerRecords ports over MongoDB."""
 
     @staticmethod
     def _c():
@@ -62,13 +63,10 @@ class Ledger:
         """False when the entry was already recorded."""
         return await run_sync(self._insert, merchant_id, entry, currency, at)
 
-    def _of_order(self, merchant_id: str, order_id: str) -> list[dict]:
+    def _of_order(self, merchant_id: str, order_id: str) -> list[LedgerRecord]:
         cursor = self._c().find({"merchant_id": merchant_id, "order_id": order_id}).sort("at", ASCENDING)
-        docs = list(cursor)
-        for d in docs:
-            d["at"] = aware(d["at"])
-        return docs
+        return [LedgerRecord(entry=entry_of(d), currency=d["currency"], at=aware(d["at"])) for d in cursor]
 
-    async def of_order(self, merchant_id: str, order_id: str) -> list[dict]:
-        """The stored entries of an order, oldest first (what staff read)."""
+    async def of_order(self, merchant_id: str, order_id: str) -> list[LedgerRecord]:
+        """The entries of an order, oldest first (what staff read)."""
         return await run_sync(self._of_order, merchant_id, order_id)

@@ -12,7 +12,6 @@ from siyu_kit.protos import aware
 from siyu_kit.repository import insert_new, save_change
 
 from services.order.domain.refunds import OPEN, Refund, RefundLine, RefundState
-from services.order.domain.settings import OrderSettings
 
 
 class RefundDoc(Document):
@@ -144,12 +143,3 @@ class Refunds:
         refund.version += 1
         refund.changed.clear()
 
-
-class SettingsOfMerchants:
-    """The MerchantSettings port over the blocking (cached) settings store."""
-
-    def __init__(self, settings):
-        self.settings = settings
-
-    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
-        return await run_sync(self.settings.of_merchant, merchant_id, fresh)

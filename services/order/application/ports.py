@@ -239,12 +239,6 @@ class PaymentProvider(Protocol):
     async def refund(self, payment_id: str, provider_txn_id: str, amount: int, currency: str) -> RefundReceipt: ...
 
 
-class MerchantSettings(Protocol):
-    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> OrderSettings:
-        """The merchant's order settings (the defaults when it never set any)."""
-        ...
-
-
 class StockReturns(Protocol):
     """Units of a refund that never left the warehouse go back on sale."""
 

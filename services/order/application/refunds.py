@@ -16,13 +16,13 @@ from typing import Callable
 
 from siyu_kit import context, logging as slog, retry
 from siyu_kit.aggregate import Move, StaleVersion
+from siyu_kit.errors import FailedPrecondition, NotFound, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.money import MAX_AMOUNT, amount_ok
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
-from siyu_kit.errors import FailedPrecondition, NotFound, Violations
 
-from services.order.application.ports import (LedgerRepository, MerchantSettings, OrderRepository, PaymentProvider,
-                                              PaymentRepository, RefundRepository, StockReturns)
+from services.order.application.ports import (LedgerRepository, OrderRepository, PaymentProvider, PaymentRepository,
+                                              RefundRepository, SettingsRepository, StockReturns)
 from services.order.domain import ledger, refunds as rules
 from services.order.domain.cart import MAX_QUANTITY
 from services.order.domain.orders import NOT_REFUNDABLE, AppliedRefund, Order, OrderState
@@ -74,7 +74,7 @@ class RefundUseCases:
     refunds: RefundRepository
     payments: PaymentRepository
     entries: LedgerRepository
-    settings: MerchantSettings
+    settings: SettingsRepository
     provider: PaymentProvider
     stock: StockReturns
     clock: Callable[[], datetime] = utcnow

@@ -15,8 +15,7 @@ from services.order.adapters.documents import OrderDoc, PaymentDoc
 from services.order.adapters.ledger import Ledger
 from services.order.adapters.payments import Payments
 from services.order.adapters.refunds import Refunds
-from services.order.adapters.repositories import (LedgerOfOrder, MongoOrders, MongoSettings, Orders, Settings,
-                                                   ensure_indexes)
+from services.order.adapters.repositories import MongoOrders, MongoSettings, Orders, Settings, ensure_indexes
 from services.order.adapters.member import MemberClient
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.cart import CartUseCases
@@ -72,9 +71,10 @@ def build(runtime: service.Runtime) -> service.Parts:
     payment_cases = PaymentUseCases(orders=order_repo, payments=payments, provider=provider, entries=Ledger())
     refunds = Refunds()
     fulfilment = FulfilmentUseCases(orders=order_repo, refunds=refunds, settings=settings_repo)
-    refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=Ledger(),
+    entries = Ledger()
+    refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=entries,
                                   settings=settings_repo, provider=provider, stock=catalog)
-    staff = StaffOrderUseCases(orders=order_repo, payments=payments, refunds=refunds, entries=LedgerOfOrder(Ledger()))
+    staff = StaffOrderUseCases(orders=order_repo, payments=payments, refunds=refunds, entries=entries)
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
     return service.Parts(
         servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(
