@@ -61,10 +61,6 @@ class Runtime:
             self._channels[service] = clients.channel(self.settings.addr(service), self.settings.service)
         return self._channels[service]
 
-    def events_committed(self) -> None:
-        """Tell the relay a use case just committed events, so they go out now."""
-        outbox.committed()
-
 
 async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     settings = config.load(name)
