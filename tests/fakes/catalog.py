@@ -7,13 +7,13 @@ saved with each reservation are kept in `events` for tests to assert."""
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Iterator
 
 from siyu_kit import context
 from siyu_kit.aggregate import StaleVersion
+
+from tests.fakes.callers import acting
 
 from services.catalog.application.categories import CategoryUseCases
 from services.catalog.application.flash_sales import FlashSaleUseCases
@@ -524,15 +524,6 @@ def catalog(now: datetime = T0) -> Catalog:
 # ---- the request context, as the servicer sets it
 
 MERCHANT = "mch_01JTESTMERCHANT00000000000"
-
-
-@contextmanager
-def acting(ctx: context.RequestContext) -> Iterator[None]:
-    token = context.use(ctx)
-    try:
-        yield
-    finally:
-        context.reset(token)
 
 
 def staff(merchant_id: str = MERCHANT, *roles: str):

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
-from siyu_kit import context
-from siyu_kit.aggregate import StaleVersion
-from siyu_kit.context import RequestContext
 from siyu_kit.errors import Unavailable
 from siyu_kit.ids import new_id
+
+from tests.fakes.callers import caller  # noqa: F401 - the tests of this service import it from here
+from tests.fakes.store import VersionedStore
 
 from services.content.domain.contents import Content
 from services.content.domain.errors import CodeTaken
@@ -18,30 +16,15 @@ from services.content.domain.funnels import Counters, Funnel, OrderCounted
 from services.content.domain.personas import Persona
 
 
-@contextmanager
-def caller(merchant_id: str, *, staff_id: str = "", roles: tuple[str, ...] = (), channel: str = "",
-           member_id: str = "") -> Iterator[RequestContext]:
-    """The request context a servicer would set for this caller."""
-    kind, caller_id = ("staff", staff_id) if staff_id else (("member", member_id) if member_id else ("", ""))
-    ctx = RequestContext(request_id=new_id("req"), merchant_id=merchant_id, channel=channel,
-                         caller_kind=kind, caller_id=caller_id, roles=roles)
-    token = context.use(ctx)
-    try:
-        yield ctx
-    finally:
-        context.reset(token)
 
 
-class _ByCode:
-    """Aggregates with a merchant-unique code, stored as copies; `save` honours the version
-    compare-and-set. `writes_by_others` makes that many saves lose to a writer that came
-    first (the stored version moves under them)."""
+class _ByCode(VersionedStore):
+    """Aggregates with a merchant-unique code. `codes_taken_by_others` makes that many adds
+    lose to a writer that created the same code first."""
 
     def __init__(self):
-        self.items: dict[str, object] = {}
-        self.writes_by_others = 0
+        super().__init__()
         self.codes_taken_by_others = 0
-        self.saves = 0
 
     def _find(self, merchant_id: str, **match):
         for item in self.items.values():
@@ -69,15 +52,7 @@ class _ByCode:
         self.items[item.id] = copy.deepcopy(item)
 
     async def save(self, item) -> None:
-        stored = self.items[item.id]
-        if self.writes_by_others:
-            self.writes_by_others -= 1
-            stored.version += 1
-        if stored.merchant_id != item.merchant_id or stored.version != item.version:
-            raise StaleVersion(item.id)
-        item.version = item.next_version
-        self.items[item.id] = copy.deepcopy(item)
-        self.saves += 1
+        self._compare_and_set(item)
 
 
 class FakePersonas(_ByCode):

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Iterator
 
-from siyu_kit import context
-from siyu_kit.aggregate import StaleVersion
-from siyu_kit.context import RequestContext
 from siyu_kit.ids import new_id
+
+from tests.fakes.callers import caller  # noqa: F401 - the tests of this service import it from here
+from tests.fakes.store import VersionedStore
 
 from services.member.domain.identity import ProviderIdentity, SandboxProvider
 from services.member.domain.members import Member
@@ -18,42 +16,9 @@ from services.member.domain.points import PointsAccount, PointsEntry
 from services.member.domain.sessions import ACTIVE, RefreshToken, Subject
 
 
-@contextmanager
-def caller(merchant_id: str = "", *, channel: str = "", member_id: str = "", staff_id: str = "",
-           roles: tuple[str, ...] = (), client_address: str = "") -> Iterator[RequestContext]:
-    """The request context a servicer would set for this caller."""
-    kind, caller_id = ("member", member_id) if member_id else (("staff", staff_id) if staff_id else ("", ""))
-    ctx = RequestContext(request_id=new_id("req"), merchant_id=merchant_id, channel=channel, caller_kind=kind,
-                         caller_id=caller_id, roles=roles, client_address=client_address)
-    token = context.use(ctx)
-    try:
-        yield ctx
-    finally:
-        context.reset(token)
 
 
-class _Versioned:
-    """Aggregates stored as copies; `save` honours the version compare-and-set.
-    `writes_by_others` makes that many saves lose to a writer that came first."""
-
-    def __init__(self):
-        self.items: dict = {}
-        self.writes_by_others = 0
-        self.saves = 0
-
-    def _compare_and_set(self, item) -> None:
-        stored = self.items[item.id]
-        if self.writes_by_others:
-            self.writes_by_others -= 1
-            stored.version += 1
-        if stored.merchant_id != item.merchant_id or stored.version != item.version:
-            raise StaleVersion(item.id)
-        item.version = item.next_version
-        self.items[item.id] = copy.deepcopy(item)
-        self.saves += 1
-
-
-class FakeMerchants(_Versioned):
+class FakeMerchants(VersionedStore):
     items: dict[str, Merchant]
 
     async def get(self, merchant_id: str) -> Merchant | None:
@@ -86,7 +51,7 @@ class FakeApiKeys:
         return self.items.get(key_hash)
 
 
-class FakeStaff(_Versioned):
+class FakeStaff(VersionedStore):
     items: dict[str, StaffUser]
 
     async def by_username(self, merchant_id: str, username: str) -> StaffUser | None:

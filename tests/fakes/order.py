@@ -13,6 +13,8 @@ from typing import Any
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.errors import FieldViolation, NotFound
 
+from tests.fakes.store import require_version
+
 from services.order.application.ports import FlashReservation, MemberPricing, SkuInfo
 from services.order.domain.cart import Cart
 from services.order.domain.orders import Order, OrderState
@@ -114,8 +116,7 @@ class FakeOrders:
         if self.stale_saves > 0:
             self.stale_saves -= 1
             raise StaleVersion(f"order {order.id} changed since it was read")
-        if stored is None or stored.merchant_id != order.merchant_id or stored.version != order.version:
-            raise StaleVersion(f"order {order.id} changed since it was read")
+        require_version(stored, order)
         order.version += 1
         self.orders[order.id] = self._copy(order)
         self.events.extend((order.id, order.version, e) for e in recorded)

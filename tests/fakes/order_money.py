@@ -16,6 +16,8 @@ from siyu_kit import context
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.ids import new_id
 
+from tests.fakes.store import require_version
+
 from services.order.domain.ledger import Entry
 from services.order.domain.orders import Order, OrderLine, OrderState
 from services.order.domain.payments import Notification, Payment, PaymentMethod, RefundReceipt
@@ -29,9 +31,7 @@ def _saved(aggregate: Any, stored: dict[str, Any], stale_saves: list[int]) -> li
     if stale_saves[0] > 0:
         stale_saves[0] -= 1
         raise StaleVersion(f"{aggregate.id} changed since it was read")
-    current = stored.get(aggregate.id)
-    if current is None or current.merchant_id != aggregate.merchant_id or current.version != aggregate.version:
-        raise StaleVersion(f"{aggregate.id} changed since it was read")
+    require_version(stored.get(aggregate.id), aggregate)
     aggregate.version += 1
     aggregate.changed.clear()
     stored[aggregate.id] = copy.deepcopy(aggregate)
