@@ -141,8 +141,25 @@ class PriceStep:
     detail: str = ""
 
 
+class RefundableAmounts:
+    """What is left of a line after its refunds, in units and in money; for any dataclass
+    with quantity, paid_amount, refunded_quantity and refunded_amount."""
+    quantity: int
+    paid_amount: int
+    refunded_quantity: int
+    refunded_amount: int
+
+    @property
+    def units_left(self) -> int:
+        return self.quantity - self.refunded_quantity
+
+    @property
+    def amount_left(self) -> int:
+        return self.paid_amount - self.refunded_amount
+
+
 @dataclass(frozen=True)
-class OrderLine:
+class OrderLine(RefundableAmounts):
     line_id: str
     sku_id: str
     product_id: str
@@ -155,14 +172,6 @@ class OrderLine:
     steps: tuple[PriceStep, ...] = ()
     refunded_quantity: int = 0
     refunded_amount: int = 0
-
-    @property
-    def units_left(self) -> int:
-        return self.quantity - self.refunded_quantity
-
-    @property
-    def amount_left(self) -> int:
-        return self.paid_amount - self.refunded_amount
 
 
 @dataclass(frozen=True)

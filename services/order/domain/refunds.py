@@ -11,7 +11,7 @@ from typing import Sequence
 from siyu_kit.aggregate import Aggregate, Move, StateMachine
 from siyu_kit.errors import FailedPrecondition, FieldViolation
 
-from services.order.domain.orders import AppliedRefund, OrderState, RefundedUnits
+from services.order.domain.orders import AppliedRefund, OrderState, RefundableAmounts, RefundedUnits
 
 
 class RefundState(str, Enum):
@@ -46,7 +46,7 @@ MAX_LINES = 50
 
 
 @dataclass(frozen=True)
-class LineBalance:
+class LineBalance(RefundableAmounts):
     """An order line as far as refunds are concerned."""
     line_id: str
     sku_id: str
@@ -54,14 +54,6 @@ class LineBalance:
     paid_amount: int
     refunded_quantity: int = 0
     refunded_amount: int = 0
-
-    @property
-    def units_left(self) -> int:
-        return self.quantity - self.refunded_quantity
-
-    @property
-    def amount_left(self) -> int:
-        return self.paid_amount - self.refunded_amount
 
 
 @dataclass(frozen=True)
