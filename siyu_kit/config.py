@@ -28,6 +28,11 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"SIYU_{name} must be a number, got {raw!r}") from exc
 
 
+def env_count(name: str, default: int) -> int:
+    """A whole number from SIYU_<name>, for a service's own limits."""
+    return _env_int(name, default)
+
+
 def env_seconds(name: str, default: float) -> float:
     """A positive interval in seconds from SIYU_<name>, for a service's own jobs."""
     raw = _env(name, str(default))

@@ -1,7 +1,6 @@
 """Wires the member service: `python -m services.member`."""
 from __future__ import annotations
 
-import os
 
 from services.member.adapters import documents, repositories
 from services.member.adapters.identity import ScryptPasswords, ThreadedProvider
@@ -16,6 +15,7 @@ from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
 from services.member.entrypoint import events, servicer
 from siyu_kit import service
+from siyu_kit.config import env_count
 from siyu_kit.service import Parts, Runtime
 
 
@@ -30,8 +30,8 @@ def build(runtime: Runtime) -> Parts:
     ledger = repositories.PointsLedger()
     passwords = ScryptPasswords()
     sessions = Sessions(runtime.settings.jwt_secret, staff_users, members_repo, repositories.RefreshTokenRepository())
-    limits = LoginLimits(per_account=int(os.environ.get("SIYU_STAFF_LOGIN_MAX_FAILURES", "10")),
-                         per_address=int(os.environ.get("SIYU_STAFF_LOGIN_MAX_FAILURES_PER_ADDRESS", "50")))
+    limits = LoginLimits(per_account=env_count("STAFF_LOGIN_MAX_FAILURES", 10),
+                         per_address=env_count("STAFF_LOGIN_MAX_FAILURES_PER_ADDRESS", 50))
     members = Members(sessions, providers, members_repo, repositories.IdentityRepository(), merchants, ledger)
     staff = StaffAccess(sessions, LoginGuard(repositories.LoginAttemptRepository(), limits), merchants, staff_users,
                         passwords)
