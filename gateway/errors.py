@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 from starlette.responses import JSONResponse
 
 from siyu_kit import reasons
+from siyu_kit.grpc_server import details_of
 from siyu_kit.errors import DomainError, FieldViolation
 
 HTTP_BY_CODE = {
@@ -38,7 +38,6 @@ GENERIC_MESSAGES = {
     "DEADLINE_EXCEEDED": "the service did not answer in time",
     "CANCELLED": "the service dropped the call before answering; retry",
 }
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 # Every 503 tells the client when to try again: outages the services report are short
 # (a restarting database or service), and clients that wait do not pile up on it.
 RETRY_AFTER_S = 2
@@ -69,43 +68,20 @@ def from_domain(error: DomainError) -> ApiError:
     return ApiError(error.code.name, error.message, error.reason, list(error.violations))
 
 
-def _details_of(trailing_metadata) -> status_pb2.Status | None:
-    for key, value in trailing_metadata or ():
-        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-            status = status_pb2.Status()
-            try:
-                status.ParseFromString(value)
-            except Exception:  # noqa: BLE001 - malformed details are ignored, the code still counts
-                return None
-            return status
-    return None
-
-
 def from_status(code: grpc.StatusCode, message: str, trailing_metadata) -> ApiError:
     """A failed gRPC call → ApiError, decoding google.rpc BadRequest and ErrorInfo details."""
     name = code.name
     reason, violations, headers = "", [], {}
-    status = _details_of(trailing_metadata)
-    if name == "RESOURCE_EXHAUSTED" and status is None:
+    details = details_of(trailing_metadata)
+    if name == "RESOURCE_EXHAUSTED" and details is None:
         # Every service error carries details; without them this is gRPC's own limit (an
         # answer or its trailing metadata too large to relay), not a quota the caller can
         # wait out, so it must not read as "retry later".
         return ApiError("INTERNAL", "the service's answer was too large to relay", "RESPONSE_TOO_LARGE")
-    if status is not None:
-        for detail in status.details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
-            elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason = info.reason
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                retry = error_details_pb2.RetryInfo()
-                detail.Unpack(retry)
-                if retry.retry_delay.seconds > 0:
-                    headers["Retry-After"] = str(retry.retry_delay.seconds)
+    if details is not None:
+        reason, violations = details.reason, list(details.violations)
+        if details.retry_after_s > 0:
+            headers["Retry-After"] = str(details.retry_after_s)
     if http_status(name) == 500:
         # Internal failures keep their details in the service's log, keyed by request id.
         return ApiError("INTERNAL", "internal error", "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import grpc
 import nats.errors
@@ -17,7 +17,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from siyu_kit import access, context, field_rules, logging as slog, reasons
-from siyu_kit.errors import DomainError, Unavailable, capped_violations
+from siyu_kit.errors import DomainError, FieldViolation, Unavailable, capped_violations
 from siyu_kit.metrics import RPC_LATENCY
 
 log = slog.get("siyu.rpc")
@@ -77,6 +77,47 @@ def status_of(error: DomainError, request_id: str) -> status_pb2.Status:
     details.append(packed)
     return status_pb2.Status(code=error.code.value[0], message=error.message[:MAX_MESSAGE_CHARS],
                              details=details)
+
+
+# Where gRPC carries google.rpc.Status (with its details) in the trailing metadata.
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass(frozen=True)
+class StatusDetails:
+    """What a refusal carried besides its code, as `status_of` packed it."""
+    reason: str = ""
+    violations: tuple[FieldViolation, ...] = ()
+    retry_after_s: int = 0
+
+
+def details_of(trailing_metadata) -> StatusDetails | None:
+    """The reason, field violations and retry delay of a peer's refusal; None when it
+    carried no details, or details that cannot be read (the code still counts)."""
+    for key, value in trailing_metadata or ():
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status()
+        try:
+            status.ParseFromString(value)
+        except Exception:  # noqa: BLE001 - malformed details are ignored
+            return None
+        reason, violations, retry_after_s = "", [], 0
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason = info.reason
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                retry_after_s = max(0, int(retry.retry_delay.seconds))
+        return StatusDetails(reason, tuple(violations), retry_after_s)
+    return None
 
 
 class ContextInterceptor(grpc.aio.ServerInterceptor):

@@ -4,11 +4,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from siyu_kit import errors
 from siyu_kit.cancellation import timeout
+from siyu_kit.grpc_server import details_of
 from siyu_kit.protos import timestamp
 
 from services.order.application.ports import FlashReservation, LimitedTimePrice, SkuInfo
@@ -16,7 +16,6 @@ from services.order.application.ports import FlashReservation, LimitedTimePrice,
 __all__ = ["CatalogClient", "FlashReservation", "LimitedTimePrice", "SkuInfo"]
 
 TIMEOUT_S = 10.0
-_DETAILS_KEY = "grpc-status-details-bin"
 _ON_SHELF = catalog_pb2.PRODUCT_STATUS_ON_SHELF
 
 
@@ -32,21 +31,8 @@ def _limited_time(sku: catalog_pb2.Sku) -> LimitedTimePrice | None:
 
 def _status(error: grpc.aio.AioRpcError) -> tuple[str, list[errors.FieldViolation]]:
     """The reason and field violations the catalog attached to its error."""
-    reason, violations = "", []
-    for key, value in error.trailing_metadata() or ():
-        if key != _DETAILS_KEY:
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason = info.reason
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                violations += [errors.FieldViolation(v.field, v.description) for v in bad.field_violations]
-    return reason, violations
+    details = details_of(error.trailing_metadata())
+    return (details.reason, list(details.violations)) if details else ("", [])
 
 
 def _translate(error: grpc.aio.AioRpcError, what: str) -> errors.DomainError:
