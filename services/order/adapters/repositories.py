@@ -13,7 +13,6 @@ from pymongo.errors import DuplicateKeyError
 
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.db import run_sync
-from siyu_kit.events.outbox import Event, add_to_update, for_insert
 from siyu_kit.ids import new_id
 from siyu_kit.protos import aware, epoch_ms
 from siyu_kit.repository import insert_new, save_change
@@ -52,17 +51,6 @@ class Orders:
     def _c():
         return OrderDoc._get_collection()
 
-    def insert(self, doc: dict, *events: Event) -> bool:
-        """False when an order with the same idempotency key already exists. The creation
-        time is also stored as epoch ms for staff search: the embedded server compares
-        datetimes in whole seconds."""
-        try:
-            self._c().insert_one({**doc, "created_ms": epoch_ms(doc["created_at"]),
-                                  "expires_ms": epoch_ms(doc["expires_at"]), **for_insert(*events)})
-        except DuplicateKeyError:
-            return False
-        return True
-
     def by_key(self, merchant_id: str, member_id: str, key: str) -> dict | None:
         return _clean(self._c().find_one(
             {"merchant_id": merchant_id, "member_id": member_id, "idempotency_key": key}, _HIDDEN))
@@ -82,21 +70,6 @@ class Orders:
         cursor = self._c().find(query, _HIDDEN).sort("_id", DESCENDING).limit(limit)
         return [_clean(d) for d in cursor]
 
-    def transition(self, merchant_id: str, order_id: str, *, from_state: str, to_state: str,
-                   fields: dict, events: tuple[Event, ...] = (), version: int | None = None,
-                   unexpired_at: datetime | None = None) -> bool:
-        """One conditional write: state (and version, and not yet expired) as expected,
-        the change, the version bump and the events together."""
-        query: dict[str, Any] = {"_id": order_id, "merchant_id": merchant_id, "state": from_state}
-        if version is not None:
-            query["version"] = version
-        if unexpired_at is not None:
-            # Milliseconds: the embedded server's update filters compare datetimes in whole
-            # seconds, which would refuse a payment in the order's last second.
-            query["expires_ms"] = {"$gt": epoch_ms(unexpired_at)}
-        update = add_to_update({"$set": {"state": to_state, **fields}, "$inc": {"version": 1}}, *events)
-        return self._c().update_one(query, update).modified_count == 1
-
     def expired(self, now: datetime, limit: int) -> list[dict]:
         """Unpaid orders past their expiry, across merchants (the expiry job)."""
         cursor = self._c().find({"state": "PENDING_PAYMENT", "expires_ms": {"$lte": epoch_ms(now)}}, _HIDDEN) \
@@ -109,16 +82,6 @@ class Orders:
         query = {"state": {"$in": ["SHIPPED", "DELIVERED"]}, "auto_confirm_ms": {"$lte": now_ms}}
         cursor = self._c().find(query, _HIDDEN).sort("auto_confirm_ms", 1).limit(limit)
         return [_clean(d) for d in cursor]
-
-    def apply_refund(self, merchant_id: str, order_id: str, *, version: int, lines: list[dict], refund_id: str,
-                     record: dict, amount: int, event: Event) -> bool:
-        """The order takes a refund in one write, conditional on the version the refund
-        was planned against: the lines replaced whole, the refund recorded as applied,
-        the refunded total raised and order.refunded in the outbox."""
-        update = add_to_update({"$set": {"lines": lines, f"applied_refunds.{refund_id}": record},
-                                "$inc": {"version": 1, "refunded_amount": amount}}, event)
-        query = {"_id": order_id, "merchant_id": merchant_id, "version": version}
-        return self._c().update_one(query, update).modified_count == 1
 
     def search(self, merchant_id: str, *, state: str, created_from: datetime | None, created_to: datetime | None,
                channel: str, member_id: str, before_id: str, limit: int) -> list[dict]:

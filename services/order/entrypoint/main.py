@@ -15,7 +15,7 @@ from services.order.adapters.documents import OrderDoc, PaymentDoc
 from services.order.adapters.ledger import Ledger
 from services.order.adapters.payments import Payments
 from services.order.adapters.refunds import Refunds
-from services.order.adapters.repositories import MongoOrders, MongoSettings, Orders, Settings, ensure_indexes
+from services.order.adapters.repositories import MongoOrders, MongoSettings, ensure_indexes
 from services.order.adapters.member import MemberClient
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.cart import CartUseCases
@@ -57,9 +57,9 @@ def reservation_grace() -> timedelta:
 
 def build(runtime: service.Runtime) -> service.Parts:
     ensure_indexes()
-    orders, payments, settings, carts = Orders(), Payments(), Settings(), MongoCarts()
-    # The same cached settings behind both: a change is seen at once by every use case.
-    order_repo, settings_repo = MongoOrders(orders), MongoSettings(settings)
+    order_repo, payments, carts, entries = MongoOrders(), Payments(), MongoCarts(), Ledger()
+    # One settings cache for every use case: a change saved here is seen by all at once.
+    settings_repo = MongoSettings()
     catalog = CatalogClient(runtime.channel("catalog"))
     cart_cases = CartUseCases(carts=carts, catalog=catalog)
     checkout = Checkout(catalog=catalog, members=MemberClient(runtime.channel("member")), settings=settings_repo,
@@ -68,10 +68,9 @@ def build(runtime: service.Runtime) -> service.Parts:
                                 reservation_grace=reservation_grace(),
                                 attributions=ContentClient(runtime.channel("content")))
     provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
-    payment_cases = PaymentUseCases(orders=order_repo, payments=payments, provider=provider, entries=Ledger())
+    payment_cases = PaymentUseCases(orders=order_repo, payments=payments, provider=provider, entries=entries)
     refunds = Refunds()
     fulfilment = FulfilmentUseCases(orders=order_repo, refunds=refunds, settings=settings_repo)
-    entries = Ledger()
     refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=entries,
                                   settings=settings_repo, provider=provider, stock=catalog)
     staff = StaffOrderUseCases(orders=order_repo, payments=payments, refunds=refunds, entries=entries)
