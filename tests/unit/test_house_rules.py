@@ -181,3 +181,20 @@ def test_domain_and_application_never_import_adapters():
         offending += [f"{module} (line {line}) imports {name}" for line, name in all_imports(module, path)
                       if "adapters" in name.split(".")]
     assert offending == [], "\n".join(offending)
+
+
+# Storage, transport and wire formats belong to the adapters and the entrypoint: the rules
+# and use cases are tested without them.
+INFRASTRUCTURE = ("pymongo", "mongoengine", "grpc", "nats", "google.protobuf", "siyu", "siyu_kit.db",
+                  "siyu_kit.repository", "siyu_kit.events.outbox", "siyu_kit.grpc_server")
+
+
+def test_domain_and_application_use_no_storage_transport_or_wire_format():
+    offending = []
+    for module, path in project_modules("services").items():
+        parts = module.split(".")
+        if len(parts) < 4 or parts[2] not in ("domain", "application"):
+            continue
+        offending += [f"{module} (line {line}) imports {name}" for line, name in all_imports(module, path)
+                      if any(name == banned or name.startswith(banned + ".") for banned in INFRASTRUCTURE)]
+    assert offending == [], "\n".join(offending)
