@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass, field
 
 SERVICE_NAMES = ("catalog", "member", "order", "content")
+# base64 of "siyu-dev-only-data-key-change-me": development and tests only.
+DEV_DATA_KEY = "dev:c2l5dS1kZXYtb25seS1kYXRhLWtleS1jaGFuZ2UtbWU="
 DEFAULT_GRPC_PORTS = {"catalog": 7051, "member": 7052, "order": 7053, "content": 7054}
 
 
@@ -57,6 +59,8 @@ class Settings:
     service_addrs: dict[str, str] = field(default_factory=dict)
     jwt_secret: str = ""
     sandbox_payment_secret: str = ""
+    # Encryption at rest (siyu_kit.sealing): `kid:base64key[,…]`, the first one current.
+    data_key: str = ""
     db_threads: int = 16
     metrics_port: int = 0
     log_level: str = "INFO"
@@ -85,6 +89,7 @@ def load(service: str) -> Settings:
         service_addrs=addrs,
         jwt_secret=_env("JWT_SECRET", "dev-only-jwt-secret-change-me-in-production"),
         sandbox_payment_secret=_env("SANDBOX_PAYMENT_SECRET", "dev-only-sandbox-payment-secret"),
+        data_key=_env("DATA_KEY", DEV_DATA_KEY),
         db_threads=_env_int("DB_THREADS", 16),
         metrics_port=_env_int("METRICS_PORT", 0),
         log_level=_env("LOG_LEVEL", "INFO"),
