@@ -47,6 +47,13 @@ class ShippingAddress:
     phone: str
 
 
+def _now_ms():
+    """Now to the millisecond, as the book stores it, so the answer to a creation shows the
+    time every later read shows."""
+    now = utcnow()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 class AddressBooks:
     def __init__(self, books: AddressBookRepository, sealer: Sealer):
         self.books = books
@@ -116,7 +123,7 @@ class AddressBooks:
             earlier = book.created_by(idempotency_key)
             if earlier is not None:
                 return self._view(book, book.find(earlier)), False
-            address = book.add(new_id("adr"), idempotency_key, data, make_default, utcnow())
+            address = book.add(new_id("adr"), idempotency_key, data, make_default, _now_ms())
             await self.books.save(book)
             return self._view(book, address), True
 
