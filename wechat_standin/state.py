@@ -38,6 +38,8 @@ class StandinState:
     tokens: dict[str, Token] = field(default_factory=dict)
     # one current client access token per appid, as /cgi-bin/stable_token keeps it
     stable: dict[str, str] = field(default_factory=dict)
+    # phone → texts the sandbox SMS provider delivered, oldest first
+    sms: dict[str, list[str]] = field(default_factory=dict)
     clock: callable = time.time
 
     def mint_code(self, kind: str, appid: str, openid: str, unionid: str, phone: str = "",
