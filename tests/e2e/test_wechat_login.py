@@ -272,3 +272,17 @@ def test_login_by_code_latency_through_the_gateway(shop, wechat):
     p95 = sorted(timings)[int(len(timings) * 0.95) - 1] * 1000
     print(f"\nlogin by code (new member, mini-program) through the gateway: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
     assert p50 < 1000
+
+
+def test_the_demo_seed_sets_stand_in_apps_that_log_members_in(shop, stack):
+    from scripts.seed import Clients
+    from scripts.wechat import seed_wechat_apps
+
+    clients = Clients.from_env(stack.env())
+    apps = seed_wechat_apps(clients, stack.wechat_url, shop.data["merchant_id"], shop.data["staff_id"])
+    assert seed_wechat_apps(clients, stack.wechat_url, shop.data["merchant_id"], shop.data["staff_id"]) == apps
+    listed = {a["channel"]: a for a in shop.as_staff("GET", APPS).json()["apps"]}
+    assert {ch: listed[f"CHANNEL_{ch}"]["appid"] for ch in apps} == apps
+    code = httpx.post(stack.wechat_url + "/_standin/codes", json={
+        "appid": apps["MINI_PROGRAM"], "openid": "o-demo-" + uuid.uuid4().hex[:6], "unionid": "u-demo"}).json()["code"]
+    assert login(shop, "MINI_PROGRAM", code).status_code == 200
