@@ -13,7 +13,7 @@ from services.member.adapters.wechat import SandboxSms, WeChatHttpApi
 from services.member.domain.identity import InvalidLoginCode
 from services.member.domain.wechat import WeChatApp
 from siyu_kit.devstack import Stack, free_port
-from siyu_kit.errors import Unavailable
+from siyu_kit.errors import FailedPrecondition, Unavailable
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +55,11 @@ async def test_login_codes_give_the_identity_once(standin, app):
     assert alone.unionid == f"app-{app.appid}-o-3"
 
 
-async def test_a_wrong_secret_or_an_absent_wechat_is_unavailable_not_a_bad_code(standin, app):
+async def test_a_wrong_secret_is_the_merchants_to_fix_and_an_absent_wechat_unavailable(standin, app):
     wrong = WeChatApp(app.merchant_id, app.channel, app.appid, "not_the_secret_123")
-    with pytest.raises(Unavailable) as refused:
+    with pytest.raises(FailedPrecondition) as refused:
         await WeChatHttpApi(standin).code2session(wrong, mint(standin, app, openid="o", unionid="u"))
+    assert refused.value.reason == "WECHAT_APP_REJECTED"
     assert "40125" in str(refused.value) and wrong.secret not in str(refused.value)
     with pytest.raises(Unavailable):
         await WeChatHttpApi(f"http://127.0.0.1:{free_port()}").code2session(app, "c")

@@ -10,11 +10,14 @@ import httpx
 
 from services.member.domain.identity import InvalidLoginCode, ProviderIdentity
 from services.member.domain.wechat import WeChatApp
-from siyu_kit.errors import Unavailable
+from siyu_kit.errors import FailedPrecondition, Unavailable
 
 # WeChat's error codes meaning "this code is no good": invalid, used, expired.
 CODE_REFUSED = {40029: "the code is invalid or expired", 40163: "the code was used already",
                 40226: "the code is invalid"}
+# WeChat's error codes meaning the merchant's app credentials are wrong: the merchant's
+# to fix, not WeChat being away.
+APP_REJECTED = {40013, 40125, 41002, 41004, 40164, 61004}
 TIMEOUT_S = 5.0
 # httpx logs each request's URL at INFO, and WeChat's documented calls carry the app
 # secret in the query string: those lines must never be written.
@@ -43,8 +46,10 @@ class WeChatHttpApi:
         errcode = int(body.get("errcode") or 0)
         if errcode in CODE_REFUSED:
             raise InvalidLoginCode(CODE_REFUSED[errcode])
+        if errcode in APP_REJECTED:
+            raise FailedPrecondition(f"WeChat refused the merchant's app credentials (errcode {errcode})",
+                                     reason="WECHAT_APP_REJECTED")
         if errcode:
-            # a wrong appid or secret, or WeChat busy: not the member's fault
             raise Unavailable(f"WeChat refused the call (errcode {errcode})")
 
     @staticmethod
