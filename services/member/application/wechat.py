@@ -160,7 +160,10 @@ class WeChatIdentity:
             raise AlreadyExists("the phone belongs to another member", reason="PHONE_TAKEN")
         await self._check_unbound(merchant_id, member_id)
         if not await self.phones.bind(merchant_id, phone, member_id):
+            # lost a race: to another member for this phone, or to another phone of this member
             holder = await self.phones.member_of(merchant_id, phone)
+            if holder is None:
+                await self._check_unbound(merchant_id, member_id)
             if holder != member_id:
                 raise AlreadyExists("the phone belongs to another member", reason="PHONE_TAKEN")
         return phone

@@ -169,3 +169,19 @@ async def test_wechat_apps_are_set_by_the_owner_only_and_never_show_the_secret(w
     assert [(a.channel, a.appid, a.secret_set) for a in listed] == [("MINI_PROGRAM", "", False), ("H5", WEB[0], True)]
     with caller("mch_b", staff_id="stf_b", roles=("OWNER",)):
         assert all(not a.secret_set for a in await w.wechat.list_apps())
+
+
+async def test_a_member_racing_to_bind_two_phones_keeps_one(w):
+    member = (await login(w, "H5", "sandbox:u-r")).member.member_id
+    await w.phones.bind(M, "13500135000", member)  # the other request won while this one checked
+    original, calls = w.phones.phone_of, []
+
+    async def unbound_at_first(merchant_id, member_id):
+        calls.append(member_id)
+        return "" if len(calls) == 1 else await original(merchant_id, member_id)
+    w.phones.phone_of = unbound_at_first
+    with caller(M, member_id=member):
+        with pytest.raises(FailedPrecondition) as bound:
+            await w.wechat._bind(M, member, "13400134000")
+    assert bound.value.reason == "PHONE_BOUND"
+    assert await w.phones.member_of(M, "13400134000") is None
