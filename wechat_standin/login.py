@@ -163,7 +163,7 @@ def _bad(message: str) -> JSONResponse:
 async def register_app(request: Request) -> JSONResponse:
     body = await wire.json_body(request) or {}
     appid, secret = str(body.get("appid", "")), str(body.get("secret", ""))
-    if not _WORD.match(appid) or not _WORD.match(secret):
+    if not _WORD.fullmatch(appid) or not _WORD.fullmatch(secret):
         return _bad("appid and secret are required words")
     _state(request).apps[appid] = secret
     return JSONResponse({"appid": appid})

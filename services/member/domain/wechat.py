@@ -43,12 +43,12 @@ class WeChatApp:
 
 def check_app(v: Violations, channel: str, appid: str, secret: str) -> None:
     v.check(channel in WECHAT_CHANNELS, "channel", f"one of {', '.join(WECHAT_CHANNELS)}")
-    v.check(bool(_APPID.match(appid)), "appid", "a WeChat appid: wx followed by 6..30 letters or digits")
-    v.check(bool(_SECRET.match(secret)), "app_secret", "16..64 letters, digits or _")
+    v.check(bool(_APPID.fullmatch(appid)), "appid", "a WeChat appid: wx followed by 6..30 letters or digits")
+    v.check(bool(_SECRET.fullmatch(secret)), "app_secret", "16..64 letters, digits or _")
 
 
 def valid_phone(phone: str) -> bool:
-    return bool(_PHONE.match(phone))
+    return bool(_PHONE.fullmatch(phone))
 
 
 def phone_index(key: bytes, merchant_id: str, phone: str) -> str:

@@ -185,3 +185,14 @@ async def test_a_member_racing_to_bind_two_phones_keeps_one(w):
             await w.wechat._bind(M, member, "13400134000")
     assert bound.value.reason == "PHONE_BOUND"
     assert await w.phones.member_of(M, "13400134000") is None
+
+
+def test_an_app_never_shows_its_secret_and_phone_hashes_are_keyed_per_merchant():
+    from services.member.domain.wechat import WeChatApp, valid_phone
+    app = WeChatApp(M, "H5", *WEB)
+    assert WEB[1] not in repr(app) + str(app)
+    assert phone_index(KEY, M, "13800138000") != phone_index(KEY, "mch_b", "13800138000")
+    assert phone_index(KEY, M, "13800138000") != phone_index(b"j" * 32, M, "13800138000")
+    assert "13800138000" not in phone_index(KEY, M, "13800138000")
+    assert valid_phone("13800138000") and not valid_phone("12800138000") and not valid_phone("1380013800")
+    assert not valid_phone("13800138000\n")
