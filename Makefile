@@ -35,7 +35,7 @@ proto: $(GEN_STAMP)
 
 lint: setup
 	$(BIN)/buf lint
-	$(BIN)/ruff check siyu_kit services gateway scripts tests bench
+	$(BIN)/ruff check siyu_kit services gateway scripts tests bench wechat_standin
 
 run: setup
 	$(BIN)/python -m scripts.run

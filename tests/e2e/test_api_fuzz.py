@@ -36,6 +36,9 @@ INPUTS = {"path", "query", "body"}
 # relate several fields or depend on stored state, which a JSON schema cannot state.
 BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_Login", r"code"): "the identity provider judges the login code",
+    ("MemberService_BindWeChatPhone", r"code"): "WeChat judges the phone-number code",
+    ("MemberService_BindSmsPhone", r"code"): "the code sent by SMS",
+    ("MemberService_SetWeChatApp", r"channel"): "a channel with a WeChat login (MINI_PROGRAM, H5)",
     ("CatalogService_ListProducts", r"page_token"): "an opaque token a previous page issued",
     ("CatalogService_ListProducts", r"max_price"): "at least min_price",
     ("CatalogService_ListFlashSales", r"page_token"): "an opaque token a previous page issued",

@@ -10,6 +10,7 @@ from services.member.application.merchants import MerchantAdmin
 from services.member.application.pricing import MemberPricing
 from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
+from services.member.application.wechat import WeChatIdentity
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
 
@@ -23,7 +24,8 @@ def _role_names(roles) -> list[str]:
 
 class MemberServicer(member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
-                 merchants: MerchantAdmin, addresses: AddressBooks):
+                 merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity | None = None):
+        self.wechat = wechat
         self.members = members
         self.addresses = addresses
         self.merchants = merchants
@@ -130,10 +132,34 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         found = await self.addresses.shipping(request.member_id, request.address_id)
         return member_pb2.GetShippingAddressResponse(address=address_proto(found.view), phone=found.phone)
 
+    # ---- WeChat identity -------------------------------------------------------------
+
+    async def BindWeChatPhone(self, request, context):
+        await self.wechat.bind_wechat_phone(request.code)
+        return member_pb2.BindWeChatPhoneResponse(member=member_proto(await self.members.me()))
+
+    async def SendPhoneCode(self, request, context):
+        return member_pb2.SendPhoneCodeResponse(expires_in_seconds=await self.wechat.send_sms_code(request.phone))
+
+    async def BindSmsPhone(self, request, context):
+        await self.wechat.bind_sms_phone(request.phone, request.code)
+        return member_pb2.BindSmsPhoneResponse(member=member_proto(await self.members.me()))
+
+    async def SetWeChatApp(self, request, context):
+        app = await self.wechat.set_app(CHANNEL_NAME.get(request.channel, ""), request.appid, request.app_secret)
+        return member_pb2.SetWeChatAppResponse(app=_app_proto(app))
+
+    async def ListWeChatApps(self, request, context):
+        return member_pb2.ListWeChatAppsResponse(apps=[_app_proto(a) for a in await self.wechat.list_apps()])
+
 
 def _form(request) -> AddressForm:
     return AddressForm(recipient=request.recipient, phone=request.phone, province_code=request.province_code,
                        city_code=request.city_code, district_code=request.district_code, detail=request.detail)
+
+
+def _app_proto(app) -> member_pb2.WeChatApp:
+    return member_pb2.WeChatApp(channel=CHANNEL_BY_NAME[app.channel], appid=app.appid, secret_set=app.secret_set)
 
 
 FULL_NAME = member_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name

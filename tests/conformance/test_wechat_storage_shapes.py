@@ -1,0 +1,47 @@
+"""The query and update shapes of the member service's WeChat storage
+(services/member/adapters/wechat_store.py), against the conformance store."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from pymongo import DESCENDING
+from pymongo.errors import DuplicateKeyError
+import pytest
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def test_upsert_set_by_id_creates_then_replaces_the_fields(coll):
+    for secret in ("sealed-1", "sealed-2"):
+        coll.update_one({"_id": "mch_a:H5"}, {"$set": {"merchant_id": "mch_a", "appid": "wx1",
+                                                       "secret_sealed": secret}}, upsert=True)
+    assert list(coll.find({"merchant_id": "mch_a"}, {"appid": 1})) == [{"_id": "mch_a:H5", "appid": "wx1"}]
+    assert coll.find_one({"_id": "mch_a:H5", "merchant_id": "mch_a"})["secret_sealed"] == "sealed-2"
+    assert coll.find_one({"_id": "mch_a:H5", "merchant_id": "mch_b"}) is None
+
+
+def test_insert_with_a_taken_id_is_refused_and_keeps_the_first(coll):
+    coll.insert_one({"_id": "hash-1", "merchant_id": "mch_a", "member_id": "mem_1"})
+    with pytest.raises(DuplicateKeyError):
+        coll.insert_one({"_id": "hash-1", "merchant_id": "mch_a", "member_id": "mem_2"})
+    assert coll.find_one({"_id": "hash-1", "merchant_id": "mch_a"})["member_id"] == "mem_1"
+
+
+def test_max_update_only_raises_counters_and_flags(coll):
+    coll.insert_one({"_id": "sms_1", "merchant_id": "mch_a", "attempts": 0, "used": 0})
+    coll.update_one({"_id": "sms_1", "merchant_id": "mch_a"}, {"$max": {"attempts": 3, "used": 0}})
+    coll.update_one({"_id": "sms_1", "merchant_id": "mch_a"}, {"$max": {"attempts": 2, "used": 1}})
+    doc = coll.find_one({"_id": "sms_1"})
+    assert (doc["attempts"], doc["used"]) == (3, 1)
+
+
+def test_latest_by_created_at_with_an_equality_filter(coll):
+    coll.create_index([("merchant_id", 1), ("member_id", 1), ("phone_index", 1), ("created_at", -1)])
+    for i in range(3):
+        coll.insert_one({"_id": f"sms_{i}", "merchant_id": "mch_a", "member_id": "mem_1", "phone_index": "p",
+                         "created_at": T0 + timedelta(seconds=i)})
+    coll.insert_one({"_id": "sms_other", "merchant_id": "mch_a", "member_id": "mem_2", "phone_index": "p",
+                     "created_at": T0 + timedelta(seconds=9)})
+    found = list(coll.find({"merchant_id": "mch_a", "member_id": "mem_1", "phone_index": "p"})
+                 .sort("created_at", DESCENDING).limit(1))
+    assert [d["_id"] for d in found] == ["sms_2"]

@@ -1,0 +1,198 @@
+"""WeChat identity use cases over in-memory ports: login by WeChat code on the
+mini-program and H5 merging by unionid, the sandbox kept for sandbox codes, phone binding
+(WeChat phone code, SMS code) with its one-member-per-phone rule, and the merchant's WeChat
+apps (OWNER only, secrets never shown)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from siyu_kit.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied,
+                             ResourceExhausted, Unauthenticated)
+from siyu_kit.protos import utcnow
+
+from services.member.application.members import Members
+from services.member.application.sessions import Sessions
+from services.member.application.wechat import WeChatIdentity
+from services.member.domain.wechat import SMS_MAX_ATTEMPTS, SmsChallenge, code_hash, phone_index
+from tests.fakes.member import (FakeIdentities, FakeLedger, FakeMembers, FakeMerchants, FakeProvider,
+                                FakeRefreshTokens, FakeStaff, caller)
+from tests.fakes.wechat import FakePhoneBook, FakeSms, FakeSmsChallenges, FakeWeChatApi, FakeWeChatApps
+
+SECRET = "unit-test-secret-unit-test-secret"
+KEY = b"k" * 32
+M = "mch_a"
+MINI, WEB = ("wxmini000001", "mini_secret_0000001"), ("wxweb0000001", "web_secret_00000001")
+
+
+@pytest.fixture
+def w():
+    class World:
+        pass
+    w = World()
+    w.members, w.identities, w.merchants = FakeMembers(), FakeIdentities(), FakeMerchants()
+    w.apps, w.api, w.phones = FakeWeChatApps(), FakeWeChatApi(), FakePhoneBook()
+    w.challenges, w.sms = FakeSmsChallenges(), FakeSms()
+    w.wechat = WeChatIdentity(w.apps, w.api, w.phones, w.challenges, w.sms, KEY)
+    sessions = Sessions(SECRET, FakeStaff(), w.members, FakeRefreshTokens())
+    w.cases = Members(sessions, {"sandbox": FakeProvider()}, w.members, w.identities, w.merchants, FakeLedger(),
+                      w.wechat, w.phones)
+    return w
+
+
+async def with_apps(w):
+    with caller(M, staff_id="stf_owner", roles=("OWNER",)):
+        await w.wechat.set_app("MINI_PROGRAM", *MINI)
+        await w.wechat.set_app("H5", *WEB)
+
+
+async def login(w, channel: str, code: str):
+    with caller(M, channel=channel):
+        return await w.cases.login(code, "")
+
+
+async def test_codes_on_both_channels_reach_one_member_by_unionid(w):
+    await with_apps(w)
+    first = await login(w, "MINI_PROGRAM", w.api.login_code("login", MINI[0], "o-mini", "u-1"))
+    second = await login(w, "H5", w.api.login_code("oauth", WEB[0], "o-web", "u-1"))
+    assert first.created and not second.created
+    assert first.member.member_id == second.member.member_id
+    assert second.member.channels == ("H5", "MINI_PROGRAM")
+    assert w.api.calls == [("login", MINI[0]), ("oauth", WEB[0])]
+
+
+async def test_without_unionid_each_app_keeps_its_own_member(w):
+    await with_apps(w)
+    a = await login(w, "MINI_PROGRAM", w.api.login_code("login", MINI[0], "o-1", ""))
+    b = await login(w, "H5", w.api.login_code("oauth", WEB[0], "o-1", ""))
+    assert a.member.member_id != b.member.member_id
+
+
+async def test_a_refused_code_is_a_field_violation_and_writes_nothing(w):
+    await with_apps(w)
+    code = w.api.login_code("login", MINI[0], "o-mini", "u-1")
+    await login(w, "MINI_PROGRAM", code)
+    members_before = dict(w.members.items)
+    for bad in (code, "forged", w.api.login_code("oauth", WEB[0], "o-x", "u-x")):
+        with pytest.raises(InvalidArgument) as refused:
+            await login(w, "MINI_PROGRAM", bad)
+        assert [v.field for v in refused.value.violations] == ["code"]
+    assert w.members.items == members_before
+
+
+async def test_sandbox_codes_and_merchants_without_an_app_keep_the_sandbox(w):
+    result = await login(w, "MINI_PROGRAM", "sandbox:u-9")  # no WeChat app at all
+    assert result.created and w.api.calls == []
+    await with_apps(w)
+    assert not (await login(w, "MINI_PROGRAM", "sandbox:u-9")).created
+    assert w.api.calls == []
+    with pytest.raises(InvalidArgument):  # LIVE has no WeChat login: the sandbox judges the code
+        await login(w, "LIVE", "some-wechat-code")
+
+
+async def test_phone_from_the_mini_program_binds_and_shows_on_every_channel(w):
+    await with_apps(w)
+    mini = await login(w, "MINI_PROGRAM", w.api.login_code("login", MINI[0], "o-mini", "u-1"))
+    with caller(M, member_id=mini.member.member_id, channel="MINI_PROGRAM"):
+        assert await w.wechat.bind_wechat_phone(w.api.phone_code(MINI[0], "13800138000")) == "13800138000"
+    web = await login(w, "H5", w.api.login_code("oauth", WEB[0], "o-web", "u-1"))
+    assert web.member.phone == "13800138000"
+
+
+async def test_a_phone_held_by_another_member_is_refused_and_nothing_merges(w):
+    await with_apps(w)
+    a = await login(w, "MINI_PROGRAM", w.api.login_code("login", MINI[0], "o-a", "u-a"))
+    b = await login(w, "H5", w.api.login_code("oauth", WEB[0], "o-b", "u-b"))
+    with caller(M, member_id=a.member.member_id):
+        await w.wechat.bind_wechat_phone(w.api.phone_code(MINI[0], "13800138000"))
+        # the same phone again is a no-op; another one is refused
+        with pytest.raises(FailedPrecondition) as bound:
+            await w.wechat.bind_wechat_phone(w.api.phone_code(MINI[0], "13900139000"))
+        assert bound.value.reason == "PHONE_BOUND"
+    with caller(M, member_id=b.member.member_id):
+        await w.wechat.send_sms_code("13800138000")
+        with pytest.raises(AlreadyExists) as taken:
+            await w.wechat.bind_sms_phone("13800138000", w.sms.code_to("13800138000"))
+        assert taken.value.reason == "PHONE_TAKEN"
+    assert w.phones.items == {(M, "13800138000"): a.member.member_id}
+
+
+async def test_sms_codes_expire_allow_few_attempts_and_work_once(w):
+    member = (await login(w, "H5", "sandbox:u-s")).member.member_id
+    with caller(M, member_id=member):
+        assert await w.wechat.send_sms_code("13700137000") == 300
+        with pytest.raises(ResourceExhausted) as soon:
+            await w.wechat.send_sms_code("13700137000")
+        assert soon.value.reason == "SMS_TOO_SOON"
+        code = w.sms.code_to("13700137000")
+        wrong = "000000" if code != "000000" else "111111"
+        for _ in range(SMS_MAX_ATTEMPTS):
+            with pytest.raises(InvalidArgument):
+                await w.wechat.bind_sms_phone("13700137000", wrong)
+        with pytest.raises(ResourceExhausted) as locked:
+            await w.wechat.bind_sms_phone("13700137000", code)  # even the right one, now
+        assert locked.value.reason == "SMS_CODE_LOCKED"
+        assert w.phones.items == {}
+        # stored hashed only
+        assert all(code not in c.code_hash for c in w.challenges.items)
+
+
+async def test_an_expired_sms_code_is_refused(w):
+    member = (await login(w, "H5", "sandbox:u-e")).member.member_id
+    index = phone_index(KEY, M, "13600136000")
+    await w.challenges.add(SmsChallenge("sms_1", M, member, index, code_hash(KEY, "sms_1", "123456"),
+                                        utcnow() - timedelta(seconds=1)))
+    with caller(M, member_id=member):
+        with pytest.raises(InvalidArgument) as expired:
+            await w.wechat.bind_sms_phone("13600136000", "123456")
+    assert "expired" in expired.value.violations[0].description
+
+
+async def test_wechat_apps_are_set_by_the_owner_only_and_never_show_the_secret(w):
+    for roles in (("OPERATOR",), ("GUIDE",), ("FINANCE",)):
+        with caller(M, staff_id="stf_x", roles=roles):
+            with pytest.raises(PermissionDenied):
+                await w.wechat.set_app("H5", *WEB)
+            with pytest.raises(PermissionDenied):
+                await w.wechat.list_apps()
+    with caller(M, member_id="mem_1"), pytest.raises(Unauthenticated):
+        await w.wechat.list_apps()
+    with caller(M, staff_id="stf_owner", roles=("OWNER",)):
+        with pytest.raises(InvalidArgument) as bad:
+            await w.wechat.set_app("LIVE", "bad", "short")
+        assert {v.field for v in bad.value.violations} == {"channel", "appid", "app_secret"}
+        assert w.apps.items == {}
+        summary = await w.wechat.set_app("H5", *WEB)
+        listed = await w.wechat.list_apps()
+    assert WEB[1] not in repr(summary) + repr(listed) + repr(w.apps.items)
+    assert [(a.channel, a.appid, a.secret_set) for a in listed] == [("MINI_PROGRAM", "", False), ("H5", WEB[0], True)]
+    with caller("mch_b", staff_id="stf_b", roles=("OWNER",)):
+        assert all(not a.secret_set for a in await w.wechat.list_apps())
+
+
+async def test_a_member_racing_to_bind_two_phones_keeps_one(w):
+    member = (await login(w, "H5", "sandbox:u-r")).member.member_id
+    await w.phones.bind(M, "13500135000", member)  # the other request won while this one checked
+    original, calls = w.phones.phone_of, []
+
+    async def unbound_at_first(merchant_id, member_id):
+        calls.append(member_id)
+        return "" if len(calls) == 1 else await original(merchant_id, member_id)
+    w.phones.phone_of = unbound_at_first
+    with caller(M, member_id=member):
+        with pytest.raises(FailedPrecondition) as bound:
+            await w.wechat._bind(M, member, "13400134000")
+    assert bound.value.reason == "PHONE_BOUND"
+    assert await w.phones.member_of(M, "13400134000") is None
+
+
+def test_an_app_never_shows_its_secret_and_phone_hashes_are_keyed_per_merchant():
+    from services.member.domain.wechat import WeChatApp, valid_phone
+    app = WeChatApp(M, "H5", *WEB)
+    assert WEB[1] not in repr(app) + str(app)
+    assert phone_index(KEY, M, "13800138000") != phone_index(KEY, "mch_b", "13800138000")
+    assert phone_index(KEY, M, "13800138000") != phone_index(b"j" * 32, M, "13800138000")
+    assert "13800138000" not in phone_index(KEY, M, "13800138000")
+    assert valid_phone("13800138000") and not valid_phone("12800138000") and not valid_phone("1380013800")
+    assert not valid_phone("13800138000\n")
