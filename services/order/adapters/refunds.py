@@ -36,6 +36,8 @@ class RefundDoc(Document):
     approved_ms = IntField()
     refunded_at = DateTimeField()
     provider_refund_id = StringField()
+    # sha256 of the request that opened it (domain.idempotency); absent on older refunds
+    request_hash = StringField()
     version = IntField(required=True)
 
     meta = {
@@ -61,7 +63,7 @@ def refund_of(doc: dict | None) -> Refund | None:
         amount=doc["amount"], currency=doc["currency"], created_at=aware(doc["created_at"]),
         shipping_fee_refund=doc.get("shipping_fee_refund") or 0, reason=doc.get("reason") or "",
         note=doc.get("note") or "", approved_ms=doc.get("approved_ms"), refunded_at=aware(doc.get("refunded_at")),
-        provider_refund_id=doc.get("provider_refund_id") or "")
+        provider_refund_id=doc.get("provider_refund_id") or "", request_hash=doc.get("request_hash") or "")
 
 
 def _lines(refund: Refund) -> list[dict]:
@@ -76,6 +78,8 @@ def _new_doc(r: Refund) -> dict:
            "currency": r.currency, "reason": r.reason, "created_at": r.created_at, "version": r.version}
     if r.approved_ms is not None:
         doc["approved_ms"] = r.approved_ms
+    if r.request_hash:
+        doc["request_hash"] = r.request_hash
     return doc
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable, TypeVar
 
@@ -16,6 +16,7 @@ from siyu_kit.protos import to_storage_precision, utcnow
 from services.order.application.cart import CartUseCases
 from services.order.application.checkout import Checkout, PricedCheckout, check_lines
 from services.order.application.ports import Attributions, Catalog, OrderRepository
+from services.order.domain.idempotency import fingerprint, require_same_request
 from services.order.domain.orders import (CANCEL_BY_MEMBER, DEFAULT_RESERVATION_GRACE, Order, OrderLine, PriceStep,
                                           reservation_expiry)
 
@@ -51,6 +52,11 @@ def validate_place(cmd: PlaceOrderInput, ctx_channel: str) -> None:
     check_lines(v, cmd.lines)
     check_attribution_and_remark(v, cmd.attribution, cmd.remark, ctx_channel)
     v.raise_if_any()
+
+
+def place_fingerprint(cmd) -> str:
+    """The fingerprint of a placing request: every field of the command but its key."""
+    return fingerprint({k: v for k, v in asdict(cmd).items() if k != "idempotency_key"})
 
 
 def check_attribution_and_remark(v: Violations, attribution: dict, remark: str, ctx_channel: str) -> None:
@@ -107,8 +113,10 @@ class OrderUseCases:
         merchant_id = ctx.merchant_id
         validate_place(cmd, ctx.channel)
         require_time(PLACE_MIN_TIME_S, "place the order")
+        request_hash = place_fingerprint(cmd)
         existing = await self.orders.by_key(merchant_id, member_id, cmd.idempotency_key)
         if existing:
+            require_same_request(existing.request_hash, request_hash, "order")
             return existing
         await self.check_references(cmd.attribution)
         priced = await self._checkout().price(merchant_id, member_id, cmd.lines)
@@ -130,7 +138,7 @@ class OrderUseCases:
         order = await self.create_order(
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
-            attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark)
+            attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark, request_hash=request_hash)
         if cmd.remove_from_cart and order.id == order_id:
             await self._remove_from_cart(merchant_id, member_id, [s for s, _ in cmd.lines])
         return order
@@ -161,7 +169,7 @@ class OrderUseCases:
     async def create_order(self, *, merchant_id: str, member_id: str, idempotency_key: str,
                            priced: PricedCheckout, order_id: str, reservation_id: str, created_at: datetime,
                            expires_at: datetime, attribution: dict, remark: str,
-                           flash_sale_id: str = "") -> Order:
+                           flash_sale_id: str = "", request_hash: str = "") -> Order:
         """Writes a PENDING_PAYMENT order for stock already reserved under `reservation_id`,
         with its order.placed event in the same write. Returns the stored order; when an
         order with the same idempotency key won a race, releases this reservation and
@@ -183,12 +191,14 @@ class OrderUseCases:
                    for l in quote.lines],
             currency=priced.currency, total=quote.total, payable=quote.payable, order_steps=_steps(quote.order_steps),
             shipping_fee=quote.shipping_fee, tier=priced.tier, attribution=attribution, remark=remark,
-            reservation_id=reservation_id, created_at=created_at, expires_at=expires_at, flash_sale_id=flash_sale_id)
+            reservation_id=reservation_id, created_at=created_at, expires_at=expires_at, flash_sale_id=flash_sale_id,
+            request_hash=request_hash)
         if await shielded(self._insert_or_release(order, reservation_id)):
             return order
         winner = await self.orders.by_key(merchant_id, member_id, idempotency_key)
         if winner is None:
             raise Conflict("the order was placed concurrently; try again")
+        require_same_request(winner.request_hash, request_hash, "order")
         return winner
 
     async def _insert_or_release(self, order: Order, reservation_id: str) -> bool:
