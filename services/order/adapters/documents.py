@@ -58,6 +58,8 @@ class OrderDoc(OutboxDocument):
         "indexes": [
             {"fields": ["merchant_id", "member_id", "idempotency_key"], "unique": True},
             {"fields": ["merchant_id", "member_id"]},
+            # the tabs of a member's order list (domain.tabs)
+            {"fields": ["merchant_id", "member_id", "state"]},
             {"fields": ["merchant_id", "state"]},
             {"fields": ["merchant_id", "created_ms"]},
             {"fields": ["merchant_id", "attribution.channel"]},

@@ -47,6 +47,8 @@ class RefundDoc(Document):
             {"fields": ["merchant_id", "order_id", "requested_by", "idempotency_key"], "unique": True},
             {"fields": ["merchant_id", "state"]},
             {"fields": ["state", "approved_ms"]},
+            # the 售后 tab of a member's order list
+            {"fields": ["merchant_id", "member_id"]},
         ],
     }
 
@@ -131,6 +133,12 @@ class Refunds:
         if before_id:
             query["_id"] = {"$lt": before_id}
         return await run_sync(self._many, query, [("_id", DESCENDING)], limit)
+
+    async def order_ids_of_member(self, merchant_id: str, member_id: str) -> set[str]:
+        def ids() -> set[str]:
+            cursor = self._c().find({"merchant_id": merchant_id, "member_id": member_id}, {"order_id": 1})
+            return {d["order_id"] for d in cursor}
+        return await run_sync(ids)
 
     async def stalled(self, approved_before_ms: int, limit: int) -> list[Refund]:
         """Refunds whose execution started before the given time and has not finished,

@@ -15,10 +15,11 @@ from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.application.cart import CartUseCases
 from services.order.application.checkout import Checkout, PricedCheckout, check_lines
-from services.order.application.ports import Attributions, Catalog, OrderRepository
+from services.order.application.ports import Attributions, Catalog, OrderRepository, RefundRepository
 from services.order.domain.idempotency import fingerprint, require_same_request
-from services.order.domain.orders import (CANCEL_BY_MEMBER, DEFAULT_RESERVATION_GRACE, Order, OrderLine, PriceStep,
+from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_STAFF, DEFAULT_RESERVATION_GRACE, Order, OrderLine, PriceStep,
                                           reservation_expiry)
+from services.order.domain.tabs import COUNTED, OrderTab, page_of_ids, states_of
 
 log = slog.get("siyu.order")
 T = TypeVar("T")
@@ -103,6 +104,8 @@ class OrderUseCases:
     reservation_grace: timedelta = DEFAULT_RESERVATION_GRACE
     # Checks that an attribution's persona and content are the merchant's; None: not checked.
     attributions: Attributions | None = None
+    # Which of a member's orders have refunds (the 售后 tab); None: that tab is empty.
+    refunds: RefundRepository | None = None
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -243,18 +246,44 @@ class OrderUseCases:
             raise NotFound(f"order {order_id} not found")
         return order
 
-    async def list_mine(self, page_size: int, page_token: str) -> tuple[list[Order], str]:
+    async def list_mine(self, page_size: int, page_token: str, tab: str = "") -> tuple[list[Order], str]:
+        """The member's orders, newest first: all of them, or one tab (domain.tabs)."""
         ctx = context.current()
         member_id = ctx.require_member()
         v = Violations()
         v.check(0 <= page_size <= MAX_PAGE, "page_size", f"1..{MAX_PAGE}")
         v.check(not page_token or is_id(page_token, "ord"), "page_token", "not a token from this list")
+        v.check(not tab or tab in OrderTab.__members__, "tab", "not an order tab")
         v.raise_if_any()
         size = page_size or DEFAULT_PAGE
-        orders = await self.orders.page_of_member(ctx.merchant_id, member_id, page_token, size + 1)
+        which = OrderTab(tab or OrderTab.ALL.value)
+        if which is OrderTab.REFUNDS:
+            ids = page_of_ids(await self._refunded_order_ids(ctx.merchant_id, member_id), page_token, size + 1)
+            found = {o.id: o for o in await self.orders.of_member_among(ctx.merchant_id, member_id, ids)}
+            orders = [found[i] for i in ids if i in found]
+        elif which is OrderTab.ALL:
+            orders = await self.orders.page_of_member(ctx.merchant_id, member_id, page_token, size + 1)
+        else:
+            orders = await self.orders.page_of_member_in_states(ctx.merchant_id, member_id, states_of(which),
+                                                                page_token, size + 1)
         more = len(orders) > size
         orders = orders[:size]
         return orders, (orders[-1].id if more else "")
+
+    async def count_mine(self) -> dict[OrderTab, int]:
+        """How many of the member's orders each tab lists: one count query per tab of
+        states, and one read of the member's refunds."""
+        ctx = context.current()
+        member_id = ctx.require_member()
+        counts = {tab: await self.orders.count_of_member_in_states(ctx.merchant_id, member_id, states_of(tab))
+                  for tab in COUNTED if tab is not OrderTab.REFUNDS}
+        counts[OrderTab.REFUNDS] = len(await self._refunded_order_ids(ctx.merchant_id, member_id))
+        return counts
+
+    async def _refunded_order_ids(self, merchant_id: str, member_id: str) -> set[str]:
+        if self.refunds is None:
+            return set()
+        return await self.refunds.order_ids_of_member(merchant_id, member_id)
 
     async def cancel(self, order_id: str) -> Order:
         ctx = context.current()
@@ -266,6 +295,23 @@ class OrderUseCases:
             if order is None:
                 raise NotFound(f"order {order_id} not found")
             if order.cancel(self._now(), CANCEL_BY_MEMBER):
+                await self.orders.save(order)
+            return order
+
+        return await retry.on_conflict(attempt, gave_up="the order changed while cancelling; try again")
+
+    async def cancel_as_staff(self, order_id: str) -> Order:
+        """Staff cancel an unpaid order (cancel_reason STAFF); its stock goes back as when
+        the member cancels. A paid order is refunded instead, never cancelled here."""
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        _require_order_id(order_id)
+
+        async def attempt() -> Order:
+            order = await self.orders.get(ctx.merchant_id, order_id)
+            if order is None:
+                raise NotFound(f"order {order_id} not found")
+            if order.cancel(self._now(), CANCEL_BY_STAFF):
                 await self.orders.save(order)
             return order
 

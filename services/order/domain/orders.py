@@ -34,6 +34,8 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
 
 CANCEL_BY_MEMBER = "MEMBER"
 CANCEL_BY_TIMEOUT = "TIMEOUT"
+# Staff (OPERATOR) cancelled an unpaid order.
+CANCEL_BY_STAFF = "STAFF"
 # A paid order whose units were gone when its payment reached the catalog: the system
 # cancels it and refunds the payment. Never a member's choice.
 CANCEL_STOCK_UNAVAILABLE = "STOCK_UNAVAILABLE"
@@ -333,8 +335,8 @@ class Order(Aggregate):
         self.record(OrderPaid(at=now, payment_id=payment_id, payment=payment))
 
     def cancel(self, now: datetime, cancel_reason: str = CANCEL_BY_MEMBER) -> bool:
-        """The member cancels an unpaid order. False when it was cancelled already (a
-        repeat changes nothing); refused once it is paid."""
+        """The member (or staff, CANCEL_BY_STAFF) cancels an unpaid order. False when it was
+        cancelled already (a repeat changes nothing); refused once it is paid."""
         decision = member_cancel(self.state)
         if decision is CancelDecision.ALREADY_CANCELLED:
             return False
