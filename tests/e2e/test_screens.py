@@ -131,3 +131,50 @@ def test_statuses_follow_the_google_rpc_mapping_and_the_document_says_so(shop):
     assert {"ORDER_NOT_PAYABLE", "IDEMPOTENCY_KEY_REUSED"} <= set(operation["x-siyu-reasons"])
     assert "412" not in document["components"]["responses"]
     assert "/v1/orders:counts" in document["paths"] and "/v1/staff/orders/{order_id}:cancel" in document["paths"]
+
+
+def test_a_member_sees_their_price_next_to_the_list_price(shop):
+    from datetime import datetime, timedelta, timezone
+
+    def rfc3339(moment):
+        return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+    now = datetime.now(timezone.utc)
+    code = "p-" + new_key()[:12]
+    product = ok(shop.as_staff("POST", "/v1/staff/products", json={
+        "code": code, "title": f"Member price {code}", "status": "PRODUCT_STATUS_ON_SHELF", "skus": [
+            {"code": "tier", "list_price": {"amount": "1000", "currency": "CNY"}, "initial_stock": "5",
+             "tier_prices": [{"tier": "REGULAR", "price": {"amount": "850", "currency": "CNY"}}]},
+            {"code": "limited", "list_price": {"amount": "1000", "currency": "CNY"}, "initial_stock": "5",
+             "tier_prices": [{"tier": "REGULAR", "price": {"amount": "900", "currency": "CNY"}}],
+             "limited_time_price": {"price": {"amount": "700", "currency": "CNY"},
+                                    "starts_at": rfc3339(now - timedelta(hours=1)),
+                                    "ends_at": rfc3339(now + timedelta(hours=1))}},
+            {"code": "plain", "list_price": {"amount": "1000", "currency": "CNY"}, "initial_stock": "5"}]}))["product"]
+    token = shop.login("union-my-price")["access_token"]
+
+    def mine(skus) -> dict:
+        return {s["code"]: (s.get("member_price", {}).get("amount"), s.get("member_price_kind", "")) for s in skus}
+
+    detail = ok(shop.call("GET", f"/v1/products/{product['product_id']}", token=token))["product"]
+    assert mine(detail["skus"]) == {"tier": ("850", "TIER_DISCOUNT"), "limited": ("700", "LIMITED_TIME_PRICE"),
+                                    "plain": (None, "")}
+    assert all(s["list_price"]["amount"] == "1000" for s in detail["skus"])
+    listed = ok(shop.call("GET", "/v1/products", token=token, params={"keyword": code, "page_size": "50"}))
+    (found,) = [p for p in listed["products"] if p["product_id"] == product["product_id"]]
+    assert mine(found["skus"]) == mine(detail["skus"])
+
+    # Checkout charges what the page showed.
+    sku = {s["code"]: s["sku_id"] for s in detail["skus"]}
+    quote = ok(shop.call("POST", "/v1/checkout:quote", token=token, json={
+        "lines": [{"sku_id": sku["tier"], "quantity": "1"}, {"sku_id": sku["limited"], "quantity": "1"}]}))
+    charged = {line["sku_id"]: (line["line_amount"]["amount"], [st["step"] for st in line.get("steps", [])])
+               for line in quote["quote"]["lines"]}
+    assert charged == {sku["tier"]: ("850", ["TIER_DISCOUNT"]), sku["limited"]: ("700", ["LIMITED_TIME_PRICE"])}
+
+    # Without a token, or with one that does not hold: list prices only, never a refusal.
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        anonymous = ok(shop.call("GET", f"/v1/products/{product['product_id']}", headers=headers))["product"]
+        assert {s.get("member_price_kind", "") for s in anonymous["skus"]} == {""}
+    bad = shop.call("GET", "/v1/products", token=token, params={"page_size": "500"})
+    assert bad.status_code == 400 and "page_size" in {v["field"] for v in bad.json()["error"]["field_violations"]}
