@@ -235,6 +235,10 @@ async def identify(rule: access.Rule, creds: Credentials, request_id: str, resol
                     raise Unauthenticated("the token belongs to another merchant", reason="TOKEN_MERCHANT")
                 ctx = RequestContext(request_id=request_id, merchant_id=owner.merchant_id, channel=owner.channel,
                                      caller_kind="member", caller_id=claims.subject, client_address=creds.address)
+            elif creds.bearer:
+                # A channel route (browsing) called with a member token: the services may show
+                # what this member would pay. A token that does not hold is ignored, never refused.
+                ctx = await _optional_member(ctx, creds.bearer, jwt_secret, versions, request_id)
         elif rule.access == "STAFF":
             if not creds.bearer:
                 raise Unauthenticated("a staff bearer token is required", reason="TOKEN_MISSING")
@@ -251,3 +255,19 @@ async def identify(rule: access.Rule, creds: Credentials, request_id: str, resol
     except DomainError as error:
         raise ApiError(error.code.name, error.message, error.reason or error.code.name) from None
     return ctx
+
+
+async def _optional_member(ctx: RequestContext, bearer: str, jwt_secret: str, versions: TokenVersions | None,
+                           request_id: str) -> RequestContext:
+    """The channel context with the member of a valid, current member token of its merchant;
+    the context unchanged for any other token."""
+    try:
+        claims = tokens.verify(jwt_secret, bearer, kind="member")
+        if claims.merchant_id != ctx.merchant_id:
+            return ctx
+        if versions is not None:
+            await versions.check(claims, request_id)
+    except (DomainError, ApiError):
+        return ctx
+    return RequestContext(request_id=request_id, merchant_id=ctx.merchant_id, channel=ctx.channel,
+                          caller_kind="member", caller_id=claims.subject, client_address=ctx.client_address)

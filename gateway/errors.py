@@ -17,26 +17,32 @@ from siyu_kit import reasons
 from siyu_kit.grpc_server import details_of
 from siyu_kit.errors import DomainError, FieldViolation
 
+# google.rpc.Code's documented HTTP mapping (googleapis google/rpc/code.proto). Front ends
+# branch on the error's `reason`, not on the status: FAILED_PRECONDITION and
+# INVALID_ARGUMENT are both 400, and the reason tells them apart.
 HTTP_BY_CODE = {
     "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
     "OUT_OF_RANGE": 400,
     "UNAUTHENTICATED": 401,
     "PERMISSION_DENIED": 403,
     "NOT_FOUND": 404,
     "ALREADY_EXISTS": 409,
     "ABORTED": 409,
-    "FAILED_PRECONDITION": 412,
     "RESOURCE_EXHAUSTED": 429,
+    # The client closed the request before the answer came.
+    "CANCELLED": 499,
+    "DATA_LOSS": 500,
+    "UNKNOWN": 500,
+    "INTERNAL": 500,
+    "UNIMPLEMENTED": 501,
     "UNAVAILABLE": 503,
-    # A call the service reset before answering (overload): the client may retry it.
-    "CANCELLED": 503,
     "DEADLINE_EXCEEDED": 504,
 }
 # Their messages may carry internals; the caller gets a plain sentence instead.
 GENERIC_MESSAGES = {
     "UNAVAILABLE": "the service is temporarily unavailable",
     "DEADLINE_EXCEEDED": "the service did not answer in time",
-    "CANCELLED": "the service dropped the call before answering; retry",
 }
 # Every 503 tells the client when to try again: outages the services report are short
 # (a restarting database or service), and clients that wait do not pile up on it.
@@ -82,6 +88,10 @@ def from_status(code: grpc.StatusCode, message: str, trailing_metadata) -> ApiEr
         reason, violations = details.reason, list(details.violations)
         if details.retry_after_s > 0:
             headers["Retry-After"] = str(details.retry_after_s)
+    if name == "CANCELLED":
+        # A service that resets a call before answering (overload) cancels it from its side;
+        # the HTTP client did not give up, so this is the service being away: it may retry.
+        name = "UNAVAILABLE"
     if http_status(name) == 500:
         # Internal failures keep their details in the service's log, keyed by request id.
         return ApiError("INTERNAL", "internal error", "")

@@ -189,9 +189,15 @@ ERROR_SCHEMA = {
         },
     }},
 }
-ERROR_STATUSES = {"400": "Bad input", "401": "Missing or invalid API key or token", "403": "Role not allowed",
-                  "404": "Not found", "409": "Conflict", "412": "Wrong state", "429": "Rate limit or no stock",
-                  "503": "Service unavailable"}
+# The statuses of google.rpc.Code's HTTP mapping (gateway.errors.HTTP_BY_CODE) an operation
+# may answer with; the error's `reason` (x-siyu-reasons) says which refusal it is.
+ERROR_STATUSES = {"400": "Bad input (INVALID_ARGUMENT, with field violations), or the state does not allow the "
+                         "call (FAILED_PRECONDITION, OUT_OF_RANGE): branch on `reason`",
+                  "401": "Missing or invalid API key or token", "403": "Role not allowed",
+                  "404": "Not found", "409": "Conflict: a concurrent change (ABORTED) or a duplicate (ALREADY_EXISTS)",
+                  "429": "Rate limit or no stock (RESOURCE_EXHAUSTED)",
+                  "503": "Service unavailable; retry after Retry-After",
+                  "504": "The service did not answer in time"}
 SECURITY = {"PUBLIC": [], "CHANNEL": [{"apiKey": []}], "MEMBER": [{"apiKey": [], "bearer": []}],
             "STAFF": [{"bearer": []}]}
 

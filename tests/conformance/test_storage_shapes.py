@@ -1223,3 +1223,66 @@ def test_address_book_replaced_whole_with_nested_lists_by_merchant_member_and_ve
     assert (doc["addresses"], doc["default_id"], doc["keys"], doc["version"]) == (
         [address, second], "adr_2", [["k1", "adr_1"], ["k2", "adr_2"]], 2)
     assert coll.find_one({"merchant_id": "other", "member_id": "mem_1"}) is None
+
+
+# ---- the member's order tabs --------------------------------------------------------
+
+
+class TabbedOrder(me.Document):
+    """The order document's indexes the tabs of a member's order list use."""
+    id = me.StringField(primary_key=True)
+    merchant_id = me.StringField(required=True)
+    member_id = me.StringField(required=True)
+    state = me.StringField(required=True)
+    meta = {"collection": "conf_tabbed_order", "db_alias": ALIAS, "strict": False,
+            "indexes": [{"fields": ["merchant_id", "member_id"]}, {"fields": ["merchant_id", "member_id", "state"]},
+                        {"fields": ["merchant_id", "state"]}]}
+
+
+class MemberRefund(me.Document):
+    id = me.StringField(primary_key=True)
+    merchant_id = me.StringField(required=True)
+    member_id = me.StringField(required=True)
+    order_id = me.StringField(required=True)
+    state = me.StringField(required=True)
+    meta = {"collection": "conf_member_refund", "db_alias": ALIAS, "strict": False,
+            "indexes": [{"fields": ["merchant_id", "state"]}, {"fields": ["merchant_id", "member_id"]}]}
+
+
+def test_order_tabs_state_in_per_member_counted_and_paged_newest_first_by_id(db):
+    TabbedOrder.ensure_indexes()
+    c = TabbedOrder._get_collection()
+    merchant, member, other = new_merchant_id(), new_id("mem"), new_id("mem")
+    states = ["PENDING_PAYMENT", "PAID", "SHIPPED", "DELIVERED", "COMPLETED", "CANCELLED"] * 2
+    ids = [new_id("ord") for _ in states]
+    c.insert_many([{"_id": i, "merchant_id": merchant, "member_id": member, "state": s, "outbox": {}}
+                   for i, s in zip(ids, states)]
+                  + [{"_id": new_id("ord"), "merchant_id": merchant, "member_id": other, "state": "SHIPPED"},
+                     {"_id": new_id("ord"), "merchant_id": new_merchant_id(), "member_id": member, "state": "PAID"}])
+    shipped = sorted((i for i, s in zip(ids, states) if s in ("SHIPPED", "DELIVERED")), reverse=True)
+    query = {"merchant_id": merchant, "member_id": member, "state": {"$in": ["SHIPPED", "DELIVERED"]}}
+    assert _ids(c.find(query, {"outbox": 0}).sort("_id", DESCENDING).limit(3)) == shipped[:3]
+    assert _ids(c.find({**query, "_id": {"$lt": shipped[2]}}, {"outbox": 0}).sort("_id", DESCENDING).limit(3)) == \
+        shipped[3:]
+    counts = {tab: c.count_documents({"merchant_id": merchant, "member_id": member, "state": {"$in": tab_states}})
+              for tab, tab_states in {"UNPAID": ["PENDING_PAYMENT"], "TO_SHIP": ["PAID"],
+                                      "SHIPPED": ["SHIPPED", "DELIVERED"], "COMPLETED": ["COMPLETED"]}.items()}
+    assert counts == {"UNPAID": 2, "TO_SHIP": 2, "SHIPPED": 4, "COMPLETED": 2}
+    among = c.find({"_id": {"$in": [ids[0], ids[4], "ord_missing"]}, "merchant_id": merchant, "member_id": member},
+                   {"outbox": 0})
+    assert sorted(_ids(among)) == sorted([ids[0], ids[4]])
+    c.delete_many({"merchant_id": merchant})
+
+
+def test_order_ids_of_a_members_refunds_by_inclusion_projection_of_one_field(db):
+    MemberRefund.ensure_indexes()
+    c = MemberRefund._get_collection()
+    merchant, member = new_merchant_id(), new_id("mem")
+    c.insert_many([{"_id": new_id("rfd"), "merchant_id": merchant, "member_id": member, "order_id": o, "state": s}
+                   for o, s in (("ord_a", "REQUESTED"), ("ord_a", "REJECTED"), ("ord_b", "REFUNDED"))]
+                  + [{"_id": new_id("rfd"), "merchant_id": merchant, "member_id": new_id("mem"), "order_id": "ord_c",
+                      "state": "REQUESTED"}])
+    docs = list(c.find({"merchant_id": merchant, "member_id": member}, {"order_id": 1}))
+    assert sorted(d["order_id"] for d in docs) == ["ord_a", "ord_a", "ord_b"]
+    assert all(set(d) == {"_id", "order_id"} for d in docs)
+    c.delete_many({"merchant_id": merchant})

@@ -8,7 +8,7 @@ Three promises, checked on every answer:
   means a 400 INVALID_ARGUMENT: the gateway could not transcode the request or a service
   found a field out of what its contract declares. The only 400s allowed are the business
   rules a JSON schema cannot state, each listed in `BUSINESS_RULES` with its reason.
-  Refusals of state (404, 409, 412, 429 for stock or rate) are fine.
+  Refusals of state (404, 409, 429 for stock or rate, and 400 FAILED_PRECONDITION) are fine.
 - **Negative mode** (requests the schema forbids): none is accepted. Every answer is a 4xx.
 
 Generation is derandomized (fixed seed per test) and bounded per operation, so a run takes

@@ -414,6 +414,25 @@ def _(w):
     assert ok(theirs)["settings"]["unpaid_expiry_seconds"] == "1200"
 
 
+@cross("CountMyOrders")
+def _(w):
+    assert w.a.paid_order
+    mine = {c["tab"]: int(c.get("count", "0")) for c in ok(w.a.as_member("GET", "/v1/orders:counts"))["counts"]}
+    assert mine["ORDER_TAB_TO_SHIP"] >= 1
+    # The same person, logged in at B: B counts none of A's orders.
+    theirs = ok(w.b.as_member("GET", "/v1/orders:counts"))["counts"]
+    assert {int(c.get("count", "0")) for c in theirs} == {0}
+
+
+@cross("CancelOrderAsStaff")
+def _(w):
+    order = ok(w.a.as_member("POST", "/v1/orders", json={
+        "idempotency_key": new_key(), "lines": [{"sku_id": w.a.sku, "quantity": "1"}]}))["order"]
+    not_found(unchanged(lambda: w.a.order_now(order), lambda: w.b.as_staff(
+        "POST", f"/v1/staff/orders/{order['order_id']}:cancel", json={})))
+    ok(w.a.as_member("POST", f"/v1/orders/{order['order_id']}:cancel", json={}))
+
+
 def test_every_new_route_has_a_cross_merchant_case():
     assert annotated_routes() == set(CROSS_MERCHANT)
 
@@ -633,6 +652,16 @@ def _(m):
             "settings": {**m.settings_now(), "unpaid_expiry_seconds": "0", "shipping_fee": {"amount": "-1",
                                                                                            "currency": "CNY"}}})
     refused(unchanged(m.settings_now, put), "settings.unpaid_expiry_seconds", "settings.shipping_fee.amount")
+
+
+@bad("CountMyOrders")
+def _(m):
+    refused(m.as_member("GET", "/v1/orders:counts", params={"member_id": "mem_other"}), "member_id")
+
+
+@bad("CancelOrderAsStaff")
+def _(m):
+    refused(m.as_staff("POST", f"/v1/staff/orders/{BAD_ID}:cancel", json={}), "order_id")
 
 
 def test_every_new_route_has_a_bad_input_case():

@@ -145,7 +145,7 @@ def test_unknown_product_is_404_and_short_stock_reserves_nothing(shop):
     before = (shop.stock(lotion), shop.stock(tee))
     # The first line fits, the second does not: neither may stay reserved.
     short = place(shop, token, [{"sku_id": tee, "quantity": 1}, {"sku_id": lotion, "quantity": 51}])
-    assert short.status_code == 412, short.text
+    assert short.status_code == 400, short.text
     error = short.json()["error"]
     assert error["reason"] == "OUT_OF_STOCK"
     assert "lines[1].quantity" in {v["field"] for v in error["field_violations"]}

@@ -539,3 +539,20 @@ def service(merchant_id: str = MERCHANT):
 def shopper(merchant_id: str = MERCHANT):
     return acting(context.RequestContext(merchant_id=merchant_id, channel="H5", caller_kind="member",
                                          caller_id="mem_1"))
+
+
+@dataclass
+class FakeMemberPricing:
+    """MemberPricing: one tier for every member; counts the calls; `fail` raises instead."""
+    tier: str = "GOLD"
+    discount_bp: int = 9000
+    fail: Exception | None = None
+    calls: list[str] = field(default_factory=list)
+
+    async def pricing(self, member_id: str):
+        from services.catalog.application.ports import MemberTier
+
+        self.calls.append(member_id)
+        if self.fail is not None:
+            raise self.fail
+        return MemberTier(self.tier, self.discount_bp)

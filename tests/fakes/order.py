@@ -71,6 +71,25 @@ class FakeOrders:
                        key=lambda o: o.id, reverse=True)
         return [self._copy(o) for o in found[:limit]]
 
+    def _mine(self, merchant_id: str, member_id: str) -> list[Order]:
+        return [o for o in self.orders.values() if o.merchant_id == merchant_id and o.member_id == member_id]
+
+    async def page_of_member_in_states(self, merchant_id: str, member_id: str, states, before_id: str,
+                                       limit: int) -> list[Order]:
+        self.reads += 1
+        found = sorted((o for o in self._mine(merchant_id, member_id)
+                        if o.state.value in states and (not before_id or o.id < before_id)),
+                       key=lambda o: o.id, reverse=True)
+        return [self._copy(o) for o in found[:limit]]
+
+    async def count_of_member_in_states(self, merchant_id: str, member_id: str, states) -> int:
+        self.reads += 1
+        return sum(1 for o in self._mine(merchant_id, member_id) if o.state.value in states)
+
+    async def of_member_among(self, merchant_id: str, member_id: str, order_ids) -> list[Order]:
+        self.reads += 1
+        return [self._copy(o) for o in self._mine(merchant_id, member_id) if o.id in set(order_ids)]
+
     async def search(self, merchant_id: str, *, state: str, created_from: datetime | None,
                      created_to: datetime | None, channel: str, member_id: str, before_id: str,
                      limit: int) -> list[Order]:

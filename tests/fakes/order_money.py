@@ -131,6 +131,9 @@ class FakeRefunds:
         self.refunds[refund.id] = copy.deepcopy(refund)
         return True
 
+    async def order_ids_of_member(self, merchant_id: str, member_id: str) -> set[str]:
+        return {r.order_id for r in self._select(merchant_id=merchant_id, member_id=member_id)}
+
     async def by_key(self, merchant_id: str, order_id: str, requested_by: str, key: str) -> Refund | None:
         found = self._select(merchant_id=merchant_id, order_id=order_id, requested_by=requested_by,
                              idempotency_key=key)

@@ -51,7 +51,8 @@ def test_place_reserves_stock_and_replay_returns_the_first_order(order, catalog,
     assert (stock(catalog, mid, a).reserved, stock(catalog, mid, a).available) == (2, 8)
     assert stock(catalog, mid, b).reserved == 1
 
-    replay = place(order, md, "k-1", (a, 5))
+    replay = place(order, md, "k-1", (a, 2), (b, 1),
+                   attribution=common_pb2.Attribution(persona_id=persona, share_code="s1"))
     assert replay == first
     assert stock(catalog, mid, a).reserved == 2
     assert [o.order_id for o in my_orders(order, md)] == [first.order_id]

@@ -10,9 +10,9 @@ from siyu_kit.grpc_server import status_of
 
 EXPECTED = {
     "INVALID_ARGUMENT": 400, "OUT_OF_RANGE": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403,
-    "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "ABORTED": 409, "FAILED_PRECONDITION": 412,
+    "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "ABORTED": 409, "FAILED_PRECONDITION": 400,
     "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504,
-    "INTERNAL": 500, "UNKNOWN": 500, "DATA_LOSS": 500, "UNIMPLEMENTED": 500, "CANCELLED": 503,
+    "INTERNAL": 500, "UNKNOWN": 500, "DATA_LOSS": 500, "UNIMPLEMENTED": 501, "CANCELLED": 499,
 }
 
 
@@ -48,7 +48,7 @@ def test_reason_without_violations():
     assert "field_violations" not in body
     api = errors.from_status(grpc.StatusCode.FAILED_PRECONDITION, "x",
                              _trailers(FailedPrecondition("x", reason="ORDER_NOT_PENDING")))
-    assert (api.http_status, api.reason) == (412, "ORDER_NOT_PENDING")
+    assert (api.http_status, api.reason) == (400, "ORDER_NOT_PENDING")
 
 
 def test_internal_errors_hide_their_message():

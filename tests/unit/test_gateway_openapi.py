@@ -203,3 +203,14 @@ def test_error_reasons_are_an_enum_with_descriptions(doc):
 def test_the_docs_page_shows_descriptions(doc):
     page = openapi.docs_page(doc)
     assert "Starts a payment of the whole payable amount." in page
+
+
+def test_error_responses_are_the_statuses_of_the_google_rpc_mapping(doc):
+    from gateway.errors import HTTP_BY_CODE
+
+    statuses = {str(s) for s in HTTP_BY_CODE.values()}
+    for op in _operations(doc).values():
+        errors = set(op["responses"]) - {"200", "default"}
+        assert errors <= statuses and "400" in errors and "412" not in errors
+    assert "Error412" not in doc["components"]["responses"]
+    assert HTTP_BY_CODE["FAILED_PRECONDITION"] == 400 and HTTP_BY_CODE["UNIMPLEMENTED"] == 501

@@ -124,3 +124,18 @@ class FlashSaleRepository(Protocol):
 class OrderVerdicts(Protocol):
     async def verdict(self, merchant_id: str, order_id: str, reservation_id: str) -> str | None:
         """COMMIT, RELEASE or KEEP; None when the order service cannot say now."""
+
+
+# ---- the screens' everyday reads: my price ----
+
+@dataclass(frozen=True)
+class MemberTier:
+    """A member's tier and its discount in basis points (9500 = 5% off)."""
+    tier: str
+    discount_bp: int
+
+
+class MemberPricing(Protocol):
+    """The member service's tier pricing (GetMemberPricing): one call per page shown."""
+
+    async def pricing(self, member_id: str) -> MemberTier: ...

@@ -1,18 +1,20 @@
 """Product use cases: upsert by code, shelving, browse and search, and SKU lookups for orders."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from siyu_kit import context
-from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, NotFound
+from siyu_kit import context, logging as slog
+from siyu_kit.errors import Conflict, DomainError, FailedPrecondition, FieldViolation, NotFound
 from siyu_kit.ids import new_id
 from siyu_kit.protos import epoch_ms, now_ms, utcnow
 
 from services.catalog.application import validation
 from services.catalog.application.ledger import Ledger
-from services.catalog.application.ports import CategoryRepository, ProductFilter, ProductRepository, StockRepository
+from services.catalog.application.ports import (CategoryRepository, MemberPricing, ProductFilter, ProductRepository,
+                                                StockRepository)
 from services.catalog.domain import categories, listing, products as rules
 from services.catalog.domain import search, stock as stock_rules
+from services.catalog.domain.member_price import MemberPrice, member_price
 from services.catalog.domain.products import LimitedTimePrice, Sku
 from services.catalog.domain.stock import Movement, Stock
 
@@ -22,10 +24,15 @@ SCAN_BATCH = 100
 SCAN_LIMIT = 1000
 
 
+log = slog.get("siyu.catalog.products")
+
+
 @dataclass(frozen=True)
 class ProductView:
     doc: dict
     available: dict[str, int]  # sku id → available units
+    # sku id → what the calling member would pay, for a member's call (domain.member_price)
+    member_prices: dict[str, MemberPrice] = field(default_factory=dict)
 
     def in_stock(self) -> bool:
         return any(self.available.get(s["sku_id"], 0) > 0 for s in self.doc.get("skus") or [])
@@ -75,11 +82,37 @@ class SkuDetail:
 
 class ProductUseCases:
     def __init__(self, products: ProductRepository, categories: CategoryRepository, stock: StockRepository,
-                 ledger: Ledger):
+                 ledger: Ledger, pricing: MemberPricing | None = None):
         self.products = products
         self.categories = categories
         self.stock = stock
         self.ledger = ledger
+        # The member's tier for "my price"; None: no member prices are shown.
+        self.pricing = pricing
+
+    async def with_member_prices(self, views: list[ProductView]) -> list[ProductView]:
+        """For a member's call: each SKU's price for this member, by one tier look-up for
+        the whole page. A member service that does not answer leaves the prices out rather
+        than failing the page (checkout still charges the member's price)."""
+        ctx = context.current()
+        if self.pricing is None or ctx.caller_kind != "member" or not views:
+            return views
+        try:
+            tier = await self.pricing.pricing(ctx.caller_id)
+        except DomainError as error:
+            log.warning("member_price.unavailable", reason=error.reason, code=error.code.name)
+            return views
+        now = now_ms()
+        out = []
+        for view in views:
+            prices = {}
+            for sku in skus_of(view.doc):
+                found = member_price(sku.list_price, tier.tier, dict(sku.tier_prices), tier.discount_bp,
+                                     sku.limited_time_price, now)
+                if found is not None:
+                    prices[sku.sku_id] = found
+            out.append(replace(view, member_prices=prices))
+        return out
 
     async def _seed_stock(self, merchant_id: str, product_id: str, created: list[tuple[Sku, int]]) -> None:
         """Give SKUs that have no stock document yet their initial stock, exactly once."""
@@ -178,7 +211,7 @@ class ProductUseCases:
         doc = await self.products.get(merchant_id, product_id)
         if doc is None or not rules.visible_to(doc["status"], is_staff=_is_staff()):
             raise NotFound("no such product")
-        return (await self._with_availability(merchant_id, [doc]))[0]
+        return (await self.with_member_prices(await self._with_availability(merchant_id, [doc])))[0]
 
     async def _page(self, merchant_id: str, valid: validation.ValidList,
                     where: ProductFilter) -> tuple[list[ProductView], str]:
@@ -222,7 +255,8 @@ class ProductUseCases:
         where = ProductFilter(status=None if _is_staff() else rules.ON_SHELF, terms=tuple(terms),
                               category_id=cmd.category_id, tag=cmd.tag.strip(), min_price=cmd.min_price,
                               max_price=cmd.max_price)
-        return await self._page(merchant_id, valid, where)
+        views, token = await self._page(merchant_id, valid, where)
+        return await self.with_member_prices(views), token
 
     async def get_skus(self, sku_ids: list[str]) -> list[SkuDetail]:
         merchant_id = context.current().require_merchant()

@@ -12,6 +12,7 @@ from siyu_kit.service import Parts, Runtime
 from services.catalog.adapters import flash_sales as flash_store
 from services.catalog.adapters.documents import ReservationDoc, ensure_indexes
 from services.catalog.adapters.flash_sales import MongoFlashSales
+from services.catalog.adapters.member import MemberClient
 from services.catalog.adapters.orders import OrderClient
 from services.catalog.adapters.repositories import (MongoCategories, MongoLedger, MongoProducts, MongoReservations,
                                                     MongoStock)
@@ -20,7 +21,7 @@ from services.catalog.application.flash_sales import FlashSaleUseCases
 from services.catalog.application.inventory import InventoryUseCases
 from services.catalog.application.ledger import Ledger
 from services.catalog.application.pools import Pools
-from services.catalog.application.ports import OrderVerdicts
+from services.catalog.application.ports import MemberPricing, OrderVerdicts
 from services.catalog.application.products import ProductUseCases
 from services.catalog.application.stock import StockUseCases
 from services.catalog.entrypoint import events, jobs
@@ -36,7 +37,7 @@ class UseCases:
     flash: FlashSaleUseCases
 
 
-def use_cases(orders: OrderVerdicts) -> UseCases:
+def use_cases(orders: OrderVerdicts, pricing: MemberPricing | None = None) -> UseCases:
     """Every catalog use case on the MongoDB repositories."""
     products, categories, stock = MongoProducts(), MongoCategories(), MongoStock()
     movements, reservations, sales = MongoLedger(), MongoReservations(), MongoFlashSales()
@@ -44,7 +45,7 @@ def use_cases(orders: OrderVerdicts) -> UseCases:
     pools = Pools(sales, ledger)
     stock_cases = StockUseCases(reservations, stock, ledger, pools, orders)
     return UseCases(
-        products=ProductUseCases(products, categories, stock, ledger),
+        products=ProductUseCases(products, categories, stock, ledger, pricing),
         categories=CategoryUseCases(categories),
         inventory=InventoryUseCases(stock, movements, ledger),
         stock=stock_cases,
@@ -54,7 +55,7 @@ def use_cases(orders: OrderVerdicts) -> UseCases:
 def build(runtime: Runtime) -> Parts:
     ensure_indexes()
     flash_store.ensure_indexes()
-    cases = use_cases(OrderClient(runtime.channel("order")))
+    cases = use_cases(OrderClient(runtime.channel("order")), MemberClient(runtime.channel("member")))
     full_name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
     return Parts(
         servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server,

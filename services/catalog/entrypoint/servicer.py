@@ -35,9 +35,11 @@ def _ms_timestamp(ms: int):
     return timestamp(datetime.fromtimestamp(ms / 1000, timezone.utc))
 
 
-def _sku(sku, product_id: str, available: int) -> catalog_pb2.Sku:
+def _sku(sku, product_id: str, available: int, mine=None) -> catalog_pb2.Sku:
     limited = sku.limited_time_price
     return catalog_pb2.Sku(
+        member_price=money(mine.price, sku.currency) if mine else None,
+        member_price_kind=mine.kind if mine else "",
         sku_id=sku.sku_id, product_id=product_id, code=sku.code, attributes=sku.attributes,
         list_price=money(sku.list_price, sku.currency), available=available,
         tier_prices=[catalog_pb2.TierPrice(tier=t, price=money(p, sku.currency)) for t, p in sku.tier_prices],
@@ -70,7 +72,7 @@ def _product(view: products.ProductView) -> catalog_pb2.Product:
         product_id=doc["_id"], code=doc["code"], title=doc["title"], category_id=doc.get("category_id", ""),
         tags=doc.get("tags") or [], media_urls=doc.get("media_urls") or [],
         description=doc.get("description", ""), status=STATUS_NUMBERS[doc["status"]],
-        skus=[_sku(s, doc["_id"], view.available.get(s.sku_id, 0)) for s in skus],
+        skus=[_sku(s, doc["_id"], view.available.get(s.sku_id, 0), view.member_prices.get(s.sku_id)) for s in skus],
         min_price=money(int(doc.get("min_price", 0))), created_at=timestamp(aware(doc["created_at"])),
         version=int(doc["version"]), sales=int(doc.get("sales", 0)),
         category_path=doc.get("category_path") or [])

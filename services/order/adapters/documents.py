@@ -48,6 +48,8 @@ class OrderDoc(OutboxDocument):
     # Lines carry refunded_quantity and refunded_amount.
     refunded_amount = IntField(default=0)
     applied_refunds = DictField()
+    # sha256 of the request that placed the order (domain.idempotency); absent on older orders
+    request_hash = StringField()
     version = IntField(required=True)
 
     meta = {
@@ -56,6 +58,8 @@ class OrderDoc(OutboxDocument):
         "indexes": [
             {"fields": ["merchant_id", "member_id", "idempotency_key"], "unique": True},
             {"fields": ["merchant_id", "member_id"]},
+            # the tabs of a member's order list (domain.tabs)
+            {"fields": ["merchant_id", "member_id", "state"]},
             {"fields": ["merchant_id", "state"]},
             {"fields": ["merchant_id", "created_ms"]},
             {"fields": ["merchant_id", "attribution.channel"]},
@@ -90,6 +94,8 @@ class PaymentDoc(OutboxDocument):
     # {provider_refund_id, amount, reason, at}
     refund = DictField()
     refunded_at = DateTimeField()
+    # sha256 of the request that started it (domain.idempotency); absent on older payments
+    request_hash = StringField()
     version = IntField(required=True)
 
     meta = {
@@ -181,7 +187,8 @@ def order_of(doc: dict) -> Order:
         auto_confirm_ms=doc.get("auto_confirm_ms") or 0, delivered_at=doc.get("delivered_at"),
         completed_at=doc.get("completed_at"), confirmed_by=doc.get("confirmed_by") or "",
         refunded_amount=doc.get("refunded_amount", 0),
-        applied_refunds={k: applied_refund_of(v) for k, v in (doc.get("applied_refunds") or {}).items()})
+        applied_refunds={k: applied_refund_of(v) for k, v in (doc.get("applied_refunds") or {}).items()},
+        request_hash=doc.get("request_hash") or "")
 
 
 def order_doc(order: Order) -> dict:
@@ -198,6 +205,8 @@ def order_doc(order: Order) -> dict:
     }
     if order.flash_sale_id:
         doc["flash_sale_id"] = order.flash_sale_id
+    if order.request_hash:
+        doc["request_hash"] = order.request_hash
     optional = {"paid_at": order.paid_at, "payment_id": order.payment_id, "cancelled_at": order.cancelled_at,
                 "cancel_reason": order.cancel_reason, "auto_confirm_ms": order.auto_confirm_ms,
                 "delivered_at": order.delivered_at, "completed_at": order.completed_at,

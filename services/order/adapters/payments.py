@@ -36,7 +36,7 @@ def payment_of(doc: dict | None) -> Payment | None:
         failures=doc.get("failures") or 0,
         refund=ProviderRefund(refund.get("provider_refund_id") or "", refund.get("amount") or 0,
                               refund.get("reason") or "", aware(refund.get("at"))) if refund else None,
-        refunded_at=aware(doc.get("refunded_at")))
+        refunded_at=aware(doc.get("refunded_at")), request_hash=doc.get("request_hash") or "")
 
 
 def _refund_doc(refund: ProviderRefund) -> dict:
@@ -59,7 +59,7 @@ def _new_doc(p: Payment) -> dict:
     return {"_id": p.id, "merchant_id": p.merchant_id, "member_id": p.member_id, "order_id": p.order_id,
             "idempotency_key": p.idempotency_key, "method": p.method.value, "state": p.state.value,
             "amount": p.amount, "currency": p.currency, "created_at": p.created_at, "failures": p.failures,
-            "version": p.version}
+            "version": p.version, **({"request_hash": p.request_hash} if p.request_hash else {})}
 
 
 def events_of(p: Payment) -> list[Event]:

@@ -36,6 +36,8 @@ class RefundDoc(Document):
     approved_ms = IntField()
     refunded_at = DateTimeField()
     provider_refund_id = StringField()
+    # sha256 of the request that opened it (domain.idempotency); absent on older refunds
+    request_hash = StringField()
     version = IntField(required=True)
 
     meta = {
@@ -45,6 +47,8 @@ class RefundDoc(Document):
             {"fields": ["merchant_id", "order_id", "requested_by", "idempotency_key"], "unique": True},
             {"fields": ["merchant_id", "state"]},
             {"fields": ["state", "approved_ms"]},
+            # the 售后 tab of a member's order list
+            {"fields": ["merchant_id", "member_id"]},
         ],
     }
 
@@ -61,7 +65,7 @@ def refund_of(doc: dict | None) -> Refund | None:
         amount=doc["amount"], currency=doc["currency"], created_at=aware(doc["created_at"]),
         shipping_fee_refund=doc.get("shipping_fee_refund") or 0, reason=doc.get("reason") or "",
         note=doc.get("note") or "", approved_ms=doc.get("approved_ms"), refunded_at=aware(doc.get("refunded_at")),
-        provider_refund_id=doc.get("provider_refund_id") or "")
+        provider_refund_id=doc.get("provider_refund_id") or "", request_hash=doc.get("request_hash") or "")
 
 
 def _lines(refund: Refund) -> list[dict]:
@@ -76,6 +80,8 @@ def _new_doc(r: Refund) -> dict:
            "currency": r.currency, "reason": r.reason, "created_at": r.created_at, "version": r.version}
     if r.approved_ms is not None:
         doc["approved_ms"] = r.approved_ms
+    if r.request_hash:
+        doc["request_hash"] = r.request_hash
     return doc
 
 
@@ -127,6 +133,12 @@ class Refunds:
         if before_id:
             query["_id"] = {"$lt": before_id}
         return await run_sync(self._many, query, [("_id", DESCENDING)], limit)
+
+    async def order_ids_of_member(self, merchant_id: str, member_id: str) -> set[str]:
+        def ids() -> set[str]:
+            cursor = self._c().find({"merchant_id": merchant_id, "member_id": member_id}, {"order_id": 1})
+            return {d["order_id"] for d in cursor}
+        return await run_sync(ids)
 
     async def stalled(self, approved_before_ms: int, limit: int) -> list[Refund]:
         """Refunds whose execution started before the given time and has not finished,

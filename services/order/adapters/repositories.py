@@ -70,6 +70,23 @@ class Orders:
         cursor = self._c().find(query, _HIDDEN).sort("_id", DESCENDING).limit(limit)
         return [_clean(d) for d in cursor]
 
+    def page_of_member_in_states(self, merchant_id: str, member_id: str, states: list[str], before_id: str,
+                                 limit: int) -> list[dict]:
+        """A tab of the member's order list, newest first."""
+        query: dict[str, Any] = {"merchant_id": merchant_id, "member_id": member_id, "state": {"$in": states}}
+        if before_id:
+            query["_id"] = {"$lt": before_id}
+        cursor = self._c().find(query, _HIDDEN).sort("_id", DESCENDING).limit(limit)
+        return [_clean(d) for d in cursor]
+
+    def count_of_member_in_states(self, merchant_id: str, member_id: str, states: list[str]) -> int:
+        return self._c().count_documents({"merchant_id": merchant_id, "member_id": member_id,
+                                          "state": {"$in": states}})
+
+    def of_member_among(self, merchant_id: str, member_id: str, order_ids: list[str]) -> list[dict]:
+        query = {"_id": {"$in": order_ids}, "merchant_id": merchant_id, "member_id": member_id}
+        return [_clean(d) for d in self._c().find(query, _HIDDEN)]
+
     def expired(self, now: datetime, limit: int) -> list[dict]:
         """Unpaid orders past their expiry, across merchants (the expiry job)."""
         cursor = self._c().find({"state": "PENDING_PAYMENT", "expires_ms": {"$lte": epoch_ms(now)}}, _HIDDEN) \
@@ -134,6 +151,18 @@ class MongoOrders:
             merchant_id, state=state, created_from=created_from, created_to=created_to, channel=channel,
             member_id=member_id, before_id=before_id, limit=limit))
         return [order_of(d) for d in docs]
+
+    async def page_of_member_in_states(self, merchant_id: str, member_id: str, states, before_id: str,
+                                       limit: int) -> list[Order]:
+        return [order_of(d) for d in await run_sync(self.docs.page_of_member_in_states, merchant_id, member_id,
+                                                    list(states), before_id, limit)]
+
+    async def count_of_member_in_states(self, merchant_id: str, member_id: str, states) -> int:
+        return await run_sync(self.docs.count_of_member_in_states, merchant_id, member_id, list(states))
+
+    async def of_member_among(self, merchant_id: str, member_id: str, order_ids) -> list[Order]:
+        return [order_of(d) for d in await run_sync(self.docs.of_member_among, merchant_id, member_id,
+                                                    list(order_ids))]
 
     async def expired(self, now: datetime, limit: int) -> list[Order]:
         return [order_of(d) for d in await run_sync(self.docs.expired, now, limit)]

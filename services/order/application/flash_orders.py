@@ -26,8 +26,9 @@ from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.application.checkout import ActivityPrice, Checkout
 from services.order.application.orders import (MAX_KEY, PLACE_MIN_TIME_S, OrderUseCases, attribution_of,
-                                                check_attribution_and_remark)
+                                                check_attribution_and_remark, place_fingerprint)
 from services.order.application.ports import FlashCatalog, OrderRepository, SettingsRepository
+from services.order.domain.idempotency import require_same_request
 from services.order.domain.orders import Order
 
 log = slog.get("siyu.order.flash")
@@ -78,8 +79,10 @@ class FlashOrderUseCases:
         member_id = ctx.require_member()
         merchant_id = ctx.merchant_id
         quantity = validate(cmd, ctx.channel)
+        request_hash = place_fingerprint(cmd)
         existing = await self.orders.by_key(merchant_id, member_id, cmd.idempotency_key)
         if existing:
+            require_same_request(existing.request_hash, request_hash, "order")
             return existing
         await self.order_cases.check_references(cmd.attribution)
         sold_out_key = (merchant_id, cmd.flash_sale_id)
@@ -113,4 +116,4 @@ class FlashOrderUseCases:
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
             attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark,
-            flash_sale_id=cmd.flash_sale_id)
+            flash_sale_id=cmd.flash_sale_id, request_hash=request_hash)

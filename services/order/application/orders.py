@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable, TypeVar
 
@@ -15,9 +15,11 @@ from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.application.cart import CartUseCases
 from services.order.application.checkout import Checkout, PricedCheckout, check_lines
-from services.order.application.ports import Attributions, Catalog, OrderRepository
-from services.order.domain.orders import (CANCEL_BY_MEMBER, DEFAULT_RESERVATION_GRACE, Order, OrderLine, PriceStep,
+from services.order.application.ports import Attributions, Catalog, OrderRepository, RefundRepository
+from services.order.domain.idempotency import fingerprint, require_same_request
+from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_STAFF, DEFAULT_RESERVATION_GRACE, Order, OrderLine, PriceStep,
                                           reservation_expiry)
+from services.order.domain.tabs import COUNTED, OrderTab, page_of_ids, states_of
 
 log = slog.get("siyu.order")
 T = TypeVar("T")
@@ -51,6 +53,11 @@ def validate_place(cmd: PlaceOrderInput, ctx_channel: str) -> None:
     check_lines(v, cmd.lines)
     check_attribution_and_remark(v, cmd.attribution, cmd.remark, ctx_channel)
     v.raise_if_any()
+
+
+def place_fingerprint(cmd) -> str:
+    """The fingerprint of a placing request: every field of the command but its key."""
+    return fingerprint({k: v for k, v in asdict(cmd).items() if k != "idempotency_key"})
 
 
 def check_attribution_and_remark(v: Violations, attribution: dict, remark: str, ctx_channel: str) -> None:
@@ -97,6 +104,8 @@ class OrderUseCases:
     reservation_grace: timedelta = DEFAULT_RESERVATION_GRACE
     # Checks that an attribution's persona and content are the merchant's; None: not checked.
     attributions: Attributions | None = None
+    # Which of a member's orders have refunds (the 售后 tab); None: that tab is empty.
+    refunds: RefundRepository | None = None
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -107,8 +116,10 @@ class OrderUseCases:
         merchant_id = ctx.merchant_id
         validate_place(cmd, ctx.channel)
         require_time(PLACE_MIN_TIME_S, "place the order")
+        request_hash = place_fingerprint(cmd)
         existing = await self.orders.by_key(merchant_id, member_id, cmd.idempotency_key)
         if existing:
+            require_same_request(existing.request_hash, request_hash, "order")
             return existing
         await self.check_references(cmd.attribution)
         priced = await self._checkout().price(merchant_id, member_id, cmd.lines)
@@ -130,7 +141,7 @@ class OrderUseCases:
         order = await self.create_order(
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
-            attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark)
+            attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark, request_hash=request_hash)
         if cmd.remove_from_cart and order.id == order_id:
             await self._remove_from_cart(merchant_id, member_id, [s for s, _ in cmd.lines])
         return order
@@ -161,7 +172,7 @@ class OrderUseCases:
     async def create_order(self, *, merchant_id: str, member_id: str, idempotency_key: str,
                            priced: PricedCheckout, order_id: str, reservation_id: str, created_at: datetime,
                            expires_at: datetime, attribution: dict, remark: str,
-                           flash_sale_id: str = "") -> Order:
+                           flash_sale_id: str = "", request_hash: str = "") -> Order:
         """Writes a PENDING_PAYMENT order for stock already reserved under `reservation_id`,
         with its order.placed event in the same write. Returns the stored order; when an
         order with the same idempotency key won a race, releases this reservation and
@@ -183,12 +194,14 @@ class OrderUseCases:
                    for l in quote.lines],
             currency=priced.currency, total=quote.total, payable=quote.payable, order_steps=_steps(quote.order_steps),
             shipping_fee=quote.shipping_fee, tier=priced.tier, attribution=attribution, remark=remark,
-            reservation_id=reservation_id, created_at=created_at, expires_at=expires_at, flash_sale_id=flash_sale_id)
+            reservation_id=reservation_id, created_at=created_at, expires_at=expires_at, flash_sale_id=flash_sale_id,
+            request_hash=request_hash)
         if await shielded(self._insert_or_release(order, reservation_id)):
             return order
         winner = await self.orders.by_key(merchant_id, member_id, idempotency_key)
         if winner is None:
             raise Conflict("the order was placed concurrently; try again")
+        require_same_request(winner.request_hash, request_hash, "order")
         return winner
 
     async def _insert_or_release(self, order: Order, reservation_id: str) -> bool:
@@ -233,18 +246,44 @@ class OrderUseCases:
             raise NotFound(f"order {order_id} not found")
         return order
 
-    async def list_mine(self, page_size: int, page_token: str) -> tuple[list[Order], str]:
+    async def list_mine(self, page_size: int, page_token: str, tab: str = "") -> tuple[list[Order], str]:
+        """The member's orders, newest first: all of them, or one tab (domain.tabs)."""
         ctx = context.current()
         member_id = ctx.require_member()
         v = Violations()
         v.check(0 <= page_size <= MAX_PAGE, "page_size", f"1..{MAX_PAGE}")
         v.check(not page_token or is_id(page_token, "ord"), "page_token", "not a token from this list")
+        v.check(not tab or tab in OrderTab.__members__, "tab", "not an order tab")
         v.raise_if_any()
         size = page_size or DEFAULT_PAGE
-        orders = await self.orders.page_of_member(ctx.merchant_id, member_id, page_token, size + 1)
+        which = OrderTab(tab or OrderTab.ALL.value)
+        if which is OrderTab.REFUNDS:
+            ids = page_of_ids(await self._refunded_order_ids(ctx.merchant_id, member_id), page_token, size + 1)
+            found = {o.id: o for o in await self.orders.of_member_among(ctx.merchant_id, member_id, ids)}
+            orders = [found[i] for i in ids if i in found]
+        elif which is OrderTab.ALL:
+            orders = await self.orders.page_of_member(ctx.merchant_id, member_id, page_token, size + 1)
+        else:
+            orders = await self.orders.page_of_member_in_states(ctx.merchant_id, member_id, states_of(which),
+                                                                page_token, size + 1)
         more = len(orders) > size
         orders = orders[:size]
         return orders, (orders[-1].id if more else "")
+
+    async def count_mine(self) -> dict[OrderTab, int]:
+        """How many of the member's orders each tab lists: one count query per tab of
+        states, and one read of the member's refunds."""
+        ctx = context.current()
+        member_id = ctx.require_member()
+        counts = {tab: await self.orders.count_of_member_in_states(ctx.merchant_id, member_id, states_of(tab))
+                  for tab in COUNTED if tab is not OrderTab.REFUNDS}
+        counts[OrderTab.REFUNDS] = len(await self._refunded_order_ids(ctx.merchant_id, member_id))
+        return counts
+
+    async def _refunded_order_ids(self, merchant_id: str, member_id: str) -> set[str]:
+        if self.refunds is None:
+            return set()
+        return await self.refunds.order_ids_of_member(merchant_id, member_id)
 
     async def cancel(self, order_id: str) -> Order:
         ctx = context.current()
@@ -256,6 +295,23 @@ class OrderUseCases:
             if order is None:
                 raise NotFound(f"order {order_id} not found")
             if order.cancel(self._now(), CANCEL_BY_MEMBER):
+                await self.orders.save(order)
+            return order
+
+        return await retry.on_conflict(attempt, gave_up="the order changed while cancelling; try again")
+
+    async def cancel_as_staff(self, order_id: str) -> Order:
+        """Staff cancel an unpaid order (cancel_reason STAFF); its stock goes back as when
+        the member cancels. A paid order is refunded instead, never cancelled here."""
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        _require_order_id(order_id)
+
+        async def attempt() -> Order:
+            order = await self.orders.get(ctx.merchant_id, order_id)
+            if order is None:
+                raise NotFound(f"order {order_id} not found")
+            if order.cancel(self._now(), CANCEL_BY_STAFF):
                 await self.orders.save(order)
             return order
 

@@ -15,6 +15,7 @@ from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 
 from services.order.application.ports import LedgerRepository, OrderRepository, PaymentProvider, PaymentRepository
 from services.order.domain import ledger
+from services.order.domain.idempotency import fingerprint, require_same_request
 from services.order.domain.orders import (CANCEL_STOCK_UNAVAILABLE, NOT_PAYABLE, NOT_REFUNDABLE, Order, OrderState,
                                           stock_unavailable_cancel)
 from services.order.domain.payments import (RECONCILE_LEASE, REFUND_STOCK_UNAVAILABLE, RESULT_FAIL, RESULT_SUCCESS,
@@ -57,8 +58,10 @@ class PaymentUseCases:
         order = await self.orders.of_member(merchant_id, member_id, order_id)
         if order is None:
             raise NotFound(f"order {order_id} not found")
+        request_hash = fingerprint({"order_id": order_id, "method": method or PaymentMethod.SANDBOX.value})
         existing = await self.payments.by_key(merchant_id, order_id, idempotency_key)
         if existing:
+            require_same_request(existing.request_hash, request_hash, "payment")
             return existing
         now = self._now()
         if not order.is_payable(now):
@@ -66,10 +69,13 @@ class PaymentUseCases:
                                      reason=NOT_PAYABLE)
         payment = Payment.start(new_id("pay"), merchant_id=merchant_id, member_id=member_id, order_id=order_id,
                                 idempotency_key=idempotency_key, amount=order.payable, currency=order.currency,
-                                now=now)
+                                now=now, request_hash=request_hash)
         if await self.payments.add(payment):
             return payment
-        return await self.payments.by_key(merchant_id, order_id, idempotency_key)
+        winner = await self.payments.by_key(merchant_id, order_id, idempotency_key)
+        if winner is not None:
+            require_same_request(winner.request_hash, request_hash, "payment")
+        return winner
 
     async def handle_callback(self, n: Notification) -> tuple[Payment, bool]:
         """Applies a signed provider notification. Returns the payment and whether it

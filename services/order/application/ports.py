@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from services.order.domain.cart import Cart
 from services.order.domain.ledger import Entry
@@ -118,6 +118,19 @@ class OrderRepository(Protocol):
         """Staff search, newest first; empty criteria match every order."""
         ...
 
+    # ---- the member's order tabs (domain.tabs) ----
+
+    async def page_of_member_in_states(self, merchant_id: str, member_id: str, states: Sequence[str],
+                                       before_id: str, limit: int) -> list[Order]:
+        """The member's orders in one of `states`, newest first."""
+        ...
+
+    async def count_of_member_in_states(self, merchant_id: str, member_id: str, states: Sequence[str]) -> int: ...
+
+    async def of_member_among(self, merchant_id: str, member_id: str, order_ids: Sequence[str]) -> list[Order]:
+        """The member's orders of these ids (in any order; unknown ids are left out)."""
+        ...
+
     async def expired(self, now: datetime, limit: int) -> list[Order]:
         """Unpaid orders past their expiry, of every merchant, soonest first."""
         ...
@@ -213,6 +226,10 @@ class RefundRepository(Protocol):
 
     async def page(self, merchant_id: str, order_id: str, state: str, before_id: str,
                    limit: int) -> list[Refund]: ...
+
+    async def order_ids_of_member(self, merchant_id: str, member_id: str) -> set[str]:
+        """The ids of the member's orders that have a refund, in any state (the 售后 tab)."""
+        ...
 
     async def stalled(self, approved_before_ms: int, limit: int) -> list[Refund]: ...
 

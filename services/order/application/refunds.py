@@ -10,7 +10,7 @@ ledger entry, the stock return for units never shipped, and REFUNDED.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Callable
 
@@ -25,6 +25,7 @@ from services.order.application.ports import (LedgerRepository, OrderRepository,
                                               RefundRepository, SettingsRepository, StockReturns)
 from services.order.domain import ledger, refunds as rules
 from services.order.domain.cart import MAX_QUANTITY
+from services.order.domain.idempotency import fingerprint, require_same_request
 from services.order.domain.orders import NOT_REFUNDABLE, AppliedRefund, Order, OrderState
 from services.order.domain.refunds import LineBalance, LineRequest, Refund, RefundState
 
@@ -62,6 +63,18 @@ def _validate(cmd: RefundInput) -> None:
     v.raise_if_any()
 
 
+def refund_fingerprint(cmd: RefundInput) -> str:
+    """The fingerprint of a refund request: every field but its key."""
+    return fingerprint({k: v for k, v in asdict(cmd).items() if k != "idempotency_key"})
+
+
+def _replayed(existing: Refund | None, cmd: RefundInput) -> Refund | None:
+    """The refund a key opened, when the replay asks for the same; refused otherwise."""
+    if existing is not None:
+        require_same_request(existing.request_hash, refund_fingerprint(cmd), "refund")
+    return existing
+
+
 def balances(order: Order) -> list[LineBalance]:
     return [LineBalance(line_id=l.line_id, sku_id=l.sku_id, quantity=l.quantity, paid_amount=l.paid_amount,
                         refunded_quantity=l.refunded_quantity, refunded_amount=l.refunded_amount)
@@ -93,11 +106,12 @@ class RefundUseCases:
             raise NotFound(f"order {cmd.order_id} not found")
         existing = await self.refunds.by_key(ctx.merchant_id, cmd.order_id, rules.BY_MEMBER, cmd.idempotency_key)
         if existing:
-            return existing
+            return _replayed(existing, cmd)
         refund = await self._new(order, rules.BY_MEMBER, cmd)
         if await self.refunds.add(refund):
             return refund
-        return await self.refunds.by_key(ctx.merchant_id, cmd.order_id, rules.BY_MEMBER, cmd.idempotency_key)
+        return _replayed(await self.refunds.by_key(ctx.merchant_id, cmd.order_id, rules.BY_MEMBER,
+                                                   cmd.idempotency_key), cmd)
 
     async def list_of_order(self, order_id: str) -> list[Refund]:
         ctx = context.current()
@@ -126,6 +140,7 @@ class RefundUseCases:
                 return await self._execute(refund)
             existing = await self.refunds.by_key(ctx.merchant_id, cmd.order_id, rules.BY_STAFF,
                                                  cmd.idempotency_key)
+        _replayed(existing, cmd)
         # A replay: the first result, finished if its execution was cut short.
         return await self._execute(existing) if existing.state is RefundState.APPROVED else existing
 
@@ -220,7 +235,8 @@ class RefundUseCases:
                            member_id=order.member_id, requested_by=requested_by,
                            idempotency_key=cmd.idempotency_key, planned=plan,
                            explicit=frozenset(r.line_id for r in cmd.lines if r.amount is not None),
-                           currency=order.currency, reason=cmd.reason, now=now)
+                           currency=order.currency, reason=cmd.reason, now=now,
+                           request_hash=refund_fingerprint(cmd))
 
     async def _execute(self, refund: Refund) -> Refund:
         merchant_id = refund.merchant_id

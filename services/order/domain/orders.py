@@ -34,6 +34,8 @@ TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
 
 CANCEL_BY_MEMBER = "MEMBER"
 CANCEL_BY_TIMEOUT = "TIMEOUT"
+# Staff (OPERATOR) cancelled an unpaid order.
+CANCEL_BY_STAFF = "STAFF"
 # A paid order whose units were gone when its payment reached the catalog: the system
 # cancels it and refunds the payment. Never a member's choice.
 CANCEL_STOCK_UNAVAILABLE = "STOCK_UNAVAILABLE"
@@ -288,19 +290,23 @@ class Order(Aggregate):
     confirmed_by: str = ""
     refunded_amount: int = 0
     applied_refunds: dict[str, AppliedRefund] = field(default_factory=dict)
+    # The fingerprint of the request that placed it (domain.idempotency); "" on orders
+    # placed before fingerprints were kept.
+    request_hash: str = ""
 
     @classmethod
     def place(cls, *, order_id: str, merchant_id: str, member_id: str, idempotency_key: str,
               lines: Sequence[OrderLine], currency: str, total: int, payable: int, reservation_id: str,
               created_at: datetime, expires_at: datetime, order_steps: Sequence[PriceStep] = (),
               shipping_fee: int = 0, tier: str = "", attribution: dict[str, str] | None = None, remark: str = "",
-              flash_sale_id: str = "") -> "Order":
+              flash_sale_id: str = "", request_hash: str = "") -> "Order":
         """A new order waiting for payment, for stock already reserved under `reservation_id`."""
         order = cls(id=order_id, merchant_id=merchant_id, member_id=member_id, idempotency_key=idempotency_key,
                     state=OrderState.PENDING_PAYMENT, lines=tuple(lines), currency=currency, total=total,
                     payable=payable, reservation_id=reservation_id, created_at=created_at, expires_at=expires_at,
                     order_steps=tuple(order_steps), shipping_fee=shipping_fee, tier=tier,
-                    attribution=dict(attribution or {}), remark=remark, flash_sale_id=flash_sale_id)
+                    attribution=dict(attribution or {}), remark=remark, flash_sale_id=flash_sale_id,
+                    request_hash=request_hash)
         order.record(OrderPlaced(at=created_at))
         return order
 
@@ -329,8 +335,8 @@ class Order(Aggregate):
         self.record(OrderPaid(at=now, payment_id=payment_id, payment=payment))
 
     def cancel(self, now: datetime, cancel_reason: str = CANCEL_BY_MEMBER) -> bool:
-        """The member cancels an unpaid order. False when it was cancelled already (a
-        repeat changes nothing); refused once it is paid."""
+        """The member (or staff, CANCEL_BY_STAFF) cancels an unpaid order. False when it was
+        cancelled already (a repeat changes nothing); refused once it is paid."""
         decision = member_cancel(self.state)
         if decision is CancelDecision.ALREADY_CANCELLED:
             return False

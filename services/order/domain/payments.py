@@ -141,14 +141,17 @@ class Payment(Aggregate):
     failures: int = 0
     refund: ProviderRefund | None = None
     refunded_at: datetime | None = None
+    # The fingerprint of the request that started it (domain.idempotency); "" on older ones.
+    request_hash: str = ""
     # What the next save writes besides the state: the repository reads it.
     changed: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @classmethod
     def start(cls, payment_id: str, *, merchant_id: str, member_id: str, order_id: str, idempotency_key: str,
-              amount: int, currency: str, now: datetime) -> "Payment":
+              amount: int, currency: str, now: datetime, request_hash: str = "") -> "Payment":
         return cls(id=payment_id, merchant_id=merchant_id, version=1, member_id=member_id, order_id=order_id,
-                   idempotency_key=idempotency_key, amount=amount, currency=currency, created_at=now)
+                   idempotency_key=idempotency_key, amount=amount, currency=currency, created_at=now,
+                   request_hash=request_hash)
 
     @property
     def refund_reason(self) -> str:

@@ -209,13 +209,15 @@ class Refund(Aggregate):
     approved_ms: int | None = None  # when execution started: the job finishes refunds left APPROVED
     refunded_at: datetime | None = None
     provider_refund_id: str = ""
+    # The fingerprint of the request that opened it (domain.idempotency); "" on older ones.
+    request_hash: str = ""
     # What the next save writes besides the state: the repository reads it.
     changed: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @classmethod
     def open(cls, refund_id: str, *, merchant_id: str, order_id: str, member_id: str, requested_by: str,
              idempotency_key: str, planned: Plan, explicit: frozenset[str], currency: str, reason: str,
-             now: datetime) -> "Refund":
+             now: datetime, request_hash: str = "") -> "Refund":
         """A member's request (REQUESTED), or a refund staff start, which is executed at
         once (APPROVED)."""
         by_staff = requested_by == BY_STAFF
@@ -225,7 +227,7 @@ class Refund(Aggregate):
                    lines=tuple(RefundLine(l.line_id, l.sku_id, l.quantity, l.amount, l.line_id in explicit)
                                for l in planned.lines),
                    amount=planned.amount, currency=currency, reason=reason, created_at=now,
-                   approved_ms=_epoch_ms(now) if by_staff else None)
+                   approved_ms=_epoch_ms(now) if by_staff else None, request_hash=request_hash)
 
     def requests(self) -> list[LineRequest]:
         """What the refund asked for; a default amount is worked out again when the order

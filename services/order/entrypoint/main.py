@@ -66,7 +66,7 @@ def build(runtime: service.Runtime) -> service.Parts:
                         carts=carts)
     order_cases = OrderUseCases(orders=order_repo, catalog=catalog, checkout=checkout, carts=cart_cases,
                                 reservation_grace=reservation_grace(),
-                                attributions=ContentClient(runtime.channel("content")))
+                                attributions=ContentClient(runtime.channel("content")), refunds=Refunds())
     provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
     payment_cases = PaymentUseCases(orders=order_repo, payments=payments, provider=provider, entries=entries)
     refunds = Refunds()

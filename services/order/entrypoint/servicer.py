@@ -184,8 +184,18 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         return order_pb2.GetOrderResponse(order=messages.order_of(await self.orders.get(request.order_id)))
 
     async def ListMyOrders(self, request, context):
-        orders, token = await self.orders.list_mine(request.page_size, request.page_token)
+        orders, token = await self.orders.list_mine(request.page_size, request.page_token, _tab_name(request.tab))
         return order_pb2.ListMyOrdersResponse(orders=[messages.order_of(o) for o in orders], next_page_token=token)
+
+    async def CountMyOrders(self, request, context):
+        counts = await self.orders.count_mine()
+        return order_pb2.CountMyOrdersResponse(counts=[
+            order_pb2.OrderTabCount(tab=order_pb2.OrderTab.Value(f"ORDER_TAB_{tab.value}"), count=n)
+            for tab, n in counts.items()])
+
+    async def CancelOrderAsStaff(self, request, context):
+        order = await self.orders.cancel_as_staff(request.order_id)
+        return order_pb2.CancelOrderAsStaffResponse(order=messages.order_of(order))
 
     async def CancelOrder(self, request, context):
         return order_pb2.CancelOrderResponse(order=messages.order_of(await self.orders.cancel(request.order_id)))
@@ -239,3 +249,11 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         return order_pb2.ResolveReservationResponse(
             verdict=order_pb2.ReservationVerdict.Value(f"RESERVATION_VERDICT_{verdict.value}"),
             order_state=order_pb2.OrderState.Value(f"ORDER_STATE_{state.value}") if state else 0)
+
+
+def _tab_name(value: int) -> str:
+    """ORDER_TAB_UNPAID → "UNPAID"; unspecified → "" (every order)."""
+    if not value:
+        return ""
+    name = order_pb2.OrderTab.Name(value) if value in order_pb2.OrderTab.values() else str(value)
+    return name.removeprefix("ORDER_TAB_")

@@ -104,3 +104,41 @@ async def test_categories_nest_keep_sibling_names_unique_and_rename_by_version(s
     assert deep.value.reason == "CATEGORY_TOO_DEEP"
     assert renamed["name"] == "裙" and renamed["version"] == 2
     assert tree[0]["_id"] == parent["_id"] and len(tree) == category_rules.MAX_DEPTH
+
+
+# ---- my price ----------------------------------------------------------------------
+
+
+async def test_a_member_sees_their_price_next_to_the_list_price_with_one_tier_call_per_page(shop):
+    from datetime import datetime, timedelta, timezone
+
+    from siyu_kit.errors import Unavailable
+    from tests.fakes.catalog import FakeMemberPricing
+
+    now = datetime.now(timezone.utc)
+    window = validation.LimitedTimeInput(validation.PriceInput(700), now - timedelta(hours=1), now + timedelta(hours=1))
+    skus = [validation.SkuInput("A", list_price=1000, initial_stock=5),
+            validation.SkuInput("B", list_price=1000, initial_stock=5,
+                                tier_prices=[("GOLD", validation.PriceInput(850))]),
+            validation.SkuInput("C", list_price=1000, initial_stock=5, limited_time_price=window)]
+    pricing = FakeMemberPricing("GOLD", 9000)
+    shop.product_cases.pricing = pricing
+    with staff():
+        for code in ("P1", "P2"):
+            await shop.product_cases.upsert_product(validation.UpsertProduct(
+                code=code, title=code, status="ON_SHELF", skus=skus))
+    with shopper():
+        listed, _ = await shop.product_cases.list_products(validation.ListProducts())
+    assert len(listed) == 2 and pricing.calls == ["mem_1"]
+    codes = {s["sku_id"]: s["code"] for s in listed[0].doc["skus"]}
+    assert {codes[k]: (v.price, v.kind) for k, v in listed[0].member_prices.items()} == {
+        "A": (900, "TIER_DISCOUNT"), "B": (850, "TIER_DISCOUNT"), "C": (700, "LIMITED_TIME_PRICE")}
+    with shopper():
+        one = await shop.product_cases.get_product(listed[0].doc["_id"])
+    assert one.member_prices == listed[0].member_prices
+    # Without a member, or when the member service does not answer: list prices only.
+    with staff():
+        assert (await shop.product_cases.get_product(listed[0].doc["_id"])).member_prices == {}
+    pricing.fail = Unavailable("away")
+    with shopper():
+        assert (await shop.product_cases.get_product(listed[0].doc["_id"])).member_prices == {}

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from siyu_kit.errors import FailedPrecondition, InvalidArgument, NotFound
+from siyu_kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from siyu_kit.ids import new_id
 
 from services.order.application.flash_orders import PlaceFlashSaleOrderInput
@@ -71,3 +71,12 @@ async def test_bad_input_reaches_nothing(world):
     with pytest.raises(InvalidArgument):
         await buy(world, new_id("fls"), quantity=101)
     assert world.catalog.flash_calls == 0
+
+
+async def test_the_same_key_for_another_quantity_is_refused_without_asking_the_pool(world):
+    world.catalog.flash_won = FlashReservation(world.sku(1000), 600)
+    sale = new_id("fls")
+    await buy(world, sale)
+    with pytest.raises(AlreadyExists) as reused:
+        await buy(world, sale, quantity=2)
+    assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED" and world.catalog.flash_calls == 1

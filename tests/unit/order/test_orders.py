@@ -5,7 +5,8 @@ from datetime import timedelta
 
 import pytest
 
-from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, Unauthenticated, Unavailable
+from siyu_kit.errors import (AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, Unauthenticated,
+                             Unavailable)
 from siyu_kit.ids import new_id
 
 from services.order.application.orders import PlaceOrderInput
@@ -31,7 +32,7 @@ async def test_place_reserves_prices_and_records_placed(world):
 async def test_place_again_with_the_key_returns_the_first_order(world):
     a = world.sku()
     first = await world.place((a, 1), key="k1")
-    again = await world.place((a, 3), key="k1")
+    again = await world.place((a, 1), key="k1")
     assert again.id == first.id and again.lines[0].quantity == 1
     assert len(world.catalog.reserved) == 1 and len(world.orders.events) == 1
 
@@ -200,3 +201,24 @@ async def test_expire_due_skips_an_order_that_changed_meanwhile(world):
     world.orders.stale_saves = 1
     assert await world.order_cases.expire_due() == 0
     assert await world.order_cases.expire_due() == 1
+
+
+# ---- an idempotency key with another request ---------------------------------------
+
+
+async def test_the_same_key_with_another_request_is_refused_and_holds_nothing(world):
+    a, b = world.sku(), world.sku()
+    first = await world.place((a, 1), key="k1")
+    for lines, more in ((((a, 3),), {}), (((b, 1),), {}), (((a, 1),), {"remark": "ring"})):
+        with pytest.raises(AlreadyExists) as reused:
+            await world.place(*lines, key="k1", **more)
+        assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED"
+    assert len(world.catalog.reserved) == 1 and list(world.orders.orders) == [first.id]
+    assert world.orders.stored(first.id).request_hash == first.request_hash != ""
+
+
+async def test_an_order_stored_without_a_fingerprint_is_replayed_as_before(world):
+    a = world.sku()
+    first = await world.place((a, 1), key="k1")
+    world.orders.orders[first.id].request_hash = ""
+    assert (await world.place((a, 2), key="k1")).id == first.id

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
+from siyu_kit.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
 from siyu_kit.ids import new_id
 from tests.fakes.order import FakeOrders
 from tests.fakes.order_money import (MEMBER, MERCHANT, ORD_1, ORD_2, FakeLedger, FakePayments, FakeProvider, acting,
@@ -383,3 +383,15 @@ async def test_an_unknown_order_or_reservation_is_not_found(world):
     world.add_order(ORD_2, state=OrderState.PAID)  # paid by nothing stored
     with pytest.raises(NotFound):
         await world.cases.refund_unfulfillable(MERCHANT, ORD_2, f"rsv_{ORD_2}")
+
+
+async def test_pay_again_with_the_same_key_for_another_request_is_refused(world):
+    world.add_order()
+    first = await world.pay()
+    with acting(member=MEMBER):
+        assert (await world.cases.pay(ORD_1, "p1", "SANDBOX")).id == first.id  # the default method, named
+    # A payment the key started for another method (a request this one does not repeat).
+    world.payments.payments[first.id].request_hash = "another"
+    with pytest.raises(AlreadyExists) as reused:
+        await world.pay()
+    assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED" and len(world.payments.payments) == 1

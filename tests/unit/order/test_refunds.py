@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from siyu_kit.errors import (AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, 
+                             Unauthenticated)
 from siyu_kit.ids import new_id
 from tests.fakes.order import FakeOrders
 from tests.fakes.order_money import (MEMBER, MERCHANT, OLN_1, OLN_2, ORD_1, FakeLedger, FakePayments, FakeProvider,
@@ -86,7 +87,7 @@ async def test_a_member_requests_a_refund_of_some_units(world):
 async def test_a_request_with_the_same_key_returns_the_first(world):
     world.paid_order()
     first = await world.request(one(1))
-    again = await world.request(one(2), key="r1")
+    again = await world.request(one(1), key="r1")
     assert again.id == first.id and again.lines == first.lines and len(world.refunds.refunds) == 1
 
 
@@ -217,7 +218,7 @@ async def test_a_refund_staff_create_is_executed_at_once_and_replays(world):
     done = await world.create(one(1, 300))
     assert done.state is RefundState.REFUNDED and done.amount == 300 and done.lines[0].explicit
     assert done.requested_by == "STAFF"
-    again = await world.create(one(2), key="s1")
+    again = await world.create(one(1, 300), key="s1")
     assert again.id == done.id and again.amount == 300 and len(world.provider.refunds) == 1
 
 
@@ -322,3 +323,15 @@ async def test_staff_list_refunds_newest_first_by_page(world):
         with pytest.raises(InvalidArgument) as invalid:
             await world.cases.list_for_staff("x", "MAYBE", 101, "y")
         assert {v.field for v in invalid.value.violations} == {"order_id", "state", "page_size", "page_token"}
+
+
+async def test_the_same_key_with_another_refund_request_is_refused(world):
+    world.paid_order()
+    first = await world.request(one(1))
+    with pytest.raises(AlreadyExists) as reused:
+        await world.request(one(2), key="r1")
+    assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED"
+    done = await world.create(one(1, 300))
+    with pytest.raises(AlreadyExists):
+        await world.create(one(1, 200), key="s1")
+    assert set(world.refunds.refunds) == {first.id, done.id} and len(world.provider.refunds) == 1
