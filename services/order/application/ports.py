@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from services.order.domain.cart import Cart
+from services.order.domain.freight import FreightTemplate
 from services.order.domain.ledger import Entry
 from services.order.domain.orders import Order
 from services.order.domain.payments import Notification, Payment, PaymentMethod, RefundReceipt
@@ -135,6 +136,21 @@ class OrderRepository(Protocol):
         """Stores the change and the events recorded since it was read, on the version it
         was read at (then bumped on `order`); raises siyu_kit.aggregate.StaleVersion when
         another write came first."""
+        ...
+
+
+class FreightTemplateRepository(Protocol):
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> FreightTemplate | None:
+        """The merchant's freight template, None when it has none. May be a few seconds
+        old unless `fresh`."""
+        ...
+
+    async def add(self, template: FreightTemplate) -> bool:
+        """The merchant's first template; False when one was added meanwhile."""
+        ...
+
+    async def save(self, template: FreightTemplate) -> None:
+        """Stores the change on the version read; StaleVersion when another came first."""
         ...
 
 
