@@ -48,6 +48,33 @@ NOWHERE = Destination()
 
 
 @dataclass(frozen=True)
+class ShippingAddress:
+    """The order's copy of the address it ships to, as it was when the order was placed.
+    The phone is kept sealed (only the shop's owner and operators see it in full, when
+    shipping) and masked (what the member and a guide see)."""
+    address_id: str
+    recipient: str
+    phone_masked: str
+    phone_sealed: str
+    province_code: str
+    city_code: str
+    district_code: str
+    province_name: str = ""
+    city_name: str = ""
+    district_name: str = ""
+    detail: str = ""
+
+    @property
+    def destination(self) -> Destination:
+        return Destination(self.province_code, self.city_code, self.district_code)
+
+
+def mask_phone(phone: str) -> str:
+    """138****8000: the first three and last four digits."""
+    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
+
+
+@dataclass(frozen=True)
 class FreightRule:
     """First `first` units (or grams) for `first_fee`, each further `additional` (or part
     of it) for `additional_fee`. `regions`: the province, city or district codes it

@@ -10,6 +10,8 @@ from typing import Any, Protocol, Sequence
 from siyu_kit.aggregate import Aggregate, Move, StateMachine
 from siyu_kit.errors import FailedPrecondition
 
+from services.order.domain.freight import ShippingAddress
+
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -288,19 +290,25 @@ class Order(Aggregate):
     confirmed_by: str = ""
     refunded_amount: int = 0
     applied_refunds: dict[str, AppliedRefund] = field(default_factory=dict)
+    # Where it ships, as it was when placed; None for an order placed without an address.
+    shipping_address: ShippingAddress | None = None
+    # Which shipping rule set shipping_fee.
+    shipping_rule: str = ""
 
     @classmethod
     def place(cls, *, order_id: str, merchant_id: str, member_id: str, idempotency_key: str,
               lines: Sequence[OrderLine], currency: str, total: int, payable: int, reservation_id: str,
               created_at: datetime, expires_at: datetime, order_steps: Sequence[PriceStep] = (),
               shipping_fee: int = 0, tier: str = "", attribution: dict[str, str] | None = None, remark: str = "",
-              flash_sale_id: str = "") -> "Order":
+              flash_sale_id: str = "", shipping_address: ShippingAddress | None = None,
+              shipping_rule: str = "") -> "Order":
         """A new order waiting for payment, for stock already reserved under `reservation_id`."""
         order = cls(id=order_id, merchant_id=merchant_id, member_id=member_id, idempotency_key=idempotency_key,
                     state=OrderState.PENDING_PAYMENT, lines=tuple(lines), currency=currency, total=total,
                     payable=payable, reservation_id=reservation_id, created_at=created_at, expires_at=expires_at,
                     order_steps=tuple(order_steps), shipping_fee=shipping_fee, tier=tier,
-                    attribution=dict(attribution or {}), remark=remark, flash_sale_id=flash_sale_id)
+                    attribution=dict(attribution or {}), remark=remark, flash_sale_id=flash_sale_id,
+                    shipping_address=shipping_address, shipping_rule=shipping_rule)
         order.record(OrderPlaced(at=created_at))
         return order
 
