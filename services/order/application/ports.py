@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from services.order.domain.cart import Cart
-from services.order.domain.freight import FreightTemplate
+from services.order.domain.freight import FreightTemplate, ShippingAddress
 from services.order.domain.ledger import Entry
 from services.order.domain.orders import Order
 from services.order.domain.payments import Notification, Payment, PaymentMethod, RefundReceipt
@@ -136,6 +136,15 @@ class OrderRepository(Protocol):
         """Stores the change and the events recorded since it was read, on the version it
         was read at (then bumped on `order`); raises siyu_kit.aggregate.StaleVersion when
         another write came first."""
+        ...
+
+
+class Addresses(Protocol):
+    async def shipping_address(self, member_id: str, address_id: str) -> ShippingAddress | None:
+        """The member's address `address_id`, or their default when empty, with the phone
+        sealed and masked. None when address_id is empty and the member has no address;
+        NOT_FOUND (ADDRESS_NOT_FOUND) when the named address is not the member's;
+        UNAVAILABLE (ADDRESS_UNAVAILABLE) when it cannot be read."""
         ...
 
 
