@@ -1195,3 +1195,31 @@ def test_open_flag_with_epoch_ms_lte_oldest_first_taken_by_compare_and_set_then_
     assert coll.update_one({"_id": f"{merchant}:p3", "state": "SUCCEEDED"},
                            {"$set": {"open": 0}, "$inc": {"version": 1}}).modified_count == 1
     assert _names(coll.find(query)) == ["p1"]
+
+
+# ---- member address books -----------------------------------------------------------
+
+
+def test_address_book_replaced_whole_with_nested_lists_by_merchant_member_and_version(db):
+    """An address book is found by (merchant, member), unique; its addresses (dicts), its
+    default and its creation keys (a list of two-string lists) are replaced whole on the
+    version read; a writer on a stale version changes nothing."""
+    coll = _cart_collection(db, "address_book")
+    address = {"address_id": "adr_1", "recipient": "张三", "phone_sealed": "v1.k1.n.b", "phone_masked": "138****8000",
+               "province_code": "440000", "province_name": "广东省", "city_code": "441900", "city_name": "东莞市",
+               "district_code": "441900", "district_name": "东莞市", "detail": "1 号", "created_ms": 1, "version": 1}
+    coll.insert_one({"_id": "adb_1", "merchant_id": "m", "member_id": "mem_1", "version": 1, "updated_ms": 1,
+                     "addresses": [address], "default_id": "adr_1", "keys": [["k1", "adr_1"]]})
+    with pytest.raises(DuplicateKeyError):
+        coll.insert_one({"_id": "adb_2", "merchant_id": "m", "member_id": "mem_1", "version": 1, "addresses": []})
+    second = {**address, "address_id": "adr_2", "created_ms": 2}
+    query = {"merchant_id": "m", "member_id": "mem_1", "version": 1}
+    change = {"$set": {"addresses": [address, second], "default_id": "adr_2",
+                       "keys": [["k1", "adr_1"], ["k2", "adr_2"]], "updated_ms": 2}, "$inc": {"version": 1}}
+    done = coll.update_one(query, change)
+    stale = coll.update_one(query, {"$set": {"addresses": [], "default_id": "", "keys": []}, "$inc": {"version": 1}})
+    assert (done.modified_count, stale.modified_count) == (1, 0)
+    doc = coll.find_one({"merchant_id": "m", "member_id": "mem_1"})
+    assert (doc["addresses"], doc["default_id"], doc["keys"], doc["version"]) == (
+        [address, second], "adr_2", [["k1", "adr_1"], ["k2", "adr_2"]], 2)
+    assert coll.find_one({"merchant_id": "other", "member_id": "mem_1"}) is None

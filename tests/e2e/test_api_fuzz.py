@@ -51,6 +51,10 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("OrderService_QuoteCheckout", r"lines\[\d+\]\.sku_id"): "one line per SKU",
     ("OrderService_PlaceFlashSaleOrder", r"attribution\.channel"): "unset or the channel of the API key",
     ("OrderService_SearchOrders", r"created_to"): "after created_from",
+    ("MemberService_CreateAddress", r"(province|city|district)_code"):
+        "a region of the GB/T 2260 table, each inside the one above",
+    ("MemberService_UpdateAddress", r"(province|city|district)_code"):
+        "a region of the GB/T 2260 table, each inside the one above",
     ("OrderService_UpdateOrderSettings", r"settings\.threshold_reductions\[\d+\]\.(threshold|reduction)"):
         "thresholds increase, each reduction below its threshold",
 }

@@ -222,3 +222,23 @@ class FakeProvider:
     async def exchange(self, code: str, channel: str) -> ProviderIdentity:
         return self.sandbox.exchange(code, channel)
 
+
+
+class FakeAddressBooks(VersionedStore):
+    """Address books by (merchant, member); a new book loses to one created meanwhile."""
+    items: dict
+
+    async def of(self, merchant_id: str, member_id: str):
+        return next((copy.deepcopy(b) for b in self.items.values()
+                     if (b.merchant_id, b.member_id) == (merchant_id, member_id)), None)
+
+    async def save(self, book) -> None:
+        from siyu_kit.aggregate import StaleVersion
+        if book.version == 0:
+            if await self.of(book.merchant_id, book.member_id) is not None:
+                raise StaleVersion("an address book was created meanwhile")
+            book.version = 1
+            self.items[book.id] = copy.deepcopy(book)
+            self.saves += 1
+            return
+        self._compare_and_set(book)

@@ -127,8 +127,28 @@ class RefreshTokenDoc(me.Document):
             "indexes": [{"fields": ["expires_at"], "expireAfterSeconds": 0}]}
 
 
+class AddressBookDoc(me.Document):
+    """One member's shipping addresses, whole: every change is one conditional write on
+    `version`, so the book's limit and its single default hold under concurrent calls.
+    Each address keeps its phone sealed (phone_sealed, opened only with the merchant id)
+    and masked; the plain number is never stored."""
+    id = me.StringField(primary_key=True)  # adb_…
+    merchant_id = me.StringField(required=True)
+    member_id = me.StringField(required=True)
+    # [{address_id, recipient, phone_sealed, phone_masked, province_code, province_name,
+    #   city_code, city_name, district_code, district_name, detail, created_ms, version}]
+    addresses = me.ListField(me.DictField())
+    default_id = me.StringField(default="")
+    # [[creation key, address id]], oldest first, at most domain.addresses.KEYS_KEPT.
+    keys = me.ListField(me.ListField(me.StringField()))
+    version = me.IntField(default=1)
+    updated_ms = me.IntField()
+    meta = {"collection": "address_books",
+            "indexes": [{"fields": ["merchant_id", "member_id"], "unique": True}]}
+
+
 ALL = (MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc, PointsEntryDoc,
-       LoginAttemptsDoc, RefreshTokenDoc)
+       LoginAttemptsDoc, RefreshTokenDoc, AddressBookDoc)
 
 
 def ensure_indexes() -> None:

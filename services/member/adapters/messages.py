@@ -8,6 +8,7 @@ from siyu_kit.events.outbox import Event, event_for
 from siyu_kit.logging import mask_phone
 from siyu_kit.protos import CHANNEL_BY_NAME, aware, timestamp
 
+from services.member.application.addresses import AddressView
 from services.member.application.views import MemberView
 from services.member.domain.config import TIERS
 from services.member.domain.members import MemberRegistered
@@ -22,6 +23,16 @@ def member_proto(view: MemberView) -> member_pb2.Member:
         created_at=timestamp(aware(view.created_at)),
         channels=[CHANNEL_BY_NAME[c] for c in view.channels if c in CHANNEL_BY_NAME],
     )
+
+
+def address_proto(view: AddressView) -> member_pb2.Address:
+    """The member's or staff's view: the phone only masked."""
+    a = view.address
+    return member_pb2.Address(
+        address_id=a.id, recipient=a.recipient, phone_masked=a.phone_masked,
+        province_code=a.region.province.code, city_code=a.region.city.code, district_code=a.region.district.code,
+        province_name=a.region.province.name, city_name=a.region.city.name, district_name=a.region.district.name,
+        detail=a.detail, is_default=view.is_default, created_at=timestamp(aware(a.created_at)), version=a.version)
 
 
 def entry_proto(entry: PointsEntry) -> member_pb2.PointsEntry:

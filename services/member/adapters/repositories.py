@@ -7,7 +7,7 @@ through siyu_kit.db.run_sync. Only members and ledger entries carry an outbox.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
@@ -15,13 +15,16 @@ from pymongo.errors import DuplicateKeyError
 from siyu_kit.db import run_sync
 from siyu_kit.ids import new_id
 from siyu_kit.protos import epoch_ms, utcnow
+from siyu_kit.aggregate import StaleVersion
 from siyu_kit.repository import insert_new, save_change
 
 from services.member.adapters import messages
-from services.member.adapters.documents import (ApiKeyDoc, ChannelIdentityDoc, LoginAttemptsDoc, MemberDoc,
+from services.member.adapters.documents import (AddressBookDoc, ApiKeyDoc, ChannelIdentityDoc, LoginAttemptsDoc, MemberDoc,
                                                 MerchantDoc, PointsEntryDoc, RefreshTokenDoc, StaffUserDoc,
                                                 UnionIdentityDoc)
+from services.member.domain.addresses import Address, AddressBook
 from services.member.domain.config import MerchantConfig
+from services.member.domain.regions import Region, RegionPath
 from services.member.domain.members import Member, MemberRegistered
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
 from services.member.domain.points import PointsAccount, PointsEarned, PointsEntry
@@ -291,3 +294,52 @@ OUTBOX_COLLECTIONS = (MemberDoc, PointsEntryDoc)
 
 def outbox_collections() -> list:
     return [_col(doc) for doc in OUTBOX_COLLECTIONS]
+
+
+# ---- address books ------------------------------------------------------------------
+# Found by (merchant, member), unique; a change replaces the addresses, the default and the
+# creation keys whole on the version read (the shape of a cart).
+
+def _address_doc(address: Address) -> dict:
+    region = address.region
+    return {"address_id": address.id, "recipient": address.recipient, "phone_sealed": address.phone_sealed,
+            "phone_masked": address.phone_masked, "province_code": region.province.code,
+            "province_name": region.province.name, "city_code": region.city.code, "city_name": region.city.name,
+            "district_code": region.district.code, "district_name": region.district.name, "detail": address.detail,
+            "created_ms": epoch_ms(address.created_at), "version": address.version}
+
+
+def _address(doc: dict) -> Address:
+    region = RegionPath(Region(doc["province_code"], doc["province_name"]), Region(doc["city_code"], doc["city_name"]),
+                        Region(doc["district_code"], doc["district_name"]))
+    return Address(id=doc["address_id"], recipient=doc["recipient"], phone_sealed=doc["phone_sealed"],
+                   phone_masked=doc["phone_masked"], region=region, detail=doc["detail"],
+                   created_at=datetime.fromtimestamp(int(doc["created_ms"]) / 1000, tz=timezone.utc),
+                   version=int(doc.get("version") or 1))
+
+
+class AddressBookRepository:
+    async def of(self, merchant_id: str, member_id: str) -> AddressBook | None:
+        doc = await run_sync(_col(AddressBookDoc).find_one, {"merchant_id": merchant_id, "member_id": member_id})
+        if doc is None:
+            return None
+        return AddressBook(id=doc["_id"], merchant_id=doc["merchant_id"], version=int(doc.get("version") or 1),
+                           member_id=doc["member_id"], addresses=[_address(a) for a in doc.get("addresses") or []],
+                           default_id=doc.get("default_id") or "",
+                           keys=[(k, a) for k, a in doc.get("keys") or []])
+
+    async def save(self, book: AddressBook) -> None:
+        fields = {"addresses": [_address_doc(a) for a in book.addresses], "default_id": book.default_id,
+                  "keys": [[k, a] for k, a in book.keys], "updated_ms": epoch_ms(utcnow())}
+        if book.version == 0:
+            # A second book for the member loses on the unique index: the caller reads again.
+            if not await run_sync(insert_new, _col(AddressBookDoc), {
+                    "_id": book.id, "merchant_id": book.merchant_id, "member_id": book.member_id, "version": 1,
+                    **fields}):
+                raise StaleVersion(f"an address book of {book.member_id} was created meanwhile")
+            book.version = 1
+            return
+        await run_sync(save_change, _col(AddressBookDoc),
+                       {"merchant_id": book.merchant_id, "member_id": book.member_id},
+                       {"$set": fields}, version=book.version)
+        book.version = book.next_version

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from services.member.domain.addresses import AddressBook
 from services.member.domain.identity import ProviderIdentity
 from services.member.domain.members import Member
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
@@ -120,3 +121,15 @@ class LoginProvider(Protocol):
 
     async def exchange(self, code: str, channel: str) -> ProviderIdentity:
         """Raises InvalidLoginCode when the provider does not accept the code."""
+
+
+# ---- address book ---------------------------------------------------------------------
+
+class AddressBookRepository(Protocol):
+    """One book per member of a merchant (unique), every change one conditional write."""
+
+    async def of(self, merchant_id: str, member_id: str) -> AddressBook | None: ...
+
+    async def save(self, book: AddressBook) -> None:
+        """Stores a new book (version 0) or the change on the version it was read at;
+        raises StaleVersion when another writer came first (for a new book: created it)."""

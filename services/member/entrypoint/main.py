@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.member.adapters import documents, repositories
 from services.member.adapters.identity import ScryptPasswords, ThreadedProvider
+from services.member.application.addresses import AddressBooks
 from services.member.application.lockout import LoginGuard
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
@@ -16,6 +17,7 @@ from services.member.domain.lockout import LoginLimits
 from services.member.entrypoint import events, servicer
 from siyu_kit import service
 from siyu_kit.config import env_count
+from siyu_kit.sealing import Sealer
 from siyu_kit.service import Parts, Runtime
 
 
@@ -36,9 +38,11 @@ def build(runtime: Runtime) -> Parts:
     staff = StaffAccess(sessions, LoginGuard(repositories.LoginAttemptRepository(), limits), merchants, staff_users,
                         passwords)
     admin = MerchantAdmin(merchants, repositories.ApiKeyRepository(), staff_users, passwords)
+    # Phones in address books are sealed with the data key, bound to the merchant.
+    addresses = AddressBooks(repositories.AddressBookRepository(), Sealer.from_setting(runtime.settings.data_key))
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
-                                                          admin),
+                                                          admin, addresses),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger)),

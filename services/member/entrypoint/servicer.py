@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from siyu.member.v1 import member_pb2, member_pb2_grpc
 
-from services.member.adapters.messages import entry_proto, member_proto
+from services.member.adapters.messages import address_proto, entry_proto, member_proto
+from services.member.application.addresses import AddressBooks, AddressForm
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
 from services.member.application.pricing import MemberPricing
@@ -22,8 +23,9 @@ def _role_names(roles) -> list[str]:
 
 class MemberServicer(member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
-                 merchants: MerchantAdmin):
+                 merchants: MerchantAdmin, addresses: AddressBooks):
         self.members = members
+        self.addresses = addresses
         self.merchants = merchants
         self.staff = staff
         self.sessions = sessions
@@ -103,6 +105,35 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         tier, discount_bp = await self.pricing.of(request.member_id)
         return member_pb2.GetMemberPricingResponse(tier=member_pb2.Tier.Value(f"TIER_{tier}"),
                                                    tier_discount_bp=discount_bp)
+
+    # ---- address book ----
+
+    async def ListAddresses(self, request, context):
+        return member_pb2.ListAddressesResponse(addresses=[address_proto(v) for v in await self.addresses.list()])
+
+    async def CreateAddress(self, request, context):
+        view, created = await self.addresses.create(request.idempotency_key, _form(request), request.is_default)
+        return member_pb2.CreateAddressResponse(address=address_proto(view), created=created)
+
+    async def UpdateAddress(self, request, context):
+        view = await self.addresses.update(request.address_id, _form(request), request.expected_version)
+        return member_pb2.UpdateAddressResponse(address=address_proto(view))
+
+    async def DeleteAddress(self, request, context):
+        return member_pb2.DeleteAddressResponse(default_address_id=await self.addresses.delete(request.address_id))
+
+    async def SetDefaultAddress(self, request, context):
+        return member_pb2.SetDefaultAddressResponse(address=address_proto(
+            await self.addresses.set_default(request.address_id)))
+
+    async def GetShippingAddress(self, request, context):
+        found = await self.addresses.shipping(request.member_id, request.address_id)
+        return member_pb2.GetShippingAddressResponse(address=address_proto(found.view), phone=found.phone)
+
+
+def _form(request) -> AddressForm:
+    return AddressForm(recipient=request.recipient, phone=request.phone, province_code=request.province_code,
+                       city_code=request.city_code, district_code=request.district_code, detail=request.detail)
 
 
 FULL_NAME = member_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name
