@@ -1286,3 +1286,34 @@ def test_order_ids_of_a_members_refunds_by_inclusion_projection_of_one_field(db)
     assert sorted(d["order_id"] for d in docs) == ["ord_a", "ord_a", "ord_b"]
     assert all(set(d) == {"_id", "order_id"} for d in docs)
     c.delete_many({"merchant_id": merchant})
+
+
+# ---- freight templates ----------------------------------------------------------------
+
+
+def test_freight_template_one_per_merchant_replaced_whole_on_its_version(db):
+    """A freight template's _id is its merchant: a second insert is refused; it is read by
+    merchant without its outbox, and replaced whole (a nested rule dict, a list of rule
+    dicts, lists of strings) on the version read; a stale writer changes nothing."""
+    coll = _cart_collection(db, "freight_template")
+    rule = {"name": "广东省", "basis": "UNITS", "first": 1, "first_fee": 800, "additional": 1, "additional_fee": 200,
+            "regions": ["440000"]}
+    default = {**rule, "name": "default", "regions": []}
+    coll.insert_one({"_id": "mch_1", "merchant_id": "mch_1", "default_rule": default, "rules": [rule],
+                     "excluded_regions": ["540000"], "free_over": 0, "free_shipping_tiers": [], "version": 1,
+                     "outbox": {}})
+    with pytest.raises(DuplicateKeyError):
+        coll.insert_one({"_id": "mch_1", "merchant_id": "mch_1", "version": 1})
+    query = {"_id": "mch_1", "merchant_id": "mch_1", "version": 1}
+    change = {"$set": {"default_rule": {**default, "first_fee": 1000}, "rules": [rule, {**rule, "regions": ["650000"]}],
+                       "excluded_regions": [], "free_over": 9900, "free_shipping_tiers": ["GOLD"]},
+              "$inc": {"version": 1}}
+    done = coll.update_one(query, change)
+    stale = coll.update_one(query, {"$set": {"rules": []}, "$inc": {"version": 1}})
+    assert (done.modified_count, stale.modified_count) == (1, 0)
+    doc = coll.find_one({"merchant_id": "mch_1"}, {"outbox": 0})
+    assert "outbox" not in doc
+    assert (doc["default_rule"]["first_fee"], [r["regions"] for r in doc["rules"]], doc["excluded_regions"],
+            doc["free_over"], doc["free_shipping_tiers"], doc["version"]) == (
+        1000, [["440000"], ["650000"]], [], 9900, ["GOLD"], 2)
+    assert coll.find_one({"merchant_id": "mch_2"}, {"outbox": 0}) is None

@@ -60,6 +60,11 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
         "a region of the GB/T 2260 table, each inside the one above",
     ("OrderService_UpdateOrderSettings", r"settings\.threshold_reductions\[\d+\]\.(threshold|reduction)"):
         "thresholds increase, each reduction below its threshold",
+    # ---- freight templates ----
+    ("OrderService_PutFreightTemplate", r"template\.(default_rule|rules\[\d+\])\.regions(\[\d+\])?"):
+        "a region rule names 1..100 regions, the default rule none, each region in one rule only",
+    ("OrderService_PutFreightTemplate", r"template\.excluded_regions\[\d+\]"):
+        "a region is either priced by a rule or excluded, not both",
 }
 
 

@@ -433,6 +433,32 @@ def _(w):
     ok(w.a.as_member("POST", f"/v1/orders/{order['order_id']}:cancel", json={}))
 
 
+# ---- freight templates (cross-merchant) ----
+
+FREIGHT = {"default_rule": {"name": "default", "first": "1", "first_fee": {"amount": "800", "currency": "CNY"},
+                            "additional": "1", "additional_fee": {"amount": "200", "currency": "CNY"}},
+           "excluded_regions": ["540000"]}
+
+
+def freight_now(m: Merchant) -> dict:
+    return ok(m.as_staff("GET", "/v1/staff/freight-templates/current"))
+
+
+@cross("GetFreightTemplate")
+def _(w):
+    ok(w.a.as_staff("PUT", "/v1/staff/freight-templates/current", json={"template": FREIGHT}))
+    assert freight_now(w.a)["configured"]
+    assert not freight_now(w.b).get("configured", False)
+
+
+@cross("PutFreightTemplate")
+def _(w):
+    ok(w.a.as_staff("PUT", "/v1/staff/freight-templates/current", json={"template": FREIGHT}))
+    theirs = unchanged(lambda: freight_now(w.a), lambda: w.b.as_staff(
+        "PUT", "/v1/staff/freight-templates/current", json={"template": {**FREIGHT, "excluded_regions": []}}))
+    assert ok(theirs)["template"]["version"] == "1"
+
+
 def test_every_new_route_has_a_cross_merchant_case():
     assert annotated_routes() == set(CROSS_MERCHANT)
 
@@ -662,6 +688,22 @@ def _(m):
 @bad("CancelOrderAsStaff")
 def _(m):
     refused(m.as_staff("POST", f"/v1/staff/orders/{BAD_ID}:cancel", json={}), "order_id")
+
+
+# ---- freight templates (bad input) ----
+
+@bad("GetFreightTemplate")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/freight-templates/current", params={"merchant_id": "mch_other"}),
+            "merchant_id")
+
+
+@bad("PutFreightTemplate")
+def _(m):
+    def put():
+        return m.as_staff("PUT", "/v1/staff/freight-templates/current", json={"template": {
+            **FREIGHT, "excluded_regions": ["44"], "default_rule": {**FREIGHT["default_rule"], "first": "0"}}})
+    refused(unchanged(lambda: freight_now(m), put), "template.excluded_regions[0]", "template.default_rule.first")
 
 
 def test_every_new_route_has_a_bad_input_case():

@@ -12,11 +12,13 @@ from typing import Any
 
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.errors import FieldViolation, NotFound
+from siyu_kit.ids import new_id
 
 from tests.fakes.store import require_version
 
 from services.order.application.ports import FlashReservation, MemberPricing, SkuInfo
 from services.order.domain.cart import Cart
+from services.order.domain.freight import FreightTemplate, ShippingAddress, mask_phone
 from services.order.domain.orders import Order, OrderState
 from services.order.domain.settings import DEFAULTS, OrderSettings
 
@@ -283,3 +285,68 @@ class FakeRecords:
 
     async def of_order(self, merchant_id: str, order_id: str) -> list:
         return list(self.by_order.get(order_id, ()))
+
+
+@dataclass
+class FakeFreightTemplates:
+    """FreightTemplateRepository in memory: none until one is added; `stale_saves` lets
+    another writer win that many saves."""
+    by_merchant: dict[str, FreightTemplate] = field(default_factory=dict)
+    stale_saves: int = 0
+    reads: int = 0
+
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> FreightTemplate | None:
+        self.reads += 1
+        found = self.by_merchant.get(merchant_id)
+        return copy.deepcopy(found) if found is not None else None
+
+    async def add(self, template: FreightTemplate) -> bool:
+        if template.merchant_id in self.by_merchant:
+            return False
+        self.by_merchant[template.merchant_id] = copy.deepcopy(template)
+        return True
+
+    async def save(self, template: FreightTemplate) -> None:
+        current = self.by_merchant.get(template.merchant_id)
+        if self.stale_saves > 0:
+            self.stale_saves -= 1
+            raise StaleVersion("the freight template changed meanwhile")
+        if current is None or current.version != template.version:
+            raise StaleVersion("the freight template changed meanwhile")
+        template.version += 1
+        self.by_merchant[template.merchant_id] = copy.deepcopy(template)
+
+
+@dataclass
+class FakeAddresses:
+    """Addresses: `books` maps a member to their addresses, the first the default; the
+    phone is "sealed" by a reversible marker so tests can see it was never kept in the clear."""
+    books: dict[str, list[ShippingAddress]] = field(default_factory=dict)
+    down: Exception | None = None
+    calls: int = 0
+
+    def add(self, member_id: str, address: ShippingAddress) -> ShippingAddress:
+        self.books.setdefault(member_id, []).append(address)
+        return address
+
+    async def shipping_address(self, member_id: str, address_id: str, fresh: bool = True) -> ShippingAddress | None:
+        self.calls += 1
+        if self.down is not None:
+            raise self.down
+        book = self.books.get(member_id, [])
+        if not address_id:
+            return book[0] if book else None
+        for a in book:
+            if a.address_id == address_id:
+                return a
+        raise NotFound(f"address {address_id} not found", reason="ADDRESS_NOT_FOUND")
+
+
+def address(province: str = "440000", city: str = "440300", district: str = "440305", phone: str = "13800138000",
+            **more) -> ShippingAddress:
+    """A shipping address as the member service gives it, its phone sealed as `sealed:<phone>`."""
+    fields = dict(address_id=new_id("adr"), recipient="张三", phone_masked=mask_phone(phone),
+                  phone_sealed=f"sealed:{phone}", province_code=province, city_code=city, district_code=district,
+                  province_name="广东省", city_name="深圳市", district_name="南山区", detail="科技园 1 号")
+    fields.update(more)
+    return ShippingAddress(**fields)

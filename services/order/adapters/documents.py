@@ -6,6 +6,7 @@ from mongoengine import (DateTimeField, DictField, Document, IntField, ListField
 
 from siyu_kit.events.documents import OutboxDocument
 
+from services.order.domain.freight import ShippingAddress
 from services.order.domain.orders import (AppliedRefund, Order, OrderLine, OrderState, PriceStep, RefundedUnits,
                                           Shipment)
 
@@ -188,7 +189,23 @@ def order_of(doc: dict) -> Order:
         completed_at=doc.get("completed_at"), confirmed_by=doc.get("confirmed_by") or "",
         refunded_amount=doc.get("refunded_amount", 0),
         applied_refunds={k: applied_refund_of(v) for k, v in (doc.get("applied_refunds") or {}).items()},
-        request_hash=doc.get("request_hash") or "")
+        request_hash=doc.get("request_hash") or "",
+        shipping_address=shipping_address_of(doc.get("shipping_address")), shipping_rule=doc.get("shipping_rule") or "")
+
+
+_ADDRESS_FIELDS = ("address_id", "recipient", "phone_masked", "phone_sealed", "province_code", "city_code",
+                   "district_code", "province_name", "city_name", "district_name", "detail")
+
+
+def shipping_address_of(stored: dict | None) -> ShippingAddress | None:
+    if not stored:
+        return None
+    return ShippingAddress(**{k: stored.get(k) or "" for k in _ADDRESS_FIELDS})
+
+
+def shipping_address_doc(a: ShippingAddress) -> dict:
+    """The phone is stored sealed and masked, never in the clear."""
+    return {k: getattr(a, k) for k in _ADDRESS_FIELDS}
 
 
 def order_doc(order: Order) -> dict:
@@ -207,6 +224,10 @@ def order_doc(order: Order) -> dict:
         doc["flash_sale_id"] = order.flash_sale_id
     if order.request_hash:
         doc["request_hash"] = order.request_hash
+    if order.shipping_address is not None:
+        doc["shipping_address"] = shipping_address_doc(order.shipping_address)
+    if order.shipping_rule:
+        doc["shipping_rule"] = order.shipping_rule
     optional = {"paid_at": order.paid_at, "payment_id": order.payment_id, "cancelled_at": order.cancelled_at,
                 "cancel_reason": order.cancel_reason, "auto_confirm_ms": order.auto_confirm_ms,
                 "delivered_at": order.delivered_at, "completed_at": order.completed_at,

@@ -12,10 +12,11 @@ from siyu.order.v1 import events_pb2, order_pb2
 from siyu_kit.events.outbox import Event, event_for
 from siyu_kit.protos import CHANNEL_BY_NAME, money, timestamp
 
-from services.order.adapters.documents import order_doc
+from services.order.adapters.documents import order_doc, shipping_address_of
 from services.order.application.ports import LedgerRecord, SkuInfo
 from services.order.domain import orders as domain
 from services.order.domain.cart import CartItem
+from services.order.domain.freight import FreightRule, FreightTemplate, ShippingAddress
 from services.order.domain.payments import Payment
 from services.order.domain.pricing import Quote, Step
 from services.order.domain.refunds import Refund
@@ -41,8 +42,9 @@ def _steps(steps: tuple[Step, ...], currency: str) -> list[order_pb2.PriceStep]:
     return [order_pb2.PriceStep(step=s.step, amount=money(s.amount, currency), detail=s.detail) for s in steps]
 
 
-def checkout_quote(q: Quote, currency: str, tier: str) -> order_pb2.CheckoutQuote:
-    return order_pb2.CheckoutQuote(
+def checkout_quote(q: Quote, currency: str, tier: str,
+                   address: ShippingAddress | None = None) -> order_pb2.CheckoutQuote:
+    msg = order_pb2.CheckoutQuote(
         lines=[order_pb2.QuoteLine(
             sku_id=l.sku_id, product_id=l.product_id, title=l.title, quantity=l.quantity,
             unit_price=money(l.unit_price, currency), line_total=money(l.line_total, currency),
@@ -50,7 +52,11 @@ def checkout_quote(q: Quote, currency: str, tier: str) -> order_pb2.CheckoutQuot
             paid_amount=money(l.paid_amount, currency)) for l in q.lines],
         total=money(q.total, currency), line_discount=money(q.line_discount, currency),
         order_steps=_steps(q.order_steps, currency), order_discount=money(q.order_discount, currency),
-        shipping_fee=money(q.shipping_fee, currency), payable=money(q.payable, currency), tier=tier)
+        shipping_fee=money(q.shipping_fee, currency), payable=money(q.payable, currency), tier=tier,
+        shipping_rule=q.shipping_rule)
+    if address is not None:
+        msg.shipping_address.CopyFrom(shipping_address(address))
+    return msg
 
 
 def cart(items: tuple[CartItem, ...], version: int, updated_ms: int, skus: dict[str, SkuInfo]) -> order_pb2.Cart:
@@ -106,6 +112,34 @@ def order(doc: dict) -> order_pb2.Order:
                                                  shipped_at=_from_ms(s["shipped_ms"])))
     if doc.get("auto_confirm_ms"):
         msg.auto_confirm_at.CopyFrom(_from_ms(doc["auto_confirm_ms"]))
+    if doc.get("shipping_address"):
+        msg.shipping_address.CopyFrom(shipping_address(shipping_address_of(doc["shipping_address"])))
+    msg.shipping_rule = doc.get("shipping_rule") or ""
+    return msg
+
+
+def shipping_address(a: ShippingAddress, phone: str = "") -> order_pb2.ShippingAddress:
+    """The address with the masked phone, or with `phone` (the full number) when given."""
+    return order_pb2.ShippingAddress(
+        address_id=a.address_id, recipient=a.recipient, phone=phone or a.phone_masked,
+        province_code=a.province_code, province_name=a.province_name, city_code=a.city_code,
+        city_name=a.city_name, district_code=a.district_code, district_name=a.district_name, detail=a.detail)
+
+
+def freight_rule(r: FreightRule) -> order_pb2.FreightRule:
+    return order_pb2.FreightRule(
+        name=r.name, basis=order_pb2.FreightBasis.Value(f"FREIGHT_BASIS_{r.basis.value}"), first=r.first,
+        first_fee=money(r.first_fee), additional=r.additional, additional_fee=money(r.additional_fee),
+        regions=list(r.regions))
+
+
+def freight_template(t: FreightTemplate) -> order_pb2.FreightTemplate:
+    msg = order_pb2.FreightTemplate(
+        default_rule=freight_rule(t.default_rule), rules=[freight_rule(r) for r in t.rules],
+        excluded_regions=list(t.excluded_regions), free_over=money(t.free_over),
+        free_shipping_tiers=list(t.free_shipping_tiers), version=t.version)
+    if t.updated_at is not None:
+        msg.updated_at.CopyFrom(timestamp(t.updated_at))
     return msg
 
 

@@ -12,9 +12,11 @@ from siyu_kit.errors import FailedPrecondition, NotFound, Violations
 from siyu_kit.ids import is_id
 from siyu_kit.protos import utcnow
 
-from services.order.application.ports import (CartRepository, Catalog, MemberPricing, Members, SettingsRepository,
-                                              SkuInfo)
-from services.order.domain.price_sources import FLASH_SALE, ActivityPrices, LimitedTimePrices, PriceSource, TierPrices
+from services.order.application.ports import (Addresses, CartRepository, Catalog, FreightTemplateRepository,
+                                              MemberPricing, Members, SettingsRepository, SkuInfo)
+from services.order.domain.freight import NOWHERE, ShippingAddress
+from services.order.domain.price_sources import (FLASH_SALE, ActivityPrices, FreightShipping, LimitedTimePrices,
+                                                 PriceSource, TierPrices)
 from services.order.domain.pricing import LineInput, Pipeline, Quote
 from services.order.domain.settings import OrderSettings
 
@@ -35,6 +37,8 @@ class PricedCheckout:
     currency: str
     tier: str
     settings: OrderSettings  # the settings the price used; the order's timeouts come from them too
+    # Where the order ships; None when the member has no address and named none.
+    address: ShippingAddress | None = None
 
 
 def check_lines(v: Violations, lines: list[tuple[str, int]]) -> None:
@@ -62,6 +66,10 @@ def _unit_prices(skus: Mapping[str, SkuInfo], member: MemberPricing, activity_pr
             TierPrices(member.tier, member.discount_bp, {s: i.tier_prices for s, i in skus.items()}))
 
 
+def check_address_id(v: Violations, address_id: str) -> None:
+    v.check(not address_id or is_id(address_id, "adr"), "address_id", "must be empty or an adr_ id")
+
+
 @dataclass
 class Checkout:
     catalog: Catalog
@@ -69,12 +77,35 @@ class Checkout:
     settings: SettingsRepository
     carts: CartRepository
     clock: Callable[[], datetime] = utcnow
+    # Without these, shipping is the flat fee of the order settings and orders have no address.
+    freight: FreightTemplateRepository | None = None
+    addresses: Addresses | None = None
+
+    async def shipping_to(self, merchant_id: str, member_id: str, address_id: str,
+                          fresh: bool = False) -> ShippingAddress | None:
+        """The address an order ships to (the member's default when address_id is empty;
+        None when they have none), refused with REGION_NOT_SHIPPED when the merchant's
+        freight template excludes its region. Called before anything is reserved. Unless
+        `fresh`, the default is the one the member's last quote showed, if that was a
+        moment ago (see the Addresses port)."""
+        if self.addresses is None:
+            if address_id:
+                raise NotFound(f"address {address_id} not found", reason="ADDRESS_NOT_FOUND")
+            return None
+        address = await self.addresses.shipping_address(member_id, address_id, fresh)
+        template = await self.freight.of_merchant(merchant_id) if self.freight is not None else None
+        if template is not None:
+            template.rule_for(address.destination if address is not None else NOWHERE)
+        return address
 
     async def price(self, merchant_id: str, member_id: str, lines: list[tuple[str, int]],
-                    activity_prices: Mapping[str, ActivityPrice] | None = None) -> PricedCheckout:
+                    activity_prices: Mapping[str, ActivityPrice] | None = None,
+                    address: ShippingAddress | None = None) -> PricedCheckout:
         """Prices valid lines (see check_lines) for the member: NOT_FOUND for a SKU that
         does not exist or is not on sale, UNAVAILABLE when the member's tier cannot be
-        read. `activity_prices` by sku id compete with the member's other prices."""
+        read. `activity_prices` by sku id compete with the member's other prices. Shipping
+        is the merchant's freight template for `address` (see shipping_to), else the flat
+        fee of its order settings."""
         skus, member = await asyncio.gather(self.catalog.skus([s for s, _ in lines]),
                                             self.members.pricing(member_id))
         missing = Violations()
@@ -91,16 +122,24 @@ class Checkout:
         if len(currencies) != 1:
             raise FailedPrecondition("the lines are priced in different currencies", reason="MIXED_CURRENCY")
         settings = await self.settings.of_merchant(merchant_id)
+        template = await self.freight.of_merchant(merchant_id) if self.freight is not None else None
         now = self.clock()
         activity_prices = activity_prices or {}
-        quote = Pipeline.of(settings, *_unit_prices(skus, member, activity_prices, now)).price([
+        shipping: tuple[PriceSource, ...] = ()
+        if template is not None:
+            # SKUs carry no weight yet: a weight rule counts 0 g, so it charges nothing.
+            shipping = (FreightShipping(template, address.destination if address is not None else NOWHERE,
+                                        units=sum(q for _, q in lines), grams=0, tier=member.tier),)
+        quote = Pipeline.of(settings, *_unit_prices(skus, member, activity_prices, now), *shipping).price([
             LineInput(sku_id=s, product_id=skus[s].product_id, title=skus[s].title, quantity=q,
                       unit_price=skus[s].unit_price)
             for s, q in lines])
-        return PricedCheckout(quote=quote, currency=currencies.pop(), tier=member.tier, settings=settings)
+        return PricedCheckout(quote=quote, currency=currencies.pop(), tier=member.tier, settings=settings,
+                              address=address)
 
-    async def quote(self, lines: list[tuple[str, int]]) -> PricedCheckout:
-        """QuoteCheckout: the given lines, or the cart's selected items when none are given."""
+    async def quote(self, lines: list[tuple[str, int]], address_id: str = "") -> PricedCheckout:
+        """QuoteCheckout: the given lines, or the cart's selected items when none are given,
+        shipped to `address_id` (or the member's default)."""
         ctx = context.current()
         member_id = ctx.require_member()
         if not lines:
@@ -110,5 +149,7 @@ class Checkout:
                 raise FailedPrecondition("no lines given and no items selected in the cart", reason="CART_EMPTY")
         v = Violations()
         check_lines(v, lines)
+        check_address_id(v, address_id)
         v.raise_if_any()
-        return await self.price(ctx.merchant_id, member_id, lines)
+        address = await self.shipping_to(ctx.merchant_id, member_id, address_id, fresh=True)
+        return await self.price(ctx.merchant_id, member_id, lines, address=address)

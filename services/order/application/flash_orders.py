@@ -24,7 +24,7 @@ from siyu_kit.errors import FailedPrecondition, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
-from services.order.application.checkout import ActivityPrice, Checkout
+from services.order.application.checkout import ActivityPrice, Checkout, check_address_id
 from services.order.application.orders import (MAX_KEY, PLACE_MIN_TIME_S, OrderUseCases, attribution_of,
                                                 check_attribution_and_remark, place_fingerprint)
 from services.order.application.ports import FlashCatalog, OrderRepository, SettingsRepository
@@ -49,6 +49,8 @@ class PlaceFlashSaleOrderInput:
     # channel name ("" when unset), persona_id, content_id, live_session_id, share_code
     attribution: dict = field(default_factory=dict)
     remark: str = ""
+    # One of the member's addresses; empty: their default, or none.
+    address_id: str = ""
 
 
 def validate(cmd: PlaceFlashSaleOrderInput, ctx_channel: str) -> int:
@@ -58,6 +60,7 @@ def validate(cmd: PlaceFlashSaleOrderInput, ctx_channel: str) -> int:
     v.check(1 <= len(cmd.idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
     v.check(0 <= cmd.quantity <= MAX_QUANTITY, "quantity", f"1..{MAX_QUANTITY}, or 0 for one")
     check_attribution_and_remark(v, cmd.attribution, cmd.remark, ctx_channel)
+    check_address_id(v, cmd.address_id)
     v.raise_if_any()
     return cmd.quantity or 1
 
@@ -88,6 +91,8 @@ class FlashOrderUseCases:
         sold_out_key = (merchant_id, cmd.flash_sale_id)
         if self._sold_out_until.get(sold_out_key, 0.0) > time.monotonic():
             raise FailedPrecondition("the flash sale is sold out", reason=SOLD_OUT)
+        # Where it ships is settled, and an excluded region refused, before the pool is touched.
+        address = await self.checkout.shipping_to(merchant_id, member_id, cmd.address_id)
         settings = await self.settings.of_merchant(merchant_id)
         now = to_storage_precision(self.clock())
         expires_at = now + timedelta(seconds=settings.flash_sale_expiry_s)
@@ -107,7 +112,7 @@ class FlashOrderUseCases:
             # The flash price is the line's activity price; a better tier price still wins.
             priced = await self.checkout.price(
                 merchant_id, member_id, [(won.sku_id, quantity)],
-                activity_prices={won.sku_id: ActivityPrice(won.unit_price, cmd.flash_sale_id)})
+                activity_prices={won.sku_id: ActivityPrice(won.unit_price, cmd.flash_sale_id)}, address=address)
         except (Exception, asyncio.CancelledError):
             # Also when the buyer gave up: the units go back to the pool at once.
             await self.order_cases.release_at_once(reservation_id)

@@ -14,10 +14,11 @@ from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.application.cart import CartUseCases
-from services.order.application.checkout import Checkout, PricedCheckout, check_lines
+from services.order.application.checkout import Checkout, PricedCheckout, check_address_id, check_lines
 from services.order.application.ports import Attributions, Catalog, OrderRepository, RefundRepository
 from services.order.domain.idempotency import fingerprint, require_same_request
-from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_STAFF, DEFAULT_RESERVATION_GRACE, Order, OrderLine, PriceStep,
+from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_STAFF, DEFAULT_RESERVATION_GRACE, Order,
+                                          OrderLine, PriceStep,
                                           reservation_expiry)
 from services.order.domain.tabs import COUNTED, OrderTab, page_of_ids, states_of
 
@@ -45,6 +46,8 @@ class PlaceOrderInput:
     remark: str = ""
     # Take the ordered SKUs out of the member's cart once the order is placed.
     remove_from_cart: bool = False
+    # One of the member's addresses; empty: their default, or none.
+    address_id: str = ""
 
 
 def validate_place(cmd: PlaceOrderInput, ctx_channel: str) -> None:
@@ -52,6 +55,7 @@ def validate_place(cmd: PlaceOrderInput, ctx_channel: str) -> None:
     v.check(1 <= len(cmd.idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
     check_lines(v, cmd.lines)
     check_attribution_and_remark(v, cmd.attribution, cmd.remark, ctx_channel)
+    check_address_id(v, cmd.address_id)
     v.raise_if_any()
 
 
@@ -122,7 +126,8 @@ class OrderUseCases:
             require_same_request(existing.request_hash, request_hash, "order")
             return existing
         await self.check_references(cmd.attribution)
-        priced = await self._checkout().price(merchant_id, member_id, cmd.lines)
+        address = await self._checkout().shipping_to(merchant_id, member_id, cmd.address_id)
+        priced = await self._checkout().price(merchant_id, member_id, cmd.lines, address=address)
 
         now = self._now()
         expires_at = now + timedelta(seconds=priced.settings.unpaid_expiry_s)
@@ -195,7 +200,7 @@ class OrderUseCases:
             currency=priced.currency, total=quote.total, payable=quote.payable, order_steps=_steps(quote.order_steps),
             shipping_fee=quote.shipping_fee, tier=priced.tier, attribution=attribution, remark=remark,
             reservation_id=reservation_id, created_at=created_at, expires_at=expires_at, flash_sale_id=flash_sale_id,
-            request_hash=request_hash)
+            request_hash=request_hash, shipping_address=priced.address, shipping_rule=quote.shipping_rule)
         if await shielded(self._insert_or_release(order, reservation_id)):
             return order
         winner = await self.orders.by_key(merchant_id, member_id, idempotency_key)

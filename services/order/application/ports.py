@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol, Sequence
 
 from services.order.domain.cart import Cart
+from services.order.domain.freight import FreightTemplate, ShippingAddress
 from services.order.domain.ledger import Entry
 from services.order.domain.orders import Order
 from services.order.domain.payments import Notification, Payment, PaymentMethod, RefundReceipt
@@ -148,6 +149,31 @@ class OrderRepository(Protocol):
         """Stores the change and the events recorded since it was read, on the version it
         was read at (then bumped on `order`); raises siyu_kit.aggregate.StaleVersion when
         another write came first."""
+        ...
+
+
+class Addresses(Protocol):
+    async def shipping_address(self, member_id: str, address_id: str, fresh: bool = True) -> ShippingAddress | None:
+        """The member's address `address_id`, or their default when empty, with the phone
+        sealed and masked. Unless `fresh`, the default may be one read a few seconds ago
+        (by the quote before the order). None when address_id is empty and the member has no address;
+        NOT_FOUND (ADDRESS_NOT_FOUND) when the named address is not the member's;
+        UNAVAILABLE (ADDRESS_UNAVAILABLE) when it cannot be read."""
+        ...
+
+
+class FreightTemplateRepository(Protocol):
+    async def of_merchant(self, merchant_id: str, fresh: bool = False) -> FreightTemplate | None:
+        """The merchant's freight template, None when it has none. May be a few seconds
+        old unless `fresh`."""
+        ...
+
+    async def add(self, template: FreightTemplate) -> bool:
+        """The merchant's first template; False when one was added meanwhile."""
+        ...
+
+    async def save(self, template: FreightTemplate) -> None:
+        """Stores the change on the version read; StaleVersion when another came first."""
         ...
 
 

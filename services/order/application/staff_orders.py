@@ -95,3 +95,12 @@ class StaffOrderUseCases:
         if order is None:
             raise NotFound(f"order {order_id} not found")
         return order
+
+
+# Who sees a shipping address's full phone: those who ship the order. Everyone else
+# (finance, a guide, the member) sees it masked.
+FULL_PHONE_ROLES = frozenset({"OWNER", "OPERATOR"})
+
+
+def sees_full_phone(roles) -> bool:
+    return bool(FULL_PHONE_ROLES & set(roles))

@@ -10,6 +10,8 @@ from typing import Any, Protocol, Sequence
 from siyu_kit.aggregate import Aggregate, Move, StateMachine
 from siyu_kit.errors import FailedPrecondition
 
+from services.order.domain.freight import ShippingAddress
+
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -293,20 +295,25 @@ class Order(Aggregate):
     # The fingerprint of the request that placed it (domain.idempotency); "" on orders
     # placed before fingerprints were kept.
     request_hash: str = ""
+    # Where it ships, as it was when placed; None for an order placed without an address.
+    shipping_address: ShippingAddress | None = None
+    # Which shipping rule set shipping_fee.
+    shipping_rule: str = ""
 
     @classmethod
     def place(cls, *, order_id: str, merchant_id: str, member_id: str, idempotency_key: str,
               lines: Sequence[OrderLine], currency: str, total: int, payable: int, reservation_id: str,
               created_at: datetime, expires_at: datetime, order_steps: Sequence[PriceStep] = (),
               shipping_fee: int = 0, tier: str = "", attribution: dict[str, str] | None = None, remark: str = "",
-              flash_sale_id: str = "", request_hash: str = "") -> "Order":
+              flash_sale_id: str = "", request_hash: str = "", shipping_address: ShippingAddress | None = None,
+              shipping_rule: str = "") -> "Order":
         """A new order waiting for payment, for stock already reserved under `reservation_id`."""
         order = cls(id=order_id, merchant_id=merchant_id, member_id=member_id, idempotency_key=idempotency_key,
                     state=OrderState.PENDING_PAYMENT, lines=tuple(lines), currency=currency, total=total,
                     payable=payable, reservation_id=reservation_id, created_at=created_at, expires_at=expires_at,
                     order_steps=tuple(order_steps), shipping_fee=shipping_fee, tier=tier,
                     attribution=dict(attribution or {}), remark=remark, flash_sale_id=flash_sale_id,
-                    request_hash=request_hash)
+                    request_hash=request_hash, shipping_address=shipping_address, shipping_rule=shipping_rule)
         order.record(OrderPlaced(at=created_at))
         return order
 

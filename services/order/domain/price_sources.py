@@ -20,6 +20,7 @@ from typing import ClassVar, Mapping, Protocol, Sequence, Union
 
 from siyu_kit.money import BASIS_POINTS
 
+from services.order.domain.freight import Destination, FreightCharge, FreightTemplate, yuan
 from services.order.domain.settings import ThresholdReduction, reduction_for
 
 # Step names as the API shows them.
@@ -140,6 +141,10 @@ class ShippingSource(Protocol):
     def name(self) -> str: ...
 
     def fee(self, goods_amount: int) -> int: ...
+
+    def rule(self, goods_amount: int) -> str:
+        """Which rule set the fee, as the quote's shipping step shows it."""
+        ...
 
 
 PriceSource = Union[UnitPriceSource, OrderDiscountSource, ShippingSource]
@@ -277,3 +282,31 @@ class FlatShipping:
         if self.free_shipping_over > 0 and goods_amount >= self.free_shipping_over:
             return 0
         return max(self.shipping_fee, 0)
+
+    def rule(self, goods_amount: int) -> str:
+        if self.free_shipping_over > 0 and goods_amount >= self.free_shipping_over:
+            return f"free over {yuan(self.free_shipping_over)}"
+        return f"flat {yuan(max(self.shipping_fee, 0))}"
+
+
+@dataclass(frozen=True)
+class FreightShipping:
+    """The merchant's freight template for this order: its destination, units, weight
+    in grams and the member's tier. Build it before pricing: `rule_for` refuses an
+    excluded region (REGION_NOT_SHIPPED) and checkout checks that before reserving."""
+    template: FreightTemplate
+    to: Destination
+    units: int
+    grams: int = 0
+    tier: str = ""
+    place: ClassVar[Place] = Place.SHIPPING
+    name: ClassVar[str] = SHIPPING
+
+    def charge(self, goods_amount: int) -> FreightCharge:
+        return self.template.charge(self.to, self.units, self.grams, goods_amount, self.tier)
+
+    def fee(self, goods_amount: int) -> int:
+        return max(self.charge(goods_amount).fee, 0)
+
+    def rule(self, goods_amount: int) -> str:
+        return self.charge(goods_amount).rule

@@ -11,7 +11,7 @@ shows its own step plus its share of each order step.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from siyu_kit.money import split_largest_remainder
@@ -38,6 +38,9 @@ class Quote:
     order_discount: int
     shipping_fee: int
     payable: int
+    # Which shipping rule set the fee ("free over ¥99", "广东省: first 1 unit ¥8 + ¥2 per 1 unit more"):
+    # a description of the fee, not part of the price, so two quotes of the same amounts are equal.
+    shipping_rule: str = field(default="", compare=False)
 
 
 def _in_place_order(sources: Sequence[PriceSource]) -> tuple[PriceSource, ...]:
@@ -67,9 +70,12 @@ class Pipeline:
 
     @classmethod
     def of(cls, settings: OrderSettings, *sources: PriceSource) -> "Pipeline":
-        """The merchant's threshold reductions and shipping fee, and the given sources."""
-        return cls(ThresholdReductions(settings.threshold_reductions),
-                   FlatShipping(settings.shipping_fee, settings.free_shipping_over), *sources)
+        """The merchant's threshold reductions and shipping fee, and the given sources. A
+        given shipping source (the freight template) replaces the flat fee of the settings."""
+        shipping: tuple[PriceSource, ...] = ()
+        if not any(s.place == Place.SHIPPING for s in sources):
+            shipping = (FlatShipping(settings.shipping_fee, settings.free_shipping_over),)
+        return cls(ThresholdReductions(settings.threshold_reductions), *shipping, *sources)
 
     def register(self, *sources: PriceSource) -> "Pipeline":
         """This pipeline with more sources, each in its place."""
@@ -103,7 +109,9 @@ class Pipeline:
                     left[i] -= share
                     line_steps[i].append(Step(source.name, share, detail))
         goods_after = sum(left)
-        shipping = sum(max(s.fee(goods_after), 0) for s in self._shipping())
+        shipping_sources = self._shipping()
+        shipping = sum(max(s.fee(goods_after), 0) for s in shipping_sources)
+        shipping_rule = "; ".join(s.rule(goods_after) for s in shipping_sources if callable(getattr(s, "rule", None)))
         total = sum(p.line_total for p in priced)
         return Quote(
             lines=tuple(PricedLine(sku_id=p.sku_id, product_id=p.product_id, title=p.title, quantity=p.quantity,
@@ -111,7 +119,8 @@ class Pipeline:
                                    paid_amount=paid, steps=tuple(steps))
                         for p, paid, steps in zip(priced, left, line_steps)),
             total=total, line_discount=total - goods, order_steps=tuple(order_steps),
-            order_discount=goods - goods_after, shipping_fee=shipping, payable=goods_after + shipping)
+            order_discount=goods - goods_after, shipping_fee=shipping, payable=goods_after + shipping,
+            shipping_rule=shipping_rule)
 
     def _order_discounts(self) -> tuple[OrderDiscountSource, ...]:
         return tuple(s for s in self.sources if Place.UNIT_PRICE < s.place < Place.SHIPPING)

@@ -7,6 +7,7 @@ from siyu.order.v1 import order_pb2, order_pb2_grpc
 
 from siyu_kit import service
 from siyu_kit.config import env_seconds
+from siyu_kit.sealing import Sealer
 
 from services.order.adapters.cart import MongoCarts
 from services.order.adapters.catalog import CatalogClient
@@ -16,11 +17,13 @@ from services.order.adapters.ledger import Ledger
 from services.order.adapters.payments import Payments
 from services.order.adapters.refunds import Refunds
 from services.order.adapters.repositories import MongoOrders, MongoSettings, ensure_indexes
-from services.order.adapters.member import MemberClient
+from services.order.adapters.freight import MongoFreightTemplates, ensure_indexes as ensure_freight_indexes
+from services.order.adapters.member import AddressClient, MemberClient
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.application.cart import CartUseCases
 from services.order.application.checkout import Checkout
 from services.order.application.flash_orders import FlashOrderUseCases
+from services.order.application.freight import FreightUseCases
 from services.order.application.fulfilment import FulfilmentUseCases
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
@@ -57,13 +60,18 @@ def reservation_grace() -> timedelta:
 
 def build(runtime: service.Runtime) -> service.Parts:
     ensure_indexes()
+    ensure_freight_indexes()
     order_repo, payments, carts, entries = MongoOrders(), Payments(), MongoCarts(), Ledger()
     # One settings cache for every use case: a change saved here is seen by all at once.
     settings_repo = MongoSettings()
     catalog = CatalogClient(runtime.channel("catalog"))
     cart_cases = CartUseCases(carts=carts, catalog=catalog)
+    # One freight template cache, shared like the settings cache.
+    freight_repo = MongoFreightTemplates()
+    sealer = Sealer.from_setting(runtime.settings.data_key)
     checkout = Checkout(catalog=catalog, members=MemberClient(runtime.channel("member")), settings=settings_repo,
-                        carts=carts)
+                        carts=carts, freight=freight_repo,
+                        addresses=AddressClient(runtime.channel("member"), sealer))
     order_cases = OrderUseCases(orders=order_repo, catalog=catalog, checkout=checkout, carts=cart_cases,
                                 reservation_grace=reservation_grace(),
                                 attributions=ContentClient(runtime.channel("content")), refunds=Refunds())
@@ -81,7 +89,7 @@ def build(runtime: service.Runtime) -> service.Parts:
             settings=SettingsUseCases(settings_repo), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
             flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
                                      order_cases=order_cases),
-            reservations=ReservationUseCases(order_repo)),
+            reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
         subscriptions=events.subscriptions(payment_cases),

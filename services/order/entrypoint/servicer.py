@@ -5,12 +5,15 @@ from datetime import datetime, timezone
 
 from siyu.order.v1 import order_pb2, order_pb2_grpc
 
+from siyu_kit import context as context_mod
 from siyu_kit.cancellation import deadline_of
+from siyu_kit.sealing import Sealer
 from siyu_kit.protos import CHANNEL_NAME, money
 
 from services.order.adapters import messages
 from services.order.application.cart import CartUseCases, CartView
 from services.order.application.checkout import Checkout
+from services.order.application.freight import FreightUseCases
 from services.order.application.fulfilment import FulfilmentUseCases
 from services.order.application.flash_orders import FlashOrderUseCases, PlaceFlashSaleOrderInput
 from services.order.application.orders import OrderUseCases, PlaceOrderInput
@@ -18,7 +21,8 @@ from services.order.application.payments import PaymentUseCases
 from services.order.application.refunds import RefundInput, RefundUseCases
 from services.order.application.reservations import ReservationUseCases
 from services.order.application.settings import SettingsUseCases
-from services.order.application.staff_orders import OrderQuery, StaffOrderUseCases
+from services.order.application.staff_orders import OrderQuery, StaffOrderUseCases, sees_full_phone
+from services.order.domain.freight import Basis, FreightRule, FreightTemplate
 from services.order.domain.payments import Notification
 from services.order.domain.refunds import LineRequest
 from services.order.domain.settings import OrderSettings, ThresholdReduction
@@ -70,6 +74,25 @@ def _refund_input(request) -> RefundInput:
                               for l in request.lines])
 
 
+def _freight_input(msg: order_pb2.FreightTemplate) -> tuple[FreightTemplate, dict[str, str]]:
+    """The template asked for, and the currency each money field came with."""
+    def rule(r: order_pb2.FreightRule, name: str) -> FreightRule:
+        currencies[f"{name}.first_fee"] = r.first_fee.currency
+        currencies[f"{name}.additional_fee"] = r.additional_fee.currency
+        basis = Basis.WEIGHT if r.basis == order_pb2.FREIGHT_BASIS_WEIGHT else Basis.UNITS
+        return FreightRule(name=r.name, basis=basis, first=r.first, first_fee=r.first_fee.amount,
+                           additional=r.additional or 1, additional_fee=r.additional_fee.amount,
+                           regions=tuple(r.regions))
+
+    currencies = {"template.free_over": msg.free_over.currency}
+    wanted = FreightTemplate(
+        merchant_id="", version=0, default_rule=rule(msg.default_rule, "template.default_rule"),
+        rules=tuple(rule(r, f"template.rules[{i}]") for i, r in enumerate(msg.rules)),
+        excluded_regions=tuple(msg.excluded_regions), free_over=msg.free_over.amount,
+        free_shipping_tiers=tuple(msg.free_shipping_tiers))
+    return wanted, currencies
+
+
 def _time(request, field: str) -> datetime | None:
     return getattr(request, field).ToDatetime(tzinfo=timezone.utc) if request.HasField(field) else None
 
@@ -78,8 +101,11 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
                  refunds: RefundUseCases, staff: StaffOrderUseCases, flash: FlashOrderUseCases,
-                 reservations: ReservationUseCases):
+                 reservations: ReservationUseCases, freight: FreightUseCases | None = None,
+                 sealer: Sealer | None = None):
         self.orders = orders
+        self.freight = freight
+        self.sealer = sealer
         self.flash = flash
         self.payments = payments
         self.carts = carts
@@ -90,6 +116,15 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         self.staff = staff
         self.reservations = reservations
 
+    def _staff_order(self, order) -> order_pb2.Order:
+        """The order as staff see it: the shipping phone in full for those who ship it."""
+        msg = messages.order_of(order)
+        a = order.shipping_address
+        if (a is not None and a.phone_sealed and self.sealer is not None
+                and sees_full_phone(context_mod.current().roles)):
+            msg.shipping_address.phone = self.sealer.open(a.phone_sealed, order.merchant_id)
+        return msg
+
     # ---- fulfilment and after-sales -------------------------------------------------
 
     async def ConfirmReceipt(self, request, context):
@@ -98,7 +133,7 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
 
     async def ShipOrder(self, request, context):
         order = await self.fulfilment.ship(request.order_id, request.carrier, request.tracking_number)
-        return order_pb2.ShipOrderResponse(order=messages.order_of(order))
+        return order_pb2.ShipOrderResponse(order=self._staff_order(order))
 
     async def MarkDelivered(self, request, context):
         order = await self.fulfilment.mark_delivered(request.order_id)
@@ -142,7 +177,7 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
 
     async def GetOrderAsStaff(self, request, context):
         order, refunds, payments = await self.staff.get(request.order_id)
-        return order_pb2.GetOrderAsStaffResponse(order=messages.order_of(order),
+        return order_pb2.GetOrderAsStaffResponse(order=self._staff_order(order),
                                                  refunds=[messages.refund(d) for d in refunds],
                                                  payments=[messages.payment(d) for d in payments])
 
@@ -165,7 +200,7 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
             lines=[(line.sku_id, line.quantity) for line in request.lines],
             attribution={"channel": channel, "persona_id": a.persona_id, "content_id": a.content_id,
                          "live_session_id": a.live_session_id, "share_code": a.share_code},
-            remark=request.remark, remove_from_cart=request.remove_from_cart)
+            remark=request.remark, remove_from_cart=request.remove_from_cart, address_id=request.address_id)
         with deadline_of(context):
             return order_pb2.PlaceOrderResponse(order=messages.order_of(await self.orders.place(cmd)))
 
@@ -176,7 +211,7 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
             attribution={"channel": CHANNEL_NAME.get(a.channel, "" if a.channel == 0 else f"UNKNOWN_{a.channel}"),
                          "persona_id": a.persona_id, "content_id": a.content_id,
                          "live_session_id": a.live_session_id, "share_code": a.share_code},
-            remark=request.remark)
+            remark=request.remark, address_id=request.address_id)
         with deadline_of(context):
             return order_pb2.PlaceFlashSaleOrderResponse(order=messages.order_of(await self.flash.place(cmd)))
 
@@ -230,9 +265,10 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         return order_pb2.RemoveCartItemsResponse(cart=_cart_msg(view))
 
     async def QuoteCheckout(self, request, context):
-        priced = await self.checkout.quote([(line.sku_id, line.quantity) for line in request.lines])
+        priced = await self.checkout.quote([(line.sku_id, line.quantity) for line in request.lines],
+                                           request.address_id)
         return order_pb2.QuoteCheckoutResponse(
-            quote=messages.checkout_quote(priced.quote, priced.currency, priced.tier))
+            quote=messages.checkout_quote(priced.quote, priced.currency, priced.tier, priced.address))
 
     async def GetOrderSettings(self, request, context):
         return order_pb2.GetOrderSettingsResponse(settings=messages.order_settings(await self.settings.get()))
@@ -241,6 +277,24 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         wanted, currencies = _settings_input(request.settings)
         saved = await self.settings.update(wanted, currencies, request.expected_version)
         return order_pb2.UpdateOrderSettingsResponse(settings=messages.order_settings(saved))
+
+    # ---- freight templates -----------------------------------------------------------
+
+    async def GetFreightTemplate(self, request, context):
+        template = await self._freight().get()
+        if template is None:
+            return order_pb2.GetFreightTemplateResponse(configured=False)
+        return order_pb2.GetFreightTemplateResponse(template=messages.freight_template(template), configured=True)
+
+    async def PutFreightTemplate(self, request, context):
+        wanted, currencies = _freight_input(request.template)
+        saved = await self._freight().put(wanted, currencies, request.expected_version)
+        return order_pb2.PutFreightTemplateResponse(template=messages.freight_template(saved))
+
+    def _freight(self) -> FreightUseCases:
+        if self.freight is None:
+            raise RuntimeError("this servicer was built without freight templates")
+        return self.freight
 
     # ---- internal ------------------------------------------------------------------
 

@@ -14,13 +14,14 @@ from siyu_kit.ids import new_id
 from services.order.application.cart import CartUseCases
 from services.order.application.checkout import Checkout
 from services.order.application.flash_orders import FlashOrderUseCases
+from services.order.application.freight import FreightUseCases
 from services.order.application.fulfilment import FulfilmentUseCases
 from services.order.application.orders import OrderUseCases, PlaceOrderInput
 from services.order.application.reservations import ReservationUseCases
 from services.order.application.settings import SettingsUseCases
 from services.order.application.staff_orders import StaffOrderUseCases
-from tests.fakes.order import (FakeAttributions, FakeCarts, FakeCatalog, FakeMembers, FakeOpenRefunds, FakeOrders,
-                               FakeRecords, FakeSettings, sku)
+from tests.fakes.order import (FakeAddresses, FakeAttributions, FakeCarts, FakeCatalog, FakeFreightTemplates,
+                               FakeMembers, FakeOpenRefunds, FakeOrders, FakeRecords, FakeSettings, sku)
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -54,11 +55,14 @@ class World:
     payments: FakeRecords = field(default_factory=FakeRecords)
     refunds: FakeRecords = field(default_factory=FakeRecords)
     ledger: FakeRecords = field(default_factory=FakeRecords)
+    freight: FakeFreightTemplates = field(default_factory=FakeFreightTemplates)
+    addresses: FakeAddresses = field(default_factory=FakeAddresses)
 
     def __post_init__(self):
         self.cart_cases = CartUseCases(carts=self.carts, catalog=self.catalog, clock_ms=self.clock.ms)
         self.checkout = Checkout(catalog=self.catalog, members=self.members, settings=self.settings,
-                                 carts=self.carts, clock=self.clock)
+                                 carts=self.carts, clock=self.clock, freight=self.freight,
+                                 addresses=self.addresses)
         self.order_cases = OrderUseCases(orders=self.orders, catalog=self.catalog, clock=self.clock,
                                          checkout=self.checkout, carts=self.cart_cases,
                                          attributions=self.attributions)
@@ -70,6 +74,7 @@ class World:
         self.staff = StaffOrderUseCases(orders=self.orders, payments=self.payments, refunds=self.refunds,
                                         entries=self.ledger)
         self.reservations = ReservationUseCases(self.orders)
+        self.freight_cases = FreightUseCases(self.freight, clock=self.clock)
 
     def sku(self, unit_price: int = 1000, **more) -> str:
         info = sku(new_id("sku"), unit_price, **more)

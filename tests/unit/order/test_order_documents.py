@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 from siyu.order.v1 import events_pb2, order_pb2
 
 from siyu_kit.events.outbox import decode
+from siyu_kit.sealing import Sealer, new_key
+from tests.fakes.order import address
 
 from services.order.adapters import messages
 from services.order.adapters.documents import order_doc, order_of
@@ -86,3 +88,21 @@ def test_cancel_and_refund_events_carry_their_reason_and_refund():
     assert decode(refunded.data).payload.Unpack(payload)
     assert (refunded.subject, payload.refund.refund_id, payload.order.refunded_amount.amount) == (
         "siyu.order.order.refunded", "rfd_1", 300)
+
+
+def test_an_order_with_an_address_keeps_it_with_the_phone_sealed_and_shows_it_masked():
+    sealer = Sealer.from_setting(new_key())
+    home = replace(address(phone="13812348000"), phone_sealed=sealer.seal("13812348000", "mch_1"))
+    order = replace(placed(), shipping_address=home, shipping_rule="广东省: first 1 unit ¥8 + ¥2 per 1 unit more")
+    doc = order_doc(order)
+    assert "13812348000" not in str(doc)
+    assert doc["shipping_address"]["phone_masked"] == "138****8000"
+    assert sealer.open(doc["shipping_address"]["phone_sealed"], "mch_1") == "13812348000"
+    back = order_of(doc)
+    assert (back.shipping_address, back.shipping_rule) == (home, order.shipping_rule)
+    shown = messages.order_of(order)
+    assert (shown.shipping_address.phone, shown.shipping_address.city_name, shown.shipping_rule) == (
+        "138****8000", "深圳市", order.shipping_rule)
+    assert "13812348000" not in str(shown)
+    # An order placed without an address is stored as it always was.
+    assert "shipping_address" not in order_doc(placed()) and "shipping_rule" not in order_doc(placed())

@@ -1,0 +1,153 @@
+"""Quotes and orders with a shipping address and the merchant's freight template, and
+staff reading and replacing the template, against in-memory ports."""
+from __future__ import annotations
+
+import pytest
+
+from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from siyu_kit.ids import new_id
+
+from services.order.application.flash_orders import PlaceFlashSaleOrderInput
+from services.order.application.ports import FlashReservation, MemberPricing
+from services.order.application.staff_orders import sees_full_phone
+from services.order.domain.freight import FreightRule, FreightTemplate
+from services.order.domain.settings import OrderSettings
+from tests.fakes.order import address
+
+DEFAULT = FreightRule("default", first=1, first_fee=1000, additional=1, additional_fee=500)
+GD = FreightRule("广东省", first=1, first_fee=800, additional=1, additional_fee=200, regions=("440000",))
+
+
+def template(**kw) -> FreightTemplate:
+    base = dict(merchant_id="", version=0, default_rule=DEFAULT, rules=(GD,), excluded_regions=("540000",))
+    base.update(kw)
+    return FreightTemplate(**base)
+
+
+async def put(world, t: FreightTemplate | None = None, expected_version: int = 0, roles=("OPERATOR",)):
+    with world.as_staff(*roles):
+        return await world.freight_cases.put(t or template(), {}, expected_version)
+
+
+async def test_without_template_or_address_the_flat_settings_apply_as_before(world):
+    a = world.sku(1000)
+    world.settings.by_merchant[world.merchant_id] = OrderSettings(shipping_fee=500, version=1)
+    order = await world.place((a, 2))
+    assert (order.shipping_fee, order.payable, order.shipping_address) == (500, 2500, None)
+    assert order.shipping_rule == "flat ¥5"
+    assert world.addresses.calls == 1  # the member's default was looked for
+
+
+async def test_the_default_address_is_used_and_kept_on_the_order(world):
+    a = world.sku(1000)
+    home = world.addresses.add(world.member_id, address())
+    await put(world)
+    order = await world.place((a, 3))
+    assert order.shipping_address == home
+    assert (order.shipping_fee, order.payable) == (800 + 2 * 200, 3000 + 1200)
+    assert order.shipping_rule.startswith("广东省: first 1 unit ¥8")
+    # Editing the book later does not change the order.
+    world.addresses.books[world.member_id] = []
+    assert (await world.orders.get(world.merchant_id, order.id)).shipping_address == home
+
+
+async def test_a_named_address_prices_by_its_region(world):
+    a = world.sku(1000)
+    world.addresses.add(world.member_id, address())
+    beijing = world.addresses.add(world.member_id, address("110000", "110100", "110101", province_name="北京市"))
+    await put(world)
+    with world.as_member():
+        priced = await world.checkout.quote([(a, 2)], beijing.address_id)
+    assert priced.address == beijing
+    assert (priced.quote.shipping_fee, priced.quote.shipping_rule) == (1500, DEFAULT.describe())
+
+
+async def test_an_excluded_region_is_refused_with_nothing_reserved(world):
+    a = world.sku(1000)
+    tibet = world.addresses.add(world.member_id, address("540000", "540100", "540102"))
+    await put(world)
+    with pytest.raises(FailedPrecondition) as refused:
+        await world.place((a, 1), address_id=tibet.address_id)
+    assert refused.value.reason == "REGION_NOT_SHIPPED"
+    assert world.catalog.reserved == {} and world.orders.orders == {}
+
+
+async def test_a_flash_sale_to_an_excluded_region_is_refused_before_the_pool(world):
+    a = world.sku(1000)
+    world.addresses.add(world.member_id, address("540000", "540100", "540102"))
+    world.catalog.flash_won = FlashReservation(a, 600)
+    await put(world)
+    with world.as_member(), pytest.raises(FailedPrecondition) as refused:
+        await world.flash.place(PlaceFlashSaleOrderInput(flash_sale_id=new_id("fls"), idempotency_key="k"))
+    assert refused.value.reason == "REGION_NOT_SHIPPED" and world.catalog.reserved == {}
+
+
+async def test_a_flash_sale_order_keeps_its_address(world):
+    a = world.sku(1000)
+    home = world.addresses.add(world.member_id, address())
+    world.catalog.flash_won = FlashReservation(a, 600)
+    await put(world)
+    with world.as_member():
+        order = await world.flash.place(PlaceFlashSaleOrderInput(flash_sale_id=new_id("fls"), idempotency_key="k"))
+    assert order.shipping_address == home and order.shipping_fee == 800
+
+
+async def test_an_address_not_the_members_is_not_found_and_a_bad_id_is_a_violation(world):
+    a = world.sku(1000)
+    with pytest.raises(NotFound) as missing:
+        await world.place((a, 1), address_id=new_id("adr"))
+    assert missing.value.reason == "ADDRESS_NOT_FOUND"
+    with pytest.raises(InvalidArgument) as bad:
+        await world.place((a, 1), address_id="nope")
+    assert [v.field for v in bad.value.violations] == ["address_id"]
+    assert world.catalog.reserved == {}
+
+
+async def test_free_over_an_amount_and_for_a_tier(world):
+    a = world.sku(5000)
+    world.addresses.add(world.member_id, address())
+    await put(world, template(free_over=9900, free_shipping_tiers=("GOLD",)))
+    with world.as_member():
+        below = await world.checkout.quote([(a, 1)])
+        over = await world.checkout.quote([(a, 2)])
+    assert below.quote.shipping_fee == 800
+    assert (over.quote.shipping_fee, over.quote.shipping_rule) == (0, "free over ¥99")
+    world.members.tiers[world.member_id] = MemberPricing("GOLD", 10_000)
+    with world.as_member():
+        gold = await world.checkout.quote([(a, 1)])
+    assert (gold.quote.shipping_fee, gold.quote.shipping_rule) == (0, "tier benefit: free shipping for GOLD")
+
+
+async def test_staff_put_and_get_the_template_with_version_checks(world):
+    with world.as_staff("OPERATOR"):
+        assert await world.freight_cases.get() is None
+    saved = await put(world)
+    assert (saved.merchant_id, saved.version) == (world.merchant_id, 1)
+    again = await put(world, template(free_over=100), expected_version=1)
+    assert again.version == 2 and again.free_over == 100
+    with pytest.raises(Conflict) as stale:
+        await put(world, template(), expected_version=1)
+    assert stale.value.reason == "VERSION_CONFLICT"
+    world.freight.stale_saves = 1  # another writer wins once: made again on what won
+    assert (await put(world, template(free_over=5))).version == 3
+    with world.as_staff("OPERATOR"):
+        assert (await world.freight_cases.get()).free_over == 5
+
+
+async def test_only_operators_and_owners_change_it_and_bad_input_writes_nothing(world):
+    for roles in (("GUIDE",), ("FINANCE",)):
+        with pytest.raises(PermissionDenied):
+            await put(world, roles=roles)
+    with pytest.raises(InvalidArgument) as bad:
+        await put(world, template(excluded_regions=("44",), free_shipping_tiers=("VIP",)))
+    assert {v.field for v in bad.value.violations} == {"template.excluded_regions[0]",
+                                                       "template.free_shipping_tiers[0]"}
+    with world.as_staff("OPERATOR"), pytest.raises(InvalidArgument) as currency:
+        await world.freight_cases.put(template(), {"template.free_over": "USD"}, 0)
+    assert [v.field for v in currency.value.violations] == ["template.free_over"]
+    assert world.freight.by_merchant == {}
+
+
+def test_only_those_who_ship_see_the_full_phone():
+    assert sees_full_phone(("OWNER",)) and sees_full_phone(("OPERATOR", "GUIDE"))
+    assert not sees_full_phone(("GUIDE",)) and not sees_full_phone(("FINANCE",)) and not sees_full_phone(())
