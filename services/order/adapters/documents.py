@@ -90,6 +90,11 @@ class PaymentDoc(OutboxDocument):
     # {provider_refund_id, amount, reason, at}
     refund = DictField()
     refunded_at = DateTimeField()
+    # WeChat Pay: the channel whose credentials took the payment, WeChat's prepay id, and
+    # when the job next asks WeChat about a payment still PENDING (epoch ms; 0: never).
+    channel = StringField()
+    prepay_id = StringField()
+    query_ms = IntField()
     version = IntField(required=True)
 
     meta = {
@@ -100,6 +105,7 @@ class PaymentDoc(OutboxDocument):
             {"fields": ["merchant_id", "member_id"]},
             {"fields": ["outbox_pending"]},
             {"fields": ["open", "reconcile_ms"]},
+            {"fields": ["query_ms"], "partialFilterExpression": {"query_ms": {"$gt": 0}}},
         ],
     }
 
