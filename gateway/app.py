@@ -31,7 +31,7 @@ from siyu_kit.ids import new_id
 from siyu.member.v1 import member_pb2
 from siyu_kit.context import RequestContext
 
-from gateway import errors, openapi, strict
+from gateway import errors, openapi, strict, wechat_notify
 from gateway.auth import ApiKeyResolver, Credentials, TokenVersions, bearer_token, identify
 from gateway.errors import ApiError
 from gateway.ratelimit import RateLimiter, retry_after_header
@@ -321,6 +321,8 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
             HttpRoute("/readyz", readyz, methods=["GET"]),
             HttpRoute("/openapi.json", openapi_json, methods=["GET"]),
             HttpRoute("/docs", docs, methods=["GET"]),
+            HttpRoute(wechat_notify.PATH, lambda request: wechat_notify.handle(gateway, request, read_body),
+                      methods=["POST"]),
             HttpRoute("/{path:path}", gateway.dispatch, methods=ALL_METHODS),
         ],
         middleware=[
