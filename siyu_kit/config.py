@@ -72,6 +72,8 @@ class Settings:
     relay_interval_s: float = 0.5
     # Consumer redeliveries before a message goes to the dead-letter stream.
     max_deliver: int = 5
+    # WeChat's API (login, phone number); the local stand-in's URL in tests and `make run`.
+    wechat_base_url: str = "https://api.weixin.qq.com"
 
     def addr(self, service: str) -> str:
         return self.service_addrs[service]
@@ -101,6 +103,7 @@ def load(service: str) -> Settings:
         log_level=_env("LOG_LEVEL", "INFO"),
         relay_interval_s=float(_env("RELAY_INTERVAL_S", "0.5")),
         max_deliver=_env_int("MAX_DELIVER", 5),
+        wechat_base_url=_env("WECHAT_BASE_URL", "https://api.weixin.qq.com").rstrip("/"),
     )
 
 

@@ -1,6 +1,6 @@
 """Starts the whole suite on this machine: the embedded MongoDB-protocol server
-(nx-27017), nats-server with JetStream, the four services and the gateway, each a real
-process on a loopback port. `make run` and the tests both use it.
+(nx-27017), nats-server with JetStream, the local WeChat stand-in (wechat_standin), the
+four services and the gateway, each a real process on a loopback port. `make run` and the tests both use it.
 
     python -m siyu_kit.devstack run       # fixed ports, data kept under var/, no data added
 
@@ -28,7 +28,7 @@ BIN = Path(sys.executable).parent
 
 # Every fixed port lies below Linux's ephemeral range (32768–60999 by default): a port in
 # that range can be taken at any moment as the local end of an outgoing connection.
-DEFAULT_PORTS = {"mongo": 27117, "nats": 4322, "gateway": 8080,
+DEFAULT_PORTS = {"mongo": 27117, "nats": 4322, "gateway": 8080, "wechat": 8090,
                  "catalog": 7051, "member": 7052, "order": 7053, "content": 7054,
                  # each service's Prometheus endpoint
                  "catalog_metrics": 9151, "member_metrics": 9152, "order_metrics": 9153,
@@ -73,6 +73,11 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[f'{service}_metrics']}/metrics"
 
     @property
+    def wechat_url(self) -> str:
+        """The local WeChat stand-in, which the services reach instead of api.weixin.qq.com."""
+        return f"http://127.0.0.1:{self.ports['wechat']}"
+
+    @property
     def mongodb_uri(self) -> str:
         return os.environ.get("MONGODB_URI") or f"mongodb://127.0.0.1:{self.ports['mongo']}"
 
@@ -86,6 +91,7 @@ class Stack:
             "SIYU_MONGODB_URI": self.mongodb_uri,
             "SIYU_NATS_URL": self.nats_url,
             "SIYU_GATEWAY_PORT": str(self.ports["gateway"]),
+            "SIYU_WECHAT_BASE_URL": self.wechat_url,
             "PYTHONUNBUFFERED": "1",
         })
         for name in SERVICE_NAMES:
@@ -126,6 +132,11 @@ class Stack:
                                     "-p", str(self.ports["nats"])])
         wait_for_port(self.ports["nats"], 30, "nats-server", proc)
 
+    def start_wechat(self) -> None:
+        """The local WeChat stand-in: WeChat's documented endpoints, in memory."""
+        proc = self._spawn("wechat", [sys.executable, "-m", "wechat_standin", "--port", str(self.ports["wechat"])])
+        wait_for_port(self.ports["wechat"], 30, "the WeChat stand-in", proc)
+
     def service_env(self, name: str) -> dict[str, str]:
         return {**self.env(), "SIYU_METRICS_PORT": str(self.ports[f"{name}_metrics"])}
 
@@ -138,6 +149,7 @@ class Stack:
     def start_all(self) -> None:
         self.check_ports_free()
         self.start_infra()
+        self.start_wechat()
         for name in SERVICE_NAMES:
             self.start_service(name)
         self.start_gateway()
@@ -207,7 +219,7 @@ class Stack:
         for name in apps:
             if self.procs[name].poll() is None:
                 self.procs[name].send_signal(signal.SIGTERM)
-        for name in [*apps, "nats", "mongo"]:
+        for name in [*apps, "wechat", "nats", "mongo"]:
             self.stop(name)
 
     def check_ports_free(self) -> None:

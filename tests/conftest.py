@@ -1,5 +1,5 @@
-"""One suite per test session: the embedded MongoDB server, nats-server, the four
-services and the gateway, each a real process on a free loopback port."""
+"""One suite per test session: the embedded MongoDB server, nats-server, the WeChat
+stand-in, the four services and the gateway, each a real process on a free loopback port."""
 from __future__ import annotations
 
 import os
@@ -58,6 +58,7 @@ def stack(tmp_path_factory) -> Stack:
     try:
         if only:
             suite.start_infra()
+            suite.start_wechat()
             for name in only:
                 suite.start_service(name)
             suite.wait_services_serving(only, timeout=120)

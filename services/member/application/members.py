@@ -5,9 +5,10 @@ from dataclasses import dataclass
 
 from services.member.application.merchants import merchant_config
 from services.member.application.ports import (IdentityRepository, LoginProvider, MemberRepository,
-                                               MerchantRepository, PointsLedger)
+                                               MerchantRepository, PhoneBook, PointsLedger)
 from services.member.application.sessions import Sessions
 from services.member.application.views import MemberView
+from services.member.application.wechat import WeChatIdentity
 from services.member.domain import tiers
 from services.member.domain.config import MerchantConfig
 from services.member.domain.identity import InvalidLoginCode, ProviderIdentity
@@ -45,8 +46,12 @@ class Points:
 
 class Members:
     def __init__(self, sessions: Sessions, providers: dict[str, LoginProvider], members: MemberRepository,
-                 identities: IdentityRepository, merchants: MerchantRepository, ledger: PointsLedger):
+                 identities: IdentityRepository, merchants: MerchantRepository, ledger: PointsLedger,
+                 wechat: WeChatIdentity | None = None, phones: PhoneBook | None = None):
         self.sessions = sessions
+        # WeChat login where the merchant has a WeChat app on the channel; verified phones
+        self.wechat = wechat
+        self.phones = phones
         self.providers = providers
         self.members = members
         self.identities = identities
@@ -71,6 +76,8 @@ class Members:
         v.raise_if_any()
         config = await merchant_config(self.merchants, merchant_id)
         provider = self.providers.get(config.provider_for(ctx.channel))
+        if self.wechat is not None:
+            provider = await self.wechat.provider_for(merchant_id, ctx.channel, code) or provider
         if provider is None:
             raise FailedPrecondition("login is not available on this channel", reason="LOGIN_PROVIDER_UNAVAILABLE")
         try:
@@ -112,7 +119,8 @@ class Members:
         config = config or await merchant_config(self.merchants, merchant_id)
         growth = (await self.ledger.account(merchant_id, member_id)).growth
         channels = await self.identities.channels_of(merchant_id, member_id)
-        return MemberView(member_id, member.nickname, member.avatar_url, member.phone,
+        phone = member.phone or (await self.phones.phone_of(merchant_id, member_id) if self.phones else "")
+        return MemberView(member_id, member.nickname, member.avatar_url, phone,
                           tiers.tier_for(growth, config), growth, member.created_at, tuple(channels))
 
     async def refresh(self, refresh_token: str) -> Tokens:

@@ -10,6 +10,7 @@ from services.member.domain.members import Member
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
 from services.member.domain.points import PointsAccount, PointsEntry
 from services.member.domain.sessions import RefreshToken, Subject
+from services.member.domain.wechat import SmsChallenge, WeChatApp
 
 
 class MerchantRepository(Protocol):
@@ -120,3 +121,51 @@ class LoginProvider(Protocol):
 
     async def exchange(self, code: str, channel: str) -> ProviderIdentity:
         """Raises InvalidLoginCode when the provider does not accept the code."""
+
+
+# ---- WeChat identity: app credentials, WeChat's API, phones and SMS codes ---------------
+
+class WeChatApps(Protocol):
+    """Merchants' WeChat apps per channel; the secret is sealed at rest."""
+
+    async def get(self, merchant_id: str, channel: str) -> WeChatApp | None: ...
+
+    async def put(self, app: WeChatApp, changed_by: str) -> None: ...
+
+    async def appids(self, merchant_id: str) -> dict[str, str]:
+        """channel → appid of every app the merchant has (no secrets opened)."""
+
+
+class WeChatApi(Protocol):
+    """WeChat's identity endpoints. Raise InvalidLoginCode when WeChat refuses the code
+    (invalid, used or expired), Unavailable when WeChat cannot answer."""
+
+    async def code2session(self, app: WeChatApp, code: str) -> ProviderIdentity: ...
+
+    async def web_authorise(self, app: WeChatApp, code: str) -> ProviderIdentity: ...
+
+    async def phone_number(self, app: WeChatApp, code: str) -> str: ...
+
+
+class PhoneBook(Protocol):
+    """Verified phones: one member per phone and merchant, sealed at rest."""
+
+    async def member_of(self, merchant_id: str, phone: str) -> str | None: ...
+
+    async def phone_of(self, merchant_id: str, member_id: str) -> str:
+        """The member's verified phone, opened; "" when none."""
+
+    async def bind(self, merchant_id: str, phone: str, member_id: str) -> bool:
+        """False when the phone belongs to a member already (nothing written)."""
+
+
+class SmsChallenges(Protocol):
+    async def add(self, challenge: SmsChallenge) -> None: ...
+
+    async def latest(self, merchant_id: str, member_id: str, phone_index: str) -> SmsChallenge | None: ...
+
+    async def save(self, challenge: SmsChallenge) -> None: ...
+
+
+class SmsSender(Protocol):
+    async def send(self, merchant_id: str, phone: str, text: str) -> None: ...

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 
-from services.member.adapters import documents, repositories
+from services.member.adapters import documents, repositories, wechat_store
+from services.member.adapters.wechat import SandboxSms, WeChatHttpApi
 from services.member.adapters.identity import ScryptPasswords, ThreadedProvider
 from services.member.application.lockout import LoginGuard
 from services.member.application.members import Members
@@ -11,18 +12,22 @@ from services.member.application.points import OrderPoints
 from services.member.application.pricing import MemberPricing
 from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
+from services.member.application.wechat import WeChatIdentity
 from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
 from services.member.entrypoint import events, servicer
 from siyu_kit import service
 from siyu_kit.config import env_count
+from siyu_kit.sealing import Sealer
 from siyu_kit.service import Parts, Runtime
 
 
 def build(runtime: Runtime) -> Parts:
     documents.ensure_indexes()
-    # Identity providers by the name a merchant's config selects. WeChat joins here once
-    # its app credentials are configured; until then only the sandbox is offered.
+    wechat_store.ensure_indexes()
+    # Identity providers by the name a merchant's config selects. WeChat takes over a
+    # channel's codes once the merchant has set its WeChat app there (SetWeChatApp);
+    # "sandbox:<unionid>" codes stay with the sandbox.
     providers = {SandboxProvider.name: ThreadedProvider(SandboxProvider())}
     merchants = repositories.MerchantRepository()
     staff_users = repositories.StaffRepository()
@@ -32,13 +37,20 @@ def build(runtime: Runtime) -> Parts:
     sessions = Sessions(runtime.settings.jwt_secret, staff_users, members_repo, repositories.RefreshTokenRepository())
     limits = LoginLimits(per_account=env_count("STAFF_LOGIN_MAX_FAILURES", 10),
                          per_address=env_count("STAFF_LOGIN_MAX_FAILURES_PER_ADDRESS", 50))
-    members = Members(sessions, providers, members_repo, repositories.IdentityRepository(), merchants, ledger)
+    sealer = Sealer.from_setting(runtime.settings.data_key)
+    index_key = wechat_store.index_key(sealer)
+    phones = wechat_store.PhoneBookRepository(sealer, index_key)
+    wechat = WeChatIdentity(wechat_store.WeChatAppRepository(sealer), WeChatHttpApi(runtime.settings.wechat_base_url),
+                            phones, wechat_store.SmsChallengeRepository(),
+                            SandboxSms(runtime.settings.wechat_base_url), index_key)
+    members = Members(sessions, providers, members_repo, repositories.IdentityRepository(), merchants, ledger,
+                      wechat, phones)
     staff = StaffAccess(sessions, LoginGuard(repositories.LoginAttemptRepository(), limits), merchants, staff_users,
                         passwords)
     admin = MerchantAdmin(merchants, repositories.ApiKeyRepository(), staff_users, passwords)
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
-                                                          admin),
+                                                          admin, wechat),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger)),

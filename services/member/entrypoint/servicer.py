@@ -9,6 +9,7 @@ from services.member.application.merchants import MerchantAdmin
 from services.member.application.pricing import MemberPricing
 from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
+from services.member.application.wechat import WeChatIdentity
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
 
@@ -22,7 +23,8 @@ def _role_names(roles) -> list[str]:
 
 class MemberServicer(member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
-                 merchants: MerchantAdmin):
+                 merchants: MerchantAdmin, wechat: WeChatIdentity | None = None):
+        self.wechat = wechat
         self.members = members
         self.merchants = merchants
         self.staff = staff
@@ -103,6 +105,29 @@ class MemberServicer(member_pb2_grpc.MemberServiceServicer):
         tier, discount_bp = await self.pricing.of(request.member_id)
         return member_pb2.GetMemberPricingResponse(tier=member_pb2.Tier.Value(f"TIER_{tier}"),
                                                    tier_discount_bp=discount_bp)
+
+    # ---- WeChat identity -------------------------------------------------------------
+    async def BindWeChatPhone(self, request, context):
+        await self.wechat.bind_wechat_phone(request.code)
+        return member_pb2.BindWeChatPhoneResponse(member=member_proto(await self.members.me()))
+
+    async def SendPhoneCode(self, request, context):
+        return member_pb2.SendPhoneCodeResponse(expires_in_seconds=await self.wechat.send_sms_code(request.phone))
+
+    async def BindSmsPhone(self, request, context):
+        await self.wechat.bind_sms_phone(request.phone, request.code)
+        return member_pb2.BindSmsPhoneResponse(member=member_proto(await self.members.me()))
+
+    async def SetWeChatApp(self, request, context):
+        app = await self.wechat.set_app(CHANNEL_NAME.get(request.channel, ""), request.appid, request.app_secret)
+        return member_pb2.SetWeChatAppResponse(app=_app_proto(app))
+
+    async def ListWeChatApps(self, request, context):
+        return member_pb2.ListWeChatAppsResponse(apps=[_app_proto(a) for a in await self.wechat.list_apps()])
+
+
+def _app_proto(app) -> member_pb2.WeChatApp:
+    return member_pb2.WeChatApp(channel=CHANNEL_BY_NAME[app.channel], appid=app.appid, secret_set=app.secret_set)
 
 
 FULL_NAME = member_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name
