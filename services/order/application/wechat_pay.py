@@ -115,7 +115,7 @@ class WechatPayUseCases:
         it decrypts with the API v3 key; then the payment succeeds through the same path
         as every provider's."""
         candidates = [c for c in await self.credentials.of_merchant(merchant_id)
-                      if c.platform_public_key_id == headers.serial] if is_id(merchant_id, "mer") else []
+                      if c.platform_public_key_id == headers.serial] if is_id(merchant_id, "mch") else []
         creds = next((c for c in candidates if self.wechat.verify_notification(
             c, headers.timestamp, headers.nonce, body, headers.signature)), None)
         if creds is None:
