@@ -301,6 +301,9 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
     async def docs(request: Request) -> Response:
         return HTMLResponse(gateway.docs_html)
 
+    async def wechat_pay_notify(request: Request) -> Response:
+        return await wechat_notify.handle(gateway, request, read_body)
+
     async def http_error(request: Request, exc: HTTPException) -> Response:
         request_id = request.scope.get("state", {}).get("request_id") or new_id("req")
         if exc.status_code == 405:
@@ -321,8 +324,7 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
             HttpRoute("/readyz", readyz, methods=["GET"]),
             HttpRoute("/openapi.json", openapi_json, methods=["GET"]),
             HttpRoute("/docs", docs, methods=["GET"]),
-            HttpRoute(wechat_notify.PATH, lambda request: wechat_notify.handle(gateway, request, read_body),
-                      methods=["POST"]),
+            HttpRoute(wechat_notify.PATH, wechat_pay_notify, methods=["POST"]),
             HttpRoute("/{path:path}", gateway.dispatch, methods=ALL_METHODS),
         ],
         middleware=[

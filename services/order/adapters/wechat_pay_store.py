@@ -90,7 +90,7 @@ class WechatCredentialStore:
     async def put(self, credentials: WechatCredentials) -> None:
         c = credentials
         ctx = _context(c.merchant_id, c.channel)
-        doc = {"merchant_id": c.merchant_id, "channel": c.channel, "app_id": c.app_id, "mch_id": c.mch_id,
+        doc = {"_id": f"{c.merchant_id}:{c.channel}", "merchant_id": c.merchant_id, "channel": c.channel, "app_id": c.app_id, "mch_id": c.mch_id,
                "serial_no": c.serial_no, "platform_public_key_id": c.platform_public_key_id,
                "sealed": {name: self._sealer.seal(getattr(c, name), ctx) for name in _SEALED},
                "updated_at": c.updated_at, "updated_by": c.updated_by}
