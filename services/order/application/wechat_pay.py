@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from siyu_kit import context, logging as slog
+from siyu_kit.aggregate import StaleVersion
 from siyu_kit.context import CHANNELS
 from siyu_kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated, Violations
 from siyu_kit.ids import is_id
@@ -103,7 +104,14 @@ class WechatPayUseCases:
             # here is repaired by the next call.
             prepay_id = await self.wechat.prepay(creds, payment, payer_openid, f"order {payment.order_id}")
             payment.prepare(creds.channel, prepay_id, self._now(), self.query_after)
-            await self.payments.save(payment)
+            try:
+                await self.payments.save(payment)
+            except StaleVersion:
+                # A concurrent call with the same key saved it first (WeChat gave it the
+                # same prepay id): its payment is the one.
+                payment = await self.payments.get(payment.merchant_id, payment.id)
+                if payment is None or not payment.prepay_id:
+                    raise
             log.info("payment.prepaid", payment_id=payment.id, channel=creds.channel)
         return payment, self.wechat.jsapi_params(creds, payment.prepay_id)
 
@@ -132,6 +140,10 @@ class WechatPayUseCases:
             else None
         if payment is None or payment.method is not PaymentMethod.WECHAT:
             raise NotFound(f"payment {trade.out_trade_no} not found")
+        if payment.channel and payment.channel != creds.channel:
+            # Two channels of one WeChat Pay merchant share its platform key: the payment's
+            # own channel says which app it was for.
+            creds = await self.credentials.get(merchant_id, payment.channel) or creds
         self._check(payment, trade, creds)
         log.info("payment.notified", payment_id=payment.id, trade_state=trade.trade_state)
         return await self._apply(payment, trade)
