@@ -16,6 +16,7 @@ import base64
 import json
 import secrets
 import string
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
@@ -35,6 +36,9 @@ def new_nonce(length: int = 32) -> str:
     return "".join(secrets.choice(_NONCE_CHARS) for _ in range(length))
 
 
+# Loading an RSA private key checks it (tens of milliseconds); a merchant's key is loaded
+# once per process and kept, keyed by its PEM, so a rotated key is simply another entry.
+@lru_cache(maxsize=256)
 def private_key(pem: str):
     try:
         return wx.load_private_key(pem)
@@ -42,6 +46,7 @@ def private_key(pem: str):
         raise BadKey("the merchant private key does not load") from exc
 
 
+@lru_cache(maxsize=256)
 def public_key(pem: str):
     try:
         return wx.load_public_key(pem)
