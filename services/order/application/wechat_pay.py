@@ -22,7 +22,7 @@ from services.order.application.payments import PaymentUseCases
 from services.order.application.ports import (PaymentRepository, SeenNotifications, WechatCredentialRepository,
                                               WechatPay)
 from services.order.domain.payments import (QUERY_AFTER, TRADE_FINAL_FAILURES, TRADE_SUCCESS, JsapiParams, Payment,
-                                            PaymentMethod, PaymentState, RefundReceipt, TradeResult,
+                                            PaymentMethod, PaymentState, TradeResult,
                                             WechatCredentials, notification_fresh, trade_mismatch)
 
 log = slog.get("siyu.order.wechat_pay")
@@ -227,19 +227,4 @@ class WechatPayUseCases:
 
 def _plain(value: str, limit: int) -> bool:
     return 1 <= len(value) <= limit and value.isascii() and value.isalnum()
-
-
-class WechatRefunds:
-    """The refund provider of WECHAT payments: the refund API with the credentials of
-    the channel that took the payment, keyed by our refund id (out_refund_no)."""
-
-    def __init__(self, credentials: WechatCredentialRepository, wechat: WechatPay):
-        self.credentials = credentials
-        self.wechat = wechat
-
-    async def refund(self, payment: Payment, refund_id: str, amount: int) -> RefundReceipt:
-        creds = await self.credentials.get(payment.merchant_id, payment.channel)
-        if creds is None:
-            raise FailedPrecondition(f"WeChat Pay is not set up for channel {payment.channel}", reason=NOT_CONFIGURED)
-        return await self.wechat.refund(creds, payment, refund_id, amount)
 

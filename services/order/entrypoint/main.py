@@ -20,7 +20,7 @@ from services.order.adapters.repositories import MongoOrders, MongoSettings, ens
 from services.order.adapters.member import MemberClient
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.adapters import wechat_pay_store
-from services.order.adapters.wechat_pay import WechatPayClient, key_problems
+from services.order.adapters.wechat_pay import WechatPayClient, WechatRefunds, key_problems
 from services.order.adapters.wechat_pay_store import SeenWechatNotifications, WechatCredentialStore
 from services.order.application.cart import CartUseCases
 from services.order.application.checkout import Checkout
@@ -32,7 +32,7 @@ from services.order.application.refunds import RefundUseCases
 from services.order.application.reservations import ReservationUseCases
 from services.order.application.settings import SettingsUseCases
 from services.order.application.staff_orders import StaffOrderUseCases
-from services.order.application.wechat_pay import WechatPayUseCases, WechatRefunds
+from services.order.application.wechat_pay import WechatPayUseCases
 from services.order.domain.payments import QUERY_AFTER, PaymentMethod
 from services.order.domain.orders import DEFAULT_RESERVATION_GRACE
 from services.order.entrypoint import events

@@ -21,10 +21,9 @@ from tests.fakes.order_money import MEMBER, MERCHANT, ORD_1, FakeLedger, FakePay
 from tests.fakes.wechat_pay import FakeSeenNotifications, FakeWechatCredentials
 
 from services.order.adapters import wechat_pay_crypto as crypto
-from services.order.adapters.wechat_pay import WechatPayClient, key_problems
+from services.order.adapters.wechat_pay import WechatPayClient, WechatRefunds, key_problems
 from services.order.application.payments import PaymentUseCases, auto_refund_id
-from services.order.application.wechat_pay import (CredentialsInput, NotificationHeaders, WechatPayUseCases,
-                                                   WechatRefunds)
+from services.order.application.wechat_pay import CredentialsInput, NotificationHeaders, WechatPayUseCases
 from services.order.domain.orders import OrderState
 from services.order.domain.payments import (PaymentMethod, PaymentState, WechatCredentials, notification_fresh)
 from wechat_standin.app import build_app
