@@ -31,7 +31,7 @@ from siyu_kit.ids import new_id
 from siyu.member.v1 import member_pb2
 from siyu_kit.context import RequestContext
 
-from gateway import errors, openapi, strict
+from gateway import errors, openapi, strict, wechat_notify
 from gateway.auth import ApiKeyResolver, Credentials, TokenVersions, bearer_token, identify
 from gateway.errors import ApiError
 from gateway.ratelimit import RateLimiter, retry_after_header
@@ -301,6 +301,9 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
     async def docs(request: Request) -> Response:
         return HTMLResponse(gateway.docs_html)
 
+    async def wechat_pay_notify(request: Request) -> Response:
+        return await wechat_notify.handle(gateway, request, read_body)
+
     async def http_error(request: Request, exc: HTTPException) -> Response:
         request_id = request.scope.get("state", {}).get("request_id") or new_id("req")
         if exc.status_code == 405:
@@ -321,6 +324,7 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
             HttpRoute("/readyz", readyz, methods=["GET"]),
             HttpRoute("/openapi.json", openapi_json, methods=["GET"]),
             HttpRoute("/docs", docs, methods=["GET"]),
+            HttpRoute(wechat_notify.PATH, wechat_pay_notify, methods=["POST"]),
             HttpRoute("/{path:path}", gateway.dispatch, methods=ALL_METHODS),
         ],
         middleware=[

@@ -61,6 +61,10 @@ class Settings:
     sandbox_payment_secret: str = ""
     # Encryption at rest (siyu_kit.sealing): `kid:base64key[,…]`, the first one current.
     data_key: str = ""
+    # WeChat Pay API v3: where its API is (the local stand-in in tests and `make run`), and
+    # the public URL of the gateway's notify route (the merchant id is appended).
+    wechat_pay_base_url: str = "https://api.mch.weixin.qq.com"
+    wechat_pay_notify_url: str = "http://127.0.0.1:8080/v1/payments/wechat/notify"
     db_threads: int = 16
     metrics_port: int = 0
     log_level: str = "INFO"
@@ -92,6 +96,8 @@ def load(service: str) -> Settings:
         jwt_secret=_env("JWT_SECRET", "dev-only-jwt-secret-change-me-in-production"),
         sandbox_payment_secret=_env("SANDBOX_PAYMENT_SECRET", "dev-only-sandbox-payment-secret"),
         data_key=_env("DATA_KEY", DEV_DATA_KEY),
+        wechat_pay_base_url=_env("WECHAT_PAY_BASE_URL", "https://api.mch.weixin.qq.com"),
+        wechat_pay_notify_url=_env("WECHAT_PAY_NOTIFY_URL", "http://127.0.0.1:8080/v1/payments/wechat/notify"),
         db_threads=_env_int("DB_THREADS", 16),
         metrics_port=_env_int("METRICS_PORT", 0),
         log_level=_env("LOG_LEVEL", "INFO"),

@@ -92,6 +92,8 @@ class Stack:
             "SIYU_NATS_URL": self.nats_url,
             "SIYU_GATEWAY_PORT": str(self.ports["gateway"]),
             "SIYU_WECHAT_BASE_URL": self.wechat_url,
+            "SIYU_WECHAT_PAY_BASE_URL": self.wechat_url,
+            "SIYU_WECHAT_PAY_NOTIFY_URL": f"http://127.0.0.1:{self.ports['gateway']}/v1/payments/wechat/notify",
             "PYTHONUNBUFFERED": "1",
         })
         for name in SERVICE_NAMES:

@@ -22,6 +22,8 @@ SESSION_ENV = {
     # Hundreds of members buying at once share one channel key; the per-member limit stays
     # at its default, which test_gateway_http relies on.
     "SIYU_RATE_LIMIT_KEY_RPS": "5000",
+    # A WeChat payment with no notification is asked about after a second, not thirty.
+    "SIYU_ORDER_WECHAT_QUERY_AFTER_S": "1",
 }
 
 

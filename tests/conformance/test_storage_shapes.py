@@ -1317,3 +1317,41 @@ def test_freight_template_one_per_merchant_replaced_whole_on_its_version(db):
             doc["free_over"], doc["free_shipping_tiers"], doc["version"]) == (
         1000, [["440000"], ["650000"]], [], 9900, ["GOLD"], 2)
     assert coll.find_one({"merchant_id": "mch_2"}, {"outbox": 0}) is None
+
+
+# ---- WeChat Pay (services/order/adapters/payments.py, wechat_pay_store.py) ---------------
+
+
+def test_partial_index_range_scan_of_pending_payments_due_for_a_query(coll):
+    coll.create_index([("query_ms", ASCENDING)], partialFilterExpression={"query_ms": {"$gt": 0}})
+    merchant = new_merchant_id()
+    coll.insert_many([
+        {"_id": "pay_a", "merchant_id": merchant, "state": "PENDING", "query_ms": 200},
+        {"_id": "pay_b", "merchant_id": merchant, "state": "PENDING", "query_ms": 100},
+        {"_id": "pay_c", "merchant_id": merchant, "state": "SUCCEEDED", "query_ms": 50},
+        {"_id": "pay_d", "merchant_id": merchant, "state": "PENDING", "query_ms": 0},
+        {"_id": "pay_e", "merchant_id": merchant, "state": "PENDING", "query_ms": 900}])
+    due = coll.find({"query_ms": {"$gt": 0, "$lte": 500}, "state": "PENDING"}).sort("query_ms", 1).limit(10)
+    assert _ids(due) == ["pay_b", "pay_a"]
+    # The job takes one by a compare-and-set on the time it read.
+    taken = coll.update_one({"_id": "pay_b", "merchant_id": merchant, "query_ms": 100}, {"$set": {"query_ms": 700}})
+    lost = coll.update_one({"_id": "pay_b", "merchant_id": merchant, "query_ms": 100}, {"$set": {"query_ms": 800}})
+    assert (taken.modified_count, lost.modified_count) == (1, 0)
+
+
+def test_replace_one_upsert_by_id_keeps_one_document_per_merchant_and_channel(coll):
+    merchant = new_merchant_id()
+    key = {"_id": f"{merchant}:MINI_PROGRAM", "merchant_id": merchant}
+    coll.replace_one(key, {**key, "app_id": "wx1", "sealed": {"k": "v1"}}, upsert=True)
+    coll.replace_one(key, {**key, "app_id": "wx2", "sealed": {"k": "v2"}}, upsert=True)
+    assert list(coll.find({"merchant_id": merchant})) == [{**key, "app_id": "wx2", "sealed": {"k": "v2"}}]
+
+
+def test_a_ttl_index_accepts_documents_and_the_insert_is_the_replay_check(coll):
+    coll.create_index([("at", ASCENDING)], expireAfterSeconds=86400)
+    merchant = new_merchant_id()
+    now = datetime.now(timezone.utc)
+    coll.insert_one({"_id": f"{merchant}:1700000000:n1", "merchant_id": merchant, "at": now})
+    with pytest.raises(DuplicateKeyError):
+        coll.insert_one({"_id": f"{merchant}:1700000000:n1", "merchant_id": merchant, "at": now})
+    assert coll.count_documents({"merchant_id": merchant}) == 1

@@ -459,6 +459,41 @@ def _(w):
     assert ok(theirs)["template"]["version"] == "1"
 
 
+# ---- WeChat Pay credentials ------------------------------------------------------------
+
+def _wechat_pay_credentials(app_id: str) -> dict:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    def pem(private: bool) -> str:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if private:
+            return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()).decode()
+        return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return {"app_id": app_id, "mch_id": "1900000109", "api_v3_key": "a" * 32, "private_key_pem": pem(True),
+            "serial_no": "ABCDEF0123", "platform_public_key_pem": pem(False), "platform_public_key_id": "PUB_KEY_ID_1"}
+
+
+def _wechat_pay_now(m: Merchant) -> list:
+    return ok(m.as_staff("GET", "/v1/staff/wechat-pay/credentials")).get("credentials", [])
+
+
+@cross("SetWechatPayCredentials")
+def _(w):
+    ok(w.a.as_staff("PUT", "/v1/staff/wechat-pay/credentials/CHANNEL_H5", json=_wechat_pay_credentials("wxa")))
+    unchanged(lambda: _wechat_pay_now(w.a), lambda: ok(w.b.as_staff(
+        "PUT", "/v1/staff/wechat-pay/credentials/CHANNEL_H5", json=_wechat_pay_credentials("wxb"))))
+    assert [c["app_id"] for c in _wechat_pay_now(w.a) if c["channel"] == "CHANNEL_H5"] == ["wxa"]
+
+
+@cross("ListWechatPayCredentials")
+def _(w):
+    ok(w.a.as_staff("PUT", "/v1/staff/wechat-pay/credentials/CHANNEL_LIVE", json=_wechat_pay_credentials("wxlive")))
+    assert "wxlive" not in [c["app_id"] for c in _wechat_pay_now(w.b)]
+
+
 def test_every_new_route_has_a_cross_merchant_case():
     assert annotated_routes() == set(CROSS_MERCHANT)
 
@@ -704,6 +739,20 @@ def _(m):
         return m.as_staff("PUT", "/v1/staff/freight-templates/current", json={"template": {
             **FREIGHT, "excluded_regions": ["44"], "default_rule": {**FREIGHT["default_rule"], "first": "0"}}})
     refused(unchanged(lambda: freight_now(m), put), "template.excluded_regions[0]", "template.default_rule.first")
+
+
+@bad("SetWechatPayCredentials")
+def _(m):
+    body = {**_wechat_pay_credentials("wx bad"), "api_v3_key": "short", "private_key_pem": "not a key"}
+    resp = unchanged(lambda: _wechat_pay_now(m), lambda: m.as_staff(
+        "PUT", "/v1/staff/wechat-pay/credentials/CHANNEL_MINI_PROGRAM", json=body))
+    refused(resp, "app_id", "api_v3_key")
+
+
+@bad("ListWechatPayCredentials")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/wechat-pay/credentials", params={"merchant_id": "mch_other"}),
+            "merchant_id")
 
 
 def test_every_new_route_has_a_bad_input_case():

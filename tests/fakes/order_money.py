@@ -99,6 +99,18 @@ class FakePayments:
         stored.reconcile_ms = payment.reconcile_ms
         return True
 
+    async def query_due(self, now_ms: int, limit: int) -> list[Payment]:
+        due = sorted((p for p in self.payments.values()
+                      if 0 < p.query_ms <= now_ms and p.state.value == "PENDING"), key=lambda p: p.query_ms)
+        return [copy.deepcopy(p) for p in due[:limit]]
+
+    async def take_for_query(self, payment: Payment, seen_ms: int) -> bool:
+        stored = self.payments.get(payment.id)
+        if stored is None or stored.query_ms != seen_ms:
+            return False
+        stored.query_ms = payment.query_ms
+        return True
+
     async def save(self, payment: Payment) -> None:
         self.writes += 1
         recorded = _saved(payment, self.payments, self._stale)

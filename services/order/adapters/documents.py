@@ -97,6 +97,11 @@ class PaymentDoc(OutboxDocument):
     refunded_at = DateTimeField()
     # sha256 of the request that started it (domain.idempotency); absent on older payments
     request_hash = StringField()
+    # WeChat Pay: the channel whose credentials took the payment, WeChat's prepay id, and
+    # when the job next asks WeChat about a payment still PENDING (epoch ms; 0: never).
+    channel = StringField()
+    prepay_id = StringField()
+    query_ms = IntField()
     version = IntField(required=True)
 
     meta = {
@@ -107,6 +112,7 @@ class PaymentDoc(OutboxDocument):
             {"fields": ["merchant_id", "member_id"]},
             {"fields": ["outbox_pending"]},
             {"fields": ["open", "reconcile_ms"]},
+            {"fields": ["query_ms"], "partialFilterExpression": {"query_ms": {"$gt": 0}}},
         ],
     }
 

@@ -36,7 +36,8 @@ def payment_of(doc: dict | None) -> Payment | None:
         failures=doc.get("failures") or 0,
         refund=ProviderRefund(refund.get("provider_refund_id") or "", refund.get("amount") or 0,
                               refund.get("reason") or "", aware(refund.get("at"))) if refund else None,
-        refunded_at=aware(doc.get("refunded_at")), request_hash=doc.get("request_hash") or "")
+        refunded_at=aware(doc.get("refunded_at")), request_hash=doc.get("request_hash") or "",
+        channel=doc.get("channel") or "", prepay_id=doc.get("prepay_id") or "", query_ms=doc.get("query_ms") or 0)
 
 
 def _refund_doc(refund: ProviderRefund) -> dict:
@@ -51,7 +52,8 @@ def _fields(p: Payment) -> dict[str, Any]:
               "refunded_at": p.refunded_at,
               "last_failure": {"provider_txn_id": p.last_failure.provider_txn_id, "at": p.last_failure.at}
               if p.last_failure else None,
-              "refund": _refund_doc(p.refund) if p.refund else None}
+              "refund": _refund_doc(p.refund) if p.refund else None,
+              "channel": p.channel, "prepay_id": p.prepay_id, "query_ms": p.query_ms}
     return {name: stored[name] for name in sorted(p.changed)}
 
 
@@ -124,6 +126,23 @@ class Payments:
             return self._c().update_one(
                 {"_id": payment.id, "merchant_id": payment.merchant_id, "open": 1, "reconcile_ms": seen_ms},
                 {"$set": {"reconcile_ms": payment.reconcile_ms}}).modified_count == 1
+        return await run_sync(take)
+
+    async def query_due(self, now_ms: int, limit: int) -> list[Payment]:
+        """PENDING payments (of any merchant) whose time to ask the provider has come,
+        oldest first (the WeChat query job)."""
+        def find() -> list[Payment]:
+            cursor = self._c().find({"query_ms": {"$gt": 0, "$lte": now_ms}, "state": PaymentState.PENDING.value},
+                                    _HIDDEN).sort("query_ms", 1).limit(limit)
+            return [payment_of(d) for d in cursor]
+        return await run_sync(find)
+
+    async def take_for_query(self, payment: Payment, seen_ms: int) -> bool:
+        """Compare-and-set on the query time that was read: one job run asks about it."""
+        def take() -> bool:
+            return self._c().update_one(
+                {"_id": payment.id, "merchant_id": payment.merchant_id, "query_ms": seen_ms},
+                {"$set": {"query_ms": payment.query_ms}}).modified_count == 1
         return await run_sync(take)
 
     async def save(self, payment: Payment) -> None:

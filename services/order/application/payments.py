@@ -3,7 +3,7 @@ finishing payments whose second step was lost, and refunding paid orders whose u
 were gone."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable
 
@@ -13,7 +13,8 @@ from siyu_kit.errors import FailedPrecondition, NotFound, Unauthenticated, Viola
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 
-from services.order.application.ports import LedgerRepository, OrderRepository, PaymentProvider, PaymentRepository
+from services.order.application.ports import (LedgerRepository, OrderRepository, PaymentProvider, PaymentRepository,
+                                              ProviderRefunds)
 from services.order.domain import ledger
 from services.order.domain.idempotency import fingerprint, require_same_request
 from services.order.domain.orders import (CANCEL_STOCK_UNAVAILABLE, NOT_PAYABLE, NOT_REFUNDABLE, Order, OrderState,
@@ -29,6 +30,12 @@ RECONCILE_BATCH = 100
 ORDER_BUSY = "ORDER_BUSY"
 
 
+def auto_refund_id(payment_id: str) -> str:
+    """The refund id of a payment sent back whole (the order could not take it): fixed, so
+    the provider refunds it once however often it is retried."""
+    return f"{payment_id}_back"
+
+
 @dataclass
 class PaymentUseCases:
     orders: OrderRepository
@@ -36,6 +43,8 @@ class PaymentUseCases:
     provider: PaymentProvider
     entries: LedgerRepository
     clock: Callable[[], datetime] = utcnow
+    # Refunds of payments of other methods than the sandbox, by method.
+    refunders: dict[PaymentMethod, ProviderRefunds] = field(default_factory=dict)
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -53,7 +62,7 @@ class PaymentUseCases:
         v = Violations()
         v.check(is_id(order_id, "ord"), "order_id", "must be an ord_ id")
         v.check(1 <= len(idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
-        v.check(method in ("", PaymentMethod.SANDBOX.value), "method", "SANDBOX is the only method")
+        v.check(method in ("", *(m.value for m in PaymentMethod)), "method", "SANDBOX or WECHAT")
         v.raise_if_any()
         order = await self.orders.of_member(merchant_id, member_id, order_id)
         if order is None:
@@ -70,6 +79,8 @@ class PaymentUseCases:
         payment = Payment.start(new_id("pay"), merchant_id=merchant_id, member_id=member_id, order_id=order_id,
                                 idempotency_key=idempotency_key, amount=order.payable, currency=order.currency,
                                 now=now, request_hash=request_hash)
+        if method:
+            payment.method = PaymentMethod(method)
         if await self.payments.add(payment):
             return payment
         winner = await self.payments.by_key(merchant_id, order_id, idempotency_key)
@@ -91,27 +102,38 @@ class PaymentUseCases:
         if payment is None:
             raise NotFound(f"payment {n.payment_id} not found")
         # From here every query is scoped to the payment's merchant.
-        merchant_id, payment_id = payment.merchant_id, payment.id
+        v.check(payment.method is PaymentMethod.SANDBOX, "payment_id", "is not a sandbox payment")
         v.check(n.amount == payment.amount, "amount", "does not match the payment")
         v.check(n.currency == payment.currency, "currency", "does not match the payment")
         v.raise_if_any("the notification does not match the payment")
 
-        now = self._now()
         if n.result == RESULT_FAIL:
-            # The order stays payable; the member may try again.
-            if not payment.fail(n.provider_txn_id, now):
-                return payment, False
-            try:
-                await self.payments.save(payment)
-            except StaleVersion:
-                return await self._payment(merchant_id, payment_id), False
-            return payment, True
+            return await self.failed(payment, n.provider_txn_id)
+        return await self.succeeded(payment, n.provider_txn_id)
 
+    async def failed(self, payment: Payment, provider_txn_id: str) -> tuple[Payment, bool]:
+        """The provider says the payment failed: the order stays payable and the member
+        may try again."""
+        now = self._now()
+        if not payment.fail(provider_txn_id, now):
+            return payment, False
+        try:
+            await self.payments.save(payment)
+        except StaleVersion:
+            return await self._payment(payment.merchant_id, payment.id), False
+        return payment, True
+
+    async def succeeded(self, payment: Payment, provider_txn_id: str) -> tuple[Payment, bool]:
+        """The provider says the money was taken (a verified notification, or its answer
+        to a query): the payment succeeds and the order takes it, or it is sent back.
+        Returns the payment and whether it changed anything."""
+        merchant_id, payment_id = payment.merchant_id, payment.id
+        now = self._now()
         read = [payment]
 
         async def succeed() -> tuple[Payment, bool]:
             current = read.pop() if read else await self._payment(merchant_id, payment_id)
-            if not current.succeed(n.provider_txn_id, now):
+            if not current.succeed(provider_txn_id, now):
                 return current, False
             await self.payments.save(current)
             return current, True
@@ -172,14 +194,20 @@ class PaymentUseCases:
             if current.state is not PaymentState.SUCCEEDED:
                 return current, False
             if not receipts:
-                receipts.append(await self.provider.refund(current.id, current.provider_txn_id, current.amount,
-                                                           current.currency))
+                receipts.append(await self._provider_refund(current, auto_refund_id(current.id), current.amount))
             current.refunded(receipts[0].provider_refund_id, receipts[0].amount, reason, now)
             await self.payments.save(current)
             log.info("payment.refunded", payment_id=current.id, reason=reason)
             return current, True
 
         return await retry.on_conflict(attempt, gave_up="the payment kept changing while it was refunded; retry")
+
+    async def _provider_refund(self, payment: Payment, refund_id: str, amount: int):
+        """The provider of the payment's method sends the money back, once per refund id."""
+        refunder = self.refunders.get(payment.method)
+        if refunder is not None:
+            return await refunder.refund(payment, refund_id, amount)
+        return await self.provider.refund(payment.id, payment.provider_txn_id, amount, payment.currency)
 
     async def _close(self, payment: Payment) -> Payment:
         """The payment is applied and in the ledger: nothing is left for the reconcile job."""

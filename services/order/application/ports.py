@@ -10,7 +10,8 @@ from services.order.domain.cart import Cart
 from services.order.domain.freight import FreightTemplate, ShippingAddress
 from services.order.domain.ledger import Entry
 from services.order.domain.orders import Order
-from services.order.domain.payments import Notification, Payment, PaymentMethod, RefundReceipt
+from services.order.domain.payments import (JsapiParams, Notification, Payment, PaymentMethod, RefundReceipt,
+                                            TradeResult, WechatCredentials)
 from services.order.domain.refunds import Refund
 from services.order.domain.settings import OrderSettings
 
@@ -238,6 +239,14 @@ class PaymentRepository(Protocol):
 
     async def save(self, payment: Payment) -> None: ...
 
+    async def query_due(self, now_ms: int, limit: int) -> list[Payment]:
+        """PENDING payments (of any merchant) whose time to ask the provider has come."""
+        ...
+
+    async def take_for_query(self, payment: Payment, seen_ms: int) -> bool:
+        """Compare-and-set on the query time read: one job run asks about the payment."""
+        ...
+
 
 class RefundRepository(Protocol):
     async def add(self, refund: Refund) -> bool: ...  # False: the requester's idempotency key is taken
@@ -286,3 +295,58 @@ class StockReturns(Protocol):
     """Units of a refund that never left the warehouse go back on sale."""
 
     async def return_stock(self, return_id: str, order_id: str, lines: list[tuple[str, int]]) -> None: ...
+
+
+# ---- WeChat Pay ---------------------------------------------------------------------
+
+class WechatPay(Protocol):
+    """WeChat Pay API v3 with one merchant's credentials: the HTTP calls, and the
+    signatures and decryption of what WeChat sends. Calls that WeChat refuses or that do
+    not reach it raise UNAVAILABLE (reason WECHAT_PAY_UNAVAILABLE) or FAILED_PRECONDITION
+    (WECHAT_PAY_REFUSED)."""
+
+    async def prepay(self, credentials: WechatCredentials, payment: Payment, payer_openid: str,
+                     description: str) -> str:
+        """JSAPI prepay (out_trade_no = the payment id); returns the prepay id."""
+        ...
+
+    def jsapi_params(self, credentials: WechatCredentials, prepay_id: str) -> JsapiParams: ...
+
+    def verify_notification(self, credentials: WechatCredentials, timestamp: str, nonce: str, body: str,
+                            signature: str) -> bool: ...
+
+    def open_notification(self, credentials: WechatCredentials, body: str) -> TradeResult | None:
+        """The decrypted trade of a notification body; None when it does not open."""
+        ...
+
+    async def query(self, credentials: WechatCredentials, out_trade_no: str) -> TradeResult | None:
+        """The trade by our payment id; None when WeChat knows no such trade."""
+        ...
+
+    async def refund(self, credentials: WechatCredentials, payment: Payment, out_refund_no: str,
+                     amount: int) -> RefundReceipt:
+        """Idempotent by out_refund_no: the same number never refunds twice."""
+        ...
+
+
+class WechatCredentialRepository(Protocol):
+    """Credentials per merchant and channel, sealed at rest."""
+
+    async def get(self, merchant_id: str, channel: str) -> WechatCredentials | None: ...
+
+    async def of_merchant(self, merchant_id: str) -> list[WechatCredentials]: ...
+
+    async def put(self, credentials: WechatCredentials) -> None: ...
+
+
+class SeenNotifications(Protocol):
+    async def remember(self, merchant_id: str, key: str, at: datetime) -> bool:
+        """One conditional insert: False when the key was seen already."""
+        ...
+
+
+class ProviderRefunds(Protocol):
+    """Sends a payment's money back at the provider of its method, keyed by our refund
+    id so that a retry never refunds twice."""
+
+    async def refund(self, payment: Payment, refund_id: str, amount: int) -> RefundReceipt: ...

@@ -10,7 +10,7 @@ ledger entry, the stock return for units never shipped, and REFUNDED.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Callable
 
@@ -22,10 +22,11 @@ from siyu_kit.money import MAX_AMOUNT, amount_ok
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 
 from services.order.application.ports import (LedgerRepository, OrderRepository, PaymentProvider, PaymentRepository,
-                                              RefundRepository, SettingsRepository, StockReturns)
+                                              ProviderRefunds, RefundRepository, SettingsRepository, StockReturns)
 from services.order.domain import ledger, refunds as rules
 from services.order.domain.cart import MAX_QUANTITY
 from services.order.domain.idempotency import fingerprint, require_same_request
+from services.order.domain.payments import PaymentMethod
 from services.order.domain.orders import NOT_REFUNDABLE, AppliedRefund, Order, OrderState
 from services.order.domain.refunds import LineBalance, LineRequest, Refund, RefundState
 
@@ -91,6 +92,9 @@ class RefundUseCases:
     provider: PaymentProvider
     stock: StockReturns
     clock: Callable[[], datetime] = utcnow
+    # The providers of payment methods other than the sandbox, by method: they refund
+    # keyed by the refund id, so a retried execution never refunds twice.
+    refunders: dict[PaymentMethod, ProviderRefunds] = field(default_factory=dict)
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -245,8 +249,12 @@ class RefundUseCases:
         now = self._now()
         provider_refund_id = ""
         if applied.amount > 0:
-            receipt = await self.provider.refund(payment.id, payment.provider_txn_id, applied.amount,
-                                                 payment.currency)
+            refunder = self.refunders.get(payment.method)
+            if refunder is not None:
+                receipt = await refunder.refund(payment, refund.id, applied.amount)
+            else:
+                receipt = await self.provider.refund(payment.id, payment.provider_txn_id, applied.amount,
+                                                     payment.currency)
             provider_refund_id = receipt.provider_refund_id
             entry = ledger.order_refunded(order.id, payment.id, refund.id, applied.amount)
             await self.entries.record(merchant_id, entry, order.currency, now)

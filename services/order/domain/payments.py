@@ -27,6 +27,7 @@ MACHINE: StateMachine[PaymentState] = StateMachine("payment", {
 
 class PaymentMethod(str, Enum):
     SANDBOX = "SANDBOX"
+    WECHAT = "WECHAT"
 
 
 RESULT_SUCCESS = "SUCCESS"
@@ -143,6 +144,11 @@ class Payment(Aggregate):
     refunded_at: datetime | None = None
     # The fingerprint of the request that started it (domain.idempotency); "" on older ones.
     request_hash: str = ""
+    # WeChat Pay: the channel whose credentials took it, the prepay id WeChat gave, and when
+    # the reconcile job next asks WeChat about it while it is PENDING (0: never).
+    channel: str = ""
+    prepay_id: str = ""
+    query_ms: int = 0
     # What the next save writes besides the state: the repository reads it.
     changed: set[str] = field(default_factory=set, repr=False, compare=False)
 
@@ -185,6 +191,9 @@ class Payment(Aggregate):
         self.open = True
         self.reconcile_ms = _epoch_ms(now + RECONCILE_AFTER)
         self.changed |= {"state", "provider_txn_id", "succeeded_at", "open", "reconcile_ms"}
+        if self.query_ms:
+            self.query_ms = 0  # nothing left to ask the provider
+            self.changed.add("query_ms")
         return True
 
     def close(self) -> bool:
@@ -215,3 +224,95 @@ class Payment(Aggregate):
         seen = self.reconcile_ms
         self.reconcile_ms = _epoch_ms(until)
         return seen
+
+    def prepare(self, channel: str, prepay_id: str, now: datetime, query_after: timedelta | None = None) -> None:
+        """WeChat gave a prepay id: the job asks WeChat about the payment if no
+        notification comes."""
+        self.channel = channel
+        self.prepay_id = prepay_id
+        self.query_ms = _epoch_ms(now + (QUERY_AFTER if query_after is None else query_after))
+        self.changed |= {"channel", "prepay_id", "query_ms"}
+
+    def queried(self, now: datetime) -> int:
+        """The job asked WeChat about the payment: it asks again later, or never once the
+        payment is old. Returns the query time it read (the compare-and-set the repository
+        makes on it)."""
+        seen = self.query_ms
+        self.query_ms = 0 if now - self.created_at >= QUERY_UNTIL else _epoch_ms(now + QUERY_EVERY)
+        return seen
+
+
+# ---- WeChat Pay ---------------------------------------------------------------------
+
+# A notification is only taken this close to its Wechatpay-Timestamp (either side).
+NOTIFICATION_WINDOW = timedelta(minutes=5)
+# A PENDING WeChat payment with no notification this long after it started is asked about.
+QUERY_AFTER = timedelta(seconds=30)
+# After that, asked again at this interval, until it is this old.
+QUERY_EVERY = timedelta(seconds=30)
+QUERY_UNTIL = timedelta(hours=2)
+TRADE_SUCCESS = "SUCCESS"
+# Trade states after which no payment will come (WeChat's trade_state words).
+TRADE_FINAL_FAILURES = frozenset({"CLOSED", "REVOKED", "PAYERROR"})
+
+
+def notification_fresh(timestamp: str, now: datetime) -> bool:
+    """The notification's timestamp (epoch seconds) is within the window around now."""
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    return abs(now.timestamp() - int(timestamp)) <= NOTIFICATION_WINDOW.total_seconds()
+
+
+@dataclass(frozen=True)
+class WechatCredentials:
+    """A merchant's WeChat Pay credentials for one channel (a mini-program or an official
+    account). The secrets never print."""
+    merchant_id: str
+    channel: str
+    app_id: str
+    mch_id: str
+    serial_no: str
+    platform_public_key_id: str
+    api_v3_key: str = field(repr=False)
+    private_key_pem: str = field(repr=False)
+    platform_public_key_pem: str = field(repr=False)
+    updated_at: datetime | None = None
+    updated_by: str = ""
+
+
+@dataclass(frozen=True)
+class TradeResult:
+    """What WeChat says of one trade (a notification's resource or a query's answer)."""
+    out_trade_no: str
+    transaction_id: str
+    trade_state: str
+    amount: int
+    currency: str
+    mch_id: str
+    app_id: str
+
+
+@dataclass(frozen=True)
+class JsapiParams:
+    """Exactly the parameters `wx.requestPayment` takes, and the app they are for."""
+    app_id: str
+    time_stamp: str
+    nonce_str: str
+    package: str
+    sign_type: str
+    pay_sign: str
+
+
+def trade_mismatch(payment: Payment, trade: TradeResult, credentials: WechatCredentials) -> list[tuple[str, str]]:
+    """The fields of WeChat's statement that do not match the payment it names."""
+    problems = []
+    if trade.mch_id != credentials.mch_id:
+        problems.append(("mchid", "is not the merchant's"))
+    if trade.app_id and trade.app_id != credentials.app_id:
+        problems.append(("appid", "is not the channel's"))
+    if trade.amount != payment.amount:
+        problems.append(("amount", "does not match the payment"))
+    if trade.currency != payment.currency:
+        problems.append(("currency", "does not match the payment"))
+    return problems
+

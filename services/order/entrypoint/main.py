@@ -20,6 +20,9 @@ from services.order.adapters.repositories import MongoOrders, MongoSettings, ens
 from services.order.adapters.freight import MongoFreightTemplates, ensure_indexes as ensure_freight_indexes
 from services.order.adapters.member import AddressClient, MemberClient
 from services.order.adapters.sandbox_payments import SandboxProvider
+from services.order.adapters import wechat_pay_store
+from services.order.adapters.wechat_pay import WechatPayClient, WechatRefunds, key_problems
+from services.order.adapters.wechat_pay_store import SeenWechatNotifications, WechatCredentialStore
 from services.order.application.cart import CartUseCases
 from services.order.application.checkout import Checkout
 from services.order.application.flash_orders import FlashOrderUseCases
@@ -31,6 +34,8 @@ from services.order.application.refunds import RefundUseCases
 from services.order.application.reservations import ReservationUseCases
 from services.order.application.settings import SettingsUseCases
 from services.order.application.staff_orders import StaffOrderUseCases
+from services.order.application.wechat_pay import WechatPayUseCases
+from services.order.domain.payments import QUERY_AFTER, PaymentMethod
 from services.order.domain.orders import DEFAULT_RESERVATION_GRACE
 from services.order.entrypoint import events
 from services.order.entrypoint.servicer import OrderServicer
@@ -52,6 +57,10 @@ def refund_resume_interval_s() -> float:
 
 def payment_reconcile_interval_s() -> float:
     return env_seconds("ORDER_PAYMENT_RECONCILE_INTERVAL_S", 5)
+
+
+def wechat_query_after() -> timedelta:
+    return timedelta(seconds=env_seconds("ORDER_WECHAT_QUERY_AFTER_S", QUERY_AFTER.total_seconds()))
 
 
 def reservation_grace() -> timedelta:
@@ -76,11 +85,28 @@ def build(runtime: service.Runtime) -> service.Parts:
                                 reservation_grace=reservation_grace(),
                                 attributions=ContentClient(runtime.channel("content")), refunds=Refunds())
     provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
-    payment_cases = PaymentUseCases(orders=order_repo, payments=payments, provider=provider, entries=entries)
+    # WeChat Pay: credentials sealed per merchant; refunds of WECHAT payments go through it.
+    wechat_pay_store.ensure_indexes()
+    wechat_credentials = WechatCredentialStore(sealer)
+    wechat_client = WechatPayClient(runtime.settings.wechat_pay_base_url, runtime.settings.wechat_pay_notify_url)
+    refunders = {PaymentMethod.WECHAT: WechatRefunds(wechat_credentials, wechat_client)}
+    payment_cases = PaymentUseCases(orders=order_repo, payments=payments, provider=provider, entries=entries,
+                                    refunders=refunders)
+    wechat_cases = WechatPayUseCases(
+        base=payment_cases, payments=payments, credentials=wechat_credentials, wechat=wechat_client,
+        seen=SeenWechatNotifications(), query_after=wechat_query_after(),
+        key_problems=lambda cmd: key_problems(cmd.private_key_pem, cmd.platform_public_key_pem))
     refunds = Refunds()
+
+    async def reconcile_payments() -> int:
+        # WeChat payments whose notification never came are asked about first, then every
+        # succeeded payment left open is settled.
+        return await wechat_cases.query_due() + await payment_cases.reconcile()
+
     fulfilment = FulfilmentUseCases(orders=order_repo, refunds=refunds, settings=settings_repo)
     refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=entries,
-                                  settings=settings_repo, provider=provider, stock=catalog)
+                                  settings=settings_repo, provider=provider, stock=catalog,
+                                  refunders=refunders)
     staff = StaffOrderUseCases(orders=order_repo, payments=payments, refunds=refunds, entries=entries)
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
     return service.Parts(
@@ -89,14 +115,15 @@ def build(runtime: service.Runtime) -> service.Parts:
             settings=SettingsUseCases(settings_repo), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
             flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
                                      order_cases=order_cases),
-            reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer),
+            reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,
+            wechat=wechat_cases),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
         subscriptions=events.subscriptions(payment_cases),
         jobs=[service.Job("order-expiry", expiry_interval_s(), order_cases.expire_due),
               service.Job("order-auto-confirm", auto_confirm_interval_s(), fulfilment.auto_confirm_due),
               service.Job("order-refund-resume", refund_resume_interval_s(), refund_cases.resume_stalled),
-              service.Job("order-payment-reconcile", payment_reconcile_interval_s(), payment_cases.reconcile)],
+              service.Job("order-payment-reconcile", payment_reconcile_interval_s(), reconcile_payments)],
     )
 
 

@@ -22,10 +22,12 @@ from services.order.application.refunds import RefundInput, RefundUseCases
 from services.order.application.reservations import ReservationUseCases
 from services.order.application.settings import SettingsUseCases
 from services.order.application.staff_orders import OrderQuery, StaffOrderUseCases, sees_full_phone
+from services.order.application.wechat_pay import WechatPayUseCases
 from services.order.domain.freight import Basis, FreightRule, FreightTemplate
 from services.order.domain.payments import Notification
 from services.order.domain.refunds import LineRequest
 from services.order.domain.settings import OrderSettings, ThresholdReduction
+from services.order.entrypoint.wechat_pay_servicer import WechatPayRpcs
 
 
 def _method_name(value: int) -> str:
@@ -97,13 +99,14 @@ def _time(request, field: str) -> datetime | None:
     return getattr(request, field).ToDatetime(tzinfo=timezone.utc) if request.HasField(field) else None
 
 
-class OrderServicer(order_pb2_grpc.OrderServiceServicer):
+class OrderServicer(WechatPayRpcs, order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
                  refunds: RefundUseCases, staff: StaffOrderUseCases, flash: FlashOrderUseCases,
                  reservations: ReservationUseCases, freight: FreightUseCases | None = None,
-                 sealer: Sealer | None = None):
+                 sealer: Sealer | None = None, wechat: WechatPayUseCases | None = None):
         self.orders = orders
+        self.wechat = wechat
         self.freight = freight
         self.sealer = sealer
         self.flash = flash
@@ -236,6 +239,8 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         return order_pb2.CancelOrderResponse(order=messages.order_of(await self.orders.cancel(request.order_id)))
 
     async def PayOrder(self, request, context):
+        if request.method == order_pb2.PAYMENT_METHOD_WECHAT:
+            return await self._pay_wechat(request)
         doc = await self.payments.pay(request.order_id, request.idempotency_key, _method_name(request.method))
         return order_pb2.PayOrderResponse(payment=messages.payment(doc))
 
