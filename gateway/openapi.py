@@ -193,7 +193,7 @@ ERROR_STATUSES = {"400": "Bad input", "401": "Missing or invalid API key or toke
                   "404": "Not found", "409": "Conflict", "412": "Wrong state", "429": "Rate limit or no stock",
                   "503": "Service unavailable"}
 SECURITY = {"PUBLIC": [], "CHANNEL": [{"apiKey": []}], "MEMBER": [{"apiKey": [], "bearer": []}],
-            "STAFF": [{"bearer": []}]}
+            "STAFF": [{"bearer": []}], "PLATFORM": [{"bearer": []}]}
 
 
 def required_field(fd) -> bool:
