@@ -71,6 +71,7 @@ class MerchantRepository:
     async def save(self, merchant: Merchant) -> None:
         await run_sync(save_change, _col(MerchantDoc), {"_id": merchant.id, "merchant_id": merchant.merchant_id},
                        {"$set": {"name": merchant.name, "time_zone": merchant.time_zone,
+                                 "config": merchant.config.to_doc(),
                                  "updated_ms": epoch_ms(merchant.updated_at or utcnow())}},
                        version=merchant.version)
         merchant.version = merchant.next_version

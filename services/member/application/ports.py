@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from services.member.domain.admin import AuditEntry
 from services.member.domain.identity import ProviderIdentity
 from services.member.domain.members import Member
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
@@ -32,9 +33,24 @@ class ApiKeyRepository(Protocol):
 
     async def by_hash(self, key_hash: str) -> ApiKey | None: ...
 
+    async def get(self, merchant_id: str, key_id: str) -> ApiKey | None: ...
+
+    async def page(self, merchant_id: str, channel: str, include_disabled: bool, after_id: str,
+                   limit: int) -> list[ApiKey]:
+        """Newest first (ids below `after_id` when given); `channel` empty for all."""
+
+    async def disable(self, merchant_id: str, key_id: str) -> bool:
+        """Marks the key disabled; False when it was disabled already (or is unknown)."""
+
 
 class StaffRepository(Protocol):
     async def by_username(self, merchant_id: str, username: str) -> StaffUser | None: ...
+
+    async def get(self, merchant_id: str, staff_id: str) -> StaffUser | None: ...
+
+    async def page(self, merchant_id: str, username_prefix: str, include_disabled: bool, after_id: str,
+                   limit: int) -> list[StaffUser]:
+        """Newest first (ids below `after_id` when given)."""
 
     async def add(self, staff: StaffUser) -> bool:
         """False when the merchant has a user of that name."""
@@ -120,3 +136,13 @@ class LoginProvider(Protocol):
 
     async def exchange(self, code: str, channel: str) -> ProviderIdentity:
         """Raises InvalidLoginCode when the provider does not accept the code."""
+
+
+class AuditLog(Protocol):
+    """Who changed what among staff users, channel keys and settings; append-only."""
+
+    async def add(self, entry: AuditEntry) -> None: ...
+
+    async def page(self, merchant_id: str, action: str, actor_id: str, target_id: str, after_id: str,
+                   limit: int) -> list[AuditEntry]:
+        """Newest first (ids below `after_id` when given); empty filters match all."""
