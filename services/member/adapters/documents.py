@@ -24,9 +24,14 @@ class ApiKeyDoc(me.Document):
     merchant_id = me.StringField(required=True)
     channel = me.StringField(required=True)
     key_hash = me.StringField(required=True)
+    # What may be shown of the key (never the key): its first characters and last four.
+    prefix = me.StringField()
+    last4 = me.StringField()
+    disabled = me.IntField(default=0)
     created_at = me.DateTimeField()
     meta = {"collection": "api_keys",
-            "indexes": [{"fields": ["key_hash"], "unique": True}, {"fields": ["merchant_id", "channel"]}]}
+            "indexes": [{"fields": ["key_hash"], "unique": True}, {"fields": ["merchant_id", "channel"]},
+                        {"fields": ["merchant_id", "-_id"]}]}
 
 
 class StaffUserDoc(me.Document):
@@ -42,7 +47,7 @@ class StaffUserDoc(me.Document):
     created_at = me.DateTimeField()
     updated_ms = me.IntField()
     meta = {"collection": "staff_users",
-            "indexes": [{"fields": ["merchant_id", "username"], "unique": True}]}
+            "indexes": [{"fields": ["merchant_id", "username"], "unique": True}, {"fields": ["merchant_id", "-_id"]}]}
 
 
 class MemberDoc(OutboxDocument):
@@ -127,7 +132,22 @@ class RefreshTokenDoc(me.Document):
             "indexes": [{"fields": ["expires_at"], "expireAfterSeconds": 0}]}
 
 
-ALL = (MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc, PointsEntryDoc,
+class AuditEntryDoc(me.Document):
+    """Who changed what (staff users, channel keys, tiers, onboarding); append-only, never a secret."""
+    id = me.StringField(primary_key=True)  # aud_…
+    merchant_id = me.StringField(required=True)
+    actor_kind = me.StringField()
+    actor_id = me.StringField()
+    action = me.StringField(required=True)
+    target_id = me.StringField()
+    before = me.DictField()
+    after = me.DictField()
+    created_at = me.DateTimeField()
+    meta = {"collection": "audit_entries",
+            "indexes": [{"fields": ["merchant_id", "-_id"]}, {"fields": ["merchant_id", "target_id", "-_id"]}]}
+
+
+ALL = (AuditEntryDoc, MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc, PointsEntryDoc,
        LoginAttemptsDoc, RefreshTokenDoc)
 
 

@@ -7,6 +7,7 @@ through siyu_kit.db.run_sync. Only members and ledger entries carry an outbox.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from pymongo.collection import Collection
@@ -18,9 +19,10 @@ from siyu_kit.protos import epoch_ms, utcnow
 from siyu_kit.repository import insert_new, save_change
 
 from services.member.adapters import messages
-from services.member.adapters.documents import (ApiKeyDoc, ChannelIdentityDoc, LoginAttemptsDoc, MemberDoc,
+from services.member.adapters.documents import (ApiKeyDoc, AuditEntryDoc, ChannelIdentityDoc, LoginAttemptsDoc, MemberDoc,
                                                 MerchantDoc, PointsEntryDoc, RefreshTokenDoc, StaffUserDoc,
                                                 UnionIdentityDoc)
+from services.member.domain.admin import AuditEntry
 from services.member.domain.config import MerchantConfig
 from services.member.domain.members import Member, MemberRegistered
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
@@ -79,16 +81,46 @@ class MerchantRepository:
 
 # ---- channel API keys -----------------------------------------------------------------
 
+def _key(doc: dict) -> ApiKey:
+    return ApiKey(doc["_id"], doc["merchant_id"], doc["channel"], doc["key_hash"], doc.get("created_at"),
+                  doc.get("prefix") or "", doc.get("last4") or "", bool(doc.get("disabled")))
+
+
+def _page_query(query: dict, after_id: str) -> dict:
+    """Keyset paging newest first: ULID ids sort by time."""
+    return {**query, "_id": {"$lt": after_id}} if after_id else query
+
+
 class ApiKeyRepository:
     async def add(self, key: ApiKey) -> bool:
         return await run_sync(_insert, _col(ApiKeyDoc), {
             "_id": key.id, "merchant_id": key.merchant_id, "channel": key.channel, "key_hash": key.key_hash,
-            "created_at": key.created_at})
+            "prefix": key.prefix, "last4": key.last4, "disabled": int(key.disabled), "created_at": key.created_at})
 
     async def by_hash(self, key_hash: str) -> ApiKey | None:
         doc = await run_sync(_col(ApiKeyDoc).find_one, {"key_hash": key_hash})
-        return ApiKey(doc["_id"], doc["merchant_id"], doc["channel"], doc["key_hash"],
-                      doc.get("created_at")) if doc else None
+        return _key(doc) if doc else None
+
+    async def get(self, merchant_id: str, key_id: str) -> ApiKey | None:
+        doc = await run_sync(_col(ApiKeyDoc).find_one, {"_id": key_id, "merchant_id": merchant_id})
+        return _key(doc) if doc else None
+
+    async def page(self, merchant_id: str, channel: str, include_disabled: bool, after_id: str,
+                   limit: int) -> list[ApiKey]:
+        query: dict = {"merchant_id": merchant_id}
+        if channel:
+            query["channel"] = channel
+        if not include_disabled:
+            query["disabled"] = {"$ne": 1}
+        docs = await run_sync(lambda: list(_col(ApiKeyDoc).find(_page_query(query, after_id))
+                                           .sort("_id", -1).limit(limit)))
+        return [_key(d) for d in docs]
+
+    async def disable(self, merchant_id: str, key_id: str) -> bool:
+        result = await run_sync(_col(ApiKeyDoc).update_one,
+                                {"_id": key_id, "merchant_id": merchant_id, "disabled": {"$ne": 1}},
+                                {"$set": {"disabled": 1}})
+        return result.modified_count == 1
 
 
 # ---- staff users ------------------------------------------------------------------------
@@ -104,6 +136,21 @@ class StaffRepository:
     async def by_username(self, merchant_id: str, username: str) -> StaffUser | None:
         doc = await run_sync(_col(StaffUserDoc).find_one, {"merchant_id": merchant_id, "username": username})
         return _staff(doc) if doc else None
+
+    async def get(self, merchant_id: str, staff_id: str) -> StaffUser | None:
+        doc = await run_sync(_col(StaffUserDoc).find_one, {"_id": staff_id, "merchant_id": merchant_id})
+        return _staff(doc) if doc else None
+
+    async def page(self, merchant_id: str, username_prefix: str, include_disabled: bool, after_id: str,
+                   limit: int) -> list[StaffUser]:
+        query: dict = {"merchant_id": merchant_id}
+        if username_prefix:
+            query["username"] = {"$regex": "^" + re.escape(username_prefix)}
+        if not include_disabled:
+            query["disabled"] = {"$ne": 1}
+        docs = await run_sync(lambda: list(_col(StaffUserDoc).find(_page_query(query, after_id))
+                                           .sort("_id", -1).limit(limit)))
+        return [_staff(d) for d in docs]
 
     async def add(self, staff: StaffUser) -> bool:
         now = staff.created_at or utcnow()
@@ -285,6 +332,32 @@ class LoginAttemptRepository:
 
     async def give_back(self, counter_id: str) -> None:
         await run_sync(give_back_login_attempt, counter_id)
+
+
+# ---- the audit trail: append-only ---------------------------------------------------------
+
+def _audit(doc: dict) -> AuditEntry:
+    return AuditEntry(doc["_id"], doc["merchant_id"], doc.get("actor_kind") or "", doc.get("actor_id") or "",
+                      doc["action"], doc.get("target_id") or "", dict(doc.get("before") or {}),
+                      dict(doc.get("after") or {}), doc.get("created_at"))
+
+
+class AuditLogRepository:
+    async def add(self, entry: AuditEntry) -> None:
+        await run_sync(_col(AuditEntryDoc).insert_one, {
+            "_id": entry.id, "merchant_id": entry.merchant_id, "actor_kind": entry.actor_kind,
+            "actor_id": entry.actor_id, "action": entry.action, "target_id": entry.target_id,
+            "before": dict(entry.before), "after": dict(entry.after), "created_at": entry.created_at})
+
+    async def page(self, merchant_id: str, action: str, actor_id: str, target_id: str, after_id: str,
+                   limit: int) -> list[AuditEntry]:
+        query: dict = {"merchant_id": merchant_id}
+        for name, value in (("action", action), ("actor_id", actor_id), ("target_id", target_id)):
+            if value:
+                query[name] = value
+        docs = await run_sync(lambda: list(_col(AuditEntryDoc).find(_page_query(query, after_id))
+                                           .sort("_id", -1).limit(limit)))
+        return [_audit(d) for d in docs]
 
 
 OUTBOX_COLLECTIONS = (MemberDoc, PointsEntryDoc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.member.adapters import documents, repositories
 from services.member.adapters.identity import ScryptPasswords, ThreadedProvider
+from services.member.application.admin import StaffAdmin
 from services.member.application.lockout import LoginGuard
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
@@ -35,10 +36,12 @@ def build(runtime: Runtime) -> Parts:
     members = Members(sessions, providers, members_repo, repositories.IdentityRepository(), merchants, ledger)
     staff = StaffAccess(sessions, LoginGuard(repositories.LoginAttemptRepository(), limits), merchants, staff_users,
                         passwords)
-    admin = MerchantAdmin(merchants, repositories.ApiKeyRepository(), staff_users, passwords)
+    api_keys = repositories.ApiKeyRepository()
+    admin = MerchantAdmin(merchants, api_keys, staff_users, passwords)
+    staff_admin = StaffAdmin(merchants, api_keys, staff_users, passwords, repositories.AuditLogRepository(), ledger)
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
-                                                          admin),
+                                                          admin, staff_admin),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger)),

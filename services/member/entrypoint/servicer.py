@@ -4,11 +4,13 @@ from __future__ import annotations
 from siyu.member.v1 import member_pb2, member_pb2_grpc
 
 from services.member.adapters.messages import entry_proto, member_proto
+from services.member.application.admin import StaffAdmin
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
 from services.member.application.pricing import MemberPricing
 from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
+from services.member.entrypoint.admin_servicer import AdminRpcs
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
 
@@ -20,9 +22,10 @@ def _role_names(roles) -> list[str]:
     return [ROLE_NAMES.get(r, "UNSPECIFIED") for r in roles]
 
 
-class MemberServicer(member_pb2_grpc.MemberServiceServicer):
+class MemberServicer(AdminRpcs, member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
-                 merchants: MerchantAdmin):
+                 merchants: MerchantAdmin, admin: StaffAdmin | None = None):
+        self.admin = admin
         self.members = members
         self.merchants = merchants
         self.staff = staff
