@@ -94,7 +94,7 @@ def test_the_platform_opens_a_merchant_whose_owner_logs_in_and_whose_keys_work(s
 
 def test_owner_manages_staff_users_and_a_disabled_users_tokens_stop(shop: Shop):
     created = ok(shop.as_staff("POST", "/v1/staff/users", json={
-        "username": "guide-1", "password": "guide-password-1", "roles": ["STAFF_ROLE_GUIDE"]}))["user"]
+        "username": "guide-1", "password": "guide-password-1", "roles": ["STAFF_ROLE_OPERATOR"]}))["user"]
     refused(shop.as_staff("POST", "/v1/staff/users", json={
         "username": "guide-1", "password": "guide-password-1", "roles": ["STAFF_ROLE_GUIDE"]}), 409,
         "STAFF_USERNAME_TAKEN")

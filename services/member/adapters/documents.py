@@ -30,8 +30,7 @@ class ApiKeyDoc(me.Document):
     disabled = me.IntField(default=0)
     created_at = me.DateTimeField()
     meta = {"collection": "api_keys",
-            "indexes": [{"fields": ["key_hash"], "unique": True}, {"fields": ["merchant_id", "channel"]},
-                        {"fields": ["merchant_id", "-_id"]}]}
+            "indexes": [{"fields": ["key_hash"], "unique": True}, {"fields": ["merchant_id", "channel"]}]}
 
 
 class StaffUserDoc(me.Document):
@@ -47,7 +46,7 @@ class StaffUserDoc(me.Document):
     created_at = me.DateTimeField()
     updated_ms = me.IntField()
     meta = {"collection": "staff_users",
-            "indexes": [{"fields": ["merchant_id", "username"], "unique": True}, {"fields": ["merchant_id", "-_id"]}]}
+            "indexes": [{"fields": ["merchant_id", "username"], "unique": True}]}
 
 
 class MemberDoc(OutboxDocument):
@@ -144,7 +143,7 @@ class AuditEntryDoc(me.Document):
     after = me.DictField()
     created_at = me.DateTimeField()
     meta = {"collection": "audit_entries",
-            "indexes": [{"fields": ["merchant_id", "-_id"]}, {"fields": ["merchant_id", "target_id", "-_id"]}]}
+            "indexes": [{"fields": ["merchant_id"]}, {"fields": ["merchant_id", "target_id"]}]}
 
 
 ALL = (AuditEntryDoc, MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc, PointsEntryDoc,
