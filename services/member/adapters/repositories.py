@@ -111,14 +111,14 @@ class ApiKeyRepository:
         if channel:
             query["channel"] = channel
         if not include_disabled:
-            query["disabled"] = {"$ne": 1}
+            query["disabled"] = {"$nin": [1]}
         docs = await run_sync(lambda: list(_col(ApiKeyDoc).find(_page_query(query, after_id))
                                            .sort("_id", -1).limit(limit)))
         return [_key(d) for d in docs]
 
     async def disable(self, merchant_id: str, key_id: str) -> bool:
         result = await run_sync(_col(ApiKeyDoc).update_one,
-                                {"_id": key_id, "merchant_id": merchant_id, "disabled": {"$ne": 1}},
+                                {"_id": key_id, "merchant_id": merchant_id, "disabled": {"$nin": [1]}},
                                 {"$set": {"disabled": 1}})
         return result.modified_count == 1
 
@@ -147,7 +147,7 @@ class StaffRepository:
         if username_prefix:
             query["username"] = {"$regex": "^" + re.escape(username_prefix)}
         if not include_disabled:
-            query["disabled"] = {"$ne": 1}
+            query["disabled"] = {"$nin": [1]}
         docs = await run_sync(lambda: list(_col(StaffUserDoc).find(_page_query(query, after_id))
                                            .sort("_id", -1).limit(limit)))
         return [_staff(d) for d in docs]
