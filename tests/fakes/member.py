@@ -267,3 +267,33 @@ class FakeAuditLog:
                 and (not action or e.action == action) and (not actor_id or e.actor_id == actor_id)
                 and (not target_id or e.target_id == target_id) and (not after_id or e.id < after_id)]
         return rows[:limit]
+
+
+class FakeMemberDirectory:
+    """The staff's member search over FakeMembers, with growth from FakeLedger and phone
+    suffixes from the members' phones."""
+
+    def __init__(self, members: "FakeMembers", ledger: "FakeLedger"):
+        self.members = members
+        self.ledger = ledger
+
+    async def page(self, merchant_id: str, where, after_id: str, limit: int) -> list:
+        from services.member.domain.admin import phone_suffix
+        rows = []
+        for member in sorted(self.members.items.values(), key=lambda m: m.id, reverse=True):
+            growth = (await self.ledger.account(merchant_id, member.id)).growth
+            if member.merchant_id != merchant_id or (after_id and member.id >= after_id):
+                continue
+            if where.phone_suffix and phone_suffix(member.phone) != where.phone_suffix:
+                continue
+            if not member.nickname.startswith(where.nickname_prefix):
+                continue
+            if (where.growth_min is not None and growth < where.growth_min) or \
+                    (where.growth_below is not None and growth >= where.growth_below):
+                continue
+            if (where.registered_from and member.created_at < where.registered_from) or \
+                    (where.registered_before and member.created_at >= where.registered_before):
+                continue
+            rows.append((copy.deepcopy(member), growth))
+        return rows[:limit]
+

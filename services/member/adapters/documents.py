@@ -59,6 +59,11 @@ class MemberDoc(OutboxDocument):
     phone = me.StringField()
     phone_key = me.StringField()
     registered_channel = me.StringField()
+    # The last four digits of the phone, beside it, for the staff's search (never the phone).
+    phone_suffix = me.StringField()
+    # The sum of the ledger's growth, kept for the staff's search by tier (the ledger is the
+    # truth: it is recomputed after each entry). Absent on members from before: 0.
+    growth = me.IntField()
     # Bumped when the member's tokens must end (logout). Absent on old members: 0.
     token_version = me.IntField()
     version = me.IntField(default=1)

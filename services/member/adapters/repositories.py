@@ -22,7 +22,7 @@ from services.member.adapters import messages
 from services.member.adapters.documents import (ApiKeyDoc, AuditEntryDoc, ChannelIdentityDoc, LoginAttemptsDoc, MemberDoc,
                                                 MerchantDoc, PointsEntryDoc, RefreshTokenDoc, StaffUserDoc,
                                                 UnionIdentityDoc)
-from services.member.domain.admin import AuditEntry
+from services.member.domain.admin import AuditEntry, MemberFilter
 from services.member.domain.config import MerchantConfig
 from services.member.domain.members import Member, MemberRegistered
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
@@ -207,7 +207,7 @@ class MemberRepository:
                   for e in member.pull_events() if isinstance(e, MemberRegistered)]
         doc = {"_id": member.id, "merchant_id": member.merchant_id, "nickname": member.nickname,
                "avatar_url": member.avatar_url, "registered_channel": member.registered_channel,
-               "version": member.version, "created_at": member.created_at}
+               "growth": 0, "version": member.version, "created_at": member.created_at}
         return await run_sync(insert_new, _col(MemberDoc), doc, events)
 
     async def subject(self, merchant_id: str, member_id: str) -> Subject | None:
@@ -286,8 +286,53 @@ class PointsLedger:
                    "growth": entry.growth, "frozen": int(entry.frozen), "frozen_until": entry.frozen_until,
                    "created_at": entry.created_at}
             if not await run_sync(insert_new, _col(PointsEntryDoc), doc, events):
+                # Already applied: still bring the member's growth up to date, in case the
+                # process stopped between the entry and that.
+                await run_sync(sync_growth, account.merchant_id, account.id)
                 return False
+        if entries:
+            await run_sync(sync_growth, account.merchant_id, account.id)
         return True
+
+
+def sync_growth(merchant_id: str, member_id: str) -> None:
+    """Raises the member's stored growth to the ledger's sum, never lowers it: concurrent
+    syncs each write a sum they read, and the largest stays."""
+    total = sum(int(d.get("growth") or 0) for d in _col(PointsEntryDoc).find(
+        {"merchant_id": merchant_id, "member_id": member_id}, {"growth": 1}))
+    members = _col(MemberDoc)
+    key = {"_id": member_id, "merchant_id": merchant_id}
+    members.update_one({**key, "growth": {"$exists": False}}, {"$set": {"growth": total}})
+    members.update_one({**key, "growth": {"$lt": total}}, {"$set": {"growth": total}})
+
+
+class MemberDirectoryRepository:
+    """The staff's member search: newest first by id, each filter on a stored field."""
+
+    async def page(self, merchant_id: str, where: MemberFilter, after_id: str,
+                   limit: int) -> list[tuple[Member, int]]:
+        query: dict = {"merchant_id": merchant_id}
+        if where.phone_suffix:
+            query["phone_suffix"] = where.phone_suffix
+        if where.nickname_prefix:
+            query["nickname"] = {"$regex": "^" + re.escape(where.nickname_prefix)}
+        growth: dict = {}
+        if where.growth_min is not None:
+            growth["$gte"] = where.growth_min
+        if where.growth_below is not None:
+            growth["$lt"] = where.growth_below
+        if growth:
+            query["growth"] = growth
+        created: dict = {}
+        if where.registered_from is not None:
+            created["$gte"] = where.registered_from
+        if where.registered_before is not None:
+            created["$lt"] = where.registered_before
+        if created:
+            query["created_at"] = created
+        docs = await run_sync(lambda: list(_col(MemberDoc).find(_page_query(query, after_id), {"outbox": 0})
+                                           .sort("_id", -1).limit(limit)))
+        return [(_member(d), int(d.get("growth") or 0)) for d in docs]
 
 
 # ---- refresh tokens: each one is redeemed (or revoked) once, by a state-conditioned write

@@ -11,12 +11,14 @@ from siyu_kit.errors import AlreadyExists, FailedPrecondition, NotFound, Violati
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
 
-from services.member.application.ports import (ApiKeyRepository, AuditLog, MerchantRepository, PasswordHasher,
-                                               PointsLedger, StaffRepository)
+from services.member.application.ports import (ApiKeyRepository, AuditLog, MemberDirectory, MerchantRepository,
+                                               PasswordHasher, PointsLedger, StaffRepository)
+from services.member.application.views import MemberView
+from services.member.domain import tiers
 from services.member.domain import admin as rules
 from services.member.domain import merchants as merchant_rules
 from services.member.domain.admin import AuditEntry, TierLevel, TierStanding
-from services.member.domain.config import DEFAULT_TIME_ZONE, MerchantConfig
+from services.member.domain.config import DEFAULT_TIME_ZONE, TIERS, MerchantConfig
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
 from services.member.domain.passwords import MIN_LENGTH
 
@@ -51,13 +53,15 @@ def _password(v: Violations, password: str, name: str) -> None:
 
 class StaffAdmin:
     def __init__(self, merchants: MerchantRepository, api_keys: ApiKeyRepository, staff: StaffRepository,
-                 passwords: PasswordHasher, audit: AuditLog, ledger: PointsLedger):
+                 passwords: PasswordHasher, audit: AuditLog, ledger: PointsLedger,
+                 directory: MemberDirectory | None = None):
         self.merchants = merchants
         self.api_keys = api_keys
         self.staff = staff
         self.passwords = passwords
         self.audit = audit
         self.ledger = ledger
+        self.directory = directory
 
     # ---- the audit trail ----------------------------------------------------------------
     async def _audit(self, merchant_id: str, action: str, target_id: str, before: dict[str, str] | None = None,
@@ -268,6 +272,34 @@ class StaffAdmin:
         if merchant is None:
             raise NotFound("no such merchant")
         return merchant
+
+    # ---- the member directory ----------------------------------------------------------------
+    async def list_members(self, phone_suffix: str, nickname_prefix: str, tier: str, registered_from,
+                           registered_before, page_size: int, page_token: str) -> tuple[list[MemberView], str]:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR", "GUIDE")
+        v = Violations()
+        v.check(not phone_suffix or bool(rules.PHONE_SUFFIX.match(phone_suffix)), "phone_suffix", "four digits")
+        v.check(len(nickname_prefix) <= 64, "nickname_prefix", "at most 64 characters")
+        v.check(not tier or tier in TIERS, "tier", "one of " + ", ".join(TIERS))
+        if registered_from and registered_before:
+            v.check(registered_from < registered_before, "registered_before", "after registered_from")
+        size = rules.page_size(v, page_size)
+        fp = rules.fingerprint(kind="members", phone=phone_suffix, nick=nickname_prefix, tier=tier,
+                               since=registered_from, until=registered_before)
+        after = rules.decode_cursor(v, page_token, fp)
+        v.raise_if_any()
+        merchant = await self.merchants.get(ctx.merchant_id)
+        config = merchant.config if merchant else MerchantConfig()
+        low, high = rules.growth_range(tier, config) if tier else (None, None)
+        where = rules.MemberFilter(phone_suffix, nickname_prefix, low, high, registered_from, registered_before)
+        rows = await self.directory.page(ctx.merchant_id, where, after, size + 1)
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = rules.encode_cursor(fp, rows[-1][0].id)
+        return [MemberView(m.id, m.nickname, m.avatar_url, m.phone, tiers.tier_for(growth, config), growth,
+                           m.created_at, ()) for m, growth in rows], token
 
     # ---- the platform operator -------------------------------------------------------------
     async def onboard(self, code: str, name: str, time_zone: str, owner_username: str, owner_password: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from services.member.domain.admin import AuditEntry
+from services.member.domain.admin import AuditEntry, MemberFilter
 from services.member.domain.identity import ProviderIdentity
 from services.member.domain.members import Member
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
@@ -146,3 +146,12 @@ class AuditLog(Protocol):
     async def page(self, merchant_id: str, action: str, actor_id: str, target_id: str, after_id: str,
                    limit: int) -> list[AuditEntry]:
         """Newest first (ids below `after_id` when given); empty filters match all."""
+
+
+class MemberDirectory(Protocol):
+    """The staff's search over a merchant's members."""
+
+    async def page(self, merchant_id: str, where: MemberFilter, after_id: str,
+                   limit: int) -> list[tuple[Member, int]]:
+        """Members newest first (ids below `after_id` when given) with their growth."""
+

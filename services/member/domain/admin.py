@@ -138,6 +138,36 @@ def standing(growth: int, config: MerchantConfig) -> TierStanding:
     return TierStanding(current, growth, nxt.tier if nxt else "", nxt.threshold - growth if nxt else 0)
 
 
+# ---- the member directory ------------------------------------------------------------------
+
+PHONE_SUFFIX = re.compile(r"^[0-9]{4}$")
+
+
+def phone_suffix(phone: str) -> str:
+    """What a member is found by in the staff list: the last four digits of their phone.
+    Stored beside the (protected) phone whenever a phone is set."""
+    digits = "".join(c for c in phone if c.isdigit())
+    return digits[-4:] if len(digits) >= 4 else ""
+
+
+@dataclass(frozen=True)
+class MemberFilter:
+    phone_suffix: str = ""
+    nickname_prefix: str = ""
+    growth_min: int | None = None  # a tier: growth from its threshold …
+    growth_below: int | None = None  # … up to the next tier's
+    registered_from: datetime | None = None
+    registered_before: datetime | None = None
+
+
+def growth_range(tier: str, config: MerchantConfig) -> tuple[int | None, int | None]:
+    """The growth values that make up a tier under the merchant's thresholds."""
+    index = TIERS.index(tier)
+    low = int(config.tier_thresholds[index]) if index else None
+    high = int(config.tier_thresholds[index + 1]) if index + 1 < len(TIERS) else None
+    return low, high
+
+
 # ---- keyset cursors -------------------------------------------------------------------------
 
 MAX_PAGE_SIZE = 100

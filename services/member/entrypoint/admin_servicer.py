@@ -1,12 +1,15 @@
 """The staff administration and platform RPCs of MemberService: proto in, use case, proto out."""
 from __future__ import annotations
 
+from datetime import timezone
+
 from siyu.member.v1 import member_pb2
 
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_NAME
 
 from services.member.adapters import admin_messages as out
+from services.member.adapters.messages import member_proto
 from services.member.application.admin import StaffAdmin
 
 
@@ -72,3 +75,14 @@ class AdminRpcs:
             merchant=member_pb2.Merchant(merchant_id=done.merchant.merchant_id, code=done.merchant.code,
                                          name=done.merchant.name, time_zone=done.merchant.time_zone),
             owner_staff_id=done.owner_id, api_keys=[out.issued_proto(k) for k in done.keys])
+
+    async def ListMembers(self, request, context):
+        def moment(name: str):
+            return getattr(request, name).ToDatetime(tzinfo=timezone.utc) if request.HasField(name) else None
+
+        tier = member_pb2.Tier.Name(request.tier).removeprefix("TIER_") if request.tier else ""
+        members, token = await self.admin.list_members(request.phone_suffix, request.nickname_prefix, tier,
+                                                       moment("registered_from"), moment("registered_before"),
+                                                       request.page_size, request.page_token)
+        return member_pb2.ListMembersResponse(members=[member_proto(m) for m in members], next_page_token=token)
+

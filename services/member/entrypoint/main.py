@@ -38,7 +38,8 @@ def build(runtime: Runtime) -> Parts:
                         passwords)
     api_keys = repositories.ApiKeyRepository()
     admin = MerchantAdmin(merchants, api_keys, staff_users, passwords)
-    staff_admin = StaffAdmin(merchants, api_keys, staff_users, passwords, repositories.AuditLogRepository(), ledger)
+    staff_admin = StaffAdmin(merchants, api_keys, staff_users, passwords, repositories.AuditLogRepository(), ledger,
+                             repositories.MemberDirectoryRepository())
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, staff_admin),

@@ -187,3 +187,49 @@ async def test_the_platform_opens_a_merchant_with_its_owner_and_keys(w):
     with as_owner(w):
         with pytest.raises(PermissionDenied):
             await w.admin.onboard("x-shop", "X", "", "boss", "password-1", [])
+
+
+async def test_staff_find_members_by_phone_suffix_nickname_tier_and_registration(w):
+    from datetime import timedelta
+
+    from services.member.domain.members import Member
+    from tests.fakes.member import FakeMemberDirectory, FakeMembers
+
+    members = FakeMembers()
+    w.admin.directory = FakeMemberDirectory(members, w.ledger)
+    start = utcnow()
+    made = []
+    for i, (nick, phone, growth) in enumerate([("amy", "13800001234", 0), ("anna", "13900005678", 1_500),
+                                               ("bob", "", 20_000)]):
+        member = Member.register(new_id("mem"), w.a.id, "H5", nick, start + timedelta(minutes=i))
+        member.phone = phone
+        members.items[member.id] = member
+        w.ledger.add(w.a.id, member.id, 0, growth=growth)
+        made.append(member)
+    stranger = Member.register(new_id("mem"), w.b.id, "H5", "amy", start)
+    members.items[stranger.id] = stranger
+
+    async def names(**kw):
+        args = {"phone_suffix": "", "nickname_prefix": "", "tier": "", "registered_from": None,
+                "registered_before": None, "page_size": 0, "page_token": "", **kw}
+        found, _ = await w.admin.list_members(**args)
+        return [m.nickname for m in found]
+
+    with caller(w.a.id, staff_id=new_id("stf"), roles=("GUIDE",)):
+        assert await names() == ["bob", "anna", "amy"]
+        assert await names(phone_suffix="5678") == ["anna"]
+        assert await names(nickname_prefix="a") == ["anna", "amy"]
+        assert await names(tier="SILVER") == ["anna"]
+        assert await names(tier="BLACK_GOLD") == ["bob"]
+        assert await names(registered_from=start + timedelta(minutes=1),
+                           registered_before=start + timedelta(minutes=2)) == ["anna"]
+        page, token = await w.admin.list_members("", "", "", None, None, 2, "")
+        rest, last = await w.admin.list_members("", "", "", None, None, 2, token)
+        assert [m.nickname for m in page + rest] == ["bob", "anna", "amy"] and last == ""
+        assert page[0].tier == "BLACK_GOLD" and page[0].growth == 20_000
+        with pytest.raises(InvalidArgument) as bad:
+            await w.admin.list_members("12", "", "PLATINUM", start, start, 0, token)
+        assert {v.field for v in bad.value.violations} == {"phone_suffix", "tier", "registered_before", "page_token"}
+    with caller(w.a.id, staff_id=new_id("stf"), roles=("FINANCE",)):
+        with pytest.raises(PermissionDenied):
+            await w.admin.list_members("", "", "", None, None, 0, "")
