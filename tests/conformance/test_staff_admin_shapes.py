@@ -43,3 +43,41 @@ def test_a_flag_set_once_by_an_update_guarded_on_nin_and_maps_round_trip(coll):
     found = coll.find_one({"_id": kid, "merchant_id": merchant})
     assert found["disabled"] == 1 and found["before"] == {"channel": "H5", "key": "sk_h5_…abcd"}
     assert found["after"] == {}
+
+
+def test_growth_raised_to_a_sum_only_upwards_and_set_when_absent(coll):
+    merchant = new_merchant_id()
+    old, new = new_id("mem"), new_id("mem")
+    coll.insert_many([{"_id": old, "merchant_id": merchant}, {"_id": new, "merchant_id": merchant, "growth": 0}])
+    for member, total in ((old, 120), (new, 300), (new, 200)):
+        key = {"_id": member, "merchant_id": merchant}
+        coll.update_one({**key, "growth": {"$exists": False}}, {"$set": {"growth": total}})
+        coll.update_one({**key, "growth": {"$lt": total}}, {"$set": {"growth": total}})
+    assert {d["_id"]: d["growth"] for d in coll.find({"merchant_id": merchant})} == {old: 120, new: 300}
+
+
+def test_member_search_by_suffix_prefix_growth_range_and_time_range_newest_first(coll):
+    from datetime import datetime, timedelta, timezone
+
+    merchant = new_merchant_id()
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    ids = [new_id("mem") for _ in range(4)]
+    coll.insert_many([
+        {"_id": ids[0], "merchant_id": merchant, "nickname": "amy", "phone_suffix": "1234", "growth": 0,
+         "created_at": start},
+        {"_id": ids[1], "merchant_id": merchant, "nickname": "anna", "phone_suffix": "5678", "growth": 1500,
+         "created_at": start + timedelta(days=1)},
+        {"_id": ids[2], "merchant_id": merchant, "nickname": "a.b", "growth": 5000, "created_at": start + timedelta(days=2)},
+        {"_id": ids[3], "merchant_id": new_merchant_id(), "nickname": "anna", "phone_suffix": "5678", "growth": 1500,
+         "created_at": start},
+    ])
+
+    def find(**query):
+        return [d["_id"] for d in coll.find({"merchant_id": merchant, **query}).sort("_id", DESCENDING).limit(10)]
+
+    assert find(phone_suffix="5678") == [ids[1]]
+    assert find(nickname={"$regex": "^" + re.escape("a.")}) == [ids[2]]
+    assert find(growth={"$gte": 1000, "$lt": 5000}) == [ids[1]]
+    assert find(growth={"$lt": 1000}) == [ids[0]]
+    assert find(created_at={"$gte": start + timedelta(days=1), "$lt": start + timedelta(days=2)}) == [ids[1]]
+    assert find(nickname={"$regex": "^a"}, _id={"$lt": ids[2]}) == [ids[1], ids[0]]

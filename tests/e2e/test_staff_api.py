@@ -17,7 +17,7 @@ from tests.support.shop import Shop
 
 ADMIN_RPCS = {"ListStaffUsers", "CreateStaffUser", "SetStaffUserDisabled", "RotateStaffPassword", "ListApiKeys",
               "CreateApiKey", "DisableApiKey", "RotateApiKey", "ListAuditEntries", "GetTierConfig",
-              "UpdateTierConfig", "GetMyTier", "OnboardMerchant"}
+              "UpdateTierConfig", "GetMyTier", "OnboardMerchant", "ListMembers"}
 LEVELS = [{"tier": "TIER_REGULAR", "threshold": "0", "discount_bp": 10000, "points_multiplier_bp": 10000},
           {"tier": "TIER_SILVER", "threshold": "200", "discount_bp": 9800, "points_multiplier_bp": 11000},
           {"tier": "TIER_GOLD", "threshold": "800", "discount_bp": 9500, "points_multiplier_bp": 13000},
@@ -171,7 +171,7 @@ def test_tiers_are_edited_on_their_version_and_members_see_their_standing(shop: 
 def guide_token(shop: Shop) -> str:
     username = "g-" + uuid.uuid4().hex[:8]
     ok(shop.as_staff("POST", "/v1/staff/users", json={"username": username, "password": "guide-password-1",
-                                                      "roles": ["STAFF_ROLE_GUIDE", "STAFF_ROLE_FINANCE"]}))
+                                                      "roles": ["STAFF_ROLE_FINANCE"]}))
     return ok(login(shop, username, "guide-password-1"))["access_token"]
 
 
@@ -182,7 +182,8 @@ def test_wrong_roles_are_refused_on_every_staff_route(shop: Shop):
              ("POST", f"/v1/staff/users/{new_id('stf')}:rotatePassword", {}), ("GET", "/v1/staff/api-keys", None),
              ("POST", "/v1/staff/api-keys", {}), ("POST", f"/v1/staff/api-keys/{new_id('key')}:disable", {}),
              ("POST", f"/v1/staff/api-keys/{new_id('key')}:rotate", {}), ("GET", "/v1/staff/audit-entries", None),
-             ("GET", "/v1/staff/tier-config", None), ("PUT", "/v1/staff/tier-config", {})]
+             ("GET", "/v1/staff/tier-config", None), ("PUT", "/v1/staff/tier-config", {}),
+             ("GET", "/v1/staff/members", None)]
     before = audit(shop)
     for method, path, body in calls:
         refused(shop.call(method, path, channel=None, token=token, json=body), 403)
@@ -233,6 +234,9 @@ def test_merchant_b_reaches_none_of_merchant_as_staff_or_keys(shop: Shop, other_
     ("POST", "/v1/staff/api-keys/not-an-id:disable", {}, {"key_id"}),
     ("POST", "/v1/staff/api-keys/not-an-id:rotate", {}, {"key_id"}),
     ("GET", "/v1/staff/audit-entries?action=lower-case", None, {"action"}),
+    ("GET", "/v1/staff/members?phone_suffix=12a4", None, {"phone_suffix"}),
+    ("GET", "/v1/staff/members?registered_from=2026-01-02T00:00:00Z&registered_before=2026-01-01T00:00:00Z", None,
+     {"registered_before"}),
     ("PUT", "/v1/staff/tier-config", {"levels": LEVELS[:2], "expected_version": "1"}, {"levels"}),
     ("PUT", "/v1/staff/tier-config", {"levels": [{**LEVELS[0], "discount_bp": 0}, *LEVELS[1:]]},
      {"levels[0].discount_bp", "expected_version"}),
@@ -257,3 +261,47 @@ def test_lists_page_with_tokens_bound_to_their_filters(shop: Shop):
     refused(shop.as_staff("GET", "/v1/staff/users", params={"username_prefix": "pag", "page_size": 2,
                                                             "page_token": first["next_page_token"]}), 400,
             fields={"page_token"})
+
+
+def test_staff_find_members_by_nickname_tier_and_registration_and_a_paid_order_moves_the_tier(shop: Shop,
+                                                                                               other_shop: Shop):
+    config = ok(shop.as_staff("GET", "/v1/staff/tier-config"))["config"]
+    ok(shop.as_staff("PUT", "/v1/staff/tier-config", json={"levels": LEVELS, "expected_version": config["version"]}))
+    tag = uuid.uuid4().hex[:6]
+    started = time.time()
+    buyer = shop.call("POST", "/v1/auth/login", json={"code": f"sandbox:buyer-{tag}", "nickname": f"zed-{tag}"})
+    browser = shop.call("POST", "/v1/auth/login", json={"code": f"sandbox:browse-{tag}", "nickname": f"zoe-{tag}"})
+    buyer, browser = ok(buyer), ok(browser)
+    token = buyer["access_token"]
+    sku = shop.new_sku(stock=5, price=30000)
+    order = ok(shop.call("POST", "/v1/orders", token=token, json={
+        "idempotency_key": uuid.uuid4().hex, "lines": [{"sku_id": sku, "quantity": "1"}]}))["order"]
+    shop.pay(token, order["order_id"])
+    deadline = time.monotonic() + 20
+    while ok(shop.call("GET", "/v1/me/tier", token=token))["tier"] != "TIER_SILVER":
+        assert time.monotonic() < deadline, "the paid order's growth never arrived"
+        time.sleep(0.3)
+
+    def names(**params) -> list[str]:
+        return [m["nickname"] for m in ok(shop.as_staff("GET", "/v1/staff/members", params=params)).get("members", [])]
+
+    assert set(names(nickname_prefix="z", page_size=100)) >= {f"zoe-{tag}", f"zed-{tag}"}
+    assert f"zed-{tag}" in names(tier="TIER_SILVER", page_size=100)
+    assert f"zed-{tag}" not in names(tier="TIER_REGULAR", page_size=100)
+    assert f"zoe-{tag}" in names(tier="TIER_REGULAR", page_size=100)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started - 5))
+    assert set(names(registered_from=since, nickname_prefix="z")) >= {f"zoe-{tag}", f"zed-{tag}"}
+    assert names(registered_before="2020-01-01T00:00:00Z") == []
+    listed = ok(shop.as_staff("GET", "/v1/staff/members", params={"nickname_prefix": f"zed-{tag}"}))["members"]
+    assert listed[0]["tier"] == "TIER_SILVER" and int(listed[0]["growth_value"]) >= 200
+    guide = ok(shop.as_staff("POST", "/v1/staff/users", json={
+        "username": f"g-{tag}", "password": "guide-password-1", "roles": ["STAFF_ROLE_GUIDE"]}))
+    assert guide["user"]["roles"] == ["STAFF_ROLE_GUIDE"]
+    as_guide = ok(login(shop, f"g-{tag}", "guide-password-1"))["access_token"]
+    assert ok(shop.call("GET", "/v1/staff/members", channel=None, token=as_guide,
+                        params={"nickname_prefix": f"zed-{tag}"}))["members"][0]["member_id"] == \
+        buyer["member"]["member_id"]
+    # Merchant B's staff never see A's members.
+    assert ok(other_shop.as_staff("GET", "/v1/staff/members", params={"nickname_prefix": f"zed-{tag}"})).get(
+        "members", []) == []
+
