@@ -305,3 +305,24 @@ def test_staff_find_members_by_nickname_tier_and_registration_and_a_paid_order_m
     assert ok(other_shop.as_staff("GET", "/v1/staff/members", params={"nickname_prefix": f"zed-{tag}"})).get(
         "members", []) == []
 
+
+
+def test_staff_list_products_in_every_status_or_one_and_finance_may_not(shop: Shop):
+    code = "d-" + uuid.uuid4().hex[:10]
+    made = ok(shop.as_staff("POST", "/v1/staff/products", json={
+        "code": code, "title": f"Draft {code}", "skus": [{"code": code + "-1", "list_price": {"amount": "100",
+                                                                                                "currency": "CNY"},
+                                                        "initial_stock": "1"}]}))["product"]
+    assert made["status"] == "PRODUCT_STATUS_DRAFT"
+
+    def ids(**params) -> set[str]:
+        return {p["product_id"] for p in ok(shop.as_staff("GET", "/v1/staff/products",
+                                                          params={"page_size": 100, **params})).get("products", [])}
+
+    assert made["product_id"] in ids()
+    assert made["product_id"] in ids(status="PRODUCT_STATUS_DRAFT")
+    assert made["product_id"] not in ids(status="PRODUCT_STATUS_ON_SHELF")
+    public = httpx.get(shop.url + "/v1/products", headers={"X-Api-Key": shop.key()}, params={"page_size": 100},
+                       timeout=30).json().get("products", [])
+    assert made["product_id"] not in {p["product_id"] for p in public}
+    refused(shop.call("GET", "/v1/staff/products", channel=None, token=guide_token(shop)), 403)
