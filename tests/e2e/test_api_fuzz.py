@@ -61,12 +61,12 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_ListAuditEntries", r"action"): "one of the audited actions",
     ("MemberService_ListMembers", r"page_token"): "an opaque token a previous page issued",
     ("MemberService_ListMembers", r"registered_before"): "after registered_from",
-    ("MemberService_CreateStaffUser", r"roles"): "each a role, not unspecified",
+    ("MemberService_CreateStaffUser", r"roles(\[\d+\])?"): "each a role, not unspecified",
     ("MemberService_UpdateTierConfig", r"levels(\[\d+\]\.\w+)?"):
         "the four tiers in order, thresholds rising from 0",
     ("MemberService_OnboardMerchant", r"time_zone"): "an IANA time zone",
     ("MemberService_OnboardMerchant", r"name"): "not only spaces",
-    ("MemberService_OnboardMerchant", r"channels"): "each a channel, once",
+    ("MemberService_OnboardMerchant", r"channels(\[\d+\])?"): "each a channel, once",
 }
 
 
