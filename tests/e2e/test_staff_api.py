@@ -326,3 +326,20 @@ def test_staff_list_products_in_every_status_or_one_and_finance_may_not(shop: Sh
                        timeout=30).json().get("products", [])
     assert made["product_id"] not in {p["product_id"] for p in public}
     refused(shop.call("GET", "/v1/staff/products", channel=None, token=guide_token(shop)), 403)
+
+
+def test_staff_list_personas_and_contents_of_their_merchant_only(shop: Shop, other_shop: Shop):
+    persona, content = shop.data["persona_id"], shop.data["content_id"]
+    personas = ok(shop.as_staff("GET", "/v1/staff/personas"))["personas"]
+    assert persona in {p["persona_id"] for p in personas}
+    mine = ok(shop.as_staff("GET", "/v1/staff/contents", params={"persona_id": persona,
+                                                                 "status": "CONTENT_STATUS_PUBLISHED"}))["contents"]
+    assert [c["content_id"] for c in mine] == [content]
+    assert ok(shop.as_staff("GET", "/v1/staff/contents", params={"status": "CONTENT_STATUS_DRAFT"})).get(
+        "contents", []) == []
+    theirs = ok(other_shop.as_staff("GET", "/v1/staff/contents", params={"persona_id": persona}))
+    assert theirs.get("contents", []) == []
+    assert persona not in str(ok(other_shop.as_staff("GET", "/v1/staff/personas")))
+    refused(shop.as_staff("GET", "/v1/staff/contents", params={"persona_id": "per_x"}), 400, fields={"persona_id"})
+    refused(shop.as_staff("GET", "/v1/staff/personas", params={"page_token": "nope"}), 400, fields={"page_token"})
+    refused(shop.call("GET", "/v1/staff/personas", channel=None, token=guide_token(shop)), 403)
