@@ -67,6 +67,10 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_OnboardMerchant", r"time_zone"): "an IANA time zone",
     ("MemberService_OnboardMerchant", r"name"): "not only spaces",
     ("MemberService_OnboardMerchant", r"channels(\[\d+\])?"): "each a channel, once",
+    ("CatalogService_ListStaffProducts", r"page_token"): "an opaque token a previous page issued",
+    ("CatalogService_ListStaffProducts", r"max_price"): "at least min_price",
+    ("ContentService_ListPersonas", r"page_token"): "an opaque token a previous page issued",
+    ("ContentService_ListContents", r"page_token"): "an opaque token a previous page issued",
 }
 
 
