@@ -187,7 +187,7 @@ class Gateway:
                                 bearer=bearer_token(request.headers.get("authorization")),
                                 address=client_address(request, self.settings.forwarded_hops))
             ctx = await identify(route.rule, creds, request_id, self.resolver, self.settings.jwt_secret,
-                                 self.versions)
+                                 self.versions, self.settings.platform_token)
             state["merchant_id"], state["channel"] = ctx.merchant_id, ctx.channel
             self._rate_limit(route, creds, ctx)
             message = await self.build_request(route, request, values)

@@ -6,6 +6,7 @@ The merchant comes from the key or the staff token only, never from the request.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -209,7 +210,8 @@ class Credentials:
 
 
 async def identify(rule: access.Rule, creds: Credentials, request_id: str, resolver: ApiKeyResolver,
-                   jwt_secret: str, versions: TokenVersions | None = None) -> RequestContext:
+                   jwt_secret: str, versions: TokenVersions | None = None,
+                   platform_token: str = "") -> RequestContext:
     """The caller's context for a route's access rule; ApiError 401/403 when it falls short
     (429 when the client address causes too many key lookups)."""
     ctx = RequestContext(request_id=request_id, client_address=creds.address)
@@ -245,6 +247,15 @@ async def identify(rule: access.Rule, creds: Credentials, request_id: str, resol
             claims = tokens.verify(jwt_secret, creds.bearer, kind="staff")
             ctx = RequestContext(request_id=request_id, merchant_id=claims.merchant_id, caller_kind="staff",
                                  caller_id=claims.subject, roles=claims.roles, client_address=creds.address)
+        elif rule.access == "PLATFORM":
+            # The operator above merchants: one shared secret (SIYU_PLATFORM_TOKEN), compared
+            # in constant time; no merchant comes with it.
+            if not creds.bearer:
+                raise Unauthenticated("the platform token is required", reason="TOKEN_MISSING")
+            if not platform_token or not hmac.compare_digest(creds.bearer.encode(), platform_token.encode()):
+                raise Unauthenticated("the platform token is not valid", reason="TOKEN_INVALID")
+            ctx = RequestContext(request_id=request_id, caller_kind="platform", caller_id="platform",
+                                 client_address=creds.address)
         else:
             raise ApiError("NOT_FOUND", "no such route")
         # The same rule the services enforce: roles (OWNER always allowed), member, channel.

@@ -199,7 +199,7 @@ ERROR_STATUSES = {"400": "Bad input (INVALID_ARGUMENT, with field violations), o
                   "503": "Service unavailable; retry after Retry-After",
                   "504": "The service did not answer in time"}
 SECURITY = {"PUBLIC": [], "CHANNEL": [{"apiKey": []}], "MEMBER": [{"apiKey": [], "bearer": []}],
-            "STAFF": [{"bearer": []}]}
+            "STAFF": [{"bearer": []}], "PLATFORM": [{"bearer": []}]}
 
 
 def required_field(fd) -> bool:

@@ -19,6 +19,7 @@ def demo_merchant(stack: devstack.Stack) -> list[str]:
         "Demo channel keys: " + ", ".join(f"{ch}={key}" for ch, key in demo["api_keys"].items()),
         f"Demo staff: merchant {demo['merchant_code']}, user {demo['staff_username']}, "
         f"password {demo['staff_password']}",
+        f"Platform operator token (onboards merchants at POST /v1/platform/merchants): {demo['platform_token']}",
         "Try:",
         f"  curl -s -H 'X-Api-Key: {demo['api_keys']['H5']}' {stack.gateway_url}/v1/products",
         f"WeChat stand-in: {stack.wechat_url} (apps: " + ", ".join(f"{ch}={a}" for ch, a in apps.items()) + ")",

@@ -17,7 +17,7 @@ from siyu.common.v1 import common_pb2
 from siyu.content.v1 import content_pb2, content_pb2_grpc
 from siyu.member.v1 import member_pb2, member_pb2_grpc
 
-from siyu_kit.config import DEFAULT_GRPC_PORTS
+from siyu_kit.config import DEFAULT_GRPC_PORTS, DEV_PLATFORM_TOKEN
 from siyu_kit.context import RequestContext
 
 DEMO_MERCHANT = "demo"
@@ -116,8 +116,12 @@ def _category(clients: Clients, md, path: tuple[str, ...]) -> str:
 
 
 def seed(env: dict[str, str] | None = None) -> dict:
-    clients = Clients.from_env(dict(env if env is not None else os.environ))
-    return seed_merchant(clients, DEMO_MERCHANT, "Siyu Demo Store", DEMO_KEYS, DEMO_STAFF)
+    env = dict(env if env is not None else os.environ)
+    clients = Clients.from_env(env)
+    demo = seed_merchant(clients, DEMO_MERCHANT, "Siyu Demo Store", DEMO_KEYS, DEMO_STAFF)
+    # The platform operator's bearer token the gateway accepts (onboarding merchants).
+    demo["platform_token"] = env.get("SIYU_PLATFORM_TOKEN", DEV_PLATFORM_TOKEN)
+    return demo
 
 
 if __name__ == "__main__":

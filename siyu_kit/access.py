@@ -19,7 +19,7 @@ ROLE_NAMES = {v.number: v.name.removeprefix("STAFF_ROLE_") for v in common_pb2.S
 
 @dataclass(frozen=True)
 class Rule:
-    access: str  # PUBLIC, CHANNEL, MEMBER, STAFF, INTERNAL
+    access: str  # PUBLIC, CHANNEL, MEMBER, STAFF, INTERNAL, PLATFORM
     roles: tuple[str, ...] = ()
 
 
@@ -61,3 +61,5 @@ def check(rule: Rule, ctx: RequestContext) -> None:
             raise Unauthenticated("a channel API key is required")
     elif rule.access == "STAFF":
         ctx.require_staff(*rule.roles)
+    elif rule.access == "PLATFORM":
+        ctx.require_platform()

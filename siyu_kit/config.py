@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 SERVICE_NAMES = ("catalog", "member", "order", "content")
 # base64 of "siyu-dev-only-data-key-change-me": development and tests only.
 DEV_DATA_KEY = "dev:c2l5dS1kZXYtb25seS1kYXRhLWtleS1jaGFuZ2UtbWU="
+# The platform operator's token in development and tests; set SIYU_PLATFORM_TOKEN in production.
+DEV_PLATFORM_TOKEN = "dev-only-platform-token-change-me"
 DEFAULT_GRPC_PORTS = {"catalog": 7051, "member": 7052, "order": 7053, "content": 7054}
 
 
@@ -128,6 +130,8 @@ class GatewaySettings:
     service_addrs: dict
     jwt_secret: str
     log_level: str
+    # The platform operator's bearer token (onboarding merchants); empty turns that API off.
+    platform_token: str = ""
 
     @classmethod
     def load(cls) -> "GatewaySettings":
@@ -148,4 +152,5 @@ class GatewaySettings:
             service_addrs=dict(base.service_addrs),
             jwt_secret=base.jwt_secret,
             log_level=base.log_level,
+            platform_token=_env("PLATFORM_TOKEN", DEV_PLATFORM_TOKEN),
         )

@@ -16,7 +16,7 @@ from siyu_kit.ids import new_id
 MD_REQUEST_ID = "x-request-id"
 MD_MERCHANT = "x-siyu-merchant"
 MD_CHANNEL = "x-siyu-channel"
-MD_CALLER = "x-siyu-caller"  # "member:mem_…", "staff:stf_…", or empty
+MD_CALLER = "x-siyu-caller"  # "member:mem_…", "staff:stf_…", "platform:platform", or empty
 MD_ROLES = "x-siyu-roles"  # "OWNER,OPERATOR"
 MD_SERVICE = "x-siyu-service"  # set by a service calling another service
 MD_CLIENT_ADDRESS = "x-siyu-client-address"  # the end client's network address, as the gateway saw it
@@ -30,7 +30,7 @@ class RequestContext:
     request_id: str = ""
     merchant_id: str = ""
     channel: str = ""  # one of CHANNELS, or empty for staff and internal calls
-    caller_kind: str = ""  # "member", "staff" or ""
+    caller_kind: str = ""  # "member", "staff", "platform" (the operator above merchants) or ""
     caller_id: str = ""
     roles: tuple[str, ...] = field(default_factory=tuple)
     calling_service: str = ""
@@ -101,6 +101,12 @@ class RequestContext:
             raise Unauthenticated("a staff token is required")
         if "OWNER" not in self.roles and roles and not set(roles) & set(self.roles):
             raise PermissionDenied(f"needs one of the roles {', '.join(roles)}")
+        return self.caller_id
+
+    def require_platform(self) -> str:
+        """The platform operator: acts on merchants it names, never through a merchant's key."""
+        if self.caller_kind != "platform":
+            raise PermissionDenied("a platform token is required")
         return self.caller_id
 
 

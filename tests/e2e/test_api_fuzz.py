@@ -26,6 +26,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 
+from siyu_kit.config import DEV_PLATFORM_TOKEN
 from tests.support.shop import Shop
 
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 20}
@@ -65,6 +66,23 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
         "a region rule names 1..100 regions, the default rule none, each region in one rule only",
     ("OrderService_PutFreightTemplate", r"template\.excluded_regions\[\d+\]"):
         "a region is either priced by a rule or excluded, not both",
+    # Staff administration and platform onboarding.
+    ("MemberService_ListStaffUsers", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListApiKeys", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListAuditEntries", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListAuditEntries", r"action"): "one of the audited actions",
+    ("MemberService_ListMembers", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListMembers", r"registered_before"): "after registered_from",
+    ("MemberService_CreateStaffUser", r"roles(\[\d+\])?"): "each a role, not unspecified",
+    ("MemberService_UpdateTierConfig", r"levels(\[\d+\]\.\w+)?"):
+        "the four tiers in order, thresholds rising from 0",
+    ("MemberService_OnboardMerchant", r"time_zone"): "an IANA time zone",
+    ("MemberService_OnboardMerchant", r"name"): "not only spaces",
+    ("MemberService_OnboardMerchant", r"channels(\[\d+\])?"): "each a channel, once",
+    ("CatalogService_ListStaffProducts", r"page_token"): "an opaque token a previous page issued",
+    ("CatalogService_ListStaffProducts", r"max_price"): "at least min_price",
+    ("ContentService_ListPersonas", r"page_token"): "an opaque token a previous page issued",
+    ("ContentService_ListContents", r"page_token"): "an opaque token a previous page issued",
 }
 
 
@@ -92,6 +110,7 @@ def _credentials(shop: Shop, member_token: str) -> dict[str, dict[str, str]]:
         "CHANNEL": {"X-Api-Key": shop.key()},
         "MEMBER": {"X-Api-Key": shop.key(), "Authorization": f"Bearer {member_token}"},
         "STAFF": {"Authorization": f"Bearer {staff}"},
+        "PLATFORM": {"Authorization": f"Bearer {DEV_PLATFORM_TOKEN}"},
     }
 
 

@@ -269,6 +269,14 @@ def _(w):
     assert by_room.get("flash_sales", []) == []
 
 
+@cross("ListStaffProducts")
+def _(w):
+    mine = w.a.product_id
+    assert mine in {p["product_id"] for p in ok(w.a.as_staff("GET", "/v1/staff/products"))["products"]}
+    theirs = ok(w.b.as_staff("GET", "/v1/staff/products", params={"page_size": 100})).get("products", [])
+    assert mine not in {p["product_id"] for p in theirs}
+
+
 @cross("GetCart")
 def _(w):
     assert w.a.cart["items"]
@@ -585,6 +593,12 @@ def _(m):
 @bad("ListFlashSales")
 def _(m):
     refused(m.as_channel("GET", "/v1/flash-sales", params={"page_size": "1000"}), "page_size")
+
+
+@bad("ListStaffProducts")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/products", params={"page_size": "1000"}), "page_size")
+    refused(m.as_staff("GET", "/v1/staff/products", params={"status": "SOLD"}), "status")
 
 
 @bad("GetCart")

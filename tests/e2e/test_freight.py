@@ -78,8 +78,8 @@ def test_an_excluded_region_is_refused_with_nothing_reserved(shop):
     add_address(shop, token, "540000", "540100", "540102")
     for resp in (quote(shop, token, sku, 1), shop.call("POST", "/v1/orders", token=token, json={
             "idempotency_key": uuid.uuid4().hex, "lines": [{"sku_id": sku, "quantity": 1}]})):
-        # FAILED_PRECONDITION: 412 today, 400 under the documented google.rpc.Code mapping.
-        assert resp.status_code in (400, 412), resp.text
+        # FAILED_PRECONDITION: 400 under the google.rpc.Code mapping.
+        assert resp.status_code == 400, resp.text
         assert resp.json()["error"]["code"] == "FAILED_PRECONDITION"
         assert resp.json()["error"]["reason"] == "REGION_NOT_SHIPPED"
     assert shop.stock(sku) == before

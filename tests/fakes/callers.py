@@ -25,3 +25,8 @@ def caller(merchant_id: str = "", *, channel: str = "", member_id: str = "", sta
     return acting(RequestContext(request_id=new_id("req"), merchant_id=merchant_id, channel=channel,
                                  caller_kind=kind, caller_id=caller_id, roles=roles,
                                  client_address=client_address, calling_service=service))
+
+
+def platform():
+    """Acting as the platform operator (no merchant)."""
+    return acting(RequestContext(request_id=new_id("req"), caller_kind="platform", caller_id="platform"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import datetime
 
 from siyu_kit.ids import new_id
@@ -9,6 +10,7 @@ from siyu_kit.ids import new_id
 from tests.fakes.callers import caller  # noqa: F401 - the tests of this service import it from here
 from tests.fakes.store import VersionedStore
 
+from services.member.domain.admin import AuditEntry
 from services.member.domain.identity import ProviderIdentity, SandboxProvider
 from services.member.domain.members import Member
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
@@ -50,6 +52,23 @@ class FakeApiKeys:
     async def by_hash(self, key_hash: str) -> ApiKey | None:
         return self.items.get(key_hash)
 
+    async def get(self, merchant_id: str, key_id: str) -> ApiKey | None:
+        return next((k for k in self.items.values() if (k.merchant_id, k.id) == (merchant_id, key_id)), None)
+
+    async def page(self, merchant_id: str, channel: str, include_disabled: bool, after_id: str,
+                   limit: int) -> list[ApiKey]:
+        rows = sorted((k for k in self.items.values() if k.merchant_id == merchant_id
+                       and (not channel or k.channel == channel) and (include_disabled or not k.disabled)
+                       and (not after_id or k.id < after_id)), key=lambda k: k.id, reverse=True)
+        return rows[:limit]
+
+    async def disable(self, merchant_id: str, key_id: str) -> bool:
+        key = await self.get(merchant_id, key_id)
+        if key is None or key.disabled:
+            return False
+        self.items[key.key_hash] = dataclasses.replace(key, disabled=True)
+        return True
+
 
 class FakeStaff(VersionedStore):
     items: dict[str, StaffUser]
@@ -57,6 +76,16 @@ class FakeStaff(VersionedStore):
     async def by_username(self, merchant_id: str, username: str) -> StaffUser | None:
         return next((copy.deepcopy(s) for s in self.items.values()
                      if (s.merchant_id, s.username) == (merchant_id, username)), None)
+
+    async def get(self, merchant_id: str, staff_id: str) -> StaffUser | None:
+        return copy.deepcopy(self._mine(merchant_id, staff_id))
+
+    async def page(self, merchant_id: str, username_prefix: str, include_disabled: bool, after_id: str,
+                   limit: int) -> list[StaffUser]:
+        rows = sorted((s for s in self.items.values() if s.merchant_id == merchant_id
+                       and s.username.startswith(username_prefix) and (include_disabled or not s.disabled)
+                       and (not after_id or s.id < after_id)), key=lambda s: s.id, reverse=True)
+        return copy.deepcopy(rows[:limit])
 
     async def add(self, staff: StaffUser) -> bool:
         if await self.by_username(staff.merchant_id, staff.username) is not None:
@@ -242,3 +271,49 @@ class FakeAddressBooks(VersionedStore):
             self.saves += 1
             return
         self._compare_and_set(book)
+
+class FakeAuditLog:
+    """Audit entries in the order written."""
+
+    def __init__(self):
+        self.entries: list[AuditEntry] = []
+
+    async def add(self, entry: AuditEntry) -> None:
+        self.entries.append(entry)
+
+    async def page(self, merchant_id: str, action: str, actor_id: str, target_id: str, after_id: str,
+                   limit: int) -> list[AuditEntry]:
+        rows = [e for e in reversed(self.entries) if e.merchant_id == merchant_id
+                and (not action or e.action == action) and (not actor_id or e.actor_id == actor_id)
+                and (not target_id or e.target_id == target_id) and (not after_id or e.id < after_id)]
+        return rows[:limit]
+
+
+class FakeMemberDirectory:
+    """The staff's member search over FakeMembers, with growth from FakeLedger and phone
+    suffixes from the members' phones."""
+
+    def __init__(self, members: "FakeMembers", ledger: "FakeLedger"):
+        self.members = members
+        self.ledger = ledger
+
+    async def page(self, merchant_id: str, where, after_id: str, limit: int) -> list:
+        from services.member.domain.admin import phone_suffix
+        rows = []
+        for member in sorted(self.members.items.values(), key=lambda m: m.id, reverse=True):
+            growth = (await self.ledger.account(merchant_id, member.id)).growth
+            if member.merchant_id != merchant_id or (after_id and member.id >= after_id):
+                continue
+            if where.phone_suffix and phone_suffix(member.phone) != where.phone_suffix:
+                continue
+            if not member.nickname.startswith(where.nickname_prefix):
+                continue
+            if (where.growth_min is not None and growth < where.growth_min) or \
+                    (where.growth_below is not None and growth >= where.growth_below):
+                continue
+            if (where.registered_from and member.created_at < where.registered_from) or \
+                    (where.registered_before and member.created_at >= where.registered_before):
+                continue
+            rows.append((copy.deepcopy(member), growth))
+        return rows[:limit]
+

@@ -252,7 +252,7 @@ class ProductUseCases:
         valid = validation.list_query(cmd, terms)
         if cmd.keyword.strip() and not terms:
             return [], ""  # nothing searchable in the keyword: no title can match
-        where = ProductFilter(status=None if _is_staff() else rules.ON_SHELF, terms=tuple(terms),
+        where = ProductFilter(status=(cmd.status or None) if _is_staff() else rules.ON_SHELF, terms=tuple(terms),
                               category_id=cmd.category_id, tag=cmd.tag.strip(), min_price=cmd.min_price,
                               max_price=cmd.max_price)
         views, token = await self._page(merchant_id, valid, where)

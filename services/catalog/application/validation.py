@@ -181,6 +181,8 @@ class ListProducts:
     max_price: int | None = None
     in_stock_only: bool = False
     sort: str = ""  # a sort name, or empty for NEWEST
+    # Staff only: one status (DRAFT, ON_SHELF, OFF_SHELF), or empty for every status.
+    status: str = ""
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,9 @@ def list_query(cmd: ListProducts, terms: list[str]) -> ValidList:
     v.check(sort in listing.SORTS, "sort", ", ".join(SORT_NAMES))
     fingerprint = listing.fingerprint(terms=sorted(terms), category_id=cmd.category_id, tag=cmd.tag.strip(),
                                       min_price=cmd.min_price, max_price=cmd.max_price,
-                                      in_stock_only=cmd.in_stock_only, sort=sort)
+                                      in_stock_only=cmd.in_stock_only, sort=sort,
+                                      **({"status": cmd.status} if cmd.status else {}))
+    v.check(not cmd.status or cmd.status in product_rules.STATUSES, "status", "DRAFT, ON_SHELF or OFF_SHELF")
     after = None
     if cmd.page_token:
         decoded = _decode_cursor(cmd.page_token)

@@ -114,6 +114,17 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             in_stock_only=request.in_stock_only, sort=_enum_name(SORT_NAMES, request.sort)))
         return catalog_pb2.ListProductsResponse(products=[_product(v) for v in views], next_page_token=token)
 
+    async def ListStaffProducts(self, request, context):
+        status = catalog_pb2.ProductStatus.Name(request.status).removeprefix("PRODUCT_STATUS_") if request.status \
+            else ""
+        views, token = await self.products.list_products(validation.ListProducts(
+            keyword=request.keyword, category_id=request.category_id, tag=request.tag, page_size=request.page_size,
+            page_token=request.page_token,
+            min_price=request.min_price if request.HasField("min_price") else None,
+            max_price=request.max_price if request.HasField("max_price") else None,
+            in_stock_only=request.in_stock_only, sort=_enum_name(SORT_NAMES, request.sort), status=status))
+        return catalog_pb2.ListStaffProductsResponse(products=[_product(v) for v in views], next_page_token=token)
+
     async def GetProduct(self, request, context):
         return catalog_pb2.GetProductResponse(product=_product(await self.products.get_product(request.product_id)))
 

@@ -37,6 +37,13 @@ class PersonaRepository:
         doc = await run_sync(PersonaDoc._get_collection().find_one, {"_id": persona_id, "merchant_id": merchant_id})
         return _persona(doc) if doc else None
 
+    async def page(self, merchant_id: str, after_id: str, limit: int) -> list[Persona]:
+        query: dict = {"merchant_id": merchant_id}
+        if after_id:
+            query["_id"] = {"$lt": after_id}
+        docs = await run_sync(lambda: list(PersonaDoc._get_collection().find(query).sort("_id", -1).limit(limit)))
+        return [_persona(d) for d in docs]
+
     async def add(self, persona: Persona) -> None:
         await run_sync(self._insert, persona)
 
@@ -80,6 +87,18 @@ class ContentRepository:
     async def get(self, merchant_id: str, content_id: str) -> Content | None:
         doc = await run_sync(ContentDoc._get_collection().find_one, {"_id": content_id, "merchant_id": merchant_id})
         return _content(doc) if doc else None
+
+    async def page(self, merchant_id: str, persona_id: str, status: str, after_id: str,
+                   limit: int) -> list[Content]:
+        query: dict = {"merchant_id": merchant_id}
+        if persona_id:
+            query["persona_id"] = persona_id
+        if status:
+            query["status"] = status
+        if after_id:
+            query["_id"] = {"$lt": after_id}
+        docs = await run_sync(lambda: list(ContentDoc._get_collection().find(query).sort("_id", -1).limit(limit)))
+        return [_content(d) for d in docs]
 
     async def add(self, content: Content) -> None:
         await run_sync(self._insert, content)

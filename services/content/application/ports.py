@@ -14,6 +14,9 @@ class PersonaRepository(Protocol):
 
     async def get(self, merchant_id: str, persona_id: str) -> Persona | None: ...
 
+    async def page(self, merchant_id: str, after_id: str, limit: int) -> list[Persona]:
+        """Newest first (ids below `after_id` when given)."""
+
     async def add(self, persona: Persona) -> None:
         """Raises CodeTaken when the merchant already has a persona with its code."""
 
@@ -26,6 +29,10 @@ class ContentRepository(Protocol):
     async def by_code(self, merchant_id: str, code: str) -> Content | None: ...
 
     async def get(self, merchant_id: str, content_id: str) -> Content | None: ...
+
+    async def page(self, merchant_id: str, persona_id: str, status: str, after_id: str,
+                   limit: int) -> list[Content]:
+        """Newest first (ids below `after_id` when given); empty filters match all."""
 
     async def add(self, content: Content) -> None:
         """Raises CodeTaken when the merchant already has content with its code."""

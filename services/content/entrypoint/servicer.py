@@ -9,6 +9,7 @@ from services.content.application.clock import from_ms
 from services.content.application.contents import ContentUseCases
 from services.content.application.funnels import FunnelUseCases
 from services.content.application.personas import PersonaUseCases
+from services.content.application.staff_lists import StaffLists
 from services.content.domain.contents import Content, ContentFields
 from services.content.domain.funnels import Counters
 from services.content.domain.personas import Persona, PersonaFields
@@ -53,7 +54,9 @@ def funnel_pb(counters: Counters, currency: str) -> content_pb2.Funnel:
 
 
 class ContentServicer(content_pb2_grpc.ContentServiceServicer):
-    def __init__(self, personas: PersonaUseCases, contents: ContentUseCases, funnels: FunnelUseCases):
+    def __init__(self, personas: PersonaUseCases, contents: ContentUseCases, funnels: FunnelUseCases,
+                 lists: StaffLists | None = None):
+        self.lists = lists
         self.personas = personas
         self.contents = contents
         self.funnels = funnels
@@ -90,3 +93,14 @@ class ContentServicer(content_pb2_grpc.ContentServiceServicer):
     async def GetContentFunnel(self, request, context):
         content, counters, currency = await self.funnels.content_funnel(request.content_id)
         return content_pb2.GetContentFunnelResponse(content=content_pb(content), funnel=funnel_pb(counters, currency))
+
+    # ---- staff lists
+    async def ListPersonas(self, request, context):
+        personas, token = await self.lists.personas_page(request.page_size, request.page_token)
+        return content_pb2.ListPersonasResponse(personas=[persona_pb(p) for p in personas], next_page_token=token)
+
+    async def ListContents(self, request, context):
+        contents, token = await self.lists.contents_page(request.persona_id, STATUS_BY_NUMBER.get(request.status, ""),
+                                                         request.page_size, request.page_token)
+        return content_pb2.ListContentsResponse(contents=[content_pb(c) for c in contents], next_page_token=token)
+

@@ -24,6 +24,10 @@ class ApiKeyDoc(me.Document):
     merchant_id = me.StringField(required=True)
     channel = me.StringField(required=True)
     key_hash = me.StringField(required=True)
+    # What may be shown of the key (never the key): its first characters and last four.
+    prefix = me.StringField()
+    last4 = me.StringField()
+    disabled = me.IntField(default=0)
     created_at = me.DateTimeField()
     meta = {"collection": "api_keys",
             "indexes": [{"fields": ["key_hash"], "unique": True}, {"fields": ["merchant_id", "channel"]}]}
@@ -55,6 +59,11 @@ class MemberDoc(OutboxDocument):
     phone = me.StringField()
     phone_key = me.StringField()
     registered_channel = me.StringField()
+    # The last four digits of the phone, beside it, for the staff's search (never the phone).
+    phone_suffix = me.StringField()
+    # The sum of the ledger's growth, kept for the staff's search by tier (the ledger is the
+    # truth: it is recomputed after each entry). Absent on members from before: 0.
+    growth = me.IntField()
     # Bumped when the member's tokens must end (logout). Absent on old members: 0.
     token_version = me.IntField()
     version = me.IntField(default=1)
@@ -147,8 +156,23 @@ class AddressBookDoc(me.Document):
             "indexes": [{"fields": ["merchant_id", "member_id"], "unique": True}]}
 
 
-ALL = (MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc, PointsEntryDoc,
-       LoginAttemptsDoc, RefreshTokenDoc, AddressBookDoc)
+class AuditEntryDoc(me.Document):
+    """Who changed what (staff users, channel keys, tiers, onboarding); append-only, never a secret."""
+    id = me.StringField(primary_key=True)  # aud_…
+    merchant_id = me.StringField(required=True)
+    actor_kind = me.StringField()
+    actor_id = me.StringField()
+    action = me.StringField(required=True)
+    target_id = me.StringField()
+    before = me.DictField()
+    after = me.DictField()
+    created_at = me.DateTimeField()
+    meta = {"collection": "audit_entries",
+            "indexes": [{"fields": ["merchant_id"]}, {"fields": ["merchant_id", "target_id"]}]}
+
+
+ALL = (AuditEntryDoc, MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc,
+       PointsEntryDoc, LoginAttemptsDoc, RefreshTokenDoc, AddressBookDoc)
 
 
 def ensure_indexes() -> None:

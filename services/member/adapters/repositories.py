@@ -7,6 +7,7 @@ through siyu_kit.db.run_sync. Only members and ledger entries carry an outbox.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 from pymongo.collection import Collection
@@ -19,10 +20,11 @@ from siyu_kit.aggregate import StaleVersion
 from siyu_kit.repository import insert_new, save_change
 
 from services.member.adapters import messages
-from services.member.adapters.documents import (AddressBookDoc, ApiKeyDoc, ChannelIdentityDoc, LoginAttemptsDoc, MemberDoc,
-                                                MerchantDoc, PointsEntryDoc, RefreshTokenDoc, StaffUserDoc,
-                                                UnionIdentityDoc)
+from services.member.adapters.documents import (AddressBookDoc, ApiKeyDoc, AuditEntryDoc, ChannelIdentityDoc,
+                                                LoginAttemptsDoc, MemberDoc, MerchantDoc, PointsEntryDoc,
+                                                RefreshTokenDoc, StaffUserDoc, UnionIdentityDoc)
 from services.member.domain.addresses import Address, AddressBook
+from services.member.domain.admin import AuditEntry, MemberFilter
 from services.member.domain.config import MerchantConfig
 from services.member.domain.regions import Region, RegionPath
 from services.member.domain.members import Member, MemberRegistered
@@ -74,6 +76,7 @@ class MerchantRepository:
     async def save(self, merchant: Merchant) -> None:
         await run_sync(save_change, _col(MerchantDoc), {"_id": merchant.id, "merchant_id": merchant.merchant_id},
                        {"$set": {"name": merchant.name, "time_zone": merchant.time_zone,
+                                 "config": merchant.config.to_doc(),
                                  "updated_ms": epoch_ms(merchant.updated_at or utcnow())}},
                        version=merchant.version)
         merchant.version = merchant.next_version
@@ -81,16 +84,46 @@ class MerchantRepository:
 
 # ---- channel API keys -----------------------------------------------------------------
 
+def _key(doc: dict) -> ApiKey:
+    return ApiKey(doc["_id"], doc["merchant_id"], doc["channel"], doc["key_hash"], doc.get("created_at"),
+                  doc.get("prefix") or "", doc.get("last4") or "", bool(doc.get("disabled")))
+
+
+def _page_query(query: dict, after_id: str) -> dict:
+    """Keyset paging newest first: ULID ids sort by time."""
+    return {**query, "_id": {"$lt": after_id}} if after_id else query
+
+
 class ApiKeyRepository:
     async def add(self, key: ApiKey) -> bool:
         return await run_sync(_insert, _col(ApiKeyDoc), {
             "_id": key.id, "merchant_id": key.merchant_id, "channel": key.channel, "key_hash": key.key_hash,
-            "created_at": key.created_at})
+            "prefix": key.prefix, "last4": key.last4, "disabled": int(key.disabled), "created_at": key.created_at})
 
     async def by_hash(self, key_hash: str) -> ApiKey | None:
         doc = await run_sync(_col(ApiKeyDoc).find_one, {"key_hash": key_hash})
-        return ApiKey(doc["_id"], doc["merchant_id"], doc["channel"], doc["key_hash"],
-                      doc.get("created_at")) if doc else None
+        return _key(doc) if doc else None
+
+    async def get(self, merchant_id: str, key_id: str) -> ApiKey | None:
+        doc = await run_sync(_col(ApiKeyDoc).find_one, {"_id": key_id, "merchant_id": merchant_id})
+        return _key(doc) if doc else None
+
+    async def page(self, merchant_id: str, channel: str, include_disabled: bool, after_id: str,
+                   limit: int) -> list[ApiKey]:
+        query: dict = {"merchant_id": merchant_id}
+        if channel:
+            query["channel"] = channel
+        if not include_disabled:
+            query["disabled"] = {"$nin": [1]}
+        docs = await run_sync(lambda: list(_col(ApiKeyDoc).find(_page_query(query, after_id))
+                                           .sort("_id", -1).limit(limit)))
+        return [_key(d) for d in docs]
+
+    async def disable(self, merchant_id: str, key_id: str) -> bool:
+        result = await run_sync(_col(ApiKeyDoc).update_one,
+                                {"_id": key_id, "merchant_id": merchant_id, "disabled": {"$nin": [1]}},
+                                {"$set": {"disabled": 1}})
+        return result.modified_count == 1
 
 
 # ---- staff users ------------------------------------------------------------------------
@@ -106,6 +139,21 @@ class StaffRepository:
     async def by_username(self, merchant_id: str, username: str) -> StaffUser | None:
         doc = await run_sync(_col(StaffUserDoc).find_one, {"merchant_id": merchant_id, "username": username})
         return _staff(doc) if doc else None
+
+    async def get(self, merchant_id: str, staff_id: str) -> StaffUser | None:
+        doc = await run_sync(_col(StaffUserDoc).find_one, {"_id": staff_id, "merchant_id": merchant_id})
+        return _staff(doc) if doc else None
+
+    async def page(self, merchant_id: str, username_prefix: str, include_disabled: bool, after_id: str,
+                   limit: int) -> list[StaffUser]:
+        query: dict = {"merchant_id": merchant_id}
+        if username_prefix:
+            query["username"] = {"$regex": "^" + re.escape(username_prefix)}
+        if not include_disabled:
+            query["disabled"] = {"$nin": [1]}
+        docs = await run_sync(lambda: list(_col(StaffUserDoc).find(_page_query(query, after_id))
+                                           .sort("_id", -1).limit(limit)))
+        return [_staff(d) for d in docs]
 
     async def add(self, staff: StaffUser) -> bool:
         now = staff.created_at or utcnow()
@@ -162,7 +210,7 @@ class MemberRepository:
                   for e in member.pull_events() if isinstance(e, MemberRegistered)]
         doc = {"_id": member.id, "merchant_id": member.merchant_id, "nickname": member.nickname,
                "avatar_url": member.avatar_url, "registered_channel": member.registered_channel,
-               "version": member.version, "created_at": member.created_at}
+               "growth": 0, "version": member.version, "created_at": member.created_at}
         return await run_sync(insert_new, _col(MemberDoc), doc, events)
 
     async def subject(self, merchant_id: str, member_id: str) -> Subject | None:
@@ -241,8 +289,53 @@ class PointsLedger:
                    "growth": entry.growth, "frozen": int(entry.frozen), "frozen_until": entry.frozen_until,
                    "created_at": entry.created_at}
             if not await run_sync(insert_new, _col(PointsEntryDoc), doc, events):
+                # Already applied: still bring the member's growth up to date, in case the
+                # process stopped between the entry and that.
+                await run_sync(sync_growth, account.merchant_id, account.id)
                 return False
+        if entries:
+            await run_sync(sync_growth, account.merchant_id, account.id)
         return True
+
+
+def sync_growth(merchant_id: str, member_id: str) -> None:
+    """Raises the member's stored growth to the ledger's sum, never lowers it: concurrent
+    syncs each write a sum they read, and the largest stays."""
+    total = sum(int(d.get("growth") or 0) for d in _col(PointsEntryDoc).find(
+        {"merchant_id": merchant_id, "member_id": member_id}, {"growth": 1}))
+    members = _col(MemberDoc)
+    key = {"_id": member_id, "merchant_id": merchant_id}
+    members.update_one({**key, "growth": {"$exists": False}}, {"$set": {"growth": total}})
+    members.update_one({**key, "growth": {"$lt": total}}, {"$set": {"growth": total}})
+
+
+class MemberDirectoryRepository:
+    """The staff's member search: newest first by id, each filter on a stored field."""
+
+    async def page(self, merchant_id: str, where: MemberFilter, after_id: str,
+                   limit: int) -> list[tuple[Member, int]]:
+        query: dict = {"merchant_id": merchant_id}
+        if where.phone_suffix:
+            query["phone_suffix"] = where.phone_suffix
+        if where.nickname_prefix:
+            query["nickname"] = {"$regex": "^" + re.escape(where.nickname_prefix)}
+        growth: dict = {}
+        if where.growth_min is not None:
+            growth["$gte"] = where.growth_min
+        if where.growth_below is not None:
+            growth["$lt"] = where.growth_below
+        if growth:
+            query["growth"] = growth
+        created: dict = {}
+        if where.registered_from is not None:
+            created["$gte"] = where.registered_from
+        if where.registered_before is not None:
+            created["$lt"] = where.registered_before
+        if created:
+            query["created_at"] = created
+        docs = await run_sync(lambda: list(_col(MemberDoc).find(_page_query(query, after_id), {"outbox": 0})
+                                           .sort("_id", -1).limit(limit)))
+        return [(_member(d), int(d.get("growth") or 0)) for d in docs]
 
 
 # ---- refresh tokens: each one is redeemed (or revoked) once, by a state-conditioned write
@@ -287,6 +380,32 @@ class LoginAttemptRepository:
 
     async def give_back(self, counter_id: str) -> None:
         await run_sync(give_back_login_attempt, counter_id)
+
+
+# ---- the audit trail: append-only ---------------------------------------------------------
+
+def _audit(doc: dict) -> AuditEntry:
+    return AuditEntry(doc["_id"], doc["merchant_id"], doc.get("actor_kind") or "", doc.get("actor_id") or "",
+                      doc["action"], doc.get("target_id") or "", dict(doc.get("before") or {}),
+                      dict(doc.get("after") or {}), doc.get("created_at"))
+
+
+class AuditLogRepository:
+    async def add(self, entry: AuditEntry) -> None:
+        await run_sync(_col(AuditEntryDoc).insert_one, {
+            "_id": entry.id, "merchant_id": entry.merchant_id, "actor_kind": entry.actor_kind,
+            "actor_id": entry.actor_id, "action": entry.action, "target_id": entry.target_id,
+            "before": dict(entry.before), "after": dict(entry.after), "created_at": entry.created_at})
+
+    async def page(self, merchant_id: str, action: str, actor_id: str, target_id: str, after_id: str,
+                   limit: int) -> list[AuditEntry]:
+        query: dict = {"merchant_id": merchant_id}
+        for name, value in (("action", action), ("actor_id", actor_id), ("target_id", target_id)):
+            if value:
+                query[name] = value
+        docs = await run_sync(lambda: list(_col(AuditEntryDoc).find(_page_query(query, after_id))
+                                           .sort("_id", -1).limit(limit)))
+        return [_audit(d) for d in docs]
 
 
 OUTBOX_COLLECTIONS = (MemberDoc, PointsEntryDoc)

@@ -62,7 +62,8 @@ class MerchantAdmin:
         v.raise_if_any()
         if await self.merchants.get(merchant_id) is None:
             raise NotFound("no such merchant")
-        key = ApiKey(new_id("key"), merchant_id, channel, rules.key_hash(api_key), utcnow())
+        key = ApiKey(new_id("key"), merchant_id, channel, rules.key_hash(api_key), utcnow(),
+                     api_key[:6], api_key[-4:])
         if await self.api_keys.add(key):
             return True
         existing = await self.api_keys.by_hash(key.key_hash)
@@ -75,7 +76,7 @@ class MerchantAdmin:
         v.check(bool(api_key), "api_key", "required")
         v.raise_if_any()
         key = await self.api_keys.by_hash(rules.key_hash(api_key))
-        if key is None:
+        if key is None or key.disabled:
             raise Unauthenticated(UNKNOWN_KEY, reason="UNKNOWN_API_KEY")
         return key.merchant_id, key.channel
 

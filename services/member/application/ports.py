@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Protocol
 
 from services.member.domain.addresses import AddressBook
+from services.member.domain.admin import AuditEntry, MemberFilter
 from services.member.domain.identity import ProviderIdentity
 from services.member.domain.members import Member
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
@@ -34,9 +35,24 @@ class ApiKeyRepository(Protocol):
 
     async def by_hash(self, key_hash: str) -> ApiKey | None: ...
 
+    async def get(self, merchant_id: str, key_id: str) -> ApiKey | None: ...
+
+    async def page(self, merchant_id: str, channel: str, include_disabled: bool, after_id: str,
+                   limit: int) -> list[ApiKey]:
+        """Newest first (ids below `after_id` when given); `channel` empty for all."""
+
+    async def disable(self, merchant_id: str, key_id: str) -> bool:
+        """Marks the key disabled; False when it was disabled already (or is unknown)."""
+
 
 class StaffRepository(Protocol):
     async def by_username(self, merchant_id: str, username: str) -> StaffUser | None: ...
+
+    async def get(self, merchant_id: str, staff_id: str) -> StaffUser | None: ...
+
+    async def page(self, merchant_id: str, username_prefix: str, include_disabled: bool, after_id: str,
+                   limit: int) -> list[StaffUser]:
+        """Newest first (ids below `after_id` when given)."""
 
     async def add(self, staff: StaffUser) -> bool:
         """False when the merchant has a user of that name."""
@@ -182,3 +198,21 @@ class SmsChallenges(Protocol):
 
 class SmsSender(Protocol):
     async def send(self, merchant_id: str, phone: str, text: str) -> None: ...
+
+
+class AuditLog(Protocol):
+    """Who changed what among staff users, channel keys and settings; append-only."""
+
+    async def add(self, entry: AuditEntry) -> None: ...
+
+    async def page(self, merchant_id: str, action: str, actor_id: str, target_id: str, after_id: str,
+                   limit: int) -> list[AuditEntry]:
+        """Newest first (ids below `after_id` when given); empty filters match all."""
+
+
+class MemberDirectory(Protocol):
+    """The staff's search over a merchant's members."""
+
+    async def page(self, merchant_id: str, where: MemberFilter, after_id: str,
+                   limit: int) -> list[tuple[Member, int]]:
+        """Members newest first (ids below `after_id` when given) with their growth."""

@@ -55,6 +55,10 @@ class Merchant(Aggregate):
         self.name, self.time_zone, self.updated_at = name, time_zone, now
         return True
 
+    def reconfigure(self, config: MerchantConfig, now: datetime) -> None:
+        """New member settings (tiers and their benefits); saved on the version read."""
+        self.config, self.updated_at = config, now
+
 
 @dataclass(frozen=True)
 class ApiKey:
@@ -64,6 +68,11 @@ class ApiKey:
     channel: str
     key_hash: str
     created_at: datetime | None = None
+    # What may be shown of the key later (its first characters and last four); empty for
+    # keys bound before these were kept.
+    prefix: str = ""
+    last4: str = ""
+    disabled: bool = False
 
 
 @dataclass

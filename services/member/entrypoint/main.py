@@ -6,6 +6,7 @@ from services.member.adapters import documents, repositories, wechat_store
 from services.member.adapters.wechat import SandboxSms, WeChatHttpApi
 from services.member.adapters.identity import ScryptPasswords, ThreadedProvider
 from services.member.application.addresses import AddressBooks
+from services.member.application.admin import StaffAdmin
 from services.member.application.lockout import LoginGuard
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
@@ -48,12 +49,15 @@ def build(runtime: Runtime) -> Parts:
                       wechat, phones)
     staff = StaffAccess(sessions, LoginGuard(repositories.LoginAttemptRepository(), limits), merchants, staff_users,
                         passwords)
-    admin = MerchantAdmin(merchants, repositories.ApiKeyRepository(), staff_users, passwords)
+    api_keys = repositories.ApiKeyRepository()
+    admin = MerchantAdmin(merchants, api_keys, staff_users, passwords)
+    staff_admin = StaffAdmin(merchants, api_keys, staff_users, passwords, repositories.AuditLogRepository(), ledger,
+                             repositories.MemberDirectoryRepository())
     # Phones in address books are sealed with the data key, bound to the merchant.
     addresses = AddressBooks(repositories.AddressBookRepository(), Sealer.from_setting(runtime.settings.data_key))
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
-                                                          admin, addresses, wechat),
+                                                          admin, addresses, wechat, staff_admin),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger)),

@@ -5,12 +5,14 @@ from siyu.member.v1 import member_pb2, member_pb2_grpc
 
 from services.member.adapters.messages import address_proto, entry_proto, member_proto
 from services.member.application.addresses import AddressBooks, AddressForm
+from services.member.application.admin import StaffAdmin
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
 from services.member.application.pricing import MemberPricing
 from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
 from services.member.application.wechat import WeChatIdentity
+from services.member.entrypoint.admin_servicer import AdminRpcs
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
 
@@ -22,10 +24,12 @@ def _role_names(roles) -> list[str]:
     return [ROLE_NAMES.get(r, "UNSPECIFIED") for r in roles]
 
 
-class MemberServicer(member_pb2_grpc.MemberServiceServicer):
+class MemberServicer(AdminRpcs, member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
-                 merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity | None = None):
+                 merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity | None = None,
+                 admin: StaffAdmin | None = None):
         self.wechat = wechat
+        self.admin = admin
         self.members = members
         self.addresses = addresses
         self.merchants = merchants
