@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from siyu_kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from siyu_kit.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from siyu_kit.ids import new_id
 
 from services.member.application.admin import StaffAdmin
@@ -139,7 +139,7 @@ async def test_tier_config_changes_on_its_version_only_and_members_see_their_sta
         read = await w.admin.tier_config()
         changed = await w.admin.update_tier_config(LEVELS, read.version)
         assert changed.levels == LEVELS and changed.version == read.version + 1
-        with pytest.raises(FailedPrecondition) as stale:
+        with pytest.raises(Conflict) as stale:
             await w.admin.update_tier_config(LEVELS, read.version)
         assert stale.value.reason == "VERSION_CONFLICT"
         bad = [TierLevel("REGULAR", 5, 0, 10_000), *LEVELS[1:3], TierLevel("BLACK_GOLD", 400, 9_000, 200_000)]
