@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from gateway.routes import Table
-from siyu_kit.config import SERVICE_NAMES
+from siyu_kit.config import DEV_PLATFORM_TOKEN, SERVICE_NAMES
 from tests.support.shop import Shop, make_shop
 from tests.support import ensure_gateway, wait_until
 
@@ -101,6 +101,8 @@ def test_deep_json_is_400_on_every_route_with_a_body(shop, member):
             headers["Authorization"] = f"Bearer {member}"
         if route.rule.access == "STAFF":
             headers["Authorization"] = f"Bearer {staff}"
+        if route.rule.access == "PLATFORM":
+            headers["Authorization"] = f"Bearer {DEV_PLATFORM_TOKEN}"
         resp = httpx.request(route.http_method, shop.url + fill(route.template.openapi_path), content=DEEP,
                              headers=headers, timeout=30)
         error = refused(resp, 400, "BODY_TOO_DEEP")

@@ -88,7 +88,7 @@ def test_tier_config_is_stored_on_its_version_and_the_members_tier_follows(stub,
     assert db.merchants.find_one({"_id": mid})["config"]["tier_thresholds"] == [0, 100, 500, 1500]
     stale = rpc_error(stub.UpdateTierConfig, pb.UpdateTierConfigRequest(levels=levels, expected_version=config.version),
                       metadata=operator)
-    assert stale.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert stale.code() == grpc.StatusCode.ABORTED
     member = new_id("mem")
     db.members.insert_one({"_id": member, "merchant_id": mid, "nickname": "m", "growth": 0})
     db.points_entries.insert_one({"_id": new_id("pte"), "merchant_id": mid, "member_id": member, "source": "ORDER",
