@@ -47,7 +47,9 @@ def _session_key(code: str) -> str:
     return base64.b64encode(hashlib.sha256(code.encode()).digest()[:16]).decode()
 
 
-async def jscode2session(request: Request) -> JSONResponse:
+def _redeem(request: Request, code_param: str, kind: str):
+    """Checks the app and takes the single-use code of an authorization_code exchange:
+    (state, grant) or WeChat's refusal."""
     q = request.query_params
     state = _state(request)
     problem = _check_app(state, q.get("appid", ""), q.get("secret", ""))
@@ -55,11 +57,20 @@ async def jscode2session(request: Request) -> JSONResponse:
         return wire.refuse(problem)
     if q.get("grant_type") != "authorization_code":
         return wire.refuse(wire.INVALID_GRANT_TYPE)
-    if not q.get("js_code"):
+    if not q.get(code_param):
         return wire.refuse(wire.MISSING_CODE)
-    grant, why = state.take_code(q["js_code"], "login", q["appid"])
+    grant, why = state.take_code(q[code_param], kind, q["appid"])
     if grant is None:
         return wire.refuse(wire.CODE_USED if why == "used" else wire.INVALID_CODE)
+    return state, grant
+
+
+async def jscode2session(request: Request) -> JSONResponse:
+    q = request.query_params
+    redeemed = _redeem(request, "js_code", "login")
+    if isinstance(redeemed, JSONResponse):
+        return redeemed
+    state, grant = redeemed
     body = {"openid": grant.openid, "session_key": _session_key(q["js_code"])}
     if grant.unionid:
         body["unionid"] = grant.unionid
@@ -120,17 +131,10 @@ async def getuserphonenumber(request: Request) -> JSONResponse:
 
 async def oauth2_access_token(request: Request) -> JSONResponse:
     q = request.query_params
-    state = _state(request)
-    problem = _check_app(state, q.get("appid", ""), q.get("secret", ""))
-    if problem:
-        return wire.refuse(problem)
-    if q.get("grant_type") != "authorization_code":
-        return wire.refuse(wire.INVALID_GRANT_TYPE)
-    if not q.get("code"):
-        return wire.refuse(wire.MISSING_CODE)
-    grant, why = state.take_code(q["code"], "oauth", q["appid"])
-    if grant is None:
-        return wire.refuse(wire.CODE_USED if why == "used" else wire.INVALID_CODE)
+    redeemed = _redeem(request, "code", "oauth")
+    if isinstance(redeemed, JSONResponse):
+        return redeemed
+    state, grant = redeemed
     token, expires_in = state.issue_token(q["appid"], openid=grant.openid, unionid=grant.unionid,
                                           nickname=grant.nickname)
     body = {"access_token": token, "expires_in": expires_in, "refresh_token": _session_key(token),
