@@ -74,8 +74,6 @@ class AddressClient:
                 if not address_id:
                     return None  # no default: the order ships without an address
                 raise errors.NotFound(f"address {address_id} not found", reason="ADDRESS_NOT_FOUND") from error
-            if error.code() == grpc.StatusCode.UNIMPLEMENTED and not address_id:
-                return None  # a member service without address books
             raise errors.Unavailable(f"the shipping address could not be read; try again ({error.code().name})",
                                      reason="ADDRESS_UNAVAILABLE") from error
         a = resp.address
