@@ -26,6 +26,10 @@ KNOWN_TTL_S = 30.0
 UNKNOWN_TTL_S = 5.0
 # How long a subject's token version is trusted: a revoked token works at most this long.
 VERSION_TTL_S = 2.0
+# While the member service cannot answer, the last version it gave is trusted this much
+# longer: an outage delays a revocation by at most this, instead of refusing every
+# signed-in call.
+VERSION_STALE_IF_ERROR_S = 60.0
 BATCH_WINDOW_S = 0.003
 MAX_BATCH = 500
 MAX_KEY_LENGTH = 256
@@ -60,6 +64,13 @@ class _SharedCache:
     def cached(self, key):
         entry = self._cache.get(key)
         if entry is not None and entry[0] > self.clock():
+            return entry[1]
+        return _MISSING
+
+    def stale(self, key, grace_s: float):
+        """The value of an expired entry, if it expired less than `grace_s` ago."""
+        entry = self._cache.get(key)
+        if entry is not None and entry[0] + grace_s > self.clock():
             return entry[1]
         return _MISSING
 
@@ -146,9 +157,11 @@ class TokenVersions:
     of members arriving at once (a flash sale) costs a few calls, not one each."""
 
     def __init__(self, lookup: VersionLookup, ttl_s: float = VERSION_TTL_S,
-                 clock: Callable[[], float] = time.monotonic, batch_window_s: float = BATCH_WINDOW_S):
+                 clock: Callable[[], float] = time.monotonic, batch_window_s: float = BATCH_WINDOW_S,
+                 stale_if_error_s: float = VERSION_STALE_IF_ERROR_S):
         self.lookup = lookup
         self.ttl_s = ttl_s
+        self.stale_if_error_s = stale_if_error_s
         self.batch_window_s = batch_window_s
         self._cache = _SharedCache(clock)
         self._batch: dict[tuple[str, str], asyncio.Future] = {}
@@ -160,7 +173,13 @@ class TokenVersions:
             # Versions only grow: a token newer than the cache (a login right after a bump)
             # means the cache is behind, not the token.
             self._cache.forget(key)
-        version, active = await self._cache.get(key, lambda: self._queue(key, request_id), lambda _: self.ttl_s)
+        try:
+            version, active = await self._cache.get(key, lambda: self._queue(key, request_id), lambda _: self.ttl_s)
+        except ApiError as error:
+            last = self._cache.stale(key, self.stale_if_error_s)
+            if error.code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED") or last is _MISSING:
+                raise
+            version, active = last
         if not active or version != claims.version:
             raise Unauthenticated("the token has been revoked; log in again", reason="TOKEN_REVOKED")
 

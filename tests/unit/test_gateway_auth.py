@@ -282,3 +282,35 @@ def test_a_channel_route_reads_a_member_token_when_one_holds_and_ignores_any_oth
     ctx = _identify(Rule("CHANNEL"), Credentials(api_key="key-a", bearer=bearer))
     assert (ctx.merchant_id, ctx.channel, ctx.caller_kind) == ("mch_a", "H5", kind)
     assert ctx.caller_id == ("sub_1" if kind else "")
+
+
+def test_while_the_member_service_is_down_the_last_known_version_holds_for_a_while():
+    current = {"mem_1": (1, True)}
+    down = []
+    calls = []
+    clock = Clock()
+
+    async def lookup(subjects, request_id):
+        calls.append(len(subjects))
+        if down:
+            raise ApiError("UNAVAILABLE", "member service down")
+        return [current[subject_id] for _, subject_id in subjects]
+    versions = TokenVersions(lookup, ttl_s=2.0, clock=clock, batch_window_s=0, stale_if_error_s=60.0)
+
+    async def run():
+        claims = auth.verify(SECRET, _versioned("member", "mem_1", 1), "member")
+        await versions.check(claims, "r")
+        down.append(True)
+        clock.now += 30  # the cache lapsed, the member service cannot answer
+        await versions.check(claims, "r")
+        assert len(calls) == 2
+        clock.now += 33  # past the grace (expired at 2 s, trusted until 62 s): the outage answers
+        with pytest.raises(ApiError) as caught:
+            await versions.check(claims, "r")
+        assert caught.value.code == "UNAVAILABLE"
+        down.clear()
+        current["mem_1"] = (2, True)  # revoked meanwhile: refused once it can be asked
+        with pytest.raises(Exception) as revoked:
+            await versions.check(claims, "r")
+        assert revoked.value.reason == "TOKEN_REVOKED"
+    asyncio.run(run())
