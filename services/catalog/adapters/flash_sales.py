@@ -36,7 +36,7 @@ class FlashSaleDoc(me.Document):
     product_id = me.StringField(required=True)
     sku_id = me.StringField(required=True)
     # The SKU as it was when the sale was made, for order lines:
-    # {code, attributes, list_price, currency, product_title, tier_prices: [{tier, price}]}.
+    # {code, attributes, list_price, currency, product_title, tier_prices: [{tier, price}], weight_g}.
     sku = me.DictField()
     price = me.IntField(required=True, min_value=0)
     currency = me.StringField(required=True)
@@ -324,7 +324,8 @@ def sale_of(doc: dict) -> FlashSale:
         id=doc["_id"], merchant_id=doc["merchant_id"], idempotency_key=doc["idempotency_key"], title=doc["title"],
         product_id=doc["product_id"], sku_id=doc["sku_id"],
         sku=SaleSku(sku["code"], dict(sku.get("attributes") or {}), int(sku["list_price"]), sku.get("currency", ""),
-                    sku["product_title"], tuple((t["tier"], int(t["price"])) for t in sku.get("tier_prices") or [])),
+                    sku["product_title"], tuple((t["tier"], int(t["price"])) for t in sku.get("tier_prices") or []),
+                    int(sku.get("weight_g") or 0)),
         price=int(doc["price"]), currency=doc["currency"], units=int(doc["units"]),
         per_member_limit=int(doc["per_member_limit"]), starts_at=aware(doc["starts_at"]),
         ends_at=aware(doc["ends_at"]), sort_key=doc["sort_key"], created_at=aware(doc["created_at"]),
@@ -344,7 +345,7 @@ def _sale_fields(sale: FlashSale) -> dict:
         "product_id": sale.product_id, "sku_id": sale.sku_id,
         "sku": {"code": sku.code, "attributes": sku.attributes, "list_price": sku.list_price,
                 "currency": sku.currency, "product_title": sku.product_title,
-                "tier_prices": [{"tier": t, "price": p} for t, p in sku.tier_prices]},
+                "tier_prices": [{"tier": t, "price": p} for t, p in sku.tier_prices], "weight_g": sku.weight_g},
         "price": sale.price, "currency": sale.currency, "units": sale.units, "available": sale.available,
         "reserved": sale.reserved, "sold": sale.sold, "returned": sale.returned,
         "per_member_limit": sale.per_member_limit, "starts_at": sale.starts_at, "ends_at": sale.ends_at,

@@ -92,6 +92,7 @@ class SaleSku:
     currency: str
     product_title: str
     tier_prices: tuple[tuple[str, int], ...] = ()
+    weight_g: int = 0  # shipping weight of one unit, for the order's freight
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def _sku(sku, product_id: str, available: int, mine=None) -> catalog_pb2.Sku:
         member_price=money(mine.price, sku.currency) if mine else None,
         member_price_kind=mine.kind if mine else "",
         sku_id=sku.sku_id, product_id=product_id, code=sku.code, attributes=sku.attributes,
-        list_price=money(sku.list_price, sku.currency), available=available,
+        list_price=money(sku.list_price, sku.currency), available=available, weight_g=sku.weight_g,
         tier_prices=[catalog_pb2.TierPrice(tier=t, price=money(p, sku.currency)) for t, p in sku.tier_prices],
         limited_time_price=catalog_pb2.LimitedTimePrice(
             price=money(limited.price, sku.currency), starts_at=_ms_timestamp(limited.starts_ms),
@@ -62,7 +62,7 @@ def _sku_input(s: catalog_pb2.SkuInput) -> validation.SkuInput:
     return validation.SkuInput(code=s.code, attributes=dict(s.attributes), list_price=s.list_price.amount,
                                currency=s.list_price.currency, initial_stock=s.initial_stock,
                                tier_prices=[(t.tier, _price(t.price)) for t in s.tier_prices],
-                               limited_time_price=limited)
+                               limited_time_price=limited, weight_g=s.weight_g)
 
 
 def _product(view: products.ProductView) -> catalog_pb2.Product:
