@@ -70,7 +70,10 @@ class StockDoc(me.Document):
     pool_sync = me.DictField()
     updated_ms = me.IntField(required=True)
 
-    meta = {"collection": "stock", "indexes": [{"fields": ["merchant_id", "product_id"]}, {"fields": ["pending_count"]}],
+    meta = {"collection": "stock",
+            "indexes": [{"fields": ["merchant_id", "product_id"]}, {"fields": ["pending_count"]},
+                        # The staff's SKU list by low stock.
+                        {"fields": ["merchant_id", "available"]}],
             "auto_create_index": False}
 
 
