@@ -13,7 +13,7 @@ from siyu_kit.protos import timestamp
 from tests.support import database_fixture, field_violations, metadata, new_merchant_id, rpc_error, stub_fixture, \
     wait_until
 from tests.support.catalog import internal, shopper, sku_input, staff, upsert
-from tests.support.flash_sale import create as create_sale, now
+from tests.support.flash_sale import create as create_sale, now, reserve_request
 
 stub = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)
 db = database_fixture("catalog")
@@ -45,6 +45,10 @@ def test_a_skus_weight_is_kept_edited_on_its_version_and_read_by_the_order_servi
     assert [(d.sku.sku_id, d.sku.weight_g) for d in got] == [(ids[0], 400), (ids[1], 1200)]
     shown = stub.GetProduct(pb.GetProductRequest(product_id=made.product_id), metadata=shopper(m)).product
     assert [s.weight_g for s in shown.skus] == [400, 1200]
+    # A flash sale's SKU, as the order service reads it for a flash order's line.
+    sale = create_sale(stub, m, ids[1], units=2)
+    bought = stub.ReserveFlashSale(reserve_request(sale.flash_sale_id), metadata=internal(m))
+    assert bought.sku.sku.sku_id == ids[1] and bought.sku.sku.weight_g == 1200
 
 
 def test_a_weight_out_of_range_is_refused_with_field_violations_and_nothing_is_written(stub, db):
