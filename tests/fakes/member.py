@@ -118,6 +118,7 @@ class FakeMembers:
     def __init__(self):
         self.items: dict[str, Member] = {}
         self.events: list = []
+        self.suffixes: dict[str, str] = {}  # member id → stored phone suffix
 
     def _mine(self, merchant_id: str, member_id: str) -> Member | None:
         member = self.items.get(member_id)
@@ -143,6 +144,10 @@ class FakeMembers:
     async def bump_token_version(self, merchant_id: str, member_id: str) -> None:
         if member := self._mine(merchant_id, member_id):
             member.token_version += 1
+
+    async def set_phone_suffix(self, merchant_id: str, member_id: str, suffix: str) -> None:
+        if self._mine(merchant_id, member_id):
+            self.suffixes[member_id] = suffix
 
 
 class FakeIdentities:
@@ -309,7 +314,8 @@ class FakeMemberDirectory:
             growth = (await self.ledger.account(merchant_id, member.id)).growth
             if member.merchant_id != merchant_id or (after_id and member.id >= after_id):
                 continue
-            if where.phone_suffix and phone_suffix(member.phone) != where.phone_suffix:
+            stored = self.members.suffixes.get(member.id) or phone_suffix(member.phone)
+            if where.phone_suffix and stored != where.phone_suffix:
                 continue
             if not member.nickname.startswith(where.nickname_prefix):
                 continue

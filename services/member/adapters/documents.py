@@ -70,7 +70,8 @@ class MemberDoc(OutboxDocument):
     created_at = me.DateTimeField()
     meta = {"collection": "members",
             "indexes": [{"fields": ["merchant_id"]}, {"fields": ["outbox_pending"]},
-                        {"fields": ["phone_key"], "unique": True, "sparse": True}]}
+                        {"fields": ["phone_key"], "unique": True, "sparse": True},
+                        {"fields": ["merchant_id", "phone_suffix"]}]}
 
 
 class UnionIdentityDoc(me.Document):

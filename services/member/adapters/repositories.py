@@ -227,6 +227,12 @@ class MemberRepository:
         await run_sync(_col(MemberDoc).update_one, {"_id": member_id, "merchant_id": merchant_id},
                        {"$inc": {"token_version": 1}})
 
+    async def set_phone_suffix(self, merchant_id: str, member_id: str, suffix: str) -> None:
+        # Guarded on a different value, so the usual repeat writes nothing.
+        await run_sync(_col(MemberDoc).update_one,
+                       {"_id": member_id, "merchant_id": merchant_id, "phone_suffix": {"$nin": [suffix]}},
+                       {"$set": {"phone_suffix": suffix}})
+
 
 # ---- identities: a person's unionid and each channel's openid ---------------------------
 

@@ -120,6 +120,11 @@ class PhoneBookRepository:
         doc = await run_sync(_col(MemberPhoneDoc).find_one, {"merchant_id": merchant_id, "member_id": member_id})
         return self.sealer.open(doc["phone_sealed"], f"phone:{merchant_id}") if doc else ""
 
+    async def phones_of(self, merchant_id: str, member_ids: list[str]) -> dict[str, str]:
+        docs = await run_sync(lambda: list(_col(MemberPhoneDoc).find(
+            {"merchant_id": merchant_id, "member_id": {"$in": member_ids}}, {"member_id": 1, "phone_sealed": 1})))
+        return {d["member_id"]: self.sealer.open(d["phone_sealed"], f"phone:{merchant_id}") for d in docs}
+
     async def bind(self, merchant_id: str, phone: str, member_id: str) -> bool:
         doc = {"_id": self._id(merchant_id, phone), "merchant_id": merchant_id, "member_id": member_id,
                "phone_sealed": self.sealer.seal(phone, f"phone:{merchant_id}"), "created_at": utcnow()}

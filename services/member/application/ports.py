@@ -79,6 +79,10 @@ class MemberRepository(Protocol):
 
     async def bump_token_version(self, merchant_id: str, member_id: str) -> None: ...
 
+    async def set_phone_suffix(self, merchant_id: str, member_id: str, suffix: str) -> None:
+        """Stores the last four digits of the member's verified phone beside the member, for
+        the staff's search by phone suffix. Writing the same digits again changes nothing."""
+
 
 class IdentityRepository(Protocol):
     """Which member a provider's ids belong to: the unionid (one per person and merchant)
@@ -190,6 +194,9 @@ class PhoneBook(Protocol):
 
     async def bind(self, merchant_id: str, phone: str, member_id: str) -> bool:
         """False when the phone belongs to a member already (nothing written)."""
+
+    async def phones_of(self, merchant_id: str, member_ids: list[str]) -> dict[str, str]:
+        """member id → verified phone, opened, of those of the members who have one (one read)."""
 
 
 class SmsChallenges(Protocol):

@@ -44,7 +44,7 @@ def build(runtime: Runtime) -> Parts:
     phones = wechat_store.PhoneBookRepository(sealer, index_key)
     wechat = WeChatIdentity(wechat_store.WeChatAppRepository(sealer), WeChatHttpApi(runtime.settings.wechat_base_url),
                             phones, wechat_store.SmsChallengeRepository(),
-                            SandboxSms(runtime.settings.wechat_base_url), index_key)
+                            SandboxSms(runtime.settings.wechat_base_url), index_key, members_repo)
     members = Members(sessions, providers, members_repo, repositories.IdentityRepository(), merchants, ledger,
                       wechat, phones)
     staff = StaffAccess(sessions, LoginGuard(repositories.LoginAttemptRepository(), limits), merchants, staff_users,
@@ -52,7 +52,7 @@ def build(runtime: Runtime) -> Parts:
     api_keys = repositories.ApiKeyRepository()
     admin = MerchantAdmin(merchants, api_keys, staff_users, passwords)
     staff_admin = StaffAdmin(merchants, api_keys, staff_users, passwords, repositories.AuditLogRepository(), ledger,
-                             repositories.MemberDirectoryRepository())
+                             repositories.MemberDirectoryRepository(), phones)
     # Phones in address books are sealed with the data key, bound to the merchant.
     addresses = AddressBooks(repositories.AddressBookRepository(), Sealer.from_setting(runtime.settings.data_key))
     return Parts(
