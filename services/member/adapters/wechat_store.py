@@ -3,6 +3,8 @@ the merchant and channel), verified phones (sealed, found by a keyed hash, one m
 phone and merchant) and SMS challenges (the code only as a keyed hash; gone after expiry)."""
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from datetime import timedelta
 
@@ -64,10 +66,25 @@ def ensure_indexes() -> None:
         doc.ensure_indexes()
 
 
-def index_key(sealer: Sealer) -> bytes:
-    """The key of the phones' keyed hashes, derived from the current data key. Rotating
-    SIYU_DATA_KEY's current key changes it: verified phones must then be re-indexed."""
-    return hmac.new(sealer.keys[sealer.current], b"siyu member phone index", "sha256").digest()
+def lookup_key(setting: str) -> bytes:
+    """SIYU_LOOKUP_KEY: base64 of 32 bytes, or one `kid:base64` entry copied from
+    SIYU_DATA_KEY (a deployment whose phones were indexed with its then current data key
+    keeps finding them by setting that entry here)."""
+    raw = setting.strip().rpartition(":")[2]
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("SIYU_LOOKUP_KEY must be a 32-byte key in base64") from exc
+    if len(key) != 32:
+        raise ValueError("SIYU_LOOKUP_KEY must be a 32-byte key in base64")
+    return key
+
+
+def index_key(lookup: bytes) -> bytes:
+    """The key of the phones' (and SMS codes') keyed hashes, derived from the look-up key
+    alone: rotating SIYU_DATA_KEY changes no look-up and needs no re-index. Changing
+    SIYU_LOOKUP_KEY itself would lose every verified phone's look-up, so it is never rotated."""
+    return hmac.new(lookup, b"siyu member phone index", "sha256").digest()
 
 
 def _col(doc):

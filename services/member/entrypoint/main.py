@@ -40,7 +40,8 @@ def build(runtime: Runtime) -> Parts:
     limits = LoginLimits(per_account=env_count("STAFF_LOGIN_MAX_FAILURES", 10),
                          per_address=env_count("STAFF_LOGIN_MAX_FAILURES_PER_ADDRESS", 50))
     sealer = Sealer.from_setting(runtime.settings.data_key)
-    index_key = wechat_store.index_key(sealer)
+    # Look-ups (a phone's member) hash with a key of their own: rotating the data key moves none.
+    index_key = wechat_store.index_key(wechat_store.lookup_key(runtime.settings.lookup_key))
     phones = wechat_store.PhoneBookRepository(sealer, index_key)
     wechat = WeChatIdentity(wechat_store.WeChatAppRepository(sealer), WeChatHttpApi(runtime.settings.wechat_base_url),
                             phones, wechat_store.SmsChallengeRepository(),

@@ -297,3 +297,35 @@ async def test_staff_find_a_bound_member_by_suffix_with_the_phone_masked(w):
         found, _ = await admin.list_members("9876", "", "", None, None, 0, "")
     assert [m.member_id for m in found] == [member]
     assert member_proto(found[0]).phone_masked == "137****9876"
+
+
+# ---- the look-up key: independent of the data key ----------------------------------------
+
+def test_the_lookup_key_is_its_own_setting_and_the_data_key_does_not_move_it():
+    import base64
+
+    from services.member.adapters.wechat_store import index_key, lookup_key
+    from siyu_kit.config import DEV_DATA_KEY, DEV_LOOKUP_KEY
+    from siyu_kit.sealing import Sealer, new_key
+
+    raw = new_key()
+    assert lookup_key(raw) == lookup_key("k7:" + raw) == base64.urlsafe_b64decode(raw)
+    for bad in ("", "short", "k1:" + base64.urlsafe_b64encode(b"x" * 16).decode(), "not base64 !!"):
+        with pytest.raises(ValueError, match="SIYU_LOOKUP_KEY"):
+            lookup_key(bad)
+    # the development default finds what was indexed with the development data key before
+    sealer = Sealer.from_setting(DEV_DATA_KEY)
+    assert lookup_key(DEV_LOOKUP_KEY) == sealer.keys[sealer.current]
+    assert index_key(lookup_key(raw)) != index_key(lookup_key(DEV_LOOKUP_KEY))
+
+
+def test_the_settings_read_the_lookup_key(monkeypatch):
+    from siyu_kit.config import DEV_LOOKUP_KEY, load
+    from siyu_kit.sealing import new_key
+
+    monkeypatch.delenv("SIYU_LOOKUP_KEY", raising=False)
+    assert load("member").lookup_key == DEV_LOOKUP_KEY
+    key = new_key()
+    monkeypatch.setenv("SIYU_LOOKUP_KEY", key)
+    monkeypatch.setenv("SIYU_DATA_KEY", "k2:" + new_key())
+    assert load("member").lookup_key == key
