@@ -149,7 +149,8 @@ class AddressBookDoc(me.Document):
     #   city_code, city_name, district_code, district_name, detail, created_ms, version}]
     addresses = me.ListField(me.DictField())
     default_id = me.StringField(default="")
-    # [[creation key, address id]], oldest first, at most domain.addresses.KEYS_KEPT.
+    # [[creation key, address id, request fingerprint]], oldest first, at most
+    # domain.addresses.KEYS_KEPT; keys stored before fingerprints were kept have no third item.
     keys = me.ListField(me.ListField(me.StringField()))
     version = me.IntField(default=1)
     updated_ms = me.IntField()

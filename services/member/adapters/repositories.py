@@ -450,6 +450,12 @@ def _address(doc: dict) -> Address:
                    version=int(doc.get("version") or 1))
 
 
+def _creation_key(stored: list) -> tuple[str, str, str]:
+    """[key, address id, fingerprint]; keys stored before fingerprints were kept have two."""
+    key, address_id, *rest = stored
+    return key, address_id, rest[0] if rest else ""
+
+
 class AddressBookRepository:
     async def of(self, merchant_id: str, member_id: str) -> AddressBook | None:
         doc = await run_sync(_col(AddressBookDoc).find_one, {"merchant_id": merchant_id, "member_id": member_id})
@@ -458,11 +464,11 @@ class AddressBookRepository:
         return AddressBook(id=doc["_id"], merchant_id=doc["merchant_id"], version=int(doc.get("version") or 1),
                            member_id=doc["member_id"], addresses=[_address(a) for a in doc.get("addresses") or []],
                            default_id=doc.get("default_id") or "",
-                           keys=[(k, a) for k, a in doc.get("keys") or []])
+                           keys=[_creation_key(k) for k in doc.get("keys") or []])
 
     async def save(self, book: AddressBook) -> None:
         fields = {"addresses": [_address_doc(a) for a in book.addresses], "default_id": book.default_id,
-                  "keys": [[k, a] for k, a in book.keys], "updated_ms": epoch_ms(utcnow())}
+                  "keys": [[k, a, h] for k, a, h in book.keys], "updated_ms": epoch_ms(utcnow())}
         if book.version == 0:
             # A second book for the member loses on the unique index: the caller reads again.
             if not await run_sync(insert_new, _col(AddressBookDoc), {

@@ -87,6 +87,12 @@ def index_key(lookup: bytes) -> bytes:
     return hmac.new(lookup, b"siyu member phone index", "sha256").digest()
 
 
+def fingerprint_key(lookup: bytes) -> bytes:
+    """The key of the address book's creation fingerprints (they hold a phone), derived
+    from the look-up key: stable across data-key rotations, as a replay must match."""
+    return hmac.new(lookup, b"siyu address request fingerprint", "sha256").digest()
+
+
 def _col(doc):
     return doc._get_collection()
 

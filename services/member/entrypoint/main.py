@@ -41,7 +41,8 @@ def build(runtime: Runtime) -> Parts:
                          per_address=env_count("STAFF_LOGIN_MAX_FAILURES_PER_ADDRESS", 50))
     sealer = Sealer.from_setting(runtime.settings.data_key)
     # Look-ups (a phone's member) hash with a key of their own: rotating the data key moves none.
-    index_key = wechat_store.index_key(wechat_store.lookup_key(runtime.settings.lookup_key))
+    lookup = wechat_store.lookup_key(runtime.settings.lookup_key)
+    index_key = wechat_store.index_key(lookup)
     phones = wechat_store.PhoneBookRepository(sealer, index_key)
     wechat = WeChatIdentity(wechat_store.WeChatAppRepository(sealer), WeChatHttpApi(runtime.settings.wechat_base_url),
                             phones, wechat_store.SmsChallengeRepository(),
@@ -55,7 +56,8 @@ def build(runtime: Runtime) -> Parts:
     staff_admin = StaffAdmin(merchants, api_keys, staff_users, passwords, repositories.AuditLogRepository(), ledger,
                              repositories.MemberDirectoryRepository(), phones)
     # Phones in address books are sealed with the data key, bound to the merchant.
-    addresses = AddressBooks(repositories.AddressBookRepository(), Sealer.from_setting(runtime.settings.data_key))
+    addresses = AddressBooks(repositories.AddressBookRepository(), Sealer.from_setting(runtime.settings.data_key),
+                             wechat_store.fingerprint_key(lookup))
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin),
