@@ -173,8 +173,21 @@ class AuditEntryDoc(me.Document):
             "indexes": [{"fields": ["merchant_id"]}, {"fields": ["merchant_id", "target_id"]}]}
 
 
+class BackfillDoc(me.Document):
+    """One backfill's progress over all merchants (not a merchant's document): the last id
+    done, whether it reached the end, and which replica holds it until when."""
+    id = me.StringField(primary_key=True)  # the backfill's name
+    after_id = me.StringField(default="")
+    done = me.IntField(default=0)
+    holder = me.StringField(default="")
+    # Epoch milliseconds: the store keeps numbers, not dates, exact in an update's $set.
+    lease_until_ms = me.IntField(default=0)
+    updated_ms = me.IntField()
+    meta = {"collection": "backfills"}
+
+
 ALL = (AuditEntryDoc, MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc,
-       PointsEntryDoc, LoginAttemptsDoc, RefreshTokenDoc, AddressBookDoc)
+       PointsEntryDoc, LoginAttemptsDoc, RefreshTokenDoc, AddressBookDoc, BackfillDoc)
 
 
 def ensure_indexes() -> None:

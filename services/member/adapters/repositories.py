@@ -20,7 +20,8 @@ from siyu_kit.aggregate import StaleVersion
 from siyu_kit.repository import insert_new, save_change
 
 from services.member.adapters import messages
-from services.member.adapters.documents import (AddressBookDoc, ApiKeyDoc, AuditEntryDoc, ChannelIdentityDoc,
+from services.member.adapters.documents import (AddressBookDoc, ApiKeyDoc, AuditEntryDoc, BackfillDoc,
+                                                ChannelIdentityDoc,
                                                 LoginAttemptsDoc, MemberDoc, MerchantDoc, PointsEntryDoc,
                                                 RefreshTokenDoc, StaffUserDoc, UnionIdentityDoc)
 from services.member.domain.addresses import Address, AddressBook
@@ -481,3 +482,48 @@ class AddressBookRepository:
                        {"merchant_id": book.merchant_id, "member_id": book.member_id},
                        {"$set": fields}, version=book.version)
         book.version = book.next_version
+
+
+# ---- backfills: a checkpoint and a lease per backfill; the walks themselves ------------
+
+def claim_backfill(name: str, holder: str, now: datetime, until: datetime) -> str | None:
+    col = _col(BackfillDoc)
+    try:
+        col.update_one({"_id": name}, {"$setOnInsert": {"after_id": "", "done": 0, "holder": "", "lease_until_ms": 0,
+                                                         "updated_ms": epoch_ms(now)}}, upsert=True)
+    except DuplicateKeyError:
+        pass  # another replica created it first
+    # Renew our own lease, or take one that ran out; never while another holder's runs.
+    for query in ({"_id": name, "done": {"$nin": [1]}, "holder": holder},
+                  {"_id": name, "done": {"$nin": [1]}, "lease_until_ms": {"$lt": epoch_ms(now)}}):
+        if col.update_one(query, {"$set": {"holder": holder, "lease_until_ms": epoch_ms(until)}}).matched_count == 1:
+            return (col.find_one({"_id": name}, {"after_id": 1}) or {}).get("after_id") or ""
+    return None
+
+
+class BackfillProgressRepository:
+    async def claim(self, name: str, holder: str, now: datetime, until: datetime) -> str | None:
+        return await run_sync(claim_backfill, name, holder, now, until)
+
+    async def advance(self, name: str, holder: str, after_id: str, done: bool, until: datetime) -> bool:
+        result = await run_sync(_col(BackfillDoc).update_one, {"_id": name, "holder": holder},
+                                {"$set": {"after_id": after_id, "done": int(done), "lease_until_ms": epoch_ms(until),
+                                          "updated_ms": epoch_ms(utcnow())}})
+        return result.matched_count == 1
+
+
+def backfill_growth(after_id: str, limit: int) -> tuple[str, int]:
+    docs = list(_col(MemberDoc).find({"_id": {"$gt": after_id}}, {"merchant_id": 1, "growth": 1})
+                .sort("_id", 1).limit(limit))
+    for doc in docs:
+        if "growth" not in doc:
+            sync_growth(doc["merchant_id"], doc["_id"])
+    return (docs[-1]["_id"] if docs else ""), len(docs)
+
+
+class GrowthBackfill:
+    """Members stored before the member document kept its growth: set to the ledger's sum."""
+    name = "member-growth"
+
+    async def step(self, after_id: str, limit: int) -> tuple[str, int]:
+        return await run_sync(backfill_growth, after_id, limit)

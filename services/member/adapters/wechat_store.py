@@ -12,6 +12,8 @@ import mongoengine as me
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
+from services.member.adapters.documents import MemberDoc
+from services.member.domain.admin import phone_suffix
 from services.member.domain.wechat import SmsChallenge, WeChatApp, phone_index
 from siyu_kit.db import run_sync
 from siyu_kit.protos import utcnow
@@ -124,6 +126,30 @@ class WeChatAppRepository:
         docs = await run_sync(lambda: list(_col(WeChatAppDoc).find({"merchant_id": merchant_id},
                                                                    {"channel": 1, "appid": 1})))
         return {d["channel"]: d["appid"] for d in docs}
+
+
+class PhoneSuffixBackfill:
+    """Members who bound a phone before its last four digits were written beside them:
+    the digits are written now (only where they differ)."""
+    name = "member-phone-suffix"
+
+    def __init__(self, sealer: Sealer):
+        self.sealer = sealer
+
+    def _step(self, after_id: str, limit: int) -> tuple[str, int]:
+        docs = list(_col(MemberPhoneDoc).find({"_id": {"$gt": after_id}},
+                                              {"merchant_id": 1, "member_id": 1, "phone_sealed": 1})
+                    .sort("_id", 1).limit(limit))
+        members = _col(MemberDoc)
+        for doc in docs:
+            phone = self.sealer.open(doc["phone_sealed"], f"phone:{doc['merchant_id']}")
+            suffix = phone_suffix(phone)
+            members.update_one({"_id": doc["member_id"], "merchant_id": doc["merchant_id"],
+                                "phone_suffix": {"$nin": [suffix]}}, {"$set": {"phone_suffix": suffix}})
+        return (docs[-1]["_id"] if docs else ""), len(docs)
+
+    async def step(self, after_id: str, limit: int) -> tuple[str, int]:
+        return await run_sync(self._step, after_id, limit)
 
 
 class PhoneBookRepository:

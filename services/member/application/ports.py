@@ -227,3 +227,26 @@ class MemberDirectory(Protocol):
     async def page(self, merchant_id: str, where: MemberFilter, after_id: str,
                    limit: int) -> list[tuple[Member, int]]:
         """Members newest first (ids below `after_id` when given) with their growth."""
+
+
+# ---- backfills: documents stored before a field was kept -------------------------------
+
+class BackfillSource(Protocol):
+    """One backfill's walk over its documents (all merchants), in id order."""
+    name: str
+
+    async def step(self, after_id: str, limit: int) -> tuple[str, int]:
+        """Brings the next `limit` documents with ids above `after_id` up to date, each by a
+        write safe to repeat; (the last id looked at, "" when none, and how many)."""
+
+
+class BackfillProgress(Protocol):
+    """Each backfill's checkpoint and lease, shared by every replica."""
+
+    async def claim(self, name: str, holder: str, now: datetime, until: datetime) -> str | None:
+        """Takes (or renews) the backfill's lease for `holder` until `until` and returns its
+        checkpoint ("" at the start); None when it is done or another holder's lease runs."""
+
+    async def advance(self, name: str, holder: str, after_id: str, done: bool, until: datetime) -> bool:
+        """Stores the checkpoint (and done) and renews the lease; False when `holder` no
+        longer holds the lease (nothing written)."""

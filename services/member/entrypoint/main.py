@@ -6,6 +6,7 @@ from services.member.adapters import documents, repositories, wechat_store
 from services.member.adapters.wechat import SandboxSms, WeChatHttpApi
 from services.member.adapters.identity import ScryptPasswords, ThreadedProvider
 from services.member.application.addresses import AddressBooks
+from services.member.application.backfill import Backfills
 from services.member.application.admin import StaffAdmin
 from services.member.application.lockout import LoginGuard
 from services.member.application.members import Members
@@ -19,7 +20,8 @@ from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
 from services.member.entrypoint import events, servicer
 from siyu_kit import service
-from siyu_kit.config import env_count
+from siyu_kit.config import env_count, env_seconds
+from siyu_kit.ids import new_id
 from siyu_kit.sealing import Sealer
 from siyu_kit.service import Parts, Runtime
 
@@ -64,6 +66,12 @@ def build(runtime: Runtime) -> Parts:
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger)),
+        # Members stored before their growth and phone suffix were kept beside them; each
+        # replica checks, and one at a time works (a lease), until every backfill is done.
+        jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),
+                          Backfills(repositories.BackfillProgressRepository(),
+                                    [repositories.GrowthBackfill(), wechat_store.PhoneSuffixBackfill(sealer)],
+                                    holder=new_id("bfh")).run)],
     )
 
 
