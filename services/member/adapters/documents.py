@@ -59,10 +59,13 @@ class MemberDoc(OutboxDocument):
     phone = me.StringField()
     phone_key = me.StringField()
     registered_channel = me.StringField()
-    # The last four digits of the phone, beside it, for the staff's search (never the phone).
+    # The last four digits of the verified phone (member_phones), for the staff's search
+    # (never the phone): written after each binding; the member-phone-suffix backfill wrote
+    # it for phones bound before.
     phone_suffix = me.StringField()
     # The sum of the ledger's growth, kept for the staff's search by tier (the ledger is the
-    # truth: it is recomputed after each entry). Absent on members from before: 0.
+    # truth: it is recomputed after each entry). Set at registration; the member-growth
+    # backfill set it on members stored before.
     growth = me.IntField()
     # Bumped when the member's tokens must end (logout). Absent on old members: 0.
     token_version = me.IntField()
