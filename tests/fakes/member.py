@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from siyu_kit.ids import new_id
 
@@ -118,6 +118,7 @@ class FakeMembers:
     def __init__(self):
         self.items: dict[str, Member] = {}
         self.events: list = []
+        self.suffixes: dict[str, str] = {}  # member id → stored phone suffix
 
     def _mine(self, merchant_id: str, member_id: str) -> Member | None:
         member = self.items.get(member_id)
@@ -144,6 +145,10 @@ class FakeMembers:
         if member := self._mine(merchant_id, member_id):
             member.token_version += 1
 
+    async def set_phone_suffix(self, merchant_id: str, member_id: str, suffix: str) -> None:
+        if self._mine(merchant_id, member_id):
+            self.suffixes[member_id] = suffix
+
 
 class FakeIdentities:
     def __init__(self):
@@ -164,6 +169,11 @@ class FakeIdentities:
 
     async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
         return sorted({c for (m, c, _), mem in self.channels.items() if (m, mem) == (merchant_id, member_id)})
+
+    async def openid_of(self, merchant_id: str, member_id: str, channel: str) -> str | None:
+        # dicts keep insertion order: the last link is the newest
+        found = [o for (m, c, o), mem in self.channels.items() if (m, c, mem) == (merchant_id, channel, member_id)]
+        return found[-1] if found else None
 
 
 class FakeLedger:
@@ -304,7 +314,8 @@ class FakeMemberDirectory:
             growth = (await self.ledger.account(merchant_id, member.id)).growth
             if member.merchant_id != merchant_id or (after_id and member.id >= after_id):
                 continue
-            if where.phone_suffix and phone_suffix(member.phone) != where.phone_suffix:
+            stored = self.members.suffixes.get(member.id) or phone_suffix(member.phone)
+            if where.phone_suffix and stored != where.phone_suffix:
                 continue
             if not member.nickname.startswith(where.nickname_prefix):
                 continue
@@ -317,3 +328,44 @@ class FakeMemberDirectory:
             rows.append((copy.deepcopy(member), growth))
         return rows[:limit]
 
+
+
+class FakeBackfillProgress:
+    """Backfills' checkpoints and leases, as the repository keeps them."""
+
+    def __init__(self):
+        self.items: dict[str, dict] = {}
+
+    async def claim(self, name: str, holder: str, now: datetime, until: datetime) -> str | None:
+        state = self.items.setdefault(name, {"after_id": "", "done": False, "holder": "",
+                                             "lease_until": now - timedelta(days=1)})
+        if state["done"] or (state["holder"] != holder and state["lease_until"] >= now):
+            return None
+        state.update(holder=holder, lease_until=until)
+        return state["after_id"]
+
+    async def advance(self, name: str, holder: str, after_id: str, done: bool, until: datetime) -> bool:
+        state = self.items.get(name)
+        if state is None or state["holder"] != holder:
+            return False
+        state.update(after_id=after_id, done=done, lease_until=until)
+        return True
+
+
+class FakeBackfillSource:
+    """A walk over sorted ids; `repaired` counts each id's repairs (repeats included)."""
+
+    def __init__(self, name: str, ids: list[str]):
+        self.name = name
+        self.ids = sorted(ids)
+        self.repaired: dict[str, int] = {}
+        self.fail_after: int | None = None  # raise after repairing this many in a step
+
+    async def step(self, after_id: str, limit: int) -> tuple[str, int]:
+        batch = [i for i in self.ids if i > after_id][:limit]
+        for n, item in enumerate(batch):
+            if self.fail_after is not None and n == self.fail_after:
+                self.fail_after = None
+                raise RuntimeError("the process stopped")
+            self.repaired[item] = self.repaired.get(item, 0) + 1
+        return (batch[-1] if batch else ""), len(batch)

@@ -59,10 +59,13 @@ class MemberDoc(OutboxDocument):
     phone = me.StringField()
     phone_key = me.StringField()
     registered_channel = me.StringField()
-    # The last four digits of the phone, beside it, for the staff's search (never the phone).
+    # The last four digits of the verified phone (member_phones), for the staff's search
+    # (never the phone): written after each binding; the member-phone-suffix backfill wrote
+    # it for phones bound before.
     phone_suffix = me.StringField()
     # The sum of the ledger's growth, kept for the staff's search by tier (the ledger is the
-    # truth: it is recomputed after each entry). Absent on members from before: 0.
+    # truth: it is recomputed after each entry). Set at registration; the member-growth
+    # backfill set it on members stored before.
     growth = me.IntField()
     # Bumped when the member's tokens must end (logout). Absent on old members: 0.
     token_version = me.IntField()
@@ -70,7 +73,8 @@ class MemberDoc(OutboxDocument):
     created_at = me.DateTimeField()
     meta = {"collection": "members",
             "indexes": [{"fields": ["merchant_id"]}, {"fields": ["outbox_pending"]},
-                        {"fields": ["phone_key"], "unique": True, "sparse": True}]}
+                        {"fields": ["phone_key"], "unique": True, "sparse": True},
+                        {"fields": ["merchant_id", "phone_suffix"]}]}
 
 
 class UnionIdentityDoc(me.Document):
@@ -148,7 +152,8 @@ class AddressBookDoc(me.Document):
     #   city_code, city_name, district_code, district_name, detail, created_ms, version}]
     addresses = me.ListField(me.DictField())
     default_id = me.StringField(default="")
-    # [[creation key, address id]], oldest first, at most domain.addresses.KEYS_KEPT.
+    # [[creation key, address id, request fingerprint]], oldest first, at most
+    # domain.addresses.KEYS_KEPT; keys stored before fingerprints were kept have no third item.
     keys = me.ListField(me.ListField(me.StringField()))
     version = me.IntField(default=1)
     updated_ms = me.IntField()
@@ -171,8 +176,21 @@ class AuditEntryDoc(me.Document):
             "indexes": [{"fields": ["merchant_id"]}, {"fields": ["merchant_id", "target_id"]}]}
 
 
+class BackfillDoc(me.Document):
+    """One backfill's progress over all merchants (not a merchant's document): the last id
+    done, whether it reached the end, and which replica holds it until when."""
+    id = me.StringField(primary_key=True)  # the backfill's name
+    after_id = me.StringField(default="")
+    done = me.IntField(default=0)
+    holder = me.StringField(default="")
+    # Epoch milliseconds: the store keeps numbers, not dates, exact in an update's $set.
+    lease_until_ms = me.IntField(default=0)
+    updated_ms = me.IntField()
+    meta = {"collection": "backfills"}
+
+
 ALL = (AuditEntryDoc, MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc,
-       PointsEntryDoc, LoginAttemptsDoc, RefreshTokenDoc, AddressBookDoc)
+       PointsEntryDoc, LoginAttemptsDoc, RefreshTokenDoc, AddressBookDoc, BackfillDoc)
 
 
 def ensure_indexes() -> None:

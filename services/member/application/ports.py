@@ -79,6 +79,10 @@ class MemberRepository(Protocol):
 
     async def bump_token_version(self, merchant_id: str, member_id: str) -> None: ...
 
+    async def set_phone_suffix(self, merchant_id: str, member_id: str, suffix: str) -> None:
+        """Stores the last four digits of the member's verified phone beside the member, for
+        the staff's search by phone suffix. Writing the same digits again changes nothing."""
+
 
 class IdentityRepository(Protocol):
     """Which member a provider's ids belong to: the unionid (one per person and merchant)
@@ -96,6 +100,10 @@ class IdentityRepository(Protocol):
 
     async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
         """The channels the member has logged in on, sorted."""
+
+    async def openid_of(self, merchant_id: str, member_id: str, channel: str) -> str | None:
+        """The member's openid in the channel, the newest when the member has several
+        there (a sandbox one, then WeChat's); None when the member has none."""
 
 
 class PointsLedger(Protocol):
@@ -187,6 +195,9 @@ class PhoneBook(Protocol):
     async def bind(self, merchant_id: str, phone: str, member_id: str) -> bool:
         """False when the phone belongs to a member already (nothing written)."""
 
+    async def phones_of(self, merchant_id: str, member_ids: list[str]) -> dict[str, str]:
+        """member id → verified phone, opened, of those of the members who have one (one read)."""
+
 
 class SmsChallenges(Protocol):
     async def add(self, challenge: SmsChallenge) -> None: ...
@@ -216,3 +227,26 @@ class MemberDirectory(Protocol):
     async def page(self, merchant_id: str, where: MemberFilter, after_id: str,
                    limit: int) -> list[tuple[Member, int]]:
         """Members newest first (ids below `after_id` when given) with their growth."""
+
+
+# ---- backfills: documents stored before a field was kept -------------------------------
+
+class BackfillSource(Protocol):
+    """One backfill's walk over its documents (all merchants), in id order."""
+    name: str
+
+    async def step(self, after_id: str, limit: int) -> tuple[str, int]:
+        """Brings the next `limit` documents with ids above `after_id` up to date, each by a
+        write safe to repeat; (the last id looked at, "" when none, and how many)."""
+
+
+class BackfillProgress(Protocol):
+    """Each backfill's checkpoint and lease, shared by every replica."""
+
+    async def claim(self, name: str, holder: str, now: datetime, until: datetime) -> str | None:
+        """Takes (or renews) the backfill's lease for `holder` until `until` and returns its
+        checkpoint ("" at the start); None when it is done or another holder's lease runs."""
+
+    async def advance(self, name: str, holder: str, after_id: str, done: bool, until: datetime) -> bool:
+        """Stores the checkpoint (and done) and renews the lease; False when `holder` no
+        longer holds the lease (nothing written)."""
