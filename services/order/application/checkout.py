@@ -127,9 +127,10 @@ class Checkout:
         activity_prices = activity_prices or {}
         shipping: tuple[PriceSource, ...] = ()
         if template is not None:
-            # SKUs carry no weight yet: a weight rule counts 0 g, so it charges nothing.
+            # A weight rule counts each unit's catalog weight; a SKU without one weighs 0 g.
             shipping = (FreightShipping(template, address.destination if address is not None else NOWHERE,
-                                        units=sum(q for _, q in lines), grams=0, tier=member.tier),)
+                                        units=sum(q for _, q in lines),
+                                        grams=sum(skus[s].weight_g * q for s, q in lines), tier=member.tier),)
         quote = Pipeline.of(settings, *_unit_prices(skus, member, activity_prices, now), *shipping).price([
             LineInput(sku_id=s, product_id=skus[s].product_id, title=skus[s].title, quantity=q,
                       unit_price=skus[s].unit_price)

@@ -38,6 +38,8 @@ class SkuInfo:
     # Member tier name ("SILVER") → unit price, for the tiers the SKU prices itself.
     tier_prices: dict[str, int] = field(default_factory=dict)
     limited_time: LimitedTimePrice | None = None
+    # Shipping weight of one unit in grams (0 when the catalog has none), for freight by weight.
+    weight_g: int = 0
 
 
 @dataclass(frozen=True)
