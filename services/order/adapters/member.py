@@ -35,6 +35,25 @@ class MemberClient:
         return MemberPricing(tier=tier, discount_bp=resp.tier_discount_bp)
 
 
+class WechatIdentityClient:
+    """The member's WeChat openid per channel (GetWechatOpenid), the payer of a JSAPI
+    payment: who the token says, never what a client sends."""
+
+    def __init__(self, channel: grpc.aio.Channel):
+        self._stub = member_pb2_grpc.MemberServiceStub(channel)
+
+    async def openid(self, member_id: str, channel: str) -> str | None:
+        try:
+            resp = await self._stub.GetWechatOpenid(
+                member_pb2.GetWechatOpenidRequest(member_id=member_id, channel=channel), timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None  # NO_WECHAT_IDENTITY (or no such member): nobody to charge in this app
+            raise errors.Unavailable(f"the member's WeChat identity could not be read; try again "
+                                     f"({error.code().name})", reason="MEMBER_UNAVAILABLE") from error
+        return resp.openid or None
+
+
 class AddressClient:
     """The member's address book, read for a quote or an order's snapshot. The full phone
     is sealed at once (bound to the merchant) and never kept in the clear.

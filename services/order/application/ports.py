@@ -94,6 +94,14 @@ class Members(Protocol):
         ...
 
 
+class WechatIdentities(Protocol):
+    async def openid(self, member_id: str, channel: str) -> str | None:
+        """The openid the member has in the merchant's WeChat app of `channel`
+        (MINI_PROGRAM or H5): the payer of a JSAPI payment. None when the member never
+        signed in there with WeChat; UNAVAILABLE (MEMBER_UNAVAILABLE) when it cannot be read."""
+        ...
+
+
 class Attributions(Protocol):
     async def check_attribution(self, persona_id: str, content_id: str) -> None:
         """NOT_FOUND when the persona or content named is not the merchant's."""

@@ -20,14 +20,14 @@ from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 
 from services.order.application.payments import PaymentUseCases
 from services.order.application.ports import (PaymentRepository, SeenNotifications, WechatCredentialRepository,
-                                              WechatPay)
+                                              WechatIdentities, WechatPay)
 from services.order.domain.payments import (QUERY_AFTER, TRADE_FINAL_FAILURES, TRADE_SUCCESS, JsapiParams, Payment,
                                             PaymentMethod, PaymentState, TradeResult,
                                             WechatCredentials, notification_fresh, trade_mismatch)
 
 log = slog.get("siyu.order.wechat_pay")
 
-MAX_OPENID = 128
+NO_WECHAT_IDENTITY = "NO_WECHAT_IDENTITY"
 QUERY_BATCH = 50
 NOT_CONFIGURED = "WECHAT_PAY_NOT_CONFIGURED"
 BAD_SIGNATURE = "BAD_SIGNATURE"
@@ -66,6 +66,8 @@ class WechatPayUseCases:
     credentials: WechatCredentialRepository
     wechat: WechatPay
     seen: SeenNotifications
+    # The member's openid in the paying channel's app: the payer is who the token says.
+    identities: WechatIdentities
     # Checks that a PEM key loads (adapters' business; the use case only asks).
     key_problems: Callable[[CredentialsInput], list[tuple[str, str]]] = lambda _: []
     # A PENDING payment is asked about this long after WeChat gave its prepay id.
@@ -84,15 +86,19 @@ class WechatPayUseCases:
 
     # ---- member ---------------------------------------------------------------------
 
-    async def pay(self, order_id: str, idempotency_key: str, payer_openid: str) -> tuple[Payment, JsapiParams]:
+    async def pay(self, order_id: str, idempotency_key: str) -> tuple[Payment, JsapiParams]:
         """Starts (or repeats) a WeChat payment of the order and returns what
         `wx.requestPayment` needs. Idempotent by the key: a repeat signs the same prepay id
-        again."""
+        again. The payer is the calling member's openid in the channel's WeChat app (read
+        from the member service); a member who never signed in there with WeChat is
+        refused with NO_WECHAT_IDENTITY before anything is written."""
         ctx = context.current()
-        v = Violations()
-        v.check(1 <= len(payer_openid) <= MAX_OPENID, "payer_openid", f"required for WECHAT, 1..{MAX_OPENID} characters")
-        v.raise_if_any()
+        member_id = ctx.require_member()
         creds = await self._credentials(ctx.merchant_id, ctx.channel)
+        payer_openid = await self.identities.openid(member_id, creds.channel)
+        if not payer_openid:
+            raise FailedPrecondition(f"the member has no WeChat identity in channel {creds.channel}; sign in "
+                                     f"with WeChat there first", reason=NO_WECHAT_IDENTITY)
         payment = await self.base.pay(order_id, idempotency_key, PaymentMethod.WECHAT.value)
         if payment.method is not PaymentMethod.WECHAT:
             raise FailedPrecondition("this idempotency key started a payment of another method",

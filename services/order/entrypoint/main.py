@@ -18,7 +18,7 @@ from services.order.adapters.payments import Payments
 from services.order.adapters.refunds import Refunds
 from services.order.adapters.repositories import MongoOrders, MongoSettings, ensure_indexes
 from services.order.adapters.freight import MongoFreightTemplates, ensure_indexes as ensure_freight_indexes
-from services.order.adapters.member import AddressClient, MemberClient
+from services.order.adapters.member import AddressClient, MemberClient, WechatIdentityClient
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.adapters import wechat_pay_store
 from services.order.adapters.wechat_pay import WechatPayClient, WechatRefunds, key_problems
@@ -94,7 +94,8 @@ def build(runtime: service.Runtime) -> service.Parts:
                                     refunders=refunders)
     wechat_cases = WechatPayUseCases(
         base=payment_cases, payments=payments, credentials=wechat_credentials, wechat=wechat_client,
-        seen=SeenWechatNotifications(), query_after=wechat_query_after(),
+        seen=SeenWechatNotifications(), identities=WechatIdentityClient(runtime.channel("member")),
+        query_after=wechat_query_after(),
         key_problems=lambda cmd: key_problems(cmd.private_key_pem, cmd.platform_public_key_pem))
     refunds = Refunds()
 

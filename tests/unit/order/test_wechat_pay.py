@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from siyu_kit.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
 from tests.fakes.order import FakeOrders
 from tests.fakes.order_money import MEMBER, MERCHANT, ORD_1, FakeLedger, FakePayments, FakeProvider, acting, an_order
-from tests.fakes.wechat_pay import FakeSeenNotifications, FakeWechatCredentials
+from tests.fakes.wechat_pay import FakeSeenNotifications, FakeWechatCredentials, FakeWechatIdentities
 
 from services.order.adapters import wechat_pay_crypto as crypto
 from services.order.adapters.wechat_pay import WechatPayClient, WechatRefunds, key_problems
@@ -135,12 +135,14 @@ class World:
                                       transport=httpx.ASGITransport(app=self.standin))
         self.orders, self.payments, self.ledger = FakeOrders(), FakePayments(), FakeLedger()
         self.credentials, self.seen = FakeWechatCredentials(), FakeSeenNotifications()
+        self.identities = FakeWechatIdentities({(MEMBER, "MINI_PROGRAM"): "o-openid-1"})
         self.refunds = WechatRefunds(self.credentials, self.client)
         self.base = PaymentUseCases(orders=self.orders, payments=self.payments, provider=FakeProvider(),
                                     entries=self.ledger, clock=lambda: self.now,
                                     refunders={PaymentMethod.WECHAT: self.refunds})
         self.cases = WechatPayUseCases(base=self.base, payments=self.payments, credentials=self.credentials,
-                                       wechat=self.client, seen=self.seen, clock=lambda: self.now,
+                                       wechat=self.client, seen=self.seen, identities=self.identities,
+                                       clock=lambda: self.now,
                                        key_problems=lambda c: key_problems(c.private_key_pem,
                                                                            c.platform_public_key_pem))
         self.order = an_order(ORD_1, created_at=self.now)
@@ -165,7 +167,7 @@ class World:
         token = context.use(context.RequestContext(request_id="req_t", merchant_id=MERCHANT, caller_kind="member",
                                                    caller_id=MEMBER, channel="MINI_PROGRAM"))
         try:
-            return await self.cases.pay(ORD_1, key, "o-openid-1")
+            return await self.cases.pay(ORD_1, key)
         finally:
             context.reset(token)
 
@@ -206,20 +208,31 @@ async def test_pay_returns_what_wx_request_payment_needs(world):
     assert again.id == payment.id and params2.package == params.package
 
 
-async def test_pay_without_credentials_or_openid_is_refused(world):
+async def test_pay_without_credentials_or_a_wechat_identity_is_refused(world):
     with pytest.raises(FailedPrecondition) as e:
         await world.pay()
     assert e.value.reason == "WECHAT_PAY_NOT_CONFIGURED" and not world.payments.payments
     await world.set_up()
-    from siyu_kit import context
-    token = context.use(context.RequestContext(request_id="r", merchant_id=MERCHANT, caller_kind="member",
-                                               caller_id=MEMBER, channel="MINI_PROGRAM"))
-    try:
-        with pytest.raises(InvalidArgument) as e:
-            await world.cases.pay(ORD_1, "k1", "")
-    finally:
-        context.reset(token)
-    assert e.value.violations[0].field == "payer_openid" and not world.payments.payments
+    world.identities.openids.clear()  # the member never signed in with WeChat on the mini-program
+    with pytest.raises(FailedPrecondition) as e:
+        await world.pay()
+    assert e.value.reason == "NO_WECHAT_IDENTITY" and "MINI_PROGRAM" in e.value.message
+    assert not world.payments.payments and not world.ledger.entries
+
+
+async def test_the_payer_is_the_members_openid_in_the_paying_channel(world):
+    await world.set_up()
+    world.identities.openids[(MEMBER, "H5")] = "o-web-other"
+    payment, _ = await world.pay()
+    assert world.identities.calls == [(MEMBER, "MINI_PROGRAM")]
+    assert world.standin.state.standin_pay.trades[(MCHID, payment.id)].openid == "o-openid-1"
+
+
+async def test_only_a_member_pays_by_wechat(world):
+    await world.set_up()
+    with acting(staff="stf_owner", roles=("OWNER",)), pytest.raises(Unauthenticated):
+        await world.cases.pay(ORD_1, "k1")
+    assert not world.payments.payments and not world.identities.calls
 
 
 async def test_a_verified_notification_pays_the_order_once(world):
