@@ -45,3 +45,18 @@ def test_latest_by_created_at_with_an_equality_filter(coll):
     found = list(coll.find({"merchant_id": "mch_a", "member_id": "mem_1", "phone_index": "p"})
                  .sort("created_at", DESCENDING).limit(1))
     assert [d["_id"] for d in found] == ["sms_2"]
+
+
+def test_newest_by_id_with_three_equalities_and_a_projection(coll):
+    """IdentityRepository.openid_of: the member's newest openid in one channel."""
+    coll.create_index([("merchant_id", 1), ("member_id", 1)])
+    for i, (member, channel) in enumerate((("mem_1", "H5"), ("mem_1", "H5"), ("mem_1", "MINI_PROGRAM"),
+                                           ("mem_2", "H5"))):
+        coll.insert_one({"_id": f"idn_0{i}", "merchant_id": "mch_a", "member_id": member, "channel": channel,
+                         "openid": f"o-{i}"})
+    coll.insert_one({"_id": "idn_09", "merchant_id": "mch_b", "member_id": "mem_1", "channel": "H5",
+                     "openid": "o-elsewhere"})
+    found = list(coll.find({"merchant_id": "mch_a", "member_id": "mem_1", "channel": "H5"}, {"openid": 1})
+                 .sort("_id", -1).limit(1))
+    assert found == [{"_id": "idn_01", "openid": "o-1"}]
+    assert list(coll.find({"merchant_id": "mch_a", "member_id": "mem_1", "channel": "LIVE"}).limit(1)) == []

@@ -165,6 +165,11 @@ class FakeIdentities:
     async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
         return sorted({c for (m, c, _), mem in self.channels.items() if (m, mem) == (merchant_id, member_id)})
 
+    async def openid_of(self, merchant_id: str, member_id: str, channel: str) -> str | None:
+        # dicts keep insertion order: the last link is the newest
+        found = [o for (m, c, o), mem in self.channels.items() if (m, c, mem) == (merchant_id, channel, member_id)]
+        return found[-1] if found else None
+
 
 class FakeLedger:
     """Entries in the order written, unique per (merchant, source, source id); `events`

@@ -255,6 +255,13 @@ class IdentityRepository:
             {"merchant_id": merchant_id, "member_id": member_id}, {"channel": 1})))
         return sorted({d["channel"] for d in docs})
 
+    async def openid_of(self, merchant_id: str, member_id: str, channel: str) -> str | None:
+        # ULID ids sort by time: the newest link first.
+        docs = await run_sync(lambda: list(_col(ChannelIdentityDoc).find(
+            {"merchant_id": merchant_id, "member_id": member_id, "channel": channel}, {"openid": 1})
+            .sort("_id", -1).limit(1)))
+        return docs[0]["openid"] if docs else None
+
 
 # ---- points ledger ----------------------------------------------------------------------
 

@@ -97,6 +97,10 @@ class IdentityRepository(Protocol):
     async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
         """The channels the member has logged in on, sorted."""
 
+    async def openid_of(self, merchant_id: str, member_id: str, channel: str) -> str | None:
+        """The member's openid in the channel, the newest when the member has several
+        there (a sandbox one, then WeChat's); None when the member has none."""
+
 
 class PointsLedger(Protocol):
     async def account(self, merchant_id: str, member_id: str) -> PointsAccount:

@@ -136,6 +136,10 @@ class MemberServicer(AdminRpcs, member_pb2_grpc.MemberServiceServicer):
         found = await self.addresses.shipping(request.member_id, request.address_id)
         return member_pb2.GetShippingAddressResponse(address=address_proto(found.view), phone=found.phone)
 
+    async def GetWechatOpenid(self, request, context):
+        return member_pb2.GetWechatOpenidResponse(
+            openid=await self.members.wechat_openid(request.member_id, request.channel))
+
     # ---- WeChat identity -------------------------------------------------------------
 
     async def BindWeChatPhone(self, request, context):
