@@ -122,6 +122,20 @@ def test_prepay_notification_paid_and_the_parameters_wx_request_payment_takes(sh
     assert paid["state"] == "PAYMENT_STATE_SUCCEEDED" and paid["provider_txn_id"] == done["trade"]["transaction_id"]
 
 
+def test_the_payer_comes_from_the_token_and_a_member_without_wechat_there_is_refused(shop, wxpay):
+    # Signed in only on the H5 shop: no openid in the mini-program's app to charge.
+    token = shop.login("union-wxnone-" + new_key()[:8], channel="H5")["access_token"]
+    order_id = buy(shop, token, shop.new_sku(stock=5, price=1000))
+    refused = prepay(shop, token, order_id)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["reason"] == "WECHAT_LOGIN_REQUIRED"
+    assert staff_order(shop, order_id)["payments"] == []
+    # Once signed in on the mini-program, whatever payer_openid the client sends is ignored.
+    mini = shop.login("union-wxnone-other-" + new_key()[:8], channel=CHANNEL)["access_token"]
+    paid = prepay(shop, mini, buy(shop, mini, shop.new_sku(stock=5, price=1000)))
+    assert paid.status_code == 200, paid.text
+
+
 def test_forged_stale_replayed_and_tampered_notifications_change_nothing(shop, wxpay):
     token = shop.login("union-wxbad-" + new_key()[:8], channel=CHANNEL)["access_token"]
     order_id = buy(shop, token, shop.new_sku(stock=5, price=1000))

@@ -106,7 +106,7 @@ def test_prepay_then_a_notification_pays_once(order, catalog, members, standin, 
     error = rpc_error(order.PayOrder, OS.PayOrderRequest(order_id=place(order, stranger, "k-st", (sku, 1)).order_id,
                                                          idempotency_key="p2", method=OS.PAYMENT_METHOD_WECHAT),
                       metadata=stranger)
-    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION and reason(error) == "NO_WECHAT_IDENTITY"
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION and reason(error) == "WECHAT_LOGIN_REQUIRED"
     assert order_db.payments.count_documents({"merchant_id": mid}) == payments_before
     h5 = member(mid, member_id, ch="H5")
     error = rpc_error(order.PayOrder, OS.PayOrderRequest(order_id=place(order, h5, "k-h5", (sku, 1)).order_id,

@@ -48,7 +48,7 @@ class WechatIdentityClient:
                 member_pb2.GetWechatOpenidRequest(member_id=member_id, channel=channel), timeout=TIMEOUT_S)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
-                return None  # NO_WECHAT_IDENTITY (or no such member): nobody to charge in this app
+                return None  # the member service's NO_WECHAT_IDENTITY (or no such member): nobody to charge
             raise errors.Unavailable(f"the member's WeChat identity could not be read; try again "
                                      f"({error.code().name})", reason="MEMBER_UNAVAILABLE") from error
         return resp.openid or None

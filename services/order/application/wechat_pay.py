@@ -27,7 +27,7 @@ from services.order.domain.payments import (QUERY_AFTER, TRADE_FINAL_FAILURES, T
 
 log = slog.get("siyu.order.wechat_pay")
 
-NO_WECHAT_IDENTITY = "NO_WECHAT_IDENTITY"
+WECHAT_LOGIN_REQUIRED = "WECHAT_LOGIN_REQUIRED"
 QUERY_BATCH = 50
 NOT_CONFIGURED = "WECHAT_PAY_NOT_CONFIGURED"
 BAD_SIGNATURE = "BAD_SIGNATURE"
@@ -91,14 +91,14 @@ class WechatPayUseCases:
         `wx.requestPayment` needs. Idempotent by the key: a repeat signs the same prepay id
         again. The payer is the calling member's openid in the channel's WeChat app (read
         from the member service); a member who never signed in there with WeChat is
-        refused with NO_WECHAT_IDENTITY before anything is written."""
+        refused with WECHAT_LOGIN_REQUIRED before anything is written."""
         ctx = context.current()
         member_id = ctx.require_member()
         creds = await self._credentials(ctx.merchant_id, ctx.channel)
         payer_openid = await self.identities.openid(member_id, creds.channel)
         if not payer_openid:
             raise FailedPrecondition(f"the member has no WeChat identity in channel {creds.channel}; sign in "
-                                     f"with WeChat there first", reason=NO_WECHAT_IDENTITY)
+                                     f"with WeChat there first", reason=WECHAT_LOGIN_REQUIRED)
         payment = await self.base.pay(order_id, idempotency_key, PaymentMethod.WECHAT.value)
         if payment.method is not PaymentMethod.WECHAT:
             raise FailedPrecondition("this idempotency key started a payment of another method",

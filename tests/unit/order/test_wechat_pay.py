@@ -216,7 +216,7 @@ async def test_pay_without_credentials_or_a_wechat_identity_is_refused(world):
     world.identities.openids.clear()  # the member never signed in with WeChat on the mini-program
     with pytest.raises(FailedPrecondition) as e:
         await world.pay()
-    assert e.value.reason == "NO_WECHAT_IDENTITY" and "MINI_PROGRAM" in e.value.message
+    assert e.value.reason == "WECHAT_LOGIN_REQUIRED" and "MINI_PROGRAM" in e.value.message
     assert not world.payments.payments and not world.ledger.entries
 
 
