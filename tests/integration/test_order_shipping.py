@@ -185,3 +185,17 @@ def test_the_template_rpcs_check_roles_versions_merchants_and_input(order):
     assert "template.excluded_regions[0]" in field_violations(error)
     got = order.GetFreightTemplate(OS.GetFreightTemplateRequest(), metadata=staff(mid))
     assert got.template.version == 1  # nothing written
+
+
+def test_an_order_placed_right_after_the_default_changes_ships_to_the_new_default(order, catalog, members):
+    mid = new_merchant_id()
+    (sku,) = make_skus(catalog, mid, (2000, 50))
+    _, md = shopper(members, mid)
+    home = add_address(members, md)
+    put_template(order, mid)
+    assert quote(order, md, (sku, 1)).shipping_address.address_id == home.address_id  # the checkout page
+    beijing = add_address(members, md, "110000", "110100", "110101")
+    members.SetDefaultAddress(MS.SetDefaultAddressRequest(address_id=beijing.address_id), metadata=md)
+    placed = place(order, md, "k-now", (sku, 1))  # at once, no address named
+    assert placed.shipping_address.address_id == beijing.address_id
+    assert placed.shipping_address.city_name == "北京市" and placed.shipping_fee.amount == 1000

@@ -81,18 +81,16 @@ class Checkout:
     freight: FreightTemplateRepository | None = None
     addresses: Addresses | None = None
 
-    async def shipping_to(self, merchant_id: str, member_id: str, address_id: str,
-                          fresh: bool = False) -> ShippingAddress | None:
+    async def shipping_to(self, merchant_id: str, member_id: str, address_id: str) -> ShippingAddress | None:
         """The address an order ships to (the member's default when address_id is empty;
         None when they have none), refused with REGION_NOT_SHIPPED when the merchant's
-        freight template excludes its region. Called before anything is reserved. Unless
-        `fresh`, the default is the one the member's last quote showed, if that was a
-        moment ago (see the Addresses port)."""
+        freight template excludes its region. Called before anything is reserved. The
+        default is read now, so a member who just changed it ships to the new one."""
         if self.addresses is None:
             if address_id:
                 raise NotFound(f"address {address_id} not found", reason="ADDRESS_NOT_FOUND")
             return None
-        address = await self.addresses.shipping_address(member_id, address_id, fresh)
+        address = await self.addresses.shipping_address(member_id, address_id)
         template = await self.freight.of_merchant(merchant_id) if self.freight is not None else None
         if template is not None:
             template.rule_for(address.destination if address is not None else NOWHERE)
@@ -152,5 +150,5 @@ class Checkout:
         check_lines(v, lines)
         check_address_id(v, address_id)
         v.raise_if_any()
-        address = await self.shipping_to(ctx.merchant_id, member_id, address_id, fresh=True)
+        address = await self.shipping_to(ctx.merchant_id, member_id, address_id)
         return await self.price(ctx.merchant_id, member_id, lines, address=address)

@@ -164,10 +164,10 @@ class OrderRepository(Protocol):
 
 
 class Addresses(Protocol):
-    async def shipping_address(self, member_id: str, address_id: str, fresh: bool = True) -> ShippingAddress | None:
+    async def shipping_address(self, member_id: str, address_id: str) -> ShippingAddress | None:
         """The member's address `address_id`, or their default when empty, with the phone
-        sealed and masked. Unless `fresh`, the default may be one read a few seconds ago
-        (by the quote before the order). None when address_id is empty and the member has no address;
+        sealed and masked, read now (never a remembered default: the member may have just
+        changed it). None when address_id is empty and the member has no address;
         NOT_FOUND (ADDRESS_NOT_FOUND) when the named address is not the member's;
         UNAVAILABLE (ADDRESS_UNAVAILABLE) when it cannot be read."""
         ...
