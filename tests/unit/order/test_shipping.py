@@ -9,8 +9,8 @@ from siyu_kit.ids import new_id
 
 from services.order.application.flash_orders import PlaceFlashSaleOrderInput
 from services.order.application.ports import FlashReservation, MemberPricing
-from services.order.application.staff_orders import sees_full_phone
-from services.order.domain.freight import Basis, FreightRule, FreightTemplate
+from services.order.application.staff_orders import OrderQuery, sees_full_phone
+from services.order.domain.freight import Basis, FreightRule, FreightTemplate, mask_name
 from services.order.domain.settings import OrderSettings
 from tests.fakes.order import address
 
@@ -151,6 +151,33 @@ async def test_only_operators_and_owners_change_it_and_bad_input_writes_nothing(
 def test_only_those_who_ship_see_the_full_phone():
     assert sees_full_phone(("OWNER",)) and sees_full_phone(("OPERATOR", "GUIDE"))
     assert not sees_full_phone(("GUIDE",)) and not sees_full_phone(("FINANCE",)) and not sees_full_phone(())
+
+
+@pytest.mark.parametrize("roles, recipient, detail", [
+    (("OWNER",), "张三", "科技园 1 号"),
+    (("OPERATOR",), "张三", "科技园 1 号"),
+    (("FINANCE",), "张三", "科技园 1 号"),
+    (("GUIDE", "FINANCE"), "张三", "科技园 1 号"),  # the widest role decides
+    (("GUIDE",), "张*", ""),
+])
+async def test_every_staff_role_reads_orders_and_a_guide_sees_the_address_masked(world, roles, recipient, detail):
+    a = world.sku(1000)
+    home = world.addresses.add(world.member_id, address())
+    order = await world.place((a, 1))
+    with world.as_staff(*roles):
+        [found], _ = await world.staff.search(OrderQuery())
+        seen, _, _ = await world.staff.get(order.id)
+    for o in (found, seen):
+        shown = o.shipping_address
+        assert (shown.recipient, shown.detail, shown.phone_masked) == (recipient, detail, "138****8000")
+        assert (shown.province_name, shown.city_name, shown.district_name) == ("广东省", "深圳市", "南山区")
+        assert (shown.phone_sealed == home.phone_sealed) == (detail != "")  # a guide's copy cannot be opened
+    # The stored order is untouched.
+    assert world.orders.orders[order.id].shipping_address == home
+
+
+def test_masked_names():
+    assert (mask_name("张三"), mask_name("欧阳娜娜"), mask_name("A"), mask_name("")) == ("张*", "欧*", "A*", "")
 
 
 # ---- freight by weight: each unit weighs what the catalog says
