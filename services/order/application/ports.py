@@ -11,7 +11,7 @@ from services.order.domain.freight import FreightTemplate, ShippingAddress
 from services.order.domain.ledger import Entry
 from services.order.domain.orders import Order
 from services.order.domain.payments import (JsapiParams, Notification, Payment, PaymentMethod, RefundReceipt,
-                                            TradeResult, WechatCredentials)
+                                            RefundResult, TradeResult, WechatCredentials)
 from services.order.domain.refunds import Refund
 from services.order.domain.settings import OrderSettings
 
@@ -270,13 +270,23 @@ class RefundRepository(Protocol):
     async def count_open(self, merchant_id: str, order_id: str) -> int: ...
 
     async def page(self, merchant_id: str, order_id: str, state: str, before_id: str,
-                   limit: int) -> list[Refund]: ...
+                   limit: int, provider_status: str = "") -> list[Refund]: ...
 
     async def order_ids_of_member(self, merchant_id: str, member_id: str) -> set[str]:
         """The ids of the member's orders that have a refund, in any state (the 售后 tab)."""
         ...
 
     async def stalled(self, approved_before_ms: int, limit: int) -> list[Refund]: ...
+
+    async def provider_query_due(self, now_ms: int, limit: int) -> list[Refund]:
+        """Refunds (of any merchant) the provider answered PROCESSING whose time to ask it
+        again has come, oldest first (the refund status job)."""
+        ...
+
+    async def take_for_provider_query(self, refund: Refund, seen_ms: int) -> bool:
+        """Compare-and-set of the refund's next query time on the one that was read: of
+        several job runs, one asks about it."""
+        ...
 
     async def save(self, refund: Refund) -> None: ...
 
@@ -335,7 +345,20 @@ class WechatPay(Protocol):
 
     async def refund(self, credentials: WechatCredentials, payment: Payment, out_refund_no: str,
                      amount: int) -> RefundReceipt:
-        """Idempotent by out_refund_no: the same number never refunds twice."""
+        """Idempotent by out_refund_no: the same number never refunds twice. The receipt's
+        status is WeChat's (PROCESSING at first)."""
+        ...
+
+    def event_type(self, body: str) -> str:
+        """A notification's event_type (TRANSACTION.SUCCESS, REFUND.SUCCESS, …)."""
+        ...
+
+    def open_refund_notification(self, credentials: WechatCredentials, body: str) -> RefundResult | None:
+        """The decrypted refund of a REFUND.* notification body; None when it does not open."""
+        ...
+
+    async def query_refund(self, credentials: WechatCredentials, out_refund_no: str) -> RefundResult | None:
+        """The refund by our refund id; None when WeChat knows no such refund."""
         ...
 
 
