@@ -409,17 +409,18 @@ async def mint_notification(request: Request) -> JSONResponse:
                                            data.get("trade_state") or "SUCCESS"))
 
 
-def _refund_of(request: Request) -> tuple[dict | None, dict]:
-    """The refund named in the path (by out_refund_no, of any merchant), and the JSON body."""
+def _refund_of(request: Request) -> dict | None:
+    """The refund named in the path (by out_refund_no, of any merchant), with its merchant
+    and notify_url."""
     state = _pay(request)
     no = request.path_params["out_refund_no"]
     key = next((k for k in state.refunds if k[1] == no), None)
-    return (state.refunds[key] | state.refund_extra.get(key, {}) if key else None), {}
+    return state.refunds[key] | state.refund_extra.get(key, {}) if key else None
 
 
 async def settle_refund(request: Request) -> JSONResponse:
     state = _pay(request)
-    refund, _ = _refund_of(request)
+    refund = _refund_of(request)
     if refund is None:
         return JSONResponse({"code": "RESOURCE_NOT_EXISTS", "message": "no such out_refund_no"}, status_code=404)
     try:
@@ -445,7 +446,7 @@ async def settle_refund(request: Request) -> JSONResponse:
 
 async def mint_refund_notification(request: Request) -> JSONResponse:
     state = _pay(request)
-    refund, _ = _refund_of(request)
+    refund = _refund_of(request)
     if refund is None:
         return JSONResponse({"code": "RESOURCE_NOT_EXISTS", "message": "no such out_refund_no"}, status_code=404)
     try:

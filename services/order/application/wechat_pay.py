@@ -18,7 +18,7 @@ from siyu_kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unaut
 from siyu_kit.ids import is_id
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 
-from services.order.application.payments import PaymentUseCases
+from services.order.application.payments import PaymentUseCases, auto_refund_id
 from services.order.application.ports import (PaymentRepository, RefundRepository, SeenNotifications,
                                               WechatCredentialRepository, WechatIdentities, WechatPay)
 from services.order.domain.payments import (QUERY_AFTER, TRADE_FINAL_FAILURES, TRADE_SUCCESS, JsapiParams, Payment,
@@ -178,7 +178,17 @@ class WechatPayUseCases:
         refund = await self.refunds.get(merchant_id, result.out_refund_no) \
             if self.refunds is not None and is_id(result.out_refund_no, "rfd") else None
         if refund is None:
-            raise NotFound(f"refund {result.out_refund_no} not found")
+            # A payment sent back whole (its refund id is auto_refund_id) keeps no refund
+            # record: its notification is taken, so that WeChat stops sending it.
+            sent_back = result.out_refund_no.removesuffix(auto_refund_id(""))
+            payment = await self.payments.get(merchant_id, sent_back) if is_id(sent_back, "pay") else None
+            if payment is None or auto_refund_id(payment.id) != result.out_refund_no:
+                raise NotFound(f"refund {result.out_refund_no} not found")
+            log.info("payment.sent_back_notified", payment_id=payment.id, status=result.status.value)
+            if result.status is ProviderStatus.ABNORMAL:
+                log.error("refund.provider_abnormal", payment_id=payment.id, merchant_id=merchant_id,
+                          provider_refund_id=result.refund_id, amount=payment.amount)
+            return payment, False
         payment = await self._payment_of(refund)
         if result.mch_id and result.mch_id != creds.mch_id:
             v = Violations()

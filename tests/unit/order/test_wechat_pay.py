@@ -529,3 +529,14 @@ async def test_forged_stale_or_tampered_refund_notifications_change_nothing(worl
                                  old["body"])
     assert refused.value.reason == "NOTIFICATION_STALE"
     assert world.refund_repo.stored(refund.id).provider_status == "PROCESSING"
+
+
+async def test_the_refund_notification_of_a_payment_sent_back_whole_is_taken(world):
+    await world.set_up()
+    payment, _ = await world.pay()
+    world.orders.orders[ORD_1] = an_order(ORD_1, created_at=world.now, state=OrderState.CANCELLED)
+    headers, body = await world.complete(payment.prepay_id)
+    back, _ = await world.cases.notify(MERCHANT, headers, body)
+    headers, body = await settle(world, auto_refund_id(back.id))
+    taken, applied = await world.cases.notify(MERCHANT, headers, body)
+    assert taken.id == back.id and not applied and world.refund_repo.refunds == {}
