@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 
 from tests.support.shop import Shop
 
@@ -110,8 +109,7 @@ def test_bad_templates_other_merchants_and_wrong_roles(shop, other_shop):
 
 
 def weighed_sku(shop: Shop, grams: int, price: int) -> str:
-    """An on-shelf SKU weighing `grams` a unit; skipped while the catalog does not keep a
-    SKU's weight (GetProduct answers 0 after it was set)."""
+    """An on-shelf SKU weighing `grams` a unit, as the shop's product page reads it back."""
     code = "w-" + uuid.uuid4().hex[:12]
     made = shop.as_staff("POST", "/v1/staff/products", json={
         "code": code, "title": f"Item {code}", "status": "PRODUCT_STATUS_ON_SHELF",
@@ -121,8 +119,7 @@ def weighed_sku(shop: Shop, grams: int, price: int) -> str:
     product = made.json()["product"]
     read = shop.call("GET", f"/v1/products/{product['product_id']}", token=shop.login("w-" + code)["access_token"])
     assert read.status_code == 200, read.text
-    if int(read.json()["product"]["skus"][0].get("weight_g", "0")) != grams:
-        pytest.skip("catalog does not store weight yet")
+    assert int(read.json()["product"]["skus"][0]["weight_g"]) == grams
     return product["skus"][0]["sku_id"]
 
 
