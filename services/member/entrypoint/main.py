@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from services.member.adapters import documents, repositories, wechat_store
+from services.member.adapters import documents, points_store, repositories, wechat_store
 from services.member.adapters.wechat import SandboxSms, WeChatHttpApi
 from services.member.adapters.identity import ScryptPasswords, ThreadedProvider
 from services.member.application.addresses import AddressBooks
@@ -34,7 +34,7 @@ def build(runtime: Runtime) -> Parts:
     merchants = repositories.MerchantRepository()
     staff_users = repositories.StaffRepository()
     members_repo = repositories.MemberRepository()
-    ledger = repositories.PointsLedger()
+    ledger = points_store.PointsStore()
     passwords = ScryptPasswords()
     sessions = Sessions(runtime.settings.jwt_secret, staff_users, members_repo, repositories.RefreshTokenRepository())
     limits = LoginLimits(per_account=env_count("STAFF_LOGIN_MAX_FAILURES", 10),
@@ -59,7 +59,7 @@ def build(runtime: Runtime) -> Parts:
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin),
                     servicer.FULL_NAME)],
-        outbox_collections=repositories.outbox_collections(),
+        outbox_collections=repositories.outbox_collections() + points_store.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger)),
     )
 
