@@ -265,6 +265,8 @@ class PointsEconomy(PointsMoves):
         cause = Cause("ORDER", order_id, HOLD)
         done = await self.apply(merchant_id, member_id, cause, decide, terms)
         if not done.applied:
+            if done.book.applied(Cause("ORDER", order_id, RELEASE)):
+                raise FailedPrecondition(f"order {order_id} released its points already", reason="POINTS_HOLD_ENDED")
             entry = await self.ledger.entry(merchant_id, cause)
             held = entry.held if entry else done.book.holds.get(order_id, None) and done.book.holds[order_id].points
             if held and held != points:

@@ -10,14 +10,14 @@ from services.member.application.admin import StaffAdmin
 from services.member.application.lockout import LoginGuard
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
-from services.member.application.points import OrderPoints
+from services.member.application.points import OrderPoints, PointsEconomy
 from services.member.application.pricing import MemberPricing
 from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
 from services.member.application.wechat import WeChatIdentity
 from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
-from services.member.entrypoint import events, servicer
+from services.member.entrypoint import events, jobs, servicer
 from siyu_kit import service
 from siyu_kit.config import env_count
 from siyu_kit.sealing import Sealer
@@ -54,13 +54,16 @@ def build(runtime: Runtime) -> Parts:
     staff_admin = StaffAdmin(merchants, api_keys, staff_users, passwords, repositories.AuditLogRepository(), ledger,
                              repositories.MemberDirectoryRepository())
     # Phones in address books are sealed with the data key, bound to the merchant.
+    # The points economy: holds for checkout, refunds, staff and the member centre; its jobs.
+    economy = PointsEconomy(members_repo, merchants, ledger, repositories.AuditLogRepository())
     addresses = AddressBooks(repositories.AddressBookRepository(), Sealer.from_setting(runtime.settings.data_key))
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
-                                                          admin, addresses, wechat, staff_admin),
+                                                          admin, addresses, wechat, staff_admin, economy),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger)),
+        jobs=jobs.jobs(economy),
     )
 
 
