@@ -206,6 +206,12 @@ def move(merchant_id: str, m: Movement, entry: PointsEntry, channel: str, opened
 class PointsStore(PointsLedger):
     """The PointsLedger port: the ledger's entries and growth, and the points accounts."""
 
+    async def entries(self, merchant_id: str, member_id: str) -> list[PointsEntry]:
+        """The whole ledger, newest first, with what each movement changed."""
+        docs = await run_sync(lambda: list(_ledger().find(
+            {"merchant_id": merchant_id, "member_id": member_id}, {"outbox": 0}).sort("_id", DESCENDING)))
+        return [entry_of(d) for d in docs]
+
     async def book(self, merchant_id: str, member_id: str) -> PointsBook | None:
         doc = await run_sync(_accounts().find_one, {"_id": member_id, "merchant_id": merchant_id},
                              {"outbox": 0, "pending": 0})

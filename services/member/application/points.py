@@ -9,6 +9,7 @@ finds its cause in the account and answers what the first did.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
@@ -43,6 +44,8 @@ NOTHING_DUE_MS = 2**62
 JOB_BATCH = 100
 HISTORY_SHOWN = 100
 POINTS_SETTINGS_UPDATED = "POINTS_SETTINGS_UPDATED"
+# A changed points setting reaches holds and quotes of other processes at most this late.
+CONFIG_TTL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -119,16 +122,26 @@ def _refused(error: Refused) -> FailedPrecondition:
 class PointsMoves:
     """What every points use case shares: the merchant's terms and the move loop."""
 
-    def __init__(self, merchants: MerchantRepository, ledger: PointsLedger, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, merchants: MerchantRepository, ledger: PointsLedger, clock: Callable[[], datetime] = utcnow,
+                 config_ttl_s: float = CONFIG_TTL_S):
         self.merchants = merchants
         self.ledger = ledger
         self.clock = clock
+        self._ttl_s = config_ttl_s
+        self._terms: dict[str, tuple[float, Terms]] = {}
 
     async def terms(self, merchant_id: str) -> Terms:
+        """The merchant's terms, kept a few seconds: every hold and movement needs them."""
+        hit = self._terms.get(merchant_id)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
         merchant = await self.merchants.get(merchant_id)
         if merchant is None:
-            return Terms(MerchantConfig(), DEFAULT_TIME_ZONE)
-        return Terms(merchant.config, merchant.time_zone or DEFAULT_TIME_ZONE)
+            terms = Terms(MerchantConfig(), DEFAULT_TIME_ZONE)
+        else:
+            terms = Terms(merchant.config, merchant.time_zone or DEFAULT_TIME_ZONE)
+        self._terms[merchant_id] = (time.monotonic() + self._ttl_s, terms)
+        return terms
 
     async def read(self, merchant_id: str, member_id: str, terms: Terms) -> tuple[PointsBook, bool]:
         """The account, and whether it is new (not stored yet)."""
@@ -174,7 +187,8 @@ class OrderPoints(PointsMoves):
 
     def __init__(self, members: MemberRepository, merchants: MerchantRepository, ledger: PointsLedger,
                  clock: Callable[[], datetime] = utcnow):
-        super().__init__(merchants, ledger, clock)
+        # Earning uses the tier multipliers as they are now (the tests change them at will).
+        super().__init__(merchants, ledger, clock, config_ttl_s=0)
         self.members = members
 
     async def on_order_paid(self, order: PaidOrder) -> PointsEntry | None:
@@ -480,6 +494,7 @@ class PointsEconomy(PointsMoves):
         except StaleVersion as error:
             raise Conflict("the points settings changed since they were read; read them again",
                            reason="VERSION_CONFLICT") from error
+        self._terms.pop(ctx.merchant_id, None)
         if self.audit is not None:
             await self.audit.add(AuditEntry(
                 new_id("aud"), ctx.merchant_id, ctx.caller_kind, ctx.caller_id, POINTS_SETTINGS_UPDATED,
