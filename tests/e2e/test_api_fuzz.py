@@ -83,6 +83,13 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("CatalogService_ListStaffProducts", r"max_price"): "at least min_price",
     ("ContentService_ListPersonas", r"page_token"): "an opaque token a previous page issued",
     ("ContentService_ListContents", r"page_token"): "an opaque token a previous page issued",
+    # ---- points ----
+    ("MemberService_ListMyPointsHistory", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListMemberPointsHistory", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_AdjustPoints", r"points"): "not 0",
+    ("MemberService_AdjustPoints", r"reason"): "not only spaces",
+    ("MemberService_UpdatePointsSettings", r"settings\.(step|min_points)"):
+        "a step worth whole fen, the floor a whole number of steps",
 }
 
 
