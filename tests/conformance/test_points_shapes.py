@@ -174,3 +174,30 @@ def test_find_accounts_owing_ledger_entries_and_clear_one(coll):
     assert coll.update_one(clear, {"$unset": {"pending.ca": ""}, "$inc": {"pending_count": -1}}).modified_count == 1
     assert coll.update_one(clear, {"$unset": {"pending.ca": ""}, "$inc": {"pending_count": -1}}).modified_count == 0
     assert coll.find_one({"_id": "mem_1"})["pending_count"] == 1
+
+
+def test_unfreeze_time_set_on_a_present_lot_lowering_the_due_time_then_moved_on_if_unchanged(coll):
+    merchant = new_merchant_id()
+    _account(coll, merchant, frozen_lots={"ord_1": {"points": 5, "key": "e1", "unfreeze_ms": 0}})
+    set_at = {"$set": {"frozen_lots.ord_1.unfreeze_ms": 700}, "$min": {"unfreeze_due_ms": 700}}
+    present = {"_id": "mem_1", "merchant_id": merchant, "frozen_lots.ord_1": {"$exists": True}}
+    assert coll.update_one(present, set_at).matched_count == 1
+    assert coll.update_one({**present, "frozen_lots.ord_2": {"$exists": True}}, set_at).matched_count == 0
+    doc = coll.find_one({"_id": "mem_1"})
+    assert (doc["frozen_lots"]["ord_1"]["unfreeze_ms"], doc["unfreeze_due_ms"]) == (700, 700)
+    # The job moves the due time on only if no one lowered it since it read it.
+    moved = coll.update_one({"_id": "mem_1", "merchant_id": merchant, "unfreeze_due_ms": 700},
+                            {"$set": {"unfreeze_due_ms": 2**62}})
+    stale = coll.update_one({"_id": "mem_1", "merchant_id": merchant, "unfreeze_due_ms": 700},
+                            {"$set": {"unfreeze_due_ms": 5}})
+    assert (moved.modified_count, stale.modified_count) == (1, 0)
+    assert coll.find_one({"_id": "mem_1"})["unfreeze_due_ms"] == 2**62
+
+
+def test_entries_of_one_order_of_a_member(coll):
+    merchant = new_merchant_id()
+    for i, (member, order) in enumerate((("mem_1", "ord_1"), ("mem_1", "ord_1"), ("mem_1", "ord_2"),
+                                         ("mem_2", "ord_1"))):
+        coll.insert_one({"_id": f"pte_{i}", "merchant_id": merchant, "member_id": member, "order_id": order})
+    found = coll.find({"merchant_id": merchant, "member_id": "mem_1", "order_id": "ord_1"}, {"outbox": 0})
+    assert sorted(d["_id"] for d in found) == ["pte_0", "pte_1"]
