@@ -194,10 +194,19 @@ def test_unfreeze_time_set_on_a_present_lot_lowering_the_due_time_then_moved_on_
     assert coll.find_one({"_id": "mem_1"})["unfreeze_due_ms"] == 2**62
 
 
-def test_entries_of_one_order_of_a_member(coll):
+def test_entries_of_one_order_of_a_member_its_own_and_its_refunds(coll):
     merchant = new_merchant_id()
-    for i, (member, order) in enumerate((("mem_1", "ord_1"), ("mem_1", "ord_1"), ("mem_1", "ord_2"),
-                                         ("mem_2", "ord_1"))):
-        coll.insert_one({"_id": f"pte_{i}", "merchant_id": merchant, "member_id": member, "order_id": order})
-    found = coll.find({"merchant_id": merchant, "member_id": "mem_1", "order_id": "ord_1"}, {"outbox": 0})
-    assert sorted(d["_id"] for d in found) == ["pte_0", "pte_1"]
+    rows = (("mem_1", "ORDER", "ord_1", "EARN", ""), ("mem_1", "ORDER", "ord_1", None, ""),
+            ("mem_1", "REFUND", "rfd_1", "REVERSE", "ord_1"), ("mem_1", "ORDER", "ord_2", "EARN", ""),
+            ("mem_2", "REFUND", "rfd_2", "REVERSE", "ord_1"))
+    for i, (member, source, source_id, kind, order) in enumerate(rows):
+        doc = {"_id": f"pte_{i}", "merchant_id": merchant, "member_id": member, "source": source,
+               "source_id": source_id, "order_id": order}
+        if kind:
+            doc["kind"] = kind
+        coll.insert_one(doc)
+    own = coll.find({"merchant_id": merchant, "source": "ORDER", "source_id": "ord_1", "member_id": "mem_1"},
+                    {"outbox": 0})
+    refunds = coll.find({"merchant_id": merchant, "member_id": "mem_1", "order_id": "ord_1", "kind": "REVERSE"},
+                        {"outbox": 0})
+    assert sorted(d["_id"] for d in own) == ["pte_0", "pte_1"] and [d["_id"] for d in refunds] == ["pte_2"]

@@ -285,7 +285,8 @@ class FakeLedger:
         return [e for e in mine if not before_id or e.id < before_id][:limit]
 
     async def entries_of_order(self, merchant_id: str, member_id: str, order_id: str) -> list[PointsEntry]:
-        return [e for m, mem, e in self.rows if (m, mem) == (merchant_id, member_id) and e.order_id == order_id]
+        return [e for m, mem, e in self.rows if (m, mem) == (merchant_id, member_id) and
+                ((e.source, e.source_id) == ("ORDER", order_id) or (e.kind == "REVERSE" and e.order_id == order_id))]
 
     async def repair(self, now_ms: int, limit: int = 100) -> int:
         return 0

@@ -213,6 +213,21 @@ async def test_a_refund_takes_back_what_it_can_and_the_rest_is_owed_until_the_ne
     assert reason(error) == "POINTS_REVERSAL_TOO_LARGE"
 
 
+async def test_refunds_in_proportion_take_back_exactly_what_was_earned(stack, stub):
+    merchant_id, member_id = member(stub)
+    order_id = new_id("ord")
+    await publish(stack, order_paid(merchant_id, member_id, order_id, 9_999))  # 99 points
+    wait_until(lambda: points(stub, merchant_id, member_id).frozen == 99, message="earned")
+    taken = []
+    for part in (4_999, 5_000):
+        taken.append(stub.ReversePointsForRefund(pb.ReversePointsForRefundRequest(
+            member_id=member_id, order_id=order_id, refund_id=new_id("rfd"), refunded_amount=part,
+            paid_amount=9_999), metadata=as_order(merchant_id)).entry.points)
+    assert taken == [-49, -50]
+    mine = points(stub, merchant_id, member_id)
+    assert (mine.balance, mine.frozen, mine.owed) == (0, 0, 0)
+
+
 def test_staff_adjust_history_pages_and_settings_feed_the_quote_terms(stub):
     merchant_id = stub.UpsertMerchant(pb.UpsertMerchantRequest(code=f"pts-{new_id('c')[-8:].lower()}", name="Tea"),
                                       metadata=metadata(service="ops")).merchant.merchant_id

@@ -119,6 +119,7 @@ class PointsEntryDoc(OutboxDocument):
     owed = me.IntField()
     gross = me.IntField()
     returned = me.IntField()
+    refunded = me.IntField()
     order_id = me.StringField()
     reason = me.StringField()
     actor_id = me.StringField()

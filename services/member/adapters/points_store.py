@@ -24,7 +24,7 @@ from services.member.adapters import messages
 from services.member.adapters.documents import PointsAccountDoc, PointsEntryDoc
 from services.member.adapters.repositories import PointsLedger, sync_growth
 from services.member.domain.points import PointsEarned, PointsEntry, PointsMoved
-from services.member.domain.points_account import EARN, Cause, FrozenLot, Hold, Movement, PointsBook, lot_key
+from services.member.domain.points_account import EARN, REVERSE, Cause, FrozenLot, Hold, Movement, PointsBook, lot_key
 
 LEASE_MS = 30_000
 REPAIR_AFTER_MS = 30_000
@@ -53,7 +53,8 @@ def entry_doc(merchant_id: str, entry: PointsEntry) -> dict:
             "source_id": entry.source_id, "kind": entry.kind, "points": entry.points, "growth": entry.growth,
             "frozen": int(entry.frozen), "frozen_until": entry.frozen_until, "created_at": entry.created_at,
             "available": entry.available, "frozen_delta": entry.frozen_delta, "held": entry.held,
-            "owed": entry.owed, "gross": entry.gross, "returned": entry.returned, "order_id": entry.order_id, "reason": entry.reason,
+            "owed": entry.owed, "gross": entry.gross, "returned": entry.returned,
+            "refunded": entry.refunded, "order_id": entry.order_id, "reason": entry.reason,
             "actor_id": entry.actor_id}
 
 
@@ -77,7 +78,7 @@ def entry_of(doc: dict) -> PointsEntry:
         created_at=doc.get("created_at"), kind=doc.get("kind") or "", member_id=doc.get("member_id") or "",
         available=int(doc.get("available") or 0), frozen_delta=int(doc.get("frozen_delta") or 0),
         held=int(doc.get("held") or 0), owed=int(doc.get("owed") or 0), gross=int(doc.get("gross") or 0),
-        returned=int(doc.get("returned") or 0),
+        returned=int(doc.get("returned") or 0), refunded=int(doc.get("refunded") or 0),
         order_id=doc.get("order_id") or "", reason=doc.get("reason") or "", actor_id=doc.get("actor_id") or "")
 
 
@@ -281,9 +282,15 @@ class PointsStore(PointsLedger):
         return [entry_of(d) for d in docs]
 
     async def entries_of_order(self, merchant_id: str, member_id: str, order_id: str) -> list[PointsEntry]:
-        docs = await run_sync(lambda: list(_ledger().find(
-            {"merchant_id": merchant_id, "member_id": member_id, "order_id": order_id}, {"outbox": 0})))
-        return [entry_of(d) for d in docs]
+        """The order's own entries (earning, also from before kinds; hold, spend …) and its
+        refunds' reversals."""
+        def read() -> list[dict]:
+            own = list(_ledger().find({"merchant_id": merchant_id, "source": "ORDER", "source_id": order_id,
+                                       "member_id": member_id}, {"outbox": 0}))
+            refunds = list(_ledger().find({"merchant_id": merchant_id, "member_id": member_id, "order_id": order_id,
+                                           "kind": REVERSE}, {"outbox": 0}))
+            return own + refunds
+        return [entry_of(d) for d in await run_sync(read)]
 
     async def repair(self, now_ms: int, limit: int = 100) -> int:
         """Stores the entries accounts owe for longer than 30 s; how many it stored."""

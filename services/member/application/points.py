@@ -220,6 +220,8 @@ class OrderPoints(PointsMoves):
             return True
         book, new = await self.read(order.merchant_id, order.member_id, terms)
         if not book.applied(Cause("ORDER", order.order_id, EARN)):
+            if await self.members.get(order.merchant_id, order.member_id) is None:
+                return False  # its payment earned nothing either (an unknown member)
             raise NotEarnedYet(f"order {order.order_id} has no points yet")
         if new and order.order_id in book.frozen_lots:
             # Earned before accounts existed: the account is stored, then the time set.
@@ -321,14 +323,20 @@ class PointsEconomy(PointsMoves):
         entry = await self.ledger.entry(merchant_id, cause)
         return (entry.available if entry else 0), False
 
-    async def reverse(self, member_id: str, order_id: str, refund_id: str, take_back: int,
-                      give_back: int) -> tuple[PointsEntry | None, bool]:
+    async def reverse(self, member_id: str, order_id: str, refund_id: str, take_back: int, give_back: int,
+                      refunded: int = 0, paid: int = 0) -> tuple[PointsEntry | None, bool]:
+        """Earned points taken back (`take_back`, or in proportion: `refunded` of `paid`)
+        and spent points returned, once per refund."""
         merchant_id = context.current().require_merchant()
         v = Violations()
         self._order_args(v, member_id, order_id)
         v.check(is_id(refund_id, "rfd"), "refund_id", "a rfd_ id")
         v.check(take_back >= 0, "earned_points_to_take_back", "at least 0")
         v.check(give_back >= 0, "spent_points_to_return", "at least 0")
+        v.check(refunded >= 0, "refunded_amount", "at least 0")
+        if refunded:
+            v.check(not take_back, "earned_points_to_take_back", "not with refunded_amount")
+            v.check(paid >= refunded, "paid_amount", "at least refunded_amount")
         v.raise_if_any()
         terms = await self.terms(merchant_id)
         cause = Cause("REFUND", refund_id, REVERSE)
@@ -343,6 +351,10 @@ class PointsEconomy(PointsMoves):
         spent = -sum(e.points for e in history if e.kind == SPEND)
         taken = sum(e.gross for e in history if e.kind == REVERSE)
         returned = sum(e.returned for e in history if e.kind == REVERSE)
+        if refunded:
+            # In proportion over all the order's refunds: the last one takes the remainder.
+            so_far = sum(e.refunded for e in history if e.kind == REVERSE)
+            take_back = max(0, earned * min(so_far + refunded, paid) // paid - taken)
         if taken + take_back > earned or returned + give_back > spent:
             raise FailedPrecondition(
                 f"order {order_id} earned {earned} (taken back {taken}) and spent {spent} (returned {returned})",
@@ -351,7 +363,7 @@ class PointsEconomy(PointsMoves):
         key_now = lot_key(now, terms.time_zone, terms.settings.expiry_years)
         done = await self.apply(merchant_id, member_id, cause,
                                 lambda book: book.reverse(refund_id, order_id, take_back, give_back, key_now,
-                                                          terms.time_zone, now), terms)
+                                                          terms.time_zone, now, refunded), terms)
         if done.applied:
             return done.entry, True
         return await self.ledger.entry(merchant_id, cause), False

@@ -65,6 +65,7 @@ class PointsEntry:
     owed: int = 0
     gross: int = 0  # EARN: points earned before paying off what was owed; REVERSE: taken back
     returned: int = 0  # REVERSE: spent points returned
+    refunded: int = 0  # REVERSE: the refunded amount (fen) its points were taken back for
     order_id: str = ""
     reason: str = ""
     actor_id: str = ""

@@ -108,6 +108,7 @@ class Movement:
     growth: int = 0
     gross: int = 0  # EARN: the points earned before paying off what was owed; REVERSE: taken back
     returned: int = 0  # REVERSE: spent points returned
+    refunded: int = 0  # REVERSE: the refunded amount (fen) the points were taken back for
     order_id: str = ""
     reason: str = ""
     actor_id: str = ""
@@ -219,7 +220,7 @@ class PointsBook:
                         not_after=(Cause("ORDER", order_id, SPEND),), order_id=order_id, due_ms=due_ms)
 
     def reverse(self, refund_id: str, order_id: str, take_back: int, give_back: int, key_now: str,
-                time_zone: str, now: datetime, due_ms: int = 0) -> Movement:
+                time_zone: str, now: datetime, refunded: int = 0) -> Movement:
         """A refund: earned points of the refunded part taken back (from the order's frozen
         lot first, then from available points, the rest recorded as owed) and spent points
         returned (paying off what is owed first, the rest a new lot)."""
@@ -246,8 +247,8 @@ class PointsBook:
         return Movement(Cause("REFUND", refund_id, REVERSE), self.member_id,
                         points=-from_lot - from_avail + to_avail, available=-from_avail + to_avail,
                         frozen=-from_lot, owed=short - pay, lots={k: d for k, d in lots.items() if d},
-                        drop_frozen=drop, take_frozen=take, order_id=order_id, due_ms=due_ms,
-                        gross=take_back, returned=give_back)
+                        drop_frozen=drop, take_frozen=take, order_id=order_id,
+                        gross=take_back, returned=give_back, refunded=refunded)
 
     def expire(self, key: str) -> Movement | None:
         points = self.lots.get(key, 0)
@@ -355,7 +356,8 @@ def entry_for(m: Movement, entry_id: str, now: datetime, frozen_until: datetime 
     return PointsEntry(id=entry_id, source=m.cause.source, source_id=m.cause.source_id, points=m.points,
                        growth=m.growth, frozen=m.cause.kind == EARN, frozen_until=frozen_until, created_at=now,
                        kind=m.cause.kind, member_id=m.member_id, available=m.available, frozen_delta=m.frozen,
-                       held=m.held, owed=m.owed, gross=m.gross, returned=m.returned, order_id=m.order_id,
+                       held=m.held, owed=m.owed, gross=m.gross, returned=m.returned, refunded=m.refunded,
+                       order_id=m.order_id,
                        reason=m.reason, actor_id=m.actor_id)
 
 

@@ -87,5 +87,6 @@ class PointsRpcs:
     async def ReversePointsForRefund(self, request, context):
         entry, applied = await self.economy.reverse(request.member_id, request.order_id, request.refund_id,
                                                     request.earned_points_to_take_back,
-                                                    request.spent_points_to_return)
+                                                    request.spent_points_to_return, request.refunded_amount,
+                                                    request.paid_amount)
         return member_pb2.ReversePointsForRefundResponse(entry=entry_proto(entry) if entry else None, applied=applied)

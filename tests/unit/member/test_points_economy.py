@@ -6,6 +6,7 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from siyu_kit.ids import new_id
@@ -31,6 +32,10 @@ class Clock:
 
 @pytest.fixture
 async def w():
+    return await _world()
+
+
+async def _world():
     class World:
         pass
     w = World()
@@ -306,3 +311,39 @@ async def test_points_settings_change_on_the_version_read_and_are_audited(w):
     assert w.audit.entries[-1].action == "POINTS_SETTINGS_UPDATED"
     with operator(w, "GUIDE"), pytest.raises(PermissionDenied):
         await w.economy.settings()
+
+
+async def test_refunds_in_proportion_take_back_exactly_what_the_order_earned(w):
+    order_id = await earn(w, 9_999)  # 99 points
+    with service(w):
+        first, _ = await w.economy.reverse(w.member, order_id, new_id("rfd"), 0, 0, refunded=5_000, paid=9_999)
+        second, _ = await w.economy.reverse(w.member, order_id, new_id("rfd"), 0, 0, refunded=4_999, paid=9_999)
+        with pytest.raises(InvalidArgument) as both:
+            await w.economy.reverse(w.member, order_id, new_id("rfd"), 5, 0, refunded=1, paid=0)
+    assert (first.points, second.points) == (-49, -50)
+    assert {v.field for v in both.value.violations} == {"earned_points_to_take_back", "paid_amount"}
+    assert (await book(w)).balance == 0
+
+
+async def test_a_completion_of_an_unknown_members_order_is_nothing_to_unfreeze(w):
+    assert not await w.orders.on_order_completed(CompletedOrder(w.m.id, new_id("ord"), new_id("mem"), PAID_AT))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(100, 10**7), st.lists(st.integers(1, 100), min_size=1, max_size=8), st.randoms())
+def test_refunding_every_part_in_any_order_takes_back_exactly_the_earning(paid, weights, rnd):
+    async def run():
+        w = await _world()
+        order_id = await earn(w, paid)
+        earned = (await book(w)).balance
+        parts = [paid * x // sum(weights) for x in weights]
+        parts[-1] += paid - sum(parts)
+        rnd.shuffle(parts)
+        with service(w):
+            for part in parts:
+                await w.economy.reverse(w.member, order_id, new_id("rfd"), 0, 0, refunded=part, paid=paid)
+        b = await book(w)
+        taken = -sum(e.points for _, _, e in w.ledger.rows if e.kind == "REVERSE")
+        assert (taken, b.balance, b.frozen, b.owed) == (earned, 0, 0, 0)
+
+    asyncio.run(run())
