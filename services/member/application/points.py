@@ -150,9 +150,12 @@ class PointsMoves:
             return book, False
         return await self.ledger.opening(merchant_id, member_id, terms.time_zone, terms.settings.expiry_years), True
 
-    def _with_due(self, m: Movement, time_zone: str) -> Movement:
-        """Lots the movement adds to bring the account's next expiry forward."""
-        times = [lot_expires_at(k, time_zone) for k, d in m.lots.items() if d > 0]
+    def _with_due(self, m: Movement, time_zone: str, opening: PointsBook | None = None) -> Movement:
+        """Lots the movement adds (and, for an account opened now, the lots it opens with)
+        bring the account's next expiry forward."""
+        keys = [k for k, d in m.lots.items() if d > 0] + [k for k, n in (opening.lots if opening else {}).items()
+                                                            if n > 0]
+        times = [lot_expires_at(k, time_zone) for k in keys]
         due = min((epoch_ms(t) for t in times if t is not None), default=0)
         return replace(m, due_ms=due) if due else m
 
@@ -171,7 +174,7 @@ class PointsMoves:
                 raise _refused(error) from error
             if movement is None:
                 return Applied(None, False, book)
-            movement = self._with_due(movement, terms.time_zone)
+            movement = self._with_due(movement, terms.time_zone, book if new else None)
             entry = entry_for(movement, new_id("pte"), self.clock(), frozen_until_at)
             if await self.ledger.move(merchant_id, movement, entry, channel, book if new else None):
                 book.apply(movement)
