@@ -77,18 +77,19 @@ async def test_points_of_a_completed_order_unfreeze_when_its_after_sales_window_
     completed = utcnow() - timedelta(days=8)
     event = order_completed(merchant_id, member_id, order_id, completed)
     await publish(stack, event, event)
-    mine = wait_until(lambda: (p := points(stub, merchant_id, member_id)).available == 123 and p,
+    mine = wait_until(lambda: (p := points(stub, merchant_id, member_id)).available == 123 and p, timeout=30,
                       message="unfrozen points")
     assert (mine.balance, mine.frozen, mine.held, mine.owed) == (123, 0, 0, 0)
     assert [e.kind for e in mine.entries] == [pb.POINTS_MOVEMENT_UNFREEZE, pb.POINTS_MOVEMENT_EARN]
     assert mine.expiring[0].points == 123
-    account = db.points_accounts.find_one({"_id": member_id, "merchant_id": merchant_id})
+    account = db.points_accounts.find_one({"member_id": member_id, "merchant_id": merchant_id})
     assert account["frozen_lots"] == {} and account["pending_count"] == 0
     # A completion that is still inside its window leaves the points frozen.
     second = new_id("ord")
-    await publish(stack, order_paid(merchant_id, member_id, second, 10_000),
-                  order_completed(merchant_id, member_id, second, utcnow()))
-    wait_until(lambda: db.points_accounts.find_one({"_id": member_id}).get("frozen_lots", {}).get(second, {})
+    await publish(stack, order_paid(merchant_id, member_id, second, 10_000))
+    wait_until(lambda: points(stub, merchant_id, member_id).frozen == 100, message="second order's points")
+    await publish(stack, order_completed(merchant_id, member_id, second, utcnow()))
+    wait_until(lambda: db.points_accounts.find_one({"member_id": member_id}).get("frozen_lots", {}).get(second, {})
                .get("unfreeze_ms"), message="unfreeze time set")
     assert points(stub, merchant_id, member_id).frozen == 100
 
@@ -124,10 +125,14 @@ def test_a_hold_is_spent_or_released_once_by_order_and_refused_with_its_reason(s
     error = rpc_error(stub.ReleaseHeldPoints, pb.ReleaseHeldPointsRequest(member_id=member_id, order_id=paid),
                       metadata=as_order(merchant_id))
     assert reason(error) == "POINTS_SPENT"
-    # Another merchant's order service sees none of these points.
+    # Another merchant's order service sees none of these points and moves none.
+    elsewhere = new_merchant_id()
     error = rpc_error(stub.HoldPoints, pb.HoldPointsRequest(member_id=member_id, order_id=new_id("ord"), points=100,
-                                                            payable=10_000), metadata=as_order(new_merchant_id()))
+                                                            payable=10_000), metadata=as_order(elsewhere))
     assert reason(error) == "POINTS_INSUFFICIENT"
+    assert stub.ReleaseHeldPoints(pb.ReleaseHeldPointsRequest(member_id=member_id, order_id=paid),
+                                  metadata=as_order(elsewhere)).released == 0
+    assert points(stub, merchant_id, member_id).balance == 700
     assert db.points_entries.count_documents({"merchant_id": merchant_id, "member_id": member_id}) == 5
 
 
@@ -147,7 +152,7 @@ def test_bad_input_is_refused_field_by_field_and_writes_nothing(stub, db):
         metadata=as_order(merchant_id))
     assert {"refund_id", "earned_points_to_take_back"} <= set(field_violations(error))
     assert db.points_entries.count_documents({}) == before
-    assert db.points_accounts.count_documents({"_id": member_id}) == 0
+    assert db.points_accounts.count_documents({"member_id": member_id}) == 0
 
 
 def test_internal_rpcs_are_for_services_and_staff_rpcs_for_their_roles(stub):
@@ -181,7 +186,7 @@ def test_concurrent_holds_against_the_real_store_never_go_below_zero(stub, db):
         results = list(pool.map(hold, range(12)))
     assert 1 <= results.count(300) <= 3 and set(results) <= {300, "POINTS_INSUFFICIENT", "CONCURRENT_UPDATE"}
     held = 300 * results.count(300)
-    account = db.points_accounts.find_one({"_id": member_id})
+    account = db.points_accounts.find_one({"member_id": member_id})
     assert (account["available"], account["held"], account["balance"]) == (1_000 - held, held, 1_000)
     audit = stub.GetMemberPoints(pb.GetMemberPointsRequest(member_id=member_id), metadata=as_staff(merchant_id))
     assert audit.audit.consistent, audit.audit.problems
@@ -190,9 +195,10 @@ def test_concurrent_holds_against_the_real_store_never_go_below_zero(stub, db):
 async def test_a_refund_takes_back_what_it_can_and_the_rest_is_owed_until_the_next_earning(stack, stub):
     merchant_id, member_id = member(stub)
     earned = new_id("ord")
-    await publish(stack, order_paid(merchant_id, member_id, earned, 50_000),
-                  order_completed(merchant_id, member_id, earned, utcnow() - timedelta(days=8)))
-    wait_until(lambda: points(stub, merchant_id, member_id).available == 500, message="500 available")
+    await publish(stack, order_paid(merchant_id, member_id, earned, 50_000))
+    wait_until(lambda: points(stub, merchant_id, member_id).frozen == 500, message="500 earned")
+    await publish(stack, order_completed(merchant_id, member_id, earned, utcnow() - timedelta(days=8)))
+    wait_until(lambda: points(stub, merchant_id, member_id).available == 500, timeout=30, message="500 available")
     spent = new_id("ord")
     stub.HoldPoints(pb.HoldPointsRequest(member_id=member_id, order_id=spent, points=400, payable=100_000),
                     metadata=as_order(merchant_id))
@@ -291,7 +297,7 @@ async def test_a_crash_between_the_account_and_the_ledger_is_repaired(stub, stor
     with caller(merchant_id, service="order"), pytest.raises(RuntimeError):
         await economy().hold(member_id, new_id("ord"), 300, 10_000)
     monkeypatch.undo()
-    assert db.points_accounts.find_one({"_id": member_id})["pending_count"] == 1
+    assert db.points_accounts.find_one({"member_id": member_id})["pending_count"] == 1
     audit = stub.GetMemberPoints(pb.GetMemberPointsRequest(member_id=member_id), metadata=as_staff(merchant_id))
     assert not audit.audit.consistent  # the ledger is one entry short…
     assert await economy(timedelta(seconds=31)).repair() >= 1
@@ -355,5 +361,5 @@ async def test_concurrent_holds_in_one_process_never_go_below_zero(stub, storage
     results = await asyncio.gather(*(hold() for _ in range(10)))
     # Five fit; a hold that lost its guard eight times answers CONCURRENT_UPDATE instead.
     assert 1 <= results.count(200) <= 5 and set(results) <= {200, "POINTS_INSUFFICIENT", "CONCURRENT_UPDATE"}
-    account = db.points_accounts.find_one({"_id": member_id})
+    account = db.points_accounts.find_one({"member_id": member_id})
     assert (account["available"], account["held"]) == (1_000 - 200 * results.count(200), 200 * results.count(200))

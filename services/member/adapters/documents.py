@@ -192,8 +192,9 @@ class PointsAccountDoc(OutboxDocument):
     """A member's points account (services/member/domain/points_account.py): counters,
     lots by expiry day, frozen lots and holds by order, the causes applied and the ledger
     entries owed. Every movement is one conditional update of this document."""
-    id = me.StringField(primary_key=True)  # the member id
+    id = me.StringField(primary_key=True)  # "<merchant id>:<member id>"
     merchant_id = me.StringField(required=True)
+    member_id = me.StringField(required=True)
     balance = me.IntField(default=0)
     available = me.IntField(default=0)
     frozen = me.IntField(default=0)

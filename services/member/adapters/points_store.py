@@ -30,6 +30,12 @@ LEASE_MS = 30_000
 REPAIR_AFTER_MS = 30_000
 
 
+def account_id(merchant_id: str, member_id: str) -> str:
+    """An account's id: the merchant's and the member's, so no merchant's call can ever
+    reach (or collide with) another merchant's account."""
+    return f"{merchant_id}:{member_id}"
+
+
 def _accounts() -> Collection:
     return PointsAccountDoc._get_collection()
 
@@ -84,7 +90,7 @@ def entry_of(doc: dict) -> PointsEntry:
 
 def _book(doc: dict) -> PointsBook:
     return PointsBook(
-        merchant_id=doc["merchant_id"], member_id=doc["_id"], balance=int(doc.get("balance") or 0),
+        merchant_id=doc["merchant_id"], member_id=doc.get("member_id") or doc["_id"], balance=int(doc.get("balance") or 0),
         available=int(doc.get("available") or 0), frozen=int(doc.get("frozen") or 0),
         held=int(doc.get("held") or 0), owed=int(doc.get("owed") or 0),
         lots={k: int(v) for k, v in (doc.get("lots") or {}).items()},
@@ -112,7 +118,8 @@ def _opened(merchant_id: str, member_id: str, legacy: list[dict], time_zone: str
         else:
             book.available += entry.points
             book.lots[key] = book.lots.get(key, 0) + entry.points
-    return {"_id": member_id, "merchant_id": merchant_id, "balance": book.balance, "available": book.available,
+    return {"_id": account_id(merchant_id, member_id), "member_id": member_id, "merchant_id": merchant_id,
+            "balance": book.balance, "available": book.available,
             "frozen": book.frozen, "held": 0, "owed": 0, "lots": book.lots,
             "frozen_lots": {o: {"points": lot.points, "key": lot.key, "unfreeze_ms": 0}
                             for o, lot in book.frozen_lots.items()},
@@ -122,7 +129,8 @@ def _opened(merchant_id: str, member_id: str, legacy: list[dict], time_zone: str
 def _movement(merchant_id: str, m: Movement, owed: dict, events: list[Event], now_ms: int) -> tuple[dict, dict]:
     """The one conditional update a movement is."""
     ck = m.cause.key
-    query: dict = {"_id": m.member_id, "merchant_id": merchant_id, f"done.{ck}": {"$exists": False}}
+    query: dict = {"_id": account_id(merchant_id, m.member_id), "merchant_id": merchant_id,
+                   f"done.{ck}": {"$exists": False}}
     for cause in m.not_after:
         query[f"done.{cause.key}"] = {"$exists": False}
     inc: dict = {}
@@ -183,7 +191,8 @@ def _store_owed(merchant_id: str, member_id: str, ck: str, doc: dict) -> bool:
     except DuplicateKeyError:
         fresh = False
     owed = f"pending.{ck}"
-    _accounts().update_one({"_id": member_id, "merchant_id": merchant_id, owed: {"$exists": True}},
+    _accounts().update_one({"_id": account_id(merchant_id, member_id), "merchant_id": merchant_id,
+                            owed: {"$exists": True}},
                            {"$unset": {owed: ""}, "$inc": {"pending_count": -1}})
     return fresh
 
@@ -214,8 +223,8 @@ class PointsStore(PointsLedger):
         return [entry_of(d) for d in docs]
 
     async def book(self, merchant_id: str, member_id: str) -> PointsBook | None:
-        doc = await run_sync(_accounts().find_one, {"_id": member_id, "merchant_id": merchant_id},
-                             {"outbox": 0, "pending": 0})
+        doc = await run_sync(_accounts().find_one, {"_id": account_id(merchant_id, member_id),
+                                                    "merchant_id": merchant_id}, {"outbox": 0, "pending": 0})
         return _book(doc) if doc else None
 
     async def opening(self, merchant_id: str, member_id: str, time_zone: str, expiry_years: int) -> PointsBook:
@@ -242,7 +251,7 @@ class PointsStore(PointsLedger):
         """The order's frozen lot unfreezes at `at_ms`; False when the account has no
         frozen lot for the order."""
         result = await run_sync(_accounts().update_one,
-                                {"_id": member_id, "merchant_id": merchant_id,
+                                {"_id": account_id(merchant_id, member_id), "merchant_id": merchant_id,
                                  f"frozen_lots.{order_id}": {"$exists": True}},
                                 {"$set": {f"frozen_lots.{order_id}.unfreeze_ms": at_ms},
                                  "$min": {"unfreeze_due_ms": at_ms}})
@@ -254,18 +263,18 @@ class PointsStore(PointsLedger):
         lease = "unfreeze_lease_ms" if due_field == "unfreeze_due_ms" else "expiry_lease_ms"
         doc = await run_sync(_accounts().find_one_and_update,
                              {due_field: {"$lte": now_ms}, lease: {"$lt": now_ms}},
-                             {"$set": {lease: now_ms + LEASE_MS}}, projection={"merchant_id": 1},
+                             {"$set": {lease: now_ms + LEASE_MS}}, projection={"merchant_id": 1, "member_id": 1},
                              return_document=ReturnDocument.AFTER)
-        return (doc["merchant_id"], doc["_id"]) if doc else None
+        return (doc["merchant_id"], doc["member_id"]) if doc else None
 
     async def set_due(self, merchant_id: str, member_id: str, due_field: str, seen: int | None, next_ms: int) -> None:
         """Moves a due time on, unless it changed since it was read (then it is earlier)."""
-        query: dict = {"_id": member_id, "merchant_id": merchant_id, due_field: seen}
+        query: dict = {"_id": account_id(merchant_id, member_id), "merchant_id": merchant_id, due_field: seen}
         await run_sync(_accounts().update_one, query, {"$set": {due_field: next_ms}})
 
     async def due_of(self, merchant_id: str, member_id: str) -> dict:
-        doc = await run_sync(_accounts().find_one, {"_id": member_id, "merchant_id": merchant_id},
-                             {"due_ms": 1, "unfreeze_due_ms": 1})
+        doc = await run_sync(_accounts().find_one, {"_id": account_id(merchant_id, member_id),
+                                                    "merchant_id": merchant_id}, {"due_ms": 1, "unfreeze_due_ms": 1})
         return doc or {}
 
     async def entry(self, merchant_id: str, cause: Cause) -> PointsEntry | None:
@@ -298,7 +307,8 @@ class PointsStore(PointsLedger):
 
 
 def _opened_from_book(book: PointsBook) -> dict:
-    return {"_id": book.member_id, "merchant_id": book.merchant_id, "balance": book.balance,
+    return {"_id": account_id(book.merchant_id, book.member_id), "member_id": book.member_id,
+            "merchant_id": book.merchant_id, "balance": book.balance,
             "available": book.available, "frozen": book.frozen, "held": book.held, "owed": book.owed,
             "lots": dict(book.lots),
             "frozen_lots": {o: {"points": lot.points, "key": lot.key, "unfreeze_ms": lot.unfreeze_ms}
@@ -310,10 +320,11 @@ def _opened_from_book(book: PointsBook) -> dict:
 
 def _repair(now_ms: int, limit: int) -> int:
     stored = 0
-    for doc in _accounts().find({"pending_count": {"$gt": 0}}, {"merchant_id": 1, "pending": 1}).limit(limit):
+    for doc in _accounts().find({"pending_count": {"$gt": 0}}, {"merchant_id": 1, "member_id": 1,
+                                                                "pending": 1}).limit(limit):
         for ck, owed in (doc.get("pending") or {}).items():
             if int(owed.get("created_ms") or 0) > now_ms - REPAIR_AFTER_MS:
                 continue
-            stored += _store_owed(doc["merchant_id"], doc["_id"], ck, _from_owed(owed))
+            stored += _store_owed(doc["merchant_id"], doc["member_id"], ck, _from_owed(owed))
     return stored
 
