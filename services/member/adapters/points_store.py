@@ -102,9 +102,9 @@ def _book(doc: dict) -> PointsBook:
 
 
 def _opened(merchant_id: str, member_id: str, legacy: list[dict], time_zone: str, expiry_years: int) -> dict:
-    """(Read as a PointsBook; stored by _opened_from_book with the first movement.)"""
     """A new account, carrying what the ledger holds from before accounts: each order's
-    earning (frozen, or in the lot of the year it was earned) and its cause as applied."""
+    earning (frozen, or in the lot of the year it was earned) and its cause as applied.
+    Read as a PointsBook; stored (by `_opened_from_book`) with the first movement."""
     book = PointsBook(merchant_id, member_id)
     for doc in legacy:
         entry = entry_of(doc)
