@@ -90,6 +90,13 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
         "from 1970 to 2286, starts_before after starts_from",
     ("ContentService_ListPersonas", r"page_token"): "an opaque token a previous page issued",
     ("ContentService_ListContents", r"page_token"): "an opaque token a previous page issued",
+    # ---- points ----
+    ("MemberService_ListMyPointsHistory", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListMemberPointsHistory", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_AdjustPoints", r"points"): "not 0",
+    ("MemberService_AdjustPoints", r"reason"): "not only spaces",
+    ("MemberService_UpdatePointsSettings", r"settings\.(step|min_points)"):
+        "a step worth whole fen, the floor a whole number of steps",
 }
 
 

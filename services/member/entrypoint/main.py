@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from services.member.adapters import documents, repositories, wechat_store
+from services.member.adapters import documents, points_store, repositories, wechat_store
 from services.member.adapters.wechat import SandboxSms, WeChatHttpApi
 from services.member.adapters.identity import ScryptPasswords, ThreadedProvider
 from services.member.application.addresses import AddressBooks
@@ -11,14 +11,14 @@ from services.member.application.admin import StaffAdmin
 from services.member.application.lockout import LoginGuard
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
-from services.member.application.points import OrderPoints
+from services.member.application.points import OrderPoints, PointsEconomy
 from services.member.application.pricing import MemberPricing
 from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
 from services.member.application.wechat import WeChatIdentity
 from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
-from services.member.entrypoint import events, servicer
+from services.member.entrypoint import events, jobs, servicer
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
@@ -36,7 +36,7 @@ def build(runtime: Runtime) -> Parts:
     merchants = repositories.MerchantRepository()
     staff_users = repositories.StaffRepository()
     members_repo = repositories.MemberRepository()
-    ledger = repositories.PointsLedger()
+    ledger = points_store.PointsStore()
     passwords = ScryptPasswords()
     sessions = Sessions(runtime.settings.jwt_secret, staff_users, members_repo, repositories.RefreshTokenRepository())
     limits = LoginLimits(per_account=env_count("STAFF_LOGIN_MAX_FAILURES", 10),
@@ -57,21 +57,23 @@ def build(runtime: Runtime) -> Parts:
     admin = MerchantAdmin(merchants, api_keys, staff_users, passwords)
     staff_admin = StaffAdmin(merchants, api_keys, staff_users, passwords, repositories.AuditLogRepository(), ledger,
                              repositories.MemberDirectoryRepository(), phones)
+    # The points economy: holds for checkout, refunds, staff and the member centre; its jobs.
+    economy = PointsEconomy(members_repo, merchants, ledger, repositories.AuditLogRepository())
     # Phones in address books are sealed with the data key, bound to the merchant.
     addresses = AddressBooks(repositories.AddressBookRepository(), Sealer.from_setting(runtime.settings.data_key),
                              wechat_store.fingerprint_key(lookup))
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
-                                                          admin, addresses, wechat, staff_admin),
+                                                          admin, addresses, wechat, staff_admin, economy),
                     servicer.FULL_NAME)],
-        outbox_collections=repositories.outbox_collections(),
+        outbox_collections=repositories.outbox_collections() + points_store.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger)),
         # Members stored before their growth and phone suffix were kept beside them; each
         # replica checks, and one at a time works (a lease), until every backfill is done.
         jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),
                           Backfills(repositories.BackfillProgressRepository(),
                                     [repositories.GrowthBackfill(), wechat_store.PhoneSuffixBackfill(sealer)],
-                                    holder=new_id("bfh")).run)],
+                                    holder=new_id("bfh")).run)] + jobs.jobs(economy),
     )
 
 
