@@ -4,15 +4,12 @@ filters, and pages by a keyset cursor that is good only for the filters and sort
 issued it (a token carries a digest of them)."""
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from siyu_kit import context
+from siyu_kit import context, paging
 from siyu_kit.errors import Violations
 from siyu_kit.ids import is_id
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
@@ -26,8 +23,6 @@ from services.catalog.domain.flash_sales import FlashSale
 from services.catalog.domain.products import Sku
 from services.catalog.domain.stock import Stock
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 # A filter on the SKU's product (code prefix, product status) is applied to the SKUs a
 # batch at a time; one call looks at this many at most and then hands back a token.
 SCAN_BATCH = 100
@@ -86,31 +81,6 @@ class ListSales:
     page_token: str = ""
 
 
-def _token(fp: str, position: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([fp, position]).encode()).decode().rstrip("=")
-
-
-def _after(v: Violations, token: str, fp: str, position: re.Pattern) -> str:
-    """Where the previous page stopped ("" for the first page); a violation on page_token
-    for a token this listing did not issue, or issued for other filters."""
-    if not token:
-        return ""
-    try:
-        got, at = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
-        got, at = None, None
-    if not (isinstance(got, str) and isinstance(at, str) and position.match(at)):
-        v.add("page_token", "not a token from a previous page")
-        return ""
-    v.check(got == fp, "page_token", "issued for other filters or another sort")
-    return at
-
-
-def _size(v: Violations, size: int) -> int:
-    v.check(0 <= size <= MAX_PAGE_SIZE, "page_size", f"1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
-    return size or DEFAULT_PAGE_SIZE
-
-
 def _starts_ms(v: Violations, moment: datetime | None, name: str) -> int | None:
     if moment is None:
         return None
@@ -151,10 +121,10 @@ class StaffLists:
                 "DRAFT, ON_SHELF or OFF_SHELF")
         sort = cmd.sort or SKU_NEWEST
         v.check(sort in SKU_SORTS, "sort", ", ".join(SKU_SORTS))
-        size = _size(v, cmd.page_size)
+        size = paging.page_size(v, cmd.page_size)
         fp = listing.fingerprint(list="skus", product_id=cmd.product_id, code_prefix=cmd.code_prefix,
                                  max_available=cmd.max_available, product_status=cmd.product_status, sort=sort)
-        after = _after(v, cmd.page_token, fp, SKU_ID)
+        after = paging.decode_cursor(v, cmd.page_token, fp, SKU_ID)
         v.raise_if_any()
 
         def wanted(row: StaffSku) -> bool:
@@ -176,7 +146,7 @@ class StaffLists:
                 if row is None or not wanted(row):
                     continue
                 if len(found) == size:
-                    return found, _token(fp, found[-1].sku.sku_id)
+                    return found, paging.encode_cursor(fp, found[-1].sku.sku_id)
                 found.append(row)
             scanned += len(batch)
             if len(batch) < batch_size:
@@ -184,7 +154,7 @@ class StaffLists:
             after = batch[-1].sku_id
             if scanned >= SCAN_LIMIT:
                 # Looked at enough for one call: go on after the last SKU looked at.
-                return found, _token(fp, after)
+                return found, paging.encode_cursor(fp, after)
 
     # ---- categories
 
@@ -195,14 +165,14 @@ class StaffLists:
         v = Violations()
         v.check(not cmd.parent_id or is_id(cmd.parent_id, "cat"), "parent_id", "a cat_ id")
         v.check(not (cmd.parent_id and cmd.roots_only), "roots_only", "not together with parent_id")
-        size = _size(v, cmd.page_size)
+        size = paging.page_size(v, cmd.page_size)
         fp = listing.fingerprint(list="categories", parent_id=cmd.parent_id, roots_only=cmd.roots_only)
-        after = _after(v, cmd.page_token, fp, CATEGORY_ID)
+        after = paging.decode_cursor(v, cmd.page_token, fp, CATEGORY_ID)
         v.raise_if_any()
         parent = cmd.parent_id or ("" if cmd.roots_only else None)
         docs = await self.categories.page(merchant_id, parent, after, size + 1)
         if len(docs) > size:
-            return docs[:size], _token(fp, docs[size - 1]["_id"])
+            return docs[:size], paging.encode_cursor(fp, docs[size - 1]["_id"])
         return docs, ""
 
     # ---- flash sales
@@ -220,10 +190,10 @@ class StaffLists:
             v.check(starts_before > starts_from, "starts_before", "after starts_from")
         sort = cmd.sort or LATEST_START
         v.check(sort in SALE_SORTS, "sort", ", ".join(SALE_SORTS))
-        size = _size(v, cmd.page_size)
+        size = paging.page_size(v, cmd.page_size)
         fp = listing.fingerprint(list="flash_sales", state=cmd.state, product_id=cmd.product_id,
                                  starts_from=starts_from, starts_before=starts_before, sort=sort)
-        after = _after(v, cmd.page_token, fp, SALE_KEY)
+        after = paging.decode_cursor(v, cmd.page_token, fp, SALE_KEY)
         v.raise_if_any()
         now = to_storage_precision(self.clock())
         key_from = sale_rules.starts_bound(starts_from) if starts_from is not None else ""
@@ -240,7 +210,7 @@ class StaffLists:
             ends_by = now
         where = SaleFilter(cmd.product_id, key_from, key_before, ends_after, ends_by)
         sales = await self.sales.staff_page(merchant_id, where, after, sort == LATEST_START, size + 1)
-        token = _token(fp, sales[size - 1].sort_key) if len(sales) > size else ""
+        token = paging.encode_cursor(fp, sales[size - 1].sort_key) if len(sales) > size else ""
         sales = sales[:size]
         # The store compares the end time to the second (docs/storage.md): the state of each
         # sale listed is decided here, exactly.

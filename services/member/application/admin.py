@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from siyu_kit import context, retry
+from siyu_kit import context, paging, retry
 from siyu_kit.context import CHANNELS, ROLES
 from siyu_kit.errors import AlreadyExists, Conflict, FailedPrecondition, NotFound, Violations
 from siyu_kit.ids import new_id
@@ -77,9 +77,9 @@ class StaffAdmin:
         ctx.require_staff("OWNER")
         v = Violations()
         v.check(not action or action in rules.ACTIONS, "action", "one of " + ", ".join(rules.ACTIONS))
-        size = rules.page_size(v, page_size)
-        fp = rules.fingerprint(kind="audit", action=action, actor_id=actor_id, target_id=target_id)
-        after = rules.decode_cursor(v, page_token, fp)
+        size = paging.page_size(v, page_size)
+        fp = paging.fingerprint(kind="audit", action=action, actor_id=actor_id, target_id=target_id)
+        after = paging.decode_cursor(v, page_token, fp)
         v.raise_if_any()
         rows = await self.audit.page(ctx.merchant_id, action, actor_id, target_id, after, size + 1)
         return _paged(rows, size, fp)
@@ -91,9 +91,9 @@ class StaffAdmin:
         ctx.require_staff("OWNER")
         v = Violations()
         v.check(len(username_prefix) <= 64, "username_prefix", "at most 64 characters")
-        size = rules.page_size(v, page_size)
-        fp = rules.fingerprint(kind="staff", prefix=username_prefix, disabled=include_disabled)
-        after = rules.decode_cursor(v, page_token, fp)
+        size = paging.page_size(v, page_size)
+        fp = paging.fingerprint(kind="staff", prefix=username_prefix, disabled=include_disabled)
+        after = paging.decode_cursor(v, page_token, fp)
         v.raise_if_any()
         rows = await self.staff.page(ctx.merchant_id, username_prefix, include_disabled, after, size + 1)
         return _paged(rows, size, fp)
@@ -170,9 +170,9 @@ class StaffAdmin:
         ctx.require_staff("OWNER")
         v = Violations()
         v.check(not channel or channel in CHANNELS, "channel", "one of " + ", ".join(CHANNELS))
-        size = rules.page_size(v, page_size)
-        fp = rules.fingerprint(kind="keys", channel=channel, disabled=include_disabled)
-        after = rules.decode_cursor(v, page_token, fp)
+        size = paging.page_size(v, page_size)
+        fp = paging.fingerprint(kind="keys", channel=channel, disabled=include_disabled)
+        after = paging.decode_cursor(v, page_token, fp)
         v.raise_if_any()
         rows = await self.api_keys.page(ctx.merchant_id, channel, include_disabled, after, size + 1)
         return _paged(rows, size, fp)
@@ -285,10 +285,10 @@ class StaffAdmin:
         v.check(not tier or tier in TIERS, "tier", "one of " + ", ".join(TIERS))
         if registered_from and registered_before:
             v.check(registered_from < registered_before, "registered_before", "after registered_from")
-        size = rules.page_size(v, page_size)
-        fp = rules.fingerprint(kind="members", phone=phone_suffix, nick=nickname_prefix, tier=tier,
+        size = paging.page_size(v, page_size)
+        fp = paging.fingerprint(kind="members", phone=phone_suffix, nick=nickname_prefix, tier=tier,
                                since=registered_from, until=registered_before)
-        after = rules.decode_cursor(v, page_token, fp)
+        after = paging.decode_cursor(v, page_token, fp)
         v.raise_if_any()
         merchant = await self.merchants.get(ctx.merchant_id)
         config = merchant.config if merchant else MerchantConfig()
@@ -298,7 +298,7 @@ class StaffAdmin:
         token = ""
         if len(rows) > size:
             rows = rows[:size]
-            token = rules.encode_cursor(fp, rows[-1][0].id)
+            token = paging.encode_cursor(fp, rows[-1][0].id)
         # The verified phones of the page, in one read (shown masked).
         phones = await self.phones.phones_of(ctx.merchant_id, [m.id for m, _ in rows]) if self.phones and rows \
             else {}
@@ -338,5 +338,5 @@ class StaffAdmin:
 def _paged(rows: list, size: int, fp: str) -> tuple[list, str]:
     if len(rows) > size:
         rows = rows[:size]
-        return rows, rules.encode_cursor(fp, rows[-1].id)
+        return rows, paging.encode_cursor(fp, rows[-1].id)
     return rows, ""

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Callable
 
 from services.member.application.ports import AuditLog, MemberRepository, MerchantRepository, PointsLedger
-from services.member.domain import admin as pages
 from services.member.domain import tiers
 from services.member.domain import points_settings as terms_rules
 from services.member.domain.admin import AuditEntry
@@ -26,7 +25,7 @@ from services.member.domain.points_account import (ADJUST, EARN, HOLD, RELEASE, 
                                                    expiring, ledger_problems, lot_expired, lot_expires_at, lot_key,
                                                    unfreeze_at)
 from services.member.domain.points_settings import PointsSettings
-from siyu_kit import context
+from siyu_kit import context, paging
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit import logging as slog
 from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Violations
@@ -536,14 +535,14 @@ class PointsEconomy(PointsMoves):
     async def _history(self, merchant_id: str, member_id: str, page_size: int,
                        page_token: str) -> tuple[list[PointsEntry], str]:
         v = Violations()
-        size = pages.page_size(v, page_size)
-        fp = pages.fingerprint(kind="points", member=member_id)
-        after = pages.decode_cursor(v, page_token, fp)
+        size = paging.page_size(v, page_size)
+        fp = paging.fingerprint(kind="points", member=member_id)
+        after = paging.decode_cursor(v, page_token, fp)
         v.raise_if_any()
         entries = await self.ledger.page(merchant_id, member_id, after, size + 1)
         more = len(entries) > size
         entries = entries[:size]
-        return entries, pages.encode_cursor(fp, entries[-1].id) if more else ""
+        return entries, paging.encode_cursor(fp, entries[-1].id) if more else ""
 
     def _summary(self, book: PointsBook, terms: Terms) -> PointsSummary:
         return PointsSummary(book.member_id, book.balance, book.available, book.frozen, book.held, book.owed,

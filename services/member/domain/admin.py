@@ -2,10 +2,6 @@
 and the keyset cursors of the staff lists."""
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import re
 import secrets
 from dataclasses import dataclass, field, replace
@@ -170,43 +166,9 @@ def growth_range(tier: str, config: MerchantConfig) -> tuple[int | None, int | N
 
 # ---- keyset cursors -------------------------------------------------------------------------
 
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
+# The staff lists page with the kit's tokens (siyu_kit/paging.py).
 _ID = re.compile(r"^[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}$")
 
 
 def is_id(value: str, prefix: str) -> bool:
     return bool(_ID.match(value or "")) and value.startswith(prefix + "_")
-
-
-def fingerprint(**filters) -> str:
-    """A page token is good only for the listing (and filters) that issued it."""
-    raw = json.dumps(filters, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-def encode_cursor(fp: str, last_id: str) -> str:
-    raw = json.dumps([fp, last_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(v: Violations, token: str, fp: str) -> str:
-    """The id to continue after ("" for the first page); a violation on page_token otherwise."""
-    if not token:
-        return ""
-    try:
-        got_fp, last_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
-        got_fp, last_id = None, None
-    if not (isinstance(got_fp, str) and isinstance(last_id, str) and _ID.match(last_id)):
-        v.add("page_token", "not a token from a previous page")
-        return ""
-    if got_fp != fp:
-        v.add("page_token", "issued for other filters")
-        return ""
-    return last_id
-
-
-def page_size(v: Violations, size: int) -> int:
-    v.check(0 <= size <= MAX_PAGE_SIZE, "page_size", f"1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
-    return size or DEFAULT_PAGE_SIZE
