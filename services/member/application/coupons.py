@@ -151,7 +151,7 @@ class CouponUseCases:
         v = Violations()
         _key(v, idempotency_key)
         v.raise_if_any()
-        key = f"claim:{member_id}:{idempotency_key}"
+        key = f"claim:{template_id}:{member_id}:{idempotency_key}"
         issued = await self.issue(ctx.merchant_id, template_id, member_id, key, rules.CLAIM, "")
         if issued.coupon is None:
             raise FailedPrecondition(_REFUSALS.get(issued.refused, "the coupon cannot be claimed"),
