@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Sequence
 
 from siyu_kit import context, retry
+from siyu_kit.aggregate import StaleVersion
 from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, Violations
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
@@ -20,6 +21,7 @@ from siyu_kit.protos import utcnow
 from services.member.application.ports import MemberRepository
 from services.member.application.coupon_ports import (CouponSettings, CouponTemplateRepository, GrantAudience,
                                                       GrantJobRepository, Inserted, MemberCouponRepository)
+from services.member.domain import admin as paging
 from services.member.domain import coupons as rules
 from services.member.domain.coupons import (CouponLine, CouponState, CouponTemplate, Discount, GrantJob,
                                             GrantState, MemberCoupon, TemplateDraft, TemplateState)
@@ -98,19 +100,25 @@ class CouponUseCases:
         ctx.require_staff("OPERATOR")
         return await self._template(ctx.merchant_id, template_id)
 
-    async def list_templates(self, state: TemplateState | None, after_id: str, page_size: int) -> list[CouponTemplate]:
+    async def list_templates(self, state: TemplateState | None, page_size: int,
+                             page_token: str) -> tuple[list[CouponTemplate], str]:
+        """Newest first; the token of the next page, empty on the last."""
         ctx = context.current()
         ctx.require_staff("OPERATOR")
         v = Violations()
-        v.check(1 <= page_size <= MAX_PAGE, "page_size", f"1..{MAX_PAGE}")
+        size = paging.page_size(v, page_size)
+        fp = paging.fingerprint(kind="coupon_templates", state=state.value if state else "")
+        after = paging.decode_cursor(v, page_token, fp)
         v.raise_if_any()
-        return await self.templates.page(ctx.merchant_id, state, after_id, page_size)
+        return _paged(await self.templates.page(ctx.merchant_id, state, after, size + 1), size, fp)
 
     async def edit_template(self, template_id: str, draft: TemplateDraft) -> CouponTemplate:
+        context.current().require_staff("OPERATOR")
         _raise_problems(draft)
         return await self._change(template_id, lambda t, now: t.edit(draft, now))
 
     async def change_total(self, template_id: str, total: int | None) -> CouponTemplate:
+        context.current().require_staff("OPERATOR")
         v = Violations()
         v.check(total is None or 1 <= total <= rules.MAX_TOTAL, "total", f"1..{rules.MAX_TOTAL}, or unlimited")
         v.raise_if_any()
@@ -266,6 +274,9 @@ class CouponUseCases:
             raise NotFound(f"grant {job_id} not found")
         if job.state == GrantState.DONE:
             return job
+        template = await self.templates.get(merchant_id, job.template_id)
+        if template is not None and template.state == TemplateState.PAUSED:
+            return job  # waits for the template to be resumed; an ended one skips the rest
         members, cursor, finished = await self.audiences[job.audience].page(job, job.cursor, chunk)
         granted, skipped = 0, {}
         for member_id in members:
@@ -284,8 +295,6 @@ class CouponUseCases:
 
     async def resume_grants(self, limit: int = 10, chunk: int = GRANT_CHUNK) -> int:
         """The job runner's pass: one chunk of each running job. Returns the chunks run."""
-        from siyu_kit.aggregate import StaleVersion
-
         runs = 0
         for job in await self.grants.running(limit):
             try:
@@ -296,14 +305,20 @@ class CouponUseCases:
         return runs
 
     # ---- the member's coupons ---------------------------------------------------------------------------
-    async def my_coupons(self, states: tuple[CouponState, ...], after_id: str, page_size: int) -> list[MemberCoupon]:
+    async def my_coupons(self, states: tuple[CouponState, ...], page_size: int,
+                         page_token: str) -> tuple[list[MemberCoupon], str]:
+        """The member's coupons in those states (all they can see when none), newest first."""
         ctx = context.current()
         member_id = ctx.require_member()
         v = Violations()
-        v.check(1 <= page_size <= MAX_PAGE, "page_size", f"1..{MAX_PAGE}")
         v.check(all(s in rules.VISIBLE for s in states), "states", "AVAILABLE, LOCKED, USED or EXPIRED")
+        size = paging.page_size(v, page_size)
+        wanted = tuple(s for s in rules.VISIBLE if s in states or not states)
+        fp = paging.fingerprint(kind="my_coupons", states=[s.value for s in wanted])
+        after = paging.decode_cursor(v, page_token, fp)
         v.raise_if_any()
-        return await self.coupons.of_member(ctx.merchant_id, member_id, states or rules.VISIBLE, after_id, page_size)
+        rows = await self.coupons.of_member(ctx.merchant_id, member_id, wanted, after, size + 1)
+        return _paged(rows, size, fp)
 
     async def for_cart(self, lines: Sequence[CouponLine], order_kind: str) -> list[CouponOption]:
         """Every AVAILABLE coupon of the member with what it would save on these lines, or
@@ -321,6 +336,44 @@ class CouponUseCases:
                 break
             after = page[-1].id
         return sorted(options, key=lambda o: (not o.usable, -o.discount.amount, o.coupon.valid_until, o.coupon.id))
+
+    async def quote(self, member_id: str, coupon_id: str, lines: Sequence[CouponLine],
+                    order_kind: str) -> Locked | None:
+        """For the order's quote (a service call): what the chosen coupon does to these
+        lines, refused with its reason when it does not apply; with no coupon id, the
+        member's best coupon, or None when none applies. Nothing is locked."""
+        ctx = context.current()
+        merchant_id = ctx.require_merchant()
+        _check_lines(lines, order_kind)
+        now = self.clock()
+        if coupon_id:
+            coupon = await self._member_coupon(merchant_id, coupon_id, member_id)
+            if coupon.state != CouponState.AVAILABLE:
+                raise FailedPrecondition(f"the coupon is {coupon.state.value}", reason=rules.NOT_AVAILABLE)
+            discount = coupon.applicability(lines, order_kind, now)
+            if not discount.applies:
+                raise FailedPrecondition("the coupon does not apply to this order",
+                                         reason=discount.reason or rules.OUT_OF_SCOPE)
+            return Locked(coupon, discount)
+        candidates: list[tuple[MemberCoupon, Discount]] = []
+        after = ""
+        while True:
+            page = await self.coupons.of_member(merchant_id, member_id, (CouponState.AVAILABLE,), after, MAX_PAGE)
+            candidates += [(c, c.applicability(lines, order_kind, now)) for c in page]
+            if len(page) < MAX_PAGE:
+                break
+            after = page[-1].id
+        chosen = rules.best(candidates)
+        return Locked(*chosen) if chosen else None
+
+    async def reward(self, merchant_id: str, member_id: str, template_id: str, source: str, cause_id: str) -> Issued:
+        """A coupon given for a cause: a new member's registration (NEW_MEMBER, the member
+        id), a referral (REFERRAL, the referral id) or a birthday (BIRTHDAY, the year).
+        Once per cause and template, whatever the replays of the event behind it."""
+        if source not in (rules.NEW_MEMBER, rules.REFERRAL, rules.BIRTHDAY) or not cause_id:
+            raise InvalidArgument("a reward names its source and cause", reason="INVALID_FIELDS")
+        return await self.issue(merchant_id, template_id, member_id, f"{source.lower()}:{cause_id}:{template_id}:{member_id}",
+                                source, cause_id)
 
     # ---- what an order does with a coupon (the order service calls these) ------------------------------
     async def lock(self, coupon_id: str, member_id: str, order_id: str, lines: Sequence[CouponLine],
@@ -379,8 +432,6 @@ class CouponUseCases:
     # ---- jobs ----------------------------------------------------------------------------------------------
     async def expire_due(self, limit: int = 500) -> int:
         """The expiry job: AVAILABLE coupons past their validity become EXPIRED."""
-        from siyu_kit.aggregate import StaleVersion
-
         now = self.clock()
         expired = 0
         for coupon in await self.coupons.due_to_expire(now, "", limit):
@@ -431,6 +482,13 @@ _REFUSALS = {
     rules.LIMIT_REACHED: "you hold as many of these coupons as one member may",
     rules.NOT_CLAIMABLE: "the coupon cannot be claimed now",
 }
+
+
+def _paged(rows: list, size: int, fp: str) -> tuple[list, str]:
+    if len(rows) > size:
+        rows = rows[:size]
+        return rows, paging.encode_cursor(fp, rows[-1].id)
+    return rows, ""
 
 
 def _raise_problems(draft: TemplateDraft) -> None:

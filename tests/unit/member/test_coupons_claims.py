@@ -91,7 +91,8 @@ async def test_an_operator_creates_edits_and_moves_a_template(w):
         assert (await w.cases.pause(template.id)).state == TemplateState.PAUSED
         assert (await w.cases.activate(template.id)).state == TemplateState.ACTIVE
         assert (await w.cases.end(template.id)).state == TemplateState.ENDED
-        assert [t.id for t in await w.cases.list_templates(TemplateState.ENDED, "", 10)] == [template.id]
+        rows, token = await w.cases.list_templates(TemplateState.ENDED, 10, "")
+        assert ([t.id for t in rows], token) == ([template.id], "")
     assert [type(e).__name__ for e in w.templates.events] == [
         "TemplateCreated", "TemplateChanged", "TemplateStateChanged", "TemplateStateChanged",
         "TemplateStateChanged", "TemplateStateChanged"]
@@ -382,3 +383,51 @@ async def test_a_grant_key_answers_its_job_and_refuses_another_grant(w):
     with caller(M, staff_id="stf_fin", roles=("FINANCE",)), pytest.raises(PermissionDenied):
         await w.cases.start_grant(template_id, ["mem_1"], "grant-5")
     assert len(w.grants.items) == 1
+
+
+async def test_templates_are_listed_newest_first_with_page_tokens_bound_to_the_filter(w):
+    with operator():
+        ids = [(await w.cases.create_template(draft(name=f"t{i}"))).id for i in range(5)]
+        first, token = await w.cases.list_templates(None, 2, "")
+        second, token2 = await w.cases.list_templates(None, 2, token)
+        third, end = await w.cases.list_templates(None, 2, token2)
+        assert [t.id for t in first + second + third] == sorted(ids, reverse=True) and end == ""
+        with pytest.raises(InvalidArgument) as refused:
+            await w.cases.list_templates(TemplateState.ACTIVE, 2, token)
+        assert [v.field for v in refused.value.violations] == ["page_token"]
+        with pytest.raises(InvalidArgument):
+            await w.cases.list_templates(None, 101, "")
+    with operator(OTHER):
+        assert await w.cases.list_templates(None, 10, "") == ([], "")
+
+
+async def test_a_grant_waits_while_its_template_is_paused_and_skips_once_it_ended(w):
+    template_id = await active(w, total=None)
+    ids = [f"mem_{i}" for i in range(4)]
+    await register(w, *ids)
+    with operator():
+        job = await w.cases.start_grant(template_id, ids, "grant-1")
+        await w.cases.pause(template_id)
+    assert (await w.cases.run_grant(M, job.id, chunk=2)).cursor == ""
+    with operator():
+        await w.cases.activate(template_id)
+    assert (await w.cases.run_grant(M, job.id, chunk=2)).granted == 2
+    with operator():
+        await w.cases.end(template_id)
+    job = await w.cases.run_grant(M, job.id, chunk=2)
+    assert (job.state, job.granted, job.skipped) == (GrantState.DONE, 2, {rules.NOT_CLAIMABLE: 2})
+    assert [e.done for e in w.grants.events] == [False, True]
+
+
+async def test_rewards_are_issued_once_per_cause_even_from_staff_only_templates(w):
+    template_id = await active(w, self_claim=False, per_member_limit=5)
+    first = await w.cases.reward(M, "mem_1", template_id, rules.NEW_MEMBER, "mem_1")
+    again = await w.cases.reward(M, "mem_1", template_id, rules.NEW_MEMBER, "mem_1")
+    assert first.coupon is not None and again.repeated and again.coupon.id == first.coupon.id
+    inviter = await w.cases.reward(M, "mem_2", template_id, rules.REFERRAL, "ref_1")
+    invitee = await w.cases.reward(M, "mem_1", template_id, rules.REFERRAL, "ref_1")
+    assert inviter.coupon.id != invitee.coupon.id and invitee.coupon.source == rules.REFERRAL
+    assert (await w.cases.reward(M, "mem_1", template_id, rules.BIRTHDAY, "2026")).coupon.source_id == "2026"
+    assert w.templates.items[template_id].issued == 4
+    with pytest.raises(InvalidArgument):
+        await w.cases.reward(M, "mem_1", template_id, rules.CLAIM, "x")

@@ -111,13 +111,41 @@ async def test_my_coupons_by_state(w):
     second = await holding(w, HUNDRED_OFF_TEN)
     await lock(w, second, "ord_1")
     with member():
-        assert [c.id for c in await w.cases.my_coupons((CouponState.AVAILABLE,), "", 10)] == [first]
-        assert [c.id for c in await w.cases.my_coupons((CouponState.LOCKED,), "", 10)] == [second]
-        assert {c.id for c in await w.cases.my_coupons((), "", 10)} == {first, second}
+        assert [c.id for c in (await w.cases.my_coupons((CouponState.AVAILABLE,), 10, ""))[0]] == [first]
+        assert [c.id for c in (await w.cases.my_coupons((CouponState.LOCKED,), 10, ""))[0]] == [second]
+        page, token = await w.cases.my_coupons((), 1, "")
+        rest, end = await w.cases.my_coupons((), 1, token)
+        assert {c.id for c in page + rest} == {first, second} and end == ""
         with pytest.raises(InvalidArgument):
-            await w.cases.my_coupons((CouponState.CLAIMING,), "", 10)
+            await w.cases.my_coupons((CouponState.CLAIMING,), 10, "")
+        with pytest.raises(InvalidArgument):
+            await w.cases.my_coupons((CouponState.USED,), 1, token)
     with member("mem_2"):
-        assert await w.cases.my_coupons((), "", 10) == []
+        assert await w.cases.my_coupons((), 10, "") == ([], "")
+
+
+# ---- the quote -------------------------------------------------------------------------------------
+
+async def test_the_quote_applies_the_chosen_coupon_or_the_best_and_locks_nothing(w):
+    ten = await holding(w, HUNDRED_OFF_TEN)
+    drinks = await holding(w, DRINKS_20_PERCENT)
+    with order_service():
+        chosen = await w.cases.quote("mem_1", ten, CART, rules.NORMAL)
+        assert (chosen.coupon.id, chosen.discount.amount, chosen.discount.shares) == (ten, 1_000, (727, 273))
+        best = await w.cases.quote("mem_1", "", CART, rules.NORMAL)
+        assert (best.coupon.id, best.discount.amount) == (drinks, 1_600)
+        assert await w.cases.quote("mem_1", "", CART, rules.FLASH_SALE) is None
+        assert await w.cases.quote("mem_2", "", CART, rules.NORMAL) is None
+        with pytest.raises(FailedPrecondition) as refused:
+            await w.cases.quote("mem_1", ten, [CART[1]], rules.NORMAL)
+        assert refused.value.reason == rules.BELOW_THRESHOLD
+        with pytest.raises(NotFound):
+            await w.cases.quote("mem_2", ten, CART, rules.NORMAL)
+    await lock(w, ten, "ord_1")
+    with order_service(), pytest.raises(FailedPrecondition) as refused:
+        await w.cases.quote("mem_1", ten, CART, rules.NORMAL)
+    assert refused.value.reason == rules.NOT_AVAILABLE
+    assert w.coupons.items[drinks].state == CouponState.AVAILABLE
 
 
 # ---- an order's moves --------------------------------------------------------------------------------
