@@ -194,6 +194,11 @@ class FakeMemberCoupons:
                        and c.id > after_id), key=lambda c: c.id)
         return [_copy(r) for r in rows[:limit]]
 
+    async def overdue_locks(self, before: datetime, limit: int) -> list[MemberCoupon]:
+        await _round_trip()
+        rows = [c for c in self.items.values() if c.state == CouponState.LOCKED and c.locked_until < before]
+        return [_copy(r) for r in rows[:limit]]
+
     async def stale_claiming(self, before: datetime, limit: int) -> list[MemberCoupon]:
         await _round_trip()
         rows = [c for c in self.items.values() if c.state == CouponState.CLAIMING and c.claimed_at < before]

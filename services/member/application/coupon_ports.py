@@ -107,6 +107,9 @@ class MemberCouponRepository(Protocol):
     async def due_to_expire(self, now: datetime, after_id: str, limit: int) -> list[MemberCoupon]:
         """AVAILABLE coupons whose validity ended by `now`, any merchant, by id."""
 
+    async def overdue_locks(self, before: datetime, limit: int) -> list[MemberCoupon]:
+        """LOCKED coupons whose `locked_until` is before `before`, any merchant."""
+
     async def stale_claiming(self, before: datetime, limit: int) -> list[MemberCoupon]:
         """CLAIMING coupons inserted before `before`, any merchant."""
 

@@ -32,6 +32,10 @@ MAX_GRANT_MEMBERS = 10_000
 GRANT_CHUNK = 200
 MAX_KEY = 128
 MAX_PAGE = 100
+# A lock outlives its order's payment deadline by this much before the sweep ends it, so
+# a payment at the last second still finds the coupon locked.
+LOCK_GRACE = timedelta(minutes=2)
+MAX_LOCK = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -377,18 +381,23 @@ class CouponUseCases:
 
     # ---- what an order does with a coupon (the order service calls these) ------------------------------
     async def lock(self, coupon_id: str, member_id: str, order_id: str, lines: Sequence[CouponLine],
-                   order_kind: str) -> Locked:
-        """Placing an order locks its coupon; the same order again answers the same lock.
-        Two orders racing for one coupon: the version compare-and-set lets one win."""
+                   order_kind: str, pay_by: datetime) -> Locked:
+        """Placing an order locks its coupon until the order's payment deadline `pay_by`
+        (the sweep releases it a little after); the same order again answers the same
+        lock. Two orders racing for one coupon: the version compare-and-set lets one win."""
         ctx = context.current()
         merchant_id = ctx.require_merchant()
         _check_lines(lines, order_kind)
+        v = Violations()
+        v.check(bool(order_id), "order_id", "required")
+        v.check(self.clock() < pay_by <= self.clock() + MAX_LOCK, "pay_by", "a deadline within a day")
+        v.raise_if_any()
 
         async def attempt() -> Locked:
             coupon = await self._member_coupon(merchant_id, coupon_id, member_id)
             now = self.clock()
             discount = coupon.applicability(lines, order_kind, now)
-            if coupon.lock(order_id, discount, now):
+            if coupon.lock(order_id, discount, now, pay_by + LOCK_GRACE):
                 await self.coupons.save(coupon)
             return Locked(coupon, discount)
 
@@ -442,6 +451,20 @@ class CouponUseCases:
                     continue  # locked by an order meanwhile: the next pass sees it again if due
                 expired += 1
         return expired
+
+    async def release_overdue_locks(self, limit: int = 500) -> int:
+        """The lock sweep: coupons held past their order's payment deadline (the order was
+        never stored after the lock, or its cancellation never arrived) come back."""
+        now = self.clock()
+        released = 0
+        for coupon in await self.coupons.overdue_locks(now, limit):
+            if coupon.release_overdue(now):
+                try:
+                    await self.coupons.save(coupon)
+                except StaleVersion:
+                    continue  # used or released meanwhile
+                released += 1
+        return released
 
     async def recover_claims(self, limit: int = 500) -> int:
         """Finishes or undoes claims a crash left half way (see coupon_ports). Returns

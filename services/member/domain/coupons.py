@@ -481,6 +481,9 @@ class MemberCoupon(Aggregate):
     state: CouponState = CouponState.CLAIMING
     order_id: str = ""  # the order that holds it, or last held it
     discount: int = 0  # what it took off that order
+    # A lock lasts until the order's payment deadline: if the order never comes to be (a
+    # crash after the lock) or is never cancelled, the sweep releases it after that.
+    locked_until: datetime | None = None
     # Orders whose cancellation or refund gave it back: a repeat of theirs changes nothing.
     returned_by: tuple[str, ...] = ()
     claimed_at: datetime | None = None
@@ -518,8 +521,9 @@ class MemberCoupon(Aggregate):
             return replace(result, amount=0, shares=tuple(0 for _ in lines), reason=EXPIRED_REASON)
         return result
 
-    def lock(self, order_id: str, discount: Discount, now: datetime) -> bool:
-        """The order was placed with this coupon. The same order again changes nothing."""
+    def lock(self, order_id: str, discount: Discount, now: datetime, until: datetime) -> bool:
+        """The order was placed with this coupon, to be paid by `until`. The same order
+        again changes nothing."""
         if self.order_id == order_id and self.state in (CouponState.LOCKED, CouponState.USED):
             return False
         if order_id in self.returned_by:
@@ -533,6 +537,7 @@ class MemberCoupon(Aggregate):
         self.state = CouponState.LOCKED
         self.order_id = order_id
         self.discount = discount.amount
+        self.locked_until = until
         self.updated_at = now
         self.record(CouponLocked(self.id, self.template_id, self.member_id, order_id, discount.amount, now))
         return True
@@ -562,6 +567,13 @@ class MemberCoupon(Aggregate):
         self.updated_at = now
         self.record(CouponReleased(self.id, self.template_id, self.member_id, order_id, target, now))
         return True
+
+    def release_overdue(self, now: datetime) -> bool:
+        """The sweep: a lock past its order's payment deadline ends as if the order had
+        been cancelled (the order service refunds a payment that comes later)."""
+        if self.state != CouponState.LOCKED or self.locked_until is None or now < self.locked_until:
+            return False
+        return self.release(self.order_id, now)
 
     def restore(self, order_id: str, now: datetime) -> bool:
         """A full refund of the unshipped order gives the coupon back while it is still

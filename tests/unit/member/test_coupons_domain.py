@@ -15,6 +15,7 @@ from services.member.domain.coupons import (CouponKind, CouponLine, CouponRule, 
                                             TemplateDraft, TemplateState, Validity, best, discount_for)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+PAY_BY = NOW + timedelta(minutes=30)
 
 FULL_200_OFF_30 = CouponRule(CouponKind.AMOUNT_OFF, threshold=20_000, amount_off=3_000)
 TWENTY_PERCENT_CAP_50 = CouponRule(CouponKind.PERCENT_OFF, percent_off_bp=2_000, cap=5_000)
@@ -141,7 +142,7 @@ rules_strategy = st.one_of(
 )
 
 
-@settings(max_examples=70, derandomize=True, deadline=None)
+@settings(max_examples=50, derandomize=True, deadline=None)
 @given(rule=rules_strategy, lines=lines_strategy)
 def test_allocation_adds_up_never_goes_negative_and_skips_lines_out_of_scope(rule, lines):
     result = discount_for(rule, lines)
@@ -243,16 +244,16 @@ def test_a_coupon_claimed_for_n_days_is_valid_from_the_claim():
 
 def test_lock_use_and_their_repeats():
     c = coupon()
-    assert c.lock("ord_1", applied(c), NOW) and not c.lock("ord_1", applied(c), NOW)
+    assert c.lock("ord_1", applied(c), NOW, PAY_BY) and not c.lock("ord_1", applied(c), NOW, PAY_BY)
     with pytest.raises(FailedPrecondition) as refused:
-        c.lock("ord_2", applied(c), NOW)
+        c.lock("ord_2", applied(c), NOW, PAY_BY)
     assert refused.value.reason == rules.IN_USE
     with pytest.raises(FailedPrecondition):
         c.use("ord_2", NOW)
     assert c.use("ord_1", NOW) and not c.use("ord_1", NOW)
-    assert not c.lock("ord_1", applied(c), NOW)  # the same order placed again
+    assert not c.lock("ord_1", applied(c), NOW, PAY_BY)  # the same order placed again
     with pytest.raises(FailedPrecondition) as refused:
-        c.lock("ord_2", applied(c), NOW)
+        c.lock("ord_2", applied(c), NOW, PAY_BY)
     assert refused.value.reason == rules.NOT_AVAILABLE
     assert [type(e).__name__ for e in c.pull_events()] == ["CouponLocked", "CouponUsed"]
 
@@ -260,20 +261,20 @@ def test_lock_use_and_their_repeats():
 def test_a_coupon_that_does_not_apply_is_not_locked():
     c = coupon(rule=FULL_200_OFF_30)
     with pytest.raises(FailedPrecondition) as refused:
-        c.lock("ord_1", applied(c), NOW)
+        c.lock("ord_1", applied(c), NOW, PAY_BY)
     assert refused.value.reason == rules.BELOW_THRESHOLD
     assert c.state == CouponState.AVAILABLE
 
 
 def test_release_returns_a_valid_coupon_expires_a_stale_one_and_is_idempotent():
     c = coupon()
-    c.lock("ord_1", applied(c), NOW)
+    c.lock("ord_1", applied(c), NOW, PAY_BY)
     assert not c.release("ord_other", NOW)
     assert c.release("ord_1", NOW) and c.state == CouponState.AVAILABLE
     assert not c.release("ord_1", NOW)
     with pytest.raises(FailedPrecondition):
-        c.lock("ord_1", applied(c), NOW)  # a late replay of the cancelled order
-    c.lock("ord_2", applied(c), NOW)
+        c.lock("ord_1", applied(c), NOW, PAY_BY)  # a late replay of the cancelled order
+    c.lock("ord_2", applied(c), NOW, PAY_BY)
     assert c.release("ord_2", NOW + timedelta(days=8)) and c.state == CouponState.EXPIRED
     assert [e.state for e in c.pull_events() if type(e).__name__ == "CouponReleased"] == [
         CouponState.AVAILABLE, CouponState.EXPIRED]
@@ -281,7 +282,7 @@ def test_release_returns_a_valid_coupon_expires_a_stale_one_and_is_idempotent():
 
 def test_a_paid_order_cannot_release_but_a_refund_restores_while_valid():
     c = coupon()
-    c.lock("ord_1", applied(c), NOW)
+    c.lock("ord_1", applied(c), NOW, PAY_BY)
     c.use("ord_1", NOW)
     with pytest.raises(FailedPrecondition):
         c.release("ord_1", NOW)
@@ -289,12 +290,24 @@ def test_a_paid_order_cannot_release_but_a_refund_restores_while_valid():
     assert c.restore("ord_1", NOW) and c.state == CouponState.AVAILABLE and not c.restore("ord_1", NOW)
 
 
+def test_a_lock_past_its_payment_deadline_is_released_by_the_sweep():
+    c = coupon()
+    c.lock("ord_1", applied(c), NOW, PAY_BY)
+    assert not c.release_overdue(PAY_BY - timedelta(seconds=1))
+    assert c.release_overdue(PAY_BY) and c.state == CouponState.AVAILABLE and c.returned_by == ("ord_1",)
+    assert not c.release_overdue(PAY_BY)
+    paid = coupon()
+    paid.lock("ord_2", applied(paid), NOW, PAY_BY)
+    paid.use("ord_2", NOW)
+    assert not paid.release_overdue(PAY_BY + timedelta(days=1))
+
+
 def test_expiry_moves_only_available_coupons_past_their_end():
     c = coupon()
     assert not c.expire(NOW)
     assert c.expire(NOW + timedelta(days=7)) and not c.expire(NOW + timedelta(days=8))
     locked = coupon()
-    locked.lock("ord_1", applied(locked), NOW)
+    locked.lock("ord_1", applied(locked), NOW, PAY_BY)
     assert not locked.expire(NOW + timedelta(days=30))
 
 

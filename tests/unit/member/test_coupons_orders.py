@@ -19,6 +19,7 @@ from tests.fakes.member import caller
 
 M = "mer_1"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+PAY_WITHIN = timedelta(minutes=30)
 HUNDRED_OFF_TEN = CouponRule(CouponKind.AMOUNT_OFF, threshold=10_000, amount_off=1_000)
 FIVE_OFF = CouponRule(CouponKind.NO_THRESHOLD, amount_off=500)
 DRINKS_20_PERCENT = CouponRule(CouponKind.PERCENT_OFF, percent_off_bp=2_000, cap=3_000, scope=Scope.CATEGORIES,
@@ -68,7 +69,7 @@ async def holding(w, rule: CouponRule, member_id: str = "mem_1", **kw) -> str:
 
 async def lock(w, coupon_id: str, order_id: str, lines=CART, kind: str = rules.NORMAL, member_id: str = "mem_1"):
     with order_service():
-        return await w.cases.lock(coupon_id, member_id, order_id, lines, kind)
+        return await w.cases.lock(coupon_id, member_id, order_id, lines, kind, w.clock.now + PAY_WITHIN)
 
 
 async def move(w, name: str, coupon_id: str, order_id: str):
@@ -172,7 +173,7 @@ async def test_a_coupon_that_does_not_apply_or_is_not_the_members_is_not_locked(
     with pytest.raises(NotFound):
         await lock(w, coupon_id, "ord_1", member_id="mem_2")
     with caller("mer_2", service="order"), pytest.raises(NotFound):
-        await w.cases.lock(coupon_id, "mem_1", "ord_1", CART, rules.NORMAL)
+        await w.cases.lock(coupon_id, "mem_1", "ord_1", CART, rules.NORMAL, START + PAY_WITHIN)
     w.clock.now = START + timedelta(days=7)
     with pytest.raises(FailedPrecondition) as refused:
         await lock(w, coupon_id, "ord_1")
@@ -252,6 +253,32 @@ async def test_order_moves_need_an_order_id_and_a_known_coupon(w):
         await move(w, "use", "cpn_x", "")
     with pytest.raises(NotFound):
         await move(w, "use", "cpn_x", "ord_1")
+
+
+async def test_a_lock_needs_an_order_and_a_payment_deadline_within_a_day(w):
+    coupon_id = await holding(w, FIVE_OFF)
+    with order_service(), pytest.raises(InvalidArgument) as refused:
+        await w.cases.lock(coupon_id, "mem_1", "", CART, rules.NORMAL, START + timedelta(days=2))
+    assert {v.field for v in refused.value.violations} == {"order_id", "pay_by"}
+    with order_service(), pytest.raises(InvalidArgument):
+        await w.cases.lock(coupon_id, "mem_1", "ord_1", CART, rules.NORMAL, START)
+    assert w.coupons.items[coupon_id].state == CouponState.AVAILABLE
+
+
+async def test_a_lock_whose_order_never_came_is_released_after_the_deadline_and_grace(w):
+    orphan = await holding(w, FIVE_OFF)
+    paid = await holding(w, FIVE_OFF)
+    await lock(w, orphan, "ord_crashed")  # the order was never stored
+    await lock(w, paid, "ord_paid")
+    await move(w, "use", paid, "ord_paid")
+    w.clock.now = START + PAY_WITHIN
+    assert await w.cases.release_overdue_locks() == 0  # within the grace a late payment still finds it
+    w.clock.now = START + PAY_WITHIN + timedelta(minutes=3)
+    assert await w.cases.release_overdue_locks() == 1
+    assert await w.cases.release_overdue_locks() == 0
+    assert (w.coupons.items[orphan].state, w.coupons.items[paid].state) == (CouponState.AVAILABLE, CouponState.USED)
+    with pytest.raises(FailedPrecondition):
+        await move(w, "use", orphan, "ord_crashed")  # a payment after the sweep: the order refunds it
 
 
 # ---- the expiry job ------------------------------------------------------------------------------------
