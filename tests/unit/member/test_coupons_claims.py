@@ -107,8 +107,15 @@ async def test_a_bad_template_is_refused_with_field_violations_and_nothing_writt
 
 async def test_only_operators_of_the_merchant_reach_templates(w):
     template_id = await active(w)
-    with caller(M, staff_id="stf_guide", roles=("GUIDE",)), pytest.raises(PermissionDenied):
-        await w.cases.create_template(draft())
+    with caller(M, staff_id="stf_guide", roles=("GUIDE",)):
+        with pytest.raises(PermissionDenied):
+            await w.cases.create_template(draft())
+        with pytest.raises(PermissionDenied):  # the role is checked before the fields
+            await w.cases.edit_template(template_id, draft(total=0))
+        with pytest.raises(PermissionDenied):
+            await w.cases.change_total(template_id, 0)
+        with pytest.raises(PermissionDenied):
+            await w.cases.list_templates(None, 10, "")
     with member("mem_1"), pytest.raises(Unauthenticated):
         await w.cases.get_template(template_id)
     with operator(OTHER), pytest.raises(NotFound):
