@@ -17,7 +17,7 @@ from siyu_kit.aggregate import StaleVersion
 
 from services.member.application.coupon_ports import Claiming, Inserted
 from services.member.domain.coupons import (CouponState, CouponTemplate, GrantJob, GrantState, MemberCoupon,
-                                            TemplateState)
+                                            TemplateState, TemplateStats)
 from tests.fakes.store import VersionedStore, require_version
 
 
@@ -193,6 +193,14 @@ class FakeMemberCoupons:
         rows = sorted((c for c in self.items.values() if c.state == CouponState.AVAILABLE and c.valid_until <= now
                        and c.id > after_id), key=lambda c: c.id)
         return [_copy(r) for r in rows[:limit]]
+
+    async def stats(self, merchant_id: str, template_id: str) -> TemplateStats:
+        await _round_trip()
+        mine = [c for c in self.items.values() if (c.merchant_id, c.template_id) == (merchant_id, template_id)]
+        used = [c for c in mine if c.state == CouponState.USED]
+        return TemplateStats(locked=sum(c.state == CouponState.LOCKED for c in mine), used=len(used),
+                             expired=sum(c.state == CouponState.EXPIRED for c in mine),
+                             discount_given=sum(c.discount for c in used), gmv=sum(c.order_amount for c in used))
 
     async def overdue_locks(self, before: datetime, limit: int) -> list[MemberCoupon]:
         await _round_trip()

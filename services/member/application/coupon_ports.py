@@ -32,7 +32,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
-from services.member.domain.coupons import CouponState, CouponTemplate, GrantJob, MemberCoupon, TemplateState
+from services.member.domain.coupons import (CouponState, CouponTemplate, GrantJob, MemberCoupon, TemplateState,
+                                            TemplateStats)
 
 
 class Inserted(str, Enum):
@@ -106,6 +107,11 @@ class MemberCouponRepository(Protocol):
 
     async def due_to_expire(self, now: datetime, after_id: str, limit: int) -> list[MemberCoupon]:
         """AVAILABLE coupons whose validity ended by `now`, any merchant, by id."""
+
+    async def stats(self, merchant_id: str, template_id: str) -> TemplateStats:
+        """One aggregation over the template's coupons: counts by state, and the sums of
+        `discount` and `order_amount` of the USED ones (`issued` is left 0: the template's
+        counter is the number issued)."""
 
     async def overdue_locks(self, before: datetime, limit: int) -> list[MemberCoupon]:
         """LOCKED coupons whose `locked_until` is before `before`, any merchant."""

@@ -8,7 +8,7 @@ per-member limit and one conditional atomic update of the template's counter for
 total; nothing here counts and then inserts."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable, Sequence
 
@@ -24,7 +24,7 @@ from services.member.application.coupon_ports import (CouponSettings, CouponTemp
 from services.member.domain import admin as paging
 from services.member.domain import coupons as rules
 from services.member.domain.coupons import (CouponLine, CouponState, CouponTemplate, Discount, GrantJob,
-                                            GrantState, MemberCoupon, TemplateDraft, TemplateState)
+                                            GrantState, MemberCoupon, TemplateDraft, TemplateState, TemplateStats)
 
 # A CLAIMING coupon or a claiming entry older than this is left over by a crash.
 CLAIM_GRACE = timedelta(minutes=1)
@@ -115,6 +115,15 @@ class CouponUseCases:
         after = paging.decode_cursor(v, page_token, fp)
         v.raise_if_any()
         return _paged(await self.templates.page(ctx.merchant_id, state, after, size + 1), size, fp)
+
+    async def template_stats(self, template_id: str) -> TemplateStats:
+        """Issued (the template's counter), locked, used, expired, discount given and the
+        GMV of the paid orders that used it."""
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        template = await self._template(ctx.merchant_id, template_id)
+        counted = await self.coupons.stats(ctx.merchant_id, template_id)
+        return replace(counted, issued=template.issued)
 
     async def edit_template(self, template_id: str, draft: TemplateDraft) -> CouponTemplate:
         context.current().require_staff("OPERATOR")

@@ -176,6 +176,7 @@ class Discount:
     eligible_subtotal: int
     reason: str = ""
     shortfall: int = 0  # what the lines in scope lack to reach the threshold
+    order_subtotal: int = 0  # every line's amount, in scope or not
 
     @property
     def applies(self) -> bool:
@@ -189,13 +190,14 @@ def discount_for(rule: CouponRule, lines: Sequence[CouponLine], order_kind: str 
     exceeds the eligible lines' amount; shipping is never part of it."""
     eligible = tuple(rule.covers(line) and line.subtotal > 0 for line in lines)
     subtotal = sum(line.subtotal for line, ok in zip(lines, eligible) if ok)
+    whole = sum(line.subtotal for line in lines)
     none = tuple(0 for _ in lines)
     if order_kind not in rule.order_kinds:
-        return Discount(0, none, eligible, subtotal, WRONG_ORDER_KIND)
+        return Discount(0, none, eligible, subtotal, WRONG_ORDER_KIND, order_subtotal=whole)
     if not any(eligible):
-        return Discount(0, none, eligible, subtotal, OUT_OF_SCOPE)
+        return Discount(0, none, eligible, subtotal, OUT_OF_SCOPE, order_subtotal=whole)
     if subtotal < rule.threshold:
-        return Discount(0, none, eligible, subtotal, BELOW_THRESHOLD, rule.threshold - subtotal)
+        return Discount(0, none, eligible, subtotal, BELOW_THRESHOLD, rule.threshold - subtotal, whole)
     if rule.kind == CouponKind.PERCENT_OFF:
         wanted = min(subtotal * rule.percent_off_bp // BASIS_POINTS, rule.cap)
     else:
@@ -203,7 +205,19 @@ def discount_for(rule: CouponRule, lines: Sequence[CouponLine], order_kind: str 
     amount = min(wanted, subtotal)
     weights = [line.subtotal if ok else 0 for line, ok in zip(lines, eligible)]
     shares = tuple(split_largest_remainder(amount, weights)) if amount else none
-    return Discount(amount, shares, eligible, subtotal)
+    return Discount(amount, shares, eligible, subtotal, order_subtotal=whole)
+
+
+@dataclass(frozen=True)
+class TemplateStats:
+    """What a template did: coupons issued, held by unpaid orders, used by paid orders,
+    the discount they gave and the goods amount of those orders (GMV)."""
+    issued: int = 0
+    locked: int = 0
+    used: int = 0
+    expired: int = 0
+    discount_given: int = 0
+    gmv: int = 0
 
 
 # ---- the template -----------------------------------------------------------------------------
@@ -481,6 +495,7 @@ class MemberCoupon(Aggregate):
     state: CouponState = CouponState.CLAIMING
     order_id: str = ""  # the order that holds it, or last held it
     discount: int = 0  # what it took off that order
+    order_amount: int = 0  # the order's goods amount before the coupon (the template's GMV)
     # A lock lasts until the order's payment deadline: if the order never comes to be (a
     # crash after the lock) or is never cancelled, the sweep releases it after that.
     locked_until: datetime | None = None
@@ -537,6 +552,7 @@ class MemberCoupon(Aggregate):
         self.state = CouponState.LOCKED
         self.order_id = order_id
         self.discount = discount.amount
+        self.order_amount = discount.order_subtotal
         self.locked_until = until
         self.updated_at = now
         self.record(CouponLocked(self.id, self.template_id, self.member_id, order_id, discount.amount, now))

@@ -281,6 +281,24 @@ async def test_a_lock_whose_order_never_came_is_released_after_the_deadline_and_
         await move(w, "use", orphan, "ord_crashed")  # a payment after the sweep: the order refunds it
 
 
+async def test_template_stats_count_issued_locked_used_the_discount_and_gmv(w):
+    used = await holding(w, HUNDRED_OFF_TEN)
+    template_id = w.coupons.items[used].template_id
+    with member("mem_2"):
+        locked = (await w.cases.claim(template_id, "k")).id
+    with member("mem_3"):
+        await w.cases.claim(template_id, "k")
+    await lock(w, used, "ord_1")
+    await move(w, "use", used, "ord_1")
+    await lock(w, locked, "ord_2", member_id="mem_2")
+    with caller(M, staff_id="stf_op", roles=("OPERATOR",)):
+        stats = await w.cases.template_stats(template_id)
+    assert (stats.issued, stats.locked, stats.used, stats.expired) == (3, 1, 1, 0)
+    assert (stats.discount_given, stats.gmv) == (1_000, 11_000)
+    with caller("mer_2", staff_id="stf_op", roles=("OPERATOR",)), pytest.raises(NotFound):
+        await w.cases.template_stats(template_id)
+
+
 # ---- the expiry job ------------------------------------------------------------------------------------
 
 async def test_the_expiry_job_expires_available_coupons_past_their_end_only(w):
