@@ -16,7 +16,7 @@ from datetime import datetime
 from siyu_kit.aggregate import StaleVersion
 
 from services.member.application.coupon_ports import Claiming, Inserted
-from services.member.domain.coupons import (CouponState, CouponTemplate, GrantJob, GrantState, MemberCoupon,
+from services.member.domain.coupons import (CouponConfig, CouponState, CouponTemplate, GrantJob, GrantState, MemberCoupon,
                                             TemplateState, TemplateStats)
 from tests.fakes.store import VersionedStore, require_version
 
@@ -257,8 +257,18 @@ class FakeGrantJobs(VersionedStore):
 class FakeCouponSettings:
     def __init__(self, return_on_refund: bool = True):
         self.switch: dict[str, bool] = {}
+        self.gifts: dict[str, str] = {}
         self.default = return_on_refund
 
     async def return_on_refund(self, merchant_id: str) -> bool:
         await _round_trip()
         return self.switch.get(merchant_id, self.default)
+
+    async def get(self, merchant_id: str) -> CouponConfig:
+        await _round_trip()
+        return CouponConfig(self.switch.get(merchant_id, self.default), self.gifts.get(merchant_id, ""))
+
+    async def put(self, merchant_id: str, config: CouponConfig) -> None:
+        await _round_trip()
+        self.switch[merchant_id] = config.return_on_refund
+        self.gifts[merchant_id] = config.new_member_template_id

@@ -32,7 +32,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
-from services.member.domain.coupons import (CouponState, CouponTemplate, GrantJob, MemberCoupon, TemplateState,
+from services.member.domain.coupons import (CouponConfig, CouponState, CouponTemplate, GrantJob, MemberCoupon, TemplateState,
                                             TemplateStats)
 
 
@@ -147,3 +147,9 @@ class GrantAudience(Protocol):
 class CouponSettings(Protocol):
     async def return_on_refund(self, merchant_id: str) -> bool:
         """The merchant's switch: a fully refunded unshipped order gives its coupon back."""
+
+    async def get(self, merchant_id: str) -> CouponConfig:
+        """The merchant's settings; the defaults when it never set them."""
+
+    async def put(self, merchant_id: str, config: CouponConfig) -> None:
+        """Replaces the merchant's settings."""

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 from siyu_kit import context, retry
 from siyu_kit.aggregate import StaleVersion
-from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, Violations
+from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Violations
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
 
@@ -23,7 +23,7 @@ from services.member.application.coupon_ports import (CouponSettings, CouponTemp
                                                       GrantJobRepository, Inserted, MemberCouponRepository)
 from services.member.domain import admin as paging
 from services.member.domain import coupons as rules
-from services.member.domain.coupons import (CouponLine, CouponState, CouponTemplate, Discount, GrantJob,
+from services.member.domain.coupons import (CouponConfig, CouponLine, CouponState, CouponTemplate, Discount, GrantJob,
                                             GrantState, MemberCoupon, TemplateDraft, TemplateState, TemplateStats)
 
 # A CLAIMING coupon or a claiming entry older than this is left over by a crash.
@@ -120,7 +120,7 @@ class CouponUseCases:
         """Issued (the template's counter), locked, used, expired, discount given and the
         GMV of the paid orders that used it."""
         ctx = context.current()
-        ctx.require_staff("OPERATOR")
+        ctx.require_staff("OPERATOR", "FINANCE")
         template = await self._template(ctx.merchant_id, template_id)
         counted = await self.coupons.stats(ctx.merchant_id, template_id)
         return replace(counted, issued=template.issued)
@@ -167,6 +167,10 @@ class CouponUseCases:
     # ---- issuing ---------------------------------------------------------------------------------
     async def claim(self, template_id: str, idempotency_key: str) -> MemberCoupon:
         """The member claims one coupon; the same key again answers the same coupon."""
+        return (await self.claim_once(template_id, idempotency_key))[0]
+
+    async def claim_once(self, template_id: str, idempotency_key: str) -> tuple[MemberCoupon, bool]:
+        """The claim, and whether the key had made it before."""
         ctx = context.current()
         member_id = ctx.require_member()
         v = Violations()
@@ -177,7 +181,7 @@ class CouponUseCases:
         if issued.coupon is None:
             raise FailedPrecondition(_REFUSALS.get(issued.refused, "the coupon cannot be claimed"),
                                      reason=issued.refused)
-        return issued.coupon
+        return issued.coupon, issued.repeated
 
     async def issue(self, merchant_id: str, template_id: str, member_id: str, claim_key: str, source: str,
                     source_id: str) -> Issued:
@@ -387,6 +391,36 @@ class CouponUseCases:
             raise InvalidArgument("a reward names its source and cause", reason="INVALID_FIELDS")
         return await self.issue(merchant_id, template_id, member_id, f"{source.lower()}:{cause_id}:{template_id}:{member_id}",
                                 source, cause_id)
+
+    async def new_member_gift(self, merchant_id: str, member_id: str) -> Issued | None:
+        """A new member's registration: the coupon of the merchant's new-member template,
+        once, whatever the replays of the registration event. None when the merchant
+        gives none (or the template is gone); a refusal (sold out, paused) is the answer."""
+        config = await self.settings.get(merchant_id)
+        if not config.new_member_template_id:
+            return None
+        try:
+            return await self.reward(merchant_id, member_id, config.new_member_template_id, rules.NEW_MEMBER,
+                                     member_id)
+        except NotFound:
+            return None
+
+    # ---- settings (OPERATOR) -----------------------------------------------------------------------
+    async def get_settings(self) -> CouponConfig:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        return await self.settings.get(ctx.merchant_id)
+
+    async def update_settings(self, config: CouponConfig) -> CouponConfig:
+        """Replaces the merchant's settings; the new-member template must be the merchant's."""
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        if config.new_member_template_id and await self.templates.get(
+                ctx.merchant_id, config.new_member_template_id) is None:
+            raise InvalidArgument("the request has invalid fields", reason="INVALID_FIELDS", violations=[
+                FieldViolation("settings.new_member_template_id", "no coupon template of the merchant")])
+        await self.settings.put(ctx.merchant_id, config)
+        return config
 
     # ---- what an order does with a coupon (the order service calls these) ------------------------------
     async def lock(self, coupon_id: str, member_id: str, order_id: str, lines: Sequence[CouponLine],

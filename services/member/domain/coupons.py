@@ -220,6 +220,15 @@ class TemplateStats:
     gmv: int = 0
 
 
+@dataclass(frozen=True)
+class CouponConfig:
+    """A merchant's coupon settings."""
+    # A fully refunded, unshipped order gives its coupon back while still valid.
+    return_on_refund: bool = True
+    # The template whose coupon a new member gets at registration ("": none).
+    new_member_template_id: str = ""
+
+
 # ---- the template -----------------------------------------------------------------------------
 
 class TemplateState(str, Enum):

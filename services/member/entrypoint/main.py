@@ -17,7 +17,7 @@ from services.member.application.staff import StaffAccess
 from services.member.application.wechat import WeChatIdentity
 from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
-from services.member.entrypoint import events, servicer
+from services.member.entrypoint import coupon_wiring, events, servicer
 from siyu_kit import service
 from siyu_kit.config import env_count
 from siyu_kit.sealing import Sealer
@@ -55,12 +55,18 @@ def build(runtime: Runtime) -> Parts:
                              repositories.MemberDirectoryRepository())
     # Phones in address books are sealed with the data key, bound to the merchant.
     addresses = AddressBooks(repositories.AddressBookRepository(), Sealer.from_setting(runtime.settings.data_key))
+    # ---- coupons ----
+    coupons = coupon_wiring.use_cases(members_repo)
+    # ---- end of coupons ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
-                                                          admin, addresses, wechat, staff_admin),
+                                                          admin, addresses, wechat, staff_admin,
+                                                          coupons=coupons),
                     servicer.FULL_NAME)],
-        outbox_collections=repositories.outbox_collections(),
-        subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger)),
+        outbox_collections=repositories.outbox_collections() + coupon_wiring.outbox_collections(),
+        subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger))
+        + coupon_wiring.subscriptions(coupons),
+        jobs=coupon_wiring.jobs(coupons),
     )
 
 

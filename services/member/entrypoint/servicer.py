@@ -5,6 +5,7 @@ from siyu.member.v1 import member_pb2, member_pb2_grpc
 
 from services.member.adapters.messages import address_proto, entry_proto, member_proto
 from services.member.application.addresses import AddressBooks, AddressForm
+from services.member.application.coupons import CouponUseCases
 from services.member.application.admin import StaffAdmin
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
@@ -13,6 +14,7 @@ from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
 from services.member.application.wechat import WeChatIdentity
 from services.member.entrypoint.admin_servicer import AdminRpcs
+from services.member.entrypoint.coupon_servicer import CouponRpcs
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
 
@@ -24,10 +26,11 @@ def _role_names(roles) -> list[str]:
     return [ROLE_NAMES.get(r, "UNSPECIFIED") for r in roles]
 
 
-class MemberServicer(AdminRpcs, member_pb2_grpc.MemberServiceServicer):
+class MemberServicer(AdminRpcs, CouponRpcs, member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity | None = None,
-                 admin: StaffAdmin | None = None):
+                 admin: StaffAdmin | None = None, coupons: CouponUseCases | None = None):
+        self.coupons = coupons
         self.wechat = wechat
         self.admin = admin
         self.members = members
