@@ -8,6 +8,7 @@ per-member limit and one conditional atomic update of the template's counter for
 total; nothing here counts and then inserts."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable, Sequence
@@ -36,6 +37,11 @@ MAX_PAGE = 100
 # a payment at the last second still finds the coupon locked.
 LOCK_GRACE = timedelta(minutes=2)
 MAX_LOCK = timedelta(days=1)
+# After a claim finds a template sold out, this process answers its next claims SOLD_OUT
+# for this long without reading the template (a grab's thousands of late presses then
+# cost one read each, for their key). Its own staff changes and unit give-backs forget it
+# at once; another replica's raise of the total is seen within this time.
+SOLD_OUT_MEMO_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class CouponUseCases:
         self.members = members
         self.audiences: dict[str, GrantAudience] = {"LIST": ListAudience(), **(audiences or {})}
         self.clock = clock
+        self._sold_out: dict[tuple[str, str], float] = {}  # (merchant, template) -> until (monotonic)
 
     # ---- templates (OPERATOR) ------------------------------------------------------------------
     async def create_template(self, draft: TemplateDraft) -> CouponTemplate:
@@ -154,6 +161,7 @@ class CouponUseCases:
             template = await self._template(ctx.merchant_id, template_id)
             if change(template, self.clock()) is not False:
                 await self.templates.save(template)
+                self._sold_out.pop((ctx.merchant_id, template_id), None)
             return template
 
         return await retry.on_conflict(attempt, gave_up="the coupon template changed meanwhile; try again")
@@ -191,6 +199,8 @@ class CouponUseCases:
         existing = await self.coupons.by_claim_key(merchant_id, claim_key)
         if existing is not None:
             return _repeated(existing)
+        if self._sold_out.get((merchant_id, template_id), 0.0) > time.monotonic():
+            return Issued(None, rules.SOLD_OUT)
         template = await self.templates.get(merchant_id, template_id)
         if template is None:
             raise NotFound(f"coupon template {template_id} not found")
@@ -198,6 +208,8 @@ class CouponUseCases:
         try:
             template.claimable(now, by_staff=source != rules.CLAIM)
         except FailedPrecondition as refused:
+            if refused.reason == rules.SOLD_OUT:
+                self._remember_sold_out(merchant_id, template_id)
             return Issued(None, refused.reason)
         coupon = await self._hold_slot(template, member_id, claim_key, source, source_id, now)
         if coupon is None:
@@ -206,14 +218,22 @@ class CouponUseCases:
             return _repeated(coupon.coupon)
         if not await self.templates.take_unit(merchant_id, template.id, coupon.id, now):
             await self.coupons.drop_claiming(merchant_id, coupon.id)
+            self._remember_sold_out(merchant_id, template.id)
             return Issued(None, rules.SOLD_OUT)
         confirmed = await self._confirm(merchant_id, coupon.id)
         if confirmed is None:
             # The recovery job took the slot back while this claim was slow: the unit goes back too.
             await self.templates.give_back_unit(merchant_id, template.id, coupon.id)
+            self._sold_out.pop((merchant_id, template.id), None)
             raise Conflict("the claim was interrupted; try again", reason="CONCURRENT_UPDATE")
         await self.templates.settle_unit(merchant_id, template.id, coupon.id)
         return Issued(confirmed)
+
+    def _remember_sold_out(self, merchant_id: str, template_id: str) -> None:
+        self._sold_out[(merchant_id, template_id)] = time.monotonic() + SOLD_OUT_MEMO_S
+        if len(self._sold_out) > 10_000:
+            now = time.monotonic()
+            self._sold_out = {k: until for k, until in self._sold_out.items() if until > now}
 
     async def _hold_slot(self, template: CouponTemplate, member_id: str, claim_key: str, source: str,
                          source_id: str, now: datetime) -> "MemberCoupon | _Found | None":
@@ -518,6 +538,7 @@ class CouponUseCases:
             coupon = await self.coupons.get(entry.merchant_id, entry.coupon_id)
             if coupon is None:
                 repaired += await self.templates.give_back_unit(entry.merchant_id, entry.template_id, entry.coupon_id)
+                self._sold_out.pop((entry.merchant_id, entry.template_id), None)
                 continue
             if await self._confirm(entry.merchant_id, coupon.id) is not None:
                 await self.templates.settle_unit(entry.merchant_id, entry.template_id, entry.coupon_id)

@@ -73,3 +73,16 @@ async def test_finance_reads_stats_but_a_guide_does_not(w):
         assert (await w.cases.template_stats(template_id)).issued == 0
     with caller(M, staff_id="stf_g", roles=("GUIDE",)), pytest.raises(PermissionDenied):
         await w.cases.template_stats(template_id)
+
+
+async def test_a_sold_out_template_raised_by_its_staff_is_claimable_at_once(w):
+    template_id = await active(w, total=1)
+    with member("mem_1"):
+        await w.cases.claim(template_id, "k1")
+    with member("mem_2"):
+        assert (await w.cases.issue(M, template_id, "mem_2", "k2", rules.CLAIM, "")).refused == rules.SOLD_OUT
+        assert (await w.cases.issue(M, template_id, "mem_2", "k2", rules.CLAIM, "")).refused == rules.SOLD_OUT
+    with operator():
+        await w.cases.change_total(template_id, 2)
+    with member("mem_2"):
+        assert (await w.cases.claim(template_id, "k3")).state == CouponState.AVAILABLE
