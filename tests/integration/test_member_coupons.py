@@ -332,3 +332,46 @@ def test_another_merchant_finds_nothing_and_wrong_roles_are_denied(stub, db):
     staff_claims = rpc_error(stub.ClaimCoupon, pb.ClaimCouponRequest(template_id=template.template_id,
                                                                      idempotency_key="k2"), metadata=operator(mid))
     assert staff_claims.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def test_an_unpaid_orders_release_gives_the_coupon_back_once(stub, db):
+    mid = new_merchant_id()
+    alice = member(stub, mid)
+    coupon = claim(stub, mid, alice, active_template(stub, mid).template_id).coupon
+    order = new_id("ord")
+    stub.LockCoupon(pb.LockCouponRequest(member_id=alice, coupon_id=coupon.coupon_id, order_id=order, lines=[line()],
+                                         pay_by=timestamp(datetime.now(timezone.utc) + timedelta(minutes=30))),
+                    metadata=order_service(mid))
+    for _ in range(2):
+        released = stub.ReleaseCoupon(pb.ReleaseCouponRequest(coupon_id=coupon.coupon_id, order_id=order),
+                                      metadata=order_service(mid)).coupon
+        assert released.state == pb.MEMBER_COUPON_STATE_AVAILABLE
+    assert db.member_coupons.find_one({"_id": coupon.coupon_id})["version"] == 4  # claim, confirm, lock, release
+    # The released order cannot take it again; another order can.
+    again = pb.LockCouponRequest(member_id=alice, coupon_id=coupon.coupon_id, order_id=order, lines=[line()],
+                                 pay_by=timestamp(datetime.now(timezone.utc) + timedelta(minutes=30)))
+    assert reason(rpc_error(stub.LockCoupon, again, metadata=order_service(mid))) == "COUPON_NOT_AVAILABLE"
+    again.order_id = new_id("ord")
+    assert stub.LockCoupon(again, metadata=order_service(mid)).coupon.state == pb.MEMBER_COUPON_STATE_LOCKED
+
+
+def test_the_services_jobs_expire_coupons_and_undo_claims_left_half_way(stub, db):
+    """What a crash leaves and what time ends, planted in the database: the expiry job
+    (every 60 s) and the claim recovery (every 30 s) of the running service clean up."""
+    mid = new_merchant_id()
+    alice = member(stub, mid)
+    template = active_template(stub, mid, per_member_limit=2)
+    coupon = claim(stub, mid, alice, template.template_id).coupon
+    past_ms = int((datetime.now(timezone.utc) - timedelta(minutes=5)).timestamp() * 1000)
+    db.member_coupons.update_one({"_id": coupon.coupon_id}, {"$set": {"valid_until_ms": past_ms}})
+    stale = new_id("cpn")
+    stored = db.member_coupons.find_one({"_id": coupon.coupon_id}, {"outbox": 0})
+    db.member_coupons.insert_one({**stored, "_id": stale, "slot": 2, "claim_key": "crashed", "state": "CLAIMING",
+                                  "claimed_ms": past_ms, "version": 1, "outbox_pending": 0})
+    wait_until(lambda: db.member_coupons.find_one({"_id": coupon.coupon_id})["state"] == "EXPIRED"
+               and db.member_coupons.find_one({"_id": stale}) is None, timeout=100, message="jobs ran")
+    mine = stub.ListMyCoupons(pb.ListMyCouponsRequest(states=[pb.MEMBER_COUPON_STATE_EXPIRED]),
+                              metadata=as_member(mid, alice)).coupons
+    assert [c.coupon_id for c in mine] == [coupon.coupon_id]
+    # The freed slot takes a new claim.
+    assert claim(stub, mid, alice, template.template_id).coupon.state == pb.MEMBER_COUPON_STATE_AVAILABLE
