@@ -74,6 +74,7 @@ class Gateway:
         self.member_limiter = RateLimiter(settings.member_rps)
         self.staff_limiter = RateLimiter(settings.staff_rps)
         self.openapi_doc = openapi.document(self.table)
+        self.openapi_doc["paths"][wechat_notify.PATH] = {"post": wechat_notify.OPENAPI_OPERATION}
         self.docs_html = openapi.docs_page(self.openapi_doc)
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
 

@@ -29,6 +29,50 @@ _CLIENT_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.UNAUTHE
                   grpc.StatusCode.FAILED_PRECONDITION: 400}
 
 
+_FAIL = {"type": "object", "required": ["code", "message"], "properties": {
+    "code": {"type": "string", "enum": ["FAIL"]}, "message": {"type": "string"}}}
+_HEADERS = {"Wechatpay-Timestamp": "seconds since the epoch; refused outside a five-minute window",
+            "Wechatpay-Nonce": "the signature's nonce; a nonce seen before is a replay",
+            "Wechatpay-Signature": "base64 SHA256-RSA over timestamp, nonce and the raw body",
+            "Wechatpay-Serial": "the id of WeChat Pay's platform public key that signed it"}
+# The callback in the API document, for the operators who register its URL with WeChat Pay.
+# Its request and answers are WeChat's, not the gateway's JSON mapping of a service.
+OPENAPI_OPERATION = {
+    "operationId": "WechatPay_Notify",
+    "summary": "WeChat Pay's payment and refund notifications",
+    "tags": ["OrderService"],
+    "x-siyu-access": "PUBLIC",
+    "security": [],
+    "description": (
+        "Where WeChat Pay posts its notifications (register this URL as notify_url). The body is "
+        "verified against WeChat Pay's platform public key over the raw bytes, then its AEAD_AES_256_GCM "
+        "resource is decrypted with the merchant's API v3 key; a notification outside the five-minute window, a "
+        "replayed nonce, a bad signature or an unknown merchant is refused and changes nothing. 204 means "
+        "taken (a payment already applied is answered 204 again); any other answer makes WeChat retry later."),
+    "parameters": [{"name": "merchant_id", "in": "path", "required": True,
+                    "schema": {"type": "string", "pattern": "^mch_[0-9A-HJKMNP-TV-Z]{26}$"}}] + [
+        {"name": name, "in": "header", "required": True, "description": text, "schema": {"type": "string"}}
+        for name, text in _HEADERS.items()],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["id", "create_time", "event_type", "resource_type", "resource"],
+        "properties": {
+            "id": {"type": "string"}, "create_time": {"type": "string"}, "summary": {"type": "string"},
+            "event_type": {"type": "string", "description": "TRANSACTION.SUCCESS, REFUND.SUCCESS, …"},
+            "resource_type": {"type": "string", "enum": ["encrypt-resource"]},
+            "resource": {"type": "object", "required": ["algorithm", "ciphertext", "nonce"], "properties": {
+                "algorithm": {"type": "string", "enum": ["AEAD_AES_256_GCM"]},
+                "ciphertext": {"type": "string"}, "associated_data": {"type": "string"},
+                "original_type": {"type": "string"}, "nonce": {"type": "string"}}}}}}}},
+    "responses": {
+        "204": {"description": "Taken."},
+        **{status: {"description": text, "content": {"application/json": {"schema": _FAIL}}}
+           for status, text in (("400", "Malformed, or a notification WeChat should not send again as it is"),
+                                ("401", "Signature, timestamp or nonce refused (forged, stale or replayed)"),
+                                ("404", "No such merchant, or no WeChat Pay set up for it"),
+                                ("500", "Could not be taken now; WeChat retries later"))}},
+}
+
+
 def fail(status: int, message: str) -> JSONResponse:
     return JSONResponse({"code": "FAIL", "message": message}, status_code=status)
 

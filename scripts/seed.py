@@ -16,6 +16,7 @@ from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu.common.v1 import common_pb2
 from siyu.content.v1 import content_pb2, content_pb2_grpc
 from siyu.member.v1 import member_pb2, member_pb2_grpc
+from siyu.order.v1 import order_pb2_grpc
 
 from siyu_kit.config import DEFAULT_GRPC_PORTS, DEV_PLATFORM_TOKEN
 from siyu_kit.context import RequestContext
@@ -27,14 +28,14 @@ DEMO_STAFF = ("owner", "demo-owner-pass")
 CATALOG = [
     {"code": "dress-floral", "title": "夏季碎花连衣裙 Floral Summer Dress", "category": ("服装", "女装"),
      "tags": ["summer", "new"], "skus": [
-         {"code": "dress-floral-red-m", "attributes": {"颜色": "红", "尺码": "M"}, "price": 19900, "stock": 100},
-         {"code": "dress-floral-blue-m", "attributes": {"颜色": "蓝", "尺码": "M"}, "price": 19900, "stock": 100}]},
+         {"code": "dress-floral-red-m", "attributes": {"颜色": "红", "尺码": "M"}, "price": 19900, "stock": 100, "weight_g": 300},
+         {"code": "dress-floral-blue-m", "attributes": {"颜色": "蓝", "尺码": "M"}, "price": 19900, "stock": 100, "weight_g": 300}]},
     {"code": "tee-organic", "title": "有机棉T恤 Organic Cotton Tee", "category": ("服装", "基础款"),
      "tags": ["basics"], "skus": [
-         {"code": "tee-organic-white-l", "attributes": {"颜色": "白", "尺码": "L"}, "price": 15900, "stock": 200}]},
+         {"code": "tee-organic-white-l", "attributes": {"颜色": "白", "尺码": "L"}, "price": 15900, "stock": 200, "weight_g": 250}]},
     {"code": "baby-lotion", "title": "婴儿润肤霜 Baby Lotion 200ml", "category": ("母婴", "婴儿护理"),
      "tags": ["baby", "care"], "skus": [
-         {"code": "baby-lotion-200", "attributes": {"规格": "200ml"}, "price": 8900, "stock": 50}]},
+         {"code": "baby-lotion-200", "attributes": {"规格": "200ml"}, "price": 8900, "stock": 50, "weight_g": 260}]},
 ]
 
 
@@ -43,6 +44,7 @@ class Clients:
     member: member_pb2_grpc.MemberServiceStub
     catalog: catalog_pb2_grpc.CatalogServiceStub
     content: content_pb2_grpc.ContentServiceStub
+    order: order_pb2_grpc.OrderServiceStub
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> "Clients":
@@ -50,7 +52,8 @@ class Clients:
             return env.get(f"SIYU_{name.upper()}_ADDR", f"127.0.0.1:{DEFAULT_GRPC_PORTS[name]}")
         return cls(member_pb2_grpc.MemberServiceStub(grpc.insecure_channel(addr("member"))),
                    catalog_pb2_grpc.CatalogServiceStub(grpc.insecure_channel(addr("catalog"))),
-                   content_pb2_grpc.ContentServiceStub(grpc.insecure_channel(addr("content"))))
+                   content_pb2_grpc.ContentServiceStub(grpc.insecure_channel(addr("content"))),
+                   order_pb2_grpc.OrderServiceStub(grpc.insecure_channel(addr("order"))))
 
 
 def _operator(merchant_id: str = "", staff_id: str = "") -> tuple[tuple[str, str], ...]:
@@ -82,7 +85,7 @@ def seed_merchant(clients: Clients, code: str, name: str, api_keys: dict[str, st
             description=f"{item['title']} — demo product", status=catalog_pb2.PRODUCT_STATUS_ON_SHELF,
             skus=[catalog_pb2.SkuInput(code=s["code"], attributes=s["attributes"],
                                        list_price=common_pb2.Money(amount=s["price"], currency="CNY"),
-                                       initial_stock=s["stock"]) for s in item["skus"]]),
+                                       initial_stock=s["stock"], weight_g=s["weight_g"]) for s in item["skus"]]),
             metadata=as_owner).product
         products[item["code"]] = product
     persona = clients.content.UpsertPersona(content_pb2.UpsertPersonaRequest(

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 SERVICE_NAMES = ("catalog", "member", "order", "content")
 # base64 of "siyu-dev-only-data-key-change-me": development and tests only.
 DEV_DATA_KEY = "dev:c2l5dS1kZXYtb25seS1kYXRhLWtleS1jaGFuZ2UtbWU="
+# The same development key as the look-up key, so phones indexed while look-ups took their
+# key from the data key are still found: development and tests only.
+DEV_LOOKUP_KEY = "c2l5dS1kZXYtb25seS1kYXRhLWtleS1jaGFuZ2UtbWU="
 # The platform operator's token in development and tests; set SIYU_PLATFORM_TOKEN in production.
 DEV_PLATFORM_TOKEN = "dev-only-platform-token-change-me"
 DEFAULT_GRPC_PORTS = {"catalog": 7051, "member": 7052, "order": 7053, "content": 7054}
@@ -63,6 +66,9 @@ class Settings:
     sandbox_payment_secret: str = ""
     # Encryption at rest (siyu_kit.sealing): `kid:base64key[,…]`, the first one current.
     data_key: str = ""
+    # The key of the keyed hashes that find protected values (a verified phone's member):
+    # base64 of 32 bytes. Independent of data_key, so rotating that changes no look-up.
+    lookup_key: str = ""
     # WeChat Pay API v3: where its API is (the local stand-in in tests and `make run`), and
     # the public URL of the gateway's notify route (the merchant id is appended).
     wechat_pay_base_url: str = "https://api.mch.weixin.qq.com"
@@ -98,6 +104,7 @@ def load(service: str) -> Settings:
         jwt_secret=_env("JWT_SECRET", "dev-only-jwt-secret-change-me-in-production"),
         sandbox_payment_secret=_env("SANDBOX_PAYMENT_SECRET", "dev-only-sandbox-payment-secret"),
         data_key=_env("DATA_KEY", DEV_DATA_KEY),
+        lookup_key=_env("LOOKUP_KEY", DEV_LOOKUP_KEY),
         wechat_pay_base_url=_env("WECHAT_PAY_BASE_URL", "https://api.mch.weixin.qq.com"),
         wechat_pay_notify_url=_env("WECHAT_PAY_NOTIFY_URL", "http://127.0.0.1:8080/v1/payments/wechat/notify"),
         db_threads=_env_int("DB_THREADS", 16),

@@ -17,6 +17,8 @@ SESSION_ENV = {
     # that sets a short expiry waits seconds, not the production interval.
     "SIYU_CATALOG_SWEEP_INTERVAL_S": "0.2",
     "SIYU_ORDER_EXPIRY_INTERVAL_S": "0.2",
+    # Points unfreeze and expire within a second of falling due.
+    "SIYU_MEMBER_POINTS_JOB_INTERVAL_S": "0.3",
     # The catalog keeps an order's stock this long past the order's expiry (60 s in production).
     "SIYU_ORDER_RESERVATION_GRACE_S": "2",
     # Hundreds of members buying at once share one channel key; the per-member limit stays

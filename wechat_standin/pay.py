@@ -2,7 +2,9 @@
 
 - POST /v3/pay/transactions/jsapi                         JSAPI prepay → prepay_id
 - GET  /v3/pay/transactions/out-trade-no/{no}?mchid=      the trade (404 ORDER_NOT_EXIST)
-- POST /v3/refund/domestic/refunds                        a refund, idempotent by out_refund_no
+- POST /v3/refund/domestic/refunds                        a refund, idempotent by out_refund_no;
+                                                          answered PROCESSING, as WeChat does
+- GET  /v3/refund/domestic/refunds/{out_refund_no}        the refund (404 RESOURCE_NOT_EXISTS)
 
 Every request must carry a valid `WECHATPAY2-SHA256-RSA2048` Authorization signed with the
 merchant's registered key (401 SIGN_ERROR otherwise); every answer is signed with the
@@ -20,6 +22,11 @@ Test controls (under /_standin/pay/):
   encrypted notification of the trade, neither sent nor changing anything (for tests
   that replay, age or tamper with one).
 - GET  /refunds?mchid=&out_trade_no=: the refunds made of a trade.
+- POST /refunds/{out_refund_no}/settle {status: SUCCESS|ABNORMAL|CLOSED, notify?: true}:
+  WeChat finishes the refund; the signed, encrypted REFUND.<status> notification is posted
+  to the refund's notify_url (unless notify is false) and returned.
+- POST /refunds/{out_refund_no}/notification {status?, timestamp?}: a correctly signed
+  and encrypted REFUND.* notification of the refund, neither sent nor changing anything.
 """
 from __future__ import annotations
 
@@ -123,6 +130,10 @@ class PayState:
     refunds: dict[tuple[str, str], dict] = field(default_factory=dict)
     # How many refund requests asked to move money, and how many did (for tests).
     refund_requests: int = 0
+    # Per refund, what is not in WeChat's answer: the merchant and the notify_url given.
+    refund_extra: dict[tuple[str, str], dict] = field(default_factory=dict)
+    # Refund queries answered (for tests).
+    refund_queries: int = 0
 
     def signed(self, body: dict | None, status: int = 200) -> Response:
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":")) if body is not None else ""
@@ -138,26 +149,45 @@ class PayState:
         return self.signed({"code": code, "message": message}, status)
 
     def notification(self, trade: Trade, timestamp: int | None = None, trade_state: str | None = None) -> dict:
-        merchant = self.merchants[trade.mchid]
         resource = trade.body()
         if trade_state:
             resource["trade_state"] = trade_state
             if trade_state == "SUCCESS" and not resource.get("transaction_id"):
                 resource["transaction_id"] = "42" + secrets.token_hex(13)
+        return self._notify(self.merchants[trade.mchid], trade.notify_url, resource, "transaction",
+                            "TRANSACTION.SUCCESS", "支付成功", timestamp)
+
+    def refund_notification(self, refund: dict, status: str | None = None, timestamp: int | None = None) -> dict:
+        """REFUND.SUCCESS / REFUND.ABNORMAL / REFUND.CLOSED: the resource is the refund in
+        the notification's shape (refund_status, user_received_account, amount)."""
+        status = status or refund["status"]
+        resource = {"mchid": refund["mchid"], "out_trade_no": refund["out_trade_no"],
+                    "transaction_id": refund["transaction_id"], "out_refund_no": refund["out_refund_no"],
+                    "refund_id": refund["refund_id"], "refund_status": status,
+                    "user_received_account": refund["user_received_account"],
+                    "amount": {k: refund["amount"][k] for k in ("total", "refund", "payer_total", "payer_refund")}}
+        if status == "SUCCESS":
+            resource["success_time"] = refund.get("success_time") or _now_text()
+        summary = {"SUCCESS": "退款成功", "ABNORMAL": "退款异常", "CLOSED": "退款关闭"}.get(status, "退款")
+        return self._notify(self.merchants[refund["mchid"]], refund.get("notify_url", ""), resource, "refund",
+                            f"REFUND.{status}", summary, timestamp)
+
+    def _notify(self, merchant: Merchant, url: str, resource: dict, original_type: str, event_type: str,
+                summary: str, timestamp: int | None) -> dict:
         nonce = secrets.token_hex(6)
         box = AESGCM(merchant.api_v3_key.encode()).encrypt(
-            nonce.encode(), json.dumps(resource, ensure_ascii=False).encode(), b"transaction")
+            nonce.encode(), json.dumps(resource, ensure_ascii=False).encode(), original_type.encode())
         body = json.dumps({
             "id": str(uuid.uuid4()), "create_time": _now_text(), "resource_type": "encrypt-resource",
-            "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
-            "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
-                         "ciphertext": base64.b64encode(box).decode(), "associated_data": "transaction",
+            "event_type": event_type, "summary": summary,
+            "resource": {"original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
+                         "ciphertext": base64.b64encode(box).decode(), "associated_data": original_type,
                          "nonce": nonce}}, ensure_ascii=False, separators=(",", ":"))
         ts, hnonce = str(timestamp if timestamp is not None else int(time.time())), secrets.token_hex(16)
         headers = {"Wechatpay-Timestamp": ts, "Wechatpay-Nonce": hnonce, "Wechatpay-Serial": self.platform_key_id,
                    "Wechatpay-Signature": _sign(self.platform_key, f"{ts}\n{hnonce}\n{body}\n"),
                    "Content-Type": "application/json"}
-        return {"url": trade.notify_url, "headers": headers, "body": body}
+        return {"url": url, "headers": headers, "body": body}
 
 
 def _pay(request: Request) -> PayState:
@@ -278,15 +308,33 @@ async def refund(request: Request) -> Response:
         return state.fail(400, "PARAM_ERROR", "invalid amount")
     if sum(r["amount"]["refund"] for r in trade.refunds) + wanted > trade.total:
         return state.fail(403, "NOT_ENOUGH", "申请退款金额超过订单可退金额")
+    notify_url = data.get("notify_url")
+    if notify_url is not None and not (isinstance(notify_url, str) and notify_url.startswith(("http://", "https://"))):
+        return state.fail(400, "PARAM_ERROR", "invalid notify_url")
+    # WeChat accepts the refund and answers PROCESSING; SUCCESS (or ABNORMAL, CLOSED)
+    # comes later by notification and the refund query.
     made = {"refund_id": "50" + secrets.token_hex(14), "out_refund_no": out_refund_no,
             "transaction_id": trade.transaction_id, "out_trade_no": trade.out_trade_no, "channel": "ORIGINAL",
-            "user_received_account": "支付用户零钱", "create_time": _now_text(), "success_time": _now_text(),
-            "status": "SUCCESS", "funds_account": "AVAILABLE",
+            "user_received_account": "支付用户零钱", "create_time": _now_text(),
+            "status": "PROCESSING", "funds_account": "AVAILABLE",
             "amount": {"total": trade.total, "refund": wanted, "payer_total": trade.total, "payer_refund": wanted,
                        "settlement_refund": wanted, "settlement_total": trade.total, "discount_refund": 0,
                        "currency": trade.currency}}
     trade.refunds.append(made)
     state.refunds[(merchant.mchid, out_refund_no)] = made
+    state.refund_extra[(merchant.mchid, out_refund_no)] = {"mchid": merchant.mchid, "notify_url": notify_url or ""}
+    return state.signed(made)
+
+
+async def query_refund(request: Request) -> Response:
+    state = _pay(request)
+    merchant, refused = _authorize(request, state, "")
+    if refused:
+        return refused
+    state.refund_queries += 1
+    made = state.refunds.get((merchant.mchid, request.path_params["out_refund_no"]))
+    if made is None:
+        return state.fail(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
     return state.signed(made)
 
 
@@ -361,21 +409,74 @@ async def mint_notification(request: Request) -> JSONResponse:
                                            data.get("trade_state") or "SUCCESS"))
 
 
+def _refund_of(request: Request) -> dict | None:
+    """The refund named in the path (by out_refund_no, of any merchant), with its merchant
+    and notify_url."""
+    state = _pay(request)
+    no = request.path_params["out_refund_no"]
+    key = next((k for k in state.refunds if k[1] == no), None)
+    return state.refunds[key] | state.refund_extra.get(key, {}) if key else None
+
+
+async def settle_refund(request: Request) -> JSONResponse:
+    state = _pay(request)
+    refund = _refund_of(request)
+    if refund is None:
+        return JSONResponse({"code": "RESOURCE_NOT_EXISTS", "message": "no such out_refund_no"}, status_code=404)
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except ValueError:
+        data = {}
+    status = data.get("status", "SUCCESS")
+    if status not in ("SUCCESS", "ABNORMAL", "CLOSED"):
+        return JSONResponse({"code": "PARAM_ERROR", "message": "status: SUCCESS, ABNORMAL or CLOSED"},
+                            status_code=400)
+    stored = state.refunds[(refund["mchid"], refund["out_refund_no"])]
+    stored["status"] = status
+    if status == "SUCCESS":
+        stored["success_time"] = _now_text()
+    note = state.refund_notification(refund | stored)
+    delivered = None
+    if data.get("notify", True) and note["url"]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            reply = await client.post(note["url"], content=note["body"].encode(), headers=note["headers"])
+            delivered = {"status": reply.status_code, "body": reply.text}
+    return JSONResponse({"refund": stored, "notification": note, "delivered": delivered})
+
+
+async def mint_refund_notification(request: Request) -> JSONResponse:
+    state = _pay(request)
+    refund = _refund_of(request)
+    if refund is None:
+        return JSONResponse({"code": "RESOURCE_NOT_EXISTS", "message": "no such out_refund_no"}, status_code=404)
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except ValueError:
+        data = {}
+    ts = data.get("timestamp")
+    return JSONResponse(state.refund_notification(refund, data.get("status") or "SUCCESS",
+                                                  int(ts) if ts is not None else None))
+
+
 async def list_refunds(request: Request) -> JSONResponse:
     state = _pay(request)
     trade = state.trades.get((request.query_params.get("mchid", ""), request.query_params.get("out_trade_no", "")))
-    return JSONResponse({"refunds": trade.refunds if trade else [], "requests": state.refund_requests})
+    return JSONResponse({"refunds": trade.refunds if trade else [], "requests": state.refund_requests,
+                         "queries": state.refund_queries})
 
 
 routes = [
     Route("/v3/pay/transactions/jsapi", jsapi, methods=["POST"]),
     Route("/v3/pay/transactions/out-trade-no/{out_trade_no}", query, methods=["GET"]),
     Route("/v3/refund/domestic/refunds", refund, methods=["POST"]),
+    Route("/v3/refund/domestic/refunds/{out_refund_no}", query_refund, methods=["GET"]),
 ]
 control_routes = [
     Route("/pay/merchants", register_merchant, methods=["POST"]),
     Route("/pay/platform-key", platform_key, methods=["GET"]),
     Route("/pay/refunds", list_refunds, methods=["GET"]),
+    Route("/pay/refunds/{out_refund_no}/settle", settle_refund, methods=["POST"]),
+    Route("/pay/refunds/{out_refund_no}/notification", mint_refund_notification, methods=["POST"]),
     Route("/pay/{prepay_id}/complete", complete, methods=["POST"]),
     Route("/pay/{prepay_id}/notification", mint_notification, methods=["POST"]),
 ]

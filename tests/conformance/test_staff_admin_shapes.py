@@ -81,3 +81,41 @@ def test_member_search_by_suffix_prefix_growth_range_and_time_range_newest_first
     assert find(growth={"$lt": 1000}) == [ids[0]]
     assert find(created_at={"$gte": start + timedelta(days=1), "$lt": start + timedelta(days=2)}) == [ids[1]]
     assert find(nickname={"$regex": "^a"}, _id={"$lt": ids[2]}) == [ids[1], ids[0]]
+
+
+def test_backfill_lease_set_on_insert_then_taken_only_by_its_holder_or_once_run_out(coll):
+    """BackfillProgressRepository: the progress document made once, the lease (epoch ms)
+    renewed by its holder or taken when it ran out, the checkpoint written only by the holder."""
+    for _ in range(2):
+        coll.update_one({"_id": "growth"}, {"$setOnInsert": {"after_id": "", "done": 0, "holder": "",
+                                                              "lease_until_ms": 0}}, upsert=True)
+    assert coll.count_documents({}) == 1
+
+    def take(holder, now_ms):
+        for query in ({"_id": "growth", "done": {"$nin": [1]}, "holder": holder},
+                      {"_id": "growth", "done": {"$nin": [1]}, "lease_until_ms": {"$lt": now_ms}}):
+            if coll.update_one(query, {"$set": {"holder": holder, "lease_until_ms": now_ms + 60_000}}
+                               ).matched_count == 1:
+                return True
+        return False
+
+    t0 = 1_767_225_600_000
+    assert take("a", t0) and not take("b", t0 + 30_000) and take("a", t0 + 30_000)
+    assert coll.update_one({"_id": "growth", "holder": "a"}, {"$set": {"after_id": "mem_5"}}).matched_count == 1
+    assert coll.update_one({"_id": "growth", "holder": "b"}, {"$set": {"after_id": "mem_9"}}).matched_count == 0
+    assert take("b", t0 + 91_000)
+    assert coll.find_one({"_id": "growth"}, {"after_id": 1}) == {"_id": "growth", "after_id": "mem_5"}
+    coll.update_one({"_id": "growth", "holder": "b"}, {"$set": {"done": 1}})
+    assert not take("b", t0 + 92_000) and not take("c", t0 + 86_400_000)
+
+
+def test_walk_in_id_order_after_a_checkpoint_with_a_projection(coll):
+    """The backfills' walks: ids above the checkpoint, ascending, a batch at a time; a
+    missing field is missing from the projected document."""
+    coll.insert_many([{"_id": f"mem_{i}", "merchant_id": "mch_a", **({"growth": i} if i % 2 else {})}
+                      for i in range(5)])
+    first = list(coll.find({"_id": {"$gt": ""}}, {"merchant_id": 1, "growth": 1}).sort("_id", 1).limit(3))
+    assert [d["_id"] for d in first] == ["mem_0", "mem_1", "mem_2"]
+    assert ["growth" in d for d in first] == [False, True, False]
+    rest = list(coll.find({"_id": {"$gt": first[-1]["_id"]}}, {"merchant_id": 1}).sort("_id", 1).limit(3))
+    assert [d["_id"] for d in rest] == ["mem_3", "mem_4"]

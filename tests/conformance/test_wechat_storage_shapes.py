@@ -45,3 +45,45 @@ def test_latest_by_created_at_with_an_equality_filter(coll):
     found = list(coll.find({"merchant_id": "mch_a", "member_id": "mem_1", "phone_index": "p"})
                  .sort("created_at", DESCENDING).limit(1))
     assert [d["_id"] for d in found] == ["sms_2"]
+
+
+def test_newest_by_id_with_three_equalities_and_a_projection(coll):
+    """IdentityRepository.openid_of: the member's newest openid in one channel."""
+    coll.create_index([("merchant_id", 1), ("member_id", 1)])
+    for i, (member, channel) in enumerate((("mem_1", "H5"), ("mem_1", "H5"), ("mem_1", "MINI_PROGRAM"),
+                                           ("mem_2", "H5"))):
+        coll.insert_one({"_id": f"idn_0{i}", "merchant_id": "mch_a", "member_id": member, "channel": channel,
+                         "openid": f"o-{i}"})
+    coll.insert_one({"_id": "idn_09", "merchant_id": "mch_b", "member_id": "mem_1", "channel": "H5",
+                     "openid": "o-elsewhere"})
+    found = list(coll.find({"merchant_id": "mch_a", "member_id": "mem_1", "channel": "H5"}, {"openid": 1})
+                 .sort("_id", -1).limit(1))
+    assert found == [{"_id": "idn_01", "openid": "o-1"}]
+    assert list(coll.find({"merchant_id": "mch_a", "member_id": "mem_1", "channel": "LIVE"}).limit(1)) == []
+
+
+def test_set_guarded_by_nin_on_a_missing_or_different_value_writes_once(coll):
+    """MemberRepository.set_phone_suffix: the field is set when absent or different, and a
+    repeat matches nothing."""
+    coll.insert_one({"_id": "mem_1", "merchant_id": "mch_a"})
+    query = {"_id": "mem_1", "merchant_id": "mch_a", "phone_suffix": {"$nin": ["8000"]}}
+    assert coll.update_one(query, {"$set": {"phone_suffix": "8000"}}).modified_count == 1
+    assert coll.update_one(query, {"$set": {"phone_suffix": "8000"}}).matched_count == 0
+    other = {"_id": "mem_1", "merchant_id": "mch_b", "phone_suffix": {"$nin": ["1234"]}}
+    assert coll.update_one(other, {"$set": {"phone_suffix": "1234"}}).matched_count == 0
+    assert coll.find_one({"_id": "mem_1"})["phone_suffix"] == "8000"
+    coll.create_index([("merchant_id", 1), ("phone_suffix", 1)])
+    coll.insert_one({"_id": "mem_2", "merchant_id": "mch_a"})
+    assert [d["_id"] for d in coll.find({"merchant_id": "mch_a", "phone_suffix": "8000"}).sort("_id", -1)] == \
+        ["mem_1"]
+
+
+def test_find_by_in_list_with_a_projection(coll):
+    """PhoneBookRepository.phones_of: the phones of a page of members in one read."""
+    coll.create_index([("merchant_id", 1), ("member_id", 1)], unique=True)
+    for i in range(3):
+        coll.insert_one({"_id": f"h{i}", "merchant_id": "mch_a", "member_id": f"mem_{i}", "phone_sealed": f"s{i}"})
+    coll.insert_one({"_id": "hx", "merchant_id": "mch_b", "member_id": "mem_0", "phone_sealed": "elsewhere"})
+    found = coll.find({"merchant_id": "mch_a", "member_id": {"$in": ["mem_0", "mem_2", "mem_9"]}},
+                      {"member_id": 1, "phone_sealed": 1})
+    assert sorted((d["member_id"], d["phone_sealed"]) for d in found) == [("mem_0", "s0"), ("mem_2", "s2")]

@@ -64,6 +64,23 @@ def test_a_member_manages_the_address_book(shop):
     assert [(x["address_id"], x["is_default"]) for x in book(shop, token)] == [(a["address_id"], True)]
 
 
+def test_a_key_used_for_another_address_is_refused_with_its_reason(shop):
+    token = shop.login("addr-key-" + uuid.uuid4().hex[:8])["access_token"]
+    body = new_address()
+    first = shop.call("POST", "/v1/me/addresses", token=token, json=body)
+    assert first.status_code == 200, first.text
+    reused = shop.call("POST", "/v1/me/addresses", token=token, json={**body, "detail": "文三路 92 号"})
+    assert reused.status_code == 409, reused.text
+    assert reused.json()["error"]["reason"] == "IDEMPOTENCY_KEY_REUSED"
+    assert PHONE not in reused.text
+    repeat = shop.call("POST", "/v1/me/addresses", token=token, json=body)
+    assert repeat.status_code == 200 and repeat.json()["address"] == first.json()["address"]
+    assert [x["detail"] for x in book(shop, token)] == ["文三路 90 号"]
+    spec = shop.call("GET", "/openapi.json", channel=None)
+    assert spec.status_code == 200
+    assert "IDEMPOTENCY_KEY_REUSED" in spec.json()["paths"]["/v1/me/addresses"]["post"]["x-siyu-reasons"]
+
+
 def test_bad_input_is_a_400_naming_each_field_and_writes_nothing(shop):
     token = shop.login("addr-bad-" + uuid.uuid4().hex[:8])["access_token"]
     cases = [

@@ -81,8 +81,22 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_OnboardMerchant", r"channels(\[\d+\])?"): "each a channel, once",
     ("CatalogService_ListStaffProducts", r"page_token"): "an opaque token a previous page issued",
     ("CatalogService_ListStaffProducts", r"max_price"): "at least min_price",
+    # ---- catalog staff lists ----
+    ("CatalogService_ListStaffSkus", r"page_token"): "an opaque token a previous page issued",
+    ("CatalogService_ListStaffCategories", r"page_token"): "an opaque token a previous page issued",
+    ("CatalogService_ListStaffCategories", r"roots_only"): "not together with parent_id",
+    ("CatalogService_ListStaffFlashSales", r"page_token"): "an opaque token a previous page issued",
+    ("CatalogService_ListStaffFlashSales", r"starts_(from|before)"):
+        "from 1970 to 2286, starts_before after starts_from",
     ("ContentService_ListPersonas", r"page_token"): "an opaque token a previous page issued",
     ("ContentService_ListContents", r"page_token"): "an opaque token a previous page issued",
+    # ---- points ----
+    ("MemberService_ListMyPointsHistory", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListMemberPointsHistory", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_AdjustPoints", r"points"): "not 0",
+    ("MemberService_AdjustPoints", r"reason"): "not only spaces",
+    ("MemberService_UpdatePointsSettings", r"settings\.(step|min_points)"):
+        "a step worth whole fen, the floor a whole number of steps",
     # ---- coupons ----
     ("MemberService_CreateCouponTemplate", r"name"): "not only spaces",
     ("MemberService_CreateCouponTemplate", r"rule\.\w+(\[\d+\])?"):

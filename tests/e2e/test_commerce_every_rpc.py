@@ -502,6 +502,39 @@ def _(w):
     assert "wxlive" not in [c["app_id"] for c in _wechat_pay_now(w.b)]
 
 
+# ---- staff lists (cross-merchant) ----
+
+def _staff_skus(m: Merchant, **params) -> list:
+    return ok(m.as_staff("GET", "/v1/staff/skus", params={"page_size": 100, **params})).get("skus", [])
+
+
+@cross("ListStaffSkus")
+def _(w):
+    sku = w.a.sku
+    assert sku in {r["sku"]["sku_id"] for r in _staff_skus(w.a)}
+    assert sku not in {r["sku"]["sku_id"] for r in _staff_skus(w.b)}
+    assert _staff_skus(w.b, product_id=w.a.product_id) == []
+
+
+@cross("ListStaffCategories")
+def _(w):
+    mine = w.a.category
+    listed = ok(w.a.as_staff("GET", "/v1/staff/categories", params={"page_size": 100}))["categories"]
+    assert mine in {c["category_id"] for c in listed}
+    theirs = ok(w.b.as_staff("GET", "/v1/staff/categories", params={"page_size": 100})).get("categories", [])
+    assert mine not in {c["category_id"] for c in theirs}
+    assert ok(w.b.as_staff("GET", "/v1/staff/categories", params={"parent_id": mine})).get("categories", []) == []
+
+
+@cross("ListStaffFlashSales")
+def _(w):
+    sale = w.a.flash_sale
+    listed = ok(w.a.as_staff("GET", "/v1/staff/flash-sales", params={"page_size": 100}))["flash_sales"]
+    assert sale in {f["flash_sale_id"] for f in listed}
+    theirs = ok(w.b.as_staff("GET", "/v1/staff/flash-sales", params={"product_id": w.a.product_id}))
+    assert theirs.get("flash_sales", []) == []
+
+
 def test_every_new_route_has_a_cross_merchant_case():
     assert annotated_routes() == set(CROSS_MERCHANT)
 
@@ -767,6 +800,33 @@ def _(m):
 def _(m):
     refused(m.as_staff("GET", "/v1/staff/wechat-pay/credentials", params={"merchant_id": "mch_other"}),
             "merchant_id")
+
+
+# ---- staff lists (bad input) ----
+
+@bad("ListStaffSkus")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/skus", params={"page_size": "101", "product_id": BAD_ID}),
+            "page_size", "product_id")
+    refused(m.as_staff("GET", "/v1/staff/skus", params={"max_available": "-1", "code_prefix": "a b"}),
+            "max_available", "code_prefix")
+    refused(m.as_staff("GET", "/v1/staff/skus", params={"page_token": "garbage"}), "page_token")
+
+
+@bad("ListStaffCategories")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/categories", params={"parent_id": BAD_ID, "page_size": "-1"}),
+            "parent_id", "page_size")
+    refused(m.as_staff("GET", "/v1/staff/categories", params={"parent_id": m.category, "roots_only": "true"}),
+            "roots_only")
+
+
+@bad("ListStaffFlashSales")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/flash-sales", params={"product_id": BAD_ID, "page_size": "1000"}),
+            "product_id", "page_size")
+    refused(m.as_staff("GET", "/v1/staff/flash-sales", params={
+        "starts_from": "2026-01-02T00:00:00Z", "starts_before": "2026-01-01T00:00:00Z"}), "starts_before")
 
 
 def test_every_new_route_has_a_bad_input_case():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 
+
 from tests.support.shop import Shop
 
 PHONE = "13812348000"
@@ -105,3 +106,103 @@ def test_bad_templates_other_merchants_and_wrong_roles(shop, other_shop):
     token = shop.login("nosy-" + uuid.uuid4().hex[:8])["access_token"]
     as_member = shop.call("GET", "/v1/staff/freight-templates/current", channel=None, token=token)
     assert as_member.status_code in (401, 403)
+
+
+def weighed_sku(shop: Shop, grams: int, price: int) -> str:
+    """An on-shelf SKU weighing `grams` a unit, as the shop's product page reads it back."""
+    code = "w-" + uuid.uuid4().hex[:12]
+    made = shop.as_staff("POST", "/v1/staff/products", json={
+        "code": code, "title": f"Item {code}", "status": "PRODUCT_STATUS_ON_SHELF",
+        "skus": [{"code": code + "-1", "list_price": {"amount": str(price), "currency": "CNY"},
+                  "initial_stock": "20", "weight_g": str(grams)}]})
+    assert made.status_code == 200, made.text
+    product = made.json()["product"]
+    read = shop.call("GET", f"/v1/products/{product['product_id']}", token=shop.login("w-" + code)["access_token"])
+    assert read.status_code == 200, read.text
+    assert int(read.json()["product"]["skus"][0]["weight_g"]) == grams
+    return product["skus"][0]["sku_id"]
+
+
+WEIGHT_TEMPLATE = {
+    "default_rule": {"name": "by weight", "basis": "FREIGHT_BASIS_WEIGHT", "first": "1000",
+                     "first_fee": {"amount": "1200", "currency": "CNY"}, "additional": "1000",
+                     "additional_fee": {"amount": "500", "currency": "CNY"}},
+    "rules": [{"name": "新疆", "basis": "FREIGHT_BASIS_WEIGHT", "first": "1000", "first_fee": {"amount": "3000", "currency": "CNY"},
+               "additional": "1000", "additional_fee": {"amount": "2000", "currency": "CNY"},
+               "regions": ["650000"]}],
+    "excluded_regions": ["540000"],
+    "free_over": {"amount": "30000", "currency": "CNY"},
+}
+
+
+def test_freight_by_weight_counts_the_catalog_weight_of_every_unit(shop):
+    sku = weighed_sku(shop, 700, 5000)  # 0.7 kg a unit
+    put = shop.as_staff("PUT", "/v1/staff/freight-templates/current", json={"template": WEIGHT_TEMPLATE})
+    assert put.status_code == 200, put.text
+    token = shop.login("weight-" + uuid.uuid4().hex[:8])["access_token"]
+    beijing = add_address(shop, token, "110000", "110100", "110101")
+    urumqi = add_address(shop, token, "650000", "650100", "650102")
+    tibet = add_address(shop, token, "540000", "540100", "540102")
+
+    one = quote(shop, token, sku, 1, beijing["address_id"]).json()["quote"]  # 0.7 kg: the first kilogram
+    assert (one["shipping_fee"]["amount"], one["shipping_rule"]) == ("1200", "by weight: first 1000g ¥12 + ¥5 per "
+                                                                             "1000g more")
+    three = quote(shop, token, sku, 3, beijing["address_id"]).json()["quote"]  # 2.1 kg: 2 started kilograms more
+    assert three["shipping_fee"]["amount"] == str(1200 + 2 * 500)
+    remote = quote(shop, token, sku, 2, urumqi["address_id"]).json()["quote"]  # 1.4 kg to a remote region
+    assert (remote["shipping_fee"]["amount"], remote["shipping_rule"].split(":")[0]) == (str(3000 + 2000), "新疆")
+    free = quote(shop, token, sku, 6, urumqi["address_id"]).json()["quote"]  # ¥300 of goods
+    assert (free["shipping_fee"]["amount"], free["shipping_rule"]) == ("0", "free over ¥300")
+    refused = quote(shop, token, sku, 1, tibet["address_id"])
+    assert refused.status_code == 400 and refused.json()["error"]["reason"] == "REGION_NOT_SHIPPED", refused.text
+
+    placed = shop.call("POST", "/v1/orders", token=token, json={
+        "idempotency_key": uuid.uuid4().hex, "lines": [{"sku_id": sku, "quantity": 3}],
+        "address_id": beijing["address_id"]})
+    assert placed.status_code == 200, placed.text
+    o = placed.json()["order"]
+    assert (o["shipping_fee"]["amount"], o["payable"]["amount"]) == ("2200", str(15000 + 2200))
+
+
+def staff_token(shop: Shop, role: str) -> str:
+    """A fresh staff user of the shop with one role, logged in."""
+    username = f"{role.lower()}-{uuid.uuid4().hex[:8]}"
+    made = shop.as_staff("POST", "/v1/staff/users", json={"username": username, "password": "role-password-1",
+                                                          "roles": [f"STAFF_ROLE_{role}"]})
+    assert made.status_code == 200, made.text
+    resp = shop.call("POST", "/v1/staff/login", channel=None, json={
+        "merchant_code": shop.data["merchant_code"], "username": username, "password": "role-password-1"})
+    assert resp.status_code == 200, resp.text
+    return resp.json()["access_token"]
+
+
+def test_each_staff_role_reads_the_shipping_address_as_it_may(shop, other_shop):
+    sku = shop.new_sku(stock=5)
+    token = shop.login("roles-" + uuid.uuid4().hex[:8])["access_token"]
+    add_address(shop, token, "440000", "440300", "440305")
+    placed = shop.call("POST", "/v1/orders", token=token, json={
+        "idempotency_key": uuid.uuid4().hex, "lines": [{"sku_id": sku, "quantity": 1}]})
+    assert placed.status_code == 200, placed.text
+    order_id = placed.json()["order"]["order_id"]
+    regions = ("广东省", "深圳市", "南山区")
+    expected = {"OPERATOR": ("张三", PHONE, "1 号"), "FINANCE": ("张三", "138****8000", "1 号"),
+                "GUIDE": ("张*", "138****8000", "")}
+    for role, (recipient, phone, detail) in expected.items():
+        staff = staff_token(shop, role)
+        one = shop.call("GET", f"/v1/staff/orders/{order_id}", channel=None, token=staff)
+        assert one.status_code == 200, (role, one.text)
+        a = one.json()["order"]["shipping_address"]
+        assert (a["recipient"], a["phone"], a.get("detail", "")) == (recipient, phone, detail), role
+        assert (a["province_name"], a["city_name"], a["district_name"]) == regions
+        found = shop.call("GET", "/v1/staff/orders", channel=None, token=staff, params={"member_id": one.json()[
+            "order"]["member_id"]})
+        assert found.status_code == 200, (role, found.text)
+        [listed] = found.json()["orders"]
+        b = listed["shipping_address"]
+        assert (b["recipient"], b["phone"], b.get("detail", "")) == (recipient, "138****8000", detail), role
+        if role == "GUIDE":
+            assert PHONE not in one.text + found.text and "1 号" not in one.text + found.text
+    # Another shop's guide sees none of it.
+    other_guide = staff_token(other_shop, "GUIDE")
+    assert other_shop.call("GET", f"/v1/staff/orders/{order_id}", channel=None,
+                           token=other_guide).status_code == 404

@@ -177,6 +177,30 @@ def test_phone_binding_links_channels_and_never_merges_two_members(shop, wechat)
     assert resp.status_code == 400 and "code" in violations(resp)
 
 
+def test_staff_find_a_member_by_the_last_digits_of_a_phone_bound_by_sms(shop, wechat):
+    member = shop.login("find-" + uuid.uuid4().hex[:8])
+    phone = new_phone()
+    suffix = phone[-4:]
+    assert shop.call("POST", "/v1/me/phone/sms-code", token=member["access_token"],
+                     json={"phone": phone}).status_code == 200
+    code = wechat.sms(phone)
+    bound = shop.call("POST", "/v1/me/phone/sms", token=member["access_token"], json={"phone": phone, "code": code})
+    assert bound.status_code == 200, bound.text
+    # the same request again (a client's retry) answers the same
+    again = shop.call("POST", "/v1/me/phone/sms", token=member["access_token"], json={"phone": phone, "code": code})
+    assert again.status_code == 200, again.text
+    assert again.json()["member"]["phone_masked"] == bound.json()["member"]["phone_masked"]
+    found = shop.as_staff("GET", f"/v1/staff/members?phone_suffix={suffix}")
+    assert found.status_code == 200, found.text
+    rows = {m["member_id"]: m for m in found.json()["members"]}
+    assert member["member"]["member_id"] in rows
+    assert rows[member["member"]["member_id"]]["phone_masked"] == f"{phone[:3]}****{suffix}"
+    assert phone not in found.text
+    other = f"{(int(suffix) + 1) % 10000:04d}"
+    elsewhere = shop.as_staff("GET", f"/v1/staff/members?phone_suffix={other}").json().get("members", [])
+    assert member["member"]["member_id"] not in {m["member_id"] for m in elsewhere}
+
+
 def test_app_secrets_and_phones_are_never_readable_through_the_api_or_the_logs(shop, wechat, stack):
     listed = shop.as_staff("GET", APPS)
     assert listed.status_code == 200, listed.text

@@ -122,6 +122,20 @@ def test_prepay_notification_paid_and_the_parameters_wx_request_payment_takes(sh
     assert paid["state"] == "PAYMENT_STATE_SUCCEEDED" and paid["provider_txn_id"] == done["trade"]["transaction_id"]
 
 
+def test_the_payer_comes_from_the_token_and_a_member_without_wechat_there_is_refused(shop, wxpay):
+    # Signed in only on the H5 shop: no openid in the mini-program's app to charge.
+    token = shop.login("union-wxnone-" + new_key()[:8], channel="H5")["access_token"]
+    order_id = buy(shop, token, shop.new_sku(stock=5, price=1000))
+    refused = prepay(shop, token, order_id)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["reason"] == "WECHAT_LOGIN_REQUIRED"
+    assert staff_order(shop, order_id)["payments"] == []
+    # Once signed in on the mini-program, whatever payer_openid the client sends is ignored.
+    mini = shop.login("union-wxnone-other-" + new_key()[:8], channel=CHANNEL)["access_token"]
+    paid = prepay(shop, mini, buy(shop, mini, shop.new_sku(stock=5, price=1000)))
+    assert paid.status_code == 200, paid.text
+
+
 def test_forged_stale_replayed_and_tampered_notifications_change_nothing(shop, wxpay):
     token = shop.login("union-wxbad-" + new_key()[:8], channel=CHANNEL)["access_token"]
     order_id = buy(shop, token, shop.new_sku(stock=5, price=1000))
@@ -180,6 +194,70 @@ def test_a_refund_retried_three_times_is_refunded_once_at_wechat(shop, wxpay):
     made = wxpay.refunds(payment_id)
     assert [r["out_refund_no"] for r in made] == list(refund_ids)
     assert made[0]["amount"]["refund"] == 3000
+
+
+def refunded_order(shop: Shop, wxpay: WechatPay, price: int = 3000) -> tuple[str, dict]:
+    """A paid WeChat order refunded whole by staff: our refund is REFUNDED at once and
+    WeChat answered PROCESSING."""
+    token = shop.login("union-wxrs-" + new_key()[:8], channel=CHANNEL)["access_token"]
+    order_id = buy(shop, token, shop.new_sku(stock=5, price=price))
+    wxpay.complete(prepay(shop, token, order_id).json()["wechat_pay"]["package"].removeprefix("prepay_id="))
+    line = order_of(shop, token, order_id)["lines"][0]["line_id"]
+    made = shop.as_staff("POST", f"/v1/staff/orders/{order_id}/refunds", json={
+        "idempotency_key": new_key(), "reason": "damaged", "lines": [{"line_id": line, "quantity": "1"}]})
+    assert made.status_code == 200, made.text
+    refund = made.json()["refund"]
+    assert refund["state"] == "REFUND_STATE_REFUNDED"
+    assert refund["provider_status"] == "REFUND_PROVIDER_STATUS_PROCESSING"
+    return order_id, refund
+
+
+def staff_refund(shop: Shop, order_id: str, refund_id: str) -> dict:
+    resp = shop.as_staff("GET", "/v1/staff/refunds", params={"order_id": order_id})
+    assert resp.status_code == 200, resp.text
+    return next(r for r in resp.json()["refunds"] if r["refund_id"] == refund_id)
+
+
+def test_a_processing_refund_succeeds_by_wechats_notification(shop, wxpay):
+    order_id, refund = refunded_order(shop, wxpay)
+    settled = wxpay.client.post(f"/_standin/pay/refunds/{refund['refund_id']}/settle", json={"status": "SUCCESS"})
+    assert settled.status_code == 200, settled.text
+    assert settled.json()["delivered"]["status"] == 204, settled.json()["delivered"]
+    shown = staff_refund(shop, order_id, refund["refund_id"])
+    assert shown["provider_status"] == "REFUND_PROVIDER_STATUS_SUCCEEDED" and shown["state"] == "REFUND_STATE_REFUNDED"
+    listed = shop.as_staff("GET", "/v1/staff/refunds", params={"provider_status": "REFUND_PROVIDER_STATUS_SUCCEEDED"})
+    assert refund["refund_id"] in {r["refund_id"] for r in listed.json()["refunds"]}
+    # The same delivery again is a replay.
+    note = settled.json()["notification"]
+    again = wxpay.deliver(note)
+    assert again.status_code == 401 and again.json()["message"] == "NOTIFICATION_REPLAYED"
+
+
+def test_a_processing_refund_succeeds_by_the_query_when_the_notification_never_came(shop, wxpay):
+    order_id, refund = refunded_order(shop, wxpay)
+    wxpay.client.post(f"/_standin/pay/refunds/{refund['refund_id']}/settle",
+                      json={"status": "SUCCESS", "notify": False})
+    wait_until(lambda: staff_refund(shop, order_id, refund["refund_id"])["provider_status"]
+               == "REFUND_PROVIDER_STATUS_SUCCEEDED", timeout=30, message="the refund query job confirms it")
+
+
+def test_a_forged_refund_notification_is_refused_with_nothing_changed(shop, wxpay):
+    order_id, refund = refunded_order(shop, wxpay)
+    before = staff_order(shop, order_id)
+    note = wxpay.client.post(f"/_standin/pay/refunds/{refund['refund_id']}/notification",
+                             json={"status": "CLOSED"}).json()
+    h = note["headers"]
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = base64.b64encode(other.sign(f"{h['Wechatpay-Timestamp']}\n{h['Wechatpay-Nonce']}\n{note['body']}\n"
+                                         .encode(), padding.PKCS1v15(), SHA256())).decode()
+    refused = wxpay.deliver(note, headers={**h, "Wechatpay-Signature": forged})
+    assert refused.status_code == 401 and refused.json() == {"code": "FAIL", "message": "BAD_SIGNATURE"}
+    stale = wxpay.client.post(f"/_standin/pay/refunds/{refund['refund_id']}/notification",
+                              json={"status": "CLOSED", "timestamp": int(time.time()) - 30 * 86400}).json()
+    refused = wxpay.deliver(stale)
+    assert refused.status_code == 401 and refused.json()["message"] == "NOTIFICATION_STALE"
+    assert staff_order(shop, order_id) == before
+    assert staff_refund(shop, order_id, refund["refund_id"])["provider_status"] == "REFUND_PROVIDER_STATUS_PROCESSING"
 
 
 def test_a_payment_whose_notification_never_came_is_confirmed_by_the_query(shop, wxpay):

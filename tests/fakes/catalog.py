@@ -20,8 +20,9 @@ from services.catalog.application.flash_sales import FlashSaleUseCases
 from services.catalog.application.inventory import InventoryUseCases
 from services.catalog.application.ledger import Ledger
 from services.catalog.application.pools import Pools
-from services.catalog.application.ports import ProductFilter
+from services.catalog.application.ports import ProductFilter, SaleFilter, SkuFilter
 from services.catalog.application.products import ProductUseCases
+from services.catalog.application.staff_lists import StaffLists
 from services.catalog.application.stock import StockUseCases
 from services.catalog.domain import flash_sales as flash_rules, stock as rules
 from services.catalog.domain.flash_sales import Applied, FlashSale, PoolCounters, PoolHold, SaleHolds
@@ -124,6 +125,12 @@ class FakeCategories:
         doc["version"] += 1
         return copy.deepcopy(doc)
 
+    async def page(self, merchant_id: str, parent_id: str | None, after_id: str, limit: int) -> list[dict]:
+        found = sorted((d for d in self.docs.values() if d["merchant_id"] == merchant_id
+                        and (parent_id is None or d["parent_id"] == parent_id) and d["_id"] > after_id),
+                       key=lambda d: d["_id"])
+        return [copy.deepcopy(d) for d in found[:limit]]
+
 
 # ---- stock and its ledger
 
@@ -145,6 +152,7 @@ class FakeStock:
         self.records: dict[str, StockRecord] = {}
         self.clock = clock
         self.writes = 0  # conditional updates that moved the counters
+        self.pages = 0  # staff list pages read
 
     def _record(self, merchant_id: str, sku_id: str) -> StockRecord | None:
         record = self.records.get(sku_id)
@@ -213,6 +221,16 @@ class FakeStock:
 
     async def owing(self, limit: int) -> list[Stock]:
         return [self._stock(s, r) for s, r in self.records.items() if r.pending][:limit]
+
+    async def page(self, merchant_id: str, where: SkuFilter, after_sku_id: str, descending: bool,
+                   limit: int) -> list[Stock]:
+        self.pages += 1
+        found = sorted((s for s, r in self.records.items() if r.merchant_id == merchant_id
+                        and (not where.product_id or r.product_id == where.product_id)
+                        and (where.max_available is None or r.available <= where.max_available)
+                        and (not after_sku_id or (s < after_sku_id if descending else s > after_sku_id))),
+                       reverse=descending)
+        return [self._stock(s, self.records[s]) for s in found[:limit]]
 
 
 class FakeLedger:
@@ -352,6 +370,19 @@ class FakeFlashSales:
         found = sorted((s for s in self.sales.values() if s.merchant_id == merchant_id and s.pooled
                         and s.ends_at > ends_after and (not live_session_id or s.live_session_id == live_session_id)
                         and s.sort_key > after_key), key=lambda s: s.sort_key)
+        return [self._copy(s) for s in found[:limit]]
+
+    async def staff_page(self, merchant_id: str, where: SaleFilter, after_key: str, descending: bool,
+                         limit: int) -> list[FlashSale]:
+        def wanted(s: FlashSale) -> bool:
+            return (s.merchant_id == merchant_id and s.pooled
+                    and (not where.product_id or s.product_id == where.product_id)
+                    and (not where.key_from or s.sort_key >= where.key_from)
+                    and (not where.key_before or s.sort_key < where.key_before)
+                    and (where.ends_after is None or s.ends_at > where.ends_after)
+                    and (where.ends_by is None or s.ends_at <= where.ends_by)
+                    and (not after_key or (s.sort_key < after_key if descending else s.sort_key > after_key)))
+        found = sorted((s for s in self.sales.values() if wanted(s)), key=lambda s: s.sort_key, reverse=descending)
         return [self._copy(s) for s in found[:limit]]
 
     async def unpooled(self, created_before: datetime, limit: int) -> list[FlashSale]:
@@ -505,6 +536,7 @@ class Catalog:
     inventory_cases: InventoryUseCases
     stock_cases: StockUseCases
     flash_cases: FlashSaleUseCases
+    staff_lists: StaffLists
 
 
 def catalog(now: datetime = T0) -> Catalog:
@@ -518,7 +550,8 @@ def catalog(now: datetime = T0) -> Catalog:
     return Catalog(clock, products, categories, stock, movements, reservations, sales, orders,
                    ProductUseCases(products, categories, stock, ledger), CategoryUseCases(categories),
                    InventoryUseCases(stock, movements, ledger, clock), stock_cases,
-                   FlashSaleUseCases(sales, products, stock, reservations, ledger, pools, stock_cases, clock))
+                   FlashSaleUseCases(sales, products, stock, reservations, ledger, pools, stock_cases, clock),
+                   StaffLists(products, stock, categories, sales, clock))
 
 
 # ---- the request context, as the servicer sets it

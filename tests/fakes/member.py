@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from siyu_kit.ids import new_id
 
@@ -14,7 +14,8 @@ from services.member.domain.admin import AuditEntry
 from services.member.domain.identity import ProviderIdentity, SandboxProvider
 from services.member.domain.members import Member
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
-from services.member.domain.points import PointsAccount, PointsEntry
+from services.member.domain.points import PointsAccount, PointsEarned, PointsEntry, PointsMoved
+from services.member.domain.points_account import NEVER_KEY, FrozenLot, Movement, PointsBook
 from services.member.domain.sessions import ACTIVE, RefreshToken, Subject
 
 
@@ -118,6 +119,7 @@ class FakeMembers:
     def __init__(self):
         self.items: dict[str, Member] = {}
         self.events: list = []
+        self.suffixes: dict[str, str] = {}  # member id → stored phone suffix
 
     def _mine(self, merchant_id: str, member_id: str) -> Member | None:
         member = self.items.get(member_id)
@@ -144,6 +146,10 @@ class FakeMembers:
         if member := self._mine(merchant_id, member_id):
             member.token_version += 1
 
+    async def set_phone_suffix(self, merchant_id: str, member_id: str, suffix: str) -> None:
+        if self._mine(merchant_id, member_id):
+            self.suffixes[member_id] = suffix
+
 
 class FakeIdentities:
     def __init__(self):
@@ -165,14 +171,27 @@ class FakeIdentities:
     async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
         return sorted({c for (m, c, _), mem in self.channels.items() if (m, mem) == (merchant_id, member_id)})
 
+    async def openid_of(self, merchant_id: str, member_id: str, channel: str) -> str | None:
+        # dicts keep insertion order: the last link is the newest
+        found = [o for (m, c, o), mem in self.channels.items() if (m, c, mem) == (merchant_id, channel, member_id)]
+        return found[-1] if found else None
+
 
 class FakeLedger:
-    """Entries in the order written, unique per (merchant, source, source id); `events`
-    keeps the domain events stored with them."""
+    """Entries in the order written, unique per cause (merchant, source, source id, kind);
+    `events` keeps the domain events stored with them. Points accounts are kept as
+    PointsBook copies and every movement's guards are checked as the store checks them
+    (`PointsBook.admits`); `lose_moves` makes that many moves lose to another writer."""
 
     def __init__(self):
         self.rows: list[tuple[str, str, PointsEntry]] = []  # (merchant, member, entry)
         self.events: list = []
+        self.books: dict[tuple[str, str], PointsBook] = {}
+        self.unfreeze_due: dict[tuple[str, str], int] = {}
+        self.expiry_due: dict[tuple[str, str], int] = {}
+        self.leases: dict[tuple[str, str, str], int] = {}
+        self.lose_moves = 0
+        self.moves = 0
 
     async def account(self, merchant_id: str, member_id: str) -> PointsAccount:
         growth = sum(e.growth for m, mem, e in self.rows if (m, mem) == (merchant_id, member_id))
@@ -184,8 +203,8 @@ class FakeLedger:
     async def save(self, account: PointsAccount) -> bool:
         events = account.pull_events()
         entries, account.new_entries = account.new_entries, []
-        taken = {(m, e.source, e.source_id) for m, _, e in self.rows}
-        if any((account.merchant_id, e.source, e.source_id) in taken for e in entries):
+        taken = {(m, e.source, e.source_id, e.kind) for m, _, e in self.rows}
+        if any((account.merchant_id, e.source, e.source_id, e.kind) in taken for e in entries):
             return False
         self.rows.extend((account.merchant_id, account.id, e) for e in entries)
         self.events.extend(events)
@@ -193,9 +212,94 @@ class FakeLedger:
 
     def add(self, merchant_id: str, member_id: str, points: int, growth: int = 0, frozen: bool = False,
             source: str = "ADJUSTMENT") -> None:
-        """An entry written by something else than a paid order."""
-        self.rows.append((merchant_id, member_id, PointsEntry(new_id("pte"), source, new_id("src"), points, growth,
-                                                              frozen)))
+        """An entry written by something else than a paid order (and its account moved)."""
+        entry = PointsEntry(new_id("pte"), source, new_id("src"), points, growth, frozen)
+        self.rows.append((merchant_id, member_id, entry))
+        book = self.books.setdefault((merchant_id, member_id), PointsBook(merchant_id, member_id))
+        book.balance += points
+        if frozen:
+            book.frozen += points
+            book.frozen_lots[entry.source_id] = FrozenLot(points, NEVER_KEY)
+        else:
+            book.available += points
+            book.lots[NEVER_KEY] = book.lots.get(NEVER_KEY, 0) + points
+
+    # ---- the points account ------------------------------------------------------------------
+    async def book(self, merchant_id: str, member_id: str) -> PointsBook | None:
+        book = self.books.get((merchant_id, member_id))
+        return copy.deepcopy(book) if book else None
+
+    async def opening(self, merchant_id: str, member_id: str, time_zone: str, expiry_years: int) -> PointsBook:
+        return PointsBook(merchant_id, member_id)
+
+    async def open(self, book: PointsBook) -> None:
+        self.books.setdefault((book.merchant_id, book.member_id), copy.deepcopy(book))
+
+    async def move(self, merchant_id: str, movement: Movement, entry: PointsEntry, channel: str = "",
+                   opening: PointsBook | None = None) -> bool:
+        if opening is not None:
+            await self.open(opening)
+        key = (merchant_id, movement.member_id)
+        book = self.books[key]
+        if self.lose_moves:
+            self.lose_moves -= 1
+            return False
+        if not book.admits(movement):
+            return False
+        book.apply(movement)
+        self.moves += 1
+        self.rows.append((merchant_id, movement.member_id, entry))
+        kind = PointsEarned if entry.kind == "EARN" else PointsMoved
+        self.events.append(kind(member_id=movement.member_id, entry=entry, channel=channel))
+        if movement.due_ms:
+            self.expiry_due[key] = min(self.expiry_due.get(key, movement.due_ms), movement.due_ms)
+        return True
+
+    async def set_unfreeze(self, merchant_id: str, member_id: str, order_id: str, at_ms: int) -> bool:
+        book = self.books.get((merchant_id, member_id))
+        if book is None or order_id not in book.frozen_lots:
+            return False
+        book.frozen_lots[order_id] = dataclasses.replace(book.frozen_lots[order_id], unfreeze_ms=at_ms)
+        key = (merchant_id, member_id)
+        self.unfreeze_due[key] = min(self.unfreeze_due.get(key, at_ms), at_ms)
+        return True
+
+    def _dues(self, due_field: str) -> dict:
+        return self.unfreeze_due if due_field == "unfreeze_due_ms" else self.expiry_due
+
+    async def claim(self, due_field: str, now_ms: int) -> tuple[str, str] | None:
+        for key, due in self._dues(due_field).items():
+            lease = (due_field, *key)
+            if due <= now_ms and self.leases.get(lease, 0) < now_ms:
+                self.leases[lease] = now_ms + 30_000
+                return key
+        return None
+
+    async def set_due(self, merchant_id: str, member_id: str, due_field: str, seen: int | None,
+                      next_ms: int) -> None:
+        dues = self._dues(due_field)
+        if dues.get((merchant_id, member_id)) == seen:
+            dues[(merchant_id, member_id)] = next_ms
+
+    async def due_of(self, merchant_id: str, member_id: str) -> dict:
+        key = (merchant_id, member_id)
+        return {"unfreeze_due_ms": self.unfreeze_due.get(key), "due_ms": self.expiry_due.get(key)}
+
+    async def entry(self, merchant_id: str, cause) -> PointsEntry | None:
+        return next((e for m, _, e in self.rows if m == merchant_id and (e.source, e.source_id, e.kind) ==
+                     (cause.source, cause.source_id, cause.kind)), None)
+
+    async def page(self, merchant_id: str, member_id: str, before_id: str, limit: int) -> list[PointsEntry]:
+        mine = sorted((e for m, mem, e in self.rows if (m, mem) == (merchant_id, member_id)),
+                      key=lambda e: e.id, reverse=True)
+        return [e for e in mine if not before_id or e.id < before_id][:limit]
+
+    async def entries_of_order(self, merchant_id: str, member_id: str, order_id: str) -> list[PointsEntry]:
+        return [e for m, mem, e in self.rows if (m, mem) == (merchant_id, member_id) and
+                ((e.source, e.source_id) == ("ORDER", order_id) or (e.kind == "REVERSE" and e.order_id == order_id))]
+
+    async def repair(self, now_ms: int, limit: int = 100) -> int:
+        return 0
 
 
 class FakeRefreshTokens:
@@ -304,7 +408,8 @@ class FakeMemberDirectory:
             growth = (await self.ledger.account(merchant_id, member.id)).growth
             if member.merchant_id != merchant_id or (after_id and member.id >= after_id):
                 continue
-            if where.phone_suffix and phone_suffix(member.phone) != where.phone_suffix:
+            stored = self.members.suffixes.get(member.id) or phone_suffix(member.phone)
+            if where.phone_suffix and stored != where.phone_suffix:
                 continue
             if not member.nickname.startswith(where.nickname_prefix):
                 continue
@@ -317,3 +422,44 @@ class FakeMemberDirectory:
             rows.append((copy.deepcopy(member), growth))
         return rows[:limit]
 
+
+
+class FakeBackfillProgress:
+    """Backfills' checkpoints and leases, as the repository keeps them."""
+
+    def __init__(self):
+        self.items: dict[str, dict] = {}
+
+    async def claim(self, name: str, holder: str, now: datetime, until: datetime) -> str | None:
+        state = self.items.setdefault(name, {"after_id": "", "done": False, "holder": "",
+                                             "lease_until": now - timedelta(days=1)})
+        if state["done"] or (state["holder"] != holder and state["lease_until"] >= now):
+            return None
+        state.update(holder=holder, lease_until=until)
+        return state["after_id"]
+
+    async def advance(self, name: str, holder: str, after_id: str, done: bool, until: datetime) -> bool:
+        state = self.items.get(name)
+        if state is None or state["holder"] != holder:
+            return False
+        state.update(after_id=after_id, done=done, lease_until=until)
+        return True
+
+
+class FakeBackfillSource:
+    """A walk over sorted ids; `repaired` counts each id's repairs (repeats included)."""
+
+    def __init__(self, name: str, ids: list[str]):
+        self.name = name
+        self.ids = sorted(ids)
+        self.repaired: dict[str, int] = {}
+        self.fail_after: int | None = None  # raise after repairing this many in a step
+
+    async def step(self, after_id: str, limit: int) -> tuple[str, int]:
+        batch = [i for i in self.ids if i > after_id][:limit]
+        for n, item in enumerate(batch):
+            if self.fail_after is not None and n == self.fail_after:
+                self.fail_after = None
+                raise RuntimeError("the process stopped")
+            self.repaired[item] = self.repaired.get(item, 0) + 1
+        return (batch[-1] if batch else ""), len(batch)

@@ -329,7 +329,7 @@ class FakeAddresses:
         self.books.setdefault(member_id, []).append(address)
         return address
 
-    async def shipping_address(self, member_id: str, address_id: str, fresh: bool = True) -> ShippingAddress | None:
+    async def shipping_address(self, member_id: str, address_id: str) -> ShippingAddress | None:
         self.calls += 1
         if self.down is not None:
             raise self.down

@@ -161,11 +161,25 @@ class FakeRefunds:
     async def count_open(self, merchant_id: str, order_id: str) -> int:
         return sum(r.state in OPEN for r in self._select(merchant_id=merchant_id, order_id=order_id))
 
-    async def page(self, merchant_id: str, order_id: str, state: str, before_id: str, limit: int) -> list[Refund]:
+    async def page(self, merchant_id: str, order_id: str, state: str, before_id: str, limit: int,
+                   provider_status: str = "") -> list[Refund]:
         found = [r for r in reversed(self._select(merchant_id=merchant_id))
                  if (not order_id or r.order_id == order_id) and (not state or r.state.value == state)
+                 and (not provider_status or r.provider_status == provider_status)
                  and (not before_id or r.id < before_id)]
         return found[:limit]
+
+    async def provider_query_due(self, now_ms: int, limit: int) -> list[Refund]:
+        found = sorted((r for r in self.refunds.values() if r.provider_status == "PROCESSING"
+                        and 0 < r.provider_query_ms <= now_ms), key=lambda r: r.provider_query_ms)
+        return [copy.deepcopy(r) for r in found[:limit]]
+
+    async def take_for_provider_query(self, refund: Refund, seen_ms: int) -> bool:
+        stored = self.refunds.get(refund.id)
+        if stored is None or stored.provider_query_ms != seen_ms:
+            return False
+        stored.provider_query_ms = refund.provider_query_ms
+        return True
 
     async def stalled(self, approved_before_ms: int, limit: int) -> list[Refund]:
         found = sorted((r for r in self.refunds.values() if r.state is RefundState.APPROVED

@@ -69,6 +69,9 @@ class FakePhoneBook:
     async def phone_of(self, merchant_id: str, member_id: str) -> str:
         return next((p for (m, p), mem in self.items.items() if (m, mem) == (merchant_id, member_id)), "")
 
+    async def phones_of(self, merchant_id: str, member_ids: list[str]) -> dict[str, str]:
+        return {mem: p for (m, p), mem in self.items.items() if m == merchant_id and mem in member_ids}
+
     async def bind(self, merchant_id: str, phone: str, member_id: str) -> bool:
         if (merchant_id, phone) in self.items or await self.phone_of(merchant_id, member_id):
             return False

@@ -32,3 +32,14 @@ class FakeSeenNotifications:
             return False
         self.seen.add((merchant_id, key))
         return True
+
+
+@dataclass
+class FakeWechatIdentities:
+    """The member service's openids by (member, channel); `calls` counts the reads."""
+    openids: dict[tuple[str, str], str] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    async def openid(self, member_id: str, channel: str) -> str | None:
+        self.calls.append((member_id, channel))
+        return self.openids.get((member_id, channel))

@@ -185,6 +185,12 @@ def test_openapi_and_docs(http):
     page = http.get("/docs")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "/v1/orders/{order_id}:pay" in page.text
+    # WeChat Pay's callback is no transcoded RPC, yet operators register its URL from here.
+    notify = spec["paths"]["/v1/payments/wechat/notify/{merchant_id}"]["post"]
+    assert {p["name"] for p in notify["parameters"]} == {
+        "merchant_id", "Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial"}
+    assert set(notify["responses"]) == {"204", "400", "401", "404", "500"}
+    assert "/v1/payments/wechat/notify/{merchant_id}" in page.text
 
 
 def test_readyz_reflects_service_health(http, stack):

@@ -85,6 +85,32 @@ def test_the_creation_key_adds_once_even_when_calls_race(stack, db):
     assert len(doc["addresses"]) == 1
 
 
+def test_a_creation_key_used_for_another_address_is_refused_and_writes_nothing(stub, db):
+    merchant_id, member_id, me = _member(stub)
+    first = stub.CreateAddress(_new("k"), metadata=me).address
+    before = db.address_books.find_one({"merchant_id": merchant_id, "member_id": member_id})
+    for changes in (dict(recipient="李四"), dict(phone="13900001111"), dict(is_default=True)):
+        error = rpc_error(stub.CreateAddress, _new("k", **changes), metadata=me)
+        assert (error.code(), reason(error)) == (grpc.StatusCode.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED")
+    again = stub.CreateAddress(_new("k"), metadata=me)
+    assert (again.address.address_id, again.created) == (first.address_id, False)
+    after = db.address_books.find_one({"merchant_id": merchant_id, "member_id": member_id})
+    assert after == before
+    # stored: the key with its request's fingerprint, a keyed hash that does not hold the phone
+    (key, address_id, fingerprint), = after["keys"]
+    assert (key, address_id) == ("k", first.address_id) and len(fingerprint) == 64 and PHONE not in str(after)
+
+
+def test_a_key_stored_before_fingerprints_were_kept_replays_as_before(stub, db):
+    merchant_id, member_id, me = _member(stub)
+    first = stub.CreateAddress(_new("old"), metadata=me).address
+    db.address_books.update_one({"merchant_id": merchant_id, "member_id": member_id},
+                                {"$set": {"keys": [["old", first.address_id]]}})
+    again = stub.CreateAddress(_new("old", recipient="李四"), metadata=me)
+    assert (again.address.address_id, again.created, again.address.recipient) == (first.address_id, False, "张三")
+    assert stub.CreateAddress(_new("new"), metadata=me).created
+
+
 def test_at_most_twenty_addresses_even_when_calls_race(stack, db):
     with channel(stack, "member") as ch:
         stub = member_pb2_grpc.MemberServiceStub(ch)

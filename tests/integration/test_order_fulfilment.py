@@ -151,7 +151,8 @@ def test_other_merchants_and_members_cannot_move_or_read_the_order(order, catalo
         # Members are not staff; staff need the RPC's role.
         assert rpc_error(call, request, metadata=md).code() in (grpc.StatusCode.UNAUTHENTICATED,
                                                                 grpc.StatusCode.PERMISSION_DENIED)
-        assert rpc_error(call, request, metadata=staff(mid, "GUIDE")).code() == grpc.StatusCode.PERMISSION_DENIED
+        if call is not order.GetOrderAsStaff:  # a guide reads orders (address masked), never moves them
+            assert rpc_error(call, request, metadata=staff(mid, "GUIDE")).code() == grpc.StatusCode.PERMISSION_DENIED
     for intruder in (member(other), member(mid)):
         error = rpc_error(order.ConfirmReceipt, OS.ConfirmReceiptRequest(order_id=paid.order_id), metadata=intruder)
         assert error.code() == grpc.StatusCode.NOT_FOUND

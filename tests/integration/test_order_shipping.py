@@ -157,6 +157,29 @@ def test_staff_see_the_full_phone_only_when_they_ship(order, catalog, members):
     assert [o.shipping_address.phone for o in listed] == ["138****8000"]
 
 
+def test_a_guide_reads_orders_with_the_address_masked(order, catalog, members):
+    mid = new_merchant_id()
+    (sku,) = make_skus(catalog, mid, (1000, 5))
+    _, md = shopper(members, mid)
+    add_address(members, md)
+    placed = place(order, md, "k", (sku, 1))
+    guide = staff_as(mid, "GUIDE")
+    seen = order.GetOrderAsStaff(OS.GetOrderAsStaffRequest(order_id=placed.order_id), metadata=guide).order
+    [listed] = order.SearchOrders(OS.SearchOrdersRequest(), metadata=guide).orders
+    for a in (seen.shipping_address, listed.shipping_address):
+        assert (a.recipient, a.phone, a.detail) == ("张*", "138****8000", "")
+        assert (a.province_name, a.city_name, a.district_name, a.district_code) == ("广东省", "深圳市", "南山区", "440305")
+    for roles in (("FINANCE",), ("OPERATOR",)):
+        full = order.GetOrderAsStaff(OS.GetOrderAsStaffRequest(order_id=placed.order_id),
+                                     metadata=staff_as(mid, *roles)).order.shipping_address
+        assert (full.recipient, full.detail) == ("张三", "科技园 1 号")
+    # Another merchant's guide finds nothing.
+    other = staff_as(new_merchant_id(), "GUIDE")
+    assert rpc_error(order.GetOrderAsStaff, OS.GetOrderAsStaffRequest(order_id=placed.order_id),
+                     metadata=other).code() == grpc.StatusCode.NOT_FOUND
+    assert order.SearchOrders(OS.SearchOrdersRequest(), metadata=other).orders == []
+
+
 def test_the_template_rpcs_check_roles_versions_merchants_and_input(order):
     mid, other = new_merchant_id(), new_merchant_id()
     got = order.GetFreightTemplate(OS.GetFreightTemplateRequest(), metadata=staff_as(mid, "OPERATOR"))
@@ -185,3 +208,17 @@ def test_the_template_rpcs_check_roles_versions_merchants_and_input(order):
     assert "template.excluded_regions[0]" in field_violations(error)
     got = order.GetFreightTemplate(OS.GetFreightTemplateRequest(), metadata=staff(mid))
     assert got.template.version == 1  # nothing written
+
+
+def test_an_order_placed_right_after_the_default_changes_ships_to_the_new_default(order, catalog, members):
+    mid = new_merchant_id()
+    (sku,) = make_skus(catalog, mid, (2000, 50))
+    _, md = shopper(members, mid)
+    home = add_address(members, md)
+    put_template(order, mid)
+    assert quote(order, md, (sku, 1)).shipping_address.address_id == home.address_id  # the checkout page
+    beijing = add_address(members, md, "110000", "110100", "110101")
+    members.SetDefaultAddress(MS.SetDefaultAddressRequest(address_id=beijing.address_id), metadata=md)
+    placed = place(order, md, "k-now", (sku, 1))  # at once, no address named
+    assert placed.shipping_address.address_id == beijing.address_id
+    assert placed.shipping_address.city_name == "北京市" and placed.shipping_fee.amount == 1000

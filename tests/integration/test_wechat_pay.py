@@ -12,14 +12,17 @@ import pytest
 from siyu.common.v1 import common_pb2
 from siyu.order.v1 import order_pb2 as OS, order_pb2_grpc
 from siyu.catalog.v1 import catalog_pb2_grpc
+from siyu.member.v1 import member_pb2_grpc
 
 from siyu_kit.ids import new_id
 from tests.support import (database_fixture, field_violations, metadata, new_merchant_id, reason, rpc_error,
                            stub_fixture)
+from tests.support.member import login
 from tests.support.order import make_skus, member, place, staff
 
 order = stub_fixture("order", order_pb2_grpc.OrderServiceStub)
 catalog = stub_fixture("catalog", catalog_pb2_grpc.CatalogServiceStub)
+members = stub_fixture("member", member_pb2_grpc.MemberServiceStub)
 order_db = database_fixture("order")
 
 
@@ -81,23 +84,31 @@ def test_the_notification_rpc_is_internal_and_checks_its_input(order):
     assert error.code() is grpc.StatusCode.UNAUTHENTICATED and reason(error) == "BAD_SIGNATURE"
 
 
-def test_prepay_then_a_notification_pays_once(order, catalog, standin):
+def test_prepay_then_a_notification_pays_once(order, catalog, members, standin, order_db):
     mid = new_merchant_id()
     set_up(order, standin, mid)
     [sku] = make_skus(catalog, mid, (1999, 5))
-    md = member(mid, ch="MINI_PROGRAM")
+    # A member signed in on the mini-program: the member service knows their openid there.
+    member_id = login(members, mid, "u-" + new_id("x")[-10:], "MINI_PROGRAM").member.member_id
+    md = member(mid, member_id, ch="MINI_PROGRAM")
     placed = place(order, md, "k-wx", (sku, 1))
+    # The request's payer_openid is ignored: the payer is who the token says.
     request = OS.PayOrderRequest(order_id=placed.order_id, idempotency_key="p1", method=OS.PAYMENT_METHOD_WECHAT,
-                                 payer_openid="o-integration")
+                                 payer_openid="o-someone-else")
     first = order.PayOrder(request, metadata=md)
     again = order.PayOrder(request, metadata=md)
     assert first.payment.payment_id == again.payment.payment_id
     assert first.wechat_pay.package == again.wechat_pay.package and first.wechat_pay.package.startswith("prepay_id=")
-    # Without an openid, or on a channel without credentials: refused, nothing written.
-    error = rpc_error(order.PayOrder, OS.PayOrderRequest(order_id=placed.order_id, idempotency_key="p2",
-                                                         method=OS.PAYMENT_METHOD_WECHAT), metadata=md)
-    assert "payer_openid" in field_violations(error)
-    h5 = member(mid, ch="H5")
+    # A member who never signed in on the mini-program, or a channel without credentials:
+    # refused, nothing written.
+    stranger = member(mid, ch="MINI_PROGRAM")
+    payments_before = order_db.payments.count_documents({"merchant_id": mid})
+    error = rpc_error(order.PayOrder, OS.PayOrderRequest(order_id=place(order, stranger, "k-st", (sku, 1)).order_id,
+                                                         idempotency_key="p2", method=OS.PAYMENT_METHOD_WECHAT),
+                      metadata=stranger)
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION and reason(error) == "WECHAT_LOGIN_REQUIRED"
+    assert order_db.payments.count_documents({"merchant_id": mid}) == payments_before
+    h5 = member(mid, member_id, ch="H5")
     error = rpc_error(order.PayOrder, OS.PayOrderRequest(order_id=place(order, h5, "k-h5", (sku, 1)).order_id,
                                                          idempotency_key="p3", method=OS.PAYMENT_METHOD_WECHAT,
                                                          payer_openid="o"), metadata=h5)

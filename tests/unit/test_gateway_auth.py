@@ -272,13 +272,15 @@ def test_a_failed_batch_fails_its_checks_without_hanging():
     asyncio.run(run())
 
 
+# Tokens are minted when the test runs, not when it is collected: a long suite outlives them.
 @pytest.mark.parametrize("bearer,kind", [
-    (_token("member", "mch_a"), "member"),
+    (("member", "mch_a"), "member"),
     ("garbage", ""),
-    (_token("member", "mch_b"), ""),  # another merchant's member
-    (_token("staff", "mch_a", ("OWNER",)), ""),
+    (("member", "mch_b"), ""),  # another merchant's member
+    (("staff", "mch_a", ("OWNER",)), ""),
 ])
 def test_a_channel_route_reads_a_member_token_when_one_holds_and_ignores_any_other(bearer, kind):
+    bearer = _token(*bearer) if isinstance(bearer, tuple) else bearer
     ctx = _identify(Rule("CHANNEL"), Credentials(api_key="key-a", bearer=bearer))
     assert (ctx.merchant_id, ctx.channel, ctx.caller_kind) == ("mch_a", "H5", kind)
     assert ctx.caller_id == ("sub_1" if kind else "")

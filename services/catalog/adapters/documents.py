@@ -19,7 +19,8 @@ class ProductDoc(me.Document):
     description = me.StringField(default="")
     status = me.StringField(required=True)
     # [{sku_id, code, attributes, list_price, currency, tier_prices: [{tier, price}],
-    #   limited_time_price: {price, starts_ms, ends_ms} | None}], always replaced whole.
+    #   limited_time_price: {price, starts_ms, ends_ms} | None, weight_g}], always replaced whole
+    #   (weight_g: grams per unit; absent on SKUs written before it existed, read as 0).
     skus = me.ListField(me.DictField())
     min_price = me.IntField(default=0)
     currency = me.StringField(default="CNY")
@@ -69,7 +70,10 @@ class StockDoc(me.Document):
     pool_sync = me.DictField()
     updated_ms = me.IntField(required=True)
 
-    meta = {"collection": "stock", "indexes": [{"fields": ["merchant_id", "product_id"]}, {"fields": ["pending_count"]}],
+    meta = {"collection": "stock",
+            "indexes": [{"fields": ["merchant_id", "product_id"]}, {"fields": ["pending_count"]},
+                        # The staff's SKU list by low stock.
+                        {"fields": ["merchant_id", "available"]}],
             "auto_create_index": False}
 
 

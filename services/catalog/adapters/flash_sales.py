@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import mongoengine as me
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from siyu_kit.aggregate import StaleVersion
@@ -22,6 +22,7 @@ from siyu_kit.protos import aware, epoch_ms, now_ms
 
 from services.catalog.adapters import repositories as repo
 from services.catalog.adapters.documents import StockDoc
+from services.catalog.application.ports import SaleFilter
 from services.catalog.domain import flash_sales as rules, stock as stock_rules
 from services.catalog.domain.flash_sales import Applied, FlashSale, PoolCounters, PoolHold, SaleHolds, SaleSku
 from services.catalog.domain.stock import Movement, StockChange
@@ -36,7 +37,7 @@ class FlashSaleDoc(me.Document):
     product_id = me.StringField(required=True)
     sku_id = me.StringField(required=True)
     # The SKU as it was when the sale was made, for order lines:
-    # {code, attributes, list_price, currency, product_title, tier_prices: [{tier, price}]}.
+    # {code, attributes, list_price, currency, product_title, tier_prices: [{tier, price}], weight_g}.
     sku = me.DictField()
     price = me.IntField(required=True, min_value=0)
     currency = me.StringField(required=True)
@@ -65,6 +66,8 @@ class FlashSaleDoc(me.Document):
         "indexes": [
             {"fields": ["merchant_id", "idempotency_key"], "unique": True},
             {"fields": ["merchant_id", "sort_key"]},
+            # The staff's list of one product's sales.
+            {"fields": ["merchant_id", "product_id", "sort_key"]},
             {"fields": ["pooled", "ends_at"]},
             {"fields": ["unsynced"]},
         ],
@@ -148,6 +151,39 @@ def sales_page(merchant_id: str, *, live_session_id: str, after_key: str, ends_a
     if after_key:
         query["sort_key"] = {"$gt": after_key}
     return list(_sales().find(query, _NO_HOLDS).sort("sort_key", ASCENDING).limit(limit))
+
+
+def sales_staff_page(merchant_id: str, where: SaleFilter, after_key: str, descending: bool,
+                     limit: int) -> list[dict]:
+    """The staff's list: pooled sales in every state, by sort key (their start), strictly
+    after `after_key`. Bounds on the start are bounds on the sort key, so a page never
+    needs a range on a datetime inside an `$or`."""
+    query: dict = {"merchant_id": merchant_id, "pooled": 1}
+    if where.product_id:
+        query["product_id"] = where.product_id
+    key: dict = {}
+    if where.key_from:
+        key["$gte"] = where.key_from
+    if where.key_before:
+        key["$lt"] = where.key_before
+    # A page continues strictly after the last key shown, which lies inside the bounds on
+    # its side: the cursor replaces that bound.
+    if after_key and descending:
+        key["$lt"] = after_key
+    elif after_key:
+        key.pop("$gte", None)
+        key["$gt"] = after_key
+    if key:
+        query["sort_key"] = key
+    ends: dict = {}
+    if where.ends_after is not None:
+        ends["$gt"] = where.ends_after
+    if where.ends_by is not None:
+        ends["$lte"] = where.ends_by
+    if ends:
+        query["ends_at"] = ends
+    order = DESCENDING if descending else ASCENDING
+    return list(_sales().find(query, _NO_HOLDS).sort("sort_key", order).limit(limit))
 
 
 def sales_unpooled(created_before: datetime, limit: int) -> list[dict]:
@@ -324,7 +360,8 @@ def sale_of(doc: dict) -> FlashSale:
         id=doc["_id"], merchant_id=doc["merchant_id"], idempotency_key=doc["idempotency_key"], title=doc["title"],
         product_id=doc["product_id"], sku_id=doc["sku_id"],
         sku=SaleSku(sku["code"], dict(sku.get("attributes") or {}), int(sku["list_price"]), sku.get("currency", ""),
-                    sku["product_title"], tuple((t["tier"], int(t["price"])) for t in sku.get("tier_prices") or [])),
+                    sku["product_title"], tuple((t["tier"], int(t["price"])) for t in sku.get("tier_prices") or []),
+                    int(sku.get("weight_g") or 0)),
         price=int(doc["price"]), currency=doc["currency"], units=int(doc["units"]),
         per_member_limit=int(doc["per_member_limit"]), starts_at=aware(doc["starts_at"]),
         ends_at=aware(doc["ends_at"]), sort_key=doc["sort_key"], created_at=aware(doc["created_at"]),
@@ -344,7 +381,7 @@ def _sale_fields(sale: FlashSale) -> dict:
         "product_id": sale.product_id, "sku_id": sale.sku_id,
         "sku": {"code": sku.code, "attributes": sku.attributes, "list_price": sku.list_price,
                 "currency": sku.currency, "product_title": sku.product_title,
-                "tier_prices": [{"tier": t, "price": p} for t, p in sku.tier_prices]},
+                "tier_prices": [{"tier": t, "price": p} for t, p in sku.tier_prices], "weight_g": sku.weight_g},
         "price": sale.price, "currency": sale.currency, "units": sale.units, "available": sale.available,
         "reserved": sale.reserved, "sold": sale.sold, "returned": sale.returned,
         "per_member_limit": sale.per_member_limit, "starts_at": sale.starts_at, "ends_at": sale.ends_at,
@@ -380,6 +417,10 @@ class MongoFlashSales:
         docs = await run_sync(lambda: sales_page(merchant_id, live_session_id=live_session_id, after_key=after_key,
                                                  ends_after=ends_after, limit=limit))
         return [sale_of(d) for d in docs]
+
+    async def staff_page(self, merchant_id: str, where: SaleFilter, after_key: str, descending: bool,
+                         limit: int) -> list[FlashSale]:
+        return [sale_of(d) for d in await run_sync(sales_staff_page, merchant_id, where, after_key, descending, limit)]
 
     async def unpooled(self, created_before: datetime, limit: int) -> list[FlashSale]:
         return [sale_of(d) for d in await run_sync(sales_unpooled, created_before, limit)]

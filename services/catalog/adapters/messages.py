@@ -64,7 +64,7 @@ def sku_detail_message(sale: FlashSale) -> catalog_pb2.SkuDetail:
     return catalog_pb2.SkuDetail(
         sku=catalog_pb2.Sku(
             sku_id=sale.sku_id, product_id=sale.product_id, code=sku.code, attributes=sku.attributes,
-            list_price=money(sku.list_price, currency), available=sale.available,
+            list_price=money(sku.list_price, currency), available=sale.available, weight_g=sku.weight_g,
             tier_prices=[catalog_pb2.TierPrice(tier=tier, price=money(price, currency))
                          for tier, price in sku.tier_prices]),
         product_title=sku.product_title)

@@ -18,7 +18,7 @@ from siyu_kit.repository import insert_new, save_change
 
 from services.catalog.adapters import messages
 from services.catalog.adapters.documents import CategoryDoc, MovementDoc, ProductDoc, ReservationDoc, StockDoc
-from services.catalog.application.ports import ProductFilter
+from services.catalog.application.ports import ProductFilter, SkuFilter
 from services.catalog.domain import stock as rules
 from services.catalog.domain.listing import Key, Sort
 from services.catalog.domain.reservations import Line, Reservation
@@ -113,6 +113,17 @@ def category_get(merchant_id: str, category_id: str) -> dict | None:
 
 def categories_of(merchant_id: str) -> list[dict]:
     return list(CategoryDoc._get_collection().find({"merchant_id": merchant_id}))
+
+
+def categories_page(merchant_id: str, parent_id: str | None, after_id: str, limit: int) -> list[dict]:
+    """The staff's category list: by id (creation order), after `after_id`; one parent's
+    children when `parent_id` is given ("" for the roots)."""
+    query: dict = {"merchant_id": merchant_id}
+    if parent_id is not None:
+        query["parent_id"] = parent_id
+    if after_id:
+        query["_id"] = {"$gt": after_id}
+    return list(CategoryDoc._get_collection().find(query).sort("_id", ASCENDING).limit(limit))
 
 
 def category_insert(fields: dict) -> bool:
@@ -229,6 +240,19 @@ def stock_owing(limit: int) -> list[dict]:
     """SKUs (of any merchant) with ledger entries not yet stored."""
     return list(StockDoc._get_collection().find({"pending_count": {"$gt": 0}},
                                                 {"merchant_id": 1, "product_id": 1, "pending": 1}).limit(limit))
+
+
+def stock_page(merchant_id: str, where: SkuFilter, after_sku_id: str, descending: bool, limit: int) -> list[dict]:
+    """The staff's SKU list: stock documents by SKU id, strictly after `after_sku_id`."""
+    query: dict = {"merchant_id": merchant_id}
+    if where.product_id:
+        query["product_id"] = where.product_id
+    if where.max_available is not None:
+        query["available"] = {"$lte": where.max_available}
+    if after_sku_id:
+        query["_id"] = {"$lt" if descending else "$gt": after_sku_id}
+    cursor = StockDoc._get_collection().find(query, {"pending": 0, "adjustments": 0, "returns": 0})
+    return list(cursor.sort("_id", DESCENDING if descending else ASCENDING).limit(limit))
 
 
 # ---- stock ledger
@@ -375,6 +399,9 @@ class MongoCategories:
     async def update(self, merchant_id: str, category_id: str, version: int, fields: dict) -> dict | None:
         return await run_sync(category_update, merchant_id, category_id, version, fields)
 
+    async def page(self, merchant_id: str, parent_id: str | None, after_id: str, limit: int) -> list[dict]:
+        return await run_sync(categories_page, merchant_id, parent_id, after_id, limit)
+
 
 class MongoStock:
     async def add(self, stock: Stock) -> bool:
@@ -399,6 +426,10 @@ class MongoStock:
 
     async def holds(self, merchant_id: str, sku_id: str, key: str) -> bool:
         return await run_sync(stock_has_hold, merchant_id, sku_id, key)
+
+    async def page(self, merchant_id: str, where: SkuFilter, after_sku_id: str, descending: bool,
+                   limit: int) -> list[Stock]:
+        return [stock_of(d) for d in await run_sync(stock_page, merchant_id, where, after_sku_id, descending, limit)]
 
     async def owing(self, limit: int) -> list[Stock]:
         return [stock_of(d) for d in await run_sync(stock_owing, limit)]

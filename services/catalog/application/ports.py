@@ -139,3 +139,41 @@ class MemberPricing(Protocol):
     """The member service's tier pricing (GetMemberPricing): one call per page shown."""
 
     async def pricing(self, member_id: str) -> MemberTier: ...
+
+
+# ---- staff lists ----
+
+@dataclass(frozen=True)
+class SkuFilter:
+    """What the stock documents themselves can be asked: the product, and low stock."""
+    product_id: str = ""
+    max_available: int | None = None  # available ≤ this
+
+
+@dataclass(frozen=True)
+class SaleFilter:
+    """Flash sales by product, by start (bounds on the sale's sort key, which begins with its
+    start in epoch ms: domain.flash_sales.starts_bound) and by end."""
+    product_id: str = ""
+    key_from: str = ""  # sort_key ≥ this
+    key_before: str = ""  # sort_key < this
+    ends_after: datetime | None = None  # ends_at > this
+    ends_by: datetime | None = None  # ends_at ≤ this
+
+
+class StaffSkuPages(Protocol):
+    async def page(self, merchant_id: str, where: SkuFilter, after_sku_id: str, descending: bool,
+                   limit: int) -> list[Stock]:
+        """Stock documents in SKU id order, strictly after `after_sku_id` ("" for the start)."""
+
+
+class StaffCategoryPages(Protocol):
+    async def page(self, merchant_id: str, parent_id: str | None, after_id: str, limit: int) -> list[dict]:
+        """Categories by id, oldest first, after `after_id`; `parent_id` None: any parent,
+        "": roots only."""
+
+
+class StaffSalePages(Protocol):
+    async def staff_page(self, merchant_id: str, where: SaleFilter, after_key: str, descending: bool,
+                         limit: int) -> list[FlashSale]:
+        """Pooled sales in sort-key order, strictly after `after_key` ("" for the start)."""

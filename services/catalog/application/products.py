@@ -45,7 +45,7 @@ def _limited_of(raw: dict | None) -> LimitedTimePrice | None:
 def skus_of(doc: dict) -> list[Sku]:
     return [Sku(s["sku_id"], s["code"], dict(s.get("attributes") or {}), int(s["list_price"]),
                 s.get("currency") or "CNY", tuple((t["tier"], int(t["price"])) for t in s.get("tier_prices") or []),
-                _limited_of(s.get("limited_time_price"))) for s in doc.get("skus") or []]
+                _limited_of(s.get("limited_time_price")), int(s.get("weight_g") or 0)) for s in doc.get("skus") or []]
 
 
 def _sku_fields(skus: list[Sku]) -> list[dict]:
@@ -53,7 +53,7 @@ def _sku_fields(skus: list[Sku]) -> list[dict]:
         return {"price": p.price, "starts_ms": p.starts_ms, "ends_ms": p.ends_ms} if p else None
     return [{"sku_id": s.sku_id, "code": s.code, "attributes": s.attributes, "list_price": s.list_price,
              "currency": s.currency, "tier_prices": [{"tier": t, "price": p} for t, p in s.tier_prices],
-             "limited_time_price": limited(s.limited_time_price)} for s in skus]
+             "limited_time_price": limited(s.limited_time_price), "weight_g": s.weight_g} for s in skus]
 
 
 def _is_staff() -> bool:

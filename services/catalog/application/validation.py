@@ -36,6 +36,7 @@ MAX_GET_SKUS = 200
 MAX_CATEGORY_NAME = 40
 MAX_REASON = 200
 MAX_ADJUST = 1_000_000
+MAX_WEIGHT_G = 1_000_000  # a tonne: the heaviest unit one parcel rule prices
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class SkuInput:
     initial_stock: int = 0
     tier_prices: list[tuple[str, PriceInput]] = field(default_factory=list)
     limited_time_price: LimitedTimeInput | None = None
+    weight_g: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ def upsert(cmd: UpsertProduct) -> ValidUpsert:
             v.check(amount_ok(sku.list_price), f"{at}.list_price.amount", f"0 to {MAX_AMOUNT}")
             v.check(sku.currency in ("", DEFAULT_CURRENCY), f"{at}.list_price.currency", "only CNY")
             v.check(0 <= sku.initial_stock <= MAX_STOCK, f"{at}.initial_stock", f"0 to {MAX_STOCK}")
+            v.check(0 <= sku.weight_g <= MAX_WEIGHT_G, f"{at}.weight_g", f"0 to {MAX_WEIGHT_G} grams")
             if v.check(len(sku.attributes) <= MAX_ATTRIBUTES, f"{at}.attributes",
                        f"at most {MAX_ATTRIBUTES} attributes"):
                 for key, value in sku.attributes.items():
@@ -136,7 +139,7 @@ def upsert(cmd: UpsertProduct) -> ValidUpsert:
         skus=[SkuSpec(s.code, dict(s.attributes), s.list_price, DEFAULT_CURRENCY, s.initial_stock,
                       tuple(sorted(((t, p.amount) for t, p in s.tier_prices),
                                    key=lambda tp: product_rules.TIERS.index(tp[0]))),
-                      _limited(s.limited_time_price)) for s in cmd.skus],
+                      _limited(s.limited_time_price), s.weight_g) for s in cmd.skus],
         expected_version=cmd.expected_version)
 
 

@@ -60,6 +60,12 @@ def sort_key(starts_at_ms: int, sale_id: str) -> str:
     return f"{starts_at_ms:013d}:{sale_id}"
 
 
+def starts_bound(starts_at_ms: int) -> str:
+    """A bound on sort keys: every sale starting at or after `starts_at_ms` has a key ≥ it,
+    every sale starting before has a key < it."""
+    return f"{starts_at_ms:013d}"
+
+
 @dataclass(frozen=True)
 class StockCatchUp:
     """What the SKU's stock still has to follow of its pool: units sold (they leave on_hand
@@ -92,6 +98,7 @@ class SaleSku:
     currency: str
     product_title: str
     tier_prices: tuple[tuple[str, int], ...] = ()
+    weight_g: int = 0  # shipping weight of one unit, for the order's freight
 
 
 @dataclass(frozen=True)

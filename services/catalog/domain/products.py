@@ -38,6 +38,7 @@ class SkuSpec:
     initial_stock: int = 0
     tier_prices: tuple[tuple[str, int], ...] = ()
     limited_time_price: LimitedTimePrice | None = None
+    weight_g: int = 0  # shipping weight of one unit, for freight by weight
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Sku:
     currency: str
     tier_prices: tuple[tuple[str, int], ...] = ()  # (tier, price), in TIERS order
     limited_time_price: LimitedTimePrice | None = None
+    weight_g: int = 0  # shipping weight of one unit in grams; 0 when not given
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class SkuMerge:
 def merge_skus(existing: list[Sku], specs: list[SkuSpec], new_sku_id: Callable[[], str]) -> SkuMerge:
     """Apply an upsert's SKUs to a product's SKUs, matched by code.
 
-    A known code keeps its id and takes the new attributes and prices; a new code gets a
+    A known code keeps its id and takes the new attributes, prices and weight; a new code gets a
     new id and its initial stock. SKUs missing from the upsert stay: orders and
     reservations refer to them.
     """
@@ -72,7 +74,7 @@ def merge_skus(existing: list[Sku], specs: list[SkuSpec], new_sku_id: Callable[[
     for spec in specs:
         old = by_code.get(spec.code)
         sku = Sku(old.sku_id if old else new_sku_id(), spec.code, dict(spec.attributes), spec.list_price,
-                  spec.currency, spec.tier_prices, spec.limited_time_price)
+                  spec.currency, spec.tier_prices, spec.limited_time_price, spec.weight_g)
         merged.append(sku)
         seen.add(spec.code)
         if old is None:

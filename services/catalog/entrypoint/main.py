@@ -23,6 +23,7 @@ from services.catalog.application.ledger import Ledger
 from services.catalog.application.pools import Pools
 from services.catalog.application.ports import MemberPricing, OrderVerdicts
 from services.catalog.application.products import ProductUseCases
+from services.catalog.application.staff_lists import StaffLists
 from services.catalog.application.stock import StockUseCases
 from services.catalog.entrypoint import events, jobs
 from services.catalog.entrypoint.servicer import CatalogServicer
@@ -35,6 +36,7 @@ class UseCases:
     inventory: InventoryUseCases
     stock: StockUseCases
     flash: FlashSaleUseCases
+    staff_lists: StaffLists
 
 
 def use_cases(orders: OrderVerdicts, pricing: MemberPricing | None = None) -> UseCases:
@@ -49,7 +51,8 @@ def use_cases(orders: OrderVerdicts, pricing: MemberPricing | None = None) -> Us
         categories=CategoryUseCases(categories),
         inventory=InventoryUseCases(stock, movements, ledger),
         stock=stock_cases,
-        flash=FlashSaleUseCases(sales, products, stock, reservations, ledger, pools, stock_cases))
+        flash=FlashSaleUseCases(sales, products, stock, reservations, ledger, pools, stock_cases),
+        staff_lists=StaffLists(products, stock, categories, sales))
 
 
 def build(runtime: Runtime) -> Parts:
@@ -59,7 +62,8 @@ def build(runtime: Runtime) -> Parts:
     full_name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
     return Parts(
         servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
-                    CatalogServicer(cases.products, cases.categories, cases.inventory, cases.stock, cases.flash),
+                    CatalogServicer(cases.products, cases.categories, cases.inventory, cases.stock, cases.flash,
+                                    cases.staff_lists),
                     full_name)],
         outbox_collections=[ReservationDoc._get_collection()],
         subscriptions=events.subscriptions(cases.stock),

@@ -14,6 +14,7 @@ from services.catalog.application.categories import CategoryUseCases
 from services.catalog.application.flash_sales import FlashSaleUseCases
 from services.catalog.application.inventory import InventoryUseCases
 from services.catalog.application.products import ProductUseCases
+from services.catalog.application.staff_lists import ListCategories, ListSales, ListSkus, StaffLists, StaffSku
 from services.catalog.application.stock import StockUseCases
 from services.catalog.domain.stock import Stock
 
@@ -41,7 +42,7 @@ def _sku(sku, product_id: str, available: int, mine=None) -> catalog_pb2.Sku:
         member_price=money(mine.price, sku.currency) if mine else None,
         member_price_kind=mine.kind if mine else "",
         sku_id=sku.sku_id, product_id=product_id, code=sku.code, attributes=sku.attributes,
-        list_price=money(sku.list_price, sku.currency), available=available,
+        list_price=money(sku.list_price, sku.currency), available=available, weight_g=sku.weight_g,
         tier_prices=[catalog_pb2.TierPrice(tier=t, price=money(p, sku.currency)) for t, p in sku.tier_prices],
         limited_time_price=catalog_pb2.LimitedTimePrice(
             price=money(limited.price, sku.currency), starts_at=_ms_timestamp(limited.starts_ms),
@@ -62,7 +63,7 @@ def _sku_input(s: catalog_pb2.SkuInput) -> validation.SkuInput:
     return validation.SkuInput(code=s.code, attributes=dict(s.attributes), list_price=s.list_price.amount,
                                currency=s.list_price.currency, initial_stock=s.initial_stock,
                                tier_prices=[(t.tier, _price(t.price)) for t in s.tier_prices],
-                               limited_time_price=limited)
+                               limited_time_price=limited, weight_g=s.weight_g)
 
 
 def _product(view: products.ProductView) -> catalog_pb2.Product:
@@ -98,12 +99,13 @@ def _stock(stock: Stock) -> catalog_pb2.Stock:
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, products: ProductUseCases, categories: CategoryUseCases, inventory: InventoryUseCases,
-                 stock: StockUseCases, flash: FlashSaleUseCases):
+                 stock: StockUseCases, flash: FlashSaleUseCases, staff_lists: StaffLists):
         self.products = products
         self.categories = categories
         self.inventory = inventory
         self.stock = stock
         self.flash = flash
+        self.staff_lists = staff_lists
 
     async def ListProducts(self, request, context):
         views, token = await self.products.list_products(validation.ListProducts(
@@ -225,3 +227,42 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             reservation, sale = await self.flash.reserve(cmd)
         return catalog_pb2.ReserveFlashSaleResponse(reservation=reservation_message(reservation),
                                                     flash_sale=flash_sale_message(sale), sku=sku_detail_message(sale))
+
+    # ---- staff lists ----
+
+    async def ListStaffSkus(self, request, context):
+        rows, token = await self.staff_lists.list_skus(ListSkus(
+            product_id=request.product_id, code_prefix=request.code_prefix,
+            max_available=request.max_available if request.HasField("max_available") else None,
+            product_status=_enum_name(STATUS_NAMES, request.product_status),
+            sort=_enum_name(SKU_SORT_NAMES, request.sort), page_size=request.page_size,
+            page_token=request.page_token))
+        return catalog_pb2.ListStaffSkusResponse(skus=[_staff_sku(r) for r in rows], next_page_token=token)
+
+    async def ListStaffCategories(self, request, context):
+        docs, token = await self.staff_lists.list_categories(ListCategories(
+            parent_id=request.parent_id, roots_only=request.roots_only, page_size=request.page_size,
+            page_token=request.page_token))
+        return catalog_pb2.ListStaffCategoriesResponse(categories=[_category(d) for d in docs], next_page_token=token)
+
+    async def ListStaffFlashSales(self, request, context):
+        sales, token = await self.staff_lists.list_flash_sales(ListSales(
+            state=_enum_name(SALE_STATE_NAMES, request.state), product_id=request.product_id,
+            starts_from=aware(request.starts_from.ToDatetime()) if request.HasField("starts_from") else None,
+            starts_before=aware(request.starts_before.ToDatetime()) if request.HasField("starts_before") else None,
+            sort=_enum_name(SALE_SORT_NAMES, request.sort), page_size=request.page_size,
+            page_token=request.page_token))
+        return catalog_pb2.ListStaffFlashSalesResponse(flash_sales=[flash_sale_message(s) for s in sales],
+                                                       next_page_token=token)
+
+
+SKU_SORT_NAMES = {catalog_pb2.SKU_SORT_NEWEST: "NEWEST", catalog_pb2.SKU_SORT_SKU_ID: "SKU_ID"}
+SALE_SORT_NAMES = {catalog_pb2.FLASH_SALE_SORT_LATEST_START: "LATEST_START",
+                   catalog_pb2.FLASH_SALE_SORT_EARLIEST_START: "EARLIEST_START"}
+SALE_STATE_NAMES = {catalog_pb2.FLASH_SALE_STATE_SCHEDULED: "SCHEDULED", catalog_pb2.FLASH_SALE_STATE_RUNNING: "RUNNING",
+                    catalog_pb2.FLASH_SALE_STATE_ENDED: "ENDED"}
+
+
+def _staff_sku(row: StaffSku) -> catalog_pb2.StaffSku:
+    return catalog_pb2.StaffSku(sku=_sku(row.sku, row.product_id, row.stock.available), product_title=row.product_title,
+                                product_status=STATUS_NUMBERS[row.product_status], stock=_stock(row.stock))

@@ -59,10 +59,13 @@ class MemberDoc(OutboxDocument):
     phone = me.StringField()
     phone_key = me.StringField()
     registered_channel = me.StringField()
-    # The last four digits of the phone, beside it, for the staff's search (never the phone).
+    # The last four digits of the verified phone (member_phones), for the staff's search
+    # (never the phone): written after each binding; the member-phone-suffix backfill wrote
+    # it for phones bound before.
     phone_suffix = me.StringField()
     # The sum of the ledger's growth, kept for the staff's search by tier (the ledger is the
-    # truth: it is recomputed after each entry). Absent on members from before: 0.
+    # truth: it is recomputed after each entry). Set at registration; the member-growth
+    # backfill set it on members stored before.
     growth = me.IntField()
     # Bumped when the member's tokens must end (logout). Absent on old members: 0.
     token_version = me.IntField()
@@ -70,7 +73,8 @@ class MemberDoc(OutboxDocument):
     created_at = me.DateTimeField()
     meta = {"collection": "members",
             "indexes": [{"fields": ["merchant_id"]}, {"fields": ["outbox_pending"]},
-                        {"fields": ["phone_key"], "unique": True, "sparse": True}]}
+                        {"fields": ["phone_key"], "unique": True, "sparse": True},
+                        {"fields": ["merchant_id", "phone_suffix"]}]}
 
 
 class UnionIdentityDoc(me.Document):
@@ -98,7 +102,10 @@ class ChannelIdentityDoc(me.Document):
 
 
 class PointsEntryDoc(OutboxDocument):
-    """One ledger entry, unique per (merchant, source, source id): replays add nothing."""
+    """One ledger entry, unique per cause (merchant, source, source id, kind): replays add
+    nothing. Entries from before the points account have no kind (each an order's
+    earning); the account's movements carry their kind and what they changed
+    (adapters/points_store.py). Their events travel in the account's outbox."""
     id = me.StringField(primary_key=True)  # pte_…
     merchant_id = me.StringField(required=True)
     member_id = me.StringField(required=True)
@@ -109,9 +116,21 @@ class PointsEntryDoc(OutboxDocument):
     frozen = me.IntField(default=0)
     frozen_until = me.DateTimeField()
     created_at = me.DateTimeField()
+    kind = me.StringField()
+    available = me.IntField()
+    frozen_delta = me.IntField()
+    held = me.IntField()
+    owed = me.IntField()
+    gross = me.IntField()
+    returned = me.IntField()
+    refunded = me.IntField()
+    order_id = me.StringField()
+    reason = me.StringField()
+    actor_id = me.StringField()
     meta = {"collection": "points_entries",
-            "indexes": [{"fields": ["merchant_id", "source", "source_id"], "unique": True},
-                        {"fields": ["merchant_id", "member_id"]}, {"fields": ["outbox_pending"]}]}
+            "indexes": [{"fields": ["merchant_id", "source", "source_id", "kind"], "unique": True},
+                        {"fields": ["merchant_id", "member_id"]}, {"fields": ["outbox_pending"]},
+                        {"fields": ["merchant_id", "member_id", "order_id"]}]}
 
 
 class LoginAttemptsDoc(me.Document):
@@ -148,7 +167,8 @@ class AddressBookDoc(me.Document):
     #   city_code, city_name, district_code, district_name, detail, created_ms, version}]
     addresses = me.ListField(me.DictField())
     default_id = me.StringField(default="")
-    # [[creation key, address id]], oldest first, at most domain.addresses.KEYS_KEPT.
+    # [[creation key, address id, request fingerprint]], oldest first, at most
+    # domain.addresses.KEYS_KEPT; keys stored before fingerprints were kept have no third item.
     keys = me.ListField(me.ListField(me.StringField()))
     version = me.IntField(default=1)
     updated_ms = me.IntField()
@@ -171,10 +191,67 @@ class AuditEntryDoc(me.Document):
             "indexes": [{"fields": ["merchant_id"]}, {"fields": ["merchant_id", "target_id"]}]}
 
 
+class BackfillDoc(me.Document):
+    """One backfill's progress over all merchants (not a merchant's document): the last id
+    done, whether it reached the end, and which replica holds it until when."""
+    id = me.StringField(primary_key=True)  # the backfill's name
+    after_id = me.StringField(default="")
+    done = me.IntField(default=0)
+    holder = me.StringField(default="")
+    # Epoch milliseconds: the store keeps numbers, not dates, exact in an update's $set.
+    lease_until_ms = me.IntField(default=0)
+    updated_ms = me.IntField()
+    meta = {"collection": "backfills"}
+
+
+
+# ---- points accounts ------------------------------------------------------------------------
+
+class PointsAccountDoc(OutboxDocument):
+    """A member's points account (services/member/domain/points_account.py): counters,
+    lots by expiry day, frozen lots and holds by order, the causes applied and the ledger
+    entries owed. Every movement is one conditional update of this document."""
+    id = me.StringField(primary_key=True)  # "<merchant id>:<member id>"
+    merchant_id = me.StringField(required=True)
+    member_id = me.StringField(required=True)
+    balance = me.IntField(default=0)
+    available = me.IntField(default=0)
+    frozen = me.IntField(default=0)
+    held = me.IntField(default=0)
+    owed = me.IntField(default=0)
+    lots = me.DictField()  # {"e20261231": points}
+    frozen_lots = me.DictField()  # {order id: {points, key, unfreeze_ms}}
+    holds = me.DictField()  # {order id: {points, takes: {lot key: points}}}
+    done = me.DictField()  # {cause key: epoch ms applied}
+    pending = me.DictField()  # {cause key: the ledger entry owed}
+    pending_count = me.IntField(default=0)
+    due_ms = me.IntField()  # the soonest a lot may expire (epoch ms)
+    unfreeze_due_ms = me.IntField()  # the soonest a frozen lot may unfreeze
+    unfreeze_lease_ms = me.IntField(default=0)  # the jobs' claims
+    expiry_lease_ms = me.IntField(default=0)
+    updated_ms = me.IntField()
+    meta = {"collection": "points_accounts",
+            "indexes": [{"fields": ["merchant_id"]}, {"fields": ["outbox_pending"]}, {"fields": ["pending_count"]},
+                        {"fields": ["due_ms"]}, {"fields": ["unfreeze_due_ms"]}]}
+
+
 ALL = (AuditEntryDoc, MerchantDoc, ApiKeyDoc, StaffUserDoc, MemberDoc, UnionIdentityDoc, ChannelIdentityDoc,
-       PointsEntryDoc, LoginAttemptsDoc, RefreshTokenDoc, AddressBookDoc)
+       PointsEntryDoc, LoginAttemptsDoc, RefreshTokenDoc, AddressBookDoc, BackfillDoc, PointsAccountDoc)
 
 
 def ensure_indexes() -> None:
     for doc in ALL:
+        if doc is PointsEntryDoc:
+            _drop_points_index_without_kind()
         doc.ensure_indexes()
+
+
+def _drop_points_index_without_kind() -> None:
+    """The ledger was unique per (merchant, source, source id) before entries had kinds;
+    that index would refuse an order's hold after its earning. Found by its key (index
+    names differ between stores)."""
+    ledger = PointsEntryDoc._get_collection()
+    old = [("merchant_id", 1), ("source", 1), ("source_id", 1)]
+    for name, info in ledger.index_information().items():
+        if list(info["key"]) == old and info.get("unique"):
+            ledger.drop_index(name)

@@ -12,7 +12,7 @@ from services.member.application.addresses import AddressView
 from services.member.application.views import MemberView
 from services.member.domain.config import TIERS
 from services.member.domain.members import MemberRegistered
-from services.member.domain.points import PointsEarned, PointsEntry
+from services.member.domain.points import PointsEarned, PointsEntry, PointsMoved
 
 
 def member_proto(view: MemberView) -> member_pb2.Member:
@@ -40,6 +40,9 @@ def entry_proto(entry: PointsEntry) -> member_pb2.PointsEntry:
         entry_id=entry.id, source=member_pb2.PointsSource.Value(f"POINTS_SOURCE_{entry.source}"),
         source_id=entry.source_id, points=entry.points, frozen=entry.frozen,
         created_at=timestamp(aware(entry.created_at)),
+        kind=member_pb2.PointsMovement.Value(f"POINTS_MOVEMENT_{entry.kind}") if entry.kind else 0,
+        available_change=entry.available, frozen_change=entry.frozen_delta, held_change=entry.held,
+        owed_change=entry.owed, order_id=entry.order_id, reason=entry.reason,
     )
 
 
@@ -57,3 +60,14 @@ def earned_event(merchant_id: str, earned: PointsEarned) -> Event:
     return event_for(events_pb2.PointsEarned(member_id=earned.member_id, entry=entry_proto(earned.entry)),
                      merchant_id=merchant_id, aggregate_id=earned.entry.id, aggregate_version=1,
                      channel=earned.channel)
+
+
+# The verb of each movement's subject (siyu.member.points.<verb>).
+MOVED_VERBS = {"HOLD": "held", "SPEND": "spent", "RELEASE": "released", "UNFREEZE": "unfrozen",
+               "REVERSE": "reversed", "EXPIRE": "expired", "ADJUST": "adjusted"}
+
+
+def moved_event(merchant_id: str, moved: PointsMoved) -> Event:
+    return event_for(events_pb2.PointsMoved(member_id=moved.member_id, entry=entry_proto(moved.entry)),
+                     merchant_id=merchant_id, aggregate_id=moved.entry.id, aggregate_version=1,
+                     verb=MOVED_VERBS[moved.entry.kind], channel=moved.channel)

@@ -20,7 +20,8 @@ from siyu_kit.aggregate import StaleVersion
 from siyu_kit.repository import insert_new, save_change
 
 from services.member.adapters import messages
-from services.member.adapters.documents import (AddressBookDoc, ApiKeyDoc, AuditEntryDoc, ChannelIdentityDoc,
+from services.member.adapters.documents import (AddressBookDoc, ApiKeyDoc, AuditEntryDoc, BackfillDoc,
+                                                ChannelIdentityDoc,
                                                 LoginAttemptsDoc, MemberDoc, MerchantDoc, PointsEntryDoc,
                                                 RefreshTokenDoc, StaffUserDoc, UnionIdentityDoc)
 from services.member.domain.addresses import Address, AddressBook
@@ -227,6 +228,12 @@ class MemberRepository:
         await run_sync(_col(MemberDoc).update_one, {"_id": member_id, "merchant_id": merchant_id},
                        {"$inc": {"token_version": 1}})
 
+    async def set_phone_suffix(self, merchant_id: str, member_id: str, suffix: str) -> None:
+        # Guarded on a different value, so the usual repeat writes nothing.
+        await run_sync(_col(MemberDoc).update_one,
+                       {"_id": member_id, "merchant_id": merchant_id, "phone_suffix": {"$nin": [suffix]}},
+                       {"$set": {"phone_suffix": suffix}})
+
 
 # ---- identities: a person's unionid and each channel's openid ---------------------------
 
@@ -254,6 +261,13 @@ class IdentityRepository:
         docs = await run_sync(lambda: list(_col(ChannelIdentityDoc).find(
             {"merchant_id": merchant_id, "member_id": member_id}, {"channel": 1})))
         return sorted({d["channel"] for d in docs})
+
+    async def openid_of(self, merchant_id: str, member_id: str, channel: str) -> str | None:
+        # ULID ids sort by time: the newest link first.
+        docs = await run_sync(lambda: list(_col(ChannelIdentityDoc).find(
+            {"merchant_id": merchant_id, "member_id": member_id, "channel": channel}, {"openid": 1})
+            .sort("_id", -1).limit(1)))
+        return docs[0]["openid"] if docs else None
 
 
 # ---- points ledger ----------------------------------------------------------------------
@@ -437,6 +451,12 @@ def _address(doc: dict) -> Address:
                    version=int(doc.get("version") or 1))
 
 
+def _creation_key(stored: list) -> tuple[str, str, str]:
+    """[key, address id, fingerprint]; keys stored before fingerprints were kept have two."""
+    key, address_id, *rest = stored
+    return key, address_id, rest[0] if rest else ""
+
+
 class AddressBookRepository:
     async def of(self, merchant_id: str, member_id: str) -> AddressBook | None:
         doc = await run_sync(_col(AddressBookDoc).find_one, {"merchant_id": merchant_id, "member_id": member_id})
@@ -445,11 +465,11 @@ class AddressBookRepository:
         return AddressBook(id=doc["_id"], merchant_id=doc["merchant_id"], version=int(doc.get("version") or 1),
                            member_id=doc["member_id"], addresses=[_address(a) for a in doc.get("addresses") or []],
                            default_id=doc.get("default_id") or "",
-                           keys=[(k, a) for k, a in doc.get("keys") or []])
+                           keys=[_creation_key(k) for k in doc.get("keys") or []])
 
     async def save(self, book: AddressBook) -> None:
         fields = {"addresses": [_address_doc(a) for a in book.addresses], "default_id": book.default_id,
-                  "keys": [[k, a] for k, a in book.keys], "updated_ms": epoch_ms(utcnow())}
+                  "keys": [[k, a, h] for k, a, h in book.keys], "updated_ms": epoch_ms(utcnow())}
         if book.version == 0:
             # A second book for the member loses on the unique index: the caller reads again.
             if not await run_sync(insert_new, _col(AddressBookDoc), {
@@ -462,3 +482,48 @@ class AddressBookRepository:
                        {"merchant_id": book.merchant_id, "member_id": book.member_id},
                        {"$set": fields}, version=book.version)
         book.version = book.next_version
+
+
+# ---- backfills: a checkpoint and a lease per backfill; the walks themselves ------------
+
+def claim_backfill(name: str, holder: str, now: datetime, until: datetime) -> str | None:
+    col = _col(BackfillDoc)
+    try:
+        col.update_one({"_id": name}, {"$setOnInsert": {"after_id": "", "done": 0, "holder": "", "lease_until_ms": 0,
+                                                         "updated_ms": epoch_ms(now)}}, upsert=True)
+    except DuplicateKeyError:
+        pass  # another replica created it first
+    # Renew our own lease, or take one that ran out; never while another holder's runs.
+    for query in ({"_id": name, "done": {"$nin": [1]}, "holder": holder},
+                  {"_id": name, "done": {"$nin": [1]}, "lease_until_ms": {"$lt": epoch_ms(now)}}):
+        if col.update_one(query, {"$set": {"holder": holder, "lease_until_ms": epoch_ms(until)}}).matched_count == 1:
+            return (col.find_one({"_id": name}, {"after_id": 1}) or {}).get("after_id") or ""
+    return None
+
+
+class BackfillProgressRepository:
+    async def claim(self, name: str, holder: str, now: datetime, until: datetime) -> str | None:
+        return await run_sync(claim_backfill, name, holder, now, until)
+
+    async def advance(self, name: str, holder: str, after_id: str, done: bool, until: datetime) -> bool:
+        result = await run_sync(_col(BackfillDoc).update_one, {"_id": name, "holder": holder},
+                                {"$set": {"after_id": after_id, "done": int(done), "lease_until_ms": epoch_ms(until),
+                                          "updated_ms": epoch_ms(utcnow())}})
+        return result.matched_count == 1
+
+
+def backfill_growth(after_id: str, limit: int) -> tuple[str, int]:
+    docs = list(_col(MemberDoc).find({"_id": {"$gt": after_id}}, {"merchant_id": 1, "growth": 1})
+                .sort("_id", 1).limit(limit))
+    for doc in docs:
+        if "growth" not in doc:
+            sync_growth(doc["merchant_id"], doc["_id"])
+    return (docs[-1]["_id"] if docs else ""), len(docs)
+
+
+class GrowthBackfill:
+    """Members stored before the member document kept its growth: set to the ledger's sum."""
+    name = "member-growth"
+
+    async def step(self, after_id: str, limit: int) -> tuple[str, int]:
+        return await run_sync(backfill_growth, after_id, limit)

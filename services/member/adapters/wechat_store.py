@@ -3,6 +3,8 @@ the merchant and channel), verified phones (sealed, found by a keyed hash, one m
 phone and merchant) and SMS challenges (the code only as a keyed hash; gone after expiry)."""
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from datetime import timedelta
 
@@ -10,6 +12,8 @@ import mongoengine as me
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
+from services.member.adapters.documents import MemberDoc
+from services.member.domain.admin import phone_suffix
 from services.member.domain.wechat import SmsChallenge, WeChatApp, phone_index
 from siyu_kit.db import run_sync
 from siyu_kit.protos import utcnow
@@ -64,10 +68,31 @@ def ensure_indexes() -> None:
         doc.ensure_indexes()
 
 
-def index_key(sealer: Sealer) -> bytes:
-    """The key of the phones' keyed hashes, derived from the current data key. Rotating
-    SIYU_DATA_KEY's current key changes it: verified phones must then be re-indexed."""
-    return hmac.new(sealer.keys[sealer.current], b"siyu member phone index", "sha256").digest()
+def lookup_key(setting: str) -> bytes:
+    """SIYU_LOOKUP_KEY: base64 of 32 bytes, or one `kid:base64` entry copied from
+    SIYU_DATA_KEY (a deployment whose phones were indexed with its then current data key
+    keeps finding them by setting that entry here)."""
+    raw = setting.strip().rpartition(":")[2]
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("SIYU_LOOKUP_KEY must be a 32-byte key in base64") from exc
+    if len(key) != 32:
+        raise ValueError("SIYU_LOOKUP_KEY must be a 32-byte key in base64")
+    return key
+
+
+def index_key(lookup: bytes) -> bytes:
+    """The key of the phones' (and SMS codes') keyed hashes, derived from the look-up key
+    alone: rotating SIYU_DATA_KEY changes no look-up and needs no re-index. Changing
+    SIYU_LOOKUP_KEY itself would lose every verified phone's look-up, so it is never rotated."""
+    return hmac.new(lookup, b"siyu member phone index", "sha256").digest()
+
+
+def fingerprint_key(lookup: bytes) -> bytes:
+    """The key of the address book's creation fingerprints (they hold a phone), derived
+    from the look-up key: stable across data-key rotations, as a replay must match."""
+    return hmac.new(lookup, b"siyu address request fingerprint", "sha256").digest()
 
 
 def _col(doc):
@@ -103,6 +128,30 @@ class WeChatAppRepository:
         return {d["channel"]: d["appid"] for d in docs}
 
 
+class PhoneSuffixBackfill:
+    """Members who bound a phone before its last four digits were written beside them:
+    the digits are written now (only where they differ)."""
+    name = "member-phone-suffix"
+
+    def __init__(self, sealer: Sealer):
+        self.sealer = sealer
+
+    def _step(self, after_id: str, limit: int) -> tuple[str, int]:
+        docs = list(_col(MemberPhoneDoc).find({"_id": {"$gt": after_id}},
+                                              {"merchant_id": 1, "member_id": 1, "phone_sealed": 1})
+                    .sort("_id", 1).limit(limit))
+        members = _col(MemberDoc)
+        for doc in docs:
+            phone = self.sealer.open(doc["phone_sealed"], f"phone:{doc['merchant_id']}")
+            suffix = phone_suffix(phone)
+            members.update_one({"_id": doc["member_id"], "merchant_id": doc["merchant_id"],
+                                "phone_suffix": {"$nin": [suffix]}}, {"$set": {"phone_suffix": suffix}})
+        return (docs[-1]["_id"] if docs else ""), len(docs)
+
+    async def step(self, after_id: str, limit: int) -> tuple[str, int]:
+        return await run_sync(self._step, after_id, limit)
+
+
 class PhoneBookRepository:
     def __init__(self, sealer: Sealer, index_key: bytes):
         self.sealer = sealer
@@ -119,6 +168,11 @@ class PhoneBookRepository:
     async def phone_of(self, merchant_id: str, member_id: str) -> str:
         doc = await run_sync(_col(MemberPhoneDoc).find_one, {"merchant_id": merchant_id, "member_id": member_id})
         return self.sealer.open(doc["phone_sealed"], f"phone:{merchant_id}") if doc else ""
+
+    async def phones_of(self, merchant_id: str, member_ids: list[str]) -> dict[str, str]:
+        docs = await run_sync(lambda: list(_col(MemberPhoneDoc).find(
+            {"merchant_id": merchant_id, "member_id": {"$in": member_ids}}, {"member_id": 1, "phone_sealed": 1})))
+        return {d["member_id"]: self.sealer.open(d["phone_sealed"], f"phone:{merchant_id}") for d in docs}
 
     async def bind(self, merchant_id: str, phone: str, member_id: str) -> bool:
         doc = {"_id": self._id(merchant_id, phone), "merchant_id": merchant_id, "member_id": member_id,

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from services.member.application.ports import AddressBookRepository
-from services.member.domain.addresses import Address, AddressBook, AddressInput
+from services.member.domain.addresses import Address, AddressBook, AddressInput, creation_fingerprint
 from services.member.domain.regions import UnknownRegion, resolve
 from siyu_kit import context
 from siyu_kit.errors import Violations
@@ -55,9 +55,11 @@ def _now_ms():
 
 
 class AddressBooks:
-    def __init__(self, books: AddressBookRepository, sealer: Sealer):
+    def __init__(self, books: AddressBookRepository, sealer: Sealer, fingerprint_key: bytes):
         self.books = books
         self.sealer = sealer
+        # Keys the fingerprints of creation requests (they hold the phone): the look-up key.
+        self.fingerprint_key = fingerprint_key
 
     # ---- reading ----
 
@@ -117,13 +119,15 @@ class AddressBooks:
         v = Violations()
         v.check(bool(KEY.match(idempotency_key)), "idempotency_key", "1 to 64 characters of A-Z, a-z, 0-9, _ or -")
         data = self._checked(ctx.merchant_id, form, v, phone_required=True)
+        fingerprint = creation_fingerprint(self.fingerprint_key, data.recipient, form.phone, form.province_code,
+                                           form.city_code, form.district_code, data.detail, make_default)
 
         async def attempt() -> tuple[AddressView, bool]:
             book = await self._book(ctx.merchant_id, member_id)
-            earlier = book.created_by(idempotency_key)
+            earlier = book.replay(idempotency_key, fingerprint)
             if earlier is not None:
-                return self._view(book, book.find(earlier)), False
-            address = book.add(new_id("adr"), idempotency_key, data, make_default, _now_ms())
+                return self._view(book, earlier), False
+            address = book.add(new_id("adr"), idempotency_key, data, make_default, _now_ms(), fingerprint)
             await self.books.save(book)
             return self._view(book, address), True
 

@@ -14,10 +14,11 @@ from services.member.domain.config import MerchantConfig
 from services.member.domain.identity import InvalidLoginCode, ProviderIdentity
 from services.member.domain.members import Member
 from services.member.domain.points import Balance, PointsEntry, balance_of
+from services.member.domain.wechat import WECHAT_CHANNELS
 from siyu_kit import auth, context
 from siyu_kit.context import CHANNELS
 from siyu_kit.errors import FailedPrecondition, NotFound, Unauthenticated, Violations
-from siyu_kit.ids import new_id
+from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import utcnow
 
 NICKNAME_MAX = 64
@@ -150,3 +151,16 @@ class Members:
         entries = await self.ledger.entries(ctx.merchant_id, member_id)
         balance = balance_of([(e.points, e.frozen) for e in entries])
         return Points(balance, entries[:ENTRIES_SHOWN])
+
+    async def wechat_openid(self, member_id: str, channel: str) -> str:
+        """The order service's read of the payer of a WeChat payment: the member's openid in
+        the channel, among the calling merchant's members only."""
+        merchant_id = context.current().require_merchant()
+        v = Violations()
+        v.check(is_id(member_id, "mem"), "member_id", "must be a mem_ id")
+        v.check(channel in WECHAT_CHANNELS, "channel", "MINI_PROGRAM or H5")
+        v.raise_if_any()
+        openid = await self.identities.openid_of(merchant_id, member_id, channel)
+        if openid is None:
+            raise NotFound(f"the member has no WeChat identity on {channel}", reason="NO_WECHAT_IDENTITY")
+        return openid

@@ -11,6 +11,7 @@ from services.member.domain.identity import ProviderIdentity
 from services.member.domain.members import Member
 from services.member.domain.merchants import ApiKey, Merchant, StaffUser
 from services.member.domain.points import PointsAccount, PointsEntry
+from services.member.domain.points_account import Cause, Movement, PointsBook
 from services.member.domain.sessions import RefreshToken, Subject
 from services.member.domain.wechat import SmsChallenge, WeChatApp
 
@@ -79,6 +80,10 @@ class MemberRepository(Protocol):
 
     async def bump_token_version(self, merchant_id: str, member_id: str) -> None: ...
 
+    async def set_phone_suffix(self, merchant_id: str, member_id: str, suffix: str) -> None:
+        """Stores the last four digits of the member's verified phone beside the member, for
+        the staff's search by phone suffix. Writing the same digits again changes nothing."""
+
 
 class IdentityRepository(Protocol):
     """Which member a provider's ids belong to: the unionid (one per person and merchant)
@@ -97,6 +102,10 @@ class IdentityRepository(Protocol):
     async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
         """The channels the member has logged in on, sorted."""
 
+    async def openid_of(self, merchant_id: str, member_id: str, channel: str) -> str | None:
+        """The member's openid in the channel, the newest when the member has several
+        there (a sandbox one, then WeChat's); None when the member has none."""
+
 
 class PointsLedger(Protocol):
     async def account(self, merchant_id: str, member_id: str) -> PointsAccount:
@@ -108,6 +117,47 @@ class PointsLedger(Protocol):
     async def save(self, account: PointsAccount) -> bool:
         """Appends the account's new entries with the events it recorded; False when an
         entry's source was already applied (nothing is written then)."""
+
+    # ---- the points account (domain/points_account.py) ---------------------------------
+    async def book(self, merchant_id: str, member_id: str) -> PointsBook | None:
+        """The member's account as stored; None when it has none yet."""
+
+    async def opening(self, merchant_id: str, member_id: str, time_zone: str, expiry_years: int) -> PointsBook:
+        """The account a member without one starts with: what the ledger holds from
+        before accounts (orders' earnings) and their causes as applied."""
+
+    async def move(self, merchant_id: str, movement: Movement, entry: PointsEntry, channel: str = "",
+                   opening: PointsBook | None = None) -> bool:
+        """One conditional write: the movement's counters, lots, cause and events when
+        every guard still holds (False: nothing written, read again); then its ledger
+        entry. With `opening`, the account is stored first (if no one did meanwhile)."""
+
+    async def open(self, book: PointsBook) -> None:
+        """Stores an opening account unless the member has one already."""
+
+    async def set_unfreeze(self, merchant_id: str, member_id: str, order_id: str, at_ms: int) -> bool:
+        """When the order's frozen points unfreeze; False when none are frozen for it."""
+
+    async def claim(self, due_field: str, now_ms: int) -> tuple[str, str] | None:
+        """(merchant, member) of one account whose `due_field` has come, leased to this
+        caller for a while so other replicas take other accounts; None when none is due."""
+
+    async def set_due(self, merchant_id: str, member_id: str, due_field: str, seen: int | None,
+                      next_ms: int) -> None:
+        """Moves a due time on unless it changed since it was read as `seen`."""
+
+    async def due_of(self, merchant_id: str, member_id: str) -> dict: ...
+
+    async def entry(self, merchant_id: str, cause: Cause) -> PointsEntry | None:
+        """The ledger entry of a cause."""
+
+    async def page(self, merchant_id: str, member_id: str, before_id: str, limit: int) -> list[PointsEntry]:
+        """Newest first, ids below `before_id` when given."""
+
+    async def entries_of_order(self, merchant_id: str, member_id: str, order_id: str) -> list[PointsEntry]: ...
+
+    async def repair(self, now_ms: int, limit: int = 100) -> int:
+        """Stores ledger entries accounts have owed for a while; how many."""
 
 
 class RefreshTokens(Protocol):
@@ -187,6 +237,9 @@ class PhoneBook(Protocol):
     async def bind(self, merchant_id: str, phone: str, member_id: str) -> bool:
         """False when the phone belongs to a member already (nothing written)."""
 
+    async def phones_of(self, merchant_id: str, member_ids: list[str]) -> dict[str, str]:
+        """member id → verified phone, opened, of those of the members who have one (one read)."""
+
 
 class SmsChallenges(Protocol):
     async def add(self, challenge: SmsChallenge) -> None: ...
@@ -216,3 +269,26 @@ class MemberDirectory(Protocol):
     async def page(self, merchant_id: str, where: MemberFilter, after_id: str,
                    limit: int) -> list[tuple[Member, int]]:
         """Members newest first (ids below `after_id` when given) with their growth."""
+
+
+# ---- backfills: documents stored before a field was kept -------------------------------
+
+class BackfillSource(Protocol):
+    """One backfill's walk over its documents (all merchants), in id order."""
+    name: str
+
+    async def step(self, after_id: str, limit: int) -> tuple[str, int]:
+        """Brings the next `limit` documents with ids above `after_id` up to date, each by a
+        write safe to repeat; (the last id looked at, "" when none, and how many)."""
+
+
+class BackfillProgress(Protocol):
+    """Each backfill's checkpoint and lease, shared by every replica."""
+
+    async def claim(self, name: str, holder: str, now: datetime, until: datetime) -> str | None:
+        """Takes (or renews) the backfill's lease for `holder` until `until` and returns its
+        checkpoint ("" at the start); None when it is done or another holder's lease runs."""
+
+    async def advance(self, name: str, holder: str, after_id: str, done: bool, until: datetime) -> bool:
+        """Stores the checkpoint (and done) and renews the lease; False when `holder` no
+        longer holds the lease (nothing written)."""

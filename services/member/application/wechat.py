@@ -7,13 +7,20 @@ member of the merchant has yet links it to the caller; binding a phone another m
 holds is refused with PHONE_TAKEN and nothing changes (two members are never merged:
 either may have orders, points and addresses). Binding the caller's own phone again is a
 no-op. A member whose phone is set keeps it; a different phone is refused with PHONE_BOUND.
+
+Binding writes the phone (member_phones), then its last four digits beside the member (the
+staff's search by phone suffix). A bind that stopped between the two is finished by any
+later try of the member: the repeat of the same SMS code, another phone-number code (refused
+with PHONE_BOUND, after writing the digits), or the same phone again.
 """
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
 
-from services.member.application.ports import PhoneBook, SmsChallenges, SmsSender, WeChatApi, WeChatApps
+from services.member.application.ports import (MemberRepository, PhoneBook, SmsChallenges, SmsSender, WeChatApi,
+                                               WeChatApps)
+from services.member.domain.admin import phone_suffix
 from services.member.domain.identity import SANDBOX_PREFIX, InvalidLoginCode, ProviderIdentity
 from services.member.domain.wechat import (SMS_CODE_LENGTH, SMS_CODE_TTL, SMS_RESEND_AFTER, WECHAT_CHANNELS,
                                            SmsChallenge, WeChatApp, check_app, code_hash, phone_index,
@@ -49,7 +56,8 @@ class AppSummary:
 
 class WeChatIdentity:
     def __init__(self, apps: WeChatApps, api: WeChatApi, phones: PhoneBook, challenges: SmsChallenges,
-                 sms: SmsSender, index_key: bytes):
+                 sms: SmsSender, index_key: bytes, members: MemberRepository):
+        self.members = members
         self.apps = apps
         self.api = api
         self.phones = phones
@@ -138,8 +146,13 @@ class WeChatIdentity:
         if challenge is None:
             v.add("code", "no code was sent to this phone")
             v.raise_if_any("the SMS code was not accepted")
-        why = challenge.try_code(code_hash(self.index_key, challenge.id, code), utcnow())
+        given = code_hash(self.index_key, challenge.id, code)
+        now = utcnow()
+        why = challenge.try_code(given, now)
         await self.challenges.save(challenge)
+        if why == "USED" and challenge.repeated_by(given, now):
+            # The repeat of a bind whose code was accepted: finish what it left undone.
+            return await self._bind(ctx.merchant_id, member_id, phone)
         if why == "TOO_MANY_ATTEMPTS":
             raise ResourceExhausted("too many wrong codes; ask for a new one", reason="SMS_CODE_LOCKED")
         if why:
@@ -149,12 +162,20 @@ class WeChatIdentity:
         return await self._bind(ctx.merchant_id, member_id, phone)
 
     async def _check_unbound(self, merchant_id: str, member_id: str) -> None:
-        if await self.phones.phone_of(merchant_id, member_id):
+        bound = await self.phones.phone_of(merchant_id, member_id)
+        if bound:
+            await self._write_suffix(merchant_id, member_id, bound)
             raise FailedPrecondition("the member has a verified phone already", reason="PHONE_BOUND")
+
+    async def _write_suffix(self, merchant_id: str, member_id: str, phone: str) -> None:
+        """The phone's last four digits beside the member, for the staff's search; also
+        finishes a bind that stopped after the phone was written."""
+        await self.members.set_phone_suffix(merchant_id, member_id, phone_suffix(phone))
 
     async def _bind(self, merchant_id: str, member_id: str, phone: str) -> str:
         holder = await self.phones.member_of(merchant_id, phone)
         if holder == member_id:
+            await self._write_suffix(merchant_id, member_id, phone)
             return phone
         if holder is not None:
             raise AlreadyExists("the phone belongs to another member", reason="PHONE_TAKEN")
@@ -166,4 +187,5 @@ class WeChatIdentity:
                 await self._check_unbound(merchant_id, member_id)
             if holder != member_id:
                 raise AlreadyExists("the phone belongs to another member", reason="PHONE_TAKEN")
+        await self._write_suffix(merchant_id, member_id, phone)
         return phone

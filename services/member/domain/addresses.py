@@ -1,17 +1,21 @@
 """The address book aggregate: one member's shipping addresses, kept whole so its rules
 hold in one conditional write — at most 20 addresses, exactly one default while any
-exist, a creation key used once.
+exist, a creation key used once, and for one request only: each key keeps the fingerprint
+of the request that used it, and the same key with another request is refused.
 
 The phone number arrives here already sealed (encrypted for the merchant) with its masked
 form; the book never holds it readable."""
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from services.member.domain.regions import RegionPath
 from siyu_kit.aggregate import Aggregate
-from siyu_kit.errors import Conflict, FailedPrecondition, NotFound
+from siyu_kit.errors import AlreadyExists, Conflict, FailedPrecondition, NotFound
 
 MAX_ADDRESSES = 20
 # Creation keys remembered per member, newest last; an older key is forgotten.
@@ -40,6 +44,17 @@ class AddressInput:
     detail: str
 
 
+def creation_fingerprint(key: bytes, recipient: str, phone: str, province_code: str, city_code: str,
+                         district_code: str, detail: str, make_default: bool) -> str:
+    """What a creation asked for, to tell a replay from another request under the same key:
+    a keyed hash (the look-up key) of the request's canonical JSON, without the key itself.
+    Keyed, because the phone is in it and the rest of the request is stored beside it."""
+    canonical = json.dumps({"recipient": recipient, "phone": phone, "province_code": province_code,
+                            "city_code": city_code, "district_code": district_code, "detail": detail,
+                            "is_default": make_default}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
 def _not_found() -> NotFound:
     return NotFound("the member has no such address", reason="ADDRESS_NOT_FOUND")
 
@@ -52,8 +67,9 @@ class AddressBook(Aggregate):
     member_id: str
     addresses: list[Address] = field(default_factory=list)
     default_id: str = ""
-    # (creation key, address id), oldest first.
-    keys: list[tuple[str, str]] = field(default_factory=list)
+    # (creation key, address id, fingerprint of the creation's request), oldest first; the
+    # fingerprint is "" for keys stored before fingerprints were kept (replayed as before).
+    keys: list[tuple[str, str, str]] = field(default_factory=list)
 
     @classmethod
     def empty(cls, book_id: str, merchant_id: str, member_id: str) -> "AddressBook":
@@ -76,16 +92,28 @@ class AddressBook(Aggregate):
         return self.find(self.default_id)
 
     def created_by(self, key: str) -> str | None:
-        return next((address_id for k, address_id in self.keys if k == key), None)
+        return next((address_id for k, address_id, _ in self.keys if k == key), None)
 
-    def add(self, address_id: str, key: str, data: AddressInput, make_default: bool, now: datetime) -> Address:
+    def replay(self, key: str, fingerprint: str) -> Address | None:
+        """The address an earlier creation with this key made, when the key was used; None
+        when it was not. Refuses the key when it was used for another request."""
+        for k, address_id, stored in self.keys:
+            if k == key:
+                if stored and stored != fingerprint:
+                    raise AlreadyExists("the idempotency key was used for another address; use a new key",
+                                        reason="IDEMPOTENCY_KEY_REUSED")
+                return self.find(address_id)
+        return None
+
+    def add(self, address_id: str, key: str, data: AddressInput, make_default: bool, now: datetime,
+            fingerprint: str = "") -> Address:
         if len(self.addresses) >= MAX_ADDRESSES:
             raise FailedPrecondition(f"an address book holds at most {MAX_ADDRESSES} addresses; delete one first",
                                      reason="ADDRESS_BOOK_FULL")
         address = Address(id=address_id, recipient=data.recipient, phone_sealed=data.phone_sealed,
                           phone_masked=data.phone_masked, region=data.region, detail=data.detail, created_at=now)
         self.addresses.append(address)
-        self.keys = [*self.keys, (key, address_id)][-KEYS_KEPT:]
+        self.keys = [*self.keys, (key, address_id, fingerprint)][-KEYS_KEPT:]
         if make_default or not self.default_id:
             self.default_id = address_id
         return address

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.member.domain.points_settings import PointsSettings
+
 TIERS = ("REGULAR", "SILVER", "GOLD", "BLACK_GOLD")
 
 DEFAULT_TIER_THRESHOLDS = (0, 1_000, 5_000, 15_000)
@@ -24,6 +26,8 @@ class MerchantConfig:
     # Identity provider per channel ("MINI_PROGRAM" -> "wechat"); others use the default.
     login_provider: str = DEFAULT_LOGIN_PROVIDER
     login_providers: dict[str, str] = field(default_factory=dict)
+    # Points at checkout and their expiry (value, floor, cap, step, expiry years).
+    points: PointsSettings = field(default_factory=PointsSettings)
 
     def provider_for(self, channel: str) -> str:
         return self.login_providers.get(channel, self.login_provider)
@@ -36,6 +40,7 @@ class MerchantConfig:
             "points_frozen_days": self.points_frozen_days,
             "login_provider": self.login_provider,
             "login_providers": dict(self.login_providers),
+            "points": self.points.to_doc(),
         }
 
     @classmethod
@@ -51,4 +56,5 @@ class MerchantConfig:
             points_frozen_days=int(doc.get("points_frozen_days", base.points_frozen_days)),
             login_provider=str(doc.get("login_provider") or base.login_provider),
             login_providers={str(k): str(v) for k, v in (doc.get("login_providers") or {}).items()},
+            points=PointsSettings.from_doc(doc.get("points")),
         )

@@ -10,7 +10,7 @@ from siyu_kit.money import BASIS_POINTS, yuan_floor
 from services.member.domain import tiers
 from services.member.domain.config import MerchantConfig
 
-SOURCES = ("ORDER", "CHECK_IN", "REFERRAL", "ADJUSTMENT", "EXPIRY")
+SOURCES = ("ORDER", "CHECK_IN", "REFERRAL", "ADJUSTMENT", "EXPIRY", "REFUND")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,28 @@ class PointsEntry:
     frozen: bool = False
     frozen_until: datetime | None = None
     created_at: datetime | None = None
+    # ---- the points account's movements (entries from before them have kind "") ----
+    kind: str = ""  # services.member.domain.points_account.KINDS
+    member_id: str = ""
+    available: int = 0  # what the movement did to each counter
+    frozen_delta: int = 0
+    held: int = 0
+    owed: int = 0
+    gross: int = 0  # EARN: points earned before paying off what was owed; REVERSE: taken back
+    returned: int = 0  # REVERSE: spent points returned
+    refunded: int = 0  # REVERSE: the refunded amount (fen) its points were taken back for
+    order_id: str = ""
+    reason: str = ""
+    actor_id: str = ""
+
+    def deltas(self) -> dict[str, int]:
+        """What the entry did to each counter; an entry from before movements is an
+        order's earning, frozen or not."""
+        if self.kind:
+            return {"balance": self.points, "available": self.available, "frozen": self.frozen_delta,
+                    "held": self.held, "owed": self.owed}
+        frozen = self.points if self.frozen else 0
+        return {"balance": self.points, "available": self.points - frozen, "frozen": frozen, "held": 0, "owed": 0}
 
 
 @dataclass(frozen=True)
@@ -89,3 +111,11 @@ class PointsAccount(Aggregate):
         self.growth += earning.growth
         self.record(PointsEarned(member_id=self.id, entry=entry, channel=channel))
         return entry
+
+
+@dataclass(frozen=True)
+class PointsMoved:
+    """Points were held, spent, released, unfrozen, reversed, expired or adjusted."""
+    member_id: str
+    entry: PointsEntry
+    channel: str = ""

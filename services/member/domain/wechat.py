@@ -87,3 +87,8 @@ class SmsChallenge:
             return "WRONG"
         self.used = True
         return ""
+
+    def repeated_by(self, given_hash: str, now: datetime) -> bool:
+        """Whether a try is a repeat of the one that used the challenge: the same code, still
+        in time. A bind that stopped half-way after its code was accepted is then finished."""
+        return self.used and now < self.expires_at and hmac.compare_digest(self.code_hash, given_hash)

@@ -6,7 +6,7 @@ from datetime import timezone
 from siyu.common.v1 import common_pb2
 from siyu.order.v1 import events_pb2 as order_events
 
-from services.member.application.points import OrderPoints, PaidOrder, UnknownMember
+from services.member.application.points import CompletedOrder, OrderPoints, PaidOrder, UnknownMember
 from siyu_kit.events.consumer import Poison, Subscription
 from siyu_kit.protos import CHANNEL_NAME
 
@@ -28,4 +28,20 @@ def subscriptions(order_points: OrderPoints) -> list[Subscription]:
         except UnknownMember as error:
             raise Poison(str(error)) from error
 
-    return [Subscription.to("member-order-paid", order_events.OrderPaid, on_order_paid)]
+    # ---- points: an order's after-sales window starts at completion ----
+    async def on_order_completed(envelope: common_pb2.EventEnvelope,
+                                 completed: order_events.OrderCompleted) -> None:
+        # NotEarnedYet (the payment's points not written yet) is retried with backoff.
+        await order_points.on_order_completed(completed_order(envelope, completed))
+
+    return [Subscription.to("member-order-paid", order_events.OrderPaid, on_order_paid),
+            Subscription.to("member-order-completed", order_events.OrderCompleted, on_order_completed)]
+
+
+def completed_order(envelope: common_pb2.EventEnvelope, completed: order_events.OrderCompleted) -> CompletedOrder:
+    order = completed.order
+    if not (envelope.merchant_id and order.order_id and order.member_id):
+        raise Poison("an OrderCompleted needs merchant, order and member")
+    at = (order.completed_at if order.HasField("completed_at") else envelope.occurred_at)
+    return CompletedOrder(merchant_id=envelope.merchant_id, order_id=order.order_id, member_id=order.member_id,
+                          completed_at=at.ToDatetime(tzinfo=timezone.utc))

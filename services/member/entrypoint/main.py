@@ -2,24 +2,26 @@
 from __future__ import annotations
 
 
-from services.member.adapters import documents, repositories, wechat_store
+from services.member.adapters import documents, points_store, repositories, wechat_store
 from services.member.adapters.wechat import SandboxSms, WeChatHttpApi
 from services.member.adapters.identity import ScryptPasswords, ThreadedProvider
 from services.member.application.addresses import AddressBooks
+from services.member.application.backfill import Backfills
 from services.member.application.admin import StaffAdmin
 from services.member.application.lockout import LoginGuard
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
-from services.member.application.points import OrderPoints
+from services.member.application.points import OrderPoints, PointsEconomy
 from services.member.application.pricing import MemberPricing
 from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
 from services.member.application.wechat import WeChatIdentity
 from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
-from services.member.entrypoint import coupon_wiring, events, servicer
+from services.member.entrypoint import coupon_wiring, events, jobs, servicer
 from siyu_kit import service
-from siyu_kit.config import env_count
+from siyu_kit.config import env_count, env_seconds
+from siyu_kit.ids import new_id
 from siyu_kit.sealing import Sealer
 from siyu_kit.service import Parts, Runtime
 
@@ -34,17 +36,19 @@ def build(runtime: Runtime) -> Parts:
     merchants = repositories.MerchantRepository()
     staff_users = repositories.StaffRepository()
     members_repo = repositories.MemberRepository()
-    ledger = repositories.PointsLedger()
+    ledger = points_store.PointsStore()
     passwords = ScryptPasswords()
     sessions = Sessions(runtime.settings.jwt_secret, staff_users, members_repo, repositories.RefreshTokenRepository())
     limits = LoginLimits(per_account=env_count("STAFF_LOGIN_MAX_FAILURES", 10),
                          per_address=env_count("STAFF_LOGIN_MAX_FAILURES_PER_ADDRESS", 50))
     sealer = Sealer.from_setting(runtime.settings.data_key)
-    index_key = wechat_store.index_key(sealer)
+    # Look-ups (a phone's member) hash with a key of their own: rotating the data key moves none.
+    lookup = wechat_store.lookup_key(runtime.settings.lookup_key)
+    index_key = wechat_store.index_key(lookup)
     phones = wechat_store.PhoneBookRepository(sealer, index_key)
     wechat = WeChatIdentity(wechat_store.WeChatAppRepository(sealer), WeChatHttpApi(runtime.settings.wechat_base_url),
                             phones, wechat_store.SmsChallengeRepository(),
-                            SandboxSms(runtime.settings.wechat_base_url), index_key)
+                            SandboxSms(runtime.settings.wechat_base_url), index_key, members_repo)
     members = Members(sessions, providers, members_repo, repositories.IdentityRepository(), merchants, ledger,
                       wechat, phones)
     staff = StaffAccess(sessions, LoginGuard(repositories.LoginAttemptRepository(), limits), merchants, staff_users,
@@ -52,21 +56,31 @@ def build(runtime: Runtime) -> Parts:
     api_keys = repositories.ApiKeyRepository()
     admin = MerchantAdmin(merchants, api_keys, staff_users, passwords)
     staff_admin = StaffAdmin(merchants, api_keys, staff_users, passwords, repositories.AuditLogRepository(), ledger,
-                             repositories.MemberDirectoryRepository())
+                             repositories.MemberDirectoryRepository(), phones)
+    # The points economy: holds for checkout, refunds, staff and the member centre; its jobs.
+    economy = PointsEconomy(members_repo, merchants, ledger, repositories.AuditLogRepository())
     # Phones in address books are sealed with the data key, bound to the merchant.
-    addresses = AddressBooks(repositories.AddressBookRepository(), Sealer.from_setting(runtime.settings.data_key))
+    addresses = AddressBooks(repositories.AddressBookRepository(), Sealer.from_setting(runtime.settings.data_key),
+                             wechat_store.fingerprint_key(lookup))
     # ---- coupons ----
     coupons = coupon_wiring.use_cases(members_repo)
     # ---- end of coupons ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
-                                                          admin, addresses, wechat, staff_admin,
+                                                          admin, addresses, wechat, staff_admin, economy,
                                                           coupons=coupons),
                     servicer.FULL_NAME)],
-        outbox_collections=repositories.outbox_collections() + coupon_wiring.outbox_collections(),
+        outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
+        + coupon_wiring.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger))
         + coupon_wiring.subscriptions(coupons),
-        jobs=coupon_wiring.jobs(coupons),
+        # Members stored before their growth and phone suffix were kept beside them; each
+        # replica checks, and one at a time works (a lease), until every backfill is done.
+        jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),
+                          Backfills(repositories.BackfillProgressRepository(),
+                                    [repositories.GrowthBackfill(), wechat_store.PhoneSuffixBackfill(sealer)],
+                                    holder=new_id("bfh")).run)] + jobs.jobs(economy)
+        + coupon_wiring.jobs(coupons),
     )
 
 

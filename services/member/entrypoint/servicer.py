@@ -15,6 +15,8 @@ from services.member.application.staff import StaffAccess
 from services.member.application.wechat import WeChatIdentity
 from services.member.entrypoint.admin_servicer import AdminRpcs
 from services.member.entrypoint.coupon_servicer import CouponRpcs
+from services.member.entrypoint.points_servicer import PointsRpcs, expiring_protos
+from services.member.application.points import PointsEconomy
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
 
@@ -26,11 +28,13 @@ def _role_names(roles) -> list[str]:
     return [ROLE_NAMES.get(r, "UNSPECIFIED") for r in roles]
 
 
-class MemberServicer(AdminRpcs, CouponRpcs, member_pb2_grpc.MemberServiceServicer):
+class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity | None = None,
-                 admin: StaffAdmin | None = None, coupons: CouponUseCases | None = None):
-        self.coupons = coupons
+                 admin: StaffAdmin | None = None, economy: PointsEconomy | None = None,
+                 coupons: CouponUseCases | None = None):
+        self.economy = economy  # the points economy (points_servicer.PointsRpcs)
+        self.coupons = coupons  # coupons (coupon_servicer.CouponRpcs)
         self.wechat = wechat
         self.admin = admin
         self.members = members
@@ -59,6 +63,13 @@ class MemberServicer(AdminRpcs, CouponRpcs, member_pb2_grpc.MemberServiceService
         return member_pb2.GetMeResponse(member=member_proto(await self.members.me()))
 
     async def GetPoints(self, request, context):
+        if self.economy is not None:
+            # The points account: counters in one read, the latest entries, what expires when.
+            summary, entries = await self.economy.my_points()
+            return member_pb2.GetPointsResponse(
+                balance=summary.balance, frozen=summary.frozen, available=summary.available,
+                entries=[entry_proto(e) for e in entries], held=summary.held, owed=summary.owed,
+                expiring=expiring_protos(summary))
         points = await self.members.points()
         return member_pb2.GetPointsResponse(
             balance=points.balance.balance, frozen=points.balance.frozen, available=points.balance.available,
@@ -138,6 +149,10 @@ class MemberServicer(AdminRpcs, CouponRpcs, member_pb2_grpc.MemberServiceService
     async def GetShippingAddress(self, request, context):
         found = await self.addresses.shipping(request.member_id, request.address_id)
         return member_pb2.GetShippingAddressResponse(address=address_proto(found.view), phone=found.phone)
+
+    async def GetWechatOpenid(self, request, context):
+        return member_pb2.GetWechatOpenidResponse(
+            openid=await self.members.wechat_openid(request.member_id, request.channel))
 
     # ---- WeChat identity -------------------------------------------------------------
 

@@ -1,8 +1,6 @@
 """The member service's pricing API, seen from the order service."""
 from __future__ import annotations
 
-import time
-
 import grpc
 from siyu.member.v1 import member_pb2, member_pb2_grpc
 
@@ -13,7 +11,6 @@ from services.order.application.ports import MemberPricing
 from services.order.domain.freight import ShippingAddress, mask_phone
 
 TIMEOUT_S = 5.0
-MAX_REMEMBERED = 100_000  # members whose default address is remembered at once
 
 
 class MemberClient:
@@ -35,37 +32,38 @@ class MemberClient:
         return MemberPricing(tier=tier, discount_bp=resp.tier_discount_bp)
 
 
+class WechatIdentityClient:
+    """The member's WeChat openid per channel (GetWechatOpenid), the payer of a JSAPI
+    payment: who the token says, never what a client sends."""
+
+    def __init__(self, channel: grpc.aio.Channel):
+        self._stub = member_pb2_grpc.MemberServiceStub(channel)
+
+    async def openid(self, member_id: str, channel: str) -> str | None:
+        try:
+            resp = await self._stub.GetWechatOpenid(
+                member_pb2.GetWechatOpenidRequest(member_id=member_id, channel=channel), timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None  # the member service's NO_WECHAT_IDENTITY (or no such member): nobody to charge
+            raise errors.Unavailable(f"the member's WeChat identity could not be read; try again "
+                                     f"({error.code().name})", reason="MEMBER_UNAVAILABLE") from error
+        return resp.openid or None
+
+
 class AddressClient:
     """The member's address book, read for a quote or an order's snapshot. The full phone
     is sealed at once (bound to the merchant) and never kept in the clear.
 
-    The member's default (asked for with an empty address_id) is remembered in this
-    process for DEFAULT_TTL_S: the checkout page quotes (a fresh read) and the order placed
-    right after ships where the quote said without another read, so an order placed
-    without an address costs the member service no database command in steady state."""
+    Every call reads the member service, the default (an empty address_id) too: a member
+    who changes their default and orders at once ships to the new one. Nothing is
+    remembered between calls."""
 
-    DEFAULT_TTL_S = 30.0
-
-    def __init__(self, channel: grpc.aio.Channel, sealer: Sealer, ttl_s: float = DEFAULT_TTL_S):
+    def __init__(self, channel: grpc.aio.Channel, sealer: Sealer):
         self._stub = member_pb2_grpc.MemberServiceStub(channel)
         self._sealer = sealer
-        self._ttl_s = ttl_s
-        self._defaults: dict[tuple[str, str], tuple[float, ShippingAddress | None]] = {}
 
-    async def shipping_address(self, member_id: str, address_id: str, fresh: bool = True) -> ShippingAddress | None:
-        key = (context.current().merchant_id, member_id)
-        if not address_id and not fresh:
-            hit = self._defaults.get(key)
-            if hit is not None and hit[0] > time.monotonic():
-                return hit[1]
-        found = await self._read(member_id, address_id)
-        if not address_id:
-            if len(self._defaults) > MAX_REMEMBERED:
-                self._defaults.clear()
-            self._defaults[key] = (time.monotonic() + self._ttl_s, found)
-        return found
-
-    async def _read(self, member_id: str, address_id: str) -> ShippingAddress | None:
+    async def shipping_address(self, member_id: str, address_id: str) -> ShippingAddress | None:
         try:
             resp = await self._stub.GetShippingAddress(
                 member_pb2.GetShippingAddressRequest(member_id=member_id, address_id=address_id), timeout=TIMEOUT_S)

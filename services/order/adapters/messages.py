@@ -209,7 +209,9 @@ def refund(r: Refund) -> order_pb2.Refund:
         lines=[order_pb2.RefundLine(line_id=l.line_id, sku_id=l.sku_id, quantity=l.quantity,
                                     amount=money(l.amount, r.currency), restocked=l.restocked) for l in r.lines],
         amount=money(r.amount, r.currency), shipping_fee_refund=money(r.shipping_fee_refund, r.currency),
-        reason=r.reason, note=r.note, requested_by=r.requested_by, version=r.version)
+        reason=r.reason, note=r.note, requested_by=r.requested_by, version=r.version,
+        provider_status=order_pb2.RefundProviderStatus.Value(f"REFUND_PROVIDER_STATUS_{r.provider_status}")
+        if r.provider_status else 0)
     for field in ("created_at", "refunded_at"):
         if getattr(r, field) is not None:
             getattr(msg, field).CopyFrom(timestamp(getattr(r, field)))

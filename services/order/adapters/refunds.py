@@ -11,7 +11,7 @@ from siyu_kit.db import run_sync
 from siyu_kit.protos import aware
 from siyu_kit.repository import insert_new, save_change
 
-from services.order.domain.refunds import OPEN, Refund, RefundLine, RefundState
+from services.order.domain.refunds import OPEN, ProviderStatus, Refund, RefundLine, RefundState
 
 
 class RefundDoc(Document):
@@ -38,6 +38,10 @@ class RefundDoc(Document):
     provider_refund_id = StringField()
     # sha256 of the request that opened it (domain.idempotency); absent on older refunds
     request_hash = StringField()
+    # domain.refunds.ProviderStatus; absent when no money moved (or on older refunds)
+    provider_status = StringField()
+    # When the job next asks the provider about a PROCESSING refund (epoch ms); 0: never
+    provider_query_ms = IntField()
     version = IntField(required=True)
 
     meta = {
@@ -49,6 +53,9 @@ class RefundDoc(Document):
             {"fields": ["state", "approved_ms"]},
             # the 售后 tab of a member's order list
             {"fields": ["merchant_id", "member_id"]},
+            # the refund status job, and staff's ListRefunds by provider status
+            {"fields": ["provider_query_ms", "provider_status"]},
+            {"fields": ["merchant_id", "provider_status"]},
         ],
     }
 
@@ -65,7 +72,8 @@ def refund_of(doc: dict | None) -> Refund | None:
         amount=doc["amount"], currency=doc["currency"], created_at=aware(doc["created_at"]),
         shipping_fee_refund=doc.get("shipping_fee_refund") or 0, reason=doc.get("reason") or "",
         note=doc.get("note") or "", approved_ms=doc.get("approved_ms"), refunded_at=aware(doc.get("refunded_at")),
-        provider_refund_id=doc.get("provider_refund_id") or "", request_hash=doc.get("request_hash") or "")
+        provider_refund_id=doc.get("provider_refund_id") or "", request_hash=doc.get("request_hash") or "",
+        provider_status=doc.get("provider_status") or "", provider_query_ms=doc.get("provider_query_ms") or 0)
 
 
 def _lines(refund: Refund) -> list[dict]:
@@ -88,7 +96,8 @@ def _new_doc(r: Refund) -> dict:
 def _fields(r: Refund) -> dict[str, Any]:
     stored = {"state": r.state.value, "note": r.note, "approved_ms": r.approved_ms, "refunded_at": r.refunded_at,
               "amount": r.amount, "shipping_fee_refund": r.shipping_fee_refund, "lines": _lines(r),
-              "provider_refund_id": r.provider_refund_id}
+              "provider_refund_id": r.provider_refund_id, "provider_status": r.provider_status,
+              "provider_query_ms": r.provider_query_ms}
     return {name: stored[name] for name in sorted(r.changed)}
 
 
@@ -123,13 +132,16 @@ class Refunds:
         return await run_sync(self._c().count_documents, {"merchant_id": merchant_id, "order_id": order_id,
                                                           "state": {"$in": [s.value for s in OPEN]}})
 
-    async def page(self, merchant_id: str, order_id: str, state: str, before_id: str, limit: int) -> list[Refund]:
+    async def page(self, merchant_id: str, order_id: str, state: str, before_id: str, limit: int,
+                   provider_status: str = "") -> list[Refund]:
         """Newest first: ULID ids sort by creation time."""
         query: dict[str, Any] = {"merchant_id": merchant_id}
         if order_id:
             query["order_id"] = order_id
         if state:
             query["state"] = state
+        if provider_status:
+            query["provider_status"] = provider_status
         if before_id:
             query["_id"] = {"$lt": before_id}
         return await run_sync(self._many, query, [("_id", DESCENDING)], limit)
@@ -145,6 +157,17 @@ class Refunds:
         across merchants (the recovery job)."""
         query = {"state": RefundState.APPROVED.value, "approved_ms": {"$lte": approved_before_ms}}
         return await run_sync(self._many, query, [("approved_ms", ASCENDING)], limit)
+
+    async def provider_query_due(self, now_ms: int, limit: int) -> list[Refund]:
+        query = {"provider_query_ms": {"$gt": 0, "$lte": now_ms}, "provider_status": ProviderStatus.PROCESSING.value}
+        return await run_sync(self._many, query, [("provider_query_ms", ASCENDING)], limit)
+
+    async def take_for_provider_query(self, refund: Refund, seen_ms: int) -> bool:
+        def take() -> bool:
+            return self._c().update_one(
+                {"_id": refund.id, "merchant_id": refund.merchant_id, "provider_query_ms": seen_ms},
+                {"$set": {"provider_query_ms": refund.provider_query_ms}}).modified_count == 1
+        return await run_sync(take)
 
     async def save(self, refund: Refund) -> None:
         """Writes the change on the version that was read; raises StaleVersion when

@@ -16,8 +16,9 @@ from siyu_kit.errors import FailedPrecondition, Unavailable
 
 from services.order.adapters import wechat_pay_crypto as crypto
 from services.order.application.ports import WechatCredentialRepository
-from services.order.domain.payments import (JsapiParams, Payment, PaymentMethod, RefundReceipt, TradeResult,
-                                            WechatCredentials)
+from services.order.domain.payments import (JsapiParams, Payment, PaymentMethod, RefundReceipt, RefundResult,
+                                            TradeResult, WechatCredentials)
+from services.order.domain.refunds import WECHAT_REFUND_STATUS, ProviderStatus
 
 log = slog.get("siyu.order.wechat_pay")
 
@@ -25,6 +26,7 @@ DEFAULT_BASE_URL = "https://api.mch.weixin.qq.com"
 PREPAY = "/v3/pay/transactions/jsapi"
 QUERY = "/v3/pay/transactions/out-trade-no/{out_trade_no}"
 REFUNDS = "/v3/refund/domestic/refunds"
+REFUND_QUERY = "/v3/refund/domestic/refunds/{out_refund_no}"
 UNAVAILABLE = "WECHAT_PAY_UNAVAILABLE"
 REFUSED = "WECHAT_PAY_REFUSED"
 NOT_CONFIGURED = "WECHAT_PAY_NOT_CONFIGURED"
@@ -55,6 +57,17 @@ def trade_of(data: dict) -> TradeResult | None:
                            app_id=str(data.get("appid") or ""))
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def refund_result_of(data: dict) -> RefundResult | None:
+    """A refund as WeChat states it (the refund API's answer, its query, or a REFUND.*
+    notification's resource, whose status field is refund_status)."""
+    status = WECHAT_REFUND_STATUS.get(str(data.get("status") or data.get("refund_status") or ""))
+    out_refund_no = str(data.get("out_refund_no") or "")
+    if status is None or not out_refund_no:
+        return None
+    return RefundResult(out_refund_no=out_refund_no, refund_id=str(data.get("refund_id") or ""), status=status,
+                        mch_id=str(data.get("mchid") or ""))
 
 
 class WechatPayClient:
@@ -124,7 +137,9 @@ class WechatPayClient:
                             signature: str) -> bool:
         return crypto.verify_platform(credentials.platform_public_key_pem, timestamp, nonce, body, signature)
 
-    def open_notification(self, credentials: WechatCredentials, body: str) -> TradeResult | None:
+    @staticmethod
+    def _resource(credentials: WechatCredentials, body: str) -> dict | None:
+        """The notification's resource, decrypted (AEAD_AES_256_GCM with the API v3 key)."""
         resource = _json(body).get("resource")
         if not isinstance(resource, dict) or resource.get("algorithm") != "AEAD_AES_256_GCM":
             return None
@@ -132,8 +147,27 @@ class WechatPayClient:
                                str(resource.get("ciphertext") or ""), str(resource.get("associated_data") or ""))
         if plain is None:
             return None
-        data = _json(plain)
+        return _json(plain) or None
+
+    def open_notification(self, credentials: WechatCredentials, body: str) -> TradeResult | None:
+        data = self._resource(credentials, body)
         return trade_of(data) if data else None
+
+    @staticmethod
+    def event_type(body: str) -> str:
+        """The notification's event_type (TRANSACTION.SUCCESS, REFUND.SUCCESS, …), from its
+        plain envelope; only trusted once the signature verified."""
+        return str(_json(body).get("event_type") or "")
+
+    def open_refund_notification(self, credentials: WechatCredentials, body: str) -> RefundResult | None:
+        data = self._resource(credentials, body)
+        return refund_result_of(data) if data else None
+
+    async def query_refund(self, credentials: WechatCredentials, out_refund_no: str) -> RefundResult | None:
+        """GET /v3/refund/domestic/refunds/{out_refund_no}; None when WeChat has no such refund."""
+        path = REFUND_QUERY.format(out_refund_no=quote(out_refund_no, safe=""))
+        data = await self._call(credentials, "GET", path, allow_404=True)
+        return refund_result_of(data) if data is not None else None
 
     async def query(self, credentials: WechatCredentials, out_trade_no: str) -> TradeResult | None:
         path = QUERY.format(out_trade_no=quote(out_trade_no, safe="")) + f"?mchid={quote(credentials.mch_id)}"
@@ -144,12 +178,15 @@ class WechatPayClient:
                      amount: int) -> RefundReceipt:
         data = await self._call(credentials, "POST", REFUNDS, {
             "out_trade_no": payment.id, "out_refund_no": out_refund_no,
+            # WeChat's REFUND.* notifications come to the same route as the payment's.
+            "notify_url": f"{self.notify_url}/{payment.merchant_id}",
             "amount": {"refund": amount, "total": payment.amount, "currency": payment.currency}})
         refund_id = str(data.get("refund_id") or "")
         if not refund_id:
             raise Unavailable("WeChat Pay answered without a refund id", reason=UNAVAILABLE)
+        status = WECHAT_REFUND_STATUS.get(str(data.get("status") or ""), ProviderStatus.PROCESSING)
         return RefundReceipt(provider_refund_id=refund_id, amount=int((data.get("amount") or {}).get("refund")
-                                                                       or amount))
+                                                                       or amount), status=status.value)
 
 
 def _json(text: str) -> dict:
@@ -176,3 +213,11 @@ class WechatRefunds:
             raise FailedPrecondition(f"WeChat Pay is not set up for channel {payment.channel}",
                                      reason=NOT_CONFIGURED)
         return await self.client.refund(creds, payment, refund_id, amount)
+
+    async def status(self, payment: Payment, refund_id: str) -> RefundResult | None:
+        """What WeChat says of our refund now (its query); None when it has no such refund."""
+        creds = await self.credentials.get(payment.merchant_id, payment.channel)
+        if creds is None:
+            raise FailedPrecondition(f"WeChat Pay is not set up for channel {payment.channel}",
+                                     reason=NOT_CONFIGURED)
+        return await self.client.query_refund(creds, refund_id)

@@ -81,18 +81,16 @@ class Checkout:
     freight: FreightTemplateRepository | None = None
     addresses: Addresses | None = None
 
-    async def shipping_to(self, merchant_id: str, member_id: str, address_id: str,
-                          fresh: bool = False) -> ShippingAddress | None:
+    async def shipping_to(self, merchant_id: str, member_id: str, address_id: str) -> ShippingAddress | None:
         """The address an order ships to (the member's default when address_id is empty;
         None when they have none), refused with REGION_NOT_SHIPPED when the merchant's
-        freight template excludes its region. Called before anything is reserved. Unless
-        `fresh`, the default is the one the member's last quote showed, if that was a
-        moment ago (see the Addresses port)."""
+        freight template excludes its region. Called before anything is reserved. The
+        default is read now, so a member who just changed it ships to the new one."""
         if self.addresses is None:
             if address_id:
                 raise NotFound(f"address {address_id} not found", reason="ADDRESS_NOT_FOUND")
             return None
-        address = await self.addresses.shipping_address(member_id, address_id, fresh)
+        address = await self.addresses.shipping_address(member_id, address_id)
         template = await self.freight.of_merchant(merchant_id) if self.freight is not None else None
         if template is not None:
             template.rule_for(address.destination if address is not None else NOWHERE)
@@ -127,9 +125,10 @@ class Checkout:
         activity_prices = activity_prices or {}
         shipping: tuple[PriceSource, ...] = ()
         if template is not None:
-            # SKUs carry no weight yet: a weight rule counts 0 g, so it charges nothing.
+            # A weight rule counts each unit's catalog weight; a SKU without one weighs 0 g.
             shipping = (FreightShipping(template, address.destination if address is not None else NOWHERE,
-                                        units=sum(q for _, q in lines), grams=0, tier=member.tier),)
+                                        units=sum(q for _, q in lines),
+                                        grams=sum(skus[s].weight_g * q for s, q in lines), tier=member.tier),)
         quote = Pipeline.of(settings, *_unit_prices(skus, member, activity_prices, now), *shipping).price([
             LineInput(sku_id=s, product_id=skus[s].product_id, title=skus[s].title, quantity=q,
                       unit_price=skus[s].unit_price)
@@ -151,5 +150,5 @@ class Checkout:
         check_lines(v, lines)
         check_address_id(v, address_id)
         v.raise_if_any()
-        address = await self.shipping_to(ctx.merchant_id, member_id, address_id, fresh=True)
+        address = await self.shipping_to(ctx.merchant_id, member_id, address_id)
         return await self.price(ctx.merchant_id, member_id, lines, address=address)

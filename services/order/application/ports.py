@@ -11,7 +11,7 @@ from services.order.domain.freight import FreightTemplate, ShippingAddress
 from services.order.domain.ledger import Entry
 from services.order.domain.orders import Order
 from services.order.domain.payments import (JsapiParams, Notification, Payment, PaymentMethod, RefundReceipt,
-                                            TradeResult, WechatCredentials)
+                                            RefundResult, TradeResult, WechatCredentials)
 from services.order.domain.refunds import Refund
 from services.order.domain.settings import OrderSettings
 
@@ -38,6 +38,8 @@ class SkuInfo:
     # Member tier name ("SILVER") → unit price, for the tiers the SKU prices itself.
     tier_prices: dict[str, int] = field(default_factory=dict)
     limited_time: LimitedTimePrice | None = None
+    # Shipping weight of one unit in grams (0 when the catalog has none), for freight by weight.
+    weight_g: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,14 @@ class FlashCatalog(Protocol):
 class Members(Protocol):
     async def pricing(self, member_id: str) -> MemberPricing:
         """The member's tier and its discount; UNAVAILABLE rather than a guess."""
+        ...
+
+
+class WechatIdentities(Protocol):
+    async def openid(self, member_id: str, channel: str) -> str | None:
+        """The openid the member has in the merchant's WeChat app of `channel`
+        (MINI_PROGRAM or H5): the payer of a JSAPI payment. None when the member never
+        signed in there with WeChat; UNAVAILABLE (MEMBER_UNAVAILABLE) when it cannot be read."""
         ...
 
 
@@ -154,10 +164,10 @@ class OrderRepository(Protocol):
 
 
 class Addresses(Protocol):
-    async def shipping_address(self, member_id: str, address_id: str, fresh: bool = True) -> ShippingAddress | None:
+    async def shipping_address(self, member_id: str, address_id: str) -> ShippingAddress | None:
         """The member's address `address_id`, or their default when empty, with the phone
-        sealed and masked. Unless `fresh`, the default may be one read a few seconds ago
-        (by the quote before the order). None when address_id is empty and the member has no address;
+        sealed and masked, read now (never a remembered default: the member may have just
+        changed it). None when address_id is empty and the member has no address;
         NOT_FOUND (ADDRESS_NOT_FOUND) when the named address is not the member's;
         UNAVAILABLE (ADDRESS_UNAVAILABLE) when it cannot be read."""
         ...
@@ -260,13 +270,23 @@ class RefundRepository(Protocol):
     async def count_open(self, merchant_id: str, order_id: str) -> int: ...
 
     async def page(self, merchant_id: str, order_id: str, state: str, before_id: str,
-                   limit: int) -> list[Refund]: ...
+                   limit: int, provider_status: str = "") -> list[Refund]: ...
 
     async def order_ids_of_member(self, merchant_id: str, member_id: str) -> set[str]:
         """The ids of the member's orders that have a refund, in any state (the 售后 tab)."""
         ...
 
     async def stalled(self, approved_before_ms: int, limit: int) -> list[Refund]: ...
+
+    async def provider_query_due(self, now_ms: int, limit: int) -> list[Refund]:
+        """Refunds (of any merchant) the provider answered PROCESSING whose time to ask it
+        again has come, oldest first (the refund status job)."""
+        ...
+
+    async def take_for_provider_query(self, refund: Refund, seen_ms: int) -> bool:
+        """Compare-and-set of the refund's next query time on the one that was read: of
+        several job runs, one asks about it."""
+        ...
 
     async def save(self, refund: Refund) -> None: ...
 
@@ -325,7 +345,20 @@ class WechatPay(Protocol):
 
     async def refund(self, credentials: WechatCredentials, payment: Payment, out_refund_no: str,
                      amount: int) -> RefundReceipt:
-        """Idempotent by out_refund_no: the same number never refunds twice."""
+        """Idempotent by out_refund_no: the same number never refunds twice. The receipt's
+        status is WeChat's (PROCESSING at first)."""
+        ...
+
+    def event_type(self, body: str) -> str:
+        """A notification's event_type (TRANSACTION.SUCCESS, REFUND.SUCCESS, …)."""
+        ...
+
+    def open_refund_notification(self, credentials: WechatCredentials, body: str) -> RefundResult | None:
+        """The decrypted refund of a REFUND.* notification body; None when it does not open."""
+        ...
+
+    async def query_refund(self, credentials: WechatCredentials, out_refund_no: str) -> RefundResult | None:
+        """The refund by our refund id; None when WeChat knows no such refund."""
         ...
 
 

@@ -11,7 +11,7 @@ ledger entry, the stock return for units never shipped, and REFUNDED.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from siyu_kit import context, logging as slog, retry
@@ -28,7 +28,8 @@ from services.order.domain.cart import MAX_QUANTITY
 from services.order.domain.idempotency import fingerprint, require_same_request
 from services.order.domain.payments import PaymentMethod
 from services.order.domain.orders import NOT_REFUNDABLE, AppliedRefund, Order, OrderState
-from services.order.domain.refunds import LineBalance, LineRequest, Refund, RefundState
+from services.order.domain.payments import QUERY_AFTER
+from services.order.domain.refunds import LineBalance, LineRequest, ProviderStatus, Refund, RefundState
 
 log = slog.get("siyu.order.refunds")
 
@@ -95,6 +96,8 @@ class RefundUseCases:
     # The providers of payment methods other than the sandbox, by method: they refund
     # keyed by the refund id, so a retried execution never refunds twice.
     refunders: dict[PaymentMethod, ProviderRefunds] = field(default_factory=dict)
+    # A refund the provider answered PROCESSING is asked about this long after.
+    provider_query_after: timedelta = QUERY_AFTER
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -183,17 +186,22 @@ class RefundUseCases:
                                        attempts=ATTEMPTS)
 
     async def list_for_staff(self, order_id: str, state: str, page_size: int,
-                             page_token: str) -> tuple[list[Refund], str]:
+                             page_token: str, provider_status: str = "") -> tuple[list[Refund], str]:
+        """Newest first, by order, state and what the provider says of the money
+        (e.g. ABNORMAL: the refunds staff must see to)."""
         ctx = context.current()
         ctx.require_staff("OPERATOR", "FINANCE")
         v = Violations()
         v.check(not order_id or is_id(order_id, "ord"), "order_id", "unset, or an ord_ id")
         v.check(not state or state in RefundState.__members__, "state", "not a refund state")
+        v.check(not provider_status or provider_status in ProviderStatus.__members__, "provider_status",
+                "not a provider refund status")
         v.check(0 <= page_size <= MAX_PAGE, "page_size", f"1..{MAX_PAGE}")
         v.check(not page_token or is_id(page_token, "rfd"), "page_token", "not a token from this list")
         v.raise_if_any()
         size = page_size or DEFAULT_PAGE
-        found = await self.refunds.page(ctx.merchant_id, order_id, state, page_token, size + 1)
+        found = await self.refunds.page(ctx.merchant_id, order_id, state, page_token, size + 1,
+                                        provider_status=provider_status)
         more = len(found) > size
         found = found[:size]
         return found, (found[-1].id if more else "")
@@ -247,7 +255,7 @@ class RefundUseCases:
         order, applied = await self._apply(refund)
         payment = await self.payments.get(merchant_id, order.payment_id)
         now = self._now()
-        provider_refund_id = ""
+        provider_refund_id, provider_status = "", ""
         if applied.amount > 0:
             refunder = self.refunders.get(payment.method)
             if refunder is not None:
@@ -255,13 +263,16 @@ class RefundUseCases:
             else:
                 receipt = await self.provider.refund(payment.id, payment.provider_txn_id, applied.amount,
                                                      payment.currency)
-            provider_refund_id = receipt.provider_refund_id
+            provider_refund_id, provider_status = receipt.provider_refund_id, receipt.status
             entry = ledger.order_refunded(order.id, payment.id, refund.id, applied.amount)
             await self.entries.record(merchant_id, entry, order.currency, now)
         if applied.restock:
             await self.stock.return_stock(refund.id, order.id, [(l.sku_id, l.quantity) for l in applied.lines])
         if refund.state is RefundState.APPROVED:
-            refund.finish(applied, provider_refund_id, now)
+            refund.finish(applied, provider_refund_id, now, provider_status, self.provider_query_after)
+            if provider_status == ProviderStatus.ABNORMAL:
+                log.error("refund.provider_abnormal", refund_id=refund.id, merchant_id=merchant_id,
+                          provider_refund_id=provider_refund_id, amount=applied.amount)
             try:
                 await self.refunds.save(refund)
                 log.info("refund.refunded", refund_id=refund.id, amount=applied.amount)

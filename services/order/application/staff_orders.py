@@ -2,7 +2,7 @@
 its payment ledger."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from siyu_kit import context
@@ -48,8 +48,10 @@ class StaffOrderUseCases:
     entries: LedgerRecords
 
     async def search(self, q: OrderQuery) -> tuple[list[Order], str]:
+        """Orders newest first; a guide's come with the shipping address masked (see
+        for_staff)."""
         ctx = context.current()
-        ctx.require_staff("OPERATOR", "FINANCE")
+        ctx.require_staff(*READ_ROLES)
         v = Violations()
         v.check(not q.state or q.state in OrderState.__members__, "state", "not an order state")
         v.check(not q.channel or q.channel in CHANNELS, "channel", "not a channel")
@@ -65,13 +67,14 @@ class StaffOrderUseCases:
                                           before_id=q.page_token, limit=size + 1)
         more = len(orders) > size
         orders = orders[:size]
-        return orders, (orders[-1].id if more else "")
+        return [for_staff(o, ctx.roles) for o in orders], (orders[-1].id if more else "")
 
     async def get(self, order_id: str) -> tuple[Order, list[Refund], list[Payment]]:
-        """The order, its refunds and its payments."""
+        """The order, its refunds and its payments; a guide's with the shipping address
+        masked (see for_staff)."""
         ctx = context.current()
-        ctx.require_staff("OPERATOR", "FINANCE")
-        order = await self._order(ctx.merchant_id, order_id)
+        ctx.require_staff(*READ_ROLES)
+        order = for_staff(await self._order(ctx.merchant_id, order_id), ctx.roles)
         refunds = await self.refunds.of_order(ctx.merchant_id, order_id)
         payments = await self.payments.of_order(ctx.merchant_id, order_id)
         return order, refunds, payments
@@ -97,10 +100,28 @@ class StaffOrderUseCases:
         return order
 
 
+# Staff who read orders (search and one order). The owner reads everything.
+READ_ROLES = ("OPERATOR", "FINANCE", "GUIDE")
 # Who sees a shipping address's full phone: those who ship the order. Everyone else
 # (finance, a guide, the member) sees it masked.
 FULL_PHONE_ROLES = frozenset({"OWNER", "OPERATOR"})
+# Who sees the recipient's name and the detail address: those who ship the order and
+# finance. A guide (who only sells) sees the address masked: 张*, 138****8000, the
+# regions without the detail.
+FULL_ADDRESS_ROLES = FULL_PHONE_ROLES | {"FINANCE"}
 
 
 def sees_full_phone(roles) -> bool:
     return bool(FULL_PHONE_ROLES & set(roles))
+
+
+def sees_full_address(roles) -> bool:
+    return bool(FULL_ADDRESS_ROLES & set(roles))
+
+
+def for_staff(order: Order, roles) -> Order:
+    """The order as staff with `roles` may read it: a copy with the shipping address
+    masked for a guide, else the order itself."""
+    if order.shipping_address is None or sees_full_address(roles):
+        return order
+    return replace(order, shipping_address=order.shipping_address.masked())

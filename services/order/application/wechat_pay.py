@@ -18,16 +18,17 @@ from siyu_kit.errors import FailedPrecondition, InvalidArgument, NotFound, Unaut
 from siyu_kit.ids import is_id
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 
-from services.order.application.payments import PaymentUseCases
-from services.order.application.ports import (PaymentRepository, SeenNotifications, WechatCredentialRepository,
-                                              WechatPay)
+from services.order.application.payments import PaymentUseCases, auto_refund_id
+from services.order.application.ports import (PaymentRepository, RefundRepository, SeenNotifications,
+                                              WechatCredentialRepository, WechatIdentities, WechatPay)
 from services.order.domain.payments import (QUERY_AFTER, TRADE_FINAL_FAILURES, TRADE_SUCCESS, JsapiParams, Payment,
-                                            PaymentMethod, PaymentState, TradeResult,
+                                            PaymentMethod, PaymentState, RefundResult, TradeResult,
                                             WechatCredentials, notification_fresh, trade_mismatch)
+from services.order.domain.refunds import ProviderStatus, Refund
 
 log = slog.get("siyu.order.wechat_pay")
 
-MAX_OPENID = 128
+WECHAT_LOGIN_REQUIRED = "WECHAT_LOGIN_REQUIRED"
 QUERY_BATCH = 50
 NOT_CONFIGURED = "WECHAT_PAY_NOT_CONFIGURED"
 BAD_SIGNATURE = "BAD_SIGNATURE"
@@ -36,6 +37,7 @@ REPLAYED = "NOTIFICATION_REPLAYED"
 UNREADABLE = "NOTIFICATION_UNREADABLE"
 MISMATCH = "NOTIFICATION_MISMATCH"
 METHOD_MISMATCH = "PAYMENT_METHOD_MISMATCH"
+REFUND_EVENT = "REFUND."
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,10 @@ class WechatPayUseCases:
     credentials: WechatCredentialRepository
     wechat: WechatPay
     seen: SeenNotifications
+    # The member's openid in the paying channel's app: the payer is who the token says.
+    identities: WechatIdentities
+    # Our refunds, whose money WeChat confirms later (REFUND.* notifications, the query job).
+    refunds: RefundRepository | None = None
     # Checks that a PEM key loads (adapters' business; the use case only asks).
     key_problems: Callable[[CredentialsInput], list[tuple[str, str]]] = lambda _: []
     # A PENDING payment is asked about this long after WeChat gave its prepay id.
@@ -84,15 +90,19 @@ class WechatPayUseCases:
 
     # ---- member ---------------------------------------------------------------------
 
-    async def pay(self, order_id: str, idempotency_key: str, payer_openid: str) -> tuple[Payment, JsapiParams]:
+    async def pay(self, order_id: str, idempotency_key: str) -> tuple[Payment, JsapiParams]:
         """Starts (or repeats) a WeChat payment of the order and returns what
         `wx.requestPayment` needs. Idempotent by the key: a repeat signs the same prepay id
-        again."""
+        again. The payer is the calling member's openid in the channel's WeChat app (read
+        from the member service); a member who never signed in there with WeChat is
+        refused with WECHAT_LOGIN_REQUIRED before anything is written."""
         ctx = context.current()
-        v = Violations()
-        v.check(1 <= len(payer_openid) <= MAX_OPENID, "payer_openid", f"required for WECHAT, 1..{MAX_OPENID} characters")
-        v.raise_if_any()
+        member_id = ctx.require_member()
         creds = await self._credentials(ctx.merchant_id, ctx.channel)
+        payer_openid = await self.identities.openid(member_id, creds.channel)
+        if not payer_openid:
+            raise FailedPrecondition(f"the member has no WeChat identity in channel {creds.channel}; sign in "
+                                     f"with WeChat there first", reason=WECHAT_LOGIN_REQUIRED)
         payment = await self.base.pay(order_id, idempotency_key, PaymentMethod.WECHAT.value)
         if payment.method is not PaymentMethod.WECHAT:
             raise FailedPrecondition("this idempotency key started a payment of another method",
@@ -122,15 +132,10 @@ class WechatPayUseCases:
         verifies with the platform key it names, it is fresh, it was not seen before and
         it decrypts with the API v3 key; then the payment succeeds through the same path
         as every provider's."""
-        candidates = [c for c in await self.credentials.of_merchant(merchant_id)
-                      if c.platform_public_key_id == headers.serial] if is_id(merchant_id, "mch") else []
-        creds = next((c for c in candidates if self.wechat.verify_notification(
-            c, headers.timestamp, headers.nonce, body, headers.signature)), None)
-        if creds is None:
-            raise Unauthenticated("the notification's signature does not verify", reason=BAD_SIGNATURE)
+        creds = await self._verified(merchant_id, headers, body)
         now = self._now()
-        if not notification_fresh(headers.timestamp, now):
-            raise Unauthenticated("the notification is too old (or from the future)", reason=STALE)
+        if self.wechat.event_type(body).startswith(REFUND_EVENT):
+            return await self._refund_notified(merchant_id, creds, headers, body, now)
         trade = self.wechat.open_notification(creds, body)
         if trade is None:
             raise Unauthenticated("the notification's resource does not decrypt", reason=UNREADABLE)
@@ -147,6 +152,108 @@ class WechatPayUseCases:
         self._check(payment, trade, creds)
         log.info("payment.notified", payment_id=payment.id, trade_state=trade.trade_state)
         return await self._apply(payment, trade)
+
+    async def _verified(self, merchant_id: str, headers: NotificationHeaders, body: str) -> WechatCredentials:
+        """The credentials whose platform key signed the notification, refused unless it
+        verifies and is fresh."""
+        candidates = [c for c in await self.credentials.of_merchant(merchant_id)
+                      if c.platform_public_key_id == headers.serial] if is_id(merchant_id, "mch") else []
+        creds = next((c for c in candidates if self.wechat.verify_notification(
+            c, headers.timestamp, headers.nonce, body, headers.signature)), None)
+        if creds is None:
+            raise Unauthenticated("the notification's signature does not verify", reason=BAD_SIGNATURE)
+        if not notification_fresh(headers.timestamp, self._now()):
+            raise Unauthenticated("the notification is too old (or from the future)", reason=STALE)
+        return creds
+
+    async def _refund_notified(self, merchant_id: str, creds: WechatCredentials, headers: NotificationHeaders,
+                               body: str, now: datetime) -> tuple[Payment, bool]:
+        """A REFUND.SUCCESS / REFUND.ABNORMAL / REFUND.CLOSED notification: verified like a
+        payment's, then the refund's provider status moves on (once)."""
+        result = self.wechat.open_refund_notification(creds, body)
+        if result is None:
+            raise Unauthenticated("the notification's resource does not decrypt", reason=UNREADABLE)
+        if not await self.seen.remember(merchant_id, f"{headers.timestamp}:{headers.nonce}", now):
+            raise Unauthenticated("the notification was delivered already", reason=REPLAYED)
+        refund = await self.refunds.get(merchant_id, result.out_refund_no) \
+            if self.refunds is not None and is_id(result.out_refund_no, "rfd") else None
+        if refund is None:
+            # A payment sent back whole (its refund id is auto_refund_id) keeps no refund
+            # record: its notification is taken, so that WeChat stops sending it.
+            sent_back = result.out_refund_no.removesuffix(auto_refund_id(""))
+            payment = await self.payments.get(merchant_id, sent_back) if is_id(sent_back, "pay") else None
+            if payment is None or auto_refund_id(payment.id) != result.out_refund_no:
+                raise NotFound(f"refund {result.out_refund_no} not found")
+            log.info("payment.sent_back_notified", payment_id=payment.id, status=result.status.value)
+            if result.status is ProviderStatus.ABNORMAL:
+                log.error("refund.provider_abnormal", payment_id=payment.id, merchant_id=merchant_id,
+                          provider_refund_id=result.refund_id, amount=payment.amount)
+            return payment, False
+        payment = await self._payment_of(refund)
+        if result.mch_id and result.mch_id != creds.mch_id:
+            v = Violations()
+            v.add("mchid", "not the merchant's WeChat Pay merchant id")
+            raise InvalidArgument("WeChat's statement does not match the refund", reason=MISMATCH,
+                                  violations=v.items)
+        log.info("refund.notified", refund_id=refund.id, status=result.status.value)
+        return payment, await self._provider_says(refund, result)
+
+    async def _payment_of(self, refund: Refund) -> Payment:
+        found = [p for p in await self.payments.of_order(refund.merchant_id, refund.order_id)
+                 if p.method is PaymentMethod.WECHAT and p.provider_txn_id]
+        if not found:
+            raise NotFound(f"no WeChat payment for refund {refund.id}")
+        return found[0]
+
+    async def _provider_says(self, refund: Refund, result: RefundResult) -> bool:
+        """Moves the refund's provider status on, once: of concurrent writers (a query job
+        in another process, a notification) the version check lets one through; the
+        others read it again and find nothing left to do."""
+        for _ in range(3):
+            if not refund.provider_says(result.status):
+                return False
+            try:
+                await self.refunds.save(refund)
+            except StaleVersion:
+                refund = await self.refunds.get(refund.merchant_id, refund.id)
+                if refund is None:
+                    return False
+                continue
+            if result.status is ProviderStatus.ABNORMAL:
+                # The payer's account could not take the money: staff must act (WeChat's
+                # merchant platform, or another refund route).
+                log.error("refund.provider_abnormal", refund_id=refund.id, merchant_id=refund.merchant_id,
+                          provider_refund_id=result.refund_id or refund.provider_refund_id, amount=refund.amount)
+            else:
+                log.info("refund.provider_status", refund_id=refund.id, status=result.status.value)
+            return True
+        return False
+
+    async def query_refunds_due(self, limit: int = QUERY_BATCH) -> int:
+        """The job: refunds WeChat answered PROCESSING are asked about (GET
+        /v3/refund/domestic/refunds/{out_refund_no}) when their time comes; replicas take
+        each one by a compare-and-set on its next query time first, so three processes
+        running it ask about a refund once."""
+        if self.refunds is None:
+            return 0
+        now = self._now()
+        moved = 0
+        for refund in await self.refunds.provider_query_due(epoch_ms(now), limit):
+            seen = refund.queried(now, self.query_after)
+            if not await self.refunds.take_for_provider_query(refund, seen):
+                continue  # another run took it
+            try:
+                payment = await self._payment_of(refund)
+                creds = await self._credentials(payment.merchant_id, payment.channel)
+                result = await self.wechat.query_refund(creds, refund.id)
+                if result is None or result.status is ProviderStatus.PROCESSING:
+                    continue
+                moved += await self._provider_says(refund, result)
+            except Exception:  # noqa: BLE001 - one refund failing must not hold up the others
+                log.warning("refund.query_failed", refund_id=refund.id, exc_info=True)
+        if moved:
+            log.info("refund.confirmed_by_query", count=moved)
+        return moved
 
     @staticmethod
     def _check(payment: Payment, trade: TradeResult, creds: WechatCredentials) -> None:

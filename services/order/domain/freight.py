@@ -10,7 +10,7 @@ ships free to. A merchant without a template pays its flat order settings
 (shipping_fee / free_shipping_over)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 
@@ -68,10 +68,20 @@ class ShippingAddress:
     def destination(self) -> Destination:
         return Destination(self.province_code, self.city_code, self.district_code)
 
+    def masked(self) -> "ShippingAddress":
+        """The address as a guide sees it: the recipient's first character then "*", the
+        phone masked, the detail hidden; the regions stay (where an order goes, not to whom)."""
+        return replace(self, recipient=mask_name(self.recipient), phone_sealed="", detail="")
+
 
 def mask_phone(phone: str) -> str:
     """138****8000: the first three and last four digits."""
     return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "*" * len(phone)
+
+
+def mask_name(name: str) -> str:
+    """张*: the first character, then one "*" (none for an empty name)."""
+    return name[:1] + "*" if name else ""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from enum import Enum
 from siyu_kit.aggregate import Aggregate, StateMachine
 
 from services.order.domain.orders import OrderState
+from services.order.domain.refunds import ProviderStatus
 
 
 class PaymentState(str, Enum):
@@ -50,6 +51,19 @@ class Notification:
 class RefundReceipt:
     provider_refund_id: str
     amount: int
+    # What the provider says of the money it accepted to send back (see
+    # domain.refunds.ProviderStatus): a provider that answers at once is SUCCEEDED; WeChat
+    # answers PROCESSING first.
+    status: str = "SUCCEEDED"
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    """What WeChat says of one refund (its query, or a REFUND.* notification)."""
+    out_refund_no: str  # our refund id
+    refund_id: str
+    status: ProviderStatus
+    mch_id: str = ""
 
 
 class Settlement(str, Enum):

@@ -38,6 +38,36 @@ NO_LONGER_FITS = "the order no longer has these units or this amount to refund"
 # A refund in these states holds its units: the order must not ship meanwhile.
 OPEN = (RefundState.REQUESTED, RefundState.APPROVED)
 
+class ProviderStatus(str, Enum):
+    """What the payment provider says of the money a refund sends back. Our refund's own
+    state does not wait for it: the money is committed once the provider accepted the
+    refund (REFUNDED, with the order's accounting). WeChat answers PROCESSING, then
+    (by notification or query) SUCCEEDED, ABNORMAL (the payer's account cannot take it:
+    staff must act) or CLOSED. "" on refunds that moved no money."""
+    PROCESSING = "PROCESSING"
+    SUCCEEDED = "SUCCEEDED"
+    ABNORMAL = "ABNORMAL"
+    CLOSED = "CLOSED"
+
+
+# Where the provider's status may go: ABNORMAL may still end SUCCEEDED (the merchant
+# re-sends it to another account) or CLOSED.
+PROVIDER_MOVES = {
+    ProviderStatus.PROCESSING: {ProviderStatus.SUCCEEDED, ProviderStatus.ABNORMAL, ProviderStatus.CLOSED},
+    ProviderStatus.ABNORMAL: {ProviderStatus.SUCCEEDED, ProviderStatus.CLOSED},
+    ProviderStatus.SUCCEEDED: set(),
+    ProviderStatus.CLOSED: set(),
+}
+# WeChat's refund status (and REFUND.* event) words → ours.
+WECHAT_REFUND_STATUS = {"PROCESSING": ProviderStatus.PROCESSING, "SUCCESS": ProviderStatus.SUCCEEDED,
+                        "ABNORMAL": ProviderStatus.ABNORMAL, "CLOSED": ProviderStatus.CLOSED}
+# A PROCESSING refund is asked about again this often while young, then every
+# PROVIDER_QUERY_SLOW, and no more after PROVIDER_QUERY_UNTIL (its notification or staff
+# take over).
+PROVIDER_QUERY_SLOW = timedelta(minutes=10)
+PROVIDER_QUERY_FAST_FOR = timedelta(minutes=10)
+PROVIDER_QUERY_UNTIL = timedelta(days=3)
+
 BY_MEMBER = "MEMBER"
 BY_STAFF = "STAFF"
 
@@ -211,6 +241,10 @@ class Refund(Aggregate):
     provider_refund_id: str = ""
     # The fingerprint of the request that opened it (domain.idempotency); "" on older ones.
     request_hash: str = ""
+    # What the payment provider says of the money (ProviderStatus value; "" when none moved).
+    provider_status: str = ""
+    # When to ask the provider about a PROCESSING refund (epoch ms); 0: never.
+    provider_query_ms: int = 0
     # What the next save writes besides the state: the repository reads it.
     changed: set[str] = field(default_factory=set, repr=False, compare=False)
 
@@ -263,15 +297,46 @@ class Refund(Aggregate):
         self.note = NO_LONGER_FITS
         self.changed |= {"state", "note"}
 
-    def finish(self, applied: AppliedRefund, provider_refund_id: str, now: datetime) -> None:
-        """The order took the refund and the money went back: REFUNDED, with the final
-        amounts of its lines."""
+    def finish(self, applied: AppliedRefund, provider_refund_id: str, now: datetime, provider_status: str = "",
+               query_after: timedelta = timedelta(seconds=30)) -> None:
+        """The order took the refund and the provider accepted to send the money back:
+        REFUNDED, with the final amounts of its lines. A PROCESSING provider status is
+        asked about after `query_after`."""
         MACHINE.require(self.state, RefundState.REFUNDED)
         self.state = RefundState.REFUNDED
         self.refunded_at = now
         self.provider_refund_id = provider_refund_id
+        self.provider_status = provider_status
+        self.provider_query_ms = _epoch_ms(now + query_after) if provider_status == ProviderStatus.PROCESSING else 0
         self.show(applied)
-        self.changed |= {"state", "refunded_at", "provider_refund_id", "amount", "shipping_fee_refund", "lines"}
+        self.changed |= {"state", "refunded_at", "provider_refund_id", "amount", "shipping_fee_refund", "lines",
+                         "provider_status", "provider_query_ms"}
+
+    def provider_says(self, status: ProviderStatus) -> bool:
+        """The provider's word on the money (a notification or a query): True when it moves
+        the provider status on; a repeat, or a word that would move it back, changes nothing."""
+        current = ProviderStatus(self.provider_status) if self.provider_status in ProviderStatus.__members__ \
+            else None
+        if current is None or status not in PROVIDER_MOVES[current]:
+            return False
+        self.provider_status = status.value
+        if status is not ProviderStatus.PROCESSING:
+            self.provider_query_ms = 0  # only PROCESSING is asked about; ABNORMAL waits for staff
+        self.changed |= {"provider_status", "provider_query_ms"}
+        return True
+
+    def queried(self, now: datetime, query_after: timedelta) -> int:
+        """The job takes the refund to ask the provider: it asks again later (soon while
+        the refund is young), or never once it is old. Returns the query time it read
+        (the compare-and-set the repository makes on it)."""
+        seen = self.provider_query_ms
+        age = now - (self.refunded_at or now)
+        if age >= PROVIDER_QUERY_UNTIL:
+            self.provider_query_ms = 0
+        else:
+            self.provider_query_ms = _epoch_ms(now + (query_after if age < PROVIDER_QUERY_FAST_FOR
+                                                      else PROVIDER_QUERY_SLOW))
+        return seen
 
     def show(self, applied: AppliedRefund) -> None:
         """The refund with the final amounts the order took."""

@@ -18,7 +18,7 @@ from services.order.adapters.payments import Payments
 from services.order.adapters.refunds import Refunds
 from services.order.adapters.repositories import MongoOrders, MongoSettings, ensure_indexes
 from services.order.adapters.freight import MongoFreightTemplates, ensure_indexes as ensure_freight_indexes
-from services.order.adapters.member import AddressClient, MemberClient
+from services.order.adapters.member import AddressClient, MemberClient, WechatIdentityClient
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.adapters import wechat_pay_store
 from services.order.adapters.wechat_pay import WechatPayClient, WechatRefunds, key_problems
@@ -90,23 +90,25 @@ def build(runtime: service.Runtime) -> service.Parts:
     wechat_credentials = WechatCredentialStore(sealer)
     wechat_client = WechatPayClient(runtime.settings.wechat_pay_base_url, runtime.settings.wechat_pay_notify_url)
     refunders = {PaymentMethod.WECHAT: WechatRefunds(wechat_credentials, wechat_client)}
+    refunds = Refunds()
     payment_cases = PaymentUseCases(orders=order_repo, payments=payments, provider=provider, entries=entries,
                                     refunders=refunders)
     wechat_cases = WechatPayUseCases(
         base=payment_cases, payments=payments, credentials=wechat_credentials, wechat=wechat_client,
-        seen=SeenWechatNotifications(), query_after=wechat_query_after(),
+        seen=SeenWechatNotifications(), identities=WechatIdentityClient(runtime.channel("member")),
+        refunds=refunds, query_after=wechat_query_after(),
         key_problems=lambda cmd: key_problems(cmd.private_key_pem, cmd.platform_public_key_pem))
-    refunds = Refunds()
 
     async def reconcile_payments() -> int:
         # WeChat payments whose notification never came are asked about first, then every
-        # succeeded payment left open is settled.
-        return await wechat_cases.query_due() + await payment_cases.reconcile()
+        # succeeded payment left open is settled, then refunds WeChat is still PROCESSING.
+        return (await wechat_cases.query_due() + await payment_cases.reconcile()
+                + await wechat_cases.query_refunds_due())
 
     fulfilment = FulfilmentUseCases(orders=order_repo, refunds=refunds, settings=settings_repo)
     refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=entries,
                                   settings=settings_repo, provider=provider, stock=catalog,
-                                  refunders=refunders)
+                                  refunders=refunders, provider_query_after=wechat_query_after())
     staff = StaffOrderUseCases(orders=order_repo, payments=payments, refunds=refunds, entries=entries)
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
     return service.Parts(

@@ -165,7 +165,9 @@ class OrderServicer(WechatPayRpcs, order_pb2_grpc.OrderServiceServicer):
     async def ListRefunds(self, request, context):
         docs, token = await self.refunds.list_for_staff(
             request.order_id, _enum_name(order_pb2.RefundState, request.state, "REFUND_STATE_"),
-            request.page_size, request.page_token)
+            request.page_size, request.page_token,
+            provider_status=_enum_name(order_pb2.RefundProviderStatus, request.provider_status,
+                                       "REFUND_PROVIDER_STATUS_"))
         return order_pb2.ListRefundsResponse(refunds=[messages.refund(d) for d in docs], next_page_token=token)
 
     # ---- staff reads ----------------------------------------------------------------

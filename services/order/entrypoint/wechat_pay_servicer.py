@@ -36,7 +36,7 @@ class WechatPayRpcs:
     wechat: WechatPayUseCases
 
     async def _pay_wechat(self, request) -> order_pb2.PayOrderResponse:
-        payment, params = await self.wechat.pay(request.order_id, request.idempotency_key, request.payer_openid)
+        payment, params = await self.wechat.pay(request.order_id, request.idempotency_key)
         return order_pb2.PayOrderResponse(payment=messages.payment(payment), wechat_pay=wechat_params(params))
 
     async def HandleWechatPayNotification(self, request, context):

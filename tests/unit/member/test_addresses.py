@@ -7,7 +7,7 @@ import pytest
 from services.member.application.addresses import AddressBooks, AddressForm
 from services.member.domain import regions
 from services.member.domain.addresses import MAX_ADDRESSES
-from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+from siyu_kit.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 from siyu_kit.ids import new_id
 from siyu_kit.sealing import Sealer, new_key
 from tests.fakes.member import FakeAddressBooks, caller
@@ -33,7 +33,7 @@ def sealer():
 
 @pytest.fixture
 def book_of(books, sealer):
-    return AddressBooks(books, sealer)
+    return AddressBooks(books, sealer, b"f" * 32)
 
 
 @pytest.fixture
@@ -99,9 +99,42 @@ async def test_the_first_address_is_the_default_and_the_phone_is_sealed(book_of,
 async def test_the_creation_key_adds_once(book_of, member):
     with caller(MERCHANT, member_id=member):
         first, _ = await book_of.create("k1", HOME, False)
-        again, created = await book_of.create("k1", _form(recipient="李四"), False)
+        again, created = await book_of.create("k1", HOME, False)
         assert not created and again.address.id == first.address.id
         assert len(await book_of.list()) == 1
+
+
+async def test_a_creation_key_used_for_another_address_is_refused(book_of, books, member):
+    with caller(MERCHANT, member_id=member):
+        first, _ = await book_of.create("k1", HOME, False)
+        saves = books.saves
+        for form, make_default in ((_form(recipient="李四"), False), (_form(phone="13900001111"), False),
+                                   (_form(district_code="310104"), False), (_form(detail="别处 2 号"), False),
+                                   (HOME, True)):
+            with pytest.raises(AlreadyExists) as reused:
+                await book_of.create("k1", form, make_default)
+            assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED"
+        # the same request, even spaced differently, is the same request
+        again, created = await book_of.create("k1", _form(recipient=" 张三 "), False)
+        assert not created and again.address.id == first.address.id
+        assert books.saves == saves and len(await book_of.list()) == 1
+
+
+async def test_keys_stored_before_fingerprints_were_kept_replay_as_before(book_of, books, member):
+    with caller(MERCHANT, member_id=member):
+        first, _ = await book_of.create("k1", HOME, False)
+        book = next(iter(books.items.values()))
+        book.keys = [(k, a, "") for k, a, _ in book.keys]
+        again, created = await book_of.create("k1", _form(recipient="李四"), False)
+        assert not created and again.address.id == first.address.id
+
+
+def test_the_creation_fingerprint_is_keyed_and_hides_the_phone():
+    from services.member.domain.addresses import creation_fingerprint
+    args = ("张三", "13812348000", "310000", "310100", "310101", "南京东路 1 号", False)
+    assert creation_fingerprint(b"a" * 32, *args) == creation_fingerprint(b"a" * 32, *args)
+    assert creation_fingerprint(b"a" * 32, *args) != creation_fingerprint(b"b" * 32, *args)
+    assert "13812348000" not in creation_fingerprint(b"a" * 32, *args)
 
 
 async def test_at_most_twenty_addresses(book_of, member):

@@ -414,3 +414,42 @@ async def test_pricing_keeps_the_merchant_config_for_a_while(w):
     fresh = MemberPricing(w.merchants, w.ledger, config_ttl_s=0)
     with h5(m.id):
         assert await fresh.of(member_id) == ("REGULAR", 9_900)
+
+
+# ---- the payer of a WeChat payment ------------------------------------------------------
+
+async def test_the_order_service_reads_the_members_openid_per_channel(w):
+    from services.member.domain.identity import sandbox_openid
+    m = await merchant(w)
+    with h5(m.id):
+        member_id = (await w.member_cases.login("sandbox:alice", "")).member.member_id
+    with caller(m.id, service="order"):
+        assert await w.member_cases.wechat_openid(member_id, "H5") == sandbox_openid("H5", "alice")
+        with pytest.raises(NotFound) as none_there:
+            await w.member_cases.wechat_openid(member_id, "MINI_PROGRAM")
+    assert none_there.value.reason == "NO_WECHAT_IDENTITY"
+    # A later link on the same channel (WeChat's own openid after the sandbox's) wins.
+    await w.identities.link_channel(m.id, "H5", "o-wechat-openid", member_id)
+    with caller(m.id, service="order"):
+        assert await w.member_cases.wechat_openid(member_id, "H5") == "o-wechat-openid"
+
+
+async def test_another_merchants_member_has_no_openid_here(w):
+    m = await merchant(w)
+    other = await merchant(w, "shop-b")
+    with h5(m.id):
+        member_id = (await w.member_cases.login("sandbox:alice", "")).member.member_id
+    with caller(other.id, service="order"), pytest.raises(NotFound) as elsewhere:
+        await w.member_cases.wechat_openid(member_id, "H5")
+    assert elsewhere.value.reason == "NO_WECHAT_IDENTITY"
+    with caller(m.id, service="order"), pytest.raises(NotFound):
+        await w.member_cases.wechat_openid(new_id("mem"), "H5")
+
+
+async def test_openid_read_refuses_bad_ids_and_channels(w):
+    m = await merchant(w)
+    with caller(m.id, service="order"), pytest.raises(InvalidArgument) as bad:
+        await w.member_cases.wechat_openid("stf_1", "LIVE")
+    assert {v.field for v in bad.value.violations} == {"member_id", "channel"}
+    with caller(service="order"), pytest.raises(Unauthenticated):
+        await w.member_cases.wechat_openid(new_id("mem"), "H5")

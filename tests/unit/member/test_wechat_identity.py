@@ -34,7 +34,7 @@ def w():
     w.members, w.identities, w.merchants = FakeMembers(), FakeIdentities(), FakeMerchants()
     w.apps, w.api, w.phones = FakeWeChatApps(), FakeWeChatApi(), FakePhoneBook()
     w.challenges, w.sms = FakeSmsChallenges(), FakeSms()
-    w.wechat = WeChatIdentity(w.apps, w.api, w.phones, w.challenges, w.sms, KEY)
+    w.wechat = WeChatIdentity(w.apps, w.api, w.phones, w.challenges, w.sms, KEY, w.members)
     sessions = Sessions(SECRET, FakeStaff(), w.members, FakeRefreshTokens())
     w.cases = Members(sessions, {"sandbox": FakeProvider()}, w.members, w.identities, w.merchants, FakeLedger(),
                       w.wechat, w.phones)
@@ -196,3 +196,136 @@ def test_an_app_never_shows_its_secret_and_phone_hashes_are_keyed_per_merchant()
     assert "13800138000" not in phone_index(KEY, M, "13800138000")
     assert valid_phone("13800138000") and not valid_phone("12800138000") and not valid_phone("1380013800")
     assert not valid_phone("13800138000\n")
+
+
+# ---- the phone's last four digits beside the member (the staff's search) -----------------
+
+class Crash(Exception):
+    pass
+
+
+def crash_next_suffix(w) -> None:
+    """The process stops after the phone is written, before its suffix is."""
+    real = w.members.set_phone_suffix
+
+    async def once(*args):
+        w.members.set_phone_suffix = real
+        raise Crash()
+    w.members.set_phone_suffix = once
+
+
+async def test_binding_writes_the_last_four_digits_beside_the_member(w):
+    await with_apps(w)
+    mini = (await login(w, "MINI_PROGRAM", w.api.login_code("login", MINI[0], "o-mini", "u-1"))).member.member_id
+    sms = (await login(w, "H5", "sandbox:u-sms")).member.member_id
+    loser = (await login(w, "H5", "sandbox:u-loser")).member.member_id
+    with caller(M, member_id=mini, channel="MINI_PROGRAM"):
+        await w.wechat.bind_wechat_phone(w.api.phone_code(MINI[0], "13800138000"))
+    with caller(M, member_id=sms):
+        await w.wechat.send_sms_code("13700131234")
+        await w.wechat.bind_sms_phone("13700131234", w.sms.code_to("13700131234"))
+    with caller(M, member_id=loser):
+        await w.wechat.send_sms_code("13800138000")
+        with pytest.raises(AlreadyExists):
+            await w.wechat.bind_sms_phone("13800138000", w.sms.code_to("13800138000"))
+    assert w.members.suffixes == {mini: "8000", sms: "1234"}
+
+
+async def test_repeating_an_sms_bind_that_stopped_before_the_suffix_finishes_it(w):
+    member = (await login(w, "H5", "sandbox:u-half")).member.member_id
+    with caller(M, member_id=member):
+        await w.wechat.send_sms_code("13700135678")
+        code = w.sms.code_to("13700135678")
+        crash_next_suffix(w)
+        with pytest.raises(Crash):
+            await w.wechat.bind_sms_phone("13700135678", code)
+        assert w.phones.items == {(M, "13700135678"): member} and w.members.suffixes == {}
+        # the client's retry of the same request answers as the first would have
+        assert await w.wechat.bind_sms_phone("13700135678", code) == "13700135678"
+        assert w.members.suffixes == {member: "5678"}
+        # a used code that is not the one that bound proves nothing
+        wrong = "000000" if code != "000000" else "111111"
+        with pytest.raises(InvalidArgument):
+            await w.wechat.bind_sms_phone("13700135678", wrong)
+
+
+async def test_a_used_code_repeated_after_the_phone_failed_to_bind_binds_it(w):
+    member = (await login(w, "H5", "sandbox:u-early")).member.member_id
+    with caller(M, member_id=member):
+        await w.wechat.send_sms_code("13700130001")
+        code = w.sms.code_to("13700130001")
+        real = w.phones.bind
+
+        async def down(*args):
+            w.phones.bind = real
+            raise Crash()
+        w.phones.bind = down
+        with pytest.raises(Crash):
+            await w.wechat.bind_sms_phone("13700130001", code)
+        assert await w.wechat.bind_sms_phone("13700130001", code) == "13700130001"
+    assert w.phones.items == {(M, "13700130001"): member} and w.members.suffixes == {member: "0001"}
+
+
+async def test_any_later_bind_of_a_member_whose_suffix_is_missing_writes_it(w):
+    await with_apps(w)
+    mini = (await login(w, "MINI_PROGRAM", w.api.login_code("login", MINI[0], "o-m", "u-m"))).member.member_id
+    with caller(M, member_id=mini, channel="MINI_PROGRAM"):
+        crash_next_suffix(w)
+        with pytest.raises(Crash):
+            await w.wechat.bind_wechat_phone(w.api.phone_code(MINI[0], "13800134321"))
+        # the phone-number code is used up; the retry needs a new one and is told the phone is bound
+        with pytest.raises(FailedPrecondition) as bound:
+            await w.wechat.bind_wechat_phone(w.api.phone_code(MINI[0], "13800134321"))
+        assert bound.value.reason == "PHONE_BOUND"
+    assert w.members.suffixes == {mini: "4321"}
+
+
+async def test_staff_find_a_bound_member_by_suffix_with_the_phone_masked(w):
+    from services.member.application.admin import StaffAdmin
+    from services.member.adapters.messages import member_proto
+    from tests.fakes.member import FakeApiKeys, FakeAuditLog, FakeMemberDirectory, FakePasswords
+
+    ledger = FakeLedger()
+    admin = StaffAdmin(w.merchants, FakeApiKeys(), FakeStaff(), FakePasswords(), FakeAuditLog(), ledger,
+                       FakeMemberDirectory(w.members, ledger), w.phones)
+    member = (await login(w, "H5", "sandbox:u-find")).member.member_id
+    (await login(w, "H5", "sandbox:u-other"))
+    with caller(M, member_id=member):
+        await w.wechat.send_sms_code("13700139876")
+        await w.wechat.bind_sms_phone("13700139876", w.sms.code_to("13700139876"))
+    with caller(M, staff_id="stf_guide", roles=("GUIDE",)):
+        found, _ = await admin.list_members("9876", "", "", None, None, 0, "")
+    assert [m.member_id for m in found] == [member]
+    assert member_proto(found[0]).phone_masked == "137****9876"
+
+
+# ---- the look-up key: independent of the data key ----------------------------------------
+
+def test_the_lookup_key_is_its_own_setting_and_the_data_key_does_not_move_it():
+    import base64
+
+    from services.member.adapters.wechat_store import index_key, lookup_key
+    from siyu_kit.config import DEV_DATA_KEY, DEV_LOOKUP_KEY
+    from siyu_kit.sealing import Sealer, new_key
+
+    raw = new_key()
+    assert lookup_key(raw) == lookup_key("k7:" + raw) == base64.urlsafe_b64decode(raw)
+    for bad in ("", "short", "k1:" + base64.urlsafe_b64encode(b"x" * 16).decode(), "not base64 !!"):
+        with pytest.raises(ValueError, match="SIYU_LOOKUP_KEY"):
+            lookup_key(bad)
+    # the development default finds what was indexed with the development data key before
+    sealer = Sealer.from_setting(DEV_DATA_KEY)
+    assert lookup_key(DEV_LOOKUP_KEY) == sealer.keys[sealer.current]
+    assert index_key(lookup_key(raw)) != index_key(lookup_key(DEV_LOOKUP_KEY))
+
+
+def test_the_settings_read_the_lookup_key(monkeypatch):
+    from siyu_kit.config import DEV_LOOKUP_KEY, load
+    from siyu_kit.sealing import new_key
+
+    monkeypatch.delenv("SIYU_LOOKUP_KEY", raising=False)
+    assert load("member").lookup_key == DEV_LOOKUP_KEY
+    key = new_key()
+    monkeypatch.setenv("SIYU_LOOKUP_KEY", key)
+    monkeypatch.setenv("SIYU_DATA_KEY", "k2:" + new_key())
+    assert load("member").lookup_key == key

@@ -1,6 +1,5 @@
 """The member service's address book as the order service reads it: the phone sealed at
-once, the default remembered for a moment after a fresh read, a named address always
-read, and the member service's refusals turned into the order's."""
+once, the default and a named address read on every call (never remembered), and the member service's refusals turned into the order's."""
 from __future__ import annotations
 
 import grpc
@@ -43,7 +42,7 @@ def client():
     token = context.use(RequestContext(request_id="req_1", merchant_id="mch_1", caller_kind="member",
                                        caller_id="mem_1"))
     c = AddressClient.__new__(AddressClient)
-    c._stub, c._sealer, c._ttl_s, c._defaults = Stub(), Sealer.from_setting(new_key()), 30.0, {}
+    c._stub, c._sealer = Stub(), Sealer.from_setting(new_key())
     yield c
     context.reset(token)
 
@@ -56,21 +55,21 @@ def address(address_id: str) -> member_pb2.Address:
 
 async def test_the_phone_is_sealed_to_the_merchant_and_masked(client):
     client._stub.book["default"] = address("adr_1")
-    found = await client.shipping_address("mem_1", "", fresh=True)
+    found = await client.shipping_address("mem_1", "")
     assert (found.address_id, found.phone_masked, found.city_name) == ("adr_1", "138****8000", "深圳市")
     assert PHONE not in repr(found) and client._sealer.open(found.phone_sealed, "mch_1") == PHONE
 
 
-async def test_the_default_is_remembered_after_a_fresh_read_and_a_named_one_always_read(client):
-    assert await client.shipping_address("mem_1", "", fresh=False) is None  # no book: remembered too
+async def test_the_default_is_read_on_every_call_so_a_new_default_ships_at_once(client):
+    assert await client.shipping_address("mem_1", "") is None  # no book yet
     client._stub.book["default"] = address("adr_1")
-    assert await client.shipping_address("mem_1", "", fresh=False) is None
-    assert (await client.shipping_address("mem_1", "", fresh=True)).address_id == "adr_1"  # the quote
-    assert (await client.shipping_address("mem_1", "", fresh=False)).address_id == "adr_1"  # the order
-    assert client._stub.calls == ["", ""]
+    assert (await client.shipping_address("mem_1", "")).address_id == "adr_1"  # the quote
+    client._stub.book["default"] = address("adr_3")  # the member changes the default…
+    assert (await client.shipping_address("mem_1", "")).address_id == "adr_3"  # …and orders at once
+    assert client._stub.calls == ["", "", ""]
     client._stub.book["adr_2"] = address("adr_2")
-    assert (await client.shipping_address("mem_1", "adr_2", fresh=False)).address_id == "adr_2"
-    assert client._stub.calls == ["", "", "adr_2"]
+    assert (await client.shipping_address("mem_1", "adr_2")).address_id == "adr_2"
+    assert client._stub.calls == ["", "", "", "adr_2"]
 
 
 async def test_refusals(client):

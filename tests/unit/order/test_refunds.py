@@ -335,3 +335,20 @@ async def test_the_same_key_with_another_refund_request_is_refused(world):
     with pytest.raises(AlreadyExists):
         await world.create(one(1, 200), key="s1")
     assert set(world.refunds.refunds) == {first.id, done.id} and len(world.provider.refunds) == 1
+
+
+async def test_a_refund_records_what_the_provider_says_and_staff_filter_by_it(world):
+    world.paid_order()
+    done = await world.create(one(1, 300))  # the sandbox provider refunds at once
+    assert (done.state.value, done.provider_status, done.provider_query_ms) == ("REFUNDED", "SUCCEEDED", 0)
+    asked = await world.request(one(1), key="r-open")  # no money moved yet
+    assert asked.provider_status == ""
+    stored = world.refunds.refunds[done.id]
+    stored.provider_status = "ABNORMAL"
+    with acting(staff="stf_1", roles=("FINANCE",)):
+        abnormal, _ = await world.cases.list_for_staff("", "", 0, "", provider_status="ABNORMAL")
+        assert [r.id for r in abnormal] == [done.id]
+        assert (await world.cases.list_for_staff("", "", 0, "", provider_status="PROCESSING"))[0] == []
+        with pytest.raises(InvalidArgument) as invalid:
+            await world.cases.list_for_staff("", "", 0, "", provider_status="SOMEDAY")
+        assert [v.field for v in invalid.value.violations] == ["provider_status"]

@@ -9,8 +9,8 @@ from siyu_kit.ids import new_id
 
 from services.order.application.flash_orders import PlaceFlashSaleOrderInput
 from services.order.application.ports import FlashReservation, MemberPricing
-from services.order.application.staff_orders import sees_full_phone
-from services.order.domain.freight import FreightRule, FreightTemplate
+from services.order.application.staff_orders import OrderQuery, sees_full_phone
+from services.order.domain.freight import Basis, FreightRule, FreightTemplate, mask_name
 from services.order.domain.settings import OrderSettings
 from tests.fakes.order import address
 
@@ -151,3 +151,93 @@ async def test_only_operators_and_owners_change_it_and_bad_input_writes_nothing(
 def test_only_those_who_ship_see_the_full_phone():
     assert sees_full_phone(("OWNER",)) and sees_full_phone(("OPERATOR", "GUIDE"))
     assert not sees_full_phone(("GUIDE",)) and not sees_full_phone(("FINANCE",)) and not sees_full_phone(())
+
+
+@pytest.mark.parametrize("roles, recipient, detail", [
+    (("OWNER",), "张三", "科技园 1 号"),
+    (("OPERATOR",), "张三", "科技园 1 号"),
+    (("FINANCE",), "张三", "科技园 1 号"),
+    (("GUIDE", "FINANCE"), "张三", "科技园 1 号"),  # the widest role decides
+    (("GUIDE",), "张*", ""),
+])
+async def test_every_staff_role_reads_orders_and_a_guide_sees_the_address_masked(world, roles, recipient, detail):
+    a = world.sku(1000)
+    home = world.addresses.add(world.member_id, address())
+    order = await world.place((a, 1))
+    with world.as_staff(*roles):
+        [found], _ = await world.staff.search(OrderQuery())
+        seen, _, _ = await world.staff.get(order.id)
+    for o in (found, seen):
+        shown = o.shipping_address
+        assert (shown.recipient, shown.detail, shown.phone_masked) == (recipient, detail, "138****8000")
+        assert (shown.province_name, shown.city_name, shown.district_name) == ("广东省", "深圳市", "南山区")
+        assert (shown.phone_sealed == home.phone_sealed) == (detail != "")  # a guide's copy cannot be opened
+    # The stored order is untouched.
+    assert world.orders.orders[order.id].shipping_address == home
+
+
+def test_masked_names():
+    assert (mask_name("张三"), mask_name("欧阳娜娜"), mask_name("A"), mask_name("")) == ("张*", "欧*", "A*", "")
+
+
+# ---- freight by weight: each unit weighs what the catalog says
+
+KG_RULE = FreightRule("by weight", first=1000, first_fee=1200, additional=1000, additional_fee=500,
+                      basis=Basis.WEIGHT)
+REMOTE = FreightRule("新疆", first=1000, first_fee=3000, additional=1000, additional_fee=2000, basis=Basis.WEIGHT,
+                     regions=("650000",))
+
+
+def by_weight(**kw) -> FreightTemplate:
+    return template(default_rule=KG_RULE, rules=(REMOTE,), **kw)
+
+
+@pytest.mark.parametrize("grams, quantity, fee", [
+    (0, 3, 0),                      # no weight given: a weight rule charges nothing
+    (400, 1, 1200),                 # under the first kilogram
+    (500, 2, 1200),                 # exactly the first kilogram
+    (501, 2, 1200 + 500),           # 2 g over: a started kilogram is a kilogram
+    (1000, 2, 1200 + 500),          # 2 kg
+    (700, 3, 1200 + 2 * 500),       # 2.1 kg: first + 2 started kilograms
+])
+async def test_a_weight_rule_charges_first_and_additional_kilograms_from_the_catalog_weight(world, grams, quantity,
+                                                                                            fee):
+    a = world.sku(1000, weight_g=grams)
+    world.addresses.add(world.member_id, address("110000", "110100", "110101"))
+    await put(world, by_weight())
+    with world.as_member():
+        priced = await world.checkout.quote([(a, quantity)])
+    assert priced.quote.shipping_fee == fee
+    assert priced.quote.shipping_rule == KG_RULE.describe()
+
+
+async def test_the_weight_of_every_line_counts(world):
+    light, heavy = world.sku(1000, weight_g=300), world.sku(1000, weight_g=1200)
+    world.addresses.add(world.member_id, address("110000", "110100", "110101"))
+    await put(world, by_weight())
+    order = await world.place((light, 2), (heavy, 1))  # 1.8 kg
+    assert (order.shipping_fee, order.payable) == (1200 + 500, 3000 + 1700)
+
+
+async def test_a_remote_region_is_priced_by_its_own_weight_rule_or_excluded(world):
+    a = world.sku(1000, weight_g=1500)
+    urumqi = world.addresses.add(world.member_id, address("650000", "650100", "650102", province_name="新疆"))
+    tibet = world.addresses.add(world.member_id, address("540000", "540100", "540102"))
+    await put(world, by_weight())
+    with world.as_member():
+        priced = await world.checkout.quote([(a, 1)], urumqi.address_id)
+    assert (priced.quote.shipping_fee, priced.quote.shipping_rule) == (3000 + 2000, REMOTE.describe())
+    with pytest.raises(FailedPrecondition) as refused:
+        await world.place((a, 1), address_id=tibet.address_id)
+    assert refused.value.reason == "REGION_NOT_SHIPPED" and world.catalog.reserved == {}
+
+
+async def test_free_over_an_amount_waives_a_weight_rule(world):
+    a = world.sku(5000, weight_g=3000)
+    world.addresses.add(world.member_id, address("650000", "650100", "650102"))
+    await put(world, by_weight(free_over=9900))
+    with world.as_member():
+        below = await world.checkout.quote([(a, 1)])
+        over = await world.checkout.quote([(a, 2)])
+    assert below.quote.shipping_fee == 3000 + 2 * 2000
+    assert (over.quote.shipping_fee, over.quote.shipping_rule) == (0, "free over ¥99")

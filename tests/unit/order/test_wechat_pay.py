@@ -4,7 +4,9 @@ repositories — prepay, notifications (forged, stale, replayed, tampered), the 
 payment whose notification never came, refunds keyed by our refund id, credentials."""
 from __future__ import annotations
 
+import asyncio
 import base64
+import copy
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -15,16 +17,19 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 
+from siyu_kit.ids import new_id
 from siyu_kit.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
 from tests.fakes.order import FakeOrders
-from tests.fakes.order_money import MEMBER, MERCHANT, ORD_1, FakeLedger, FakePayments, FakeProvider, acting, an_order
-from tests.fakes.wechat_pay import FakeSeenNotifications, FakeWechatCredentials
+from tests.fakes.order_money import (MEMBER, MERCHANT, ORD_1, FakeLedger, FakePayments, FakeProvider, FakeRefunds,
+                                     acting, an_order)
+from tests.fakes.wechat_pay import FakeSeenNotifications, FakeWechatCredentials, FakeWechatIdentities
 
 from services.order.adapters import wechat_pay_crypto as crypto
 from services.order.adapters.wechat_pay import WechatPayClient, WechatRefunds, key_problems
 from services.order.application.payments import PaymentUseCases, auto_refund_id
 from services.order.application.wechat_pay import CredentialsInput, NotificationHeaders, WechatPayUseCases
-from services.order.domain.orders import OrderState
+from services.order.domain.orders import AppliedRefund, OrderState
+from services.order.domain.refunds import Refund, RefundState
 from services.order.domain.payments import (PaymentMethod, PaymentState, WechatCredentials, notification_fresh)
 from wechat_standin.app import build_app
 
@@ -135,12 +140,15 @@ class World:
                                       transport=httpx.ASGITransport(app=self.standin))
         self.orders, self.payments, self.ledger = FakeOrders(), FakePayments(), FakeLedger()
         self.credentials, self.seen = FakeWechatCredentials(), FakeSeenNotifications()
+        self.identities = FakeWechatIdentities({(MEMBER, "MINI_PROGRAM"): "o-openid-1"})
+        self.refund_repo = FakeRefunds()
         self.refunds = WechatRefunds(self.credentials, self.client)
         self.base = PaymentUseCases(orders=self.orders, payments=self.payments, provider=FakeProvider(),
                                     entries=self.ledger, clock=lambda: self.now,
                                     refunders={PaymentMethod.WECHAT: self.refunds})
         self.cases = WechatPayUseCases(base=self.base, payments=self.payments, credentials=self.credentials,
-                                       wechat=self.client, seen=self.seen, clock=lambda: self.now,
+                                       wechat=self.client, seen=self.seen, identities=self.identities,
+                                       refunds=self.refund_repo, clock=lambda: self.now,
                                        key_problems=lambda c: key_problems(c.private_key_pem,
                                                                            c.platform_public_key_pem))
         self.order = an_order(ORD_1, created_at=self.now)
@@ -165,7 +173,7 @@ class World:
         token = context.use(context.RequestContext(request_id="req_t", merchant_id=MERCHANT, caller_kind="member",
                                                    caller_id=MEMBER, channel="MINI_PROGRAM"))
         try:
-            return await self.cases.pay(ORD_1, key, "o-openid-1")
+            return await self.cases.pay(ORD_1, key)
         finally:
             context.reset(token)
 
@@ -206,20 +214,31 @@ async def test_pay_returns_what_wx_request_payment_needs(world):
     assert again.id == payment.id and params2.package == params.package
 
 
-async def test_pay_without_credentials_or_openid_is_refused(world):
+async def test_pay_without_credentials_or_a_wechat_identity_is_refused(world):
     with pytest.raises(FailedPrecondition) as e:
         await world.pay()
     assert e.value.reason == "WECHAT_PAY_NOT_CONFIGURED" and not world.payments.payments
     await world.set_up()
-    from siyu_kit import context
-    token = context.use(context.RequestContext(request_id="r", merchant_id=MERCHANT, caller_kind="member",
-                                               caller_id=MEMBER, channel="MINI_PROGRAM"))
-    try:
-        with pytest.raises(InvalidArgument) as e:
-            await world.cases.pay(ORD_1, "k1", "")
-    finally:
-        context.reset(token)
-    assert e.value.violations[0].field == "payer_openid" and not world.payments.payments
+    world.identities.openids.clear()  # the member never signed in with WeChat on the mini-program
+    with pytest.raises(FailedPrecondition) as e:
+        await world.pay()
+    assert e.value.reason == "WECHAT_LOGIN_REQUIRED" and "MINI_PROGRAM" in e.value.message
+    assert not world.payments.payments and not world.ledger.entries
+
+
+async def test_the_payer_is_the_members_openid_in_the_paying_channel(world):
+    await world.set_up()
+    world.identities.openids[(MEMBER, "H5")] = "o-web-other"
+    payment, _ = await world.pay()
+    assert world.identities.calls == [(MEMBER, "MINI_PROGRAM")]
+    assert world.standin.state.standin_pay.trades[(MCHID, payment.id)].openid == "o-openid-1"
+
+
+async def test_only_a_member_pays_by_wechat(world):
+    await world.set_up()
+    with acting(staff="stf_owner", roles=("OWNER",)), pytest.raises(Unauthenticated):
+        await world.cases.pay(ORD_1, "k1")
+    assert not world.payments.payments and not world.identities.calls
 
 
 async def test_a_verified_notification_pays_the_order_once(world):
@@ -369,3 +388,155 @@ async def test_wechat_refusals_and_unsigned_answers_are_errors_not_guesses(world
     assert e.value.reason == "WECHAT_PAY_UNAVAILABLE"
     creds = WechatCredentials(**{**creds.__dict__, "platform_public_key_pem": m["platform_public_key_pem"]})
     assert await world.client.query(creds, "pay_01JAAAAAAAAAAAAAAAAAAAAAAA") is None
+
+
+# ---- WeChat's refund status: PROCESSING first, confirmed by notification or query -------
+
+async def processing_refund(world, amount: int = 500) -> Refund:
+    """A paid WeChat payment and our REFUNDED refund of part of it, which WeChat accepted
+    and answered PROCESSING (as the refund use cases leave it)."""
+    await world.set_up()
+    payment, _ = await world.pay()
+    headers, body = await world.complete(payment.prepay_id)
+    paid, _ = await world.cases.notify(MERCHANT, headers, body)
+    refund_id = new_id("rfd")
+    receipt = await world.refunds.refund(paid, refund_id, amount)
+    assert receipt.status == "PROCESSING"
+    refund = Refund(id=refund_id, merchant_id=MERCHANT, version=1, order_id=ORD_1, member_id=MEMBER,
+                    requested_by="STAFF", idempotency_key="k", state=RefundState.APPROVED,
+                    lines=(), amount=amount, currency="CNY", created_at=world.now)
+    refund.finish(AppliedRefund(amount=amount, shipping_fee_refund=0, restock=False, lines=()),
+                  receipt.provider_refund_id, world.now, receipt.status, timedelta(seconds=30))
+    refund.changed.clear()
+    world.refund_repo.refunds[refund.id] = refund
+    return refund
+
+
+async def settle(world, refund_id: str, status: str = "SUCCESS", **options) -> tuple[NotificationHeaders, str]:
+    reply = (await world.http.post(f"/_standin/pay/refunds/{refund_id}/settle",
+                                   json={"status": status, "notify": False, **options})).json()
+    n = reply["notification"]
+    h = n["headers"]
+    return NotificationHeaders(timestamp=h["Wechatpay-Timestamp"], nonce=h["Wechatpay-Nonce"],
+                               signature=h["Wechatpay-Signature"], serial=h["Wechatpay-Serial"]), n["body"]
+
+
+async def test_a_refund_retried_three_times_is_one_refund_at_wechat_answered_processing(world):
+    refund = await processing_refund(world)
+    payment = (await world.payments.of_order(MERCHANT, ORD_1))[0]
+    again = [await world.refunds.refund(payment, refund.id, 500) for _ in range(2)]
+    assert {r.provider_refund_id for r in again} == {refund.provider_refund_id}
+    assert {r.status for r in again} == {"PROCESSING"}
+    made = (await world.http.get("/_standin/pay/refunds", params={"mchid": MCHID, "out_trade_no": payment.id})).json()
+    assert len(made["refunds"]) == 1 and made["requests"] == 3
+    stored = world.refund_repo.stored(refund.id)
+    assert (stored.state, stored.provider_status) == (RefundState.REFUNDED, "PROCESSING")
+    assert stored.provider_query_ms == int((world.now + timedelta(seconds=30)).timestamp() * 1000)
+
+
+async def test_processing_becomes_succeeded_by_the_query_job(world):
+    refund = await processing_refund(world)
+    assert await world.cases.query_refunds_due() == 0  # not due yet
+    world.now += timedelta(seconds=31)
+    assert await world.cases.query_refunds_due() == 0  # due: WeChat still says PROCESSING
+    assert world.refund_repo.stored(refund.id).provider_status == "PROCESSING"
+    await settle(world, refund.id)  # WeChat finishes it; its notification is lost
+    assert await world.cases.query_refunds_due() == 0  # asked a moment ago: not again yet
+    world.now += timedelta(seconds=31)
+    assert await world.cases.query_refunds_due() == 1
+    stored = world.refund_repo.stored(refund.id)
+    assert (stored.provider_status, stored.provider_query_ms, stored.state) == ("SUCCEEDED", 0, RefundState.REFUNDED)
+    world.now += timedelta(seconds=31)
+    assert await world.cases.query_refunds_due() == 0
+
+
+async def test_three_job_runs_at_once_ask_wechat_once_and_act_once(world):
+    refund = await processing_refund(world)
+    await settle(world, refund.id)
+    world.now += timedelta(seconds=31)
+    runs = [WechatPayUseCases(base=world.base, payments=world.payments, credentials=world.credentials,
+                              wechat=world.client, seen=world.seen, identities=world.identities,
+                              refunds=world.refund_repo, clock=lambda: world.now) for _ in range(3)]
+    results = await asyncio.gather(*(r.query_refunds_due() for r in runs))
+    assert sorted(results) == [0, 0, 1]
+    made = (await world.http.get("/_standin/pay/refunds", params={"mchid": MCHID})).json()
+    assert made["queries"] == 1
+    assert world.refund_repo.stored(refund.id).provider_status == "SUCCEEDED"
+
+
+async def test_processing_becomes_succeeded_by_wechats_notification_once(world):
+    refund = await processing_refund(world)
+    headers, body = await settle(world, refund.id)
+    assert json.loads(body)["event_type"] == "REFUND.SUCCESS"
+    payment, applied = await world.cases.notify(MERCHANT, headers, body)
+    assert applied and payment.id == refund_payment_id(world)
+    stored = world.refund_repo.stored(refund.id)
+    assert (stored.provider_status, stored.provider_query_ms) == ("SUCCEEDED", 0)
+    with pytest.raises(Unauthenticated) as replayed:
+        await world.cases.notify(MERCHANT, headers, body)
+    assert replayed.value.reason == "NOTIFICATION_REPLAYED"
+    # A later CLOSED word cannot take a SUCCEEDED refund back.
+    note = (await world.http.post(f"/_standin/pay/refunds/{refund.id}/notification", json={"status": "CLOSED"})).json()
+    h = note["headers"]
+    _, applied = await world.cases.notify(MERCHANT, NotificationHeaders(
+        h["Wechatpay-Timestamp"], h["Wechatpay-Nonce"], h["Wechatpay-Signature"], h["Wechatpay-Serial"]), note["body"])
+    assert not applied and world.refund_repo.stored(refund.id).provider_status == "SUCCEEDED"
+
+
+def refund_payment_id(world) -> str:
+    return next(iter(world.payments.payments))
+
+
+async def test_an_abnormal_refund_is_logged_loudly_and_kept_for_staff(world):
+    from structlog.testing import capture_logs
+    refund = await processing_refund(world)
+    headers, body = await settle(world, refund.id, "ABNORMAL")
+    with capture_logs() as logs:
+        _, applied = await world.cases.notify(MERCHANT, headers, body)
+    assert applied and world.refund_repo.stored(refund.id).provider_status == "ABNORMAL"
+    assert [(e["event"], e["log_level"]) for e in logs if e["event"] == "refund.provider_abnormal"] == [
+        ("refund.provider_abnormal", "error")]
+
+
+async def test_forged_stale_or_tampered_refund_notifications_change_nothing(world):
+    refund = await processing_refund(world)
+    headers, body = await settle(world, refund.id)
+    before = copy.deepcopy(world.refund_repo.stored(refund.id))
+    other, _ = _keypair()
+    forged = crypto.sign(other, f"{headers.timestamp}\n{headers.nonce}\n{body}\n")
+    tampered = json.loads(body)
+    tampered["resource"]["ciphertext"] = tampered["resource"]["ciphertext"][:-4] + "AAA="
+    retyped = json.loads(body)
+    retyped["event_type"] = "REFUND.CLOSED"  # the envelope is signed: changing it breaks the signature
+    stale = NotificationHeaders(str(int(world.now.timestamp()) - 30 * 86400), headers.nonce, headers.signature,
+                                headers.serial)
+    for h, b, reason in ((NotificationHeaders(headers.timestamp, headers.nonce, forged, headers.serial), body,
+                          "BAD_SIGNATURE"),
+                         (headers, json.dumps(tampered, separators=(",", ":")), "BAD_SIGNATURE"),
+                         (headers, json.dumps(retyped, separators=(",", ":")), "BAD_SIGNATURE"),
+                         (stale, body, "BAD_SIGNATURE")):
+        with pytest.raises(Unauthenticated) as refused:
+            await world.cases.notify(MERCHANT, h, b)
+        assert refused.value.reason == reason
+    assert world.refund_repo.stored(refund.id) == before and world.refund_repo.stored(refund.id).version == 1
+    # Correctly signed but thirty days old: stale.
+    old = (await world.http.post(f"/_standin/pay/refunds/{refund.id}/notification",
+                                 json={"timestamp": int(world.now.timestamp()) - 30 * 86400})).json()
+    h = old["headers"]
+    with pytest.raises(Unauthenticated) as refused:
+        await world.cases.notify(MERCHANT, NotificationHeaders(h["Wechatpay-Timestamp"], h["Wechatpay-Nonce"],
+                                                               h["Wechatpay-Signature"], h["Wechatpay-Serial"]),
+                                 old["body"])
+    assert refused.value.reason == "NOTIFICATION_STALE"
+    assert world.refund_repo.stored(refund.id).provider_status == "PROCESSING"
+
+
+async def test_the_refund_notification_of_a_payment_sent_back_whole_is_taken(world):
+    await world.set_up()
+    payment, _ = await world.pay()
+    world.orders.orders[ORD_1] = an_order(ORD_1, created_at=world.now, state=OrderState.CANCELLED)
+    headers, body = await world.complete(payment.prepay_id)
+    back, _ = await world.cases.notify(MERCHANT, headers, body)
+    headers, body = await settle(world, auto_refund_id(back.id))
+    taken, applied = await world.cases.notify(MERCHANT, headers, body)
+    assert taken.id == back.id and not applied and world.refund_repo.refunds == {}
