@@ -97,6 +97,23 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_AdjustPoints", r"reason"): "not only spaces",
     ("MemberService_UpdatePointsSettings", r"settings\.(step|min_points)"):
         "a step worth whole fen, the floor a whole number of steps",
+    # ---- coupons ----
+    ("MemberService_CreateCouponTemplate", r"name"): "not only spaces",
+    ("MemberService_CreateCouponTemplate", r"rule\.\w+(\[\d+\])?"):
+        "the fields of the coupon's kind and scope, and no others; a product in scope or excluded, not both",
+    ("MemberService_CreateCouponTemplate", r"validity\.(days|ends_at)"):
+        "a window with a start before its end, or 1..3660 days from claim, not both",
+    ("MemberService_UpdateCouponTemplate", r"name"): "not only spaces",
+    ("MemberService_UpdateCouponTemplate", r"rule\.\w+(\[\d+\])?"):
+        "the fields of the coupon's kind and scope, and no others; a product in scope or excluded, not both",
+    ("MemberService_UpdateCouponTemplate", r"validity\.(days|ends_at)"):
+        "a window with a start before its end, or 1..3660 days from claim, not both",
+    ("MemberService_SetCouponTemplateState", r"state"): "a state a template can be moved to: ACTIVE, PAUSED, ENDED",
+    ("MemberService_ListCouponTemplates", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListMyCoupons", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListMyCoupons", r"states(\[\d+\])?"): "each a state, not unspecified",
+    ("MemberService_ListCouponsForCart", r"lines\[\d+\]\.amount"): "at most the line's unit price × quantity",
+    ("MemberService_UpdateCouponSettings", r"settings\.new_member_template_id"): "a template of the merchant",
 }
 
 

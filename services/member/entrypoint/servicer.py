@@ -5,6 +5,7 @@ from siyu.member.v1 import member_pb2, member_pb2_grpc
 
 from services.member.adapters.messages import address_proto, entry_proto, member_proto
 from services.member.application.addresses import AddressBooks, AddressForm
+from services.member.application.coupons import CouponUseCases
 from services.member.application.admin import StaffAdmin
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
@@ -13,6 +14,7 @@ from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
 from services.member.application.wechat import WeChatIdentity
 from services.member.entrypoint.admin_servicer import AdminRpcs
+from services.member.entrypoint.coupon_servicer import CouponRpcs
 from services.member.entrypoint.points_servicer import PointsRpcs, expiring_protos
 from services.member.application.points import PointsEconomy
 from siyu_kit.access import ROLE_NAMES
@@ -26,11 +28,13 @@ def _role_names(roles) -> list[str]:
     return [ROLE_NAMES.get(r, "UNSPECIFIED") for r in roles]
 
 
-class MemberServicer(AdminRpcs, PointsRpcs, member_pb2_grpc.MemberServiceServicer):
+class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity | None = None,
-                 admin: StaffAdmin | None = None, economy: PointsEconomy | None = None):
+                 admin: StaffAdmin | None = None, economy: PointsEconomy | None = None,
+                 coupons: CouponUseCases | None = None):
         self.economy = economy  # the points economy (points_servicer.PointsRpcs)
+        self.coupons = coupons  # coupons (coupon_servicer.CouponRpcs)
         self.wechat = wechat
         self.admin = admin
         self.members = members

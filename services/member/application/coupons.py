@@ -1,0 +1,602 @@
+"""Coupons: templates (OPERATOR), issuing (self-claim, staff grants, rewards), the member's
+coupons at checkout, and the moves an order makes (lock, use, release, restore), plus
+the expiry and claim-recovery jobs.
+
+Issuing is exact under any concurrency because of the storage contract described in
+services.member.application.coupon_ports: a unique slot per (template, member, n) for the
+per-member limit and one conditional atomic update of the template's counter for the
+total; nothing here counts and then inserts."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Callable, Sequence
+
+from siyu_kit import context, retry
+from siyu_kit.aggregate import StaleVersion
+from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Violations
+from siyu_kit.ids import new_id
+from siyu_kit.protos import utcnow
+
+from services.member.application.ports import MemberRepository
+from services.member.application.coupon_ports import (CouponSettings, CouponTemplateRepository, GrantAudience,
+                                                      GrantJobRepository, Inserted, MemberCouponRepository)
+from services.member.domain import admin as paging
+from services.member.domain import coupons as rules
+from services.member.domain.coupons import (CouponConfig, CouponLine, CouponState, CouponTemplate, Discount, GrantJob,
+                                            GrantState, MemberCoupon, TemplateDraft, TemplateState, TemplateStats)
+
+# A CLAIMING coupon or a claiming entry older than this is left over by a crash.
+CLAIM_GRACE = timedelta(minutes=1)
+MAX_GRANT_MEMBERS = 10_000
+GRANT_CHUNK = 200
+MAX_KEY = 128
+MAX_PAGE = 100
+# A lock outlives its order's payment deadline by this much before the sweep ends it, so
+# a payment at the last second still finds the coupon locked.
+LOCK_GRACE = timedelta(minutes=2)
+MAX_LOCK = timedelta(days=1)
+# After a claim finds a template sold out, this process answers its next claims SOLD_OUT
+# for this long without reading the template (a grab's thousands of late presses then
+# cost one read each, for their key). Its own staff changes and unit give-backs forget it
+# at once; another replica's raise of the total is seen within this time.
+SOLD_OUT_MEMO_S = 1.0
+
+
+@dataclass(frozen=True)
+class Issued:
+    """The outcome of issuing one coupon: the coupon, or the reason word it was refused
+    with; `repeated` when the same key had issued it before."""
+    coupon: MemberCoupon | None
+    refused: str = ""
+    repeated: bool = False
+
+
+@dataclass(frozen=True)
+class CouponOption:
+    """A coupon of the member as a cart sees it."""
+    coupon: MemberCoupon
+    discount: Discount
+
+    @property
+    def usable(self) -> bool:
+        return self.discount.applies
+
+
+@dataclass(frozen=True)
+class Locked:
+    coupon: MemberCoupon
+    discount: Discount
+
+
+class ListAudience:
+    """A grant job's explicit list of member ids; the cursor is a position in it."""
+
+    async def page(self, job: GrantJob, cursor: str, limit: int) -> tuple[list[str], str, bool]:
+        start = int(cursor or 0)
+        end = min(start + limit, len(job.member_ids))
+        return list(job.member_ids[start:end]), str(end), end >= len(job.member_ids)
+
+
+def _key(v: Violations, key: str, name: str = "idempotency_key") -> None:
+    v.check(1 <= len(key) <= MAX_KEY, name, f"1..{MAX_KEY} characters")
+
+
+class CouponUseCases:
+    def __init__(self, templates: CouponTemplateRepository, coupons: MemberCouponRepository,
+                 grants: GrantJobRepository, settings: CouponSettings,
+                 members: MemberRepository | None = None, audiences: dict[str, GrantAudience] | None = None,
+                 clock: Callable[[], datetime] = utcnow):
+        self.templates = templates
+        self.coupons = coupons
+        self.grants = grants
+        self.settings = settings
+        self.members = members
+        self.audiences: dict[str, GrantAudience] = {"LIST": ListAudience(), **(audiences or {})}
+        self.clock = clock
+        self._sold_out: dict[tuple[str, str], float] = {}  # (merchant, template) -> until (monotonic)
+
+    # ---- templates (OPERATOR) ------------------------------------------------------------------
+    async def create_template(self, draft: TemplateDraft) -> CouponTemplate:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        _raise_problems(draft)
+        template = CouponTemplate.create(new_id("cpt"), ctx.merchant_id, draft, self.clock())
+        await self.templates.add(template)
+        return template
+
+    async def get_template(self, template_id: str) -> CouponTemplate:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        return await self._template(ctx.merchant_id, template_id)
+
+    async def list_templates(self, state: TemplateState | None, page_size: int,
+                             page_token: str) -> tuple[list[CouponTemplate], str]:
+        """Newest first; the token of the next page, empty on the last."""
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        v = Violations()
+        size = paging.page_size(v, page_size)
+        fp = paging.fingerprint(kind="coupon_templates", state=state.value if state else "")
+        after = paging.decode_cursor(v, page_token, fp)
+        v.raise_if_any()
+        return _paged(await self.templates.page(ctx.merchant_id, state, after, size + 1), size, fp)
+
+    async def template_stats(self, template_id: str) -> TemplateStats:
+        """Issued (the template's counter), locked, used, expired, discount given and the
+        GMV of the paid orders that used it."""
+        ctx = context.current()
+        ctx.require_staff("OPERATOR", "FINANCE")
+        template = await self._template(ctx.merchant_id, template_id)
+        counted = await self.coupons.stats(ctx.merchant_id, template_id)
+        return replace(counted, issued=template.issued)
+
+    async def edit_template(self, template_id: str, draft: TemplateDraft) -> CouponTemplate:
+        context.current().require_staff("OPERATOR")
+        _raise_problems(draft)
+        return await self._change(template_id, lambda t, now: t.edit(draft, now))
+
+    async def change_total(self, template_id: str, total: int | None) -> CouponTemplate:
+        context.current().require_staff("OPERATOR")
+        v = Violations()
+        v.check(total is None or 1 <= total <= rules.MAX_TOTAL, "total", f"1..{rules.MAX_TOTAL}, or unlimited")
+        v.raise_if_any()
+        return await self._change(template_id, lambda t, now: t.change_total(total, now))
+
+    async def activate(self, template_id: str) -> CouponTemplate:
+        return await self._change(template_id, lambda t, now: t.move(TemplateState.ACTIVE, now))
+
+    async def pause(self, template_id: str) -> CouponTemplate:
+        return await self._change(template_id, lambda t, now: t.move(TemplateState.PAUSED, now))
+
+    async def end(self, template_id: str) -> CouponTemplate:
+        return await self._change(template_id, lambda t, now: t.move(TemplateState.ENDED, now))
+
+    async def _change(self, template_id: str, change) -> CouponTemplate:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+
+        async def attempt() -> CouponTemplate:
+            template = await self._template(ctx.merchant_id, template_id)
+            if change(template, self.clock()) is not False:
+                await self.templates.save(template)
+                self._sold_out.pop((ctx.merchant_id, template_id), None)
+            return template
+
+        return await retry.on_conflict(attempt, gave_up="the coupon template changed meanwhile; try again")
+
+    async def _template(self, merchant_id: str, template_id: str) -> CouponTemplate:
+        template = await self.templates.get(merchant_id, template_id)
+        if template is None:
+            raise NotFound(f"coupon template {template_id} not found")
+        return template
+
+    # ---- issuing ---------------------------------------------------------------------------------
+    async def claim(self, template_id: str, idempotency_key: str) -> MemberCoupon:
+        """The member claims one coupon; the same key again answers the same coupon."""
+        return (await self.claim_once(template_id, idempotency_key))[0]
+
+    async def claim_once(self, template_id: str, idempotency_key: str) -> tuple[MemberCoupon, bool]:
+        """The claim, and whether the key had made it before."""
+        ctx = context.current()
+        member_id = ctx.require_member()
+        v = Violations()
+        _key(v, idempotency_key)
+        v.raise_if_any()
+        key = f"claim:{template_id}:{member_id}:{idempotency_key}"
+        issued = await self.issue(ctx.merchant_id, template_id, member_id, key, rules.CLAIM, "")
+        if issued.coupon is None:
+            raise FailedPrecondition(_REFUSALS.get(issued.refused, "the coupon cannot be claimed"),
+                                     reason=issued.refused)
+        return issued.coupon, issued.repeated
+
+    async def issue(self, merchant_id: str, template_id: str, member_id: str, claim_key: str, source: str,
+                    source_id: str) -> Issued:
+        """Issues one coupon to a member, whoever asks: a claim, a grant, a reward (new
+        member, referral, birthday: their handlers call this with a key of their cause).
+        Exact under races (see coupon_ports); idempotent by `claim_key`."""
+        existing = await self.coupons.by_claim_key(merchant_id, claim_key)
+        if existing is not None:
+            return _repeated(existing)
+        if self._sold_out.get((merchant_id, template_id), 0.0) > time.monotonic():
+            return Issued(None, rules.SOLD_OUT)
+        template = await self.templates.get(merchant_id, template_id)
+        if template is None:
+            raise NotFound(f"coupon template {template_id} not found")
+        now = self.clock()
+        try:
+            template.claimable(now, by_staff=source != rules.CLAIM)
+        except FailedPrecondition as refused:
+            if refused.reason == rules.SOLD_OUT:
+                self._remember_sold_out(merchant_id, template_id)
+            return Issued(None, refused.reason)
+        coupon = await self._hold_slot(template, member_id, claim_key, source, source_id, now)
+        if coupon is None:
+            return Issued(None, rules.LIMIT_REACHED)
+        if isinstance(coupon, _Found):
+            return _repeated(coupon.coupon)
+        if not await self.templates.take_unit(merchant_id, template.id, coupon.id, now):
+            await self.coupons.drop_claiming(merchant_id, coupon.id)
+            self._remember_sold_out(merchant_id, template.id)
+            return Issued(None, rules.SOLD_OUT)
+        confirmed = await self._confirm(merchant_id, coupon.id)
+        if confirmed is None:
+            # The recovery job took the slot back while this claim was slow: the unit goes back too.
+            await self.templates.give_back_unit(merchant_id, template.id, coupon.id)
+            self._sold_out.pop((merchant_id, template.id), None)
+            raise Conflict("the claim was interrupted; try again", reason="CONCURRENT_UPDATE")
+        await self.templates.settle_unit(merchant_id, template.id, coupon.id)
+        return Issued(confirmed)
+
+    def _remember_sold_out(self, merchant_id: str, template_id: str) -> None:
+        self._sold_out[(merchant_id, template_id)] = time.monotonic() + SOLD_OUT_MEMO_S
+        if len(self._sold_out) > 10_000:
+            now = time.monotonic()
+            self._sold_out = {k: until for k, until in self._sold_out.items() if until > now}
+
+    async def _hold_slot(self, template: CouponTemplate, member_id: str, claim_key: str, source: str,
+                         source_id: str, now: datetime) -> "MemberCoupon | _Found | None":
+        """Inserts a CLAIMING coupon into the member's first free slot; None when every
+        slot is held, _Found when a coupon with the key exists (a concurrent request with
+        the same key). The unique key, not the read, decides who gets a slot."""
+        taken = await self.coupons.slots_taken(template.merchant_id, template.id, member_id)
+        for slot in range(1, template.per_member_limit + 1):
+            if slot in taken:
+                continue
+            coupon = MemberCoupon.claiming(new_id("cpn"), template, member_id, slot, claim_key, source, source_id,
+                                           now)
+            inserted = await self.coupons.insert(coupon)
+            if inserted == Inserted.OK:
+                return coupon
+            if inserted == Inserted.KEY_USED:
+                found = await self.coupons.by_claim_key(template.merchant_id, claim_key)
+                if found is not None:
+                    return _Found(found)
+        return None
+
+    async def _confirm(self, merchant_id: str, coupon_id: str) -> MemberCoupon | None:
+        async def attempt() -> MemberCoupon | None:
+            coupon = await self.coupons.get(merchant_id, coupon_id)
+            if coupon is None:
+                return None
+            if coupon.confirm(self.clock()):
+                await self.coupons.save(coupon)
+            return coupon
+
+        return await retry.on_conflict(attempt, gave_up="the coupon changed while it was issued; try again")
+
+    # ---- staff grants: a resumable, idempotent batch job ---------------------------------------------
+    async def start_grant(self, template_id: str, member_ids: Sequence[str], idempotency_key: str) -> GrantJob:
+        """An OPERATOR gives a template's coupons to members. The same key answers the
+        same job; the job runs in chunks (run_grant) and can stop and resume anywhere."""
+        ctx = context.current()
+        staff_id = ctx.require_staff("OPERATOR")
+        v = Violations()
+        _key(v, idempotency_key)
+        v.check(1 <= len(member_ids) <= MAX_GRANT_MEMBERS, "member_ids", f"1..{MAX_GRANT_MEMBERS} members")
+        v.check(all(isinstance(m, str) and m.startswith("mem_") for m in member_ids), "member_ids", "mem_ ids")
+        v.raise_if_any()
+        wanted = tuple(dict.fromkeys(member_ids))  # once each, in the order given
+        existing = await self.grants.by_key(ctx.merchant_id, idempotency_key)
+        if existing is not None:
+            return _same_grant(existing, template_id, wanted)
+        template = await self._template(ctx.merchant_id, template_id)
+        if template.state not in (TemplateState.ACTIVE, TemplateState.PAUSED):
+            raise FailedPrecondition(f"the template is {template.state.value}", reason=rules.NOT_CLAIMABLE)
+        now = self.clock()
+        job = GrantJob(id=new_id("cgj"), merchant_id=ctx.merchant_id, version=1, template_id=template_id,
+                       key=idempotency_key, audience="LIST", member_ids=wanted, created_by=staff_id,
+                       created_at=now, updated_at=now)
+        if not await self.grants.add(job):
+            existing = await self.grants.by_key(ctx.merchant_id, idempotency_key)
+            assert existing is not None
+            return _same_grant(existing, template_id, wanted)
+        return job
+
+    async def grant_progress(self, job_id: str) -> GrantJob:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        job = await self.grants.get(ctx.merchant_id, job_id)
+        if job is None:
+            raise NotFound(f"grant {job_id} not found")
+        return job
+
+    async def run_grant(self, merchant_id: str, job_id: str, chunk: int = GRANT_CHUNK) -> GrantJob:
+        """One chunk of a job (the job runner calls it until DONE). A chunk run twice, or
+        by two runners at once, issues every coupon once: each member's key is the job's;
+        the loser of the progress save leaves the cursor to the winner."""
+        job = await self.grants.get(merchant_id, job_id)
+        if job is None:
+            raise NotFound(f"grant {job_id} not found")
+        if job.state == GrantState.DONE:
+            return job
+        template = await self.templates.get(merchant_id, job.template_id)
+        if template is not None and template.state == TemplateState.PAUSED:
+            return job  # waits for the template to be resumed; an ended one skips the rest
+        members, cursor, finished = await self.audiences[job.audience].page(job, job.cursor, chunk)
+        granted, skipped = 0, {}
+        for member_id in members:
+            if self.members is not None and await self.members.get(merchant_id, member_id) is None:
+                skipped["NOT_FOUND"] = skipped.get("NOT_FOUND", 0) + 1
+                continue
+            issued = await self.issue(merchant_id, job.template_id, member_id, job.claim_key(member_id),
+                                      rules.GRANT, job.id)
+            if issued.coupon is not None:
+                granted += 1
+            else:
+                skipped[issued.refused] = skipped.get(issued.refused, 0) + 1
+        job.progress(cursor, granted, skipped, finished, self.clock())
+        await self.grants.save(job)  # StaleVersion: another runner did this chunk; it resumes from the store
+        return job
+
+    async def resume_grants(self, limit: int = 10, chunk: int = GRANT_CHUNK) -> int:
+        """The job runner's pass: one chunk of each running job. Returns the chunks run."""
+        runs = 0
+        for job in await self.grants.running(limit):
+            try:
+                await self.run_grant(job.merchant_id, job.id, chunk)
+                runs += 1
+            except (StaleVersion, Conflict):
+                continue  # another runner saved this chunk, or a claim is mid-way: next pass
+        return runs
+
+    # ---- the member's coupons ---------------------------------------------------------------------------
+    async def my_coupons(self, states: tuple[CouponState, ...], page_size: int,
+                         page_token: str) -> tuple[list[MemberCoupon], str]:
+        """The member's coupons in those states (all they can see when none), newest first."""
+        ctx = context.current()
+        member_id = ctx.require_member()
+        v = Violations()
+        v.check(all(s in rules.VISIBLE for s in states), "states", "AVAILABLE, LOCKED, USED or EXPIRED")
+        size = paging.page_size(v, page_size)
+        wanted = tuple(s for s in rules.VISIBLE if s in states or not states)
+        fp = paging.fingerprint(kind="my_coupons", states=[s.value for s in wanted])
+        after = paging.decode_cursor(v, page_token, fp)
+        v.raise_if_any()
+        rows = await self.coupons.of_member(ctx.merchant_id, member_id, wanted, after, size + 1)
+        return _paged(rows, size, fp)
+
+    async def for_cart(self, lines: Sequence[CouponLine], order_kind: str) -> list[CouponOption]:
+        """Every AVAILABLE coupon of the member with what it would save on these lines, or
+        the reason it does not apply; usable ones first, the best first."""
+        ctx = context.current()
+        member_id = ctx.require_member()
+        _check_lines(lines, order_kind)
+        now = self.clock()
+        options: list[CouponOption] = []
+        after = ""
+        while True:
+            page = await self.coupons.of_member(ctx.merchant_id, member_id, (CouponState.AVAILABLE,), after, MAX_PAGE)
+            options += [CouponOption(c, c.applicability(lines, order_kind, now)) for c in page]
+            if len(page) < MAX_PAGE:
+                break
+            after = page[-1].id
+        return sorted(options, key=lambda o: (not o.usable, -o.discount.amount, o.coupon.valid_until, o.coupon.id))
+
+    async def quote(self, member_id: str, coupon_id: str, lines: Sequence[CouponLine],
+                    order_kind: str) -> Locked | None:
+        """For the order's quote (a service call): what the chosen coupon does to these
+        lines, refused with its reason when it does not apply; with no coupon id, the
+        member's best coupon, or None when none applies. Nothing is locked."""
+        ctx = context.current()
+        merchant_id = ctx.require_merchant()
+        _check_lines(lines, order_kind)
+        now = self.clock()
+        if coupon_id:
+            coupon = await self._member_coupon(merchant_id, coupon_id, member_id)
+            if coupon.state != CouponState.AVAILABLE:
+                raise FailedPrecondition(f"the coupon is {coupon.state.value}", reason=rules.NOT_AVAILABLE)
+            discount = coupon.applicability(lines, order_kind, now)
+            if not discount.applies:
+                raise FailedPrecondition("the coupon does not apply to this order",
+                                         reason=discount.reason or rules.OUT_OF_SCOPE)
+            return Locked(coupon, discount)
+        candidates: list[tuple[MemberCoupon, Discount]] = []
+        after = ""
+        while True:
+            page = await self.coupons.of_member(merchant_id, member_id, (CouponState.AVAILABLE,), after, MAX_PAGE)
+            candidates += [(c, c.applicability(lines, order_kind, now)) for c in page]
+            if len(page) < MAX_PAGE:
+                break
+            after = page[-1].id
+        chosen = rules.best(candidates)
+        return Locked(*chosen) if chosen else None
+
+    async def reward(self, merchant_id: str, member_id: str, template_id: str, source: str, cause_id: str) -> Issued:
+        """A coupon given for a cause: a new member's registration (NEW_MEMBER, the member
+        id), a referral (REFERRAL, the referral id) or a birthday (BIRTHDAY, the year).
+        Once per cause and template, whatever the replays of the event behind it."""
+        if source not in (rules.NEW_MEMBER, rules.REFERRAL, rules.BIRTHDAY) or not cause_id:
+            raise InvalidArgument("a reward names its source and cause", reason="INVALID_FIELDS")
+        return await self.issue(merchant_id, template_id, member_id, f"{source.lower()}:{cause_id}:{template_id}:{member_id}",
+                                source, cause_id)
+
+    async def new_member_gift(self, merchant_id: str, member_id: str) -> Issued | None:
+        """A new member's registration: the coupon of the merchant's new-member template,
+        once, whatever the replays of the registration event. None when the merchant
+        gives none (or the template is gone); a refusal (sold out, paused) is the answer."""
+        config = await self.settings.get(merchant_id)
+        if not config.new_member_template_id:
+            return None
+        try:
+            return await self.reward(merchant_id, member_id, config.new_member_template_id, rules.NEW_MEMBER,
+                                     member_id)
+        except NotFound:
+            return None
+
+    # ---- settings (OPERATOR) -----------------------------------------------------------------------
+    async def get_settings(self) -> CouponConfig:
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        return await self.settings.get(ctx.merchant_id)
+
+    async def update_settings(self, config: CouponConfig) -> CouponConfig:
+        """Replaces the merchant's settings; the new-member template must be the merchant's."""
+        ctx = context.current()
+        ctx.require_staff("OPERATOR")
+        if config.new_member_template_id and await self.templates.get(
+                ctx.merchant_id, config.new_member_template_id) is None:
+            raise InvalidArgument("the request has invalid fields", reason="INVALID_FIELDS", violations=[
+                FieldViolation("settings.new_member_template_id", "no coupon template of the merchant")])
+        await self.settings.put(ctx.merchant_id, config)
+        return config
+
+    # ---- what an order does with a coupon (the order service calls these) ------------------------------
+    async def lock(self, coupon_id: str, member_id: str, order_id: str, lines: Sequence[CouponLine],
+                   order_kind: str, pay_by: datetime) -> Locked:
+        """Placing an order locks its coupon until the order's payment deadline `pay_by`
+        (the sweep releases it a little after); the same order again answers the same
+        lock. Two orders racing for one coupon: the version compare-and-set lets one win."""
+        ctx = context.current()
+        merchant_id = ctx.require_merchant()
+        _check_lines(lines, order_kind)
+        v = Violations()
+        v.check(bool(order_id), "order_id", "required")
+        v.check(self.clock() < pay_by <= self.clock() + MAX_LOCK, "pay_by", "a deadline within a day")
+        v.raise_if_any()
+
+        async def attempt() -> Locked:
+            coupon = await self._member_coupon(merchant_id, coupon_id, member_id)
+            now = self.clock()
+            discount = coupon.applicability(lines, order_kind, now)
+            if coupon.lock(order_id, discount, now, pay_by + LOCK_GRACE):
+                await self.coupons.save(coupon)
+            return Locked(coupon, discount)
+
+        return await retry.on_conflict(attempt, gave_up="the coupon changed meanwhile; try again")
+
+    async def use(self, coupon_id: str, order_id: str) -> MemberCoupon:
+        return await self._order_move(coupon_id, order_id, lambda c, now: c.use(order_id, now))
+
+    async def release(self, coupon_id: str, order_id: str) -> MemberCoupon:
+        """The unpaid order was cancelled or expired."""
+        return await self._order_move(coupon_id, order_id, lambda c, now: c.release(order_id, now))
+
+    async def restore(self, coupon_id: str, order_id: str) -> MemberCoupon:
+        """The paid, unshipped order was refunded in full: the coupon comes back if the
+        merchant's switch allows it and it is still valid."""
+        ctx = context.current()
+        allowed = await self.settings.return_on_refund(ctx.require_merchant())
+        return await self._order_move(coupon_id, order_id, lambda c, now: allowed and c.restore(order_id, now))
+
+    async def _order_move(self, coupon_id: str, order_id: str, move) -> MemberCoupon:
+        ctx = context.current()
+        merchant_id = ctx.require_merchant()
+        v = Violations()
+        v.check(bool(order_id), "order_id", "required")
+        v.raise_if_any()
+
+        async def attempt() -> MemberCoupon:
+            coupon = await self._member_coupon(merchant_id, coupon_id)
+            if move(coupon, self.clock()):
+                await self.coupons.save(coupon)
+            return coupon
+
+        return await retry.on_conflict(attempt, gave_up="the coupon changed meanwhile; try again")
+
+    async def _member_coupon(self, merchant_id: str, coupon_id: str, member_id: str = "") -> MemberCoupon:
+        coupon = await self.coupons.get(merchant_id, coupon_id)
+        if coupon is None or coupon.state == CouponState.CLAIMING or (member_id and coupon.member_id != member_id):
+            raise NotFound(f"coupon {coupon_id} not found")
+        return coupon
+
+    # ---- jobs ----------------------------------------------------------------------------------------------
+    async def expire_due(self, limit: int = 500) -> int:
+        """The expiry job: AVAILABLE coupons past their validity become EXPIRED."""
+        now = self.clock()
+        expired = 0
+        for coupon in await self.coupons.due_to_expire(now, "", limit):
+            if coupon.expire(now):
+                try:
+                    await self.coupons.save(coupon)
+                except StaleVersion:
+                    continue  # locked by an order meanwhile: the next pass sees it again if due
+                expired += 1
+        return expired
+
+    async def release_overdue_locks(self, limit: int = 500) -> int:
+        """The lock sweep: coupons held past their order's payment deadline (the order was
+        never stored after the lock, or its cancellation never arrived) come back."""
+        now = self.clock()
+        released = 0
+        for coupon in await self.coupons.overdue_locks(now, limit):
+            if coupon.release_overdue(now):
+                try:
+                    await self.coupons.save(coupon)
+                except StaleVersion:
+                    continue  # used or released meanwhile
+                released += 1
+        return released
+
+    async def recover_claims(self, limit: int = 500) -> int:
+        """Finishes or undoes claims a crash left half way (see coupon_ports). Returns
+        how many it repaired."""
+        before = self.clock() - CLAIM_GRACE
+        repaired = 0
+        for entry in await self.templates.claiming(before, limit):
+            coupon = await self.coupons.get(entry.merchant_id, entry.coupon_id)
+            if coupon is None:
+                repaired += await self.templates.give_back_unit(entry.merchant_id, entry.template_id, entry.coupon_id)
+                self._sold_out.pop((entry.merchant_id, entry.template_id), None)
+                continue
+            if await self._confirm(entry.merchant_id, coupon.id) is not None:
+                await self.templates.settle_unit(entry.merchant_id, entry.template_id, entry.coupon_id)
+                repaired += 1
+        for coupon in await self.coupons.stale_claiming(before, limit):
+            # Free its slot. Had a unit been taken for it meanwhile, its claiming entry finds
+            # the coupon gone and gives the unit back (here on a later pass, or its claimer).
+            repaired += await self.coupons.drop_claiming(coupon.merchant_id, coupon.id)
+        return repaired
+
+
+@dataclass(frozen=True)
+class _Found:
+    coupon: MemberCoupon
+
+
+def _repeated(coupon: MemberCoupon) -> Issued:
+    """A coupon issued before with the same key; one still CLAIMING is being issued by
+    another request (or was left by a crash, which the recovery job finishes or undoes):
+    only the request that inserted a coupon takes a unit for it, so this one waits."""
+    if coupon.state == CouponState.CLAIMING:
+        raise Conflict("this coupon is being issued; try again shortly", reason="CONCURRENT_UPDATE")
+    return Issued(coupon, repeated=True)
+
+
+_REFUSALS = {
+    rules.SOLD_OUT: "every coupon has been claimed",
+    rules.LIMIT_REACHED: "you hold as many of these coupons as one member may",
+    rules.NOT_CLAIMABLE: "the coupon cannot be claimed now",
+}
+
+
+def _paged(rows: list, size: int, fp: str) -> tuple[list, str]:
+    if len(rows) > size:
+        rows = rows[:size]
+        return rows, paging.encode_cursor(fp, rows[-1].id)
+    return rows, ""
+
+
+def _raise_problems(draft: TemplateDraft) -> None:
+    problems = draft.problems()
+    if problems:
+        raise InvalidArgument("the request has invalid fields", reason="INVALID_FIELDS", violations=problems)
+
+
+def _same_grant(job: GrantJob, template_id: str, member_ids: tuple[str, ...]) -> GrantJob:
+    if job.template_id != template_id or job.member_ids != member_ids:
+        raise FailedPrecondition("the key was used for another grant", reason=rules.GRANT_KEY_REUSED)
+    return job
+
+
+def _check_lines(lines: Sequence[CouponLine], order_kind: str) -> None:
+    v = Violations()
+    v.check(1 <= len(lines) <= 50, "lines", "1..50 lines")
+    v.check(order_kind in rules.ORDER_KINDS, "order_kind", "one of " + ", ".join(rules.ORDER_KINDS))
+    for i, line in enumerate(lines):
+        v.check(1 <= line.quantity <= 9_999, f"lines[{i}].quantity", "1..9999")
+        v.check(0 <= line.unit_price <= rules.MAX_AMOUNT, f"lines[{i}].unit_price", f"0..{rules.MAX_AMOUNT}")
+        v.check(line.amount is None or 0 <= line.amount <= line.unit_price * line.quantity, f"lines[{i}].amount",
+                "0..unit_price × quantity")
+    v.raise_if_any()
