@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable, Sequence
 
-from siyu_kit import context, retry
+from siyu_kit import context, paging, retry
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Violations
 from siyu_kit.ids import new_id
@@ -22,7 +22,7 @@ from siyu_kit.protos import utcnow
 from services.member.application.ports import MemberRepository
 from services.member.application.coupon_ports import (CouponSettings, CouponTemplateRepository, GrantAudience,
                                                       GrantJobRepository, Inserted, MemberCouponRepository)
-from services.member.domain import admin as paging
+
 from services.member.domain import coupons as rules
 from services.member.domain.coupons import (CouponConfig, CouponLine, CouponState, CouponTemplate, Discount, GrantJob,
                                             GrantState, MemberCoupon, TemplateDraft, TemplateState, TemplateStats)
