@@ -356,8 +356,8 @@ def test_an_unpaid_orders_release_gives_the_coupon_back_once(stub, db):
 
 
 def test_the_services_jobs_expire_coupons_and_undo_claims_left_half_way(stub, db):
-    """What a crash leaves and what time ends, planted in the database: the expiry job
-    (every 60 s) and the claim recovery (every 30 s) of the running service clean up."""
+    """What a crash leaves and what time ends, planted in the database: the expiry job and
+    the claim recovery of the running service clean up (every 0.3 s in tests)."""
     mid = new_merchant_id()
     alice = member(stub, mid)
     template = active_template(stub, mid, per_member_limit=2)
@@ -369,7 +369,7 @@ def test_the_services_jobs_expire_coupons_and_undo_claims_left_half_way(stub, db
     db.member_coupons.insert_one({**stored, "_id": stale, "slot": 2, "claim_key": "crashed", "state": "CLAIMING",
                                   "claimed_ms": past_ms, "version": 1, "outbox_pending": 0})
     wait_until(lambda: db.member_coupons.find_one({"_id": coupon.coupon_id})["state"] == "EXPIRED"
-               and db.member_coupons.find_one({"_id": stale}) is None, timeout=100, message="jobs ran")
+               and db.member_coupons.find_one({"_id": stale}) is None, timeout=30, message="jobs ran")
     mine = stub.ListMyCoupons(pb.ListMyCouponsRequest(states=[pb.MEMBER_COUPON_STATE_EXPIRED]),
                               metadata=as_member(mid, alice)).coupons
     assert [c.coupon_id for c in mine] == [coupon.coupon_id]

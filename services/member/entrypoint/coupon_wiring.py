@@ -13,12 +13,18 @@ from services.member.adapters import coupon_store
 from services.member.application.coupons import CouponUseCases
 from services.member.application.ports import MemberRepository
 from siyu_kit import service
+from siyu_kit.config import env_seconds
 from siyu_kit.events.consumer import Poison, Subscription
 
 EXPIRY_INTERVAL_S = 60.0
 LOCK_SWEEP_INTERVAL_S = 30.0
 CLAIM_RECOVERY_INTERVAL_S = 30.0
 GRANT_INTERVAL_S = 2.0
+
+
+def _every(default_s: float) -> float:
+    """SIYU_MEMBER_COUPON_JOB_INTERVAL_S, when set, runs every coupon job that often."""
+    return env_seconds("MEMBER_COUPON_JOB_INTERVAL_S", default_s)
 
 
 def use_cases(members: MemberRepository) -> CouponUseCases:
@@ -44,7 +50,7 @@ def subscriptions(coupons: CouponUseCases) -> list[Subscription]:
 
 
 def jobs(coupons: CouponUseCases) -> list[service.Job]:
-    return [service.Job("member-coupon-expiry", EXPIRY_INTERVAL_S, coupons.expire_due),
-            service.Job("member-coupon-lock-sweep", LOCK_SWEEP_INTERVAL_S, coupons.release_overdue_locks),
-            service.Job("member-coupon-claim-recovery", CLAIM_RECOVERY_INTERVAL_S, coupons.recover_claims),
-            service.Job("member-coupon-grants", GRANT_INTERVAL_S, coupons.resume_grants)]
+    return [service.Job("member-coupon-expiry", _every(EXPIRY_INTERVAL_S), coupons.expire_due),
+            service.Job("member-coupon-lock-sweep", _every(LOCK_SWEEP_INTERVAL_S), coupons.release_overdue_locks),
+            service.Job("member-coupon-claim-recovery", _every(CLAIM_RECOVERY_INTERVAL_S), coupons.recover_claims),
+            service.Job("member-coupon-grants", _every(GRANT_INTERVAL_S), coupons.resume_grants)]
