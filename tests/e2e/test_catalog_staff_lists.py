@@ -9,12 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from tests.support.shop import Shop
+from tests.support.shop import Shop, ok
 
-
-def ok(resp: httpx.Response) -> dict:
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
 def violations(resp: httpx.Response) -> set[str]:

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.routes import Table
 from siyu_kit.ids import new_id
-from tests.support.shop import Shop, make_shop
+from tests.support.shop import Shop, make_shop, ok
 from tests.support import wait_until
 
 # The routes of the walking skeleton, proven by test_purchase and the integration tests;
@@ -35,10 +35,6 @@ def new_key() -> str:
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
-
-def ok(resp: httpx.Response) -> dict:
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
 class Merchant:

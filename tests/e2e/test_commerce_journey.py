@@ -12,11 +12,8 @@ import httpx
 
 from siyu_kit.ids import new_id
 from tests.support import wait_until
+from tests.support.shop import ok
 
-
-def ok(resp: httpx.Response) -> dict:
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
 def cny(amount: int) -> dict:

@@ -7,16 +7,12 @@ from __future__ import annotations
 import uuid
 
 from tests.support import wait_until
-from tests.support.shop import Shop
+from tests.support.shop import Shop, ok
 
 
 def violations(resp) -> dict[str, str]:
     return {v["field"]: v["description"] for v in resp.json()["error"].get("field_violations", [])}
 
-
-def ok(resp) -> dict:
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
 def design(**changes) -> dict:

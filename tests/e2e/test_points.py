@@ -6,28 +6,14 @@ refused across merchants, for the wrong role and with bad input (400 with field
 violations, nothing written)."""
 from __future__ import annotations
 
-import httpx
 
 from siyu_kit.ids import new_id
 from tests.support import wait_until
-from tests.support.shop import Shop
+from tests.support.shop import Shop, ok, refused
 
 LOTION = "baby-lotion"  # 89.00 yuan
 
 
-def ok(resp: httpx.Response) -> dict:
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
-def refused(resp: httpx.Response, status: int, reason: str = "", fields: set[str] | None = None) -> dict:
-    assert resp.status_code == status, resp.text
-    error = resp.json()["error"]
-    if reason:
-        assert error["reason"] == reason, error
-    if fields is not None:
-        assert {v["field"] for v in error.get("field_violations", [])} >= fields, error
-    return error
 
 
 def buy(shop: Shop, token: str) -> str:

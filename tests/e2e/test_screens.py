@@ -9,15 +9,12 @@ import uuid
 import httpx
 
 from tests.support import wait_until
+from tests.support.shop import ok
 
 
 def new_key() -> str:
     return uuid.uuid4().hex
 
-
-def ok(resp: httpx.Response) -> dict:
-    assert resp.status_code == 200, resp.text
-    return resp.json()
 
 
 def place(shop, token, sku, quantity=1, key=None, **more) -> httpx.Response:

@@ -13,7 +13,7 @@ import pytest
 from gateway.routes import Table
 from siyu_kit.config import DEV_PLATFORM_TOKEN
 from siyu_kit.ids import new_id
-from tests.support.shop import Shop
+from tests.support.shop import Shop, ok, refused
 
 ADMIN_RPCS = {"ListStaffUsers", "CreateStaffUser", "SetStaffUserDisabled", "RotateStaffPassword", "ListApiKeys",
               "CreateApiKey", "DisableApiKey", "RotateApiKey", "ListAuditEntries", "GetTierConfig",
@@ -24,19 +24,6 @@ LEVELS = [{"tier": "TIER_REGULAR", "threshold": "0", "discount_bp": 10000, "poin
           {"tier": "TIER_BLACK_GOLD", "threshold": "3000", "discount_bp": 9000, "points_multiplier_bp": 20000}]
 
 
-def ok(resp: httpx.Response) -> dict:
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
-def refused(resp: httpx.Response, status: int, reason: str = "", fields: set[str] | None = None) -> dict:
-    assert resp.status_code == status, resp.text
-    error = resp.json()["error"]
-    if reason:
-        assert error["reason"] == reason, error
-    if fields is not None:
-        assert {v["field"] for v in error.get("field_violations", [])} >= fields, error
-    return error
 
 
 def platform(stack, method: str, path: str, token: str = DEV_PLATFORM_TOKEN, **kwargs) -> httpx.Response:

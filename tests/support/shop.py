@@ -104,3 +104,21 @@ def make_shop(stack) -> Shop:
     data = seed_merchant(Clients.from_env(stack.env()), f"shop-{tag}", f"Shop {tag}", keys,
                          ("owner", f"pass-{tag}"))
     return Shop(stack.gateway_url, data)
+
+
+def ok(resp: httpx.Response) -> dict:
+    """The JSON body of an answer that must have succeeded."""
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def refused(resp: httpx.Response, status: int, reason: str = "", fields: set[str] | None = None) -> dict:
+    """The error of an answer that must have been refused with `status` (and `reason`, and
+    at least these field violations, when given)."""
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    if reason:
+        assert error["reason"] == reason, error
+    if fields is not None:
+        assert {v["field"] for v in error.get("field_violations", [])} >= fields, error
+    return error
