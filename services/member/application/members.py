@@ -13,7 +13,6 @@ from services.member.domain import tiers
 from services.member.domain.config import MerchantConfig
 from services.member.domain.identity import InvalidLoginCode, ProviderIdentity
 from services.member.domain.members import Member
-from services.member.domain.points import Balance, PointsEntry, balance_of
 from services.member.domain.wechat import WECHAT_CHANNELS
 from siyu_kit import auth, context
 from siyu_kit.context import CHANNELS
@@ -22,7 +21,6 @@ from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import utcnow
 
 NICKNAME_MAX = 64
-ENTRIES_SHOWN = 100
 
 
 @dataclass(frozen=True)
@@ -37,12 +35,6 @@ class LoginResult:
     tokens: Tokens
     member: MemberView
     created: bool
-
-
-@dataclass(frozen=True)
-class Points:
-    balance: Balance
-    entries: list[PointsEntry]
 
 
 class Members:
@@ -142,15 +134,6 @@ class Members:
         ctx = context.current()
         member_id = ctx.require_member()
         return await self._view(ctx.merchant_id, member_id)
-
-    async def points(self) -> Points:
-        ctx = context.current()
-        member_id = ctx.require_member()
-        if await self.members.get(ctx.merchant_id, member_id) is None:
-            raise NotFound("no such member")
-        entries = await self.ledger.entries(ctx.merchant_id, member_id)
-        balance = balance_of([(e.points, e.frozen) for e in entries])
-        return Points(balance, entries[:ENTRIES_SHOWN])
 
     async def wechat_openid(self, member_id: str, channel: str) -> str:
         """The order service's read of the payer of a WeChat payment: the member's openid in

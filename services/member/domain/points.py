@@ -32,21 +32,6 @@ def frozen_until(paid_at: datetime, frozen_days: int) -> datetime:
 
 
 @dataclass(frozen=True)
-class Balance:
-    balance: int
-    frozen: int
-
-    @property
-    def available(self) -> int:
-        return self.balance - self.frozen
-
-
-def balance_of(entries: list[tuple[int, bool]]) -> Balance:
-    """`entries` as (points, frozen); the balance is always the sum of the ledger."""
-    return Balance(balance=sum(p for p, _ in entries), frozen=sum(p for p, f in entries if f))
-
-
-@dataclass(frozen=True)
 class PointsEntry:
     id: str  # pte_…
     source: str  # one of SOURCES

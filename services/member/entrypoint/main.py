@@ -67,8 +67,7 @@ def build(runtime: Runtime) -> Parts:
     # ---- end of coupons ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
-                                                          admin, addresses, wechat, staff_admin, economy,
-                                                          coupons=coupons),
+                                                          admin, addresses, wechat, staff_admin, economy, coupons),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections(),

@@ -30,9 +30,8 @@ def _role_names(roles) -> list[str]:
 
 class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
-                 merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity | None = None,
-                 admin: StaffAdmin | None = None, economy: PointsEconomy | None = None,
-                 coupons: CouponUseCases | None = None):
+                 merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,
+                 economy: PointsEconomy, coupons: CouponUseCases):
         self.economy = economy  # the points economy (points_servicer.PointsRpcs)
         self.coupons = coupons  # coupons (coupon_servicer.CouponRpcs)
         self.wechat = wechat
@@ -63,17 +62,12 @@ class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, member_pb2_grpc.MemberSe
         return member_pb2.GetMeResponse(member=member_proto(await self.members.me()))
 
     async def GetPoints(self, request, context):
-        if self.economy is not None:
-            # The points account: counters in one read, the latest entries, what expires when.
-            summary, entries = await self.economy.my_points()
-            return member_pb2.GetPointsResponse(
-                balance=summary.balance, frozen=summary.frozen, available=summary.available,
-                entries=[entry_proto(e) for e in entries], held=summary.held, owed=summary.owed,
-                expiring=expiring_protos(summary))
-        points = await self.members.points()
+        # The points account: counters in one read, the latest entries, what expires when.
+        summary, entries = await self.economy.my_points()
         return member_pb2.GetPointsResponse(
-            balance=points.balance.balance, frozen=points.balance.frozen, available=points.balance.available,
-            entries=[entry_proto(e) for e in points.entries])
+            balance=summary.balance, frozen=summary.frozen, available=summary.available,
+            entries=[entry_proto(e) for e in entries], held=summary.held, owed=summary.owed,
+            expiring=expiring_protos(summary))
 
     async def StaffLogin(self, request, context):
         session = await self.staff.login(request.merchant_code, request.username, request.password)

@@ -11,7 +11,7 @@ from services.member.domain.config import MerchantConfig
 from services.member.domain.identity import InvalidLoginCode, SandboxProvider, sandbox_openid
 from services.member.domain.merchants import CODE, key_hash, valid_time_zone
 from services.member.domain.passwords import hash_password, verify_password
-from services.member.domain.points import balance_of, earn_for_payment, frozen_until
+from services.member.domain.points import earn_for_payment, frozen_until
 
 DEFAULT = MerchantConfig()
 
@@ -57,13 +57,6 @@ def test_points_are_never_negative_nor_more_than_exact(paid_fen, multiplier):
     assert earning.growth == paid_fen // 100
     assert 0 <= earning.points * 10_000 <= earning.growth * multiplier
     assert earning.growth * multiplier - earning.points * 10_000 < 10_000
-
-
-@given(st.lists(st.tuples(st.integers(min_value=-10**6, max_value=10**6), st.booleans()), max_size=50))
-def test_balance_is_the_sum_of_the_ledger(entries):
-    b = balance_of(entries)
-    assert b.balance == sum(p for p, _ in entries)
-    assert b.available + b.frozen == b.balance
 
 
 def test_points_stay_frozen_for_the_after_sales_window():
