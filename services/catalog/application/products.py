@@ -78,6 +78,7 @@ class SkuDetail:
     product_title: str
     product_status: str
     available: int
+    category_path: tuple[str, ...] = ()
 
 
 class ProductUseCases:
@@ -270,5 +271,6 @@ class ProductUseCases:
             product = products.get(level.product_id) if level else None
             sku = next((s for s in skus_of(product) if s.sku_id == sku_id), None) if product else None
             if sku is not None:
-                found.append(SkuDetail(sku, product["_id"], product["title"], product["status"], level.available))
+                found.append(SkuDetail(sku, product["_id"], product["title"], product["status"], level.available,
+                                       tuple(product.get("category_path") or ())))
         return found

@@ -182,7 +182,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         details = await self.products.get_skus(list(request.sku_ids))
         return catalog_pb2.GetSkusResponse(skus=[
             catalog_pb2.SkuDetail(sku=_sku(d.sku, d.product_id, d.available), product_title=d.product_title,
-                                  product_status=STATUS_NUMBERS[d.product_status]) for d in details])
+                                  product_status=STATUS_NUMBERS[d.product_status],
+                                  category_path=d.category_path) for d in details])
 
     async def ReserveStock(self, request, context):
         expires_at = aware(request.expires_at.ToDatetime()) if request.HasField("expires_at") else None
