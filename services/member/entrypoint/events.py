@@ -23,6 +23,9 @@ def paid_order(envelope: common_pb2.EventEnvelope, paid: order_events.OrderPaid)
 
 def subscriptions(order_points: OrderPoints) -> list[Subscription]:
     async def on_order_paid(envelope: common_pb2.EventEnvelope, paid: order_events.OrderPaid) -> None:
+        # ---- stored value: a recharge order earns no points (it is credited to the balance) ----
+        if paid.HasField("recharge"):
+            return
         try:
             await order_points.on_order_paid(paid_order(envelope, paid))
         except UnknownMember as error:

@@ -16,6 +16,8 @@ from services.member.application.wechat import WeChatIdentity
 from services.member.entrypoint.admin_servicer import AdminRpcs
 from services.member.entrypoint.coupon_servicer import CouponRpcs
 from services.member.entrypoint.points_servicer import PointsRpcs, expiring_protos
+from services.member.entrypoint.stored_value_servicer import StoredValueRpcs
+from services.member.application.stored_value import StoredValue
 from services.member.application.points import PointsEconomy
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
@@ -28,12 +30,13 @@ def _role_names(roles) -> list[str]:
     return [ROLE_NAMES.get(r, "UNSPECIFIED") for r in roles]
 
 
-class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, member_pb2_grpc.MemberServiceServicer):
+class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,
-                 economy: PointsEconomy, coupons: CouponUseCases):
+                 economy: PointsEconomy, coupons: CouponUseCases, stored_value: StoredValue):
         self.economy = economy  # the points economy (points_servicer.PointsRpcs)
         self.coupons = coupons  # coupons (coupon_servicer.CouponRpcs)
+        self.stored_value = stored_value  # stored value (stored_value_servicer.StoredValueRpcs)
         self.wechat = wechat
         self.admin = admin
         self.members = members
