@@ -397,6 +397,8 @@ class RechargePackage(Aggregate):
     @classmethod
     def create(cls, package_id: str, merchant_id: str, name: str, price: int, bonus: int, key: str,
                now: datetime) -> "RechargePackage":
+        # Times to the millisecond, as they are stored: a replay answers the same package.
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
         return cls(package_id, merchant_id, 1, name.strip(), price, bonus, PackageState.ACTIVE, key, now, now)
 
     def set_state(self, target: PackageState, now: datetime) -> bool:
