@@ -10,19 +10,27 @@ service confirms."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import grpc
 import nats
+import pytest
 from siyu.member.v1 import events_pb2, member_pb2 as pb, member_pb2_grpc
 from siyu.order.v1 import events_pb2 as order_events, order_pb2
 
+from siyu_kit import clients, db as kit_db
+from siyu_kit.config import load
 from siyu_kit.events.outbox import decode, make_event
 from siyu_kit.ids import new_id
-from siyu_kit.protos import money, timestamp
+from siyu_kit.protos import money, timestamp, utcnow
+from tests.fakes.callers import caller
 from tests.support import (database_fixture, field_violations, metadata, new_merchant_id, reason, rpc_error,
                            stub_fixture, wait_until)
 from tests.support.member import login, order_paid, publish
+
+from services.member.adapters import repositories, stored_value_store
+from services.member.adapters.order_refunds import OrderRefundsClient
+from services.member.application.stored_value import StoredValue
 
 stub = stub_fixture("member", member_pb2_grpc.MemberServiceStub)
 db = database_fixture("member")
@@ -357,3 +365,43 @@ async def test_another_merchant_finds_nothing_and_wrong_roles_are_denied(stack, 
         assert error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED), call
     assert db.recharge_packages.find_one({"_id": package.package_id})["state"] == "ACTIVE"
     assert balance(stub, mid, alice).held == 100
+
+
+@pytest.fixture(scope="module")
+def storage(stack):
+    settings = load("member")
+    kit_db.connect(stack.mongodb_uri, settings.mongodb_db, threads=4, service="balance-test")
+    return settings
+
+
+def stored_value(stack, shift: timedelta = timedelta(0)) -> StoredValue:
+    return StoredValue(stored_value_store.RechargePackageRepository(), stored_value_store.BalanceRepository(),
+                       repositories.MemberRepository(),
+                       OrderRefundsClient(clients.channel(f"127.0.0.1:{stack.ports['order']}", "member")),
+                       clock=lambda: utcnow() + shift)
+
+
+async def test_a_crash_between_the_account_and_the_ledger_is_repaired(stack, stub, storage, db, monkeypatch):
+    mid = new_merchant_id()
+    alice = member(stub, mid)
+    await recharged(stack, stub, mid, alice, 1_000, 200)
+    order_id = new_id("ord")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the process died here")
+
+    with caller(mid, service="order"):
+        await stored_value(stack).hold(alice, order_id, 600)
+        monkeypatch.setattr(stored_value_store, "_store_owed", crash)
+        with pytest.raises(RuntimeError):
+            await stored_value(stack).capture(alice, order_id)
+        monkeypatch.undo()
+        # The capture itself stood: a retry answers it without a second entry.
+        assert await stored_value(stack).capture(alice, order_id) == (600, False)
+    assert db.balance_accounts.find_one({"merchant_id": mid, "member_id": alice})["pending_count"] == 1
+    assert ledger_total(db, mid, alice) == 1_200  # the ledger is one entry short…
+    assert await stored_value(stack).repair() == 0  # …not for long enough to repair yet
+    assert await stored_value(stack, timedelta(seconds=31)).repair() >= 1
+    mine = balance(stub, mid, alice)
+    assert ledger_total(db, mid, alice) == mine.available + mine.held == 600  # …until the repair stores it
+    assert db.balance_accounts.find_one({"merchant_id": mid, "member_id": alice})["pending_count"] == 0
