@@ -22,6 +22,7 @@ from siyu_kit import clients, db as kit_db
 from siyu_kit.config import load
 from siyu_kit.events.outbox import decode, make_event
 from siyu_kit.ids import new_id
+from siyu_kit.metrics import DB_COMMANDS
 from siyu_kit.protos import money, timestamp, utcnow
 from tests.fakes.callers import caller
 from tests.support import (database_fixture, field_violations, metadata, new_merchant_id, reason, rpc_error,
@@ -405,3 +406,32 @@ async def test_a_crash_between_the_account_and_the_ledger_is_repaired(stack, stu
     mine = balance(stub, mid, alice)
     assert ledger_total(db, mid, alice) == mine.available + mine.held == 600  # …until the repair stores it
     assert db.balance_accounts.find_one({"merchant_id": mid, "member_id": alice})["pending_count"] == 0
+
+
+async def test_database_commands_per_movement(stack, stub, storage):
+    mid = new_merchant_id()
+    alice = member(stub, mid)
+    await recharged(stack, stub, mid, alice, 1_000, 200)
+    counter = DB_COMMANDS.labels("balance-test", "background")
+    cases = stored_value(stack)
+    order_id = new_id("ord")
+
+    def commands_of(before: float) -> int:
+        return int(counter._value.get() - before)
+
+    with caller(mid, service="order"):
+        before = counter._value.get()
+        await cases.hold(alice, order_id, 600)
+        hold = commands_of(before)
+        before = counter._value.get()
+        await cases.capture(alice, order_id)
+        capture = commands_of(before)
+        before = counter._value.get()
+        await cases.capture(alice, order_id)
+        replay = commands_of(before)
+        before = counter._value.get()
+        await cases.refund_to_balance(alice, order_id, new_id("rfd"), 100)
+        refund = commands_of(before)
+    # A hold: the account and the guarded update. A movement of the balance: also the
+    # ledger entry and clearing the debt. A replay: the account alone.
+    assert (hold, capture, refund, replay) == (2, 4, 4, 1), (hold, capture, refund, replay)
