@@ -22,7 +22,7 @@ from services.member.domain.stored_value import (CREDITED, HOLD, RECHARGE, RECHA
                                                  check_package, entry_for)
 from siyu_kit import context, paging, retry
 from siyu_kit import logging as slog
-from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Violations
+from siyu_kit.errors import Conflict, DomainError, FailedPrecondition, NotFound, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import epoch_ms, utcnow
 
@@ -284,7 +284,7 @@ class StoredValue:
         try:
             refund_id = await self.order_refunds.refund_recharge_order(recharge.order_id, recharge.id,
                                                                        recharge.principal, recharge.refund_reason)
-        except Exception as error:  # noqa: BLE001 - any failure: the job asks again
+        except DomainError as error:  # the order service is away or refused: the job asks again
             log.warning("recharge.refund_call_failed", recharge_id=recharge.id, error=str(error))
             return book
         _, _, book = await self._apply(merchant_id, book.member_id, "RECHARGE_REFUNDED", recharge_id,

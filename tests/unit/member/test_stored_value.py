@@ -7,13 +7,17 @@ import asyncio
 from datetime import datetime, timezone
 
 import pytest
+from siyu.common.v1 import common_pb2
+from siyu.order.v1 import events_pb2 as order_events, order_pb2
 
 from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from siyu_kit.events.consumer import Poison
 from siyu_kit.ids import new_id
 
 from services.member.application.stored_value import RechargePaid, StoredValue, UnknownMember
 from services.member.domain.members import Member
 from services.member.domain.stored_value import PackageState, ledger_problems
+from services.member.entrypoint.stored_value_wiring import recharge_paid
 from tests.fakes.member import FakeMembers, caller
 from tests.fakes.stored_value import FakeBalances, FakeOrderRefunds, FakeRechargePackages
 
@@ -317,3 +321,34 @@ async def test_history_pages_newest_first_and_staff_see_balance_and_recharges(w)
     with w.staff("GUIDE"):
         with pytest.raises(PermissionDenied):
             await w.sv.member_balance(w.member)
+
+
+async def test_three_copies_of_the_refund_job_ask_the_order_service_once_per_recharge(w):
+    first, second = await w.recharge(1_000, 0), await w.recharge(2_000, 100)
+    w.orders.failures = 2
+    with w.staff("FINANCE"):
+        await w.sv.refund_recharge(first.id, "asked", "k1")
+        await w.sv.refund_recharge(second.id, "asked", "k2")
+    assert w.orders.calls == 2 and not w.orders.refunds
+    w.balances.leases.clear()
+    finished = await asyncio.gather(w.sv.retry_refunds(), w.sv.retry_refunds(), w.sv.retry_refunds())
+    assert sum(finished) == 2 and w.orders.calls == 4  # one copy took the account; the others found it leased
+    book = await w.book()
+    assert {r.state for r in book.recharges.values()} == {"REFUNDED"}
+    assert (book.principal, book.bonus) == (0, 0)
+
+
+def test_an_order_paid_event_becomes_a_recharge_or_is_poison():
+    envelope = common_pb2.EventEnvelope(merchant_id="mch_1", event_id="evt_1")
+    paid = order_events.OrderPaid(order=order_pb2.Order(order_id="ord_1", member_id="mem_1"),
+                                  recharge=order_events.RechargeDetail(package_id="rcp_1", principal=10_000,
+                                                                       bonus=2_000))
+    got = recharge_paid(envelope, paid)
+    assert (got.merchant_id, got.member_id, got.order_id, got.principal, got.bonus) == \
+        ("mch_1", "mem_1", "ord_1", 10_000, 2_000)
+    for bad in (order_events.RechargeDetail(principal=-1, bonus=5), order_events.RechargeDetail()):
+        paid.recharge.CopyFrom(bad)
+        with pytest.raises(Poison):
+            recharge_paid(envelope, paid)
+    with pytest.raises(Poison):
+        recharge_paid(common_pb2.EventEnvelope(), paid)
