@@ -7,6 +7,7 @@ import asyncio
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from siyu.common.v1 import common_pb2
 from siyu.order.v1 import events_pb2 as order_events, order_pb2
 
@@ -352,3 +353,54 @@ def test_an_order_paid_event_becomes_a_recharge_or_is_poison():
             recharge_paid(envelope, paid)
     with pytest.raises(Poison):
         recharge_paid(common_pb2.EventEnvelope(), paid)
+
+
+RACE_OPS = st.lists(st.one_of(
+    st.tuples(st.just("recharge"), st.integers(1, 20_000), st.integers(0, 5_000)),
+    st.tuples(st.just("hold"), st.integers(0, 3), st.integers(1, 20_000)),
+    st.tuples(st.just("capture"), st.integers(0, 3)),
+    st.tuples(st.just("release"), st.integers(0, 3)),
+    st.tuples(st.just("refund"), st.integers(0, 3), st.integers(1, 10_000)),
+), min_size=1, max_size=25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(RACE_OPS)
+def test_any_movements_racing_keep_the_ledger_equal_to_the_balance_and_refunds_exact(ops):
+    async def run() -> None:
+        w = World()
+        await w.members.add(Member.register(w.member, w.merchant, "H5", "", NOW))
+        orders = [new_id("ord") for _ in range(4)]
+
+        async def one(op) -> None:
+            try:
+                if op[0] == "recharge":
+                    await w.recharge(op[1], op[2])
+                    return
+                with w.service():
+                    if op[0] == "hold":
+                        await w.sv.hold(w.member, orders[op[1]], op[2])
+                    elif op[0] == "capture":
+                        await w.sv.capture(w.member, orders[op[1]])
+                    elif op[0] == "release":
+                        await w.sv.release(w.member, orders[op[1]])
+                    else:
+                        await w.sv.refund_to_balance(w.member, orders[op[1]], new_id("rfd"), op[2])
+            except (FailedPrecondition, Conflict):
+                pass  # refused or outraced: nothing of it stood
+
+        await asyncio.gather(*(one(op) for op in ops))
+        book = await w.book()
+        if book is None:
+            return
+        assert ledger_problems(book, [e for _, e in w.balances.rows]) == []
+        with w.service():
+            for order_id, spend in list(book.orders.items()):
+                if spend.spent > spend.refunded:
+                    await w.sv.refund_to_balance(w.member, order_id, new_id("rfd"), spend.spent - spend.refunded)
+        book = await w.book()
+        for spend in book.orders.values():
+            assert (spend.refunded_principal, spend.refunded_bonus) == (spend.spent_principal, spend.spent_bonus)
+        assert ledger_problems(book, [e for _, e in w.balances.rows]) == []
+
+    asyncio.run(run())
