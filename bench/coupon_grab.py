@@ -63,7 +63,8 @@ async def prepare(http: httpx.AsyncClient, bench: Bench) -> str:
     made = checked(await http.post("/v1/staff/coupon-templates", headers=staff, json={
         "name": "抢券 Bench Coupon", "rule": {"kind": "COUPON_KIND_AMOUNT_OFF", "threshold": "10000",
                                              "amount_off": "1000", "scope": "COUPON_SCOPE_ALL"},
-        "validity": {"days": 7}, "total": str(COUPONS), "per_member_limit": PER_MEMBER_LIMIT}),
+        "validity": {"days": 7}, "total": str(COUPONS), "per_member_limit": PER_MEMBER_LIMIT,
+        "idempotency_key": uuid.uuid4().hex}),
         "CreateCouponTemplate")["template"]
     checked(await http.post(f"/v1/staff/coupon-templates/{made['template_id']}:setState", headers=staff,
                             json={"state": "COUPON_TEMPLATE_STATE_ACTIVE"}), "SetCouponTemplateState")

@@ -18,7 +18,8 @@ def violations(resp) -> dict[str, str]:
 def design(**changes) -> dict:
     return {"name": "满100减10", "rule": {"kind": "COUPON_KIND_AMOUNT_OFF", "threshold": "10000",
                                         "amount_off": "1000", "scope": "COUPON_SCOPE_ALL"},
-            "validity": {"days": 7}, "total": "50", "per_member_limit": 1, **changes}
+            "validity": {"days": 7}, "total": "50", "per_member_limit": 1, "idempotency_key": uuid.uuid4().hex[:20],
+            **changes}
 
 
 def active_template(shop: Shop, **changes) -> dict:

@@ -43,7 +43,8 @@ def order_service(mid):
 def amount_off(**extra) -> dict:
     fields = dict(name="¥10 off ¥100", rule=pb.CouponRule(kind=pb.COUPON_KIND_AMOUNT_OFF, threshold=10_000,
                                                           amount_off=1_000, scope=pb.COUPON_SCOPE_ALL),
-                  validity=pb.CouponValidity(days=7), total=100, per_member_limit=1)
+                  validity=pb.CouponValidity(days=7), total=100, per_member_limit=1,
+                  idempotency_key=new_id("k")[-20:])
     fields.update(extra)
     return fields
 
