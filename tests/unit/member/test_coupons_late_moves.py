@@ -21,6 +21,7 @@ M = "mer_1"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 PAY_WITHIN = timedelta(minutes=30)
 FIVE_OFF = CouponRule(CouponKind.NO_THRESHOLD, amount_off=500)
+SEVEN_DAYS = Validity(days=7)
 CART = [CouponLine("sku_tea", "prd_tea", ("cat_drinks",), 4_000, 2)]
 
 
@@ -47,7 +48,7 @@ def _world():
     return w
 
 
-async def holding(w, validity: Validity = Validity(days=7), member_id: str = "mem_1") -> str:
+async def holding(w, validity: Validity = SEVEN_DAYS, member_id: str = "mem_1") -> str:
     with caller(M, staff_id="stf_op", roles=("OPERATOR",)):
         template = await w.cases.create_template(TemplateDraft("five off", FIVE_OFF, validity, 100), new_id("k"))
         await w.cases.activate(template.id)
