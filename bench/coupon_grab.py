@@ -24,7 +24,7 @@ import httpx
 from pymongo import MongoClient
 
 from bench.baseline import stock_update_baseline
-from bench.harness import Bench, Load, Rejected, error_reason, progress, result, send
+from bench.harness import Bench, Gate, Load, answer, checked, progress, result, send
 from siyu_kit import config
 
 CLAIMERS = 2000
@@ -51,19 +51,14 @@ class Burst:
                     Counter({r: n for r, n in self.answers.items() if r != "CLAIMED" and r not in CLEAR_ANSWERS}))
 
 
-def checked(resp: httpx.Response, what: str) -> dict:
-    if resp.status_code != 200:
-        raise RuntimeError(f"{what} failed: {resp.status_code} {resp.text[:300]}")
-    return resp.json()
-
-
 async def prepare(http: httpx.AsyncClient, bench: Bench) -> str:
     """An active template of COUPONS coupons, one per member: 满100减10 for 7 days."""
     staff = {"Authorization": f"Bearer {await bench.staff_token(http)}", "X-Api-Key": ""}
     made = checked(await http.post("/v1/staff/coupon-templates", headers=staff, json={
         "name": "抢券 Bench Coupon", "rule": {"kind": "COUPON_KIND_AMOUNT_OFF", "threshold": "10000",
                                              "amount_off": "1000", "scope": "COUPON_SCOPE_ALL"},
-        "validity": {"days": 7}, "total": str(COUPONS), "per_member_limit": PER_MEMBER_LIMIT}),
+        "validity": {"days": 7}, "total": str(COUPONS), "per_member_limit": PER_MEMBER_LIMIT,
+        "idempotency_key": uuid.uuid4().hex}),
         "CreateCouponTemplate")["template"]
     checked(await http.post(f"/v1/staff/coupon-templates/{made['template_id']}:setState", headers=staff,
                             json={"state": "COUPON_TEMPLATE_STATE_ACTIVE"}), "SetCouponTemplateState")
@@ -72,32 +67,24 @@ async def prepare(http: httpx.AsyncClient, bench: Bench) -> str:
 
 async def grab(phones: list[tuple[str, str, httpx.AsyncClient]], template_id: str) -> Burst:
     burst = Burst()
-    gate = asyncio.Event()
-    pressed = 0.0
+    gate = Gate()
 
     async def press(member_id: str, token: str, phone: httpx.AsyncClient) -> None:
         await gate.wait()
         for _ in range(PRESSES):
             started = time.perf_counter()
-            try:
-                resp = await send(phone, "POST", "/v1/me/coupons", headers={"Authorization": f"Bearer {token}"},
-                                  json={"template_id": template_id, "idempotency_key": uuid.uuid4().hex})
-                answer = "CLAIMED" if resp.status_code == 200 else error_reason(resp)
-            except Rejected as error:
-                answer = error.reason
+            said, _ = await answer(phone, "POST", "/v1/me/coupons", "CLAIMED",
+                                   headers={"Authorization": f"Bearer {token}"},
+                                   json={"template_id": template_id, "idempotency_key": uuid.uuid4().hex})
             now = time.perf_counter()
-            burst.answered_s = max(burst.answered_s, now - pressed)
-            burst.answers[answer] += 1
-            if answer == "CLAIMED" or answer in CLEAR_ANSWERS:
+            burst.answered_s = max(burst.answered_s, now - gate.opened)
+            burst.answers[said] += 1
+            if said == "CLAIMED" or said in CLEAR_ANSWERS:
                 burst.latencies_ms.append((now - started) * 1000)
-            if answer == "CLAIMED":
+            if said == "CLAIMED":
                 burst.claimed_by[member_id] += 1
 
-    tasks = [asyncio.create_task(press(*p)) for p in phones]
-    await asyncio.sleep(0.1)  # every task is parked at the gate
-    pressed = time.perf_counter()
-    gate.set()
-    await asyncio.gather(*tasks)
+    await gate.burst([press(*p) for p in phones])
     return burst
 
 

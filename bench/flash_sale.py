@@ -26,7 +26,7 @@ import httpx
 from pymongo import MongoClient
 
 from bench.baseline import stock_update_baseline
-from bench.harness import Bench, Load, Member, Rejected, error_reason, percentile, progress, result, send
+from bench.harness import Bench, Gate, Load, Member, answer, checked, percentile, progress, result, send
 from siyu_kit import config
 
 BUYERS = 2000
@@ -95,13 +95,6 @@ def units(sale: dict, name: str) -> int:
     return int(sale.get(name, 0))
 
 
-def checked(resp: httpx.Response, what: str) -> dict:
-    """The JSON of a response that must be a success for the scenario to go on."""
-    if resp.status_code != 200:
-        raise RuntimeError(f"{what} failed: {resp.status_code} {resp.text[:300]}")
-    return resp.json()
-
-
 async def ok(call: Awaitable[httpx.Response], what: str) -> dict:
     return checked(await call, what)
 
@@ -136,18 +129,13 @@ async def press(buyers: list[Buyer], sale_id: str, walk_away: int) -> Round:
     """All buyers press at once; latencies run from that common instant. A winner pays
     straight away, except the first `walk_away` winners, who leave their order unpaid."""
     rnd = Round()
-    gate = asyncio.Event()
-    pressed = 0.0
+    gate = Gate()
 
     async def press_one(buyer: Buyer) -> None:
         await gate.wait()
-        try:
-            resp = await send(buyer.phone, "POST", f"/v1/flash-sales/{sale_id}:buy", headers=buyer.auth,
-                              json={"idempotency_key": uuid.uuid4().hex, "quantity": "1"})
-            reason = "ORDER" if resp.status_code == 200 else error_reason(resp)
-        except Rejected as error:
-            reason = error.reason
-        answered_s = time.perf_counter() - pressed
+        reason, resp = await answer(buyer.phone, "POST", f"/v1/flash-sales/{sale_id}:buy", "ORDER",
+                                    headers=buyer.auth, json={"idempotency_key": uuid.uuid4().hex, "quantity": "1"})
+        answered_s = time.perf_counter() - gate.opened
         rnd.answered_s = max(rnd.answered_s, answered_s)
         rnd.answers[reason] += 1
         if reason in CLEAR_ANSWERS:
@@ -155,6 +143,7 @@ async def press(buyers: list[Buyer], sale_id: str, walk_away: int) -> Round:
         if reason != "ORDER":
             return
         rnd.win_ms.append(answered_s * 1000)
+        assert resp is not None
         won = (buyer, resp.json()["order"])
         if len(rnd.walked_away) < walk_away:
             rnd.walked_away.append(won)
@@ -163,11 +152,7 @@ async def press(buyers: list[Buyer], sale_id: str, walk_away: int) -> Round:
         else:
             rnd.payment_failed.append(won)
 
-    tasks = [asyncio.create_task(press_one(b)) for b in buyers]
-    await asyncio.sleep(0.1)  # every task is parked at the gate
-    pressed = time.perf_counter()
-    gate.set()
-    await asyncio.gather(*tasks)
+    await gate.burst([press_one(b) for b in buyers])
     return rnd
 
 

@@ -113,6 +113,44 @@ def error_reason(resp: httpx.Response) -> str:
         return f"HTTP_{resp.status_code}"
 
 
+def checked(resp: httpx.Response, what: str) -> dict:
+    """The JSON of a response that must be a success for the scenario to go on."""
+    if resp.status_code != 200:
+        raise RuntimeError(f"{what} failed: {resp.status_code} {resp.text[:300]}")
+    return resp.json()
+
+
+async def answer(http: httpx.AsyncClient, method: str, path: str, success: str,
+                 **kwargs) -> tuple[str, httpx.Response | None]:
+    """One press of a burst: `success` for a 200, else the API's reason word (or the
+    transport failure's name), with the response when there was one."""
+    try:
+        resp = await send(http, method, path, **kwargs)
+    except Rejected as error:
+        return error.reason, None
+    return (success if resp.status_code == 200 else error_reason(resp)), resp
+
+
+class Gate:
+    """Where every press of a burst waits; `burst` opens it for all at one instant,
+    `opened` (time.perf_counter), from which each press's latency runs."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.opened = 0.0
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    async def burst(self, presses: list[Awaitable[None]]) -> None:
+        """Parks every press at the gate, opens it, and waits for every answer."""
+        tasks = [asyncio.create_task(p) for p in presses]
+        await asyncio.sleep(0.1)  # every task is parked at the gate
+        self.opened = time.perf_counter()
+        self._event.set()
+        await asyncio.gather(*tasks)
+
+
 @dataclass(frozen=True)
 class Member:
     member_id: str

@@ -114,6 +114,7 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_ListMyCoupons", r"states(\[\d+\])?"): "each a state, not unspecified",
     ("MemberService_ListCouponsForCart", r"lines\[\d+\]\.amount"): "at most the line's unit price × quantity",
     ("MemberService_UpdateCouponSettings", r"settings\.new_member_template_id"): "a template of the merchant",
+    ("MemberService_ListClaimableCoupons", r"page_token"): "an opaque token a previous page issued",
 }
 
 

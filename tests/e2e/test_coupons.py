@@ -21,8 +21,13 @@ def design(**changes) -> dict:
             "validity": {"days": 7}, "total": "50", "per_member_limit": 1, **changes}
 
 
+def creation(**changes) -> dict:
+    """A design to create, with a key of its own."""
+    return {"idempotency_key": uuid.uuid4().hex, **design(**changes)}
+
+
 def active_template(shop: Shop, **changes) -> dict:
-    made = ok(shop.as_staff("POST", "/v1/staff/coupon-templates", json=design(**changes)))["template"]
+    made = ok(shop.as_staff("POST", "/v1/staff/coupon-templates", json=creation(**changes)))["template"]
     return ok(shop.as_staff("POST", f"/v1/staff/coupon-templates/{made['template_id']}:setState",
                             json={"state": "COUPON_TEMPLATE_STATE_ACTIVE"}))["template"]
 
@@ -47,7 +52,7 @@ def claim(shop: Shop, token: str, template_id: str, key: str = ""):
 
 
 def test_an_operator_runs_a_template_and_members_claim_and_use_the_cart_read(shop):
-    draft = ok(shop.as_staff("POST", "/v1/staff/coupon-templates", json=design()))["template"]
+    draft = ok(shop.as_staff("POST", "/v1/staff/coupon-templates", json=creation()))["template"]
     assert draft["state"] == "COUPON_TEMPLATE_STATE_DRAFT"
     tid = draft["template_id"]
     edited = ok(shop.as_staff("PUT", f"/v1/staff/coupon-templates/{tid}", json=design(total="2")))["template"]
@@ -98,13 +103,15 @@ def test_a_grant_job_reports_its_progress(shop):
 
 def test_bad_input_is_a_400_naming_each_field_and_writes_nothing(shop):
     before = ok(shop.as_staff("GET", "/v1/staff/coupon-templates")).get("templates", [])
-    bad = shop.as_staff("POST", "/v1/staff/coupon-templates", json=design(
+    bad = shop.as_staff("POST", "/v1/staff/coupon-templates", json=creation(
         rule={"kind": "COUPON_KIND_PERCENT_OFF", "percent_off_bp": 2000, "scope": "COUPON_SCOPE_PRODUCTS"},
         validity={"days": 0}))
     assert bad.status_code == 400
     assert {"rule.cap", "rule.product_ids", "validity.days"} <= set(violations(bad))
-    by_schema = shop.as_staff("POST", "/v1/staff/coupon-templates", json=design(total="-1", per_member_limit=101))
+    by_schema = shop.as_staff("POST", "/v1/staff/coupon-templates", json=creation(total="-1", per_member_limit=101))
     assert by_schema.status_code == 400 and {"total", "per_member_limit"} <= set(violations(by_schema))
+    keyless = shop.as_staff("POST", "/v1/staff/coupon-templates", json=design())
+    assert keyless.status_code == 400 and "idempotency_key" in violations(keyless)
     assert ok(shop.as_staff("GET", "/v1/staff/coupon-templates")).get("templates", []) == before
     token, _ = member(shop)
     no_key = shop.call("POST", "/v1/me/coupons", token=token, json={"template_id": active_template(shop)["template_id"]})
@@ -135,7 +142,7 @@ def test_roles_without_the_right_are_denied(shop):
     guide, finance = staff_with(shop, "GUIDE"), staff_with(shop, "FINANCE")
     for token in (guide, finance):
         assert shop.call("POST", "/v1/staff/coupon-templates", channel=None, token=token,
-                         json=design()).status_code == 403
+                         json=creation()).status_code == 403
         assert shop.call("POST", f"/v1/staff/coupon-templates/{tid}/grants", channel=None, token=token,
                          json={"member_ids": [member(shop)[1]], "idempotency_key": "g1"}).status_code == 403
     assert shop.call("GET", f"/v1/staff/coupon-templates/{tid}/stats", channel=None, token=guide).status_code == 403
@@ -144,3 +151,30 @@ def test_roles_without_the_right_are_denied(shop):
     token, _ = member(shop)
     assert shop.call("GET", "/v1/staff/coupon-templates", token=token).status_code in (401, 403)
     assert claim(shop, None, tid).status_code == 401
+
+
+def test_the_coupon_centre_and_a_repeated_creation(shop):
+    body = creation(name="领券中心 10 off", total="3", per_member_limit=2)
+    made = ok(shop.as_staff("POST", "/v1/staff/coupon-templates", json=body))["template"]
+    assert ok(shop.as_staff("POST", "/v1/staff/coupon-templates", json=body))["template"]["template_id"] == \
+        made["template_id"]
+    reused = shop.as_staff("POST", "/v1/staff/coupon-templates", json={**body, "total": "4"})
+    assert (reused.status_code, reused.json()["error"]["reason"]) == (409, "IDEMPOTENCY_KEY_REUSED")
+    tid = made["template_id"]
+    ok(shop.as_staff("POST", f"/v1/staff/coupon-templates/{tid}:setState",
+                     json={"state": "COUPON_TEMPLATE_STATE_ACTIVE"}))
+    token, _ = member(shop)
+    ok(claim(shop, token, tid))
+    seen, page_token = {}, ""
+    while True:
+        page = ok(shop.call("GET", "/v1/me/coupon-templates", token=token,
+                            params={"page_size": 50, **({"page_token": page_token} if page_token else {})}))
+        seen.update({c["template_id"]: c for c in page.get("coupons", [])})
+        page_token = page.get("next_page_token", "")
+        if not page_token:
+            break
+    mine = seen[tid]
+    assert (mine["left"], mine["member_left"], mine.get("unlimited", False)) == ("2", 1, False)
+    trail = ok(shop.as_staff("GET", "/v1/staff/audit-entries", params={"action": "COUPON_TEMPLATE_STATE_CHANGED",
+                                                                       "target_id": tid}))["entries"]
+    assert [(e["before"]["state"], e["after"]["state"]) for e in trail] == [("DRAFT", "ACTIVE")]

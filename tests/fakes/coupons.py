@@ -49,7 +49,9 @@ class FakeCouponTemplates(VersionedStore):
 
     async def add(self, template: CouponTemplate) -> bool:
         await _round_trip()
-        if template.id in self.items:
+        if template.id in self.items or (template.creation_key and any(
+                (t.merchant_id, t.creation_key) == (template.merchant_id, template.creation_key)
+                for t in self.items.values())):
             return False
         self.events.extend(template.pull_events())
         self.items[template.id] = _copy(template)
@@ -74,6 +76,18 @@ class FakeCouponTemplates(VersionedStore):
         await _round_trip()
         rows = sorted((t for t in self.items.values() if t.merchant_id == merchant_id
                        and (state is None or t.state == state) and (not after_id or t.id < after_id)),
+                      key=lambda t: t.id, reverse=True)
+        return [_copy(r) for r in rows[:limit]]
+
+    async def by_creation_key(self, merchant_id: str, key: str) -> CouponTemplate | None:
+        await _round_trip()
+        found = next((t for t in self.items.values() if (t.merchant_id, t.creation_key) == (merchant_id, key)), None)
+        return _copy(found) if found is not None else None
+
+    async def claimable_page(self, merchant_id: str, after_id: str, limit: int) -> list[CouponTemplate]:
+        await _round_trip()
+        rows = sorted((t for t in self.items.values() if t.merchant_id == merchant_id
+                       and t.state == TemplateState.ACTIVE and t.self_claim and (not after_id or t.id < after_id)),
                       key=lambda t: t.id, reverse=True)
         return [_copy(r) for r in rows[:limit]]
 
@@ -141,6 +155,11 @@ class FakeMemberCoupons:
     async def slots_taken(self, merchant_id: str, template_id: str, member_id: str) -> set[int]:
         await _round_trip()
         return set(self.slots.get((merchant_id, template_id, member_id), {}))
+
+    async def held_counts(self, merchant_id: str, member_id: str, template_ids: list[str]) -> dict[str, int]:
+        await _round_trip()
+        return {t: len(self.slots.get((merchant_id, t, member_id), {})) for t in template_ids
+                if self.slots.get((merchant_id, t, member_id))}
 
     async def insert(self, coupon: MemberCoupon) -> Inserted:
         await _round_trip()

@@ -48,8 +48,15 @@ def amount_off(**extra) -> dict:
     return fields
 
 
+def creation(**extra) -> pb.CreateCouponTemplateRequest:
+    """A creation request with a key of its own (unless one is given)."""
+    fields = amount_off(**extra)
+    fields.setdefault("idempotency_key", new_id("k")[-20:])
+    return pb.CreateCouponTemplateRequest(**fields)
+
+
 def active_template(stub, mid, **extra) -> pb.CouponTemplate:
-    created = stub.CreateCouponTemplate(pb.CreateCouponTemplateRequest(**amount_off(**extra)), metadata=operator(mid))
+    created = stub.CreateCouponTemplate(creation(**extra), metadata=operator(mid))
     return stub.SetCouponTemplateState(pb.SetCouponTemplateStateRequest(
         template_id=created.template.template_id, state=pb.COUPON_TEMPLATE_STATE_ACTIVE),
         metadata=operator(mid)).template
@@ -70,7 +77,7 @@ def line(price=6_000, qty=2, product=PRD):
 
 def test_a_template_is_designed_activated_paused_and_ended(stub, db):
     mid = new_merchant_id()
-    draft = stub.CreateCouponTemplate(pb.CreateCouponTemplateRequest(**amount_off()), metadata=operator(mid)).template
+    draft = stub.CreateCouponTemplate(creation(), metadata=operator(mid)).template
     assert draft.state == pb.COUPON_TEMPLATE_STATE_DRAFT and draft.template_id.startswith("cpt_")
     edited = stub.UpdateCouponTemplate(pb.UpdateCouponTemplateRequest(
         template_id=draft.template_id, **amount_off(name="¥20 off ¥100", total=50)), metadata=operator(mid)).template
@@ -284,12 +291,12 @@ def test_a_new_member_gets_the_merchants_new_member_gift_once(stub, db):
 
 def test_bad_input_is_refused_with_field_violations_and_writes_nothing(stub, db):
     mid = new_merchant_id()
-    bad = rpc_error(stub.CreateCouponTemplate, pb.CreateCouponTemplateRequest(**amount_off(
+    bad = rpc_error(stub.CreateCouponTemplate, creation(**amount_off(
         rule=pb.CouponRule(kind=pb.COUPON_KIND_AMOUNT_OFF, threshold=0, amount_off=1_000, scope=pb.COUPON_SCOPE_ALL),
         validity=pb.CouponValidity(days=0))), metadata=operator(mid))
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {"rule.threshold", "validity.days"} <= set(field_violations(bad))
-    by_rules = rpc_error(stub.CreateCouponTemplate, pb.CreateCouponTemplateRequest(**amount_off(
+    by_rules = rpc_error(stub.CreateCouponTemplate, creation(**amount_off(
         name="", total=-1)), metadata=operator(mid))
     assert {"name", "total"} <= set(field_violations(by_rules))
     assert db.coupon_templates.count_documents({"merchant_id": mid}) == 0
@@ -323,7 +330,7 @@ def test_another_merchant_finds_nothing_and_wrong_roles_are_denied(stub, db):
     assert not stub.ListMyCoupons(pb.ListMyCouponsRequest(), metadata=as_member(other, intruder)).coupons
     assert db.coupon_templates.find_one({"_id": template.template_id})["state"] == "ACTIVE"
     for role in ("GUIDE", "FINANCE"):
-        denied = rpc_error(stub.CreateCouponTemplate, pb.CreateCouponTemplateRequest(**amount_off()),
+        denied = rpc_error(stub.CreateCouponTemplate, creation(),
                            metadata=as_role(mid, role))
         assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
     guide = rpc_error(stub.GetCouponTemplateStats, pb.GetCouponTemplateStatsRequest(
@@ -350,7 +357,7 @@ def test_an_unpaid_orders_release_gives_the_coupon_back_once(stub, db):
     # The released order cannot take it again; another order can.
     again = pb.LockCouponRequest(member_id=alice, coupon_id=coupon.coupon_id, order_id=order, lines=[line()],
                                  pay_by=timestamp(datetime.now(timezone.utc) + timedelta(minutes=30)))
-    assert reason(rpc_error(stub.LockCoupon, again, metadata=order_service(mid))) == "COUPON_NOT_AVAILABLE"
+    assert reason(rpc_error(stub.LockCoupon, again, metadata=order_service(mid))) == "COUPON_LOCK_ENDED"
     again.order_id = new_id("ord")
     assert stub.LockCoupon(again, metadata=order_service(mid)).coupon.state == pb.MEMBER_COUPON_STATE_LOCKED
 
@@ -375,3 +382,88 @@ def test_the_services_jobs_expire_coupons_and_undo_claims_left_half_way(stub, db
     assert [c.coupon_id for c in mine] == [coupon.coupon_id]
     # The freed slot takes a new claim.
     assert claim(stub, mid, alice, template.template_id).coupon.state == pb.MEMBER_COUPON_STATE_AVAILABLE
+
+
+def test_a_creation_key_answers_the_same_template_and_refuses_another_design(stub, db):
+    mid = new_merchant_id()
+    first = stub.CreateCouponTemplate(creation(idempotency_key="spring-1"), metadata=operator(mid)).template
+    again = stub.CreateCouponTemplate(creation(idempotency_key="spring-1"), metadata=operator(mid)).template
+    assert again.template_id == first.template_id
+    reused = rpc_error(stub.CreateCouponTemplate, creation(idempotency_key="spring-1", total=7),
+                       metadata=operator(mid))
+    assert (reused.code(), reason(reused)) == (grpc.StatusCode.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED")
+    no_key = rpc_error(stub.CreateCouponTemplate, creation(idempotency_key=""), metadata=operator(mid))
+    assert "idempotency_key" in field_violations(no_key)
+    assert db.coupon_templates.count_documents({"merchant_id": mid}) == 1
+    # Created once: one audit entry, read as the owner reads the trail.
+    trail = stub.ListAuditEntries(pb.ListAuditEntriesRequest(action="COUPON_TEMPLATE_CREATED"),
+                                  metadata=as_role(mid, "OWNER")).entries
+    assert [(e.target_id, e.after["name"]) for e in trail] == [(first.template_id, first.name)]
+
+
+def test_the_coupon_centre_lists_what_the_member_may_still_claim(stub, db):
+    mid = new_merchant_id()
+    alice, bob = member(stub, mid), member(stub, mid)
+    scarce = active_template(stub, mid, total=2, per_member_limit=1)
+    open_ = active_template(stub, mid, total=0, per_member_limit=2)
+    stub.CreateCouponTemplate(creation(), metadata=operator(mid))  # a draft: not shown
+    claim(stub, mid, alice, scarce.template_id)
+    claim(stub, mid, alice, open_.template_id)
+    page = stub.ListClaimableCoupons(pb.ListClaimableCouponsRequest(page_size=1), metadata=as_member(mid, alice))
+    rest = stub.ListClaimableCoupons(pb.ListClaimableCouponsRequest(page_size=1, page_token=page.next_page_token),
+                                     metadata=as_member(mid, alice))
+    shown = {c.template_id: c for c in [*page.coupons, *rest.coupons]}
+    assert [c.template_id for c in page.coupons] == [open_.template_id] and not rest.next_page_token
+    assert (shown[open_.template_id].unlimited, shown[open_.template_id].member_left) == (True, 1)
+    assert (shown[scarce.template_id].left, shown[scarce.template_id].member_left) == (1, 0)
+    claim(stub, mid, bob, scarce.template_id)  # the last one: sold out, no longer shown
+    bobs = stub.ListClaimableCoupons(pb.ListClaimableCouponsRequest(), metadata=as_member(mid, bob)).coupons
+    assert [c.template_id for c in bobs] == [open_.template_id]
+    other = new_merchant_id()
+    assert not stub.ListClaimableCoupons(pb.ListClaimableCouponsRequest(),
+                                         metadata=as_member(other, member(stub, other))).coupons
+    staff = rpc_error(stub.ListClaimableCoupons, pb.ListClaimableCouponsRequest(), metadata=operator(mid))
+    assert staff.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def test_a_payment_after_the_lock_sweep_still_uses_the_coupon_with_the_orders_amount(stub, db):
+    """The lock's deadline and grace are planted in the past; the running service's sweep
+    frees the coupon, and the order paid late after all still uses it."""
+    mid = new_merchant_id()
+    alice = member(stub, mid)
+    template = active_template(stub, mid)
+    coupon = claim(stub, mid, alice, template.template_id).coupon
+    order = new_id("ord")
+    stub.LockCoupon(pb.LockCouponRequest(member_id=alice, coupon_id=coupon.coupon_id, order_id=order, lines=[line()],
+                                         pay_by=timestamp(datetime.now(timezone.utc) + timedelta(minutes=30))),
+                    metadata=order_service(mid))
+    past_ms = int((datetime.now(timezone.utc) - timedelta(seconds=1)).timestamp() * 1000)
+    db.member_coupons.update_one({"_id": coupon.coupon_id}, {"$set": {"locked_until_ms": past_ms}})
+    wait_until(lambda: db.member_coupons.find_one({"_id": coupon.coupon_id})["state"] == "AVAILABLE",
+               timeout=30, message="the sweep released the lock")
+    assert db.member_coupons.find_one({"_id": coupon.coupon_id})["swept_order_id"] == order
+    used = stub.UseCoupon(pb.UseCouponRequest(coupon_id=coupon.coupon_id, order_id=order, order_amount=11_000),
+                          metadata=order_service(mid)).coupon
+    assert (used.state, used.order_id) == (pb.MEMBER_COUPON_STATE_USED, order)
+    stats = stub.GetCouponTemplateStats(pb.GetCouponTemplateStatsRequest(template_id=template.template_id),
+                                        metadata=as_role(mid, "FINANCE"))
+    assert (stats.used, stats.locked, stats.discount_given, stats.gmv) == (1, 0, 1_000, 11_000)
+    # Another order can neither take it nor use it now.
+    other = rpc_error(stub.UseCoupon, pb.UseCouponRequest(coupon_id=coupon.coupon_id, order_id=new_id("ord")),
+                      metadata=order_service(mid))
+    assert reason(other) == "COUPON_IN_USE"
+
+
+def test_a_release_that_overtakes_its_lock_refuses_the_lock(stub, db):
+    mid = new_merchant_id()
+    alice = member(stub, mid)
+    coupon = claim(stub, mid, alice, active_template(stub, mid).template_id).coupon
+    order = new_id("ord")
+    released = stub.ReleaseCoupon(pb.ReleaseCouponRequest(coupon_id=coupon.coupon_id, order_id=order),
+                                  metadata=order_service(mid)).coupon
+    assert released.state == pb.MEMBER_COUPON_STATE_AVAILABLE
+    late = pb.LockCouponRequest(member_id=alice, coupon_id=coupon.coupon_id, order_id=order, lines=[line()],
+                                pay_by=timestamp(datetime.now(timezone.utc) + timedelta(minutes=30)))
+    refused = rpc_error(stub.LockCoupon, late, metadata=order_service(mid))
+    assert (refused.code(), reason(refused)) == (grpc.StatusCode.FAILED_PRECONDITION, "COUPON_LOCK_ENDED")
+    assert db.member_coupons.find_one({"_id": coupon.coupon_id})["state"] == "AVAILABLE"

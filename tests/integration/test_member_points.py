@@ -363,3 +363,22 @@ async def test_concurrent_holds_in_one_process_never_go_below_zero(stub, storage
     assert 1 <= results.count(200) <= 5 and set(results) <= {200, "POINTS_INSUFFICIENT", "CONCURRENT_UPDATE"}
     account = db.points_accounts.find_one({"member_id": member_id})
     assert (account["available"], account["held"]) == (1_000 - 200 * results.count(200), 200 * results.count(200))
+
+
+async def test_a_refund_takes_back_the_growth_of_the_refunded_part_and_the_tier_follows(stack, stub, db):
+    merchant_id, member_id = member(stub)
+    order_id = new_id("ord")
+    as_member = metadata(merchant_id, channel="H5", member_id=member_id)
+    await publish(stack, order_paid(merchant_id, member_id, order_id, 150_000))  # ¥1,500: SILVER
+    wait_until(lambda: stub.GetMyTier(pb.GetMyTierRequest(), metadata=as_member).growth_value == 1_500,
+               message="growth earned")
+    assert stub.GetMyTier(pb.GetMyTierRequest(), metadata=as_member).tier == pb.TIER_SILVER
+    refund = pb.ReversePointsForRefundRequest(member_id=member_id, order_id=order_id, refund_id=new_id("rfd"),
+                                              refunded_amount=60_000, paid_amount=150_000)
+    first = stub.ReversePointsForRefund(refund, metadata=as_order(merchant_id))
+    again = stub.ReversePointsForRefund(refund, metadata=as_order(merchant_id))
+    assert (first.entry.growth_change, first.applied, again.applied) == (-600, True, False)
+    mine = stub.GetMyTier(pb.GetMyTierRequest(), metadata=as_member)
+    assert (mine.growth_value, mine.tier) == (900, pb.TIER_REGULAR)
+    # The member document the staff search by tier reads follows the ledger down too.
+    assert db.members.find_one({"_id": member_id})["growth"] == 900

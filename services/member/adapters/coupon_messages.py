@@ -97,6 +97,16 @@ def coupon_proto(c: MemberCoupon) -> member_pb2.MemberCoupon:
         discount=c.discount, claimed_at=timestamp(c.claimed_at), member_id=c.member_id)
 
 
+def claimable_proto(c) -> member_pb2.ClaimableCoupon:
+    """A services.member.application.coupons.Claimable as the coupon centre shows it."""
+    t = c.template
+    return member_pb2.ClaimableCoupon(
+        template_id=t.id, name=t.name, rule=rule_proto(t.rule),
+        validity=member_pb2.CouponValidity(starts_at=timestamp(t.validity.starts_at),
+                                           ends_at=timestamp(t.validity.ends_at), days=t.validity.days),
+        unlimited=c.left is None, left=c.left or 0, per_member_limit=t.per_member_limit, member_left=c.member_left)
+
+
 def discount_proto(d: Discount) -> member_pb2.CouponDiscount:
     return member_pb2.CouponDiscount(amount=d.amount, shares=list(d.shares), eligible_amount=d.eligible_subtotal,
                                      reason=d.reason, shortfall=d.shortfall)

@@ -41,11 +41,16 @@ class CouponTemplateDoc(OutboxDocument):
     issued = me.IntField(default=0)
     claiming = me.DictField()  # coupon id -> ms: units taken whose coupon is not confirmed yet
     claiming_count = me.IntField(default=0)
+    # The creating request's idempotency key and the digest of its design; absent on
+    # templates from before keys (hence sparse).
+    creation_key = me.StringField()
+    fingerprint = me.StringField()
     version = me.IntField(default=1)
     created_ms = me.IntField()
     updated_ms = me.IntField()
     meta = {"collection": "coupon_templates",
             "indexes": [{"fields": ["merchant_id", "state"]}, {"fields": ["claiming_count"]},
+                        {"fields": ["merchant_id", "creation_key"], "unique": True, "sparse": True},
                         {"fields": ["outbox_pending"]}]}
 
 
@@ -68,6 +73,7 @@ class MemberCouponDoc(OutboxDocument):
     order_amount = me.IntField(default=0)
     locked_until_ms = me.IntField(default=0)
     returned_by = me.ListField(me.StringField())
+    swept_order_id = me.StringField(default="")
     claimed_ms = me.IntField()
     updated_ms = me.IntField()
     version = me.IntField(default=1)
@@ -177,7 +183,8 @@ def _template(doc: dict) -> CouponTemplate:
                           total=int(doc.get("total") or 0) or None, per_member_limit=int(doc.get("per_member_limit") or 1),
                           self_claim=bool(doc.get("self_claim")), state=TemplateState(doc["state"]),
                           issued=int(doc.get("issued") or 0), created_at=_at(doc.get("created_ms")),
-                          updated_at=_at(doc.get("updated_ms")))
+                          updated_at=_at(doc.get("updated_ms")), creation_key=doc.get("creation_key") or "",
+                          fingerprint=doc.get("fingerprint") or "")
 
 
 def _coupon(doc: dict) -> MemberCoupon:
@@ -189,7 +196,8 @@ def _coupon(doc: dict) -> MemberCoupon:
                         state=CouponState(doc["state"]), order_id=doc.get("order_id") or "",
                         discount=int(doc.get("discount") or 0), order_amount=int(doc.get("order_amount") or 0),
                         locked_until=_at(doc.get("locked_until_ms") or None),
-                        returned_by=tuple(doc.get("returned_by") or ()), claimed_at=_at(doc.get("claimed_ms")),
+                        returned_by=tuple(doc.get("returned_by") or ()),
+                        swept_order_id=doc.get("swept_order_id") or "", claimed_at=_at(doc.get("claimed_ms")),
                         updated_at=_at(doc.get("updated_ms")))
 
 
@@ -264,6 +272,8 @@ class CouponTemplateRepository:
         doc = {"_id": template.id, "merchant_id": template.merchant_id, **_template_fields(template),
                "issued": 0, "claiming": {}, "claiming_count": 0, "version": template.version,
                "created_ms": _ms(template.created_at or utcnow())}
+        if template.creation_key:
+            doc.update(creation_key=template.creation_key, fingerprint=template.fingerprint)
         return await run_sync(insert_new, _col(CouponTemplateDoc), doc,
                               messages.template_events(template, recorded, template.version))
 
@@ -282,6 +292,16 @@ class CouponTemplateRepository:
         query: dict = {"merchant_id": merchant_id}
         if state is not None:
             query["state"] = state.value
+        docs = await run_sync(lambda: _page(_col(CouponTemplateDoc), query, after_id, limit))
+        return [_template(d) for d in docs]
+
+    async def by_creation_key(self, merchant_id: str, key: str) -> CouponTemplate | None:
+        doc = await run_sync(_col(CouponTemplateDoc).find_one, {"merchant_id": merchant_id, "creation_key": key},
+                             {"outbox": 0, "claiming": 0})
+        return _template(doc) if doc else None
+
+    async def claimable_page(self, merchant_id: str, after_id: str, limit: int) -> list[CouponTemplate]:
+        query = {"merchant_id": merchant_id, "state": TemplateState.ACTIVE.value, "self_claim": 1}
         docs = await run_sync(lambda: _page(_col(CouponTemplateDoc), query, after_id, limit))
         return [_template(d) for d in docs]
 
@@ -341,6 +361,17 @@ class MemberCouponRepository:
             {"merchant_id": merchant_id, "template_id": template_id, "member_id": member_id}, {"slot": 1})))
         return {int(d["slot"]) for d in docs}
 
+    async def held_counts(self, merchant_id: str, member_id: str, template_ids: list[str]) -> dict[str, int]:
+        if not template_ids:
+            return {}
+        docs = await run_sync(lambda: list(_col(MemberCouponDoc).find(
+            {"merchant_id": merchant_id, "member_id": member_id, "template_id": {"$in": list(template_ids)}},
+            {"template_id": 1})))
+        counts: dict[str, int] = {}
+        for d in docs:
+            counts[d["template_id"]] = counts.get(d["template_id"], 0) + 1
+        return counts
+
     async def insert(self, coupon: MemberCoupon) -> Inserted:
         coupon.pull_events()  # a CLAIMING coupon records nothing; its claim is recorded on confirm
         return await run_sync(insert_coupon, _col(MemberCouponDoc), _coupon_doc(coupon))
@@ -350,7 +381,8 @@ class MemberCouponRepository:
         version = coupon.next_version
         fields = {"state": coupon.state.value, "order_id": coupon.order_id, "discount": coupon.discount,
                   "order_amount": coupon.order_amount, "locked_until_ms": _ms(coupon.locked_until) or 0,
-                  "returned_by": list(coupon.returned_by), "updated_ms": _ms(coupon.updated_at or utcnow())}
+                  "returned_by": list(coupon.returned_by), "swept_order_id": coupon.swept_order_id,
+                  "updated_ms": _ms(coupon.updated_at or utcnow())}
         await run_sync(save_change, _col(MemberCouponDoc), {"_id": coupon.id, "merchant_id": coupon.merchant_id},
                        {"$set": fields}, messages.coupon_events(coupon, recorded, version), version=coupon.version)
         coupon.version = version

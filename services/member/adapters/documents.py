@@ -67,6 +67,9 @@ class MemberDoc(OutboxDocument):
     # truth: it is recomputed after each entry). Set at registration; the member-growth
     # backfill set it on members stored before.
     growth = me.IntField()
+    # How many growth entries of the ledger that sum counted: a sync writes only over a
+    # smaller count, so a refund's lower sum is kept and a stale sum never wins.
+    growth_entries = me.IntField()
     # Bumped when the member's tokens must end (logout). Absent on old members: 0.
     token_version = me.IntField()
     version = me.IntField(default=1)

@@ -42,7 +42,7 @@ def entry_proto(entry: PointsEntry) -> member_pb2.PointsEntry:
         created_at=timestamp(aware(entry.created_at)),
         kind=member_pb2.PointsMovement.Value(f"POINTS_MOVEMENT_{entry.kind}") if entry.kind else 0,
         available_change=entry.available, frozen_change=entry.frozen_delta, held_change=entry.held,
-        owed_change=entry.owed, order_id=entry.order_id, reason=entry.reason,
+        owed_change=entry.owed, order_id=entry.order_id, reason=entry.reason, growth_change=entry.growth,
     )
 
 

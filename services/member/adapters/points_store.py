@@ -325,6 +325,9 @@ def _repair(now_ms: int, limit: int) -> int:
         for ck, owed in (doc.get("pending") or {}).items():
             if int(owed.get("created_ms") or 0) > now_ms - REPAIR_AFTER_MS:
                 continue
-            stored += _store_owed(doc["merchant_id"], doc["member_id"], ck, _from_owed(owed))
+            fresh = _store_owed(doc["merchant_id"], doc["member_id"], ck, _from_owed(owed))
+            stored += fresh
+            if fresh and owed.get("growth"):
+                sync_growth(doc["merchant_id"], doc["member_id"])  # the crash came before the sync
     return stored
 

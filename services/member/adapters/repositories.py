@@ -313,14 +313,18 @@ class PointsLedger:
 
 
 def sync_growth(merchant_id: str, member_id: str) -> None:
-    """Raises the member's stored growth to the ledger's sum, never lowers it: concurrent
-    syncs each write a sum they read, and the largest stays."""
-    total = sum(int(d.get("growth") or 0) for d in _col(PointsEntryDoc).find(
-        {"merchant_id": merchant_id, "member_id": member_id}, {"growth": 1}))
+    """Sets the member's stored growth to the ledger's sum. Refunds take growth back, so the
+    sum can fall: each sync writes the sum with the number of growth entries it counted,
+    only over a smaller count, so of concurrent syncs the one that saw the most entries
+    (the latest: the ledger is append-only) stays."""
+    docs = list(_col(PointsEntryDoc).find({"merchant_id": merchant_id, "member_id": member_id}, {"growth": 1}))
+    counted = [int(d.get("growth") or 0) for d in docs if d.get("growth")]
+    total, seen = max(sum(counted), 0), len(counted)
     members = _col(MemberDoc)
     key = {"_id": member_id, "merchant_id": merchant_id}
-    members.update_one({**key, "growth": {"$exists": False}}, {"$set": {"growth": total}})
-    members.update_one({**key, "growth": {"$lt": total}}, {"$set": {"growth": total}})
+    update = {"$set": {"growth": total, "growth_entries": seen}}
+    members.update_one({**key, "growth_entries": {"$exists": False}}, update)
+    members.update_one({**key, "growth_entries": {"$lt": seen}}, update)
 
 
 class MemberDirectoryRepository:

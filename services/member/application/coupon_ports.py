@@ -56,7 +56,8 @@ class CouponTemplateRepository(Protocol):
         """With `issued` as stored now."""
 
     async def add(self, template: CouponTemplate) -> bool:
-        """Stores a new template with its events; False when the id exists."""
+        """Stores a new template with its events; False when the id or its creation key
+        exists."""
 
     async def save(self, template: CouponTemplate) -> None:
         """Writes the template's own fields and events on the version it was read at;
@@ -66,6 +67,13 @@ class CouponTemplateRepository(Protocol):
     async def page(self, merchant_id: str, state: TemplateState | None, after_id: str,
                    limit: int) -> list[CouponTemplate]:
         """Newest first (ids below `after_id` when given)."""
+
+    async def by_creation_key(self, merchant_id: str, key: str) -> CouponTemplate | None:
+        """The template created with this idempotency key ((merchant, key) is unique)."""
+
+    async def claimable_page(self, merchant_id: str, after_id: str, limit: int) -> list[CouponTemplate]:
+        """ACTIVE self-claim templates, newest first (ids below `after_id` when given); the
+        claim window and what is left are the caller's to check."""
 
     async def take_unit(self, merchant_id: str, template_id: str, coupon_id: str, now: datetime) -> bool:
         """The ONE conditional atomic update above: True when a unit was taken for the
@@ -90,6 +98,9 @@ class MemberCouponRepository(Protocol):
 
     async def slots_taken(self, merchant_id: str, template_id: str, member_id: str) -> set[int]:
         """A hint only (which slots hold a coupon now); the unique key decides."""
+
+    async def held_counts(self, merchant_id: str, member_id: str, template_ids: list[str]) -> dict[str, int]:
+        """How many coupons (slots, in any state) the member holds of each template."""
 
     async def insert(self, coupon: MemberCoupon) -> Inserted:
         """Inserts a CLAIMING coupon under the unique keys (merchant, template, member,

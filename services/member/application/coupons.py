@@ -19,11 +19,13 @@ from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, Invali
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
 
-from services.member.application.ports import MemberRepository
+from services.member.application.ports import AuditLog, MemberRepository
 from services.member.application.coupon_ports import (CouponSettings, CouponTemplateRepository, GrantAudience,
                                                       GrantJobRepository, Inserted, MemberCouponRepository)
 
+from services.member.domain import admin as audit_rules
 from services.member.domain import coupons as rules
+from services.member.domain.admin import AuditEntry
 from services.member.domain.coupons import (CouponConfig, CouponLine, CouponState, CouponTemplate, Discount, GrantJob,
                                             GrantState, MemberCoupon, TemplateDraft, TemplateState, TemplateStats)
 
@@ -32,6 +34,7 @@ CLAIM_GRACE = timedelta(minutes=1)
 MAX_GRANT_MEMBERS = 10_000
 GRANT_CHUNK = 200
 MAX_KEY = 128
+MAX_CREATE_KEY = 64
 MAX_PAGE = 100
 # A lock outlives its order's payment deadline by this much before the sweep ends it, so
 # a payment at the last second still finds the coupon locked.
@@ -70,6 +73,15 @@ class Locked:
     discount: Discount
 
 
+@dataclass(frozen=True)
+class Claimable:
+    """A template the member may claim from now: what is left of it (None: unlimited)
+    and how many more of its coupons this member may hold (0: they hold the most)."""
+    template: CouponTemplate
+    left: int | None
+    member_left: int
+
+
 class ListAudience:
     """A grant job's explicit list of member ids; the cursor is a position in it."""
 
@@ -87,7 +99,7 @@ class CouponUseCases:
     def __init__(self, templates: CouponTemplateRepository, coupons: MemberCouponRepository,
                  grants: GrantJobRepository, settings: CouponSettings,
                  members: MemberRepository | None = None, audiences: dict[str, GrantAudience] | None = None,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, audit: AuditLog | None = None):
         self.templates = templates
         self.coupons = coupons
         self.grants = grants
@@ -95,15 +107,41 @@ class CouponUseCases:
         self.members = members
         self.audiences: dict[str, GrantAudience] = {"LIST": ListAudience(), **(audiences or {})}
         self.clock = clock
+        self.audit = audit
         self._sold_out: dict[tuple[str, str], float] = {}  # (merchant, template) -> until (monotonic)
 
+    # ---- the staff audit trail ----------------------------------------------------------------
+    async def _audit(self, action: str, target_id: str, before: dict | None = None, after: dict | None = None) -> None:
+        """Every staff change of templates, grants and settings, beside the other staff actions."""
+        if self.audit is None:
+            return
+        ctx = context.current()
+        await self.audit.add(AuditEntry(new_id("aud"), ctx.merchant_id, ctx.caller_kind, ctx.caller_id, action,
+                                        target_id, {k: str(v) for k, v in (before or {}).items()},
+                                        {k: str(v) for k, v in (after or {}).items()}, self.clock()))
+
     # ---- templates (OPERATOR) ------------------------------------------------------------------
-    async def create_template(self, draft: TemplateDraft) -> CouponTemplate:
+    async def create_template(self, draft: TemplateDraft, idempotency_key: str) -> CouponTemplate:
+        """A new DRAFT template; the same key again answers the same template, the same key
+        with another design is IDEMPOTENCY_KEY_REUSED."""
         ctx = context.current()
         ctx.require_staff("OPERATOR")
-        _raise_problems(draft)
-        template = CouponTemplate.create(new_id("cpt"), ctx.merchant_id, draft, self.clock())
-        await self.templates.add(template)
+        problems = draft.problems()
+        if not 1 <= len(idempotency_key) <= MAX_CREATE_KEY:
+            problems.append(FieldViolation("idempotency_key", f"1..{MAX_CREATE_KEY} characters"))
+        if problems:
+            raise InvalidArgument("the request has invalid fields", reason="INVALID_FIELDS", violations=problems)
+        existing = await self.templates.by_creation_key(ctx.merchant_id, idempotency_key)
+        if existing is not None:
+            return existing.replay(draft)
+        template = CouponTemplate.create(new_id("cpt"), ctx.merchant_id, draft, self.clock(), idempotency_key)
+        if not await self.templates.add(template):
+            # A concurrent request with the same key stored its template first.
+            existing = await self.templates.by_creation_key(ctx.merchant_id, idempotency_key)
+            if existing is None:
+                raise Conflict("the template is being created; try again", reason="CONCURRENT_UPDATE")
+            return existing.replay(draft)
+        await self._audit(audit_rules.COUPON_TEMPLATE_CREATED, template.id, after=_template_summary(template))
         return template
 
     async def get_template(self, template_id: str) -> CouponTemplate:
@@ -135,36 +173,51 @@ class CouponUseCases:
     async def edit_template(self, template_id: str, draft: TemplateDraft) -> CouponTemplate:
         context.current().require_staff("OPERATOR")
         _raise_problems(draft)
-        return await self._change(template_id, lambda t, now: t.edit(draft, now))
+        return await self._change(template_id, lambda t, now: t.edit(draft, now), audit_rules.COUPON_TEMPLATE_UPDATED,
+                                  _template_summary)
 
     async def change_total(self, template_id: str, total: int | None) -> CouponTemplate:
         context.current().require_staff("OPERATOR")
         v = Violations()
         v.check(total is None or 1 <= total <= rules.MAX_TOTAL, "total", f"1..{rules.MAX_TOTAL}, or unlimited")
         v.raise_if_any()
-        return await self._change(template_id, lambda t, now: t.change_total(total, now))
+        return await self._change(template_id, lambda t, now: t.change_total(total, now),
+                                  audit_rules.COUPON_TEMPLATE_TOTAL_CHANGED, lambda t: {"total": t.total or 0})
 
     async def activate(self, template_id: str) -> CouponTemplate:
-        return await self._change(template_id, lambda t, now: t.move(TemplateState.ACTIVE, now))
+        return await self._move(template_id, TemplateState.ACTIVE)
 
     async def pause(self, template_id: str) -> CouponTemplate:
-        return await self._change(template_id, lambda t, now: t.move(TemplateState.PAUSED, now))
+        return await self._move(template_id, TemplateState.PAUSED)
 
     async def end(self, template_id: str) -> CouponTemplate:
-        return await self._change(template_id, lambda t, now: t.move(TemplateState.ENDED, now))
+        return await self._move(template_id, TemplateState.ENDED)
 
-    async def _change(self, template_id: str, change) -> CouponTemplate:
+    async def _move(self, template_id: str, target: TemplateState) -> CouponTemplate:
+        return await self._change(template_id, lambda t, now: t.move(target, now),
+                                  audit_rules.COUPON_TEMPLATE_STATE_CHANGED, lambda t: {"state": t.state.value})
+
+    async def _change(self, template_id: str, change, action: str, summary) -> CouponTemplate:
+        """One staff change of a template, retried on a lost race, and its audit entry when
+        it changed anything."""
         ctx = context.current()
         ctx.require_staff("OPERATOR")
+        before: dict = {}
 
-        async def attempt() -> CouponTemplate:
+        async def attempt() -> tuple[CouponTemplate, bool]:
             template = await self._template(ctx.merchant_id, template_id)
-            if change(template, self.clock()) is not False:
-                await self.templates.save(template)
-                self._sold_out.pop((ctx.merchant_id, template_id), None)
-            return template
+            before.clear()
+            before.update(summary(template))
+            if change(template, self.clock()) is False:
+                return template, False
+            await self.templates.save(template)
+            self._sold_out.pop((ctx.merchant_id, template_id), None)
+            return template, True
 
-        return await retry.on_conflict(attempt, gave_up="the coupon template changed meanwhile; try again")
+        template, changed = await retry.on_conflict(attempt, gave_up="the coupon template changed meanwhile; try again")
+        if changed:
+            await self._audit(action, template_id, before, summary(template))
+        return template
 
     async def _template(self, merchant_id: str, template_id: str) -> CouponTemplate:
         template = await self.templates.get(merchant_id, template_id)
@@ -292,6 +345,8 @@ class CouponUseCases:
             existing = await self.grants.by_key(ctx.merchant_id, idempotency_key)
             assert existing is not None
             return _same_grant(existing, template_id, wanted)
+        await self._audit(audit_rules.COUPON_GRANT_STARTED, job.id,
+                          after={"template_id": template_id, "members": len(wanted)})
         return job
 
     async def grant_progress(self, job_id: str) -> GrantJob:
@@ -356,6 +411,36 @@ class CouponUseCases:
         v.raise_if_any()
         rows = await self.coupons.of_member(ctx.merchant_id, member_id, wanted, after, size + 1)
         return _paged(rows, size, fp)
+
+    async def claimable(self, page_size: int, page_token: str) -> tuple[list[Claimable], str]:
+        """The member's coupon centre: ACTIVE self-claim templates whose validity has not
+        ended and that have coupons left, newest first, each with what is left and how many
+        more this member may claim (0 once they hold as many as one member may)."""
+        ctx = context.current()
+        member_id = ctx.require_member()
+        v = Violations()
+        size = paging.page_size(v, page_size)
+        fp = paging.fingerprint(kind="claimable_coupons", member=member_id)
+        after = paging.decode_cursor(v, page_token, fp)
+        v.raise_if_any()
+        now = self.clock()
+        shown: list[CouponTemplate] = []
+        more = False
+        # Templates out of their window or sold out are skipped, so a page may take several reads.
+        while True:
+            page = await self.templates.claimable_page(ctx.merchant_id, after, size + 1)
+            for template in page:
+                if template.in_claim_window(now):
+                    if len(shown) == size:
+                        more = True
+                        break
+                    shown.append(template)
+            if more or len(page) < size + 1:
+                break
+            after = page[-1].id
+        held = await self.coupons.held_counts(ctx.merchant_id, member_id, [t.id for t in shown])
+        rows = [Claimable(t, t.left, max(t.per_member_limit - held.get(t.id, 0), 0)) for t in shown]
+        return rows, paging.encode_cursor(fp, shown[-1].id) if more else ""
 
     async def for_cart(self, lines: Sequence[CouponLine], order_kind: str) -> list[CouponOption]:
         """Every AVAILABLE coupon of the member with what it would save on these lines, or
@@ -439,7 +524,10 @@ class CouponUseCases:
                 ctx.merchant_id, config.new_member_template_id) is None:
             raise InvalidArgument("the request has invalid fields", reason="INVALID_FIELDS", violations=[
                 FieldViolation("settings.new_member_template_id", "no coupon template of the merchant")])
+        before = await self.settings.get(ctx.merchant_id)
         await self.settings.put(ctx.merchant_id, config)
+        await self._audit(audit_rules.COUPON_SETTINGS_UPDATED, audit_rules.COUPON_SETTINGS_TARGET,
+                          _settings_summary(before), _settings_summary(config))
         return config
 
     # ---- what an order does with a coupon (the order service calls these) ------------------------------
@@ -466,11 +554,20 @@ class CouponUseCases:
 
         return await retry.on_conflict(attempt, gave_up="the coupon changed meanwhile; try again")
 
-    async def use(self, coupon_id: str, order_id: str) -> MemberCoupon:
-        return await self._order_move(coupon_id, order_id, lambda c, now: c.use(order_id, now))
+    async def use(self, coupon_id: str, order_id: str, order_amount: int | None = None) -> MemberCoupon:
+        """The order was paid: its coupon is USED, with the order's amount for the
+        template's GMV when given. An order whose lock the sweep ended still uses the
+        coupon if nobody took it and it is valid; COUPON_IN_USE when another order holds
+        or used it (the order service then settles the order without the coupon's backing)."""
+        v = Violations()
+        v.check(order_amount is None or 0 <= order_amount <= rules.MAX_AMOUNT, "order_amount",
+                f"0..{rules.MAX_AMOUNT} fen")
+        v.raise_if_any()
+        return await self._order_move(coupon_id, order_id, lambda c, now: c.use(order_id, now, order_amount))
 
     async def release(self, coupon_id: str, order_id: str) -> MemberCoupon:
-        """The unpaid order was cancelled or expired."""
+        """The unpaid order was cancelled or expired; for an order that does not hold the
+        coupon, only a note that refuses its lock should it arrive later."""
         return await self._order_move(coupon_id, order_id, lambda c, now: c.release(order_id, now))
 
     async def restore(self, coupon_id: str, order_id: str) -> MemberCoupon:
@@ -576,6 +673,15 @@ def _paged(rows: list, size: int, fp: str) -> tuple[list, str]:
         rows = rows[:size]
         return rows, paging.encode_cursor(fp, rows[-1].id)
     return rows, ""
+
+
+def _template_summary(t: CouponTemplate) -> dict:
+    return {"name": t.name, "kind": t.rule.kind.value, "total": t.total or 0, "per_member_limit": t.per_member_limit,
+            "state": t.state.value}
+
+
+def _settings_summary(config: CouponConfig) -> dict:
+    return {"return_on_refund": config.return_on_refund, "new_member_template_id": config.new_member_template_id}
 
 
 def _raise_problems(draft: TemplateDraft) -> None:

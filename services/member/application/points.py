@@ -17,12 +17,13 @@ from typing import Callable
 from services.member.application.ports import AuditLog, MemberRepository, MerchantRepository, PointsLedger
 from services.member.domain import tiers
 from services.member.domain import points_settings as terms_rules
+from services.member.domain import admin as audit_rules
 from services.member.domain.admin import AuditEntry
 from services.member.domain.config import DEFAULT_TIME_ZONE, MerchantConfig
 from services.member.domain.points import PointsEntry, earn_for_payment, frozen_until
 from services.member.domain.points_account import (ADJUST, EARN, HOLD, RELEASE, REVERSE, SPEND, UNFREEZE,
                                                    Cause, Expiring, Movement, PointsBook, Refused, entry_for,
-                                                   expiring, ledger_problems, lot_expired, lot_expires_at, lot_key,
+                                                   expiring, growth_to_reverse, ledger_problems, lot_expired, lot_expires_at, lot_key,
                                                    unfreeze_at)
 from services.member.domain.points_settings import PointsSettings
 from siyu_kit import context, paging
@@ -42,7 +43,7 @@ NOTHING_DUE_MS = 2**62
 # Accounts one pass of a job takes at most.
 JOB_BATCH = 100
 HISTORY_SHOWN = 100
-POINTS_SETTINGS_UPDATED = "POINTS_SETTINGS_UPDATED"
+POINTS_SETTINGS_UPDATED = audit_rules.POINTS_SETTINGS_UPDATED
 # A changed points setting reaches holds and quotes of other processes at most this late.
 CONFIG_TTL_S = 5.0
 
@@ -328,7 +329,9 @@ class PointsEconomy(PointsMoves):
     async def reverse(self, member_id: str, order_id: str, refund_id: str, take_back: int, give_back: int,
                       refunded: int = 0, paid: int = 0) -> tuple[PointsEntry | None, bool]:
         """Earned points taken back (`take_back`, or in proportion: `refunded` of `paid`)
-        and spent points returned, once per refund."""
+        and spent points returned, once per refund; the growth the order earned leaves the
+        member's growth in the same proportion (so growth follows the net amount paid and
+        the tier follows growth, down as well as up)."""
         merchant_id = context.current().require_merchant()
         v = Violations()
         self._order_args(v, member_id, order_id)
@@ -353,19 +356,29 @@ class PointsEconomy(PointsMoves):
         spent = -sum(e.points for e in history if e.kind == SPEND)
         taken = sum(e.gross for e in history if e.kind == REVERSE)
         returned = sum(e.returned for e in history if e.kind == REVERSE)
+        growth_earned = sum(e.growth for e in history if e.kind == EARN or (not e.kind and e.source == "ORDER"))
+        growth_taken = -sum(e.growth for e in history if e.kind == REVERSE)
         if refunded:
             # In proportion over all the order's refunds: the last one takes the remainder.
             so_far = sum(e.refunded for e in history if e.kind == REVERSE)
             take_back = max(0, earned * min(so_far + refunded, paid) // paid - taken)
+            share_after, share_whole = so_far + refunded, paid
+        else:
+            # Points named by the caller: growth in proportion to the points taken back.
+            share_after, share_whole = taken + take_back, earned
         if taken + take_back > earned or returned + give_back > spent:
             raise FailedPrecondition(
                 f"order {order_id} earned {earned} (taken back {taken}) and spent {spent} (returned {returned})",
                 reason="POINTS_REVERSAL_TOO_LARGE")
+        growth_back = 0
+        if growth_earned > growth_taken:
+            member_growth = (await self.ledger.account(merchant_id, member_id)).growth
+            growth_back = growth_to_reverse(growth_earned, growth_taken, share_after, share_whole, member_growth)
         now = self.clock()
         key_now = lot_key(now, terms.time_zone, terms.settings.expiry_years)
         done = await self.apply(merchant_id, member_id, cause,
                                 lambda book: book.reverse(refund_id, order_id, take_back, give_back, key_now,
-                                                          terms.time_zone, now, refunded), terms)
+                                                          terms.time_zone, now, refunded, growth_back), terms)
         if done.applied:
             return done.entry, True
         return await self.ledger.entry(merchant_id, cause), False
@@ -450,6 +463,10 @@ class PointsEconomy(PointsMoves):
                                 lambda book: book.adjust(key, points, reason.strip(), actor, key_now, terms.time_zone,
                                                          now), terms)
         entry = done.entry if done.applied else await self.ledger.entry(ctx.merchant_id, cause)
+        if done.applied and self.audit is not None:
+            await self.audit.add(AuditEntry(
+                new_id("aud"), ctx.merchant_id, ctx.caller_kind, ctx.caller_id, audit_rules.POINTS_ADJUSTED, member_id,
+                {}, {"points": str(points), "reason": reason.strip(), "idempotency_key": key}, self.clock()))
         return entry, done.applied, self._summary(done.book, terms)
 
     async def member_points(self, member_id: str) -> tuple[PointsSummary, list[str], int]:
@@ -512,8 +529,11 @@ class PointsEconomy(PointsMoves):
         if self.audit is not None:
             await self.audit.add(AuditEntry(
                 new_id("aud"), ctx.merchant_id, ctx.caller_kind, ctx.caller_id, POINTS_SETTINGS_UPDATED,
-                "points-settings", {k: str(v) for k, v in before.points.to_doc().items()},
-                {k: str(v) for k, v in settings.to_doc().items()}, self.clock()))
+                audit_rules.POINTS_SETTINGS_TARGET,
+                {**{k: str(v) for k, v in before.points.to_doc().items()},
+                 "after_sales_days": str(before.points_frozen_days)},
+                {**{k: str(v) for k, v in settings.to_doc().items()}, "after_sales_days": str(after_sales_days)},
+                self.clock()))
         return merchant.config.points, merchant.config.points_frozen_days, merchant.version
 
     # ---- the member centre -------------------------------------------------------------------

@@ -10,13 +10,15 @@ conditional atomic update and a member's coupons of a template hold unique slots
 here decide the moves; they never count."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import ClassVar, Sequence
 
 from siyu_kit.aggregate import Aggregate, Move, StateMachine
-from siyu_kit.errors import FailedPrecondition, FieldViolation
+from siyu_kit.errors import AlreadyExists, FailedPrecondition, FieldViolation
 from siyu_kit.money import BASIS_POINTS, MAX_AMOUNT, split_largest_remainder
 
 # ---- reason words (declared in protos/siyu/member/v1/errors.proto) ------------------------
@@ -33,6 +35,7 @@ WRONG_ORDER_KIND = "COUPON_WRONG_ORDER_KIND"
 OUT_OF_SCOPE = "COUPON_OUT_OF_SCOPE"
 BELOW_THRESHOLD = "COUPON_BELOW_THRESHOLD"
 GRANT_KEY_REUSED = "COUPON_GRANT_KEY_REUSED"
+LOCK_ENDED = "COUPON_LOCK_ENDED"
 TRANSITION = "STATUS_TRANSITION"
 
 # ---- event subjects (the proto messages of events.proto will name these) ---------------------
@@ -296,6 +299,22 @@ class TemplateDraft:
         return out
 
 
+def draft_fingerprint(draft: TemplateDraft) -> str:
+    """What a creation asked for, to tell a replay of its idempotency key from another
+    request under the same key: a digest of the design's canonical JSON."""
+    rule = draft.rule
+    canonical = json.dumps({
+        "name": draft.name.strip(), "kind": rule.kind.value, "threshold": rule.threshold,
+        "amount_off": rule.amount_off, "percent_off_bp": rule.percent_off_bp, "cap": rule.cap,
+        "scope": rule.scope.value, "category_ids": list(rule.category_ids), "product_ids": list(rule.product_ids),
+        "excluded_product_ids": list(rule.excluded_product_ids), "order_kinds": list(rule.order_kinds),
+        "starts_at": draft.validity.starts_at.isoformat() if draft.validity.starts_at else "",
+        "ends_at": draft.validity.ends_at.isoformat() if draft.validity.ends_at else "",
+        "days": draft.validity.days, "total": draft.total or 0, "per_member_limit": draft.per_member_limit,
+        "self_claim": draft.self_claim}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class TemplateCreated:
     subject: ClassVar[str] = TEMPLATE_CREATED
@@ -336,12 +355,19 @@ class CouponTemplate(Aggregate):
     issued: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # The creating request's idempotency key (unique per merchant) and the digest of what
+    # it asked for (draft_fingerprint): a repeat answers this template, another body is
+    # refused. Empty on templates created before keys were required.
+    creation_key: str = ""
+    fingerprint: str = ""
 
     @classmethod
-    def create(cls, template_id: str, merchant_id: str, draft: TemplateDraft, now: datetime) -> "CouponTemplate":
+    def create(cls, template_id: str, merchant_id: str, draft: TemplateDraft, now: datetime,
+               creation_key: str = "") -> "CouponTemplate":
         template = cls(id=template_id, merchant_id=merchant_id, version=1, name=draft.name.strip(), rule=draft.rule,
                        validity=draft.validity, total=draft.total, per_member_limit=draft.per_member_limit,
-                       self_claim=draft.self_claim, created_at=now, updated_at=now)
+                       self_claim=draft.self_claim, created_at=now, updated_at=now, creation_key=creation_key,
+                       fingerprint=draft_fingerprint(draft))
         template.record(TemplateCreated(template_id, template.name, now))
         return template
 
@@ -382,6 +408,20 @@ class CouponTemplate(Aggregate):
     @property
     def left(self) -> int | None:
         return None if self.total is None else max(self.total - self.issued, 0)
+
+    def replay(self, draft: TemplateDraft) -> "CouponTemplate":
+        """This template, found by its creation key, answering a repeat of that creation;
+        refused when the key now comes with another design."""
+        if self.fingerprint != draft_fingerprint(draft):
+            raise AlreadyExists("the idempotency key was used for another coupon template; use a new key",
+                                reason="IDEMPOTENCY_KEY_REUSED")
+        return self
+
+    def in_claim_window(self, now: datetime) -> bool:
+        """An ACTIVE self-claim template whose validity has not ended and that has coupons
+        left: what a member may claim now (their own limit aside)."""
+        return (self.state == TemplateState.ACTIVE and self.self_claim and self.left != 0
+                and (self.validity.ends_at is None or now < self.validity.ends_at))
 
     def claimable(self, now: datetime, by_staff: bool = False) -> None:
         """Raises unless a coupon can be issued now (the counter's race is the repository's)."""
@@ -508,8 +548,13 @@ class MemberCoupon(Aggregate):
     # A lock lasts until the order's payment deadline: if the order never comes to be (a
     # crash after the lock) or is never cancelled, the sweep releases it after that.
     locked_until: datetime | None = None
-    # Orders whose cancellation or refund gave it back: a repeat of theirs changes nothing.
+    # Orders whose cancellation or refund gave it back, or that released it without holding
+    # it (a release overtaking its lock): a repeat of theirs changes nothing and a late lock
+    # of theirs is refused.
     returned_by: tuple[str, ...] = ()
+    # The order whose lock the sweep ended (its payment deadline and the grace passed): if
+    # that order is paid after all, it may still use the coupon while nobody else took it.
+    swept_order_id: str = ""
     claimed_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -551,7 +596,7 @@ class MemberCoupon(Aggregate):
         if self.order_id == order_id and self.state in (CouponState.LOCKED, CouponState.USED):
             return False
         if order_id in self.returned_by:
-            raise FailedPrecondition("this order gave the coupon back already", reason=NOT_AVAILABLE)
+            raise FailedPrecondition("this order released the coupon already", reason=LOCK_ENDED)
         if self.state == CouponState.LOCKED:
             raise FailedPrecondition("the coupon is held by another order", reason=IN_USE)
         if self.state != CouponState.AVAILABLE:
@@ -563,29 +608,55 @@ class MemberCoupon(Aggregate):
         self.discount = discount.amount
         self.order_amount = discount.order_subtotal
         self.locked_until = until
+        self.swept_order_id = ""
         self.updated_at = now
         self.record(CouponLocked(self.id, self.template_id, self.member_id, order_id, discount.amount, now))
         return True
 
-    def use(self, order_id: str, now: datetime) -> bool:
-        """The order that holds it was paid."""
+    def use(self, order_id: str, now: datetime, order_amount: int | None = None) -> bool:
+        """The order that holds it was paid; `order_amount` (fen), when given, is the
+        order's amount the template's GMV counts. An order whose lock the sweep ended may
+        still use it while it is AVAILABLE and valid: nobody took it meanwhile. Another
+        order holding or having used it is COUPON_IN_USE."""
         if self.state == CouponState.USED and self.order_id == order_id:
             return False
-        if self.state != CouponState.LOCKED or self.order_id != order_id:
+        late = (self.state == CouponState.AVAILABLE and self.swept_order_id == order_id
+                and self.order_id == order_id)
+        if not late and (self.state != CouponState.LOCKED or self.order_id != order_id):
+            if self.state in (CouponState.LOCKED, CouponState.USED) and self.order_id != order_id:
+                raise FailedPrecondition("another order holds or used the coupon", reason=IN_USE)
+            if self.swept_order_id == order_id and self.state == CouponState.EXPIRED:
+                raise FailedPrecondition("the coupon expired after this order's lock ended", reason=EXPIRED_REASON)
             raise FailedPrecondition("the coupon is not held by this order", reason=NOT_AVAILABLE)
+        if late and not self.valid_at(now):
+            raise FailedPrecondition("the coupon's validity ended after this order's lock ended",
+                                     reason=EXPIRED_REASON)
         self.state = CouponState.USED
+        self.swept_order_id = ""
+        if order_amount is not None:
+            self.order_amount = order_amount
         self.updated_at = now
         self.record(CouponUsed(self.id, self.template_id, self.member_id, order_id, self.discount, now))
         return True
 
     def release(self, order_id: str, now: datetime) -> bool:
         """The unpaid order was cancelled or expired: the coupon comes back if still valid,
-        else it expires. A release for an order that does not hold it changes nothing
-        (the order may have failed to lock it); a paid order's coupon is refused."""
+        else it expires. A release for an order that does not hold it only notes the order
+        (its lock may still be on its way: arriving later, it is refused with
+        COUPON_LOCK_ENDED); a paid order's coupon is refused. True when anything changed."""
         if self.state != CouponState.LOCKED or self.order_id != order_id:
             if self.state == CouponState.USED and self.order_id == order_id:
                 raise FailedPrecondition("the order using this coupon is paid", reason=TRANSITION)
-            return False
+            changed = False
+            if self.swept_order_id == order_id:
+                self.swept_order_id = ""  # cancelled after the sweep: no late use either
+                changed = True
+            if order_id not in self.returned_by:
+                self.returned_by = (*self.returned_by, order_id)
+                changed = True
+            if changed:
+                self.updated_at = now
+            return changed
         target = CouponState.AVAILABLE if now < self.valid_until else CouponState.EXPIRED
         self.state = target
         self.returned_by = (*self.returned_by, order_id)
@@ -594,11 +665,15 @@ class MemberCoupon(Aggregate):
         return True
 
     def release_overdue(self, now: datetime) -> bool:
-        """The sweep: a lock past its order's payment deadline ends as if the order had
-        been cancelled (the order service refunds a payment that comes later)."""
+        """The sweep: a lock past its order's payment deadline and the grace after it
+        (`locked_until`) ends as if the order had been cancelled, but the order is
+        remembered: paid late after all, it may still use the coupon (see `use`)."""
         if self.state != CouponState.LOCKED or self.locked_until is None or now < self.locked_until:
             return False
-        return self.release(self.order_id, now)
+        order_id = self.order_id
+        self.release(order_id, now)
+        self.swept_order_id = order_id
+        return True
 
     def restore(self, order_id: str, now: datetime) -> bool:
         """A full refund of the unshipped order gives the coupon back while it is still
@@ -606,7 +681,8 @@ class MemberCoupon(Aggregate):
         if self.state != CouponState.USED or self.order_id != order_id or not now < self.valid_until:
             return False
         self.state = CouponState.AVAILABLE
-        self.returned_by = (*self.returned_by, order_id)
+        if order_id not in self.returned_by:
+            self.returned_by = (*self.returned_by, order_id)
         self.updated_at = now
         self.record(CouponRestored(self.id, self.template_id, self.member_id, order_id, now))
         return True

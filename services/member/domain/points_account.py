@@ -220,10 +220,12 @@ class PointsBook:
                         not_after=(Cause("ORDER", order_id, SPEND),), order_id=order_id, due_ms=due_ms)
 
     def reverse(self, refund_id: str, order_id: str, take_back: int, give_back: int, key_now: str,
-                time_zone: str, now: datetime, refunded: int = 0) -> Movement:
+                time_zone: str, now: datetime, refunded: int = 0, growth_back: int = 0) -> Movement:
         """A refund: earned points of the refunded part taken back (from the order's frozen
         lot first, then from available points, the rest recorded as owed) and spent points
-        returned (paying off what is owed first, the rest a new lot)."""
+        returned (paying off what is owed first, the rest a new lot); `growth_back`, the
+        growth of the refunded part, leaves the member's growth (growth_to_reverse says how
+        much)."""
         lot = self.frozen_lots.get(order_id)
         from_lot = min(take_back, lot.points if lot else 0)
         rest = take_back - from_lot
@@ -248,7 +250,7 @@ class PointsBook:
                         points=-from_lot - from_avail + to_avail, available=-from_avail + to_avail,
                         frozen=-from_lot, owed=short - pay, lots={k: d for k, d in lots.items() if d},
                         drop_frozen=drop, take_frozen=take, order_id=order_id,
-                        gross=take_back, returned=give_back, refunded=refunded)
+                        gross=take_back, returned=give_back, refunded=refunded, growth=-growth_back)
 
     def expire(self, key: str) -> Movement | None:
         points = self.lots.get(key, 0)
@@ -333,6 +335,19 @@ class PointsBook:
             if getattr(self, name) < 0:
                 problems.append(f"{name} < 0")
         return problems
+
+
+def growth_to_reverse(earned: int, reversed_so_far: int, share_after: int, share_whole: int,
+                      member_growth: int) -> int:
+    """The growth a refund takes back: the order's earned growth in proportion to the part
+    refunded by all its refunds so far (`share_after` of `share_whole`, in fen or in
+    points), less what its earlier refunds took back, so refunding everything in any order
+    takes back exactly what it earned; never more than the member has (growth never
+    falls below 0)."""
+    if earned <= 0 or share_whole <= 0:
+        return 0
+    due = earned * min(share_after, share_whole) // share_whole - reversed_so_far
+    return max(0, min(due, member_growth))
 
 
 def unfreeze_at(completed_at: datetime, after_sales_days: int) -> datetime:

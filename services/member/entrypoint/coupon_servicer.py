@@ -20,7 +20,7 @@ class CouponRpcs:
 
     # ---- staff ---------------------------------------------------------------------------
     async def CreateCouponTemplate(self, request, context):
-        template = await self.coupons.create_template(out.draft_of(request))
+        template = await self.coupons.create_template(out.draft_of(request), request.idempotency_key)
         return member_pb2.CreateCouponTemplateResponse(template=out.template_proto(template))
 
     async def GetCouponTemplate(self, request, context):
@@ -82,6 +82,11 @@ class CouponRpcs:
         return member_pb2.ListMyCouponsResponse(coupons=[out.coupon_proto(c) for c in coupons],
                                                 next_page_token=token)
 
+    async def ListClaimableCoupons(self, request, context):
+        rows, token = await self.coupons.claimable(request.page_size, request.page_token)
+        return member_pb2.ListClaimableCouponsResponse(coupons=[out.claimable_proto(r) for r in rows],
+                                                       next_page_token=token)
+
     async def ListCouponsForCart(self, request, context):
         options = await self.coupons.for_cart(out.lines_of(request.lines), out.order_kind_of(request.order_kind))
         return member_pb2.ListCouponsForCartResponse(options=[
@@ -105,7 +110,8 @@ class CouponRpcs:
                                              discount=out.discount_proto(locked.discount))
 
     async def UseCoupon(self, request, context):
-        coupon = await self.coupons.use(request.coupon_id, request.order_id)
+        coupon = await self.coupons.use(request.coupon_id, request.order_id,
+                                        request.order_amount if request.HasField("order_amount") else None)
         return member_pb2.UseCouponResponse(coupon=out.coupon_proto(coupon))
 
     async def ReleaseCoupon(self, request, context):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from siyu.common.v1 import common_pb2
 from siyu.member.v1 import events_pb2
 
-from services.member.adapters import coupon_store
+from services.member.adapters import coupon_store, repositories
 from services.member.application.coupons import CouponUseCases
 from services.member.application.ports import MemberRepository
 from siyu_kit import service
@@ -30,7 +30,8 @@ def _every(default_s: float) -> float:
 def use_cases(members: MemberRepository) -> CouponUseCases:
     coupon_store.ensure_indexes()
     return CouponUseCases(coupon_store.CouponTemplateRepository(), coupon_store.MemberCouponRepository(),
-                          coupon_store.GrantJobRepository(), coupon_store.CouponSettingsRepository(), members)
+                          coupon_store.GrantJobRepository(), coupon_store.CouponSettingsRepository(), members,
+                          audit=repositories.AuditLogRepository())
 
 
 def outbox_collections() -> list:

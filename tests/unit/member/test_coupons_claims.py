@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from siyu_kit.ids import new_id
 from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 
 from services.member.application.coupons import CouponUseCases
@@ -60,7 +61,7 @@ def member(member_id: str, merchant: str = M):
 
 async def active(w, **kw) -> str:
     with operator():
-        template = await w.cases.create_template(draft(**kw))
+        template = await w.cases.create_template(draft(**kw), new_id("k"))
         await w.cases.activate(template.id)
     return template.id
 
@@ -82,7 +83,7 @@ async def outcome(w, template_id: str, member_id: str, key: str) -> str:
 
 async def test_an_operator_creates_edits_and_moves_a_template(w):
     with operator():
-        template = await w.cases.create_template(draft())
+        template = await w.cases.create_template(draft(), new_id("k"))
         assert template.state == TemplateState.DRAFT and template.id.startswith("cpt_")
         edited = await w.cases.edit_template(template.id, draft(name="Spring 100-15"))
         assert edited.name == "Spring 100-15" and edited.version == 2
@@ -100,7 +101,7 @@ async def test_an_operator_creates_edits_and_moves_a_template(w):
 
 async def test_a_bad_template_is_refused_with_field_violations_and_nothing_written(w):
     with operator(), pytest.raises(InvalidArgument) as refused:
-        await w.cases.create_template(draft(total=0, rule=CouponRule(CouponKind.PERCENT_OFF, percent_off_bp=0)))
+        await w.cases.create_template(draft(total=0, rule=CouponRule(CouponKind.PERCENT_OFF, percent_off_bp=0)), new_id("k"))
     assert {"total", "rule.percent_off_bp", "rule.cap"} <= {v.field for v in refused.value.violations}
     assert not w.templates.items
 
@@ -109,7 +110,7 @@ async def test_only_operators_of_the_merchant_reach_templates(w):
     template_id = await active(w)
     with caller(M, staff_id="stf_guide", roles=("GUIDE",)):
         with pytest.raises(PermissionDenied):
-            await w.cases.create_template(draft())
+            await w.cases.create_template(draft(), new_id("k"))
         with pytest.raises(PermissionDenied):  # the role is checked before the fields
             await w.cases.edit_template(template_id, draft(total=0))
         with pytest.raises(PermissionDenied):
@@ -174,7 +175,7 @@ async def test_claims_are_refused_with_their_reasons(w):
     assert await outcome(w, template_id, "mem_2", "a") == "CLAIMED"
     assert await outcome(w, template_id, "mem_3", "a") == rules.SOLD_OUT
     with operator():
-        draft_only = (await w.cases.create_template(draft())).id
+        draft_only = (await w.cases.create_template(draft(), new_id("k"))).id
     assert await outcome(w, draft_only, "mem_1", "a") == rules.NOT_CLAIMABLE
     paused = await active(w)
     with operator():
@@ -383,7 +384,7 @@ async def test_a_grant_key_answers_its_job_and_refuses_another_grant(w):
             await w.cases.start_grant(template_id, ["someone"], "grant-2")
         with pytest.raises(InvalidArgument):
             await w.cases.start_grant(template_id, [], "grant-3")
-        draft_id = (await w.cases.create_template(draft())).id
+        draft_id = (await w.cases.create_template(draft(), new_id("k"))).id
         with pytest.raises(FailedPrecondition) as refused:
             await w.cases.start_grant(draft_id, ["mem_1"], "grant-4")
         assert refused.value.reason == rules.NOT_CLAIMABLE
@@ -394,7 +395,7 @@ async def test_a_grant_key_answers_its_job_and_refuses_another_grant(w):
 
 async def test_templates_are_listed_newest_first_with_page_tokens_bound_to_the_filter(w):
     with operator():
-        ids = [(await w.cases.create_template(draft(name=f"t{i}"))).id for i in range(5)]
+        ids = [(await w.cases.create_template(draft(name=f"t{i}"), new_id("k"))).id for i in range(5)]
         first, token = await w.cases.list_templates(None, 2, "")
         second, token2 = await w.cases.list_templates(None, 2, token)
         third, end = await w.cases.list_templates(None, 2, token2)

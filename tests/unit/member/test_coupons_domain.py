@@ -278,11 +278,14 @@ def test_a_coupon_that_does_not_apply_is_not_locked():
 def test_release_returns_a_valid_coupon_expires_a_stale_one_and_is_idempotent():
     c = coupon()
     c.lock("ord_1", applied(c), NOW, PAY_BY)
+    # An order that does not hold it leaves only a note (its late lock is refused).
+    assert c.release("ord_other", NOW) and c.state == CouponState.LOCKED and c.order_id == "ord_1"
     assert not c.release("ord_other", NOW)
     assert c.release("ord_1", NOW) and c.state == CouponState.AVAILABLE
     assert not c.release("ord_1", NOW)
-    with pytest.raises(FailedPrecondition):
+    with pytest.raises(FailedPrecondition) as refused:
         c.lock("ord_1", applied(c), NOW, PAY_BY)  # a late replay of the cancelled order
+    assert refused.value.reason == rules.LOCK_ENDED
     c.lock("ord_2", applied(c), NOW, PAY_BY)
     assert c.release("ord_2", NOW + timedelta(days=8)) and c.state == CouponState.EXPIRED
     assert [e.state for e in c.pull_events() if type(e).__name__ == "CouponReleased"] == [

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from siyu_kit.ids import new_id
 from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 
 from services.member.application.coupons import CouponUseCases
@@ -61,7 +62,7 @@ async def holding(w, rule: CouponRule, member_id: str = "mem_1", **kw) -> str:
     values = dict(name="coupon", rule=rule, validity=Validity(days=7), total=100)
     values.update(kw)
     with caller(M, staff_id="stf_op", roles=("OPERATOR",)):
-        template = await w.cases.create_template(TemplateDraft(**values))
+        template = await w.cases.create_template(TemplateDraft(**values), new_id("k"))
         await w.cases.activate(template.id)
     with member(member_id):
         return (await w.cases.claim(template.id, "k")).id
@@ -277,8 +278,11 @@ async def test_a_lock_whose_order_never_came_is_released_after_the_deadline_and_
     assert await w.cases.release_overdue_locks() == 1
     assert await w.cases.release_overdue_locks() == 0
     assert (w.coupons.items[orphan].state, w.coupons.items[paid].state) == (CouponState.AVAILABLE, CouponState.USED)
-    with pytest.raises(FailedPrecondition):
-        await move(w, "use", orphan, "ord_crashed")  # a payment after the sweep: the order refunds it
+    assert w.coupons.items[orphan].swept_order_id == "ord_crashed"
+    # The order is paid after all: nobody took the coupon and it is valid, so it is used.
+    used = await move(w, "use", orphan, "ord_crashed")
+    assert used.state == CouponState.USED and used.order_id == "ord_crashed" and not used.swept_order_id
+    assert (await move(w, "use", orphan, "ord_crashed")).state == CouponState.USED
 
 
 async def test_template_stats_count_issued_locked_used_the_discount_and_gmv(w):
