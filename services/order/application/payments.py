@@ -283,6 +283,7 @@ class PaymentUseCases:
         # The payment was applied to the order, and now leaves it whole.
         await self._record(payment, ledger.payment_applied, now)
         await self._record(payment, ledger.payment_returned, now)
+        await self._balance_returned(order, payment, now)
         return order
 
     async def _cancel_paid(self, order: Order, now: datetime) -> Order:
@@ -355,6 +356,17 @@ class PaymentUseCases:
                 await self.balances.capture(order.member_id, order.id)
             except Exception:  # noqa: BLE001 - the order.paid consumer spends it
                 log.warning("balance.capture_deferred", order_id=order.id, exc_info=True)
+
+    async def _balance_returned(self, order: Order, payment: Payment, now: datetime) -> None:
+        """A paid order cancelled because its units were gone gives its balance part back
+        too, keyed by a refund id that follows from the payment (so a redelivery returns it
+        once)."""
+        if payment.balance <= 0 or self.balances is None:
+            return
+        refund_id = f"rfd_{payment.id.removeprefix('pay_')}"
+        await self.balances.refund_to_balance(order.member_id, order.id, refund_id, payment.balance)
+        await self.entries.record(payment.merchant_id, ledger.balance_refunded(order.id, refund_id, payment.balance),
+                                  payment.currency, now)
 
     async def release_quietly(self, order: Order) -> None:
         if self.balances is None:

@@ -337,3 +337,15 @@ async def test_refunding_a_recharge_order_refuses_a_wrong_amount_another_order_a
         with pytest.raises(NotFound):
             await world.refund_cases.refund_recharge(new_id("ord"), new_id("rch"), 10000, "")
     assert world.refunds.refunds == {} and world.provider.refunds == []
+
+
+async def test_a_paid_order_whose_units_were_gone_gives_its_balance_part_back_too(world):
+    await _paid_with_balance_and_provider(world)
+    order = world.orders.stored(ORD_1)
+    await world.pay_cases.refund_unfulfillable(MERCHANT, ORD_1, order.reservation_id)
+    cancelled = world.orders.stored(ORD_1)
+    assert cancelled.state is OrderState.CANCELLED and cancelled.refunded_amount == 1500
+    assert [a for _, a in world.provider.refunds] == [500]
+    assert [a for _, a in world.balances.refunded.values()] == [1000] and world.balanced()
+    await world.pay_cases.refund_unfulfillable(MERCHANT, ORD_1, order.reservation_id)  # a redelivery
+    assert len(world.balances.refunded) == 1 and len(world.provider.refunds) == 1
