@@ -84,7 +84,18 @@ class PaymentUseCases:
         if not order.is_payable(now):
             raise FailedPrecondition(f"the order is {order.state.value} or expired and cannot be paid",
                                      reason=NOT_PAYABLE)
-        order, balance = await self._tender(order, use_balance)
+        read = [order]
+
+        async def tender() -> tuple[Order, int]:
+            # Another write of the order (a concurrent payment with balance) may come
+            # first: read it again then; the member service's hold is idempotent by order.
+            current = read.pop() if read else await self.orders.of_member(merchant_id, member_id, order_id)
+            if current is None:
+                raise NotFound(f"order {order_id} not found")
+            return await self._tender(current, use_balance)
+
+        order, balance = await retry.on_conflict(tender, gave_up="the order kept changing while it was paid; retry",
+                                                 reason=ORDER_BUSY)
         payment = Payment.start(new_id("pay"), merchant_id=merchant_id, member_id=member_id, order_id=order_id,
                                 idempotency_key=idempotency_key, amount=order.payable - balance,
                                 currency=order.currency, now=now, request_hash=request_hash, balance=balance)

@@ -349,3 +349,11 @@ async def test_a_paid_order_whose_units_were_gone_gives_its_balance_part_back_to
     assert [a for _, a in world.balances.refunded.values()] == [1000] and world.balanced()
     await world.pay_cases.refund_unfulfillable(MERCHANT, ORD_1, order.reservation_id)  # a redelivery
     assert len(world.balances.refunded) == 1 and len(world.provider.refunds) == 1
+
+
+async def test_a_tender_write_that_loses_to_another_writer_reads_the_order_again(world):
+    world.add_order()
+    world.orders.stale_saves = 1  # another write of the order comes first
+    payment = await world.pay(use_balance=True)
+    assert (payment.amount, payment.balance) == (500, 1000) and world.balances.count("hold") == 1
+    assert world.orders.stored(ORD_1).stored_value.hold is Hold.HELD
