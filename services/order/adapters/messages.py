@@ -128,7 +128,7 @@ def _stored_value(msg: order_pb2.Order, doc: dict, currency: str) -> None:
         msg.kind = order_pb2.ORDER_KIND_RECHARGE
     t = sv.get("tender")
     if t is None and doc.get("paid_at") is not None:
-        t = {"balance": 0, "provider": doc["payable"]}
+        t = {"balance": 0, "provider": doc["payable"], "provider_refunded": doc.get("refunded_amount", 0)}
     if t is not None:
         msg.tender.CopyFrom(order_pb2.Tender(
             balance=money(t["balance"], currency), provider=money(t["provider"], currency),

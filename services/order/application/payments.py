@@ -79,6 +79,9 @@ class PaymentUseCases:
         existing = await self.payments.by_key(merchant_id, order_id, idempotency_key)
         if existing:
             require_same_request(existing.request_hash, request_hash, "payment")
+            if existing.method is PaymentMethod.BALANCE and existing.state is PaymentState.PENDING:
+                # The first call stopped between adding it and settling it: finish it.
+                existing, _ = await self.succeeded(existing, f"balance_{existing.id}")
             return existing
         now = self._now()
         if not order.is_payable(now):
@@ -92,6 +95,9 @@ class PaymentUseCases:
             current = read.pop() if read else await self.orders.of_member(merchant_id, member_id, order_id)
             if current is None:
                 raise NotFound(f"order {order_id} not found")
+            if not current.is_payable(self._now()):  # paid or cancelled meanwhile: hold nothing for it
+                raise FailedPrecondition(f"the order is {current.state.value} or expired and cannot be paid",
+                                         reason=NOT_PAYABLE)
             return await self._tender(current, use_balance)
 
         order, balance = await retry.on_conflict(tender, gave_up="the order kept changing while it was paid; retry",

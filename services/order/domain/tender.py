@@ -176,5 +176,9 @@ class StoredValue:
         """The split of the refund `refund_id`, once: a repeat answers the first split."""
         if refund_id in self.splits:
             return self, self.splits[refund_id]
+        if self.tender is None:
+            # Paid only through the provider: every refund goes there, and nothing is
+            # stored (the order keeps the shape it always had).
+            return self, RefundSplit(balance=0, provider=amount)
         tender, split = self.tender_of(payable).refund(amount)
         return replace(self, tender=tender, splits={**self.splits, refund_id: split}), split

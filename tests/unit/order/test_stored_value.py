@@ -357,3 +357,37 @@ async def test_a_tender_write_that_loses_to_another_writer_reads_the_order_again
     payment = await world.pay(use_balance=True)
     assert (payment.amount, payment.balance) == (500, 1000) and world.balances.count("hold") == 1
     assert world.orders.stored(ORD_1).stored_value.hold is Hold.HELD
+
+
+async def test_a_balance_payment_cut_short_before_it_settled_is_finished_by_its_key():
+    world = World(balance=5000)
+    world.add_order()
+    succeeded = world.pay_cases.succeeded
+
+    async def crash(*args):
+        raise RuntimeError("the process died")
+
+    world.pay_cases.succeeded = crash
+    with pytest.raises(RuntimeError):
+        await world.pay(use_balance=True)
+    world.pay_cases.succeeded = succeeded
+    payment = await world.pay(use_balance=True)
+    assert payment.state is PaymentState.SUCCEEDED and world.orders.stored(ORD_1).state is OrderState.PAID
+    assert world.balances.state(ORD_1) == "CAPTURED"
+
+
+async def test_an_order_paid_while_its_hold_was_being_made_records_no_hold(world):
+    world.add_order()
+    hold = world.balances.hold
+
+    async def paid_meanwhile(member_id: str, order_id: str, max_amount: int) -> int:
+        held = await hold(member_id, order_id, max_amount)
+        stored = world.orders.orders[ORD_1]  # another payment paid the order meanwhile
+        stored.state, stored.version = OrderState.PAID, stored.version + 1
+        return held
+
+    world.balances.hold = paid_meanwhile
+    with pytest.raises(FailedPrecondition) as refused:
+        await world.pay(use_balance=True)
+    assert refused.value.reason == "ORDER_NOT_PAYABLE" and world.payments.payments == {}
+    assert world.orders.stored(ORD_1).stored_value.hold is Hold.ASKED  # order.paid gives the hold back

@@ -72,9 +72,9 @@ def test_an_order_paid_wholly_with_balance_refunds_only_to_the_balance():
     assert (split.balance, split.provider) == (333, 0)
 
 
-def test_an_order_paid_without_balance_refunds_only_through_the_provider():
-    _, split = StoredValue().refund("rfd_1", 400, payable=1000)
-    assert (split.balance, split.provider) == (0, 400)
+def test_an_order_paid_without_balance_refunds_only_through_the_provider_and_stores_nothing():
+    sv, split = StoredValue().refund("rfd_1", 400, payable=1000)
+    assert (split.balance, split.provider) == (0, 400) and sv.is_default
 
 
 def test_a_refund_split_twice_answers_the_first_split():
