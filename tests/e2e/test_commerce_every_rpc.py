@@ -20,6 +20,7 @@ from gateway.routes import Table
 from siyu_kit.ids import new_id
 from tests.support.shop import Shop, make_shop, ok
 from tests.support import wait_until
+from tests.support.stored_value import member_lacks_stored_value, new_package
 
 # The routes of the walking skeleton, proven by test_purchase and the integration tests;
 # every other annotated RPC of these services needs a case below.
@@ -531,6 +532,17 @@ def _(w):
     assert theirs.get("flash_sales", []) == []
 
 
+# ---- stored value (cross-merchant) ----
+
+@cross("PlaceRechargeOrder")
+def _(w):
+    if member_lacks_stored_value():
+        pytest.skip("the member service does not implement recharge packages yet")
+    package = new_package(w.a.shop)
+    not_found(unchanged(w.b.my_orders_now, lambda: w.b.as_member(
+        "POST", "/v1/me/recharge-orders", json={"package_id": package, "idempotency_key": new_key()})))
+
+
 def test_every_new_route_has_a_cross_merchant_case():
     assert annotated_routes() == set(CROSS_MERCHANT)
 
@@ -823,6 +835,14 @@ def _(m):
             "product_id", "page_size")
     refused(m.as_staff("GET", "/v1/staff/flash-sales", params={
         "starts_from": "2026-01-02T00:00:00Z", "starts_before": "2026-01-01T00:00:00Z"}), "starts_before")
+
+
+# ---- stored value (bad input) ----
+
+@bad("PlaceRechargeOrder")
+def _(m):
+    refused(unchanged(m.my_orders_now, lambda: m.as_member(
+        "POST", "/v1/me/recharge-orders", json={"package_id": BAD_ID})), "package_id", "idempotency_key")
 
 
 def test_every_new_route_has_a_bad_input_case():

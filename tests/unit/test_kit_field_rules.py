@@ -52,7 +52,7 @@ def test_amounts_are_bounded_to_keep_totals_inside_int64():
 def test_unknown_enum_numbers_and_map_keys_are_refused():
     found = fields(order_pb2.PayOrderRequest(order_id="ord_01JAAAAAAAAAAAAAAAAAAAAAAA", idempotency_key="k",
                                              method=77))
-    assert found == {"method": "one of PAYMENT_METHOD_SANDBOX, PAYMENT_METHOD_WECHAT"}
+    assert found == {"method": "one of PAYMENT_METHOD_SANDBOX, PAYMENT_METHOD_WECHAT, PAYMENT_METHOD_BALANCE"}
     sku = catalog_pb2.SkuInput(code="S1", attributes={"$where": "x", "a.b": "y", "colour": "z" * 65})
     found = fields(catalog_pb2.UpsertProductRequest(code="P1", title="t", skus=[sku]))
     assert set(found) == {"skus[0].attributes[$where]", "skus[0].attributes[a.b]", "skus[0].attributes[colour]"}

@@ -3,7 +3,7 @@ again), cancelled → release it."""
 from __future__ import annotations
 
 from siyu.common.v1 import common_pb2
-from siyu.order.v1 import events_pb2 as order_events
+from siyu.order.v1 import events_pb2 as order_events, order_pb2
 
 from siyu_kit.errors import FailedPrecondition, NotFound
 from siyu_kit.events.consumer import Poison, Subscription
@@ -15,6 +15,8 @@ from services.catalog.domain import stock as rules
 def subscriptions(stock: StockUseCases) -> list[Subscription]:
     async def paid(envelope: common_pb2.EventEnvelope, payload: order_events.OrderPaid) -> None:
         rid = payload.order.reservation_id
+        if payload.order.kind == order_pb2.ORDER_KIND_RECHARGE:
+            return  # a recharge package holds no stock
         if not rid:
             raise Poison("the paid order has no reservation")
         # A released reservation is held again, or reported unfulfillable for the order

@@ -7,6 +7,7 @@ from mongoengine import (DateTimeField, DictField, Document, IntField, ListField
 from siyu_kit.events.documents import OutboxDocument
 
 from services.order.domain.freight import ShippingAddress
+from services.order.adapters.tender_docs import stored_value_doc, stored_value_of
 from services.order.domain.orders import (AppliedRefund, Order, OrderLine, OrderState, PriceStep, RefundedUnits,
                                           Shipment)
 
@@ -196,7 +197,8 @@ def order_of(doc: dict) -> Order:
         refunded_amount=doc.get("refunded_amount", 0),
         applied_refunds={k: applied_refund_of(v) for k, v in (doc.get("applied_refunds") or {}).items()},
         request_hash=doc.get("request_hash") or "",
-        shipping_address=shipping_address_of(doc.get("shipping_address")), shipping_rule=doc.get("shipping_rule") or "")
+        shipping_address=shipping_address_of(doc.get("shipping_address")), shipping_rule=doc.get("shipping_rule") or "",
+        stored_value=stored_value_of(doc.get("stored_value")))
 
 
 _ADDRESS_FIELDS = ("address_id", "recipient", "phone_masked", "phone_sealed", "province_code", "city_code",
@@ -245,4 +247,6 @@ def order_doc(order: Order) -> dict:
     if order.refunded_amount or order.applied_refunds:
         doc["refunded_amount"] = order.refunded_amount
         doc["applied_refunds"] = {k: applied_refund_doc(v) for k, v in order.applied_refunds.items()}
+    if not order.stored_value.is_default:
+        doc["stored_value"] = stored_value_doc(order.stored_value)
     return doc

@@ -21,6 +21,7 @@ from services.order.domain.payments import Payment
 from services.order.domain.pricing import Quote, Step
 from services.order.domain.refunds import Refund
 from services.order.domain.settings import OrderSettings
+from services.order.domain.tender import KIND_RECHARGE
 
 
 def price_steps(stored, currency: str) -> list[order_pb2.PriceStep]:
@@ -115,7 +116,35 @@ def order(doc: dict) -> order_pb2.Order:
     if doc.get("shipping_address"):
         msg.shipping_address.CopyFrom(shipping_address(shipping_address_of(doc["shipping_address"])))
     msg.shipping_rule = doc.get("shipping_rule") or ""
+    _stored_value(msg, doc, currency)
     return msg
+
+
+def _stored_value(msg: order_pb2.Order, doc: dict, currency: str) -> None:
+    """Kind, tender and recharge terms; an order paid only through the provider shows its
+    payable as the provider part once paid."""
+    sv = doc.get("stored_value") or {}
+    if sv.get("kind") == KIND_RECHARGE:
+        msg.kind = order_pb2.ORDER_KIND_RECHARGE
+    t = sv.get("tender")
+    if t is None and doc.get("paid_at") is not None:
+        t = {"balance": 0, "provider": doc["payable"], "provider_refunded": doc.get("refunded_amount", 0)}
+    if t is not None:
+        msg.tender.CopyFrom(order_pb2.Tender(
+            balance=money(t["balance"], currency), provider=money(t["provider"], currency),
+            balance_refunded=money(t.get("balance_refunded", 0), currency),
+            provider_refunded=money(t.get("provider_refunded", 0), currency)))
+    r = sv.get("recharge")
+    if r:
+        msg.recharge.CopyFrom(order_pb2.RechargeTerms(package_id=r["package_id"],
+                                                      principal=money(r["principal"], currency),
+                                                      bonus=money(r["bonus"], currency)))
+
+
+def recharge_detail(o: domain.Order) -> events_pb2.RechargeDetail | None:
+    """What a paid recharge order credits, as order.paid carries it."""
+    r = o.stored_value.recharge
+    return events_pb2.RechargeDetail(package_id=r.package_id, principal=r.principal, bonus=r.bonus) if r else None
 
 
 def shipping_address(a: ShippingAddress, phone: str = "") -> order_pb2.ShippingAddress:
@@ -167,7 +196,7 @@ def order_event_payload(o: domain.Order, event: Any, version: int) -> Message:
     if isinstance(event, domain.OrderPlaced):
         return events_pb2.OrderPlaced(order=shown)
     if isinstance(event, domain.OrderPaid):
-        return events_pb2.OrderPaid(order=shown, payment=_payment_message(event.payment))
+        return events_pb2.OrderPaid(order=shown, payment=_payment_message(event.payment), recharge=recharge_detail(o))
     if isinstance(event, domain.OrderCancelled):
         return events_pb2.OrderCancelled(order=shown, reason=event.reason)
     if isinstance(event, domain.OrderShipped):
@@ -195,7 +224,7 @@ def payment(p: Payment) -> order_pb2.Payment:
     msg = order_pb2.Payment(
         payment_id=p.id, order_id=p.order_id, method=order_pb2.PaymentMethod.Value(f"PAYMENT_METHOD_{p.method.value}"),
         state=order_pb2.PaymentState.Value(f"PAYMENT_STATE_{p.state.value}"), amount=money(p.amount, p.currency),
-        provider_txn_id=p.provider_txn_id, refund_reason=p.refund_reason)
+        provider_txn_id=p.provider_txn_id, refund_reason=p.refund_reason, balance=money(p.balance, p.currency))
     for field in ("created_at", "succeeded_at"):
         if getattr(p, field) is not None:
             getattr(msg, field).CopyFrom(timestamp(getattr(p, field)))

@@ -37,7 +37,8 @@ def payment_of(doc: dict | None) -> Payment | None:
         refund=ProviderRefund(refund.get("provider_refund_id") or "", refund.get("amount") or 0,
                               refund.get("reason") or "", aware(refund.get("at"))) if refund else None,
         refunded_at=aware(doc.get("refunded_at")), request_hash=doc.get("request_hash") or "",
-        channel=doc.get("channel") or "", prepay_id=doc.get("prepay_id") or "", query_ms=doc.get("query_ms") or 0)
+        channel=doc.get("channel") or "", prepay_id=doc.get("prepay_id") or "", query_ms=doc.get("query_ms") or 0,
+        balance=doc.get("balance") or 0)
 
 
 def _refund_doc(refund: ProviderRefund) -> dict:
@@ -61,7 +62,8 @@ def _new_doc(p: Payment) -> dict:
     return {"_id": p.id, "merchant_id": p.merchant_id, "member_id": p.member_id, "order_id": p.order_id,
             "idempotency_key": p.idempotency_key, "method": p.method.value, "state": p.state.value,
             "amount": p.amount, "currency": p.currency, "created_at": p.created_at, "failures": p.failures,
-            "version": p.version, **({"request_hash": p.request_hash} if p.request_hash else {})}
+            "version": p.version, **({"request_hash": p.request_hash} if p.request_hash else {}),
+            **({"balance": p.balance} if p.balance else {})}
 
 
 def events_of(p: Payment) -> list[Event]:

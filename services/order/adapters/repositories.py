@@ -23,6 +23,7 @@ from services.order.adapters.documents import (OrderDoc, OrderSettingsDoc, Payme
                                                order_doc, order_of)
 from services.order.adapters.ledger import LedgerEntryDoc
 from services.order.adapters.refunds import RefundDoc
+from services.order.adapters.tender_docs import stored_value_doc
 from services.order.domain import orders as domain
 from services.order.domain.orders import Order
 from services.order.domain.settings import DEFAULTS, OrderSettings, ThresholdReduction
@@ -192,6 +193,8 @@ class MongoOrders:
             sets.update(_changed(order, event))
             if isinstance(event, domain.OrderPaid):
                 query["expires_ms"] = {"$gt": epoch_ms(event.at)}
+        if not order.stored_value.is_default:
+            sets["stored_value"] = stored_value_doc(order.stored_value)  # refunds split the tender
         events = messages.order_events(order, recorded, version)
         await run_sync(save_change, self.docs._c(), query, {"$set": sets}, events, version=order.version)
         order.version = version

@@ -13,15 +13,16 @@ from siyu_kit.errors import FailedPrecondition, NotFound, Unauthenticated, Viola
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 
-from services.order.application.ports import (LedgerRepository, OrderRepository, PaymentProvider, PaymentRepository,
-                                              ProviderRefunds)
+from services.order.application.ports import (Balances, LedgerRepository, OrderRepository, OrderTenders,
+                                              PaymentProvider, PaymentRepository, ProviderRefunds)
 from services.order.domain import ledger
 from services.order.domain.idempotency import fingerprint, require_same_request
 from services.order.domain.orders import (CANCEL_STOCK_UNAVAILABLE, NOT_PAYABLE, NOT_REFUNDABLE, Order, OrderState,
                                           stock_unavailable_cancel)
-from services.order.domain.payments import (RECONCILE_LEASE, REFUND_STOCK_UNAVAILABLE, RESULT_FAIL, RESULT_SUCCESS,
-                                            Notification, Payment, PaymentMethod, PaymentState, Settlement,
-                                            refund_reason, settle)
+from services.order.domain.payments import (RECONCILE_LEASE, REFUND_STOCK_UNAVAILABLE, REFUND_TENDER_CHANGED,
+                                            RESULT_FAIL, RESULT_SUCCESS, Notification, Payment, PaymentMethod,
+                                            PaymentState, RefundReceipt, Settlement, refund_reason, settle)
+from services.order.domain.tender import Hold
 
 log = slog.get("siyu.order.payments")
 
@@ -45,6 +46,10 @@ class PaymentUseCases:
     clock: Callable[[], datetime] = utcnow
     # Refunds of payments of other methods than the sandbox, by method.
     refunders: dict[PaymentMethod, ProviderRefunds] = field(default_factory=dict)
+    # Stored value: the member's balance, and the order's tender written alone. Without
+    # them an order cannot be paid with balance.
+    balances: Balances | None = None
+    tenders: OrderTenders | None = None
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -55,33 +60,60 @@ class PaymentUseCases:
             raise NotFound(f"payment {payment_id} not found")
         return payment
 
-    async def pay(self, order_id: str, idempotency_key: str, method: str) -> Payment:
+    async def pay(self, order_id: str, idempotency_key: str, method: str, use_balance: bool = False) -> Payment:
         ctx = context.current()
         member_id = ctx.require_member()
         merchant_id = ctx.merchant_id
         v = Violations()
         v.check(is_id(order_id, "ord"), "order_id", "must be an ord_ id")
         v.check(1 <= len(idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
-        v.check(method in ("", *(m.value for m in PaymentMethod)), "method", "SANDBOX or WECHAT")
+        # BALANCE is what a payment the balance covers wholly becomes (use_balance), not a choice.
+        v.check(method in ("", PaymentMethod.SANDBOX.value, PaymentMethod.WECHAT.value), "method",
+                "SANDBOX or WECHAT")
         v.raise_if_any()
         order = await self.orders.of_member(merchant_id, member_id, order_id)
         if order is None:
             raise NotFound(f"order {order_id} not found")
-        request_hash = fingerprint({"order_id": order_id, "method": method or PaymentMethod.SANDBOX.value})
+        request_hash = fingerprint({"order_id": order_id, "method": method or PaymentMethod.SANDBOX.value,
+                                    **({"use_balance": True} if use_balance else {})})
         existing = await self.payments.by_key(merchant_id, order_id, idempotency_key)
         if existing:
             require_same_request(existing.request_hash, request_hash, "payment")
+            if existing.method is PaymentMethod.BALANCE and existing.state is PaymentState.PENDING:
+                # The first call stopped between adding it and settling it: finish it.
+                existing, _ = await self.succeeded(existing, f"balance_{existing.id}")
             return existing
         now = self._now()
         if not order.is_payable(now):
             raise FailedPrecondition(f"the order is {order.state.value} or expired and cannot be paid",
                                      reason=NOT_PAYABLE)
+        read = [order]
+
+        async def tender() -> tuple[Order, int]:
+            # Another write of the order (a concurrent payment with balance) may come
+            # first: read it again then; the member service's hold is idempotent by order.
+            current = read.pop() if read else await self.orders.of_member(merchant_id, member_id, order_id)
+            if current is None:
+                raise NotFound(f"order {order_id} not found")
+            if not current.is_payable(self._now()):  # paid or cancelled meanwhile: hold nothing for it
+                raise FailedPrecondition(f"the order is {current.state.value} or expired and cannot be paid",
+                                         reason=NOT_PAYABLE)
+            return await self._tender(current, use_balance)
+
+        order, balance = await retry.on_conflict(tender, gave_up="the order kept changing while it was paid; retry",
+                                                 reason=ORDER_BUSY)
         payment = Payment.start(new_id("pay"), merchant_id=merchant_id, member_id=member_id, order_id=order_id,
-                                idempotency_key=idempotency_key, amount=order.payable, currency=order.currency,
-                                now=now, request_hash=request_hash)
+                                idempotency_key=idempotency_key, amount=order.payable - balance,
+                                currency=order.currency, now=now, request_hash=request_hash, balance=balance)
         if method:
             payment.method = PaymentMethod(method)
+        if balance and balance == order.payable:
+            payment.method = PaymentMethod.BALANCE
         if await self.payments.add(payment):
+            if payment.method is PaymentMethod.BALANCE:
+                # No provider takes part: the payment succeeds at once, through the same
+                # settle path as a provider's notification.
+                payment, _ = await self.succeeded(payment, f"balance_{payment.id}")
             return payment
         winner = await self.payments.by_key(merchant_id, order_id, idempotency_key)
         if winner is not None:
@@ -163,14 +195,18 @@ class PaymentUseCases:
             if decision is Settlement.DONE:
                 # A repeat: records what a crash may have left out of the ledger.
                 await self._record(payment, ledger.payment_applied, now)
+                await self._balance_paid(order, payment, now)
                 return await self._close(payment), False
             if decision is Settlement.REFUND:
                 return await self._refund(payment, refund_reason(state), now)
+            if not order.stored_value.fits(payment.balance):
+                return await self._refund(payment, REFUND_TENDER_CHANGED, now)
             order.pay(payment.id, now, payment=payment)
             # Conditional on the version read: if the order moved (expired, cancelled or
             # paid) meanwhile, decide again.
             await self.orders.save(order)
             await self._record(payment, ledger.payment_applied, now)
+            await self._balance_paid(order, payment, now)
             return await self._close(payment), True
 
         return await retry.on_conflict(attempt, gave_up="the order kept changing while the payment was applied; retry",
@@ -194,7 +230,8 @@ class PaymentUseCases:
             if current.state is not PaymentState.SUCCEEDED:
                 return current, False
             if not receipts:
-                receipts.append(await self._provider_refund(current, auto_refund_id(current.id), current.amount))
+                receipts.append(await self._provider_refund(current, auto_refund_id(current.id), current.amount)
+                                if current.amount > 0 else RefundReceipt(provider_refund_id="", amount=0))
             current.refunded(receipts[0].provider_refund_id, receipts[0].amount, reason, now)
             await self.payments.save(current)
             log.info("payment.refunded", payment_id=current.id, reason=reason)
@@ -263,6 +300,7 @@ class PaymentUseCases:
         # The payment was applied to the order, and now leaves it whole.
         await self._record(payment, ledger.payment_applied, now)
         await self._record(payment, ledger.payment_returned, now)
+        await self._balance_returned(order, payment, now)
         return order
 
     async def _cancel_paid(self, order: Order, now: datetime) -> Order:
@@ -290,6 +328,70 @@ class PaymentUseCases:
         if payment.amount > 0:  # nothing moved, nothing to record
             entry = make_entry(payment.order_id, payment.id, payment.amount)
             await self.entries.record(payment.merchant_id, entry, payment.currency, now)
+
+    # ---- stored value ---------------------------------------------------------------
+
+    async def _tender(self, order: Order, use_balance: bool) -> tuple[Order, int]:
+        """The balance part of the payment about to start. With balance: the order records
+        that it asks for a hold, the member service holds up to the payable, the order
+        records what is held (each write conditional on the version read). Without: a hold
+        the order asked for before is given back first, so an earlier payment started
+        beside it can no longer pay the order."""
+        sv = order.stored_value
+        if not use_balance and sv.hold not in (Hold.ASKED, Hold.HELD):
+            return order, 0
+        if self.balances is None or self.tenders is None:
+            raise FailedPrecondition("paying with balance is not available", reason=NOT_PAYABLE)
+        if not use_balance:
+            order.stored_value = sv.without_balance(order.payable)
+            await self.tenders.save_tender(order)
+            await self.release_quietly(order)
+            return order, 0
+        asking = sv.asking()
+        if asking != sv:
+            order.stored_value = asking
+            await self.tenders.save_tender(order)
+        held = await self.balances.hold(order.member_id, order.id, order.payable)
+        holding = order.stored_value.held(held, order.payable)
+        if holding != order.stored_value:
+            order.stored_value = holding
+            await self.tenders.save_tender(order)
+        return order, held
+
+    async def _balance_paid(self, order: Order, payment: Payment, now: datetime) -> None:
+        """The order took a payment with a balance part: the ledger has the balance's money
+        and the member service spends the hold. The spending is also driven by order.paid
+        (entrypoint.stored_value_events), so a failure here is only logged."""
+        if payment.balance <= 0:
+            if order.stored_value.owes_release(paid=True, cancelled=False):
+                await self.release_quietly(order)
+            return
+        await self.entries.record(payment.merchant_id, ledger.balance_applied(order.id, payment.id, payment.balance),
+                                  payment.currency, now)
+        if self.balances is not None:
+            try:
+                await self.balances.capture(order.member_id, order.id)
+            except Exception:  # noqa: BLE001 - the order.paid consumer spends it
+                log.warning("balance.capture_deferred", order_id=order.id, exc_info=True)
+
+    async def _balance_returned(self, order: Order, payment: Payment, now: datetime) -> None:
+        """A paid order cancelled because its units were gone gives its balance part back
+        too, keyed by a refund id that follows from the payment (so a redelivery returns it
+        once)."""
+        if payment.balance <= 0 or self.balances is None:
+            return
+        refund_id = f"rfd_{payment.id.removeprefix('pay_')}"
+        await self.balances.refund_to_balance(order.member_id, order.id, refund_id, payment.balance)
+        await self.entries.record(payment.merchant_id, ledger.balance_refunded(order.id, refund_id, payment.balance),
+                                  payment.currency, now)
+
+    async def release_quietly(self, order: Order) -> None:
+        if self.balances is None:
+            return
+        try:
+            await self.balances.release(order.member_id, order.id)
+        except Exception:  # noqa: BLE001 - the order's own events release it
+            log.warning("balance.release_deferred", order_id=order.id, exc_info=True)
 
     async def complete_sandbox(self, payment_id: str) -> tuple[Notification, Payment]:
         """The member approves in the sandbox wallet; the provider's signed SUCCESS

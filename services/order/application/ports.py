@@ -383,3 +383,44 @@ class ProviderRefunds(Protocol):
     id so that a retry never refunds twice."""
 
     async def refund(self, payment: Payment, refund_id: str, amount: int) -> RefundReceipt: ...
+
+
+# ---- stored value ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RechargePackage:
+    """A recharge package as it is on offer now: pay `price`, get it as principal and
+    `bonus` on top."""
+    package_id: str
+    name: str
+    price: int
+    bonus: int
+
+
+class RechargePackages(Protocol):
+    async def active(self, package_id: str) -> RechargePackage:
+        """The merchant's active package; NotFound (RECHARGE_PACKAGE_NOT_OFFERED) otherwise."""
+        ...
+
+
+class Balances(Protocol):
+    """The member service's balance, as an order pays with it and refunds to it. Every
+    call is idempotent by the order (or, for refunds, the refund id)."""
+
+    async def hold(self, member_id: str, order_id: str, max_amount: int) -> int:
+        """Holds up to `max_amount` of the member's available balance for the order;
+        answers what the order holds (a repeat answers the same)."""
+        ...
+
+    async def capture(self, member_id: str, order_id: str) -> int: ...
+
+    async def release(self, member_id: str, order_id: str) -> int: ...
+
+    async def refund_to_balance(self, member_id: str, order_id: str, refund_id: str, amount: int) -> None: ...
+
+
+class OrderTenders(Protocol):
+    async def save_tender(self, order: Order) -> None:
+        """Writes the order's stored-value facts alone, on the version read (StaleVersion
+        when another write came first); publishes nothing."""
+        ...

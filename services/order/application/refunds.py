@@ -16,13 +16,14 @@ from typing import Callable
 
 from siyu_kit import context, logging as slog, retry
 from siyu_kit.aggregate import Move, StaleVersion
-from siyu_kit.errors import FailedPrecondition, NotFound, Violations
+from siyu_kit.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.money import MAX_AMOUNT, amount_ok
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 
-from services.order.application.ports import (LedgerRepository, OrderRepository, PaymentProvider, PaymentRepository,
-                                              ProviderRefunds, RefundRepository, SettingsRepository, StockReturns)
+from services.order.application.ports import (Balances, LedgerRepository, OrderRepository, PaymentProvider,
+                                              PaymentRepository, ProviderRefunds, RefundRepository, SettingsRepository,
+                                              StockReturns)
 from services.order.domain import ledger, refunds as rules
 from services.order.domain.cart import MAX_QUANTITY
 from services.order.domain.idempotency import fingerprint, require_same_request
@@ -30,6 +31,10 @@ from services.order.domain.payments import PaymentMethod
 from services.order.domain.orders import NOT_REFUNDABLE, AppliedRefund, Order, OrderState
 from services.order.domain.payments import QUERY_AFTER
 from services.order.domain.refunds import LineBalance, LineRequest, ProviderStatus, Refund, RefundState
+from services.order.domain.tender import RefundSplit
+
+NOT_A_RECHARGE_ORDER = "NOT_A_RECHARGE_ORDER"
+RECHARGE_REFUND_AMOUNT_MISMATCH = "RECHARGE_REFUND_AMOUNT_MISMATCH"
 
 log = slog.get("siyu.order.refunds")
 
@@ -98,6 +103,8 @@ class RefundUseCases:
     refunders: dict[PaymentMethod, ProviderRefunds] = field(default_factory=dict)
     # A refund the provider answered PROCESSING is asked about this long after.
     provider_query_after: timedelta = QUERY_AFTER
+    # The member service's balance: the balance part of a refund goes back there.
+    balances: Balances | None = None
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -206,6 +213,41 @@ class RefundUseCases:
         found = found[:size]
         return found, (found[-1].id if more else "")
 
+    # ---- the member service: refunding a recharge ------------------------------------
+
+    async def refund_recharge(self, order_id: str, recharge_id: str, amount: int, reason: str) -> Refund:
+        """The member service debited an unspent recharge from the balance: its order's
+        provider payment goes back in full, executed at once. Idempotent by recharge id."""
+        ctx = context.current()
+        merchant_id = ctx.require_merchant()
+        v = Violations()
+        v.check(is_id(order_id, "ord"), "order_id", "must be an ord_ id")
+        v.check(is_id(recharge_id, "rch"), "recharge_id", "must be a rch_ id")
+        v.check(amount_ok(amount, 1), "amount", f"1..{MAX_AMOUNT}")
+        v.check(len(reason) <= MAX_REASON, "reason", f"at most {MAX_REASON} characters")
+        v.raise_if_any()
+        order = await self.orders.get(merchant_id, order_id)
+        if order is None:
+            raise NotFound(f"order {order_id} not found")
+        if not order.stored_value.is_recharge:
+            raise FailedPrecondition(f"order {order_id} is not a recharge order", reason=NOT_A_RECHARGE_ORDER)
+        if amount != order.payable:
+            v.add("amount", f"must be the recharge order's paid amount, {order.payable}")
+            raise InvalidArgument("the amount is not what the recharge order was paid",
+                                  reason=RECHARGE_REFUND_AMOUNT_MISMATCH, violations=v.items)
+        why = reason or "recharge refunded"
+        cmd = RefundInput(order_id=order_id, idempotency_key=recharge_id,
+                          lines=[LineRequest(line_id=line.line_id, quantity=line.quantity) for line in order.lines],
+                          reason=why)
+        existing = await self.refunds.by_key(merchant_id, order_id, rules.BY_STAFF, recharge_id)
+        if existing is None:
+            refund = await self._new(order, rules.BY_STAFF, cmd, recharge=True)
+            if await self.refunds.add(refund):
+                return await self._execute(refund)
+            existing = await self.refunds.by_key(merchant_id, order_id, rules.BY_STAFF, recharge_id)
+        _replayed(existing, cmd)
+        return await self._execute(existing) if existing.state is RefundState.APPROVED else existing
+
     # ---- the job --------------------------------------------------------------------
 
     async def resume_stalled(self, limit: int = 50) -> int:
@@ -228,8 +270,11 @@ class RefundUseCases:
 
     # ---- creating and executing -----------------------------------------------------
 
-    async def _new(self, order: Order, requested_by: str, cmd: RefundInput) -> Refund:
+    async def _new(self, order: Order, requested_by: str, cmd: RefundInput, recharge: bool = False) -> Refund:
         now = self._now()
+        if order.stored_value.is_recharge and not recharge:
+            raise FailedPrecondition("a recharge order is refunded through the member's balance (RefundRecharge)",
+                                     reason=NOT_A_RECHARGE_ORDER)
         settings = await self.settings.of_merchant(order.merchant_id)
         if not rules.may_refund(order.state, order.completed_at, settings.after_sales_days, now):
             closed = order.state is OrderState.COMPLETED
@@ -256,17 +301,27 @@ class RefundUseCases:
         payment = await self.payments.get(merchant_id, order.payment_id)
         now = self._now()
         provider_refund_id, provider_status = "", ""
-        if applied.amount > 0:
+        split = order.stored_value.splits.get(refund.id) or RefundSplit(balance=0, provider=applied.amount)
+        if split.balance > 0:
+            # Before the provider part: a failure leaves the refund APPROVED, and the job
+            # runs every step again (each is idempotent by the refund id).
+            if self.balances is None:
+                raise FailedPrecondition("the balance part of this refund cannot be returned here",
+                                         reason="BALANCE_UNAVAILABLE")
+            await self.balances.refund_to_balance(order.member_id, order.id, refund.id, split.balance)
+            await self.entries.record(merchant_id, ledger.balance_refunded(order.id, refund.id, split.balance),
+                                      order.currency, now)
+        if split.provider > 0:
             refunder = self.refunders.get(payment.method)
             if refunder is not None:
-                receipt = await refunder.refund(payment, refund.id, applied.amount)
+                receipt = await refunder.refund(payment, refund.id, split.provider)
             else:
-                receipt = await self.provider.refund(payment.id, payment.provider_txn_id, applied.amount,
+                receipt = await self.provider.refund(payment.id, payment.provider_txn_id, split.provider,
                                                      payment.currency)
             provider_refund_id, provider_status = receipt.provider_refund_id, receipt.status
-            entry = ledger.order_refunded(order.id, payment.id, refund.id, applied.amount)
+            entry = ledger.order_refunded(order.id, payment.id, refund.id, split.provider)
             await self.entries.record(merchant_id, entry, order.currency, now)
-        if applied.restock:
+        if applied.restock and not order.stored_value.is_recharge:
             await self.stock.return_stock(refund.id, order.id, [(l.sku_id, l.quantity) for l in applied.lines])
         if refund.state is RefundState.APPROVED:
             refund.finish(applied, provider_refund_id, now, provider_status, self.provider_query_after)
@@ -298,6 +353,8 @@ class RefundUseCases:
                                            shipping_fee_refunded=order.shipping_fee_refunded)
             if applied is None:
                 await self._no_longer_fits(refund, problems)
+            # The balance and provider parts of the refund, in the tender's proportion.
+            order.stored_value, _ = order.stored_value.refund(refund.id, applied.amount, order.payable)
             shown = replace(refund, changed=set())
             shown.show(applied)
             order.apply_refund(refund.id, applied, rules.after(before, applied.lines), self._now(), refund=shown)

@@ -90,12 +90,15 @@ class WechatPayUseCases:
 
     # ---- member ---------------------------------------------------------------------
 
-    async def pay(self, order_id: str, idempotency_key: str) -> tuple[Payment, JsapiParams]:
+    async def pay(self, order_id: str, idempotency_key: str,
+                  use_balance: bool = False) -> tuple[Payment, JsapiParams | None]:
         """Starts (or repeats) a WeChat payment of the order and returns what
         `wx.requestPayment` needs. Idempotent by the key: a repeat signs the same prepay id
         again. The payer is the calling member's openid in the channel's WeChat app (read
         from the member service); a member who never signed in there with WeChat is
-        refused with WECHAT_LOGIN_REQUIRED before anything is written."""
+        refused with WECHAT_LOGIN_REQUIRED before anything is written. With `use_balance`
+        the member's balance pays first and WeChat the rest; when the balance pays it all,
+        no prepay is made and there are no parameters (None)."""
         ctx = context.current()
         member_id = ctx.require_member()
         creds = await self._credentials(ctx.merchant_id, ctx.channel)
@@ -103,7 +106,9 @@ class WechatPayUseCases:
         if not payer_openid:
             raise FailedPrecondition(f"the member has no WeChat identity in channel {creds.channel}; sign in "
                                      f"with WeChat there first", reason=WECHAT_LOGIN_REQUIRED)
-        payment = await self.base.pay(order_id, idempotency_key, PaymentMethod.WECHAT.value)
+        payment = await self.base.pay(order_id, idempotency_key, PaymentMethod.WECHAT.value, use_balance=use_balance)
+        if payment.method is PaymentMethod.BALANCE and use_balance:
+            return payment, None
         if payment.method is not PaymentMethod.WECHAT:
             raise FailedPrecondition("this idempotency key started a payment of another method",
                                      reason=METHOD_MISMATCH)

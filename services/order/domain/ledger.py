@@ -72,6 +72,24 @@ def payment_returned(order_id: str, payment_id: str, amount: int) -> Entry:
                  PROVIDER_CLEARING, amount, payment_id=payment_id)
 
 
+# ---- stored value: MEMBER_BALANCE is the money members keep as balance at the merchant.
+# The order's balance part comes from it when the order is paid (once per order) and the
+# balance part of each refund goes back to it (once per refund).
+MEMBER_BALANCE = "MEMBER_BALANCE"
+BALANCE_PAYMENT = "BALANCE_PAYMENT"
+BALANCE_REFUND = "BALANCE_REFUND"
+
+
+def balance_applied(order_id: str, payment_id: str, amount: int) -> Entry:
+    return Entry(f"{BALANCE_PAYMENT}:{order_id}", BALANCE_PAYMENT, order_id, MEMBER_BALANCE,
+                 order_account(order_id), amount, payment_id=payment_id)
+
+
+def balance_refunded(order_id: str, refund_id: str, amount: int) -> Entry:
+    return Entry(f"{BALANCE_REFUND}:{refund_id}", BALANCE_REFUND, order_id, order_account(order_id),
+                 MEMBER_BALANCE, amount, refund_id=refund_id)
+
+
 def balances(entries: Iterable[Entry]) -> dict[str, int]:
     """Debits minus credits per account."""
     found: dict[str, int] = defaultdict(int)

@@ -11,6 +11,7 @@ from siyu_kit.aggregate import Aggregate, Move, StateMachine
 from siyu_kit.errors import FailedPrecondition
 
 from services.order.domain.freight import ShippingAddress
+from services.order.domain.tender import StoredValue
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -299,6 +300,8 @@ class Order(Aggregate):
     shipping_address: ShippingAddress | None = None
     # Which shipping rule set shipping_fee.
     shipping_rule: str = ""
+    # ---- stored value: the order's kind (goods or a recharge), its tender and balance hold
+    stored_value: StoredValue = field(default_factory=StoredValue)
 
     @classmethod
     def place(cls, *, order_id: str, merchant_id: str, member_id: str, idempotency_key: str,
@@ -382,7 +385,7 @@ class Order(Aggregate):
         """Whether shipping is asked again (REPEAT) or can be decided (APPLY); refused
         before payment and after it was shipped."""
         move = MACHINE.decide(self.state, OrderState.SHIPPED)
-        if move is Move.REFUSE:
+        if move is Move.REFUSE or self.stored_value.is_recharge:
             raise FailedPrecondition(f"a {self.state.value} order cannot be shipped", reason=NOT_SHIPPABLE)
         return move
 

@@ -29,6 +29,8 @@ MACHINE: StateMachine[PaymentState] = StateMachine("payment", {
 class PaymentMethod(str, Enum):
     SANDBOX = "SANDBOX"
     WECHAT = "WECHAT"
+    # The member's balance paid the whole order: no provider took part.
+    BALANCE = "BALANCE"
 
 
 RESULT_SUCCESS = "SUCCESS"
@@ -87,8 +89,12 @@ REFUND_ORDER_EXPIRED = "ORDER_EXPIRED"
 REFUND_ALREADY_PAID = "ORDER_ALREADY_PAID"
 # The order took the payment but its units were gone (see orders.CANCEL_STOCK_UNAVAILABLE).
 REFUND_STOCK_UNAVAILABLE = "STOCK_UNAVAILABLE"
+# The order's balance part changed after the payment started (the member paid again with
+# or without balance): the payment no longer pays the order as it stands.
+REFUND_TENDER_CHANGED = "TENDER_CHANGED"
 # Payments the order could not take: the money went through UNAPPLIED:<order> and back.
-AUTO_REFUND_REASONS = frozenset({REFUND_ORDER_CANCELLED, REFUND_ORDER_EXPIRED, REFUND_ALREADY_PAID})
+AUTO_REFUND_REASONS = frozenset({REFUND_ORDER_CANCELLED, REFUND_ORDER_EXPIRED, REFUND_ALREADY_PAID,
+                                 REFUND_TENDER_CHANGED})
 # A SUCCEEDED payment neither applied nor refunded this long after it succeeded lost the
 # step that follows it (a crash, a dropped notification): the reconcile job finishes it.
 RECONCILE_AFTER = timedelta(seconds=5)
@@ -163,15 +169,17 @@ class Payment(Aggregate):
     channel: str = ""
     prepay_id: str = ""
     query_ms: int = 0
+    # The part of the order the member's balance pays beside this payment (held for it).
+    balance: int = 0
     # What the next save writes besides the state: the repository reads it.
     changed: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @classmethod
     def start(cls, payment_id: str, *, merchant_id: str, member_id: str, order_id: str, idempotency_key: str,
-              amount: int, currency: str, now: datetime, request_hash: str = "") -> "Payment":
+              amount: int, currency: str, now: datetime, request_hash: str = "", balance: int = 0) -> "Payment":
         return cls(id=payment_id, merchant_id=merchant_id, version=1, member_id=member_id, order_id=order_id,
                    idempotency_key=idempotency_key, amount=amount, currency=currency, created_at=now,
-                   request_hash=request_hash)
+                   request_hash=request_hash, balance=balance)
 
     @property
     def refund_reason(self) -> str:

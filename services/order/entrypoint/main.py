@@ -38,6 +38,9 @@ from services.order.application.wechat_pay import WechatPayUseCases
 from services.order.domain.payments import QUERY_AFTER, PaymentMethod
 from services.order.domain.orders import DEFAULT_RESERVATION_GRACE
 from services.order.entrypoint import events
+from services.order.adapters.member_balance import MemberBalanceClient, MongoOrderTenders
+from services.order.application.stored_value import StoredValueUseCases
+from services.order.entrypoint import stored_value_events
 from services.order.entrypoint.servicer import OrderServicer
 
 NAME = "order"
@@ -91,8 +94,12 @@ def build(runtime: service.Runtime) -> service.Parts:
     wechat_client = WechatPayClient(runtime.settings.wechat_pay_base_url, runtime.settings.wechat_pay_notify_url)
     refunders = {PaymentMethod.WECHAT: WechatRefunds(wechat_credentials, wechat_client)}
     refunds = Refunds()
+    # Stored value: the member service keeps the balance an order pays with and refunds to.
+    balances = MemberBalanceClient(runtime.channel("member"))
     payment_cases = PaymentUseCases(orders=order_repo, payments=payments, provider=provider, entries=entries,
-                                    refunders=refunders)
+                                    refunders=refunders, balances=balances, tenders=MongoOrderTenders())
+    stored_value = StoredValueUseCases(orders=order_repo, packages=balances, balances=balances,
+                                       settings=settings_repo)
     wechat_cases = WechatPayUseCases(
         base=payment_cases, payments=payments, credentials=wechat_credentials, wechat=wechat_client,
         seen=SeenWechatNotifications(), identities=WechatIdentityClient(runtime.channel("member")),
@@ -108,7 +115,8 @@ def build(runtime: service.Runtime) -> service.Parts:
     fulfilment = FulfilmentUseCases(orders=order_repo, refunds=refunds, settings=settings_repo)
     refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=entries,
                                   settings=settings_repo, provider=provider, stock=catalog,
-                                  refunders=refunders, provider_query_after=wechat_query_after())
+                                  refunders=refunders, provider_query_after=wechat_query_after(),
+                                  balances=balances)
     staff = StaffOrderUseCases(orders=order_repo, payments=payments, refunds=refunds, entries=entries)
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
     return service.Parts(
@@ -118,10 +126,10 @@ def build(runtime: service.Runtime) -> service.Parts:
             flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
                                      order_cases=order_cases),
             reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,
-            wechat=wechat_cases),
+            wechat=wechat_cases, stored_value=stored_value),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
-        subscriptions=events.subscriptions(payment_cases),
+        subscriptions=events.subscriptions(payment_cases) + stored_value_events.subscriptions(stored_value),
         jobs=[service.Job("order-expiry", expiry_interval_s(), order_cases.expire_due),
               service.Job("order-auto-confirm", auto_confirm_interval_s(), fulfilment.auto_confirm_due),
               service.Job("order-refund-resume", refund_resume_interval_s(), refund_cases.resume_stalled),

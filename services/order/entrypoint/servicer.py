@@ -23,11 +23,13 @@ from services.order.application.reservations import ReservationUseCases
 from services.order.application.settings import SettingsUseCases
 from services.order.application.staff_orders import OrderQuery, StaffOrderUseCases, sees_full_phone
 from services.order.application.wechat_pay import WechatPayUseCases
+from services.order.application.stored_value import StoredValueUseCases
 from services.order.domain.freight import Basis, FreightRule, FreightTemplate
 from services.order.domain.payments import Notification
 from services.order.domain.refunds import LineRequest
 from services.order.domain.settings import OrderSettings, ThresholdReduction
 from services.order.entrypoint.wechat_pay_servicer import WechatPayRpcs
+from services.order.entrypoint.stored_value_servicer import StoredValueRpcs
 
 
 def _method_name(value: int) -> str:
@@ -99,13 +101,15 @@ def _time(request, field: str) -> datetime | None:
     return getattr(request, field).ToDatetime(tzinfo=timezone.utc) if request.HasField(field) else None
 
 
-class OrderServicer(WechatPayRpcs, order_pb2_grpc.OrderServiceServicer):
+class OrderServicer(WechatPayRpcs, StoredValueRpcs, order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
                  refunds: RefundUseCases, staff: StaffOrderUseCases, flash: FlashOrderUseCases,
                  reservations: ReservationUseCases, freight: FreightUseCases | None = None,
-                 sealer: Sealer | None = None, wechat: WechatPayUseCases | None = None):
+                 sealer: Sealer | None = None, wechat: WechatPayUseCases | None = None,
+                 stored_value: StoredValueUseCases | None = None):
         self.orders = orders
+        self.stored_value = stored_value
         self.wechat = wechat
         self.freight = freight
         self.sealer = sealer
@@ -243,7 +247,8 @@ class OrderServicer(WechatPayRpcs, order_pb2_grpc.OrderServiceServicer):
     async def PayOrder(self, request, context):
         if request.method == order_pb2.PAYMENT_METHOD_WECHAT:
             return await self._pay_wechat(request)
-        doc = await self.payments.pay(request.order_id, request.idempotency_key, _method_name(request.method))
+        doc = await self.payments.pay(request.order_id, request.idempotency_key, _method_name(request.method),
+                                      use_balance=request.use_balance)
         return order_pb2.PayOrderResponse(payment=messages.payment(doc))
 
     async def HandleSandboxPaymentCallback(self, request, context):

@@ -36,7 +36,10 @@ class WechatPayRpcs:
     wechat: WechatPayUseCases
 
     async def _pay_wechat(self, request) -> order_pb2.PayOrderResponse:
-        payment, params = await self.wechat.pay(request.order_id, request.idempotency_key)
+        payment, params = await self.wechat.pay(request.order_id, request.idempotency_key,
+                                                use_balance=request.use_balance)
+        if params is None:  # the balance paid the whole order: nothing for WeChat to take
+            return order_pb2.PayOrderResponse(payment=messages.payment(payment))
         return order_pb2.PayOrderResponse(payment=messages.payment(payment), wechat_pay=wechat_params(params))
 
     async def HandleWechatPayNotification(self, request, context):
