@@ -20,7 +20,7 @@ from gateway.routes import Table
 from siyu_kit.ids import new_id
 from tests.support.shop import Shop, make_shop, ok
 from tests.support import wait_until
-from tests.support.stored_value import member_lacks_stored_value, new_package
+from tests.support.stored_value import new_package
 
 # The routes of the walking skeleton, proven by test_purchase and the integration tests;
 # every other annotated RPC of these services needs a case below.
@@ -536,8 +536,6 @@ def _(w):
 
 @cross("PlaceRechargeOrder")
 def _(w):
-    if member_lacks_stored_value():
-        pytest.skip("the member service does not implement recharge packages yet")
     package = new_package(w.a.shop)
     not_found(unchanged(w.b.my_orders_now, lambda: w.b.as_member(
         "POST", "/v1/me/recharge-orders", json={"package_id": package, "idempotency_key": new_key()})))

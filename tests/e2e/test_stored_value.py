@@ -2,10 +2,7 @@
 recharge package through the sandbox provider, paying orders with balance alone and with
 the provider for the rest, cancelling and refunding such orders, finance refunding an
 unspent recharge, concurrent balance payments, and the new routes refusing bad input,
-other merchants and the wrong roles.
-
-Most of it needs the member service's stored value (packages, balance, holds): those
-tests are skipped until it implements them (tests.support.stored_value)."""
+other merchants and the wrong roles."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +11,7 @@ from siyu_kit.ids import new_id
 from tests.e2e.test_coupons import staff_with
 from tests.support import wait_until
 from tests.support.shop import Shop, ok, refused
-from tests.support.stored_value import (amount, balance, complete, key, needs_member_stored_value, new_package,
+from tests.support.stored_value import (amount, balance, complete, key, new_package,
                                         order, pay, place, place_recharge)
 
 
@@ -38,7 +35,6 @@ def ledger_of(shop: Shop, order_id: str) -> dict:
     return ok(shop.as_staff("GET", f"/v1/staff/orders/{order_id}/ledger"))
 
 
-@needs_member_stored_value
 def test_buying_a_package_credits_principal_and_bonus_and_the_order_stays_paid(shop):
     token, member_id = member(shop, "buy")
     paid = recharged(shop, token)
@@ -53,7 +49,6 @@ def test_buying_a_package_credits_principal_and_bonus_and_the_order_stays_paid(s
                       json={"idempotency_key": key(), "use_balance": True}), 400)
 
 
-@needs_member_stored_value
 def test_balance_alone_pays_an_order_at_once(shop):
     token, _ = member(shop, "alone")
     recharged(shop, token)
@@ -68,7 +63,6 @@ def test_balance_alone_pays_an_order_at_once(shop):
     assert ledger["balanced"] is True and [e["kind"] for e in ledger["entries"]] == ["BALANCE_PAYMENT"]
 
 
-@needs_member_stored_value
 def test_balance_first_and_the_provider_for_the_rest(shop):
     token, _ = member(shop, "split")
     recharged(shop, token)
@@ -85,7 +79,6 @@ def test_balance_first_and_the_provider_for_the_rest(shop):
     assert ledger_of(shop, bought["order_id"])["balanced"] is True
 
 
-@needs_member_stored_value
 def test_cancelling_an_order_paid_partly_with_balance_gives_the_balance_back(shop):
     token, _ = member(shop, "cancel")
     recharged(shop, token)
@@ -97,7 +90,6 @@ def test_cancelling_an_order_paid_partly_with_balance_gives_the_balance_back(sho
                message="the hold given back")
 
 
-@needs_member_stored_value
 def test_a_full_refund_returns_each_part_exactly_where_it_came_from(shop):
     token, _ = member(shop, "refund")
     recharged(shop, token)
@@ -114,7 +106,6 @@ def test_a_full_refund_returns_each_part_exactly_where_it_came_from(shop):
     assert ledger_of(shop, bought["order_id"])["balanced"] is True
 
 
-@needs_member_stored_value
 def test_finance_refunds_an_unspent_recharge_principal_through_the_provider_bonus_removed(shop):
     token, member_id = member(shop, "finance")
     paid = recharged(shop, token)
@@ -130,7 +121,6 @@ def test_finance_refunds_an_unspent_recharge_principal_through_the_provider_bonu
     assert ledger["balanced"] is True and "REFUND" in [e["kind"] for e in ledger["entries"]]
 
 
-@needs_member_stored_value
 def test_concurrent_balance_payments_never_take_the_balance_below_zero(shop):
     token, _ = member(shop, "race")
     recharged(shop, token)
@@ -170,7 +160,6 @@ def test_another_merchants_order_is_not_found_and_staff_cannot_place_a_recharge(
     assert order(shop, token, bought["order_id"])["state"] == "ORDER_STATE_PENDING_PAYMENT"
 
 
-@needs_member_stored_value
 def test_another_merchants_package_is_not_found(shop, other_shop):
     package_id = new_package(shop)
     other_token, _ = member(other_shop, "pkg")

@@ -10,7 +10,6 @@ import httpx
 from scripts.seed import Clients, seed_merchant
 from tests.integration.test_round_trips import snapshot
 from tests.support import wait_until
-from tests.support.stored_value import needs_member_stored_value
 
 ORDERS = 10
 # Commands per order paid wholly with balance, all services together: measured 18.4 (order
@@ -21,7 +20,6 @@ ORDERS = 10
 BUDGET_PER_PAYMENT = 20
 
 
-@needs_member_stored_value
 def test_paying_wholly_with_balance_stays_within_the_round_trip_budget(stack):
     tag = uuid.uuid4().hex[:10]
     shop = seed_merchant(Clients.from_env(stack.env()), f"svtrips-{tag}", f"SV trips {tag}",

@@ -1,28 +1,9 @@
-"""Stored value over HTTP: recharge packages, the member's balance, and paying with it.
-
-The member service's side of stored value (packages, balance, holds) is built apart from
-the order service's; `needs_member_stored_value` skips the tests that need it until the
-member service implements HoldBalance. Delete it (and its uses) once it does."""
+"""Stored value over HTTP: recharge packages, the member's balance, and paying with it."""
 from __future__ import annotations
 
 import uuid
 
-import pytest
-from siyu.member.v1 import member_pb2_grpc
-
 from tests.support.shop import Shop, ok
-
-from services.member.entrypoint.servicer import MemberServicer
-
-
-def member_lacks_stored_value() -> bool:
-    """True while MemberServicer leaves HoldBalance to the generated stub (UNIMPLEMENTED)."""
-    return getattr(MemberServicer, "HoldBalance", None) is getattr(member_pb2_grpc.MemberServiceServicer,
-                                                                   "HoldBalance", None)
-
-
-needs_member_stored_value = pytest.mark.skipif(
-    member_lacks_stored_value(), reason="the member service does not implement stored value (HoldBalance) yet")
 
 
 def key() -> str:
