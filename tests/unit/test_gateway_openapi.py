@@ -138,7 +138,8 @@ def test_every_operation_is_described_by_its_rpc_comment(doc):
         assert text, f"{route.service}.{route.method_name} has no comment in its proto"
         assert op["description"].startswith(text)
     pay = ops[("/v1/orders/{order_id}:pay", "POST")]
-    assert pay["description"] == "Starts a payment of the whole payable amount. Idempotent by idempotency_key."
+    assert pay["description"] == ("Starts a payment of the whole payable amount (with use_balance: the member's balance "
+                                  "first, the rest through the method). Idempotent by idempotency_key.")
     # Comment lines are joined into prose; staff roles follow the comment.
     stock = ops[("/v1/staff/skus/{sku_id}/stock", "GET")]
     assert "\n" not in stock["description"].split("\n\n")[0]
@@ -202,7 +203,7 @@ def test_error_reasons_are_an_enum_with_descriptions(doc):
 
 def test_the_docs_page_shows_descriptions(doc):
     page = openapi.docs_page(doc)
-    assert "Starts a payment of the whole payable amount." in page
+    assert "Starts a payment of the whole payable amount (with use_balance" in page
 
 
 def test_error_responses_are_the_statuses_of_the_google_rpc_mapping(doc):
