@@ -9,9 +9,13 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
+
+from siyu_kit import faults
 from tests.support import wait_until
 from tests.support.shop import Shop, ok, refused
 
+AFTER_VALUE_HOLD = "order.place.after_value_hold"
 AVAILABLE, LOCKED, USED = ("MEMBER_COUPON_STATE_AVAILABLE", "MEMBER_COUPON_STATE_LOCKED",
                            "MEMBER_COUPON_STATE_USED")
 
@@ -143,3 +147,39 @@ def test_bad_value_asks_are_refused_and_hold_nothing(shop):
     assert coupon_state(shop, token, coupon_id) == AVAILABLE
     assert points_of(shop, token) == {"balance": 500, "available": 500, "held": 0}
     assert shop.stock(sku)["reserved"] == 0 and shop.stock(cheap)["reserved"] == 0
+
+
+def test_a_crash_between_holding_and_writing_the_order_releases_coupon_and_points(stack, shop):
+    """The order service dies after the coupon is locked and the points held, before the
+    order is written: once the sweep runs, the coupon is AVAILABLE and the points are back
+    (and the catalog's sweeper frees the stock, as for any crash after reserving)."""
+    tid = template(shop)
+    token, _, coupon_id = member_with(shop, 500, tid)
+    sku = shop.new_sku(stock=5, price=10000)
+    quick_sweep = {"SIYU_ORDER_VALUE_HOLD_GRACE_S": "4", "SIYU_ORDER_VALUE_SWEEP_INTERVAL_S": "1"}
+    stack.stop("order")
+    try:
+        stack.start_service("order", extra_env={faults.ENV: AFTER_VALUE_HOLD, **quick_sweep})
+        stack.wait_services_serving(["order"], timeout=60)
+        doomed = stack.procs["order"]
+        try:
+            placed = place(shop, token, sku, 2, coupon_id=coupon_id, points="300")
+            assert placed.status_code == 503, placed.text
+        except httpx.TransportError:
+            pass  # the connection dropped with the process
+        assert doomed.wait(timeout=30) == faults.EXIT_CODE
+        assert coupon_state(shop, token, coupon_id) == LOCKED
+        assert points_of(shop, token) == {"balance": 500, "available": 200, "held": 300}
+        stack.start_service("order", extra_env=quick_sweep)
+        stack.wait_services_serving(["order"], timeout=60)
+        wait_until(lambda: coupon_state(shop, token, coupon_id) == AVAILABLE, timeout=30,
+                   message="the sweep released the coupon of the order never written")
+        wait_until(lambda: points_of(shop, token) == {"balance": 500, "available": 500, "held": 0}, timeout=30,
+                   message="the sweep released the points")
+        assert ok(shop.call("GET", "/v1/orders", token=token)).get("orders", []) == []
+    finally:
+        stack.stop("order")
+        stack.start_service("order")
+        stack.wait_services_serving(["order"], timeout=60)
+    again = ok(place(shop, token, sku, 2, coupon_id=coupon_id, points="300"))["order"]
+    assert again["coupon"]["coupon_id"] == coupon_id and again["points_used"] == "300"
