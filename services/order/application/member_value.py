@@ -24,7 +24,7 @@ from siyu_kit.errors import FailedPrecondition, Unavailable
 from siyu_kit.ids import new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
-from services.order.application.checkout import PricedCheckout
+from services.order.application.checkout import PricedCheckout, PricedValue
 from services.order.application.ports import MemberValue, OrderRepository, ValueHoldIntents
 from services.order.domain.member_value import ValueHoldIntent, points_by_line, points_to_return
 from services.order.domain.orders import Order
@@ -75,22 +75,34 @@ class ValueHolds:
         await self.intents.add(ValueHoldIntent(order_id=order_id, merchant_id=merchant_id, member_id=member_id,
                                                coupon_id=used.coupon_id, points=used.points, created_at=now))
         try:
-            if value.coupon is not None:
-                locked = await self.member_value.lock_coupon(member_id, value.coupon.coupon_id, order_id,
-                                                             value.coupon_lines, value.kind, pay_by)
-                if locked.amount != value.coupon.amount or tuple(locked.shares) != tuple(value.coupon.shares):
-                    raise FailedPrecondition("the coupon's discount changed since the price was made; quote again",
-                                             reason=VALUE_CHANGED)
-            if value.points:
-                off = await self.member_value.hold_points(member_id, order_id, value.points,
-                                                          value.payable_before_points)
-                if off != value.points_discount:
-                    raise FailedPrecondition("the points' value changed since the price was made; quote again",
-                                             reason=VALUE_CHANGED)
+            # The lock and the hold are independent: both are asked at once, and whichever
+            # fails, both are undone below.
+            outcomes = await asyncio.gather(self._lock(member_id, order_id, value, pay_by),
+                                            self._hold_points(member_id, order_id, value), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except (Exception, asyncio.CancelledError):
             await shielded(self.undo(merchant_id, member_id, order_id, used.coupon_id, used.points))
             raise
         return now
+
+    async def _lock(self, member_id: str, order_id: str, value: PricedValue, pay_by: datetime) -> None:
+        if value.coupon is None:
+            return
+        locked = await self.member_value.lock_coupon(member_id, value.coupon.coupon_id, order_id,
+                                                     value.coupon_lines, value.kind, pay_by)
+        if locked.amount != value.coupon.amount or tuple(locked.shares) != tuple(value.coupon.shares):
+            raise FailedPrecondition("the coupon's discount changed since the price was made; quote again",
+                                     reason=VALUE_CHANGED)
+
+    async def _hold_points(self, member_id: str, order_id: str, value: PricedValue) -> None:
+        if not value.points:
+            return
+        off = await self.member_value.hold_points(member_id, order_id, value.points, value.payable_before_points)
+        if off != value.points_discount:
+            raise FailedPrecondition("the points' value changed since the price was made; quote again",
+                                     reason=VALUE_CHANGED)
 
     def check_in_time(self, held_at: datetime | None) -> None:
         """Refuses to write an order whose intent the sweep may soon take for a crash."""
