@@ -469,3 +469,33 @@ def test_spent_points_come_back_exactly_over_any_split_of_the_units(quantity, po
         refunded = after
     assert returned == points
 
+
+
+async def test_a_shipped_order_refunded_in_full_keeps_its_coupon_used(v):
+    w = v.world
+    coupon_id = v.coupon()
+    order = await w.place((w.sku(6000), 2), coupon_id=coupon_id, points=200)
+    stored = await paid(w, order)
+    stored.ship("SF", "SF1", w.clock.ms(), auto_confirm_days=10, open_refunds=0)
+    await w.orders.save(stored)
+    refund_id, after = await refund(w, order.id, {order.lines[0].line_id: 2})
+    await v.lifecycle.refunded(w.merchant_id, order.id, refund_id, after)
+    assert v.members.returned(order.id) == 200
+    assert v.members.coupons[coupon_id].state == USED and "restore_coupon" not in v.members.calls
+
+
+async def test_orders_without_coupon_or_points_only_give_earned_points_back_on_refunds(v):
+    w = v.world
+    order = await w.place((w.sku(6000), 2))
+    assert order.value is None and v.intents.intents == {} and v.members.calls == []
+    await paid(w, order)
+    await v.lifecycle.paid(w.merchant_id, order.id)
+    refund_id, after = await refund(w, order.id, {order.lines[0].line_id: 1})
+    await v.lifecycle.refunded(w.merchant_id, order.id, refund_id, after)
+    assert v.members.calls == ["reverse_points"]
+    assert v.members.reversals[refund_id] == (order.id, 0, 6000, 12000)
+    with w.as_member():
+        other = await w.place((w.sku(100), 1))
+        await w.order_cases.cancel(other.id)
+    await v.lifecycle.cancelled(w.merchant_id, other.id)
+    assert v.members.calls == ["reverse_points"], "an unpaid order without coupon or points asks nothing"
