@@ -62,3 +62,52 @@ def test_placing_a_one_line_order_stays_within_the_round_trip_budget(stack):
     assert spent[("order", "PlaceOrder")] > 0, f"the order service counted nothing for PlaceOrder: {breakdown}"
     assert per_order <= BUDGET_PER_ORDER, (
         f"{per_order:g} database round trips per placed order, budget {BUDGET_PER_ORDER}: {breakdown}")
+
+
+VALUE_ORDERS = 10
+# Commands per placed one-line order that uses a coupon and points, all services together:
+# measured 22 — the plain order's 12, plus the value hold intent (insert and delete: order
+# PlaceOrder 4 instead of 2) and, on the member service, QuoteCoupon 1, LockCoupon 2,
+# GetPointsTerms 1 and HoldPoints 4 — plus one.
+BUDGET_PER_VALUE_ORDER = 23
+
+
+def test_placing_an_order_with_a_coupon_and_points_stays_within_its_budget(stack):
+    from tests.support.shop import make_shop, ok
+
+    shop = make_shop(stack)
+    sku = shop.new_sku(stock=100, price=10000)
+    made = ok(shop.as_staff("POST", "/v1/staff/coupon-templates", json={
+        "name": "满100减10", "rule": {"kind": "COUPON_KIND_AMOUNT_OFF", "threshold": "10000", "amount_off": "1000",
+                                     "scope": "COUPON_SCOPE_ALL"},
+        "validity": {"days": 7}, "total": "0", "per_member_limit": VALUE_ORDERS + 1}))["template"]
+    tid = made["template_id"]
+    ok(shop.as_staff("POST", f"/v1/staff/coupon-templates/{tid}:setState",
+                     json={"state": "COUPON_TEMPLATE_STATE_ACTIVE"}))
+    login = shop.login("union-value-trips-" + uuid.uuid4().hex[:8])
+    token, member_id = login["access_token"], login["member"]["member_id"]
+    ok(shop.as_staff("POST", f"/v1/staff/members/{member_id}/points:adjust", json={
+        "points": str(100 * (VALUE_ORDERS + 1)), "reason": "budget", "idempotency_key": uuid.uuid4().hex}))
+    coupons = [ok(shop.call("POST", "/v1/me/coupons", token=token, json={
+        "template_id": tid, "idempotency_key": uuid.uuid4().hex}))["coupon"]["coupon_id"]
+        for _ in range(VALUE_ORDERS + 1)]
+
+    def place(coupon_id: str) -> None:
+        order = ok(shop.call("POST", "/v1/orders", token=token, json={
+            "idempotency_key": uuid.uuid4().hex, "lines": [{"sku_id": sku, "quantity": 1}],
+            "coupon_id": coupon_id, "points": "100"}))["order"]
+        assert order["coupon"]["coupon_id"] == coupon_id and order["points_used"] == "100"
+
+    place(coupons[0])  # warm caches, as in steady state
+    before = snapshot(stack)
+    for coupon_id in coupons[1:]:
+        place(coupon_id)
+    spent = snapshot(stack) - before
+
+    per_order = sum(spent.values()) / VALUE_ORDERS
+    breakdown = ", ".join(f"{service}.{rpc}={count / VALUE_ORDERS:g}"
+                          for (service, rpc), count in sorted(spent.items()))
+    assert spent[("member", "LockCoupon")] > 0 and spent[("member", "HoldPoints")] > 0, breakdown
+    assert per_order <= BUDGET_PER_VALUE_ORDER, (
+        f"{per_order:g} database round trips per order with a coupon and points, budget "
+        f"{BUDGET_PER_VALUE_ORDER}: {breakdown}")

@@ -63,7 +63,8 @@ class CatalogClient:
                                   on_shelf=d.product_status == _ON_SHELF, available=d.sku.available,
                                   tier_prices={t.tier.removeprefix("TIER_"): t.price.amount
                                                for t in d.sku.tier_prices},
-                                  limited_time=_limited_time(d.sku), weight_g=max(d.sku.weight_g, 0))
+                                  limited_time=_limited_time(d.sku), weight_g=max(d.sku.weight_g, 0),
+                                  category_path=tuple(d.category_path))
             for d in resp.skus
         }
 

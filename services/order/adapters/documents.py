@@ -8,6 +8,7 @@ from siyu_kit.events.documents import OutboxDocument
 
 from services.order.domain.freight import ShippingAddress
 from services.order.adapters.tender_docs import stored_value_doc, stored_value_of
+from services.order.domain.member_value import UsedValue
 from services.order.domain.orders import (AppliedRefund, Order, OrderLine, OrderState, PriceStep, RefundedUnits,
                                           Shipment)
 
@@ -52,6 +53,9 @@ class OrderDoc(OutboxDocument):
     applied_refunds = DictField()
     # sha256 of the request that placed the order (domain.idempotency); absent on older orders
     request_hash = StringField()
+    # {coupon_id, coupon_name, coupon_discount, points, points_discount}; absent when neither
+    # was used (domain.member_value.UsedValue). Lines carry their COUPON and POINTS steps.
+    member_value = DictField()
     version = IntField(required=True)
 
     meta = {
@@ -198,7 +202,20 @@ def order_of(doc: dict) -> Order:
         applied_refunds={k: applied_refund_of(v) for k, v in (doc.get("applied_refunds") or {}).items()},
         request_hash=doc.get("request_hash") or "",
         shipping_address=shipping_address_of(doc.get("shipping_address")), shipping_rule=doc.get("shipping_rule") or "",
-        stored_value=stored_value_of(doc.get("stored_value")))
+        stored_value=stored_value_of(doc.get("stored_value")),
+        value=value_of(doc.get("member_value")))
+
+
+_VALUE_FIELDS = ("coupon_id", "coupon_name", "coupon_discount", "points", "points_discount")
+
+
+def value_of(stored: dict | None) -> UsedValue | None:
+    """The coupon and points of an order; absent on orders that used neither."""
+    if not stored:
+        return None
+    return UsedValue(coupon_id=stored.get("coupon_id") or "", coupon_name=stored.get("coupon_name") or "",
+                     coupon_discount=stored.get("coupon_discount") or 0, points=stored.get("points") or 0,
+                     points_discount=stored.get("points_discount") or 0)
 
 
 _ADDRESS_FIELDS = ("address_id", "recipient", "phone_masked", "phone_sealed", "province_code", "city_code",
@@ -236,6 +253,8 @@ def order_doc(order: Order) -> dict:
         doc["shipping_address"] = shipping_address_doc(order.shipping_address)
     if order.shipping_rule:
         doc["shipping_rule"] = order.shipping_rule
+    if order.value is not None:
+        doc["member_value"] = {k: getattr(order.value, k) for k in _VALUE_FIELDS}
     optional = {"paid_at": order.paid_at, "payment_id": order.payment_id, "cancelled_at": order.cancelled_at,
                 "cancel_reason": order.cancel_reason, "auto_confirm_ms": order.auto_confirm_ms,
                 "delivered_at": order.delivered_at, "completed_at": order.completed_at,

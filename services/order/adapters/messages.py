@@ -13,12 +13,13 @@ from siyu_kit.events.outbox import Event, event_for
 from siyu_kit.protos import CHANNEL_BY_NAME, money, timestamp
 
 from services.order.adapters.documents import order_doc, shipping_address_of
+from services.order.application.checkout import PricedValue
 from services.order.application.ports import LedgerRecord, SkuInfo
 from services.order.domain import orders as domain
 from services.order.domain.cart import CartItem
 from services.order.domain.freight import FreightRule, FreightTemplate, ShippingAddress
 from services.order.domain.payments import Payment
-from services.order.domain.pricing import Quote, Step
+from services.order.domain.pricing import COUPON, POINTS, Quote, Step
 from services.order.domain.refunds import Refund
 from services.order.domain.settings import OrderSettings
 from services.order.domain.tender import KIND_RECHARGE
@@ -117,6 +118,43 @@ def order(doc: dict) -> order_pb2.Order:
         msg.shipping_address.CopyFrom(shipping_address(shipping_address_of(doc["shipping_address"])))
     msg.shipping_rule = doc.get("shipping_rule") or ""
     _stored_value(msg, doc, currency)
+    _member_value(msg, doc, currency)
+    return msg
+
+
+def _step_sum(stored, step: str) -> int:
+    return sum(s["amount"] for s in stored or () if s["step"] == step)
+
+
+def _member_value(msg: order_pb2.Order, doc: dict, currency: str) -> None:
+    """The coupon and points of an order, and each line's shares of them."""
+    value = doc.get("member_value")
+    if not value:
+        return
+    if value.get("coupon_id"):
+        msg.coupon.CopyFrom(order_pb2.AppliedCoupon(coupon_id=value["coupon_id"], name=value.get("coupon_name", ""),
+                                                    amount=money(value.get("coupon_discount", 0), currency)))
+    msg.points_used = value.get("points") or 0
+    msg.points_discount.CopyFrom(money(value.get("points_discount") or 0, currency))
+    for line, stored in zip(msg.lines, doc.get("lines", [])):
+        line.coupon_share.CopyFrom(money(_step_sum(stored.get("steps"), COUPON), currency))
+        line.points_share.CopyFrom(money(_step_sum(stored.get("steps"), POINTS), currency))
+
+
+def quote_value(msg: order_pb2.CheckoutQuote, value: PricedValue | None, currency: str) -> order_pb2.CheckoutQuote:
+    """The coupon, points and points terms a quote was priced with."""
+    if value is None:
+        return msg
+    if value.coupon is not None:
+        msg.coupon.CopyFrom(order_pb2.AppliedCoupon(coupon_id=value.coupon.coupon_id, name=value.coupon.name,
+                                                    amount=money(value.coupon.amount, currency)))
+    msg.points_used = value.points
+    msg.points_discount.CopyFrom(money(value.points_discount, currency))
+    if value.terms is not None:
+        t = value.terms
+        msg.points_terms.CopyFrom(order_pb2.PointsTerms(
+            available=t.available, max_usable=t.max_usable, max_discount=money(t.max_discount, currency),
+            points_per_yuan=t.points_per_yuan, min_points=t.min_points, step=t.step))
     return msg
 
 

@@ -8,15 +8,17 @@ from datetime import datetime
 from typing import Callable, Mapping
 
 from siyu_kit import context, limits
-from siyu_kit.errors import FailedPrecondition, NotFound, Violations
+from siyu_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Violations
 from siyu_kit.ids import is_id
 from siyu_kit.protos import utcnow
 
 from services.order.application.ports import (Addresses, CartRepository, Catalog, FreightTemplateRepository,
-                                              MemberPricing, Members, SettingsRepository, SkuInfo)
+                                              MemberPricing, Members, MemberValue, SettingsRepository, SkuInfo)
 from services.order.domain.freight import NOWHERE, ShippingAddress
-from services.order.domain.price_sources import (FLASH_SALE, ActivityPrices, FreightShipping, LimitedTimePrices,
-                                                 PriceSource, TierPrices)
+from services.order.domain.member_value import (MAX_POINTS, NO_ASK, CouponLine, CouponQuote, OrderKind, PointsTerms,
+                                                UsedValue, ValueAsk, points_discount, points_problem)
+from services.order.domain.price_sources import (FLASH_SALE, ActivityPrices, CouponDiscount, FreightShipping,
+                                                 LimitedTimePrices, PointsDiscount, PriceSource, TierPrices)
 from services.order.domain.pricing import LineInput, Pipeline, Quote
 from services.order.domain.settings import OrderSettings
 
@@ -32,6 +34,29 @@ class ActivityPrice:
 
 
 @dataclass(frozen=True)
+class PricedValue:
+    """The coupon and points a checkout was priced with, and what placing it must hold:
+    the coupon's lines and the order kind it was quoted for, and the amount payable after
+    the coupon that the points' cap was checked on."""
+    coupon: CouponQuote | None
+    coupon_lines: tuple[CouponLine, ...]
+    kind: OrderKind
+    points: int
+    points_discount: int
+    # The goods amount after the threshold reduction and the coupon, before points.
+    payable_before_points: int
+    # The member's points terms for this order; None when they were not read.
+    terms: PointsTerms | None = None
+
+    @property
+    def used(self) -> UsedValue:
+        c = self.coupon
+        return UsedValue(coupon_id=c.coupon_id if c else "", coupon_name=c.name if c else "",
+                         coupon_discount=c.amount if c else 0, points=self.points,
+                         points_discount=self.points_discount)
+
+
+@dataclass(frozen=True)
 class PricedCheckout:
     quote: Quote
     currency: str
@@ -39,6 +64,8 @@ class PricedCheckout:
     settings: OrderSettings  # the settings the price used; the order's timeouts come from them too
     # Where the order ships; None when the member has no address and named none.
     address: ShippingAddress | None = None
+    # The coupon and points; None when neither was asked for nor read.
+    value: PricedValue | None = None
 
 
 def check_lines(v: Violations, lines: list[tuple[str, int]]) -> None:
@@ -70,6 +97,34 @@ def check_address_id(v: Violations, address_id: str) -> None:
     v.check(not address_id or is_id(address_id, "adr"), "address_id", "must be empty or an adr_ id")
 
 
+def check_value_ask(v: Violations, ask: ValueAsk) -> None:
+    """The coupon and points asked for, before anything is read or held; the points'
+    floor and step are the merchant's and are checked once its terms are read."""
+    v.check(not ask.coupon_id or is_id(ask.coupon_id, "cpn"), "coupon_id", "must be empty or a cpn_ id")
+    v.check(not (ask.coupon_id and ask.best_coupon), "best_coupon", "not together with coupon_id")
+    v.check(0 <= ask.points <= MAX_POINTS, "points", f"0..{MAX_POINTS}")
+
+
+def _coupon_lines(quote: Quote, skus: Mapping[str, SkuInfo]) -> tuple[CouponLine, ...]:
+    """The lines as a coupon sees them: the unit price after the activity or tier price,
+    and what is left of each after the threshold reduction."""
+    return tuple(CouponLine(sku_id=l.sku_id, product_id=l.product_id, category_path=skus[l.sku_id].category_path,
+                            unit_price=l.line_amount // l.quantity, quantity=l.quantity, amount=l.paid_amount)
+                 for l in quote.lines)
+
+
+def _points_refused(points: int, terms: PointsTerms) -> None:
+    problem = points_problem(points, terms)
+    if problem is None:
+        return
+    reason, message = problem
+    if reason == "POINTS_STEP":
+        # A number the merchant's terms never allow: the request's mistake, nothing is held.
+        raise InvalidArgument(f"points: {message}", reason="INVALID_FIELDS",
+                              violations=[FieldViolation("points", message)])
+    raise FailedPrecondition(f"points: {message}", reason=reason)
+
+
 @dataclass
 class Checkout:
     catalog: Catalog
@@ -80,6 +135,8 @@ class Checkout:
     # Without these, shipping is the flat fee of the order settings and orders have no address.
     freight: FreightTemplateRepository | None = None
     addresses: Addresses | None = None
+    # Coupons and points; without it an order uses neither.
+    member_value: MemberValue | None = None
 
     async def shipping_to(self, merchant_id: str, member_id: str, address_id: str) -> ShippingAddress | None:
         """The address an order ships to (the member's default when address_id is empty;
@@ -98,12 +155,17 @@ class Checkout:
 
     async def price(self, merchant_id: str, member_id: str, lines: list[tuple[str, int]],
                     activity_prices: Mapping[str, ActivityPrice] | None = None,
-                    address: ShippingAddress | None = None) -> PricedCheckout:
+                    address: ShippingAddress | None = None, ask: ValueAsk = NO_ASK,
+                    kind: OrderKind = OrderKind.NORMAL, show_terms: bool = False) -> PricedCheckout:
         """Prices valid lines (see check_lines) for the member: NOT_FOUND for a SKU that
         does not exist or is not on sale, UNAVAILABLE when the member's tier cannot be
         read. `activity_prices` by sku id compete with the member's other prices. Shipping
         is the merchant's freight template for `address` (see shipping_to), else the flat
-        fee of its order settings."""
+        fee of its order settings. `ask` names the coupon (or the member's best) and the
+        points: the coupon is quoted by the member service on the lines after the threshold
+        reduction, the points checked against the terms for the amount left after the
+        coupon (FAILED_PRECONDITION or a `points` violation when they do not fit);
+        `show_terms` reads the terms even when no points are asked for."""
         skus, member = await asyncio.gather(self.catalog.skus([s for s, _ in lines]),
                                             self.members.pricing(member_id))
         missing = Violations()
@@ -129,16 +191,50 @@ class Checkout:
             shipping = (FreightShipping(template, address.destination if address is not None else NOWHERE,
                                         units=sum(q for _, q in lines),
                                         grams=sum(skus[s].weight_g * q for s, q in lines), tier=member.tier),)
-        quote = Pipeline.of(settings, *_unit_prices(skus, member, activity_prices, now), *shipping).price([
-            LineInput(sku_id=s, product_id=skus[s].product_id, title=skus[s].title, quantity=q,
-                      unit_price=skus[s].unit_price)
-            for s, q in lines])
+        pipeline = Pipeline.of(settings, *_unit_prices(skus, member, activity_prices, now), *shipping)
+        inputs = [LineInput(sku_id=s, product_id=skus[s].product_id, title=skus[s].title, quantity=q,
+                            unit_price=skus[s].unit_price)
+                  for s, q in lines]
+        quote = pipeline.price(inputs)
+        value = None
+        if self.member_value is not None and (not ask.is_empty or show_terms):
+            pipeline, value = await self._member_value(member_id, pipeline, quote, skus, ask, kind, show_terms)
+            quote = pipeline.price(inputs)
         return PricedCheckout(quote=quote, currency=currencies.pop(), tier=member.tier, settings=settings,
-                              address=address)
+                              address=address, value=value)
 
-    async def quote(self, lines: list[tuple[str, int]], address_id: str = "") -> PricedCheckout:
+    async def _member_value(self, member_id: str, pipeline: Pipeline, quote: Quote, skus: Mapping[str, SkuInfo],
+                            ask: ValueAsk, kind: OrderKind, show_terms: bool) -> tuple[Pipeline, PricedValue]:
+        """The pipeline with the coupon and the points asked for, in their places."""
+        coupon_lines = _coupon_lines(quote, skus)
+        coupon = None
+        if ask.wants_coupon:
+            coupon = await self.member_value.quote_coupon(member_id, ask.coupon_id, coupon_lines, kind)
+            if coupon is not None and coupon.amount > 0:
+                pipeline = pipeline.register(CouponDiscount(coupon))
+                quote = pipeline.price([LineInput(sku_id=l.sku_id, product_id=l.product_id, title=l.title,
+                                                  quantity=l.quantity, unit_price=l.unit_price)
+                                        for l in quote.lines])
+            else:
+                coupon = None
+        # Points are capped on what is left of the goods after the coupon (never on shipping).
+        before_points = sum(l.paid_amount for l in quote.lines)
+        terms = None
+        if ask.points or show_terms:
+            terms = await self.member_value.points_terms(member_id, before_points)
+        off = 0
+        if ask.points:
+            _points_refused(ask.points, terms)
+            off = min(points_discount(ask.points, terms.points_per_yuan), before_points)
+            pipeline = pipeline.register(PointsDiscount(ask.points, off))
+        return pipeline, PricedValue(coupon=coupon, coupon_lines=coupon_lines, kind=kind, points=ask.points,
+                                     points_discount=off, payable_before_points=before_points, terms=terms)
+
+    async def quote(self, lines: list[tuple[str, int]], address_id: str = "",
+                    ask: ValueAsk = NO_ASK) -> PricedCheckout:
         """QuoteCheckout: the given lines, or the cart's selected items when none are given,
-        shipped to `address_id` (or the member's default)."""
+        shipped to `address_id` (or the member's default), with the coupon and points asked
+        for; it shows the member's points terms for the order."""
         ctx = context.current()
         member_id = ctx.require_member()
         if not lines:
@@ -149,6 +245,7 @@ class Checkout:
         v = Violations()
         check_lines(v, lines)
         check_address_id(v, address_id)
+        check_value_ask(v, ask)
         v.raise_if_any()
         address = await self.shipping_to(ctx.merchant_id, member_id, address_id)
-        return await self.price(ctx.merchant_id, member_id, lines, address=address)
+        return await self.price(ctx.merchant_id, member_id, lines, address=address, ask=ask, show_terms=True)

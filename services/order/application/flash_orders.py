@@ -24,11 +24,12 @@ from siyu_kit.errors import FailedPrecondition, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
-from services.order.application.checkout import ActivityPrice, Checkout, check_address_id
+from services.order.application.checkout import ActivityPrice, Checkout, check_address_id, check_value_ask
 from services.order.application.orders import (MAX_KEY, PLACE_MIN_TIME_S, OrderUseCases, attribution_of,
                                                 check_attribution_and_remark, place_fingerprint)
 from services.order.application.ports import FlashCatalog, OrderRepository, SettingsRepository
 from services.order.domain.idempotency import require_same_request
+from services.order.domain.member_value import OrderKind, ValueAsk
 from services.order.domain.orders import Order
 
 log = slog.get("siyu.order.flash")
@@ -51,6 +52,15 @@ class PlaceFlashSaleOrderInput:
     remark: str = ""
     # One of the member's addresses; empty: their default, or none.
     address_id: str = ""
+    # A coupon (or the member's best) and points, as for any order; a coupon template
+    # that refuses flash sales refuses the order.
+    coupon_id: str = ""
+    best_coupon: bool = False
+    points: int = 0
+
+    @property
+    def ask(self) -> ValueAsk:
+        return ValueAsk(coupon_id=self.coupon_id, best_coupon=self.best_coupon, points=self.points)
 
 
 def validate(cmd: PlaceFlashSaleOrderInput, ctx_channel: str) -> int:
@@ -61,6 +71,7 @@ def validate(cmd: PlaceFlashSaleOrderInput, ctx_channel: str) -> int:
     v.check(0 <= cmd.quantity <= MAX_QUANTITY, "quantity", f"1..{MAX_QUANTITY}, or 0 for one")
     check_attribution_and_remark(v, cmd.attribution, cmd.remark, ctx_channel)
     check_address_id(v, cmd.address_id)
+    check_value_ask(v, cmd.ask)
     v.raise_if_any()
     return cmd.quantity or 1
 
@@ -112,13 +123,16 @@ class FlashOrderUseCases:
             # The flash price is the line's activity price; a better tier price still wins.
             priced = await self.checkout.price(
                 merchant_id, member_id, [(won.sku_id, quantity)],
-                activity_prices={won.sku_id: ActivityPrice(won.unit_price, cmd.flash_sale_id)}, address=address)
+                activity_prices={won.sku_id: ActivityPrice(won.unit_price, cmd.flash_sale_id)}, address=address,
+                ask=cmd.ask, kind=OrderKind.FLASH_SALE)
         except (Exception, asyncio.CancelledError):
             # Also when the buyer gave up: the units go back to the pool at once.
             await self.order_cases.release_at_once(reservation_id)
             raise
+        held_at = await self.order_cases.hold_value(merchant_id, member_id, order_id, reservation_id, priced,
+                                                    expires_at)
         return await self.order_cases.create_order(
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
             attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark,
-            flash_sale_id=cmd.flash_sale_id, request_hash=request_hash)
+            flash_sale_id=cmd.flash_sale_id, request_hash=request_hash, value_held_at=held_at)

@@ -14,9 +14,12 @@ from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.application.cart import CartUseCases
-from services.order.application.checkout import Checkout, PricedCheckout, check_address_id, check_lines
+from services.order.application.checkout import (Checkout, PricedCheckout, check_address_id, check_lines,
+                                                  check_value_ask)
+from services.order.application.member_value import ValueHolds
 from services.order.application.ports import Attributions, Catalog, OrderRepository, RefundRepository
 from services.order.domain.idempotency import fingerprint, require_same_request
+from services.order.domain.member_value import ValueAsk
 from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_STAFF, DEFAULT_RESERVATION_GRACE, Order,
                                           OrderLine, PriceStep,
                                           reservation_expiry)
@@ -48,6 +51,14 @@ class PlaceOrderInput:
     remove_from_cart: bool = False
     # One of the member's addresses; empty: their default, or none.
     address_id: str = ""
+    # The coupon to use (a cpn_ id), or the member's best one; points to spend.
+    coupon_id: str = ""
+    best_coupon: bool = False
+    points: int = 0
+
+    @property
+    def ask(self) -> ValueAsk:
+        return ValueAsk(coupon_id=self.coupon_id, best_coupon=self.best_coupon, points=self.points)
 
 
 def validate_place(cmd: PlaceOrderInput, ctx_channel: str) -> None:
@@ -56,12 +67,18 @@ def validate_place(cmd: PlaceOrderInput, ctx_channel: str) -> None:
     check_lines(v, cmd.lines)
     check_attribution_and_remark(v, cmd.attribution, cmd.remark, ctx_channel)
     check_address_id(v, cmd.address_id)
+    check_value_ask(v, cmd.ask)
     v.raise_if_any()
+
+
+# Left out of the fingerprint when unset, so orders placed before they existed replay alike.
+VALUE_FIELDS = ("coupon_id", "best_coupon", "points")
 
 
 def place_fingerprint(cmd) -> str:
     """The fingerprint of a placing request: every field of the command but its key."""
-    return fingerprint({k: v for k, v in asdict(cmd).items() if k != "idempotency_key"})
+    return fingerprint({k: v for k, v in asdict(cmd).items()
+                        if k != "idempotency_key" and not (k in VALUE_FIELDS and not v)})
 
 
 def check_attribution_and_remark(v: Violations, attribution: dict, remark: str, ctx_channel: str) -> None:
@@ -110,6 +127,8 @@ class OrderUseCases:
     attributions: Attributions | None = None
     # Which of a member's orders have refunds (the 售后 tab); None: that tab is empty.
     refunds: RefundRepository | None = None
+    # Locks coupons and holds points for orders being placed; None: orders use neither.
+    value_holds: ValueHolds | None = None
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -127,7 +146,7 @@ class OrderUseCases:
             return existing
         await self.check_references(cmd.attribution)
         address = await self._checkout().shipping_to(merchant_id, member_id, cmd.address_id)
-        priced = await self._checkout().price(merchant_id, member_id, cmd.lines, address=address)
+        priced = await self._checkout().price(merchant_id, member_id, cmd.lines, address=address, ask=cmd.ask)
 
         now = self._now()
         expires_at = now + timedelta(seconds=priced.settings.unpaid_expiry_s)
@@ -143,10 +162,12 @@ class OrderUseCases:
         except asyncio.CancelledError:
             await self.release_at_once(reservation_id)
             raise
+        held_at = await self.hold_value(merchant_id, member_id, order_id, reservation_id, priced, expires_at)
         order = await self.create_order(
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
-            attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark, request_hash=request_hash)
+            attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark, request_hash=request_hash,
+            value_held_at=held_at)
         if cmd.remove_from_cart and order.id == order_id:
             await self._remove_from_cart(merchant_id, member_id, [s for s, _ in cmd.lines])
         return order
@@ -156,6 +177,22 @@ class OrderUseCases:
         persona_id, content_id = attribution.get("persona_id", ""), attribution.get("content_id", "")
         if self.attributions is not None and (persona_id or content_id):
             await self.attributions.check_attribution(persona_id, content_id)
+
+    async def hold_value(self, merchant_id: str, member_id: str, order_id: str, reservation_id: str,
+                         priced: PricedCheckout, expires_at: datetime) -> datetime | None:
+        """Locks the order's coupon until it expires and holds its points, after its stock
+        was reserved: when that fails the stock is released at once too. When the intent
+        was written (None: the order uses neither)."""
+        if self.value_holds is None or priced.value is None or priced.value.used.is_empty:
+            return None
+        try:
+            held_at = await self.value_holds.hold(merchant_id, member_id, order_id, priced, expires_at)
+        except (Exception, asyncio.CancelledError):
+            await self.release_at_once(reservation_id)
+            raise
+        # Tests stop the process here: the coupon and points are held, no order is written.
+        faults.point("order.place.after_value_hold")
+        return held_at
 
     def reservation_expiry(self, order_expires_at: datetime) -> datetime:
         return reservation_expiry(order_expires_at, self.reservation_grace)
@@ -177,7 +214,8 @@ class OrderUseCases:
     async def create_order(self, *, merchant_id: str, member_id: str, idempotency_key: str,
                            priced: PricedCheckout, order_id: str, reservation_id: str, created_at: datetime,
                            expires_at: datetime, attribution: dict, remark: str,
-                           flash_sale_id: str = "", request_hash: str = "") -> Order:
+                           flash_sale_id: str = "", request_hash: str = "",
+                           value_held_at: datetime | None = None) -> Order:
         """Writes a PENDING_PAYMENT order for stock already reserved under `reservation_id`,
         with its order.placed event in the same write. Returns the stored order; when an
         order with the same idempotency key won a race, releases this reservation and
@@ -185,11 +223,22 @@ class OrderUseCases:
         writing an order that is already past its expiry (its stock may be gone).
 
         Once the write is sent it runs to its end even if the caller gives up: the order
-        then exists, and a replay with the same idempotency key returns it."""
-        if self._now() >= expires_at:
+        then exists, and a replay with the same idempotency key returns it. The coupon and
+        points held for it (`value_held_at`: when) are released whenever no order of
+        this id is written."""
+        used = priced.value.used if priced.value is not None else None
+        held = value_held_at is not None and self.value_holds is not None and used is not None
+        try:
+            if self._now() >= expires_at:
+                raise Unavailable("placing the order took longer than its payment window; try again",
+                                  reason="ORDER_EXPIRED_BEFORE_WRITTEN")
+            if held:
+                self.value_holds.check_in_time(value_held_at)
+        except Unavailable:
             await self.release_at_once(reservation_id)
-            raise Unavailable("placing the order took longer than its payment window; try again",
-                              reason="ORDER_EXPIRED_BEFORE_WRITTEN")
+            if held:
+                await self._undo_value(merchant_id, member_id, order_id, used)
+            raise
         quote = priced.quote
         order = Order.place(
             order_id=order_id, merchant_id=merchant_id, member_id=member_id, idempotency_key=idempotency_key,
@@ -200,14 +249,29 @@ class OrderUseCases:
             currency=priced.currency, total=quote.total, payable=quote.payable, order_steps=_steps(quote.order_steps),
             shipping_fee=quote.shipping_fee, tier=priced.tier, attribution=attribution, remark=remark,
             reservation_id=reservation_id, created_at=created_at, expires_at=expires_at, flash_sale_id=flash_sale_id,
-            request_hash=request_hash, shipping_address=priced.address, shipping_rule=quote.shipping_rule)
-        if await shielded(self._insert_or_release(order, reservation_id)):
+            request_hash=request_hash, shipping_address=priced.address, shipping_rule=quote.shipping_rule,
+            value=used)
+        try:
+            inserted = await shielded(self._insert_or_release(order, reservation_id))
+        except (Exception, asyncio.CancelledError):
+            if held:
+                await self._undo_value(merchant_id, member_id, order_id, used)
+            raise
+        if held:
+            if inserted:
+                await self.value_holds.written(merchant_id, order_id)
+            else:
+                await self._undo_value(merchant_id, member_id, order_id, used)
+        if inserted:
             return order
         winner = await self.orders.by_key(merchant_id, member_id, idempotency_key)
         if winner is None:
             raise Conflict("the order was placed concurrently; try again")
         require_same_request(winner.request_hash, request_hash, "order")
         return winner
+
+    async def _undo_value(self, merchant_id: str, member_id: str, order_id: str, used) -> None:
+        await shielded(self.value_holds.undo(merchant_id, member_id, order_id, used.coupon_id, used.points))
 
     async def _insert_or_release(self, order: Order, reservation_id: str) -> bool:
         """Writes the order; False when an order with its idempotency key won a race. The

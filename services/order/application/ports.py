@@ -9,6 +9,7 @@ from typing import Protocol, Sequence
 from services.order.domain.cart import Cart
 from services.order.domain.freight import FreightTemplate, ShippingAddress
 from services.order.domain.ledger import Entry
+from services.order.domain.member_value import CouponLine, CouponQuote, OrderKind, PointsTerms, ValueHoldIntent
 from services.order.domain.orders import Order
 from services.order.domain.payments import (JsapiParams, Notification, Payment, PaymentMethod, RefundReceipt,
                                             RefundResult, TradeResult, WechatCredentials)
@@ -40,6 +41,8 @@ class SkuInfo:
     limited_time: LimitedTimePrice | None = None
     # Shipping weight of one unit in grams (0 when the catalog has none), for freight by weight.
     weight_g: int = 0
+    # The product's category and its ancestors, root first (what coupon scopes match).
+    category_path: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -423,4 +426,58 @@ class OrderTenders(Protocol):
     async def save_tender(self, order: Order) -> None:
         """Writes the order's stored-value facts alone, on the version read (StaleVersion
         when another write came first); publishes nothing."""
+        ...
+
+
+# ---- member value: coupons and points at checkout ------------------------------------
+
+class MemberValue(Protocol):
+    """The member service's coupons and points, as checkout and the order's lifecycle use
+    them. Every change is idempotent by order (or refund) id on the member side, so a
+    repeat changes nothing. Refusals are FAILED_PRECONDITION with the member service's
+    reason (COUPON_IN_USE, POINTS_INSUFFICIENT, …)."""
+
+    async def quote_coupon(self, member_id: str, coupon_id: str, lines: Sequence[CouponLine],
+                           kind: OrderKind) -> CouponQuote | None:
+        """What the coupon (or, with no id, the member's best) takes off; None when no
+        coupon was named and none fits."""
+        ...
+
+    async def points_terms(self, member_id: str, payable: int) -> PointsTerms: ...
+
+    async def lock_coupon(self, member_id: str, coupon_id: str, order_id: str, lines: Sequence[CouponLine],
+                          kind: OrderKind, pay_by: datetime) -> CouponQuote: ...
+
+    async def hold_points(self, member_id: str, order_id: str, points: int, payable: int) -> int:
+        """Holds the points for the order; what they take off in fen."""
+        ...
+
+    async def use_coupon(self, coupon_id: str, order_id: str) -> None: ...
+
+    async def release_coupon(self, coupon_id: str, order_id: str) -> None: ...
+
+    async def restore_coupon(self, coupon_id: str, order_id: str) -> None: ...
+
+    async def spend_points(self, member_id: str, order_id: str) -> None: ...
+
+    async def release_points(self, member_id: str, order_id: str) -> None: ...
+
+    async def reverse_points(self, member_id: str, order_id: str, refund_id: str, spent_to_return: int,
+                             refunded_amount: int, paid_amount: int) -> None:
+        """Earned points of the refunded part taken back (in proportion: refunded_amount of
+        paid_amount) and spent points returned, once per refund."""
+        ...
+
+
+class ValueHoldIntents(Protocol):
+    """Coupons and points asked for orders not written yet (domain.member_value)."""
+
+    async def add(self, intent: ValueHoldIntent) -> None: ...
+
+    async def remove(self, merchant_id: str, order_id: str) -> None: ...
+
+    async def claim_due(self, created_before: datetime, lease_until: datetime,
+                        now: datetime) -> ValueHoldIntent | None:
+        """One intent created before `created_before` that no other sweeper holds, leased
+        to this one until `lease_until` by one conditional update; None when none is due."""
         ...

@@ -12,6 +12,7 @@ from siyu_kit.errors import FailedPrecondition
 
 from services.order.domain.freight import ShippingAddress
 from services.order.domain.tender import StoredValue
+from services.order.domain.member_value import UsedValue
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -178,6 +179,10 @@ class OrderLine(RefundableAmounts):
     refunded_quantity: int = 0
     refunded_amount: int = 0
 
+    def step_amount(self, step: str) -> int:
+        """This line's share of one step (COUPON, POINTS, …), 0 when it took none."""
+        return sum(s.amount for s in self.steps if s.step == step)
+
 
 @dataclass(frozen=True)
 class Shipment:
@@ -302,6 +307,8 @@ class Order(Aggregate):
     shipping_rule: str = ""
     # ---- stored value: the order's kind (goods or a recharge), its tender and balance hold
     stored_value: StoredValue = field(default_factory=StoredValue)
+    # The coupon and points the order holds or used (domain.member_value); None: neither.
+    value: UsedValue | None = None
 
     @classmethod
     def place(cls, *, order_id: str, merchant_id: str, member_id: str, idempotency_key: str,
@@ -309,14 +316,15 @@ class Order(Aggregate):
               created_at: datetime, expires_at: datetime, order_steps: Sequence[PriceStep] = (),
               shipping_fee: int = 0, tier: str = "", attribution: dict[str, str] | None = None, remark: str = "",
               flash_sale_id: str = "", request_hash: str = "", shipping_address: ShippingAddress | None = None,
-              shipping_rule: str = "") -> "Order":
+              shipping_rule: str = "", value: UsedValue | None = None) -> "Order":
         """A new order waiting for payment, for stock already reserved under `reservation_id`."""
         order = cls(id=order_id, merchant_id=merchant_id, member_id=member_id, idempotency_key=idempotency_key,
                     state=OrderState.PENDING_PAYMENT, lines=tuple(lines), currency=currency, total=total,
                     payable=payable, reservation_id=reservation_id, created_at=created_at, expires_at=expires_at,
                     order_steps=tuple(order_steps), shipping_fee=shipping_fee, tier=tier,
                     attribution=dict(attribution or {}), remark=remark, flash_sale_id=flash_sale_id,
-                    request_hash=request_hash, shipping_address=shipping_address, shipping_rule=shipping_rule)
+                    request_hash=request_hash, shipping_address=shipping_address, shipping_rule=shipping_rule,
+                    value=None if value is None or value.is_empty else value)
         order.record(OrderPlaced(at=created_at))
         return order
 

@@ -18,8 +18,9 @@ from datetime import datetime
 from enum import IntEnum
 from typing import ClassVar, Mapping, Protocol, Sequence, Union
 
-from siyu_kit.money import BASIS_POINTS
+from siyu_kit.money import BASIS_POINTS, split_largest_remainder
 
+from services.order.domain.member_value import CouponQuote
 from services.order.domain.freight import Destination, FreightCharge, FreightTemplate, yuan
 from services.order.domain.settings import ThresholdReduction, reduction_for
 
@@ -122,7 +123,9 @@ class UnitPriceSource(Protocol):
 class OrderDiscountSource(Protocol):
     """Places THRESHOLD_REDUCTION, COUPON, POINTS: a discount on the whole goods amount left
     after the sources before it. Returns the amount it wants off and a detail; the pipeline
-    never lets it take more than is left."""
+    never lets it take more than is left. It is spread over the lines by largest remainder
+    on what each has left, unless the source answers `split(amount, left)` with its own
+    shares (a coupon takes only from the lines in its scope)."""
     @property
     def place(self) -> Place: ...
 
@@ -264,7 +267,41 @@ class ThresholdReductions:
         return rule.reduction, f"threshold={rule.threshold},reduction={rule.reduction}"
 
 
-# Places COUPON and POINTS: the member features bring their sources.
+# Places COUPON and POINTS: the member's coupon and points (domain/member_value.py).
+
+@dataclass(frozen=True)
+class CouponDiscount:
+    """Place COUPON: the member service's amount, taken from the lines in its scope as
+    it shares them (lines out of scope get 0). Never more than a line has left, so never
+    a negative payable, and never on shipping (the pipeline discounts goods only)."""
+    quote: CouponQuote
+    place: ClassVar[Place] = Place.COUPON
+    name: ClassVar[str] = COUPON
+
+    def discount(self, lines: Sequence[PricedLine], goods_amount: int) -> tuple[int, str]:
+        return max(self.quote.amount, 0), self.quote.coupon_id
+
+    def split(self, amount: int, left: Sequence[int]) -> list[int]:
+        """The lines' shares of `amount`: the coupon's own shares, each capped at what the
+        line has left, scaled down by largest remainder when the amount is smaller."""
+        shares = [min(max(s, 0), l) for s, l in zip(self.quote.shares, left)]
+        shares += [0] * (len(left) - len(shares))
+        if sum(shares) > amount:
+            shares = split_largest_remainder(amount, shares)
+        return shares
+
+
+@dataclass(frozen=True)
+class PointsDiscount:
+    """Place POINTS: the points' value in fen, spread over what every line has left after
+    the coupon, by largest remainder."""
+    points: int
+    amount: int
+    place: ClassVar[Place] = Place.POINTS
+    name: ClassVar[str] = POINTS
+
+    def discount(self, lines: Sequence[PricedLine], goods_amount: int) -> tuple[int, str]:
+        return max(self.amount, 0), f"points={self.points}"
 
 
 # Shipping

@@ -99,12 +99,14 @@ class Pipeline:
         order_steps: list[Step] = []
         for source in self._order_discounts():
             wanted, detail = source.discount(tuple(priced), sum(left))
-            # A discount never takes the goods amount below zero.
+            # A discount never takes the goods amount below zero, nor a line below zero.
             amount = min(max(int(wanted), 0), sum(left))
+            shares = _shares(source, amount, left)
+            amount = sum(shares)
             if not amount:
                 continue
             order_steps.append(Step(source.name, amount, detail))
-            for i, share in enumerate(split_largest_remainder(amount, left)):
+            for i, share in enumerate(shares):
                 if share:
                     left[i] -= share
                     line_steps[i].append(Step(source.name, share, detail))
@@ -127,6 +129,15 @@ class Pipeline:
 
     def _shipping(self) -> tuple[ShippingSource, ...]:
         return self.in_place(Place.SHIPPING)
+
+
+def _shares(source: OrderDiscountSource, amount: int, left: list[int]) -> list[int]:
+    """Each line's share of an order discount: the source's own split when it has one
+    (capped at what each line has left), else by largest remainder on what is left."""
+    split = getattr(source, "split", None)
+    if not callable(split):
+        return split_largest_remainder(amount, left)
+    return [min(max(int(s), 0), l) for s, l in zip(split(amount, tuple(left)), left)]
 
 
 def _price_line(line: LineInput, sources: Sequence[UnitPriceSource]) -> PricedLine:

@@ -19,6 +19,8 @@ from services.order.adapters.refunds import Refunds
 from services.order.adapters.repositories import MongoOrders, MongoSettings, ensure_indexes
 from services.order.adapters.freight import MongoFreightTemplates, ensure_indexes as ensure_freight_indexes
 from services.order.adapters.member import AddressClient, MemberClient, WechatIdentityClient
+from services.order.adapters import member_value as member_value_store
+from services.order.adapters.member_value import MemberValueClient, MongoValueHoldIntents
 from services.order.adapters.sandbox_payments import SandboxProvider
 from services.order.adapters import wechat_pay_store
 from services.order.adapters.wechat_pay import WechatPayClient, WechatRefunds, key_problems
@@ -28,6 +30,7 @@ from services.order.application.checkout import Checkout
 from services.order.application.flash_orders import FlashOrderUseCases
 from services.order.application.freight import FreightUseCases
 from services.order.application.fulfilment import FulfilmentUseCases
+from services.order.application.member_value import DEFAULT_VALUE_HOLD_GRACE, ValueHolds, ValueLifecycle
 from services.order.application.orders import OrderUseCases
 from services.order.application.payments import PaymentUseCases
 from services.order.application.refunds import RefundUseCases
@@ -70,6 +73,14 @@ def reservation_grace() -> timedelta:
     return timedelta(seconds=env_seconds("ORDER_RESERVATION_GRACE_S", DEFAULT_RESERVATION_GRACE.total_seconds()))
 
 
+def value_sweep_interval_s() -> float:
+    return env_seconds("ORDER_VALUE_SWEEP_INTERVAL_S", 10)
+
+
+def value_hold_grace() -> timedelta:
+    return timedelta(seconds=env_seconds("ORDER_VALUE_HOLD_GRACE_S", DEFAULT_VALUE_HOLD_GRACE.total_seconds()))
+
+
 def build(runtime: service.Runtime) -> service.Parts:
     ensure_indexes()
     ensure_freight_indexes()
@@ -81,12 +92,18 @@ def build(runtime: service.Runtime) -> service.Parts:
     # One freight template cache, shared like the settings cache.
     freight_repo = MongoFreightTemplates()
     sealer = Sealer.from_setting(runtime.settings.data_key)
+    # Coupons and points: quoted and held at checkout, settled from the order's events.
+    member_value_store.ensure_indexes()
+    member_value = MemberValueClient(runtime.channel("member"))
+    value_holds = ValueHolds(member_value=member_value, intents=MongoValueHoldIntents(), orders=order_repo,
+                             grace=value_hold_grace())
     checkout = Checkout(catalog=catalog, members=MemberClient(runtime.channel("member")), settings=settings_repo,
                         carts=carts, freight=freight_repo,
-                        addresses=AddressClient(runtime.channel("member"), sealer))
+                        addresses=AddressClient(runtime.channel("member"), sealer), member_value=member_value)
     order_cases = OrderUseCases(orders=order_repo, catalog=catalog, checkout=checkout, carts=cart_cases,
                                 reservation_grace=reservation_grace(),
-                                attributions=ContentClient(runtime.channel("content")), refunds=Refunds())
+                                attributions=ContentClient(runtime.channel("content")), refunds=Refunds(),
+                                value_holds=value_holds)
     provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
     # WeChat Pay: credentials sealed per merchant; refunds of WECHAT payments go through it.
     wechat_pay_store.ensure_indexes()
@@ -129,11 +146,13 @@ def build(runtime: service.Runtime) -> service.Parts:
             wechat=wechat_cases, stored_value=stored_value),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
-        subscriptions=events.subscriptions(payment_cases) + stored_value_events.subscriptions(stored_value),
+        subscriptions=events.subscriptions(payment_cases, ValueLifecycle(orders=order_repo, member_value=member_value))
+        + stored_value_events.subscriptions(stored_value),
         jobs=[service.Job("order-expiry", expiry_interval_s(), order_cases.expire_due),
               service.Job("order-auto-confirm", auto_confirm_interval_s(), fulfilment.auto_confirm_due),
               service.Job("order-refund-resume", refund_resume_interval_s(), refund_cases.resume_stalled),
-              service.Job("order-payment-reconcile", payment_reconcile_interval_s(), reconcile_payments)],
+              service.Job("order-payment-reconcile", payment_reconcile_interval_s(), reconcile_payments),
+              service.Job("order-value-sweep", value_sweep_interval_s(), value_holds.sweep)],
     )
 
 

@@ -25,6 +25,7 @@ from services.order.application.staff_orders import OrderQuery, StaffOrderUseCas
 from services.order.application.wechat_pay import WechatPayUseCases
 from services.order.application.stored_value import StoredValueUseCases
 from services.order.domain.freight import Basis, FreightRule, FreightTemplate
+from services.order.domain.member_value import ValueAsk
 from services.order.domain.payments import Notification
 from services.order.domain.refunds import LineRequest
 from services.order.domain.settings import OrderSettings, ThresholdReduction
@@ -209,7 +210,8 @@ class OrderServicer(WechatPayRpcs, StoredValueRpcs, order_pb2_grpc.OrderServiceS
             lines=[(line.sku_id, line.quantity) for line in request.lines],
             attribution={"channel": channel, "persona_id": a.persona_id, "content_id": a.content_id,
                          "live_session_id": a.live_session_id, "share_code": a.share_code},
-            remark=request.remark, remove_from_cart=request.remove_from_cart, address_id=request.address_id)
+            remark=request.remark, remove_from_cart=request.remove_from_cart, address_id=request.address_id,
+            coupon_id=request.coupon_id, best_coupon=request.best_coupon, points=request.points)
         with deadline_of(context):
             return order_pb2.PlaceOrderResponse(order=messages.order_of(await self.orders.place(cmd)))
 
@@ -220,7 +222,8 @@ class OrderServicer(WechatPayRpcs, StoredValueRpcs, order_pb2_grpc.OrderServiceS
             attribution={"channel": CHANNEL_NAME.get(a.channel, "" if a.channel == 0 else f"UNKNOWN_{a.channel}"),
                          "persona_id": a.persona_id, "content_id": a.content_id,
                          "live_session_id": a.live_session_id, "share_code": a.share_code},
-            remark=request.remark, address_id=request.address_id)
+            remark=request.remark, address_id=request.address_id, coupon_id=request.coupon_id,
+            best_coupon=request.best_coupon, points=request.points)
         with deadline_of(context):
             return order_pb2.PlaceFlashSaleOrderResponse(order=messages.order_of(await self.flash.place(cmd)))
 
@@ -278,9 +281,12 @@ class OrderServicer(WechatPayRpcs, StoredValueRpcs, order_pb2_grpc.OrderServiceS
 
     async def QuoteCheckout(self, request, context):
         priced = await self.checkout.quote([(line.sku_id, line.quantity) for line in request.lines],
-                                           request.address_id)
-        return order_pb2.QuoteCheckoutResponse(
-            quote=messages.checkout_quote(priced.quote, priced.currency, priced.tier, priced.address))
+                                           request.address_id, ValueAsk(coupon_id=request.coupon_id,
+                                                                        best_coupon=request.best_coupon,
+                                                                        points=request.points))
+        return order_pb2.QuoteCheckoutResponse(quote=messages.quote_value(
+            messages.checkout_quote(priced.quote, priced.currency, priced.tier, priced.address), priced.value,
+            priced.currency))
 
     async def GetOrderSettings(self, request, context):
         return order_pb2.GetOrderSettingsResponse(settings=messages.order_settings(await self.settings.get()))
