@@ -47,7 +47,8 @@ async def prepare(bench: Bench, members: list[Member]) -> dict[str, list[str]]:
         made = (await checked(await http.post("/v1/staff/coupon-templates", headers=staff, json={
             "name": "满59减5 Bench", "rule": {"kind": "COUPON_KIND_AMOUNT_OFF", "threshold": "5900",
                                              "amount_off": "500", "scope": "COUPON_SCOPE_ALL"},
-            "validity": {"days": 7}, "total": "0", "per_member_limit": COUPONS_PER_MEMBER}),
+            "validity": {"days": 7}, "total": "0", "per_member_limit": COUPONS_PER_MEMBER,
+            "idempotency_key": uuid.uuid4().hex}),
             "CreateCouponTemplate"))["template"]
         await checked(await http.post(f"/v1/staff/coupon-templates/{made['template_id']}:setState",
                                       headers=staff, json={"state": "COUPON_TEMPLATE_STATE_ACTIVE"}),

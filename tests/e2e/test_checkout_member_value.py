@@ -23,7 +23,8 @@ AVAILABLE, LOCKED, USED = ("MEMBER_COUPON_STATE_AVAILABLE", "MEMBER_COUPON_STATE
 def template(shop: Shop, **rule) -> str:
     design = {"name": "满100减10", "rule": {"kind": "COUPON_KIND_AMOUNT_OFF", "threshold": "10000",
                                           "amount_off": "1000", "scope": "COUPON_SCOPE_ALL", **rule},
-              "validity": {"days": 7}, "total": "0", "per_member_limit": 5}
+              "validity": {"days": 7}, "total": "0", "per_member_limit": 5,
+              "idempotency_key": uuid.uuid4().hex}
     made = ok(shop.as_staff("POST", "/v1/staff/coupon-templates", json=design))["template"]
     ok(shop.as_staff("POST", f"/v1/staff/coupon-templates/{made['template_id']}:setState",
                      json={"state": "COUPON_TEMPLATE_STATE_ACTIVE"}))
@@ -85,6 +86,9 @@ def test_quote_place_pay_and_refund_with_a_coupon_and_points(shop):
     wait_until(lambda: coupon_state(shop, token, coupon_id) == USED, message="the coupon is used")
     wait_until(lambda: points_of(shop, token)["held"] == 0, message="the held points are spent")
     assert points_of(shop, token)["available"] == 600
+    # The template's numbers count the paid order at what it charged.
+    stats = ok(shop.as_staff("GET", f"/v1/staff/coupon-templates/{tid}/stats"))
+    assert (stats["used"], stats["discount_given"], stats["gmv"]) == ("1", "1000", order["payable"]["amount"])
 
     # One of the two units back: its half of the 400 spent points comes back.
     line = order["lines"][0]["line_id"]

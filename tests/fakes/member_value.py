@@ -137,7 +137,7 @@ class FakeMemberValue:
         self.held[order_id] = (member_id, points)
         return points * 100 // self.points_per_yuan
 
-    async def use_coupon(self, coupon_id: str, order_id: str) -> None:
+    async def use_coupon(self, coupon_id: str, order_id: str, order_amount: int = 0) -> None:
         self._call("use_coupon")
         coupon = self.coupons[coupon_id]
         if coupon.order_id == order_id and coupon.state in (LOCKED, USED):

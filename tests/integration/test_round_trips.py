@@ -80,7 +80,8 @@ def test_placing_an_order_with_a_coupon_and_points_stays_within_its_budget(stack
     made = ok(shop.as_staff("POST", "/v1/staff/coupon-templates", json={
         "name": "满100减10", "rule": {"kind": "COUPON_KIND_AMOUNT_OFF", "threshold": "10000", "amount_off": "1000",
                                      "scope": "COUPON_SCOPE_ALL"},
-        "validity": {"days": 7}, "total": "0", "per_member_limit": VALUE_ORDERS + 1}))["template"]
+        "validity": {"days": 7}, "total": "0", "per_member_limit": VALUE_ORDERS + 1,
+        "idempotency_key": uuid.uuid4().hex}))["template"]
     tid = made["template_id"]
     ok(shop.as_staff("POST", f"/v1/staff/coupon-templates/{tid}:setState",
                      json={"state": "COUPON_TEMPLATE_STATE_ACTIVE"}))

@@ -94,9 +94,9 @@ class MemberValueClient(MemberValue):
             timeout(TIMEOUT_S))
         return resp.discount
 
-    async def use_coupon(self, coupon_id: str, order_id: str) -> None:
-        await self._call(self._stub.UseCoupon, member_pb2.UseCouponRequest(coupon_id=coupon_id, order_id=order_id),
-                         "use the coupon")
+    async def use_coupon(self, coupon_id: str, order_id: str, order_amount: int) -> None:
+        await self._call(self._stub.UseCoupon, member_pb2.UseCouponRequest(
+            coupon_id=coupon_id, order_id=order_id, order_amount=order_amount), "use the coupon")
 
     async def release_coupon(self, coupon_id: str, order_id: str) -> None:
         await self._call(self._stub.ReleaseCoupon,

@@ -174,7 +174,7 @@ class ValueLifecycle:
         if value is None:
             return
         if value.coupon_id:
-            await self.member_value.use_coupon(value.coupon_id, order.id)
+            await self.member_value.use_coupon(value.coupon_id, order.id, order.payable)
         if value.points:
             await self.member_value.spend_points(order.member_id, order.id)
 
