@@ -29,7 +29,7 @@ from services.member.domain.points_settings import PointsSettings
 from siyu_kit import context, paging
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit import logging as slog
-from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Violations
+from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Unavailable, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import epoch_ms, utcnow
 
@@ -351,6 +351,13 @@ class PointsEconomy(PointsMoves):
         # The order's refunds together never take back more than it earned nor return more
         # than it spent.
         history = await self.ledger.entries_of_order(merchant_id, member_id, order_id)
+        if refunded and not any(e.kind == EARN or (not e.kind and e.source == "ORDER") for e in history):
+            # Taking back a share of nothing would lose the take-back once the payment's
+            # points arrive: the caller retries until they have.
+            book, _ = await self.read(merchant_id, member_id, terms)
+            if not book.applied(Cause("ORDER", order_id, EARN)):
+                raise Unavailable(f"order {order_id} has not earned its points yet",
+                                  reason="POINTS_NOT_EARNED_YET")
         earned = sum(e.gross for e in history if e.kind == EARN) + sum(
             e.points for e in history if not e.kind and e.source == "ORDER")
         spent = -sum(e.points for e in history if e.kind == SPEND)

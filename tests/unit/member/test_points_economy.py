@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from siyu_kit.ids import new_id
 
 from services.member.application.points import (CompletedOrder, NotEarnedYet, OrderPoints, PaidOrder,
@@ -323,6 +323,18 @@ async def test_refunds_in_proportion_take_back_exactly_what_the_order_earned(w):
     assert (first.points, second.points) == (-49, -50)
     assert {v.field for v in both.value.violations} == {"earned_points_to_take_back", "paid_amount"}
     assert (await book(w)).balance == 0
+
+
+async def test_a_refund_that_overtakes_the_payments_earning_waits_for_it(w):
+    order_id, refund = new_id("ord"), new_id("rfd")
+    with service(w):
+        with pytest.raises(Unavailable) as early:
+            await w.economy.reverse(w.member, order_id, refund, 0, 0, refunded=5_000, paid=10_000)
+    assert early.value.reason == "POINTS_NOT_EARNED_YET"
+    await earn(w, 10_000, order_id)  # 100 points
+    with service(w):
+        entry, applied = await w.economy.reverse(w.member, order_id, refund, 0, 0, refunded=5_000, paid=10_000)
+    assert applied and entry.points == -50, "the retry takes back the refunded half once the points are there"
 
 
 async def test_a_completion_of_an_unknown_members_order_is_nothing_to_unfreeze(w):
