@@ -18,6 +18,7 @@ from siyu_kit.cancellation import timeout
 from siyu_kit.db import run_sync
 from siyu_kit.grpc_server import details_of
 from siyu_kit.protos import aware, epoch_ms, timestamp
+from siyu_kit.money import MAX_AMOUNT
 
 from services.order.application.ports import MemberValue, ValueHoldIntents
 from services.order.domain.member_value import CouponLine, CouponQuote, OrderKind, PointsTerms, ValueHoldIntent
@@ -57,6 +58,13 @@ def _quote(coupon: member_pb2.MemberCoupon, discount: member_pb2.CouponDiscount)
                        shares=tuple(discount.shares))
 
 
+
+def _capped(payable: int) -> int:
+    """An order may add up to more than one amount's bound (50 lines of 999 units); the
+    member service caps points at a share of the payable, and that share of the bound is
+    already far more than any hold may take, so the bound stands in for larger payables."""
+    return min(payable, MAX_AMOUNT)
+
 class MemberValueClient(MemberValue):
     def __init__(self, channel: grpc.aio.Channel):
         self._stub = member_pb2_grpc.MemberServiceStub(channel)
@@ -76,7 +84,7 @@ class MemberValueClient(MemberValue):
 
     async def points_terms(self, member_id: str, payable: int) -> PointsTerms:
         resp = await self._call(self._stub.GetPointsTerms, member_pb2.GetPointsTermsRequest(
-            member_id=member_id, payable=payable), "read the points terms")
+            member_id=member_id, payable=_capped(payable)), "read the points terms")
         s = resp.settings
         return PointsTerms(available=resp.available, max_usable=resp.max_usable, max_discount=resp.max_discount,
                            points_per_yuan=s.points_per_yuan or 100, min_points=s.min_points, step=s.step or 1)
@@ -90,7 +98,7 @@ class MemberValueClient(MemberValue):
 
     async def hold_points(self, member_id: str, order_id: str, points: int, payable: int) -> int:
         resp = await self._call(self._stub.HoldPoints, member_pb2.HoldPointsRequest(
-            member_id=member_id, order_id=order_id, points=points, payable=payable), "hold the points",
+            member_id=member_id, order_id=order_id, points=points, payable=_capped(payable)), "hold the points",
             timeout(TIMEOUT_S))
         return resp.discount
 
