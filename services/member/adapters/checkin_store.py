@@ -89,12 +89,41 @@ def check_in_of(doc: dict) -> CheckIn:
                    channel=doc.get("channel") or "", version=1)
 
 
+# ---- the query shapes (tests/conformance/test_checkin_shapes.py runs each) ----------------
+
+def key_query(merchant_id: str, member_id: str, day: date) -> dict:
+    return {"_id": check_in_id(merchant_id, member_id, day), "merchant_id": merchant_id}
+
+
+def paid_update(check_in: CheckIn) -> tuple[dict, dict]:
+    return {"_id": check_in.id, "merchant_id": check_in.merchant_id, "paid": 0}, {"$set": {"paid": 1}}
+
+
+def between_query(merchant_id: str, member_id: str, first: date, last: date) -> dict:
+    # Days are YYYY-MM-DD strings written at insert: their order is the calendar's.
+    return {"merchant_id": merchant_id, "member_id": member_id,
+            "day": {"$gte": day_key(first), "$lte": day_key(last)}}
+
+
+def unpaid_query(before_ms: int) -> dict:
+    return {"paid": 0, "created_ms": {"$lt": before_ms}}
+
+
+def settings_doc(merchant_id: str, settings: CheckInSettings, now_ms: int) -> dict:
+    return {"_id": merchant_id, "merchant_id": merchant_id, **settings.to_doc(), "version": 1, "updated_ms": now_ms}
+
+
+def settings_update(merchant_id: str, settings: CheckInSettings, expected_version: int,
+                    now_ms: int) -> tuple[dict, dict]:
+    return ({"_id": merchant_id, "merchant_id": merchant_id, "version": expected_version},
+            {"$set": {**settings.to_doc(), "updated_ms": now_ms}, "$inc": {"version": 1}})
+
+
 class CheckInRepository:
     """The CheckInStore port."""
 
     async def get(self, merchant_id: str, member_id: str, day: date) -> CheckIn | None:
-        doc = await run_sync(_check_ins().find_one, {"_id": check_in_id(merchant_id, member_id, day),
-                                                     "merchant_id": merchant_id}, NO_OUTBOX)
+        doc = await run_sync(_check_ins().find_one, key_query(merchant_id, member_id, day), NO_OUTBOX)
         return check_in_of(doc) if doc else None
 
     async def add(self, check_in: CheckIn) -> bool:
@@ -102,19 +131,17 @@ class CheckInRepository:
         return await run_sync(insert_new, _check_ins(), check_in_doc(check_in), events)
 
     async def mark_paid(self, check_in: CheckIn) -> None:
-        await run_sync(_check_ins().update_one, {"_id": check_in.id, "merchant_id": check_in.merchant_id,
-                                                 "paid": 0}, {"$set": {"paid": 1}})
+        await run_sync(_check_ins().update_one, *paid_update(check_in))
 
     async def between(self, merchant_id: str, member_id: str, first: date, last: date) -> list[CheckIn]:
         def read() -> list[dict]:
-            return list(_check_ins().find({"merchant_id": merchant_id, "member_id": member_id,
-                                           "day": {"$gte": day_key(first), "$lte": day_key(last)}},
+            return list(_check_ins().find(between_query(merchant_id, member_id, first, last),
                                           NO_OUTBOX).sort("day", ASCENDING).limit(31))
         return [check_in_of(d) for d in await run_sync(read)]
 
     async def unpaid(self, before_ms: int, limit: int) -> list[CheckIn]:
         def read() -> list[dict]:
-            return list(_check_ins().find({"paid": 0, "created_ms": {"$lt": before_ms}}, NO_OUTBOX).limit(limit))
+            return list(_check_ins().find(unpaid_query(before_ms), NO_OUTBOX).limit(limit))
         return [check_in_of(d) for d in await run_sync(read)]
 
 
@@ -135,11 +162,9 @@ def _put(merchant_id: str, settings: CheckInSettings, expected_version: int) -> 
     now_ms = epoch_ms(datetime.now(timezone.utc))
     if expected_version == 0:
         try:
-            _settings().insert_one({"_id": merchant_id, "merchant_id": merchant_id, **settings.to_doc(),
-                                    "version": 1, "updated_ms": now_ms})
+            _settings().insert_one(settings_doc(merchant_id, settings, now_ms))
         except DuplicateKeyError:
             return None
         return 1
-    done = _settings().update_one({"_id": merchant_id, "merchant_id": merchant_id, "version": expected_version},
-                                  {"$set": {**settings.to_doc(), "updated_ms": now_ms}, "$inc": {"version": 1}})
+    done = _settings().update_one(*settings_update(merchant_id, settings, expected_version, now_ms))
     return expected_version + 1 if done.modified_count == 1 else None
