@@ -16,7 +16,7 @@ from siyu_kit.ids import new_id
 from siyu_kit.metrics import DB_COMMANDS
 from siyu_kit.protos import utcnow
 from tests.fakes.callers import caller
-from tests.support import database_fixture, metadata, new_merchant_id, stub_fixture
+from tests.support import database_fixture, metadata, new_merchant_id, stub_fixture, wait_until
 from tests.support.member import login
 
 from services.member.adapters import checkin_store, points_store, repositories
@@ -56,6 +56,19 @@ def check_in_entries(db, merchant_id, member_id) -> list[dict]:
 async def tap(cases: CheckIns, merchant_id: str, member_id: str):
     with caller(merchant_id, member_id=member_id, channel="H5"):
         return await cases.check_in()
+
+
+def test_a_check_in_over_grpc_is_relayed_and_shown_in_the_calendar(stub, db):
+    merchant_id, member_id = member(stub)
+    as_member = metadata(merchant_id, channel="H5", member_id=member_id)
+    done = stub.CheckIn(pb.CheckInRequest(), metadata=as_member)
+    assert not done.repeat and (done.check_in.points, done.check_in.streak, done.check_in.cycle_day) == (10, 1, 1)
+    # The check-in's event leaves its outbox (the relay serves the check-ins collection).
+    wait_until(lambda: db.check_ins.find_one({"merchant_id": merchant_id, "member_id": member_id})[
+        "outbox_pending"] == 0, message="check-in event relayed")
+    page = stub.GetCheckInCalendar(pb.GetCheckInCalendarRequest(), metadata=as_member)
+    assert [c.day for c in page.check_ins] == [done.check_in.day] and page.checked_in_today
+    assert stub.CheckIn(pb.CheckInRequest(), metadata=as_member).repeat
 
 
 async def test_simultaneous_taps_store_one_check_in_and_one_entry(stub, storage, db):
