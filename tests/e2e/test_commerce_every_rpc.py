@@ -850,3 +850,115 @@ def test_every_new_route_has_a_bad_input_case():
 @pytest.mark.parametrize("rpc", sorted(BAD_INPUT))
 def test_bad_input_is_refused_with_field_violations_and_changes_nothing(world, rpc):
     BAD_INPUT[rpc](world.a)
+
+
+# ---- check-in (member service) ----
+# The member service's check-in routes get the same two proofs, in tables of their own (the
+# guards above cover the catalog and order services).
+
+CHECKIN_CROSS_MERCHANT: dict[str, Callable[[World], None]] = {}
+CHECKIN_BAD_INPUT: dict[str, Callable[[Merchant], None]] = {}
+
+
+def checkin_routes() -> set[str]:
+    return {r.method_name for r in Table.from_protos(("member",)).routes if "CheckIn" in r.method_name}
+
+
+def _checkin_cross(rpc: str):
+    def register(case):
+        CHECKIN_CROSS_MERCHANT[rpc] = case
+        return case
+    return register
+
+
+def _checkin_bad(rpc: str):
+    def register(case):
+        CHECKIN_BAD_INPUT[rpc] = case
+        return case
+    return register
+
+
+def _check_in_settings_now(m: Merchant) -> dict:
+    return ok(m.as_staff("GET", "/v1/staff/checkin-settings"))
+
+
+def _calendar_now(m: Merchant) -> dict:
+    return ok(m.as_member("GET", "/v1/me/check-ins"))
+
+
+@_checkin_cross("CheckIn")
+def _(w):
+    # The same person checks in at A: at B it is not checked in and has no points from it.
+    ok(w.a.as_member("POST", "/v1/me/check-ins", json={}))
+    assert _calendar_now(w.a)["checked_in_today"] is True
+    assert _calendar_now(w.b)["checked_in_today"] is False
+    assert [e for e in ok(w.b.as_member("GET", "/v1/me/points")).get("entries", [])
+            if e["source"] == "POINTS_SOURCE_CHECK_IN"] == []
+    # A's member token on B's channel key: refused, and nothing is written at B.
+    resp = unchanged(lambda: _calendar_now(w.b), lambda: w.b.shop.call(
+        "POST", "/v1/me/check-ins", token=w.a.member, json={}))
+    assert resp.status_code in (401, 403, 404), resp.text
+
+
+@_checkin_cross("GetCheckInCalendar")
+def _(w):
+    ok(w.a.as_member("POST", "/v1/me/check-ins", json={}))
+    assert _calendar_now(w.a)["check_ins"]
+    assert _calendar_now(w.b)["check_ins"] == []
+
+
+@_checkin_cross("GetCheckInSettings")
+def _(w):
+    mine = _check_in_settings_now(w.a)
+    if mine["version"] == "0":
+        mine = ok(w.a.as_staff("PUT", "/v1/staff/checkin-settings", json={
+            "settings": {"day_rewards": ["7", "8"], "growth": "2"}, "expected_version": "0"}))
+    assert _check_in_settings_now(w.b)["settings"] != mine["settings"]
+
+
+@_checkin_cross("UpdateCheckInSettings")
+def _(w):
+    theirs = _check_in_settings_now(w.b)
+    unchanged(lambda: _check_in_settings_now(w.a), lambda: ok(w.b.as_staff("PUT", "/v1/staff/checkin-settings", json={
+        "settings": {"day_rewards": ["1", "2", "3"], "growth": "0"}, "expected_version": theirs["version"]})))
+
+
+@_checkin_bad("CheckIn")
+def _(m):
+    # CheckIn takes no fields: a call without a member is refused and writes nothing.
+    resp = unchanged(lambda: _calendar_now(m), lambda: m.as_channel("POST", "/v1/me/check-ins", json={}))
+    assert resp.status_code == 401, resp.text
+
+
+@_checkin_bad("GetCheckInCalendar")
+def _(m):
+    refused(m.as_member("GET", "/v1/me/check-ins", params={"month": "2026-13"}), "month")
+
+
+@_checkin_bad("GetCheckInSettings")
+def _(m):
+    # No fields to get wrong: a member's token is refused.
+    assert m.as_member("GET", "/v1/staff/checkin-settings").status_code in (401, 403)
+
+
+@_checkin_bad("UpdateCheckInSettings")
+def _(m):
+    refused(unchanged(lambda: _check_in_settings_now(m), lambda: m.as_staff(
+        "PUT", "/v1/staff/checkin-settings", json={"settings": {"day_rewards": [], "growth": "-1"},
+                                                   "expected_version": "-1"})),
+            "settings.day_rewards", "settings.growth", "expected_version")
+
+
+def test_every_check_in_route_has_a_cross_merchant_and_a_bad_input_case():
+    assert checkin_routes() == set(CHECKIN_CROSS_MERCHANT) == set(CHECKIN_BAD_INPUT)
+
+
+@pytest.mark.parametrize("rpc", sorted(CHECKIN_CROSS_MERCHANT))
+def test_merchant_b_cannot_reach_merchant_as_check_ins(world, rpc):
+    CHECKIN_CROSS_MERCHANT[rpc](world)
+
+
+@pytest.mark.parametrize("rpc", sorted(CHECKIN_BAD_INPUT))
+def test_check_in_bad_input_is_refused_and_changes_nothing(world, rpc):
+    CHECKIN_BAD_INPUT[rpc](world.a)
+# ---- end of check-in ----

@@ -386,3 +386,17 @@ def ledger_problems(book: "PointsBook", entries: list[PointsEntry]) -> list[str]
     problems = [f"{name} {getattr(book, name)} != ledger {total}" for name, total in sums.items()
                 if getattr(book, name) != total]
     return problems + book.consistent()
+
+
+# ---- check-in ------------------------------------------------------------------------------
+# A daily check-in's points: available at once (a lot expiring like other earnings), paying
+# off what the member owes first; its cause is the member and the day, so it is paid once.
+CHECK_IN = "CHECK_IN"
+
+
+def check_in_movement(book: PointsBook, day_id: str, points: int, growth: int, key_now: str) -> Movement:
+    pay = min(points, book.owed)
+    rest = points - pay
+    return Movement(Cause("CHECK_IN", day_id, CHECK_IN), book.member_id, points=rest, available=rest, owed=-pay,
+                    lots={key_now: rest} if rest else {}, growth=growth, gross=points)
+# ---- end of check-in ----

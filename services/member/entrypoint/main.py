@@ -19,6 +19,7 @@ from services.member.application.wechat import WeChatIdentity
 from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
 from services.member.entrypoint import coupon_wiring, events, jobs, servicer, stored_value_wiring
+from services.member.entrypoint import checkin_wiring
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
@@ -68,13 +69,17 @@ def build(runtime: Runtime) -> Parts:
     # ---- stored value ----
     stored_value = stored_value_wiring.use_cases(runtime, members_repo)
     # ---- end of stored value ----
+    # ---- check-in ----
+    checkin = checkin_wiring.use_cases(members_repo, merchants, ledger)
+    # ---- end of check-in ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin, economy, coupons,
-                                                          stored_value),
+                                                          stored_value, checkin=checkin),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
-        + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections(),
+        + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()
+        + checkin_wiring.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger))
         + coupon_wiring.subscriptions(coupons) + stored_value_wiring.subscriptions(stored_value),
         # Members stored before their growth and phone suffix were kept beside them; each
@@ -83,7 +88,7 @@ def build(runtime: Runtime) -> Parts:
                           Backfills(repositories.BackfillProgressRepository(),
                                     [repositories.GrowthBackfill(), wechat_store.PhoneSuffixBackfill(sealer)],
                                     holder=new_id("bfh")).run)] + jobs.jobs(economy)
-        + coupon_wiring.jobs(coupons) + stored_value_wiring.jobs(stored_value),
+        + coupon_wiring.jobs(coupons) + stored_value_wiring.jobs(stored_value) + checkin_wiring.jobs(checkin),
     )
 
 
