@@ -64,7 +64,7 @@ def earned_event(merchant_id: str, earned: PointsEarned) -> Event:
 
 # The verb of each movement's subject (siyu.member.points.<verb>).
 MOVED_VERBS = {"HOLD": "held", "SPEND": "spent", "RELEASE": "released", "UNFREEZE": "unfrozen",
-               "REVERSE": "reversed", "EXPIRE": "expired", "ADJUST": "adjusted"}
+               "REVERSE": "reversed", "EXPIRE": "expired", "ADJUST": "adjusted", "REFERRAL": "rewarded"}
 
 
 def moved_event(merchant_id: str, moved: PointsMoved) -> Event:
