@@ -133,7 +133,7 @@ def _event(referral: Referral, event, version: int) -> Event:
 
 
 # ---- documents ⇄ domain ----------------------------------------------------------------
-def _settings_doc(s: ReferralSettings) -> dict:
+def settings_doc(s: ReferralSettings) -> dict:
     return {"enabled": int(s.enabled), "inviter_reward_kind": s.inviter_reward_kind,
             "inviter_points": s.inviter_points, "inviter_coupon_template_id": s.inviter_coupon_template_id,
             "invitee_coupon_template_id": s.invitee_coupon_template_id, "monthly_cap": s.monthly_cap}
@@ -158,7 +158,7 @@ def _reward_of(d: dict | None) -> Reward:
     return Reward(d.get("outcome") or "", int(d.get("points") or 0), d.get("coupon_id") or "")
 
 
-def _referral_of(d: dict) -> Referral:
+def referral_of(d: dict) -> Referral:
     completed_ms = int(d.get("completed_ms") or 0)
     return Referral(id=d["_id"], merchant_id=d["merchant_id"], inviter_id=d["inviter_id"],
                     invitee_id=d["invitee_id"], code=d.get("code") or "", bound_at=aware(d.get("bound_at")),
@@ -187,7 +187,7 @@ class ReferralRepository:
     async def of_invitee(self, merchant_id: str, invitee_id: str) -> Referral | None:
         doc = await run_sync(_referrals().find_one, {"merchant_id": merchant_id, "invitee_id": invitee_id},
                              NO_OUTBOX)
-        return _referral_of(doc) if doc else None
+        return referral_of(doc) if doc else None
 
     async def add(self, referral: Referral) -> bool:
         events = [_event(referral, e, 1) for e in referral.pull_events()]
@@ -200,12 +200,8 @@ class ReferralRepository:
 
     async def claim_first_order(self, merchant_id: str, referral_id: str, order_id: str, terms: ReferralSettings,
                                 completed_at: datetime) -> bool:
-        def claim() -> bool:
-            return _referrals().update_one(
-                {"_id": referral_id, "merchant_id": merchant_id, "first_order_id": ""},
-                {"$set": {"first_order_id": order_id, "terms": _settings_doc(terms), "state": "REWARDING",
-                          "completed_ms": epoch_ms(completed_at)}, "$inc": {"version": 1}}).modified_count == 1
-        return await run_sync(claim)
+        return await run_sync(claim_first, _referrals(), merchant_id, referral_id, order_id, settings_doc(terms),
+                              epoch_ms(completed_at))
 
     async def save(self, referral: Referral) -> None:
         events = [_event(referral, e, referral.version + 1) for e in referral.pull_events()]
@@ -215,48 +211,66 @@ class ReferralRepository:
                        events, version=referral.version)
 
     async def of_inviter(self, merchant_id: str, inviter_id: str, before_id: str, limit: int) -> list[Referral]:
-        query: dict = {"merchant_id": merchant_id, "inviter_id": inviter_id}
-        if before_id:
-            query["_id"] = {"$lt": before_id}
-        docs = await run_sync(lambda: list(_referrals().find(query, NO_OUTBOX).sort("_id", DESCENDING).limit(limit)))
-        return [_referral_of(d) for d in docs]
+        docs = await run_sync(invitees_page, _referrals(), merchant_id, inviter_id, before_id, limit)
+        return [referral_of(d) for d in docs]
+
+
+def take_place(caps: Collection, merchant_id: str, inviter_id: str, month: str, referral_id: str, cap: int) -> bool:
+    """The month's counter (created at its first use), then ONE guarded update: fewer than
+    `cap` places taken and none by this referral. True also when the referral had its place."""
+    cap_id = f"{merchant_id}:{inviter_id}:{month}"
+    try:
+        caps.insert_one({"_id": cap_id, "merchant_id": merchant_id, "count": 0, "taken": {}})
+    except DuplicateKeyError:
+        pass  # the month's counter exists: the guarded update decides
+    if caps.update_one({"_id": cap_id, "merchant_id": merchant_id, "count": {"$lt": cap},
+                        f"taken.{referral_id}": {"$exists": False}},
+                       {"$inc": {"count": 1}, "$set": {f"taken.{referral_id}": 1}}).modified_count == 1:
+        return True
+    doc = caps.find_one({"_id": cap_id, "merchant_id": merchant_id})
+    return bool(doc and referral_id in (doc.get("taken") or {}))
+
+
+def claim_first(referrals: Collection, merchant_id: str, referral_id: str, order_id: str, terms: dict,
+                completed_ms: int) -> bool:
+    """The order becomes the referral's first completed one unless another was first."""
+    return referrals.update_one(
+        {"_id": referral_id, "merchant_id": merchant_id, "first_order_id": ""},
+        {"$set": {"first_order_id": order_id, "terms": terms, "state": "REWARDING", "completed_ms": completed_ms},
+         "$inc": {"version": 1}}).modified_count == 1
+
+
+def invitees_page(referrals: Collection, merchant_id: str, inviter_id: str, before_id: str, limit: int) -> list[dict]:
+    query: dict = {"merchant_id": merchant_id, "inviter_id": inviter_id}
+    if before_id:
+        query["_id"] = {"$lt": before_id}
+    return list(referrals.find(query, NO_OUTBOX).sort("_id", DESCENDING).limit(limit))
+
+
+def guard_holders(guard: Collection, merchant_id: str, hashes: list[str]) -> set[str]:
+    docs = guard.find({"_id": {"$in": [f"{merchant_id}:{h}" for h in hashes]}, "merchant_id": merchant_id})
+    return {d["member_id"] for d in docs}
+
+
+def guard_add(guard: Collection, merchant_id: str, hashes: list[str], member_id: str) -> None:
+    for h in hashes:
+        try:
+            guard.insert_one({"_id": f"{merchant_id}:{h}", "merchant_id": merchant_id, "member_id": member_id})
+        except DuplicateKeyError:
+            pass  # kept already
 
 
 class ReferralCapRepository:
     async def take(self, merchant_id: str, inviter_id: str, month: str, referral_id: str, cap: int) -> bool:
-        cap_id = f"{merchant_id}:{inviter_id}:{month}"
-
-        def take() -> bool:
-            try:
-                _caps().insert_one({"_id": cap_id, "merchant_id": merchant_id, "count": 0, "taken": {}})
-            except DuplicateKeyError:
-                pass  # the month's counter exists: the guarded update decides
-            done = _caps().update_one(
-                {"_id": cap_id, "merchant_id": merchant_id, "count": {"$lt": cap},
-                 f"taken.{referral_id}": {"$exists": False}},
-                {"$inc": {"count": 1}, "$set": {f"taken.{referral_id}": 1}}).modified_count == 1
-            if done:
-                return True
-            doc = _caps().find_one({"_id": cap_id, "merchant_id": merchant_id})
-            return bool(doc and referral_id in (doc.get("taken") or {}))
-        return await run_sync(take)
+        return await run_sync(take_place, _caps(), merchant_id, inviter_id, month, referral_id, cap)
 
 
 class FarmGuardRepository:
     async def holders(self, merchant_id: str, hashes: list[str]) -> set[str]:
-        docs = await run_sync(lambda: list(_guard().find(
-            {"_id": {"$in": [f"{merchant_id}:{h}" for h in hashes]}, "merchant_id": merchant_id})))
-        return {d["member_id"] for d in docs}
+        return await run_sync(guard_holders, _guard(), merchant_id, hashes)
 
     async def add(self, merchant_id: str, hashes: list[str], member_id: str) -> None:
-        def add() -> None:
-            for h in hashes:
-                try:
-                    _guard().insert_one({"_id": f"{merchant_id}:{h}", "merchant_id": merchant_id,
-                                         "member_id": member_id})
-                except DuplicateKeyError:
-                    pass  # kept already
-        await run_sync(add)
+        await run_sync(guard_add, _guard(), merchant_id, hashes, member_id)
 
 
 class ReferralSettingsRepository:
@@ -266,4 +280,4 @@ class ReferralSettingsRepository:
 
     async def put(self, merchant_id: str, settings: ReferralSettings) -> None:
         await run_sync(_settings().update_one, {"_id": merchant_id},
-                       {"$set": {"merchant_id": merchant_id, "settings": _settings_doc(settings)}}, upsert=True)
+                       {"$set": {"merchant_id": merchant_id, "settings": settings_doc(settings)}}, upsert=True)
