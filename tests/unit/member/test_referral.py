@@ -37,6 +37,10 @@ class World:
 
 @pytest.fixture
 async def w():
+    return await _world()
+
+
+async def _world() -> World:
     w = World()
     w.merchants, w.members, w.identities, w.ledger = FakeMerchants(), FakeMembers(), FakeIdentities(), FakeLedger()
     w.codes, w.referrals, w.caps, w.guard = FakeInviteCodes(), FakeReferrals(), FakeCaps(), FakeGuard()
@@ -402,3 +406,19 @@ def test_masks():
 @given(st.integers(0, 10_000), st.integers(0, 10_000))
 def test_only_an_order_refunded_in_full_does_not_count(payable, refunded):
     assert rules.counts(payable, refunded) == (payable == 0 or refunded < payable)
+
+
+@hsettings(max_examples=25, deadline=None)
+@given(st.integers(0, 10), st.integers(1, 6))
+def test_concurrent_first_orders_never_pay_an_inviter_more_than_the_cap(invitees, cap):
+    async def run() -> None:
+        w = await _world()
+        rewards_on(w, monthly_cap=cap)
+        inviter = await member(w)
+        c = await code(w, inviter)
+        ids = [(await login(w, f"friend-{i}", c)).member.member_id for i in range(invitees)]
+        done = await asyncio.gather(*(w.cases.on_order_completed(completed(w, i)) for i in ids * 2))
+        paid = {r.id for r in done if r.inviter_reward.outcome == rules.PAID}
+        assert len(paid) == min(invitees, cap) and await available(w, inviter) == 100 * len(paid)
+        assert w.caps.counters.get((w.m.id, inviter, "202603"), {"count": 0})["count"] == len(paid)
+    asyncio.run(run())
