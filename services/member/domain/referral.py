@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -212,10 +212,6 @@ def inviter_reward_for(terms: ReferralSettings, cap_taken: bool) -> Reward:
 def counts(order_payable: int, order_refunded: int) -> bool:
     """Whether a completed order can be the invitee's first: one refunded in full pays nothing."""
     return not (order_payable > 0 and order_refunded >= order_payable)
-
-
-def with_outcome(reward: Reward, outcome: str, **kw) -> Reward:
-    return replace(reward, outcome=outcome, **kw)
 
 
 def points_movement(book: PointsBook, referral_id: str, points: int, key_now: str) -> Movement:

@@ -16,6 +16,7 @@ from siyu_kit.ids import new_id
 from services.member.application.members import Members
 from services.member.application.referral import FinishedOrder, ReferralPoints, Referrals
 from services.member.application.sessions import Sessions
+from services.member.application.wechat import WeChatIdentity
 from services.member.domain import referral as rules
 from services.member.domain.members import Member
 from services.member.domain.merchants import Merchant
@@ -24,7 +25,7 @@ from tests.fakes.member import (FakeIdentities, FakeLedger, FakeMembers, FakeMer
                                 FakeRefreshTokens, FakeStaff, caller)
 from tests.fakes.referral import (FakeCaps, FakeCouponRewards, FakeGuard, FakeInviteCodes, FakeReferrals,
                                   FakeReferralSettings)
-from tests.fakes.wechat import FakePhoneBook
+from tests.fakes.wechat import FakePhoneBook, FakeSms, FakeSmsChallenges, FakeWeChatApi, FakeWeChatApps
 
 NOW = datetime(2026, 3, 31, 15, 30, tzinfo=timezone.utc)  # 23:30 on 31 March in Shanghai
 KEY = b"k" * 32
@@ -422,3 +423,19 @@ def test_concurrent_first_orders_never_pay_an_inviter_more_than_the_cap(invitees
         assert len(paid) == min(invitees, cap) and await available(w, inviter) == 100 * len(paid)
         assert w.caps.counters.get((w.m.id, inviter, "202603"), {"count": 0})["count"] == len(paid)
     asyncio.run(run())
+
+
+async def test_a_wechat_mini_program_login_binds_and_keeps_the_unionid_for_the_guard(w):
+    apps, api = FakeWeChatApps(), FakeWeChatApi()
+    wechat = WeChatIdentity(apps, api, w.phones, FakeSmsChallenges(), FakeSms(), KEY, w.members)
+    members = Members(Sessions("unit-test-secret-unit-test-secret", FakeStaff(), w.members, FakeRefreshTokens()),
+                      {"sandbox": FakeProvider()}, w.members, w.identities, w.merchants, w.ledger, wechat, w.phones,
+                      referrals=w.cases)
+    with caller(w.m.id, staff_id="stf_owner", roles=("OWNER",)):
+        await wechat.set_app("MINI_PROGRAM", "wxmini000001", "mini_secret_0000001")
+    inviter = await member(w)
+    with caller(w.m.id, channel="MINI_PROGRAM"):
+        done = await members.login(api.login_code("login", "wxmini000001", "o-mini", "u-wx"), "", await code(w, inviter))
+    assert done.created and done.referral == rules.BOUND
+    referral = await w.referrals.of_invitee(w.m.id, done.member.member_id)
+    assert referral.inviter_id == inviter and referral.unionid_hash == rules.guard_hash(KEY, w.m.id, "unionid", "u-wx")
