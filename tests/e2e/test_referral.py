@@ -4,10 +4,8 @@ the friend's first order completes (paid, shipped, receipt confirmed) the invite
 points and the friend a new-member coupon, once, also when the completion event is
 delivered again; a first order refunded before completion pays nothing and the next one
 that completes is the first. Every new route: bad input → 400 with field violations and
-nothing written, another merchant → not found, a wrong role → denied.
-
-The member service's routes are not in test_commerce_every_rpc's table (it guards the
-catalog and order services' routes); their cross-merchant cases are here."""
+nothing written, another merchant → not found, a wrong role → denied (the cross-merchant
+table of test_commerce_every_rpc has a referral block too).
 from __future__ import annotations
 
 import asyncio
