@@ -5,7 +5,7 @@ points and the friend a new-member coupon, once, also when the completion event 
 delivered again; a first order refunded before completion pays nothing and the next one
 that completes is the first. Every new route: bad input → 400 with field violations and
 nothing written, another merchant → not found, a wrong role → denied (the cross-merchant
-table of test_commerce_every_rpc has a referral block too).
+table of test_commerce_every_rpc has a referral block too)."""
 from __future__ import annotations
 
 import asyncio
