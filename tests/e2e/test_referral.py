@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import nats
 from siyu.order.v1 import events_pb2 as order_events, order_pb2
 
-from siyu_kit.events.outbox import make_event
+from siyu_kit.events.outbox import decode, make_event
 from siyu_kit.protos import money, timestamp
 from tests.support import wait_until
 from tests.support.shop import Shop, ok, refused
@@ -89,6 +89,24 @@ async def replay_completion(stack, merchant_id: str, member_id: str, order_id: s
         await nc.close()
 
 
+async def referral_events(stack, subject: str, referral_id: str) -> list:
+    """The member service's events on `subject` for one referral, from the stream's start."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        sub = await nc.jetstream().subscribe(subject, stream="SIYU_MEMBER", ordered_consumer=True)
+        found = []
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=1.0)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                return found
+            envelope = decode(msg.data)
+            if envelope.aggregate_id == referral_id:
+                found.append(envelope)
+    finally:
+        await nc.close()
+
+
 async def acked_through(stack, seq: int) -> bool:
     nc = await nats.connect(stack.nats_url)
     try:
@@ -122,6 +140,11 @@ def test_a_friends_first_completed_order_rewards_both_once(shop, stack):
     assert [int(e["points"]) for e in referral_entries(shop, alice["access_token"])] == [100]
     coupons = ok(shop.call("GET", "/v1/me/coupons", token=bob_token)).get("coupons", [])
     assert [c["source"] for c in coupons] == ["COUPON_SOURCE_REFERRAL"]
+    # The binding and the rewards went out as events, each once.
+    for subject in ("siyu.member.referral.bound", "siyu.member.referral.rewarded"):
+        events = wait_until(lambda s=subject: asyncio.run(referral_events(stack, s, invitee["referral_id"])),
+                            message=f"{subject} published")
+        assert len(events) == 1
 
     # The completion delivered again (a replay): nothing more is paid.
     seq = asyncio.run(replay_completion(stack, shop.data["merchant_id"], bob_id, order["order_id"]))
