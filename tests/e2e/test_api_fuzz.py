@@ -97,6 +97,13 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_AdjustPoints", r"reason"): "not only spaces",
     ("MemberService_UpdatePointsSettings", r"settings\.(step|min_points)"):
         "a step worth whole fen, the floor a whole number of steps",
+    # ---- referral ----
+    ("MemberService_GetMyReferral", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_UpdateReferralSettings", r"settings\.(inviter_points|inviter_coupon_template_id)"):
+        "the inviter's points (more than 0 when on) or coupon template, as the reward kind says",
+    ("MemberService_UpdateReferralSettings", r"settings\.(inviter|invitee)_coupon_template_id"):
+        "a coupon template of the merchant",
+    # ---- end of referral ----
     # ---- coupons ----
     ("MemberService_CreateCouponTemplate", r"name"): "not only spaces",
     ("MemberService_CreateCouponTemplate", r"rule\.\w+(\[\d+\])?"):

@@ -541,6 +541,71 @@ def _(w):
         "POST", "/v1/me/recharge-orders", json={"package_id": package, "idempotency_key": new_key()})))
 
 
+# ---- referral (cross-merchant) ----
+# Member-service routes, outside the catalog/order table above: their own table and guard.
+# The same person is a member of both shops; neither shop's referral data reaches the other.
+REFERRAL_CROSS: dict[str, Callable[[World], None]] = {}
+
+
+def referral_cross(rpc: str):
+    def register(case):
+        REFERRAL_CROSS[rpc] = case
+        return case
+    return register
+
+
+def _referral_settings(m: Merchant) -> dict:
+    return ok(m.as_staff("GET", "/v1/staff/referral-settings"))["settings"]
+
+
+def _coupon_template(m: Merchant) -> str:
+    return ok(m.as_staff("POST", "/v1/staff/coupon-templates", json={
+        "idempotency_key": new_key(), "name": "A only", "staff_only": True, "total": "0", "per_member_limit": 1,
+        "rule": {"kind": "COUPON_KIND_NO_THRESHOLD", "amount_off": "100", "scope": "COUPON_SCOPE_ALL"},
+        "validity": {"days": 7}}))["template"]["template_id"]
+
+
+@referral_cross("GetMyReferral")
+def _(w):
+    a_code = ok(w.a.as_member("GET", "/v1/me/referral"))["invite_code"]
+    friend = w.b.shop.call("POST", "/v1/auth/login", json={"code": f"sandbox:rx-{new_key()[:10]}",
+                                                           "invite_code": a_code})
+    assert ok(friend)["referral"] == "REFERRAL_BINDING_UNKNOWN_CODE"  # A's code means nothing in B
+    b_view = ok(w.b.as_member("GET", "/v1/me/referral"))
+    assert b_view["invite_code"] != a_code and not b_view.get("invitees")
+
+
+@referral_cross("GetReferralSettings")
+def _(w):
+    template = _coupon_template(w.a)
+    ok(w.a.as_staff("PUT", "/v1/staff/referral-settings", json={"settings": {
+        "enabled": True, "inviter_reward_kind": "REFERRAL_REWARD_KIND_POINTS", "inviter_points": "7",
+        "invitee_coupon_template_id": template, "monthly_cap": 9}}))
+    b_settings = _referral_settings(w.b)
+    assert b_settings.get("invitee_coupon_template_id", "") != template and b_settings["monthly_cap"] != 9
+
+
+@referral_cross("UpdateReferralSettings")
+def _(w):
+    template = _coupon_template(w.a)
+    resp = unchanged(lambda: (_referral_settings(w.a), _referral_settings(w.b)), lambda: w.b.as_staff(
+        "PUT", "/v1/staff/referral-settings", json={"settings": {
+            "enabled": True, "inviter_reward_kind": "REFERRAL_REWARD_KIND_COUPON",
+            "inviter_coupon_template_id": template, "monthly_cap": 3}}))
+    assert resp.status_code == 400 and {v["field"] for v in resp.json()["error"]["field_violations"]} == {
+        "settings.inviter_coupon_template_id"}  # A's template is not B's
+
+
+def test_every_referral_route_has_a_cross_merchant_case():
+    routes = {r.method_name for r in Table.from_protos(("member",)).routes if "Referral" in r.method_name}
+    assert routes == set(REFERRAL_CROSS)
+
+
+@pytest.mark.parametrize("rpc", sorted(REFERRAL_CROSS))
+def test_merchant_b_cannot_reach_merchant_a_referrals(world, rpc):
+    REFERRAL_CROSS[rpc](world)
+# ---- end of referral (cross-merchant) ----
+
 def test_every_new_route_has_a_cross_merchant_case():
     assert annotated_routes() == set(CROSS_MERCHANT)
 

@@ -64,7 +64,8 @@ def earned_event(merchant_id: str, earned: PointsEarned) -> Event:
 
 # The verb of each movement's subject (siyu.member.points.<verb>).
 MOVED_VERBS = {"HOLD": "held", "SPEND": "spent", "RELEASE": "released", "UNFREEZE": "unfrozen",
-               "REVERSE": "reversed", "EXPIRE": "expired", "ADJUST": "adjusted", "CHECK_IN": "checked_in"}
+               "REVERSE": "reversed", "EXPIRE": "expired", "ADJUST": "adjusted", "CHECK_IN": "checked_in",
+               "REFERRAL": "rewarded"}
 
 
 def moved_event(merchant_id: str, moved: PointsMoved) -> Event:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.member.application.merchants import merchant_config
+from services.member.application.referral import Referrals
 from services.member.application.ports import (IdentityRepository, LoginProvider, MemberRepository,
                                                MerchantRepository, PhoneBook, PointsLedger)
 from services.member.application.sessions import Sessions
@@ -35,13 +36,18 @@ class LoginResult:
     tokens: Tokens
     member: MemberView
     created: bool
+    # ---- referral: what became of the login's invite code ("" without one) ----
+    referral: str = ""
 
 
 class Members:
     def __init__(self, sessions: Sessions, providers: dict[str, LoginProvider], members: MemberRepository,
                  identities: IdentityRepository, merchants: MerchantRepository, ledger: PointsLedger,
-                 wechat: WeChatIdentity | None = None, phones: PhoneBook | None = None):
+                 wechat: WeChatIdentity | None = None, phones: PhoneBook | None = None,
+                 referrals: Referrals | None = None):
         self.sessions = sessions
+        # ---- referral: a new member's invite code binds at registration ----
+        self.referrals = referrals
         # WeChat login where the merchant has a WeChat app on the channel; verified phones
         self.wechat = wechat
         self.phones = phones
@@ -57,7 +63,7 @@ class Members:
         issued = await self.sessions.issue(merchant_id, member_id, version)
         return Tokens(issued.access_token, issued.refresh_token, issued.expires_in)
 
-    async def login(self, code: str, nickname: str) -> LoginResult:
+    async def login(self, code: str, nickname: str, invite_code: str = "") -> LoginResult:
         ctx = context.current()
         merchant_id = ctx.require_merchant()
         # The channel is the API key's, never the body's.
@@ -79,8 +85,13 @@ class Members:
             v.add("code", str(error))
             v.raise_if_any("the login code was not accepted")
         member_id, created = await self._link(merchant_id, ctx.channel, identity, nickname.strip())
+        # ---- referral: only the login that created the member binds it ----
+        referral = ""
+        if self.referrals is not None and invite_code:
+            referral = await self.referrals.at_registration(merchant_id, member_id, invite_code, identity.unionid,
+                                                            created)
         member = await self._view(merchant_id, member_id, config)
-        return LoginResult(await self._tokens(merchant_id, member_id), member, created)
+        return LoginResult(await self._tokens(merchant_id, member_id), member, created, referral)
 
     async def _link(self, merchant_id: str, channel: str, identity: ProviderIdentity,
                     nickname: str) -> tuple[str, bool]:

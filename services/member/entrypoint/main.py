@@ -18,8 +18,8 @@ from services.member.application.staff import StaffAccess
 from services.member.application.wechat import WeChatIdentity
 from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
-from services.member.entrypoint import coupon_wiring, events, jobs, servicer, stored_value_wiring
-from services.member.entrypoint import checkin_wiring
+from services.member.entrypoint import (checkin_wiring, coupon_wiring, events, jobs, referral_wiring, servicer,
+                                           stored_value_wiring)
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
@@ -72,16 +72,21 @@ def build(runtime: Runtime) -> Parts:
     # ---- check-in ----
     checkin = checkin_wiring.use_cases(members_repo, merchants, ledger)
     # ---- end of check-in ----
+    # ---- referral: invite codes, binding at registration, rewards on a first completed order ----
+    referrals = referral_wiring.use_cases(members_repo, merchants, phones, ledger, coupons, index_key)
+    members.referrals = referrals
+    # ---- end of referral ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin, economy, coupons,
-                                                          stored_value, checkin=checkin),
+                                                          stored_value, checkin=checkin, referrals=referrals),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()
-        + checkin_wiring.outbox_collections(),
+        + checkin_wiring.outbox_collections() + referral_wiring.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger))
-        + coupon_wiring.subscriptions(coupons) + stored_value_wiring.subscriptions(stored_value),
+        + coupon_wiring.subscriptions(coupons) + stored_value_wiring.subscriptions(stored_value)
+        + referral_wiring.subscriptions(referrals),
         # Members stored before their growth and phone suffix were kept beside them; each
         # replica checks, and one at a time works (a lease), until every backfill is done.
         jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),

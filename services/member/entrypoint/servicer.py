@@ -19,6 +19,8 @@ from services.member.entrypoint.points_servicer import PointsRpcs, expiring_prot
 from services.member.entrypoint.stored_value_servicer import StoredValueRpcs
 from services.member.entrypoint.checkin_servicer import CheckInRpcs
 from services.member.application.checkin import CheckIns
+from services.member.entrypoint.referral_servicer import ReferralRpcs, binding_proto
+from services.member.application.referral import Referrals
 from services.member.application.stored_value import StoredValue
 from services.member.application.points import PointsEconomy
 from siyu_kit.access import ROLE_NAMES
@@ -32,12 +34,13 @@ def _role_names(roles) -> list[str]:
     return [ROLE_NAMES.get(r, "UNSPECIFIED") for r in roles]
 
 
-class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs,
+class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs,
                      member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,
                  economy: PointsEconomy, coupons: CouponUseCases, stored_value: StoredValue,
-                 checkin: CheckIns | None = None):
+                 checkin: CheckIns | None = None, referrals: Referrals | None = None):
+        self.referrals = referrals  # referral (referral_servicer.ReferralRpcs)
         self.economy = economy  # the points economy (points_servicer.PointsRpcs)
         self.coupons = coupons  # coupons (coupon_servicer.CouponRpcs)
         self.stored_value = stored_value  # stored value (stored_value_servicer.StoredValueRpcs)
@@ -52,10 +55,11 @@ class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckIn
         self.pricing = pricing
 
     async def Login(self, request, context):
-        result = await self.members.login(request.code, request.nickname)
+        result = await self.members.login(request.code, request.nickname, request.invite_code)
         return member_pb2.LoginResponse(
             access_token=result.tokens.access_token, refresh_token=result.tokens.refresh_token,
-            expires_in_seconds=result.tokens.expires_in, member=member_proto(result.member), created=result.created)
+            expires_in_seconds=result.tokens.expires_in, member=member_proto(result.member), created=result.created,
+            referral=binding_proto(result.referral))
 
     async def RefreshToken(self, request, context):
         tokens = await self.members.refresh(request.refresh_token)

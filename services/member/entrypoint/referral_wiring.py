@@ -1,0 +1,46 @@
+"""The referral part of the member service's wiring: use cases over the MongoDB stores,
+the coupon hook and the points economy, and the durable consumer of order.completed that
+pays an invitee's first completed order (once per referral: every step is unique by its
+cause, so replays and a crash half-way pay nothing twice)."""
+from __future__ import annotations
+
+from datetime import timezone
+
+from siyu.common.v1 import common_pb2
+from siyu.order.v1 import events_pb2 as order_events
+
+from services.member.adapters import referral_store
+from services.member.application.coupons import CouponUseCases
+from services.member.application.ports import MemberRepository, MerchantRepository, PhoneBook, PointsLedger
+from services.member.application.referral import FinishedOrder, ReferralCoupons, ReferralPoints, Referrals
+from siyu_kit.events.consumer import Poison, Subscription
+
+
+def use_cases(members: MemberRepository, merchants: MerchantRepository, phones: PhoneBook, ledger: PointsLedger,
+              coupons: CouponUseCases, guard_key: bytes) -> Referrals:
+    referral_store.ensure_indexes()
+    return Referrals(referral_store.InviteCodeRepository(), referral_store.ReferralRepository(),
+                     referral_store.ReferralCapRepository(), referral_store.FarmGuardRepository(),
+                     referral_store.ReferralSettingsRepository(), members, phones, merchants,
+                     ReferralCoupons(coupons), ReferralPoints(merchants, ledger), guard_key)
+
+
+def outbox_collections() -> list:
+    return referral_store.outbox_collections()
+
+
+def finished_order(envelope: common_pb2.EventEnvelope, completed: order_events.OrderCompleted) -> FinishedOrder:
+    order = completed.order
+    if not (envelope.merchant_id and order.order_id and order.member_id):
+        raise Poison("an OrderCompleted needs merchant, order and member")
+    at = order.completed_at if order.HasField("completed_at") else envelope.occurred_at
+    return FinishedOrder(merchant_id=envelope.merchant_id, order_id=order.order_id, member_id=order.member_id,
+                         completed_at=at.ToDatetime(tzinfo=timezone.utc), payable=order.payable.amount,
+                         refunded=order.refunded_amount.amount)
+
+
+def subscriptions(referrals: Referrals) -> list[Subscription]:
+    async def on_order_completed(envelope: common_pb2.EventEnvelope, completed: order_events.OrderCompleted) -> None:
+        await referrals.on_order_completed(finished_order(envelope, completed))
+
+    return [Subscription.to("member-referral-order-completed", order_events.OrderCompleted, on_order_completed)]
