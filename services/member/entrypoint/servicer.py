@@ -17,6 +17,8 @@ from services.member.entrypoint.admin_servicer import AdminRpcs
 from services.member.entrypoint.coupon_servicer import CouponRpcs
 from services.member.entrypoint.points_servicer import PointsRpcs, expiring_protos
 from services.member.entrypoint.stored_value_servicer import StoredValueRpcs
+from services.member.entrypoint.profile_servicer import ProfileRpcs
+from services.member.application.profile import Profiles
 from services.member.application.stored_value import StoredValue
 from services.member.application.points import PointsEconomy
 from siyu_kit.access import ROLE_NAMES
@@ -30,10 +32,13 @@ def _role_names(roles) -> list[str]:
     return [ROLE_NAMES.get(r, "UNSPECIFIED") for r in roles]
 
 
-class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, member_pb2_grpc.MemberServiceServicer):
+class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, ProfileRpcs,
+                     member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,
-                 economy: PointsEconomy, coupons: CouponUseCases, stored_value: StoredValue):
+                 economy: PointsEconomy, coupons: CouponUseCases, stored_value: StoredValue,
+                 profiles: Profiles | None = None):
+        self.profiles = profiles  # profiles (profile_servicer.ProfileRpcs)
         self.economy = economy  # the points economy (points_servicer.PointsRpcs)
         self.coupons = coupons  # coupons (coupon_servicer.CouponRpcs)
         self.stored_value = stored_value  # stored value (stored_value_servicer.StoredValueRpcs)
