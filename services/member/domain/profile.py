@@ -10,7 +10,7 @@ bound by a verification (WeChat or SMS) and only ever shown masked here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from siyu_kit.aggregate import Aggregate
@@ -89,6 +89,10 @@ class Profile(Aggregate):
     changed: tuple[str, ...] = field(default=())
 
     @property
+    def id(self) -> str:
+        return self.member_id
+
+    @property
     def birthday_locked(self) -> bool:
         return self.birthday is not None
 
@@ -140,6 +144,3 @@ class Profile(Aggregate):
         self.changed = changed
         self.record(MemberProfileUpdated(self.member_id, changed, now))
         return True
-
-    def copy(self) -> "Profile":
-        return replace(self)
