@@ -81,25 +81,40 @@ class ProfileRepository:
         return _profile(doc) if doc else None
 
     async def save(self, profile: Profile) -> None:
-        fields: dict = {"nickname": profile.nickname, "avatar_url": profile.avatar_url, "gender": profile.gender,
-                        "region_code": profile.region_code, "marketing_consent": int(profile.marketing_consent),
-                        "recommendations_off": int(not profile.personalised_recommendations),
-                        "profile_updated_ms": epoch_ms(utcnow())}
-        if profile.birthday is not None:
-            fields |= {"birthday_md": profile.birthday.month_day, "birthday_year": profile.birthday.year,
-                       "birthday_set_by": profile.birthday_set_by}
-        if profile.consent_changed_at is not None:
-            fields["consent_changed_ms"] = epoch_ms(profile.consent_changed_at)
         events = profile_messages.profile_events(profile, profile.next_version)
         await run_sync(save_change, _col(MemberDoc), {"_id": profile.member_id, "merchant_id": profile.merchant_id},
-                       {"$set": fields}, events, version=profile.version)
+                       {"$set": profile_fields(profile)}, events, version=profile.version)
         profile.version = profile.next_version
+
+
+def profile_fields(profile: Profile) -> dict:
+    """What a profile change writes: flags as 0/1 ints, times as epoch milliseconds; the
+    birthday only once set (never unset), the consent time only once changed."""
+    fields: dict = {"nickname": profile.nickname, "avatar_url": profile.avatar_url, "gender": profile.gender,
+                    "region_code": profile.region_code, "marketing_consent": int(profile.marketing_consent),
+                    "recommendations_off": int(not profile.personalised_recommendations),
+                    "profile_updated_ms": epoch_ms(utcnow())}
+    if profile.birthday is not None:
+        fields |= {"birthday_md": profile.birthday.month_day, "birthday_year": profile.birthday.year,
+                   "birthday_set_by": profile.birthday_set_by}
+    if profile.consent_changed_at is not None:
+        fields["consent_changed_ms"] = epoch_ms(profile.consent_changed_at)
+    return fields
 
 
 # ---- the birthday job's reads and its rewards ---------------------------------------------
 
 def _reward(doc: dict) -> BirthdayReward:
     return BirthdayReward(doc["_id"].split(":", 1)[1], doc["template_id"], bool(doc.get("done")))
+
+
+def born_on_query(merchant_id: str, month_days: list[str], after_id: str) -> dict:
+    """A merchant's members born on some month-days, after an id (sorted by _id): served
+    by the (merchant_id, birthday_md) index."""
+    query: dict = {"merchant_id": merchant_id, "birthday_md": {"$in": list(month_days)}}
+    if after_id:
+        query["_id"] = {"$gt": after_id}
+    return query
 
 
 class BirthdayStore:
@@ -109,9 +124,7 @@ class BirthdayStore:
 
     async def born_on(self, merchant_id: str, month_days: list[str], after_id: str,
                       limit: int) -> list[tuple[str, str]]:
-        query: dict = {"merchant_id": merchant_id, "birthday_md": {"$in": list(month_days)}}
-        if after_id:
-            query["_id"] = {"$gt": after_id}
+        query = born_on_query(merchant_id, month_days, after_id)
         docs = await run_sync(lambda: list(_col(MemberDoc).find(query, {"birthday_md": 1})
                                            .sort("_id", 1).limit(limit)))
         return [(d["_id"], d["birthday_md"]) for d in docs]
