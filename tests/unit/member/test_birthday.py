@@ -176,3 +176,41 @@ async def test_a_merchant_with_an_unknown_time_zone_is_skipped(zone):
     w.store.zones[w.merchant.id] = zone
     w.born("06-01")
     assert await w.benefit().run() == 0
+
+
+# ---- the tier configuration's birthday coupons ------------------------------------------------
+
+async def test_each_tier_names_a_birthday_template_of_the_merchant_kept_in_its_config():
+    from services.member.application.admin import StaffAdmin
+    from services.member.domain.admin import TierLevel, levels_of
+    from services.member.domain.config import MerchantConfig
+    from siyu_kit.errors import InvalidArgument
+    from tests.fakes.member import FakeApiKeys, FakeAuditLog, FakePasswords, FakeStaff, caller
+
+    class Templates:
+        async def get(self, merchant_id: str, template_id: str):
+            return object() if (merchant_id, template_id) == (w.merchant.id, mine) else None
+
+    w = World(_utc(2026, 6, 1, 4))
+    w.merchant.config = MerchantConfig()
+    mine, theirs = new_id("cpt"), new_id("cpt")
+    admin = StaffAdmin(w.merchants, FakeApiKeys(), FakeStaff(), FakePasswords(), FakeAuditLog(), w.ledger,
+                       coupon_templates=Templates())
+    levels = [TierLevel("REGULAR", 0, 10_000, 10_000), TierLevel("SILVER", 100, 9_800, 11_000, mine),
+              TierLevel("GOLD", 500, 9_500, 13_000), TierLevel("BLACK_GOLD", 2_000, 9_000, 20_000, mine)]
+    with caller(w.merchant.id, staff_id=new_id("stf"), roles=("OPERATOR",)):
+        with pytest.raises(InvalidArgument) as bad:
+            await admin.update_tier_config([*levels[:2], TierLevel("GOLD", 500, 9_500, 13_000, theirs),
+                                            TierLevel("BLACK_GOLD", 2_000, 9_000, 20_000, "nope")], 1)
+        assert {v.field for v in bad.value.violations} == {"levels[3].birthday_coupon_template_id"}
+        with pytest.raises(InvalidArgument) as unknown:
+            await admin.update_tier_config([*levels[:2], TierLevel("GOLD", 500, 9_500, 13_000, theirs),
+                                            levels[3]], 1)
+        assert {v.field for v in unknown.value.violations} == {"levels[2].birthday_coupon_template_id"}
+        saved = await admin.update_tier_config(levels, 1)
+    assert [lv.birthday_coupon_template_id for lv in saved.levels] == ["", mine, "", mine]
+    stored = w.merchants.items[w.merchant.id].config
+    assert MerchantConfig.from_doc(stored.to_doc()) == stored
+    assert [lv.birthday_coupon_template_id for lv in levels_of(stored)] == ["", mine, "", mine]
+    # A config stored before birthday coupons existed has none.
+    assert MerchantConfig.from_doc({"tier_thresholds": [0, 1, 2, 3]}).birthday_coupon_template_ids == ("",) * 4
