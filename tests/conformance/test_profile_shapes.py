@@ -104,3 +104,17 @@ def test_a_clear_phone_is_found_by_its_key_until_unset_and_the_walk_sees_every_m
     assert coll.find_one(key) is None
     # With the key gone, another member may hold the same key later (the sparse index).
     coll.insert_one({"_id": new_id("mem"), "merchant_id": merchant, "phone_key": f"{merchant}:13800138000"})
+
+
+def test_merchants_are_read_with_their_whole_config_to_pick_those_with_birthday_coupons(coll):
+    with_coupon, without, older = new_merchant_id(), new_merchant_id(), new_merchant_id()
+    coll.insert_one({"_id": with_coupon, "merchant_id": with_coupon, "time_zone": "Asia/Shanghai",
+                     "config": {"tier_thresholds": [0, 1, 2, 3], "birthday_coupon_template_ids": ["", "cpt_A", "", ""]}})
+    coll.insert_one({"_id": without, "merchant_id": without, "time_zone": "Asia/Tokyo",
+                     "config": {"birthday_coupon_template_ids": ["", "", "", ""]}})
+    coll.insert_one({"_id": older, "merchant_id": older, "time_zone": "Asia/Shanghai", "config": {}})
+    docs = list(coll.find({}, {"time_zone": 1, "config": 1}).sort("_id", 1))
+    assert [d["_id"] for d in docs] == sorted([with_coupon, without, older])
+    picked = [(d["_id"], d["time_zone"]) for d in docs
+              if any((d.get("config") or {}).get("birthday_coupon_template_ids") or [])]
+    assert picked == [(with_coupon, "Asia/Shanghai")]

@@ -119,8 +119,12 @@ def born_on_query(merchant_id: str, month_days: list[str], after_id: str) -> dic
 
 class BirthdayStore:
     async def merchant_zones(self) -> list[tuple[str, str]]:
-        docs = await run_sync(lambda: list(_col(MerchantDoc).find({}, {"time_zone": 1}).sort("_id", 1)))
-        return [(d["_id"], d.get("time_zone") or "") for d in docs]
+        # The whole config is read (a dotted projection comes back flattened); merchants
+        # whose tiers give no birthday coupon are left out, so their members are not scanned.
+        docs = await run_sync(lambda: list(_col(MerchantDoc).find({}, {"time_zone": 1, "config": 1})
+                                           .sort("_id", 1)))
+        return [(d["_id"], d.get("time_zone") or "") for d in docs
+                if any((d.get("config") or {}).get("birthday_coupon_template_ids") or [])]
 
     async def born_on(self, merchant_id: str, month_days: list[str], after_id: str,
                       limit: int) -> list[tuple[str, str]]:

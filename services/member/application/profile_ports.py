@@ -29,7 +29,7 @@ class BirthdayReward:
 
 class BirthdayStore(Protocol):
     async def merchant_zones(self) -> list[tuple[str, str]]:
-        """(merchant id, IANA time zone) of every merchant."""
+        """(merchant id, IANA time zone) of every merchant whose tiers name a birthday coupon."""
 
     async def born_on(self, merchant_id: str, month_days: list[str], after_id: str,
                       limit: int) -> list[tuple[str, str]]:
