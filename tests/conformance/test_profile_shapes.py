@@ -13,7 +13,8 @@ from pymongo.errors import DuplicateKeyError
 from siyu_kit.ids import new_id
 from tests.support import new_merchant_id
 
-from services.member.adapters.profile_store import BIRTHDAY_INDEX, _FIELDS, _profile, born_on_query, profile_fields
+from services.member.adapters.profile_store import (BIRTHDAY_INDEX, _FIELDS, _profile, born_on_query,
+                                                   gives_birthday_coupons, profile_fields)
 from services.member.domain.birthday import Birthday
 from services.member.domain.profile import Profile
 
@@ -115,6 +116,5 @@ def test_merchants_are_read_with_their_whole_config_to_pick_those_with_birthday_
     coll.insert_one({"_id": older, "merchant_id": older, "time_zone": "Asia/Shanghai", "config": {}})
     docs = list(coll.find({}, {"time_zone": 1, "config": 1}).sort("_id", 1))
     assert [d["_id"] for d in docs] == sorted([with_coupon, without, older])
-    picked = [(d["_id"], d["time_zone"]) for d in docs
-              if any((d.get("config") or {}).get("birthday_coupon_template_ids") or [])]
+    picked = [(d["_id"], d["time_zone"]) for d in docs if gives_birthday_coupons(d)]
     assert picked == [(with_coupon, "Asia/Shanghai")]

@@ -108,6 +108,10 @@ def _reward(doc: dict) -> BirthdayReward:
     return BirthdayReward(doc["_id"].split(":", 1)[1], doc["template_id"], bool(doc.get("done")))
 
 
+def gives_birthday_coupons(merchant_doc: dict) -> bool:
+    return any((merchant_doc.get("config") or {}).get("birthday_coupon_template_ids") or [])
+
+
 def born_on_query(merchant_id: str, month_days: list[str], after_id: str) -> dict:
     """A merchant's members born on some month-days, after an id (sorted by _id): served
     by the (merchant_id, birthday_md) index."""
@@ -123,8 +127,7 @@ class BirthdayStore:
         # whose tiers give no birthday coupon are left out, so their members are not scanned.
         docs = await run_sync(lambda: list(_col(MerchantDoc).find({}, {"time_zone": 1, "config": 1})
                                            .sort("_id", 1)))
-        return [(d["_id"], d.get("time_zone") or "") for d in docs
-                if any((d.get("config") or {}).get("birthday_coupon_template_ids") or [])]
+        return [(d["_id"], d.get("time_zone") or "") for d in docs if gives_birthday_coupons(d)]
 
     async def born_on(self, merchant_id: str, month_days: list[str], after_id: str,
                       limit: int) -> list[tuple[str, str]]:
