@@ -1027,3 +1027,82 @@ def test_merchant_b_cannot_reach_merchant_as_check_ins(world, rpc):
 def test_check_in_bad_input_is_refused_and_changes_nothing(world, rpc):
     CHECKIN_BAD_INPUT[rpc](world.a)
 # ---- end of check-in ----
+
+
+# ---- member profile (cross-merchant) ----
+# The member service's profile routes (the "---- profile ----" block of member.proto) have
+# their own table: the guard below reads that block, so a new profile route needs a case.
+PROFILE_CROSS: dict[str, Callable[[World], None]] = {}
+
+
+def profile_cross(rpc: str):
+    def register(case):
+        PROFILE_CROSS[rpc] = case
+        return case
+    return register
+
+
+def profile_of(m: Merchant) -> dict:
+    return ok(m.as_member("GET", "/v1/me/profile"))["profile"]
+
+
+def member_id_of(m: Merchant) -> str:
+    return profile_of(m)["member_id"]
+
+
+def a_token_at_b(w, method: str, path: str, **kwargs) -> httpx.Response:
+    """Merchant A's member token presented with merchant B's channel key."""
+    return w.b.shop.call(method, path, token=w.a.member, **kwargs)
+
+
+def refused_elsewhere(resp: httpx.Response) -> None:
+    assert resp.status_code in (401, 403, 404), resp.text
+
+
+@profile_cross("GetMyProfile")
+def _(w):
+    # The same person in both shops is two members; B's never shows A's profile.
+    ok(w.a.as_member("POST", "/v1/me/profile:consent", json={"consent": True}))
+    assert profile_of(w.b)["member_id"] != member_id_of(w.a)
+    refused_elsewhere(a_token_at_b(w, "GET", "/v1/me/profile"))
+
+
+@profile_cross("UpdateMyProfile")
+def _(w):
+    refused_elsewhere(unchanged(lambda: profile_of(w.a), lambda: a_token_at_b(
+        w, "PATCH", "/v1/me/profile", json={"expected_version": "1", "nickname": "from B"})))
+
+
+@profile_cross("SetMarketingConsent")
+def _(w):
+    refused_elsewhere(unchanged(lambda: profile_of(w.a), lambda: a_token_at_b(
+        w, "POST", "/v1/me/profile:consent", json={"consent": False})))
+
+
+@profile_cross("RevealMemberPhone")
+def _(w):
+    member_id = member_id_of(w.a)
+    not_found(w.b.as_staff("POST", f"/v1/staff/members/{member_id}:revealPhone", json={"reason": "curious"}))
+    assert not ok(w.b.as_staff("GET", "/v1/staff/audit-entries", params={"target_id": member_id})).get("entries")
+
+
+@profile_cross("SetMemberBirthday")
+def _(w):
+    member_id = member_id_of(w.a)
+    not_found(unchanged(lambda: profile_of(w.a), lambda: w.b.as_staff(
+        "POST", f"/v1/staff/members/{member_id}:setBirthday",
+        json={"birthday": {"month": 1, "day": 1}, "reason": "wrong shop"})))
+
+
+def test_every_profile_route_has_a_cross_merchant_case():
+    from pathlib import Path
+    import re
+    text = (Path(__file__).parents[2] / "protos/siyu/member/v1/member.proto").read_text(encoding="utf-8")
+    block = text.split("// ---- profile ----")[1].split("// ---- end of profile ----")[0]
+    assert set(re.findall(r"rpc (\w+)\(", block)) == set(PROFILE_CROSS)
+
+
+@pytest.mark.parametrize("rpc", sorted(PROFILE_CROSS))
+def test_merchant_b_cannot_reach_merchant_a_profiles(world, rpc):
+    PROFILE_CROSS[rpc](world)
+# ---- end of member profile ----

@@ -22,6 +22,8 @@ LEVELS = [{"tier": "TIER_REGULAR", "threshold": "0", "discount_bp": 10000, "poin
           {"tier": "TIER_SILVER", "threshold": "200", "discount_bp": 9800, "points_multiplier_bp": 11000},
           {"tier": "TIER_GOLD", "threshold": "800", "discount_bp": 9500, "points_multiplier_bp": 13000},
           {"tier": "TIER_BLACK_GOLD", "threshold": "3000", "discount_bp": 9000, "points_multiplier_bp": 20000}]
+# No birthday coupon on any tier (the field is answered empty).
+LEVELS = [{**level, "birthday_coupon_template_id": ""} for level in LEVELS]
 
 
 

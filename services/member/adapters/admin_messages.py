@@ -42,12 +42,14 @@ def tier_value(tier: str) -> int:
 
 def level_proto(level: TierLevel) -> member_pb2.TierLevel:
     return member_pb2.TierLevel(tier=tier_value(level.tier), threshold=level.threshold,
-                                discount_bp=level.discount_bp, points_multiplier_bp=level.points_multiplier_bp)
+                                discount_bp=level.discount_bp, points_multiplier_bp=level.points_multiplier_bp,
+                                birthday_coupon_template_id=level.birthday_coupon_template_id)
 
 
 def level_of(message: member_pb2.TierLevel) -> TierLevel:
     return TierLevel(member_pb2.Tier.Name(message.tier).removeprefix("TIER_"), int(message.threshold),
-                     int(message.discount_bp), int(message.points_multiplier_bp))
+                     int(message.discount_bp), int(message.points_multiplier_bp),
+                     message.birthday_coupon_template_id)
 
 
 def tier_config_proto(settings: TierSettings) -> member_pb2.TierConfig:

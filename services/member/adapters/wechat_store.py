@@ -163,6 +163,12 @@ class PhoneBookRepository:
     async def member_of(self, merchant_id: str, phone: str) -> str | None:
         doc = await run_sync(_col(MemberPhoneDoc).find_one, {"_id": self._id(merchant_id, phone),
                                                              "merchant_id": merchant_id})
+        if doc is None:
+            # A phone stored in clear before phones were sealed, until the member-phone-seal
+            # backfill moved it here.
+            doc = await run_sync(_col(MemberDoc).find_one, {"phone_key": f"{merchant_id}:{phone}",
+                                                            "merchant_id": merchant_id}, {"_id": 1})
+            return doc["_id"] if doc else None
         return doc["member_id"] if doc else None
 
     async def phone_of(self, merchant_id: str, member_id: str) -> str:

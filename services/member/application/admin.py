@@ -13,6 +13,7 @@ from siyu_kit.protos import utcnow
 
 from services.member.application.ports import (ApiKeyRepository, AuditLog, MemberDirectory, MerchantRepository,
                                                PasswordHasher, PhoneBook, PointsLedger, StaffRepository)
+from services.member.application.profile_ports import CouponTemplateLookup
 from services.member.application.views import MemberView
 from services.member.domain import tiers
 from services.member.domain import admin as rules
@@ -54,8 +55,11 @@ def _password(v: Violations, password: str, name: str) -> None:
 class StaffAdmin:
     def __init__(self, merchants: MerchantRepository, api_keys: ApiKeyRepository, staff: StaffRepository,
                  passwords: PasswordHasher, audit: AuditLog, ledger: PointsLedger,
-                 directory: MemberDirectory | None = None, phones: PhoneBook | None = None):
+                 directory: MemberDirectory | None = None, phones: PhoneBook | None = None,
+                 coupon_templates: CouponTemplateLookup | None = None):
         self.phones = phones
+        # Birthday coupons named in the tier configuration must be the merchant's templates.
+        self.coupon_templates = coupon_templates
         self.merchants = merchants
         self.api_keys = api_keys
         self.staff = staff
@@ -243,6 +247,10 @@ class StaffAdmin:
         rules.check_levels(levels)
         v = Violations()
         v.check(expected_version >= 1, "expected_version", "the version read with GetTierConfig")
+        for i, level in enumerate(levels):
+            if level.birthday_coupon_template_id and self.coupon_templates is not None:
+                v.check(await self.coupon_templates.get(ctx.merchant_id, level.birthday_coupon_template_id)
+                        is not None, f"levels[{i}].birthday_coupon_template_id", "no coupon template of the merchant")
         v.raise_if_any()
 
         async def attempt() -> tuple[Merchant, MerchantConfig]:

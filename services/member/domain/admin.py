@@ -96,11 +96,13 @@ class TierLevel:
     threshold: int
     discount_bp: int
     points_multiplier_bp: int
+    birthday_coupon_template_id: str = ""  # "": no birthday coupon
 
 
 def levels_of(config: MerchantConfig) -> list[TierLevel]:
     return [TierLevel(tier, int(config.tier_thresholds[i]), int(config.tier_discount_bp[i]),
-                      int(config.points_multiplier_bp[i])) for i, tier in enumerate(TIERS)]
+                      int(config.points_multiplier_bp[i]), config.birthday_coupon_template_ids[i])
+            for i, tier in enumerate(TIERS)]
 
 
 def check_levels(levels: list[TierLevel]) -> None:
@@ -120,17 +122,21 @@ def check_levels(levels: list[TierLevel]) -> None:
         v.check(1 <= lv.discount_bp <= 10_000, f"{at}.discount_bp", "1 to 10000 (10000 = no discount)")
         v.check(0 <= lv.points_multiplier_bp <= MAX_MULTIPLIER_BP, f"{at}.points_multiplier_bp",
                 f"0 to {MAX_MULTIPLIER_BP}")
+        v.check(not lv.birthday_coupon_template_id or is_id(lv.birthday_coupon_template_id, "cpt"),
+                f"{at}.birthday_coupon_template_id", "a cpt_ id, or empty for none")
     v.raise_if_any()
 
 
 def with_levels(config: MerchantConfig, levels: list[TierLevel]) -> MerchantConfig:
     return replace(config, tier_thresholds=tuple(lv.threshold for lv in levels),
                    tier_discount_bp=tuple(lv.discount_bp for lv in levels),
-                   points_multiplier_bp=tuple(lv.points_multiplier_bp for lv in levels))
+                   points_multiplier_bp=tuple(lv.points_multiplier_bp for lv in levels),
+                   birthday_coupon_template_ids=tuple(lv.birthday_coupon_template_id for lv in levels))
 
 
 def tier_summary(config: MerchantConfig) -> dict[str, str]:
     return {lv.tier: f"from {lv.threshold}, price {lv.discount_bp}bp, points {lv.points_multiplier_bp}bp"
+            + (f", birthday {lv.birthday_coupon_template_id}" if lv.birthday_coupon_template_id else "")
             for lv in levels_of(config)}
 
 
@@ -191,3 +197,13 @@ _ID = re.compile(r"^[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}$")
 
 def is_id(value: str, prefix: str) -> bool:
     return bool(_ID.match(value or "")) and value.startswith(prefix + "_")
+
+
+# ---- profile ----
+# A staff member saw a member's full phone (with the reason they gave), or corrected a
+# member's birthday.
+MEMBER_PHONE_REVEALED = "MEMBER_PHONE_REVEALED"
+MEMBER_BIRTHDAY_CORRECTED = "MEMBER_BIRTHDAY_CORRECTED"
+PROFILE_ACTIONS = (MEMBER_PHONE_REVEALED, MEMBER_BIRTHDAY_CORRECTED)
+ACTIONS = ACTIONS + PROFILE_ACTIONS
+# ---- end of profile ----

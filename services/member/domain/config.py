@@ -28,6 +28,8 @@ class MerchantConfig:
     login_providers: dict[str, str] = field(default_factory=dict)
     # Points at checkout and their expiry (value, floor, cap, step, expiry years).
     points: PointsSettings = field(default_factory=PointsSettings)
+    # The coupon template each tier's members get on their birthday ("": none).
+    birthday_coupon_template_ids: tuple[str, ...] = ("",) * len(TIERS)
 
     def provider_for(self, channel: str) -> str:
         return self.login_providers.get(channel, self.login_provider)
@@ -41,6 +43,7 @@ class MerchantConfig:
             "login_provider": self.login_provider,
             "login_providers": dict(self.login_providers),
             "points": self.points.to_doc(),
+            "birthday_coupon_template_ids": list(self.birthday_coupon_template_ids),
         }
 
     @classmethod
@@ -57,4 +60,6 @@ class MerchantConfig:
             login_provider=str(doc.get("login_provider") or base.login_provider),
             login_providers={str(k): str(v) for k, v in (doc.get("login_providers") or {}).items()},
             points=PointsSettings.from_doc(doc.get("points")),
+            birthday_coupon_template_ids=tuple(
+                (list(doc.get("birthday_coupon_template_ids") or []) + [""] * len(TIERS))[:len(TIERS)]),
         )

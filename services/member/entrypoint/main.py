@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from services.member.adapters import documents, points_store, repositories, wechat_store
+from services.member.adapters import documents, points_store, profile_store, repositories, wechat_store
 from services.member.adapters.wechat import SandboxSms, WeChatHttpApi
 from services.member.adapters.identity import ScryptPasswords, ThreadedProvider
 from services.member.application.addresses import AddressBooks
@@ -18,8 +18,8 @@ from services.member.application.staff import StaffAccess
 from services.member.application.wechat import WeChatIdentity
 from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
-from services.member.entrypoint import (checkin_wiring, coupon_wiring, events, jobs, referral_wiring, servicer,
-                                           stored_value_wiring)
+from services.member.entrypoint import (checkin_wiring, coupon_wiring, events, jobs, profile_wiring, referral_wiring,
+                                           servicer, stored_value_wiring)
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
@@ -76,10 +76,18 @@ def build(runtime: Runtime) -> Parts:
     referrals = referral_wiring.use_cases(members_repo, merchants, phones, ledger, coupons, index_key)
     members.referrals = referrals
     # ---- end of referral ----
+    # ---- profile ----
+    profiles = profile_wiring.use_cases(members_repo, phones, merchants, repositories.AuditLogRepository())
+    # Birthday coupons named in the tier configuration must be the merchant's templates.
+    staff_admin.coupon_templates = coupons.templates
+    # Verified phones stored in clear before phones were sealed: sealed by a backfill.
+    phone_seal = profile_store.PhoneSealBackfill(sealer, index_key)
+    # ---- end of profile ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin, economy, coupons,
-                                                          stored_value, checkin=checkin, referrals=referrals),
+                                                          stored_value, checkin=checkin, referrals=referrals,
+                                                          profiles=profiles),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()
@@ -91,9 +99,11 @@ def build(runtime: Runtime) -> Parts:
         # replica checks, and one at a time works (a lease), until every backfill is done.
         jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),
                           Backfills(repositories.BackfillProgressRepository(),
-                                    [repositories.GrowthBackfill(), wechat_store.PhoneSuffixBackfill(sealer)],
+                                    [repositories.GrowthBackfill(), wechat_store.PhoneSuffixBackfill(sealer),
+                                     phone_seal],
                                     holder=new_id("bfh")).run)] + jobs.jobs(economy)
-        + coupon_wiring.jobs(coupons) + stored_value_wiring.jobs(stored_value) + checkin_wiring.jobs(checkin),
+        + coupon_wiring.jobs(coupons) + stored_value_wiring.jobs(stored_value) + checkin_wiring.jobs(checkin)
+        + profile_wiring.jobs(merchants, ledger, coupons),
     )
 
 

@@ -21,6 +21,8 @@ from services.member.entrypoint.checkin_servicer import CheckInRpcs
 from services.member.application.checkin import CheckIns
 from services.member.entrypoint.referral_servicer import ReferralRpcs, binding_proto
 from services.member.application.referral import Referrals
+from services.member.entrypoint.profile_servicer import ProfileRpcs
+from services.member.application.profile import Profiles
 from services.member.application.stored_value import StoredValue
 from services.member.application.points import PointsEconomy
 from siyu_kit.access import ROLE_NAMES
@@ -34,13 +36,15 @@ def _role_names(roles) -> list[str]:
     return [ROLE_NAMES.get(r, "UNSPECIFIED") for r in roles]
 
 
-class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs,
+class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs, ProfileRpcs,
                      member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,
                  economy: PointsEconomy, coupons: CouponUseCases, stored_value: StoredValue,
-                 checkin: CheckIns | None = None, referrals: Referrals | None = None):
+                 checkin: CheckIns | None = None, referrals: Referrals | None = None,
+                 profiles: Profiles | None = None):
         self.referrals = referrals  # referral (referral_servicer.ReferralRpcs)
+        self.profiles = profiles  # profiles (profile_servicer.ProfileRpcs)
         self.economy = economy  # the points economy (points_servicer.PointsRpcs)
         self.coupons = coupons  # coupons (coupon_servicer.CouponRpcs)
         self.stored_value = stored_value  # stored value (stored_value_servicer.StoredValueRpcs)
