@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from tests.support.shop import Shop, ok
+from tests.support.shop import Shop, ok, staff_with
 
 
 
@@ -23,14 +23,6 @@ def violations(resp: httpx.Response) -> set[str]:
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
-
-def staff_with(shop: Shop, role: str) -> str:
-    username = "r-" + uuid.uuid4().hex[:8]
-    ok(shop.as_staff("POST", "/v1/staff/users", json={"username": username, "password": "role-password-1",
-                                                      "roles": [role]}))
-    return ok(shop.call("POST", "/v1/staff/login", channel=None, json={
-        "merchant_code": shop.data["merchant_code"], "username": username, "password": "role-password-1"}))[
-        "access_token"]
 
 
 def weighed_product(shop: Shop, code: str, **skus: tuple[int, int]) -> dict:
@@ -87,7 +79,7 @@ def test_staff_list_skus_with_stock_filters_and_pages(shop: Shop, other_shop: Sh
     assert len(first["skus"]) == 2 and len(rest["skus"]) == 1 and rest.get("next_page_token", "") == ""
     moved = shop.as_staff("GET", "/v1/staff/skus", params={"page_size": 2, "page_token": first["next_page_token"]})
     assert violations(moved) == {"page_token"}
-    finance = staff_with(shop, "STAFF_ROLE_FINANCE")
+    finance = staff_with(shop, "FINANCE")
     assert listed(token=finance, code_prefix=code) == [f"{code}-C", f"{code}-B", f"{code}-A"]
     theirs = ok(other_shop.as_staff("GET", "/v1/staff/skus", params={"product_id": made["product_id"]}))
     assert theirs.get("skus", []) == []
@@ -123,7 +115,7 @@ def test_staff_list_categories_and_flash_sales(shop: Shop, other_shop: Shop):
     assert sale_ids(state="FLASH_SALE_STATE_SCHEDULED") == sales[::-1]
     assert sale_ids(state="FLASH_SALE_STATE_RUNNING") == []
     assert sale_ids(starts_from=rfc3339(now + timedelta(hours=2))) == [sales[1]]
-    guide = staff_with(shop, "STAFF_ROLE_GUIDE")
+    guide = staff_with(shop, "GUIDE")
     as_guide = shop.call("GET", "/v1/staff/flash-sales", channel=None, token=guide,
                          params={"product_id": product["product_id"]})
     assert [f["flash_sale_id"] for f in ok(as_guide)["flash_sales"]] == sales[::-1]
@@ -135,7 +127,7 @@ def test_staff_list_categories_and_flash_sales(shop: Shop, other_shop: Shop):
 
 def test_wrong_roles_members_and_channel_keys_are_refused_and_bad_input_writes_nothing(shop: Shop):
     calls = ["/v1/staff/skus", "/v1/staff/categories", "/v1/staff/flash-sales"]
-    guide, finance = staff_with(shop, "STAFF_ROLE_GUIDE"), staff_with(shop, "STAFF_ROLE_FINANCE")
+    guide, finance = staff_with(shop, "GUIDE"), staff_with(shop, "FINANCE")
     wrong = {"/v1/staff/skus": guide, "/v1/staff/categories": finance, "/v1/staff/flash-sales": finance}
     member = shop.login("m-" + uuid.uuid4().hex[:8])["access_token"]
     for path in calls:

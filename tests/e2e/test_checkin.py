@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.support.shop import Shop, ok, refused
+from tests.support.shop import Shop, ok, refused, staff_with
 
 TAPS = 12
 
@@ -17,14 +17,6 @@ def member(shop: Shop) -> tuple[str, str]:
     done = shop.login("chk-" + uuid.uuid4().hex[:10])
     return done["access_token"], done["member"]["member_id"]
 
-
-def staff_with(shop: Shop, role: str) -> str:
-    username = f"{role.lower()}-{uuid.uuid4().hex[:6]}"
-    ok(shop.as_staff("POST", "/v1/staff/users", json={"username": username, "password": "password-123",
-                                                      "roles": [f"STAFF_ROLE_{role}"]}))
-    return ok(shop.call("POST", "/v1/staff/login", channel=None, json={
-        "merchant_code": shop.data["merchant_code"], "username": username, "password": "password-123"}))[
-        "access_token"]
 
 
 def check_in(shop: Shop, token: str):

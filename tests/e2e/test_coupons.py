@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 from tests.support import wait_until
-from tests.support.shop import Shop, ok
+from tests.support.shop import Shop, ok, staff_with
 
 
 def violations(resp) -> dict[str, str]:
@@ -36,14 +36,6 @@ def member(shop: Shop) -> tuple[str, str]:
     done = shop.login("cpn-" + uuid.uuid4().hex[:10])
     return done["access_token"], done["member"]["member_id"]
 
-
-def staff_with(shop: Shop, role: str) -> str:
-    username = f"{role.lower()}-{uuid.uuid4().hex[:6]}"
-    ok(shop.as_staff("POST", "/v1/staff/users", json={"username": username, "password": "password-123",
-                                                      "roles": [f"STAFF_ROLE_{role}"]}))
-    return ok(shop.call("POST", "/v1/staff/login", channel=None, json={
-        "merchant_code": shop.data["merchant_code"], "username": username, "password": "password-123"}))[
-        "access_token"]
 
 
 def claim(shop: Shop, token: str, template_id: str, key: str = ""):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 
 
-from tests.support.shop import Shop
+from tests.support.shop import Shop, staff_with
 
 PHONE = "13812348000"
 TEMPLATE = {
@@ -164,17 +164,6 @@ def test_freight_by_weight_counts_the_catalog_weight_of_every_unit(shop):
     assert (o["shipping_fee"]["amount"], o["payable"]["amount"]) == ("2200", str(15000 + 2200))
 
 
-def staff_token(shop: Shop, role: str) -> str:
-    """A fresh staff user of the shop with one role, logged in."""
-    username = f"{role.lower()}-{uuid.uuid4().hex[:8]}"
-    made = shop.as_staff("POST", "/v1/staff/users", json={"username": username, "password": "role-password-1",
-                                                          "roles": [f"STAFF_ROLE_{role}"]})
-    assert made.status_code == 200, made.text
-    resp = shop.call("POST", "/v1/staff/login", channel=None, json={
-        "merchant_code": shop.data["merchant_code"], "username": username, "password": "role-password-1"})
-    assert resp.status_code == 200, resp.text
-    return resp.json()["access_token"]
-
 
 def test_each_staff_role_reads_the_shipping_address_as_it_may(shop, other_shop):
     sku = shop.new_sku(stock=5)
@@ -188,7 +177,7 @@ def test_each_staff_role_reads_the_shipping_address_as_it_may(shop, other_shop):
     expected = {"OPERATOR": ("张三", PHONE, "1 号"), "FINANCE": ("张三", "138****8000", "1 号"),
                 "GUIDE": ("张*", "138****8000", "")}
     for role, (recipient, phone, detail) in expected.items():
-        staff = staff_token(shop, role)
+        staff = staff_with(shop, role)
         one = shop.call("GET", f"/v1/staff/orders/{order_id}", channel=None, token=staff)
         assert one.status_code == 200, (role, one.text)
         a = one.json()["order"]["shipping_address"]
@@ -203,6 +192,6 @@ def test_each_staff_role_reads_the_shipping_address_as_it_may(shop, other_shop):
         if role == "GUIDE":
             assert PHONE not in one.text + found.text and "1 号" not in one.text + found.text
     # Another shop's guide sees none of it.
-    other_guide = staff_token(other_shop, "GUIDE")
+    other_guide = staff_with(other_shop, "GUIDE")
     assert other_shop.call("GET", f"/v1/staff/orders/{order_id}", channel=None,
                            token=other_guide).status_code == 404

@@ -18,7 +18,7 @@ from siyu.order.v1 import events_pb2 as order_events, order_pb2
 from siyu_kit.events.outbox import decode, make_event
 from siyu_kit.protos import money, timestamp
 from tests.support import wait_until
-from tests.support.shop import Shop, ok, refused
+from tests.support.shop import Shop, ok, refused, staff_with
 
 
 def active_template(shop: Shop) -> str:
@@ -192,14 +192,6 @@ def test_a_first_order_refunded_before_completion_pays_nothing(shop):
     assert int(rewarded(shop, carol["access_token"])["reward"]["points"]) == 50
     assert [int(e["points"]) for e in referral_entries(shop, carol["access_token"])] == [50]
 
-
-def staff_with(shop: Shop, role: str) -> str:
-    username = f"{role.lower()}-{uuid.uuid4().hex[:6]}"
-    ok(shop.as_staff("POST", "/v1/staff/users", json={"username": username, "password": "password-123",
-                                                      "roles": [f"STAFF_ROLE_{role}"]}))
-    return ok(shop.call("POST", "/v1/staff/login", channel=None, json={
-        "merchant_code": shop.data["merchant_code"], "username": username, "password": "password-123"}))[
-        "access_token"]
 
 
 def test_new_referral_routes_refuse_bad_input_other_merchants_and_wrong_roles(shop, other_shop):

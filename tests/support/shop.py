@@ -122,3 +122,13 @@ def refused(resp: httpx.Response, status: int, reason: str = "", fields: set[str
     if fields is not None:
         assert {v["field"] for v in error.get("field_violations", [])} >= fields, error
     return error
+
+
+def staff_with(shop: Shop, role: str) -> str:
+    """A fresh staff user of the shop with one role (OPERATOR, GUIDE, FINANCE …), logged in."""
+    username = f"{role.lower()}-{uuid.uuid4().hex[:8]}"
+    ok(shop.as_staff("POST", "/v1/staff/users", json={"username": username, "password": "role-password-1",
+                                                      "roles": [f"STAFF_ROLE_{role}"]}))
+    return ok(shop.call("POST", "/v1/staff/login", channel=None, json={
+        "merchant_code": shop.data["merchant_code"], "username": username, "password": "role-password-1"}))[
+        "access_token"]
