@@ -11,7 +11,7 @@ import httpx
 
 from siyu_kit.metrics import db_commands
 from tests.e2e.test_coupons import staff_with
-from tests.e2e.test_points import LOTION, buy
+from tests.e2e.test_points import buy
 from tests.support.shop import Shop, ok, refused
 
 SEARCH = "/v1/staff/members:search"
