@@ -15,6 +15,7 @@ coupons, balance, facts, referral ties, the phone and the order service's summar
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -107,8 +108,12 @@ def full_view(roles) -> bool:
     return bool(FULL_VIEW_ROLES & set(roles))
 
 
+# As the proto's rule on SearchMembersRequest.tags says.
+TAG = re.compile(r"[^\s]{1,64}")
+
+
 def _check_tag(tag: str) -> bool:
-    return 1 <= len(tag) <= MAX_TEXT and not any(c.isspace() for c in tag)
+    return bool(TAG.fullmatch(tag))
 
 
 class MemberViews:
