@@ -1,14 +1,17 @@
 """The staff's member views through the gateway: search by phone suffix and tier, the 360°
 view after an order and a check-in, a GUIDE's reduced view, the view's database budget,
 and for both routes: bad input → 400 with field violations, another merchant → not found,
-the wrong role → denied."""
+the wrong role → denied; tags, RFM and segments read from the member's facts."""
 from __future__ import annotations
 
 import uuid
 from collections import Counter
 
 import httpx
+from pymongo import MongoClient
 
+from siyu_kit import config
+from siyu_kit.ids import new_id
 from siyu_kit.metrics import db_commands
 from tests.e2e.test_coupons import staff_with
 from tests.e2e.test_points import buy
@@ -122,3 +125,34 @@ def test_bad_input_other_merchants_and_wrong_roles(shop, other_shop):
         refused(shop.call("GET", SEARCH, channel=None, token=staff), 403)
     assert shop.call("GET", SEARCH, token=login["access_token"]).status_code == 401
     assert overview(shop, member_id, login["access_token"]).status_code == 401
+
+
+def test_tags_rfm_and_segments_from_the_members_facts(shop, stack):
+    """The tagging feature keeps a facts document per member; here one is written straight
+    into the member database, as that feature stores it."""
+    tagged = shop.login("m360-tag-" + uuid.uuid4().hex[:8])["member"]["member_id"]
+    plain = shop.login("m360-plain-" + uuid.uuid4().hex[:8])["member"]["member_id"]
+    segment = new_id("seg")
+    client = MongoClient(stack.mongodb_uri, tz_aware=True)
+    try:
+        client[config.load("member").mongodb_db]["member_facts"].insert_one({
+            "_id": f"{shop.data['merchant_id']}:{tagged}", "merchant_id": shop.data["merchant_id"],
+            "member_id": tagged, "tags": ["vip", "咖啡"], "rfm": {"r": 5, "f": 4, "m": 3},
+            "rfm_group": "重要价值客户", "segment_ids": [segment]})
+    finally:
+        client.close()
+
+    def found(**params) -> list[str]:
+        return [m["member_id"] for m in ok(shop.as_staff("GET", SEARCH, params={"page_size": 100, **params})).get(
+            "members", [])]
+
+    assert found(tags=["vip", "咖啡"]) == [tagged]
+    assert found(rfm_group="重要价值客户") == [tagged] and found(segment_id=segment) == [tagged]
+    assert found(tags=["vip", "tea"]) == []
+    everyone = {m["member_id"]: m for m in ok(shop.as_staff("GET", SEARCH, params={"page_size": 100}))["members"]}
+    assert everyone[tagged]["tags"] == ["vip", "咖啡"] and everyone[tagged]["rfm_group"] == "重要价值客户"
+    assert not everyone[plain].get("tags")
+    view = ok(overview(shop, tagged))["member"]
+    assert view["tags"] == ["vip", "咖啡"]
+    assert view["rfm"] == {"recency": 5, "frequency": 4, "monetary": 3, "group": "重要价值客户"}
+    assert "rfm" not in ok(overview(shop, plain))["member"]
