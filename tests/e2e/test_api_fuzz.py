@@ -122,6 +122,10 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_ListCouponsForCart", r"lines\[\d+\]\.amount"): "at most the line's unit price × quantity",
     ("MemberService_UpdateCouponSettings", r"settings\.new_member_template_id"): "a template of the merchant",
     ("MemberService_ListClaimableCoupons", r"page_token"): "an opaque token a previous page issued",
+    # ---- staff views ----
+    ("MemberService_SearchMembers", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_SearchMembers", r"registered_before"): "after registered_from",
+    # ---- end of staff views ----
 }
 
 

@@ -547,7 +547,7 @@ def _(w):
 # The member service's newer routes (the check-in, referral and profile blocks of
 # member.proto) share one table; the guard at the end of the module reads those blocks, so
 # a new route in one of them needs a case.
-MEMBER_BLOCKS = ("check-in", "referral", "profile")
+MEMBER_BLOCKS = ("check-in", "referral", "profile", "staff views")
 MEMBER_CROSS: dict[str, Callable[[World], None]] = {}
 
 
@@ -1072,6 +1072,28 @@ def _(w):
 
 
 # ---- end of member profile ----
+
+
+# ---- staff views (cross-merchant) ----
+
+@member_cross("SearchMembers")
+def _(w):
+    member_id = member_id_of(w.a)
+    mine = ok(w.a.as_staff("GET", "/v1/staff/members:search", params={"page_size": 100}))["members"]
+    assert member_id in {m["member_id"] for m in mine}
+    theirs = ok(w.b.as_staff("GET", "/v1/staff/members:search", params={"page_size": 100})).get("members", [])
+    assert member_id not in {m["member_id"] for m in theirs}
+
+
+@member_cross("GetMember360")
+def _(w):
+    member_id = member_id_of(w.a)
+    assert ok(w.a.as_staff("GET", f"/v1/staff/members/{member_id}/overview"))["member"]["profile"][
+        "member_id"] == member_id
+    not_found(w.b.as_staff("GET", f"/v1/staff/members/{member_id}/overview"))
+
+
+# ---- end of staff views (cross-merchant) ----
 
 
 def test_every_member_block_route_has_a_cross_merchant_case():

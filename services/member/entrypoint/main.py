@@ -20,6 +20,7 @@ from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
 from services.member.entrypoint import (checkin_wiring, coupon_wiring, events, jobs, profile_wiring, referral_wiring,
                                            servicer, stored_value_wiring)
+from services.member.entrypoint import member_view_wiring
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
@@ -83,11 +84,14 @@ def build(runtime: Runtime) -> Parts:
     # Verified phones stored in clear before phones were sealed: sealed by a backfill.
     phone_seal = profile_store.PhoneSealBackfill(sealer, index_key)
     # ---- end of profile ----
+    # ---- staff views: member search and the 360° view ----
+    member_views = member_view_wiring.use_cases(runtime, merchants, ledger, phones)
+    # ---- end of staff views ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin, economy, coupons,
                                                           stored_value, checkin=checkin, referrals=referrals,
-                                                          profiles=profiles),
+                                                          profiles=profiles, member_views=member_views),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()

@@ -43,6 +43,8 @@ from services.order.domain.orders import DEFAULT_RESERVATION_GRACE
 from services.order.entrypoint import events
 from services.order.adapters.member_balance import MemberBalanceClient, MongoOrderTenders
 from services.order.application.stored_value import StoredValueUseCases
+from services.order.application.member_summary import MemberOrderSummaries
+from services.order.adapters.member_summary_store import MongoMemberOrderFigures
 from services.order.entrypoint import stored_value_events
 from services.order.entrypoint.servicer import OrderServicer
 
@@ -143,7 +145,8 @@ def build(runtime: service.Runtime) -> service.Parts:
             flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
                                      order_cases=order_cases),
             reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,
-            wechat=wechat_cases, stored_value=stored_value),
+            wechat=wechat_cases, stored_value=stored_value,
+            member_summaries=MemberOrderSummaries(MongoMemberOrderFigures())),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
         subscriptions=events.subscriptions(payment_cases, ValueLifecycle(orders=order_repo, member_value=member_value))

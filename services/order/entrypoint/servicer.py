@@ -31,6 +31,8 @@ from services.order.domain.refunds import LineRequest
 from services.order.domain.settings import OrderSettings, ThresholdReduction
 from services.order.entrypoint.wechat_pay_servicer import WechatPayRpcs
 from services.order.entrypoint.stored_value_servicer import StoredValueRpcs
+from services.order.entrypoint.member_summary_servicer import MemberSummaryRpcs
+from services.order.application.member_summary import MemberOrderSummaries
 
 
 def _method_name(value: int) -> str:
@@ -102,13 +104,15 @@ def _time(request, field: str) -> datetime | None:
     return getattr(request, field).ToDatetime(tzinfo=timezone.utc) if request.HasField(field) else None
 
 
-class OrderServicer(WechatPayRpcs, StoredValueRpcs, order_pb2_grpc.OrderServiceServicer):
+class OrderServicer(WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
                  refunds: RefundUseCases, staff: StaffOrderUseCases, flash: FlashOrderUseCases,
                  reservations: ReservationUseCases, freight: FreightUseCases | None = None,
                  sealer: Sealer | None = None, wechat: WechatPayUseCases | None = None,
-                 stored_value: StoredValueUseCases | None = None):
+                 stored_value: StoredValueUseCases | None = None,
+                 member_summaries: MemberOrderSummaries | None = None):
+        self.member_summaries = member_summaries  # the member 360° view's orders (MemberSummaryRpcs)
         self.orders = orders
         self.stored_value = stored_value
         self.wechat = wechat
