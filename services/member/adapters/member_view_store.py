@@ -12,8 +12,7 @@ from pymongo import DESCENDING
 
 from services.member.adapters.coupon_store import MemberCouponDoc
 from services.member.adapters.documents import MemberDoc
-from services.member.adapters.profile_store import _FIELDS as PROFILE_FIELDS
-from services.member.adapters.profile_store import _profile
+from services.member.adapters.profile_store import PROFILE_FIELDS, profile_of
 from services.member.adapters.referral_store import ReferralDoc
 from services.member.adapters.stored_value_store import BalanceAccountDoc
 from services.member.application.member_view_ports import (FactsFilter, MemberFacts, MemberRow, ReferralTies,
@@ -118,7 +117,7 @@ class MemberSearchStore:
     async def member(self, merchant_id: str, member_id: str) -> tuple[MemberRow, Profile] | None:
         fields = {**_ROW_FIELDS, **{name: 1 for name in PROFILE_FIELDS}, "merchant_id": 1}
         doc = await run_sync(_members().find_one, {"_id": member_id, "merchant_id": merchant_id}, fields)
-        return (_row(doc), _profile(doc)) if doc else None
+        return (_row(doc), profile_of(doc)) if doc else None
 
 
 class MemberFactsStore:

@@ -59,7 +59,7 @@ def _ms_time(value) -> datetime | None:
     return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc) if value else None
 
 
-def _profile(doc: dict) -> Profile:
+def profile_of(doc: dict) -> Profile:
     md = doc.get("birthday_md") or ""
     return Profile(member_id=doc["_id"], merchant_id=doc["merchant_id"], version=int(doc.get("version") or 1),
                    nickname=doc.get("nickname") or "", avatar_url=doc.get("avatar_url") or "",
@@ -70,15 +70,15 @@ def _profile(doc: dict) -> Profile:
                    personalised_recommendations=not doc.get("recommendations_off"))
 
 
-_FIELDS = ("nickname", "avatar_url", "birthday_md", "birthday_year", "birthday_set_by", "gender", "region_code",
+PROFILE_FIELDS = ("nickname", "avatar_url", "birthday_md", "birthday_year", "birthday_set_by", "gender", "region_code",
            "marketing_consent", "consent_changed_ms", "recommendations_off", "version")
 
 
 class ProfileRepository:
     async def get(self, merchant_id: str, member_id: str) -> Profile | None:
         doc = await run_sync(_col(MemberDoc).find_one, {"_id": member_id, "merchant_id": merchant_id},
-                             {name: 1 for name in _FIELDS + ("merchant_id",)})
-        return _profile(doc) if doc else None
+                             {name: 1 for name in PROFILE_FIELDS + ("merchant_id",)})
+        return profile_of(doc) if doc else None
 
     async def save(self, profile: Profile) -> None:
         events = profile_messages.profile_events(profile, profile.next_version)
