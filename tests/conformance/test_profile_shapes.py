@@ -13,7 +13,7 @@ from pymongo.errors import DuplicateKeyError
 from siyu_kit.ids import new_id
 from tests.support import new_merchant_id
 
-from services.member.adapters.profile_store import (BIRTHDAY_INDEX, _FIELDS, _profile, born_on_query,
+from services.member.adapters.profile_store import (BIRTHDAY_INDEX, PROFILE_FIELDS, profile_of, born_on_query,
                                                    gives_birthday_coupons, profile_fields)
 from services.member.domain.birthday import Birthday
 from services.member.domain.profile import Profile
@@ -24,15 +24,15 @@ AT = datetime(2026, 6, 1, 4, 0, 0, 123000, tzinfo=timezone.utc)
 def test_a_profile_change_is_one_versioned_set_read_back_as_written(coll):
     merchant, member = new_merchant_id(), new_id("mem")
     coll.insert_one({"_id": member, "merchant_id": merchant, "nickname": "n", "version": 1, "growth": 0})
-    assert _profile(coll.find_one({"_id": member, "merchant_id": merchant})).personalised_recommendations
+    assert profile_of(coll.find_one({"_id": member, "merchant_id": merchant})).personalised_recommendations
     profile = Profile(member, merchant, 1, nickname="小美", birthday=Birthday(2, 29, 2000), birthday_set_by="member",
                       gender="FEMALE", region_code="310000", marketing_consent=True, consent_changed_at=AT,
                       personalised_recommendations=False)
     update = {"$set": profile_fields(profile), "$inc": {"version": 1}}
     assert coll.update_one({"_id": member, "merchant_id": merchant, "version": 1}, update).modified_count == 1
     assert coll.update_one({"_id": member, "merchant_id": merchant, "version": 1}, update).modified_count == 0
-    doc = coll.find_one({"_id": member, "merchant_id": merchant}, {name: 1 for name in _FIELDS + ("merchant_id",)})
-    read = _profile(doc)
+    doc = coll.find_one({"_id": member, "merchant_id": merchant}, {name: 1 for name in PROFILE_FIELDS + ("merchant_id",)})
+    read = profile_of(doc)
     assert (read.nickname, read.birthday, read.gender, read.region_code, read.marketing_consent,
             read.consent_changed_at, read.personalised_recommendations, read.version) == \
         ("小美", Birthday(2, 29, 2000), "FEMALE", "310000", True, AT, False, 2)
@@ -40,7 +40,7 @@ def test_a_profile_change_is_one_versioned_set_read_back_as_written(coll):
     profile.version, profile.personalised_recommendations, profile.marketing_consent = 2, True, False
     coll.update_one({"_id": member, "merchant_id": merchant, "version": 2},
                     {"$set": profile_fields(profile), "$inc": {"version": 1}})
-    read = _profile(coll.find_one({"_id": member}))
+    read = profile_of(coll.find_one({"_id": member}))
     assert read.personalised_recommendations and not read.marketing_consent
 
 
