@@ -20,6 +20,7 @@ from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
 from services.member.entrypoint import (checkin_wiring, coupon_wiring, events, jobs, profile_wiring, referral_wiring,
                                            servicer, stored_value_wiring)
+from services.member.entrypoint import personal_data_wiring
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
@@ -83,12 +84,16 @@ def build(runtime: Runtime) -> Parts:
     # Verified phones stored in clear before phones were sealed: sealed by a backfill.
     phone_seal = profile_store.PhoneSealBackfill(sealer, index_key)
     # ---- end of profile ----
+    # ---- personal data ----
+    data_exports = personal_data_wiring.use_cases(runtime)
+    # ---- end of personal data ----
+    member_servicer = servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
+                                              admin, addresses, wechat, staff_admin, economy, coupons,
+                                              stored_value, checkin=checkin, referrals=referrals,
+                                              profiles=profiles)
+    member_servicer.data_exports = data_exports
     return Parts(
-        servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
-                                                          admin, addresses, wechat, staff_admin, economy, coupons,
-                                                          stored_value, checkin=checkin, referrals=referrals,
-                                                          profiles=profiles),
-                    servicer.FULL_NAME)],
+        servicers=[(servicer.ADD, member_servicer, servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()
         + checkin_wiring.outbox_collections() + referral_wiring.outbox_collections(),
@@ -103,7 +108,7 @@ def build(runtime: Runtime) -> Parts:
                                      phone_seal],
                                     holder=new_id("bfh")).run)] + jobs.jobs(economy)
         + coupon_wiring.jobs(coupons) + stored_value_wiring.jobs(stored_value) + checkin_wiring.jobs(checkin)
-        + profile_wiring.jobs(merchants, ledger, coupons),
+        + profile_wiring.jobs(merchants, ledger, coupons) + personal_data_wiring.jobs(data_exports),
     )
 
 

@@ -22,6 +22,7 @@ from services.member.application.checkin import CheckIns
 from services.member.entrypoint.referral_servicer import ReferralRpcs, binding_proto
 from services.member.application.referral import Referrals
 from services.member.entrypoint.profile_servicer import ProfileRpcs
+from services.member.entrypoint.personal_data_servicer import PersonalDataRpcs
 from services.member.application.profile import Profiles
 from services.member.application.stored_value import StoredValue
 from services.member.application.points import PointsEconomy
@@ -36,7 +37,7 @@ def _role_names(roles) -> list[str]:
     return [ROLE_NAMES.get(r, "UNSPECIFIED") for r in roles]
 
 
-class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs, ProfileRpcs,
+class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs, ProfileRpcs, PersonalDataRpcs,
                      member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,

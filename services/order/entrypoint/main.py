@@ -137,13 +137,13 @@ def build(runtime: service.Runtime) -> service.Parts:
     staff = StaffOrderUseCases(orders=order_repo, payments=payments, refunds=refunds, entries=entries)
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
     return service.Parts(
-        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(
+        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, with_personal_data(OrderServicer(
             order_cases, payment_cases, carts=cart_cases, checkout=checkout,
             settings=SettingsUseCases(settings_repo), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
             flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
                                      order_cases=order_cases),
             reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,
-            wechat=wechat_cases, stored_value=stored_value),
+            wechat=wechat_cases, stored_value=stored_value)),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
         subscriptions=events.subscriptions(payment_cases, ValueLifecycle(orders=order_repo, member_value=member_value))
@@ -158,3 +158,13 @@ def build(runtime: service.Runtime) -> service.Parts:
 
 def main() -> None:
     service.run(NAME, build)
+
+
+# ---- personal data ----
+def with_personal_data(servicer: OrderServicer) -> OrderServicer:
+    """The member's records for their data export (ExportMemberData)."""
+    from services.order.adapters.personal_data_store import MemberRecordStore
+    from services.order.application.personal_data import OrderDataExport
+    servicer.personal_data = OrderDataExport(MemberRecordStore())
+    return servicer
+# ---- end of personal data ----

@@ -31,6 +31,7 @@ from services.order.domain.refunds import LineRequest
 from services.order.domain.settings import OrderSettings, ThresholdReduction
 from services.order.entrypoint.wechat_pay_servicer import WechatPayRpcs
 from services.order.entrypoint.stored_value_servicer import StoredValueRpcs
+from services.order.entrypoint.personal_data_servicer import PersonalDataRpcs
 
 
 def _method_name(value: int) -> str:
@@ -102,7 +103,7 @@ def _time(request, field: str) -> datetime | None:
     return getattr(request, field).ToDatetime(tzinfo=timezone.utc) if request.HasField(field) else None
 
 
-class OrderServicer(WechatPayRpcs, StoredValueRpcs, order_pb2_grpc.OrderServiceServicer):
+class OrderServicer(WechatPayRpcs, StoredValueRpcs, PersonalDataRpcs, order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
                  refunds: RefundUseCases, staff: StaffOrderUseCases, flash: FlashOrderUseCases,

@@ -1,0 +1,228 @@
+"""Storage of members' data exports, the member service's own part of an export, and the
+order service's part over gRPC.
+
+An export is one document in `data_exports`; (merchant, member, key) is unique, so asking
+again with the key answers the first export. Each gathered part is sealed with the data
+key bound to the merchant and the export (`parts.<name>`): the document is personal data
+at rest. The gathering lease is an epoch-ms integer (`lease_ms`) taken by one conditional
+update on the value read, so two replicas never hold one export; parts are written only
+while `holder` is still the one that took it. Expiry unsets the parts."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import grpc
+import mongoengine as me
+from pymongo.errors import DuplicateKeyError
+from siyu.order.v1 import order_pb2, order_pb2_grpc
+
+from services.member.domain.personal_data import EXPIRED, GATHERING, LEASE, READY, DataExport
+from siyu_kit import errors
+from siyu_kit.db import run_sync
+from siyu_kit.logging import mask_phone
+from siyu_kit.protos import epoch_ms
+from siyu_kit.sealing import Sealer
+
+TIMEOUT_S = 20.0
+
+
+class DataExportDoc(me.Document):
+    id = me.StringField(primary_key=True)  # dex_…
+    merchant_id = me.StringField(required=True)
+    member_id = me.StringField(required=True)
+    idempotency_key = me.StringField(required=True)
+    state = me.StringField(required=True)
+    done = me.ListField(me.StringField())
+    parts = me.DictField()  # {part: sealed JSON}
+    lease_ms = me.IntField(default=0)
+    holder = me.StringField(default="")
+    created_at = me.DateTimeField()
+    ready_ms = me.IntField()
+    expires_ms = me.IntField()
+    meta = {"collection": "data_exports",
+            "indexes": [{"fields": ["merchant_id", "member_id", "idempotency_key"], "unique": True},
+                        {"fields": ["state", "lease_ms"]}, {"fields": ["state", "expires_ms"]}]}
+
+
+def ensure_indexes() -> None:
+    DataExportDoc.ensure_indexes()
+
+
+def _col():
+    return DataExportDoc._get_collection()
+
+
+def _at(ms) -> datetime | None:
+    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc) if ms else None
+
+
+def _context(merchant_id: str, export_id: str) -> str:
+    return f"{merchant_id}:{export_id}"
+
+
+class DataExportRepository:
+    def __init__(self, sealer: Sealer):
+        self._sealer = sealer
+
+    def _export(self, doc: dict) -> DataExport:
+        created = doc.get("created_at")
+        if isinstance(created, datetime) and created.tzinfo is None:
+            created = created.replace(tzinfo=timezone.utc)
+        where = _context(doc["merchant_id"], doc["_id"])
+        return DataExport(id=doc["_id"], merchant_id=doc["merchant_id"], member_id=doc["member_id"],
+                          idempotency_key=doc["idempotency_key"], created_at=created, state=doc["state"],
+                          done=tuple(doc.get("done") or ()), ready_at=_at(doc.get("ready_ms")),
+                          expires_at=_at(doc.get("expires_ms")),
+                          parts={k: self._sealer.open(v, where) for k, v in (doc.get("parts") or {}).items()})
+
+    async def add(self, export: DataExport) -> DataExport:
+        doc = {"_id": export.id, "merchant_id": export.merchant_id, "member_id": export.member_id,
+               "idempotency_key": export.idempotency_key, "state": export.state, "done": [], "parts": {},
+               "lease_ms": 0, "holder": "", "created_at": export.created_at}
+
+        def insert() -> dict:
+            try:
+                _col().insert_one(doc)
+                return doc
+            except DuplicateKeyError:
+                return _col().find_one({"merchant_id": export.merchant_id, "member_id": export.member_id,
+                                        "idempotency_key": export.idempotency_key})
+
+        return self._export(await run_sync(insert))
+
+    async def get(self, merchant_id: str, member_id: str, export_id: str) -> DataExport | None:
+        doc = await run_sync(_col().find_one, {"_id": export_id, "merchant_id": merchant_id, "member_id": member_id})
+        return self._export(doc) if doc else None
+
+    async def lease_next(self, holder: str, now: datetime) -> DataExport | None:
+        now_ms = epoch_ms(now)
+
+        def take() -> dict | None:
+            for doc in _col().find({"state": GATHERING, "lease_ms": {"$lt": now_ms}}).limit(10):
+                taken = _col().update_one({"_id": doc["_id"], "state": GATHERING, "lease_ms": doc["lease_ms"]},
+                                          {"$set": {"lease_ms": now_ms + int(LEASE.total_seconds() * 1000),
+                                                    "holder": holder}})
+                if taken.matched_count:
+                    return doc
+            return None
+
+        doc = await run_sync(take)
+        return self._export(doc) if doc else None
+
+    async def save_part(self, export: DataExport, holder: str, part: str) -> bool:
+        sets: dict = {f"parts.{part}": self._sealer.seal(export.parts[part], _context(export.merchant_id, export.id)),
+                      "done": list(export.done), "state": export.state}
+        if export.state == READY:
+            sets.update(ready_ms=epoch_ms(export.ready_at), expires_ms=epoch_ms(export.expires_at), lease_ms=0,
+                        holder="")
+        result = await run_sync(_col().update_one, {"_id": export.id, "state": GATHERING, "holder": holder},
+                                {"$set": sets})
+        return bool(result.matched_count)
+
+    async def expire_due(self, now: datetime, limit: int) -> int:
+        now_ms = epoch_ms(now)
+
+        def expire() -> int:
+            count = 0
+            for doc in _col().find({"state": READY, "expires_ms": {"$lte": now_ms}}, {"_id": 1}).limit(limit):
+                result = _col().update_one({"_id": doc["_id"], "state": READY},
+                                           {"$set": {"state": EXPIRED}, "$unset": {"parts": ""}})
+                count += result.modified_count
+            return count
+
+        return await run_sync(expire)
+
+
+# ---- the member service's own part ---------------------------------------------------------
+
+# Keys never exported wherever they sit: sealed values, look-up hashes, internals.
+_HIDDEN = ("outbox", "sealed", "hash", "phone_key", "token_version", "keys", "lease", "pending", "done")
+
+
+def plain(value):
+    """A stored value as JSON: datetimes as ISO text, hidden keys left out."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items() if not any(w in str(k) for w in _HIDDEN)}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _mask(text: str) -> str:
+    """An openid or unionid shown by its ends only: it identifies the member elsewhere."""
+    return text[:4] + "****" + text[-4:] if len(text) > 8 else "****"
+
+
+def _db():
+    return DataExportDoc._get_db()
+
+
+class MemberOwnData:
+    """The member's records in the member service: profile, identities (ids masked),
+    addresses (phones masked), points, coupons, balance, check-ins and referral ties."""
+
+    def __init__(self, sealer: Sealer):
+        self._sealer = sealer
+
+    async def gather(self, merchant_id: str, member_id: str) -> dict:
+        return await run_sync(self._read, merchant_id, member_id)
+
+    def _read(self, merchant_id: str, member_id: str) -> dict:
+        db = _db()
+        mine = {"merchant_id": merchant_id, "member_id": member_id}
+        account_id = f"{merchant_id}:{member_id}"
+
+        def many(name: str, query: dict) -> list[dict]:
+            return [plain(d) for d in db[name].find(query).sort("_id", 1).limit(10_000)]
+
+        def one(name: str, query: dict) -> dict | None:
+            doc = db[name].find_one(query)
+            return plain(doc) if doc else None
+
+        profile = one("members", {"_id": member_id, "merchant_id": merchant_id}) or {}
+        profile.pop("phone", None)
+        phone = db["member_phones"].find_one({"merchant_id": merchant_id, "member_id": member_id})
+        if phone and phone.get("phone_sealed"):
+            profile["phone_masked"] = mask_phone(self._sealer.open(phone["phone_sealed"], f"phone:{merchant_id}"))
+        identities = [{**d, "unionid": _mask(d.get("unionid", ""))} for d in many("union_identities", mine)]
+        identities += [{**d, "openid": _mask(d.get("openid", ""))} for d in many("channel_identities", mine)]
+        return {
+            "profile": profile,
+            "identities": identities,
+            "addresses": many("address_books", mine),
+            "points": {"account": one("points_accounts", {"_id": account_id}),
+                       "entries": many("points_entries", mine)},
+            "coupons": many("member_coupons", mine),
+            "balance": {"account": one("balance_accounts", {"_id": account_id}),
+                        "entries": many("balance_entries", mine),
+                        "recharges": many("balance_recharges", mine)},
+            "check_ins": many("check_ins", mine),
+            "birthday_rewards": many("birthday_rewards", mine),
+            "referral": {"invite_code": one("invite_codes", {"_id": account_id}),
+                         "invited_by": many("referrals", {"merchant_id": merchant_id, "invitee_id": member_id}),
+                         "invited": [{"member_id": d.get("invitee_id"), "bound_at": d.get("bound_at"),
+                                      "state": d.get("state")}
+                                     for d in many("referrals", {"merchant_id": merchant_id,
+                                                                 "inviter_id": member_id})]},
+        }
+
+
+class OrderData:
+    """The order service's part over its ExportMemberData."""
+
+    def __init__(self, channel: grpc.aio.Channel):
+        self._stub = order_pb2_grpc.OrderServiceStub(channel)
+
+    async def gather(self, merchant_id: str, member_id: str) -> dict:
+        try:
+            response = await self._stub.ExportMemberData(order_pb2.ExportMemberDataRequest(member_id=member_id),
+                                                         timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            raise errors.Unavailable(f"the order service did not export the member's data: {error.code().name}",
+                                     reason="UNAVAILABLE") from error
+        return json.loads(response.document or "{}")
