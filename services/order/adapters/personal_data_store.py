@@ -29,9 +29,13 @@ def plain(value):
     return str(value)
 
 
+def _collection(part: str):
+    return _COLLECTIONS[part]._get_collection()
+
+
 class MemberRecordStore:
     async def of_member(self, merchant_id: str, member_id: str, part: str) -> list[dict]:
-        collection = _COLLECTIONS[part]._get_collection()
+        collection = _collection(part)
 
         def read() -> list[dict]:
             cursor = collection.find({"merchant_id": merchant_id, "member_id": member_id}).sort("_id", 1)
