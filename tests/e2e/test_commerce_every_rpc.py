@@ -547,7 +547,7 @@ def _(w):
 # The member service's newer routes (the check-in, referral and profile blocks of
 # member.proto) share one table; the guard at the end of the module reads those blocks, so
 # a new route in one of them needs a case.
-MEMBER_BLOCKS = ("check-in", "referral", "profile")
+MEMBER_BLOCKS = ("check-in", "referral", "profile", "personal data")
 MEMBER_CROSS: dict[str, Callable[[World], None]] = {}
 
 
@@ -1072,6 +1072,35 @@ def _(w):
 
 
 # ---- end of member profile ----
+
+
+# ---- personal data (cross-merchant) ----
+
+
+def _a_export(w) -> str:
+    return ok(w.a.as_member("POST", "/v1/me/data-exports", json={"idempotency_key": new_key()}))["export"]["export_id"]
+
+
+@member_cross("RequestDataExport")
+def _(w):
+    refused_elsewhere(a_token_at_b(w, "POST", "/v1/me/data-exports", json={"idempotency_key": new_key()}))
+
+
+@member_cross("GetDataExport")
+def _(w):
+    export_id = _a_export(w)
+    not_found(w.b.as_member("GET", f"/v1/me/data-exports/{export_id}"))
+    refused_elsewhere(a_token_at_b(w, "GET", f"/v1/me/data-exports/{export_id}"))
+
+
+@member_cross("DownloadDataExport")
+def _(w):
+    export_id = _a_export(w)
+    not_found(w.b.as_member("GET", f"/v1/me/data-exports/{export_id}/document"))
+    refused_elsewhere(a_token_at_b(w, "GET", f"/v1/me/data-exports/{export_id}/document"))
+
+
+# ---- end of personal data (cross-merchant) ----
 
 
 def test_every_member_block_route_has_a_cross_merchant_case():
