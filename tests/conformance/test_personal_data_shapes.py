@@ -13,6 +13,7 @@ import pytest
 
 from services.member.adapters import personal_data_store as store
 from services.member.domain.personal_data import KEEP, LEASE, DataExport
+from services.catalog.adapters import personal_data_store as catalog_store
 from services.order.adapters import personal_data_store as order_store
 from siyu_kit.ids import new_id
 from siyu_kit.sealing import Sealer, new_key
@@ -61,8 +62,12 @@ async def test_one_export_per_key_the_lease_the_parts_and_expiry(exports, coll):
     taken.gathered("order", later)
     assert await exports.save_part(taken, "a", "order") is False
     assert await exports.save_part(taken, "b", "order") is True
+    assert (await exports.get(merchant, member, first.id)).state == "GATHERING"
+    taken.parts["catalog"] = "{}"
+    taken.gathered("catalog", later)
+    assert await exports.save_part(taken, "b", "catalog") is True
     ready = await exports.get(merchant, member, first.id)
-    assert (ready.state, ready.steps_done, ready.expires_at) == ("READY", 2, later + KEEP)
+    assert (ready.state, ready.steps_done, ready.expires_at) == ("READY", 3, later + KEEP)
     assert await exports.lease_next("c", later + LEASE * 10) is None
 
     assert await exports.expire_due(later + KEEP - timedelta(milliseconds=1), 10) == 0
@@ -102,3 +107,11 @@ async def test_the_member_and_order_parts_read_only_the_members_records(db, monk
     orders = await order_store.MemberRecordStore().of_member(merchant, member, "orders")
     assert [o["member_id"] for o in orders] == [member]
     assert orders[0]["address"] == {"recipient": "张三", "phone_masked": "138****8000"}
+
+    monkeypatch.setattr(catalog_store, "_collection", lambda name: db[f"catalog_{name}"])
+    db["catalog_flash_sale_quotas"].insert_many([
+        {"_id": f"fls_1:{member}", "merchant_id": merchant, "member_id": member, "used": 1, "holds": {"rsv_1": 1}},
+        {"_id": f"fls_1:{other}", "merchant_id": merchant, "member_id": other, "used": 1}])
+    quotas = await catalog_store.MemberRecordStore().of_member(merchant, member, "flash_sale_quotas")
+    assert quotas == [{"_id": f"fls_1:{member}", "merchant_id": merchant, "member_id": member, "used": 1,
+                       "holds": {"rsv_1": 1}}]

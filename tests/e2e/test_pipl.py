@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta, timezone
 
 from pymongo import MongoClient
 
@@ -37,6 +38,21 @@ def ready(shop: Shop, token: str, export_id: str) -> dict:
                       ["state"] == "DATA_EXPORT_STATE_READY" and e, message="export ready")
 
 
+def flash_buy(shop: Shop, token: str) -> str:
+    """One unit of a flash sale (the catalog keeps the member's quota and reservation)."""
+    now = datetime.now(timezone.utc)
+    sale = ok(shop.as_staff("POST", "/v1/staff/flash-sales", json={
+        "title": "export", "sku_id": shop.new_sku(stock=5), "price": {"amount": "100", "currency": "CNY"},
+        "units": "2", "per_member_limit": 1, "starts_at": (now + timedelta(seconds=1)).isoformat(),
+        "ends_at": (now + timedelta(hours=1)).isoformat(), "idempotency_key": uuid.uuid4().hex}))["flash_sale"]
+
+    def attempt():
+        resp = shop.call("POST", f"/v1/flash-sales/{sale['flash_sale_id']}:buy", token=token,
+                         json={"idempotency_key": uuid.uuid4().hex})
+        return resp.json()["order"]["order_id"] if resp.status_code == 200 else None
+    return wait_until(attempt, timeout=15, interval=0.2, message="the sale started and sold a unit")
+
+
 def test_an_export_holds_what_every_service_keeps_about_the_member(shop, stack):
     token, member_id = member(shop)
     ok(shop.call("PATCH", "/v1/me/profile", token=token, json={"expected_version": "1", "nickname": "导出测试"}))
@@ -45,15 +61,16 @@ def test_an_export_holds_what_every_service_keeps_about_the_member(shop, stack):
     coupon = ok(claim(shop, token, template["template_id"]))["coupon"]
     ok(check_in(shop, token))
     order_id = buy(shop, token)
+    flash_order_id = flash_buy(shop, token)
 
     first = ask(shop, token, key="export-1")
     assert first["created"] is True
     export = first["export"]
-    assert export["state"] == "DATA_EXPORT_STATE_GATHERING" and export["steps_total"] == 2
+    assert export["state"] == "DATA_EXPORT_STATE_GATHERING" and export["steps_total"] == 3
     again = ask(shop, token, key="export-1")
     assert again["export"]["export_id"] == export["export_id"] and not again.get("created")
     done = ready(shop, token, export["export_id"])
-    assert done["steps_done"] == done["steps_total"] == 2 and done["expires_at"] > done["ready_at"]
+    assert done["steps_done"] == done["steps_total"] == 3 and done["expires_at"] > done["ready_at"]
 
     body = ok(shop.call("GET", f"{EXPORTS}/{export['export_id']}/document", token=token))
     document = json.loads(body["document"])
@@ -65,8 +82,11 @@ def test_an_export_holds_what_every_service_keeps_about_the_member(shop, stack):
     assert mine["identities"] and all("****" in (i.get("unionid") or i.get("openid")) for i in mine["identities"])
     assert [c["_id"] for c in mine["coupons"]] == [coupon["coupon_id"]]
     assert len(mine["check_ins"]) == 1 and mine["points"]["entries"]
-    assert [o["_id"] for o in document["order"]["orders"]] == [order_id]
+    assert [o["_id"] for o in document["order"]["orders"]] == sorted([order_id, flash_order_id])
     assert [p["order_id"] for p in document["order"]["payments"]] == [order_id]
+    catalog = document["catalog"]
+    assert [r["order_id"] for r in catalog["flash_sale_reservations"]] == [flash_order_id]
+    assert [q["member_id"] for q in catalog["flash_sale_quotas"]] == [member_id]
     assert "sealed" not in body["document"] and "outbox" not in body["document"]
 
     # Stored sealed: the export's document in the member database shows no personal data.

@@ -62,8 +62,8 @@ def build(runtime: Runtime) -> Parts:
     full_name = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
     return Parts(
         servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
-                    CatalogServicer(cases.products, cases.categories, cases.inventory, cases.stock, cases.flash,
-                                    cases.staff_lists),
+                    with_personal_data(CatalogServicer(cases.products, cases.categories, cases.inventory,
+                                                       cases.stock, cases.flash, cases.staff_lists)),
                     full_name)],
         outbox_collections=[ReservationDoc._get_collection()],
         subscriptions=events.subscriptions(cases.stock),
@@ -73,3 +73,13 @@ def build(runtime: Runtime) -> Parts:
 
 def main() -> None:
     service.run("catalog", build)
+
+
+# ---- personal data ----
+def with_personal_data(servicer: CatalogServicer) -> CatalogServicer:
+    """The member's flash-sale records for their data export (ExportMemberData)."""
+    from services.catalog.adapters.personal_data_store import MemberRecordStore
+    from services.catalog.application.personal_data import CatalogDataExport
+    servicer.personal_data = CatalogDataExport(MemberRecordStore())
+    return servicer
+# ---- end of personal data ----

@@ -17,6 +17,7 @@ from services.catalog.application.products import ProductUseCases
 from services.catalog.application.staff_lists import ListCategories, ListSales, ListSkus, StaffLists, StaffSku
 from services.catalog.application.stock import StockUseCases
 from services.catalog.domain.stock import Stock
+from services.catalog.entrypoint.personal_data_servicer import PersonalDataRpcs
 
 STATUS_NAMES = {catalog_pb2.PRODUCT_STATUS_DRAFT: "DRAFT", catalog_pb2.PRODUCT_STATUS_ON_SHELF: "ON_SHELF",
                 catalog_pb2.PRODUCT_STATUS_OFF_SHELF: "OFF_SHELF"}
@@ -97,7 +98,7 @@ def _stock(stock: Stock) -> catalog_pb2.Stock:
                              available=stock.available)
 
 
-class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
+class CatalogServicer(PersonalDataRpcs, catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, products: ProductUseCases, categories: CategoryUseCases, inventory: InventoryUseCases,
                  stock: StockUseCases, flash: FlashSaleUseCases, staff_lists: StaffLists):
         self.products = products

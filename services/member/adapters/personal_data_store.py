@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 import grpc
 import mongoengine as me
 from pymongo.errors import DuplicateKeyError
+from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu.order.v1 import order_pb2, order_pb2_grpc
 
 from services.member.domain.personal_data import EXPIRED, GATHERING, LEASE, READY, DataExport
@@ -212,17 +213,36 @@ class MemberOwnData:
         }
 
 
-class OrderData:
-    """The order service's part over its ExportMemberData."""
+class _PeerData:
+    """Another service's part over its ExportMemberData (the caller's merchant is the
+    member's: the job asks inside the member's merchant)."""
+    name = ""
+
+    async def _ask(self, call, request) -> dict:
+        try:
+            response = await call(request, timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            raise errors.Unavailable(f"the {self.name} service did not export the member's data: "
+                                     f"{error.code().name}", reason="UNAVAILABLE") from error
+        return json.loads(response.document or "{}")
+
+
+class OrderData(_PeerData):
+    name = "order"
 
     def __init__(self, channel: grpc.aio.Channel):
         self._stub = order_pb2_grpc.OrderServiceStub(channel)
 
     async def gather(self, merchant_id: str, member_id: str) -> dict:
-        try:
-            response = await self._stub.ExportMemberData(order_pb2.ExportMemberDataRequest(member_id=member_id),
-                                                         timeout=TIMEOUT_S)
-        except grpc.aio.AioRpcError as error:
-            raise errors.Unavailable(f"the order service did not export the member's data: {error.code().name}",
-                                     reason="UNAVAILABLE") from error
-        return json.loads(response.document or "{}")
+        return await self._ask(self._stub.ExportMemberData, order_pb2.ExportMemberDataRequest(member_id=member_id))
+
+
+class CatalogData(_PeerData):
+    name = "catalog"
+
+    def __init__(self, channel: grpc.aio.Channel):
+        self._stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+
+    async def gather(self, merchant_id: str, member_id: str) -> dict:
+        return await self._ask(self._stub.ExportMemberData,
+                               catalog_pb2.ExportMemberDataRequest(member_id=member_id))

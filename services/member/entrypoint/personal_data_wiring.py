@@ -19,7 +19,8 @@ def use_cases(runtime: service.Runtime) -> DataExports:
     store.ensure_indexes()
     sealer = Sealer.from_setting(runtime.settings.data_key)
     return DataExports(store.DataExportRepository(sealer),
-                       {"member": store.MemberOwnData(sealer), "order": store.OrderData(runtime.channel("order"))})
+                       {"member": store.MemberOwnData(sealer), "order": store.OrderData(runtime.channel("order")),
+                        "catalog": store.CatalogData(runtime.channel("catalog"))})
 
 
 def jobs(exports: DataExports) -> list[service.Job]:

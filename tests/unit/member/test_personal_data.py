@@ -25,7 +25,8 @@ class World:
         self.now = NOW
         self.store = FakeDataExports()
         self.sources = {"member": FakeSource({"profile": {"nickname": "小美"}}),
-                        "order": FakeSource({"orders": [{"_id": "ord_1"}]}, fail=order_fail)}
+                        "order": FakeSource({"orders": [{"_id": "ord_1"}]}, fail=order_fail),
+                        "catalog": FakeSource({"flash_sale_quotas": [{"used": 1}]})}
         self.member = new_id("mem")
 
     def replica(self, holder: str = "") -> DataExports:
@@ -54,14 +55,15 @@ async def test_the_job_gathers_every_part_and_the_member_downloads_one_document(
     assert await use.gather_due() == 1
     with w.as_member():
         done = await use.get(export.id)
-        assert (done.state, done.steps_done, done.expires_at) == ("READY", 2, NOW + KEEP)
+        assert (done.state, done.steps_done, done.expires_at) == ("READY", 3, NOW + KEEP)
         _, text = await use.download(export.id)
     document = json.loads(text)
     assert document["member"]["profile"]["nickname"] == "小美"
     assert document["order"]["orders"] == [{"_id": "ord_1"}]
-    assert document["member_id"] == w.member
+    assert document["catalog"]["flash_sale_quotas"] == [{"used": 1}]
+    assert document["member_id"] == w.member and document["content"] == {}
     # Each source was asked once, in the member's merchant.
-    assert w.sources["member"].calls == w.sources["order"].calls == [(SHOP, w.member)]
+    assert all(source.calls == [(SHOP, w.member)] for source in w.sources.values())
 
 
 async def test_a_failed_part_keeps_the_parts_before_it_and_the_next_run_after_the_lease_resumes():
@@ -131,4 +133,6 @@ def test_progress_counts_parts_once():
     e.gathered("member", NOW)
     assert (e.steps_done, e.state, e.next_part()) == (1, "GATHERING", "order")
     e.gathered("order", NOW)
-    assert (e.steps_done, e.state, e.next_part(), e.ready_at) == (2, "READY", None, NOW)
+    assert (e.steps_done, e.state, e.next_part()) == (2, "GATHERING", "catalog")
+    e.gathered("catalog", NOW)
+    assert (e.steps_done, e.state, e.next_part(), e.ready_at) == (3, "READY", None, NOW)
