@@ -10,6 +10,7 @@ import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import httpx
 from pymongo import MongoClient
 
 from siyu_kit import config
@@ -118,3 +119,115 @@ def test_bad_input_other_members_and_merchants_and_wrong_callers_are_refused(sho
     assert shop.call("POST", EXPORTS, channel=None, token=shop.staff_token(),
                      json={"idempotency_key": "k1"}).status_code in (401, 403)
     assert shop.call("GET", f"{EXPORTS}/{export['export_id']}").status_code == 401
+
+
+# ---- erasure -------------------------------------------------------------------------------
+
+DATABASES = ("member", "order", "content", "catalog")
+
+
+def every_document(stack) -> str:
+    """Every document of every service's database, as one text to search."""
+    client = MongoClient(stack.mongodb_uri, tz_aware=True)
+    try:
+        texts = []
+        for service in DATABASES:
+            db = client[config.load(service).mongodb_db]
+            for name in db.list_collection_names():
+                texts.extend(json.dumps(d, default=str, ensure_ascii=False) for d in db[name].find())
+        return "\n".join(texts)
+    finally:
+        client.close()
+
+
+def member_doc(stack, member_id: str) -> dict:
+    client = MongoClient(stack.mongodb_uri, tz_aware=True)
+    try:
+        return client[config.load("member").mongodb_db]["members"].find_one({"_id": member_id})
+    finally:
+        client.close()
+
+
+def bind_phone(shop: Shop, stack, token: str) -> str:
+    phone = "139" + str(uuid.uuid4().int)[:8]
+    ok(shop.call("POST", "/v1/me/phone/sms-code", token=token, json={"phone": phone}))
+    sms = httpx.get(stack.wechat_url + "/_standin/sms", params={"phone": phone}, timeout=10).json()["messages"]
+    code = "".join(ch for ch in sms[-1] if ch.isdigit())[:6]
+    ok(shop.call("POST", "/v1/me/phone/sms", token=token, json={"phone": phone, "code": code}))
+    return phone
+
+
+def erase(shop: Shop, token: str, **body) -> httpx.Response:
+    return shop.call("POST", "/v1/me:erase", token=token,
+                     json={"idempotency_key": uuid.uuid4().hex, "confirmation": "ERASE", **body})
+
+
+def test_erasure_removes_personal_data_everywhere_and_keeps_orders_and_ledgers(shop, stack):
+    unionid = "pipl-erase-" + uuid.uuid4().hex[:10]
+    login = shop.login(unionid)
+    token, member_id = login["access_token"], login["member"]["member_id"]
+    tag = uuid.uuid4().hex[:8]
+    nickname, recipient, street = f"抹除{tag}", f"收件人{tag}", f"文三路 {tag} 号"
+    ok(shop.call("PATCH", "/v1/me/profile", token=token, json={"expected_version": "1", "nickname": nickname}))
+    phone = bind_phone(shop, stack, token)
+    ok(shop.call("POST", "/v1/me/addresses", token=token,
+                 json=new_address(recipient=recipient, phone=phone, detail=street, is_default=True)))
+    ok(check_in(shop, token))
+    paid_id = buy(shop, token)
+    sku = shop.new_sku(stock=3)
+    unpaid = ok(shop.call("POST", "/v1/orders", token=token, json={
+        "lines": [{"sku_id": sku, "quantity": 1}], "idempotency_key": uuid.uuid4().hex}))["order"]
+    assert unpaid["shipping_address"]["recipient"] == recipient
+    wait_until(lambda: nickname in every_document(stack), message="the profile stored")
+
+    refused(erase(shop, token, confirmation="yes"), 400, fields={"confirmation"})
+    done = ok(erase(shop, token))
+    assert done["member_id"] == member_id and done["state"] in ("ERASURE_STATE_ERASING", "ERASURE_STATE_ERASED")
+    # Sessions end at once (the gateway's version cache holds for up to SIYU_TOKEN_VERSION_TTL_S).
+    wait_until(lambda: shop.call("GET", "/v1/me", token=token).status_code == 401, message="the session ended")
+    assert shop.call("POST", "/v1/auth/refresh", json={"refresh_token": login["refresh_token"]}).status_code == 401
+    wait_until(lambda: member_doc(stack, member_id).get("erasure_state") == "ERASED", message="every service erased")
+    acks = member_doc(stack, member_id)["erasure_acks"]
+    assert set(acks) == set(DATABASES)
+
+    # No service keeps the nickname, the phone (clear or masked), the recipient or the street.
+    everything = every_document(stack)
+    masked = f"{phone[:3]}****{phone[-4:]}"
+    for personal in (nickname, phone, masked, recipient, street, unionid):
+        assert personal not in everything, personal
+    # The unpaid order was cancelled (its stock back); the paid one is kept and balances.
+    staff_unpaid = ok(shop.as_staff("GET", f"/v1/staff/orders/{unpaid['order_id']}"))["order"]
+    assert staff_unpaid["state"] == "ORDER_STATE_CANCELLED"
+    wait_until(lambda: shop.stock(sku)["available"] == 3, message="stock released")
+    paid = ok(shop.as_staff("GET", f"/v1/staff/orders/{paid_id}"))["order"]
+    assert paid["member_id"] == member_id and paid["state"] != "ORDER_STATE_CANCELLED"
+    assert ok(shop.as_staff("GET", f"/v1/staff/orders/{paid_id}/ledger"))["balanced"] is True
+    assert ok(shop.as_staff("GET", f"/v1/staff/members/{member_id}/points"))["audit"]["consistent"] is True
+
+    # Logging in again is a new member, with nothing of the old one.
+    again = shop.login(unionid)
+    assert again["created"] is True and again["member"]["member_id"] != member_id
+    assert not again["member"].get("nickname")
+    # The erased person's unionid and phone stay in the referral farm guard, as keyed hashes.
+    client = MongoClient(stack.mongodb_uri, tz_aware=True)
+    try:
+        guard = list(client[config.load("member").mongodb_db]["referral_guard"].find({"member_id": member_id}))
+    finally:
+        client.close()
+    assert len(guard) == 2
+
+    # Asked again (the old token is over): refused, nothing changes.
+    before = member_doc(stack, member_id)
+    assert erase(shop, token).status_code == 401
+    assert member_doc(stack, member_id) == before
+
+
+def test_erasure_bad_input_and_wrong_callers_are_refused(shop):
+    token, member_id = member(shop)
+    refused(shop.call("POST", "/v1/me:erase", token=token, json={}), 400,
+            fields={"idempotency_key", "confirmation"})
+    refused(erase(shop, token, confirmation="erase"), 400, fields={"confirmation"})
+    assert ok(shop.call("GET", "/v1/me", token=token))["member"]["member_id"] == member_id  # nothing written
+    assert shop.call("POST", "/v1/me:erase", channel=None, token=shop.staff_token(),
+                     json={"idempotency_key": "k1", "confirmation": "ERASE"}).status_code in (401, 403)
+    assert shop.call("POST", "/v1/me:erase", json={"idempotency_key": "k1", "confirmation": "ERASE"}).status_code == 401

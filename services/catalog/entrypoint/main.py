@@ -66,7 +66,7 @@ def build(runtime: Runtime) -> Parts:
                                                        cases.stock, cases.flash, cases.staff_lists)),
                     full_name)],
         outbox_collections=[ReservationDoc._get_collection()],
-        subscriptions=events.subscriptions(cases.stock),
+        subscriptions=events.subscriptions(cases.stock) + personal_data_subscriptions(runtime),
         jobs=jobs.jobs(cases.stock, cases.inventory, cases.flash),
     )
 
@@ -82,4 +82,23 @@ def with_personal_data(servicer: CatalogServicer) -> CatalogServicer:
     from services.catalog.application.personal_data import CatalogDataExport
     servicer.personal_data = CatalogDataExport(MemberRecordStore())
     return servicer
+
+
+def personal_data_subscriptions(runtime: Runtime) -> list:
+    """member.erased: only the member id (a pseudonym) is kept here; acknowledged to the
+    member service."""
+    from siyu.member.v1 import events_pb2 as member_events
+
+    from services.catalog.adapters.member_erasure import MemberErasureClient
+    from services.catalog.application.personal_data import MemberErasure
+    from siyu_kit.events.consumer import Poison, Subscription
+
+    erasure = MemberErasure(MemberErasureClient(runtime.channel("member")))
+
+    async def on_member_erased(envelope, erased) -> None:
+        if not (envelope.merchant_id and erased.member_id):
+            raise Poison("a MemberErased needs a merchant and a member")
+        await erasure.on_member_erased(envelope.merchant_id, erased.member_id)
+
+    return [Subscription.to("catalog-member-erased", member_events.MemberErased, on_member_erased)]
 # ---- end of personal data ----

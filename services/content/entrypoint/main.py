@@ -32,9 +32,29 @@ def build(runtime: service.Runtime) -> service.Parts:
                     ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo)), full_name)],
         # The service publishes no events of its own yet, so it has no outbox.
         outbox_collections=[],
-        subscriptions=subscriptions(funnels),
+        subscriptions=subscriptions(funnels) + personal_data_subscriptions(runtime),
     )
 
 
 def main() -> None:
     service.run(NAME, build)
+
+
+# ---- personal data ----
+def personal_data_subscriptions(runtime: service.Runtime) -> list:
+    """member.erased: nothing kept about the member here; acknowledged to the member service."""
+    from siyu.member.v1 import events_pb2 as member_events
+
+    from services.content.adapters.member_erasure import MemberErasureClient
+    from services.content.application.personal_data import MemberErasure
+    from siyu_kit.events.consumer import Poison, Subscription
+
+    erasure = MemberErasure(MemberErasureClient(runtime.channel("member")))
+
+    async def on_member_erased(envelope, erased) -> None:
+        if not (envelope.merchant_id and erased.member_id):
+            raise Poison("a MemberErased needs a merchant and a member")
+        await erasure.on_member_erased(envelope.merchant_id, erased.member_id)
+
+    return [Subscription.to("content-member-erased", member_events.MemberErased, on_member_erased)]
+# ---- end of personal data ----

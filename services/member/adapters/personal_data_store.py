@@ -18,11 +18,17 @@ from pymongo.errors import DuplicateKeyError
 from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu.order.v1 import order_pb2, order_pb2_grpc
 
-from services.member.domain.personal_data import EXPIRED, GATHERING, LEASE, READY, DataExport
+from services.member.adapters.referral_store import guard_add
+from services.member.domain.personal_data import ERASED, ERASING, EXPIRED, GATHERING, LEASE, READY, DataExport, Erasure
+from services.member.domain.referral import guard_hash
+from siyu.member.v1 import events_pb2 as member_events
 from siyu_kit import errors
+from siyu_kit.aggregate import StaleVersion
 from siyu_kit.db import run_sync
+from siyu_kit.events.outbox import event_for
+from siyu_kit.repository import save_change
 from siyu_kit.logging import mask_phone
-from siyu_kit.protos import epoch_ms
+from siyu_kit.protos import epoch_ms, timestamp
 from siyu_kit.sealing import Sealer
 
 TIMEOUT_S = 20.0
@@ -246,3 +252,84 @@ class CatalogData(_PeerData):
     async def gather(self, merchant_id: str, member_id: str) -> dict:
         return await self._ask(self._stub.ExportMemberData,
                                catalog_pb2.ExportMemberDataRequest(member_id=member_id))
+
+
+# ---- erasure ---------------------------------------------------------------------------------
+
+# Profile fields removed from the member document on erasure; the document stays (the
+# member id is the pseudonym orders and ledgers keep), with its tier, growth and dates.
+_ERASED_FIELDS = ("avatar_url", "birthday_md", "birthday_year", "birthday_set_by", "gender", "region_code",
+                  "phone", "phone_key", "phone_suffix", "marketing_consent", "consent_changed_ms")
+
+
+def _erasure(doc: dict) -> Erasure | None:
+    state = doc.get("erasure_state") or ""
+    if state not in (ERASING, ERASED):
+        return None
+    return Erasure(member_id=doc["_id"], state=state, acknowledged=frozenset((doc.get("erasure_acks") or {}).keys()))
+
+
+class ErasureRepository:
+    """Erasure state on the member document: `erasure_state` (ERASING, ERASED), `erasure_ms`
+    and `erasure_acks` ({service: epoch ms}). Marking ERASING is one conditional update on
+    the state not being set yet, carrying the token-version bump and the event; the
+    ERASED move is conditional on ERASING, so repeats and replicas change nothing."""
+
+    def __init__(self, sealer: Sealer, guard_key: bytes):
+        self._sealer = sealer
+        self._guard_key = guard_key
+
+    async def start(self, merchant_id: str, member_id: str, now: datetime) -> bool:
+        members = _db()["members"]
+        event = event_for(member_events.MemberErased(member_id=member_id, erased_at=timestamp(now)),
+                          merchant_id=merchant_id, aggregate_id=member_id, aggregate_version=0, occurred_at=now)
+        query = {"_id": member_id, "merchant_id": merchant_id, "erasure_state": {"$nin": [ERASING, ERASED]}}
+        update = {"$set": {"erasure_state": ERASING, "erasure_ms": epoch_ms(now), "erasure_acks": {}},
+                  "$inc": {"token_version": 1}}
+        try:
+            await run_sync(save_change, members, query, update, [event])
+        except StaleVersion:
+            return False
+        return True
+
+    async def get(self, merchant_id: str, member_id: str) -> Erasure | None:
+        doc = await run_sync(_db()["members"].find_one, {"_id": member_id, "merchant_id": merchant_id},
+                             {"erasure_state": 1, "erasure_acks": 1})
+        return _erasure(doc) if doc else None
+
+    async def erase_own_data(self, merchant_id: str, member_id: str) -> None:
+        await run_sync(self._erase, merchant_id, member_id)
+
+    def _erase(self, merchant_id: str, member_id: str) -> None:
+        db = _db()
+        mine = {"merchant_id": merchant_id, "member_id": member_id}
+        hashes: list[str] = []
+        for doc in db["member_phones"].find(mine):
+            phone = self._sealer.open(doc["phone_sealed"], f"phone:{merchant_id}")
+            hashes.append(guard_hash(self._guard_key, merchant_id, "phone", phone))
+        member = db["members"].find_one({"_id": member_id, "merchant_id": merchant_id}, {"phone": 1}) or {}
+        if member.get("phone"):  # a phone stored before phones were sealed
+            hashes.append(guard_hash(self._guard_key, merchant_id, "phone", member["phone"]))
+        for doc in db["union_identities"].find(mine):
+            hashes.append(guard_hash(self._guard_key, merchant_id, "unionid", doc["unionid"]))
+        # The farm guard first: once the identities are gone nothing else knows the person.
+        guard_add(db["referral_guard"], merchant_id, hashes, member_id)
+        for name in ("union_identities", "channel_identities", "member_phones", "address_books", "sms_challenges"):
+            db[name].delete_many(mine)
+        db["members"].update_one({"_id": member_id, "merchant_id": merchant_id},
+                                 {"$set": {"nickname": ""}, "$unset": {f: "" for f in _ERASED_FIELDS}})
+
+    async def acknowledge(self, merchant_id: str, member_id: str, service: str) -> Erasure | None:
+        members = _db()["members"]
+        query = {"_id": member_id, "merchant_id": merchant_id, "erasure_state": {"$in": [ERASING, ERASED]}}
+
+        def ack() -> dict | None:
+            members.update_one(query, {"$set": {f"erasure_acks.{service}": epoch_ms(datetime.now(timezone.utc))}})
+            doc = members.find_one(query, {"erasure_state": 1, "erasure_acks": 1})
+            if doc and doc["erasure_state"] == ERASING and _erasure(doc).complete:
+                members.update_one({**query, "erasure_state": ERASING}, {"$set": {"erasure_state": ERASED}})
+                doc = members.find_one(query, {"erasure_state": 1, "erasure_acks": 1})
+            return doc
+
+        doc = await run_sync(ack)
+        return _erasure(doc) if doc else None

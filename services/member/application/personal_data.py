@@ -10,10 +10,10 @@ import json
 from datetime import datetime, timezone
 from typing import Callable
 
-from services.member.application.personal_data_ports import DataExportStore, MemberDataSource
-from services.member.domain.personal_data import DataExport, document
+from services.member.application.personal_data_ports import DataExportStore, ErasureStore, MemberDataSource
+from services.member.domain.personal_data import DataExport, Erasure, document
 from siyu_kit import context
-from siyu_kit.errors import NotFound
+from siyu_kit.errors import FailedPrecondition, NotFound
 from siyu_kit.ids import new_id
 
 
@@ -77,3 +77,40 @@ class DataExports:
 
     async def expire_due(self, limit: int = 200) -> int:
         return await self.store.expire_due(self.clock(), limit)
+
+
+class Erasures:
+    """A member's erasure (PIPL Art. 47): EraseMe marks the member ERASING (their sessions
+    end at once) and emits member.erased in the same write; every service's consumer erases
+    what it keeps and acknowledges; the member is ERASED once all have. The member service
+    erases its own part in the request and again in its consumer, so a crash between the
+    two leaves nothing undone."""
+
+    def __init__(self, store: ErasureStore, clock: Callable[[], datetime] = _utcnow):
+        self.store = store
+        self.clock = clock
+
+    async def erase_me(self) -> Erasure:
+        ctx = context.current()
+        member_id = ctx.require_member()
+        await self.store.start(ctx.merchant_id, member_id, self.clock())
+        erasure = await self.store.get(ctx.merchant_id, member_id)
+        if erasure is None:
+            raise NotFound(f"member {member_id} not found")
+        if "member" not in erasure.acknowledged:
+            erasure = await self.erase_own(ctx.merchant_id, member_id) or erasure
+        return erasure
+
+    async def erase_own(self, merchant_id: str, member_id: str) -> Erasure | None:
+        """The member service's own part (the request's, and its consumer's on member.erased)."""
+        if await self.store.get(merchant_id, member_id) is None:
+            return None  # not being erased: nothing to do
+        await self.store.erase_own_data(merchant_id, member_id)
+        return await self.store.acknowledge(merchant_id, member_id, "member")
+
+    async def acknowledge(self, member_id: str, service: str) -> Erasure:
+        merchant_id = context.current().require_merchant()
+        erasure = await self.store.acknowledge(merchant_id, member_id, service)
+        if erasure is None:
+            raise FailedPrecondition(f"member {member_id} is not being erased", reason="MEMBER_NOT_ERASING")
+        return erasure

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from services.member.domain.personal_data import DataExport
+from services.member.domain.personal_data import DataExport, Erasure
 
 
 class DataExportStore(Protocol):
@@ -31,3 +31,23 @@ class DataExportStore(Protocol):
 class MemberDataSource(Protocol):
     async def gather(self, merchant_id: str, member_id: str) -> dict:
         """One service's data about the member, as plain JSON values."""
+
+
+class ErasureStore(Protocol):
+    async def start(self, merchant_id: str, member_id: str, now: datetime) -> bool:
+        """Marks the member ERASING, ends their sessions (token version) and stores the
+        member.erased event with it, in one conditional update; False when the member was
+        erasing or erased already (nothing written)."""
+
+    async def get(self, merchant_id: str, member_id: str) -> Erasure | None:
+        """The member's erasure; None when the member is unknown or not being erased."""
+
+    async def erase_own_data(self, merchant_id: str, member_id: str) -> None:
+        """Deletes or anonymises what the member service keeps about the member (profile
+        fields, phone, identities, addresses, SMS challenges), first adding the keyed
+        hashes of the phone and unionid to the referral farm guard. Repeats change nothing."""
+
+    async def acknowledge(self, merchant_id: str, member_id: str, service: str) -> Erasure | None:
+        """Records one service's acknowledgement and makes the member ERASED once every
+        service has (conditional updates; repeats change nothing); None when the member is
+        not being erased."""

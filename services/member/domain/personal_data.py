@@ -69,3 +69,22 @@ def document(export: DataExport) -> dict:
     for part in PARTS:
         doc[part] = json.loads(export.parts.get(part) or "{}")
     return doc
+
+
+# ---- erasure (PIPL Art. 47) -----------------------------------------------------------------
+
+ERASING, ERASED = "ERASING", "ERASED"
+# Every service that keeps data about a member and acknowledges its erasure.
+SERVICES = ("member", "order", "content", "catalog")
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """Where a member's erasure stands: the services that acknowledged it."""
+    member_id: str
+    state: str  # ERASING or ERASED
+    acknowledged: frozenset[str] = frozenset()
+
+    @property
+    def complete(self) -> bool:
+        return set(SERVICES) <= self.acknowledged

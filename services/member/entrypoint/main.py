@@ -86,12 +86,14 @@ def build(runtime: Runtime) -> Parts:
     # ---- end of profile ----
     # ---- personal data ----
     data_exports = personal_data_wiring.use_cases(runtime)
+    erasures = personal_data_wiring.erasures(runtime, index_key)
     # ---- end of personal data ----
     member_servicer = servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                               admin, addresses, wechat, staff_admin, economy, coupons,
                                               stored_value, checkin=checkin, referrals=referrals,
                                               profiles=profiles)
     member_servicer.data_exports = data_exports
+    member_servicer.erasures = erasures
     return Parts(
         servicers=[(servicer.ADD, member_servicer, servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
@@ -99,7 +101,7 @@ def build(runtime: Runtime) -> Parts:
         + checkin_wiring.outbox_collections() + referral_wiring.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger))
         + coupon_wiring.subscriptions(coupons) + stored_value_wiring.subscriptions(stored_value)
-        + referral_wiring.subscriptions(referrals),
+        + referral_wiring.subscriptions(referrals) + personal_data_wiring.subscriptions(erasures),
         # Members stored before their growth and phone suffix were kept beside them; each
         # replica checks, and one at a time works (a lease), until every backfill is done.
         jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),

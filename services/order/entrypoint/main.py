@@ -147,7 +147,8 @@ def build(runtime: service.Runtime) -> service.Parts:
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
         subscriptions=events.subscriptions(payment_cases, ValueLifecycle(orders=order_repo, member_value=member_value))
-        + stored_value_events.subscriptions(stored_value),
+        + stored_value_events.subscriptions(stored_value)
+        + personal_data_subscriptions(runtime, order_repo),
         jobs=[service.Job("order-expiry", expiry_interval_s(), order_cases.expire_due),
               service.Job("order-auto-confirm", auto_confirm_interval_s(), fulfilment.auto_confirm_due),
               service.Job("order-refund-resume", refund_resume_interval_s(), refund_cases.resume_stalled),
@@ -167,4 +168,24 @@ def with_personal_data(servicer: OrderServicer) -> OrderServicer:
     from services.order.application.personal_data import OrderDataExport
     servicer.personal_data = OrderDataExport(MemberRecordStore())
     return servicer
+
+
+def personal_data_subscriptions(runtime: service.Runtime, orders) -> list:
+    """member.erased: unpaid orders cancelled, the orders' personal data removed, then
+    acknowledged to the member service."""
+    from siyu.member.v1 import events_pb2 as member_events
+
+    from services.order.adapters.personal_data_store import MemberErasureClient, MemberOrderStore
+    from services.order.application.personal_data import OrderErasure
+    from siyu_kit.events.consumer import Poison, Subscription
+    from siyu_kit.protos import utcnow
+
+    erasure = OrderErasure(orders, MemberOrderStore(), MemberErasureClient(runtime.channel("member")), utcnow)
+
+    async def on_member_erased(envelope, erased) -> None:
+        if not (envelope.merchant_id and erased.member_id):
+            raise Poison("a MemberErased needs a merchant and a member")
+        await erasure.on_member_erased(envelope.merchant_id, erased.member_id)
+
+    return [Subscription.to("order-member-erased", member_events.MemberErased, on_member_erased)]
 # ---- end of personal data ----
