@@ -115,3 +115,74 @@ async def test_the_member_and_order_parts_read_only_the_members_records(db, monk
     quotas = await catalog_store.MemberRecordStore().of_member(merchant, member, "flash_sale_quotas")
     assert quotas == [{"_id": f"fls_1:{member}", "merchant_id": merchant, "member_id": member, "used": 1,
                        "holds": {"rsv_1": 1}}]
+
+
+# ---- erasure ---------------------------------------------------------------------------------
+
+
+async def test_erasure_marks_once_erases_the_members_part_and_counts_acknowledgements(db, monkeypatch):
+    monkeypatch.setattr(store, "_db", lambda: db)
+    monkeypatch.setattr("siyu_kit.repository.committed", lambda: None)
+    erasures = store.ErasureRepository(SEALER, b"k" * 32)
+    merchant, member, other = new_merchant_id(), new_id("mem"), new_id("mem")
+    for who in (member, other):
+        db["members"].insert_one({"_id": who, "merchant_id": merchant, "nickname": "小美", "avatar_url": "a",
+                                  "birthday_md": "02-29", "phone_suffix": "8000", "token_version": 3,
+                                  "version": 1})
+        db["member_phones"].insert_one({"_id": new_id("mph"), "merchant_id": merchant, "member_id": who,
+                                        "phone_sealed": SEALER.seal("13812348000", f"phone:{merchant}")})
+        db["union_identities"].insert_one({"_id": new_id("idn"), "merchant_id": merchant, "member_id": who,
+                                           "unionid": f"union-{who}"})
+        for name in ("channel_identities", "address_books", "sms_challenges"):
+            db[name].insert_one({"_id": new_id("x"), "merchant_id": merchant, "member_id": who})
+    assert await erasures.get(merchant, member) is None
+    assert await erasures.start(merchant, member, NOW) is True
+    assert await erasures.start(merchant, member, NOW) is False  # $nin guard: once
+    doc = db["members"].find_one({"_id": member})
+    assert (doc["erasure_state"], doc["token_version"], len(doc["outbox"])) == ("ERASING", 4, 1)
+    event = next(iter(doc["outbox"].values()))
+    assert event["subject"] == "siyu.member.member.erased", event
+
+    await erasures.erase_own_data(merchant, member)
+    await erasures.erase_own_data(merchant, member)  # a repeat finds nothing more
+    doc = db["members"].find_one({"_id": member})
+    assert doc["nickname"] == "" and not {"avatar_url", "birthday_md", "phone_suffix"} & set(doc)
+    for name in ("member_phones", "union_identities", "channel_identities", "address_books", "sms_challenges"):
+        assert db[name].count_documents({"merchant_id": merchant, "member_id": member}) == 0
+        assert db[name].count_documents({"merchant_id": merchant, "member_id": other}) == 1
+    assert db["referral_guard"].count_documents({"merchant_id": merchant, "member_id": member}) == 2
+    assert db["members"].find_one({"_id": other})["nickname"] == "小美"
+
+    for service in ("member", "order", "content"):
+        assert (await erasures.acknowledge(merchant, member, service)).state == "ERASING"
+    done = await erasures.acknowledge(merchant, member, "catalog")
+    assert done.state == "ERASED" and done.complete
+    assert (await erasures.acknowledge(merchant, member, "order")).state == "ERASED"
+    assert await erasures.acknowledge(merchant, other, "order") is None  # $in guard
+    assert "erasure_acks" not in db["members"].find_one({"_id": other})
+
+
+async def test_the_orders_of_an_erased_member_lose_their_personal_data_on_their_version(db, monkeypatch):
+    monkeypatch.setattr(order_store, "_collection", lambda name: db[f"erase_{name}"])
+    merchant, member, other = new_merchant_id(), new_id("mem"), new_id("mem")
+    address = {"address_id": "adr_1", "recipient": "张三", "phone_masked": "138****8000", "phone_sealed": "v1.x",
+               "province_code": "330000", "province_name": "浙江省", "detail": "文三路 90 号"}
+    mine, unpaid, theirs = new_id("ord"), new_id("ord"), new_id("ord")
+    db["erase_orders"].insert_many([
+        {"_id": mine, "merchant_id": merchant, "member_id": member, "state": "PAID", "shipping_address": address,
+         "remark": "ring twice", "version": 3},
+        {"_id": unpaid, "merchant_id": merchant, "member_id": member, "state": "PENDING_PAYMENT", "version": 1},
+        {"_id": theirs, "merchant_id": merchant, "member_id": other, "state": "PENDING_PAYMENT",
+         "shipping_address": address, "version": 1}])
+    db["erase_carts"].insert_many([{"_id": new_id("crt"), "merchant_id": merchant, "member_id": who}
+                                   for who in (member, other)])
+    orders = order_store.MemberOrderStore()
+    assert await orders.unpaid_order_ids(merchant, member) == [unpaid]
+    assert await orders.anonymise(merchant, member) == 1
+    assert await orders.anonymise(merchant, member) == 0
+    doc = db["erase_orders"].find_one({"_id": mine})
+    assert doc["shipping_address"] == {"address_id": "adr_1", "province_code": "330000", "province_name": "浙江省",
+                                       "recipient": "", "phone_masked": "", "detail": ""}
+    assert (doc["remark"], doc["version"]) == ("", 4)
+    assert db["erase_orders"].find_one({"_id": theirs})["shipping_address"] == address
+    assert [c["member_id"] for c in db["erase_carts"].find({"merchant_id": merchant})] == [other]

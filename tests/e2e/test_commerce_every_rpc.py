@@ -1100,6 +1100,20 @@ def _(w):
     refused_elsewhere(a_token_at_b(w, "GET", f"/v1/me/data-exports/{export_id}/document"))
 
 
+@member_cross("EraseMe")
+def _(w):
+    # A's member token with B's key erases nobody: A's member keeps their session.
+    refused_elsewhere(a_token_at_b(w, "POST", "/v1/me:erase", json={"idempotency_key": new_key(),
+                                                                     "confirmation": "ERASE"}))
+    assert ok(w.a.as_member("GET", "/v1/me"))["member"]["member_id"]
+
+
+@member_cross("AcknowledgeErasure")
+def _(w):
+    # Internal only: no route reaches it from outside, for any merchant.
+    assert w.b.shop.call("POST", "/v1/me:acknowledgeErasure", token=w.a.member, json={}).status_code == 404
+
+
 # ---- end of personal data (cross-merchant) ----
 
 

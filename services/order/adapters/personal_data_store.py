@@ -35,8 +35,9 @@ def plain(value):
     return str(value)
 
 
-def _collection(part: str):
-    return _COLLECTIONS[part]._get_collection()
+def _collection(name: str):
+    """An export part's collection, or the carts'."""
+    return (CartDoc if name == "carts" else _COLLECTIONS[name])._get_collection()
 
 
 class MemberRecordStore:
@@ -89,7 +90,7 @@ class MemberOrderStore:
                 if not result.modified_count:
                     raise StaleVersion(f"order {doc['_id']} changed while it was anonymised")
                 changed += 1
-            CartDoc._get_collection().delete_many({"merchant_id": merchant_id, "member_id": member_id})
+            _collection("carts").delete_many({"merchant_id": merchant_id, "member_id": member_id})
             return changed
 
         return await run_sync(run)
