@@ -133,7 +133,7 @@ async def test_erasure_marks_once_erases_the_members_part_and_counts_acknowledge
                                         "phone_sealed": SEALER.seal("13812348000", f"phone:{merchant}")})
         db["union_identities"].insert_one({"_id": new_id("idn"), "merchant_id": merchant, "member_id": who,
                                            "unionid": f"union-{who}"})
-        for name in ("channel_identities", "address_books", "sms_challenges"):
+        for name in ("channel_identities", "address_books", "sms_challenges", "data_exports"):
             db[name].insert_one({"_id": new_id("x"), "merchant_id": merchant, "member_id": who})
     assert await erasures.get(merchant, member) is None
     assert await erasures.start(merchant, member, NOW) is True
@@ -147,7 +147,8 @@ async def test_erasure_marks_once_erases_the_members_part_and_counts_acknowledge
     await erasures.erase_own_data(merchant, member)  # a repeat finds nothing more
     doc = db["members"].find_one({"_id": member})
     assert doc["nickname"] == "" and not {"avatar_url", "birthday_md", "phone_suffix"} & set(doc)
-    for name in ("member_phones", "union_identities", "channel_identities", "address_books", "sms_challenges"):
+    for name in ("member_phones", "union_identities", "channel_identities", "address_books", "sms_challenges",
+                 "data_exports"):
         assert db[name].count_documents({"merchant_id": merchant, "member_id": member}) == 0
         assert db[name].count_documents({"merchant_id": merchant, "member_id": other}) == 1
     assert db["referral_guard"].count_documents({"merchant_id": merchant, "member_id": member}) == 2

@@ -314,7 +314,9 @@ class ErasureRepository:
             hashes.append(guard_hash(self._guard_key, merchant_id, "unionid", doc["unionid"]))
         # The farm guard first: once the identities are gone nothing else knows the person.
         guard_add(db["referral_guard"], merchant_id, hashes, member_id)
-        for name in ("union_identities", "channel_identities", "member_phones", "address_books", "sms_challenges"):
+        # The member's data exports go too: each is a copy of their personal data.
+        for name in ("union_identities", "channel_identities", "member_phones", "address_books", "sms_challenges",
+                     "data_exports"):
             db[name].delete_many(mine)
         db["members"].update_one({"_id": member_id, "merchant_id": merchant_id},
                                  {"$set": {"nickname": ""}, "$unset": {f: "" for f in _ERASED_FIELDS}})
