@@ -547,7 +547,7 @@ def _(w):
 # The member service's newer routes (the check-in, referral and profile blocks of
 # member.proto) share one table; the guard at the end of the module reads those blocks, so
 # a new route in one of them needs a case.
-MEMBER_BLOCKS = ("check-in", "referral", "profile", "staff views")
+MEMBER_BLOCKS = ("check-in", "referral", "profile", "staff views", "personal data")
 MEMBER_CROSS: dict[str, Callable[[World], None]] = {}
 
 
@@ -1094,6 +1094,49 @@ def _(w):
 
 
 # ---- end of staff views (cross-merchant) ----
+
+
+# ---- personal data (cross-merchant) ----
+
+
+def _a_export(w) -> str:
+    return ok(w.a.as_member("POST", "/v1/me/data-exports", json={"idempotency_key": new_key()}))["export"]["export_id"]
+
+
+@member_cross("RequestDataExport")
+def _(w):
+    refused_elsewhere(a_token_at_b(w, "POST", "/v1/me/data-exports", json={"idempotency_key": new_key()}))
+
+
+@member_cross("GetDataExport")
+def _(w):
+    export_id = _a_export(w)
+    not_found(w.b.as_member("GET", f"/v1/me/data-exports/{export_id}"))
+    refused_elsewhere(a_token_at_b(w, "GET", f"/v1/me/data-exports/{export_id}"))
+
+
+@member_cross("DownloadDataExport")
+def _(w):
+    export_id = _a_export(w)
+    not_found(w.b.as_member("GET", f"/v1/me/data-exports/{export_id}/document"))
+    refused_elsewhere(a_token_at_b(w, "GET", f"/v1/me/data-exports/{export_id}/document"))
+
+
+@member_cross("EraseMe")
+def _(w):
+    # A's member token with B's key erases nobody: A's member keeps their session.
+    refused_elsewhere(a_token_at_b(w, "POST", "/v1/me:erase", json={"idempotency_key": new_key(),
+                                                                     "confirmation": "ERASE"}))
+    assert ok(w.a.as_member("GET", "/v1/me"))["member"]["member_id"]
+
+
+@member_cross("AcknowledgeErasure")
+def _(w):
+    # Internal only: no route reaches it from outside, for any merchant.
+    assert w.b.shop.call("POST", "/v1/me:acknowledgeErasure", token=w.a.member, json={}).status_code == 404
+
+
+# ---- end of personal data (cross-merchant) ----
 
 
 def test_every_member_block_route_has_a_cross_merchant_case():

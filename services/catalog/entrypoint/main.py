@@ -9,6 +9,11 @@ from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu_kit import service
 from siyu_kit.service import Parts, Runtime
 
+from siyu_kit import erasure
+from siyu_kit.erasure import ErasureAcknowledgements
+from services.catalog.adapters.personal_data_store import MemberRecordStore
+from services.catalog.application.personal_data import CatalogDataExport
+
 from services.catalog.adapters import flash_sales as flash_store
 from services.catalog.adapters.documents import ReservationDoc, ensure_indexes
 from services.catalog.adapters.flash_sales import MongoFlashSales
@@ -63,13 +68,15 @@ def build(runtime: Runtime) -> Parts:
     return Parts(
         servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
                     CatalogServicer(cases.products, cases.categories, cases.inventory, cases.stock, cases.flash,
-                                    cases.staff_lists),
+                                    cases.staff_lists, personal_data=CatalogDataExport(MemberRecordStore())),
                     full_name)],
         outbox_collections=[ReservationDoc._get_collection()],
-        subscriptions=events.subscriptions(cases.stock),
+        subscriptions=events.subscriptions(cases.stock) + [erasure.subscription(
+            "catalog-member-erased", erasure.acknowledge_only("catalog", ErasureAcknowledgements(runtime.channel("member"))))],
         jobs=jobs.jobs(cases.stock, cases.inventory, cases.flash),
     )
 
 
 def main() -> None:
     service.run("catalog", build)
+

@@ -17,6 +17,8 @@ from services.catalog.application.products import ProductUseCases
 from services.catalog.application.staff_lists import ListCategories, ListSales, ListSkus, StaffLists, StaffSku
 from services.catalog.application.stock import StockUseCases
 from services.catalog.domain.stock import Stock
+from services.catalog.entrypoint.personal_data_servicer import PersonalDataRpcs
+from services.catalog.application.personal_data import CatalogDataExport
 
 STATUS_NAMES = {catalog_pb2.PRODUCT_STATUS_DRAFT: "DRAFT", catalog_pb2.PRODUCT_STATUS_ON_SHELF: "ON_SHELF",
                 catalog_pb2.PRODUCT_STATUS_OFF_SHELF: "OFF_SHELF"}
@@ -97,9 +99,11 @@ def _stock(stock: Stock) -> catalog_pb2.Stock:
                              available=stock.available)
 
 
-class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
+class CatalogServicer(PersonalDataRpcs, catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, products: ProductUseCases, categories: CategoryUseCases, inventory: InventoryUseCases,
-                 stock: StockUseCases, flash: FlashSaleUseCases, staff_lists: StaffLists):
+                 stock: StockUseCases, flash: FlashSaleUseCases, staff_lists: StaffLists,
+                 personal_data: CatalogDataExport | None = None):
+        self.personal_data = personal_data  # the member's data export (PersonalDataRpcs)
         self.products = products
         self.categories = categories
         self.inventory = inventory

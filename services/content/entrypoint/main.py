@@ -5,6 +5,9 @@ from siyu.content.v1 import content_pb2, content_pb2_grpc
 
 from siyu_kit import service
 
+from siyu_kit import erasure
+from siyu_kit.erasure import ErasureAcknowledgements
+
 from services.content.adapters.catalog import CatalogClient
 from services.content.adapters.documents import ensure_indexes
 from services.content.adapters.repositories import ContentRepository, FunnelRepository, PersonaRepository
@@ -32,9 +35,11 @@ def build(runtime: service.Runtime) -> service.Parts:
                     ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo)), full_name)],
         # The service publishes no events of its own yet, so it has no outbox.
         outbox_collections=[],
-        subscriptions=subscriptions(funnels),
+        subscriptions=subscriptions(funnels) + [erasure.subscription(
+            "content-member-erased", erasure.acknowledge_only("content", ErasureAcknowledgements(runtime.channel("member"))))],
     )
 
 
 def main() -> None:
     service.run(NAME, build)
+

@@ -216,13 +216,14 @@ class MemberRepository:
 
     async def subject(self, merchant_id: str, member_id: str) -> Subject | None:
         doc = await run_sync(_col(MemberDoc).find_one, {"_id": member_id, "merchant_id": merchant_id},
-                             {"token_version": 1})
-        return Subject(int(doc.get("token_version") or 0), True) if doc else None
+                             {"token_version": 1, "erasure_state": 1})
+        # An erased (or erasing) member's sessions are over at once.
+        return Subject(int(doc.get("token_version") or 0), not doc.get("erasure_state")) if doc else None
 
     async def subjects(self, merchant_id: str, member_ids: list[str]) -> dict[str, Subject]:
         docs = await run_sync(lambda: list(_col(MemberDoc).find(
-            {"_id": {"$in": member_ids}, "merchant_id": merchant_id}, {"token_version": 1})))
-        return {d["_id"]: Subject(int(d.get("token_version") or 0), True) for d in docs}
+            {"_id": {"$in": member_ids}, "merchant_id": merchant_id}, {"token_version": 1, "erasure_state": 1})))
+        return {d["_id"]: Subject(int(d.get("token_version") or 0), not d.get("erasure_state")) for d in docs}
 
     async def bump_token_version(self, merchant_id: str, member_id: str) -> None:
         await run_sync(_col(MemberDoc).update_one, {"_id": member_id, "merchant_id": merchant_id},

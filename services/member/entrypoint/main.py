@@ -21,6 +21,7 @@ from services.member.domain.lockout import LoginLimits
 from services.member.entrypoint import (checkin_wiring, coupon_wiring, events, jobs, profile_wiring, referral_wiring,
                                            servicer, stored_value_wiring)
 from services.member.entrypoint import member_view_wiring
+from services.member.entrypoint import personal_data_wiring
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
@@ -87,18 +88,23 @@ def build(runtime: Runtime) -> Parts:
     # ---- staff views: member search and the 360° view ----
     member_views = member_view_wiring.use_cases(runtime, merchants, ledger, phones)
     # ---- end of staff views ----
+    # ---- personal data ----
+    data_exports = personal_data_wiring.use_cases(runtime)
+    erasures = personal_data_wiring.erasures(runtime, index_key)
+    # ---- end of personal data ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin, economy, coupons,
                                                           stored_value, checkin=checkin, referrals=referrals,
-                                                          profiles=profiles, member_views=member_views),
+                                                          profiles=profiles, member_views=member_views,
+                                                          data_exports=data_exports, erasures=erasures),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()
         + checkin_wiring.outbox_collections() + referral_wiring.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger))
         + coupon_wiring.subscriptions(coupons) + stored_value_wiring.subscriptions(stored_value)
-        + referral_wiring.subscriptions(referrals),
+        + referral_wiring.subscriptions(referrals) + personal_data_wiring.subscriptions(erasures),
         # Members stored before their growth and phone suffix were kept beside them; each
         # replica checks, and one at a time works (a lease), until every backfill is done.
         jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),
@@ -107,7 +113,7 @@ def build(runtime: Runtime) -> Parts:
                                      phone_seal],
                                     holder=new_id("bfh")).run)] + jobs.jobs(economy)
         + coupon_wiring.jobs(coupons) + stored_value_wiring.jobs(stored_value) + checkin_wiring.jobs(checkin)
-        + profile_wiring.jobs(merchants, ledger, coupons),
+        + profile_wiring.jobs(merchants, ledger, coupons) + personal_data_wiring.jobs(data_exports),
     )
 
 

@@ -22,6 +22,8 @@ from services.member.application.checkin import CheckIns
 from services.member.entrypoint.referral_servicer import ReferralRpcs, binding_proto
 from services.member.application.referral import Referrals
 from services.member.entrypoint.profile_servicer import ProfileRpcs
+from services.member.entrypoint.personal_data_servicer import PersonalDataRpcs
+from services.member.application.personal_data import DataExports, Erasures
 from services.member.application.profile import Profiles
 from services.member.entrypoint.member_view_servicer import MemberViewRpcs
 from services.member.application.member_views import MemberViews
@@ -39,13 +41,16 @@ def _role_names(roles) -> list[str]:
 
 
 class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs, ProfileRpcs,
-                     MemberViewRpcs, member_pb2_grpc.MemberServiceServicer):
+                     MemberViewRpcs, PersonalDataRpcs, member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,
                  economy: PointsEconomy, coupons: CouponUseCases, stored_value: StoredValue,
                  checkin: CheckIns | None = None, referrals: Referrals | None = None,
-                 profiles: Profiles | None = None, member_views: MemberViews | None = None):
+                 profiles: Profiles | None = None, member_views: MemberViews | None = None,
+                 data_exports: DataExports | None = None, erasures: Erasures | None = None):
         self.member_views = member_views  # staff search and 360° view (member_view_servicer.MemberViewRpcs)
+        # PIPL export and erasure (personal_data_servicer.PersonalDataRpcs)
+        self.data_exports, self.erasures = data_exports, erasures
         self.referrals = referrals  # referral (referral_servicer.ReferralRpcs)
         self.profiles = profiles  # profiles (profile_servicer.ProfileRpcs)
         self.economy = economy  # the points economy (points_servicer.PointsRpcs)

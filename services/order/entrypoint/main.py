@@ -7,6 +7,8 @@ from siyu.order.v1 import order_pb2, order_pb2_grpc
 
 from siyu_kit import service
 from siyu_kit.config import env_seconds
+from siyu_kit.erasure import ErasureAcknowledgements
+from siyu_kit.protos import utcnow
 from siyu_kit.sealing import Sealer
 
 from services.order.adapters.cart import MongoCarts
@@ -40,7 +42,9 @@ from services.order.application.staff_orders import StaffOrderUseCases
 from services.order.application.wechat_pay import WechatPayUseCases
 from services.order.domain.payments import QUERY_AFTER, PaymentMethod
 from services.order.domain.orders import DEFAULT_RESERVATION_GRACE
-from services.order.entrypoint import events
+from services.order.entrypoint import events, personal_data_events
+from services.order.adapters.personal_data_store import MemberOrderStore, MemberRecordStore
+from services.order.application.personal_data import OrderDataExport, OrderErasure
 from services.order.adapters.member_balance import MemberBalanceClient, MongoOrderTenders
 from services.order.application.stored_value import StoredValueUseCases
 from services.order.application.member_summary import MemberOrderSummaries
@@ -146,11 +150,14 @@ def build(runtime: service.Runtime) -> service.Parts:
                                      order_cases=order_cases),
             reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,
             wechat=wechat_cases, stored_value=stored_value,
-            member_summaries=MemberOrderSummaries(MongoMemberOrderFigures())),
+            member_summaries=MemberOrderSummaries(MongoMemberOrderFigures()),
+            personal_data=OrderDataExport(MemberRecordStore())),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
         subscriptions=events.subscriptions(payment_cases, ValueLifecycle(orders=order_repo, member_value=member_value))
-        + stored_value_events.subscriptions(stored_value),
+        + stored_value_events.subscriptions(stored_value)
+        + personal_data_events.subscriptions(
+            OrderErasure(order_repo, MemberOrderStore(), ErasureAcknowledgements(runtime.channel("member")), utcnow)),
         jobs=[service.Job("order-expiry", expiry_interval_s(), order_cases.expire_due),
               service.Job("order-auto-confirm", auto_confirm_interval_s(), fulfilment.auto_confirm_due),
               service.Job("order-refund-resume", refund_resume_interval_s(), refund_cases.resume_stalled),
@@ -161,3 +168,4 @@ def build(runtime: service.Runtime) -> service.Parts:
 
 def main() -> None:
     service.run(NAME, build)
+

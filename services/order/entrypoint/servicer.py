@@ -33,6 +33,8 @@ from services.order.entrypoint.wechat_pay_servicer import WechatPayRpcs
 from services.order.entrypoint.stored_value_servicer import StoredValueRpcs
 from services.order.entrypoint.member_summary_servicer import MemberSummaryRpcs
 from services.order.application.member_summary import MemberOrderSummaries
+from services.order.entrypoint.personal_data_servicer import PersonalDataRpcs
+from services.order.application.personal_data import OrderDataExport
 
 
 def _method_name(value: int) -> str:
@@ -104,15 +106,18 @@ def _time(request, field: str) -> datetime | None:
     return getattr(request, field).ToDatetime(tzinfo=timezone.utc) if request.HasField(field) else None
 
 
-class OrderServicer(WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, order_pb2_grpc.OrderServiceServicer):
+class OrderServicer(WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalDataRpcs,
+                    order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
                  refunds: RefundUseCases, staff: StaffOrderUseCases, flash: FlashOrderUseCases,
                  reservations: ReservationUseCases, freight: FreightUseCases | None = None,
                  sealer: Sealer | None = None, wechat: WechatPayUseCases | None = None,
                  stored_value: StoredValueUseCases | None = None,
-                 member_summaries: MemberOrderSummaries | None = None):
+                 member_summaries: MemberOrderSummaries | None = None,
+                 personal_data: OrderDataExport | None = None):
         self.member_summaries = member_summaries  # the member 360° view's orders (MemberSummaryRpcs)
+        self.personal_data = personal_data  # the member's data export (PersonalDataRpcs)
         self.orders = orders
         self.stored_value = stored_value
         self.wechat = wechat
