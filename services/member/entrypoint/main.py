@@ -19,7 +19,7 @@ from services.member.application.wechat import WeChatIdentity
 from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
 from services.member.entrypoint import (checkin_wiring, coupon_wiring, events, jobs, profile_wiring, referral_wiring,
-                                           servicer, stored_value_wiring)
+                                           segment_wiring, servicer, stored_value_wiring)
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
@@ -83,6 +83,9 @@ def build(runtime: Runtime) -> Parts:
     # Verified phones stored in clear before phones were sealed: sealed by a backfill.
     phone_seal = profile_store.PhoneSealBackfill(sealer, index_key)
     # ---- end of profile ----
+    # ---- segments: member statistics from order events, RFM, tags and segments ----
+    member_stats = segment_wiring.use_cases()
+    # ---- end of segments ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin, economy, coupons,
@@ -94,7 +97,7 @@ def build(runtime: Runtime) -> Parts:
         + checkin_wiring.outbox_collections() + referral_wiring.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger))
         + coupon_wiring.subscriptions(coupons) + stored_value_wiring.subscriptions(stored_value)
-        + referral_wiring.subscriptions(referrals),
+        + referral_wiring.subscriptions(referrals) + segment_wiring.subscriptions(member_stats),
         # Members stored before their growth and phone suffix were kept beside them; each
         # replica checks, and one at a time works (a lease), until every backfill is done.
         jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),
@@ -103,7 +106,7 @@ def build(runtime: Runtime) -> Parts:
                                      phone_seal],
                                     holder=new_id("bfh")).run)] + jobs.jobs(economy)
         + coupon_wiring.jobs(coupons) + stored_value_wiring.jobs(stored_value) + checkin_wiring.jobs(checkin)
-        + profile_wiring.jobs(merchants, ledger, coupons),
+        + profile_wiring.jobs(merchants, ledger, coupons) + segment_wiring.jobs(member_stats),
     )
 
 

@@ -1,0 +1,72 @@
+"""The tags, RFM and segments part of the member service's wiring: member statistics from
+order events (durable consumers of order.paid and order.refunded; recharge orders are
+not purchases and are skipped), and the job that derives RFM scores, automatic tags and
+365-day figures into each member's facts document.
+
+The job runs every SIYU_MEMBER_RFM_JOB_INTERVAL_S (60 s by default) on every replica: it
+takes the members whose statistics changed, then once a day every member (recency moves
+with time); writes are conditional on the statistics' version, so replicas agree."""
+from __future__ import annotations
+
+from datetime import timezone
+
+from siyu.common.v1 import common_pb2
+from siyu.order.v1 import events_pb2 as order_events
+from siyu.order.v1 import order_pb2
+
+from services.member.adapters import segment_store
+from services.member.application.segments import MemberStatistics, OrderFact
+from siyu_kit import service
+from siyu_kit.config import env_seconds
+from siyu_kit.events.consumer import Poison, Subscription
+from siyu_kit.protos import CHANNEL_NAME
+
+
+def interval_s() -> float:
+    return env_seconds("MEMBER_RFM_JOB_INTERVAL_S", 60)
+
+
+def use_cases() -> MemberStatistics:
+    segment_store.ensure_indexes()
+    return MemberStatistics(segment_store.StatsRepository(), segment_store.FactsRepository(),
+                            segment_store.RfmSettingsRepository())
+
+
+def _paid_at(envelope: common_pb2.EventEnvelope, order: order_pb2.Order):
+    return (order.paid_at if order.HasField("paid_at") else envelope.occurred_at).ToDatetime(tzinfo=timezone.utc)
+
+
+def paid_fact(envelope: common_pb2.EventEnvelope, paid: order_events.OrderPaid) -> OrderFact:
+    order = paid.order
+    if not (envelope.merchant_id and order.order_id and order.member_id) or order.payable.amount < 0:
+        raise Poison("an OrderPaid needs merchant, order, member and a payable amount ≥ 0")
+    return OrderFact(envelope.merchant_id, order.member_id, order.order_id, _paid_at(envelope, order),
+                     order.payable.amount, CHANNEL_NAME.get(envelope.channel, ""))
+
+
+def refund_fact(envelope: common_pb2.EventEnvelope, refunded: order_events.OrderRefunded) -> OrderFact:
+    order, refund = refunded.order, refunded.refund
+    if not (envelope.merchant_id and order.order_id and order.member_id and refund.refund_id) \
+            or refund.amount.amount < 0:
+        raise Poison("an OrderRefunded needs merchant, order, member, refund and an amount ≥ 0")
+    return OrderFact(envelope.merchant_id, order.member_id, order.order_id, _paid_at(envelope, order),
+                     refund.amount.amount, refund_id=refund.refund_id)
+
+
+def subscriptions(stats: MemberStatistics) -> list[Subscription]:
+    async def on_paid(envelope: common_pb2.EventEnvelope, paid: order_events.OrderPaid) -> None:
+        if paid.HasField("recharge") or paid.order.kind == order_pb2.ORDER_KIND_RECHARGE:
+            return
+        await stats.on_paid(paid_fact(envelope, paid))
+
+    async def on_refunded(envelope: common_pb2.EventEnvelope, refunded: order_events.OrderRefunded) -> None:
+        if refunded.order.kind == order_pb2.ORDER_KIND_RECHARGE:
+            return
+        await stats.on_refunded(refund_fact(envelope, refunded))
+
+    return [Subscription.to("member-stats-order-paid", order_events.OrderPaid, on_paid),
+            Subscription.to("member-stats-order-refunded", order_events.OrderRefunded, on_refunded)]
+
+
+def jobs(stats: MemberStatistics) -> list[service.Job]:
+    return [service.Job("member-rfm-recompute", interval_s(), stats.recompute)]
