@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pymongo import ASCENDING
 
 from services.member.adapters.segment_store import (FACTS_DEFAULTS, apply_event, changed, count_matching,
-                                                    page_matching, put_derived, settle, stale, stats_of)
+                                                    page_matching, put_facts, retag, settle, stats_for, stats_of)
 from services.member.domain import segments as rules
 from services.member.domain.segments import Condition, Rule
 from tests.support import new_merchant_id
@@ -44,23 +44,30 @@ def test_changed_members_are_settled_under_a_version_guard(coll):
     stats = [s for s in changed(coll, 10) if s.merchant_id == m]
     assert len(stats) == 1 and stats[0].expired_days(NOW) == ["20250101"]
     apply_event(coll, m, "mem_1", "ord_3:paid", "20260511", 1, 100, MS, "", 0)  # changed meanwhile
-    assert not settle(coll, stats[0], stats[0].expired_days(NOW), "20260601")
+    assert not settle(coll, stats[0], stats[0].expired_days(NOW))
     fresh = [s for s in changed(coll, 10) if s.merchant_id == m][0]
-    assert settle(coll, fresh, fresh.expired_days(NOW), "20260601")
+    assert settle(coll, fresh, fresh.expired_days(NOW))
     assert [s for s in changed(coll, 10) if s.merchant_id == m] == []
     after = stats_of(coll.find_one({"_id": f"{m}:mem_1"}))
     assert sorted(after.days) == ["20260510", "20260511"] and after.paid_orders == 3
-    assert [s.member_id for s in stale(coll, "20260602", 10) if s.merchant_id == m] == ["mem_1"]
-    assert [s.member_id for s in stale(coll, "20260601", 10) if s.merchant_id == m] == []
+    assert list(stats_for(coll, m, ["mem_1", "mem_9"])) == ["mem_1"]
+    assert stats_for(coll, new_merchant_id(), ["mem_1"]) == {}
 
 
-def test_facts_are_not_overwritten_by_older_statistics(coll):
+def test_facts_are_not_overwritten_by_older_statistics_and_keep_manual_tags(coll):
     m = new_merchant_id()
-    assert put_derived(coll, m, "mem_1", 5, {"rfm_r": 5, "auto_tags": ["first-purchase"]})
-    assert not put_derived(coll, m, "mem_1", 4, {"rfm_r": 1, "auto_tags": []})
-    assert put_derived(coll, m, "mem_1", 5, {"rfm_r": 4, "auto_tags": ["lapsed"]})  # the daily pass
+    assert put_facts(coll, m, "mem_1", 5, {"rfm_r": 5, "auto_tags": ["first-purchase"]})
+    assert not put_facts(coll, m, "mem_1", 4, {"rfm_r": 1, "auto_tags": []})
+    assert retag(coll, m, ["mem_1", "mem_2"], ["tag_b", "tag_a"], []) == 1   # mem_2 has no facts
+    assert retag(coll, m, ["mem_1"], ["tag_a"], []) == 0                      # tagged already
+    assert put_facts(coll, m, "mem_1", 5, {"rfm_r": 4, "auto_tags": ["lapsed"]})  # the daily pass
     doc = coll.find_one({"_id": f"{m}:mem_1"})
-    assert (doc["rfm_r"], doc["tags"], doc["stats_version"]) == (4, ["lapsed"], 5)
+    assert (doc["rfm_r"], doc["tags"], doc["stats_version"]) == (4, ["lapsed", "tag_a", "tag_b"], 5)
+    assert retag(coll, m, ["mem_1"], [], ["tag_b"]) == 1
+    doc = coll.find_one({"_id": f"{m}:mem_1"})
+    assert (doc["manual_tags"], doc["tags"]) == (["tag_a"], ["lapsed", "tag_a"])
+    assert coll.count_documents({"merchant_id": m, "manual_tags": {"$in": ["tag_a"]}}) == 1
+    assert coll.count_documents({"merchant_id": m, "manual_tags": {"$in": ["tag_b"]}}) == 0
 
 
 # ---- every segment query shape, against the pure evaluator ------------------------------------

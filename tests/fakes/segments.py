@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from services.member.domain.segments import MemberStats, RfmSettings
+from services.member.domain.segments import MemberStats, RfmSettings, tags_after
 
 
 class FakeStats:
@@ -13,7 +13,6 @@ class FakeStats:
         self.items: dict[tuple[str, str], MemberStats] = {}
         self.causes: set[tuple[str, str, str]] = set()
         self.dirty: set[tuple[str, str]] = set()
-        self.derived_day: dict[tuple[str, str], str] = {}
 
     async def apply(self, merchant_id: str, member_id: str, cause: str, day: str, orders: int, amount: int,
                     paid_ms: int, channel: str, refunds: int) -> bool:
@@ -40,10 +39,10 @@ class FakeStats:
     async def changed(self, limit: int) -> list[MemberStats]:
         return [copy.deepcopy(self.items[k]) for k in sorted(self.dirty)][:limit]
 
-    async def stale(self, day: str, limit: int) -> list[MemberStats]:
-        return [copy.deepcopy(s) for k, s in sorted(self.items.items()) if self.derived_day.get(k, "") < day][:limit]
+    async def of(self, merchant_id: str, member_ids: list[str]) -> dict[str, MemberStats]:
+        return {m: copy.deepcopy(self.items[(merchant_id, m)]) for m in member_ids if (merchant_id, m) in self.items}
 
-    async def settle(self, stats: MemberStats, expired_days: list[str], day: str) -> bool:
+    async def settle(self, stats: MemberStats, expired_days: list[str]) -> bool:
         key = (stats.merchant_id, stats.member_id)
         current = self.items[key]
         if current.version != stats.version:
@@ -51,7 +50,6 @@ class FakeStats:
         for d in expired_days:
             current.days.pop(d, None)
         self.dirty.discard(key)
-        self.derived_day[key] = day
         return True
 
 
@@ -59,7 +57,7 @@ class FakeFacts:
     def __init__(self):
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
 
-    async def put_derived(self, merchant_id: str, member_id: str, stats_version: int, facts: dict[str, Any]) -> bool:
+    async def put(self, merchant_id: str, member_id: str, stats_version: int, facts: dict[str, Any]) -> bool:
         current = self.items.setdefault((merchant_id, member_id), {"stats_version": 0, "manual_tags": []})
         if current["stats_version"] > stats_version:
             return False
@@ -67,11 +65,61 @@ class FakeFacts:
                        tags=sorted(set(current["manual_tags"]) | set(facts.get("auto_tags") or [])))
         return True
 
+    async def retag(self, merchant_id: str, member_ids: list[str], add: list[str], remove: list[str]) -> int:
+        changed = 0
+        for m in member_ids:
+            current = self.items.get((merchant_id, m))
+            if current is None:
+                continue
+            after = tags_after(current["manual_tags"], add, remove)
+            if after != sorted(current["manual_tags"]):
+                current["manual_tags"] = after
+                current["tags"] = sorted(set(after) | set(current.get("auto_tags") or []))
+                changed += 1
+        return changed
+
+    async def existing(self, merchant_id: str, member_ids: list[str]) -> set[str]:
+        return {m for m in member_ids if (merchant_id, m) in self.items}
+
+    async def carrying(self, merchant_id: str, tag_id: str) -> int:
+        return sum(1 for (mer, _), f in self.items.items() if mer == merchant_id and tag_id in f["manual_tags"])
+
     async def count(self, query: dict) -> int:
         raise NotImplementedError  # segment queries are checked against MongoDB (tests/conformance)
 
     async def page(self, query: dict, after_member_id: str, limit: int) -> list[str]:
         raise NotImplementedError
+
+
+class FakeMemberSide:
+    """Members by (merchant, id) → {growth, registered_ms, birthday_month, consent}."""
+
+    def __init__(self):
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def of(self, merchant_id: str, member_ids: list[str]) -> dict[str, dict[str, Any]]:
+        return {m: dict(self.items[(merchant_id, m)]) for m in member_ids if (merchant_id, m) in self.items}
+
+    async def page(self, after_id: str, limit: int) -> list[tuple[str, str, dict[str, Any]]]:
+        rows = sorted((m, mer, side) for (mer, m), side in self.items.items() if m > after_id)[:limit]
+        return [(mer, m, dict(side)) for m, mer, side in rows]
+
+
+class FakeSweep:
+    def __init__(self):
+        self.day, self.after_id, self.holder, self.until = "", "", "", 0
+
+    async def claim(self, holder: str, now_ms: int, until_ms: int) -> tuple[str, str] | None:
+        if self.holder not in ("", holder) and self.until >= now_ms:
+            return None
+        self.holder, self.until = holder, until_ms
+        return self.day, self.after_id
+
+    async def advance(self, holder: str, day: str, after_id: str, until_ms: int) -> bool:
+        if self.holder != holder:
+            return False
+        self.day, self.after_id, self.until = day, after_id, until_ms
+        return True
 
 
 class FakeRfmSettings:

@@ -19,8 +19,10 @@ from typing import Any
 import mongoengine as me
 from pymongo.collection import Collection
 
-from services.member.domain.segments import MemberStats, RfmSettings
+from services.member.domain.segments import MemberStats, RfmSettings, Segment, Tag, TagGroup, rule_doc, rule_of, tags_after
+from services.member.adapters.documents import MemberDoc
 from siyu_kit.db import run_sync
+from siyu_kit.protos import aware, epoch_ms
 from siyu_kit.repository import insert_new
 
 
@@ -29,9 +31,7 @@ class MemberStatsDoc(me.Document):
     merchant_id = me.StringField(required=True)
     member_id = me.StringField(required=True)
     dirty = me.IntField(default=0)
-    derived_day = me.StringField(default="")
-    meta = {"collection": "member_stats", "strict": False,
-            "indexes": [{"fields": ["dirty"]}, {"fields": ["derived_day"]}]}
+    meta = {"collection": "member_stats", "strict": False, "indexes": [{"fields": ["dirty"]}]}
 
 
 class MemberFactsDoc(me.Document):
@@ -52,8 +52,34 @@ class RfmSettingsDoc(me.Document):
     meta = {"collection": "rfm_settings"}
 
 
+class FactsSweepDoc(me.Document):
+    id = me.StringField(primary_key=True)
+    meta = {"collection": "member_facts_sweep", "strict": False}
+
+
+class TagGroupDoc(me.Document):
+    id = me.StringField(primary_key=True)  # tgg_…
+    merchant_id = me.StringField(required=True)
+    name = me.StringField(required=True)
+    meta = {"collection": "tag_groups", "indexes": [{"fields": ["merchant_id", "name"], "unique": True}]}
+
+
+class TagDoc(me.Document):
+    id = me.StringField(primary_key=True)  # tag_…
+    merchant_id = me.StringField(required=True)
+    group_id = me.StringField(required=True)
+    name = me.StringField(required=True)
+    meta = {"collection": "member_tags", "indexes": [{"fields": ["merchant_id", "name"], "unique": True}]}
+
+
+class SegmentDoc(me.Document):
+    id = me.StringField(primary_key=True)  # seg_…
+    merchant_id = me.StringField(required=True)
+    meta = {"collection": "segments", "strict": False, "indexes": [{"fields": ["merchant_id"]}]}
+
+
 def ensure_indexes() -> None:
-    for doc in (MemberStatsDoc, MemberFactsDoc, RfmSettingsDoc):
+    for doc in (MemberStatsDoc, MemberFactsDoc, RfmSettingsDoc, FactsSweepDoc, TagGroupDoc, TagDoc, SegmentDoc):
         doc.ensure_indexes()
 
 
@@ -69,12 +95,28 @@ def _settings() -> Collection:
     return RfmSettingsDoc._get_collection()
 
 
+def _progress() -> Collection:
+    return FactsSweepDoc._get_collection()
+
+
+def _tag_groups() -> Collection:
+    return TagGroupDoc._get_collection()
+
+
+def _tags() -> Collection:
+    return TagDoc._get_collection()
+
+
+def _segments() -> Collection:
+    return SegmentDoc._get_collection()
+
+
 # Every field of a facts document, present from its first write (queries never meet a
 # missing field).
 FACTS_DEFAULTS: dict[str, Any] = {
     "tags": [], "manual_tags": [], "auto_tags": [], "rfm_r": 0, "rfm_f": 0, "rfm_m": 0, "rfm_group": "",
     "tier": "", "spend_365": 0, "orders_365": 0, "first_paid_ms": 0, "last_paid_ms": 0, "refunds": 0,
-    "registered_ms": 0, "channel": "", "birthday_month": 0, "consent": 0, "rfm_day": "", "stats_version": 0}
+    "registered_ms": 0, "channel": "", "birthday_month": 0, "consent": 0, "rfm_day": "", "stats_version": 0, "tags_version": 0}
 
 
 # ---- shapes (module functions: tests/conformance runs them against the embedded server) -----
@@ -83,7 +125,7 @@ def apply_event(coll: Collection, merchant_id: str, member_id: str, cause: str, 
     key = f"{merchant_id}:{member_id}"
     insert_new(coll, {"_id": key, "merchant_id": merchant_id, "member_id": member_id, "paid_orders": 0,
                       "refunds": 0, "refunded_amount": 0, "days": {}, "channels": {}, "causes": {},
-                      "version": 0, "dirty": 0, "derived_day": ""})
+                      "version": 0, "dirty": 0})
     inc: dict[str, int] = {"version": 1, f"days.{day}.o": orders, f"days.{day}.a": amount}
     if orders:
         inc["paid_orders"] = orders
@@ -118,32 +160,77 @@ def changed(coll: Collection, limit: int) -> list[MemberStats]:
     return [stats_of(d) for d in coll.find({"dirty": 1}, STATS_PROJECTION).limit(limit)]
 
 
-def stale(coll: Collection, day: str, limit: int) -> list[MemberStats]:
-    return [stats_of(d) for d in coll.find({"derived_day": {"$lt": day}}, STATS_PROJECTION).limit(limit)]
+def stats_for(coll: Collection, merchant_id: str, member_ids: list[str]) -> dict[str, MemberStats]:
+    docs = coll.find({"_id": {"$in": [f"{merchant_id}:{m}" for m in member_ids]}, "merchant_id": merchant_id},
+                     STATS_PROJECTION)
+    return {d["member_id"]: stats_of(d) for d in docs}
 
 
-def settle(coll: Collection, stats: MemberStats, expired_days: list[str], day: str) -> bool:
-    update: dict[str, Any] = {"$set": {"dirty": 0, "derived_day": day}}
+def settle(coll: Collection, stats: MemberStats, expired_days: list[str]) -> bool:
+    update: dict[str, Any] = {"$set": {"dirty": 0}}
     if expired_days:
         update["$unset"] = {f"days.{d}": "" for d in expired_days}
     return coll.update_one({"_id": f"{stats.merchant_id}:{stats.member_id}", "version": stats.version},
                            update).modified_count == 1
 
 
-def put_derived(coll: Collection, merchant_id: str, member_id: str, stats_version: int,
-                facts: dict[str, Any]) -> bool:
-    """Sets the statistics part of the facts unless facts of a newer statistics version are
-    stored (a slower replica loses)."""
+ATTEMPTS = 8
+
+
+def put_facts(coll: Collection, merchant_id: str, member_id: str, stats_version: int, facts: dict[str, Any]) -> bool:
+    """Sets the facts unless facts of newer statistics are stored (a slower replica loses).
+    `tags` is the manual tags and the automatic ones, so the write is a compare-and-set on
+    `tags_version`, which tagging bumps too."""
     key = f"{merchant_id}:{member_id}"
     insert_new(coll, {"_id": key, "merchant_id": merchant_id, "member_id": member_id, **FACTS_DEFAULTS})
-    derived = {k: v for k, v in facts.items() if k != "auto_tags"}
-    current = coll.find_one({"_id": key}, {"manual_tags": 1})
-    manual = list((current or {}).get("manual_tags") or [])
-    derived["auto_tags"] = list(facts.get("auto_tags") or [])
-    derived["tags"] = sorted(set(manual) | set(derived["auto_tags"]))
-    derived["stats_version"] = stats_version
-    return coll.update_one({"_id": key, "stats_version": {"$lte": stats_version}},
-                           {"$set": derived}).modified_count == 1
+    fields = {k: v for k, v in facts.items() if k in FACTS_DEFAULTS and k not in ("manual_tags", "tags")}
+    fields["auto_tags"] = sorted(facts.get("auto_tags") or [])
+    fields["stats_version"] = stats_version
+    for _ in range(ATTEMPTS):
+        current = coll.find_one({"_id": key}, {"manual_tags": 1, "tags_version": 1, "stats_version": 1}) or {}
+        if int(current.get("stats_version") or 0) > stats_version:
+            return False
+        version = int(current.get("tags_version") or 0)
+        fields["tags"] = sorted(set(current.get("manual_tags") or []) | set(fields["auto_tags"]))
+        if coll.update_one({"_id": key, "tags_version": version, "stats_version": {"$lte": stats_version}},
+                           {"$set": fields, "$inc": {"tags_version": 1}}).modified_count == 1:
+            return True
+    return False
+
+
+def retag(coll: Collection, merchant_id: str, member_ids: list[str], add: list[str], remove: list[str]) -> int:
+    """Replaces the manual tags (and the tags) of each member under `tags_version`; members
+    without facts are skipped; how many changed."""
+    changed = 0
+    docs = {d["member_id"]: d for d in coll.find({"_id": {"$in": [f"{merchant_id}:{m}" for m in member_ids]},
+                                                  "merchant_id": merchant_id},
+                                                 {"member_id": 1, "manual_tags": 1, "auto_tags": 1, "tags_version": 1})}
+    for member_id in member_ids:
+        doc = docs.get(member_id)
+        for _ in range(ATTEMPTS):
+            if doc is None:
+                break
+            manual = list(doc.get("manual_tags") or [])
+            after = tags_after(manual, add, remove)
+            if after == sorted(manual):
+                break
+            tags = sorted(set(after) | set(doc.get("auto_tags") or []))
+            if coll.update_one({"_id": doc["_id"], "tags_version": int(doc.get("tags_version") or 0)},
+                               {"$set": {"manual_tags": after, "tags": tags}, "$inc": {"tags_version": 1}}
+                               ).modified_count == 1:
+                changed += 1
+                break
+            doc = coll.find_one({"_id": doc["_id"]})
+    return changed
+
+
+def facts_existing(coll: Collection, merchant_id: str, member_ids: list[str]) -> set[str]:
+    return {d["member_id"] for d in coll.find({"_id": {"$in": [f"{merchant_id}:{m}" for m in member_ids]},
+                                               "merchant_id": merchant_id}, {"member_id": 1})}
+
+
+def carrying(coll: Collection, merchant_id: str, tag_id: str) -> int:
+    return coll.count_documents({"merchant_id": merchant_id, "manual_tags": {"$in": [tag_id]}})
 
 
 def settings_doc(s: RfmSettings) -> dict:
@@ -177,19 +264,28 @@ class StatsRepository:
         return await run_sync(apply_event, _stats(), merchant_id, member_id, cause, day, orders, amount,
                               paid_ms, channel, refunds)
 
+    async def of(self, merchant_id: str, member_ids: list[str]) -> dict[str, MemberStats]:
+        return await run_sync(stats_for, _stats(), merchant_id, member_ids)
+
     async def changed(self, limit: int) -> list[MemberStats]:
         return await run_sync(changed, _stats(), limit)
 
-    async def stale(self, day: str, limit: int) -> list[MemberStats]:
-        return await run_sync(stale, _stats(), day, limit)
-
-    async def settle(self, stats: MemberStats, expired_days: list[str], day: str) -> bool:
-        return await run_sync(settle, _stats(), stats, expired_days, day)
+    async def settle(self, stats: MemberStats, expired_days: list[str]) -> bool:
+        return await run_sync(settle, _stats(), stats, expired_days)
 
 
 class FactsRepository:
-    async def put_derived(self, merchant_id: str, member_id: str, stats_version: int, facts: dict[str, Any]) -> bool:
-        return await run_sync(put_derived, _facts(), merchant_id, member_id, stats_version, facts)
+    async def put(self, merchant_id: str, member_id: str, stats_version: int, facts: dict[str, Any]) -> bool:
+        return await run_sync(put_facts, _facts(), merchant_id, member_id, stats_version, facts)
+
+    async def retag(self, merchant_id: str, member_ids: list[str], add: list[str], remove: list[str]) -> int:
+        return await run_sync(retag, _facts(), merchant_id, member_ids, add, remove)
+
+    async def existing(self, merchant_id: str, member_ids: list[str]) -> set[str]:
+        return await run_sync(facts_existing, _facts(), merchant_id, member_ids)
+
+    async def carrying(self, merchant_id: str, tag_id: str) -> int:
+        return await run_sync(carrying, _facts(), merchant_id, tag_id)
 
     async def count(self, query: dict) -> int:
         return await run_sync(count_matching, _facts(), query)
@@ -203,5 +299,124 @@ class RfmSettingsRepository:
         return settings_of(await run_sync(lambda: (_settings().find_one({"_id": merchant_id}) or {}).get("settings")))
 
     async def put(self, merchant_id: str, settings: RfmSettings) -> None:
-        await run_sync(lambda: _settings().update_one({"_id": merchant_id}, {"$set": {"settings": settings_doc(settings)}},
-                                                      upsert=True))
+        await run_sync(_settings().update_one, {"_id": merchant_id}, {"$set": {"settings": settings_doc(settings)}},
+                       upsert=True)
+
+
+# ---- the member side of the facts (the member documents) -------------------------------------
+MEMBER_SIDE = {"merchant_id": 1, "growth": 1, "created_at": 1, "birthday_md": 1, "marketing_consent": 1}
+
+
+def member_side(doc: dict) -> dict[str, Any]:
+    created = aware(doc.get("created_at"))
+    md = doc.get("birthday_md") or ""
+    return {"growth": int(doc.get("growth") or 0), "registered_ms": epoch_ms(created) if created else 0,
+            "birthday_month": int(md[:2]) if md[:2].isdigit() else 0,
+            "consent": int(bool(doc.get("marketing_consent")))}
+
+
+def members_side(coll: Collection, merchant_id: str, member_ids: list[str]) -> dict[str, dict[str, Any]]:
+    return {d["_id"]: member_side(d) for d in coll.find({"_id": {"$in": member_ids}, "merchant_id": merchant_id},
+                                                        MEMBER_SIDE)}
+
+
+def members_page(coll: Collection, after_id: str, limit: int) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(d["merchant_id"], d["_id"], member_side(d))
+            for d in coll.find({"_id": {"$gt": after_id}}, MEMBER_SIDE).sort("_id", 1).limit(limit)]
+
+
+class MemberSideRepository:
+    async def of(self, merchant_id: str, member_ids: list[str]) -> dict[str, dict[str, Any]]:
+        return await run_sync(members_side, MemberDoc._get_collection(), merchant_id, member_ids)
+
+    async def page(self, after_id: str, limit: int) -> list[tuple[str, str, dict[str, Any]]]:
+        return await run_sync(members_page, MemberDoc._get_collection(), after_id, limit)
+
+
+# ---- the sweep's lease and checkpoint -----------------------------------------------------------
+SWEEP = "member-facts"
+
+
+def claim_sweep(coll: Collection, holder: str, now_ms: int, until_ms: int) -> tuple[str, str] | None:
+    insert_new(coll, {"_id": SWEEP, "day": "", "after_id": "", "holder": "", "lease_until_ms": 0})
+    for query in ({"_id": SWEEP, "holder": holder}, {"_id": SWEEP, "lease_until_ms": {"$lt": now_ms}}):
+        if coll.update_one(query, {"$set": {"holder": holder, "lease_until_ms": until_ms}}).matched_count == 1:
+            doc = coll.find_one({"_id": SWEEP}) or {}
+            return doc.get("day") or "", doc.get("after_id") or ""
+    return None
+
+
+def advance_sweep(coll: Collection, holder: str, day: str, after_id: str, until_ms: int) -> bool:
+    return coll.update_one({"_id": SWEEP, "holder": holder},
+                           {"$set": {"day": day, "after_id": after_id, "lease_until_ms": until_ms}}).matched_count == 1
+
+
+class SweepProgressRepository:
+    async def claim(self, holder: str, now_ms: int, until_ms: int) -> tuple[str, str] | None:
+        return await run_sync(claim_sweep, _progress(), holder, now_ms, until_ms)
+
+    async def advance(self, holder: str, day: str, after_id: str, until_ms: int) -> bool:
+        return await run_sync(advance_sweep, _progress(), holder, day, after_id, until_ms)
+
+
+# ---- tags and segments ------------------------------------------------------------------------
+def _group_of(d: dict) -> TagGroup:
+    return TagGroup(d["_id"], d["merchant_id"], d["name"])
+
+
+def _tag_of(d: dict) -> Tag:
+    return Tag(d["_id"], d["merchant_id"], d["group_id"], d["name"])
+
+
+def _segment_of(d: dict) -> Segment:
+    return Segment(d["_id"], d["merchant_id"], d["name"], rule_of(d["rule"]), aware(d["created_at"]))
+
+
+class TagRepository:
+    async def groups(self, merchant_id: str) -> list[TagGroup]:
+        return await run_sync(lambda: [_group_of(d) for d in _tag_groups().find({"merchant_id": merchant_id})
+                                       .sort("name", 1)])
+
+    async def tags(self, merchant_id: str) -> list[Tag]:
+        return await run_sync(lambda: [_tag_of(d) for d in _tags().find({"merchant_id": merchant_id})
+                                       .sort("name", 1)])
+
+    async def add_group(self, group: TagGroup) -> bool:
+        return await run_sync(insert_new, _tag_groups(), {"_id": group.id, "merchant_id": group.merchant_id,
+                                                          "name": group.name})
+
+    async def add_tag(self, tag: Tag) -> bool:
+        return await run_sync(insert_new, _tags(), {"_id": tag.id, "merchant_id": tag.merchant_id,
+                                                    "group_id": tag.group_id, "name": tag.name})
+
+    async def remove_group(self, merchant_id: str, group_id: str) -> bool:
+        result = await run_sync(_tag_groups().delete_one, {"_id": group_id, "merchant_id": merchant_id})
+        return result.deleted_count == 1
+
+    async def remove_tag(self, merchant_id: str, tag_id: str) -> bool:
+        result = await run_sync(_tags().delete_one, {"_id": tag_id, "merchant_id": merchant_id})
+        return result.deleted_count == 1
+
+
+class SegmentRepository:
+    async def add(self, segment: Segment) -> None:
+        await run_sync(insert_new, _segments(), {"_id": segment.id, "merchant_id": segment.merchant_id,
+                                                 "name": segment.name, "rule": rule_doc(segment.rule),
+                                                 "created_at": segment.created_at})
+
+    async def get(self, merchant_id: str, segment_id: str) -> Segment | None:
+        doc = await run_sync(_segments().find_one, {"_id": segment_id, "merchant_id": merchant_id})
+        return _segment_of(doc) if doc else None
+
+    async def page(self, merchant_id: str, before_id: str, limit: int) -> list[Segment]:
+        query: dict[str, Any] = {"merchant_id": merchant_id}
+        if before_id:
+            query["_id"] = {"$lt": before_id}
+        return await run_sync(lambda: [_segment_of(d) for d in _segments().find(query).sort("_id", -1).limit(limit)])
+
+    async def count(self, merchant_id: str) -> int:
+        return await run_sync(_segments().count_documents, {"merchant_id": merchant_id})
+
+    async def remove(self, merchant_id: str, segment_id: str) -> bool:
+        result = await run_sync(_segments().delete_one, {"_id": segment_id, "merchant_id": merchant_id})
+        return result.deleted_count == 1

@@ -304,3 +304,57 @@ def _condition_query(c: Condition, now: datetime) -> dict[str, Any]:
     if c.op == "within":
         return {key: {"$gte": max(bound, 1)}}
     return {"$and": [{key: {"$gt": 0}}, {key: {"$lt": bound}}]}
+
+
+def rule_doc(rule: Rule) -> dict[str, Any]:
+    """A rule as stored (a plain document)."""
+    return {"any": int(rule.any_of),
+            "conditions": [{"field": c.field, "op": c.op, "values": list(c.values)} for c in rule.conditions],
+            "rules": [rule_doc(r) for r in rule.rules]}
+
+
+def rule_of(doc: dict[str, Any]) -> Rule:
+    return Rule(any_of=bool(doc.get("any")),
+                conditions=tuple(Condition(c["field"], c["op"], tuple(c.get("values") or ()))
+                                 for c in doc.get("conditions") or ()),
+                rules=tuple(rule_of(r) for r in doc.get("rules") or ()))
+
+
+def string_valued(field_name: str) -> bool:
+    """Whether a field's condition takes strings (else whole numbers)."""
+    return FIELDS.get(field_name, ("tags", ""))[0] in ("tags", "str")
+
+
+# ---- manual tags and saved segments ---------------------------------------------------------
+MAX_TAG_GROUPS = 100
+MAX_TAGS = 1000
+MAX_SEGMENTS = 500
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class TagGroup:
+    id: str
+    merchant_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Tag:
+    id: str
+    merchant_id: str
+    group_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: str
+    merchant_id: str
+    name: str
+    rule: Rule
+    created_at: datetime
+
+
+def tags_after(manual: list[str], add: list[str], remove: list[str]) -> list[str]:
+    return sorted((set(manual) | set(add)) - set(remove))

@@ -84,20 +84,20 @@ def build(runtime: Runtime) -> Parts:
     phone_seal = profile_store.PhoneSealBackfill(sealer, index_key)
     # ---- end of profile ----
     # ---- segments: member statistics from order events, RFM, tags and segments ----
-    member_stats = segment_wiring.use_cases()
+    segments = segment_wiring.use_cases(members_repo, merchants)
     # ---- end of segments ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin, economy, coupons,
                                                           stored_value, checkin=checkin, referrals=referrals,
-                                                          profiles=profiles),
+                                                          profiles=profiles, segments=segments),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()
         + checkin_wiring.outbox_collections() + referral_wiring.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger))
         + coupon_wiring.subscriptions(coupons) + stored_value_wiring.subscriptions(stored_value)
-        + referral_wiring.subscriptions(referrals) + segment_wiring.subscriptions(member_stats),
+        + referral_wiring.subscriptions(referrals) + segment_wiring.subscriptions(segments),
         # Members stored before their growth and phone suffix were kept beside them; each
         # replica checks, and one at a time works (a lease), until every backfill is done.
         jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),
@@ -106,7 +106,7 @@ def build(runtime: Runtime) -> Parts:
                                      phone_seal],
                                     holder=new_id("bfh")).run)] + jobs.jobs(economy)
         + coupon_wiring.jobs(coupons) + stored_value_wiring.jobs(stored_value) + checkin_wiring.jobs(checkin)
-        + profile_wiring.jobs(merchants, ledger, coupons) + segment_wiring.jobs(member_stats),
+        + profile_wiring.jobs(merchants, ledger, coupons) + segment_wiring.jobs(segments),
     )
 
 

@@ -14,8 +14,11 @@ from siyu.common.v1 import common_pb2
 from siyu.order.v1 import events_pb2 as order_events
 from siyu.order.v1 import order_pb2
 
+from siyu.member.v1 import events_pb2 as member_events
+
 from services.member.adapters import segment_store
-from services.member.application.segments import MemberStatistics, OrderFact
+from services.member.application.ports import MemberRepository, MerchantRepository
+from services.member.application.segments import MemberStatistics, OrderFact, Segments
 from siyu_kit import service
 from siyu_kit.config import env_seconds
 from siyu_kit.events.consumer import Poison, Subscription
@@ -26,10 +29,12 @@ def interval_s() -> float:
     return env_seconds("MEMBER_RFM_JOB_INTERVAL_S", 60)
 
 
-def use_cases() -> MemberStatistics:
+def use_cases(members: MemberRepository, merchants: MerchantRepository) -> Segments:
     segment_store.ensure_indexes()
-    return MemberStatistics(segment_store.StatsRepository(), segment_store.FactsRepository(),
-                            segment_store.RfmSettingsRepository())
+    stats = MemberStatistics(segment_store.StatsRepository(), segment_store.FactsRepository(),
+                             segment_store.RfmSettingsRepository(), segment_store.MemberSideRepository(),
+                             segment_store.SweepProgressRepository(), merchants)
+    return Segments(stats, segment_store.TagRepository(), segment_store.SegmentRepository(), members)
 
 
 def _paid_at(envelope: common_pb2.EventEnvelope, order: order_pb2.Order):
@@ -53,7 +58,9 @@ def refund_fact(envelope: common_pb2.EventEnvelope, refunded: order_events.Order
                      refund.amount.amount, refund_id=refund.refund_id)
 
 
-def subscriptions(stats: MemberStatistics) -> list[Subscription]:
+def subscriptions(segments: Segments) -> list[Subscription]:
+    stats = segments.statistics
+
     async def on_paid(envelope: common_pb2.EventEnvelope, paid: order_events.OrderPaid) -> None:
         if paid.HasField("recharge") or paid.order.kind == order_pb2.ORDER_KIND_RECHARGE:
             return
@@ -64,9 +71,22 @@ def subscriptions(stats: MemberStatistics) -> list[Subscription]:
             return
         await stats.on_refunded(refund_fact(envelope, refunded))
 
+    # A member's own facts (registration, birthday, consent) follow at once, not at the sweep.
+    async def on_registered(envelope: common_pb2.EventEnvelope, registered: member_events.MemberRegistered) -> None:
+        await stats.refresh(envelope.merchant_id, registered.member.member_id)
+
+    async def on_profile(envelope: common_pb2.EventEnvelope, updated: member_events.MemberProfileUpdated) -> None:
+        await stats.refresh(envelope.merchant_id, updated.profile.member_id)
+
+    async def on_consent(envelope: common_pb2.EventEnvelope, changed: member_events.MarketingConsentChanged) -> None:
+        await stats.refresh(envelope.merchant_id, changed.member_id)
+
     return [Subscription.to("member-stats-order-paid", order_events.OrderPaid, on_paid),
-            Subscription.to("member-stats-order-refunded", order_events.OrderRefunded, on_refunded)]
+            Subscription.to("member-stats-order-refunded", order_events.OrderRefunded, on_refunded),
+            Subscription.to("member-facts-registered", member_events.MemberRegistered, on_registered),
+            Subscription.to("member-facts-profile", member_events.MemberProfileUpdated, on_profile),
+            Subscription.to("member-facts-consent", member_events.MarketingConsentChanged, on_consent)]
 
 
-def jobs(stats: MemberStatistics) -> list[service.Job]:
-    return [service.Job("member-rfm-recompute", interval_s(), stats.recompute)]
+def jobs(segments: Segments) -> list[service.Job]:
+    return [service.Job("member-rfm-recompute", interval_s(), segments.statistics.recompute)]

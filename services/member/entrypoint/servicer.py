@@ -23,6 +23,8 @@ from services.member.entrypoint.referral_servicer import ReferralRpcs, binding_p
 from services.member.application.referral import Referrals
 from services.member.entrypoint.profile_servicer import ProfileRpcs
 from services.member.application.profile import Profiles
+from services.member.entrypoint.segment_servicer import SegmentRpcs
+from services.member.application.segments import Segments
 from services.member.application.stored_value import StoredValue
 from services.member.application.points import PointsEconomy
 from siyu_kit.access import ROLE_NAMES
@@ -37,12 +39,13 @@ def _role_names(roles) -> list[str]:
 
 
 class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs, ProfileRpcs,
-                     member_pb2_grpc.MemberServiceServicer):
+                     SegmentRpcs, member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,
                  economy: PointsEconomy, coupons: CouponUseCases, stored_value: StoredValue,
                  checkin: CheckIns | None = None, referrals: Referrals | None = None,
-                 profiles: Profiles | None = None):
+                 profiles: Profiles | None = None, segments: Segments | None = None):
+        self.segments = segments  # tags, RFM and segments (segment_servicer.SegmentRpcs)
         self.referrals = referrals  # referral (referral_servicer.ReferralRpcs)
         self.profiles = profiles  # profiles (profile_servicer.ProfileRpcs)
         self.economy = economy  # the points economy (points_servicer.PointsRpcs)

@@ -14,7 +14,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 from services.member.application.segments import MemberStatistics, OrderFact
 from services.member.domain import segments as rules
 from services.member.domain.segments import Condition, MemberStats, RfmSettings, Rule
-from tests.fakes.segments import FakeFacts, FakeRfmSettings, FakeStats
+from tests.fakes.member import FakeMerchants
+from tests.fakes.segments import FakeFacts, FakeMemberSide, FakeRfmSettings, FakeStats, FakeSweep
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 MS = int(NOW.timestamp() * 1000)
@@ -149,9 +150,12 @@ def test_rule_violations_name_the_field():
 
 
 # ---- the statistics use case -----------------------------------------------------------------------
-def _use_case():
-    stats, facts, settings = FakeStats(), FakeFacts(), FakeRfmSettings()
-    return MemberStatistics(stats, facts, settings, clock=lambda: NOW), stats, facts
+def _use_case(members=("mem_1", "mem_2")):
+    stats, facts, settings, side = FakeStats(), FakeFacts(), FakeRfmSettings(), FakeMemberSide()
+    for m in members:
+        side.items[("mer_1", m)] = {"growth": 0, "registered_ms": MS - 10 * DAY, "birthday_month": 6, "consent": 1}
+    uc = MemberStatistics(stats, facts, settings, side, FakeSweep(), FakeMerchants(), clock=lambda: NOW)
+    return uc, stats, facts
 
 
 def _paid(order_id: str, amount: int, days_ago: int, channel: str = "WXMP", member: str = "mem_1") -> OrderFact:
@@ -198,15 +202,18 @@ def test_a_refund_comes_off_the_paid_day_once_and_recharges_are_the_callers_to_s
 
 def test_the_job_takes_changed_members_then_the_daily_pass_and_drops_expired_days():
     async def run():
-        uc, stats, facts = _use_case()
+        uc, stats, facts = _use_case(("mem_1", "mem_2", "mem_3"))
         await uc.on_paid(_paid("ord_old", 500, 400, member="mem_1"))
         await uc.on_paid(_paid("ord_new", 700, 1, member="mem_1"))
         await uc.on_paid(_paid("ord_x", 900, 2, member="mem_2"))
-        assert await uc.recompute() == 2
+        assert await uc.recompute() == 2 + 3      # the changed two, then the sweep over all three
         assert sorted(stats.items[("mer_1", "mem_1")].days) == [rules.day_key(NOW - timedelta(days=1))]
-        assert await uc.recompute() == 0          # nothing changed, derived today
+        assert facts.items[("mer_1", "mem_3")]["consent"] == 1   # never bought: facts all the same
+        assert await uc.recompute() == 0          # nothing changed, swept today
+        uc.side.items[("mer_1", "mem_4")] = {"growth": 0, "registered_ms": MS, "birthday_month": 0, "consent": 0}
+        assert await uc.recompute() == 1          # a new member: the sweep goes on from where it was
         uc.clock = lambda: NOW + timedelta(days=1)
-        assert await uc.recompute() == 2          # the next day's recency pass
+        assert await uc.recompute() == 4          # the next day: everyone again (recency moves)
         assert facts.items[("mer_1", "mem_1")]["rfm_day"] == rules.day_key(NOW + timedelta(days=1))
     asyncio.run(run())
 
@@ -217,10 +224,10 @@ def test_a_member_changed_during_the_recompute_stays_due():
         await uc.on_paid(_paid("ord_1", 500, 1))
         read = (await stats.changed(10))[0]
         await uc.on_paid(_paid("ord_2", 500, 1))             # another replica's event lands meanwhile
-        assert await uc.derive(read, NOW) == 0
+        assert await uc._write(read, {}, NOW, {}) == 0
         assert [s.version for s in await stats.changed(10)] == [2]
         await uc.recompute()
         assert facts.items[("mer_1", "mem_1")]["orders_365"] == 2
-        assert not await facts.put_derived("mer_1", "mem_1", 1, {"orders_365": 1})  # a slower replica loses
+        assert not await facts.put("mer_1", "mem_1", 1, {"orders_365": 1})  # a slower replica loses
         assert facts.items[("mer_1", "mem_1")]["orders_365"] == 2
     asyncio.run(run())
