@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.e2e.test_coupons import staff_with
+from tests.e2e.test_coupons import active_template, staff_with
 from tests.e2e.test_referral import paid_order
 from tests.support import wait_until
 from tests.support.shop import Shop, ok, refused
@@ -113,3 +113,33 @@ def test_rfm_settings_and_bad_input_roles_and_other_merchants(shop, other_shop):
     other_tag = tag(other_shop)
     assert ok(other_shop.as_staff("POST", f"/v1/staff/tags/{other_tag}:tagMembers",
                                   json={"member_ids": [buyer]}))["unknown_member_ids"] == [buyer]
+
+
+def test_a_marketing_coupon_granted_to_a_segment_reaches_consenting_members_once(shop):
+    (yes_token, yes), (no_token, no) = member(shop), member(shop)
+    ok(shop.call("POST", "/v1/me/profile:consent", token=yes_token, json={"consent": True}))
+    mine = tag(shop)
+    ok(shop.as_staff("POST", f"/v1/staff/tags/{mine}:tagMembers", json={"member_ids": [yes, no]}))
+    seg = ok(shop.as_staff("POST", SEGMENTS, json={"name": "营销", "rule": {"conditions": [has_tag(mine)]}}))[
+        "segment"]["segment_id"]
+    wait_until(lambda: count(shop, has_tag(mine), {"field": "marketing_consent", "op": "in", "numbers": ["1"]}) == 1,
+               message="consent in the facts")
+    template = active_template(shop, marketing=True, staff_only=True)
+    assert template["marketing"] is True
+    path = f"/v1/staff/coupon-templates/{template['template_id']}/grants"
+    refused(shop.as_staff("POST", path, json={"idempotency_key": uuid.uuid4().hex, "segment_id": seg,
+                                              "member_ids": [yes]}), 400, "INVALID_FIELDS", fields={"member_ids"})
+    refused(shop.as_staff("POST", path, json={"idempotency_key": uuid.uuid4().hex,
+                                              "segment_id": "seg_" + "0" * 26}), 404)
+    key = uuid.uuid4().hex
+    grant = ok(shop.as_staff("POST", path, json={"idempotency_key": key, "segment_id": seg}))["grant"]
+    assert ok(shop.as_staff("POST", path, json={"idempotency_key": key, "segment_id": seg}))["grant"][
+        "grant_id"] == grant["grant_id"]
+    done = wait_until(lambda: (g := ok(shop.as_staff("GET", f"/v1/staff/coupon-grants/{grant['grant_id']}"))[
+        "grant"])["state"] == "DONE" and g, message="grant done")
+    assert done["granted"] == 1
+
+    def held(token: str) -> list:
+        return [c for c in ok(shop.call("GET", "/v1/me/coupons", token=token)).get("coupons", [])
+                if c.get("template_id") == template["template_id"]]
+    assert (len(held(yes_token)), len(held(no_token))) == (1, 0)

@@ -25,6 +25,7 @@ from services.member.application.ports import MemberRepository, MerchantReposito
 from services.member.application.segment_ports import (FactsStore, MemberSide, RfmSettingsStore, SegmentStore,
                                                        StatsStore, SweepProgress, TagStore)
 from services.member.domain import segments as rules
+from services.member.domain.coupons import GrantJob, audience_marketing, audience_segment
 from services.member.domain.segments import MemberStats, RfmSettings, Rule, Segment, Tag, TagGroup
 from services.member.domain.tiers import tier_for
 from siyu_kit import context, paging
@@ -308,3 +309,30 @@ class Segments:
         merchant_id = self._operator()
         await self.of(merchant_id, segment_id)
         await self.segments.remove(merchant_id, segment_id)
+
+
+class SegmentAudience:
+    """A coupon grant's audience over a segment (services.member.application.coupon_ports.
+    GrantAudience): the segment's members at the time each chunk runs, in member id order,
+    the cursor the last member id given; with marketing consent only for a marketing
+    template. Each member's coupon is issued under the job's key, so a chunk run again
+    after a restart gives nobody a second one."""
+
+    def __init__(self, segments: Segments):
+        self.segments = segments
+
+    async def exists(self, merchant_id: str, segment_id: str) -> bool:
+        return await self.segments.segments.get(merchant_id, segment_id) is not None
+
+    async def page(self, job: GrantJob, cursor: str, limit: int) -> tuple[list[str], str, bool]:
+        segment = await self.segments.segments.get(job.merchant_id, audience_segment(job.audience))
+        if segment is None:
+            return [], cursor, True          # deleted meanwhile: the grant ends
+        rule = segment.rule
+        if audience_marketing(job.audience):
+            rule = Rule(conditions=(rules.Condition("marketing_consent", "in", (1,)),), rules=(rule,))
+        query = rules.to_query(rule, job.merchant_id, self.segments.clock())
+        ids = await self.segments.statistics.facts.page(query, cursor, limit + 1)
+        finished = len(ids) <= limit
+        ids = ids[:limit]
+        return ids, (ids[-1] if ids else cursor), finished

@@ -85,6 +85,7 @@ def build(runtime: Runtime) -> Parts:
     # ---- end of profile ----
     # ---- segments: member statistics from order events, RFM, tags and segments ----
     segments = segment_wiring.use_cases(members_repo, merchants)
+    segment_wiring.grant_audience(coupons, segments)
     # ---- end of segments ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),

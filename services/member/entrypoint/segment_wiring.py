@@ -18,7 +18,9 @@ from siyu.member.v1 import events_pb2 as member_events
 
 from services.member.adapters import segment_store
 from services.member.application.ports import MemberRepository, MerchantRepository
-from services.member.application.segments import MemberStatistics, OrderFact, Segments
+from services.member.application.coupons import CouponUseCases
+from services.member.application.segments import MemberStatistics, OrderFact, SegmentAudience, Segments
+from services.member.domain.coupons import SEGMENT_AUDIENCE
 from siyu_kit import service
 from siyu_kit.config import env_seconds
 from siyu_kit.events.consumer import Poison, Subscription
@@ -86,6 +88,11 @@ def subscriptions(segments: Segments) -> list[Subscription]:
             Subscription.to("member-facts-registered", member_events.MemberRegistered, on_registered),
             Subscription.to("member-facts-profile", member_events.MemberProfileUpdated, on_profile),
             Subscription.to("member-facts-consent", member_events.MarketingConsentChanged, on_consent)]
+
+
+def grant_audience(coupons: CouponUseCases, segments: Segments) -> None:
+    """Coupon grants may go to a segment's members."""
+    coupons.audiences[SEGMENT_AUDIENCE] = SegmentAudience(segments)
 
 
 def jobs(segments: Segments) -> list[service.Job]:
