@@ -182,12 +182,17 @@ def put_facts(coll: Collection, merchant_id: str, member_id: str, stats_version:
     `tags` is the manual tags and the automatic ones, so the write is a compare-and-set on
     `tags_version`, which tagging bumps too."""
     key = f"{merchant_id}:{member_id}"
-    insert_new(coll, {"_id": key, "merchant_id": merchant_id, "member_id": member_id, **FACTS_DEFAULTS})
     fields = {k: v for k, v in facts.items() if k in FACTS_DEFAULTS and k not in ("manual_tags", "tags")}
     fields["auto_tags"] = sorted(facts.get("auto_tags") or [])
     fields["stats_version"] = stats_version
     for _ in range(ATTEMPTS):
-        current = coll.find_one({"_id": key}, {"manual_tags": 1, "tags_version": 1, "stats_version": 1}) or {}
+        current = coll.find_one({"_id": key}, {"manual_tags": 1, "tags_version": 1, "stats_version": 1})
+        if current is None:
+            # The first facts of the member: one insert (a racing writer's insert wins, then we retry).
+            if insert_new(coll, {**FACTS_DEFAULTS, **fields, "_id": key, "merchant_id": merchant_id,
+                                 "member_id": member_id, "tags": list(fields["auto_tags"])}):
+                return True
+            continue
         if int(current.get("stats_version") or 0) > stats_version:
             return False
         version = int(current.get("tags_version") or 0)

@@ -102,10 +102,14 @@ class MemberStatistics:
         cache: dict[str, Any] = {}
         while True:
             rows = await self.stats.changed(BATCH)
+            sides: dict[str, dict[str, dict[str, Any]]] = {}
+            for merchant_id in {s.merchant_id for s in rows}:
+                sides[merchant_id] = await self.side.of(merchant_id, [s.member_id for s in rows
+                                                                      if s.merchant_id == merchant_id])
             progressed = 0
             for stats in rows:
-                side = (await self.side.of(stats.merchant_id, [stats.member_id])).get(stats.member_id)
-                progressed += await self._write(stats, side or {}, now, cache)
+                progressed += await self._write(stats, sides[stats.merchant_id].get(stats.member_id) or {}, now,
+                                                cache)
             done += progressed
             if progressed == 0 or len(rows) < BATCH:
                 break
