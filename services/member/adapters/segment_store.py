@@ -161,9 +161,10 @@ def changed(coll: Collection, limit: int) -> list[MemberStats]:
 
 
 def stats_for(coll: Collection, merchant_id: str, member_ids: list[str]) -> dict[str, MemberStats]:
-    docs = coll.find({"_id": {"$in": [f"{merchant_id}:{m}" for m in member_ids]}, "merchant_id": merchant_id},
-                     STATS_PROJECTION)
-    return {d["member_id"]: stats_of(d) for d in docs}
+    # By _id alone (the key holds the merchant): the embedded server would scan the merchant's
+    # index for an `_id $in` filter that also names the merchant.
+    docs = coll.find({"_id": {"$in": [f"{merchant_id}:{m}" for m in member_ids]}}, STATS_PROJECTION)
+    return {d["member_id"]: stats_of(d) for d in docs if d["merchant_id"] == merchant_id}
 
 
 def settle(coll: Collection, stats: MemberStats, expired_days: list[str]) -> bool:
@@ -207,9 +208,10 @@ def retag(coll: Collection, merchant_id: str, member_ids: list[str], add: list[s
     """Replaces the manual tags (and the tags) of each member under `tags_version`; members
     without facts are skipped; how many changed."""
     changed = 0
-    docs = {d["member_id"]: d for d in coll.find({"_id": {"$in": [f"{merchant_id}:{m}" for m in member_ids]},
-                                                  "merchant_id": merchant_id},
-                                                 {"member_id": 1, "manual_tags": 1, "auto_tags": 1, "tags_version": 1})}
+    docs = {d["member_id"]: d for d in coll.find({"_id": {"$in": [f"{merchant_id}:{m}" for m in member_ids]}},
+                                                 {"merchant_id": 1, "member_id": 1, "manual_tags": 1, "auto_tags": 1,
+                                                  "tags_version": 1})
+            if d["merchant_id"] == merchant_id}
     for member_id in member_ids:
         doc = docs.get(member_id)
         for _ in range(ATTEMPTS):
@@ -230,8 +232,8 @@ def retag(coll: Collection, merchant_id: str, member_ids: list[str], add: list[s
 
 
 def facts_existing(coll: Collection, merchant_id: str, member_ids: list[str]) -> set[str]:
-    return {d["member_id"] for d in coll.find({"_id": {"$in": [f"{merchant_id}:{m}" for m in member_ids]},
-                                               "merchant_id": merchant_id}, {"member_id": 1})}
+    return {d["member_id"] for d in coll.find({"_id": {"$in": [f"{merchant_id}:{m}" for m in member_ids]}},
+                                              {"merchant_id": 1, "member_id": 1}) if d["merchant_id"] == merchant_id}
 
 
 def carrying(coll: Collection, merchant_id: str, tag_id: str) -> int:
@@ -321,8 +323,9 @@ def member_side(doc: dict) -> dict[str, Any]:
 
 
 def members_side(coll: Collection, merchant_id: str, member_ids: list[str]) -> dict[str, dict[str, Any]]:
-    return {d["_id"]: member_side(d) for d in coll.find({"_id": {"$in": member_ids}, "merchant_id": merchant_id},
-                                                        MEMBER_SIDE)}
+    # The merchant is checked here, not in the filter (see stats_for).
+    return {d["_id"]: member_side(d) for d in coll.find({"_id": {"$in": member_ids}}, MEMBER_SIDE)
+            if d.get("merchant_id") == merchant_id}
 
 
 def members_page(coll: Collection, after_id: str, limit: int) -> list[tuple[str, str, dict[str, Any]]]:
