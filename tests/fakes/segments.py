@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from services.member.domain.segments import MemberStats, RfmSettings, tags_after
+from services.member.domain.segments import MemberStats, RfmSettings, Segment, Tag, TagGroup, tags_after
 
 
 class FakeStats:
@@ -133,3 +133,56 @@ class FakeRfmSettings:
         self.items[merchant_id] = settings
 
 
+
+
+class FakeTags:
+    def __init__(self):
+        self.groups_: dict[str, TagGroup] = {}
+        self.tags_: dict[str, Tag] = {}
+
+    async def groups(self, merchant_id: str) -> list[TagGroup]:
+        return sorted((g for g in self.groups_.values() if g.merchant_id == merchant_id), key=lambda g: g.name)
+
+    async def tags(self, merchant_id: str) -> list[Tag]:
+        return sorted((t for t in self.tags_.values() if t.merchant_id == merchant_id), key=lambda t: t.name)
+
+    async def add_group(self, group: TagGroup) -> bool:
+        if any(g.merchant_id == group.merchant_id and g.name == group.name for g in self.groups_.values()):
+            return False
+        self.groups_[group.id] = group
+        return True
+
+    async def add_tag(self, tag: Tag) -> bool:
+        if any(t.merchant_id == tag.merchant_id and t.name == tag.name for t in self.tags_.values()):
+            return False
+        self.tags_[tag.id] = tag
+        return True
+
+    async def remove_group(self, merchant_id: str, group_id: str) -> bool:
+        return self.groups_.pop(group_id, None) is not None
+
+    async def remove_tag(self, merchant_id: str, tag_id: str) -> bool:
+        return self.tags_.pop(tag_id, None) is not None
+
+
+class FakeSegments:
+    def __init__(self):
+        self.items: dict[str, Segment] = {}
+
+    async def add(self, segment: Segment) -> None:
+        self.items[segment.id] = segment
+
+    async def get(self, merchant_id: str, segment_id: str) -> Segment | None:
+        found = self.items.get(segment_id)
+        return found if found is not None and found.merchant_id == merchant_id else None
+
+    async def page(self, merchant_id: str, before_id: str, limit: int) -> list[Segment]:
+        rows = sorted((s for s in self.items.values() if s.merchant_id == merchant_id and
+                       (not before_id or s.id < before_id)), key=lambda s: s.id, reverse=True)
+        return rows[:limit]
+
+    async def count(self, merchant_id: str) -> int:
+        return sum(1 for s in self.items.values() if s.merchant_id == merchant_id)
+
+    async def remove(self, merchant_id: str, segment_id: str) -> bool:
+        return self.items.pop(segment_id, None) is not None

@@ -91,7 +91,7 @@ class MemberStatistics:
         if side is None:
             return False
         stats = (await self.stats.of(merchant_id, [member_id])).get(member_id) or MemberStats(merchant_id, member_id)
-        await self._write(stats, side, self.clock(), {})
+        await self._write(stats, side, self.clock(), {}, settle=False)  # the job settles changed statistics
         return True
 
     # ---- the facts job ----------------------------------------------------------------------
