@@ -65,22 +65,19 @@ def test_member_search_filters_alone_and_together_with_a_cursor_and_a_batch(coll
 def test_facts_over_indexed_arrays_with_all_and_in_paged_by_member_id(coll):
     for keys in FACTS_INDEXES:
         coll.create_index(keys)
-    merchant, seg, other_seg = new_merchant_id(), new_id("seg"), new_id("seg")
+    merchant = new_merchant_id()
     members = sorted(new_id("mem") for _ in range(4))
     coll.insert_many([
         {"_id": f"{merchant}:{members[0]}", "merchant_id": merchant, "member_id": members[0],
-         "tags": ["vip", "coffee"], "rfm": {"r": 5, "f": 4, "m": 3}, "rfm_group": "重要价值客户",
-         "segment_ids": [seg, other_seg]},
+         "tags": ["vip", "coffee"], "rfm_r": 5, "rfm_f": 4, "rfm_m": 3, "rfm_group": "重要价值客户"},
         {"_id": f"{merchant}:{members[1]}", "merchant_id": merchant, "member_id": members[1], "tags": ["vip"],
-         "rfm_group": "重要唤回客户", "segment_ids": [seg]},
-        {"_id": f"{merchant}:{members[2]}", "merchant_id": merchant, "member_id": members[2], "tags": [],
-         "segment_ids": []},
-        {"_id": f"x:{members[3]}", "merchant_id": new_merchant_id(), "member_id": members[3], "tags": ["vip"],
-         "segment_ids": [seg]},
+         "rfm_group": "重要唤回客户"},
+        {"_id": f"{merchant}:{members[2]}", "merchant_id": merchant, "member_id": members[2], "tags": []},
+        {"_id": f"x:{members[3]}", "merchant_id": new_merchant_id(), "member_id": members[3], "tags": ["vip"]},
     ])
 
-    def page(after="", limit=10, **where):
-        query = facts_query(merchant, FactsFilter(**where))
+    def page(after="", limit=10, segment_rule=None, **where):
+        query = facts_query(merchant, FactsFilter(**where), segment_rule)
         if after:
             query["member_id"] = {"$lt": after}
         return [d["member_id"] for d in coll.find(query, {"member_id": 1}).sort("member_id", DESCENDING).limit(limit)]
@@ -89,13 +86,15 @@ def test_facts_over_indexed_arrays_with_all_and_in_paged_by_member_id(coll):
     assert page(tags=("coffee", "vip")) == [members[0]]
     assert page(tags=("tea",)) == []
     assert page(rfm_group="重要唤回客户") == [members[1]]
-    assert page(segment_id=seg) == [members[1], members[0]]
-    assert page(segment_id=other_seg, tags=("vip",)) == [members[0]]
+    # A saved segment's rule (segments.to_query) joins the search's own facts under $and.
+    assert page(segment_rule={"rfm_r": {"$gte": 5}}) == [members[0]]
+    assert page(segment_rule={"rfm_group": {"$in": ["重要唤回客户"]}}, tags=("vip",)) == [members[1]]
+    assert page(segment_rule={"member_id": {"$in": []}}) == []
     assert page(tags=("vip",), limit=1) == [members[1]] and page(tags=("vip",), after=members[1]) == [members[0]]
     found = {d["member_id"]: d for d in coll.find({"merchant_id": merchant, "member_id": {"$in": members}},
-                                                  {"member_id": 1, "tags": 1, "rfm": 1, "rfm_group": 1})}
+                                                  {"member_id": 1, "tags": 1, "rfm_r": 1, "rfm_f": 1, "rfm_m": 1, "rfm_group": 1})}
     assert set(found) == set(members[:3])
-    assert found[members[0]]["rfm"] == {"r": 5, "f": 4, "m": 3} and found[members[0]]["tags"] == ["vip", "coffee"]
+    assert (found[members[0]]["rfm_r"], found[members[0]]["rfm_f"], found[members[0]]["rfm_m"]) == (5, 4, 3) and found[members[0]]["tags"] == ["vip", "coffee"]
 
 
 def test_the_360_views_small_reads(coll):

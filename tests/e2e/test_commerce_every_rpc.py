@@ -547,7 +547,7 @@ def _(w):
 # The member service's newer routes (the check-in, referral and profile blocks of
 # member.proto) share one table; the guard at the end of the module reads those blocks, so
 # a new route in one of them needs a case.
-MEMBER_BLOCKS = ("check-in", "referral", "profile", "staff views", "personal data")
+MEMBER_BLOCKS = ("check-in", "referral", "profile", "staff views", "personal data", "segments")
 MEMBER_CROSS: dict[str, Callable[[World], None]] = {}
 
 
@@ -1137,6 +1137,144 @@ def _(w):
 
 
 # ---- end of personal data (cross-merchant) ----
+
+
+# ---- segments (cross-merchant) ----
+# Tags, RFM settings and segments are the merchant's: B neither sees nor changes A's.
+
+
+def _tag_group(m: Merchant) -> str:
+    return ok(m.as_staff("POST", "/v1/staff/tag-groups", json={"name": f"g-{new_key()[:8]}"}))["group"]["group_id"]
+
+
+def _tag(m: Merchant) -> str:
+    return ok(m.as_staff("POST", f"/v1/staff/tag-groups/{_tag_group(m)}/tags",
+                         json={"name": f"t-{new_key()[:8]}"}))["tag"]["tag_id"]
+
+
+def _tag_groups(m: Merchant) -> list:
+    return ok(m.as_staff("GET", "/v1/staff/tag-groups")).get("groups", [])
+
+
+def _segment(m: Merchant, tag_id: str) -> str:
+    return ok(m.as_staff("POST", "/v1/staff/segments", json={"name": "s", "rule": {"conditions": [
+        {"field": "tag", "op": "any", "values": [tag_id]}]}}))["segment"]["segment_id"]
+
+
+def _tagged(m: Merchant, tag_id: str) -> str:
+    return ok(m.as_staff("POST", "/v1/staff/segments:preview", json={"rule": {"conditions": [
+        {"field": "tag", "op": "any", "values": [tag_id]}]}})).get("member_count", "0")
+
+
+def _rfm(m: Merchant) -> dict:
+    return ok(m.as_staff("GET", "/v1/staff/rfm-settings"))["settings"]
+
+
+RFM = {"recency_days": [1, 2, 3, 4], "frequency_counts": [1, 2, 3, 4], "monetary_amounts": ["1", "2", "3", "4"],
+       "midpoint": 2, "lapsed_days": 9}
+
+
+@member_cross("GetRfmSettings")
+def _(w):
+    ok(w.a.as_staff("PUT", "/v1/staff/rfm-settings", json={"settings": RFM}))
+    assert _rfm(w.b)["lapsed_days"] != 9
+
+
+@member_cross("UpdateRfmSettings")
+def _(w):
+    unchanged(lambda: _rfm(w.a), lambda: ok(w.b.as_staff("PUT", "/v1/staff/rfm-settings",
+                                                         json={"settings": {**RFM, "lapsed_days": 11}})))
+
+
+@member_cross("CreateTagGroup")
+def _(w):
+    name = f"same-{new_key()[:6]}"
+    ok(w.a.as_staff("POST", "/v1/staff/tag-groups", json={"name": name}))
+    ok(w.b.as_staff("POST", "/v1/staff/tag-groups", json={"name": name}))   # names are per merchant
+
+
+@member_cross("ListTagGroups")
+def _(w):
+    group = _tag_group(w.a)
+    assert group not in [g["group_id"] for g in _tag_groups(w.b)]
+
+
+@member_cross("DeleteTagGroup")
+def _(w):
+    group = _tag_group(w.a)
+    not_found(w.b.as_staff("DELETE", f"/v1/staff/tag-groups/{group}"))
+    assert group in [g["group_id"] for g in _tag_groups(w.a)]
+
+
+@member_cross("CreateTag")
+def _(w):
+    group = _tag_group(w.a)
+    not_found(unchanged(lambda: _tag_groups(w.a), lambda: w.b.as_staff(
+        "POST", f"/v1/staff/tag-groups/{group}/tags", json={"name": "x"})))
+
+
+@member_cross("DeleteTag")
+def _(w):
+    tag_id = _tag(w.a)
+    not_found(unchanged(lambda: _tag_groups(w.a), lambda: w.b.as_staff("DELETE", f"/v1/staff/tags/{tag_id}")))
+
+
+@member_cross("TagMembers")
+def _(w):
+    tag_id, member_id = _tag(w.a), member_id_of(w.a)
+    not_found(w.b.as_staff("POST", f"/v1/staff/tags/{tag_id}:tagMembers", json={"member_ids": [member_id]}))
+    assert _tagged(w.a, tag_id) == "0"
+    theirs = _tag(w.b)   # A's member is no member of B
+    assert ok(w.b.as_staff("POST", f"/v1/staff/tags/{theirs}:tagMembers",
+                           json={"member_ids": [member_id]}))["unknown_member_ids"] == [member_id]
+
+
+@member_cross("UntagMembers")
+def _(w):
+    tag_id, member_id = _tag(w.a), member_id_of(w.a)
+    ok(w.a.as_staff("POST", f"/v1/staff/tags/{tag_id}:tagMembers", json={"member_ids": [member_id]}))
+    not_found(w.b.as_staff("POST", f"/v1/staff/tags/{tag_id}:untagMembers", json={"member_ids": [member_id]}))
+    assert _tagged(w.a, tag_id) == "1"
+
+
+@member_cross("PreviewSegment")
+def _(w):
+    tag_id, member_id = _tag(w.a), member_id_of(w.a)
+    ok(w.a.as_staff("POST", f"/v1/staff/tags/{tag_id}:tagMembers", json={"member_ids": [member_id]}))
+    assert (_tagged(w.a, tag_id), _tagged(w.b, tag_id)) == ("1", "0")
+
+
+@member_cross("CreateSegment")
+def _(w):
+    tag_id = _tag(w.a)
+    mine = _segment(w.b, tag_id)   # a rule naming A's tag selects nobody at B
+    assert ok(w.b.as_staff("GET", f"/v1/staff/segments/{mine}"))["segment"].get("member_count", "0") == "0"
+
+
+@member_cross("GetSegment")
+def _(w):
+    not_found(w.b.as_staff("GET", f"/v1/staff/segments/{_segment(w.a, _tag(w.a))}"))
+
+
+@member_cross("ListSegments")
+def _(w):
+    seg = _segment(w.a, _tag(w.a))
+    assert seg not in [s["segment_id"] for s in ok(w.b.as_staff("GET", "/v1/staff/segments")).get("segments", [])]
+
+
+@member_cross("ListSegmentMembers")
+def _(w):
+    not_found(w.b.as_staff("GET", f"/v1/staff/segments/{_segment(w.a, _tag(w.a))}/members"))
+
+
+@member_cross("DeleteSegment")
+def _(w):
+    seg = _segment(w.a, _tag(w.a))
+    not_found(w.b.as_staff("DELETE", f"/v1/staff/segments/{seg}"))
+    ok(w.a.as_staff("GET", f"/v1/staff/segments/{seg}"))
+
+
+# ---- end of segments ----
 
 
 def test_every_member_block_route_has_a_cross_merchant_case():

@@ -8,14 +8,11 @@ import uuid
 from collections import Counter
 
 import httpx
-from pymongo import MongoClient
 
-from siyu_kit import config
 from siyu_kit.ids import new_id
 from siyu_kit.metrics import db_commands
-from tests.e2e.test_coupons import staff_with
-from tests.e2e.test_points import buy
-from tests.support.shop import Shop, ok, refused
+from tests.support import wait_until
+from tests.support.shop import Shop, ok, paid_order, refused, staff_with
 
 SEARCH = "/v1/staff/members:search"
 
@@ -47,7 +44,7 @@ def test_search_and_the_360_view_after_an_order_and_a_check_in(shop, stack):
     token, member_id = login["access_token"], login["member"]["member_id"]
     phone = bind_phone(shop, stack, token)
     masked = f"{phone[:3]}****{phone[-4:]}"
-    order_id = buy(shop, token)
+    order_id = paid_order(shop, token, shop.sku("baby-lotion"))["order_id"]
     ok(shop.call("POST", "/v1/me/check-ins", token=token, json={}))
 
     found = ok(shop.as_staff("GET", SEARCH, params={"phone_suffix": phone[-4:]}))["members"]
@@ -127,32 +124,34 @@ def test_bad_input_other_merchants_and_wrong_roles(shop, other_shop):
     assert overview(shop, member_id, login["access_token"]).status_code == 401
 
 
-def test_tags_rfm_and_segments_from_the_members_facts(shop, stack):
-    """The tagging feature keeps a facts document per member; here one is written straight
-    into the member database, as that feature stores it."""
-    tagged = shop.login("m360-tag-" + uuid.uuid4().hex[:8])["member"]["member_id"]
+def test_tags_rfm_and_segments_from_the_members_facts(shop):
+    """Tags, RFM and segments come from the member's facts, which tagging and paid orders
+    keep: the search filters on them and the view shows them."""
+    tagged_login = shop.login("m360-tag-" + uuid.uuid4().hex[:8])
+    tagged = tagged_login["member"]["member_id"]
     plain = shop.login("m360-plain-" + uuid.uuid4().hex[:8])["member"]["member_id"]
-    segment = new_id("seg")
-    client = MongoClient(stack.mongodb_uri, tz_aware=True)
-    try:
-        client[config.load("member").mongodb_db]["member_facts"].insert_one({
-            "_id": f"{shop.data['merchant_id']}:{tagged}", "merchant_id": shop.data["merchant_id"],
-            "member_id": tagged, "tags": ["vip", "咖啡"], "rfm": {"r": 5, "f": 4, "m": 3},
-            "rfm_group": "重要价值客户", "segment_ids": [segment]})
-    finally:
-        client.close()
+    group = ok(shop.as_staff("POST", "/v1/staff/tag-groups", json={"name": f"兴趣-{uuid.uuid4().hex[:6]}"}))["group"]
+    vip = ok(shop.as_staff("POST", f"/v1/staff/tag-groups/{group['group_id']}/tags",
+                           json={"name": f"vip-{uuid.uuid4().hex[:6]}"}))["tag"]["tag_id"]
+    ok(shop.as_staff("POST", f"/v1/staff/tags/{vip}:tagMembers", json={"member_ids": [tagged]}))
+    segment = ok(shop.as_staff("POST", "/v1/staff/segments", json={
+        "name": "VIP", "rule": {"conditions": [{"field": "tag", "op": "any", "values": [vip]}]}}))["segment"][
+        "segment_id"]
 
     def found(**params) -> list[str]:
         return [m["member_id"] for m in ok(shop.as_staff("GET", SEARCH, params={"page_size": 100, **params})).get(
             "members", [])]
 
-    assert found(tags=["vip", "咖啡"]) == [tagged]
-    assert found(rfm_group="重要价值客户") == [tagged] and found(segment_id=segment) == [tagged]
-    assert found(tags=["vip", "tea"]) == []
+    assert found(tags=[vip]) == [tagged] and found(segment_id=segment) == [tagged]
+    assert found(tags=[vip, "first-purchase"]) == []
+    assert found(segment_id=new_id("seg")) == [], "an unknown segment matches nobody"
     everyone = {m["member_id"]: m for m in ok(shop.as_staff("GET", SEARCH, params={"page_size": 100}))["members"]}
-    assert everyone[tagged]["tags"] == ["vip", "咖啡"] and everyone[tagged]["rfm_group"] == "重要价值客户"
+    assert vip in everyone[tagged]["tags"]
     assert not everyone[plain].get("tags")
+    # A paid order gives RFM scores and a group.
+    paid_order(shop, tagged_login["access_token"], shop.new_sku(stock=5, price=12000))
+    wait_until(lambda: "rfm" in ok(overview(shop, tagged))["member"], message="RFM from the paid order")
     view = ok(overview(shop, tagged))["member"]
-    assert view["tags"] == ["vip", "咖啡"]
-    assert view["rfm"] == {"recency": 5, "frequency": 4, "monetary": 3, "group": "重要价值客户"}
+    assert vip in view["tags"] and view["rfm"]["recency"] == 5 and view["rfm"]["group"]
+    assert found(rfm_group=view["rfm"]["group"], tags=[vip]) == [tagged]
     assert "rfm" not in ok(overview(shop, plain))["member"]

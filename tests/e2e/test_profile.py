@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from tests.e2e.test_coupons import active_template, staff_with
+from tests.support.coupons import active_template
 from tests.support import wait_until
-from tests.support.shop import Shop, ok, refused
+from tests.support.shop import Shop, ok, refused, staff_with
 
 PROFILE = "/v1/me/profile"
 

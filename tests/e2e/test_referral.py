@@ -18,7 +18,7 @@ from siyu.order.v1 import events_pb2 as order_events, order_pb2
 from siyu_kit.events.outbox import decode, make_event
 from siyu_kit.protos import money, timestamp
 from tests.support import wait_until
-from tests.support.shop import Shop, ok, refused, staff_with
+from tests.support.shop import Shop, ok, paid_order, refused, staff_with
 
 
 def active_template(shop: Shop) -> str:
@@ -47,12 +47,6 @@ def login(shop: Shop, unionid: str, invite_code: str = "", channel: str = "H5") 
 def my_referral(shop: Shop, token: str, **params) -> dict:
     return ok(shop.call("GET", "/v1/me/referral", token=token, params=params))
 
-
-def paid_order(shop: Shop, token: str, sku: str) -> dict:
-    order = ok(shop.call("POST", "/v1/orders", token=token, json={
-        "idempotency_key": uuid.uuid4().hex, "lines": [{"sku_id": sku, "quantity": "1"}]}))["order"]
-    shop.pay(token, order["order_id"])
-    return order
 
 
 def complete(shop: Shop, token: str, order_id: str) -> None:

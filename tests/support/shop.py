@@ -132,3 +132,11 @@ def staff_with(shop: Shop, role: str) -> str:
     return ok(shop.call("POST", "/v1/staff/login", channel=None, json={
         "merchant_code": shop.data["merchant_code"], "username": username, "password": "role-password-1"}))[
         "access_token"]
+
+
+def paid_order(shop: Shop, token: str, sku: str) -> dict:
+    """A one-unit order of `sku`, placed and paid through the sandbox."""
+    order = ok(shop.call("POST", "/v1/orders", token=token, json={
+        "idempotency_key": uuid.uuid4().hex, "lines": [{"sku_id": sku, "quantity": "1"}]}))["order"]
+    shop.pay(token, order["order_id"])
+    return order

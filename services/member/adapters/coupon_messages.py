@@ -50,7 +50,7 @@ def draft_of(request) -> TemplateDraft:
                         days=request.validity.days)
     return TemplateDraft(name=request.name, rule=rule_of(request.rule), validity=validity,
                          total=request.total or None, per_member_limit=request.per_member_limit or 1,
-                         self_claim=not request.staff_only)
+                         self_claim=not request.staff_only, marketing=request.marketing)
 
 
 def lines_of(lines) -> list[CouponLine]:
@@ -83,7 +83,7 @@ def template_proto(t: CouponTemplate) -> member_pb2.CouponTemplate:
         template_id=t.id, name=t.name, rule=rule_proto(t.rule),
         validity=member_pb2.CouponValidity(starts_at=timestamp(t.validity.starts_at),
                                            ends_at=timestamp(t.validity.ends_at), days=t.validity.days),
-        total=t.total or 0, per_member_limit=t.per_member_limit, staff_only=not t.self_claim,
+        total=t.total or 0, per_member_limit=t.per_member_limit, staff_only=not t.self_claim, marketing=t.marketing,
         state=_TEMPLATE_STATE[t.state], issued=t.issued, created_at=timestamp(t.created_at),
         updated_at=timestamp(t.updated_at))
 

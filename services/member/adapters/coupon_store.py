@@ -37,6 +37,7 @@ class CouponTemplateDoc(OutboxDocument):
     total = me.IntField(default=0)  # 0: unlimited
     per_member_limit = me.IntField(default=1)
     self_claim = me.IntField(default=1)
+    marketing = me.IntField(default=0)
     state = me.StringField(required=True)
     issued = me.IntField(default=0)
     claiming = me.DictField()  # coupon id -> ms: units taken whose coupon is not confirmed yet
@@ -173,7 +174,8 @@ def _validity(doc: dict) -> Validity:
 
 def _template_fields(t: CouponTemplate) -> dict:
     return {"name": t.name, "rule": rule_doc(t.rule), "validity": _validity_doc(t.validity), "total": t.total or 0,
-            "per_member_limit": t.per_member_limit, "self_claim": int(t.self_claim), "state": t.state.value,
+            "per_member_limit": t.per_member_limit, "self_claim": int(t.self_claim), "marketing": int(t.marketing),
+            "state": t.state.value,
             "updated_ms": _ms(t.updated_at or utcnow())}
 
 
@@ -181,7 +183,8 @@ def _template(doc: dict) -> CouponTemplate:
     return CouponTemplate(id=doc["_id"], merchant_id=doc["merchant_id"], version=int(doc.get("version") or 1),
                           name=doc["name"], rule=_rule(doc["rule"]), validity=_validity(doc.get("validity") or {}),
                           total=int(doc.get("total") or 0) or None, per_member_limit=int(doc.get("per_member_limit") or 1),
-                          self_claim=bool(doc.get("self_claim")), state=TemplateState(doc["state"]),
+                          self_claim=bool(doc.get("self_claim")), marketing=bool(doc.get("marketing")),
+                          state=TemplateState(doc["state"]),
                           issued=int(doc.get("issued") or 0), created_at=_at(doc.get("created_ms")),
                           updated_at=_at(doc.get("updated_ms")), creation_key=doc.get("creation_key") or "",
                           fingerprint=doc.get("fingerprint") or "")

@@ -2,10 +2,11 @@
 member's facts (tags, RFM, segments), and the 360° view's coupon, balance and referral
 figures. Reads only; each is one command.
 
-Member facts (`member_facts`, written by the tagging feature) are read as:
-`{merchant_id, member_id, tags: [..], rfm: {r, f, m}, rfm_group, segment_ids: [..]}`; a
-member without a document has no facts. Array fields are matched with `$all`/`$in`
-(equality on an indexed array is not portable, docs/storage.md)."""
+Member facts (`member_facts`, kept by segment_store) are read for `tags`, `rfm_r`/`rfm_f`/
+`rfm_m` and `rfm_group`; a saved segment filters by its own rule (segments.to_query), as
+its count and member list do. A member without a facts document has no facts. Array fields
+are matched with `$all`/`$in` (equality on an indexed array is not portable,
+docs/storage.md)."""
 from __future__ import annotations
 
 from pymongo import DESCENDING
@@ -13,20 +14,22 @@ from pymongo import DESCENDING
 from services.member.adapters.coupon_store import MemberCouponDoc
 from services.member.adapters.documents import MemberDoc
 from services.member.adapters.profile_store import PROFILE_FIELDS, profile_of
+from services.member.adapters.segment_store import SegmentRepository
+from services.member.domain.segments import to_query
 from services.member.adapters.referral_store import ReferralDoc
 from services.member.adapters.stored_value_store import BalanceAccountDoc
 from services.member.application.member_view_ports import (FactsFilter, MemberFacts, MemberRow, ReferralTies,
                                                            SearchFilter)
 from services.member.domain.profile import Profile
 from siyu_kit.db import database, run_sync
-from siyu_kit.protos import aware
+from siyu_kit.protos import aware, utcnow
 
 FACTS = "member_facts"
-# Indexes of the search: members by channel and consent; facts by member, tag, group, segment.
+# Indexes of the search: members by channel and consent (the facts' own are segment_store's).
 MEMBER_INDEXES = ([("merchant_id", 1), ("registered_channel", 1)], [("merchant_id", 1), ("marketing_consent", 1)],
                   [("merchant_id", 1), ("created_at", 1)])
 FACTS_INDEXES = ([("merchant_id", 1), ("member_id", 1)], [("merchant_id", 1), ("tags", 1)],
-                 [("merchant_id", 1), ("rfm_group", 1)], [("merchant_id", 1), ("segment_ids", 1)])
+                 [("merchant_id", 1), ("rfm_group", 1)])
 _ROW_FIELDS = {"nickname": 1, "avatar_url": 1, "growth": 1, "created_at": 1, "registered_channel": 1,
                "marketing_consent": 1}
 COUPON_STATES = ("AVAILABLE", "LOCKED", "USED", "EXPIRED")
@@ -75,14 +78,16 @@ def member_query(merchant_id: str, where: SearchFilter) -> dict:
     return query
 
 
-def facts_query(merchant_id: str, where: FactsFilter) -> dict:
+def facts_query(merchant_id: str, where: FactsFilter, segment_rule: dict | None = None) -> dict:
+    """The facts a search keeps: tags, RFM group, and the saved segment's own rule (as the
+    segment's count and member list apply it: segments.to_query)."""
     query: dict = {"merchant_id": merchant_id}
     if where.tags:
         query["tags"] = {"$all": list(where.tags)}
     if where.rfm_group:
         query["rfm_group"] = where.rfm_group
-    if where.segment_id:
-        query["segment_ids"] = {"$in": [where.segment_id]}
+    if segment_rule is not None:
+        query = {"$and": [query, segment_rule]}
     return query
 
 
@@ -93,10 +98,9 @@ def _row(doc: dict) -> MemberRow:
 
 
 def _facts_of(doc: dict) -> MemberFacts:
-    rfm = doc.get("rfm") or {}
-    return MemberFacts(member_id=doc["member_id"], tags=tuple(doc.get("tags") or ()), recency=int(rfm.get("r") or 0),
-                       frequency=int(rfm.get("f") or 0), monetary=int(rfm.get("m") or 0),
-                       rfm_group=doc.get("rfm_group") or "")
+    return MemberFacts(member_id=doc["member_id"], tags=tuple(doc.get("tags") or ()),
+                       recency=int(doc.get("rfm_r") or 0), frequency=int(doc.get("rfm_f") or 0),
+                       monetary=int(doc.get("rfm_m") or 0), rfm_group=doc.get("rfm_group") or "")
 
 
 class MemberSearchStore:
@@ -122,7 +126,13 @@ class MemberSearchStore:
 
 class MemberFactsStore:
     async def page(self, merchant_id: str, where: FactsFilter, after_id: str, limit: int) -> list[str]:
-        query = facts_query(merchant_id, where)
+        segment_rule = None
+        if where.segment_id:
+            segment = await SegmentRepository().get(merchant_id, where.segment_id)
+            # An unknown segment (or another merchant's) matches nobody.
+            segment_rule = (to_query(segment.rule, merchant_id, utcnow()) if segment is not None
+                            else {"member_id": {"$in": []}})
+        query = facts_query(merchant_id, where, segment_rule)
         if after_id:
             query["member_id"] = {"$lt": after_id}
         docs = await run_sync(lambda: list(_facts().find(query, {"member_id": 1}).sort("member_id", DESCENDING)
@@ -134,7 +144,7 @@ class MemberFactsStore:
             return {}
         docs = await run_sync(lambda: list(_facts().find(
             {"merchant_id": merchant_id, "member_id": {"$in": list(member_ids)}},
-            {"member_id": 1, "tags": 1, "rfm": 1, "rfm_group": 1})))
+            {"member_id": 1, "tags": 1, "rfm_r": 1, "rfm_f": 1, "rfm_m": 1, "rfm_group": 1})))
         return {d["member_id"]: _facts_of(d) for d in docs}
 
 

@@ -320,31 +320,44 @@ class CouponUseCases:
         return await retry.on_conflict(attempt, gave_up="the coupon changed while it was issued; try again")
 
     # ---- staff grants: a resumable, idempotent batch job ---------------------------------------------
-    async def start_grant(self, template_id: str, member_ids: Sequence[str], idempotency_key: str) -> GrantJob:
-        """An OPERATOR gives a template's coupons to members. The same key answers the
-        same job; the job runs in chunks (run_grant) and can stop and resume anywhere."""
+    async def start_grant(self, template_id: str, member_ids: Sequence[str], idempotency_key: str,
+                          segment_id: str = "") -> GrantJob:
+        """An OPERATOR gives a template's coupons to members, or to a segment's members.
+        The same key answers the same job; the job runs in chunks (run_grant) and can stop
+        and resume anywhere."""
         ctx = context.current()
         staff_id = ctx.require_staff("OPERATOR")
         v = Violations()
         _key(v, idempotency_key)
-        v.check(1 <= len(member_ids) <= MAX_GRANT_MEMBERS, "member_ids", f"1..{MAX_GRANT_MEMBERS} members")
+        if segment_id:
+            v.check(not member_ids, "member_ids", "member_ids or segment_id, not both")
+        else:
+            v.check(1 <= len(member_ids) <= MAX_GRANT_MEMBERS, "member_ids", f"1..{MAX_GRANT_MEMBERS} members")
         v.check(all(isinstance(m, str) and m.startswith("mem_") for m in member_ids), "member_ids", "mem_ ids")
         v.raise_if_any()
         wanted = tuple(dict.fromkeys(member_ids))  # once each, in the order given
         existing = await self.grants.by_key(ctx.merchant_id, idempotency_key)
         if existing is not None:
-            return _same_grant(existing, template_id, wanted)
+            return _same_grant(existing, template_id, wanted, segment_id)
         template = await self._template(ctx.merchant_id, template_id)
         if template.state not in (TemplateState.ACTIVE, TemplateState.PAUSED):
             raise FailedPrecondition(f"the template is {template.state.value}", reason=rules.NOT_CLAIMABLE)
+        audience = "LIST"
+        # ---- segments: the segment's audience, consenting members only for a marketing template ----
+        if segment_id:
+            segments = self.audiences.get(rules.SEGMENT_AUDIENCE)
+            if segments is None or not await segments.exists(ctx.merchant_id, segment_id):
+                raise NotFound(f"segment {segment_id} not found")
+            audience = rules.segment_audience(segment_id, template.marketing)
+        # ---- end of segments ----
         now = self.clock()
         job = GrantJob(id=new_id("cgj"), merchant_id=ctx.merchant_id, version=1, template_id=template_id,
-                       key=idempotency_key, audience="LIST", member_ids=wanted, created_by=staff_id,
+                       key=idempotency_key, audience=audience, member_ids=wanted, created_by=staff_id,
                        created_at=now, updated_at=now)
         if not await self.grants.add(job):
             existing = await self.grants.by_key(ctx.merchant_id, idempotency_key)
             assert existing is not None
-            return _same_grant(existing, template_id, wanted)
+            return _same_grant(existing, template_id, wanted, segment_id)
         await self._audit(audit_rules.COUPON_GRANT_STARTED, job.id,
                           after={"template_id": template_id, "members": len(wanted)})
         return job
@@ -369,7 +382,8 @@ class CouponUseCases:
         template = await self.templates.get(merchant_id, job.template_id)
         if template is not None and template.state == TemplateState.PAUSED:
             return job  # waits for the template to be resumed; an ended one skips the rest
-        members, cursor, finished = await self.audiences[job.audience].page(job, job.cursor, chunk)
+        members, cursor, finished = await self.audiences[rules.audience_kind(job.audience)].page(job, job.cursor,
+                                                                                                  chunk)
         granted, skipped = 0, {}
         for member_id in members:
             if self.members is not None and await self.members.get(merchant_id, member_id) is None:
@@ -690,8 +704,9 @@ def _raise_problems(draft: TemplateDraft) -> None:
         raise InvalidArgument("the request has invalid fields", reason="INVALID_FIELDS", violations=problems)
 
 
-def _same_grant(job: GrantJob, template_id: str, member_ids: tuple[str, ...]) -> GrantJob:
-    if job.template_id != template_id or job.member_ids != member_ids:
+def _same_grant(job: GrantJob, template_id: str, member_ids: tuple[str, ...], segment_id: str = "") -> GrantJob:
+    if job.template_id != template_id or job.member_ids != member_ids \
+            or rules.audience_segment(job.audience) != segment_id:
         raise FailedPrecondition("the key was used for another grant", reason=rules.GRANT_KEY_REUSED)
     return job
 

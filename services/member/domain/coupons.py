@@ -285,6 +285,7 @@ class TemplateDraft:
     total: int | None  # None: unlimited
     per_member_limit: int = 1
     self_claim: bool = True  # False: issued by staff grants and rewards only
+    marketing: bool = False  # a segment grant gives it only to members with marketing consent
 
     def problems(self) -> list[FieldViolation]:
         out = []
@@ -311,7 +312,8 @@ def draft_fingerprint(draft: TemplateDraft) -> str:
         "starts_at": draft.validity.starts_at.isoformat() if draft.validity.starts_at else "",
         "ends_at": draft.validity.ends_at.isoformat() if draft.validity.ends_at else "",
         "days": draft.validity.days, "total": draft.total or 0, "per_member_limit": draft.per_member_limit,
-        "self_claim": draft.self_claim}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        "self_claim": draft.self_claim, **({"marketing": True} if draft.marketing else {})},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -350,6 +352,7 @@ class CouponTemplate(Aggregate):
     per_member_limit: int
     self_claim: bool
     state: TemplateState = TemplateState.DRAFT
+    marketing: bool = False
     # Coupons issued: changed only by the repository's conditional atomic update, never
     # by a save of the aggregate (the value here is what was read).
     issued: int = 0
@@ -366,7 +369,8 @@ class CouponTemplate(Aggregate):
                creation_key: str = "") -> "CouponTemplate":
         template = cls(id=template_id, merchant_id=merchant_id, version=1, name=draft.name.strip(), rule=draft.rule,
                        validity=draft.validity, total=draft.total, per_member_limit=draft.per_member_limit,
-                       self_claim=draft.self_claim, created_at=now, updated_at=now, creation_key=creation_key,
+                       self_claim=draft.self_claim, marketing=draft.marketing, created_at=now, updated_at=now,
+                       creation_key=creation_key,
                        fingerprint=draft_fingerprint(draft))
         template.record(TemplateCreated(template_id, template.name, now))
         return template
@@ -377,6 +381,7 @@ class CouponTemplate(Aggregate):
             raise FailedPrecondition("only a draft template can be changed", reason=NOT_EDITABLE)
         self.name, self.rule, self.validity = draft.name.strip(), draft.rule, draft.validity
         self.total, self.per_member_limit, self.self_claim = draft.total, draft.per_member_limit, draft.self_claim
+        self.marketing = draft.marketing
         self.updated_at = now
         self.record(TemplateChanged(self.id, now))
 
@@ -767,3 +772,25 @@ class GrantJob(Aggregate):
     @property
     def total_skipped(self) -> int:
         return sum(self.skipped.values())
+
+
+# ---- segments: a grant's audience "SEGMENT:<segment id>[:M]" (M: marketing, consent only) ----
+SEGMENT_AUDIENCE = "SEGMENT"
+
+
+def segment_audience(segment_id: str, marketing: bool) -> str:
+    return f"{SEGMENT_AUDIENCE}:{segment_id}" + (":M" if marketing else "")
+
+
+def audience_kind(audience: str) -> str:
+    return audience.split(":", 1)[0]
+
+
+def audience_segment(audience: str) -> str:
+    """The segment id of a segment audience ("" for a list)."""
+    parts = audience.split(":")
+    return parts[1] if parts[0] == SEGMENT_AUDIENCE and len(parts) > 1 else ""
+
+
+def audience_marketing(audience: str) -> bool:
+    return audience.endswith(":M")

@@ -57,7 +57,8 @@ class CouponRpcs:
             discount_given=stats.discount_given, gmv=stats.gmv)
 
     async def StartCouponGrant(self, request, context):
-        job = await self.coupons.start_grant(request.template_id, list(request.member_ids), request.idempotency_key)
+        job = await self.coupons.start_grant(request.template_id, list(request.member_ids), request.idempotency_key,
+                                             segment_id=request.segment_id)
         return member_pb2.StartCouponGrantResponse(grant=out.grant_proto(job))
 
     async def GetCouponGrant(self, request, context):

@@ -19,7 +19,7 @@ from services.member.application.wechat import WeChatIdentity
 from services.member.domain.identity import SandboxProvider
 from services.member.domain.lockout import LoginLimits
 from services.member.entrypoint import (checkin_wiring, coupon_wiring, events, jobs, profile_wiring, referral_wiring,
-                                           servicer, stored_value_wiring)
+                                           segment_wiring, servicer, stored_value_wiring)
 from services.member.entrypoint import member_view_wiring
 from services.member.entrypoint import personal_data_wiring
 from siyu_kit import service
@@ -92,19 +92,25 @@ def build(runtime: Runtime) -> Parts:
     data_exports = personal_data_wiring.use_cases(runtime)
     erasures = personal_data_wiring.erasures(runtime, index_key)
     # ---- end of personal data ----
+    # ---- segments: member statistics from order events, RFM, tags and segments ----
+    segments = segment_wiring.use_cases(members_repo, merchants)
+    segment_wiring.grant_audience(coupons, segments)
+    # ---- end of segments ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin, economy, coupons,
                                                           stored_value, checkin=checkin, referrals=referrals,
                                                           profiles=profiles, member_views=member_views,
-                                                          data_exports=data_exports, erasures=erasures),
+                                                          data_exports=data_exports, erasures=erasures,
+                                                          segments=segments),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()
         + checkin_wiring.outbox_collections() + referral_wiring.outbox_collections(),
         subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger))
         + coupon_wiring.subscriptions(coupons) + stored_value_wiring.subscriptions(stored_value)
-        + referral_wiring.subscriptions(referrals) + personal_data_wiring.subscriptions(erasures),
+        + referral_wiring.subscriptions(referrals) + personal_data_wiring.subscriptions(erasures)
+        + segment_wiring.subscriptions(segments),
         # Members stored before their growth and phone suffix were kept beside them; each
         # replica checks, and one at a time works (a lease), until every backfill is done.
         jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),
@@ -113,7 +119,8 @@ def build(runtime: Runtime) -> Parts:
                                      phone_seal],
                                     holder=new_id("bfh")).run)] + jobs.jobs(economy)
         + coupon_wiring.jobs(coupons) + stored_value_wiring.jobs(stored_value) + checkin_wiring.jobs(checkin)
-        + profile_wiring.jobs(merchants, ledger, coupons) + personal_data_wiring.jobs(data_exports),
+        + profile_wiring.jobs(merchants, ledger, coupons) + personal_data_wiring.jobs(data_exports)
+        + segment_wiring.jobs(segments),
     )
 
 

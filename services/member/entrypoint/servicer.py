@@ -27,6 +27,8 @@ from services.member.application.personal_data import DataExports, Erasures
 from services.member.application.profile import Profiles
 from services.member.entrypoint.member_view_servicer import MemberViewRpcs
 from services.member.application.member_views import MemberViews
+from services.member.entrypoint.segment_servicer import SegmentRpcs
+from services.member.application.segments import Segments
 from services.member.application.stored_value import StoredValue
 from services.member.application.points import PointsEconomy
 from siyu_kit.access import ROLE_NAMES
@@ -41,16 +43,18 @@ def _role_names(roles) -> list[str]:
 
 
 class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs, ProfileRpcs,
-                     MemberViewRpcs, PersonalDataRpcs, member_pb2_grpc.MemberServiceServicer):
+                     MemberViewRpcs, PersonalDataRpcs, SegmentRpcs, member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,
                  economy: PointsEconomy, coupons: CouponUseCases, stored_value: StoredValue,
                  checkin: CheckIns | None = None, referrals: Referrals | None = None,
                  profiles: Profiles | None = None, member_views: MemberViews | None = None,
-                 data_exports: DataExports | None = None, erasures: Erasures | None = None):
+                 data_exports: DataExports | None = None, erasures: Erasures | None = None,
+                 segments: Segments | None = None):
         self.member_views = member_views  # staff search and 360° view (member_view_servicer.MemberViewRpcs)
         # PIPL export and erasure (personal_data_servicer.PersonalDataRpcs)
         self.data_exports, self.erasures = data_exports, erasures
+        self.segments = segments  # tags, RFM and segments (segment_servicer.SegmentRpcs)
         self.referrals = referrals  # referral (referral_servicer.ReferralRpcs)
         self.profiles = profiles  # profiles (profile_servicer.ProfileRpcs)
         self.economy = economy  # the points economy (points_servicer.PointsRpcs)

@@ -1,0 +1,130 @@
+"""The query and update shapes of member statistics and facts
+(services/member/adapters/segment_store.py): an order event applied once per cause with
+`$inc` into day buckets, `$min`/`$max` of the paid times, expired buckets dropped under a
+version guard, facts never overwritten by older statistics, and every segment query shape
+— checked against the pure evaluator over random members (the query and the rule agree)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from pymongo import ASCENDING
+
+from services.member.adapters.segment_store import (FACTS_DEFAULTS, apply_event, changed, count_matching,
+                                                    page_matching, put_facts, retag, settle, stats_for, stats_of)
+from services.member.domain import segments as rules
+from services.member.domain.segments import Condition, Rule
+from tests.support import new_merchant_id
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+MS = int(NOW.timestamp() * 1000)
+
+
+def test_an_event_applies_once_per_cause_into_its_day(coll):
+    m = new_merchant_id()
+    assert apply_event(coll, m, "mem_1", "ord_1:paid", "20260510", 1, 5000, MS - 3 * rules.DAY_MS, "WXMP", 0)
+    assert not apply_event(coll, m, "mem_1", "ord_1:paid", "20260510", 1, 5000, MS - 3 * rules.DAY_MS, "WXMP", 0)
+    assert apply_event(coll, m, "mem_1", "ord_2:paid", "20260510", 1, 3000, MS - 9 * rules.DAY_MS, "H5", 0)
+    assert apply_event(coll, m, "mem_1", "ord_3:paid", "20250101", 1, 7000, MS - 500 * rules.DAY_MS, "WXMP", 0)
+    assert apply_event(coll, m, "mem_1", "ord_1:refund:rf_1", "20260510", 0, -2000, 0, "", 1)
+    assert not apply_event(coll, m, "mem_1", "ord_1:refund:rf_1", "20260510", 0, -2000, 0, "", 1)
+    stats = stats_of(coll.find_one({"_id": f"{m}:mem_1"}))
+    assert stats.days == {"20260510": {"o": 2, "a": 6000}, "20250101": {"o": 1, "a": 7000}}
+    assert (stats.first_paid_ms, stats.last_paid_ms) == (MS - 500 * rules.DAY_MS, MS - 3 * rules.DAY_MS)
+    assert (stats.paid_orders, stats.refunds, stats.refunded_amount, stats.version) == (3, 1, 2000, 4)
+    assert stats.channels == {"WXMP": 2, "H5": 1}
+    assert stats.window(NOW) == (2, 6000)
+
+
+def test_changed_members_are_settled_under_a_version_guard(coll):
+    m = new_merchant_id()
+    apply_event(coll, m, "mem_1", "ord_1:paid", "20250101", 1, 100, MS - 500 * rules.DAY_MS, "", 0)
+    apply_event(coll, m, "mem_1", "ord_2:paid", "20260510", 1, 100, MS, "", 0)
+    stats = [s for s in changed(coll, 10) if s.merchant_id == m]
+    assert len(stats) == 1 and stats[0].expired_days(NOW) == ["20250101"]
+    apply_event(coll, m, "mem_1", "ord_3:paid", "20260511", 1, 100, MS, "", 0)  # changed meanwhile
+    assert not settle(coll, stats[0], stats[0].expired_days(NOW))
+    fresh = [s for s in changed(coll, 10) if s.merchant_id == m][0]
+    assert settle(coll, fresh, fresh.expired_days(NOW))
+    assert [s for s in changed(coll, 10) if s.merchant_id == m] == []
+    after = stats_of(coll.find_one({"_id": f"{m}:mem_1"}))
+    assert sorted(after.days) == ["20260510", "20260511"] and after.paid_orders == 3
+    assert list(stats_for(coll, m, ["mem_1", "mem_9"])) == ["mem_1"]
+    assert stats_for(coll, new_merchant_id(), ["mem_1"]) == {}
+
+
+def test_facts_are_not_overwritten_by_older_statistics_and_keep_manual_tags(coll):
+    m = new_merchant_id()
+    assert put_facts(coll, m, "mem_1", 5, {"rfm_r": 5, "auto_tags": ["first-purchase"]})
+    assert not put_facts(coll, m, "mem_1", 4, {"rfm_r": 1, "auto_tags": []})
+    assert retag(coll, m, ["mem_1", "mem_2"], ["tag_b", "tag_a"], []) == 1   # mem_2 has no facts
+    assert retag(coll, m, ["mem_1"], ["tag_a"], []) == 0                      # tagged already
+    assert put_facts(coll, m, "mem_1", 5, {"rfm_r": 4, "auto_tags": ["lapsed"]})  # the daily pass
+    doc = coll.find_one({"_id": f"{m}:mem_1"})
+    assert (doc["rfm_r"], doc["tags"], doc["stats_version"]) == (4, ["lapsed", "tag_a", "tag_b"], 5)
+    assert retag(coll, m, ["mem_1"], [], ["tag_b"]) == 1
+    doc = coll.find_one({"_id": f"{m}:mem_1"})
+    assert (doc["manual_tags"], doc["tags"]) == (["tag_a"], ["lapsed", "tag_a"])
+    assert coll.count_documents({"merchant_id": m, "manual_tags": {"$in": ["tag_a"]}}) == 1
+    assert coll.count_documents({"merchant_id": m, "manual_tags": {"$in": ["tag_b"]}}) == 0
+
+
+# ---- every segment query shape, against the pure evaluator ------------------------------------
+TAGS = ["vip", "lapsed", "first-purchase", "b"]
+GROUP_NAMES = sorted(rules.GROUPS.values())[:3] + [""]
+
+facts_strategy = st.fixed_dictionaries({
+    "tags": st.lists(st.sampled_from(TAGS), unique=True, max_size=3),
+    "rfm_r": st.integers(0, 5), "rfm_f": st.integers(0, 5), "rfm_m": st.integers(0, 5),
+    "rfm_group": st.sampled_from(GROUP_NAMES), "tier": st.sampled_from(["", "silver", "gold"]),
+    "spend_365": st.integers(0, 100_000), "orders_365": st.integers(0, 20),
+    "last_paid_ms": st.one_of(st.just(0), st.integers(MS - 400 * rules.DAY_MS, MS)),
+    "registered_ms": st.integers(MS - 800 * rules.DAY_MS, MS),
+    "channel": st.sampled_from(["", "WXMP", "H5"]), "birthday_month": st.integers(0, 12),
+    "consent": st.integers(0, 1)})
+
+
+def _condition():
+    return st.one_of(
+        st.builds(Condition, st.just("tag"), st.sampled_from(["any", "all", "none"]),
+                  st.lists(st.sampled_from(TAGS), min_size=1, max_size=2, unique=True).map(tuple)),
+        st.builds(Condition, st.sampled_from(["rfm_r", "rfm_f", "rfm_m", "birthday_month"]), st.just("in"),
+                  st.lists(st.integers(0, 12), min_size=1, max_size=3).map(tuple)),
+        st.builds(Condition, st.sampled_from(["spend_365", "orders_365", "rfm_m", "marketing_consent"]),
+                  st.sampled_from(["gte", "lte"]), st.tuples(st.integers(0, 100_000))),
+        st.builds(Condition, st.sampled_from(["rfm_group", "tier", "channel"]), st.just("in"),
+                  st.lists(st.sampled_from(GROUP_NAMES[:3] + ["gold", "WXMP", "H5"]), min_size=1, max_size=2).map(tuple)),
+        st.builds(Condition, st.sampled_from(["last_order", "registered"]), st.sampled_from(["within", "before"]),
+                  st.tuples(st.integers(0, 500))))
+
+
+rule_strategy = st.recursive(
+    st.builds(Rule, st.booleans(), st.lists(_condition(), max_size=3).map(tuple)),
+    lambda inner: st.builds(Rule, st.booleans(), st.lists(_condition(), max_size=2).map(tuple),
+                            st.lists(inner, max_size=2).map(tuple)),
+    max_leaves=4)
+
+
+def test_a_segment_query_selects_what_the_rule_matches(db):
+    coll = db["segment_facts_property"]
+    coll.create_index([("merchant_id", ASCENDING), ("tags", ASCENDING)])
+    coll.create_index([("merchant_id", ASCENDING), ("member_id", ASCENDING)])
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(facts_strategy, min_size=1, max_size=12), rule_strategy)
+    def check(members, rule):
+        m = new_merchant_id()
+        other = new_merchant_id()
+        docs = [{**FACTS_DEFAULTS, **f, "_id": f"{m}:mem_{i:03d}", "merchant_id": m, "member_id": f"mem_{i:03d}"}
+                for i, f in enumerate(members)]
+        assume(not rules.rule_violations(rule))  # at most 3 deep, as the API allows
+        coll.insert_many(docs + [{**docs[0], "_id": f"{other}:mem_000", "merchant_id": other}])
+        expected = [d["member_id"] for d in docs if rules.matches(rule, d, NOW)]
+        query = rules.to_query(rule, m, NOW)
+        assert count_matching(coll, query) == len(expected)
+        first = page_matching(coll, query, "", 2)
+        rest = page_matching(coll, query, first[-1], 100) if first else []
+        assert first + rest == expected
+
+    check()
