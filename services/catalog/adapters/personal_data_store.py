@@ -2,10 +2,10 @@
 export (the outbox and internal counters left out)."""
 from __future__ import annotations
 
-from datetime import datetime
 
 from services.catalog.adapters.documents import ReservationDoc
 from services.catalog.adapters.flash_sales import FlashQuotaDoc
+from siyu_kit.export import as_json
 from siyu_kit.db import run_sync
 
 _COLLECTIONS = {"flash_sale_quotas": FlashQuotaDoc, "flash_sale_reservations": ReservationDoc}
@@ -14,15 +14,7 @@ LIMIT = 10_000
 
 
 def plain(value):
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items() if not any(w in str(k) for w in _HIDDEN)}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+    return as_json(value, _HIDDEN)
 
 
 def _collection(part: str):

@@ -258,3 +258,10 @@ def _drop_points_index_without_kind() -> None:
     for name, info in ledger.index_information().items():
         if list(info["key"]) == old and info.get("unique"):
             ledger.drop_index(name)
+
+
+def within(query: dict, field: str, low=None, below=None) -> None:
+    """Narrows `query` to low <= field < below; a missing bound is left open."""
+    bounds = {op: v for op, v in (("$gte", low), ("$lt", below)) if v is not None}
+    if bounds:
+        query[field] = bounds

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pymongo import DESCENDING
 
 from services.member.adapters.coupon_store import MemberCouponDoc
-from services.member.adapters.documents import MemberDoc
+from services.member.adapters.documents import MemberDoc, within
 from services.member.adapters.profile_store import PROFILE_FIELDS, profile_of
 from services.member.adapters.segment_store import SegmentRepository
 from services.member.domain.segments import to_query
@@ -54,20 +54,8 @@ def member_query(merchant_id: str, where: SearchFilter) -> dict:
     query: dict = {"merchant_id": merchant_id}
     if where.phone_suffix:
         query["phone_suffix"] = where.phone_suffix
-    growth: dict = {}
-    if where.growth_min is not None:
-        growth["$gte"] = where.growth_min
-    if where.growth_below is not None:
-        growth["$lt"] = where.growth_below
-    if growth:
-        query["growth"] = growth
-    created: dict = {}
-    if where.registered_from is not None:
-        created["$gte"] = where.registered_from
-    if where.registered_before is not None:
-        created["$lt"] = where.registered_before
-    if created:
-        query["created_at"] = created
+    within(query, "growth", where.growth_min, where.growth_below)
+    within(query, "created_at", where.registered_from, where.registered_before)
     if where.channel:
         query["registered_channel"] = where.channel
     if where.consent is True:

@@ -22,6 +22,7 @@ from services.member.adapters.referral_store import guard_add
 from services.member.domain.personal_data import ERASED, ERASING, EXPIRED, GATHERING, LEASE, READY, DataExport, Erasure
 from services.member.domain.referral import guard_hash
 from siyu.member.v1 import events_pb2 as member_events
+from siyu_kit.export import as_json
 from siyu_kit import errors
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.db import run_sync
@@ -148,16 +149,7 @@ _HIDDEN = ("outbox", "sealed", "hash", "phone_key", "token_version", "keys", "le
 
 
 def plain(value):
-    """A stored value as JSON: datetimes as ISO text, hidden keys left out."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items() if not any(w in str(k) for w in _HIDDEN)}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+    return as_json(value, _HIDDEN)
 
 
 def _mask(text: str) -> str:

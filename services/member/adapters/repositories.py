@@ -23,7 +23,7 @@ from services.member.adapters import messages
 from services.member.adapters.documents import (AddressBookDoc, ApiKeyDoc, AuditEntryDoc, BackfillDoc,
                                                 ChannelIdentityDoc,
                                                 LoginAttemptsDoc, MemberDoc, MerchantDoc, PointsEntryDoc,
-                                                RefreshTokenDoc, StaffUserDoc, UnionIdentityDoc)
+                                                RefreshTokenDoc, StaffUserDoc, UnionIdentityDoc, within)
 from services.member.domain.addresses import Address, AddressBook
 from services.member.domain.admin import AuditEntry, MemberFilter
 from services.member.domain.config import MerchantConfig
@@ -338,20 +338,8 @@ class MemberDirectoryRepository:
             query["phone_suffix"] = where.phone_suffix
         if where.nickname_prefix:
             query["nickname"] = {"$regex": "^" + re.escape(where.nickname_prefix)}
-        growth: dict = {}
-        if where.growth_min is not None:
-            growth["$gte"] = where.growth_min
-        if where.growth_below is not None:
-            growth["$lt"] = where.growth_below
-        if growth:
-            query["growth"] = growth
-        created: dict = {}
-        if where.registered_from is not None:
-            created["$gte"] = where.registered_from
-        if where.registered_before is not None:
-            created["$lt"] = where.registered_before
-        if created:
-            query["created_at"] = created
+        within(query, "growth", where.growth_min, where.growth_below)
+        within(query, "created_at", where.registered_from, where.registered_before)
         docs = await run_sync(lambda: list(_col(MemberDoc).find(_page_query(query, after_id), {"outbox": 0})
                                            .sort("_id", -1).limit(limit)))
         return [(_member(d), int(d.get("growth") or 0)) for d in docs]

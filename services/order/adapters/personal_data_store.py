@@ -4,12 +4,12 @@ document shows what the member gave and what happened, not our internals); and, 
 member is erased, their unpaid orders found and their orders' personal data removed."""
 from __future__ import annotations
 
-from datetime import datetime
 
 
 from services.order.adapters.cart import CartDoc
 from services.order.adapters.documents import OrderDoc, PaymentDoc
 from services.order.adapters.refunds import RefundDoc
+from siyu_kit.export import as_json
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.db import run_sync
 
@@ -20,17 +20,7 @@ LIMIT = 10_000
 
 
 def plain(value):
-    """A stored value as JSON: datetimes as ISO text, hidden keys left out."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()
-                if not any(word in str(k) for word in _HIDDEN)}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+    return as_json(value, _HIDDEN)
 
 
 def _collection(name: str):
