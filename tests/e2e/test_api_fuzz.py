@@ -123,6 +123,8 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_UpdateCouponSettings", r"settings\.new_member_template_id"): "a template of the merchant",
     ("MemberService_ListClaimableCoupons", r"page_token"): "an opaque token a previous page issued",
     # ---- staff views ----
+    ("MemberService_StartCouponGrant", r"member_ids|segment_id"):
+        "a list of members or a segment, one of the two",
     ("MemberService_SearchMembers", r"page_token"): "an opaque token a previous page issued",
     ("MemberService_SearchMembers", r"registered_before"): "after registered_from",
     # ---- end of staff views ----
