@@ -107,6 +107,13 @@ class IdentityRepository(Protocol):
         there (a sandbox one, then WeChat's); None when the member has none."""
 
 
+class FactsMarks(Protocol):
+    async def mark(self, merchant_id: str, member_id: str) -> None:
+        """Marks the member's segment facts to be derived again by the facts job's next run
+        (their growth changed, so their tier may have)."""
+        ...
+
+
 class PointsLedger(Protocol):
     async def account(self, merchant_id: str, member_id: str) -> PointsAccount:
         """The member's account with its growth so far (one read)."""
