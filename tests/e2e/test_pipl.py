@@ -231,3 +231,14 @@ def test_erasure_bad_input_and_wrong_callers_are_refused(shop):
     assert shop.call("POST", "/v1/me:erase", channel=None, token=shop.staff_token(),
                      json={"idempotency_key": "k1", "confirmation": "ERASE"}).status_code in (401, 403)
     assert shop.call("POST", "/v1/me:erase", json={"idempotency_key": "k1", "confirmation": "ERASE"}).status_code == 401
+
+
+def test_an_erasure_key_is_refused_to_another_member(shop):
+    token, member_id = member(shop)
+    other_token, other_id = member(shop)
+    key = uuid.uuid4().hex
+    body = {"idempotency_key": key, "confirmation": "ERASE"}
+    assert ok(shop.call("POST", "/v1/me:erase", token=token, json=body))["member_id"] == member_id
+    refused(shop.call("POST", "/v1/me:erase", token=other_token, json=body), 409, reason="IDEMPOTENCY_KEY_REUSED")
+    # Nothing was written for the other member: still signed in, not erasing.
+    assert ok(shop.call("GET", "/v1/me", token=other_token))["member"]["member_id"] == other_id

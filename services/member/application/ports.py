@@ -99,6 +99,16 @@ class IdentityRepository(Protocol):
     async def link_channel(self, merchant_id: str, channel: str, openid: str, member_id: str) -> bool:
         """False when the openid is linked already."""
 
+    async def take_over_union(self, merchant_id: str, unionid: str, from_member_id: str, to_member_id: str) -> bool:
+        """Points the unionid at another member, only while it points at `from_member_id`
+        (one conditional update); False when it does not any more."""
+        ...
+
+    async def take_over_channel(self, merchant_id: str, channel: str, openid: str, from_member_id: str,
+                                to_member_id: str) -> bool:
+        """The same for a channel's openid."""
+        ...
+
     async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
         """The channels the member has logged in on, sorted."""
 
