@@ -511,6 +511,22 @@ class CouponUseCases:
         return await self.issue(merchant_id, template_id, member_id, f"{source.lower()}:{cause_id}:{template_id}:{member_id}",
                                 source, cause_id)
 
+    async def revoke(self, merchant_id: str, member_id: str, coupon_id: str) -> str:
+        """Takes back a reward coupon while it is AVAILABLE: its state after ("REVOKED", or
+        LOCKED / USED / EXPIRED as it stays), "" when the member has no such coupon. A
+        repeat finds it REVOKED."""
+        now = self.clock()
+
+        async def attempt() -> str:
+            coupon = await self.coupons.get(merchant_id, coupon_id)
+            if coupon is None or coupon.member_id != member_id or coupon.state == CouponState.CLAIMING:
+                return ""
+            if coupon.revoke(now):
+                await self.coupons.save(coupon)
+            return coupon.state.value
+
+        return await retry.on_conflict(attempt, gave_up="the coupon changed while revoking it; try again")
+
     async def new_member_gift(self, merchant_id: str, member_id: str) -> Issued | None:
         """A new member's registration: the coupon of the merchant's new-member template,
         once, whatever the replays of the registration event. None when the merchant

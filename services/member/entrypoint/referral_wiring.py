@@ -1,6 +1,7 @@
 """The referral part of the member service's wiring: use cases over the MongoDB stores,
 the coupon hook and the points economy, and the durable consumer of order.completed that
-pays an invitee's first completed order (once per referral: every step is unique by its
+pays an invitee's first completed order, and the consumer of order.refunded that takes those
+rewards back when that order is refunded in full (once per referral: every step is unique by its
 cause, so replays and a crash half-way pay nothing twice)."""
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from siyu.order.v1 import events_pb2 as order_events
 from services.member.adapters import referral_store
 from services.member.application.coupons import CouponUseCases
 from services.member.application.ports import MemberRepository, MerchantRepository, PhoneBook, PointsLedger
-from services.member.application.referral import FinishedOrder, ReferralCoupons, ReferralPoints, Referrals
+from services.member.application.referral import (FinishedOrder, RefundedOrder, ReferralCoupons, ReferralPoints,
+                                                  Referrals)
 from siyu_kit.events.consumer import Poison, Subscription
 
 
@@ -36,6 +38,17 @@ def finished_order(envelope: common_pb2.EventEnvelope, completed: order_events.O
     at = order.completed_at if order.HasField("completed_at") else envelope.occurred_at
     return FinishedOrder(merchant_id=envelope.merchant_id, order_id=order.order_id, member_id=order.member_id,
                          completed_at=at.ToDatetime(tzinfo=timezone.utc), payable=order.payable.amount,
+                         refunded=order.refunded_amount.amount,
+                         every_line_refunded=bool(order.lines) and all(line.refunded_quantity >= line.quantity
+                                                                       for line in order.lines))
+
+
+def refunded_order(envelope: common_pb2.EventEnvelope, refunded: order_events.OrderRefunded) -> RefundedOrder:
+    order, refund = refunded.order, refunded.refund
+    if not (envelope.merchant_id and order.order_id and order.member_id and refund.refund_id):
+        raise Poison("an OrderRefunded needs merchant, order, member and refund")
+    return RefundedOrder(merchant_id=envelope.merchant_id, order_id=order.order_id, member_id=order.member_id,
+                         refund_id=refund.refund_id, payable=order.payable.amount,
                          refunded=order.refunded_amount.amount)
 
 
@@ -43,4 +56,9 @@ def subscriptions(referrals: Referrals) -> list[Subscription]:
     async def on_order_completed(envelope: common_pb2.EventEnvelope, completed: order_events.OrderCompleted) -> None:
         await referrals.on_order_completed(finished_order(envelope, completed))
 
-    return [Subscription.to("member-referral-order-completed", order_events.OrderCompleted, on_order_completed)]
+    async def on_order_refunded(envelope: common_pb2.EventEnvelope, refunded: order_events.OrderRefunded) -> None:
+        await referrals.on_order_refunded(refunded_order(envelope, refunded))
+
+    return [Subscription.to("member-referral-order-completed", order_events.OrderCompleted, on_order_completed),
+            # A full refund of a rewarded first order takes the rewards back.
+            Subscription.to("member-referral-order-refunded", order_events.OrderRefunded, on_order_refunded)]
