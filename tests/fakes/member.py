@@ -170,6 +170,9 @@ class FakeIdentities:
     async def link_channel(self, merchant_id: str, channel: str, openid: str, member_id: str) -> bool:
         return self.channels.setdefault((merchant_id, channel, openid), member_id) == member_id
 
+    async def unionid_of(self, merchant_id: str, member_id: str) -> str | None:
+        return next((u for (m, u), mem in self.unions.items() if (m, mem) == (merchant_id, member_id)), None)
+
     async def take_over_union(self, merchant_id: str, unionid: str, from_member_id: str, to_member_id: str) -> bool:
         if self.unions.get((merchant_id, unionid)) != from_member_id:
             return False

@@ -265,6 +265,11 @@ class IdentityRepository:
             "_id": new_id("idn"), "merchant_id": merchant_id, "channel": channel, "openid": openid,
             "member_id": member_id, "created_at": utcnow()})
 
+    async def unionid_of(self, merchant_id: str, member_id: str) -> str | None:
+        doc = await run_sync(_col(UnionIdentityDoc).find_one, {"merchant_id": merchant_id, "member_id": member_id},
+                             {"unionid": 1})
+        return doc["unionid"] if doc else None
+
     async def take_over_union(self, merchant_id: str, unionid: str, from_member_id: str, to_member_id: str) -> bool:
         return await run_sync(take_over, _col(UnionIdentityDoc), {"merchant_id": merchant_id, "unionid": unionid},
                               from_member_id, to_member_id)

@@ -19,6 +19,7 @@ from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, Invali
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
 
+from services.member.application.farm_guard import NewMemberGuard
 from services.member.application.ports import AuditLog, MemberRepository
 from services.member.application.coupon_ports import (CouponSettings, CouponTemplateRepository, GrantAudience,
                                                       GrantJobRepository, Inserted, MemberCouponRepository)
@@ -96,6 +97,10 @@ def _key(v: Violations, key: str, name: str = "idempotency_key") -> None:
 
 
 class CouponUseCases:
+    # The farm guard of new-member rewards (application/farm_guard.py), shared with the
+    # referral's invitee coupon; set by the wiring, None where nobody keeps one.
+    farm_guard: NewMemberGuard | None = None
+
     def __init__(self, templates: CouponTemplateRepository, coupons: MemberCouponRepository,
                  grants: GrantJobRepository, settings: CouponSettings,
                  members: MemberRepository | None = None, audiences: dict[str, GrantAudience] | None = None,
@@ -530,15 +535,23 @@ class CouponUseCases:
     async def new_member_gift(self, merchant_id: str, member_id: str) -> Issued | None:
         """A new member's registration: the coupon of the merchant's new-member template,
         once, whatever the replays of the registration event. None when the merchant
-        gives none (or the template is gone); a refusal (sold out, paused) is the answer."""
+        gives none (or the template is gone), or when the farm guard knows the member's
+        unionid or phone from another member (an erased one: re-registering earns no
+        second gift); a refusal (sold out, paused) is the answer."""
         config = await self.settings.get(merchant_id)
         if not config.new_member_template_id:
             return None
+        hashes = await self.farm_guard.hashes(merchant_id, member_id) if self.farm_guard is not None else []
+        if self.farm_guard is not None and await self.farm_guard.farmed(merchant_id, member_id, hashes):
+            return None
         try:
-            return await self.reward(merchant_id, member_id, config.new_member_template_id, rules.NEW_MEMBER,
-                                     member_id)
+            issued = await self.reward(merchant_id, member_id, config.new_member_template_id, rules.NEW_MEMBER,
+                                       member_id)
         except NotFound:
             return None
+        if issued.coupon is not None and self.farm_guard is not None:
+            await self.farm_guard.keep(merchant_id, hashes, member_id)
+        return issued
 
     # ---- settings (OPERATOR) -----------------------------------------------------------------------
     async def get_settings(self) -> CouponConfig:

@@ -99,6 +99,10 @@ class IdentityRepository(Protocol):
     async def link_channel(self, merchant_id: str, channel: str, openid: str, member_id: str) -> bool:
         """False when the openid is linked already."""
 
+    async def unionid_of(self, merchant_id: str, member_id: str) -> str | None:
+        """The unionid linked to the member, if any."""
+        ...
+
     async def take_over_union(self, merchant_id: str, unionid: str, from_member_id: str, to_member_id: str) -> bool:
         """Points the unionid at another member, only while it points at `from_member_id`
         (one conditional update); False when it does not any more."""

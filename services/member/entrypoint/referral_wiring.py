@@ -10,8 +10,9 @@ from datetime import timezone
 from siyu.common.v1 import common_pb2
 from siyu.order.v1 import events_pb2 as order_events
 
-from services.member.adapters import referral_store
+from services.member.adapters import referral_store, repositories
 from services.member.application.coupons import CouponUseCases
+from services.member.application.farm_guard import NewMemberGuard
 from services.member.application.ports import MemberRepository, MerchantRepository, PhoneBook, PointsLedger
 from services.member.application.referral import (FinishedOrder, RefundedOrder, ReferralCoupons, ReferralPoints,
                                                   Referrals)
@@ -21,8 +22,11 @@ from siyu_kit.events.consumer import Poison, Subscription
 def use_cases(members: MemberRepository, merchants: MerchantRepository, phones: PhoneBook, ledger: PointsLedger,
               coupons: CouponUseCases, guard_key: bytes) -> Referrals:
     referral_store.ensure_indexes()
+    guard = referral_store.FarmGuardRepository()
+    # The coupon settings' new-member gift consults the same farm guard as the invitee coupon.
+    coupons.farm_guard = NewMemberGuard(guard, phones, repositories.IdentityRepository(), guard_key)
     return Referrals(referral_store.InviteCodeRepository(), referral_store.ReferralRepository(),
-                     referral_store.ReferralCapRepository(), referral_store.FarmGuardRepository(),
+                     referral_store.ReferralCapRepository(), guard,
                      referral_store.ReferralSettingsRepository(), members, phones, merchants,
                      ReferralCoupons(coupons), ReferralPoints(merchants, ledger), guard_key)
 
