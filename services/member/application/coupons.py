@@ -422,7 +422,7 @@ class CouponUseCases:
         ctx = context.current()
         member_id = ctx.require_member()
         v = Violations()
-        v.check(all(s in rules.VISIBLE for s in states), "states", "AVAILABLE, LOCKED, USED or EXPIRED")
+        v.check(all(s in rules.VISIBLE for s in states), "states", "AVAILABLE, LOCKED, USED, EXPIRED or REVOKED")
         size = paging.page_size(v, page_size)
         wanted = tuple(s for s in rules.VISIBLE if s in states or not states)
         fp = paging.fingerprint(kind="my_coupons", states=[s.value for s in wanted])

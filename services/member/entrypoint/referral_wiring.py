@@ -42,9 +42,7 @@ def finished_order(envelope: common_pb2.EventEnvelope, completed: order_events.O
     at = order.completed_at if order.HasField("completed_at") else envelope.occurred_at
     return FinishedOrder(merchant_id=envelope.merchant_id, order_id=order.order_id, member_id=order.member_id,
                          completed_at=at.ToDatetime(tzinfo=timezone.utc), payable=order.payable.amount,
-                         refunded=order.refunded_amount.amount,
-                         every_line_refunded=bool(order.lines) and all(line.refunded_quantity >= line.quantity
-                                                                       for line in order.lines))
+                         refunded=order.refunded_amount.amount)
 
 
 def refunded_order(envelope: common_pb2.EventEnvelope, refunded: order_events.OrderRefunded) -> RefundedOrder:
@@ -53,7 +51,9 @@ def refunded_order(envelope: common_pb2.EventEnvelope, refunded: order_events.Or
         raise Poison("an OrderRefunded needs merchant, order, member and refund")
     return RefundedOrder(merchant_id=envelope.merchant_id, order_id=order.order_id, member_id=order.member_id,
                          refund_id=refund.refund_id, payable=order.payable.amount,
-                         refunded=order.refunded_amount.amount)
+                         refunded=order.refunded_amount.amount,
+                         every_line_refunded=bool(order.lines) and all(line.refunded_quantity >= line.quantity
+                                                                       for line in order.lines))
 
 
 def subscriptions(referrals: Referrals) -> list[Subscription]:
