@@ -245,6 +245,11 @@ def take_over(identities: Collection, key: dict, from_member_id: str, to_member_
                                  {"$set": {"member_id": to_member_id, "created_at": utcnow()}}).modified_count == 1
 
 
+def unionid_of(identities: Collection, merchant_id: str, member_id: str) -> str | None:
+    doc = identities.find_one({"merchant_id": merchant_id, "member_id": member_id}, {"unionid": 1})
+    return doc["unionid"] if doc else None
+
+
 class IdentityRepository:
     async def member_of_union(self, merchant_id: str, unionid: str) -> str | None:
         doc = await run_sync(_col(UnionIdentityDoc).find_one, {"merchant_id": merchant_id, "unionid": unionid})
@@ -266,9 +271,7 @@ class IdentityRepository:
             "member_id": member_id, "created_at": utcnow()})
 
     async def unionid_of(self, merchant_id: str, member_id: str) -> str | None:
-        doc = await run_sync(_col(UnionIdentityDoc).find_one, {"merchant_id": merchant_id, "member_id": member_id},
-                             {"unionid": 1})
-        return doc["unionid"] if doc else None
+        return await run_sync(unionid_of, _col(UnionIdentityDoc), merchant_id, member_id)
 
     async def take_over_union(self, merchant_id: str, unionid: str, from_member_id: str, to_member_id: str) -> bool:
         return await run_sync(take_over, _col(UnionIdentityDoc), {"merchant_id": merchant_id, "unionid": unionid},
