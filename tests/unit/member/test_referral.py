@@ -1,7 +1,9 @@
 """Referral (老带新) over in-memory ports: invite codes, binding at registration (first
 wins, no self, no cycle, unknown code), rewards on the first completed order only (a
 fully refunded one pays nothing), the monthly cap per inviter under concurrency, replays
-and a crash half-way, the farm guard, settings and the member's view."""
+and a crash half-way, the rewards taken back when the rewarded first order is later
+refunded as a whole (points owed when spent, used coupons kept, the cap place kept), the
+farm guard, settings and the member's view."""
 from __future__ import annotations
 
 import asyncio
@@ -326,6 +328,30 @@ async def test_a_refund_before_the_rewards_were_paid_finishes_them_then_reverses
     assert reversed_.state == rules.STATE_REVERSED
     assert (reversed_.inviter_reversal.outcome, reversed_.invitee_reversal.outcome) == (rules.REVOKED, rules.REVOKED)
     assert sorted(w.coupons.states.values()) == ["REVOKED", "REVOKED"]
+
+
+async def test_a_reversal_that_stopped_half_way_is_finished_taking_nothing_twice(w):
+    rewards_on(w)
+    inviter, invitee = await bound_pair(w)
+    order = completed(w, invitee)
+    await w.cases.on_order_completed(order)
+    revoke = w.coupons.revoke
+
+    async def dies(*args):
+        raise ConnectionError("the process died after the points were taken back")
+
+    w.coupons.revoke = dies  # the inviter's points are taken back first, then the invitee's coupon
+    full = refunded(w, invitee, order, 5000)
+    with pytest.raises(ConnectionError):
+        await w.cases.on_order_refunded(full)
+    assert (await w.referrals.of_invitee(w.m.id, invitee)).state == rules.STATE_REWARDED
+    assert await available(w, inviter) == 0
+    w.coupons.revoke = revoke
+    done = await w.cases.on_order_refunded(full)
+    assert done.state == rules.STATE_REVERSED and done.inviter_reversal == rules.Reversal(rules.REVERSED, 100, 0)
+    assert done.invitee_reversal.outcome == rules.REVOKED
+    reversals = [e for _, _, e in w.ledger.rows if e.member_id == inviter and e.kind == "REVERSE"]
+    assert len(reversals) == 1 and await available(w, inviter) == 0 and owed(w, inviter) == 0
 
 
 @pytest.mark.parametrize("payable,refunded_amount,every_line,reverses", [
