@@ -187,3 +187,11 @@ async def test_the_orders_of_an_erased_member_lose_their_personal_data_on_their_
     assert (doc["remark"], doc["version"]) == ("", 4)
     assert db["erase_orders"].find_one({"_id": theirs})["shipping_address"] == address
     assert [c["member_id"] for c in db["erase_carts"].find({"merchant_id": merchant})] == [other]
+
+
+def test_an_erasure_key_names_its_first_member(coll):
+    m = new_id("mch")
+    assert store.claim_erasure_key(coll, m, "k-1", "mem_a") == "mem_a"
+    assert store.claim_erasure_key(coll, m, "k-1", "mem_a") == "mem_a"
+    assert store.claim_erasure_key(coll, m, "k-1", "mem_b") == "mem_a"
+    assert store.claim_erasure_key(coll, new_id("mch"), "k-1", "mem_b") == "mem_b"

@@ -80,7 +80,8 @@ def test_search_and_the_360_view_after_an_order_and_a_check_in(shop, stack):
     assert view["referral"]["referrer"]["member_id"] == inviter["member"]["member_id"]
     assert view["referral"]["referrer"]["nickname"].endswith("*") or not view["referral"]["referrer"]["nickname"]
     assert {c["state"] for c in view["coupons"]} == {"MEMBER_COUPON_STATE_AVAILABLE", "MEMBER_COUPON_STATE_LOCKED",
-                                                      "MEMBER_COUPON_STATE_USED", "MEMBER_COUPON_STATE_EXPIRED"}
+                                                      "MEMBER_COUPON_STATE_USED", "MEMBER_COUPON_STATE_EXPIRED",
+                                                      "MEMBER_COUPON_STATE_REVOKED"}
     assert "balance" in view
     inviter_view = ok(overview(shop, inviter["member"]["member_id"]))["member"]
     assert inviter_view["referral"]["invitee_count"] == 1

@@ -6,11 +6,13 @@ input → 400 with field violations, another member's or merchant's export → n
 staff and anonymous callers → denied."""
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import nats
 from pymongo import MongoClient
 
 from siyu_kit import config
@@ -162,10 +164,30 @@ def erase(shop: Shop, token: str, **body) -> httpx.Response:
                      json={"idempotency_key": uuid.uuid4().hex, "confirmation": "ERASE", **body})
 
 
+def new_member_gifts(shop: Shop, token: str) -> list[dict]:
+    coupons = ok(shop.call("GET", "/v1/me/coupons", token=token)).get("coupons", [])
+    return [c for c in coupons if c["source"] == "COUPON_SOURCE_NEW_MEMBER"]
+
+
+async def gifts_drained(stack) -> bool:
+    """The new-member gift consumer has taken and acknowledged every registration published."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        info = await nc.jetstream().consumer_info("SIYU_MEMBER", "member-coupon-new-member")
+        return info.num_pending == 0 and info.num_ack_pending == 0
+    finally:
+        await nc.close()
+
+
 def test_erasure_removes_personal_data_everywhere_and_keeps_orders_and_ledgers(shop, stack):
+    # The shop gives every new member a coupon (the farm guard keeps it to one per person).
+    gift = active_template(shop, staff_only=True, total="0")["template_id"]
+    ok(shop.as_staff("PUT", "/v1/staff/coupon-settings", json={"settings": {"return_on_refund": True,
+                                                                            "new_member_template_id": gift}}))
     unionid = "pipl-erase-" + uuid.uuid4().hex[:10]
     login = shop.login(unionid)
     token, member_id = login["access_token"], login["member"]["member_id"]
+    wait_until(lambda: new_member_gifts(shop, token), message="the new-member gift")
     tag = uuid.uuid4().hex[:8]
     nickname, recipient, street = f"抹除{tag}", f"收件人{tag}", f"文三路 {tag} 号"
     ok(shop.call("PATCH", "/v1/me/profile", token=token, json={"expected_version": "1", "nickname": nickname}))
@@ -208,6 +230,11 @@ def test_erasure_removes_personal_data_everywhere_and_keeps_orders_and_ledgers(s
     again = shop.login(unionid)
     assert again["created"] is True and again["member"]["member_id"] != member_id
     assert not again["member"].get("nickname")
+    # ... who gets no second new-member gift; a new person registered after them does.
+    newcomer = shop.login("pipl-new-" + uuid.uuid4().hex[:10])["access_token"]
+    wait_until(lambda: new_member_gifts(shop, newcomer), message="the newcomer's gift")
+    wait_until(lambda: asyncio.run(gifts_drained(stack)), message="every registration handled")
+    assert new_member_gifts(shop, again["access_token"]) == []
     # The erased person's unionid and phone stay in the referral farm guard, as keyed hashes.
     client = MongoClient(stack.mongodb_uri, tz_aware=True)
     try:
@@ -231,3 +258,14 @@ def test_erasure_bad_input_and_wrong_callers_are_refused(shop):
     assert shop.call("POST", "/v1/me:erase", channel=None, token=shop.staff_token(),
                      json={"idempotency_key": "k1", "confirmation": "ERASE"}).status_code in (401, 403)
     assert shop.call("POST", "/v1/me:erase", json={"idempotency_key": "k1", "confirmation": "ERASE"}).status_code == 401
+
+
+def test_an_erasure_key_is_refused_to_another_member(shop):
+    token, member_id = member(shop)
+    other_token, other_id = member(shop)
+    key = uuid.uuid4().hex
+    body = {"idempotency_key": key, "confirmation": "ERASE"}
+    assert ok(shop.call("POST", "/v1/me:erase", token=token, json=body))["member_id"] == member_id
+    refused(shop.call("POST", "/v1/me:erase", token=other_token, json=body), 409, reason="IDEMPOTENCY_KEY_REUSED")
+    # Nothing was written for the other member: still signed in, not erasing.
+    assert ok(shop.call("GET", "/v1/me", token=other_token))["member"]["member_id"] == other_id

@@ -236,3 +236,37 @@ def test_new_referral_routes_refuse_bad_input_other_merchants_and_wrong_roles(sh
     refused(shop.call("GET", "/v1/staff/referral-settings", token=member["access_token"]), 401)
     refused(shop.call("GET", "/v1/me/referral", channel=None, token=shop.staff_token()), 401)
 
+
+
+def test_a_rewarded_first_order_refunded_in_full_later_takes_the_rewards_back(shop, stack):
+    turn_on(shop, points=40)
+    erin = login(shop, "ref-erin-" + uuid.uuid4().hex[:8])
+    code = my_referral(shop, erin["access_token"])["invite_code"]
+    fay = login(shop, "ref-fay-" + uuid.uuid4().hex[:8], code)
+    token = fay["access_token"]
+    order = paid_order(shop, token, shop.new_sku(stock=5, price=10000))
+    complete(shop, token, order["order_id"])
+    invitee = rewarded(shop, erin["access_token"])
+    assert invitee["reward"]["outcome"] == "PAID"
+
+    # After-sales of the completed order: every line refunded.
+    refund = ok(shop.call("POST", f"/v1/orders/{order['order_id']}/refunds", token=token, json={
+        "idempotency_key": uuid.uuid4().hex, "reason": "broken",
+        "lines": [{"line_id": order["lines"][0]["line_id"], "quantity": "1"}]}))["refund"]
+    ok(shop.as_staff("POST", f"/v1/staff/refunds/{refund['refund_id']}:approve", json={}))
+
+    def reversed_entries() -> list[dict]:
+        entries = ok(shop.call("GET", "/v1/me/points/history", token=erin["access_token"],
+                               params={"page_size": 100})).get("entries", [])
+        return [e for e in entries if e.get("kind") == "POINTS_MOVEMENT_REVERSE"
+                and e.get("source") == "POINTS_SOURCE_REFERRAL"]
+
+    taken = wait_until(reversed_entries, message="the inviter's points taken back")
+    assert [int(e["points"]) for e in taken] == [-40]
+    coupons = wait_until(lambda: [c for c in ok(shop.call("GET", "/v1/me/coupons", token=token)).get("coupons", [])
+                                  if c["state"] == "MEMBER_COUPON_STATE_REVOKED"], message="the coupon revoked")
+    assert [c["source"] for c in coupons] == ["COUPON_SOURCE_REFERRAL"]
+    events = wait_until(lambda: asyncio.run(referral_events(stack, "siyu.member.referral.reversed",
+                                                            invitee["referral_id"])),
+                        message="referral.reversed published")
+    assert len(events) == 1

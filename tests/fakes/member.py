@@ -120,6 +120,7 @@ class FakeMembers:
         self.items: dict[str, Member] = {}
         self.events: list = []
         self.suffixes: dict[str, str] = {}  # member id → stored phone suffix
+        self.erasing: set[str] = set()  # members being (or that were) erased: inactive subjects
 
     def _mine(self, merchant_id: str, member_id: str) -> Member | None:
         member = self.items.get(member_id)
@@ -137,10 +138,11 @@ class FakeMembers:
 
     async def subject(self, merchant_id: str, member_id: str) -> Subject | None:
         member = self._mine(merchant_id, member_id)
-        return Subject(member.token_version, True) if member else None
+        return Subject(member.token_version, member_id not in self.erasing) if member else None
 
     async def subjects(self, merchant_id: str, member_ids: list[str]) -> dict[str, Subject]:
-        return {i: Subject(m.token_version, True) for i in member_ids if (m := self._mine(merchant_id, i))}
+        return {i: Subject(m.token_version, i not in self.erasing) for i in member_ids
+                if (m := self._mine(merchant_id, i))}
 
     async def bump_token_version(self, merchant_id: str, member_id: str) -> None:
         if member := self._mine(merchant_id, member_id):
@@ -167,6 +169,22 @@ class FakeIdentities:
 
     async def link_channel(self, merchant_id: str, channel: str, openid: str, member_id: str) -> bool:
         return self.channels.setdefault((merchant_id, channel, openid), member_id) == member_id
+
+    async def unionid_of(self, merchant_id: str, member_id: str) -> str | None:
+        return next((u for (m, u), mem in self.unions.items() if (m, mem) == (merchant_id, member_id)), None)
+
+    async def take_over_union(self, merchant_id: str, unionid: str, from_member_id: str, to_member_id: str) -> bool:
+        if self.unions.get((merchant_id, unionid)) != from_member_id:
+            return False
+        self.unions[(merchant_id, unionid)] = to_member_id
+        return True
+
+    async def take_over_channel(self, merchant_id: str, channel: str, openid: str, from_member_id: str,
+                                to_member_id: str) -> bool:
+        if self.channels.get((merchant_id, channel, openid)) != from_member_id:
+            return False
+        self.channels[(merchant_id, channel, openid)] = to_member_id
+        return True
 
     async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
         return sorted({c for (m, c, _), mem in self.channels.items() if (m, mem) == (merchant_id, member_id)})

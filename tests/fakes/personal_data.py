@@ -79,6 +79,7 @@ class FakeErasures:
         self.members: dict[tuple[str, str], dict] = {}  # (merchant, member) → {state, acks, data, version}
         self.events: list[tuple[str, str]] = []  # (merchant, member) of each member.erased stored
         self.guard: dict[str, str] = {}  # keyed hash → member id
+        self.keys: dict[tuple[str, str], str] = {}  # (merchant, idempotency key) → member id
         self.fail_erase = 0
 
     def add_member(self, merchant_id: str, member_id: str, **data) -> None:
@@ -95,6 +96,9 @@ class FakeErasures:
     async def get(self, merchant_id: str, member_id: str) -> Erasure | None:
         m = self.members.get((merchant_id, member_id))
         return Erasure(member_id, m["state"], frozenset(m["acks"])) if m and m["state"] else None
+
+    async def claim_key(self, merchant_id: str, idempotency_key: str, member_id: str) -> str:
+        return self.keys.setdefault((merchant_id, idempotency_key), member_id)
 
     async def erase_own_data(self, merchant_id: str, member_id: str) -> None:
         if self.fail_erase:

@@ -126,6 +126,7 @@ class FakeCouponRewards:
         self.templates: set[tuple[str, str]] = set()
         self.left: dict[str, int] = {}
         self.issued: dict[tuple[str, str, str, str], str] = {}
+        self.states: dict[str, str] = {}  # coupon id → state when not AVAILABLE (USED, REVOKED, …)
         self.crash_after = 0
 
     async def reward(self, merchant_id: str, member_id: str, template_id: str, cause_id: str) -> tuple[str, str]:
@@ -144,3 +145,10 @@ class FakeCouponRewards:
 
     async def has_template(self, merchant_id: str, template_id: str) -> bool:
         return (merchant_id, template_id) in self.templates
+
+    async def revoke(self, merchant_id: str, member_id: str, coupon_id: str) -> str:
+        if not any(k[0] == merchant_id and k[1] == member_id and c == coupon_id for k, c in self.issued.items()):
+            return ""
+        if self.states.get(coupon_id, "AVAILABLE") == "AVAILABLE":
+            self.states[coupon_id] = "REVOKED"
+        return self.states[coupon_id]

@@ -32,7 +32,7 @@ FACTS_INDEXES = ([("merchant_id", 1), ("member_id", 1)], [("merchant_id", 1), ("
                  [("merchant_id", 1), ("rfm_group", 1)])
 _ROW_FIELDS = {"nickname": 1, "avatar_url": 1, "growth": 1, "created_at": 1, "registered_channel": 1,
                "marketing_consent": 1}
-COUPON_STATES = ("AVAILABLE", "LOCKED", "USED", "EXPIRED")
+COUPON_STATES = ("AVAILABLE", "LOCKED", "USED", "EXPIRED", "REVOKED")
 
 
 def _members():

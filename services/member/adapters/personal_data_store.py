@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import grpc
 import mongoengine as me
+from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu.order.v1 import order_pb2, order_pb2_grpc
@@ -261,6 +262,18 @@ def _erasure(doc: dict) -> Erasure | None:
     return Erasure(member_id=doc["_id"], state=state, acknowledged=frozenset((doc.get("erasure_acks") or {}).keys()))
 
 
+def claim_erasure_key(keys: Collection, merchant_id: str, idempotency_key: str, member_id: str) -> str:
+    """`erasure_keys`: one document per merchant and key (`_id` "<merchant>:<key>") naming the
+    member (the pseudonym, nothing personal); the first insert wins, a repeat reads it."""
+    key_id = f"{merchant_id}:{idempotency_key}"
+    try:
+        keys.insert_one({"_id": key_id, "merchant_id": merchant_id, "member_id": member_id})
+        return member_id
+    except DuplicateKeyError:
+        doc = keys.find_one({"_id": key_id, "merchant_id": merchant_id}) or {}
+        return doc.get("member_id") or ""
+
+
 class ErasureRepository:
     """Erasure state on the member document: `erasure_state` (ERASING, ERASED), `erasure_ms`
     and `erasure_acks` ({service: epoch ms}). Marking ERASING is one conditional update on
@@ -288,6 +301,9 @@ class ErasureRepository:
         doc = await run_sync(_db()["members"].find_one, {"_id": member_id, "merchant_id": merchant_id},
                              {"erasure_state": 1, "erasure_acks": 1})
         return _erasure(doc) if doc else None
+
+    async def claim_key(self, merchant_id: str, idempotency_key: str, member_id: str) -> str:
+        return await run_sync(claim_erasure_key, _db()["erasure_keys"], merchant_id, idempotency_key, member_id)
 
     async def erase_own_data(self, merchant_id: str, member_id: str) -> None:
         await run_sync(self._erase, merchant_id, member_id)

@@ -28,7 +28,8 @@ from siyu_kit.events.outbox import Event, event_for
 from siyu_kit.protos import aware, epoch_ms, timestamp
 from siyu_kit.repository import insert_new, save_change
 
-from services.member.domain.referral import (Referral, ReferralBound, ReferralRewarded, ReferralSettings, Reward)
+from services.member.domain.referral import (Referral, ReferralBound, ReferralReversed, ReferralRewarded,
+                                             ReferralSettings, Reversal, Reward)
 
 NO_OUTBOX = {"outbox": 0}
 
@@ -55,6 +56,9 @@ class ReferralDoc(OutboxDocument):
     completed_ms = me.IntField(default=0)
     inviter_reward = me.DictField()
     invitee_reward = me.DictField()
+    reversed_by = me.StringField()
+    inviter_reversal = me.DictField()
+    invitee_reversal = me.DictField()
     version = me.IntField(default=1)
     meta = {"collection": "referrals",
             "indexes": [{"fields": ["merchant_id", "invitee_id"], "unique": True},
@@ -126,10 +130,20 @@ def _event(referral: Referral, event, version: int) -> Event:
         payload = events_pb2.ReferralRewarded(
             referral_id=event.referral_id, inviter_id=event.inviter_id, invitee_id=event.invitee_id,
             order_id=event.order_id, inviter=reward_proto(event.inviter), invitee=reward_proto(event.invitee))
+    elif isinstance(event, ReferralReversed):
+        payload = events_pb2.ReferralReversed(
+            referral_id=event.referral_id, inviter_id=event.inviter_id, invitee_id=event.invitee_id,
+            order_id=event.order_id, refund_id=event.refund_id, inviter=_reversal_proto(event.inviter),
+            invitee=_reversal_proto(event.invitee), reversed_at=timestamp(event.at))
     else:  # pragma: no cover - every domain event of a referral is mapped above
         raise TypeError(f"no proto for {type(event).__name__}")
     return event_for(payload, merchant_id=referral.merchant_id, aggregate_id=referral.id,
                      aggregate_version=version)
+
+
+def _reversal_proto(r: Reversal) -> events_pb2.ReferralReversal:
+    return events_pb2.ReferralReversal(outcome=r.outcome, points=r.points, owed=r.owed, coupon_id=r.coupon_id,
+                                       coupon_state=r.coupon_state)
 
 
 # ---- documents ⇄ domain ----------------------------------------------------------------
@@ -158,6 +172,17 @@ def _reward_of(d: dict | None) -> Reward:
     return Reward(d.get("outcome") or "", int(d.get("points") or 0), d.get("coupon_id") or "")
 
 
+def _reversal_doc(r: Reversal) -> dict:
+    return {"outcome": r.outcome, "points": r.points, "owed": r.owed, "coupon_id": r.coupon_id,
+            "coupon_state": r.coupon_state}
+
+
+def _reversal_of(d: dict | None) -> Reversal:
+    d = d or {}
+    return Reversal(d.get("outcome") or "", int(d.get("points") or 0), int(d.get("owed") or 0),
+                    d.get("coupon_id") or "", d.get("coupon_state") or "")
+
+
 def referral_of(d: dict) -> Referral:
     completed_ms = int(d.get("completed_ms") or 0)
     return Referral(id=d["_id"], merchant_id=d["merchant_id"], inviter_id=d["inviter_id"],
@@ -166,7 +191,9 @@ def referral_of(d: dict) -> Referral:
                     first_order_id=d.get("first_order_id") or "", terms=_settings_of(d.get("terms")),
                     completed_at=datetime.fromtimestamp(completed_ms / 1000, timezone.utc) if completed_ms else None,
                     inviter_reward=_reward_of(d.get("inviter_reward")),
-                    invitee_reward=_reward_of(d.get("invitee_reward")), version=int(d.get("version") or 1))
+                    invitee_reward=_reward_of(d.get("invitee_reward")), reversed_by=d.get("reversed_by") or "",
+                    inviter_reversal=_reversal_of(d.get("inviter_reversal")),
+                    invitee_reversal=_reversal_of(d.get("invitee_reversal")), version=int(d.get("version") or 1))
 
 
 class InviteCodeRepository:
@@ -207,7 +234,10 @@ class ReferralRepository:
         events = [_event(referral, e, referral.version + 1) for e in referral.pull_events()]
         await run_sync(save_change, _referrals(), {"_id": referral.id, "merchant_id": referral.merchant_id},
                        {"$set": {"state": referral.state, "inviter_reward": _reward_doc(referral.inviter_reward),
-                                 "invitee_reward": _reward_doc(referral.invitee_reward)}},
+                                 "invitee_reward": _reward_doc(referral.invitee_reward),
+                                 "reversed_by": referral.reversed_by,
+                                 "inviter_reversal": _reversal_doc(referral.inviter_reversal),
+                                 "invitee_reversal": _reversal_doc(referral.invitee_reversal)}},
                        events, version=referral.version)
 
     async def of_inviter(self, merchant_id: str, inviter_id: str, before_id: str, limit: int) -> list[Referral]:

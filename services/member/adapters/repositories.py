@@ -238,6 +238,18 @@ class MemberRepository:
 
 # ---- identities: a person's unionid and each channel's openid ---------------------------
 
+def take_over(identities: Collection, key: dict, from_member_id: str, to_member_id: str) -> bool:
+    """An identity of a member being erased goes to the new member of its next login: ONE
+    update on the identity still naming the old member (its unique key stays as it is)."""
+    return identities.update_one({**key, "member_id": from_member_id},
+                                 {"$set": {"member_id": to_member_id, "created_at": utcnow()}}).modified_count == 1
+
+
+def unionid_of(identities: Collection, merchant_id: str, member_id: str) -> str | None:
+    doc = identities.find_one({"merchant_id": merchant_id, "member_id": member_id}, {"unionid": 1})
+    return doc["unionid"] if doc else None
+
+
 class IdentityRepository:
     async def member_of_union(self, merchant_id: str, unionid: str) -> str | None:
         doc = await run_sync(_col(UnionIdentityDoc).find_one, {"merchant_id": merchant_id, "unionid": unionid})
@@ -257,6 +269,19 @@ class IdentityRepository:
         return await run_sync(_insert, _col(ChannelIdentityDoc), {
             "_id": new_id("idn"), "merchant_id": merchant_id, "channel": channel, "openid": openid,
             "member_id": member_id, "created_at": utcnow()})
+
+    async def unionid_of(self, merchant_id: str, member_id: str) -> str | None:
+        return await run_sync(unionid_of, _col(UnionIdentityDoc), merchant_id, member_id)
+
+    async def take_over_union(self, merchant_id: str, unionid: str, from_member_id: str, to_member_id: str) -> bool:
+        return await run_sync(take_over, _col(UnionIdentityDoc), {"merchant_id": merchant_id, "unionid": unionid},
+                              from_member_id, to_member_id)
+
+    async def take_over_channel(self, merchant_id: str, channel: str, openid: str, from_member_id: str,
+                                to_member_id: str) -> bool:
+        return await run_sync(take_over, _col(ChannelIdentityDoc),
+                              {"merchant_id": merchant_id, "channel": channel, "openid": openid},
+                              from_member_id, to_member_id)
 
     async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
         docs = await run_sync(lambda: list(_col(ChannelIdentityDoc).find(

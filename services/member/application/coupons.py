@@ -19,6 +19,7 @@ from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, Invali
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
 
+from services.member.application.farm_guard import NewMemberGuard
 from services.member.application.ports import AuditLog, MemberRepository
 from services.member.application.coupon_ports import (CouponSettings, CouponTemplateRepository, GrantAudience,
                                                       GrantJobRepository, Inserted, MemberCouponRepository)
@@ -96,6 +97,10 @@ def _key(v: Violations, key: str, name: str = "idempotency_key") -> None:
 
 
 class CouponUseCases:
+    # The farm guard of new-member rewards (application/farm_guard.py), shared with the
+    # referral's invitee coupon; set by the wiring, None where nobody keeps one.
+    farm_guard: NewMemberGuard | None = None
+
     def __init__(self, templates: CouponTemplateRepository, coupons: MemberCouponRepository,
                  grants: GrantJobRepository, settings: CouponSettings,
                  members: MemberRepository | None = None, audiences: dict[str, GrantAudience] | None = None,
@@ -417,7 +422,7 @@ class CouponUseCases:
         ctx = context.current()
         member_id = ctx.require_member()
         v = Violations()
-        v.check(all(s in rules.VISIBLE for s in states), "states", "AVAILABLE, LOCKED, USED or EXPIRED")
+        v.check(all(s in rules.VISIBLE for s in states), "states", "AVAILABLE, LOCKED, USED, EXPIRED or REVOKED")
         size = paging.page_size(v, page_size)
         wanted = tuple(s for s in rules.VISIBLE if s in states or not states)
         fp = paging.fingerprint(kind="my_coupons", states=[s.value for s in wanted])
@@ -511,18 +516,42 @@ class CouponUseCases:
         return await self.issue(merchant_id, template_id, member_id, f"{source.lower()}:{cause_id}:{template_id}:{member_id}",
                                 source, cause_id)
 
+    async def revoke(self, merchant_id: str, member_id: str, coupon_id: str) -> str:
+        """Takes back a reward coupon while it is AVAILABLE: its state after ("REVOKED", or
+        LOCKED / USED / EXPIRED as it stays), "" when the member has no such coupon. A
+        repeat finds it REVOKED."""
+        now = self.clock()
+
+        async def attempt() -> str:
+            coupon = await self.coupons.get(merchant_id, coupon_id)
+            if coupon is None or coupon.member_id != member_id or coupon.state == CouponState.CLAIMING:
+                return ""
+            if coupon.revoke(now):
+                await self.coupons.save(coupon)
+            return coupon.state.value
+
+        return await retry.on_conflict(attempt, gave_up="the coupon changed while revoking it; try again")
+
     async def new_member_gift(self, merchant_id: str, member_id: str) -> Issued | None:
         """A new member's registration: the coupon of the merchant's new-member template,
         once, whatever the replays of the registration event. None when the merchant
-        gives none (or the template is gone); a refusal (sold out, paused) is the answer."""
+        gives none (or the template is gone), or when the farm guard knows the member's
+        unionid or phone from another member (an erased one: re-registering earns no
+        second gift); a refusal (sold out, paused) is the answer."""
         config = await self.settings.get(merchant_id)
         if not config.new_member_template_id:
             return None
+        hashes = await self.farm_guard.hashes(merchant_id, member_id) if self.farm_guard is not None else []
+        if self.farm_guard is not None and await self.farm_guard.farmed(merchant_id, member_id, hashes):
+            return None
         try:
-            return await self.reward(merchant_id, member_id, config.new_member_template_id, rules.NEW_MEMBER,
-                                     member_id)
+            issued = await self.reward(merchant_id, member_id, config.new_member_template_id, rules.NEW_MEMBER,
+                                       member_id)
         except NotFound:
             return None
+        if issued.coupon is not None and self.farm_guard is not None:
+            await self.farm_guard.keep(merchant_id, hashes, member_id)
+        return issued
 
     # ---- settings (OPERATOR) -----------------------------------------------------------------------
     async def get_settings(self) -> CouponConfig:

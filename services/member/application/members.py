@@ -96,20 +96,37 @@ class Members:
     async def _link(self, merchant_id: str, channel: str, identity: ProviderIdentity,
                     nickname: str) -> tuple[str, bool]:
         """The member of this identity, creating it on first contact. Safe under races:
-        unique links decide the winner and every loser reads and uses it."""
+        unique links decide the winner and every loser reads and uses it. An identity still
+        pointing at a member being erased (the instant before erasure deletes it) is taken
+        over by a new member, by a conditional update on the old member id, as if absent."""
         member_id = await self.identities.member_of_channel(merchant_id, channel, identity.openid)
-        if member_id is not None:
+        if member_id is not None and not await self._erasing(merchant_id, member_id):
             return member_id, await self._ensure_member(merchant_id, member_id, channel, nickname)
+        erased_channel = member_id
         member_id = await self.identities.member_of_union(merchant_id, identity.unionid)
+        if member_id is not None and await self._erasing(merchant_id, member_id):
+            fresh = new_id("mem")
+            taken = await self.identities.take_over_union(merchant_id, identity.unionid, member_id, fresh)
+            member_id = fresh if taken else await self.identities.member_of_union(merchant_id, identity.unionid)
         if member_id is None:
             member_id = new_id("mem")
             if not await self.identities.link_union(merchant_id, identity.unionid, member_id):
                 member_id = await self.identities.member_of_union(merchant_id, identity.unionid)
         # Also heals a unionid whose first login died before the member was written.
         created = await self._ensure_member(merchant_id, member_id, channel, nickname)
-        if not await self.identities.link_channel(merchant_id, channel, identity.openid, member_id):
-            member_id = await self.identities.member_of_channel(merchant_id, channel, identity.openid)
+        if erased_channel is not None:
+            linked = await self.identities.take_over_channel(merchant_id, channel, identity.openid, erased_channel,
+                                                             member_id)
+        else:
+            linked = await self.identities.link_channel(merchant_id, channel, identity.openid, member_id)
+        if not linked:
+            member_id = await self.identities.member_of_channel(merchant_id, channel, identity.openid) or member_id
         return member_id, created
+
+    async def _erasing(self, merchant_id: str, member_id: str) -> bool:
+        """Whether the member is being (or was) erased: their identities count as absent."""
+        subject = await self.members.subject(merchant_id, member_id)
+        return subject is not None and not subject.active
 
     async def _ensure_member(self, merchant_id: str, member_id: str, channel: str, nickname: str) -> bool:
         if await self.members.get(merchant_id, member_id) is not None:

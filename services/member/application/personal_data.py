@@ -13,7 +13,7 @@ from typing import Callable
 from services.member.application.personal_data_ports import DataExportStore, ErasureStore, MemberDataSource
 from services.member.domain.personal_data import DataExport, Erasure, document
 from siyu_kit import context
-from siyu_kit.errors import FailedPrecondition, NotFound
+from siyu_kit.errors import AlreadyExists, FailedPrecondition, NotFound
 from siyu_kit.ids import new_id
 
 
@@ -90,9 +90,15 @@ class Erasures:
         self.store = store
         self.clock = clock
 
-    async def erase_me(self) -> Erasure:
+    async def erase_me(self, idempotency_key: str) -> Erasure:
+        """A repeat with the request's key answers the erasure as it is now; the key
+        used by another member of the merchant is refused (IDEMPOTENCY_KEY_REUSED)."""
         ctx = context.current()
         member_id = ctx.require_member()
+        owner = await self.store.claim_key(ctx.merchant_id, idempotency_key, member_id)
+        if owner != member_id:
+            raise AlreadyExists("the idempotency key was used for another erasure; use a new key",
+                                reason="IDEMPOTENCY_KEY_REUSED")
         await self.store.start(ctx.merchant_id, member_id, self.clock())
         erasure = await self.store.get(ctx.merchant_id, member_id)
         if erasure is None:

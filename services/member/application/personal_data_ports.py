@@ -42,6 +42,10 @@ class ErasureStore(Protocol):
     async def get(self, merchant_id: str, member_id: str) -> Erasure | None:
         """The member's erasure; None when the member is unknown or not being erased."""
 
+    async def claim_key(self, merchant_id: str, idempotency_key: str, member_id: str) -> str:
+        """Stores the request's key (unique per merchant) for the member unless it is
+        stored already; the member whose key it is."""
+
     async def erase_own_data(self, merchant_id: str, member_id: str) -> None:
         """Deletes or anonymises what the member service keeps about the member (profile
         fields, phone, identities, addresses, SMS challenges), first adding the keyed

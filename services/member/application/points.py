@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Callable
 
-from services.member.application.ports import AuditLog, MemberRepository, MerchantRepository, PointsLedger
+from services.member.application.ports import AuditLog, FactsMarks, MemberRepository, MerchantRepository, PointsLedger
 from services.member.domain import tiers
 from services.member.domain import points_settings as terms_rules
 from services.member.domain import admin as audit_rules
@@ -122,6 +122,10 @@ def _refused(error: Refused) -> FailedPrecondition:
 class PointsMoves:
     """What every points use case shares: the merchant's terms and the move loop."""
 
+    # Where a movement that changed growth marks the member's segment facts (their tier
+    # follows growth); set by the wiring, None where nothing keeps facts.
+    facts: FactsMarks | None = None
+
     def __init__(self, merchants: MerchantRepository, ledger: PointsLedger, clock: Callable[[], datetime] = utcnow,
                  config_ttl_s: float = CONFIG_TTL_S):
         self.merchants = merchants
@@ -180,6 +184,8 @@ class PointsMoves:
                 book.apply(movement)
                 log.info("points.moved", kind=movement.cause.kind, source_id=movement.cause.source_id,
                          member_id=member_id, points=movement.points)
+                if movement.growth and self.facts is not None:
+                    await self.facts.mark(merchant_id, member_id)
                 return Applied(entry, True, book)
         raise Conflict("the member's points changed too often while moving them; try again",
                        reason="CONCURRENT_UPDATE")

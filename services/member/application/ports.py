@@ -99,12 +99,33 @@ class IdentityRepository(Protocol):
     async def link_channel(self, merchant_id: str, channel: str, openid: str, member_id: str) -> bool:
         """False when the openid is linked already."""
 
+    async def unionid_of(self, merchant_id: str, member_id: str) -> str | None:
+        """The unionid linked to the member, if any."""
+        ...
+
+    async def take_over_union(self, merchant_id: str, unionid: str, from_member_id: str, to_member_id: str) -> bool:
+        """Points the unionid at another member, only while it points at `from_member_id`
+        (one conditional update); False when it does not any more."""
+        ...
+
+    async def take_over_channel(self, merchant_id: str, channel: str, openid: str, from_member_id: str,
+                                to_member_id: str) -> bool:
+        """The same for a channel's openid."""
+        ...
+
     async def channels_of(self, merchant_id: str, member_id: str) -> list[str]:
         """The channels the member has logged in on, sorted."""
 
     async def openid_of(self, merchant_id: str, member_id: str, channel: str) -> str | None:
         """The member's openid in the channel, the newest when the member has several
         there (a sandbox one, then WeChat's); None when the member has none."""
+
+
+class FactsMarks(Protocol):
+    async def mark(self, merchant_id: str, member_id: str) -> None:
+        """Marks the member's segment facts to be derived again by the facts job's next run
+        (their growth changed, so their tier may have)."""
+        ...
 
 
 class PointsLedger(Protocol):

@@ -22,8 +22,8 @@ from services.member.application.referral_ports import (CouponRewards, FarmGuard
 from services.member.domain import coupons as coupon_rules
 from services.member.domain import referral as rules
 from services.member.domain.config import DEFAULT_TIME_ZONE
-from services.member.domain.points_account import Cause, lot_key
-from services.member.domain.referral import Referral, ReferralSettings, Reward
+from services.member.domain.points_account import REVERSE, Cause, lot_key
+from services.member.domain.referral import Referral, ReferralSettings, Reversal, Reward
 from siyu_kit import context, paging, retry
 from siyu_kit import logging as slog
 from siyu_kit.errors import Conflict, FieldViolation, InvalidArgument, NotFound, Violations
@@ -45,6 +45,18 @@ class FinishedOrder:
     completed_at: datetime
     payable: int = 0
     refunded: int = 0
+
+
+@dataclass(frozen=True)
+class RefundedOrder:
+    """A refund of an order (order.refunded), with the order's amounts after it."""
+    merchant_id: str
+    order_id: str
+    member_id: str
+    refund_id: str
+    payable: int
+    refunded: int
+    every_line_refunded: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,21 @@ class ReferralPoints(PointsMoves):
         await self.apply(merchant_id, member_id, cause,
                          lambda book: rules.points_movement(book, referral_id, points, key_now), terms)
 
+    async def take_back(self, merchant_id: str, member_id: str, referral_id: str, points: int) -> int | None:
+        terms = await self.terms(merchant_id)
+        credited = Cause(rules.REFERRAL, referral_id, rules.REFERRAL)
+        cause = Cause(rules.REFERRAL, referral_id, REVERSE)
+        now = self.clock()
+        done = await self.apply(merchant_id, member_id, cause,
+                                lambda book: rules.points_reversal(book, referral_id, points, terms.time_zone, now)
+                                if book.applied(credited) else None, terms)
+        if done.entry is not None:
+            return done.entry.owed
+        if not done.book.applied(cause):
+            return None  # never credited: nothing to take back
+        entry = await self.ledger.entry(merchant_id, cause)  # taken back before (a replay)
+        return entry.owed if entry is not None else 0
+
 
 class ReferralCoupons:
     """The coupon hook for referral rewards (source REFERRAL, cause the referral id)."""
@@ -92,6 +119,9 @@ class ReferralCoupons:
 
     async def has_template(self, merchant_id: str, template_id: str) -> bool:
         return await self.coupons.templates.get(merchant_id, template_id) is not None
+
+    async def revoke(self, merchant_id: str, member_id: str, coupon_id: str) -> str:
+        return await self.coupons.revoke(merchant_id, member_id, coupon_id)
 
 
 class Referrals:
@@ -226,6 +256,51 @@ class Referrals:
         if referral is None or referral.first_order_id != order.order_id:
             return referral
         return await self._pay(order.merchant_id, order.member_id)
+
+    # ---- reversal (order.refunded) ---------------------------------------------------------------
+    async def on_order_refunded(self, refund: RefundedOrder) -> Referral | None:
+        """Takes the rewards back when the invitee's rewarded first order is refunded in
+        full: the inviter's points (the rest owed when spent), the coupons still AVAILABLE
+        (a used one stays used, and says so). A partial refund, another order, a replay or
+        a member nobody invited changes nothing. The inviter's monthly place is not given
+        back. Each step is unique by its cause, so a delivery that stopped half-way is
+        finished by the next."""
+        referral = await self.referrals.of_invitee(refund.merchant_id, refund.member_id)
+        if referral is None or not referral.first_order_id or referral.first_order_id != refund.order_id:
+            return referral
+        if referral.state == rules.STATE_REVERSED or not rules.reverses(refund.payable, refund.refunded,
+                                                                              refund.every_line_refunded):
+            return referral
+        if referral.state != rules.STATE_REWARDED:
+            referral = await self._pay(refund.merchant_id, refund.member_id)  # finish what a crash left
+
+        async def attempt() -> Referral:
+            current = await self.referrals.of_invitee(refund.merchant_id, refund.member_id)
+            if current.state == rules.STATE_REVERSED:
+                return current
+            inviter = await self._take_back(current, current.inviter_id, current.inviter_reward)
+            invitee = await self._take_back(current, current.invitee_id, current.invitee_reward)
+            current.reverse(refund.refund_id, inviter, invitee, self.clock())
+            await self.referrals.save(current)
+            log.info("referral.reversed", referral_id=current.id, refund_id=refund.refund_id,
+                     inviter=inviter.outcome, invitee=invitee.outcome)
+            return current
+
+        return await retry.on_conflict(attempt, gave_up="the referral changed while reversing it; try again")
+
+    async def _take_back(self, referral: Referral, member_id: str, reward: Reward) -> Reversal:
+        if reward.outcome != rules.PAID:
+            return Reversal(rules.NOTHING)
+        if reward.coupon_id:
+            state = await self.coupons.revoke(referral.merchant_id, member_id, reward.coupon_id)
+            outcome = rules.REVOKED if state == "REVOKED" else rules.KEPT
+            return Reversal(outcome, coupon_id=reward.coupon_id, coupon_state=state)
+        if reward.points > 0:
+            owed = await self.points.take_back(referral.merchant_id, member_id, referral.id, reward.points)
+            if owed is None:
+                return Reversal(rules.NOTHING)
+            return Reversal(rules.OWED if owed else rules.REVERSED, points=reward.points, owed=owed)
+        return Reversal(rules.NOTHING)
 
     async def _pay(self, merchant_id: str, invitee_id: str) -> Referral:
         async def attempt() -> Referral:

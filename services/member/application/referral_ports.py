@@ -71,6 +71,11 @@ class CouponRewards(Protocol):
         """Issues the referral coupon once per cause: (coupon id, "") or ("", why not)."""
         ...
 
+    async def revoke(self, merchant_id: str, member_id: str, coupon_id: str) -> str:
+        """Takes the coupon back while it is AVAILABLE: its state after (REVOKED, or USED,
+        LOCKED, EXPIRED as it stays); "" when the member has no such coupon."""
+        ...
+
     async def has_template(self, merchant_id: str, template_id: str) -> bool: ...
 
 
@@ -78,4 +83,10 @@ class PointsRewards(Protocol):
     async def reward(self, merchant_id: str, member_id: str, referral_id: str, points: int) -> None:
         """Credits the inviter's points once per referral (a points movement whose cause
         is the referral)."""
+        ...
+
+    async def take_back(self, merchant_id: str, member_id: str, referral_id: str, points: int) -> int | None:
+        """Takes the referral's points back once (a movement whose cause is the referral's
+        reversal): from available points, the rest recorded as owed. How many are owed;
+        None when the referral's points were never credited."""
         ...

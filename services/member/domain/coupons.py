@@ -48,6 +48,7 @@ COUPON_USED = "siyu.member.coupon.used"
 COUPON_RELEASED = "siyu.member.coupon.released"
 COUPON_RESTORED = "siyu.member.coupon.restored"
 COUPON_EXPIRED = "siyu.member.coupon.expired"
+COUPON_REVOKED = "siyu.member.coupon.revoked"
 GRANT_PROGRESSED = "siyu.member.coupon_grant.progressed"
 
 
@@ -448,17 +449,19 @@ class CouponState(str, Enum):
     LOCKED = "LOCKED"  # an unpaid order holds it
     USED = "USED"  # the order was paid
     EXPIRED = "EXPIRED"
+    REVOKED = "REVOKED"  # taken back before use (a referral whose first order was refunded in full)
 
 
 COUPON_MACHINE: StateMachine[CouponState] = StateMachine("coupon", {
     CouponState.CLAIMING: {CouponState.AVAILABLE},
-    CouponState.AVAILABLE: {CouponState.LOCKED, CouponState.EXPIRED},
+    CouponState.AVAILABLE: {CouponState.LOCKED, CouponState.EXPIRED, CouponState.REVOKED},
     CouponState.LOCKED: {CouponState.USED, CouponState.AVAILABLE, CouponState.EXPIRED},
     CouponState.USED: {CouponState.AVAILABLE},
     CouponState.EXPIRED: set(),
+    CouponState.REVOKED: set(),
 }, refused_reason=TRANSITION)
 
-VISIBLE = (CouponState.AVAILABLE, CouponState.LOCKED, CouponState.USED, CouponState.EXPIRED)
+VISIBLE = (CouponState.AVAILABLE, CouponState.LOCKED, CouponState.USED, CouponState.EXPIRED, CouponState.REVOKED)
 
 
 @dataclass(frozen=True)
@@ -523,6 +526,16 @@ class CouponRestored:
 @dataclass(frozen=True)
 class CouponExpired:
     subject: ClassVar[str] = COUPON_EXPIRED
+    coupon_id: str
+    template_id: str
+    member_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CouponRevoked:
+    """Taken back while AVAILABLE, for the cause it was issued for."""
+    subject: ClassVar[str] = COUPON_REVOKED
     coupon_id: str
     template_id: str
     member_id: str
@@ -699,6 +712,16 @@ class MemberCoupon(Aggregate):
         self.state = CouponState.EXPIRED
         self.updated_at = now
         self.record(CouponExpired(self.id, self.template_id, self.member_id, now))
+        return True
+
+    def revoke(self, now: datetime) -> bool:
+        """Taken back: only an AVAILABLE coupon; a locked, used or expired one stays as it is
+        (False), so a coupon already spent on an order is never undone."""
+        if self.state != CouponState.AVAILABLE:
+            return False
+        self.state = CouponState.REVOKED
+        self.updated_at = now
+        self.record(CouponRevoked(self.id, self.template_id, self.member_id, now))
         return True
 
 

@@ -252,6 +252,15 @@ class PointsBook:
                         drop_frozen=drop, take_frozen=take, order_id=order_id,
                         gross=take_back, returned=give_back, refunded=refunded, growth=-growth_back)
 
+    def take_back(self, cause: Cause, points: int, time_zone: str, now: datetime) -> Movement:
+        """Points credited for a cause that no longer holds (a referral whose first order was
+        refunded in full): from the available points, expiring first (expired ones too),
+        the rest recorded as owed, paid off first by the next points that come in."""
+        from_avail = min(points, sum(n for n in self.lots.values() if n > 0))
+        takes = self._take(from_avail, time_zone, now, expired_too=True) if from_avail else {}
+        return Movement(cause, self.member_id, points=-from_avail, available=-from_avail, owed=points - from_avail,
+                        lots={k: -n for k, n in takes.items()}, gross=points)
+
     def expire(self, key: str) -> Movement | None:
         points = self.lots.get(key, 0)
         if points <= 0:

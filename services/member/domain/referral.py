@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from siyu_kit.aggregate import Aggregate
 
-from services.member.domain.points_account import Cause, Movement, PointsBook
+from services.member.domain.points_account import REVERSE, Cause, Movement, PointsBook
 
 # Invite codes: no 0/O, 1/I/L, so a code read aloud or copied by hand is unambiguous.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -49,8 +49,13 @@ POINTS_MAX = 1_000_000
 CAP_MAX = 1000
 
 # A referral's life: bound at registration, rewarding once its first order is claimed,
-# rewarded once both sides were paid (or refused).
-STATE_BOUND, STATE_REWARDING, STATE_REWARDED = "BOUND", "REWARDING", "REWARDED"
+# rewarded once both sides were paid (or refused), reversed when that first order was
+# later refunded in full.
+STATE_BOUND, STATE_REWARDING, STATE_REWARDED, STATE_REVERSED = "BOUND", "REWARDING", "REWARDED", "REVERSED"
+# What the reversal did to one side: points taken back (REVERSED), taken back in part and
+# the rest owed (OWED), a coupon revoked (REVOKED) or kept as it was already used, held by
+# an order or expired (KEPT), nothing paid to take back (NOTHING).
+REVERSED, OWED, REVOKED, KEPT, NOTHING = "REVERSED", "OWED", "REVOKED", "KEPT", "NOTHING"
 
 
 def new_code() -> str:
@@ -132,6 +137,17 @@ class Reward:
 
 
 @dataclass(frozen=True)
+class Reversal:
+    """What the reversal did to one side: `points` taken back, of which `owed` were
+    recorded as owed; the coupon revoked or kept."""
+    outcome: str = ""
+    points: int = 0
+    owed: int = 0
+    coupon_id: str = ""
+    coupon_state: str = ""
+
+
+@dataclass(frozen=True)
 class ReferralBound:
     referral_id: str
     inviter_id: str
@@ -147,6 +163,18 @@ class ReferralRewarded:
     order_id: str
     inviter: Reward
     invitee: Reward
+
+
+@dataclass(frozen=True)
+class ReferralReversed:
+    referral_id: str
+    inviter_id: str
+    invitee_id: str
+    order_id: str
+    refund_id: str
+    inviter: Reversal
+    invitee: Reversal
+    at: datetime
 
 
 @dataclass
@@ -166,6 +194,10 @@ class Referral(Aggregate):
     completed_at: datetime | None = None
     inviter_reward: Reward = field(default_factory=Reward)
     invitee_reward: Reward = field(default_factory=Reward)
+    # The full refund of the first order that took the rewards back ("" while none did).
+    reversed_by: str = ""
+    inviter_reversal: Reversal = field(default_factory=Reversal)
+    invitee_reversal: Reversal = field(default_factory=Reversal)
     version: int = 1
 
     @classmethod
@@ -183,6 +215,34 @@ class Referral(Aggregate):
         self.inviter_reward, self.invitee_reward = inviter, invitee
         self.record(ReferralRewarded(self.id, self.inviter_id, self.invitee_id, self.first_order_id, inviter,
                                      invitee))
+
+    def reverse(self, refund_id: str, inviter: Reversal, invitee: Reversal, now: datetime) -> bool:
+        """The first order was refunded in full after the rewards: they were taken back as
+        far as they still could be. Once (False on a repeat); the monthly cap's place stays
+        taken."""
+        if self.state == STATE_REVERSED:
+            return False
+        if self.state != STATE_REWARDED:
+            raise ValueError("only a rewarded referral is reversed")
+        self.state = STATE_REVERSED
+        self.reversed_by = refund_id
+        self.inviter_reversal, self.invitee_reversal = inviter, invitee
+        self.record(ReferralReversed(self.id, self.inviter_id, self.invitee_id, self.first_order_id, refund_id,
+                                     inviter, invitee, now))
+        return True
+
+
+def reverses(order_payable: int, order_refunded: int, every_line_refunded: bool) -> bool:
+    """Whether a refund takes the first order's rewards back: only one that leaves the
+    whole order refunded, its whole amount or every unit of every line (after delivery the
+    shipping fee is usually kept); a partial refund keeps the rewards."""
+    return every_line_refunded or not counts(order_payable, order_refunded)
+
+
+def points_reversal(book: PointsBook, referral_id: str, points: int, time_zone: str, now: datetime) -> Movement:
+    """The inviter's referral points taken back: from available points, the rest owed;
+    once per referral (the movement's cause)."""
+    return book.take_back(Cause(REFERRAL, referral_id, REVERSE), points, time_zone, now)
 
 
 def binding_refusal(invitee_id: str, inviter_id: str | None, chain: list[str]) -> str:

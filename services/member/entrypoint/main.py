@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.member.adapters import documents, points_store, profile_store, repositories, wechat_store
 from services.member.adapters.wechat import SandboxSms, WeChatHttpApi
 from services.member.adapters.identity import ScryptPasswords, ThreadedProvider
+from services.member.adapters.facts_marks import FactsMarkRepository
 from services.member.application.addresses import AddressBooks
 from services.member.application.backfill import Backfills
 from services.member.application.admin import StaffAdmin
@@ -95,6 +96,11 @@ def build(runtime: Runtime) -> Parts:
     # ---- segments: member statistics from order events, RFM, tags and segments ----
     segments = segment_wiring.use_cases(members_repo, merchants)
     segment_wiring.grant_audience(coupons, segments)
+    # Growth (and so the tier) reaches the member's facts at the facts job's next run.
+    order_points = OrderPoints(members_repo, merchants, ledger)
+    facts_marks = FactsMarkRepository()
+    for moves in (economy, order_points, checkin.points, referrals.points):
+        moves.facts = facts_marks
     # ---- end of segments ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
@@ -107,7 +113,7 @@ def build(runtime: Runtime) -> Parts:
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()
         + checkin_wiring.outbox_collections() + referral_wiring.outbox_collections(),
-        subscriptions=events.subscriptions(OrderPoints(members_repo, merchants, ledger))
+        subscriptions=events.subscriptions(order_points)
         + coupon_wiring.subscriptions(coupons) + stored_value_wiring.subscriptions(stored_value)
         + referral_wiring.subscriptions(referrals) + personal_data_wiring.subscriptions(erasures)
         + segment_wiring.subscriptions(segments),

@@ -47,7 +47,7 @@ class PersonalDataRpcs:
                                                      document=document)
 
     async def EraseMe(self, request, context):
-        erasure = await self.erasures.erase_me()
+        erasure = await self.erasures.erase_me(request.idempotency_key)
         return member_pb2.EraseMeResponse(member_id=erasure.member_id, state=erasure_state(erasure))
 
     async def AcknowledgeErasure(self, request, context):

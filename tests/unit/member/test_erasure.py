@@ -14,7 +14,7 @@ from services.member.application.personal_data import Erasures
 from services.member.domain.personal_data import SERVICES
 from services.order.application.personal_data import OrderErasure
 from services.order.domain.orders import OrderState
-from siyu_kit.errors import FailedPrecondition
+from siyu_kit.errors import AlreadyExists, FailedPrecondition
 from siyu_kit.ids import new_id
 from tests.fakes.callers import caller
 from tests.fakes.order import FakeOrders
@@ -43,8 +43,8 @@ def internal():
 async def test_erase_me_marks_once_erases_the_member_services_part_and_waits_for_the_others():
     store, use, member_id = world()
     with as_member(member_id):
-        erasure = await use.erase_me()
-        again = await use.erase_me()
+        erasure = await use.erase_me("k-1")
+        again = await use.erase_me("k-1")
     assert (erasure.state, erasure.acknowledged) == ("ERASING", frozenset({"member"}))
     assert again == erasure and store.events == [(SHOP, member_id)]
     member = store.members[(SHOP, member_id)]
@@ -60,11 +60,35 @@ async def test_erase_me_marks_once_erases_the_member_services_part_and_waits_for
     assert store.events == [(SHOP, member_id)]
 
 
+async def test_the_erasure_key_answers_its_member_and_is_refused_to_another():
+    store, use, member_id = world()
+    other = new_id("mem")
+    store.add_member(SHOP, other, phone="13900139000")
+    with as_member(member_id):
+        first = await use.erase_me("k-1")
+    assert store.keys == {(SHOP, "k-1"): member_id}
+    # The same key of the same member: the same answer, nothing else written.
+    with as_member(member_id):
+        assert await use.erase_me("k-1") == first
+    assert store.events == [(SHOP, member_id)]
+    # Another member with that key: refused, and that member is not erased.
+    with as_member(other), pytest.raises(AlreadyExists) as refused:
+        await use.erase_me("k-1")
+    assert refused.value.reason == "IDEMPOTENCY_KEY_REUSED"
+    assert store.members[(SHOP, other)]["state"] == "" and store.members[(SHOP, other)]["data"]
+    # Its own new key erases it; keys are the merchant's, so another shop's k-1 is free.
+    with as_member(other):
+        assert (await use.erase_me("k-2")).member_id == other
+    store.add_member("mch_other", "mem_x")
+    with caller("mch_other", channel="H5", member_id="mem_x"):
+        assert (await use.erase_me("k-1")).member_id == "mem_x"
+
+
 async def test_a_crash_after_the_mark_is_finished_by_the_consumer_and_a_replay_changes_nothing():
     store, use, member_id = world()
     store.fail_erase = 1
     with as_member(member_id), pytest.raises(ConnectionError):
-        await use.erase_me()
+        await use.erase_me("k-1")
     assert store.members[(SHOP, member_id)]["state"] == "ERASING" and store.events == [(SHOP, member_id)]
     assert store.members[(SHOP, member_id)]["data"]  # nothing erased yet
     # The member service's own consumer of member.erased finishes it, and again on a replay.

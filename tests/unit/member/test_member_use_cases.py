@@ -281,6 +281,30 @@ async def test_a_unionid_linked_before_its_member_was_written_is_healed(w):
     assert result.created and result.member.member_id == orphan
 
 
+async def test_a_login_while_the_member_is_being_erased_creates_a_new_member(w):
+    m = await merchant(w)
+    with h5(m.id):
+        old = (await w.member_cases.login("sandbox:carol", "")).member.member_id
+    with caller(m.id, channel="MINI_PROGRAM"):
+        await w.member_cases.login("sandbox:carol", "")
+    # Marked ERASING; its identities are not deleted yet.
+    w.members.erasing.add(old)
+    with h5(m.id):
+        again = await w.member_cases.login("sandbox:carol", "")
+    assert again.created and again.member.member_id != old and again.member.channels == ("H5",)
+    new = again.member.member_id
+    # The identities were taken over (the unique keys kept), not inserted a second time.
+    assert w.identities.unions[(m.id, "carol")] == new
+    links = {channel: member_id for (_, channel, _), member_id in w.identities.channels.items()}
+    assert links == {"H5": new, "MINI_PROGRAM": old}  # the other channel's next login takes it over
+    with caller(m.id, channel="MINI_PROGRAM"):
+        mini = await w.member_cases.login("sandbox:carol", "")
+    assert not mini.created and mini.member.member_id == new
+    with h5(m.id):
+        assert (await w.member_cases.login("sandbox:carol", "")).member.member_id == new
+    assert len(w.members.events) == 2
+
+
 async def test_member_login_refusals(w):
     m = await merchant(w)
     with caller(m.id), pytest.raises(Unauthenticated):

@@ -1,7 +1,9 @@
 """Referral (老带新) over in-memory ports: invite codes, binding at registration (first
 wins, no self, no cycle, unknown code), rewards on the first completed order only (a
 fully refunded one pays nothing), the monthly cap per inviter under concurrency, replays
-and a crash half-way, the farm guard, settings and the member's view."""
+and a crash half-way, the rewards taken back when the rewarded first order is later
+refunded as a whole (points owed when spent, used coupons kept, the cap place kept), the
+farm guard, settings and the member's view."""
 from __future__ import annotations
 
 import asyncio
@@ -14,13 +16,14 @@ from siyu_kit.errors import Conflict, InvalidArgument, PermissionDenied, Unauthe
 from siyu_kit.ids import new_id
 
 from services.member.application.members import Members
-from services.member.application.referral import FinishedOrder, ReferralPoints, Referrals
+from services.member.application.referral import FinishedOrder, ReferralPoints, Referrals, RefundedOrder
 from services.member.application.sessions import Sessions
 from services.member.application.wechat import WeChatIdentity
 from services.member.domain import referral as rules
 from services.member.domain.members import Member
 from services.member.domain.merchants import Merchant
-from services.member.domain.referral import Referral, ReferralBound, ReferralRewarded, ReferralSettings
+from services.member.domain.referral import (Referral, ReferralBound, ReferralReversed, ReferralRewarded,
+                                             ReferralSettings)
 from tests.fakes.member import (FakeIdentities, FakeLedger, FakeMembers, FakeMerchants, FakeProvider,
                                 FakeRefreshTokens, FakeStaff, caller)
 from tests.fakes.referral import (FakeCaps, FakeCouponRewards, FakeGuard, FakeInviteCodes, FakeReferrals,
@@ -229,6 +232,133 @@ async def test_a_first_order_refunded_in_full_pays_nothing_and_a_later_one_is_th
     second = completed(w, invitee)
     assert (await w.cases.on_order_completed(second)).first_order_id == second.order_id
     assert await available(w, inviter) == 100
+
+
+# ---- reversal: the rewarded first order refunded in full afterwards ----------------------------
+def refunded(w, invitee: str, order: FinishedOrder, refunded_amount: int, refund_id: str = "",
+             every_line: bool = False) -> RefundedOrder:
+    return RefundedOrder(w.m.id, order.order_id, invitee, refund_id or new_id("rfd"), order.payable, refunded_amount,
+                         every_line)
+
+
+def owed(w, member_id: str) -> int:
+    book = w.ledger.books.get((w.m.id, member_id))
+    return book.owed if book else 0
+
+
+async def test_a_full_refund_of_the_rewarded_first_order_takes_the_rewards_back_once(w):
+    rewards_on(w, monthly_cap=1)
+    inviter, invitee = await bound_pair(w)
+    order = completed(w, invitee)
+    paid = await w.cases.on_order_completed(order)
+    full = refunded(w, invitee, order, 5000)
+    for _ in range(3):  # replays and duplicates take back nothing more
+        reversed_ = await w.cases.on_order_refunded(full)
+    assert reversed_.state == rules.STATE_REVERSED and reversed_.reversed_by == full.refund_id
+    assert reversed_.inviter_reversal == rules.Reversal(rules.REVERSED, points=100, owed=0)
+    assert reversed_.invitee_reversal == rules.Reversal(rules.REVOKED, coupon_id=paid.invitee_reward.coupon_id,
+                                                        coupon_state="REVOKED")
+    assert await available(w, inviter) == 0 and owed(w, inviter) == 0
+    assert w.coupons.states[paid.invitee_reward.coupon_id] == "REVOKED"
+    entries = [(e.source, e.source_id, e.kind, e.points) for _, _, e in w.ledger.rows if e.member_id == inviter]
+    assert entries == [("REFERRAL", paid.id, "REFERRAL", 100), ("REFERRAL", paid.id, "REVERSE", -100)]
+    assert [type(e) for e in w.referrals.events] == [ReferralBound, ReferralRewarded, ReferralReversed]
+    # The month's place stays taken: the cap of 1 is spent, the next invitee's reward is capped.
+    assert w.caps.counters[(w.m.id, inviter, "202603")]["count"] == 1
+    second = (await login(w, "carol", await code(w, inviter))).member.member_id
+    assert (await w.cases.on_order_completed(completed(w, second))).inviter_reward.outcome == rules.CAPPED
+
+
+async def test_points_already_spent_are_recorded_as_owed_and_a_used_coupon_stays_used(w):
+    rewards_on(w, inviter_points=100)
+    inviter, invitee = await bound_pair(w)
+    order = completed(w, invitee)
+    paid = await w.cases.on_order_completed(order)
+    # The inviter spent 70 of the 100; the invitee used the coupon.
+    book = w.ledger.books[(w.m.id, inviter)]
+    key = next(iter(book.lots))
+    book.lots[key] -= 70
+    book.available -= 70
+    book.balance -= 70
+    w.coupons.states[paid.invitee_reward.coupon_id] = "USED"
+    reversed_ = await w.cases.on_order_refunded(refunded(w, invitee, order, 5000))
+    assert reversed_.inviter_reversal == rules.Reversal(rules.OWED, points=100, owed=70)
+    assert reversed_.invitee_reversal.outcome == rules.KEPT and reversed_.invitee_reversal.coupon_state == "USED"
+    assert await available(w, inviter) == 0 and owed(w, inviter) == 70
+    assert w.ledger.books[(w.m.id, inviter)].consistent() == []
+    # The next points the inviter earns pay off what is owed first.
+    rewards_on(w, inviter_points=100)
+    next_invitee = (await login(w, "dave", await code(w, inviter))).member.member_id
+    await w.cases.on_order_completed(completed(w, next_invitee))
+    assert owed(w, inviter) == 0 and await available(w, inviter) == 30
+
+
+async def test_a_partial_refund_keeps_the_rewards_and_a_later_full_one_reverses(w):
+    rewards_on(w)
+    inviter, invitee = await bound_pair(w)
+    order = completed(w, invitee)
+    await w.cases.on_order_completed(order)
+    kept = await w.cases.on_order_refunded(refunded(w, invitee, order, 2000))
+    assert kept.state == rules.STATE_REWARDED and await available(w, inviter) == 100
+    # Every unit of every line refunded (the shipping fee kept): the whole order, reversed.
+    done = await w.cases.on_order_refunded(refunded(w, invitee, order, 4500, every_line=True))
+    assert done.state == rules.STATE_REVERSED and await available(w, inviter) == 0
+
+
+async def test_refunds_of_other_orders_and_of_members_nobody_invited_change_nothing(w):
+    rewards_on(w)
+    inviter, invitee = await bound_pair(w)
+    order = completed(w, invitee)
+    await w.cases.on_order_completed(order)
+    other = completed(w, invitee)
+    assert (await w.cases.on_order_refunded(refunded(w, invitee, other, 5000))).state == rules.STATE_REWARDED
+    alone = await member(w)
+    assert await w.cases.on_order_refunded(refunded(w, alone, completed(w, alone), 5000)) is None
+    assert await available(w, inviter) == 100
+
+
+async def test_a_refund_before_the_rewards_were_paid_finishes_them_then_reverses(w):
+    rewards_on(w, inviter_reward_kind=rules.COUPON, inviter_coupon_template_id=INVITER_TPL, inviter_points=0)
+    inviter, invitee = await bound_pair(w)
+    order = completed(w, invitee)
+    w.coupons.crash_after = 1
+    with pytest.raises(ConnectionError):
+        await w.cases.on_order_completed(order)
+    reversed_ = await w.cases.on_order_refunded(refunded(w, invitee, order, 5000))
+    assert reversed_.state == rules.STATE_REVERSED
+    assert (reversed_.inviter_reversal.outcome, reversed_.invitee_reversal.outcome) == (rules.REVOKED, rules.REVOKED)
+    assert sorted(w.coupons.states.values()) == ["REVOKED", "REVOKED"]
+
+
+async def test_a_reversal_that_stopped_half_way_is_finished_taking_nothing_twice(w):
+    rewards_on(w)
+    inviter, invitee = await bound_pair(w)
+    order = completed(w, invitee)
+    await w.cases.on_order_completed(order)
+    revoke = w.coupons.revoke
+
+    async def dies(*args):
+        raise ConnectionError("the process died after the points were taken back")
+
+    w.coupons.revoke = dies  # the inviter's points are taken back first, then the invitee's coupon
+    full = refunded(w, invitee, order, 5000)
+    with pytest.raises(ConnectionError):
+        await w.cases.on_order_refunded(full)
+    assert (await w.referrals.of_invitee(w.m.id, invitee)).state == rules.STATE_REWARDED
+    assert await available(w, inviter) == 0
+    w.coupons.revoke = revoke
+    done = await w.cases.on_order_refunded(full)
+    assert done.state == rules.STATE_REVERSED and done.inviter_reversal == rules.Reversal(rules.REVERSED, 100, 0)
+    assert done.invitee_reversal.outcome == rules.REVOKED
+    reversals = [e for _, _, e in w.ledger.rows if e.member_id == inviter and e.kind == "REVERSE"]
+    assert len(reversals) == 1 and await available(w, inviter) == 0 and owed(w, inviter) == 0
+
+
+@pytest.mark.parametrize("payable,refunded_amount,every_line,reverses", [
+    (5000, 5000, False, True), (5000, 4999, False, False), (5000, 4500, True, True), (0, 0, False, False),
+    (0, 0, True, True)])
+def test_only_a_refund_of_the_whole_order_reverses(payable, refunded_amount, every_line, reverses):
+    assert rules.reverses(payable, refunded_amount, every_line) is reverses
 
 
 async def test_two_orders_completing_together_pay_once(w):
