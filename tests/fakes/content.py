@@ -128,30 +128,30 @@ class FakePurchases:
     """Order facts and first purchases keyed by (merchant, order) and (merchant, member)."""
 
     def __init__(self):
-        self.orders: dict[tuple[str, str], dict] = {}
-        self.firsts: dict[tuple[str, str], tuple[int, FirstPurchase]] = {}
+        self.facts: dict[tuple[str, str], dict] = {}
+        self.first: dict[tuple[str, str], tuple[int, FirstPurchase]] = {}
 
     async def paid(self, merchant_id: str, order_id: str, paid_ms: int, paid: int, first: FirstPurchase) -> None:
-        fact = self.orders.setdefault((merchant_id, order_id), {"refunds": {}})
+        fact = self.facts.setdefault((merchant_id, order_id), {"refunds": {}})
         fact.update(member_id=first.member_id, paid_ms=paid_ms, month=first.month, paid=paid)
-        known = self.firsts.get((merchant_id, first.member_id))
+        known = self.first.get((merchant_id, first.member_id))
         if known is None or known[0] > paid_ms:
-            self.firsts[(merchant_id, first.member_id)] = (paid_ms, first)
+            self.first[(merchant_id, first.member_id)] = (paid_ms, first)
 
     async def refunded(self, merchant_id: str, member_id: str, order_id: str, refund_id: str, amount: int) -> bool:
-        fact = self.orders.setdefault((merchant_id, order_id), {"refunds": {}, "member_id": member_id})
+        fact = self.facts.setdefault((merchant_id, order_id), {"refunds": {}, "member_id": member_id})
         if refund_id in fact["refunds"]:
             return False
         fact["refunds"][refund_id] = amount
         return True
 
     async def firsts(self, merchant_id: str, from_month: str, to_month: str) -> list[FirstPurchase]:
-        return [f for (mch, _), (_, f) in self.firsts.items() if mch == merchant_id and from_month <= f.month <= to_month]
+        return [f for (mch, _), (_, f) in self.first.items() if mch == merchant_id and from_month <= f.month <= to_month]
 
     async def orders(self, merchant_id: str, since_ms: int) -> list[PaidOrder]:
         return [PaidOrder(member_id=f["member_id"], order_id=order_id, month=f["month"], paid=f["paid"],
                           refunded=sum(f["refunds"].values()))
-                for (mch, order_id), f in self.orders.items()
+                for (mch, order_id), f in self.facts.items()
                 if mch == merchant_id and "paid_ms" in f and f["paid_ms"] >= since_ms]
 
 
