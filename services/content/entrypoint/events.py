@@ -42,18 +42,26 @@ def _paid_at(envelope: common_pb2.EventEnvelope, order):
     return source.ToDatetime(tzinfo=timezone.utc)
 
 
+def _recharge(order) -> bool:
+    """A stored-value recharge is no sale: the orders its balance later pays for are."""
+    return order.kind == order_pb2.ORDER_KIND_RECHARGE
+
+
 def subscriptions(use_cases: FunnelUseCases, cohorts: CohortUseCases | None = None) -> list[Subscription]:
     async def on_placed(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderPlaced) -> None:
-        await use_cases.record(_fact(envelope, payload.order, funnels.order_placed()))
+        if not _recharge(payload.order):
+            await use_cases.record(_fact(envelope, payload.order, funnels.order_placed()))
 
     async def on_paid(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderPaid) -> None:
         order = payload.order
+        if _recharge(order):
+            return
         try:
             change = funnels.order_paid(order.payable.amount)
         except ValueError as error:
             raise Poison(str(error)) from error
         await use_cases.record(_fact(envelope, order, change, at=_paid_at(envelope, order)))
-        if cohorts is not None and order.kind != order_pb2.ORDER_KIND_RECHARGE and order.member_id:
+        if cohorts is not None and order.member_id:
             a = order.attribution
             await cohorts.record_paid(PaidFact(
                 merchant_id=envelope.merchant_id, member_id=order.member_id, order_id=order.order_id,
@@ -62,6 +70,8 @@ def subscriptions(use_cases: FunnelUseCases, cohorts: CohortUseCases | None = No
 
     async def on_refunded(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderRefunded) -> None:
         order, refund = payload.order, payload.refund
+        if _recharge(order):
+            return
         if not funnels.valid_cause(refund.refund_id):
             raise Poison(f"refund id {refund.refund_id!r} is not one")
         amount = refund.amount.amount
@@ -73,7 +83,7 @@ def subscriptions(use_cases: FunnelUseCases, cohorts: CohortUseCases | None = No
         except ValueError as error:
             raise Poison(str(error)) from error
         await use_cases.record(_fact(envelope, order, change, cause=refund.refund_id, at=_paid_at(envelope, order)))
-        if cohorts is not None and order.kind != order_pb2.ORDER_KIND_RECHARGE and order.member_id:
+        if cohorts is not None and order.member_id:
             await cohorts.record_refund(RefundFact(merchant_id=envelope.merchant_id, member_id=order.member_id,
                                                    order_id=order.order_id, refund_id=refund.refund_id, amount=amount))
 
