@@ -166,3 +166,25 @@ def test_first_purchases_keep_the_earliest(coll):
     assert sorted(d["member_id"] for d in coll.find(fs.cohort_query(merchant, "2026-04", "2026-06"))) == ["mem_1"]
     assert sorted(d["member_id"] for d in coll.find(fs.cohort_query(merchant, "2026-01", "2026-12"))) == [
         "mem_1", "mem_2"]
+
+
+def test_forgetting_a_member_removes_their_first_purchase_and_order_facts(db, coll):
+    coll.create_index([("merchant_id", ASCENDING), ("member_id", ASCENDING)])
+    firsts = db[coll.name + "_f"]
+    merchant, other = new_merchant_id(), new_merchant_id()
+    for m, order, member in ((merchant, "ord_1", "mem_1"), (merchant, "ord_2", "mem_1"), (merchant, "ord_3", "mem_2"),
+                             (other, "ord_4", "mem_1")):
+        fs.upsert_retrying(coll, {"_id": fs.fact_id(m, order)}, fs.paid_update(m, member, order, 1_000, "2026-05", 10))
+        try:
+            firsts.insert_one(fs.first_doc(m, FirstPurchase(member, "2026-05", "H5", ""), 1_000))
+        except DuplicateKeyError:
+            pass
+    try:
+        assert firsts.delete_one(fs.member_query(merchant, "mem_1", first=True)).deleted_count == 1
+        assert firsts.delete_one(fs.member_query(other, "mem_2", first=True)).deleted_count == 0
+        assert coll.delete_many(fs.member_query(merchant, "mem_1")).deleted_count == 2
+        assert coll.delete_many(fs.member_query(merchant, "mem_1")).deleted_count == 0
+        assert sorted(d["order_id"] for d in coll.find({})) == ["ord_3", "ord_4"]
+        assert sorted(d["member_id"] for d in firsts.find({})) == ["mem_1", "mem_2"]
+    finally:
+        firsts.drop()

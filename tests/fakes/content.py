@@ -145,6 +145,13 @@ class FakePurchases:
         fact["refunds"][refund_id] = amount
         return True
 
+    async def forget_member(self, merchant_id: str, member_id: str) -> int:
+        self.first.pop((merchant_id, member_id), None)
+        gone = [k for k, f in self.facts.items() if k[0] == merchant_id and f.get("member_id") == member_id]
+        for key in gone:
+            del self.facts[key]
+        return len(gone)
+
     async def firsts(self, merchant_id: str, from_month: str, to_month: str) -> list[FirstPurchase]:
         return [f for (mch, _), (_, f) in self.first.items() if mch == merchant_id and from_month <= f.month <= to_month]
 

@@ -73,7 +73,7 @@ class OrderFactDoc(Document):
     """One paid order as repeat-purchase reports need it. `_id` = merchant:order_id;
     `refunds` maps each refund counted to its amount (an order has a handful at most)."""
     meta = {"collection": "order_facts", "auto_create_index": False,
-            "indexes": [{"fields": ["merchant_id", "paid_ms"]}]}
+            "indexes": [{"fields": ["merchant_id", "paid_ms"]}, {"fields": ["merchant_id", "member_id"]}]}
     id = StringField(primary_key=True)
     merchant_id = StringField(required=True)
     member_id = StringField()
@@ -274,6 +274,13 @@ def facts_query(merchant_id: str, since_ms: int) -> dict:
     return {"merchant_id": merchant_id, "paid_ms": {"$gte": since_ms}}
 
 
+def member_query(merchant_id: str, member_id: str, first: bool = False) -> dict:
+    """A member's first purchase (`first`) or order facts."""
+    if first:
+        return {"_id": fact_id(merchant_id, member_id), "merchant_id": merchant_id}
+    return {"merchant_id": merchant_id, "member_id": member_id}
+
+
 def upsert_retrying(collection, query: dict, update: dict) -> bool:
     """One upserting update; a duplicate key means another writer created the document
     between our match and our insert, so the update runs again and now matches. False:
@@ -308,6 +315,14 @@ class PurchaseRepository:
         return await run_sync(upsert_retrying, OrderFactDoc._get_collection(),
                               refund_query(merchant_id, order_id, refund_id),
                               refund_update(merchant_id, member_id, order_id, refund_id, amount))
+
+    async def forget_member(self, merchant_id: str, member_id: str) -> int:
+        return await run_sync(self._forget, merchant_id, member_id)
+
+    @staticmethod
+    def _forget(merchant_id: str, member_id: str) -> int:
+        FirstPurchaseDoc._get_collection().delete_one(member_query(merchant_id, member_id, first=True))
+        return OrderFactDoc._get_collection().delete_many(member_query(merchant_id, member_id)).deleted_count
 
     async def firsts(self, merchant_id: str, from_month: str, to_month: str) -> list[FirstPurchase]:
         docs = await run_sync(lambda: list(FirstPurchaseDoc._get_collection().find(

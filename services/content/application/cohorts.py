@@ -54,6 +54,11 @@ class CohortUseCases:
         """Once per refund id; False for a refund counted already."""
         return await self.repo.refunded(fact.merchant_id, fact.member_id, fact.order_id, fact.refund_id, fact.amount)
 
+    async def forget_member(self, merchant_id: str, member_id: str) -> int:
+        """For an erased member (PIPL): their purchase facts go, and the reports count them no
+        more. Idempotent; the content service's erasure handler calls it."""
+        return await self.repo.forget_member(merchant_id, member_id)
+
     async def report(self, from_month: str, to_month: str, grouping: str) -> tuple[list[Group], str, str]:
         """Cohorts first buying in [from_month, to_month], their retention up to this month,
         repeat-purchase rate and lifetime value; the groups, the current month, the currency."""

@@ -67,6 +67,9 @@ class PurchaseRepository(Protocol):
     async def refunded(self, merchant_id: str, member_id: str, order_id: str, refund_id: str, amount: int) -> bool:
         """Adds the refund to its order once per refund id; False: counted already."""
 
+    async def forget_member(self, merchant_id: str, member_id: str) -> int:
+        """Removes the member's first purchase and order facts; how many order facts went."""
+
     async def firsts(self, merchant_id: str, from_month: str, to_month: str) -> list[FirstPurchase]:
         """Members whose first purchase falls in the months [from_month, to_month]."""
 

@@ -43,7 +43,8 @@ class Counters:
         return Counters(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple())))
 
     def as_tuple(self) -> tuple[int, ...]:
-        return tuple(getattr(self, name) for name in _COUNTER_NAMES)
+        return (self.unique_viewers, self.product_clicks, self.orders, self.paid_orders, self.gmv, self.refunds,
+                self.refunded)
 
     def as_increments(self) -> dict[str, int]:
         """Only the counters this change moves, for one atomic increment."""

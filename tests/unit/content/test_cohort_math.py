@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from services.content.domain import cohorts
 from services.content.domain.cohorts import FirstPurchase, PaidOrder
@@ -25,6 +25,7 @@ def _world(items):
     return firsts, facts
 
 
+@settings(deadline=None)
 @given(orders, st.sampled_from(cohorts.GROUPINGS))
 def test_groups_partition_the_members_and_rates_stay_within_bounds(items, grouping):
     firsts, facts = _world(items)
@@ -39,6 +40,7 @@ def test_groups_partition_the_members_and_rates_stay_within_bounds(items, groupi
             assert c.lifetime_value >= 0
 
 
+@settings(deadline=None)
 @given(orders)
 def test_lifetime_value_is_the_floor_of_net_paid_per_member(items):
     firsts, facts = _world(items)
@@ -50,6 +52,7 @@ def test_lifetime_value_is_the_floor_of_net_paid_per_member(items):
     assert everyone.lifetime_value == net // len(firsts)
 
 
+@settings(deadline=None)
 @given(orders)
 def test_retention_in_a_month_counts_cohort_members_who_bought_in_it(items):
     firsts, facts = _world(items)

@@ -195,3 +195,16 @@ async def test_a_repeat_purchase_report_refuses_bad_months(w):
         with pytest.raises(InvalidArgument):
             await w.cohorts.report("2026-02", "2026-01", "all")
         assert (await w.cohorts.report("2024-02", "2026-01", "all"))[0] == []
+
+
+async def test_an_erased_member_leaves_the_reports(w):
+    await w.cohorts.record_paid(paid("mem_1", "o1", utc(2026, 1), 100))
+    await w.cohorts.record_paid(paid("mem_1", "o2", utc(2026, 2), 100))
+    await w.cohorts.record_paid(paid("mem_2", "o3", utc(2026, 1), 100))
+    await w.cohorts.record_paid(PaidFact(OTHER, "mem_1", "o9", utc(2026, 1), 100))
+    assert await w.cohorts.forget_member(MERCHANT, "mem_1") == 2
+    assert await w.cohorts.forget_member(MERCHANT, "mem_1") == 0
+    with operator():
+        [everyone], _, _ = await w.cohorts.report("2026-01", "2026-03", "all")
+    assert (everyone.members, everyone.repeat_members) == (1, 0)
+    assert len(await w.purchases.orders(OTHER, 0)) == 1
