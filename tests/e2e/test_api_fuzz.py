@@ -128,6 +128,14 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_SearchMembers", r"page_token"): "an opaque token a previous page issued",
     ("MemberService_SearchMembers", r"registered_before"): "after registered_from",
     # ---- end of staff views ----
+    # ---- funnels ----
+    ("ContentService_GetFunnelReport", r"ref_id"):
+        "an id of the dimension's kind: a per_, cnt_ or liv_ id, a channel name or a share code",
+    ("ContentService_GetFunnelReport", r"(from|to)_day"):
+        "calendar dates, to_day on or after from_day and at most 366 days later",
+    ("ContentService_GetRepeatPurchaseReport", r"(from|to)_month"):
+        "calendar months, to_month on or after from_month and at most 24 months later",
+    # ---- end of funnels ----
 }
 
 

@@ -1289,3 +1289,119 @@ def test_every_member_block_route_has_a_cross_merchant_case():
 @pytest.mark.parametrize("rpc", sorted(MEMBER_CROSS))
 def test_merchant_b_cannot_reach_merchant_a_member_data(world, rpc):
     MEMBER_CROSS[rpc](world)
+
+
+# ---- content funnels ----
+# The funnel block of content.proto: every RPC in it has a case in each table below (the
+# guard reads the block): merchant B on A's data, bad input, and roles that may not read.
+FUNNEL_CROSS: dict[str, Callable[[World], None]] = {}
+FUNNEL_BAD: dict[str, Callable[[Merchant], None]] = {}
+FUNNEL_ROLES: dict[str, Callable[[Merchant, str], httpx.Response]] = {}
+
+
+def _funnel_case(table: dict, rpc: str):
+    def register(case):
+        table[rpc] = case
+        return case
+    return register
+
+
+def _funnel_report(m: Merchant, token: str | None = None, **params) -> httpx.Response:
+    today = datetime.now(timezone.utc).date().isoformat()
+    query = {"dimension": "FUNNEL_DIMENSION_PERSONA", "ref_id": m.shop.data["persona_id"], "from_day": today,
+             "to_day": today, **params}
+    if token:
+        return m.shop.call("GET", "/v1/staff/funnel-report", channel=None, token=token, params=query)
+    return m.as_staff("GET", "/v1/staff/funnel-report", params=query)
+
+
+def _cohort_report(m: Merchant, token: str | None = None, **params) -> httpx.Response:
+    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    query = {"from_month": month, "to_month": month, **params}
+    if token:
+        return m.shop.call("GET", "/v1/staff/repeat-purchase-report", channel=None, token=token, params=query)
+    return m.as_staff("GET", "/v1/staff/repeat-purchase-report", params=query)
+
+
+def _members_counted(m: Merchant) -> int:
+    return sum(int(g["members"]) for g in ok(_cohort_report(m)).get("groups", []))
+
+
+@_funnel_case(FUNNEL_CROSS, "GetFunnelReport")
+def _(w):
+    ok(_funnel_report(w.a))
+    not_found(_funnel_report(w.b, ref_id=w.a.shop.data["persona_id"]))
+    not_found(_funnel_report(w.b, dimension="FUNNEL_DIMENSION_CONTENT", ref_id=w.a.shop.data["content_id"]))
+
+
+@_funnel_case(FUNNEL_CROSS, "GetRepeatPurchaseReport")
+def _(w):
+    from tests.support.shop import paid_order
+
+    before_a, before_b = _members_counted(w.a), _members_counted(w.b)
+    newcomer = w.a.shop.login(f"funnel-{new_key()[:10]}")["access_token"]  # a first purchase this month
+    paid_order(w.a.shop, newcomer, w.a.sku)
+    wait_until(lambda: _members_counted(w.a) == before_a + 1, message="A's paid order counted")
+    assert _members_counted(w.b) == before_b
+
+
+@_funnel_case(FUNNEL_BAD, "GetFunnelReport")
+def _(m):
+    refused(_funnel_report(m, dimension="FUNNEL_DIMENSION_UNSPECIFIED", ref_id="", from_day="2026-1-1",
+                           to_day=""), "dimension", "ref_id", "from_day", "to_day")
+    refused(_funnel_report(m, dimension="FUNNEL_DIMENSION_CHANNEL", ref_id="WECHAT", from_day="2026-06-02",
+                           to_day="2026-06-01"), "ref_id", "to_day")
+
+
+@_funnel_case(FUNNEL_BAD, "GetRepeatPurchaseReport")
+def _(m):
+    refused(_cohort_report(m, from_month="2026", to_month="20-01"), "from_month", "to_month")
+    refused(_cohort_report(m, from_month="2026-13", to_month="2026-12"), "from_month")
+    refused(_cohort_report(m, from_month="2020-01", to_month="2026-01"), "to_month")
+
+
+@_funnel_case(FUNNEL_ROLES, "GetFunnelReport")
+def _(m, token):
+    return _funnel_report(m, token)
+
+
+@_funnel_case(FUNNEL_ROLES, "GetRepeatPurchaseReport")
+def _(m, token):
+    return _cohort_report(m, token)
+
+
+def funnel_block_routes() -> set[str]:
+    text = (Path(__file__).parents[2] / "protos/siyu/content/v1/content.proto").read_text(encoding="utf-8")
+    block = text.split("// ---- Funnels, repeat purchase and lifetime value ----", 1)[1].split(
+        "// ---- end of funnels ----", 1)[0]
+    return set(re.findall(r"rpc (\w+)\(", block))
+
+
+def test_every_funnel_route_has_a_case_in_every_table():
+    assert funnel_block_routes() == set(FUNNEL_CROSS) == set(FUNNEL_BAD) == set(FUNNEL_ROLES)
+
+
+@pytest.mark.parametrize("rpc", sorted(FUNNEL_CROSS))
+def test_merchant_b_cannot_read_merchant_a_funnels(world, rpc):
+    FUNNEL_CROSS[rpc](world)
+
+
+@pytest.mark.parametrize("rpc", sorted(FUNNEL_BAD))
+def test_funnel_bad_input_is_refused_with_field_violations(world, rpc):
+    FUNNEL_BAD[rpc](world.a)
+
+
+@pytest.fixture(scope="module")
+def guide_and_finance(world) -> tuple[str, str]:
+    from tests.support.shop import staff_with
+
+    return staff_with(world.a.shop, "GUIDE"), staff_with(world.a.shop, "FINANCE")
+
+
+@pytest.mark.parametrize("rpc", sorted(FUNNEL_ROLES))
+def test_funnel_reports_are_denied_to_guides_and_finance(world, guide_and_finance, rpc):
+    for token in guide_and_finance:
+        resp = FUNNEL_ROLES[rpc](world.a, token)
+        assert resp.status_code == 403, resp.text
+        assert resp.json()["error"]["code"] == "PERMISSION_DENIED"
+# ---- end of content funnels ----

@@ -12,6 +12,7 @@ from tests.fakes.store import VersionedStore
 
 from services.content.domain.contents import Content
 from services.content.domain.errors import CodeTaken
+from services.content.domain.cohorts import FirstPurchase, PaidOrder
 from services.content.domain.funnels import Counters, Funnel, OrderCounted
 from services.content.domain.personas import Persona
 
@@ -84,8 +85,8 @@ class Bucket:
 
 
 class FakeFunnels:
-    """Daily buckets keyed (merchant, dimension, ref id, day); each remembers the events
-    it counted. `saved` keeps every count event handed to `save`, counted or not."""
+    """Daily buckets keyed (merchant, dimension, ref id, day); each remembers the causes
+    it counted. `saved` keeps every count handed to `save`, counted or not."""
 
     def __init__(self):
         self.buckets: dict[tuple[str, str, str, str], Bucket] = {}
@@ -112,6 +113,53 @@ class FakeFunnels:
                 total = total + bucket.counters
                 currency = currency or bucket.currency
         return Funnel.of(merchant_id, dimension, ref_id, total, currency)
+
+    async def days(self, merchant_id: str, dimension: str, ref_id: str, from_day: str,
+                   to_day: str) -> tuple[dict[str, Counters], str]:
+        found = {day: b for (mch, dim, ref, day), b in self.buckets.items()
+                 if (mch, dim, ref) == (merchant_id, dimension, ref_id) and from_day <= day <= to_day}
+        return {day: b.counters for day, b in found.items()}, next((b.currency for b in found.values()), "")
+
+    async def any_counted(self, merchant_id: str, dimension: str, ref_id: str) -> bool:
+        return any(key[:3] == (merchant_id, dimension, ref_id) for key in self.buckets)
+
+
+class FakePurchases:
+    """Order facts and first purchases keyed by (merchant, order) and (merchant, member)."""
+
+    def __init__(self):
+        self.facts: dict[tuple[str, str], dict] = {}
+        self.first: dict[tuple[str, str], tuple[int, FirstPurchase]] = {}
+
+    async def paid(self, merchant_id: str, order_id: str, paid_ms: int, paid: int, first: FirstPurchase) -> None:
+        fact = self.facts.setdefault((merchant_id, order_id), {"refunds": {}})
+        fact.update(member_id=first.member_id, paid_ms=paid_ms, month=first.month, paid=paid)
+        known = self.first.get((merchant_id, first.member_id))
+        if known is None or known[0] > paid_ms:
+            self.first[(merchant_id, first.member_id)] = (paid_ms, first)
+
+    async def refunded(self, merchant_id: str, member_id: str, order_id: str, refund_id: str, amount: int) -> bool:
+        fact = self.facts.setdefault((merchant_id, order_id), {"refunds": {}, "member_id": member_id})
+        if refund_id in fact["refunds"]:
+            return False
+        fact["refunds"][refund_id] = amount
+        return True
+
+    async def forget_member(self, merchant_id: str, member_id: str) -> int:
+        self.first.pop((merchant_id, member_id), None)
+        gone = [k for k, f in self.facts.items() if k[0] == merchant_id and f.get("member_id") == member_id]
+        for key in gone:
+            del self.facts[key]
+        return len(gone)
+
+    async def firsts(self, merchant_id: str, from_month: str, to_month: str) -> list[FirstPurchase]:
+        return [f for (mch, _), (_, f) in self.first.items() if mch == merchant_id and from_month <= f.month <= to_month]
+
+    async def orders(self, merchant_id: str, since_ms: int) -> list[PaidOrder]:
+        return [PaidOrder(member_id=f["member_id"], order_id=order_id, month=f["month"], paid=f["paid"],
+                          refunded=sum(f["refunds"].values()))
+                for (mch, order_id), f in self.facts.items()
+                if mch == merchant_id and "paid_ms" in f and f["paid_ms"] >= since_ms]
 
 
 class FakeProducts:

@@ -2,7 +2,7 @@
 returns datetimes written by `$set` as strings, ints survive every store."""
 from __future__ import annotations
 
-from mongoengine import DictField, Document, IntField, ListField, LongField, StringField
+from mongoengine import Document, IntField, ListField, LongField, StringField
 
 
 class PersonaDoc(Document):
@@ -40,26 +40,7 @@ class ContentDoc(Document):
     updated_ms = LongField(required=True)
 
 
-class FunnelBucketDoc(Document):
-    """One day of one funnel. `_id` = merchant:dimension:ref_id:day, so it is bound to
-    its merchant by construction; `seen` holds the ids of the events already counted."""
-    meta = {"collection": "funnel_buckets", "auto_create_index": False,
-            "indexes": [{"fields": ["merchant_id", "dimension", "ref_id", "day"]}]}
-    id = StringField(primary_key=True)
-    merchant_id = StringField(required=True)
-    dimension = StringField(required=True)
-    ref_id = StringField(required=True)
-    day = StringField(required=True)
-    unique_viewers = LongField(default=0)
-    product_clicks = LongField(default=0)
-    orders = LongField(default=0)
-    paid_orders = LongField(default=0)
-    gmv = LongField(default=0)
-    currency = StringField(default="CNY")
-    seen = DictField()
-
-
-ALL = (PersonaDoc, ContentDoc, FunnelBucketDoc)
+ALL = (PersonaDoc, ContentDoc)  # the funnel documents: funnel_store.py
 
 
 def ensure_indexes() -> None:

@@ -1,5 +1,5 @@
 """Repositories: every query filters by merchant; updates are single-document,
-compare-and-set on `version`, or guarded by the event id they apply. They return domain
+compare-and-set on `version`, or guarded by the cause they apply (funnel_store). They return domain
 objects and raise domain errors; blocking pymongo calls run through siyu_kit.db.run_sync."""
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from pymongo.errors import DuplicateKeyError
 from siyu_kit.db import run_sync
 from siyu_kit.repository import save_change
 
-from services.content.adapters.documents import ContentDoc, FunnelBucketDoc, PersonaDoc
+from services.content.adapters.documents import ContentDoc, PersonaDoc
 from services.content.domain.contents import Content, ContentFields
 from services.content.domain.errors import CodeTaken
-from services.content.domain.funnels import Counters, Funnel, OrderCounted, bucket_key
 from services.content.domain.personas import Persona, PersonaFields
 
 
@@ -119,42 +118,3 @@ class ContentRepository:
                        {"$set": {**_content_fields(content), "updated_ms": content.updated_ms}},
                        version=content.version)
         content.version = content.next_version
-
-
-_COUNTERS = ("unique_viewers", "product_clicks", "orders", "paid_orders", "gmv")
-
-
-class FunnelRepository:
-    async def save(self, funnel: Funnel) -> int:
-        counted = 0
-        for event in funnel.pull_events():
-            if isinstance(event, OrderCounted) and await run_sync(self._count_once, funnel, event):
-                counted += 1
-        return counted
-
-    @staticmethod
-    def _count_once(funnel: Funnel, counted: OrderCounted) -> bool:
-        """Add the change to the day's bucket unless its event was counted there already.
-        One upserting update is both the change and the guard; False: already counted."""
-        seen = f"seen.{counted.event_id}"
-        try:
-            result = FunnelBucketDoc._get_collection().update_one(
-                {"_id": bucket_key(funnel.merchant_id, funnel.dimension, funnel.ref_id, counted.day),
-                 seen: {"$exists": False}},
-                {"$inc": counted.change.as_increments(),
-                 "$set": {seen: 1, "merchant_id": funnel.merchant_id, "dimension": funnel.dimension,
-                          "ref_id": funnel.ref_id, "day": counted.day, "currency": counted.currency}},
-                upsert=True)
-        except DuplicateKeyError:
-            return False
-        return result.upserted_id is not None or result.matched_count == 1
-
-    async def load(self, merchant_id: str, dimension: str, ref_id: str) -> Funnel:
-        docs = await run_sync(lambda: list(FunnelBucketDoc._get_collection().find(
-            {"merchant_id": merchant_id, "dimension": dimension, "ref_id": ref_id},
-            {name: 1 for name in (*_COUNTERS, "currency")})))
-        total, currency = Counters(), ""
-        for doc in docs:
-            total = total + Counters(*(int(doc.get(name) or 0) for name in _COUNTERS))
-            currency = currency or doc.get("currency", "")
-        return Funnel.of(merchant_id, dimension, ref_id, total, currency)

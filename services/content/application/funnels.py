@@ -1,10 +1,12 @@
-"""Recording order events into funnels and reading funnels back."""
+"""Counting order events, viewers and clicks into funnels, and reading funnels back."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
 from siyu_kit import context
+from siyu_kit.errors import FieldViolation, NotFound, Violations
+from siyu_kit.ids import is_id
 from siyu_kit.money import DEFAULT_CURRENCY
 
 from services.content.application.contents import ContentUseCases
@@ -12,13 +14,16 @@ from services.content.application.personas import PersonaUseCases
 from services.content.application.ports import FunnelRepository
 from services.content.domain import funnels
 from services.content.domain.contents import Content
-from services.content.domain.funnels import Counters
+from services.content.domain.funnels import Counters, DailyFunnel
 from services.content.domain.personas import Persona
+
+CHANNELS = ("MINI_PROGRAM", "H5", "LIVE")
 
 
 @dataclass(frozen=True)
 class OrderFact:
-    """What an order event tells a funnel."""
+    """What an order event tells a funnel. `event_id` is the cause the change counts once
+    for (the event id, or the refund id of a refund)."""
     event_id: str
     merchant_id: str
     occurred_at: datetime
@@ -27,6 +32,23 @@ class OrderFact:
     live_session_id: str
     change: Counters
     currency: str = DEFAULT_CURRENCY
+    channel: str = ""  # MINI_PROGRAM, H5, LIVE
+    share_code: str = ""
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A member seeing or clicking something a funnel counts: the attribution it came
+    with, who (`viewer_id`, a member id) and, for a click, the click's own id."""
+    merchant_id: str
+    viewer_id: str
+    occurred_at: datetime
+    persona_id: str = ""
+    content_id: str = ""
+    live_session_id: str = ""
+    channel: str = ""
+    share_code: str = ""
+    click_id: str = ""
 
 
 class FunnelUseCases:
@@ -39,15 +61,42 @@ class FunnelUseCases:
         # counts its business days in the default zone.
         self.time_zone = time_zone
 
+    # ---- counting (event consumers and the engagement endpoint) -------------------------
+
     async def record(self, fact: OrderFact) -> int:
         """Count an order event once per attributed funnel; returns how many buckets it
         changed now (0 for a replay)."""
         day = funnels.business_day(fact.occurred_at, self.time_zone)
+        return await self._count(fact.merchant_id, (fact.persona_id, fact.content_id, fact.live_session_id,
+                                                    fact.channel, fact.share_code),
+                                 fact.event_id, day, fact.change, fact.currency or DEFAULT_CURRENCY)
+
+    async def record_view(self, touch: Touch) -> int:
+        """A member viewed: one unique viewer per member, day and funnel however often
+        they come back; how many funnels counted them now."""
+        day = funnels.business_day(touch.occurred_at, self.time_zone)
+        if not funnels.valid_cause(touch.viewer_id):
+            raise ValueError(f"viewer {touch.viewer_id!r} cannot name a count")
+        return await self._count(touch.merchant_id, _refs(touch), f"v:{touch.viewer_id}", day, funnels.viewed(),
+                                 DEFAULT_CURRENCY)
+
+    async def record_click(self, touch: Touch) -> int:
+        """A product click, once per click id (the caller's, stable across retries)."""
+        day = funnels.business_day(touch.occurred_at, self.time_zone)
+        if not funnels.valid_cause(touch.click_id):
+            raise ValueError(f"click {touch.click_id!r} cannot name a count")
+        return await self._count(touch.merchant_id, _refs(touch), f"c:{touch.click_id}", day, funnels.clicked(),
+                                 DEFAULT_CURRENCY)
+
+    async def _count(self, merchant_id: str, refs: tuple[str, ...], cause: str, day: str, change: Counters,
+                     currency: str) -> int:
         changed = 0
-        for funnel in funnels.funnels_of(fact.merchant_id, fact.persona_id, fact.content_id, fact.live_session_id):
-            funnel.count(fact.event_id, day, fact.change, fact.currency or DEFAULT_CURRENCY)
+        for funnel in funnels.funnels_of(merchant_id, *refs):
+            funnel.count(cause, day, change, currency)
             changed += await self.repo.save(funnel)
         return changed
+
+    # ---- staff reads --------------------------------------------------------------------
 
     async def persona_funnel(self, persona_id: str) -> tuple[Persona, Counters, str]:
         context.current().require_staff("OPERATOR", "GUIDE")
@@ -64,3 +113,59 @@ class FunnelUseCases:
         merchant_id = context.current().require_merchant()
         funnel = await self.repo.load(merchant_id, dimension, ref_id)
         return funnel.counters, funnel.currency or DEFAULT_CURRENCY
+
+    async def daily_report(self, dimension: str, ref_id: str, from_day: str, to_day: str) -> tuple[DailyFunnel, str]:
+        """One funnel by day over [from_day, to_day] (the merchant's days), with the total."""
+        ctx = context.current()
+        merchant_id = ctx.require_merchant()
+        ctx.require_staff("OPERATOR")
+        v = Violations()
+        v.check(dimension in funnels.DIMENSIONS, "dimension", "a funnel dimension")
+        if dimension in funnels.DIMENSIONS:
+            v.check(_ref_ok(dimension, ref_id), "ref_id", _REF_RULE[dimension])
+        start, end = funnels.parse_day(from_day), funnels.parse_day(to_day)
+        v.check(start is not None, "from_day", "a date, yyyy-mm-dd")
+        v.check(end is not None, "to_day", "a date, yyyy-mm-dd")
+        if start is not None and end is not None and v.check(end >= start, "to_day", "on or after from_day"):
+            v.check((end - start).days < funnels.MAX_REPORT_DAYS, "to_day",
+                    f"at most {funnels.MAX_REPORT_DAYS} days after from_day")
+        v.raise_if_any()
+        await self._require_readable(merchant_id, dimension, ref_id)
+        buckets, currency = await self.repo.days(merchant_id, dimension, ref_id, from_day, to_day)
+        return funnels.daily(start, end, buckets), currency or DEFAULT_CURRENCY
+
+    async def _require_readable(self, merchant_id: str, dimension: str, ref_id: str) -> None:
+        """NotFound unless the funnel's subject is the merchant's. A guide will read only the
+        funnels of personas assigned to them (and their content and sessions): that check
+        goes here once personas know their guides; until then only OPERATOR and OWNER read."""
+        if dimension == funnels.PERSONA:
+            await self.personas.get(ref_id, field="ref_id")
+        elif dimension == funnels.CONTENT:
+            await self.contents.get_any(ref_id)
+        elif dimension in (funnels.LIVE_SESSION, funnels.SHARE_CODE):
+            # Sessions and share codes live elsewhere: a funnel nothing was counted in for
+            # this merchant does not exist for it.
+            if not await self.repo.any_counted(merchant_id, dimension, ref_id):
+                raise NotFound("no such funnel", reason="FUNNEL_NOT_FOUND",
+                               violations=[FieldViolation("ref_id", "nothing counted for it")])
+
+
+def _refs(touch: Touch) -> tuple[str, ...]:
+    return (touch.persona_id, touch.content_id, touch.live_session_id, touch.channel, touch.share_code)
+
+
+_REF_RULE = {funnels.PERSONA: "a persona id (per_…)", funnels.CONTENT: "a content id (cnt_…)",
+             funnels.LIVE_SESSION: "a live session id (liv_…)", funnels.CHANNEL: "MINI_PROGRAM, H5 or LIVE",
+             funnels.SHARE_CODE: "a share code: 1 to 32 of A-Z, a-z, 0-9, _ or -"}
+
+
+def _ref_ok(dimension: str, ref_id: str) -> bool:
+    if dimension == funnels.PERSONA:
+        return is_id(ref_id, "per")
+    if dimension == funnels.CONTENT:
+        return is_id(ref_id, "cnt")
+    if dimension == funnels.LIVE_SESSION:
+        return is_id(ref_id, "liv")
+    if dimension == funnels.CHANNEL:
+        return ref_id in CHANNELS
+    return bool(ref_id) and len(ref_id) <= 32 and funnels.attributed("", "", "", "", ref_id) != []

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from services.content.domain.contents import Content
-from services.content.domain.funnels import Funnel
+from services.content.domain.cohorts import FirstPurchase, PaidOrder
+from services.content.domain.funnels import Counters, Funnel
 from services.content.domain.personas import Persona
 
 
@@ -49,6 +50,31 @@ class FunnelRepository(Protocol):
     async def load(self, merchant_id: str, dimension: str, ref_id: str) -> Funnel:
         """The funnel with its lifetime counters (a funnel nothing was counted in has zeros
         and no currency)."""
+
+    async def days(self, merchant_id: str, dimension: str, ref_id: str, from_day: str,
+                   to_day: str) -> tuple[dict[str, Counters], str]:
+        """The counters of each day in [from_day, to_day] something was counted on, and
+        their currency ("" when none)."""
+
+    async def any_counted(self, merchant_id: str, dimension: str, ref_id: str) -> bool: ...
+
+
+class PurchaseRepository(Protocol):
+    async def paid(self, merchant_id: str, order_id: str, paid_ms: int, paid: int, first: FirstPurchase) -> None:
+        """Stores the paid order (idempotent) and lowers the member's first purchase to it
+        when it is earlier than the one stored."""
+
+    async def refunded(self, merchant_id: str, member_id: str, order_id: str, refund_id: str, amount: int) -> bool:
+        """Adds the refund to its order once per refund id; False: counted already."""
+
+    async def forget_member(self, merchant_id: str, member_id: str) -> int:
+        """Removes the member's first purchase and order facts; how many order facts went."""
+
+    async def firsts(self, merchant_id: str, from_month: str, to_month: str) -> list[FirstPurchase]:
+        """Members whose first purchase falls in the months [from_month, to_month]."""
+
+    async def orders(self, merchant_id: str, since_ms: int) -> list[PaidOrder]:
+        """Paid orders from `since_ms` on."""
 
 
 class Products(Protocol):

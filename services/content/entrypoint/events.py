@@ -1,45 +1,94 @@
-"""Order events that feed the funnels. Each handler is idempotent by event id: the
-bucket update that counts an event also records it, so a replay changes nothing."""
+"""Order events that feed the funnels and the purchase facts. Each handler is idempotent
+by its cause: the order event's id (placed, paid) or the refund's id (refunded), so a
+replay changes nothing."""
 from __future__ import annotations
 
 from datetime import timezone
 
 from siyu.common.v1 import common_pb2
-from siyu.order.v1 import events_pb2
+from siyu.order.v1 import events_pb2, order_pb2
 
 from siyu_kit.events.consumer import Poison, Subscription
 from siyu_kit.ids import is_id
+from siyu_kit.protos import CHANNEL_NAME
 
+from services.content.application.cohorts import CohortUseCases, PaidFact, RefundFact
 from services.content.application.funnels import FunnelUseCases, OrderFact
 from services.content.domain import funnels
 
 
-def _fact(envelope: common_pb2.EventEnvelope, order, change) -> OrderFact:
+def _checked(envelope: common_pb2.EventEnvelope) -> None:
     if not is_id(envelope.event_id, "evt"):
         raise Poison(f"event id {envelope.event_id!r} is not an evt_ id")
     if not envelope.merchant_id:
         raise Poison("event without a merchant")
     if not envelope.HasField("occurred_at"):
         raise Poison("event without a time")
+
+
+def _fact(envelope: common_pb2.EventEnvelope, order, change, cause: str = "", at=None) -> OrderFact:
+    _checked(envelope)
     a = order.attribution
-    return OrderFact(event_id=envelope.event_id, merchant_id=envelope.merchant_id,
-                     occurred_at=envelope.occurred_at.ToDatetime(tzinfo=timezone.utc),
+    return OrderFact(event_id=cause or envelope.event_id, merchant_id=envelope.merchant_id,
+                     occurred_at=at or envelope.occurred_at.ToDatetime(tzinfo=timezone.utc),
                      persona_id=a.persona_id, content_id=a.content_id, live_session_id=a.live_session_id,
-                     change=change, currency=order.payable.currency)
+                     change=change, currency=order.payable.currency, channel=CHANNEL_NAME.get(a.channel, ""),
+                     share_code=a.share_code)
 
 
-def subscriptions(use_cases: FunnelUseCases) -> list[Subscription]:
+def _paid_at(envelope: common_pb2.EventEnvelope, order):
+    """When the order was paid: the day its sale (and any refund of it) counts on."""
+    source = order.paid_at if order.HasField("paid_at") else envelope.occurred_at
+    return source.ToDatetime(tzinfo=timezone.utc)
+
+
+def _recharge(order) -> bool:
+    """A stored-value recharge is no sale: the orders its balance later pays for are."""
+    return order.kind == order_pb2.ORDER_KIND_RECHARGE
+
+
+def subscriptions(use_cases: FunnelUseCases, cohorts: CohortUseCases | None = None) -> list[Subscription]:
     async def on_placed(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderPlaced) -> None:
-        await use_cases.record(_fact(envelope, payload.order, funnels.order_placed()))
+        if not _recharge(payload.order):
+            await use_cases.record(_fact(envelope, payload.order, funnels.order_placed()))
 
     async def on_paid(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderPaid) -> None:
+        order = payload.order
+        if _recharge(order):
+            return
         try:
-            change = funnels.order_paid(payload.order.payable.amount)
+            change = funnels.order_paid(order.payable.amount)
         except ValueError as error:
             raise Poison(str(error)) from error
-        await use_cases.record(_fact(envelope, payload.order, change))
+        await use_cases.record(_fact(envelope, order, change, at=_paid_at(envelope, order)))
+        if cohorts is not None and order.member_id:
+            a = order.attribution
+            await cohorts.record_paid(PaidFact(
+                merchant_id=envelope.merchant_id, member_id=order.member_id, order_id=order.order_id,
+                paid_at=_paid_at(envelope, order), amount=order.payable.amount,
+                channel=CHANNEL_NAME.get(a.channel, ""), persona_id=a.persona_id))
+
+    async def on_refunded(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderRefunded) -> None:
+        order, refund = payload.order, payload.refund
+        if _recharge(order):
+            return
+        if not funnels.valid_cause(refund.refund_id):
+            raise Poison(f"refund id {refund.refund_id!r} is not one")
+        amount = refund.amount.amount
+        # The order shows its refunded total with this refund in it.
+        after = order.refunded_amount.amount
+        fully = after >= order.payable.amount > after - amount
+        try:
+            change = funnels.order_refunded(amount, fully)
+        except ValueError as error:
+            raise Poison(str(error)) from error
+        await use_cases.record(_fact(envelope, order, change, cause=refund.refund_id, at=_paid_at(envelope, order)))
+        if cohorts is not None and order.member_id:
+            await cohorts.record_refund(RefundFact(merchant_id=envelope.merchant_id, member_id=order.member_id,
+                                                   order_id=order.order_id, refund_id=refund.refund_id, amount=amount))
 
     return [
         Subscription.to("content-funnel-order-placed", events_pb2.OrderPlaced, on_placed),
         Subscription.to("content-funnel-order-paid", events_pb2.OrderPaid, on_paid),
+        Subscription.to("content-funnel-order-refunded", events_pb2.OrderRefunded, on_refunded),
     ]

@@ -10,12 +10,11 @@ from siyu_kit.erasure import ErasureAcknowledgements
 
 from services.content.adapters.catalog import CatalogClient
 from services.content.adapters.documents import ensure_indexes
-from services.content.adapters.repositories import ContentRepository, FunnelRepository, PersonaRepository
+from services.content.adapters.repositories import ContentRepository, PersonaRepository
 from services.content.application.contents import ContentUseCases
-from services.content.application.funnels import FunnelUseCases
 from services.content.application.personas import PersonaUseCases
 from services.content.application.staff_lists import StaffLists
-from services.content.entrypoint.events import subscriptions
+from services.content.entrypoint import funnel_wiring
 from services.content.entrypoint.servicer import ContentServicer
 
 NAME = "content"
@@ -28,14 +27,15 @@ def build(runtime: service.Runtime) -> service.Parts:
     personas = PersonaUseCases(persona_repo)
     content_repo = ContentRepository()
     contents = ContentUseCases(content_repo, persona_repo, CatalogClient(runtime.channel("catalog")))
-    funnels = FunnelUseCases(FunnelRepository(), personas, contents)
+    funnels, cohorts = funnel_wiring.use_cases(personas, contents)
     full_name = content_pb2.DESCRIPTOR.services_by_name["ContentService"].full_name
     return service.Parts(
         servicers=[(content_pb2_grpc.add_ContentServiceServicer_to_server,
-                    ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo)), full_name)],
+                    ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo),
+                                    cohorts=cohorts), full_name)],
         # The service publishes no events of its own yet, so it has no outbox.
         outbox_collections=[],
-        subscriptions=subscriptions(funnels) + [erasure.subscription(
+        subscriptions=funnel_wiring.subscriptions(funnels, cohorts) + [erasure.subscription(
             "content-member-erased", erasure.acknowledge_only("content", ErasureAcknowledgements(runtime.channel("member"))))],
     )
 

@@ -10,8 +10,9 @@ from services.content.application.contents import ContentUseCases
 from services.content.application.funnels import FunnelUseCases
 from services.content.application.personas import PersonaUseCases
 from services.content.application.staff_lists import StaffLists
+from services.content.application.cohorts import CohortUseCases
+from services.content.entrypoint.funnel_servicer import FunnelRpcs, funnel_pb
 from services.content.domain.contents import Content, ContentFields
-from services.content.domain.funnels import Counters
 from services.content.domain.personas import Persona, PersonaFields
 
 TYPE_BY_NUMBER = {content_pb2.CONTENT_TYPE_ARTICLE: "ARTICLE", content_pb2.CONTENT_TYPE_SHORT_POST: "SHORT_POST",
@@ -46,16 +47,10 @@ def content_pb(c: Content) -> content_pb2.Content:
     return message
 
 
-def funnel_pb(counters: Counters, currency: str) -> content_pb2.Funnel:
-    return content_pb2.Funnel(unique_viewers=counters.unique_viewers, product_clicks=counters.product_clicks,
-                              orders=counters.orders, paid_orders=counters.paid_orders,
-                              gmv=protos.money(counters.gmv, currency),
-                              conversion_rate_bp=counters.conversion_rate_bp)
-
-
-class ContentServicer(content_pb2_grpc.ContentServiceServicer):
+class ContentServicer(FunnelRpcs, content_pb2_grpc.ContentServiceServicer):
     def __init__(self, personas: PersonaUseCases, contents: ContentUseCases, funnels: FunnelUseCases,
-                 lists: StaffLists | None = None):
+                 lists: StaffLists | None = None, cohorts: CohortUseCases | None = None):
+        self.cohorts = cohorts  # repeat purchase and lifetime value (funnel_servicer.FunnelRpcs)
         self.lists = lists
         self.personas = personas
         self.contents = contents
