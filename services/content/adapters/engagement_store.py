@@ -54,6 +54,9 @@ class CommentDoc(me.Document):
     id = me.StringField(primary_key=True)
     merchant_id = me.StringField(required=True)
     key = me.StringField(required=True)  # "<member>:<idempotency key>"
+    content_id = me.StringField(required=True)
+    member_id = me.StringField()
+    status = me.StringField(required=True)
     meta = {"collection": "comments", "auto_create_index": False,
             "indexes": [{"fields": ["merchant_id", "key"], "unique": True},
                         {"fields": ["merchant_id", "content_id"]},
@@ -64,6 +67,7 @@ class CommentDoc(me.Document):
 class CommentReportDoc(me.Document):
     id = me.StringField(primary_key=True)
     merchant_id = me.StringField(required=True)
+    member_id = me.StringField(required=True)
     meta = {"collection": "comment_reports", "auto_create_index": False,
             "indexes": [{"fields": ["merchant_id", "member_id"]}]}
 
@@ -76,6 +80,7 @@ class EngagementSettingsDoc(me.Document):
 class EngagementAuditDoc(me.Document):
     id = me.StringField(primary_key=True)
     merchant_id = me.StringField(required=True)
+    target_id = me.StringField(required=True)
     meta = {"collection": "engagement_audit", "auto_create_index": False,
             "indexes": [{"fields": ["merchant_id", "target_id"]}]}
 
@@ -84,6 +89,7 @@ class ShareCodeDoc(me.Document):
     id = me.StringField(primary_key=True)  # the code: unique across merchants
     merchant_id = me.StringField(required=True)
     dedup_key = me.StringField(required=True)
+    sharer_id = me.StringField()
     meta = {"collection": "share_codes", "auto_create_index": False,
             "indexes": [{"fields": ["dedup_key"], "unique": True}, {"fields": ["merchant_id", "sharer_id"]}]}
 
@@ -92,6 +98,7 @@ class ShareOpenDoc(me.Document):
     """Every open, logged cheaply (one insert)."""
     id = me.StringField(primary_key=True)
     merchant_id = me.StringField(required=True)
+    member_id = me.StringField()
     meta = {"collection": "share_opens", "auto_create_index": False,
             "indexes": [{"fields": ["merchant_id", "member_id"]}]}
 
@@ -104,6 +111,7 @@ class ShareOpenDayDoc(me.Document):
 class ShareMemberOpenDoc(me.Document):
     id = me.StringField(primary_key=True)  # "<merchant>:<code>:<member>"
     merchant_id = me.StringField(required=True)
+    member_id = me.StringField(required=True)
     meta = {"collection": "share_member_opens", "auto_create_index": False,
             "indexes": [{"fields": ["merchant_id", "member_id"]}]}
 
