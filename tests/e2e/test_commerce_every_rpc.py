@@ -1289,3 +1289,296 @@ def test_every_member_block_route_has_a_cross_merchant_case():
 @pytest.mark.parametrize("rpc", sorted(MEMBER_CROSS))
 def test_merchant_b_cannot_reach_merchant_a_member_data(world, rpc):
     MEMBER_CROSS[rpc](world)
+
+
+# ---- content: Engagement and share codes ----
+# The content service's engagement routes get three proofs in tables of their own: merchant
+# B on merchant A's ids, bad input, and the wrong caller. The guards read the RPCs of the
+# proto's "Engagement and share codes" block.
+
+ENGAGEMENT_CROSS: dict[str, Callable[[World], None]] = {}
+ENGAGEMENT_BAD: dict[str, Callable[[Merchant], None]] = {}
+ENGAGEMENT_DENIED: dict[str, Callable[[Merchant], httpx.Response]] = {}
+
+
+def _register(table: dict, rpc: str):
+    def register(case):
+        table[rpc] = case
+        return case
+    return register
+
+
+def engagement_routes() -> set[str]:
+    text = (Path(__file__).parents[2] / "protos/siyu/content/v1/content.proto").read_text(encoding="utf-8")
+    block = text.split("// ---- Engagement and share codes ----", 1)[1].split(
+        "// ---- end of Engagement and share codes ----", 1)[0]
+    return set(re.findall(r"rpc (\w+)\(", block))
+
+
+class Engaged:
+    """What merchant A's engagement cases act on, made once per world: a held comment (A's
+    words differ from B's defaults), a published one, a share code."""
+
+    def __init__(self, m: Merchant):
+        self.m = m
+        shop = m.shop
+        self.content, self.persona = shop.data["content_id"], shop.data["persona_id"]
+        settings = ok(m.as_staff("GET", "/v1/staff/engagement-settings"))
+        if settings["version"] == "0":
+            ok(m.as_staff("PUT", "/v1/staff/engagement-settings", json={
+                "settings": {"sensitive_words": ["刷单"], "report_hide_threshold": 5, "attribution_window_days": 3},
+                "expected_version": "0"}))
+        self.held = ok(m.as_member("POST", f"/v1/contents/{self.content}/comments", json={
+            "text": "刷单返现", "idempotency_key": new_key()}))["comment"]["comment_id"]
+        self.published = ok(m.as_member("POST", f"/v1/contents/{self.content}/comments", json={
+            "text": "好用", "idempotency_key": new_key()}))["comment"]["comment_id"]
+        self.code = ok(m.as_member("POST", "/v1/share-codes", json={
+            "target_kind": "SHARE_TARGET_KIND_CONTENT", "target_id": self.content}))["share_code"]["code"]
+
+    def content_now(self) -> dict:
+        return ok(self.m.as_channel("GET", f"/v1/contents/{self.content}"))["content"]
+
+    def comments_now(self) -> list:
+        return ok(self.m.as_staff("GET", "/v1/staff/comments", params={"status": "COMMENT_STATUS_HELD"})).get(
+            "comments", [])
+
+    def funnel_now(self) -> dict:
+        return ok(self.m.as_staff("GET", f"/v1/staff/contents/{self.content}/funnel"))["funnel"]
+
+
+def engaged(m: Merchant) -> Engaged:
+    if "_engaged" not in m.__dict__:
+        m.__dict__["_engaged"] = Engaged(m)
+    return m.__dict__["_engaged"]
+
+
+@_register(ENGAGEMENT_CROSS, "RecordContentView")
+def _(w):
+    e = engaged(w.a)
+    not_found(unchanged(e.content_now, lambda: w.b.as_member("POST", f"/v1/contents/{e.content}:view", json={})))
+
+
+@_register(ENGAGEMENT_CROSS, "SetContentLike")
+def _(w):
+    e = engaged(w.a)
+    not_found(unchanged(e.content_now, lambda: w.b.as_member("POST", f"/v1/contents/{e.content}:like",
+                                                             json={"liked": True})))
+
+
+@_register(ENGAGEMENT_CROSS, "PostComment")
+def _(w):
+    e = engaged(w.a)
+    not_found(unchanged(e.comments_now, lambda: w.b.as_member("POST", f"/v1/contents/{e.content}/comments", json={
+        "text": "刷单", "idempotency_key": new_key()})))
+
+
+@_register(ENGAGEMENT_CROSS, "ListComments")
+def _(w):
+    not_found(w.b.as_channel("GET", f"/v1/contents/{engaged(w.a).content}/comments"))
+
+
+@_register(ENGAGEMENT_CROSS, "ReportComment")
+def _(w):
+    e = engaged(w.a)
+    not_found(w.b.as_member("POST", f"/v1/comments/{e.published}:report", json={"reason": "x"}))
+
+
+@_register(ENGAGEMENT_CROSS, "CreateShareCode")
+def _(w):
+    e = engaged(w.a)
+    not_found(unchanged(e.content_now, lambda: w.b.as_member("POST", "/v1/share-codes", json={
+        "target_kind": "SHARE_TARGET_KIND_CONTENT", "target_id": e.content})))
+
+
+@_register(ENGAGEMENT_CROSS, "CreateStaffShareCode")
+def _(w):
+    e = engaged(w.a)
+    not_found(w.b.as_staff("POST", "/v1/staff/share-codes", json={
+        "target_kind": "SHARE_TARGET_KIND_PERSONA", "target_id": e.persona}))
+
+
+@_register(ENGAGEMENT_CROSS, "OpenShareCode")
+def _(w):
+    not_found(w.b.as_channel("POST", f"/v1/share-codes/{engaged(w.a).code}:open", json={}))
+
+
+@_register(ENGAGEMENT_CROSS, "ReportProductEvents")
+def _(w):
+    # B's member naming A's content counts into B's funnels only, never A's.
+    e = engaged(w.a)
+    unchanged(e.funnel_now, lambda: ok(w.b.as_member("POST", "/v1/product-events:batch", json={"events": [{
+        "client_event_id": new_key(), "kind": "PRODUCT_EVENT_KIND_CLICK", "product_id": w.a.product_id,
+        "content_id": e.content}]})))
+
+
+@_register(ENGAGEMENT_CROSS, "GetEngagementSettings")
+def _(w):
+    engaged(w.a)
+    assert ok(w.b.as_staff("GET", "/v1/staff/engagement-settings"))["settings"].get("sensitive_words", []) == []
+
+
+@_register(ENGAGEMENT_CROSS, "UpdateEngagementSettings")
+def _(w):
+    engaged(w.a)
+    mine = lambda: ok(w.a.as_staff("GET", "/v1/staff/engagement-settings"))  # noqa: E731
+    theirs = ok(w.b.as_staff("GET", "/v1/staff/engagement-settings"))
+    unchanged(mine, lambda: ok(w.b.as_staff("PUT", "/v1/staff/engagement-settings", json={
+        "settings": {"sensitive_words": ["B"], "report_hide_threshold": 2, "attribution_window_days": 9},
+        "expected_version": theirs["version"]})))
+
+
+@_register(ENGAGEMENT_CROSS, "ListCommentsForReview")
+def _(w):
+    held = engaged(w.a).held
+    assert held in {c["comment_id"] for c in engaged(w.a).comments_now()}
+    theirs = ok(w.b.as_staff("GET", "/v1/staff/comments")).get("comments", [])
+    assert held not in {c["comment_id"] for c in theirs}
+
+
+@_register(ENGAGEMENT_CROSS, "ModerateComment")
+def _(w):
+    e = engaged(w.a)
+    not_found(unchanged(e.comments_now, lambda: w.b.as_staff("POST", f"/v1/staff/comments/{e.held}:moderate", json={
+        "action": "MODERATION_ACTION_APPROVE", "reason": "not mine"})))
+
+
+@_register(ENGAGEMENT_BAD, "RecordContentView")
+def _(m):
+    refused(m.as_member("POST", f"/v1/contents/{BAD_ID}:view", json={}), "content_id")
+
+
+@_register(ENGAGEMENT_BAD, "SetContentLike")
+def _(m):
+    refused(m.as_member("POST", f"/v1/contents/{BAD_ID}:like", json={"liked": True}), "content_id")
+
+
+@_register(ENGAGEMENT_BAD, "PostComment")
+def _(m):
+    e = engaged(m)
+    refused(unchanged(e.comments_now, lambda: m.as_member("POST", f"/v1/contents/{e.content}/comments", json={
+        "text": "   ", "idempotency_key": ""})), "text", "idempotency_key")
+
+
+@_register(ENGAGEMENT_BAD, "ListComments")
+def _(m):
+    refused(m.as_channel("GET", f"/v1/contents/{engaged(m).content}/comments",
+                         params={"page_size": 101, "page_token": "garbage"}), "page_size")
+
+
+@_register(ENGAGEMENT_BAD, "ReportComment")
+def _(m):
+    refused(m.as_member("POST", f"/v1/comments/{BAD_ID}:report", json={"reason": "x" * 201}), "comment_id", "reason")
+
+
+@_register(ENGAGEMENT_BAD, "CreateShareCode")
+def _(m):
+    refused(m.as_member("POST", "/v1/share-codes", json={"target_id": BAD_ID}), "target_kind", "target_id")
+
+
+@_register(ENGAGEMENT_BAD, "CreateStaffShareCode")
+def _(m):
+    refused(m.as_staff("POST", "/v1/staff/share-codes", json={
+        "target_kind": "SHARE_TARGET_KIND_PRODUCT", "target_id": BAD_ID, "persona_id": BAD_ID}),
+        "target_id", "persona_id")
+
+
+@_register(ENGAGEMENT_BAD, "OpenShareCode")
+def _(m):
+    refused(m.as_channel("POST", "/v1/share-codes/not-a-code:open", json={}), "code")
+
+
+@_register(ENGAGEMENT_BAD, "ReportProductEvents")
+def _(m):
+    e = engaged(m)
+    refused(unchanged(e.funnel_now, lambda: m.as_member("POST", "/v1/product-events:batch", json={"events": [
+        {"client_event_id": f"evt-{i:05d}", "kind": "PRODUCT_EVENT_KIND_CLICK", "product_id": m.product_id,
+         "content_id": e.content} for i in range(51)]})), "events")
+
+
+@_register(ENGAGEMENT_BAD, "GetEngagementSettings")
+def _(m):
+    # No fields to get wrong: a member's token is refused.
+    assert m.as_member("GET", "/v1/staff/engagement-settings").status_code in (401, 403)
+
+
+@_register(ENGAGEMENT_BAD, "UpdateEngagementSettings")
+def _(m):
+    now = lambda: ok(m.as_staff("GET", "/v1/staff/engagement-settings"))  # noqa: E731
+    refused(unchanged(now, lambda: m.as_staff("PUT", "/v1/staff/engagement-settings", json={
+        "settings": {"sensitive_words": ["x" * 33], "report_hide_threshold": 0, "attribution_window_days": 91},
+        "expected_version": "-1"})), "settings.sensitive_words[0]", "settings.report_hide_threshold",
+        "settings.attribution_window_days", "expected_version")
+
+
+@_register(ENGAGEMENT_BAD, "ListCommentsForReview")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/comments", params={"page_size": 500}), "page_size")
+
+
+@_register(ENGAGEMENT_BAD, "ModerateComment")
+def _(m):
+    e = engaged(m)
+    refused(unchanged(e.comments_now, lambda: m.as_staff("POST", f"/v1/staff/comments/{e.held}:moderate", json={
+        "reason": " "})), "action", "reason")
+
+
+# The wrong caller: member routes without a member, channel routes without a key, staff
+# routes with a role they do not allow (a guide on operator work, finance on sharing).
+
+def _guide(m: Merchant) -> str:
+    if "_guide" not in m.__dict__:
+        from tests.support.shop import staff_with
+        m.__dict__["_guide"] = staff_with(m.shop, "GUIDE")
+        m.__dict__["_finance"] = staff_with(m.shop, "FINANCE")
+    return m.__dict__["_guide"]
+
+
+def _as(m: Merchant, role: str, method: str, path: str, **kwargs) -> httpx.Response:
+    _guide(m)
+    return m.shop.call(method, path, channel=None, token=m.__dict__[f"_{role}"], **kwargs)
+
+
+for _rpc, _case in {
+    "RecordContentView": lambda m: m.as_channel("POST", f"/v1/contents/{engaged(m).content}:view", json={}),
+    "SetContentLike": lambda m: m.as_channel("POST", f"/v1/contents/{engaged(m).content}:like", json={"liked": True}),
+    "PostComment": lambda m: m.as_channel("POST", f"/v1/contents/{engaged(m).content}/comments", json={
+        "text": "hi", "idempotency_key": new_key()}),
+    "ListComments": lambda m: m.shop.call("GET", f"/v1/contents/{engaged(m).content}/comments", channel=None),
+    "ReportComment": lambda m: m.as_channel("POST", f"/v1/comments/{engaged(m).published}:report", json={}),
+    "CreateShareCode": lambda m: m.as_channel("POST", "/v1/share-codes", json={
+        "target_kind": "SHARE_TARGET_KIND_CONTENT", "target_id": engaged(m).content}),
+    "CreateStaffShareCode": lambda m: _as(m, "finance", "POST", "/v1/staff/share-codes", json={
+        "target_kind": "SHARE_TARGET_KIND_CONTENT", "target_id": engaged(m).content}),
+    "OpenShareCode": lambda m: m.shop.call("POST", f"/v1/share-codes/{engaged(m).code}:open", channel=None, json={}),
+    "ReportProductEvents": lambda m: m.as_staff("POST", "/v1/product-events:batch", json={"events": []}),
+    "GetEngagementSettings": lambda m: _as(m, "guide", "GET", "/v1/staff/engagement-settings"),
+    "UpdateEngagementSettings": lambda m: _as(m, "guide", "PUT", "/v1/staff/engagement-settings", json={
+        "settings": {"report_hide_threshold": 1, "attribution_window_days": 1}, "expected_version": "0"}),
+    "ListCommentsForReview": lambda m: _as(m, "guide", "GET", "/v1/staff/comments"),
+    "ModerateComment": lambda m: _as(m, "guide", "POST", f"/v1/staff/comments/{engaged(m).held}:moderate", json={
+        "action": "MODERATION_ACTION_APPROVE", "reason": "guides may not"}),
+}.items():
+    ENGAGEMENT_DENIED[_rpc] = _case
+
+
+def test_every_engagement_route_has_all_three_cases():
+    routes = engagement_routes()
+    assert routes == set(ENGAGEMENT_CROSS) == set(ENGAGEMENT_BAD) == set(ENGAGEMENT_DENIED)
+
+
+@pytest.mark.parametrize("rpc", sorted(ENGAGEMENT_CROSS))
+def test_merchant_b_cannot_reach_merchant_a_engagement(world, rpc):
+    ENGAGEMENT_CROSS[rpc](world)
+
+
+@pytest.mark.parametrize("rpc", sorted(ENGAGEMENT_BAD))
+def test_engagement_bad_input_is_refused_and_changes_nothing(world, rpc):
+    ENGAGEMENT_BAD[rpc](world.a)
+
+
+@pytest.mark.parametrize("rpc", sorted(ENGAGEMENT_DENIED))
+def test_engagement_wrong_caller_is_refused(world, rpc):
+    # Refused by the access rule before any use case runs: nothing can be written.
+    resp = ENGAGEMENT_DENIED[rpc](world.a)
+    assert resp.status_code in (401, 403), resp.text
+# ---- end of content: Engagement and share codes ----
