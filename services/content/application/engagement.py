@@ -330,9 +330,9 @@ class EngagementUseCases:
         if not code:
             return ShareCheck(found=True, in_window=False)
         v = Violations()
-        v.check(len(code) <= rules.SHARE_CODE_MAX, "share_code", f"at most {rules.SHARE_CODE_MAX} characters")
         v.check(not member_id or is_id(member_id, "mem"), "member_id", "a member id (mem_…)")
         _invalid(v)
+        # Anything that is not one of our codes is simply not found: the order drops it.
         share = await self.shares.get(merchant_id, code) if rules.is_share_code(code) else None
         if share is None:
             return ShareCheck(found=False, in_window=False)

@@ -315,6 +315,8 @@ def test_the_attribution_window_runs_from_the_members_last_open(w):
         # A member who never opened it: the window runs from the code's issue, long past.
         assert not w.run(w.cases.check_share(share.code, M3)).in_window
         assert w.run(w.cases.check_share("ZZZZZZZZZZ", M2)).found is False
+        # Whatever an order carries that is not one of our codes is not found, never an error.
+        assert w.run(w.cases.check_share("x" * 64, M2)).found is False
         assert w.run(w.cases.check_share("", M2)).found is True
     with caller(OTHER, service="order"):
         assert w.run(w.cases.check_share(share.code, M2)).found is False
