@@ -128,6 +128,14 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_SearchMembers", r"page_token"): "an opaque token a previous page issued",
     ("MemberService_SearchMembers", r"registered_before"): "after registered_from",
     # ---- end of staff views ----
+    # ---- content: engagement and share codes ----
+    ("ContentService_ListComments", r"page_token"): "an opaque token a previous page issued",
+    ("ContentService_ListCommentsForReview", r"page_token"): "an opaque token a previous page issued",
+    ("ContentService_CreateShareCode", r"target_id"): "an id of the kind target_kind names",
+    ("ContentService_CreateStaffShareCode", r"target_id"): "an id of the kind target_kind names",
+    ("ContentService_ReportProductEvents", r"events\[\d+\]\.client_event_id"): "each event once in a batch",
+    ("ContentService_ReportProductEvents", r"events\[\d+\]\.occurred_at"): "at most a day ago",
+    # ---- end of content: engagement and share codes ----
 }
 
 
