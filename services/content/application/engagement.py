@@ -84,9 +84,10 @@ class EngagementUseCases:
         content = await self._published(ctx.merchant_id, content_id)
         now = self.clock()
         counted = await self.reactions.add_view(ctx.merchant_id, content_id, member_id, self._day(now), now)
-        if counted:
-            await self._feed(ctx.merchant_id, rules.view_event_id(member_id), now,
-                             content.fields.persona_id, content_id, "", Counters(unique_viewers=1))
+        # Also on a repeat: the funnels count a member once a day by the event id, and a
+        # view whose funnel write was cut short is finished by the next.
+        await self._feed(ctx.merchant_id, rules.view_event_id(member_id), now,
+                         content.fields.persona_id, content_id, "", Counters(unique_viewers=1))
         counts = (await self.reactions.counts(ctx.merchant_id, [content_id])).get(content_id, Counts())
         return counted, counts.views
 

@@ -94,6 +94,14 @@ def test_a_view_counts_once_per_member_and_day_and_feeds_unique_viewers(w):
     assert w.funnel("persona", w.persona.id).unique_viewers == 3
 
 
+def test_a_repeat_view_finishes_a_funnel_count_a_crash_cut_short(w):
+    with w.as_member(M1):
+        w.run(w.reactions.add_view(MCH, w.content.id, M1, "2026-12-01", w.clock.ms))  # the view, then a crash
+        assert w.run(w.cases.view(w.content.id)) == (False, 1)
+        w.run(w.cases.view(w.content.id))
+    assert w.funnel("content", w.content.id).unique_viewers == 1
+
+
 def test_a_member_viewing_two_items_of_a_persona_is_one_persona_viewer_that_day(w):
     other = w._content("PUBLISHED")
     with w.as_member(M1):
