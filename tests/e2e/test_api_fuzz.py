@@ -136,6 +136,14 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("ContentService_GetRepeatPurchaseReport", r"(from|to)_month"):
         "calendar months, to_month on or after from_month and at most 24 months later",
     # ---- end of funnels ----
+    # ---- content: engagement and share codes ----
+    ("ContentService_ListComments", r"page_token"): "an opaque token a previous page issued",
+    ("ContentService_ListCommentsForReview", r"page_token"): "an opaque token a previous page issued",
+    ("ContentService_CreateShareCode", r"target_id"): "an id of the kind target_kind names",
+    ("ContentService_CreateStaffShareCode", r"target_id"): "an id of the kind target_kind names",
+    ("ContentService_ReportProductEvents", r"events\[\d+\]\.client_event_id"): "each event once in a batch",
+    ("ContentService_ReportProductEvents", r"events\[\d+\]\.occurred_at"): "at most a day ago",
+    # ---- end of content: engagement and share codes ----
 }
 
 

@@ -1299,7 +1299,7 @@ FUNNEL_BAD: dict[str, Callable[[Merchant], None]] = {}
 FUNNEL_ROLES: dict[str, Callable[[Merchant, str], httpx.Response]] = {}
 
 
-def _funnel_case(table: dict, rpc: str):
+def _case(table: dict, rpc: str):
     def register(case):
         table[rpc] = case
         return case
@@ -1327,14 +1327,14 @@ def _members_counted(m: Merchant) -> int:
     return sum(int(g["members"]) for g in ok(_cohort_report(m)).get("groups", []))
 
 
-@_funnel_case(FUNNEL_CROSS, "GetFunnelReport")
+@_case(FUNNEL_CROSS, "GetFunnelReport")
 def _(w):
     ok(_funnel_report(w.a))
     not_found(_funnel_report(w.b, ref_id=w.a.shop.data["persona_id"]))
     not_found(_funnel_report(w.b, dimension="FUNNEL_DIMENSION_CONTENT", ref_id=w.a.shop.data["content_id"]))
 
 
-@_funnel_case(FUNNEL_CROSS, "GetRepeatPurchaseReport")
+@_case(FUNNEL_CROSS, "GetRepeatPurchaseReport")
 def _(w):
     from tests.support.shop import paid_order
 
@@ -1345,7 +1345,7 @@ def _(w):
     assert _members_counted(w.b) == before_b
 
 
-@_funnel_case(FUNNEL_BAD, "GetFunnelReport")
+@_case(FUNNEL_BAD, "GetFunnelReport")
 def _(m):
     refused(_funnel_report(m, dimension="FUNNEL_DIMENSION_UNSPECIFIED", ref_id="", from_day="2026-1-1",
                            to_day=""), "dimension", "ref_id", "from_day", "to_day")
@@ -1353,19 +1353,19 @@ def _(m):
                            to_day="2026-06-01"), "ref_id", "to_day")
 
 
-@_funnel_case(FUNNEL_BAD, "GetRepeatPurchaseReport")
+@_case(FUNNEL_BAD, "GetRepeatPurchaseReport")
 def _(m):
     refused(_cohort_report(m, from_month="2026", to_month="20-01"), "from_month", "to_month")
     refused(_cohort_report(m, from_month="2026-13", to_month="2026-12"), "from_month")
     refused(_cohort_report(m, from_month="2020-01", to_month="2026-01"), "to_month")
 
 
-@_funnel_case(FUNNEL_ROLES, "GetFunnelReport")
+@_case(FUNNEL_ROLES, "GetFunnelReport")
 def _(m, token):
     return _funnel_report(m, token)
 
 
-@_funnel_case(FUNNEL_ROLES, "GetRepeatPurchaseReport")
+@_case(FUNNEL_ROLES, "GetRepeatPurchaseReport")
 def _(m, token):
     return _cohort_report(m, token)
 
@@ -1405,3 +1405,289 @@ def test_funnel_reports_are_denied_to_guides_and_finance(world, guide_and_financ
         assert resp.status_code == 403, resp.text
         assert resp.json()["error"]["code"] == "PERMISSION_DENIED"
 # ---- end of content funnels ----
+
+
+# ---- content: Engagement and share codes ----
+# The content service's engagement routes get three proofs in tables of their own: merchant
+# B on merchant A's ids, bad input, and the wrong caller. The guards read the RPCs of the
+# proto's "Engagement and share codes" block.
+
+ENGAGEMENT_CROSS: dict[str, Callable[[World], None]] = {}
+ENGAGEMENT_BAD: dict[str, Callable[[Merchant], None]] = {}
+ENGAGEMENT_DENIED: dict[str, Callable[[Merchant], httpx.Response]] = {}
+
+
+def engagement_routes() -> set[str]:
+    text = (Path(__file__).parents[2] / "protos/siyu/content/v1/content.proto").read_text(encoding="utf-8")
+    block = text.split("// ---- Engagement and share codes ----", 1)[1].split(
+        "// ---- end of Engagement and share codes ----", 1)[0]
+    return set(re.findall(r"rpc (\w+)\(", block))
+
+
+class Engaged:
+    """What merchant A's engagement cases act on, made once per world: a held comment (A's
+    words differ from B's defaults), a published one, a share code."""
+
+    def __init__(self, m: Merchant):
+        self.m = m
+        shop = m.shop
+        self.content, self.persona = shop.data["content_id"], shop.data["persona_id"]
+        settings = ok(m.as_staff("GET", "/v1/staff/engagement-settings"))
+        if settings["version"] == "0":
+            ok(m.as_staff("PUT", "/v1/staff/engagement-settings", json={
+                "settings": {"sensitive_words": ["刷单"], "report_hide_threshold": 5, "attribution_window_days": 3},
+                "expected_version": "0"}))
+        self.held = ok(m.as_member("POST", f"/v1/contents/{self.content}/comments", json={
+            "text": "刷单返现", "idempotency_key": new_key()}))["comment"]["comment_id"]
+        self.published = ok(m.as_member("POST", f"/v1/contents/{self.content}/comments", json={
+            "text": "好用", "idempotency_key": new_key()}))["comment"]["comment_id"]
+        self.code = ok(m.as_member("POST", "/v1/share-codes", json={
+            "target_kind": "SHARE_TARGET_KIND_CONTENT", "target_id": self.content}))["share_code"]["code"]
+
+    def content_now(self) -> dict:
+        return ok(self.m.as_channel("GET", f"/v1/contents/{self.content}"))["content"]
+
+    def comments_now(self) -> list:
+        return ok(self.m.as_staff("GET", "/v1/staff/comments", params={"status": "COMMENT_STATUS_HELD"})).get(
+            "comments", [])
+
+    def funnel_now(self) -> dict:
+        return ok(self.m.as_staff("GET", f"/v1/staff/contents/{self.content}/funnel"))["funnel"]
+
+
+def engaged(m: Merchant) -> Engaged:
+    if "_engaged" not in m.__dict__:
+        m.__dict__["_engaged"] = Engaged(m)
+    return m.__dict__["_engaged"]
+
+
+@_case(ENGAGEMENT_CROSS, "RecordContentView")
+def _(w):
+    e = engaged(w.a)
+    not_found(unchanged(e.content_now, lambda: w.b.as_member("POST", f"/v1/contents/{e.content}:view", json={})))
+
+
+@_case(ENGAGEMENT_CROSS, "SetContentLike")
+def _(w):
+    e = engaged(w.a)
+    not_found(unchanged(e.content_now, lambda: w.b.as_member("POST", f"/v1/contents/{e.content}:like",
+                                                             json={"liked": True})))
+
+
+@_case(ENGAGEMENT_CROSS, "PostComment")
+def _(w):
+    e = engaged(w.a)
+    not_found(unchanged(e.comments_now, lambda: w.b.as_member("POST", f"/v1/contents/{e.content}/comments", json={
+        "text": "刷单", "idempotency_key": new_key()})))
+
+
+@_case(ENGAGEMENT_CROSS, "ListComments")
+def _(w):
+    not_found(w.b.as_channel("GET", f"/v1/contents/{engaged(w.a).content}/comments"))
+
+
+@_case(ENGAGEMENT_CROSS, "ReportComment")
+def _(w):
+    e = engaged(w.a)
+    not_found(w.b.as_member("POST", f"/v1/comments/{e.published}:report", json={"reason": "x"}))
+
+
+@_case(ENGAGEMENT_CROSS, "CreateShareCode")
+def _(w):
+    e = engaged(w.a)
+    not_found(unchanged(e.content_now, lambda: w.b.as_member("POST", "/v1/share-codes", json={
+        "target_kind": "SHARE_TARGET_KIND_CONTENT", "target_id": e.content})))
+
+
+@_case(ENGAGEMENT_CROSS, "CreateStaffShareCode")
+def _(w):
+    e = engaged(w.a)
+    not_found(w.b.as_staff("POST", "/v1/staff/share-codes", json={
+        "target_kind": "SHARE_TARGET_KIND_PERSONA", "target_id": e.persona}))
+
+
+@_case(ENGAGEMENT_CROSS, "OpenShareCode")
+def _(w):
+    not_found(w.b.as_channel("POST", f"/v1/share-codes/{engaged(w.a).code}:open", json={}))
+
+
+@_case(ENGAGEMENT_CROSS, "ReportProductEvents")
+def _(w):
+    # B's member naming A's content counts into B's funnels only, never A's.
+    e = engaged(w.a)
+    unchanged(e.funnel_now, lambda: ok(w.b.as_member("POST", "/v1/product-events:batch", json={"events": [{
+        "client_event_id": new_key(), "kind": "PRODUCT_EVENT_KIND_CLICK", "product_id": w.a.product_id,
+        "content_id": e.content}]})))
+
+
+@_case(ENGAGEMENT_CROSS, "GetEngagementSettings")
+def _(w):
+    engaged(w.a)
+    assert ok(w.b.as_staff("GET", "/v1/staff/engagement-settings"))["settings"].get("sensitive_words", []) == []
+
+
+@_case(ENGAGEMENT_CROSS, "UpdateEngagementSettings")
+def _(w):
+    engaged(w.a)
+    mine = lambda: ok(w.a.as_staff("GET", "/v1/staff/engagement-settings"))  # noqa: E731
+    theirs = ok(w.b.as_staff("GET", "/v1/staff/engagement-settings"))
+    unchanged(mine, lambda: ok(w.b.as_staff("PUT", "/v1/staff/engagement-settings", json={
+        "settings": {"sensitive_words": ["B"], "report_hide_threshold": 2, "attribution_window_days": 9},
+        "expected_version": theirs["version"]})))
+
+
+@_case(ENGAGEMENT_CROSS, "ListCommentsForReview")
+def _(w):
+    held = engaged(w.a).held
+    assert held in {c["comment_id"] for c in engaged(w.a).comments_now()}
+    theirs = ok(w.b.as_staff("GET", "/v1/staff/comments")).get("comments", [])
+    assert held not in {c["comment_id"] for c in theirs}
+
+
+@_case(ENGAGEMENT_CROSS, "ModerateComment")
+def _(w):
+    e = engaged(w.a)
+    not_found(unchanged(e.comments_now, lambda: w.b.as_staff("POST", f"/v1/staff/comments/{e.held}:moderate", json={
+        "action": "MODERATION_ACTION_APPROVE", "reason": "not mine"})))
+
+
+@_case(ENGAGEMENT_BAD, "RecordContentView")
+def _(m):
+    refused(m.as_member("POST", f"/v1/contents/{BAD_ID}:view", json={}), "content_id")
+
+
+@_case(ENGAGEMENT_BAD, "SetContentLike")
+def _(m):
+    refused(m.as_member("POST", f"/v1/contents/{BAD_ID}:like", json={"liked": True}), "content_id")
+
+
+@_case(ENGAGEMENT_BAD, "PostComment")
+def _(m):
+    e = engaged(m)
+    refused(unchanged(e.comments_now, lambda: m.as_member("POST", f"/v1/contents/{e.content}/comments", json={
+        "text": "   ", "idempotency_key": ""})), "text", "idempotency_key")
+
+
+@_case(ENGAGEMENT_BAD, "ListComments")
+def _(m):
+    refused(m.as_channel("GET", f"/v1/contents/{engaged(m).content}/comments",
+                         params={"page_size": 101, "page_token": "garbage"}), "page_size")
+
+
+@_case(ENGAGEMENT_BAD, "ReportComment")
+def _(m):
+    refused(m.as_member("POST", f"/v1/comments/{BAD_ID}:report", json={"reason": "x" * 201}), "comment_id", "reason")
+
+
+@_case(ENGAGEMENT_BAD, "CreateShareCode")
+def _(m):
+    refused(m.as_member("POST", "/v1/share-codes", json={"target_id": BAD_ID}), "target_kind", "target_id")
+
+
+@_case(ENGAGEMENT_BAD, "CreateStaffShareCode")
+def _(m):
+    refused(m.as_staff("POST", "/v1/staff/share-codes", json={
+        "target_kind": "SHARE_TARGET_KIND_PRODUCT", "target_id": BAD_ID, "persona_id": BAD_ID}),
+        "target_id", "persona_id")
+
+
+@_case(ENGAGEMENT_BAD, "OpenShareCode")
+def _(m):
+    refused(m.as_channel("POST", "/v1/share-codes/not-a-code:open", json={}), "code")
+
+
+@_case(ENGAGEMENT_BAD, "ReportProductEvents")
+def _(m):
+    e = engaged(m)
+    refused(unchanged(e.funnel_now, lambda: m.as_member("POST", "/v1/product-events:batch", json={"events": [
+        {"client_event_id": f"evt-{i:05d}", "kind": "PRODUCT_EVENT_KIND_CLICK", "product_id": m.product_id,
+         "content_id": e.content} for i in range(51)]})), "events")
+
+
+@_case(ENGAGEMENT_BAD, "GetEngagementSettings")
+def _(m):
+    # No fields to get wrong: a member's token is refused.
+    assert m.as_member("GET", "/v1/staff/engagement-settings").status_code in (401, 403)
+
+
+@_case(ENGAGEMENT_BAD, "UpdateEngagementSettings")
+def _(m):
+    now = lambda: ok(m.as_staff("GET", "/v1/staff/engagement-settings"))  # noqa: E731
+    refused(unchanged(now, lambda: m.as_staff("PUT", "/v1/staff/engagement-settings", json={
+        "settings": {"sensitive_words": ["x" * 33], "report_hide_threshold": 0, "attribution_window_days": 91},
+        "expected_version": "-1"})), "settings.sensitive_words[0]", "settings.report_hide_threshold",
+        "settings.attribution_window_days", "expected_version")
+
+
+@_case(ENGAGEMENT_BAD, "ListCommentsForReview")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/comments", params={"page_size": 500}), "page_size")
+
+
+@_case(ENGAGEMENT_BAD, "ModerateComment")
+def _(m):
+    e = engaged(m)
+    refused(unchanged(e.comments_now, lambda: m.as_staff("POST", f"/v1/staff/comments/{e.held}:moderate", json={
+        "reason": " "})), "action", "reason")
+
+
+# The wrong caller: member routes without a member, channel routes without a key, staff
+# routes with a role they do not allow (a guide on operator work, finance on sharing).
+
+def _guide(m: Merchant) -> str:
+    if "_guide" not in m.__dict__:
+        from tests.support.shop import staff_with
+        m.__dict__["_guide"] = staff_with(m.shop, "GUIDE")
+        m.__dict__["_finance"] = staff_with(m.shop, "FINANCE")
+    return m.__dict__["_guide"]
+
+
+def _as(m: Merchant, role: str, method: str, path: str, **kwargs) -> httpx.Response:
+    _guide(m)
+    return m.shop.call(method, path, channel=None, token=m.__dict__[f"_{role}"], **kwargs)
+
+
+for _rpc, _case in {
+    "RecordContentView": lambda m: m.as_channel("POST", f"/v1/contents/{engaged(m).content}:view", json={}),
+    "SetContentLike": lambda m: m.as_channel("POST", f"/v1/contents/{engaged(m).content}:like", json={"liked": True}),
+    "PostComment": lambda m: m.as_channel("POST", f"/v1/contents/{engaged(m).content}/comments", json={
+        "text": "hi", "idempotency_key": new_key()}),
+    "ListComments": lambda m: m.shop.call("GET", f"/v1/contents/{engaged(m).content}/comments", channel=None),
+    "ReportComment": lambda m: m.as_channel("POST", f"/v1/comments/{engaged(m).published}:report", json={}),
+    "CreateShareCode": lambda m: m.as_channel("POST", "/v1/share-codes", json={
+        "target_kind": "SHARE_TARGET_KIND_CONTENT", "target_id": engaged(m).content}),
+    "CreateStaffShareCode": lambda m: _as(m, "finance", "POST", "/v1/staff/share-codes", json={
+        "target_kind": "SHARE_TARGET_KIND_CONTENT", "target_id": engaged(m).content}),
+    "OpenShareCode": lambda m: m.shop.call("POST", f"/v1/share-codes/{engaged(m).code}:open", channel=None, json={}),
+    "ReportProductEvents": lambda m: m.as_staff("POST", "/v1/product-events:batch", json={"events": []}),
+    "GetEngagementSettings": lambda m: _as(m, "guide", "GET", "/v1/staff/engagement-settings"),
+    "UpdateEngagementSettings": lambda m: _as(m, "guide", "PUT", "/v1/staff/engagement-settings", json={
+        "settings": {"report_hide_threshold": 1, "attribution_window_days": 1}, "expected_version": "0"}),
+    "ListCommentsForReview": lambda m: _as(m, "guide", "GET", "/v1/staff/comments"),
+    "ModerateComment": lambda m: _as(m, "guide", "POST", f"/v1/staff/comments/{engaged(m).held}:moderate", json={
+        "action": "MODERATION_ACTION_APPROVE", "reason": "guides may not"}),
+}.items():
+    ENGAGEMENT_DENIED[_rpc] = _case
+
+
+def test_every_engagement_route_has_all_three_cases():
+    routes = engagement_routes()
+    assert routes == set(ENGAGEMENT_CROSS) == set(ENGAGEMENT_BAD) == set(ENGAGEMENT_DENIED)
+
+
+@pytest.mark.parametrize("rpc", sorted(ENGAGEMENT_CROSS))
+def test_merchant_b_cannot_reach_merchant_a_engagement(world, rpc):
+    ENGAGEMENT_CROSS[rpc](world)
+
+
+@pytest.mark.parametrize("rpc", sorted(ENGAGEMENT_BAD))
+def test_engagement_bad_input_is_refused_and_changes_nothing(world, rpc):
+    ENGAGEMENT_BAD[rpc](world.a)
+
+
+@pytest.mark.parametrize("rpc", sorted(ENGAGEMENT_DENIED))
+def test_engagement_wrong_caller_is_refused(world, rpc):
+    # Refused by the access rule before any use case runs: nothing can be written.
+    resp = ENGAGEMENT_DENIED[rpc](world.a)
+    assert resp.status_code in (401, 403), resp.text
+# ---- end of content: Engagement and share codes ----

@@ -259,7 +259,11 @@ class FakeAttributions:
     known: set[str] = field(default_factory=set)
     checked: list[tuple[str, str]] = field(default_factory=list)
 
-    async def check_attribution(self, persona_id: str, content_id: str) -> None:
+    # Share codes in their window and what each carries; any other code is dropped.
+    shares: dict[str, dict] = field(default_factory=dict)
+
+    async def check_attribution(self, persona_id: str, content_id: str, share_code: str = "",
+                                member_id: str = "") -> dict | None:
         self.checked.append((persona_id, content_id))
         missing = [FieldViolation(f"attribution.{name}", "no such one in this merchant")
                    for name, value in (("persona_id", persona_id), ("content_id", content_id))
@@ -267,6 +271,9 @@ class FakeAttributions:
         if missing:
             raise NotFound(f"{missing[0].field}: no such one in this merchant", reason="ATTRIBUTION_NOT_FOUND",
                            violations=missing)
+        if share_code in self.shares:
+            return {"share_code": share_code, **self.shares[share_code]}
+        return None
 
 
 @dataclass

@@ -14,7 +14,7 @@ from services.content.adapters.repositories import ContentRepository, PersonaRep
 from services.content.application.contents import ContentUseCases
 from services.content.application.personas import PersonaUseCases
 from services.content.application.staff_lists import StaffLists
-from services.content.entrypoint import funnel_wiring
+from services.content.entrypoint import engagement_wiring, funnel_wiring
 from services.content.entrypoint.servicer import ContentServicer
 
 NAME = "content"
@@ -26,13 +26,15 @@ def build(runtime: service.Runtime) -> service.Parts:
     persona_repo = PersonaRepository()
     personas = PersonaUseCases(persona_repo)
     content_repo = ContentRepository()
-    contents = ContentUseCases(content_repo, persona_repo, CatalogClient(runtime.channel("catalog")))
+    catalog = CatalogClient(runtime.channel("catalog"))
+    contents = ContentUseCases(content_repo, persona_repo, catalog)
     funnels, cohorts = funnel_wiring.use_cases(personas, contents)
+    engagement = engagement_wiring.use_cases(content_repo, persona_repo, funnels, catalog)
     full_name = content_pb2.DESCRIPTOR.services_by_name["ContentService"].full_name
     return service.Parts(
         servicers=[(content_pb2_grpc.add_ContentServiceServicer_to_server,
                     ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo),
-                                    cohorts=cohorts), full_name)],
+                                    cohorts=cohorts, engagement=engagement), full_name)],
         # The service publishes no events of its own yet, so it has no outbox.
         outbox_collections=[],
         subscriptions=funnel_wiring.subscriptions(funnels, cohorts) + [erasure.subscription(

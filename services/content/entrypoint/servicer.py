@@ -14,6 +14,7 @@ from services.content.application.cohorts import CohortUseCases
 from services.content.entrypoint.funnel_servicer import FunnelRpcs, funnel_pb
 from services.content.domain.contents import Content, ContentFields
 from services.content.domain.personas import Persona, PersonaFields
+from services.content.entrypoint.engagement_servicer import EngagementRpcs
 
 TYPE_BY_NUMBER = {content_pb2.CONTENT_TYPE_ARTICLE: "ARTICLE", content_pb2.CONTENT_TYPE_SHORT_POST: "SHORT_POST",
                   content_pb2.CONTENT_TYPE_VIDEO: "VIDEO"}
@@ -47,11 +48,12 @@ def content_pb(c: Content) -> content_pb2.Content:
     return message
 
 
-class ContentServicer(FunnelRpcs, content_pb2_grpc.ContentServiceServicer):
+class ContentServicer(FunnelRpcs, EngagementRpcs, content_pb2_grpc.ContentServiceServicer):
     def __init__(self, personas: PersonaUseCases, contents: ContentUseCases, funnels: FunnelUseCases,
-                 lists: StaffLists | None = None, cohorts: CohortUseCases | None = None):
+                 lists: StaffLists | None = None, cohorts: CohortUseCases | None = None, engagement=None):
         self.cohorts = cohorts  # repeat purchase and lifetime value (funnel_servicer.FunnelRpcs)
         self.lists = lists
+        self.engagement = engagement
         self.personas = personas
         self.contents = contents
         self.funnels = funnels
@@ -73,13 +75,16 @@ class ContentServicer(FunnelRpcs, content_pb2_grpc.ContentServiceServicer):
     async def GetContent(self, request, context):
         content, persona = await self.contents.get_published(request.content_id)
         response = content_pb2.GetContentResponse(content=content_pb(content))
+        await self.fill_counts(response.content)
         if persona is not None:
             response.persona.CopyFrom(persona_pb(persona))
         return response
 
     async def CheckAttribution(self, request, context):
         persona_found, content_found = await self.contents.attribution_found(request.persona_id, request.content_id)
-        return content_pb2.CheckAttributionResponse(persona_found=persona_found, content_found=content_found)
+        response = content_pb2.CheckAttributionResponse(persona_found=persona_found, content_found=content_found)
+        await self.check_share_code(request, response)
+        return response
 
     async def GetPersonaFunnel(self, request, context):
         persona, counters, currency = await self.funnels.persona_funnel(request.persona_id)

@@ -13,13 +13,16 @@ class ContentClient:
     def __init__(self, channel: grpc.aio.Channel):
         self._stub = content_pb2_grpc.ContentServiceStub(channel)
 
-    async def check_attribution(self, persona_id: str, content_id: str) -> None:
+    async def check_attribution(self, persona_id: str, content_id: str, share_code: str = "",
+                                member_id: str = "") -> dict | None:
         """NOT_FOUND naming the attribution field when the persona or the content is not
         the caller's merchant's; UNAVAILABLE when that cannot be asked. An order is never
-        attributed to a source nobody could check."""
+        attributed to a source nobody could check. With a share code, what it carries when
+        it is the merchant's and the order is within its window (None otherwise)."""
         try:
             resp = await self._stub.CheckAttribution(
-                content_pb2.CheckAttributionRequest(persona_id=persona_id, content_id=content_id), timeout=TIMEOUT_S)
+                content_pb2.CheckAttributionRequest(persona_id=persona_id, content_id=content_id,
+                                                    share_code=share_code, member_id=member_id), timeout=TIMEOUT_S)
         except grpc.aio.AioRpcError as error:
             raise errors.Unavailable("the order's attribution could not be checked; try again",
                                      reason="CONTENT_UNAVAILABLE") from error
@@ -29,3 +32,7 @@ class ContentClient:
         if missing:
             raise errors.NotFound(f"{missing[0].field}: no such one in this merchant",
                                   reason="ATTRIBUTION_NOT_FOUND", violations=missing)
+        if not share_code or not resp.share_code_in_window:
+            return None
+        return {"share_code": share_code, "persona_id": resp.persona_id, "content_id": resp.content_id,
+                "live_session_id": resp.live_session_id}

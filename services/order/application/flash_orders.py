@@ -98,7 +98,7 @@ class FlashOrderUseCases:
         if existing:
             require_same_request(existing.request_hash, request_hash, "order")
             return existing
-        await self.order_cases.check_references(cmd.attribution)
+        attribution = await self.order_cases.check_references(cmd.attribution)
         sold_out_key = (merchant_id, cmd.flash_sale_id)
         if self._sold_out_until.get(sold_out_key, 0.0) > time.monotonic():
             raise FailedPrecondition("the flash sale is sold out", reason=SOLD_OUT)
@@ -134,5 +134,5 @@ class FlashOrderUseCases:
         return await self.order_cases.create_order(
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
-            attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark,
+            attribution=attribution_of(attribution, ctx.channel), remark=cmd.remark,
             flash_sale_id=cmd.flash_sale_id, request_hash=request_hash, value_held_at=held_at)

@@ -144,7 +144,7 @@ class OrderUseCases:
         if existing:
             require_same_request(existing.request_hash, request_hash, "order")
             return existing
-        await self.check_references(cmd.attribution)
+        attribution = await self.check_references(cmd.attribution)
         address = await self._checkout().shipping_to(merchant_id, member_id, cmd.address_id)
         priced = await self._checkout().price(merchant_id, member_id, cmd.lines, address=address, ask=cmd.ask)
 
@@ -166,17 +166,28 @@ class OrderUseCases:
         order = await self.create_order(
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
-            attribution=attribution_of(cmd.attribution, ctx.channel), remark=cmd.remark, request_hash=request_hash,
+            attribution=attribution_of(attribution, ctx.channel), remark=cmd.remark, request_hash=request_hash,
             value_held_at=held_at)
         if cmd.remove_from_cart and order.id == order_id:
             await self._remove_from_cart(merchant_id, member_id, [s for s, _ in cmd.lines])
         return order
 
-    async def check_references(self, attribution: dict) -> None:
-        """Before anything is held: the persona and content named must be the merchant's."""
+    async def check_references(self, attribution: dict) -> dict:
+        """Before anything is held: the persona and content named must be the merchant's.
+        The attribution the order stores: a share code in its window fills the persona,
+        content and live session the order left empty; a code past its window, or one the
+        merchant never issued, is dropped — a sale never fails over a stale link."""
         persona_id, content_id = attribution.get("persona_id", ""), attribution.get("content_id", "")
-        if self.attributions is not None and (persona_id or content_id):
-            await self.attributions.check_attribution(persona_id, content_id)
+        share_code = attribution.get("share_code", "")
+        if self.attributions is None or not (persona_id or content_id or share_code):
+            return attribution
+        carried = await self.attributions.check_attribution(
+            persona_id, content_id, share_code=share_code, member_id=context.current().caller_id)
+        if not share_code:
+            return attribution
+        if carried is None:
+            return {k: v for k, v in attribution.items() if k != "share_code"}
+        return {**{k: v for k, v in carried.items() if v}, **{k: v for k, v in attribution.items() if v}}
 
     async def hold_value(self, merchant_id: str, member_id: str, order_id: str, reservation_id: str,
                          priced: PricedCheckout, expires_at: datetime) -> datetime | None:

@@ -106,8 +106,11 @@ class WechatIdentities(Protocol):
 
 
 class Attributions(Protocol):
-    async def check_attribution(self, persona_id: str, content_id: str) -> None:
-        """NOT_FOUND when the persona or content named is not the merchant's."""
+    async def check_attribution(self, persona_id: str, content_id: str, share_code: str = "",
+                                member_id: str = "") -> dict | None:
+        """NOT_FOUND when the persona or content named is not the merchant's. With a share
+        code: what it carries (persona_id, content_id, live_session_id, share_code) when it
+        is the merchant's and the member's order is within its attribution window, else None."""
         ...
 
 

@@ -16,6 +16,7 @@ from services.order.domain.orders import OrderState
 
 async def test_place_reserves_prices_and_records_placed(world):
     a, b = world.sku(1000), world.sku(250)
+    world.attributions.shares["s1"] = {}
     order = await world.place((a, 2), (b, 1), attribution={"channel": "H5", "share_code": "s1"}, remark="ring")
     assert order.state is OrderState.PENDING_PAYMENT and order.version == 1
     assert [(l.sku_id, l.quantity, l.paid_amount) for l in order.lines] == [(a, 2, 2000), (b, 1, 250)]
