@@ -26,7 +26,10 @@ def test_orders_paid_and_refunded_make_the_days_funnel_and_the_cohort_report(sho
     sku = shop.new_product(stock=20, price=5000)["skus"][0]["sku_id"]
     persona, content = shop.data["persona_id"], shop.data["content_id"]
     alice, bob = (shop.login(f"union-{uuid.uuid4().hex[:8]}")["access_token"] for _ in range(2))
-    attribution = {"persona_id": persona, "content_id": content, "share_code": "sc-e2e-1"}
+    # A code the merchant issued: one it never issued is dropped from the order.
+    code = ok(shop.as_staff("POST", "/v1/staff/share-codes", json={
+        "target_kind": "SHARE_TARGET_KIND_CONTENT", "target_id": content}))["share_code"]["code"]
+    attribution = {"persona_id": persona, "content_id": content, "share_code": code}
     paid = []
     for token in (alice, alice, bob):
         paid.append(_order(shop, token, sku, **attribution))
@@ -56,7 +59,7 @@ def test_orders_paid_and_refunded_make_the_days_funnel_and_the_cohort_report(sho
     assert (int(total["orders"]), int(total["paid_orders"]), total["gmv"]["amount"], total["refunded"]["amount"]) \
         == (4, 2, "10000", "5000")
     assert body["time_zone"] == "Asia/Shanghai"
-    for dimension, ref in (("FUNNEL_DIMENSION_CONTENT", content), ("FUNNEL_DIMENSION_SHARE_CODE", "sc-e2e-1"),
+    for dimension, ref in (("FUNNEL_DIMENSION_CONTENT", content), ("FUNNEL_DIMENSION_SHARE_CODE", code),
                            ("FUNNEL_DIMENSION_CHANNEL", "H5")):
         assert wait_until(lambda d=dimension, r=ref: settled(d, r), message=f"{dimension} funnel")["total"] == total
 
