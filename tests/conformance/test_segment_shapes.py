@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from pymongo import ASCENDING
 
 from services.member.adapters.segment_store import (FACTS_DEFAULTS, apply_event, changed, count_matching,
-                                                    page_matching, put_facts, retag, settle, stats_for, stats_of)
+                                                    page_matching, put_facts, put_facts_many, retag, settle,
+                                                    settle_many, stats_for, stats_of)
 from services.member.domain import segments as rules
 from services.member.domain.segments import Condition, Rule
 from tests.support import new_merchant_id
@@ -68,6 +69,70 @@ def test_facts_are_not_overwritten_by_older_statistics_and_keep_manual_tags(coll
     assert (doc["manual_tags"], doc["tags"]) == (["tag_a"], ["lapsed", "tag_a"])
     assert coll.count_documents({"merchant_id": m, "manual_tags": {"$in": ["tag_a"]}}) == 1
     assert coll.count_documents({"merchant_id": m, "manual_tags": {"$in": ["tag_b"]}}) == 0
+
+
+def test_a_batch_of_statistics_settles_in_one_unordered_bulk_write_under_each_version(coll):
+    m = new_merchant_id()
+    for member in ("mem_1", "mem_2", "mem_3"):
+        apply_event(coll, m, member, "ord_a:paid", "20250101", 1, 100, MS - 500 * rules.DAY_MS, "", 0)
+        apply_event(coll, m, member, f"ord_{member}:paid", "20260510", 1, 100, MS, "", 0)
+    read = sorted((s for s in changed(coll, 10) if s.merchant_id == m), key=lambda s: s.member_id)
+    apply_event(coll, m, "mem_2", "ord_z:paid", "20260511", 1, 100, MS, "", 0)   # mem_2 changed meanwhile
+    assert settle_many(coll, [(s, s.expired_days(NOW)) for s in read]) == 2
+    assert settle_many(coll, []) == 0
+    assert [s.member_id for s in changed(coll, 10) if s.merchant_id == m] == ["mem_2"]
+    assert sorted(coll.find_one({"_id": f"{m}:mem_1"})["days"]) == ["20260510"]
+    assert sorted(coll.find_one({"_id": f"{m}:mem_2"})["days"]) == ["20250101", "20260510", "20260511"]
+
+
+def test_a_batch_of_facts_inserts_updates_and_skips_in_one_unordered_bulk_write(coll):
+    m = new_merchant_id()
+    assert put_facts(coll, m, "mem_1", 3, {"rfm_r": 2, "auto_tags": []})
+    assert retag(coll, m, ["mem_1"], ["tag_a"], []) == 1
+    assert put_facts(coll, m, "mem_2", 9, {"rfm_r": 5, "auto_tags": []})       # newer than the batch's
+    assert put_facts(coll, m, "mem_3", 4, {"rfm_r": 1, "auto_tags": ["lapsed"]})
+    before = coll.find_one({"_id": f"{m}:mem_3"})["tags_version"]
+    assert put_facts_many(coll, m, [("mem_1", 4, {"rfm_r": 4, "auto_tags": ["lapsed"]}),
+                                    ("mem_2", 8, {"rfm_r": 1, "auto_tags": []}),
+                                    ("mem_3", 4, {"rfm_r": 1, "auto_tags": ["lapsed"]}),     # as stored
+                                    ("mem_4", 1, {"rfm_r": 3, "auto_tags": ["first-purchase"]})]) == 3
+    docs = {d["member_id"]: d for d in coll.find({"merchant_id": m})}
+    assert (docs["mem_1"]["rfm_r"], docs["mem_1"]["tags"], docs["mem_1"]["stats_version"]) == (
+        4, ["lapsed", "tag_a"], 4)
+    assert (docs["mem_2"]["rfm_r"], docs["mem_2"]["stats_version"]) == (5, 9)
+    assert docs["mem_3"]["tags_version"] == before                               # not written again
+    assert {k: docs["mem_4"][k] for k in FACTS_DEFAULTS if k not in ("rfm_r", "tags", "auto_tags", "stats_version")
+            } == {k: v for k, v in FACTS_DEFAULTS.items() if k not in ("rfm_r", "tags", "auto_tags", "stats_version")}
+    assert (docs["mem_4"]["tags"], docs["mem_4"]["rfm_r"]) == (["first-purchase"], 3)
+
+
+def test_a_batch_of_facts_that_loses_a_race_writes_the_lost_members_again(coll):
+    m = new_merchant_id()
+    assert put_facts(coll, m, "mem_1", 1, {"rfm_r": 1, "auto_tags": []})
+    real_find = coll.find
+
+    class Racing:
+        """The collection, with another writer landing between the batch's read and its write."""
+        raced = False
+
+        def __getattr__(self, name):
+            return getattr(coll, name)
+
+        def find(self, *args, **kwargs):
+            rows = list(real_find(*args, **kwargs))
+            if not self.raced:
+                self.raced = True
+                retag(coll, m, ["mem_1"], ["tag_a"], [])                            # bumps tags_version
+                put_facts(coll, m, "mem_2", 1, {"rfm_r": 2, "auto_tags": []})     # inserts first
+            return rows
+
+    assert put_facts_many(Racing(), m, [("mem_1", 2, {"rfm_r": 4, "auto_tags": ["lapsed"]}),
+                                        ("mem_2", 2, {"rfm_r": 5, "auto_tags": []})]) == 2
+    docs = {d["member_id"]: d for d in coll.find({"merchant_id": m})}
+    assert (docs["mem_1"]["rfm_r"], docs["mem_1"]["tags"], docs["mem_1"]["stats_version"]) == (
+        4, ["lapsed", "tag_a"], 2)
+    assert (docs["mem_2"]["rfm_r"], docs["mem_2"]["stats_version"]) == (5, 2)
+    assert coll.count_documents({"merchant_id": m}) == 2
 
 
 # ---- every segment query shape, against the pure evaluator ------------------------------------

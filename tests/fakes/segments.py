@@ -52,10 +52,15 @@ class FakeStats:
         self.dirty.discard(key)
         return True
 
+    async def settle_many(self, items: list[tuple[MemberStats, list[str]]]) -> int:
+        self.settle_calls = getattr(self, "settle_calls", 0) + 1
+        return sum([await self.settle(stats, expired) for stats, expired in items])
+
 
 class FakeFacts:
     def __init__(self):
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.batches: list[int] = []  # the size of each put_many
 
     async def put(self, merchant_id: str, member_id: str, stats_version: int, facts: dict[str, Any]) -> bool:
         current = self.items.setdefault((merchant_id, member_id), {"stats_version": 0, "manual_tags": []})
@@ -64,6 +69,10 @@ class FakeFacts:
         current.update(facts, stats_version=stats_version,
                        tags=sorted(set(current["manual_tags"]) | set(facts.get("auto_tags") or [])))
         return True
+
+    async def put_many(self, merchant_id: str, items: list[tuple[str, int, dict[str, Any]]]) -> int:
+        self.batches.append(len(items))
+        return sum([await self.put(merchant_id, m, v, f) for m, v, f in items])
 
     async def retag(self, merchant_id: str, member_ids: list[str], add: list[str], remove: list[str]) -> int:
         changed = 0

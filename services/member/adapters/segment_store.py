@@ -17,7 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import mongoengine as me
+from pymongo import InsertOne, UpdateOne
 from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
 
 from services.member.domain.segments import MemberStats, RfmSettings, Segment, Tag, TagGroup, rule_doc, rule_of, tags_after
 from services.member.adapters.documents import MemberDoc
@@ -175,6 +177,23 @@ def settle(coll: Collection, stats: MemberStats, expired_days: list[str]) -> boo
                            update).modified_count == 1
 
 
+def _settle_update(expired_days: list[str]) -> dict[str, Any]:
+    update: dict[str, Any] = {"$set": {"dirty": 0}}
+    if expired_days:
+        update["$unset"] = {f"days.{d}": "" for d in expired_days}
+    return update
+
+
+def settle_many(coll: Collection, items: list[tuple[MemberStats, list[str]]]) -> int:
+    """`settle` for a batch: one unordered bulk write of the same conditional updates; how
+    many were still at the version read (the others are changed and come again)."""
+    if not items:
+        return 0
+    ops = [UpdateOne({"_id": f"{s.merchant_id}:{s.member_id}", "version": s.version}, _settle_update(expired))
+           for s, expired in items]
+    return coll.bulk_write(ops, ordered=False).modified_count
+
+
 ATTEMPTS = 8
 
 
@@ -202,6 +221,65 @@ def put_facts(coll: Collection, merchant_id: str, member_id: str, stats_version:
                            {"$set": fields, "$inc": {"tags_version": 1}}).modified_count == 1:
             return True
     return False
+
+
+def _fact_fields(facts: dict[str, Any], stats_version: int) -> dict[str, Any]:
+    fields = {k: v for k, v in facts.items() if k in FACTS_DEFAULTS and k not in ("manual_tags", "tags")}
+    fields["auto_tags"] = sorted(facts.get("auto_tags") or [])
+    fields["stats_version"] = stats_version
+    return fields
+
+
+def _holds(doc: dict | None, fields: dict[str, Any]) -> bool:
+    return doc is not None and all(doc.get(k) == v for k, v in fields.items())
+
+
+def put_facts_many(coll: Collection, merchant_id: str, items: list[tuple[str, int, dict[str, Any]]]) -> int:
+    """`put_facts` for a batch of the merchant's members: one read of their facts, then one
+    unordered bulk write of the same guarded writes (insert for a first fact; otherwise the
+    compare-and-set on `tags_version` and older-or-equal statistics). Facts already stored
+    as computed are not written again (the daily sweep over unchanged members only reads).
+    A member whose write lost to a racing writer is done again one at a time by
+    `put_facts`; how many members hold facts at least as new as these."""
+    if not items:
+        return 0
+    keys = [f"{merchant_id}:{m}" for m, _, _ in items]
+    current = {d["_id"]: d for d in coll.find({"_id": {"$in": keys}}, {"outbox": 0})}
+    ops: list[Any] = []
+    wanted: dict[str, tuple[str, int, dict[str, Any], dict[str, Any]]] = {}
+    done = 0
+    for key, (member_id, stats_version, facts) in zip(keys, items):
+        fields = _fact_fields(facts, stats_version)
+        doc = current.get(key)
+        if doc is None:
+            ops.append(InsertOne({**FACTS_DEFAULTS, **fields, "_id": key, "merchant_id": merchant_id,
+                                  "member_id": member_id, "tags": list(fields["auto_tags"])}))
+        else:
+            if int(doc.get("stats_version") or 0) > stats_version:
+                continue                       # newer statistics' facts are stored
+            if _holds(doc, fields):
+                done += 1
+                continue
+            fields_with_tags = {**fields, "tags": sorted(set(doc.get("manual_tags") or []) | set(fields["auto_tags"]))}
+            ops.append(UpdateOne({"_id": key, "tags_version": int(doc.get("tags_version") or 0),
+                                  "stats_version": {"$lte": stats_version}},
+                                 {"$set": fields_with_tags, "$inc": {"tags_version": 1}}))
+        wanted[key] = (member_id, stats_version, facts, fields)
+    if not ops:
+        return done
+    try:
+        result = coll.bulk_write(ops, ordered=False)
+        written = result.inserted_count + result.matched_count
+    except BulkWriteError as failed:       # a racing writer inserted first
+        written = int(failed.details.get("nInserted") or 0) + int(failed.details.get("nMatched") or 0)
+    if written == len(ops):
+        return done + written
+    # Some condition lost: whoever's facts are stored now, ours are written again where not held.
+    after = {d["_id"]: d for d in coll.find({"_id": {"$in": list(wanted)}}, {"outbox": 0})}
+    for key, (member_id, stats_version, facts, fields) in wanted.items():
+        if _holds(after.get(key), fields) or put_facts(coll, merchant_id, member_id, stats_version, facts):
+            done += 1
+    return done
 
 
 def retag(coll: Collection, merchant_id: str, member_ids: list[str], add: list[str], remove: list[str]) -> int:
@@ -280,10 +358,16 @@ class StatsRepository:
     async def settle(self, stats: MemberStats, expired_days: list[str]) -> bool:
         return await run_sync(settle, _stats(), stats, expired_days)
 
+    async def settle_many(self, items: list[tuple[MemberStats, list[str]]]) -> int:
+        return await run_sync(settle_many, _stats(), items)
+
 
 class FactsRepository:
     async def put(self, merchant_id: str, member_id: str, stats_version: int, facts: dict[str, Any]) -> bool:
         return await run_sync(put_facts, _facts(), merchant_id, member_id, stats_version, facts)
+
+    async def put_many(self, merchant_id: str, items: list[tuple[str, int, dict[str, Any]]]) -> int:
+        return await run_sync(put_facts_many, _facts(), merchant_id, items)
 
     async def retag(self, merchant_id: str, member_ids: list[str], add: list[str], remove: list[str]) -> int:
         return await run_sync(retag, _facts(), merchant_id, member_ids, add, remove)

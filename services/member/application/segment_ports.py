@@ -26,11 +26,22 @@ class StatsStore(Protocol):
         the statistics are still at the version read."""
         ...
 
+    async def settle_many(self, items: list[tuple[MemberStats, list[str]]]) -> int:
+        """`settle` for a batch (statistics and their expired days) in one write; how many
+        were still at the version read."""
+        ...
+
 
 class FactsStore(Protocol):
     async def put(self, merchant_id: str, member_id: str, stats_version: int, facts: dict[str, Any]) -> bool:
         """Writes the member's facts (all but the manual tags) unless facts of newer
         statistics are stored; the tags become the manual ones and `auto_tags`."""
+        ...
+
+    async def put_many(self, merchant_id: str, items: list[tuple[str, int, dict[str, Any]]]) -> int:
+        """`put` for a batch of the merchant's members (member id, statistics version,
+        facts) in one read and one write; facts stored as they are computed are left alone;
+        how many members hold facts at least as new afterwards."""
         ...
 
     async def retag(self, merchant_id: str, member_ids: list[str], add: list[str], remove: list[str]) -> int:

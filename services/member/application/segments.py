@@ -91,25 +91,25 @@ class MemberStatistics:
         if side is None:
             return False
         stats = (await self.stats.of(merchant_id, [member_id])).get(member_id) or MemberStats(merchant_id, member_id)
-        await self._write(stats, side, self.clock(), {}, settle=False)  # the job settles changed statistics
+        # The job settles changed statistics.
+        await self.facts.put(merchant_id, member_id, stats.version, await self._facts(stats, side, self.clock(), {}))
         return True
 
     # ---- the facts job ----------------------------------------------------------------------
     async def recompute(self) -> int:
-        """Members whose statistics changed, then a slice of the sweep; how many were done."""
+        """Members whose statistics changed, then a slice of the sweep; how many were done.
+        A batch is one read of statistics, one of the member side, one bulk write of facts
+        and one of the settled statistics."""
         now = self.clock()
         done = 0
         cache: dict[str, Any] = {}
         while True:
             rows = await self.stats.changed(BATCH)
-            sides: dict[str, dict[str, dict[str, Any]]] = {}
-            for merchant_id in {s.merchant_id for s in rows}:
-                sides[merchant_id] = await self.side.of(merchant_id, [s.member_id for s in rows
-                                                                      if s.merchant_id == merchant_id])
-            progressed = 0
-            for stats in rows:
-                progressed += await self._write(stats, sides[stats.merchant_id].get(stats.member_id) or {}, now,
-                                                cache)
+            for merchant_id, batch in _by_merchant(rows, lambda s: s.merchant_id).items():
+                sides = await self.side.of(merchant_id, [s.member_id for s in batch])
+                await self._write_many(merchant_id, [(s, sides.get(s.member_id) or {}) for s in batch], now, cache)
+            # Settled only where the statistics are still as read: a member changed meanwhile comes again.
+            progressed = await self.stats.settle_many([(s, s.expired_days(now)) for s in rows])
             done += progressed
             if progressed == 0 or len(rows) < BATCH:
                 break
@@ -132,38 +132,44 @@ class MemberStatistics:
             rows = await self.side.page(after_id, BATCH)
             if not rows:
                 break
-            by_merchant: dict[str, list[str]] = {}
-            for merchant_id, member_id, _side in rows:
-                by_merchant.setdefault(merchant_id, []).append(member_id)
-            stats = {}
-            for merchant_id, ids in by_merchant.items():
-                stats[merchant_id] = await self.stats.of(merchant_id, ids)
-            for merchant_id, member_id, side in rows:
-                found = stats[merchant_id].get(member_id) or MemberStats(merchant_id, member_id)
-                await self._write(found, side, now, cache, settle=False)
-                done += 1
+            for merchant_id, batch in _by_merchant(rows, lambda r: r[0]).items():
+                found = await self.stats.of(merchant_id, [member_id for _, member_id, _ in batch])
+                await self._write_many(merchant_id, [(found.get(member_id) or MemberStats(merchant_id, member_id), side)
+                                                     for _, member_id, side in batch], now, cache)
+                done += len(batch)
             after_id = rows[-1][1]
             if not await self.progress.advance(self.holder, day, after_id, now_ms + SWEEP_LEASE_MS):
                 break                          # the lease went to another replica
         return done
 
-    async def _write(self, stats: MemberStats, side: dict[str, Any], now: datetime, cache: dict[str, Any],
-                     settle: bool = True) -> int:
-        merchant_id = stats.merchant_id
+    async def _settings(self, merchant_id: str, cache: dict[str, Any]) -> tuple[RfmSettings, Any]:
         if merchant_id not in cache:
             merchant = await self.merchants.get(merchant_id)
             cache[merchant_id] = (await self.settings.get(merchant_id), merchant.config if merchant else None)
-        settings, config = cache[merchant_id]
+        return cache[merchant_id]
+
+    async def _facts(self, stats: MemberStats, side: dict[str, Any], now: datetime,
+                     cache: dict[str, Any]) -> dict[str, Any]:
+        settings, config = await self._settings(stats.merchant_id, cache)
         facts = rules.derived_facts(stats, settings, now)
         if side:
             facts |= {"registered_ms": int(side.get("registered_ms") or 0),
                       "birthday_month": int(side.get("birthday_month") or 0),
                       "consent": int(bool(side.get("consent"))),
                       "tier": tier_for(int(side.get("growth") or 0), config) if config is not None else ""}
-        await self.facts.put(merchant_id, stats.member_id, stats.version, facts)
-        if not settle:
-            return 1
-        return int(await self.stats.settle(stats, stats.expired_days(now)))
+        return facts
+
+    async def _write_many(self, merchant_id: str, rows: list[tuple[MemberStats, dict[str, Any]]], now: datetime,
+                          cache: dict[str, Any]) -> int:
+        items = [(stats.member_id, stats.version, await self._facts(stats, side, now, cache)) for stats, side in rows]
+        return await self.facts.put_many(merchant_id, items)
+
+
+def _by_merchant(rows: list, merchant_of: Callable[[Any], str]) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for row in rows:
+        out.setdefault(merchant_of(row), []).append(row)
+    return out
 
 
 class Segments:
