@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pymongo import ASCENDING
 
-from services.member.adapters.segment_store import (FACTS_DEFAULTS, apply_event, changed, count_matching,
-                                                    page_matching, put_facts, put_facts_many, retag, settle,
-                                                    settle_many, stats_for, stats_of)
+from services.member.adapters.segment_store import (FACTS_DEFAULTS, add_targets, apply_event, changed, consenting,
+                                                    count_matching, ids_matching, page_matching, put_facts,
+                                                    put_facts_many, retag, settle, settle_many, stats_for, stats_of,
+                                                    targets_page)
 from services.member.domain import segments as rules
 from services.member.domain.segments import Condition, Rule
 from tests.support import new_merchant_id
@@ -193,3 +194,26 @@ def test_a_segment_query_selects_what_the_rule_matches(db):
         assert first + rest == expected
 
     check()
+
+
+def test_a_grants_targets_are_added_once_and_paged_as_one_id_range(coll):
+    m = new_merchant_id()
+    assert add_targets(coll, m, "cgj_1", ["mem_3", "mem_1", "mem_2", "mem_1"]) == 3
+    assert add_targets(coll, m, "cgj_1", ["mem_2", "mem_4"]) == 1                 # taken again after a restart
+    assert add_targets(coll, m, "cgj_10", ["mem_0"]) == 1                         # another grant, a prefix apart
+    assert add_targets(coll, m, "cgj_0", ["mem_9"]) == 1
+    assert targets_page(coll, m, "cgj_1", "", 3) == ["mem_1", "mem_2", "mem_3"]
+    assert targets_page(coll, m, "cgj_1", "mem_3", 3) == ["mem_4"]
+    assert targets_page(coll, m, "cgj_1", "mem_4", 3) == []
+    assert targets_page(coll, new_merchant_id(), "cgj_1", "", 3) == []
+
+
+def test_the_ids_matching_a_rule_and_who_consents_among_members(coll):
+    m = new_merchant_id()
+    coll.insert_many([{**FACTS_DEFAULTS, "_id": f"{m}:mem_{i}", "merchant_id": m, "member_id": f"mem_{i}",
+                       "birthday_month": 1 + i % 2, "consent": int(i < 2)} for i in range(4)]
+                     + [{**FACTS_DEFAULTS, "_id": "other:mem_0", "merchant_id": "other", "member_id": "mem_0",
+                         "birthday_month": 1, "consent": 1}])
+    query = rules.to_query(Rule(conditions=(Condition("birthday_month", "in", (1,)),)), m, NOW)
+    assert sorted(ids_matching(coll, query)) == ["mem_0", "mem_2"]
+    assert consenting(coll, m, ["mem_0", "mem_1", "mem_2", "mem_9"]) == {"mem_0", "mem_1"}

@@ -93,11 +93,59 @@ class FakeFacts:
     async def carrying(self, merchant_id: str, tag_id: str) -> int:
         return sum(1 for (mer, _), f in self.items.items() if mer == merchant_id and tag_id in f["manual_tags"])
 
+    # Segment queries are checked against MongoDB (tests/conformance); here a small matcher
+    # of the same subset serves the use cases' tests.
     async def count(self, query: dict) -> int:
-        raise NotImplementedError  # segment queries are checked against MongoDB (tests/conformance)
+        return len(await self.matching(query))
 
     async def page(self, query: dict, after_member_id: str, limit: int) -> list[str]:
-        raise NotImplementedError
+        return sorted(m for m in await self.matching(query) if m > after_member_id)[:limit]
+
+    async def matching(self, query: dict) -> list[str]:
+        return [m for (mer, m), f in self.items.items() if _matches({**f, "merchant_id": mer, "member_id": m}, query)]
+
+    async def consenting(self, merchant_id: str, member_ids: list[str]) -> set[str]:
+        return {m for m in member_ids if int(self.items.get((merchant_id, m), {}).get("consent") or 0) == 1}
+
+
+def _matches(doc: dict[str, Any], query: dict) -> bool:
+    for key, want in query.items():
+        if key == "$and":
+            if not all(_matches(doc, q) for q in want):
+                return False
+            continue
+        if key == "$or":
+            if not any(_matches(doc, q) for q in want):
+                return False
+            continue
+        have = doc.get(key)
+        values = have if isinstance(have, list) else [have]
+        if not isinstance(want, dict):
+            if want not in values:
+                return False
+            continue
+        for op, arg in want.items():
+            ok = {"$in": lambda: any(v in arg for v in values), "$nin": lambda: not any(v in arg for v in values),
+                  "$all": lambda: all(a in values for a in arg), "$exists": lambda: (key in doc) == bool(arg),
+                  "$gte": lambda: have is not None and have >= arg, "$lte": lambda: have is not None and have <= arg,
+                  "$gt": lambda: have is not None and have > arg, "$lt": lambda: have is not None and have < arg}[op]()
+            if not ok:
+                return False
+    return True
+
+
+class FakeGrantTargets:
+    def __init__(self):
+        self.items: dict[tuple[str, str], set[str]] = {}   # (merchant, grant) -> member ids
+
+    async def add(self, merchant_id: str, grant_id: str, member_ids: list[str]) -> int:
+        have = self.items.setdefault((merchant_id, grant_id), set())
+        new = set(member_ids) - have
+        have |= new
+        return len(new)
+
+    async def page(self, merchant_id: str, grant_id: str, after_member_id: str, limit: int) -> list[str]:
+        return sorted(m for m in self.items.get((merchant_id, grant_id), set()) if m > after_member_id)[:limit]
 
 
 class FakeMemberSide:

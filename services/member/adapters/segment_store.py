@@ -80,8 +80,19 @@ class SegmentDoc(me.Document):
     meta = {"collection": "segments", "strict": False, "indexes": [{"fields": ["merchant_id"]}]}
 
 
+class GrantTargetDoc(me.Document):
+    """A member of a coupon grant's audience as taken when the grant started: `_id`
+    "<grant id>:<member id>", so one grant's members are one `_id` range in member order."""
+    id = me.StringField(primary_key=True)
+    merchant_id = me.StringField(required=True)
+    grant_id = me.StringField(required=True)
+    member_id = me.StringField(required=True)
+    meta = {"collection": "coupon_grant_targets"}
+
+
 def ensure_indexes() -> None:
-    for doc in (MemberStatsDoc, MemberFactsDoc, RfmSettingsDoc, FactsSweepDoc, TagGroupDoc, TagDoc, SegmentDoc):
+    for doc in (MemberStatsDoc, MemberFactsDoc, RfmSettingsDoc, FactsSweepDoc, TagGroupDoc, TagDoc, SegmentDoc,
+                GrantTargetDoc):
         doc.ensure_indexes()
 
 
@@ -342,6 +353,50 @@ def page_matching(coll: Collection, query: dict, after_member_id: str, limit: in
     return [d["member_id"] for d in coll.find(q, {"member_id": 1}).sort("member_id", 1).limit(limit)]
 
 
+def ids_matching(coll: Collection, query: dict) -> list[str]:
+    """Every member id matching, in one read (no order)."""
+    return [d["member_id"] for d in coll.find(query, {"member_id": 1})]
+
+
+def add_targets(coll: Collection, merchant_id: str, grant_id: str, member_ids: list[str]) -> int:
+    """Unordered insert: members already there (a restart taking the audience again) stay
+    as they are; how many were new."""
+    if not member_ids:
+        return 0
+    docs = [{"_id": f"{grant_id}:{m}", "merchant_id": merchant_id, "grant_id": grant_id, "member_id": m}
+            for m in dict.fromkeys(member_ids)]
+    try:
+        return len(coll.insert_many(docs, ordered=False).inserted_ids)
+    except BulkWriteError as failed:
+        if any(int(e.get("code") or 0) != 11000 for e in failed.details.get("writeErrors") or []):
+            raise
+        return int(failed.details.get("nInserted") or 0)
+
+
+def targets_page(coll: Collection, merchant_id: str, grant_id: str, after_member_id: str, limit: int) -> list[str]:
+    """The grant's members after the cursor's, in member id order: one `_id` range (";" is
+    the character after ":")."""
+    docs = coll.find({"_id": {"$gt": f"{grant_id}:{after_member_id}", "$lt": f"{grant_id};"}},
+                     {"merchant_id": 1, "member_id": 1}).sort("_id", 1).limit(limit)
+    return [d["member_id"] for d in docs if d["merchant_id"] == merchant_id]
+
+
+def consenting(coll: Collection, merchant_id: str, member_ids: list[str]) -> set[str]:
+    # By _id alone, the merchant checked here (see stats_for).
+    return {d["member_id"] for d in coll.find({"_id": {"$in": [f"{merchant_id}:{m}" for m in member_ids]}},
+                                              {"merchant_id": 1, "member_id": 1, "consent": 1})
+            if d["merchant_id"] == merchant_id and int(d.get("consent") or 0) == 1}
+
+
+class GrantTargetRepository:
+    async def add(self, merchant_id: str, grant_id: str, member_ids: list[str]) -> int:
+        return await run_sync(add_targets, GrantTargetDoc._get_collection(), merchant_id, grant_id, member_ids)
+
+    async def page(self, merchant_id: str, grant_id: str, after_member_id: str, limit: int) -> list[str]:
+        return await run_sync(targets_page, GrantTargetDoc._get_collection(), merchant_id, grant_id,
+                              after_member_id, limit)
+
+
 # ---- repositories --------------------------------------------------------------------------
 class StatsRepository:
     async def apply(self, merchant_id: str, member_id: str, cause: str, day: str, orders: int, amount: int,
@@ -383,6 +438,12 @@ class FactsRepository:
 
     async def page(self, query: dict, after_member_id: str, limit: int) -> list[str]:
         return await run_sync(page_matching, _facts(), query, after_member_id, limit)
+
+    async def matching(self, query: dict) -> list[str]:
+        return await run_sync(ids_matching, _facts(), query)
+
+    async def consenting(self, merchant_id: str, member_ids: list[str]) -> set[str]:
+        return await run_sync(consenting, _facts(), merchant_id, member_ids)
 
 
 class RfmSettingsRepository:

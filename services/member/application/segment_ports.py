@@ -59,6 +59,14 @@ class FactsStore(Protocol):
         """Member ids matching the query, in member id order, after `after_member_id`."""
         ...
 
+    async def matching(self, query: dict) -> list[str]:
+        """Every member id matching the query, in one read."""
+        ...
+
+    async def consenting(self, merchant_id: str, member_ids: list[str]) -> set[str]:
+        """Those of the members whose facts say they consent to marketing now."""
+        ...
+
 
 class RfmSettingsStore(Protocol):
     async def get(self, merchant_id: str) -> RfmSettings: ...
@@ -115,3 +123,15 @@ class SegmentStore(Protocol):
     async def count(self, merchant_id: str) -> int: ...
 
     async def remove(self, merchant_id: str, segment_id: str) -> bool: ...
+
+
+class GrantTargets(Protocol):
+    """A coupon grant's audience as taken when it started (a segment's members then)."""
+
+    async def add(self, merchant_id: str, grant_id: str, member_ids: list[str]) -> int:
+        """Adds members (once each, whatever the repeats); how many were new."""
+        ...
+
+    async def page(self, merchant_id: str, grant_id: str, after_member_id: str, limit: int) -> list[str]:
+        """The grant's members after `after_member_id` (empty: from the start), in member id order."""
+        ...

@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any, Callable
 
 from services.member.application.ports import MemberRepository, MerchantRepository
-from services.member.application.segment_ports import (FactsStore, MemberSide, RfmSettingsStore, SegmentStore,
-                                                       StatsStore, SweepProgress, TagStore)
+from services.member.application.segment_ports import (FactsStore, GrantTargets, MemberSide, RfmSettingsStore,
+                                                       SegmentStore, StatsStore, SweepProgress, TagStore)
 from services.member.domain import segments as rules
 from services.member.domain.coupons import GrantJob, audience_marketing, audience_segment
 from services.member.domain.segments import MemberStats, RfmSettings, Rule, Segment, Tag, TagGroup
@@ -321,28 +321,56 @@ class Segments:
         await self.segments.remove(merchant_id, segment_id)
 
 
+TAKEN = "T:"           # a grant's cursor once its audience is taken: "T:<last member id given>"
+TAKE_BATCH = 1_000
+
+
 class SegmentAudience:
     """A coupon grant's audience over a segment (services.member.application.coupon_ports.
-    GrantAudience): the segment's members at the time each chunk runs, in member id order,
-    the cursor the last member id given; with marketing consent only for a marketing
-    template. Each member's coupon is issued under the job's key, so a chunk run again
-    after a restart gives nobody a second one."""
+    GrantAudience): the members in the segment when the grant started. The job's first
+    chunk takes them (one read of the matching ids, stored as the grant's targets), later
+    chunks page the targets in member id order, the cursor the last member id given; a
+    member who enters the segment afterwards is not in this grant, one who leaves still
+    is. For a marketing template only members consenting when their chunk runs are given
+    one. Each member's coupon is issued under the job's key, so a chunk run again after a
+    restart gives nobody a second one (and a restart while the audience is taken takes it
+    again, before any coupon is issued)."""
 
-    def __init__(self, segments: Segments):
+    def __init__(self, segments: Segments, targets: GrantTargets):
         self.segments = segments
+        self.targets = targets
 
     async def exists(self, merchant_id: str, segment_id: str) -> bool:
         return await self.segments.segments.get(merchant_id, segment_id) is not None
 
+    def _query(self, merchant_id: str, rule: Rule) -> dict:
+        return rules.to_query(rule, merchant_id, self.segments.clock())
+
     async def page(self, job: GrantJob, cursor: str, limit: int) -> tuple[list[str], str, bool]:
+        facts = self.segments.statistics.facts
+        if cursor.startswith(TAKEN):
+            ids = await self.targets.page(job.merchant_id, job.id, cursor[len(TAKEN):], limit + 1)
+            finished = len(ids) <= limit
+            ids = ids[:limit]
+            if ids and audience_marketing(job.audience):
+                consenting = await facts.consenting(job.merchant_id, ids)
+                given = [m for m in ids if m in consenting]
+            else:
+                given = ids
+            return given, (TAKEN + ids[-1] if ids else cursor), finished
         segment = await self.segments.segments.get(job.merchant_id, audience_segment(job.audience))
         if segment is None:
             return [], cursor, True          # deleted meanwhile: the grant ends
         rule = segment.rule
         if audience_marketing(job.audience):
             rule = Rule(conditions=(rules.Condition("marketing_consent", "in", (1,)),), rules=(rule,))
-        query = rules.to_query(rule, job.merchant_id, self.segments.clock())
-        ids = await self.segments.statistics.facts.page(query, cursor, limit + 1)
-        finished = len(ids) <= limit
-        ids = ids[:limit]
-        return ids, (ids[-1] if ids else cursor), finished
+        if cursor:                           # a grant started before audiences were taken: the live segment
+            ids = await facts.page(self._query(job.merchant_id, rule), cursor, limit + 1)
+            finished = len(ids) <= limit
+            ids = ids[:limit]
+            return ids, (ids[-1] if ids else cursor), finished
+        members = sorted(await facts.matching(self._query(job.merchant_id, rule)))
+        for start in range(0, len(members), TAKE_BATCH):
+            await self.targets.add(job.merchant_id, job.id, members[start:start + TAKE_BATCH])
+        return [], TAKEN, not members
+
