@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pymongo import ASCENDING
 
 from services.member.adapters.segment_store import (FACTS_DEFAULTS, add_targets, apply_event, changed, consenting,
-                                                    count_matching, ids_matching, page_matching, put_facts,
+                                                    count_matching, flat_filter, ids_matching, page_matching, put_facts,
                                                     put_facts_many, retag, settle, settle_many, stats_for, stats_of,
                                                     targets_page)
 from services.member.domain import segments as rules
@@ -192,6 +192,7 @@ def test_a_segment_query_selects_what_the_rule_matches(db):
         first = page_matching(coll, query, "", 2)
         rest = page_matching(coll, query, first[-1], 100) if first else []
         assert first + rest == expected
+        assert sorted(ids_matching(coll, query)) == expected
 
     check()
 
@@ -217,3 +218,21 @@ def test_the_ids_matching_a_rule_and_who_consents_among_members(coll):
     query = rules.to_query(Rule(conditions=(Condition("birthday_month", "in", (1,)),)), m, NOW)
     assert sorted(ids_matching(coll, query)) == ["mem_0", "mem_2"]
     assert consenting(coll, m, ["mem_0", "mem_1", "mem_2", "mem_9"]) == {"mem_0", "mem_1"}
+
+
+def test_a_rules_filter_is_flattened_for_the_count_command_and_keeps_an_or_apart(coll):
+    m = new_merchant_id()
+    coll.insert_many([{**FACTS_DEFAULTS, "_id": f"{m}:mem_{i}", "merchant_id": m, "member_id": f"mem_{i}",
+                       "birthday_month": 1 + i % 3, "consent": i % 2, "last_paid_ms": i * rules.DAY_MS}
+                      for i in range(12)] + [{**FACTS_DEFAULTS, "_id": "x:mem_0", "merchant_id": "x",
+                                              "member_id": "mem_0", "birthday_month": 1, "consent": 1}])
+    plain = rules.to_query(Rule(conditions=(Condition("birthday_month", "in", (1, 2)),
+                                            Condition("marketing_consent", "in", (1,)),
+                                            Condition("last_order", "before", (0,)))), m, NOW)
+    assert flat_filter(plain) == {"merchant_id": m, "birthday_month": {"$in": [1, 2]}, "consent": {"$in": [1]},
+                                  "last_paid_ms": {"$gt": 0, "$lt": MS}}
+    either = rules.to_query(Rule(any_of=True, conditions=(Condition("birthday_month", "in", (1,)),
+                                                          Condition("marketing_consent", "in", (1,)))), m, NOW)
+    assert flat_filter(either) == {"$and": [{"merchant_id": m}, either["$and"][1]]}
+    for query in (plain, either):
+        assert count_matching(coll, query) == coll.count_documents(query)

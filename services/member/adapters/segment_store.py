@@ -343,19 +343,60 @@ def settings_of(d: dict | None) -> RfmSettings:
                        midpoint=int(d.get("midpoint") or 3), lapsed_days=int(d.get("lapsed_days") or 180))
 
 
+def flat_filter(query: dict) -> dict:
+    """The same filter with `$and`s folded into one document where no two parts name the
+    same field (one field's operators merge when they differ): MongoDB means the same by
+    both, and the embedded server evaluates the flat form in SQL but a `$and` in Python
+    (seconds over 100,000 members, docs/performance.md). An `$or` stays in a `$and` beside
+    the rest: next to plain fields the embedded server would ignore them (docs/storage.md)."""
+    out: dict = {}
+    rest: list = []
+    for part in _conjuncts(query):
+        for key, value in part.items():
+            have = out.get(key, _ABSENT)
+            if key.startswith("$"):
+                rest.append({key: value})
+            elif have is _ABSENT:
+                out[key] = value
+            elif (isinstance(have, dict) and isinstance(value, dict)
+                  and all(k.startswith("$") for k in (*have, *value)) and not set(have) & set(value)):
+                out[key] = {**have, **value}
+            else:
+                rest.append({key: value})
+    if rest:
+        return {"$and": ([out] if out else []) + rest}
+    return out
+
+
+_ABSENT = object()
+
+
+def _conjuncts(query: dict) -> list[dict]:
+    parts: list[dict] = []
+    for key, value in query.items():
+        if key == "$and":
+            for sub in value:
+                parts.extend(_conjuncts(sub))
+        else:
+            parts.append({key: value})
+    return parts
+
+
 def count_matching(coll: Collection, query: dict) -> int:
-    return coll.count_documents(query)
+    # The `count` command with the filter, not `count_documents` (an aggregation, which the
+    # embedded server runs in Python whatever the filter); exact on a replica set.
+    return int(coll.database.command("count", coll.name, query=flat_filter(query))["n"])
 
 
 def page_matching(coll: Collection, query: dict, after_member_id: str, limit: int) -> list[str]:
     """Member ids matching, in member id order, after the cursor's member."""
     q = {"$and": [query, {"member_id": {"$gt": after_member_id}}]} if after_member_id else query
-    return [d["member_id"] for d in coll.find(q, {"member_id": 1}).sort("member_id", 1).limit(limit)]
+    return [d["member_id"] for d in coll.find(flat_filter(q), {"member_id": 1}).sort("member_id", 1).limit(limit)]
 
 
 def ids_matching(coll: Collection, query: dict) -> list[str]:
     """Every member id matching, in one read (no order)."""
-    return [d["member_id"] for d in coll.find(query, {"member_id": 1})]
+    return [d["member_id"] for d in coll.find(flat_filter(query), {"member_id": 1})]
 
 
 def add_targets(coll: Collection, merchant_id: str, grant_id: str, member_ids: list[str]) -> int:

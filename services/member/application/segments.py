@@ -38,7 +38,7 @@ log = slog.get("siyu.member.segments")
 
 BATCH = 500
 SWEEP_PAGES = 20          # pages of the sweep per run
-SWEEP_LEASE_MS = 120_000
+SWEEP_LEASE_MS = 30_000     # renewed at every page, so a restarted replica waits at most this long
 
 
 @dataclass(frozen=True)
