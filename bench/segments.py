@@ -27,6 +27,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 from pymongo import MongoClient
+from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
 
 from bench.harness import Bench, Load, checked, progress, result
 from siyu_kit import config
@@ -35,7 +36,7 @@ from siyu_kit.ids import new_id
 # BENCH_SEGMENTS_MEMBERS runs it smaller (the 100,000-member run takes long on the embedded server).
 MEMBERS = int(os.environ.get("BENCH_SEGMENTS_MEMBERS") or 100_000)
 SEGMENT_MEMBERS = MEMBERS // 10  # born in January: every tenth member
-INSERT_BATCH = 5_000
+INSERT_BATCH = 2_000
 COUNT_CALLS = 20
 KILL_AFTER = min(3_000, SEGMENT_MEMBERS // 3)  # coupons issued before the member service is killed
 SETTLE_S = 900
@@ -45,8 +46,27 @@ CHANNELS = ("H5", "WXMP", "APP")
 
 
 def _db(bench: Bench):
-    client = MongoClient(bench.stack.mongodb_uri, tz_aware=True)
+    # Patient: a busy embedded server answers the driver's heartbeat late while it writes a batch.
+    client = MongoClient(bench.stack.mongodb_uri, tz_aware=True, connectTimeoutMS=120_000,
+                         serverSelectionTimeoutMS=300_000)
     return client, client[config.load("member").mongodb_db]
+
+
+def _insert(collection, docs: list[dict]) -> None:
+    """insert_many, again after a dropped connection (ids already stored are duplicates, skipped)."""
+    for attempt in range(5):
+        try:
+            collection.insert_many(docs, ordered=False)
+            return
+        except BulkWriteError as failed:
+            if any(e.get("code") != 11000 for e in failed.details.get("writeErrors") or []):
+                raise
+            return
+        except (AutoReconnect, OperationFailure) as lost:
+            if attempt == 4:
+                raise
+            progress("segments", f"insert retried after {type(lost).__name__}")
+            time.sleep(2)
 
 
 def _batches(merchant: str, seed: int):
@@ -98,9 +118,9 @@ def bulk_insert(bench: Bench, seed: int = 7) -> dict:
                 for done in pending:
                     done.result()
                 orders += sum(s["paid_orders"] for s in stats)
-                pending = [pool.submit(db_a.members.insert_many, members, ordered=False)]
+                pending = [pool.submit(_insert, db_a.members, members)]
                 if stats:
-                    pending.append(pool.submit(db_b.member_stats.insert_many, stats, ordered=False))
+                    pending.append(pool.submit(_insert, db_b.member_stats, stats))
             for done in pending:
                 done.result()
     finally:
