@@ -238,3 +238,53 @@ def test_settings_upsert_by_merchant(coll):
         coll.update_one({"_id": "mch_a"}, {"$set": {"merchant_id": "mch_a", "return_on_refund": flag}}, upsert=True)
     assert coll.find_one({"_id": "mch_a", "merchant_id": "mch_a"})["return_on_refund"] == 1
     assert coll.find_one({"_id": "mch_a", "merchant_id": "mch_b"}) is None
+
+
+# ---- a grant's chunk: several units, coupons and confirmations per write ----------------------------
+
+def test_take_units_takes_n_at_once_within_the_total_and_never_for_an_entry_already_there(coll):
+    _template(coll, total=5, issued=1)
+    assert coupon_store.take_units(coll, "mch_a", "cpt_1", ["cpn_1", "cpn_2", "cpn_3"], T0_MS)
+    assert coupon_store.claiming_ids(coll, "mch_a", "cpt_1") == {"cpn_1", "cpn_2", "cpn_3"}
+    assert coupon_store.claiming_ids(coll, "mch_b", "cpt_1") == set()
+    assert not coupon_store.take_units(coll, "mch_a", "cpt_1", ["cpn_4", "cpn_5"], T0_MS)   # 1 + 3 + 2 > 5
+    assert not coupon_store.take_units(coll, "mch_a", "cpt_1", ["cpn_3"], T0_MS)            # taken before
+    assert coupon_store.take_units(coll, "mch_a", "cpt_1", ["cpn_4"], T0_MS)
+    doc = coll.find_one({"_id": "cpt_1"})
+    assert (doc["issued"], doc["claiming_count"]) == (5, 4)
+    coupon_store.settle_units(coll, "mch_a", "cpt_1", ["cpn_1", "cpn_2"])
+    coupon_store.settle_unit(coll, "mch_a", "cpt_1", "cpn_3")
+    coupon_store.settle_units(coll, "mch_a", "cpt_1", ["cpn_3", "cpn_4"])     # one settled already: one by one
+    doc = coll.find_one({"_id": "cpt_1"})
+    assert (doc["issued"], doc["claiming_count"], doc["claiming"]) == (5, 0, {})
+
+
+def test_take_units_without_a_total_and_not_while_paused(coll):
+    _template(coll, total=0, issued=10, state="PAUSED")
+    assert not coupon_store.take_units(coll, "mch_a", "cpt_1", ["cpn_1"], T0_MS)
+    coll.update_one({"_id": "cpt_1"}, {"$set": {"state": "ACTIVE"}})
+    assert coupon_store.take_units(coll, "mch_a", "cpt_1", [f"cpn_{i}" for i in range(300)], T0_MS)
+    assert coll.find_one({"_id": "cpt_1"})["issued"] == 310
+
+
+def test_coupons_insert_unordered_leaving_out_held_keys_and_slots_and_confirm_under_versions(coll):
+    _coupon_indexes(coll)
+    coll.insert_one(_coupon(1, member_id="mem_a"))
+    docs = [_coupon(2, member_id="mem_a", claim_key="key-1"),                # the key is held
+            _coupon(3, member_id="mem_a", slot=1),                           # the slot is held
+            _coupon(4, member_id="mem_b", state="CLAIMING"), _coupon(5, member_id="mem_c", state="CLAIMING")]
+    assert coupon_store.insert_coupons(coll, docs) == {"cpn_04", "cpn_05"}
+    assert coupon_store.insert_coupons(coll, docs[2:]) == set()
+    found = list(coll.find({"merchant_id": "mch_a", "template_id": "cpt_1", "member_id": {"$in": ["mem_a", "mem_b"]}},
+                           {"outbox": 0}))
+    assert sorted(d["_id"] for d in found) == ["cpn_01", "cpn_04"]
+    confirm = {"$set": {"state": "AVAILABLE", "updated_ms": T0_MS, "outbox.ev_1": {"t": "x"}, "outbox_pending": 1},
+               "$inc": {"version": 1, "outbox_seq": 1}}
+    assert coupon_store.confirm_coupons(coll, [
+        ({"_id": "cpn_04", "merchant_id": "mch_a", "version": 1}, confirm),
+        ({"_id": "cpn_05", "merchant_id": "mch_a", "version": 7}, confirm),     # another writer came first
+        ({"_id": "cpn_01", "merchant_id": "mch_a", "version": 1}, confirm)]) == {"cpn_04", "cpn_01"}
+    doc = coll.find_one({"_id": "cpn_04"})
+    assert (doc["state"], doc["version"], doc["outbox"], doc["outbox_pending"]) == ("AVAILABLE", 2, {"ev_1": {"t": "x"}},
+                                                                                      1)
+    assert coll.find_one({"_id": "cpn_05"})["state"] == "CLAIMING"

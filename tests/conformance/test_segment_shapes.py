@@ -11,8 +11,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pymongo import ASCENDING
 
-from services.member.adapters.segment_store import (FACTS_DEFAULTS, apply_event, changed, count_matching,
-                                                    page_matching, put_facts, retag, settle, stats_for, stats_of)
+from services.member.adapters.segment_store import (FACTS_DEFAULTS, add_targets, apply_event, changed, consenting,
+                                                    count_matching, flat_filter, ids_matching, page_matching, put_facts,
+                                                    put_facts_many, retag, settle, settle_many, stats_for, stats_of,
+                                                    targets_page)
 from services.member.domain import segments as rules
 from services.member.domain.segments import Condition, Rule
 from tests.support import new_merchant_id
@@ -68,6 +70,70 @@ def test_facts_are_not_overwritten_by_older_statistics_and_keep_manual_tags(coll
     assert (doc["manual_tags"], doc["tags"]) == (["tag_a"], ["lapsed", "tag_a"])
     assert coll.count_documents({"merchant_id": m, "manual_tags": {"$in": ["tag_a"]}}) == 1
     assert coll.count_documents({"merchant_id": m, "manual_tags": {"$in": ["tag_b"]}}) == 0
+
+
+def test_a_batch_of_statistics_settles_in_one_unordered_bulk_write_under_each_version(coll):
+    m = new_merchant_id()
+    for member in ("mem_1", "mem_2", "mem_3"):
+        apply_event(coll, m, member, "ord_a:paid", "20250101", 1, 100, MS - 500 * rules.DAY_MS, "", 0)
+        apply_event(coll, m, member, f"ord_{member}:paid", "20260510", 1, 100, MS, "", 0)
+    read = sorted((s for s in changed(coll, 10) if s.merchant_id == m), key=lambda s: s.member_id)
+    apply_event(coll, m, "mem_2", "ord_z:paid", "20260511", 1, 100, MS, "", 0)   # mem_2 changed meanwhile
+    assert settle_many(coll, [(s, s.expired_days(NOW)) for s in read]) == 2
+    assert settle_many(coll, []) == 0
+    assert [s.member_id for s in changed(coll, 10) if s.merchant_id == m] == ["mem_2"]
+    assert sorted(coll.find_one({"_id": f"{m}:mem_1"})["days"]) == ["20260510"]
+    assert sorted(coll.find_one({"_id": f"{m}:mem_2"})["days"]) == ["20250101", "20260510", "20260511"]
+
+
+def test_a_batch_of_facts_inserts_updates_and_skips_in_one_unordered_bulk_write(coll):
+    m = new_merchant_id()
+    assert put_facts(coll, m, "mem_1", 3, {"rfm_r": 2, "auto_tags": []})
+    assert retag(coll, m, ["mem_1"], ["tag_a"], []) == 1
+    assert put_facts(coll, m, "mem_2", 9, {"rfm_r": 5, "auto_tags": []})       # newer than the batch's
+    assert put_facts(coll, m, "mem_3", 4, {"rfm_r": 1, "auto_tags": ["lapsed"]})
+    before = coll.find_one({"_id": f"{m}:mem_3"})["tags_version"]
+    assert put_facts_many(coll, m, [("mem_1", 4, {"rfm_r": 4, "auto_tags": ["lapsed"]}),
+                                    ("mem_2", 8, {"rfm_r": 1, "auto_tags": []}),
+                                    ("mem_3", 4, {"rfm_r": 1, "auto_tags": ["lapsed"]}),     # as stored
+                                    ("mem_4", 1, {"rfm_r": 3, "auto_tags": ["first-purchase"]})]) == 3
+    docs = {d["member_id"]: d for d in coll.find({"merchant_id": m})}
+    assert (docs["mem_1"]["rfm_r"], docs["mem_1"]["tags"], docs["mem_1"]["stats_version"]) == (
+        4, ["lapsed", "tag_a"], 4)
+    assert (docs["mem_2"]["rfm_r"], docs["mem_2"]["stats_version"]) == (5, 9)
+    assert docs["mem_3"]["tags_version"] == before                               # not written again
+    assert {k: docs["mem_4"][k] for k in FACTS_DEFAULTS if k not in ("rfm_r", "tags", "auto_tags", "stats_version")
+            } == {k: v for k, v in FACTS_DEFAULTS.items() if k not in ("rfm_r", "tags", "auto_tags", "stats_version")}
+    assert (docs["mem_4"]["tags"], docs["mem_4"]["rfm_r"]) == (["first-purchase"], 3)
+
+
+def test_a_batch_of_facts_that_loses_a_race_writes_the_lost_members_again(coll):
+    m = new_merchant_id()
+    assert put_facts(coll, m, "mem_1", 1, {"rfm_r": 1, "auto_tags": []})
+    real_find = coll.find
+
+    class Racing:
+        """The collection, with another writer landing between the batch's read and its write."""
+        raced = False
+
+        def __getattr__(self, name):
+            return getattr(coll, name)
+
+        def find(self, *args, **kwargs):
+            rows = list(real_find(*args, **kwargs))
+            if not self.raced:
+                self.raced = True
+                retag(coll, m, ["mem_1"], ["tag_a"], [])                            # bumps tags_version
+                put_facts(coll, m, "mem_2", 1, {"rfm_r": 2, "auto_tags": []})     # inserts first
+            return rows
+
+    assert put_facts_many(Racing(), m, [("mem_1", 2, {"rfm_r": 4, "auto_tags": ["lapsed"]}),
+                                        ("mem_2", 2, {"rfm_r": 5, "auto_tags": []})]) == 2
+    docs = {d["member_id"]: d for d in coll.find({"merchant_id": m})}
+    assert (docs["mem_1"]["rfm_r"], docs["mem_1"]["tags"], docs["mem_1"]["stats_version"]) == (
+        4, ["lapsed", "tag_a"], 2)
+    assert (docs["mem_2"]["rfm_r"], docs["mem_2"]["stats_version"]) == (5, 2)
+    assert coll.count_documents({"merchant_id": m}) == 2
 
 
 # ---- every segment query shape, against the pure evaluator ------------------------------------
@@ -126,5 +192,47 @@ def test_a_segment_query_selects_what_the_rule_matches(db):
         first = page_matching(coll, query, "", 2)
         rest = page_matching(coll, query, first[-1], 100) if first else []
         assert first + rest == expected
+        assert sorted(ids_matching(coll, query)) == expected
 
     check()
+
+
+def test_a_grants_targets_are_added_once_and_paged_as_one_id_range(coll):
+    m = new_merchant_id()
+    assert add_targets(coll, m, "cgj_1", ["mem_3", "mem_1", "mem_2", "mem_1"]) == 3
+    assert add_targets(coll, m, "cgj_1", ["mem_2", "mem_4"]) == 1                 # taken again after a restart
+    assert add_targets(coll, m, "cgj_10", ["mem_0"]) == 1                         # another grant, a prefix apart
+    assert add_targets(coll, m, "cgj_0", ["mem_9"]) == 1
+    assert targets_page(coll, m, "cgj_1", "", 3) == ["mem_1", "mem_2", "mem_3"]
+    assert targets_page(coll, m, "cgj_1", "mem_3", 3) == ["mem_4"]
+    assert targets_page(coll, m, "cgj_1", "mem_4", 3) == []
+    assert targets_page(coll, new_merchant_id(), "cgj_1", "", 3) == []
+
+
+def test_the_ids_matching_a_rule_and_who_consents_among_members(coll):
+    m = new_merchant_id()
+    coll.insert_many([{**FACTS_DEFAULTS, "_id": f"{m}:mem_{i}", "merchant_id": m, "member_id": f"mem_{i}",
+                       "birthday_month": 1 + i % 2, "consent": int(i < 2)} for i in range(4)]
+                     + [{**FACTS_DEFAULTS, "_id": "other:mem_0", "merchant_id": "other", "member_id": "mem_0",
+                         "birthday_month": 1, "consent": 1}])
+    query = rules.to_query(Rule(conditions=(Condition("birthday_month", "in", (1,)),)), m, NOW)
+    assert sorted(ids_matching(coll, query)) == ["mem_0", "mem_2"]
+    assert consenting(coll, m, ["mem_0", "mem_1", "mem_2", "mem_9"]) == {"mem_0", "mem_1"}
+
+
+def test_a_rules_filter_is_flattened_for_the_count_command_and_keeps_an_or_apart(coll):
+    m = new_merchant_id()
+    coll.insert_many([{**FACTS_DEFAULTS, "_id": f"{m}:mem_{i}", "merchant_id": m, "member_id": f"mem_{i}",
+                       "birthday_month": 1 + i % 3, "consent": i % 2, "last_paid_ms": i * rules.DAY_MS}
+                      for i in range(12)] + [{**FACTS_DEFAULTS, "_id": "x:mem_0", "merchant_id": "x",
+                                              "member_id": "mem_0", "birthday_month": 1, "consent": 1}])
+    plain = rules.to_query(Rule(conditions=(Condition("birthday_month", "in", (1, 2)),
+                                            Condition("marketing_consent", "in", (1,)),
+                                            Condition("last_order", "before", (0,)))), m, NOW)
+    assert flat_filter(plain) == {"merchant_id": m, "birthday_month": {"$in": [1, 2]}, "consent": {"$in": [1]},
+                                  "last_paid_ms": {"$gt": 0, "$lt": MS}}
+    either = rules.to_query(Rule(any_of=True, conditions=(Condition("birthday_month", "in", (1,)),
+                                                          Condition("marketing_consent", "in", (1,)))), m, NOW)
+    assert flat_filter(either) == {"$and": [{"merchant_id": m}, either["$and"][1]]}
+    for query in (plain, either):
+        assert count_matching(coll, query) == coll.count_documents(query)

@@ -119,6 +119,30 @@ class FakeCouponTemplates(VersionedStore):
         self.items[template_id].issued -= 1
         return True
 
+    async def claiming_ids(self, merchant_id: str, template_id: str) -> set[str]:
+        await _round_trip()
+        template = self.items.get(template_id)
+        return set(self.entries.get(template_id, {})) if template and template.merchant_id == merchant_id else set()
+
+    async def take_units(self, merchant_id: str, template_id: str, coupon_ids: list[str], now: datetime) -> bool:
+        await _round_trip()
+        self.takes += 1
+        template = self.items.get(template_id)
+        if template is None or template.merchant_id != merchant_id or template.state != TemplateState.ACTIVE:
+            return False
+        entries = self.entries[template_id]
+        if any(c in entries for c in coupon_ids) or (
+                template.total is not None and template.issued + len(coupon_ids) > template.total):
+            return False
+        template.issued += len(coupon_ids)
+        entries.update({c: now for c in coupon_ids})
+        return True
+
+    async def settle_units(self, merchant_id: str, template_id: str, coupon_ids: list[str]) -> None:
+        await _round_trip()
+        for c in coupon_ids:
+            self.entries.get(template_id, {}).pop(c, None)
+
     async def claiming(self, before: datetime, limit: int) -> list[Claiming]:
         await _round_trip()
         rows = [Claiming(self.items[t].merchant_id, t, c, since) for t, entries in self.entries.items()
@@ -173,6 +197,45 @@ class FakeMemberCoupons:
         self.events.extend(coupon.pull_events())
         self.items[coupon.id] = _copy(coupon)
         return Inserted.OK
+
+    async def of_members(self, merchant_id: str, template_id: str,
+                         member_ids: list[str]) -> dict[str, list[MemberCoupon]]:
+        await _round_trip()
+        out: dict[str, list[MemberCoupon]] = {}
+        for c in self.items.values():
+            if (c.merchant_id, c.template_id) == (merchant_id, template_id) and c.member_id in member_ids:
+                out.setdefault(c.member_id, []).append(_copy(c))
+        return out
+
+    async def insert_many(self, coupons: list[MemberCoupon]) -> set[str]:
+        await _round_trip()
+        self.bulk_inserts = getattr(self, "bulk_inserts", 0) + 1
+        inserted = set()
+        for coupon in coupons:
+            if (coupon.merchant_id, coupon.claim_key) in self.keys:
+                continue
+            slots = self.slots.setdefault((coupon.merchant_id, coupon.template_id, coupon.member_id), {})
+            if coupon.slot in slots:
+                continue
+            self.keys[(coupon.merchant_id, coupon.claim_key)] = coupon.id
+            slots[coupon.slot] = coupon.id
+            coupon.pull_events()
+            self.items[coupon.id] = _copy(coupon)
+            inserted.add(coupon.id)
+        return inserted
+
+    async def confirm_many(self, coupons: list[MemberCoupon]) -> set[str]:
+        await _round_trip()
+        for coupon in coupons:
+            stored = self.items.get(coupon.id)
+            if stored is None or stored.version != coupon.version:
+                coupon.pull_events()
+                continue
+            coupon.version = coupon.next_version
+            self.events.extend(coupon.pull_events())
+            self.items[coupon.id] = _copy(coupon)
+            self.saves += 1
+        return {c.id for c in coupons if c.id in self.items and self.items[c.id].state != CouponState.CLAIMING}
 
     async def save(self, coupon: MemberCoupon) -> None:
         await _round_trip()

@@ -52,10 +52,15 @@ class FakeStats:
         self.dirty.discard(key)
         return True
 
+    async def settle_many(self, items: list[tuple[MemberStats, list[str]]]) -> int:
+        self.settle_calls = getattr(self, "settle_calls", 0) + 1
+        return sum([await self.settle(stats, expired) for stats, expired in items])
+
 
 class FakeFacts:
     def __init__(self):
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.batches: list[int] = []  # the size of each put_many
 
     async def put(self, merchant_id: str, member_id: str, stats_version: int, facts: dict[str, Any]) -> bool:
         current = self.items.setdefault((merchant_id, member_id), {"stats_version": 0, "manual_tags": []})
@@ -64,6 +69,10 @@ class FakeFacts:
         current.update(facts, stats_version=stats_version,
                        tags=sorted(set(current["manual_tags"]) | set(facts.get("auto_tags") or [])))
         return True
+
+    async def put_many(self, merchant_id: str, items: list[tuple[str, int, dict[str, Any]]]) -> int:
+        self.batches.append(len(items))
+        return sum([await self.put(merchant_id, m, v, f) for m, v, f in items])
 
     async def retag(self, merchant_id: str, member_ids: list[str], add: list[str], remove: list[str]) -> int:
         changed = 0
@@ -84,11 +93,59 @@ class FakeFacts:
     async def carrying(self, merchant_id: str, tag_id: str) -> int:
         return sum(1 for (mer, _), f in self.items.items() if mer == merchant_id and tag_id in f["manual_tags"])
 
+    # Segment queries are checked against MongoDB (tests/conformance); here a small matcher
+    # of the same subset serves the use cases' tests.
     async def count(self, query: dict) -> int:
-        raise NotImplementedError  # segment queries are checked against MongoDB (tests/conformance)
+        return len(await self.matching(query))
 
     async def page(self, query: dict, after_member_id: str, limit: int) -> list[str]:
-        raise NotImplementedError
+        return sorted(m for m in await self.matching(query) if m > after_member_id)[:limit]
+
+    async def matching(self, query: dict) -> list[str]:
+        return [m for (mer, m), f in self.items.items() if _matches({**f, "merchant_id": mer, "member_id": m}, query)]
+
+    async def consenting(self, merchant_id: str, member_ids: list[str]) -> set[str]:
+        return {m for m in member_ids if int(self.items.get((merchant_id, m), {}).get("consent") or 0) == 1}
+
+
+def _matches(doc: dict[str, Any], query: dict) -> bool:
+    for key, want in query.items():
+        if key == "$and":
+            if not all(_matches(doc, q) for q in want):
+                return False
+            continue
+        if key == "$or":
+            if not any(_matches(doc, q) for q in want):
+                return False
+            continue
+        have = doc.get(key)
+        values = have if isinstance(have, list) else [have]
+        if not isinstance(want, dict):
+            if want not in values:
+                return False
+            continue
+        for op, arg in want.items():
+            ok = {"$in": lambda: any(v in arg for v in values), "$nin": lambda: not any(v in arg for v in values),
+                  "$all": lambda: all(a in values for a in arg), "$exists": lambda: (key in doc) == bool(arg),
+                  "$gte": lambda: have is not None and have >= arg, "$lte": lambda: have is not None and have <= arg,
+                  "$gt": lambda: have is not None and have > arg, "$lt": lambda: have is not None and have < arg}[op]()
+            if not ok:
+                return False
+    return True
+
+
+class FakeGrantTargets:
+    def __init__(self):
+        self.items: dict[tuple[str, str], set[str]] = {}   # (merchant, grant) -> member ids
+
+    async def add(self, merchant_id: str, grant_id: str, member_ids: list[str]) -> int:
+        have = self.items.setdefault((merchant_id, grant_id), set())
+        new = set(member_ids) - have
+        have |= new
+        return len(new)
+
+    async def page(self, merchant_id: str, grant_id: str, after_member_id: str, limit: int) -> list[str]:
+        return sorted(m for m in self.items.get((merchant_id, grant_id), set()) if m > after_member_id)[:limit]
 
 
 class FakeMemberSide:

@@ -13,11 +13,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import mongoengine as me
+from pymongo import InsertOne, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from siyu_kit.db import run_sync
 from siyu_kit.events.documents import OutboxDocument
+from siyu_kit.events.outbox import add_to_update, committed
 from siyu_kit.protos import epoch_ms, utcnow
 from siyu_kit.repository import insert_new, save_change
 
@@ -264,6 +266,49 @@ def give_back_unit(collection: Collection, merchant_id: str, template_id: str, c
                                  ).modified_count == 1
 
 
+# ---- a grant's chunk: several units in one conditional update ------------------------------------
+
+def claiming_ids(collection: Collection, merchant_id: str, template_id: str) -> set[str]:
+    doc = collection.find_one({"_id": template_id, "merchant_id": merchant_id}, {"claiming": 1})
+    return set((doc or {}).get("claiming") or {})
+
+
+def take_units(collection: Collection, merchant_id: str, template_id: str, coupon_ids: list[str],
+               now_ms: int) -> bool:
+    """`take_unit` for n coupons: `$inc issued n` with an entry each, guarded as one unit is
+    (state, the total as read, no entry yet for any of them) and by `issued <= total - n`."""
+    if not coupon_ids:
+        return True
+    n = len(coupon_ids)
+    key = {"_id": template_id, "merchant_id": merchant_id}
+    doc = collection.find_one(key, {"state": 1, "total": 1, "issued": 1})
+    if doc is None or doc.get("state") != TemplateState.ACTIVE.value:
+        return False
+    total = int(doc.get("total") or 0)
+    if total and int(doc.get("issued") or 0) + n > total:
+        return False
+    query = {**key, "state": TemplateState.ACTIVE.value, "total": total,
+             **{f"claiming.{c}": {"$exists": False} for c in coupon_ids}}
+    if total:
+        query["issued"] = {"$lte": total - n}
+    update = {"$inc": {"issued": n, "claiming_count": n}, "$set": {f"claiming.{c}": now_ms for c in coupon_ids}}
+    return collection.update_one(query, update).modified_count == 1
+
+
+def settle_units(collection: Collection, merchant_id: str, template_id: str, coupon_ids: list[str]) -> None:
+    """One update when every entry is still there; else each on its own (the recovery job
+    or another runner settled some)."""
+    if not coupon_ids:
+        return
+    query = {"_id": template_id, "merchant_id": merchant_id,
+             **{f"claiming.{c}": {"$exists": True} for c in coupon_ids}}
+    update = {"$unset": {f"claiming.{c}": "" for c in coupon_ids}, "$inc": {"claiming_count": -len(coupon_ids)}}
+    if collection.update_one(query, update).modified_count == 1:
+        return
+    for coupon_id in coupon_ids:
+        settle_unit(collection, merchant_id, template_id, coupon_id)
+
+
 class CouponTemplateRepository:
     async def get(self, merchant_id: str, template_id: str) -> CouponTemplate | None:
         doc = await run_sync(_col(CouponTemplateDoc).find_one, {"_id": template_id, "merchant_id": merchant_id},
@@ -317,6 +362,16 @@ class CouponTemplateRepository:
     async def give_back_unit(self, merchant_id: str, template_id: str, coupon_id: str) -> bool:
         return await run_sync(give_back_unit, _col(CouponTemplateDoc), merchant_id, template_id, coupon_id)
 
+    async def claiming_ids(self, merchant_id: str, template_id: str) -> set[str]:
+        return await run_sync(claiming_ids, _col(CouponTemplateDoc), merchant_id, template_id)
+
+    async def take_units(self, merchant_id: str, template_id: str, coupon_ids: list[str], now: datetime) -> bool:
+        return await run_sync(take_units, _col(CouponTemplateDoc), merchant_id, template_id, coupon_ids,
+                              epoch_ms(now))
+
+    async def settle_units(self, merchant_id: str, template_id: str, coupon_ids: list[str]) -> None:
+        await run_sync(settle_units, _col(CouponTemplateDoc), merchant_id, template_id, coupon_ids)
+
     async def claiming(self, before: datetime, limit: int) -> list[Claiming]:
         cutoff = epoch_ms(before)
         docs = await run_sync(lambda: list(_col(CouponTemplateDoc).find(
@@ -346,6 +401,32 @@ def insert_coupon(collection: Collection, doc: dict) -> Inserted:
             return Inserted.KEY_USED
         return Inserted.SLOT_TAKEN
     return Inserted.OK
+
+
+def insert_coupons(collection: Collection, docs: list[dict]) -> set[str]:
+    """Unordered: a coupon whose claim key or slot is held already is left out, the rest go in."""
+    if not docs:
+        return set()
+    try:
+        collection.bulk_write([InsertOne(d) for d in docs], ordered=False)
+    except BulkWriteError as failed:
+        refused = {int(e["index"]) for e in failed.details.get("writeErrors") or []}
+        if any(int(e.get("code") or 0) != 11000 for e in failed.details.get("writeErrors") or []):
+            raise
+        return {d["_id"] for i, d in enumerate(docs) if i not in refused}
+    return {d["_id"] for d in docs}
+
+
+def confirm_coupons(collection: Collection, changes: list[tuple[dict, dict]]) -> set[str]:
+    """Each (query, update) a confirmation under its version, sent as one unordered bulk
+    write; the ids no longer CLAIMING afterwards."""
+    if not changes:
+        return set()
+    collection.bulk_write([UpdateOne(q, u) for q, u in changes], ordered=False)
+    committed()
+    ids = [q["_id"] for q, _ in changes]
+    return {d["_id"] for d in collection.find({"_id": {"$in": ids}}, {"state": 1})
+            if d.get("state") != CouponState.CLAIMING.value}
 
 
 class MemberCouponRepository:
@@ -378,6 +459,32 @@ class MemberCouponRepository:
     async def insert(self, coupon: MemberCoupon) -> Inserted:
         coupon.pull_events()  # a CLAIMING coupon records nothing; its claim is recorded on confirm
         return await run_sync(insert_coupon, _col(MemberCouponDoc), _coupon_doc(coupon))
+
+    async def of_members(self, merchant_id: str, template_id: str,
+                         member_ids: list[str]) -> dict[str, list[MemberCoupon]]:
+        docs = await run_sync(lambda: list(_col(MemberCouponDoc).find(
+            {"merchant_id": merchant_id, "template_id": template_id, "member_id": {"$in": list(member_ids)}},
+            NO_OUTBOX)))
+        out: dict[str, list[MemberCoupon]] = {}
+        for d in docs:
+            out.setdefault(d["member_id"], []).append(_coupon(d))
+        return out
+
+    async def insert_many(self, coupons: list[MemberCoupon]) -> set[str]:
+        for c in coupons:
+            c.pull_events()  # a CLAIMING coupon records nothing; its claim is recorded on confirm
+        return await run_sync(insert_coupons, _col(MemberCouponDoc), [_coupon_doc(c) for c in coupons])
+
+    async def confirm_many(self, coupons: list[MemberCoupon]) -> set[str]:
+        changes = []
+        for coupon in coupons:
+            recorded = coupon.pull_events()
+            version = coupon.next_version
+            update = {"$set": {"state": coupon.state.value, "updated_ms": _ms(coupon.updated_at or utcnow())},
+                      "$inc": {"version": 1}}
+            changes.append(({"_id": coupon.id, "merchant_id": coupon.merchant_id, "version": coupon.version},
+                            add_to_update(update, *messages.coupon_events(coupon, recorded, version))))
+        return await run_sync(confirm_coupons, _col(MemberCouponDoc), changes)
 
     async def save(self, coupon: MemberCoupon) -> None:
         recorded = coupon.pull_events()

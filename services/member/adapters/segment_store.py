@@ -17,7 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import mongoengine as me
+from pymongo import InsertOne, UpdateOne
 from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
 
 from services.member.domain.segments import MemberStats, RfmSettings, Segment, Tag, TagGroup, rule_doc, rule_of, tags_after
 from services.member.adapters.documents import MemberDoc
@@ -78,8 +80,19 @@ class SegmentDoc(me.Document):
     meta = {"collection": "segments", "strict": False, "indexes": [{"fields": ["merchant_id"]}]}
 
 
+class GrantTargetDoc(me.Document):
+    """A member of a coupon grant's audience as taken when the grant started: `_id`
+    "<grant id>:<member id>", so one grant's members are one `_id` range in member order."""
+    id = me.StringField(primary_key=True)
+    merchant_id = me.StringField(required=True)
+    grant_id = me.StringField(required=True)
+    member_id = me.StringField(required=True)
+    meta = {"collection": "coupon_grant_targets"}
+
+
 def ensure_indexes() -> None:
-    for doc in (MemberStatsDoc, MemberFactsDoc, RfmSettingsDoc, FactsSweepDoc, TagGroupDoc, TagDoc, SegmentDoc):
+    for doc in (MemberStatsDoc, MemberFactsDoc, RfmSettingsDoc, FactsSweepDoc, TagGroupDoc, TagDoc, SegmentDoc,
+                GrantTargetDoc):
         doc.ensure_indexes()
 
 
@@ -175,6 +188,23 @@ def settle(coll: Collection, stats: MemberStats, expired_days: list[str]) -> boo
                            update).modified_count == 1
 
 
+def _settle_update(expired_days: list[str]) -> dict[str, Any]:
+    update: dict[str, Any] = {"$set": {"dirty": 0}}
+    if expired_days:
+        update["$unset"] = {f"days.{d}": "" for d in expired_days}
+    return update
+
+
+def settle_many(coll: Collection, items: list[tuple[MemberStats, list[str]]]) -> int:
+    """`settle` for a batch: one unordered bulk write of the same conditional updates; how
+    many were still at the version read (the others are changed and come again)."""
+    if not items:
+        return 0
+    ops = [UpdateOne({"_id": f"{s.merchant_id}:{s.member_id}", "version": s.version}, _settle_update(expired))
+           for s, expired in items]
+    return coll.bulk_write(ops, ordered=False).modified_count
+
+
 ATTEMPTS = 8
 
 
@@ -202,6 +232,65 @@ def put_facts(coll: Collection, merchant_id: str, member_id: str, stats_version:
                            {"$set": fields, "$inc": {"tags_version": 1}}).modified_count == 1:
             return True
     return False
+
+
+def _fact_fields(facts: dict[str, Any], stats_version: int) -> dict[str, Any]:
+    fields = {k: v for k, v in facts.items() if k in FACTS_DEFAULTS and k not in ("manual_tags", "tags")}
+    fields["auto_tags"] = sorted(facts.get("auto_tags") or [])
+    fields["stats_version"] = stats_version
+    return fields
+
+
+def _holds(doc: dict | None, fields: dict[str, Any]) -> bool:
+    return doc is not None and all(doc.get(k) == v for k, v in fields.items())
+
+
+def put_facts_many(coll: Collection, merchant_id: str, items: list[tuple[str, int, dict[str, Any]]]) -> int:
+    """`put_facts` for a batch of the merchant's members: one read of their facts, then one
+    unordered bulk write of the same guarded writes (insert for a first fact; otherwise the
+    compare-and-set on `tags_version` and older-or-equal statistics). Facts already stored
+    as computed are not written again (the daily sweep over unchanged members only reads).
+    A member whose write lost to a racing writer is done again one at a time by
+    `put_facts`; how many members hold facts at least as new as these."""
+    if not items:
+        return 0
+    keys = [f"{merchant_id}:{m}" for m, _, _ in items]
+    current = {d["_id"]: d for d in coll.find({"_id": {"$in": keys}}, {"outbox": 0})}
+    ops: list[Any] = []
+    wanted: dict[str, tuple[str, int, dict[str, Any], dict[str, Any]]] = {}
+    done = 0
+    for key, (member_id, stats_version, facts) in zip(keys, items):
+        fields = _fact_fields(facts, stats_version)
+        doc = current.get(key)
+        if doc is None:
+            ops.append(InsertOne({**FACTS_DEFAULTS, **fields, "_id": key, "merchant_id": merchant_id,
+                                  "member_id": member_id, "tags": list(fields["auto_tags"])}))
+        else:
+            if int(doc.get("stats_version") or 0) > stats_version:
+                continue                       # newer statistics' facts are stored
+            if _holds(doc, fields):
+                done += 1
+                continue
+            fields_with_tags = {**fields, "tags": sorted(set(doc.get("manual_tags") or []) | set(fields["auto_tags"]))}
+            ops.append(UpdateOne({"_id": key, "tags_version": int(doc.get("tags_version") or 0),
+                                  "stats_version": {"$lte": stats_version}},
+                                 {"$set": fields_with_tags, "$inc": {"tags_version": 1}}))
+        wanted[key] = (member_id, stats_version, facts, fields)
+    if not ops:
+        return done
+    try:
+        result = coll.bulk_write(ops, ordered=False)
+        written = result.inserted_count + result.matched_count
+    except BulkWriteError as failed:       # a racing writer inserted first
+        written = int(failed.details.get("nInserted") or 0) + int(failed.details.get("nMatched") or 0)
+    if written == len(ops):
+        return done + written
+    # Some condition lost: whoever's facts are stored now, ours are written again where not held.
+    after = {d["_id"]: d for d in coll.find({"_id": {"$in": list(wanted)}}, {"outbox": 0})}
+    for key, (member_id, stats_version, facts, fields) in wanted.items():
+        if _holds(after.get(key), fields) or put_facts(coll, merchant_id, member_id, stats_version, facts):
+            done += 1
+    return done
 
 
 def retag(coll: Collection, merchant_id: str, member_ids: list[str], add: list[str], remove: list[str]) -> int:
@@ -254,14 +343,99 @@ def settings_of(d: dict | None) -> RfmSettings:
                        midpoint=int(d.get("midpoint") or 3), lapsed_days=int(d.get("lapsed_days") or 180))
 
 
+def flat_filter(query: dict) -> dict:
+    """The same filter with `$and`s folded into one document where no two parts name the
+    same field (one field's operators merge when they differ): MongoDB means the same by
+    both, and the embedded server evaluates the flat form in SQL but a `$and` in Python
+    (seconds over 100,000 members, docs/performance.md). An `$or` stays in a `$and` beside
+    the rest: next to plain fields the embedded server would ignore them (docs/storage.md)."""
+    out: dict = {}
+    rest: list = []
+    for part in _conjuncts(query):
+        for key, value in part.items():
+            have = out.get(key, _ABSENT)
+            if key.startswith("$"):
+                rest.append({key: value})
+            elif have is _ABSENT:
+                out[key] = value
+            elif (isinstance(have, dict) and isinstance(value, dict)
+                  and all(k.startswith("$") for k in (*have, *value)) and not set(have) & set(value)):
+                out[key] = {**have, **value}
+            else:
+                rest.append({key: value})
+    if rest:
+        return {"$and": ([out] if out else []) + rest}
+    return out
+
+
+_ABSENT = object()
+
+
+def _conjuncts(query: dict) -> list[dict]:
+    parts: list[dict] = []
+    for key, value in query.items():
+        if key == "$and":
+            for sub in value:
+                parts.extend(_conjuncts(sub))
+        else:
+            parts.append({key: value})
+    return parts
+
+
 def count_matching(coll: Collection, query: dict) -> int:
-    return coll.count_documents(query)
+    # The `count` command with the filter, not `count_documents` (an aggregation, which the
+    # embedded server runs in Python whatever the filter); exact on a replica set.
+    return int(coll.database.command("count", coll.name, query=flat_filter(query))["n"])
 
 
 def page_matching(coll: Collection, query: dict, after_member_id: str, limit: int) -> list[str]:
     """Member ids matching, in member id order, after the cursor's member."""
     q = {"$and": [query, {"member_id": {"$gt": after_member_id}}]} if after_member_id else query
-    return [d["member_id"] for d in coll.find(q, {"member_id": 1}).sort("member_id", 1).limit(limit)]
+    return [d["member_id"] for d in coll.find(flat_filter(q), {"member_id": 1}).sort("member_id", 1).limit(limit)]
+
+
+def ids_matching(coll: Collection, query: dict) -> list[str]:
+    """Every member id matching, in one read (no order)."""
+    return [d["member_id"] for d in coll.find(flat_filter(query), {"member_id": 1})]
+
+
+def add_targets(coll: Collection, merchant_id: str, grant_id: str, member_ids: list[str]) -> int:
+    """Unordered insert: members already there (a restart taking the audience again) stay
+    as they are; how many were new."""
+    if not member_ids:
+        return 0
+    docs = [{"_id": f"{grant_id}:{m}", "merchant_id": merchant_id, "grant_id": grant_id, "member_id": m}
+            for m in dict.fromkeys(member_ids)]
+    try:
+        return len(coll.insert_many(docs, ordered=False).inserted_ids)
+    except BulkWriteError as failed:
+        if any(int(e.get("code") or 0) != 11000 for e in failed.details.get("writeErrors") or []):
+            raise
+        return int(failed.details.get("nInserted") or 0)
+
+
+def targets_page(coll: Collection, merchant_id: str, grant_id: str, after_member_id: str, limit: int) -> list[str]:
+    """The grant's members after the cursor's, in member id order: one `_id` range (";" is
+    the character after ":")."""
+    docs = coll.find({"_id": {"$gt": f"{grant_id}:{after_member_id}", "$lt": f"{grant_id};"}},
+                     {"merchant_id": 1, "member_id": 1}).sort("_id", 1).limit(limit)
+    return [d["member_id"] for d in docs if d["merchant_id"] == merchant_id]
+
+
+def consenting(coll: Collection, merchant_id: str, member_ids: list[str]) -> set[str]:
+    # By _id alone, the merchant checked here (see stats_for).
+    return {d["member_id"] for d in coll.find({"_id": {"$in": [f"{merchant_id}:{m}" for m in member_ids]}},
+                                              {"merchant_id": 1, "member_id": 1, "consent": 1})
+            if d["merchant_id"] == merchant_id and int(d.get("consent") or 0) == 1}
+
+
+class GrantTargetRepository:
+    async def add(self, merchant_id: str, grant_id: str, member_ids: list[str]) -> int:
+        return await run_sync(add_targets, GrantTargetDoc._get_collection(), merchant_id, grant_id, member_ids)
+
+    async def page(self, merchant_id: str, grant_id: str, after_member_id: str, limit: int) -> list[str]:
+        return await run_sync(targets_page, GrantTargetDoc._get_collection(), merchant_id, grant_id,
+                              after_member_id, limit)
 
 
 # ---- repositories --------------------------------------------------------------------------
@@ -280,10 +454,16 @@ class StatsRepository:
     async def settle(self, stats: MemberStats, expired_days: list[str]) -> bool:
         return await run_sync(settle, _stats(), stats, expired_days)
 
+    async def settle_many(self, items: list[tuple[MemberStats, list[str]]]) -> int:
+        return await run_sync(settle_many, _stats(), items)
+
 
 class FactsRepository:
     async def put(self, merchant_id: str, member_id: str, stats_version: int, facts: dict[str, Any]) -> bool:
         return await run_sync(put_facts, _facts(), merchant_id, member_id, stats_version, facts)
+
+    async def put_many(self, merchant_id: str, items: list[tuple[str, int, dict[str, Any]]]) -> int:
+        return await run_sync(put_facts_many, _facts(), merchant_id, items)
 
     async def retag(self, merchant_id: str, member_ids: list[str], add: list[str], remove: list[str]) -> int:
         return await run_sync(retag, _facts(), merchant_id, member_ids, add, remove)
@@ -299,6 +479,12 @@ class FactsRepository:
 
     async def page(self, query: dict, after_member_id: str, limit: int) -> list[str]:
         return await run_sync(page_matching, _facts(), query, after_member_id, limit)
+
+    async def matching(self, query: dict) -> list[str]:
+        return await run_sync(ids_matching, _facts(), query)
+
+    async def consenting(self, merchant_id: str, member_ids: list[str]) -> set[str]:
+        return await run_sync(consenting, _facts(), merchant_id, member_ids)
 
 
 class RfmSettingsRepository:

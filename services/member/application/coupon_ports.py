@@ -90,6 +90,19 @@ class CouponTemplateRepository(Protocol):
     async def claiming(self, before: datetime, limit: int) -> list[Claiming]:
         """Claiming entries older than `before`, any merchant."""
 
+    # ---- a grant's chunk: the same counter, several units per update ----
+    async def claiming_ids(self, merchant_id: str, template_id: str) -> set[str]:
+        """The coupon ids of the template's claiming entries now."""
+
+    async def take_units(self, merchant_id: str, template_id: str, coupon_ids: list[str], now: datetime) -> bool:
+        """`take_unit` for several coupons at once: ONE conditional update adding
+        len(coupon_ids) to `issued` with an entry each, guarded by the state, the total as
+        read, `issued <= total - n` when the total is bounded and none of the entries
+        existing. False when it did not apply (the caller goes one unit at a time)."""
+
+    async def settle_units(self, merchant_id: str, template_id: str, coupon_ids: list[str]) -> None:
+        """`settle_unit` for each coupon, in one write."""
+
 
 class MemberCouponRepository(Protocol):
     async def get(self, merchant_id: str, coupon_id: str) -> MemberCoupon | None: ...
@@ -129,6 +142,20 @@ class MemberCouponRepository(Protocol):
 
     async def stale_claiming(self, before: datetime, limit: int) -> list[MemberCoupon]:
         """CLAIMING coupons inserted before `before`, any merchant."""
+
+    # ---- a grant's chunk ----
+    async def of_members(self, merchant_id: str, template_id: str,
+                         member_ids: list[str]) -> dict[str, list[MemberCoupon]]:
+        """The template's coupons of each of these members (absent: none), in one read."""
+
+    async def insert_many(self, coupons: list[MemberCoupon]) -> set[str]:
+        """Inserts CLAIMING coupons in one unordered write; the ids inserted (a coupon whose
+        claim key or slot is held already is not)."""
+
+    async def confirm_many(self, coupons: list[MemberCoupon]) -> set[str]:
+        """Saves the confirmation each coupon recorded (with its events), each under its
+        version, in one write; the ids among them that are no longer CLAIMING afterwards
+        (confirmed by this write or by another)."""
 
 
 class GrantJobRepository(Protocol):

@@ -26,11 +26,22 @@ class StatsStore(Protocol):
         the statistics are still at the version read."""
         ...
 
+    async def settle_many(self, items: list[tuple[MemberStats, list[str]]]) -> int:
+        """`settle` for a batch (statistics and their expired days) in one write; how many
+        were still at the version read."""
+        ...
+
 
 class FactsStore(Protocol):
     async def put(self, merchant_id: str, member_id: str, stats_version: int, facts: dict[str, Any]) -> bool:
         """Writes the member's facts (all but the manual tags) unless facts of newer
         statistics are stored; the tags become the manual ones and `auto_tags`."""
+        ...
+
+    async def put_many(self, merchant_id: str, items: list[tuple[str, int, dict[str, Any]]]) -> int:
+        """`put` for a batch of the merchant's members (member id, statistics version,
+        facts) in one read and one write; facts stored as they are computed are left alone;
+        how many members hold facts at least as new afterwards."""
         ...
 
     async def retag(self, merchant_id: str, member_ids: list[str], add: list[str], remove: list[str]) -> int:
@@ -46,6 +57,14 @@ class FactsStore(Protocol):
 
     async def page(self, query: dict, after_member_id: str, limit: int) -> list[str]:
         """Member ids matching the query, in member id order, after `after_member_id`."""
+        ...
+
+    async def matching(self, query: dict) -> list[str]:
+        """Every member id matching the query, in one read."""
+        ...
+
+    async def consenting(self, merchant_id: str, member_ids: list[str]) -> set[str]:
+        """Those of the members whose facts say they consent to marketing now."""
         ...
 
 
@@ -104,3 +123,15 @@ class SegmentStore(Protocol):
     async def count(self, merchant_id: str) -> int: ...
 
     async def remove(self, merchant_id: str, segment_id: str) -> bool: ...
+
+
+class GrantTargets(Protocol):
+    """A coupon grant's audience as taken when it started (a segment's members then)."""
+
+    async def add(self, merchant_id: str, grant_id: str, member_ids: list[str]) -> int:
+        """Adds members (once each, whatever the repeats); how many were new."""
+        ...
+
+    async def page(self, merchant_id: str, grant_id: str, after_member_id: str, limit: int) -> list[str]:
+        """The grant's members after `after_member_id` (empty: from the start), in member id order."""
+        ...

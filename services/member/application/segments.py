@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Any, Callable
 
 from services.member.application.ports import MemberRepository, MerchantRepository
-from services.member.application.segment_ports import (FactsStore, MemberSide, RfmSettingsStore, SegmentStore,
-                                                       StatsStore, SweepProgress, TagStore)
+from services.member.application.segment_ports import (FactsStore, GrantTargets, MemberSide, RfmSettingsStore,
+                                                       SegmentStore, StatsStore, SweepProgress, TagStore)
 from services.member.domain import segments as rules
 from services.member.domain.coupons import GrantJob, audience_marketing, audience_segment
 from services.member.domain.segments import MemberStats, RfmSettings, Rule, Segment, Tag, TagGroup
@@ -38,7 +38,7 @@ log = slog.get("siyu.member.segments")
 
 BATCH = 500
 SWEEP_PAGES = 20          # pages of the sweep per run
-SWEEP_LEASE_MS = 120_000
+SWEEP_LEASE_MS = 30_000     # renewed at every page, so a restarted replica waits at most this long
 
 
 @dataclass(frozen=True)
@@ -91,25 +91,25 @@ class MemberStatistics:
         if side is None:
             return False
         stats = (await self.stats.of(merchant_id, [member_id])).get(member_id) or MemberStats(merchant_id, member_id)
-        await self._write(stats, side, self.clock(), {}, settle=False)  # the job settles changed statistics
+        # The job settles changed statistics.
+        await self.facts.put(merchant_id, member_id, stats.version, await self._facts(stats, side, self.clock(), {}))
         return True
 
     # ---- the facts job ----------------------------------------------------------------------
     async def recompute(self) -> int:
-        """Members whose statistics changed, then a slice of the sweep; how many were done."""
+        """Members whose statistics changed, then a slice of the sweep; how many were done.
+        A batch is one read of statistics, one of the member side, one bulk write of facts
+        and one of the settled statistics."""
         now = self.clock()
         done = 0
         cache: dict[str, Any] = {}
         while True:
             rows = await self.stats.changed(BATCH)
-            sides: dict[str, dict[str, dict[str, Any]]] = {}
-            for merchant_id in {s.merchant_id for s in rows}:
-                sides[merchant_id] = await self.side.of(merchant_id, [s.member_id for s in rows
-                                                                      if s.merchant_id == merchant_id])
-            progressed = 0
-            for stats in rows:
-                progressed += await self._write(stats, sides[stats.merchant_id].get(stats.member_id) or {}, now,
-                                                cache)
+            for merchant_id, batch in _by_merchant(rows, lambda s: s.merchant_id).items():
+                sides = await self.side.of(merchant_id, [s.member_id for s in batch])
+                await self._write_many(merchant_id, [(s, sides.get(s.member_id) or {}) for s in batch], now, cache)
+            # Settled only where the statistics are still as read: a member changed meanwhile comes again.
+            progressed = await self.stats.settle_many([(s, s.expired_days(now)) for s in rows])
             done += progressed
             if progressed == 0 or len(rows) < BATCH:
                 break
@@ -132,38 +132,44 @@ class MemberStatistics:
             rows = await self.side.page(after_id, BATCH)
             if not rows:
                 break
-            by_merchant: dict[str, list[str]] = {}
-            for merchant_id, member_id, _side in rows:
-                by_merchant.setdefault(merchant_id, []).append(member_id)
-            stats = {}
-            for merchant_id, ids in by_merchant.items():
-                stats[merchant_id] = await self.stats.of(merchant_id, ids)
-            for merchant_id, member_id, side in rows:
-                found = stats[merchant_id].get(member_id) or MemberStats(merchant_id, member_id)
-                await self._write(found, side, now, cache, settle=False)
-                done += 1
+            for merchant_id, batch in _by_merchant(rows, lambda r: r[0]).items():
+                found = await self.stats.of(merchant_id, [member_id for _, member_id, _ in batch])
+                await self._write_many(merchant_id, [(found.get(member_id) or MemberStats(merchant_id, member_id), side)
+                                                     for _, member_id, side in batch], now, cache)
+                done += len(batch)
             after_id = rows[-1][1]
             if not await self.progress.advance(self.holder, day, after_id, now_ms + SWEEP_LEASE_MS):
                 break                          # the lease went to another replica
         return done
 
-    async def _write(self, stats: MemberStats, side: dict[str, Any], now: datetime, cache: dict[str, Any],
-                     settle: bool = True) -> int:
-        merchant_id = stats.merchant_id
+    async def _settings(self, merchant_id: str, cache: dict[str, Any]) -> tuple[RfmSettings, Any]:
         if merchant_id not in cache:
             merchant = await self.merchants.get(merchant_id)
             cache[merchant_id] = (await self.settings.get(merchant_id), merchant.config if merchant else None)
-        settings, config = cache[merchant_id]
+        return cache[merchant_id]
+
+    async def _facts(self, stats: MemberStats, side: dict[str, Any], now: datetime,
+                     cache: dict[str, Any]) -> dict[str, Any]:
+        settings, config = await self._settings(stats.merchant_id, cache)
         facts = rules.derived_facts(stats, settings, now)
         if side:
             facts |= {"registered_ms": int(side.get("registered_ms") or 0),
                       "birthday_month": int(side.get("birthday_month") or 0),
                       "consent": int(bool(side.get("consent"))),
                       "tier": tier_for(int(side.get("growth") or 0), config) if config is not None else ""}
-        await self.facts.put(merchant_id, stats.member_id, stats.version, facts)
-        if not settle:
-            return 1
-        return int(await self.stats.settle(stats, stats.expired_days(now)))
+        return facts
+
+    async def _write_many(self, merchant_id: str, rows: list[tuple[MemberStats, dict[str, Any]]], now: datetime,
+                          cache: dict[str, Any]) -> int:
+        items = [(stats.member_id, stats.version, await self._facts(stats, side, now, cache)) for stats, side in rows]
+        return await self.facts.put_many(merchant_id, items)
+
+
+def _by_merchant(rows: list, merchant_of: Callable[[Any], str]) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for row in rows:
+        out.setdefault(merchant_of(row), []).append(row)
+    return out
 
 
 class Segments:
@@ -315,28 +321,56 @@ class Segments:
         await self.segments.remove(merchant_id, segment_id)
 
 
+TAKEN = "T:"           # a grant's cursor once its audience is taken: "T:<last member id given>"
+TAKE_BATCH = 1_000
+
+
 class SegmentAudience:
     """A coupon grant's audience over a segment (services.member.application.coupon_ports.
-    GrantAudience): the segment's members at the time each chunk runs, in member id order,
-    the cursor the last member id given; with marketing consent only for a marketing
-    template. Each member's coupon is issued under the job's key, so a chunk run again
-    after a restart gives nobody a second one."""
+    GrantAudience): the members in the segment when the grant started. The job's first
+    chunk takes them (one read of the matching ids, stored as the grant's targets), later
+    chunks page the targets in member id order, the cursor the last member id given; a
+    member who enters the segment afterwards is not in this grant, one who leaves still
+    is. For a marketing template only members consenting when their chunk runs are given
+    one. Each member's coupon is issued under the job's key, so a chunk run again after a
+    restart gives nobody a second one (and a restart while the audience is taken takes it
+    again, before any coupon is issued)."""
 
-    def __init__(self, segments: Segments):
+    def __init__(self, segments: Segments, targets: GrantTargets):
         self.segments = segments
+        self.targets = targets
 
     async def exists(self, merchant_id: str, segment_id: str) -> bool:
         return await self.segments.segments.get(merchant_id, segment_id) is not None
 
+    def _query(self, merchant_id: str, rule: Rule) -> dict:
+        return rules.to_query(rule, merchant_id, self.segments.clock())
+
     async def page(self, job: GrantJob, cursor: str, limit: int) -> tuple[list[str], str, bool]:
+        facts = self.segments.statistics.facts
+        if cursor.startswith(TAKEN):
+            ids = await self.targets.page(job.merchant_id, job.id, cursor[len(TAKEN):], limit + 1)
+            finished = len(ids) <= limit
+            ids = ids[:limit]
+            if ids and audience_marketing(job.audience):
+                consenting = await facts.consenting(job.merchant_id, ids)
+                given = [m for m in ids if m in consenting]
+            else:
+                given = ids
+            return given, (TAKEN + ids[-1] if ids else cursor), finished
         segment = await self.segments.segments.get(job.merchant_id, audience_segment(job.audience))
         if segment is None:
             return [], cursor, True          # deleted meanwhile: the grant ends
         rule = segment.rule
         if audience_marketing(job.audience):
             rule = Rule(conditions=(rules.Condition("marketing_consent", "in", (1,)),), rules=(rule,))
-        query = rules.to_query(rule, job.merchant_id, self.segments.clock())
-        ids = await self.segments.statistics.facts.page(query, cursor, limit + 1)
-        finished = len(ids) <= limit
-        ids = ids[:limit]
-        return ids, (ids[-1] if ids else cursor), finished
+        if cursor:                           # a grant started before audiences were taken: the live segment
+            ids = await facts.page(self._query(job.merchant_id, rule), cursor, limit + 1)
+            finished = len(ids) <= limit
+            ids = ids[:limit]
+            return ids, (ids[-1] if ids else cursor), finished
+        members = sorted(await facts.matching(self._query(job.merchant_id, rule)))
+        for start in range(0, len(members), TAKE_BATCH):
+            await self.targets.add(job.merchant_id, job.id, members[start:start + TAKE_BATCH])
+        return [], TAKEN, not members
+

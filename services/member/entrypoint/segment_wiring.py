@@ -92,7 +92,7 @@ def subscriptions(segments: Segments) -> list[Subscription]:
 
 def grant_audience(coupons: CouponUseCases, segments: Segments) -> None:
     """Coupon grants may go to a segment's members."""
-    coupons.audiences[SEGMENT_AUDIENCE] = SegmentAudience(segments)
+    coupons.audiences[SEGMENT_AUDIENCE] = SegmentAudience(segments, segment_store.GrantTargetRepository())
 
 
 def jobs(segments: Segments) -> list[service.Job]:

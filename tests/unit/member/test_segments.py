@@ -222,12 +222,35 @@ def test_a_member_changed_during_the_recompute_stays_due():
     async def run():
         uc, stats, facts = _use_case()
         await uc.on_paid(_paid("ord_1", 500, 1))
-        read = (await stats.changed(10))[0]
-        await uc.on_paid(_paid("ord_2", 500, 1))             # another replica's event lands meanwhile
-        assert await uc._write(read, {}, NOW, {}) == 0
-        assert [s.version for s in await stats.changed(10)] == [2]
+        read_changed = stats.changed
+
+        async def changed_then_event(limit):   # another replica's event lands after the batch is read
+            rows = await read_changed(limit)
+            stats.changed = read_changed
+            await uc.on_paid(_paid("ord_2", 500, 1))
+            return rows
+
+        stats.changed = changed_then_event
+        await uc.recompute()
+        assert [s.version for s in await stats.changed(10)] == [2]   # not settled by the older read
         await uc.recompute()
         assert facts.items[("mer_1", "mem_1")]["orders_365"] == 2
+        assert await stats.changed(10) == []
         assert not await facts.put("mer_1", "mem_1", 1, {"orders_365": 1})  # a slower replica loses
         assert facts.items[("mer_1", "mem_1")]["orders_365"] == 2
+    asyncio.run(run())
+
+
+def test_the_job_reads_and_writes_a_batch_at_a_time():
+    async def run():
+        members = [f"mem_{i:04d}" for i in range(1_200)]
+        uc, stats, facts = _use_case(members)
+        for i, m in enumerate(members[:1_100]):
+            await uc.on_paid(_paid(f"ord_{i}", 100 + i, i % 400, member=m))
+        assert await uc.recompute() == 1_100 + 1_200
+        # Changed statistics: 500, 500, 100 (one settle each); the sweep: 500, 500, 200.
+        assert facts.batches == [500, 500, 100, 500, 500, 200]
+        assert stats.settle_calls == 3
+        assert len(facts.items) == 1_200 and await stats.changed(10) == []
+        assert facts.items[("mer_1", "mem_0007")]["spend_365"] == 107
     asyncio.run(run())
