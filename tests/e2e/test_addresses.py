@@ -6,18 +6,11 @@ from __future__ import annotations
 
 import uuid
 
+from tests.support.member_centre import PHONE, new_address
 from tests.support.shop import Shop
-
-PHONE = "13812348000"
-
 
 def violations(resp) -> dict[str, str]:
     return {v["field"]: v["description"] for v in resp.json()["error"].get("field_violations", [])}
-
-
-def new_address(**changes) -> dict:
-    return {"idempotency_key": uuid.uuid4().hex, "recipient": "张三", "phone": PHONE, "province_code": "330000",
-            "city_code": "330100", "district_code": "330106", "detail": "文三路 90 号", **changes}
 
 
 def book(shop: Shop, token: str, channel: str = "H5") -> list[dict]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections import Counter
 from typing import Callable, TypeVar
 
 import grpc
@@ -17,9 +18,10 @@ from grpc_status import rpc_status
 from pymongo import MongoClient
 
 from siyu_kit import config
+from siyu_kit.config import SERVICE_NAMES
 from siyu_kit.context import RequestContext
 from siyu_kit.ids import new_id
-from siyu_kit.metrics import job_runs
+from siyu_kit.metrics import db_commands, job_runs
 
 T = TypeVar("T")
 
@@ -123,6 +125,16 @@ def wait_job_runs(stack, service: str, job: str, runs: int = 3, timeout: float =
     start = job_runs(stack.metrics_url(service), job)
     wait_until(lambda: job_runs(stack.metrics_url(service), job) >= start + runs, timeout=timeout,
                message=f"{runs} more runs of {service}'s {job}")
+
+
+def db_round_trips(stack) -> Counter:
+    """MongoDB commands so far by (service, RPC), the background work left out."""
+    counts = Counter()
+    for service in SERVICE_NAMES:
+        for rpc, value in db_commands(stack.metrics_url(service)).items():
+            if rpc != "background":
+                counts[(service, rpc)] += value
+    return counts
 
 
 def ensure_gateway(stack, services) -> str:
