@@ -10,6 +10,9 @@ from tests.support import wait_until
 from tests.support.coupons import active_template, claim, creation, design
 from tests.support.shop import Shop, ok, staff_with
 
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
+
 
 def violations(resp) -> dict[str, str]:
     return {v["field"]: v["description"] for v in resp.json()["error"].get("field_violations", [])}
