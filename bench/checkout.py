@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter, defaultdict
+from typing import Callable
 
 import httpx
 
 from bench.baseline import stock_update_baseline
-from bench.harness import Bench, Member, Rejected, closed_loop, error_reason, percentile, result, send
+from bench.harness import Bench, Load, Member, Rejected, closed_loop, error_reason, percentile, result, send
 
 CONCURRENCY = 16
 MEMBERS = 64
@@ -30,18 +31,21 @@ async def post(http: httpx.AsyncClient, member: Member, path: str, body: dict) -
     return resp.json()
 
 
-async def run(bench: Bench) -> dict:
-    skus = bench.shop["checkout_skus"]
-    members = await bench.login_members("bench-checkout", MEMBERS)
+async def checkout_loop(bench: Bench, members: list[Member], skus: list[str], duration_s: float,
+                        warmup_s: float = WARMUP_S, concurrency: int = CONCURRENCY,
+                        extra: Callable[[Member], dict] | None = None) -> tuple[Load, Counter, dict[str, list[float]]]:
+    """A closed loop of checkouts (place, pay, sandbox complete) after a warm-up: the load,
+    the database commands it spent and each step's latencies. `extra(member)` adds fields
+    to each order (a coupon, points); raising Rejected there counts as an error of the run."""
     step_ms: dict[str, list[float]] = defaultdict(list)
-
-    async with bench.devices(CONCURRENCY) as devices:
+    async with bench.devices(concurrency) as devices:
         async def checkout(i: int) -> None:
-            http, member = devices[i % CONCURRENCY], members[i % len(members)]
+            http, member = devices[i % concurrency], members[i % len(members)]
+            ask = extra(member) if extra is not None else {}
             marks = [time.perf_counter()]
             order = (await post(http, member, "/v1/orders", {
                 "idempotency_key": uuid.uuid4().hex,
-                "lines": [{"sku_id": skus[i % len(skus)], "quantity": 1}]}))["order"]
+                "lines": [{"sku_id": skus[i % len(skus)], "quantity": 1}], **ask}))["order"]
             marks.append(time.perf_counter())
             payment = (await post(http, member, f"/v1/orders/{order['order_id']}:pay",
                                   {"idempotency_key": uuid.uuid4().hex}))["payment"]
@@ -53,12 +57,18 @@ async def run(bench: Bench) -> dict:
             for step, start, end in zip(STEPS, marks, marks[1:]):
                 step_ms[step].append((end - start) * 1000)
 
-        await closed_loop(checkout, CONCURRENCY, WARMUP_S)
+        await closed_loop(checkout, concurrency, warmup_s)
         step_ms.clear()
         before = bench.db_commands()
-        load = await closed_loop(checkout, CONCURRENCY, DURATION_S)
+        load = await closed_loop(checkout, concurrency, duration_s)
         spent = bench.db_commands() - before
+    return load, spent, step_ms
 
+
+async def run(bench: Bench) -> dict:
+    skus = bench.shop["checkout_skus"]
+    members = await bench.login_members("bench-checkout", MEMBERS)
+    load, spent, step_ms = await checkout_loop(bench, members, skus, DURATION_S)
     paid = len(load.latencies_ms)
     baseline = await stock_update_baseline(bench, CONCURRENCY, len(skus))
     return result("checkout", load, baseline, CONCURRENCY, members=len(members), skus=len(skus),

@@ -14,15 +14,14 @@ stock updates per second.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import defaultdict
 
 import httpx
 
 from bench.baseline import stock_update_baseline
-from bench.checkout import STEPS, post, round_trips
-from bench.harness import Bench, Member, Rejected, closed_loop, percentile, progress, result, send
+from bench.checkout import checkout_loop, round_trips
+from bench.harness import Bench, Member, Rejected, checked, percentile, progress, result, send
 
 CONCURRENCY = 16
 MEMBERS = 32
@@ -31,12 +30,6 @@ POINTS_PER_ORDER = 100
 DURATION_S = 12.0
 WARMUP_S = 1.0
 PLAIN_DURATION_S = 8.0
-
-
-async def checked(resp: httpx.Response, what: str) -> dict:
-    if resp.status_code != 200:
-        raise RuntimeError(f"{what} failed: {resp.status_code} {resp.text[:300]}")
-    return resp.json()
 
 
 async def claim(phone: httpx.AsyncClient, member: Member, template_id: str) -> httpx.Response:
@@ -57,13 +50,13 @@ async def prepare(bench: Bench, members: list[Member]) -> dict[str, list[str]]:
     async with bench.devices(CONCURRENCY) as devices:
         http = devices[0]
         staff = {"Authorization": f"Bearer {await bench.staff_token(http)}", "X-Api-Key": ""}
-        made = (await checked(await http.post("/v1/staff/coupon-templates", headers=staff, json={
+        made = (checked(await http.post("/v1/staff/coupon-templates", headers=staff, json={
             "name": "满59减5 Bench", "rule": {"kind": "COUPON_KIND_AMOUNT_OFF", "threshold": "5900",
                                              "amount_off": "500", "scope": "COUPON_SCOPE_ALL"},
             "validity": {"days": 7}, "total": "0", "per_member_limit": COUPONS_PER_MEMBER,
             "idempotency_key": uuid.uuid4().hex}),
             "CreateCouponTemplate"))["template"]
-        await checked(await http.post(f"/v1/staff/coupon-templates/{made['template_id']}:setState",
+        checked(await http.post(f"/v1/staff/coupon-templates/{made['template_id']}:setState",
                                       headers=staff, json={"state": "COUPON_TEMPLATE_STATE_ACTIVE"}),
                       "SetCouponTemplateState")
         coupons: dict[str, list[str]] = defaultdict(list)
@@ -74,12 +67,12 @@ async def prepare(bench: Bench, members: list[Member]) -> dict[str, list[str]]:
             for member, _ in work:
                 if member.member_id not in credited:
                     credited.add(member.member_id)
-                    await checked(await send(phone, "POST", f"/v1/staff/members/{member.member_id}/points:adjust",
+                    checked(await send(phone, "POST", f"/v1/staff/members/{member.member_id}/points:adjust",
                                              headers=staff, json={
                                                  "points": str(POINTS_PER_ORDER * COUPONS_PER_MEMBER * 2),
                                                  "reason": "bench", "idempotency_key": uuid.uuid4().hex}),
                                   "AdjustPoints")
-                claimed = await checked(await claim(phone, member, made["template_id"]), "ClaimCoupon")
+                claimed = checked(await claim(phone, member, made["template_id"]), "ClaimCoupon")
                 coupons[member.member_id].append(claimed["coupon"]["coupon_id"])
 
         await asyncio.gather(*(worker(d) for d in devices))
@@ -88,37 +81,15 @@ async def prepare(bench: Bench, members: list[Member]) -> dict[str, list[str]]:
 
 async def loop(bench: Bench, members: list[Member], skus: list[str], coupons: dict[str, list[str]] | None,
                duration_s: float):
-    step_ms: dict[str, list[float]] = defaultdict(list)
-    async with bench.devices(CONCURRENCY) as devices:
-        async def checkout(i: int) -> None:
-            http, member = devices[i % CONCURRENCY], members[i % len(members)]
-            ask: dict = {}
-            if coupons is not None:
-                left = coupons[member.member_id]
-                if not left:
-                    raise Rejected("NO_COUPON_LEFT")
-                ask = {"coupon_id": left.pop(), "points": str(POINTS_PER_ORDER)}
-            marks = [time.perf_counter()]
-            order = (await post(http, member, "/v1/orders", {
-                "idempotency_key": uuid.uuid4().hex,
-                "lines": [{"sku_id": skus[i % len(skus)], "quantity": 1}], **ask}))["order"]
-            marks.append(time.perf_counter())
-            payment = (await post(http, member, f"/v1/orders/{order['order_id']}:pay",
-                                  {"idempotency_key": uuid.uuid4().hex}))["payment"]
-            marks.append(time.perf_counter())
-            done = await post(http, member, f"/v1/sandbox/payments/{payment['payment_id']}:complete", {})
-            marks.append(time.perf_counter())
-            if done["payment"]["state"] != "PAYMENT_STATE_SUCCEEDED":
-                raise Rejected(done["payment"]["state"])
-            for step, start, end in zip(STEPS, marks, marks[1:]):
-                step_ms[step].append((end - start) * 1000)
+    def coupon_and_points(member: Member) -> dict:
+        if coupons is None:
+            return {}
+        left = coupons[member.member_id]
+        if not left:
+            raise Rejected("NO_COUPON_LEFT")
+        return {"coupon_id": left.pop(), "points": str(POINTS_PER_ORDER)}
 
-        await closed_loop(checkout, CONCURRENCY, WARMUP_S)
-        step_ms.clear()
-        before = bench.db_commands()
-        load = await closed_loop(checkout, CONCURRENCY, duration_s)
-        spent = bench.db_commands() - before
-    return load, spent, step_ms
+    return await checkout_loop(bench, members, skus, duration_s, WARMUP_S, CONCURRENCY, coupon_and_points)
 
 
 async def run(bench: Bench) -> dict:

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 import httpx
 from pymongo import MongoClient
 
-from bench.harness import Bench, Load, Member, error_reason, progress, result, send
+from bench.harness import Bench, Load, Member, checked, error_reason, progress, result, send
 from siyu_kit import config
 
 MEMBERS = 40
@@ -36,12 +36,6 @@ NATS_DOWN_S = UNPAID_EXPIRY_S + RESERVATION_GRACE_S + 15
 CONVERGE_S = 180
 UNPAID_EVERY = 5  # every fifth member never pays: their orders expire and the units sell again
 KEPT_STATES = {"PAID", "SHIPPED", "DELIVERED", "COMPLETED"}
-
-
-def checked(resp: httpx.Response, what: str) -> dict:
-    if resp.status_code != 200:
-        raise RuntimeError(f"{what} failed: HTTP {resp.status_code} {resp.text[:300]}")
-    return resp.json()
 
 
 async def prepare(desk: httpx.AsyncClient, bench: Bench) -> tuple[dict, list[str]]:

@@ -22,6 +22,9 @@ DEAD_LETTERS = Counter("siyu_dead_letters_total", "events sent to the dead-lette
 # Database round trips: `rpc` is the RPC a command ran for, or "background" (relay,
 # consumers, jobs). The budget test and `make bench` read it to count trips per use case.
 DB_COMMANDS = Counter("siyu_db_commands_total", "MongoDB commands sent", ["service", "rpc"])
+# Finished runs of a periodic job, by outcome: a stalled job shows as a flat counter, and a
+# test waits for it to advance instead of sleeping for some runs.
+JOB_RUNS = Counter("siyu_job_runs_total", "finished runs of a periodic job", ["service", "job", "outcome"])
 
 
 def serve(port: int) -> None:
@@ -36,3 +39,12 @@ def db_commands(metrics_url: str) -> dict[str, float]:
     return {sample.labels["rpc"]: sample.value
             for family in text_string_to_metric_families(text) if family.name == "siyu_db_commands"
             for sample in family.samples if sample.name == "siyu_db_commands_total"}
+
+
+def job_runs(metrics_url: str, job: str) -> float:
+    """A running service's finished runs of `job` so far, whatever their outcome."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(sample.value for family in text_string_to_metric_families(text) if family.name == "siyu_job_runs"
+               for sample in family.samples
+               if sample.name == "siyu_job_runs_total" and sample.labels["job"] == job)

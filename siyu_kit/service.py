@@ -104,7 +104,7 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
         workers += consumers
         worker_tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in workers]
         tasks += worker_tasks
-        tasks += [asyncio.create_task(_every(job), name=job.name) for job in parts.jobs]
+        tasks += [asyncio.create_task(_every(name, job), name=job.name) for job in parts.jobs]
         down_limit_s = config.env_seconds("CONSUMER_DOWN_LIMIT_S", CONSUMER_DOWN_LIMIT_S)
         tasks.append(asyncio.create_task(_watch_health(health, parts, nc, consumers, down_limit_s, stop)))
         await stop.wait()
@@ -164,12 +164,15 @@ async def _watch_health(health: HealthServicer, parts: Parts, nc, consumers: lis
         await asyncio.sleep(1.0)
 
 
-async def _every(job: Job) -> None:
+async def _every(service_name: str, job: Job) -> None:
     while True:
+        outcome = "ok"
         try:
             await job.run()
         except Exception:  # noqa: BLE001 - a failed run is retried next interval
+            outcome = "failed"
             log.exception("job.failed", job=job.name)
+        metrics.JOB_RUNS.labels(service_name, job.name, outcome).inc()
         await asyncio.sleep(job.interval_s)
 
 

@@ -6,18 +6,11 @@ from __future__ import annotations
 
 import uuid
 
+from tests.support.member_centre import PHONE, new_address
 from tests.support.shop import Shop
-
-PHONE = "13812348000"
-
 
 def violations(resp) -> dict[str, str]:
     return {v["field"]: v["description"] for v in resp.json()["error"].get("field_violations", [])}
-
-
-def new_address(**changes) -> dict:
-    return {"idempotency_key": uuid.uuid4().hex, "recipient": "张三", "phone": PHONE, "province_code": "330000",
-            "city_code": "330100", "district_code": "330106", "detail": "文三路 90 号", **changes}
 
 
 def book(shop: Shop, token: str, channel: str = "H5") -> list[dict]:
@@ -105,19 +98,6 @@ def test_bad_input_is_a_400_naming_each_field_and_writes_nothing(shop):
     assert resp.status_code == 400
     assert shop.call("PATCH", "/v1/me/addresses/not-an-id", token=token, json={}).status_code == 400
     assert book(shop, token)[0]["recipient"] == "张三"
-
-
-def test_twenty_addresses_at_most(shop):
-    token = shop.login("addr-full-" + uuid.uuid4().hex[:8])["access_token"]
-    for _ in range(20):
-        assert shop.call("POST", "/v1/me/addresses", token=token, json=new_address()).status_code == 200
-    full = shop.call("POST", "/v1/me/addresses", token=token, json=new_address())
-    # FAILED_PRECONDITION: the HTTP status follows the gateway's mapping of the code; front
-    # ends branch on the reason.
-    assert full.status_code == 400, full.text
-    assert (full.json()["error"]["code"], full.json()["error"]["reason"]) == ("FAILED_PRECONDITION",
-                                                                              "ADDRESS_BOOK_FULL")
-    assert len(book(shop, token)) == 20
 
 
 def test_another_member_or_merchant_cannot_read_or_change_the_book(shop, other_shop):

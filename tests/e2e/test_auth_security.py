@@ -17,6 +17,8 @@ from gateway.app import GatewaySettings, create_app
 from siyu_kit.config import SERVICE_NAMES
 from tests.support import eventually, metadata, wait_until
 
+# Tests here demote, lock out and log out the shop's owner: a new merchant for each.
+SHOP_PER_TEST = True
 OPS = metadata(service="ops")
 STAFF_ROUTE = "/v1/staff/order-settings"  # OPERATOR
 

@@ -15,6 +15,9 @@ from siyu_kit import faults
 from tests.support import wait_until
 from tests.support.shop import Shop, ok, refused
 
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
+
 AFTER_VALUE_HOLD = "order.place.after_value_hold"
 AVAILABLE, LOCKED, USED = ("MEMBER_COUPON_STATE_AVAILABLE", "MEMBER_COUPON_STATE_LOCKED",
                            "MEMBER_COUPON_STATE_USED")

@@ -10,6 +10,9 @@ import httpx
 from siyu_kit import faults
 from tests.support import wait_until
 
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
+
 AFTER_RESERVE = "order.place.after_reserve"
 UNPAID_EXPIRY_S = 3
 

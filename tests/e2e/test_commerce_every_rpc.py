@@ -24,6 +24,9 @@ from tests.support.shop import Shop, make_shop, ok
 from tests.support import wait_until
 from tests.support.stored_value import new_package
 
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
+
 # The routes of the walking skeleton, proven by test_purchase and the integration tests;
 # every other annotated RPC of these services needs a case below.
 SKELETON = {"ListProducts", "GetProduct", "UpsertProduct", "GetStock", "PlaceOrder", "GetOrder", "ListMyOrders",

@@ -14,6 +14,9 @@ from siyu_kit.ids import new_id
 from tests.support import wait_until
 from tests.support.shop import ok
 
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
+
 
 
 def cny(amount: int) -> dict:

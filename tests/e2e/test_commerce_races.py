@@ -12,6 +12,9 @@ import httpx
 
 from tests.support import wait_until
 
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
+
 CHANNELS = ("H5", "MINI_PROGRAM", "LIVE")
 
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 import uuid
 
 from tests.support import wait_until
-from tests.support.coupons import active_template, creation, design
+from tests.support.coupons import active_template, claim, creation, design
 from tests.support.shop import Shop, ok, staff_with
+
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
 
 
 def violations(resp) -> dict[str, str]:
@@ -19,11 +22,6 @@ def member(shop: Shop) -> tuple[str, str]:
     done = shop.login("cpn-" + uuid.uuid4().hex[:10])
     return done["access_token"], done["member"]["member_id"]
 
-
-
-def claim(shop: Shop, token: str, template_id: str, key: str = ""):
-    return shop.call("POST", "/v1/me/coupons", token=token,
-                     json={"template_id": template_id, "idempotency_key": key or uuid.uuid4().hex})
 
 
 def test_an_operator_runs_a_template_and_members_claim_and_use_the_cart_read(shop):

@@ -10,6 +10,9 @@ import uuid
 
 from tests.support.shop import Shop, staff_with
 
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
+
 PHONE = "13812348000"
 TEMPLATE = {
     "default_rule": {"name": "default", "first": "1", "first_fee": {"amount": "1000", "currency": "CNY"},

@@ -14,6 +14,9 @@ from siyu_kit.metrics import db_commands
 from tests.support import wait_until
 from tests.support.shop import Shop, ok, paid_order, refused, staff_with
 
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
+
 SEARCH = "/v1/staff/members:search"
 
 # GetMember360's MongoDB commands in the member service, measured 11 with a referrer

@@ -17,12 +17,10 @@ from pymongo import MongoClient
 
 from siyu_kit import config
 
-from tests.e2e.test_addresses import PHONE, new_address
-from tests.e2e.test_checkin import check_in
-from tests.e2e.test_coupons import active_template, claim
-from tests.e2e.test_points import buy
 from tests.support import wait_until
-from tests.support.shop import Shop, ok, refused
+from tests.support.coupons import active_template, claim
+from tests.support.member_centre import PHONE, check_in, new_address
+from tests.support.shop import Shop, ok, paid_order, refused
 
 EXPORTS = "/v1/me/data-exports"
 
@@ -39,6 +37,11 @@ def ask(shop: Shop, token: str, key: str = "") -> dict:
 def ready(shop: Shop, token: str, export_id: str) -> dict:
     return wait_until(lambda: (e := ok(shop.call("GET", f"{EXPORTS}/{export_id}", token=token))["export"])
                       ["state"] == "DATA_EXPORT_STATE_READY" and e, message="export ready")
+
+
+def buy(shop: Shop, token: str) -> str:
+    """A paid order of the seeded shop's baby lotion."""
+    return paid_order(shop, token, shop.sku("baby-lotion"))["order_id"]
 
 
 def flash_buy(shop: Shop, token: str) -> str:

@@ -7,29 +7,18 @@ violations, nothing written)."""
 from __future__ import annotations
 
 
-from siyu_kit.ids import new_id
 from tests.support import wait_until
-from tests.support.shop import Shop, ok, refused
+from tests.support.shop import ok, paid_order, refused
 
 LOTION = "baby-lotion"  # 89.00 yuan
 
 
 
 
-def buy(shop: Shop, token: str) -> str:
-    resp = shop.call("POST", "/v1/orders", token=token, json={
-        "lines": [{"sku_id": shop.sku(LOTION), "quantity": 1}], "idempotency_key": new_id("k")[-30:]})
-    order = ok(resp)["order"]
-    payment = ok(shop.call("POST", f"/v1/orders/{order['order_id']}:pay", token=token,
-                           json={"idempotency_key": new_id("k")[-30:]}))["payment"]
-    ok(shop.call("POST", f"/v1/sandbox/payments/{payment['payment_id']}:complete", token=token, json={}))
-    return order["order_id"]
-
-
 def test_the_member_centre_and_the_staff_desk_see_the_same_points(shop):
     login = shop.login("union-points")
     token, member_id = login["access_token"], login["member"]["member_id"]
-    order_id = buy(shop, token)
+    order_id = paid_order(shop, token, shop.sku(LOTION))["order_id"]
     mine = wait_until(lambda: (p := ok(shop.call("GET", "/v1/me/points", token=token))).get("entries") and p,
                       message="points earned")
     assert (int(mine["balance"]), int(mine["frozen"]), int(mine.get("available", 0))) == (89, 89, 0)

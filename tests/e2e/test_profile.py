@@ -6,7 +6,6 @@ bad input → 400 with field violations and nothing written, another merchant �
 the wrong role → denied."""
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -14,7 +13,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from tests.support.coupons import active_template
-from tests.support import wait_until
+from tests.support import wait_job_runs, wait_until
 from tests.support.shop import Shop, ok, refused, staff_with
 
 PROFILE = "/v1/me/profile"
@@ -138,7 +137,7 @@ def test_an_owner_reveals_a_verified_phone_with_an_audit_entry_and_other_roles_a
     assert phone not in str(listed)
 
 
-def test_the_birthday_job_gives_the_tiers_coupon_once(shop):
+def test_the_birthday_job_gives_the_tiers_coupon_once(stack, shop):
     template = active_template(shop, per_member_limit=5)
     config = ok(shop.as_staff("GET", "/v1/staff/tier-config"))["config"]
     levels = config["levels"]
@@ -160,5 +159,5 @@ def test_the_birthday_job_gives_the_tiers_coupon_once(shop):
 
     [coupon] = wait_until(birthday_coupons, message="the birthday coupon")
     assert coupon["template_id"] == template["template_id"]
-    time.sleep(2)  # several more runs of the job (every 0.5 s in tests)
+    wait_job_runs(stack, "member", "member-birthday-benefit")  # whole runs after the coupon
     assert len(birthday_coupons()) == 1

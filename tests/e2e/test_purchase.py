@@ -6,6 +6,9 @@ import uuid
 
 from tests.support import wait_until
 
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
+
 LOTION = "baby-lotion"  # 89.00 yuan, 50 in stock, featured by the seeded article
 
 

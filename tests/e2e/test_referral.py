@@ -20,6 +20,9 @@ from siyu_kit.protos import money, timestamp
 from tests.support import wait_until
 from tests.support.shop import Shop, ok, paid_order, refused, staff_with
 
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
+
 
 def active_template(shop: Shop) -> str:
     made = ok(shop.as_staff("POST", "/v1/staff/coupon-templates", json={

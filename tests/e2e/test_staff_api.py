@@ -13,6 +13,7 @@ import pytest
 from gateway.routes import Table
 from siyu_kit.config import DEV_PLATFORM_TOKEN
 from siyu_kit.ids import new_id
+from tests.support import wait_until
 from tests.support.shop import Shop, ok, refused
 
 ADMIN_RPCS = {"ListStaffUsers", "CreateStaffUser", "SetStaffUserDisabled", "RotateStaffPassword", "ListApiKeys",
@@ -94,10 +95,8 @@ def test_owner_manages_staff_users_and_a_disabled_users_tokens_stop(shop: Shop):
     refused(shop.call("POST", "/v1/staff/users", channel=None, token=guide,
                       json={"username": "x-2", "password": "password-123", "roles": ["STAFF_ROLE_OWNER"]}), 403)
     ok(shop.as_staff("POST", f"/v1/staff/users/{created['staff_id']}:setDisabled", json={"disabled": True}))
-    deadline = time.monotonic() + 10
-    while shop.call("GET", "/v1/staff/orders", channel=None, token=guide).status_code == 200:
-        assert time.monotonic() < deadline, "a disabled user's token kept working"
-        time.sleep(0.3)
+    wait_until(lambda: shop.call("GET", "/v1/staff/orders", channel=None, token=guide).status_code != 200,
+               timeout=10, message="a disabled user's token stops working")
     refused(shop.call("GET", "/v1/staff/orders", channel=None, token=guide), 401, "TOKEN_REVOKED")
     refused(login(shop, "guide-1", "guide-password-1"), 401, "LOGIN_FAILED")
     ok(shop.as_staff("POST", f"/v1/staff/users/{created['staff_id']}:setDisabled", json={"disabled": False}))
@@ -266,10 +265,8 @@ def test_staff_find_members_by_nickname_tier_and_registration_and_a_paid_order_m
     order = ok(shop.call("POST", "/v1/orders", token=token, json={
         "idempotency_key": uuid.uuid4().hex, "lines": [{"sku_id": sku, "quantity": "1"}]}))["order"]
     shop.pay(token, order["order_id"])
-    deadline = time.monotonic() + 20
-    while ok(shop.call("GET", "/v1/me/tier", token=token))["tier"] != "TIER_SILVER":
-        assert time.monotonic() < deadline, "the paid order's growth never arrived"
-        time.sleep(0.3)
+    wait_until(lambda: ok(shop.call("GET", "/v1/me/tier", token=token))["tier"] == "TIER_SILVER",
+               timeout=20, message="the paid order's growth arrives")
 
     def names(**params) -> list[str]:
         return [m["nickname"] for m in ok(shop.as_staff("GET", "/v1/staff/members", params=params)).get("members", [])]

@@ -8,9 +8,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from siyu_kit.ids import new_id
-from tests.e2e.test_coupons import staff_with
 from tests.support import wait_until
-from tests.support.shop import Shop, ok, refused
+from tests.support.shop import Shop, ok, refused, staff_with
 from tests.support.stored_value import (amount, balance, complete, key, new_package,
                                         order, pay, place, place_recharge)
 

@@ -22,6 +22,9 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from tests.support import wait_until
 from tests.support.shop import Shop
 
+# Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
+SHOP_PER_TEST = True
+
 CREDS = "/v1/staff/wechat-pay/credentials"
 CHANNEL = "MINI_PROGRAM"
 

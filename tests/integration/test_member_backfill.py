@@ -41,12 +41,12 @@ def test_members_from_before_get_their_growth_and_phone_suffix(stub, db):
     db.backfills.delete_many({})
     wait_until(lambda: db.members.find_one({"_id": old_buyer}).get("growth") == 2_000 and
                db.members.find_one({"_id": old_phone_owner}).get("phone_suffix") == phone[-4:],
-               timeout=40, interval=0.5, message="the backfills")
+               timeout=40, interval=0.1, message="the backfills")
     found = stub.ListMembers(silver, metadata=staff).members
     assert [(m.member_id, m.growth_value) for m in found] == [(old_buyer, 2_000)]
     by_phone = stub.ListMembers(pb.ListMembersRequest(phone_suffix=phone[-4:]), metadata=staff).members
     assert [(m.member_id, m.phone_masked) for m in by_phone] == [(old_phone_owner, f"{phone[:3]}****{phone[-4:]}")]
-    wait_until(lambda: db.backfills.count_documents({"done": 1}) == 3, timeout=20, interval=0.5,
+    wait_until(lambda: db.backfills.count_documents({"done": 1}) == 3, timeout=20, interval=0.1,
                message="every backfill done (growth, phone suffix, phone seal)")
     # done for good: a member stored the old way now stays as it is (new code writes the fields itself)
     assert db.members.find_one({"_id": old_buyer})["growth"] == 2_000

@@ -44,7 +44,7 @@ def test_a_clear_phone_is_read_masked_revealed_audited_and_sealed_by_the_backfil
     hashed = phone_index(index_key(lookup_key(settings.lookup_key)), merchant_id, phone)
     wait_until(lambda: db.member_phones.find_one({"_id": hashed}) is not None
                and "phone" not in db.members.find_one({"_id": member_id}),
-               timeout=40, interval=0.5, message="the phone sealed")
+               timeout=40, interval=0.1, message="the phone sealed")
     sealed = db.member_phones.find_one({"_id": hashed})
     assert sealed["member_id"] == member_id and phone not in str(sealed)
     assert Sealer.from_setting(settings.data_key).open(sealed["phone_sealed"], f"phone:{merchant_id}") == phone

@@ -8,13 +8,11 @@ synchronous path.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 
 import httpx
 
 from scripts.seed import Clients, seed_merchant
-from siyu_kit.config import SERVICE_NAMES
-from siyu_kit.metrics import db_commands
+from tests.support import db_round_trips
 
 ORDERS = 20
 # Commands per placed one-line order, all services together: measured 12 (catalog
@@ -23,15 +21,6 @@ ORDERS = 20
 # member's default address for 30 s; it is read on every order now, so a member who
 # changes the default and orders at once ships to the new one.
 BUDGET_PER_ORDER = 13
-
-
-def snapshot(stack) -> Counter:
-    counts = Counter()
-    for service in SERVICE_NAMES:
-        for rpc, value in db_commands(stack.metrics_url(service)).items():
-            if rpc != "background":
-                counts[(service, rpc)] += value
-    return counts
 
 
 def test_placing_a_one_line_order_stays_within_the_round_trip_budget(stack):
@@ -52,10 +41,10 @@ def test_placing_a_one_line_order_stays_within_the_round_trip_budget(stack):
 
         # One order first, so every cache on the path is warm, as it is in steady state.
         place()
-        before = snapshot(stack)
+        before = db_round_trips(stack)
         for _ in range(ORDERS):
             place()
-        spent = snapshot(stack) - before
+        spent = db_round_trips(stack) - before
 
     per_order = sum(spent.values()) / ORDERS
     breakdown = ", ".join(f"{service}.{rpc}={count / ORDERS:g}" for (service, rpc), count in sorted(spent.items()))
@@ -100,10 +89,10 @@ def test_placing_an_order_with_a_coupon_and_points_stays_within_its_budget(stack
         assert order["coupon"]["coupon_id"] == coupon_id and order["points_used"] == "100"
 
     place(coupons[0])  # warm caches, as in steady state
-    before = snapshot(stack)
+    before = db_round_trips(stack)
     for coupon_id in coupons[1:]:
         place(coupon_id)
-    spent = snapshot(stack) - before
+    spent = db_round_trips(stack) - before
 
     per_order = sum(spent.values()) / VALUE_ORDERS
     breakdown = ", ".join(f"{service}.{rpc}={count / VALUE_ORDERS:g}"

@@ -8,8 +8,7 @@ import uuid
 import httpx
 
 from scripts.seed import Clients, seed_merchant
-from tests.integration.test_round_trips import snapshot
-from tests.support import wait_until
+from tests.support import db_round_trips, wait_until
 
 ORDERS = 10
 # Commands per order paid wholly with balance, all services together: measured 18.4 (order
@@ -63,10 +62,10 @@ def test_paying_wholly_with_balance_stays_within_the_round_trip_budget(stack):
         order_ids = [place() for _ in range(ORDERS + 1)]
         # One payment first, so every cache on the path is warm, as it is in steady state.
         assert paid(order_ids[0], use_balance=True)["method"] == "PAYMENT_METHOD_BALANCE"
-        before = snapshot(stack)
+        before = db_round_trips(stack)
         for order_id in order_ids[1:]:
             assert paid(order_id, use_balance=True)["method"] == "PAYMENT_METHOD_BALANCE"
-        spent = snapshot(stack) - before
+        spent = db_round_trips(stack) - before
 
     per_payment = sum(spent.values()) / ORDERS
     breakdown = ", ".join(f"{service}.{rpc}={count / ORDERS:g}" for (service, rpc), count in sorted(spent.items()))

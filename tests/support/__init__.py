@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections import Counter
 from typing import Callable, TypeVar
 
 import grpc
@@ -17,8 +18,10 @@ from grpc_status import rpc_status
 from pymongo import MongoClient
 
 from siyu_kit import config
+from siyu_kit.config import SERVICE_NAMES
 from siyu_kit.context import RequestContext
 from siyu_kit.ids import new_id
+from siyu_kit.metrics import db_commands, job_runs
 
 T = TypeVar("T")
 
@@ -114,6 +117,24 @@ async def eventually(probe: Callable[[], object], timeout: float = 15.0, interva
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"{message} not met within {timeout}s (last: {last!r})")
+
+
+def wait_job_runs(stack, service: str, job: str, runs: int = 3, timeout: float = 15.0) -> None:
+    """Wait until `job` of `service` has finished `runs` more runs: with three, at least two
+    whole runs started after this call, so whatever they would do has been done."""
+    start = job_runs(stack.metrics_url(service), job)
+    wait_until(lambda: job_runs(stack.metrics_url(service), job) >= start + runs, timeout=timeout,
+               message=f"{runs} more runs of {service}'s {job}")
+
+
+def db_round_trips(stack) -> Counter:
+    """MongoDB commands so far by (service, RPC), the background work left out."""
+    counts = Counter()
+    for service in SERVICE_NAMES:
+        for rpc, value in db_commands(stack.metrics_url(service)).items():
+            if rpc != "background":
+                counts[(service, rpc)] += value
+    return counts
 
 
 def ensure_gateway(stack, services) -> str:

@@ -17,6 +17,11 @@ def creation(**changes) -> dict:
     return {"idempotency_key": uuid.uuid4().hex, **design(**changes)}
 
 
+def claim(shop: Shop, token: str, template_id: str, key: str = ""):
+    return shop.call("POST", "/v1/me/coupons", token=token,
+                     json={"template_id": template_id, "idempotency_key": key or uuid.uuid4().hex})
+
+
 def active_template(shop: Shop, **changes) -> dict:
     made = ok(shop.as_staff("POST", "/v1/staff/coupon-templates", json=creation(**changes)))["template"]
     return ok(shop.as_staff("POST", f"/v1/staff/coupon-templates/{made['template_id']}:setState",

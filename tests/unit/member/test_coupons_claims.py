@@ -4,66 +4,24 @@ grants as a resumable batch job, and the recovery of claims a crash left half wa
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
 from siyu_kit.ids import new_id
 from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 
-from services.member.application.coupons import CouponUseCases
 from services.member.domain import coupons as rules
 from services.member.domain.coupons import (CouponKind, CouponRule, CouponState, GrantState, MemberCoupon,
-                                            TemplateDraft, TemplateState, Validity)
+                                            TemplateState, Validity)
 from services.member.domain.members import Member
-from tests.fakes.coupons import FakeCouponSettings, FakeCouponTemplates, FakeGrantJobs, FakeMemberCoupons
-from tests.fakes.member import FakeMembers, caller
-
-M = "mer_1"
-OTHER = "mer_2"
-START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-RULE = CouponRule(CouponKind.AMOUNT_OFF, threshold=10_000, amount_off=1_000)
-
-
-class Clock:
-    def __init__(self):
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def draft(**kw) -> TemplateDraft:
-    values = dict(name="Spring 100-10", rule=RULE, validity=Validity(days=7), total=100, per_member_limit=1)
-    values.update(kw)
-    return TemplateDraft(**values)
+from tests.fakes.member import caller
+from tests.fakes.coupon_world import M, OTHER, START, active, coupon_world, draft, member, operator
 
 
 @pytest.fixture
 def w():
-    class World:
-        pass
-    w = World()
-    w.templates, w.coupons, w.grants = FakeCouponTemplates(), FakeMemberCoupons(), FakeGrantJobs()
-    w.members, w.clock = FakeMembers(), Clock()
-    w.cases = CouponUseCases(w.templates, w.coupons, w.grants, FakeCouponSettings(), members=w.members,
-                             clock=w.clock)
-    return w
-
-
-def operator(merchant: str = M):
-    return caller(merchant, staff_id="stf_op", roles=("OPERATOR",))
-
-
-def member(member_id: str, merchant: str = M):
-    return caller(merchant, channel="MINI_PROGRAM", member_id=member_id)
-
-
-async def active(w, **kw) -> str:
-    with operator():
-        template = await w.cases.create_template(draft(**kw), new_id("k"))
-        await w.cases.activate(template.id)
-    return template.id
+    return coupon_world(with_members=True)
 
 
 async def claim(w, template_id: str, member_id: str, key: str = "k1"):

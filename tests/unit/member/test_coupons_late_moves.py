@@ -3,7 +3,7 @@ that overtakes its order's lock, and what the template's stats count when coupon
 used (with the order's amount) and given back. Over in-memory ports."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -11,58 +11,37 @@ from hypothesis import given, settings, strategies as st
 from siyu_kit.errors import FailedPrecondition, InvalidArgument
 from siyu_kit.ids import new_id
 
-from services.member.application.coupons import LOCK_GRACE, CouponUseCases
+from services.member.application.coupons import LOCK_GRACE
 from services.member.domain import coupons as rules
 from services.member.domain.coupons import CouponKind, CouponLine, CouponRule, CouponState, TemplateDraft, Validity
-from tests.fakes.coupons import FakeCouponSettings, FakeCouponTemplates, FakeGrantJobs, FakeMemberCoupons
-from tests.fakes.member import caller
+from tests.fakes.coupon_world import START, coupon_world, member, operator, order_service
 
-M = "mer_1"
-START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 PAY_WITHIN = timedelta(minutes=30)
 FIVE_OFF = CouponRule(CouponKind.NO_THRESHOLD, amount_off=500)
 SEVEN_DAYS = Validity(days=7)
 CART = [CouponLine("sku_tea", "prd_tea", ("cat_drinks",), 4_000, 2)]
 
 
-class Clock:
-    def __init__(self):
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def w():
-    return _world()
-
-
-def _world():
-    class World:
-        pass
-    w = World()
-    w.templates, w.coupons = FakeCouponTemplates(), FakeMemberCoupons()
-    w.clock = Clock()
-    w.cases = CouponUseCases(w.templates, w.coupons, FakeGrantJobs(), FakeCouponSettings(), clock=w.clock)
-    return w
+    return coupon_world()
 
 
 async def holding(w, validity: Validity = SEVEN_DAYS, member_id: str = "mem_1") -> str:
-    with caller(M, staff_id="stf_op", roles=("OPERATOR",)):
+    with operator():
         template = await w.cases.create_template(TemplateDraft("five off", FIVE_OFF, validity, 100), new_id("k"))
         await w.cases.activate(template.id)
-    with caller(M, channel="MINI_PROGRAM", member_id=member_id):
+    with member(member_id):
         return (await w.cases.claim(template.id, "k")).id
 
 
 async def lock(w, coupon_id: str, order_id: str, member_id: str = "mem_1"):
-    with caller(M, service="order"):
+    with order_service():
         return await w.cases.lock(coupon_id, member_id, order_id, CART, rules.NORMAL, w.clock.now + PAY_WITHIN)
 
 
 async def move(w, name: str, coupon_id: str, order_id: str, *args):
-    with caller(M, service="order"):
+    with order_service():
         return await getattr(w.cases, name)(coupon_id, order_id, *args)
 
 
@@ -103,7 +82,7 @@ async def test_a_payment_after_the_sweep_uses_the_coupon_nobody_took_and_counts_
     used = await move(w, "use", coupon_id, "ord_1", 7_500)
     assert (used.state, used.order_id, used.discount, used.order_amount) == (CouponState.USED, "ord_1", 500, 7_500)
     assert subjects(w)[-3:] == [rules.COUPON_LOCKED, rules.COUPON_RELEASED, rules.COUPON_USED]
-    with caller(M, staff_id="stf_op", roles=("OPERATOR",)):
+    with operator():
         stats = await w.cases.template_stats(used.template_id)
     assert (stats.used, stats.locked, stats.discount_given, stats.gmv) == (1, 0, 500, 7_500)
 
@@ -126,7 +105,7 @@ async def test_a_payment_after_the_sweep_is_refused_once_the_coupon_expired_or_t
     assert w.coupons.items[short].state == CouponState.EXPIRED
     assert await refused(w, "use", short, "ord_1") == rules.EXPIRED_REASON
 
-    w2 = _world()
+    w2 = coupon_world()
     coupon_id = await holding(w2)
     await sweep(w2, coupon_id)
     await move(w2, "release", coupon_id, "ord_1")  # the order service cancelled it meanwhile
@@ -178,7 +157,7 @@ def test_any_order_of_lock_release_sweep_and_use_leaves_one_consistent_state(ste
     import asyncio
 
     async def run():
-        w = _world()
+        w = coupon_world()
         coupon_id = await holding(w)
         declared = {rules.LOCK_ENDED, rules.NOT_AVAILABLE, rules.IN_USE, rules.TRANSITION, rules.EXPIRED_REASON}
         released = False
@@ -214,16 +193,16 @@ async def test_use_takes_the_orders_amount_for_the_gmv_and_a_restore_leaves_the_
         await move(w, "use", coupon_id, "ord_1", -1)
     used = await move(w, "use", coupon_id, "ord_1", 9_999)
     template_id = used.template_id
-    with caller(M, staff_id="stf_op", roles=("FINANCE",)):
+    with operator(role="FINANCE"):
         assert (await w.cases.template_stats(template_id)).gmv == 9_999
     await move(w, "restore", coupon_id, "ord_1")
     assert subjects(w)[-1] == rules.COUPON_RESTORED
-    with caller(M, staff_id="stf_op", roles=("FINANCE",)):
+    with operator(role="FINANCE"):
         stats = await w.cases.template_stats(template_id)
     assert (stats.issued, stats.used, stats.discount_given, stats.gmv) == (1, 0, 0, 0)
     # Used again by another order without an amount: the goods amount the lock saw.
     await lock(w, coupon_id, "ord_2")
     await move(w, "use", coupon_id, "ord_2")
-    with caller(M, staff_id="stf_op", roles=("FINANCE",)):
+    with operator(role="FINANCE"):
         stats = await w.cases.template_stats(template_id)
     assert (stats.used, stats.discount_given, stats.gmv) == (1, 500, 8_000)

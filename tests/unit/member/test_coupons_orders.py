@@ -4,22 +4,18 @@ restore after a full refund, the expiry job, and two orders racing for one coupo
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
 from siyu_kit.ids import new_id
 from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 
-from services.member.application.coupons import CouponUseCases
 from services.member.domain import coupons as rules
 from services.member.domain.coupons import (CouponKind, CouponLine, CouponRule, CouponState, Scope, TemplateDraft,
                                             Validity)
-from tests.fakes.coupons import FakeCouponSettings, FakeCouponTemplates, FakeGrantJobs, FakeMemberCoupons
-from tests.fakes.member import caller
+from tests.fakes.coupon_world import M, START, coupon_world, member, operator, order_service
 
-M = "mer_1"
-START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 PAY_WITHIN = timedelta(minutes=30)
 HUNDRED_OFF_TEN = CouponRule(CouponKind.AMOUNT_OFF, threshold=10_000, amount_off=1_000)
 FIVE_OFF = CouponRule(CouponKind.NO_THRESHOLD, amount_off=500)
@@ -30,38 +26,16 @@ CART = [CouponLine("sku_tea", "prd_tea", ("cat_drinks", "cat_tea"), 4_000, 2),
         CouponLine("sku_bread", "prd_bread", ("cat_food",), 3_000, 1)]
 
 
-class Clock:
-    def __init__(self):
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def w():
-    class World:
-        pass
-    w = World()
-    w.templates, w.coupons, w.grants = FakeCouponTemplates(), FakeMemberCoupons(), FakeGrantJobs()
-    w.settings, w.clock = FakeCouponSettings(), Clock()
-    w.cases = CouponUseCases(w.templates, w.coupons, w.grants, w.settings, clock=w.clock)
-    return w
-
-
-def member(member_id: str = "mem_1", merchant: str = M):
-    return caller(merchant, channel="MINI_PROGRAM", member_id=member_id)
-
-
-def order_service(merchant: str = M):
-    return caller(merchant, service="order")
+    return coupon_world()
 
 
 async def holding(w, rule: CouponRule, member_id: str = "mem_1", **kw) -> str:
     """A coupon of a new active template, claimed by the member; its id."""
     values = dict(name="coupon", rule=rule, validity=Validity(days=7), total=100)
     values.update(kw)
-    with caller(M, staff_id="stf_op", roles=("OPERATOR",)):
+    with operator():
         template = await w.cases.create_template(TemplateDraft(**values), new_id("k"))
         await w.cases.activate(template.id)
     with member(member_id):
@@ -173,7 +147,7 @@ async def test_a_coupon_that_does_not_apply_or_is_not_the_members_is_not_locked(
     assert refused.value.reason == rules.WRONG_ORDER_KIND
     with pytest.raises(NotFound):
         await lock(w, coupon_id, "ord_1", member_id="mem_2")
-    with caller("mer_2", service="order"), pytest.raises(NotFound):
+    with order_service("mer_2"), pytest.raises(NotFound):
         await w.cases.lock(coupon_id, "mem_1", "ord_1", CART, rules.NORMAL, START + PAY_WITHIN)
     w.clock.now = START + timedelta(days=7)
     with pytest.raises(FailedPrecondition) as refused:
@@ -295,11 +269,11 @@ async def test_template_stats_count_issued_locked_used_the_discount_and_gmv(w):
     await lock(w, used, "ord_1")
     await move(w, "use", used, "ord_1")
     await lock(w, locked, "ord_2", member_id="mem_2")
-    with caller(M, staff_id="stf_op", roles=("OPERATOR",)):
+    with operator():
         stats = await w.cases.template_stats(template_id)
     assert (stats.issued, stats.locked, stats.used, stats.expired) == (3, 1, 1, 0)
     assert (stats.discount_given, stats.gmv) == (1_000, 11_000)
-    with caller("mer_2", staff_id="stf_op", roles=("OPERATOR",)), pytest.raises(NotFound):
+    with operator("mer_2"), pytest.raises(NotFound):
         await w.cases.template_stats(template_id)
 
 

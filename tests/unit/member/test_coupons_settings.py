@@ -8,21 +8,13 @@ from siyu_kit.errors import InvalidArgument, PermissionDenied
 
 from services.member.domain import coupons as rules
 from services.member.domain.coupons import CouponConfig, CouponState
-from services.member.application.coupons import CouponUseCases
-from tests.fakes.coupons import FakeCouponSettings, FakeCouponTemplates, FakeGrantJobs, FakeMemberCoupons
-from tests.fakes.member import FakeMembers, caller
-from tests.unit.member.test_coupons_claims import M, OTHER, Clock, active, member, operator
+from tests.fakes.member import caller
+from tests.fakes.coupon_world import M, OTHER, active, coupon_world, member, operator
 
 
 @pytest.fixture
 def w():
-    class World:
-        pass
-    w = World()
-    w.templates, w.coupons, w.grants = FakeCouponTemplates(), FakeMemberCoupons(), FakeGrantJobs()
-    w.cases = CouponUseCases(w.templates, w.coupons, w.grants, FakeCouponSettings(), members=FakeMembers(),
-                             clock=Clock())
-    return w
+    return coupon_world(with_members=True)
 
 
 async def test_settings_default_to_restore_on_refund_and_no_gift(w):

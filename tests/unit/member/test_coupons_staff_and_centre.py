@@ -4,55 +4,20 @@ may claim, paged). Over in-memory ports."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
 from siyu_kit.errors import AlreadyExists, InvalidArgument, PermissionDenied, Unauthenticated
 
-from services.member.application.coupons import CouponUseCases
 from services.member.domain import admin as audit_rules
-from services.member.domain.coupons import CouponConfig, CouponKind, CouponRule, TemplateDraft, Validity
-from tests.fakes.coupons import FakeCouponSettings, FakeCouponTemplates, FakeGrantJobs, FakeMemberCoupons
-from tests.fakes.member import FakeAuditLog, caller
-
-M = "mer_1"
-START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-RULE = CouponRule(CouponKind.AMOUNT_OFF, threshold=10_000, amount_off=1_000)
-
-
-class Clock:
-    def __init__(self):
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def draft(**kw) -> TemplateDraft:
-    values = dict(name="Spring 100-10", rule=RULE, validity=Validity(days=7), total=100, per_member_limit=1)
-    values.update(kw)
-    return TemplateDraft(**values)
+from services.member.domain.coupons import CouponConfig, Validity
+from tests.fakes.coupon_world import M, START, coupon_world, draft, member, operator
 
 
 @pytest.fixture
 def w():
-    class World:
-        pass
-    w = World()
-    w.templates, w.coupons, w.audit, w.clock = FakeCouponTemplates(), FakeMemberCoupons(), FakeAuditLog(), Clock()
-    w.cases = CouponUseCases(w.templates, w.coupons, FakeGrantJobs(), FakeCouponSettings(), clock=w.clock,
-                             audit=w.audit)
-    return w
-
-
-def operator(merchant: str = M, role: str = "OPERATOR"):
-    return caller(merchant, staff_id="stf_op", roles=(role,))
-
-
-def member(member_id: str = "mem_1"):
-    return caller(M, channel="MINI_PROGRAM", member_id=member_id)
-
+    return coupon_world()
 
 # ---- creating with an idempotency key -------------------------------------------------------------
 

@@ -11,61 +11,15 @@ from hypothesis import given, settings, strategies as st
 from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from siyu_kit.ids import new_id
 
-from services.member.application.points import (CompletedOrder, NotEarnedYet, OrderPoints, PaidOrder,
-                                                PointsEconomy)
-from services.member.domain.members import Member
-from services.member.domain.merchants import Merchant
+from services.member.application.points import (CompletedOrder, NotEarnedYet)
 from services.member.domain.points import PointsEarned, PointsMoved
 from services.member.domain.points_settings import PointsSettings
-from tests.fakes.member import FakeAuditLog, FakeLedger, FakeMembers, FakeMerchants, caller
-
-PAID_AT = datetime(2025, 3, 1, 8, 0, tzinfo=timezone.utc)
-
-
-class Clock:
-    def __init__(self):
-        self.now = PAID_AT
-
-    def __call__(self) -> datetime:
-        return self.now
-
+from tests.fakes.member import caller
+from tests.fakes.points_world import PAID_AT, book, earn, operator, points_world, service
 
 @pytest.fixture
 async def w():
-    return await _world()
-
-
-async def _world():
-    class World:
-        pass
-    w = World()
-    w.merchants, w.members, w.ledger, w.audit = FakeMerchants(), FakeMembers(), FakeLedger(), FakeAuditLog()
-    w.clock = Clock()
-    w.orders = OrderPoints(w.members, w.merchants, w.ledger, w.clock)
-    w.economy = PointsEconomy(w.members, w.merchants, w.ledger, w.audit, w.clock)
-    w.m = Merchant.create(new_id("mch"), "shop", "Shop", "Asia/Shanghai", PAID_AT)
-    await w.merchants.add(w.m)
-    w.member = new_id("mem")
-    await w.members.add(Member.register(w.member, w.m.id, "H5", "", PAID_AT))
-    return w
-
-
-def service(w):
-    return caller(w.m.id, service="order")
-
-
-def operator(w, role="OPERATOR"):
-    return caller(w.m.id, staff_id=new_id("stf"), roles=(role,))
-
-
-async def earn(w, payable: int, order_id: str | None = None) -> str:
-    order_id = order_id or new_id("ord")
-    await w.orders.on_order_paid(PaidOrder(new_id("evt"), w.m.id, order_id, w.member, payable, w.clock(), "H5"))
-    return order_id
-
-
-async def book(w):
-    return await w.ledger.book(w.m.id, w.member)
+    return await points_world()
 
 
 async def credit(w, points: int) -> None:
@@ -345,7 +299,7 @@ async def test_a_completion_of_an_unknown_members_order_is_nothing_to_unfreeze(w
 @given(st.integers(100, 10**7), st.lists(st.integers(1, 100), min_size=1, max_size=8), st.randoms())
 def test_refunding_every_part_in_any_order_takes_back_exactly_the_earning(paid, weights, rnd):
     async def run():
-        w = await _world()
+        w = await points_world()
         order_id = await earn(w, paid)
         earned = (await book(w)).balance
         parts = [paid * x // sum(weights) for x in weights]

@@ -13,7 +13,7 @@ from services.member.application.pricing import MemberPricing
 from services.member.domain import admin as audit_rules
 from services.member.domain.points_account import growth_to_reverse
 from services.member.domain.points_settings import PointsSettings
-from tests.unit.member.test_points_economy import _world, book, earn, operator, service
+from tests.fakes.points_world import book, earn, operator, points_world, service
 
 
 async def growth(w) -> int:
@@ -21,7 +21,7 @@ async def growth(w) -> int:
 
 
 async def test_a_refund_takes_back_the_growth_of_the_refunded_part_once_and_the_tier_follows():
-    w = await _world()
+    w = await points_world()
     order_id = await earn(w, 150_000)  # ¥1,500: 1,500 growth, SILVER
     pricing = MemberPricing(w.merchants, w.ledger, config_ttl_s=0)
     with service(w):
@@ -39,7 +39,7 @@ async def test_a_refund_takes_back_the_growth_of_the_refunded_part_once_and_the_
 
 
 async def test_refunds_given_in_points_take_growth_back_in_the_same_proportion():
-    w = await _world()
+    w = await points_world()
     order_id = await earn(w, 20_000)  # 200 points, 200 growth
     with service(w):
         first, _ = await w.economy.reverse(w.member, order_id, new_id("rfd"), 50, 0)
@@ -49,7 +49,7 @@ async def test_refunds_given_in_points_take_growth_back_in_the_same_proportion()
 
 
 async def test_other_orders_growth_stays_when_one_order_is_refunded_in_full():
-    w = await _world()
+    w = await points_world()
     kept = await earn(w, 30_000)
     refunded = await earn(w, 10_000)
     with service(w):
@@ -70,7 +70,7 @@ def test_growth_to_reverse_never_exceeds_what_the_member_has_nor_the_order_earne
 @given(st.integers(100, 10**7), st.lists(st.integers(1, 100), min_size=1, max_size=6), st.randoms())
 def test_refunding_every_part_in_any_order_takes_back_exactly_the_orders_growth(paid, weights, rnd):
     async def run():
-        w = await _world()
+        w = await points_world()
         order_id = await earn(w, paid)
         earned = await growth(w)
         parts = [paid * x // sum(weights) for x in weights]
@@ -89,7 +89,7 @@ def test_refunding_every_part_in_any_order_takes_back_exactly_the_orders_growth(
 # ---- the audit trail -------------------------------------------------------------------------------
 
 async def test_staff_adjustments_and_settings_are_audited_once_per_change():
-    w = await _world()
+    w = await points_world()
     key = new_id("key")[-20:]
     with operator(w):
         await w.economy.adjust(w.member, 300, "welcome", key)
