@@ -7,6 +7,7 @@ from siyu_kit.ids import is_id, new_id
 
 from services.content.application.clock import Clock, now_ms
 from services.content.application.ports import PersonaRepository
+from services.content.domain.guides import require_manage
 from services.content.domain.personas import Persona, PersonaFields, check_persona
 
 
@@ -16,8 +17,9 @@ class PersonaUseCases:
         self.clock = clock
 
     async def upsert(self, fields: PersonaFields) -> tuple[Persona, bool]:
-        merchant_id = context.current().require_merchant()
-        context.current().require_staff("OPERATOR")
+        ctx = context.current()
+        merchant_id = ctx.require_merchant()
+        ctx.require_staff("OPERATOR", "GUIDE")
         fields = fields.normalized()
         v = Violations()
         check_persona(fields, v)
@@ -25,6 +27,8 @@ class PersonaUseCases:
 
         async def attempt() -> tuple[Persona, bool]:
             persona = await self.repo.by_code(merchant_id, fields.code)
+            # A guide edits the personas assigned to them and creates none.
+            require_manage(persona.guide_ids if persona else (), ctx.caller_id, ctx.roles)
             if persona is None:
                 persona = Persona.create(new_id("per"), merchant_id, fields, self.clock())
                 await self.repo.add(persona)

@@ -6,7 +6,6 @@ from siyu.content.v1 import content_pb2, content_pb2_grpc
 from siyu_kit import service
 
 from siyu_kit import erasure
-from siyu_kit.erasure import ErasureAcknowledgements
 
 from services.content.adapters.catalog import CatalogClient
 from services.content.adapters.documents import ensure_indexes
@@ -16,6 +15,7 @@ from services.content.application.funnels import FunnelUseCases
 from services.content.application.personas import PersonaUseCases
 from services.content.application.staff_lists import StaffLists
 from services.content.entrypoint.events import subscriptions
+from services.content.entrypoint.feed_wiring import FeedParts
 from services.content.entrypoint.servicer import ContentServicer
 
 NAME = "content"
@@ -29,14 +29,18 @@ def build(runtime: service.Runtime) -> service.Parts:
     content_repo = ContentRepository()
     contents = ContentUseCases(content_repo, persona_repo, CatalogClient(runtime.channel("catalog")))
     funnels = FunnelUseCases(FunnelRepository(), personas, contents)
+    # ---- personas, follows, content and feed ----
+    feed = FeedParts(runtime, persona_repo, content_repo)
+    # ---- end of personas, follows, content and feed ----
     full_name = content_pb2.DESCRIPTOR.services_by_name["ContentService"].full_name
     return service.Parts(
         servicers=[(content_pb2_grpc.add_ContentServiceServicer_to_server,
-                    ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo)), full_name)],
-        # The service publishes no events of its own yet, so it has no outbox.
-        outbox_collections=[],
-        subscriptions=subscriptions(funnels) + [erasure.subscription(
-            "content-member-erased", erasure.acknowledge_only("content", ErasureAcknowledgements(runtime.channel("member"))))],
+                    ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo),
+                                    feed=feed.servicer_parts()), full_name)],
+        outbox_collections=feed.outbox_collections(),
+        # member.erased: every part of the member's data (feed.member_data_parts), then the acknowledgement.
+        subscriptions=subscriptions(funnels) + [erasure.subscription("content-member-erased", feed.member_data.erase)],
+        jobs=feed.jobs(),
     )
 
 
