@@ -45,7 +45,7 @@ def _channels(numbers) -> tuple[str, ...]:
 
 
 def _ms(message, field: str) -> int:
-    return protos.epoch_ms(getattr(message, field)) if message.HasField(field) else 0
+    return getattr(message, field).ToMilliseconds() if message.HasField(field) else 0
 
 
 def funnel_pb(counters: Counters, currency: str) -> content_pb2.Funnel:
