@@ -7,7 +7,10 @@ leaves the count one short of the follows (or one over for an unfollow) until st
 recount; the follows themselves, which the feed and the member's list read, are exact."""
 from __future__ import annotations
 
+from typing import Callable
+
 from pymongo import ReturnDocument
+from pymongo.collection import Collection
 
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.db import run_sync
@@ -29,9 +32,8 @@ def follow_key(followed_ms: int, persona_id: str) -> str:
 
 
 class FollowStore:
-    @staticmethod
-    def _col():
-        return FollowDoc._get_collection()
+    def __init__(self, collection: Callable[[], Collection] | None = None):
+        self._col = collection or FollowDoc._get_collection
 
     async def follow(self, merchant_id: str, member_id: str, persona_id: str, now_ms: int) -> bool:
         return await run_sync(self._follow, merchant_id, member_id, persona_id, now_ms)
@@ -85,12 +87,14 @@ class FollowStore:
         return [f.persona_id for _, f in await self.page(merchant_id, member_id, "", limit)]
 
     async def page(self, merchant_id: str, member_id: str, below: str, limit: int) -> list[tuple[str, Follow]]:
+        return await run_sync(self._page, merchant_id, member_id, below, limit)
+
+    def _page(self, merchant_id: str, member_id: str, below: str, limit: int) -> list[tuple[str, Follow]]:
         query: dict = {"merchant_id": merchant_id, "member_id": member_id, "active": 1}
         if below:
             query["follow_key"] = {"$lt": below}
-        docs = await run_sync(lambda: list(self._col().find(query, {"persona_id": 1, "followed_ms": 1,
-                                                                    "follow_key": 1})
-                                           .sort("follow_key", -1).limit(limit)))
+        docs = self._col().find(query, {"persona_id": 1, "followed_ms": 1, "follow_key": 1}).sort(
+            "follow_key", -1).limit(limit)
         return [(d["follow_key"], Follow(d["persona_id"], int(d["followed_ms"]))) for d in docs]
 
     async def remove_member(self, merchant_id: str, member_id: str) -> list[str]:
@@ -109,26 +113,33 @@ class FollowStore:
 
 
 class FollowerCountStore:
+    def __init__(self, collection: Callable[[], Collection] | None = None):
+        self._col = collection or PersonaDoc._get_collection
+
     async def add(self, merchant_id: str, persona_id: str, delta: int) -> int:
         return await run_sync(self._add, merchant_id, persona_id, delta)
 
-    @staticmethod
-    def _add(merchant_id: str, persona_id: str, delta: int) -> int:
+    def _add(self, merchant_id: str, persona_id: str, delta: int) -> int:
         query: dict = {"_id": persona_id, "merchant_id": merchant_id}
         if delta < 0:
             query["follower_count"] = {"$gte": -delta}  # never below zero
-        doc = PersonaDoc._get_collection().find_one_and_update(
-            query, {"$inc": {"follower_count": delta}}, projection={"follower_count": 1},
-            return_document=ReturnDocument.AFTER)
+        doc = self._col().find_one_and_update(query, {"$inc": {"follower_count": delta}},
+                                              projection={"follower_count": 1}, return_document=ReturnDocument.AFTER)
         if doc is None:
-            doc = PersonaDoc._get_collection().find_one({"_id": persona_id, "merchant_id": merchant_id},
-                                                        {"follower_count": 1}) or {}
+            doc = self._col().find_one({"_id": persona_id, "merchant_id": merchant_id}, {"follower_count": 1}) or {}
         return max(0, int(doc.get("follower_count") or 0))
 
 
 class PublishedStore:
+    def __init__(self, collection: Callable[[], Collection] | None = None):
+        self._col = collection or ContentDoc._get_collection
+
     async def published(self, merchant_id: str, channel: str, persona_ids: list[str] | None, below: str,
                         limit: int) -> list[Content]:
+        return await run_sync(self._published, merchant_id, channel, persona_ids, below, limit)
+
+    def _published(self, merchant_id: str, channel: str, persona_ids: list[str] | None, below: str,
+                   limit: int) -> list[Content]:
         query: dict = {"merchant_id": merchant_id, "status": "PUBLISHED"}
         if persona_ids is not None:
             query["persona_id"] = {"$in": persona_ids}
@@ -136,15 +147,14 @@ class PublishedStore:
             query["visible_on"] = {"$in": [channel]}
         if below:
             query["feed_key"] = {"$lt": below}
-        docs = await run_sync(lambda: list(ContentDoc._get_collection().find(query, {"outbox": 0})
-                                           .sort("feed_key", -1).limit(limit)))
-        return [_content(d) for d in docs]
+        return [_content(d) for d in self._col().find(query, {"outbox": 0}).sort("feed_key", -1).limit(limit)]
 
     async def due(self, now_ms: int, limit: int) -> list[Content]:
-        docs = await run_sync(lambda: list(ContentDoc._get_collection().find(
-            {"status": "SCHEDULED", "publish_at_ms": {"$lte": now_ms}}, {"outbox": 0})
-            .sort("publish_at_ms", 1).limit(limit)))
-        return [_content(d) for d in docs]
+        return await run_sync(self._due, now_ms, limit)
+
+    def _due(self, now_ms: int, limit: int) -> list[Content]:
+        return [_content(d) for d in self._col().find({"status": "SCHEDULED", "publish_at_ms": {"$lte": now_ms}},
+                                                      {"outbox": 0}).sort("publish_at_ms", 1).limit(limit)]
 
 
 def outbox_collections() -> list:
