@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from siyu_kit.devstack import free_port, wait_for_port
 from siyu_kit.events.outbox import decode
+from siyu_kit.ids import new_id
 from tests.support import wait_until
 from tests.support.content import assign, new_content, new_guide, new_persona, rfc3339
 from tests.support.shop import Shop, ok, refused
@@ -137,7 +138,7 @@ def test_content_detail_prices_channels_and_archiving(shop):
 def test_a_guide_works_only_on_their_own_personas(shop):
     mine, theirs = new_persona(shop), new_persona(shop)
     guide, guide_id = new_guide(shop)
-    _, other_id = new_guide(shop)
+    other_id = new_id("stf")  # another guide's staff id
     assert assign(shop, mine["persona_id"], guide_id)["guide_ids"] == [guide_id]
     assign(shop, theirs["persona_id"], other_id)
 
@@ -278,8 +279,7 @@ def test_every_route_of_the_block_refuses_bad_input_and_other_merchants(shop, ot
     page = ok(shop.call("GET", f"/v1/personas/{persona['persona_id']}"))["persona"]
     assert page["follower_count"] == "1" and page["guide_ids"] == []
 
-
-def test_content_with_bad_media_topics_or_schedule_is_refused_and_nothing_written(shop):
+    # Content with bad media, topics or schedule: field violations, nothing written.
     persona = new_persona(shop)
     code = "bad-" + uuid.uuid4().hex[:8]
     base = {"code": code, "persona_id": persona["persona_id"], "type": "CONTENT_TYPE_VIDEO", "title": "坏"}

@@ -25,7 +25,7 @@ def build(runtime: service.Runtime) -> service.Parts:
     # Once at start-up, before the server takes calls: unique codes depend on these.
     ensure_indexes()
     persona_repo = PersonaRepository()
-    personas = PersonaUseCases(persona_repo)
+    personas = PersonaUseCases(persona_repo, products=CatalogClient(runtime.channel("catalog")))
     content_repo = ContentRepository()
     contents = ContentUseCases(content_repo, persona_repo, CatalogClient(runtime.channel("catalog")))
     funnels = FunnelUseCases(FunnelRepository(), personas, contents)

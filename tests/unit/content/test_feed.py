@@ -325,3 +325,16 @@ def test_a_position_only_parses_what_a_page_issued():
     assert feed_rules.Position.parse(f"{key}|") == feed_rules.Position(key, "")
     assert feed_rules.Position.parse(f"{key}|{key}") == feed_rules.Position(key, key)
     assert feed_rules.Position.parse("nonsense") is None and feed_rules.Position.parse("x|") is None
+
+
+async def test_featured_products_must_be_the_merchants(world):
+    known = new_id("prd")
+    cases = PersonaUseCases(world.personas, world.clock, products=FakeProducts(known))
+    unknown = new_id("prd")
+    with staff():
+        with pytest.raises(NotFound) as missing:
+            await cases.upsert(PersonaFields(code="p", name="p", featured_product_ids=(known, unknown)))
+        persona, _ = await cases.upsert(PersonaFields(code="p", name="p", featured_product_ids=(known,)))
+    assert missing.value.reason == "PRODUCT_NOT_FOUND"
+    assert [v.field for v in missing.value.violations] == ["featured_product_ids[1]"]
+    assert persona.fields.featured_product_ids == (known,)
