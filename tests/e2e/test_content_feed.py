@@ -193,8 +193,9 @@ async def _published_events(nats_url: str) -> dict[str, set[str]]:
 
 def test_scheduled_content_is_published_once_with_two_processes(shop, stack, second_content_process):
     persona = new_persona(shop)
-    at = datetime.now(timezone.utc) + timedelta(seconds=3)
-    scheduled = [new_content(shop, persona["persona_id"], status="SCHEDULED", publish_at=rfc3339(at))
+    # Each a few seconds after it is written (a slow machine may take seconds per call).
+    scheduled = [new_content(shop, persona["persona_id"], status="SCHEDULED",
+                             publish_at=rfc3339(datetime.now(timezone.utc) + timedelta(seconds=3)))
                  for _ in range(3)]
     assert all(c["status"] == "CONTENT_STATUS_SCHEDULED" for c in scheduled)
 
@@ -203,7 +204,7 @@ def test_scheduled_content_is_published_once_with_two_processes(shop, stack, sec
                    interval=0.2, message="published by the job")
     # A later item published by the job means both processes' runs over the first batch are over.
     marker = new_content(shop, persona["persona_id"], status="SCHEDULED",
-                         publish_at=rfc3339(datetime.now(timezone.utc) + timedelta(seconds=1)))
+                         publish_at=rfc3339(datetime.now(timezone.utc) + timedelta(seconds=3)))
     wait_until(lambda: shop.call("GET", f"/v1/contents/{marker['content_id']}").status_code == 200, timeout=20,
                interval=0.2, message="the marker published")
     events = wait_until(lambda: (lambda found: found if all(c["content_id"] in found for c in scheduled) else None)(
