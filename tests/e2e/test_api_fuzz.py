@@ -95,6 +95,15 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
         "from 1970 to 2286, starts_before after starts_from",
     ("ContentService_ListPersonas", r"page_token"): "an opaque token a previous page issued",
     ("ContentService_ListContents", r"page_token"): "an opaque token a previous page issued",
+    # ---- personas, follows, content and feed ----
+    ("ContentService_UpsertContent", r"publish_at"): "required with SCHEDULED, and in the future",
+    ("ContentService_UpsertContent", r"channels(\[\d+\])?"): "each a channel, not unspecified",
+    ("ContentService_UpsertPersona", r"featured_product_ids\[\d+\]"): "each product once",
+    ("ContentService_AssignPersonaGuides", r"guide_ids\[\d+\]"): "each guide once",
+    ("ContentService_ListMyFollows", r"page_token"): "an opaque token a previous page issued",
+    ("ContentService_ListMyFeed", r"page_token"): "an opaque token a previous page issued",
+    ("ContentService_GetPersonaPage", r"page_token"): "an opaque token a previous page issued",
+    # ---- end of personas, follows, content and feed ----
     # ---- points ----
     ("MemberService_ListMyPointsHistory", r"page_token"): "an opaque token a previous page issued",
     ("MemberService_ListMemberPointsHistory", r"page_token"): "an opaque token a previous page issued",

@@ -18,6 +18,7 @@ from pymongo import MongoClient
 from siyu_kit import config
 
 from tests.support import wait_until
+from tests.support.content import new_persona
 from tests.support.coupons import active_template, claim
 from tests.support.member_centre import PHONE, check_in, new_address
 from tests.support.shop import Shop, ok, paid_order, refused
@@ -68,15 +69,17 @@ def test_an_export_holds_what_every_service_keeps_about_the_member(shop, stack):
     ok(check_in(shop, token))
     order_id = buy(shop, token)
     flash_order_id = flash_buy(shop, token)
+    persona = new_persona(shop, name="导出人设")
+    ok(shop.call("POST", "/v1/me/follows", token=token, json={"persona_id": persona["persona_id"]}))
 
     first = ask(shop, token, key="export-1")
     assert first["created"] is True
     export = first["export"]
-    assert export["state"] == "DATA_EXPORT_STATE_GATHERING" and export["steps_total"] == 3
+    assert export["state"] == "DATA_EXPORT_STATE_GATHERING" and export["steps_total"] == 4
     again = ask(shop, token, key="export-1")
     assert again["export"]["export_id"] == export["export_id"] and not again.get("created")
     done = ready(shop, token, export["export_id"])
-    assert done["steps_done"] == done["steps_total"] == 3 and done["expires_at"] > done["ready_at"]
+    assert done["steps_done"] == done["steps_total"] == 4 and done["expires_at"] > done["ready_at"]
 
     body = ok(shop.call("GET", f"{EXPORTS}/{export['export_id']}/document", token=token))
     document = json.loads(body["document"])
@@ -93,6 +96,8 @@ def test_an_export_holds_what_every_service_keeps_about_the_member(shop, stack):
     catalog = document["catalog"]
     assert [r["order_id"] for r in catalog["flash_sale_reservations"]] == [flash_order_id]
     assert [q["member_id"] for q in catalog["flash_sale_quotas"]] == [member_id]
+    assert [(f["persona_id"], f["persona_name"]) for f in document["content"]["follows"]] == [
+        (persona["persona_id"], "导出人设")]
     assert "sealed" not in body["document"] and "outbox" not in body["document"]
 
     # Stored sealed: the export's document in the member database shows no personal data.
@@ -141,6 +146,14 @@ def every_document(stack) -> str:
             for name in db.list_collection_names():
                 texts.extend(json.dumps(d, default=str, ensure_ascii=False) for d in db[name].find())
         return "\n".join(texts)
+    finally:
+        client.close()
+
+
+def follows_of(stack, member_id: str) -> list:
+    client = MongoClient(stack.mongodb_uri, tz_aware=True)
+    try:
+        return list(client[config.load("content").mongodb_db]["persona_follows"].find({"member_id": member_id}))
     finally:
         client.close()
 
@@ -198,6 +211,9 @@ def test_erasure_removes_personal_data_everywhere_and_keeps_orders_and_ledgers(s
     ok(shop.call("POST", "/v1/me/addresses", token=token,
                  json=new_address(recipient=recipient, phone=phone, detail=street, is_default=True)))
     ok(check_in(shop, token))
+    persona = new_persona(shop)
+    assert ok(shop.call("POST", "/v1/me/follows", token=token,
+                        json={"persona_id": persona["persona_id"]}))["follower_count"] == "1"
     paid_id = buy(shop, token)
     sku = shop.new_sku(stock=3)
     unpaid = ok(shop.call("POST", "/v1/orders", token=token, json={
@@ -214,6 +230,10 @@ def test_erasure_removes_personal_data_everywhere_and_keeps_orders_and_ledgers(s
     wait_until(lambda: member_doc(stack, member_id).get("erasure_state") == "ERASED", message="every service erased")
     acks = member_doc(stack, member_id)["erasure_acks"]
     assert set(acks) == set(DATABASES)
+    # The content service deleted the follow and took it off the persona's count.
+    page = ok(shop.call("GET", f"/v1/personas/{persona['persona_id']}"))
+    assert page["persona"].get("follower_count", "0") == "0"
+    assert follows_of(stack, member_id) == []
 
     # No service keeps the nickname, the phone (clear or masked), the recipient or the street.
     everything = every_document(stack)

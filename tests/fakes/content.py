@@ -59,8 +59,9 @@ class _ByCode(VersionedStore):
 class FakePersonas(_ByCode):
     items: dict[str, Persona]
 
-    async def page(self, merchant_id: str, after_id: str, limit: int) -> list[Persona]:
+    async def page(self, merchant_id: str, after_id: str, limit: int, guide_id: str = "") -> list[Persona]:
         rows = sorted((p for p in self.items.values() if p.merchant_id == merchant_id
+                       and (not guide_id or guide_id in p.guide_ids)
                        and (not after_id or p.id < after_id)), key=lambda p: p.id, reverse=True)
         return copy.deepcopy(rows[:limit])
 
@@ -69,9 +70,10 @@ class FakeContents(_ByCode):
     items: dict[str, Content]
 
     async def page(self, merchant_id: str, persona_id: str, status: str, after_id: str,
-                   limit: int) -> list[Content]:
+                   limit: int, persona_ids: list[str] | None = None) -> list[Content]:
         rows = sorted((c for c in self.items.values() if c.merchant_id == merchant_id
                        and (not persona_id or c.fields.persona_id == persona_id)
+                       and (persona_id or persona_ids is None or c.fields.persona_id in persona_ids)
                        and (not status or c.status == status) and (not after_id or c.id < after_id)),
                       key=lambda c: c.id, reverse=True)
         return copy.deepcopy(rows[:limit])

@@ -47,11 +47,13 @@ def upsert_persona(stub, merchant: str, code: str = "mama-lin", **extra) -> pb.U
 
 def upsert_content(stub, merchant: str, persona_id: str, code: str = "spring-care", *,
                    status=pb.CONTENT_STATUS_PUBLISHED, title: str = "春季宝宝护肤", roles=("OPERATOR",),
-                   product_ids=None) -> pb.UpsertContentResponse:
+                   product_ids=None, md=None) -> pb.UpsertContentResponse:
     request = pb.UpsertContentRequest(
         code=code, persona_id=persona_id, type=pb.CONTENT_TYPE_ARTICLE, title=title, body="正文",
         product_ids=product_ids or [], status=status)
-    return stub.UpsertContent(request, metadata=staff(merchant, *roles))
+    if status == pb.CONTENT_STATUS_SCHEDULED:  # scheduled content names its time, an hour ahead
+        request.publish_at.FromMilliseconds(int(datetime.now(timezone.utc).timestamp() * 1000) + 3_600_000)
+    return stub.UpsertContent(request, metadata=md or staff(merchant, *roles))
 
 
 def new_product(catalog, merchant: str, status=catalog_pb2.PRODUCT_STATUS_DRAFT) -> str:
@@ -179,8 +181,11 @@ def test_another_merchant_can_neither_read_nor_change(stub, db):
 def test_staff_roles(stub):
     merchant = new_merchant_id()
     persona = upsert_persona(stub, merchant).persona
-    content = upsert_content(stub, merchant, persona.persona_id, code="by-guide", roles=("GUIDE",)).content
-    guide = staff(merchant, "GUIDE")
+    guide_id = new_id("stf")
+    persona = stub.AssignPersonaGuides(pb.AssignPersonaGuidesRequest(persona_id=persona.persona_id,
+                                                                     guide_ids=[guide_id]), metadata=staff(merchant)).persona
+    guide = metadata(merchant, staff_id=guide_id, roles=("GUIDE",))
+    content = upsert_content(stub, merchant, persona.persona_id, code="by-guide", md=guide).content
     assert stub.GetPersonaFunnel(pb.GetPersonaFunnelRequest(persona_id=persona.persona_id),
                                  metadata=guide).persona == persona
     assert stub.GetContentFunnel(pb.GetContentFunnelRequest(content_id=content.content_id),
@@ -194,7 +199,7 @@ def test_staff_roles(stub):
                          md).code() == code
         assert rpc_error(stub.GetContentFunnel, pb.GetContentFunnelRequest(content_id=content.content_id),
                          md).code() == code
-    # Only operators (and the owner) shape personas.
+    # Only operators (and the owner) create personas; a guide edits only their own.
     error = rpc_error(stub.UpsertPersona, pb.UpsertPersonaRequest(code="g", name="导购"), guide)
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 

@@ -31,3 +31,21 @@ class CatalogClient:
 
         found = await asyncio.gather(*(exists(p) for p in product_ids))
         return [p for p, ok in zip(product_ids, found) if not ok]
+
+    async def shown(self, product_ids: list[str]) -> list[catalog_pb2.Product]:
+        """The products as the caller sees them on their channel (with a member's token the
+        catalog fills each SKU's member_price), in order, asked in parallel; those the catalog
+        does not show (removed, off the shelf) are left out."""
+        async def one(product_id: str) -> catalog_pb2.Product | None:
+            try:
+                response = await self._stub.GetProduct(catalog_pb2.GetProductRequest(product_id=product_id),
+                                                       timeout=TIMEOUT_S)
+            except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.NOT_FOUND:
+                    return None
+                raise errors.Unavailable("the linked products could not be read; try again",
+                                         reason="CATALOG_UNAVAILABLE") from error
+            return response.product
+
+        found = await asyncio.gather(*(one(p) for p in product_ids))
+        return [p for p in found if p is not None]

@@ -8,6 +8,7 @@ from siyu_kit.ids import is_id, new_id
 from services.content.application.clock import Clock, now_ms
 from services.content.application.ports import ContentRepository, PersonaRepository, Products
 from services.content.domain.contents import Content, ContentFields, check_content
+from services.content.domain.guides import require_manage
 from services.content.domain.personas import Persona
 
 
@@ -30,12 +31,19 @@ class ContentUseCases:
         v = Violations()
         check_content(fields, requested_status, v)
         v.raise_if_any()
-        if await self.personas.get(merchant_id, fields.persona_id) is None:
+        persona = await self.personas.get(merchant_id, fields.persona_id)
+        if persona is None:
             raise NotFound("no such persona", violations=[FieldViolation("persona_id", "no such persona")])
+        # A guide writes content only for the personas assigned to them.
+        require_manage(persona.guide_ids, ctx.caller_id, ctx.roles)
         await self._check_products(fields.product_ids)
 
         async def attempt() -> tuple[Content, bool]:
             content = await self.contents.by_code(merchant_id, fields.code)
+            if content is not None and content.fields.persona_id != persona.id:
+                # Moving content away from a persona needs the right to manage that one too.
+                former = await self.personas.get(merchant_id, content.fields.persona_id)
+                require_manage(former.guide_ids if former else (), ctx.caller_id, ctx.roles)
             if content is None:
                 content = Content.create(new_id("cnt"), merchant_id, fields, requested_status, self.clock())
                 await self.contents.add(content)
@@ -83,7 +91,7 @@ class ContentUseCases:
         merchant_id = context.current().require_merchant()
         _check_content_id(content_id)
         content = await self.contents.get(merchant_id, content_id)
-        if content is None or not content.is_public:
+        if content is None or not content.visible_to(context.current().channel):
             raise NotFound("no such content", violations=[FieldViolation("content_id", "no such content")])
         persona = await self.personas.get(merchant_id, content.fields.persona_id)
         return content, persona

@@ -15,8 +15,9 @@ class PersonaRepository(Protocol):
 
     async def get(self, merchant_id: str, persona_id: str) -> Persona | None: ...
 
-    async def page(self, merchant_id: str, after_id: str, limit: int) -> list[Persona]:
-        """Newest first (ids below `after_id` when given)."""
+    async def page(self, merchant_id: str, after_id: str, limit: int, guide_id: str = "") -> list[Persona]:
+        """Newest first (ids below `after_id` when given); only those assigned to `guide_id`
+        when given."""
 
     async def add(self, persona: Persona) -> None:
         """Raises CodeTaken when the merchant already has a persona with its code."""
@@ -32,8 +33,9 @@ class ContentRepository(Protocol):
     async def get(self, merchant_id: str, content_id: str) -> Content | None: ...
 
     async def page(self, merchant_id: str, persona_id: str, status: str, after_id: str,
-                   limit: int) -> list[Content]:
-        """Newest first (ids below `after_id` when given); empty filters match all."""
+                   limit: int, persona_ids: list[str] | None = None) -> list[Content]:
+        """Newest first (ids below `after_id` when given); empty filters match all;
+        `persona_ids` (when not None) limits it to those personas' content."""
 
     async def add(self, content: Content) -> None:
         """Raises CodeTaken when the merchant already has content with its code."""

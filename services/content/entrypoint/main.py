@@ -6,15 +6,16 @@ from siyu.content.v1 import content_pb2, content_pb2_grpc
 from siyu_kit import service
 
 from siyu_kit import erasure
-from siyu_kit.erasure import ErasureAcknowledgements
 
 from services.content.adapters.catalog import CatalogClient
 from services.content.adapters.documents import ensure_indexes
 from services.content.adapters.repositories import ContentRepository, PersonaRepository
 from services.content.application.contents import ContentUseCases
+from services.content.application.member_data import EngagementData
 from services.content.application.personas import PersonaUseCases
 from services.content.application.staff_lists import StaffLists
 from services.content.entrypoint import engagement_wiring, funnel_wiring
+from services.content.entrypoint.feed_wiring import FeedParts
 from services.content.entrypoint.servicer import ContentServicer
 
 NAME = "content"
@@ -23,22 +24,29 @@ NAME = "content"
 def build(runtime: service.Runtime) -> service.Parts:
     # Once at start-up, before the server takes calls: unique codes depend on these.
     ensure_indexes()
-    persona_repo = PersonaRepository()
-    personas = PersonaUseCases(persona_repo)
-    content_repo = ContentRepository()
     catalog = CatalogClient(runtime.channel("catalog"))
+    persona_repo = PersonaRepository()
+    personas = PersonaUseCases(persona_repo, products=catalog)
+    content_repo = ContentRepository()
     contents = ContentUseCases(content_repo, persona_repo, catalog)
     funnels, cohorts = funnel_wiring.use_cases(personas, contents)
     engagement = engagement_wiring.use_cases(content_repo, persona_repo, funnels, catalog)
+    # ---- personas, follows, content and feed ----
+    feed = FeedParts(runtime, persona_repo, content_repo)
+    # ---- end of personas, follows, content and feed ----
+    # A member's data: follows (the feed's part), engagement, and the purchase facts.
+    feed.member_data_parts.append(EngagementData(engagement))
+    feed.member_data.derived.append(cohorts.forget_member)
     full_name = content_pb2.DESCRIPTOR.services_by_name["ContentService"].full_name
     return service.Parts(
         servicers=[(content_pb2_grpc.add_ContentServiceServicer_to_server,
                     ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo),
-                                    cohorts=cohorts, engagement=engagement), full_name)],
-        # The service publishes no events of its own yet, so it has no outbox.
-        outbox_collections=[],
-        subscriptions=funnel_wiring.subscriptions(funnels, cohorts) + [erasure.subscription(
-            "content-member-erased", erasure.acknowledge_only("content", ErasureAcknowledgements(runtime.channel("member"))))],
+                                    cohorts=cohorts, engagement=engagement, feed=feed.servicer_parts()), full_name)],
+        outbox_collections=feed.outbox_collections(),
+        # member.erased: every part of the member's data (feed.member_data_parts), then the acknowledgement.
+        subscriptions=funnel_wiring.subscriptions(funnels, cohorts)
+        + [erasure.subscription("content-member-erased", feed.member_data.erase)],
+        jobs=feed.jobs(),
     )
 
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from siyu.content.v1 import content_pb2, content_pb2_grpc
 
-from siyu_kit import protos
 
-from services.content.application.clock import from_ms
+from services.content.adapters.feed_messages import CHANNEL_BY_NUMBER, content_proto, persona_proto
 from services.content.application.contents import ContentUseCases
 from services.content.application.funnels import FunnelUseCases
 from services.content.application.personas import PersonaUseCases
@@ -15,6 +14,7 @@ from services.content.entrypoint.funnel_servicer import FunnelRpcs, funnel_pb
 from services.content.domain.contents import Content, ContentFields
 from services.content.domain.personas import Persona, PersonaFields
 from services.content.entrypoint.engagement_servicer import EngagementRpcs
+from services.content.entrypoint.feed_servicer import FeedRpcs
 
 TYPE_BY_NUMBER = {content_pb2.CONTENT_TYPE_ARTICLE: "ARTICLE", content_pb2.CONTENT_TYPE_SHORT_POST: "SHORT_POST",
                   content_pb2.CONTENT_TYPE_VIDEO: "VIDEO"}
@@ -33,25 +33,30 @@ def _enum_name(table: dict[int, str], number: int) -> str:
 
 
 def persona_pb(p: Persona) -> content_pb2.Persona:
-    f = p.fields
-    return content_pb2.Persona(persona_id=p.id, code=f.code, name=f.name, avatar_url=f.avatar_url,
-                               expertise=f.expertise, bio=f.bio, tone=f.tone)
+    return persona_proto(p)
 
 
 def content_pb(c: Content) -> content_pb2.Content:
-    f = c.fields
-    message = content_pb2.Content(content_id=c.id, code=f.code, persona_id=f.persona_id,
-                                  type=TYPE_NUMBER[f.type], title=f.title, body=f.body,
-                                  product_ids=list(f.product_ids), status=STATUS_NUMBER[c.status])
-    if c.published_at_ms:
-        message.published_at.CopyFrom(protos.timestamp(from_ms(c.published_at_ms)))
-    return message
+    return content_proto(c)
 
 
-class ContentServicer(FunnelRpcs, EngagementRpcs, content_pb2_grpc.ContentServiceServicer):
+def _channels(numbers) -> tuple[str, ...]:
+    # A number the contract does not know stays invalid (the domain names it).
+    return tuple(CHANNEL_BY_NUMBER.get(n, f"#{n}") for n in numbers)
+
+
+def _ms(message, field: str) -> int:
+    return getattr(message, field).ToMilliseconds() if message.HasField(field) else 0
+
+
+class ContentServicer(FunnelRpcs, EngagementRpcs, FeedRpcs, content_pb2_grpc.ContentServiceServicer):
     def __init__(self, personas: PersonaUseCases, contents: ContentUseCases, funnels: FunnelUseCases,
-                 lists: StaffLists | None = None, cohorts: CohortUseCases | None = None, engagement=None):
+                 lists: StaffLists | None = None, cohorts: CohortUseCases | None = None, engagement=None,
+                 feed: dict | None = None):
         self.cohorts = cohorts  # repeat purchase and lifetime value (funnel_servicer.FunnelRpcs)
+        # personas run by guides, follows, content pages and the feed (feed_servicer.FeedRpcs)
+        for name, part in (feed or {}).items():
+            setattr(self, name, part)
         self.lists = lists
         self.engagement = engagement
         self.personas = personas
@@ -61,14 +66,16 @@ class ContentServicer(FunnelRpcs, EngagementRpcs, content_pb2_grpc.ContentServic
     async def UpsertPersona(self, request, context):
         persona, created = await self.personas.upsert(PersonaFields(
             code=request.code, name=request.name, avatar_url=request.avatar_url, expertise=request.expertise,
-            bio=request.bio, tone=request.tone))
+            bio=request.bio, tone=request.tone, featured_product_ids=tuple(request.featured_product_ids)))
         return content_pb2.UpsertPersonaResponse(persona=persona_pb(persona), created=created)
 
     async def UpsertContent(self, request, context):
         content, created = await self.contents.upsert(
             ContentFields(code=request.code, persona_id=request.persona_id,
                           type=_enum_name(TYPE_BY_NUMBER, request.type), title=request.title,
-                          body=request.body, product_ids=tuple(request.product_ids)),
+                          body=request.body, product_ids=tuple(request.product_ids),
+                          media_urls=tuple(request.media_urls), topics=tuple(request.topics),
+                          channels=_channels(request.channels), publish_at_ms=_ms(request, "publish_at")),
             _enum_name(STATUS_BY_NUMBER, request.status))
         return content_pb2.UpsertContentResponse(content=content_pb(content), created=created)
 

@@ -16,6 +16,7 @@ import grpc
 import mongoengine as me
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
+from siyu.content.v1 import content_pb2, content_pb2_grpc
 from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu.order.v1 import order_pb2, order_pb2_grpc
 
@@ -245,6 +246,17 @@ class CatalogData(_PeerData):
     async def gather(self, merchant_id: str, member_id: str) -> dict:
         return await self._ask(self._stub.ExportMemberData,
                                catalog_pb2.ExportMemberDataRequest(member_id=member_id))
+
+
+class ContentData(_PeerData):
+    name = "content"
+
+    def __init__(self, channel: grpc.aio.Channel):
+        self._stub = content_pb2_grpc.ContentServiceStub(channel)
+
+    async def gather(self, merchant_id: str, member_id: str) -> dict:
+        return await self._ask(self._stub.ExportMemberData,
+                               content_pb2.ExportMemberDataRequest(member_id=member_id))
 
 
 # ---- erasure ---------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ from siyu_kit.errors import FailedPrecondition
 
 GATHERING, READY, EXPIRED = "GATHERING", "READY", "EXPIRED"
 # The parts of the document, in order: the member service's own data, then each service
-# that keeps data about the member. The content service keeps none (its funnels count
-# anonymously).
-PARTS = ("member", "order", "catalog")
+# that keeps data about the member (the content service: the personas they follow; its
+# funnels count anonymously).
+PARTS = ("member", "order", "catalog", "content")
 # How long a ready export can be downloaded.
 KEEP = timedelta(days=7)
 # How long one replica holds an export it gathers before another may take it over.
@@ -64,8 +64,7 @@ class DataExport:
 def document(export: DataExport) -> dict:
     """The downloadable document: what it is, then one key per part."""
     doc: dict = {"member_id": export.member_id, "merchant_id": export.merchant_id,
-                 "export_id": export.id, "created_at": export.created_at.isoformat(),
-                 "content": {}}
+                 "export_id": export.id, "created_at": export.created_at.isoformat()}
     for part in PARTS:
         doc[part] = json.loads(export.parts.get(part) or "{}")
     return doc

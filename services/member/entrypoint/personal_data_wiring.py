@@ -25,7 +25,8 @@ def use_cases(runtime: service.Runtime) -> DataExports:
     sealer = Sealer.from_setting(runtime.settings.data_key)
     return DataExports(store.DataExportRepository(sealer),
                        {"member": store.MemberOwnData(sealer), "order": store.OrderData(runtime.channel("order")),
-                        "catalog": store.CatalogData(runtime.channel("catalog"))})
+                        "catalog": store.CatalogData(runtime.channel("catalog")),
+                        "content": store.ContentData(runtime.channel("content"))})
 
 
 def jobs(exports: DataExports) -> list[service.Job]:

@@ -147,7 +147,8 @@ async def test_new_content_is_a_draft_and_published_content_gets_its_time(world)
 
 async def test_content_moves_forward_and_keeps_its_publish_time(world):
     persona = await new_persona(world)
-    fields = content_fields(persona.id)
+    world.personas.items[persona.id].guide_ids = ("stf_1",)  # the guide runs this persona
+    fields = content_fields(persona.id, publish_at_ms=NOW + 3_600_000)
     with operator(roles=("GUIDE",)):
         content, _ = await world.content_cases.upsert(fields, "SCHEDULED")
         published, _ = await world.content_cases.upsert(fields, "PUBLISHED")

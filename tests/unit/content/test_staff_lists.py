@@ -18,6 +18,8 @@ async def test_personas_and_contents_are_listed_newest_first_by_filter_and_curso
         draft, _ = await world.content_cases.upsert(content_fields(lin.id, "a"), "")
         published, _ = await world.content_cases.upsert(content_fields(lin.id, "b"), "PUBLISHED")
         other, _ = await world.content_cases.upsert(content_fields(wang.id, "c"), "")
+    for persona in (lin, wang):  # the guide runs both
+        world.personas.items[persona.id].guide_ids = ("stf_1",)
     with operator(roles=("GUIDE",)):
         personas, _ = await lists.personas_page(0, "")
         assert [p.id for p in personas] == [wang.id, lin.id]

@@ -26,7 +26,8 @@ class World:
         self.store = FakeDataExports()
         self.sources = {"member": FakeSource({"profile": {"nickname": "小美"}}),
                         "order": FakeSource({"orders": [{"_id": "ord_1"}]}, fail=order_fail),
-                        "catalog": FakeSource({"flash_sale_quotas": [{"used": 1}]})}
+                        "catalog": FakeSource({"flash_sale_quotas": [{"used": 1}]}),
+                        "content": FakeSource({"follows": [{"persona_id": "per_1"}]})}
         self.member = new_id("mem")
 
     def replica(self, holder: str = "") -> DataExports:
@@ -55,13 +56,14 @@ async def test_the_job_gathers_every_part_and_the_member_downloads_one_document(
     assert await use.gather_due() == 1
     with w.as_member():
         done = await use.get(export.id)
-        assert (done.state, done.steps_done, done.expires_at) == ("READY", 3, NOW + KEEP)
+        assert (done.state, done.steps_done, done.expires_at) == ("READY", 4, NOW + KEEP)
         _, text = await use.download(export.id)
     document = json.loads(text)
     assert document["member"]["profile"]["nickname"] == "小美"
     assert document["order"]["orders"] == [{"_id": "ord_1"}]
     assert document["catalog"]["flash_sale_quotas"] == [{"used": 1}]
-    assert document["member_id"] == w.member and document["content"] == {}
+    assert document["content"]["follows"] == [{"persona_id": "per_1"}]
+    assert document["member_id"] == w.member
     # Each source was asked once, in the member's merchant.
     assert all(source.calls == [(SHOP, w.member)] for source in w.sources.values())
 
@@ -135,4 +137,6 @@ def test_progress_counts_parts_once():
     e.gathered("order", NOW)
     assert (e.steps_done, e.state, e.next_part()) == (2, "GATHERING", "catalog")
     e.gathered("catalog", NOW)
-    assert (e.steps_done, e.state, e.next_part(), e.ready_at) == (3, "READY", None, NOW)
+    assert (e.steps_done, e.state, e.next_part()) == (3, "GATHERING", "content")
+    e.gathered("content", NOW)
+    assert (e.steps_done, e.state, e.next_part(), e.ready_at) == (4, "READY", None, NOW)
