@@ -66,8 +66,12 @@ async def test_one_export_per_key_the_lease_the_parts_and_expiry(exports, coll):
     taken.parts["catalog"] = "{}"
     taken.gathered("catalog", later)
     assert await exports.save_part(taken, "b", "catalog") is True
+    assert (await exports.get(merchant, member, first.id)).state == "GATHERING"
+    taken.parts["content"] = "{}"
+    taken.gathered("content", later)
+    assert await exports.save_part(taken, "b", "content") is True
     ready = await exports.get(merchant, member, first.id)
-    assert (ready.state, ready.steps_done, ready.expires_at) == ("READY", 3, later + KEEP)
+    assert (ready.state, ready.steps_done, ready.expires_at) == ("READY", 4, later + KEEP)
     assert await exports.lease_next("c", later + LEASE * 10) is None
 
     assert await exports.expire_due(later + KEEP - timedelta(milliseconds=1), 10) == 0

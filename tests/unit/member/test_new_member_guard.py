@@ -6,28 +6,21 @@ from __future__ import annotations
 
 import pytest
 
-from services.member.application.coupons import CouponUseCases
 from services.member.application.farm_guard import NewMemberGuard
 from services.member.domain.coupons import CouponConfig
 from services.member.domain.referral import guard_hash
-from tests.fakes.coupons import FakeCouponSettings, FakeCouponTemplates, FakeGrantJobs, FakeMemberCoupons
-from tests.fakes.member import FakeIdentities, FakeMembers
+from tests.fakes.coupon_world import M, active, coupon_world, operator
+from tests.fakes.member import FakeIdentities
 from tests.fakes.referral import FakeGuard
 from tests.fakes.wechat import FakePhoneBook
-from tests.unit.member.test_coupons_claims import M, Clock, active, operator
 
 KEY = b"g" * 32
 
 
 @pytest.fixture
 async def w():
-    class World:
-        pass
-    w = World()
+    w = coupon_world(with_members=True)
     w.guard, w.identities, w.phones = FakeGuard(), FakeIdentities(), FakePhoneBook()
-    w.coupons = FakeMemberCoupons()
-    w.cases = CouponUseCases(FakeCouponTemplates(), w.coupons, FakeGrantJobs(), FakeCouponSettings(),
-                             members=FakeMembers(), clock=Clock())
     w.cases.farm_guard = NewMemberGuard(w.guard, w.phones, w.identities, KEY)
     template_id = await active(w, self_claim=False)
     with operator():
