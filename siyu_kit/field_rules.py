@@ -41,16 +41,27 @@ class Rules:
 NO_RULES = Rules()
 
 
+# ECMAScript's `\s` (what JSON Schema and the clients mean), which is not Python's: Python's
+# also takes \x1c-\x1f and \x85, ECMAScript's also takes \ufeff.
+ECMA_SPACE = "\t\n\v\f\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+
 def compile_pattern(pattern: str) -> re.Pattern:
-    """A declared pattern searched as JSON Schema does, except that `$` means the very end:
-    Python's `$` also matches before a trailing newline, ECMAScript's does not."""
+    r"""A declared pattern searched as JSON Schema does: `$` means the very end (Python's `$`
+    also matches before a trailing newline, ECMAScript's does not), and `\s`/`\S` are
+    ECMAScript's white space. Inside a class `\S` is Python's plus \x1c-\x1f and \x85
+    (only \ufeff still differs there)."""
     out, in_class, escaped = [], False, False
     for ch in pattern:
         if escaped:
-            out.append(ch)
             escaped = False
+            if ch == "s":
+                out.append(ECMA_SPACE if in_class else f"[{ECMA_SPACE}]")
+            elif ch == "S":
+                out.append("\\S\x1c-\x1f\x85" if in_class else f"[^{ECMA_SPACE}]")
+            else:
+                out.append("\\" + ch)
         elif ch == "\\":
-            out.append(ch)
             escaped = True
         elif ch == "[":
             in_class = True

@@ -63,3 +63,16 @@ def test_dollar_is_the_very_end_and_blank_text_is_refused():
     assert fields(ok) == {}
     assert set(fields(catalog_pb2.AdjustStockRequest(sku_id=SKU + "\n", delta=0, reason="  ",
                                                      idempotency_key="k"))) == {"sku_id", "delta", "reason"}
+
+
+def test_white_space_in_a_pattern_is_ecmascripts_as_the_schema_says():
+    # Python's \s also takes \x1c-\x1f and \x85, ECMAScript's (JSON Schema's) also \ufeff: a
+    # value the published schema allows must not be refused, nor one it forbids taken.
+    from siyu_kit.field_rules import compile_pattern
+    no_space = compile_pattern(r"^[^\s]+$")
+    assert no_space.match("a\x1cb") and no_space.match("a\x85b")
+    assert not no_space.match("a\ufeffb") and not no_space.match("a b")
+    not_blank = compile_pattern(r"^[\s\S]*\S[\s\S]*$")
+    assert not_blank.match("\x1c") and not not_blank.match(" \ufeff\u3000")
+    trimmed = compile_pattern(r"^\S(?:[\s\S]*\S)?$")
+    assert trimmed.match("a\x85") and not trimmed.match("a\ufeff") and not trimmed.match("a\n")

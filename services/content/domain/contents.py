@@ -32,7 +32,8 @@ URL_MAX = 1024
 TOPICS_MAX = 10
 TOPIC_MAX = 20
 CHANNELS = ("MINI_PROGRAM", "H5", "LIVE")
-_URL = re.compile(r"^https?://[^\s]+$")
+# As the contract declares it: no white space or control characters, by either dialect.
+_URL = re.compile(r"^https?://[^\s\x00-\x20\x7f-\x9f]+$")
 _TOPIC = re.compile(r"^[^\s#][^#]*$")
 
 # Every state may move to any later one; staying where it is is a repeat (an edit).
