@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pymongo import ASCENDING
 
-from services.member.adapters.segment_store import (FACTS_DEFAULTS, add_targets, apply_event, changed, consenting,
+from services.member.adapters.segment_store import (FACTS_DEFAULTS, add_targets, apply_event, apply_follow, changed, consenting,
                                                     count_matching, flat_filter, ids_matching, page_matching, put_facts,
                                                     put_facts_many, retag, settle, settle_many, stats_for, stats_of,
                                                     targets_page)
@@ -37,6 +37,28 @@ def test_an_event_applies_once_per_cause_into_its_day(coll):
     assert (stats.paid_orders, stats.refunds, stats.refunded_amount, stats.version) == (3, 1, 2000, 4)
     assert stats.channels == {"WXMP": 2, "H5": 1}
     assert stats.window(NOW) == (2, 6000)
+
+
+def test_a_follow_mark_is_stored_only_when_newer_in_one_guarded_update(coll):
+    m = new_merchant_id()
+    mark = rules.follow_mark
+    assert apply_follow(coll, m, "mem_1", "per_a", mark(MS + 10, False))   # the unfollow arrives first
+    assert not apply_follow(coll, m, "mem_1", "per_a", mark(MS, True))     # then its older follow
+    assert not apply_follow(coll, m, "mem_1", "per_a", mark(MS + 10, False))  # and again
+    assert apply_follow(coll, m, "mem_1", "per_b", mark(MS, True))
+    assert apply_event(coll, m, "mem_1", "ord_1:paid", "20260510", 1, 500, MS, "", 0)  # orders beside follows
+    assert apply_follow(coll, m, "mem_2", "per_a", mark(MS, True))         # a member's first statistics
+    stats = stats_for(coll, m, ["mem_1", "mem_2"])
+    assert stats["mem_1"].follows == {"per_a": mark(MS + 10, False), "per_b": mark(MS, True)}
+    assert (stats["mem_1"].followed_personas(), stats["mem_1"].version, stats["mem_1"].paid_orders) == (
+        ["per_b"], 3, 1)
+    assert stats["mem_2"].followed_personas() == ["per_a"]
+    assert {s.member_id for s in changed(coll, 1000) if s.merchant_id == m} == {"mem_1", "mem_2"}
+    # Settled, then a late event changes nothing and leaves the member settled.
+    for s in stats.values():
+        assert settle(coll, s, [])
+    assert not apply_follow(coll, m, "mem_2", "per_a", mark(MS - 1, False))
+    assert [s for s in changed(coll, 1000) if s.merchant_id == m] == []
 
 
 def test_changed_members_are_settled_under_a_version_guard(coll):
@@ -139,6 +161,7 @@ def test_a_batch_of_facts_that_loses_a_race_writes_the_lost_members_again(coll):
 # ---- every segment query shape, against the pure evaluator ------------------------------------
 TAGS = ["vip", "lapsed", "first-purchase", "b"]
 GROUP_NAMES = sorted(rules.GROUPS.values())[:3] + [""]
+PERSONAS = ["per_a", "per_b", "per_c"]
 
 facts_strategy = st.fixed_dictionaries({
     "tags": st.lists(st.sampled_from(TAGS), unique=True, max_size=3),
@@ -148,7 +171,8 @@ facts_strategy = st.fixed_dictionaries({
     "last_paid_ms": st.one_of(st.just(0), st.integers(MS - 400 * rules.DAY_MS, MS)),
     "registered_ms": st.integers(MS - 800 * rules.DAY_MS, MS),
     "channel": st.sampled_from(["", "WXMP", "H5"]), "birthday_month": st.integers(0, 12),
-    "consent": st.integers(0, 1)})
+    "consent": st.integers(0, 1),
+    "followed_personas": st.lists(st.sampled_from(PERSONAS), unique=True, max_size=2)})
 
 
 def _condition():
@@ -162,7 +186,9 @@ def _condition():
         st.builds(Condition, st.sampled_from(["rfm_group", "tier", "channel"]), st.just("in"),
                   st.lists(st.sampled_from(GROUP_NAMES[:3] + ["gold", "WXMP", "H5"]), min_size=1, max_size=2).map(tuple)),
         st.builds(Condition, st.sampled_from(["last_order", "registered"]), st.sampled_from(["within", "before"]),
-                  st.tuples(st.integers(0, 500))))
+                  st.tuples(st.integers(0, 500))),
+        st.builds(Condition, st.just("followed_persona"), st.just("in"),
+                  st.lists(st.sampled_from(PERSONAS), min_size=1, max_size=2, unique=True).map(tuple)))
 
 
 rule_strategy = st.recursive(
@@ -176,6 +202,7 @@ def test_a_segment_query_selects_what_the_rule_matches(db):
     coll = db["segment_facts_property"]
     coll.create_index([("merchant_id", ASCENDING), ("tags", ASCENDING)])
     coll.create_index([("merchant_id", ASCENDING), ("member_id", ASCENDING)])
+    coll.create_index([("merchant_id", ASCENDING), ("followed_personas", ASCENDING)])
 
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(facts_strategy, min_size=1, max_size=12), rule_strategy)

@@ -2,13 +2,15 @@
 group and a tag and tag members in a batch (idempotent; unknown ids come back untouched);
 a member's paid order reaches their statistics, RFM scores and the first-purchase tag;
 consent reaches their facts; a rule previews its count, is saved, counted and listed by
-cursor. Every new route: bad input → 400 with field violations and nothing written,
+cursor; a member's persona follows and unfollows reach the followed_persona condition.
+Every new route: bad input → 400 with field violations and nothing written,
 another merchant → not found, a wrong role → denied (the cross-merchant table of
 test_commerce_every_rpc has a segments block too)."""
 from __future__ import annotations
 
 import uuid
 
+from tests.support.content import new_persona
 from tests.support.coupons import active_template
 from tests.support import wait_until
 from tests.support.shop import Shop, ok, paid_order, refused, staff_with
@@ -76,6 +78,19 @@ def test_tags_stats_rfm_and_a_saved_segment(shop):
     assert ok(shop.as_staff("GET", f"{SEGMENTS}/{seg}"))["segment"]["member_count"] == "1"
     ok(shop.as_staff("DELETE", f"{SEGMENTS}/{seg}"))
     refused(shop.as_staff("GET", f"{SEGMENTS}/{seg}"), 404)
+
+
+def test_follows_reach_the_followed_persona_condition(shop):
+    (one_token, _), (two_token, _) = member(shop), member(shop)
+    persona, other = new_persona(shop)["persona_id"], new_persona(shop)["persona_id"]
+    follows = {"field": "followed_persona", "op": "in", "values": [persona]}
+    for token in (one_token, two_token):
+        ok(shop.call("POST", "/v1/me/follows", token=token, json={"persona_id": persona}))
+    ok(shop.call("POST", "/v1/me/follows", token=one_token, json={"persona_id": other}))
+    wait_until(lambda: count(shop, follows) == 2, message="both follows in the facts")
+    ok(shop.call("DELETE", f"/v1/me/follows/{persona}", token=two_token))
+    wait_until(lambda: count(shop, follows) == 1, message="the unfollow in the facts")
+    assert count(shop, {"field": "followed_persona", "op": "in", "values": [persona, other]}) == 1
 
 
 def test_rfm_settings_and_bad_input_roles_and_other_merchants(shop, other_shop):

@@ -36,6 +36,15 @@ class FakeStats:
         self.dirty.add((merchant_id, member_id))
         return True
 
+    async def follow(self, merchant_id: str, member_id: str, persona_id: str, mark: int) -> bool:
+        s = self.items.setdefault((merchant_id, member_id), MemberStats(merchant_id, member_id))
+        if s.follows.get(persona_id, 0) >= mark:
+            return False
+        s.follows[persona_id] = mark
+        s.version += 1
+        self.dirty.add((merchant_id, member_id))
+        return True
+
     async def changed(self, limit: int) -> list[MemberStats]:
         return [copy.deepcopy(self.items[k]) for k in sorted(self.dirty)][:limit]
 

@@ -4,9 +4,11 @@
   `days.<YYYYMMDD>.{o,a}`, `channels.<channel>`, lifetime counters, first/last paid time
   (epoch ms), the causes applied (`causes.<order id>:<kind>`), `version` and `dirty`. An
   event is ONE update guarded by its cause being absent: `$inc` of the counters, `$min` /
-  `$max` of the times, `$set` of the cause and `dirty`.
+  `$max` of the times, `$set` of the cause and `dirty`. `follows.<persona id>`: the
+  follow mark of the newest follow event (domain.segments.follow_mark), set by ONE update
+  guarded by the stored mark being smaller.
 - `member_facts`: one per member, the denormalised facts segments query: RFM scores and
-  group, tags, 365-day figures, last order, channel (and tier, registration, birthday month
+  group, tags, 365-day figures, last order, channel, followed personas (and tier, registration, birthday month
   and consent as other parts keep them). Always written whole-field, every field present.
 - `rfm_settings`: one per merchant.
 
@@ -43,9 +45,11 @@ class MemberFactsDoc(me.Document):
     rfm_group = me.StringField(default="")
     tags = me.ListField(me.StringField())
     last_paid_ms = me.IntField(default=0)
+    followed_personas = me.ListField(me.StringField())
     meta = {"collection": "member_facts", "strict": False,
             "indexes": [{"fields": ["merchant_id", "rfm_group"]}, {"fields": ["merchant_id", "tags"]},
-                        {"fields": ["merchant_id", "last_paid_ms"]}, {"fields": ["merchant_id", "member_id"]}]}
+                        {"fields": ["merchant_id", "last_paid_ms"]}, {"fields": ["merchant_id", "member_id"]},
+                        {"fields": ["merchant_id", "followed_personas"]}]}
 
 
 class RfmSettingsDoc(me.Document):
@@ -129,7 +133,8 @@ def _segments() -> Collection:
 FACTS_DEFAULTS: dict[str, Any] = {
     "tags": [], "manual_tags": [], "auto_tags": [], "rfm_r": 0, "rfm_f": 0, "rfm_m": 0, "rfm_group": "",
     "tier": "", "spend_365": 0, "orders_365": 0, "first_paid_ms": 0, "last_paid_ms": 0, "refunds": 0,
-    "registered_ms": 0, "channel": "", "birthday_month": 0, "consent": 0, "rfm_day": "", "stats_version": 0, "tags_version": 0}
+    "registered_ms": 0, "channel": "", "birthday_month": 0, "consent": 0, "rfm_day": "", "stats_version": 0, "tags_version": 0,
+    "followed_personas": []}
 
 
 # ---- shapes (module functions: tests/conformance runs them against the embedded server) -----
@@ -154,6 +159,21 @@ def apply_event(coll: Collection, merchant_id: str, member_id: str, cause: str, 
     return coll.update_one({"_id": key, f"causes.{cause}": {"$exists": False}}, update).modified_count == 1
 
 
+def apply_follow(coll: Collection, merchant_id: str, member_id: str, persona_id: str, mark: int) -> bool:
+    """A follow event's mark stored unless a newer event's is: the member's document and
+    the persona's entry (mark 0) are created first when missing, then ONE update guarded by
+    the stored mark being smaller sets it, bumps the version and marks the facts due. False
+    for an event as old as or older than the one stored (a replay or a late delivery)."""
+    key = f"{merchant_id}:{member_id}"
+    insert_new(coll, {"_id": key, "merchant_id": merchant_id, "member_id": member_id, "paid_orders": 0,
+                      "refunds": 0, "refunded_amount": 0, "days": {}, "channels": {}, "causes": {},
+                      "follows": {}, "version": 0, "dirty": 0})
+    entry = f"follows.{persona_id}"
+    coll.update_one({"_id": key, entry: {"$exists": False}}, {"$set": {entry: 0}})
+    return coll.update_one({"_id": key, entry: {"$lt": mark}},
+                           {"$set": {entry: mark, "dirty": 1}, "$inc": {"version": 1}}).modified_count == 1
+
+
 def stats_of(doc: dict) -> MemberStats:
     return MemberStats(merchant_id=doc["merchant_id"], member_id=doc["member_id"],
                        first_paid_ms=int(doc.get("first_paid_ms") or 0),
@@ -163,7 +183,8 @@ def stats_of(doc: dict) -> MemberStats:
                        days={d: {"o": int(b.get("o", 0)), "a": int(b.get("a", 0))}
                              for d, b in (doc.get("days") or {}).items()},
                        channels={c: int(n) for c, n in (doc.get("channels") or {}).items()},
-                       version=int(doc.get("version") or 0))
+                       version=int(doc.get("version") or 0),
+                       follows={p: int(n) for p, n in (doc.get("follows") or {}).items()})
 
 
 STATS_PROJECTION = {"causes": 0}
@@ -444,6 +465,9 @@ class StatsRepository:
                     paid_ms: int, channel: str, refunds: int) -> bool:
         return await run_sync(apply_event, _stats(), merchant_id, member_id, cause, day, orders, amount,
                               paid_ms, channel, refunds)
+
+    async def follow(self, merchant_id: str, member_id: str, persona_id: str, mark: int) -> bool:
+        return await run_sync(apply_follow, _stats(), merchant_id, member_id, persona_id, mark)
 
     async def of(self, merchant_id: str, member_ids: list[str]) -> dict[str, MemberStats]:
         return await run_sync(stats_for, _stats(), merchant_id, member_ids)

@@ -15,6 +15,11 @@ class StatsStore(Protocol):
         False on a replay."""
         ...
 
+    async def follow(self, merchant_id: str, member_id: str, persona_id: str, mark: int) -> bool:
+        """Stores a persona's follow mark (domain.segments.follow_mark) unless the stored one
+        is as large: ONE conditional update, marking the facts due. False when not newer."""
+        ...
+
     async def of(self, merchant_id: str, member_ids: list[str]) -> dict[str, MemberStats]: ...
 
     async def changed(self, limit: int) -> list[MemberStats]:

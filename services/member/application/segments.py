@@ -4,6 +4,8 @@ segments (标签 / 用户分层).
 The statistics consumer applies each order event once per cause (the order id and the
 kind, a refund's id too): a paid order adds one order and its payable to the day it was
 paid, a refund takes its amount off that same day. Replays and redeliveries change nothing.
+The content service's follow events keep the member's followed personas: per persona the
+newest event wins (rules.follow_mark), whatever order they arrive in.
 
 A member's facts document is what segments query: RFM scores and group, tags (manual and
 automatic), 365-day figures, last order, channel, tier, registration, birthday month and
@@ -53,6 +55,16 @@ class OrderFact:
     refund_id: str = ""         # set for a refund
 
 
+@dataclass(frozen=True)
+class FollowFact:
+    """A member following or unfollowing a persona, as the statistics see it."""
+    merchant_id: str
+    member_id: str
+    persona_id: str
+    at_ms: int
+    follows: bool
+
+
 def _invalid(problems: list[tuple[str, str]], prefix: str = "") -> None:
     if problems:
         raise InvalidArgument("the request has invalid fields", reason="INVALID_FIELDS",
@@ -84,6 +96,12 @@ class MemberStatistics:
         return await self.stats.apply(order.merchant_id, order.member_id,
                                       f"{order.order_id}:refund:{order.refund_id}", rules.day_key(order.paid_at),
                                       0, -order.amount, 0, "", 1)
+
+    async def on_follow(self, follow: FollowFact) -> bool:
+        """Applied only when newer than the persona's last event for the member; the job
+        derives the facts."""
+        return await self.stats.follow(follow.merchant_id, follow.member_id, follow.persona_id,
+                                       rules.follow_mark(follow.at_ms, follow.follows))
 
     async def refresh(self, merchant_id: str, member_id: str) -> bool:
         """Derives one member's facts now (after a member event or before tagging)."""

@@ -17,6 +17,12 @@ scores and no group.
 Automatic tags: `lapsed` (bought before, but no paid order for N days) and `first-purchase`
 (exactly one paid order ever).
 
+Followed personas come from the content service's follow events. Per persona the statistics
+keep one number, `follow_mark(at, following)` = the event time (epoch ms) × 2, plus 1 when
+it is a follow: the larger mark is the newer event, so an event is applied only when its
+mark is larger than the one stored — late, repeated or swapped deliveries end in the state
+of the newest event (at the same millisecond a follow wins, whatever the order).
+
 A segment rule is AND / OR of conditions over a member's facts. `matches` evaluates it in
 Python; `to_query` translates it into one MongoDB filter over the facts document, on the
 portable query subset (docs/storage.md): `$in` for arrays (never equality on an array),
@@ -70,6 +76,10 @@ class MemberStats:
     days: dict[str, dict[str, int]] = field(default_factory=dict)   # YYYYMMDD → {"o": orders, "a": fen}
     channels: dict[str, int] = field(default_factory=dict)          # channel → paid orders
     version: int = 0
+    follows: dict[str, int] = field(default_factory=dict)           # persona → follow_mark of its newest event
+
+    def followed_personas(self) -> list[str]:
+        return sorted(p for p, mark in self.follows.items() if following(mark))
 
     def window(self, now: datetime) -> tuple[int, int]:
         """(paid orders, paid amount net of refunds) over the 365 days ending today."""
@@ -111,6 +121,15 @@ class RfmSettings:
         if self.lapsed_days < 1:
             out.append(("lapsed_days", "at least 1"))
         return out
+
+
+def follow_mark(at_ms: int, follows: bool) -> int:
+    """The order of a persona's follow events for one member (see the module's note)."""
+    return at_ms * 2 + int(follows)
+
+
+def following(mark: int) -> bool:
+    return mark % 2 == 1
 
 
 def score_recency(days_since: int, t: tuple[int, ...]) -> int:
@@ -164,7 +183,8 @@ def derived_facts(stats: MemberStats, settings: RfmSettings, now: datetime) -> d
     return {"rfm_r": rfm.r, "rfm_f": rfm.f, "rfm_m": rfm.m, "rfm_group": rfm.group,
             "orders_365": orders, "spend_365": amount, "first_paid_ms": stats.first_paid_ms,
             "last_paid_ms": stats.last_paid_ms, "refunds": stats.refunds, "channel": stats.preferred_channel(),
-            "auto_tags": auto_tags(stats, settings, now), "rfm_day": day_key(now)}
+            "auto_tags": auto_tags(stats, settings, now), "rfm_day": day_key(now),
+            "followed_personas": stats.followed_personas()}
 
 
 def _ms(at: datetime) -> int:
@@ -173,7 +193,7 @@ def _ms(at: datetime) -> int:
 
 # ---- segment rules ---------------------------------------------------------------------------
 # field → (kind, facts key). Kinds: "tags" (any of / all of / none of), "int" (eq/in/gte/lte),
-# "str" (in), "days_ago" (within/before N days of now, on an epoch-ms fact; 0 = never).
+# "str" (in), "list" (in: any of the values is in the list), "days_ago" (within/before N days of now, on an epoch-ms fact; 0 = never).
 FIELDS: dict[str, tuple[str, str]] = {
     "tag": ("tags", "tags"),
     "rfm_r": ("int", "rfm_r"), "rfm_f": ("int", "rfm_f"), "rfm_m": ("int", "rfm_m"),
@@ -186,8 +206,9 @@ FIELDS: dict[str, tuple[str, str]] = {
     "channel": ("str", "channel"),
     "birthday_month": ("int", "birthday_month"),
     "marketing_consent": ("int", "consent"),
+    "followed_persona": ("list", "followed_personas"),
 }
-OPS = {"tags": {"any", "all", "none"}, "int": {"in", "gte", "lte"}, "str": {"in"},
+OPS = {"tags": {"any", "all", "none"}, "int": {"in", "gte", "lte"}, "str": {"in"}, "list": {"in"},
        "days_ago": {"within", "before"}}
 MAX_CONDITIONS = 50
 MAX_DEPTH = 3
@@ -228,7 +249,7 @@ def rule_violations(rule: Rule, path: str = "rule", depth: int = 1) -> list[tupl
             out.append((f"{where}.values", "whole numbers ≥ 0"))
         elif kind in ("int", "days_ago") and c.op != "in" and len(c.values) != 1:
             out.append((f"{where}.values", "exactly one value"))
-        elif kind in ("tags", "str") and not all(isinstance(v, str) and v for v in c.values):
+        elif kind in ("tags", "str", "list") and not all(isinstance(v, str) and v for v in c.values):
             out.append((f"{where}.values", "non-empty strings"))
     for i, r in enumerate(rule.rules):
         out += rule_violations(r, f"{path}.rules[{i}]", depth + 1)
@@ -257,6 +278,8 @@ def _condition_matches(c: Condition, facts: dict[str, Any], now: datetime) -> bo
             return set(c.values) <= tags
         return not tags & set(c.values)
     value = facts.get(key)
+    if kind == "list":
+        return bool(set(value or []) & set(c.values))
     if kind == "str":
         return (value or "") in c.values
     if kind == "int":
@@ -294,7 +317,7 @@ def _condition_query(c: Condition, now: datetime) -> dict[str, Any]:
         if c.op == "all":
             return {key: {"$all": values}}
         return {key: {"$nin": values}}
-    if kind == "str":
+    if kind in ("str", "list"):
         return {key: {"$in": list(c.values)}}
     if kind == "int":
         if c.op == "in":
@@ -322,7 +345,7 @@ def rule_of(doc: dict[str, Any]) -> Rule:
 
 def string_valued(field_name: str) -> bool:
     """Whether a field's condition takes strings (else whole numbers)."""
-    return FIELDS.get(field_name, ("tags", ""))[0] in ("tags", "str")
+    return FIELDS.get(field_name, ("tags", ""))[0] in ("tags", "str", "list")
 
 
 # ---- manual tags and saved segments ---------------------------------------------------------

@@ -1,6 +1,6 @@
 """The tags, RFM and segments part of the member service's wiring: member statistics from
 order events (durable consumers of order.paid and order.refunded; recharge orders are
-not purchases and are skipped), and the job that derives RFM scores, automatic tags and
+not purchases and are skipped) and from the content service's persona follow events, and the job that derives RFM scores, automatic tags and
 365-day figures into each member's facts document.
 
 The job runs every SIYU_MEMBER_RFM_JOB_INTERVAL_S (60 s by default) on every replica: it
@@ -8,9 +8,11 @@ takes the members whose statistics changed, then once a day every member (recenc
 with time); writes are conditional on the statistics' version, so replicas agree."""
 from __future__ import annotations
 
+import re
 from datetime import timezone
 
 from siyu.common.v1 import common_pb2
+from siyu.content.v1 import events_pb2 as content_events
 from siyu.order.v1 import events_pb2 as order_events
 from siyu.order.v1 import order_pb2
 
@@ -19,7 +21,7 @@ from siyu.member.v1 import events_pb2 as member_events
 from services.member.adapters import segment_store
 from services.member.application.ports import MemberRepository, MerchantRepository
 from services.member.application.coupons import CouponUseCases
-from services.member.application.segments import MemberStatistics, OrderFact, SegmentAudience, Segments
+from services.member.application.segments import FollowFact, MemberStatistics, OrderFact, SegmentAudience, Segments
 from services.member.domain.coupons import SEGMENT_AUDIENCE
 from siyu_kit import service
 from siyu_kit.config import env_seconds
@@ -60,6 +62,22 @@ def refund_fact(envelope: common_pb2.EventEnvelope, refunded: order_events.Order
                      refund.amount.amount, refund_id=refund.refund_id)
 
 
+# A persona id becomes a field name in the statistics (`follows.<persona id>`).
+_PERSONA_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def follow_fact(envelope: common_pb2.EventEnvelope,
+                event: content_events.PersonaFollowed | content_events.PersonaUnfollowed) -> FollowFact:
+    if not (envelope.merchant_id and event.member_id and _PERSONA_ID.match(event.persona_id)):
+        raise Poison("a persona follow event needs merchant, member and a persona id")
+    at = event.at if event.HasField("at") else envelope.occurred_at
+    if not at.seconds and not at.nanos:
+        raise Poison("a persona follow event needs its time")
+    return FollowFact(envelope.merchant_id, event.member_id, event.persona_id,
+                      int(at.ToDatetime(tzinfo=timezone.utc).timestamp() * 1000),
+                      isinstance(event, content_events.PersonaFollowed))
+
+
 def subscriptions(segments: Segments) -> list[Subscription]:
     stats = segments.statistics
 
@@ -83,7 +101,13 @@ def subscriptions(segments: Segments) -> list[Subscription]:
     async def on_consent(envelope: common_pb2.EventEnvelope, changed: member_events.MarketingConsentChanged) -> None:
         await stats.refresh(envelope.merchant_id, changed.member_id)
 
+    async def on_follow(envelope: common_pb2.EventEnvelope,
+                        event: content_events.PersonaFollowed | content_events.PersonaUnfollowed) -> None:
+        await stats.on_follow(follow_fact(envelope, event))
+
     return [Subscription.to("member-stats-order-paid", order_events.OrderPaid, on_paid),
+            Subscription.to("member-stats-persona-followed", content_events.PersonaFollowed, on_follow),
+            Subscription.to("member-stats-persona-unfollowed", content_events.PersonaUnfollowed, on_follow),
             Subscription.to("member-stats-order-refunded", order_events.OrderRefunded, on_refunded),
             Subscription.to("member-facts-registered", member_events.MemberRegistered, on_registered),
             Subscription.to("member-facts-profile", member_events.MemberProfileUpdated, on_profile),
