@@ -57,6 +57,15 @@ def event_for(payload: Message, *, merchant_id: str, aggregate_id: str, aggregat
                       aggregate_version=aggregate_version, payload=payload, channel=channel, occurred_at=occurred_at)
 
 
+def room_event_for(payload: Message, *, merchant_id: str, aggregate_id: str, aggregate_version: int,
+                   occurred_at: datetime | None = None) -> Event:
+    """A live-room event (siyu.common.v1.LiveRoomEvent) on its session's own subject,
+    `siyu.live.room.<live_session_id>`: a gateway follows one room without the others."""
+    return make_event(f"{subject_of(type(payload))}.{payload.live_session_id}", merchant_id=merchant_id,
+                      aggregate_id=aggregate_id, aggregate_version=aggregate_version, payload=payload,
+                      occurred_at=occurred_at)
+
+
 # Who wants to know that events were just committed: the process's relay, so they go out
 # now instead of at its next poll. Repositories call `committed()` after a write that
 # stored events; nothing is threaded through the use cases.
