@@ -11,6 +11,7 @@ import sys
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import grpc
 import nats
@@ -156,6 +157,18 @@ def test_a_guide_works_only_on_their_own_personas(shop):
                       params={"persona_id": theirs["persona_id"]}), 403, "PERSONA_NOT_ASSIGNED")
     refused(shop.call("POST", f"/v1/staff/personas/{mine['persona_id']}:assign-guides", channel=None, token=guide,
                       json={"guide_ids": [guide_id]}), 403)
+
+    # Funnels: their own persona's, never another's, and no merchant-wide ones.
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d")
+
+    def funnel(dimension: str, ref_id: str):
+        return shop.call("GET", "/v1/staff/funnel-report", channel=None, token=guide, params={
+            "dimension": f"FUNNEL_DIMENSION_{dimension}", "ref_id": ref_id, "from_day": today, "to_day": today})
+    assert "total" in ok(funnel("PERSONA", mine["persona_id"]))
+    refused(funnel("PERSONA", theirs["persona_id"]), 403, "PERSONA_NOT_ASSIGNED")
+    refused(funnel("CHANNEL", "H5"), 403, "PERSONA_NOT_ASSIGNED")
+    refused(shop.call("GET", f"/v1/staff/personas/{theirs['persona_id']}/funnel", channel=None, token=guide), 403,
+            "PERSONA_NOT_ASSIGNED")
 
 
 @pytest.fixture

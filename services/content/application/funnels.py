@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Awaitable, Callable
 
 from siyu_kit import context
-from siyu_kit.errors import FieldViolation, NotFound, Violations
+from siyu_kit.errors import FieldViolation, NotFound, PermissionDenied, Violations
 from siyu_kit.ids import is_id
 from siyu_kit.money import DEFAULT_CURRENCY
 
@@ -15,6 +16,7 @@ from services.content.application.ports import FunnelRepository
 from services.content.domain import funnels
 from services.content.domain.contents import Content
 from services.content.domain.funnels import Counters, DailyFunnel
+from services.content.domain.guides import require_funnel_dimension, require_manage, sees_all
 from services.content.domain.personas import Persona
 
 CHANNELS = ("MINI_PROGRAM", "H5", "LIVE")
@@ -53,10 +55,14 @@ class Touch:
 
 class FunnelUseCases:
     def __init__(self, repo: FunnelRepository, personas: PersonaUseCases, contents: ContentUseCases,
-                 time_zone: str = funnels.DEFAULT_TIME_ZONE):
+                 time_zone: str = funnels.DEFAULT_TIME_ZONE,
+                 session_personas: Callable[[str], Awaitable[str]] | None = None):
         self.repo = repo
         self.personas = personas
         self.contents = contents
+        # A live session's persona ("" when the merchant has no such session): how a
+        # guide's right to a session's funnel is decided.
+        self.session_personas = session_personas
         # The member service shares no merchant settings with us yet, so every merchant
         # counts its business days in the default zone.
         self.time_zone = time_zone
@@ -99,13 +105,17 @@ class FunnelUseCases:
     # ---- staff reads --------------------------------------------------------------------
 
     async def persona_funnel(self, persona_id: str) -> tuple[Persona, Counters, str]:
-        context.current().require_staff("OPERATOR", "GUIDE")
+        ctx = context.current()
+        ctx.require_staff("OPERATOR", "GUIDE")
         persona = await self.personas.get(persona_id)
+        require_manage(persona.guide_ids, ctx.caller_id, ctx.roles, what="persona's funnel")
         return (persona, *await self._total(funnels.PERSONA, persona.id))
 
     async def content_funnel(self, content_id: str) -> tuple[Content, Counters, str]:
-        context.current().require_staff("OPERATOR", "GUIDE")
+        ctx = context.current()
+        ctx.require_staff("OPERATOR", "GUIDE")
         content = await self.contents.get_any(content_id)
+        await self._require_persona_managed(content.fields.persona_id, "content's funnel")
         return (content, *await self._total(funnels.CONTENT, content.id))
 
     async def _total(self, dimension: str, ref_id: str) -> tuple[Counters, str]:
@@ -118,7 +128,7 @@ class FunnelUseCases:
         """One funnel by day over [from_day, to_day] (the merchant's days), with the total."""
         ctx = context.current()
         merchant_id = ctx.require_merchant()
-        ctx.require_staff("OPERATOR")
+        ctx.require_staff("OPERATOR", "GUIDE")
         v = Violations()
         v.check(dimension in funnels.DIMENSIONS, "dimension", "a funnel dimension")
         if dimension in funnels.DIMENSIONS:
@@ -135,20 +145,37 @@ class FunnelUseCases:
         return funnels.daily(start, end, buckets), currency or DEFAULT_CURRENCY
 
     async def _require_readable(self, merchant_id: str, dimension: str, ref_id: str) -> None:
-        """NotFound unless the funnel's subject is the merchant's. A guide will read only the
-        funnels of personas assigned to them (and their content and sessions): that check
-        goes here once personas know their guides; until then only OPERATOR and OWNER read."""
+        """NotFound unless the funnel's subject is the merchant's; PermissionDenied when a
+        guide asks for a funnel that is not of their personas (domain/guides.py)."""
+        ctx = context.current()
+        require_funnel_dimension(dimension, ctx.roles)
         if dimension == funnels.PERSONA:
-            await self.personas.get(ref_id, field="ref_id")
+            persona = await self.personas.get(ref_id, field="ref_id")
+            require_manage(persona.guide_ids, ctx.caller_id, ctx.roles, what="persona's funnel")
         elif dimension == funnels.CONTENT:
-            await self.contents.get_any(ref_id)
+            content = await self.contents.get_any(ref_id)
+            await self._require_persona_managed(content.fields.persona_id, "content's funnel")
         elif dimension in (funnels.LIVE_SESSION, funnels.SHARE_CODE):
             # Sessions and share codes live elsewhere: a funnel nothing was counted in for
             # this merchant does not exist for it.
             if not await self.repo.any_counted(merchant_id, dimension, ref_id):
                 raise NotFound("no such funnel", reason="FUNNEL_NOT_FOUND",
                                violations=[FieldViolation("ref_id", "nothing counted for it")])
+            if dimension == funnels.LIVE_SESSION and not sees_all(ctx.roles):
+                await self._require_session_managed(ref_id)
 
+    async def _require_persona_managed(self, persona_id: str, what: str) -> None:
+        ctx = context.current()
+        if sees_all(ctx.roles):
+            return
+        persona = await self.personas.get(persona_id)
+        require_manage(persona.guide_ids, ctx.caller_id, ctx.roles, what=what)
+
+    async def _require_session_managed(self, live_session_id: str) -> None:
+        persona_id = await self.session_personas(live_session_id) if self.session_personas else ""
+        if not persona_id:
+            raise PermissionDenied("this live session's funnel is not assigned to you", reason="PERSONA_NOT_ASSIGNED")
+        await self._require_persona_managed(persona_id, "live session's funnel")
 
 def _refs(touch: Touch) -> tuple[str, ...]:
     return (touch.persona_id, touch.content_id, touch.live_session_id, touch.channel, touch.share_code)

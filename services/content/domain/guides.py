@@ -1,6 +1,6 @@
 """Who may manage a persona: OWNER and OPERATOR manage every persona of their merchant; a
-GUIDE manages only the personas assigned to them (their content too, and later their
-funnels). Everyone else manages none."""
+GUIDE manages only the personas assigned to them, their content and live sessions, and
+reads only the funnels of those. Everyone else manages none."""
 from __future__ import annotations
 
 from siyu_kit.errors import PermissionDenied
@@ -21,3 +21,14 @@ def may_manage(guide_ids: tuple[str, ...], staff_id: str, roles: tuple[str, ...]
 def require_manage(guide_ids: tuple[str, ...], staff_id: str, roles: tuple[str, ...], what: str = "persona") -> None:
     if not may_manage(guide_ids, staff_id, roles):
         raise PermissionDenied(f"this {what} is not assigned to you", reason="PERSONA_NOT_ASSIGNED")
+
+
+# Funnels a guide may read: of a persona, content item or live session of theirs. A
+# channel's or a share code's funnel spans personas, so only managers read it.
+GUIDE_FUNNEL_DIMENSIONS = ("persona", "content", "live_session")
+
+
+def require_funnel_dimension(dimension: str, roles: tuple[str, ...]) -> None:
+    if not sees_all(roles) and dimension not in GUIDE_FUNNEL_DIMENSIONS:
+        raise PermissionDenied("a guide reads the funnels of their personas, content and live sessions only",
+                               reason="PERSONA_NOT_ASSIGNED")

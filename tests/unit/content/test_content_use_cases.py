@@ -302,6 +302,11 @@ async def test_funnels_add_up_orders_payments_and_gmv(world):
     await world.funnel_cases.record(fact(persona.id, content.id, change=funnels.order_paid(1999)))
     await world.funnel_cases.record(fact(persona.id, change=funnels.order_paid(1)))
     await world.funnel_cases.record(fact(persona.id, merchant=OTHER))
+    with operator(roles=("GUIDE",)), pytest.raises(PermissionDenied):
+        await world.funnel_cases.persona_funnel(persona.id)  # not (yet) this guide's persona
+    with operator(roles=("GUIDE",)), pytest.raises(PermissionDenied):
+        await world.funnel_cases.content_funnel(content.id)
+    world.personas.items[persona.id].guide_ids = ("stf_1",)  # now the guide runs it
     with operator(roles=("GUIDE",)):
         shown, counters, currency = await world.funnel_cases.persona_funnel(persona.id)
         assert shown.id == persona.id and currency == "CNY"

@@ -15,6 +15,7 @@ from services.content.application.funnels import FunnelUseCases, OrderFact, Touc
 from services.content.application.personas import PersonaUseCases
 from services.content.domain import funnels
 from services.content.domain.funnels import Counters
+from services.content.domain.contents import ContentFields
 from services.content.domain.personas import PersonaFields
 from tests.fakes.content import FakeContents, FakeFunnels, FakePersonas, FakeProducts, FakePurchases, caller
 
@@ -121,15 +122,41 @@ async def test_a_report_of_another_merchants_or_an_unknown_subject_is_not_found(
     assert report.total == Counters(orders=1)
 
 
-async def test_only_operators_and_owners_read_funnel_reports_for_now(w):
+async def test_a_guide_reads_only_the_funnels_of_their_own_personas_content_and_sessions(w):
+    mine, theirs = await persona_of(w), await persona_of(w)
+    w.personas.items[mine.id].guide_ids = ("stf_1",)
+    with operator():
+        content, _ = await w.content_cases.upsert(ContentFields(code="c1", persona_id=mine.id, type="ARTICLE", title="t"), "PUBLISHED")
+    session_personas = {"liv_01J0000000000000000000000A": mine.id, "liv_01J0000000000000000000000B": theirs.id}
+    w.cases.session_personas = lambda live_session_id: _async(session_personas.get(live_session_id, ""))
+    for session in session_personas:
+        await w.cases.record(order_fact(funnels.order_placed(), live_session_id=session, share_code="zz9"))
+    for dimension, ref in (("persona", mine.id), ("content", content.id),
+                           ("live_session", "liv_01J0000000000000000000000A")):
+        with operator(roles=("GUIDE",)):
+            await w.cases.daily_report(dimension, ref, "2026-06-01", "2026-06-01")
+    for dimension, ref in (("persona", theirs.id), ("live_session", "liv_01J0000000000000000000000B"),
+                           ("channel", "H5"), ("share_code", "zz9")):
+        with operator(roles=("GUIDE",)), pytest.raises(PermissionDenied):
+            await w.cases.daily_report(dimension, ref, "2026-06-01", "2026-06-01")
+    # An unknown subject is NOT_FOUND for a guide too, never a hint that it exists elsewhere.
+    with operator(roles=("GUIDE",)), pytest.raises(NotFound):
+        await w.cases.daily_report("persona", new_id("per"), "2026-06-01", "2026-06-01")
+
+
+async def test_finance_reads_no_funnels_and_only_managers_read_repeat_purchase(w):
     persona = await persona_of(w)
+    with operator(roles=("FINANCE",)), pytest.raises(PermissionDenied):
+        await w.cases.daily_report("persona", persona.id, "2026-06-01", "2026-06-01")
     for roles in (("GUIDE",), ("FINANCE",)):
-        with operator(roles=roles), pytest.raises(PermissionDenied):
-            await w.cases.daily_report("persona", persona.id, "2026-06-01", "2026-06-01")
         with operator(roles=roles), pytest.raises(PermissionDenied):
             await w.cohorts.report("2026-01", "2026-06", "all")
     with operator(roles=("OWNER",)):
         await w.cases.daily_report("persona", persona.id, "2026-06-01", "2026-06-01")
+
+
+async def _async(value):
+    return value
 
 
 async def test_touches_without_a_usable_cause_are_refused_before_anything_counts(w):
