@@ -20,6 +20,11 @@ _pool: ThreadPoolExecutor | None = None
 # While the database is away a call fails within this long (and the caller gets
 # UNAVAILABLE) instead of holding a pool thread until the gateway's deadline.
 SERVER_WAIT_MS = 2000
+# How long a connection attempt, and the driver's heartbeat to the server, may take. A
+# heartbeat that times out marks the server down and cancels every command in flight, so
+# it must outlast a busy server's slowest answer (a server that is gone refuses at once;
+# SERVER_WAIT_MS still bounds how long a call waits for one).
+CONNECT_WAIT_MS = 10_000
 
 
 class RoundTripCounter(monitoring.CommandListener):
@@ -45,7 +50,7 @@ def connect(uri: str, db_name: str, threads: int = 16, service: str = "") -> Dat
     mongoengine.disconnect()
     mongoengine.connect(db=db_name, host=uri, uuidRepresentation="standard", tz_aware=True,
                         serverSelectionTimeoutMS=SERVER_WAIT_MS,
-                        connectTimeoutMS=SERVER_WAIT_MS, maxPoolSize=threads + 4,
+                        connectTimeoutMS=CONNECT_WAIT_MS, maxPoolSize=threads + 4,
                         event_listeners=[RoundTripCounter(service or db_name)])
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")

@@ -420,6 +420,11 @@ async def test_database_commands_per_movement(stack, stub, storage):
         return int(counter._value.get() - before)
 
     with caller(mid, service="order"):
+        # As on a busy process: each collection was used before (its indexes ensured once).
+        warm = new_id("ord")
+        await cases.hold(alice, warm, 100)
+        await cases.capture(alice, warm)
+        await cases.refund_to_balance(alice, warm, new_id("rfd"), 100)
         before = counter._value.get()
         await cases.hold(alice, order_id, 600)
         hold = commands_of(before)

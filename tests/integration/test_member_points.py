@@ -313,6 +313,10 @@ async def test_database_commands_per_movement(stub, storage):
     order_id = new_id("ord")
     await cases.terms(merchant_id)  # as on a busy process: the merchant's terms are in memory
     with caller(merchant_id, service="order"):
+        # …and each collection was used before (its indexes ensured once per process).
+        warm = new_id("ord")
+        await cases.hold(member_id, warm, 300, 10_000)
+        await cases.spend(member_id, warm)
         before = counter._value.get()
         await cases.hold(member_id, order_id, 300, 10_000)
         hold = counter._value.get() - before
