@@ -16,6 +16,7 @@ version wins. Map keys are product ids (no `.` or `$`)."""
 from __future__ import annotations
 
 from mongoengine import DateTimeField, DictField, Document, IntField, LongField, StringField
+from pymongo.errors import DuplicateKeyError
 
 from siyu_kit.db import run_sync
 
@@ -110,6 +111,11 @@ def key(merchant_id: str, ref: str) -> str:
     return f"{merchant_id}:{ref}"
 
 
+def new_doc(doc_key: str, fields: dict, counted_map: str) -> dict:
+    """A counted document before its first count (the shape Buckets counts into)."""
+    return {"_id": doc_key, **fields, "gen": 0, "marks_n": 0, "marks": {}, counted_map: {}}
+
+
 def switch_query(merchant_id: str, member_id: str, version: int) -> dict:
     return {"_id": key(merchant_id, member_id), "version": {"$lt": version}}
 
@@ -155,18 +161,30 @@ class RecommendationStore:
         pairs, purchases, units = self.buckets()
         m, cause, counted = fact.merchant_id, fact.event_id, 0
         for product_id, others in rules.pairs(fact.units).items():
-            counted += pairs.apply_once(key(m, product_id), {"merchant_id": m, "product_id": product_id}, cause,
-                                        Increments("with", {o: 1 for o in others}))
+            counted += self._count(pairs, key(m, product_id), {"merchant_id": m, "product_id": product_id}, cause,
+                                   Increments("with", {o: 1 for o in others}))
         if fact.member_id:
             # `at` is set by the same counting update: an older order applied after a newer
             # one moves it back, which only shortens how long the product counts as recent.
-            fields = {"merchant_id": m, "member_id": fact.member_id,
-                      **{f"at.{p}": fact.paid_ms for p in fact.units}}
-            counted += purchases.apply_once(key(m, fact.member_id), fields, cause, Increments("units", fact.units))
+            counted += self._count(purchases, key(m, fact.member_id), {"merchant_id": m, "member_id": fact.member_id},
+                                   cause, Increments("units", fact.units),
+                                   {f"at.{p}": fact.paid_ms for p in fact.units})
         day = rules.day_of(fact.paid_ms)
-        counted += units.apply_once(key(m, day), {"merchant_id": m, "day": day}, cause,
-                                    Increments("units", fact.units))
+        counted += self._count(units, key(m, day), {"merchant_id": m, "day": day}, cause,
+                               Increments("units", fact.units))
         return counted
+
+    @staticmethod
+    def _count(buckets: Buckets, doc_key: str, fields: dict, cause: str, change: Increments,
+               also: dict | None = None) -> bool:
+        # The document is created first, with its empty maps: an upsert that inserts stores
+        # an `$inc` of `map.entry` as a flat key "map.entry" on the embedded server (see
+        # docs/storage.md), so counting always updates a document that exists.
+        try:
+            buckets.buckets.insert_one(new_doc(doc_key, fields, change.field))
+        except DuplicateKeyError:
+            pass
+        return buckets.apply_once(doc_key, {**fields, **(also or {})}, cause, change)
 
     # ---- reads
     async def co_purchased(self, merchant_id: str, product_ids: list[str]) -> dict[str, dict[str, int]]:
