@@ -36,10 +36,10 @@ FOLLOWS_READ = 20
 AFFINITY_CANDIDATES = 20
 
 
-async def _soft(what: str, call: Awaitable[T], default: T) -> T:
+async def _soft(what: str, call: Awaitable[T], default: T, timeout_s: float = READ_TIMEOUT_S) -> T:
     """The part's answer, or `default` when it fails or is late (logged, never raised)."""
     try:
-        return await asyncio.wait_for(call, READ_TIMEOUT_S)
+        return await asyncio.wait_for(call, timeout_s)
     except asyncio.CancelledError:
         raise
     except Exception as error:  # noqa: BLE001 - any failing part is left out, never the whole answer
@@ -49,12 +49,16 @@ async def _soft(what: str, call: Awaitable[T], default: T) -> T:
 
 class Recommendations:
     def __init__(self, store: RecommendationStore, follows: FollowRepository, personas: PersonaRepository,
-                 products: ProductReader, clock: Clock = now_ms):
+                 products: ProductReader, clock: Clock = now_ms, timeout_s: float = READ_TIMEOUT_S):
         self.store = store
         self.follows = follows
         self.personas = personas
         self.products = products
         self.clock = clock
+        self.timeout_s = timeout_s
+
+    def _soft(self, what: str, call: Awaitable[T], default: T) -> Awaitable[T]:
+        return _soft(what, call, default, self.timeout_s)
 
     # ---- kept from events ----------------------------------------------------------------
     async def record_paid(self, fact: PaidOrderFact) -> int:
@@ -82,30 +86,30 @@ class Recommendations:
         merchant_id, now = ctx.merchant_id, self.clock()
         # Unknown (the store is away) counts as off: history is used only when allowed.
         personal, days = await asyncio.gather(
-            _soft("switch", self.store.personalised(merchant_id, member_id), False),
-            _soft("popular", self.store.units_sold(merchant_id, rules.window(now)), []))
+            self._soft("switch", self.store.personalised(merchant_id, member_id), False),
+            self._soft("popular", self.store.units_sold(merchant_id, rules.window(now)), []))
         popular = rules.popular(rules.add_units(days))
         # Read more than the page: the catalog may not show some of them.
         want = size * 2 + 10
         if not personal:
             picks = rules.popular_only(popular, want)
-            return await self._shown(picks, size, {}, {}), False
+            return await self._shown(picks, size, {}, {}, popular=popular), False
         bought, featured = await asyncio.gather(
-            _soft("purchases", self.store.bought(merchant_id, member_id), {}),
-            _soft("follows", self._featured(merchant_id, member_id), []))
+            self._soft("purchases", self.store.bought(merchant_id, member_id), {}),
+            self._soft("follows", self._featured(merchant_id, member_id), []))
         anchors = rules.anchors(bought, now)
         co, history = await asyncio.gather(
-            _soft("co-purchase", self.store.co_purchased(merchant_id, anchors), {}),
-            _soft("catalog", self.products.shown(anchors), []))
+            self._soft("co-purchase", self.store.co_purchased(merchant_id, anchors), {}),
+            self._soft("catalog", self.products.shown(anchors), []) if anchors else _nothing())
         shapes = [_shape(p) for p in history]
-        candidates = await self._affinity_candidates(shapes, popular)
+        candidates = await self._affinity_candidates(shapes)
         picks = rules.mix(bought_with=rules.bought_with(anchors, co), followed=rules.followed(featured),
                           affinity=rules.affinity(shapes, [_shape(p) for p in candidates]), popular=popular,
                           recent=rules.recent(bought, now), limit=want)
         titles = {p.product_id: p.title for p in history}
         names = {f.persona_id: f.name for f in featured}
         known = {p.product_id: p for p in candidates}
-        return await self._shown(picks, size, titles, names, known), True
+        return await self._shown(picks, size, titles, names, known, popular), True
 
     async def _featured(self, merchant_id: str, member_id: str) -> list[rules.Featured]:
         persona_ids = await self.follows.followed_ids(merchant_id, member_id, FOLLOWS_READ)
@@ -113,26 +117,25 @@ class Recommendations:
         return [rules.Featured(p.id, p.fields.name, tuple(p.fields.featured_product_ids))
                 for p in personas if p is not None and p.fields.featured_product_ids]
 
-    async def _affinity_candidates(self, history: list[rules.Shape], popular: list[rules.Pick]) -> list[Any]:
+    async def _affinity_candidates(self, history: list[rules.Shape]) -> list[Any]:
         """Products of the member's top category and top tag as the catalog lists them."""
         category, tag = rules.top_category(history), rules.top_tag(history)
-        lists = await asyncio.gather(
-            _soft("catalog", self.products.listed(category_id=category, limit=AFFINITY_CANDIDATES), [])
-            if category else _nothing(),
-            _soft("catalog", self.products.listed(tag=tag, limit=AFFINITY_CANDIDATES), []) if tag else _nothing())
+        by_category = self.products.listed(category_id=category, limit=AFFINITY_CANDIDATES) if category else None
+        by_tag = self.products.listed(tag=tag, limit=AFFINITY_CANDIDATES) if tag else None
+        lists = await asyncio.gather(*(self._soft("catalog", call, []) for call in (by_category, by_tag) if call))
         return [p for found in lists for p in found]
 
     async def _shown(self, picks: list[rules.Pick], size: int, titles: dict[str, str], names: dict[str, str],
-                     known: dict[str, Any] | None = None) -> list[tuple[Any, rules.Pick, str]]:
+                     known: dict[str, Any] | None = None,
+                     popular: list[rules.Pick] | None = None) -> list[tuple[Any, rules.Pick, str]]:
         """The picks the catalog shows, with this member's prices, at most `size`. Without
         the catalog: the best sellers alone, as bare product ids, rather than nothing."""
         known = dict(known or {})
         missing = [p.product_id for p in picks if p.product_id not in known]
-        found = await _soft("catalog", self.products.shown(missing), None) if missing else []
+        found = await self._soft("catalog", self.products.shown(missing), None) if missing else []
         if found is None:
             # None: the product is known by its id only (the servicer sends just the id).
-            picks = [p for p in picks if p.reason == rules.POPULAR]
-            return [(None, p, rules.reason_text(p, titles, names)) for p in picks[:size]]
+            return [(None, p, rules.reason_text(p, titles, names)) for p in rules.popular_only(popular or [], size)]
         known.update({p.product_id: p for p in found})
         out = []
         for pick in picks:
