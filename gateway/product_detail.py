@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from siyu.catalog.v1 import catalog_pb2
-from siyu.common.v1 import common_pb2
+from siyu.common.v1 import live_pb2
 from siyu.content.v1 import content_pb2
 from siyu_kit import logging as slog, reasons
 from siyu_kit.config import env_seconds
@@ -57,11 +57,30 @@ def live_status(sessions) -> str:
     """LIVE when a session with the product is live now, SCHEDULED when one is coming, else
     NONE."""
     states = {s.live_session.state for s in sessions}
-    if common_pb2.LIVE_SESSION_STATE_LIVE in states:
+    if live_pb2.LIVE_SESSION_STATE_LIVE in states:
         return "LIVE"
-    if common_pb2.LIVE_SESSION_STATE_SCHEDULED in states:
+    if live_pb2.LIVE_SESSION_STATE_SCHEDULED in states:
         return "SCHEDULED"
     return "NONE"
+
+
+def assemble(product, flash_sales, live, contents) -> dict:
+    """The screen's JSON from the answers; a part given as an exception is left out and
+    named in `unavailable`."""
+    body: dict = {"product": _dict(product.product)}
+    unavailable = [name for name, part in ((FLASH_SALES, flash_sales), (LIVE, live), (CONTENT, contents))
+                   if isinstance(part, BaseException)]
+    if FLASH_SALES not in unavailable:
+        body["flash_sales"] = [_dict(s) for s in flash_sales]
+    if LIVE not in unavailable:
+        body["live_status"] = live_status(live.sessions)
+        body["live_sessions"] = [_dict(s) for s in live.sessions]
+    if CONTENT not in unavailable:
+        body["contents"] = [_dict(c) for c in contents.contents]
+        body["personas"] = [_dict(p) for p in contents.personas]
+        body["contents_next_page_token"] = contents.next_page_token
+    body["unavailable"] = unavailable
+    return body
 
 
 class ProductDetail:
@@ -129,23 +148,11 @@ class ProductDetail:
         except Exception:  # noqa: BLE001 - the caller gets a plain 500, the log gets the trace
             log.exception("gateway.failed", request_id=request_id, route=state["route"])
             return errors.response(ApiError("INTERNAL", "internal error"), request_id)
-        body: dict = {"product": _dict(product.product)}
-        unavailable = []
-        for name, part in ((FLASH_SALES, flash_sales), (LIVE, live), (CONTENT, contents)):
-            if isinstance(part, BaseException):
-                unavailable.append(name)
-                log.info("product_detail.part_unavailable", part=name, request_id=request_id,
-                         error=part.code().name if isinstance(part, grpc.aio.AioRpcError) else type(part).__name__)
-        if FLASH_SALES not in unavailable:
-            body["flash_sales"] = [_dict(s) for s in flash_sales]
-        if LIVE not in unavailable:
-            body["live_status"] = live_status(live.sessions)
-            body["live_sessions"] = [_dict(s) for s in live.sessions]
-        if CONTENT not in unavailable:
-            body["contents"] = [_dict(c) for c in contents.contents]
-            body["personas"] = [_dict(p) for p in contents.personas]
-            body["contents_next_page_token"] = contents.next_page_token
-        body["unavailable"] = unavailable
+        body = assemble(product, flash_sales, live, contents)
+        for name in body["unavailable"]:
+            part = {FLASH_SALES: flash_sales, LIVE: live, CONTENT: contents}[name]
+            log.info("product_detail.part_unavailable", part=name, request_id=request_id,
+                     error=part.code().name if isinstance(part, grpc.aio.AioRpcError) else type(part).__name__)
         return JSONResponse(body)
 
 

@@ -136,6 +136,17 @@ def test_product_detail_in_one_call_with_every_part(shop, products, featured):
     assert "content" not in body["unavailable"] and "flash_sales" not in body["unavailable"]
     if "live" not in body["unavailable"]:
         assert (body["live_status"], body["live_sessions"]) == ("NONE", [])
+    # With a member token each SKU carries what this member pays (a limited-time price here).
+    now = datetime.now(timezone.utc)
+    cheaper = ok(shop.as_staff("POST", "/v1/staff/products", json={
+        "code": "lt-" + uuid.uuid4().hex[:8], "title": "限时", "status": "PRODUCT_STATUS_ON_SHELF",
+        "skus": [{"code": "lt-" + uuid.uuid4().hex[:8], "list_price": {"amount": "9000", "currency": "CNY"},
+                  "initial_stock": "5", "limited_time_price": {
+                      "price": {"amount": "7000", "currency": "CNY"}, "starts_at": rfc3339(now - timedelta(hours=1)),
+                      "ends_at": rfc3339(now + timedelta(hours=1))}}]}))["product"]
+    mine = ok(detail(shop, cheaper["product_id"], token=member(shop)))["product"]["skus"][0]
+    assert mine["member_price"]["amount"] == "7000"
+    assert "member_price" not in ok(detail(shop, cheaper["product_id"]))["product"]["skus"][0]
     # The same content as its own paged route gives it.
     listed = ok(shop.call("GET", f"/v1/products/{a['product_id']}/contents"))
     assert [c["content_id"] for c in listed["contents"]] == [featured["article"]["content_id"]]
