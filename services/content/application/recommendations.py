@@ -108,7 +108,8 @@ class Recommendations:
                           recent=rules.recent(bought, now), limit=want)
         titles = {p.product_id: p.title for p in history}
         names = {f.persona_id: f.name for f in featured}
-        known = {p.product_id: p for p in candidates}
+        # Products already read with this member's prices need no second look-up.
+        known = {p.product_id: p for p in [*history, *candidates]}
         return await self._shown(picks, size, titles, names, known, popular), True
 
     async def _featured(self, merchant_id: str, member_id: str) -> list[rules.Featured]:
