@@ -70,11 +70,6 @@ class FakeRecommendationStore:
         self.purchases.pop((merchant_id, member_id), None)
         self.switches.pop((merchant_id, member_id), None)
 
-    async def member_export(self, merchant_id: str, member_id: str) -> dict:
-        at = self.purchases.get((merchant_id, member_id), {})
-        return {"personalised": self.switches.get((merchant_id, member_id), (True, 0))[0],
-                "purchased_products": [{"product_id": p, "last_paid_at_ms": at[p]} for p in sorted(at)]}
-
 
 @dataclass
 class Card:

@@ -229,16 +229,6 @@ class RecommendationStore:
 
         await run_sync(forget)
 
-    async def member_export(self, merchant_id: str, member_id: str) -> dict:
-        _, purchases, _, _, switches = self._collections()
-        query = by_ids_query(merchant_id, [key(merchant_id, member_id)])
-        bought = await run_sync(purchases.find_one, query, {"units": 1, "at": 1}) or {}
-        switch = await run_sync(switches.find_one, query, {"off": 1}) or {}
-        at, units = bought.get("at") or {}, bought.get("units") or {}
-        return {"personalised": not int(switch.get("off") or 0),
-                "purchased_products": [{"product_id": p, "units": int(units.get(p) or 0),
-                                        "last_paid_at_ms": int(at[p])} for p in sorted(at)]}
-
 
 class ProductContentsStore:
     def __init__(self, collection=None):

@@ -43,9 +43,6 @@ class RecommendationStore(Protocol):
     async def forget_member(self, merchant_id: str, member_id: str) -> None:
         """Removes the member's purchases and switch; repeats change nothing."""
 
-    async def member_export(self, merchant_id: str, member_id: str) -> dict:
-        """Plain JSON of what is kept about the member."""
-
 
 class ProductReader(Protocol):
     async def shown(self, product_ids: list[str]) -> list[Any]:

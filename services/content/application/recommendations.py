@@ -70,9 +70,6 @@ class Recommendations:
     async def forget_member(self, merchant_id: str, member_id: str) -> None:
         await self.store.forget_member(merchant_id, member_id)
 
-    async def export_member(self, merchant_id: str, member_id: str) -> dict:
-        return await self.store.member_export(merchant_id, member_id)
-
     # ---- the read --------------------------------------------------------------------------
     async def mine(self, page_size: int) -> tuple[list[tuple[Any, rules.Pick, str]], bool]:
         """(product, pick, reason text) for the calling member, and whether personalised;

@@ -40,7 +40,9 @@ def build(runtime: service.Runtime) -> service.Parts:
     feed.member_data.derived.append(cohorts.forget_member)
     # ---- recommendations and the content featuring a product ----
     recs = RecommendationParts(persona_repo, catalog)
-    feed.member_data_parts.append(recs.member_data)
+    # A member's purchases and switch are copies of the order and member services' data:
+    # erased with the member, exported by those services.
+    feed.member_data.derived.append(recs.recommendations.forget_member)
     # ---- end of recommendations ----
     full_name = content_pb2.DESCRIPTOR.services_by_name["ContentService"].full_name
     return service.Parts(

@@ -19,6 +19,7 @@ from siyu_kit.ids import new_id
 
 from services.content.adapters import recommendation_store as rs
 from services.content.application.contents import ContentUseCases
+from services.content.application.member_data import MemberData
 from services.content.application.personas import PersonaUseCases
 from services.content.application.recommendation_ports import PaidOrderFact
 from services.content.application.recommendations import ProductContents, Recommendations
@@ -27,7 +28,6 @@ from services.content.domain.contents import ContentFields
 from services.content.domain.personas import PersonaFields
 from services.content.domain.recommendations import Pick, Shape
 from services.content.entrypoint.events import recommendation_subscriptions
-from services.content.entrypoint.recommendation_wiring import RecommendationData
 from tests.fakes.content import FakePersonas, FakeProducts, caller
 from tests.fakes.content_feed import FakeContentsWithEvents, FakeFollows, FakePublished
 from tests.fakes.recommendations import FakeCatalog, FakeRecommendationStore
@@ -241,15 +241,18 @@ async def test_the_read_needs_a_member_and_a_page_size_in_range(w):
         await w.recs.mine(0)
 
 
-async def test_the_members_data_is_exported_and_erased(w):
+async def test_the_members_recommendation_data_is_erased_with_the_member_and_not_exported(w):
     await paid(w, "mem_1", prd(1), at=NOW)
+    await paid(w, "mem_2", prd(1), prd(2), at=NOW)
     await w.recs.record_switch(MERCHANT, "mem_1", False, 2)
-    part = RecommendationData(w.recs)
-    assert await part.export(MERCHANT, "mem_1") == {
-        "personalised": False, "purchased_products": [{"product_id": prd(1), "last_paid_at_ms": NOW}]}
-    await part.erase(MERCHANT, "mem_1")
-    await part.erase(MERCHANT, "mem_1")  # a redelivery changes nothing
-    assert await part.export(MERCHANT, "mem_1") == {"personalised": True, "purchased_products": []}
+    # Copies of the order and member services' data: erased here, exported by them.
+    data = MemberData([], derived=[w.recs.forget_member])
+    await data.erase(MERCHANT, "mem_1")
+    await data.erase(MERCHANT, "mem_1")  # a redelivery changes nothing
+    assert (MERCHANT, "mem_1") not in w.store.purchases and (MERCHANT, "mem_1") not in w.store.switches
+    assert (MERCHANT, "mem_2") in w.store.purchases and w.store.pairs[(MERCHANT, prd(1))] == {prd(2): 1}
+    with caller(MERCHANT, staff_id="stf_op", roles=("OPERATOR",)):
+        assert await data.export("mem_" + "1" * 26) == {}
 
 
 # ---- the events ----------------------------------------------------------------------------
