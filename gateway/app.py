@@ -31,7 +31,7 @@ from siyu_kit.ids import new_id
 from siyu.member.v1 import member_pb2
 from siyu_kit.context import RequestContext
 
-from gateway import errors, openapi, strict, wechat_notify
+from gateway import errors, openapi, product_detail, strict, wechat_notify
 from gateway.auth import ApiKeyResolver, Credentials, TokenVersions, bearer_token, identify
 from gateway.errors import ApiError
 from gateway.ratelimit import RateLimiter, retry_after_header
@@ -337,6 +337,12 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    # ---- the product-detail screen (gateway/product_detail.py), matched before the transcoded routes ----
+    detail = product_detail.ProductDetail(gateway, lambda r: client_address(r, settings.forwarded_hops))
+    app.router.routes.insert(0, HttpRoute(product_detail.PATH, detail.handle, methods=["GET"]))
+    gateway.openapi_doc["paths"][product_detail.PATH] = {"get": product_detail.openapi_operation()}
+    gateway.docs_html = openapi.docs_page(gateway.openapi_doc)
+    # ---- end of the product-detail screen ----
     return app
 
 

@@ -1694,3 +1694,72 @@ def test_engagement_wrong_caller_is_refused(world, rpc):
     resp = ENGAGEMENT_DENIED[rpc](world.a)
     assert resp.status_code in (401, 403), resp.text
 # ---- end of content: Engagement and share codes ----
+
+
+# ---- content: Recommendations ----
+# The recommendation block of content.proto: merchant B on A's data and bad input, each
+# RPC of the block in both tables (the guard reads the block). A product B does not have
+# shows B no content (a list, not a look-up).
+RECS_CROSS: dict[str, Callable[[World], None]] = {}
+RECS_BAD: dict[str, Callable[[Merchant], None]] = {}
+
+
+def _recs_case(table: dict, rpc: str):
+    def register(case):
+        table[rpc] = case
+        return case
+    return register
+
+
+def recs_routes() -> set[str]:
+    text = (Path(__file__).parents[2] / "protos/siyu/content/v1/content.proto").read_text(encoding="utf-8")
+    block = text.split("// ---- Recommendations ----", 1)[1].split("// ---- end of Recommendations ----", 1)[0]
+    return set(re.findall(r"rpc (\w+)\(", block))
+
+
+def _recommended(m: Merchant) -> set[str]:
+    page = ok(m.as_member("GET", "/v1/me/recommendations", params={"page_size": 50}))
+    return {r["product"]["product_id"] for r in page.get("recommendations", [])}
+
+
+@_recs_case(RECS_CROSS, "ListMyRecommendations")
+def _(w):
+    w.a.paid_order  # noqa: B018 - A's product becomes one of A's best sellers
+    wait_until(lambda: w.a.product_id in _recommended(w.a), message="A's sale counted")
+    assert w.a.product_id not in _recommended(w.b)
+
+
+@_recs_case(RECS_CROSS, "ListProductContents")
+def _(w):
+    lotion = w.a.shop.product("baby-lotion")
+    seen = ok(w.a.as_channel("GET", f"/v1/products/{lotion}/contents"))
+    assert [c["content_id"] for c in seen["contents"]] == [w.a.shop.data["content_id"]]
+    assert ok(w.b.as_channel("GET", f"/v1/products/{lotion}/contents")).get("contents", []) == []
+
+
+@_recs_case(RECS_BAD, "ListMyRecommendations")
+def _(m):
+    refused(m.as_member("GET", "/v1/me/recommendations", params={"page_size": 51}), "page_size")
+
+
+@_recs_case(RECS_BAD, "ListProductContents")
+def _(m):
+    refused(m.as_channel("GET", f"/v1/products/{BAD_ID}/contents"), "product_id")
+    refused(m.as_channel("GET", f"/v1/products/{m.product_id}/contents", params={"page_size": 21}), "page_size")
+    refused(m.as_channel("GET", f"/v1/products/{m.product_id}/contents", params={"page_token": "junk"}),
+            "page_token")
+
+
+def test_every_recommendation_route_has_both_cases():
+    assert recs_routes() == set(RECS_CROSS) == set(RECS_BAD)
+
+
+@pytest.mark.parametrize("rpc", sorted(RECS_CROSS))
+def test_merchant_b_cannot_reach_merchant_a_recommendations(world, rpc):
+    RECS_CROSS[rpc](world)
+
+
+@pytest.mark.parametrize("rpc", sorted(RECS_BAD))
+def test_recommendation_bad_input_is_refused_with_field_violations(world, rpc):
+    RECS_BAD[rpc](world.a)
+# ---- end of content: Recommendations ----

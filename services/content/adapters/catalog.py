@@ -49,3 +49,15 @@ class CatalogClient:
 
         found = await asyncio.gather(*(one(p) for p in product_ids))
         return [p for p in found if p is not None]
+
+    async def listed(self, category_id: str = "", tag: str = "", limit: int = 20) -> list[catalog_pb2.Product]:
+        """Products on shelf in the category (with its sub-categories) or with the tag, most
+        units sold first, as the caller sees them (a member: with their price)."""
+        request = catalog_pb2.ListProductsRequest(category_id=category_id, tag=tag, page_size=limit,
+                                                  sort=catalog_pb2.PRODUCT_SORT_SALES_DESC)
+        try:
+            response = await self._stub.ListProducts(request, timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            raise errors.Unavailable("the catalog could not be read; try again",
+                                     reason="CATALOG_UNAVAILABLE") from error
+        return list(response.products)

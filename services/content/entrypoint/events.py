@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timezone
 
 from siyu.common.v1 import common_pb2
+from siyu.member.v1 import events_pb2 as member_events
 from siyu.order.v1 import events_pb2, order_pb2
 
 from siyu_kit.events.consumer import Poison, Subscription
@@ -14,7 +15,9 @@ from siyu_kit.protos import CHANNEL_NAME
 
 from services.content.application.cohorts import CohortUseCases, PaidFact, RefundFact
 from services.content.application.funnels import FunnelUseCases, OrderFact
+from services.content.application.recommendation_ports import PaidOrderFact
 from services.content.domain import funnels
+from services.content.domain import recommendations as rules
 
 
 def _checked(envelope: common_pb2.EventEnvelope) -> None:
@@ -92,3 +95,40 @@ def subscriptions(use_cases: FunnelUseCases, cohorts: CohortUseCases | None = No
         Subscription.to("content-funnel-order-paid", events_pb2.OrderPaid, on_paid),
         Subscription.to("content-funnel-order-refunded", events_pb2.OrderRefunded, on_refunded),
     ]
+
+
+# ---- recommendations ----
+def recommendation_subscriptions(recommendations) -> list[Subscription]:
+    """order.paid feeds co-purchase pairs, the member's purchases and units sold by day
+    (each once per event id); the member's profile events keep the personalisation switch
+    (newest profile version wins, older or repeated events change nothing)."""
+    async def on_paid(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderPaid) -> None:
+        order = payload.order
+        if _recharge(order):
+            return
+        _checked(envelope)
+        try:
+            units = rules.units_by_product((line.product_id, line.quantity) for line in order.lines)
+        except ValueError as error:
+            raise Poison(str(error)) from error
+        if not all(is_id(p, "prd") for p in units):
+            raise Poison("an order line's product is not a prd_ id")
+        paid_ms = int(_paid_at(envelope, order).timestamp() * 1000)
+        await recommendations.record_paid(PaidOrderFact(event_id=envelope.event_id, merchant_id=envelope.merchant_id,
+                                                        member_id=order.member_id, paid_ms=paid_ms, units=units))
+
+    async def on_profile(envelope: common_pb2.EventEnvelope, payload: member_events.MemberProfileUpdated) -> None:
+        if "personalised_recommendations" not in payload.changed:
+            return
+        profile = payload.profile
+        version = profile.version or envelope.aggregate_version
+        if not (envelope.merchant_id and is_id(profile.member_id, "mem") and version > 0):
+            raise Poison("a profile event needs a merchant, a member and a version")
+        await recommendations.record_switch(envelope.merchant_id, profile.member_id,
+                                            profile.personalised_recommendations, version)
+
+    return [
+        Subscription.to("content-recs-order-paid", events_pb2.OrderPaid, on_paid),
+        Subscription.to("content-recs-profile-updated", member_events.MemberProfileUpdated, on_profile),
+    ]
+# ---- end of recommendations ----

@@ -16,6 +16,7 @@ from services.content.application.personas import PersonaUseCases
 from services.content.application.staff_lists import StaffLists
 from services.content.entrypoint import engagement_wiring, funnel_wiring
 from services.content.entrypoint.feed_wiring import FeedParts
+from services.content.entrypoint.recommendation_wiring import RecommendationParts
 from services.content.entrypoint.servicer import ContentServicer
 
 NAME = "content"
@@ -37,15 +38,22 @@ def build(runtime: service.Runtime) -> service.Parts:
     # A member's data: follows (the feed's part), engagement, and the purchase facts.
     feed.member_data_parts.append(EngagementData(engagement))
     feed.member_data.derived.append(cohorts.forget_member)
+    # ---- recommendations and the content featuring a product ----
+    recs = RecommendationParts(persona_repo, catalog)
+    # A member's purchases and switch are copies of the order and member services' data:
+    # erased with the member, exported by those services.
+    feed.member_data.derived.append(recs.recommendations.forget_member)
+    # ---- end of recommendations ----
     full_name = content_pb2.DESCRIPTOR.services_by_name["ContentService"].full_name
     return service.Parts(
         servicers=[(content_pb2_grpc.add_ContentServiceServicer_to_server,
                     ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo),
-                                    cohorts=cohorts, engagement=engagement, feed=feed.servicer_parts()), full_name)],
+                                    cohorts=cohorts, engagement=engagement,
+                                    feed={**feed.servicer_parts(), **recs.servicer_parts()}), full_name)],
         outbox_collections=feed.outbox_collections(),
         # member.erased: every part of the member's data (feed.member_data_parts), then the acknowledgement.
         subscriptions=funnel_wiring.subscriptions(funnels, cohorts)
-        + [erasure.subscription("content-member-erased", feed.member_data.erase)],
+        + [erasure.subscription("content-member-erased", feed.member_data.erase)] + recs.subscriptions(),
         jobs=feed.jobs(),
     )
 
