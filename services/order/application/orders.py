@@ -14,8 +14,8 @@ from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.application.cart import CartUseCases
-from services.order.application.checkout import (Checkout, PricedCheckout, check_address_id, check_lines,
-                                                  check_value_ask)
+from services.order.application.checkout import (Attributed, Checkout, PricedCheckout, attributed,
+                                                  check_address_id, check_lines, check_value_ask)
 from services.order.application.member_value import ValueHolds
 from services.order.application.ports import Attributions, Catalog, OrderRepository, RefundRepository
 from services.order.domain.idempotency import fingerprint, require_same_request
@@ -144,9 +144,11 @@ class OrderUseCases:
         if existing:
             require_same_request(existing.request_hash, request_hash, "order")
             return existing
-        attribution = await self.check_references(cmd.attribution)
+        checked = await self.attributed(cmd.attribution)
+        attribution = checked.attribution
         address = await self._checkout().shipping_to(merchant_id, member_id, cmd.address_id)
-        priced = await self._checkout().price(merchant_id, member_id, cmd.lines, address=address, ask=cmd.ask)
+        priced = await self._checkout().price(merchant_id, member_id, cmd.lines, address=address, ask=cmd.ask,
+                                              live_prices=checked.live_prices)
 
         now = self._now()
         expires_at = now + timedelta(seconds=priced.settings.unpaid_expiry_s)
@@ -173,21 +175,11 @@ class OrderUseCases:
         return order
 
     async def check_references(self, attribution: dict) -> dict:
-        """Before anything is held: the persona and content named must be the merchant's.
-        The attribution the order stores: a share code in its window fills the persona,
-        content and live session the order left empty; a code past its window, or one the
-        merchant never issued, is dropped — a sale never fails over a stale link."""
-        persona_id, content_id = attribution.get("persona_id", ""), attribution.get("content_id", "")
-        share_code = attribution.get("share_code", "")
-        if self.attributions is None or not (persona_id or content_id or share_code):
-            return attribution
-        carried = await self.attributions.check_attribution(
-            persona_id, content_id, share_code=share_code, member_id=context.current().caller_id)
-        if not share_code:
-            return attribution
-        if carried is None:
-            return {k: v for k, v in attribution.items() if k != "share_code"}
-        return {**{k: v for k, v in carried.items() if v}, **{k: v for k, v in attribution.items() if v}}
+        """The attribution an order stores (checkout.attributed)."""
+        return (await self.attributed(attribution)).attribution
+
+    async def attributed(self, attribution: dict) -> Attributed:
+        return await attributed(self.attributions, attribution, context.current().caller_id)
 
     async def hold_value(self, merchant_id: str, member_id: str, order_id: str, reservation_id: str,
                          priced: PricedCheckout, expires_at: datetime) -> datetime | None:
