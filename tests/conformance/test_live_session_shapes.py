@@ -135,6 +135,12 @@ async def test_likes_count_once_per_key_only_while_live_and_are_announced_by_one
     assert await likes.announce(due[0], NOW + 1000) is False  # a second replica with the same read
     doc = coll.find_one({"_id": s.id})
     assert (doc["likes"], doc["likes_announced"], doc["likes_pending"]) == (9, 5, 4)
+    # Longest unannounced first: a session never announced comes before this one.
+    quiet = new_session(m, key="quiet")
+    await sessions.add(quiet)
+    coll.update_one({"_id": quiet.id}, {"$set": {"likes": 1, "likes_pending": 1}})
+    assert [d.session_id for d in await likes.due(100) if d.session_id in (s.id, quiet.id)] == [quiet.id, s.id]
+    coll.delete_one({"_id": quiet.id})
     again = [d for d in await likes.due(100) if d.session_id == s.id][0]
     assert await likes.announce(again, NOW + 2000) is True
     assert [d for d in await likes.due(100) if d.session_id == s.id] == []

@@ -212,9 +212,10 @@ class LiveLikeStore:
         return await run_sync(self._due, limit)
 
     def _due(self, limit: int) -> list[LikesDue]:
+        # Longest unannounced first, so rooms liked right now never crowd the others out.
         docs = self._sessions().find({"likes_pending": {"$gt": 0}},
                                      {"merchant_id": 1, "likes": 1, "likes_announced": 1, "likes_announced_ms": 1,
-                                      "version": 1}).limit(limit)
+                                      "version": 1}).sort("likes_announced_ms", 1).limit(limit)
         return [LikesDue(merchant_id=d["merchant_id"], session_id=d["_id"], likes=int(d.get("likes") or 0),
                          announced=int(d.get("likes_announced") or 0),
                          announced_ms=int(d.get("likes_announced_ms") or 0), version=int(d.get("version") or 1))
