@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from siyu_kit import context, paging, retry
 from siyu_kit.aggregate import StaleVersion
-from siyu_kit.errors import Conflict, FailedPrecondition, FieldViolation, NotFound, PermissionDenied, Violations
+from siyu_kit.errors import AlreadyExists, Conflict, FailedPrecondition, FieldViolation, NotFound, PermissionDenied, Violations
 from siyu_kit.ids import is_id, new_id
 
 from services.content.application.clock import Clock, now_ms
@@ -104,6 +104,10 @@ class LiveSessions:
         require_manage(persona.guide_ids, ctx.caller_id, ctx.roles)
         existing = await self.sessions.by_key(merchant_id, idempotency_key)
         if existing is not None:
+            # A replay answers with the session the key made; the key never reaches another persona's.
+            if existing.fields.persona_id != fields.persona_id:
+                raise AlreadyExists("the idempotency key was used for another persona's session; use a new key",
+                                    reason="IDEMPOTENCY_KEY_REUSED")
             return await self._shown(existing)
         fields = replace(fields, line_up=await self._priced(fields.line_up))
         session = LiveSession.schedule(new_id("liv"), merchant_id, fields, idempotency_key, self.clock())

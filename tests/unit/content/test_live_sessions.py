@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, strategies as st
 
-from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Violations
+from siyu_kit.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Violations
 from siyu_kit.ids import new_id
 
 from services.content.application.live_sessions import LikesAnnouncer, LiveSessions
@@ -224,6 +224,9 @@ async def test_creation_is_idempotent_by_key_and_bad_input_writes_nothing():
     w = world()
     first, again = await created(w, key="same"), await created(w, key="same")
     assert first.id == again.id and len(w.sessions.items) == 1
+    with staff(), pytest.raises(AlreadyExists) as reused:
+        await w.cases.create(fields(THEIRS), "same")
+    assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED"
     with guide(), pytest.raises(InvalidArgument) as bad:
         await w.cases.create(fields(MINE, (LineUpItem(SKU_A, 1000), LineUpItem(SKU_X, 1))), "k2")
     assert {v.field for v in bad.value.violations} == {"line_up[0].live_price", "line_up[1].sku_id"}
