@@ -101,10 +101,18 @@ def test_a_guides_session_goes_live_and_attributed_orders_pay_live_prices(shop, 
     refused(pin(unknown), 400, "LIVE_PRODUCT_NOT_IN_LINE_UP")
     assert ok(pin(sku))["live_session"]["pinned_sku_id"] == sku
 
-    # A viewer opens the room: session, persona, the line-up's product with their price.
+    # A viewer opens the room: session, persona, the line-up's product with their price,
+    # the flash sales bound to the session.
+    now = datetime.now(timezone.utc)
+    sale = ok(shop.as_staff("POST", "/v1/staff/flash-sales", json={
+        "title": "直播秒杀", "sku_id": sku, "price": {"amount": "5000", "currency": "CNY"}, "units": "5",
+        "per_member_limit": 1, "starts_at": rfc3339(now + timedelta(hours=1)),
+        "ends_at": rfc3339(now + timedelta(hours=2)), "live_session_id": session_id,
+        "idempotency_key": uuid.uuid4().hex}))["flash_sale"]
     member = shop.login("live-" + uuid.uuid4().hex[:10])["access_token"]
     room = ok(shop.call("GET", f"/v1/live-sessions/{session_id}", token=member))
     assert room["live_session"]["pinned_sku_id"] == sku and room["live_prices_apply"] is True
+    assert [f["flash_sale_id"] for f in room["flash_sales"]] == [sale["flash_sale_id"]]
     assert room["persona"]["persona_id"] == persona["persona_id"]
     assert [p["product_id"] for p in room["products"]] == [product["product_id"]]
     page = ok(shop.call("GET", f"/v1/personas/{persona['persona_id']}", token=member))
