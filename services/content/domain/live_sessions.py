@@ -28,6 +28,8 @@ GRACE_MAX_MINUTES = 1440
 # The merchant's default grace when a session names none (price_grace_minutes 0).
 DEFAULT_GRACE_MINUTES = 30
 MINUTE_MS = 60_000
+# Schedule times are kept as 15-digit keys: from 1970 to 2286.
+LATEST_MS = 10 ** 13
 # Likes are announced in the room at most this often per session.
 LIKES_ANNOUNCE_EVERY_MS = 1000
 MAX_TAPS = 100
@@ -84,7 +86,7 @@ def check_fields(f: SessionFields, v: Violations, with_persona: bool = True) -> 
     v.check(len(f.cover_url) <= URL_MAX, "cover_url", f"at most {URL_MAX} characters")
     if f.cover_url:
         v.check(f.cover_url.startswith(("https://", "http://")), "cover_url", "an http(s) URL")
-    v.check(f.scheduled_ms > 0, "scheduled_at", "required")
+    v.check(0 < f.scheduled_ms < LATEST_MS, "scheduled_at", "required, from 1970 to 2286")
     v.check(0 <= f.price_grace_minutes <= GRACE_MAX_MINUTES, "price_grace_minutes",
             f"0 to {GRACE_MAX_MINUTES} minutes (0: the merchant's default)")
     if not v.check(len(f.line_up) <= LINE_UP_MAX, "line_up", f"at most {LINE_UP_MAX} SKUs"):

@@ -87,6 +87,7 @@ def test_the_line_up_holds_at_most_100_skus_each_once_at_no_negative_price():
     assert _violations(fields(title="", price_grace_minutes=1441, persona_id="x", scheduled_ms=0,
                               cover_url="ftp://x")) == {"title", "price_grace_minutes", "persona_id",
                                                         "scheduled_at", "cover_url"}
+    assert _violations(fields(scheduled_ms=rules.LATEST_MS)) == {"scheduled_at"}  # past 2286: no 15-digit key
 
 
 def test_live_prices_are_below_the_list_price_of_a_sku_the_merchant_has():
