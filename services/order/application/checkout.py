@@ -102,6 +102,7 @@ MAX_SHARE_CODE = 64
 
 
 def check_attribution_ids(v: Violations, attribution: dict) -> None:
+    """The sources an order or a quote names: ids of their kinds, a share code of at most 64."""
     for name, prefix in ATTRIBUTION_IDS:
         value = attribution.get(name, "")
         v.check(not value or is_id(value, prefix), f"attribution.{name}", f"must be a {prefix}_ id")

@@ -15,7 +15,8 @@ from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.application.cart import CartUseCases
 from services.order.application.checkout import (Attributed, Checkout, PricedCheckout, attributed,
-                                                  check_address_id, check_lines, check_value_ask)
+                                                  check_address_id, check_attribution_ids, check_lines,
+                                                  check_value_ask)
 from services.order.application.member_value import ValueHolds
 from services.order.application.ports import Attributions, Catalog, OrderRepository, RefundRepository
 from services.order.domain.idempotency import fingerprint, require_same_request
@@ -30,10 +31,8 @@ T = TypeVar("T")
 
 MAX_KEY = 64
 MAX_REMARK = 500
-MAX_SHARE_CODE = 64
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-ATTRIBUTION_IDS = (("persona_id", "per"), ("content_id", "cnt"), ("live_session_id", "liv"))
 # Placing is refused before anything is reserved when less than this is left of the
 # caller's deadline: the reserve and the order write would not finish in time.
 PLACE_MIN_TIME_S = 0.3
@@ -86,11 +85,7 @@ def check_attribution_and_remark(v: Violations, attribution: dict, remark: str, 
     channel = attribution.get("channel", "")
     v.check(not channel or channel == ctx_channel, "attribution.channel",
             "must be unset or the channel of the API key")
-    for name, prefix in ATTRIBUTION_IDS:
-        value = attribution.get(name, "")
-        v.check(not value or is_id(value, prefix), f"attribution.{name}", f"must be a {prefix}_ id")
-    v.check(len(attribution.get("share_code", "")) <= MAX_SHARE_CODE, "attribution.share_code",
-            f"at most {MAX_SHARE_CODE} characters")
+    check_attribution_ids(v, attribution)
     v.check(len(remark) <= MAX_REMARK, "remark", f"at most {MAX_REMARK} characters")
 
 
