@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import nats
 from nats.js.errors import NotFoundError
@@ -156,6 +157,17 @@ def test_a_guides_session_goes_live_and_attributed_orders_pay_live_prices(shop, 
     assert [e for e in events if e[0] != "likes_changed"] == [
         ("state_changed", "LIVE_SESSION_STATE_LIVE"), ("product_pinned", sku),
         ("state_changed", "LIVE_SESSION_STATE_ENDED")]
+
+    # The guide reads their session's funnel (the two orders attributed to it); a guide of
+    # other personas may not.
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d")
+
+    def funnel(token: str):
+        return shop.call("GET", "/v1/staff/funnel-report", channel=None, token=token, params={
+            "dimension": "FUNNEL_DIMENSION_LIVE_SESSION", "ref_id": session_id, "from_day": today, "to_day": today})
+    wait_until(lambda: funnel(guide).status_code == 200 and funnel(guide).json()["total"].get("orders") == "2",
+               timeout=20, interval=0.3, message="the session's funnel counted both orders")
+    refused(funnel(new_guide(shop)[0]), 403, "PERSONA_NOT_ASSIGNED")
 
     # The guide's list holds their persona's session; another merchant finds nothing of it.
     listed = ok(shop.call("GET", "/v1/staff/live-sessions", channel=None, token=guide))["live_sessions"]

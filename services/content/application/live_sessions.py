@@ -87,6 +87,12 @@ class LiveSessions:
         # The merchant's default grace after a session ends (a session's 0 means this).
         self.grace_minutes = grace_minutes
 
+    async def persona_of(self, live_session_id: str) -> str:
+        """The persona running one of the caller merchant's sessions; "" when it has none
+        such (how a guide's right to a session's funnel is decided)."""
+        session = await self.sessions.get(context.current().require_merchant(), live_session_id)
+        return session.fields.persona_id if session else ""
+
     # ---- staff ----------------------------------------------------------------------------
 
     async def create(self, fields: SessionFields, idempotency_key: str) -> Shown:

@@ -38,6 +38,7 @@ def build(runtime: service.Runtime) -> service.Parts:
     # ---- end of personas, follows, content and feed ----
     # ---- live sessions ----
     live = LiveParts(runtime, persona_repo)
+    funnels.session_personas = live.live.persona_of  # a guide reads their own sessions' funnels
     # ---- end of live sessions ----
     # A member's data: follows (the feed's part), engagement, and the purchase facts.
     feed.member_data_parts.append(EngagementData(engagement))
