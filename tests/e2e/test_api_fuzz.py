@@ -170,6 +170,8 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
         "each SKU once, a SKU of the merchant, its live price below its list price in its currency",
     ("ContentService_ChangeLiveSessionState", r"state"): "a state a session can be moved to: LIVE, ENDED, CANCELLED",
     ("ContentService_ListLiveSessions", r"page_token"): "an opaque token a previous page issued",
+    ("ContentService_ListProductContents", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_RevealMemberPhone", r"reason"): "at least 2 characters besides leading and trailing spaces",
     ("ContentService_LikeLiveSession", r"taps"): "required: 1 to 100 taps",
     # ---- end of content: live sessions ----
 }
