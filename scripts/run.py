@@ -6,6 +6,7 @@ is ready, with the demo's keys and logins printed next to the gateway's address.
 from __future__ import annotations
 
 from scripts import seed
+from scripts.demo_journey import run_journey
 from scripts.demo_shop import DEMO_MEMBER, seed_demo_member, seed_freight, seed_wechat_pay
 from scripts.wechat import seed_wechat_apps
 from siyu_kit import devstack
@@ -19,6 +20,7 @@ def demo_merchant(stack: devstack.Stack) -> list[str]:
     seed_freight(clients, demo["merchant_id"], demo["staff_id"])
     mchid = seed_wechat_pay(clients, stack.wechat_url, demo["merchant_id"], demo["staff_id"], apps["MINI_PROGRAM"])
     home = seed_demo_member(stack.gateway_url, stack.wechat_url, apps["MINI_PROGRAM"])
+    journey = run_journey(stack.gateway_url, stack.wechat_url, apps["MINI_PROGRAM"], demo, DEMO_MEMBER)
     return [
         "Demo channel keys: " + ", ".join(f"{ch}={key}" for ch, key in demo["api_keys"].items()),
         f"Demo staff: merchant {demo['merchant_code']}, user {demo['staff_username']}, "
@@ -35,6 +37,7 @@ def demo_merchant(stack: devstack.Stack) -> list[str]:
         f"WeChat Pay (mini-program, mchid {mchid}) pays through the stand-in: PayOrder with PAYMENT_METHOD_WECHAT,",
         f"  then: curl -s -X POST -d '{{\"notify\": true}}' {stack.wechat_url}/_standin/pay/<prepay_id>/complete",
         "Freight: ¥8 first kg + ¥2 per kg, remote regions ¥25 + ¥10, free above ¥99 and for GOLD members and up",
+        *journey.lines(),
     ]
 
 

@@ -1,13 +1,15 @@
 """What `make run` adds to the demo merchant, tried on a fresh merchant as the mini-program
 would use it: the member signed in by the stand-in's login code ships to their default
 address, freight is charged by weight, and the order pays through WeChat Pay at the
-stand-in. Seeding twice changes nothing."""
+stand-in. Seeding twice changes nothing. The demo's journey through a live room shows
+in the session's funnel, once however often it runs."""
 from __future__ import annotations
 
 import uuid
 
 import httpx
 
+from scripts.demo_journey import LIVE_PRICE_PERCENT, run_journey
 from scripts.demo_shop import seed_demo_member, seed_freight, seed_wechat_pay
 from scripts.seed import Clients
 from scripts.wechat import seed_wechat_apps
@@ -65,3 +67,31 @@ def test_the_demo_shop_ships_by_weight_to_the_default_address_and_pays_through_w
     assert done.status_code == 200 and done.json()["delivered"]["status"] == 204, done.text
     state = shop.call("GET", f"/v1/orders/{order['order_id']}", channel=CHANNEL, token=token).json()["order"]["state"]
     assert state == "ORDER_STATE_PAID"
+
+
+def test_the_demo_journey_shows_in_the_live_sessions_funnel_and_runs_twice_to_the_same_end(shop, stack):
+    clients = Clients.from_env(stack.env())
+    merchant_id, staff_id = shop.data["merchant_id"], shop.data["staff_id"]
+    apps = seed_wechat_apps(clients, stack.wechat_url, merchant_id, staff_id)
+    tag = uuid.uuid4().hex[:8]
+    seed_wechat_pay(clients, stack.wechat_url, merchant_id, staff_id, apps[CHANNEL], mchid=f"18{int(tag, 16) % 10**8:08d}")
+    member = {"openid": f"o-journey-{tag}", "unionid": f"u-journey-{tag}"}
+    seed_demo_member(shop.url, stack.wechat_url, apps[CHANNEL], shop.key(CHANNEL), member)
+    demo = {**shop.data, "api_keys": {CHANNEL: shop.key(CHANNEL)}}
+
+    first = run_journey(shop.url, stack.wechat_url, apps[CHANNEL], demo, member)
+    funnel = first.funnel
+    assert (funnel.get("unique_viewers"), funnel.get("product_clicks"), funnel.get("orders"),
+            funnel.get("paid_orders")) == ("1", "1", "1", "1"), funnel
+    sku = shop.data["products"]["baby-lotion"]["skus"][0]
+    list_price = int(clients_price(shop, sku))
+    assert first.line_amount == list_price * LIVE_PRICE_PERCENT // 100  # the live price
+    assert int(funnel["gmv"]["amount"]) >= first.line_amount  # and the shipping fee
+    again = run_journey(shop.url, stack.wechat_url, apps[CHANNEL], demo, member)
+    assert (again.live_session_id, again.order_id, again.funnel) == (first.live_session_id, first.order_id, funnel)
+    assert any("viewers 1 → clicks 1 → orders 1 → paid 1" in line for line in first.lines())
+
+
+def clients_price(shop: Shop, sku_id: str) -> str:
+    product = shop.call("GET", f"/v1/products/{shop.data['products']['baby-lotion']['product_id']}").json()["product"]
+    return next(s["list_price"]["amount"] for s in product["skus"] if s["sku_id"] == sku_id)

@@ -7,15 +7,16 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from siyu_kit import context, paging, retry
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.errors import AlreadyExists, Conflict, FailedPrecondition, FieldViolation, NotFound, PermissionDenied, Violations
 from siyu_kit.ids import is_id, new_id
 
-from services.content.application.clock import Clock, now_ms
+from services.content.application.clock import Clock, from_ms, now_ms
 from services.content.application.feed_ports import ProductCards
+from services.content.application.funnels import Touch
 from services.content.application.live_session_ports import LikesDue, LineUpCatalog, LiveLikes, LiveSessionRepository
 from services.content.application.live_viewer_ports import LiveViewerStats, ViewerFigures
 from services.content.application.ports import PersonaRepository
@@ -86,6 +87,8 @@ class LiveSessions:
         self.clock = clock
         # The merchant's default grace after a session ends (a session's 0 means this).
         self.grace_minutes = grace_minutes
+        # Where a member opening the room is counted (the funnels' record_view); set by the wiring.
+        self.viewed: Callable[[Touch], Awaitable[int]] | None = None
 
     async def persona_of(self, live_session_id: str) -> str:
         """The persona running one of the caller merchant's sessions; "" when it has none
@@ -214,12 +217,22 @@ class LiveSessions:
         ctx.require_merchant()
         _require_session_id(session_id)
         session = await self._get(session_id)
-        persona, products, flash_sales, shown = await asyncio.gather(
+        persona, products, flash_sales, shown, _ = await asyncio.gather(
             self.personas.get(ctx.merchant_id, session.fields.persona_id),
             self.cards.shown(list(session.fields.product_ids)) if session.fields.line_up else _nothing(),
-            self.catalog.flash_sales(session.id), self._shown(session))
+            self.catalog.flash_sales(session.id), self._shown(session), self._viewed(session))
         return Room(shown, persona, products, flash_sales,
                     session.prices_apply(self.clock(), self.grace_minutes))
+
+    async def _viewed(self, session: LiveSession) -> None:
+        """A member opening the room is a viewer of the session's funnel (once a day however
+        often they come back, the funnels' own rule)."""
+        ctx = context.current()
+        if self.viewed is None or ctx.caller_kind != "member":
+            return
+        await self.viewed(Touch(merchant_id=ctx.merchant_id, viewer_id=ctx.caller_id,
+                                occurred_at=from_ms(self.clock()), persona_id=session.fields.persona_id,
+                                live_session_id=session.id, channel=ctx.channel))
 
     async def like(self, session_id: str, taps: int, idempotency_key: str) -> int:
         ctx = context.current()

@@ -39,6 +39,7 @@ def build(runtime: service.Runtime) -> service.Parts:
     # ---- live sessions ----
     live = LiveParts(runtime, persona_repo)
     funnels.session_personas = live.live.persona_of  # a guide reads their own sessions' funnels
+    live.live.viewed = funnels.record_view  # a member opening the room is the session's viewer
     # ---- end of live sessions ----
     # A member's data: follows (the feed's part), engagement, and the purchase facts.
     feed.member_data_parts.append(EngagementData(engagement))

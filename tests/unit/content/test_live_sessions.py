@@ -315,6 +315,25 @@ async def test_the_room_shows_figures_products_flash_sales_and_whether_prices_ap
         assert (await w.cases.room(s.id)).prices_apply is False
 
 
+async def test_a_member_opening_the_room_is_counted_as_the_sessions_viewer_and_nobody_else_is():
+    w = world()
+    s = await started(w)
+    touches = []
+
+    async def viewed(touch):
+        touches.append(touch)
+        return 1
+    w.cases.viewed = viewed
+    with member("mem_7"):
+        await w.cases.room(s.id)
+    with staff():
+        await w.cases.room(s.id)
+    with caller(MERCHANT, channel="H5"):  # a channel key without a member
+        await w.cases.room(s.id)
+    assert [(t.viewer_id, t.live_session_id, t.persona_id, t.channel) for t in touches] == [
+        ("mem_7", s.id, MINE, "H5")]
+
+
 async def test_prices_now_for_the_session_named_or_carried_and_only_within_the_grace():
     w = world()
     s = await started(w, price_grace_minutes=10)
