@@ -151,17 +151,7 @@ class LiveSessions:
         v.check(state in (rules.LIVE, rules.ENDED, rules.CANCELLED), "state", "LIVE, ENDED or CANCELLED")
         v.raise_if_any()
         await self._managed(session_id)
-
-        async def attempt() -> tuple[LiveSession, bool]:
-            session = await self._get(session_id)
-            changed = session.change_state(state, self.clock())
-            if changed:
-                await self.sessions.save(session)
-            return session, changed
-
-        session, changed = await retry.on_conflict(attempt, gave_up="the session changed meanwhile; try again",
-                                                   reason="VERSION_CONFLICT")
-        return await self._shown(session), changed
+        return await self._move(session_id, lambda session: session.change_state(state, self.clock()))
 
     async def pin(self, session_id: str, sku_id: str) -> tuple[Shown, bool]:
         ctx = context.current()
@@ -171,10 +161,14 @@ class LiveSessions:
         v.check(not sku_id or is_id(sku_id, "sku"), "sku_id", "empty or a sku_ id")
         v.raise_if_any()
         await self._managed(session_id)
+        return await self._move(session_id, lambda session: session.pin(sku_id, self.clock()))
 
+    async def _move(self, session_id: str, change: Callable[[LiveSession], bool]) -> tuple[Shown, bool]:
+        """Reads the session, applies `change` (True when it changed something) and saves it on
+        the version read, again from a fresh read when another write came first."""
         async def attempt() -> tuple[LiveSession, bool]:
             session = await self._get(session_id)
-            changed = session.pin(sku_id, self.clock())
+            changed = change(session)
             if changed:
                 await self.sessions.save(session)
             return session, changed
