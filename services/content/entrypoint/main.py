@@ -14,7 +14,7 @@ from services.content.application.contents import ContentUseCases
 from services.content.application.member_data import EngagementData
 from services.content.application.personas import PersonaUseCases
 from services.content.application.staff_lists import StaffLists
-from services.content.entrypoint import engagement_wiring, funnel_wiring
+from services.content.entrypoint import engagement_wiring, funnel_wiring, live_room_wiring
 from services.content.entrypoint.feed_wiring import FeedParts
 from services.content.entrypoint.servicer import ContentServicer
 
@@ -38,7 +38,7 @@ def build(runtime: service.Runtime) -> service.Parts:
     feed.member_data_parts.append(EngagementData(engagement))
     feed.member_data.derived.append(cohorts.forget_member)
     full_name = content_pb2.DESCRIPTOR.services_by_name["ContentService"].full_name
-    return service.Parts(
+    parts = service.Parts(
         servicers=[(content_pb2_grpc.add_ContentServiceServicer_to_server,
                     ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo),
                                     cohorts=cohorts, engagement=engagement, feed=feed.servicer_parts()), full_name)],
@@ -48,6 +48,9 @@ def build(runtime: service.Runtime) -> service.Parts:
         + [erasure.subscription("content-member-erased", feed.member_data.erase)],
         jobs=feed.jobs(),
     )
+    # ---- live room: viewer reports, and purchases told in the room ----
+    live_room_wiring.add_to(parts)
+    return parts
 
 
 def main() -> None:

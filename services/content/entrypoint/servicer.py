@@ -15,6 +15,7 @@ from services.content.domain.contents import Content, ContentFields
 from services.content.domain.personas import Persona, PersonaFields
 from services.content.entrypoint.engagement_servicer import EngagementRpcs
 from services.content.entrypoint.feed_servicer import FeedRpcs
+from services.content.entrypoint.live_room_wiring import LiveViewerRpcs
 
 TYPE_BY_NUMBER = {content_pb2.CONTENT_TYPE_ARTICLE: "ARTICLE", content_pb2.CONTENT_TYPE_SHORT_POST: "SHORT_POST",
                   content_pb2.CONTENT_TYPE_VIDEO: "VIDEO"}
@@ -49,7 +50,7 @@ def _ms(message, field: str) -> int:
     return getattr(message, field).ToMilliseconds() if message.HasField(field) else 0
 
 
-class ContentServicer(FunnelRpcs, EngagementRpcs, FeedRpcs, content_pb2_grpc.ContentServiceServicer):
+class ContentServicer(FunnelRpcs, EngagementRpcs, FeedRpcs, LiveViewerRpcs, content_pb2_grpc.ContentServiceServicer):
     def __init__(self, personas: PersonaUseCases, contents: ContentUseCases, funnels: FunnelUseCases,
                  lists: StaffLists | None = None, cohorts: CohortUseCases | None = None, engagement=None,
                  feed: dict | None = None):
