@@ -82,9 +82,10 @@ class JetStreamRooms:
             if self._failed_at and loop.time() - self._failed_at < self.retry_after_s:
                 return False
             try:
-                self.nc = await nats.connect(self.url, connect_timeout=self.connect_timeout_s,
-                                             max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                             allow_reconnect=True)
+                # Reconnects for ever once connected; the first connection is given one try.
+                self.nc = await asyncio.wait_for(nats.connect(
+                    self.url, connect_timeout=self.connect_timeout_s, max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5, allow_reconnect=True), timeout=self.connect_timeout_s * 2)
                 self.js = self.nc.jetstream()
             except Exception as error:  # noqa: BLE001 - unreachable: answer 503 for now
                 self._failed_at = loop.time()
@@ -112,8 +113,10 @@ class JetStreamRooms:
                                     ack_policy=api.AckPolicy.NONE, inactive_threshold=30.0)
         psub = await self.js.pull_subscribe(room_subject(live_session_id), stream=STREAM, config=config)
         events: list[RoomEvent] = []
+        name = ""
         try:
-            pending = (await psub.consumer_info()).num_pending
+            info = await psub.consumer_info()
+            name, pending = info.name, info.num_pending
             seen = 0
             while pending and seen < limit:
                 batch = await psub.fetch(min(pending, limit - seen, 256), timeout=FETCH_TIMEOUT_S)
@@ -125,6 +128,11 @@ class JetStreamRooms:
                         events.append(event)
         finally:
             await _Subscription(psub).stop()
+            if name:
+                try:
+                    await self.js.delete_consumer(STREAM, name)
+                except Exception:  # noqa: BLE001 - it expires on its own (inactive_threshold)
+                    pass
         return events
 
     async def close(self) -> None:
