@@ -152,3 +152,31 @@ async def test_a_purchase_is_told_once_per_order():
     assert await cases.paid(bought)
     assert not await cases.paid(bought)
     assert purchases.told[(MCH, bought.order_id)].masked_name == "王**"
+
+
+def _paid(live_session_id: str, recipient: str = "", lines: int = 1):
+    from google.protobuf import timestamp_pb2
+    from siyu.common.v1 import common_pb2
+    from siyu.order.v1 import order_pb2
+
+    order = order_pb2.Order(order_id=new_id("ord"), attribution=common_pb2.Attribution(live_session_id=live_session_id))
+    for n in range(lines):
+        order.lines.add(product_id=new_id("prd"), title=f"保温杯 {n}", quantity=2 + n)
+    if recipient:
+        order.shipping_address.recipient = recipient
+    order.paid_at.CopyFrom(timestamp_pb2.Timestamp(seconds=1_700_000_000))
+    envelope = common_pb2.EventEnvelope(event_id=new_id("evt"), merchant_id=MCH)
+    return envelope, order
+
+
+def test_a_paid_order_of_a_live_session_is_told_with_its_first_line_and_masked_recipient():
+    from services.content.entrypoint.live_room_wiring import purchase_of
+
+    envelope, order = _paid(SESSION, "李小龙", lines=2)
+    purchase = purchase_of(envelope, order)
+    assert (purchase.live_session_id, purchase.product_id, purchase.product_title, purchase.quantity) == (
+        SESSION, order.lines[0].product_id, "保温杯 0", 2)
+    assert purchase.masked_name == "李**" and purchase.at_ms == 1_700_000_000_000
+    assert purchase_of(*_paid(SESSION)).masked_name == "匿名用户"
+    assert purchase_of(*_paid("")) is None  # not from a live session
+    assert purchase_of(*_paid(SESSION, lines=0)) is None
