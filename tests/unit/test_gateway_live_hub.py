@@ -7,54 +7,8 @@ import asyncio
 
 import pytest
 
-from gateway.live_hub import DROPPED, LiveHub, RoomEvent, report_presence
-
-
-class FakeSubscription:
-    def __init__(self, source, session_id):
-        self.source, self.session_id = source, session_id
-
-    async def stop(self):
-        self.source.subscriptions[self.session_id] -= 1
-
-
-class FakeSource:
-    """A stream of room events held in memory: publish() appends with the next sequence
-    and delivers to the session's subscribers."""
-
-    def __init__(self):
-        self.seq = 0
-        self.stored: list[tuple[str, RoomEvent]] = []
-        self.listeners: dict[str, list] = {}
-        self.subscriptions: dict[str, int] = {}
-        self.replays = 0
-
-    def publish(self, session_id: str, kind: str = "stock_left") -> RoomEvent:
-        self.seq += 1
-        event = RoomEvent(self.seq, kind, f'{{"n":{self.seq}}}')
-        self.stored.append((session_id, event))
-        for deliver in self.listeners.get(session_id, []):
-            deliver(event)
-        return event
-
-    async def last_seq(self) -> int:
-        return self.seq
-
-    async def subscribe(self, session_id, after_seq, on_event):
-        self.subscriptions[session_id] = self.subscriptions.get(session_id, 0) + 1
-        self.listeners.setdefault(session_id, []).append(on_event)
-        sub = FakeSubscription(self, session_id)
-        original = sub.stop
-
-        async def stop():
-            self.listeners[session_id].remove(on_event)
-            await original()
-        sub.stop = stop
-        return sub
-
-    async def replay(self, session_id, after_seq, limit):
-        self.replays += 1
-        return [e for s, e in self.stored if s == session_id and e.seq > after_seq][:limit]
+from gateway.live_hub import DROPPED, LiveHub, report_presence
+from tests.fakes.live_room import FakeSource
 
 
 async def drain(viewer, n: int) -> list[int]:
