@@ -42,6 +42,7 @@ QUERY_PARAMETERS = ("api_key", "access_token", "last_event_id")
 GET_LIVE_ROOM = "/siyu.content.v1.ContentService/GetLiveRoom"
 REPORT_LIVE_VIEWERS = "/siyu.content.v1.ContentService/ReportLiveViewers"
 MAX_JOINED_PER_REPORT = 5000
+SEND_TIMEOUT_S = 30.0
 RULE = access.Rule("MEMBER")
 
 
@@ -183,7 +184,8 @@ class LiveRoomStream:
             finally:
                 hub.leave(viewer)
 
-        return EventSourceResponse(stream(), ping=self.heartbeat_s,
+        # A client that stops reading is dropped by the hub; a write it never takes ends after SEND_TIMEOUT_S.
+        return EventSourceResponse(stream(), ping=self.heartbeat_s, send_timeout=SEND_TIMEOUT_S,
                                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
