@@ -28,6 +28,7 @@ SESSION_ENV = {
     "SIYU_MEMBER_BACKFILL_INTERVAL_S": "0.5",
     # Scheduled content is published within a moment of its time.
     "SIYU_CONTENT_PUBLISH_INTERVAL_S": "0.3",
+    "SIYU_LIVE_LIKES_INTERVAL_S": "0.3",
     # The catalog keeps an order's stock this long past the order's expiry (60 s in production).
     "SIYU_ORDER_RESERVATION_GRACE_S": "2",
     # Hundreds of members buying at once share one channel key; the per-member limit stays

@@ -158,6 +158,20 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("ContentService_ReportProductEvents", r"events\[\d+\]\.client_event_id"): "each event once in a batch",
     ("ContentService_ReportProductEvents", r"events\[\d+\]\.occurred_at"): "at most a day ago",
     # ---- end of content: engagement and share codes ----
+    # ---- content: live sessions ----
+    ("ContentService_CreateLiveSession", r"title"): "not only spaces",
+    ("ContentService_CreateLiveSession", r"scheduled_at"): "from 1970 to 2286",
+    ("ContentService_CreateLiveSession", r"line_up\[\d+\]\.(sku_id|live_price(\.currency)?)"):
+        "each SKU once, a SKU of the merchant, its live price below its list price in its currency",
+    ("ContentService_UpdateLiveSession", r"title"): "not only spaces",
+    ("ContentService_UpdateLiveSession", r"scheduled_at"): "from 1970 to 2286",
+    ("ContentService_UpdateLiveSession", r"expected_version"): "required: the version the change was made on",
+    ("ContentService_UpdateLiveSession", r"line_up\[\d+\]\.(sku_id|live_price(\.currency)?)"):
+        "each SKU once, a SKU of the merchant, its live price below its list price in its currency",
+    ("ContentService_ChangeLiveSessionState", r"state"): "a state a session can be moved to: LIVE, ENDED, CANCELLED",
+    ("ContentService_ListLiveSessions", r"page_token"): "an opaque token a previous page issued",
+    ("ContentService_LikeLiveSession", r"taps"): "required: 1 to 100 taps",
+    # ---- end of content: live sessions ----
 }
 
 

@@ -1694,3 +1694,202 @@ def test_engagement_wrong_caller_is_refused(world, rpc):
     resp = ENGAGEMENT_DENIED[rpc](world.a)
     assert resp.status_code in (401, 403), resp.text
 # ---- end of content: Engagement and share codes ----
+
+
+# ---- content: Live sessions ----
+# The live-session routes get the same three proofs: merchant B on merchant A's session,
+# bad input, and the wrong caller (finance staff on staff routes, no key or no member on
+# channel and member routes). The guard reads the annotated RPCs of the proto's "Live
+# sessions" block (ReportLiveViewers is internal: no route).
+
+LIVE_CROSS: dict[str, Callable[[World], None]] = {}
+LIVE_BAD: dict[str, Callable[[Merchant], None]] = {}
+LIVE_DENIED: dict[str, Callable[[Merchant], httpx.Response]] = {}
+
+
+def live_routes() -> set[str]:
+    text = (Path(__file__).parents[2] / "protos/siyu/content/v1/content.proto").read_text(encoding="utf-8")
+    block = text.split("// ---- Live sessions ----", 1)[1].split("// ---- end of Live sessions ----", 1)[0]
+    return {name for name, body in re.findall(r"rpc (\w+)\(.*?\{(.*?)\n  \}", block, re.S)
+            if "google.api.http" in body}
+
+
+class Lived:
+    """Merchant A's LIVE session of its seeded persona, with its product in the line-up."""
+
+    def __init__(self, m: Merchant):
+        self.m = m
+        self.persona = m.shop.data["persona_id"]
+        self.session = ok(m.as_staff("POST", "/v1/staff/live-sessions", json=self.body(
+            line_up=[{"sku_id": m.sku, "live_price": {"amount": "4000", "currency": "CNY"}}])))["live_session"]
+        self.id = self.session["live_session_id"]
+        ok(m.as_staff("POST", f"/v1/staff/live-sessions/{self.id}:change-state",
+                      json={"state": "LIVE_SESSION_STATE_LIVE"}))
+
+    def body(self, **more) -> dict:
+        return {"persona_id": self.persona, "title": "直播", "idempotency_key": new_key(),
+                "scheduled_at": rfc3339(datetime.now(timezone.utc) + timedelta(hours=1)), **more}
+
+    def now(self) -> dict:
+        return ok(self.m.as_staff("GET", "/v1/staff/live-sessions"))
+
+
+def _live(table: dict, rpc: str):
+    # Its own name: the engagement block's loop above rebinds `_case`.
+    def register(case):
+        table[rpc] = case
+        return case
+    return register
+
+
+def lived(m: Merchant) -> Lived:
+    if "_lived" not in m.__dict__:
+        m.__dict__["_lived"] = Lived(m)
+    return m.__dict__["_lived"]
+
+
+@_live(LIVE_CROSS, "CreateLiveSession")
+def _(w):
+    a = lived(w.a)
+    not_found(unchanged(a.now, lambda: w.b.as_staff("POST", "/v1/staff/live-sessions", json=a.body())))
+
+
+@_live(LIVE_CROSS, "UpdateLiveSession")
+def _(w):
+    a = lived(w.a)
+    not_found(unchanged(a.now, lambda: w.b.as_staff("PATCH", f"/v1/staff/live-sessions/{a.id}", json={
+        "expected_version": "2", "title": "B's", "scheduled_at": a.session["scheduled_at"]})))
+
+
+@_live(LIVE_CROSS, "ChangeLiveSessionState")
+def _(w):
+    a = lived(w.a)
+    not_found(unchanged(a.now, lambda: w.b.as_staff("POST", f"/v1/staff/live-sessions/{a.id}:change-state",
+                                                    json={"state": "LIVE_SESSION_STATE_ENDED"})))
+
+
+@_live(LIVE_CROSS, "PinLiveProduct")
+def _(w):
+    a = lived(w.a)
+    not_found(unchanged(a.now, lambda: w.b.as_staff("POST", f"/v1/staff/live-sessions/{a.id}:pin",
+                                                    json={"sku_id": w.a.sku})))
+
+
+@_live(LIVE_CROSS, "ListLiveSessions")
+def _(w):
+    a = lived(w.a)
+    assert a.id not in {s["live_session_id"] for s in ok(w.b.as_staff("GET", "/v1/staff/live-sessions")).get(
+        "live_sessions", [])}
+
+
+@_live(LIVE_CROSS, "GetLiveRoom")
+def _(w):
+    not_found(w.b.as_channel("GET", f"/v1/live-sessions/{lived(w.a).id}"))
+
+
+@_live(LIVE_CROSS, "LikeLiveSession")
+def _(w):
+    a = lived(w.a)
+    not_found(unchanged(a.now, lambda: w.b.as_member("POST", f"/v1/me/live-sessions/{a.id}:like", json={
+        "taps": 1, "idempotency_key": new_key()})))
+
+
+@_live(LIVE_CROSS, "ListProductLiveSessions")
+def _(w):
+    a = lived(w.a)
+    assert [s["live_session"]["live_session_id"] for s in ok(w.a.as_channel(
+        "GET", f"/v1/products/{w.a.product_id}/live-sessions"))["sessions"]] == [a.id]
+    assert ok(w.b.as_channel("GET", f"/v1/products/{w.a.product_id}/live-sessions")).get("sessions", []) == []
+
+
+@_live(LIVE_BAD, "CreateLiveSession")
+def _(m):
+    a = lived(m)
+    refused(unchanged(a.now, lambda: m.as_staff("POST", "/v1/staff/live-sessions", json={
+        "persona_id": BAD_ID, "title": "", "idempotency_key": "", "price_grace_minutes": 1441,
+        "line_up": [{"sku_id": BAD_ID, "live_price": {"amount": "1", "currency": "CNY"}}]})),
+        "persona_id", "title", "idempotency_key", "scheduled_at", "price_grace_minutes", "line_up[0].sku_id")
+
+
+@_live(LIVE_BAD, "UpdateLiveSession")
+def _(m):
+    a = lived(m)
+    refused(unchanged(a.now, lambda: m.as_staff("PATCH", f"/v1/staff/live-sessions/{a.id}", json={
+        "expected_version": "2", "title": ""})), "title", "scheduled_at")
+    refused(m.as_staff("PATCH", f"/v1/staff/live-sessions/{BAD_ID}", json={"title": "t"}), "live_session_id")
+
+
+@_live(LIVE_BAD, "ChangeLiveSessionState")
+def _(m):
+    a = lived(m)
+    refused(unchanged(a.now, lambda: m.as_staff("POST", f"/v1/staff/live-sessions/{a.id}:change-state",
+                                                json={})), "state")
+
+
+@_live(LIVE_BAD, "PinLiveProduct")
+def _(m):
+    a = lived(m)
+    refused(unchanged(a.now, lambda: m.as_staff("POST", f"/v1/staff/live-sessions/{a.id}:pin",
+                                                json={"sku_id": BAD_ID})), "sku_id")
+
+
+@_live(LIVE_BAD, "ListLiveSessions")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/live-sessions", params={"page_size": 101, "persona_id": BAD_ID}),
+            "page_size", "persona_id")
+
+
+@_live(LIVE_BAD, "GetLiveRoom")
+def _(m):
+    refused(m.as_channel("GET", f"/v1/live-sessions/{BAD_ID}"), "live_session_id")
+
+
+@_live(LIVE_BAD, "LikeLiveSession")
+def _(m):
+    a = lived(m)
+    refused(unchanged(a.now, lambda: m.as_member("POST", f"/v1/me/live-sessions/{a.id}:like", json={
+        "taps": 101, "idempotency_key": ""})), "taps", "idempotency_key")
+
+
+@_live(LIVE_BAD, "ListProductLiveSessions")
+def _(m):
+    refused(m.as_channel("GET", f"/v1/products/{BAD_ID}/live-sessions"), "product_id")
+
+
+for _live_rpc, _live_case in {
+    "CreateLiveSession": lambda m: _as(m, "finance", "POST", "/v1/staff/live-sessions", json=lived(m).body()),
+    "UpdateLiveSession": lambda m: _as(m, "finance", "PATCH", f"/v1/staff/live-sessions/{lived(m).id}", json={
+        "expected_version": "2", "title": "t", "scheduled_at": lived(m).session["scheduled_at"]}),
+    "ChangeLiveSessionState": lambda m: _as(m, "finance", "POST", f"/v1/staff/live-sessions/{lived(m).id}:change-state",
+                                            json={"state": "LIVE_SESSION_STATE_ENDED"}),
+    "PinLiveProduct": lambda m: _as(m, "finance", "POST", f"/v1/staff/live-sessions/{lived(m).id}:pin",
+                                    json={"sku_id": m.sku}),
+    "ListLiveSessions": lambda m: _as(m, "finance", "GET", "/v1/staff/live-sessions"),
+    "GetLiveRoom": lambda m: m.shop.call("GET", f"/v1/live-sessions/{lived(m).id}", channel=None),
+    "LikeLiveSession": lambda m: m.as_channel("POST", f"/v1/me/live-sessions/{lived(m).id}:like", json={
+        "taps": 1, "idempotency_key": new_key()}),
+    "ListProductLiveSessions": lambda m: m.shop.call("GET", f"/v1/products/{m.product_id}/live-sessions",
+                                                     channel=None),
+}.items():
+    LIVE_DENIED[_live_rpc] = _live_case
+
+
+def test_every_live_session_route_has_all_three_cases():
+    assert live_routes() == set(LIVE_CROSS) == set(LIVE_BAD) == set(LIVE_DENIED)
+
+
+@pytest.mark.parametrize("rpc", sorted(LIVE_CROSS))
+def test_merchant_b_cannot_reach_merchant_a_live_sessions(world, rpc):
+    LIVE_CROSS[rpc](world)
+
+
+@pytest.mark.parametrize("rpc", sorted(LIVE_BAD))
+def test_live_session_bad_input_is_refused_and_changes_nothing(world, rpc):
+    LIVE_BAD[rpc](world.a)
+
+
+@pytest.mark.parametrize("rpc", sorted(LIVE_DENIED))
+def test_live_session_wrong_caller_is_refused(world, rpc):
+    resp = LIVE_DENIED[rpc](world.a)
+    assert resp.status_code in (401, 403), resp.text
+# ---- end of content: Live sessions ----

@@ -16,7 +16,7 @@ from siyu_kit.ids import new_id
 
 from tests.fakes.store import require_version
 
-from services.order.application.ports import FlashReservation, MemberPricing, SkuInfo
+from services.order.application.ports import CheckedAttribution, FlashReservation, MemberPricing, SkuInfo
 from services.order.domain.cart import Cart
 from services.order.domain.freight import FreightTemplate, ShippingAddress, mask_phone
 from services.order.domain.orders import Order, OrderState
@@ -255,25 +255,29 @@ class FakeMembers:
 
 @dataclass
 class FakeAttributions:
-    """Attributions: the persona and content ids in `known` exist."""
+    """Attributions: the persona, content and live session ids in `known` exist."""
     known: set[str] = field(default_factory=set)
     checked: list[tuple[str, str]] = field(default_factory=list)
 
     # Share codes in their window and what each carries; any other code is dropped.
     shares: dict[str, dict] = field(default_factory=dict)
+    # Live sessions whose prices apply now: session id → {sku id: live price}.
+    live: dict[str, dict[str, int]] = field(default_factory=dict)
 
     async def check_attribution(self, persona_id: str, content_id: str, share_code: str = "",
-                                member_id: str = "") -> dict | None:
+                                member_id: str = "", live_session_id: str = "") -> CheckedAttribution:
         self.checked.append((persona_id, content_id))
         missing = [FieldViolation(f"attribution.{name}", "no such one in this merchant")
-                   for name, value in (("persona_id", persona_id), ("content_id", content_id))
-                   if value and value not in self.known]
+                   for name, value in (("persona_id", persona_id), ("content_id", content_id),
+                                       ("live_session_id", live_session_id))
+                   if value and value not in self.known and value not in self.live]
         if missing:
             raise NotFound(f"{missing[0].field}: no such one in this merchant", reason="ATTRIBUTION_NOT_FOUND",
                            violations=missing)
-        if share_code in self.shares:
-            return {"share_code": share_code, **self.shares[share_code]}
-        return None
+        carried = {"share_code": share_code, **self.shares[share_code]} if share_code in self.shares else None
+        session = live_session_id or (carried or {}).get("live_session_id", "")
+        prices = self.live.get(session, {})
+        return CheckedAttribution(carried=carried, live_prices=dict(prices), live_session_id=session if prices else "")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from services.content.application.personas import PersonaUseCases
 from services.content.application.staff_lists import StaffLists
 from services.content.entrypoint import engagement_wiring, funnel_wiring, live_room_wiring
 from services.content.entrypoint.feed_wiring import FeedParts
+from services.content.entrypoint.live_wiring import LiveParts
 from services.content.entrypoint.servicer import ContentServicer
 
 NAME = "content"
@@ -34,6 +35,9 @@ def build(runtime: service.Runtime) -> service.Parts:
     # ---- personas, follows, content and feed ----
     feed = FeedParts(runtime, persona_repo, content_repo)
     # ---- end of personas, follows, content and feed ----
+    # ---- live sessions ----
+    live = LiveParts(runtime, persona_repo)
+    # ---- end of live sessions ----
     # A member's data: follows (the feed's part), engagement, and the purchase facts.
     feed.member_data_parts.append(EngagementData(engagement))
     feed.member_data.derived.append(cohorts.forget_member)
@@ -41,12 +45,13 @@ def build(runtime: service.Runtime) -> service.Parts:
     parts = service.Parts(
         servicers=[(content_pb2_grpc.add_ContentServiceServicer_to_server,
                     ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo),
-                                    cohorts=cohorts, engagement=engagement, feed=feed.servicer_parts()), full_name)],
-        outbox_collections=feed.outbox_collections(),
+                                    cohorts=cohorts, engagement=engagement, feed=feed.servicer_parts(),
+                                    live=live.live), full_name)],
+        outbox_collections=feed.outbox_collections() + live.outbox_collections(),
         # member.erased: every part of the member's data (feed.member_data_parts), then the acknowledgement.
         subscriptions=funnel_wiring.subscriptions(funnels, cohorts)
         + [erasure.subscription("content-member-erased", feed.member_data.erase)],
-        jobs=feed.jobs(),
+        jobs=feed.jobs() + live.jobs(),
     )
     # ---- live room: viewer reports, and purchases told in the room ----
     live_room_wiring.add_to(parts)

@@ -16,6 +16,7 @@ from services.content.domain.personas import Persona, PersonaFields
 from services.content.entrypoint.engagement_servicer import EngagementRpcs
 from services.content.entrypoint.feed_servicer import FeedRpcs
 from services.content.entrypoint.live_room_wiring import LiveViewerRpcs
+from services.content.entrypoint.live_servicer import LiveRpcs
 
 TYPE_BY_NUMBER = {content_pb2.CONTENT_TYPE_ARTICLE: "ARTICLE", content_pb2.CONTENT_TYPE_SHORT_POST: "SHORT_POST",
                   content_pb2.CONTENT_TYPE_VIDEO: "VIDEO"}
@@ -50,10 +51,12 @@ def _ms(message, field: str) -> int:
     return getattr(message, field).ToMilliseconds() if message.HasField(field) else 0
 
 
-class ContentServicer(FunnelRpcs, EngagementRpcs, FeedRpcs, LiveViewerRpcs, content_pb2_grpc.ContentServiceServicer):
+class ContentServicer(LiveRpcs, FunnelRpcs, EngagementRpcs, FeedRpcs, LiveViewerRpcs,
+                      content_pb2_grpc.ContentServiceServicer):
     def __init__(self, personas: PersonaUseCases, contents: ContentUseCases, funnels: FunnelUseCases,
                  lists: StaffLists | None = None, cohorts: CohortUseCases | None = None, engagement=None,
-                 feed: dict | None = None):
+                 feed: dict | None = None, live=None):
+        self.live = live  # live sessions (live_servicer.LiveRpcs)
         self.cohorts = cohorts  # repeat purchase and lifetime value (funnel_servicer.FunnelRpcs)
         # personas run by guides, follows, content pages and the feed (feed_servicer.FeedRpcs)
         for name, part in (feed or {}).items():
@@ -92,6 +95,7 @@ class ContentServicer(FunnelRpcs, EngagementRpcs, FeedRpcs, LiveViewerRpcs, cont
         persona_found, content_found = await self.contents.attribution_found(request.persona_id, request.content_id)
         response = content_pb2.CheckAttributionResponse(persona_found=persona_found, content_found=content_found)
         await self.check_share_code(request, response)
+        await self.check_live_session(request, response)
         return response
 
     async def GetPersonaFunnel(self, request, context):

@@ -12,12 +12,13 @@ from siyu_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument,
 from siyu_kit.ids import is_id
 from siyu_kit.protos import utcnow
 
-from services.order.application.ports import (Addresses, CartRepository, Catalog, FreightTemplateRepository,
-                                              MemberPricing, Members, MemberValue, SettingsRepository, SkuInfo)
+from services.order.application.ports import (Addresses, Attributions, CartRepository, Catalog,
+                                              FreightTemplateRepository, MemberPricing, Members, MemberValue,
+                                              SettingsRepository, SkuInfo)
 from services.order.domain.freight import NOWHERE, ShippingAddress
 from services.order.domain.member_value import (MAX_POINTS, NO_ASK, CouponLine, CouponQuote, OrderKind, PointsTerms,
                                                 UsedValue, ValueAsk, points_discount, points_problem)
-from services.order.domain.price_sources import (FLASH_SALE, ActivityPrices, CouponDiscount, FreightShipping,
+from services.order.domain.price_sources import (FLASH_SALE, LIVE, ActivityPrices, CouponDiscount, FreightShipping,
                                                  LimitedTimePrices, PointsDiscount, PriceSource, TierPrices)
 from services.order.domain.pricing import LineInput, Pipeline, Quote
 from services.order.domain.settings import OrderSettings
@@ -85,12 +86,57 @@ def check_lines(v: Violations, lines: list[tuple[str, int]]) -> None:
 
 
 def _unit_prices(skus: Mapping[str, SkuInfo], member: MemberPricing, activity_prices: Mapping[str, ActivityPrice],
-                 now: datetime) -> tuple[PriceSource, ...]:
+                 now: datetime, live_prices: Mapping[str, ActivityPrice] | None = None) -> tuple[PriceSource, ...]:
     """The unit prices competing on each line: the activity's, the SKU's limited-time
-    price, the member's tier price."""
+    price, the live session's price (orders attributed to it, while it applies), the
+    member's tier price."""
     return (ActivityPrices(FLASH_SALE, {s: (a.unit_price, a.activity_id) for s, a in activity_prices.items()}),
             LimitedTimePrices({s: i.limited_time for s, i in skus.items() if i.limited_time is not None}, now),
+            ActivityPrices(LIVE, {s: (a.unit_price, a.activity_id) for s, a in (live_prices or {}).items()}),
             TierPrices(member.tier, member.discount_bp, {s: i.tier_prices for s, i in skus.items()}))
+
+
+# ---- attribution -------------------------------------------------------------------------
+ATTRIBUTION_IDS = (("persona_id", "per"), ("content_id", "cnt"), ("live_session_id", "liv"))
+MAX_SHARE_CODE = 64
+
+
+def check_attribution_ids(v: Violations, attribution: dict) -> None:
+    """The sources an order or a quote names: ids of their kinds, a share code of at most 64."""
+    for name, prefix in ATTRIBUTION_IDS:
+        value = attribution.get(name, "")
+        v.check(not value or is_id(value, prefix), f"attribution.{name}", f"must be a {prefix}_ id")
+    v.check(len(attribution.get("share_code", "")) <= MAX_SHARE_CODE, "attribution.share_code",
+            f"at most {MAX_SHARE_CODE} characters")
+
+
+@dataclass(frozen=True)
+class Attributed:
+    """An order's attribution as it is stored, and the live prices it gets."""
+    attribution: dict
+    live_prices: Mapping[str, ActivityPrice]
+
+
+async def attributed(attributions: Attributions | None, attribution: dict, member_id: str) -> Attributed:
+    """Before anything is held: the persona, content and live session named must be the
+    merchant's. The attribution the order stores: a share code in its window fills the
+    persona, content and live session the order left empty; a code past its window, or one
+    the merchant never issued, is dropped — a sale never fails over a stale link. The live
+    prices are those of the session the order names, else the one its code carries, while
+    they apply (LIVE, or ended within its grace)."""
+    named = {k: attribution.get(k, "") for k in ("persona_id", "content_id", "live_session_id", "share_code")}
+    if attributions is None or not any(named.values()):
+        return Attributed(attribution, {})
+    checked = await attributions.check_attribution(
+        named["persona_id"], named["content_id"], share_code=named["share_code"], member_id=member_id,
+        live_session_id=named["live_session_id"])
+    live = {s: ActivityPrice(p, checked.live_session_id) for s, p in checked.live_prices.items()}
+    if not named["share_code"]:
+        return Attributed(attribution, live)
+    if checked.carried is None:
+        return Attributed({k: v for k, v in attribution.items() if k != "share_code"}, live)
+    return Attributed({**{k: v for k, v in checked.carried.items() if v}, **{k: v for k, v in attribution.items() if v}},
+                      live)
 
 
 def check_address_id(v: Violations, address_id: str) -> None:
@@ -137,6 +183,8 @@ class Checkout:
     addresses: Addresses | None = None
     # Coupons and points; without it an order uses neither.
     member_value: MemberValue | None = None
+    # Checks a quote's attribution and gives its live prices; None: a quote has neither.
+    attributions: Attributions | None = None
 
     async def shipping_to(self, merchant_id: str, member_id: str, address_id: str) -> ShippingAddress | None:
         """The address an order ships to (the member's default when address_id is empty;
@@ -156,7 +204,8 @@ class Checkout:
     async def price(self, merchant_id: str, member_id: str, lines: list[tuple[str, int]],
                     activity_prices: Mapping[str, ActivityPrice] | None = None,
                     address: ShippingAddress | None = None, ask: ValueAsk = NO_ASK,
-                    kind: OrderKind = OrderKind.NORMAL, show_terms: bool = False) -> PricedCheckout:
+                    kind: OrderKind = OrderKind.NORMAL, show_terms: bool = False,
+                    live_prices: Mapping[str, ActivityPrice] | None = None) -> PricedCheckout:
         """Prices valid lines (see check_lines) for the member: NOT_FOUND for a SKU that
         does not exist or is not on sale, UNAVAILABLE when the member's tier cannot be
         read. `activity_prices` by sku id compete with the member's other prices. Shipping
@@ -165,7 +214,8 @@ class Checkout:
         points: the coupon is quoted by the member service on the lines after the threshold
         reduction, the points checked against the terms for the amount left after the
         coupon (FAILED_PRECONDITION or a `points` violation when they do not fit);
-        `show_terms` reads the terms even when no points are asked for."""
+        `show_terms` reads the terms even when no points are asked for. `live_prices` by sku
+        id (the order's live session's, see `attributed`) compete like activity prices."""
         skus, member = await asyncio.gather(self.catalog.skus([s for s, _ in lines]),
                                             self.members.pricing(member_id))
         missing = Violations()
@@ -191,7 +241,7 @@ class Checkout:
             shipping = (FreightShipping(template, address.destination if address is not None else NOWHERE,
                                         units=sum(q for _, q in lines),
                                         grams=sum(skus[s].weight_g * q for s, q in lines), tier=member.tier),)
-        pipeline = Pipeline.of(settings, *_unit_prices(skus, member, activity_prices, now), *shipping)
+        pipeline = Pipeline.of(settings, *_unit_prices(skus, member, activity_prices, now, live_prices), *shipping)
         inputs = [LineInput(sku_id=s, product_id=skus[s].product_id, title=skus[s].title, quantity=q,
                             unit_price=skus[s].unit_price)
                   for s, q in lines]
@@ -231,10 +281,11 @@ class Checkout:
                                      points_discount=off, payable_before_points=before_points, terms=terms)
 
     async def quote(self, lines: list[tuple[str, int]], address_id: str = "",
-                    ask: ValueAsk = NO_ASK) -> PricedCheckout:
+                    ask: ValueAsk = NO_ASK, attribution: dict | None = None) -> PricedCheckout:
         """QuoteCheckout: the given lines, or the cart's selected items when none are given,
         shipped to `address_id` (or the member's default), with the coupon and points asked
-        for; it shows the member's points terms for the order."""
+        for; it shows the member's points terms for the order. With an attribution, the
+        live prices an order with it would get."""
         ctx = context.current()
         member_id = ctx.require_member()
         if not lines:
@@ -246,6 +297,9 @@ class Checkout:
         check_lines(v, lines)
         check_address_id(v, address_id)
         check_value_ask(v, ask)
+        check_attribution_ids(v, attribution or {})
         v.raise_if_any()
+        live = (await attributed(self.attributions, attribution or {}, member_id)).live_prices
         address = await self.shipping_to(ctx.merchant_id, member_id, address_id)
-        return await self.price(ctx.merchant_id, member_id, lines, address=address, ask=ask, show_terms=True)
+        return await self.price(ctx.merchant_id, member_id, lines, address=address, ask=ask, show_terms=True,
+                                live_prices=live)

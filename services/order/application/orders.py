@@ -14,7 +14,8 @@ from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.application.cart import CartUseCases
-from services.order.application.checkout import (Checkout, PricedCheckout, check_address_id, check_lines,
+from services.order.application.checkout import (Attributed, Checkout, PricedCheckout, attributed,
+                                                  check_address_id, check_attribution_ids, check_lines,
                                                   check_value_ask)
 from services.order.application.member_value import ValueHolds
 from services.order.application.ports import Attributions, Catalog, OrderRepository, RefundRepository
@@ -30,10 +31,8 @@ T = TypeVar("T")
 
 MAX_KEY = 64
 MAX_REMARK = 500
-MAX_SHARE_CODE = 64
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-ATTRIBUTION_IDS = (("persona_id", "per"), ("content_id", "cnt"), ("live_session_id", "liv"))
 # Placing is refused before anything is reserved when less than this is left of the
 # caller's deadline: the reserve and the order write would not finish in time.
 PLACE_MIN_TIME_S = 0.3
@@ -86,11 +85,7 @@ def check_attribution_and_remark(v: Violations, attribution: dict, remark: str, 
     channel = attribution.get("channel", "")
     v.check(not channel or channel == ctx_channel, "attribution.channel",
             "must be unset or the channel of the API key")
-    for name, prefix in ATTRIBUTION_IDS:
-        value = attribution.get(name, "")
-        v.check(not value or is_id(value, prefix), f"attribution.{name}", f"must be a {prefix}_ id")
-    v.check(len(attribution.get("share_code", "")) <= MAX_SHARE_CODE, "attribution.share_code",
-            f"at most {MAX_SHARE_CODE} characters")
+    check_attribution_ids(v, attribution)
     v.check(len(remark) <= MAX_REMARK, "remark", f"at most {MAX_REMARK} characters")
 
 
@@ -144,9 +139,11 @@ class OrderUseCases:
         if existing:
             require_same_request(existing.request_hash, request_hash, "order")
             return existing
-        attribution = await self.check_references(cmd.attribution)
+        checked = await self.attributed(cmd.attribution)
+        attribution = checked.attribution
         address = await self._checkout().shipping_to(merchant_id, member_id, cmd.address_id)
-        priced = await self._checkout().price(merchant_id, member_id, cmd.lines, address=address, ask=cmd.ask)
+        priced = await self._checkout().price(merchant_id, member_id, cmd.lines, address=address, ask=cmd.ask,
+                                              live_prices=checked.live_prices)
 
         now = self._now()
         expires_at = now + timedelta(seconds=priced.settings.unpaid_expiry_s)
@@ -173,21 +170,11 @@ class OrderUseCases:
         return order
 
     async def check_references(self, attribution: dict) -> dict:
-        """Before anything is held: the persona and content named must be the merchant's.
-        The attribution the order stores: a share code in its window fills the persona,
-        content and live session the order left empty; a code past its window, or one the
-        merchant never issued, is dropped — a sale never fails over a stale link."""
-        persona_id, content_id = attribution.get("persona_id", ""), attribution.get("content_id", "")
-        share_code = attribution.get("share_code", "")
-        if self.attributions is None or not (persona_id or content_id or share_code):
-            return attribution
-        carried = await self.attributions.check_attribution(
-            persona_id, content_id, share_code=share_code, member_id=context.current().caller_id)
-        if not share_code:
-            return attribution
-        if carried is None:
-            return {k: v for k, v in attribution.items() if k != "share_code"}
-        return {**{k: v for k, v in carried.items() if v}, **{k: v for k, v in attribution.items() if v}}
+        """The attribution an order stores (checkout.attributed)."""
+        return (await self.attributed(attribution)).attribution
+
+    async def attributed(self, attribution: dict) -> Attributed:
+        return await attributed(self.attributions, attribution, context.current().caller_id)
 
     async def hold_value(self, merchant_id: str, member_id: str, order_id: str, reservation_id: str,
                          priced: PricedCheckout, expires_at: datetime) -> datetime | None:

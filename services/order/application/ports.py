@@ -105,12 +105,23 @@ class WechatIdentities(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class CheckedAttribution:
+    """What the content service says of an order's attribution."""
+    # What a share code in its window carries (persona_id, content_id, live_session_id,
+    # share_code); None without a code, or for one past its window or never issued.
+    carried: dict | None = None
+    # The live prices the order gets now, by sku id: its session's line-up while the
+    # session is LIVE or within its grace after ending; empty otherwise.
+    live_prices: dict[str, int] = field(default_factory=dict)
+    live_session_id: str = ""  # whose prices they are
+
+
 class Attributions(Protocol):
     async def check_attribution(self, persona_id: str, content_id: str, share_code: str = "",
-                                member_id: str = "") -> dict | None:
-        """NOT_FOUND when the persona or content named is not the merchant's. With a share
-        code: what it carries (persona_id, content_id, live_session_id, share_code) when it
-        is the merchant's and the member's order is within its attribution window, else None."""
+                                member_id: str = "", live_session_id: str = "") -> CheckedAttribution:
+        """NOT_FOUND when the persona, content or live session named is not the merchant's;
+        otherwise what the share code carries and the live prices the order gets now."""
         ...
 
 

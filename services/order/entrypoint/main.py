@@ -105,10 +105,11 @@ def build(runtime: service.Runtime) -> service.Parts:
                              grace=value_hold_grace())
     checkout = Checkout(catalog=catalog, members=MemberClient(runtime.channel("member")), settings=settings_repo,
                         carts=carts, freight=freight_repo,
-                        addresses=AddressClient(runtime.channel("member"), sealer), member_value=member_value)
+                        addresses=AddressClient(runtime.channel("member"), sealer), member_value=member_value,
+                        attributions=ContentClient(runtime.channel("content")))
     order_cases = OrderUseCases(orders=order_repo, catalog=catalog, checkout=checkout, carts=cart_cases,
                                 reservation_grace=reservation_grace(),
-                                attributions=ContentClient(runtime.channel("content")), refunds=Refunds(),
+                                attributions=checkout.attributions, refunds=Refunds(),
                                 value_holds=value_holds)
     provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
     # WeChat Pay: credentials sealed per merchant; refunds of WECHAT payments go through it.

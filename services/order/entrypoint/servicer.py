@@ -289,10 +289,14 @@ class OrderServicer(WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalD
         return order_pb2.RemoveCartItemsResponse(cart=_cart_msg(view))
 
     async def QuoteCheckout(self, request, context):
+        a = request.attribution
         priced = await self.checkout.quote([(line.sku_id, line.quantity) for line in request.lines],
                                            request.address_id, ValueAsk(coupon_id=request.coupon_id,
                                                                         best_coupon=request.best_coupon,
-                                                                        points=request.points))
+                                                                        points=request.points),
+                                           attribution={"persona_id": a.persona_id, "content_id": a.content_id,
+                                                        "live_session_id": a.live_session_id,
+                                                        "share_code": a.share_code})
         return order_pb2.QuoteCheckoutResponse(quote=messages.quote_value(
             messages.checkout_quote(priced.quote, priced.currency, priced.tier, priced.address), priced.value,
             priced.currency))
