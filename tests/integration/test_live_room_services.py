@@ -59,19 +59,37 @@ def report(stub, merchant_id, session_id, gateway_id, concurrent, joined=(), md=
         lease_seconds=15), metadata=md or as_gateway(merchant_id))
 
 
+def new_session(content, merchant: str) -> str:
+    staff = metadata(merchant, staff_id=new_id("stf"), roles=("OPERATOR",))
+    persona = content.UpsertPersona(pb.UpsertPersonaRequest(code=new_id("p")[-12:], name="小美"),
+                                    metadata=staff).persona
+    request = pb.CreateLiveSessionRequest(persona_id=persona.persona_id, title="直播", idempotency_key=new_id("k"),
+                                          scheduled_at=timestamp(now()))
+    return content.CreateLiveSession(request, metadata=staff).live_session.live_session_id
+
+
 async def test_viewer_reports_count_a_member_once_sum_the_gateways_and_tell_the_room(stack, content):
-    merchant, session, member = new_merchant_id(), new_id("liv"), new_id("mem")
+    merchant, member = new_merchant_id(), new_id("mem")
+    session = new_session(content, merchant)
     first = report(content, merchant, session, "gtw-a", 2, [member, member])
     assert (first.unique_viewers, first.concurrent_viewers, first.peak_concurrent_viewers) == (1, 2, 2)
     second = report(content, merchant, session, "gtw-b", 1, [member, new_id("mem")])
     assert (second.unique_viewers, second.concurrent_viewers, second.peak_concurrent_viewers) == (2, 3, 3)
     third = report(content, merchant, session, "gtw-a", 0)
     assert (third.unique_viewers, third.concurrent_viewers, third.peak_concurrent_viewers) == (2, 1, 3)
-    # another merchant's figures of the same id are its own
-    assert report(content, new_merchant_id(), session, "gtw-a", 5).unique_viewers == 0
-    events = await room_events(stack, session, lambda found: len(found) >= 1)
-    assert events and events[0].WhichOneof("kind") == "viewers_changed"
-    assert events[0].viewers_changed.unique_viewers == 1 and events[0].viewers_changed.concurrent_viewers == 2
+    # another merchant's report of the session is refused
+    error = support.rpc_error(content.ReportLiveViewers, pb.ReportLiveViewersRequest(
+        live_session_id=session, gateway_id="gtw-c", concurrent=5, lease_seconds=15),
+        metadata=as_gateway(new_merchant_id()))
+    assert error.code() == grpc.StatusCode.NOT_FOUND and reason(error) == "LIVE_SESSION_NOT_FOUND"
+    events = await room_events(stack, session, lambda found: any(e.WhichOneof("kind") == "viewers_changed"
+                                                                 for e in found))
+    told = [e.viewers_changed for e in events if e.WhichOneof("kind") == "viewers_changed"]
+    assert told and (told[0].unique_viewers, told[0].concurrent_viewers) == (1, 2)
+    # the live session shows the figures
+    room = content.GetLiveRoom(pb.GetLiveRoomRequest(live_session_id=session), metadata=metadata(merchant, channel="H5"))
+    assert (room.live_session.unique_viewers, room.live_session.concurrent_viewers,
+            room.live_session.peak_concurrent_viewers) == (2, 1, 3)
 
 
 @pytest.mark.parametrize("joined, field", [(["mem_nope"], "joined_member_ids[0]")])

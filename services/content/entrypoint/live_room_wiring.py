@@ -14,6 +14,7 @@ from siyu_kit.ids import is_id
 from siyu_kit.service import Parts
 
 from services.content.adapters import live_viewer_store as store
+from services.content.application.live_viewer_ports import LiveSessions
 from services.content.application.live_viewers import LivePurchaseUseCases, LiveViewerUseCases, ViewerReport
 from services.content.domain.live_room import Purchase
 
@@ -58,11 +59,28 @@ def subscriptions(purchases: LivePurchaseUseCases) -> list[Subscription]:
     return [Subscription.to("content-live-order-paid", events_pb2.OrderPaid, on_paid)]
 
 
-def add_to(parts: Parts, sessions=None) -> None:
+_STATS = store.MongoLiveViewerStats()
+
+
+def viewer_stats() -> store.MongoLiveViewerStats:
+    """The viewer figures the live sessions read (LiveViewerStats)."""
+    return _STATS
+
+
+class SessionsOf:
+    """Whether a session is the merchant's, from the live sessions' repository."""
+
+    def __init__(self, repository):
+        self.repository = repository
+
+    async def exists(self, merchant_id: str, live_session_id: str) -> bool:
+        return await self.repository.get(merchant_id, live_session_id) is not None
+
+
+def add_to(parts: Parts, sessions: LiveSessions | None = None) -> None:
     """Adds the live room's RPC, outboxes and consumer to the content service's parts."""
     store.ensure_indexes()
-    stats = store.MongoLiveViewerStats()
-    viewers = LiveViewerUseCases(stats, stats, sessions=sessions)
+    viewers = LiveViewerUseCases(_STATS, _STATS, sessions=sessions)
     for _, servicer, _ in parts.servicers:
         if isinstance(servicer, LiveViewerRpcs):
             servicer.live_viewers = viewers

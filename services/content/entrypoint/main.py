@@ -36,7 +36,7 @@ def build(runtime: service.Runtime) -> service.Parts:
     feed = FeedParts(runtime, persona_repo, content_repo)
     # ---- end of personas, follows, content and feed ----
     # ---- live sessions ----
-    live = LiveParts(runtime, persona_repo)
+    live = LiveParts(runtime, persona_repo, viewers=live_room_wiring.viewer_stats())
     # ---- end of live sessions ----
     # A member's data: follows (the feed's part), engagement, and the purchase facts.
     feed.member_data_parts.append(EngagementData(engagement))
@@ -54,7 +54,7 @@ def build(runtime: service.Runtime) -> service.Parts:
         jobs=feed.jobs() + live.jobs(),
     )
     # ---- live room: viewer reports, and purchases told in the room ----
-    live_room_wiring.add_to(parts)
+    live_room_wiring.add_to(parts, sessions=live_room_wiring.SessionsOf(live.sessions))
     return parts
 
 
