@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol
 
@@ -30,12 +31,17 @@ DROPPED = Counter("siyu_live_viewers_dropped_total", "viewers disconnected becau
 REPLAY_MAX = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RoomEvent:
     seq: int  # the stream sequence: the SSE id
     kind: str  # the oneof kind: state_changed, product_pinned …
-    data: str  # the event as JSON
+    data: str  # the event as JSON (one line)
     at: float = 0.0  # when it happened (epoch seconds), for delivery latency
+
+    @functools.cached_property
+    def wire(self) -> bytes:
+        """The event as written to every viewer, encoded once for all of them."""
+        return f"id: {self.seq}\r\nevent: {self.kind}\r\ndata: {self.data}\r\n\r\n".encode()
 
 
 OnEvent = Callable[[RoomEvent], None]
@@ -92,6 +98,8 @@ class Viewer:
     async def next(self) -> RoomEvent | None:
         """The next event not yet sent, or None once this viewer was dropped."""
         while True:
+            if self.dropped:
+                return None
             if self.backlog:
                 event = self.backlog.popleft()
             else:
@@ -103,6 +111,23 @@ class Viewer:
             self.sent_seq = event.seq
             DELIVERED.inc()
             return event
+
+    async def batch(self, limit: int = 64) -> list[RoomEvent] | None:
+        """The next event and those already waiting behind it (up to `limit`), written in
+        one go: a burst costs a viewer one write, not one per event. None once dropped."""
+        first = await self.next()
+        if first is None:
+            return None
+        events = [first]
+        while len(events) < limit and (self.backlog or not self.queue.empty()):
+            event = self.backlog.popleft() if self.backlog else self.queue.get_nowait()
+            if event is None or self.dropped:
+                break  # the stream ends after this write
+            if event.seq > self.sent_seq:
+                self.sent_seq = event.seq
+                DELIVERED.inc()
+                events.append(event)
+        return events
 
 
 @dataclass

@@ -177,10 +177,10 @@ class LiveRoomStream:
             try:
                 yield ServerSentEvent(data=snapshot, event="snapshot", id=snapshot_id)
                 while True:
-                    event = await viewer.next()
-                    if event is None:
+                    events = await viewer.batch()
+                    if events is None:
                         return  # fell behind: the client reconnects with its last id
-                    yield ServerSentEvent(data=event.data, event=event.kind, id=str(event.seq))
+                    yield b"".join(event.wire for event in events)
             finally:
                 hub.leave(viewer)
 

@@ -167,3 +167,17 @@ async def test_a_source_that_fails_leaves_no_room_behind():
     with pytest.raises(ConnectionError):
         await hub.join("liv_a")
     assert hub.rooms == {}
+
+
+async def test_a_burst_goes_out_in_one_write_and_a_dropped_viewer_ends_after_it():
+    source = FakeSource()
+    hub = LiveHub(source, queue_size=3)
+    viewer = await hub.join("liv_a")
+    for _ in range(3):
+        source.publish("liv_a")
+    batch = await asyncio.wait_for(viewer.batch(), 1)
+    assert [e.seq for e in batch] == [1, 2, 3]
+    assert batch[0].wire == b'id: 1\r\nevent: stock_left\r\ndata: {"n":1}\r\n\r\n'
+    for _ in range(4):
+        source.publish("liv_a")  # the fourth does not fit: dropped
+    assert viewer.dropped and await asyncio.wait_for(viewer.batch(), 1) is None

@@ -76,11 +76,23 @@ def error_of(response) -> tuple[int, str]:
     return response.status_code, json.loads(response.body)["error"]["reason"]
 
 
+def parsed(chunk) -> list[SimpleNamespace]:
+    """What the stream yielded (the snapshot as a ServerSentEvent, room events as bytes
+    already in the wire format, several per write in a burst) as events."""
+    if not isinstance(chunk, bytes):
+        return [SimpleNamespace(event=chunk.event, id=chunk.id, data=chunk.data)]
+    found = []
+    for block in chunk.decode().split("\r\n\r\n")[:-1]:
+        fields = dict(line.split(": ", 1) for line in block.split("\r\n"))
+        found.append(SimpleNamespace(event=fields["event"], id=fields["id"], data=fields["data"]))
+    return found
+
+
 async def events(response: EventSourceResponse, n: int) -> list:
     out = []
-    async for event in response.body_iterator:
-        out.append(event)
-        if len(out) == n:
+    async for chunk in response.body_iterator:
+        out.extend(parsed(chunk))
+        if len(out) >= n:
             break
     await response.body_iterator.aclose()
     return out
