@@ -24,14 +24,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from siyu_kit import logging as slog
+from siyu_kit import logging as slog, metrics
+from siyu_kit.config import load as load_settings
 from siyu_kit.config import SERVICE_NAMES, GatewaySettings
 from siyu_kit.errors import FieldViolation
 from siyu_kit.ids import new_id
 from siyu.member.v1 import member_pb2
 from siyu_kit.context import RequestContext
 
-from gateway import errors, openapi, product_detail, strict, wechat_notify
+from gateway import errors, live_room, openapi, product_detail, strict, wechat_notify
 from gateway.auth import ApiKeyResolver, Credentials, TokenVersions, bearer_token, identify
 from gateway.errors import ApiError
 from gateway.ratelimit import RateLimiter, retry_after_header
@@ -75,6 +76,7 @@ class Gateway:
         self.staff_limiter = RateLimiter(settings.staff_rps)
         self.openapi_doc = openapi.document(self.table)
         self.openapi_doc["paths"][wechat_notify.PATH] = {"post": wechat_notify.OPENAPI_OPERATION}
+        self.openapi_doc["paths"][live_room.PATH] = {"get": live_room.OPENAPI_OPERATION}
         self.docs_html = openapi.docs_page(self.openapi_doc)
         self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
 
@@ -314,9 +316,14 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
         body["error"]["status"] = exc.status_code
         return JSONResponse(body, status_code=exc.status_code)
 
+    # The live rooms' server-sent events (gateway/live_room.py), before the transcoded routes.
+    live = live_room.LiveRoomStream(gateway, settings, client_address)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        live.start()
         yield
+        await live.close()
         await gateway.close()
 
     app = Starlette(
@@ -326,6 +333,7 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
             HttpRoute("/openapi.json", openapi_json, methods=["GET"]),
             HttpRoute("/docs", docs, methods=["GET"]),
             HttpRoute(wechat_notify.PATH, wechat_pay_notify, methods=["POST"]),
+            HttpRoute(live_room.PATH, live.events, methods=["GET"]),
             HttpRoute("/{path:path}", gateway.dispatch, methods=ALL_METHODS),
         ],
         middleware=[
@@ -337,6 +345,7 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.live = live
     # ---- the product-detail screen (gateway/product_detail.py), matched before the transcoded routes ----
     detail = product_detail.ProductDetail(gateway, lambda r: client_address(r, settings.forwarded_hops))
     app.router.routes.insert(0, HttpRoute(product_detail.PATH, detail.handle, methods=["GET"]))
@@ -349,6 +358,7 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
 def main() -> None:
     settings = GatewaySettings.load()
     slog.configure("gateway", settings.log_level)
+    metrics.serve(load_settings("gateway").metrics_port)
     app = create_app(settings)
     log.info("gateway.starting", host=settings.host, port=settings.port, routes=len(app.state.gateway.table.routes))
     # h11 (the HTTP parser installed) through a protocol that answers its refusals in JSON too.

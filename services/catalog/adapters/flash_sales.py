@@ -60,6 +60,10 @@ class FlashSaleDoc(me.Document):
     created_at = me.DateTimeField(required=True)
     updated_ms = me.IntField(required=True)
     version = me.IntField(default=1)
+    # Live-room events of a sale bound to a session (adapters/live_room_store.py).
+    outbox = me.DictField()
+    outbox_pending = me.IntField(default=0)
+    outbox_seq = me.IntField(default=0)
 
     meta = {
         "collection": "flash_sales",
@@ -70,6 +74,9 @@ class FlashSaleDoc(me.Document):
             {"fields": ["merchant_id", "product_id", "sort_key"]},
             {"fields": ["pooled", "ends_at"]},
             {"fields": ["unsynced"]},
+            # The live rooms' announcements (adapters/live_room_store.py), which carry an outbox.
+            {"fields": ["live_session_id", "ends_at"]},
+            {"fields": ["outbox_pending"]},
         ],
         "auto_create_index": False,
     }

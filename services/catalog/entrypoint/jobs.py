@@ -6,7 +6,9 @@ from __future__ import annotations
 from siyu_kit.config import env_seconds
 from siyu_kit.service import Job
 
+from services.catalog.adapters.live_room_store import MongoRoomSales
 from services.catalog.application.flash_sales import FlashSaleUseCases
+from services.catalog.application.live_room import RoomAnnouncements
 from services.catalog.application.inventory import InventoryUseCases
 from services.catalog.application.stock import StockUseCases
 
@@ -19,3 +21,9 @@ def jobs(stock: StockUseCases, inventory: InventoryUseCases, flash: FlashSaleUse
     return [Job("catalog-reservation-sweeper", sweep_interval_s(), stock.sweep),
             Job("catalog-ledger-repair", sweep_interval_s(), inventory.repair_ledger),
             Job("catalog-flash-sales", sweep_interval_s(), flash.tend)]
+
+
+def live_room_job() -> Job:
+    """Tells live rooms of the flash sales bound to their sessions (started, units left)."""
+    return Job("catalog-live-room", env_seconds("CATALOG_LIVE_ROOM_INTERVAL_S", 1),
+               RoomAnnouncements(MongoRoomSales()).announce)

@@ -70,10 +70,10 @@ def build(runtime: Runtime) -> Parts:
                     CatalogServicer(cases.products, cases.categories, cases.inventory, cases.stock, cases.flash,
                                     cases.staff_lists, personal_data=CatalogDataExport(MemberRecordStore())),
                     full_name)],
-        outbox_collections=[ReservationDoc._get_collection()],
+        outbox_collections=[ReservationDoc._get_collection(), flash_store.FlashSaleDoc._get_collection()],
         subscriptions=events.subscriptions(cases.stock) + [erasure.subscription(
             "catalog-member-erased", erasure.acknowledge_only("catalog", ErasureAcknowledgements(runtime.channel("member"))))],
-        jobs=jobs.jobs(cases.stock, cases.inventory, cases.flash),
+        jobs=jobs.jobs(cases.stock, cases.inventory, cases.flash) + [jobs.live_room_job()],
     )
 
 

@@ -32,7 +32,8 @@ class LiveParts:
         live_store.ensure_indexes()
         catalog = runtime.channel("catalog")
         self.likes = live_store.LiveLikeStore()
-        self.live = LiveSessions(live_store.LiveSessionStore(), personas, LiveCatalog(catalog), CatalogClient(catalog),
+        self.sessions = live_store.LiveSessionStore()
+        self.live = LiveSessions(self.sessions, personas, LiveCatalog(catalog), CatalogClient(catalog),
                                  viewers or NoViewerFiguresYet(), self.likes,
                                  grace_minutes=env_count("LIVE_PRICE_GRACE_MINUTES", DEFAULT_GRACE_MINUTES))
         self.announcer = LikesAnnouncer(self.likes)

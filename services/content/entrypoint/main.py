@@ -14,7 +14,7 @@ from services.content.application.contents import ContentUseCases
 from services.content.application.member_data import EngagementData
 from services.content.application.personas import PersonaUseCases
 from services.content.application.staff_lists import StaffLists
-from services.content.entrypoint import engagement_wiring, funnel_wiring
+from services.content.entrypoint import engagement_wiring, funnel_wiring, live_room_wiring
 from services.content.entrypoint.feed_wiring import FeedParts
 from services.content.entrypoint.recommendation_wiring import RecommendationParts
 from services.content.entrypoint.live_wiring import LiveParts
@@ -37,7 +37,7 @@ def build(runtime: service.Runtime) -> service.Parts:
     feed = FeedParts(runtime, persona_repo, content_repo)
     # ---- end of personas, follows, content and feed ----
     # ---- live sessions ----
-    live = LiveParts(runtime, persona_repo)
+    live = LiveParts(runtime, persona_repo, viewers=live_room_wiring.viewer_stats())
     funnels.session_personas = live.live.persona_of  # a guide reads their own sessions' funnels
     live.live.viewed = funnels.record_view  # a member opening the room is the session's viewer
     # ---- end of live sessions ----
@@ -51,7 +51,7 @@ def build(runtime: service.Runtime) -> service.Parts:
     feed.member_data.derived.append(recs.recommendations.forget_member)
     # ---- end of recommendations ----
     full_name = content_pb2.DESCRIPTOR.services_by_name["ContentService"].full_name
-    return service.Parts(
+    parts = service.Parts(
         servicers=[(content_pb2_grpc.add_ContentServiceServicer_to_server,
                     ContentServicer(personas, contents, funnels, StaffLists(persona_repo, content_repo),
                                     cohorts=cohorts, engagement=engagement,
@@ -63,6 +63,9 @@ def build(runtime: service.Runtime) -> service.Parts:
         + [erasure.subscription("content-member-erased", feed.member_data.erase)] + recs.subscriptions(),
         jobs=feed.jobs() + live.jobs(),
     )
+    # ---- live room: viewer reports, and purchases told in the room ----
+    live_room_wiring.add_to(parts, sessions=live_room_wiring.SessionsOf(live.sessions))
+    return parts
 
 
 def main() -> None:

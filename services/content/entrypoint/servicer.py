@@ -16,6 +16,7 @@ from services.content.domain.personas import Persona, PersonaFields
 from services.content.entrypoint.engagement_servicer import EngagementRpcs
 from services.content.entrypoint.feed_servicer import FeedRpcs
 from services.content.entrypoint.recommendation_servicer import RecommendationRpcs
+from services.content.entrypoint.live_room_wiring import LiveViewerRpcs
 from services.content.entrypoint.live_servicer import LiveRpcs
 
 TYPE_BY_NUMBER = {content_pb2.CONTENT_TYPE_ARTICLE: "ARTICLE", content_pb2.CONTENT_TYPE_SHORT_POST: "SHORT_POST",
@@ -51,7 +52,7 @@ def _ms(message, field: str) -> int:
     return getattr(message, field).ToMilliseconds() if message.HasField(field) else 0
 
 
-class ContentServicer(LiveRpcs, RecommendationRpcs, FunnelRpcs, EngagementRpcs, FeedRpcs,
+class ContentServicer(LiveRpcs, LiveViewerRpcs, RecommendationRpcs, FunnelRpcs, EngagementRpcs, FeedRpcs,
                        content_pb2_grpc.ContentServiceServicer):
     def __init__(self, personas: PersonaUseCases, contents: ContentUseCases, funnels: FunnelUseCases,
                  lists: StaffLists | None = None, cohorts: CohortUseCases | None = None, engagement=None,
