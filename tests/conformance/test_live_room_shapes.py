@@ -38,6 +38,19 @@ def test_a_member_counts_once_however_often_reported(cols):
     assert cols["viewers"].count_documents({"merchant_id": m, "live_session_id": session}) == 3
 
 
+def test_a_members_watched_sessions_are_listed_and_forgotten_by_merchant_and_member(cols):
+    m, other = new_merchant_id(), new_merchant_id()
+    first, second = sorted([new_id("liv"), new_id("liv")])
+    store.add_viewers(cols["viewers"], m, first, ["mem_a", "mem_b"])
+    store.add_viewers(cols["viewers"], m, second, ["mem_a"])
+    store.add_viewers(cols["viewers"], other, first, ["mem_a"])
+    assert store.sessions_watched(cols["viewers"], m, "mem_a") == [first, second]
+    store.forget_viewer(cols["viewers"], m, "mem_a")
+    assert store.sessions_watched(cols["viewers"], m, "mem_a") == []
+    assert store.sessions_watched(cols["viewers"], m, "mem_b") == [first]
+    assert store.sessions_watched(cols["viewers"], other, "mem_a") == [first]
+
+
 def test_leases_are_replaced_per_gateway_and_read_per_session(cols):
     m, session = new_merchant_id(), new_id("liv")
     store.renew_lease(cols["leases"], m, session, "g1", 5, 1000)

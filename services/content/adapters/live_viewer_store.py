@@ -17,6 +17,7 @@ Every shape is in tests/conformance/test_live_room_shapes.py.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Mapping, Sequence
 
 import mongoengine as me
@@ -37,6 +38,9 @@ from services.content.application.live_viewer_ports import ViewerFigures
 from services.content.domain.live_room import Figures, Lease, Purchase
 
 
+LEASE_KEPT_S = 24 * 3600
+
+
 class LiveViewerDoc(me.Document):
     id = me.StringField(primary_key=True)
     merchant_id = me.StringField(required=True)
@@ -50,8 +54,12 @@ class LiveViewerLeaseDoc(me.Document):
     id = me.StringField(primary_key=True)
     merchant_id = me.StringField(required=True)
     live_session_id = me.StringField(required=True)
+    expires_at = me.DateTimeField()
+    # A lease a gateway stopped renewing counts for nothing once expired; MongoDB removes it
+    # a day later (a restarted gateway takes a new id, so old leases would otherwise pile up).
     meta = {"collection": "live_viewer_leases", "auto_create_index": False,
-            "indexes": [{"fields": ["merchant_id", "live_session_id"]}]}
+            "indexes": [{"fields": ["merchant_id", "live_session_id"]},
+                        {"fields": ["expires_at"], "expireAfterSeconds": LEASE_KEPT_S}]}
 
 
 class LiveViewerStatsDoc(OutboxDocument):
@@ -117,8 +125,9 @@ def add_viewers(col: Collection, merchant_id: str, live_session_id: str, member_
 
 def renew_lease(col: Collection, merchant_id: str, live_session_id: str, gateway_id: str, concurrent: int, expires_ms: int) -> None:
     col.update_one({"_id": f"{merchant_id}:{live_session_id}:{gateway_id}", "merchant_id": merchant_id},
-                         {"$set": {"live_session_id": live_session_id, "gateway_id": gateway_id,
-                                   "concurrent": concurrent, "expires_ms": expires_ms}}, upsert=True)
+                   {"$set": {"live_session_id": live_session_id, "gateway_id": gateway_id,
+                             "concurrent": concurrent, "expires_ms": expires_ms,
+                             "expires_at": datetime.fromtimestamp(expires_ms / 1000, timezone.utc)}}, upsert=True)
 
 
 def leases(col: Collection, merchant_id: str, live_session_id: str) -> list[dict]:
@@ -218,6 +227,25 @@ class MongoLiveViewerStats:
     async def announce(self, merchant_id: str, live_session_id: str, figures: Figures, announced_ms: int,
                        now_ms: int) -> bool:
         return await run_sync(announce, _stats(), merchant_id, live_session_id, figures, announced_ms, now_ms)
+
+
+def sessions_watched(col: Collection, merchant_id: str, member_id: str) -> list[str]:
+    return sorted(d["live_session_id"] for d in col.find({"merchant_id": merchant_id, "member_id": member_id},
+                                                         {"live_session_id": 1}))
+
+
+def forget_viewer(col: Collection, merchant_id: str, member_id: str) -> None:
+    col.delete_many({"merchant_id": merchant_id, "member_id": member_id})
+
+
+class MongoLiveViewing:
+    """The sessions each member watched (who counted as a unique viewer): personal data."""
+
+    async def sessions_watched(self, merchant_id: str, member_id: str) -> list[str]:
+        return await run_sync(sessions_watched, _viewers(), merchant_id, member_id)
+
+    async def forget(self, merchant_id: str, member_id: str) -> None:
+        await run_sync(forget_viewer, _viewers(), merchant_id, member_id)
 
 
 class MongoRoomPurchases:

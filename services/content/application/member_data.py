@@ -4,7 +4,7 @@ the export and an erasure. Erasure runs every part, then acknowledges to the mem
 service; a redelivered member.erased runs them again, which changes nothing."""
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 from siyu_kit import context
 from siyu_kit.ids import is_id, new_id
@@ -55,6 +55,27 @@ class EngagementData:
 
     async def erase(self, merchant_id: str, member_id: str) -> None:
         await self.engagement.erase_member(merchant_id, member_id)
+
+
+class LiveViewing(Protocol):
+    async def sessions_watched(self, merchant_id: str, member_id: str) -> list[str]: ...
+
+    async def forget(self, merchant_id: str, member_id: str) -> None: ...
+
+
+class LiveViewingData:
+    """The live sessions a member watched. Erasure forgets the member; the sessions' unique
+    viewer figures keep counting them (a number, not a person)."""
+    name = "live_sessions_watched"
+
+    def __init__(self, viewing: LiveViewing):
+        self.viewing = viewing
+
+    async def export(self, merchant_id: str, member_id: str) -> list[dict]:
+        return [{"live_session_id": s} for s in await self.viewing.sessions_watched(merchant_id, member_id)]
+
+    async def erase(self, merchant_id: str, member_id: str) -> None:
+        await self.viewing.forget(merchant_id, member_id)
 
 
 class MemberData:

@@ -15,6 +15,7 @@ from siyu_kit.service import Parts
 
 from services.content.adapters import live_viewer_store as store
 from services.content.application.live_viewer_ports import LiveSessions
+from services.content.application.member_data import LiveViewingData
 from services.content.application.live_viewers import LivePurchaseUseCases, LiveViewerUseCases, ViewerReport
 from services.content.domain.live_room import Purchase
 
@@ -65,6 +66,11 @@ _STATS = store.MongoLiveViewerStats()
 def viewer_stats() -> store.MongoLiveViewerStats:
     """The viewer figures the live sessions read (LiveViewerStats)."""
     return _STATS
+
+
+def member_data_part() -> LiveViewingData:
+    """The sessions each member watched, in the member's export and erasure."""
+    return LiveViewingData(store.MongoLiveViewing())
 
 
 class SessionsOf:

@@ -41,8 +41,8 @@ def build(runtime: service.Runtime) -> service.Parts:
     funnels.session_personas = live.live.persona_of  # a guide reads their own sessions' funnels
     live.live.viewed = funnels.record_view  # a member opening the room is the session's viewer
     # ---- end of live sessions ----
-    # A member's data: follows (the feed's part), engagement, and the purchase facts.
-    feed.member_data_parts.append(EngagementData(engagement))
+    # A member's data: follows (the feed's part), engagement, live sessions watched, and the purchase facts.
+    feed.member_data_parts.extend([EngagementData(engagement), live_room_wiring.member_data_part()])
     feed.member_data.derived.append(cohorts.forget_member)
     # ---- recommendations and the content featuring a product ----
     recs = RecommendationParts(persona_repo, catalog)
