@@ -160,9 +160,28 @@ class Gateway:
                            [FieldViolation(field, "has an invalid value")]) from None
         return message
 
-    def _rate_limit(self, route: Route, creds: Credentials, ctx: RequestContext) -> None:
+    @staticmethod
+    def credentials(request: Request, forwarded_hops: int, query_too: bool = False) -> Credentials:
+        """The channel key and bearer token of a request; with `query_too` also from the
+        `api_key` and `access_token` query parameters (a browser's EventSource sends no
+        headers of its own)."""
+        query = request.query_params if query_too else {}
+        return Credentials(
+            api_key=(request.headers.get("x-api-key") or query.get("api_key") or "").strip(),
+            bearer=bearer_token(request.headers.get("authorization")) or (query.get("access_token") or "").strip(),
+            address=client_address(request, forwarded_hops))
+
+    async def admit(self, rule, creds: Credentials, request_id: str) -> RequestContext:
+        """Who calls (401/403 when the route's access rule refuses them), within their rate
+        limits (429): the check every route runs before it asks a service."""
+        ctx = await identify(rule, creds, request_id, self.resolver, self.settings.jwt_secret, self.versions,
+                             self.settings.platform_token)
+        self._rate_limit(rule, creds, ctx)
+        return ctx
+
+    def _rate_limit(self, rule, creds: Credentials, ctx: RequestContext) -> None:
         wait = 0.0
-        if route.rule.access in ("CHANNEL", "MEMBER"):
+        if rule.access in ("CHANNEL", "MEMBER"):
             wait = self.key_limiter.take(f"{ctx.merchant_id}:{creds.api_key}")
         if not wait and ctx.caller_kind == "member":
             wait = self.member_limiter.take(f"{ctx.merchant_id}:{ctx.caller_id}")
@@ -186,13 +205,8 @@ class Gateway:
             return errors.response(ApiError("NOT_FOUND", "no such route", "ROUTE_NOT_FOUND"), request_id)
         state["route"] = route.label
         try:
-            creds = Credentials(api_key=(request.headers.get("x-api-key") or "").strip(),
-                                bearer=bearer_token(request.headers.get("authorization")),
-                                address=client_address(request, self.settings.forwarded_hops))
-            ctx = await identify(route.rule, creds, request_id, self.resolver, self.settings.jwt_secret,
-                                 self.versions, self.settings.platform_token)
+            ctx = await self.admit(route.rule, self.credentials(request, self.settings.forwarded_hops), request_id)
             state["merchant_id"], state["channel"] = ctx.merchant_id, ctx.channel
-            self._rate_limit(route, creds, ctx)
             message = await self.build_request(route, request, values)
             try:
                 reply = await self._callable(route)(message, metadata=ctx.to_metadata(),
@@ -317,7 +331,7 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
         return JSONResponse(body, status_code=exc.status_code)
 
     # The live rooms' server-sent events (gateway/live_room.py), before the transcoded routes.
-    live = live_room.LiveRoomStream(gateway, settings, client_address)
+    live = live_room.LiveRoomStream(gateway, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -347,7 +361,7 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
     app.state.gateway = gateway
     app.state.live = live
     # ---- the product-detail screen (gateway/product_detail.py), matched before the transcoded routes ----
-    detail = product_detail.ProductDetail(gateway, lambda r: client_address(r, settings.forwarded_hops))
+    detail = product_detail.ProductDetail(gateway)
     app.router.routes.insert(0, HttpRoute(product_detail.PATH, detail.handle, methods=["GET"]))
     gateway.openapi_doc["paths"][product_detail.PATH] = {"get": product_detail.openapi_operation()}
     gateway.docs_html = openapi.docs_page(gateway.openapi_doc)

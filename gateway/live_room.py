@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from types import SimpleNamespace
-from typing import Callable
 
 import grpc
 from google.protobuf import json_format
@@ -29,7 +27,6 @@ from siyu_kit.errors import FieldViolation
 from siyu_kit.ids import is_id, new_id
 
 from gateway import errors
-from gateway.auth import Credentials, bearer_token, identify
 from gateway.errors import ApiError
 from gateway.live_hub import LiveHub, report_presence
 from gateway.live_source import JetStreamRooms
@@ -65,10 +62,9 @@ def last_event_id_of(request: Request) -> int | None:
 
 
 class LiveRoomStream:
-    def __init__(self, gateway, settings, address_of: Callable[[Request, int], str]):
+    def __init__(self, gateway, settings):
         self.gateway = gateway
         self.settings = settings
-        self.address_of = address_of
         self.source = JetStreamRooms(config.load("gateway").nats_url)
         self.hub = LiveHub(self.source, queue_size=env_count("GATEWAY_LIVE_QUEUE", 256),
                            ring_size=env_count("GATEWAY_LIVE_RING", 512),
@@ -113,14 +109,8 @@ class LiveRoomStream:
         unknown = [name for name in query if name not in QUERY_PARAMETERS]
         if unknown:
             raise _invalid(unknown[0], "no such parameter")
-        creds = Credentials(
-            api_key=(request.headers.get("x-api-key") or query.get("api_key") or "").strip(),
-            bearer=bearer_token(request.headers.get("authorization")) or (query.get("access_token") or "").strip(),
-            address=self.address_of(request, self.settings.forwarded_hops))
-        ctx = await identify(RULE, creds, request_id, self.gateway.resolver, self.settings.jwt_secret,
-                             self.gateway.versions, self.settings.platform_token)
-        self.gateway._rate_limit(SimpleNamespace(rule=RULE), creds, ctx)
-        return ctx
+        return await self.gateway.admit(RULE, self.gateway.credentials(request, self.settings.forwarded_hops,
+                                                                        query_too=True), request_id)
 
     async def _room(self, ctx: RequestContext, live_session_id: str) -> content_pb2.GetLiveRoomResponse:
         call = self.gateway.channel("content").unary_unary(

@@ -23,7 +23,6 @@ from siyu_kit import logging as slog, reasons
 from siyu_kit.config import env_seconds
 
 from gateway import errors
-from gateway.auth import Credentials, bearer_token, identify
 from gateway.errors import ApiError
 
 log = slog.get("siyu.gateway.product_detail")
@@ -84,10 +83,8 @@ def assemble(product, flash_sales, live, contents) -> dict:
 
 
 class ProductDetail:
-    def __init__(self, gateway, address_of):
+    def __init__(self, gateway):
         self.gateway = gateway
-        # The caller's address as the gateway reads it (behind its trusted proxies).
-        self.address_of = address_of
         self.timeout_s = timeout_s()
         self.route = next(r for r in gateway.table.routes if (r.service, r.method_name) == PRODUCT_RPC)
 
@@ -117,13 +114,9 @@ class ProductDetail:
         request_id = state.get("request_id", "")
         state["route"] = f"GET {PATH}"
         try:
-            creds = Credentials(api_key=(request.headers.get("x-api-key") or "").strip(),
-                                bearer=bearer_token(request.headers.get("authorization")),
-                                address=self.address_of(request))
-            ctx = await identify(self.route.rule, creds, request_id, gateway.resolver, gateway.settings.jwt_secret,
-                                 gateway.versions, gateway.settings.platform_token)
+            ctx = await gateway.admit(self.route.rule, gateway.credentials(request, gateway.settings.forwarded_hops),
+                                      request_id)
             state["merchant_id"], state["channel"] = ctx.merchant_id, ctx.channel
-            gateway._rate_limit(self.route, creds, ctx)
             # The product id is read and checked as GetProduct's own (400 with field violations).
             ask = await gateway.build_request(self.route, request, {"product_id": request.path_params["product_id"]})
             product_id = ask.product_id

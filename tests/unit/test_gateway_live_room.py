@@ -5,6 +5,7 @@ NATS away 503) and leaves no viewer behind, and the stream: a snapshot, then eac
 named by its kind with its id, resumed after Last-Event-ID."""
 from __future__ import annotations
 
+import functools
 import json
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 
 from gateway import live_room
+from gateway.app import Gateway
 from gateway.auth import ApiKeyResolver
 from gateway.errors import ApiError
 from gateway.live_hub import LiveHub
@@ -43,9 +45,11 @@ class Stream:
     """The route with its NATS and content service replaced by in-memory stand-ins."""
 
     def __init__(self, connected: bool = True, known: tuple[str, ...] = (SESSION,)):
-        gateway = SimpleNamespace(resolver=ApiKeyResolver(resolve), versions=None, _rate_limit=lambda *a: None)
         settings = SimpleNamespace(jwt_secret=SECRET, platform_token="", forwarded_hops=0, deadline_s=1)
-        self.live = live_room.LiveRoomStream(gateway, settings, lambda request, hops: "127.0.0.1")
+        gateway = SimpleNamespace(resolver=ApiKeyResolver(resolve), versions=None, settings=settings,
+                                  _rate_limit=lambda *a: None, credentials=Gateway.credentials)
+        gateway.admit = functools.partial(Gateway.admit, gateway)  # the gateway's own check, on stand-ins
+        self.live = live_room.LiveRoomStream(gateway, settings)
         self.source = FakeSource()
         self.live.source = self.source
         self.live.hub = LiveHub(self.source)

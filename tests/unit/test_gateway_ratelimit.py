@@ -82,12 +82,12 @@ def test_staff_routes_are_limited_per_staff_user_with_retry_after():
     alice = RequestContext(merchant_id="mch_a", caller_kind="staff", caller_id="stf_alice", roles=("OWNER",))
     bob = RequestContext(merchant_id="mch_a", caller_kind="staff", caller_id="stf_bob", roles=("OWNER",))
     for _ in range(4):  # the burst: twice the rate
-        gateway._rate_limit(route, None, alice)
+        gateway._rate_limit(route.rule, None, alice)
     with pytest.raises(ApiError) as caught:
-        gateway._rate_limit(route, None, alice)
+        gateway._rate_limit(route.rule, None, alice)
     assert (caught.value.http_status, caught.value.reason) == (429, "RATE_LIMITED")
     assert caught.value.headers["Retry-After"] == "1"
-    gateway._rate_limit(route, None, bob)
+    gateway._rate_limit(route.rule, None, bob)
 
 
 def test_client_address_is_the_peer_unless_proxies_are_trusted():
