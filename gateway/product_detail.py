@@ -37,9 +37,8 @@ LIST_LIVE_SESSIONS = "/siyu.content.v1.ContentService/ListProductLiveSessions"
 LIST_CONTENTS = "/siyu.content.v1.ContentService/ListProductContents"
 # The optional parts, as `unavailable` names them.
 FLASH_SALES, LIVE, CONTENT = "flash_sales", "live", "content"
-# Flash sales are listed for the whole merchant (not ended, soonest first) and kept for the
-# product; this many pages of 100 at most.
-FLASH_SALE_PAGES = 3
+# The product's flash sales that have not ended, soonest first: one page is plenty.
+FLASH_SALES_SHOWN = 20
 CONTENTS_SHOWN = 5
 
 
@@ -97,16 +96,10 @@ class ProductDetail:
             request, metadata=metadata, timeout=self.timeout_s), self.timeout_s + 0.5)
 
     async def _flash_sales(self, product_id: str, metadata) -> list:
-        found, token = [], ""
-        for _ in range(FLASH_SALE_PAGES):
-            page = await self._ask("catalog", LIST_FLASH_SALES,
-                                   catalog_pb2.ListFlashSalesRequest(page_size=100, page_token=token),
-                                   catalog_pb2.ListFlashSalesResponse, metadata)
-            found += [s for s in page.flash_sales if s.product_id == product_id]
-            token = page.next_page_token
-            if not token:
-                break
-        return found
+        page = await self._ask("catalog", LIST_FLASH_SALES,
+                               catalog_pb2.ListFlashSalesRequest(product_id=product_id, page_size=FLASH_SALES_SHOWN),
+                               catalog_pb2.ListFlashSalesResponse, metadata)
+        return list(page.flash_sales)
 
     async def handle(self, request: Request) -> Response:
         gateway = self.gateway

@@ -106,3 +106,8 @@ def test_flash_sales_by_sort_key_bounds_and_cursor_with_product_and_an_end_range
     assert names({"$lt": first[-1]["sort_key"]}, product_id="prd_a") == ["ended"]
     assert names({"$gte": bound(-5), "$lt": bound(5)}, ends_at={"$gt": t0 - timedelta(hours=1)}) == \
         ["soon", "running"]
+    # A viewer's list of one product's sales (sales_page): not ended, soonest first, after a cursor.
+    assert names(direction=ASCENDING, product_id="prd_a", ends_at={"$gt": t0}) == ["running", "soon"]
+    running_key = first[-1]["sort_key"]
+    assert names({"$gt": running_key}, ASCENDING, product_id="prd_a", ends_at={"$gt": t0}) == ["soon"]
+    assert names(direction=ASCENDING, product_id="prd_b", ends_at={"$gt": t0}) == ["later"]

@@ -366,9 +366,10 @@ class FakeFlashSales:
             del self.sales[sale_id]
 
     async def page(self, merchant_id: str, *, live_session_id: str, after_key: str, ends_after: datetime,
-                   limit: int) -> list[FlashSale]:
+                   limit: int, product_id: str = "") -> list[FlashSale]:
         found = sorted((s for s in self.sales.values() if s.merchant_id == merchant_id and s.pooled
                         and s.ends_at > ends_after and (not live_session_id or s.live_session_id == live_session_id)
+                        and (not product_id or s.product_id == product_id)
                         and s.sort_key > after_key), key=lambda s: s.sort_key)
         return [self._copy(s) for s in found[:limit]]
 

@@ -150,11 +150,13 @@ def sale_discard(merchant_id: str, sale_id: str) -> None:
 
 
 def sales_page(merchant_id: str, *, live_session_id: str, after_key: str, ends_after: datetime,
-               limit: int) -> list[dict]:
+               limit: int, product_id: str = "") -> list[dict]:
     """Pooled sales that have not ended, soonest first, strictly after `after_key`."""
     query: dict = {"merchant_id": merchant_id, "pooled": 1, "ends_at": {"$gt": ends_after}}
     if live_session_id:
         query["live_session_id"] = live_session_id
+    if product_id:
+        query["product_id"] = product_id
     if after_key:
         query["sort_key"] = {"$gt": after_key}
     return list(_sales().find(query, _NO_HOLDS).sort("sort_key", ASCENDING).limit(limit))
@@ -420,9 +422,9 @@ class MongoFlashSales:
         await run_sync(sale_discard, merchant_id, sale_id)
 
     async def page(self, merchant_id: str, *, live_session_id: str, after_key: str, ends_after: datetime,
-                   limit: int) -> list[FlashSale]:
+                   limit: int, product_id: str = "") -> list[FlashSale]:
         docs = await run_sync(lambda: sales_page(merchant_id, live_session_id=live_session_id, after_key=after_key,
-                                                 ends_after=ends_after, limit=limit))
+                                                 ends_after=ends_after, limit=limit, product_id=product_id))
         return [sale_of(d) for d in docs]
 
     async def staff_page(self, merchant_id: str, where: SaleFilter, after_key: str, descending: bool,

@@ -224,17 +224,19 @@ class FlashSaleUseCases:
             raise NotFound("no such flash sale", reason="FLASH_SALE_NOT_FOUND")
         return sale
 
-    async def list_sales(self, live_session_id: str, page_size: int, page_token: str) -> tuple[list[FlashSale], str]:
+    async def list_sales(self, live_session_id: str, page_size: int, page_token: str,
+                         product_id: str = "") -> tuple[list[FlashSale], str]:
         merchant_id = context.current().require_merchant()
         after = _decode_token(page_token) if page_token else ""
         v = Violations()
         v.check(0 <= page_size <= MAX_PAGE_SIZE, "page_size", f"1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
         v.check(not live_session_id or is_id(live_session_id, "liv"), "live_session_id", "empty or a liv_ id")
+        v.check(not product_id or is_id(product_id, "prd"), "product_id", "empty or a prd_ id")
         v.check(not page_token or bool(_SORT_KEY.match(after)), "page_token", "not a token from a previous page")
         v.raise_if_any()
         size = page_size or DEFAULT_PAGE_SIZE
         sales = await self.sales.page(merchant_id, live_session_id=live_session_id, after_key=after,
-                                      ends_after=self._now(), limit=size + 1)
+                                      ends_after=self._now(), limit=size + 1, product_id=product_id)
         more = len(sales) > size
         sales = sales[:size]
         return sales, (_encode_token(sales[-1].sort_key) if more else "")

@@ -219,7 +219,8 @@ class CatalogServicer(PersonalDataRpcs, catalog_pb2_grpc.CatalogServiceServicer)
         return catalog_pb2.GetFlashSaleResponse(flash_sale=flash_sale_message(sale))
 
     async def ListFlashSales(self, request, context):
-        sales, token = await self.flash.list_sales(request.live_session_id, request.page_size, request.page_token)
+        sales, token = await self.flash.list_sales(request.live_session_id, request.page_size, request.page_token,
+                                                   request.product_id)
         return catalog_pb2.ListFlashSalesResponse(flash_sales=[flash_sale_message(s) for s in sales],
                                                   next_page_token=token)
 
