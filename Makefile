@@ -43,8 +43,14 @@ run: setup
 seed: setup
 	$(BIN)/python -m scripts.seed
 
+# Two worker processes (pytest-xdist), each starting its own suite on free ports
+# (tests/conftest.py); a file stays on one worker, so a module's merchant is seeded once.
+# Files go out in collection order, not most-tests-first: the slowest files (the API fuzz,
+# the races) have few tests and would otherwise run last on one worker while the other idles.
+# TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= 2
 test: setup lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup
 	$(BIN)/python -m pytest tests/unit

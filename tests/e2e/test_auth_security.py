@@ -40,13 +40,13 @@ def test_a_demoted_staff_users_old_token_is_refused_within_seconds(shop, stack):
         member_pb2_grpc.MemberServiceStub(ch).UpsertStaffUser(pb.UpsertStaffUserRequest(
             merchant_id=shop.data["merchant_id"], username=shop.data["staff_username"],
             password=shop.data["staff_password"], roles=[common_pb2.STAFF_ROLE_GUIDE]), metadata=OPS)
-    demoted_at = time.monotonic()
 
+    # How soon is the gateway's cache period (VERSION_TTL_S, 2 s), proven with a fake clock in
+    # tests/unit/test_gateway_auth.py; here the wiring: the running gateway refuses the token.
     def refused():
         resp = shop.call("GET", STAFF_ROUTE, channel=None, token=token)
         return resp if resp.status_code != 200 else None
     resp = wait_until(refused, timeout=10, interval=0.1, message="the old token refused")
-    assert time.monotonic() - demoted_at < 3.5
     assert (resp.status_code, reason(resp)) == (401, "TOKEN_REVOKED")
     # A new login carries the new role only.
     guide = staff_login(shop).json()

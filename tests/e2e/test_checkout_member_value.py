@@ -168,6 +168,8 @@ def test_a_crash_between_holding_and_writing_the_order_releases_coupon_and_point
     try:
         stack.start_service("order", extra_env={faults.ENV: AFTER_VALUE_HOLD, **quick_sweep})
         stack.wait_services_serving(["order"], timeout=60)
+        # The gateway reaches it again: its channel's reconnect backoff grew while the service was away.
+        stack.wait_ready(timeout=150)
         doomed = stack.procs["order"]
         try:
             placed = place(shop, token, sku, 2, coupon_id=coupon_id, points="300")
@@ -179,6 +181,8 @@ def test_a_crash_between_holding_and_writing_the_order_releases_coupon_and_point
         assert points_of(shop, token) == {"balance": 500, "available": 200, "held": 300}
         stack.start_service("order", extra_env=quick_sweep)
         stack.wait_services_serving(["order"], timeout=60)
+        # The gateway reaches it again: its channel's reconnect backoff grew while the service was away.
+        stack.wait_ready(timeout=150)
         wait_until(lambda: coupon_state(shop, token, coupon_id) == AVAILABLE, timeout=30,
                    message="the sweep released the coupon of the order never written")
         wait_until(lambda: points_of(shop, token) == {"balance": 500, "available": 500, "held": 0}, timeout=30,
@@ -188,5 +192,7 @@ def test_a_crash_between_holding_and_writing_the_order_releases_coupon_and_point
         stack.stop("order")
         stack.start_service("order")
         stack.wait_services_serving(["order"], timeout=60)
+        # The gateway reaches it again: its channel's reconnect backoff grew while the service was away.
+        stack.wait_ready(timeout=150)
     again = ok(place(shop, token, sku, 2, coupon_id=coupon_id, points="300"))["order"]
     assert again["coupon"]["coupon_id"] == coupon_id and again["points_used"] == "300"

@@ -33,6 +33,8 @@ def test_a_crash_between_reserving_and_writing_the_order_leaves_no_stuck_stock(s
     try:
         stack.start_service("order", extra_env={faults.ENV: AFTER_RESERVE})
         stack.wait_services_serving(["order"], timeout=60)
+        # The gateway reaches it again: its channel's reconnect backoff grew while the service was away.
+        stack.wait_ready(timeout=150)
         doomed = stack.procs["order"]
         try:
             placed = shop.call("POST", "/v1/orders", token=token, json={
@@ -48,6 +50,8 @@ def test_a_crash_between_reserving_and_writing_the_order_leaves_no_stuck_stock(s
         stack.stop("order")
         stack.start_service("order")
         stack.wait_services_serving(["order"], timeout=60)
+        # The gateway reaches it again: its channel's reconnect backoff grew while the service was away.
+        stack.wait_ready(timeout=150)
 
     wait_until(lambda: my_orders(shop, token).status_code == 200, timeout=30,
                message="the gateway reaches the restarted order service")

@@ -24,6 +24,9 @@ from tests.support import channel, metadata, wait_until
 SHOP_PER_TEST = True
 
 UNPAID_EXPIRY_S = 3
+# Long enough to place five orders, stop nats-server and pay three before they expire,
+# on a machine busy with other tests too.
+HELD_EXPIRY_S = 6
 UNFULFILLABLE = "siyu.catalog.reservation.unfulfillable"
 
 
@@ -69,7 +72,7 @@ def start_pay(shop, token: str, order_id: str) -> dict:
 
 @pytest.mark.skipif(bool(os.environ.get("NATS_URL")), reason="stops the suite's own nats-server")
 def test_orders_paid_while_events_are_held_keep_their_stock_past_the_reservation_expiry(stack, shop):
-    shop.update_order_settings(unpaid_expiry_seconds=str(UNPAID_EXPIRY_S))
+    shop.update_order_settings(unpaid_expiry_seconds=str(HELD_EXPIRY_S))
     sku = shop.new_sku(stock=6)
     tokens = [shop.login(f"late-{uuid.uuid4().hex[:8]}")["access_token"] for _ in range(5)]
     orders = [place(shop, t, sku) for t in tokens]

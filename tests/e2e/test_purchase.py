@@ -224,6 +224,8 @@ def test_points_arrive_exactly_once_when_the_member_service_was_down(stack, shop
     finally:
         stack.start_service("member")
         stack.wait_services_serving(["member"])
+        # The gateway reaches it again: its channel's reconnect backoff grew while the service was away.
+        stack.wait_ready(timeout=150)
     earned = wait_until(lambda: (p := points(shop, token)) and int(p.get("balance", 0)) == 89 and p,
                         timeout=30, message="points after the member service came back")
     assert len(earned["entries"]) == 1

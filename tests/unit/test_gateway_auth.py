@@ -316,3 +316,13 @@ def test_while_the_member_service_is_down_the_last_known_version_holds_for_a_whi
             await versions.check(claims, "r")
         assert revoked.value.reason == "TOKEN_REVOKED"
     asyncio.run(run())
+
+
+def test_the_gateway_refuses_a_moved_version_within_two_seconds_unless_configured(monkeypatch):
+    # The e2e test of a demotion sees the refusal; this is the bound it comes within.
+    from dataclasses import replace
+
+    from gateway.app import Gateway, GatewaySettings
+    monkeypatch.delenv("SIYU_TOKEN_VERSION_TTL_S", raising=False)
+    assert Gateway(GatewaySettings.load()).versions.ttl_s == 2.0
+    assert Gateway(replace(GatewaySettings.load(), token_version_ttl_s=0.5)).versions.ttl_s == 0.5
