@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
 from siyu_kit import logging as slog, metrics
+from siyu_kit.clients import CHANNEL_OPTIONS
 from siyu_kit.config import load as load_settings
 from siyu_kit.config import SERVICE_NAMES, GatewaySettings
 from siyu_kit.errors import FieldViolation
@@ -83,7 +84,8 @@ class Gateway:
     # ---- backends -------------------------------------------------------------------
     def channel(self, backend: str) -> grpc.aio.Channel:
         if backend not in self.channels:
-            self.channels[backend] = grpc.aio.insecure_channel(self.settings.service_addrs[backend])
+            self.channels[backend] = grpc.aio.insecure_channel(self.settings.service_addrs[backend],
+                                                               options=CHANNEL_OPTIONS)
         return self.channels[backend]
 
     def _callable(self, route: Route) -> grpc.aio.UnaryUnaryMultiCallable:

@@ -18,5 +18,11 @@ class _PropagateContext(grpc.aio.UnaryUnaryClientInterceptor):
         return await continuation(details, request)
 
 
+# A service that was away is asked again within 2 s of coming back. gRPC's own backoff grows
+# to 120 s, so a caller could keep answering UNAVAILABLE for two minutes after a restart.
+CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+                   ("grpc.max_reconnect_backoff_ms", 2000))
+
+
 def channel(addr: str, calling_service: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(addr, interceptors=[_PropagateContext(calling_service)])
+    return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS, interceptors=[_PropagateContext(calling_service)])
