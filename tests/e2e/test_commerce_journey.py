@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from siyu_kit.ids import new_id
 from tests.support import wait_until
 from tests.support.shop import ok
 
@@ -144,9 +143,14 @@ def test_a_member_shops_across_channels_and_gets_a_partial_refund(shop):
 
 
 def test_a_flash_sale_in_a_live_room_sells_exactly_its_units(shop):
-    room = new_id("liv")
     lotion = shop.sku("baby-lotion")  # ¥89.00, 50 in stock
     now = datetime.now(timezone.utc)
+    # The room: a session of the shop's persona, started (an order names only a session the
+    # merchant has).
+    room = ok(shop.as_staff("POST", "/v1/staff/live-sessions", json={
+        "persona_id": shop.data["persona_id"], "title": "直播间", "idempotency_key": uuid.uuid4().hex,
+        "scheduled_at": (now + timedelta(minutes=5)).isoformat()}))["live_session"]["live_session_id"]
+    ok(shop.as_staff("POST", f"/v1/staff/live-sessions/{room}:change-state", json={"state": "LIVE_SESSION_STATE_LIVE"}))
     sale = ok(shop.as_staff("POST", "/v1/staff/flash-sales", json={
         "title": "直播间秒杀 润肤霜", "sku_id": lotion, "price": cny(5900), "units": "3",
         "starts_at": rfc3339(now + timedelta(seconds=1)), "ends_at": rfc3339(now + timedelta(hours=1)),
