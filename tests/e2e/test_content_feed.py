@@ -22,7 +22,7 @@ from siyu_kit.devstack import free_port, wait_for_port
 from siyu_kit.events.outbox import decode
 from siyu_kit.ids import new_id
 from tests.support import wait_until
-from tests.support.content import assign, new_content, new_guide, new_persona, rfc3339
+from tests.support.content import assign, limited_time_product, new_content, new_guide, new_persona, rfc3339
 from tests.support.shop import Shop, ok, refused
 
 BLOCK = "Personas, follows, content and feed"
@@ -98,15 +98,9 @@ def test_follow_then_feed_pages_stay_stable_while_content_arrives(shop, other_sh
 
 
 def test_content_detail_prices_channels_and_archiving(shop):
-    now = datetime.now(timezone.utc)
     product = shop.new_product(stock=5, price=10000)
     # A limited-time price in its window: what a member pays beats the list price.
-    cheaper = ok(shop.as_staff("POST", "/v1/staff/products", json={
-        "code": "lt-" + uuid.uuid4().hex[:8], "title": "限时", "status": "PRODUCT_STATUS_ON_SHELF",
-        "skus": [{"code": "lt-" + uuid.uuid4().hex[:8], "list_price": {"amount": "9000", "currency": "CNY"},
-                  "initial_stock": "5", "limited_time_price": {
-                      "price": {"amount": "7000", "currency": "CNY"}, "starts_at": rfc3339(now - timedelta(hours=1)),
-                      "ends_at": rfc3339(now + timedelta(hours=1))}}]}))["product"]
+    cheaper = limited_time_product(shop, list_fen=9000, price_fen=7000)
     persona = new_persona(shop)
     item = new_content(shop, persona["persona_id"], product_ids=[product["product_id"], cheaper["product_id"]],
                        media_urls=["https://cdn.example.com/a.jpg"], topics=["护肤"])

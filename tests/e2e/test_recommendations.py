@@ -13,7 +13,7 @@ import pytest
 
 from siyu_kit.devstack import free_port, wait_for_port
 from tests.support import wait_until
-from tests.support.content import new_content, new_persona, rfc3339
+from tests.support.content import limited_time_product, new_content, new_persona, rfc3339
 from tests.support.shop import Shop, ok, refused
 
 
@@ -137,13 +137,7 @@ def test_product_detail_in_one_call_with_every_part(shop, products, featured):
     if "live" not in body["unavailable"]:
         assert (body["live_status"], body["live_sessions"]) == ("NONE", [])
     # With a member token each SKU carries what this member pays (a limited-time price here).
-    now = datetime.now(timezone.utc)
-    cheaper = ok(shop.as_staff("POST", "/v1/staff/products", json={
-        "code": "lt-" + uuid.uuid4().hex[:8], "title": "限时", "status": "PRODUCT_STATUS_ON_SHELF",
-        "skus": [{"code": "lt-" + uuid.uuid4().hex[:8], "list_price": {"amount": "9000", "currency": "CNY"},
-                  "initial_stock": "5", "limited_time_price": {
-                      "price": {"amount": "7000", "currency": "CNY"}, "starts_at": rfc3339(now - timedelta(hours=1)),
-                      "ends_at": rfc3339(now + timedelta(hours=1))}}]}))["product"]
+    cheaper = limited_time_product(shop, list_fen=9000, price_fen=7000)
     mine = ok(detail(shop, cheaper["product_id"], token=member(shop)))["product"]["skus"][0]
     assert mine["member_price"]["amount"] == "7000"
     assert "member_price" not in ok(detail(shop, cheaper["product_id"]))["product"]["skus"][0]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from tests.support.shop import Shop, ok
 
@@ -39,3 +39,17 @@ def new_guide(shop: Shop) -> tuple[str, str]:
 def assign(shop: Shop, persona_id: str, *guide_ids: str) -> dict:
     return ok(shop.as_staff("POST", f"/v1/staff/personas/{persona_id}:assign-guides",
                             json={"guide_ids": list(guide_ids)}))["persona"]
+
+
+def limited_time_product(shop, list_fen: int, price_fen: int) -> dict:
+    """A product on the shelf whose one SKU has a limited-time price running now (an hour
+    either side): what a member pays beats the list price."""
+    now = datetime.now(timezone.utc)
+    resp = shop.as_staff("POST", "/v1/staff/products", json={
+        "code": "lt-" + uuid.uuid4().hex[:8], "title": "限时", "status": "PRODUCT_STATUS_ON_SHELF",
+        "skus": [{"code": "lt-" + uuid.uuid4().hex[:8], "list_price": {"amount": str(list_fen), "currency": "CNY"},
+                  "initial_stock": "5", "limited_time_price": {
+                      "price": {"amount": str(price_fen), "currency": "CNY"},
+                      "starts_at": rfc3339(now - timedelta(hours=1)), "ends_at": rfc3339(now + timedelta(hours=1))}}]})
+    assert resp.status_code == 200, resp.text
+    return resp.json()["product"]
