@@ -5,7 +5,6 @@ announced before), and the session documents' outbox. The merchants' default pri
 after a session ends is SIYU_LIVE_PRICE_GRACE_MINUTES (30 by default)."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
 
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
@@ -14,27 +13,20 @@ from services.content.adapters import live_store
 from services.content.adapters.catalog import CatalogClient
 from services.content.adapters.live_catalog import LiveCatalog
 from services.content.application.live_sessions import LikesAnnouncer, LiveSessions
-from services.content.application.live_viewer_ports import LiveViewerStats, ViewerFigures
+from services.content.application.live_viewer_ports import LiveViewerStats
 from services.content.application.ports import PersonaRepository
 from services.content.domain.live_sessions import DEFAULT_GRACE_MINUTES
 
 
-class NoViewerFiguresYet:
-    """Viewer figures before the gateways report viewers: every session has none (all zero)."""
-
-    async def figures(self, merchant_id: str, live_session_ids: Sequence[str]) -> Mapping[str, ViewerFigures]:
-        return {}
-
-
 class LiveParts:
     def __init__(self, runtime: service.Runtime, personas: PersonaRepository,
-                 viewers: LiveViewerStats | None = None):
+                 viewers: LiveViewerStats):
         live_store.ensure_indexes()
         catalog = runtime.channel("catalog")
         self.likes = live_store.LiveLikeStore()
         self.sessions = live_store.LiveSessionStore()
         self.live = LiveSessions(self.sessions, personas, LiveCatalog(catalog), CatalogClient(catalog),
-                                 viewers or NoViewerFiguresYet(), self.likes,
+                                 viewers, self.likes,
                                  grace_minutes=env_count("LIVE_PRICE_GRACE_MINUTES", DEFAULT_GRACE_MINUTES))
         self.announcer = LikesAnnouncer(self.likes)
 
