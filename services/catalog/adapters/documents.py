@@ -27,6 +27,8 @@ class ProductDoc(me.Document):
     # Units sold: +q when a reservation commits, −q when units come back by ReturnStock.
     sales = me.IntField(default=0)
     search_terms = me.ListField(me.StringField())
+    # 1: orders of the product earn no commission (0/1: a flag written by $set reads back as an int).
+    commission_excluded = me.IntField(default=0)
     created_at = me.DateTimeField(required=True)
     updated_ms = me.IntField(required=True)
     version = me.IntField(default=1)

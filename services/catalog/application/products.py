@@ -79,6 +79,8 @@ class SkuDetail:
     product_status: str
     available: int
     category_path: tuple[str, ...] = ()
+    # The product's commission_excluded: orders of it earn no commission.
+    commission_excluded: bool = False
 
 
 class ProductUseCases:
@@ -143,7 +145,9 @@ class ProductUseCases:
         now = utcnow()
         content = {"title": cmd.title, "category_id": cmd.category_id, "category_path": path, "tags": cmd.tags,
                    "media_urls": cmd.media_urls, "description": cmd.description,
-                   "search_terms": search.title_terms(cmd.title), "updated_ms": epoch_ms(now)}
+                   "search_terms": search.title_terms(cmd.title), "updated_ms": epoch_ms(now),
+                   # a flag written by $set comes back as an int: stored as 0/1
+                   "commission_excluded": int(cmd.commission_excluded)}
         existing = await self.products.by_code(merchant_id, cmd.code)
         created = False
         if existing is None:
@@ -272,5 +276,6 @@ class ProductUseCases:
             sku = next((s for s in skus_of(product) if s.sku_id == sku_id), None) if product else None
             if sku is not None:
                 found.append(SkuDetail(sku, product["_id"], product["title"], product["status"], level.available,
-                                       tuple(product.get("category_path") or ())))
+                                       tuple(product.get("category_path") or ()),
+                                       commission_excluded=bool(product.get("commission_excluded"))))
         return found

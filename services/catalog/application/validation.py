@@ -75,6 +75,8 @@ class UpsertProduct:
     status: str = ""  # a product status name, or empty: DRAFT for a new product, unchanged otherwise
     skus: list[SkuInput] = field(default_factory=list)
     expected_version: int = 0
+    # Orders of the product earn no commission.
+    commission_excluded: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class ValidUpsert:
     status: str  # "" keeps the current status
     skus: list[SkuSpec]
     expected_version: int = 0
+    commission_excluded: bool = False
 
 
 def _short(v: Violations, value: str, name: str, most: int) -> None:
@@ -136,6 +139,7 @@ def upsert(cmd: UpsertProduct) -> ValidUpsert:
     return ValidUpsert(
         code=cmd.code, title=title, category_id=cmd.category_id, tags=[t.strip() for t in cmd.tags],
         media_urls=list(cmd.media_urls), description=cmd.description, status=cmd.status,
+        commission_excluded=cmd.commission_excluded,
         skus=[SkuSpec(s.code, dict(s.attributes), s.list_price, DEFAULT_CURRENCY, s.initial_stock,
                       tuple(sorted(((t, p.amount) for t, p in s.tier_prices),
                                    key=lambda tp: product_rules.TIERS.index(tp[0]))),

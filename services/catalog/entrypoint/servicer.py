@@ -38,13 +38,14 @@ def _ms_timestamp(ms: int):
     return timestamp(datetime.fromtimestamp(ms / 1000, timezone.utc))
 
 
-def _sku(sku, product_id: str, available: int, mine=None) -> catalog_pb2.Sku:
+def _sku(sku, product_id: str, available: int, mine=None, commission_excluded: bool = False) -> catalog_pb2.Sku:
     limited = sku.limited_time_price
     return catalog_pb2.Sku(
         member_price=money(mine.price, sku.currency) if mine else None,
         member_price_kind=mine.kind if mine else "",
         sku_id=sku.sku_id, product_id=product_id, code=sku.code, attributes=sku.attributes,
         list_price=money(sku.list_price, sku.currency), available=available, weight_g=sku.weight_g,
+        commission_excluded=commission_excluded,
         tier_prices=[catalog_pb2.TierPrice(tier=t, price=money(p, sku.currency)) for t, p in sku.tier_prices],
         limited_time_price=catalog_pb2.LimitedTimePrice(
             price=money(limited.price, sku.currency), starts_at=_ms_timestamp(limited.starts_ms),
@@ -71,11 +72,14 @@ def _sku_input(s: catalog_pb2.SkuInput) -> validation.SkuInput:
 def _product(view: products.ProductView) -> catalog_pb2.Product:
     doc = view.doc
     skus = products.skus_of(doc)
+    excluded = bool(doc.get("commission_excluded"))
     return catalog_pb2.Product(
         product_id=doc["_id"], code=doc["code"], title=doc["title"], category_id=doc.get("category_id", ""),
         tags=doc.get("tags") or [], media_urls=doc.get("media_urls") or [],
         description=doc.get("description", ""), status=STATUS_NUMBERS[doc["status"]],
-        skus=[_sku(s, doc["_id"], view.available.get(s.sku_id, 0), view.member_prices.get(s.sku_id)) for s in skus],
+        skus=[_sku(s, doc["_id"], view.available.get(s.sku_id, 0), view.member_prices.get(s.sku_id), excluded)
+              for s in skus],
+        commission_excluded=excluded,
         min_price=money(int(doc.get("min_price", 0))), created_at=timestamp(aware(doc["created_at"])),
         version=int(doc["version"]), sales=int(doc.get("sales", 0)),
         category_path=doc.get("category_path") or [])
@@ -139,7 +143,7 @@ class CatalogServicer(PersonalDataRpcs, catalog_pb2_grpc.CatalogServiceServicer)
             code=request.code, title=request.title, category_id=request.category_id, tags=list(request.tags),
             media_urls=list(request.media_urls), description=request.description,
             status=_enum_name(STATUS_NAMES, request.status), skus=[_sku_input(s) for s in request.skus],
-            expected_version=request.expected_version)
+            expected_version=request.expected_version, commission_excluded=request.commission_excluded)
         view, created = await self.products.upsert_product(cmd)
         return catalog_pb2.UpsertProductResponse(product=_product(view), created=created)
 
@@ -185,7 +189,8 @@ class CatalogServicer(PersonalDataRpcs, catalog_pb2_grpc.CatalogServiceServicer)
     async def GetSkus(self, request, context):
         details = await self.products.get_skus(list(request.sku_ids))
         return catalog_pb2.GetSkusResponse(skus=[
-            catalog_pb2.SkuDetail(sku=_sku(d.sku, d.product_id, d.available), product_title=d.product_title,
+            catalog_pb2.SkuDetail(sku=_sku(d.sku, d.product_id, d.available,
+                                           commission_excluded=d.commission_excluded), product_title=d.product_title,
                                   product_status=STATUS_NUMBERS[d.product_status],
                                   category_path=d.category_path) for d in details])
 
