@@ -6,6 +6,7 @@ from mongoengine import (DateTimeField, DictField, Document, IntField, ListField
 
 from siyu_kit.events.documents import OutboxDocument
 
+from services.order.domain.commissions import Commission, CommissionLevel, Referral
 from services.order.domain.freight import ShippingAddress
 from services.order.adapters.tender_docs import stored_value_doc, stored_value_of
 from services.order.domain.member_value import UsedValue
@@ -56,6 +57,13 @@ class OrderDoc(OutboxDocument):
     # {coupon_id, coupon_name, coupon_discount, points, points_discount}; absent when neither
     # was used (domain.member_value.UsedValue). Lines carry their COUPON and POINTS steps.
     member_value = DictField()
+    # Distribution: who the sale is credited to ({distributor_id, distributor_rate_bp,
+    # upline_distributor_id, upline_rate_bp, guide_id, guide_rate_bp, guide_store,
+    # group_buy_commission (0/1)}; absent: nobody), and the commissions owed
+    # ([{line_id, level, beneficiary_id, rate_bp, base, amount, voided}]; absent before it
+    # is paid or when none). A line not earning commission carries commission_eligible 0.
+    referral = DictField()
+    commissions = ListField(DictField())
     version = IntField(required=True)
 
     meta = {
@@ -157,7 +165,8 @@ def line_of(l: dict) -> OrderLine:
                      quantity=l["quantity"], unit_price=l["unit_price"], line_total=l["line_total"],
                      line_amount=l.get("line_amount", l["line_total"]), paid_amount=l["paid_amount"],
                      steps=_steps_of(l.get("steps")), refunded_quantity=l.get("refunded_quantity", 0),
-                     refunded_amount=l.get("refunded_amount", 0))
+                     refunded_amount=l.get("refunded_amount", 0),
+                     commission_eligible=bool(l.get("commission_eligible", 1)))
 
 
 def line_doc(line: OrderLine, refunded: bool = False) -> dict:
@@ -166,7 +175,34 @@ def line_doc(line: OrderLine, refunded: bool = False) -> dict:
            "line_amount": line.line_amount, "paid_amount": line.paid_amount, "steps": _steps_doc(line.steps)}
     if refunded or line.refunded_quantity or line.refunded_amount:
         doc.update(refunded_quantity=line.refunded_quantity, refunded_amount=line.refunded_amount)
+    if not line.commission_eligible:
+        doc["commission_eligible"] = 0
     return doc
+
+
+_REFERRAL_FIELDS = ("distributor_id", "distributor_rate_bp", "upline_distributor_id", "upline_rate_bp", "guide_id",
+                    "guide_rate_bp", "guide_store")
+
+
+def referral_of(stored: dict | None) -> Referral | None:
+    if not stored:
+        return None
+    return Referral(**{k: stored[k] for k in _REFERRAL_FIELDS if stored.get(k)},
+                    group_buy_commission=bool(stored.get("group_buy_commission")))
+
+
+def referral_doc(r: Referral) -> dict:
+    return {**{k: getattr(r, k) for k in _REFERRAL_FIELDS}, "group_buy_commission": int(r.group_buy_commission)}
+
+
+def commission_of(c: dict) -> Commission:
+    return Commission(line_id=c["line_id"], level=CommissionLevel(c["level"]), beneficiary_id=c["beneficiary_id"],
+                      rate_bp=c["rate_bp"], base=c["base"], amount=c["amount"], voided=c.get("voided", 0))
+
+
+def commissions_doc(commissions) -> list[dict]:
+    return [{"line_id": c.line_id, "level": c.level.value, "beneficiary_id": c.beneficiary_id, "rate_bp": c.rate_bp,
+             "base": c.base, "amount": c.amount, "voided": c.voided} for c in commissions]
 
 
 def applied_refund_of(r: dict) -> AppliedRefund:
@@ -203,7 +239,8 @@ def order_of(doc: dict) -> Order:
         request_hash=doc.get("request_hash") or "",
         shipping_address=shipping_address_of(doc.get("shipping_address")), shipping_rule=doc.get("shipping_rule") or "",
         stored_value=stored_value_of(doc.get("stored_value")),
-        value=value_of(doc.get("member_value")))
+        value=value_of(doc.get("member_value")), referral=referral_of(doc.get("referral")),
+        commissions=tuple(commission_of(c) for c in doc.get("commissions") or ()))
 
 
 _VALUE_FIELDS = ("coupon_id", "coupon_name", "coupon_discount", "points", "points_discount")
@@ -268,4 +305,8 @@ def order_doc(order: Order) -> dict:
         doc["applied_refunds"] = {k: applied_refund_doc(v) for k, v in order.applied_refunds.items()}
     if not order.stored_value.is_default:
         doc["stored_value"] = stored_value_doc(order.stored_value)
+    if order.referral is not None:
+        doc["referral"] = referral_doc(order.referral)
+    if order.commissions:
+        doc["commissions"] = commissions_doc(order.commissions)
     return doc

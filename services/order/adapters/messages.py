@@ -90,7 +90,8 @@ def order(doc: dict) -> order_pb2.Order:
             line_total=money(l["line_total"], currency), paid_amount=money(l["paid_amount"], currency),
             line_amount=money(l.get("line_amount", l["line_total"]), currency),
             steps=price_steps(l.get("steps"), currency), refunded_quantity=l.get("refunded_quantity", 0),
-            refunded_amount=money(l.get("refunded_amount", 0), currency))
+            refunded_amount=money(l.get("refunded_amount", 0), currency),
+            commission_eligible=bool(l.get("commission_eligible", 1)))
             for l in doc.get("lines", [])],
         total=money(doc["total"], currency), payable=money(doc["payable"], currency),
         shipping_fee=money(doc.get("shipping_fee", 0), currency),
@@ -119,6 +120,34 @@ def order(doc: dict) -> order_pb2.Order:
     msg.shipping_rule = doc.get("shipping_rule") or ""
     _stored_value(msg, doc, currency)
     _member_value(msg, doc, currency)
+    _distribution(msg, doc, currency)
+    return msg
+
+
+_LEVELS = {"LEVEL_1": common_pb2.COMMISSION_LEVEL_1, "LEVEL_2": common_pb2.COMMISSION_LEVEL_2,
+           "GUIDE": common_pb2.COMMISSION_LEVEL_GUIDE}
+
+
+def _distribution(msg: order_pb2.Order, doc: dict, currency: str) -> None:
+    """Who the sale is credited to and the commissions the order owes (staff and events;
+    `for_member` hides the commissions)."""
+    r = doc.get("referral")
+    if r:
+        msg.referral.CopyFrom(common_pb2.Referral(
+            distributor_id=r.get("distributor_id") or "", distributor_rate_bp=r.get("distributor_rate_bp") or 0,
+            upline_distributor_id=r.get("upline_distributor_id") or "", upline_rate_bp=r.get("upline_rate_bp") or 0,
+            guide_id=r.get("guide_id") or "", guide_rate_bp=r.get("guide_rate_bp") or 0,
+            guide_store=r.get("guide_store") or "", group_buy_commission=bool(r.get("group_buy_commission"))))
+    for c in doc.get("commissions") or ():
+        msg.commissions.add(line_id=c["line_id"], level=_LEVELS[c["level"]], beneficiary_id=c["beneficiary_id"],
+                            rate_bp=c["rate_bp"], base=money(c["base"], currency), amount=money(c["amount"], currency),
+                            voided=money(c.get("voided", 0), currency))
+
+
+def for_member(msg: order_pb2.Order) -> order_pb2.Order:
+    """The order as its member sees it: the commissions name other members (the
+    distributors and the guide credited), so they are left out."""
+    del msg.commissions[:]
     return msg
 
 

@@ -19,8 +19,8 @@ from siyu_kit.repository import insert_new, save_change
 
 from services.order.adapters import messages
 from services.order.adapters.cart import CartDoc
-from services.order.adapters.documents import (OrderDoc, OrderSettingsDoc, PaymentDoc, applied_refund_doc, line_doc,
-                                               order_doc, order_of)
+from services.order.adapters.documents import (OrderDoc, OrderSettingsDoc, PaymentDoc, applied_refund_doc,
+                                               commissions_doc, line_doc, order_doc, order_of)
 from services.order.adapters.ledger import LedgerEntryDoc
 from services.order.adapters.refunds import RefundDoc
 from services.order.adapters.tender_docs import stored_value_doc
@@ -195,6 +195,9 @@ class MongoOrders:
                 query["expires_ms"] = {"$gt": epoch_ms(event.at)}
         if not order.stored_value.is_default:
             sets["stored_value"] = stored_value_doc(order.stored_value)  # refunds split the tender
+        if order.commissions:
+            # Set when it is paid, voided by refunds: always in the write of that change.
+            sets["commissions"] = commissions_doc(order.commissions)
         events = messages.order_events(order, recorded, version)
         await run_sync(save_change, self.docs._c(), query, {"$set": sets}, events, version=order.version)
         order.version = version

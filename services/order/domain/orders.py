@@ -10,6 +10,7 @@ from typing import Any, Protocol, Sequence
 from siyu_kit.aggregate import Aggregate, Move, StateMachine
 from siyu_kit.errors import FailedPrecondition
 
+from services.order.domain.commissions import Commission, Referral, after_refunds, all_voided, commissions_at_paid
 from services.order.domain.freight import ShippingAddress
 from services.order.domain.tender import StoredValue
 from services.order.domain.member_value import UsedValue
@@ -178,6 +179,8 @@ class OrderLine(RefundableAmounts):
     steps: tuple[PriceStep, ...] = ()
     refunded_quantity: int = 0
     refunded_amount: int = 0
+    # Earns commission: its product was not excluded from distribution when it was placed.
+    commission_eligible: bool = True
 
     def step_amount(self, step: str) -> int:
         """This line's share of one step (COUPON, POINTS, …), 0 when it took none."""
@@ -309,6 +312,10 @@ class Order(Aggregate):
     stored_value: StoredValue = field(default_factory=StoredValue)
     # The coupon and points the order holds or used (domain.member_value); None: neither.
     value: UsedValue | None = None
+    # Who the sale is credited to, fixed at placement (None: nobody), and the commissions
+    # owed: set when it is paid, voided as its lines are refunded.
+    referral: Referral | None = None
+    commissions: tuple[Commission, ...] = ()
 
     @classmethod
     def place(cls, *, order_id: str, merchant_id: str, member_id: str, idempotency_key: str,
@@ -316,7 +323,8 @@ class Order(Aggregate):
               created_at: datetime, expires_at: datetime, order_steps: Sequence[PriceStep] = (),
               shipping_fee: int = 0, tier: str = "", attribution: dict[str, str] | None = None, remark: str = "",
               flash_sale_id: str = "", request_hash: str = "", shipping_address: ShippingAddress | None = None,
-              shipping_rule: str = "", value: UsedValue | None = None) -> "Order":
+              shipping_rule: str = "", value: UsedValue | None = None,
+              referral: Referral | None = None) -> "Order":
         """A new order waiting for payment, for stock already reserved under `reservation_id`."""
         order = cls(id=order_id, merchant_id=merchant_id, member_id=member_id, idempotency_key=idempotency_key,
                     state=OrderState.PENDING_PAYMENT, lines=tuple(lines), currency=currency, total=total,
@@ -324,7 +332,8 @@ class Order(Aggregate):
                     order_steps=tuple(order_steps), shipping_fee=shipping_fee, tier=tier,
                     attribution=dict(attribution or {}), remark=remark, flash_sale_id=flash_sale_id,
                     request_hash=request_hash, shipping_address=shipping_address, shipping_rule=shipping_rule,
-                    value=None if value is None or value.is_empty else value)
+                    value=None if value is None or value.is_empty else value,
+                    referral=None if referral is None or referral.is_empty else referral)
         order.record(OrderPlaced(at=created_at))
         return order
 
@@ -350,6 +359,8 @@ class Order(Aggregate):
             raise FailedPrecondition(f"the order is {self.state.value} or expired and cannot be paid",
                                      reason=NOT_PAYABLE)
         self.state, self.paid_at, self.payment_id = OrderState.PAID, now, payment_id
+        # Owed from now on, and carried by order.paid: same write as the payment.
+        self.commissions = commissions_at_paid(self.lines, self.referral, earns=not self.stored_value.is_recharge)
         self.record(OrderPaid(at=now, payment_id=payment_id, payment=payment))
 
     def cancel(self, now: datetime, cancel_reason: str = CANCEL_BY_MEMBER) -> bool:
@@ -380,6 +391,7 @@ class Order(Aggregate):
         if decision is Move.REFUSE:
             raise FailedPrecondition(f"the order is {self.state.value}", reason=NOT_REFUNDABLE)
         self.refunded_amount = self.payable
+        self.commissions = all_voided(self.commissions)
         self._cancelled(now, CANCEL_STOCK_UNAVAILABLE)
         return True
 
@@ -471,6 +483,7 @@ class Order(Aggregate):
             for line in self.lines)
         self.applied_refunds = {**self.applied_refunds, refund_id: applied}
         self.refunded_amount += applied.amount
+        self.commissions = after_refunds(self.commissions, self.lines)
         self.record(OrderRefunded(at=now, refund_id=refund_id, refund=refund))
         return True
 

@@ -70,6 +70,10 @@ PROVIDER_QUERY_UNTIL = timedelta(days=3)
 
 BY_MEMBER = "MEMBER"
 BY_STAFF = "STAFF"
+# Who may refund a completed order after its after-sales window (never a member, never
+# an OPERATOR: the money of a settled order went to suppliers and distributors).
+AFTER_WINDOW_ROLES = frozenset({"OWNER", "FINANCE"})
+AFTER_WINDOW_NOT_ALLOWED = "AFTER_WINDOW_REFUND_NOT_ALLOWED"
 
 REFUNDABLE_STATES = (OrderState.PAID, OrderState.SHIPPED, OrderState.DELIVERED, OrderState.COMPLETED)
 MAX_LINES = 50
@@ -168,11 +172,14 @@ def shipping_fee_refund(never_shipped: bool, lines_after: Sequence[LineBalance],
     return 0
 
 
-def may_refund(state: OrderState, completed_at: datetime | None, after_sales_days: int, now: datetime) -> bool:
-    """Paid and not completed, or completed within the after-sales window."""
+def may_refund(state: OrderState, completed_at: datetime | None, after_sales_days: int, now: datetime,
+               after_window: bool = False) -> bool:
+    """Paid and not completed, or completed within the after-sales window; with
+    `after_window` (OWNER or FINANCE: a complaint, a chargeback) also a completed order
+    whose window closed, settled or not."""
     if state not in REFUNDABLE_STATES:
         return False
-    if state is OrderState.COMPLETED:
+    if state is OrderState.COMPLETED and not after_window:
         return completed_at is not None and now < completed_at + timedelta(days=after_sales_days)
     return True
 
