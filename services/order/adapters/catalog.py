@@ -64,7 +64,8 @@ class CatalogClient:
                                   tier_prices={t.tier.removeprefix("TIER_"): t.price.amount
                                                for t in d.sku.tier_prices},
                                   limited_time=_limited_time(d.sku), weight_g=max(d.sku.weight_g, 0),
-                                  category_path=tuple(d.category_path))
+                                  category_path=tuple(d.category_path),
+                                  commission_excluded=d.sku.commission_excluded)
             for d in resp.skus
         }
 

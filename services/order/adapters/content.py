@@ -42,4 +42,5 @@ class ContentClient:
             carried = {"share_code": share_code, "persona_id": resp.persona_id, "content_id": resp.content_id,
                        "live_session_id": resp.live_session_id}
         return CheckedAttribution(carried=carried, live_prices={i.sku_id: i.live_price.amount for i in resp.live_prices},
-                                  live_session_id=resp.live_prices_session_id)
+                                  live_session_id=resp.live_prices_session_id,
+                                  sharer_id=resp.share_code_sharer_id if carried is not None else "")

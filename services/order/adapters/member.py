@@ -8,6 +8,7 @@ from siyu_kit import context, errors
 from siyu_kit.sealing import Sealer
 
 from services.order.application.ports import MemberPricing
+from services.order.domain.commissions import Referral
 from services.order.domain.freight import ShippingAddress, mask_phone
 
 TIMEOUT_S = 5.0
@@ -30,6 +31,34 @@ class MemberClient:
                                      reason="MEMBER_UNAVAILABLE") from error
         tier = member_pb2.Tier.Name(resp.tier).removeprefix("TIER_") if resp.tier else ""
         return MemberPricing(tier=tier, discount_bp=resp.tier_discount_bp)
+
+
+class ReferralClient:
+    """Who an order's sale is credited to (ResolveReferral), asked once per order placed."""
+
+    def __init__(self, channel: grpc.aio.Channel):
+        self._stub = member_pb2_grpc.MemberServiceStub(channel)
+
+    async def resolve(self, member_id: str, sharer_id: str) -> Referral | None:
+        """Fails like pricing rather than guess: an order placed without its referral
+        would never pay the distributor it owes."""
+        try:
+            resp = await self._stub.ResolveReferral(
+                member_pb2.ResolveReferralRequest(member_id=member_id, sharer_id=sharer_id), timeout=TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            # until the member service answers ResolveReferral
+            if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return None
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise errors.NotFound("no such member", reason="MEMBER_NOT_FOUND") from error
+            raise errors.Unavailable("who the order is credited to could not be read; try again",
+                                     reason="MEMBER_UNAVAILABLE") from error
+        r = resp.referral
+        referral = Referral(distributor_id=r.distributor_id, distributor_rate_bp=r.distributor_rate_bp,
+                            upline_distributor_id=r.upline_distributor_id, upline_rate_bp=r.upline_rate_bp,
+                            guide_id=r.guide_id, guide_rate_bp=r.guide_rate_bp, guide_store=r.guide_store,
+                            group_buy_commission=r.group_buy_commission)
+        return None if referral.is_empty else referral
 
 
 class WechatIdentityClient:

@@ -67,6 +67,8 @@ class PricedCheckout:
     address: ShippingAddress | None = None
     # The coupon and points; None when neither was asked for nor read.
     value: PricedValue | None = None
+    # SKUs whose product earns no commission (the catalog's commission_excluded).
+    commission_excluded: frozenset[str] = frozenset()
 
 
 def check_lines(v: Violations, lines: list[tuple[str, int]]) -> None:
@@ -115,6 +117,8 @@ class Attributed:
     """An order's attribution as it is stored, and the live prices it gets."""
     attribution: dict
     live_prices: Mapping[str, ActivityPrice]
+    # Who shared the order's share code, when it is in its window; "" otherwise.
+    sharer_id: str = ""
 
 
 async def attributed(attributions: Attributions | None, attribution: dict, member_id: str) -> Attributed:
@@ -136,7 +140,7 @@ async def attributed(attributions: Attributions | None, attribution: dict, membe
     if checked.carried is None:
         return Attributed({k: v for k, v in attribution.items() if k != "share_code"}, live)
     return Attributed({**{k: v for k, v in checked.carried.items() if v}, **{k: v for k, v in attribution.items() if v}},
-                      live)
+                      live, sharer_id=checked.sharer_id)
 
 
 def check_address_id(v: Violations, address_id: str) -> None:
@@ -251,7 +255,8 @@ class Checkout:
             pipeline, value = await self._member_value(member_id, pipeline, quote, skus, ask, kind, show_terms)
             quote = pipeline.price(inputs)
         return PricedCheckout(quote=quote, currency=currencies.pop(), tier=member.tier, settings=settings,
-                              address=address, value=value)
+                              address=address, value=value,
+                              commission_excluded=frozenset(s for s, _ in lines if skus[s].commission_excluded))
 
     async def _member_value(self, member_id: str, pipeline: Pipeline, quote: Quote, skus: Mapping[str, SkuInfo],
                             ask: ValueAsk, kind: OrderKind, show_terms: bool) -> tuple[Pipeline, PricedValue]:

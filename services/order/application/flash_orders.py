@@ -98,7 +98,8 @@ class FlashOrderUseCases:
         if existing:
             require_same_request(existing.request_hash, request_hash, "order")
             return existing
-        attribution = await self.order_cases.check_references(cmd.attribution)
+        checked = await self.order_cases.attributed(cmd.attribution)
+        attribution = checked.attribution
         sold_out_key = (merchant_id, cmd.flash_sale_id)
         if self._sold_out_until.get(sold_out_key, 0.0) > time.monotonic():
             raise FailedPrecondition("the flash sale is sold out", reason=SOLD_OUT)
@@ -125,6 +126,8 @@ class FlashOrderUseCases:
                 merchant_id, member_id, [(won.sku_id, quantity)],
                 activity_prices={won.sku_id: ActivityPrice(won.unit_price, cmd.flash_sale_id)}, address=address,
                 ask=cmd.ask, kind=OrderKind.FLASH_SALE)
+            # Winners only: the many who lose the pool never cost the member service a call.
+            referral = await self.order_cases.referral(member_id, checked.sharer_id)
         except (Exception, asyncio.CancelledError):
             # Also when the buyer gave up: the units go back to the pool at once.
             await self.order_cases.release_at_once(reservation_id)
@@ -135,4 +138,4 @@ class FlashOrderUseCases:
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
             attribution=attribution_of(attribution, ctx.channel), remark=cmd.remark,
-            flash_sale_id=cmd.flash_sale_id, request_hash=request_hash, value_held_at=held_at)
+            flash_sale_id=cmd.flash_sale_id, request_hash=request_hash, value_held_at=held_at, referral=referral)

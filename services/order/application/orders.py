@@ -18,7 +18,8 @@ from services.order.application.checkout import (Attributed, Checkout, PricedChe
                                                   check_address_id, check_attribution_ids, check_lines,
                                                   check_value_ask)
 from services.order.application.member_value import ValueHolds
-from services.order.application.ports import Attributions, Catalog, OrderRepository, RefundRepository
+from services.order.application.ports import Attributions, Catalog, OrderRepository, Referrals, RefundRepository
+from services.order.domain.commissions import Referral
 from services.order.domain.idempotency import fingerprint, require_same_request
 from services.order.domain.member_value import ValueAsk
 from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_STAFF, DEFAULT_RESERVATION_GRACE, Order,
@@ -124,6 +125,8 @@ class OrderUseCases:
     refunds: RefundRepository | None = None
     # Locks coupons and holds points for orders being placed; None: orders use neither.
     value_holds: ValueHolds | None = None
+    # Who an order's sale is credited to (member ResolveReferral); None: nobody.
+    referrals: Referrals | None = None
 
     def _now(self) -> datetime:
         return to_storage_precision(self.clock())
@@ -141,6 +144,8 @@ class OrderUseCases:
             return existing
         checked = await self.attributed(cmd.attribution)
         attribution = checked.attribution
+        # Before anything is held: an order that cannot learn its referral is not placed.
+        referral = await self.referral(member_id, checked.sharer_id)
         address = await self._checkout().shipping_to(merchant_id, member_id, cmd.address_id)
         priced = await self._checkout().price(merchant_id, member_id, cmd.lines, address=address, ask=cmd.ask,
                                               live_prices=checked.live_prices)
@@ -164,7 +169,7 @@ class OrderUseCases:
             merchant_id=merchant_id, member_id=member_id, idempotency_key=cmd.idempotency_key, priced=priced,
             order_id=order_id, reservation_id=reservation_id, created_at=now, expires_at=expires_at,
             attribution=attribution_of(attribution, ctx.channel), remark=cmd.remark, request_hash=request_hash,
-            value_held_at=held_at)
+            value_held_at=held_at, referral=referral)
         if cmd.remove_from_cart and order.id == order_id:
             await self._remove_from_cart(merchant_id, member_id, [s for s, _ in cmd.lines])
         return order
@@ -175,6 +180,13 @@ class OrderUseCases:
 
     async def attributed(self, attribution: dict) -> Attributed:
         return await attributed(self.attributions, attribution, context.current().caller_id)
+
+    async def referral(self, member_id: str, sharer_id: str) -> Referral | None:
+        """Who the order's sale is credited to, fixed now (the binding on the order counts,
+        never a later one); None: nobody, or no referral service wired."""
+        if self.referrals is None:
+            return None
+        return await self.referrals.resolve(member_id, sharer_id)
 
     async def hold_value(self, merchant_id: str, member_id: str, order_id: str, reservation_id: str,
                          priced: PricedCheckout, expires_at: datetime) -> datetime | None:
@@ -213,7 +225,7 @@ class OrderUseCases:
                            priced: PricedCheckout, order_id: str, reservation_id: str, created_at: datetime,
                            expires_at: datetime, attribution: dict, remark: str,
                            flash_sale_id: str = "", request_hash: str = "",
-                           value_held_at: datetime | None = None) -> Order:
+                           value_held_at: datetime | None = None, referral: Referral | None = None) -> Order:
         """Writes a PENDING_PAYMENT order for stock already reserved under `reservation_id`,
         with its order.placed event in the same write. Returns the stored order; when an
         order with the same idempotency key won a race, releases this reservation and
@@ -242,13 +254,14 @@ class OrderUseCases:
             order_id=order_id, merchant_id=merchant_id, member_id=member_id, idempotency_key=idempotency_key,
             lines=[OrderLine(line_id=new_id("oln"), sku_id=l.sku_id, product_id=l.product_id, title=l.title,
                              quantity=l.quantity, unit_price=l.unit_price, line_total=l.line_total,
-                             line_amount=l.line_amount, paid_amount=l.paid_amount, steps=_steps(l.steps))
+                             line_amount=l.line_amount, paid_amount=l.paid_amount, steps=_steps(l.steps),
+                             commission_eligible=l.sku_id not in priced.commission_excluded)
                    for l in quote.lines],
             currency=priced.currency, total=quote.total, payable=quote.payable, order_steps=_steps(quote.order_steps),
             shipping_fee=quote.shipping_fee, tier=priced.tier, attribution=attribution, remark=remark,
             reservation_id=reservation_id, created_at=created_at, expires_at=expires_at, flash_sale_id=flash_sale_id,
             request_hash=request_hash, shipping_address=priced.address, shipping_rule=quote.shipping_rule,
-            value=used)
+            value=used, referral=referral)
         try:
             inserted = await shielded(self._insert_or_release(order, reservation_id))
         except (Exception, asyncio.CancelledError):

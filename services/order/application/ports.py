@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol, Sequence
 
 from services.order.domain.cart import Cart
+from services.order.domain.commissions import Referral
 from services.order.domain.freight import FreightTemplate, ShippingAddress
 from services.order.domain.ledger import Entry
 from services.order.domain.member_value import CouponLine, CouponQuote, OrderKind, PointsTerms, ValueHoldIntent
@@ -43,6 +44,8 @@ class SkuInfo:
     weight_g: int = 0
     # The product's category and its ancestors, root first (what coupon scopes match).
     category_path: tuple[str, ...] = ()
+    # Its product earns no commission (the line is not commission_eligible).
+    commission_excluded: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,14 @@ class Members(Protocol):
         ...
 
 
+class Referrals(Protocol):
+    async def resolve(self, member_id: str, sharer_id: str) -> Referral | None:
+        """Who an order the member places now is credited to (binding them first through
+        `sharer_id`, the sharer of the order's share code, "" for none); None: nobody.
+        UNAVAILABLE (MEMBER_UNAVAILABLE) when it cannot be asked, as for pricing."""
+        ...
+
+
 class WechatIdentities(Protocol):
     async def openid(self, member_id: str, channel: str) -> str | None:
         """The openid the member has in the merchant's WeChat app of `channel`
@@ -115,6 +126,8 @@ class CheckedAttribution:
     # session is LIVE or within its grace after ending; empty otherwise.
     live_prices: dict[str, int] = field(default_factory=dict)
     live_session_id: str = ""  # whose prices they are
+    # Who shared the code in its window (a mem_ or stf_ id); "" otherwise.
+    sharer_id: str = ""
 
 
 class Attributions(Protocol):

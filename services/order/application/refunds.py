@@ -16,7 +16,7 @@ from typing import Callable
 
 from siyu_kit import context, logging as slog, retry
 from siyu_kit.aggregate import Move, StaleVersion
-from siyu_kit.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
+from siyu_kit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.money import MAX_AMOUNT, amount_ok
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
@@ -54,6 +54,8 @@ class RefundInput:
     idempotency_key: str
     lines: list[LineRequest]
     reason: str = ""
+    # Staff only (OWNER or FINANCE): a completed order after its after-sales window.
+    after_window: bool = False
 
 
 def _validate(cmd: RefundInput) -> None:
@@ -72,7 +74,9 @@ def _validate(cmd: RefundInput) -> None:
 
 def refund_fingerprint(cmd: RefundInput) -> str:
     """The fingerprint of a refund request: every field but its key."""
-    return fingerprint({k: v for k, v in asdict(cmd).items() if k != "idempotency_key"})
+    # after_window is left out when unset, so refunds opened before it existed replay alike.
+    return fingerprint({k: v for k, v in asdict(cmd).items()
+                        if k != "idempotency_key" and not (k == "after_window" and not v)})
 
 
 def _replayed(existing: Refund | None, cmd: RefundInput) -> Refund | None:
@@ -121,7 +125,8 @@ class RefundUseCases:
         existing = await self.refunds.by_key(ctx.merchant_id, cmd.order_id, rules.BY_MEMBER, cmd.idempotency_key)
         if existing:
             return _replayed(existing, cmd)
-        refund = await self._new(order, rules.BY_MEMBER, cmd)
+        # A member never refunds after the window, whatever the request carries.
+        refund = await self._new(order, rules.BY_MEMBER, replace(cmd, after_window=False))
         if await self.refunds.add(refund):
             return refund
         return _replayed(await self.refunds.by_key(ctx.merchant_id, cmd.order_id, rules.BY_MEMBER,
@@ -143,6 +148,9 @@ class RefundUseCases:
         """A refund the merchant starts is executed at once."""
         ctx = context.current()
         ctx.require_staff("OPERATOR", "FINANCE")
+        if cmd.after_window and not rules.AFTER_WINDOW_ROLES & set(ctx.roles):
+            raise PermissionDenied("only OWNER or FINANCE may refund after the after-sales window",
+                                   reason=rules.AFTER_WINDOW_NOT_ALLOWED)
         _validate(cmd)
         order = await self.orders.get(ctx.merchant_id, cmd.order_id)
         if order is None:
@@ -276,7 +284,8 @@ class RefundUseCases:
             raise FailedPrecondition("a recharge order is refunded through the member's balance (RefundRecharge)",
                                      reason=NOT_A_RECHARGE_ORDER)
         settings = await self.settings.of_merchant(order.merchant_id)
-        if not rules.may_refund(order.state, order.completed_at, settings.after_sales_days, now):
+        if not rules.may_refund(order.state, order.completed_at, settings.after_sales_days, now,
+                                after_window=cmd.after_window):
             closed = order.state is OrderState.COMPLETED
             raise FailedPrecondition(
                 "the after-sales window of this order has closed" if closed

@@ -20,7 +20,7 @@ from services.order.adapters.payments import Payments
 from services.order.adapters.refunds import Refunds
 from services.order.adapters.repositories import MongoOrders, MongoSettings, ensure_indexes
 from services.order.adapters.freight import MongoFreightTemplates, ensure_indexes as ensure_freight_indexes
-from services.order.adapters.member import AddressClient, MemberClient, WechatIdentityClient
+from services.order.adapters.member import AddressClient, MemberClient, ReferralClient, WechatIdentityClient
 from services.order.adapters import member_value as member_value_store
 from services.order.adapters.member_value import MemberValueClient, MongoValueHoldIntents
 from services.order.adapters.sandbox_payments import SandboxProvider
@@ -110,7 +110,7 @@ def build(runtime: service.Runtime) -> service.Parts:
     order_cases = OrderUseCases(orders=order_repo, catalog=catalog, checkout=checkout, carts=cart_cases,
                                 reservation_grace=reservation_grace(),
                                 attributions=checkout.attributions, refunds=Refunds(),
-                                value_holds=value_holds)
+                                value_holds=value_holds, referrals=ReferralClient(runtime.channel("member")))
     provider = SandboxProvider(runtime.settings.sandbox_payment_secret)
     # WeChat Pay: credentials sealed per merchant; refunds of WECHAT payments go through it.
     wechat_pay_store.ensure_indexes()

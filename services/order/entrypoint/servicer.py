@@ -1,6 +1,7 @@
 """OrderService over gRPC: requests to use-case inputs, results to messages."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from siyu.order.v1 import order_pb2, order_pb2_grpc
@@ -146,7 +147,7 @@ class OrderServicer(WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalD
 
     async def ConfirmReceipt(self, request, context):
         order = await self.fulfilment.confirm_receipt(request.order_id)
-        return order_pb2.ConfirmReceiptResponse(order=messages.order_of(order))
+        return order_pb2.ConfirmReceiptResponse(order=messages.for_member(messages.order_of(order)))
 
     async def ShipOrder(self, request, context):
         order = await self.fulfilment.ship(request.order_id, request.carrier, request.tracking_number)
@@ -165,7 +166,7 @@ class OrderServicer(WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalD
         return order_pb2.ListOrderRefundsResponse(refunds=[messages.refund(d) for d in docs])
 
     async def CreateRefund(self, request, context):
-        doc = await self.refunds.create(_refund_input(request))
+        doc = await self.refunds.create(replace(_refund_input(request), after_window=request.after_window))
         return order_pb2.CreateRefundResponse(refund=messages.refund(doc))
 
     async def ApproveRefund(self, request, context):
@@ -237,11 +238,12 @@ class OrderServicer(WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalD
             return order_pb2.PlaceFlashSaleOrderResponse(order=messages.order_of(await self.flash.place(cmd)))
 
     async def GetOrder(self, request, context):
-        return order_pb2.GetOrderResponse(order=messages.order_of(await self.orders.get(request.order_id)))
+        return order_pb2.GetOrderResponse(order=messages.for_member(messages.order_of(await self.orders.get(request.order_id))))
 
     async def ListMyOrders(self, request, context):
         orders, token = await self.orders.list_mine(request.page_size, request.page_token, _tab_name(request.tab))
-        return order_pb2.ListMyOrdersResponse(orders=[messages.order_of(o) for o in orders], next_page_token=token)
+        return order_pb2.ListMyOrdersResponse(orders=[messages.for_member(messages.order_of(o)) for o in orders],
+                                              next_page_token=token)
 
     async def CountMyOrders(self, request, context):
         counts = await self.orders.count_mine()
