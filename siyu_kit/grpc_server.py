@@ -159,6 +159,12 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
                 # The caller gave up (deadline or cancel); whatever ran so far stays done.
                 code = "CANCELLED"
                 raise
+            except NotImplementedError:
+                # An RPC the contract declares and this service does not answer yet (the
+                # generated servicer's default): UNIMPLEMENTED, as gRPC itself says, not a bug.
+                code = "UNIMPLEMENTED"
+                await servicer_context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+                    code=code_pb2.UNIMPLEMENTED, message=f"{rpc_name} is not implemented by this service")))
             except Exception as error:
                 away = dependency_away(error)
                 if away is None:

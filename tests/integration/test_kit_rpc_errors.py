@@ -75,3 +75,14 @@ async def test_hundreds_of_violations_reach_the_caller_capped(server):
     assert len(found) == errors.MAX_VIOLATIONS + 1
     assert "lines[0].sku_id" in found and "lines[19].sku_id" in found and "lines[20].sku_id" not in found
     assert found[""].startswith("380 more violations")
+
+
+async def test_an_rpc_the_service_does_not_implement_is_unimplemented_not_internal(server):
+    servicer, stub = server
+
+    def not_implemented():
+        raise NotImplementedError("Method not implemented!")
+
+    servicer.fail = not_implemented
+    error = await _error(stub)
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
