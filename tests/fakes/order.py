@@ -18,6 +18,7 @@ from tests.fakes.store import require_version
 
 from services.order.application.ports import CheckedAttribution, FlashReservation, MemberPricing, SkuInfo
 from services.order.domain.cart import Cart
+from services.order.domain.commissions import Referral
 from services.order.domain.freight import FreightTemplate, ShippingAddress, mask_phone
 from services.order.domain.orders import Order, OrderState
 from services.order.domain.settings import DEFAULTS, OrderSettings
@@ -263,6 +264,8 @@ class FakeAttributions:
     shares: dict[str, dict] = field(default_factory=dict)
     # Live sessions whose prices apply now: session id → {sku id: live price}.
     live: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Who shared each code in `shares` (a mem_ or stf_ id).
+    sharers: dict[str, str] = field(default_factory=dict)
 
     async def check_attribution(self, persona_id: str, content_id: str, share_code: str = "",
                                 member_id: str = "", live_session_id: str = "") -> CheckedAttribution:
@@ -277,7 +280,23 @@ class FakeAttributions:
         carried = {"share_code": share_code, **self.shares[share_code]} if share_code in self.shares else None
         session = live_session_id or (carried or {}).get("live_session_id", "")
         prices = self.live.get(session, {})
-        return CheckedAttribution(carried=carried, live_prices=dict(prices), live_session_id=session if prices else "")
+        return CheckedAttribution(carried=carried, live_prices=dict(prices), live_session_id=session if prices else "",
+                                  sharer_id=self.sharers.get(share_code, "") if carried is not None else "")
+
+
+@dataclass
+class FakeReferrals:
+    """Referrals: what the member service would answer per buyer (None: nobody); `asked`
+    keeps (member, sharer) of every call; `down` makes it fail."""
+    answers: dict[str, Referral] = field(default_factory=dict)
+    asked: list[tuple[str, str]] = field(default_factory=list)
+    down: Exception | None = None
+
+    async def resolve(self, member_id: str, sharer_id: str) -> Referral | None:
+        self.asked.append((member_id, sharer_id))
+        if self.down is not None:
+            raise self.down
+        return self.answers.get(member_id)
 
 
 @dataclass

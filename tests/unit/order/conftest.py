@@ -21,7 +21,8 @@ from services.order.application.reservations import ReservationUseCases
 from services.order.application.settings import SettingsUseCases
 from services.order.application.staff_orders import StaffOrderUseCases
 from tests.fakes.order import (FakeAddresses, FakeAttributions, FakeCarts, FakeCatalog, FakeFreightTemplates,
-                               FakeMembers, FakeOpenRefunds, FakeOrders, FakeRecords, FakeSettings, sku)
+                               FakeMembers, FakeOpenRefunds, FakeOrders, FakeRecords, FakeReferrals, FakeSettings,
+                               sku)
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -57,6 +58,7 @@ class World:
     ledger: FakeRecords = field(default_factory=FakeRecords)
     freight: FakeFreightTemplates = field(default_factory=FakeFreightTemplates)
     addresses: FakeAddresses = field(default_factory=FakeAddresses)
+    referrals: FakeReferrals = field(default_factory=FakeReferrals)
 
     def __post_init__(self):
         self.cart_cases = CartUseCases(carts=self.carts, catalog=self.catalog, clock_ms=self.clock.ms)
@@ -65,7 +67,7 @@ class World:
                                  addresses=self.addresses)
         self.order_cases = OrderUseCases(orders=self.orders, catalog=self.catalog, clock=self.clock,
                                          checkout=self.checkout, carts=self.cart_cases,
-                                         attributions=self.attributions)
+                                         attributions=self.attributions, referrals=self.referrals)
         self.flash = FlashOrderUseCases(orders=self.orders, settings=self.settings, catalog=self.catalog,
                                         checkout=self.checkout, order_cases=self.order_cases, clock=self.clock)
         self.fulfilment = FulfilmentUseCases(orders=self.orders, refunds=self.open_refunds, settings=self.settings,
