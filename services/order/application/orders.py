@@ -174,10 +174,6 @@ class OrderUseCases:
             await self._remove_from_cart(merchant_id, member_id, [s for s, _ in cmd.lines])
         return order
 
-    async def check_references(self, attribution: dict) -> dict:
-        """The attribution an order stores (checkout.attributed)."""
-        return (await self.attributed(attribution)).attribution
-
     async def attributed(self, attribution: dict) -> Attributed:
         return await attributed(self.attributions, attribution, context.current().caller_id)
 
