@@ -5,6 +5,7 @@ import grpc
 from siyu.member.v1 import member_pb2, member_pb2_grpc
 
 from siyu_kit import context, errors
+from siyu_kit.ids import is_id
 from siyu_kit.sealing import Sealer
 
 from services.order.application.ports import MemberPricing
@@ -42,6 +43,9 @@ class ReferralClient:
     async def resolve(self, member_id: str, sharer_id: str) -> Referral | None:
         """Fails like pricing rather than guess: an order placed without its referral
         would never pay the distributor it owes."""
+        # A sharer that is neither a member nor a staff user cannot be bound to: the order
+        # goes on with the buyer's own bindings rather than fail over someone else's link.
+        sharer_id = sharer_id if is_id(sharer_id, "mem") or is_id(sharer_id, "stf") else ""
         try:
             resp = await self._stub.ResolveReferral(
                 member_pb2.ResolveReferralRequest(member_id=member_id, sharer_id=sharer_id), timeout=TIMEOUT_S)

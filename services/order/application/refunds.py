@@ -118,6 +118,8 @@ class RefundUseCases:
     async def request(self, cmd: RefundInput) -> Refund:
         ctx = context.current()
         member_id = ctx.require_member()
+        # A member never refunds after the window, whatever the request carries.
+        cmd = replace(cmd, after_window=False)
         _validate(cmd)
         order = await self.orders.of_member(ctx.merchant_id, member_id, cmd.order_id)
         if order is None:
@@ -125,8 +127,7 @@ class RefundUseCases:
         existing = await self.refunds.by_key(ctx.merchant_id, cmd.order_id, rules.BY_MEMBER, cmd.idempotency_key)
         if existing:
             return _replayed(existing, cmd)
-        # A member never refunds after the window, whatever the request carries.
-        refund = await self._new(order, rules.BY_MEMBER, replace(cmd, after_window=False))
+        refund = await self._new(order, rules.BY_MEMBER, cmd)
         if await self.refunds.add(refund):
             return refund
         return _replayed(await self.refunds.by_key(ctx.merchant_id, cmd.order_id, rules.BY_MEMBER,

@@ -245,6 +245,7 @@ class Stub:
         self.answer, self.error = answer, error
 
     async def ResolveReferral(self, request, timeout=None):
+        self.sharers = [*getattr(self, "sharers", []), request.sharer_id]
         if self.error is not None:
             raise Refused(self.error)
         return member_pb2.ResolveReferralResponse(referral=self.answer)
@@ -270,3 +271,12 @@ async def test_the_referral_client_maps_the_answer_and_the_refusals():
     assert away.value.reason == "MEMBER_UNAVAILABLE"
     with pytest.raises(NotFound):
         await client(Stub(error=grpc.StatusCode.NOT_FOUND)).resolve(MEMBER, "")
+
+
+async def test_only_a_member_or_staff_sharer_is_passed_on():
+    from siyu.common.v1 import common_pb2
+    stub = Stub(common_pb2.Referral())
+    staff = new_id("stf")
+    for sharer in (DIST, staff, "per_x", "whoever"):
+        await client(stub).resolve(MEMBER, sharer)
+    assert stub.sharers == [DIST, staff, "", ""]
