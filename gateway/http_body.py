@@ -36,8 +36,8 @@ def attachment_name(method_name: str, request, extension: str) -> str:
     order), made safe for a file name."""
     parts = [_kebab(method_name)]
     for fd, value in request.ListFields():
-        if fd.type == fd.TYPE_STRING and fd.label != fd.LABEL_REPEATED and value:
-            parts.append(_UNSAFE.sub("_", value).strip("_"))
+        if isinstance(value, str) and value:
+            parts.append(_UNSAFE.sub("_", value).strip("._-"))
     return "-".join(p for p in parts if p)[:120] + f".{extension}"
 
 
