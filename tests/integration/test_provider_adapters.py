@@ -73,7 +73,7 @@ async def test_a_transfer_over_http_is_one_bill_however_often_sent(wechat):
 
 async def _paid_trade(api: WechatFundsApi, standin: httpx.AsyncClient, creds: WechatCredentials, total: int) -> str:
     out_trade_no = new_id("pay")
-    prepay = await api.client._call(creds, "POST", "/v3/pay/transactions/jsapi", {
+    prepay = await api.client.signed(creds, "POST", "/v3/pay/transactions/jsapi", {
         "appid": creds.app_id, "mchid": creds.mch_id, "description": "goods", "out_trade_no": out_trade_no,
         "notify_url": "https://shop.example/n", "amount": {"total": total, "currency": "CNY"},
         "payer": {"openid": "o-payer"}})

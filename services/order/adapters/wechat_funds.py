@@ -78,32 +78,32 @@ class WechatFundsApi:
 
     async def transfer(self, creds: WechatCredentials, transfer_id: str, openid: str, amount: int,
                        remark: str) -> dict:
-        return await self.client._call(creds, "POST", TRANSFER, {
+        return await self.client.signed(creds, "POST", TRANSFER, {
             "appid": creds.app_id, "out_bill_no": out_bill_no(transfer_id), "transfer_scene_id": TRANSFER_SCENE_ID,
             "openid": openid, "transfer_amount": amount, "transfer_remark": (remark or DEFAULT_REMARK)[:32],
             "user_recv_perception": "佣金", "transfer_scene_report_infos": TRANSFER_SCENE_REPORT})
 
     async def query_transfer(self, creds: WechatCredentials, transfer_id: str) -> dict | None:
         path = TRANSFER_QUERY.format(out_bill_no=quote(out_bill_no(transfer_id), safe=""))
-        return await self.client._call(creds, "GET", path, allow_404=True)
+        return await self.client.signed(creds, "GET", path, allow_404=True)
 
     async def share(self, creds: WechatCredentials, body: dict) -> dict:
-        return await self.client._call(creds, "POST", SHARE, {"appid": creds.app_id, **body})
+        return await self.client.signed(creds, "POST", SHARE, {"appid": creds.app_id, **body})
 
     async def query_share(self, creds: WechatCredentials, out_order_no: str, transaction_id: str) -> dict | None:
         path = SHARE_QUERY.format(out_order_no=quote(out_order_no, safe=""), transaction_id=quote(transaction_id))
-        return await self.client._call(creds, "GET", path, allow_404=True)
+        return await self.client.signed(creds, "GET", path, allow_404=True)
 
     async def return_share(self, creds: WechatCredentials, body: dict) -> dict:
-        return await self.client._call(creds, "POST", SHARE_RETURN, body)
+        return await self.client.signed(creds, "POST", SHARE_RETURN, body)
 
     async def unfreeze(self, creds: WechatCredentials, body: dict) -> dict:
-        return await self.client._call(creds, "POST", UNFREEZE, body)
+        return await self.client.signed(creds, "POST", UNFREEZE, body)
 
     async def trade_bill(self, creds: WechatCredentials, day: date) -> list[StatementRow]:
         """The day's ALL trade bill of the credentials' mch_id; none on a day without trades
         (WeChat answers NO_STATEMENT_EXIST)."""
-        data = await self.client._call(creds, "GET", TRADE_BILL.format(day=day.isoformat()),
+        data = await self.client.signed(creds, "GET", TRADE_BILL.format(day=day.isoformat()),
                                        answer_codes=("NO_STATEMENT_EXIST",))
         if data.get("code") == "NO_STATEMENT_EXIST":
             return []

@@ -117,6 +117,12 @@ class WechatPayClient:
                                      reason=REFUSED)
         return data
 
+    async def signed(self, creds: WechatCredentials, method: str, path: str, payload: dict | None = None, *,
+                     allow_404: bool = False, answer_codes: tuple[str, ...] = ()) -> dict | None:
+        """Any other WeChat Pay API v3 call (transfers, profit sharing, bills: wechat_funds):
+        the request signed, the answer's signature verified, refusals raised as here."""
+        return await self._call(creds, method, path, payload, allow_404=allow_404, answer_codes=answer_codes)
+
     async def download(self, creds: WechatCredentials, url: str) -> bytes:
         """A file WeChat offers for download (a bill's download_url): the request is signed
         like any other; the file is not, the caller checks the hash WeChat gave with the URL."""

@@ -49,7 +49,7 @@ class World:
     async def paid_trade(self, total: int) -> str:
         """A JSAPI trade of `total` fen the payer paid; its transaction_id."""
         out_trade_no = new_id("pay")
-        await self.client._call(self.creds, "POST", "/v3/pay/transactions/jsapi", {
+        await self.client.signed(self.creds, "POST", "/v3/pay/transactions/jsapi", {
             "appid": APPID, "mchid": MCHID, "description": "goods", "out_trade_no": out_trade_no,
             "notify_url": "https://shop.example/n", "amount": {"total": total, "currency": "CNY"},
             "payer": {"openid": "o-payer"}})
@@ -194,7 +194,7 @@ async def _paid_and_refunded(world) -> tuple[str, str]:
     txn = await world.paid_trade(12_345)
     trade = next(t for t in world.standin.state.standin_pay.trades.values() if t.transaction_id == txn)
     refund_no = new_id("rfd")
-    await world.client._call(world.creds, "POST", "/v3/refund/domestic/refunds", {
+    await world.client.signed(world.creds, "POST", "/v3/refund/domestic/refunds", {
         "out_trade_no": trade.out_trade_no, "out_refund_no": refund_no,
         "amount": {"refund": 2_345, "total": 12_345, "currency": "CNY"}})
     return trade.out_trade_no, refund_no
@@ -215,7 +215,7 @@ async def test_the_trade_bill_lists_the_days_payments_and_refunds_with_the_fee(w
 async def test_the_bill_file_is_wechats_csv_with_backticks_and_the_summary(world):
     await _paid_and_refunded(world)
     day = datetime.now(CN).date().isoformat()
-    data = await world.client._call(world.creds, "GET", f"/v3/bill/tradebill?bill_date={day}&bill_type=ALL")
+    data = await world.client.signed(world.creds, "GET", f"/v3/bill/tradebill?bill_date={day}&bill_type=ALL")
     assert data["hash_type"] == "SHA1"
     text = (await world.client.download(world.creds, data["download_url"])).decode()
     lines = text.split("\r\n")
