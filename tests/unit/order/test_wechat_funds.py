@@ -158,6 +158,13 @@ async def test_the_same_split_id_answers_the_first_share(world):
     assert first.provider_order_id == again.provider_order_id
     shared = (await world.http.get("/_standin/funds/profitsharing", params={"mchid": MCHID})).json()
     assert len(shared["orders"]) == 1
+    # WeChat finishes it later; the query says so, and a receiver it could not pay is CLOSED.
+    await world.http.post(f"/_standin/funds/profitsharing/{split}/finish",
+                          json={"result": "CLOSED", "fail_reason": "RECEIVER_RISK"})
+    found = await world.api.query_share(world.creds, split, txn)
+    assert found["state"] == "FINISHED" and found["receivers"][0]["result"] == "CLOSED"
+    assert found["receivers"][0]["fail_reason"] == "RECEIVER_RISK"
+    assert await world.api.query_share(world.creds, split, "4200000000000000000000000000") is None
 
 
 async def test_a_finished_share_can_be_returned_up_to_what_the_receiver_got(world):
@@ -169,6 +176,11 @@ async def test_a_finished_share_can_be_returned_up_to_what_the_receiver_got(worl
     back = await world.sharing.return_share(ShareReturnRequest(MERCHANT, split, new_id("rtn"), "1900000000", 300,
                                                                "退款回退"))
     assert back.state == "SUCCESS"
+    return_no = (await world.http.get("/_standin/funds/profitsharing", params={"mchid": MCHID})).json()[
+        "returns"][0]["out_return_no"]
+    found = await world.client.signed(world.creds, "GET",
+                                      f"/v3/profitsharing/return-orders/{return_no}?out_order_no={split}")
+    assert (found["amount"], found["result"]) == (300, "SUCCESS")
     with pytest.raises(FailedPrecondition, match="INVALID_REQUEST"):
         await world.sharing.return_share(ShareReturnRequest(MERCHANT, split, new_id("rtn"), "1900000000", 501,
                                                             "退款回退"))
