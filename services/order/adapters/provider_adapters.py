@@ -185,10 +185,10 @@ class SandboxStatements:
                     {"merchant_id": merchant_id, "method": PaymentMethod.SANDBOX.value,
                      "refunded_at": {"$gte": start, "$lt": end}}):
                 refund = p.get("refund") or {}
-                rows.append(StatementRow(kind="REFUND", our_id=auto_refund_id(p["_id"]),
-                                         provider_id=refund.get("provider_refund_id") or "",
-                                         amount=refund.get("amount") or p["amount"], fee=0,
-                                         at=aware(p["refunded_at"])))
+                if refund.get("amount"):  # nothing went to the provider for a payment of 0
+                    rows.append(StatementRow(kind="REFUND", our_id=auto_refund_id(p["_id"]),
+                                             provider_id=refund.get("provider_refund_id") or "",
+                                             amount=refund["amount"], fee=0, at=aware(p["refunded_at"])))
             for r in RefundDoc._get_collection().find(
                     {"merchant_id": merchant_id, "refunded_at": {"$gte": start, "$lt": end}}):
                 if str(r.get("provider_refund_id") or "").startswith(SANDBOX_REFUND_PREFIX):
