@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import httpx
@@ -127,11 +128,17 @@ def test_a_wechat_merchant_pays_the_members_openid_once_however_often_asked(orde
     wx.settle(failing, "SUCCESS")
     assert pay_out(order, shop, failing, member_id).state == OS.TRANSFER_STATE_FAILED
 
+    # Ten calls at once for a new transfer: one bill, and every call answers it.
+    racing = new_id("wdr")
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: pay_out(order, shop, racing, member_id), range(10)))
+    assert {a.provider_transfer_id for a in answers} == {wx.bills()[-1]["transfer_bill_no"]}
+
     # A member signed in only on H5 has no openid in the mini-program's app: nothing is paid.
     h5_only = member_on(shop, "H5")
     nobody = pay_out(order, shop, new_id("wdr"), h5_only)
     assert (nobody.state, nobody.failure_reason) == (OS.TRANSFER_STATE_FAILED, "NO_WECHAT_IDENTITY")
-    assert len(wx.bills()) == 2
+    assert len(wx.bills()) == 3
 
 
 def test_a_transfer_wechat_made_before_our_write_is_answered_not_repeated(order, shop, standin, members):

@@ -268,3 +268,29 @@ async def test_a_statement_of_the_merchant_joins_wechats_bill(world):
 class _NoSandbox:
     async def statement(self, merchant_id, day):
         return []
+
+
+async def test_a_call_signed_with_another_key_is_refused(world):
+    from dataclasses import replace
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    with pytest.raises(FailedPrecondition, match="SIGN_ERROR"):
+        await world.api.transfer(replace(world.creds, private_key_pem=other), new_id("wdr"), "o-member", 1, "")
+    assert (await world.http.get("/_standin/funds/transfers", params={"mchid": MCHID})).json()["bills"] == []
+
+
+def test_the_bill_is_read_by_its_header_names_whatever_their_order():
+    header = "商户退款单号,交易状态,微信订单号,商户订单号,微信退款单号,交易时间,退款金额,应结订单金额,手续费,新字段"
+    text = "\r\n".join([
+        header,
+        "`,`SUCCESS,`4200001,`pay_1,`0,`2026-12-01 09:30:00,`0.00,`10.05,`0.06,`x",
+        "`rfd_1,`REFUND,`4200001,`pay_1,`5000001,`2026-12-01 10:00:00,`3.00,`0.00,`-0.02,`y",
+        "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额",
+        "`2,`10.05,`3.00,`0.00,`0.04,`10.05,`3.00", ""])
+    rows = parse_trade_bill(text)
+    assert [(r.kind, r.our_id, r.provider_id, r.amount, r.fee) for r in rows] == [
+        ("PAYMENT", "pay_1", "4200001", 1005, 6), ("REFUND", "rfd_1", "5000001", 300, 2)]
+    assert rows[0].at == datetime(2026, 12, 1, 9, 30, tzinfo=CN)
