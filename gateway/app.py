@@ -33,7 +33,7 @@ from siyu_kit.ids import new_id
 from siyu.member.v1 import member_pb2
 from siyu_kit.context import RequestContext
 
-from gateway import errors, live_room, openapi, product_detail, strict, wechat_notify
+from gateway import errors, http_body, live_room, openapi, product_detail, strict, wechat_notify
 from gateway.auth import ApiKeyResolver, Credentials, TokenVersions, bearer_token, identify
 from gateway.errors import ApiError
 from gateway.ratelimit import RateLimiter, retry_after_header
@@ -220,6 +220,8 @@ class Gateway:
         except Exception:  # noqa: BLE001 - the caller gets a plain 500, the log gets the trace
             log.exception("gateway.failed", request_id=request_id, route=route.label)
             return errors.response(ApiError("INTERNAL", "internal error"), request_id)
+        if http_body.is_http_body(reply.DESCRIPTOR):
+            return http_body.response(reply, route.method_name, message)
         body = json_format.MessageToDict(reply, preserving_proto_field_name=True,
                                          always_print_fields_with_no_presence=True)
         return JSONResponse(body)

@@ -22,6 +22,7 @@ from google.protobuf.descriptor import FieldDescriptor as F
 from siyu_kit import field_rules, logging as slog, reasons
 from siyu_kit.field_rules import Rules
 
+from gateway import http_body
 from gateway.routes import SCALAR_WKT, Route, Table, _is_map, _is_repeated
 
 INT32 = {F.TYPE_INT32, F.TYPE_SINT32, F.TYPE_SFIXED32}
@@ -431,8 +432,14 @@ def _operation(route: Route, schemas: _Schemas) -> dict:
             "application/json": {"schema": schemas.field(body_fd)}}}
         if schemas.note(body_fd):
             op["requestBody"]["description"] = schemas.note(body_fd)
-    responses = {"200": {"description": "OK", "content": {
-        "application/json": {"schema": schemas.message(route.method_descriptor.output_type)}}}}
+    output = route.method_descriptor.output_type
+    if http_body.is_http_body(output):
+        # A file: its bytes, as the media type it is sent with.
+        responses = {"200": {"description": "OK", "content": {
+            http_body.documented_media_type(text): {"schema": {"type": "string", "format": "binary"}}}}}
+    else:
+        responses = {"200": {"description": "OK", "content": {
+            "application/json": {"schema": schemas.message(output)}}}}
     for status, text in ERROR_STATUSES.items():
         responses[status] = {"$ref": f"#/components/responses/Error{status}"}
     responses["default"] = {"$ref": "#/components/responses/ErrorDefault"}

@@ -7,10 +7,10 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from wechat_standin import login, pay, sms
+from wechat_standin import funds, login, pay, sms
 from wechat_standin.state import StandinState
 
-MODULES = (login, sms, pay)
+MODULES = (login, sms, pay, funds)
 
 
 async def healthz(request) -> JSONResponse:

@@ -84,7 +84,7 @@ class WechatPayClient:
         await self._http.aclose()
 
     async def _call(self, creds: WechatCredentials, method: str, path: str, payload: dict | None = None,
-                    allow_404: bool = False) -> dict | None:
+                    allow_404: bool = False, answer_codes: tuple[str, ...] = ()) -> dict | None:
         body = crypto.dumps(payload) if payload is not None else ""
         auth = crypto.authorization(mchid=creds.mch_id, serial_no=creds.serial_no,
                                     private_key_pem=creds.private_key_pem, method=method, url=path, body=body,
@@ -109,10 +109,37 @@ class WechatPayClient:
         if reply.status_code >= 500 or reply.status_code == 429:
             raise Unavailable(f"WeChat Pay is unavailable ({data.get('code', reply.status_code)}); retry shortly",
                               reason=UNAVAILABLE)
+        if reply.status_code >= 400 and data.get("code") in answer_codes:
+            # A refusal the caller reads as an answer (e.g. no bill on a day without trades).
+            return data
         if reply.status_code >= 400:
             raise FailedPrecondition(f"WeChat Pay refused: {data.get('code', '')} {data.get('message', '')}".strip(),
                                      reason=REFUSED)
         return data
+
+    async def signed(self, creds: WechatCredentials, method: str, path: str, payload: dict | None = None, *,
+                     allow_404: bool = False, answer_codes: tuple[str, ...] = ()) -> dict | None:
+        """Any other WeChat Pay API v3 call (transfers, profit sharing, bills: wechat_funds):
+        the request signed, the answer's signature verified, refusals raised as here."""
+        return await self._call(creds, method, path, payload, allow_404=allow_404, answer_codes=answer_codes)
+
+    async def download(self, creds: WechatCredentials, url: str) -> bytes:
+        """A file WeChat offers for download (a bill's download_url): the request is signed
+        like any other; the file is not, the caller checks the hash WeChat gave with the URL."""
+        parsed = httpx.URL(url)
+        path = parsed.raw_path.decode()
+        auth = crypto.authorization(mchid=creds.mch_id, serial_no=creds.serial_no,
+                                    private_key_pem=creds.private_key_pem, method="GET", url=path, body="",
+                                    timestamp=str(int(time.time())), nonce=crypto.new_nonce())
+        try:
+            reply = await self._http.get(path, headers={"Authorization": auth, "User-Agent": "siyu-order"})
+        except httpx.HTTPError as exc:
+            log.warning("wechat_pay.unreachable", path=parsed.path, error=type(exc).__name__)
+            raise Unavailable("WeChat Pay cannot be reached; retry shortly", reason=UNAVAILABLE) from None
+        if reply.status_code != 200:
+            raise Unavailable(f"WeChat Pay's file could not be downloaded ({reply.status_code}); retry shortly",
+                              reason=UNAVAILABLE)
+        return reply.content
 
     async def prepay(self, credentials: WechatCredentials, payment: Payment, payer_openid: str,
                      description: str) -> str:

@@ -21,6 +21,8 @@ class TransferRequest:
     openid: str
     amount: int
     remark: str = ""
+    # Whose openid it is: the channel's WeChat app (MINI_PROGRAM or H5) pays it.
+    channel: str = "MINI_PROGRAM"
 
 
 @dataclass(frozen=True)

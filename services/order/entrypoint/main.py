@@ -51,6 +51,9 @@ from services.order.application.member_summary import MemberOrderSummaries
 from services.order.adapters.member_summary_store import MongoMemberOrderFigures
 from services.order.entrypoint import stored_value_events
 from services.order.entrypoint.servicer import OrderServicer
+from services.order.adapters import payout_store, provider_adapters
+from services.order.adapters.wechat_funds import WechatFundsApi
+from services.order.application.payouts import PayoutUseCases
 
 NAME = "order"
 
@@ -136,6 +139,14 @@ def build(runtime: service.Runtime) -> service.Parts:
         return (await wechat_cases.query_due() + await payment_cases.reconcile()
                 + await wechat_cases.query_refunds_due())
 
+    # Money out: payouts to members, and the provider ports the payment split and the finance
+    # desk use; WeChat Pay for a merchant with credentials, the sandbox for one without.
+    payout_store.ensure_indexes()
+    wechat_funds = WechatFundsApi(wechat_client)
+    payouts = PayoutUseCases(payouts=payout_store.MongoPayouts(),
+                             transfers=provider_adapters.transfers(wechat_credentials, wechat_funds),
+                             identities=WechatIdentityClient(runtime.channel("member")))
+
     fulfilment = FulfilmentUseCases(orders=order_repo, refunds=refunds, settings=settings_repo)
     refund_cases = RefundUseCases(orders=order_repo, refunds=refunds, payments=payments, entries=entries,
                                   settings=settings_repo, provider=provider, stock=catalog,
@@ -152,7 +163,7 @@ def build(runtime: service.Runtime) -> service.Parts:
             reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,
             wechat=wechat_cases, stored_value=stored_value,
             member_summaries=MemberOrderSummaries(MongoMemberOrderFigures()),
-            personal_data=OrderDataExport(MemberRecordStore())),
+            personal_data=OrderDataExport(MemberRecordStore()), payouts=payouts),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
         subscriptions=events.subscriptions(payment_cases, ValueLifecycle(orders=order_repo, member_value=member_value))

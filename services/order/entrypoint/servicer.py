@@ -36,6 +36,8 @@ from services.order.entrypoint.member_summary_servicer import MemberSummaryRpcs
 from services.order.application.member_summary import MemberOrderSummaries
 from services.order.entrypoint.personal_data_servicer import PersonalDataRpcs
 from services.order.application.personal_data import OrderDataExport
+from services.order.entrypoint.payout_servicer import PayoutRpcs
+from services.order.application.payouts import PayoutUseCases
 
 
 def _method_name(value: int) -> str:
@@ -107,7 +109,7 @@ def _time(request, field: str) -> datetime | None:
     return getattr(request, field).ToDatetime(tzinfo=timezone.utc) if request.HasField(field) else None
 
 
-class OrderServicer(WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalDataRpcs,
+class OrderServicer(PayoutRpcs, WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalDataRpcs,
                     order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
@@ -116,7 +118,9 @@ class OrderServicer(WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalD
                  sealer: Sealer | None = None, wechat: WechatPayUseCases | None = None,
                  stored_value: StoredValueUseCases | None = None,
                  member_summaries: MemberOrderSummaries | None = None,
-                 personal_data: OrderDataExport | None = None):
+                 personal_data: OrderDataExport | None = None,
+                 payouts: PayoutUseCases | None = None):
+        self.payouts = payouts  # PayOutTransfer (PayoutRpcs)
         self.member_summaries = member_summaries  # the member 360° view's orders (MemberSummaryRpcs)
         self.personal_data = personal_data  # the member's data export (PersonalDataRpcs)
         self.orders = orders
