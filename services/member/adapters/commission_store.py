@@ -72,6 +72,8 @@ class WithdrawalDoc(me.Document):
     member_id = me.StringField(required=True)
     idempotency_key = me.StringField(required=True)
     state = me.StringField(required=True)
+    work = me.IntField(default=0)  # 1 while the job has something to finish
+    lease_ms = me.IntField(default=0)
     meta = {"collection": "withdrawals",
             "indexes": [{"fields": ["merchant_id", "member_id", "idempotency_key"], "unique": True},
                         {"fields": ["merchant_id", "state"]},
