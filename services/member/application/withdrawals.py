@@ -96,8 +96,8 @@ class Withdrawals:
             raise FailedPrecondition("this idempotency key was used for another amount",
                                      reason="WITHDRAWAL_KEY_REUSED")
         withdrawal = await self._hold(existing) if existing.state == HOLDING else existing
-        if withdrawal.state not in SHOWN:
-            raise FailedPrecondition("the commission balance does not hold that much", reason="WITHDRAWAL_INSUFFICIENT")
+        if withdrawal.state not in SHOWN:  # refused before: the same key answers the same refusal
+            raise FailedPrecondition("this withdrawal was refused", reason=withdrawal.reason or "WITHDRAWAL_INSUFFICIENT")
         return withdrawal, await self.balances.book(merchant_id, member_id)
 
     async def _hold(self, withdrawal: Withdrawal) -> Withdrawal:
@@ -121,7 +121,7 @@ class Withdrawals:
             raise Conflict("the commission balance kept changing; try again")
         now = self.clock()
         if refusal:
-            await self._settle_state(withdrawal, lambda w: w.drop(now))
+            await self._settle_state(withdrawal, lambda w: w.drop(refusal, now))
             if refusal == "WITHDRAWAL_DAILY_LIMIT":
                 raise FailedPrecondition("the withdrawal would pass today's limit", reason=refusal)
             raise FailedPrecondition("the commission balance does not hold that much", reason=refusal)

@@ -104,8 +104,12 @@ class Withdrawal(Aggregate):
     def held(self, now: datetime) -> bool:
         return self._move(REQUESTED, now)
 
-    def drop(self, now: datetime) -> bool:
-        return self._move(DROPPED, now)
+    def drop(self, reason: str, now: datetime) -> bool:
+        """The money was not there (`reason`: the refusal's word); the key stays used."""
+        moved = self._move(DROPPED, now)
+        if moved:
+            self.reason = reason
+        return moved
 
     def approve(self, now: datetime) -> bool:
         return self._move(PAYING, now)

@@ -7,7 +7,12 @@ import asyncio
 from datetime import datetime, timezone
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings, strategies as st
+from siyu.common.v1 import common_pb2
+from siyu.order.v1 import order_pb2
+
+from services.member.adapters.commission_messages import NotCommission, order_commissions
 
 from services.member.application.commission_ports import Liability
 from services.member.application.commissions import CommissionLedger
@@ -16,6 +21,7 @@ from services.member.domain.commissions import (FROZEN, GUIDE, LEVEL_1, LEVEL_2,
                                                 record_movement)
 from siyu_kit.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from siyu_kit.ids import new_id
+from siyu_kit.protos import money, timestamp
 from tests.fakes.callers import caller
 from tests.fakes.commissions import FakeCommissions, FakeStoredValueTotals
 
@@ -224,3 +230,30 @@ def test_any_sequence_of_events_balances_to_the_fen(orders, data):
             owed = sum(r.net for r in store.records_by_id.values() if r.beneficiary_id == who)
             assert book.available - book.debt == owed
     asyncio.run(run())
+
+
+# ---- the order events, read as commissions ------------------------------------------------------
+
+def _order(state, settled=False, **commission):
+    c = {"line_id": "oln_1", "level": common_pb2.COMMISSION_LEVEL_2, "beneficiary_id": D2, "rate_bp": 500,
+         "base": money(2_000), "amount": money(100), "voided": money(40), **commission}
+    order = order_pb2.Order(order_id=new_id("ord"), member_id=BUYER, state=state,
+                            commissions=[order_pb2.OrderCommission(**c)])
+    if settled:
+        order.settled_at.CopyFrom(timestamp(NOW))
+    return order
+
+
+def test_an_order_event_is_read_as_its_commissions_and_stage():
+    at = Timestamp(seconds=1_700_000_000)
+    got = order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_SHIPPED), at)
+    assert got.stage == PENDING and got.lines[0].level == LEVEL_2 and got.lines[0].voided == 40
+    assert order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_COMPLETED), at).stage == FROZEN
+    assert order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_COMPLETED, settled=True), at).stage == SETTLED
+    assert order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_COMPLETED), at, settled=True).stage == SETTLED
+    assert order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_CANCELLED), at) is None
+    assert order_commissions(MERCHANT, order_pb2.Order(order_id=new_id("ord")), at) is None  # no commissions
+    with pytest.raises(NotCommission):
+        order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_PAID, beneficiary_id=""), at)
+    with pytest.raises(NotCommission):
+        order_commissions("", _order(order_pb2.ORDER_STATE_PAID), at)
