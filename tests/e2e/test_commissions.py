@@ -157,8 +157,20 @@ async def test_every_new_route_refuses_bad_input_other_merchants_and_wrong_roles
     assert available(shop, token) == 0  # the other shop's commission is not this member's
     # Wrong roles.
     operator = staff_with(shop, "OPERATOR")
-    for method, path in (("GET", "/v1/staff/withdrawals"), ("GET", "/v1/staff/withdrawal-settings"),
-                         ("GET", "/v1/staff/commissions/payable"), ("GET", "/v1/staff/stored-value/liability"),
-                         ("POST", f"/v1/staff/withdrawals/{new_id('wdr')}:approve")):
-        refused(shop.call(method, path, channel=None, token=operator, json={} if method == "POST" else None), 403)
+    settings_body = {"settings": {"min_amount": "100", "daily_limit": "1000"}, "expected_version": "1"}
+    for method, path, body in (("GET", "/v1/staff/withdrawals", None), ("GET", "/v1/staff/withdrawal-settings", None),
+                               ("GET", "/v1/staff/commissions/payable", None),
+                               ("GET", "/v1/staff/stored-value/liability", None),
+                               ("POST", f"/v1/staff/withdrawals/{new_id('wdr')}:approve", {}),
+                               ("POST", f"/v1/staff/withdrawals/{new_id('wdr')}:reject", {"reason": "x"}),
+                               ("PUT", "/v1/staff/withdrawal-settings", settings_body)):
+        refused(shop.call(method, path, channel=None, token=operator, json=body), 403)
     refused(shop.call("GET", "/v1/me/commissions/summary", channel=None, token=operator), 401)
+    # FINANCE changes the terms on the version read; a stale version is a conflict.
+    changed = ok(shop.as_staff("PUT", "/v1/staff/withdrawal-settings", json={
+        "settings": {"min_amount": "200", "fee_bp": 100, "daily_limit": "90000"}, "expected_version": "1"}))
+    assert changed["version"] == "2" and changed["settings"]["fee_bp"] == 100
+    refused(shop.as_staff("PUT", "/v1/staff/withdrawal-settings", json={
+        "settings": {"min_amount": "200", "fee_bp": 0, "daily_limit": "90000"}, "expected_version": "1"}), 409,
+        "VERSION_CONFLICT")
+    refused(withdraw(shop, token, 150), 400, "WITHDRAWAL_BELOW_MINIMUM")
