@@ -194,7 +194,11 @@ def record_movement(book: CommissionBook, record: CommissionRecord) -> Movement 
     """What the balance owes the record now; None when it is square."""
     due = record.credit_due
     had = book.credited.get(record.id)
-    if (had or 0) == due and (had is not None or due == 0):
+    if had is None and due == 0:
+        return None
+    if had is not None and due >= had:
+        # Once credited, a record is only ever owed less (voided only grows): a record read
+        # before a later void was applied must not give the clawback back.
         return None
     delta = due - (had or 0)
     if had is None:

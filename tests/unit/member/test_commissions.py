@@ -257,3 +257,12 @@ def test_an_order_event_is_read_as_its_commissions_and_stage():
         order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_PAID, beneficiary_id=""), at)
     with pytest.raises(NotCommission):
         order_commissions("", _order(order_pb2.ORDER_STATE_PAID), at)
+
+
+async def test_a_record_read_before_a_later_void_never_gives_the_clawback_back():
+    store, ledger = world()
+    await ledger.on_order(event("ord_s", SETTLED))
+    stale = store.records_by_id["ord_s:ln_1:LEVEL_1"]
+    await ledger.on_order(event("ord_s", SETTLED, (600, 0, 0)))
+    await ledger.square(stale)  # a slower delivery of the settled event squares with what it read
+    assert (await balanced(store, D1)).available == 399
