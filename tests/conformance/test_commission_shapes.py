@@ -130,3 +130,18 @@ def test_the_stored_value_liability_reads_every_account_of_the_merchant(coll):
     docs = list(coll.find({"merchant_id": merchant}, fields))
     assert sum(d["principal"] + d["held_principal"] for d in docs) == 630
     assert sum(d["bonus"] + d["held_bonus"] for d in docs) == 9
+
+
+def test_the_repair_finds_owed_entries_and_clears_each_once(coll):
+    merchant, who = new_merchant_id(), new_id("mem")
+    cause = f"void:{new_id('ord')}:{new_id('oln')}:LEVEL_1:300"
+    coll.insert_one({**_opened(merchant, who), "pending": {cause: {"kind": "CLAWBACK", "created_ms": 5}},
+                     "pending_count": 1})
+    owing = list(coll.find({"pending_count": {"$gt": 0}}, {"merchant_id": 1, "beneficiary_id": 1, "pending": 1})
+                 .limit(100))
+    assert [(d["beneficiary_id"], list(d["pending"])) for d in owing] == [(who, [cause])]
+    clear = {"_id": account_id(merchant, who), "merchant_id": merchant, f"pending.{cause}": {"$exists": True}}
+    update = {"$unset": {f"pending.{cause}": ""}, "$inc": {"pending_count": -1}}
+    assert coll.update_one(clear, update).modified_count == 1
+    assert coll.update_one(clear, update).modified_count == 0
+    assert coll.find_one({"pending_count": {"$gt": 0}}) is None
