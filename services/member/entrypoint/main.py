@@ -23,6 +23,7 @@ from services.member.entrypoint import (checkin_wiring, coupon_wiring, events, j
                                            segment_wiring, servicer, stored_value_wiring)
 from services.member.entrypoint import member_view_wiring
 from services.member.entrypoint import personal_data_wiring
+from services.member.entrypoint import commission_wiring
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
@@ -102,13 +103,17 @@ def build(runtime: Runtime) -> Parts:
     for moves in (economy, order_points, checkin.points, referrals.points):
         moves.facts = facts_marks
     # ---- end of segments ----
+    # ---- commissions and withdrawals: records and balances from order events, payouts ----
+    commissions, withdrawals = commission_wiring.use_cases(runtime)
+    # ---- end of commissions and withdrawals ----
     return Parts(
         servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin, economy, coupons,
                                                           stored_value, checkin=checkin, referrals=referrals,
                                                           profiles=profiles, member_views=member_views,
                                                           data_exports=data_exports, erasures=erasures,
-                                                          segments=segments),
+                                                          segments=segments, commissions=commissions,
+                                                          withdrawals=withdrawals),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()
@@ -116,7 +121,7 @@ def build(runtime: Runtime) -> Parts:
         subscriptions=events.subscriptions(order_points)
         + coupon_wiring.subscriptions(coupons) + stored_value_wiring.subscriptions(stored_value)
         + referral_wiring.subscriptions(referrals) + personal_data_wiring.subscriptions(erasures)
-        + segment_wiring.subscriptions(segments),
+        + segment_wiring.subscriptions(segments) + commission_wiring.subscriptions(commissions),
         # Members stored before their growth and phone suffix were kept beside them; each
         # replica checks, and one at a time works (a lease), until every backfill is done.
         jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),
@@ -126,7 +131,7 @@ def build(runtime: Runtime) -> Parts:
                                     holder=new_id("bfh")).run)] + jobs.jobs(economy)
         + coupon_wiring.jobs(coupons) + stored_value_wiring.jobs(stored_value) + checkin_wiring.jobs(checkin)
         + profile_wiring.jobs(merchants, ledger, coupons) + personal_data_wiring.jobs(data_exports)
-        + segment_wiring.jobs(segments),
+        + segment_wiring.jobs(segments) + commission_wiring.jobs(commissions, withdrawals),
     )
 
 

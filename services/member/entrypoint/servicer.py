@@ -31,6 +31,9 @@ from services.member.entrypoint.segment_servicer import SegmentRpcs
 from services.member.application.segments import Segments
 from services.member.application.stored_value import StoredValue
 from services.member.application.points import PointsEconomy
+from services.member.entrypoint.commission_servicer import CommissionRpcs
+from services.member.application.commissions import CommissionLedger
+from services.member.application.withdrawals import Withdrawals
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
 
@@ -43,14 +46,18 @@ def _role_names(roles) -> list[str]:
 
 
 class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs, ProfileRpcs,
-                     MemberViewRpcs, PersonalDataRpcs, SegmentRpcs, member_pb2_grpc.MemberServiceServicer):
+                     MemberViewRpcs, PersonalDataRpcs, SegmentRpcs, CommissionRpcs,
+                     member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,
                  economy: PointsEconomy, coupons: CouponUseCases, stored_value: StoredValue,
                  checkin: CheckIns | None = None, referrals: Referrals | None = None,
                  profiles: Profiles | None = None, member_views: MemberViews | None = None,
                  data_exports: DataExports | None = None, erasures: Erasures | None = None,
-                 segments: Segments | None = None):
+                 segments: Segments | None = None, commissions: CommissionLedger | None = None,
+                 withdrawals: Withdrawals | None = None):
+        # commission records, balances and withdrawals (commission_servicer.CommissionRpcs)
+        self.commissions, self.withdrawals = commissions, withdrawals
         self.member_views = member_views  # staff search and 360° view (member_view_servicer.MemberViewRpcs)
         # PIPL export and erasure (personal_data_servicer.PersonalDataRpcs)
         self.data_exports, self.erasures = data_exports, erasures

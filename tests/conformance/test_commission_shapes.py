@@ -1,0 +1,147 @@
+"""The query and update shapes of commissions and withdrawals
+(services/member/adapters/commission_store.py): each balance movement's one conditional
+update as the store builds it (record credit guards, exact available/debt, the day
+counter's absent-or-within-limit guard, causes applied once), the record's forward-only
+update, the totals and pages, the withdrawal job's claim, and the stored-value liability's
+read."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+
+from siyu_kit.ids import new_id
+from tests.support import new_merchant_id
+
+from services.member.adapters.commission_store import (_book, _opened, account_id, movement_update, record_doc)
+from services.member.domain.commissions import (FROZEN, LEVEL_1, PENDING, SETTLED, CommissionBook,
+                                                CommissionLine, OrderCommissions, apply, hold_movement, merged,
+                                                paid_movement, record_movement, return_movement)
+
+NOW = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+
+
+def _read(coll, merchant: str, who: str) -> CommissionBook:
+    return _book(merchant, who, coll.find_one({"_id": account_id(merchant, who), "merchant_id": merchant}))
+
+
+def _same(a: CommissionBook, b: CommissionBook) -> bool:
+    return (a.available, a.debt, a.withdrawing, a.withdrawn, a.credited, a.done, a.days) == \
+        (b.available, b.debt, b.withdrawing, b.withdrawn, b.credited, b.done, b.days)
+
+
+def _record(merchant: str, who: str, stage: str, voided: int, order_id: str):
+    line = CommissionLine("ln_1", LEVEL_1, who, 1000, 10_000, 1_000, voided)
+    event = OrderCommissions(merchant, order_id, new_id("mem"), stage, (line,), NOW)
+    return merged(None, event, line)
+
+
+def test_every_balance_movement_is_one_guarded_update_that_applies_once(coll):
+    merchant, who = new_merchant_id(), new_id("mem")
+    coll.insert_one(_opened(merchant, who))
+    book = CommissionBook(merchant, who)
+
+    def step(movement) -> None:
+        query, update = movement_update(merchant, movement, {"kind": movement.kind, "created_ms": 1}, 1)
+        assert coll.update_one(query, update).modified_count == 1
+        apply(book, movement)
+        assert coll.update_one(query, update).modified_count == 0  # its cause is applied
+        got = _read(coll, merchant, who)
+        book.done = got.done | book.done
+        assert _same(got, book), (got, book)
+
+    order = new_id("ord")
+    settled = _record(merchant, who, SETTLED, 0, order)
+    stale = record_movement(book, settled)
+    step(record_movement(book, settled))
+    assert coll.update_one(*movement_update(merchant, stale, {}, 1)).modified_count == 0
+    day = "2026-03-01"
+    first = hold_movement(book, "wdr_a", 600, day, 1_000)  # the day has no counter yet: $exists false
+    step(first)
+    racing = hold_movement(CommissionBook(merchant, who, available=1_000), "wdr_b", 100, day, 1_000)
+    q, u = movement_update(merchant, racing, {}, 1)
+    assert coll.update_one(q, u).modified_count == 0  # decided as the day's first: the counter exists now
+    over = hold_movement(book, "wdr_c", 401, day, 1_000)
+    assert coll.update_one(*movement_update(merchant, over, {}, 1)).modified_count == 0  # past the limit
+    step(hold_movement(book, "wdr_d", 300, day, 1_000))  # within: $lte
+    step(paid_movement(book, "wdr_a", 600))
+    assert coll.update_one(*movement_update(merchant, paid_movement(book, "wdr_x", 1), {}, 1)).modified_count == 0
+    # A full void after most was withdrawn: available to 0 exactly, the rest is debt.
+    voided = _record(merchant, who, SETTLED, 1_000, order)
+    clawback = record_movement(book, voided)
+    assert clawback.exact_available == 100 and clawback.debt == 900
+    step(clawback)
+    # The held withdrawal comes back: it pays the debt first (exact debt).
+    step(return_movement(book, "wdr_d", 300))
+    assert (book.available, book.debt, book.withdrawing, book.withdrawn) == (0, 600, 0, 600)
+    later = _record(merchant, who, SETTLED, 0, new_id("ord"))
+    step(record_movement(book, later))
+    assert (book.available, book.debt) == (400, 0)
+
+
+def test_a_record_moves_forward_only_from_what_was_read(coll):
+    merchant, who = new_merchant_id(), new_id("mem")
+    order = new_id("ord")
+    pending = _record(merchant, who, PENDING, 0, order)
+    coll.insert_one(record_doc(pending))
+    frozen = _record(merchant, who, FROZEN, 100, order)
+    sets = {k: record_doc(frozen)[k] for k in ("stage", "state", "voided", "net", "updated_ms")}
+    guard = {"_id": pending.id, "merchant_id": merchant, "stage": pending.stage, "voided": pending.voided}
+    assert coll.update_one(guard, {"$set": sets}).modified_count == 1
+    assert coll.update_one(guard, {"$set": sets}).modified_count == 0  # read before the move: lost
+    docs = list(coll.find({"merchant_id": merchant, "beneficiary_id": who, "state": FROZEN}).sort("_id", DESCENDING))
+    assert [d["net"] for d in docs] == [900]
+    assert [d["_id"] for d in coll.find({"merchant_id": merchant, "order_id": order})] == [pending.id]
+    totals = list(coll.find({"merchant_id": merchant}, {"state": 1, "net": 1, "voided": 1}))
+    assert [(d["state"], d["net"], d["voided"]) for d in totals] == [(FROZEN, 900, 100)]
+
+
+def test_pages_by_key_and_by_state_and_the_claim_of_the_job(coll):
+    merchant, member = new_merchant_id(), new_id("mem")
+    ids = sorted(new_id("wdr") for _ in range(4))
+    states = ["REQUESTED", "HOLDING", "PAID", "PAYING"]
+    for i, (wid, state) in enumerate(zip(ids, states)):
+        coll.insert_one({"_id": wid, "merchant_id": merchant, "member_id": member, "state": state,
+                         "work": int(state in ("HOLDING", "PAYING")), "lease_ms": 100 * i})
+    shown = {"merchant_id": merchant, "state": {"$in": ["REQUESTED", "PAYING", "PAID"]}, "member_id": member,
+             "_id": {"$lt": ids[3]}}
+    assert [d["_id"] for d in coll.find(shown).sort("_id", DESCENDING).limit(5)] == [ids[2], ids[0]]
+    claimed = coll.find_one_and_update({"work": 1, "lease_ms": {"$lt": 250}}, {"$set": {"lease_ms": 10_000}},
+                                       return_document=ReturnDocument.AFTER)
+    assert claimed["_id"] == ids[1] and claimed["lease_ms"] == 10_000
+    assert coll.find_one_and_update({"work": 1, "lease_ms": {"$lt": 250}}, {"$set": {"lease_ms": 1}}) is None
+    # Payees: accounts by id after a position, ascending, maps left out.
+    coll.delete_many({})
+    who = sorted(new_id("mem") for _ in range(3))
+    for w in who:
+        coll.insert_one({**_opened(merchant, w), "available": 5})
+    page = list(coll.find({"merchant_id": merchant, "_id": {"$gt": account_id(merchant, who[0])}},
+                          {"pending": 0, "credited": 0, "days": 0, "done": 0}).sort("_id", ASCENDING).limit(5))
+    assert [d["beneficiary_id"] for d in page] == who[1:] and "credited" not in page[0]
+    assert sum(d["available"] for d in coll.find({"merchant_id": merchant}, {"available": 1})) == 15
+
+
+def test_the_stored_value_liability_reads_every_account_of_the_merchant(coll):
+    merchant = new_merchant_id()
+    coll.insert_many([{"_id": f"{merchant}:{i}", "merchant_id": merchant, "principal": 100 * i, "bonus": i,
+                       "held_principal": 10, "held_bonus": 1} for i in range(1, 4)]
+                     + [{"_id": "other:1", "merchant_id": new_merchant_id(), "principal": 999, "bonus": 9}])
+    fields = {"principal": 1, "bonus": 1, "held_principal": 1, "held_bonus": 1}
+    docs = list(coll.find({"merchant_id": merchant}, fields))
+    assert sum(d["principal"] + d["held_principal"] for d in docs) == 630
+    assert sum(d["bonus"] + d["held_bonus"] for d in docs) == 9
+
+
+def test_the_repair_finds_owed_entries_and_clears_each_once(coll):
+    merchant, who = new_merchant_id(), new_id("mem")
+    cause = f"void:{new_id('ord')}:{new_id('oln')}:LEVEL_1:300"
+    coll.insert_one({**_opened(merchant, who), "pending": {cause: {"kind": "CLAWBACK", "created_ms": 5}},
+                     "pending_count": 1})
+    owing = list(coll.find({"pending_count": {"$gt": 0}}, {"merchant_id": 1, "beneficiary_id": 1, "pending": 1})
+                 .limit(100))
+    assert [(d["beneficiary_id"], list(d["pending"])) for d in owing] == [(who, [cause])]
+    clear = {"_id": account_id(merchant, who), "merchant_id": merchant, f"pending.{cause}": {"$exists": True}}
+    update = {"$unset": {f"pending.{cause}": ""}, "$inc": {"pending_count": -1}}
+    assert coll.update_one(clear, update).modified_count == 1
+    assert coll.update_one(clear, update).modified_count == 0
+    assert coll.find_one({"pending_count": {"$gt": 0}}) is None
