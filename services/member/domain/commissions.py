@@ -97,8 +97,10 @@ class CommissionRecord:
 
 
 def stage_of(state: str) -> str | None:
-    """An order state's stage, by the order service's names (PAID…COMPLETED)."""
-    return {"PAID": PENDING, "SHIPPED": PENDING, "DELIVERED": PENDING, "COMPLETED": FROZEN}.get(state)
+    """An order state's stage, by the order service's names (PAID…COMPLETED). A paid order
+    cancelled because its units were gone carries every commission voided: its records end VOID."""
+    return {"PAID": PENDING, "SHIPPED": PENDING, "DELIVERED": PENDING, "CANCELLED": PENDING,
+            "COMPLETED": FROZEN}.get(state)
 
 
 def merged(current: CommissionRecord | None, event: OrderCommissions, line: CommissionLine) -> CommissionRecord | None:

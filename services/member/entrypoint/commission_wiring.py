@@ -1,7 +1,7 @@
 """The commissions and withdrawals part of the member service's wiring: the use cases
 over the MongoDB stores and the order service's PayOutTransfer, durable consumers of the
-four order events that move commission records (paid, completed, settled, refunded; each
-carries the whole order), and the jobs.
+order events that move commission records (paid, completed, settled, refunded, and
+cancelled: a paid order whose units were gone voids them all; each carries the whole order), and the jobs.
 
 Both jobs are safe on every replica at once: the withdrawal job leases each withdrawal
 before it works on it (and the transfer is idempotent by withdrawal id), and the ledger
@@ -48,7 +48,8 @@ def subscriptions(ledger: CommissionLedger) -> list[Subscription]:
     return [Subscription.to("member-commission-paid", order_events.OrderPaid, handler()),
             Subscription.to("member-commission-completed", order_events.OrderCompleted, handler()),
             Subscription.to("member-commission-settled", order_events.OrderSettled, handler(settled=True)),
-            Subscription.to("member-commission-refunded", order_events.OrderRefunded, handler())]
+            Subscription.to("member-commission-refunded", order_events.OrderRefunded, handler()),
+            Subscription.to("member-commission-cancelled", order_events.OrderCancelled, handler())]
 
 
 def jobs(ledger: CommissionLedger, withdrawals: Withdrawals) -> list[service.Job]:

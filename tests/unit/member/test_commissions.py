@@ -264,7 +264,9 @@ def test_an_order_event_is_read_as_its_commissions_and_stage():
     assert order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_COMPLETED), at).stage == FROZEN
     assert order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_COMPLETED, settled=True), at).stage == SETTLED
     assert order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_COMPLETED), at, settled=True).stage == SETTLED
-    assert order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_CANCELLED), at) is None
+    # A paid order cancelled because its units were gone: its records end VOID (the order voids them all).
+    assert order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_CANCELLED), at).stage == PENDING
+    assert order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_PENDING_PAYMENT), at) is None
     assert order_commissions(MERCHANT, order_pb2.Order(order_id=new_id("ord")), at) is None  # no commissions
     with pytest.raises(NotCommission):
         order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_PAID, beneficiary_id=""), at)
