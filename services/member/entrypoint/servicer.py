@@ -31,6 +31,8 @@ from services.member.entrypoint.segment_servicer import SegmentRpcs
 from services.member.application.segments import Segments
 from services.member.application.stored_value import StoredValue
 from services.member.application.points import PointsEconomy
+from services.member.entrypoint.distribution_servicer import DistributionRpcs
+from services.member.application.distribution import Distribution
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
 
@@ -43,14 +45,16 @@ def _role_names(roles) -> list[str]:
 
 
 class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs, ProfileRpcs,
-                     MemberViewRpcs, PersonalDataRpcs, SegmentRpcs, member_pb2_grpc.MemberServiceServicer):
+                     MemberViewRpcs, PersonalDataRpcs, SegmentRpcs, DistributionRpcs,
+                     member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,
                  economy: PointsEconomy, coupons: CouponUseCases, stored_value: StoredValue,
                  checkin: CheckIns | None = None, referrals: Referrals | None = None,
                  profiles: Profiles | None = None, member_views: MemberViews | None = None,
                  data_exports: DataExports | None = None, erasures: Erasures | None = None,
-                 segments: Segments | None = None):
+                 segments: Segments | None = None, distribution: Distribution | None = None):
+        self.distribution = distribution  # distributors, bindings, guides (distribution_servicer.DistributionRpcs)
         self.member_views = member_views  # staff search and 360° view (member_view_servicer.MemberViewRpcs)
         # PIPL export and erasure (personal_data_servicer.PersonalDataRpcs)
         self.data_exports, self.erasures = data_exports, erasures
