@@ -176,8 +176,8 @@ def settings_fields(s: DistributionSettings) -> dict:
             "auto_threshold": s.auto_threshold, "guide_rule": s.guide_rule, "guide_rate_bp": s.guide_rate_bp}
 
 
-def put_settings(merchant_id: str, settings: DistributionSettings, expected_version: int) -> int | None:
-    coll = _c(DistributionSettingsDoc)
+def put_settings(coll: Collection, merchant_id: str, settings: DistributionSettings,
+                 expected_version: int) -> int | None:
     if expected_version == 0:
         try:
             coll.insert_one({"_id": merchant_id, "merchant_id": merchant_id, "settings": settings_fields(settings),
@@ -199,7 +199,7 @@ class SettingsRepository:
         return settings_of(doc), int(doc.get("version") or 1)
 
     async def put(self, merchant_id: str, settings: DistributionSettings, expected_version: int) -> int | None:
-        return await run_sync(put_settings, merchant_id, settings, expected_version)
+        return await run_sync(put_settings, _c(DistributionSettingsDoc), merchant_id, settings, expected_version)
 
 
 # ---- levels --------------------------------------------------------------------------------
@@ -208,8 +208,7 @@ def level_of(doc: dict) -> DistributorLevel:
                             int(doc.get("level2_rate_bp", 0)), int(doc.get("version", 1)))
 
 
-def add_level(level: DistributorLevel, idempotency_key: str) -> tuple[DistributorLevel, bool]:
-    coll = _c(DistributorLevelDoc)
+def add_level(coll: Collection, level: DistributorLevel, idempotency_key: str) -> tuple[DistributorLevel, bool]:
     doc = {"_id": level.id, "merchant_id": level.merchant_id, "key": idempotency_key, "name": level.name,
            "level1_rate_bp": level.level1_rate_bp, "level2_rate_bp": level.level2_rate_bp,
            "created_ms": _now_ms(), "version": 1}
@@ -232,7 +231,7 @@ class LevelRepository:
         return [level_of(d) for d in docs]
 
     async def add(self, level: DistributorLevel, idempotency_key: str) -> tuple[DistributorLevel, bool]:
-        return await run_sync(add_level, level, idempotency_key)
+        return await run_sync(add_level, _c(DistributorLevelDoc), level, idempotency_key)
 
     async def save(self, level: DistributorLevel) -> None:
         await run_sync(save_change, _c(DistributorLevelDoc), {"_id": level.id, "merchant_id": level.merchant_id},
@@ -329,9 +328,9 @@ def ties_of(doc: dict | None) -> CustomerTies:
                         doc.get("upline_id", ""), doc.get("guide_id", ""), int(doc.get("guide_ms") or 0))
 
 
-def ensure_ties(merchant_id: str, member_id: str) -> None:
+def ensure_ties(coll: Collection, merchant_id: str, member_id: str) -> None:
     try:
-        _c(CustomerTiesDoc).insert_one({"_id": ties_id(merchant_id, member_id), "merchant_id": merchant_id,
+        coll.insert_one({"_id": ties_id(merchant_id, member_id), "merchant_id": merchant_id,
                                         "member_id": member_id, "distributor_id": "", "upline_id": "",
                                         "bound_ms": 0, "dist_key": "", "guide_id": "", "guide_ms": 0,
                                         "guide_key": ""})
@@ -353,10 +352,12 @@ def bind_guide_change(merchant_id: str, member_id: str, current_guide_id: str, g
             {"$set": {"guide_id": guide_id, "guide_ms": now_ms, "guide_key": key(now_ms, member_id)}})
 
 
-def _bind(change: tuple[dict, dict], merchant_id: str, member_id: str, first: bool) -> bool:
+def bind(coll: Collection, change: tuple[dict, dict], merchant_id: str, member_id: str, first: bool) -> bool:
+    """A binding change: the empty ties document first when there may be none (a duplicate
+    key: it exists), then ONE update conditional on the values read."""
     if first:
-        ensure_ties(merchant_id, member_id)
-    return _c(CustomerTiesDoc).update_one(*change).modified_count == 1
+        ensure_ties(coll, merchant_id, member_id)
+    return coll.update_one(*change).modified_count == 1
 
 
 def list_query(merchant_id: str, field: str, owner_id: str, key_field: str, after_key: str) -> dict:
@@ -374,12 +375,12 @@ class CustomerRepository:
 
     async def bind_distributor(self, merchant_id: str, member_id: str, current: Binding, new: Binding,
                                upline_id: str) -> bool:
-        return await run_sync(_bind, bind_distributor_change(merchant_id, member_id, current, new, upline_id),
+        return await run_sync(bind, _c(CustomerTiesDoc), bind_distributor_change(merchant_id, member_id, current, new, upline_id),
                               merchant_id, member_id, not current.distributor_id)
 
     async def bind_guide(self, merchant_id: str, member_id: str, current_guide_id: str, guide_id: str,
                          now_ms: int) -> bool:
-        return await run_sync(_bind, bind_guide_change(merchant_id, member_id, current_guide_id, guide_id, now_ms),
+        return await run_sync(bind, _c(CustomerTiesDoc), bind_guide_change(merchant_id, member_id, current_guide_id, guide_id, now_ms),
                               merchant_id, member_id, not current_guide_id)
 
     async def _list(self, merchant_id: str, field: str, owner_id: str, key_field: str, time_field: str,
@@ -419,8 +420,7 @@ class BindingHistoryRepository:
 
 
 # ---- guide profiles ------------------------------------------------------------------------
-def set_store(merchant_id: str, guide_id: str, store: str) -> None:
-    coll = _c(GuideProfileDoc)
+def set_store(coll: Collection, merchant_id: str, guide_id: str, store: str) -> None:
     query = {"_id": f"{merchant_id}:{guide_id}", "merchant_id": merchant_id}
     if coll.update_one(query, {"$set": {"store": store}}).matched_count:
         return
@@ -437,22 +437,21 @@ class GuideProfileRepository:
         return doc.get("store", "") if doc else ""
 
     async def set_store(self, merchant_id: str, guide_id: str, store: str) -> None:
-        await run_sync(set_store, merchant_id, guide_id, store)
+        await run_sync(set_store, _c(GuideProfileDoc), merchant_id, guide_id, store)
 
 
 # ---- spend ---------------------------------------------------------------------------------
-def spend_first(doc_id: str, order_id: str, net: int) -> tuple[dict, dict]:
-    return ({"_id": doc_id, f"orders.{order_id}": {"$exists": False}},
+def spend_first(merchant_id: str, doc_id: str, order_id: str, net: int) -> tuple[dict, dict]:
+    return ({"_id": doc_id, "merchant_id": merchant_id, f"orders.{order_id}": {"$exists": False}},
             {"$set": {f"orders.{order_id}": net}, "$inc": {"spend": net}})
 
 
-def spend_lower(doc_id: str, order_id: str, counted: int, net: int) -> tuple[dict, dict]:
-    return ({"_id": doc_id, f"orders.{order_id}": counted},
+def spend_lower(merchant_id: str, doc_id: str, order_id: str, counted: int, net: int) -> tuple[dict, dict]:
+    return ({"_id": doc_id, "merchant_id": merchant_id, f"orders.{order_id}": counted},
             {"$set": {f"orders.{order_id}": net}, "$inc": {"spend": net - counted}})
 
 
-def record_spend(merchant_id: str, member_id: str, order_id: str, net: int) -> int:
-    coll = _c(SpendDoc)
+def record_spend(coll: Collection, merchant_id: str, member_id: str, order_id: str, net: int) -> int:
     doc_id = f"{merchant_id}:{member_id}"
     for _ in range(SPEND_ATTEMPTS):
         doc = coll.find_one({"_id": doc_id, "merchant_id": merchant_id})
@@ -465,10 +464,10 @@ def record_spend(merchant_id: str, member_id: str, order_id: str, net: int) -> i
         orders = doc.get("orders") or {}
         spend = int(doc.get("spend") or 0)
         if order_id not in orders:
-            change = spend_first(doc_id, order_id, net)
+            change = spend_first(merchant_id, doc_id, order_id, net)
             after = spend + net
         elif net < int(orders[order_id]):
-            change = spend_lower(doc_id, order_id, int(orders[order_id]), net)
+            change = spend_lower(merchant_id, doc_id, order_id, int(orders[order_id]), net)
             after = spend + net - int(orders[order_id])
         else:
             return spend
@@ -479,7 +478,7 @@ def record_spend(merchant_id: str, member_id: str, order_id: str, net: int) -> i
 
 class SpendRepository:
     async def record(self, merchant_id: str, member_id: str, order_id: str, net: int) -> int:
-        return await run_sync(record_spend, merchant_id, member_id, order_id, net)
+        return await run_sync(record_spend, _c(SpendDoc), merchant_id, member_id, order_id, net)
 
 
 # ---- members and guides, as the distribution views see them ----------------------------------
