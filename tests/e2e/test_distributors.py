@@ -23,7 +23,7 @@ from siyu_kit.context import RequestContext
 from siyu_kit.events.outbox import make_event
 from siyu_kit.protos import timestamp
 from tests.support import wait_until
-from tests.support.shop import Shop, ok, paid_order, refused, staff_with
+from tests.support.shop import Shop, ok, paid_order, refused
 
 THRESHOLD = 5_000
 LEVEL_ID = "dlv_" + "0" * 26
@@ -59,6 +59,17 @@ def distributor(shop: Shop, token: str, member_id: str) -> dict:
 
 def mine(shop: Shop, token: str) -> dict:
     return ok(shop.call("GET", "/v1/me/distributor", token=token))
+
+
+_CREW: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def crew(shop: Shop, role: str) -> tuple[str, str]:
+    """The shop's staff user of this role, made once for the module (logins cost a password hash)."""
+    found = _CREW.get((shop.data["merchant_id"], role))
+    if found is None:
+        found = _CREW[(shop.data["merchant_id"], role)] = new_staff(shop, role)
+    return found
 
 
 def new_staff(shop: Shop, role: str) -> tuple[str, str]:
@@ -113,7 +124,7 @@ def test_a_third_level_is_refused_and_an_application_is_approved(shop):
     assert approved["state"] == "DISTRIBUTOR_STATE_ACTIVE" and approved["level1_rate_bp"] == 1000
     me = mine(shop, token)["distributor"]
     assert (me["state"], me["apply_reason"]) == ("DISTRIBUTOR_STATE_ACTIVE", "朋友多")
-    _, finance = new_staff(shop, "FINANCE")
+    _, finance = crew(shop, "FINANCE")
     seen = ok(shop.call("GET", f"/v1/staff/distributors/{member_id}", channel=None, token=finance))["distributor"]
     assert seen["state"] == "DISTRIBUTOR_STATE_ACTIVE"
 
@@ -139,7 +150,7 @@ def test_share_codes_and_orders_bind_and_the_order_is_credited_to_two_levels(sho
                         params={"kind": "TEAM_MEMBER_KIND_DISTRIBUTOR"}))["members"]
     assert [m["nickname_masked"] for m in team] == ["乙**"]
     # The exclusive guide: bound by the store code, credited with their store.
-    guide_id, guide_token = new_staff(shop, "GUIDE")
+    guide_id, guide_token = crew(shop, "GUIDE")
     ok(shop.as_staff("PUT", f"/v1/staff/guides/{guide_id}/store", json={"store": "南京西路店"}))
     bound = ok(shop.call("POST", "/v1/me/guide:bind", token=c_token, json={"guide_id": guide_id}))
     assert bound == {"guide_id": guide_id, "bound": True}
@@ -165,9 +176,9 @@ def test_every_distribution_route_refuses_bad_input_other_merchants_and_wrong_ro
     turn_on(shop)
     turn_on(other_shop)
     token, member_id = member(shop, "戊")
-    guide_id, guide_token = new_staff(shop, "GUIDE")
-    _, finance = new_staff(shop, "FINANCE")
-    operator = staff_with(shop, "OPERATOR")
+    guide_id, guide_token = crew(shop, "GUIDE")
+    _, finance = crew(shop, "FINANCE")
+    _, operator = crew(shop, "OPERATOR")
     level = ok(shop.as_staff("POST", "/v1/staff/distribution/levels", json={
         "idempotency_key": uuid.uuid4().hex, "name": "金牌", "level1_rate_bp": 1200, "level2_rate_bp": 300}))["level"]
     ok(shop.call("POST", "/v1/me/distributor:apply", token=token, json={}))
