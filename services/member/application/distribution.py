@@ -15,7 +15,7 @@ import asyncio
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Awaitable, Callable
 
 from services.member.application.distribution_ports import (BindingHistory, CustomerStore, CustomerTies,
                                                             DistributionSettingsStore, DistributorStore, Guides,
@@ -204,7 +204,10 @@ class Distribution:
 
         return await retry.on_conflict(attempt, gave_up="the application changed meanwhile; try again")
 
-    async def _decide(self, member_id: str, change: Callable[[Distributor, datetime], object]) -> Distributor:
+    async def _decide(self, member_id: str,
+                      change: Callable[[Distributor, datetime], Awaitable[Move | None]]) -> Distributor:
+        """A staff decision on a distributor: read, change (REPEAT: already so, nothing
+        written), save on the version read, audit."""
         ctx = context.current()
         v = Violations()
         v.check(is_id(member_id, "mem"), "member_id", "a mem_ id")
@@ -552,7 +555,7 @@ class Distribution:
         level = await self.levels.get(d.merchant_id, d.level_id) if d.level_id else None
         return rules.rates_of(settings, level)
 
-    async def list(self, state: str, page_size: int, page_token: str, applications: bool = False,
+    async def listing(self, state: str, page_size: int, page_token: str, applications: bool = False,
                    ) -> tuple[list[tuple[Distributor, tuple[int, int]]], str]:
         ctx = context.current()
         if applications:

@@ -70,13 +70,13 @@ class DistributionRpcs:
         return member_pb2.ListMyTeamResponse(members=out, next_page_token=token)
 
     async def ListDistributorApplications(self, request, context):
-        rows, token = await self.distribution.list(_state_filter(request.state), request.page_size,
+        rows, token = await self.distribution.listing(_state_filter(request.state), request.page_size,
                                                    request.page_token, applications=True)
         return member_pb2.ListDistributorApplicationsResponse(
             distributors=[distributor_proto(d, r) for d, r in rows], next_page_token=token)
 
     async def ListDistributors(self, request, context):
-        rows, token = await self.distribution.list(_state_filter(request.state), request.page_size,
+        rows, token = await self.distribution.listing(_state_filter(request.state), request.page_size,
                                                    request.page_token)
         return member_pb2.ListDistributorsResponse(distributors=[distributor_proto(d, r) for d, r in rows],
                                                    next_page_token=token)

@@ -312,7 +312,7 @@ async def test_views_of_the_distributor_and_the_guide(w):
     with caller(SHOP, staff_id=FINANCE, roles=("FINANCE",)):
         with pytest.raises(PermissionDenied):
             await w.cases.my_guide_customers(10, "")
-        rows, _ = await w.cases.list("ACTIVE", 10, "")
+        rows, _ = await w.cases.listing("ACTIVE", 10, "")
         assert {d.member_id for d, _ in rows} == {mem(1), mem(2)}
         with pytest.raises(PermissionDenied):
-            await w.cases.list("", 10, "", applications=True)
+            await w.cases.listing("", 10, "", applications=True)
