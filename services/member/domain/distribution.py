@@ -51,8 +51,10 @@ class DistributionSettings:
     def problems(self) -> list[tuple[str, str]]:
         """Field violations of an update (paths under `settings.`)."""
         out = []
-        if self.levels not in (1, 2):
+        if self.levels > MAX_LEVELS:
             out.append(("settings.levels", UNLAWFUL))
+        elif self.levels < 1:
+            out.append(("settings.levels", "1 or 2"))
         for name, rate in (("level1_rate_bp", self.level1_rate_bp), ("level2_rate_bp", self.level2_rate_bp),
                            ("guide_rate_bp", self.guide_rate_bp)):
             if not 0 <= rate <= MAX_RATE_SUM_BP:

@@ -39,7 +39,8 @@ def test_the_defaults_are_lawful():
 
 def test_a_third_level_is_refused_as_unlawful():
     assert "unlawful" in problems(levels=3)["settings.levels"]
-    assert "settings.levels" in problems(levels=0)
+    assert "unlawful" in problems(levels=7)["settings.levels"]
+    assert problems(levels=0)["settings.levels"] == "1 or 2"
     assert problems(levels=1, level2_rate_bp=0) == {}
 
 
