@@ -118,6 +118,17 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_UpdateReferralSettings", r"settings\.(inviter|invitee)_coupon_template_id"):
         "a coupon template of the merchant",
     # ---- end of referral ----
+    # ---- distribution ----
+    ("MemberService_UpdateDistributionSettings", r"settings\.(levels|level[12]_rate_bp)"):
+        "1 or 2 levels (a third is unlawful), level 2 at 0 with one level, the rates adding up to at most 50%",
+    ("MemberService_CreateDistributorLevel", r"name|level2_rate_bp"): "not only spaces; rates adding up to at most 50%",
+    ("MemberService_UpdateDistributorLevel", r"name|level2_rate_bp"): "not only spaces; rates adding up to at most 50%",
+    ("MemberService_RejectDistributor", r"reason"): "not only spaces",
+    ("MemberService_ListMyTeam", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListDistributorApplications", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListDistributors", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListMyGuideCustomers", r"page_token"): "an opaque token a previous page issued",
+    # ---- end of distribution ----
     # ---- coupons ----
     ("MemberService_CreateCouponTemplate", r"name"): "not only spaces",
     ("MemberService_CreateCouponTemplate", r"rule\.\w+(\[\d+\])?"):

@@ -23,6 +23,7 @@ from services.member.entrypoint import (checkin_wiring, coupon_wiring, events, j
                                            segment_wiring, servicer, stored_value_wiring)
 from services.member.entrypoint import member_view_wiring
 from services.member.entrypoint import personal_data_wiring
+from services.member.entrypoint import distribution_wiring
 from services.member.entrypoint import commission_wiring
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
@@ -103,6 +104,10 @@ def build(runtime: Runtime) -> Parts:
     for moves in (economy, order_points, checkin.points, referrals.points):
         moves.facts = facts_marks
     # ---- end of segments ----
+    # ---- distribution: distributors, levels, bindings, exclusive guides, ResolveReferral ----
+    distribution = distribution_wiring.use_cases(phones)
+    distribution_subscriptions = distribution_wiring.subscriptions(distribution)
+    # ---- end of distribution ----
     # ---- commissions and withdrawals: records and balances from order events, payouts ----
     commissions, withdrawals = commission_wiring.use_cases(runtime)
     # ---- end of commissions and withdrawals ----
@@ -113,7 +118,7 @@ def build(runtime: Runtime) -> Parts:
                                                           profiles=profiles, member_views=member_views,
                                                           data_exports=data_exports, erasures=erasures,
                                                           segments=segments, commissions=commissions,
-                                                          withdrawals=withdrawals),
+                                                          withdrawals=withdrawals, distribution=distribution),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()
@@ -121,7 +126,8 @@ def build(runtime: Runtime) -> Parts:
         subscriptions=events.subscriptions(order_points)
         + coupon_wiring.subscriptions(coupons) + stored_value_wiring.subscriptions(stored_value)
         + referral_wiring.subscriptions(referrals) + personal_data_wiring.subscriptions(erasures)
-        + segment_wiring.subscriptions(segments) + commission_wiring.subscriptions(commissions),
+        + segment_wiring.subscriptions(segments) + commission_wiring.subscriptions(commissions)
+        + distribution_subscriptions,
         # Members stored before their growth and phone suffix were kept beside them; each
         # replica checks, and one at a time works (a lease), until every backfill is done.
         jobs=[service.Job("member-backfills", env_seconds("MEMBER_BACKFILL_INTERVAL_S", 5),

@@ -31,6 +31,8 @@ from services.member.entrypoint.segment_servicer import SegmentRpcs
 from services.member.application.segments import Segments
 from services.member.application.stored_value import StoredValue
 from services.member.application.points import PointsEconomy
+from services.member.entrypoint.distribution_servicer import DistributionRpcs
+from services.member.application.distribution import Distribution
 from services.member.entrypoint.commission_servicer import CommissionRpcs
 from services.member.application.commissions import CommissionLedger
 from services.member.application.withdrawals import Withdrawals
@@ -46,7 +48,7 @@ def _role_names(roles) -> list[str]:
 
 
 class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs, ProfileRpcs,
-                     MemberViewRpcs, PersonalDataRpcs, SegmentRpcs, CommissionRpcs,
+                     MemberViewRpcs, PersonalDataRpcs, SegmentRpcs, CommissionRpcs, DistributionRpcs,
                      member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,
@@ -55,9 +57,10 @@ class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckIn
                  profiles: Profiles | None = None, member_views: MemberViews | None = None,
                  data_exports: DataExports | None = None, erasures: Erasures | None = None,
                  segments: Segments | None = None, commissions: CommissionLedger | None = None,
-                 withdrawals: Withdrawals | None = None):
+                 withdrawals: Withdrawals | None = None, distribution: Distribution | None = None):
         # commission records, balances and withdrawals (commission_servicer.CommissionRpcs)
         self.commissions, self.withdrawals = commissions, withdrawals
+        self.distribution = distribution  # distributors, bindings, guides (distribution_servicer.DistributionRpcs)
         self.member_views = member_views  # staff search and 360° view (member_view_servicer.MemberViewRpcs)
         # PIPL export and erasure (personal_data_servicer.PersonalDataRpcs)
         self.data_exports, self.erasures = data_exports, erasures

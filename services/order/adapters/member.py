@@ -50,9 +50,6 @@ class ReferralClient:
             resp = await self._stub.ResolveReferral(
                 member_pb2.ResolveReferralRequest(member_id=member_id, sharer_id=sharer_id), timeout=TIMEOUT_S)
         except grpc.aio.AioRpcError as error:
-            # until the member service answers ResolveReferral
-            if error.code() == grpc.StatusCode.UNIMPLEMENTED:
-                return None
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise errors.NotFound("no such member", reason="MEMBER_NOT_FOUND") from error
             raise errors.Unavailable("who the order is credited to could not be read; try again",

@@ -265,7 +265,6 @@ async def test_the_referral_client_maps_the_answer_and_the_refusals():
     assert got == Referral(distributor_id=DIST, distributor_rate_bp=1000, guide_id="stf_G", guide_rate_bp=100,
                            guide_store="S1")
     assert await client(Stub(common_pb2.Referral())).resolve(MEMBER, "") is None
-    assert await client(Stub(error=grpc.StatusCode.UNIMPLEMENTED)).resolve(MEMBER, "") is None
     with pytest.raises(Unavailable) as away:
         await client(Stub(error=grpc.StatusCode.UNAVAILABLE)).resolve(MEMBER, "")
     assert away.value.reason == "MEMBER_UNAVAILABLE"
