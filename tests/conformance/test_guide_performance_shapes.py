@@ -58,3 +58,32 @@ def test_totals_of_keys_with_a_prefix(coll):
     rows, _ = gs.totals_page(coll, merchant, "guide_store", "2026-06-01", "2026-06-01", f"SH-01_{G1}", 10,
                              ref_prefix="SH-01_")
     assert [ref for ref, _ in rows] == [f"SH-01_{G2}"]
+
+
+def test_erasure_removes_a_members_marks_and_guards_and_keeps_the_counts(db, coll):
+    from services.content.adapters import funnel_store as fs
+    from services.content.domain.funnels import Counters
+
+    guards = db[coll.name + "_g"]
+    merchant, other = new_merchant_id(), new_merchant_id()
+    buckets = fs.Buckets(coll, guards, mark_limit=3)
+    member, keep = "mem_01J0000000000000000000000A", "mem_01J0000000000000000000000B"
+
+    def fields(m: str, ref: str) -> dict:
+        return {"merchant_id": m, "dimension": "guide", "ref_id": ref, "day": "2026-06-01", "currency": "CNY"}
+
+    key = f"{merchant}:guide:{G1}:2026-06-01"
+    # Three causes move the bucket's marks out to guards; two more stay marked.
+    for cause in (f"v:{member}", f"c:{member}-e1", "evt_1", f"c:{member}-e2", f"v:{keep}"):
+        assert buckets.apply_once(key, fields(merchant, G1), cause, Counters(unique_viewers=1))
+    other_key = f"{other}:guide:{G1}:2026-06-01"
+    assert buckets.apply_once(other_key, fields(other, G1), f"v:{member}", Counters(unique_viewers=1))
+
+    assert fs.forget_member_marks(coll, guards, merchant, member) == 1  # c:<member>-e2, still marked
+    doc = coll.find_one({"_id": key})
+    assert sorted(doc["marks"]) == [f"v:{keep}"] and doc["unique_viewers"] == 5 and doc["marks_n"] == 1
+    assert sorted(g["_id"] for g in guards.find({"merchant_id": merchant})) == [f"{key}|evt_1"]
+    # Another merchant's member of the same id is theirs to erase.
+    assert f"v:{member}" in coll.find_one({"_id": other_key})["marks"]
+    assert fs.forget_member_marks(coll, guards, merchant, member) == 0  # a rerun removes nothing more
+    guards.drop()

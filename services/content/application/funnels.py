@@ -115,6 +115,11 @@ class FunnelUseCases:
             changed += await self.repo.save(funnel)
         return changed
 
+    async def forget_member(self, merchant_id: str, member_id: str) -> int:
+        """Erasure: the funnels (guides' included) keep counting the member's views and
+        clicks as numbers, but no longer name them."""
+        return await self.repo.forget_member(merchant_id, member_id)
+
     # ---- staff reads --------------------------------------------------------------------
 
     async def persona_funnel(self, persona_id: str) -> tuple[Persona, Counters, str]:

@@ -70,6 +70,8 @@ def build(runtime: service.Runtime) -> service.Parts:
     guides = guide_performance_wiring.use_cases(funnels, persona_repo, content_repo,
                                                 guide_performance_wiring.session_persona(live.sessions))
     guide_performance_wiring.add_to(parts, guides)
+    # Funnel buckets (guides' too) name viewers and clickers in their marks: erased with the member.
+    feed.member_data.derived.append(funnels.forget_member)
     # ---- end of guide performance ----
     return parts
 

@@ -307,3 +307,18 @@ async def test_the_funnel_report_of_a_guide_is_theirs_alone():
             await cases.daily_report(funnels.GUIDE, "stf_" + "Z" * 26, DAY, DAY)
         with pytest.raises(InvalidArgument):
             await cases.daily_report(funnels.GUIDE, "mem_" + "Z" * 26, DAY, DAY)
+
+
+async def test_erasure_forgets_who_viewed_and_keeps_the_numbers():
+    w = World()
+    persona = await w.persona(G1)
+    cases = FunnelUseCases(w.funnels, PersonaUseCases(w.personas), ContentUseCases(w.contents, w.personas, None))
+    cases.guide_touches = w.cases.record_touch
+    await cases.record_view(Touch(merchant_id=M, viewer_id="mem_1", occurred_at=AT, persona_id=persona))
+    await cases.record_click(Touch(merchant_id=M, viewer_id="mem_1", occurred_at=AT, persona_id=persona,
+                                   click_id="mem_1-e1"))
+    await cases.record_view(Touch(merchant_id=M, viewer_id="mem_2", occurred_at=AT, persona_id=persona))
+    assert await cases.forget_member(M, "mem_1") == 4  # viewer and click, of the persona and the guide
+    assert all(not any("mem_1" in c for c in b.seen) for b in w.funnels.buckets.values())
+    assert w.totals("guide", G1) == Counters(unique_viewers=2, product_clicks=1)
+    assert w.totals("persona", persona) == Counters(unique_viewers=2, product_clicks=1)
