@@ -6,8 +6,10 @@ other merchants and the wrong role."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import nats
@@ -114,23 +116,47 @@ def test_a_guides_share_code_binds_and_sells_and_the_guide_sees_their_numbers(sh
 
 
 def _every_route_refuses(shop, guide: str, operator: str, span: dict) -> None:
-    bad = {"from_day": "2026-13-01", "to_day": span["to_day"]}
-    # Bad input: 400 with the field.
-    refused(shop.call("GET", "/v1/staff/guide-performance/me", channel=None, token=guide, params=bad), 400,
-            fields={"from_day"})
-    refused(shop.call("GET", "/v1/staff/guide-performance", channel=None, token=operator, params={
-        **span, "store": "上海店", "page_size": 51}), 400, fields={"store", "page_size"})
-    refused(shop.call("GET", "/v1/staff/store-performance/bad.store", channel=None, token=operator, params=span),
-            400, fields={"store"})
-    refused(shop.call("GET", "/v1/staff/store-performance", channel=None, token=operator, params={
-        **span, "page_token": "nope"}), 400, fields={"page_token"})
+    for table in (BAD, DENIED):
+        for rpc, case in table.items():
+            case(shop, guide, operator, span)
     # A store nothing was counted for: 404.
     refused(shop.call("GET", "/v1/staff/store-performance/SH-404", channel=None, token=operator, params=span),
             404, "FUNNEL_NOT_FOUND")
     refused(shop.call("GET", "/v1/staff/guide-performance", channel=None, token=operator, params={
         **span, "store": "SH-404"}), 404, "FUNNEL_NOT_FOUND")
-    # The wrong role: 403.
-    refused(shop.call("GET", "/v1/staff/guide-performance/me", channel=None, token=operator, params=span), 403)
-    for path in ("/v1/staff/guide-performance", "/v1/staff/store-performance",
-                 "/v1/staff/store-performance/SH-01"):
-        refused(shop.call("GET", path, channel=None, token=guide, params=span), 403)
+
+
+def _get(shop, path: str, token: str, params: dict):
+    return shop.call("GET", path, channel=None, token=token, params=params)
+
+
+BAD_DAY = "2026-13-01"
+# Bad input: 400 with the field.
+BAD = {
+    "GetMyGuidePerformance": lambda shop, guide, op, span: refused(_get(
+        shop, "/v1/staff/guide-performance/me", guide, {**span, "from_day": BAD_DAY}), 400, fields={"from_day"}),
+    "ListGuidePerformance": lambda shop, guide, op, span: refused(_get(
+        shop, "/v1/staff/guide-performance", op, {**span, "store": "上海店", "page_size": 51}), 400,
+        fields={"store", "page_size"}),
+    "GetStorePerformance": lambda shop, guide, op, span: refused(_get(
+        shop, "/v1/staff/store-performance/bad.store", op, {**span, "to_day": "x"}), 400, fields={"store", "to_day"}),
+    "ListStorePerformance": lambda shop, guide, op, span: refused(_get(
+        shop, "/v1/staff/store-performance", op, {**span, "page_token": "nope"}), 400, fields={"page_token"}),
+}
+# The wrong role: 403 (an operator has no performance of their own; a guide reads no one else's).
+DENIED = {
+    "GetMyGuidePerformance": lambda shop, guide, op, span: refused(_get(
+        shop, "/v1/staff/guide-performance/me", op, span), 403),
+    "ListGuidePerformance": lambda shop, guide, op, span: refused(_get(
+        shop, "/v1/staff/guide-performance", guide, span), 403),
+    "GetStorePerformance": lambda shop, guide, op, span: refused(_get(
+        shop, "/v1/staff/store-performance/SH-01", guide, span), 403),
+    "ListStorePerformance": lambda shop, guide, op, span: refused(_get(
+        shop, "/v1/staff/store-performance", guide, span), 403),
+}
+
+
+def test_every_guide_performance_route_has_its_refusals():
+    text = (Path(__file__).parents[2] / "protos/siyu/content/v1/content.proto").read_text(encoding="utf-8")
+    block = text.split("  // ---- Guide performance ----", 1)[1].split("  // ---- end of Guide performance ----", 1)[0]
+    assert set(re.findall(r"rpc (\w+)\(", block)) == set(BAD) == set(DENIED)

@@ -22,6 +22,7 @@ from services.content.domain.funnels import Counters, DailyFunnel
 from services.content.domain.guide_performance import OrderCredit
 
 _STORE_POSITION = rules.STORE_RE
+STORE_RULE = "1 to 32 characters of A-Z, a-z, 0-9, _ or -, without _stf_"
 _GUIDE_POSITION = paging.ID
 
 
@@ -148,7 +149,7 @@ class GuidePerformanceUseCases:
         ctx = context.current()
         ctx.require_staff("OPERATOR")
         v = Violations()
-        v.check(bool(rules.store_key(store)), "store", "1 to 32 characters of A-Z, a-z, 0-9, _ or -")
+        v.check(bool(rules.store_key(store)), "store", STORE_RULE)
         start, end = self._range(v, from_day, to_day)
         v.raise_if_any()
         await self._require_store(ctx.merchant_id, store)
@@ -167,7 +168,7 @@ class GuidePerformanceUseCases:
         ctx = context.current()
         ctx.require_staff("OPERATOR")
         v = Violations()
-        v.check(not store or bool(rules.store_key(store)), "store", "1 to 32 characters of A-Z, a-z, 0-9, _ or -")
+        v.check(not store or bool(rules.store_key(store)), "store", STORE_RULE)
         self._range(v, from_day, to_day)
         size = _page_size(v, size)
         fp = paging.fingerprint(listing="guide-performance", from_day=from_day, to_day=to_day, store=store)
@@ -178,7 +179,7 @@ class GuidePerformanceUseCases:
                                                            size + 1)
         else:
             await self._require_store(ctx.merchant_id, store)
-            prefix = rules.guide_store_ref(store, "")
+            prefix = rules.guide_store_ref(store, "stf_")
             found, currency = await self.totals.totals_page(
                 ctx.merchant_id, funnels.GUIDE_STORE, from_day, to_day,
                 rules.guide_store_ref(store, after) if after else "", size + 1, ref_prefix=prefix)

@@ -41,8 +41,10 @@ def is_guide(staff_id: str) -> bool:
 
 
 def store_key(store: str) -> str:
-    """The store an order counts for; "" when the referral names none we can key."""
-    return store if STORE_RE.match(store or "") else ""
+    """The store an order counts for; "" when the referral names none we can key. A store
+    never holds "_stf_", so the keys of one store's guides ("<store>_stf_…") are a prefix no
+    other store's share."""
+    return store if STORE_RE.match(store or "") and "_stf_" not in store else ""
 
 
 def guide_store_ref(store: str, guide_id: str) -> str:

@@ -55,6 +55,7 @@ def test_the_credit_names_the_store_and_the_referral_guide_within_it():
     # A store the referral names in another form counts for no store; no referral guide,
     # no guide within the store.
     assert rules.credit("ord_1", G1, (), store="上海店").store == ""
+    assert rules.credit("ord_1", G1, (), store="SH_stf_1").store == ""  # would share another store's keys
     assert [f.dimension for f in rules.credit("ord_1", "", (G2,), store="SH-01").funnels(M)] == ["guide", "store"]
 
 
@@ -322,3 +323,14 @@ async def test_erasure_forgets_who_viewed_and_keeps_the_numbers():
     assert all(not any("mem_1" in c for c in b.seen) for b in w.funnels.buckets.values())
     assert w.totals("guide", G1) == Counters(unique_viewers=2, product_clicks=1)
     assert w.totals("persona", persona) == Counters(unique_viewers=2, product_clicks=1)
+
+
+async def test_a_stores_guides_are_not_those_of_a_store_whose_name_starts_alike():
+    w = World()
+    await w.cases.record_order(paid("ord_1", 100, referral_guide=G1, store="SH-01"))
+    await w.cases.record_order(paid("ord_2", 200, referral_guide=G2, store="SH-01_B"))
+    with caller(M, staff_id="stf_op", roles=("OPERATOR",)):
+        assert [g for g, _ in (await w.cases.list_guides(DAY, DAY, "SH-01", 0, ""))[0]] == [G1]
+        assert [g for g, _ in (await w.cases.list_guides(DAY, DAY, "SH-01_B", 0, ""))[0]] == [G2]
+        with pytest.raises(InvalidArgument):
+            await w.cases.list_guides(DAY, DAY, "SH_stf_1", 0, "")
