@@ -125,6 +125,15 @@ class FakeFunnels:
     async def any_counted(self, merchant_id: str, dimension: str, ref_id: str) -> bool:
         return any(key[:3] == (merchant_id, dimension, ref_id) for key in self.buckets)
 
+    async def forget_member(self, merchant_id: str, member_id: str) -> int:
+        removed = 0
+        for key, bucket in self.buckets.items():
+            if key[0] == merchant_id:
+                named = {c for c in bucket.seen if c == f"v:{member_id}" or c.startswith(f"c:{member_id}-")}
+                bucket.seen -= named
+                removed += len(named)
+        return removed
+
 
 class FakePurchases:
     """Order facts and first purchases keyed by (merchant, order) and (merchant, member)."""

@@ -195,8 +195,9 @@ class FakeShareCodes:
         self.codes[share.code] = share
         return "added"
 
-    async def record_open(self, merchant_id, code, opener, member_id, day, at_ms) -> bool:
-        self.opens.append({"merchant_id": merchant_id, "code": code, "member_id": member_id, "at_ms": at_ms})
+    async def record_open(self, merchant_id, code, opener, member_id, day, at_ms, opened=None) -> bool:
+        self.opens.append({"merchant_id": merchant_id, "code": code, "member_id": member_id, "at_ms": at_ms,
+                           "events": [opened] if opened is not None else []})
         if member_id:
             self.member_opens[f"{merchant_id}:{code}:{member_id}"] = at_ms
         key = f"{merchant_id}:{code}:{opener}:{day}"

@@ -11,6 +11,8 @@ one conditional update. Every shape is in tests/conformance/test_engagement_shap
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import mongoengine as me
 from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
@@ -18,12 +20,16 @@ from pymongo.errors import DuplicateKeyError
 
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.db import run_sync
+from siyu_kit.events.documents import OutboxDocument
+from siyu_kit.events.outbox import Event
 from siyu_kit.ids import new_id
-from siyu_kit.repository import save_change
+from siyu_kit.repository import insert_new, save_change
 
+from services.content.adapters.share_open_messages import opened_events
 from services.content.application.engagement_ports import AuditEntry, Counts
 from services.content.domain.engagement import (HELD, HIDDEN, PUBLISHED, REJECTED, Comment, EngagementSettings,
                                                 ShareCode, ShareTarget)
+from services.content.domain.share_opens import ShareCodeWasOpened
 
 STAT_FIELDS = ("views", "likes", "comments", "shares")
 
@@ -94,13 +100,14 @@ class ShareCodeDoc(me.Document):
             "indexes": [{"fields": ["dedup_key"], "unique": True}, {"fields": ["merchant_id", "sharer_id"]}]}
 
 
-class ShareOpenDoc(me.Document):
-    """Every open, logged cheaply (one insert)."""
+class ShareOpenDoc(OutboxDocument):
+    """Every open, logged cheaply (one insert); a signed-in member's open carries
+    ShareCodeOpened in its outbox."""
     id = me.StringField(primary_key=True)
     merchant_id = me.StringField(required=True)
     member_id = me.StringField()
     meta = {"collection": "share_opens", "auto_create_index": False,
-            "indexes": [{"fields": ["merchant_id", "member_id"]}]}
+            "indexes": [{"fields": ["merchant_id", "member_id"]}, {"fields": ["outbox_pending"]}]}
 
 
 class ShareOpenDayDoc(me.Document):
@@ -423,9 +430,11 @@ def add_share(codes: Collection, share: ShareCode) -> str:
 
 
 def record_open(codes: Collection, opens: Collection, days: Collection, member_opens: Collection, merchant_id: str,
-                code: str, opener: str, member_id: str, day: str, at_ms: int, open_id: str) -> bool:
-    opens.insert_one({"_id": open_id, "merchant_id": merchant_id, "code": code, "opener": opener,
-                      "member_id": member_id, "at_ms": at_ms})
+                code: str, opener: str, member_id: str, day: str, at_ms: int, open_id: str,
+                events: Sequence[Event] = ()) -> bool:
+    # The open's record and its event are one insert: the event goes out once per open.
+    insert_new(opens, {"_id": open_id, "merchant_id": merchant_id, "code": code, "opener": opener,
+                       "member_id": member_id, "at_ms": at_ms}, events)
     if member_id:
         key = {"_id": f"{merchant_id}:{code}:{member_id}", "merchant_id": merchant_id}
         try:
@@ -455,10 +464,10 @@ class MongoShareCodes:
         return await run_sync(add_share, _col(ShareCodeDoc), share)
 
     async def record_open(self, merchant_id: str, code: str, opener: str, member_id: str, day: str,
-                          at_ms: int) -> bool:
+                          at_ms: int, opened: ShareCodeWasOpened | None = None) -> bool:
         return await run_sync(record_open, _col(ShareCodeDoc), _col(ShareOpenDoc), _col(ShareOpenDayDoc),
                               _col(ShareMemberOpenDoc), merchant_id, code, opener, member_id, day, at_ms,
-                              new_id("sho"))
+                              new_id("sho"), opened_events(merchant_id, opened))
 
     async def last_opened_ms(self, merchant_id: str, code: str, member_id: str) -> int:
         doc = await run_sync(_col(ShareMemberOpenDoc).find_one,
@@ -488,3 +497,8 @@ def erase_shares(codes: Collection, opens: Collection, days: Collection, member_
     opens.delete_many({"merchant_id": merchant_id, "member_id": member_id})
     days.delete_many({"merchant_id": merchant_id, "member_id": member_id})
     member_opens.delete_many({"merchant_id": merchant_id, "member_id": member_id})
+
+
+def outbox_collections() -> list:
+    """The open records: a member's open carries ShareCodeOpened."""
+    return [_col(ShareOpenDoc)]

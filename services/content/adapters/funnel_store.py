@@ -18,6 +18,7 @@ leaves nothing half done: a replay finds the mark. No multi-document transaction
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 from mongoengine import DateTimeField, Document, DictField, IntField, LongField, StringField
@@ -230,6 +231,34 @@ class FunnelRepository:
         doc = await run_sync(FunnelBucketDoc._get_collection().find_one,
                              {"merchant_id": merchant_id, "dimension": dimension, "ref_id": ref_id}, {"_id": 1})
         return doc is not None
+
+    async def forget_member(self, merchant_id: str, member_id: str) -> int:
+        return await run_sync(forget_member_marks, FunnelBucketDoc._get_collection(),
+                              FunnelGuardDoc._get_collection(), merchant_id, member_id)
+
+
+def member_causes(marks: dict, member_id: str) -> list[str]:
+    """The causes that name a member: their viewer of a day (`v:<member>`) and their clicks
+    (`c:<member>-<client id>`)."""
+    return sorted(c for c in marks if c == f"v:{member_id}" or c.startswith(f"c:{member_id}-"))
+
+
+def member_guards_query(merchant_id: str, member_id: str) -> dict:
+    return {"merchant_id": merchant_id, "_id": {"$regex": rf"\|(v:{re.escape(member_id)}$|c:{re.escape(member_id)}-)"}}
+
+
+def forget_member_marks(buckets, guards, merchant_id: str, member_id: str) -> int:
+    """Removes the marks and guards that name a member from the merchant's buckets; the
+    counts they made stay (a number, not a person). An erased member never views or
+    clicks again, so no later cause of theirs can be counted twice. How many marks went."""
+    removed = 0
+    for doc in list(buckets.find({"merchant_id": merchant_id}, {"marks": 1})):
+        for cause in member_causes(doc.get("marks") or {}, member_id):
+            # Conditional on the mark, so marks_n moves once per mark removed.
+            removed += buckets.update_one({"_id": doc["_id"], f"marks.{cause}": {"$exists": True}},
+                                          {"$unset": {f"marks.{cause}": ""}, "$inc": {"marks_n": -1}}).modified_count
+    guards.delete_many(member_guards_query(merchant_id, member_id))
+    return removed
 
 
 def _counters(doc: dict) -> Counters:

@@ -16,7 +16,7 @@ from services.content.application.engagement_ports import (Audit, AuditEntry, Co
 from services.content.application.funnels import FunnelUseCases, Touch
 from services.content.application.ports import ContentRepository, PersonaRepository, Products
 from services.content.domain import engagement as rules
-from services.content.domain import funnels
+from services.content.domain import funnels, share_opens
 from services.content.domain.contents import Content
 from services.content.domain.engagement import (Comment, EngagementSettings, ProductEvent, ShareCode,
                                                 ShareTarget, WordFilter)
@@ -321,9 +321,18 @@ class EngagementUseCases:
         # Without a member, an opener is told apart by network address only.
         opener = f"member:{member_id}" if member_id else f"address:{ctx.client_address or 'unknown'}"
         now = self.clock()
-        counted = await self.shares.record_open(merchant_id, code, opener, member_id, self._day(now), now)
+        # The open's record carries the event that tells the member service (never for an
+        # anonymous opener): one write, so an open is told once and never lost.
+        counted = await self.shares.record_open(merchant_id, code, opener, member_id, self._day(now), now,
+                                                opened=share_opens.opened(share, member_id, now))
         if counted:
             share = replace(share, click_count=share.click_count + 1)
+        if member_id and self.funnel_cases is not None:
+            # A signed-in opener is a viewer of the code's guides (their performance).
+            t = share.target
+            await self.funnel_cases.record_guide_view(Touch(
+                merchant_id=merchant_id, viewer_id=member_id, occurred_at=from_ms(now), persona_id=t.persona_id,
+                content_id=t.content_id, live_session_id=t.live_session_id, share_code=code))
         return share, counted
 
     async def check_share(self, code: str, member_id: str) -> ShareCheck:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from services.content.domain.engagement import Comment, EngagementSettings, ShareCode
+from services.content.domain.share_opens import ShareCodeWasOpened
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,10 @@ class ShareCodes(Protocol):
         sharer's code for the target today was inserted first: read it)."""
 
     async def record_open(self, merchant_id: str, code: str, opener: str, member_id: str, day: str,
-                          at_ms: int) -> bool:
-        """Logs the open; True when it is the opener's first that day, and then
-        click_count moved by one. With a member, remembers when they last opened it."""
+                          at_ms: int, opened: ShareCodeWasOpened | None = None) -> bool:
+        """Logs the open, with `opened` (if any) in the same write's outbox; True when it
+        is the opener's first that day, and then click_count moved by one. With a member,
+        remembers when they last opened it."""
 
     async def last_opened_ms(self, merchant_id: str, code: str, member_id: str) -> int:
         """When the member last opened the code; 0 when never."""

@@ -16,7 +16,8 @@ from services.content.application.ports import FunnelRepository
 from services.content.domain import funnels
 from services.content.domain.contents import Content
 from services.content.domain.funnels import Counters, DailyFunnel
-from services.content.domain.guides import require_funnel_dimension, require_manage, sees_all
+from services.content.domain.guides import (require_funnel_dimension, require_manage, require_own_performance,
+                                            sees_all)
 from services.content.domain.personas import Persona
 
 CHANNELS = ("MINI_PROGRAM", "H5", "LIVE")
@@ -66,6 +67,9 @@ class FunnelUseCases:
         # The member service shares no merchant settings with us yet, so every merchant
         # counts its business days in the default zone.
         self.time_zone = time_zone
+        # Counts a viewer (and click) for the guides of what was seen (guide performance);
+        # set by the wiring, None: guides are not counted.
+        self.guide_touches: Callable[[Touch], Awaitable[int]] | None = None
 
     # ---- counting (event consumers and the engagement endpoint) -------------------------
 
@@ -83,16 +87,25 @@ class FunnelUseCases:
         day = funnels.business_day(touch.occurred_at, self.time_zone)
         if not funnels.valid_cause(touch.viewer_id):
             raise ValueError(f"viewer {touch.viewer_id!r} cannot name a count")
-        return await self._count(touch.merchant_id, _refs(touch), f"v:{touch.viewer_id}", day, funnels.viewed(),
-                                 DEFAULT_CURRENCY)
+        changed = await self._count(touch.merchant_id, _refs(touch), f"v:{touch.viewer_id}", day, funnels.viewed(),
+                                    DEFAULT_CURRENCY)
+        await self.record_guide_view(touch)
+        return changed
+
+    async def record_guide_view(self, touch: Touch) -> int:
+        """Only the guides' viewer (and click) counts of a touch: a share code's opener is
+        its guides' viewer, while the code's own funnel counts clicks on the code."""
+        return await self.guide_touches(touch) if self.guide_touches is not None else 0
 
     async def record_click(self, touch: Touch) -> int:
         """A product click, once per click id (the caller's, stable across retries)."""
         day = funnels.business_day(touch.occurred_at, self.time_zone)
         if not funnels.valid_cause(touch.click_id):
             raise ValueError(f"click {touch.click_id!r} cannot name a count")
-        return await self._count(touch.merchant_id, _refs(touch), f"c:{touch.click_id}", day, funnels.clicked(),
-                                 DEFAULT_CURRENCY)
+        changed = await self._count(touch.merchant_id, _refs(touch), f"c:{touch.click_id}", day, funnels.clicked(),
+                                    DEFAULT_CURRENCY)
+        await self.record_guide_view(touch)
+        return changed
 
     async def _count(self, merchant_id: str, refs: tuple[str, ...], cause: str, day: str, change: Counters,
                      currency: str) -> int:
@@ -101,6 +114,11 @@ class FunnelUseCases:
             funnel.count(cause, day, change, currency)
             changed += await self.repo.save(funnel)
         return changed
+
+    async def forget_member(self, merchant_id: str, member_id: str) -> int:
+        """Erasure: the funnels (guides' included) keep counting the member's views and
+        clicks as numbers, but no longer name them."""
+        return await self.repo.forget_member(merchant_id, member_id)
 
     # ---- staff reads --------------------------------------------------------------------
 
@@ -130,8 +148,8 @@ class FunnelUseCases:
         merchant_id = ctx.require_merchant()
         ctx.require_staff("OPERATOR", "GUIDE")
         v = Violations()
-        v.check(dimension in funnels.DIMENSIONS, "dimension", "a funnel dimension")
-        if dimension in funnels.DIMENSIONS:
+        v.check(dimension in _REF_RULE, "dimension", "a funnel dimension")
+        if dimension in _REF_RULE:
             v.check(_ref_ok(dimension, ref_id), "ref_id", _REF_RULE[dimension])
         start, end = funnels.parse_day(from_day), funnels.parse_day(to_day)
         v.check(start is not None, "from_day", "a date, yyyy-mm-dd")
@@ -163,6 +181,13 @@ class FunnelUseCases:
                                violations=[FieldViolation("ref_id", "nothing counted for it")])
             if dimension == funnels.LIVE_SESSION and not sees_all(ctx.roles):
                 await self._require_session_managed(ref_id)
+        elif dimension == funnels.GUIDE:
+            # A guide reads their own numbers (zeros before anything counted); managers
+            # read a guide something was counted for.
+            require_own_performance(ref_id, ctx.caller_id, ctx.roles)
+            if sees_all(ctx.roles) and not await self.repo.any_counted(merchant_id, dimension, ref_id):
+                raise NotFound("no such funnel", reason="FUNNEL_NOT_FOUND",
+                               violations=[FieldViolation("ref_id", "nothing counted for it")])
 
     async def _require_persona_managed(self, persona_id: str, what: str) -> None:
         ctx = context.current()
@@ -183,7 +208,8 @@ def _refs(touch: Touch) -> tuple[str, ...]:
 
 _REF_RULE = {funnels.PERSONA: "a persona id (per_…)", funnels.CONTENT: "a content id (cnt_…)",
              funnels.LIVE_SESSION: "a live session id (liv_…)", funnels.CHANNEL: "MINI_PROGRAM, H5 or LIVE",
-             funnels.SHARE_CODE: "a share code: 1 to 32 of A-Z, a-z, 0-9, _ or -"}
+             funnels.SHARE_CODE: "a share code: 1 to 32 of A-Z, a-z, 0-9, _ or -",
+             funnels.GUIDE: "a guide's staff id (stf_…)"}
 
 
 def _ref_ok(dimension: str, ref_id: str) -> bool:
@@ -195,4 +221,6 @@ def _ref_ok(dimension: str, ref_id: str) -> bool:
         return is_id(ref_id, "liv")
     if dimension == funnels.CHANNEL:
         return ref_id in CHANNELS
+    if dimension == funnels.GUIDE:
+        return is_id(ref_id, "stf")
     return bool(ref_id) and len(ref_id) <= 32 and funnels.attributed("", "", "", "", ref_id) != []

@@ -60,6 +60,10 @@ class FunnelRepository(Protocol):
 
     async def any_counted(self, merchant_id: str, dimension: str, ref_id: str) -> bool: ...
 
+    async def forget_member(self, merchant_id: str, member_id: str) -> int:
+        """Removes the member's viewer and click causes from every bucket and guard of the
+        merchant (the counts stay); how many marks went."""
+
 
 class PurchaseRepository(Protocol):
     async def paid(self, merchant_id: str, order_id: str, paid_ms: int, paid: int, first: FirstPurchase) -> None:

@@ -18,7 +18,10 @@ from siyu_kit.money import BASIS_POINTS
 
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 PERSONA, CONTENT, LIVE_SESSION, CHANNEL, SHARE_CODE = "persona", "content", "live_session", "channel", "share_code"
-DIMENSIONS = (PERSONA, CONTENT, LIVE_SESSION, CHANNEL, SHARE_CODE)
+# Guide performance (domain/guide_performance.py): a guide's (stf_ id), a store's, and a
+# guide's within a store ("<store>_<stf_ id>").
+GUIDE, STORE, GUIDE_STORE = "guide", "store", "guide_store"
+DIMENSIONS = (PERSONA, CONTENT, LIVE_SESSION, CHANNEL, SHARE_CODE, GUIDE, STORE, GUIDE_STORE)
 # Attribution ids become part of a bucket key; anything else is not one of our ids.
 _REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A cause (event id, refund id, viewer, click id) names one count; it becomes a map key

@@ -149,3 +149,5 @@ class EngagementRpcs:
             t = check.code.target
             response.persona_id, response.content_id = t.persona_id, t.content_id
             response.live_session_id = t.live_session_id
+            # The order's distributor or guide binding starts from the sharer.
+            response.share_code_sharer_id = check.code.sharer_id

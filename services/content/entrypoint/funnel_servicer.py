@@ -15,7 +15,8 @@ DIMENSION_BY_NUMBER = {content_pb2.FUNNEL_DIMENSION_PERSONA: funnels.PERSONA,
                        content_pb2.FUNNEL_DIMENSION_CONTENT: funnels.CONTENT,
                        content_pb2.FUNNEL_DIMENSION_LIVE_SESSION: funnels.LIVE_SESSION,
                        content_pb2.FUNNEL_DIMENSION_CHANNEL: funnels.CHANNEL,
-                       content_pb2.FUNNEL_DIMENSION_SHARE_CODE: funnels.SHARE_CODE}
+                       content_pb2.FUNNEL_DIMENSION_SHARE_CODE: funnels.SHARE_CODE,
+                       content_pb2.FUNNEL_DIMENSION_GUIDE: funnels.GUIDE}
 GROUPING_BY_NUMBER = {content_pb2.COHORT_GROUPING_UNSPECIFIED: cohorts.ALL,
                       content_pb2.COHORT_GROUPING_CHANNEL: cohorts.BY_CHANNEL,
                       content_pb2.COHORT_GROUPING_PERSONA: cohorts.BY_PERSONA}

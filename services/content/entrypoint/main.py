@@ -15,6 +15,7 @@ from services.content.application.member_data import EngagementData
 from services.content.application.personas import PersonaUseCases
 from services.content.application.staff_lists import StaffLists
 from services.content.entrypoint import engagement_wiring, funnel_wiring, live_room_wiring
+from services.content.entrypoint import guide_performance_wiring
 from services.content.entrypoint.feed_wiring import FeedParts
 from services.content.entrypoint.recommendation_wiring import RecommendationParts
 from services.content.entrypoint.live_wiring import LiveParts
@@ -65,6 +66,13 @@ def build(runtime: service.Runtime) -> service.Parts:
     )
     # ---- live room: viewer reports, and purchases told in the room ----
     live_room_wiring.add_to(parts, sessions=live_room_wiring.SessionsOf(live.sessions))
+    # ---- guide performance: orders and viewers counted for guides and stores, share-code opens told ----
+    guides = guide_performance_wiring.use_cases(funnels, persona_repo, content_repo,
+                                                guide_performance_wiring.session_persona(live.sessions))
+    guide_performance_wiring.add_to(parts, guides)
+    # Funnel buckets (guides' too) name viewers and clickers in their marks: erased with the member.
+    feed.member_data.derived.append(funnels.forget_member)
+    # ---- end of guide performance ----
     return parts
 
 

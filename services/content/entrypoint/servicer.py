@@ -15,6 +15,7 @@ from services.content.domain.contents import Content, ContentFields
 from services.content.domain.personas import Persona, PersonaFields
 from services.content.entrypoint.engagement_servicer import EngagementRpcs
 from services.content.entrypoint.feed_servicer import FeedRpcs
+from services.content.entrypoint.guide_performance_servicer import GuidePerformanceRpcs
 from services.content.entrypoint.recommendation_servicer import RecommendationRpcs
 from services.content.entrypoint.live_room_wiring import LiveViewerRpcs
 from services.content.entrypoint.live_servicer import LiveRpcs
@@ -53,7 +54,7 @@ def _ms(message, field: str) -> int:
 
 
 class ContentServicer(LiveRpcs, LiveViewerRpcs, RecommendationRpcs, FunnelRpcs, EngagementRpcs, FeedRpcs,
-                       content_pb2_grpc.ContentServiceServicer):
+                       GuidePerformanceRpcs, content_pb2_grpc.ContentServiceServicer):
     def __init__(self, personas: PersonaUseCases, contents: ContentUseCases, funnels: FunnelUseCases,
                  lists: StaffLists | None = None, cohorts: CohortUseCases | None = None, engagement=None,
                  feed: dict | None = None, live=None):

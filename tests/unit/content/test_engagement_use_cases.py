@@ -399,3 +399,36 @@ def test_export_and_erasure_of_a_member(w):
     assert w.shares.codes[share.code].sharer_id == ""
     with caller(MCH, service="order"):
         assert w.run(w.cases.check_share(share.code, M2)).found
+
+
+# ---- share codes that bind -------------------------------------------------------------
+
+def test_a_signed_in_open_tells_its_sharer_once_per_open_and_an_anonymous_one_tells_nothing(w):
+    from services.content.domain.share_opens import ShareCodeWasOpened
+    with w.as_member(M1):
+        share, _ = w.run(w.cases.share(rules.CONTENT, w.content.id, "", as_staff=False))
+    with w.as_member(M2):
+        w.run(w.cases.open_share(share.code))
+        w.run(w.cases.open_share(share.code))  # a second open the same day: told again
+    with caller(MCH, channel="H5", client_address="10.0.0.9"):
+        w.run(w.cases.open_share(share.code))
+    with w.as_staff("GUIDE"):
+        staff_share, _ = w.run(w.cases.share(rules.CONTENT, w.content.id, "", as_staff=True))
+    with w.as_member(M3):
+        w.run(w.cases.open_share(staff_share.code))
+    told = [o["events"] for o in w.shares.opens]
+    assert told == [[ShareCodeWasOpened(share.code, M1, M2, w.clock.ms)]] * 2 + [[]] + [
+        [ShareCodeWasOpened(staff_share.code, "stf_1", M3, w.clock.ms)]]
+    # The order service learns who shared a code in its window.
+    with caller(MCH, service="order"):
+        assert w.run(w.cases.check_share(share.code, M2)).code.sharer_id == M1
+
+
+def test_a_code_whose_member_sharer_was_erased_binds_no_one(w):
+    with w.as_member(M1):
+        share, _ = w.run(w.cases.share(rules.CONTENT, w.content.id, "", as_staff=False))
+    w.run(w.cases.erase_member(MCH, M1))
+    assert w.shares.codes[share.code].sharer_id == ""
+    with w.as_member(M2):
+        w.run(w.cases.open_share(share.code))
+    assert w.shares.opens[-1]["events"] == []
