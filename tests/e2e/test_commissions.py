@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import uuid
 
-import grpc
-import pytest
-from siyu.common.v1 import common_pb2
-from siyu.order.v1 import order_pb2, order_pb2_grpc
 
 from siyu_kit.ids import new_id
-from tests.support import channel, metadata, wait_until
+from tests.support import wait_until
 from tests.support.commissions import CommissionOrder
 from tests.support.member import publish
 from tests.support.shop import Shop, ok, refused, staff_with
@@ -78,25 +74,7 @@ async def test_commission_by_state_then_a_withdrawal_rejected_returns_the_money(
     assert amount(liability.get("total")) == amount(liability.get("principal")) + amount(liability.get("bonus"))
 
 
-def _payouts_exist(stack) -> bool:
-    with channel(stack, "order") as ch:
-        try:
-            order_pb2_grpc.OrderServiceStub(ch).PayOutTransfer(
-                order_pb2.PayOutTransferRequest(transfer_id=new_id("wdr"), member_id=new_id("mem"),
-                                                amount=common_pb2.Money(amount=1, currency="CNY")),
-                metadata=metadata(new_id("mch"), service="member"), timeout=5)
-        except grpc.RpcError as error:
-            # Without a handler the generated base class raises NotImplementedError, which
-            # the kit answers as INTERNAL; a refusal of the made-up request means it exists.
-            return error.code() not in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL)
-    return True
-
-
 async def test_an_approved_withdrawal_is_paid_through_the_providers_transfer(stack, shop):
-    # Runs once the provider work's PayOutTransfer is on main (before, the order service
-    # answers UNIMPLEMENTED and the withdrawal rightly stays PAYING).
-    if not _payouts_exist(stack):
-        pytest.skip("PayOutTransfer is not on this branch yet (the provider work adds it)")
     token, member_id = distributor(shop, "paid")
     await settled_commission(stack, shop, member_id, 20_000)
     wait_until(lambda: available(shop, token) == 2_000, message="settled")
@@ -110,20 +88,6 @@ async def test_an_approved_withdrawal_is_paid_through_the_providers_transfer(sta
     wait_until(lambda: state() == "WITHDRAWAL_STATE_PAID", message="paid out")
     balance = summary(shop, token)["balance"]
     assert (amount(balance.get("available")), amount(balance.get("withdrawn"))) == (1_000, 1_000)
-
-
-async def test_an_approval_the_provider_cannot_answer_yet_stays_paying(stack, shop):
-    if _payouts_exist(stack):
-        pytest.skip("PayOutTransfer answers: the paid journey above covers approval")
-    token, member_id = distributor(shop, "later")
-    await settled_commission(stack, shop, member_id, 20_000)
-    wait_until(lambda: available(shop, token) == 2_000, message="settled")
-    requested = ok(withdraw(shop, token, 1_000))["withdrawal"]
-    approved = ok(shop.as_staff("POST", f"/v1/staff/withdrawals/{requested['withdrawal_id']}:approve",
-                                json={}))["withdrawal"]
-    assert approved["state"] == "WITHDRAWAL_STATE_PAYING"  # never FAILED: the money stays out until an answer
-    balance = summary(shop, token)["balance"]
-    assert (amount(balance.get("available")), amount(balance.get("withdrawing"))) == (1_000, 1_000)
 
 
 async def test_every_new_route_refuses_bad_input_other_merchants_and_wrong_roles(stack, shop, other_shop):
