@@ -29,6 +29,8 @@ SESSION_ENV = {
     # Scheduled content is published within a moment of its time.
     "SIYU_CONTENT_PUBLISH_INTERVAL_S": "0.3",
     "SIYU_LIVE_LIKES_INTERVAL_S": "0.3",
+    # Withdrawals the provider answered later are asked about again within a second.
+    "SIYU_MEMBER_WITHDRAWAL_JOB_INTERVAL_S": "0.5",
     # The catalog keeps an order's stock this long past the order's expiry (60 s in production).
     "SIYU_ORDER_RESERVATION_GRACE_S": "2",
     # Hundreds of members buying at once share one channel key; the per-member limit stays
