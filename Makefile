@@ -24,7 +24,7 @@ $(INSTALLED): requirements.txt constraints.txt
 $(GEN_STAMP): $(PROTOS) $(INSTALLED)
 	rm -rf gen build/proto-deps
 	mkdir -p gen build/proto-deps/google/api
-	cp $$($(BIN)/python -c 'import google.api.annotations_pb2 as m, os; print(os.path.dirname(m.__file__))')/{annotations,http}.proto build/proto-deps/google/api/
+	cp $$($(BIN)/python -c 'import google.api.annotations_pb2 as m, os; print(os.path.dirname(m.__file__))')/{annotations,http,httpbody}.proto build/proto-deps/google/api/
 	# gen/descriptors.binpb keeps the proto comments (source info): the gateway's OpenAPI
 	# document takes its descriptions of RPCs, fields and error reasons from them.
 	$(BIN)/python -m grpc_tools.protoc -Iprotos -Ibuild/proto-deps --python_out=gen --pyi_out=gen --grpc_python_out=gen \
