@@ -34,6 +34,7 @@ from services.order.entrypoint.stored_value_servicer import StoredValueRpcs
 from services.order.entrypoint.member_summary_servicer import MemberSummaryRpcs
 from services.order.application.member_summary import MemberOrderSummaries
 from services.order.entrypoint.personal_data_servicer import PersonalDataRpcs
+from services.order.entrypoint.finance_servicer import FinanceRpcs
 from services.order.application.personal_data import OrderDataExport
 
 
@@ -106,7 +107,7 @@ def _time(request, field: str) -> datetime | None:
     return getattr(request, field).ToDatetime(tzinfo=timezone.utc) if request.HasField(field) else None
 
 
-class OrderServicer(WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalDataRpcs,
+class OrderServicer(WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalDataRpcs, FinanceRpcs,
                     order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
