@@ -12,6 +12,7 @@ from siyu_kit.ids import new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.application.finance_ports import SplitPostings, SupplierLinks, SupplierRepository
+from services.order.application.ports import Catalog
 from services.order.domain import finance
 from services.order.domain.suppliers import Supplier, SupplierDetails, SupplierLink, SupplierState
 
@@ -23,6 +24,7 @@ class SupplierUseCases:
     suppliers: SupplierRepository
     links: SupplierLinks
     postings: SplitPostings
+    catalog: Catalog
     clock: Callable[[], datetime] = utcnow
 
     def _now(self) -> datetime:
@@ -75,6 +77,8 @@ class SupplierUseCases:
         ctx = context.current()
         ctx.require_staff("OPERATOR")
         supplier = await self._supplier(ctx.merchant_id, supplier_id)
+        if sku_id not in await self.catalog.skus([sku_id]):
+            raise NotFound(f"SKU {sku_id} not found")
         supplier.require_active()
         link = SupplierLink(merchant_id=ctx.merchant_id, sku_id=sku_id, supplier_id=supplier_id,
                             supply_price=supply_price, updated_at=self._now())

@@ -20,7 +20,7 @@ from services.order.adapters.split_store import (MongoLedgerDays, MongoPaidTrans
                                                  MongoSplitPostings, MongoSplitRecords, MongoSplitSettings)
 from services.order.adapters.supplier_store import MongoSupplierLinks, MongoSuppliers
 from services.order.application.finance import FinanceUseCases
-from services.order.application.ports import OpenRefunds, OrderRepository, SettingsRepository
+from services.order.application.ports import Catalog, OpenRefunds, OrderRepository, SettingsRepository
 from services.order.application.provider_ports import ProfitSharing, ProviderStatements
 from services.order.application.settlement import SettlementUseCases
 from services.order.application.suppliers import SupplierUseCases
@@ -50,6 +50,7 @@ class FinanceParts:
 
 
 def build(*, orders: OrderRepository, order_settings: SettingsRepository, open_refunds: OpenRefunds, sealer: Sealer,
+          catalog: Catalog,
           profit_sharing: ProfitSharing | None, provider_statements: ProviderStatements | None) -> FinanceParts:
     split_store.ensure_indexes()
     supplier_store.ensure_indexes()
@@ -68,7 +69,7 @@ def build(*, orders: OrderRepository, order_settings: SettingsRepository, open_r
         ledger=ledger, transactions=MongoPaidTransactions(), sharing=profit_sharing)
     return FinanceParts(
         settlement=settlement,
-        suppliers=SupplierUseCases(suppliers=suppliers_repo, links=links, postings=postings),
+        suppliers=SupplierUseCases(suppliers=suppliers_repo, links=links, postings=postings, catalog=catalog),
         finance=FinanceUseCases(splits=splits, postings=postings, settings=settings, ledger=ledger,
                                 statements=provider_statements),
         jobs=[service.Job("order-settle", settle_interval_s(), settlement.settle_due),

@@ -147,7 +147,8 @@ def build(runtime: service.Runtime) -> service.Parts:
     # Settlement, payment split, suppliers and the finance desk; the provider's profit
     # sharing and statements are not wired yet (None: see finance_wiring).
     finance = finance_wiring.build(orders=order_repo, order_settings=settings_repo, open_refunds=refunds,
-                                   sealer=sealer, profit_sharing=None, provider_statements=None)
+                                   sealer=sealer, catalog=catalog, profit_sharing=None,
+                                   provider_statements=None)
     servicer = OrderServicer(
             order_cases, payment_cases, carts=cart_cases, checkout=checkout,
             settings=SettingsUseCases(settings_repo), fulfilment=fulfilment, refunds=refund_cases, staff=staff,

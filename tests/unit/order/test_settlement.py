@@ -16,7 +16,7 @@ from siyu_kit.ids import new_id
 
 from tests.fakes.finance import (FakeLedgerDays, FakeLinks, FakePostings, FakeProfitSharing, FakeSettleCandidates,
                                  FakeSplits, FakeSplitSettings, FakeStatements, FakeSuppliers, FakeTransactions)
-from tests.fakes.order import FakeOpenRefunds, FakeOrders, FakeSettings
+from tests.fakes.order import FakeCatalog, FakeOpenRefunds, FakeOrders, FakeSettings, sku
 
 from services.order.application.finance import FinanceUseCases
 from services.order.application.provider_ports import StatementRow
@@ -77,8 +77,9 @@ class World:
             orders=self.orders, order_settings=self.settings, open_refunds=self.open, candidates=self.candidates,
             splits=self.splits, postings=self.postings, split_settings=self.split_settings, suppliers=self.suppliers,
             links=self.links, ledger=self.ledger, transactions=self.txns, sharing=sharing, clock=self.clock, batch=2)
+        self.catalog = FakeCatalog().add(sku("sku_1"))
         self.supplier_cases = SupplierUseCases(suppliers=self.suppliers, links=self.links, postings=self.postings,
-                                               clock=self.clock)
+                                               catalog=self.catalog, clock=self.clock)
         self.finance = FinanceUseCases(splits=self.splits, postings=self.postings, settings=self.split_settings,
                                        ledger=self.ledger, statements=statements)
 
@@ -252,6 +253,9 @@ async def test_suppliers_idempotent_create_disable_refuses_links_other_merchants
         assert refused.value.reason == "SUPPLIER_DISABLED"
         with pytest.raises(NotFound):
             await w.supplier_cases.unlink("sku_1")
+        b = await w.supplier_cases.create("k2", details)
+        with pytest.raises(NotFound):  # a SKU the merchant's catalog does not hold
+            await w.supplier_cases.link("sku_other", b.id, 10)
     with staff("OPERATOR", merchant_id="mch_2"):
         with pytest.raises(NotFound):
             await w.supplier_cases.update(a.id, details, disable=False)
