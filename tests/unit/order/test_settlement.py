@@ -343,3 +343,22 @@ async def test_finance_reads_need_finance_and_settings_changes_need_the_owner():
             await w.finance.split("ord_1")
     with staff("OWNER"):
         assert (await w.finance.update_split_settings(SplitSettings(platform_fee_bp=5))).platform_fee_bp == 5
+
+
+async def test_three_replicas_running_the_job_at_once_settle_each_order_once():
+    import asyncio
+
+    w = World()
+    w.settings.by_merchant[MID] = replace(DEFAULTS, after_sales_days=0)
+    for n in range(6):
+        w.add(completed(f"ord_{n}", at=T0 - timedelta(minutes=n)))
+    class Yielding(FakeOpenRefunds):
+        async def count_open(self, merchant_id: str, order_id: str) -> int:
+            await asyncio.sleep(0)  # every replica reads the order before any of them writes
+            return 0
+
+    replicas = [replace(w.settlement, batch=10, open_refunds=Yielding()) for _ in range(3)]
+    settled = await asyncio.gather(*(r.settle_due() for r in replicas))
+    # Every replica tried every order; two of the three writes of each lost their compare-and-set.
+    assert sum(settled) == 6 and w.orders.writes == 18
+    assert sorted(oid for oid, _, e in w.orders.events if isinstance(e, OrderSettled)) == [f"ord_{n}" for n in range(6)]
