@@ -44,9 +44,10 @@ class FinanceParts:
     jobs: list[service.Job]
     subscriptions: list[Subscription]
 
-    def attach(self, servicer) -> None:
-        """Gives the OrderServicer's FinanceRpcs their use cases."""
+    def attach(self, servicer):
+        """Gives the OrderServicer's FinanceRpcs their use cases; returns the servicer."""
         servicer.suppliers, servicer.finance = self.suppliers, self.finance
+        return servicer
 
 
 def build(*, orders: OrderRepository, order_settings: SettingsRepository, open_refunds: OpenRefunds, sealer: Sealer,

@@ -144,12 +144,13 @@ def build(runtime: service.Runtime) -> service.Parts:
                                   balances=balances)
     staff = StaffOrderUseCases(orders=order_repo, payments=payments, refunds=refunds, entries=entries)
     full_name = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
-    # Settlement, payment split, suppliers and the finance desk; the provider's profit
-    # sharing and statements are not wired yet (None: see finance_wiring).
+    # Settlement, payment split, suppliers and the finance desk. The provider's profit sharing
+    # and statements are not wired yet: None (see "joined at merge" in finance_wiring).
     finance = finance_wiring.build(orders=order_repo, order_settings=settings_repo, open_refunds=refunds,
                                    sealer=sealer, catalog=catalog, profit_sharing=None,
                                    provider_statements=None)
-    servicer = OrderServicer(
+    return service.Parts(
+        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, finance.attach(OrderServicer(
             order_cases, payment_cases, carts=cart_cases, checkout=checkout,
             settings=SettingsUseCases(settings_repo), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
             flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
@@ -157,10 +158,8 @@ def build(runtime: service.Runtime) -> service.Parts:
             reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,
             wechat=wechat_cases, stored_value=stored_value,
             member_summaries=MemberOrderSummaries(MongoMemberOrderFigures()),
-            personal_data=OrderDataExport(MemberRecordStore()))
-    finance.attach(servicer)
-    return service.Parts(
-        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, servicer, full_name)],
+            personal_data=OrderDataExport(MemberRecordStore()))),
+                    full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
         subscriptions=events.subscriptions(payment_cases, ValueLifecycle(orders=order_repo, member_value=member_value))
         + stored_value_events.subscriptions(stored_value)
