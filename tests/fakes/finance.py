@@ -171,11 +171,14 @@ class FakeTransactions:
 class FakeProfitSharing:
     """Answers shares PROCESSING `processing` times, then FINISHED; keeps every call."""
     processing: int = 0
+    failing: set[str] = field(default_factory=set)
     shares: list[ShareRequest] = field(default_factory=list)
     returns: list[ShareReturnRequest] = field(default_factory=list)
 
     async def share(self, request: ShareRequest) -> ShareResult:
         self.shares.append(request)
+        if request.split_id in self.failing:
+            raise ConnectionError("the provider is away")
         if self.processing:
             self.processing -= 1
             return ShareResult(state="PROCESSING")

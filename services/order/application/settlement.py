@@ -158,7 +158,9 @@ class SettlementUseCases:
             try:
                 moved += await self._execute(record, self.sharing)
             except StaleVersion:
-                continue
+                continue  # another replica moved it: the next run reads it again
+            except Exception as error:  # noqa: BLE001 - one provider failure must not starve the other splits
+                log.warning("split_execution_failed", split_id=record.id, error=str(error))
         return moved
 
     async def _execute(self, record: SplitRecord, sharing: ProfitSharing) -> int:

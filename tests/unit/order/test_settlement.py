@@ -362,3 +362,19 @@ async def test_three_replicas_running_the_job_at_once_settle_each_order_once():
     # Every replica tried every order; two of the three writes of each lost their compare-and-set.
     assert sum(settled) == 6 and w.orders.writes == 18
     assert sorted(oid for oid, _, e in w.orders.events if isinstance(e, OrderSettled)) == [f"ord_{n}" for n in range(6)]
+
+
+async def test_a_share_the_provider_fails_is_retried_next_run_and_does_not_hold_up_the_others():
+    sharing = FakeProfitSharing(failing={"spl_a"})
+    w = World(sharing=sharing)
+    sup = await w.supplier()
+    with staff("OPERATOR"):
+        await w.supplier_cases.link("sku_1", sup, 1000)
+    await w.settlement.write_split(settled_order("ord_a"), T0)
+    await w.settlement.write_split(settled_order("ord_b"), T0)
+    assert await w.settlement.execute_due() == 1
+    assert w.splits.records["spl_b"].share_state == SHARE_FINISHED
+    assert w.splits.records["spl_a"].share_state == SHARE_PENDING
+    sharing.failing.clear()
+    assert await w.settlement.execute_due() == 1
+    assert w.splits.records["spl_a"].share_state == SHARE_FINISHED
