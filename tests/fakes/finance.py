@@ -174,6 +174,7 @@ class FakeProfitSharing:
     failing: set[str] = field(default_factory=set)
     shares: list[ShareRequest] = field(default_factory=list)
     returns: list[ShareReturnRequest] = field(default_factory=list)
+    unfrozen: list[str] = field(default_factory=list)
 
     async def share(self, request: ShareRequest) -> ShareResult:
         self.shares.append(request)
@@ -189,6 +190,7 @@ class FakeProfitSharing:
         return ShareReturnResult(state="SUCCESS")
 
     async def unfreeze(self, merchant_id: str, provider_txn_id: str, split_id: str) -> ShareResult:
+        self.unfrozen.append(split_id)
         return ShareResult(state="FINISHED")
 
 

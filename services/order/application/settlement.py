@@ -167,12 +167,15 @@ class SettlementUseCases:
         now = self._now()
         changed = False
         txn = await self.transactions.provider_txn_id(record.merchant_id, record.payment_id)
-        if record.share_state != SHARE_FINISHED and record.shares and txn:
-            result = await sharing.share(ShareRequest(
-                merchant_id=record.merchant_id, provider_txn_id=txn, split_id=record.id,
-                receivers=[ShareReceiver(kind="MERCHANT_ID", account=s.account, amount=s.amount,
-                                         description=("platform fee" if s.kind == PLATFORM else "supplier cost")[:80])
-                           for s in record.shares]))
+        if record.share_state != SHARE_FINISHED and txn:
+            if record.shares:
+                result = await sharing.share(ShareRequest(
+                    merchant_id=record.merchant_id, provider_txn_id=txn, split_id=record.id,
+                    receivers=[ShareReceiver(kind="MERCHANT_ID", account=s.account, amount=s.amount,
+                                             description="platform fee" if s.kind == PLATFORM else "supplier cost")
+                               for s in record.shares]))
+            else:  # nobody to share with: the whole provider part goes to the merchant now
+                result = await sharing.unfreeze(record.merchant_id, txn, record.id)
             state = SHARE_FINISHED if result.state == "FINISHED" else SHARE_PROCESSING
             changed |= record.share_moved(state, now)
         if record.share_state == SHARE_FINISHED:

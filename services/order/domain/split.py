@@ -31,7 +31,9 @@ COMMISSION = "COMMISSION"
 PLATFORM = "PLATFORM"
 
 # Share execution at the provider.
-SHARE_NONE = "NONE"  # nothing to share (paid with balance only, or no receiver)
+SHARE_NONE = "NONE"  # nothing at the provider (paid with balance only)
+# Waiting for the provider: the shares, or (with no receiver) the release of the whole
+# provider part to the merchant, so nothing stays frozen until the provider's deadline.
 SHARE_PENDING = "PENDING"
 SHARE_PROCESSING = "PROCESSING"
 SHARE_FINISHED = "FINISHED"
@@ -344,7 +346,7 @@ class SplitRecord(Aggregate):
         record = cls(id=split_id_of(order.order_id), merchant_id=order.merchant_id, order_id=order.order_id,
                      payment_id=order.payment_id, settled_at=settled_at, settings=settings, lines=lines, seen=order,
                      initial=f, current=f, ledger_matches=ledger_gross == f.gross,
-                     share_state=SHARE_PENDING if shares else SHARE_NONE, shares=shares,
+                     share_state=SHARE_PENDING if f.provider_net > 0 else SHARE_NONE, shares=shares,
                      accounts={k: v for k, v in accounts.items() if v})
         record.record(SplitWritten(at=settled_at))
         return record

@@ -186,9 +186,9 @@ async def test_a_bank_account_supplier_is_paid_off_platform_and_a_balance_paid_o
     with staff("OPERATOR"):
         await w.supplier_cases.link("sku_1", sup, 3000)
     record = await w.settlement.write_split(settled_order(), T0)
-    assert record.shares == () and record.share_state == SHARE_NONE and not record.ledger_matches
+    assert record.shares == () and record.share_state == SHARE_PENDING and not record.ledger_matches
     balance_only = replace(settled_order("ord_2"), balance_paid=10000, provider_paid=0)
-    assert (await w.settlement.write_split(balance_only, T0)).shares == ()
+    assert (await w.settlement.write_split(balance_only, T0)).share_state == SHARE_NONE
 
 
 async def test_a_refund_after_the_split_is_reversed_once_and_one_before_it_not_at_all():
@@ -378,3 +378,12 @@ async def test_a_share_the_provider_fails_is_retried_next_run_and_does_not_hold_
     sharing.failing.clear()
     assert await w.settlement.execute_due() == 1
     assert w.splits.records["spl_a"].share_state == SHARE_FINISHED
+
+
+async def test_a_provider_paid_order_with_nobody_to_share_with_is_unfrozen_at_once():
+    sharing = FakeProfitSharing()
+    w = World(sharing=sharing)
+    await w.settlement.write_split(settled_order(), T0)  # no supplier links
+    assert await w.settlement.execute_due() == 1
+    assert sharing.unfrozen == ["spl_1"] and sharing.shares == []
+    assert w.splits.records["spl_1"].share_state == SHARE_FINISHED
