@@ -26,8 +26,8 @@ def ms(at: datetime) -> int:
 
 def test_the_settle_scan_finds_open_orders_due_oldest_first_and_not_settled_or_postponed_ones(coll):
     coll.create_index(SETTLE_SCAN_INDEX)
-    coll.insert_many([{"_id": f"ord_{n}", "merchant_id": "mch_a", "state": "SHIPPED", "version": 1}
-                      for n in range(4)])
+    coll.insert_many([{"_id": f"ord_{n}", "merchant_id": "mch_a", "state": "SHIPPED", "version": 1,
+                       "outbox": [{"id": "evt_1"}]} for n in range(4)])
     # Completion writes completed_at (a datetime by $set) and the scan fields.
     for n in range(4):
         at = T0 - timedelta(minutes=n)
@@ -38,10 +38,11 @@ def test_the_settle_scan_finds_open_orders_due_oldest_first_and_not_settled_or_p
 
     def scan(now: datetime, limit: int = 10) -> list[tuple[str, datetime]]:
         cursor = coll.find({"settle_open": 1, "settle_ms": {"$lte": ms(now)}},
-                           {"merchant_id": 1, "completed_at": 1}).sort("settle_ms", ASCENDING).limit(limit)
+                           {"outbox": 0}).sort("settle_ms", ASCENDING).limit(limit)
         return [(d["_id"], aware(d["completed_at"])) for d in cursor]
 
     assert scan(T0) == [(f"ord_{n}", T0 - timedelta(minutes=n)) for n in (3, 2, 1, 0)]
+    assert "outbox" not in coll.find_one({"settle_open": 1}, {"outbox": 0})
     assert [i for i, _ in scan(T0, 2)] == ["ord_3", "ord_2"]
     assert [i for i, _ in scan(T0 - timedelta(minutes=2))] == ["ord_3", "ord_2"]
     # Postponed while the window is open (no version: only the scan time moves).

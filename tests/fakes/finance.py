@@ -11,11 +11,10 @@ from siyu_kit.aggregate import StaleVersion
 from tests.fakes.order import FakeOrders
 from tests.fakes.store import require_version
 
-from services.order.application.finance_ports import SettleCandidate
 from services.order.application.provider_ports import (ShareRequest, ShareResult, ShareReturnRequest,
                                                        ShareReturnResult, StatementRow)
 from services.order.domain.finance import Movement, Posting
-from services.order.domain.orders import OrderState
+from services.order.domain.orders import Order, OrderState
 from services.order.domain.split import SplitRecord, SplitSettings, SupplyTerms
 from services.order.domain.suppliers import Supplier, SupplierLink
 
@@ -26,12 +25,12 @@ class FakeSettleCandidates:
     orders: FakeOrders
     not_before: dict[str, int] = field(default_factory=dict)
 
-    async def due(self, now_ms: int, limit: int) -> list[SettleCandidate]:
+    async def due(self, now_ms: int, limit: int) -> list[Order]:
         found = [o for o in self.orders.orders.values()
                  if o.state is OrderState.COMPLETED and o.settled_at is None
                  and self.not_before.get(o.id, int(o.completed_at.timestamp() * 1000)) <= now_ms]
         found.sort(key=lambda o: self.not_before.get(o.id, 0))
-        return [SettleCandidate(o.merchant_id, o.id, o.completed_at) for o in found[:limit]]
+        return [copy.deepcopy(o) for o in found[:limit]]
 
     async def postpone(self, merchant_id: str, order_id: str, until_ms: int) -> None:
         self.not_before[order_id] = until_ms

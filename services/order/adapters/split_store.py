@@ -16,11 +16,11 @@ from siyu_kit.db import run_sync
 from siyu_kit.protos import aware
 from siyu_kit.repository import save_change
 
-from services.order.adapters.documents import OrderDoc, PaymentDoc
+from services.order.adapters.documents import OrderDoc, PaymentDoc, order_of
 from services.order.adapters.ledger import LedgerEntryDoc
-from services.order.application.finance_ports import SettleCandidate
 from services.order.domain import ledger as ledger_rules
 from services.order.domain.finance import Movement, Posting
+from services.order.domain.orders import Order
 from services.order.domain.split import (Figures, OwedCommission, Part, Reversal, SettledLine, SettledOrder, Share,
                                          ShareReturn, SplitLine, SplitRecord, SplitSettings)
 
@@ -29,6 +29,8 @@ from services.order.domain.split import (Figures, OwedCommission, Part, Reversal
 SETTLE_SCAN_INDEX = [("settle_open", ASCENDING), ("settle_ms", ASCENDING)]
 # The finance desk reads a merchant's ledger entries of a business day.
 LEDGER_DAY_INDEX = [("merchant_id", ASCENDING), ("at", ASCENDING)]
+# Times of an order written by $set: read back through `aware` (the embedded server keeps a string).
+_ORDER_DATES = ("created_at", "expires_at", "paid_at", "cancelled_at", "delivered_at", "completed_at", "settled_at")
 
 
 class SplitRecordDoc(Document):
@@ -168,13 +170,12 @@ class MongoSettleCandidates:
     repository at completion and settlement)."""
 
     @staticmethod
-    def _due(now_ms: int, limit: int) -> list[SettleCandidate]:
-        cursor = OrderDoc._get_collection().find(
-            {"settle_open": 1, "settle_ms": {"$lte": now_ms}},
-            {"merchant_id": 1, "completed_at": 1}).sort("settle_ms", ASCENDING).limit(limit)
-        return [SettleCandidate(d["merchant_id"], d["_id"], aware(d["completed_at"])) for d in cursor]
+    def _due(now_ms: int, limit: int) -> list[Order]:
+        cursor = OrderDoc._get_collection().find({"settle_open": 1, "settle_ms": {"$lte": now_ms}},
+                                                 {"outbox": 0}).sort("settle_ms", ASCENDING).limit(limit)
+        return [order_of({**d, **{k: aware(d[k]) for k in _ORDER_DATES if d.get(k) is not None}}) for d in cursor]
 
-    async def due(self, now_ms: int, limit: int) -> list[SettleCandidate]:
+    async def due(self, now_ms: int, limit: int) -> list[Order]:
         return await run_sync(self._due, now_ms, limit)
 
     @staticmethod

@@ -2,26 +2,19 @@
 ports are in provider_ports.py; orders and order settings in ports.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol, Sequence
 
 from services.order.domain.finance import Movement, Posting
+from services.order.domain.orders import Order
 from services.order.domain.split import SplitRecord, SplitSettings, SupplyTerms
 from services.order.domain.suppliers import Supplier, SupplierLink
 
 
-@dataclass(frozen=True)
-class SettleCandidate:
-    merchant_id: str
-    order_id: str
-    completed_at: datetime
-
-
 class SettleCandidates(Protocol):
-    async def due(self, now_ms: int, limit: int) -> list[SettleCandidate]:
+    async def due(self, now_ms: int, limit: int) -> list[Order]:
         """Completed, unsettled orders whose earliest settlement time has come, across
-        merchants, oldest first."""
+        merchants, oldest first, read whole (the settle job saves them on their version)."""
         ...
 
     async def postpone(self, merchant_id: str, order_id: str, until_ms: int) -> None:

@@ -77,18 +77,17 @@ class SettlementUseCases:
         """Settles the completed orders whose after-sales window closed (a bounded batch)."""
         now = self._now()
         settled = 0
-        for c in await self.candidates.due(epoch_ms(now), self.batch):
-            window = (await self.order_settings.of_merchant(c.merchant_id)).after_sales_days
-            if not is_due(c.completed_at, window, now):
-                await self.candidates.postpone(c.merchant_id, c.order_id, due_ms(c.completed_at, window))
+        for order in await self.candidates.due(epoch_ms(now), self.batch):
+            window = (await self.order_settings.of_merchant(order.merchant_id)).after_sales_days
+            if order.state is not OrderState.COMPLETED or order.settled_at is not None:
+                await self.candidates.postpone(order.merchant_id, order.id, epoch_ms(now + timedelta(days=1)))
                 continue
-            order = await self.orders.get(c.merchant_id, c.order_id)
-            if order is None or order.state is not OrderState.COMPLETED or order.settled_at is not None:
-                await self.candidates.postpone(c.merchant_id, c.order_id, epoch_ms(now + timedelta(days=1)))
+            if not is_due(order.completed_at, window, now):
+                await self.candidates.postpone(order.merchant_id, order.id, due_ms(order.completed_at, window))
                 continue
-            if await self.open_refunds.count_open(c.merchant_id, c.order_id):
+            if await self.open_refunds.count_open(order.merchant_id, order.id):
                 # A refund being decided is part of the window: settle once it is resolved.
-                await self.candidates.postpone(c.merchant_id, c.order_id, epoch_ms(now + OPEN_REFUND_RETRY))
+                await self.candidates.postpone(order.merchant_id, order.id, epoch_ms(now + OPEN_REFUND_RETRY))
                 continue
             order.settle(now)
             try:
@@ -102,21 +101,18 @@ class SettlementUseCases:
 
     async def write_split(self, order: SettledOrder, settled_at: datetime) -> SplitRecord:
         """Writes the order's split once (a replayed event finds it and only re-posts it)."""
-        existing = await self.splits.get(order.merchant_id, order.order_id)
-        if existing is None:
-            settings = await self.split_settings.of_merchant(order.merchant_id)
-            terms = await self.links.terms(order.merchant_id, [line.sku_id for line in order.lines])
-            suppliers = await self.suppliers.among(order.merchant_id, sorted({t.supplier_id for t in terms.values()}))
-            accounts = {sid: s.provider_account for sid, s in suppliers.items() if s.provider_account}
-            balances = await self.ledger.order_balances(order.merchant_id, order.order_id)
-            record = SplitRecord.write(order, terms, settings, accounts,
-                                       ledger_gross(balances, ledger.order_account(order.order_id)), settled_at)
-            if not record.ledger_matches:
-                log.warning("split_ledger_mismatch", order_id=order.order_id, gross=record.initial.gross)
-            if not await self.splits.add(record):
-                existing = await self.splits.get(order.merchant_id, order.order_id)
-            else:
-                existing = record
+        settings = await self.split_settings.of_merchant(order.merchant_id)
+        terms = await self.links.terms(order.merchant_id, [line.sku_id for line in order.lines])
+        suppliers = await self.suppliers.among(order.merchant_id, sorted({t.supplier_id for t in terms.values()}))
+        accounts = {sid: s.provider_account for sid, s in suppliers.items() if s.provider_account}
+        balances = await self.ledger.order_balances(order.merchant_id, order.order_id)
+        record = SplitRecord.write(order, terms, settings, accounts,
+                                   ledger_gross(balances, ledger.order_account(order.order_id)), settled_at)
+        # The insert is the check: a replayed event finds the split written the first time.
+        existing = record if await self.splits.add(record) else await self.splits.get(order.merchant_id,
+                                                                                        order.order_id)
+        if existing is record and not record.ledger_matches:
+            log.warning("split_ledger_mismatch", order_id=order.order_id, gross=record.initial.gross)
         assert existing is not None
         await self.postings.add(existing.merchant_id, split_posting(existing))
         return existing
