@@ -17,6 +17,9 @@ SESSION_ENV = {
     # that sets a short expiry waits seconds, not the production interval.
     "SIYU_CATALOG_SWEEP_INTERVAL_S": "0.2",
     "SIYU_ORDER_EXPIRY_INTERVAL_S": "0.2",
+    # Orders whose after-sales window closed settle within a moment (tests use 0 days).
+    "SIYU_ORDER_SETTLE_INTERVAL_S": "0.3",
+    "SIYU_ORDER_SPLIT_EXECUTE_INTERVAL_S": "0.5",
     # Points unfreeze and expire within a second of falling due.
     "SIYU_MEMBER_POINTS_JOB_INTERVAL_S": "0.3",
     "SIYU_MEMBER_COUPON_JOB_INTERVAL_S": "0.3",

@@ -161,6 +161,14 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("ContentService_GetRepeatPurchaseReport", r"(from|to)_month"):
         "calendar months, to_month on or after from_month and at most 24 months later",
     # ---- end of funnels ----
+    # ---- suppliers, payment split and finance ----
+    ("OrderService_GetSupplierPayable", r"(from|to)_day"):
+        "calendar dates, to_day on or after from_day and at most 92 days later",
+    ("OrderService_GetSettlementStatement", r"day"): "a calendar date",
+    ("OrderService_ExportSettlementStatement", r"(from|to)_day"):
+        "calendar dates, to_day on or after from_day and at most 92 days later",
+    ("OrderService_ReconcilePayments", r"day"): "a calendar date",
+    # ---- end of suppliers, payment split and finance ----
     # ---- content: engagement and share codes ----
     ("ContentService_ListComments", r"page_token"): "an opaque token a previous page issued",
     ("ContentService_ListCommentsForReview", r"page_token"): "an opaque token a previous page issued",

@@ -609,6 +609,135 @@ def _(w):
 
 # ---- end of referral (cross-merchant) ----
 
+# ---- suppliers, payment split and finance (cross-merchant) ----
+
+def _supplier_of(m: Merchant) -> str:
+    return ok(m.as_staff("POST", "/v1/staff/suppliers", json={"idempotency_key": new_key(), "supplier": {
+        "name": "Supplier", "account_kind": "SETTLEMENT_ACCOUNT_KIND_BANK", "settlement_account": "6222 1234"}}))[
+        "supplier"]["supplier_id"]
+
+
+def _suppliers_now(m: Merchant) -> list:
+    return ok(m.as_staff("GET", "/v1/staff/suppliers", params={"page_size": 100})).get("suppliers", [])
+
+
+def _links_now(m: Merchant) -> list:
+    return ok(m.as_staff("GET", "/v1/staff/supplier-links", params={"page_size": 100})).get("links", [])
+
+
+def _split_settings_now(m: Merchant) -> dict:
+    return ok(m.as_staff("GET", "/v1/staff/split-settings"))["settings"]
+
+
+def _today() -> str:
+    return datetime.now(timezone(timedelta(hours=8))).date().isoformat()
+
+
+def _statement_now(m: Merchant) -> dict:
+    return ok(m.as_staff("GET", f"/v1/staff/finance/statements/{_today()}"))["statement"]
+
+
+@cross("CreateSupplier")
+def _(w):
+    key = new_key()
+    body = {"idempotency_key": key, "supplier": {"name": "Same key", "account_kind": "SETTLEMENT_ACCOUNT_KIND_BANK",
+                                                  "settlement_account": "6222 0001"}}
+    mine = ok(w.a.as_staff("POST", "/v1/staff/suppliers", json=body))["supplier"]["supplier_id"]
+    theirs = ok(unchanged(lambda: _suppliers_now(w.a), lambda: w.b.as_staff(
+        "POST", "/v1/staff/suppliers", json=body)))["supplier"]["supplier_id"]
+    assert theirs != mine  # the same key at another merchant is another supplier
+
+
+@cross("UpdateSupplier")
+def _(w):
+    sup = _supplier_of(w.a)
+    not_found(unchanged(lambda: _suppliers_now(w.a), lambda: w.b.as_staff(
+        "PATCH", f"/v1/staff/suppliers/{sup}", json={"disable": True})))
+
+
+@cross("ListSuppliers")
+def _(w):
+    sup = _supplier_of(w.a)
+    assert sup not in {s["supplier_id"] for s in _suppliers_now(w.b)}
+
+
+@cross("LinkSupplierSku")
+def _(w):
+    sup, sku = _supplier_of(w.a), w.a.sku
+    not_found(unchanged(lambda: _links_now(w.a), lambda: w.b.as_staff(
+        "PUT", f"/v1/staff/supplier-links/{sku}", json={"supplier_id": sup, "supply_price": {"amount": "1", "currency": "CNY"}})))
+    not_found(w.b.as_staff("PUT", f"/v1/staff/supplier-links/{sku}", json={
+        "supplier_id": _supplier_of(w.b), "supply_price": {"amount": "1", "currency": "CNY"}}))  # A's SKU is not in B's catalog
+
+
+@cross("UnlinkSupplierSku")
+def _(w):
+    sup, sku = _supplier_of(w.a), w.a.sku
+    ok(w.a.as_staff("PUT", f"/v1/staff/supplier-links/{sku}", json={"supplier_id": sup,
+                                                                    "supply_price": {"amount": "100", "currency": "CNY"}}))
+    not_found(unchanged(lambda: _links_now(w.a), lambda: w.b.as_staff("DELETE", f"/v1/staff/supplier-links/{sku}")))
+
+
+@cross("ListSupplierLinks")
+def _(w):
+    sup = _supplier_of(w.a)
+    not_found(w.b.as_staff("GET", "/v1/staff/supplier-links", params={"supplier_id": sup}))
+
+
+@cross("GetSupplierPayable")
+def _(w):
+    sup = _supplier_of(w.a)
+    not_found(w.b.as_staff("GET", f"/v1/staff/suppliers/{sup}/payable",
+                           params={"from_day": _today(), "to_day": _today()}))
+
+
+@cross("GetOrderSplit")
+def _(w):
+    not_found(w.b.as_staff("GET", f"/v1/staff/orders/{w.a.paid_order['order_id']}/split"))
+
+
+@cross("GetSplitSettings")
+def _(w):
+    ok(w.a.as_staff("PUT", "/v1/staff/split-settings", json={"settings": {"platform_fee_bp": 123}}))
+    assert _split_settings_now(w.b).get("platform_fee_bp", 0) != 123
+
+
+@cross("UpdateSplitSettings")
+def _(w):
+    unchanged(lambda: _split_settings_now(w.a), lambda: ok(w.b.as_staff(
+        "PUT", "/v1/staff/split-settings", json={"settings": {"platform_fee_bp": 77}})))
+
+
+@cross("GetSettlementStatement")
+def _(w):
+    before = _statement_now(w.b)
+    order = w.a._paid_order(1)
+    wait_until(lambda: int(_statement_now(w.a)["sales"].get("amount", 0)) >= int(order["payable"]["amount"]),
+               message="A's sale in A's statement")
+    assert _statement_now(w.b) == before
+
+
+@cross("ExportSettlementStatement")
+def _(w):
+    def export(m: Merchant) -> bytes:
+        resp = m.as_staff("GET", "/v1/staff/finance/statements:export", params={"from_day": _today(), "to_day": _today()})
+        assert resp.status_code == 200, resp.text
+        return resp.content
+    before = export(w.b)
+    w.a._paid_order(1)
+    assert export(w.b) == before
+
+
+@cross("ReconcilePayments")
+def _(w):
+    payment = w.a.order_now(w.a.paid_order)["order"]["payment_id"]
+    resp = w.b.as_staff("GET", f"/v1/staff/finance/reconciliations/{_today()}")
+    assert resp.status_code == 200, resp.text
+    assert payment not in resp.text
+
+
+# ---- end of suppliers, payment split and finance (cross-merchant) ----
+
 def test_every_new_route_has_a_cross_merchant_case():
     assert annotated_routes() == set(CROSS_MERCHANT)
 
@@ -910,6 +1039,90 @@ def _(m):
     refused(unchanged(m.my_orders_now, lambda: m.as_member(
         "POST", "/v1/me/recharge-orders", json={"package_id": BAD_ID})), "package_id", "idempotency_key")
 
+
+# ---- suppliers, payment split and finance (bad input) ----
+
+@bad("CreateSupplier")
+def _(m):
+    refused(unchanged(lambda: _suppliers_now(m), lambda: m.as_staff("POST", "/v1/staff/suppliers", json={
+        "idempotency_key": "", "supplier": {"name": "", "phone": "call me", "settlement_account": ""}})),
+        "idempotency_key", "supplier.name", "supplier.phone", "supplier.account_kind", "supplier.settlement_account")
+
+
+@bad("UpdateSupplier")
+def _(m):
+    sup = _supplier_of(m)
+    refused(m.as_staff("PATCH", f"/v1/staff/suppliers/{BAD_ID}", json={"disable": True}), "supplier_id")
+    refused(unchanged(lambda: _suppliers_now(m), lambda: m.as_staff(
+        "PATCH", f"/v1/staff/suppliers/{sup}", json={"supplier": {"name": "x" * 101}})), "supplier.name")
+
+
+@bad("ListSuppliers")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/suppliers", params={"page_size": "-1", "page_token": BAD_ID}),
+            "page_size", "page_token")
+
+
+@bad("LinkSupplierSku")
+def _(m):
+    refused(unchanged(lambda: _links_now(m), lambda: m.as_staff("PUT", f"/v1/staff/supplier-links/{BAD_ID}", json={
+        "supplier_id": BAD_ID, "supply_price": {"amount": "-1", "currency": "CNY"}})), "sku_id", "supplier_id", "supply_price.amount")
+
+
+@bad("UnlinkSupplierSku")
+def _(m):
+    refused(m.as_staff("DELETE", f"/v1/staff/supplier-links/{BAD_ID}"), "sku_id")
+
+
+@bad("ListSupplierLinks")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/supplier-links", params={"supplier_id": BAD_ID, "page_size": "101"}),
+            "supplier_id", "page_size")
+
+
+@bad("GetSupplierPayable")
+def _(m):
+    sup = _supplier_of(m)
+    refused(m.as_staff("GET", f"/v1/staff/suppliers/{sup}/payable", params={"from_day": "2026-1-1"}),
+            "from_day", "to_day")
+    refused(m.as_staff("GET", f"/v1/staff/suppliers/{sup}/payable",
+                       params={"from_day": "2026-01-01", "to_day": "2026-12-31"}), "to_day")
+
+
+@bad("GetOrderSplit")
+def _(m):
+    refused(m.as_staff("GET", f"/v1/staff/orders/{BAD_ID}/split"), "order_id")
+
+
+@bad("GetSplitSettings")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/split-settings", params={"merchant_id": "mch_other"}), "merchant_id")
+
+
+@bad("UpdateSplitSettings")
+def _(m):
+    refused(unchanged(lambda: _split_settings_now(m), lambda: m.as_staff("PUT", "/v1/staff/split-settings", json={
+        "settings": {"platform_fee_bp": -1, "provider_fee_bp": 1001, "max_share_bp": 10001}})),
+        "settings.platform_fee_bp", "settings.provider_fee_bp", "settings.max_share_bp")
+
+
+@bad("GetSettlementStatement")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/finance/statements/2026-02-30"), "day")
+
+
+@bad("ExportSettlementStatement")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/finance/statements:export", params={"from_day": "2026-02-01",
+                                                                               "to_day": "2026-01-01"}), "to_day")
+
+
+@bad("ReconcilePayments")
+def _(m):
+    refused(m.as_staff("GET", "/v1/staff/finance/reconciliations/20260101"), "day")
+
+
+# ---- end of suppliers, payment split and finance (bad input) ----
 
 def test_every_new_route_has_a_bad_input_case():
     assert annotated_routes() == set(BAD_INPUT)

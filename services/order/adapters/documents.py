@@ -240,7 +240,7 @@ def order_of(doc: dict) -> Order:
         shipping_address=shipping_address_of(doc.get("shipping_address")), shipping_rule=doc.get("shipping_rule") or "",
         stored_value=stored_value_of(doc.get("stored_value")),
         value=value_of(doc.get("member_value")), referral=referral_of(doc.get("referral")),
-        commissions=tuple(commission_of(c) for c in doc.get("commissions") or ()))
+        commissions=tuple(commission_of(c) for c in doc.get("commissions") or ()), settled_at=doc.get("settled_at"))
 
 
 _VALUE_FIELDS = ("coupon_id", "coupon_name", "coupon_discount", "points", "points_discount")
@@ -295,7 +295,7 @@ def order_doc(order: Order) -> dict:
     optional = {"paid_at": order.paid_at, "payment_id": order.payment_id, "cancelled_at": order.cancelled_at,
                 "cancel_reason": order.cancel_reason, "auto_confirm_ms": order.auto_confirm_ms,
                 "delivered_at": order.delivered_at, "completed_at": order.completed_at,
-                "confirmed_by": order.confirmed_by}
+                "confirmed_by": order.confirmed_by, "settled_at": order.settled_at}
     doc.update({k: v for k, v in optional.items() if v})
     if order.shipment is not None:
         doc["shipment"] = {"carrier": order.shipment.carrier, "tracking_number": order.shipment.tracking_number,

@@ -105,7 +105,8 @@ def order(doc: dict) -> order_pb2.Order:
         reservation_id=doc.get("reservation_id", ""), flash_sale_id=doc.get("flash_sale_id", ""),
         cancel_reason=doc.get("cancel_reason") or "",
     )
-    for field in ("created_at", "expires_at", "paid_at", "cancelled_at", "delivered_at", "completed_at"):
+    for field in ("created_at", "expires_at", "paid_at", "cancelled_at", "delivered_at", "completed_at",
+                  "settled_at"):
         if doc.get(field) is not None:
             getattr(msg, field).CopyFrom(timestamp(doc[field]))
     msg.refunded_amount.CopyFrom(money(doc.get("refunded_amount", 0), currency))
@@ -274,6 +275,8 @@ def order_event_payload(o: domain.Order, event: Any, version: int) -> Message:
         return events_pb2.OrderCompleted(order=shown, confirmed_by=event.confirmed_by)
     if isinstance(event, domain.OrderRefunded):
         return events_pb2.OrderRefunded(order=shown, refund=_refund_message(event.refund))
+    if isinstance(event, domain.OrderSettled):
+        return events_pb2.OrderSettled(order=shown)
     raise TypeError(f"no event message for {type(event).__name__}")
 
 

@@ -29,7 +29,7 @@ from services.order.domain.orders import Order
 from services.order.domain.settings import DEFAULTS, OrderSettings, ThresholdReduction
 
 _DATES = ("created_at", "expires_at", "paid_at", "cancelled_at", "succeeded_at", "refunded_at",
-          "delivered_at", "completed_at")
+          "delivered_at", "completed_at", "settled_at")
 _HIDDEN = {"outbox": 0}
 
 
@@ -221,7 +221,12 @@ def _changed(order: Order, event: Any) -> dict[str, Any]:
     if isinstance(event, domain.OrderDelivered):
         return {**state, "delivered_at": order.delivered_at}
     if isinstance(event, domain.OrderCompleted):
-        return {**state, "completed_at": order.completed_at, "confirmed_by": order.confirmed_by}
+        # settle_open/settle_ms: the settle job's scan (adapters/split_store.py) starts
+        # looking at the order from its completion on.
+        return {**state, "completed_at": order.completed_at, "confirmed_by": order.confirmed_by,
+                "settle_open": 1, "settle_ms": epoch_ms(order.completed_at)}
+    if isinstance(event, domain.OrderSettled):
+        return {"settled_at": order.settled_at, "settled_ms": epoch_ms(order.settled_at), "settle_open": 0}
     if isinstance(event, domain.OrderRefunded):
         return {"lines": [line_doc(l, refunded=True) for l in order.lines],
                 f"applied_refunds.{event.refund_id}": applied_refund_doc(order.applied_refunds[event.refund_id]),

@@ -266,6 +266,12 @@ class OrderRefunded:
     refund: Any = None
 
 
+@dataclass(frozen=True)
+class OrderSettled:
+    """The after-sales window closed: the order is settled (its payment split follows)."""
+    at: datetime
+
+
 @dataclass
 class Order(Aggregate):
     """A member's order: what was bought at which price, and where it is between placing
@@ -316,6 +322,8 @@ class Order(Aggregate):
     # owed: set when it is paid, voided as its lines are refunded.
     referral: Referral | None = None
     commissions: tuple[Commission, ...] = ()
+    # When the after-sales window closed and the order was settled; None before.
+    settled_at: datetime | None = None
 
     @classmethod
     def place(cls, *, order_id: str, merchant_id: str, member_id: str, idempotency_key: str,
@@ -447,6 +455,17 @@ class Order(Aggregate):
             raise FailedPrecondition(f"a {self.state.value} order has no receipt to confirm", reason=NOT_SHIPPED)
         self.state, self.completed_at, self.confirmed_by = OrderState.COMPLETED, now, confirmed_by
         self.record(OrderCompleted(at=now, confirmed_by=confirmed_by))
+        return True
+
+    def settle(self, now: datetime) -> bool:
+        """The after-sales window closed (domain.settlement decides when): a COMPLETED
+        order is settled once. False when it was settled already."""
+        if self.settled_at is not None:
+            return False
+        if self.state is not OrderState.COMPLETED:
+            raise ValueError(f"a {self.state.value} order is not settled")
+        self.settled_at = now
+        self.record(OrderSettled(at=now))
         return True
 
     def reservation_verdict(self, reservation_id: str) -> ReservationVerdict:
