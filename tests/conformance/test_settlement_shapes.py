@@ -60,6 +60,15 @@ def test_the_settle_scan_finds_open_orders_due_oldest_first_and_not_settled_or_p
     # A postpone of a settled order changes nothing.
     assert coll.update_one({"_id": "ord_2", "merchant_id": "mch_a", "settle_open": 1},
                            {"$set": {"settle_ms": 1}}).modified_count == 0
+    # A shortened window: every open order of the merchant postponed past now is due now
+    # (update_many on a range); settled orders and other merchants' stay as they are.
+    coll.insert_one({"_id": "ord_other", "merchant_id": "mch_b", "settle_open": 1,
+                     "settle_ms": ms(T0 + timedelta(days=7))})
+    moved = coll.update_many({"merchant_id": "mch_a", "settle_open": 1, "settle_ms": {"$gt": ms(T0)}},
+                             {"$set": {"settle_ms": ms(T0)}})
+    assert moved.modified_count == 1
+    assert sorted(i for i, _ in scan(T0)) == ["ord_0", "ord_1", "ord_3"]
+    assert coll.find_one({"_id": "ord_other"})["settle_ms"] == ms(T0 + timedelta(days=7))
 
 
 def _record() -> SplitRecord:

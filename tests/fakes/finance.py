@@ -35,6 +35,12 @@ class FakeSettleCandidates:
     async def postpone(self, merchant_id: str, order_id: str, until_ms: int) -> None:
         self.not_before[order_id] = until_ms
 
+    async def recheck(self, merchant_id: str, now_ms: int) -> None:
+        for order_id, at in list(self.not_before.items()):
+            order = self.orders.orders.get(order_id)
+            if order is not None and order.merchant_id == merchant_id and at > now_ms:
+                self.not_before[order_id] = now_ms
+
 
 @dataclass
 class FakeSplits:

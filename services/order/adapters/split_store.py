@@ -186,6 +186,14 @@ class MongoSettleCandidates:
     async def postpone(self, merchant_id: str, order_id: str, until_ms: int) -> None:
         await run_sync(self._postpone, merchant_id, order_id, until_ms)
 
+    @staticmethod
+    def _recheck(merchant_id: str, now_ms: int) -> None:
+        OrderDoc._get_collection().update_many({"merchant_id": merchant_id, "settle_open": 1,
+                                                "settle_ms": {"$gt": now_ms}}, {"$set": {"settle_ms": now_ms}})
+
+    async def recheck(self, merchant_id: str, now_ms: int) -> None:
+        await run_sync(self._recheck, merchant_id, now_ms)
+
 
 class MongoSplitRecords:
     @staticmethod

@@ -21,6 +21,11 @@ class SettleCandidates(Protocol):
         """The order's window is still open: look at it again from `until_ms`."""
         ...
 
+    async def recheck(self, merchant_id: str, now_ms: int) -> None:
+        """The merchant shortened its after-sales window: every open order postponed past
+        `now_ms` is looked at again now (and postponed again to its new due time)."""
+        ...
+
 
 class SupplierRepository(Protocol):
     async def get(self, merchant_id: str, supplier_id: str) -> Supplier | None: ...

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from siyu_kit import context, retry
 from siyu_kit.aggregate import StaleVersion
@@ -9,6 +10,7 @@ from siyu_kit.errors import Conflict, Violations
 from siyu_kit.money import DEFAULT_CURRENCY
 from siyu_kit.protos import now_ms
 
+from services.order.application.finance_ports import SettleCandidates
 from services.order.application.ports import SettingsRepository
 from services.order.domain.settings import OrderSettings, violations
 
@@ -18,6 +20,10 @@ CONFLICT = "the order settings changed since they were read; read them again"
 @dataclass
 class SettingsUseCases:
     settings: SettingsRepository
+    # Orders waiting for their after-sales window to close; a shorter window applies to them
+    # at once, as it does to the refunds they may still take.
+    settle_candidates: SettleCandidates
+    clock_ms: Callable[[], int] = now_ms
 
     async def get(self) -> OrderSettings:
         ctx = context.current()
@@ -37,15 +43,20 @@ class SettingsUseCases:
         v.check(expected_version >= 0, "expected_version", "must not be negative")
         v.raise_if_any()
 
-        async def attempt() -> OrderSettings:
+        async def attempt() -> tuple[OrderSettings, OrderSettings]:
             current = await self.settings.of_merchant(ctx.merchant_id, True)
             if expected_version and expected_version != current.version:
                 raise Conflict(CONFLICT, reason="VERSION_CONFLICT")
             try:
-                return await self.settings.save(ctx.merchant_id, replace(wanted, version=current.version), now_ms())
+                saved = await self.settings.save(ctx.merchant_id, replace(wanted, version=current.version),
+                                                self.clock_ms())
             except StaleVersion:
                 if expected_version:
                     raise Conflict(CONFLICT, reason="VERSION_CONFLICT") from None
                 raise
+            return current, saved
 
-        return await retry.on_conflict(attempt, gave_up="the order settings changed concurrently; try again")
+        before, saved = await retry.on_conflict(attempt, gave_up="the order settings changed concurrently; try again")
+        if saved.after_sales_days < before.after_sales_days:
+            await self.settle_candidates.recheck(ctx.merchant_id, self.clock_ms())
+        return saved

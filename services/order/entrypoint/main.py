@@ -164,7 +164,7 @@ def build(runtime: service.Runtime) -> service.Parts:
     return service.Parts(
         servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, finance.attach(OrderServicer(
             order_cases, payment_cases, carts=cart_cases, checkout=checkout,
-            settings=SettingsUseCases(settings_repo), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
+            settings=SettingsUseCases(settings_repo, finance.settlement.candidates), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
             flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
                                      order_cases=order_cases),
             reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,

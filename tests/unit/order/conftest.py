@@ -20,6 +20,7 @@ from services.order.application.orders import OrderUseCases, PlaceOrderInput
 from services.order.application.reservations import ReservationUseCases
 from services.order.application.settings import SettingsUseCases
 from services.order.application.staff_orders import StaffOrderUseCases
+from tests.fakes.finance import FakeSettleCandidates
 from tests.fakes.order import (FakeAddresses, FakeAttributions, FakeCarts, FakeCatalog, FakeFreightTemplates,
                                FakeMembers, FakeOpenRefunds, FakeOrders, FakeRecords, FakeReferrals, FakeSettings,
                                sku)
@@ -72,7 +73,8 @@ class World:
                                         checkout=self.checkout, order_cases=self.order_cases, clock=self.clock)
         self.fulfilment = FulfilmentUseCases(orders=self.orders, refunds=self.open_refunds, settings=self.settings,
                                              clock=self.clock)
-        self.settings_cases = SettingsUseCases(self.settings)
+        self.settle_candidates = FakeSettleCandidates(self.orders)
+        self.settings_cases = SettingsUseCases(self.settings, self.settle_candidates)
         self.staff = StaffOrderUseCases(orders=self.orders, payments=self.payments, refunds=self.refunds,
                                         entries=self.ledger)
         self.reservations = ReservationUseCases(self.orders)

@@ -18,6 +18,7 @@ from tests.fakes.finance import (FakeLedgerDays, FakeLinks, FakePostings, FakePr
                                  FakeSplits, FakeSplitSettings, FakeStatements, FakeSuppliers, FakeTransactions)
 from tests.fakes.order import FakeCatalog, FakeOpenRefunds, FakeOrders, FakeSettings, sku
 
+from services.order.application.settings import SettingsUseCases
 from services.order.application.finance import FinanceUseCases
 from services.order.application.provider_ports import StatementRow
 from services.order.application.settlement import SettlementUseCases
@@ -125,6 +126,19 @@ async def test_a_window_of_zero_days_settles_at_once_and_a_longer_window_set_lat
     w.add(completed("ord_b"))
     w.settings.by_merchant[MID] = replace(DEFAULTS, after_sales_days=3)
     assert await w.settlement.settle_due() == 0 and w.orders.stored("ord_b").settled_at is None
+
+
+async def test_a_window_shortened_by_the_owner_applies_to_orders_already_waiting():
+    w = World()
+    w.settings.by_merchant[MID] = replace(DEFAULTS, after_sales_days=7)
+    w.add(completed())
+    assert await w.settlement.settle_due() == 0  # postponed by seven days
+    owner_settings = SettingsUseCases(w.settings, w.candidates, clock_ms=lambda: int(w.clock.now.timestamp() * 1000))
+    with staff("OWNER"):
+        current = await owner_settings.get()
+        await owner_settings.update(replace(current, after_sales_days=0), {}, current.version)
+    assert await w.settlement.settle_due() == 1  # looked at again now, and due
+    assert w.orders.stored("ord_1").settled_at == w.clock.now
 
 
 async def test_a_lost_race_settles_nothing_and_the_next_run_finds_it_settled_or_settles_it():
