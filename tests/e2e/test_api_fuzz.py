@@ -168,6 +168,20 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("OrderService_ExportSettlementStatement", r"(from|to)_day"):
         "calendar dates, to_day on or after from_day and at most 92 days later",
     ("OrderService_ReconcilePayments", r"day"): "a calendar date",
+    ("MemberService_ListMyCommissions", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListMyWithdrawals", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListWithdrawals", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_GetCommissionPayable", r"page_token"): "an opaque token a previous page issued",
+    ("OrderService_ListSuppliers", r"page_token"): "an opaque token a previous page issued",
+    ("OrderService_ListSupplierLinks", r"page_token"): "an opaque token a previous page issued",
+    ("ContentService_GetMyGuidePerformance", r"(from|to)_day"):
+        "calendar dates, to_day on or after from_day and at most 366 days later",
+    ("ContentService_ListGuidePerformance", r"(from|to)_day|page_token"):
+        "calendar dates at most 366 days apart; an opaque token a previous page issued",
+    ("ContentService_GetStorePerformance", r"(from|to)_day"):
+        "calendar dates, to_day on or after from_day and at most 366 days later",
+    ("ContentService_ListStorePerformance", r"(from|to)_day|page_token"):
+        "calendar dates at most 366 days apart; an opaque token a previous page issued",
     # ---- end of suppliers, payment split and finance ----
     # ---- content: engagement and share codes ----
     ("ContentService_ListComments", r"page_token"): "an opaque token a previous page issued",
