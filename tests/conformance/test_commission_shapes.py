@@ -68,10 +68,12 @@ class Ledger:
             q, u = credited_update(merchant, movement.record_id, movement.credited_was, movement.credited_now or 0)
             assert self.records.update_one(q, u).modified_count == 1
             assert self.records.update_one(q, u).modified_count == 0
-        q, u = release_update(merchant, self.who, movement.subject)
+        late = release_update(merchant, self.who, movement.subject, "an earlier cause of the subject")
+        assert coll.update_one(*late).modified_count == 0
+        q, u = release_update(merchant, self.who, movement.subject, movement.cause)
         assert coll.update_one(q, u).modified_count == 1
         assert coll.update_one(q, u).modified_count == 0
-        release(self.book, movement.subject)
+        release(self.book, movement.subject, movement.cause)
         # Decided before the release, it loses: the subject's bucket counter moved.
         assert coll.update_one(query, update).modified_count == 0
         assert _same(_read(coll, merchant, self.who), self.book)
@@ -205,7 +207,7 @@ def test_the_repair_finds_movements_under_way_and_releases_each_once(coll):
     assert coll.update_one(q, u).modified_count == 1 and coll.update_one(q, u).modified_count == 0
     q, u = credited_update(merchant, new_id("ord"), None, 5)
     assert coll.update_one(q, u).modified_count == 0
-    q, u = release_update(merchant, who, subject)
+    q, u = release_update(merchant, who, subject, moving["cause"])
     assert coll.update_one(q, u).modified_count == 1
     assert coll.update_one(q, u).modified_count == 0
     assert coll.find_one({"pending_count": {"$gt": 0}}) is None

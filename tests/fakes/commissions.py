@@ -86,12 +86,15 @@ class FakeCommissions:
             r = self.records_by_id.get(movement.record_id)
             if r is not None and r.credited == movement.credited_was:
                 r.credited = movement.credited_now
-            await self.release(merchant_id, beneficiary_id, subject)
+            await self._release(merchant_id, beneficiary_id, subject, movement.cause)
 
-    async def release(self, merchant_id: str, beneficiary_id: str, subject: str) -> None:
+    async def release(self, merchant_id: str, beneficiary_id: str, cause: str) -> None:
+        await self._release(merchant_id, beneficiary_id, cause, cause)
+
+    async def _release(self, merchant_id: str, beneficiary_id: str, subject: str, cause: str) -> None:
         await _round_trip()
         book = self.books.get((merchant_id, beneficiary_id))
-        if book is not None and release(book, subject):
+        if book is not None and release(book, subject, cause):
             self.under_way.pop((merchant_id, beneficiary_id, subject), None)
 
     async def entries(self, merchant_id: str, beneficiary_id: str) -> list[CommissionEntry]:

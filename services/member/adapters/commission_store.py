@@ -222,11 +222,12 @@ def movement_update(merchant_id: str, m: Movement, owed: dict, now_ms: int) -> t
     return query, {"$set": sets, "$inc": inc}
 
 
-def release_update(merchant_id: str, beneficiary_id: str, subject: str) -> tuple[dict, dict]:
-    """Ends a subject's movement (once): the mark goes, its bucket's counter moves."""
+def release_update(merchant_id: str, beneficiary_id: str, subject: str, cause: str) -> tuple[dict, dict]:
+    """Ends a subject's movement (once): the mark goes, its bucket's counter moves. Only the
+    movement of that cause: a late release must not end the subject's next movement."""
     sk = _key(subject)
     return ({"_id": account_id(merchant_id, beneficiary_id), "merchant_id": merchant_id,
-             f"pending.{sk}": {"$exists": True}},
+             f"pending.{sk}.cause": cause},
             {"$unset": {f"pending.{sk}": ""}, "$inc": {"pending_count": -1, f"cleared.{bucket_of(subject)}": 1}})
 
 
@@ -259,8 +260,8 @@ def _store_entry(doc: dict) -> bool:
         return False
 
 
-def _release(merchant_id: str, beneficiary_id: str, subject: str) -> bool:
-    return _accounts().update_one(*release_update(merchant_id, beneficiary_id, subject)).modified_count == 1
+def _release(merchant_id: str, beneficiary_id: str, subject: str, cause: str) -> bool:
+    return _accounts().update_one(*release_update(merchant_id, beneficiary_id, subject, cause)).modified_count == 1
 
 
 def _finish_record(merchant_id: str, beneficiary_id: str, subject: str, moving: dict) -> None:
@@ -269,7 +270,7 @@ def _finish_record(merchant_id: str, beneficiary_id: str, subject: str, moving: 
     _store_entry(moving["entry"])
     query, update = credited_update(merchant_id, moving["record_id"], moving.get("was"), int(moving.get("now") or 0))
     _records().update_one(query, update)
-    _release(merchant_id, beneficiary_id, subject)
+    _release(merchant_id, beneficiary_id, subject, moving["cause"])
 
 
 def move(merchant_id: str, m: Movement, entry: CommissionEntry) -> bool:
@@ -329,7 +330,7 @@ def _repair(now_ms: int, limit: int = 100) -> int:
             else:
                 stored += _store_entry(moving["entry"])
                 if _withdrawal_recorded(merchant_id, moving):
-                    _release(merchant_id, beneficiary_id, subject)
+                    _release(merchant_id, beneficiary_id, subject, moving["cause"])
     return stored
 
 
@@ -369,8 +370,8 @@ class CommissionRepository:
     async def finish(self, merchant_id: str, beneficiary_id: str, subject: str) -> None:
         await run_sync(_finish, merchant_id, beneficiary_id, subject)
 
-    async def release(self, merchant_id: str, beneficiary_id: str, subject: str) -> None:
-        await run_sync(_release, merchant_id, beneficiary_id, subject)
+    async def release(self, merchant_id: str, beneficiary_id: str, cause: str) -> None:
+        await run_sync(_release, merchant_id, beneficiary_id, cause, cause)
 
     async def entries(self, merchant_id: str, beneficiary_id: str) -> list[CommissionEntry]:
         docs = await run_sync(lambda: list(_ledger().find({"merchant_id": merchant_id,

@@ -73,8 +73,9 @@ class CommissionStore(Protocol):
         credited value and releases it. Idempotent."""
         ...
 
-    async def release(self, merchant_id: str, beneficiary_id: str, subject: str) -> None:
-        """Ends the subject's movement (once): its record or withdrawal now records it."""
+    async def release(self, merchant_id: str, beneficiary_id: str, cause: str) -> None:
+        """Ends a withdrawal's movement (once; its cause is its subject): the withdrawal's
+        own state now records it."""
         ...
 
     async def entries(self, merchant_id: str, beneficiary_id: str) -> list[CommissionEntry]: ...

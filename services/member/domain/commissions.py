@@ -295,10 +295,11 @@ def apply(book: CommissionBook, m: Movement) -> None:
     book.moving[m.subject] = m.cause
 
 
-def release(book: CommissionBook, subject: str) -> bool:
-    """The subject's movement is done for good (its record or withdrawal says so)."""
-    if book.moving.pop(subject, None) is None:
+def release(book: CommissionBook, subject: str, cause: str) -> bool:
+    """The subject's movement of that cause is done for good (its record or withdrawal says so)."""
+    if book.moving.get(subject) != cause:
         return False
+    del book.moving[subject]
     b = bucket_of(subject)
     book.cleared[b] = book.cleared.get(b, 0) + 1
     return True
