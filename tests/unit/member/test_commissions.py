@@ -19,7 +19,8 @@ from services.member.application.commissions import CommissionLedger
 from services.member.application.withdrawals import Withdrawals
 from services.member.domain.commissions import (BUCKETS, FROZEN, GUIDE, LEVEL_1, LEVEL_2, PENDING, SETTLED, VOID,
                                                 CommissionBook, CommissionLine, OrderCommissions, entry_for,
-                                                hold_movement, merged, paid_movement, record_movement)
+                                                bucket_of, hold_movement, merged, paid_movement, record_movement,
+                                                release)
 from siyu_kit.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from siyu_kit.ids import new_id
 from siyu_kit.protos import money, timestamp
@@ -337,3 +338,11 @@ async def test_the_book_stays_bounded_after_200_settled_orders_and_50_withdrawal
     assert book.moving == {} and list(book.days) == [business_day(now[0])]
     assert len(book.cleared) <= BUCKETS and sum(book.cleared.values()) == 200 + 25 + 2 * 25
     assert all(r.credited == r.net for r in store.records_by_id.values())
+
+
+def test_a_late_release_never_ends_the_next_movement_of_the_record():
+    book = CommissionBook(MERCHANT, D1, moving={"ord_j:ln_1:LEVEL_1": "void:ord_j:ln_1:LEVEL_1:300"})
+    assert not release(book, "ord_j:ln_1:LEVEL_1", "settle:ord_j:ln_1:LEVEL_1")
+    assert book.moving and book.cleared == {}
+    assert release(book, "ord_j:ln_1:LEVEL_1", "void:ord_j:ln_1:LEVEL_1:300")
+    assert book.moving == {} and book.cleared == {bucket_of("ord_j:ln_1:LEVEL_1"): 1}
