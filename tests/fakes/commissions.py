@@ -1,7 +1,10 @@
 """In-memory commission and withdrawal ports. `FakeCommissions.move` checks every guard
 the store's conditional update carries (`domain.commissions.applies`) and yields to the
 event loop between a read and a write, so concurrent use cases interleave as they do over
-MongoDB; the ledger keeps one entry per cause."""
+MongoDB; the ledger keeps one entry per cause. A record movement then writes the record's
+credited value and releases its subject, each step after a yield, as the store does; a
+withdrawal movement stays under way until `release`. `crash_after_move` leaves that many
+record movements under way (the process died after the update)."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +12,7 @@ import copy
 
 from services.member.application.commission_ports import BalanceTotals, Liability, StateTotals, Transfer
 from services.member.domain.commissions import (FROZEN, PENDING, SETTLED, CommissionBook, CommissionEntry,
-                                                CommissionRecord, Movement, applies, apply)
+                                                CommissionRecord, Movement, applies, apply, release)
 from services.member.domain.withdrawals import HOLDING, PAYING, SHOWN, Withdrawal, WithdrawalSettings
 from siyu_kit.protos import epoch_ms
 from tests.fakes.store import VersionedStore, require_version
@@ -25,6 +28,8 @@ class FakeCommissions:
         self.books: dict[tuple[str, str], CommissionBook] = {}
         self.ledger: dict[tuple[str, str], CommissionEntry] = {}
         self.lost_writes = 0  # that many record saves lose to "another writer"
+        self.crash_after_move = 0
+        self.under_way: dict[tuple[str, str, str], tuple[Movement, CommissionEntry]] = {}
 
     async def records(self, merchant_id: str, order_id: str) -> list[CommissionRecord]:
         await _round_trip()
@@ -50,6 +55,11 @@ class FakeCommissions:
         book = self.books.get((merchant_id, beneficiary_id))
         return copy.deepcopy(book) if book else CommissionBook(merchant_id, beneficiary_id)
 
+    async def record(self, merchant_id: str, record_id: str) -> CommissionRecord | None:
+        await _round_trip()
+        r = self.records_by_id.get(record_id)
+        return copy.deepcopy(r) if r is not None and r.merchant_id == merchant_id else None
+
     async def move(self, merchant_id: str, movement: Movement, entry: CommissionEntry) -> bool:
         await _round_trip()
         key = (merchant_id, movement.beneficiary_id)
@@ -57,8 +67,35 @@ class FakeCommissions:
         if not applies(book, movement):
             return False
         apply(book, movement)
-        self.ledger.setdefault((merchant_id, movement.cause), entry)
+        self.under_way[(merchant_id, movement.beneficiary_id, movement.subject)] = (movement, entry)
+        if movement.record_id and self.crash_after_move:
+            self.crash_after_move -= 1
+            return True
+        await self.finish(merchant_id, movement.beneficiary_id, movement.subject)
         return True
+
+    async def finish(self, merchant_id: str, beneficiary_id: str, subject: str) -> None:
+        owed = self.under_way.get((merchant_id, beneficiary_id, subject))
+        if owed is None:
+            return
+        movement, entry = owed
+        await _round_trip()
+        self.ledger.setdefault((merchant_id, movement.cause), entry)
+        if movement.record_id:
+            await _round_trip()
+            r = self.records_by_id.get(movement.record_id)
+            if r is not None and r.credited == movement.credited_was:
+                r.credited = movement.credited_now
+            await self._release(merchant_id, beneficiary_id, subject, movement.cause)
+
+    async def release(self, merchant_id: str, beneficiary_id: str, cause: str) -> None:
+        await self._release(merchant_id, beneficiary_id, cause, cause)
+
+    async def _release(self, merchant_id: str, beneficiary_id: str, subject: str, cause: str) -> None:
+        await _round_trip()
+        book = self.books.get((merchant_id, beneficiary_id))
+        if book is not None and release(book, subject, cause):
+            self.under_way.pop((merchant_id, beneficiary_id, subject), None)
 
     async def entries(self, merchant_id: str, beneficiary_id: str) -> list[CommissionEntry]:
         return [e for (m, _), e in self.ledger.items() if m == merchant_id and e.beneficiary_id == beneficiary_id]
@@ -91,7 +128,11 @@ class FakeCommissions:
         return [copy.deepcopy(b) for b in rows[:limit]]
 
     async def repair(self, now_ms: int) -> int:
-        return 0
+        """Finishes every record movement under way (the fake has no clock for its age)."""
+        left = [k for k, (m, _) in self.under_way.items() if m.record_id]
+        for merchant_id, beneficiary_id, subject in left:
+            await self.finish(merchant_id, beneficiary_id, subject)
+        return len(left)
 
 
 class FakeWithdrawals(VersionedStore):

@@ -3,14 +3,18 @@ implementing services.member.application.commission_ports.
 
 - `commission_records`: one per order, line and level (`_id` "<order>:<line>:<level>"); a
   change is conditional on the stage and voided part as read, so a late event never
-  moves a record back.
-- `commission_accounts`: one per beneficiary (`_id` "<merchant>:<beneficiary>"): the
-  counters, what each record has credited (`credited`), the causes applied (`done`), the
-  day counters of withdrawals (`days`) and the ledger entries still owed (`pending`). A
-  movement is ONE `update_one` whose filter carries its guards and whose update carries
-  the counters, the marks and the owed entry — the stored-value balance's pattern
-  (stored_value_store.py): the entry is then inserted into `commission_entries` (unique
-  per merchant and cause) and the debt cleared; `repair` stores what a crash left owing.
+  moves a record back. `credited` is what the balance has received from the record.
+- `commission_accounts`: one per beneficiary (`_id` "<merchant>:<beneficiary>"), of a
+  bounded size: the counters, the current business day's withdrawals (`days`, one key),
+  the movements under way (`pending.<subject>`: the cause, the ledger entry it owes and
+  the record's credited value to write) and the release counters (`cleared.<bucket>`,
+  at most BUCKETS keys). A movement is ONE `update_one` whose filter carries its guards
+  and whose update carries the counters and the subject under way — the stored-value
+  balance's pattern (stored_value_store.py). The entry is then inserted into
+  `commission_entries` (unique per merchant and cause); a record movement writes the
+  record's credited value and releases its subject; a withdrawal movement is released by
+  the use case once the withdrawal's own state records it. `repair` finishes what a crash
+  left under way.
 - `withdrawals` (the aggregate, versioned, with a job lease) and `withdrawal_settings`.
 Every shape is in tests/conformance/test_commission_shapes.py.
 """
@@ -26,7 +30,7 @@ from pymongo.errors import DuplicateKeyError
 from services.member.adapters.stored_value_store import BalanceAccountDoc
 from services.member.application.commission_ports import BalanceTotals, Liability, StateTotals
 from services.member.domain.commissions import (FROZEN, PENDING, SETTLED, CommissionBook, CommissionEntry,
-                                                CommissionRecord, Movement)
+                                                CommissionRecord, Movement, bucket_of)
 from services.member.domain.withdrawals import HOLDING, PAYING, PAID, REJECTED, FAILED, Withdrawal, WithdrawalSettings
 from siyu_kit.db import run_sync
 from siyu_kit.protos import epoch_ms
@@ -132,7 +136,8 @@ def _record(d: dict) -> CommissionRecord:
                             level=d["level"], beneficiary_id=d["beneficiary_id"], buyer_id=d.get("buyer_id") or "",
                             rate_bp=int(d["rate_bp"]), base=int(d["base"]), amount=int(d["amount"]),
                             voided=int(d["voided"]), stage=d["stage"], created_at=_at(d["created_ms"]),
-                            updated_at=_at(d["updated_ms"]))
+                            updated_at=_at(d["updated_ms"]),
+                            credited=None if d.get("credited") is None else int(d["credited"]))
 
 
 def _save_record(record: CommissionRecord, was: CommissionRecord | None) -> bool:
@@ -156,35 +161,40 @@ def _totals(query: dict) -> StateTotals:
 
 # ---- balances --------------------------------------------------------------------------------
 
+BOOK_FIELDS = {"available": 1, "withdrawing": 1, "withdrawn": 1, "debt": 1, "days": 1, "cleared": 1,
+               "pending": 1, "beneficiary_id": 1}
+
+
 def _book(merchant_id: str, beneficiary_id: str, doc: dict | None) -> CommissionBook:
     if doc is None:
         return CommissionBook(merchant_id=merchant_id, beneficiary_id=beneficiary_id)
     return CommissionBook(merchant_id=merchant_id, beneficiary_id=beneficiary_id,
                           available=int(doc.get("available") or 0), withdrawing=int(doc.get("withdrawing") or 0),
                           withdrawn=int(doc.get("withdrawn") or 0), debt=int(doc.get("debt") or 0),
-                          credited={k: int(v) for k, v in (doc.get("credited") or {}).items()},
-                          done=set((doc.get("done") or {}).keys()),
+                          moving={k: v["cause"] for k, v in (doc.get("pending") or {}).items()},
+                          cleared={k: int(v) for k, v in (doc.get("cleared") or {}).items()},
                           days={k: int(v) for k, v in (doc.get("days") or {}).items()})
 
 
 def _opened(merchant_id: str, beneficiary_id: str) -> dict:
     return {"_id": account_id(merchant_id, beneficiary_id), "merchant_id": merchant_id,
             "beneficiary_id": beneficiary_id, "available": 0, "withdrawing": 0, "withdrawn": 0, "debt": 0,
-            "credited": {}, "done": {}, "days": {}, "pending": {}, "pending_count": 0}
+            "days": {}, "pending": {}, "pending_count": 0, "cleared": {}}
 
 
-def _key(cause: str) -> str:
-    """A cause as a map key: record ids hold ':' (allowed), never '.' or a leading '$'."""
-    return cause.replace(".", "_")
+def _key(subject: str) -> str:
+    """A subject as a map key: record ids hold ':' (allowed), never '.' or a leading '$'."""
+    return subject.replace(".", "_")
 
 
 def movement_update(merchant_id: str, m: Movement, owed: dict, now_ms: int) -> tuple[dict, dict]:
-    """The one conditional update a movement is: (filter, update)."""
-    ck = _key(m.cause)
+    """The one conditional update a movement is: (filter, update). `owed` is the ledger
+    entry it owes, kept with the subject until stored."""
+    sk = _key(m.subject)
+    cleared = f"cleared.{m.bucket}"
     query: dict = {"_id": account_id(merchant_id, m.beneficiary_id), "merchant_id": merchant_id,
-                   f"done.{ck}": {"$exists": False}}
-    for c in m.after:
-        query[f"done.{_key(c)}"] = {"$exists": True}
+                   f"pending.{sk}": {"$exists": False},
+                   cleared: {"$exists": False} if m.cleared_was is None else m.cleared_was}
     inc: dict = {}
     for name, delta in (("available", m.available), ("debt", m.debt), ("withdrawing", m.withdrawing),
                         ("withdrawn", m.withdrawn)):
@@ -196,20 +206,35 @@ def movement_update(merchant_id: str, m: Movement, owed: dict, now_ms: int) -> t
         query["available"] = m.exact_available
     if m.exact_debt is not None:
         query["debt"] = m.exact_debt
-    sets: dict = {f"done.{ck}": now_ms, f"pending.{ck}": owed, "updated_ms": now_ms}
+    moving = {"cause": m.cause, "entry": owed, "record_id": m.record_id, "withdrawal_id": m.withdrawal_id,
+              "was": m.credited_was, "now": m.credited_now, "created_ms": now_ms}
+    sets: dict = {f"pending.{sk}": moving, "updated_ms": now_ms}
     inc["pending_count"] = 1
-    if m.record_id:
-        field = f"credited.{_key(m.record_id)}"
-        query[field] = {"$exists": False} if m.credited_was is None else m.credited_was
-        sets[field] = m.credited_now or 0
     if m.day:
         field = f"days.{m.day}"
         if m.day_used is None:
+            # The day's first withdrawal: the whole map becomes this day, so past days vanish.
             query[field] = {"$exists": False}
+            sets["days"] = {m.day: m.withdrawing}
         else:
             query[field] = {"$lte": m.day_limit - m.withdrawing}
-        inc[field] = m.withdrawing
+            inc[field] = m.withdrawing
     return query, {"$set": sets, "$inc": inc}
+
+
+def release_update(merchant_id: str, beneficiary_id: str, subject: str, cause: str) -> tuple[dict, dict]:
+    """Ends a subject's movement (once): the mark goes, its bucket's counter moves. Only the
+    movement of that cause: a late release must not end the subject's next movement."""
+    sk = _key(subject)
+    return ({"_id": account_id(merchant_id, beneficiary_id), "merchant_id": merchant_id,
+             f"pending.{sk}.cause": cause},
+            {"$unset": {f"pending.{sk}": ""}, "$inc": {"pending_count": -1, f"cleared.{bucket_of(subject)}": 1}})
+
+
+def credited_update(merchant_id: str, record_id: str, was: int | None, now: int) -> tuple[dict, dict]:
+    """The record's credited value, moved on from what the movement read."""
+    return ({"_id": record_id, "merchant_id": merchant_id,
+             "credited": {"$exists": False} if was is None else was}, {"$set": {"credited": now}})
 
 
 def entry_doc(merchant_id: str, e: CommissionEntry) -> dict:
@@ -226,17 +251,26 @@ def _entry(d: dict) -> CommissionEntry:
                            withdrawal_id=d.get("withdrawal_id") or "", created_at=_at(d["created_ms"]))
 
 
-def _store_owed(merchant_id: str, beneficiary_id: str, ck: str, doc: dict) -> bool:
-    """Inserts the entry (once: a second insert is a duplicate) and clears the debt."""
+def _store_entry(doc: dict) -> bool:
+    """Inserts the entry once (a second insert is a duplicate of its cause)."""
     try:
         _ledger().insert_one(doc)
-        fresh = True
+        return True
     except DuplicateKeyError:
-        fresh = False
-    owed = f"pending.{ck}"
-    _accounts().update_one({"_id": account_id(merchant_id, beneficiary_id), "merchant_id": merchant_id,
-                            owed: {"$exists": True}}, {"$unset": {owed: ""}, "$inc": {"pending_count": -1}})
-    return fresh
+        return False
+
+
+def _release(merchant_id: str, beneficiary_id: str, subject: str, cause: str) -> bool:
+    return _accounts().update_one(*release_update(merchant_id, beneficiary_id, subject, cause)).modified_count == 1
+
+
+def _finish_record(merchant_id: str, beneficiary_id: str, subject: str, moving: dict) -> None:
+    """A record movement after its update: the entry, the record's credited value, the release.
+    Each step is idempotent, so the mover, a later delivery and the repair may all run it."""
+    _store_entry(moving["entry"])
+    query, update = credited_update(merchant_id, moving["record_id"], moving.get("was"), int(moving.get("now") or 0))
+    _records().update_one(query, update)
+    _release(merchant_id, beneficiary_id, subject, moving["cause"])
 
 
 def move(merchant_id: str, m: Movement, entry: CommissionEntry) -> bool:
@@ -248,18 +282,55 @@ def move(merchant_id: str, m: Movement, entry: CommissionEntry) -> bool:
     query, update = movement_update(merchant_id, m, doc, doc["created_ms"])
     if _accounts().update_one(query, update).modified_count != 1:
         return False
-    _store_owed(merchant_id, m.beneficiary_id, _key(m.cause), doc)
+    if m.record_id:
+        _finish_record(merchant_id, m.beneficiary_id, m.subject, update["$set"][f"pending.{_key(m.subject)}"])
+    else:
+        _store_entry(doc)  # released by the use case once the withdrawal records it
     return True
 
 
+def _finish(merchant_id: str, beneficiary_id: str, subject: str) -> None:
+    sk = _key(subject)
+    doc = _accounts().find_one({"_id": account_id(merchant_id, beneficiary_id), "merchant_id": merchant_id},
+                               {"pending": 1})  # small: only what is under way
+    moving = ((doc or {}).get("pending") or {}).get(sk)
+    if moving is None:
+        return
+    if moving.get("record_id"):
+        _finish_record(merchant_id, beneficiary_id, subject, moving)
+    else:
+        _store_entry(moving["entry"])
+
+
+def _withdrawal_recorded(merchant_id: str, moving: dict) -> bool:
+    """Whether the withdrawal's own state shows its movement (then the mark may go)."""
+    w = _withdrawals().find_one({"_id": moving.get("withdrawal_id"), "merchant_id": merchant_id},
+                                {"state": 1, "booked": 1})
+    if w is None:
+        return False
+    if moving["cause"].startswith("hold:"):
+        return w["state"] != HOLDING
+    return bool(w.get("booked"))
+
+
 def _repair(now_ms: int, limit: int = 100) -> int:
+    """Finishes movements a crash left under way (older than REPAIR_AFTER_MS): stores their
+    entries, writes the records' credited values, releases what is recorded."""
     stored = 0
     for doc in _accounts().find({"pending_count": {"$gt": 0}}, {"merchant_id": 1, "beneficiary_id": 1,
                                                                 "pending": 1}).limit(limit):
-        for ck, owed in (doc.get("pending") or {}).items():
-            if int(owed.get("created_ms") or 0) > now_ms - REPAIR_AFTER_MS:
+        merchant_id, beneficiary_id = doc["merchant_id"], doc["beneficiary_id"]
+        for sk, moving in (doc.get("pending") or {}).items():
+            if int(moving.get("created_ms") or 0) > now_ms - REPAIR_AFTER_MS:
                 continue
-            stored += _store_owed(doc["merchant_id"], doc["beneficiary_id"], ck, owed)
+            subject = moving.get("record_id") or moving["cause"]
+            if moving.get("record_id"):
+                stored += _store_entry(moving["entry"])
+                _finish_record(merchant_id, beneficiary_id, subject, moving)
+            else:
+                stored += _store_entry(moving["entry"])
+                if _withdrawal_recorded(merchant_id, moving):
+                    _release(merchant_id, beneficiary_id, subject, moving["cause"])
     return stored
 
 
@@ -271,7 +342,7 @@ def _balance_totals(merchant_id: str) -> BalanceTotals:
     return BalanceTotals(**sums)
 
 
-NO_MAPS = {"pending": 0, "credited": 0, "days": 0, "done": 0}
+PAYEE_FIELDS = {"available": 1, "withdrawing": 1, "withdrawn": 1, "debt": 1, "beneficiary_id": 1}
 
 
 class CommissionRepository:
@@ -286,11 +357,21 @@ class CommissionRepository:
 
     async def book(self, merchant_id: str, beneficiary_id: str) -> CommissionBook:
         doc = await run_sync(_accounts().find_one, {"_id": account_id(merchant_id, beneficiary_id),
-                                                    "merchant_id": merchant_id}, {"pending": 0})
+                                                    "merchant_id": merchant_id}, BOOK_FIELDS)
         return _book(merchant_id, beneficiary_id, doc)
+
+    async def record(self, merchant_id: str, record_id: str) -> CommissionRecord | None:
+        doc = await run_sync(_records().find_one, {"_id": record_id, "merchant_id": merchant_id})
+        return _record(doc) if doc else None
 
     async def move(self, merchant_id: str, movement: Movement, entry: CommissionEntry) -> bool:
         return await run_sync(move, merchant_id, movement, entry)
+
+    async def finish(self, merchant_id: str, beneficiary_id: str, subject: str) -> None:
+        await run_sync(_finish, merchant_id, beneficiary_id, subject)
+
+    async def release(self, merchant_id: str, beneficiary_id: str, cause: str) -> None:
+        await run_sync(_release, merchant_id, beneficiary_id, cause, cause)
 
     async def entries(self, merchant_id: str, beneficiary_id: str) -> list[CommissionEntry]:
         docs = await run_sync(lambda: list(_ledger().find({"merchant_id": merchant_id,
@@ -320,7 +401,7 @@ class CommissionRepository:
         query: dict = {"merchant_id": merchant_id}
         if after_id:
             query["_id"] = {"$gt": account_id(merchant_id, after_id)}
-        docs = await run_sync(lambda: list(_accounts().find(query, NO_MAPS).sort("_id", ASCENDING).limit(limit)))
+        docs = await run_sync(lambda: list(_accounts().find(query, PAYEE_FIELDS).sort("_id", ASCENDING).limit(limit)))
         return [_book(merchant_id, d["beneficiary_id"], d) for d in docs]
 
     async def repair(self, now_ms: int) -> int:

@@ -3,9 +3,12 @@ implementations live in the adapters (commission_store.py, order_payouts.py).
 
 `CommissionStore.move` is the one conditional update every balance movement is (the
 guards are in services/member/domain/commissions.py `Movement`); it answers False,
-having written nothing, when a guard did not hold. The ledger entry it owes is written by
-that same update and then stored in the ledger (unique per cause); `repair` stores what a
-crash in between left owing.
+having written nothing, when a guard did not hold. That update marks its subject under
+way with the ledger entry it owes; the entry is then stored in the ledger (unique per
+cause). A record movement then writes the record's credited value and releases its
+subject; a withdrawal movement is released (`release`) once the withdrawal's state records
+it. `finish` completes a record movement someone else left under way; `repair` finishes
+what a crash left.
 """
 from __future__ import annotations
 
@@ -61,7 +64,19 @@ class CommissionStore(Protocol):
         """The beneficiary's balance (an empty one when none exists yet)."""
         ...
 
+    async def record(self, merchant_id: str, record_id: str) -> CommissionRecord | None: ...
+
     async def move(self, merchant_id: str, movement: Movement, entry: CommissionEntry) -> bool: ...
+
+    async def finish(self, merchant_id: str, beneficiary_id: str, subject: str) -> None:
+        """Stores the entry of the subject's movement under way; for a record, also writes its
+        credited value and releases it. Idempotent."""
+        ...
+
+    async def release(self, merchant_id: str, beneficiary_id: str, cause: str) -> None:
+        """Ends a withdrawal's movement (once; its cause is its subject): the withdrawal's
+        own state now records it."""
+        ...
 
     async def entries(self, merchant_id: str, beneficiary_id: str) -> list[CommissionEntry]: ...
 

@@ -101,20 +101,30 @@ class Withdrawals:
         return withdrawal, await self.balances.book(merchant_id, member_id)
 
     async def _hold(self, withdrawal: Withdrawal) -> Withdrawal:
-        """Takes the money (once) and marks the withdrawal REQUESTED; or drops it and says why."""
+        """Takes the money (once) and marks the withdrawal REQUESTED; or drops it and says why.
+
+        The withdrawal is read again after the book: a hold that finished in between shows
+        in its state, or released its mark and so moved the counter the guard holds."""
         terms, _ = await self.settings_store.get(withdrawal.merchant_id)
         refusal = ""
+        cause = f"hold:{withdrawal.id}"
         for _ in range(ATTEMPTS):
             book = await self.balances.book(withdrawal.merchant_id, withdrawal.member_id)
-            if f"hold:{withdrawal.id}" in book.done:
-                break
+            if cause in book.moving:
+                break  # taken: only the withdrawal's state is left to write
+            current = await self.withdrawals.get(withdrawal.merchant_id, withdrawal.id)
+            if current is None:
+                raise NotFound(f"withdrawal {withdrawal.id} not found", reason="WITHDRAWAL_NOT_FOUND")
+            withdrawal = current
+            if withdrawal.state != HOLDING:
+                return withdrawal
             if book.available < withdrawal.amount:
                 refusal = "WITHDRAWAL_INSUFFICIENT"
                 break
-            if book.days.get(withdrawal.day, 0) + withdrawal.amount > terms.daily_limit:
+            movement = hold_movement(book, withdrawal.id, withdrawal.amount, withdrawal.day, terms.daily_limit)
+            if movement.day and book.days.get(movement.day, 0) + withdrawal.amount > terms.daily_limit:
                 refusal = "WITHDRAWAL_DAILY_LIMIT"
                 break
-            movement = hold_movement(book, withdrawal.id, withdrawal.amount, withdrawal.day, terms.daily_limit)
             if await self._move(withdrawal.merchant_id, movement):
                 break
         else:
@@ -125,7 +135,9 @@ class Withdrawals:
             if refusal == "WITHDRAWAL_DAILY_LIMIT":
                 raise FailedPrecondition("the withdrawal would pass today's limit", reason=refusal)
             raise FailedPrecondition("the commission balance does not hold that much", reason=refusal)
-        return await self._settle_state(withdrawal, lambda w: w.held(now))
+        held = await self._settle_state(withdrawal, lambda w: w.held(now))
+        await self.balances.release(withdrawal.merchant_id, withdrawal.member_id, cause)
+        return held
 
     async def _move(self, merchant_id: str, movement: Movement) -> bool:
         return await self.balances.move(merchant_id, movement, entry_for(movement, new_id("cme"), self.clock()))
@@ -209,16 +221,26 @@ class Withdrawals:
         return await self._book(withdrawal)
 
     async def _book(self, withdrawal: Withdrawal) -> Withdrawal:
-        """The balance movement the final state owes (once), then `booked`."""
+        """The balance movement the final state owes (once), then `booked`, then its mark
+        released (the withdrawal read again after the book, as in `_hold`)."""
         if not withdrawal.owes_booking:
             return withdrawal
         for _ in range(ATTEMPTS):
             book = await self.balances.book(withdrawal.merchant_id, withdrawal.member_id)
+            cause = f"{'paid' if withdrawal.state == PAID else 'return'}:{withdrawal.id}"
+            if cause in book.moving:
+                break
+            current = await self.withdrawals.get(withdrawal.merchant_id, withdrawal.id)
+            if current is None:
+                raise NotFound(f"withdrawal {withdrawal.id} not found", reason="WITHDRAWAL_NOT_FOUND")
+            withdrawal = current
+            if not withdrawal.owes_booking:
+                return withdrawal
             if withdrawal.state == PAID:
                 movement = paid_movement(book, withdrawal.id, withdrawal.amount)
             else:
                 movement = return_movement(book, withdrawal.id, withdrawal.amount)
-            if movement.cause in book.done or await self._move(withdrawal.merchant_id, movement):
+            if await self._move(withdrawal.merchant_id, movement):
                 break
         else:
             raise Conflict("the commission balance kept changing; try again")
@@ -229,7 +251,9 @@ class Withdrawals:
             w.booked = True
             return True
 
-        return await self._settle_state(withdrawal, booked)
+        done = await self._settle_state(withdrawal, booked)
+        await self.balances.release(withdrawal.merchant_id, withdrawal.member_id, cause)
+        return done
 
     async def resume(self) -> int:
         """The job: finishes withdrawals a crash left HOLDING or unbooked, and asks the

@@ -9,12 +9,18 @@ late, twice or out of order, so a record only moves forward: its stage never goe
 The balance (`CommissionBook`) is what the beneficiary can withdraw. A settled record
 credits amount − voided; a void after settlement debits the difference, from `available`
 first and the rest as `debt` (never a negative balance, never forgiven); a later credit
-pays the debt first. Every movement names its cause, applied once; the book remembers how
-much each record has credited so far (`credited`), which is the guard that keeps two
-deliveries of one change from both applying.
+pays the debt first. Every movement names its cause, applied once. What a record has
+credited so far lives on the record (`CommissionRecord.credited`), so the book stays the
+same size however many records it has squared: it keeps only its counters, the current
+business day's withdrawals, and the movements under way (`moving`, by subject: a record,
+or a withdrawal's cause), each there from its update until its record (or withdrawal)
+says it is done. A movement's guard is its subject not under way plus its subject's
+bucket counter (`cleared`) as read: every release bumps it, so a decision made from a
+record or withdrawal read before another movement of the same subject finished loses.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -81,6 +87,7 @@ class CommissionRecord:
     stage: str
     created_at: datetime
     updated_at: datetime
+    credited: int | None = None  # what the balance has received from it (None: never credited)
 
     @property
     def state(self) -> str:
@@ -122,13 +129,23 @@ def merged(current: CommissionRecord | None, event: OrderCommissions, line: Comm
 
 # ---- the balance ---------------------------------------------------------------------------------
 
+BUCKETS = 32  # the release counters: a bounded map, few enough races between subjects
+
+
+def bucket_of(subject: str) -> str:
+    """The release counter a subject's guard reads (stable across processes)."""
+    return str(zlib.crc32(subject.encode()) % BUCKETS)
+
+
 @dataclass(frozen=True)
 class Movement:
     """One change of a beneficiary's balance, applied once by its cause.
 
-    Guards: the record's credited value is `credited_was` (None: never credited); the
-    balance holds at least what it takes; and, when the split between available and debt
-    depends on them, `available`/`debt` are exactly as read."""
+    Guards: its subject (the record, or the withdrawal's cause) has no movement under way
+    and its bucket's release counter is `cleared_was` as read; the balance holds at least
+    what it takes; and, when the split between available and debt depends on them,
+    `available`/`debt` are exactly as read. A record movement also carries the record's
+    credited value before (`credited_was`, None: never credited) and after."""
     cause: str
     kind: str
     beneficiary_id: str
@@ -142,10 +159,18 @@ class Movement:
     withdrawal_id: str = ""
     exact_available: int | None = None
     exact_debt: int | None = None
-    after: tuple[str, ...] = ()
+    cleared_was: int | None = None  # the subject's bucket counter as read (None: never bumped)
     day: str = ""  # a withdrawal's business day: its counter moves by the amount
     day_limit: int = 0
     day_used: int | None = None  # the day's counter as read (None: none that day yet): picks the guard's form
+
+    @property
+    def subject(self) -> str:
+        return self.record_id or self.cause
+
+    @property
+    def bucket(self) -> str:
+        return bucket_of(self.subject)
 
 
 @dataclass
@@ -156,9 +181,9 @@ class CommissionBook:
     withdrawing: int = 0
     withdrawn: int = 0
     debt: int = 0
-    credited: dict[str, int] = field(default_factory=dict)
-    done: set[str] = field(default_factory=set)
-    days: dict[str, int] = field(default_factory=dict)
+    moving: dict[str, str] = field(default_factory=dict)  # subject → cause, while under way
+    cleared: dict[str, int] = field(default_factory=dict)  # bucket → releases
+    days: dict[str, int] = field(default_factory=dict)  # the current business day only
 
 
 @dataclass(frozen=True)
@@ -195,7 +220,7 @@ def _debit(book: CommissionBook, amount: int) -> tuple[int, int, int | None]:
 def record_movement(book: CommissionBook, record: CommissionRecord) -> Movement | None:
     """What the balance owes the record now; None when it is square."""
     due = record.credit_due
-    had = book.credited.get(record.id)
+    had = record.credited
     if had is None and due == 0:
         return None
     if had is not None and due >= had:
@@ -208,7 +233,7 @@ def record_movement(book: CommissionBook, record: CommissionRecord) -> Movement 
     else:
         cause, kind = f"void:{record.id}:{record.voided}", CLAWBACK
     common = dict(cause=cause, kind=kind, beneficiary_id=record.beneficiary_id, record_id=record.id,
-                  credited_was=had, credited_now=due)
+                  credited_was=had, credited_now=due, cleared_was=book.cleared.get(bucket_of(record.id)))
     if delta >= 0:
         available, debt, exact_debt = _credit(book, delta)
         return Movement(available=available, debt=debt, exact_debt=exact_debt, **common)
@@ -217,29 +242,32 @@ def record_movement(book: CommissionBook, record: CommissionRecord) -> Movement 
 
 
 def hold_movement(book: CommissionBook, withdrawal_id: str, amount: int, day: str, day_limit: int) -> Movement:
-    return Movement(cause=f"hold:{withdrawal_id}", kind=HOLD, beneficiary_id=book.beneficiary_id,
+    cause = f"hold:{withdrawal_id}"
+    if any(d > day for d in book.days):
+        day = ""  # a hold a crash left from a day already over: today's counter is not its
+    return Movement(cause=cause, kind=HOLD, beneficiary_id=book.beneficiary_id,
                     available=-amount, withdrawing=amount, withdrawal_id=withdrawal_id, day=day, day_limit=day_limit,
-                    day_used=book.days.get(day))
+                    day_used=book.days.get(day) if day else None, cleared_was=book.cleared.get(bucket_of(cause)))
 
 
 def return_movement(book: CommissionBook, withdrawal_id: str, amount: int) -> Movement:
+    cause = f"return:{withdrawal_id}"
     available, debt, exact_debt = _credit(book, amount)
-    return Movement(cause=f"return:{withdrawal_id}", kind=RETURN, beneficiary_id=book.beneficiary_id,
+    return Movement(cause=cause, kind=RETURN, beneficiary_id=book.beneficiary_id,
                     available=available, debt=debt, exact_debt=exact_debt, withdrawing=-amount,
-                    withdrawal_id=withdrawal_id, after=(f"hold:{withdrawal_id}",))
+                    withdrawal_id=withdrawal_id, cleared_was=book.cleared.get(bucket_of(cause)))
 
 
 def paid_movement(book: CommissionBook, withdrawal_id: str, amount: int) -> Movement:
-    return Movement(cause=f"paid:{withdrawal_id}", kind=PAID, beneficiary_id=book.beneficiary_id,
+    cause = f"paid:{withdrawal_id}"
+    return Movement(cause=cause, kind=PAID, beneficiary_id=book.beneficiary_id,
                     withdrawing=-amount, withdrawn=amount, withdrawal_id=withdrawal_id,
-                    after=(f"hold:{withdrawal_id}",))
+                    cleared_was=book.cleared.get(bucket_of(cause)))
 
 
 def applies(book: CommissionBook, m: Movement) -> bool:
     """Whether the movement's guards hold on the book (what the store's filter checks)."""
-    if m.cause in book.done or any(c not in book.done for c in m.after):
-        return False
-    if m.record_id and book.credited.get(m.record_id) != m.credited_was:
+    if m.subject in book.moving or book.cleared.get(m.bucket) != m.cleared_was:
         return False
     if m.exact_available is not None and book.available != m.exact_available:
         return False
@@ -256,16 +284,25 @@ def applies(book: CommissionBook, m: Movement) -> bool:
 
 
 def apply(book: CommissionBook, m: Movement) -> None:
-    """The movement on the book in memory (fakes and tests; the store does the same in one update)."""
+    """The movement on the book in memory (fakes and tests; the store does the same in one
+    update): the counters, the day (a new day replaces the old one), the subject under way."""
     book.available += m.available
     book.debt += m.debt
     book.withdrawing += m.withdrawing
     book.withdrawn += m.withdrawn
-    if m.record_id:
-        book.credited[m.record_id] = m.credited_now or 0
     if m.day:
-        book.days[m.day] = book.days.get(m.day, 0) + m.withdrawing
-    book.done.add(m.cause)
+        book.days = {m.day: m.withdrawing} if m.day_used is None else {**book.days, m.day: book.days.get(m.day, 0) + m.withdrawing}
+    book.moving[m.subject] = m.cause
+
+
+def release(book: CommissionBook, subject: str, cause: str) -> bool:
+    """The subject's movement of that cause is done for good (its record or withdrawal says so)."""
+    if book.moving.get(subject) != cause:
+        return False
+    del book.moving[subject]
+    b = bucket_of(subject)
+    book.cleared[b] = book.cleared.get(b, 0) + 1
+    return True
 
 
 def entry_for(m: Movement, entry_id: str, at: datetime) -> CommissionEntry:

@@ -4,7 +4,7 @@ reads, and a property test over any sequence of events."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -16,14 +16,18 @@ from services.member.adapters.commission_messages import NotCommission, order_co
 
 from services.member.application.commission_ports import Liability
 from services.member.application.commissions import CommissionLedger
-from services.member.domain.commissions import (FROZEN, GUIDE, LEVEL_1, LEVEL_2, PENDING, SETTLED, VOID,
+from services.member.application.withdrawals import Withdrawals
+from services.member.domain.commissions import (BUCKETS, FROZEN, GUIDE, LEVEL_1, LEVEL_2, PENDING, SETTLED, VOID,
                                                 CommissionBook, CommissionLine, OrderCommissions, entry_for,
-                                                hold_movement, merged, paid_movement, record_movement)
+                                                bucket_of, hold_movement, merged, paid_movement, record_movement,
+                                                release)
 from siyu_kit.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from siyu_kit.ids import new_id
 from siyu_kit.protos import money, timestamp
 from tests.fakes.callers import caller
-from tests.fakes.commissions import FakeCommissions, FakeStoredValueTotals
+from services.member.domain.withdrawals import business_day
+from tests.fakes.commissions import (FakeCommissions, FakePayouts, FakeStoredValueTotals, FakeWithdrawals,
+                                    FakeWithdrawalSettings)
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 MERCHANT = new_id("mch")
@@ -281,3 +285,64 @@ async def test_a_record_read_before_a_later_void_never_gives_the_clawback_back()
     await ledger.on_order(event("ord_s", SETTLED, (600, 0, 0)))
     await ledger.square(stale)  # a slower delivery of the settled event squares with what it read
     assert (await balanced(store, D1)).available == 399
+
+
+# ---- a bounded book: what a record credited lives on the record ----------------------------------
+
+async def test_a_crash_after_the_balance_moved_is_finished_by_a_replay_or_the_job():
+    store, ledger = world()
+    store.crash_after_move = 1  # D1's credit moved the balance, then the process died
+    await ledger.on_order(event("ord_h", SETTLED))
+    r1 = store.records_by_id["ord_h:ln_1:LEVEL_1"]
+    assert store.books[(MERCHANT, D1)].moving == {r1.id: f"settle:{r1.id}"} and r1.credited is None
+    await ledger.on_order(event("ord_h", SETTLED))  # the redelivery finishes it and credits nothing more
+    assert r1.credited == 999 and (await balanced(store, D1)).available == 999
+    assert store.books[(MERCHANT, D1)].moving == {}
+    store.crash_after_move = 1
+    await ledger.on_order(event("ord_h", SETTLED, (300, 0, 0)))  # the clawback's turn to be left under way
+    assert (await ledger.repair()) == 1
+    assert store.records_by_id[r1.id].credited == 699 and (await balanced(store, D1)).available == 699
+    await ledger.on_order(event("ord_h", SETTLED, (300, 0, 0)))
+    assert (await balanced(store, D1)).available == 699 and len(store.ledger) == 4
+
+
+async def test_a_decision_made_before_another_movement_of_the_record_finished_loses():
+    store, ledger = world()
+    await ledger.on_order(event("ord_i", FROZEN))
+    book = await store.book(MERCHANT, D1)  # a slow consumer reads the book ...
+    await ledger.on_order(event("ord_i", SETTLED))  # ... a faster one credits the record and releases it ...
+    stale = store.records_by_id["ord_i:ln_1:LEVEL_1"]
+    stale = stale.__class__(**{**stale.__dict__, "credited": None})  # ... and the slow one read it before
+    movement = record_movement(book, stale)
+    assert movement is not None and movement.kind == "SETTLE"
+    assert not await store.move(MERCHANT, movement, entry_for(movement, new_id("cme"), NOW))
+    assert (await balanced(store, D1)).available == 999
+
+
+async def test_the_book_stays_bounded_after_200_settled_orders_and_50_withdrawals():
+    store, ledger = world()
+    for i in range(200):
+        await ledger.on_order(event(f"ord_{i:03d}", SETTLED))
+    now = [NOW]
+    withdrawals = Withdrawals(FakeWithdrawals(), FakeWithdrawalSettings(), store, FakePayouts(), clock=lambda: now[0])
+    with caller(MERCHANT, member_id=D1, channel="MINI_PROGRAM"):
+        await asyncio.gather(*(withdrawals.request(1_000, f"k{i}") for i in range(25)))
+    for i in range(25):
+        now[0] = NOW + timedelta(days=1 + i // 10)
+        with caller(MERCHANT, member_id=D1, channel="MINI_PROGRAM"):
+            w, _ = await withdrawals.request(1_000, f"later{i}")
+        with caller(MERCHANT, staff_id=new_id("stf"), roles=("FINANCE",)):
+            await (withdrawals.approve(w.id) if i % 2 else withdrawals.reject(w.id, "no"))
+    book = await balanced(store, D1)
+    assert (book.available, book.withdrawing, book.withdrawn) == (200 * 999 - 37 * 1_000, 25 * 1_000, 12 * 1_000)
+    assert book.moving == {} and list(book.days) == [business_day(now[0])]
+    assert len(book.cleared) <= BUCKETS and sum(book.cleared.values()) == 200 + 25 + 2 * 25
+    assert all(r.credited == r.net for r in store.records_by_id.values())
+
+
+def test_a_late_release_never_ends_the_next_movement_of_the_record():
+    book = CommissionBook(MERCHANT, D1, moving={"ord_j:ln_1:LEVEL_1": "void:ord_j:ln_1:LEVEL_1:300"})
+    assert not release(book, "ord_j:ln_1:LEVEL_1", "settle:ord_j:ln_1:LEVEL_1")
+    assert book.moving and book.cleared == {}
+    assert release(book, "ord_j:ln_1:LEVEL_1", "void:ord_j:ln_1:LEVEL_1:300")
+    assert book.moving == {} and book.cleared == {bucket_of("ord_j:ln_1:LEVEL_1"): 1}

@@ -5,13 +5,14 @@ balance, the settings, and the roles."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from services.member.application.commission_ports import Transfer
 from services.member.application.withdrawals import Withdrawals
-from services.member.domain.commissions import CommissionBook
+from services.member.domain.commissions import CommissionBook, entry_for, hold_movement
 from services.member.domain.withdrawals import (FAILED, HOLDING, PAID, PAYING, REJECTED, REQUESTED, Withdrawal,
                                                 WithdrawalSettings, business_day)
 from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -202,3 +203,23 @@ async def test_settings_need_finance_and_the_version_read():
     with caller(new_id("mch"), staff_id=new_id("stf"), roles=("FINANCE",)):
         with pytest.raises(NotFound):
             await other.w.approve(w.id)
+
+
+async def test_a_hold_left_under_way_is_finished_once_and_one_key_asked_twice_at_once_takes_once():
+    world = World(10_000)
+    with world.as_member():
+        (a, _), (b, _) = await asyncio.gather(world.w.request(2_000, "same"), world.w.request(2_000, "same"))
+    assert a.id == b.id and world.book().withdrawing == 2_000 and world.book().moving == {}
+    # The balance moved for a hold, then the process died before the withdrawal said so.
+    held = Withdrawal(id=new_id("wdr"), merchant_id=MERCHANT, version=1, member_id=world.member, amount=3_000,
+                      fee=0, state=HOLDING, idempotency_key="crashed", day=business_day(NOW), created_at=NOW,
+                      updated_at=NOW)
+    await world.store.add(held)
+    movement = hold_movement(copy.deepcopy(world.book()), held.id, 3_000, held.day, 500_000)
+    assert await world.balances.move(MERCHANT, movement, entry_for(movement, new_id("cme"), NOW))
+    assert world.book().moving == {f"hold:{held.id}": f"hold:{held.id}"}
+    world.now = NOW + timedelta(minutes=5)
+    await world.w.resume()
+    assert world.store.items[held.id].state == REQUESTED
+    assert (world.book().available, world.book().withdrawing, world.book().moving) == (5_000, 5_000, {})
+    assert world.book().days == {business_day(NOW): 5_000}
