@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from wechat_standin.pay import PayState, _authorize, _body, _now_text, _pay
+from wechat_standin.pay import Merchant, PayState, _authorize, _body, _now_text, _pay
 
 _CN = timezone(timedelta(hours=8))
 # 商户单号 of a transfer: letters and digits only, 5 to 32 characters.
@@ -110,6 +110,19 @@ class FundsState:
 def _funds(request: Request) -> FundsState:
     return request.app.state.standin_funds
 
+async def _signed_json(request: Request) -> tuple[PayState, FundsState, Merchant, dict] | Response:
+    """A signed call with a JSON object body: (pay state, funds state, merchant, body), or
+    the refusal WeChat answers (a bad signature, or a body that is not an object)."""
+    pay, funds = _pay(request), _funds(request)
+    raw, data = await _body(request)
+    merchant, refused = _authorize(request, pay, raw)
+    if refused:
+        return refused
+    if data is None:
+        return pay.fail(400, "PARAM_ERROR", "the body is not a JSON object")
+    return pay, funds, merchant, data
+
+
 
 # ---- 商家转账 ------------------------------------------------------------------------------
 
@@ -123,13 +136,10 @@ def _bill_answer(bill: dict) -> dict:
 
 
 async def transfer(request: Request) -> Response:
-    pay, funds = _pay(request), _funds(request)
-    raw, data = await _body(request)
-    merchant, refused = _authorize(request, pay, raw)
-    if refused:
-        return refused
-    if data is None:
-        return pay.fail(400, "PARAM_ERROR", "the body is not a JSON object")
+    signed = await _signed_json(request)
+    if isinstance(signed, Response):
+        return signed
+    pay, funds, merchant, data = signed
     problems = [name for name, ok in (
         ("appid", data.get("appid") == merchant.appid),
         ("out_bill_no", isinstance(data.get("out_bill_no"), str) and bool(_BILL_NO.match(data["out_bill_no"]))),
@@ -209,13 +219,10 @@ def _share_answer(order: dict) -> dict:
 
 
 async def share(request: Request) -> Response:
-    pay, funds = _pay(request), _funds(request)
-    raw, data = await _body(request)
-    merchant, refused = _authorize(request, pay, raw)
-    if refused:
-        return refused
-    if data is None:
-        return pay.fail(400, "PARAM_ERROR", "the body is not a JSON object")
+    signed = await _signed_json(request)
+    if isinstance(signed, Response):
+        return signed
+    pay, funds, merchant, data = signed
     receivers = data.get("receivers")
     ok_receivers = isinstance(receivers, list) and 0 < len(receivers) <= 50 and all(
         isinstance(r, dict) and r.get("type") in ("MERCHANT_ID", "PERSONAL_OPENID")
@@ -271,12 +278,11 @@ async def query_share(request: Request) -> Response:
 
 
 async def unfreeze(request: Request) -> Response:
-    pay, funds = _pay(request), _funds(request)
-    raw, data = await _body(request)
-    merchant, refused = _authorize(request, pay, raw)
-    if refused:
-        return refused
-    if data is None or not isinstance(data.get("out_order_no"), str) or not _SHARE_NO.match(data["out_order_no"]) \
+    signed = await _signed_json(request)
+    if isinstance(signed, Response):
+        return signed
+    pay, funds, merchant, data = signed
+    if not isinstance(data.get("out_order_no"), str) or not _SHARE_NO.match(data["out_order_no"]) \
             or not isinstance(data.get("description"), str) or not data["description"]:
         return pay.fail(400, "PARAM_ERROR", "invalid out_order_no or description")
     key = (merchant.mchid, data["out_order_no"])
@@ -300,13 +306,10 @@ async def unfreeze(request: Request) -> Response:
 
 
 async def return_share(request: Request) -> Response:
-    pay, funds = _pay(request), _funds(request)
-    raw, data = await _body(request)
-    merchant, refused = _authorize(request, pay, raw)
-    if refused:
-        return refused
-    if data is None:
-        return pay.fail(400, "PARAM_ERROR", "the body is not a JSON object")
+    signed = await _signed_json(request)
+    if isinstance(signed, Response):
+        return signed
+    pay, funds, merchant, data = signed
     problems = [name for name, ok in (
         ("out_order_no", isinstance(data.get("out_order_no"), str) and bool(data["out_order_no"])),
         ("out_return_no", isinstance(data.get("out_return_no"), str) and bool(_SHARE_NO.match(data["out_return_no"]))),

@@ -50,6 +50,33 @@ def _recharge(order) -> bool:
     return order.kind == order_pb2.ORDER_KIND_RECHARGE
 
 
+def paid_change(order):
+    """What order.paid adds to a funnel; None for a recharge. A poison message when the
+    amount cannot be one."""
+    if _recharge(order):
+        return None
+    try:
+        return funnels.order_paid(order.payable.amount)
+    except ValueError as error:
+        raise Poison(str(error)) from error
+
+
+def refunded_change(order, refund):
+    """What order.refunded takes from a funnel (the order shows its refunded total with
+    this refund in it); None for a recharge. A poison message when it cannot be one."""
+    if _recharge(order):
+        return None
+    if not funnels.valid_cause(refund.refund_id):
+        raise Poison(f"refund id {refund.refund_id!r} is not one")
+    amount = refund.amount.amount
+    after = order.refunded_amount.amount
+    fully = after >= order.payable.amount > after - amount
+    try:
+        return funnels.order_refunded(amount, fully)
+    except ValueError as error:
+        raise Poison(str(error)) from error
+
+
 def subscriptions(use_cases: FunnelUseCases, cohorts: CohortUseCases | None = None) -> list[Subscription]:
     async def on_placed(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderPlaced) -> None:
         if not _recharge(payload.order):
@@ -57,12 +84,9 @@ def subscriptions(use_cases: FunnelUseCases, cohorts: CohortUseCases | None = No
 
     async def on_paid(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderPaid) -> None:
         order = payload.order
-        if _recharge(order):
+        change = paid_change(order)
+        if change is None:
             return
-        try:
-            change = funnels.order_paid(order.payable.amount)
-        except ValueError as error:
-            raise Poison(str(error)) from error
         await use_cases.record(_fact(envelope, order, change, at=_paid_at(envelope, order)))
         if cohorts is not None and order.member_id:
             a = order.attribution
@@ -73,22 +97,13 @@ def subscriptions(use_cases: FunnelUseCases, cohorts: CohortUseCases | None = No
 
     async def on_refunded(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderRefunded) -> None:
         order, refund = payload.order, payload.refund
-        if _recharge(order):
+        change = refunded_change(order, refund)
+        if change is None:
             return
-        if not funnels.valid_cause(refund.refund_id):
-            raise Poison(f"refund id {refund.refund_id!r} is not one")
-        amount = refund.amount.amount
-        # The order shows its refunded total with this refund in it.
-        after = order.refunded_amount.amount
-        fully = after >= order.payable.amount > after - amount
-        try:
-            change = funnels.order_refunded(amount, fully)
-        except ValueError as error:
-            raise Poison(str(error)) from error
         await use_cases.record(_fact(envelope, order, change, cause=refund.refund_id, at=_paid_at(envelope, order)))
         if cohorts is not None and order.member_id:
             await cohorts.record_refund(RefundFact(merchant_id=envelope.merchant_id, member_id=order.member_id,
-                                                   order_id=order.order_id, refund_id=refund.refund_id, amount=amount))
+                                                   order_id=order.order_id, refund_id=refund.refund_id, amount=refund.amount.amount))
 
     return [
         Subscription.to("content-funnel-order-placed", events_pb2.OrderPlaced, on_placed),

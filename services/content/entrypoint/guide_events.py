@@ -13,6 +13,7 @@ from siyu_kit.ids import is_id
 
 from services.content.application.guide_performance import GuidePerformanceUseCases, OrderSeen
 from services.content.domain import funnels
+from services.content.entrypoint.events import paid_change, refunded_change
 from services.content.domain import guide_performance as rules
 
 
@@ -33,39 +34,26 @@ def _seen(envelope: common_pb2.EventEnvelope, order, cause: str, at_field: str, 
                      store=r.guide_store)
 
 
-def _recharge(order) -> bool:
-    return order.kind == order_pb2.ORDER_KIND_RECHARGE
-
-
 def subscriptions(guides: GuidePerformanceUseCases) -> list[Subscription]:
     async def on_placed(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderPlaced) -> None:
         order = payload.order
-        if not _recharge(order):
+        if order.kind != order_pb2.ORDER_KIND_RECHARGE:  # a recharge is no sale
             await guides.record_order(_seen(envelope, order, rules.order_cause(rules.PLACED, order.order_id),
                                             "created_at", funnels.order_placed()))
 
     async def on_paid(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderPaid) -> None:
         order = payload.order
-        if _recharge(order):
+        change = paid_change(order)
+        if change is None:
             return
-        try:
-            change = funnels.order_paid(order.payable.amount)
-        except ValueError as error:
-            raise Poison(str(error)) from error
         await guides.record_order(_seen(envelope, order, rules.order_cause(rules.PAID, order.order_id), "paid_at",
                                         change))
 
     async def on_refunded(envelope: common_pb2.EventEnvelope, payload: events_pb2.OrderRefunded) -> None:
         order, refund = payload.order, payload.refund
-        if _recharge(order):
+        change = refunded_change(order, refund)
+        if change is None:
             return
-        amount = refund.amount.amount
-        after = order.refunded_amount.amount
-        fully = after >= order.payable.amount > after - amount
-        try:
-            change = funnels.order_refunded(amount, fully)
-        except ValueError as error:
-            raise Poison(str(error)) from error
         # A refund counts on the day of the sale it takes back, as in every funnel.
         await guides.record_order(_seen(envelope, order, refund.refund_id, "paid_at", change))
 
