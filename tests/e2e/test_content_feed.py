@@ -31,7 +31,8 @@ BLOCK = "Personas, follows, content and feed"
 def block_rpcs() -> tuple[set[str], set[str]]:
     """(annotated RPCs, internal RPCs) of this block of content.proto."""
     text = (Path(__file__).parents[2] / "protos/siyu/content/v1/content.proto").read_text(encoding="utf-8")
-    block = text.split(f"// ---- {BLOCK} ----", 1)[1].split("\n}\n", 1)[0]
+    # The block runs to the next block's marker or the end of the service.
+    block = text.split(f"// ---- {BLOCK} ----", 1)[1].split("\n}\n", 1)[0].split("\n  // ---- ", 1)[0]
     annotated, internal = set(), set()
     for name, body in re.findall(r"rpc (\w+)\(.*?\{(.*?)\n  \}", block, re.S):
         (annotated if "google.api.http" in body else internal).add(name)

@@ -9,6 +9,8 @@ commission. The binding rules (self, cycle, first wins) are checked on the way."
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from tests.support import wait_until
 from tests.support.shop import Shop, ok, refused, staff_with
@@ -175,3 +177,27 @@ def test_share_code_to_withdrawal_with_refunds_at_every_stage_and_a_clawback_int
     summary = _summary(shop, d_token)
     # Level 1 earned 1,000 + 2,000 + 2,000 + 1,000 and refunds voided 1,000 + 1,000 + 1,000.
     assert (_amount(summary.get("settled")), _amount(summary.get("void"))) == (3_000, 3_000)
+
+    # The finance desk's day: 60,000 sold, 30,000 refunded (one unit of O2 and of O3, all of
+    # O1); commissions of the orders settled, less O1's reversed; the sandbox provider's
+    # statement agrees with the payment ledger line by line.
+    day = _business_day(staff_view["paid_at"])
+
+    def statement() -> dict:
+        return ok(shop.call("GET", f"/v1/staff/finance/statements/{day}", channel=None, token=finance))["statement"]
+
+    wait_until(lambda: _amount(statement().get("commissions")) == 4_500, timeout=30, message="the day's commissions")
+    figures = statement()
+    assert (_amount(figures.get("sales")), _amount(figures.get("refunds")), figures.get("settled_orders")) == (
+        60_000, 30_000, 4)
+    assert _amount(figures.get("supplier_payables")) == 0
+    reconciled = ok(shop.call("GET", f"/v1/staff/finance/reconciliations/{day}", channel=None, token=finance))
+    assert reconciled.get("mismatches", []) == []
+    assert (_amount(reconciled.get("our_payments")), _amount(reconciled.get("provider_payments"))) == (60_000, 60_000)
+    assert (_amount(reconciled.get("our_refunds")), _amount(reconciled.get("provider_refunds"))) == (30_000, 30_000)
+
+
+def _business_day(rfc3339: str) -> str:
+    """The merchant's business day (Asia/Shanghai) of a moment."""
+    at = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    return at.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
