@@ -131,7 +131,7 @@ _LEVELS = {"LEVEL_1": common_pb2.COMMISSION_LEVEL_1, "LEVEL_2": common_pb2.COMMI
 
 def _distribution(msg: order_pb2.Order, doc: dict, currency: str) -> None:
     """Who the sale is credited to and the commissions the order owes (staff and events;
-    `for_member` hides the commissions)."""
+    `for_member` hides both)."""
     r = doc.get("referral")
     if r:
         msg.referral.CopyFrom(common_pb2.Referral(
@@ -146,9 +146,10 @@ def _distribution(msg: order_pb2.Order, doc: dict, currency: str) -> None:
 
 
 def for_member(msg: order_pb2.Order) -> order_pb2.Order:
-    """The order as its member sees it: the commissions name other members (the
-    distributors and the guide credited), so they are left out."""
+    """The order as its member sees it: the referral and the commissions name other
+    members (the distributors) and staff (the guide) with their rates, so both are left out."""
     del msg.commissions[:]
+    msg.ClearField("referral")
     return msg
 
 
