@@ -45,9 +45,10 @@ def test_the_settle_scan_finds_open_orders_due_oldest_first_and_not_settled_or_p
     assert "outbox" not in coll.find_one({"settle_open": 1}, {"outbox": 0})
     assert [i for i, _ in scan(T0, 2)] == ["ord_3", "ord_2"]
     assert [i for i, _ in scan(T0 - timedelta(minutes=2))] == ["ord_3", "ord_2"]
-    # Postponed while the window is open (no version: only the scan time moves).
-    coll.update_one({"_id": "ord_3", "merchant_id": "mch_a", "settle_open": 1},
-                    {"$set": {"settle_ms": ms(T0 + timedelta(days=7))}})
+    # Postponed while the window is open (no version: only the scan time moves), while the
+    # order is as due as the scan saw it.
+    assert coll.update_one({"_id": "ord_3", "merchant_id": "mch_a", "settle_open": 1, "settle_ms": {"$lte": ms(T0)}},
+                           {"$set": {"settle_ms": ms(T0 + timedelta(days=7))}}).modified_count == 1
     # Settled: one conditional write on the version closes it for the scan.
     done = coll.update_one({"_id": "ord_2", "merchant_id": "mch_a", "version": 2},
                            {"$set": {"settled_at": T0, "settled_ms": ms(T0), "settle_open": 0}, "$inc": {"version": 1}})
@@ -65,9 +66,12 @@ def test_the_settle_scan_finds_open_orders_due_oldest_first_and_not_settled_or_p
     coll.insert_one({"_id": "ord_other", "merchant_id": "mch_b", "settle_open": 1,
                      "settle_ms": ms(T0 + timedelta(days=7))})
     moved = coll.update_many({"merchant_id": "mch_a", "settle_open": 1, "settle_ms": {"$gt": ms(T0)}},
-                             {"$set": {"settle_ms": ms(T0)}})
+                             {"$set": {"settle_ms": ms(T0) + 1}})
     assert moved.modified_count == 1
-    assert sorted(i for i, _ in scan(T0)) == ["ord_0", "ord_1", "ord_3"]
+    assert sorted(i for i, _ in scan(T0 + timedelta(milliseconds=1))) == ["ord_0", "ord_1", "ord_3"]
+    # A scan made before the recheck cannot postpone the order again.
+    assert coll.update_one({"_id": "ord_3", "merchant_id": "mch_a", "settle_open": 1, "settle_ms": {"$lte": ms(T0)}},
+                           {"$set": {"settle_ms": ms(T0 + timedelta(days=7))}}).modified_count == 0
     assert coll.find_one({"_id": "ord_other"})["settle_ms"] == ms(T0 + timedelta(days=7))
 
 

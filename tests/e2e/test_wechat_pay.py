@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import statistics
 import time
 import uuid
@@ -302,11 +303,15 @@ def test_credentials_are_never_readable_through_the_api_or_the_logs(shop, wxpay,
         assert not any(s in text for s in secrets), log.name
 
 
+# Enough rounds for a median the suite can print; make bench measures load.
+ROUNDS = 20
+
+
 def test_latency_of_prepay_and_notification_through_the_gateway(shop, wxpay, capsys):
     token = shop.login("union-wxbench-" + new_key()[:8], channel=CHANNEL)["access_token"]
     sku = shop.new_sku(stock=200, price=100)
     prepays, notifies = [], []
-    for _ in range(50):
+    for _ in range(ROUNDS):
         order_id = buy(shop, token, sku)
         started = time.perf_counter()
         resp = prepay(shop, token, order_id)
@@ -318,6 +323,7 @@ def test_latency_of_prepay_and_notification_through_the_gateway(shop, wxpay, cap
         notifies.append(time.perf_counter() - started)
         assert delivered.status_code == 204, delivered.text
     with capsys.disabled():
-        print(f"\nWeChat Pay through the gateway, p50 over 50: prepay {statistics.median(prepays) * 1000:.1f} ms, "
+        p95 = math.ceil(0.95 * ROUNDS) - 1
+        print(f"\nWeChat Pay through the gateway, p50 over {ROUNDS}: prepay {statistics.median(prepays) * 1000:.1f} ms, "
               f"notification {statistics.median(notifies) * 1000:.1f} ms "
-              f"(p95 {sorted(prepays)[47] * 1000:.1f} / {sorted(notifies)[47] * 1000:.1f} ms)")
+              f"(p95 {sorted(prepays)[p95] * 1000:.1f} / {sorted(notifies)[p95] * 1000:.1f} ms)")

@@ -32,14 +32,16 @@ class FakeSettleCandidates:
         found.sort(key=lambda o: self.not_before.get(o.id, 0))
         return [copy.deepcopy(o) for o in found[:limit]]
 
-    async def postpone(self, merchant_id: str, order_id: str, until_ms: int) -> None:
-        self.not_before[order_id] = until_ms
+    async def postpone(self, merchant_id: str, order_id: str, until_ms: int, scanned_ms: int) -> None:
+        order = self.orders.orders[order_id]
+        if self.not_before.get(order_id, int(order.completed_at.timestamp() * 1000)) <= scanned_ms:
+            self.not_before[order_id] = until_ms
 
     async def recheck(self, merchant_id: str, now_ms: int) -> None:
         for order_id, at in list(self.not_before.items()):
             order = self.orders.orders.get(order_id)
             if order is not None and order.merchant_id == merchant_id and at > now_ms:
-                self.not_before[order_id] = now_ms
+                self.not_before[order_id] = now_ms + 1
 
 
 @dataclass

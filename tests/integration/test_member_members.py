@@ -190,8 +190,9 @@ async def test_an_order_earns_points_once_whatever_the_replays(stack, stub, db):
     order_id = new_id("ord")
     event = order_paid(merchant_id, member_id, order_id, 12_345)
     await publish(stack, event)
-    points = wait_until(lambda: (p := points_of(stub, merchant_id, member_id)).entries and p,
-                        message="points entry")
+    # The entry and the balance are two writes: wait for both.
+    points = wait_until(lambda: (p := points_of(stub, merchant_id, member_id)).entries and p.balance and p,
+                        message="points entry and balance")
     assert (points.balance, points.frozen, points.available) == (123, 123, 0)
     entry = points.entries[0]
     assert (entry.source, entry.source_id, entry.points, entry.frozen) == (pb.POINTS_SOURCE_ORDER, order_id, 123, True)

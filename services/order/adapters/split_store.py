@@ -179,17 +179,17 @@ class MongoSettleCandidates:
         return await run_sync(self._due, now_ms, limit)
 
     @staticmethod
-    def _postpone(merchant_id: str, order_id: str, until_ms: int) -> None:
-        OrderDoc._get_collection().update_one({"_id": order_id, "merchant_id": merchant_id, "settle_open": 1},
-                                              {"$set": {"settle_ms": until_ms}})
+    def _postpone(merchant_id: str, order_id: str, until_ms: int, scanned_ms: int) -> None:
+        OrderDoc._get_collection().update_one({"_id": order_id, "merchant_id": merchant_id, "settle_open": 1,
+                                               "settle_ms": {"$lte": scanned_ms}}, {"$set": {"settle_ms": until_ms}})
 
-    async def postpone(self, merchant_id: str, order_id: str, until_ms: int) -> None:
-        await run_sync(self._postpone, merchant_id, order_id, until_ms)
+    async def postpone(self, merchant_id: str, order_id: str, until_ms: int, scanned_ms: int) -> None:
+        await run_sync(self._postpone, merchant_id, order_id, until_ms, scanned_ms)
 
     @staticmethod
     def _recheck(merchant_id: str, now_ms: int) -> None:
         OrderDoc._get_collection().update_many({"merchant_id": merchant_id, "settle_open": 1,
-                                                "settle_ms": {"$gt": now_ms}}, {"$set": {"settle_ms": now_ms}})
+                                                "settle_ms": {"$gt": now_ms}}, {"$set": {"settle_ms": now_ms + 1}})
 
     async def recheck(self, merchant_id: str, now_ms: int) -> None:
         await run_sync(self._recheck, merchant_id, now_ms)

@@ -17,13 +17,15 @@ class SettleCandidates(Protocol):
         merchants, oldest first, read whole (the settle job saves them on their version)."""
         ...
 
-    async def postpone(self, merchant_id: str, order_id: str, until_ms: int) -> None:
-        """The order's window is still open: look at it again from `until_ms`."""
+    async def postpone(self, merchant_id: str, order_id: str, until_ms: int, scanned_ms: int) -> None:
+        """The order's window is still open: look at it again from `until_ms` — unless its
+        scan time moved past `scanned_ms` (the scan's time) meanwhile: a recheck came later."""
         ...
 
     async def recheck(self, merchant_id: str, now_ms: int) -> None:
         """The merchant shortened its after-sales window: every open order postponed past
-        `now_ms` is looked at again now (and postponed again to its new due time)."""
+        `now_ms` is looked at again from just after it (a scan made up to `now_ms` cannot
+        postpone it again) and postponed to its new due time if it is not due yet."""
         ...
 
 

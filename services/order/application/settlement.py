@@ -75,18 +75,30 @@ class SettlementUseCases:
     async def settle_due(self) -> int:
         """Settles the completed orders whose after-sales window closed (a bounded batch)."""
         now = self._now()
+        scanned_ms = epoch_ms(now)
         settled = 0
-        for order in await self.candidates.due(epoch_ms(now), self.batch):
-            window = (await self.order_settings.of_merchant(order.merchant_id)).after_sales_days
+        # Each merchant's window read fresh once per run: another replica's cached settings
+        # must not postpone an order by a window the owner just shortened.
+        windows: dict[str, int] = {}
+        for order in await self.candidates.due(scanned_ms, self.batch):
+            if order.merchant_id not in windows:
+                windows[order.merchant_id] = (await self.order_settings.of_merchant(order.merchant_id,
+                                                                                    True)).after_sales_days
+            window = windows[order.merchant_id]
+
+            async def postpone(until_ms: int) -> None:
+                # Only while the order is as due as the scan saw it: a recheck since then wins.
+                await self.candidates.postpone(order.merchant_id, order.id, until_ms, scanned_ms)
+
             if order.state is not OrderState.COMPLETED or order.settled_at is not None:
-                await self.candidates.postpone(order.merchant_id, order.id, epoch_ms(now + timedelta(days=1)))
+                await postpone(epoch_ms(now + timedelta(days=1)))
                 continue
             if not is_due(order.completed_at, window, now):
-                await self.candidates.postpone(order.merchant_id, order.id, due_ms(order.completed_at, window))
+                await postpone(due_ms(order.completed_at, window))
                 continue
             if await self.open_refunds.count_open(order.merchant_id, order.id):
                 # A refund being decided is part of the window: settle once it is resolved.
-                await self.candidates.postpone(order.merchant_id, order.id, epoch_ms(now + OPEN_REFUND_RETRY))
+                await postpone(epoch_ms(now + OPEN_REFUND_RETRY))
                 continue
             order.settle(now)
             try:

@@ -137,7 +137,11 @@ async def test_a_window_shortened_by_the_owner_applies_to_orders_already_waiting
     with staff("OWNER"):
         current = await owner_settings.get()
         await owner_settings.update(replace(current, after_sales_days=0), {}, current.version)
-    assert await w.settlement.settle_due() == 1  # looked at again now, and due
+    now_ms = int(w.clock.now.timestamp() * 1000)
+    # A scan made before the recheck (another replica's, on the old window) cannot postpone it again.
+    await w.candidates.postpone(MID, "ord_1", now_ms + 7 * 86_400_000, now_ms)
+    w.clock.now += timedelta(milliseconds=1)
+    assert await w.settlement.settle_due() == 1  # looked at again, and due
     assert w.orders.stored("ord_1").settled_at == w.clock.now
 
 
