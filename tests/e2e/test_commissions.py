@@ -11,7 +11,7 @@ import uuid
 
 
 from siyu_kit.ids import new_id
-from tests.support import wait_until
+from tests.support import assert_routes_named, block_routes, wait_until
 from tests.support.commissions import CommissionOrder
 from tests.support.member import publish
 from tests.support.shop import Shop, ok, refused, staff_with
@@ -138,3 +138,12 @@ async def test_every_new_route_refuses_bad_input_other_merchants_and_wrong_roles
         "settings": {"min_amount": "200", "fee_bp": 0, "daily_limit": "90000"}, "expected_version": "1"}), 409,
         "VERSION_CONFLICT")
     refused(withdraw(shop, token, 150), 400, "WITHDRAWAL_BELOW_MINIMUM")
+
+
+def test_every_commission_and_withdrawal_rpc_has_its_cases_here():
+    # GetMyCommissionSummary, ListMyCommissions, RequestWithdrawal, ListMyWithdrawals,
+    # GetWithdrawalSettings, UpdateWithdrawalSettings, ApproveWithdrawal, RejectWithdrawal,
+    # ListWithdrawals, GetCommissionPayable, GetStoredValueLiability.
+    routes = block_routes("siyu/member/v1/member.proto", "Commissions and withdrawals")
+    assert len(routes) == 11
+    assert_routes_named(__file__, routes)

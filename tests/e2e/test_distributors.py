@@ -22,7 +22,7 @@ from scripts.seed import Clients
 from siyu_kit.context import RequestContext
 from siyu_kit.events.outbox import make_event
 from siyu_kit.protos import timestamp
-from tests.support import wait_until
+from tests.support import assert_routes_named, block_routes, wait_until
 from tests.support.shop import Shop, ok, paid_order, refused
 
 THRESHOLD = 5_000
@@ -268,3 +268,14 @@ def test_every_distribution_route_refuses_bad_input_other_merchants_and_wrong_ro
                          ("GET", "/v1/me/distributor/team"), ("POST", "/v1/me/guide:bind")):
         assert shop.call(method, path, token=operator, json={} if method == "POST" else None).status_code in (401,
                                                                                                              403)
+
+
+def test_every_distribution_rpc_has_its_cases_here():
+    # ApplyForDistributor, ApproveDistributor, BindExclusiveGuide, CreateDistributorLevel,
+    # GetDistributionSettings, GetDistributor, GetMyDistributor, ListDistributorApplications,
+    # ListDistributorLevels, ListDistributors, ListMyGuideCustomers, ListMyTeam,
+    # ReassignExclusiveGuide, RejectDistributor, SetDistributorEnabled, SetDistributorLevel,
+    # SetGuideStore, UpdateDistributionSettings, UpdateDistributorLevel.
+    routes = block_routes("siyu/member/v1/member.proto", "Distribution")
+    assert len(routes) == 19
+    assert_routes_named(__file__, routes)

@@ -154,3 +154,22 @@ def ensure_gateway(stack, services) -> str:
                 return False
         wait_until(up, timeout=60, message="gateway /healthz")
     return stack.gateway_url
+
+
+def block_routes(proto: str, block: str) -> dict[str, str]:
+    """RPC name → HTTP path of every annotated RPC in a `// ---- <block> ----` block of the
+    service in `protos/<proto>` (up to the block's end marker)."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).parents[2] / "protos" / proto).read_text(encoding="utf-8")
+    body = text.split(f"// ---- {block} ----", 1)[1].split(f"// ---- end of {block} ----", 1)[0]
+    return {name: m.group(2) for name, rule in re.findall(r"rpc (\w+)\(.*?\{(.*?)\n  \}", body, re.S)
+            if (m := re.search(r'(get|post|put|patch|delete): "([^"]+)"', rule))}
+
+
+def assert_routes_named(module_file: str, routes: dict[str, str]) -> None:
+    """Each route's fixed path (up to its first variable) is called somewhere in the module."""
+    from pathlib import Path
+    source = Path(module_file).read_text(encoding="utf-8")
+    missing = [rpc for rpc, path in routes.items() if path.split("{")[0].split(":")[0] not in source]
+    assert missing == [], f"no case calls {missing}"
