@@ -111,3 +111,19 @@ def test_flash_sales_by_sort_key_bounds_and_cursor_with_product_and_an_end_range
     running_key = first[-1]["sort_key"]
     assert names({"$gt": running_key}, ASCENDING, product_id="prd_a", ends_at={"$gt": t0}) == ["soon"]
     assert names(direction=ASCENDING, product_id="prd_b", ends_at={"$gt": t0}) == ["later"]
+
+
+def test_pools_of_other_kinds_are_left_out_of_flash_sale_lists_and_old_sales_read_as_flash_sales(coll):
+    merchant = new_merchant_id()
+    coll.insert_many([{"_id": "old", "merchant_id": merchant, "pooled": 1, "sort_key": "1"},
+                      {"_id": "flash", "merchant_id": merchant, "pooled": 1, "kind": "FLASH_SALE", "sort_key": "2"},
+                      {"_id": "group", "merchant_id": merchant, "pooled": 1, "kind": "GROUP_BUY", "sort_key": "3"}])
+    # The start-up backfill (flash_sales.ensure_indexes): an absent kind becomes FLASH_SALE.
+    coll.update_many({"kind": {"$exists": False}}, {"$set": {"kind": "FLASH_SALE"}})
+    listed = coll.find({"merchant_id": merchant, "pooled": 1, "kind": "FLASH_SALE"}).sort("sort_key", ASCENDING)
+    assert [d["_id"] for d in listed] == ["old", "flash"]
+    # A take names its kind: a group-buy pool is not taken as a flash sale.
+    assert coll.find_one_and_update({"_id": "group", "merchant_id": merchant, "kind": "FLASH_SALE"},
+                                    {"$inc": {"available": -1}}) is None
+    assert coll.find_one_and_update({"_id": "group", "merchant_id": merchant, "kind": "GROUP_BUY"},
+                                    {"$inc": {"available": -1}}) is not None

@@ -368,7 +368,7 @@ class FakeFlashSales:
     async def page(self, merchant_id: str, *, live_session_id: str, after_key: str, ends_after: datetime,
                    limit: int, product_id: str = "") -> list[FlashSale]:
         found = sorted((s for s in self.sales.values() if s.merchant_id == merchant_id and s.pooled
-                        and s.ends_at > ends_after and (not live_session_id or s.live_session_id == live_session_id)
+                        and s.kind == "FLASH_SALE" and s.ends_at > ends_after and (not live_session_id or s.live_session_id == live_session_id)
                         and (not product_id or s.product_id == product_id)
                         and s.sort_key > after_key), key=lambda s: s.sort_key)
         return [self._copy(s) for s in found[:limit]]
@@ -376,7 +376,7 @@ class FakeFlashSales:
     async def staff_page(self, merchant_id: str, where: SaleFilter, after_key: str, descending: bool,
                          limit: int) -> list[FlashSale]:
         def wanted(s: FlashSale) -> bool:
-            return (s.merchant_id == merchant_id and s.pooled
+            return (s.merchant_id == merchant_id and s.pooled and s.kind == "FLASH_SALE"
                     and (not where.product_id or s.product_id == where.product_id)
                     and (not where.key_from or s.sort_key >= where.key_from)
                     and (not where.key_before or s.sort_key < where.key_before)
@@ -406,9 +406,10 @@ class FakeFlashSales:
         sale.holds[key] = hold
         sale.version += 1
 
-    async def take(self, merchant_id: str, sale_id: str, key: str, hold: PoolHold, now: datetime) -> FlashSale | None:
+    async def take(self, merchant_id: str, sale_id: str, key: str, hold: PoolHold, now: datetime,
+                   kind: str = "FLASH_SALE") -> FlashSale | None:
         sale = self._sale(merchant_id, sale_id)
-        if sale is None or not sale.pooled or sale.available < hold.quantity or not sale.starts_at <= now \
+        if sale is None or not sale.pooled or sale.kind != kind or sale.available < hold.quantity or not sale.starts_at <= now \
                 or not now < sale.ends_at or key in sale.holds:
             return None
         self._move(sale, key, hold)

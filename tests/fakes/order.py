@@ -231,7 +231,7 @@ class FakeCatalog:
         self.released.append(reservation_id)
 
     async def reserve_flash_sale(self, reservation_id: str, order_id: str, flash_sale_id: str, member_id: str,
-                                 quantity: int, expires_at: datetime) -> FlashReservation:
+                                 quantity: int, expires_at: datetime, kind: str = "FLASH_SALE") -> FlashReservation:
         self.flash_calls += 1
         if self.refuse_flash is not None:
             raise self.refuse_flash

@@ -50,6 +50,8 @@ class FlashSaleDoc(me.Document):
     starts_at = me.DateTimeField(required=True)
     ends_at = me.DateTimeField(required=True)
     live_session_id = me.StringField(default="")
+    # domain.flash_sales.KINDS: only FLASH_SALE pools are listed as flash sales.
+    kind = me.StringField(default=rules.FLASH_SALE)
     # domain.flash_sales.sort_key: soonest first, one string for keyset pages.
     sort_key = me.StringField(required=True)
     # 1 once the units are out of the SKU's stock; only then can members buy.
@@ -98,6 +100,8 @@ class FlashQuotaDoc(me.Document):
 def ensure_indexes() -> None:
     for doc in (FlashSaleDoc, FlashQuotaDoc):
         doc.ensure_indexes()
+    # Sales made before pools had kinds are flash sales.
+    _sales().update_many({"kind": {"$exists": False}}, {"$set": {"kind": rules.FLASH_SALE}})
 
 
 _NO_HOLDS = {"holds": 0}
@@ -152,7 +156,7 @@ def sale_discard(merchant_id: str, sale_id: str) -> None:
 def sales_page(merchant_id: str, *, live_session_id: str, after_key: str, ends_after: datetime,
                limit: int, product_id: str = "") -> list[dict]:
     """Pooled sales that have not ended, soonest first, strictly after `after_key`."""
-    query: dict = {"merchant_id": merchant_id, "pooled": 1, "ends_at": {"$gt": ends_after}}
+    query: dict = {"merchant_id": merchant_id, "pooled": 1, "kind": rules.FLASH_SALE, "ends_at": {"$gt": ends_after}}
     if live_session_id:
         query["live_session_id"] = live_session_id
     if product_id:
@@ -167,7 +171,7 @@ def sales_staff_page(merchant_id: str, where: SaleFilter, after_key: str, descen
     """The staff's list: pooled sales in every state, by sort key (their start), strictly
     after `after_key`. Bounds on the start are bounds on the sort key, so a page never
     needs a range on a datetime inside an `$or`."""
-    query: dict = {"merchant_id": merchant_id, "pooled": 1}
+    query: dict = {"merchant_id": merchant_id, "pooled": 1, "kind": rules.FLASH_SALE}
     if where.product_id:
         query["product_id"] = where.product_id
     key: dict = {}
@@ -222,12 +226,12 @@ def sales_holding(after_id: str, limit: int) -> list[dict]:
 # ---- the pool
 
 def pool_take(merchant_id: str, sale_id: str, reservation_id: str, quantity: int, member_id: str,
-              expires_ms: int, now: datetime) -> dict | None:
+              expires_ms: int, now: datetime, kind: str = rules.FLASH_SALE) -> dict | None:
     """The hot path: `quantity` free units to this reservation, inside the window, once.
     The sale after the write (without holds), or None when refused."""
     hold = f"holds.{reservation_id}"
     return _sales().find_one_and_update(
-        {"_id": sale_id, "merchant_id": merchant_id, "pooled": 1, "available": {"$gte": quantity},
+        {"_id": sale_id, "merchant_id": merchant_id, "pooled": 1, "kind": kind, "available": {"$gte": quantity},
          "starts_at": {"$lte": now}, "ends_at": {"$gt": now}, hold: {"$exists": False}},
         {"$inc": {"available": -quantity, "reserved": quantity, "version": 1},
          "$set": {hold: {"q": quantity, "member_id": member_id, "exp_ms": expires_ms}}},
@@ -376,7 +380,7 @@ def sale_of(doc: dict) -> FlashSale:
         ends_at=aware(doc["ends_at"]), sort_key=doc["sort_key"], created_at=aware(doc["created_at"]),
         live_session_id=doc.get("live_session_id", ""), available=int(doc["available"]),
         reserved=int(doc.get("reserved", 0)), sold=int(doc.get("sold", 0)), returned=int(doc.get("returned", 0)),
-        pooled=bool(doc.get("pooled")), version=int(doc["version"]))
+        pooled=bool(doc.get("pooled")), version=int(doc["version"]), kind=doc.get("kind") or rules.FLASH_SALE)
 
 
 def _hold_of(raw: dict) -> PoolHold:
@@ -396,7 +400,7 @@ def _sale_fields(sale: FlashSale) -> dict:
         "per_member_limit": sale.per_member_limit, "starts_at": sale.starts_at, "ends_at": sale.ends_at,
         "live_session_id": sale.live_session_id, "sort_key": sale.sort_key, "pooled": int(sale.pooled),
         "unsynced": 0, "holds": {}, "created_at": sale.created_at, "updated_ms": epoch_ms(sale.created_at),
-        "version": sale.version}
+        "version": sale.version, "kind": sale.kind}
 
 
 def _stock_pool_out(merchant_id: str, change: StockChange) -> bool:
@@ -444,8 +448,10 @@ class MongoFlashSales:
         return [SaleHolds(d["_id"], d["merchant_id"], {k: _hold_of(h) for k, h in (d.get("holds") or {}).items()})
                 for d in await run_sync(sales_holding, after_id, limit)]
 
-    async def take(self, merchant_id: str, sale_id: str, key: str, hold: PoolHold, now: datetime) -> FlashSale | None:
-        doc = await run_sync(pool_take, merchant_id, sale_id, key, hold.quantity, hold.member_id, hold.expires_ms, now)
+    async def take(self, merchant_id: str, sale_id: str, key: str, hold: PoolHold, now: datetime,
+                   kind: str = rules.FLASH_SALE) -> FlashSale | None:
+        doc = await run_sync(pool_take, merchant_id, sale_id, key, hold.quantity, hold.member_id, hold.expires_ms, now,
+                             kind)
         return sale_of(doc) if doc else None
 
     async def take_again(self, merchant_id: str, sale_id: str, key: str, hold: PoolHold) -> bool:

@@ -54,7 +54,8 @@ def flash_sale_message(sale: FlashSale, now: datetime | None = None) -> catalog_
         total_units=sale.units, available_units=sale.available, reserved_units=sale.reserved,
         sold_units=sale.sold, per_member_limit=sale.per_member_limit,
         starts_at=timestamp(sale.starts_at), ends_at=timestamp(sale.ends_at), live_session_id=sale.live_session_id,
-        state=FLASH_SALE_STATES[sale.state(now or utcnow())], version=sale.version)
+        state=FLASH_SALE_STATES[sale.state(now or utcnow())], version=sale.version,
+        kind=catalog_pb2.ActivityKind.Value(f"ACTIVITY_KIND_{sale.kind}"))
 
 
 def sku_detail_message(sale: FlashSale) -> catalog_pb2.SkuDetail:

@@ -61,6 +61,7 @@ class CreateFlashSale:
     currency: str = ""
     per_member_limit: int = 0  # 0: the default
     live_session_id: str = ""
+    kind: str = rules.FLASH_SALE
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class ReserveFlashSale:
     member_id: str
     quantity: int
     expires_at: datetime | None
+    kind: str = rules.FLASH_SALE
 
 
 def validate_create(cmd: CreateFlashSale, now: datetime) -> CreateFlashSale:
@@ -84,6 +86,7 @@ def validate_create(cmd: CreateFlashSale, now: datetime) -> CreateFlashSale:
     v.check(0 <= cmd.per_member_limit <= rules.MAX_PER_MEMBER_LIMIT, "per_member_limit",
             f"1 to {rules.MAX_PER_MEMBER_LIMIT}, or 0 for the default ({rules.DEFAULT_PER_MEMBER_LIMIT})")
     v.check(not cmd.live_session_id or is_id(cmd.live_session_id, "liv"), "live_session_id", "empty or a liv_ id")
+    v.check(cmd.kind in rules.KINDS, "kind", "an activity kind")
     v.check(cmd.starts_at is not None, "starts_at", "required")
     if v.check(cmd.ends_at is not None, "ends_at", "required"):
         v.check(cmd.ends_at > now, "ends_at", "must be in the future")
@@ -103,6 +106,7 @@ def validate_reserve(cmd: ReserveFlashSale, now: datetime) -> ReserveFlashSale:
     v.check(is_id(cmd.flash_sale_id, "fls"), "flash_sale_id", "a fls_ id")
     v.check(is_id(cmd.member_id, "mem"), "member_id", "a mem_ id")
     v.check(1 <= cmd.quantity <= rules.MAX_PER_MEMBER_LIMIT, "quantity", f"1 to {rules.MAX_PER_MEMBER_LIMIT}")
+    v.check(cmd.kind in rules.KINDS, "kind", "an activity kind")
     if v.check(cmd.expires_at is not None, "expires_at", "required"):
         v.check(cmd.expires_at > now, "expires_at", "must be in the future")
     v.raise_if_any()
@@ -196,7 +200,7 @@ class FlashSaleUseCases:
             price=cmd.price, currency=cmd.currency, units=cmd.units, available=cmd.units,
             per_member_limit=cmd.per_member_limit, starts_at=cmd.starts_at, ends_at=cmd.ends_at,
             live_session_id=cmd.live_session_id, sort_key=rules.sort_key(epoch_ms(cmd.starts_at), sale_id),
-            created_at=now)
+            created_at=now, kind=cmd.kind)
         # Inserted before any stock moves, so an interrupted creation leaves a record the job
         # finishes; a concurrent repeat of the same key lands on the unique index.
         if not await self.sales.add(sale):
@@ -271,13 +275,14 @@ class FlashSaleUseCases:
         hold = PoolHold(cmd.quantity, cmd.member_id, epoch_ms(cmd.expires_at))
 
         async def attempt() -> tuple[Reservation, FlashSale]:
-            sale = await self.sales.take(merchant_id, cmd.flash_sale_id, cmd.reservation_id, hold, now)
+            sale = await self.sales.take(merchant_id, cmd.flash_sale_id, cmd.reservation_id, hold, now, cmd.kind)
             if sale is not None:
                 return await self._count_and_record(merchant_id, cmd, sale, now)
             if await self.reservations.get(merchant_id, cmd.reservation_id) is not None:
                 return await self._existing(merchant_id, cmd)
             sale = await self.sales.get(merchant_id, cmd.flash_sale_id)
-            if sale is None or not sale.pooled:
+            # A pool of another kind is not for sale through this call.
+            if sale is None or not sale.pooled or sale.kind != cmd.kind:
                 raise NotFound("no such flash sale", reason="FLASH_SALE_NOT_FOUND")
             reason = sale.refusal(now)
             if reason != rules.SOLD_OUT:

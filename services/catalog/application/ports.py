@@ -98,8 +98,9 @@ class FlashSaleRepository(Protocol):
     async def holding(self, after_id: str, limit: int) -> list[SaleHolds]:
         """Sales (of any merchant) with held units, in id order."""
     # The pool: each one conditional update.
-    async def take(self, merchant_id: str, sale_id: str, key: str, hold: PoolHold, now: datetime) -> FlashSale | None:
-        """Free units to this key inside the window, once; the sale after, or None."""
+    async def take(self, merchant_id: str, sale_id: str, key: str, hold: PoolHold, now: datetime,
+                   kind: str = "FLASH_SALE") -> FlashSale | None:
+        """Free units of a pool of this kind to this key inside the window, once; the sale after, or None."""
     async def take_again(self, merchant_id: str, sale_id: str, key: str, hold: PoolHold) -> bool: ...
     async def hold_of(self, merchant_id: str, sale_id: str, key: str) -> PoolHold | None: ...
     async def release(self, merchant_id: str, sale_id: str, key: str, quantity: int) -> bool: ...

@@ -66,6 +66,12 @@ def starts_bound(starts_at_ms: int) -> str:
     return f"{starts_at_ms:013d}"
 
 
+# What a pool is for. An activity of the order service (group buy, bargain, points mall)
+# keeps its units in a pool like a flash sale's; a pool is bought only as its own kind.
+FLASH_SALE = "FLASH_SALE"
+KINDS = (FLASH_SALE, "GROUP_BUY", "BARGAIN", "POINTS_MALL")
+
+
 @dataclass(frozen=True)
 class StockCatchUp:
     """What the SKU's stock still has to follow of its pool: units sold (they leave on_hand
@@ -138,6 +144,8 @@ class FlashSale(Aggregate):
     # Held units by key; sales are read without them (the job reads them as SaleHolds).
     holds: dict[str, PoolHold] = field(default_factory=dict)
     version: int = 1
+    # What the pool is for (KINDS); only FLASH_SALE pools are listed as flash sales.
+    kind: str = "FLASH_SALE"
 
     def state(self, now: datetime) -> str:
         return state(self.starts_at, self.ends_at, now)

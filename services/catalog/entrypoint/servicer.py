@@ -16,6 +16,7 @@ from services.catalog.application.inventory import InventoryUseCases
 from services.catalog.application.products import ProductUseCases
 from services.catalog.application.staff_lists import ListCategories, ListSales, ListSkus, StaffLists, StaffSku
 from services.catalog.application.stock import StockUseCases
+from services.catalog.domain import flash_sales as flash_rules
 from services.catalog.domain.stock import Stock
 from services.catalog.entrypoint.personal_data_servicer import PersonalDataRpcs
 from services.catalog.application.personal_data import CatalogDataExport
@@ -27,6 +28,11 @@ STATUS_NUMBERS = {v: k for k, v in STATUS_NAMES.items()}
 
 SORT_NAMES = {catalog_pb2.PRODUCT_SORT_NEWEST: "NEWEST", catalog_pb2.PRODUCT_SORT_PRICE_ASC: "PRICE_ASC",
               catalog_pb2.PRODUCT_SORT_PRICE_DESC: "PRICE_DESC", catalog_pb2.PRODUCT_SORT_SALES_DESC: "SALES_DESC"}
+
+
+# Unspecified ("") reads as a flash sale.
+ACTIVITY_KIND_NAMES = {catalog_pb2.ACTIVITY_KIND_FLASH_SALE: "FLASH_SALE", catalog_pb2.ACTIVITY_KIND_GROUP_BUY: "GROUP_BUY", catalog_pb2.ACTIVITY_KIND_BARGAIN: "BARGAIN",
+                       catalog_pb2.ACTIVITY_KIND_POINTS_MALL: "POINTS_MALL"}
 
 
 def _enum_name(names: dict[int, str], number: int) -> str:
@@ -216,7 +222,8 @@ class CatalogServicer(PersonalDataRpcs, catalog_pb2_grpc.CatalogServiceServicer)
             currency=request.price.currency, units=request.units, per_member_limit=request.per_member_limit,
             starts_at=aware(request.starts_at.ToDatetime()) if request.HasField("starts_at") else None,
             ends_at=aware(request.ends_at.ToDatetime()) if request.HasField("ends_at") else None,
-            title=request.title, live_session_id=request.live_session_id))
+            title=request.title, live_session_id=request.live_session_id,
+            kind=_enum_name(ACTIVITY_KIND_NAMES, request.kind) or flash_rules.FLASH_SALE))
         return catalog_pb2.CreateFlashSaleResponse(flash_sale=flash_sale_message(sale))
 
     async def GetFlashSale(self, request, context):
@@ -233,7 +240,8 @@ class CatalogServicer(PersonalDataRpcs, catalog_pb2_grpc.CatalogServiceServicer)
         cmd = flash_sales.ReserveFlashSale(
             reservation_id=request.reservation_id, order_id=request.order_id, flash_sale_id=request.flash_sale_id,
             member_id=request.member_id, quantity=request.quantity,
-            expires_at=aware(request.expires_at.ToDatetime()) if request.HasField("expires_at") else None)
+            expires_at=aware(request.expires_at.ToDatetime()) if request.HasField("expires_at") else None,
+            kind=_enum_name(ACTIVITY_KIND_NAMES, request.kind) or flash_rules.FLASH_SALE)
         with deadline_of(context):
             reservation, sale = await self.flash.reserve(cmd)
         return catalog_pb2.ReserveFlashSaleResponse(reservation=reservation_message(reservation),

@@ -11,11 +11,14 @@ from siyu_kit.cancellation import timeout
 from siyu_kit.grpc_server import details_of
 from siyu_kit.protos import timestamp
 
-from services.order.application.ports import FlashReservation, LimitedTimePrice, SkuInfo
+from services.order.application.ports import ActivityPool, FlashReservation, LimitedTimePrice, SkuInfo
 
-__all__ = ["CatalogClient", "FlashReservation", "LimitedTimePrice", "SkuInfo"]
+__all__ = ["ActivityPool", "CatalogClient", "FlashReservation", "LimitedTimePrice", "SkuInfo"]
 
 TIMEOUT_S = 10.0
+_KIND_NUMBERS = {"FLASH_SALE": catalog_pb2.ACTIVITY_KIND_FLASH_SALE, "GROUP_BUY": catalog_pb2.ACTIVITY_KIND_GROUP_BUY,
+                 "BARGAIN": catalog_pb2.ACTIVITY_KIND_BARGAIN, "POINTS_MALL": catalog_pb2.ACTIVITY_KIND_POINTS_MALL}
+_KIND_NAMES = {number: name for name, number in _KIND_NUMBERS.items()}
 _ON_SHELF = catalog_pb2.PRODUCT_STATUS_ON_SHELF
 
 
@@ -45,6 +48,10 @@ def _translate(error: grpc.aio.AioRpcError, what: str) -> errors.DomainError:
         return errors.NotFound(error.details() or f"{what}: not found", reason=reason, violations=violations)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return errors.FailedPrecondition(error.details() or what, reason=reason, violations=violations)
+    if code == grpc.StatusCode.INVALID_ARGUMENT and violations:
+        # What the caller asked for (an activity's price or units), in the caller's words.
+        return errors.InvalidArgument(error.details() or what, reason=reason or "INVALID_FIELDS",
+                                      violations=violations)
     return errors.Unavailable(f"the catalog could not {what}", reason="CATALOG_UNAVAILABLE")
 
 
@@ -98,15 +105,46 @@ class CatalogClient:
             raise _translate(error, "return the stock") from error
 
     async def reserve_flash_sale(self, reservation_id: str, order_id: str, flash_sale_id: str, member_id: str,
-                                 quantity: int, expires_at: datetime) -> FlashReservation:
+                                 quantity: int, expires_at: datetime, kind: str = "FLASH_SALE") -> FlashReservation:
         """Units from a running flash sale's pool for the member. A member who gets none
         gets FAILED_PRECONDITION with the catalog's reason (SOLD_OUT, LIMIT_REACHED,
         NOT_STARTED, ENDED) and message, and NOT_FOUND for a sale that does not exist."""
         request = catalog_pb2.ReserveFlashSaleRequest(
             reservation_id=reservation_id, order_id=order_id, flash_sale_id=flash_sale_id, member_id=member_id,
-            quantity=quantity, expires_at=timestamp(expires_at))
+            quantity=quantity, expires_at=timestamp(expires_at), kind=_KIND_NUMBERS[kind])
         try:
             resp = await self._stub.ReserveFlashSale(request, timeout=timeout(TIMEOUT_S))
         except grpc.aio.AioRpcError as error:
             raise _translate(error, "reserve the flash sale") from error
         return FlashReservation(sku_id=resp.flash_sale.sku_id, unit_price=resp.flash_sale.price.amount)
+
+    async def create_pool(self, idempotency_key: str, kind: str, sku_id: str, price: int, units: int,
+                          per_member_limit: int, starts_at: datetime, ends_at: datetime,
+                          title: str = "") -> ActivityPool:
+        request = catalog_pb2.CreateFlashSaleRequest(
+            idempotency_key=idempotency_key, kind=_KIND_NUMBERS[kind], sku_id=sku_id,
+            units=units,
+            per_member_limit=per_member_limit, starts_at=timestamp(starts_at), ends_at=timestamp(ends_at), title=title)
+        request.price.amount, request.price.currency = price, "CNY"
+        try:
+            resp = await self._stub.CreateFlashSale(request, timeout=timeout(TIMEOUT_S))
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, "make the activity's pool") from error
+        return _pool(resp.flash_sale)
+
+    async def pool(self, pool_id: str) -> ActivityPool | None:
+        try:
+            resp = await self._stub.GetFlashSale(catalog_pb2.GetFlashSaleRequest(flash_sale_id=pool_id),
+                                                 timeout=timeout(TIMEOUT_S))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise _translate(error, "read the activity's pool") from error
+        return _pool(resp.flash_sale)
+
+
+def _pool(sale: catalog_pb2.FlashSale) -> ActivityPool:
+    return ActivityPool(pool_id=sale.flash_sale_id, kind=_KIND_NAMES.get(sale.kind, "FLASH_SALE"),
+                        product_id=sale.product_id, sku_id=sale.sku_id, title=sale.title, price=sale.price.amount,
+                        list_price=sale.list_price.amount, total=sale.total_units, available=sale.available_units,
+                        reserved=sale.reserved_units, sold=sale.sold_units, per_member_limit=sale.per_member_limit)

@@ -2,6 +2,8 @@
 repositories write through pymongo for conditional atomic updates."""
 from __future__ import annotations
 
+import dataclasses
+
 from mongoengine import (DateTimeField, DictField, Document, IntField, ListField, StringField)
 
 from siyu_kit.events.documents import OutboxDocument
@@ -10,7 +12,7 @@ from services.order.domain.commissions import Commission, CommissionLevel, Refer
 from services.order.domain.freight import ShippingAddress
 from services.order.adapters.tender_docs import stored_value_doc, stored_value_of
 from services.order.domain.member_value import UsedValue
-from services.order.domain.orders import (AppliedRefund, Order, OrderLine, OrderState, PriceStep, RefundedUnits,
+from services.order.domain.orders import (AppliedRefund, Order, OrderActivity, OrderLine, OrderState, PriceStep, RefundedUnits,
                                           Shipment)
 
 
@@ -64,6 +66,9 @@ class OrderDoc(OutboxDocument):
     # is paid or when none). A line not earning commission carries commission_eligible 0.
     referral = DictField()
     commissions = ListField(DictField())
+    # The activity it was bought through (domain.orders.OrderActivity: kind, activity_id and
+    # the non-empty ties); absent for normal, flash-sale and recharge orders.
+    activity = DictField()
     version = IntField(required=True)
 
     meta = {
@@ -240,7 +245,22 @@ def order_of(doc: dict) -> Order:
         shipping_address=shipping_address_of(doc.get("shipping_address")), shipping_rule=doc.get("shipping_rule") or "",
         stored_value=stored_value_of(doc.get("stored_value")),
         value=value_of(doc.get("member_value")), referral=referral_of(doc.get("referral")),
-        commissions=tuple(commission_of(c) for c in doc.get("commissions") or ()), settled_at=doc.get("settled_at"))
+        commissions=tuple(commission_of(c) for c in doc.get("commissions") or ()), settled_at=doc.get("settled_at"),
+        activity=activity_of(doc.get("activity")))
+
+
+def activity_of(stored: dict | None) -> OrderActivity | None:
+    if not stored:
+        return None
+    return OrderActivity(**{k: stored[k] for k in _ACTIVITY_FIELDS if k in stored})
+
+
+def activity_doc(a: OrderActivity) -> dict:
+    """Kind and activity always; the ties only when set."""
+    return {k: getattr(a, k) for k in _ACTIVITY_FIELDS if k in ("kind", "activity_id") or getattr(a, k)}
+
+
+_ACTIVITY_FIELDS = tuple(f.name for f in dataclasses.fields(OrderActivity))
 
 
 _VALUE_FIELDS = ("coupon_id", "coupon_name", "coupon_discount", "points", "points_discount")
@@ -309,4 +329,6 @@ def order_doc(order: Order) -> dict:
         doc["referral"] = referral_doc(order.referral)
     if order.commissions:
         doc["commissions"] = commissions_doc(order.commissions)
+    if order.activity is not None:
+        doc["activity"] = activity_doc(order.activity)
     return doc

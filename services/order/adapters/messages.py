@@ -122,7 +122,22 @@ def order(doc: dict) -> order_pb2.Order:
     _stored_value(msg, doc, currency)
     _member_value(msg, doc, currency)
     _distribution(msg, doc, currency)
+    _activity(msg, doc)
     return msg
+
+
+def _activity(msg: order_pb2.Order, doc: dict) -> None:
+    """The activity the order was bought through, and its kind."""
+    a = doc.get("activity")
+    if not a:
+        return
+    kind = order_pb2.OrderKind.Value(f"ORDER_KIND_{a['kind']}")
+    msg.kind = kind
+    msg.activity.CopyFrom(order_pb2.OrderActivity(
+        kind=kind, activity_id=a["activity_id"], group_id=a.get("group_id", ""),
+        group_leader=bool(a.get("group_leader")), bargain_id=a.get("bargain_id", ""),
+        leader_id=a.get("leader_id", ""), pickup_point_id=a.get("pickup_point_id", ""),
+        pickup_code=a.get("pickup_code", ""), points_price=a.get("points_price", 0)))
 
 
 _LEVELS = {"LEVEL_1": common_pb2.COMMISSION_LEVEL_1, "LEVEL_2": common_pb2.COMMISSION_LEVEL_2,

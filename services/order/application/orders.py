@@ -23,7 +23,7 @@ from services.order.domain.commissions import Referral
 from services.order.domain.idempotency import fingerprint, require_same_request
 from services.order.domain.member_value import ValueAsk
 from services.order.domain.orders import (CANCEL_BY_MEMBER, CANCEL_BY_STAFF, DEFAULT_RESERVATION_GRACE, Order,
-                                          OrderLine, PriceStep,
+                                          OrderActivity, OrderLine, PriceStep,
                                           reservation_expiry)
 from services.order.domain.tabs import COUNTED, OrderTab, page_of_ids, states_of
 
@@ -221,7 +221,8 @@ class OrderUseCases:
                            priced: PricedCheckout, order_id: str, reservation_id: str, created_at: datetime,
                            expires_at: datetime, attribution: dict, remark: str,
                            flash_sale_id: str = "", request_hash: str = "",
-                           value_held_at: datetime | None = None, referral: Referral | None = None) -> Order:
+                           value_held_at: datetime | None = None, referral: Referral | None = None,
+                           activity: OrderActivity | None = None) -> Order:
         """Writes a PENDING_PAYMENT order for stock already reserved under `reservation_id`,
         with its order.placed event in the same write. Returns the stored order; when an
         order with the same idempotency key won a race, releases this reservation and
@@ -257,7 +258,7 @@ class OrderUseCases:
             shipping_fee=quote.shipping_fee, tier=priced.tier, attribution=attribution, remark=remark,
             reservation_id=reservation_id, created_at=created_at, expires_at=expires_at, flash_sale_id=flash_sale_id,
             request_hash=request_hash, shipping_address=priced.address, shipping_rule=quote.shipping_rule,
-            value=used, referral=referral)
+            value=used, referral=referral, activity=activity)
         try:
             inserted = await shielded(self._insert_or_release(order, reservation_id))
         except (Exception, asyncio.CancelledError):

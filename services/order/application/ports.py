@@ -56,6 +56,25 @@ class FlashReservation:
 
 
 @dataclass(frozen=True)
+class ActivityPool:
+    """The units an activity (group buy, bargain, points mall) keeps in the catalog for one
+    SKU: they left the SKU's stock when the pool was made and the unsold ones go back
+    after the activity's window. Bought only as the activity's kind."""
+    pool_id: str  # fls_…
+    kind: str  # GROUP_BUY, BARGAIN, POINTS_MALL
+    product_id: str
+    sku_id: str
+    title: str  # the product's title
+    price: int  # the pool's unit price (the activity price)
+    list_price: int
+    total: int
+    available: int
+    reserved: int
+    sold: int
+    per_member_limit: int
+
+
+@dataclass(frozen=True)
 class MemberPricing:
     tier: str  # "REGULAR", "SILVER", "GOLD", "BLACK_GOLD"
     discount_bp: int  # price multiplier of the tier: 9500 = 5% off
@@ -86,12 +105,26 @@ class Catalog(Protocol):
 
 class FlashCatalog(Protocol):
     async def reserve_flash_sale(self, reservation_id: str, order_id: str, flash_sale_id: str, member_id: str,
-                                 quantity: int, expires_at: datetime) -> FlashReservation:
-        """Units from the sale's pool, or FAILED_PRECONDITION with SOLD_OUT, LIMIT_REACHED,
-        NOT_STARTED or ENDED."""
+                                 quantity: int, expires_at: datetime, kind: str = "FLASH_SALE") -> FlashReservation:
+        """Units from the sale's pool (a pool of `kind`), or FAILED_PRECONDITION with
+        SOLD_OUT, LIMIT_REACHED, NOT_STARTED or ENDED; NOT_FOUND for a pool of another kind."""
         ...
 
     async def release(self, reservation_id: str) -> None: ...
+
+
+class ActivityPools(Protocol):
+    """Pools of units for the order service's activities, kept by the catalog like a
+    flash sale's. Reserved through FlashCatalog.reserve_flash_sale with the pool's kind."""
+    async def create_pool(self, idempotency_key: str, kind: str, sku_id: str, price: int, units: int,
+                          per_member_limit: int, starts_at: datetime, ends_at: datetime,
+                          title: str = "") -> ActivityPool:
+        """Moves `units` of the SKU into a new pool, once per key (the staff caller's
+        merchant and OPERATOR role). INVALID_ARGUMENT for a price not below the list price,
+        FAILED_PRECONDITION OUT_OF_STOCK, NOT_FOUND for an unknown SKU."""
+        ...
+
+    async def pool(self, pool_id: str) -> ActivityPool | None: ...
 
 
 class Members(Protocol):

@@ -188,6 +188,22 @@ class OrderLine(RefundableAmounts):
 
 
 @dataclass(frozen=True)
+class OrderActivity:
+    """The activity an order was bought through besides a flash sale, fixed at placement:
+    its kind (GROUP_BUY, BARGAIN, POINTS_MALL, COMMUNITY), the activity, and what ties the
+    order to it (the group, the bargain, the leader and pickup point, the points price)."""
+    kind: str
+    activity_id: str
+    group_id: str = ""
+    group_leader: bool = False
+    bargain_id: str = ""
+    leader_id: str = ""
+    pickup_point_id: str = ""
+    pickup_code: str = ""
+    points_price: int = 0
+
+
+@dataclass(frozen=True)
 class Shipment:
     carrier: str
     tracking_number: str
@@ -324,6 +340,8 @@ class Order(Aggregate):
     commissions: tuple[Commission, ...] = ()
     # When the after-sales window closed and the order was settled; None before.
     settled_at: datetime | None = None
+    # The group buy, bargain, points-mall item or community campaign it was bought through.
+    activity: OrderActivity | None = None
 
     @classmethod
     def place(cls, *, order_id: str, merchant_id: str, member_id: str, idempotency_key: str,
@@ -332,7 +350,7 @@ class Order(Aggregate):
               shipping_fee: int = 0, tier: str = "", attribution: dict[str, str] | None = None, remark: str = "",
               flash_sale_id: str = "", request_hash: str = "", shipping_address: ShippingAddress | None = None,
               shipping_rule: str = "", value: UsedValue | None = None,
-              referral: Referral | None = None) -> "Order":
+              referral: Referral | None = None, activity: OrderActivity | None = None) -> "Order":
         """A new order waiting for payment, for stock already reserved under `reservation_id`."""
         order = cls(id=order_id, merchant_id=merchant_id, member_id=member_id, idempotency_key=idempotency_key,
                     state=OrderState.PENDING_PAYMENT, lines=tuple(lines), currency=currency, total=total,
@@ -341,7 +359,7 @@ class Order(Aggregate):
                     attribution=dict(attribution or {}), remark=remark, flash_sale_id=flash_sale_id,
                     request_hash=request_hash, shipping_address=shipping_address, shipping_rule=shipping_rule,
                     value=None if value is None or value.is_empty else value,
-                    referral=None if referral is None or referral.is_empty else referral)
+                    referral=None if referral is None or referral.is_empty else referral, activity=activity)
         order.record(OrderPlaced(at=created_at))
         return order
 

@@ -1,6 +1,7 @@
 """Creating a flash sale, buying from its pool, and the job, on fakes."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -73,6 +74,19 @@ async def test_a_member_buys_within_the_limit_and_the_reservation_records_its_ev
     assert reservation.confirmed and reservation.flash_sale_id == sale.id and after.available == 1
     assert shop.sales.sales[sale.id].available == 1 and shop.sales.used(sale.id, member) == 2
     assert shop.reservations.event_names(reservation.id) == ["ReservationReserved"]
+
+
+async def test_a_pool_of_another_activity_is_neither_listed_nor_bought_as_a_flash_sale(shop):
+    sku_id = await product(shop)
+    with staff():
+        pool = await shop.flash_cases.create(CreateFlashSale("gb-1", sku_id, 500, 3, START, END, kind="GROUP_BUY"))
+    member = new_id("mem")
+    with service():
+        assert (await shop.flash_cases.list_sales("", 0, ""))[0] == []
+        with pytest.raises(NotFound):
+            await shop.flash_cases.reserve(buy(pool.id, member))
+        reservation, after = await shop.flash_cases.reserve(replace(buy(pool.id, member), kind="GROUP_BUY"))
+    assert reservation.flash_sale_id == pool.id and after.available == 2 and after.kind == "GROUP_BUY"
 
 
 async def test_a_repeated_reserve_returns_the_same_reservation(shop):

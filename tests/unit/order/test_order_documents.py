@@ -13,7 +13,7 @@ from tests.fakes.order import address
 
 from services.order.adapters import messages
 from services.order.adapters.documents import order_doc, order_of
-from services.order.domain.orders import AppliedRefund, Order, OrderLine, PriceStep, RefundedUnits
+from services.order.domain.orders import AppliedRefund, Order, OrderActivity, OrderLine, PriceStep, RefundedUnits
 from services.order.domain.refunds import Refund, RefundState
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -106,3 +106,14 @@ def test_an_order_with_an_address_keeps_it_with_the_phone_sealed_and_shows_it_ma
     assert "13812348000" not in str(shown)
     # An order placed without an address is stored as it always was.
     assert "shipping_address" not in order_doc(placed()) and "shipping_rule" not in order_doc(placed())
+
+
+def test_the_activity_an_order_was_bought_through_is_stored_with_its_ties_and_shown_with_its_kind():
+    group = OrderActivity(kind="GROUP_BUY", activity_id="gba_1", group_id="grp_1", group_leader=True)
+    order = replace(placed(), activity=group)
+    doc = order_doc(order)
+    assert doc["activity"] == {"kind": "GROUP_BUY", "activity_id": "gba_1", "group_id": "grp_1", "group_leader": True}
+    assert order_of(doc).activity == group and order_of(order_doc(placed())).activity is None
+    msg = messages.order(doc)
+    assert msg.kind == order_pb2.ORDER_KIND_GROUP_BUY and msg.activity.group_id == "grp_1"
+    assert msg.activity.group_leader and not msg.activity.bargain_id
