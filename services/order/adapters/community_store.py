@@ -47,7 +47,7 @@ def _c(name: str):
 
 def ensure_indexes() -> None:
     _c("community_leaders").create_index([("merchant_id", ASCENDING), ("member_id", ASCENDING)], unique=True)
-    _c("community_leaders").create_index([("merchant_id", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)])
+    _c("community_leaders").create_index([("merchant_id", ASCENDING), ("state", ASCENDING)])
     _c("community_campaigns").create_index([("merchant_id", ASCENDING), ("idempotency_key", ASCENDING)], unique=True)
     _c("community_campaigns").create_index([("merchant_id", ASCENDING), ("cut_off_ms", ASCENDING)])
     _c("community_campaigns").create_index([("closed", ASCENDING), ("cut_off_ms", ASCENDING)])
@@ -182,7 +182,7 @@ class MongoCommunitySettings:
         d = await run_sync(_c("community_settings").find_one, {"_id": merchant_id})
         if not d:
             return CommunitySettings()
-        return CommunitySettings(uncollected_days=d.get("uncollected_days") or CommunitySettings().uncollected_days,
+        return CommunitySettings(uncollected_days=d.get("uncollected_days", CommunitySettings().uncollected_days),
                                  uncollected_action=UncollectedAction(d.get("uncollected_action") or "REFUND"))
 
     async def put(self, merchant_id: str, settings: CommunitySettings) -> None:

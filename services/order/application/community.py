@@ -487,10 +487,8 @@ class CommunityUseCases:
     async def update_settings(self, wanted: CommunitySettings) -> CommunitySettings:
         ctx = context.current()
         ctx.require_staff("OPERATOR")
-        settings = CommunitySettings(uncollected_days=wanted.uncollected_days or rules.DEFAULT_UNCOLLECTED_DAYS,
-                                     uncollected_action=wanted.uncollected_action)
-        await self.settings.put(ctx.merchant_id, settings)
-        return settings
+        await self.settings.put(ctx.merchant_id, wanted)
+        return wanted
 
     # ---- jobs ----------------------------------------------------------------------------
 
