@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from siyu_kit.ids import new_id
 from tests.support import assert_routes_named, block_routes, wait_until
 from tests.support.shop import Shop, ok, refused, staff_with
 
