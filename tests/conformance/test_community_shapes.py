@@ -128,3 +128,11 @@ def test_the_uncollected_rule_reads_back_per_merchant(coll):
     coll.update_one({"_id": "mch_a"}, {"$set": {"uncollected_days": 3, "uncollected_action": "REFUND"}}, upsert=True)
     doc = coll.find_one({"_id": "mch_a"})
     assert (doc["uncollected_days"], doc["uncollected_action"]) == (3, "REFUND") and coll.count_documents({}) == 1
+
+
+def test_an_orders_referral_keeps_its_community_leader(coll):
+    from services.order.adapters.documents import referral_doc, referral_of
+    from services.order.domain.commissions import Referral
+    referral = Referral(community_leader_id="mem_L", community_leader_rate_bp=1000)
+    coll.insert_one({"_id": "ord_1", "merchant_id": "mch_a", "referral": referral_doc(referral)})
+    assert referral_of(coll.find_one({"_id": "ord_1"})["referral"]) == referral

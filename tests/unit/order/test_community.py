@@ -397,3 +397,18 @@ async def test_the_dashboard_shows_orders_pickups_and_commission(c):
     assert (d.commission.confirmed, d.commission.pending) == (80, 160)
     with c.w.as_member(new_id("mem")), pytest.raises(NotFound):
         await c.uc.dashboard(camp.id)
+
+
+def test_a_referral_with_only_a_leader_owes_the_leader_level_on_each_eligible_line():
+    from services.order.domain.commissions import commissions_at_paid
+
+    class Line:
+        def __init__(self, line_id, paid, eligible=True):
+            self.line_id, self.paid_amount, self.refunded_amount, self.commission_eligible = line_id, paid, 0, eligible
+
+    referral = Referral(community_leader_id="mem_L", community_leader_rate_bp=1000)
+    assert not referral.is_empty
+    owed = commissions_at_paid([Line("l1", 999), Line("l2", 5000, eligible=False), Line("l3", 0)], referral)
+    assert [(c.line_id, c.level, c.beneficiary_id, c.amount) for c in owed] == [
+        ("l1", CommissionLevel.COMMUNITY_LEADER, "mem_L", 99)]
+    assert commissions_at_paid([Line("l1", 999)], Referral(community_leader_id="mem_L")) == ()  # no rate, nothing
