@@ -29,10 +29,12 @@ def test_leaders_are_unique_per_member_and_paged_by_state(coll):
     assert [d["_id"] for d in page] == ["cld_2", "cld_3"]
     assert coll.find_one({"merchant_id": "mch_a", "member_id": "mem_1"})["pickup_point"] == point
     changed = coll.update_one({"_id": "cld_1", "merchant_id": "mch_a", "version": 1},
-                              {"$set": {"state": "APPROVED", "enabled": 0, "reject_reason": ""}, "$inc": {"version": 1}})
+                              {"$set": {"state": "APPROVED", "enabled": 0, "reject_reason": "", "name": "新",
+                                        "pickup_point": {**point, "detail": "路 2 号"}}, "$inc": {"version": 1}})
     stale = coll.update_one({"_id": "cld_1", "merchant_id": "mch_a", "version": 1}, {"$set": {"state": "REJECTED"}})
     assert (changed.modified_count, stale.modified_count) == (1, 0)
     assert coll.find_one({"_id": "cld_1"})["enabled"] == 0
+    assert coll.find_one({"_id": "cld_1"})["pickup_point"] == {**point, "detail": "路 2 号"}
 
 
 def test_campaigns_by_cut_off_open_and_due_and_closed_once(coll):

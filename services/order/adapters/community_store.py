@@ -102,7 +102,8 @@ class MongoLeaders:
     async def save(self, leader: CommunityLeader) -> None:
         await run_sync(save_change, _c("community_leaders"), {"_id": leader.id, "merchant_id": leader.merchant_id},
                        {"$set": {"state": leader.state.value, "enabled": int(leader.enabled),
-                                 "reject_reason": leader.reject_reason}}, version=leader.version)
+                                 "reject_reason": leader.reject_reason, "name": leader.name,
+                                 "pickup_point": self._doc(leader)["pickup_point"]}}, version=leader.version)
         leader.version += 1
 
     def _page(self, merchant_id: str, state: str, after_id: str, limit: int) -> list[dict]:

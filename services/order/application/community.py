@@ -119,7 +119,7 @@ class CommunityUseCases:
         member_id = ctx.require_member()
         existing = await self.leaders.of_member(ctx.merchant_id, member_id)
         if existing is not None:
-            return rules.reapply(existing, name, point)
+            return await self._reapply(existing, name, point)
         leader = CommunityLeader(id=new_id("cld"), merchant_id=ctx.merchant_id, member_id=member_id, name=name,
                                  pickup_point=replace(point, pickup_point_id=new_id("pkp")), created_at=self._now())
         if await self.leaders.add(leader):
@@ -127,7 +127,12 @@ class CommunityUseCases:
         raced = await self.leaders.of_member(ctx.merchant_id, member_id)
         if raced is None:
             raise NotFound("the leader changed while applying; try again")
-        return rules.reapply(raced, name, point)
+        return await self._reapply(raced, name, point)
+
+    async def _reapply(self, existing: CommunityLeader, name: str, point: PickupPoint) -> CommunityLeader:
+        if rules.reapply(existing, name, point):
+            await self.leaders.save(existing)  # StaleVersion (ABORTED) when a review raced it
+        return existing
 
     async def review(self, leader_id: str, approve: bool, reason: str) -> CommunityLeader:
         ctx = context.current()
@@ -448,6 +453,8 @@ class CommunityUseCases:
                     raise FailedPrecondition("no order of this batch has that pickup code",
                                              reason=rules.PICKUP_CODE_MISMATCH)
             if order.state is OrderState.COMPLETED and order.confirmed_by == rules.CONFIRMED_BY_PICKUP:
+                # A repeat; also finishes the pickup record a crash after the order's write left out.
+                await self.pickups.record(merchant_id, order, by, order.completed_at)
                 return order
             if order.state is not OrderState.DELIVERED:
                 raise FailedPrecondition(f"the order is {order.state.value}, not at the pickup point",

@@ -115,11 +115,17 @@ class CommunityLeader(Aggregate):
             raise FailedPrecondition("this leader takes no orders", reason=LEADER_NOT_ACTIVE)
 
 
-def reapply(existing: CommunityLeader, name: str, point: PickupPoint) -> CommunityLeader:
-    """A member applies again: the same details answer the leader they have; others are refused."""
+def reapply(existing: CommunityLeader, name: str, point: PickupPoint) -> bool:
+    """A member applies again. The same details answer the leader they have (False); a
+    rejected applicant applies anew with new details, PENDING again (True); anything
+    else is refused."""
     if existing.name == name and existing.pickup_point.same_details(point):
-        return existing
-    raise FailedPrecondition("this member is already a leader of the merchant", reason=LEADER_EXISTS)
+        return False
+    if existing.state is not LeaderState.REJECTED:
+        raise FailedPrecondition("this member is already a leader of the merchant", reason=LEADER_EXISTS)
+    existing.name, existing.reject_reason, existing.state = name, "", LeaderState.PENDING
+    existing.pickup_point = PickupPoint(**{**point.__dict__, "pickup_point_id": existing.pickup_point.pickup_point_id})
+    return True
 
 
 # ---- campaigns -------------------------------------------------------------------------

@@ -127,6 +127,11 @@ async def test_one_leader_per_member_and_a_rejection_needs_a_reason(c):
     with c.w.as_staff("OPERATOR"):
         rejected = await c.uc.review(first.id, False, "地址不在配送范围")
     assert rejected.state is rules.LeaderState.REJECTED and rejected.reject_reason
+    # A rejected applicant may apply again with new details: pending again, the same leader.
+    with c.w.as_member(member):
+        again = await c.uc.apply("新名字", replace(POINT, detail="科技园路 2 号"))
+    assert (again.id, again.state, again.pickup_point.detail) == (first.id, rules.LeaderState.PENDING, "科技园路 2 号")
+    assert again.pickup_point.pickup_point_id == first.pickup_point.pickup_point_id
 
 
 async def test_another_merchants_leader_is_not_found(c):
