@@ -9,7 +9,7 @@ from siyu.member.v1 import member_pb2
 from siyu.order.v1 import order_pb2
 
 from services.member.application.commission_ports import BalanceTotals, StateTotals
-from services.member.domain.commissions import (FROZEN, GUIDE, LEVEL_1, LEVEL_2, PENDING, SETTLED, VOID,
+from services.member.domain.commissions import (COMMUNITY_LEADER, FROZEN, GUIDE, LEVEL_1, LEVEL_2, PENDING, SETTLED, VOID,
                                                 CommissionBook, CommissionLine, CommissionRecord, OrderCommissions,
                                                 mask, stage_of)
 from services.member.domain.withdrawals import (FAILED, PAID, PAYING, REJECTED, REQUESTED, Withdrawal,
@@ -17,7 +17,7 @@ from services.member.domain.withdrawals import (FAILED, PAID, PAYING, REJECTED, 
 from siyu_kit.protos import money, timestamp
 
 LEVEL = {common_pb2.COMMISSION_LEVEL_1: LEVEL_1, common_pb2.COMMISSION_LEVEL_2: LEVEL_2,
-         common_pb2.COMMISSION_LEVEL_GUIDE: GUIDE}
+         common_pb2.COMMISSION_LEVEL_GUIDE: GUIDE, common_pb2.COMMISSION_LEVEL_COMMUNITY_LEADER: COMMUNITY_LEADER}
 LEVEL_BACK = {name: number for number, name in LEVEL.items()}
 STATE = {PENDING: member_pb2.COMMISSION_STATE_PENDING, FROZEN: member_pb2.COMMISSION_STATE_FROZEN,
          SETTLED: member_pb2.COMMISSION_STATE_SETTLED, VOID: member_pb2.COMMISSION_STATE_VOID}

@@ -31,7 +31,9 @@ RANK = {PENDING: 0, FROZEN: 1, SETTLED: 2}
 STATES = (PENDING, FROZEN, SETTLED, VOID)
 
 LEVEL_1, LEVEL_2, GUIDE = "LEVEL_1", "LEVEL_2", "GUIDE"
-LEVELS = (LEVEL_1, LEVEL_2, GUIDE)
+# The community leader (团长) of a campaign's order: a member like a distributor, the same lifecycle.
+COMMUNITY_LEADER = "COMMUNITY_LEADER"
+LEVELS = (LEVEL_1, LEVEL_2, GUIDE, COMMUNITY_LEADER)
 
 # Entry kinds: what moved the balance.
 SETTLE, CLAWBACK, HOLD, RETURN, PAID = "SETTLE", "CLAWBACK", "HOLD", "RETURN", "PAID"

@@ -186,7 +186,7 @@ def line_doc(line: OrderLine, refunded: bool = False) -> dict:
 
 
 _REFERRAL_FIELDS = ("distributor_id", "distributor_rate_bp", "upline_distributor_id", "upline_rate_bp", "guide_id",
-                    "guide_rate_bp", "guide_store")
+                    "guide_rate_bp", "guide_store", "community_leader_id", "community_leader_rate_bp")
 
 
 def referral_of(stored: dict | None) -> Referral | None:

@@ -141,7 +141,8 @@ def _activity(msg: order_pb2.Order, doc: dict) -> None:
 
 
 _LEVELS = {"LEVEL_1": common_pb2.COMMISSION_LEVEL_1, "LEVEL_2": common_pb2.COMMISSION_LEVEL_2,
-           "GUIDE": common_pb2.COMMISSION_LEVEL_GUIDE}
+           "GUIDE": common_pb2.COMMISSION_LEVEL_GUIDE,
+           "COMMUNITY_LEADER": common_pb2.COMMISSION_LEVEL_COMMUNITY_LEADER}
 
 
 def _distribution(msg: order_pb2.Order, doc: dict, currency: str) -> None:
@@ -153,7 +154,9 @@ def _distribution(msg: order_pb2.Order, doc: dict, currency: str) -> None:
             distributor_id=r.get("distributor_id") or "", distributor_rate_bp=r.get("distributor_rate_bp") or 0,
             upline_distributor_id=r.get("upline_distributor_id") or "", upline_rate_bp=r.get("upline_rate_bp") or 0,
             guide_id=r.get("guide_id") or "", guide_rate_bp=r.get("guide_rate_bp") or 0,
-            guide_store=r.get("guide_store") or "", group_buy_commission=bool(r.get("group_buy_commission"))))
+            guide_store=r.get("guide_store") or "", group_buy_commission=bool(r.get("group_buy_commission")),
+            community_leader_id=r.get("community_leader_id") or "",
+            community_leader_rate_bp=r.get("community_leader_rate_bp") or 0))
     for c in doc.get("commissions") or ():
         msg.commissions.add(line_id=c["line_id"], level=_LEVELS[c["level"]], beneficiary_id=c["beneficiary_id"],
                             rate_bp=c["rate_bp"], base=money(c["base"], currency), amount=money(c["amount"], currency),

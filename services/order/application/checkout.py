@@ -18,8 +18,8 @@ from services.order.application.ports import (Addresses, Attributions, CartRepos
 from services.order.domain.freight import NOWHERE, ShippingAddress
 from services.order.domain.member_value import (MAX_POINTS, NO_ASK, CouponLine, CouponQuote, OrderKind, PointsTerms,
                                                 UsedValue, ValueAsk, points_discount, points_problem)
-from services.order.domain.price_sources import (FLASH_SALE, LIVE, ActivityPrices, CouponDiscount, FreightShipping,
-                                                 LimitedTimePrices, PointsDiscount, PriceSource, TierPrices)
+from services.order.domain.price_sources import (FLASH_SALE, LIVE, ActivityPrices, CouponDiscount, FlatShipping,
+                                                 FreightShipping, LimitedTimePrices, PointsDiscount, PriceSource, TierPrices)
 from services.order.domain.pricing import LineInput, Pipeline, Quote
 from services.order.domain.settings import OrderSettings
 
@@ -209,7 +209,8 @@ class Checkout:
                     activity_prices: Mapping[str, ActivityPrice] | None = None,
                     address: ShippingAddress | None = None, ask: ValueAsk = NO_ASK,
                     kind: OrderKind = OrderKind.NORMAL, show_terms: bool = False,
-                    live_prices: Mapping[str, ActivityPrice] | None = None) -> PricedCheckout:
+                    live_prices: Mapping[str, ActivityPrice] | None = None,
+                    no_shipping: bool = False) -> PricedCheckout:
         """Prices valid lines (see check_lines) for the member: NOT_FOUND for a SKU that
         does not exist or is not on sale, UNAVAILABLE when the member's tier cannot be
         read. `activity_prices` by sku id compete with the member's other prices. Shipping
@@ -245,6 +246,8 @@ class Checkout:
             shipping = (FreightShipping(template, address.destination if address is not None else NOWHERE,
                                         units=sum(q for _, q in lines),
                                         grams=sum(skus[s].weight_g * q for s, q in lines), tier=member.tier),)
+        if no_shipping:  # collected at a pickup point (community orders): no fee, whatever the settings
+            shipping = (FlatShipping(0, 0),)
         pipeline = Pipeline.of(settings, *_unit_prices(skus, member, activity_prices, now, live_prices), *shipping)
         inputs = [LineInput(sku_id=s, product_id=skus[s].product_id, title=skus[s].title, quantity=q,
                             unit_price=skus[s].unit_price)

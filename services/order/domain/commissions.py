@@ -19,6 +19,7 @@ class CommissionLevel(str, Enum):
     LEVEL_1 = "LEVEL_1"  # the buyer's distributor
     LEVEL_2 = "LEVEL_2"  # that distributor's upline
     GUIDE = "GUIDE"  # the guide credited with the sale
+    COMMUNITY_LEADER = "COMMUNITY_LEADER"  # the community leader whose campaign sold it
 
 
 @dataclass(frozen=True)
@@ -32,17 +33,21 @@ class Referral:
     guide_rate_bp: int = 0
     guide_store: str = ""
     group_buy_commission: bool = False
+    # The community leader (a member) whose campaign the order came from, and their rate.
+    community_leader_id: str = ""
+    community_leader_rate_bp: int = 0
 
     @property
     def is_empty(self) -> bool:
-        return not (self.distributor_id or self.upline_distributor_id or self.guide_id)
+        return not (self.distributor_id or self.upline_distributor_id or self.guide_id or self.community_leader_id)
 
     def beneficiaries(self) -> tuple[tuple[CommissionLevel, str, int], ...]:
         """(level, beneficiary, rate) of every level that earns: a beneficiary and a rate
         above 0. Never a third distributor level."""
         levels = ((CommissionLevel.LEVEL_1, self.distributor_id, self.distributor_rate_bp),
                   (CommissionLevel.LEVEL_2, self.upline_distributor_id, self.upline_rate_bp),
-                  (CommissionLevel.GUIDE, self.guide_id, self.guide_rate_bp))
+                  (CommissionLevel.GUIDE, self.guide_id, self.guide_rate_bp),
+                  (CommissionLevel.COMMUNITY_LEADER, self.community_leader_id, self.community_leader_rate_bp))
         return tuple((level, who, rate) for level, who, rate in levels if who and rate > 0)
 
 

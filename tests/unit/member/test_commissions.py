@@ -346,3 +346,34 @@ def test_a_late_release_never_ends_the_next_movement_of_the_record():
     assert book.moving and book.cleared == {}
     assert release(book, "ord_j:ln_1:LEVEL_1", "void:ord_j:ln_1:LEVEL_1:300")
     assert book.moving == {} and book.cleared == {bucket_of("ord_j:ln_1:LEVEL_1"): 1}
+
+
+# ---- the community leader's level ----------------------------------------------------------------
+
+async def test_a_community_leaders_commission_runs_the_same_lifecycle_to_a_withdrawable_balance():
+    """The leader is a member but not a distributor: the record is read from the order event
+    at its level, pending at paid, voided by a refund, credited once at settlement."""
+    from services.member.adapters.commission_messages import LEVEL_BACK
+    from services.member.domain.commissions import COMMUNITY_LEADER
+    leader = new_id("mem")
+    at = Timestamp(seconds=1_700_000_000)
+    read = order_commissions(MERCHANT, _order(order_pb2.ORDER_STATE_PAID,
+                                              level=common_pb2.COMMISSION_LEVEL_COMMUNITY_LEADER,
+                                              beneficiary_id=leader, voided=money(0)), at)
+    assert read.lines[0].level == COMMUNITY_LEADER and read.stage == PENDING
+    assert LEVEL_BACK[COMMUNITY_LEADER] == common_pb2.COMMISSION_LEVEL_COMMUNITY_LEADER
+
+    def leader_event(stage: str, voided: int = 0) -> OrderCommissions:
+        return OrderCommissions(MERCHANT, "ord_cl", BUYER, stage,
+                                (CommissionLine("ln_1", COMMUNITY_LEADER, leader, 1000, 5000, 500, voided),), NOW)
+
+    store, ledger = world()
+    await ledger.on_order(leader_event(PENDING))
+    record = store.records_by_id["ord_cl:ln_1:COMMUNITY_LEADER"]
+    assert (record.state, record.beneficiary_id) == (PENDING, leader)
+    assert (await balanced(store, leader)).available == 0
+    await ledger.on_order(leader_event(PENDING, voided=100))  # a partial refund
+    await ledger.on_order(leader_event(FROZEN, voided=100))
+    await ledger.on_order(leader_event(SETTLED, voided=100))
+    await ledger.on_order(leader_event(SETTLED, voided=100))  # redelivered
+    assert (await balanced(store, leader)).available == 400
