@@ -312,6 +312,11 @@ class Bargain(Aggregate):
         self.state, self.order_id, self.finished_at = BargainState.ORDERED, order_id, now
         self.record(BargainOrdered(self.id, order_id))
 
+    def unclaim(self, order_id: str, state: BargainState) -> None:
+        """Back to `state` when the order claimed for it was never written."""
+        if self.state == BargainState.ORDERED and self.order_id == order_id and state in OPEN_STATES:
+            self.state, self.order_id, self.finished_at = state, "", None
+
     def fail(self, now: datetime) -> bool:
         """FAILED once its time is up without an order; False when it is not due."""
         if self.state not in OPEN_STATES or now < self.expires_at:

@@ -39,6 +39,7 @@ from services.order.entrypoint.finance_servicer import FinanceRpcs
 from services.order.application.personal_data import OrderDataExport
 from services.order.entrypoint.payout_servicer import PayoutRpcs
 from services.order.application.payouts import PayoutUseCases
+from services.order.entrypoint.bargain_servicer import BargainRpcs
 
 
 def _method_name(value: int) -> str:
@@ -111,7 +112,7 @@ def _time(request, field: str) -> datetime | None:
 
 
 class OrderServicer(PayoutRpcs, WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalDataRpcs, FinanceRpcs,
-                    order_pb2_grpc.OrderServiceServicer):
+                    BargainRpcs, order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
                  refunds: RefundUseCases, staff: StaffOrderUseCases, flash: FlashOrderUseCases,
