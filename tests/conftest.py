@@ -20,6 +20,8 @@ SESSION_ENV = {
     # Orders whose after-sales window closed settle within a moment (tests use 0 days).
     "SIYU_ORDER_SETTLE_INTERVAL_S": "0.3",
     "SIYU_ORDER_SPLIT_EXECUTE_INTERVAL_S": "0.5",
+    # Bargains past their time limit fail within a moment (bargain activities ending soon).
+    "SIYU_ORDER_BARGAIN_SWEEP_INTERVAL_S": "0.3",
     # Points unfreeze and expire within a second of falling due.
     "SIYU_MEMBER_POINTS_JOB_INTERVAL_S": "0.3",
     "SIYU_MEMBER_COUPON_JOB_INTERVAL_S": "0.3",
