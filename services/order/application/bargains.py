@@ -316,7 +316,8 @@ class BargainUseCases:
         checked = await self.order_cases.attributed(cmd.attribution)
         address = await self.checkout.shipping_to(merchant_id, member_id, cmd.address_id)
         settings = await self.settings.of_merchant(merchant_id)
-        expires_at = min(now + timedelta(seconds=settings.unpaid_expiry_s), now + timedelta(days=1))
+        # Paid within the merchant's usual window, like any order.
+        expires_at = now + timedelta(seconds=settings.unpaid_expiry_s)
         order_id, reservation_id = new_id("ord"), new_id("rsv")
         # The bargain is claimed for this order first: a second order (another key) loses here.
         price, before = bargain.price, bargain.state
