@@ -145,7 +145,7 @@ def test_every_bargain_route_refuses_bad_input_other_merchants_and_the_wrong_rol
     # Bad input: 400 with the field named, nothing written.
     staff_bad = [
         ("POST", "/v1/staff/bargain-activities", {"json": {"idempotency_key": "k", "activity": activity_input(
-            sku, helpers=10, start=100, floor=95)}}, "helpers_needed"),
+            sku, helpers=10, start=100, floor=95)}}, "activity.helpers_needed"),
         ("PATCH", "/v1/staff/bargain-activities/bga_x", {"json": {}}, "activity_id"),
         ("POST", "/v1/staff/bargain-activities/bga_x:end", {"json": {}}, "activity_id"),
         ("GET", "/v1/staff/bargain-activities", {"params": {"page_size": 500}}, "page_size"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -32,7 +32,8 @@ from services.order.application.bargain_ports import BargainActivities, Bargains
 from services.order.application.checkout import ActivityPrice, Checkout, check_address_id
 from services.order.application.orders import (MAX_KEY, PLACE_MIN_TIME_S, OrderUseCases, attribution_of,
                                                 check_attribution_and_remark, place_fingerprint)
-from services.order.application.ports import ActivityPools, FlashCatalog, OrderRepository, SettingsRepository
+from services.order.application.ports import (ActivityPools, Catalog, FlashCatalog, OrderRepository,
+                                               SettingsRepository)
 from services.order.domain import bargains as rules
 from services.order.domain.bargains import (ActivityState, ActivityTerms, Attribution, Bargain, BargainActivity,
                                             BargainState)
@@ -44,6 +45,7 @@ from siyu_kit.cancellation import require_time
 log = slog.get("siyu.order.bargain")
 
 KIND = "BARGAIN"
+TERMS = "activity."  # where the terms sit in CreateBargainActivityRequest
 SEED_BITS = 48
 PAGE_DEFAULT, PAGE_MAX = 20, 100
 
@@ -80,6 +82,8 @@ class BargainUseCases:
     counters: HelpCounters
     pools: ActivityPools
     invitees: Invitees | None = None
+    # The SKU's list price, checked before the pool is made; None: the pool's answer only.
+    skus: Catalog | None = None
     # Ordering; None in a build that only runs activities and helps.
     orders: OrderRepository | None = None
     settings: SettingsRepository | None = None
@@ -98,20 +102,28 @@ class BargainUseCases:
         v = Violations()
         v.check(1 <= len(idempotency_key) <= MAX_KEY, "idempotency_key", f"required, 1..{MAX_KEY} characters")
         v.check(is_id(terms.sku_id, "sku"), "activity.sku_id", "a sku_ id")
-        rules.check_terms(v, terms, None)
+        rules.check_terms(v, terms, None, TERMS)
         v.raise_if_any()
         existing = await self.activities.by_key(merchant_id, idempotency_key)
         if existing is not None:
             return existing
+        if self.skus is not None:
+            # The prices are checked against the list price before any unit moves.
+            sku = (await self.skus.skus([terms.sku_id])).get(terms.sku_id)
+            if sku is None:
+                raise NotFound(f"SKU {terms.sku_id} not found")
+            v = Violations()
+            rules.check_terms(v, terms, sku.unit_price, TERMS)
+            v.raise_if_any()
         # The catalog moves the units (once per key) and refuses a pool price not below the
         # list price; the floor is the pool's price, a bound no bargain goes under.
         pool = await self.pools.create_pool(f"bga:{idempotency_key}", KIND, terms.sku_id, terms.floor_price,
                                             terms.units, terms.per_member_limit, terms.starts_at, terms.ends_at,
                                             title=terms.title)
         v = Violations()
-        rules.check_terms(v, terms, pool.list_price)
+        rules.check_terms(v, terms, pool.list_price, TERMS)
         v.raise_if_any()
-        terms = ActivityTerms(**{**terms.__dict__, "product_id": pool.product_id, "title": terms.title or pool.title})
+        terms = replace(terms, product_id=pool.product_id, title=terms.title or pool.title)
         activity = BargainActivity(id=new_id("bga"), merchant_id=merchant_id, version=1, terms=terms,
                                    pool_id=pool.pool_id, list_price=pool.list_price, state=ActivityState.ACTIVE,
                                    created_at=self._now())

@@ -95,22 +95,24 @@ class ActivityTerms:
     bind_new_helpers: bool = False
 
 
-def check_terms(v: Violations, t: ActivityTerms, list_price: int | None) -> None:
-    """Field violations of an activity's terms (`list_price` None: not known yet)."""
-    v.check(t.start_price >= 1, "start_price", "at least 1 fen")
-    v.check(0 < t.floor_price < t.start_price, "floor_price", "above 0 and below the start price")
-    v.check(1 <= t.helpers_needed <= MAX_HELPERS, "helpers_needed", f"1..{MAX_HELPERS}")
+def check_terms(v: Violations, t: ActivityTerms, list_price: int | None, prefix: str = "") -> None:
+    """Field violations of an activity's terms (`list_price` None: not known yet); `prefix`
+    is where the terms sit in the request ("activity.")."""
+    p = prefix
+    v.check(t.start_price >= 1, f"{p}start_price", "at least 1 fen")
+    v.check(0 < t.floor_price < t.start_price, f"{p}floor_price", "above 0 and below the start price")
+    v.check(1 <= t.helpers_needed <= MAX_HELPERS, f"{p}helpers_needed", f"1..{MAX_HELPERS}")
     if 1 <= t.helpers_needed <= MAX_HELPERS and t.floor_price < t.start_price:
-        v.check(t.start_price - t.floor_price >= t.helpers_needed, "helpers_needed",
+        v.check(t.start_price - t.floor_price >= t.helpers_needed, f"{p}helpers_needed",
                 "start price − floor price must give every helper at least 1 fen")
-    v.check(60 <= t.time_limit_s <= MAX_TIME_LIMIT.total_seconds(), "time_limit_s", "60 s .. 7 days")
-    v.check(t.ends_at > t.starts_at, "ends_at", "after starts_at")
-    v.check(t.units >= 1, "units", "at least 1")
-    v.check(1 <= t.helps_per_member <= 100, "helps_per_member", "1..100")
-    v.check(1 <= t.helps_per_day <= 100, "helps_per_day", "1..100")
+    v.check(60 <= t.time_limit_s <= MAX_TIME_LIMIT.total_seconds(), f"{p}time_limit_s", "60 s .. 7 days")
+    v.check(t.ends_at > t.starts_at, f"{p}ends_at", "after starts_at")
+    v.check(t.units >= 1, f"{p}units", "at least 1")
+    v.check(1 <= t.helps_per_member <= 100, f"{p}helps_per_member", "1..100")
+    v.check(1 <= t.helps_per_day <= 100, f"{p}helps_per_day", "1..100")
     if list_price is not None:
-        v.check(t.start_price <= list_price, "start_price", "at most the SKU's list price")
-        v.check(t.floor_price < list_price, "floor_price", "below the SKU's list price")
+        v.check(t.start_price <= list_price, f"{p}start_price", "at most the SKU's list price")
+        v.check(t.floor_price < list_price, f"{p}floor_price", "below the SKU's list price")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from services.order.adapters.bargain_invitees import InviteeClient
 from services.order.application.bargains import BargainUseCases
 from services.order.application.checkout import Checkout
 from services.order.application.orders import OrderUseCases
-from services.order.application.ports import ActivityPools, FlashCatalog, OrderRepository, SettingsRepository
+from services.order.application.ports import ActivityPools, Catalog, FlashCatalog, OrderRepository, SettingsRepository
 
 
 def sweep_interval_s() -> float:
@@ -31,12 +31,12 @@ class BargainParts:
         return servicer
 
 
-def build(*, member_channel, pools: ActivityPools, catalog: FlashCatalog, orders: OrderRepository,
+def build(*, member_channel, pools: ActivityPools, catalog: FlashCatalog, skus: Catalog, orders: OrderRepository,
           settings: SettingsRepository, checkout: Checkout, order_cases: OrderUseCases) -> BargainParts:
     bargain_store.ensure_indexes()
     cases = BargainUseCases(
         activities=bargain_store.MongoBargainActivities(), bargains=bargain_store.MongoBargains(),
-        counters=bargain_store.MongoHelpCounters(), pools=pools, invitees=InviteeClient(member_channel),
+        counters=bargain_store.MongoHelpCounters(), pools=pools, invitees=InviteeClient(member_channel), skus=skus,
         orders=orders, settings=settings, catalog=catalog, checkout=checkout, order_cases=order_cases)
     return BargainParts(bargains=cases,
                         jobs=[service.Job("order-bargain-sweep", sweep_interval_s(), cases.fail_due)],

@@ -163,7 +163,7 @@ def build(runtime: service.Runtime) -> service.Parts:
                                    provider_statements=provider_adapters.provider_statements(wechat_credentials,
                                                                                              wechat_funds))
     # Bargains (砍价): activities over a catalog pool, helps, orders at the reached price.
-    bargain = bargain_wiring.build(member_channel=runtime.channel("member"), pools=catalog, catalog=catalog,
+    bargain = bargain_wiring.build(member_channel=runtime.channel("member"), pools=catalog, catalog=catalog, skus=catalog,
                                    orders=order_repo, settings=settings_repo, checkout=checkout,
                                    order_cases=order_cases)
     return service.Parts(

@@ -161,8 +161,10 @@ def test_an_ordered_bargain_never_fails():
 def test_activity_terms_are_checked_field_by_field():
     from siyu_kit.errors import Violations
     v = Violations()
-    bg.check_terms(v, terms(start_price=100, floor_price=95, helpers_needed=10, time_limit_s=5), list_price=90)
-    assert {f.field for f in v.items} == {"helpers_needed", "time_limit_s", "start_price", "floor_price"}
+    bg.check_terms(v, terms(start_price=100, floor_price=95, helpers_needed=10, time_limit_s=5), list_price=90,
+                   prefix="activity.")
+    assert {f.field for f in v.items} == {"activity.helpers_needed", "activity.time_limit_s", "activity.start_price",
+                                          "activity.floor_price"}
 
 
 def test_masked_nicknames_keep_only_the_first_character():

@@ -29,7 +29,7 @@ class Bw:
         self.sku_id = world.sku(20_000)
         self.cases = BargainUseCases(
             activities=self.activities, bargains=self.bargains, counters=self.counters, pools=self.pools,
-            invitees=self.invitees, orders=world.orders, settings=world.settings, catalog=world.catalog,
+            invitees=self.invitees, skus=world.catalog, orders=world.orders, settings=world.settings, catalog=world.catalog,
             checkout=world.checkout, order_cases=world.order_cases, clock=world.clock, new_seed=lambda: 7)
 
     def terms(self, **over) -> ActivityTerms:
@@ -94,11 +94,13 @@ async def test_a_closed_activity_starts_nothing(bw):
 async def test_activity_terms_are_refused_field_by_field_and_nothing_is_made(bw):
     with bw.w.as_staff("OPERATOR"), pytest.raises(InvalidArgument) as e:
         await bw.cases.create_activity("k", bw.terms(start_price=100, floor_price=95, helpers_needed=10))
-    assert {v.field for v in e.value.violations} == {"helpers_needed"}
+    assert {v.field for v in e.value.violations} == {"activity.helpers_needed"}
     with bw.w.as_staff("OPERATOR"), pytest.raises(InvalidArgument) as e:
         await bw.cases.create_activity("k", bw.terms(start_price=30_000))
-    assert {v.field for v in e.value.violations} == {"start_price"}
-    assert bw.activities.rows == {}
+    assert {v.field for v in e.value.violations} == {"activity.start_price"}
+    assert bw.activities.rows == {} and bw.pools.pools == {}
+    with bw.w.as_staff("OPERATOR"), pytest.raises(NotFound):
+        await bw.cases.create_activity("k", bw.terms(sku_id=new_id("sku")))
 
 
 async def test_creating_twice_with_one_key_makes_one_activity(bw):
