@@ -22,6 +22,8 @@ SESSION_ENV = {
     "SIYU_ORDER_SPLIT_EXECUTE_INTERVAL_S": "0.5",
     # Community campaigns close and the uncollected rule applies within a moment.
     "SIYU_ORDER_COMMUNITY_SWEEP_INTERVAL_S": "0.3",
+    # Bargains past their time limit fail within a moment (bargain activities ending soon).
+    "SIYU_ORDER_BARGAIN_SWEEP_INTERVAL_S": "0.3",
     # Points unfreeze and expire within a second of falling due.
     "SIYU_MEMBER_POINTS_JOB_INTERVAL_S": "0.3",
     "SIYU_MEMBER_COUPON_JOB_INTERVAL_S": "0.3",

@@ -66,6 +66,14 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
         "a region of the GB/T 2260 table, each inside the one above",
     ("OrderService_UpdateOrderSettings", r"settings\.threshold_reductions\[\d+\]\.(threshold|reduction)"):
         "thresholds increase, each reduction below its threshold",
+    # ---- bargain ----
+    ("OrderService_CreateBargainActivity", r"activity\.(start_price|floor_price)(\.amount)?"):
+        "floor above 0 and below the start, both within the SKU's list price",
+    ("OrderService_CreateBargainActivity", r"activity\.helpers_needed"): "start − floor at least 1 fen per helper",
+    ("OrderService_CreateBargainActivity", r"activity\.time_limit_s"): "0 for 24 h, else at least 60 s",
+    ("OrderService_CreateBargainActivity", r"activity\.ends_at"): "after starts_at",
+    ("OrderService_PlaceBargainOrder", r"attribution\.channel"): "unset or the channel of the API key",
+    # ---- end of bargain ----
     # ---- freight templates ----
     ("OrderService_PutFreightTemplate", r"template\.(default_rule|rules\[\d+\])\.regions(\[\d+\])?"):
         "a region rule names 1..100 regions, the default rule none, each region in one rule only",

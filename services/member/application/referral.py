@@ -179,6 +179,34 @@ class Referrals:
         log.info("referral.bound", referral_id=referral.id, inviter_id=inviter_id, invitee_id=member_id)
         return rules.BOUND
 
+    # ---- binding a new member through an activity (a bargain help) ----------------------------
+    async def bind_new(self, inviter_id: str, invitee_id: str, cause: str) -> tuple[str, bool]:
+        """Binds `invitee_id`, registered within NEW_MEMBER_WINDOW, to `inviter_id` as an
+        invite code at registration would: (outcome, whether this call bound). Asking again
+        answers BOUND for the same inviter; the first binding wins."""
+        merchant_id = context.current().merchant_id
+        existing = await self.referrals.of_invitee(merchant_id, invitee_id)
+        if existing is not None:
+            return (rules.BOUND if existing.inviter_id == inviter_id else rules.ALREADY_BOUND), False
+        invitee = await self.members.get(merchant_id, invitee_id)
+        if invitee is None or await self.members.get(merchant_id, inviter_id) is None:
+            raise NotFound("no such member")
+        now = self.clock()
+        if invitee.created_at is None or now - invitee.created_at > rules.NEW_MEMBER_WINDOW:
+            return rules.NOT_NEW_MEMBER, False
+        chain = await self._chain(merchant_id, inviter_id) if inviter_id != invitee_id else []
+        refusal = rules.binding_refusal(invitee_id, inviter_id, chain)
+        if refusal:
+            return refusal, False
+        code = await self.code_of(merchant_id, inviter_id)
+        referral = Referral.bind(new_id("ref"), merchant_id, inviter_id, invitee_id, code, "", now)
+        if not await self.referrals.add(referral):
+            again = await self.referrals.of_invitee(merchant_id, invitee_id)
+            same = again is not None and again.inviter_id == inviter_id
+            return (rules.BOUND if same else rules.ALREADY_BOUND), False
+        log.info("referral.bound", referral_id=referral.id, inviter_id=inviter_id, invitee_id=invitee_id, cause=cause)
+        return rules.BOUND, True
+
     async def _chain(self, merchant_id: str, member_id: str) -> list[str]:
         """The member's inviters, nearest first (bounded; stops at a repeat)."""
         chain: list[str] = []

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from siyu_kit.aggregate import Aggregate
@@ -47,6 +47,9 @@ REFERRAL = "REFERRAL"
 DEFAULT_MONTHLY_CAP = 20
 POINTS_MAX = 1_000_000
 CAP_MAX = 1000
+# A member counts as new for a binding through an activity (a bargain help) this long
+# after registering.
+NEW_MEMBER_WINDOW = timedelta(hours=24)
 
 # A referral's life: bound at registration, rewarding once its first order is claimed,
 # rewarded once both sides were paid (or refused), reversed when that first order was

@@ -54,3 +54,7 @@ class ReferralRpcs:
     async def UpdateReferralSettings(self, request, context):
         saved = await self.referrals.update_settings(settings_of(request.settings))
         return member_pb2.UpdateReferralSettingsResponse(settings=settings_proto(saved))
+
+    async def BindInvitee(self, request, context):
+        outcome, now = await self.referrals.bind_new(request.inviter_id, request.invitee_id, request.cause)
+        return member_pb2.BindInviteeResponse(binding=binding_proto(outcome), bound_now=now)

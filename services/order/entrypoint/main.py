@@ -56,6 +56,7 @@ from services.order.adapters.wechat_funds import WechatFundsApi
 from services.order.application.payouts import PayoutUseCases
 from services.order.entrypoint import finance_wiring
 from services.order.entrypoint import community_wiring
+from services.order.entrypoint import bargain_wiring
 
 NAME = "order"
 
@@ -166,30 +167,46 @@ def build(runtime: service.Runtime) -> service.Parts:
     community = community_wiring.build(orders=order_repo, order_settings=settings_repo, open_refunds=refunds,
                                        catalog=catalog, checkout=checkout, order_cases=order_cases,
                                        refunds=refund_cases, sealer=sealer)
+    # Bargains (砍价): activities over a catalog pool, helps, orders at the reached price.
+    bargain = bargain_wiring.build(member_channel=runtime.channel("member"), pools=catalog, catalog=catalog, skus=catalog,
+                                   orders=order_repo, settings=settings_repo, checkout=checkout,
+                                   order_cases=order_cases)
+    servicer = OrderServicer(
+        order_cases, payment_cases, carts=cart_cases, checkout=checkout,
+        settings=SettingsUseCases(settings_repo, finance.settlement.candidates), fulfilment=fulfilment,
+        refunds=refund_cases, staff=staff,
+        flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
+                                 order_cases=order_cases),
+        reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,
+        wechat=wechat_cases, stored_value=stored_value,
+        member_summaries=MemberOrderSummaries(MongoMemberOrderFigures()),
+        personal_data=OrderDataExport(MemberRecordStore()), payouts=payouts)
+    # Each part gives the servicer its use cases and brings its own jobs, consumers and outboxes.
+    parts = (finance, community, bargain)
+    for part in parts:
+        part.attach(servicer)
     return service.Parts(
-        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, community.attach(finance.attach(OrderServicer(
-            order_cases, payment_cases, carts=cart_cases, checkout=checkout,
-            settings=SettingsUseCases(settings_repo, finance.settlement.candidates), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
-            flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
-                                     order_cases=order_cases),
-            reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,
-            wechat=wechat_cases, stored_value=stored_value,
-            member_summaries=MemberOrderSummaries(MongoMemberOrderFigures()),
-            personal_data=OrderDataExport(MemberRecordStore()), payouts=payouts))),
-                    full_name)],
-        outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()] + community.outbox_collections,
+        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, servicer, full_name)],
+        outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()] + _of_parts(
+            parts, "outbox_collections"),
         subscriptions=events.subscriptions(payment_cases, ValueLifecycle(orders=order_repo, member_value=member_value))
         + stored_value_events.subscriptions(stored_value)
         + personal_data_events.subscriptions(
             OrderErasure(order_repo, MemberOrderStore(), ErasureAcknowledgements(runtime.channel("member")), utcnow))
-        + finance.subscriptions,
+        + _of_parts(parts, "subscriptions"),
         jobs=[service.Job("order-expiry", expiry_interval_s(), order_cases.expire_due),
               service.Job("order-auto-confirm", auto_confirm_interval_s(), fulfilment.auto_confirm_due),
               service.Job("order-refund-resume", refund_resume_interval_s(), refund_cases.resume_stalled),
               service.Job("order-payment-reconcile", payment_reconcile_interval_s(), reconcile_payments),
-              service.Job("order-value-sweep", value_sweep_interval_s(), value_holds.sweep)] + finance.jobs
-        + community.jobs,
+              service.Job("order-value-sweep", value_sweep_interval_s(), value_holds.sweep)]
+        + _of_parts(parts, "jobs"),
     )
+
+
+def _of_parts(parts, name: str) -> list:
+    """What the parts bring of one kind (jobs, subscriptions, outbox collections); a part
+    without any has no such field."""
+    return [item for part in parts for item in getattr(part, name, ())]
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ from services.order.entrypoint.community_servicer import CommunityRpcs
 from services.order.application.personal_data import OrderDataExport
 from services.order.entrypoint.payout_servicer import PayoutRpcs
 from services.order.application.payouts import PayoutUseCases
+from services.order.entrypoint.bargain_servicer import BargainRpcs
 
 
 def _method_name(value: int) -> str:
@@ -112,7 +113,7 @@ def _time(request, field: str) -> datetime | None:
 
 
 class OrderServicer(PayoutRpcs, WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalDataRpcs, FinanceRpcs,
-                    CommunityRpcs,
+                    CommunityRpcs, BargainRpcs,
                     order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
