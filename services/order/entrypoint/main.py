@@ -55,6 +55,7 @@ from services.order.adapters import payout_store, provider_adapters
 from services.order.adapters.wechat_funds import WechatFundsApi
 from services.order.application.payouts import PayoutUseCases
 from services.order.entrypoint import finance_wiring
+from services.order.entrypoint import points_mall_wiring
 
 NAME = "order"
 
@@ -161,8 +162,12 @@ def build(runtime: service.Runtime) -> service.Parts:
                                    profit_sharing=provider_adapters.profit_sharing(wechat_credentials, wechat_funds),
                                    provider_statements=provider_adapters.provider_statements(wechat_credentials,
                                                                                              wechat_funds))
+    # ---- Points mall: items whose units are catalog pools, ordered for points (plus cash) ----
+    points_mall = points_mall_wiring.build(pools=catalog, catalog=catalog, orders=order_repo, settings=settings_repo,
+                                           checkout=checkout, order_cases=order_cases)
+    # ---- end of Points mall ----
     return service.Parts(
-        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, finance.attach(OrderServicer(
+        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, points_mall_wiring.attach(finance.attach(OrderServicer(
             order_cases, payment_cases, carts=cart_cases, checkout=checkout,
             settings=SettingsUseCases(settings_repo, finance.settlement.candidates), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
             flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
@@ -170,7 +175,7 @@ def build(runtime: service.Runtime) -> service.Parts:
             reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,
             wechat=wechat_cases, stored_value=stored_value,
             member_summaries=MemberOrderSummaries(MongoMemberOrderFigures()),
-            personal_data=OrderDataExport(MemberRecordStore()), payouts=payouts)),
+            personal_data=OrderDataExport(MemberRecordStore()), payouts=payouts)), points_mall),
                     full_name)],
         outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
         subscriptions=events.subscriptions(payment_cases, ValueLifecycle(orders=order_repo, member_value=member_value))
