@@ -32,7 +32,7 @@ from siyu_kit import context, logging as slog, paging
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Violations
 from siyu_kit.ids import is_id, new_id
-from siyu_kit.protos import utcnow
+from siyu_kit.protos import to_storage_precision, utcnow
 
 log = slog.get("siyu.member.points_mall")
 
@@ -136,7 +136,7 @@ class PointsMallCoupons:
                           name=template.name, points_price=draft.points_price, total_units=draft.units,
                           left=draft.units, per_member_limit=draft.per_member_limit or 1,
                           starts_at=draft.starts_at, ends_at=draft.ends_at, state=ItemState.ACTIVE,
-                          created_at=self.clock(), idempotency_key=idempotency_key)
+                          created_at=to_storage_precision(self.clock()), idempotency_key=idempotency_key)
         return await self.items.add(item)
 
     async def update(self, item_id: str, points_price: int, add_units: int, expected_version: int) -> CouponItem:
@@ -239,7 +239,7 @@ class PointsMallCoupons:
                                      reason=rules.LIMIT_REACHED)
         fresh = Redemption(id=new_id("pmr"), merchant_id=merchant_id, member_id=member_id, item_id=item.id,
                            template_id=item.template_id, points=item.points_price, state=RedemptionState.TAKEN,
-                           created_at=self.clock(), idempotency_key=idempotency_key)
+                           created_at=to_storage_precision(self.clock()), idempotency_key=idempotency_key)
         try:
             stored = await self.redemptions.add(fresh)
         except BaseException:
