@@ -80,8 +80,8 @@ def test_a_product_item_holds_its_points_spends_them_when_paid_and_a_refund_retu
 
     order = ok(order_item(shop, token, item["item_id"], 2))["order"]
     assert order["payable"]["amount"] == "2000", "the cash price, no points discount"
-    assert order["activity"]["kind"] == "ACTIVITY_KIND_POINTS_MALL" or order["activity"]["points_price"] == "600"
-    assert order["activity"]["points_price"] == "600"
+    assert (order["activity"]["activity_id"], order["activity"]["points_price"]) == (item["item_id"], "600")
+    assert not order.get("points_used") and not order.get("coupon"), "no points discount, no coupon"
     assert points_of(shop, token) == {"available": 400, "held": 600}
     got = ok(shop.call("GET", f"/v1/points-mall/items/{item['item_id']}", token=token))["item"]
     assert got["units_left"] == "3"
@@ -159,31 +159,31 @@ def test_a_coupon_redemption_issues_the_coupon_and_spends_the_points(shop: Shop)
 
 
 def test_concurrent_redemptions_never_overspend_points_or_units(shop: Shop):
-    # Points for 3 of 10 redemptions fired at once: exactly 3.
+    # Points for 3 of 8 redemptions fired at once: exactly 3.
     item = coupon_item(shop, coupon_template(shop), points=100, units=50, limit=20)
     token, _ = member(shop, 300)
-    with ThreadPoolExecutor(10) as pool:
-        answers = list(pool.map(lambda _: redeem(shop, token, item["item_id"]), range(10)))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: redeem(shop, token, item["item_id"]), range(8)))
     assert sum(a.status_code == 200 for a in answers) == 3, [a.text for a in answers]
     assert all(a.json()["error"]["reason"] == "POINTS_INSUFFICIENT" for a in answers if a.status_code != 200)
     assert points_of(shop, token) == {"available": 0, "held": 0}
-    # 3 units for 8 members at once: exactly 3, and the rest told it is sold out.
-    scarce = coupon_item(shop, coupon_template(shop), points=10, units=3, limit=1)
-    tokens = [member(shop, 100)[0] for _ in range(8)]
-    with ThreadPoolExecutor(8) as pool:
+    # 2 units for 5 members at once: exactly 2, and the rest told it is sold out.
+    scarce = coupon_item(shop, coupon_template(shop), points=10, units=2, limit=1)
+    tokens = [member(shop, 100)[0] for _ in range(5)]
+    with ThreadPoolExecutor(5) as pool:
         answers = list(pool.map(lambda t: redeem(shop, t, scarce["item_id"]), tokens))
-    assert sum(a.status_code == 200 for a in answers) == 3
+    assert sum(a.status_code == 200 for a in answers) == 2
     assert {a.json()["error"]["reason"] for a in answers if a.status_code != 200} == {"POINTS_MALL_SOLD_OUT"}
     # The same race for a product item's units and points.
     sku = shop.new_sku(stock=20, price=2000)
     product = product_item(shop, sku, points=100, cash=0, units=10, limit=10)
-    rich, _ = member(shop, 300)
-    with ThreadPoolExecutor(6) as pool:
-        answers = list(pool.map(lambda _: order_item(shop, rich, product["item_id"]), range(6)))
-    assert sum(a.status_code == 200 for a in answers) == 3, [a.text for a in answers]
-    assert points_of(shop, rich) == {"available": 0, "held": 300}
+    rich, _ = member(shop, 200)
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(lambda _: order_item(shop, rich, product["item_id"]), range(5)))
+    assert sum(a.status_code == 200 for a in answers) == 2, [a.text for a in answers]
+    assert points_of(shop, rich) == {"available": 0, "held": 200}
     assert ok(shop.call("GET", f"/v1/points-mall/items/{product['item_id']}", token=rich))["item"][
-        "units_left"] == "7"
+        "units_left"] == "8", "the refused orders' units went back to the pool"
 
 
 def test_every_points_mall_route_refuses_bad_input_other_merchants_and_the_wrong_role(shop: Shop, other_shop: Shop):
