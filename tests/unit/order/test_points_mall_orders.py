@@ -14,7 +14,21 @@ from services.order.domain import points_mall as rules
 from services.order.domain.points_mall import ItemState, PointsMallItem, points_shares
 from siyu_kit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Violations
 from siyu_kit.ids import new_id
-from tests.unit.order.test_member_value import Value, paid, refund, v  # noqa: F401 - the fixture
+from services.order.application.member_value import ValueHolds, ValueLifecycle
+from tests.fakes.member_value import FakeMemberValue, FakeValueHoldIntents
+from tests.unit.order.conftest import World
+from tests.unit.order.test_member_value import Value, paid, refund
+
+
+@pytest.fixture
+def v(world: World) -> Value:
+    """A member with 1,000 points, the order service's value holds and lifecycle over fakes."""
+    members, intents = FakeMemberValue(), FakeValueHoldIntents()
+    members.available[world.member_id] = 1000
+    holds = ValueHolds(member_value=members, intents=intents, orders=world.orders, clock=world.clock)
+    world.checkout.member_value = members
+    world.order_cases.value_holds = holds
+    return Value(world, members, intents, holds, ValueLifecycle(orders=world.orders, member_value=members))
 
 
 class FakeItems:
