@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 from siyu_kit import context, logging as slog, paging
 from siyu_kit.aggregate import StaleVersion
 from siyu_kit.cancellation import require_time
-from siyu_kit.errors import Conflict, NotFound, Violations
+from siyu_kit.errors import Conflict, FieldViolation, InvalidArgument, NotFound, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
@@ -109,9 +109,15 @@ class PointsMallUseCases:
         v.raise_if_any()
         # The pool is made once per key (the catalog's idempotency), so a retried create
         # moves no more units; the item's own key then answers the first item.
-        pool = await self.pools.create_pool(f"points-mall:{idempotency_key}", rules.KIND, draft.sku_id,
-                                            draft.cash_price, draft.units, draft.per_member_limit or 1,
-                                            draft.starts_at, draft.ends_at, draft.title)
+        try:
+            pool = await self.pools.create_pool(f"points-mall:{idempotency_key}", rules.KIND, draft.sku_id,
+                                                draft.cash_price, draft.units, draft.per_member_limit or 1,
+                                                draft.starts_at, draft.ends_at, draft.title)
+        except InvalidArgument as error:
+            # The pool's price is this item's cash price: its rule is named by our field.
+            raise InvalidArgument(error.message, reason=error.reason, violations=[
+                FieldViolation("cash_price" if v.field == "price.amount" else v.field, v.description)
+                for v in error.violations]) from error
         item = PointsMallItem(
             id=new_id("pmi"), merchant_id=ctx.merchant_id, version=1, pool_id=pool.pool_id, sku_id=pool.sku_id,
             product_id=pool.product_id, title=draft.title or pool.title, points_price=draft.points_price,

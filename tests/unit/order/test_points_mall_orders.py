@@ -12,7 +12,8 @@ from services.order.application.points_mall import ItemDraft, PlacePointsMallOrd
 from services.order.application.ports import ActivityPool, FlashReservation
 from services.order.domain import points_mall as rules
 from services.order.domain.points_mall import ItemState, PointsMallItem, points_shares
-from siyu_kit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Violations
+from siyu_kit.errors import (FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied,
+                             Violations)
 from siyu_kit.ids import new_id
 from services.order.application.member_value import ValueHolds, ValueLifecycle
 from tests.fakes.member_value import FakeMemberValue, FakeValueHoldIntents
@@ -187,3 +188,17 @@ def test_a_points_mall_order_spreads_its_points_by_units_not_by_discount():
     assert points_shares(AnOrder()) == [("oln_a", 2, 2), ("oln_b", 1, 1)]
     AnOrder.activity = None
     assert points_shares(AnOrder()) == [("oln_a", 2, 0), ("oln_b", 1, 0)]
+
+
+async def test_a_cash_price_the_catalog_refuses_is_named_as_the_cash_price(v):
+    w = v.world
+    sku = w.sku(5000)
+    m = mall(v, sku)
+
+    async def refuse(*args, **kw):
+        raise InvalidArgument("too dear", reason="INVALID_FIELDS",
+                              violations=[FieldViolation("price.amount", "must be below the list price 5000")])
+    m.pools.create_pool = refuse
+    with w.as_staff("OPERATOR"), pytest.raises(InvalidArgument) as refused:
+        await m.create(ItemDraft(sku, "", 1, 5000, 1, 1, w.clock.now, w.clock.now + timedelta(hours=1)), "k")
+    assert [x.field for x in refused.value.violations] == ["cash_price"]
