@@ -81,7 +81,8 @@ def test_a_product_item_holds_its_points_spends_them_when_paid_and_a_refund_retu
     order = ok(order_item(shop, token, item["item_id"], 2))["order"]
     assert order["payable"]["amount"] == "2000", "the cash price, no points discount"
     assert (order["activity"]["activity_id"], order["activity"]["points_price"]) == (item["item_id"], "600")
-    assert not order.get("points_used") and not order.get("coupon"), "no points discount, no coupon"
+    assert order["points_used"] == "600" and not order.get("coupon"), "the points are its price; no coupon"
+    assert int((order.get("points_discount") or {}).get("amount", 0)) == 0, "and no discount"
     assert points_of(shop, token) == {"available": 400, "held": 600}
     got = ok(shop.call("GET", f"/v1/points-mall/items/{item['item_id']}", token=token))["item"]
     assert got["units_left"] == "3"
