@@ -28,7 +28,9 @@ from siyu_kit import config
 
 POINTS_MEMBERS, PRESSES, AFFORDABLE, PRICE = 50, 10, 3, 100
 UNIT_MEMBERS, UNITS = 400, 50
-SETTLE_S, SETTLE_POLL_S = 90, 2
+# A redemption cut short by its deadline while its coupon was CLAIMING waits for the coupon
+# claim-recovery job (claims older than a minute, every 30 s), then for the finishing job.
+SETTLE_S, SETTLE_POLL_S = 180, 2
 PHONES = 200
 BASELINE_CONCURRENCY = 16
 CLEAR_ANSWERS = {"POINTS_INSUFFICIENT", "POINTS_MALL_SOLD_OUT", "POINTS_MALL_LIMIT_REACHED"}
