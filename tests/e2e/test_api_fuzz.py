@@ -126,6 +126,16 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("MemberService_UpdateReferralSettings", r"settings\.(inviter|invitee)_coupon_template_id"):
         "a coupon template of the merchant",
     # ---- end of referral ----
+    # ---- Points mall ----
+    ("OrderService_CreatePointsMallItem", r"ends_at|cash_price"): "after starts_at; below the SKU's list price",
+    ("OrderService_ListStaffPointsMallItems", r"page_token"): "an opaque token a previous page issued",
+    ("OrderService_ListPointsMallItems", r"page_token"): "an opaque token a previous page issued",
+    ("OrderService_PlacePointsMallOrder", r"attribution\.channel"): "unset or the channel of the API key",
+    ("MemberService_CreatePointsMallCoupon", r"ends_at"): "after starts_at",
+    ("MemberService_ListStaffPointsMallCoupons", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListPointsMallCoupons", r"page_token"): "an opaque token a previous page issued",
+    ("MemberService_ListMyRedemptions", r"page_token"): "an opaque token a previous page issued",
+    # ---- end of Points mall ----
     # ---- distribution ----
     ("MemberService_UpdateDistributionSettings", r"settings\.(levels|level[12]_rate_bp)"):
         "1 or 2 levels (a third is unlawful), level 2 at 0 with one level, the rates adding up to at most 50%",

@@ -123,19 +123,21 @@ class FakeMemberValue:
         coupon.state, coupon.order_id = LOCKED, order_id
         return quote
 
-    async def hold_points(self, member_id: str, order_id: str, points: int, payable: int) -> int:
+    async def hold_points(self, member_id: str, order_id: str, points: int, payable: int,
+                          as_price: bool = False) -> int:
         self._call("hold_points")
+        value = 0 if as_price else points * 100 // self.points_per_yuan
         if order_id in self.held:
-            return self.held[order_id][1] * 100 // self.points_per_yuan
+            return 0 if as_price else self.held[order_id][1] * 100 // self.points_per_yuan
         if order_id in self.released or order_id in self.spent:
             raise FailedPrecondition("ended", reason="POINTS_HOLD_ENDED")
         if points > self.available.get(member_id, 0):
             raise FailedPrecondition("not enough", reason="POINTS_INSUFFICIENT")
-        if points > self._max_usable(member_id, payable):
+        if not as_price and points > self._max_usable(member_id, payable):
             raise FailedPrecondition("over the cap", reason="POINTS_OVER_LIMIT")
         self.available[member_id] -= points
         self.held[order_id] = (member_id, points)
-        return points * 100 // self.points_per_yuan
+        return value
 
     async def use_coupon(self, coupon_id: str, order_id: str, order_amount: int = 0) -> None:
         self._call("use_coupon")

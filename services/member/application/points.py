@@ -265,13 +265,15 @@ class PointsEconomy(PointsMoves):
         v.check(is_id(member_id, "mem"), "member_id", "a mem_ id")
         v.check(is_id(order_id, "ord"), "order_id", "an ord_ id")
 
-    async def hold(self, member_id: str, order_id: str, points: int, payable: int) -> tuple[int, int, bool]:
-        """(points held, their value in fen, applied now)."""
+    async def hold(self, member_id: str, order_id: str, points: int, payable: int,
+                   as_price: bool = False) -> tuple[int, int, bool]:
+        """(points held, their value in fen, applied now). `as_price`: the points are the
+        order's price (points mall), not a discount: no floor, step or cap, value 0."""
         merchant_id = context.current().require_merchant()
         v = Violations()
         self._order_args(v, member_id, order_id)
         v.check(points >= 1, "points", "at least 1")
-        v.check(payable >= 1, "payable", "at least 1")
+        v.check(as_price or payable >= 1, "payable", "at least 1")
         v.raise_if_any()
         terms = await self.terms(merchant_id)
         now = self.clock()
@@ -279,6 +281,8 @@ class PointsEconomy(PointsMoves):
         def decide(book: PointsBook) -> Movement:
             if book.applied(Cause("ORDER", order_id, RELEASE)) or book.applied(Cause("ORDER", order_id, SPEND)):
                 raise Refused("POINTS_HOLD_ENDED", f"order {order_id} released or spent its points already")
+            if as_price:  # never more than available: book.hold refuses POINTS_INSUFFICIENT
+                return book.hold(order_id, points, terms.time_zone, now)
             why = terms_rules.refusal(terms.settings, points, book.spendable(terms.time_zone, now), payable)
             if why:
                 raise Refused(why, {"POINTS_STEP": f"points must be at least {terms.settings.min_points} in steps "
@@ -297,8 +301,8 @@ class PointsEconomy(PointsMoves):
             if held and held != points:
                 raise FailedPrecondition(f"order {order_id} holds {held} points", reason="POINTS_HOLD_EXISTS")
             held = held or points
-            return held, terms_rules.value_fen(terms.settings, held), False
-        return points, terms_rules.value_fen(terms.settings, points), True
+            return held, 0 if as_price else terms_rules.value_fen(terms.settings, held), False
+        return points, 0 if as_price else terms_rules.value_fen(terms.settings, points), True
 
     async def spend(self, member_id: str, order_id: str) -> tuple[int, bool]:
         merchant_id = context.current().require_merchant()

@@ -25,6 +25,7 @@ from services.member.entrypoint import member_view_wiring
 from services.member.entrypoint import personal_data_wiring
 from services.member.entrypoint import distribution_wiring
 from services.member.entrypoint import commission_wiring
+from services.member.entrypoint import points_mall_wiring
 from siyu_kit import service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
@@ -111,14 +112,18 @@ def build(runtime: Runtime) -> Parts:
     # ---- commissions and withdrawals: records and balances from order events, payouts ----
     commissions, withdrawals = commission_wiring.use_cases(runtime)
     # ---- end of commissions and withdrawals ----
+    # ---- points mall: coupons for points ----
+    points_mall = points_mall_wiring.use_cases(economy, coupons)
+    # ---- end of points mall ----
     return Parts(
-        servicers=[(servicer.ADD, servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
+        servicers=[(servicer.ADD, points_mall_wiring.attach(servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin, economy, coupons,
                                                           stored_value, checkin=checkin, referrals=referrals,
                                                           profiles=profiles, member_views=member_views,
                                                           data_exports=data_exports, erasures=erasures,
                                                           segments=segments, commissions=commissions,
                                                           withdrawals=withdrawals, distribution=distribution),
+                                                          points_mall),
                     servicer.FULL_NAME)],
         outbox_collections=repositories.outbox_collections() + points_store.outbox_collections()
         + coupon_wiring.outbox_collections() + stored_value_wiring.outbox_collections()
@@ -137,7 +142,8 @@ def build(runtime: Runtime) -> Parts:
                                     holder=new_id("bfh")).run)] + jobs.jobs(economy)
         + coupon_wiring.jobs(coupons) + stored_value_wiring.jobs(stored_value) + checkin_wiring.jobs(checkin)
         + profile_wiring.jobs(merchants, ledger, coupons) + personal_data_wiring.jobs(data_exports)
-        + segment_wiring.jobs(segments) + commission_wiring.jobs(commissions, withdrawals),
+        + segment_wiring.jobs(segments) + commission_wiring.jobs(commissions, withdrawals)
+        + points_mall_wiring.jobs(points_mall),
     )
 
 

@@ -73,7 +73,7 @@ class PointsRpcs:
 
     async def HoldPoints(self, request, context):
         held, discount, applied = await self.economy.hold(request.member_id, request.order_id, request.points,
-                                                          request.payable)
+                                                          request.payable, request.as_price)
         return member_pb2.HoldPointsResponse(held=held, discount=discount, applied=applied)
 
     async def SpendHeldPoints(self, request, context):

@@ -36,6 +36,7 @@ from services.member.application.distribution import Distribution
 from services.member.entrypoint.commission_servicer import CommissionRpcs
 from services.member.application.commissions import CommissionLedger
 from services.member.application.withdrawals import Withdrawals
+from services.member.entrypoint.points_mall_servicer import PointsMallRpcs
 from siyu_kit.access import ROLE_NAMES
 from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
 
@@ -48,7 +49,7 @@ def _role_names(roles) -> list[str]:
 
 
 class MemberServicer(AdminRpcs, PointsRpcs, CouponRpcs, StoredValueRpcs, CheckInRpcs, ReferralRpcs, ProfileRpcs,
-                     MemberViewRpcs, PersonalDataRpcs, SegmentRpcs, CommissionRpcs, DistributionRpcs,
+                     MemberViewRpcs, PersonalDataRpcs, SegmentRpcs, CommissionRpcs, DistributionRpcs, PointsMallRpcs,
                      member_pb2_grpc.MemberServiceServicer):
     def __init__(self, members: Members, staff: StaffAccess, sessions: Sessions, pricing: MemberPricing,
                  merchants: MerchantAdmin, addresses: AddressBooks, wechat: WeChatIdentity, admin: StaffAdmin,

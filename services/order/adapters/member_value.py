@@ -96,9 +96,12 @@ class MemberValueClient(MemberValue):
             order_kind=_KINDS[kind], pay_by=timestamp(pay_by)), "lock the coupon", timeout(TIMEOUT_S))
         return _quote(resp.coupon, resp.discount)
 
-    async def hold_points(self, member_id: str, order_id: str, points: int, payable: int) -> int:
+    async def hold_points(self, member_id: str, order_id: str, points: int, payable: int,
+                          as_price: bool = False) -> int:
+        # A price hold checks no cap: its payable (0 for points only) is sent as at least 1.
         resp = await self._call(self._stub.HoldPoints, member_pb2.HoldPointsRequest(
-            member_id=member_id, order_id=order_id, points=points, payable=_capped(payable)), "hold the points",
+            member_id=member_id, order_id=order_id, points=points, payable=max(_capped(payable), 1),
+            as_price=as_price), "hold the points",
             timeout(TIMEOUT_S))
         return resp.discount
 

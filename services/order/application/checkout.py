@@ -51,6 +51,8 @@ class PricedValue:
     payable_before_points: int
     # The member's points terms for this order; None when they were not read.
     terms: PointsTerms | None = None
+    # Points mall: the points are the order's price, held without the discount rules.
+    as_price: bool = False
 
     @property
     def used(self) -> UsedValue:

@@ -28,7 +28,7 @@ from services.order.application.checkout import PricedCheckout, PricedValue
 from services.order.application.ports import MemberValue, OrderRepository, ValueHoldIntents
 from services.order.domain.member_value import ValueHoldIntent, points_by_line, points_to_return
 from services.order.domain.orders import Order
-from services.order.domain.price_sources import POINTS
+from services.order.domain.points_mall import points_shares
 
 log = slog.get("siyu.order.value")
 
@@ -99,7 +99,8 @@ class ValueHolds:
     async def _hold_points(self, member_id: str, order_id: str, value: PricedValue) -> None:
         if not value.points:
             return
-        off = await self.member_value.hold_points(member_id, order_id, value.points, value.payable_before_points)
+        off = await self.member_value.hold_points(member_id, order_id, value.points, value.payable_before_points,
+                                                  as_price=value.as_price)
         if off != value.points_discount:
             raise FailedPrecondition("the points' value changed since the price was made; quote again",
                                      reason=VALUE_CHANGED)
@@ -223,8 +224,7 @@ class ValueLifecycle:
                 took[units.line_id] = took.get(units.line_id, 0) + units.quantity
             after = {l.line_id: refunded_after.get(l.line_id, l.refunded_quantity) for l in order.lines}
             before = {line_id: max(after[line_id] - took.get(line_id, 0), 0) for line_id in after}
-            lines = points_by_line(value.points, [(l.line_id, l.quantity, l.step_amount(POINTS))
-                                                  for l in order.lines])
+            lines = points_by_line(value.points, points_shares(order))
             give_back = points_to_return(lines, before, after)
         await self.member_value.reverse_points(order.member_id, order.id, refund_id, give_back,
                                                min(applied.amount, order.payable), order.payable)

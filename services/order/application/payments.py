@@ -107,7 +107,8 @@ class PaymentUseCases:
                                 currency=order.currency, now=now, request_hash=request_hash, balance=balance)
         if method:
             payment.method = PaymentMethod(method)
-        if balance and balance == order.payable:
+        if balance == order.payable:
+            # The balance covers it all, or nothing is left to charge (a points-only order).
             payment.method = PaymentMethod.BALANCE
         if await self.payments.add(payment):
             if payment.method is PaymentMethod.BALANCE:

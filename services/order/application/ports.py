@@ -508,8 +508,10 @@ class MemberValue(Protocol):
     async def lock_coupon(self, member_id: str, coupon_id: str, order_id: str, lines: Sequence[CouponLine],
                           kind: OrderKind, pay_by: datetime) -> CouponQuote: ...
 
-    async def hold_points(self, member_id: str, order_id: str, points: int, payable: int) -> int:
-        """Holds the points for the order; what they take off in fen."""
+    async def hold_points(self, member_id: str, order_id: str, points: int, payable: int,
+                          as_price: bool = False) -> int:
+        """Holds the points for the order; what they take off in fen (0 `as_price`: the
+        points are a points-mall price, held without the discount rules)."""
         ...
 
     async def use_coupon(self, coupon_id: str, order_id: str, order_amount: int) -> None:

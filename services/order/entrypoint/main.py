@@ -57,6 +57,7 @@ from services.order.application.payouts import PayoutUseCases
 from services.order.entrypoint import finance_wiring
 from services.order.entrypoint import community_wiring
 from services.order.entrypoint import bargain_wiring
+from services.order.entrypoint import points_mall_wiring
 
 NAME = "order"
 
@@ -171,6 +172,9 @@ def build(runtime: service.Runtime) -> service.Parts:
     bargain = bargain_wiring.build(member_channel=runtime.channel("member"), pools=catalog, catalog=catalog, skus=catalog,
                                    orders=order_repo, settings=settings_repo, checkout=checkout,
                                    order_cases=order_cases)
+    # Points mall: items whose units are catalog pools, ordered for points (plus cash).
+    points_mall = points_mall_wiring.build(pools=catalog, catalog=catalog, orders=order_repo, settings=settings_repo,
+                                           checkout=checkout, order_cases=order_cases)
     servicer = OrderServicer(
         order_cases, payment_cases, carts=cart_cases, checkout=checkout,
         settings=SettingsUseCases(settings_repo, finance.settlement.candidates), fulfilment=fulfilment,
@@ -182,7 +186,7 @@ def build(runtime: service.Runtime) -> service.Parts:
         member_summaries=MemberOrderSummaries(MongoMemberOrderFigures()),
         personal_data=OrderDataExport(MemberRecordStore()), payouts=payouts)
     # Each part gives the servicer its use cases and brings its own jobs, consumers and outboxes.
-    parts = (finance, community, bargain)
+    parts = (finance, community, bargain, points_mall)
     for part in parts:
         part.attach(servicer)
     return service.Parts(

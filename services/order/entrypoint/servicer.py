@@ -37,6 +37,7 @@ from services.order.application.member_summary import MemberOrderSummaries
 from services.order.entrypoint.personal_data_servicer import PersonalDataRpcs
 from services.order.entrypoint.finance_servicer import FinanceRpcs
 from services.order.entrypoint.community_servicer import CommunityRpcs
+from services.order.entrypoint.points_mall_servicer import PointsMallRpcs
 from services.order.application.personal_data import OrderDataExport
 from services.order.entrypoint.payout_servicer import PayoutRpcs
 from services.order.application.payouts import PayoutUseCases
@@ -113,7 +114,7 @@ def _time(request, field: str) -> datetime | None:
 
 
 class OrderServicer(PayoutRpcs, WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalDataRpcs, FinanceRpcs,
-                    CommunityRpcs, BargainRpcs,
+                    CommunityRpcs, BargainRpcs, PointsMallRpcs,
                     order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
