@@ -19,7 +19,7 @@ from services.order.domain.freight import NOWHERE, ShippingAddress
 from services.order.domain.member_value import (MAX_POINTS, NO_ASK, CouponLine, CouponQuote, OrderKind, PointsTerms,
                                                 UsedValue, ValueAsk, points_discount, points_problem)
 from services.order.domain.price_sources import (FLASH_SALE, LIVE, ActivityPrices, CouponDiscount, FreightShipping,
-                                                 LimitedTimePrices, PointsDiscount, PriceSource, TierPrices)
+                                                 LimitedTimePrices, PriceKind, PointsDiscount, PriceSource, TierPrices)
 from services.order.domain.pricing import LineInput, Pipeline, Quote
 from services.order.domain.settings import OrderSettings
 
@@ -29,9 +29,11 @@ MAX_QUANTITY = limits.MAX_LINE_QUANTITY
 
 @dataclass(frozen=True)
 class ActivityPrice:
-    """A unit price an activity (a flash sale) offers for one SKU."""
+    """A unit price an activity (a flash sale, a group buy …) offers for one SKU; `kind`
+    is the step it shows as."""
     unit_price: int
     activity_id: str
+    kind: PriceKind = FLASH_SALE
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,10 @@ def _unit_prices(skus: Mapping[str, SkuInfo], member: MemberPricing, activity_pr
     """The unit prices competing on each line: the activity's, the SKU's limited-time
     price, the live session's price (orders attributed to it, while it applies), the
     member's tier price."""
-    return (ActivityPrices(FLASH_SALE, {s: (a.unit_price, a.activity_id) for s, a in activity_prices.items()}),
+    kinds = sorted({a.kind for a in activity_prices.values()} | {FLASH_SALE}, key=lambda k: k.rank)
+    by_kind = tuple(ActivityPrices(k, {s: (a.unit_price, a.activity_id) for s, a in activity_prices.items()
+                                       if a.kind == k}) for k in kinds)
+    return (*by_kind,
             LimitedTimePrices({s: i.limited_time for s, i in skus.items() if i.limited_time is not None}, now),
             ActivityPrices(LIVE, {s: (a.unit_price, a.activity_id) for s, a in (live_prices or {}).items()}),
             TierPrices(member.tier, member.discount_bp, {s: i.tier_prices for s, i in skus.items()}))

@@ -55,6 +55,7 @@ from services.order.adapters import payout_store, provider_adapters
 from services.order.adapters.wechat_funds import WechatFundsApi
 from services.order.application.payouts import PayoutUseCases
 from services.order.entrypoint import finance_wiring
+from services.order.entrypoint import group_buy_wiring
 
 NAME = "order"
 
@@ -161,8 +162,12 @@ def build(runtime: service.Runtime) -> service.Parts:
                                    profit_sharing=provider_adapters.profit_sharing(wechat_credentials, wechat_funds),
                                    provider_statements=provider_adapters.provider_statements(wechat_credentials,
                                                                                              wechat_funds))
+    # ---- Group buy: activities, groups, the slot consumer, the formed/failed consumers, the sweep
+    group_buy = group_buy_wiring.build(orders=order_repo, settings=settings_repo, catalog=catalog, pools=catalog,
+                                       flash_catalog=catalog, checkout=checkout, order_cases=order_cases,
+                                       refunds=payment_cases, member_channel=runtime.channel("member"))
     return service.Parts(
-        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, finance.attach(OrderServicer(
+        servicers=[(order_pb2_grpc.add_OrderServiceServicer_to_server, group_buy.attach(finance.attach(OrderServicer(
             order_cases, payment_cases, carts=cart_cases, checkout=checkout,
             settings=SettingsUseCases(settings_repo, finance.settlement.candidates), fulfilment=fulfilment, refunds=refund_cases, staff=staff,
             flash=FlashOrderUseCases(orders=order_repo, settings=settings_repo, catalog=catalog, checkout=checkout,
@@ -170,19 +175,21 @@ def build(runtime: service.Runtime) -> service.Parts:
             reservations=ReservationUseCases(order_repo), freight=FreightUseCases(freight_repo), sealer=sealer,
             wechat=wechat_cases, stored_value=stored_value,
             member_summaries=MemberOrderSummaries(MongoMemberOrderFigures()),
-            personal_data=OrderDataExport(MemberRecordStore()), payouts=payouts)),
+            personal_data=OrderDataExport(MemberRecordStore()), payouts=payouts))),
                     full_name)],
-        outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()],
+        outbox_collections=[OrderDoc._get_collection(), PaymentDoc._get_collection()]
+        + group_buy.outbox_collections,
         subscriptions=events.subscriptions(payment_cases, ValueLifecycle(orders=order_repo, member_value=member_value))
         + stored_value_events.subscriptions(stored_value)
         + personal_data_events.subscriptions(
             OrderErasure(order_repo, MemberOrderStore(), ErasureAcknowledgements(runtime.channel("member")), utcnow))
-        + finance.subscriptions,
+        + finance.subscriptions + group_buy.subscriptions,
         jobs=[service.Job("order-expiry", expiry_interval_s(), order_cases.expire_due),
               service.Job("order-auto-confirm", auto_confirm_interval_s(), fulfilment.auto_confirm_due),
               service.Job("order-refund-resume", refund_resume_interval_s(), refund_cases.resume_stalled),
               service.Job("order-payment-reconcile", payment_reconcile_interval_s(), reconcile_payments),
-              service.Job("order-value-sweep", value_sweep_interval_s(), value_holds.sweep)] + finance.jobs,
+              service.Job("order-value-sweep", value_sweep_interval_s(), value_holds.sweep)] + finance.jobs
+        + group_buy.jobs,
     )
 
 

@@ -36,6 +36,7 @@ from services.order.entrypoint.member_summary_servicer import MemberSummaryRpcs
 from services.order.application.member_summary import MemberOrderSummaries
 from services.order.entrypoint.personal_data_servicer import PersonalDataRpcs
 from services.order.entrypoint.finance_servicer import FinanceRpcs
+from services.order.entrypoint.group_buy_servicer import GroupBuyRpcs
 from services.order.application.personal_data import OrderDataExport
 from services.order.entrypoint.payout_servicer import PayoutRpcs
 from services.order.application.payouts import PayoutUseCases
@@ -111,7 +112,7 @@ def _time(request, field: str) -> datetime | None:
 
 
 class OrderServicer(PayoutRpcs, WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalDataRpcs, FinanceRpcs,
-                    order_pb2_grpc.OrderServiceServicer):
+                    GroupBuyRpcs, order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
                  refunds: RefundUseCases, staff: StaffOrderUseCases, flash: FlashOrderUseCases,
