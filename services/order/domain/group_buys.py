@@ -250,8 +250,8 @@ class Slot(str, Enum):
     JOINED = "JOINED"  # took a slot, the group still waits
     FORMED = "FORMED"  # took the last slot: the group formed
     REPEAT = "REPEAT"  # this order holds a slot already
-    FULL = "FULL"  # no slot left
-    CLOSED = "CLOSED"  # the group expired, formed or failed; or the member is in it with another order
+    FULL = "FULL"  # no slot left: the group formed
+    CLOSED = "CLOSED"  # the group expired or failed; or the member is in it with another order
 
 
 def take_slot(group: Group, member_id: str, order_id: str, now: datetime) -> Slot:
@@ -259,10 +259,10 @@ def take_slot(group: Group, member_id: str, order_id: str, now: datetime) -> Slo
     neither this order nor this member in it yet."""
     if group.has_order(order_id):
         return Slot.REPEAT
+    if group.state is GroupState.FORMED or (group.state is GroupState.OPEN and group.paid >= group.size):
+        return Slot.FULL
     if group.state is not GroupState.OPEN or group.is_expired(now) or group.member(member_id) is not None:
         return Slot.CLOSED
-    if group.paid >= group.size:
-        return Slot.FULL
     return Slot.FORMED if group.paid + 1 == group.size else Slot.JOINED
 
 

@@ -52,8 +52,8 @@ def test_a_repeat_an_expired_group_a_member_twice_and_a_closed_group():
     assert gb.take_slot(g, "mem_1", "ord_1", T0) is Slot.REPEAT
     assert gb.take_slot(g, "mem_1", "ord_other", T0) is Slot.CLOSED
     assert gb.take_slot(g, "mem_x", "ord_x", T0 + timedelta(hours=1)) is Slot.CLOSED
-    for state in (GroupState.FORMED, GroupState.FAILED):
-        assert gb.take_slot(a_group(paid=1, state=state), "mem_x", "ord_x", T0) is Slot.CLOSED
+    assert gb.take_slot(a_group(paid=1, state=GroupState.FAILED), "mem_x", "ord_x", T0) is Slot.CLOSED
+    assert gb.take_slot(a_group(paid=3, state=GroupState.FORMED), "mem_x", "ord_x", T0) is Slot.FULL
     assert gb.refusal_reason(Slot.FULL) == "GROUP_FULL" and gb.refusal_reason(Slot.CLOSED) == "GROUP_CLOSED"
 
 
@@ -295,11 +295,11 @@ async def test_a_payment_for_a_full_group_is_refunded_once(g):
     group_id = leader.activity.group_id
     first, late = await g.buy(activity, mem(), group_id), await g.buy(activity, mem(), group_id)
     assert await g.pay(first) is Slot.FORMED
-    assert await g.pay(late) is Slot.CLOSED  # formed meanwhile
+    assert await g.pay(late) is Slot.FULL  # formed meanwhile
     stored = g.w.orders.orders[late.id]
-    assert stored.state is OrderState.CANCELLED and stored.cancel_reason == "GROUP_CLOSED"
+    assert stored.state is OrderState.CANCELLED and stored.cancel_reason == "GROUP_FULL"
     assert stored.refunded_amount == stored.payable
-    await g.payments.refund_grouping(g.w.merchant_id, late.id, "GROUP_CLOSED")  # a redelivery
+    await g.payments.refund_grouping(g.w.merchant_id, late.id, "GROUP_FULL")  # a redelivery
     assert [p for p, _ in g.provider.refunds] == [stored.payment_id]
     assert g.groups.by_id[group_id].paid == 2 and not g.groups.by_id[group_id].has_order(late.id)
     kinds = sorted(e.kind for e in g.ledger.of_order(late.id))
