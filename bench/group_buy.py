@@ -1,6 +1,6 @@
 """group_buy: 100 leaders open groups of 3 (pay, so each group is OPEN), then 1,000
-signed-in members, each on their own connection, join at the same instant through the
-gateway and pay straight away: 990 of them into 90 groups (11 for 2 slots each), one
+signed-in members join at the same instant (over gRPC, as the gateway calls the order
+service) and pay straight away: 990 of them into 90 groups (11 for 2 slots each), one
 each into the last 10 groups, which then expire (the activity ends a while after the
 burst, capping every group's deadline) and fail. Every formed group must have exactly 3
 PAID orders; every other paid order must be refunded exactly once with its ledger
@@ -24,11 +24,15 @@ import uuid
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 
+import grpc
 import httpx
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from pymongo import MongoClient
+from siyu.order.v1 import order_pb2, order_pb2_grpc
 
 from bench.baseline import stock_update_baseline
-from bench.harness import Bench, Gate, Load, Member, answer, checked, progress, result, send
+from bench.harness import Bench, Gate, Load, Member, checked, progress, result, send
 from siyu_kit import config
 
 GROUPS = 100
@@ -37,9 +41,25 @@ JOINERS = 1000
 LONELY = 10  # groups that get one joiner only and expire
 # The activity (and so every group's deadline) ends this long after the leaders opened;
 # long enough for the burst to be answered and paid on two cores.
-WINDOW_S = 150
+WINDOW_S = 200
+CALL_TIMEOUT_S = 300
+# Purchases under way at once: all 1,000 press together and queue here, as behind a
+# gateway's workers. A purchase that wins reserves, prices and writes an order (unlike a
+# flash sale, where most presses lose at once), and 1,000 of them in flight on two cores
+# leave the catalog's reserve calls past their deadline.
+IN_FLIGHT = 48
 SETTLE_S = 90
 BASELINE_CONCURRENCY = 16
+
+
+def grpc_reason(error: grpc.RpcError) -> str:
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
 
 
 def rfc3339(at: datetime) -> str:
@@ -114,7 +134,7 @@ async def run(bench: Bench) -> dict:
     members = await bench.login_members("bench-gb", GROUPS + JOINERS, concurrency=64)
     progress("group_buy", f"{len(members)} members signed in ({time.perf_counter() - started:.1f}s)")
     leaders, joiners = members[:GROUPS], members[GROUPS:]
-    async with bench.devices(len(members) + 1) as devices:
+    async with bench.devices(GROUPS + 1) as devices:
         desk, phones = devices[0], devices[1:]
         activity = await prepare(desk, bench)
         aid, sku = activity["activity_id"], activity["skus"][0]["sku_id"]
@@ -147,20 +167,44 @@ async def run(bench: Bench) -> dict:
         gate = Gate()
         answered = [0.0]
 
-        async def join(m: Member, http: httpx.AsyncClient, group_id: str) -> None:
-            auth = {"Authorization": f"Bearer {m.token}"}
-            await gate.wait()
-            reason, resp = await answer(http, "POST", f"/v1/group-buys/{aid}:buy", "ORDER", headers=auth,
-                                        json={"idempotency_key": uuid.uuid4().hex, "sku_id": sku,
-                                              "group_id": group_id})
-            answered[0] = max(answered[0], time.perf_counter() - gate.opened)
-            answers[reason] += 1
-            if reason in ("ORDER", "GROUP_NOT_JOINABLE"):  # clear answers; anything else is an error
-                latencies.append((time.perf_counter() - gate.opened) * 1000)
-            if reason == "ORDER" and not await pay(http, auth, resp.json()["order"]["order_id"]):
-                answers["PAYMENT_FAILED"] += 1
+        # Straight to the order service over gRPC (as the gateway calls it), with a deadline
+        # long enough for 1,000 full purchases queued on two cores: every press is a
+        # winner that reserves, prices and writes an order, unlike a flash sale's losers.
+        async with bench.grpc_channel("order") as ch:
+            stub = order_pb2_grpc.OrderServiceStub(ch)
 
-        await gate.burst([join(m, p, g) for m, p, g in zip(joiners, phones[GROUPS:], targets)])
+            in_flight = asyncio.Semaphore(IN_FLIGHT)
+
+            async def join(m: Member, group_id: str) -> None:
+                md = bench.metadata(m.member_id)
+                await gate.wait()
+                async with in_flight:
+                    await purchase(m, group_id, md)
+
+            async def purchase(m: Member, group_id: str, md) -> None:
+                try:
+                    placed = await stub.PlaceGroupBuyOrder(order_pb2.PlaceGroupBuyOrderRequest(
+                        activity_id=aid, sku_id=sku, idempotency_key=uuid.uuid4().hex, group_id=group_id),
+                        metadata=md, timeout=CALL_TIMEOUT_S)
+                    reason = "ORDER"
+                except grpc.aio.AioRpcError as error:
+                    placed, reason = None, grpc_reason(error) or error.code().name
+                answered[0] = max(answered[0], time.perf_counter() - gate.opened)
+                answers[reason] += 1
+                if reason in ("ORDER", "GROUP_NOT_JOINABLE"):  # clear answers; anything else is an error
+                    latencies.append((time.perf_counter() - gate.opened) * 1000)
+                if placed is None:
+                    return
+                try:
+                    payment = (await stub.PayOrder(order_pb2.PayOrderRequest(
+                        order_id=placed.order.order_id, idempotency_key=uuid.uuid4().hex), metadata=md,
+                        timeout=CALL_TIMEOUT_S)).payment
+                    await stub.CompleteSandboxPayment(order_pb2.CompleteSandboxPaymentRequest(
+                        payment_id=payment.payment_id), metadata=md, timeout=CALL_TIMEOUT_S)
+                except grpc.aio.AioRpcError:
+                    answers["PAYMENT_FAILED"] += 1
+
+            await gate.burst([join(m, g) for m, g in zip(joiners, targets)])
         burst_s = time.perf_counter() - gate.opened
         progress("group_buy", f"burst answered and paid in {burst_s:.1f}s: {dict(answers)}")
 
