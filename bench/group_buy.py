@@ -41,7 +41,7 @@ JOINERS = 1000
 LONELY = 10  # groups that get one joiner only and expire
 # The activity (and so every group's deadline) ends this long after the leaders opened;
 # long enough for the burst to be answered and paid on two cores.
-WINDOW_S = 200
+WINDOW_S = 420
 CALL_TIMEOUT_S = 300
 # Purchases under way at once: all 1,000 press together and queue here, as behind a
 # gateway's workers. A purchase that wins reserves, prices and writes an order (unlike a
