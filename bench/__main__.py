@@ -1,4 +1,4 @@
-"""Runs the benchmarks on a fresh suite: `python -m bench [browse|checkout|checkout_value|flash_sale|late_events|coupon_grab|segments|live_room|settlement|bargain|points_mall …]`.
+"""Runs the benchmarks on a fresh suite: `python -m bench [browse|checkout|checkout_value|flash_sale|late_events|coupon_grab|segments|live_room|settlement|bargain|points_mall|group_buy …]`.
 
 The suite starts on free ports with its data under var/bench/run (wiped first) and the
 gateway's rate limits raised out of the way; a fresh merchant is seeded; each scenario
@@ -17,8 +17,8 @@ import grpc
 from siyu.catalog.v1 import catalog_pb2
 from siyu.common.v1 import common_pb2
 
-from bench import (bargain, browse, checkout, checkout_value, coupon_grab, flash_sale, late_events, live_room,
-                   points_mall, segments, settlement)
+from bench import (bargain, browse, checkout, checkout_value, coupon_grab, flash_sale, group_buy, late_events,
+                   live_room, points_mall, segments, settlement)
 from bench.harness import Bench, table_header, table_row
 from scripts.seed import Clients, seed_merchant
 from siyu_kit.context import RequestContext
@@ -28,7 +28,8 @@ SCENARIOS = {"browse": browse.run, "checkout": checkout.run, "checkout_value": c
              "flash_sale": flash_sale.run, "late_events": late_events.run, "coupon_grab": coupon_grab.run,
              "segments": segments.run, "live_room": live_room.run, "settlement": settlement.run,
              "bargain": bargain.run,
-             "points_mall": points_mall.run}
+             "points_mall": points_mall.run,
+             "group_buy": group_buy.run}
 OUT_DIR = ROOT / "var" / "bench"
 STACK_ENV = {
     # Far above what one machine can send: the benchmarks measure the suite, not the limiter.

@@ -45,6 +45,8 @@ SESSION_ENV = {
     "SIYU_RATE_LIMIT_KEY_RPS": "5000",
     # A WeChat payment with no notification is asked about after a second, not thirty.
     "SIYU_ORDER_WECHAT_QUERY_AFTER_S": "1",
+    # Groups past their deadline are closed within a moment (group buy).
+    "SIYU_ORDER_GROUP_SWEEP_INTERVAL_S": "0.3",
     # Gateways report live-room viewers every half second: a test sees them counted soon.
     "SIYU_GATEWAY_LIVE_REPORT_S": "0.5",
     # Two workers' suites share two cores with the tests' own crowds (200 buyers at once):

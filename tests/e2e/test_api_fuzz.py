@@ -201,6 +201,12 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("ContentService_ListStorePerformance", r"(from|to)_day|page_token"):
         "calendar dates at most 366 days apart; an opaque token a previous page issued",
     # ---- end of suppliers, payment split and finance ----
+    # ---- Group buy ----
+    ("OrderService_CreateGroupBuyActivity", r"activity\..*"):
+        "2..50 members (0: 2), ends after it starts, each SKU once and of the product, a group price above 0 and"
+        " below the list price, a leader price at most the group price",
+    ("OrderService_PlaceGroupBuyOrder", r"attribution\.channel"): "unset or the channel of the API key",
+    # ---- end of Group buy ----
     # ---- content: engagement and share codes ----
     ("ContentService_ListComments", r"page_token"): "an opaque token a previous page issued",
     ("ContentService_ListCommentsForReview", r"page_token"): "an opaque token a previous page issued",

@@ -27,7 +27,8 @@ __all__ = ["MemberValueClient", "MongoValueHoldIntents", "ensure_indexes"]
 
 TIMEOUT_S = 5.0
 _KINDS = {OrderKind.NORMAL: member_pb2.COUPON_ORDER_KIND_NORMAL,
-          OrderKind.FLASH_SALE: member_pb2.COUPON_ORDER_KIND_FLASH_SALE}
+          OrderKind.FLASH_SALE: member_pb2.COUPON_ORDER_KIND_FLASH_SALE,
+          OrderKind.GROUP_BUY: member_pb2.COUPON_ORDER_KIND_GROUP_BUY}
 
 
 def _translate(error: grpc.aio.AioRpcError, what: str) -> errors.DomainError:

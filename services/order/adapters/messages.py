@@ -284,6 +284,8 @@ def order_event_payload(o: domain.Order, event: Any, version: int) -> Message:
         return events_pb2.OrderPlaced(order=shown)
     if isinstance(event, domain.OrderPaid):
         return events_pb2.OrderPaid(order=shown, payment=_payment_message(event.payment), recharge=recharge_detail(o))
+    if isinstance(event, domain.OrderGrouping):
+        return events_pb2.OrderGrouping(order=shown, payment=_payment_message(event.payment))
     if isinstance(event, domain.OrderCancelled):
         return events_pb2.OrderCancelled(order=shown, reason=event.reason)
     if isinstance(event, domain.OrderShipped):

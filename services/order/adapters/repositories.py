@@ -191,7 +191,8 @@ class MongoOrders:
         sets: dict[str, Any] = {}
         for event in recorded:
             sets.update(_changed(order, event))
-            if isinstance(event, domain.OrderPaid):
+            if isinstance(event, domain.OrderGrouping) or (isinstance(event, domain.OrderPaid)
+                                                           and not event.from_group):
                 query["expires_ms"] = {"$gt": epoch_ms(event.at)}
         if not order.stored_value.is_default:
             sets["stored_value"] = stored_value_doc(order.stored_value)  # refunds split the tender
@@ -206,11 +207,11 @@ class MongoOrders:
 def _changed(order: Order, event: Any) -> dict[str, Any]:
     """The stored fields a domain event changed."""
     state = {"state": order.state.value}
-    if isinstance(event, domain.OrderPaid):
+    if isinstance(event, (domain.OrderPaid, domain.OrderGrouping)):
         return {**state, "paid_at": order.paid_at, "payment_id": order.payment_id}
     if isinstance(event, domain.OrderCancelled):
         fields = {**state, "cancelled_at": order.cancelled_at, "cancel_reason": order.cancel_reason}
-        if event.reason == domain.CANCEL_STOCK_UNAVAILABLE:
+        if event.reason in domain.REFUNDED_CANCEL_REASONS:
             fields["refunded_amount"] = order.refunded_amount
         return fields
     if isinstance(event, domain.OrderShipped):

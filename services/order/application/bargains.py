@@ -39,7 +39,7 @@ from services.order.domain.bargains import (ActivityState, ActivityTerms, Attrib
                                             BargainState)
 from services.order.domain.idempotency import require_same_request
 from services.order.domain.orders import Order, OrderActivity
-from services.order.domain.price_sources import BARGAIN_PRICE
+from services.order.domain.price_sources import BARGAIN
 from siyu_kit.cancellation import require_time
 
 log = slog.get("siyu.order.bargain")
@@ -347,7 +347,7 @@ class BargainUseCases:
             try:
                 priced = await self.checkout.price(
                     merchant_id, member_id, [(won.sku_id, 1)],
-                    activity_prices={won.sku_id: ActivityPrice(price, activity.id, BARGAIN_PRICE)}, address=address)
+                    activity_prices={won.sku_id: ActivityPrice(price, activity.id, BARGAIN)}, address=address)
                 referral = await self.order_cases.referral(member_id, checked.sharer_id)
             except (Exception, asyncio.CancelledError):
                 await self.order_cases.release_at_once(reservation_id)

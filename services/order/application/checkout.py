@@ -18,8 +18,8 @@ from services.order.application.ports import (Addresses, Attributions, CartRepos
 from services.order.domain.freight import NOWHERE, ShippingAddress
 from services.order.domain.member_value import (MAX_POINTS, NO_ASK, CouponLine, CouponQuote, OrderKind, PointsTerms,
                                                 UsedValue, ValueAsk, points_discount, points_problem)
-from services.order.domain.price_sources import (FLASH_SALE, KINDS as PRICE_KINDS, LIVE, ActivityPrices, CouponDiscount,
-                                                 FlatShipping, FreightShipping, LimitedTimePrices, PointsDiscount,
+from services.order.domain.price_sources import (FLASH_SALE, LIVE, ActivityPrices, CouponDiscount, FlatShipping,
+                                                 FreightShipping, LimitedTimePrices, PriceKind, PointsDiscount,
                                                  PriceSource, TierPrices)
 from services.order.domain.pricing import LineInput, Pipeline, Quote
 from services.order.domain.settings import OrderSettings
@@ -30,11 +30,11 @@ MAX_QUANTITY = limits.MAX_LINE_QUANTITY
 
 @dataclass(frozen=True)
 class ActivityPrice:
-    """A unit price an activity (a flash sale) offers for one SKU."""
+    """A unit price an activity (a flash sale, a group buy …) offers for one SKU; `kind`
+    is the step it shows as."""
     unit_price: int
     activity_id: str
-    # The step it shows as (a price_sources kind's step); empty: a flash sale's ACTIVITY_PRICE.
-    step: str = ""
+    kind: PriceKind = FLASH_SALE
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,10 @@ def _unit_prices(skus: Mapping[str, SkuInfo], member: MemberPricing, activity_pr
     """The unit prices competing on each line: the activity's, the SKU's limited-time
     price, the live session's price (orders attributed to it, while it applies), the
     member's tier price."""
-    by_kind: dict[str, dict[str, tuple[int, str]]] = {}
-    for s, a in activity_prices.items():
-        by_kind.setdefault(a.step or FLASH_SALE.step, {})[s] = (a.unit_price, a.activity_id)
-    return (*(ActivityPrices(PRICE_KINDS[step], prices) for step, prices in by_kind.items()),
+    kinds = sorted({a.kind for a in activity_prices.values()} | {FLASH_SALE}, key=lambda k: k.rank)
+    by_kind = tuple(ActivityPrices(k, {s: (a.unit_price, a.activity_id) for s, a in activity_prices.items()
+                                       if a.kind == k}) for k in kinds)
+    return (*by_kind,
             LimitedTimePrices({s: i.limited_time for s, i in skus.items() if i.limited_time is not None}, now),
             ActivityPrices(LIVE, {s: (a.unit_price, a.activity_id) for s, a in (live_prices or {}).items()}),
             TierPrices(member.tier, member.discount_bp, {s: i.tier_prices for s, i in skus.items()}))

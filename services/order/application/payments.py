@@ -304,6 +304,41 @@ class PaymentUseCases:
         await self._balance_returned(order, payment, now)
         return order
 
+    async def refund_grouping(self, merchant_id: str, order_id: str, reason: str) -> Order | None:
+        """A paid group-buy order that cannot proceed (its group filled or closed before it
+        took a slot, or failed): the payment goes back whole, once (the provider's refund is
+        keyed by the payment), the order is CANCELLED with `reason` (order.cancelled: the
+        catalog releases its units, the member service its coupon and points) and the
+        ledger shows the payment applied and returned. A redelivery finishes what is
+        missing and changes nothing else. None for no such order; an order whose group
+        formed meanwhile is left alone."""
+        order = await self.orders.get(merchant_id, order_id)
+        if order is None:
+            return None
+        if order.state is not OrderState.GROUPING and not (
+                order.state is OrderState.CANCELLED and order.cancel_reason == reason):
+            return order
+        payment = await self.payments.get(merchant_id, order.payment_id)
+        if payment is None:
+            raise NotFound(f"order {order_id} has no payment")
+        now = self._now()
+        await self._send_back(payment, reason, now)
+        read = [order]
+
+        async def cancel() -> Order:
+            current = read.pop() if read else await self.orders.get(merchant_id, order_id)
+            if current is not None and current.state is OrderState.GROUPING and current.cancel_grouping(now, reason):
+                await self.orders.save(current)
+                log.info("order.cancelled", order_id=current.id, reason=reason)
+            return current
+
+        order = await retry.on_conflict(cancel, gave_up="the order kept changing while it was cancelled; retry",
+                                        reason=ORDER_BUSY)
+        await self._record(payment, ledger.payment_applied, now)
+        await self._record(payment, ledger.payment_returned, now)
+        await self._balance_returned(order, payment, now)
+        return order
+
     async def _cancel_paid(self, order: Order, now: datetime) -> Order:
         read = [order]
 

@@ -21,6 +21,7 @@ class OrderKind(str, Enum):
     """Which kind of order asks for a coupon: templates may refuse some kinds."""
     NORMAL = "NORMAL"
     FLASH_SALE = "FLASH_SALE"
+    GROUP_BUY = "GROUP_BUY"
 
 
 @dataclass(frozen=True)

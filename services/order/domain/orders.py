@@ -25,10 +25,14 @@ class OrderState(str, Enum):
     DELIVERED = "DELIVERED"
     COMPLETED = "COMPLETED"
     CANCELLED = "CANCELLED"
+    # A paid group-buy order waiting for its group: not shippable, not cancellable by the
+    # member; PAID when the group forms, CANCELLED (refunded whole) when it cannot.
+    GROUPING = "GROUPING"
 
 
 TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
-    OrderState.PENDING_PAYMENT: frozenset({OrderState.PAID, OrderState.CANCELLED}),
+    OrderState.PENDING_PAYMENT: frozenset({OrderState.PAID, OrderState.GROUPING, OrderState.CANCELLED}),
+    OrderState.GROUPING: frozenset({OrderState.PAID, OrderState.CANCELLED}),
     OrderState.PAID: frozenset({OrderState.SHIPPED}),
     # Receipt may be confirmed before the carrier reports delivery.
     OrderState.SHIPPED: frozenset({OrderState.DELIVERED, OrderState.COMPLETED}),
@@ -45,6 +49,15 @@ CANCEL_BY_STAFF = "STAFF"
 # cancels it and refunds the payment. Never a member's choice.
 CANCEL_STOCK_UNAVAILABLE = "STOCK_UNAVAILABLE"
 NOT_PAYABLE = "ORDER_NOT_PAYABLE"
+# A paid group-buy order whose group filled, or closed, before its payment took a slot;
+# and the orders of a group that expired without enough members. Refunded whole.
+CANCEL_GROUP_FULL = "GROUP_FULL"
+CANCEL_GROUP_CLOSED = "GROUP_CLOSED"
+CANCEL_GROUP_FAILED = "GROUP_FAILED"
+GROUP_CANCEL_REASONS = frozenset({CANCEL_GROUP_FULL, CANCEL_GROUP_CLOSED, CANCEL_GROUP_FAILED})
+# Cancellations of a paid order: its whole payment went back.
+REFUNDED_CANCEL_REASONS = GROUP_CANCEL_REASONS | {CANCEL_STOCK_UNAVAILABLE}
+GROUP_BUY = "GROUP_BUY"
 CONFIRMED_BY_MEMBER = "MEMBER"
 CONFIRMED_BY_AUTO = "AUTO"
 
@@ -82,6 +95,8 @@ class CancelDecision(str, Enum):
 def member_cancel(state: OrderState) -> CancelDecision:
     if state is OrderState.CANCELLED:
         return CancelDecision.ALREADY_CANCELLED
+    if state is OrderState.GROUPING:  # paid: only its group's outcome cancels it
+        return CancelDecision.TOO_LATE
     if can_transition(state, OrderState.CANCELLED):
         return CancelDecision.CANCEL
     return CancelDecision.TOO_LATE
@@ -115,7 +130,9 @@ def reservation_verdict(state: OrderState | None, owns_reservation: bool) -> Res
     is re-held or refunded by the catalog and the order service."""
     if state is None or not owns_reservation or state is OrderState.CANCELLED:
         return ReservationVerdict.RELEASE
-    if state is OrderState.PENDING_PAYMENT:
+    if state in (OrderState.PENDING_PAYMENT, OrderState.GROUPING):
+        # GROUPING: paid but not sold until the group forms (order.paid commits it) or
+        # fails (order.cancelled releases it).
         return ReservationVerdict.KEEP
     return ReservationVerdict.COMMIT
 
@@ -250,6 +267,17 @@ class OrderPaid:
     payment_id: str
     # The payment as the paying side describes it (carried in the event as it is).
     payment: Any = None
+    # A group-buy order whose group formed: paid earlier (OrderGrouping), so its own
+    # expiry no longer matters.
+    from_group: bool = False
+
+
+@dataclass(frozen=True)
+class OrderGrouping:
+    """A group-buy order was paid and waits for its group (no order.paid yet)."""
+    at: datetime
+    payment_id: str
+    payment: Any = None
 
 
 @dataclass(frozen=True)
@@ -379,15 +407,51 @@ class Order(Aggregate):
 
     # ---- payment and cancellation -------------------------------------------------
 
+    @property
+    def is_group_buy(self) -> bool:
+        return self.activity is not None and self.activity.kind == GROUP_BUY
+
     def pay(self, payment_id: str, now: datetime, payment: Any = None) -> None:
-        """PENDING_PAYMENT → PAID by the payment `payment_id`, while the order is not expired."""
+        """PENDING_PAYMENT → PAID by the payment `payment_id`, while the order is not expired;
+        a group-buy order goes to GROUPING instead, and is PAID when its group forms."""
         if not self.is_payable(now):
             raise FailedPrecondition(f"the order is {self.state.value} or expired and cannot be paid",
                                      reason=NOT_PAYABLE)
+        if self.is_group_buy:
+            self.state, self.paid_at, self.payment_id = OrderState.GROUPING, now, payment_id
+            self.record(OrderGrouping(at=now, payment_id=payment_id, payment=payment))
+            return
         self.state, self.paid_at, self.payment_id = OrderState.PAID, now, payment_id
         # Owed from now on, and carried by order.paid: same write as the payment.
         self.commissions = commissions_at_paid(self.lines, self.referral, earns=not self.stored_value.is_recharge)
         self.record(OrderPaid(at=now, payment_id=payment_id, payment=payment))
+
+    def group_formed(self, now: datetime) -> bool:
+        """GROUPING → PAID: its group formed. The commissions are owed now, only when the
+        activity pays them (the referral's group_buy_commission, fixed at placement).
+        False when it is past GROUPING already (a repeat); refused when it was cancelled."""
+        if self.state is not OrderState.GROUPING:
+            if self.state is OrderState.CANCELLED:
+                raise FailedPrecondition("the order was cancelled before its group formed", reason=NOT_PAYABLE)
+            return False
+        self.state = OrderState.PAID
+        self.commissions = commissions_at_paid(
+            self.lines, self.referral, earns=self.referral is not None and self.referral.group_buy_commission)
+        self.record(OrderPaid(at=now, payment_id=self.payment_id, from_group=True))
+        return True
+
+    def cancel_grouping(self, now: datetime, reason: str) -> bool:
+        """GROUPING → CANCELLED with one of GROUP_CANCEL_REASONS: its whole payment goes back.
+        False when it was cancelled already; refused once its group formed."""
+        if reason not in GROUP_CANCEL_REASONS:
+            raise ValueError(f"not a group cancel reason: {reason}")
+        if self.state is OrderState.CANCELLED:
+            return False
+        if self.state is not OrderState.GROUPING:
+            raise FailedPrecondition(f"the order is {self.state.value}", reason=NOT_REFUNDABLE)
+        self.refunded_amount = self.payable
+        self._cancelled(now, reason)
+        return True
 
     def cancel(self, now: datetime, cancel_reason: str = CANCEL_BY_MEMBER) -> bool:
         """The member (or staff, CANCEL_BY_STAFF) cancels an unpaid order. False when it was

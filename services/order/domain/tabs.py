@@ -22,7 +22,8 @@ class OrderTab(str, Enum):
 
 STATES_OF_TAB: dict[OrderTab, tuple[OrderState, ...]] = {
     OrderTab.UNPAID: (OrderState.PENDING_PAYMENT,),
-    OrderTab.TO_SHIP: (OrderState.PAID,),
+    # A paid group-buy order waiting for its group is shown with the paid ones.
+    OrderTab.TO_SHIP: (OrderState.PAID, OrderState.GROUPING),
     OrderTab.SHIPPED: (OrderState.SHIPPED, OrderState.DELIVERED),
     OrderTab.COMPLETED: (OrderState.COMPLETED,),
 }

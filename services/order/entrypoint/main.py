@@ -58,6 +58,7 @@ from services.order.entrypoint import finance_wiring
 from services.order.entrypoint import community_wiring
 from services.order.entrypoint import bargain_wiring
 from services.order.entrypoint import points_mall_wiring
+from services.order.entrypoint import group_buy_wiring
 
 NAME = "order"
 
@@ -175,6 +176,10 @@ def build(runtime: service.Runtime) -> service.Parts:
     # Points mall: items whose units are catalog pools, ordered for points (plus cash).
     points_mall = points_mall_wiring.build(pools=catalog, catalog=catalog, orders=order_repo, settings=settings_repo,
                                            checkout=checkout, order_cases=order_cases)
+    # Group buy: activities, groups, the slot consumer, the formed/failed consumers, the sweep.
+    group_buy = group_buy_wiring.build(orders=order_repo, settings=settings_repo, catalog=catalog, pools=catalog,
+                                       flash_catalog=catalog, checkout=checkout, order_cases=order_cases,
+                                       refunds=payment_cases, member_channel=runtime.channel("member"))
     servicer = OrderServicer(
         order_cases, payment_cases, carts=cart_cases, checkout=checkout,
         settings=SettingsUseCases(settings_repo, finance.settlement.candidates), fulfilment=fulfilment,
@@ -186,7 +191,7 @@ def build(runtime: service.Runtime) -> service.Parts:
         member_summaries=MemberOrderSummaries(MongoMemberOrderFigures()),
         personal_data=OrderDataExport(MemberRecordStore()), payouts=payouts)
     # Each part gives the servicer its use cases and brings its own jobs, consumers and outboxes.
-    parts = (finance, community, bargain, points_mall)
+    parts = (finance, community, bargain, points_mall, group_buy)
     for part in parts:
         part.attach(servicer)
     return service.Parts(

@@ -38,6 +38,7 @@ from services.order.entrypoint.personal_data_servicer import PersonalDataRpcs
 from services.order.entrypoint.finance_servicer import FinanceRpcs
 from services.order.entrypoint.community_servicer import CommunityRpcs
 from services.order.entrypoint.points_mall_servicer import PointsMallRpcs
+from services.order.entrypoint.group_buy_servicer import GroupBuyRpcs
 from services.order.application.personal_data import OrderDataExport
 from services.order.entrypoint.payout_servicer import PayoutRpcs
 from services.order.application.payouts import PayoutUseCases
@@ -114,7 +115,7 @@ def _time(request, field: str) -> datetime | None:
 
 
 class OrderServicer(PayoutRpcs, WechatPayRpcs, StoredValueRpcs, MemberSummaryRpcs, PersonalDataRpcs, FinanceRpcs,
-                    CommunityRpcs, BargainRpcs, PointsMallRpcs,
+                    CommunityRpcs, BargainRpcs, PointsMallRpcs, GroupBuyRpcs,
                     order_pb2_grpc.OrderServiceServicer):
     def __init__(self, orders: OrderUseCases, payments: PaymentUseCases, *, carts: CartUseCases,
                  checkout: Checkout, settings: SettingsUseCases, fulfilment: FulfilmentUseCases,
