@@ -24,6 +24,7 @@ from siyu_kit.ids import new_id
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
 
 from services.order.application.checkout import ActivityPrice, Checkout
+from services.order.domain.price_sources import COMMUNITY
 from services.order.application.community_ports import (Batch, Batches, CampaignRepository, CommunityOrders,
                                                          CommunitySettingsRepository, LeaderRepository, MemberLimits,
                                                          PickupCodes, Pickups)
@@ -283,7 +284,7 @@ class CommunityUseCases:
             if line is None:
                 v.add(f"lines[{i}].sku_id", f"{sku_id} is not in the campaign")
             else:
-                prices[sku_id] = ActivityPrice(line.price, campaign.id)
+                prices[sku_id] = ActivityPrice(line.price, campaign.id, COMMUNITY)
         v.raise_if_any()
         checked = await self.order_cases.attributed(cmd.attribution)
         settings = await self.order_settings.of_merchant(merchant_id)

@@ -25,6 +25,7 @@ from siyu_kit.ids import is_id, new_id
 from siyu_kit.protos import to_storage_precision, utcnow
 
 from services.order.application.checkout import ActivityPrice, Checkout, PricedValue, check_address_id
+from services.order.domain.price_sources import POINTS_MALL
 from services.order.application.orders import (MAX_KEY, PLACE_MIN_TIME_S, OrderUseCases, attribution_of,
                                                 check_attribution_and_remark, place_fingerprint)
 from services.order.application.ports import (ActivityPool, ActivityPools, FlashCatalog, OrderRepository,
@@ -213,7 +214,7 @@ class PointsMallUseCases:
         try:
             priced = await self.checkout.price(
                 merchant_id, member_id, [(won.sku_id, quantity)],
-                activity_prices={won.sku_id: ActivityPrice(won.unit_price, item.id)}, address=address,
+                activity_prices={won.sku_id: ActivityPrice(won.unit_price, item.id, POINTS_MALL)}, address=address,
                 kind=OrderKind.NORMAL)
             # The points are the order's price beside its cash: held as such, never a discount.
             before_points = sum(l.paid_amount for l in priced.quote.lines)

@@ -29,6 +29,8 @@ ACTIVITY_PRICE = "ACTIVITY_PRICE"  # a flash sale's price
 LIMITED_TIME_PRICE = "LIMITED_TIME_PRICE"
 GROUP_BUY_PRICE = "GROUP_BUY_PRICE"
 BARGAIN_PRICE = "BARGAIN_PRICE"
+COMMUNITY_PRICE = "COMMUNITY_PRICE"  # a community campaign's price
+POINTS_MALL_PRICE = "POINTS_MALL_PRICE"  # the cash part of a points-mall item
 LIVE_PRICE = "LIVE_PRICE"
 TIER_DISCOUNT = "TIER_DISCOUNT"
 THRESHOLD_REDUCTION = "THRESHOLD_REDUCTION"
@@ -58,10 +60,13 @@ FLASH_SALE = PriceKind(ACTIVITY_PRICE, 0)
 LIMITED_TIME = PriceKind(LIMITED_TIME_PRICE, 1)
 GROUP_BUY = PriceKind(GROUP_BUY_PRICE, 2)
 BARGAIN = PriceKind(BARGAIN_PRICE, 3)
-LIVE = PriceKind(LIVE_PRICE, 4)
+COMMUNITY = PriceKind(COMMUNITY_PRICE, 4)
+POINTS_MALL = PriceKind(POINTS_MALL_PRICE, 5)
+LIVE = PriceKind(LIVE_PRICE, 6)
 # Activities before the tier: on equal prices the activity is shown.
-TIER = PriceKind(TIER_DISCOUNT, 5)
-KINDS: Mapping[str, PriceKind] = {k.step: k for k in (FLASH_SALE, LIMITED_TIME, GROUP_BUY, BARGAIN, LIVE, TIER)}
+TIER = PriceKind(TIER_DISCOUNT, 7)
+KINDS: Mapping[str, PriceKind] = {k.step: k for k in (FLASH_SALE, LIMITED_TIME, GROUP_BUY, BARGAIN, COMMUNITY,
+                                                      POINTS_MALL, LIVE, TIER)}
 _UNKNOWN_RANK = max(k.rank for k in KINDS.values()) + 1
 
 
