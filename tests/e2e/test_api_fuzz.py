@@ -74,6 +74,14 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
     ("OrderService_CreateBargainActivity", r"activity\.ends_at"): "after starts_at",
     ("OrderService_PlaceBargainOrder", r"attribution\.channel"): "unset or the channel of the API key",
     # ---- end of bargain ----
+    # ---- community group buy ----
+    ("OrderService_CreateCommunityCampaign", r"cut_off_at"): "in the future and after starts_at",
+    ("OrderService_CreateCommunityCampaign", r"pickup_date"): "a calendar date",
+    ("OrderService_CreateCommunityCampaign", r"lines\[\d+\]\.sku_id"): "a SKU of the merchant, once per campaign",
+    ("OrderService_ReviewCommunityLeader", r"reason"): "required when rejecting",
+    ("OrderService_PlaceCommunityOrder", r"attribution\.channel"): "unset or the channel of the API key",
+    ("OrderService_PlaceCommunityOrder", r"lines\[\d+\]\.sku_id"): "one line per SKU",
+    # ---- end of community group buy ----
     # ---- freight templates ----
     ("OrderService_PutFreightTemplate", r"template\.(default_rule|rules\[\d+\])\.regions(\[\d+\])?"):
         "a region rule names 1..100 regions, the default rule none, each region in one rule only",
