@@ -8,12 +8,14 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from siyu_kit.ids import new_id
 from services.order.domain.bargains import cuts
 from tests.support import assert_routes_named, block_routes, wait_until
 from tests.support.shop import Shop, ok, refused, staff_with
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 ROUTES = block_routes("siyu/order/v1/order.proto", "Bargain")
 
 
@@ -47,8 +49,9 @@ def member(shop: Shop) -> str:
     return shop.login(f"bgn-{uuid.uuid4().hex[:10]}")["access_token"]
 
 
-def start(shop: Shop, token: str, activity_id: str) -> dict:
-    return ok(shop.call("POST", f"/v1/bargain-activities/{activity_id}:start", token=token, json={}))
+def start(shop: Shop, token: str, activity_id: str, **attribution) -> dict:
+    body = {"attribution": attribution} if attribution else {}
+    return ok(shop.call("POST", f"/v1/bargain-activities/{activity_id}:start", token=token, json=body))
 
 
 def help_(shop: Shop, token: str, bargain_id: str, nickname: str = "小明"):
@@ -61,7 +64,8 @@ def test_helped_to_the_floor_ordered_at_the_floor_and_paid(shop: Shop):
     listed = ok(shop.call("GET", "/v1/bargain-activities", params={"page_size": 100}, token=member(shop)))
     assert a["activity_id"] in [x["activity_id"] for x in listed["activities"]]
     starter = member(shop)
-    started = start(shop, starter, a["activity_id"])
+    code = f"bgn-{uuid.uuid4().hex[:12]}"
+    started = start(shop, starter, a["activity_id"], share_code=code)
     b = started["bargain"]
     assert started["created"] and fen(b["price"]) == 10_000 and b["helpers_left"] == 3
     again = start(shop, starter, a["activity_id"])
@@ -82,6 +86,16 @@ def test_helped_to_the_floor_ordered_at_the_floor_and_paid(shop: Shop):
     assert page["state"] == "BARGAIN_STATE_SUCCEEDED" and fen(page["price"]) == 1_000
     assert page["helps"][0]["nickname"] == "张**" and page["helps"][0]["mine"] is True
     assert sum(fen(h["cut"]) for h in page["helps"]) == 9_000 and int(page.get("seed", 0)) == 0
+    # The start and each help reach the share code's funnel (content service, through events).
+    today = datetime.now(SHANGHAI).date()
+    days = {"from_day": (today - timedelta(days=1)).isoformat(), "to_day": (today + timedelta(days=1)).isoformat()}
+
+    def share_funnel():
+        answer = shop.as_staff("GET", "/v1/staff/funnel-report", params={
+            "dimension": "FUNNEL_DIMENSION_SHARE_CODE", "ref_id": code, **days})
+        total = answer.json().get("total", {}) if answer.status_code == 200 else {}
+        return total if int(total.get("bargain_helps", 0)) == 3 else None
+    assert int(wait_until(share_funnel, message="the helps counted in the share code's funnel")["bargain_starts"]) == 1
     # The dispute view replays the cuts from the stored seed.
     staff = ok(shop.as_staff("GET", f"/v1/staff/bargains/{bid}"))["bargain"]
     assert [fen(h["cut"]) for h in staff["helps"]] == list(cuts(10_000, 1_000, 3, int(staff["seed"])))

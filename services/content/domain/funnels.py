@@ -29,7 +29,8 @@ _REF = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CAUSE = re.compile(r"^[A-Za-z0-9_:-]{1,96}$")
 # The longest date range one funnel report covers.
 MAX_REPORT_DAYS = 366
-_COUNTER_NAMES = ("unique_viewers", "product_clicks", "orders", "paid_orders", "gmv", "refunds", "refunded")
+_COUNTER_NAMES = ("unique_viewers", "product_clicks", "orders", "paid_orders", "gmv", "refunds", "refunded",
+                  "group_joins", "bargain_starts", "bargain_helps")
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,16 @@ class Counters:
     gmv: int = 0  # minor units, net of refunds
     refunds: int = 0  # refunds counted
     refunded: int = 0  # minor units the refunds sent back
+    group_joins: int = 0  # paid orders that opened or joined a group
+    bargain_starts: int = 0
+    bargain_helps: int = 0
 
     def __add__(self, other: "Counters") -> "Counters":
         return Counters(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple())))
 
     def as_tuple(self) -> tuple[int, ...]:
         return (self.unique_viewers, self.product_clicks, self.orders, self.paid_orders, self.gmv, self.refunds,
-                self.refunded)
+                self.refunded, self.group_joins, self.bargain_starts, self.bargain_helps)
 
     def as_increments(self) -> dict[str, int]:
         """Only the counters this change moves, for one atomic increment."""
@@ -80,6 +84,19 @@ def order_refunded(amount: int, order_fully_refunded: bool) -> Counters:
     if amount < 0:
         raise ValueError("a refund's amount cannot be negative")
     return Counters(paid_orders=-1 if order_fully_refunded else 0, gmv=-amount, refunds=1, refunded=amount)
+
+
+def group_joined() -> Counters:
+    """A member's paid order took a slot in a group (the leader's opened it)."""
+    return Counters(group_joins=1)
+
+
+def bargain_started() -> Counters:
+    return Counters(bargain_starts=1)
+
+
+def bargain_helped() -> Counters:
+    return Counters(bargain_helps=1)
 
 
 def viewed() -> Counters:

@@ -11,7 +11,7 @@ from siyu.order.v1 import events_pb2, order_pb2
 
 from siyu_kit.events.consumer import Poison, Subscription
 from siyu_kit.ids import is_id
-from siyu_kit.protos import CHANNEL_NAME
+from siyu_kit.protos import CHANNEL_BY_NAME, CHANNEL_NAME
 
 from services.content.application.cohorts import CohortUseCases, PaidFact, RefundFact
 from services.content.application.funnels import FunnelUseCases, OrderFact
@@ -37,6 +37,26 @@ def _fact(envelope: common_pb2.EventEnvelope, order, change, cause: str = "", at
                      persona_id=a.persona_id, content_id=a.content_id, live_session_id=a.live_session_id,
                      change=change, currency=order.payable.currency, channel=CHANNEL_NAME.get(a.channel, ""),
                      share_code=a.share_code)
+
+
+def _social_fact(envelope: common_pb2.EventEnvelope, persona_id: str, channel: str, share_code: str,
+                 change, currency: str = "") -> OrderFact:
+    """A group or bargain event counted on the persona, channel and share code it carries,
+    once by its event id, on the day it happened."""
+    _checked(envelope)
+    return OrderFact(event_id=envelope.event_id, merchant_id=envelope.merchant_id,
+                     occurred_at=envelope.occurred_at.ToDatetime(tzinfo=timezone.utc), persona_id=persona_id,
+                     content_id="", live_session_id="", change=change, currency=currency,
+                     channel=channel if channel in CHANNEL_BY_NAME else "", share_code=share_code)
+
+
+def _group_fact(envelope: common_pb2.EventEnvelope, ref: events_pb2.GroupOrderRef) -> OrderFact:
+    return _social_fact(envelope, ref.persona_id, ref.channel, ref.share_code, funnels.group_joined())
+
+
+def _bargain_fact(envelope: common_pb2.EventEnvelope, bargain: events_pb2.BargainEvent, change) -> OrderFact:
+    return _social_fact(envelope, bargain.persona_id, CHANNEL_NAME.get(bargain.channel, ""), bargain.share_code,
+                        change, bargain.price.currency)
 
 
 def _paid_at(envelope: common_pb2.EventEnvelope, order):
@@ -105,10 +125,24 @@ def subscriptions(use_cases: FunnelUseCases, cohorts: CohortUseCases | None = No
             await cohorts.record_refund(RefundFact(merchant_id=envelope.merchant_id, member_id=order.member_id,
                                                    order_id=order.order_id, refund_id=refund.refund_id, amount=refund.amount.amount))
 
+    # A paid order that opened or joined a group takes one slot: one group join each.
+    async def on_group(envelope: common_pb2.EventEnvelope, payload) -> None:
+        await use_cases.record(_group_fact(envelope, payload.order))
+
+    async def on_bargain_started(envelope: common_pb2.EventEnvelope, payload: events_pb2.BargainStarted) -> None:
+        await use_cases.record(_bargain_fact(envelope, payload.bargain, funnels.bargain_started()))
+
+    async def on_bargain_helped(envelope: common_pb2.EventEnvelope, payload: events_pb2.BargainHelped) -> None:
+        await use_cases.record(_bargain_fact(envelope, payload.bargain, funnels.bargain_helped()))
+
     return [
         Subscription.to("content-funnel-order-placed", events_pb2.OrderPlaced, on_placed),
         Subscription.to("content-funnel-order-paid", events_pb2.OrderPaid, on_paid),
         Subscription.to("content-funnel-order-refunded", events_pb2.OrderRefunded, on_refunded),
+        Subscription.to("content-funnel-group-opened", events_pb2.GroupOpened, on_group),
+        Subscription.to("content-funnel-group-joined", events_pb2.GroupJoined, on_group),
+        Subscription.to("content-funnel-bargain-started", events_pb2.BargainStarted, on_bargain_started),
+        Subscription.to("content-funnel-bargain-helped", events_pb2.BargainHelped, on_bargain_helped),
     ]
 
 

@@ -27,7 +27,9 @@ def funnel_pb(counters: Counters, currency: str) -> content_pb2.Funnel:
                               orders=counters.orders, paid_orders=counters.paid_orders,
                               gmv=protos.money(counters.gmv, currency),
                               conversion_rate_bp=counters.conversion_rate_bp, refunds=counters.refunds,
-                              refunded=protos.money(counters.refunded, currency))
+                              refunded=protos.money(counters.refunded, currency),
+                              group_joins=counters.group_joins, bargain_starts=counters.bargain_starts,
+                              bargain_helps=counters.bargain_helps)
 
 
 def group_pb(group: Group, currency: str) -> content_pb2.CohortGroup:
