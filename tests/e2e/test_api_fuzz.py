@@ -33,7 +33,7 @@ from schemathesis import GenerationMode
 from siyu_kit.config import DEV_PLATFORM_TOKEN
 from tests.support.shop import Shop
 
-_POSITIVE, _NEGATIVE = (int(n) for n in os.environ.get("SIYU_FUZZ_EXAMPLES", "4,3").split(","))
+_POSITIVE, _NEGATIVE = (int(n) for n in os.environ.get("SIYU_FUZZ_EXAMPLES", "3,2").split(","))
 EXAMPLES = {GenerationMode.POSITIVE: _POSITIVE, GenerationMode.NEGATIVE: _NEGATIVE}
 TIMEOUT_S = 15
 INPUTS = {"path", "query", "body"}

@@ -285,7 +285,7 @@ def test_bad_input_is_refused_with_field_violations_and_nothing_written(shop, we
 def test_login_by_code_latency_through_the_gateway(shop, wechat):
     timings = []
     with httpx.Client(base_url=shop.url, timeout=30, headers={"X-Api-Key": shop.key("MINI_PROGRAM")}) as client:
-        for i in range(50):
+        for i in range(20):  # enough for a median; make bench measures load
             unionid = f"lat{i}" + uuid.uuid4().hex[:8]
             code = wechat.code("MINI_PROGRAM", "o-" + unionid, unionid)
             started = time.perf_counter()

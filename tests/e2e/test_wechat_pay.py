@@ -304,7 +304,7 @@ def test_credentials_are_never_readable_through_the_api_or_the_logs(shop, wxpay,
 
 
 # Enough rounds for a median the suite can print; make bench measures load.
-ROUNDS = 20
+ROUNDS = 8
 
 
 def test_latency_of_prepay_and_notification_through_the_gateway(shop, wxpay, capsys):
