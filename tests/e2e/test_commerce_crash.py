@@ -9,6 +9,10 @@ import httpx
 
 from siyu_kit import faults
 from tests.support import wait_until
+import pytest
+
+# Slow failure scenarios: `make chaos` runs them (see the Makefile).
+pytestmark = pytest.mark.chaos
 
 # Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
 SHOP_PER_TEST = True

@@ -14,7 +14,8 @@ import pytest
 
 from tests.support import wait_until
 
-pytestmark = pytest.mark.e2e
+# A slow failure scenario: `make chaos` runs it (see the Makefile).
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 WORKERS = 4
 
 

@@ -20,6 +20,9 @@ from siyu_kit.ids import new_id
 from siyu_kit.protos import epoch_ms
 from tests.support import channel, metadata, wait_until
 
+# Slow failure scenarios: `make chaos` runs them (see the Makefile).
+pytestmark = pytest.mark.chaos
+
 # Tests here read what the merchant holds as a whole, or change it: a new merchant for each.
 SHOP_PER_TEST = True
 

@@ -17,6 +17,9 @@ from siyu_kit.events.streams import DLQ_PREFIX, DLQ_STREAM, ensure_streams, stre
 from siyu_kit.ids import new_id
 from tests.support import eventually
 
+# Slow failure scenarios: `make chaos` runs them (see the Makefile).
+pytestmark = pytest.mark.chaos
+
 SERVICE = "content"
 DURABLE = "content-funnel-order-paid"
 PAID = "siyu.order.order.paid"

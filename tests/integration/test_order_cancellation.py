@@ -27,6 +27,9 @@ from tests.support.flash_sale import (buy_request, buyer, create, flash_expiry, 
                                       reserve_request)
 from tests.support.order import make_skus, member, staff
 
+# Slow failure scenarios: `make chaos` runs them (see the Makefile).
+pytestmark = pytest.mark.chaos
+
 CATALOG_S = 1.5
 ORDER_S = 1.5
 WRITE_S = 1.5
