@@ -209,3 +209,24 @@ def test_every_bargain_route_refuses_bad_input_other_merchants_and_the_wrong_rol
     refused(shop.call("GET", "/v1/me/bargains", token=guide), 401, "TOKEN_KIND")
     # A member token on a staff route.
     refused(shop.call("GET", "/v1/staff/bargain-activities", channel=None, token=token), 401, "TOKEN_KIND")
+
+
+# Every RPC of the block by name: a new one fails here until its route table above has a case.
+BLOCK_RPCS = {
+    "CreateBargainActivity",
+    "EndBargainActivity",
+    "GetBargain",
+    "GetBargainActivity",
+    "GetStaffBargain",
+    "HelpBargain",
+    "ListBargainActivities",
+    "ListMyBargains",
+    "ListStaffBargainActivities",
+    "PlaceBargainOrder",
+    "StartBargain",
+    "UpdateBargainActivity",
+}
+
+
+def test_the_route_table_covers_exactly_these_rpcs():
+    assert set(ROUTES) == BLOCK_RPCS

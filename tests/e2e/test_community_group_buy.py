@@ -232,3 +232,28 @@ def test_every_route_refuses_bad_input_other_merchants_and_the_wrong_role(shop: 
         refused(shop.call(method, path, channel=None, token=guide, **kw), 403)
     assert ok(shop.as_staff("GET", f"/v1/staff/community/leaders/{ml}"))["leader"]["enabled"] is True
     assert_routes_named(__file__, ROUTES)
+
+
+# Every RPC of the block by name: a new one fails here until its route table above has a case.
+BLOCK_RPCS = {
+    "ApplyCommunityLeader",
+    "ConfirmCommunityPickup",
+    "CreateCommunityCampaign",
+    "GetCommunityCampaign",
+    "GetCommunityLeader",
+    "GetCommunityLeaderDashboard",
+    "GetCommunityPickList",
+    "GetCommunitySettings",
+    "ListCommunityCampaigns",
+    "ListCommunityLeaders",
+    "MarkCommunityBatchDelivered",
+    "PlaceCommunityOrder",
+    "ReviewCommunityLeader",
+    "SetCommunityLeaderEnabled",
+    "StaffConfirmCommunityPickup",
+    "UpdateCommunitySettings",
+}
+
+
+def test_the_route_table_covers_exactly_these_rpcs():
+    assert set(ROUTES) == BLOCK_RPCS

@@ -260,3 +260,26 @@ def test_every_points_mall_route_refuses_bad_input_other_merchants_and_the_wrong
 def test_every_route_of_both_blocks_is_named_by_a_case():
     assert len(ROUTES) == 14
     assert_routes_named(__file__, ROUTES)
+
+
+# Every RPC of the block by name: a new one fails here until its route table above has a case.
+BLOCK_RPCS = {
+    "CreatePointsMallCoupon",
+    "CreatePointsMallItem",
+    "EndPointsMallCoupon",
+    "EndPointsMallItem",
+    "GetPointsMallItem",
+    "ListMyRedemptions",
+    "ListPointsMallCoupons",
+    "ListPointsMallItems",
+    "ListStaffPointsMallCoupons",
+    "ListStaffPointsMallItems",
+    "PlacePointsMallOrder",
+    "RedeemPointsMallCoupon",
+    "UpdatePointsMallCoupon",
+    "UpdatePointsMallItem",
+}
+
+
+def test_the_route_table_covers_exactly_these_rpcs():
+    assert set(ROUTES) == BLOCK_RPCS
