@@ -47,10 +47,11 @@ seed: setup
 # (tests/conftest.py); a file stays on one worker, so a module's merchant is seeded once.
 # Files go out in collection order, not most-tests-first: the slowest files (the API fuzz,
 # the races) have few tests and would otherwise run last on one worker while the other idles.
-# TEST_WORKERS=0 runs everything in this one process.
+# TEST_WORKERS=0 runs everything in this one process. The 30 slowest tests are listed at
+# the end, so a run that grows past its time shows where.
 TEST_WORKERS ?= 2
 test: setup lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not chaos"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not chaos" --durations=30
 
 # The slow failure scenarios `make test` leaves out to keep within its time (bounded: a few
 # minutes on 2 cores): processes killed mid-purchase, the database down under load, crowds
