@@ -10,9 +10,11 @@ import pytest
 
 from siyu_kit.errors import FailedPrecondition
 from siyu_kit.ids import new_id
+from tests.fakes.sandbox_ledger import MemoryDatabase
 from tests.fakes.wechat_pay import FakeWechatCredentials
 
 from services.order.adapters import provider_adapters
+from services.order.adapters.sandbox_ledger import SandboxLedger
 from services.order.adapters.wechat_funds import WechatFundsApi, out_bill_no, parse_trade_bill
 from services.order.adapters.wechat_pay import WechatPayClient
 from services.order.application.provider_ports import (ShareReceiver, ShareRequest, ShareReturnRequest,
@@ -34,8 +36,9 @@ class World:
                                       transport=httpx.ASGITransport(app=self.standin))
         self.api = WechatFundsApi(self.client)
         self.credentials = FakeWechatCredentials()
-        self.transfers = provider_adapters.transfers(self.credentials, self.api)
-        self.sharing = provider_adapters.profit_sharing(self.credentials, self.api)
+        self.sandbox = MemoryDatabase()
+        self.transfers = provider_adapters.transfers(self.credentials, self.api, SandboxLedger(self.sandbox))
+        self.sharing = provider_adapters.profit_sharing(self.credentials, self.api, SandboxLedger(self.sandbox))
 
     async def set_up(self) -> WechatCredentials:
         m = (await self.http.post("/_standin/pay/merchants", json={"mchid": MCHID, "appid": APPID})).json()
