@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from siyu_kit import delays
+from siyu_kit.aggregate import StaleVersion
 from siyu_kit.errors import Conflict, FailedPrecondition
 from siyu_kit.ids import new_id
 from tests.fakes.order_money import MERCHANT, ORD_1, FakeProvider
@@ -204,3 +205,24 @@ async def test_a_taken_refund_the_provider_never_saw_is_refunded_once_the_lease_
     world.now = T0 + timedelta(milliseconds=PROVIDER_CALL_LEASE_MS)
     assert await world.cases.resume_stalled() == 1
     assert world.provider.refunds == [(PAY_1, 500)]
+
+
+# ---- a split executed again ------------------------------------------------------------------
+
+
+async def test_a_split_executed_again_by_a_replica_that_read_it_before_is_one_sharing_order():
+    from tests.unit.order.test_settlement import World as SettlementWorld, settled_order, staff
+
+    db = MemoryDatabase()
+    w = SettlementWorld(sharing=SandboxProfitSharing(SandboxLedger(db)))
+    w.txns.txns["pay_1"] = "sbx_txn_1"
+    supplier = await w.supplier()
+    with staff("OPERATOR"):
+        await w.supplier_cases.link("sku_1", supplier, 1000)
+    await w.settlement.write_split(settled_order(), T0)
+    [read_before] = await w.splits.needing_work(10)  # another replica read it before this one shared
+    assert await w.settlement.execute_due() == 1
+    with pytest.raises(StaleVersion):
+        await w.settlement._execute(read_before, w.settlement.sharing)  # shares again, keyed by the split id
+    assert [d["_id"] for d in db[SHARES].docs.values()] == [read_before.id]
+    assert [r["amount"] for r in db[SHARES].docs[read_before.id]["receivers"]] == [2000]
