@@ -1,10 +1,12 @@
 """Provider calls keyed by their cause, over the session stack (the order service's gRPC
 port, the embedded MongoDB, the catalog): a slow sandbox refund raced by the client's retry
 and by a replica's resume job is one refund at the provider with a balanced ledger; a payout
-whose write was lost after the provider paid is answered by the provider, not paid twice."""
+whose write was lost after the provider paid is answered by the provider, not paid twice; a
+split shared again is one sharing order."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -13,18 +15,24 @@ from siyu.common.v1 import common_pb2
 from siyu.order.v1 import order_pb2 as OS, order_pb2_grpc
 
 from siyu_kit import clients, config, context, db, delays
+from siyu_kit.errors import FailedPrecondition
 from siyu_kit.ids import new_id
 from siyu_kit.protos import utcnow
+from siyu_kit.sealing import Sealer
 from tests.support import database_fixture, metadata, new_merchant_id, stub_fixture, wait_until
 from tests.support.fulfilment import as_staff, paid_order, staff
 from tests.support.order import events_found
 
+from services.order.adapters import provider_adapters, wechat_pay_store
 from services.order.adapters.catalog import CatalogClient
 from services.order.adapters.ledger import Ledger
 from services.order.adapters.payments import Payments
 from services.order.adapters.refunds import Refunds
 from services.order.adapters.repositories import MongoOrders, MongoSettings, Settings
 from services.order.adapters.sandbox_payments import SandboxProvider
+from services.order.adapters.wechat_funds import WechatFundsApi
+from services.order.adapters.wechat_pay import WechatPayClient
+from services.order.application.provider_ports import ShareReceiver, ShareRequest
 from services.order.application.refunds import STALL_MS, RefundInput, RefundUseCases
 from services.order.domain.refunds import LineRequest
 
@@ -107,3 +115,27 @@ def test_a_payout_whose_write_was_lost_is_answered_by_the_sandbox_not_paid_twice
     made = database.sandbox_transfers.find_one({"_id": transfer_id})
     assert (made["amount"], made["member_id"], made["provider_transfer_id"]) == (1234, member_id,
                                                                                  paid.provider_transfer_id)
+
+
+async def test_a_split_shared_again_is_one_sharing_order_in_the_sandbox(storage, database):
+    credentials = wechat_pay_store.WechatCredentialStore(Sealer.from_setting(storage.data_key))
+    client = WechatPayClient("http://127.0.0.1:9", "https://shop.example/notify")  # never called: no credentials
+    sharing = provider_adapters.profit_sharing(credentials, WechatFundsApi(client))
+    mid, split = new_merchant_id(), new_id("spl")
+
+    def share(*amounts: int) -> ShareRequest:
+        return ShareRequest(merchant_id=mid, provider_txn_id="sbx_txn_" + new_id("t")[-8:], split_id=split,
+                            receivers=[ShareReceiver("MERCHANT_ID", f"19000{i:05d}", a, "supplier cost")
+                                       for i, a in enumerate(amounts)])
+
+    try:
+        asked = share(300, 200)
+        first, again = await sharing.share(asked), await sharing.share(asked)
+        assert first == again and first.state == "FINISHED"
+        with pytest.raises(FailedPrecondition) as refused:
+            await sharing.share(replace(asked, receivers=asked.receivers[:1]))
+        assert refused.value.reason == "PROVIDER_KEY_REUSED"
+        [made] = database.sandbox_shares.find({"_id": split})
+        assert [r["amount"] for r in made["receivers"]] == [300, 200]
+    finally:
+        await client.close()
