@@ -6,10 +6,13 @@ api.mch.weixin.qq.com's paths, signed and verified like the pay endpoints (wecha
                                                               the same bill; another amount,
                                                               openid or scene is refused)
 - GET  /v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{out_bill_no}
-- POST /v3/profitsharing/orders                              分账, keyed by out_order_no; refused
-                                                              past the transaction's maximum share
+- POST /v3/profitsharing/orders                              分账, keyed by out_order_no (another
+                                                              transaction or other receivers under
+                                                              it: INVALID_REQUEST); refused past the
+                                                              transaction's maximum share
 - GET  /v3/profitsharing/orders/{out_order_no}?transaction_id=
-- POST /v3/profitsharing/return-orders                       分账回退, keyed by out_return_no
+- POST /v3/profitsharing/return-orders                       分账回退, keyed by out_return_no (another
+                                                              amount under it: INVALID_REQUEST)
 - GET  /v3/profitsharing/return-orders/{out_return_no}?out_order_no=
 - POST /v3/profitsharing/orders/unfreeze                     what is still frozen goes to the merchant
 - GET  /v3/bill/tradebill?bill_date=&bill_type=ALL           the day's trade bill: its download_url
@@ -49,7 +52,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from wechat_standin.pay import Merchant, PayState, _authorize, _body, _now_text, _pay
+from wechat_standin.pay import KEY_REUSED_MESSAGE, Merchant, PayState, _authorize, _body, _now_text, _pay
 
 _CN = timezone(timedelta(hours=8))
 # 商户单号 of a transfer: letters and digits only, 5 to 32 characters.
@@ -239,7 +242,12 @@ async def share(request: Request) -> Response:
     key = (merchant.mchid, data["out_order_no"])
     order = funds.shares.get(key)
     if order is not None:
-        # The same out_order_no is the same request: WeChat answers the order it made.
+        # The same out_order_no is the same request: WeChat answers the order it made, and
+        # refuses the number asked again for another transaction or other receivers.
+        asked = [(r["type"], r["account"], r["amount"]) for r in receivers]
+        if order["transaction_id"] != data["transaction_id"] or asked != [
+                (r["type"], r["account"], r["amount"]) for r in order["receivers"]]:
+            return pay.fail(400, "INVALID_REQUEST", KEY_REUSED_MESSAGE)
         return pay.signed(_share_answer(order))
     trade = _trade_by_txn(pay, merchant.mchid, data["transaction_id"])
     if trade is None or trade.state != "SUCCESS":
@@ -287,6 +295,8 @@ async def unfreeze(request: Request) -> Response:
         return pay.fail(400, "PARAM_ERROR", "invalid out_order_no or description")
     key = (merchant.mchid, data["out_order_no"])
     if key in funds.shares:
+        if funds.shares[key]["transaction_id"] != data.get("transaction_id"):
+            return pay.fail(400, "INVALID_REQUEST", KEY_REUSED_MESSAGE)
         return pay.signed(_share_answer(funds.shares[key]))
     trade = _trade_by_txn(pay, merchant.mchid, str(data.get("transaction_id") or ""))
     if trade is None or trade.state != "SUCCESS":
@@ -320,7 +330,11 @@ async def return_share(request: Request) -> Response:
         return pay.fail(400, "PARAM_ERROR", f"invalid {problems[0]}")
     key = (merchant.mchid, data["out_return_no"])
     if key in funds.returns:
-        return pay.signed(funds.returns[key])
+        made = funds.returns[key]
+        if (made["out_order_no"], made["return_mchid"], made["amount"]) != (
+                data["out_order_no"], data["return_mchid"], data["amount"]):
+            return pay.fail(400, "INVALID_REQUEST", KEY_REUSED_MESSAGE)
+        return pay.signed(made)
     order = funds.shares.get((merchant.mchid, data["out_order_no"]))
     if order is None:
         return pay.fail(404, "RESOURCE_NOT_EXISTS", "分账单不存在")

@@ -2,8 +2,10 @@
 
 - POST /v3/pay/transactions/jsapi                         JSAPI prepay → prepay_id
 - GET  /v3/pay/transactions/out-trade-no/{no}?mchid=      the trade (404 ORDER_NOT_EXIST)
-- POST /v3/refund/domestic/refunds                        a refund, idempotent by out_refund_no;
-                                                          answered PROCESSING, as WeChat does
+- POST /v3/refund/domestic/refunds                        a refund, idempotent by out_refund_no
+                                                          (the same number for another trade or
+                                                          amount: 400 INVALID_REQUEST); answered
+                                                          PROCESSING, as WeChat does
 - GET  /v3/refund/domestic/refunds/{out_refund_no}        the refund (404 RESOURCE_NOT_EXISTS)
 
 Every request must carry a valid `WECHATPAY2-SHA256-RSA2048` Authorization signed with the
@@ -292,7 +294,10 @@ async def refund(request: Request) -> Response:
     state.refund_requests += 1
     done = state.refunds.get((merchant.mchid, out_refund_no))
     if done is not None:
-        # The same out_refund_no never refunds twice: WeChat answers with the refund made.
+        # The same out_refund_no never refunds twice: WeChat answers with the refund made,
+        # and refuses the number asked again for another trade or amount.
+        if not _same_refund(done, data):
+            return state.fail(400, "INVALID_REQUEST", KEY_REUSED_MESSAGE)
         return state.signed(done)
     trade = state.trades.get((merchant.mchid, str(data.get("out_trade_no") or "")))
     if trade is None:
@@ -324,6 +329,21 @@ async def refund(request: Request) -> Response:
     state.refunds[(merchant.mchid, out_refund_no)] = made
     state.refund_extra[(merchant.mchid, out_refund_no)] = {"mchid": merchant.mchid, "notify_url": notify_url or ""}
     return state.signed(made)
+
+
+# WeChat's answer to a merchant number (out_refund_no, out_order_no, out_return_no) asked
+# again with other parameters than its first request.
+KEY_REUSED_MESSAGE = "参数与首次请求时不一致"
+
+
+def _same_refund(done: dict, data: dict) -> bool:
+    """A repeated refund request names the same trade and asks the same amount."""
+    amount = data.get("amount") or {}
+    trade = data.get("out_trade_no") or ""
+    txn = data.get("transaction_id") or ""
+    same_trade = trade == done["out_trade_no"] if trade else txn == done["transaction_id"]
+    return same_trade and amount.get("refund") == done["amount"]["refund"] \
+        and amount.get("total") == done["amount"]["total"]
 
 
 async def query_refund(request: Request) -> Response:

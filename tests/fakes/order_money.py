@@ -14,6 +14,7 @@ from typing import Any
 
 from siyu_kit import context
 from siyu_kit.aggregate import StaleVersion
+from siyu_kit.errors import FailedPrecondition
 from siyu_kit.ids import new_id
 
 from tests.fakes.store import require_version
@@ -123,9 +124,12 @@ class FakeRefunds:
     refunds: dict[str, Refund] = field(default_factory=dict)
     writes: int = 0
     _stale: list[int] = field(default_factory=lambda: [0])
+    _after: list[int] = field(default_factory=lambda: [0])
 
-    def stale(self, saves: int = 1) -> None:
+    def stale(self, saves: int = 1, after: int = 0) -> None:
+        """The next `saves` saves lose their compare-and-set, once `after` saves went through."""
         self._stale[0] = saves
+        self._after[0] = after
 
     def stored(self, refund_id: str) -> Refund:
         return self.refunds[refund_id]
@@ -189,6 +193,10 @@ class FakeRefunds:
 
     async def save(self, refund: Refund) -> None:
         self.writes += 1
+        if self._after[0] > 0:
+            self._after[0] -= 1
+            _saved(refund, self.refunds, [0])
+            return
         _saved(refund, self.refunds, self._stale)
 
 
@@ -217,6 +225,10 @@ class FakeProvider:
     method: PaymentMethod = PaymentMethod.SANDBOX
     refunds: list[tuple[str, int]] = field(default_factory=list)
     txns: int = 0
+    # refund id → (payment id, receipt); how many refund and find calls came
+    by_key: dict[str, tuple[str, RefundReceipt]] = field(default_factory=dict)
+    calls: int = 0
+    finds: int = 0
 
     def sign(self, notification: Notification) -> str:
         return f"signed:{notification.payment_id}:{notification.provider_txn_id}:{notification.amount}:" \
@@ -229,9 +241,25 @@ class FakeProvider:
         self.txns += 1
         return f"sbx_txn_{self.txns}"
 
-    async def refund(self, payment_id: str, provider_txn_id: str, amount: int, currency: str) -> RefundReceipt:
-        self.refunds.append((payment_id, amount))
-        return RefundReceipt(provider_refund_id=f"sbxrf_{len(self.refunds)}", amount=amount)
+    async def refund(self, payment: Payment, refund_id: str, amount: int) -> RefundReceipt:
+        """Keyed by the refund id as the sandbox is: a repeat answers the first refund; another
+        amount under the same id is refused."""
+        self.calls += 1
+        made = self.by_key.get(refund_id)
+        if made is not None:
+            if (made[0], made[1].amount) != (payment.id, amount):
+                raise FailedPrecondition(f"the key {refund_id} was used with other parameters",
+                                         reason="PROVIDER_KEY_REUSED")
+            return made[1]
+        self.refunds.append((payment.id, amount))
+        receipt = RefundReceipt(provider_refund_id=f"sbxrf_{len(self.refunds)}", amount=amount)
+        self.by_key[refund_id] = (payment.id, receipt)
+        return receipt
+
+    async def find(self, payment: Payment, refund_id: str) -> RefundReceipt | None:
+        self.finds += 1
+        made = self.by_key.get(refund_id)
+        return made[1] if made is not None and made[0] == payment.id else None
 
 
 @dataclass

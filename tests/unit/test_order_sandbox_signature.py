@@ -1,7 +1,6 @@
 """Sandbox notifications: signed over every field, and any change breaks the signature."""
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 import pytest
@@ -45,7 +44,6 @@ def test_missing_wrong_key_or_garbled_signature_fails():
     assert not verify(SECRET, replace(n, signature="not-hex"))
 
 
-def test_refund_records_without_moving_money():
-    receipt = asyncio.run(SandboxProvider(SECRET).refund(BASE.payment_id, BASE.provider_txn_id, 4498, "CNY"))
-    assert receipt.amount == 4498 and receipt.provider_refund_id.startswith("sbxrf_")
+def test_sandbox_transaction_ids_are_the_sandboxs():
+    # Refunds (keyed by the refund id) are tested in tests/unit/order/test_provider_keys.py.
     assert SandboxProvider.new_txn_id().startswith("sbx_txn_")

@@ -2,8 +2,10 @@
 for a merchant that set up WeChat Pay credentials, the sandbox provider for one that did not,
 chosen per merchant as payments are.
 
-- Transfers: WeChat's 商家转账 keyed by the transfer id (out_bill_no); the sandbox's succeed.
-- ProfitSharing: WeChat's 分账 keyed by the split id (out_order_no); the sandbox's finish.
+- Transfers: WeChat's 商家转账 keyed by the transfer id (out_bill_no); the sandbox's succeed,
+  keyed the same way (services/order/adapters/sandbox_ledger.py).
+- ProfitSharing: WeChat's 分账 keyed by the split id (out_order_no); the sandbox's finish,
+  keyed the same way.
   A sandbox transaction (sbx_txn_…) is always the sandbox's, whoever the merchant is.
 - ProviderStatements: WeChat's trade bill of every mch_id the merchant uses, plus the sandbox's
   statement, which is built from our own sandbox payments and refunds (so a sandbox merchant's
@@ -14,13 +16,15 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Sequence
 
+from siyu_kit import db
 from siyu_kit.db import run_sync
 from siyu_kit.errors import FailedPrecondition
 from siyu_kit.ids import new_id
-from siyu_kit.protos import aware
+from siyu_kit.protos import aware, utcnow
 
 from services.order.adapters.documents import PaymentDoc
 from services.order.adapters.refunds import RefundDoc
+from services.order.adapters.sandbox_ledger import SHARES, TRANSFERS, SandboxLedger
 from services.order.adapters.wechat_funds import WechatFundsApi
 from services.order.adapters.wechat_pay import NOT_CONFIGURED
 from services.order.application.ports import WechatCredentialRepository
@@ -139,25 +143,57 @@ class WechatStatements:
 # ---- the sandbox provider -----------------------------------------------------------------
 
 class SandboxTransfers:
-    """The sandbox pays out at once; nothing moves, so it keeps no record of its own."""
+    """The sandbox pays out at once, nothing moving, and keys each transfer by its transfer id
+    as WeChat keys out_bill_no: the same id answers the transfer made; another member or
+    amount under it is refused (PROVIDER_KEY_REUSED)."""
+
+    def __init__(self, ledger: SandboxLedger | None = None):
+        self.ledger = ledger or SandboxLedger(db.database)
 
     async def transfer(self, request: TransferRequest) -> TransferResult:
-        return TransferResult(state="SUCCEEDED", provider_transfer_id=new_id("sbxtr"))
+        made = await self.ledger.keyed(
+            TRANSFERS, request.transfer_id,
+            {"merchant_id": request.merchant_id, "member_id": request.member_id, "amount": request.amount},
+            lambda: {"provider_transfer_id": new_id("sbxtr")}, utcnow())
+        return TransferResult(state="SUCCEEDED", provider_transfer_id=made["provider_transfer_id"])
 
     async def query(self, merchant_id: str, transfer_id: str) -> TransferResult | None:
-        return None
+        made = await self.ledger.find(TRANSFERS, transfer_id)
+        if made is None or made.get("merchant_id") != merchant_id:
+            return None
+        return TransferResult(state="SUCCEEDED", provider_transfer_id=made["provider_transfer_id"])
 
 
 class SandboxProfitSharing:
+    """The sandbox's sharing orders finish at once and are keyed by the split id (its
+    unfreezing by `<split id>-unfreeze`, as WeChat's own order), each return by its return
+    id: a repeat answers the first; other receivers or amounts are refused."""
+
+    def __init__(self, ledger: SandboxLedger | None = None):
+        self.ledger = ledger or SandboxLedger(db.database)
+
     async def share(self, request: ShareRequest) -> ShareResult:
-        return ShareResult(state="FINISHED", provider_order_id=new_id("sbxps"),
-                           receivers={r.account: "SUCCESS" for r in request.receivers})
+        made = await self.ledger.keyed(
+            SHARES, request.split_id,
+            {"merchant_id": request.merchant_id, "provider_txn_id": request.provider_txn_id,
+             "receivers": [{"kind": r.kind, "account": r.account, "amount": r.amount} for r in request.receivers]},
+            lambda: {"provider_order_id": new_id("sbxps")}, utcnow())
+        return ShareResult(state="FINISHED", provider_order_id=made["provider_order_id"],
+                           receivers={r["account"]: "SUCCESS" for r in made["receivers"]})
 
     async def return_share(self, request: ShareReturnRequest) -> ShareReturnResult:
+        await self.ledger.keyed(
+            SHARES, f"{request.split_id}:{request.return_id}",
+            {"merchant_id": request.merchant_id, "split_id": request.split_id, "account": request.account,
+             "amount": request.amount}, lambda: {"provider_order_id": new_id("sbxpr")}, utcnow())
         return ShareReturnResult(state="SUCCESS")
 
     async def unfreeze(self, merchant_id: str, provider_txn_id: str, split_id: str) -> ShareResult:
-        return ShareResult(state="FINISHED", provider_order_id=new_id("sbxps"))
+        made = await self.ledger.keyed(
+            SHARES, f"{split_id}-unfreeze", {"merchant_id": merchant_id, "provider_txn_id": provider_txn_id,
+                                             "receivers": []},
+            lambda: {"provider_order_id": new_id("sbxps")}, utcnow())
+        return ShareResult(state="FINISHED", provider_order_id=made["provider_order_id"])
 
 
 def cn_day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -263,12 +299,14 @@ class MerchantStatements:
         return sorted(rows, key=lambda row: row.at)
 
 
-def transfers(credentials: WechatCredentialRepository, api: WechatFundsApi) -> MerchantTransfers:
-    return MerchantTransfers(credentials, WechatTransfers(credentials, api), SandboxTransfers())
+def transfers(credentials: WechatCredentialRepository, api: WechatFundsApi,
+              sandbox: SandboxLedger | None = None) -> MerchantTransfers:
+    return MerchantTransfers(credentials, WechatTransfers(credentials, api), SandboxTransfers(sandbox))
 
 
-def profit_sharing(credentials: WechatCredentialRepository, api: WechatFundsApi) -> MerchantProfitSharing:
-    return MerchantProfitSharing(credentials, WechatProfitSharing(credentials, api), SandboxProfitSharing())
+def profit_sharing(credentials: WechatCredentialRepository, api: WechatFundsApi,
+                   sandbox: SandboxLedger | None = None) -> MerchantProfitSharing:
+    return MerchantProfitSharing(credentials, WechatProfitSharing(credentials, api), SandboxProfitSharing(sandbox))
 
 
 def provider_statements(credentials: WechatCredentialRepository, api: WechatFundsApi) -> MerchantStatements:

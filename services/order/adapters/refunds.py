@@ -42,6 +42,8 @@ class RefundDoc(Document):
     provider_status = StringField()
     # When the job next asks the provider about a PROCESSING refund (epoch ms); 0: never
     provider_query_ms = IntField()
+    # When a caller took the refund to call the provider (epoch ms); absent: nobody yet
+    provider_call_ms = IntField()
     version = IntField(required=True)
 
     meta = {
@@ -73,7 +75,8 @@ def refund_of(doc: dict | None) -> Refund | None:
         shipping_fee_refund=doc.get("shipping_fee_refund") or 0, reason=doc.get("reason") or "",
         note=doc.get("note") or "", approved_ms=doc.get("approved_ms"), refunded_at=aware(doc.get("refunded_at")),
         provider_refund_id=doc.get("provider_refund_id") or "", request_hash=doc.get("request_hash") or "",
-        provider_status=doc.get("provider_status") or "", provider_query_ms=doc.get("provider_query_ms") or 0)
+        provider_status=doc.get("provider_status") or "", provider_query_ms=doc.get("provider_query_ms") or 0,
+        provider_call_ms=doc.get("provider_call_ms") or 0)
 
 
 def _lines(refund: Refund) -> list[dict]:
@@ -97,7 +100,7 @@ def _fields(r: Refund) -> dict[str, Any]:
     stored = {"state": r.state.value, "note": r.note, "approved_ms": r.approved_ms, "refunded_at": r.refunded_at,
               "amount": r.amount, "shipping_fee_refund": r.shipping_fee_refund, "lines": _lines(r),
               "provider_refund_id": r.provider_refund_id, "provider_status": r.provider_status,
-              "provider_query_ms": r.provider_query_ms}
+              "provider_query_ms": r.provider_query_ms, "provider_call_ms": r.provider_call_ms}
     return {name: stored[name] for name in sorted(r.changed)}
 
 

@@ -66,8 +66,10 @@ def refund_result_of(data: dict) -> RefundResult | None:
     out_refund_no = str(data.get("out_refund_no") or "")
     if status is None or not out_refund_no:
         return None
+    amount = data.get("amount") if isinstance(data.get("amount"), dict) else {}
+    refunded = amount.get("refund")
     return RefundResult(out_refund_no=out_refund_no, refund_id=str(data.get("refund_id") or ""), status=status,
-                        mch_id=str(data.get("mchid") or ""))
+                        mch_id=str(data.get("mchid") or ""), amount=refunded if isinstance(refunded, int) else 0)
 
 
 class WechatPayClient:
@@ -248,3 +250,11 @@ class WechatRefunds:
             raise FailedPrecondition(f"WeChat Pay is not set up for channel {payment.channel}",
                                      reason=NOT_CONFIGURED)
         return await self.client.query_refund(creds, refund_id)
+
+    async def find(self, payment: Payment, refund_id: str) -> RefundReceipt | None:
+        """The refund WeChat made under our refund id (out_refund_no), asked by a second
+        caller instead of refunding again; None when WeChat never saw it."""
+        found = await self.status(payment, refund_id)
+        if found is None or not found.refund_id:
+            return None
+        return RefundReceipt(provider_refund_id=found.refund_id, amount=found.amount, status=found.status.value)

@@ -242,10 +242,8 @@ class PaymentUseCases:
 
     async def _provider_refund(self, payment: Payment, refund_id: str, amount: int):
         """The provider of the payment's method sends the money back, once per refund id."""
-        refunder = self.refunders.get(payment.method)
-        if refunder is not None:
-            return await refunder.refund(payment, refund_id, amount)
-        return await self.provider.refund(payment.id, payment.provider_txn_id, amount, payment.currency)
+        refunder = self.refunders.get(payment.method) or self.provider
+        return await refunder.refund(payment, refund_id, amount)
 
     async def _close(self, payment: Payment) -> Payment:
         """The payment is applied and in the ledger: nothing is left for the reconcile job."""

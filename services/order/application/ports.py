@@ -371,7 +371,14 @@ class PaymentProvider(Protocol):
 
     def new_txn_id(self) -> str: ...
 
-    async def refund(self, payment_id: str, provider_txn_id: str, amount: int, currency: str) -> RefundReceipt: ...
+    async def refund(self, payment: Payment, refund_id: str, amount: int) -> RefundReceipt:
+        """Keyed by our refund id: the same id answers the refund made (never a second);
+        with another amount it is refused (PROVIDER_KEY_REUSED)."""
+        ...
+
+    async def find(self, payment: Payment, refund_id: str) -> RefundReceipt | None:
+        """The refund made under our refund id; None when the provider never saw it."""
+        ...
 
 
 class StockReturns(Protocol):
@@ -446,6 +453,11 @@ class ProviderRefunds(Protocol):
     id so that a retry never refunds twice."""
 
     async def refund(self, payment: Payment, refund_id: str, amount: int) -> RefundReceipt: ...
+
+    async def find(self, payment: Payment, refund_id: str) -> RefundReceipt | None:
+        """The provider's refund under our refund id (asked by a second caller instead of
+        refunding again); None when the provider never saw it."""
+        ...
 
 
 # ---- stored value ------------------------------------------------------------------------

@@ -7,6 +7,10 @@ write on the order's version: lines, refunded total, the refund recorded as appl
 order.refunded in the outbox; the remaining units and amounts are checked against that
 same version, so refunds together never exceed what was paid), the provider refund, the
 ledger entry, the stock return for units never shipped, and REFUNDED.
+
+The provider refund carries the refund id as its key (WeChat's out_refund_no) and is made
+only behind a state check: the caller whose compare-and-set takes the APPROVED refund
+(`provider_call_ms`) calls the provider; any other caller asks the provider by the same id.
 """
 from __future__ import annotations
 
@@ -14,9 +18,9 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Callable
 
-from siyu_kit import context, logging as slog, retry
+from siyu_kit import context, delays, logging as slog, retry
 from siyu_kit.aggregate import Move, StaleVersion
-from siyu_kit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Violations
+from siyu_kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Violations
 from siyu_kit.ids import is_id, new_id
 from siyu_kit.money import MAX_AMOUNT, amount_ok
 from siyu_kit.protos import epoch_ms, to_storage_precision, utcnow
@@ -27,7 +31,7 @@ from services.order.application.ports import (Balances, LedgerRepository, OrderR
 from services.order.domain import ledger, refunds as rules
 from services.order.domain.cart import MAX_QUANTITY
 from services.order.domain.idempotency import fingerprint, require_same_request
-from services.order.domain.payments import PaymentMethod
+from services.order.domain.payments import Payment, PaymentMethod, RefundReceipt
 from services.order.domain.orders import NOT_REFUNDABLE, AppliedRefund, Order, OrderState
 from services.order.domain.payments import QUERY_AFTER
 from services.order.domain.refunds import LineBalance, LineRequest, ProviderStatus, Refund, RefundState
@@ -322,12 +326,11 @@ class RefundUseCases:
             await self.entries.record(merchant_id, ledger.balance_refunded(order.id, refund.id, split.balance),
                                       order.currency, now)
         if split.provider > 0:
-            refunder = self.refunders.get(payment.method)
-            if refunder is not None:
-                receipt = await refunder.refund(payment, refund.id, split.provider)
-            else:
-                receipt = await self.provider.refund(payment.id, payment.provider_txn_id, split.provider,
-                                                     payment.currency)
+            refund, receipt = await self._provider_refund(refund, payment, split.provider)
+            if receipt is None:
+                # Another caller is at the provider with this refund right now (or finished
+                # it): it takes the refund on; this one answers the refund as it stands.
+                return refund
             provider_refund_id, provider_status = receipt.provider_refund_id, receipt.status
             entry = ledger.order_refunded(order.id, payment.id, refund.id, split.provider)
             await self.entries.record(merchant_id, entry, order.currency, now)
@@ -345,6 +348,36 @@ class RefundUseCases:
             except StaleVersion:
                 pass  # another run finished it
         return await self._staff_refund(merchant_id, refund.id)
+
+    async def _provider_refund(self, refund: Refund, payment: Payment,
+                               amount: int) -> tuple[Refund, RefundReceipt | None]:
+        """The provider part, behind a state check and keyed by the refund id: the caller
+        whose compare-and-set takes the APPROVED refund calls the provider; a caller that
+        finds it taken (a retry, the job, another replica) asks the provider by the same
+        id instead, and refunds only once the taker's lease has run out and the provider
+        never saw the refund (the provider keys it anyway: never a second refund).
+        Returns the refund as read last and the provider's receipt; None when another
+        caller is on it (or the refund is no longer APPROVED)."""
+        refunder = self.refunders.get(payment.method) or self.provider
+        for _ in range(ATTEMPTS):
+            if refund.state is not RefundState.APPROVED:
+                return refund, None
+            now = self._now()
+            if refund.provider_call_ms:
+                found = await refunder.find(payment, refund.id)
+                if found is not None:
+                    return refund, found
+                if refund.provider_call_fresh(now):
+                    return refund, None
+            refund.call_provider(now)
+            try:
+                await self.refunds.save(refund)
+            except StaleVersion:
+                refund = await self._staff_refund(refund.merchant_id, refund.id)
+                continue
+            await delays.pause("order.refund.provider_call")
+            return refund, await refunder.refund(payment, refund.id, amount)
+        raise Conflict("the refund kept changing while it was sent to the provider; try again")
 
     async def _apply(self, refund: Refund) -> tuple[Order, AppliedRefund]:
         """The order takes the refund, once, on the version its remaining units and

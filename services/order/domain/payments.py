@@ -66,6 +66,7 @@ class RefundResult:
     refund_id: str
     status: ProviderStatus
     mch_id: str = ""
+    amount: int = 0  # the refunded amount WeChat states (0 when it states none)
 
 
 class Settlement(str, Enum):

@@ -68,6 +68,10 @@ PROVIDER_QUERY_SLOW = timedelta(minutes=10)
 PROVIDER_QUERY_FAST_FOR = timedelta(minutes=10)
 PROVIDER_QUERY_UNTIL = timedelta(days=3)
 
+# How long a caller that took a refund to call the provider is left to finish before
+# another takes it over (asking the provider first, then refunding under the same key).
+PROVIDER_CALL_LEASE_MS = 30_000
+
 BY_MEMBER = "MEMBER"
 BY_STAFF = "STAFF"
 # Who may refund a completed order after its after-sales window (never a member, never
@@ -252,6 +256,9 @@ class Refund(Aggregate):
     provider_status: str = ""
     # When to ask the provider about a PROCESSING refund (epoch ms); 0: never.
     provider_query_ms: int = 0
+    # When a caller took the refund to call the provider (epoch ms; 0: nobody yet). A second
+    # caller that finds it taken asks the provider by the refund id instead of refunding.
+    provider_call_ms: int = 0
     # What the next save writes besides the state: the repository reads it.
     changed: set[str] = field(default_factory=set, repr=False, compare=False)
 
@@ -303,6 +310,20 @@ class Refund(Aggregate):
         self.state = RefundState.REJECTED
         self.note = NO_LONGER_FITS
         self.changed |= {"state", "note"}
+
+    def call_provider(self, now: datetime) -> None:
+        """Takes the approved refund to call the provider (the compare-and-set the save
+        makes on the version is the check): the caller that wins calls, any other asks."""
+        if self.state is not RefundState.APPROVED:
+            raise FailedPrecondition(f"a {self.state.value} refund is not sent to the provider",
+                                     reason="STATUS_TRANSITION")
+        self.provider_call_ms = _epoch_ms(now)
+        self.changed |= {"provider_call_ms"}
+
+    def provider_call_fresh(self, now: datetime) -> bool:
+        """Another caller took the refund to call the provider less than
+        PROVIDER_CALL_LEASE ago: it is still on its way."""
+        return 0 < self.provider_call_ms and _epoch_ms(now) - self.provider_call_ms < PROVIDER_CALL_LEASE_MS
 
     def finish(self, applied: AppliedRefund, provider_refund_id: str, now: datetime, provider_status: str = "",
                query_after: timedelta = timedelta(seconds=30)) -> None:

@@ -2,7 +2,7 @@
 and what the order takes for it."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -11,8 +11,8 @@ from siyu_kit.errors import FailedPrecondition
 
 from services.order.domain import refunds as rules
 from services.order.domain.orders import RefundedUnits
-from services.order.domain.refunds import (BY_MEMBER, BY_STAFF, MACHINE, LineBalance, LineRequest, Refund,
-                                           RefundState)
+from services.order.domain.refunds import (BY_MEMBER, BY_STAFF, MACHINE, PROVIDER_CALL_LEASE_MS, LineBalance,
+                                           LineRequest, Refund, RefundState)
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -100,3 +100,16 @@ def test_an_approved_refund_outrun_by_another_is_rejected():
     assert refund.state is RefundState.REJECTED and refund.note == rules.NO_LONGER_FITS
     error = rules.no_longer_fits(problems)
     assert error.reason == "REFUND_EXCEEDS_REMAINING" and error.violations[0].field == "lines[0].quantity"
+
+
+def test_only_an_approved_refund_is_taken_for_the_provider_and_the_take_lasts_its_lease():
+    asked = opened()
+    with pytest.raises(FailedPrecondition):
+        asked.call_provider(NOW)
+    staff_refund = opened(BY_STAFF)
+    assert not staff_refund.provider_call_fresh(NOW)
+    staff_refund.call_provider(NOW)
+    assert staff_refund.changed == {"provider_call_ms"}
+    lease = timedelta(milliseconds=PROVIDER_CALL_LEASE_MS)
+    assert staff_refund.provider_call_fresh(NOW + lease - timedelta(milliseconds=1))
+    assert not staff_refund.provider_call_fresh(NOW + lease)

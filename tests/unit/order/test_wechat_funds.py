@@ -10,9 +10,11 @@ import pytest
 
 from siyu_kit.errors import FailedPrecondition
 from siyu_kit.ids import new_id
+from tests.fakes.sandbox_ledger import MemoryDatabase
 from tests.fakes.wechat_pay import FakeWechatCredentials
 
 from services.order.adapters import provider_adapters
+from services.order.adapters.sandbox_ledger import SandboxLedger
 from services.order.adapters.wechat_funds import WechatFundsApi, out_bill_no, parse_trade_bill
 from services.order.adapters.wechat_pay import WechatPayClient
 from services.order.application.provider_ports import (ShareReceiver, ShareRequest, ShareReturnRequest,
@@ -34,8 +36,9 @@ class World:
                                       transport=httpx.ASGITransport(app=self.standin))
         self.api = WechatFundsApi(self.client)
         self.credentials = FakeWechatCredentials()
-        self.transfers = provider_adapters.transfers(self.credentials, self.api)
-        self.sharing = provider_adapters.profit_sharing(self.credentials, self.api)
+        self.sandbox = MemoryDatabase()
+        self.transfers = provider_adapters.transfers(self.credentials, self.api, SandboxLedger(self.sandbox))
+        self.sharing = provider_adapters.profit_sharing(self.credentials, self.api, SandboxLedger(self.sandbox))
 
     async def set_up(self) -> WechatCredentials:
         m = (await self.http.post("/_standin/pay/merchants", json={"mchid": MCHID, "appid": APPID})).json()
@@ -294,3 +297,63 @@ def test_the_bill_is_read_by_its_header_names_whatever_their_order():
     assert [(r.kind, r.our_id, r.provider_id, r.amount, r.fee) for r in rows] == [
         ("PAYMENT", "pay_1", "4200001", 1005, 6), ("REFUND", "rfd_1", "5000001", 300, 2)]
     assert rows[0].at == datetime(2026, 12, 1, 9, 30, tzinfo=CN)
+
+
+# ---- the stand-in keys every money-moving call as WeChat does ------------------------------
+
+async def _refund(world, out_trade_no: str, out_refund_no: str, amount: int, total: int) -> dict:
+    return await world.client.signed(world.creds, "POST", "/v3/refund/domestic/refunds", {
+        "out_trade_no": out_trade_no, "out_refund_no": out_refund_no,
+        "amount": {"refund": amount, "total": total, "currency": "CNY"}})
+
+
+async def test_the_same_out_refund_no_answers_the_refund_made_and_refuses_another_amount(world):
+    txn = await world.paid_trade(10_000)
+    trade = next(t for t in world.standin.state.standin_pay.trades.values() if t.transaction_id == txn)
+    other = await world.paid_trade(10_000)
+    other_trade = next(t for t in world.standin.state.standin_pay.trades.values() if t.transaction_id == other)
+    no = new_id("rfd")
+    first = await _refund(world, trade.out_trade_no, no, 2_500, 10_000)
+    again = await _refund(world, trade.out_trade_no, no, 2_500, 10_000)
+    assert again["refund_id"] == first["refund_id"] and again["amount"]["refund"] == 2_500
+    for amount, out_trade_no in ((2_501, trade.out_trade_no), (2_500, other_trade.out_trade_no)):
+        with pytest.raises(FailedPrecondition, match="INVALID_REQUEST 参数与首次请求时不一致"):
+            await _refund(world, out_trade_no, no, amount, 10_000)
+    assert [r["amount"]["refund"] for r in trade.refunds] == [2_500] and other_trade.refunds == []
+    held = (await world.http.get("/_standin/pay/refunds", params={"mchid": MCHID,
+                                                                  "out_trade_no": trade.out_trade_no})).json()
+    assert len(held["refunds"]) == 1
+
+
+async def test_the_same_out_order_no_with_other_receivers_or_another_transaction_is_refused(world):
+    txn, other = await world.paid_trade(10_000), await world.paid_trade(10_000)
+    split = new_id("spl")
+    await world.sharing.share(_share(txn, split, 500))
+    for asked in (_share(txn, split, 501), _share(txn, split, 500, 1), _share(other, split, 500)):
+        with pytest.raises(FailedPrecondition, match="INVALID_REQUEST 参数与首次请求时不一致"):
+            await world.sharing.share(asked)
+    shared = (await world.http.get("/_standin/funds/profitsharing", params={"mchid": MCHID})).json()
+    assert [[r["amount"] for r in o["receivers"]] for o in shared["orders"]] == [[500]]
+
+
+async def test_the_same_out_return_no_answers_the_return_made_and_refuses_another_amount(world):
+    await world.http.post("/_standin/funds/profitsharing/settings", json={"mchid": MCHID, "finish_at_once": True})
+    txn = await world.paid_trade(10_000)
+    split, back = new_id("spl"), new_id("rtn")
+    await world.sharing.share(_share(txn, split, 800))
+    for _ in range(2):
+        answer = await world.sharing.return_share(ShareReturnRequest(MERCHANT, split, back, "1900000000", 300, "退款"))
+        assert answer.state == "SUCCESS"
+    with pytest.raises(FailedPrecondition, match="INVALID_REQUEST 参数与首次请求时不一致"):
+        await world.sharing.return_share(ShareReturnRequest(MERCHANT, split, back, "1900000000", 200, "退款"))
+    returns = (await world.http.get("/_standin/funds/profitsharing", params={"mchid": MCHID})).json()["returns"]
+    assert [r["amount"] for r in returns] == [300]
+
+
+async def test_an_unfreeze_repeated_answers_the_first_and_refuses_another_transaction(world):
+    txn, other = await world.paid_trade(10_000), await world.paid_trade(10_000)
+    split = new_id("spl")
+    first = await world.sharing.unfreeze(MERCHANT, txn, split)
+    assert (await world.sharing.unfreeze(MERCHANT, txn, split)).provider_order_id == first.provider_order_id
+    with pytest.raises(FailedPrecondition, match="INVALID_REQUEST"):
+        await world.sharing.unfreeze(MERCHANT, other, split)

@@ -335,6 +335,23 @@ async def test_refunds_are_keyed_by_our_refund_id_so_retries_refund_once(world):
     assert len(made["refunds"]) == 1 and made["requests"] == 3
 
 
+async def test_a_second_caller_finds_wechats_refund_by_our_refund_id_and_another_amount_is_refused(world):
+    await world.set_up()
+    payment, _ = await world.pay()
+    headers, body = await world.complete(payment.prepay_id)
+    paid, _ = await world.cases.notify(MERCHANT, headers, body)
+    refund_id = "rfd_01JBBBBBBBBBBBBBBBBBBBBBBB"
+    assert await world.refunds.find(paid, refund_id) is None
+    made = await world.refunds.refund(paid, refund_id, 500)
+    found = await world.refunds.find(paid, refund_id)
+    assert (found.provider_refund_id, found.amount, found.status) == (made.provider_refund_id, 500, "PROCESSING")
+    with pytest.raises(FailedPrecondition) as refused:
+        await world.refunds.refund(paid, refund_id, 501)
+    assert refused.value.reason == "WECHAT_PAY_REFUSED" and "INVALID_REQUEST" in refused.value.message
+    listed = (await world.http.get("/_standin/pay/refunds", params={"mchid": MCHID, "out_trade_no": paid.id})).json()
+    assert [r["amount"]["refund"] for r in listed["refunds"]] == [500]
+
+
 async def test_a_payment_the_order_cannot_take_goes_back_through_wechat(world):
     await world.set_up()
     payment, _ = await world.pay()
