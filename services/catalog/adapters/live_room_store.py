@@ -34,7 +34,7 @@ def _announce(col: Collection, sale: RoomSale, guard: dict, units: int, now_ms: 
                                           aggregate_version=0))
     if col.update_one({"_id": sale.id, "merchant_id": sale.merchant_id, **guard}, update).modified_count != 1:
         return False
-    committed()
+    committed(col, sale.id)
     return True
 
 
