@@ -17,6 +17,7 @@ from siyu_kit.events.consumer import Consumer, Poison, Subscription, backoff_s
 from siyu_kit.events.relay import OutboxRelay
 from siyu_kit.events.streams import DLQ_PREFIX, DLQ_STREAM, stream_name
 from siyu_kit.ids import new_id
+from siyu_kit.lease import Lease, MongoLeases
 from tests.support import new_merchant_id, eventually
 
 STREAM = stream_name("catalog")
@@ -381,3 +382,48 @@ async def test_one_failing_publish_does_not_hold_back_the_other_documents(mongo,
     assert await OutboxRelay("catalog", js, [coll]).pass_once() == 1
     assert list(coll.find({outbox.PENDING: 1})) == []
     assert len(await stored(js, STREAM, f"{topic}.>")) == 5
+
+
+class _Counting:
+    """Real JetStream, counting the publishes of one relay."""
+
+    def __init__(self, js):
+        self._js = js
+        self.published = 0
+
+    async def publish(self, subject, data, headers=None, **kwargs):
+        self.published += 1
+        return await self._js.publish(subject, data, headers=headers, **kwargs)
+
+
+async def test_three_replicas_relays_publish_each_event_once(mongo, js, topic):
+    """Each replica publishes what it committed; the sweep, in the lease holder alone,
+    takes only what a replica left behind (it died between commit and publish)."""
+    coll = mongo[f"agg_{new_id('c').lower()}"]
+    leases = MongoLeases(mongo[f"leases_{new_id('c').lower()}"])
+    merchant = new_merchant_id()
+    counted = [_Counting(js) for _ in range(3)]
+    relays = [OutboxRelay("catalog", c, [coll], interval_s=0.05,
+                          sweep_lease=Lease(leases, "relay-sweep", f"replica-{i}", ttl=3))
+              for i, c in enumerate(counted)]
+    tasks = [asyncio.create_task(r.run()) for r in relays]
+    try:
+        await eventually(lambda: all(r._loop for r in relays), message="relays running")
+        for i in range(150):
+            e = event(f"{topic}.created", merchant, f"agg_{i}")
+            coll.insert_one({"_id": f"agg_{i}", "merchant_id": merchant, **outbox.for_insert(e)})
+            relays[i % 3].kick(coll, f"agg_{i}")
+        # Left behind by a replica that died after its commit: nobody is kicked.
+        for i in range(150, 180):
+            e = event(f"{topic}.created", merchant, f"agg_{i}")
+            coll.insert_one({"_id": f"agg_{i}", "merchant_id": merchant, **outbox.for_insert(e)})
+        await eventually(lambda: coll.count_documents({outbox.PENDING: 1}) == 0, timeout=30,
+                         message="every outbox cleared")
+    finally:
+        for r in relays:
+            r.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(c.published for c in counted) == 180
+    assert len(await stored(js, STREAM, f"{topic}.>")) == 180
+    # Each kicked replica published its own fifty; one replica swept the thirty.
+    assert sorted(c.published for c in counted)[:2] == [50, 50]
