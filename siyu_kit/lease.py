@@ -151,24 +151,21 @@ class Lease:
     async def step(self) -> bool:
         started = self.monotonic()
         try:
-            if self.token is not None and self.held():
-                if started < self._next_renew:
+            if self.token is not None:
+                if self.held() and started < self._next_renew:
                     return True
+                # Also after a lapse (a stalled loop, the database away): while the token
+                # is still mine nobody else has held the lease, so renewing is safe.
                 if await self._run(self.store.renew, self.name, self.holder, self.token, self.clock(), self.ttl_ms):
                     self._granted(started)
-                else:
-                    log.warning("lease.lost", lease=self.name, token=self.token)
-                    self.token = None
-            else:
-                if self.token is not None:
-                    # Not renewed in time (the database was away): another replica may hold it.
-                    log.warning("lease.expired", lease=self.name, token=self.token)
-                    self.token = None
-                token = await self._run(self.store.acquire, self.name, self.holder, self.clock(), self.ttl_ms)
-                if token is not None:
-                    self.token = token
-                    self._granted(started)
-                    log.info("lease.acquired", lease=self.name, token=token)
+                    return True
+                log.warning("lease.lost", lease=self.name, token=self.token)
+                self.token = None
+            token = await self._run(self.store.acquire, self.name, self.holder, self.clock(), self.ttl_ms)
+            if token is not None:
+                self.token = token
+                self._granted(started)
+                log.info("lease.acquired", lease=self.name, token=token)
         except Exception as error:  # noqa: BLE001 - the database away: keep what is still valid
             log.warning("lease.step_failed", lease=self.name, error=repr(error))
         return self.held()

@@ -75,6 +75,16 @@ def test_a_holder_that_cannot_renew_stops_before_its_lease_expires():
     assert store.docs["job"]["expires_ms"] > clock.at()[0]()  # stopped while the lease still ran
 
 
+def test_a_holder_whose_renewal_came_late_keeps_its_token_when_nobody_took_over():
+    store, clock = FakeLeases(), Clock()
+    a, b = _replica(store, clock, holder="a"), _replica(store, clock, holder="b")
+    assert _now(a.step())
+    clock.t += TTL - a.margin  # a stalled loop: no renewal in time
+    assert not a.held()
+    assert _now(a.step()) and a.token == 1
+    assert not _now(b.step())
+
+
 def test_a_superseded_holder_learns_it_at_its_next_renewal():
     store, clock = FakeLeases(), Clock()
     a, b = _replica(store, clock, holder="a"), _replica(store, clock, holder="b")
