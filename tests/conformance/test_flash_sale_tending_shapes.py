@@ -40,3 +40,18 @@ def test_sales_made_before_tending_are_backfilled_once(coll):
     coll.insert_many([{"_id": "old", "pooled": 1}, {"_id": "new", "pooled": 1, "tending": 0}])
     assert coll.update_many({"tending": {"$exists": False}}, {"$set": {"tending": 1}}).modified_count == 1
     assert {d["_id"]: d["tending"] for d in coll.find({})} == {"old": 1, "new": 0}
+
+
+def test_running_session_sales_are_found_among_tending_ones(coll):
+    coll.create_index([("tending", ASCENDING), ("ends_at", ASCENDING)])
+    start = NOW - timedelta(minutes=10)
+    coll.insert_many([
+        _sale("live", NOW + timedelta(minutes=5), 3, 0, live_session_id="liv_1", starts_at=start),
+        _sale("unbound", NOW + timedelta(minutes=5), 3, 0, live_session_id="", starts_at=start),
+        _sale("ended", NOW - timedelta(minutes=1), 3, 0, live_session_id="liv_1", starts_at=start),
+        _sale("soon", NOW + timedelta(minutes=50), 3, 0, live_session_id="liv_1", starts_at=NOW + timedelta(minutes=5)),
+        _sale("settled", NOW + timedelta(minutes=5), 0, 0, live_session_id="liv_1", starts_at=start, tending=0),
+    ])
+    found = coll.find({"tending": 1, "live_session_id": {"$gt": ""}, "pooled": 1, "starts_at": {"$lte": NOW},
+                       "ends_at": {"$gt": NOW}}, {"merchant_id": 1}).limit(10)
+    assert [d["_id"] for d in found] == ["live"]

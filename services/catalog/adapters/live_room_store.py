@@ -22,8 +22,9 @@ _FIELDS = {f: 1 for f in ("merchant_id", "live_session_id", "product_id", "sku_i
 
 
 def running(col: Collection, now: datetime, limit: int) -> list[dict]:
-    """Pooled sales bound to a session whose window holds `now`, of every merchant."""
-    return list(col.find({"live_session_id": {"$gt": ""}, "pooled": 1, "starts_at": {"$lte": now},
+    """Pooled sales bound to a session whose window holds `now`, of every merchant (the
+    tending index's range of sales not yet ended, not every sale ever bound to a session)."""
+    return list(col.find({"tending": 1, "live_session_id": {"$gt": ""}, "pooled": 1, "starts_at": {"$lte": now},
                           "ends_at": {"$gt": now}}, _FIELDS).limit(limit))
 
 
