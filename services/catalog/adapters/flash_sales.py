@@ -69,6 +69,7 @@ class FlashSaleDoc(me.Document):
     outbox = me.DictField()
     outbox_pending = me.IntField(default=0)
     outbox_seq = me.IntField(default=0)
+    outbox_ms = me.IntField()
 
     meta = {
         "collection": "flash_sales",
