@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
@@ -71,22 +71,24 @@ def room_event_for(payload: Message, *, merchant_id: str, aggregate_id: str, agg
 
 
 # Who wants to know that events were just committed: the process's relay, so that it
-# publishes that document's events now instead of leaving them to the sweep. Repositories
-# call `committed(collection, document id)` after a write that stored events; nothing is
-# threaded through the use cases.
-_on_commit: list[Callable[[Any, Any], None]] = []
+# publishes them now instead of leaving them to the sweep. Repositories call
+# `committed(collection, document id, event ids)` after a write that stored events;
+# nothing is threaded through the use cases.
+_on_commit: list[Callable[[Any, Any, Sequence[str] | None], None]] = []
 
 
-def on_commit(callback: Callable[[Any, Any], None]) -> Callable[[], None]:
-    """Registers `callback(collection, document id)`; returns what unregisters it."""
+def on_commit(callback: Callable[[Any, Any, Sequence[str] | None], None]) -> Callable[[], None]:
+    """Registers `callback(collection, document id, event ids)`; returns what unregisters it."""
     _on_commit.append(callback)
     return lambda: _on_commit.remove(callback) if callback in _on_commit else None
 
 
-def committed(collection: Any = None, doc_id: Any = None) -> None:
-    """Events were committed in this document (both None: somewhere, look for them)."""
+def committed(collection: Any = None, doc_id: Any = None, event_ids: Sequence[str] | None = None) -> None:
+    """These events were committed in this document (no ids: whatever it holds; nothing
+    named: somewhere, look for them). A replica publishes only the events it committed, so
+    two replicas writing one document do not both publish each other's."""
     for callback in list(_on_commit):
-        callback(collection, doc_id)
+        callback(collection, doc_id, event_ids)
 
 
 def _now_ms() -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from nats.js import JetStreamContext
 from pymongo import UpdateOne
@@ -34,6 +34,7 @@ BATCH = 100
 # Documents pending for less than this belong to the replica that wrote them.
 SWEEP_GRACE_S = 2.0
 _FIELDS = {OUTBOX: 1, SEQ: 1}
+_PARTIAL = "_partial"  # in memory only: the document holds events this pass leaves alone
 
 
 class OutboxRelay:
@@ -46,15 +47,17 @@ class OutboxRelay:
         self.sweep_lease = sweep_lease
         self.grace_s = grace_s
         self._kicked = asyncio.Event()
-        self._due: dict[str, tuple[Collection, set[Any]]] = {}
+        # collection name → (collection, document id → the events to publish, None: all)
+        self._due: dict[str, tuple[Collection, dict[Any, set[str] | None]]] = {}
         self._sweep_now = False
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def kick(self, collection: Collection | None = None, doc_id: Any = None) -> None:
-        """Events were just committed in this document: publish them now. Without a
-        document, look through the collection (or all) now. Safe from any thread (a
-        repository writes from the database thread pool)."""
+    def kick(self, collection: Collection | None = None, doc_id: Any = None,
+             event_ids: Sequence[str] | None = None) -> None:
+        """These events were just committed in this document: publish them now (no ids:
+        all it holds). Without a document, look through every collection now. Safe from
+        any thread (a repository writes from the database thread pool)."""
         loop = self._loop
         if loop is None:
             return  # not running yet: the sweep finds the events
@@ -62,16 +65,19 @@ class OutboxRelay:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
+        ids = None if event_ids is None else set(event_ids)
         if running is loop:
-            self._note(collection, doc_id)
+            self._note(collection, doc_id, ids)
         elif not loop.is_closed():
-            loop.call_soon_threadsafe(self._note, collection, doc_id)
+            loop.call_soon_threadsafe(self._note, collection, doc_id, ids)
 
-    def _note(self, collection: Collection | None, doc_id: Any) -> None:
+    def _note(self, collection: Collection | None, doc_id: Any, event_ids: set[str] | None) -> None:
         if collection is None or doc_id is None:
             self._sweep_now = True
         else:
-            self._due.setdefault(collection.name, (collection, set()))[1].add(doc_id)
+            docs = self._due.setdefault(collection.name, (collection, {}))[1]
+            noted = docs.get(doc_id, set())
+            docs[doc_id] = None if noted is None or event_ids is None else noted | event_ids
         self._kicked.set()
 
     async def run(self) -> None:
@@ -116,12 +122,13 @@ class OutboxRelay:
         """Publishes the documents whose commits kicked this relay."""
         due, self._due = self._due, {}
         published = 0
-        for collection, ids in due.values():
-            wanted = list(ids)
-            for start in range(0, len(wanted), BATCH):
-                chunk = wanted[start:start + BATCH]
+        for collection, wanted in due.values():
+            ids = list(wanted)
+            for start in range(0, len(ids), BATCH):
+                chunk = ids[start:start + BATCH]
                 docs = await run_sync(lambda c=collection, i=chunk: list(
                     c.find({"_id": {"$in": i}, PENDING: 1}, _FIELDS)))
+                docs = [d for d in (_only(doc, wanted[doc["_id"]]) for doc in docs) if d[OUTBOX]]
                 if docs:
                     published += await self._publish_batch(collection, docs)
         return published
@@ -165,6 +172,17 @@ class OutboxRelay:
         EVENTS_PUBLISHED.labels(self.service).inc(len(events))
 
 
+def _only(doc: dict, event_ids: set[str] | None) -> dict:
+    """The document as far as this replica publishes it: the events it committed (those
+    still there). When others' events are there too, their writer publishes them, and
+    clears the pending mark (or the sweep does)."""
+    events = doc.get(OUTBOX) or {}
+    if event_ids is None:
+        return doc
+    mine = {eid: e for eid, e in events.items() if eid in event_ids}
+    return {**doc, OUTBOX: mine, _PARTIAL: len(mine) < len(events)}
+
+
 def _family(subject: str) -> str:
     """A live room's subject names its session: count the rooms as one family."""
     return "siyu.live.room" if subject.startswith("siyu.live.room.") else subject
@@ -185,6 +203,8 @@ def _clear(collection: Collection, docs: list[dict]) -> None:
         events = doc.get(OUTBOX) or {}
         if events:
             ops.append(UpdateOne({"_id": doc["_id"]}, {"$unset": {f"{OUTBOX}.{eid}": "" for eid in events}}))
+        if doc.get(_PARTIAL):
+            continue  # others' events are still there
         # Only if no write added events meanwhile; otherwise the next pass sends them.
         ops.append(UpdateOne({"_id": doc["_id"], SEQ: doc.get(SEQ, 0)}, {"$set": {PENDING: 0}}))
     collection.bulk_write(ops, ordered=True)

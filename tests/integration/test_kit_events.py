@@ -433,3 +433,25 @@ async def test_three_replicas_relays_publish_each_event_once(mongo, js, topic):
     assert sum(c.published for c in counted) == 180
     assert sorted(c.published for c in counted) == [50, 50, 80]  # one replica swept the thirty
     assert len(await stored(js, STREAM, f"{topic}.>")) == 180
+
+
+async def test_replicas_writing_one_document_publish_only_their_own_events(mongo, js, topic):
+    """Two replicas add events to one document before either has published: each
+    publishes what it committed, once, and the document ends cleared."""
+    coll = mongo[f"agg_{new_id('c').lower()}"]
+    merchant = new_merchant_id()
+    first, second = event(f"{topic}.created", merchant, "agg_1"), event(f"{topic}.changed", merchant, "agg_1", 2)
+    coll.insert_one({"_id": "agg_1", "merchant_id": merchant, "version": 1, **outbox.for_insert(first)})
+    coll.update_one({"_id": "agg_1"}, outbox.add_to_update({"$set": {"version": 2}}, second))
+    counted = [_Counting(js), _Counting(js)]
+    relays = [OutboxRelay("catalog", c, [coll], grace_s=0) for c in counted]
+    for relay, e in zip(relays, (first, second)):
+        relay._note(coll, "agg_1", {e.event_id})
+        assert await relay.publish_due() == 1
+    assert [c.published for c in counted] == [1, 1]
+    doc = coll.find_one({"_id": "agg_1"})
+    assert doc[outbox.OUTBOX] == {}
+    # The second saw only its own event left and cleared the mark; the sweep has nothing to do.
+    assert doc[outbox.PENDING] == 0
+    assert await relays[0].pass_once() == 0
+    assert len(await stored(js, STREAM, f"{topic}.>")) == 2

@@ -93,11 +93,11 @@ def test_subjects_are_declared_on_the_event_messages():
 
 def test_committed_wakes_whoever_registered_with_the_document():
     woken = []
-    remove = outbox.on_commit(lambda collection, doc_id: woken.append((collection, doc_id)))
+    remove = outbox.on_commit(lambda collection, doc_id, event_ids: woken.append((collection, doc_id, event_ids)))
     try:
-        outbox.committed("orders", "ord_1")
+        outbox.committed("orders", "ord_1", ["evt_1"])
         outbox.committed()
     finally:
         remove()
     outbox.committed()
-    assert woken == [("orders", "ord_1"), (None, None)]
+    assert woken == [("orders", "ord_1", ["evt_1"]), (None, None, None)]
