@@ -116,7 +116,9 @@ def test_orders_placed_through_both_replicas_are_published_and_counted_once(stac
 
         wait_until(cleared, timeout=20, message="every order's outbox cleared")
         wait_until(lambda: counted() >= n, timeout=20, message="the funnel counted the orders")
-        assert placed_publishes(stack, twin) - before == n
+        published = placed_publishes(stack, twin) - before
+        assert published == n, f"{published} publishes for {n} orders; dropped as duplicates so far: " \
+            f"{[samples(r, 'order', 'siyu_events_duplicate_total') for r in (stack, twin)]}"
         assert counted() == n
     finally:
         client.close()
