@@ -26,6 +26,14 @@ DB_COMMANDS = Counter("siyu_db_commands_total", "MongoDB commands sent", ["servi
 # Finished runs of a periodic job, by outcome: a stalled job shows as a flat counter, and a
 # test waits for it to advance instead of sleeping for some runs.
 JOB_RUNS = Counter("siyu_job_runs_total", "finished runs of a periodic job", ["service", "job", "outcome"])
+# Leases (siyu_kit/lease.py): 1 while this replica holds the lease of the job (or of the
+# relay's sweep); summed over replicas, at most 1 per job.
+LEASES_HELD = Gauge("siyu_leases_held", "leases this process holds, by job", ["service", "job"])
+# Publishes JetStream dropped as duplicates of an earlier one (Nats-Msg-Id): two relays overlapped.
+EVENTS_DUPLICATE = Counter("siyu_events_duplicate_total", "relayed events JetStream already had", ["service"])
+# Relayed events by subject family (a live room's subject without its session id).
+EVENTS_PUBLISHED_BY_SUBJECT = Counter("siyu_events_published_by_subject_total", "events relayed from the outbox",
+                                      ["service", "subject"])
 
 
 def serve(port: int) -> None:

@@ -20,7 +20,7 @@ def insert_new(collection: Collection, doc: dict, events: Sequence[Event] = ()) 
     except DuplicateKeyError:
         return False
     if events:
-        committed()
+        committed(collection, doc.get("_id"), [e.event_id for e in events])
     return True
 
 
@@ -35,4 +35,4 @@ def save_change(collection: Collection, query: dict[str, Any], update: dict[str,
     if collection.update_one(query, add_to_update(update, *events)).modified_count != 1:
         raise StaleVersion(f"{collection.name} {query.get('_id', '')} changed since it was read")
     if events:
-        committed()
+        committed(collection, query.get("_id"), [e.event_id for e in events])

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from nats.js import JetStreamContext
 from pymongo.collection import Collection
 
-from siyu_kit import clients, config, db, liveness, logging as slog, metrics
+from siyu_kit import clients, config, db, lease as leases, liveness, logging as slog, metrics
 from siyu_kit.events import outbox
 from siyu_kit.events.consumer import ACK_WAIT_S, Consumer, Subscription
 from siyu_kit.events.relay import OutboxRelay
@@ -28,6 +28,8 @@ log = slog.get("siyu.service")
 # the pod stops taking traffic and its orchestrator sees that it no longer consumes.
 # Shorter outages (a NATS blip, a stream failing over) are ridden out by the consumer.
 CONSUMER_DOWN_LIMIT_S = 30.0
+# The lease of the relay's sweep for events a crashed replica left behind.
+RELAY_LEASE = "relay-sweep"
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,11 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     if nc is not None:
         js: JetStreamContext = nc.jetstream()
         await ensure_streams(js)
-        runtime.relay = OutboxRelay(name, js, parts.outbox_collections, settings.relay_interval_s)
+        # One holder id for this process's leases: its jobs and its relay's sweep.
+        holder = leases.new_holder(name)
+        lease_store = leases.mongo_store()
+        runtime.relay = OutboxRelay(name, js, parts.outbox_collections, settings.relay_interval_s,
+                                    sweep_lease=leases.Lease(lease_store, RELAY_LEASE, holder))
         workers.append(runtime.relay)
         outbox.on_commit(runtime.relay.kick)
         ack_wait_s = config.env_seconds("CONSUMER_ACK_WAIT_S", ACK_WAIT_S)
@@ -105,7 +111,8 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
         workers += consumers
         worker_tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in workers]
         tasks += worker_tasks
-        tasks += [asyncio.create_task(_every(name, job), name=job.name) for job in parts.jobs]
+        tasks += [asyncio.create_task(_every(name, job, leases.Lease(lease_store, job.name, holder)), name=job.name)
+                  for job in parts.jobs]
         down_limit_s = config.env_seconds("CONSUMER_DOWN_LIMIT_S", CONSUMER_DOWN_LIMIT_S)
         tasks.append(asyncio.create_task(_watch_health(health, parts, nc, consumers, down_limit_s, stop)))
         health.liveness.watch(nc, consumers, tasks)
@@ -166,16 +173,32 @@ async def _watch_health(health: HealthServicer, parts: Parts, nc, consumers: lis
         await asyncio.sleep(1.0)
 
 
-async def _every(service_name: str, job: Job) -> None:
-    while True:
-        outcome = "ok"
-        try:
-            await job.run()
-        except Exception:  # noqa: BLE001 - a failed run is retried next interval
-            outcome = "failed"
-            log.exception("job.failed", job=job.name)
-        metrics.JOB_RUNS.labels(service_name, job.name, outcome).inc()
-        await asyncio.sleep(job.interval_s)
+async def _every(service_name: str, job: Job, lease: leases.Lease) -> None:
+    """Runs the job only while this replica holds the lease named after it; the others
+    wait, trying to acquire it, and one of them takes over within about TTL when the
+    holder dies. A run sees its fencing token through `siyu_kit.lease.current()`."""
+    held = metrics.LEASES_HELD.labels(service_name, job.name)
+    held.set(0)
+    keeper = asyncio.create_task(leases.hold_while(lease, lambda now: held.set(1 if now else 0)))
+    try:
+        while True:
+            if not lease.held():
+                await asyncio.sleep(min(job.interval_s, lease.retry_s))
+                continue
+            outcome = "ok"
+            mark = leases.enter(lease.as_held())
+            try:
+                await job.run()
+            except Exception:  # noqa: BLE001 - a failed run is retried next interval
+                outcome = "failed"
+                log.exception("job.failed", job=job.name)
+            finally:
+                leases.leave(mark)
+            metrics.JOB_RUNS.labels(service_name, job.name, outcome).inc()
+            await asyncio.sleep(job.interval_s)
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
 
 
 def run(name: str, build: Callable[[Runtime], Parts]) -> None:

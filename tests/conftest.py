@@ -53,6 +53,8 @@ SESSION_ENV = {
     # a call waits its turn longer than in production, and a 504 there is the machine, not
     # the suite. Still below the tests' HTTP client timeouts (30 s).
     "SIYU_GATEWAY_DEADLINE_S": "20",
+    # A job whose holder died is taken over within seconds (tests/integration/test_replicas.py).
+    "SIYU_LEASE_TTL_S": "3",
 }
 
 

@@ -11,5 +11,7 @@ class OutboxDocument(me.Document):
     outbox = me.DictField()
     outbox_pending = me.IntField(default=0)
     outbox_seq = me.IntField(default=0)
+    # Epoch ms of the last write that added events (the relays' sweep grace).
+    outbox_ms = me.IntField()
 
     meta = {"abstract": True}

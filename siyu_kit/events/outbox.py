@@ -1,9 +1,10 @@
 """Building events and the update fragments that put them in an aggregate's outbox."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
@@ -19,6 +20,9 @@ from siyu_kit.ids import new_id
 OUTBOX = "outbox"
 PENDING = "outbox_pending"
 SEQ = "outbox_seq"
+# Epoch ms of the last write that added events: the relays' sweep takes only documents
+# pending for longer than its grace (the replica that wrote them publishes them first).
+SINCE = "outbox_ms"
 
 _CHANNEL_NUMBERS = {"MINI_PROGRAM": 1, "H5": 2, "LIVE": 3}
 
@@ -66,27 +70,38 @@ def room_event_for(payload: Message, *, merchant_id: str, aggregate_id: str, agg
                       occurred_at=occurred_at)
 
 
-# Who wants to know that events were just committed: the process's relay, so they go out
-# now instead of at its next poll. Repositories call `committed()` after a write that
-# stored events; nothing is threaded through the use cases.
-_on_commit: list[Callable[[], None]] = []
+# Who wants to know that events were just committed: the process's relay, so that it
+# publishes them now instead of leaving them to the sweep. Repositories call
+# `committed(collection, document id, event ids)` after a write that stored events;
+# nothing is threaded through the use cases.
+_on_commit: list[Callable[[Any, Any, Sequence[str] | None], None]] = []
 
 
-def on_commit(callback: Callable[[], None]) -> Callable[[], None]:
-    """Registers `callback`; returns what unregisters it."""
+def on_commit(callback: Callable[[Any, Any, Sequence[str] | None], None]) -> Callable[[], None]:
+    """Registers `callback(collection, document id, event ids)`; returns what unregisters it."""
     _on_commit.append(callback)
     return lambda: _on_commit.remove(callback) if callback in _on_commit else None
 
 
-def committed() -> None:
+def committed(collection: Any = None, doc_id: Any = None, event_ids: Sequence[str] | None = None) -> None:
+    """These events were committed in this document (no ids: whatever it holds; nothing
+    named: somewhere, look for them). A replica publishes only the events it committed, so
+    two replicas writing one document do not both publish each other's."""
     for callback in list(_on_commit):
-        callback()
+        callback(collection, doc_id, event_ids)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def for_insert(*events: Event) -> dict:
     """Fields to put into a new document so it is born with these events pending."""
-    return {OUTBOX: {e.event_id: e.as_doc() for e in events}, PENDING: 1 if events else 0,
-            SEQ: 1 if events else 0}
+    fields = {OUTBOX: {e.event_id: e.as_doc() for e in events}, PENDING: 1 if events else 0,
+              SEQ: 1 if events else 0}
+    if events:
+        fields[SINCE] = _now_ms()
+    return fields
 
 
 def add_to_update(update: dict, *events: Event) -> dict:
@@ -97,6 +112,7 @@ def add_to_update(update: dict, *events: Event) -> dict:
     for e in events:
         sets[f"{OUTBOX}.{e.event_id}"] = e.as_doc()
     sets[PENDING] = 1
+    sets[SINCE] = _now_ms()
     update.setdefault("$inc", {})[SEQ] = 1
     return update
 

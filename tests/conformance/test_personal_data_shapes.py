@@ -126,7 +126,7 @@ async def test_the_member_and_order_parts_read_only_the_members_records(db, monk
 
 async def test_erasure_marks_once_erases_the_members_part_and_counts_acknowledgements(db, monkeypatch):
     monkeypatch.setattr(store, "_db", lambda: db)
-    monkeypatch.setattr("siyu_kit.repository.committed", lambda: None)
+    monkeypatch.setattr("siyu_kit.repository.committed", lambda *_: None)
     erasures = store.ErasureRepository(SEALER, b"k" * 32)
     merchant, member, other = new_merchant_id(), new_id("mem"), new_id("mem")
     for who in (member, other):

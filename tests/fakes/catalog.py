@@ -331,6 +331,7 @@ class FakeFlashSales:
         self.stock = stock
         self.sales: dict[str, FlashSale] = {}
         self.unsynced_ids: set[str] = set()
+        self.settled: set[str] = set()  # sales the job no longer scans
         self.quotas: dict[str, dict[str, int]] = {}  # "<sale>:<member>" → key → quantity
 
     def _sale(self, merchant_id: str, sale_id: str) -> FlashSale | None:
@@ -390,13 +391,21 @@ class FakeFlashSales:
         return [self._copy(s) for s in self.sales.values() if not s.pooled and s.created_at <= created_before][:limit]
 
     async def ended_with_units(self, now: datetime, limit: int) -> list[FlashSale]:
-        return [self._copy(s) for s in self.sales.values() if s.pooled and s.ends_at <= now and s.available > 0][:limit]
+        return [self._copy(s) for s in self.sales.values()
+                if s.id not in self.settled and s.pooled and s.ends_at <= now and s.available > 0][:limit]
+
+    async def settle_ended(self, now: datetime) -> int:
+        done = [s.id for s in self.sales.values() if s.id not in self.settled and s.pooled and s.ends_at <= now
+                and s.available == 0 and s.reserved == 0]
+        self.settled.update(done)
+        return len(done)
 
     async def unsynced(self, limit: int) -> list[tuple[str, str]]:
         return [(self.sales[i].merchant_id, i) for i in sorted(self.unsynced_ids)][:limit]
 
     async def holding(self, after_id: str, limit: int) -> list[SaleHolds]:
-        found = sorted((s for s in self.sales.values() if s.pooled and s.reserved > 0 and s.id > after_id),
+        found = sorted((s for s in self.sales.values()
+                        if s.id not in self.settled and s.pooled and s.reserved > 0 and s.id > after_id),
                        key=lambda s: s.id)
         return [SaleHolds(s.id, s.merchant_id, dict(s.holds)) for s in found[:limit]]
 

@@ -17,6 +17,7 @@ from siyu_kit.events.consumer import Consumer, Poison, Subscription, backoff_s
 from siyu_kit.events.relay import OutboxRelay
 from siyu_kit.events.streams import DLQ_PREFIX, DLQ_STREAM, stream_name
 from siyu_kit.ids import new_id
+from siyu_kit.lease import Lease, MongoLeases
 from tests.support import new_merchant_id, eventually
 
 STREAM = stream_name("catalog")
@@ -381,3 +382,76 @@ async def test_one_failing_publish_does_not_hold_back_the_other_documents(mongo,
     assert await OutboxRelay("catalog", js, [coll]).pass_once() == 1
     assert list(coll.find({outbox.PENDING: 1})) == []
     assert len(await stored(js, STREAM, f"{topic}.>")) == 5
+
+
+class _Counting:
+    """Real JetStream, counting the publishes of one relay."""
+
+    def __init__(self, js):
+        self._js = js
+        self.published = 0
+
+    async def publish(self, subject, data, headers=None, **kwargs):
+        self.published += 1
+        return await self._js.publish(subject, data, headers=headers, **kwargs)
+
+
+async def test_three_replicas_relays_publish_each_event_once(mongo, js, topic):
+    """Each replica publishes what it committed; the sweep, in the lease holder alone,
+    takes only what a replica left behind (it died between commit and publish)."""
+    coll = mongo[f"agg_{new_id('c').lower()}"]
+    leases = MongoLeases(mongo[f"leases_{new_id('c').lower()}"])
+    merchant = new_merchant_id()
+    counted = [_Counting(js) for _ in range(3)]
+    # A long grace first: whatever the machine's load, only the committing replica publishes.
+    relays = [OutboxRelay("catalog", c, [coll], interval_s=0.05, grace_s=600,
+                          sweep_lease=Lease(leases, "relay-sweep", f"replica-{i}", ttl=60))
+              for i, c in enumerate(counted)]
+    tasks = [asyncio.create_task(r.run()) for r in relays]
+
+    def commit(i: int) -> None:
+        e = event(f"{topic}.created", merchant, f"agg_{i}")
+        coll.insert_one({"_id": f"agg_{i}", "merchant_id": merchant, **outbox.for_insert(e)})
+
+    try:
+        await eventually(lambda: all(r._loop for r in relays), message="relays running")
+        for i in range(180):
+            await asyncio.to_thread(commit, i)
+            if i < 150:  # the last thirty were left by a replica that died after its commit
+                relays[i % 3].kick(coll, f"agg_{i}")
+        await eventually(lambda: sum(c.published for c in counted) == 150, timeout=30,
+                         message="each replica published its commits")
+        assert [c.published for c in counted] == [50, 50, 50]
+        for r in relays:
+            r.grace_s = 0.0
+        await eventually(lambda: coll.count_documents({outbox.PENDING: 1}) == 0, timeout=30,
+                         message="the sweep took what was left")
+    finally:
+        for r in relays:
+            r.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(c.published for c in counted) == 180
+    assert sorted(c.published for c in counted) == [50, 50, 80]  # one replica swept the thirty
+    assert len(await stored(js, STREAM, f"{topic}.>")) == 180
+
+
+async def test_replicas_writing_one_document_publish_only_their_own_events(mongo, js, topic):
+    """Two replicas add events to one document before either has published: each
+    publishes what it committed, once, and the document ends cleared."""
+    coll = mongo[f"agg_{new_id('c').lower()}"]
+    merchant = new_merchant_id()
+    first, second = event(f"{topic}.created", merchant, "agg_1"), event(f"{topic}.changed", merchant, "agg_1", 2)
+    coll.insert_one({"_id": "agg_1", "merchant_id": merchant, "version": 1, **outbox.for_insert(first)})
+    coll.update_one({"_id": "agg_1"}, outbox.add_to_update({"$set": {"version": 2}}, second))
+    counted = [_Counting(js), _Counting(js)]
+    relays = [OutboxRelay("catalog", c, [coll], grace_s=0) for c in counted]
+    for relay, e in zip(relays, (first, second)):
+        relay._note(coll, "agg_1", {e.event_id})
+        assert await relay.publish_due() == 1
+    assert [c.published for c in counted] == [1, 1]
+    doc = coll.find_one({"_id": "agg_1"})
+    assert doc[outbox.OUTBOX] == {}
+    # The second saw only its own event left and cleared the mark; the sweep has nothing to do.
+    assert doc[outbox.PENDING] == 0
+    assert await relays[0].pass_once() == 0
+    assert len(await stored(js, STREAM, f"{topic}.>")) == 2

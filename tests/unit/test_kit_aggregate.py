@@ -91,12 +91,13 @@ def test_subjects_are_declared_on_the_event_messages():
     assert sub.subject == "siyu.order.order.cancelled" and sub.source_stream == "SIYU_ORDER"
 
 
-def test_committed_wakes_whoever_registered():
+def test_committed_wakes_whoever_registered_with_the_document():
     woken = []
-    remove = outbox.on_commit(lambda: woken.append(1))
+    remove = outbox.on_commit(lambda collection, doc_id, event_ids: woken.append((collection, doc_id, event_ids)))
     try:
+        outbox.committed("orders", "ord_1", ["evt_1"])
         outbox.committed()
     finally:
         remove()
     outbox.committed()
-    assert woken == [1]
+    assert woken == [("orders", "ord_1", ["evt_1"]), (None, None, None)]

@@ -10,7 +10,7 @@ the same write.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import mongoengine as me
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -58,6 +58,9 @@ class FlashSaleDoc(me.Document):
     pooled = me.IntField(default=0)
     # 1 while the SKU's stock has not caught up with `sold` / `returned`.
     unsynced = me.IntField(default=0)
+    # 1 until the sale has ended with nothing free or held left: the job's scans of ended
+    # and holding sales look only at tending ones, so settled sales are never read again.
+    tending = me.IntField(default=1)
     holds = me.DictField()
     created_at = me.DateTimeField(required=True)
     updated_ms = me.IntField(required=True)
@@ -66,6 +69,7 @@ class FlashSaleDoc(me.Document):
     outbox = me.DictField()
     outbox_pending = me.IntField(default=0)
     outbox_seq = me.IntField(default=0)
+    outbox_ms = me.IntField()
 
     meta = {
         "collection": "flash_sales",
@@ -75,6 +79,7 @@ class FlashSaleDoc(me.Document):
             # The staff's list of one product's sales.
             {"fields": ["merchant_id", "product_id", "sort_key"]},
             {"fields": ["pooled", "ends_at"]},
+            {"fields": ["tending", "ends_at"]},
             {"fields": ["unsynced"]},
             # The live rooms' announcements (adapters/live_room_store.py), which carry an outbox.
             {"fields": ["live_session_id", "ends_at"]},
@@ -102,6 +107,8 @@ def ensure_indexes() -> None:
         doc.ensure_indexes()
     # Sales made before pools had kinds are flash sales.
     _sales().update_many({"kind": {"$exists": False}}, {"$set": {"kind": rules.FLASH_SALE}})
+    # Sales made before the job settled them are tended until it does.
+    _sales().update_many({"tending": {"$exists": False}}, {"$set": {"tending": 1}})
 
 
 _NO_HOLDS = {"holds": 0}
@@ -206,8 +213,16 @@ def sales_unpooled(created_before: datetime, limit: int) -> list[dict]:
 
 def sales_ended_with_units(now: datetime, limit: int) -> list[dict]:
     """Ended sales (of any merchant) with free units to give back to their SKU."""
-    return list(_sales().find({"pooled": 1, "ends_at": {"$lte": now}, "available": {"$gt": 0}},
+    return list(_sales().find({"tending": 1, "pooled": 1, "ends_at": {"$lte": now}, "available": {"$gt": 0}},
                               _NO_HOLDS).limit(limit))
+
+
+def sales_settle_ended(now: datetime) -> int:
+    """Ended sales with nothing free or held are settled: nothing can change them any more
+    (units come back only from a hold). A second early, as an update's filter compares
+    stored times by the whole second."""
+    return _sales().update_many({"tending": 1, "pooled": 1, "ends_at": {"$lte": now - timedelta(seconds=1)},
+                                 "available": 0, "reserved": 0}, {"$set": {"tending": 0}}).modified_count
 
 
 def sales_unsynced(limit: int) -> list[dict]:
@@ -217,7 +232,7 @@ def sales_unsynced(limit: int) -> list[dict]:
 def sales_holding(after_id: str, limit: int) -> list[dict]:
     """Sales (of any merchant) with units held by reservations, holds included, in id
     order after `after_id`."""
-    query: dict = {"pooled": 1, "reserved": {"$gt": 0}}
+    query: dict = {"tending": 1, "pooled": 1, "reserved": {"$gt": 0}}
     if after_id:
         query["_id"] = {"$gt": after_id}
     return list(_sales().find(query, {"merchant_id": 1, "holds": 1}).sort("_id", ASCENDING).limit(limit))
@@ -399,7 +414,7 @@ def _sale_fields(sale: FlashSale) -> dict:
         "reserved": sale.reserved, "sold": sale.sold, "returned": sale.returned,
         "per_member_limit": sale.per_member_limit, "starts_at": sale.starts_at, "ends_at": sale.ends_at,
         "live_session_id": sale.live_session_id, "sort_key": sale.sort_key, "pooled": int(sale.pooled),
-        "unsynced": 0, "holds": {}, "created_at": sale.created_at, "updated_ms": epoch_ms(sale.created_at),
+        "unsynced": 0, "tending": 1, "holds": {}, "created_at": sale.created_at, "updated_ms": epoch_ms(sale.created_at),
         "version": sale.version, "kind": sale.kind}
 
 
@@ -443,6 +458,9 @@ class MongoFlashSales:
 
     async def unsynced(self, limit: int) -> list[tuple[str, str]]:
         return [(d["merchant_id"], d["_id"]) for d in await run_sync(sales_unsynced, limit)]
+
+    async def settle_ended(self, now: datetime) -> int:
+        return await run_sync(sales_settle_ended, now)
 
     async def holding(self, after_id: str, limit: int) -> list[SaleHolds]:
         return [SaleHolds(d["_id"], d["merchant_id"], {k: _hold_of(h) for k, h in (d.get("holds") or {}).items()})

@@ -22,8 +22,9 @@ _FIELDS = {f: 1 for f in ("merchant_id", "live_session_id", "product_id", "sku_i
 
 
 def running(col: Collection, now: datetime, limit: int) -> list[dict]:
-    """Pooled sales bound to a session whose window holds `now`, of every merchant."""
-    return list(col.find({"live_session_id": {"$gt": ""}, "pooled": 1, "starts_at": {"$lte": now},
+    """Pooled sales bound to a session whose window holds `now`, of every merchant (the
+    tending index's range of sales not yet ended, not every sale ever bound to a session)."""
+    return list(col.find({"tending": 1, "live_session_id": {"$gt": ""}, "pooled": 1, "starts_at": {"$lte": now},
                           "ends_at": {"$gt": now}}, _FIELDS).limit(limit))
 
 
@@ -34,7 +35,7 @@ def _announce(col: Collection, sale: RoomSale, guard: dict, units: int, now_ms: 
                                           aggregate_version=0))
     if col.update_one({"_id": sale.id, "merchant_id": sale.merchant_id, **guard}, update).modified_count != 1:
         return False
-    committed()
+    committed(col, sale.id)
     return True
 
 

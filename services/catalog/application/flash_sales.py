@@ -358,4 +358,5 @@ class FlashSaleUseCases:
             if await self.pools.catch_up(merchant_id, sale_id):
                 done += 1
         self._holding_after = holding[-1].id if len(holding) == JOB_BATCH else ""
+        await self.sales.settle_ended(now)
         return done

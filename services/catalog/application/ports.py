@@ -97,6 +97,8 @@ class FlashSaleRepository(Protocol):
         """(merchant id, sale id) of sales whose SKU's stock has not caught up."""
     async def holding(self, after_id: str, limit: int) -> list[SaleHolds]:
         """Sales (of any merchant) with held units, in id order."""
+    async def settle_ended(self, now: datetime) -> int:
+        """Ended sales with no free and no held units: never scanned again; how many."""
     # The pool: each one conditional update.
     async def take(self, merchant_id: str, sale_id: str, key: str, hold: PoolHold, now: datetime,
                    kind: str = "FLASH_SALE") -> FlashSale | None:

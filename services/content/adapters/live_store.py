@@ -233,5 +233,5 @@ class LiveLikeStore:
                                               "likes_announced_ms": due.announced_ms}, update)
         if result.modified_count != 1:
             return False  # another replica announced first
-        committed()
+        committed(self._sessions(), due.session_id)
         return True

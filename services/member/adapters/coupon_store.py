@@ -423,7 +423,8 @@ def confirm_coupons(collection: Collection, changes: list[tuple[dict, dict]]) ->
     if not changes:
         return set()
     collection.bulk_write([UpdateOne(q, u) for q, u in changes], ordered=False)
-    committed()
+    for q, _ in changes:
+        committed(collection, q["_id"])
     ids = [q["_id"] for q, _ in changes]
     return {d["_id"] for d in collection.find({"_id": {"$in": ids}}, {"state": 1})
             if d.get("state") != CouponState.CLAIMING.value}

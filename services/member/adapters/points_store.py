@@ -206,7 +206,7 @@ def move(merchant_id: str, m: Movement, entry: PointsEntry, channel: str, opened
     query, update = _movement(merchant_id, m, _owed_doc(doc), _events(merchant_id, m, entry, channel), now_ms)
     if _accounts().update_one(query, update).modified_count != 1:
         return False
-    committed()
+    committed(_accounts(), query["_id"])
     _store_owed(merchant_id, m.member_id, m.cause.key, doc)
     if m.growth:
         sync_growth(merchant_id, m.member_id)

@@ -331,7 +331,7 @@ def move(merchant_id: str, m: Movement, entry: BalanceEntry | None, movement_id:
     if _accounts().update_one(query, update).modified_count != 1:
         return False
     if event is not None:
-        committed()
+        committed(_accounts(), query["_id"])
     if doc is not None:
         _store_owed(merchant_id, m.member_id, m.cause, doc)
     return True

@@ -219,7 +219,7 @@ class MongoGroupBuyGroups:
             self._c().insert_one(doc)
         except DuplicateKeyError:
             return False
-        committed()
+        committed(self._c(), g.id, [e.event_id for e in events])
         return True
 
     async def open(self, group: Group, ref: OrderRef) -> bool:
@@ -243,7 +243,7 @@ class MongoGroupBuyGroups:
         update = add_to_update({"$set": sets, "$inc": {"paid": 1}}, *events)
         if self._c().update_one(query, update).modified_count != 1:
             return False
-        committed()
+        committed(self._c(), g.id, [e.event_id for e in events])
         return True
 
     async def take(self, group: Group, member: GroupMember, ref: OrderRef, now: datetime, *, last: bool) -> bool:

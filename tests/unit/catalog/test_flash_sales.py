@@ -158,6 +158,27 @@ async def test_the_job_gives_unsold_units_back_after_the_sale(shop):
     assert await shop.flash_cases.tend() == 0
 
 
+async def test_the_job_settles_an_ended_sale_only_once_nothing_is_free_or_held(shop):
+    """Settled sales are never scanned again; one with units still held at its end is
+    tended until the hold is paid or released."""
+    sku_id = await product(shop)
+    sale = await sale_of(shop, sku_id)
+    with service():
+        held, _ = await shop.flash_cases.reserve(buy(sale.id, new_id("mem"), 1))
+    assert await shop.flash_cases.tend() == 0 and sale.id not in shop.sales.settled  # still running
+    shop.clock.now = END + timedelta(minutes=1)
+    await shop.flash_cases.tend()
+    assert shop.sales.sales[sale.id].available == 0 and sale.id not in shop.sales.settled  # a hold remains
+    with service():
+        await shop.stock_cases.release(held.id)
+    assert shop.sales.sales[sale.id].available == 1
+    await shop.flash_cases.tend()  # the released units go back, then the sale is settled
+    assert shop.sales.sales[sale.id].returned == 3 and shop.sales.sales[sale.id].available == 0
+    assert sale.id in shop.sales.settled
+    assert await shop.sales.ended_with_units(shop.clock.now, 10) == []
+    assert await shop.sales.holding("", 10) == []
+
+
 async def test_the_job_releases_pool_holds_whose_reservation_was_never_written(shop):
     sku_id = await product(shop)
     sale = await sale_of(shop, sku_id)
