@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from siyu_kit import config, logging as slog
 from siyu_kit.config import SERVICE_NAMES
@@ -34,7 +34,10 @@ TUNABLE = ("subjects", "num_replicas", "max_age", "duplicate_window", "max_msgs"
            "max_msg_size", "discard")
 FIXED = ("storage", "retention")
 
-CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+CREATED, UPDATED, UNCHANGED, REFUSED = "created", "updated", "unchanged", "refused"
+# JetStream's "insufficient resources": fewer nodes known than replicas wanted, as while a
+# cluster is still forming; worth waiting for.
+INSUFFICIENT_RESOURCES = 10023
 
 
 def stream_name(service: str) -> str:
@@ -103,9 +106,10 @@ def plan(current: StreamConfig, wanted: StreamConfig) -> Plan:
 
 
 async def reconcile_stream(js: JetStreamContext, wanted: StreamConfig) -> str:
-    """Create `wanted` if missing, else update what differs. Returns CREATED, UPDATED or
-    UNCHANGED. A change the server refuses is logged and the stream left as it is;
-    JetStream being unavailable (electing, unreachable) raises for the caller to retry."""
+    """Create `wanted` if missing, else update what differs. Returns CREATED, UPDATED,
+    UNCHANGED or REFUSED. What the server refuses (say 3 replicas on a server that is not
+    a cluster) is logged and the stream left as it is; JetStream being unavailable
+    (electing, unreachable) raises for the caller to retry."""
     try:
         current = (await js.stream_info(wanted.name)).config
     except NotFoundError:
@@ -113,8 +117,15 @@ async def reconcile_stream(js: JetStreamContext, wanted: StreamConfig) -> str:
             await js.add_stream(wanted)
             log.info("stream.created", stream=wanted.name, replicas=wanted.num_replicas)
             return CREATED
-        except BadRequestError:
-            current = (await js.stream_info(wanted.name)).config  # another process created it first
+        except APIError as error:
+            if transient(error):
+                raise
+            try:
+                current = (await js.stream_info(wanted.name)).config  # another process created it first
+            except NotFoundError:
+                log.error("stream.create_refused", stream=wanted.name, replicas=wanted.num_replicas,
+                          error=_described(error))
+                return REFUSED
     found = plan(current, wanted)
     if found.fixed:
         log.error("stream.setting_unchangeable", stream=wanted.name,
@@ -126,12 +137,18 @@ async def reconcile_stream(js: JetStreamContext, wanted: StreamConfig) -> str:
     target = replace(wanted, **{f: getattr(current, f) for f in found.fixed})
     try:
         await js.update_stream(target)
-    except BadRequestError as error:
+    except APIError as error:
+        if transient(error):
+            raise
         log.error("stream.update_refused", stream=wanted.name, changes=_shown(found.changes),
-                  error=getattr(error, "description", None) or repr(error))
-        return UNCHANGED
+                  error=_described(error))
+        return REFUSED
     log.info("stream.reconciled", stream=wanted.name, changes=_shown(found.changes))
     return UPDATED
+
+
+def _described(error: APIError) -> str:
+    return f"{error.description or repr(error)} (code {error.code}, err_code {error.err_code})"
 
 
 def _shown(changes: dict) -> dict:
@@ -145,7 +162,7 @@ def transient(error: BaseException) -> bool:
                           nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
                           nats.errors.ConnectionReconnectingError)):
         return True
-    return isinstance(error, APIError) and (error.code or 0) >= 500
+    return isinstance(error, APIError) and error.err_code == INSUFFICIENT_RESOURCES
 
 
 def retry_pause_s(attempt: int) -> float:

@@ -9,7 +9,7 @@ from dataclasses import replace
 import nats.errors
 import pytest
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig, StreamInfo
-from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
+from nats.js.errors import BadRequestError, NotFoundError, ServerError, ServiceUnavailableError
 
 from siyu_kit.events import streams
 from siyu_kit.events.consumer import Consumer, Subscription, _tunables
@@ -115,9 +115,25 @@ async def test_a_stop_while_waiting_ends_the_wait():
     assert await streams.ensure_streams(js, stop=stop, configs=[wanted()]) is None
 
 
-async def test_an_error_that_is_not_unavailability_is_raised():
-    js = FlakyJetStream([BadRequestError(description="subjects overlap with an existing stream")])
-    with pytest.raises(BadRequestError):
+async def test_a_stream_the_server_refuses_to_create_is_reported_and_the_rest_still_made():
+    refused = ServerError(code=500, err_code=10074, description="replicas > 1 not supported in non-clustered mode")
+
+    class NotACluster(FlakyJetStream):
+        async def add_stream(self, config):
+            if config.num_replicas > 1:
+                raise refused
+            await super().add_stream(config)
+
+    js = NotACluster([])
+    one = wanted(name="SIYU_OTHER", subjects=["siyu.other.>"], num_replicas=1)
+    assert await streams.ensure_streams(js, configs=[wanted(), one]) == {wanted().name: streams.REFUSED,
+                                                                         one.name: streams.CREATED}
+    assert not streams.transient(refused)
+
+
+async def test_an_error_reading_the_stream_that_is_not_unavailability_is_raised():
+    js = FlakyJetStream([ServerError(code=500, err_code=10039, description="jetstream not enabled for account")])
+    with pytest.raises(ServerError):
         await streams.ensure_streams(js, configs=[wanted()])
 
 
