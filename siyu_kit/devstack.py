@@ -160,13 +160,17 @@ class Stack:
         """`n` nats-server processes joined by cluster routes, each with JetStream, its own
         store and server name (`nats-1`…); returns once the cluster has a JetStream meta
         leader, so services starting next can create replicated streams."""
+        self.plan_nats_cluster(n)
+        for node in self.nats_nodes:
+            self.start_nats_node(node)
+        self.wait_nats_meta_leader(timeout)
+
+    def plan_nats_cluster(self, n: int = 3) -> None:
+        """Name the nodes and give each its ports, without starting any."""
         self.nats_nodes = [f"nats-{i}" for i in range(1, n + 1)]
         for node in self.nats_nodes:
             for suffix in ("", "_route", "_monitor"):
                 self.ports.setdefault(f"{node}{suffix}", free_port())
-        for node in self.nats_nodes:
-            self.start_nats_node(node)
-        self.wait_nats_meta_leader(timeout)
 
     def start_nats_node(self, node: str) -> None:
         """Start (or restart, on its data) one node of the cluster."""
@@ -304,11 +308,12 @@ class Stack:
 
     def stop_all(self) -> None:
         """Stop the gateway and services together, then the servers they depend on."""
-        apps = [n for n in ["gateway", *SERVICE_NAMES] if n in self.procs]
+        servers = ["wechat", "nats", *self.nats_nodes, "mongo"]
+        apps = [n for n in self.procs if n not in servers]  # the gateway, services and their replicas
         for name in apps:
             if self.procs[name].poll() is None:
                 self.procs[name].send_signal(signal.SIGTERM)
-        for name in [*apps, "wechat", "nats", *self.nats_nodes, "mongo"]:
+        for name in [*apps, *servers]:
             self.stop(name)
 
     def check_ports_free(self) -> None:

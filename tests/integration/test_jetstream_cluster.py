@@ -3,9 +3,11 @@ durable consumers have three replicas; a stream brought up from one replica to t
 `ensure_streams` is left alone the next time; and the node leading the order stream is
 killed (SIGKILL) while members buy: every paid order's `order.paid` is in the stream once
 (one message per event id) and its effect, the catalog committing the sold units, is
-applied exactly once; the order stream has a new leader and still three replicas."""
+applied exactly once; the order stream has a new leader and still three replicas. The
+services start before the cluster has elected: they wait, NOT_SERVING, then serve."""
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -35,10 +37,24 @@ ORDER_STREAM = streams.stream_name("order")
 PAID = "siyu.order.order.paid"
 STOCK = 50
 BEFORE_KILL, PURCHASES = 3, 10
-SERVING = health_pb2.HealthCheckResponse.SERVING
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("NATS_URL")),
                                 reason="starts its own NATS cluster; NATS_URL points elsewhere")
+
+
+# Each service's health while it waited for the cluster to elect, and how long after the
+# other nodes started they all served.
+WAITED: dict[str, float | int | None] = {}
+
+
+def waiting(stack, name: str) -> bool:
+    """The service is alive and has found JetStream unavailable at least once."""
+    proc = stack.procs[name]
+    if proc.poll() is not None:
+        raise AssertionError(f"{name} exited with {proc.returncode} while the cluster was electing")
+    log = stack.data_dir / "log" / f"{name}.log"
+    return log.exists() and "streams.unavailable" in log.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +66,22 @@ def cluster(tmp_path_factory):
     try:
         if not os.environ.get("MONGODB_URI"):
             stack.start_mongo()
-        stack.start_nats_cluster(3)
         stack.start_wechat()
+        # The services start while one node of three is up: JetStream has no meta leader
+        # yet, as when a whole cluster restarts. They wait (not SERVING), then serve.
+        stack.plan_nats_cluster(3)
+        stack.start_nats_node("nats-1")
         for name in SERVICE_NAMES:
             stack.start_service(name)
+        wait_until(lambda: all(waiting(stack, name) for name in SERVICE_NAMES), timeout=90,
+                   message="every service waiting for JetStream")
+        WAITED.update({name: health(stack, name) for name in SERVICE_NAMES})
+        quorum_at = time.monotonic()
+        stack.start_nats_node("nats-2")
+        stack.start_nats_node("nats-3")
+        stack.wait_nats_meta_leader(timeout=30)
         stack.wait_services_serving(list(SERVICE_NAMES), timeout=90)
+        WAITED["serving_after_s"] = time.monotonic() - quorum_at
     except Exception:
         for log in sorted((data_dir / "log").glob("*.log")):
             print(f"==== {log.name}\n{log.read_text(errors='replace')[-3000:]}")
@@ -81,6 +108,13 @@ async def fully_replicated(js, stream: str, replicas: int = 3) -> bool:
     peers = info.cluster.replicas or []
     return (info.config.num_replicas == replicas and bool(info.cluster.leader)
             and len(peers) == replicas - 1 and all(p.current for p in peers))
+
+
+def test_services_started_before_the_cluster_elected_waited_not_serving_then_serve(cluster):
+    serving_after_s = WAITED.pop("serving_after_s")
+    assert WAITED == {name: NOT_SERVING for name in SERVICE_NAMES}
+    assert all(health(cluster, name) == SERVING for name in SERVICE_NAMES)
+    print(f"\nall four services SERVING {serving_after_s:.1f}s after the cluster's other nodes started")
 
 
 async def test_ensure_streams_brings_a_one_replica_stream_to_three_and_then_does_nothing(js):
@@ -137,6 +171,18 @@ def buy(order, mid: str, sku: str) -> str:
     return pay(order, md, placed).order_id
 
 
+async def settled(call, timeout: float = 30):
+    """`call()`, tried again while JetStream is still electing or the client reconnecting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await call()
+        except Exception as error:  # noqa: BLE001 - only unavailability is retried
+            if not streams.transient(error) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def paid_messages(js, merchant_id: str) -> list[tuple[str, str]]:
     """(Nats-Msg-Id, order id) of every order.paid of the merchant in the order stream,
     read from the stream's leader message by message."""
@@ -154,7 +200,8 @@ async def paid_messages(js, merchant_id: str) -> list[tuple[str, str]]:
 
 
 async def test_the_node_leading_the_order_stream_dies_mid_purchase_and_nothing_is_lost_or_doubled(cluster, js):
-    for name in [*(streams.stream_name(s) for s in SERVICE_NAMES), streams.DLQ_STREAM]:
+    for name in [*(streams.stream_name(s) for s in SERVICE_NAMES), streams.stream_name(streams.LIVE_STREAM_TOPIC),
+                 streams.DLQ_STREAM]:
         assert (await js.stream_info(name)).config.num_replicas == 3, name
     assert (await js.consumer_info(ORDER_STREAM, "catalog-order-paid")).config.num_replicas == 3
 
@@ -208,19 +255,26 @@ async def test_the_node_leading_the_order_stream_dies_mid_purchase_and_nothing_i
             got = order.GetOrderAsStaff(OS.GetOrderAsStaffRequest(order_id=order_id), metadata=staff(mid))
             assert got.order.state == OS.ORDER_STATE_PAID
 
-    # One message per event in the stream, one event per paid order.
-    messages = await paid_messages(js, mid)
-    assert sorted(order_id for _, order_id in messages) == sorted(paid)
-    assert set(Counter(msg_id for msg_id, _ in messages).values()) == {1}
+    # The test's own connection may have been to the dead node, and this thread blocked
+    # its reconnect: read through a fresh one to a live node.
+    nc = await nats.connect(cluster.nats_url)
+    try:
+        fresh = nc.jetstream()
+        # One message per event in the stream, one event per paid order.
+        messages = await settled(lambda: paid_messages(fresh, mid))
+        assert sorted(order_id for _, order_id in messages) == sorted(paid)
+        assert set(Counter(msg_id for msg_id, _ in messages).values()) == {1}
 
-    info = await js.stream_info(ORDER_STREAM)
-    assert info.config.num_replicas == 3
-    assert info.cluster.leader and info.cluster.leader != leader
-    print(f"\nleader {leader} killed: services seen not SERVING {sorted(watch.down)}, "
-          f"SERVING throughout after {serving_s:.1f}s, "
-          f"every paid order's effect applied after {applied_s:.1f}s; "
-          f"{len(messages)} order.paid for {PURCHASES} paid orders")
-    # The node comes back on its data and catches up as a follower.
-    cluster.start_nats_node(leader)
-    assert await eventually(lambda: fully_replicated(js, ORDER_STREAM), timeout=30,
-                            message="the restarted node is a current replica again")
+        info = await settled(lambda: fresh.stream_info(ORDER_STREAM))
+        assert info.config.num_replicas == 3
+        assert info.cluster.leader and info.cluster.leader != leader
+        print(f"\nleader {leader} killed: services seen not SERVING {sorted(watch.down)}, "
+              f"SERVING throughout after {serving_s:.1f}s, every paid order's effect applied after "
+              f"{applied_s:.1f}s; "
+              f"{len(messages)} order.paid for {PURCHASES} paid orders")
+        # The node comes back on its data and catches up as a follower.
+        cluster.start_nats_node(leader)
+        assert await eventually(lambda: fully_replicated(fresh, ORDER_STREAM), timeout=30,
+                                message="the restarted node is a current replica again")
+    finally:
+        await nc.close()
