@@ -129,7 +129,8 @@ async def reconcile_stream(js: JetStreamContext, wanted: StreamConfig) -> str:
     found = plan(current, wanted)
     if found.fixed:
         log.error("stream.setting_unchangeable", stream=wanted.name,
-                  differs={f: {"is": str(c), "wanted": str(w)} for f, (c, w) in found.fixed.items()},
+                  differs={f: {"is": str(getattr(c, "value", c)), "wanted": str(getattr(w, "value", w))}
+                           for f, (c, w) in found.fixed.items()},
                   hint="recreate the stream (or move its data) to change these")
     if not found.update:
         return UNCHANGED

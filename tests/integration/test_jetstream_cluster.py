@@ -94,7 +94,9 @@ def cluster(tmp_path_factory):
 @pytest.fixture
 async def js(cluster):
     nc = await nats.connect(cluster.nats_servers, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    yield nc.jetstream()
+    # A just-formed cluster under the services' start (every durable created at once) and
+    # two loaded cores answers slower than the client's 5 s default.
+    yield nc.jetstream(timeout=20)
     await nc.close()
 
 
@@ -121,7 +123,7 @@ async def test_ensure_streams_brings_a_one_replica_stream_to_three_and_then_does
     suffix = new_id("t")[-8:].lower()
     one = StreamConfig(name=f"SIYU_TEST_{suffix.upper()}", subjects=[f"siyu-test.{suffix}.>"],
                        storage=StorageType.FILE, num_replicas=1, max_age=3600.0, duplicate_window=60.0)
-    await js.add_stream(one)
+    await settled(lambda: js.add_stream(one))
     try:
         wanted = replace(one, num_replicas=3)
         assert await streams.ensure_streams(js, configs=[wanted]) == {one.name: streams.UPDATED}
@@ -259,7 +261,7 @@ async def test_the_node_leading_the_order_stream_dies_mid_purchase_and_nothing_i
     # its reconnect: read through a fresh one to a live node.
     nc = await nats.connect(cluster.nats_url)
     try:
-        fresh = nc.jetstream()
+        fresh = nc.jetstream(timeout=20)
         # One message per event in the stream, one event per paid order.
         messages = await settled(lambda: paid_messages(fresh, mid))
         assert sorted(order_id for _, order_id in messages) == sorted(paid)
