@@ -12,9 +12,11 @@ PROTOS := $(shell find protos -name '*.proto')
 
 setup: $(INSTALLED) $(GEN_STAMP)
 
-$(INSTALLED): requirements.txt constraints.txt
+# requirements.txt is what runs in production (the image installs only it);
+# requirements-dev.txt adds code generation, the embedded servers, lint and tests.
+$(INSTALLED): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	# The repo root and the generated code are importable from the virtualenv.
 	echo "$(CURDIR)" > $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/siyu.pth
 	echo "$(CURDIR)/gen" >> $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/siyu.pth

@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
 from siyu_kit import logging as slog, metrics
-from siyu_kit.clients import CHANNEL_OPTIONS
+from siyu_kit import clients
 from siyu_kit.config import load as load_settings
 from siyu_kit.config import SERVICE_NAMES, GatewaySettings
 from siyu_kit.errors import FieldViolation
@@ -44,7 +44,7 @@ log = slog.get("siyu.gateway")
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _REQUEST_ID_CHARS = re.compile(r"[^A-Za-z0-9._:-]")
-OPS_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs")
+OPS_PATHS = ("/healthz", "/readyz", "/healthz/deps", "/openapi.json", "/docs")
 RESOLVE_API_KEY = "/siyu.member.v1.MemberService/ResolveApiKey"
 GET_TOKEN_VERSIONS = "/siyu.member.v1.MemberService/GetTokenVersions"
 
@@ -84,8 +84,8 @@ class Gateway:
     # ---- backends -------------------------------------------------------------------
     def channel(self, backend: str) -> grpc.aio.Channel:
         if backend not in self.channels:
-            self.channels[backend] = grpc.aio.insecure_channel(self.settings.service_addrs[backend],
-                                                               options=CHANNEL_OPTIONS)
+            self.channels[backend] = grpc.aio.insecure_channel(clients.target(self.settings.service_addrs[backend]),
+                                                               options=clients.channel_options())
         return self.channels[backend]
 
     def _callable(self, route: Route) -> grpc.aio.UnaryUnaryMultiCallable:
@@ -309,7 +309,20 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    # Readiness is the gateway's own: started and not stopping. A backend that is away
+    # answers its routes with 503 UNAVAILABLE while the others keep serving; taking the
+    # whole gateway out of rotation for it would turn one service's outage into everyone's.
+    serving = {"started": False}
+
     async def readyz(request: Request) -> Response:
+        body: dict = {"status": "ready" if serving["started"] else "not_ready"}
+        if "verbose" in request.query_params:
+            body["services"] = (await gateway.readiness())[1]
+        return JSONResponse(body, status_code=200 if serving["started"] else 503)
+
+    # Every service's health as the gateway sees it: 200 only when all four are SERVING
+    # (what `make run` and the tests wait for before the first request).
+    async def healthz_deps(request: Request) -> Response:
         ready, services = await gateway.readiness()
         if ready:
             return JSONResponse({"status": "ready", "services": services})
@@ -340,7 +353,9 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app):
         live.start()
+        serving["started"] = True
         yield
+        serving["started"] = False
         await live.close()
         await gateway.close()
 
@@ -348,6 +363,7 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
         routes=[
             HttpRoute("/healthz", healthz, methods=["GET"]),
             HttpRoute("/readyz", readyz, methods=["GET"]),
+            HttpRoute("/healthz/deps", healthz_deps, methods=["GET"]),
             HttpRoute("/openapi.json", openapi_json, methods=["GET"]),
             HttpRoute("/docs", docs, methods=["GET"]),
             HttpRoute(wechat_notify.PATH, wechat_pay_notify, methods=["POST"]),

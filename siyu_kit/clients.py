@@ -23,6 +23,48 @@ class _PropagateContext(grpc.aio.UnaryUnaryClientInterceptor):
 CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
                    ("grpc.max_reconnect_backoff_ms", 2000))
 
+# Client-side load balancing: a `dns:///` target resolves to every address behind the name
+# (on Kubernetes a headless Service lists every ready pod) and round_robin spreads the calls
+# over them; with the default pick_first one connection would pin one pod for its life.
+# Keepalive pings notice a pod that vanished without closing its connections (a node lost)
+# within KEEPALIVE_TIME_MS + KEEPALIVE_TIMEOUT_MS instead of the kernel's minutes.
+KEEPALIVE_TIME_MS = 20_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+# A server closes each connection after this age (plus a grace for calls under way); the
+# client reconnects and resolves the name again, so replicas added by the autoscaler get
+# traffic from clients that were already connected.
+MAX_CONNECTION_AGE_MS = 300_000
+MAX_CONNECTION_AGE_GRACE_MS = 30_000
+
+
+def channel_options() -> tuple[tuple[str, object], ...]:
+    """Options of every channel to a service: a service's own clients and the gateway's."""
+    return (*CHANNEL_OPTIONS,
+            ("grpc.lb_policy_name", "round_robin"),
+            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0))
+
+
+def server_options() -> tuple[tuple[str, object], ...]:
+    """Options of a service's gRPC server that match `channel_options`: it accepts the
+    clients' keepalive pings (the default would answer them with GOAWAY too_many_pings) and
+    ages connections out so clients re-resolve."""
+    return (("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
+            ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+            ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS))
+
+
+def target(addr: str) -> str:
+    """The channel target of a `host:port` address: resolved by DNS to every address behind
+    the name. An address that already names its resolver (`dns:`, `ipv4:`, `unix:`) is kept."""
+    if ":/" in addr or addr.startswith(("ipv4:", "ipv6:", "unix:")):
+        return addr
+    return f"dns:///{addr}"
+
 
 def channel(addr: str, calling_service: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS, interceptors=[_PropagateContext(calling_service)])
+    return grpc.aio.insecure_channel(target(addr), options=channel_options(),
+                                     interceptors=[_PropagateContext(calling_service)])

@@ -248,7 +248,7 @@ class Stack:
         self.start_gateway()
 
     def wait_ready(self, timeout: float = 60) -> float:
-        """Wait until the gateway's /readyz says every service is SERVING."""
+        """Wait until the gateway's /healthz/deps says every service is SERVING."""
         started = time.monotonic()
         deadline = started + timeout
         last = ""
@@ -257,7 +257,7 @@ class Stack:
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.data_dir}/log/{name}.log")
             try:
-                with urllib.request.urlopen(f"{self.gateway_url}/readyz", timeout=2) as resp:
+                with urllib.request.urlopen(f"{self.gateway_url}/healthz/deps", timeout=2) as resp:
                     if resp.status == 200:
                         return time.monotonic() - started
             except Exception as error:  # noqa: BLE001 - not ready yet

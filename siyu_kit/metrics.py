@@ -2,6 +2,7 @@
 outbox, dead letters and database round trips."""
 from __future__ import annotations
 
+import os
 import urllib.request
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -28,8 +29,9 @@ JOB_RUNS = Counter("siyu_job_runs_total", "finished runs of a periodic job", ["s
 
 
 def serve(port: int) -> None:
+    # Loopback unless SIYU_METRICS_HOST says otherwise (0.0.0.0 in a pod, for the scraper).
     if port:
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=os.environ.get("SIYU_METRICS_HOST", "127.0.0.1"))
 
 
 def db_commands(metrics_url: str) -> dict[str, float]:

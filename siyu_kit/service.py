@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from nats.js import JetStreamContext
 from pymongo.collection import Collection
 
-from siyu_kit import clients, config, db, logging as slog, metrics
+from siyu_kit import clients, config, db, liveness, logging as slog, metrics
 from siyu_kit.events import outbox
 from siyu_kit.events.consumer import ACK_WAIT_S, Consumer, Subscription
 from siyu_kit.events.relay import OutboxRelay
@@ -70,8 +70,9 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     runtime = Runtime(settings)
     parts = build(runtime)
 
-    server = grpc.aio.server(interceptors=[ContextInterceptor(name)])
-    health = HealthServicer()
+    server = grpc.aio.server(interceptors=[ContextInterceptor(name)], options=clients.server_options())
+    # Readiness on "" and each service; liveness on liveness.LIVENESS_SERVICE (siyu_kit/liveness.py).
+    health = liveness.Health(liveness.Liveness(config.env_seconds("CONSUMER_DOWN_LIMIT_S", CONSUMER_DOWN_LIMIT_S)))
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = [reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
     for add, servicer, full_name in parts.servicers:
@@ -112,6 +113,7 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
         tasks += [asyncio.create_task(_every(name, job), name=job.name) for job in parts.jobs]
         down_limit_s = config.env_seconds("CONSUMER_DOWN_LIMIT_S", CONSUMER_DOWN_LIMIT_S)
         tasks.append(asyncio.create_task(_watch_health(health, parts, nc, consumers, down_limit_s, stop)))
+        health.liveness.watch(nc, consumers, tasks)
         await stop.wait()
 
     # SIGTERM: stop taking traffic, let in-flight calls finish, then stop the workers.

@@ -84,7 +84,7 @@ def stack(tmp_path_factory) -> Stack:
     data_dir = Path(tmp_path_factory.mktemp("siyu"))
     suite = Stack.on_free_ports(data_dir, **SESSION_ENV)
     # SIYU_TEST_ONLY=catalog,order starts just those services (no gateway), for working
-    # on one service; the full run starts everything and waits for the gateway's /readyz.
+    # on one service; the full run starts everything and waits for the gateway's /healthz/deps.
     only = [n for n in os.environ.get("SIYU_TEST_ONLY", "").split(",") if n]
     try:
         if only:

@@ -14,6 +14,7 @@ from siyu.member.v1 import member_pb2 as pb, member_pb2_grpc
 
 from siyu_kit import auth, config
 from siyu_kit.config import SERVICE_NAMES
+from siyu_kit.liveness import LIVENESS_SERVICE
 from siyu_kit.ids import new_id
 from tests.support import channel, ensure_gateway, metadata, stub_fixture, wait_until
 
@@ -193,7 +194,7 @@ def test_openapi_and_docs(http):
     assert "/v1/payments/wechat/notify/{merchant_id}" in page.text
 
 
-def test_readyz_reflects_service_health(http, stack):
+def test_deps_reflect_service_health_and_readiness_is_the_gateways_own(http, stack):
     def serving(name):
         try:
             with channel(stack, name) as ch:
@@ -202,16 +203,25 @@ def test_readyz_reflects_service_health(http, stack):
         except grpc.RpcError:
             return False
     expected = {name: serving(name) for name in SERVICE_NAMES}
-    ready = http.get("/readyz")
-    body = ready.json()
+    deps = http.get("/healthz/deps")
+    body = deps.json()
     assert set(body["services"]) == set(SERVICE_NAMES)
     assert {n: s == "SERVING" for n, s in body["services"].items()} == expected
     if all(expected.values()):
-        assert ready.status_code == 200 and body["status"] == "ready"
+        assert deps.status_code == 200 and body["status"] == "ready"
     else:
-        assert ready.status_code == 503
+        assert deps.status_code == 503
         assert body["not_ready"] == sorted(n for n, ok in expected.items() if not ok)
+    assert http.get("/readyz").json() == {"status": "ready"}
     assert http.get("/healthz").status_code == 200
+
+
+def test_every_service_answers_its_liveness_probe(stack):
+    for name in SERVICE_NAMES:
+        with channel(stack, name) as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE),
+                                                         timeout=2)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
 
 
 def test_member_rate_limit_answers_429_with_retry_after(gateway, member_stub):

@@ -15,6 +15,7 @@ from nats.js.errors import NotFoundError
 from siyu_kit.devstack import Stack
 from siyu_kit.events.streams import DLQ_PREFIX, DLQ_STREAM, ensure_streams, stream_name
 from siyu_kit.ids import new_id
+from siyu_kit.liveness import LIVENESS_SERVICE
 from tests.support import eventually
 
 # Slow failure scenarios: `make chaos` runs them (see the Makefile).
@@ -48,10 +49,12 @@ async def js(servers):
     await nc.close()
 
 
-def health(stack) -> int | None:
+def health(stack, service: str = "") -> int | None:
+    """Readiness by default; the liveness probe's answer with service=LIVENESS_SERVICE."""
     with grpc.insecure_channel(f"127.0.0.1:{stack.ports[SERVICE]}") as ch:
         try:
-            return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2).status
+            return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service),
+                                                        timeout=2).status
         except grpc.RpcError:
             return None
 
@@ -83,17 +86,22 @@ async def test_a_consumer_down_past_the_limit_turns_health_not_serving_until_it_
     await eventually(lambda: health(servers) == NOT_SERVING, timeout=15,
                      message="health reports the consumer down")
     assert servers.procs[SERVICE].poll() is None
+    # NATS answers, yet the consumer stays down: the liveness probe asks for a restart.
+    assert health(servers, LIVENESS_SERVICE) == NOT_SERVING
 
     # The stream is back (any process that starts creates it): the consumer resubscribes
     # by itself, without a restart of the service.
     await ensure_streams(js)
     await eventually(lambda: health(servers) == SERVING, timeout=20, message="SERVING again")
+    assert health(servers, LIVENESS_SERVICE) == SERVING
     assert await _consumes(js)
 
 
 async def test_the_consumer_survives_nats_stopping_and_starting(servers, js):
     servers.stop("nats")
     await eventually(lambda: health(servers) == NOT_SERVING, timeout=15, message="NOT_SERVING without NATS")
+    # Without NATS no consumer can run, and a restart would not bring NATS back: still alive.
+    assert health(servers, LIVENESS_SERVICE) == SERVING
     # Start nats-server again on the same port and data; the database keeps running.
     servers.start_nats()
     await eventually(lambda: health(servers) == SERVING, timeout=30, message="SERVING after NATS is back")
