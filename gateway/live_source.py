@@ -83,8 +83,10 @@ class JetStreamRooms:
                 return False
             try:
                 # Reconnects for ever once connected; the first connection is given one try.
+                # The URL may list every node of a cluster, comma-separated.
+                servers = [u.strip() for u in self.url.split(",") if u.strip()]
                 self.nc = await asyncio.wait_for(nats.connect(
-                    self.url, connect_timeout=self.connect_timeout_s, max_reconnect_attempts=-1,
+                    servers, connect_timeout=self.connect_timeout_s, max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5, allow_reconnect=True), timeout=self.connect_timeout_s * 2)
                 self.js = self.nc.jetstream()
             except Exception as error:  # noqa: BLE001 - unreachable: answer 503 for now

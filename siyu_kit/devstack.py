@@ -10,6 +10,7 @@ demo merchant's (scripts/run.py), so the kit itself knows nothing of the demo da
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -60,6 +61,9 @@ class Stack:
     ports: dict[str, int]
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # The server names of a NATS cluster started by `start_nats_cluster` (also their
+    # process names); empty for the single nats-server.
+    nats_nodes: list[str] = field(default_factory=list)
 
     @classmethod
     def on_free_ports(cls, data_dir: Path, **extra_env: str) -> "Stack":
@@ -82,19 +86,37 @@ class Stack:
         return os.environ.get("MONGODB_URI") or f"mongodb://127.0.0.1:{self.ports['mongo']}"
 
     @property
+    def nats_servers(self) -> list[str]:
+        """Every NATS client URL: one server, each node of a cluster started here, or the
+        comma-separated NATS_URL. Services get them all (SIYU_NATS_URL) and fail over."""
+        if os.environ.get("NATS_URL"):
+            return [u.strip() for u in os.environ["NATS_URL"].split(",") if u.strip()]
+        if self.nats_nodes:
+            return [f"nats://127.0.0.1:{self.ports[node]}" for node in self.nats_nodes]
+        return [f"nats://127.0.0.1:{self.ports['nats']}"]
+
+    @property
     def nats_url(self) -> str:
-        return os.environ.get("NATS_URL") or f"nats://127.0.0.1:{self.ports['nats']}"
+        """One server URL for a client (`nats.connect` takes a list, not a comma-separated
+        string): a live node of a cluster started here; the client learns the other nodes
+        from it and reconnects to them."""
+        if self.nats_nodes and not os.environ.get("NATS_URL"):
+            live = self._live_nats_nodes()
+            return f"nats://127.0.0.1:{self.ports[live[0] if live else self.nats_nodes[0]]}"
+        return self.nats_servers[0]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update({
             "SIYU_MONGODB_URI": self.mongodb_uri,
-            "SIYU_NATS_URL": self.nats_url,
+            "SIYU_NATS_URL": ",".join(self.nats_servers),
             "SIYU_GATEWAY_PORT": str(self.ports["gateway"]),
             "SIYU_WECHAT_BASE_URL": self.wechat_url,
             "SIYU_WECHAT_PAY_BASE_URL": self.wechat_url,
             "SIYU_WECHAT_PAY_NOTIFY_URL": f"http://127.0.0.1:{self.ports['gateway']}/v1/payments/wechat/notify",
             "PYTHONUNBUFFERED": "1",
+            # Everything this module starts is development: its secrets are the dev defaults.
+            "SIYU_PROFILE": "dev",
         })
         for name in SERVICE_NAMES:
             env[f"SIYU_{name.upper()}_ADDR"] = f"127.0.0.1:{self.ports[name]}"
@@ -133,6 +155,75 @@ class Stack:
         proc = self._spawn("nats", [str(BIN / "nats-server"), "-js", "-sd", str(nats_dir), "-a", "127.0.0.1",
                                     "-p", str(self.ports["nats"])])
         wait_for_port(self.ports["nats"], 30, "nats-server", proc)
+
+    def start_nats_cluster(self, n: int = 3, timeout: float = 30) -> None:
+        """`n` nats-server processes joined by cluster routes, each with JetStream, its own
+        store and server name (`nats-1`…); returns once the cluster has a JetStream meta
+        leader, so services starting next can create replicated streams."""
+        self.plan_nats_cluster(n)
+        for node in self.nats_nodes:
+            self.start_nats_node(node)
+        self.wait_nats_meta_leader(timeout)
+
+    def plan_nats_cluster(self, n: int = 3) -> None:
+        """Name the nodes and give each its ports, without starting any."""
+        self.nats_nodes = [f"nats-{i}" for i in range(1, n + 1)]
+        for node in self.nats_nodes:
+            for suffix in ("", "_route", "_monitor"):
+                self.ports.setdefault(f"{node}{suffix}", free_port())
+
+    def start_nats_node(self, node: str) -> None:
+        """Start (or restart, on its data) one node of the cluster."""
+        store = self.data_dir / node
+        store.mkdir(parents=True, exist_ok=True)
+        routes = ",".join(f"nats://127.0.0.1:{self.ports[f'{other}_route']}" for other in self.nats_nodes)
+        proc = self._spawn(node, [str(BIN / "nats-server"), "-js", "-sd", str(store), "-a", "127.0.0.1",
+                                  "-p", str(self.ports[node]), "-n", node, "--cluster_name", "siyu",
+                                  "--cluster", f"nats://127.0.0.1:{self.ports[f'{node}_route']}",
+                                  "--routes", routes, "-m", str(self.ports[f"{node}_monitor"])])
+        wait_for_port(self.ports[node], 30, node, proc)
+
+    def _jsz(self, node: str, query: str = "") -> dict:
+        url = f"http://127.0.0.1:{self.ports[f'{node}_monitor']}/jsz{query}"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return json.load(resp)
+
+    def _live_nats_nodes(self) -> list[str]:
+        return [n for n in self.nats_nodes if n in self.procs and self.procs[n].poll() is None]
+
+    def nats_meta_leader(self) -> str:
+        """The node leading JetStream's meta group, or "" while there is none."""
+        for node in self._live_nats_nodes():
+            try:
+                leader = (self._jsz(node).get("meta_cluster") or {}).get("leader", "")
+            except OSError:
+                continue
+            if leader:
+                return leader
+        return ""
+
+    def wait_nats_meta_leader(self, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.nats_meta_leader()
+            if leader:
+                return leader
+            time.sleep(0.1)
+        raise TimeoutError(f"the NATS cluster elected no JetStream meta leader within {timeout}s")
+
+    def stream_leader(self, stream: str) -> str:
+        """The node leading `stream` (as `js.stream_info(stream).cluster.leader` says), or ""."""
+        for node in self._live_nats_nodes():
+            try:
+                info = self._jsz(node, "?accounts=true&streams=true")
+            except OSError:
+                continue
+            for account in info.get("account_details") or []:
+                for detail in account.get("stream_detail") or []:
+                    leader = (detail.get("cluster") or {}).get("leader", "")
+                    if detail.get("name") == stream and leader:
+                        return leader
+        return ""
 
     def start_wechat(self) -> None:
         """The local WeChat stand-in: WeChat's documented endpoints, in memory."""
@@ -217,11 +308,12 @@ class Stack:
 
     def stop_all(self) -> None:
         """Stop the gateway and services together, then the servers they depend on."""
-        apps = [n for n in ["gateway", *SERVICE_NAMES] if n in self.procs]
+        servers = ["wechat", "nats", *self.nats_nodes, "mongo"]
+        apps = [n for n in self.procs if n not in servers]  # the gateway, services and their replicas
         for name in apps:
             if self.procs[name].poll() is None:
                 self.procs[name].send_signal(signal.SIGTERM)
-        for name in [*apps, "wechat", "nats", "mongo"]:
+        for name in [*apps, *servers]:
             self.stop(name)
 
     def check_ports_free(self) -> None:

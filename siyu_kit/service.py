@@ -98,7 +98,12 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     consumers: list[Consumer] = []
     if nc is not None:
         js: JetStreamContext = nc.jetstream()
-        await ensure_streams(js)
+        # While a cluster elects its leaders this waits (health NOT_SERVING) rather than
+        # crashing; a stop meanwhile ends the service cleanly.
+        if await ensure_streams(js, stop) is None:
+            await nc.close()
+            nc = None
+    if nc is not None:
         # One holder id for this process's leases: its jobs and its relay's sweep.
         holder = leases.new_holder(name)
         lease_store = leases.mongo_store()
@@ -140,7 +145,9 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
 async def _connect_nats(url: str, stop: asyncio.Event):
     while not stop.is_set():
         try:
-            return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+            # SIYU_NATS_URL may list every node of a cluster, comma-separated.
+            return await nats.connect([u.strip() for u in url.split(",") if u.strip()],
+                                      max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                       connect_timeout=2)
         except Exception as error:  # noqa: BLE001 - keep trying until NATS answers
             log.warning("nats.unreachable", url=url, error=repr(error))

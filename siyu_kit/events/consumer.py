@@ -4,7 +4,8 @@ dead-letter after `max_deliver` attempts or at once for a message that cannot be
 A consumer supervises itself: when subscribing or fetching fails it subscribes again,
 with backoff, until it is stopped, and tells the service's health check how long it has
 been down. Each subscription first brings the durable's settings (max deliveries, ack
-wait, backoff) up to date with this process's, so a changed SIYU_MAX_DELIVER applies."""
+wait, backoff, replicas) up to date with this process's, so a changed SIYU_MAX_DELIVER or
+SIYU_STREAM_REPLICAS applies."""
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,7 @@ from nats.js.errors import NotFoundError
 from siyu_kit import context, logging as slog
 from siyu_kit.events.outbox import decode
 from siyu_kit.events.subjects import subject_of
-from siyu_kit.events.streams import DLQ_PREFIX, stream_name
+from siyu_kit.events.streams import DLQ_PREFIX, stream_name, stream_replicas
 from siyu_kit.metrics import (CONSUMER_PENDING, CONSUMER_UP, DEAD_LETTERS, EVENT_LAG, EVENTS_HANDLED,
                               REDELIVERIES)
 from siyu.common.v1 import common_pb2
@@ -72,8 +73,11 @@ def restart_backoff_s(failures: int) -> float:
 
 class Consumer:
     def __init__(self, service: str, js: JetStreamContext, sub: Subscription, max_deliver: int = 5,
-                 ack_wait_s: float = ACK_WAIT_S):
+                 ack_wait_s: float = ACK_WAIT_S, replicas: int | None = None):
         self.service = service
+        # As many copies as the streams (SIYU_STREAM_REPLICAS): a node going takes neither
+        # the durable nor its position away.
+        self.replicas = stream_replicas() if replicas is None else replicas
         self.js = js
         self.sub = sub
         self.max_deliver = max_deliver
@@ -92,7 +96,8 @@ class Consumer:
         # is dead-lettered rather than silently dropped.
         return ConsumerConfig(name=durable, durable_name=durable, filter_subject=self.sub.subject,
                               ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                              max_deliver=self.max_deliver + 1, ack_wait=self.ack_wait_s)
+                              max_deliver=self.max_deliver + 1, ack_wait=self.ack_wait_s,
+                              num_replicas=self.replicas)
 
     async def run(self) -> None:
         """Consume until stopped; every failure leads to a new subscription after a pause."""
@@ -245,5 +250,7 @@ class Consumer:
 
 
 def _tunables(config: ConsumerConfig) -> tuple:
-    """The settings a running durable may have changed: deliveries, ack wait, backoff."""
-    return config.max_deliver, float(config.ack_wait or 0), tuple(config.backoff or ())
+    """The settings a running durable may have changed: deliveries, ack wait, backoff,
+    replicas (0 means the stream's)."""
+    return (config.max_deliver, float(config.ack_wait or 0), tuple(config.backoff or ()),
+            config.num_replicas or 0)
