@@ -106,7 +106,7 @@ def test_a_purchase_is_told_once_per_order(cols):
 def _sale(m: str, session: str, starts: datetime, ends: datetime, **extra) -> dict:
     return {"_id": new_id("fls"), "merchant_id": m, "live_session_id": session, "product_id": new_id("prd"),
             "sku_id": new_id("sku"), "price": 990, "currency": "CNY", "units": 10, "available": 10,
-            "starts_at": starts, "ends_at": ends, "pooled": 1, "holds": {}, **extra}
+            "starts_at": starts, "ends_at": ends, "pooled": 1, "holds": {}, "tending": 1, **extra}
 
 
 def test_running_room_sales_are_pooled_bound_to_a_session_and_inside_their_window(cols):
