@@ -95,6 +95,7 @@ class Stack:
             "SIYU_WECHAT_PAY_BASE_URL": self.wechat_url,
             "SIYU_WECHAT_PAY_NOTIFY_URL": f"http://127.0.0.1:{self.ports['gateway']}/v1/payments/wechat/notify",
             "PYTHONUNBUFFERED": "1",
+            "SIYU_PROFILE": "dev",
         })
         for name in SERVICE_NAMES:
             env[f"SIYU_{name.upper()}_ADDR"] = f"127.0.0.1:{self.ports[name]}"
