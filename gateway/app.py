@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from siyu_kit import logging as slog, metrics
+from siyu_kit import auth as tokens, config, logging as slog, metrics, trust
 from siyu_kit.clients import CHANNEL_OPTIONS
 from siyu_kit.config import load as load_settings
 from siyu_kit.config import SERVICE_NAMES, GatewaySettings
@@ -44,7 +44,8 @@ log = slog.get("siyu.gateway")
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _REQUEST_ID_CHARS = re.compile(r"[^A-Za-z0-9._:-]")
-OPS_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs")
+JWKS_PATH = "/.well-known/jwks.json"
+OPS_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs", JWKS_PATH)
 RESOLVE_API_KEY = "/siyu.member.v1.MemberService/ResolveApiKey"
 GET_TOKEN_VERSIONS = "/siyu.member.v1.MemberService/GetTokenVersions"
 
@@ -114,6 +115,11 @@ class Gateway:
         reply = await call(request, metadata=md, timeout=self.settings.deadline_s)
         return [(int(v.version), bool(v.active)) for v in reply.versions]
 
+    def jwks(self) -> dict:
+        """The public keys that verify member and staff tokens, for anyone verifying them."""
+        keys = tokens.keys_from_env(self.settings.jwt_secret)
+        return keys.jwks() if isinstance(keys, tokens.TokenKeys) else {"keys": []}
+
     async def close(self) -> None:
         for ch in self.channels.values():
             await ch.close()
@@ -176,7 +182,7 @@ class Gateway:
     async def admit(self, rule, creds: Credentials, request_id: str) -> RequestContext:
         """Who calls (401/403 when the route's access rule refuses them), within their rate
         limits (429): the check every route runs before it asks a service."""
-        ctx = await identify(rule, creds, request_id, self.resolver, self.settings.jwt_secret, self.versions,
+        ctx = await identify(rule, creds, request_id, self.resolver, tokens.keys_from_env(self.settings.jwt_secret), self.versions,
                              self.settings.platform_token)
         self._rate_limit(rule, creds, ctx)
         return ctx
@@ -370,12 +376,16 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
     gateway.openapi_doc["paths"][product_detail.PATH] = {"get": product_detail.openapi_operation()}
     gateway.docs_html = openapi.docs_page(gateway.openapi_doc)
     # ---- end of the product-detail screen ----
+    # ---- the token keys: RS256 public keys (empty with HS256 tokens) ----
+    app.router.routes.insert(0, HttpRoute(JWKS_PATH, lambda request: JSONResponse(gateway.jwks()), methods=["GET"]))
     return app
 
 
 def main() -> None:
     settings = GatewaySettings.load()
     slog.configure("gateway", settings.log_level)
+    config.refuse_dev_secrets("gateway")
+    trust.set_issuer("gateway")
     metrics.serve(load_settings("gateway").metrics_port)
     app = create_app(settings)
     log.info("gateway.starting", host=settings.host, port=settings.port, routes=len(app.state.gateway.table.routes))
