@@ -96,8 +96,8 @@ def test_calls_without_identity_are_unaffected_and_health_is_not_a_way_in(stack)
 
 
 # ---- the production profile refuses development secrets ---------------------------------
-def _member_process(stack, tmp_path, **env: str):
-    """The member service on its own port and database, NATS unreachable (no consumers or
+def _content_process(stack, tmp_path, **env: str):
+    """The content service (the lightest to start) on its own port and database, NATS unreachable (no consumers or
     jobs touch the suite's streams), with the given settings over the suite's."""
     import subprocess
     import sys
@@ -105,14 +105,14 @@ def _member_process(stack, tmp_path, **env: str):
     from siyu_kit.devstack import ROOT, free_port
 
     port = free_port()
-    full = {**stack.service_env("member"), "SIYU_GRPC_PORT": str(port), "SIYU_MONGODB_DB_PREFIX": "trustprobe_",
+    full = {**stack.service_env("content"), "SIYU_GRPC_PORT": str(port), "SIYU_MONGODB_DB_PREFIX": "trustprobe_",
             "SIYU_NATS_URL": "nats://127.0.0.1:1", "SIYU_METRICS_PORT": "0", **env}
     for name in SECRET_NAMES:
         full.pop(name, None)
     full.update({k: v for k, v in env.items() if k in SECRET_NAMES})
-    log = tmp_path / "member.log"
+    log = tmp_path / "content.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "services.member"], cwd=ROOT, env=full, stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "services.content"], cwd=ROOT, env=full, stdout=out,
                                 stderr=subprocess.STDOUT)
     return proc, port, log
 
@@ -125,7 +125,7 @@ def test_production_refuses_default_secrets_and_starts_with_real_ones(stack, tmp
     import base64
     import os
 
-    proc, _, log = _member_process(stack, tmp_path, SIYU_PROFILE="production")
+    proc, _, log = _content_process(stack, tmp_path, SIYU_PROFILE="production")
     assert proc.wait(timeout=180) != 0
     refusal = [line for line in log.read_text().splitlines() if "config.refused" in line]
     assert len(refusal) == 1 and all(name in refusal[0] for name in SECRET_NAMES)
@@ -134,19 +134,19 @@ def test_production_refuses_default_secrets_and_starts_with_real_ones(stack, tmp
     real = {"SIYU_JWT_SECRET": "j" * 40, "SIYU_DATA_KEY": f"prod:{key}", "SIYU_LOOKUP_KEY": key,
             "SIYU_PLATFORM_TOKEN": "p" * 40, "SIYU_SANDBOX_PAYMENT_SECRET": "s" * 40,
             "SIYU_INTERNAL_KEY": "prod:" + "i" * 40}
-    proc, port, log = _member_process(stack, tmp_path, SIYU_PROFILE="production", **real)
+    proc, port, log = _content_process(stack, tmp_path, SIYU_PROFILE="production", **real)
     try:
         def listening():
             assert proc.poll() is None, log.read_text()[-2000:]
             return "service.listening" in log.read_text()
         from tests.support import wait_until
-        wait_until(listening, timeout=180, interval=0.2, message="the member service listening")
+        wait_until(listening, timeout=180, interval=0.2, message="the content service listening")
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
             # The suite's key is not this process's: what the suite signs is not believed here.
-            stub = member_pb2_grpc.MemberServiceStub(ch)
-            error = rpc_error(stub.UpsertMerchant, member_pb2.UpsertMerchantRequest(code="x-y", name="n"),
-                              metadata=RequestContext(calling_service="ops").to_metadata())
+            stub = content_pb2_grpc.ContentServiceStub(ch)
+            error = rpc_error(stub.UpsertPersona, content_pb2.UpsertPersonaRequest(code="p-1", name="Lin"),
+                              metadata=owner(new_id("mch")).to_metadata())
             assert reason(error) == "PEER_UNVERIFIED"
     finally:
         proc.kill()
