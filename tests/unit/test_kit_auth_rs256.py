@@ -140,3 +140,27 @@ async def test_the_gateway_serves_its_public_keys(monkeypatch):
     assert (await get("POST")).status_code == 405
     monkeypatch.delenv("SIYU_JWT_JWKS")
     assert (await get()).json() == {"keys": []}
+
+
+async def test_the_gateway_admits_rs256_member_and_staff_tokens_and_refuses_hs256_ones():
+    from gateway.auth import ApiKeyResolver, Credentials, identify
+    from gateway.errors import ApiError
+    from siyu.member.v1 import member_pb2
+    from siyu_kit.access import Rule
+
+    async def lookup(api_key, request_id):
+        return member_pb2.ResolveApiKeyResponse(merchant_id="mch_1", channel=2)
+
+    private = signer()
+    public = auth.rs256_keys(jwks=jwks_of(private))
+    resolver = ApiKeyResolver(lookup)
+    member = auth.issue(private, TokenClaims("member", "mem_1", "mch_1"), 60)
+    ctx = await identify(Rule("MEMBER"), Credentials(api_key="key", bearer=member), "req_1", resolver, public)
+    assert (ctx.caller_kind, ctx.caller_id, ctx.merchant_id) == ("member", "mem_1", "mch_1")
+    staff = auth.issue(private, TokenClaims("staff", "stf_1", "mch_1", ("OWNER",)), 60)
+    ctx = await identify(Rule("STAFF", ("OPERATOR",)), Credentials(bearer=staff), "req_1", resolver, public)
+    assert ctx.roles == ("OWNER",)
+    hs256 = auth.issue("a-shared-secret-of-at-least-32-bytes!", TokenClaims("staff", "stf_1", "mch_1", ("OWNER",)), 60)
+    with pytest.raises(ApiError) as refused:
+        await identify(Rule("STAFF"), Credentials(bearer=hs256), "req_1", resolver, public)
+    assert (refused.value.http_status, refused.value.reason) == (401, "TOKEN_INVALID")
