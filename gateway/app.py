@@ -182,8 +182,8 @@ class Gateway:
     async def admit(self, rule, creds: Credentials, request_id: str) -> RequestContext:
         """Who calls (401/403 when the route's access rule refuses them), within their rate
         limits (429): the check every route runs before it asks a service."""
-        ctx = await identify(rule, creds, request_id, self.resolver, tokens.keys_from_env(self.settings.jwt_secret), self.versions,
-                             self.settings.platform_token)
+        ctx = await identify(rule, creds, request_id, self.resolver, tokens.keys_from_env(self.settings.jwt_secret),
+                             self.versions, self.settings.platform_token)
         self._rate_limit(rule, creds, ctx)
         return ctx
 
