@@ -34,7 +34,8 @@ def channel(stack, service: str) -> grpc.Channel:
 
 def metadata(merchant_id: str = "", *, channel: str = "", member_id: str = "", staff_id: str = "",
              roles: tuple[str, ...] = (), service: str = "") -> tuple[tuple[str, str], ...]:
-    """Call metadata as the gateway (or, with `service`, another service) would send it."""
+    """Call metadata as the gateway (or, with `service`, another service) would send it,
+    signed (siyu_kit.trust) so the services believe it."""
     kind, caller = ("member", member_id) if member_id else (("staff", staff_id) if staff_id else ("", ""))
     ctx = RequestContext(request_id=new_id("req"), merchant_id=merchant_id, channel=channel,
                          caller_kind=kind, caller_id=caller, roles=roles, calling_service=service)
