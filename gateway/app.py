@@ -377,7 +377,9 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
     gateway.docs_html = openapi.docs_page(gateway.openapi_doc)
     # ---- end of the product-detail screen ----
     # ---- the token keys: RS256 public keys (empty with HS256 tokens) ----
-    app.router.routes.insert(0, HttpRoute(JWKS_PATH, lambda request: JSONResponse(gateway.jwks()), methods=["GET"]))
+    catch_all = next(i for i, r in enumerate(app.router.routes) if getattr(r, "path", "") == "/{path:path}")
+    app.router.routes.insert(catch_all, HttpRoute(JWKS_PATH, lambda request: JSONResponse(gateway.jwks()),
+                                                  methods=["GET"]))
     return app
 
 
