@@ -176,10 +176,10 @@ async def run(bench: Bench) -> dict:
             in_flight = asyncio.Semaphore(IN_FLIGHT)
 
             async def join(m: Member, group_id: str) -> None:
-                md = bench.metadata(m.member_id)
                 await gate.wait()
                 async with in_flight:
-                    await purchase(m, group_id, md)
+                    # Signed when the call goes out: an assertion lives 30 s, the queue may be longer.
+                    await purchase(m, group_id, bench.metadata(m.member_id))
 
             async def purchase(m: Member, group_id: str, md) -> None:
                 try:

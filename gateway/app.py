@@ -24,8 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from siyu_kit import logging as slog, metrics
-from siyu_kit import clients
+from siyu_kit import auth as tokens, clients, config, logging as slog, metrics, trust
 from siyu_kit.config import load as load_settings
 from siyu_kit.config import SERVICE_NAMES, GatewaySettings
 from siyu_kit.errors import FieldViolation
@@ -44,7 +43,8 @@ log = slog.get("siyu.gateway")
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _REQUEST_ID_CHARS = re.compile(r"[^A-Za-z0-9._:-]")
-OPS_PATHS = ("/healthz", "/readyz", "/healthz/deps", "/openapi.json", "/docs")
+JWKS_PATH = "/.well-known/jwks.json"
+OPS_PATHS = ("/healthz", "/readyz", "/healthz/deps", "/openapi.json", "/docs", JWKS_PATH)
 RESOLVE_API_KEY = "/siyu.member.v1.MemberService/ResolveApiKey"
 GET_TOKEN_VERSIONS = "/siyu.member.v1.MemberService/GetTokenVersions"
 
@@ -114,6 +114,11 @@ class Gateway:
         reply = await call(request, metadata=md, timeout=self.settings.deadline_s)
         return [(int(v.version), bool(v.active)) for v in reply.versions]
 
+    def jwks(self) -> dict:
+        """The public keys that verify member and staff tokens, for anyone verifying them."""
+        keys = tokens.keys_from_env(self.settings.jwt_secret)
+        return keys.jwks() if isinstance(keys, tokens.TokenKeys) else {"keys": []}
+
     async def close(self) -> None:
         for ch in self.channels.values():
             await ch.close()
@@ -176,8 +181,8 @@ class Gateway:
     async def admit(self, rule, creds: Credentials, request_id: str) -> RequestContext:
         """Who calls (401/403 when the route's access rule refuses them), within their rate
         limits (429): the check every route runs before it asks a service."""
-        ctx = await identify(rule, creds, request_id, self.resolver, self.settings.jwt_secret, self.versions,
-                             self.settings.platform_token)
+        ctx = await identify(rule, creds, request_id, self.resolver, tokens.keys_from_env(self.settings.jwt_secret),
+                             self.versions, self.settings.platform_token)
         self._rate_limit(rule, creds, ctx)
         return ctx
 
@@ -386,12 +391,18 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
     gateway.openapi_doc["paths"][product_detail.PATH] = {"get": product_detail.openapi_operation()}
     gateway.docs_html = openapi.docs_page(gateway.openapi_doc)
     # ---- end of the product-detail screen ----
+    # ---- the token keys: RS256 public keys (empty with HS256 tokens) ----
+    catch_all = next(i for i, r in enumerate(app.router.routes) if getattr(r, "path", "") == "/{path:path}")
+    app.router.routes.insert(catch_all, HttpRoute(JWKS_PATH, lambda request: JSONResponse(gateway.jwks()),
+                                                  methods=["GET"]))
     return app
 
 
 def main() -> None:
     settings = GatewaySettings.load()
     slog.configure("gateway", settings.log_level)
+    config.refuse_dev_secrets("gateway")
+    trust.set_issuer("gateway")
     metrics.serve(load_settings("gateway").metrics_port)
     app = create_app(settings)
     log.info("gateway.starting", host=settings.host, port=settings.port, routes=len(app.state.gateway.table.routes))

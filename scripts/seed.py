@@ -11,7 +11,6 @@ import json
 import os
 from dataclasses import dataclass
 
-import grpc
 from siyu.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from siyu.common.v1 import common_pb2
 from siyu.content.v1 import content_pb2, content_pb2_grpc
@@ -19,6 +18,7 @@ from siyu.member.v1 import member_pb2, member_pb2_grpc
 from siyu.order.v1 import order_pb2_grpc
 
 from siyu_kit.config import DEFAULT_GRPC_PORTS, DEV_PLATFORM_TOKEN
+from siyu_kit import trust
 from siyu_kit.context import RequestContext
 
 DEMO_MERCHANT = "demo"
@@ -50,10 +50,10 @@ class Clients:
     def from_env(cls, env: dict[str, str]) -> "Clients":
         def addr(name: str) -> str:
             return env.get(f"SIYU_{name.upper()}_ADDR", f"127.0.0.1:{DEFAULT_GRPC_PORTS[name]}")
-        return cls(member_pb2_grpc.MemberServiceStub(grpc.insecure_channel(addr("member"))),
-                   catalog_pb2_grpc.CatalogServiceStub(grpc.insecure_channel(addr("catalog"))),
-                   content_pb2_grpc.ContentServiceStub(grpc.insecure_channel(addr("content"))),
-                   order_pb2_grpc.OrderServiceStub(grpc.insecure_channel(addr("order"))))
+        return cls(member_pb2_grpc.MemberServiceStub(trust.resigning_channel(addr("member"))),
+                   catalog_pb2_grpc.CatalogServiceStub(trust.resigning_channel(addr("catalog"))),
+                   content_pb2_grpc.ContentServiceStub(trust.resigning_channel(addr("content"))),
+                   order_pb2_grpc.OrderServiceStub(trust.resigning_channel(addr("order"))))
 
 
 def _operator(merchant_id: str = "", staff_id: str = "") -> tuple[tuple[str, str], ...]:

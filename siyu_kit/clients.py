@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import grpc
 
-from siyu_kit import context
+from siyu_kit import context, trust
 
 
 class _PropagateContext(grpc.aio.UnaryUnaryClientInterceptor):
@@ -13,7 +13,13 @@ class _PropagateContext(grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         md = list(client_call_details.metadata or ())
         present = {k for k, _ in md}
-        md.extend(p for p in context.current().to_metadata(self.calling_service) if p[0] not in present)
+        if trust.MD_ASSERTION in present:
+            # Signed by the caller's to_metadata; only a missing calling service is added.
+            if context.MD_SERVICE not in present and self.calling_service:
+                md = list(trust.signed(md + [(context.MD_SERVICE, self.calling_service)], self.calling_service))
+        else:
+            md.extend(p for p in context.current().identity_pairs(self.calling_service) if p[0] not in present)
+            md = list(trust.signed(md, self.calling_service))
         details = client_call_details._replace(metadata=grpc.aio.Metadata(*md))
         return await continuation(details, request)
 

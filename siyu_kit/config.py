@@ -161,3 +161,64 @@ class GatewaySettings:
             log_level=base.log_level,
             platform_token=_env("PLATFORM_TOKEN", DEV_PLATFORM_TOKEN),
         )
+
+
+# ---- profiles: development defaults never reach production ------------------------------
+PROFILES = ("dev", "production")
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-in-production"
+DEV_SANDBOX_PAYMENT_SECRET = "dev-only-sandbox-payment-secret"
+
+
+def profile() -> str:
+    """SIYU_PROFILE: `dev` (tests, `make run`, `make bench`) or `production`, the default,
+    so a deployment that forgets the variable is held to the production rules."""
+    value = _env("PROFILE", "production").strip() or "production"
+    if value not in PROFILES:
+        raise ValueError(f"SIYU_PROFILE must be one of {', '.join(PROFILES)}, got {value!r}")
+    return value
+
+
+def dev_secrets_in_use() -> list[str]:
+    """The secret settings that still hold their development default (or are unset)."""
+    from siyu_kit import trust  # the kit's trust module reads this module's profile
+
+    defaults = {"JWT_SECRET": DEV_JWT_SECRET, "DATA_KEY": DEV_DATA_KEY, "LOOKUP_KEY": DEV_LOOKUP_KEY,
+                "PLATFORM_TOKEN": DEV_PLATFORM_TOKEN, "SANDBOX_PAYMENT_SECRET": DEV_SANDBOX_PAYMENT_SECRET,
+                "INTERNAL_KEY": trust.DEV_INTERNAL_KEY}
+    if _env("JWT_PRIVATE_KEY", "") or _env("JWT_JWKS", ""):
+        # Tokens are RS256: the shared HS256 secret signs and verifies nothing.
+        defaults.pop("JWT_SECRET")
+    found = []
+    for name, default in defaults.items():
+        # A key list (kid:key,…) that still holds the development key, even behind a new
+        # one, still opens or verifies what the development key made.
+        dev = {default, default.partition(":")[2]} - {""}
+        entries = [e.strip() for e in _env(name, default).split(",")] if "KEY" in name else [_env(name, default)]
+        if any(e in dev or e.partition(":")[2] in dev for e in entries):
+            found.append(f"SIYU_{name}")
+    return found
+
+
+def refuse_dev_secrets(process: str) -> None:
+    """In the production profile, exit (status 78, configuration error) with one log line
+    naming every secret that still has its development value."""
+    try:
+        current = profile()
+    except ValueError as error:
+        _refuse(process, str(error), [])
+    if current != "production":
+        return
+    found = dev_secrets_in_use()
+    if found:
+        _refuse(process, "development secrets refused in the production profile: set "
+                + ", ".join(found) + " (or SIYU_PROFILE=dev for development)", found)
+
+
+def _refuse(process: str, message: str, variables: list[str]) -> None:
+    import sys
+
+    import structlog
+
+    structlog.get_logger("siyu.config").critical("config.refused", process=process, variables=variables,
+                                                 message=message)
+    sys.exit(78)

@@ -10,6 +10,7 @@ import contextvars
 import time
 from dataclasses import dataclass, field, replace
 
+from siyu_kit import trust
 from siyu_kit.errors import PermissionDenied, Unauthenticated
 from siyu_kit.ids import new_id
 
@@ -43,6 +44,12 @@ class RequestContext:
     deadline: float = 0.0
 
     def to_metadata(self, calling_service: str = "") -> tuple[tuple[str, str], ...]:
+        """The identity headers and the assertion that vouches for them (siyu_kit.trust),
+        signed as `calling_service`, else the process's own name."""
+        return trust.signed(self.identity_pairs(calling_service), calling_service or self.calling_service)
+
+    def identity_pairs(self, calling_service: str = "") -> tuple[tuple[str, str], ...]:
+        """The identity headers alone, unsigned: a service accepts them only with an assertion."""
         caller = f"{self.caller_kind}:{self.caller_id}" if self.caller_kind else ""
         pairs = [
             (MD_REQUEST_ID, self.request_id or new_id("req")),

@@ -16,8 +16,9 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from siyu_kit import access, context, field_rules, logging as slog, reasons
+from siyu_kit import access, context, field_rules, logging as slog, reasons, trust
 from siyu_kit.errors import DomainError, FieldViolation, Unavailable, capped_violations
+from siyu_kit.ids import new_id
 from siyu_kit.metrics import RPC_LATENCY
 
 log = slog.get("siyu.rpc")
@@ -136,14 +137,23 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
         rpc_name = method.rsplit("/", 1)[-1]
 
         async def behaviour(request, servicer_context: grpc.aio.ServicerContext):
-            ctx = replace(context.RequestContext.from_metadata(servicer_context.invocation_metadata()),
-                          rpc=rpc_name)
+            metadata = servicer_context.invocation_metadata()
+            refused = None
+            try:
+                # Identity headers count only when a peer holding the internal key vouches for them.
+                trust.verify(metadata)
+                ctx = replace(context.RequestContext.from_metadata(metadata), rpc=rpc_name)
+            except DomainError as error:
+                refused = error
+                ctx = context.RequestContext(request_id=new_id("req"), rpc=rpc_name)
             token = context.use(ctx)
             structlog.contextvars.bind_contextvars(
                 request_id=ctx.request_id, merchant_id=ctx.merchant_id, channel=ctx.channel, method=method)
             started = time.perf_counter()
             code = "OK"
             try:
+                if refused is not None:
+                    raise refused
                 if rule is not None:
                     access.check(rule, ctx)
                     field_rules.check(request)

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from nats.js import JetStreamContext
 from pymongo.collection import Collection
 
-from siyu_kit import clients, config, db, lease as leases, liveness, logging as slog, metrics
+from siyu_kit import clients, config, db, lease as leases, liveness, logging as slog, metrics, trust
 from siyu_kit.events import outbox
 from siyu_kit.events.consumer import ACK_WAIT_S, Consumer, Subscription
 from siyu_kit.events.relay import OutboxRelay
@@ -67,6 +67,8 @@ class Runtime:
 async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     settings = config.load(name)
     slog.configure(name, settings.log_level)
+    config.refuse_dev_secrets(name)
+    trust.set_issuer(name)
     metrics.serve(settings.metrics_port)
     db.connect(settings.mongodb_uri, settings.mongodb_db, settings.db_threads, service=name)
     runtime = Runtime(settings)

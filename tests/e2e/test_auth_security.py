@@ -8,14 +8,13 @@ import time
 import uuid
 from dataclasses import replace
 
-import grpc
 import httpx
 from siyu.common.v1 import common_pb2
 from siyu.member.v1 import member_pb2 as pb, member_pb2_grpc
 
 from gateway.app import GatewaySettings, create_app
 from siyu_kit.config import SERVICE_NAMES
-from tests.support import eventually, metadata, wait_until
+from tests.support import channel, eventually, metadata, wait_until
 
 # Tests here demote, lock out and log out the shop's owner: a new merchant for each.
 SHOP_PER_TEST = True
@@ -36,7 +35,7 @@ def reason(resp: httpx.Response) -> str:
 def test_a_demoted_staff_users_old_token_is_refused_within_seconds(shop, stack):
     token = staff_login(shop).json()["access_token"]
     assert shop.call("GET", STAFF_ROUTE, channel=None, token=token).status_code == 200
-    with grpc.insecure_channel(f"127.0.0.1:{stack.ports['member']}") as ch:
+    with channel(stack, "member") as ch:
         member_pb2_grpc.MemberServiceStub(ch).UpsertStaffUser(pb.UpsertStaffUserRequest(
             merchant_id=shop.data["merchant_id"], username=shop.data["staff_username"],
             password=shop.data["staff_password"], roles=[common_pb2.STAFF_ROLE_GUIDE]), metadata=OPS)

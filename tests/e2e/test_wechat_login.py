@@ -8,13 +8,12 @@ import statistics
 import time
 import uuid
 
-import grpc
 import httpx
 import pytest
 from siyu.common.v1 import common_pb2
 from siyu.member.v1 import member_pb2 as pb, member_pb2_grpc
 
-from tests.support import metadata
+from tests.support import channel as grpc_channel, metadata
 from tests.support.shop import Shop
 
 OPS = metadata(service="ops")
@@ -228,7 +227,7 @@ def test_app_secrets_and_phones_are_never_readable_through_the_api_or_the_logs(s
 
 def _staff_with(stack, shop: Shop, role) -> str:
     username = "s-" + uuid.uuid4().hex[:8]
-    with grpc.insecure_channel(f"127.0.0.1:{stack.ports['member']}") as ch:
+    with grpc_channel(stack, "member") as ch:
         member_pb2_grpc.MemberServiceStub(ch).UpsertStaffUser(pb.UpsertStaffUserRequest(
             merchant_id=shop.data["merchant_id"], username=username, password="pass-" + username, roles=[role]),
             metadata=OPS)

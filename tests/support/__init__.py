@@ -17,7 +17,7 @@ from grpc_status import rpc_status
 
 from pymongo import MongoClient
 
-from siyu_kit import config
+from siyu_kit import config, trust
 from siyu_kit.config import SERVICE_NAMES
 from siyu_kit.context import RequestContext
 from siyu_kit.ids import new_id
@@ -27,12 +27,15 @@ T = TypeVar("T")
 
 
 def channel(stack, service: str) -> grpc.Channel:
-    return grpc.insecure_channel(f"127.0.0.1:{stack.ports[service]}")
+    """A channel that signs each call's identity anew, so metadata built once (a module's
+    constant) outlives the assertion it carried."""
+    return trust.resigning_channel(f"127.0.0.1:{stack.ports[service]}")
 
 
 def metadata(merchant_id: str = "", *, channel: str = "", member_id: str = "", staff_id: str = "",
              roles: tuple[str, ...] = (), service: str = "") -> tuple[tuple[str, str], ...]:
-    """Call metadata as the gateway (or, with `service`, another service) would send it."""
+    """Call metadata as the gateway (or, with `service`, another service) would send it,
+    signed (siyu_kit.trust) so the services believe it."""
     kind, caller = ("member", member_id) if member_id else (("staff", staff_id) if staff_id else ("", ""))
     ctx = RequestContext(request_id=new_id("req"), merchant_id=merchant_id, channel=channel,
                          caller_kind=kind, caller_id=caller, roles=roles, calling_service=service)

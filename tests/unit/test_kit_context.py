@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from siyu_kit import context
+from siyu_kit import context, trust
 from siyu_kit.context import RequestContext
 from siyu_kit.errors import PermissionDenied, Unauthenticated
 from siyu_kit.ids import is_id
@@ -27,7 +27,7 @@ def test_staff_context_with_roles_and_calling_service_round_trips():
 
 def test_empty_fields_are_left_out_and_a_request_id_is_always_made():
     md = RequestContext().to_metadata()
-    assert [k for k, _ in md] == [context.MD_REQUEST_ID]
+    assert [k for k, _ in md] == [context.MD_REQUEST_ID, trust.MD_ASSERTION]
     assert is_id(dict(md)[context.MD_REQUEST_ID], "req")
     back = RequestContext.from_metadata(())
     assert is_id(back.request_id, "req")

@@ -34,7 +34,7 @@ def _revoked() -> Unauthenticated:
 
 
 class Sessions:
-    def __init__(self, secret: str, staff: StaffRepository, members: MemberRepository, tokens: RefreshTokens):
+    def __init__(self, secret: "str | auth.TokenKeys", staff: StaffRepository, members: MemberRepository, tokens: RefreshTokens):
         self.secret = secret
         self.staff = staff
         self.members = members

@@ -26,7 +26,7 @@ from services.member.entrypoint import personal_data_wiring
 from services.member.entrypoint import distribution_wiring
 from services.member.entrypoint import commission_wiring
 from services.member.entrypoint import points_mall_wiring
-from siyu_kit import service
+from siyu_kit import auth, service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
 from siyu_kit.sealing import Sealer
@@ -45,7 +45,7 @@ def build(runtime: Runtime) -> Parts:
     members_repo = repositories.MemberRepository()
     ledger = points_store.PointsStore()
     passwords = ScryptPasswords()
-    sessions = Sessions(runtime.settings.jwt_secret, staff_users, members_repo, repositories.RefreshTokenRepository())
+    sessions = Sessions(auth.keys_from_env(runtime.settings.jwt_secret), staff_users, members_repo, repositories.RefreshTokenRepository())
     limits = LoginLimits(per_account=env_count("STAFF_LOGIN_MAX_FAILURES", 10),
                          per_address=env_count("STAFF_LOGIN_MAX_FAILURES_PER_ADDRESS", 50))
     sealer = Sealer.from_setting(runtime.settings.data_key)
