@@ -90,10 +90,22 @@ async def test_reserve_holds_all_lines_or_none(shop):
     assert shop.reservations.event_names(RID) == ["ReservationReleased"]
 
 
-async def test_reserve_refuses_unknown_skus_before_writing(shop):
+async def test_reserve_refuses_unknown_skus_and_holds_nothing(shop):
+    # The SKUs are read only once a hold fails: the reservation was written, and is released.
     with pytest.raises(NotFound) as missing:
         await reserve(shop)
-    assert missing.value.reason == "SKU_NOT_FOUND" and RID not in shop.reservations.stored
+    assert missing.value.reason == "SKU_NOT_FOUND"
+    assert [v.field for v in missing.value.violations] == ["lines[0].sku_id", "lines[1].sku_id"]
+    assert shop.reservations.stored[RID].state == rules.RELEASED
+
+
+async def test_reserve_names_the_one_unknown_sku_among_stocked_ones(shop):
+    await stocked(shop)
+    with pytest.raises(NotFound) as missing:
+        await reserve(shop, lines=((SKU_A, 1), (SKU_C, 1)))
+    assert [v.field for v in missing.value.violations] == ["lines[1].sku_id"]
+    assert shop.stock.levels(SKU_A) == (10, 0, 10)
+    assert shop.reservations.stored[RID].state == rules.RELEASED
 
 
 async def test_a_repeated_reserve_returns_the_reservation_without_holding_twice(shop):
