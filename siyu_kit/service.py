@@ -17,6 +17,7 @@ from pymongo.collection import Collection
 
 from siyu_kit import clients, config, db, logging as slog, metrics
 from siyu_kit.events import outbox
+from siyu_kit.events import invalidation
 from siyu_kit.events.consumer import ACK_WAIT_S, Consumer, Subscription
 from siyu_kit.events.relay import OutboxRelay
 from siyu_kit.events.streams import ensure_streams
@@ -96,6 +97,8 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     if nc is not None:
         js: JetStreamContext = nc.jetstream()
         await ensure_streams(js)
+        # Caches of the hot path hear the events that change what they hold, in every replica.
+        await invalidation.listen(nc)
         runtime.relay = OutboxRelay(name, js, parts.outbox_collections, settings.relay_interval_s)
         workers.append(runtime.relay)
         outbox.on_commit(runtime.relay.kick)
