@@ -177,9 +177,11 @@ class StockUseCases:
         merchant_id, rid = reservation.merchant_id, reservation.id
         for i, line in enumerate(reservation.lines):
             change = StockChange.hold(line.sku_id, rid, line.quantity)
+            # The hold's movement stays owed in the stock document (written by the same
+            # update) and the ledger writer job stores it: two commands off the order's path.
             if await self.stock.apply(merchant_id, change):
-                await self.ledger.record(merchant_id, change.movement)
-            elif not await self.stock.holds(merchant_id, line.sku_id, rid):
+                continue
+            if not await self.stock.holds(merchant_id, line.sku_id, rid):
                 await self._move(await self._reload(reservation), rules.RELEASED)
                 await self._require_skus(merchant_id, [l.sku_id for l in reservation.lines])
                 raise FailedPrecondition(f"not enough stock for sku {line.sku_id}", reason="OUT_OF_STOCK",

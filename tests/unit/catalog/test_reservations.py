@@ -75,6 +75,10 @@ async def test_reserve_holds_every_line_and_records_the_reserved_event(shop):
     assert r.state == rules.RESERVED and r.confirmed and r.version == 2
     assert shop.stock.levels(SKU_A) == (10, 2, 8) and shop.stock.levels(SKU_B) == (10, 1, 9)
     assert shop.reservations.event_names(RID) == ["ReservationReserved"]
+    # The hold's movement is owed by the stock, for the ledger writer job to store.
+    assert shop.movements.kinds(SKU_A) == []
+    assert shop.stock.records[SKU_A].pending.get(rules.movement_id(rules.RESERVE, SKU_A, RID))
+    assert await shop.inventory_cases.store_owed_holds() == 2
     assert shop.movements.kinds(SKU_A) == ["RESERVE"]
     assert not shop.stock.records[SKU_A].pending.get(rules.movement_id(rules.RESERVE, SKU_A, RID))
 
@@ -165,6 +169,7 @@ async def test_paid_commits_and_sells_the_units_once(shop):
     again = await shop.stock_cases.on_paid(MERCHANT, RID, "evt_paid")
     assert again.state == rules.COMMITTED and shop.stock.levels(SKU_A) == (8, 0, 8)
     assert shop.reservations.event_names(RID) == ["ReservationReserved", "ReservationCommitted"]
+    await shop.inventory_cases.store_owed_holds()
     assert shop.movements.kinds(SKU_A) == ["COMMIT", "RESERVE"]
 
 
