@@ -1,8 +1,9 @@
 """What the checkout's hot path keeps in memory in this service, and the events that drop it.
 
-A member's growth (their tier) is kept until one of their points events (`siyu.member.
-points.*`: every earning and reversal of growth is one) reaches this process; every
-replica listens. The merchant's tier discounts are kept 5 s (MemberPricing's TTL)."""
+A member's growth (their tier) is kept until one of their points events that changes it
+(`siyu.member.points.*` with a growth change: every earning and reversal of growth is one)
+reaches this process; every replica listens. A paid order earns growth, so a member's next
+order reads it again. The merchant's tier discounts are kept 5 s (MemberPricing's TTL)."""
 from __future__ import annotations
 
 from siyu.member.v1 import events_pb2
@@ -23,7 +24,8 @@ def pricing(merchants: MerchantRepository, ledger: PointsLedger) -> MemberPricin
         moved = events_pb2.PointsMoved()
         earned = events_pb2.PointsEarned()
         if envelope.payload.Unpack(moved):
-            cases.points_moved(envelope.merchant_id, moved.member_id)
+            if moved.entry.growth_change:  # holding or spending points leaves growth alone
+                cases.points_moved(envelope.merchant_id, moved.member_id)
         elif envelope.payload.Unpack(earned):
             cases.points_moved(envelope.merchant_id, earned.member_id)
         elif cases.growth is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from google.protobuf import any_pb2
 from siyu.common.v1 import common_pb2
-from siyu.member.v1 import events_pb2
+from siyu.member.v1 import events_pb2, member_pb2
 
 from siyu_kit.events import invalidation
 from siyu_kit.ids import new_id
@@ -14,9 +14,10 @@ from services.member.entrypoint import checkout_caches
 from tests.fakes.points_world import earn, points_world, service
 
 
-def points_event(merchant_id: str, member_id: str, kind=events_pb2.PointsMoved) -> common_pb2.EventEnvelope:
+def points_event(merchant_id: str, member_id: str, kind=events_pb2.PointsMoved,
+                 growth_change: int = -600) -> common_pb2.EventEnvelope:
     payload = any_pb2.Any()
-    payload.Pack(kind(member_id=member_id))
+    payload.Pack(kind(member_id=member_id, entry=member_pb2.PointsEntry(growth_change=growth_change)))
     return common_pb2.EventEnvelope(event_id=new_id("evt"), merchant_id=merchant_id, payload=payload)
 
 
@@ -35,6 +36,8 @@ async def test_growth_is_kept_until_a_points_event_of_the_member_drops_it():
         # Not yet heard: the growth kept is the one read.
         assert (await pricing.of(w.member))[0] == "SILVER"
         heard(points_event(w.m.id, new_id("mem")))  # another member's event changes nothing
+        assert (await pricing.of(w.member))[0] == "SILVER"
+        heard(points_event(w.m.id, w.member, growth_change=0))  # points held or spent: growth stays
         assert (await pricing.of(w.member))[0] == "SILVER"
         heard(points_event(w.m.id, w.member))
         assert (await pricing.of(w.member))[0] == "REGULAR"
