@@ -17,6 +17,7 @@ from pymongo.collection import Collection
 
 from siyu_kit import clients, config, db, lease as leases, liveness, logging as slog, metrics, trust
 from siyu_kit.events import outbox
+from siyu_kit.events import invalidation
 from siyu_kit.events.consumer import ACK_WAIT_S, Consumer, Subscription
 from siyu_kit.events.relay import OutboxRelay
 from siyu_kit.events.streams import ensure_streams
@@ -106,6 +107,8 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
             await nc.close()
             nc = None
     if nc is not None:
+        # Caches of the hot path hear the events that change what they hold, in every replica.
+        await invalidation.listen(nc)
         # One holder id for this process's leases: its jobs and its relay's sweep.
         holder = leases.new_holder(name)
         lease_store = leases.mongo_store()

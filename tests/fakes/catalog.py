@@ -249,6 +249,8 @@ class FakeLedger:
                 "reference": movement.reference, "reason": movement.reason, "on_hand_delta": d.on_hand,
                 "reserved_delta": d.reserved, "available_delta": d.available,
                 "at_ms": at_ms if at_ms is not None else int(self.clock().timestamp() * 1000)}
+            self.movements[movement.id]["at"] = datetime.fromtimestamp(self.movements[movement.id]["at_ms"] / 1000,
+                                                                      timezone.utc)
         record = self.stock.records.get(movement.sku_id)
         if record is not None:
             record.pending.pop(movement.id, None)

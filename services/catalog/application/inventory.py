@@ -8,7 +8,7 @@ next, and `repair_ledger` stores any that a crash left behind.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from siyu_kit import context, logging as slog
@@ -79,7 +79,12 @@ class InventoryUseCases:
         stock = await self.stock.get(merchant_id, sku_id)
         if stock is None:
             raise NotFound("no such SKU")
-        movements = await self.movements.movements_of(merchant_id, sku_id)
+        stored = await self.movements.movements_of(merchant_id, sku_id)
+        # Movements the stock owes and the ledger writer has not stored yet count too, as
+        # they will be stored.
+        ids = {m["_id"] for m in stored}
+        movements = sorted([*stored, *(_owed_doc(m, at_ms) for m, at_ms in stock.owed if m.id not in ids)],
+                           key=lambda m: _aware(m["at"]))
         levels = rules.recompute(rules.Deltas(int(m["on_hand_delta"]), int(m["reserved_delta"]),
                                               int(m["available_delta"])) for m in movements)
         actual = stock.levels
@@ -115,3 +120,27 @@ class InventoryUseCases:
                 log.info("ledger.repaired", sku_id=stock.sku_id, kind=movement.kind, reference=movement.reference)
                 repaired += 1
         return repaired
+
+    async def store_owed_holds(self) -> int:
+        """The ledger writer job: store the RESERVE movements reserving leaves owed (it does
+        not store them itself, to keep the order's path short). Storing one is idempotent
+        (its id is fixed), so replicas doing it at once store it once."""
+        stored = 0
+        for stock in await self.stock.owing(REPAIR_BATCH):
+            for movement, at_ms in stock.owed:
+                if movement.kind == rules.RESERVE:
+                    await self.ledger.record(stock.merchant_id, movement, stock.product_id, at_ms)
+                    stored += 1
+        return stored
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
+def _owed_doc(movement: rules.Movement, at_ms: int) -> dict:
+    """An owed movement as the ledger will store it."""
+    d = movement.deltas
+    return {"_id": movement.id, "kind": movement.kind, "reference": movement.reference, "reason": movement.reason,
+            "on_hand_delta": d.on_hand, "reserved_delta": d.reserved, "available_delta": d.available,
+            "at": datetime.fromtimestamp(at_ms / 1000, timezone.utc)}

@@ -177,10 +177,13 @@ class StockUseCases:
         merchant_id, rid = reservation.merchant_id, reservation.id
         for i, line in enumerate(reservation.lines):
             change = StockChange.hold(line.sku_id, rid, line.quantity)
+            # The hold's movement stays owed in the stock document (written by the same
+            # update) and the ledger writer job stores it: two commands off the order's path.
             if await self.stock.apply(merchant_id, change):
-                await self.ledger.record(merchant_id, change.movement)
-            elif not await self.stock.holds(merchant_id, line.sku_id, rid):
+                continue
+            if not await self.stock.holds(merchant_id, line.sku_id, rid):
                 await self._move(await self._reload(reservation), rules.RELEASED)
+                await self._require_skus(merchant_id, [l.sku_id for l in reservation.lines])
                 raise FailedPrecondition(f"not enough stock for sku {line.sku_id}", reason="OUT_OF_STOCK",
                                          violations=[FieldViolation(f"lines[{i}].quantity", "not enough stock")])
 
@@ -194,12 +197,16 @@ class StockUseCases:
 
         return await self._retrying(reservation, attempt)
 
-    async def _reserve(self, merchant_id: str, cmd: validation.ReserveStock) -> Reservation:
-        skus = [sku_id for sku_id, _ in cmd.lines]
+    async def _require_skus(self, merchant_id: str, skus: list[str]) -> None:
+        """NOT_FOUND naming every line whose SKU does not exist."""
         known = {s.sku_id for s in await self.stock.get_many(merchant_id, skus)}
         missing = [FieldViolation(f"lines[{i}].sku_id", "no such SKU") for i, s in enumerate(skus) if s not in known]
         if missing:
             raise NotFound("no such SKU", reason="SKU_NOT_FOUND", violations=missing)
+
+    async def _reserve(self, merchant_id: str, cmd: validation.ReserveStock) -> Reservation:
+        # The SKUs are not read first: a line whose SKU does not exist fails its hold like
+        # a line out of stock, and only then are they read, to answer NOT_FOUND instead.
         reservation = Reservation.open(cmd.reservation_id, merchant_id, cmd.order_id, cmd.lines, cmd.expires_at,
                                        self.clock())
         # Insert first: on the common path the reservation is what was just written, with no

@@ -27,6 +27,7 @@ from services.member.domain.admin import AuditEntry
 from services.member.domain.distribution import (ACTIVE, Binding, Credit, DistributionSettings, Distributor,
                                                  DistributorLevel)
 from services.member.domain.referral import mask_nickname
+from siyu_kit.events.invalidation import TtlCache
 from siyu_kit import context, paging, retry
 from siyu_kit.aggregate import Move, StaleVersion
 from siyu_kit.errors import Conflict, FailedPrecondition, NotFound, Violations
@@ -78,8 +79,12 @@ class Distribution:
     def __init__(self, settings: DistributionSettingsStore, levels: LevelStore, distributors: DistributorStore,
                  customers: CustomerStore, history: BindingHistory, guide_profiles: GuideProfiles, spend: SpendStore,
                  cards: MemberCards, guides: Guides, audit: AuditLog | None = None,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, settings_cache: TtlCache | None = None):
         self.settings_store = settings
+        # The merchant's settings as ResolveReferral (every order) reads them: no event
+        # announces a change, so they are kept for the cache's time-to-live, and this
+        # process drops them when it changes them. None: read on every order.
+        self.settings_cache = settings_cache
         self.levels = levels
         self.distributors = distributors
         self.customers = customers
@@ -119,6 +124,8 @@ class Distribution:
         if version != expected_version:
             raise stale
         new_version = await self.settings_store.put(ctx.merchant_id, settings, expected_version)
+        if self.settings_cache is not None:
+            self.settings_cache.drop(ctx.merchant_id)
         if new_version is None:
             raise stale
         await self._audit(audit_rules.DISTRIBUTION_SETTINGS_UPDATED, audit_rules.DISTRIBUTION_SETTINGS_TARGET,
@@ -388,7 +395,7 @@ class Distribution:
 
         async def attempt() -> Credit:
             now_ms = epoch_ms(self.clock())
-            (settings, _), ties = await asyncio.gather(self.settings_store.get(merchant_id),
+            (settings, _), ties = await asyncio.gather(self._settings_for_orders(merchant_id),
                                                        self.customers.of(merchant_id, member_id))
             sharer_guide = ""
             if sharer_id.startswith("stf_") and await self.guides.is_guide(merchant_id, sharer_id):
@@ -414,6 +421,11 @@ class Distribution:
             return credit
 
         return await retry.on_conflict(attempt, gave_up="the member's bindings changed meanwhile; try again")
+
+    async def _settings_for_orders(self, merchant_id: str) -> tuple[DistributionSettings, int]:
+        if self.settings_cache is None:
+            return await self.settings_store.get(merchant_id)
+        return await self.settings_cache.get_or_load(merchant_id, lambda: self.settings_store.get(merchant_id))
 
     # ---- guides -----------------------------------------------------------------------------
     async def bind_guide(self, guide_id: str) -> tuple[str, bool]:

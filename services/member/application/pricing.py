@@ -10,6 +10,7 @@ from services.member.domain import tiers
 from services.member.domain.config import TIERS, MerchantConfig
 from siyu_kit import context
 from siyu_kit.errors import Violations
+from siyu_kit.events.invalidation import TtlCache
 from siyu_kit.ids import is_id
 
 # Every order and quote asks: the merchant's config is kept this long in the process, so a
@@ -18,9 +19,13 @@ CONFIG_TTL_S = 5.0
 
 
 class MemberPricing:
-    def __init__(self, merchants: MerchantRepository, ledger: PointsLedger, config_ttl_s: float = CONFIG_TTL_S):
+    def __init__(self, merchants: MerchantRepository, ledger: PointsLedger, config_ttl_s: float = CONFIG_TTL_S,
+                 growth: TtlCache[tuple[str, str], int] | None = None):
         self.merchants = merchants
         self.ledger = ledger
+        # A member's growth by (merchant, member), kept until a points event of theirs
+        # (every change of growth is one) drops it; None: read on every call.
+        self.growth = growth
         self._ttl_s = config_ttl_s
         self._configs: dict[str, tuple[float, MerchantConfig]] = {}
 
@@ -40,7 +45,20 @@ class MemberPricing:
         v = Violations()
         v.check(is_id(member_id, "mem"), "member_id", "must be a mem_ id")
         v.raise_if_any()
-        growth = (await self.ledger.account(merchant_id, member_id)).growth
+        growth = await self._growth(merchant_id, member_id)
         config = await self._config(merchant_id)
         index = tiers.tier_index(growth, config.tier_thresholds)
         return TIERS[index], config.tier_discount_bp[index]
+
+    async def _growth(self, merchant_id: str, member_id: str) -> int:
+        async def read() -> int:
+            return (await self.ledger.account(merchant_id, member_id)).growth
+
+        if self.growth is None:
+            return await read()
+        return await self.growth.get_or_load((merchant_id, member_id), read)
+
+    def points_moved(self, merchant_id: str, member_id: str) -> None:
+        """A points event of the member: their growth may have changed."""
+        if self.growth is not None:
+            self.growth.drop((merchant_id, member_id))

@@ -18,11 +18,17 @@ from services.member.adapters import distribution_store as store
 from services.member.adapters import member_view_store, repositories, segment_store
 from services.member.application.distribution import Distribution
 from services.member.application.ports import PhoneBook
+from siyu_kit.events.invalidation import TtlCache
 from siyu_kit import logging as slog
 from siyu_kit.events.consumer import Poison, Subscription
 from siyu_kit.ids import is_id
 
 log = slog.get("siyu.member.distribution")
+
+
+# How long a replica that did not make a change of the distribution settings may price
+# orders' referrals by the old ones (no event announces a change).
+SETTINGS_TTL_S = 5.0
 
 
 def use_cases(phones: PhoneBook) -> Distribution:
@@ -32,7 +38,7 @@ def use_cases(phones: PhoneBook) -> Distribution:
     return Distribution(store.SettingsRepository(), store.LevelRepository(), store.DistributorRepository(),
                         store.CustomerRepository(), store.BindingHistoryRepository(), store.GuideProfileRepository(),
                         store.SpendRepository(), cards, store.StaffGuides(repositories.StaffRepository()),
-                        repositories.AuditLogRepository())
+                        repositories.AuditLogRepository(), settings_cache=TtlCache(SETTINGS_TTL_S))
 
 
 def _net(order: order_pb2.Order) -> int:

@@ -13,7 +13,6 @@ from services.member.application.lockout import LoginGuard
 from services.member.application.members import Members
 from services.member.application.merchants import MerchantAdmin
 from services.member.application.points import OrderPoints, PointsEconomy
-from services.member.application.pricing import MemberPricing
 from services.member.application.sessions import Sessions
 from services.member.application.staff import StaffAccess
 from services.member.application.wechat import WeChatIdentity
@@ -26,6 +25,7 @@ from services.member.entrypoint import personal_data_wiring
 from services.member.entrypoint import distribution_wiring
 from services.member.entrypoint import commission_wiring
 from services.member.entrypoint import points_mall_wiring
+from services.member.entrypoint import checkout_caches
 from siyu_kit import auth, service
 from siyu_kit.config import env_count, env_seconds
 from siyu_kit.ids import new_id
@@ -116,7 +116,7 @@ def build(runtime: Runtime) -> Parts:
     points_mall = points_mall_wiring.use_cases(economy, coupons)
     # ---- end of points mall ----
     return Parts(
-        servicers=[(servicer.ADD, points_mall_wiring.attach(servicer.MemberServicer(members, staff, sessions, MemberPricing(merchants, ledger),
+        servicers=[(servicer.ADD, points_mall_wiring.attach(servicer.MemberServicer(members, staff, sessions, checkout_caches.pricing(merchants, ledger),
                                                           admin, addresses, wechat, staff_admin, economy, coupons,
                                                           stored_value, checkin=checkin, referrals=referrals,
                                                           profiles=profiles, member_views=member_views,

@@ -76,14 +76,15 @@ class PaymentUseCases:
             raise NotFound(f"order {order_id} not found")
         request_hash = fingerprint({"order_id": order_id, "method": method or PaymentMethod.SANDBOX.value,
                                     **({"use_balance": True} if use_balance else {})})
-        existing = await self.payments.by_key(merchant_id, order_id, idempotency_key)
-        if existing:
-            require_same_request(existing.request_hash, request_hash, "payment")
-            if existing.method is PaymentMethod.BALANCE and existing.state is PaymentState.PENDING:
-                # The first call stopped between adding it and settling it: finish it.
-                existing, _ = await self.succeeded(existing, f"balance_{existing.id}")
-            return existing
         now = self._now()
+        # A payable order paid without balance (the common case) is inserted at once: a
+        # repeated key lands on the unique index and the first payment is returned from
+        # there. Paying with balance holds money first, so its key is looked up before;
+        # so is the key of an order that is no longer payable (a repeat after paying).
+        first_read = use_balance or not order.is_payable(now) or order.stored_value.hold in (Hold.ASKED, Hold.HELD)
+        existing = await self.payments.by_key(merchant_id, order_id, idempotency_key) if first_read else None
+        if existing:
+            return await self._repeated(existing, request_hash)
         if not order.is_payable(now):
             raise FailedPrecondition(f"the order is {order.state.value} or expired and cannot be paid",
                                      reason=NOT_PAYABLE)
@@ -118,12 +119,22 @@ class PaymentUseCases:
             return payment
         winner = await self.payments.by_key(merchant_id, order_id, idempotency_key)
         if winner is not None:
-            require_same_request(winner.request_hash, request_hash, "payment")
+            return await self._repeated(winner, request_hash)
         return winner
 
-    async def handle_callback(self, n: Notification) -> tuple[Payment, bool]:
+    async def _repeated(self, existing: Payment, request_hash: str) -> Payment:
+        """The payment a repeated key started, when the request is the same."""
+        require_same_request(existing.request_hash, request_hash, "payment")
+        if existing.method is PaymentMethod.BALANCE and existing.state is PaymentState.PENDING:
+            # The first call stopped between adding it and settling it: finish it.
+            existing, _ = await self.succeeded(existing, f"balance_{existing.id}")
+        return existing
+
+    async def handle_callback(self, n: Notification, read: Payment | None = None) -> tuple[Payment, bool]:
         """Applies a signed provider notification. Returns the payment and whether it
-        changed anything."""
+        changed anything. `read`: the payment as the caller has just read it (the sandbox
+        completion), so it is not read a second time; every write is still conditional on
+        its version."""
         if not self.provider.verify(n):
             raise Unauthenticated("invalid signature", reason="BAD_SIGNATURE")
         v = Violations()
@@ -131,7 +142,8 @@ class PaymentUseCases:
         v.check(n.result in (RESULT_SUCCESS, RESULT_FAIL), "result", "SUCCESS or FAIL")
         v.check(bool(n.provider_txn_id), "provider_txn_id", "required")
         v.raise_if_any()
-        payment = await self.payments.by_id_any_merchant(n.payment_id)
+        payment = read if read is not None and read.id == n.payment_id else (
+            await self.payments.by_id_any_merchant(n.payment_id))
         if payment is None:
             raise NotFound(f"payment {n.payment_id} not found")
         # From here every query is scoped to the payment's merchant.
@@ -442,5 +454,5 @@ class PaymentUseCases:
                          amount=payment.amount, currency=payment.currency, result=RESULT_SUCCESS,
                          timestamp=int(self._now().timestamp()))
         n = replace(n, signature=self.provider.sign(n))
-        payment, _ = await self.handle_callback(n)
+        payment, _ = await self.handle_callback(n, read=payment)
         return n, payment

@@ -68,14 +68,39 @@ async def test_the_audit_adds_up_the_ledger(shop):
         await shop.inventory_cases.adjust_stock(SKU, 3, "restock", "k1")
         audit = await shop.inventory_cases.audit_stock(SKU)
     assert audit.consistent and audit.recomputed == rules.Levels(8, 0, 8) and len(audit.movements) == 2
-    # A stock write whose movement was never stored leaves the audit inconsistent ...
+    # A stock write whose movement is not stored yet still owes it: the audit counts it ...
     assert await shop.stock.apply(MERCHANT, StockChange.adjust(SKU, "lost", 4, "restock"))
     with staff():
-        assert not (await shop.inventory_cases.audit_stock(SKU)).consistent
-    # ... until the repair stores it, once the write can no longer be in progress.
+        owing = await shop.inventory_cases.audit_stock(SKU)
+    assert owing.consistent and owing.recomputed == rules.Levels(12, 0, 12)
+    # ... the repair stores it, once the write can no longer be in progress.
     assert await shop.inventory_cases.repair_ledger(T0) == 0
     assert await shop.inventory_cases.repair_ledger(T0 + REPAIR_GRACE + timedelta(seconds=1)) == 1
     assert await shop.inventory_cases.repair_ledger(T0 + REPAIR_GRACE + timedelta(seconds=1)) == 0
     with staff():
         repaired = await shop.inventory_cases.audit_stock(SKU)
     assert repaired.consistent and repaired.recomputed == rules.Levels(12, 0, 12)
+    # Units that moved with neither a stored nor an owed movement leave it inconsistent.
+    shop.stock.records[SKU].on_hand += 1
+    shop.stock.records[SKU].available += 1
+    with staff():
+        assert not (await shop.inventory_cases.audit_stock(SKU)).consistent
+
+
+async def test_the_ledger_writer_stores_the_holds_reserving_left_owed_and_nothing_else(shop):
+    await stocked(shop)
+    with service():
+        await shop.stock_cases.reserve(validation.ReserveStock("rsv-w", "ord_1", [(SKU, 2)], T0 + timedelta(minutes=15)))
+    assert await shop.stock.apply(MERCHANT, StockChange.adjust(SKU, "k2", 1, "restock"))
+    with staff():
+        owing = await shop.inventory_cases.audit_stock(SKU)
+    assert owing.consistent and owing.recomputed == rules.Levels(6, 2, 4)
+    assert rules.RESERVE not in shop.movements.kinds(SKU)
+    assert await shop.inventory_cases.store_owed_holds() == 1
+    assert await shop.inventory_cases.store_owed_holds() == 0  # stored once
+    assert rules.RESERVE in shop.movements.kinds(SKU)
+    # The adjustment's movement is left to its own write, then the repair.
+    assert [m.kind for m, _ in (await shop.stock.get(MERCHANT, SKU)).owed] == [rules.ADJUST]
+    with staff():
+        audit = await shop.inventory_cases.audit_stock(SKU)
+    assert audit.consistent and audit.recomputed == rules.Levels(6, 2, 4)

@@ -75,6 +75,10 @@ async def test_reserve_holds_every_line_and_records_the_reserved_event(shop):
     assert r.state == rules.RESERVED and r.confirmed and r.version == 2
     assert shop.stock.levels(SKU_A) == (10, 2, 8) and shop.stock.levels(SKU_B) == (10, 1, 9)
     assert shop.reservations.event_names(RID) == ["ReservationReserved"]
+    # The hold's movement is owed by the stock, for the ledger writer job to store.
+    assert shop.movements.kinds(SKU_A) == []
+    assert shop.stock.records[SKU_A].pending.get(rules.movement_id(rules.RESERVE, SKU_A, RID))
+    assert await shop.inventory_cases.store_owed_holds() == 2
     assert shop.movements.kinds(SKU_A) == ["RESERVE"]
     assert not shop.stock.records[SKU_A].pending.get(rules.movement_id(rules.RESERVE, SKU_A, RID))
 
@@ -90,10 +94,22 @@ async def test_reserve_holds_all_lines_or_none(shop):
     assert shop.reservations.event_names(RID) == ["ReservationReleased"]
 
 
-async def test_reserve_refuses_unknown_skus_before_writing(shop):
+async def test_reserve_refuses_unknown_skus_and_holds_nothing(shop):
+    # The SKUs are read only once a hold fails: the reservation was written, and is released.
     with pytest.raises(NotFound) as missing:
         await reserve(shop)
-    assert missing.value.reason == "SKU_NOT_FOUND" and RID not in shop.reservations.stored
+    assert missing.value.reason == "SKU_NOT_FOUND"
+    assert [v.field for v in missing.value.violations] == ["lines[0].sku_id", "lines[1].sku_id"]
+    assert shop.reservations.stored[RID].state == rules.RELEASED
+
+
+async def test_reserve_names_the_one_unknown_sku_among_stocked_ones(shop):
+    await stocked(shop)
+    with pytest.raises(NotFound) as missing:
+        await reserve(shop, lines=((SKU_A, 1), (SKU_C, 1)))
+    assert [v.field for v in missing.value.violations] == ["lines[1].sku_id"]
+    assert shop.stock.levels(SKU_A) == (10, 0, 10)
+    assert shop.reservations.stored[RID].state == rules.RELEASED
 
 
 async def test_a_repeated_reserve_returns_the_reservation_without_holding_twice(shop):
@@ -153,6 +169,7 @@ async def test_paid_commits_and_sells_the_units_once(shop):
     again = await shop.stock_cases.on_paid(MERCHANT, RID, "evt_paid")
     assert again.state == rules.COMMITTED and shop.stock.levels(SKU_A) == (8, 0, 8)
     assert shop.reservations.event_names(RID) == ["ReservationReserved", "ReservationCommitted"]
+    await shop.inventory_cases.store_owed_holds()
     assert shop.movements.kinds(SKU_A) == ["COMMIT", "RESERVE"]
 
 
