@@ -12,7 +12,9 @@ from siyu_kit.devstack import Stack
 from siyu_kit.events.streams import ensure_streams
 
 SESSION_ENV = {
-    "SIYU_RELAY_INTERVAL_S": "0.2",
+    # Each process publishes what it commits at once; the relay's sweep only picks up what a
+    # killed process left (after its 2 s grace), so polling faster would only load the suite.
+    "SIYU_RELAY_INTERVAL_S": "1.0",
     # Expired reservations and unpaid orders are swept soon after their expiry, so a test
     # that sets a short expiry waits seconds, not the production interval.
     "SIYU_CATALOG_SWEEP_INTERVAL_S": "0.2",
