@@ -21,6 +21,7 @@ from siyu_kit.events.consumer import ACK_WAIT_S, Consumer, Subscription
 from siyu_kit.events.relay import OutboxRelay
 from siyu_kit.events.streams import ensure_streams
 from siyu_kit.grpc_server import ContextInterceptor
+from siyu_kit.admission import SERVER_OPTIONS, AdmissionInterceptor
 
 log = slog.get("siyu.service")
 
@@ -70,7 +71,8 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     runtime = Runtime(settings)
     parts = build(runtime)
 
-    server = grpc.aio.server(interceptors=[ContextInterceptor(name)])
+    server = grpc.aio.server(interceptors=[AdmissionInterceptor(name), ContextInterceptor(name)],
+                             options=SERVER_OPTIONS)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = [reflection.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
