@@ -13,7 +13,7 @@ import time
 import grpc
 import httpx
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from siyu.member.v1 import member_pb2 as pb, member_pb2_grpc
 from siyu.common.v1 import common_pb2
 
