@@ -14,6 +14,9 @@ alive, not as down.
 """
 from __future__ import annotations
 
+import contextvars
+import time
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -31,6 +34,17 @@ DEFAULT_MAX_IN_FLIGHT = 64
 DEFAULT_MIN_DEADLINE_S = 0.05
 # What the caller is told to wait before trying again.
 RETRY_AFTER_S = 1
+
+# When the call being served must be answered (time.monotonic()), 0 for no deadline: the
+# calls it makes to other services get what is left as their timeout (siyu_kit.clients).
+_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("siyu_call_deadline", default=0.0)
+
+
+def time_left() -> float | None:
+    """Seconds left of the deadline of the call being served; None without one."""
+    deadline = _deadline.get()
+    return deadline - time.monotonic() if deadline else None
+
 
 IN_FLIGHT = Gauge("siyu_rpc_in_flight", "RPCs being served by this process", ["service"])
 REFUSED = Counter("siyu_rpc_refused_total", "RPCs refused at the door", ["service", "reason"])
@@ -80,9 +94,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                 await servicer_context.abort_with_status(self._overloaded)
             self.in_flight += 1
             self._gauge.inc()
+            token = _deadline.set(time.monotonic() + left if left is not None else 0.0)
             try:
                 return await inner(request, servicer_context)
             finally:
+                _deadline.reset(token)
                 self.in_flight -= 1
                 self._gauge.dec()
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import grpc
 
-from siyu_kit import context
+from siyu_kit import admission, context
 
 
 class _PropagateContext(grpc.aio.UnaryUnaryClientInterceptor):
@@ -14,8 +14,19 @@ class _PropagateContext(grpc.aio.UnaryUnaryClientInterceptor):
         md = list(client_call_details.metadata or ())
         present = {k for k, _ in md}
         md.extend(p for p in context.current().to_metadata(self.calling_service) if p[0] not in present)
-        details = client_call_details._replace(metadata=grpc.aio.Metadata(*md))
+        details = client_call_details._replace(metadata=grpc.aio.Metadata(*md),
+                                               timeout=outgoing_timeout(client_call_details.timeout))
         return await continuation(details, request)
+
+
+def outgoing_timeout(asked: float | None) -> float | None:
+    """A call made while serving another gets at most what is left of that call's deadline:
+    an answer after the caller has gone is work for nobody."""
+    lefts = [t for t in (admission.time_left(), context.current().time_left()) if t is not None]
+    if not lefts:
+        return asked
+    left = max(0.001, min(lefts))
+    return left if asked is None else min(asked, left)
 
 
 # A service that was away is asked again within 2 s of coming back. gRPC's own backoff grows
