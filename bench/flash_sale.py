@@ -114,16 +114,23 @@ async def ok(call: Awaitable[httpx.Response], what: str) -> dict:
     return checked(await call, what)
 
 
+# Buyers loading the sale's page at the same time, before the press (not measured).
+PAGE_LOADS_AT_ONCE = 64
+
+
 async def open_page(buyers: list[Buyer], sale_id: str) -> None:
-    """Every buyer loads the sale first, as the page does (retrying a 503 as it would);
-    this also opens their connections."""
+    """Every buyer loads the sale first, as the page does (retrying a 503 or 504 as it
+    would); this also opens their connections."""
+    at_once = asyncio.Semaphore(PAGE_LOADS_AT_ONCE)
+
     async def load(buyer: Buyer) -> None:
-        for _ in range(5):
-            resp = await send(buyer.phone, "GET", f"/v1/flash-sales/{sale_id}", headers=buyer.auth)
-            if resp.status_code != 503:
-                break
-            await asyncio.sleep(0.2)
-        checked(resp, "GetFlashSale")
+        async with at_once:
+            for _ in range(30):
+                resp = await send(buyer.phone, "GET", f"/v1/flash-sales/{sale_id}", headers=buyer.auth)
+                if resp.status_code not in (503, 504):
+                    break
+                await asyncio.sleep(retry_after(resp) or 0.5)
+            checked(resp, "GetFlashSale")
 
     await asyncio.gather(*(load(b) for b in buyers))
 

@@ -27,7 +27,7 @@ from gateway.errors import ApiError
 
 # Sized for one gateway process on two cores: enough requests at once to keep the
 # services busy, few enough that an admitted one is answered well within its deadline.
-DEFAULT_MAX_IN_FLIGHT = 256
+DEFAULT_MAX_IN_FLIGHT = 128
 # Channels (HTTP/2 connections) to each service: one connection serialises every call's
 # frames through one socket and one server-side reader; a few spread them.
 DEFAULT_CHANNELS = 4
