@@ -25,9 +25,11 @@ from siyu_kit.config import env_count
 from gateway import errors
 from gateway.errors import ApiError
 
-# Sized for one gateway process on two cores: enough requests at once to keep the
-# services busy, few enough that an admitted one is answered well within its deadline.
-DEFAULT_MAX_IN_FLIGHT = 128
+# Off by default: with the bound on, a burst of POSTs far above it (500 at once on new
+# connections) left every one of them without an answer in the overload bench, a fault
+# not yet understood (GETs are answered; docs/performance.md, "Overload"). 128 is the size
+# meant for one gateway process on two cores once that is fixed.
+DEFAULT_MAX_IN_FLIGHT = 0
 # Channels (HTTP/2 connections) to each service: one connection serialises every call's
 # frames through one socket and one server-side reader; a few spread them.
 DEFAULT_CHANNELS = 4
