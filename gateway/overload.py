@@ -31,8 +31,11 @@ from gateway.errors import ApiError
 # meant for one gateway process on two cores once that is fixed.
 DEFAULT_MAX_IN_FLIGHT = 0
 # Channels (HTTP/2 connections) to each service: one connection serialises every call's
-# frames through one socket and one server-side reader; a few spread them.
-DEFAULT_CHANNELS = 4
+# frames through one socket and one server-side reader; a few spread them. One by default:
+# a channel that tried to connect while its service was still starting fails calls at once
+# (UNAVAILABLE) until its backoff ends, and with several the calls taking such a channel in
+# turn fail while another channel is connected (seen as 503s right after start).
+DEFAULT_CHANNELS = 1
 RETRY_AFTER_S = 1
 # Paths that never take a slot: operations, and streams that stay open.
 UNBOUNDED_PREFIXES = ("/healthz", "/readyz", "/openapi.json", "/docs")

@@ -41,10 +41,11 @@ def channel(addr: str, calling_service: str) -> grpc.aio.Channel:
 
 # ---- channel and stream settings (callers under load) ----------------------------------
 # Keepalive pings find a connection that died silently (a pod gone, a NAT timeout) within
-# seconds rather than at the next call's deadline; pings are allowed without calls so an
+# a minute or so rather than at the next call's deadline (a ping unanswered for 20 s ends
+# the connection: shorter, a busy two-core machine drops healthy ones); pings are allowed without calls so an
 # idle channel is still known to be alive. Messages up to 16 MiB both ways (lists of
 # hundreds of products with their SKUs).
-KEEPALIVE_OPTIONS = (("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 5_000),
+KEEPALIVE_OPTIONS = (("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000),
                      ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0),
                      ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                      ("grpc.max_send_message_length", 16 * 1024 * 1024))
