@@ -1,4 +1,4 @@
-"""Runs the benchmarks on a fresh suite: `python -m bench [browse|checkout|checkout_value|flash_sale|late_events|coupon_grab|segments|live_room|settlement|bargain|points_mall|group_buy …]`.
+"""Runs the benchmarks on a fresh suite: `python -m bench [browse|checkout|checkout_value|flash_sale|late_events|coupon_grab|segments|live_room|settlement|bargain|points_mall|group_buy|overload …]`.
 
 The suite starts on free ports with its data under var/bench/run (wiped first) and the
 gateway's rate limits raised out of the way; a fresh merchant is seeded; each scenario
@@ -18,7 +18,7 @@ from siyu.catalog.v1 import catalog_pb2
 from siyu.common.v1 import common_pb2
 
 from bench import (bargain, browse, checkout, checkout_value, coupon_grab, flash_sale, group_buy, late_events,
-                   live_room, points_mall, segments, settlement)
+                   live_room, overload, points_mall, segments, settlement)
 from bench.harness import Bench, table_header, table_row
 from scripts.seed import Clients, seed_merchant
 from siyu_kit.context import RequestContext
@@ -29,7 +29,8 @@ SCENARIOS = {"browse": browse.run, "checkout": checkout.run, "checkout_value": c
              "segments": segments.run, "live_room": live_room.run, "settlement": settlement.run,
              "bargain": bargain.run,
              "points_mall": points_mall.run,
-             "group_buy": group_buy.run}
+             "group_buy": group_buy.run,
+             "overload": overload.run}
 OUT_DIR = ROOT / "var" / "bench"
 STACK_ENV = {
     # Far above what one machine can send: the benchmarks measure the suite, not the limiter.

@@ -202,8 +202,16 @@ class Bench:
 
             async def worker() -> None:
                 for i in queue:
-                    reply = await stub.Login(member_pb2.LoginRequest(code=f"sandbox:{prefix}-{i}"),
-                                             metadata=self.metadata(), timeout=60)
+                    for attempt in range(10):
+                        try:
+                            reply = await stub.Login(member_pb2.LoginRequest(code=f"sandbox:{prefix}-{i}"),
+                                                     metadata=self.metadata(), timeout=60)
+                            break
+                        except grpc.aio.AioRpcError as error:
+                            # A member service at its bound (OVERLOADED) asks to come back shortly.
+                            if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == 9:
+                                raise
+                            await asyncio.sleep(1)
                     members[i] = Member(reply.member.member_id, reply.access_token)
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))

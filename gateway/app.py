@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from siyu_kit import auth as tokens, clients, config, logging as slog, metrics, trust
+from siyu_kit import auth as tokens, clients, config, delays, logging as slog, metrics, trust
 from siyu_kit.config import load as load_settings
 from siyu_kit.config import SERVICE_NAMES, GatewaySettings
 from siyu_kit.errors import FieldViolation
@@ -32,10 +32,10 @@ from siyu_kit.ids import new_id
 from siyu.member.v1 import member_pb2
 from siyu_kit.context import RequestContext
 
-from gateway import errors, http_body, live_room, openapi, product_detail, strict, wechat_notify
+from gateway import errors, http_body, live_room, openapi, overload, product_detail, strict, wechat_notify
 from gateway.auth import ApiKeyResolver, Credentials, TokenVersions, bearer_token, identify
 from gateway.errors import ApiError
-from gateway.ratelimit import RateLimiter, retry_after_header
+from gateway.ratelimit import limiter, retry_after_header
 from gateway.routes import FieldError, Route, Table, parse_error_field, query_to_dict, set_path
 from gateway.server import JsonErrorH11Protocol
 
@@ -69,29 +69,38 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, table: Table | None = None):
         self.settings = settings
         self.table = table or Table.from_protos()
-        self.channels: dict[str, grpc.aio.Channel] = {}
-        self.resolver = ApiKeyResolver(self._resolve_api_key, lookup_limiter=RateLimiter(settings.key_lookup_rps))
+        self.channels: dict[str, overload.ChannelPool] = {}
+        self.channel_count = overload.channels_per_service()
+        self.resolver = ApiKeyResolver(self._resolve_api_key,
+                                       lookup_limiter=limiter(settings.key_lookup_rps, "key-lookup"))
         self.versions = TokenVersions(self._token_versions, ttl_s=settings.token_version_ttl_s)
-        self.key_limiter = RateLimiter(settings.key_rps)
-        self.member_limiter = RateLimiter(settings.member_rps)
-        self.staff_limiter = RateLimiter(settings.staff_rps)
+        self.key_limiter = limiter(settings.key_rps, "key")
+        self.member_limiter = limiter(settings.member_rps, "member")
+        self.staff_limiter = limiter(settings.staff_rps, "staff")
         self.openapi_doc = openapi.document(self.table)
         self.openapi_doc["paths"][wechat_notify.PATH] = {"post": wechat_notify.OPENAPI_OPERATION}
         self.openapi_doc["paths"][live_room.PATH] = {"get": live_room.OPENAPI_OPERATION}
         self.docs_html = openapi.docs_page(self.openapi_doc)
-        self._calls: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
+        self._calls: dict[tuple[str, int], grpc.aio.UnaryUnaryMultiCallable] = {}
 
     # ---- backends -------------------------------------------------------------------
+    def _pool(self, backend: str) -> overload.ChannelPool:
+        pool = self.channels.get(backend)
+        if pool is None:
+            pool = self.channels[backend] = overload.ChannelPool(self.settings.service_addrs[backend],
+                                                                 self.channel_count)
+        return pool
+
     def channel(self, backend: str) -> grpc.aio.Channel:
-        if backend not in self.channels:
-            self.channels[backend] = grpc.aio.insecure_channel(clients.target(self.settings.service_addrs[backend]),
-                                                               options=clients.channel_options())
-        return self.channels[backend]
+        """One of the backend's channels, in turn."""
+        return self._pool(backend).next()
 
     def _callable(self, route: Route) -> grpc.aio.UnaryUnaryMultiCallable:
-        call = self._calls.get(route.grpc_path)
+        pool = self._pool(route.backend)
+        index = pool.next_index()
+        call = self._calls.get((route.grpc_path, index))
         if call is None:
-            call = self._calls[route.grpc_path] = self.channel(route.backend).unary_unary(
+            call = self._calls[(route.grpc_path, index)] = pool.channels[index].unary_unary(
                 route.grpc_path, request_serializer=route.request_class.SerializeToString,
                 response_deserializer=route.response_class.FromString)
         return call
@@ -120,8 +129,8 @@ class Gateway:
         return keys.jwks() if isinstance(keys, tokens.TokenKeys) else {"keys": []}
 
     async def close(self) -> None:
-        for ch in self.channels.values():
-            await ch.close()
+        for pool in self.channels.values():
+            await pool.close()
         self.channels.clear()
         self._calls.clear()
 
@@ -211,13 +220,17 @@ class Gateway:
                 return _method_not_allowed(allowed, request_id)
             return errors.response(ApiError("NOT_FOUND", "no such route", "ROUTE_NOT_FOUND"), request_id)
         state["route"] = route.label
+        # One deadline for the whole request: the service call gets what is left of it.
+        deadline = time.monotonic() + self.settings.deadline_s
         try:
             ctx = await self.admit(route.rule, self.credentials(request, self.settings.forwarded_hops), request_id)
             state["merchant_id"], state["channel"] = ctx.merchant_id, ctx.channel
             message = await self.build_request(route, request, values)
+            # Tests hold one route here to fill the gateway (gateway.call.GetMe=3).
+            await delays.pause(f"gateway.call.{route.method_name}")
             try:
                 reply = await self._callable(route)(message, metadata=ctx.to_metadata(),
-                                                    timeout=self.settings.deadline_s)
+                                                    timeout=max(0.001, deadline - time.monotonic()))
             except grpc.aio.AioRpcError as error:
                 raise errors.from_rpc_error(error) from None
         except ApiError as error:
@@ -229,7 +242,7 @@ class Gateway:
             return http_body.response(reply, route.method_name, message)
         body = json_format.MessageToDict(reply, preserving_proto_field_name=True,
                                          always_print_fields_with_no_presence=True)
-        return JSONResponse(body)
+        return overload.JsonResponse(body)
 
     # ---- operations -----------------------------------------------------------------
     async def readiness(self) -> tuple[bool, dict[str, str]]:
@@ -379,6 +392,8 @@ def create_app(settings: GatewaySettings | None = None, table: Table | None = No
             Middleware(RequestIdMiddleware),
             Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=ALL_METHODS,
                        allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After"], max_age=600),
+            # Inside CORS, so a browser can read the 503 and its Retry-After.
+            Middleware(overload.InFlightLimit),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
@@ -403,9 +418,44 @@ def main() -> None:
     slog.configure("gateway", settings.log_level)
     config.refuse_dev_secrets("gateway")
     trust.set_issuer("gateway")
+    workers = overload.workers()
+    if workers > 1:
+        _run_workers(settings, workers)
+        return
     metrics.serve(load_settings("gateway").metrics_port)
     app = create_app(settings)
     log.info("gateway.starting", host=settings.host, port=settings.port, routes=len(app.state.gateway.table.routes))
     # h11 (the HTTP parser installed) through a protocol that answers its refusals in JSON too.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
                 lifespan="on", timeout_graceful_shutdown=10, http=JsonErrorH11Protocol)
+
+
+def worker_app() -> Starlette:
+    """The app of one worker process (uvicorn imports it by name in each worker)."""
+    settings = GatewaySettings.load()
+    slog.configure("gateway", settings.log_level)
+    trust.set_issuer("gateway")
+    return create_app(settings)
+
+
+def _run_workers(settings: GatewaySettings, workers: int) -> None:
+    """`workers` processes accepting on one socket, their rate limits in one shared table
+    (gateway.ratelimit.SharedRateLimiter). Everything else a worker keeps is its own and
+    safe to keep per process: caches with a short life, and the live rooms, which each
+    worker follows once for its own viewers and reports under its own gateway id."""
+    import os
+
+    from gateway.ratelimit import SHARED_STATE_ENV
+
+    shared = overload.shared_state_dir()
+    os.environ[SHARED_STATE_ENV] = shared
+    log.info("gateway.starting", host=settings.host, port=settings.port, workers=workers)
+    try:
+        uvicorn.run("gateway.app:worker_app", factory=True, workers=workers, host=settings.host,
+                    port=settings.port, log_level="warning", access_log=False, lifespan="on",
+                    timeout_graceful_shutdown=10, http=JsonErrorH11Protocol,
+                    # A worker reads every proto and builds the API document before it serves:
+                    # seconds on a busy machine, which uvicorn's 5 s would take for a hang.
+                    timeout_worker_healthcheck=60)
+    finally:
+        overload.remove_shared_state(shared)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import grpc
 
-from siyu_kit import context, trust
+from siyu_kit import admission, context, trust
 
 
 class _PropagateContext(grpc.aio.UnaryUnaryClientInterceptor):
@@ -20,8 +20,19 @@ class _PropagateContext(grpc.aio.UnaryUnaryClientInterceptor):
         else:
             md.extend(p for p in context.current().identity_pairs(self.calling_service) if p[0] not in present)
             md = list(trust.signed(md, self.calling_service))
-        details = client_call_details._replace(metadata=grpc.aio.Metadata(*md))
+        details = client_call_details._replace(metadata=grpc.aio.Metadata(*md),
+                                               timeout=outgoing_timeout(client_call_details.timeout))
         return await continuation(details, request)
+
+
+def outgoing_timeout(asked: float | None) -> float | None:
+    """A call made while serving another gets at most what is left of that call's deadline:
+    an answer after the caller has gone is work for nobody."""
+    lefts = [t for t in (admission.time_left(), context.current().time_left()) if t is not None]
+    if not lefts:
+        return asked
+    left = max(0.001, min(lefts))
+    return left if asked is None else min(asked, left)
 
 
 # A service that was away is asked again within 2 s of coming back. gRPC's own backoff grows
@@ -34,8 +45,16 @@ CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconn
 # over them; with the default pick_first one connection would pin one pod for its life.
 # Keepalive pings notice a pod that vanished without closing its connections (a node lost)
 # within KEEPALIVE_TIME_MS + KEEPALIVE_TIMEOUT_MS instead of the kernel's minutes.
-KEEPALIVE_TIME_MS = 20_000
-KEEPALIVE_TIMEOUT_MS = 10_000
+# A ping unanswered for 20 s ends the connection: shorter, a busy two-core machine drops
+# healthy ones.
+KEEPALIVE_TIME_MS = 60_000
+KEEPALIVE_TIMEOUT_MS = 20_000
+# Messages up to 16 MiB both ways (lists of hundreds of products with their SKUs).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Calls a server holds before its handlers pick them up. gRPC's default (1,000) cancels the
+# oldest of a larger burst (a flash sale's presses arriving at once) with CANCELLED; the
+# admission bound (siyu_kit/admission.py) answers the excess with OVERLOADED instead.
+MAX_PENDING_REQUESTS = 5_000
 # A server closes each connection after this age (plus a grace for calls under way); the
 # client reconnects and resolves the name again, so replicas added by the autoscaler get
 # traffic from clients that were already connected.
@@ -50,7 +69,9 @@ def channel_options() -> tuple[tuple[str, object], ...]:
             ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
             ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.max_pings_without_data", 0))
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES))
 
 
 def server_options() -> tuple[tuple[str, object], ...]:
@@ -59,8 +80,13 @@ def server_options() -> tuple[tuple[str, object], ...]:
     ages connections out so clients re-resolve."""
     return (("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
+            ("grpc.http2.max_ping_strikes", 0),
             ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
-            ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS))
+            ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
+            ("grpc.server.max_pending_requests", MAX_PENDING_REQUESTS),
+            ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_REQUESTS),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES))
 
 
 def target(addr: str) -> str:

@@ -22,6 +22,7 @@ from siyu_kit.events.consumer import ACK_WAIT_S, Consumer, Subscription
 from siyu_kit.events.relay import OutboxRelay
 from siyu_kit.events.streams import ensure_streams
 from siyu_kit.grpc_server import ContextInterceptor
+from siyu_kit.admission import AdmissionInterceptor
 
 log = slog.get("siyu.service")
 
@@ -75,7 +76,8 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     runtime = Runtime(settings)
     parts = build(runtime)
 
-    server = grpc.aio.server(interceptors=[ContextInterceptor(name)], options=clients.server_options())
+    server = grpc.aio.server(interceptors=[AdmissionInterceptor(name), ContextInterceptor(name)],
+                             options=clients.server_options())
     # Readiness on "" and each service; liveness on liveness.LIVENESS_SERVICE (siyu_kit/liveness.py).
     health = liveness.Health(liveness.Liveness(config.env_seconds("CONSUMER_DOWN_LIMIT_S", CONSUMER_DOWN_LIMIT_S)))
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

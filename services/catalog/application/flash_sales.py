@@ -30,6 +30,7 @@ from services.catalog.application.ledger import Ledger
 from services.catalog.application.pools import Pools
 from services.catalog.application.ports import FlashSaleRepository, ProductRepository, ReservationRepository, \
     StockRepository
+from services.catalog.application.sold_out import SoldOut
 from services.catalog.application.stock import RESERVE_MIN_TIME_S, StockUseCases
 from services.catalog.domain import flash_sales as rules, stock as stock_rules
 from services.catalog.domain.flash_sales import FlashSale, PoolHold, SaleHolds, SaleSku
@@ -136,8 +137,10 @@ def _taken() -> AlreadyExists:
 class FlashSaleUseCases:
     def __init__(self, sales: FlashSaleRepository, products: ProductRepository, stock: StockRepository,
                  reservations: ReservationRepository, ledger: Ledger, pools: Pools, stock_cases: StockUseCases,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, sold_out: SoldOut | None = None):
         self.sales = sales
+        # Pools seen empty: presses answered SOLD_OUT without a database command.
+        self.sold_out = sold_out or SoldOut()
         self.products = products
         self.stock = stock
         self.reservations = reservations
@@ -277,6 +280,8 @@ class FlashSaleUseCases:
         async def attempt() -> tuple[Reservation, FlashSale]:
             sale = await self.sales.take(merchant_id, cmd.flash_sale_id, cmd.reservation_id, hold, now, cmd.kind)
             if sale is not None:
+                if sale.available == 0:
+                    self.sold_out.remember(merchant_id, cmd.flash_sale_id)
                 return await self._count_and_record(merchant_id, cmd, sale, now)
             if await self.reservations.get(merchant_id, cmd.reservation_id) is not None:
                 return await self._existing(merchant_id, cmd)
@@ -287,6 +292,8 @@ class FlashSaleUseCases:
             reason = sale.refusal(now)
             if reason != rules.SOLD_OUT:
                 raise _refuse(reason)
+            if sale.available == 0:
+                self.sold_out.remember(merchant_id, cmd.flash_sale_id)
             if sale.available < cmd.quantity:
                 raise _refuse(reason, f"only {sale.available} left in the flash sale" if sale.available else "")
             # Enough left inside the window: this reservation holds units already (an earlier
@@ -318,6 +325,8 @@ class FlashSaleUseCases:
         now = self._now()
         cmd = validate_reserve(cmd, now)
         require_time(RESERVE_MIN_TIME_S, "reserve the flash sale")
+        if self.sold_out.known(merchant_id, cmd.flash_sale_id):
+            raise _refuse(rules.SOLD_OUT)
         return await self.stock_cases.finish_or_release(merchant_id, cmd.reservation_id,
                                                         self._reserve_for_caller(merchant_id, cmd, now))
 

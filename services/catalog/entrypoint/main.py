@@ -26,6 +26,7 @@ from services.catalog.application.flash_sales import FlashSaleUseCases
 from services.catalog.application.inventory import InventoryUseCases
 from services.catalog.application.ledger import Ledger
 from services.catalog.application.pools import Pools
+from services.catalog.application.sold_out import ForgetOnRelease, SoldOut
 from services.catalog.application.ports import MemberPricing, OrderVerdicts
 from services.catalog.application.products import ProductUseCases
 from services.catalog.application.staff_lists import StaffLists
@@ -47,7 +48,10 @@ class UseCases:
 def use_cases(orders: OrderVerdicts, pricing: MemberPricing | None = None) -> UseCases:
     """Every catalog use case on the MongoDB repositories."""
     products, categories, stock = MongoProducts(), MongoCategories(), MongoStock()
-    movements, reservations, sales = MongoLedger(), MongoReservations(), MongoFlashSales()
+    movements, reservations = MongoLedger(), MongoReservations()
+    # A pool seen empty is answered from memory until a release here gives units back.
+    sold_out = SoldOut()
+    sales = ForgetOnRelease(MongoFlashSales(), sold_out)
     ledger = Ledger(movements)
     pools = Pools(sales, ledger)
     stock_cases = StockUseCases(reservations, stock, ledger, pools, orders)
@@ -56,7 +60,8 @@ def use_cases(orders: OrderVerdicts, pricing: MemberPricing | None = None) -> Us
         categories=CategoryUseCases(categories),
         inventory=InventoryUseCases(stock, movements, ledger),
         stock=stock_cases,
-        flash=FlashSaleUseCases(sales, products, stock, reservations, ledger, pools, stock_cases),
+        flash=FlashSaleUseCases(sales, products, stock, reservations, ledger, pools, stock_cases,
+                               sold_out=sold_out),
         staff_lists=StaffLists(products, stock, categories, sales))
 
 
