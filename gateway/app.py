@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from siyu_kit import auth as tokens, clients, config, delays, logging as slog, metrics, trust
+from siyu_kit import auth as tokens, config, delays, logging as slog, metrics, trust
 from siyu_kit.config import load as load_settings
 from siyu_kit.config import SERVICE_NAMES, GatewaySettings
 from siyu_kit.errors import FieldViolation

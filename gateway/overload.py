@@ -19,7 +19,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 from starlette.responses import Response
 
-from siyu_kit.clients import channel_options
+from siyu_kit.clients import channel_options, target as channel_target
 from siyu_kit.config import env_count
 
 from gateway import errors
@@ -92,7 +92,7 @@ class ChannelPool:
 
     def __init__(self, target: str, count: int):
         options = (*channel_options(), ("grpc.use_local_subchannel_pool", 1))
-        self.channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(max(1, count))]
+        self.channels = [grpc.aio.insecure_channel(channel_target(target), options=options) for _ in range(max(1, count))]
         self._turn = itertools.cycle(range(len(self.channels)))
 
     def next_index(self) -> int:
