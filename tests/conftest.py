@@ -10,6 +10,7 @@ import pytest
 
 from siyu_kit.devstack import Stack
 from siyu_kit.events.streams import ensure_streams
+from tests.support import running
 
 SESSION_ENV = {
     # Each process publishes what it commits at once; the relay's sweep only picks up what a
@@ -90,7 +91,8 @@ def stack(tmp_path_factory) -> Stack:
     # SIYU_TEST_ONLY=catalog,order starts just those services (no gateway), for working
     # on one service; the full run starts everything and waits for the gateway's /healthz/deps.
     only = [n for n in os.environ.get("SIYU_TEST_ONLY", "").split(",") if n]
-    try:
+
+    def start() -> None:
         if only:
             suite.start_infra()
             suite.start_wechat()
@@ -100,12 +102,8 @@ def stack(tmp_path_factory) -> Stack:
         else:
             suite.start_all()
             suite.wait_ready(timeout=120)
-    except Exception:
-        for log in sorted((data_dir / "log").glob("*.log")):
-            print(f"==== {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-        suite.stop_all()
-        raise
-    yield suite
-    suite.stop_all()
+
+    with running(suite, start):
+        yield suite
     if os.environ.get("SIYU_KEEP_LOGS"):
         print(f"logs kept in {data_dir}/log")

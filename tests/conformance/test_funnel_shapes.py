@@ -90,7 +90,9 @@ def test_counting_once_end_to_end_on_the_store(coll, guards):
     assert [buckets.apply_once(key, _fields(merchant), f"evt_{i}", Counters(orders=1)) for i in range(10)] == \
         [False] * 10
     doc = coll.find_one({"_id": key})
-    assert doc["orders"] == 10 and len(doc["marks"]) < 4 and doc["marks_n"] == len(doc["marks"])
+    # At most the limit: the apply that reaches it settles, unless a concurrent settle won
+    # the generation first (then the marks wait for the next apply).
+    assert doc["orders"] == 10 and len(doc["marks"]) <= 4 and doc["marks_n"] == len(doc["marks"])
     # A settle that lost to a concurrent one may have guarded a cause still marked: harmless.
     guarded = {g["_id"].split("|")[1] for g in guards.find({"merchant_id": merchant}, {"_id": 1})}
     assert guarded | set(doc["marks"]) == {f"evt_{i}" for i in range(10)}

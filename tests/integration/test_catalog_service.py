@@ -26,8 +26,12 @@ def ledger(db, m, sku_id):
 
 
 def assert_ledger_matches(stub, db, m, sku_id):
+    """The stored ledger adds up to the stock once the ledger writer job has stored the
+    holds that reserving leaves owed on the stock (within a second or so)."""
     s = stock_of(stub, m, sku_id)
-    assert ledger(db, m, sku_id) == rules.Levels(s.on_hand, s.reserved, s.available)
+    levels = rules.Levels(s.on_hand, s.reserved, s.available)
+    wait_until(lambda: ledger(db, m, sku_id) == levels, timeout=20,
+               message=f"the stored ledger of {sku_id} adding up to {levels}")
     assert s.available == s.on_hand - s.reserved
 
 

@@ -29,7 +29,7 @@ from siyu_kit.devstack import Stack
 from siyu_kit.events import streams
 from siyu_kit.events.outbox import decode
 from siyu_kit.ids import new_id
-from tests.support import eventually, new_merchant_id, wait_until
+from tests.support import eventually, new_merchant_id, running, wait_until
 from tests.support.fulfilment import pay
 from tests.support.order import make_skus, member, place, staff
 
@@ -63,7 +63,8 @@ def cluster(tmp_path_factory):
     stack = Stack.on_free_ports(data_dir, SIYU_STREAM_REPLICAS="3", SIYU_RELAY_INTERVAL_S="0.2",
                                 # A message whose ack was lost with the leader comes back soon.
                                 SIYU_CONSUMER_ACK_WAIT_S="5")
-    try:
+
+    def start() -> None:
         if not os.environ.get("MONGODB_URI"):
             stack.start_mongo()
         stack.start_wechat()
@@ -82,13 +83,9 @@ def cluster(tmp_path_factory):
         stack.wait_nats_meta_leader(timeout=30)
         stack.wait_services_serving(list(SERVICE_NAMES), timeout=90)
         WAITED["serving_after_s"] = time.monotonic() - quorum_at
-    except Exception:
-        for log in sorted((data_dir / "log").glob("*.log")):
-            print(f"==== {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-        stack.stop_all()
-        raise
-    yield stack
-    stack.stop_all()
+
+    with running(stack, start):
+        yield stack
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from siyu.order.v1 import order_pb2_grpc
 from siyu_kit import config
 from siyu_kit.devstack import Stack, free_port
 from siyu_kit.ids import new_id
-from tests.support import channel, new_merchant_id, wait_until
+from tests.support import channel, new_merchant_id, running, wait_until
 from tests.support.order import make_skus, member, place
 
 SERVICES = ("catalog", "member", "order", "content")
@@ -36,17 +36,13 @@ def twin(stack, tmp_path_factory):
         ports[name], ports[f"{name}_metrics"] = free_port(), free_port()
     data_dir = Path(tmp_path_factory.mktemp("replicas"))
     second = Stack(data_dir, ports, dict(stack.extra_env))
-    try:
+    def start() -> None:
         for name in SERVICES:
             second.start_service(name)
         second.wait_services_serving(list(SERVICES), timeout=90)
-    except Exception:
-        for log in sorted((data_dir / "log").glob("*.log")):
-            print(f"==== {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-        second.stop_all()
-        raise
-    yield second
-    second.stop_all()
+
+    with running(second, start):
+        yield second
 
 
 def samples(stack, service: str, metric: str) -> list[tuple[dict, float]]:

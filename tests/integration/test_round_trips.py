@@ -7,7 +7,9 @@ synchronous path.
 """
 from __future__ import annotations
 
+import contextlib
 import uuid
+from typing import Iterator
 
 import httpx
 
@@ -18,6 +20,20 @@ from tests.support import db_round_trips as all_round_trips
 # per 2 s whatever it does, and other tests' jobs on the same suite resolve reservations and
 # refund recharge orders. How many fall into the window depends on the machine's speed.
 NOT_PER_ORDER = {("member", "GetTokenVersions"), ("order", "ResolveReservation"), ("order", "RefundRechargeOrder")}
+
+
+@contextlib.contextmanager
+def signed_in_member(stack, prefix: str) -> Iterator[tuple[httpx.Client, dict, str]]:
+    """A new merchant's H5 client, a member signed in there and a SKU of its demo catalogue."""
+    tag = uuid.uuid4().hex[:10]
+    shop = seed_merchant(Clients.from_env(stack.env()), f"{prefix}-{tag}", f"{prefix.title()} {tag}",
+                         {"H5": f"key-h5-{tag}"}, ("owner", f"pass-{tag}"))
+    with httpx.Client(base_url=stack.gateway_url, headers={"X-Api-Key": shop["api_keys"]["H5"]},
+                      timeout=30) as http:
+        login = http.post("/v1/auth/login", json={"code": f"sandbox:union-{prefix}-{tag}"})
+        assert login.status_code == 200, login.text
+        yield http, {"Authorization": f"Bearer {login.json()['access_token']}"}, \
+            shop["products"]["tee-organic"]["skus"][0]
 
 
 def db_round_trips(stack):
@@ -39,15 +55,7 @@ BUDGET_PER_ORDER = 10
 
 
 def test_placing_a_one_line_order_stays_within_the_round_trip_budget(stack):
-    tag = uuid.uuid4().hex[:10]
-    shop = seed_merchant(Clients.from_env(stack.env()), f"trips-{tag}", f"Trips {tag}", {"H5": f"key-h5-{tag}"},
-                         ("owner", f"pass-{tag}"))
-    sku = shop["products"]["tee-organic"]["skus"][0]
-    with httpx.Client(base_url=stack.gateway_url, headers={"X-Api-Key": shop["api_keys"]["H5"]},
-                      timeout=30) as http:
-        login = http.post("/v1/auth/login", json={"code": f"sandbox:union-trips-{tag}"})
-        assert login.status_code == 200, login.text
-        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    with signed_in_member(stack, "trips") as (http, auth, sku):
 
         def place() -> None:
             resp = http.post("/v1/orders", headers=auth, json={
@@ -131,15 +139,7 @@ BUDGET_PER_PAID_ORDER = 20
 
 
 def test_a_paid_checkout_stays_within_its_round_trip_budget(stack):
-    tag = uuid.uuid4().hex[:10]
-    shop = seed_merchant(Clients.from_env(stack.env()), f"paid-{tag}", f"Paid {tag}", {"H5": f"key-h5-{tag}"},
-                         ("owner", f"pass-{tag}"))
-    sku = shop["products"]["tee-organic"]["skus"][0]
-    with httpx.Client(base_url=stack.gateway_url, headers={"X-Api-Key": shop["api_keys"]["H5"]},
-                      timeout=30) as http:
-        login = http.post("/v1/auth/login", json={"code": f"sandbox:union-paid-{tag}"})
-        assert login.status_code == 200, login.text
-        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    with signed_in_member(stack, "paid") as (http, auth, sku):
 
         def call(path: str, body: dict) -> dict:
             resp = http.post(path, headers=auth, json=body)

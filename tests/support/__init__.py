@@ -4,10 +4,11 @@ databases, and waiting. Per service: tests.support.catalog, .order, .fulfilment,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections import Counter
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import grpc
 import httpx
@@ -40,6 +41,24 @@ def metadata(merchant_id: str = "", *, channel: str = "", member_id: str = "", s
     ctx = RequestContext(request_id=new_id("req"), merchant_id=merchant_id, channel=channel,
                          caller_kind=kind, caller_id=caller, roles=roles, calling_service=service)
     return ctx.to_metadata()
+
+
+@contextlib.contextmanager
+def running(stack, start: Callable[[], object]) -> Iterator:
+    """`start()` brings up processes of `stack`; when that fails, the tail of every log is
+    printed (the reason is there, not in the timeout) and what started is stopped. Every
+    process stops when the block ends."""
+    try:
+        start()
+    except Exception:
+        for log in sorted((stack.data_dir / "log").glob("*.log")):
+            print(f"==== {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        stack.stop_all()
+        raise
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
 
 
 def stub_fixture(service: str, stub_class: type):
