@@ -20,7 +20,6 @@ import nats
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import NotFoundError
 from siyu.catalog.v1 import catalog_pb2 as CS, catalog_pb2_grpc
 from siyu.order.v1 import order_pb2 as OS, order_pb2_grpc
 
@@ -29,7 +28,7 @@ from siyu_kit.devstack import Stack
 from siyu_kit.events import streams
 from siyu_kit.events.outbox import decode
 from siyu_kit.ids import new_id
-from tests.support import eventually, new_merchant_id, running, wait_until
+from tests.support import eventually, new_merchant_id, running, stored, wait_until
 from tests.support.fulfilment import pay
 from tests.support.order import make_skus, member, place, staff
 
@@ -183,19 +182,14 @@ async def settled(call, timeout: float = 30):
 
 
 async def paid_messages(js, merchant_id: str) -> list[tuple[str, str]]:
-    """(Nats-Msg-Id, order id) of every order.paid of the merchant in the order stream,
-    read from the stream's leader message by message."""
-    found, seq = [], 1
-    while True:
-        try:
-            msg = await js.get_msg(ORDER_STREAM, seq, subject=PAID, next=True)
-        except NotFoundError:
-            return found
+    """(Nats-Msg-Id, order id) of every order.paid of the merchant in the order stream."""
+    found = []
+    for msg in await stored(js, ORDER_STREAM, PAID):
         envelope = decode(msg.data)
         if envelope.merchant_id == merchant_id:
             assert msg.headers["Nats-Msg-Id"] == envelope.event_id
             found.append((envelope.event_id, envelope.aggregate_id))
-        seq = msg.seq + 1
+    return found
 
 
 async def test_the_node_leading_the_order_stream_dies_mid_purchase_and_nothing_is_lost_or_doubled(cluster, js):

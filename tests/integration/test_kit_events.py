@@ -7,7 +7,6 @@ import time
 
 import pytest
 from google.protobuf import wrappers_pb2
-from nats.js.errors import NotFoundError
 from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError
 from siyu.common.v1 import common_pb2
@@ -18,7 +17,7 @@ from siyu_kit.events.relay import OutboxRelay
 from siyu_kit.events.streams import DLQ_PREFIX, DLQ_STREAM, stream_name
 from siyu_kit.ids import new_id
 from siyu_kit.lease import Lease, MongoLeases
-from tests.support import new_merchant_id, eventually
+from tests.support import eventually, new_merchant_id, stored
 
 STREAM = stream_name("catalog")
 
@@ -41,18 +40,6 @@ def topic():
     return f"siyu.catalog.kit{new_id('t').lower().replace('_', '')}"
 
 
-
-
-async def stored(js, stream: str, subject: str) -> list:
-    """Every message JetStream holds on `subject`, in order."""
-    found, seq = [], 1
-    while True:
-        try:
-            msg = await js.get_msg(stream, seq, subject=subject, next=True)
-        except NotFoundError:
-            return found
-        found.append(msg)
-        seq = msg.seq + 1
 
 
 def event(subject: str, merchant_id: str, aggregate_id: str, version: int = 1, text: str = "x") -> outbox.Event:

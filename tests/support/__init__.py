@@ -141,6 +141,21 @@ async def eventually(probe: Callable[[], object], timeout: float = 15.0, interva
     raise AssertionError(f"{message} not met within {timeout}s (last: {last!r})")
 
 
+async def stored(js, stream: str, subject: str) -> list:
+    """Every message JetStream holds on `subject` in `stream`, in order (read from the
+    stream's leader message by message)."""
+    from nats.js.errors import NotFoundError
+
+    found, seq = [], 1
+    while True:
+        try:
+            msg = await js.get_msg(stream, seq, subject=subject, next=True)
+        except NotFoundError:
+            return found
+        found.append(msg)
+        seq = msg.seq + 1
+
+
 def wait_job_runs(stack, service: str, job: str, runs: int = 3, timeout: float = 15.0) -> None:
     """Wait until `job` of `service` has finished `runs` more runs: with three, at least two
     whole runs started after this call, so whatever they would do has been done."""

@@ -16,6 +16,7 @@ from siyu_kit.errors import Conflict, FailedPrecondition
 from siyu_kit.ids import new_id
 from tests.fakes.order_money import MERCHANT, ORD_1, FakeProvider
 from tests.fakes.sandbox_ledger import MemoryDatabase
+from tests.support import eventually
 from tests.unit.order.test_refunds import PAY_1, T0, World, one
 
 from services.order.adapters.provider_adapters import SandboxProfitSharing, SandboxTransfers
@@ -140,8 +141,8 @@ async def test_a_slow_provider_call_raced_by_a_retry_and_the_job_refunds_once(mo
     world.now = T0 + timedelta(seconds=20)
     monkeypatch.setitem(delays._armed, "order.refund.provider_call", 0.2)
     first = asyncio.create_task(world.create(one()))  # the client's retry takes it and is slow
-    while not next(iter(world.refunds.refunds.values())).provider_call_ms:
-        await asyncio.sleep(0.005)
+    await eventually(lambda: next(iter(world.refunds.refunds.values())).provider_call_ms, timeout=5, interval=0.005,
+                     message="the retry taking the refund")
     # While that call is at the provider: the client retries again, and a replica's job that
     # sees the refund as stalled (approved 35 s ago) runs; the taker's lease has not run out.
     retried = await world.create(one())
@@ -158,8 +159,8 @@ async def test_a_job_past_the_lease_refunds_under_the_same_key_while_the_first_c
     world.paid_order()
     monkeypatch.setitem(delays._armed, "order.refund.provider_call", 0.2)
     first = asyncio.create_task(world.create(one()))
-    while not world.refunds.refunds or not next(iter(world.refunds.refunds.values())).provider_call_ms:
-        await asyncio.sleep(0.005)
+    await eventually(lambda: world.refunds.refunds and next(iter(world.refunds.refunds.values())).provider_call_ms,
+                     timeout=5, interval=0.005, message="the first call taking the refund")
     # The taker looks dead to the job (its lease ran out): the job takes the refund over and
     # calls the provider with the same refund id; the first call, landing late, gets the same
     # refund back.
