@@ -1,8 +1,9 @@
-"""Runs the benchmarks on a fresh suite: `python -m bench [browse|checkout|checkout_value|flash_sale|late_events|coupon_grab|segments|live_room|settlement|bargain|points_mall|group_buy|overload …]`.
+"""Runs the benchmarks on a fresh suite: `python -m bench [--profile] [browse|checkout|checkout_value|flash_sale|late_events|coupon_grab|segments|live_room|settlement|bargain|points_mall|group_buy|overload …]`.
 
 The suite starts on free ports with its data under var/bench/run (wiped first) and the
 gateway's rate limits raised out of the way; a fresh merchant is seeded; each scenario
-prints a table row and writes var/bench/<scenario>.json.
+prints a table row and writes var/bench/<scenario>.json. With --profile, every process
+also profiles each scenario per function (bench/profile.py).
 """
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ import grpc
 from siyu.catalog.v1 import catalog_pb2
 from siyu.common.v1 import common_pb2
 
+from bench import profile as profiler
 from bench import (bargain, browse, checkout, checkout_value, coupon_grab, flash_sale, group_buy, late_events,
                    live_room, overload, points_mall, segments, settlement)
 from bench.harness import Bench, table_header, table_row
 from scripts.seed import Clients, seed_merchant
+from siyu_kit import profiling
 from siyu_kit.context import RequestContext
 from siyu_kit.devstack import ROOT, Stack
 
@@ -70,13 +73,21 @@ def seed(stack: Stack) -> dict:
     return shop
 
 
-async def run_scenarios(bench: Bench, names: list[str]) -> None:
+PROFILE_DIR = OUT_DIR / "profile"
+
+
+async def run_scenarios(bench: Bench, names: list[str], profile: bool) -> None:
     print(f"\n{os.cpu_count()} cores; results in {OUT_DIR}")
     print(table_header(), flush=True)
     for name in names:
+        pids = profiler.start(bench.stack) if profile else []
         outcome = await SCENARIOS[name](bench)
         bench.write(outcome)
         print(table_row(outcome), flush=True)
+        if profile:
+            processes = profiler.summarize(profiler.stop(pids, PROFILE_DIR, name))
+            print(profiler.render(name, processes), flush=True)
+            profiler.write(OUT_DIR, name, processes)
 
 
 def raise_open_files_limit() -> None:
@@ -90,7 +101,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="*", metavar="scenario",
                         help=f"one or more of {', '.join(SCENARIOS)} (default: all)")
-    names = parser.parse_args().scenarios or list(SCENARIOS)
+    parser.add_argument("--profile", action="store_true",
+                        help="profile every process per function during each scenario (slows the suite)")
+    args = parser.parse_args()
+    names = args.scenarios or list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
@@ -99,13 +113,17 @@ def main() -> None:
     run_dir = OUT_DIR / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    stack = Stack.on_free_ports(run_dir, **STACK_ENV)
+    env = dict(STACK_ENV)
+    if args.profile:
+        shutil.rmtree(PROFILE_DIR, ignore_errors=True)
+        env[profiling.ENV] = str(PROFILE_DIR)
+    stack = Stack.on_free_ports(run_dir, **env)
     try:
         stack.start_all()
         ready_s = stack.wait_ready(timeout=180)
         print(f"suite ready in {ready_s:.1f}s on free ports (logs: {run_dir}/log); seeding…", flush=True)
         bench = Bench(stack, seed(stack), OUT_DIR)
-        asyncio.run(run_scenarios(bench, names))
+        asyncio.run(run_scenarios(bench, names, args.profile))
     except (RuntimeError, TimeoutError, grpc.RpcError) as error:
         print(f"bench: {error}", file=sys.stderr)
         sys.exit(1)

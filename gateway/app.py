@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from siyu_kit import auth as tokens, config, delays, logging as slog, metrics, trust
+from siyu_kit import auth as tokens, config, delays, logging as slog, metrics, profiling, trust
 from siyu_kit.config import load as load_settings
 from siyu_kit.config import SERVICE_NAMES, GatewaySettings
 from siyu_kit.errors import FieldViolation
@@ -423,6 +423,7 @@ def main() -> None:
         _run_workers(settings, workers)
         return
     metrics.serve(load_settings("gateway").metrics_port)
+    profiling.arm("gateway")
     app = create_app(settings)
     log.info("gateway.starting", host=settings.host, port=settings.port, routes=len(app.state.gateway.table.routes))
     # h11 (the HTTP parser installed) through a protocol that answers its refusals in JSON too.
@@ -435,6 +436,7 @@ def worker_app() -> Starlette:
     settings = GatewaySettings.load()
     slog.configure("gateway", settings.log_level)
     trust.set_issuer("gateway")
+    profiling.arm("gateway")
     return create_app(settings)
 
 

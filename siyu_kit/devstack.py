@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from siyu_kit import profiling
 from siyu_kit.config import SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,7 +143,10 @@ class Stack:
         """The embedded MongoDB-protocol server; its data survives a restart."""
         mongo_dir = self.data_dir / "mongo"
         mongo_dir.mkdir(parents=True, exist_ok=True)
-        proc = self._spawn("mongo", [str(BIN / "nx-27017"), "--data-dir", str(mongo_dir), "--host", "127.0.0.1",
+        # Under `make bench ARGS="--profile …"` it runs with the profiler's signals armed.
+        program = ([str(BIN / "python"), "-m", "siyu_kit.profiling", "nx-27017"] if self.env().get(profiling.ENV)
+                   else [str(BIN / "nx-27017")])
+        proc = self._spawn("mongo", [*program, "--data-dir", str(mongo_dir), "--host", "127.0.0.1",
                                      "-p", str(self.ports["mongo"]),
                                      "--log-file", str(self.data_dir / "log" / "mongo-server.log"),
                                      "--pid-file", str(self.data_dir / "mongo.pid")])

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from nats.js import JetStreamContext
 from pymongo.collection import Collection
 
-from siyu_kit import clients, config, db, lease as leases, liveness, logging as slog, metrics, trust
+from siyu_kit import clients, config, db, lease as leases, liveness, logging as slog, metrics, profiling, trust
 from siyu_kit.events import outbox
 from siyu_kit.events import invalidation
 from siyu_kit.events.consumer import ACK_WAIT_S, Consumer, Subscription
@@ -216,4 +216,5 @@ async def _every(service_name: str, job: Job, lease: leases.Lease) -> None:
 
 
 def run(name: str, build: Callable[[Runtime], Parts]) -> None:
+    profiling.arm(name)
     asyncio.run(_serve(name, build))
