@@ -136,7 +136,7 @@ async def _serve(name: str, build: Callable[[Runtime], Parts]) -> None:
     await server.stop(grace=5)
     for worker in workers:
         worker.stop()
-    # Relay and consumers finish their current step (a fetch waits at most 1 s); jobs and
+    # Relay and consumers finish their current step (an idle fetch gives way); jobs and
     # anything still busy are cancelled. An unacked message is redelivered, and unsent
     # events stay in the outbox, so nothing is lost either way.
     if worker_tasks:

@@ -34,6 +34,13 @@ log = slog.get("siyu.consumer")
 Handler = Callable[[common_pb2.EventEnvelope, Message], Awaitable[None]]
 
 ACK_WAIT_S = 30.0
+# Behind: up to this many messages per fetch, each fetch answered at once from the backlog.
+BATCH = 16
+BEHIND_WAIT_S = 1.0
+# Caught up: one long poll for the next message, answered the moment it is stored. A fetch
+# of one message returns on its arrival; a fetch of a batch would wait out its time for the
+# rest of the batch, holding a lone event back by up to that time.
+IDLE_WAIT_S = 5.0
 # How often the consumer reads its lag from the server, which also notices a lost durable.
 INFO_INTERVAL_S = 5.0
 
@@ -156,14 +163,19 @@ class Consumer:
     async def _consume(self, psub) -> None:
         """Fetch and handle until stopped; a failed fetch or a lost durable raises."""
         next_info = 0.0
+        behind = 0  # messages the server still held for this durable when the last batch left it
         while not self._stop.is_set():
             if time.monotonic() >= next_info:
                 await self._observe()
                 next_info = time.monotonic() + INFO_INTERVAL_S
             try:
-                messages = await psub.fetch(batch=16, timeout=1.0)
+                messages = await self._fetch(psub, behind)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                behind = 0
                 continue  # nothing to do (or NATS reconnecting: the subscription resumes)
+            if not messages:
+                continue  # stopped while waiting
+            behind = messages[-1].metadata.num_pending or 0
             # Every fetched message not yet handled stays claimed while earlier ones run.
             waiting = list(messages)
             claim = asyncio.create_task(self._keep_claim(waiting))
@@ -178,6 +190,23 @@ class Consumer:
                     waiting.remove(msg)
             finally:
                 claim.cancel()
+
+    async def _fetch(self, psub, behind: int) -> list:
+        if behind:
+            return await psub.fetch(batch=min(BATCH, behind), timeout=BEHIND_WAIT_S)
+        # The long poll gives way to a stop, so a stopping service does not wait it out (a
+        # message it took meanwhile is redelivered after the ack wait).
+        poll = asyncio.ensure_future(psub.fetch(batch=1, timeout=IDLE_WAIT_S))
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((poll, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not poll.done():
+            poll.cancel()
+            await asyncio.gather(poll, return_exceptions=True)
+            return []
+        return poll.result()
 
     async def _observe(self) -> None:
         """Record the lag; NotFoundError (durable or stream gone) ends this subscription."""
