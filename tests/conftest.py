@@ -18,29 +18,29 @@ SESSION_ENV = {
     "SIYU_RELAY_INTERVAL_S": "1.0",
     # Expired reservations and unpaid orders are swept soon after their expiry, so a test
     # that sets a short expiry waits seconds, not the production interval.
-    "SIYU_CATALOG_SWEEP_INTERVAL_S": "0.2",
-    "SIYU_ORDER_EXPIRY_INTERVAL_S": "0.2",
+    "SIYU_CATALOG_SWEEP_INTERVAL_S": "1.0",
+    "SIYU_ORDER_EXPIRY_INTERVAL_S": "1.0",
     # Orders whose after-sales window closed settle within a moment (tests use 0 days).
-    "SIYU_ORDER_SETTLE_INTERVAL_S": "0.3",
-    "SIYU_ORDER_SPLIT_EXECUTE_INTERVAL_S": "0.5",
+    "SIYU_ORDER_SETTLE_INTERVAL_S": "1.0",
+    "SIYU_ORDER_SPLIT_EXECUTE_INTERVAL_S": "1.0",
     # Community campaigns close and the uncollected rule applies within a moment.
-    "SIYU_ORDER_COMMUNITY_SWEEP_INTERVAL_S": "0.3",
+    "SIYU_ORDER_COMMUNITY_SWEEP_INTERVAL_S": "1.0",
     # Bargains past their time limit fail within a moment (bargain activities ending soon).
-    "SIYU_ORDER_BARGAIN_SWEEP_INTERVAL_S": "0.3",
+    "SIYU_ORDER_BARGAIN_SWEEP_INTERVAL_S": "1.0",
     # Points unfreeze and expire within a second of falling due.
-    "SIYU_MEMBER_POINTS_JOB_INTERVAL_S": "0.3",
-    "SIYU_MEMBER_COUPON_JOB_INTERVAL_S": "0.3",
-    "SIYU_MEMBER_BALANCE_JOB_INTERVAL_S": "0.3",
-    "SIYU_MEMBER_BIRTHDAY_JOB_INTERVAL_S": "0.5",
-    "SIYU_MEMBER_DATA_EXPORT_INTERVAL_S": "0.3",
-    "SIYU_MEMBER_RFM_JOB_INTERVAL_S": "0.3",
+    "SIYU_MEMBER_POINTS_JOB_INTERVAL_S": "1.0",
+    "SIYU_MEMBER_COUPON_JOB_INTERVAL_S": "1.0",
+    "SIYU_MEMBER_BALANCE_JOB_INTERVAL_S": "1.0",
+    "SIYU_MEMBER_BIRTHDAY_JOB_INTERVAL_S": "1.0",
+    "SIYU_MEMBER_DATA_EXPORT_INTERVAL_S": "1.0",
+    "SIYU_MEMBER_RFM_JOB_INTERVAL_S": "1.0",
     # A backfill started over (as for data an older version wrote) is picked up at once.
-    "SIYU_MEMBER_BACKFILL_INTERVAL_S": "0.5",
+    "SIYU_MEMBER_BACKFILL_INTERVAL_S": "1.0",
     # Scheduled content is published within a moment of its time.
-    "SIYU_CONTENT_PUBLISH_INTERVAL_S": "0.3",
-    "SIYU_LIVE_LIKES_INTERVAL_S": "0.3",
+    "SIYU_CONTENT_PUBLISH_INTERVAL_S": "1.0",
+    "SIYU_LIVE_LIKES_INTERVAL_S": "1.0",
     # Withdrawals the provider answered later are asked about again within a second.
-    "SIYU_MEMBER_WITHDRAWAL_JOB_INTERVAL_S": "0.5",
+    "SIYU_MEMBER_WITHDRAWAL_JOB_INTERVAL_S": "1.0",
     # The catalog keeps an order's stock this long past the order's expiry (60 s in production).
     "SIYU_ORDER_RESERVATION_GRACE_S": "2",
     # Hundreds of members buying at once share one channel key; the per-member limit stays
@@ -49,7 +49,7 @@ SESSION_ENV = {
     # A WeChat payment with no notification is asked about after a second, not thirty.
     "SIYU_ORDER_WECHAT_QUERY_AFTER_S": "1",
     # Groups past their deadline are closed within a moment (group buy).
-    "SIYU_ORDER_GROUP_SWEEP_INTERVAL_S": "0.3",
+    "SIYU_ORDER_GROUP_SWEEP_INTERVAL_S": "1.0",
     # Gateways report live-room viewers every half second: a test sees them counted soon.
     "SIYU_GATEWAY_LIVE_REPORT_S": "0.5",
     # Two workers' suites share two cores with the tests' own crowds (200 buyers at once):
@@ -57,7 +57,7 @@ SESSION_ENV = {
     # the suite. Still below the tests' HTTP client timeouts (30 s).
     "SIYU_GATEWAY_DEADLINE_S": "20",
     # A job whose holder died is taken over within seconds (tests/integration/test_replicas.py).
-    "SIYU_LEASE_TTL_S": "3",
+    "SIYU_LEASE_TTL_S": "6",
 }
 
 
