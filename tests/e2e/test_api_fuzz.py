@@ -178,6 +178,10 @@ BUSINESS_RULES: dict[tuple[str, str], str] = {
         "a list of members or a segment, one of the two",
     ("MemberService_SearchMembers", r"page_token"): "an opaque token a previous page issued",
     ("MemberService_SearchMembers", r"registered_before"): "after registered_from",
+    ("MemberService_SetMemberBirthday", r"birthday\.(year|day)"):
+        "a real date: the year 1900 to this year (or 0 when not given), the day within its month",
+    ("MemberService_UpdateMyProfile", r"birthday\.(year|day)"):
+        "a real date: the year 1900 to this year (or 0 when not given), the day within its month",
     # ---- end of staff views ----
     # ---- funnels ----
     ("ContentService_GetFunnelReport", r"ref_id"):

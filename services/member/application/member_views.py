@@ -15,7 +15,6 @@ coupons, balance, facts, referral ties, the phone and the order service's summar
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -32,6 +31,7 @@ from services.member.domain.referral import mask_nickname
 from siyu_kit import context, paging
 from siyu_kit.context import CHANNELS
 from siyu_kit.errors import NotFound, Violations
+from siyu_kit.field_rules import compile_pattern
 from siyu_kit.ids import is_id
 from siyu_kit.logging import mask_phone
 
@@ -108,12 +108,13 @@ def full_view(roles) -> bool:
     return bool(FULL_VIEW_ROLES & set(roles))
 
 
-# As the proto's rule on SearchMembersRequest.tags says.
-TAG = re.compile(r"[^\s]{1,64}")
+# The proto's rule on SearchMembersRequest.tags, read as JSON Schema reads it (ECMAScript's
+# white space: Python's \s also takes \x1c-\x1f, which the API document allows).
+TAG = compile_pattern(r"^[^\s]{1,64}$")
 
 
 def _check_tag(tag: str) -> bool:
-    return bool(TAG.fullmatch(tag))
+    return bool(TAG.search(tag))
 
 
 class MemberViews:
