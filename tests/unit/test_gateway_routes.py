@@ -165,3 +165,36 @@ def test_parse_errors_name_the_field(data, field):
     found, description = parse_error_field(_parse_error(data, catalog_pb2.UpsertProductRequest()))
     assert found == field
     assert description
+
+
+def _every_route_in_order(table: Table, method: str, raw_path: str):
+    """What `match` answers when it tries every route of the table in turn."""
+    path_known = verb_matched = False
+    for route in table.routes:
+        if verb_matched and not route.template.verb:
+            break
+        values = route.template.match(raw_path)
+        if values is None:
+            continue
+        if route.http_method == method:
+            return route, values, True
+        path_known = True
+        verb_matched = verb_matched or bool(route.template.verb)
+    return None, {}, path_known
+
+
+def test_trying_only_the_routes_of_a_paths_head_answers_as_trying_them_all(table):
+    import re
+
+    paths = set()
+    for route in table.routes:
+        concrete = re.sub(r"\{[^}]*\}", "x1", route.template.text)
+        paths |= {concrete, concrete + ":nope", concrete.replace("/x1", "/x1:cancel"), concrete + "/extra"}
+    paths |= {"/", "/v1", "/v1/", "/v2/orders", "/v1/unknown/x1", "//v1/orders"}
+    for path in sorted(paths):
+        for method in ("GET", "POST", "PATCH", "DELETE"):
+            assert table.match(method, path) == _every_route_in_order(table, method, path), (method, path)
+        assert table.allowed_methods(path) == sorted(
+            {r.http_method for r in table.routes if r.template.match(path) is not None
+             and (r.template.verb or not any(o.template.verb and o.template.match(path) is not None
+                                              for o in table.routes))}), path
