@@ -10,7 +10,7 @@ import multiprocessing
 
 from hypothesis import given, settings, strategies as st
 
-from gateway.overload import InFlightLimit
+from gateway.overload import MAX_RETRY_AFTER_S, InFlightLimit
 from gateway.ratelimit import RateLimiter, SharedRateLimiter
 
 
@@ -113,3 +113,50 @@ async def test_the_request_over_the_bound_is_answered_at_once_and_streams_are_no
     assert (await first)[0] == 200
     assert app.in_flight == 0
     assert (await _call(app, "/v1/products"))[0] == 200
+
+
+async def test_a_crowd_takes_at_most_half_the_slots_and_the_rest_stay_for_everyone_else():
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def held(scope, receive, send):
+        entered.set()
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    app = InFlightLimit(held, limit=2)
+    press = asyncio.create_task(_call(app, "/v1/flash-sales/fls_1:buy"))
+    await entered.wait()
+    # A second press finds the crowd's half taken, though a slot is free.
+    assert (await _call(app, "/v1/flash-sales/fls_1:buy"))[0] == 503
+    entered.clear()
+    paying = asyncio.create_task(_call(app, "/v1/orders/ord_1:pay"))
+    await entered.wait()
+    assert app.in_flight == 2 and app.crowd_in_flight == 1
+    release.set()
+    assert [(await press)[0], (await paying)[0]] == [200, 200]
+    assert app.in_flight == app.crowd_in_flight == 0
+
+
+def test_the_more_are_refused_the_wider_the_delays_they_are_told():
+    now = [100.0]
+    draws = []
+
+    def draw(low, high):
+        draws.append((low, high))
+        return high
+
+    app = InFlightLimit(None, limit=10, clock=lambda: now[0], draw=draw)
+    # A few refusals: come back in a second.
+    assert [app.retry_after_s() for _ in range(5)] == [1] * 5 and draws == []
+    # Forty refusals in one second: four bounds' worth, so 1 to 5 s, drawn for each.
+    delays = [app.retry_after_s() for _ in range(35)]
+    assert delays[-1] == 5 and draws[-1] == (1, 5)
+    # The next second still remembers them; a quiet second later it is 1 s again.
+    now[0] = 101.2
+    assert app.retry_after_s() == 5
+    now[0] = 103.0
+    assert app.retry_after_s() == 1
+    # Never longer than the cap, however many.
+    assert max(app.retry_after_s() for _ in range(10_000)) == MAX_RETRY_AFTER_S
