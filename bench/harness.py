@@ -23,7 +23,7 @@ from siyu.member.v1 import member_pb2, member_pb2_grpc
 from siyu_kit.config import SERVICE_NAMES
 from siyu_kit.context import RequestContext
 from siyu_kit.devstack import Stack
-from siyu_kit.metrics import db_commands
+from siyu_kit.metrics import consumer_lag, db_commands
 
 
 class Rejected(Exception):
@@ -224,6 +224,24 @@ class Bench:
         if resp.status_code != 200:
             raise RuntimeError(f"staff login failed: {resp.text}")
         return resp.json()["access_token"]
+
+    async def settled(self, timeout_s: float = 180.0, quiet_s: float = 6.0) -> float:
+        """Waits until no service has events left to handle (for `quiet_s` together, longer
+        than a consumer takes to read its lag again): what a scenario did to set up (thousands
+        of sign-ins, each a member.registered for several consumers) is not left running
+        under the load it then measures. Seconds waited; TimeoutError past `timeout_s`."""
+        started = time.monotonic()
+        quiet_since = None
+        while True:
+            lag = sum(await asyncio.gather(*(asyncio.to_thread(consumer_lag, self.stack.metrics_url(s))
+                                             for s in SERVICE_NAMES)))
+            now = time.monotonic()
+            quiet_since = (quiet_since or now) if lag == 0 else None
+            if quiet_since is not None and now - quiet_since >= quiet_s:
+                return now - started
+            if now - started > timeout_s:
+                raise TimeoutError(f"{lag:.0f} events still unhandled after {timeout_s:.0f}s")
+            await asyncio.sleep(0.5)
 
     def db_commands(self) -> Counter:
         """Database commands each service has sent so far, by (service, rpc)."""

@@ -51,6 +51,15 @@ def db_commands(metrics_url: str) -> dict[str, float]:
             for sample in family.samples if sample.name == "siyu_db_commands_total"}
 
 
+def consumer_lag(metrics_url: str) -> float:
+    """A running service's events not yet delivered to its consumers, all durables together
+    (each consumer reads its lag every few seconds)."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(sample.value for family in text_string_to_metric_families(text) if family.name == "siyu_consumer_pending"
+               for sample in family.samples)
+
+
 def job_runs(metrics_url: str, job: str) -> float:
     """A running service's finished runs of `job` so far, whatever their outcome."""
     with urllib.request.urlopen(metrics_url, timeout=5) as resp:
