@@ -155,7 +155,7 @@ async def _connect_nats(url: str, stop: asyncio.Event):
             # SIYU_NATS_URL may list every node of a cluster, comma-separated.
             return await nats.connect([u.strip() for u in url.split(",") if u.strip()],
                                       max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                      connect_timeout=2)
+                                      connect_timeout=2, reconnected_cb=invalidation.on_reconnected)
         except Exception as error:  # noqa: BLE001 - keep trying until NATS answers
             log.warning("nats.unreachable", url=url, error=repr(error))
             try:

@@ -3,14 +3,16 @@ says they changed.
 
 Every replica must hear the event, so each process listens on plain NATS (a core
 subscription to the stream's subjects), not through a durable consumer, whose messages go
-to one replica only. The time-to-live bounds what a missed event (NATS away, a process
-that was not yet listening) can leave behind; a cache without an event that concerns it
-relies on the time-to-live alone, and the process that makes the change drops its own
-entry at once.
+to one replica only. Events published while a process was cut off from NATS never reach
+it, so every cache of the process is emptied when its connection comes back; the
+time-to-live bounds what a missed event can leave behind meanwhile (and before a process
+listens). A cache without an event that concerns it relies on the time-to-live alone, and
+the process that makes the change drops its own entry at once.
 """
 from __future__ import annotations
 
 import time
+import weakref
 from collections import OrderedDict
 from typing import Awaitable, Callable, Generic, Hashable, TypeVar
 
@@ -26,6 +28,8 @@ V = TypeVar("V")
 Listener = Callable[[common_pb2.EventEnvelope], None]
 
 MAX_ENTRIES = 10_000
+# Every cache of this process, emptied together when NATS comes back (forget_all).
+_caches: weakref.WeakSet = weakref.WeakSet()
 
 
 class TtlCache(Generic[K, V]):
@@ -38,6 +42,7 @@ class TtlCache(Generic[K, V]):
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         # Counts drops, so a load that overlapped one does not keep what it read.
         self._epoch = 0
+        _caches.add(self)
 
     def get(self, key: K) -> V | None:
         hit = self._entries.get(key)
@@ -74,6 +79,18 @@ class TtlCache(Generic[K, V]):
         if self._epoch == epoch:
             self.put(key, value)
         return value
+
+
+def forget_all() -> None:
+    """Empties every cache of this process (its events may have been missed)."""
+    for cache in list(_caches):
+        cache.clear()
+
+
+async def on_reconnected() -> None:
+    """NATS's reconnected callback: what was published while away was not heard here."""
+    forget_all()
+    log.info("invalidation.caches_emptied_after_reconnect")
 
 
 # (subject, listener): what this process listens to once it is connected to NATS.

@@ -90,3 +90,28 @@ async def test_listeners_get_the_envelope_of_every_message_on_their_subject():
     await callbacks[0](Msg(envelope.SerializeToString()))
     await callbacks[0](Msg(b"\xff\xff not an envelope"))  # logged, never raised
     assert heard == ["mch_1"]
+
+
+async def test_every_cache_is_emptied_when_nats_comes_back():
+    prices, settings = TtlCache(60.0), TtlCache(60.0)
+    prices.put("sku_1", 100)
+    settings.put("mch_1", {"expiry_s": 900})
+
+    started = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def slow_load():
+        started.set()
+        await finish.wait()
+        return 90
+
+    loading = asyncio.create_task(prices.get_or_load("sku_2", slow_load))
+    await started.wait()
+    # The events published while the process was cut off never reach it.
+    await invalidation.on_reconnected()
+    finish.set()
+    assert await loading == 90
+
+    assert prices.get("sku_1") is None and settings.get("mch_1") is None
+    assert prices.get("sku_2") is None  # read before the reconnect: not kept
+
