@@ -30,7 +30,7 @@ from pymongo import MongoClient
 from bench.baseline import stock_update_baseline
 from bench.harness import (Bench, Gate, Load, Member, checked, error_reason, percentile, progress, result,
                            send)
-from bench.rawhttp import RawPhone, RawResponse
+from bench.rawhttp import RawPhone, RawResponse, connect_all
 from siyu_kit import config
 
 BUYERS = 2000
@@ -168,21 +168,12 @@ async def pay(buyer: Buyer, order: dict) -> bool:
 PRESS_TIMEOUT_S = 60.0
 
 
-async def connect_all(bench: Bench, buyers: list[Buyer]) -> list[RawPhone]:
-    """Each buyer's press connection, opened before the burst (a phone that loaded the page
-    is connected), through a client light enough not to be the bottleneck itself: with
-    httpx, 2,000 buyers pressing again after 503s took more CPU than the gateway answering
-    them (bench/rawhttp.py)."""
+def press_phones(bench: Bench, buyers: list[Buyer]) -> list[RawPhone]:
+    """Each buyer's press connection, through a client light enough not to be the
+    bottleneck itself: with httpx, 2,000 buyers pressing again after 503s took more CPU
+    than the gateway answering them (bench/rawhttp.py)."""
     key = bench.shop["api_keys"]["H5"]
-    phones = [RawPhone("127.0.0.1", bench.stack.ports["gateway"], {"X-Api-Key": key, **b.auth}) for b in buyers]
-    opening = asyncio.Semaphore(256)
-
-    async def connect(phone: RawPhone) -> None:
-        async with opening:
-            await phone.connect()
-
-    await asyncio.gather(*(connect(p) for p in phones))
-    return phones
+    return [RawPhone("127.0.0.1", bench.stack.ports["gateway"], {"X-Api-Key": key, **b.auth}) for b in buyers]
 
 
 async def press_once(phone: RawPhone, path: str, body: dict) -> tuple[str, RawResponse | None]:
@@ -330,7 +321,7 @@ async def run(bench: Bench) -> dict:
             wait_s = (starts_at - datetime.now(timezone.utc)).total_seconds()
             if wait_s > 0:
                 await asyncio.sleep(wait_s)  # the sale opens at a set time; everyone presses then
-            phones = await connect_all(bench, buyers)
+            phones = await connect_all(press_phones(bench, buyers))
             try:
                 rnd = await press(buyers, phones, sale_id, WALK_AWAY if n == 1 else 0)
             finally:

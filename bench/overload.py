@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from bench.baseline import stock_update_baseline
 from bench.flash_sale import BASELINE_CONCURRENCY, UNITS, Buyer, open_page, parse_time, prepare, units
 from bench.harness import Bench, Gate, Load, error_reason, percentile, progress, result, send
-from bench.rawhttp import RawPhone, RawResponse
+from bench.rawhttp import RawPhone, RawResponse, connect_all
 
 MEMBERS = 2000
 PRESSES_PER_MEMBER = 2
@@ -57,14 +57,8 @@ async def run(bench: Bench) -> dict:
         # that loaded the page is connected), through a client light enough not to be the
         # bottleneck itself (bench/rawhttp.py).
         key = bench.shop["api_keys"]["H5"]
-        raw = [RawPhone("127.0.0.1", bench.stack.ports["gateway"], {"X-Api-Key": key, **b.auth}) for b in buyers]
-        opening = asyncio.Semaphore(256)
-
-        async def connect(phone: RawPhone) -> None:
-            async with opening:
-                await phone.connect()
-
-        await asyncio.gather(*(connect(p) for p in raw))
+        raw = await connect_all([RawPhone("127.0.0.1", bench.stack.ports["gateway"], {"X-Api-Key": key, **b.auth})
+                                 for b in buyers])
         wait_s = (parse_time(sale["starts_at"]) - datetime.now(timezone.utc)).total_seconds()
         if wait_s > 0:
             await asyncio.sleep(wait_s)

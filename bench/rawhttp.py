@@ -73,3 +73,16 @@ class RawPhone:
                 await writer.wait_closed()
             except OSError:
                 pass
+
+
+async def connect_all(phones: list[RawPhone], at_once: int = 256) -> list[RawPhone]:
+    """Opens every phone's connection before a burst, `at_once` at a time (a phone that
+    loaded the page is connected); returns the phones."""
+    opening = asyncio.Semaphore(at_once)
+
+    async def connect(phone: RawPhone) -> None:
+        async with opening:
+            await phone.connect()
+
+    await asyncio.gather(*(connect(p) for p in phones))
+    return phones

@@ -83,16 +83,19 @@ async def _call(app, path: str) -> tuple[int, dict, bytes]:
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body
 
 
-async def test_the_request_over_the_bound_is_answered_at_once_and_streams_are_not_counted():
-    release = asyncio.Event()
-    entered = asyncio.Event()
-
+def held_until(release: asyncio.Event, entered: asyncio.Event):
+    """An app that signals `entered` and answers 200 only once `release` is set."""
     async def held(scope, receive, send):
         entered.set()
         await release.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
+    return held
 
+
+async def test_the_request_over_the_bound_is_answered_at_once_and_streams_are_not_counted():
+    release, entered = asyncio.Event(), asyncio.Event()
+    held = held_until(release, entered)
     app = InFlightLimit(held, limit=1)
     first = asyncio.create_task(_call(app, "/v1/me"))
     await entered.wait()
@@ -116,15 +119,8 @@ async def test_the_request_over_the_bound_is_answered_at_once_and_streams_are_no
 
 
 async def test_a_crowd_takes_at_most_half_the_slots_and_the_rest_stay_for_everyone_else():
-    release = asyncio.Event()
-    entered = asyncio.Event()
-
-    async def held(scope, receive, send):
-        entered.set()
-        await release.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
-
+    release, entered = asyncio.Event(), asyncio.Event()
+    held = held_until(release, entered)
     app = InFlightLimit(held, limit=2)
     press = asyncio.create_task(_call(app, "/v1/flash-sales/fls_1:buy"))
     await entered.wait()
