@@ -34,7 +34,9 @@ from siyu_kit.lease import Lease, MongoLeases
 REPLICAS = 3
 
 
-class _Counting:
+class CountingPublisher:
+    """Real JetStream, counting the publishes of one relay (also the relay tests' probe)."""
+
     def __init__(self, js):
         self._js = js
         self.published = 0
@@ -48,7 +50,7 @@ async def _round(db, js, events: int, leased: bool) -> tuple[int, float]:
     coll = db[f"agg_{new_id('c').lower()}"]
     leases = MongoLeases(db[f"leases_{new_id('c').lower()}"])
     topic = f"siyu.catalog.bench{new_id('t').lower().replace('_', '')}"
-    counted = [_Counting(js) for _ in range(REPLICAS)]
+    counted = [CountingPublisher(js) for _ in range(REPLICAS)]
     relays = [OutboxRelay("catalog", c, [coll], interval_s=0.5,
                           sweep_lease=Lease(leases, "relay-sweep", f"replica-{i}", ttl=10) if leased else None,
                           grace_s=2.0 if leased else 0.0)

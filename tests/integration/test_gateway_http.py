@@ -9,14 +9,14 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from siyu.common.v1 import common_pb2
-from siyu.member.v1 import member_pb2 as pb, member_pb2_grpc
+from siyu.member.v1 import member_pb2_grpc
 
 from siyu_kit import auth, config
 from siyu_kit.config import SERVICE_NAMES
 from siyu_kit.liveness import LIVENESS_SERVICE
 from siyu_kit.ids import new_id
 from tests.support import channel, ensure_gateway, metadata, stub_fixture, wait_until
+from tests.support.member import merchant_with_key
 
 OPS = metadata(service="test")
 SECRET = config.load("gateway").jwt_secret
@@ -38,14 +38,7 @@ member_stub = stub_fixture("member", member_pb2_grpc.MemberServiceStub)
 
 
 def new_merchant(stub) -> tuple[str, str]:
-    """A fresh merchant and its H5 channel key, made through the member service."""
-    code = "gw-" + new_id("x")[-20:].lower()
-    merchant_id = stub.UpsertMerchant(pb.UpsertMerchantRequest(code=code, name="GW Shop"),
-                                      metadata=OPS).merchant.merchant_id
-    key = "key-" + new_id("k").lower()
-    stub.UpsertApiKey(pb.UpsertApiKeyRequest(merchant_id=merchant_id, channel=common_pb2.CHANNEL_H5, api_key=key),
-                      metadata=OPS)
-    return merchant_id, key
+    return merchant_with_key(stub, "gw", "GW Shop")
 
 
 def error_of(response: httpx.Response) -> dict:

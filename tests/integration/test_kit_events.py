@@ -11,6 +11,7 @@ from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError
 from siyu.common.v1 import common_pb2
 
+from bench.relay_replicas import CountingPublisher
 from siyu_kit.events import outbox
 from siyu_kit.events.consumer import Consumer, Poison, Subscription, backoff_s
 from siyu_kit.events.relay import OutboxRelay
@@ -371,25 +372,13 @@ async def test_one_failing_publish_does_not_hold_back_the_other_documents(mongo,
     assert len(await stored(js, STREAM, f"{topic}.>")) == 5
 
 
-class _Counting:
-    """Real JetStream, counting the publishes of one relay."""
-
-    def __init__(self, js):
-        self._js = js
-        self.published = 0
-
-    async def publish(self, subject, data, headers=None, **kwargs):
-        self.published += 1
-        return await self._js.publish(subject, data, headers=headers, **kwargs)
-
-
 async def test_three_replicas_relays_publish_each_event_once(mongo, js, topic):
     """Each replica publishes what it committed; the sweep, in the lease holder alone,
     takes only what a replica left behind (it died between commit and publish)."""
     coll = mongo[f"agg_{new_id('c').lower()}"]
     leases = MongoLeases(mongo[f"leases_{new_id('c').lower()}"])
     merchant = new_merchant_id()
-    counted = [_Counting(js) for _ in range(3)]
+    counted = [CountingPublisher(js) for _ in range(3)]
     # A long grace first: whatever the machine's load, only the committing replica publishes.
     relays = [OutboxRelay("catalog", c, [coll], interval_s=0.05, grace_s=600,
                           sweep_lease=Lease(leases, "relay-sweep", f"replica-{i}", ttl=60))
@@ -430,7 +419,7 @@ async def test_replicas_writing_one_document_publish_only_their_own_events(mongo
     first, second = event(f"{topic}.created", merchant, "agg_1"), event(f"{topic}.changed", merchant, "agg_1", 2)
     coll.insert_one({"_id": "agg_1", "merchant_id": merchant, "version": 1, **outbox.for_insert(first)})
     coll.update_one({"_id": "agg_1"}, outbox.add_to_update({"$set": {"version": 2}}, second))
-    counted = [_Counting(js), _Counting(js)]
+    counted = [CountingPublisher(js), CountingPublisher(js)]
     relays = [OutboxRelay("catalog", c, [coll], grace_s=0) for c in counted]
     for relay, e in zip(relays, (first, second)):
         relay._note(coll, "agg_1", {e.event_id})

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2
 from siyu.member.v1 import member_pb2 as pb, member_pb2_grpc
-from siyu.common.v1 import common_pb2
 
 from gateway.overload import MAX_RETRY_AFTER_S
 from siyu_kit.admission import AdmissionInterceptor
@@ -24,6 +23,7 @@ from siyu_kit.devstack import free_port
 from siyu_kit.grpc_server import details_of
 from siyu_kit.ids import new_id
 from tests.support import ensure_gateway, eventually, metadata, stub_fixture, wait_until
+from tests.support.member import merchant_with_key
 
 OPS = metadata(service="test")
 # Health's Check is served by every service but is never refused; a siyu method name is.
@@ -135,12 +135,7 @@ def gateway_process(stack, name: str, **env: str):
 
 def new_member(stub) -> dict[str, str]:
     """A fresh merchant, its H5 key and a signed-in member's headers."""
-    code = "ov-" + new_id("x")[-20:].lower()
-    merchant_id = stub.UpsertMerchant(pb.UpsertMerchantRequest(code=code, name="Overload Shop"),
-                                      metadata=OPS).merchant.merchant_id
-    key = "key-" + new_id("k").lower()
-    stub.UpsertApiKey(pb.UpsertApiKeyRequest(merchant_id=merchant_id, channel=common_pb2.CHANNEL_H5, api_key=key),
-                      metadata=OPS)
+    merchant_id, key = merchant_with_key(stub, "ov", "Overload Shop")
     token = stub.Login(pb.LoginRequest(code="sandbox:" + new_id("u")),
                        metadata=metadata(merchant_id, channel="H5")).access_token
     return {"X-Api-Key": key, "Authorization": f"Bearer {token}"}

@@ -8,13 +8,14 @@ synchronous path.
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from typing import Iterator
 
 import httpx
 
 from scripts.seed import Clients, seed_merchant
-from tests.support import db_round_trips as all_round_trips
+from tests.support import db_round_trips as all_round_trips, round_trips_per_run
 
 # Counted by RPC but not per order: the gateway asks a member's token version at most once
 # per 2 s whatever it does, and other tests' jobs on the same suite resolve reservations and
@@ -62,15 +63,8 @@ def test_placing_a_one_line_order_stays_within_the_round_trip_budget(stack):
                 "idempotency_key": uuid.uuid4().hex, "lines": [{"sku_id": sku, "quantity": 1}]})
             assert resp.status_code == 200, resp.text
 
-        # One order first, so every cache on the path is warm, as it is in steady state.
-        place()
-        before = db_round_trips(stack)
-        for _ in range(ORDERS):
-            place()
-        spent = db_round_trips(stack) - before
+        spent, per_order, breakdown = round_trips_per_run(lambda: db_round_trips(stack), [place] * (ORDERS + 1))
 
-    per_order = sum(spent.values()) / ORDERS
-    breakdown = ", ".join(f"{service}.{rpc}={count / ORDERS:g}" for (service, rpc), count in sorted(spent.items()))
     assert spent[("order", "PlaceOrder")] > 0, f"the order service counted nothing for PlaceOrder: {breakdown}"
     assert per_order <= BUDGET_PER_ORDER, (
         f"{per_order:g} database round trips per placed order, budget {BUDGET_PER_ORDER}: {breakdown}")
@@ -112,15 +106,8 @@ def test_placing_an_order_with_a_coupon_and_points_stays_within_its_budget(stack
             "coupon_id": coupon_id, "points": "100"}))["order"]
         assert order["coupon"]["coupon_id"] == coupon_id and order["points_used"] == "100"
 
-    place(coupons[0])  # warm caches, as in steady state
-    before = db_round_trips(stack)
-    for coupon_id in coupons[1:]:
-        place(coupon_id)
-    spent = db_round_trips(stack) - before
-
-    per_order = sum(spent.values()) / VALUE_ORDERS
-    breakdown = ", ".join(f"{service}.{rpc}={count / VALUE_ORDERS:g}"
-                          for (service, rpc), count in sorted(spent.items()))
+    spent, per_order, breakdown = round_trips_per_run(lambda: db_round_trips(stack),
+                                                      [functools.partial(place, c) for c in coupons])
     assert spent[("member", "LockCoupon")] > 0 and spent[("member", "HoldPoints")] > 0, breakdown
     assert per_order <= BUDGET_PER_VALUE_ORDER, (
         f"{per_order:g} database round trips per order with a coupon and points, budget "
@@ -153,14 +140,9 @@ def test_a_paid_checkout_stays_within_its_round_trip_budget(stack):
             done = call(f"/v1/sandbox/payments/{payment['payment_id']}:complete", {})
             assert done["payment"]["state"] == "PAYMENT_STATE_SUCCEEDED"
 
-        checkout()  # warm caches, as in steady state
-        before = db_round_trips(stack)
-        for _ in range(PAID_ORDERS):
-            checkout()
-        spent = db_round_trips(stack) - before
+        spent, per_order, breakdown = round_trips_per_run(lambda: db_round_trips(stack),
+                                                          [checkout] * (PAID_ORDERS + 1))
 
-    per_order = sum(spent.values()) / PAID_ORDERS
-    breakdown = ", ".join(f"{service}.{rpc}={count / PAID_ORDERS:g}" for (service, rpc), count in sorted(spent.items()))
     assert spent[("order", "CompleteSandboxPayment")] > 0, breakdown
     assert per_order <= BUDGET_PER_PAID_ORDER, (
         f"{per_order:g} database round trips per paid order, budget {BUDGET_PER_PAID_ORDER}: {breakdown}")

@@ -174,6 +174,20 @@ def db_round_trips(stack) -> Counter:
     return counts
 
 
+def round_trips_per_run(count: Callable[[], Counter], runs: list[Callable[[], object]]) -> tuple[Counter, float, str]:
+    """Does the first of `runs` so every cache on the path is warm, as in steady state, then
+    the others: the database round trips those spent (by `count`, e.g. db_round_trips),
+    their mean per run, and a breakdown by service and RPC for a failure's message."""
+    first, *measured = runs
+    first()
+    before = count()
+    for run in measured:
+        run()
+    spent = count() - before
+    breakdown = ", ".join(f"{service}.{rpc}={n / len(measured):g}" for (service, rpc), n in sorted(spent.items()))
+    return spent, sum(spent.values()) / len(measured), breakdown
+
+
 def ensure_gateway(stack, services) -> str:
     """The suite's gateway and the named services; with SIYU_TEST_ONLY they start here."""
     missing = [n for n in services if n not in stack.procs]

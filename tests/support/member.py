@@ -7,9 +7,23 @@ import nats
 from siyu.member.v1 import member_pb2 as pb
 from siyu.order.v1 import events_pb2 as order_events, order_pb2
 
+from siyu.common.v1 import common_pb2
+
 from siyu_kit.events.outbox import make_event
+from siyu_kit.ids import new_id
 from siyu_kit.protos import money, timestamp
 from tests.support import metadata
+
+
+def merchant_with_key(stub, prefix: str, name: str) -> tuple[str, str]:
+    """A fresh merchant and its H5 channel key, made through the member service."""
+    ops = metadata(service="test")
+    merchant_id = stub.UpsertMerchant(pb.UpsertMerchantRequest(code=f"{prefix}-" + new_id("x")[-20:].lower(),
+                                                               name=name), metadata=ops).merchant.merchant_id
+    key = "key-" + new_id("k").lower()
+    stub.UpsertApiKey(pb.UpsertApiKeyRequest(merchant_id=merchant_id, channel=common_pb2.CHANNEL_H5, api_key=key),
+                      metadata=ops)
+    return merchant_id, key
 
 
 def login(stub, merchant_id, unionid, ch="H5", nickname=""):
