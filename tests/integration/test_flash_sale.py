@@ -305,7 +305,8 @@ async def test_300_members_at_once_buy_exactly_the_20_units(stack, catalog, orde
                     placed = await stub.PlaceFlashSaleOrder(request, metadata=buyer(mid, member_id))
                     return placed.order, time.monotonic() - started
                 except grpc.aio.AioRpcError as error:
-                    if reason(error) != "OVERLOADED":
+                    # A press still refused after a minute is an answer too (and fails the test).
+                    if reason(error) != "OVERLOADED" or time.monotonic() - started > 60:
                         return (error.code(), reason(error), error.details()), time.monotonic() - started
                 # The service at its bound of calls in flight: the app presses again (the
                 # same key) after a moment, as the gateway's clients do after Retry-After.
