@@ -200,6 +200,11 @@ class Consumer:
         stopped = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait((poll, stopped), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # This consumer itself is cancelled: no fetch may poll on behind it.
+            poll.cancel()
+            poll.add_done_callback(_read_outcome)
+            raise
         finally:
             stopped.cancel()
         if not poll.done():
@@ -283,3 +288,10 @@ def _tunables(config: ConsumerConfig) -> tuple:
     replicas (0 means the stream's)."""
     return (config.max_deliver, float(config.ack_wait or 0), tuple(config.backoff or ()),
             config.num_replicas or 0)
+
+
+def _read_outcome(future: asyncio.Future) -> None:
+    """Reads how an abandoned fetch ended, so its error (the connection closed under
+    it) is not reported as never retrieved."""
+    if not future.cancelled():
+        future.exception()

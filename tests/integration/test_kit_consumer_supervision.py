@@ -171,3 +171,27 @@ async def test_lag_is_measured_from_the_server(js):
         gate.set()
         await _stop(consumer, task)
         await _drop_stream(js, stream)
+
+
+async def test_a_cancelled_consumer_leaves_no_fetch_polling_behind_it(js):
+    """A caught-up consumer long-polls; when a service cancels it on the way down, the
+    poll goes with it rather than living on for its five seconds."""
+    subject, stream = _topic()
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"{subject.rsplit('.', 2)[0]}.>"]))
+    consumer = Consumer("kittest", js, Subscription(f"kit_cancel_{new_id('d')}", subject,
+                                                    wrappers_pb2.StringValue, Recorder()))
+    before = asyncio.all_tasks()
+
+    def its_tasks() -> list[asyncio.Task]:
+        return [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
+
+    task = await _run(consumer)
+    try:
+        await eventually(lambda: any("fetch" in repr(t.get_coro()) for t in its_tasks()),
+                         message="the consumer long-polls")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await eventually(lambda: not its_tasks(), timeout=2, message="nothing of the consumer left running")
+    finally:
+        await _stop(consumer, task)
+        await _drop_stream(js, stream)
