@@ -107,3 +107,25 @@ def stack(tmp_path_factory) -> Stack:
         yield suite
     if os.environ.get("SIYU_KEEP_LOGS"):
         print(f"logs kept in {data_dir}/log")
+
+
+# A test worker's internal error ends the run with the controller's own traceback last,
+# which hides the worker's; CI shows only the end of the output, so the worker's last
+# lines are repeated there.
+_worker_errors: list[str] = []
+WORKER_ERROR_LINES = 15
+
+
+def pytest_internalerror(excrepr, excinfo) -> None:
+    text = str(excinfo.value)
+    if isinstance(excinfo.value, AssertionError) and text.startswith("Traceback"):
+        _worker_errors.append(text)
+
+
+def pytest_unconfigure(config) -> None:
+    import sys
+
+    for text in _worker_errors:
+        lines = [line for line in text.splitlines() if line.strip(" ^~") and line.strip() != "assert False"]
+        print("a test worker's internal error ended the run; its last lines:", *lines[-WORKER_ERROR_LINES:],
+              sep="\n", file=sys.stderr)
