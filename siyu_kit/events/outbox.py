@@ -21,7 +21,7 @@ OUTBOX = "outbox"
 PENDING = "outbox_pending"
 SEQ = "outbox_seq"
 # Epoch ms of the last write that added events: the relays' sweep takes only documents
-# pending for longer than its grace (the replica that wrote them publishes them first).
+# pending for its grace or longer (the replica that wrote them publishes them first).
 SINCE = "outbox_ms"
 
 _CHANNEL_NUMBERS = {"MINI_PROGRAM": 1, "H5": 2, "LIVE": 3}

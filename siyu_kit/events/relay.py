@@ -134,7 +134,8 @@ class OutboxRelay:
         return published
 
     async def pass_once(self, grace_s: float = 0.0) -> int:
-        """The sweep: documents (of every collection) pending for longer than `grace_s`."""
+        """The sweep: documents (of every collection) pending for `grace_s` or longer (with
+        no grace, everything pending now, also what was written this very millisecond)."""
         published = 0
         backlog = 0
         cutoff = int(time.time() * 1000 - grace_s * 1000)
@@ -189,9 +190,9 @@ def _family(subject: str) -> str:
 
 
 def _left_pending(collection: Collection, cutoff_ms: int) -> list[dict]:
-    """Pending documents whose last events were written before `cutoff_ms`, and pending
-    documents written before the outbox kept that time."""
-    docs = list(collection.find({PENDING: 1, SINCE: {"$lt": cutoff_ms}}, _FIELDS).limit(BATCH))
+    """Pending documents whose last events were written at or before `cutoff_ms`, and
+    pending documents written before the outbox kept that time."""
+    docs = list(collection.find({PENDING: 1, SINCE: {"$lte": cutoff_ms}}, _FIELDS).limit(BATCH))
     if len(docs) < BATCH:
         docs += list(collection.find({PENDING: 1, SINCE: {"$exists": False}}, _FIELDS).limit(BATCH - len(docs)))
     return docs
