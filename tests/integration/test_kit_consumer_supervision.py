@@ -191,7 +191,7 @@ async def test_a_cancelled_consumer_leaves_no_fetch_polling_behind_it(js):
                          message="the consumer long-polls")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await eventually(lambda: not its_tasks(), timeout=2, message="nothing of the consumer left running")
+        await eventually(lambda: not its_tasks(), timeout=3, message="nothing of the consumer left running")
     finally:
         await _stop(consumer, task)
         await _drop_stream(js, stream)
