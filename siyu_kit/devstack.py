@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -37,10 +38,52 @@ DEFAULT_PORTS = {"mongo": 27117, "nats": 4322, "gateway": 8080, "wechat": 8090,
                  "content_metrics": 9154}
 
 
+# Suites on free ports (the tests, the bench) listen below the ephemeral range as well, so
+# an outgoing connection opened meanwhile cannot take a port between its choice and the
+# server's bind; and below `make run`'s fixed ports, so the two can run side by side. Each
+# test worker draws from its own block, and a process never hands out a port twice.
+FREE_PORTS = range(10_000, 27_000)
+_handed_out: set[int] = set()
+_cursor = random.randrange(1 << 30)  # another run's servers may still hold the first ports
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _worker_block() -> range:
+    """This test worker's share of FREE_PORTS (pytest-xdist names workers gw0, gw1, …)."""
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    index = int(worker) % workers if worker.isdigit() else 0
+    size = len(FREE_PORTS) // workers
+    return range(FREE_PORTS.start + index * size, FREE_PORTS.start + (index + 1) * size)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on now, not handed out before by this process."""
+    global _cursor
+    if _ephemeral_low() <= FREE_PORTS.stop:  # an unusual kernel setting: let it choose
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    block = _worker_block()
+    for _ in range(len(block)):
+        port = block[_cursor % len(block)]
+        _cursor += 1
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {block.start}–{block.stop - 1}")
 
 
 def wait_for_port(port: int, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:

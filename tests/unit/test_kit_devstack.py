@@ -1,4 +1,5 @@
-"""`make run` ports: outside the ephemeral range, and a taken one is named with its holder."""
+"""Ports: `make run`'s and the free ones the tests and the bench draw lie outside the
+ephemeral range, and a taken one is named with its holder."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from siyu_kit.devstack import DEFAULT_PORTS, Stack, free_port
+from siyu_kit import devstack
+from siyu_kit.devstack import DEFAULT_PORTS, FREE_PORTS, Stack, free_port
 
 
 def ephemeral_range() -> tuple[int, int]:
@@ -49,3 +51,39 @@ def test_a_listening_port_is_named_too(tmp_path):
 
 def test_free_ports_pass(tmp_path):
     Stack(tmp_path, {"gateway": free_port()}).check_ports_free()
+
+
+def test_free_ports_lie_below_the_ephemeral_range_and_apart_from_the_fixed_ones():
+    low, _ = ephemeral_range()
+    assert FREE_PORTS.stop <= low
+    assert not set(DEFAULT_PORTS.values()) & set(FREE_PORTS)
+
+
+def test_each_test_worker_draws_from_its_own_block(monkeypatch):
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    blocks = []
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        blocks.append(set(devstack._worker_block()))
+        assert free_port() in blocks[-1]
+    assert blocks[0] and blocks[1] and not blocks[0] & blocks[1]
+    assert blocks[0] | blocks[1] <= set(FREE_PORTS)
+
+
+def test_a_port_is_handed_out_once_and_a_listened_one_is_passed_over(monkeypatch):
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == 200
+
+    with socket.socket() as taken:
+        # Listen on a port not yet handed out, and point the cursor at it.
+        for i, port in enumerate(devstack._worker_block()):
+            if port in devstack._handed_out:
+                continue
+            try:
+                taken.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            monkeypatch.setattr(devstack, "_cursor", i)
+            break
+        taken.listen()
+        assert free_port() not in {taken.getsockname()[1], *ports}
