@@ -168,6 +168,21 @@ def test_list_shows_sales_not_ended_soonest_first_in_pages(catalog):
 # ---- reserving in the catalog
 
 
+async def press(call, give_up_after_s: float = 60.0):
+    """A buyer's press through the app: while the service answers OVERLOADED (at its bound
+    of calls in flight) it is pressed again after a moment, as the gateway's clients do
+    after Retry-After. The reply, or (code, reason, message) of any other refusal, or of
+    OVERLOADED after a minute (an answer too, which fails the test)."""
+    started = time.monotonic()
+    while True:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as error:
+            if reason(error) != "OVERLOADED" or time.monotonic() - started > give_up_after_s:
+                return error.code(), reason(error), error.details()
+        await asyncio.sleep(0.2)
+
+
 async def test_a_crowd_takes_exactly_the_pool(stack, catalog):
     mid = new_merchant_id()
     (sku,) = make_skus(catalog, mid, (1000, 100))
@@ -176,11 +191,10 @@ async def test_a_crowd_takes_exactly_the_pool(stack, catalog):
         stub = catalog_pb2_grpc.CatalogServiceStub(ch)
 
         async def one():
-            try:
-                r = await stub.ReserveFlashSale(reserve_request(sale.flash_sale_id), metadata=internal(mid))
-                return r.reservation.reservation_id
-            except grpc.aio.AioRpcError as error:
-                return error.code(), reason(error)
+            answer = await press(lambda: stub.ReserveFlashSale(reserve_request(sale.flash_sale_id),
+                                                               metadata=internal(mid)))
+            return answer[:2] if isinstance(answer, tuple) else answer.reservation.reservation_id
+        # More presses at once than the service's bound of calls in flight (64).
         outcomes = await asyncio.gather(*(one() for _ in range(80)))
     won = [o for o in outcomes if isinstance(o, str)]
     assert len(won) == 10 and len(set(won)) == 10
@@ -299,18 +313,9 @@ async def test_300_members_at_once_buy_exactly_the_20_units(stack, catalog, orde
 
         async def press_buy(member_id: str):
             started = time.monotonic()
-            request = buy_request(sale.flash_sale_id)
-            while True:
-                try:
-                    placed = await stub.PlaceFlashSaleOrder(request, metadata=buyer(mid, member_id))
-                    return placed.order, time.monotonic() - started
-                except grpc.aio.AioRpcError as error:
-                    # A press still refused after a minute is an answer too (and fails the test).
-                    if reason(error) != "OVERLOADED" or time.monotonic() - started > 60:
-                        return (error.code(), reason(error), error.details()), time.monotonic() - started
-                # The service at its bound of calls in flight: the app presses again (the
-                # same key) after a moment, as the gateway's clients do after Retry-After.
-                await asyncio.sleep(0.2)
+            request = buy_request(sale.flash_sale_id)  # pressed again with the same key
+            answer = await press(lambda: stub.PlaceFlashSaleOrder(request, metadata=buyer(mid, member_id)))
+            return (answer if isinstance(answer, tuple) else answer.order), time.monotonic() - started
         started = time.monotonic()
         outcomes = await asyncio.gather(*(press_buy(m) for m in members))
         elapsed = time.monotonic() - started
