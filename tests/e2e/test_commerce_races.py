@@ -5,6 +5,7 @@ payment is accounted for."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter
 
@@ -22,13 +23,25 @@ SHOP_PER_TEST = True
 CHANNELS = ("H5", "MINI_PROGRAM", "LIVE")
 
 
+async def sent(client: httpx.AsyncClient, method: str, url: str, **kwargs) -> httpx.Response:
+    """A request as the app sends it in a crowd: answered 503 (the gateway or a service at
+    its bound of requests in flight) it is sent again after Retry-After, with the same body
+    and so the same idempotency key; still 503 after a minute, that is the answer."""
+    give_up_at = time.monotonic() + 60
+    while True:
+        resp = await client.request(method, url, **kwargs)
+        if resp.status_code != 503 or time.monotonic() > give_up_at:
+            return resp
+        await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
+
+
 async def login_all(shop, unionids: list[str]) -> list[tuple[str, str]]:
     """(channel, access token) of one member per unionid, spread over the three channels."""
     async with httpx.AsyncClient(base_url=shop.url, timeout=60) as client:
         async def login(i: int, unionid: str) -> tuple[str, str]:
             channel = CHANNELS[i % len(CHANNELS)]
-            resp = await client.post("/v1/auth/login", json={"code": f"sandbox:{unionid}"},
-                                     headers={"X-Api-Key": shop.key(channel)})
+            resp = await sent(client, "POST", "/v1/auth/login", json={"code": f"sandbox:{unionid}"},
+                              headers={"X-Api-Key": shop.key(channel)})
             assert resp.status_code == 200, resp.text
             return channel, resp.json()["access_token"]
         return await asyncio.gather(*(login(i, u) for i, u in enumerate(unionids)))
@@ -43,8 +56,8 @@ async def place_all(shop, buyers: list[tuple[str, str]], sku_id: str) -> list[ht
     limits = httpx.Limits(max_connections=len(buyers), max_keepalive_connections=len(buyers))
     async with httpx.AsyncClient(base_url=shop.url, timeout=60, limits=limits) as client:
         return await asyncio.gather(*(
-            client.post("/v1/orders", headers=headers(shop, channel, token),
-                        json={"idempotency_key": uuid.uuid4().hex, "lines": [{"sku_id": sku_id, "quantity": 1}]})
+            sent(client, "POST", "/v1/orders", headers=headers(shop, channel, token),
+                 json={"idempotency_key": uuid.uuid4().hex, "lines": [{"sku_id": sku_id, "quantity": 1}]})
             for channel, token in buyers))
 
 
