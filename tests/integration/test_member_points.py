@@ -77,8 +77,9 @@ async def test_points_of_a_completed_order_unfreeze_when_its_after_sales_window_
     completed = utcnow() - timedelta(days=8)
     event = order_completed(merchant_id, member_id, order_id, completed)
     await publish(stack, event, event)
-    mine = wait_until(lambda: (p := points(stub, merchant_id, member_id)).available == 123 and p, timeout=30,
-                      message="unfrozen points")
+    # The account moves first and its ledger entry follows in a second write: wait for both.
+    mine = wait_until(lambda: (p := points(stub, merchant_id, member_id)).available == 123
+                      and len(p.entries) == 2 and p, timeout=30, message="unfrozen points and their entry")
     assert (mine.balance, mine.frozen, mine.held, mine.owed) == (123, 0, 0, 0)
     assert [e.kind for e in mine.entries] == [pb.POINTS_MOVEMENT_UNFREEZE, pb.POINTS_MOVEMENT_EARN]
     assert mine.expiring[0].points == 123
@@ -346,7 +347,9 @@ async def test_an_account_opens_from_the_ledger_written_before_accounts(stack, s
     mine = wait_until(lambda: (p := points(stub, merchant_id, member_id)).available == 88 and p,
                       message="legacy points unfrozen")
     assert (mine.balance, mine.frozen) == (88, 0)
-    assert db.points_entries.count_documents({"merchant_id": merchant_id, "source_id": order_id}) == 2
+    # The unfreezing's entry follows the account's move in a second write.
+    wait_until(lambda: db.points_entries.count_documents({"merchant_id": merchant_id, "source_id": order_id}) == 2,
+               message="the legacy entry and its unfreezing")
     assert money(1).amount == 1
 
 
