@@ -10,6 +10,7 @@ demo merchant's (scripts/run.py), so the kit itself knows nothing of the demo da
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -47,6 +48,7 @@ _handed_out: set[int] = set()
 _cursor = random.randrange(1 << 30)  # another run's servers may still hold the first ports
 
 
+@functools.cache
 def _ephemeral_low() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
